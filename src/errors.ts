@@ -1,0 +1,64 @@
+// One registry of every error Umbra returns, with its HTTP status. Transports turn an
+// UmbraError into `{"error": message}` with `status`; anything else is a 500 internal fault.
+
+export const ERROR_CODES = {
+  INVALID_INPUT: { status: 400, description: 'the request body or a parameter is malformed or does not match the model' },
+  INVALID_ARGUMENT: { status: 400, description: 'a CLI flag, config field or admin input is invalid' },
+  UNAUTHORIZED: { status: 401, description: 'the admin token is missing or wrong' },
+  MODEL_NOT_FOUND: { status: 404, description: 'no such model in the repository or not loaded' },
+  VERSION_NOT_FOUND: { status: 404, description: 'no such version of the model is loaded' },
+  NOT_FOUND: { status: 404, description: 'no such route or resource' },
+  METHOD_NOT_ALLOWED: { status: 405, description: 'the route exists but not for this HTTP method' },
+  PAYLOAD_TOO_LARGE: { status: 413, description: 'the request body is over the configured limit' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'the content encoding is not supported' },
+  TIMEOUT: { status: 504, description: 'the request waited in the queue longer than its timeout' },
+  QUEUE_FULL: { status: 503, description: 'the model queue is full; retry later' },
+  NOT_READY: { status: 503, description: 'the server or model is not ready (loading or draining)' },
+  LOAD_FAILED: { status: 400, description: 'a model failed to load; the previous version keeps serving' },
+  INTERNAL: { status: 500, description: 'an internal fault' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class UmbraError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Seconds for a `Retry-After` header on 503 answers. */
+  readonly retryAfter?: number;
+
+  constructor(code: ErrorCode, message: string, options: { retryAfter?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UmbraError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    if (options.retryAfter !== undefined) this.retryAfter = options.retryAfter;
+  }
+}
+
+export function isUmbraError(value: unknown): value is UmbraError {
+  return value instanceof UmbraError;
+}
+
+/** Wording every validation message the same way: "expected X for Y but received Z". */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
+  return typeof value;
+}
+
+export function invalid(code: ErrorCode, expected: string, what: string, received: unknown): UmbraError {
+  return new UmbraError(code, `expected ${expected} for ${what} but received ${describeValue(received)}`);
+}
+
+/** Map any thrown value to the status and message a transport sends. */
+export function toErrorBody(err: unknown): { status: number; body: { error: string }; retryAfter?: number } {
+  if (isUmbraError(err)) {
+    const out: { status: number; body: { error: string }; retryAfter?: number } = { status: err.status, body: { error: err.message } };
+    if (err.retryAfter !== undefined) out.retryAfter = err.retryAfter;
+    return out;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { status: 500, body: { error: `internal error: ${message}` } };
+}
