@@ -1,0 +1,15 @@
+// The protocol layer's public surface: import from here, not from the files behind it.
+
+export * from './types.js';
+export {
+  bytesPerElement, datatypeToOrtType, integerRange, isDataType, ortTypeToDatatype, tensorToOrtType, typedArrayFor, typedArrayView,
+  type OrtTensorType,
+} from './datatype.js';
+export { float32ToHalf, halfToFloat32, halfArrayToFloat32, HALF_MAX } from './half.js';
+export { concatTensors, elementCount, sameRowShape, splitTensor } from './tensor.js';
+export { checkFinite, DEFAULT_MAX_ELEMENTS } from './validate.js';
+export { encodeBytesElements, tensorDataToBinary } from './binary-data.js';
+export { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } from './request.js';
+export {
+  encodeInferResponse, encodeJson, stringifyJson, type EncodedResponse, type EncodeInferResponseOptions,
+} from './response.js';

@@ -1,0 +1,184 @@
+// JSON tensor data (`inputs[].data`, flat or nested) into typed storage. This is the hot path for
+// JSON clients: one pass, writing straight into the final typed array, no per-element allocation.
+
+import { invalid } from '../errors.js';
+import { integerRange, typedArrayFor } from './datatype.js';
+import { float32ToHalf } from './half.js';
+import type { DataType, TensorData } from './types.js';
+import { badInput } from './validate.js';
+
+type Writer = (src: unknown[], out: TensorData, offset: number, what: string) => void;
+
+// Smallest magnitudes that round to infinity: the max finite value plus half an ulp.
+const FP32_OVERFLOW = 3.4028235677973366e38;
+const FP16_OVERFLOW = 65520;
+const TWO_POW_32 = 4294967296;
+const TWO_POW_63 = 9223372036854775808;
+const TWO_POW_64 = 18446744073709551616;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const LOW_WORD = LITTLE_ENDIAN ? 0 : 1;
+const HIGH_WORD = LITTLE_ENDIAN ? 1 : 0;
+
+const NON_FINITE_WORD = /^[+-]?(nan|inf|infinity)$/i;
+
+/**
+ * JSON has no NaN or infinity, so clients spell them as strings. They become the float value here
+ * and the single allow_nan gate (`checkFinite`) decides afterwards whether they are accepted.
+ */
+function nonFiniteFromString(value: unknown, index: number, what: string): number {
+  if (typeof value === 'string' && NON_FINITE_WORD.test(value)) {
+    const lower = value.toLowerCase();
+    if (lower.endsWith('nan')) return NaN;
+    return lower.startsWith('-') ? -Infinity : Infinity;
+  }
+  throw invalid('INVALID_INPUT', 'a number', `${what} element ${index}`, value);
+}
+
+function floatWriter(limit: number, datatype: DataType): Writer {
+  return (src, out, offset, what) => {
+    const dst = out as Float32Array | Float64Array;
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (typeof v === 'number') {
+        if (v >= limit || v <= -limit) throw invalid('INVALID_INPUT', `a number within the ${datatype} range`, `${what} element ${offset + i}`, v);
+        dst[offset + i] = v;
+      } else {
+        dst[offset + i] = nonFiniteFromString(v, offset + i, what);
+      }
+    }
+  };
+}
+
+const writeFp16: Writer = (src, out, offset, what) => {
+  const dst = out as Uint16Array;
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    let n: number;
+    if (typeof v === 'number') {
+      if (v >= FP16_OVERFLOW || v <= -FP16_OVERFLOW) throw invalid('INVALID_INPUT', 'a number within the FP16 range', `${what} element ${offset + i}`, v);
+      n = v;
+    } else {
+      n = nonFiniteFromString(v, offset + i, what);
+    }
+    dst[offset + i] = float32ToHalf(n);
+  }
+};
+
+function integerError(v: unknown, datatype: DataType, min: number | string, max: number | string, what: string): Error {
+  if (typeof v === 'number' && Number.isInteger(v)) {
+    return invalid('INVALID_INPUT', `an integer between ${min} and ${max} (${datatype})`, what, v);
+  }
+  return invalid('INVALID_INPUT', `an integer (${datatype})`, what, v);
+}
+
+function smallIntegerWriter(datatype: DataType): Writer {
+  const [min, max] = integerRange(datatype)!;
+  return (src, out, offset, what) => {
+    const dst = out as Int32Array;
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+        throw integerError(v, datatype, min, max, `${what} element ${offset + i}`);
+      }
+      dst[offset + i] = v;
+    }
+  };
+}
+
+/**
+ * 64-bit integers are written as two 32-bit words to avoid a BigInt per element. JSON.parse has
+ * already rounded anything past 2^53 to a double; such values are kept as that double.
+ */
+function wideIntegerWriter(datatype: 'INT64' | 'UINT64'): Writer {
+  const min = datatype === 'INT64' ? -TWO_POW_63 : 0;
+  const limit = datatype === 'INT64' ? TWO_POW_63 : TWO_POW_64; // exclusive
+  const shownMin = datatype === 'INT64' ? '-9223372036854775808' : '0';
+  const shownMax = datatype === 'INT64' ? '9223372036854775807' : '18446744073709551615';
+  return (src, out, offset, what) => {
+    const typed = out as BigInt64Array;
+    const words = new Uint32Array(typed.buffer, typed.byteOffset, typed.length * 2);
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v >= limit) {
+        throw integerError(v, datatype, shownMin, shownMax, `${what} element ${offset + i}`);
+      }
+      const j = (offset + i) * 2;
+      words[j + LOW_WORD] = v % TWO_POW_32; // Uint32Array stores modulo 2^32, negatives included
+      words[j + HIGH_WORD] = Math.floor(v / TWO_POW_32);
+    }
+  };
+}
+
+const writeBool: Writer = (src, out, offset, what) => {
+  const dst = out as Uint8Array;
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    if (v === true) dst[offset + i] = 1;
+    else if (v === false) dst[offset + i] = 0;
+    else throw invalid('INVALID_INPUT', 'true or false (BOOL)', `${what} element ${offset + i}`, v);
+  }
+};
+
+const writeBytes: Writer = (src, out, offset, what) => {
+  const dst = out as string[];
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i];
+    if (typeof v !== 'string') throw invalid('INVALID_INPUT', 'a string (BYTES)', `${what} element ${offset + i}`, v);
+    dst[offset + i] = v;
+  }
+};
+
+const WRITERS: Record<DataType, Writer> = {
+  BOOL: writeBool,
+  UINT8: smallIntegerWriter('UINT8'),
+  UINT16: smallIntegerWriter('UINT16'),
+  UINT32: smallIntegerWriter('UINT32'),
+  UINT64: wideIntegerWriter('UINT64'),
+  INT8: smallIntegerWriter('INT8'),
+  INT16: smallIntegerWriter('INT16'),
+  INT32: smallIntegerWriter('INT32'),
+  INT64: wideIntegerWriter('INT64'),
+  FP16: writeFp16,
+  FP32: floatWriter(FP32_OVERFLOW, 'FP32'),
+  FP64: floatWriter(Infinity, 'FP64'),
+  BYTES: writeBytes,
+};
+
+function suffixProduct(shape: readonly number[], from: number): number {
+  let n = 1;
+  for (let i = from; i < shape.length; i++) n *= shape[i]!;
+  return n;
+}
+
+/**
+ * Walk nested data against the shape. A level whose first item is not an array is a flat run of
+ * every remaining element, so flat data (the common, fast case) is one run at depth 0, and
+ * partly nested data (rows of flattened features) is accepted too.
+ */
+function fill(node: unknown[], depth: number, shape: readonly number[], out: TensorData, offset: number, write: Writer, what: string): number {
+  if (node.length === 0 || !Array.isArray(node[0])) {
+    const expected = suffixProduct(shape, depth);
+    if (node.length !== expected) {
+      const where = depth === 0 ? `${what} data` : `${what} data at depth ${depth}`;
+      throw badInput(`expected ${expected} elements for ${where} (shape [${shape.join(', ')}]) but received ${node.length}`);
+    }
+    write(node, out, offset, what);
+    return offset + node.length;
+  }
+  if (depth >= shape.length || node.length !== shape[depth]) {
+    throw badInput(`expected nested data matching shape [${shape.join(', ')}] for ${what} but received an array of length ${node.length} at depth ${depth}`);
+  }
+  for (const child of node) {
+    if (!Array.isArray(child)) throw invalid('INVALID_INPUT', `an array at depth ${depth + 1}`, `${what} data`, child);
+    offset = fill(child, depth + 1, shape, out, offset, write, what);
+  }
+  return offset;
+}
+
+/** Convert `inputs[].data` to storage for `count` elements of `datatype`; `what` names the input. */
+export function jsonToTensorData(data: unknown, datatype: DataType, shape: readonly number[], count: number, what: string): TensorData {
+  if (!Array.isArray(data)) throw invalid('INVALID_INPUT', 'an array', `${what} data`, data);
+  const out = typedArrayFor(datatype, count);
+  fill(data, 0, shape, out, 0, WRITERS[datatype], what);
+  return out;
+}

@@ -1,0 +1,183 @@
+// Parse and validate an OIP v2 inference request (JSON, optionally followed by binary tensors)
+// against the model's signature. Transport-free: the server passes the body bytes and the
+// Inference-Header-Content-Length header value.
+
+import { UmbraError, invalid } from '../errors.js';
+import { binaryToTensorData } from './binary-data.js';
+import { isDataType } from './datatype.js';
+import { jsonToTensorData } from './json-data.js';
+import type { InferRequest, ModelSignature, RequestedOutput, Tensor, TensorSpec } from './types.js';
+import {
+  DEFAULT_MAX_ELEMENTS, allowNanFor, badInput, checkDatatype, checkFinite, checkShapeAgainstSpec,
+  countElements, isPlainObject, readOptionalBoolean, readParameters, readShape, readString,
+} from './validate.js';
+
+export interface ParseInferRequestOptions {
+  /** `Inference-Header-Content-Length`: the first N bytes are JSON, the rest binary tensors. */
+  headerLength?: number;
+  signature: ModelSignature;
+  /** Cap on elements per input tensor (default 64 Mi). */
+  maxElements?: number;
+}
+
+interface SignatureIndex {
+  inputs: Map<string, TensorSpec>;
+  outputs: Set<string>;
+}
+
+// Signatures live as long as their loaded model; index each once instead of per request.
+const indexes = new WeakMap<ModelSignature, SignatureIndex>();
+
+function indexOf(signature: ModelSignature): SignatureIndex {
+  let index = indexes.get(signature);
+  if (index === undefined) {
+    index = {
+      inputs: new Map(signature.inputs.map((s) => [s.name, s])),
+      outputs: new Set(signature.outputs.map((s) => s.name)),
+    };
+    indexes.set(signature, index);
+  }
+  return index;
+}
+
+function listNames(names: Iterable<string>): string {
+  return [...names].map((n) => JSON.stringify(n)).join(', ') || '(none)';
+}
+
+/**
+ * Fixed-size binary inputs are views into `body`'s memory; the caller must not reuse that buffer.
+ * Inputs come back in request order. Throws UmbraError('INVALID_INPUT') naming the bad field.
+ */
+export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptions): InferRequest {
+  const { signature } = opts;
+  const maxElements = opts.maxElements ?? DEFAULT_MAX_ELEMENTS;
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const total = bytes.length;
+
+  let jsonEnd = total;
+  if (opts.headerLength !== undefined) {
+    const h = opts.headerLength;
+    if (!Number.isSafeInteger(h) || h < 1 || h > total) {
+      throw invalid('INVALID_INPUT', `an integer between 1 and the body length ${total}`, 'Inference-Header-Content-Length', h);
+    }
+    jsonEnd = h;
+  }
+
+  let root: unknown;
+  try {
+    root = JSON.parse(bytes.toString('utf8', 0, jsonEnd));
+  } catch (err) {
+    throw new UmbraError('INVALID_INPUT', `malformed JSON in the inference request: ${(err as Error).message}`);
+  }
+  if (!isPlainObject(root)) throw invalid('INVALID_INPUT', 'a JSON object', 'the inference request', root);
+
+  const request: InferRequest = { parameters: readParameters(root['parameters'], 'parameters') ?? {}, inputs: [] };
+  if (root['id'] !== undefined) request.id = readString(root['id'], 'id');
+  const binaryDataOutput = readOptionalBoolean(request.parameters['binary_data_output'], 'parameters.binary_data_output');
+  if (binaryDataOutput !== undefined) request.binaryDataOutput = binaryDataOutput;
+  const requestAllowNan = readOptionalBoolean(request.parameters['allow_nan'], 'parameters.allow_nan') ?? false;
+
+  const index = indexOf(signature);
+  const rawInputs = root['inputs'];
+  if (!Array.isArray(rawInputs)) throw invalid('INVALID_INPUT', 'an array', 'inputs', rawInputs);
+
+  let cursor = jsonEnd; // next unread byte of the binary section
+  let batchSize: number | undefined;
+  let batchFrom = '';
+  const seen = new Set<string>();
+  for (let i = 0; i < rawInputs.length; i++) {
+    const raw: unknown = rawInputs[i];
+    if (!isPlainObject(raw)) throw invalid('INVALID_INPUT', 'an object', `inputs[${i}]`, raw);
+    const name = readString(raw['name'], `inputs[${i}].name`);
+    const what = `input ${JSON.stringify(name)}`;
+    const spec = index.inputs.get(name);
+    if (spec === undefined) {
+      throw badInput(`expected one of the inputs ${listNames(index.inputs.keys())} of model "${signature.name}" for inputs[${i}].name but received ${JSON.stringify(name)}`);
+    }
+    if (seen.has(name)) throw badInput(`expected each input once but ${what} appears more than once`);
+    seen.add(name);
+
+    if (!isDataType(raw['datatype'])) throw invalid('INVALID_INPUT', 'an OIP datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)', `${what} datatype`, raw['datatype']);
+    const datatype = checkDatatype(raw['datatype'], spec, `${what} datatype`);
+    const shape = readShape(raw['shape'], `${what} shape`);
+    checkShapeAgainstSpec(shape, spec, signature.maxBatchSize, what);
+    if (signature.maxBatchSize > 0) {
+      if (batchSize === undefined) {
+        batchSize = shape[0]!;
+        batchFrom = what;
+      } else if (shape[0] !== batchSize) {
+        throw badInput(`expected batch size ${batchSize} (as ${batchFrom}) for ${what} but received ${shape[0]}`);
+      }
+    }
+    const count = countElements(shape, what, maxElements);
+    const parameters = readParameters(raw['parameters'], `${what} parameters`);
+    const allowNan = allowNanFor(parameters, requestAllowNan, what);
+
+    const binarySize = parameters?.['binary_data_size'];
+    let tensor: Tensor;
+    if (binarySize !== undefined) {
+      if (typeof binarySize !== 'number' || !Number.isSafeInteger(binarySize) || binarySize < 0) {
+        throw invalid('INVALID_INPUT', 'a non-negative integer', `${what} parameters.binary_data_size`, binarySize);
+      }
+      if (raw['data'] !== undefined) throw badInput(`expected either data or parameters.binary_data_size for ${what} but received both`);
+      if (binarySize > total - cursor) {
+        throw badInput(`expected ${binarySize} bytes of binary data for ${what} (its binary_data_size) but only ${total - cursor} remain after the JSON header`);
+      }
+      const data = binaryToTensorData(bytes, cursor, binarySize, datatype, count, what);
+      cursor += binarySize;
+      tensor = { name, datatype, shape, data };
+    } else {
+      if (raw['data'] === undefined) throw badInput(`expected data or parameters.binary_data_size for ${what} but received neither`);
+      tensor = { name, datatype, shape, data: jsonToTensorData(raw['data'], datatype, shape, count, what) };
+    }
+    checkFinite(tensor.data, datatype, what, allowNan);
+    if (parameters !== undefined) tensor.parameters = parameters;
+    request.inputs.push(tensor);
+  }
+  if (cursor !== total) {
+    throw badInput(`expected no bytes after the binary tensor data but received ${total - cursor} that no input's binary_data_size accounts for`);
+  }
+  for (const spec of signature.inputs) {
+    if (!seen.has(spec.name)) throw badInput(`expected input ${JSON.stringify(spec.name)} of model "${signature.name}" but the request does not have it`);
+  }
+
+  if (root['outputs'] !== undefined) request.outputs = readRequestedOutputs(root['outputs'], index, signature.name);
+  return request;
+}
+
+function readRequestedOutputs(value: unknown, index: SignatureIndex, model: string): RequestedOutput[] {
+  if (!Array.isArray(value)) throw invalid('INVALID_INPUT', 'an array', 'outputs', value);
+  const outputs: RequestedOutput[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < value.length; i++) {
+    const raw: unknown = value[i];
+    if (!isPlainObject(raw)) throw invalid('INVALID_INPUT', 'an object', `outputs[${i}]`, raw);
+    const name = readString(raw['name'], `outputs[${i}].name`);
+    if (!index.outputs.has(name)) {
+      throw badInput(`expected one of the outputs ${listNames(index.outputs)} of model "${model}" for outputs[${i}].name but received ${JSON.stringify(name)}`);
+    }
+    if (seen.has(name)) throw badInput(`expected each output once but output ${JSON.stringify(name)} is requested more than once`);
+    seen.add(name);
+    const out: RequestedOutput = { name };
+    const parameters = readParameters(raw['parameters'], `output ${JSON.stringify(name)} parameters`);
+    if (parameters !== undefined) {
+      out.parameters = parameters;
+      const binary = readOptionalBoolean(parameters['binary_data'], `output ${JSON.stringify(name)} parameters.binary_data`);
+      if (binary !== undefined) out.binaryData = binary;
+    }
+    outputs.push(out);
+  }
+  return outputs;
+}
+
+/**
+ * Which outputs to answer as binary: an output's own `binary_data` wins, otherwise the
+ * request-level `binary_data_output` applies. Feed the result to `encodeInferResponse`.
+ */
+export function binaryOutputsFor(request: InferRequest): Set<string> | 'all' | 'none' {
+  const byDefault = request.binaryDataOutput === true;
+  if (request.outputs === undefined) return byDefault ? 'all' : 'none';
+  const names = new Set<string>();
+  for (const o of request.outputs) if (o.binaryData ?? byDefault) names.add(o.name);
+  return names.size === 0 ? 'none' : names;
+}

@@ -1,0 +1,120 @@
+// Encode an OIP v2 inference response: a JSON header, and, for outputs answered as binary, their
+// raw bytes appended in output order (Triton's binary tensor extension).
+
+import { UmbraError } from '../errors.js';
+import { tensorDataToBinary } from './binary-data.js';
+import { halfArrayToFloat32 } from './half.js';
+import { elementCount } from './tensor.js';
+import type { InferResponse, Tensor } from './types.js';
+
+export interface EncodeInferResponseOptions {
+  /** Outputs to send as binary: a set of names, every output, or none (all JSON). */
+  binaryOutputs: Set<string> | 'all' | 'none';
+}
+
+export interface EncodedResponse {
+  body: Buffer;
+  /** Present when any output is binary: the JSON length, for `Inference-Header-Content-Length`. */
+  headerLength?: number;
+}
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value);
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
+    return Array.from(value as unknown as ArrayLike<unknown>, (v) => (typeof v === 'bigint' ? Number(v) : v));
+  }
+  return value;
+}
+
+/** JSON text for any value, BigInts as numbers and typed arrays as arrays. */
+export function stringifyJson(value: unknown): string {
+  return JSON.stringify(value, jsonReplacer) ?? 'null';
+}
+
+/** `stringifyJson` as UTF-8 bytes, ready to send. */
+export function encodeJson(value: unknown): Buffer {
+  return Buffer.from(stringifyJson(value), 'utf8');
+}
+
+/**
+ * JSON has no NaN or infinity; they go out as the strings "NaN", "Infinity" and "-Infinity",
+ * the same spellings the request parser accepts under allow_nan.
+ */
+function floatsToJson(values: Float32Array | Float64Array): string {
+  let finite = true;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) {
+      finite = false;
+      break;
+    }
+  }
+  // TypedArray#join formats each element natively, with no array of strings in between.
+  if (finite) return `[${values.join(',')}]`;
+  let text = '[';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (i > 0) text += ',';
+    text += v - v === 0 ? String(v) : `"${String(v)}"`;
+  }
+  return `${text}]`;
+}
+
+function boolsToJson(values: Uint8Array): string {
+  let text = '[';
+  for (let i = 0; i < values.length; i++) text += (i > 0 ? ',' : '') + (values[i] ? 'true' : 'false');
+  return `${text}]`;
+}
+
+function dataToJson(t: Tensor): string {
+  switch (t.datatype) {
+    case 'BYTES': return JSON.stringify(t.data);
+    case 'BOOL': return boolsToJson(t.data as Uint8Array);
+    case 'FP16': return floatsToJson(halfArrayToFloat32(t.data as Uint16Array));
+    case 'FP32':
+    case 'FP64': return floatsToJson(t.data as Float32Array | Float64Array);
+    // Integer arrays, BigInt ones included, join to exact decimal digits.
+    default: return `[${(t.data as Int32Array).join(',')}]`;
+  }
+}
+
+function isBinary(name: string, binaryOutputs: EncodeInferResponseOptions['binaryOutputs']): boolean {
+  return binaryOutputs === 'all' || (binaryOutputs !== 'none' && binaryOutputs.has(name));
+}
+
+export function encodeInferResponse(resp: InferResponse, opts: EncodeInferResponseOptions): EncodedResponse {
+  let header = `{"model_name":${JSON.stringify(resp.model_name)},"model_version":${JSON.stringify(resp.model_version)}`;
+  if (resp.id !== undefined) header += `,"id":${JSON.stringify(resp.id)}`;
+  if (resp.parameters !== undefined) header += `,"parameters":${stringifyJson(resp.parameters)}`;
+  header += ',"outputs":[';
+  const chunks: Uint8Array[] = [];
+  let binaryBytes = 0;
+  for (let i = 0; i < resp.outputs.length; i++) {
+    const t = resp.outputs[i]!;
+    if (t.data.length !== elementCount(t.shape)) {
+      throw new UmbraError('INTERNAL', `output "${t.name}" has ${t.data.length} elements but shape [${t.shape.join(', ')}]`);
+    }
+    if (i > 0) header += ',';
+    header += `{"name":${JSON.stringify(t.name)},"datatype":"${t.datatype}","shape":[${t.shape.join(',')}]`;
+    if (isBinary(t.name, opts.binaryOutputs)) {
+      const bytes = tensorDataToBinary(t);
+      chunks.push(bytes);
+      binaryBytes += bytes.byteLength;
+      header += `,"parameters":${stringifyJson({ ...t.parameters, binary_data_size: bytes.byteLength })}}`;
+    } else {
+      if (t.parameters !== undefined) header += `,"parameters":${stringifyJson(t.parameters)}`;
+      header += `,"data":${dataToJson(t)}}`;
+    }
+  }
+  header += ']}';
+  if (chunks.length === 0) return { body: Buffer.from(header, 'utf8') };
+  const headerLength = Buffer.byteLength(header, 'utf8');
+  const body = Buffer.allocUnsafe(headerLength + binaryBytes);
+  body.write(header, 0, 'utf8');
+  let p = headerLength;
+  for (const c of chunks) {
+    body.set(c, p);
+    p += c.byteLength;
+  }
+  return { body, headerLength };
+}

@@ -1,0 +1,122 @@
+// Field checks shared by the JSON and binary paths. Every failure is an INVALID_INPUT (400) worded
+// "expected X for Y but received Z", naming the request field so a client can find its mistake.
+
+import { UmbraError, invalid } from '../errors.js';
+import type { DataType, TensorData, TensorSpec } from './types.js';
+
+/** Default cap on elements per input tensor: 64 Mi (256 MiB of FP32). */
+export const DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024;
+
+export function badInput(message: string): UmbraError {
+  return new UmbraError('INVALID_INPUT', message);
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function readString(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw invalid('INVALID_INPUT', 'a string', what, value);
+  return value;
+}
+
+export function readOptionalBoolean(value: unknown, what: string): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw invalid('INVALID_INPUT', 'a boolean', what, value);
+  return value;
+}
+
+export function readParameters(value: unknown, what: string): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  if (!isPlainObject(value)) throw invalid('INVALID_INPUT', 'an object', what, value);
+  return value;
+}
+
+export function readShape(value: unknown, what: string): number[] {
+  if (!Array.isArray(value)) throw invalid('INVALID_INPUT', 'an array of non-negative integers', what, value);
+  for (let i = 0; i < value.length; i++) {
+    const dim: unknown = value[i];
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
+      throw invalid('INVALID_INPUT', 'a non-negative integer', `${what}[${i}]`, dim);
+    }
+  }
+  return value as number[];
+}
+
+/**
+ * Element count of an already validated shape, refusing counts over `maxElements` before anything
+ * is allocated. A zero dim anywhere makes the tensor empty however large the others are.
+ */
+export function countElements(shape: readonly number[], what: string, maxElements: number): number {
+  if (shape.includes(0)) return 0;
+  let count = 1;
+  for (const dim of shape) {
+    count *= dim;
+    if (count > maxElements) {
+      throw badInput(`expected at most ${maxElements} elements for ${what} but received shape [${shape.join(', ')}]`);
+    }
+  }
+  return count;
+}
+
+/** Match a request shape against the model's dims; a batching model adds a leading 1..maxBatchSize dim. */
+export function checkShapeAgainstSpec(shape: readonly number[], spec: TensorSpec, maxBatchSize: number, what: string): void {
+  const batched = maxBatchSize > 0;
+  const expected = batched ? ['batch', ...spec.dims.map(formatDim)] : spec.dims.map(formatDim);
+  const mismatch = (): UmbraError => badInput(`expected shape [${expected.join(', ')}] for ${what} but received [${shape.join(', ')}]`);
+  if (shape.length !== spec.dims.length + (batched ? 1 : 0)) throw mismatch();
+  let offset = 0;
+  if (batched) {
+    const batch = shape[0]!;
+    if (batch < 1 || batch > maxBatchSize) {
+      throw badInput(`expected a batch size between 1 and ${maxBatchSize} for ${what} but received ${batch} (shape [${shape.join(', ')}])`);
+    }
+    offset = 1;
+  }
+  for (let i = 0; i < spec.dims.length; i++) {
+    const want = spec.dims[i]!;
+    if (want >= 0 && shape[i + offset] !== want) throw mismatch();
+  }
+}
+
+function formatDim(dim: number): string {
+  return dim < 0 ? '-1' : String(dim);
+}
+
+export function checkDatatype(datatype: unknown, spec: TensorSpec, what: string): DataType {
+  if (datatype !== spec.datatype) throw invalid('INVALID_INPUT', `datatype ${spec.datatype}`, what, datatype);
+  return spec.datatype;
+}
+
+const NON_FINITE_HINT = '; set parameters.allow_nan to true to send NaN or infinity';
+
+/**
+ * The one NaN/infinity gate for float inputs, applied after conversion on both the JSON and binary
+ * paths, so the rule and its message are the same however the tensor arrived.
+ */
+export function checkFinite(data: TensorData, datatype: DataType, what: string, allowNan: boolean): void {
+  if (allowNan) return;
+  if (datatype === 'FP32' || datatype === 'FP64') {
+    const values = data as Float32Array | Float64Array;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      // v - v is NaN exactly when v is NaN or +-Infinity.
+      if (v - v !== 0) throw badInput(`expected a finite number for ${what} element ${i} but received ${v}${NON_FINITE_HINT}`);
+    }
+  } else if (datatype === 'FP16') {
+    const bits = data as Uint16Array;
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i]!;
+      if ((b & 0x7c00) === 0x7c00) {
+        const received = (b & 0x3ff) !== 0 ? 'NaN' : b & 0x8000 ? '-Infinity' : 'Infinity';
+        throw badInput(`expected a finite number for ${what} element ${i} but received ${received}${NON_FINITE_HINT}`);
+      }
+    }
+  }
+}
+
+/** `parameters.allow_nan` on the input wins over the request-level one; both must be booleans. */
+export function allowNanFor(inputParameters: Record<string, unknown> | undefined, requestAllowNan: boolean, what: string): boolean {
+  const own = readOptionalBoolean(inputParameters?.['allow_nan'], `${what} parameters.allow_nan`);
+  return own ?? requestAllowNan;
+}
