@@ -1,0 +1,279 @@
+// The model repository at run time: which versions are loaded, load/unload/reload with an atomic
+// swap, readiness, and optional polling for new versions.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
+import { UmbraError } from '../errors.js';
+import { readModel, modelSignature } from '../onnx/model-io.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
+import { listModels, listVersions, parseVersion, selectVersions, validateModelName } from './layout.js';
+import { ModelVersion } from './model-version.js';
+
+export type ModelState = 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING';
+
+export interface IndexEntry {
+  name: string;
+  version?: string;
+  state: ModelState;
+  reason?: string;
+}
+
+interface ModelEntry {
+  name: string;
+  /** Serving versions, newest last. Replaced as a whole on reload (the atomic swap). */
+  versions: Map<string, ModelVersion>;
+  config?: ResolvedModelConfig;
+  state: ModelState;
+  reason?: string;
+  /** Fingerprint of the files the serving set was loaded from, for polling. */
+  fingerprint: string;
+  /** Serialises load/unload of one model. */
+  busy: Promise<void>;
+}
+
+export interface ManagerOptions {
+  repository: string;
+  pool: WorkerPool;
+  /** Intra-op threads per session run; default 1 (the pool already has one worker per core). */
+  intraOpThreads?: number;
+}
+
+export class ModelManager extends EventEmitter {
+  private readonly models = new Map<string, ModelEntry>();
+  private pollTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: ManagerOptions) {
+    super();
+  }
+
+  get repository(): string {
+    return this.options.repository;
+  }
+
+  /** Loads every model of the repository. Failures are recorded per model, not thrown. */
+  async loadAll(): Promise<void> {
+    const names = listModels(this.options.repository);
+    await Promise.all(names.map((n) => this.load(n).catch(() => undefined)));
+  }
+
+  /** Loads or reloads one model. On failure the versions already serving keep serving. */
+  load(name: string): Promise<void> {
+    validateModelName(name);
+    const entry = this.entry(name);
+    const run = entry.busy.then(() => this.doLoad(entry));
+    entry.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  unload(name: string): Promise<void> {
+    validateModelName(name);
+    const entry = this.models.get(name);
+    if (!entry) return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`));
+    const run = entry.busy.then(() => this.doUnload(entry));
+    entry.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private entry(name: string): ModelEntry {
+    let entry = this.models.get(name);
+    if (!entry) {
+      entry = { name, versions: new Map(), state: 'LOADING', fingerprint: '', busy: Promise.resolve() };
+      this.models.set(name, entry);
+    }
+    return entry;
+  }
+
+  private async doLoad(entry: ModelEntry): Promise<void> {
+    const dir = join(this.options.repository, entry.name);
+    const hadServing = entry.versions.size > 0;
+    if (!hadServing) entry.state = 'LOADING';
+    try {
+      const file = readModelConfig(dir);
+      const filename = file.modelFilename;
+      const available = listVersions(this.options.repository, entry.name, filename);
+      if (available.length === 0) throw new UmbraError('LOAD_FAILED', `model '${entry.name}' has no numeric version directory with a ${filename}`);
+      // The config is resolved against the newest version's graph; older versions must agree.
+      const newest = available[available.length - 1]!;
+      const config = resolveConfigFile(file, modelSignature(readModel(join(dir, String(newest), filename))), entry.name);
+      const selected = selectVersions(available, config.versionPolicy);
+      if (selected.length === 0) throw new UmbraError('LOAD_FAILED', `version policy of model '${entry.name}' selects none of versions ${available.join(', ')}`);
+      const fingerprint = await this.fingerprint(entry.name, selected, config.modelFilename);
+      const fresh = new Map<string, ModelVersion>();
+      for (const v of selected) {
+        const version = String(v);
+        const modelPath = join(dir, version, config.modelFilename);
+        const mv = new ModelVersion({ name: entry.name, version, modelPath, config, pool: this.options.pool, intraOpThreads: this.options.intraOpThreads ?? 1 });
+        fresh.set(version, mv);
+      }
+      await Promise.all([...fresh.values()].map((mv) => this.options.pool.warm(mv.session)));
+      // The swap: one assignment. Requests already holding an old ModelVersion finish on it.
+      const old = entry.versions;
+      entry.versions = fresh;
+      entry.config = config;
+      entry.state = 'READY';
+      delete entry.reason;
+      entry.fingerprint = fingerprint;
+      this.emit('loaded', entry.name, [...fresh.keys()]);
+      void this.retire([...old.values()]);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      entry.reason = message;
+      if (!hadServing) entry.state = 'UNAVAILABLE';
+      this.emit('load-failed', entry.name, message);
+      throw err instanceof UmbraError ? err : new UmbraError('LOAD_FAILED', `failed to load model '${entry.name}': ${message}`, { cause: err });
+    }
+  }
+
+  private async doUnload(entry: ModelEntry): Promise<void> {
+    entry.state = 'UNLOADING';
+    const old = [...entry.versions.values()];
+    this.models.delete(entry.name);
+    this.emit('unloaded', entry.name);
+    await this.retire(old);
+  }
+
+  /** Drains old versions in the background, then releases their sessions on every worker. */
+  private retire(versions: ModelVersion[]): Promise<void> {
+    return Promise.all(versions.map(async (mv) => {
+      // A version that fails to drain is still evicted: its sessions must not leak.
+      await mv.drain().catch(() => undefined);
+      this.options.pool.evict(mv.session.key);
+    })).then(() => undefined);
+  }
+
+  private async fingerprint(name: string, versions: number[], filename: string): Promise<string> {
+    const parts: string[] = [];
+    for (const file of ['config.json', 'config.pbtxt']) {
+      const s = await stat(join(this.options.repository, name, file)).catch(() => undefined);
+      if (s) parts.push(`${file}:${s.mtimeMs}:${s.size}`);
+    }
+    for (const v of versions) {
+      const s = await stat(join(this.options.repository, name, String(v), filename));
+      parts.push(`${v}:${s.mtimeMs}:${s.size}`);
+    }
+    return parts.join('|');
+  }
+
+  /** The version that serves a request: the named one, or the newest loaded. */
+  get(name: string, version?: string): ModelVersion {
+    validateModelName(name);
+    const entry = this.models.get(name);
+    if (!entry || entry.versions.size === 0) {
+      if (entry?.state === 'LOADING') throw new UmbraError('NOT_READY', `model '${name}' is still loading`, { retryAfter: 1 });
+      throw new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'${entry?.reason ? `: ${entry.reason}` : ''}`);
+    }
+    if (version === undefined || version === '') return newestOf(entry.versions);
+    parseVersion(version);
+    const mv = entry.versions.get(version);
+    if (!mv) throw new UmbraError('VERSION_NOT_FOUND', `model '${name}' has no loaded version ${version} (loaded: ${[...entry.versions.keys()].join(', ')})`);
+    return mv;
+  }
+
+  /** Loaded versions of a model (empty when unknown). */
+  versionsOf(name: string): ModelVersion[] {
+    return [...(this.models.get(name)?.versions.values() ?? [])];
+  }
+
+  configOf(name: string): ResolvedModelConfig | undefined {
+    return this.models.get(name)?.config;
+  }
+
+  /** Ready when at least one model is known and every known model serves. */
+  isReady(): boolean {
+    if (this.models.size === 0) return false;
+    for (const e of this.models.values()) if (e.state !== 'READY') return false;
+    return true;
+  }
+
+  isModelReady(name: string, version?: string): boolean {
+    try {
+      this.get(name, version);
+      return this.models.get(name)?.state === 'READY';
+    } catch {
+      return false;
+    }
+  }
+
+  /** Triton's repository index: every model in the repository directory, loaded or not. */
+  async index(readyOnly = false): Promise<IndexEntry[]> {
+    const onDisk = listModels(this.options.repository);
+    const names = [...new Set([...onDisk, ...this.models.keys()])].sort();
+    const out: IndexEntry[] = [];
+    for (const name of names) {
+      const e = this.models.get(name);
+      if (!e) {
+        if (!readyOnly) out.push({ name, state: 'UNAVAILABLE', reason: 'unloaded' });
+        continue;
+      }
+      if (e.versions.size === 0) {
+        if (!readyOnly) out.push({ name, state: e.state, ...(e.reason ? { reason: e.reason } : {}) });
+        continue;
+      }
+      for (const v of e.versions.keys()) out.push({ name, version: v, state: e.state });
+    }
+    return out;
+  }
+
+  /** Every `seconds`, reload models whose files changed, load new ones, unload removed ones. */
+  startPolling(seconds: number): void {
+    this.stopPolling();
+    const tick = async () => {
+      try {
+        await this.pollOnce();
+      } finally {
+        if (this.pollTimer) this.pollTimer = setTimeout(tick, seconds * 1000).unref();
+      }
+    };
+    this.pollTimer = setTimeout(tick, seconds * 1000).unref();
+  }
+
+  stopPolling(): void {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+  }
+
+  /** One polling pass; exported for tests so they need no timers. */
+  async pollOnce(): Promise<void> {
+    const onDisk = new Set(listModels(this.options.repository));
+    const work: Promise<void>[] = [];
+    for (const name of onDisk) {
+      const e = this.models.get(name);
+      if (!e) {
+        work.push(this.load(name));
+        continue;
+      }
+      const config = e.config;
+      const filename = config?.modelFilename ?? 'model.onnx';
+      let versions: number[] = [];
+      try {
+        versions = listVersions(this.options.repository, name, filename);
+      } catch {
+        // Unreadable right now (mid-copy, permissions): compare as changed and let load report it.
+      }
+      const selected = config ? selectVersions(versions, config.versionPolicy) : versions;
+      const fp = await this.fingerprint(name, selected, filename).catch(() => '');
+      if (fp !== e.fingerprint) work.push(this.load(name));
+    }
+    for (const name of this.models.keys()) if (!onDisk.has(name)) work.push(this.unload(name));
+    await Promise.allSettled(work);
+  }
+
+  /** Stops polling and drains every version (used on shutdown). */
+  async drainAll(): Promise<void> {
+    this.stopPolling();
+    const all = [...this.models.values()].flatMap((e) => [...e.versions.values()]);
+    await Promise.all(all.map((mv) => mv.drain()));
+  }
+
+  /** Names of models currently known (loaded or failed). */
+  names(): string[] {
+    return [...this.models.keys()];
+  }
+}
+
+function newestOf(versions: Map<string, ModelVersion>): ModelVersion {
+  let best: ModelVersion | undefined;
+  for (const mv of versions.values()) if (!best || Number(mv.version) > Number(best.version)) best = mv;
+  return best!;
+}

@@ -1,0 +1,224 @@
+// Transport-free HTTP API: (method, path, headers, body) -> (status, headers, body).
+// The uWebSockets.js adapter and the tests both drive this; no socket logic lives here.
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { UmbraError, toErrorBody } from '../errors.js';
+import { encodeInferResponse } from '../protocol/index.js';
+import type { Umbra } from '../core/umbra.js';
+import type { ModelVersion } from '../repository/model-version.js';
+import { VERSION } from '../version.js';
+
+export interface ApiRequest {
+  method: string;
+  /** Path without the query string, percent-decoded per segment by the router. */
+  path: string;
+  query: string;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  body: Uint8Array;
+  signal?: AbortSignal;
+}
+
+export interface ApiReply {
+  status: number;
+  headers: Record<string, string>;
+  body: Uint8Array | string;
+}
+
+export interface ApiOptions {
+  adminToken?: string;
+  /** Reported by readiness: false once draining starts. */
+  isAccepting: () => boolean;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics'];
+
+function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiReply {
+  return { status, headers: { ...JSON_TYPE, ...headers }, body: JSON.stringify(value) };
+}
+
+export function errorReply(err: unknown): ApiReply {
+  const { status, body, retryAfter } = toErrorBody(err);
+  const headers: Record<string, string> = retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {};
+  return json(status, body, headers);
+}
+
+type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
+
+interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Segments; ':' marks a parameter. */
+  pattern: string[];
+  handler: Handler;
+}
+
+export class Api {
+  private readonly routes: Route[] = [];
+  private readonly adminDigest: Buffer | undefined;
+
+  constructor(private readonly umbra: Umbra, private readonly options: ApiOptions) {
+    this.adminDigest = options.adminToken ? digest(options.adminToken) : undefined;
+    const r = (method: Route['method'], path: string, handler: Handler) => this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
+    r('GET', '/v2/health/live', () => json(200, { live: true }));
+    r('GET', '/v2/health/ready', () => {
+      const ready = this.options.isAccepting() && this.umbra.manager.isReady();
+      return json(ready ? 200 : 503, { ready });
+    });
+    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: EXTENSIONS }));
+    r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
+    r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
+    r('GET', '/v2/models/:m/ready', (_q, [m]) => this.modelReady(m!));
+    r('GET', '/v2/models/:m/versions/:v/ready', (_q, [m, v]) => this.modelReady(m!, v));
+    r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
+    r('POST', '/v2/models/:m/versions/:v/infer', (q, [m, v]) => this.infer(q, m!, v));
+    r('POST', '/v2/repository/index', (q) => this.repositoryIndex(q));
+    r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(m!)));
+    r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
+  }
+
+  /** Registers another route (used by later capabilities: traffic, monitoring, batch). */
+  route(method: Route['method'], path: string, handler: Handler): void {
+    this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
+  }
+
+  async handle(req: ApiRequest): Promise<ApiReply> {
+    try {
+      const segments = splitPath(req.path);
+      let methodMismatch = false;
+      for (const route of this.routes) {
+        const params = match(route.pattern, segments);
+        if (!params) continue;
+        if (route.method !== req.method) {
+          methodMismatch = true;
+          continue;
+        }
+        return await route.handler(req, params);
+      }
+      if (methodMismatch) throw new UmbraError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${req.path}`);
+      throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
+    } catch (err) {
+      return errorReply(err);
+    }
+  }
+
+  /** Constant-time bearer-token check shared by every admin endpoint. */
+  checkAdmin(req: ApiRequest): void {
+    if (!this.adminDigest) return;
+    const header = req.headers.authorization ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    // Compare fixed-length digests so neither content nor length leaks through timing.
+    if (!timingSafeEqual(digest(token), this.adminDigest)) {
+      throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
+    }
+  }
+
+  private async admin(req: ApiRequest, action: () => Promise<ApiReply>): Promise<ApiReply> {
+    this.checkAdmin(req);
+    return action();
+  }
+
+  private metadata(model: string, version?: string): ApiReply {
+    const mv = this.umbra.manager.get(model, version);
+    const versions = version ? [mv.version] : this.umbra.manager.versionsOf(model).map((v) => v.version);
+    return json(200, {
+      name: mv.name,
+      versions,
+      platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
+      inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+      outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+    });
+  }
+
+  private modelReady(model: string, version?: string): ApiReply {
+    // Unknown models and versions are 404s, not "not ready".
+    this.umbra.manager.get(model, version);
+    const ready = this.options.isAccepting() && this.umbra.manager.isModelReady(model, version);
+    return json(ready ? 200 : 503, { name: model, ready });
+  }
+
+  private async infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
+    if (!this.options.isAccepting()) throw new UmbraError('NOT_READY', 'the server is shutting down', { retryAfter: 1 });
+    const encoding = req.headers['content-encoding'];
+    if (encoding && encoding !== 'identity') throw new UmbraError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported; send the body uncompressed`);
+    const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
+    const result = await this.umbra.inferBody(model, version, req.body, headerLength, req.signal ? { signal: req.signal } : {});
+    const encoded = encodeInferResponse(result.response, { binaryOutputs: result.binaryOutputs });
+    const headers: Record<string, string> = {};
+    if (encoded.headerLength !== undefined) {
+      headers['content-type'] = 'application/octet-stream';
+      headers['inference-header-content-length'] = String(encoded.headerLength);
+    } else {
+      headers['content-type'] = 'application/json';
+    }
+    headers['x-umbra-version'] = result.response.model_version;
+    return { status: 200, headers, body: encoded.body };
+  }
+
+  private async repositoryIndex(req: ApiRequest): Promise<ApiReply> {
+    let readyOnly = false;
+    if (req.body.byteLength > 0) {
+      const body = parseJsonObject(req.body, 'the repository index request');
+      if (body.ready !== undefined && typeof body.ready !== 'boolean') throw new UmbraError('INVALID_INPUT', 'expected a boolean for "ready"');
+      readyOnly = body.ready === true;
+    }
+    return json(200, await this.umbra.manager.index(readyOnly));
+  }
+
+  private async load(model: string): Promise<ApiReply> {
+    await this.umbra.manager.load(model);
+    return json(200, {});
+  }
+
+  private async unload(model: string): Promise<ApiReply> {
+    await this.umbra.manager.unload(model);
+    return json(200, {});
+  }
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+function fullShape(mv: ModelVersion, dims: number[]): number[] {
+  return mv.signature.maxBatchSize > 0 ? [-1, ...dims] : dims;
+}
+
+function splitPath(path: string): string[] {
+  return path.split('/').filter(Boolean).map((s) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw new UmbraError('INVALID_INPUT', `malformed percent-encoding in path segment '${s}'`);
+    }
+  });
+}
+
+function match(pattern: string[], segments: string[]): string[] | undefined {
+  if (pattern.length !== segments.length) return undefined;
+  const params: string[] = [];
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    const s = segments[i]!;
+    if (p.startsWith(':')) params.push(s);
+    else if (p !== s) return undefined;
+  }
+  return params;
+}
+
+function parseHeaderLength(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d{1,15}$/.test(value)) throw new UmbraError('INVALID_INPUT', `expected a non-negative integer for the Inference-Header-Content-Length header but received '${value.slice(0, 40)}'`);
+  return Number(value);
+}
+
+export function parseJsonObject(body: Uint8Array, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new UmbraError('INVALID_INPUT', `malformed JSON in ${what}: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UmbraError('INVALID_INPUT', `expected a JSON object for ${what}`);
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,139 @@
+// uWebSockets.js front end: reads requests into the transport-free Api and writes its replies.
+// uWS rules: copy everything out of `req` synchronously, register onAborted before any await,
+// cork deferred writes, copy onData chunks, respect backpressure on large answers.
+import * as uws from 'uWebSockets.js';
+import { UmbraError } from '../errors.js';
+import { errorReply, type Api, type ApiReply, type ApiRequest } from './api.js';
+
+export interface HttpOptions {
+  /** Largest accepted request body in bytes (413 past it). */
+  maxBodyBytes: number;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found',
+  405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+};
+
+/** Counts HTTP requests between arrival and the end of their answer, for drain. */
+export class InFlight {
+  private count = 0;
+  private waiters: (() => void)[] = [];
+
+  get size(): number {
+    return this.count;
+  }
+
+  enter(): void {
+    this.count += 1;
+  }
+
+  leave(): void {
+    this.count -= 1;
+    if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+  }
+
+  idle(): Promise<void> {
+    return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+export function attachHttp(app: uws.TemplatedApp, api: Api, options: HttpOptions, inFlight: InFlight, closing: () => boolean): void {
+  app.any('/*', (res, req) => {
+    const method = req.getCaseSensitiveMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = req.getQuery() ?? '';
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    inFlight.enter();
+    const state = { aborted: false, done: false };
+    const controller = new AbortController();
+    res.onAborted(() => {
+      state.aborted = true;
+      controller.abort();
+      if (!state.done) {
+        state.done = true;
+        inFlight.leave();
+      }
+    });
+
+    const finish = (reply: ApiReply) => {
+      if (state.aborted || state.done) return;
+      state.done = true;
+      res.cork(() => writeReply(res, reply, closing()));
+      inFlight.leave();
+    };
+    const dispatch = (body: Uint8Array) => {
+      const request: ApiRequest = { method, path, query, headers, body, signal: controller.signal };
+      api.handle(request).then(finish, (err: unknown) => finish(errorReply(err)));
+    };
+
+    const declared = headers['content-length'];
+    if (declared !== undefined && Number(declared) > options.maxBodyBytes) {
+      finish(errorReply(tooLarge(options.maxBodyBytes)));
+      return;
+    }
+    if (method === 'GET' || method === 'HEAD' || (declared === undefined && headers['transfer-encoding'] === undefined)) {
+      dispatch(new Uint8Array(0));
+      return;
+    }
+    readBody(res, options.maxBodyBytes, dispatch, () => finish(errorReply(tooLarge(options.maxBodyBytes))), Number(declared));
+  });
+}
+
+function tooLarge(limit: number): UmbraError {
+  return new UmbraError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${limit} bytes (set --max-body-bytes to raise it)`);
+}
+
+/** Reads the body into one buffer, copying each chunk (uWS reuses its memory after the callback). */
+function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array) => void, over: () => void, declared: number): void {
+  const preallocated = Number.isSafeInteger(declared) && declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
+  let chunks: Buffer[] = [];
+  let received = 0;
+  let failed = false;
+  res.onData((chunk, isLast) => {
+    if (failed) return;
+    const n = chunk.byteLength;
+    if (received + n > limit || (preallocated && received + n > preallocated.length)) {
+      failed = true;
+      over();
+      return;
+    }
+    if (preallocated) Buffer.from(chunk).copy(preallocated, received);
+    else chunks.push(Buffer.from(chunk.slice(0)));
+    received += n;
+    if (isLast) {
+      const body = preallocated ? preallocated.subarray(0, received) : Buffer.concat(chunks, received);
+      chunks = [];
+      done(body);
+    }
+  });
+}
+
+function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean): void {
+  res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
+  for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
+  // While draining, tell keep-alive clients to go elsewhere after this answer.
+  if (closeConnection) res.writeHeader('connection', 'close');
+  if (closeConnection || typeof reply.body === 'string') {
+    res.end(reply.body as uws.RecognizedString, closeConnection);
+    return;
+  }
+  sendWithBackpressure(res, reply.body);
+}
+
+/** Large answers go out as the socket drains instead of piling up in uWS's buffer. */
+function sendWithBackpressure(res: uws.HttpResponse, body: Uint8Array): void {
+  const total = body.byteLength;
+  const start = res.getWriteOffset();
+  const [ok, done] = res.tryEnd(body, total);
+  if (ok || done) return;
+  res.onWritable((offset) => {
+    const [sent] = res.tryEnd(body.subarray(offset - start), total);
+    return sent;
+  });
+}

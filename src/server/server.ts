@@ -1,0 +1,115 @@
+// The Umbra server: an Umbra core behind the uWebSockets.js front end, with graceful drain.
+import * as uws from 'uWebSockets.js';
+import { Umbra, type UmbraOptions } from '../core/umbra.js';
+import { Api } from './api.js';
+import { attachHttp, InFlight } from './http.js';
+
+export interface ServerOptions extends UmbraOptions {
+  host?: string;
+  /** 0 picks a free port (see `UmbraServer.port`). */
+  port?: number;
+  adminToken?: string;
+  maxBodyBytes?: number;
+  /** Upper bound on a graceful drain before the remaining work is abandoned. */
+  drainSeconds?: number;
+}
+
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8000,
+  maxBodyBytes: 64 * 1024 * 1024,
+  drainSeconds: 30,
+} as const;
+
+export class UmbraServer {
+  readonly api: Api;
+  private readonly app: uws.TemplatedApp;
+  private listenSocket: uws.us_listen_socket | false = false;
+  private readonly inFlight = new InFlight();
+  private draining = false;
+  private stopping: Promise<void> | undefined;
+  private boundPort = 0;
+
+  private constructor(readonly umbra: Umbra, readonly options: ServerOptions) {
+    const accepting = () => !this.draining;
+    const apiOptions: ConstructorParameters<typeof Api>[1] = { isAccepting: accepting };
+    if (options.adminToken) apiOptions.adminToken = options.adminToken;
+    this.api = new Api(umbra, apiOptions);
+    this.app = uws.App();
+    attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
+  }
+
+  /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
+  static async start(options: ServerOptions): Promise<UmbraServer> {
+    // Listen first so liveness answers during warm-up; readiness stays false until models load.
+    const umbra = await Umbra.open({ ...options, loadAll: false });
+    const server = new UmbraServer(umbra, options);
+    try {
+      await server.listen(options.host ?? DEFAULTS.host, options.port ?? DEFAULTS.port);
+    } catch (err) {
+      await umbra.close();
+      throw err;
+    }
+    if (options.loadAll !== false) await umbra.manager.loadAll();
+    if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
+    return server;
+  }
+
+  private listen(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (socket) => {
+        if (!socket) {
+          reject(new Error(`could not listen on ${host}:${port}: the port is in use or the address is not local (use --port to pick another)`));
+          return;
+        }
+        this.listenSocket = socket;
+        this.boundPort = uws.us_socket_local_port(socket as unknown as uws.us_socket);
+        resolve();
+      });
+    });
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    return `http://${this.options.host ?? DEFAULTS.host}:${this.boundPort}`;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /**
+   * Graceful stop: readiness turns false at once, the listener closes, queued and in-flight
+   * requests finish (bounded by drainSeconds), then the workers stop.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.draining = true;
+    if (this.listenSocket) {
+      uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = false;
+    }
+    const seconds = this.options.drainSeconds ?? DEFAULTS.drainSeconds;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, seconds * 1000);
+      timer.unref();
+    });
+    await Promise.race([Promise.all([this.umbra.manager.drainAll(), this.inFlight.idle()]), deadline]);
+    if (timer) clearTimeout(timer);
+    this.app.close();
+    await this.umbra.close();
+  }
+}
+
+/** Starts a server; the embedding API. */
+export function startServer(options: ServerOptions): Promise<UmbraServer> {
+  return UmbraServer.start(options);
+}

@@ -1,0 +1,80 @@
+// Every message that crosses between the main thread and the model workers. Tensor bytes travel
+// as transferred ArrayBuffers (never copied JS arrays); both sides build them with these types.
+import type { DataType, TensorData } from '../protocol/types.js';
+
+export type BackendName = 'onnxruntime' | 'native';
+
+/** Everything a worker needs to open (or find already open) a model session. */
+export interface SessionSpec {
+  /** Unique per load of a model version: a reload gets a new key, so stale sessions never serve. */
+  key: string;
+  modelPath: string;
+  backend: BackendName;
+  executionProviders: string[];
+  /** Threads ORT may use inside one run (intra-op); 1 when the pool already fills the cores. */
+  intraOpThreads: number;
+}
+
+export interface WireTensor {
+  name: string;
+  datatype: DataType;
+  shape: number[];
+  data: TensorData;
+}
+
+export interface RunTask {
+  kind: 'run';
+  session: SessionSpec;
+  inputs: WireTensor[];
+  /** Output names to compute; empty = all. */
+  outputs: string[];
+  /** Fault injection for crash-recovery tests; honoured only when UMBRA_FAULT_INJECTION=1. */
+  fault?: 'crash' | 'throw';
+}
+
+export interface WarmTask {
+  kind: 'warm';
+  session: SessionSpec;
+}
+
+export type WorkerTask = RunTask | WarmTask;
+
+export interface RunResult {
+  outputs: WireTensor[];
+  /** Wall time inside the worker, for the compute-duration metric. */
+  computeMs: number;
+}
+
+export interface WarmResult {
+  inputs: { name: string; datatype: DataType; shape: number[] }[];
+  outputs: { name: string; datatype: DataType; shape: number[] }[];
+  threadId: number;
+}
+
+/** Broadcast to every worker when a model version is unloaded: release its sessions. */
+export interface EvictMessage {
+  kind: 'evict';
+  key: string;
+}
+
+export const SESSION_CHANNEL = 'umbra:sessions';
+
+/** ArrayBuffers of tensor data, for a transfer list. BYTES tensors are plain arrays and are cloned. */
+export function tensorBuffers(tensors: readonly WireTensor[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>();
+  for (const t of tensors) {
+    if (!Array.isArray(t.data) && t.data.buffer instanceof ArrayBuffer) seen.add(t.data.buffer);
+  }
+  return [...seen];
+}
+
+/**
+ * Ensure each tensor owns its whole ArrayBuffer, so transferring it detaches nothing else
+ * (a view into a request body would otherwise take the body with it).
+ */
+export function ownedTensor(t: WireTensor): WireTensor {
+  const d = t.data;
+  if (Array.isArray(d)) return t;
+  if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer) return t;
+  return { ...t, data: d.slice() as TensorData };
+}

@@ -1,0 +1,79 @@
+// Model worker entry (run by piscina). Keeps one session per model load key, opened on first use,
+// released when the main thread broadcasts an eviction.
+import { BroadcastChannel, threadId } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { Backend, BackendSession, TensorInfo } from './backends/backend.js';
+import { typedArrayFor } from '../protocol/index.js';
+import { onnxruntimeBackend } from './backends/onnxruntime.js';
+import {
+  SESSION_CHANNEL, tensorBuffers,
+  type EvictMessage, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
+} from './messages.js';
+
+const sessions = new Map<string, Promise<BackendSession>>();
+const evicted = new Set<string>();
+
+const backends: Record<string, Backend> = { onnxruntime: onnxruntimeBackend };
+
+async function backendFor(name: SessionSpec['backend']): Promise<Backend> {
+  const backend = backends[name];
+  if (!backend) throw new Error(`backend ${name} is not available in this build`);
+  return backend;
+}
+
+function sessionFor(spec: SessionSpec): Promise<BackendSession> {
+  if (evicted.has(spec.key)) throw new Error(`model load ${spec.key} was unloaded`);
+  let s = sessions.get(spec.key);
+  if (!s) {
+    s = backendFor(spec.backend).then((b) => b.open(spec));
+    sessions.set(spec.key, s);
+    // A failed open must not poison the cache: the next task retries.
+    s.catch(() => sessions.delete(spec.key));
+  }
+  return s;
+}
+
+const channel = new BroadcastChannel(SESSION_CHANNEL);
+channel.onmessage = (event: unknown) => {
+  const msg = (event as { data: EvictMessage }).data;
+  if (msg?.kind !== 'evict') return;
+  evicted.add(msg.key);
+  const s = sessions.get(msg.key);
+  sessions.delete(msg.key);
+  if (s) s.then((session) => session.release()).catch(() => undefined);
+};
+channel.unref();
+
+function placeholderInputs(inputs: readonly TensorInfo[]): WireTensor[] {
+  return inputs.map((info) => {
+    const shape = info.shape.map((d) => (d < 0 ? 1 : d));
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { name: info.name, datatype: info.datatype, shape, data: typedArrayFor(info.datatype, n) };
+  });
+}
+
+/** Returns `value` to the main thread with `buffers` moved, not copied. */
+function transferable<T extends object>(value: T, buffers: ArrayBuffer[]): T {
+  const movable = {
+    get [Piscina.transferableSymbol]() { return buffers; },
+    get [Piscina.valueSymbol]() { return value; },
+  };
+  return Piscina.move(movable as never) as unknown as T;
+}
+
+export default async function handle(task: WorkerTask): Promise<RunResult | WarmResult> {
+  const session = await sessionFor(task.session);
+  if (task.kind === 'warm') {
+    // One real inference on placeholder inputs, so the first request does not pay for lazy init.
+    await session.run(placeholderInputs(session.inputs), []);
+    return { inputs: session.inputs, outputs: session.outputs, threadId };
+  }
+  if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {
+    if (task.fault === 'crash') process.exit(70);
+    throw new Error('injected fault');
+  }
+  const started = performance.now();
+  const outputs = await session.run(task.inputs, task.outputs);
+  const result: RunResult = { outputs, computeMs: performance.now() - started };
+  return transferable(result, tensorBuffers(outputs));
+}

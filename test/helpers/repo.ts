@@ -1,0 +1,65 @@
+// Builds small model repositories in a temp folder, so server tests own their fixtures.
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildModel } from '../../dist/onnx/builder.js';
+import { writeModel } from '../../dist/onnx/model-io.js';
+
+/** y = x * scale + offset over [-1, 4] FP32; scale/offset tell versions apart. */
+export function affineModel(scale: number, offset: number, width = 4) {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', width] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', width] }],
+    nodes: [
+      { op: 'Mul', inputs: ['x', 'scale'], outputs: ['scaled'] },
+      { op: 'Add', inputs: ['scaled', 'offset'], outputs: ['y'] },
+    ],
+    initializers: [
+      { name: 'scale', datatype: 'FP32', dims: [], values: [scale] },
+      { name: 'offset', datatype: 'FP32', dims: [], values: [offset] },
+    ],
+  });
+}
+
+/** Two inputs, two outputs: sum = a + b (FP32), count = ReduceSum-free int64 passthrough of n. */
+export function pairModel() {
+  return buildModel({
+    inputs: [
+      { name: 'a', datatype: 'FP32', dims: ['batch', 3] },
+      { name: 'n', datatype: 'INT64', dims: ['batch', 2] },
+    ],
+    outputs: [
+      { name: 'sum', datatype: 'FP32', dims: ['batch', 3] },
+      { name: 'twice', datatype: 'INT64', dims: ['batch', 2] },
+    ],
+    nodes: [
+      { op: 'Add', inputs: ['a', 'a'], outputs: ['sum'] },
+      { op: 'Add', inputs: ['n', 'n'], outputs: ['twice'] },
+    ],
+  });
+}
+
+export interface TempRepo {
+  dir: string;
+  addVersion(model: string, version: number, proto: ReturnType<typeof buildModel>): void;
+  writeConfig(model: string, config: unknown): void;
+  remove(): void;
+}
+
+export function tempRepo(): TempRepo {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-repo-'));
+  return {
+    dir,
+    addVersion(model, version, proto) {
+      mkdirSync(join(dir, model, String(version)), { recursive: true });
+      writeModel(proto, join(dir, model, String(version), 'model.onnx'));
+    },
+    writeConfig(model, config) {
+      mkdirSync(join(dir, model), { recursive: true });
+      writeFileSync(join(dir, model, 'config.json'), JSON.stringify(config));
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
