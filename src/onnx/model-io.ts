@@ -1,0 +1,196 @@
+// Reading and writing ONNX files with the generated protobuf classes from `onnx-proto`, and the
+// model's input/output signature in protocol terms. No hand-written protobuf parsing here.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pkg from 'onnx-proto';
+import { UmbraError } from '../errors.js';
+import type { DataType } from '../protocol/types.js';
+
+export const { onnx } = pkg;
+export type ModelProto = pkg.onnx.ModelProto;
+export type TensorProto = pkg.onnx.TensorProto;
+export type ValueInfoProto = pkg.onnx.IValueInfoProto;
+
+const ElemType = onnx.TensorProto.DataType;
+
+/** ONNX element type -> protocol datatype. Types without a protocol counterpart are absent. */
+const ELEM_TO_DATATYPE: ReadonlyMap<number, DataType> = new Map<number, DataType>([
+  [ElemType.FLOAT, 'FP32'],
+  [ElemType.UINT8, 'UINT8'],
+  [ElemType.INT8, 'INT8'],
+  [ElemType.UINT16, 'UINT16'],
+  [ElemType.INT16, 'INT16'],
+  [ElemType.INT32, 'INT32'],
+  [ElemType.INT64, 'INT64'],
+  [ElemType.STRING, 'BYTES'],
+  [ElemType.BOOL, 'BOOL'],
+  [ElemType.FLOAT16, 'FP16'],
+  [ElemType.DOUBLE, 'FP64'],
+  [ElemType.UINT32, 'UINT32'],
+  [ElemType.UINT64, 'UINT64'],
+]);
+
+const DATATYPE_TO_ELEM: ReadonlyMap<DataType, number> = new Map(
+  [...ELEM_TO_DATATYPE].map(([elem, datatype]) => [datatype, elem]),
+);
+
+/** Protocol datatype for an ONNX element type number, or undefined when there is none (bfloat16, complex, float8). */
+export function datatypeFromElemType(elemType: number): DataType | undefined {
+  return ELEM_TO_DATATYPE.get(elemType);
+}
+
+/** ONNX element type number for a protocol datatype. */
+export function elemTypeFromDatatype(datatype: DataType): number {
+  const elem = DATATYPE_TO_ELEM.get(datatype);
+  if (elem === undefined) throw new UmbraError('INTERNAL', `no ONNX element type for datatype ${datatype}`);
+  return elem;
+}
+
+/**
+ * protobufjs returns int64 fields as Long objects when the `long` package is installed and as
+ * numbers otherwise; this accepts either (and bigint) and refuses values past 2^53.
+ */
+export function int64ToNumber(value: unknown, what: string): number {
+  let result: number;
+  if (typeof value === 'number') result = value;
+  else if (typeof value === 'bigint') result = Number(value);
+  else if (value !== null && typeof value === 'object' && 'low' in value && 'high' in value) {
+    const long = value as { low: number; high: number; unsigned?: boolean };
+    const low = long.low >>> 0;
+    const high = long.unsigned ? long.high >>> 0 : long.high | 0;
+    result = high * 0x1_0000_0000 + low;
+  } else if (value === null || value === undefined) result = 0;
+  else throw new UmbraError('LOAD_FAILED', `expected an integer for ${what} but received ${typeof value}`);
+  if (!Number.isSafeInteger(result)) throw new UmbraError('LOAD_FAILED', `${what} is ${result}, past what Umbra handles (2^53)`);
+  return result;
+}
+
+/** Decode an ONNX model from a file path or from its bytes. Throws LOAD_FAILED naming the file. */
+export function readModel(source: string | Uint8Array): ModelProto {
+  const label = typeof source === 'string' ? source : 'ONNX bytes';
+  let bytes: Uint8Array;
+  if (typeof source === 'string') {
+    try {
+      bytes = readFileSync(source);
+    } catch (err) {
+      throw new UmbraError('LOAD_FAILED', `cannot read ONNX model ${source}: ${(err as Error).message}`, { cause: err });
+    }
+  } else {
+    bytes = source;
+  }
+  let model: ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (err) {
+    throw new UmbraError('LOAD_FAILED', `${label} is not a valid ONNX model: ${(err as Error).message}`, { cause: err });
+  }
+  if (!model.graph) throw new UmbraError('LOAD_FAILED', `${label} is not a valid ONNX model: it has no graph`);
+  return model;
+}
+
+/** Encode an ONNX model to bytes. */
+export function encodeModel(model: pkg.onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Write an ONNX model to `path`, creating parent folders. */
+export function writeModel(model: pkg.onnx.IModelProto, path: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, encodeModel(model));
+}
+
+/** One graph input or output as the protocol sees it. */
+export interface OnnxTensorInfo {
+  name: string;
+  datatype: DataType;
+  /** Full shape including any batch dim; -1 for a symbolic (`dim_param`) or absent dim. */
+  dims: number[];
+  /** False when the model declares no shape at all (rank unknown); `dims` is then empty. */
+  shapeKnown: boolean;
+}
+
+export interface OnnxSignature {
+  inputs: OnnxTensorInfo[];
+  outputs: OnnxTensorInfo[];
+  /** Opset of the default ("" or "ai.onnx") domain, 0 when the model does not say. */
+  opset: number;
+  irVersion: number;
+  producer: string;
+}
+
+function tensorInfo(value: ValueInfoProto, role: 'input' | 'output'): OnnxTensorInfo {
+  const name = value.name ?? '';
+  const tensorType = value.type?.tensorType;
+  if (!tensorType) {
+    throw new UmbraError('LOAD_FAILED', `ONNX ${role} "${name}" is not a tensor (sequences, maps and sparse tensors are not served)`);
+  }
+  const elemType = tensorType.elemType ?? 0;
+  const datatype = datatypeFromElemType(elemType);
+  if (datatype === undefined) {
+    const typeName = ElemType[elemType] ?? `element type ${elemType}`;
+    throw new UmbraError('LOAD_FAILED', `ONNX ${role} "${name}" has type ${typeName}, which has no protocol datatype`);
+  }
+  const shape = tensorType.shape;
+  if (!shape) return { name, datatype, dims: [], shapeKnown: false };
+  const dims = (shape.dim ?? []).map((dim, i) => {
+    if (dim.dimValue !== null && dim.dimValue !== undefined && !dim.dimParam) {
+      const n = int64ToNumber(dim.dimValue, `dim ${i} of ONNX ${role} "${name}"`);
+      // Some exporters write 0 or negatives for "unknown"; treat them as dynamic.
+      return n > 0 ? n : -1;
+    }
+    return -1;
+  });
+  return { name, datatype, dims, shapeKnown: true };
+}
+
+/** Inputs (without initializers that older IR versions also list as inputs), outputs, opset. */
+export function modelSignature(model: pkg.onnx.IModelProto): OnnxSignature {
+  const graph = model.graph;
+  if (!graph) throw new UmbraError('LOAD_FAILED', 'ONNX model has no graph');
+  const initializerNames = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
+  const inputs = (graph.input ?? [])
+    .filter((value) => !initializerNames.has(value.name ?? ''))
+    .map((value) => tensorInfo(value, 'input'));
+  const outputs = (graph.output ?? []).map((value) => tensorInfo(value, 'output'));
+  const defaultOpset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  return {
+    inputs,
+    outputs,
+    opset: defaultOpset ? int64ToNumber(defaultOpset.version, 'opset version') : 0,
+    irVersion: int64ToNumber(model.irVersion, 'IR version'),
+    producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
+  };
+}
+
+/** Where an initializer stored outside the .onnx file lives (ONNX external data convention). */
+export interface ExternalDataReference {
+  tensor: string;
+  /** Path relative to the model file's folder. */
+  location: string;
+  offset: number;
+  /** Byte length, or -1 when the model does not say (the rest of the file). */
+  length: number;
+}
+
+/** Metadata of every initializer whose bytes live in an external file. Reads no external file. */
+export function externalDataReferences(model: pkg.onnx.IModelProto): ExternalDataReference[] {
+  const refs: ExternalDataReference[] = [];
+  for (const tensor of model.graph?.initializer ?? []) {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+    const name = tensor.name ?? '';
+    refs.push({
+      tensor: name,
+      location: entries.get('location') ?? '',
+      offset: entries.has('offset') ? parseExternalInt(entries.get('offset'), `offset of external tensor "${name}"`) : 0,
+      length: entries.has('length') ? parseExternalInt(entries.get('length'), `length of external tensor "${name}"`) : -1,
+    });
+  }
+  return refs;
+}
+
+function parseExternalInt(text: string | undefined, what: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new UmbraError('LOAD_FAILED', `expected a non-negative integer for ${what} but received ${JSON.stringify(text)}`);
+  return n;
+}
