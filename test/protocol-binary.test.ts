@@ -1,0 +1,192 @@
+import t from 'tap';
+import {
+  DATATYPES, bytesPerElement, encodeInferResponse, parseInferRequest, tensorDataToBinary, typedArrayFor,
+  type DataType, type ModelSignature, type Tensor, type TensorData,
+} from '../dist/protocol/index.js';
+
+// Seeded generator (mulberry32) so every run sees the same "random" inputs.
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random, finite storage for `n` elements; integer types get random bytes over their whole range. */
+function randomData(datatype: DataType, n: number, next: () => number): TensorData {
+  const out = typedArrayFor(datatype, n);
+  if (Array.isArray(out)) {
+    for (let i = 0; i < n; i++) out[i] = i === 0 ? '' : `v${Math.floor(next() * 1e9)}-ü€${'x'.repeat(i % 5)}`;
+    return out;
+  }
+  if (datatype === 'BOOL') (out as Uint8Array).forEach((_, i, a) => { a[i] = next() < 0.5 ? 1 : 0; });
+  else if (datatype === 'FP32') (out as Float32Array).forEach((_, i, a) => { a[i] = (next() - 0.5) * 1e6; });
+  else if (datatype === 'FP64') (out as Float64Array).forEach((_, i, a) => { a[i] = (next() - 0.5) * 1e300; });
+  else if (datatype === 'FP16') (out as Uint16Array).forEach((_, i, a) => { a[i] = Math.floor(next() * 0xffff) & 0xfbff; }); // exponent never all ones
+  else {
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(next() * 256);
+  }
+  return out;
+}
+
+function sig(inputs: ModelSignature['inputs'], maxBatchSize = 0): ModelSignature {
+  return { name: 'm', maxBatchSize, inputs, outputs: [{ name: 'y', datatype: 'FP32', dims: [-1] }] };
+}
+
+/** A request body in the binary extension's layout, with the header length its header would carry. */
+function binaryRequest(header: unknown, chunks: Uint8Array[], padding = ''): { body: Buffer; headerLength: number } {
+  const json = Buffer.from(JSON.stringify(header) + padding);
+  return { body: Buffer.concat([json, ...chunks]), headerLength: json.length };
+}
+
+function binaryInput(tensor: Tensor, extra: Record<string, unknown> = {}): { header: Record<string, unknown>; bytes: Uint8Array } {
+  const bytes = tensorDataToBinary(tensor);
+  return { header: { name: tensor.name, shape: tensor.shape, datatype: tensor.datatype, parameters: { binary_data_size: bytes.byteLength, ...extra } }, bytes };
+}
+
+function rejects(tt: typeof t, fn: () => unknown, message: RegExp): void {
+  tt.throws(fn, { code: 'INVALID_INPUT', status: 400, message });
+}
+
+const F6 = sig([{ name: 'x', datatype: 'FP32', dims: [2, 3] }]);
+const SIX = new Float32Array([1.5, -2, 3.25, 4, 5, -6.75]);
+
+function parseF6(header: unknown, chunks: Uint8Array[], headerLength?: number): unknown {
+  const r = binaryRequest(header, chunks);
+  return parseInferRequest(r.body, { signature: F6, headerLength: headerLength ?? r.headerLength });
+}
+
+t.test('every datatype round-trips through binary request and binary response', async (t) => {
+  const next = rng(11);
+  for (const datatype of DATATYPES) {
+    const original: Tensor = { name: 'x', datatype, shape: [2, 5], data: randomData(datatype, 10, next) };
+    const s = sig([{ name: 'x', datatype, dims: [-1] }], 8);
+    const { header, bytes } = binaryInput(original);
+    const req = binaryRequest({ inputs: [header] }, [bytes]);
+    const parsed = parseInferRequest(req.body, { signature: s, headerLength: req.headerLength }).inputs[0]!;
+    t.same(Array.from(parsed.data as ArrayLike<unknown>), Array.from(original.data as ArrayLike<unknown>), `${datatype} request`);
+    t.same(parsed.shape, [2, 5]);
+
+    const resp = encodeInferResponse({ model_name: 'm', model_version: '1', outputs: [parsed] }, { binaryOutputs: 'all' });
+    t.ok(resp.headerLength !== undefined && resp.headerLength < resp.body.length, `${datatype} has a binary section`);
+    const head = JSON.parse(resp.body.subarray(0, resp.headerLength).toString()) as { outputs: Record<string, unknown>[] };
+    t.equal((head.outputs[0]!['parameters'] as Record<string, number>)['binary_data_size'], bytes.byteLength);
+    t.notOk('data' in head.outputs[0]!);
+    // A response's outputs have the same layout as request inputs, so the parser can read them back.
+    const again = Buffer.concat([Buffer.from(JSON.stringify({ inputs: head.outputs })), resp.body.subarray(resp.headerLength)]);
+    const reparsed = parseInferRequest(again, { signature: s, headerLength: again.length - (resp.body.length - resp.headerLength!) });
+    t.same(Array.from(reparsed.inputs[0]!.data as ArrayLike<unknown>), Array.from(original.data as ArrayLike<unknown>), `${datatype} response`);
+  }
+});
+
+t.test('binary and JSON inputs mix; binary data follows input order', async (t) => {
+  const s = sig([
+    { name: 'a', datatype: 'INT32', dims: [2] }, { name: 'b', datatype: 'FP32', dims: [1] }, { name: 'c', datatype: 'BYTES', dims: [2] },
+  ]);
+  const a = binaryInput({ name: 'a', datatype: 'INT32', shape: [2], data: new Int32Array([-7, 9]) });
+  const c = binaryInput({ name: 'c', datatype: 'BYTES', shape: [2], data: ['hé', ''] });
+  const req = binaryRequest({ inputs: [a.header, { name: 'b', shape: [1], datatype: 'FP32', data: [0.5] }, c.header] }, [a.bytes, c.bytes]);
+  const parsed = parseInferRequest(req.body, { signature: s, headerLength: req.headerLength });
+  t.same(parsed.inputs.map((i) => i.name), ['a', 'b', 'c']);
+  t.same(Array.from(parsed.inputs[0]!.data as Int32Array), [-7, 9]);
+  t.same(Array.from(parsed.inputs[1]!.data as Float32Array), [0.5]);
+  t.same(parsed.inputs[2]!.data, ['hé', '']);
+  t.same(parsed.inputs[0]!.parameters, { binary_data_size: 8 });
+});
+
+t.test('aligned binary tensors are views; unaligned ones are copied correctly', async (t) => {
+  const { header, bytes } = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: SIX });
+  for (let pad = 0; pad < 4; pad++) {
+    const req = binaryRequest({ inputs: [header] }, [bytes], ' '.repeat(pad));
+    const data = parseInferRequest(req.body, { signature: F6, headerLength: req.headerLength }).inputs[0]!.data as Float32Array;
+    t.same(Array.from(data), Array.from(SIX), `header padded by ${pad}`);
+    const aligned = (req.body.byteOffset + req.headerLength) % 4 === 0;
+    t.equal(data.buffer === req.body.buffer, aligned, aligned ? 'shares the body' : 'owns a copy');
+  }
+});
+
+t.test('binary responses: chosen outputs only, parameters kept, header length exact', async (t) => {
+  const outputs: Tensor[] = [
+    { name: 'p', datatype: 'FP32', shape: [2], data: new Float32Array([0.25, -1]) },
+    { name: 'q', datatype: 'INT64', shape: [1], data: new BigInt64Array([-3n]), parameters: { unit: 'x' } },
+    { name: 'r', datatype: 'BYTES', shape: [2], data: ['ab', 'ü'] },
+  ];
+  const resp = encodeInferResponse({ model_name: 'm', model_version: '2', id: 'i', outputs }, { binaryOutputs: new Set(['q', 'r']) });
+  const head = JSON.parse(resp.body.subarray(0, resp.headerLength).toString()) as { id: string; outputs: Record<string, unknown>[] };
+  t.equal(head.id, 'i');
+  t.same(head.outputs[0], { name: 'p', datatype: 'FP32', shape: [2], data: [0.25, -1] });
+  t.same(head.outputs[1], { name: 'q', datatype: 'INT64', shape: [1], parameters: { unit: 'x', binary_data_size: 8 } });
+  t.same(head.outputs[2], { name: 'r', datatype: 'BYTES', shape: [2], parameters: { binary_data_size: 4 + 2 + 4 + 2 } });
+  const tail = resp.body.subarray(resp.headerLength);
+  t.equal(tail.readBigInt64LE(0), -3n);
+  t.equal(tail.readUInt32LE(8), 2);
+  t.equal(tail.toString('utf8', 12, 14), 'ab');
+  t.equal(tail.readUInt32LE(14), 2);
+  t.equal(tail.toString('utf8', 18, 20), 'ü');
+  t.equal(tail.length, 20);
+  const none = encodeInferResponse({ model_name: 'm', model_version: '2', outputs }, { binaryOutputs: new Set(['zzz']) });
+  t.equal(none.headerLength, undefined);
+});
+
+t.test('binary size and framing errors', async (t) => {
+  const good = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: SIX });
+  const withSize = (size: unknown): unknown => ({ inputs: [{ ...good.header, parameters: { binary_data_size: size } }] });
+  rejects(t, () => parseF6(withSize(20), [good.bytes.subarray(0, 20)]), /expected binary_data_size 24 for input "x" \(6 FP32 elements of 4 bytes\) but received 20/);
+  rejects(t, () => parseF6(withSize(24), [good.bytes.subarray(0, 20)]), /expected 24 bytes of binary data for input "x" \(its binary_data_size\) but only 20 remain/);
+  rejects(t, () => parseF6(withSize(-1), [good.bytes]), /expected a non-negative integer for input "x" parameters\.binary_data_size but received number -1/);
+  rejects(t, () => parseF6(withSize('24'), [good.bytes]), /binary_data_size but received the string "24"/);
+  rejects(t, () => parseF6({ inputs: [{ ...good.header, data: Array.from(SIX) }] }, [good.bytes]), /expected either data or parameters\.binary_data_size for input "x" but received both/);
+  rejects(t, () => parseF6({ inputs: [good.header] }, [good.bytes, new Uint8Array([1, 2, 3])]), /expected no bytes after the binary tensor data but received 3/);
+  const json = Buffer.from(JSON.stringify({ inputs: [good.header] }));
+  rejects(t, () => parseInferRequest(Buffer.concat([json, good.bytes]), { signature: F6 }), /malformed JSON/);
+  rejects(t, () => parseInferRequest(json, { signature: F6 }), /expected 24 bytes of binary data for input "x" .* but only 0 remain/);
+  const body = Buffer.concat([json, good.bytes]);
+  for (const h of [-1, 0, body.length + 1, 2.5, Number.NaN]) {
+    rejects(t, () => parseInferRequest(body, { signature: F6, headerLength: h }), /expected an integer between 1 and the body length \d+ for Inference-Header-Content-Length/);
+  }
+  rejects(t, () => parseInferRequest(body, { signature: F6, headerLength: json.length - 3 }), /malformed JSON/);
+});
+
+t.test('binary element checks: BYTES framing, BOOL bytes, NaN gate', async (t) => {
+  const sb = sig([{ name: 's', datatype: 'BYTES', dims: [2] }]);
+  const header = (size: number): unknown => ({ inputs: [{ name: 's', shape: [2], datatype: 'BYTES', parameters: { binary_data_size: size } }] });
+  const parseBytes = (chunk: Buffer): unknown => {
+    const r = binaryRequest(header(chunk.length), [chunk]);
+    return parseInferRequest(r.body, { signature: sb, headerLength: r.headerLength });
+  };
+  const el = (s: string): Buffer => { const b = Buffer.from(s); const n = Buffer.alloc(4); n.writeUInt32LE(b.length); return Buffer.concat([n, b]); };
+  rejects(t, () => parseBytes(Buffer.concat([el('ab'), Buffer.from([1, 0])])), /expected a 4-byte length for input "s" element 1 but only 2 bytes of its binary_data_size 8 remain/);
+  rejects(t, () => parseBytes(Buffer.concat([el('ab'), Buffer.from([9, 0, 0, 0, 65])])), /expected 9 bytes for input "s" element 1 but only 1 bytes/);
+  rejects(t, () => parseBytes(Buffer.concat([el('ab'), el('c'), Buffer.from([0])])), /expected binary_data_size 11 for input "s" \(2 BYTES elements\) but received 12/);
+
+  const sbool = sig([{ name: 'b', datatype: 'BOOL', dims: [3] }]);
+  const r = binaryRequest({ inputs: [{ name: 'b', shape: [3], datatype: 'BOOL', parameters: { binary_data_size: 3 } }] }, [new Uint8Array([1, 0, 2])]);
+  rejects(t, () => parseInferRequest(r.body, { signature: sbool, headerLength: r.headerLength }), /expected a byte 0 or 1 \(BOOL\) for input "b" element 2 but received 2/);
+
+  const nan = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array([1, 2, 3, NaN, 5, 6]) });
+  rejects(t, () => parseF6({ inputs: [nan.header] }, [nan.bytes]), /expected a finite number for input "x" element 3 but received NaN; set parameters\.allow_nan/);
+  const allowed = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array([1, 2, 3, NaN, 5, 6]) }, { allow_nan: true });
+  const data = (parseF6({ inputs: [allowed.header] }, [allowed.bytes]) as { inputs: Tensor[] }).inputs[0]!.data as Float32Array;
+  t.ok(Number.isNaN(data[3]));
+
+  const sh = sig([{ name: 'h', datatype: 'FP16', dims: [2] }]);
+  const h = binaryInput({ name: 'h', datatype: 'FP16', shape: [2], data: new Uint16Array([0x3c00, 0xfc00]) });
+  const hr = binaryRequest({ inputs: [h.header] }, [h.bytes]);
+  rejects(t, () => parseInferRequest(hr.body, { signature: sh, headerLength: hr.headerLength }), /input "h" element 1 but received -Infinity/);
+  const d = binaryInput({ name: 'd', datatype: 'FP64', shape: [1], data: new Float64Array([Infinity]) });
+  const dr = binaryRequest({ inputs: [d.header] }, [d.bytes]);
+  rejects(t, () => parseInferRequest(dr.body, { signature: sig([{ name: 'd', datatype: 'FP64', dims: [1] }]), headerLength: dr.headerLength }), /element 0 but received Infinity/);
+});
+
+t.test('binary inputs go through the same shape and count checks', async (t) => {
+  const big = binaryInput({ name: 'x', datatype: 'FP32', shape: [3, 2], data: SIX });
+  rejects(t, () => parseF6({ inputs: [big.header] }, [big.bytes]), /expected shape \[2, 3\] for input "x" but received \[3, 2\]/);
+  const s = sig([{ name: 'x', datatype: 'UINT8', dims: [-1] }]);
+  const r = binaryRequest({ inputs: [{ name: 'x', shape: [1 << 27], datatype: 'UINT8', parameters: { binary_data_size: 1 << 27 } }] }, []);
+  rejects(t, () => parseInferRequest(r.body, { signature: s, headerLength: r.headerLength }), /expected at most 67108864 elements for input "x"/);
+  t.equal(bytesPerElement('UINT8'), 1);
+});
