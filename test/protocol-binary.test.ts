@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   DATATYPES, bytesPerElement, encodeInferResponse, parseInferRequest, tensorDataToBinary, typedArrayFor,
   type DataType, type ModelSignature, type Tensor, type TensorData,
@@ -48,7 +48,7 @@ function binaryInput(tensor: Tensor, extra: Record<string, unknown> = {}): { hea
   return { header: { name: tensor.name, shape: tensor.shape, datatype: tensor.datatype, parameters: { binary_data_size: bytes.byteLength, ...extra } }, bytes };
 }
 
-function rejects(tt: typeof t, fn: () => unknown, message: RegExp): void {
+function rejects(tt: Test, fn: () => unknown, message: RegExp): void {
   tt.throws(fn, { code: 'INVALID_INPUT', status: 400, message });
 }
 

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   DATATYPES, binaryOutputsFor, encodeInferResponse, encodeJson, float32ToHalf, halfToFloat32, parseInferRequest,
   type DataType, type InferRequest, type ModelSignature, type TensorData,
@@ -58,7 +58,7 @@ function input(extra: Record<string, unknown>): Record<string, unknown> {
   return { name: 'x', shape: [2, 3], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6], ...extra };
 }
 
-function rejects(tt: typeof t, fn: () => unknown, message: RegExp): void {
+function rejects(tt: Test, fn: () => unknown, message: RegExp): void {
   tt.throws(fn, { code: 'INVALID_INPUT', status: 400, message });
 }
 
