@@ -231,10 +231,10 @@ export function resolveModelConfig(dir: string, onnxSignature: OnnxSignature): R
 export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSignature, folderName: string): ResolvedModelConfig {
   const fields = new Fields(file.path ?? `model ${folderName} (no config file)`);
   const raw = file.raw;
-  fields.only(raw, '', [...HANDLED_FIELDS], [...IGNORED_FIELDS]);
   for (const key of Object.keys(raw)) {
     if (UNSUPPORTED_FIELDS.has(key)) fields.problem(key, 'is not supported by Umbra');
   }
+  fields.only(raw, '', [...HANDLED_FIELDS], [...IGNORED_FIELDS]);
 
   let name = folderName;
   if (raw.name !== undefined && raw.name !== '') {
