@@ -241,3 +241,18 @@ t.test('encodeJson handles BigInt and typed arrays', async (t) => {
   t.same(JSON.parse(encodeJson({ a: 5n, b: data, c: new BigInt64Array([3n]), d: 'x' }).toString()), { a: 5, b: [1, -2], c: [3], d: 'x' });
   t.ok(Buffer.isBuffer(encodeJson(null)));
 });
+
+t.test('large outputs encode exactly across internal chunk boundaries', async (t) => {
+  const next = rng(21);
+  const n = 20011;
+  const f = new Float32Array(n).map(() => (next() - 0.5) * 1e4);
+  const i32 = new Int32Array(n).map(() => Math.floor((next() - 0.5) * 2 ** 31));
+  const outputs = [
+    { name: 'f', datatype: 'FP32' as const, shape: [n], data: f },
+    { name: 'i', datatype: 'INT32' as const, shape: [n], data: i32 },
+  ];
+  const { body } = encodeInferResponse({ model_name: 'm', model_version: '1', outputs }, { binaryOutputs: 'none' });
+  const json = JSON.parse(body.toString()) as { outputs: { data: number[] }[] };
+  t.same(json.outputs[0]!.data, Array.from(f));
+  t.same(json.outputs[1]!.data, Array.from(i32));
+});
