@@ -5,7 +5,8 @@ import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
 import { DATATYPES, type DataType, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
-import type { InferOptions, InferResult } from '../repository/model-version.js';
+import type { InferOptions, InferResult, ModelVersion, TrafficRole } from '../repository/model-version.js';
+import { HookSet, outcomeOf, type InferEvent, type RequestContext, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
 
 export interface UmbraOptions {
@@ -43,6 +44,8 @@ export interface BodyInferResult extends InferResult {
 export class Umbra {
   readonly manager: ModelManager;
   readonly pool: WorkerPool;
+  /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
+  readonly hooks = new HookSet();
   private closed = false;
 
   private constructor(readonly options: UmbraOptions) {
@@ -59,18 +62,51 @@ export class Umbra {
   }
 
   /** Parses an Open Inference Protocol body (JSON, or JSON + binary tensors) and runs it. */
-  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions = {}): Promise<BodyInferResult> {
-    const mv = this.manager.get(model, version);
+  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext } = {}): Promise<BodyInferResult> {
+    const startedAt = performance.now();
+    const context = options.context ?? {};
+    const { version: mv, role } = this.route(model, version, context);
     const parseOpts: ParseInferRequestOptions = { signature: mv.signature };
     if (headerLength !== undefined) parseOpts.headerLength = headerLength;
-    const request = parseInferRequest(body, parseOpts);
-    const result = await mv.infer(request, options);
+    let request: InferRequest | undefined;
+    try {
+      request = parseInferRequest(body, parseOpts);
+    } catch (err) {
+      this.emit({ model, version: mv.version, role, outcome: 'invalid', context, error: err, durationMs: performance.now() - startedAt });
+      throw err;
+    }
+    const result = await this.run(mv, role, request, options, context, startedAt);
     return { ...result, binaryOutputs: binaryOutputsFor(request) };
   }
 
   /** Runs an already parsed request (used by transports that parse themselves). */
-  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
-    return this.manager.get(model, version).infer(request, options);
+  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext } = {}): Promise<InferResult> {
+    const context = options.context ?? {};
+    const { version: mv, role } = this.route(model, version, context);
+    return this.run(mv, role, request, options, context, performance.now());
+  }
+
+  /** Which version serves: a routing hook (canary) may choose, else the named or newest version. */
+  private route(model: string, version: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } {
+    const routed = this.hooks.route(model, version, context);
+    if (routed) return routed;
+    return { version: this.manager.get(model, version), role: version ? 'direct' : 'primary' };
+  }
+
+  private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {
+    this.hooks.prepare(mv, request, context);
+    try {
+      const result = await mv.infer(request, options);
+      this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: result.response, timing: result.timing, durationMs: performance.now() - startedAt });
+      return result;
+    } catch (err) {
+      this.emit({ model: mv.name, version: mv.version, role, outcome: outcomeOf(err), context, request, error: err, durationMs: performance.now() - startedAt });
+      throw err;
+    }
+  }
+
+  private emit(event: InferEvent): void {
+    this.hooks.emit(event);
   }
 
   /**
@@ -99,7 +135,7 @@ export class Umbra {
     const parsed = typedFastPath
       ? parseTyped(mv.signature, tensors, request)
       : parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
-    const { response } = await mv.infer(parsed, options);
+    const { response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now());
     return response;
   }
 

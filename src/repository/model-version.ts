@@ -5,7 +5,7 @@ import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { UmbraError, invalid } from '../errors.js';
 import type { WorkerPool } from '../workers/pool.js';
-import type { RunTask, SessionSpec, WireTensor } from '../workers/messages.js';
+import { copiedTensor, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
 
 export type TrafficRole = 'primary' | 'canary' | 'shadow' | 'direct';
@@ -128,11 +128,11 @@ export class ModelVersion {
     const started = performance.now();
     const first = items[0]!;
     const fault = items.find((i) => i.fault)?.fault;
-    if (items.length === 1) {
-      const r = await pool.run(this.session, first.inputs, [], fault);
-      return [{ outputs: r.outputs, timing: { queueMs: started - first.enqueuedAt, computeMs: r.computeMs, rows: first.rows, batchRows: first.rows } }];
-    }
-    const merged = first.inputs.map((t, j) => ({ ...concatTensors(items.map((i) => i.inputs[j]!)), name: t.name }));
+    // Merging copies the inputs (even for one request), so the transfer to the worker never
+    // detaches the caller's request: observers (shadow, drift, logs) still read it afterwards.
+    const merged = items.length === 1
+      ? first.inputs.map(copiedTensor)
+      : first.inputs.map((t, j) => ({ ...concatTensors(items.map((i) => i.inputs[j]!)), name: t.name }));
     const counts = items.map((i) => i.rows);
     const batchRows = counts.reduce((a, b) => a + b, 0);
     const r = await pool.run(this.session, merged, [], fault);

@@ -4,6 +4,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { UmbraError, toErrorBody } from '../errors.js';
 import { encodeInferResponse } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
+import type { RequestContext } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { VERSION } from '../version.js';
 
@@ -142,7 +143,12 @@ export class Api {
     const encoding = req.headers['content-encoding'];
     if (encoding && encoding !== 'identity') throw new UmbraError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported; send the body uncompressed`);
     const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
-    const result = await this.umbra.inferBody(model, version, req.body, headerLength, req.signal ? { signal: req.signal } : {});
+    const context: RequestContext = { headers: req.headers, transport: 'http' };
+    const key = req.headers['x-umbra-key'];
+    if (key) context.routingKey = key;
+    const options: Parameters<Umbra['inferBody']>[4] = { context };
+    if (req.signal) options.signal = req.signal;
+    const result = await this.umbra.inferBody(model, version, req.body, headerLength, options);
     const encoded = encodeInferResponse(result.response, { binaryOutputs: result.binaryOutputs });
     const headers: Record<string, string> = {};
     if (encoded.headerLength !== undefined) {

@@ -78,3 +78,8 @@ export function ownedTensor(t: WireTensor): WireTensor {
   if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer) return t;
   return { ...t, data: d.slice() as TensorData };
 }
+
+/** A tensor with its own copy of the data (BYTES arrays are cloned by postMessage anyway). */
+export function copiedTensor(t: WireTensor): WireTensor {
+  return Array.isArray(t.data) ? t : { ...t, data: t.data.slice() as TensorData };
+}

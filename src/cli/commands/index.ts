@@ -1,0 +1,7 @@
+// Every `umbra` subcommand, one file each. A new command adds its file and one line here.
+import type { Command } from 'commander';
+import { registerServe } from './serve.js';
+
+export const COMMANDS: ((program: Command) => void)[] = [
+  registerServe,
+];

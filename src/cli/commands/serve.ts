@@ -1,0 +1,54 @@
+// `umbra serve`: serve a model repository over HTTP until SIGTERM/SIGINT, then drain.
+import type { Command } from 'commander';
+import { existsSync, statSync } from 'node:fs';
+import { startServer } from '../../server/server.js';
+import { VERSION } from '../../version.js';
+import { resolveServeSettings, UsageError } from '../settings.js';
+
+export function registerServe(program: Command): void {
+  program.command('serve')
+    .description('serve a model repository over HTTP (Open Inference Protocol v2)')
+    .option('--repo <dir>', 'model repository: REPO/<model>/<version>/model.onnx [env UMBRA_REPO]')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
+    .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
+    .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
+    .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
+    .option('--drain-seconds <s>', 'longest graceful drain on SIGTERM/SIGINT (default 30) [env UMBRA_DRAIN_SECONDS]')
+    .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
+    .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
+    .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
+    .action(async (flags: Record<string, unknown>) => serve(flags));
+
+}
+
+async function serve(flags: Record<string, unknown>): Promise<void> {
+  const options = resolveServeSettings(flags);
+  const repo = options.repository;
+  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
+    throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
+  }
+  const server = await startServer(options);
+  const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
+  server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
+  const index = await server.umbra.manager.index();
+  for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  log(`umbra ${VERSION} listening on ${server.url} (ready: ${server.umbra.manager.isReady()})`);
+  let signalled = false;
+  const onSignal = (signal: string) => {
+    if (signalled) return;
+    signalled = true;
+    log(`${signal}: draining (at most ${options.drainSeconds ?? 30}s)`);
+    server.stop().then(() => {
+      log('drained, exiting');
+      process.exit(0);
+    }, (err: unknown) => {
+      log(`drain failed: ${String(err)}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+

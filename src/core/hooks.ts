@@ -1,0 +1,92 @@
+// Extension points of the inference path. Traffic routing (canary), monitoring (metrics, drift,
+// prediction log) and shadowing plug in here instead of into the transports or the batcher.
+import { isUmbraError } from '../errors.js';
+import type { InferRequest, InferResponse } from '../protocol/types.js';
+import type { InferTiming, ModelVersion, TrafficRole } from '../repository/model-version.js';
+
+/** What the transport knows about a request beyond its body. */
+export interface RequestContext {
+  /** Sticky routing key (header x-umbra-key or parameters.routing_key). */
+  routingKey?: string;
+  /** Lower-case request headers, when the transport has them. */
+  headers?: Record<string, string>;
+  transport?: 'http' | 'ws' | 'in-process' | 'batch';
+}
+
+export type Outcome = 'success' | 'rejected' | 'timeout' | 'invalid' | 'internal';
+
+/** One finished request, successful or not. Hooks must not mutate it. */
+export interface InferEvent {
+  model: string;
+  version: string;
+  role: TrafficRole;
+  outcome: Outcome;
+  context: RequestContext;
+  request?: InferRequest;
+  response?: InferResponse;
+  error?: unknown;
+  timing?: InferTiming;
+  /** From arrival at the core (after the transport read the body) to the answer. */
+  durationMs: number;
+}
+
+export interface UmbraHooks {
+  /** Picks the serving version of an unversioned or versioned request; undefined = default. */
+  route?(model: string, requestedVersion: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined;
+  /** Runs before the request is queued (e.g. to assign a prediction id). */
+  prepare?(version: ModelVersion, request: InferRequest, context: RequestContext): void;
+  /** Runs after every request, off the answer's critical path as far as the hook is concerned. */
+  onResult?(event: InferEvent): void;
+}
+
+export function outcomeOf(err: unknown): Outcome {
+  if (!isUmbraError(err)) return 'internal';
+  switch (err.code) {
+    case 'QUEUE_FULL':
+    case 'NOT_READY':
+      return 'rejected';
+    case 'TIMEOUT':
+      return 'timeout';
+    case 'INVALID_INPUT':
+    case 'MODEL_NOT_FOUND':
+    case 'VERSION_NOT_FOUND':
+      return 'invalid';
+    default:
+      return 'internal';
+  }
+}
+
+export class HookSet {
+  private readonly list: UmbraHooks[] = [];
+
+  use(hooks: UmbraHooks): () => void {
+    this.list.push(hooks);
+    return () => {
+      const i = this.list.indexOf(hooks);
+      if (i >= 0) this.list.splice(i, 1);
+    };
+  }
+
+  route(model: string, requested: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined {
+    for (const h of this.list) {
+      const r = h.route?.(model, requested, context);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  prepare(version: ModelVersion, request: InferRequest, context: RequestContext): void {
+    for (const h of this.list) h.prepare?.(version, request, context);
+  }
+
+  /** A failing observer never fails the request it observes. */
+  emit(event: InferEvent): void {
+    for (const h of this.list) {
+      try {
+        h.onResult?.(event);
+      } catch {
+        // Observers report their own faults (metrics); the answer is already decided.
+      }
+    }
+  }
+}
