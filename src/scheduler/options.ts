@@ -1,0 +1,192 @@
+// The batcher's options and what it reports, with the checks that turn raw options (from a
+// model config, possibly from JavaScript) into a normalised configuration.
+
+import { invalid } from '../errors.js';
+import { PriorityRequestQueue, isRequestQueue, type RequestQueue } from './queue.js';
+
+/** What `execute` is told about the batch besides its payloads. */
+export interface BatchInfo {
+  rows: number;
+  shapeKey: string;
+}
+
+/** Arms a one-shot timer `delayUs` microseconds out; returns a function that cancels it. */
+export type SetTimer = (callback: () => void, delayUs: number) => () => void;
+
+export interface BatcherOptions<P, R> {
+  /** Rows per execution; 0 = the model does not batch (each request runs alone). */
+  maxBatchSize: number;
+  /** How long the oldest request of a candidate batch may wait for a fuller batch. */
+  maxQueueDelayUs: number;
+  /** Send at once when the candidate batch reaches one of these row counts exactly. */
+  preferredBatchSizes: number[];
+  /** 0 = unbounded; else the most requests (not rows) queued; beyond it submit rejects with QUEUE_FULL. */
+  maxQueueSize: number;
+  /** 0 = none; a request's own timeout may only be shorter. */
+  defaultTimeoutUs: number;
+  /** 0 or 1 = a single level; else levels 1..N, 1 the highest. */
+  priorityLevels: number;
+  /** Level for requests that name none; 0 = the lowest level. */
+  defaultPriorityLevel: number;
+  /** Concurrent executions (e.g. the number of workers). */
+  maxInFlight: number;
+  /** Runs one batch; answers one result per payload, in order. */
+  execute: (items: P[], batch: BatchInfo) => Promise<R[]>;
+  /** Monotonic clock in microseconds (tests inject one). */
+  now?: () => number;
+  /** Timer to pair with `now` (tests inject one); the default is an unref'd setTimeout. */
+  setTimer?: SetTimer;
+  /** Another queue policy; must be empty. Checked with `isRequestQueue`. */
+  queue?: RequestQueue;
+}
+
+export interface SubmitOptions {
+  /** Size of the batch dimension of this request (1 for models that do not batch). */
+  rows: number;
+  /** Requests batch together only when their keys are equal (e.g. the non-batch dims of every input). */
+  shapeKey: string;
+  /** 1..priorityLevels; absent or 0 = the default level. */
+  priority?: number;
+  /** Absent or 0 = the default timeout; longer than the default is cut to the default. */
+  timeoutUs?: number;
+  /** Aborting removes the request while it is queued; once executing it runs to the end. */
+  signal?: AbortSignal;
+}
+
+export type BatcherState = 'open' | 'draining' | 'closed';
+
+export interface BatcherStats {
+  /** Requests accepted into the queue. */
+  submitted: number;
+  /** Batches handed to execute, whatever their outcome. */
+  executions: number;
+  /** Rows handed to execute (Triton's inference count). */
+  inferences: number;
+  /** Requests handed to execute. */
+  executedRequests: number;
+  /** Requests rejected because their batch's execute failed. */
+  failedRequests: number;
+  /** Microseconds requests spent queued before dispatch, summed. */
+  queueTimeUs: number;
+  /** Microseconds spent in execute, summed over batches. */
+  executeTimeUs: number;
+  rejectedQueueFull: number;
+  rejectedNotReady: number;
+  rejectedInvalid: number;
+  timeouts: number;
+  aborted: number;
+  /** Requests rejected by close(). */
+  closed: number;
+  pending: number;
+  inFlight: number;
+}
+
+/** Options after checking, with defaults filled in and priorities mapped to concrete levels. */
+export interface BatcherConfig<P, R> {
+  maxBatchSize: number;
+  maxQueueDelayUs: number;
+  preferred: ReadonlySet<number>;
+  maxQueueSize: number;
+  defaultTimeoutUs: number;
+  levels: number;
+  defaultLevel: number;
+  maxInFlight: number;
+  execute: BatcherOptions<P, R>['execute'];
+  now: () => number;
+  setTimer: SetTimer;
+  queue: RequestQueue;
+}
+
+/** A submit's options after checking: a concrete level and the effective timeout (0 = none). */
+export interface CheckedSubmit {
+  rows: number;
+  priority: number;
+  timeoutUs: number;
+}
+
+/** Monotonic microseconds. */
+const defaultNow = (): number => performance.now() * 1000;
+
+// Unref'd: a pending batch must not keep a process alive on its own (a server's socket does).
+const defaultSetTimer: SetTimer = (callback, delayUs) => {
+  const handle = setTimeout(callback, Math.ceil(delayUs / 1000));
+  handle.unref();
+  return () => clearTimeout(handle);
+};
+
+function checkInteger(value: unknown, min: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw invalid('INVALID_ARGUMENT', min === 0 ? 'a non-negative integer' : `an integer of at least ${min}`, what, value);
+  }
+  return value;
+}
+
+function checkDuration(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw invalid('INVALID_ARGUMENT', 'a non-negative number of microseconds', what, value);
+  return value;
+}
+
+/** Check every option; throws INVALID_ARGUMENT worded "expected X for Y but received Z". */
+export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): BatcherConfig<P, R> {
+  const maxBatchSize = checkInteger(options.maxBatchSize, 0, 'maxBatchSize');
+  const maxQueueDelayUs = checkDuration(options.maxQueueDelayUs, 'maxQueueDelayUs');
+  if (!Array.isArray(options.preferredBatchSizes)) throw invalid('INVALID_ARGUMENT', 'an array', 'preferredBatchSizes', options.preferredBatchSizes);
+  for (const size of options.preferredBatchSizes) {
+    checkInteger(size, 1, 'a preferred batch size');
+    if (maxBatchSize > 0 && size > maxBatchSize) throw invalid('INVALID_ARGUMENT', `at most maxBatchSize (${maxBatchSize})`, 'a preferred batch size', size);
+  }
+  const maxQueueSize = checkInteger(options.maxQueueSize, 0, 'maxQueueSize');
+  const defaultTimeoutUs = checkDuration(options.defaultTimeoutUs, 'defaultTimeoutUs');
+  const levels = Math.max(1, checkInteger(options.priorityLevels, 0, 'priorityLevels'));
+  const defaultLevel = checkInteger(options.defaultPriorityLevel, 0, 'defaultPriorityLevel');
+  if (levels > 1 && defaultLevel > levels) throw invalid('INVALID_ARGUMENT', `a level in 1..${levels}`, 'defaultPriorityLevel', defaultLevel);
+  const maxInFlight = checkInteger(options.maxInFlight, 1, 'maxInFlight');
+  if (typeof options.execute !== 'function') throw invalid('INVALID_ARGUMENT', 'a function', 'execute', options.execute);
+  if (options.queue !== undefined) {
+    if (!isRequestQueue(options.queue)) throw invalid('INVALID_ARGUMENT', 'an object with size, push, remove and an iterator', 'queue', options.queue);
+    if (options.queue.size !== 0) throw invalid('INVALID_ARGUMENT', 'an empty queue', 'queue', options.queue.size);
+  }
+  return {
+    maxBatchSize,
+    maxQueueDelayUs,
+    preferred: new Set(options.preferredBatchSizes),
+    maxQueueSize,
+    defaultTimeoutUs,
+    levels,
+    // Unprioritised traffic should not pre-empt anything, so "no default" means the lowest level.
+    defaultLevel: levels === 1 ? 1 : defaultLevel === 0 ? levels : defaultLevel,
+    maxInFlight,
+    execute: options.execute,
+    now: options.now ?? defaultNow,
+    setTimer: options.setTimer ?? defaultSetTimer,
+    queue: options.queue ?? new PriorityRequestQueue(levels),
+  };
+}
+
+/** Check one submit against the configuration; throws INVALID_INPUT (the request is at fault). */
+export function checkSubmitOptions(
+  config: Pick<BatcherConfig<unknown, unknown>, 'maxBatchSize' | 'levels' | 'defaultLevel' | 'defaultTimeoutUs'>,
+  options: SubmitOptions,
+): CheckedSubmit {
+  if (typeof options !== 'object' || options === null) throw invalid('INVALID_INPUT', 'an object', 'the submit options', options);
+  const { rows, shapeKey, priority, timeoutUs } = options;
+  if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 1) throw invalid('INVALID_INPUT', 'a positive integer', 'the batch size of the request', rows);
+  if (config.maxBatchSize > 0 && rows > config.maxBatchSize) {
+    throw invalid('INVALID_INPUT', `at most ${config.maxBatchSize} (the model's max batch size)`, 'the batch size of the request', rows);
+  }
+  if (typeof shapeKey !== 'string') throw invalid('INVALID_INPUT', 'a string', 'the shape key', shapeKey);
+  let level = config.defaultLevel;
+  if (priority !== undefined && priority !== 0) {
+    if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0) throw invalid('INVALID_INPUT', 'a non-negative integer', 'the priority', priority);
+    if (config.levels > 1) {
+      if (priority > config.levels) throw invalid('INVALID_INPUT', `a level in 1..${config.levels}`, 'the priority', priority);
+      level = priority;
+    }
+  }
+  let timeout = config.defaultTimeoutUs;
+  if (timeoutUs !== undefined && timeoutUs !== 0) {
+    if (typeof timeoutUs !== 'number' || !Number.isFinite(timeoutUs) || timeoutUs < 0) throw invalid('INVALID_INPUT', 'a non-negative number of microseconds', 'the timeout', timeoutUs);
+    timeout = timeout > 0 ? Math.min(timeout, timeoutUs) : timeoutUs;
+  }
+  return { rows, priority: level, timeoutUs: timeout };
+}
