@@ -1,0 +1,4 @@
+// N:M semi-structured pruning; nm_prune_f32 (umbra_kernels.h) is the entry point.
+#pragma once
+
+#include "umbra_kernels.h"
