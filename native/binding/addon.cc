@@ -4,6 +4,7 @@
 
 #include <exception>
 
+#include "common.h"
 #include "umbra.h"
 
 namespace {
@@ -33,6 +34,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("listBackends", Napi::Function::New(env, ListBackends, "listBackends"));
+  umbra_binding::register_kernels(env, exports);
+  umbra_binding::register_prune(env, exports);
   return exports;
 }
 

@@ -4,11 +4,48 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Raw surface of build/Release/umbra.node. Kernel entry points are added as they are built. */
+/** One array's cut as the native pruning layer reports it (see native/include/umbra_kernels.h). */
+export interface NativeLayerCut {
+  /** Bit pattern of |w| (sign cleared) below which weights are zeroed; 2^31 = above all. */
+  thresholdKey: number;
+  /** The same threshold as a float (+Infinity when every weight is pruned). */
+  threshold: number;
+  /** How many weights equal to the threshold are zeroed too, first ones in index order. */
+  ties: number;
+  /** Total weights this cut zeroes in its array. */
+  pruned: number;
+}
+
+/**
+ * Raw surface of build/Release/umbra.node. Enumerations cross as integers: layout 0 = [K,N],
+ * 1 = [N,K], 2 = packed; activation 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 gelu. Call these through
+ * the validated adapter in ./kernels.js, which words its errors the Umbra way.
+ */
 export interface NativeBinding {
   version(): string;
   cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean };
   listBackends(): string[];
+  kernelIsa(): 'avx512' | 'avx2' | 'portable';
+  gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
+    m: number, k: number, n: number, layout: number, activation: number, threads: number): void;
+  gemmF32Async(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
+    m: number, k: number, n: number, layout: number, activation: number, threads: number): Promise<void>;
+  gemmPackF32(w: Float32Array, k: number, n: number, layout: number, threads: number): Float32Array;
+  spmmCsrF32(x: Float32Array, rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, bias: Float32Array | null,
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): void;
+  spmmCsrF32Async(x: Float32Array, rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, bias: Float32Array | null,
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): Promise<void>;
+  csrFromDenseF32(w: Float32Array, rows: number, cols: number): { rowPtr: Int32Array; colIdx: Int32Array; values: Float32Array };
+  biasActivationF32(data: Float32Array, rows: number, cols: number, bias: Float32Array | null, activation: number): void;
+  softmaxF32(data: Float32Array, rows: number, cols: number): void;
+  thresholdSelectF32(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,
+    minSparsity: Float64Array | null, maxSparsity: Float64Array | null, threads: number): NativeLayerCut[];
+  thresholdSelectF32Async(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,
+    minSparsity: Float64Array | null, maxSparsity: Float64Array | null, threads: number): Promise<NativeLayerCut[]>;
+  maskApplyF32(arrays: Float32Array[], names: string[], cuts: Pick<NativeLayerCut, 'thresholdKey' | 'ties'>[], threads: number): number;
+  maskApplyF32Async(arrays: Float32Array[], names: string[], cuts: Pick<NativeLayerCut, 'thresholdKey' | 'ties'>[], threads: number): Promise<number>;
+  nmPruneF32(w: Float32Array, rows: number, cols: number, n: number, m: number, kContiguous: boolean, name: string): number;
+  rowsPruneF32(w: Float32Array, rows: number, cols: number, sparsity: number, norm: number, kContiguous: boolean, name: string): Int32Array;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,0 +1,184 @@
+// N-API entry points for the dense/sparse/elementwise kernels. Sync variants block the calling
+// JS thread (meant for worker threads and small shapes); *Async variants run on the libuv pool
+// and return a Promise. All throw TypeError/RangeError for bad arguments and Error for kernel
+// failures; none aborts the process.
+#include "common.h"
+#include "umbra_kernels.h"
+
+namespace umbra_binding {
+namespace {
+
+umbra::Activation activation_at(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  const size_t a = to_size(info, i, fn, "activation");
+  if (a > 4) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": activation must be 0..4");
+  return static_cast<umbra::Activation>(a);
+}
+
+int threads_at(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+  const size_t t = to_size(info, i, fn, "threads");
+  if (t < 1 || t > 256) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": threads must be in [1, 256]");
+  return static_cast<int>(t);
+}
+
+// (x, w, bias|null, y, m, k, n, layout, activation, threads)
+umbra::GemmArgs gemm_args(const Napi::CallbackInfo& info, const char* kName) {
+  const Napi::Env env = info.Env();
+  UMBRA_THROW_IF(env, info.Length() != 10, "expected 10 arguments");
+  umbra::GemmArgs g;
+  g.m = to_size(info, 4, kName, "m");
+  g.k = to_size(info, 5, kName, "k");
+  g.n = to_size(info, 6, kName, "n");
+  const size_t layout = to_size(info, 7, kName, "layout");
+  UMBRA_THROW_IF(env, layout > 2, "layout must be 0 (KxN), 1 (NxK) or 2 (packed)");
+  g.layout = static_cast<umbra::WeightLayout>(layout);
+  g.activation = activation_at(info, 8, kName);
+  g.threads = threads_at(info, 9, kName);
+  const size_t w_size = g.layout == umbra::WeightLayout::packed ? umbra::gemm_packed_size(g.k, g.n) : g.k * g.n;
+  g.x = f32(env, info[0], g.m * g.k, kName, "x");
+  g.w = f32(env, info[1], w_size, kName, g.layout == umbra::WeightLayout::packed ? "packed w" : "w");
+  g.bias = f32(env, info[2], g.n, kName, "bias", true);
+  g.y = f32(env, info[3], g.m * g.n, kName, "y");
+  return g;
+}
+
+// Blocking. Throws on bad arguments.
+Napi::Value GemmF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    umbra::gemm_f32(gemm_args(info, "gemmF32"));
+    return info.Env().Undefined();
+  });
+}
+
+// Non-blocking: Promise<void>; rejects with the kernel's message.
+Napi::Value GemmF32Async(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const umbra::GemmArgs g = gemm_args(info, "gemmF32Async");
+    return queue(info.Env(), [g] { umbra::gemm_f32(g); }, [](Napi::Env env) { return env.Undefined(); },
+                 {info[0], info[1], info[2], info[3]});
+  });
+}
+
+// (w, k, n, layout, threads) -> Float32Array. Blocking.
+Napi::Value GemmPackF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "gemmPackF32";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 5, "expected 5 arguments");
+    const size_t k = to_size(info, 1, kName, "k"), n = to_size(info, 2, kName, "n");
+    const size_t layout = to_size(info, 3, kName, "layout");
+    UMBRA_THROW_IF(env, layout > 1, "layout must be 0 (KxN) or 1 (NxK)");
+    const int threads = threads_at(info, 4, kName);
+    const float* w = f32(env, info[0], k * n, kName, "w");
+    Napi::Float32Array out = Napi::Float32Array::New(env, umbra::gemm_packed_size(k, n));
+    umbra::gemm_pack_f32(w, k, n, static_cast<umbra::WeightLayout>(layout), out.Data(), threads);
+    return out;
+  });
+}
+
+// (x, rowPtr, colIdx, values, bias|null, y, m, n, k, activation, threads)
+umbra::SpmmArgs spmm_args(const Napi::CallbackInfo& info, const char* kName) {
+  const Napi::Env env = info.Env();
+  UMBRA_THROW_IF(env, info.Length() != 11, "expected 11 arguments");
+  umbra::SpmmArgs a;
+  a.m = to_size(info, 6, kName, "m");
+  a.w.rows = to_size(info, 7, kName, "n");
+  a.w.cols = to_size(info, 8, kName, "k");
+  a.activation = activation_at(info, 9, kName);
+  a.threads = threads_at(info, 10, kName);
+  a.w.row_ptr = i32(env, info[1], a.w.rows + 1, kName, "rowPtr");
+  const size_t nnz = static_cast<size_t>(a.w.row_ptr[a.w.rows] < 0 ? 0 : a.w.row_ptr[a.w.rows]);
+  a.w.nnz = nnz;
+  a.w.col_idx = i32(env, info[2], nnz, kName, "colIdx");
+  a.w.values = f32(env, info[3], nnz, kName, "values");
+  a.x = f32(env, info[0], a.m * a.w.cols, kName, "x");
+  a.bias = f32(env, info[4], a.w.rows, kName, "bias", true);
+  a.y = f32(env, info[5], a.m * a.w.rows, kName, "y");
+  return a;
+}
+
+// Blocking. Throws on bad arguments or an inconsistent CSR matrix.
+Napi::Value SpmmCsrF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    umbra::spmm_csr_f32(spmm_args(info, "spmmCsrF32"));
+    return info.Env().Undefined();
+  });
+}
+
+// Non-blocking: Promise<void>. The CSR matrix is validated on the libuv thread.
+Napi::Value SpmmCsrF32Async(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const umbra::SpmmArgs a = spmm_args(info, "spmmCsrF32Async");
+    return queue(info.Env(), [a] { umbra::spmm_csr_f32(a); }, [](Napi::Env env) { return env.Undefined(); },
+                 {info[0], info[1], info[2], info[3], info[4], info[5]});
+  });
+}
+
+// (w, rows, cols) -> { rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array }. Blocking.
+Napi::Value CsrFromDenseF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "csrFromDenseF32";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 3, "expected 3 arguments");
+    const size_t rows = to_size(info, 1, kName, "rows"), cols = to_size(info, 2, kName, "cols");
+    const float* w = f32(env, info[0], rows * cols, kName, "w");
+    const umbra::CsrOwned csr = umbra::csr_from_dense_f32(w, rows, cols);
+    Napi::Int32Array row_ptr = Napi::Int32Array::New(env, csr.row_ptr.size());
+    Napi::Int32Array col_idx = Napi::Int32Array::New(env, csr.col_idx.size());
+    Napi::Float32Array values = Napi::Float32Array::New(env, csr.values.size());
+    std::copy(csr.row_ptr.begin(), csr.row_ptr.end(), row_ptr.Data());
+    std::copy(csr.col_idx.begin(), csr.col_idx.end(), col_idx.Data());
+    std::copy(csr.values.begin(), csr.values.end(), values.Data());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("rowPtr", row_ptr);
+    out.Set("colIdx", col_idx);
+    out.Set("values", values);
+    return out;
+  });
+}
+
+// (data, rows, cols, bias|null, activation) in place. Blocking.
+Napi::Value BiasActivationF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "biasActivationF32";
+  return guarded(info, [&] {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 5, "expected 5 arguments");
+    const size_t rows = to_size(info, 1, kName, "rows"), cols = to_size(info, 2, kName, "cols");
+    float* data = f32(env, info[0], rows * cols, kName, "data");
+    const float* bias = f32(env, info[3], cols, kName, "bias", true);
+    umbra::bias_activation_f32(data, rows, cols, bias, activation_at(info, 4, kName));
+    return env.Undefined();
+  });
+}
+
+// (data, rows, cols) in place. Blocking.
+Napi::Value SoftmaxF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "softmaxF32";
+  return guarded(info, [&] {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 3, "expected 3 arguments");
+    const size_t rows = to_size(info, 1, kName, "rows"), cols = to_size(info, 2, kName, "cols");
+    umbra::softmax_f32(f32(env, info[0], rows * cols, kName, "data"), rows, cols);
+    return env.Undefined();
+  });
+}
+
+// Non-blocking: the ISA the kernels dispatch to ("avx512" | "avx2" | "portable").
+Napi::Value KernelIsa(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), umbra::isa_name(umbra::isa_active()));
+}
+
+}  // namespace
+
+void register_kernels(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemmF32", Napi::Function::New(env, GemmF32, "gemmF32"));
+  exports.Set("gemmF32Async", Napi::Function::New(env, GemmF32Async, "gemmF32Async"));
+  exports.Set("gemmPackF32", Napi::Function::New(env, GemmPackF32, "gemmPackF32"));
+  exports.Set("spmmCsrF32", Napi::Function::New(env, SpmmCsrF32, "spmmCsrF32"));
+  exports.Set("spmmCsrF32Async", Napi::Function::New(env, SpmmCsrF32Async, "spmmCsrF32Async"));
+  exports.Set("csrFromDenseF32", Napi::Function::New(env, CsrFromDenseF32, "csrFromDenseF32"));
+  exports.Set("biasActivationF32", Napi::Function::New(env, BiasActivationF32, "biasActivationF32"));
+  exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
+  exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
+}
+
+}  // namespace umbra_binding
