@@ -1,0 +1,224 @@
+import t from 'tap';
+import { Worker } from 'node:worker_threads';
+import {
+  biasActivation, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packWeights, softmax, spmm, spmmAsync,
+  type Activation,
+} from '../dist/native/kernels.js';
+import { UmbraError } from '../dist/errors.js';
+
+// Seeded generator (mulberry32) so every run sees the same inputs; never exact zeros.
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(s ^ (s >>> 15), 1 | s);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function randomArray(n: number, next: () => number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = ((next() * 2 - 1) || 0.5) * scale;
+  return a;
+}
+
+function erf(x: number): number {
+  // Series / continued fraction are overkill here: this rational form is accurate to 1e-7.
+  const s = Math.sign(x);
+  const a = Math.abs(x);
+  const t = 1 / (1 + 0.5 * a);
+  const y = 1 - t * Math.exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return s * y;
+}
+function act(x: number, a: Activation): number {
+  switch (a) {
+    case 'relu': return x < 0 ? 0 : x;
+    case 'sigmoid': return 1 / (1 + Math.exp(-x));
+    case 'tanh': return Math.tanh(x);
+    case 'gelu': return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    default: return x;
+  }
+}
+
+/** Y = act(X W + b) for W [K,N], with the sum of |terms| per entry as the error scale. */
+function reference(x: Float32Array, wKN: Float32Array, bias: Float32Array | undefined, m: number, k: number, n: number, a: Activation) {
+  const y = new Float64Array(m * n);
+  const scale = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = bias ? bias[j]! : 0;
+      let abs = Math.abs(s);
+      for (let kk = 0; kk < k; kk++) {
+        const p = x[i * k + kk]! * wKN[kk * n + j]!;
+        s += p;
+        abs += Math.abs(p);
+      }
+      y[i * n + j] = act(s, a);
+      scale[i * n + j] = abs;
+    }
+  }
+  return { y, scale };
+}
+
+function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
+  return out;
+}
+
+interface Asserts {
+  equal(found: unknown, wanted: unknown, message?: string): boolean;
+  ok(value: unknown, message?: string): boolean;
+}
+
+function assertClose(t: Asserts, got: Float32Array, want: { y: Float64Array; scale: Float64Array }, what: string) {
+  let worst = 0;
+  let bad = -1;
+  for (let i = 0; i < want.y.length; i++) {
+    const g = got[i]!;
+    const err = Math.abs(g - want.y[i]!) / (2e-6 * want.scale[i]! + 1e-5);
+    if (!Number.isFinite(g)) { bad = i; break; }
+    if (err > worst) worst = err;
+  }
+  t.equal(bad, -1, `${what}: every output is finite`);
+  t.ok(worst <= 1, `${what}: within tolerance (worst ratio ${worst.toFixed(3)})`);
+}
+
+t.test('the kernels report the ISA they dispatched on', async (t) => {
+  t.match(kernelIsa(), /^(avx512|avx2|portable)$/);
+});
+
+t.test('gemm matches a JS reference for every layout, activation and odd shape', async (t) => {
+  const next = rng(7);
+  const shapes: [number, number, number][] = [[1, 1, 1], [3, 17, 33], [17, 33, 3], [8, 127, 65], [33, 300, 40]];
+  for (const [m, k, n] of shapes) {
+    const x = randomArray(m * k, next);
+    const wKN = randomArray(k * n, next);
+    const wNK = transpose(wKN, k, n);
+    const bias = randomArray(n, next);
+    const packed = packWeights(denseWeights(wNK, k, n, 'nxk'));
+    for (const a of ['none', 'relu', 'sigmoid', 'tanh', 'gelu'] as const) {
+      const want = reference(x, wKN, bias, m, k, n, a);
+      for (const [label, weights] of [['kxn', denseWeights(wKN, k, n, 'kxn')], ['nxk', denseWeights(wNK, k, n, 'nxk')], ['packed', packed]] as const) {
+        const out = new Float32Array(m * n).fill(NaN);
+        gemm({ x, m, weights, bias, activation: a, threads: 2, out });
+        assertClose(t, out, want, `gemm ${m}x${k}x${n} ${label} ${a}`);
+      }
+    }
+  }
+});
+
+t.test('gemmAsync resolves with the same result as gemm', async (t) => {
+  const next = rng(11);
+  const [m, k, n] = [9, 70, 45];
+  const x = randomArray(m * k, next);
+  const w = denseWeights(randomArray(k * n, next), k, n, 'kxn');
+  const sync = gemm({ x, m, weights: w, activation: 'relu' });
+  const viaPromise = await gemmAsync({ x, m, weights: w, activation: 'relu', threads: 2 });
+  t.same(Array.from(viaPromise), Array.from(sync));
+});
+
+function sparse(rows: number, cols: number, density: number, next: () => number): Float32Array {
+  const w = randomArray(rows * cols, next);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) if (r % 5 === 2 || next() >= density) w[r * cols + c] = 0;
+  }
+  return w;
+}
+
+t.test('spmm over CSR matches the dense reference, with empty rows and odd batches', async (t) => {
+  const next = rng(3);
+  for (const density of [0, 0.1, 0.5, 1]) {
+    const [n, k] = [33, 47];
+    const wNK = sparse(n, k, density, next);
+    const csr = csrFromDense(wNK, n, k);
+    const nnz = wNK.filter((v) => v !== 0).length;
+    t.equal(csr.values.length, nnz, `CSR keeps all ${nnz} non-zeros`);
+    t.equal(csr.rowPtr[n], nnz);
+    const wKN = transpose(wNK, n, k);
+    const bias = randomArray(n, next);
+    for (const m of [1, 2, 3, 17, 64, 65]) {
+      const x = randomArray(m * k, next);
+      for (const a of ['none', 'gelu'] as const) {
+        const out = new Float32Array(m * n).fill(NaN);
+        spmm({ x, m, weights: csr, bias, activation: a, threads: 2, out });
+        assertClose(t, out, reference(x, wKN, bias, m, k, n, a), `spmm density ${density} batch ${m} ${a}`);
+      }
+    }
+  }
+  const csr = csrFromDense(sparse(8, 8, 0.5, next), 8, 8);
+  const x = randomArray(16, next);
+  t.same(Array.from(await spmmAsync({ x, m: 2, weights: csr })), Array.from(spmm({ x, m: 2, weights: csr })), 'async agrees');
+});
+
+t.test('bias + activation and softmax match the reference; softmax is stable for large logits', async (t) => {
+  const next = rng(5);
+  const [rows, cols] = [4, 37];
+  for (const a of ['none', 'relu', 'sigmoid', 'tanh', 'gelu'] as const) {
+    const data = randomArray(rows * cols, next, 6);
+    const bias = randomArray(cols, next);
+    const input = Float32Array.from(data);
+    biasActivation(data, rows, cols, { bias, activation: a });
+    let worst = 0;
+    for (let i = 0; i < data.length; i++) {
+      const want = act(input[i]! + bias[i % cols]!, a);
+      worst = Math.max(worst, Math.abs(data[i]! - want) / (1e-6 * Math.abs(want) + 1e-6));
+    }
+    t.ok(worst <= 1, `${a}: within tolerance (${worst.toFixed(3)})`);
+  }
+  const logits = randomArray(rows * cols, next, 30);
+  logits[3] = 1000;
+  const input = Float32Array.from(logits);
+  softmax(logits, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    const row = Array.from(input.subarray(r * cols, (r + 1) * cols));
+    const max = Math.max(...row);
+    const sum = row.reduce((s, v) => s + Math.exp(v - max), 0);
+    let worst = 0;
+    for (let c = 0; c < cols; c++) {
+      const want = Math.exp(row[c]! - max) / sum;
+      worst = Math.max(worst, Math.abs(logits[r * cols + c]! - want) / (1e-5 * want + 1e-8));
+    }
+    t.ok(worst <= 1, `softmax row ${r} within tolerance`);
+  }
+});
+
+function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+t.test('bad arguments throw UmbraError with the house wording and never crash', async (t) => {
+  const w = denseWeights(new Float32Array(6).fill(1), 2, 3, 'kxn');
+  t.throws(() => gemm({ x: new Float32Array(3), m: 2, weights: w }), { code: 'INVALID_ARGUMENT', message: /expected a Float32Array of at least 4 elements for x but received one of 3/ });
+  t.throws(() => gemm({ x: new Float32Array(4), m: 2, weights: w, activation: 'swish' as Activation }), /expected one of none, relu, sigmoid, tanh, gelu for activation but received the string "swish"/);
+  t.throws(() => gemm({ x: new Float32Array(4), m: -1, weights: w }), /expected an integer in \[0, 2\^31\) for m but received number -1/);
+  t.throws(() => gemm({ x: new Float32Array(4), m: 2, weights: w, threads: 0 }), /for threads/);
+  t.throws(() => denseWeights(new Float32Array(5), 2, 3, 'kxn'), /expected a Float32Array of 6 elements for weights/);
+  const bad = { rows: 1, cols: 4, rowPtr: new Int32Array([0, 1]), colIdx: new Int32Array([9]), values: new Float32Array([1]) };
+  t.throws(() => spmm({ x: new Float32Array(4), m: 1, weights: bad }), { name: 'UmbraError', message: /column index/ });
+  t.type(catchError(() => spmm({ x: new Float32Array(4), m: 1, weights: bad })), UmbraError);
+  await t.rejects(spmmAsync({ x: new Float32Array(4), m: 1, weights: bad }), /column index/);
+  const backwards = { rows: 2, cols: 4, rowPtr: new Int32Array([0, 2, 1]), colIdx: new Int32Array([0, 1]), values: new Float32Array([1, 1]) };
+  t.throws(() => spmm({ x: new Float32Array(4), m: 1, weights: backwards }), /non-decreasing/);
+});
+
+t.test('the kernels run inside a worker thread', async (t) => {
+  const url = new URL('../dist/native/kernels.js', import.meta.url).href;
+  const code = `import('${url}').then(m => {
+    const w = m.denseWeights(new Float32Array([1, 2, 3, 4]), 2, 2, 'kxn');
+    const y = m.gemm({ x: new Float32Array([1, 1]), m: 1, weights: w });
+    require('node:worker_threads').parentPort.postMessage(Array.from(y));
+  });`;
+  const result = await new Promise<number[]>((resolve, reject) => {
+    const worker = new Worker(code, { eval: true });
+    worker.once('message', (m: number[]) => { resolve(m); void worker.terminate(); });
+    worker.once('error', reject);
+  });
+  t.same(result, [4, 6]);
+});
