@@ -60,6 +60,10 @@ export class ModelManager extends EventEmitter {
   /** Loads or reloads one model. On failure the versions already serving keep serving. */
   load(name: string): Promise<void> {
     validateModelName(name);
+    // A name with no folder in the repository is not a model: no entry, so readiness is untouched.
+    if (!this.models.has(name) && !listModels(this.options.repository).includes(name)) {
+      return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `no model '${name}' in repository ${this.options.repository}`));
+    }
     const entry = this.entry(name);
     const run = entry.busy.then(() => this.doLoad(entry));
     entry.busy = run.catch(() => undefined);

@@ -139,7 +139,6 @@ export class Api {
   }
 
   private async infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
-    if (!this.options.isAccepting()) throw new UmbraError('NOT_READY', 'the server is shutting down', { retryAfter: 1 });
     const encoding = req.headers['content-encoding'];
     if (encoding && encoding !== 'identity') throw new UmbraError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported; send the body uncompressed`);
     const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);

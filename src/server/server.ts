@@ -96,13 +96,17 @@ export class UmbraServer {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = false;
     }
+    // Requests that reach an open connection during the drain are still answered (with
+    // `Connection: close`), so a load balancer that has not yet noticed readiness never sees a
+    // failure; only new connections are refused.
     const seconds = this.options.drainSeconds ?? DEFAULTS.drainSeconds;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, seconds * 1000);
       timer.unref();
     });
-    await Promise.race([Promise.all([this.umbra.manager.drainAll(), this.inFlight.idle()]), deadline]);
+    await Promise.race([this.inFlight.idle(), deadline]);
+    await Promise.race([this.umbra.manager.drainAll(), deadline]);
     if (timer) clearTimeout(timer);
     this.app.close();
     await this.umbra.close();
