@@ -1,0 +1,137 @@
+// Prometheus metrics of one Umbra instance (prom-client, its own registry so several servers can
+// live in one process). The request path touches only cached label children: one Map lookup per
+// request, then plain increments and observes.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { InferEvent, Outcome } from '../core/hooks.js';
+
+/** Sub-millisecond to seconds: small CPU models answer in ~100 us, large ones in ~1 s. */
+export const DEFAULT_LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+const OUTCOMES: Outcome[] = ['success', 'rejected', 'timeout', 'invalid', 'internal'];
+
+export interface MetricsOptions {
+  /** Upper bounds in seconds for the latency histograms. */
+  buckets?: number[];
+  /** Process and Node.js runtime metrics (process_*, nodejs_*); default true. */
+  processMetrics?: boolean;
+}
+
+export interface ModelLabels {
+  model: string;
+  version: string;
+}
+
+type RoleLabels = 'model' | 'version' | 'role';
+
+/** The label children one (model, version, role) uses, resolved once. */
+interface Children {
+  requests: Record<Outcome, Counter.Internal>;
+  requestDuration: Histogram.Internal<RoleLabels>;
+  queueDuration: Histogram.Internal<RoleLabels>;
+  computeDuration: Histogram.Internal<RoleLabels>;
+  inferences: Counter.Internal;
+  executions: Counter.Internal;
+}
+
+export class UmbraMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'model' | 'version' | 'role' | 'outcome'>;
+  readonly requestDuration: Histogram<RoleLabels>;
+  readonly queueDuration: Histogram<RoleLabels>;
+  readonly computeDuration: Histogram<RoleLabels>;
+  readonly inferences: Counter<RoleLabels>;
+  readonly executions: Counter<RoleLabels>;
+  readonly pending: Gauge<'model' | 'version'>;
+  readonly inFlight: Gauge<'model' | 'version'>;
+  /** Shadow requests dropped (queue full, timeout, shadow error); called by src/traffic. */
+  readonly shadowDropped: Counter<'model' | 'version'>;
+  /** Share of shadow answers that agree with the primary's, 0..1; set by src/traffic. */
+  readonly shadowAgreement: Gauge<'model' | 'version'>;
+  readonly driftScore: Gauge<'model' | 'version' | 'feature' | 'test'>;
+  /** 1 drift, 0 no drift, -1 inconclusive (below the minimum sample). */
+  readonly driftDetected: Gauge<'model' | 'version'>;
+  readonly driftWindow: Gauge<'model' | 'version'>;
+  readonly liveAccuracy: Gauge<'model' | 'version'>;
+  readonly liveMeanAbsoluteError: Gauge<'model' | 'version'>;
+  readonly feedback: Counter<'model' | 'version' | 'result'>;
+  readonly logRows: Counter<'result'>;
+  readonly webhookDeliveries: Counter<'result'>;
+  private readonly children = new Map<string, Children>();
+
+  constructor(options: MetricsOptions = {}) {
+    const buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
+    const registers = [this.registry];
+    const roleLabels = ['model', 'version', 'role'] as const;
+    this.requests = new Counter({ name: 'umbra_requests_total', help: 'Inference requests by outcome: success, rejected, timeout, invalid, internal.', labelNames: ['model', 'version', 'role', 'outcome'], registers });
+    this.requestDuration = new Histogram({ name: 'umbra_request_duration_seconds', help: 'Time from arrival at the core to the answer.', labelNames: roleLabels, buckets, registers });
+    this.queueDuration = new Histogram({ name: 'umbra_queue_duration_seconds', help: 'Time a request waited in the dynamic batcher queue.', labelNames: roleLabels, buckets, registers });
+    this.computeDuration = new Histogram({ name: 'umbra_compute_duration_seconds', help: 'Model execution time of the batch that carried the request.', labelNames: roleLabels, buckets, registers });
+    this.inferences = new Counter({ name: 'umbra_inferences_total', help: 'Rows inferred (a batch of 8 rows counts 8).', labelNames: roleLabels, registers });
+    this.executions = new Counter({ name: 'umbra_executions_total', help: 'Model executions (batches); each request adds its share rows/batch_rows, so a batch sums to 1.', labelNames: roleLabels, registers });
+    this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers });
+    this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers });
+    this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
+    this.shadowAgreement = new Gauge({ name: 'umbra_shadow_agreement', help: 'Share of shadow answers agreeing with the primary answer (0..1).', labelNames: ['model', 'version'], registers });
+    this.driftScore = new Gauge({ name: 'umbra_drift_score', help: 'Drift score of one feature or output against the reference profile (test: psi, ks, js, chi2).', labelNames: ['model', 'version', 'feature', 'test'], registers });
+    this.driftDetected = new Gauge({ name: 'umbra_drift_detected', help: 'Dataset drift verdict: 1 drift, 0 no drift, -1 inconclusive.', labelNames: ['model', 'version'], registers });
+    this.driftWindow = new Gauge({ name: 'umbra_drift_window_rows', help: 'Rows in the live drift window.', labelNames: ['model', 'version'], registers });
+    this.liveAccuracy = new Gauge({ name: 'umbra_live_accuracy', help: 'Accuracy over the latest labelled predictions (classification).', labelNames: ['model', 'version'], registers });
+    this.liveMeanAbsoluteError = new Gauge({ name: 'umbra_live_mean_absolute_error', help: 'Mean absolute error over the latest labelled predictions (regression).', labelNames: ['model', 'version'], registers });
+    this.feedback = new Counter({ name: 'umbra_feedback_total', help: 'Feedback labels by result: accepted or unknown (unknown or expired prediction id).', labelNames: ['model', 'version', 'result'], registers });
+    this.logRows = new Counter({ name: 'umbra_prediction_log_rows_total', help: 'Prediction log rows by result: written, dropped (buffer full), failed (database error).', labelNames: ['result'], registers });
+    this.webhookDeliveries = new Counter({ name: 'umbra_webhook_deliveries_total', help: 'Webhook events by result: delivered, retried, failed, dropped.', labelNames: ['result'], registers });
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Records one finished request. The only metrics work on the request path. */
+  observe(event: InferEvent): void {
+    const c = this.childrenOf(event.model, event.version, event.role);
+    c.requests[event.outcome].inc();
+    c.requestDuration.observe(event.durationMs / 1000);
+    const t = event.timing;
+    if (t) {
+      c.queueDuration.observe(t.queueMs / 1000);
+      c.computeDuration.observe(t.computeMs / 1000);
+      c.inferences.inc(t.rows);
+      if (t.batchRows > 0) c.executions.inc(t.rows / t.batchRows);
+    }
+  }
+
+  private childrenOf(model: string, version: string, role: string): Children {
+    const key = `${model}\u0000${version}\u0000${role}`;
+    let c = this.children.get(key);
+    if (!c) {
+      const labels = { model, version, role };
+      const requests = {} as Children['requests'];
+      for (const outcome of OUTCOMES) requests[outcome] = this.requests.labels({ ...labels, outcome });
+      c = {
+        requests,
+        requestDuration: this.requestDuration.labels(labels),
+        queueDuration: this.queueDuration.labels(labels),
+        computeDuration: this.computeDuration.labels(labels),
+        inferences: this.inferences.labels(labels),
+        executions: this.executions.labels(labels),
+      };
+      // Zero-valued success/failure series exist from the first request, so rate() sees them start.
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
+  /** Prometheus text exposition. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** Parses `--metrics-buckets 0.001,0.01,0.1`: ascending positive seconds. */
+export function parseBuckets(text: string): number[] {
+  const values = text.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (values.length === 0 || values.some((v) => !Number.isFinite(v) || v <= 0)) {
+    throw new Error(`expected comma-separated positive seconds for --metrics-buckets but received ${JSON.stringify(text)}`);
+  }
+  for (let i = 1; i < values.length; i++) {
+    if (values[i]! <= values[i - 1]!) throw new Error(`expected ascending values for --metrics-buckets but received ${JSON.stringify(text)}`);
+  }
+  return values;
+}
