@@ -1,7 +1,9 @@
 // Every `umbra` subcommand, one file each. A new command adds its file and one line here.
 import type { Command } from 'commander';
 import { registerServe } from './serve.js';
+import { registerPerf } from './perf.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   registerServe,
+  registerPerf,
 ];

@@ -1,0 +1,173 @@
+// A minimal HTTP/1.1 keep-alive client connection: one request in flight, pre-encoded request
+// bytes, a response parser that reads only the status line, Content-Length and chunked framing.
+// It does far less work per request than node:http or fetch, so the generator stays out of the way.
+import { connect, type Socket } from 'node:net';
+
+/** `status` is the HTTP status, or 0 with `error` naming a transport failure. */
+export type HttpDone = (status: number, error: string | null) => void;
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
+
+const enum State { Idle, Head, Body, ChunkSize, ChunkData }
+
+export class HttpConnection {
+  private readonly socket: Socket;
+  private state = State.Idle;
+  private pending: Buffer | null = null;
+  private remaining = 0;
+  private status = 0;
+  private closeAfter = false;
+  private done: HttpDone | null = null;
+  private dead = false;
+  /** performance.now() when the current request was written; 0 when idle. */
+  sentAt = 0;
+
+  constructor(host: string, port: number, private readonly onDead: (c: HttpConnection) => void) {
+    this.socket = connect({ host, port, noDelay: true });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (err: NodeJS.ErrnoException) => this.fail(err.code ?? err.message));
+    this.socket.on('close', () => this.fail('connection closed'));
+  }
+
+  get idle(): boolean {
+    return this.state === State.Idle && !this.dead;
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  send(request: Buffer, done: HttpDone, now: number): void {
+    this.done = done;
+    this.state = State.Head;
+    this.sentAt = now;
+    this.socket.write(request);
+  }
+
+  /** Gives up on the current request (timeout) and closes the connection. */
+  abort(reason: string): void {
+    this.fail(reason);
+    this.socket.destroy();
+  }
+
+  close(): void {
+    this.dead = true;
+    this.done = null;
+    this.socket.destroy();
+  }
+
+  private fail(reason: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    const done = this.done;
+    this.done = null;
+    this.state = State.Idle;
+    this.onDead(this);
+    done?.(0, reason);
+  }
+
+  private finish(): void {
+    const done = this.done;
+    const status = this.status;
+    this.done = null;
+    this.state = State.Idle;
+    this.pending = null;
+    this.sentAt = 0;
+    if (this.closeAfter) {
+      // The server said Connection: close; this connection is spent, the answer still counts.
+      this.dead = true;
+      this.socket.destroy();
+      this.onDead(this);
+    }
+    done?.(status, null);
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    for (;;) {
+      switch (this.state) {
+        case State.Idle:
+          return; // stray bytes after an answer: ignored
+        case State.Head: {
+          const end = buf.indexOf(CRLF2);
+          if (end < 0) {
+            this.pending = buf;
+            return;
+          }
+          const bodyless = this.parseHead(buf.toString('latin1', 0, end));
+          buf = buf.subarray(end + 4);
+          if (bodyless) {
+            this.finish();
+            return;
+          }
+          break;
+        }
+        case State.Body: {
+          if (buf.length < this.remaining) {
+            this.remaining -= buf.length;
+            return;
+          }
+          buf = buf.subarray(this.remaining);
+          this.finish();
+          return;
+        }
+        case State.ChunkSize: {
+          const end = buf.indexOf(CRLF);
+          if (end < 0) {
+            this.pending = buf;
+            return;
+          }
+          const size = parseInt(buf.toString('latin1', 0, end), 16);
+          buf = buf.subarray(end + 2);
+          if (size === 0) {
+            // Last chunk (trailers unsupported); its closing CRLF is ignored when it arrives.
+            this.finish();
+            return;
+          }
+          this.remaining = size + 2;
+          this.state = State.ChunkData;
+          break;
+        }
+        case State.ChunkData: {
+          if (buf.length < this.remaining) {
+            this.remaining -= buf.length;
+            return;
+          }
+          buf = buf.subarray(this.remaining);
+          this.state = State.ChunkSize;
+          break;
+        }
+      }
+      if (buf.length === 0) return;
+    }
+  }
+
+  /** Reads the status and framing; true when the answer has no body to wait for. */
+  private parseHead(head: string): boolean {
+    this.status = Number(head.slice(9, 12));
+    const lower = head.toLowerCase();
+    const cl = /\r\ncontent-length:\s*(\d+)/.exec(lower);
+    this.closeAfter = /\r\nconnection:\s*close/.test(lower);
+    if (cl) {
+      this.remaining = Number(cl[1]);
+      this.state = State.Body;
+      return this.remaining === 0;
+    }
+    if (/\r\ntransfer-encoding:[^\r]*chunked/.test(lower)) {
+      this.state = State.ChunkSize;
+      return false;
+    }
+    // 1xx/204/304 carry no body; anything else unframed ends at close: count the answer now.
+    if (!(this.status === 204 || this.status === 304 || (this.status >= 100 && this.status < 200))) this.closeAfter = true;
+    return true;
+  }
+}
+
+/** The request bytes for one POST, head and body together, written in one syscall. */
+export function encodeHttpRequest(host: string, path: string, body: Buffer, headers: Record<string, string>): Buffer {
+  let head = `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-length: ${body.byteLength}\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]);
+}

@@ -1,0 +1,232 @@
+// One thread's share of the load: closed loop (N clients, each sends when its last answer came)
+// or open loop (requests scheduled at a rate, constant or Poisson, whatever the server does).
+// In open loop a request's latency runs from its scheduled send time, so a server that stalls
+// is charged for every request that should have been sent meanwhile (no coordinated omission).
+import { performance } from 'node:perf_hooks';
+import { LatencyHistogram } from './histogram.js';
+import { HttpConnection, encodeHttpRequest } from './http-connection.js';
+import { loadWebSocket, WsConnection } from './ws-connection.js';
+import { seededRandom, type Payload, type Protocol } from './payload.js';
+
+export type Distribution = 'constant' | 'poisson';
+
+export interface LoadSpec {
+  url: string;
+  model: string;
+  version?: string;
+  protocol: Protocol;
+  payloads: Payload[];
+  mode: 'concurrency' | 'rate';
+  /** Clients (closed loop) or requests per second (open loop) for this thread. */
+  level: number;
+  distribution: Distribution;
+  /** Open loop with constant spacing: offset of the first send, as a fraction of one interval. */
+  phase: number;
+  seed: number;
+  timeoutMs: number;
+  /** Open loop over HTTP: most connections opened; later requests wait (their clock still runs). */
+  maxConnections: number;
+  /** WebSocket connections shared by the clients. */
+  wsConnections: number;
+}
+
+export interface WindowSample {
+  startMs: number;
+  endMs: number;
+  completed: number;
+  errors: Record<string, number>;
+  latency: LatencyHistogram;
+  /** Open loop: how late the generator sent each request against its schedule. */
+  sendLag: LatencyHistogram;
+}
+
+interface Channel {
+  send(payload: number, scheduledAt: number, done: (error: string | null) => void): void;
+}
+
+export class LoadDriver {
+  private window: WindowSample;
+  private running = false;
+  private readonly http = new Set<HttpConnection>();
+  private readonly idleHttp: HttpConnection[] = [];
+  private readonly ws: WsConnection[] = [];
+  private readonly requests: Buffer[] = [];
+  private readonly frames: string[] = [];
+  private readonly backlog: { scheduledAt: number; payload: number }[] = [];
+  private nextPayload = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private reaper: NodeJS.Timeout | undefined;
+  private host = '';
+  private port = 0;
+
+  constructor(private readonly spec: LoadSpec) {
+    this.window = emptyWindow(performance.now());
+  }
+
+  async start(): Promise<void> {
+    const u = new URL(this.spec.url);
+    this.host = u.hostname;
+    this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+    const path = this.spec.version
+      ? `/v2/models/${encodeURIComponent(this.spec.model)}/versions/${encodeURIComponent(this.spec.version)}/infer`
+      : `/v2/models/${encodeURIComponent(this.spec.model)}/infer`;
+    if (this.spec.protocol === 'ws') {
+      const WebSocket = await loadWebSocket();
+      const wsUrl = `${u.protocol === 'https:' ? 'wss' : 'ws'}://${u.host}/v2/stream`;
+      const n = Math.max(1, Math.min(this.spec.wsConnections, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
+      for (let i = 0; i < n; i++) this.ws.push(new WsConnection(WebSocket, wsUrl, `${this.spec.seed}-${i}-`));
+      await Promise.all(this.ws.map((c) => c.opened));
+      // Splice model_name (and version) into each pre-encoded JSON body once.
+      const extra = `"model_name":${JSON.stringify(this.spec.model)},${this.spec.version ? `"model_version":${JSON.stringify(this.spec.version)},` : ''}`;
+      for (const p of this.spec.payloads) this.frames.push(`{${extra}${p.json.slice(1)}`);
+    } else {
+      const hostHeader = u.host;
+      for (const p of this.spec.payloads) {
+        this.requests.push(this.spec.protocol === 'http'
+          ? encodeHttpRequest(hostHeader, path, Buffer.from(p.json), { 'content-type': 'application/json' })
+          : encodeHttpRequest(hostHeader, path, p.binary.body, {
+            'content-type': 'application/octet-stream',
+            'inference-header-content-length': String(p.binary.headerLength),
+          }));
+      }
+    }
+    this.running = true;
+    this.window = emptyWindow(performance.now());
+    this.reaper = setInterval(() => this.expire(), Math.min(1000, Math.max(50, this.spec.timeoutMs / 4)));
+    if (this.spec.mode === 'concurrency') {
+      for (let i = 0; i < this.spec.level; i++) this.loop(this.channelFor(i));
+    } else this.schedule();
+  }
+
+  /** Ends the current window and starts the next. */
+  collect(): WindowSample {
+    const now = performance.now();
+    const w = this.window;
+    w.endMs = now;
+    this.window = emptyWindow(now);
+    return w;
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.reaper) clearInterval(this.reaper);
+    for (const c of this.http) c.close();
+    this.http.clear();
+    this.idleHttp.length = 0;
+    for (const c of this.ws) c.close();
+    this.backlog.length = 0;
+  }
+
+  private record(scheduledAt: number, error: string | null): void {
+    if (!this.running) return;
+    const w = this.window;
+    if (error === null) {
+      w.completed += 1;
+      w.latency.recordMs(performance.now() - scheduledAt);
+    } else w.errors[error] = (w.errors[error] ?? 0) + 1;
+  }
+
+  private pickPayload(): number {
+    const i = this.nextPayload;
+    this.nextPayload = (i + 1) % this.spec.payloads.length;
+    return i;
+  }
+
+  private channelFor(client: number): Channel {
+    if (this.spec.protocol === 'ws') {
+      const conn = this.ws[client % this.ws.length]!;
+      return { send: (payload, at, done) => conn.send(this.frames[payload]!, done, at) };
+    }
+    // Closed loop over HTTP: each client owns a connection, reopened if the server drops it.
+    let conn: HttpConnection | undefined;
+    return {
+      send: (payload, at, done) => {
+        if (!conn || !conn.alive) conn = this.openHttp();
+        conn.send(this.requests[payload]!, (status, error) => done(error ?? (status >= 200 && status < 300 ? null : String(status))), at);
+      },
+    };
+  }
+
+  private loop(channel: Channel): void {
+    if (!this.running) return;
+    const at = performance.now();
+    channel.send(this.pickPayload(), at, (error) => {
+      this.record(at, error);
+      // A refused connection would spin; give the server a moment before the next try.
+      if (error !== null && !/^\d+$/.test(error)) setTimeout(() => this.loop(channel), 10);
+      else this.loop(channel);
+    });
+  }
+
+  private openHttp(): HttpConnection {
+    const conn = new HttpConnection(this.host, this.port, (c) => {
+      this.http.delete(c);
+      const i = this.idleHttp.indexOf(c);
+      if (i >= 0) this.idleHttp.splice(i, 1);
+    });
+    this.http.add(conn);
+    return conn;
+  }
+
+  // Open loop: a timer walks the schedule and sends everything due.
+  private schedule(): void {
+    const random = seededRandom(this.spec.seed);
+    const interval = 1000 / this.spec.level;
+    let next = performance.now() + interval * this.spec.phase;
+    const gap = () => (this.spec.distribution === 'poisson' ? -Math.log(1 - random()) * interval : interval);
+    const tick = () => {
+      if (!this.running) return;
+      const now = performance.now();
+      while (next <= now) {
+        this.dispatch(next, now);
+        next += gap();
+      }
+      this.timer = setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  }
+
+  private dispatch(scheduledAt: number, now: number): void {
+    const payload = this.pickPayload();
+    if (this.spec.protocol === 'ws') {
+      this.window.sendLag.recordMs(now - scheduledAt);
+      const conn = this.ws[payload % this.ws.length]!;
+      conn.send(this.frames[payload]!, (error) => this.record(scheduledAt, error), scheduledAt);
+      return;
+    }
+    this.backlog.push({ scheduledAt, payload });
+    this.pump(now);
+  }
+
+  /** Sends waiting requests, oldest first, on idle connections or new ones up to the cap. */
+  private pump(now: number): void {
+    while (this.running && this.backlog.length > 0) {
+      let conn = this.idleHttp.pop();
+      if (!conn && this.http.size < this.spec.maxConnections) conn = this.openHttp();
+      if (!conn) return;
+      const { scheduledAt, payload } = this.backlog.shift()!;
+      this.sendOpen(conn, scheduledAt, payload, now);
+    }
+  }
+
+  private sendOpen(conn: HttpConnection, scheduledAt: number, payload: number, now: number): void {
+    this.window.sendLag.recordMs(now - scheduledAt);
+    conn.send(this.requests[payload]!, (status, error) => {
+      this.record(scheduledAt, error ?? (status >= 200 && status < 300 ? null : String(status)));
+      if (!this.running) return;
+      if (conn.idle) this.idleHttp.push(conn);
+      this.pump(performance.now());
+    }, now);
+  }
+
+  private expire(): void {
+    const deadline = performance.now() - this.spec.timeoutMs;
+    for (const c of this.http) if (!c.idle && c.sentAt > 0 && c.sentAt < deadline) c.abort('timeout');
+    for (const c of this.ws) c.expire(deadline);
+  }
+}
+
+function emptyWindow(now: number): WindowSample {
+  return { startMs: now, endMs: now, completed: 0, errors: {}, latency: new LatencyHistogram(), sendLag: new LatencyHistogram() };
+}

@@ -1,0 +1,161 @@
+// Request payloads for a model: random (seeded) inputs built from the server's model metadata,
+// or inputs read from a file; encoded once, up front, as OIP JSON, Triton binary or WS text.
+import { readFileSync } from 'node:fs';
+import { UmbraError, invalid } from '../errors.js';
+import { float32ToHalf, halfToFloat32 } from '../protocol/half.js';
+import { isDataType, typedArrayFor } from '../protocol/datatype.js';
+import { tensorDataToBinary } from '../protocol/binary-data.js';
+import type { DataType, Tensor } from '../protocol/types.js';
+
+export type Protocol = 'http' | 'http-binary' | 'ws';
+export const PROTOCOLS: readonly Protocol[] = ['http', 'http-binary', 'ws'];
+
+export interface TensorMetadata {
+  name: string;
+  datatype: string;
+  shape: number[];
+}
+
+export interface ModelMetadata {
+  name: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+/** One request, pre-encoded. `json` is the OIP JSON body; `binary` the Triton binary body. */
+export interface Payload {
+  json: string;
+  binary: { body: Buffer; headerLength: number };
+}
+
+export async function fetchModelMetadata(url: string, model: string, signal?: AbortSignal): Promise<ModelMetadata> {
+  const target = `${url.replace(/\/$/, '')}/v2/models/${encodeURIComponent(model)}`;
+  const init: RequestInit = signal ? { signal } : {};
+  let res: Response;
+  try {
+    res = await fetch(target, init);
+  } catch (err) {
+    throw new UmbraError('INVALID_ARGUMENT', `could not reach ${target} (${(err as Error).message}); check --url and that the server is running`);
+  }
+  const text = await res.text();
+  if (!res.ok) throw new UmbraError('INVALID_ARGUMENT', `model metadata ${target} answered ${res.status}: ${text.slice(0, 200)}`);
+  const body = JSON.parse(text) as Partial<ModelMetadata>;
+  if (!Array.isArray(body.inputs)) throw invalid('INVALID_ARGUMENT', 'model metadata with an inputs array', target, body);
+  return { name: body.name ?? model, inputs: body.inputs, outputs: Array.isArray(body.outputs) ? body.outputs : [] };
+}
+
+/** Small seeded PRNG (mulberry32): the same seed gives the same payloads on every run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function concreteShape(meta: TensorMetadata, batchSize: number): number[] {
+  // A leading -1 is the batch dim; other dynamic dims get 1 (give --input-data for anything else).
+  return meta.shape.map((d, i) => (d >= 0 ? d : i === 0 ? batchSize : 1));
+}
+
+function datatypeOf(meta: TensorMetadata): DataType {
+  if (!isDataType(meta.datatype)) throw invalid('INVALID_ARGUMENT', 'an OIP datatype', `input ${meta.name} datatype`, meta.datatype);
+  return meta.datatype;
+}
+
+function randomTensor(meta: TensorMetadata, batchSize: number, random: () => number): Tensor {
+  const datatype = datatypeOf(meta);
+  const shape = concreteShape(meta, batchSize);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = typedArrayFor(datatype, n);
+  for (let i = 0; i < n; i++) {
+    const r = random();
+    if (Array.isArray(data)) data[i] = `s${Math.floor(r * 1e6)}`;
+    else if (data instanceof BigInt64Array || data instanceof BigUint64Array) data[i] = BigInt(Math.floor(r * 16));
+    else if (datatype === 'FP16') data[i] = float32ToHalf(r);
+    else if (data instanceof Float32Array || data instanceof Float64Array) data[i] = r * 16;
+    else if (datatype === 'BOOL') data[i] = r < 0.5 ? 0 : 1;
+    else data[i] = Math.floor(r * 16);
+  }
+  return { name: meta.name, datatype, shape, data };
+}
+
+function jsonData(t: Tensor): unknown[] {
+  const d = t.data;
+  if (Array.isArray(d)) return d;
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) return Array.from(d, (v) => Number(v));
+  if (t.datatype === 'FP16') return Array.from(d as Uint16Array, (v) => halfToFloat32(v));
+  if (t.datatype === 'BOOL') return Array.from(d as Uint8Array, (v) => v !== 0);
+  return Array.from(d as ArrayLike<number>);
+}
+
+export function encodePayload(inputs: Tensor[]): Payload {
+  const json = JSON.stringify({
+    inputs: inputs.map((t) => ({ name: t.name, shape: t.shape, datatype: t.datatype, data: jsonData(t) })),
+  });
+  const blobs = inputs.map((t) => Buffer.from(tensorDataToBinary(t)));
+  const header = Buffer.from(JSON.stringify({
+    inputs: inputs.map((t, i) => ({ name: t.name, shape: t.shape, datatype: t.datatype, parameters: { binary_data_size: blobs[i]!.byteLength } })),
+    parameters: { binary_data_output: true },
+  }));
+  return { json, binary: { body: Buffer.concat([header, ...blobs]), headerLength: header.byteLength } };
+}
+
+export function randomPayloads(meta: ModelMetadata, batchSize: number, count: number, seed: number): Payload[] {
+  const random = seededRandom(seed);
+  const out: Payload[] = [];
+  for (let i = 0; i < count; i++) out.push(encodePayload(meta.inputs.map((m) => randomTensor(m, batchSize, random))));
+  return out;
+}
+
+/**
+ * Payloads from a JSON file: an OIP request (`{"inputs": [...]}`), an array of them, or
+ * perf_analyzer's form `{"data": [{"NAME": [values] | {"content": [...], "shape": [...]}}]}`.
+ */
+export function filePayloads(file: string, meta: ModelMetadata, batchSize: number): Payload[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UmbraError('INVALID_ARGUMENT', `--input-data ${file}: ${(err as Error).message}`);
+  }
+  const requests: { inputs: { name: string; shape?: number[]; datatype?: string; data: unknown[] }[] }[] = [];
+  if (Array.isArray(raw)) requests.push(...(raw as typeof requests));
+  else if (raw && typeof raw === 'object' && Array.isArray((raw as { inputs?: unknown }).inputs)) requests.push(raw as (typeof requests)[number]);
+  else if (raw && typeof raw === 'object' && Array.isArray((raw as { data?: unknown }).data)) {
+    for (const entry of (raw as { data: Record<string, unknown>[] }).data) {
+      requests.push({
+        inputs: Object.entries(entry).map(([name, v]) => {
+          const content = Array.isArray(v) ? v : (v as { content?: unknown[] }).content;
+          const shape = Array.isArray(v) ? undefined : (v as { shape?: number[] }).shape;
+          if (!Array.isArray(content)) throw invalid('INVALID_ARGUMENT', 'an array or {content, shape}', `--input-data input ${name}`, v);
+          return shape ? { name, shape, data: content } : { name, data: content };
+        }),
+      });
+    }
+  } else throw invalid('INVALID_ARGUMENT', 'an OIP request, an array of them or {"data": [...]}', `--input-data ${file}`, raw);
+  if (requests.length === 0) throw new UmbraError('INVALID_ARGUMENT', `--input-data ${file} holds no requests`);
+  return requests.map((r) => encodePayload(r.inputs.map((input) => {
+    const inputMeta = findInput(meta, input.name, file);
+    const datatype = isDataType(input.datatype) ? input.datatype : datatypeOf(inputMeta);
+    const flat = (input.data as unknown[]).flat(Infinity);
+    const shape = input.shape ?? concreteShape(inputMeta, batchSize);
+    const data = typedArrayFor(datatype, flat.length);
+    flat.forEach((v, i) => {
+      if (Array.isArray(data)) data[i] = String(v);
+      else if (data instanceof BigInt64Array || data instanceof BigUint64Array) data[i] = BigInt(v as number);
+      else if (datatype === 'FP16') data[i] = float32ToHalf(Number(v));
+      else data[i] = Number(v);
+    });
+    return { name: input.name, datatype, shape, data };
+  })));
+}
+
+function findInput(meta: ModelMetadata, name: string, file: string): TensorMetadata {
+  const found = meta.inputs.find((m) => m.name === name);
+  if (!found) throw invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `an input name in ${file}`, name);
+  return found;
+}

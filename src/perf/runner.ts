@@ -1,0 +1,260 @@
+// The measurement loop: for each load level, warm up, then measure windows until throughput and
+// latency agree within the stability percentage over the last 3 windows (perf_analyzer's rule),
+// or for a fixed duration; report the merged windows. Sweeps stop past a latency threshold.
+import { cpus } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import { UmbraError } from '../errors.js';
+import { LatencyHistogram, round3 } from './histogram.js';
+import type { Distribution, LoadSpec, WindowSample } from './load.js';
+import { fetchModelMetadata, filePayloads, randomPayloads, type Payload, type Protocol } from './payload.js';
+import { fetchStatsSnapshot, statsBetween } from './server-stats.js';
+import { localThread, workerThread, type LoadThread } from './thread.js';
+
+export interface PerfOptions {
+  url: string;
+  model: string;
+  version?: string;
+  protocol?: Protocol;
+  /** Closed-loop levels (clients). Give this or requestRate; default [1]. */
+  concurrency?: number[];
+  /** Open-loop levels (requests per second). */
+  requestRate?: number[];
+  distribution?: Distribution;
+  /** 'random' (seeded, from the model metadata) or a JSON file. */
+  inputData?: string;
+  /** Rows per request when the model's first dim is dynamic. */
+  batchSize?: number;
+  /** Pre-encoded payloads; skips the metadata request. */
+  payloads?: Payload[];
+  /** Measure one window of this many seconds instead of windows until stable. */
+  durationS?: number;
+  windowMs?: number;
+  maxWindows?: number;
+  stabilityPct?: number;
+  warmupMs?: number;
+  /** Stop the sweep once a level's latency (p99, or the --percentile) exceeds this. */
+  latencyThresholdMs?: number;
+  /** Latency percentile for stability and threshold; default: mean for stability, p99 for threshold. */
+  percentile?: number;
+  /** Load threads; 1 runs on the calling thread. */
+  threads?: number;
+  timeoutMs?: number;
+  seed?: number;
+  payloadCount?: number;
+  maxConnections?: number;
+  wsConnections?: number;
+  /** Ask the server's statistics endpoint for queue/compute times (default true). */
+  serverStats?: boolean;
+  onLevel?: (result: PerfLevelResult) => void;
+  log?: (line: string) => void;
+}
+
+export interface PerfLevelResult {
+  concurrency?: number;
+  request_rate?: number;
+  protocol: Protocol;
+  batch_size: number;
+  /** Successful requests per second. */
+  throughput: number;
+  /** Rows (inferences) per second: throughput x batch size. */
+  inferences_per_s: number;
+  completed: number;
+  mean_ms: number;
+  p50_ms: number;
+  p90_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  errors: number;
+  errors_by_status: Record<string, number>;
+  error_rate: number;
+  windows: number;
+  stable: boolean;
+  duration_s: number;
+  /** Open loop: p99 of how late requests left against their schedule (generator health). */
+  send_lag_p99_ms: number | null;
+  /** CPU the generator used, in % of one core (all its threads). */
+  client_cpu_pct: number;
+  server_queue_ms: number | null;
+  server_compute_ms: number | null;
+}
+
+export interface StabilitySample {
+  throughput: number;
+  latencyMs: number;
+}
+
+/** True when the last 3 samples' throughput and latency each lie within pct% of their mean. */
+export function isStable(samples: readonly StabilitySample[], pct: number): boolean {
+  if (samples.length < 3) return false;
+  const last = samples.slice(-3);
+  const within = (values: number[]) => {
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    if (mean === 0) return values.every((v) => v === 0);
+    return values.every((v) => Math.abs(v - mean) <= (pct / 100) * mean);
+  };
+  return within(last.map((s) => s.throughput)) && within(last.map((s) => s.latencyMs));
+}
+
+interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'log'>> {
+  version: string | undefined;
+}
+
+function resolve(o: PerfOptions): Resolved {
+  return {
+    url: o.url,
+    model: o.model,
+    version: o.version,
+    protocol: o.protocol ?? 'http',
+    distribution: o.distribution ?? 'constant',
+    inputData: o.inputData ?? 'random',
+    batchSize: o.batchSize ?? 1,
+    windowMs: o.windowMs ?? 1000,
+    maxWindows: Math.max(3, o.maxWindows ?? 10),
+    stabilityPct: o.stabilityPct ?? 10,
+    warmupMs: o.warmupMs ?? 1000,
+    threads: Math.max(1, o.threads ?? 1),
+    timeoutMs: o.timeoutMs ?? 30_000,
+    seed: o.seed ?? 1,
+    payloadCount: o.payloadCount ?? 16,
+    maxConnections: o.maxConnections ?? 1024,
+    wsConnections: o.wsConnections ?? 1,
+    serverStats: o.serverStats ?? true,
+  };
+}
+
+/** Runs the sweep and returns one result per load level measured. */
+export async function runPerf(options: PerfOptions): Promise<PerfLevelResult[]> {
+  const o = resolve(options);
+  if (options.concurrency && options.requestRate) throw new UmbraError('INVALID_ARGUMENT', 'give --concurrency or --request-rate, not both');
+  const mode: LoadSpec['mode'] = options.requestRate ? 'rate' : 'concurrency';
+  const levels = options.requestRate ?? options.concurrency ?? [1];
+  const payloads = options.payloads ?? await preparePayloads(o);
+  const log = options.log ?? (() => undefined);
+  if (o.threads > cpus().length) log(`note: ${o.threads} load threads on ${cpus().length} cores; the generator may compete with itself`);
+  const results: PerfLevelResult[] = [];
+  for (const level of levels) {
+    const result = await runLevel(o, options, mode, level, payloads, log);
+    results.push(result);
+    options.onLevel?.(result);
+    const latency = options.percentile !== undefined ? percentileOf(result, options.percentile) : result.p99_ms;
+    if (options.latencyThresholdMs !== undefined && latency > options.latencyThresholdMs) {
+      log(`latency ${latency} ms is over the threshold ${options.latencyThresholdMs} ms; sweep stopped`);
+      break;
+    }
+  }
+  return results;
+}
+
+async function preparePayloads(o: Resolved): Promise<Payload[]> {
+  const meta = await fetchModelMetadata(o.url, o.model);
+  return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed) : filePayloads(o.inputData, meta, o.batchSize);
+}
+
+function percentileOf(r: PerfLevelResult, p: number): number {
+  if (p <= 50) return r.p50_ms;
+  if (p <= 90) return r.p90_ms;
+  if (p <= 95) return r.p95_ms;
+  return r.p99_ms;
+}
+
+async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'], level: number, payloads: Payload[], log: (line: string) => void): Promise<PerfLevelResult> {
+  const threadCount = mode === 'concurrency' ? Math.min(o.threads, level) : o.threads;
+  const threads: LoadThread[] = [];
+  for (let t = 0; t < threadCount; t++) {
+    const share = mode === 'concurrency'
+      ? Math.floor(level / threadCount) + (t < level % threadCount ? 1 : 0)
+      : level / threadCount;
+    const spec: LoadSpec = {
+      url: o.url, model: o.model, protocol: o.protocol, payloads, mode, level: share,
+      distribution: o.distribution, phase: t / threadCount, seed: o.seed * 1000 + t,
+      timeoutMs: o.timeoutMs, maxConnections: Math.ceil(o.maxConnections / threadCount), wsConnections: o.wsConnections,
+    };
+    if (o.version !== undefined) spec.version = o.version;
+    threads.push(threadCount === 1 ? localThread(spec) : workerThread(spec));
+  }
+  try {
+    await Promise.all(threads.map((t) => t.start()));
+    await delay(o.warmupMs);
+    await Promise.all(threads.map((t) => t.collect()));
+    const statsBefore = o.serverStats ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;
+    const cpuBefore = process.cpuUsage();
+    const wallBefore = performance.now();
+    const windows: WindowSample[] = [];
+    const samples: StabilitySample[] = [];
+    let stable = false;
+    for (;;) {
+      await delay(options.durationS !== undefined ? options.durationS * 1000 : o.windowMs);
+      const parts = await Promise.all(threads.map((t) => t.collect()));
+      const w = mergeWindows(parts);
+      windows.push(w);
+      const seconds = (w.endMs - w.startMs) / 1000;
+      samples.push({
+        throughput: w.completed / seconds,
+        latencyMs: options.percentile !== undefined ? w.latency.percentileMs(options.percentile) : w.latency.meanMs,
+      });
+      if (options.durationS !== undefined) {
+        stable = true;
+        break;
+      }
+      if (isStable(samples, o.stabilityPct)) {
+        stable = true;
+        break;
+      }
+      if (windows.length >= o.maxWindows) break;
+    }
+    const cpu = process.cpuUsage(cpuBefore);
+    const wallMs = performance.now() - wallBefore;
+    const statsAfter = statsBefore ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;
+    const counted = windows.slice(-3);
+    const merged = mergeWindows(counted);
+    const durationS = counted.reduce((a, w) => a + (w.endMs - w.startMs), 0) / 1000;
+    const errors = Object.values(merged.errors).reduce((a, b) => a + b, 0);
+    const summary = merged.latency.summary();
+    const server = statsBetween(statsBefore, statsAfter);
+    const label = mode === 'concurrency' ? `concurrency ${level}` : `rate ${level}/s`;
+    if (!stable) log(`${label}: not stable within ${o.stabilityPct}% after ${windows.length} windows; reporting the last 3`);
+    const throughput = merged.completed / durationS;
+    const result: PerfLevelResult = {
+      ...(mode === 'concurrency' ? { concurrency: level } : { request_rate: level }),
+      protocol: o.protocol,
+      batch_size: o.batchSize,
+      throughput: round3(throughput),
+      inferences_per_s: round3(throughput * o.batchSize),
+      completed: merged.completed,
+      mean_ms: summary.mean_ms,
+      p50_ms: summary.p50_ms,
+      p90_ms: summary.p90_ms,
+      p95_ms: summary.p95_ms,
+      p99_ms: summary.p99_ms,
+      max_ms: summary.max_ms,
+      errors,
+      errors_by_status: merged.errors,
+      error_rate: round3(errors / Math.max(1, errors + merged.completed)),
+      windows: windows.length,
+      stable,
+      duration_s: round3(durationS),
+      send_lag_p99_ms: mode === 'rate' ? round3(merged.sendLag.percentileMs(99)) : null,
+      client_cpu_pct: Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10,
+      server_queue_ms: server.queueMs === null ? null : round3(server.queueMs),
+      server_compute_ms: server.computeMs === null ? null : round3(server.computeMs),
+    };
+    return result;
+  } finally {
+    await Promise.all(threads.map((t) => t.stop()));
+  }
+}
+
+function mergeWindows(parts: WindowSample[]): WindowSample {
+  const errors: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p.errors)) errors[k] = (errors[k] ?? 0) + v;
+  return {
+    // Threads measure the same wall interval; their clocks differ, so take the longest span.
+    startMs: 0,
+    endMs: Math.max(...parts.map((p) => p.endMs - p.startMs)),
+    completed: parts.reduce((a, p) => a + p.completed, 0),
+    errors,
+    latency: LatencyHistogram.merge(parts.map((p) => p.latency)),
+    sendLag: LatencyHistogram.merge(parts.map((p) => p.sendLag)),
+  };
+}
