@@ -34,7 +34,7 @@ export interface BatcherOptions<P, R> {
   execute: (items: P[], batch: BatchInfo) => Promise<R[]>;
   /** Monotonic clock in microseconds (tests inject one). */
   now?: () => number;
-  /** Timer to pair with `now` (tests inject one); the default is an unref'd setTimeout. */
+  /** Timer to pair with `now` (tests inject one); the default is a setTimeout. */
   setTimer?: SetTimer;
   /** Another queue policy; must be empty. Checked with `isRequestQueue`. */
   queue?: RequestQueue;
@@ -107,10 +107,10 @@ export interface CheckedSubmit {
 /** Monotonic microseconds. */
 const defaultNow = (): number => performance.now() * 1000;
 
-// Unref'd: a pending batch must not keep a process alive on its own (a server's socket does).
+// Kept referenced: the timer is armed only while requests are queued, and someone is awaiting
+// them; an embedded caller (no server socket) would otherwise see its process exit mid-request.
 const defaultSetTimer: SetTimer = (callback, delayUs) => {
   const handle = setTimeout(callback, Math.ceil(delayUs / 1000));
-  handle.unref();
   return () => clearTimeout(handle);
 };
 

@@ -63,3 +63,33 @@ export function tempRepo(): TempRepo {
     },
   };
 }
+
+/**
+ * y = x · I · I · ... (`depth` MatMuls by a width x width identity): the output equals the input,
+ * but every call really does depth·width² multiply-adds per row, so requests queue up behind it.
+ */
+export function slowModel(width = 512, depth = 160) {
+  const identity = new Float32Array(width * width);
+  for (let i = 0; i < width; i++) identity[i * width + i] = 1;
+  const nodes = Array.from({ length: depth }, (_, i) => ({
+    op: 'MatMul',
+    inputs: [i === 0 ? 'x' : `h${i}`, 'w'],
+    outputs: [i === depth - 1 ? 'y' : `h${i + 1}`],
+  }));
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', width] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', width] }],
+    nodes,
+    initializers: [{ name: 'w', datatype: 'FP32', dims: [width, width], values: identity }],
+  });
+}
+
+/** Polls a condition once per event-loop turn (no timers): for state the test cannot await. */
+export async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const deadline = performance.now() + limitMs;
+  while (performance.now() < deadline) {
+    if (condition()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`condition never held within ${limitMs} ms: ${what}`);
+}

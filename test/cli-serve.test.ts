@@ -1,0 +1,99 @@
+// `umbra serve` as a process: flags, config file and environment, bad input, and SIGTERM under
+// load with zero failed in-flight requests.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import { tempRepo, slowModel } from './helpers/repo.js';
+import { resolveServeSettings } from '../dist/cli/settings.js';
+
+const BIN = new URL('../bin/umbra.js', import.meta.url).pathname;
+
+function runCli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+}
+
+t.test('--help on every command, and bad flags name the flag and the fix', async (t) => {
+  const top = runCli(['--help']);
+  t.equal(top.status, 0);
+  t.match(top.stdout, /serve/);
+  const help = runCli(['serve', '--help']);
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--repo/);
+  t.match(help.stdout, /--admin-token/);
+  const noRepo = runCli(['serve'], { UMBRA_REPO: '' });
+  t.equal(noRepo.status, 2);
+  t.match(noRepo.stderr, /--repo is required/);
+  const badPort = runCli(['serve', '--repo', '.', '--port', '99999']);
+  t.equal(badPort.status, 2);
+  t.match(badPort.stderr, /--port/);
+  const notDir = runCli(['serve', '--repo', '/nonexistent/models']);
+  t.equal(notDir.status, 2);
+  t.match(notDir.stderr, /--repo: \/nonexistent\/models is not a directory/);
+  const unknown = runCli(['serve', '--repo', '.', '--frobnicate']);
+  t.not(unknown.status, 0);
+  t.match(unknown.stderr, /unknown option '--frobnicate'/);
+});
+
+t.test('settings: flags over environment over config file over defaults', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-cfg-'));
+  const file = join(dir, 'umbra.json');
+  writeFileSync(file, JSON.stringify({ repo: '/from/file', port: 9001, workers: 3, adminToken: 'file-token' }));
+  const s = resolveServeSettings({ config: file, port: '9003' }, { UMBRA_PORT: '9002', UMBRA_WORKERS: '5' });
+  t.equal(s.repository, '/from/file');
+  t.equal(s.port, 9003, 'flag wins');
+  t.equal(s.workers, 5, 'environment beats the file');
+  t.equal(s.adminToken, 'file-token');
+  t.equal(s.host, '127.0.0.1', 'default');
+  t.throws(() => resolveServeSettings({ repo: '.', workers: '0' }, {}), /--workers/);
+  t.throws(() => resolveServeSettings({ repo: '.' }, { UMBRA_PORT: 'eighty' }), /UMBRA_PORT \(environment\).*--port/);
+  writeFileSync(file, JSON.stringify({ repo: '.', colour: 'blue' }));
+  t.throws(() => resolveServeSettings({ config: file }, {}), /unknown setting "colour"/);
+  writeFileSync(file, '{not json');
+  t.throws(() => resolveServeSettings({ config: file }, {}), /not a valid JSON settings file/);
+  t.throws(() => resolveServeSettings({ config: join(dir, 'missing.json') }, {}), /--config: cannot read/);
+});
+
+t.test('SIGTERM under load: every in-flight request succeeds, then exit 0', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('slow', 1, slowModel(512, 200));
+  repo.writeConfig('slow', { max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: 1000 } });
+  const child = spawn(process.execPath, [BIN, 'serve', '--repo', repo.dir, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => { out += d; });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d: string) => {
+      out += d;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 48 });
+  const body = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(1) }] });
+  const post = () => new Promise<number>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/v2/models/slow/infer', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  let first!: () => void;
+  const firstDone = new Promise<void>((resolve) => { first = resolve; });
+  const requests = Array.from({ length: 48 }, () => post().then((status) => { first(); return status; }));
+  await firstDone;
+  child.kill('SIGTERM');
+  const statuses = await Promise.all(requests);
+  t.same(statuses.filter((s) => s !== 200), [], 'no in-flight request failed');
+  t.equal(await exited, 0, 'exit code 0 after the drain');
+  t.match(out, /SIGTERM: draining/);
+  t.match(out, /drained, exiting/);
+  agent.destroy();
+});

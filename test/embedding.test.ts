@@ -1,0 +1,66 @@
+// Umbra as a library: the same server started in-process, and predict() with no HTTP hop,
+// checked against onnxruntime-node; PyTorch exports served with no config file.
+import t from 'tap';
+import * as ort from 'onnxruntime-node';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Umbra, startServer, UmbraError } from '../dist/index.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+
+const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
+
+t.test('predict() in-process with typed arrays and plain arrays', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const typed = await umbra.predict('affine', { x: { data: new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), shape: [2, 4] } }, { id: 'p1' });
+  t.equal(typed.id, 'p1');
+  t.same(typed.outputs[0]!.shape, [2, 4]);
+  t.same(Array.from(typed.outputs[0]!.data as Float32Array), [3, 5, 7, 9, 11, 13, 15, 17]);
+  const plain = await umbra.predict('affine', { x: { data: [1, 1, 1, 1] } });
+  t.same(plain.outputs[0]!.shape, [1, 4], 'shape inferred as one row');
+  await t.rejects(umbra.predict('affine', { nope: { data: [1] } }), UmbraError);
+  await t.rejects(umbra.predict('affine', { x: { data: [1, 2, 3] , shape: [1, 3] } }), /shape|dim/i);
+  await t.rejects(umbra.predict('ghost', { x: { data: [1] } }), /ghost/);
+});
+
+t.test('startServer() serves, stop() shuts down cleanly', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(1, 0));
+  const server = await startServer({ repository: repo.dir, port: 0, workers: 1 });
+  const r = await fetch(`${server.url}/v2/models/affine/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [4, 3, 2, 1] }] }) });
+  t.same((await r.json()).outputs[0].data, [4, 3, 2, 1]);
+  await server.stop();
+  await server.stop();
+  await t.rejects(fetch(`${server.url}/v2/health/live`));
+});
+
+for (const [model, input] of [['mlp', 'x'], ['cnn', 'image']] as const) {
+  t.test(`PyTorch export '${model}' (torch.onnx.export, dynamic batch) served with no config`, async (t) => {
+    const repo = tempRepo();
+    t.teardown(() => repo.remove());
+    mkdirSync(join(repo.dir, model, '1'), { recursive: true });
+    copyFileSync(join(FIXTURES, `${model}.onnx`), join(repo.dir, model, '1', 'model.onnx'));
+    const fixture = JSON.parse(readFileSync(join(FIXTURES, `${model}.json`), 'utf8'));
+    const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+    t.teardown(() => umbra.close());
+    const sig = umbra.manager.get(model).signature;
+    t.ok(sig.maxBatchSize > 0, 'dynamic first axis became the batch dimension');
+    const spec = fixture.inputs[input];
+    const body = Buffer.from(JSON.stringify({ inputs: [{ name: input, shape: spec.shape, datatype: 'FP32', data: spec.data }] }));
+    const { response } = await umbra.inferBody(model, undefined, body);
+    const logits = response.outputs[0]!;
+    t.same(logits.shape, fixture.outputs.logits.shape);
+    const expected: number[] = fixture.outputs.logits.data;
+    const got = Array.from(logits.data as Float32Array);
+    t.ok(got.every((v, i) => Math.abs(v - expected[i]!) <= 1e-4 * Math.max(1, Math.abs(expected[i]!))), 'matches PyTorch within 1e-4');
+    // And exactly what onnxruntime-node gives on the same input.
+    const session = await ort.InferenceSession.create(join(FIXTURES, `${model}.onnx`));
+    const direct = await session.run({ [input]: new ort.Tensor('float32', Float32Array.from(spec.data), spec.shape) });
+    await session.release();
+    t.same(got, Array.from(direct[session.outputNames[0]!]!.data as Float32Array));
+  });
+}

@@ -1,0 +1,151 @@
+// Batching through the server, queue limits, timeouts, priorities, worker crash recovery,
+// atomic reload, readiness during warm-up and drain.
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
+import { writeModel } from '../dist/onnx/model-io.js';
+
+// Lets a request ask its worker to crash (honoured only with this variable set).
+process.env.UMBRA_FAULT_INJECTION = '1';
+
+// About 40 ms per request on this machine: slow enough that requests really queue up.
+const WIDTH = 1024;
+const DEPTH = 400;
+const row = (v: number) => ({ name: 'x', shape: [1, WIDTH], datatype: 'FP32', data: new Array(WIDTH).fill(v) });
+
+t.test('concurrent requests are batched and each gets its own rows back', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
+  repo.writeConfig('slow', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 2000 }, instance_group: [{ count: 1 }] });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const replies = await Promise.all(Array.from({ length: 24 }, (_, i) => s.post('/v2/models/slow/infer', { id: String(i), inputs: [row(i)] })));
+  for (const [i, r] of replies.entries()) {
+    t.equal(r.status, 200);
+    t.equal(r.json.id, String(i));
+    t.equal(r.json.outputs[0].data[0], i, `request ${i} got its own row`);
+    t.equal(r.json.outputs[0].data[WIDTH - 1], i);
+  }
+  const stats = s.server.umbra.manager.get('slow').stats();
+  t.equal(stats.inferences, 24, 'every row ran exactly once');
+  t.ok(stats.executions < 24, `24 requests ran in ${stats.executions} batches`);
+  t.ok(stats.executions >= 3, 'no batch exceeded max_batch_size 8');
+});
+
+t.test('a full queue rejects at once with 503 and Retry-After; timeouts and priorities', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
+  repo.writeConfig('slow', {
+    max_batch_size: 1,
+    dynamic_batching: { max_queue_delay_microseconds: 0, priority_levels: 2, default_priority_level: 2, default_queue_policy: { max_queue_size: 2 } },
+    instance_group: [{ count: 1 }],
+  });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const mv = s.server.umbra.manager.get('slow');
+
+  const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => s.post('/v2/models/slow/infer', { inputs: [row(i)] })));
+  const rejected = burst.filter((r) => r.status === 503);
+  const served = burst.filter((r) => r.status === 200);
+  t.equal(rejected.length + served.length, 12, 'only 200 or 503');
+  t.ok(rejected.length >= 1, `${rejected.length} rejected`);
+  t.ok(served.length >= 3, `${served.length} served (one running + a queue of two)`);
+  t.equal(rejected[0]!.headers.get('retry-after'), '1');
+  t.match(rejected[0]!.json.error, /queue/);
+
+  // Timeout: a request that waits behind a running one longer than its own timeout.
+  const running = s.post('/v2/models/slow/infer', { inputs: [row(1)] });
+  await until(() => mv.inFlight === 1, 'first request executing');
+  const timedOut = await s.post('/v2/models/slow/infer', { parameters: { timeout: 1 }, inputs: [row(2)] });
+  t.equal(timedOut.status, 504);
+  t.match(timedOut.json.error, /time/i);
+  t.equal((await running).status, 200);
+
+  // Priority: with the instance busy, a level-1 request overtakes an earlier level-2 one.
+  const order: string[] = [];
+  const blocker = s.post('/v2/models/slow/infer', { inputs: [row(1)] });
+  await until(() => mv.inFlight === 1, 'blocker executing');
+  const low = s.post('/v2/models/slow/infer', { id: 'low', parameters: { priority: 2 }, inputs: [row(2)] }).then((r) => order.push(r.json.id));
+  await until(() => mv.pending === 1, 'low-priority request queued');
+  const high = s.post('/v2/models/slow/infer', { id: 'high', parameters: { priority: 1 }, inputs: [row(3)] }).then((r) => order.push(r.json.id));
+  await Promise.all([blocker, low, high]);
+  t.same(order, ['high', 'low']);
+});
+
+t.test('a crashed worker fails only its own request and is replaced', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 0));
+  const s = await startTestServer(t, { repository: repo.dir, workers: 2 });
+  const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] };
+  const crash = await s.post('/v2/models/affine/infer', { parameters: { umbra_fault: 'crash' }, inputs: [x] });
+  t.equal(crash.status, 500);
+  t.type(crash.json.error, 'string');
+  const after = await Promise.all(Array.from({ length: 20 }, () => s.post('/v2/models/affine/infer', { inputs: [x] })));
+  t.ok(after.every((r) => r.status === 200), 'every later request succeeds');
+  t.same(after[0]!.json.outputs[0].data, [2, 4, 6, 8]);
+});
+
+t.test('reload swaps atomically, a failed reload keeps the old version serving, polling picks up changes', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 0));
+  const s = await startTestServer(t, { repository: repo.dir, adminToken: 'tok' });
+  const auth = { authorization: 'Bearer tok' };
+  const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 1, 1, 1] };
+  const value = async () => (await s.post('/v2/models/affine/infer', { inputs: [x] })).json.outputs[0].data[0];
+  t.equal(await value(), 2);
+
+  // Reload under load: every request succeeds, on the old or the new model.
+  writeModel(affineModel(3, 0), join(repo.dir, 'affine', '1', 'model.onnx'));
+  const load = Array.from({ length: 40 }, () => s.post('/v2/models/affine/infer', { inputs: [x] }));
+  const reload = await s.post('/v2/repository/models/affine/load', undefined, auth);
+  t.equal(reload.status, 200);
+  const results = await Promise.all(load);
+  t.ok(results.every((r) => r.status === 200), 'no request failed during the swap');
+  t.ok(results.every((r) => [2, 3].includes(r.json.outputs[0].data[0])), 'each answer came from one whole version');
+  t.equal(await value(), 3, 'the new version serves after the swap');
+
+  // A broken file: the reload fails with a clear error and version 3x keeps serving.
+  writeFileSync(join(repo.dir, 'affine', '1', 'model.onnx'), 'not an onnx model');
+  const bad = await s.post('/v2/repository/models/affine/load', undefined, auth);
+  t.equal(bad.status, 400);
+  t.match(bad.json.error, /affine/);
+  t.equal(await value(), 3, 'old version still serves');
+  t.equal((await s.get('/v2/health/ready')).status, 200, 'still ready');
+
+  // Polling: a new version directory is noticed and served.
+  writeModel(affineModel(3, 0), join(repo.dir, 'affine', '1', 'model.onnx'));
+  repo.addVersion('affine', 2, affineModel(5, 0));
+  await s.server.umbra.manager.pollOnce();
+  t.equal(await value(), 5, 'version 2 serves after a poll');
+  t.same((await s.get('/v2/models/affine')).json.versions, ['2'], 'default policy: latest one version');
+});
+
+t.test('readiness is false during warm-up and during drain; drain finishes queued work', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }] });
+  const s = await startTestServer(t, { repository: repo.dir, loadAll: false });
+  const ready = async () => (await s.server.api.handle({ method: 'GET', path: '/v2/health/ready', query: '', headers: {}, body: new Uint8Array() })).status;
+  t.equal(await ready(), 503, 'no model loaded yet');
+  const loading = s.server.umbra.manager.load('slow');
+  t.equal(await ready(), 503, 'not ready while warming up');
+  const early = await s.get('/v2/models/slow/ready');
+  t.equal(early.status, 503, 'model not ready while loading');
+  await loading;
+  t.equal(await ready(), 200, 'ready once warm');
+
+  const mv = s.server.umbra.manager.get('slow');
+  const inflight = Array.from({ length: 6 }, (_, i) => s.post('/v2/models/slow/infer', { inputs: [row(i)] }));
+  await until(() => mv.pending + mv.inFlight === 6, 'all six requests accepted');
+  const stopping = s.server.stop();
+  t.equal(await ready(), 503, 'readiness turns false at once');
+  const results = await Promise.all(inflight);
+  t.same(results.map((r) => r.status), [200, 200, 200, 200, 200, 200], 'queued and running requests finish');
+  await stopping;
+  await t.rejects(fetch(`${s.url}/v2/health/live`), 'the listener is closed');
+});
