@@ -11,6 +11,8 @@ export interface RequestContext {
   /** Lower-case request headers, when the transport has them. */
   headers?: Record<string, string>;
   transport?: 'http' | 'ws' | 'in-process' | 'batch';
+  /** Parameters a hook adds to the response (e.g. whether a lookup hit), merged in by the core. */
+  responseParameters?: Record<string, unknown>;
 }
 
 export type Outcome = 'success' | 'rejected' | 'timeout' | 'invalid' | 'internal';
@@ -35,6 +37,11 @@ export interface UmbraHooks {
   route?(model: string, requestedVersion: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined;
   /** Runs before the request is queued (e.g. to assign a prediction id). */
   prepare?(version: ModelVersion, request: InferRequest, context: RequestContext): void;
+  /**
+   * May answer the request without running the model (e.g. from a store of precomputed
+   * predictions); undefined = run it. Called after `prepare`, before queueing.
+   */
+  answer?(version: ModelVersion, request: InferRequest, context: RequestContext): Promise<InferResponse | undefined> | InferResponse | undefined;
   /** Runs after every request, off the answer's critical path as far as the hook is concerned. */
   onResult?(event: InferEvent): void;
 }
@@ -77,6 +84,19 @@ export class HookSet {
 
   prepare(version: ModelVersion, request: InferRequest, context: RequestContext): void {
     for (const h of this.list) h.prepare?.(version, request, context);
+  }
+
+  /** The first hook's answer; undefined (synchronously, when no hook answers) = run the model. */
+  answer(version: ModelVersion, request: InferRequest, context: RequestContext): Promise<InferResponse | undefined> | undefined {
+    const answering = this.list.filter((h) => h.answer);
+    if (answering.length === 0) return undefined;
+    return (async () => {
+      for (const h of answering) {
+        const r = await h.answer!(version, request, context);
+        if (r) return r;
+      }
+      return undefined;
+    })();
   }
 
   /** A failing observer never fails the request it observes. */

@@ -96,7 +96,16 @@ export class Umbra {
   private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {
     this.hooks.prepare(mv, request, context);
     try {
+      const answering = this.hooks.answer(mv, request, context);
+      const answered = answering && await answering;
+      if (answered) {
+        const rows = mv.signature.maxBatchSize > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
+        const timing = { queueMs: 0, computeMs: 0, rows, batchRows: 0 };
+        this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: answered, timing, durationMs: performance.now() - startedAt });
+        return { response: answered, timing };
+      }
       const result = await mv.infer(request, options);
+      if (context.responseParameters) result.response.parameters = { ...result.response.parameters, ...context.responseParameters };
       this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: result.response, timing: result.timing, durationMs: performance.now() - startedAt });
       return result;
     } catch (err) {

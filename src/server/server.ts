@@ -3,6 +3,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import { Api } from './api.js';
 import { attachHttp, InFlight } from './http.js';
+import { attachPredictionStore } from '../batch/lookup.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -12,6 +13,8 @@ export interface ServerOptions extends UmbraOptions {
   maxBodyBytes?: number;
   /** Upper bound on a graceful drain before the remaining work is abandoned. */
   drainSeconds?: number;
+  /** Prediction store to answer lookups from (sqlite:PATH or postgres://...); see src/batch/lookup.ts. */
+  store?: string;
 }
 
 export const DEFAULTS = {
@@ -29,6 +32,7 @@ export class UmbraServer {
   private draining = false;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
+  private readonly closers: (() => Promise<void>)[] = [];
 
   private constructor(readonly umbra: Umbra, readonly options: ServerOptions) {
     const accepting = () => !this.draining;
@@ -45,6 +49,7 @@ export class UmbraServer {
     const umbra = await Umbra.open({ ...options, loadAll: false });
     const server = new UmbraServer(umbra, options);
     try {
+      if (options.store) await attachPredictionStore(server, options.store);
       await server.listen(options.host ?? DEFAULTS.host, options.port ?? DEFAULTS.port);
     } catch (err) {
       await umbra.close();
@@ -110,6 +115,12 @@ export class UmbraServer {
     if (timer) clearTimeout(timer);
     this.app.close();
     await this.umbra.close();
+    for (const close of this.closers) await close().catch(() => undefined);
+  }
+
+  /** Runs after the drain, e.g. to close a prediction store. */
+  onStop(close: () => Promise<void>): void {
+    this.closers.push(close);
   }
 }
 

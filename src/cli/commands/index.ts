@@ -1,9 +1,11 @@
 // Every `umbra` subcommand, one file each. A new command adds its file and one line here.
 import type { Command } from 'commander';
 import { registerServe } from './serve.js';
+import { registerBatch } from './batch.js';
 import { registerPerf } from './perf.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   registerServe,
+  registerBatch,
   registerPerf,
 ];

@@ -17,6 +17,7 @@ export function registerServe(program: Command): void {
     .option('--drain-seconds <s>', 'longest graceful drain on SIGTERM/SIGINT (default 30) [env UMBRA_DRAIN_SECONDS]')
     .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
+    .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
     .action(async (flags: Record<string, unknown>) => serve(flags));
 

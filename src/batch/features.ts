@@ -1,0 +1,236 @@
+// Maps input columns to model inputs and fills batch tensors row by row. A row whose values do
+// not fit (not a number, wrong column count, out of range) is rejected with a reason; its slot
+// is reused by the next row, so a batch never holds a half-written row.
+import { UmbraError } from '../errors.js';
+import { describeValue } from '../errors.js';
+import { float32ToHalf, integerRange, typedArrayFor } from '../protocol/index.js';
+import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
+import type { InputRecord } from './reader.js';
+
+/** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
+export type ColumnMapping = Record<string, string | string[]>;
+
+interface InputPlan {
+  name: string;
+  datatype: DataType;
+  /** Per-row dims (without the batch dimension). */
+  rowDims: number[];
+  rowElements: number;
+  /** Scalar columns (one element each), or one column holding an array of rowElements values. */
+  columns: string[];
+  arrayColumn: boolean;
+  /** CSV: the columns' positions in the header. */
+  positions: number[];
+}
+
+export interface FeaturePlan {
+  inputs: InputPlan[];
+  keyColumn: string;
+  keyPosition: number;
+  /** CSV: how many fields every record must have. */
+  width: number;
+  /** One line a person can check: which columns feed which input. */
+  describe(): string;
+}
+
+export class RowRejected extends Error {}
+
+/** Builds the plan from the model signature, the file's columns and an optional mapping. */
+export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string, mapping?: ColumnMapping): FeaturePlan {
+  const keyPosition = columns.indexOf(keyColumn);
+  if (keyPosition < 0) {
+    throw new UmbraError('INVALID_ARGUMENT', `the key column '${keyColumn}' (--key) is not in the input; its columns are: ${preview(columns)}`);
+  }
+  if (mapping) {
+    for (const name of Object.keys(mapping)) {
+      if (!signature.inputs.some((s) => s.name === name)) {
+        throw new UmbraError('INVALID_ARGUMENT', `the mapping names input '${name}' but model '${signature.name}' has inputs: ${signature.inputs.map((s) => s.name).join(', ')}`);
+      }
+    }
+  }
+  const featureColumns = columns.filter((c) => c !== keyColumn);
+  const inputs = signature.inputs.map((spec): InputPlan => {
+    const rowDims = rowDimsOf(signature, spec.dims, spec.name);
+    const fixed = rowDims.every((d) => d >= 0);
+    const fixedElements = rowDims.reduce((a, b) => a * Math.max(1, b), 1);
+    let chosen: string[] | undefined;
+    let arrayColumn = false;
+    const mapped = mapping?.[spec.name];
+    if (mapped !== undefined) {
+      if (typeof mapped === 'string' && !columns.includes(mapped) && mapped.includes('..')) {
+        chosen = columnRange(columns, mapped, spec.name);
+      } else if (typeof mapped === 'string') {
+        chosen = [mapped];
+        arrayColumn = !(fixed && fixedElements === 1);
+      } else {
+        chosen = mapped;
+      }
+    } else if (columns.includes(spec.name) && spec.name !== keyColumn) {
+      chosen = [spec.name];
+      arrayColumn = !(fixed && fixedElements === 1);
+    } else {
+      const indexed = indexedColumns(columns, spec.name);
+      if (indexed.length > 0) chosen = indexed;
+      else if (signature.inputs.length === 1 && rowDims.length === 1) chosen = featureColumns;
+    }
+    if (!chosen || chosen.length === 0) {
+      throw new UmbraError('INVALID_ARGUMENT', `no columns for input '${spec.name}' of model '${signature.name}': name a column '${spec.name}', columns '${spec.name}_0', '${spec.name}_1', ..., or pass --mapping FILE`);
+    }
+    for (const c of chosen) {
+      if (!columns.includes(c)) throw new UmbraError('INVALID_ARGUMENT', `the mapping names column '${c}' for input '${spec.name}' but the input has no such column; its columns are: ${preview(columns)}`);
+    }
+    const rowElements = arrayColumn ? fixedElements : chosen.length;
+    const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen.length);
+    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, positions: chosen.map((c) => columns.indexOf(c)) };
+  });
+  return {
+    inputs,
+    keyColumn,
+    keyPosition,
+    width: columns.length,
+    describe: () => inputs.map((p) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`).join('; '),
+  };
+}
+
+function rowDimsOf(signature: ModelSignature, dims: number[], name: string): number[] {
+  if (signature.maxBatchSize > 0) return dims;
+  // A model without Triton batching may still have a free leading dimension to batch along.
+  if (dims[0] === -1) return dims.slice(1);
+  throw new UmbraError('INVALID_ARGUMENT', `model '${signature.name}' input '${name}' has no batch dimension (dims [${dims.join(', ')}], max_batch_size 0), so it cannot run in batches`);
+}
+
+function resolveDims(rowDims: number[], elements: number, name: string, columnCount?: number): number[] {
+  const free = rowDims.filter((d) => d < 0).length;
+  const fixed = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+  if (free === 0) {
+    if (fixed !== elements) throw new UmbraError('INVALID_ARGUMENT', `input '${name}' takes ${fixed} values per row (dims [${rowDims.join(', ')}]) but ${columnCount ?? elements} columns are mapped to it`);
+    return rowDims;
+  }
+  if (free > 1 || elements % fixed !== 0) throw new UmbraError('INVALID_ARGUMENT', `cannot fit ${elements} columns into input '${name}' with dims [${rowDims.join(', ')}]; pass --mapping FILE`);
+  return rowDims.map((d) => (d < 0 ? elements / fixed : d));
+}
+
+/** Columns `name_0, name_1, ...` (or `name.0`, `name[0]`), ordered by their index. */
+function indexedColumns(columns: string[], name: string): string[] {
+  const found: [number, string][] = [];
+  for (const c of columns) {
+    if (!c.startsWith(name)) continue;
+    const m = /^(?:_|\.|\[)(\d+)\]?$/.exec(c.slice(name.length));
+    if (m) found.push([Number(m[1]), c]);
+  }
+  found.sort((a, b) => a[0] - b[0]);
+  return found.every(([i], k) => i === k) ? found.map(([, c]) => c) : [];
+}
+
+/** `first..last`: every column from first to last in file order. */
+function columnRange(columns: string[], range: string, input: string): string[] {
+  const [first, last] = range.split('..') as [string, string];
+  const a = columns.indexOf(first);
+  const b = columns.indexOf(last);
+  if (a < 0 || b < a) throw new UmbraError('INVALID_ARGUMENT', `the mapping range '${range}' for input '${input}' does not name two columns of the input in file order; its columns are: ${preview(columns)}`);
+  return columns.slice(a, b + 1);
+}
+
+function preview(columns: string[]): string {
+  return columns.length <= 12 ? columns.join(', ') : `${columns.slice(0, 10).join(', ')}, ... (${columns.length} in all)`;
+}
+
+/** Batch tensors of a fixed capacity; `add` writes one row into the next free slot. */
+export class BatchBuilder {
+  readonly data: TensorData[];
+  rows = 0;
+
+  constructor(private readonly plan: FeaturePlan, readonly capacity: number) {
+    this.data = plan.inputs.map((p) => typedArrayFor(p.datatype, capacity * p.rowElements));
+  }
+
+  /** The record's key, or throws RowRejected. */
+  static keyOf(plan: FeaturePlan, record: InputRecord): string {
+    if (record.error) throw new RowRejected(record.error);
+    const raw = record.fields ? record.fields[plan.keyPosition] : record.object?.[plan.keyColumn];
+    if (raw === undefined || raw === null || raw === '') throw new RowRejected(`missing value for the key column '${plan.keyColumn}'`);
+    if (typeof raw === 'string') return raw;
+    if (typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint') return String(raw);
+    throw new RowRejected(`expected a string or number for the key column '${plan.keyColumn}' but received ${describeValue(raw)}`);
+  }
+
+  /** Writes the record's features into slot `rows`; throws RowRejected and leaves `rows` as it was. */
+  add(record: InputRecord): void {
+    const plan = this.plan;
+    if (record.fields && record.fields.length !== plan.width) {
+      throw new RowRejected(`expected ${plan.width} columns but received ${record.fields.length}`);
+    }
+    for (let j = 0; j < plan.inputs.length; j++) {
+      const p = plan.inputs[j]!;
+      const target = this.data[j]!;
+      const base = this.rows * p.rowElements;
+      if (p.arrayColumn) {
+        let value: unknown = record.fields ? record.fields[p.positions[0]!] : record.object?.[p.columns[0]!];
+        if (typeof value === 'string' && value.trimStart().startsWith('[')) {
+          try {
+            value = JSON.parse(value);
+          } catch {
+            throw new RowRejected(`expected a JSON array for column '${p.columns[0]}' but received ${describeValue(value)}`);
+          }
+        }
+        const flat = Array.isArray(value) ? value.flat(Infinity) as unknown[] : undefined;
+        if (!flat || flat.length !== p.rowElements) {
+          throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(value)}`);
+        }
+        for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, flat[i], p.columns[0]!);
+      } else if (record.fields) {
+        for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.fields[p.positions[i]!], p.columns[i]!);
+      } else {
+        for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.object?.[p.columns[i]!], p.columns[i]!);
+      }
+    }
+    this.rows += 1;
+  }
+
+  /** The filled rows as request tensors (views are copied by the pool before transfer). */
+  tensors(): Tensor[] {
+    return this.plan.inputs.map((p, j) => {
+      const data = this.data[j]!;
+      const used = this.rows * p.rowElements;
+      const view = Array.isArray(data) ? data.slice(0, used) : (data.length === used ? data : data.subarray(0, used)) as TensorData;
+      return { name: p.name, datatype: p.datatype, shape: [this.rows, ...p.rowDims], data: view };
+    });
+  }
+}
+
+function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {
+  if (datatype === 'BYTES') {
+    if (raw === undefined || raw === null) throw new RowRejected(`missing value for column '${column}'`);
+    (target as string[])[at] = typeof raw === 'string' ? raw : JSON.stringify(raw);
+    return;
+  }
+  if (datatype === 'BOOL') {
+    const b = raw === true || raw === 1 || raw === '1' || raw === 'true' ? 1 : raw === false || raw === 0 || raw === '0' || raw === 'false' ? 0 : -1;
+    if (b < 0) throw new RowRejected(`expected a boolean for column '${column}' but received ${describeValue(raw)}`);
+    (target as Uint8Array)[at] = b;
+    return;
+  }
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(n)) throw new RowRejected(`expected a finite number for column '${column}' but received ${describeValue(raw)}`);
+  switch (datatype) {
+    case 'FP32':
+    case 'FP64':
+      (target as Float32Array)[at] = n;
+      return;
+    case 'FP16':
+      (target as Uint16Array)[at] = float32ToHalf(n);
+      return;
+    case 'INT64':
+    case 'UINT64':
+      if (!Number.isSafeInteger(n) || (datatype === 'UINT64' && n < 0)) throw new RowRejected(`expected an integer${datatype === 'UINT64' ? ' >= 0' : ''} for column '${column}' but received ${describeValue(raw)}`);
+      (target as BigInt64Array)[at] = BigInt(n);
+      return;
+    default: {
+      const range = integerRange(datatype);
+      if (!Number.isInteger(n) || (range && (n < range[0] || n > range[1]))) {
+        throw new RowRejected(`expected an integer${range ? ` in ${range[0]}..${range[1]}` : ''} for column '${column}' but received ${describeValue(raw)}`);
+      }
+      (target as Int32Array)[at] = n;
+    }
+  }
+}

@@ -1,0 +1,238 @@
+// The batch job: read records, run them in batches on the Umbra worker pool (as many batches in
+// flight as there are workers, the reader pausing when they are all busy), and store each batch
+// in order, in one transaction with the checkpoint that says how far the input is done.
+import { createHash } from 'node:crypto';
+import { basename, resolve } from 'node:path';
+import { UmbraError } from '../errors.js';
+import type { Umbra } from '../core/umbra.js';
+import type { Tensor } from '../protocol/types.js';
+import type { ModelVersion } from '../repository/model-version.js';
+import { BatchBuilder, planFeatures, RowRejected, type ColumnMapping, type FeaturePlan } from './features.js';
+import { outputsPerRow } from './output-rows.js';
+import { openInput, type InputFormat, type InputRecord } from './reader.js';
+import { RejectFile, type Reject } from './rejects.js';
+import { describeShard, shardOfKey, type ShardSpec } from './shard.js';
+import type { Checkpoint, PredictionRow, PredictionStore } from './store.js';
+
+export const DEFAULT_BATCH_SIZE = 256;
+
+export interface BatchJobOptions {
+  umbra: Umbra;
+  model: string;
+  /** Default: the newest loaded version. */
+  version?: string;
+  input: string;
+  format?: InputFormat;
+  keyColumn: string;
+  store: PredictionStore;
+  shard?: ShardSpec;
+  /** Rows per batch (and per store transaction); a resume keeps the batch size it started with. */
+  batchSize?: number;
+  /** Continue from the store's checkpoint instead of starting over. */
+  resume?: boolean;
+  mapping?: ColumnMapping;
+  /** Default: `<input name>[.shard-I-of-N].rejects.jsonl` in the working directory. */
+  rejectsPath?: string;
+  /** Batches dispatched and not yet stored; default workers + 1 (one commits while the rest compute). */
+  window?: number;
+  /** Called once the input's columns are mapped, and after every stored batch. */
+  onStart?(info: { job: string; version: string; plan: string; resumedFrom: number; batchSize: number }): void;
+  onProgress?(progress: BatchProgress): void;
+}
+
+export interface BatchProgress {
+  rowsStored: number;
+  rejected: number;
+  /** Input records consumed so far (including skipped ones and, on resume, those done before). */
+  records: number;
+  bytesRead: number;
+  totalBytes: number;
+  elapsedMs: number;
+  /** Rows stored by this run (not counting the part done before a resume). */
+  rowsThisRun: number;
+}
+
+export interface BatchSummary extends BatchProgress {
+  job: string;
+  model: string;
+  version: string;
+  shard: string;
+  /** Records of other shards, skipped by this run. */
+  skipped: number;
+  resumedFrom: number;
+  /** The store already held a finished checkpoint for this job: nothing was run. */
+  alreadyFinished: boolean;
+  rejectsPath: string;
+  rowsPerSecond: number;
+}
+
+interface PendingBatch {
+  keys: string[];
+  rejects: Reject[];
+  /** Records consumed once this batch is stored. */
+  recordsDone: number;
+  builder: BatchBuilder | undefined;
+  final: boolean;
+}
+
+interface FinishedBatch extends PendingBatch {
+  outputs: Tensor[];
+}
+
+/** Stable per (model, version, input file, shard): the checkpoint a resume continues from. */
+export function jobId(model: string, version: string, input: string, shard: ShardSpec | undefined): string {
+  return createHash('sha256').update(`${model}\n${version}\n${resolve(input)}\n${describeShard(shard)}`).digest('hex').slice(0, 32);
+}
+
+export function defaultRejectsPath(input: string, shard: ShardSpec | undefined): string {
+  const name = basename(input).replace(/\.gz$/i, '');
+  return shard && shard.count > 1 ? `${name}.shard-${shard.index}-of-${shard.count}.rejects.jsonl` : `${name}.rejects.jsonl`;
+}
+
+export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummary> {
+  const started = performance.now();
+  const { umbra, store, shard, keyColumn } = options;
+  const mv = umbra.manager.get(options.model, options.version);
+  const job = jobId(mv.name, mv.version, options.input, shard);
+  const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
+  const previous = options.resume ? await store.checkpoint(job) : undefined;
+  const base = {
+    job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath,
+    resumedFrom: previous?.recordsDone ?? 0, skipped: 0,
+  };
+  if (previous?.finished) {
+    return {
+      ...base, alreadyFinished: true, rowsStored: previous.rowsStored, rejected: previous.rejected, records: previous.recordsDone,
+      bytesRead: 0, totalBytes: 0, elapsedMs: performance.now() - started, rowsThisRun: 0, rowsPerSecond: 0,
+    };
+  }
+  const batchSize = previous?.batchSize ?? options.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new UmbraError('INVALID_ARGUMENT', `expected a positive integer for --batch-size but received ${batchSize}`);
+  const input = await openInput(options.input, options.format);
+  const rejectFile = new RejectFile(rejectsPath, previous?.rejectBytes ?? 0);
+  const window = Math.max(1, options.window ?? umbra.pool.size + 1);
+  const checkpoint: Checkpoint = {
+    job, model: mv.name, version: mv.version, input: resolve(options.input), shard: describeShard(shard), batchSize,
+    recordsDone: previous?.recordsDone ?? 0, rejectBytes: previous?.rejectBytes ?? 0,
+    rowsStored: previous?.rowsStored ?? 0, rejected: previous?.rejected ?? 0, finished: false,
+  };
+  let rowsThisRun = 0;
+  const inFlight: Promise<FinishedBatch>[] = [];
+  const progress = (): BatchProgress => ({
+    rowsStored: checkpoint.rowsStored, rejected: checkpoint.rejected, records: checkpoint.recordsDone,
+    bytesRead: input.bytesRead, totalBytes: input.totalBytes, elapsedMs: performance.now() - started, rowsThisRun,
+  });
+
+  const commitOldest = async (): Promise<void> => {
+    const done = await inFlight.shift()!;
+    const texts = outputsPerRow(done.outputs, done.keys.length);
+    // A key twice in one batch: the later row wins, as it would across batches (upsert).
+    const rows: PredictionRow[] = [];
+    const seen = new Map<string, number>();
+    done.keys.forEach((key, i) => {
+      const at = seen.get(key);
+      if (at === undefined) {
+        seen.set(key, rows.length);
+        rows.push({ key, outputs: texts[i]! });
+      } else {
+        rows[at] = { key, outputs: texts[i]! };
+      }
+    });
+    rejectFile.write(done.rejects);
+    const next: Checkpoint = {
+      ...checkpoint,
+      recordsDone: done.recordsDone,
+      rejectBytes: rejectFile.bytes,
+      rowsStored: checkpoint.rowsStored + rows.length,
+      rejected: checkpoint.rejected + done.rejects.length,
+      finished: done.final,
+    };
+    await store.commit(mv.name, mv.version, rows, new Date(), next);
+    Object.assign(checkpoint, next);
+    rowsThisRun += rows.length;
+    options.onProgress?.(progress());
+  };
+
+  const dispatch = async (batch: PendingBatch): Promise<void> => {
+    while (inFlight.length >= window) await commitOldest();
+    const running = inferBatch(umbra, mv, batch);
+    // Awaited in order by commitOldest; until then a failure must not count as unhandled.
+    running.catch(() => undefined);
+    inFlight.push(running);
+  };
+
+  let plan: FeaturePlan | undefined;
+  let index = 0;
+  let skipped = 0;
+  let current: PendingBatch = { keys: [], rejects: [], recordsDone: 0, builder: undefined, final: false };
+  try {
+    for await (const record of input.records) {
+      index += 1;
+      if (index <= checkpoint.recordsDone) continue;
+      if (!plan && !record.error) {
+        plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping);
+        options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: checkpoint.recordsDone, batchSize });
+      }
+      const key = keyOf(plan, record, current.rejects, shard);
+      if (key === undefined) {
+        current.recordsDone = index;
+        continue;
+      }
+      if (shard && shardOfKey(key, shard.count) !== shard.index - 1) {
+        skipped += 1;
+        current.recordsDone = index;
+        continue;
+      }
+      current.builder ??= new BatchBuilder(plan!, batchSize);
+      try {
+        current.builder.add(record);
+        current.keys.push(key);
+      } catch (err) {
+        if (!(err instanceof RowRejected)) throw err;
+        current.rejects.push({ line: record.line, key, reason: err.message });
+      }
+      current.recordsDone = index;
+      if (current.keys.length === batchSize) {
+        await dispatch(current);
+        current = { keys: [], rejects: [], recordsDone: index, builder: undefined, final: false };
+      }
+    }
+    current.final = true;
+    current.recordsDone = Math.max(current.recordsDone, index, checkpoint.recordsDone);
+    await dispatch(current);
+    while (inFlight.length > 0) await commitOldest();
+  } catch (err) {
+    input.destroy();
+    await Promise.allSettled(inFlight);
+    throw err;
+  } finally {
+    rejectFile.close();
+  }
+  const p = progress();
+  return { ...base, ...p, skipped, alreadyFinished: false, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000) };
+}
+
+/** The record's key, or undefined after recording it as rejected. Keyless rejects belong to shard 1. */
+function keyOf(plan: FeaturePlan | undefined, record: InputRecord, rejects: Reject[], shard: ShardSpec | undefined): string | undefined {
+  try {
+    if (!plan) throw new RowRejected(record.error ?? 'unreadable record');
+    return BatchBuilder.keyOf(plan, record);
+  } catch (err) {
+    if (!(err instanceof RowRejected)) throw err;
+    if (!shard || shard.index === 1) rejects.push({ line: record.line, reason: err.message });
+    return undefined;
+  }
+}
+
+async function inferBatch(umbra: Umbra, mv: ModelVersion, batch: PendingBatch): Promise<FinishedBatch> {
+  const rows = batch.keys.length;
+  if (rows === 0 || !batch.builder) return { ...batch, builder: undefined, outputs: [] };
+  const tensors = batch.builder.tensors();
+  const max = mv.signature.maxBatchSize;
+  // Straight to the pool (the server's workers and sessions), split at the model's max_batch_size:
+  // the job already forms full batches, so the online batcher's queueing would only add delay.
+  const result = max > 0 && rows > max
+    ? await umbra.pool.runSharded(mv.session, tensors, [], rows, max)
+    : await umbra.pool.run(mv.session, tensors, []);
+  return { ...batch, builder: undefined, outputs: result.outputs };
+}

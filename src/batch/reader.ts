@@ -1,0 +1,163 @@
+// Streams input records from CSV or JSON Lines, optionally gzip-compressed, so inputs far larger
+// than memory work: the consumer pulls records and the file stream pauses while it does not.
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { parse } from 'csv-parse';
+import { UmbraError } from '../errors.js';
+
+export type InputFormat = 'csv' | 'jsonl';
+
+/** One data record: CSV fields in header order, or a JSON object; `error` when it could not be parsed. */
+export interface InputRecord {
+  /** 1-based line in the (decompressed) file, for reject reports. */
+  line: number;
+  fields?: string[];
+  object?: Record<string, unknown>;
+  error?: string;
+}
+
+export interface InputStream {
+  format: InputFormat;
+  gzip: boolean;
+  /** Column names: the CSV header, or the keys of the first JSON object in file order. */
+  columns(): Promise<string[]>;
+  records: AsyncIterable<InputRecord>;
+  /** Bytes read from the file so far (compressed bytes for gzip), for progress and ETA. */
+  readonly bytesRead: number;
+  readonly totalBytes: number;
+  destroy(): void;
+}
+
+/** Format from the name (.csv, .tsv, .jsonl, .ndjson, with optional .gz); gzip from the magic bytes. */
+export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
+  let head: Buffer;
+  let totalBytes: number;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new Error('it is a directory');
+      totalBytes = st.size;
+      head = Buffer.alloc(2);
+      await fh.read(head, 0, 2, 0);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new UmbraError('INVALID_ARGUMENT', `cannot read the input file ${path} (--input): ${why}`, { cause: err });
+  }
+  const gzip = head[0] === 0x1f && head[1] === 0x8b;
+  const bare = path.replace(/\.gz$/i, '').toLowerCase();
+  const chosen: InputFormat = format ?? (/\.(jsonl|ndjson|json)$/.test(bare) ? 'jsonl' : /\.(csv|tsv|txt)$/.test(bare) ? 'csv' : 'unknown' as InputFormat);
+  if (chosen !== 'csv' && chosen !== 'jsonl') {
+    throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl`);
+  }
+  const file = createReadStream(path, { highWaterMark: 256 * 1024 });
+  let bytesRead = 0;
+  file.on('data', (chunk) => { bytesRead += chunk.length; });
+  let text: Readable = file;
+  if (gzip) {
+    const gunzip = createGunzip();
+    file.on('error', (err) => gunzip.destroy(err));
+    text = file.pipe(gunzip);
+  }
+  const delimiter = bare.endsWith('.tsv') ? '\t' : ',';
+  const state = chosen === 'csv' ? csvRecords(text, delimiter, path) : jsonlRecords(text, path);
+  return {
+    format: chosen,
+    gzip,
+    columns: () => state.columns,
+    records: state.records,
+    get bytesRead() { return bytesRead; },
+    totalBytes,
+    destroy() {
+      file.destroy();
+      text.destroy();
+    },
+  };
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+function readFailure(path: string, err: unknown): UmbraError {
+  const e = err as NodeJS.ErrnoException;
+  if (isUmbraErrorLike(err)) return err as UmbraError;
+  const what = e.code === 'Z_DATA_ERROR' || e.code === 'Z_BUF_ERROR' ? 'it is not valid gzip data' : e.message;
+  return new UmbraError('INVALID_ARGUMENT', `cannot read the input file ${path}: ${what}`, { cause: err });
+}
+
+function isUmbraErrorLike(err: unknown): boolean {
+  return err instanceof UmbraError;
+}
+
+function csvRecords(text: Readable, delimiter: string, path: string): { columns: Promise<string[]>; records: AsyncIterable<InputRecord> } {
+  const header = deferred<string[]>();
+  const parser = parse({ delimiter, bom: true, relax_column_count: true, skip_empty_lines: true, info: true });
+  text.on('error', (err) => parser.destroy(err));
+  text.pipe(parser);
+  async function* records(): AsyncGenerator<InputRecord> {
+    let first = true;
+    try {
+      for await (const item of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+        if (first) {
+          first = false;
+          header.resolve(item.record.map((c) => c.trim()));
+          continue;
+        }
+        yield { line: item.info.lines, fields: item.record };
+      }
+    } catch (err) {
+      const e = err as Error & { code?: string; lines?: number };
+      if (e.code?.startsWith('CSV_')) throw new UmbraError('INVALID_ARGUMENT', `malformed CSV in ${path}${e.lines ? ` at line ${e.lines}` : ''}: ${e.message}`, { cause: err });
+      throw readFailure(path, err);
+    } finally {
+      if (first) header.resolve([]);
+    }
+  }
+  return { columns: header.promise, records: records() };
+}
+
+function jsonlRecords(text: Readable, path: string): { columns: Promise<string[]>; records: AsyncIterable<InputRecord> } {
+  const header = deferred<string[]>();
+  let known = false;
+  async function* records(): AsyncGenerator<InputRecord> {
+    const lines = createInterface({ input: text, crlfDelay: Number.POSITIVE_INFINITY });
+    let line = 0;
+    try {
+      for await (const raw of lines) {
+        line += 1;
+        if (raw.trim() === '') continue;
+        let value: unknown;
+        try {
+          value = JSON.parse(raw);
+        } catch (err) {
+          yield { line, error: `malformed JSON: ${(err as Error).message}` };
+          continue;
+        }
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+          yield { line, error: 'expected a JSON object per line' };
+          continue;
+        }
+        if (!known) {
+          known = true;
+          header.resolve(Object.keys(value));
+        }
+        yield { line, object: value as Record<string, unknown> };
+      }
+    } catch (err) {
+      throw readFailure(path, err);
+    } finally {
+      if (!known) header.resolve([]);
+    }
+  }
+  return { columns: header.promise, records: records() };
+}

@@ -1,0 +1,128 @@
+// `umbra batch`: precompute predictions for every key of an input file into a prediction store,
+// on the same worker pool and backends as `umbra serve`. Safe to kill at any point; rerun with --resume.
+import type { Command } from 'commander';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { Umbra } from '../../core/umbra.js';
+import { DEFAULT_BATCH_SIZE, runBatchJob } from '../../batch/job.js';
+import type { ColumnMapping } from '../../batch/features.js';
+import { progressReporter } from '../../batch/progress.js';
+import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
+import { DEFAULT_STORE_URL, openStore } from '../../batch/store.js';
+import type { InputFormat } from '../../batch/reader.js';
+import { UsageError } from '../settings.js';
+
+export function registerBatch(program: Command): void {
+  program.command('batch')
+    .description('precompute predictions for every key of a CSV/JSONL file into a prediction store (resumable, shardable)')
+    .option('--model <name>', 'model to run (with --model-file: the name to store predictions under; default the file name)')
+    .option('--repo <dir>', 'model repository holding the model [env UMBRA_REPO]')
+    .option('--model-file <file>', 'a single .onnx file instead of --repo (served from a temporary repository as version 1)')
+    .option('--model-version <v>', 'version to run (default: the newest loaded)')
+    .requiredOption('--input <file>', 'CSV or JSON Lines file, optionally gzip-compressed')
+    .option('--format <csv|jsonl>', 'input format (default: from the file name)')
+    .requiredOption('--key <column>', 'column holding each row\'s key')
+    .option('--store <url>', `where predictions go: sqlite:PATH or postgres://user@host:port/db (default ${DEFAULT_STORE_URL}) [env UMBRA_STORE]`)
+    .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
+    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE})`)
+    .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
+    .option('--mapping <file>', 'JSON {"input": ["col", ...] | "first..last" | "array_col"} mapping columns to model inputs')
+    .option('--rejects <file>', 'where rejected rows go, one JSON line each (default INPUT.rejects.jsonl in the working directory)')
+    .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
+    .option('--intra-op-threads <n>', 'threads one model run may use (default 1)')
+    .option('--progress-interval <s>', 'seconds between progress lines when not on a terminal; 0 = after every stored batch (default 5)')
+    .action(async (flags: Record<string, unknown>) => batch(flags));
+}
+
+function positiveInt(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`expected a positive integer for ${flag} but received ${JSON.stringify(value)}`);
+  return n;
+}
+
+function readMapping(path: string): ColumnMapping {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--mapping: cannot read ${path} as JSON: ${(err as Error).message}`);
+  }
+  const ok = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+    && Object.values(parsed).every((v) => typeof v === 'string' || (Array.isArray(v) && v.every((c) => typeof c === 'string')));
+  if (!ok) throw new UsageError(`--mapping: expected a JSON object of input name -> column name(s) in ${path}, e.g. {"x": ["f0", "f1"]}`);
+  return parsed as ColumnMapping;
+}
+
+/** A repository with just the given file, for --model-file. */
+function temporaryRepository(file: string, model: string, version: string): string {
+  if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`--model-file: ${file} is not a file`);
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-batch-'));
+  const target = join(dir, model, version);
+  mkdirSync(target, { recursive: true });
+  try {
+    symlinkSync(resolve(file), join(target, 'model.onnx'));
+  } catch {
+    copyFileSync(file, join(target, 'model.onnx'));
+  }
+  return dir;
+}
+
+async function batch(flags: Record<string, unknown>): Promise<void> {
+  const modelFile = flags.modelFile as string | undefined;
+  const repoFlag = (flags.repo as string | undefined) ?? process.env.UMBRA_REPO;
+  if (!modelFile && !repoFlag) throw new UsageError('give the model with --repo DIR --model NAME, or --model-file FILE.onnx');
+  if (modelFile && flags.repo) throw new UsageError('--repo and --model-file exclude each other');
+  const model = (flags.model as string | undefined) ?? (modelFile ? basename(modelFile).replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9_.-]/g, '_') : undefined);
+  if (!model) throw new UsageError('--model is required with --repo');
+  if (!modelFile && (!existsSync(repoFlag!) || !statSync(repoFlag!).isDirectory())) throw new UsageError(`--repo: ${repoFlag} is not a directory`);
+  const format = flags.format as InputFormat | undefined;
+  if (format !== undefined && format !== 'csv' && format !== 'jsonl') throw new UsageError(`expected csv or jsonl for --format but received '${String(format)}'`);
+  const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
+  const batchSize = positiveInt(flags.batchSize, '--batch-size');
+  const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
+  const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
+  const interval = flags.progressInterval === undefined ? 5 : Number(flags.progressInterval);
+  if (!Number.isFinite(interval) || interval < 0) throw new UsageError(`expected seconds >= 0 for --progress-interval but received ${JSON.stringify(flags.progressInterval)}`);
+  const mapping = flags.mapping ? readMapping(String(flags.mapping)) : undefined;
+  const storeUrl = (flags.store as string | undefined) ?? process.env.UMBRA_STORE ?? DEFAULT_STORE_URL;
+  const version = flags.modelVersion as string | undefined;
+  const write = (line: string) => process.stdout.write(`${line}\n`);
+
+  // Open the store first: a bad URL should fail before the models load.
+  const store = await openStore(storeUrl);
+  const repository = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : repoFlag!;
+  let umbra: Umbra | undefined;
+  const reporter = progressReporter({ tty: process.stderr.isTTY === true, intervalSeconds: interval, write });
+  try {
+    const opts: Parameters<typeof Umbra.open>[0] = { repository, loadAll: false };
+    if (workers) opts.workers = workers;
+    if (intraOpThreads) opts.intraOpThreads = intraOpThreads;
+    umbra = await Umbra.open(opts);
+    await umbra.manager.load(model);
+    const job: Parameters<typeof runBatchJob>[0] = {
+      umbra, model, input: String(flags.input), keyColumn: String(flags.key), store,
+      resume: flags.resume === true,
+      onStart: (info) => {
+        write(`umbra batch: ${model} v${info.version}, input ${String(flags.input)}, store ${store.description}, shard ${describeShard(shard)}, `
+          + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
+        write(`columns: ${info.plan}`);
+      },
+      onProgress: (p) => reporter.update(p),
+    };
+    if (version) job.version = version;
+    if (format) job.format = format;
+    if (shard) job.shard = shard;
+    if (batchSize) job.batchSize = batchSize;
+    if (mapping) job.mapping = mapping;
+    if (flags.rejects) job.rejectsPath = String(flags.rejects);
+    const summary = await runBatchJob(job);
+    reporter.finish(summary);
+  } finally {
+    reporter.stop();
+    await umbra?.close();
+    await store.close();
+    if (modelFile) rmSync(repository, { recursive: true, force: true });
+  }
+}
