@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   VERSION_NOT_FOUND: { status: 404, description: 'no such version of the model is loaded' },
   NOT_FOUND: { status: 404, description: 'no such route or resource' },
   METHOD_NOT_ALLOWED: { status: 405, description: 'the route exists but not for this HTTP method' },
+  CONFLICT: { status: 409, description: 'the change conflicts with the current state (e.g. a rollout is running)' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'the request body is over the configured limit' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'the content encoding is not supported' },
   TIMEOUT: { status: 504, description: 'the request waited in the queue longer than its timeout' },

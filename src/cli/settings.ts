@@ -27,6 +27,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'drainSeconds', flag: '--drain-seconds', env: 'UMBRA_DRAIN_SECONDS', kind: 'number', min: 0 },
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
   { key: 'store', flag: '--store', env: 'UMBRA_STORE', kind: 'string' },
+  { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
 ];
 

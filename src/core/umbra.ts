@@ -65,12 +65,19 @@ export class Umbra {
   async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext } = {}): Promise<BodyInferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
-    const { version: mv, role } = this.route(model, version, context);
+    let { version: mv, role } = this.route(model, version, context);
     const parseOpts: ParseInferRequestOptions = { signature: mv.signature };
     if (headerLength !== undefined) parseOpts.headerLength = headerLength;
     let request: InferRequest | undefined;
     try {
       request = parseInferRequest(body, parseOpts);
+      // A routing key in the body (parameters.routing_key) is only known after parsing: route
+      // again with it, and parse again only if that picks another version (its own signature).
+      if (routingKeyFromBody(request, context)) {
+        const again = this.route(model, version, context);
+        if (again.version !== mv) request = parseInferRequest(body, { ...parseOpts, signature: again.version.signature });
+        ({ version: mv, role } = again);
+      }
     } catch (err) {
       this.emit({ model, version: mv.version, role, outcome: 'invalid', context, error: err, durationMs: performance.now() - startedAt });
       throw err;
@@ -82,6 +89,7 @@ export class Umbra {
   /** Runs an already parsed request (used by transports that parse themselves). */
   infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext } = {}): Promise<InferResult> {
     const context = options.context ?? {};
+    routingKeyFromBody(request, context);
     const { version: mv, role } = this.route(model, version, context);
     return this.run(mv, role, request, options, context, performance.now());
   }
@@ -155,6 +163,14 @@ export class Umbra {
     await this.manager.drainAll();
     await this.pool.close();
   }
+}
+
+/** Copies a string `parameters.routing_key` into the context when no header set one; true if it did. */
+function routingKeyFromBody(request: InferRequest, context: RequestContext): boolean {
+  const key = request.parameters.routing_key;
+  if (context.routingKey !== undefined || typeof key !== 'string' || key === '') return false;
+  context.routingKey = key;
+  return true;
 }
 
 /** Typed arrays skip JSON entirely: encode them as the binary extension does and parse that. */

@@ -89,6 +89,8 @@ const TRITON_TYPE_OF: Record<string, string> = Object.fromEntries(Object.entries
 const HANDLED_FIELDS = new Set([
   'name', 'platform', 'backend', 'max_batch_size', 'input', 'output', 'dynamic_batching', 'version_policy',
   'instance_group', 'execution_providers', 'parameters', 'default_model_filename',
+  // Read by src/traffic (policy and rollout), straight from the file's raw fields.
+  'traffic', 'rollout',
 ]);
 const IGNORED_FIELDS = new Set([
   'optimization', 'model_warmup', 'metric_tags', 'response_cache', 'model_operations', 'model_transaction_policy',

@@ -3,6 +3,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import { Api } from './api.js';
 import { attachHttp, InFlight } from './http.js';
+import { attachTraffic, type TrafficController } from '../traffic/index.js';
 import { attachPredictionStore } from '../batch/lookup.js';
 
 export interface ServerOptions extends UmbraOptions {
@@ -15,6 +16,8 @@ export interface ServerOptions extends UmbraOptions {
   drainSeconds?: number;
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...); see src/batch/lookup.ts. */
   store?: string;
+  /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
+  stateDir?: string;
 }
 
 export const DEFAULTS = {
@@ -26,6 +29,8 @@ export const DEFAULTS = {
 
 export class UmbraServer {
   readonly api: Api;
+  /** Canary/shadow routing and rollouts (src/traffic). */
+  readonly traffic: TrafficController;
   private readonly app: uws.TemplatedApp;
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
@@ -39,6 +44,7 @@ export class UmbraServer {
     const apiOptions: ConstructorParameters<typeof Api>[1] = { isAccepting: accepting };
     if (options.adminToken) apiOptions.adminToken = options.adminToken;
     this.api = new Api(umbra, apiOptions);
+    this.traffic = attachTraffic(this, options.stateDir ? { stateDir: options.stateDir } : {});
     this.app = uws.App();
     attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
   }
@@ -97,6 +103,7 @@ export class UmbraServer {
 
   private async doStop(): Promise<void> {
     this.draining = true;
+    this.traffic.close();
     if (this.listenSocket) {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = false;

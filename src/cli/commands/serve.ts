@@ -18,6 +18,7 @@ export function registerServe(program: Command): void {
     .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
+    .option('--state-dir <dir>', 'where traffic policies and rollouts persist (default REPO/<model>/traffic.json) [env UMBRA_STATE_DIR]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
     .action(async (flags: Record<string, unknown>) => serve(flags));
 

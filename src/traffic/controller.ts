@@ -1,0 +1,378 @@
+// Traffic for every model of one Umbra: the effective policy (explicit policy + running rollout),
+// the routing and result hooks, shadow runs, rollout ticks and persistence.
+import { join } from 'node:path';
+import { UmbraError } from '../errors.js';
+import type { InferEvent, RequestContext, UmbraHooks } from '../core/hooks.js';
+import type { Umbra } from '../core/umbra.js';
+import type { ModelVersion, TrafficRole } from '../repository/model-version.js';
+import { readModelConfig } from '../repository/config.js';
+import { analyse, Evidence, type AnalysisResult, type AnalysisRules } from './analysis.js';
+import { NO_MONITOR, type MonitorBridge } from './monitor-bridge.js';
+import { parsePolicy, policyVersions, takesCanary, type TrafficPolicy } from './policy.js';
+import { parseRolloutSpec, Rollout, type Decision, type RolloutSpec } from './rollout.js';
+import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowOptions, type ShadowOutcome } from './shadow.js';
+import { TrafficStore } from './store.js';
+
+export interface TrafficOptions {
+  /** Where policy and rollout state persist; default REPO/<model>/traffic.json. */
+  stateDir?: string;
+  shadow?: Partial<ShadowOptions>;
+  /** Injectable for tests: wall clock in ms and the canary/shadow draw. */
+  now?: () => number;
+  random?: () => number;
+  /** Period of the rollout clock tick (time-based steps); 0 = none (tests tick by hand). */
+  tickMs?: number;
+  monitor?: MonitorBridge;
+}
+
+interface ModelTraffic {
+  /** Explicit policy (PUT, config, state file); undefined = Umbra's default routing. */
+  policy?: TrafficPolicy;
+  rollout?: Rollout;
+  /** The policy in force: `policy` with the rollout applied. */
+  effective?: TrafficPolicy;
+  knownVersions: string[];
+  /** Model config `rollout`: set = continuous delivery of new versions. */
+  auto?: Omit<RolloutSpec, 'candidate'>;
+  /** Evidence about the canary (or first shadow) when no rollout runs, for GET /analysis. */
+  ambient?: { subject: string; evidence: Evidence };
+}
+
+const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected']);
+
+function latencyOf(event: InferEvent): number | undefined {
+  return event.timing ? event.timing.queueMs + event.timing.computeMs : undefined;
+}
+
+export class TrafficController {
+  readonly shadows: ShadowRunner;
+  private readonly models = new Map<string, ModelTraffic>();
+  private readonly store: TrafficStore;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly detach: Array<() => void> = [];
+  readonly monitor: MonitorBridge;
+
+  constructor(private readonly umbra: Umbra, options: TrafficOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.monitor = options.monitor ?? NO_MONITOR;
+    this.store = new TrafficStore(umbra.manager.repository, options.stateDir);
+    this.shadows = new ShadowRunner({
+      resolve: (model, version) => this.tryGet(model, version),
+      primaryOf: (model) => {
+        const p = this.models.get(model)?.effective?.primary;
+        return p ? this.tryGet(model, p) : undefined;
+      },
+      onOutcome: (o) => this.onShadowOutcome(o),
+      onDropped: (model, version) => this.monitor.shadowDropped(model, version),
+      random: this.random,
+    }, { ...DEFAULT_SHADOW_OPTIONS, ...options.shadow });
+    const hooks: UmbraHooks = {
+      route: (model, requested, context) => this.route(model, requested, context),
+      onResult: (event) => this.onResult(event),
+    };
+    this.detach.push(umbra.hooks.use(hooks));
+    const onLoaded = (name: string, versions: string[]) => this.onLoaded(name, versions);
+    umbra.manager.on('loaded', onLoaded);
+    this.detach.push(() => umbra.manager.off('loaded', onLoaded));
+    // Models loaded before we attached.
+    for (const name of umbra.manager.names()) {
+      const versions = umbra.manager.versionsOf(name).map((v) => v.version);
+      if (versions.length > 0) this.onLoaded(name, versions);
+    }
+    const tickMs = options.tickMs ?? 1000;
+    if (tickMs > 0) {
+      this.timer = setInterval(() => this.tickAll(), tickMs);
+      this.timer.unref();
+    }
+  }
+
+  private tryGet(model: string, version: string): ModelVersion | undefined {
+    try {
+      return this.umbra.manager.get(model, version);
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- hooks ----
+
+  private route(model: string, requested: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined {
+    if (requested) return undefined;
+    const p = this.models.get(model)?.effective;
+    if (!p) return undefined;
+    if (p.canary && takesCanary(model, p.canary.weight, context.routingKey, this.random)) {
+      const mv = this.tryGet(model, p.canary.version);
+      if (mv) return { version: mv, role: 'canary' };
+    }
+    const mv = this.tryGet(model, p.primary);
+    return mv ? { version: mv, role: 'primary' } : undefined;
+  }
+
+  private onResult(event: InferEvent): void {
+    if (event.role === 'shadow' || event.role === 'direct') return;
+    const t = this.models.get(event.model);
+    if (!t) return;
+    const ok = !ERROR_OUTCOMES.has(event.outcome);
+    const counts = event.outcome !== 'invalid';
+    const latency = latencyOf(event);
+    const p = t.effective;
+    if (event.role === 'primary') {
+      if (counts) {
+        t.rollout?.observePrimary(ok, latency);
+        t.ambient?.evidence.observePrimary(ok, latency);
+      }
+      if (event.outcome === 'success' && p && event.request && event.response) {
+        for (const s of p.shadows) {
+          if (s.sample < 1 && this.random() >= s.sample) continue;
+          this.shadows.offer(event.model, s.version, { request: event.request, primary: event.response, primaryLatencyMs: latency ?? event.durationMs });
+        }
+      }
+      this.shadows.pumpModel(event.model);
+    } else if (event.role === 'canary' && counts) {
+      if (t.rollout && t.rollout.candidate === event.version) t.rollout.observeCanary(ok, latency);
+      if (t.ambient?.subject === event.version) t.ambient.evidence.observeCandidate('canary', ok, latency);
+    }
+    if (t.rollout?.state === 'running') this.tick(event.model);
+  }
+
+  private onShadowOutcome(o: ShadowOutcome): void {
+    const t = this.models.get(o.model);
+    const agreement = this.shadows.agreementOf(o.model, o.version);
+    if (agreement !== undefined) this.monitor.shadowAgreement(o.model, o.version, agreement);
+    // Shadow runs are visible to other observers (metrics), with their own role.
+    this.umbra.hooks.emit({
+      model: o.model, version: o.version, role: 'shadow', outcome: o.ok ? 'success' : 'internal', context: {},
+      ...(o.ok ? {} : { error: o.error }), durationMs: o.latencyMs ?? 0,
+    });
+    if (!t) return;
+    if (t.rollout && t.rollout.candidate === o.version) {
+      t.rollout.observeShadow(o.ok, o.latencyMs, o.comparison);
+      this.tick(o.model);
+    }
+    if (t.ambient?.subject === o.version) {
+      t.ambient.evidence.observeCandidate('shadow', o.ok, o.latencyMs);
+      if (o.comparison) t.ambient.evidence.observeComparison(o.comparison);
+    }
+  }
+
+  // ---- model lifecycle ----
+
+  private onLoaded(name: string, versions: string[]): void {
+    let t = this.models.get(name);
+    if (!t) {
+      t = this.initModel(name);
+      this.models.set(name, t);
+    }
+    this.readAutoConfig(name, t);
+    const fresh = versions.filter((v) => !t.knownVersions.includes(v)).sort((a, b) => Number(a) - Number(b));
+    if (fresh.length === 0) return;
+    const firstSight = t.knownVersions.length === 0;
+    const previousNewest = t.knownVersions.length > 0 ? Math.max(...t.knownVersions.map(Number)) : 0;
+    t.knownVersions = [...new Set([...t.knownVersions, ...versions])].sort((a, b) => Number(a) - Number(b));
+    if (t.auto) {
+      if (firstSight) {
+        // Pin the primary so a new version waits for its rollout instead of taking traffic.
+        t.policy ??= { primary: versions.reduce((a, b) => (Number(b) > Number(a) ? b : a)), canary: null, shadows: [] };
+      } else {
+        const candidate = fresh[fresh.length - 1]!;
+        if (Number(candidate) > previousNewest && !t.rollout?.active) {
+          try {
+            this.startRollout(name, { ...t.auto, candidate });
+            return;
+          } catch (err) {
+            process.emitWarning(`umbra traffic: continuous delivery of ${name} version ${candidate} did not start: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    this.refresh(name, t);
+    this.persist(name, t);
+  }
+
+  private initModel(name: string): ModelTraffic {
+    const t: ModelTraffic = { knownVersions: [] };
+    const saved = this.store.read(name);
+    if (saved) {
+      if (saved.policy) t.policy = saved.policy;
+      if (saved.rollout) t.rollout = Rollout.resume(saved.rollout, this.now);
+      t.knownVersions = saved.known_versions;
+    } else {
+      const raw = this.configRaw(name);
+      if (raw?.traffic !== undefined) t.policy = parsePolicy(raw.traffic, `model '${name}' config "traffic"`);
+    }
+    this.refresh(name, t);
+    if (saved?.rollout) this.persist(name, t);
+    return t;
+  }
+
+  private configRaw(name: string): Record<string, unknown> | undefined {
+    try {
+      return readModelConfig(join(this.umbra.manager.repository, name)).raw;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `rollout: "auto"` (default steps and rules) or `rollout: {auto: true, steps, analysis}`. */
+  private readAutoConfig(name: string, t: ModelTraffic): void {
+    const raw = this.configRaw(name)?.rollout;
+    delete t.auto;
+    if (raw === undefined || raw === 'off' || raw === false) return;
+    if (raw === 'auto' || raw === true) {
+      t.auto = parseRolloutSpec({}, `model '${name}' config "rollout"`, false);
+      return;
+    }
+    const obj = raw as Record<string, unknown>;
+    if (typeof raw === 'object' && raw !== null && obj.auto === false) return;
+    t.auto = parseRolloutSpec(raw, `model '${name}' config "rollout"`, false);
+  }
+
+  /** Recomputes the effective policy (one assignment: routing sees the old or the new one). */
+  private refresh(name: string, t: ModelTraffic): void {
+    const base = t.policy;
+    let effective: TrafficPolicy | undefined = base;
+    if (t.rollout?.active) {
+      const start = base ?? { primary: t.rollout.record.baseline, canary: null, shadows: [] };
+      effective = t.rollout.applyTo(start);
+    }
+    t.effective = effective;
+    const subject = effective?.canary?.version ?? effective?.shadows[0]?.version;
+    if (!subject) delete t.ambient;
+    else if (t.ambient?.subject !== subject) t.ambient = { subject, evidence: new Evidence(this.now()) };
+  }
+
+  private persist(name: string, t: ModelTraffic): void {
+    this.store.write(name, { policy: t.policy ?? null, rollout: t.rollout?.record ?? null, known_versions: t.knownVersions });
+  }
+
+  private model(name: string): ModelTraffic {
+    this.umbra.manager.get(name);
+    const t = this.models.get(name);
+    if (!t) throw new UmbraError('NOT_READY', `model '${name}' has not finished loading`, { retryAfter: 1 });
+    return t;
+  }
+
+  private requireLoaded(name: string, versions: string[], what: string): void {
+    const loaded = this.umbra.manager.versionsOf(name).map((v) => v.version);
+    for (const v of versions) {
+      if (!loaded.includes(v)) throw new UmbraError('INVALID_ARGUMENT', `${what} names version ${v} of model '${name}', which is not loaded (loaded: ${loaded.join(', ') || 'none'}; the model's version_policy decides which versions load)`);
+    }
+  }
+
+  // ---- admin operations ----
+
+  /** The policy in force, with the default (newest version) spelled out when none is set. */
+  policyOf(name: string): Record<string, unknown> {
+    const t = this.model(name);
+    const p = t.effective;
+    const loaded = this.umbra.manager.versionsOf(name).map((v) => v.version);
+    const doc = p
+      ? { primary: p.primary, canary: p.canary, shadows: p.shadows, pinned: true }
+      : { primary: this.umbra.manager.get(name).version, canary: null, shadows: [], pinned: false };
+    const missing = p ? policyVersions(p).filter((v) => !loaded.includes(v)) : [];
+    return { ...doc, loaded_versions: loaded, rollout: t.rollout?.active ? t.rollout.state : null, ...(missing.length ? { unloaded_versions: missing } : {}) };
+  }
+
+  /** Replaces the policy atomically: validated, persisted, then swapped in. */
+  setPolicy(name: string, value: unknown): Record<string, unknown> {
+    const t = this.model(name);
+    const policy = parsePolicy(value);
+    this.requireLoaded(name, policyVersions(policy), 'the traffic policy');
+    if (t.rollout?.active) throw new UmbraError('CONFLICT', `a rollout of version ${t.rollout.candidate} is ${t.rollout.state}; promote or abort it before changing the policy by hand`);
+    const next: ModelTraffic = { ...t, policy };
+    this.persist(name, next);
+    t.policy = policy;
+    this.refresh(name, t);
+    return this.policyOf(name);
+  }
+
+  startRollout(name: string, value: unknown): Record<string, unknown> {
+    const t = this.model(name);
+    const spec = parseRolloutSpec(value) as RolloutSpec;
+    if (spec.analysis.drift && !this.monitor.hasDrift) throw new UmbraError('INVALID_ARGUMENT', 'analysis.drift needs the monitoring module (driftVerdict), which is not available');
+    if (spec.analysis.min_accuracy !== undefined && !this.monitor.hasAccuracy) throw new UmbraError('INVALID_ARGUMENT', 'analysis.min_accuracy needs the monitoring module (liveAccuracy), which is not available');
+    if (t.rollout?.active) throw new UmbraError('CONFLICT', `a rollout of version ${t.rollout.candidate} is already ${t.rollout.state}; promote or abort it first`);
+    const baseline = t.effective?.primary ?? this.umbra.manager.get(name).version;
+    if (spec.candidate === baseline) throw new UmbraError('INVALID_ARGUMENT', `the candidate version ${spec.candidate} is already the primary`);
+    this.requireLoaded(name, [spec.candidate, baseline], 'the rollout');
+    const base: TrafficPolicy = t.effective ? { ...t.effective, canary: null } : { primary: baseline, canary: null, shadows: [] };
+    const rollout = Rollout.start(spec, baseline, this.now);
+    this.persist(name, { ...t, policy: base, rollout });
+    t.policy = base;
+    t.rollout = rollout;
+    this.refresh(name, t);
+    return rollout.view();
+  }
+
+  rolloutOf(name: string): Record<string, unknown> {
+    const t = this.model(name);
+    if (!t.rollout) throw new UmbraError('NOT_FOUND', `model '${name}' has no rollout; start one with POST /v2/models/${name}/rollout`);
+    return t.rollout.view(this.monitor.evidence(name, t.rollout.candidate));
+  }
+
+  /** promote | abort | resume by hand. */
+  command(name: string, action: 'promote' | 'abort' | 'resume'): Record<string, unknown> {
+    const t = this.model(name);
+    if (!t.rollout) throw new UmbraError('NOT_FOUND', `model '${name}' has no rollout`);
+    const r = t.rollout;
+    const d = action === 'promote' ? r.promote() : action === 'abort' ? r.abort() : r.resume();
+    this.apply(name, t, d);
+    return r.view();
+  }
+
+  /** Runs every running rollout's clock (time-based steps). */
+  tickAll(): void {
+    for (const [name, t] of this.models) if (t.rollout?.state === 'running') this.tick(name);
+  }
+
+  tick(name: string): Decision | undefined {
+    const t = this.models.get(name);
+    const r = t?.rollout;
+    if (!t || !r || r.state !== 'running') return undefined;
+    const d = r.tick(this.monitor.evidence(name, r.candidate));
+    if (d) this.apply(name, t, d);
+    return d;
+  }
+
+  /** A decision changes the policy: the end states fold the rollout into the explicit policy. */
+  private apply(name: string, t: ModelTraffic, _d: Decision): void {
+    const r = t.rollout!;
+    if (!r.active) t.policy = r.applyTo(t.policy ?? { primary: r.record.baseline, canary: null, shadows: [] });
+    this.refresh(name, t);
+    try {
+      this.persist(name, t);
+    } catch (err) {
+      process.emitWarning(`umbra traffic: could not persist the state of model '${name}': ${(err as Error).message}`);
+    }
+  }
+
+  /** GET /analysis: the rollout's verdict, or one about the current canary/shadow with `rules`. */
+  analysisOf(name: string, rules: AnalysisRules): Record<string, unknown> {
+    const t = this.model(name);
+    const r = t.rollout;
+    let result: AnalysisResult;
+    let extra: Record<string, unknown>;
+    if (r?.active) {
+      result = r.analysis(this.monitor.evidence(name, r.candidate));
+      extra = { source: 'rollout', state: r.state, candidate: r.candidate, primary: r.record.baseline, step: r.record.step };
+    } else if (t.ambient) {
+      const e = t.ambient.evidence;
+      result = analyse(e, e, e, rules, this.monitor.evidence(name, t.ambient.subject));
+      extra = { source: 'traffic', candidate: t.ambient.subject, primary: t.effective?.primary ?? null, evidence: e.summary() };
+    } else {
+      result = { verdict: 'inconclusive', rules: [] };
+      extra = { source: 'none', reason: `model '${name}' has no canary, shadow or rollout to judge` };
+    }
+    const failed = result.rules.filter((x) => x.verdict === 'fail').map((x) => x.rule);
+    return { verdict: result.verdict, model: name, ...extra, failed_rules: failed, rules: result.rules, at: new Date(this.now()).toISOString() };
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const d of this.detach.splice(0)) d();
+    this.shadows.close();
+  }
+}

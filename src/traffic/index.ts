@@ -1,0 +1,60 @@
+// Traffic for the server: one call wires routing, shadows and rollouts into an UmbraServer.
+//   GET/PUT /v2/models/{m}/traffic      policy (PUT needs the admin token)
+//   GET     /v2/models/{m}/shadow       shadow comparison stats and sampled disagreements (admin)
+//   POST    /v2/models/{m}/rollout      start; GET shows state, step, evidence, history
+//   POST    /v2/models/{m}/rollout/{promote|abort|resume}   (admin)
+//   GET     /v2/models/{m}/analysis     verdict for Argo Rollouts' web provider; POST for Flagger webhooks
+import type { ApiReply, ApiRequest } from '../server/api.js';
+import { parseJsonObject } from '../server/api.js';
+import type { UmbraServer } from '../server/server.js';
+import { rulesFromQuery } from './analysis.js';
+import { TrafficController, type TrafficOptions } from './controller.js';
+import { monitorBridge } from './monitor-bridge.js';
+
+export { TrafficController, type TrafficOptions } from './controller.js';
+export { parsePolicy, stickyPoint, takesCanary, type TrafficPolicy, type CanarySpec, type ShadowSpec } from './policy.js';
+export { Rollout, parseRolloutSpec, DEFAULT_STEPS, type RolloutSpec, type RolloutStep, type RolloutRecord, type RolloutState, type Decision } from './rollout.js';
+export { analyse, Evidence, parseRules, DEFAULT_RULES, type AnalysisRules, type AnalysisResult, type Verdict, type MonitorEvidence } from './analysis.js';
+export { compareOutputs, compareModeOf, type Comparison } from './compare.js';
+export { ShadowRunner, type ShadowOptions } from './shadow.js';
+
+function json(status: number, value: unknown): ApiReply {
+  return { status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
+}
+
+/** Registers the traffic routes and hooks on a server; returns the controller (tests tick it). */
+export function attachTraffic(server: Pick<UmbraServer, 'api' | 'umbra'>, options: TrafficOptions = {}): TrafficController {
+  const traffic = new TrafficController(server.umbra, { monitor: monitorBridge(server.umbra), ...options });
+  const api = server.api;
+  const admin = (req: ApiRequest) => api.checkAdmin(req);
+  const body = (req: ApiRequest, what: string) => parseJsonObject(req.body, what);
+  api.route('GET', '/v2/models/:m/traffic', (_q, [m]) => json(200, traffic.policyOf(m!)));
+  api.route('PUT', '/v2/models/:m/traffic', (q, [m]) => {
+    admin(q);
+    return json(200, traffic.setPolicy(m!, body(q, 'the traffic policy')));
+  });
+  api.route('GET', '/v2/models/:m/shadow', (q, [m]) => {
+    // Disagreements carry production inputs: admin only.
+    admin(q);
+    traffic.policyOf(m!);
+    return json(200, traffic.shadows.snapshot(m!));
+  });
+  api.route('POST', '/v2/models/:m/rollout', (q, [m]) => {
+    admin(q);
+    return json(201, traffic.startRollout(m!, body(q, 'the rollout')));
+  });
+  api.route('GET', '/v2/models/:m/rollout', (_q, [m]) => json(200, traffic.rolloutOf(m!)));
+  for (const action of ['promote', 'abort', 'resume'] as const) {
+    api.route('POST', `/v2/models/:m/rollout/${action}`, (q, [m]) => {
+      admin(q);
+      return json(200, traffic.command(m!, action));
+    });
+  }
+  api.route('GET', '/v2/models/:m/analysis', (q, [m]) => json(200, traffic.analysisOf(m!, rulesFromQuery(q.query))));
+  // Flagger webhooks treat any non-2xx answer as a failed check: only "pass" answers 200.
+  api.route('POST', '/v2/models/:m/analysis', (q, [m]) => {
+    const result = traffic.analysisOf(m!, rulesFromQuery(q.query));
+    return json(result.verdict === 'pass' ? 200 : 412, result);
+  });
+  return traffic;
+}

@@ -1,0 +1,50 @@
+// THE one place where traffic meets src/monitor: shadow metrics go to its prom-client registry
+// (umbra_shadow_dropped_total, umbra_shadow_agreement) and its drift verdict and live accuracy
+// feed rollout analysis. With monitoring off every call is a no-op and the drift/accuracy rules
+// are refused at validation. Traffic's own stats stay the source of truth for GET /shadow.
+import type { Umbra } from '../core/umbra.js';
+import { driftVerdict, liveAccuracy, metricsOf, monitorOf } from '../monitor/index.js';
+import type { MonitorEvidence } from './analysis.js';
+
+export interface MonitorBridge {
+  readonly hasDrift: boolean;
+  readonly hasAccuracy: boolean;
+  shadowDropped(model: string, version: string): void;
+  /** `agreement`: the version's running agreement with the primary, 0..1. */
+  shadowAgreement(model: string, version: string, agreement: number): void;
+  evidence(model: string, version: string): MonitorEvidence;
+}
+
+export const NO_MONITOR: MonitorBridge = {
+  hasDrift: false,
+  hasAccuracy: false,
+  shadowDropped: () => undefined,
+  shadowAgreement: () => undefined,
+  evidence: () => ({}),
+};
+
+/** Looks the monitor up on each call: it attaches after traffic, and may be off. */
+export function monitorBridge(umbra: Umbra): MonitorBridge {
+  return {
+    get hasDrift() {
+      return monitorOf(umbra) !== undefined;
+    },
+    get hasAccuracy() {
+      return monitorOf(umbra) !== undefined;
+    },
+    shadowDropped(model, version) {
+      metricsOf(umbra)?.shadowDropped.inc({ model, version });
+    },
+    shadowAgreement(model, version, agreement) {
+      metricsOf(umbra)?.shadowAgreement.set({ model, version }, agreement);
+    },
+    evidence(model, version) {
+      const out: MonitorEvidence = {};
+      const drift = driftVerdict(umbra, model, version);
+      if (drift) out.drift = { verdict: drift.verdict === 'drift' ? 'fail' : drift.verdict === 'no_drift' ? 'pass' : 'inconclusive', detail: { window: drift.window } };
+      const acc = liveAccuracy(umbra, model, version);
+      if (acc && acc.accuracy !== undefined) out.accuracy = { value: acc.accuracy, samples: acc.window };
+      return out;
+    },
+  };
+}
