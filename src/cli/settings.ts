@@ -28,6 +28,10 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
   { key: 'store', flag: '--store', env: 'UMBRA_STORE', kind: 'string' },
   { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
+  { key: 'wsMaxPayloadBytes', flag: '--ws-max-payload-bytes', env: 'UMBRA_WS_MAX_PAYLOAD_BYTES', kind: 'int', min: 1024 },
+  { key: 'wsIdleSeconds', flag: '--ws-idle-seconds', env: 'UMBRA_WS_IDLE_SECONDS', kind: 'int', min: 0, max: 960 },
+  { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
+  { key: 'wsBackpressureBytes', flag: '--ws-backpressure-bytes', env: 'UMBRA_WS_BACKPRESSURE_BYTES', kind: 'int', min: 1024 },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
 ];
 

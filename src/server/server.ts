@@ -3,6 +3,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import { Api } from './api.js';
 import { attachHttp, InFlight } from './http.js';
+import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
 import { attachTraffic, type TrafficController } from '../traffic/index.js';
 import { attachPredictionStore } from '../batch/lookup.js';
 
@@ -34,6 +35,8 @@ export class UmbraServer {
   private readonly app: uws.TemplatedApp;
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
+  /** Open WebSocket connections; drain closes each after its in-flight answers. */
+  readonly streams: StreamHub;
   private draining = false;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
@@ -46,6 +49,12 @@ export class UmbraServer {
     this.api = new Api(umbra, apiOptions);
     this.traffic = attachTraffic(this, options.stateDir ? { stateDir: options.stateDir } : {});
     this.app = uws.App();
+    this.streams = attachWebSocket(this.app, umbra, {
+      maxPayloadBytes: options.wsMaxPayloadBytes ?? STREAM_DEFAULTS.maxPayloadBytes,
+      idleSeconds: options.wsIdleSeconds ?? STREAM_DEFAULTS.idleSeconds,
+      maxInFlight: options.wsMaxInFlight ?? STREAM_DEFAULTS.maxInFlight,
+      backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
+    }, accepting);
     attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
   }
 
@@ -117,7 +126,8 @@ export class UmbraServer {
       timer = setTimeout(resolve, seconds * 1000);
       timer.unref();
     });
-    await Promise.race([this.inFlight.idle(), deadline]);
+    // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.
+    await Promise.race([Promise.all([this.inFlight.idle(), this.streams.drain()]), deadline]);
     await Promise.race([this.umbra.manager.drainAll(), deadline]);
     if (timer) clearTimeout(timer);
     this.app.close();

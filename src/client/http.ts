@@ -1,0 +1,79 @@
+// HTTP client for the Open Inference Protocol endpoints, over fetch (keep-alive by default in
+// Node's undici and in browsers). JSON bodies, or the binary tensor extension with `binary: true`.
+import { decodeResponse, encodeBinaryRequest, encodeJsonRequest, UmbraClientError, type ClientInferRequest, type ClientInferResponse } from './tensors.js';
+
+export interface HttpInferOptions {
+  version?: string;
+  /** Send inputs and receive outputs as raw bytes (Triton's binary tensor extension). */
+  binary?: boolean;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+export interface HttpClientOptions {
+  /** Sent with every request, e.g. {authorization: 'Bearer ...'}. */
+  headers?: Record<string, string>;
+  fetch?: typeof fetch;
+}
+
+export class UmbraHttpClient {
+  private readonly base: string;
+  private readonly fetch: typeof fetch;
+
+  /** `baseUrl` such as http://127.0.0.1:8000 (a trailing slash is fine). */
+  constructor(baseUrl: string, private readonly options: HttpClientOptions = {}) {
+    this.base = baseUrl.replace(/\/+$/, '');
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  async infer(model: string, request: ClientInferRequest, options: HttpInferOptions = {}): Promise<ClientInferResponse> {
+    const path = `/v2/models/${encodeURIComponent(model)}${options.version ? `/versions/${encodeURIComponent(options.version)}` : ''}/infer`;
+    const headers: Record<string, string> = { ...this.options.headers, ...options.headers };
+    let body: Uint8Array | string;
+    if (options.binary) {
+      const parameters = { binary_data_output: true, ...request.parameters };
+      const { header, tensors } = encodeBinaryRequest(request, { parameters });
+      body = concat([header, ...tensors]);
+      headers['content-type'] = 'application/octet-stream';
+      headers['inference-header-content-length'] = String(header.byteLength);
+    } else {
+      body = encodeJsonRequest(request);
+      headers['content-type'] = 'application/json';
+    }
+    const init: RequestInit = { method: 'POST', headers, body };
+    if (options.signal) init.signal = options.signal;
+    const res = await this.fetch(this.base + path, init);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const headerLength = res.headers.get('inference-header-content-length');
+    if (res.status !== 200) {
+      decodeResponse(bytes, bytes.byteLength, res.status);
+      throw new UmbraClientError(`HTTP ${res.status}`, res.status);
+    }
+    return decodeResponse(bytes, headerLength ? Number(headerLength) : bytes.byteLength, res.status);
+  }
+
+  /** GET /v2/health/ready: true when the server and every model serve. */
+  async ready(): Promise<boolean> {
+    const res = await this.fetch(`${this.base}/v2/health/ready`, { headers: { ...this.options.headers } });
+    await res.arrayBuffer();
+    return res.status === 200;
+  }
+
+  /** GET /v2/models/{m}: inputs, outputs, versions. */
+  async metadata(model: string): Promise<Record<string, unknown>> {
+    const res = await this.fetch(`${this.base}/v2/models/${encodeURIComponent(model)}`, { headers: { ...this.options.headers } });
+    const value = (await res.json()) as Record<string, unknown>;
+    if (res.status !== 200) throw new UmbraClientError(String(value.error ?? `HTTP ${res.status}`), res.status);
+    return value;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let p = 0;
+  for (const part of parts) {
+    out.set(part, p);
+    p += part.byteLength;
+  }
+  return out;
+}

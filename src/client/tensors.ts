@@ -1,0 +1,191 @@
+// Request/response encoding for the client. Self-contained (DataView, TextEncoder, no Buffer and
+// no server modules beyond the framing) so `umbra/client` also runs in browsers.
+import type { DataType } from '../protocol/types.js';
+
+export type { DataType };
+
+export type ClientTensorData =
+  | Uint8Array | Uint16Array | Uint32Array | BigUint64Array
+  | Int8Array | Int16Array | Int32Array | BigInt64Array
+  | Float32Array | Float64Array
+  | number[] | boolean[] | string[] | bigint[];
+
+export interface ClientTensor {
+  name: string;
+  datatype: DataType;
+  shape: number[];
+  /** Typed arrays for tensors answered as bytes; plain arrays for those answered in JSON. */
+  data: ClientTensorData;
+  parameters?: Record<string, unknown>;
+}
+
+export interface ClientRequestedOutput {
+  name: string;
+  parameters?: Record<string, unknown>;
+}
+
+export interface ClientInferRequest {
+  /** Matches the answer to the request on a stream; assigned when absent. */
+  id?: string;
+  inputs: ClientTensor[];
+  outputs?: ClientRequestedOutput[];
+  parameters?: Record<string, unknown>;
+}
+
+export interface ClientInferResponse {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  parameters?: Record<string, unknown>;
+  outputs: ClientTensor[];
+}
+
+/** A non-200 answer (HTTP) or an error message (stream), or a stream that closed under a request. */
+export class UmbraClientError extends Error {
+  override readonly name = 'UmbraClientError';
+  constructor(
+    message: string,
+    /** The HTTP-style status; 0 when the connection failed or closed. */
+    readonly status: number,
+    /** The request's id, when the server echoed one. */
+    readonly id?: unknown,
+    /** Seconds the server asked to wait before retrying (503). */
+    readonly retryAfter?: number,
+    /** WebSocket close code, when the stream closed under the request. */
+    readonly closeCode?: number,
+  ) {
+    super(message);
+  }
+}
+
+type Storage = new (n: number) => Exclude<ClientTensorData, unknown[]>;
+type ViewStorage = new (buffer: ArrayBuffer, byteOffset: number, length: number) => Exclude<ClientTensorData, unknown[]>;
+
+const STORAGE: Record<Exclude<DataType, 'BYTES'>, { ctor: Storage & ViewStorage; bytes: number }> = {
+  BOOL: { ctor: Uint8Array, bytes: 1 },
+  UINT8: { ctor: Uint8Array, bytes: 1 },
+  UINT16: { ctor: Uint16Array, bytes: 2 },
+  UINT32: { ctor: Uint32Array, bytes: 4 },
+  UINT64: { ctor: BigUint64Array, bytes: 8 },
+  INT8: { ctor: Int8Array, bytes: 1 },
+  INT16: { ctor: Int16Array, bytes: 2 },
+  INT32: { ctor: Int32Array, bytes: 4 },
+  INT64: { ctor: BigInt64Array, bytes: 8 },
+  FP16: { ctor: Uint16Array, bytes: 2 },
+  FP32: { ctor: Float32Array, bytes: 4 },
+  FP64: { ctor: Float64Array, bytes: 8 },
+};
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return Number(value);
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>);
+  return value;
+}
+
+/** The request as JSON text, with transport fields (model_name on a stream) merged in. */
+export function encodeJsonRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ ...request, ...extra }, jsonReplacer);
+}
+
+/** The request as a JSON header plus the raw bytes of every input, in input order. */
+export function encodeBinaryRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): { header: Uint8Array; tensors: Uint8Array[] } {
+  const tensors: Uint8Array[] = [];
+  const inputs = request.inputs.map((t) => {
+    const bytes = tensorBytes(t);
+    tensors.push(bytes);
+    return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { ...t.parameters, binary_data_size: bytes.byteLength } };
+  });
+  const header = encoder.encode(JSON.stringify({ ...request, ...extra, inputs }, jsonReplacer));
+  return { header, tensors };
+}
+
+/** Little-endian bytes of one tensor (every target this runs on is little-endian). */
+export function tensorBytes(t: ClientTensor): Uint8Array {
+  if (t.datatype === 'BYTES') return encodeStrings(t.data as string[]);
+  const { ctor } = STORAGE[t.datatype];
+  let data = t.data;
+  if (!(data instanceof ctor)) {
+    const typed = new ctor(data.length);
+    const big = typed instanceof BigInt64Array || typed instanceof BigUint64Array;
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i] as number | boolean | bigint;
+      (typed as unknown as (number | bigint)[])[i] = big ? BigInt(v as number) : Number(v);
+    }
+    data = typed;
+  }
+  const view = data as Exclude<ClientTensorData, unknown[]>;
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function encodeStrings(values: readonly string[]): Uint8Array {
+  const parts = values.map((v) => encoder.encode(v));
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.byteLength, 0));
+  const view = new DataView(out.buffer);
+  let p = 0;
+  for (const part of parts) {
+    view.setUint32(p, part.byteLength, true);
+    out.set(part, p + 4);
+    p += 4 + part.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Decodes an answer: `body`'s first `headerLength` bytes are JSON, then the bytes of each output
+ * that carries `parameters.binary_data_size`. Errors become UmbraClientError.
+ */
+export function decodeResponse(body: Uint8Array, headerLength = body.byteLength, status = 200): ClientInferResponse {
+  const response = answerOf(parseHeader(decoder.decode(body.subarray(0, headerLength)), status), status);
+  let cursor = headerLength;
+  for (const out of response.outputs ?? []) {
+    const size = out.parameters?.binary_data_size;
+    if (typeof size !== 'number') continue;
+    out.data = tensorFromBytes(body, cursor, size, out.datatype, out.shape);
+    cursor += size;
+  }
+  return response;
+}
+
+/** Decodes an all-JSON answer (a text frame). */
+export function decodeJsonResponse(text: string, status = 200): ClientInferResponse {
+  return answerOf(parseHeader(text, status), status);
+}
+
+function parseHeader(text: string, status: number): Record<string, unknown> {
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new UmbraClientError(`the server's answer is not JSON: ${(err as Error).message}`, status);
+  }
+}
+
+function answerOf(header: Record<string, unknown>, status: number): ClientInferResponse {
+  if (typeof header.error === 'string') {
+    const retry = typeof header.retry_after === 'number' ? header.retry_after : undefined;
+    throw new UmbraClientError(header.error, typeof header.status === 'number' ? header.status : status, header.id, retry);
+  }
+  return header as unknown as ClientInferResponse;
+}
+
+function tensorFromBytes(body: Uint8Array, start: number, size: number, datatype: DataType, shape: number[]): ClientTensorData {
+  if (datatype === 'BYTES') {
+    const view = new DataView(body.buffer, body.byteOffset + start, size);
+    const out: string[] = [];
+    for (let p = 0; p < size;) {
+      const n = view.getUint32(p, true);
+      out.push(decoder.decode(body.subarray(start + p + 4, start + p + 4 + n)));
+      p += 4 + n;
+    }
+    return out;
+  }
+  const { ctor, bytes } = STORAGE[datatype];
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count * bytes !== size) throw new UmbraClientError(`output of ${size} bytes does not hold ${count} ${datatype} elements`, 0);
+  const offset = body.byteOffset + start;
+  // A view when aligned; otherwise one copy, since typed arrays need aligned offsets.
+  if (offset % bytes === 0) return new ctor(body.buffer as ArrayBuffer, offset, count);
+  return new ctor(body.slice(start, start + size).buffer as ArrayBuffer, 0, count);
+}

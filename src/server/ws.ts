@@ -1,0 +1,189 @@
+// uWebSockets.js front end for streaming prediction: ws://HOST:PORT/v2/stream and
+// /v2/models/{m}/stream. The socket work (upgrade, copies, corking, drain events) lives here; the
+// request logic is in ws-session.ts.
+import { EventEmitter } from 'node:events';
+import * as uws from 'uWebSockets.js';
+import type { Umbra } from '../core/umbra.js';
+import { CLOSE_CODES } from './ws-frames.js';
+import { StreamSession } from './ws-session.js';
+
+export interface StreamOptions {
+  /** Largest frame in bytes; a bigger one closes the connection with 1009 (past twice this, uWS cuts it without a close frame). */
+  maxPayloadBytes: number;
+  /** Close a connection that answers nothing (not even the server's pings) for this long; 0 = never. */
+  idleSeconds: number;
+  /** Most requests outstanding per connection; one more closes it with 1008. */
+  maxInFlight: number;
+  /** Unread answer bytes above which the connection's new requests wait until the client reads. */
+  backpressureBytes: number;
+}
+
+export const STREAM_DEFAULTS: StreamOptions = {
+  maxPayloadBytes: 16 * 1024 * 1024,
+  idleSeconds: 120,
+  maxInFlight: 256,
+  backpressureBytes: 1024 * 1024,
+};
+
+interface Connection {
+  model?: string;
+  headers: Record<string, string>;
+  session?: StreamSession;
+  closed: boolean;
+}
+
+export interface StreamStats {
+  connections: number;
+  /** Requests received and not yet answered, over every connection. */
+  outstanding: number;
+  /** Of those, requests waiting for a slow reader to catch up before they start. */
+  held: number;
+  /** Connections whose client reads too slowly to take new requests now. */
+  paused: number;
+}
+
+/**
+ * The open WebSocket connections, so that drain can close them after their answers. Emits
+ * 'pause' when a connection stops taking requests because its client reads slowly, and
+ * 'close' with {code, reason} for every closed connection.
+ */
+export class StreamHub extends EventEmitter {
+  private readonly sessions = new Set<StreamSession>();
+  private waiters: (() => void)[] = [];
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  add(session: StreamSession): void {
+    this.sessions.add(session);
+  }
+
+  remove(session: StreamSession): void {
+    this.sessions.delete(session);
+    if (this.sessions.size === 0) for (const w of this.waiters.splice(0)) w();
+  }
+
+  stats(): StreamStats {
+    const stats: StreamStats = { connections: this.sessions.size, outstanding: 0, held: 0, paused: 0 };
+    for (const s of this.sessions) {
+      stats.outstanding += s.outstanding;
+      stats.held += s.heldCount;
+      if (s.isPaused) stats.paused += 1;
+    }
+    return stats;
+  }
+
+  /** Every connection answers what it is running, refuses the rest, and closes with 1001. */
+  drain(): Promise<void> {
+    for (const s of [...this.sessions]) s.shutdown();
+    return this.sessions.size === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+// uWS drops sends over maxBackpressure; sessions pause far below it, so reaching it means a client
+// that keeps sending while never reading, and closing it is the only bounded answer.
+function hardBackpressureLimit(options: StreamOptions): number {
+  return Math.max(256 * 1024 * 1024, 4 * options.backpressureBytes);
+}
+
+function hardPayloadLimit(options: StreamOptions): number {
+  return Math.min(2 * options.maxPayloadBytes, 2 ** 31 - 1);
+}
+
+export function attachWebSocket(app: uws.TemplatedApp, umbra: Umbra, options: StreamOptions, isAccepting: () => boolean): StreamHub {
+  const hub = new StreamHub();
+  const behavior = (bound: boolean): uws.WebSocketBehavior<Connection> => ({
+    // uWS drops a connection over its own limit without a close frame; with twice the limit there,
+    // a frame over ours but under twice it gets a proper 1009 close from the message handler.
+    maxPayloadLength: hardPayloadLimit(options),
+    // uWS counts idle time in 4-second ticks and wants 0 or at least 8.
+    idleTimeout: options.idleSeconds === 0 ? 0 : Math.max(8, options.idleSeconds),
+    sendPingsAutomatically: options.idleSeconds > 0,
+    maxBackpressure: hardBackpressureLimit(options),
+    closeOnBackpressureLimit: true,
+    upgrade: (res, req, context) => {
+      // Everything is read from req synchronously: uWS reuses it after this call returns.
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const headers: Record<string, string> = {};
+      req.forEach((k, v) => {
+        headers[k] = v;
+      });
+      const connection: Connection = { headers, closed: false };
+      // An unknown model is not refused here: it may still be loading; each request gets its 404.
+      if (bound) {
+        const raw = req.getParameter(0) ?? '';
+        let model: string;
+        try {
+          model = decodeURIComponent(raw);
+        } catch {
+          refuse(res, '400 Bad Request', `malformed percent-encoding in model name '${raw}'`);
+          return;
+        }
+        connection.model = model;
+      }
+      if (!isAccepting()) {
+        refuse(res, '503 Service Unavailable', 'the server is shutting down');
+        return;
+      }
+      res.upgrade(connection, key, protocol, extensions, context);
+    },
+    open: (ws) => {
+      const connection = ws.getUserData();
+      const sessionOptions: ConstructorParameters<typeof StreamSession>[2] = {
+        maxInFlight: options.maxInFlight,
+        backpressureBytes: options.backpressureBytes,
+        headers: connection.headers,
+        isAccepting,
+        onPause: () => hub.emit('pause'),
+      };
+      if (connection.model !== undefined) sessionOptions.model = connection.model;
+      const session = new StreamSession({
+        send: (data, binary) => {
+          if (!connection.closed) ws.send(data, binary);
+        },
+        bufferedAmount: () => (connection.closed ? 0 : ws.getBufferedAmount()),
+        end: (code, reason) => {
+          if (!connection.closed) ws.end(code, Buffer.from(reason).subarray(0, 123));
+        },
+        cork: (fn) => {
+          if (connection.closed) fn();
+          else ws.cork(fn);
+        },
+      }, umbra, sessionOptions);
+      connection.session = session;
+      hub.add(session);
+    },
+    // The message's memory is reused after this call, and requests outlive it: copy.
+    message: (ws, message, isBinary) => {
+      if (message.byteLength > options.maxPayloadBytes) {
+        ws.end(CLOSE_CODES.tooBig, `frame of ${message.byteLength} bytes is over the limit of ${options.maxPayloadBytes}`);
+        return;
+      }
+      ws.getUserData().session?.receive(new Uint8Array(message.slice(0)), isBinary);
+    },
+    drain: (ws) => {
+      ws.getUserData().session?.drained();
+    },
+    close: (ws, code, message) => {
+      const connection = ws.getUserData();
+      connection.closed = true;
+      if (connection.session) {
+        connection.session.closed();
+        hub.remove(connection.session);
+      }
+      hub.emit('close', { code, reason: Buffer.from(message).toString('utf8') });
+    },
+  });
+  app.ws('/v2/stream', behavior(false));
+  app.ws('/v2/models/:m/stream', behavior(true));
+  return hub;
+}
+
+function refuse(res: uws.HttpResponse, status: string, message: string): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: message }));
+  });
+}
