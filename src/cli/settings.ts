@@ -3,13 +3,14 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DEFAULTS, type ServerOptions } from '../server/server.js';
+import { MONITOR_FIELDS, monitoringFromSettings } from '../monitor/settings.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
 }
 
 interface Field {
-  key: keyof ServerOptions;
+  key: keyof ServerOptions | (typeof MONITOR_FIELDS)[number]['key'];
   flag: string;
   env: string;
   kind: 'string' | 'int' | 'number';
@@ -33,6 +34,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
   { key: 'wsBackpressureBytes', flag: '--ws-backpressure-bytes', env: 'UMBRA_WS_BACKPRESSURE_BYTES', kind: 'int', min: 1024 },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
+  ...MONITOR_FIELDS,
 ];
 
 /** The config file uses the flag names without dashes in camelCase, e.g. {"repo": "...", "adminToken": "..."}. */
@@ -83,6 +85,11 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (file[flagName] !== undefined) out[field.key] = convert(field, file[flagName], `${configPath} "${flagName}"`);
   }
   if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config)');
+  try {
+    out.monitoring = monitoringFromSettings(out, out.repository as string);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return {
     host: DEFAULTS.host,
     port: DEFAULTS.port,

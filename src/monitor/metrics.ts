@@ -57,6 +57,8 @@ export class UmbraMetrics {
   readonly logRows: Counter<'result'>;
   readonly webhookDeliveries: Counter<'result'>;
   private readonly children = new Map<string, Children>();
+  /** Called at scrape time to refresh gauges that are read, not pushed (queue depth, drift). */
+  readonly collectors: { pending?: () => void; drift?: () => void } = {};
 
   constructor(options: MetricsOptions = {}) {
     const buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
@@ -68,11 +70,11 @@ export class UmbraMetrics {
     this.computeDuration = new Histogram({ name: 'umbra_compute_duration_seconds', help: 'Model execution time of the batch that carried the request.', labelNames: roleLabels, buckets, registers });
     this.inferences = new Counter({ name: 'umbra_inferences_total', help: 'Rows inferred (a batch of 8 rows counts 8).', labelNames: roleLabels, registers });
     this.executions = new Counter({ name: 'umbra_executions_total', help: 'Model executions (batches); each request adds its share rows/batch_rows, so a batch sums to 1.', labelNames: roleLabels, registers });
-    this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers });
+    this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: () => this.collectors.pending?.() });
     this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
     this.shadowAgreement = new Gauge({ name: 'umbra_shadow_agreement', help: 'Share of shadow answers agreeing with the primary answer (0..1).', labelNames: ['model', 'version'], registers });
-    this.driftScore = new Gauge({ name: 'umbra_drift_score', help: 'Drift score of one feature or output against the reference profile (test: psi, ks, js, chi2).', labelNames: ['model', 'version', 'feature', 'test'], registers });
+    this.driftScore = new Gauge({ name: 'umbra_drift_score', help: 'Drift score of one feature or output against the reference profile (test: psi, ks, js, chi2).', labelNames: ['model', 'version', 'feature', 'test'], registers, collect: () => this.collectors.drift?.() });
     this.driftDetected = new Gauge({ name: 'umbra_drift_detected', help: 'Dataset drift verdict: 1 drift, 0 no drift, -1 inconclusive.', labelNames: ['model', 'version'], registers });
     this.driftWindow = new Gauge({ name: 'umbra_drift_window_rows', help: 'Rows in the live drift window.', labelNames: ['model', 'version'], registers });
     this.liveAccuracy = new Gauge({ name: 'umbra_live_accuracy', help: 'Accuracy over the latest labelled predictions (classification).', labelNames: ['model', 'version'], registers });
@@ -80,7 +82,11 @@ export class UmbraMetrics {
     this.feedback = new Counter({ name: 'umbra_feedback_total', help: 'Feedback labels by result: accepted or unknown (unknown or expired prediction id).', labelNames: ['model', 'version', 'result'], registers });
     this.logRows = new Counter({ name: 'umbra_prediction_log_rows_total', help: 'Prediction log rows by result: written, dropped (buffer full), failed (database error).', labelNames: ['result'], registers });
     this.webhookDeliveries = new Counter({ name: 'umbra_webhook_deliveries_total', help: 'Webhook events by result: delivered, retried, failed, dropped.', labelNames: ['result'], registers });
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool rejects them).
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    }
   }
 
   /** Records one finished request. The only metrics work on the request path. */

@@ -5,6 +5,7 @@ import { Api } from './api.js';
 import { attachHttp, InFlight } from './http.js';
 import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
 import { attachTraffic, type TrafficController } from '../traffic/index.js';
+import { attachMonitoring, detachMonitoring, type MonitoringOptions } from '../monitor/index.js';
 import { attachPredictionStore } from '../batch/lookup.js';
 
 export interface ServerOptions extends UmbraOptions {
@@ -17,6 +18,8 @@ export interface ServerOptions extends UmbraOptions {
   drainSeconds?: number;
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...); see src/batch/lookup.ts. */
   store?: string;
+  /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
+  monitoring?: MonitoringOptions | false;
   /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
   stateDir?: string;
 }
@@ -56,6 +59,7 @@ export class UmbraServer {
       backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
     }, accepting);
     attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
+    if (options.monitoring !== false) attachMonitoring(this, options.monitoring ?? {});
   }
 
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
@@ -132,6 +136,8 @@ export class UmbraServer {
     if (timer) clearTimeout(timer);
     this.app.close();
     await this.umbra.close();
+    // After the drain, so the last predictions reach the log.
+    await detachMonitoring(this.umbra);
     for (const close of this.closers) await close().catch(() => undefined);
   }
 

@@ -1,0 +1,223 @@
+// The prediction log's storage: embedded SQLite (default) or PostgreSQL. Two tables, predictions
+// and labels, joined on (model, id) when exported for retraining. Tensors are stored as JSON text
+// ({"name": {"shape": [...], "data": [...]}}) so plain SQL can read them.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+export interface LogTensor {
+  name: string;
+  shape: number[];
+  data: ArrayLike<number | bigint> | string[];
+}
+
+export interface PredictionRecord {
+  id: string;
+  model: string;
+  version: string;
+  role: string;
+  timeMs: number;
+  latencyMs: number;
+  inputs?: LogTensor[];
+  outputs: LogTensor[];
+}
+
+export interface LabelRecord {
+  id: string;
+  model: string;
+  version: string;
+  timeMs: number;
+  truth: unknown;
+}
+
+export interface ExportedRow {
+  id: string;
+  model: string;
+  version: string;
+  role: string;
+  time: string;
+  latency_ms: number;
+  inputs: unknown;
+  outputs: unknown;
+  truth: unknown;
+}
+
+export interface ExportFilter {
+  model?: string;
+  sinceMs?: number;
+  /** Only rows that have a label. */
+  labelledOnly?: boolean;
+}
+
+export interface LogStore {
+  readonly kind: 'sqlite' | 'postgres';
+  insert(predictions: PredictionRecord[], labels: LabelRecord[]): Promise<void>;
+  /** Deletes rows older than `beforeMs`; returns how many. */
+  prune(beforeMs: number): Promise<number>;
+  /** Predictions with their labels joined, oldest first, in pages. */
+  exportRows(filter: ExportFilter): AsyncIterable<ExportedRow>;
+  close(): Promise<void>;
+}
+
+export function tensorsJson(tensors: LogTensor[] | undefined): string | null {
+  if (!tensors) return null;
+  const out: Record<string, { shape: number[]; data: unknown[] }> = {};
+  for (const t of tensors) out[t.name] = { shape: t.shape, data: Array.from(t.data as ArrayLike<number | bigint | string>, (v) => (typeof v === 'bigint' ? Number(v) : v)) };
+  return JSON.stringify(out);
+}
+
+/** `sqlite:PATH`, a bare path, or `postgres://` / `postgresql://` URL. */
+export function describeLogUrl(url: string): { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string } {
+  if (/^postgres(ql)?:\/\//.test(url)) return { kind: 'postgres', url };
+  const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+  if (path === '') throw new Error(`expected sqlite:PATH or postgres://... for --log-db but received ${JSON.stringify(url)}`);
+  return { kind: 'sqlite', path: resolve(path) };
+}
+
+export async function openLogStore(url: string): Promise<LogStore> {
+  const d = describeLogUrl(url);
+  return d.kind === 'postgres' ? PostgresLogStore.open(d.url) : SqliteLogStore.open(d.path);
+}
+
+const PAGE = 5000;
+
+function exportRow(r: { id: string; model: string; version: string; role: string; time_ms: number | string; latency_ms: number; inputs: string | null; outputs: string; truth: string | null }): ExportedRow {
+  return {
+    id: r.id,
+    model: r.model,
+    version: r.version,
+    role: r.role,
+    time: new Date(Number(r.time_ms)).toISOString(),
+    latency_ms: r.latency_ms,
+    inputs: r.inputs === null ? null : JSON.parse(r.inputs),
+    outputs: JSON.parse(r.outputs),
+    truth: r.truth === null ? null : JSON.parse(r.truth),
+  };
+}
+
+class SqliteLogStore implements LogStore {
+  readonly kind = 'sqlite';
+  private constructor(private readonly db: import('better-sqlite3').Database) {}
+
+  static async open(path: string): Promise<SqliteLogStore> {
+    const { default: Database } = await import('better-sqlite3');
+    mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    // WAL: the exporter reads while the server writes; NORMAL sync is durable enough for a log.
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
+      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+    `);
+    return new SqliteLogStore(db);
+  }
+
+  async insert(predictions: PredictionRecord[], labels: LabelRecord[]): Promise<void> {
+    const p = this.db.prepare('INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    const l = this.db.prepare('INSERT OR REPLACE INTO umbra_labels (id, model, version, time_ms, truth) VALUES (?, ?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const r of predictions) p.run(r.id, r.model, r.version, r.role, r.timeMs, r.latencyMs, tensorsJson(r.inputs), tensorsJson(r.outputs));
+      for (const r of labels) l.run(r.id, r.model, r.version, r.timeMs, JSON.stringify(r.truth));
+    })();
+  }
+
+  async prune(beforeMs: number): Promise<number> {
+    const a = this.db.prepare('DELETE FROM umbra_predictions WHERE time_ms < ?').run(beforeMs).changes;
+    this.db.prepare('DELETE FROM umbra_labels WHERE time_ms < ?').run(beforeMs);
+    return a;
+  }
+
+  async *exportRows(filter: ExportFilter): AsyncIterable<ExportedRow> {
+    let after = 0;
+    const where = ['p.seq > ?', 'p.time_ms >= ?'];
+    if (filter.model) where.push('p.model = ?');
+    if (filter.labelledOnly) where.push('l.truth IS NOT NULL');
+    const sql = `SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, l.truth FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${PAGE}`;
+    const stmt = this.db.prepare(sql);
+    for (;;) {
+      const args: unknown[] = [after, filter.sinceMs ?? 0];
+      if (filter.model) args.push(filter.model);
+      const rows = stmt.all(...args) as (Parameters<typeof exportRow>[0] & { seq: number })[];
+      for (const r of rows) yield exportRow(r);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.seq;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+class PostgresLogStore implements LogStore {
+  readonly kind = 'postgres';
+  private constructor(private readonly pool: import('pg').Pool) {}
+
+  static async open(url: string): Promise<PostgresLogStore> {
+    const { default: pg } = await import('pg');
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    await pool.query(`
+      CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
+      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+    `);
+    return new PostgresLogStore(pool);
+  }
+
+  async insert(predictions: PredictionRecord[], labels: LabelRecord[]): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      if (predictions.length > 0) {
+        // One statement per batch: columns travel as arrays and unnest turns them into rows.
+        await client.query(
+          'INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[], $7::text[], $8::text[])',
+          [predictions.map((r) => r.id), predictions.map((r) => r.model), predictions.map((r) => r.version), predictions.map((r) => r.role), predictions.map((r) => r.timeMs), predictions.map((r) => r.latencyMs), predictions.map((r) => tensorsJson(r.inputs)), predictions.map((r) => tensorsJson(r.outputs))],
+        );
+      }
+      if (labels.length > 0) {
+        await client.query(
+          'INSERT INTO umbra_labels (id, model, version, time_ms, truth) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT (model, id) DO UPDATE SET truth = EXCLUDED.truth, time_ms = EXCLUDED.time_ms',
+          [labels.map((r) => r.id), labels.map((r) => r.model), labels.map((r) => r.version), labels.map((r) => r.timeMs), labels.map((r) => JSON.stringify(r.truth))],
+        );
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async prune(beforeMs: number): Promise<number> {
+    const r = await this.pool.query('DELETE FROM umbra_predictions WHERE time_ms < $1', [beforeMs]);
+    await this.pool.query('DELETE FROM umbra_labels WHERE time_ms < $1', [beforeMs]);
+    return r.rowCount ?? 0;
+  }
+
+  async *exportRows(filter: ExportFilter): AsyncIterable<ExportedRow> {
+    let after = '0';
+    for (;;) {
+      const args: unknown[] = [after, filter.sinceMs ?? 0];
+      const where = ['p.seq > $1', 'p.time_ms >= $2'];
+      if (filter.model) {
+        args.push(filter.model);
+        where.push(`p.model = $${args.length}`);
+      }
+      if (filter.labelledOnly) where.push('l.truth IS NOT NULL');
+      const { rows } = await this.pool.query(`SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, l.truth FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${PAGE}`, args);
+      for (const r of rows) yield exportRow(r);
+      if (rows.length < PAGE) return;
+      after = String(rows[rows.length - 1].seq);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,61 @@
+// Worker thread that owns the prediction log's database connection, so inserts, JSON encoding
+// of tensors and retention pruning never run on the thread that serves requests.
+import { parentPort, workerData } from 'node:worker_threads';
+import { openLogStore, type LabelRecord, type LogStore, type PredictionRecord } from './log-store.js';
+
+export interface WriterData {
+  url: string;
+  /** Rows older than this many milliseconds are pruned (checked once a minute). */
+  retentionMs: number;
+}
+
+export type ToWriter =
+  | { type: 'batch'; seq: number; predictions: PredictionRecord[]; labels: LabelRecord[] }
+  | { type: 'close' };
+
+export type FromWriter =
+  | { type: 'ready' }
+  | { type: 'open-failed'; message: string }
+  | { type: 'done'; seq: number; written: number; error?: string }
+  | { type: 'closed' };
+
+const PRUNE_EVERY_MS = 60_000;
+
+async function main(): Promise<void> {
+  const port = parentPort!;
+  const data = workerData as WriterData;
+  const send = (m: FromWriter) => port.postMessage(m);
+  let store: LogStore;
+  try {
+    store = await openLogStore(data.url);
+  } catch (err) {
+    send({ type: 'open-failed', message: (err as Error).message });
+    return;
+  }
+  send({ type: 'ready' });
+  let lastPrune = 0;
+  // Messages are handled one at a time so batches land in order.
+  let chain = Promise.resolve();
+  port.on('message', (m: ToWriter) => {
+    chain = chain.then(async () => {
+      if (m.type === 'close') {
+        await store.close();
+        send({ type: 'closed' });
+        return;
+      }
+      try {
+        await store.insert(m.predictions, m.labels);
+        const now = Date.now();
+        if (data.retentionMs > 0 && now - lastPrune > PRUNE_EVERY_MS) {
+          lastPrune = now;
+          await store.prune(now - data.retentionMs);
+        }
+        send({ type: 'done', seq: m.seq, written: m.predictions.length });
+      } catch (err) {
+        send({ type: 'done', seq: m.seq, written: 0, error: (err as Error).message });
+      }
+    });
+  });
+}
+
+void main();

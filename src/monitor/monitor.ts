@@ -1,0 +1,295 @@
+// One Umbra instance's monitoring: metrics, drift, feedback, prediction log and alerts, fed by
+// the inference hooks. Everything on the request path is O(columns) counting into fixed arrays.
+import { randomUUID } from 'node:crypto';
+import type { Umbra } from '../core/umbra.js';
+import type { InferEvent } from '../core/hooks.js';
+import type { InferRequest } from '../protocol/types.js';
+import type { ModelVersion } from '../repository/model-version.js';
+import { VersionDrift, type DriftOptions, type DriftReport, type Verdict } from './drift.js';
+import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
+import { UmbraMetrics, type MetricsOptions } from './metrics.js';
+import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
+import { readProfile } from './profile.js';
+import { Webhook, type AlertEvent, type WebhookOptions } from './webhook.js';
+
+export interface MonitoringOptions extends MetricsOptions {
+  /** Drift detection (default on); false turns it off. */
+  drift?: DriftOptions | false;
+  feedback?: FeedbackOptions;
+  /** Prediction log; absent = no log (the CLI sets a SQLite default). */
+  log?: PredictionLogOptions;
+  webhook?: WebhookOptions;
+  /** Alert when live accuracy falls below this (classification). */
+  accuracyThreshold?: number;
+  /** Alert when live mean absolute error rises above this (regression). */
+  errorThreshold?: number;
+  /** Labelled rows needed before accuracy alerts (default 50). */
+  minLabels?: number;
+  /** How often drift and accuracy are evaluated for gauges and alerts (default 10 s). */
+  evaluateSeconds?: number;
+}
+
+/** Per (model, version): what the hooks update. */
+interface VersionState {
+  model: string;
+  version: string;
+  drift: VersionDrift | undefined;
+  reader: PredictionReader | undefined;
+  /** Triton statistics (nanosecond sums). */
+  stats: { success: number; successNs: number; fail: number; failNs: number; queueNs: number; computeNs: number; inferences: number; executions: number; last: number };
+  alerted: { drift: boolean; accuracy: boolean };
+}
+
+export class Monitor {
+  readonly metrics: UmbraMetrics;
+  readonly feedback: FeedbackJoin;
+  readonly log: PredictionLog | undefined;
+  readonly webhook: Webhook | undefined;
+  private readonly versions = new Map<string, VersionState>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly detach: () => void;
+
+  constructor(private readonly umbra: Umbra, readonly options: MonitoringOptions = {}) {
+    this.metrics = new UmbraMetrics(options);
+    this.feedback = new FeedbackJoin(options.feedback);
+    const m = this.metrics;
+    if (options.log) {
+      this.log = new PredictionLog(options.log, {
+        written: (n) => m.logRows.inc({ result: 'written' }, n),
+        dropped: (n) => m.logRows.inc({ result: 'dropped' }, n),
+        failed: (n) => m.logRows.inc({ result: 'failed' }, n),
+      });
+    }
+    if (options.webhook) this.webhook = new Webhook(options.webhook, { result: (r) => m.webhookDeliveries.inc({ result: r }) });
+    this.installCollectors();
+    this.detach = umbra.hooks.use({
+      prepare: (_mv, request) => this.assignId(request),
+      onResult: (event) => this.onResult(event),
+    });
+    this.timer = setInterval(() => this.evaluateAll(), (options.evaluateSeconds ?? 10) * 1000);
+    this.timer.unref();
+  }
+
+  /** Every prediction gets an id: the caller's, or a fresh one returned in the answer. */
+  private assignId(request: InferRequest): void {
+    if (request.id === undefined || request.id === '') request.id = randomUUID();
+  }
+
+  private onResult(event: InferEvent): void {
+    this.metrics.observe(event);
+    const s = this.stateOf(event.model, event.version);
+    const st = s.stats;
+    const ns = event.durationMs * 1e6;
+    if (event.outcome !== 'success') {
+      st.fail += 1;
+      st.failNs += ns;
+      return;
+    }
+    st.success += 1;
+    st.successNs += ns;
+    st.last = Date.now();
+    const t = event.timing;
+    if (t) {
+      st.queueNs += t.queueMs * 1e6;
+      st.computeNs += t.computeMs * 1e6;
+      st.inferences += t.rows;
+      if (t.batchRows > 0) st.executions += t.rows / t.batchRows;
+    }
+    const request = event.request;
+    const response = event.response;
+    if (!request || !response) return;
+    s.drift?.observe(request, response);
+    const id = response.id ?? request.id;
+    if (id === undefined) return;
+    if (s.reader) {
+      const predicted = predictedValues(s.reader, response);
+      if (predicted) this.feedback.remember(id, event.model, event.version, s.reader.task, predicted, st.last);
+    }
+    if (this.log) {
+      const p: Parameters<PredictionLog['push']>[0] = { id, model: event.model, version: event.version, role: event.role, timeMs: st.last, latencyMs: event.durationMs, inputs: request.inputs, outputs: response.outputs };
+      this.log.push(p);
+    }
+  }
+
+  private stateOf(model: string, version: string): VersionState {
+    const key = `${model}\u0000${version}`;
+    let s = this.versions.get(key);
+    if (!s) {
+      s = this.createState(model, version);
+      this.versions.set(key, s);
+    }
+    return s;
+  }
+
+  private createState(model: string, version: string): VersionState {
+    let mv: ModelVersion | undefined;
+    try {
+      mv = this.umbra.manager.get(model, version);
+    } catch {
+      mv = undefined;
+    }
+    let drift: VersionDrift | undefined;
+    if (mv && this.options.drift !== false) {
+      let reference: ConstructorParameters<typeof VersionDrift>[3];
+      try {
+        const profile = readProfile(this.umbra.manager.repository, model);
+        if (profile) reference = { source: profile.source, rows: profile.rows, inputs: profile.inputs, outputs: profile.outputs[version] ?? [] };
+      } catch {
+        reference = undefined; // a broken profile: fall back to capturing one from live rows
+      }
+      drift = new VersionDrift(model, version, mv.signature, reference, this.options.drift || {});
+    }
+    return {
+      model,
+      version,
+      drift,
+      reader: mv ? predictionReader(mv.signature) : undefined,
+      stats: { success: 0, successNs: 0, fail: 0, failNs: 0, queueNs: 0, computeNs: 0, inferences: 0, executions: 0, last: 0 },
+      alerted: { drift: false, accuracy: false },
+    };
+  }
+
+  /** Gauges that are read at scrape time instead of on the request path. */
+  private installCollectors(): void {
+    const umbra = this.umbra;
+    const m = this.metrics;
+    m.collectors.pending = () => {
+      m.pending.reset();
+      m.inFlight.reset();
+      for (const name of umbra.manager.names()) {
+        for (const mv of umbra.manager.versionsOf(name)) {
+          m.pending.set({ model: name, version: mv.version }, mv.pending);
+          m.inFlight.set({ model: name, version: mv.version }, mv.inFlight);
+        }
+      }
+    };
+    m.collectors.drift = () => this.evaluateAll();
+  }
+
+  /** Recomputes drift and accuracy of every version, updates their gauges and fires alerts. */
+  evaluateAll(): void {
+    const m = this.metrics;
+    m.driftScore.reset();
+    for (const s of this.versions.values()) {
+      const labels = { model: s.model, version: s.version };
+      if (s.drift) {
+        const report = s.drift.evaluate();
+        m.driftDetected.set(labels, verdictValue(report.verdict));
+        m.driftWindow.set(labels, report.window);
+        if (report.verdict !== 'inconclusive') {
+          for (const f of [...report.features, ...report.outputs]) m.driftScore.set({ ...labels, feature: f.name, test: f.test }, f.score);
+        }
+        this.checkDriftAlert(s, report);
+      }
+      const acc = this.feedback.report(s.model, s.version);
+      if (acc) {
+        if (acc.accuracy !== undefined) m.liveAccuracy.set(labels, acc.accuracy);
+        if (acc.meanAbsoluteError !== undefined) m.liveMeanAbsoluteError.set(labels, acc.meanAbsoluteError);
+        this.checkAccuracyAlert(s, acc);
+      }
+    }
+  }
+
+  /** Alerts fire once per crossing and re-arm when the version is back under the line. */
+  private checkDriftAlert(s: VersionState, report: DriftReport): void {
+    if (report.verdict === 'drift' && !s.alerted.drift) {
+      s.alerted.drift = true;
+      const drifted = report.features.concat(report.outputs).filter((f) => f.verdict === 'drift').map((f) => ({ name: f.name, test: f.test, score: f.score, threshold: f.threshold }));
+      this.alert({ type: 'drift', model: s.model, version: s.version, time: new Date().toISOString(), verdict: report.verdict, window: report.window, driftedShare: report.driftedShare, predictionDrift: report.predictionDrift, drifted });
+    } else if (report.verdict === 'no_drift') s.alerted.drift = false;
+  }
+
+  private checkAccuracyAlert(s: VersionState, acc: AccuracyReport): void {
+    if (acc.window < (this.options.minLabels ?? 50)) return;
+    const below = this.options.accuracyThreshold !== undefined && acc.accuracy !== undefined && acc.accuracy < this.options.accuracyThreshold;
+    const above = this.options.errorThreshold !== undefined && acc.meanAbsoluteError !== undefined && acc.meanAbsoluteError > this.options.errorThreshold;
+    if ((below || above) && !s.alerted.accuracy) {
+      s.alerted.accuracy = true;
+      this.alert({ ...acc, type: 'accuracy', time: new Date().toISOString(), accuracyThreshold: this.options.accuracyThreshold, errorThreshold: this.options.errorThreshold });
+    } else if (!below && !above) s.alerted.accuracy = false;
+  }
+
+  private alert(event: AlertEvent): void {
+    this.webhook?.send(event);
+  }
+
+  /** Drift of one version (newest when omitted); undefined when it has served nothing yet. */
+  driftReport(model: string, version?: string): DriftReport | undefined {
+    const v = version ?? this.umbra.manager.get(model).version;
+    const s = this.versions.get(`${model}\u0000${v}`);
+    if (!s?.drift) return undefined;
+    const report = s.drift.evaluate();
+    this.checkDriftAlert(s, report);
+    return report;
+  }
+
+  liveAccuracy(model: string, version?: string): AccuracyReport | undefined {
+    const v = version ?? this.umbra.manager.get(model).version;
+    return this.feedback.report(model, v);
+  }
+
+  /** Joins labels, counts them, logs them and re-checks the accuracy alert. */
+  acceptFeedback(model: string, items: { id: string; truth: unknown }[]): FeedbackResult {
+    const result = this.feedback.accept(model, items);
+    const now = Date.now();
+    const byVersion = new Map<string, number>();
+    for (const j of result.joined) byVersion.set(j.version, (byVersion.get(j.version) ?? 0) + 1);
+    for (const [version, n] of byVersion) {
+      this.metrics.feedback.inc({ model, version, result: 'accepted' }, n);
+      const s = this.versions.get(`${model}\u0000${version}`);
+      const acc = this.feedback.report(model, version);
+      if (acc) {
+        if (acc.accuracy !== undefined) this.metrics.liveAccuracy.set({ model, version }, acc.accuracy);
+        if (acc.meanAbsoluteError !== undefined) this.metrics.liveMeanAbsoluteError.set({ model, version }, acc.meanAbsoluteError);
+        if (s) this.checkAccuracyAlert(s, acc);
+      }
+    }
+    if (result.unknown.length > 0) this.metrics.feedback.inc({ model, version: '', result: 'unknown' }, result.unknown.length);
+    this.log?.pushLabels(result.joined.map((j) => ({ id: j.id, model: j.model, version: j.version, timeMs: now, truth: j.truth })));
+    return result;
+  }
+
+  /** Triton-shaped statistics of the versions of `model` that served. */
+  statistics(model: string, version?: string): unknown {
+    const stats = [];
+    for (const s of this.versions.values()) {
+      if (s.model !== model || (version !== undefined && s.version !== version)) continue;
+      const st = s.stats;
+      const pair = (count: number, ns: number) => ({ count, ns: Math.round(ns) });
+      stats.push({
+        name: s.model,
+        version: s.version,
+        last_inference: st.last,
+        inference_count: st.inferences,
+        execution_count: Math.round(st.executions),
+        inference_stats: {
+          success: pair(st.success, st.successNs),
+          fail: pair(st.fail, st.failNs),
+          queue: pair(st.success, st.queueNs),
+          compute_input: pair(st.success, 0),
+          compute_infer: pair(st.success, st.computeNs),
+          compute_output: pair(st.success, 0),
+        },
+        batch_stats: [],
+      });
+    }
+    return { model_stats: stats };
+  }
+
+  /** Stops the timers and hooks, flushes the log and gives the webhook a moment to deliver. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.detach();
+    this.evaluateAll();
+    await this.log?.close();
+    await this.webhook?.close();
+  }
+}
+
+function verdictValue(v: Verdict): number {
+  return v === 'drift' ? 1 : v === 'no_drift' ? 0 : -1;
+}
+
+export function verdictOf(report: DriftReport | undefined): Verdict {
+  return report?.verdict ?? 'inconclusive';
+}

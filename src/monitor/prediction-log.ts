@@ -1,0 +1,180 @@
+// The request path only appends a reference to a bounded buffer; a timer hands batches to the
+// writer thread (log-writer.ts), which encodes and inserts them in one transaction each.
+import { Worker } from 'node:worker_threads';
+import type { Tensor } from '../protocol/types.js';
+import type { LabelRecord, LogTensor, PredictionRecord } from './log-store.js';
+import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
+
+export interface PredictionLogOptions {
+  /** `sqlite:PATH` or `postgres://...`. */
+  url: string;
+  /** Fraction of predictions logged, 0..1 (default 1). */
+  sample?: number;
+  /** Log input tensors too (default true); outputs are always logged. */
+  inputs?: boolean;
+  /** Flush at least this often (default 100 ms) or when batchRows are waiting. */
+  flushMs?: number;
+  batchRows?: number;
+  /** Rows held while the database is slow; beyond this rows are dropped and counted. */
+  bufferRows?: number;
+  /** Days rows are kept (default 30; 0 = forever). */
+  retentionDays?: number;
+}
+
+export interface LogCounters {
+  written(n: number): void;
+  dropped(n: number): void;
+  failed(n: number): void;
+}
+
+export interface PendingPrediction {
+  id: string;
+  model: string;
+  version: string;
+  role: string;
+  timeMs: number;
+  latencyMs: number;
+  inputs?: readonly Tensor[];
+  outputs: readonly Tensor[];
+}
+
+/** Copies a view out of its (maybe much larger) buffer so only the rows travel to the writer. */
+function compact(tensors: readonly Tensor[]): LogTensor[] {
+  return tensors.map((t) => {
+    const d = t.data;
+    const data = Array.isArray(d) ? d : ((d as { buffer: ArrayBufferLike; byteLength: number }).byteLength === d.buffer.byteLength ? d : d.slice());
+    return { name: t.name, shape: t.shape, data: data as LogTensor['data'] };
+  });
+}
+
+export class PredictionLog {
+  private readonly worker: Worker;
+  private readonly ready: Promise<void>;
+  private predictions: PendingPrediction[] = [];
+  private labels: LabelRecord[] = [];
+  private readonly sample: number;
+  private readonly withInputs: boolean;
+  private readonly batchRows: number;
+  private readonly bufferRows: number;
+  private readonly timer: NodeJS.Timeout;
+  private seq = 0;
+  private readonly waiters = new Map<number, () => void>();
+  private inFlight: Promise<void> | undefined;
+  private flushQueued = false;
+  private closed = false;
+  private failure: string | undefined;
+
+  constructor(options: PredictionLogOptions, private readonly counters: LogCounters) {
+    this.sample = options.sample ?? 1;
+    this.withInputs = options.inputs ?? true;
+    this.batchRows = options.batchRows ?? 1000;
+    this.bufferRows = options.bufferRows ?? 50_000;
+    const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? 30) * 86_400_000 };
+    this.worker = new Worker(new URL('./log-writer.js', import.meta.url), { workerData: data });
+    this.worker.unref();
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.on('message', (m: FromWriter) => {
+        if (m.type === 'ready') resolve();
+        else if (m.type === 'open-failed') {
+          this.failure = m.message;
+          reject(new Error(`prediction log: cannot open ${describe(options.url)}: ${m.message}`));
+        } else if (m.type === 'done') {
+          if (m.error) {
+            this.failure = m.error;
+            this.counters.failed(m.written);
+          } else this.counters.written(m.written);
+          this.waiters.get(m.seq)?.();
+          this.waiters.delete(m.seq);
+        } else if (m.type === 'closed') this.waiters.get(-1)?.();
+      });
+      this.worker.on('error', (err) => {
+        this.failure = err.message;
+        reject(err);
+      });
+    });
+    this.ready.catch(() => undefined);
+    this.timer = setInterval(() => void this.flush(), options.flushMs ?? 100);
+    this.timer.unref();
+  }
+
+  /** Resolves once the database is open; rejects with the reason it could not be. */
+  whenReady(): Promise<void> {
+    return this.ready;
+  }
+
+  /** The last database error, if any (the log keeps trying with later batches). */
+  get lastError(): string | undefined {
+    return this.failure;
+  }
+
+  /** Hot path: keep a reference; nothing is copied or encoded here. */
+  push(p: PendingPrediction): void {
+    if (this.closed) return;
+    if (this.sample < 1 && Math.random() >= this.sample) return;
+    if (this.predictions.length >= this.bufferRows) {
+      this.counters.dropped(1);
+      return;
+    }
+    if (!this.withInputs) delete p.inputs;
+    this.predictions.push(p);
+    if (this.predictions.length >= this.batchRows && !this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => void this.flush());
+    }
+  }
+
+  pushLabels(labels: LabelRecord[]): void {
+    if (!this.closed) this.labels.push(...labels);
+  }
+
+  /** Hands everything buffered to the writer; one batch in flight at a time keeps order. */
+  flush(): Promise<void> {
+    this.flushQueued = false;
+    if (this.inFlight) return this.inFlight.then(() => this.flush());
+    if (this.predictions.length === 0 && this.labels.length === 0) return Promise.resolve();
+    const predictions = this.predictions;
+    const labels = this.labels;
+    this.predictions = [];
+    this.labels = [];
+    this.inFlight = this.ready.then(() => {
+      const seq = ++this.seq;
+      const records: PredictionRecord[] = predictions.map((p) => {
+        const r: PredictionRecord = { id: p.id, model: p.model, version: p.version, role: p.role, timeMs: p.timeMs, latencyMs: p.latencyMs, outputs: compact(p.outputs) };
+        if (p.inputs) r.inputs = compact(p.inputs);
+        return r;
+      });
+      const done = new Promise<void>((resolve) => this.waiters.set(seq, resolve));
+      const message: ToWriter = { type: 'batch', seq, predictions: records, labels };
+      this.worker.postMessage(message);
+      return done;
+    }, () => this.counters.failed(predictions.length)).finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  /** Writes what is buffered, then closes the database and the thread. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    // Hold the process open until the last batch is written.
+    this.worker.ref();
+    await this.flush();
+    this.closed = true;
+    try {
+      await this.ready;
+    } catch {
+      await this.worker.terminate();
+      return;
+    }
+    const closed = new Promise<void>((resolve) => this.waiters.set(-1, resolve));
+    this.worker.postMessage({ type: 'close' } satisfies ToWriter);
+    await closed;
+    await this.worker.terminate();
+  }
+}
+
+/** Never print a password from a PostgreSQL URL. */
+function describe(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,74 @@
+// `umbra serve` monitoring flags, resolved by src/cli/settings.ts like every other flag
+// (flag > UMBRA_* env > config file) and turned into MonitoringOptions here.
+import { join, resolve } from 'node:path';
+import { parseBuckets } from './metrics.js';
+import { describeLogUrl } from './log-store.js';
+import type { MonitoringOptions } from './monitor.js';
+
+export interface MonitorField {
+  key: string;
+  flag: string;
+  env: string;
+  kind: 'string' | 'int' | 'number';
+  min?: number;
+  max?: number;
+}
+
+export const MONITOR_FIELDS: MonitorField[] = [
+  { key: 'monitoring', flag: '--monitoring', env: 'UMBRA_MONITORING', kind: 'string' },
+  { key: 'logDb', flag: '--log-db', env: 'UMBRA_LOG_DB', kind: 'string' },
+  { key: 'logSample', flag: '--log-sample', env: 'UMBRA_LOG_SAMPLE', kind: 'number', min: 0, max: 1 },
+  { key: 'logInputs', flag: '--log-inputs', env: 'UMBRA_LOG_INPUTS', kind: 'string' },
+  { key: 'logRetentionDays', flag: '--log-retention-days', env: 'UMBRA_LOG_RETENTION_DAYS', kind: 'number', min: 0 },
+  { key: 'metricsBuckets', flag: '--metrics-buckets', env: 'UMBRA_METRICS_BUCKETS', kind: 'string' },
+  { key: 'driftWindow', flag: '--drift-window', env: 'UMBRA_DRIFT_WINDOW', kind: 'int', min: 1 },
+  { key: 'driftWindowSeconds', flag: '--drift-window-seconds', env: 'UMBRA_DRIFT_WINDOW_SECONDS', kind: 'number', min: 0 },
+  { key: 'driftMinSamples', flag: '--drift-min-samples', env: 'UMBRA_DRIFT_MIN_SAMPLES', kind: 'int', min: 1 },
+  { key: 'webhook', flag: '--webhook', env: 'UMBRA_WEBHOOK', kind: 'string' },
+  { key: 'accuracyThreshold', flag: '--accuracy-threshold', env: 'UMBRA_ACCURACY_THRESHOLD', kind: 'number', min: 0, max: 1 },
+];
+
+/** Where `umbra serve` logs predictions unless told otherwise: beside the models, in a hidden folder the repository scan skips. */
+export function defaultLogDb(repository: string): string {
+  return `sqlite:${join(resolve(repository), '.umbra', 'predictions.sqlite')}`;
+}
+
+function onOff(value: unknown, flag: string): boolean {
+  if (value === undefined) return true;
+  if (value === 'on' || value === 'true') return true;
+  if (value === 'off' || value === 'false') return false;
+  throw new Error(`expected on or off for ${flag} but received ${JSON.stringify(value)}`);
+}
+
+/**
+ * Takes the monitoring keys out of `values` (resolved flags) and returns the server option.
+ * Throws Error with the flag named; the caller turns it into a usage error.
+ */
+export function monitoringFromSettings(values: Record<string, unknown>, repository: string): MonitoringOptions | false {
+  const v: Record<string, unknown> = {};
+  for (const f of MONITOR_FIELDS) {
+    if (values[f.key] !== undefined) v[f.key] = values[f.key];
+    delete values[f.key];
+  }
+  if (!onOff(v.monitoring, '--monitoring')) return false;
+  const options: MonitoringOptions = {};
+  if (typeof v.metricsBuckets === 'string') options.buckets = parseBuckets(v.metricsBuckets);
+  const drift: NonNullable<Exclude<MonitoringOptions['drift'], false>> = {};
+  if (typeof v.driftWindow === 'number') drift.windowRows = v.driftWindow;
+  if (typeof v.driftWindowSeconds === 'number') drift.windowSeconds = v.driftWindowSeconds;
+  if (typeof v.driftMinSamples === 'number') drift.minSamples = v.driftMinSamples;
+  options.drift = drift;
+  const logDb = typeof v.logDb === 'string' ? v.logDb : defaultLogDb(repository);
+  if (logDb !== 'off') {
+    describeLogUrl(logDb);
+    options.log = { url: logDb, inputs: onOff(v.logInputs, '--log-inputs') };
+    if (typeof v.logSample === 'number') options.log.sample = v.logSample;
+    if (typeof v.logRetentionDays === 'number') options.log.retentionDays = v.logRetentionDays;
+  }
+  if (typeof v.webhook === 'string') {
+    if (!/^https?:\/\//.test(v.webhook)) throw new Error(`expected an http(s) URL for --webhook but received ${JSON.stringify(v.webhook)}`);
+    options.webhook = { url: v.webhook };
+  }
+  if (typeof v.accuracyThreshold === 'number') options.accuracyThreshold = v.accuracyThreshold;
+  return options;
+}

@@ -1,0 +1,111 @@
+// Metric values after known traffic, promtool's lint, the Triton statistics endpoint and the
+// prediction ids every answer carries.
+import t from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+import { parseExposition, promtoolCheck, total } from './helpers/prometheus.js';
+import { UmbraMetrics, parseBuckets } from '../dist/monitor/index.js';
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+async function affineServer(t: Parameters<Parameters<typeof t.test>[1]>[0], options: Record<string, unknown> = {}) {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  repo.writeConfig('affine', { max_batch_size: 16, dynamic_batching: { max_queue_delay_microseconds: 2000 } });
+  return startTestServer(t, { repository: repo.dir, ...options });
+}
+
+t.test('counters and histograms after known traffic', async (t) => {
+  const s = await affineServer(t, { monitoring: { buckets: [0.0005, 0.005, 0.05, 0.5] } });
+  const random = rng(7);
+  let rows = 0;
+  const requests: Promise<unknown>[] = [];
+  for (let i = 0; i < 24; i++) {
+    const n = 1 + (i % 3);
+    rows += n;
+    const data = Array.from({ length: n * 4 }, () => random() * 10 - 5);
+    requests.push(s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [n, 4], data }] }));
+  }
+  const replies = (await Promise.all(requests)) as { status: number; json: { id?: string } }[];
+  t.ok(replies.every((r) => r.status === 200));
+  // Every answer carries an id, unique, for feedback.
+  const ids = new Set(replies.map((r) => r.json.id));
+  t.equal(ids.size, 24);
+  t.ok([...ids].every((id) => typeof id === 'string' && id.length > 8));
+  // The caller's id is kept.
+  const own = await s.post('/v2/models/affine/infer', { id: 'mine-1', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  t.equal(own.json.id, 'mine-1');
+  rows += 1;
+  // Failures by reason: a malformed tensor is invalid; an unknown version is invalid too but has no version label.
+  const bad = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] });
+  t.equal(bad.status, 400);
+
+  const res = await s.get('/metrics');
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /text\/plain/);
+  const m = parseExposition(res.text);
+  const labels = { model: 'affine', version: '1', role: 'primary' };
+  t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'success' }), 25);
+  t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'invalid' }), 1);
+  t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'timeout' }), 0);
+  t.equal(total(m, 'umbra_inferences_total', labels), rows);
+  const executions = total(m, 'umbra_executions_total', labels);
+  const stats = s.server.umbra.manager.get('affine').stats();
+  t.ok(Math.abs(executions - stats.executions) < 1e-9, `executions ${executions} = batcher's ${stats.executions}`);
+  t.ok(executions <= 25, 'batching merged some requests or at most one execution each');
+  t.equal(total(m, 'umbra_request_duration_seconds_count', labels), 26);
+  t.equal(total(m, 'umbra_queue_duration_seconds_count', labels), 25);
+  t.equal(total(m, 'umbra_compute_duration_seconds_count', labels), 25);
+  t.equal(total(m, 'umbra_request_duration_seconds_bucket', { ...labels, le: '+Inf' }), 26);
+  t.ok(m.some((x) => x.name === 'umbra_request_duration_seconds_bucket' && x.labels.le === '0.005'), 'configured buckets');
+  t.ok(total(m, 'umbra_request_duration_seconds_sum', labels) > 0);
+  t.equal(total(m, 'umbra_pending_requests', { model: 'affine', version: '1' }), 0);
+  t.ok(m.some((x) => x.name === 'process_cpu_seconds_total'), 'process metrics');
+
+  const lint = promtoolCheck(res.text);
+  if (!lint) t.skip('promtool is not installed (apt-get install prometheus)');
+  else t.ok(lint.ok, `promtool check metrics: ${lint.output}`);
+});
+
+t.test('Triton statistics endpoint', async (t) => {
+  const s = await affineServer(t);
+  for (let i = 0; i < 5; i++) await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8.5] }] });
+  const r = await s.get('/v2/models/affine/stats');
+  t.equal(r.status, 200);
+  const [st] = r.json.model_stats;
+  t.equal(st.name, 'affine');
+  t.equal(st.version, '1');
+  t.equal(st.inference_count, 10);
+  t.equal(st.execution_count, 5);
+  t.equal(st.inference_stats.success.count, 5);
+  t.ok(st.inference_stats.success.ns > 0);
+  t.ok(st.inference_stats.compute_infer.ns > 0);
+  t.ok(st.last_inference > 0);
+  t.equal((await s.get('/v2/models/affine/versions/1/stats')).json.model_stats.length, 1);
+  t.equal((await s.get('/v2/models/nope/stats')).status, 404);
+});
+
+t.test('shadow API, buckets parsing and monitoring off', async (t) => {
+  const metrics = new UmbraMetrics({ processMetrics: false });
+  metrics.shadowDropped.inc({ model: 'm', version: '2' });
+  metrics.shadowDropped.inc({ model: 'm', version: '2' }, 2);
+  metrics.shadowAgreement.set({ model: 'm', version: '2' }, 0.75);
+  const m = parseExposition((await metrics.exposition()).body);
+  t.equal(total(m, 'umbra_shadow_dropped_total', { model: 'm', version: '2' }), 3);
+  t.equal(total(m, 'umbra_shadow_agreement', { model: 'm', version: '2' }), 0.75);
+  t.same(parseBuckets('0.001, 0.01,1'), [0.001, 0.01, 1]);
+  t.throws(() => parseBuckets('0.1,0.01'), /ascending/);
+  t.throws(() => parseBuckets('x'), /positive seconds/);
+
+  const s = await affineServer(t, { monitoring: false });
+  t.equal((await s.get('/metrics')).status, 404);
+  const r = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  t.equal(r.json.id, undefined, 'no id is assigned when monitoring is off');
+});
