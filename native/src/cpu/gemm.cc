@@ -132,8 +132,11 @@ void gemm_f32(const GemmArgs& g) {
     const size_t r1 = std::min(m, r0 + tile_rows);
     const size_t p0 = item % panel_groups * kTilePanels;
     const size_t p1 = std::min(panels, p0 + kTilePanels);
-    for (size_t k0 = 0; k0 < k; k0 += kBlockK) {
-      const size_t kc = std::min(kBlockK, k - k0);
+    // One row block (small batches): nothing to reuse across K blocks, so stream each panel
+    // whole; the tile's panels are adjacent in memory, making one long sequential read.
+    const size_t block_k = r1 - r0 <= micro.rows ? k : kBlockK;
+    for (size_t k0 = 0; k0 < k; k0 += block_k) {
+      const size_t kc = std::min(block_k, k - k0);
       const bool last = k0 + kc == k;
       for (size_t i0 = r0; i0 < r1; i0 += micro.rows) {
         const size_t mr = std::min(micro.rows, r1 - i0);

@@ -29,6 +29,9 @@ void micro_rows(size_t nc, size_t kc, const float* a, size_t lda, const float* b
     }
   }
   for (size_t k = 0; k < kc; ++k) {
+    // The panel is read once per row block; fetch 16 rows (2 KiB) ahead of use.
+    _mm_prefetch(reinterpret_cast<const char*>(b + (k + 16) * 32), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + (k + 16) * 32 + 16), _MM_HINT_T0);
     const __m512 w0 = _mm512_loadu_ps(b + k * 32);
     const __m512 w1 = _mm512_loadu_ps(b + k * 32 + 16);
     for (size_t i = 0; i < R; ++i) {
