@@ -46,6 +46,8 @@ export interface PerfOptions {
   /** Ask the server's statistics endpoint for queue/compute times (default true). */
   serverStats?: boolean;
   onLevel?: (result: PerfLevelResult) => void;
+  /** Called when a level's measured windows begin (after warm-up) and end. */
+  onMeasure?: (phase: 'start' | 'end', level: number) => void;
   log?: (line: string) => void;
 }
 
@@ -96,7 +98,7 @@ export function isStable(samples: readonly StabilitySample[], pct: number): bool
   return within(last.map((s) => s.throughput)) && within(last.map((s) => s.latencyMs));
 }
 
-interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'log'>> {
+interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log'>> {
   version: string | undefined;
 }
 
@@ -177,6 +179,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
     await Promise.all(threads.map((t) => t.start()));
     await delay(o.warmupMs);
     await Promise.all(threads.map((t) => t.collect()));
+    options.onMeasure?.('start', level);
     const statsBefore = o.serverStats ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;
     const cpuBefore = process.cpuUsage();
     const wallBefore = performance.now();
@@ -203,6 +206,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
       }
       if (windows.length >= o.maxWindows) break;
     }
+    options.onMeasure?.('end', level);
     const cpu = process.cpuUsage(cpuBefore);
     const wallMs = performance.now() - wallBefore;
     const statsAfter = statsBefore ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;

@@ -1,0 +1,148 @@
+// The generator's rules and bookkeeping: stability stopping, error accounting by status,
+// transport failures, sweeps and thresholds, request encodings, and the JSON/CSV schema.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { isStable, parseSweep, runPerf, toCsv, CSV_COLUMNS, type PerfOptions } from '../dist/perf/index.js';
+import { startSynthetic } from './helpers/perf-servers.js';
+
+const run = promisify(execFile);
+const quick: Partial<PerfOptions> = { warmupMs: 100, serverStats: false, model: 'synthetic' };
+
+t.test('sweeps: single, geometric, linear, lists; bad specs say what was expected', async (t) => {
+  t.same(parseSweep('8', 'c', { integer: true }), [8]);
+  t.same(parseSweep('1:64:x2', 'c', { integer: true }), [1, 2, 4, 8, 16, 32, 64]);
+  t.same(parseSweep('1:20:x4', 'c', { integer: true }), [1, 4, 16, 20], 'the end is always measured');
+  t.same(parseSweep('100:400:+100', 'r', { integer: false }), [100, 200, 300, 400]);
+  t.same(parseSweep('1:3', 'c', { integer: true }), [1, 2, 3]);
+  t.same(parseSweep('1,4,16', 'c', { integer: true }), [1, 4, 16]);
+  t.throws(() => parseSweep('0:4', '--concurrency', { integer: true }), /expected a positive integer for --concurrency but received/);
+  t.throws(() => parseSweep('8:4', '--concurrency', { integer: true }), /END of at least START/);
+  t.throws(() => parseSweep('1:4:x1', '--concurrency', { integer: true }), /factor above 1/);
+});
+
+t.test('stability: the last 3 windows must agree within the percentage, throughput and latency both', async (t) => {
+  const s = (throughput: number, latencyMs: number) => ({ throughput, latencyMs });
+  t.notOk(isStable([s(100, 10), s(100, 10)], 10), 'fewer than 3 windows is never stable');
+  t.ok(isStable([s(50, 90), s(100, 10), s(105, 10.5), s(96, 9.6)], 10), 'only the last 3 count');
+  t.notOk(isStable([s(100, 10), s(100, 10), s(130, 10)], 10), 'throughput off by 30%');
+  t.notOk(isStable([s(100, 10), s(100, 10), s(100, 13)], 10), 'latency off by 30%');
+  t.ok(isStable([s(100, 10), s(100, 10), s(100, 13)], 25), 'a looser bound accepts it');
+});
+
+t.test('the runner stops after 3 windows on a steady server and runs to the limit on a drifting one', async (t) => {
+  const steady = await startSynthetic({ delay: { kind: 'uniform', base: 5, spread: 0.5, seed: 1 } });
+  t.teardown(() => steady.close());
+  const [a] = await runPerf({ ...quick, url: steady.url, concurrency: [4], windowMs: 250, maxWindows: 8, stabilityPct: 30 } as PerfOptions);
+  t.equal(a?.stable, true);
+  t.ok(a!.windows >= 3 && a!.windows < 8, `stopped early after ${a?.windows} windows`);
+  // A server that stalls 400 ms of every 500 ms cannot give three agreeing 150 ms windows at 1%.
+  const drifting = await startSynthetic({ delay: { kind: 'stall', period: 500, stall: 400, base: 1 } });
+  t.teardown(() => drifting.close());
+  const [b] = await runPerf({ ...quick, url: drifting.url, concurrency: [2], windowMs: 150, maxWindows: 5, stabilityPct: 1 } as PerfOptions);
+  t.equal(b?.stable, false);
+  t.equal(b?.windows, 5, 'ran to --windows');
+});
+
+t.test('errors are counted by status, kept out of latency and throughput', async (t) => {
+  const server = await startSynthetic({
+    delay: { kind: 'uniform', base: 2, spread: 1, seed: 3 },
+    failures: [{ every: 4, status: 503 }, { every: 10, status: 400 }],
+  });
+  t.teardown(() => server.close());
+  const [r] = await runPerf({
+    ...quick, url: server.url, concurrency: [4], durationS: 0.8,
+    onMeasure: (phase) => (phase === 'start' ? server.mark() : server.stop()),
+  } as PerfOptions);
+  if (!r) return t.fail('no result');
+  const statuses = await server.statuses();
+  const total = r.completed + r.errors;
+  t.ok(total > 100, `enough requests (${total})`);
+  t.same(Object.keys(r.errors_by_status).sort(), ['400', '503']);
+  // Every 10th is 400 (status 400 wins over 503 on multiples of 20): 10% and 25% - 5% = 20%.
+  t.ok(Math.abs(r.errors_by_status['400']! / total - 0.1) < 0.03, `400s: ${r.errors_by_status['400']} of ${total}`);
+  t.ok(Math.abs(r.errors_by_status['503']! / total - 0.2) < 0.03, `503s: ${r.errors_by_status['503']} of ${total}`);
+  t.equal(r.errors, r.errors_by_status['400']! + r.errors_by_status['503']!);
+  t.ok(Math.abs(r.error_rate - 0.3) < 0.03, `error rate ${r.error_rate}`);
+  t.ok(Math.abs(r.completed - (statuses['200'] ?? 0)) <= 8, `successes ${r.completed} match the server's 200s ${statuses['200']} (up to those in flight at the edges)`);
+  t.ok(Math.abs(r.throughput - r.completed / r.duration_s) < 1, 'throughput counts successes only');
+});
+
+t.test('transport failures: refused connections and unanswered requests are errors by cause', async (t) => {
+  const silent = await startSynthetic({ delay: { kind: 'never' } });
+  t.teardown(() => silent.close());
+  const [timeouts] = await runPerf({ ...quick, url: silent.url, concurrency: [2], durationS: 0.6, timeoutMs: 100 } as PerfOptions);
+  t.equal(timeouts?.completed, 0);
+  t.ok((timeouts?.errors_by_status['timeout'] ?? 0) >= 2, `timeouts counted: ${JSON.stringify(timeouts?.errors_by_status)}`);
+  // A port that was just closed refuses connections.
+  const gone = await startSynthetic({ delay: { kind: 'never' } });
+  const url = gone.url;
+  await gone.close();
+  const [refused] = await runPerf({ ...quick, url, concurrency: [1], durationS: 0.3, payloads: [{ json: '{"inputs":[]}', binary: { body: Buffer.from('{}'), headerLength: 2 } }] } as PerfOptions);
+  t.equal(refused?.completed, 0);
+  t.ok((refused?.errors_by_status['ECONNREFUSED'] ?? 0) > 0, `refusals counted: ${JSON.stringify(refused?.errors_by_status)}`);
+});
+
+t.test('requests: random inputs from metadata as JSON and Triton binary; chunked answers are read', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 1, spread: 0, seed: 1 }, keepBodies: true, chunked: true });
+  t.teardown(() => server.close());
+  const [json] = await runPerf({ ...quick, url: server.url, concurrency: [1], durationS: 0.2, batchSize: 3 } as PerfOptions);
+  t.ok((json?.completed ?? 0) > 5, 'chunked answers complete');
+  t.equal(json?.errors, 0);
+  const [binary] = await runPerf({ ...quick, url: server.url, concurrency: [1], durationS: 0.2, protocol: 'http-binary' } as PerfOptions);
+  t.equal(binary?.errors, 0);
+  const bodies = await server.bodies();
+  const first = bodies.find((b) => b.headers['content-type'] === 'application/json')!;
+  const request = JSON.parse(Buffer.from(first.body, 'base64').toString()) as { inputs: { name: string; shape: number[]; datatype: string; data: number[] }[] };
+  t.same(request.inputs.map((i) => [i.name, i.shape, i.datatype]), [['x', [3, 4], 'FP32']]);
+  t.ok(request.inputs[0]!.data.every((v) => Number.isFinite(v)) && new Set(request.inputs[0]!.data).size > 6, 'random, varied values');
+  const bin = bodies.find((b) => b.headers['content-type'] === 'application/octet-stream')!;
+  const raw = Buffer.from(bin.body, 'base64');
+  const headerLength = Number(bin.headers['inference-header-content-length']);
+  const header = JSON.parse(raw.subarray(0, headerLength).toString()) as { inputs: { shape: number[]; parameters: { binary_data_size: number } }[]; parameters: Record<string, unknown> };
+  t.same(header.inputs[0]!.shape, [1, 4]);
+  t.equal(header.inputs[0]!.parameters.binary_data_size, 16);
+  t.equal(raw.byteLength, headerLength + 16, 'header then 4 FP32 values');
+  t.equal(header.parameters['binary_data_output'], true);
+});
+
+t.test('a latency threshold stops the sweep after the first level past it', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 20, spread: 2, seed: 5 } });
+  t.teardown(() => server.close());
+  const results = await runPerf({ ...quick, url: server.url, concurrency: [1, 2, 4], durationS: 0.3, latencyThresholdMs: 10 } as PerfOptions);
+  t.equal(results.length, 1);
+});
+
+t.test('umbra perf --json prints one array with the documented fields; --csv and --plot write files', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 1, spread: 1, seed: 9 } });
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-perf-'));
+  t.teardown(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const csv = join(dir, 'out.csv');
+  const svg = join(dir, 'out.svg');
+  const { stdout } = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', server.url, '-m', 'synthetic', '--concurrency', '1:2:x2',
+    '--duration', '0.3', '--warmup-ms', '100', '--json', '--csv', csv, '--plot', svg]);
+  const parsed = JSON.parse(stdout) as Record<string, unknown>[];
+  t.ok(Array.isArray(parsed));
+  t.same(parsed.map((r) => r['concurrency']), [1, 2]);
+  for (const r of parsed) {
+    for (const key of ['throughput', 'p50_ms', 'p90_ms', 'p95_ms', 'p99_ms', 'max_ms', 'errors']) t.type(r[key], 'number', key);
+    t.ok((r['p50_ms'] as number) <= (r['p99_ms'] as number) && (r['p99_ms'] as number) <= (r['max_ms'] as number), 'percentiles ordered');
+  }
+  const lines = readFileSync(csv, 'utf8').trim().split('\n');
+  t.equal(lines[0], CSV_COLUMNS.join(','));
+  t.equal(lines.length, 3, 'header and one row per level');
+  t.equal(lines[1]!.split(',').length, CSV_COLUMNS.length);
+  t.match(readFileSync(svg, 'utf8'), /^<svg[^>]*>[\s\S]*<polyline[\s\S]*<\/svg>\n$/);
+  t.equal(toCsv([]), `${CSV_COLUMNS.join(',')}\n`);
+});
+
+t.test('bad flags are named with what was expected', async (t) => {
+  const err = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', '--protocol', 'grpc']).catch((e: { stderr: string; code: number }) => e);
+  t.match((err as { stderr: string }).stderr, /--protocol: expected one of http, http-binary, ws but received "grpc"/);
+});

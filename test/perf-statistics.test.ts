@@ -1,0 +1,100 @@
+// The generator's statistics against servers whose answer times are known: percentiles within
+// 5% of the truth (closed loop, open loop, worker threads), HDR accuracy, and stall accounting
+// where open loop must show what a closed loop hides.
+import t from 'tap';
+import { runPerf, LatencyHistogram, type PerfOptions } from '../dist/perf/index.js';
+import { exactPercentile, seeded, startSynthetic } from './helpers/perf-servers.js';
+
+const quick: Partial<PerfOptions> = { warmupMs: 200, serverStats: false, model: 'synthetic' };
+
+/** Options that align the server's ground truth with the generator's measured interval. */
+function aligned(server: { mark(): void; stop(): void }): Partial<PerfOptions> {
+  return { ...quick, onMeasure: (phase) => (phase === 'start' ? server.mark() : server.stop()) };
+}
+
+t.test('the HDR histogram matches exact percentiles of a seeded heavy-tailed sample within 0.5%', async (t) => {
+  const random = seeded(7);
+  const values: number[] = [];
+  const h = new LatencyHistogram();
+  for (let i = 0; i < 20000; i++) {
+    // Log-normal-ish: exp of a sum of uniforms, from 0.05 ms to several seconds.
+    const v = Math.exp(-3 + 6 * (random() + random() + random()) / 3 + 2 * random() ** 8);
+    values.push(v);
+    h.recordMs(v);
+  }
+  for (const p of [50, 90, 95, 99, 99.9]) {
+    const truth = exactPercentile(values, p);
+    t.ok(Math.abs(h.percentileMs(p) - truth) / truth < 0.005, `p${p}: ${h.percentileMs(p)} vs ${truth}`);
+  }
+  t.ok(Math.abs(h.maxMs - Math.max(...values)) / Math.max(...values) < 0.005, 'max');
+  const round = LatencyHistogram.decode(h.encode());
+  t.equal(round.count, 20000, 'encode/decode keeps every sample');
+  t.equal(round.percentileMs(99), h.percentileMs(99));
+});
+
+t.test('closed loop: percentiles of a jittered server within 5% of what it actually did', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 40, spread: 20, seed: 11 } });
+  t.teardown(() => server.close());
+  const [r] = await runPerf({ ...aligned(server), url: server.url, concurrency: [8], durationS: 1.5 } as PerfOptions);
+  if (!r) return t.fail('no result');
+  const held = await server.held();
+  t.equal(r.errors, 0);
+  t.ok(r.completed > 150, `enough samples (${r.completed})`);
+  for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [95, 'p95_ms'], [99, 'p99_ms']] as const) {
+    const truth = exactPercentile(held, p);
+    t.ok(Math.abs(r[key] - truth) / truth < 0.05, `${key} ${r[key]} vs server ${truth.toFixed(3)}`);
+  }
+  // And against the nominal median (40 + U[0,20] ms), allowing for a busy machine's late timers.
+  t.ok(Math.abs(r.p50_ms - 50) / 50 < 0.15, `p50 ${r.p50_ms} near 50`);
+  // Little's law: 8 clients over ~50 ms each.
+  const expected = 8 / (held.reduce((a, b) => a + b, 0) / held.length / 1000);
+  t.ok(Math.abs(r.throughput - expected) / expected < 0.1, `throughput ${r.throughput} vs ${expected.toFixed(1)}`);
+});
+
+t.test('two load threads merge their histograms and still match the truth', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 30, spread: 10, seed: 12 } });
+  t.teardown(() => server.close());
+  const [r] = await runPerf({ ...aligned(server), url: server.url, concurrency: [6], durationS: 1.2, threads: 2 } as PerfOptions);
+  if (!r) return t.fail('no result');
+  const held = await server.held();
+  t.equal(r.errors, 0);
+  for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
+    const truth = exactPercentile(held, p);
+    t.ok(Math.abs(r[key] - truth) / truth < 0.05, `${key} ${r[key]} vs server ${truth.toFixed(3)}`);
+  }
+  const expected = 6 / (held.reduce((a, b) => a + b, 0) / held.length / 1000);
+  t.ok(Math.abs(r.throughput - expected) / expected < 0.12, `throughput ${r.throughput} vs ${expected.toFixed(1)} (both threads counted)`);
+});
+
+t.test('open loop: percentiles within 5% of the truth at a constant rate below capacity', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 20, spread: 10, seed: 13 } });
+  t.teardown(() => server.close());
+  const [r] = await runPerf({ ...aligned(server), url: server.url, requestRate: [200], durationS: 1.5 } as PerfOptions);
+  if (!r) return t.fail('no result');
+  const held = await server.held();
+  t.equal(r.request_rate, 200);
+  t.ok(Math.abs(r.throughput - 200) / 200 < 0.1, `throughput ${r.throughput} follows the rate`);
+  for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
+    // Open-loop latency includes the generator's own send lag (timer wake-up), which it reports.
+    const truth = exactPercentile(held, p);
+    const lag = r.send_lag_p99_ms ?? 0;
+    t.ok(Math.abs(r[key] - truth) <= 0.05 * truth + lag, `${key} ${r[key]} vs server ${truth.toFixed(3)} (+ send lag up to ${lag})`);
+  }
+  t.type(r.send_lag_p99_ms, 'number', 'open loop reports its own send lag');
+});
+
+t.test('a periodic stall: open loop reports it, closed loop hides it in the percentiles', async (t) => {
+  // Every 1000 ms the server stops answering for 250 ms (answers resume at the end of the stall);
+  // otherwise it answers in 2 ms. At a constant rate a quarter of the requests arrive in a stall
+  // and wait uniformly 0..250 ms: true p90 is about 2 + 250 * (1 - 0.1 / 0.25) = 152 ms.
+  const server = await startSynthetic({ delay: { kind: 'stall', period: 1000, stall: 250, base: 2 } });
+  t.teardown(() => server.close());
+  const [open] = await runPerf({ ...quick, url: server.url, requestRate: [200], durationS: 2 } as PerfOptions);
+  const [closed] = await runPerf({ ...quick, url: server.url, concurrency: [1], durationS: 2 } as PerfOptions);
+  if (!open || !closed) return t.fail('no result');
+  t.ok(open.p90_ms > 120 && open.p90_ms < 185, `open-loop p90 ${open.p90_ms} near the true 152 ms`);
+  t.ok(open.p99_ms > 200, `open-loop p99 ${open.p99_ms} shows the stall`);
+  t.ok(open.p50_ms < 20, `open-loop p50 ${open.p50_ms} is the normal answer time`);
+  t.ok(closed.p99_ms < 30, `closed-loop p99 ${closed.p99_ms}: one stalled request per second among hundreds`);
+  t.ok(closed.max_ms > 150, `closed-loop max ${closed.max_ms} still saw one stall`);
+});
