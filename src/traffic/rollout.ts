@@ -59,6 +59,7 @@ export const DEFAULT_STEPS: readonly Omit<RolloutStep, 'max_seconds'>[] = [
 ];
 const DEFAULT_MAX_SECONDS = 600;
 const HISTORY_LIMIT = 200;
+const ANALYSE_EVERY = 8;
 
 function count(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -121,6 +122,8 @@ export class Rollout {
   /** Answers and the primary's latency accumulate over the whole rollout. */
   private readonly whole: Evidence;
   private stepStartedAt: number;
+  /** Step observations at the last full analysis. */
+  private analysedAt = 0;
 
   constructor(readonly record: RolloutRecord, private readonly now: () => number) {
     this.stepStartedAt = now();
@@ -197,14 +200,18 @@ export class Rollout {
   tick(monitor: MonitorEvidence = {}): Decision | undefined {
     if (this.record.state !== 'running') return undefined;
     const step = this.step!;
-    const result = this.analysis(monitor);
     const elapsed = (this.now() - this.stepStartedAt) / 1000;
+    const enough = this.stepRequests() >= step.min_requests && elapsed >= step.min_seconds;
+    // Quantiles sort the latency window: judge every few observations, not on every request.
+    const seen = this.stepEvidence.candidate.requests + this.stepEvidence.primary.requests;
+    if (!enough && elapsed < step.max_seconds && seen - this.analysedAt < ANALYSE_EVERY) return undefined;
+    this.analysedAt = seen;
+    const result = this.analysis(monitor);
     if (result.verdict === 'fail') {
       const failed = result.rules.filter((r) => r.verdict === 'fail').map((r) => `${r.rule}: ${r.reason}`).join('; ');
       this.record.state = 'rolled_back';
       return this.decide('rollback', `step ${this.record.step} failed: ${failed}`, result);
     }
-    const enough = this.stepRequests() >= step.min_requests && elapsed >= step.min_seconds;
     if (enough && result.verdict === 'pass') {
       this.record.inconclusiveStreak = 0;
       if (this.record.step + 1 >= this.record.spec.steps.length) {
@@ -256,6 +263,7 @@ export class Rollout {
     this.record.step = index;
     this.stepStartedAt = this.now();
     this.stepEvidence = new Evidence(this.stepStartedAt);
+    this.analysedAt = 0;
   }
 
   private decide(action: Action, reason: string, result?: AnalysisResult): Decision {

@@ -12,7 +12,10 @@ export class LatencyRing {
     this.values = new Float64Array(capacity);
   }
 
+  private sorted: Float64Array | undefined;
+
   add(ms: number): void {
+    this.sorted = undefined;
     this.values[this.next] = ms;
     this.next = (this.next + 1) % this.values.length;
     if (this.count < this.values.length) this.count += 1;
@@ -25,7 +28,8 @@ export class LatencyRing {
   /** Nearest-rank quantile, q in (0, 1]; undefined when empty. */
   quantile(q: number): number | undefined {
     if (this.count === 0) return undefined;
-    const sorted = Float64Array.from(this.values.subarray(0, this.count)).sort();
+    this.sorted ??= Float64Array.from(this.values.subarray(0, this.count)).sort();
+    const sorted = this.sorted;
     const rank = Math.min(this.count, Math.max(1, Math.ceil(q * this.count)));
     return sorted[rank - 1];
   }
