@@ -1,6 +1,7 @@
 // One WebSocket connection's requests, independent of uWebSockets.js: frames in, answers out,
 // many requests in flight, per-request errors, backpressure and the close on drain. ws.ts feeds
 // it from the socket; the requests go through the same Umbra core (and batchers) as HTTP.
+import { setMaxListeners } from 'node:events';
 import { UmbraError, describeValue, invalid, toErrorBody } from '../errors.js';
 import { encodeInferResponse } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
@@ -60,7 +61,10 @@ export class StreamSession {
   // One signal for the connection: when it closes, its queued requests leave the batchers.
   private readonly abort = new AbortController();
 
-  constructor(private readonly socket: StreamSocket, private readonly umbra: Umbra, private readonly options: StreamSessionOptions) {}
+  constructor(private readonly socket: StreamSocket, private readonly umbra: Umbra, private readonly options: StreamSessionOptions) {
+    // Each running request listens on the shared signal; the in-flight cap bounds how many.
+    setMaxListeners(options.maxInFlight + 1, this.abort.signal);
+  }
 
   /** Requests received and not yet answered. */
   get outstanding(): number {

@@ -1,0 +1,38 @@
+// umbra/client over HTTP: JSON and binary bodies, 64-bit integers, error answers as UmbraClientError.
+import t from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
+import { UmbraHttpClient, UmbraClientError } from '../dist/client/index.js';
+
+t.test('HTTP client: JSON and binary inference, metadata, readiness and errors', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  repo.addVersion('pair', 1, pairModel());
+  const s = await startTestServer(t, { repository: repo.dir });
+  const client = new UmbraHttpClient(`${s.url}/`);
+  t.equal(await client.ready(), true);
+  t.same((await client.metadata('pair')).inputs, [{ name: 'a', datatype: 'FP32', shape: [-1, 3] }, { name: 'n', datatype: 'INT64', shape: [-1, 2] }]);
+
+  const x = Float32Array.from([0.25, -1.5, 3.125, 7, -0.75, 2.5, 9.25, -4]);
+  const json = await client.infer('affine', { id: 'j', inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: x }] });
+  t.equal(json.id, 'j');
+  t.same(json.outputs[0]!.data, Array.from(x, (v) => v * 2 + 1));
+  const binary = await client.infer('affine', { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: x }] }, { binary: true, version: '1' });
+  t.ok(binary.outputs[0]!.data instanceof Float32Array);
+  t.same(Array.from(binary.outputs[0]!.data as Float32Array), Array.from(x, (v) => v * 2 + 1));
+
+  // INT64 beyond 2^32 survives the binary path exactly; plain number arrays are converted.
+  const n = BigInt64Array.from([5_000_000_001n, -3n]);
+  const pair = await client.infer('pair', { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1.5, -2, 4] }, { name: 'n', datatype: 'INT64', shape: [1, 2], data: n }] }, { binary: true });
+  const twice = pair.outputs.find((o) => o.name === 'twice')!;
+  t.same(Array.from(twice.data as BigInt64Array), [10_000_000_002n, -6n]);
+  t.same(Array.from(pair.outputs.find((o) => o.name === 'sum')!.data as Float32Array), [3, -4, 8]);
+
+  const missing = await client.infer('nope', { inputs: [] }).catch((e: unknown) => e);
+  t.ok(missing instanceof UmbraClientError);
+  t.equal((missing as UmbraClientError).status, 404);
+  const bad = await client.infer('affine', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }).catch((e: unknown) => e);
+  t.equal((bad as UmbraClientError).status, 400);
+  t.match((bad as UmbraClientError).message, /shape|dims|expected/);
+});
