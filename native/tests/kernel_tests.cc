@@ -332,6 +332,37 @@ void test_prune() {
     expect_throw([&] { umbra::threshold_select_f32(v, o); }, "clamps allow", "infeasible clamps rejected");
   }
   {
+    // Above 4M weights selection samples a key window first and reads the weights once.
+    std::vector<std::vector<float>> arrays{random_vector(3000001, -1.0f, 1.0f), random_vector(1500000, -3.0f, 3.0f)};
+    for (size_t i = 0; i < arrays[0].size(); i += 2) arrays[0][i] = std::round(arrays[0][i] * 64.0f) / 64.0f + 0.015625f;
+    auto original = arrays;
+    auto v = views(arrays);
+    umbra::SelectOptions o;
+    o.sparsity = 0.77;
+    o.threads = 2;
+    const auto cuts = umbra::threshold_select_f32(v, o);
+    const uint64_t zeroed = umbra::mask_apply_f32(v, cuts, 2);
+    const uint64_t want = uint64_t(std::floor(0.77 * 4500001.0 + 0.5));
+    expect(zeroed == want, "sampled-window selection prunes the exact count");
+    // Pruned keys never exceed kept keys; at the threshold the pruned ones come first.
+    uint32_t max_pruned = 0, min_kept = 0xffffffffu;
+    for (size_t l = 0; l < arrays.size(); ++l)
+      for (size_t i = 0; i < arrays[l].size(); ++i) {
+        const uint32_t k = key_of(original[l][i]);
+        if (arrays[l][i] == 0.0f) max_pruned = std::max(max_pruned, k); else min_kept = std::min(min_kept, k);
+      }
+    bool kept_seen = false, order_ok = true;
+    for (size_t l = 0; l < arrays.size(); ++l)
+      for (size_t i = 0; i < arrays[l].size(); ++i)
+        if (key_of(original[l][i]) == max_pruned) {
+          if (arrays[l][i] != 0.0f) kept_seen = true; else order_ok = order_ok && !kept_seen;
+        }
+    expect(max_pruned <= min_kept && order_ok, "sampled-window selection is the exact magnitude order with index ties");
+    original[1][1234567] = std::nanf("");
+    auto nan_views = views(original);
+    expect_throw([&] { umbra::threshold_select_f32(nan_views, o); }, "\"layer1\" has NaN at index 1234567", "NaN found by the one-pass path");
+  }
+  {
     auto arrays = prune_arrays();
     arrays[3][4242] = std::nanf("");
     auto v = views(arrays);

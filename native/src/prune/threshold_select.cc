@@ -1,6 +1,7 @@
 #include "threshold_select.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -102,31 +103,112 @@ std::pair<size_t, uint64_t> locate(const std::vector<uint64_t>& hist, uint64_t r
   return {hist.size(), below};
 }
 
-// Per-layer counts of keys below `key` and equal to it (one parallel read pass).
-void count_around(const std::vector<WeightArray>& arrays, uint32_t key, int threads, std::vector<uint64_t>& below,
-                  std::vector<uint64_t>& equal) {
-  std::vector<size_t> all(arrays.size());
-  for (size_t l = 0; l < all.size(); ++l) all[l] = l;
-  const std::vector<Chunk> chunks = make_chunks(arrays, all);
-  std::vector<uint64_t> chunk_below(chunks.size()), chunk_equal(chunks.size());
+// The candidates of one read pass: per chunk, how many keys fall below the window and the
+// keys inside it (few: typically under 1% of all weights). NaN is reported like in histogram().
+struct Window {
+  std::vector<std::vector<uint32_t>> inside;
+  std::vector<uint64_t> below;
+  uint64_t below_total = 0, inside_total = 0;
+};
+
+Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chunk>& chunks, uint32_t lo, uint32_t hi,
+                   int threads) {
+  Window w;
+  w.inside.resize(chunks.size());
+  w.below.resize(chunks.size());
+  std::vector<uint64_t> first_nan(chunks.size(), kNoNan);
   parallel_for(chunks.size(), threads, [&](size_t c) {
     const Chunk& ch = chunks[c];
     const float* data = arrays[ch.layer].data;
-    uint64_t lt = 0, eq = 0;
+    uint64_t lt = 0;
+    uint32_t max_key = 0;
+    std::vector<uint32_t>& mine = w.inside[c];
+    const uint32_t span = hi - lo;
     for (size_t i = ch.begin; i < ch.end; ++i) {
-      const uint32_t k = magnitude_key(data[i]);
-      lt += k < key;
-      eq += k == key;
+      const uint32_t key = magnitude_key(data[i]);
+      max_key = std::max(max_key, key);
+      lt += key < lo;
+      if (key - lo <= span) mine.push_back(key);
     }
-    chunk_below[c] = lt;
-    chunk_equal[c] = eq;
+    w.below[c] = lt;
+    if (max_key > kInfinityKey) {
+      for (size_t i = ch.begin; i < ch.end; ++i)
+        if (magnitude_key(data[i]) > kInfinityKey) {
+          first_nan[c] = ch.order + (i - ch.begin);
+          break;
+        }
+    }
   });
-  below.assign(arrays.size(), 0);
-  equal.assign(arrays.size(), 0);
   for (size_t c = 0; c < chunks.size(); ++c) {
-    below[chunks[c].layer] += chunk_below[c];
-    equal[chunks[c].layer] += chunk_equal[c];
+    if (first_nan[c] != kNoNan) throw_nan(arrays[chunks[c].layer].name, chunks[c].begin + (first_nan[c] - chunks[c].order));
+    w.below_total += w.below[c];
+    w.inside_total += w.inside[c].size();
   }
+  return w;
+}
+
+// Exact key of rank `rank` among the window's candidates: the same two radix passes as over
+// the weights, over the (small) candidate set. Fills per-array below/equal counts if asked.
+RankCut finish_window(const std::vector<WeightArray>& arrays, const std::vector<Chunk>& chunks, const Window& w,
+                      uint64_t rank, std::vector<uint64_t>* below, std::vector<uint64_t>* equal) {
+  std::vector<uint64_t> top(kTopBins, 0), low(kLowBins, 0);
+  for (const auto& mine : w.inside)
+    for (uint32_t k : mine) ++top[k >> kTopShift];
+  const auto [top_bin, top_below] = locate(top, rank);
+  for (const auto& mine : w.inside)
+    for (uint32_t k : mine)
+      if ((k >> kTopShift) == top_bin) ++low[k & (kLowBins - 1)];
+  const auto [low_bin, low_below] = locate(low, rank - top_below);
+  const uint32_t key = static_cast<uint32_t>((top_bin << kTopShift) | low_bin);
+  if (below != nullptr && equal != nullptr) {
+    below->assign(arrays.size(), 0);
+    equal->assign(arrays.size(), 0);
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      uint64_t lt = w.below[c], eq = 0;
+      for (uint32_t k : w.inside[c]) {
+        lt += k < key;
+        eq += k == key;
+      }
+      (*below)[chunks[c].layer] += lt;
+      (*equal)[chunks[c].layer] += eq;
+    }
+  }
+  return {key, rank - top_below - low_below};
+}
+
+// Guesses a narrow key window around rank `count` from a sample of ~1 key per 4 KiB (at a
+// hashed offset, so strided structure in the weights cannot bias it). Returns false when the
+// weights are too few for sampling to pay off.
+bool sample_window(const std::vector<WeightArray>& arrays, const std::vector<Chunk>& chunks, uint64_t count,
+                   uint64_t total, uint32_t& lo, uint32_t& hi) {
+  constexpr size_t kStride = 1024;
+  if (total < (uint64_t(1) << 22)) return false;
+  std::vector<uint32_t> sample;
+  sample.reserve(total / kStride + chunks.size());
+  for (const Chunk& ch : chunks) {
+    const float* data = arrays[ch.layer].data;
+    for (size_t b = ch.begin; b < ch.end; b += kStride) {
+      uint64_t h = (ch.order + b) * 0x9E3779B97F4A7C15ull;
+      h ^= h >> 29;
+      const size_t i = b + static_cast<size_t>(h % std::min(kStride, ch.end - b));
+      const uint32_t key = magnitude_key(data[i]);
+      if (key <= kInfinityKey) sample.push_back(key);
+    }
+  }
+  if (sample.size() < 1024) return false;
+  const double n = static_cast<double>(sample.size());
+  const double p = static_cast<double>(count) / static_cast<double>(total);
+  // Six standard deviations of the sample quantile either side, plus a little slack.
+  const double margin = 6.0 * std::sqrt(std::max(p * (1.0 - p), 1.0 / n) / n) + 2.0 / n;
+  const size_t lo_rank = static_cast<size_t>(std::max(0.0, (p - margin) * n));
+  const size_t hi_rank = static_cast<size_t>(std::min(n - 1.0, (p + margin) * n));
+  std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(lo_rank), sample.end());
+  lo = sample[lo_rank];
+  std::nth_element(sample.begin() + static_cast<std::ptrdiff_t>(lo_rank), sample.begin() + static_cast<std::ptrdiff_t>(hi_rank), sample.end());
+  hi = sample[hi_rank];
+  if (lo_rank == 0) lo = 0;
+  if (hi_rank + 1 >= sample.size()) hi = kInfinityKey;
+  return true;
 }
 
 void check_options(const std::vector<WeightArray>& arrays, const SelectOptions& o) {
@@ -205,16 +287,27 @@ std::vector<uint64_t> clamped_counts(const std::vector<WeightArray>& arrays, con
 
 }  // namespace
 
-RankCut select_rank(const std::vector<WeightArray>& arrays, const std::vector<size_t>& layers, uint64_t count, int threads) {
+RankCut select_rank(const std::vector<WeightArray>& arrays, const std::vector<size_t>& layers, uint64_t count, int threads,
+                    std::vector<uint64_t>* below, std::vector<uint64_t>* equal) {
   const std::vector<Chunk> chunks = make_chunks(arrays, layers);
   uint64_t total = 0;
   for (size_t l : layers) total += arrays[l].size;
+  if (count < total) {
+    // Fast path, one read pass: a sampled window that (almost always) holds the answer.
+    uint32_t lo = 0, hi = 0;
+    if (sample_window(arrays, chunks, count, total, lo, hi)) {
+      const Window w = window_pass(arrays, chunks, lo, hi, threads);  // also rejects NaN
+      if (w.below_total <= count && count < w.below_total + w.inside_total)
+        return finish_window(arrays, chunks, w, count - w.below_total, below, equal);
+    }
+  }
+  // Radix path, two read passes: histogram of the top 16 bits, then the chosen bin's keys.
   const std::vector<uint64_t> top = histogram(arrays, chunks, true, 0, threads);  // also rejects NaN
   if (count >= total) return {kAboveAllKeys, 0};
   const auto [top_bin, top_below] = locate(top, count);
-  const std::vector<uint64_t> low = histogram(arrays, chunks, false, static_cast<uint32_t>(top_bin), threads);
-  const auto [low_bin, low_below] = locate(low, count - top_below);
-  return {static_cast<uint32_t>((top_bin << kTopShift) | low_bin), count - top_below - low_below};
+  const uint32_t lo = static_cast<uint32_t>(top_bin << kTopShift);
+  const Window w = window_pass(arrays, chunks, lo, lo | static_cast<uint32_t>(kLowBins - 1), threads);
+  return finish_window(arrays, chunks, w, count - w.below_total, below, equal);
 }
 
 std::vector<LayerCut> threshold_select_f32(const std::vector<WeightArray>& arrays, const SelectOptions& o) {
@@ -246,13 +339,12 @@ std::vector<LayerCut> threshold_select_f32(const std::vector<WeightArray>& array
   }
   std::vector<size_t> all(arrays.size());
   for (size_t l = 0; l < all.size(); ++l) all[l] = l;
-  const RankCut rc = select_rank(arrays, all, target, o.threads);
+  std::vector<uint64_t> below, equal;
+  const RankCut rc = select_rank(arrays, all, target, o.threads, &below, &equal);
   if (rc.key == kAboveAllKeys) {
     for (size_t l = 0; l < arrays.size(); ++l) cuts[l] = {kAboveAllKeys, 0, arrays[l].size};
     return cuts;
   }
-  std::vector<uint64_t> below, equal;
-  count_around(arrays, rc.key, o.threads, below, equal);
   uint64_t ties = rc.ties;
   for (size_t l = 0; l < arrays.size(); ++l) {
     const uint64_t take = std::min(ties, equal[l]);
