@@ -3,9 +3,13 @@ import type { Command } from 'commander';
 import { registerServe } from './serve.js';
 import { registerBatch } from './batch.js';
 import { registerPerf } from './perf.js';
+import { registerProfile } from './profile.js';
+import { registerExportLog } from './export-log.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   registerServe,
   registerBatch,
   registerPerf,
+  registerProfile,
+  registerExportLog,
 ];

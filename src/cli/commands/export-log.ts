@@ -1,0 +1,84 @@
+// `umbra export-log`: the prediction log with ground-truth labels joined, as CSV or JSONL, for
+// retraining. Reads the database directly; the server may keep writing meanwhile.
+import type { Command } from 'commander';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { describeLogUrl, openLogStore, type ExportFilter, type ExportedRow } from '../../monitor/log-store.js';
+import { defaultLogDb } from '../../monitor/settings.js';
+import { UsageError } from '../settings.js';
+
+interface ExportFlags {
+  logDb?: string;
+  repo?: string;
+  out?: string;
+  format?: string;
+  model?: string;
+  since?: string;
+  labelled?: boolean;
+}
+
+export function registerExportLog(program: Command): void {
+  program.command('export-log')
+    .description('export the prediction log with labels joined (CSV or JSONL) for retraining')
+    .option('--log-db <url>', 'sqlite:PATH or postgres://... (default: the serve default for --repo) [env UMBRA_LOG_DB]')
+    .option('--repo <dir>', 'model repository whose default log to read (REPO/.umbra/predictions.sqlite)')
+    .option('--out <file>', 'output file (default stdout)')
+    .option('--format <csv|jsonl>', 'output format (default from --out\'s extension, else jsonl)')
+    .option('--model <name>', 'only this model')
+    .option('--since <time>', 'only predictions at or after this ISO time')
+    .option('--labelled', 'only predictions that have a label')
+    .action(async (flags: ExportFlags) => exportLog(flags));
+}
+
+async function exportLog(flags: ExportFlags): Promise<void> {
+  const url = flags.logDb ?? process.env.UMBRA_LOG_DB ?? (flags.repo ? defaultLogDb(flags.repo) : undefined);
+  if (!url) throw new UsageError('--log-db or --repo is required: where the server logged predictions');
+  try {
+    describeLogUrl(url);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const format = flags.format ?? (flags.out?.endsWith('.csv') ? 'csv' : 'jsonl');
+  if (format !== 'csv' && format !== 'jsonl') throw new UsageError(`--format: expected csv or jsonl but received ${JSON.stringify(format)}`);
+  const filter: ExportFilter = {};
+  if (flags.model) filter.model = flags.model;
+  if (flags.labelled) filter.labelledOnly = true;
+  if (flags.since) {
+    const t = Date.parse(flags.since);
+    if (Number.isNaN(t)) throw new UsageError(`--since: expected an ISO time but received ${JSON.stringify(flags.since)}`);
+    filter.sinceMs = t;
+  }
+  const store = await openLogStore(url);
+  const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
+  let rows = 0;
+  try {
+    for await (const row of store.exportRows(filter)) {
+      if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`);
+      await write(out, format === 'csv' ? csvLine(row) : `${JSON.stringify(row)}\n`);
+      rows += 1;
+    }
+  } finally {
+    await store.close();
+    if (flags.out) {
+      out.end();
+      await once(out, 'finish');
+    }
+  }
+  if (flags.out) process.stderr.write(`exported ${rows} predictions to ${flags.out}\n`);
+}
+
+const CSV_COLUMNS: (keyof ExportedRow)[] = ['id', 'model', 'version', 'role', 'time', 'latency_ms', 'inputs', 'outputs', 'truth'];
+
+/** Tensors and labels are JSON inside one quoted CSV cell each. */
+function csvLine(row: ExportedRow): string {
+  return `${CSV_COLUMNS.map((c) => {
+    const v = row[c];
+    const s = v === null || v === undefined ? '' : typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v);
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  }).join(',')}\n`;
+}
+
+async function write(out: Writable, text: string): Promise<void> {
+  if (!out.write(text)) await once(out, 'drain');
+}

@@ -1,0 +1,57 @@
+// `umbra profile`: the reference profile drift is measured against, built from reference data
+// (e.g. the training set) and written beside the model as reference-profile.json.
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { Umbra } from '../../core/umbra.js';
+import { buildReferenceProfile, readReferenceData, type ReadOptions } from '../../monitor/reference-data.js';
+import { writeProfile } from '../../monitor/profile.js';
+import { UsageError } from '../settings.js';
+
+interface ProfileFlags {
+  repo?: string;
+  model?: string;
+  data?: string;
+  label?: string;
+  where?: string;
+  columns?: string;
+}
+
+export function registerProfile(program: Command): void {
+  program.command('profile')
+    .description('build a model\'s drift reference profile from reference data (CSV with a header, or JSONL)')
+    .requiredOption('--repo <dir>', 'model repository')
+    .requiredOption('--model <name>', 'model to profile (every version is run over the data to profile its outputs)')
+    .requiredOption('--data <file>', 'reference data: FILE.csv or FILE.jsonl, e.g. the training set')
+    .option('--label <column>', 'label column to leave out (default "label" when present)')
+    .option('--where <column=value>', 'keep only matching rows, e.g. split=train')
+    .option('--columns <a,b,...>', 'input columns in model input order (default: every numeric column but the label)')
+    .action(async (flags: ProfileFlags) => profile(flags));
+}
+
+async function profile(flags: ProfileFlags): Promise<void> {
+  const repo = flags.repo!;
+  if (!existsSync(repo)) throw new UsageError(`--repo: ${repo} does not exist`);
+  const read: ReadOptions = {};
+  if (flags.label) read.label = flags.label;
+  if (flags.columns) read.columns = flags.columns.split(',').map((s) => s.trim()).filter(Boolean);
+  if (flags.where) {
+    const eq = flags.where.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--where: expected column=value but received ${JSON.stringify(flags.where)}`);
+    read.where = { column: flags.where.slice(0, eq), value: flags.where.slice(eq + 1) };
+  }
+  let data;
+  try {
+    data = readReferenceData(flags.data!, read);
+  } catch (err) {
+    throw new UsageError(`--data: ${(err as Error).message}`);
+  }
+  const umbra = await Umbra.open({ repository: repo, workers: 1, loadAll: false });
+  try {
+    await umbra.manager.load(flags.model!);
+    const built = await buildReferenceProfile(umbra, flags.model!, data, flags.data!);
+    const path = writeProfile(repo, built);
+    process.stdout.write(`wrote ${path}: ${built.rows} rows, ${built.inputs.length} input features, outputs of versions ${Object.keys(built.outputs).join(', ')}\n`);
+  } finally {
+    await umbra.close();
+  }
+}

@@ -1,0 +1,150 @@
+// Drift on the digits data: a held-out split of the same distribution does not drift; shifted,
+// scaled or class-removed data does; small windows are inconclusive; memory stays fixed.
+import t from 'tap';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestServer } from './helpers/server.js';
+import { parseExposition, total } from './helpers/prometheus.js';
+import { VersionDrift } from '../dist/monitor/drift.js';
+import { readProfile } from '../dist/monitor/profile.js';
+import { kolmogorovSmirnov, chiSquare, psi, jensenShannon } from '../dist/monitor/statistics.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+interface Row { x: number[]; y: number; split: string }
+const ROWS: Row[] = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => {
+  const c = l.split(',');
+  return { x: c.slice(0, 64).map(Number), y: Number(c[64]), split: c[65]! };
+});
+const TEST = ROWS.filter((r) => r.split === 'test');
+
+/** A temp copy of the digits model with a profile built by the CLI from the train split. */
+function profiledRepo(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-drift-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`umbra profile failed: ${r.stderr}`);
+  return dir;
+}
+
+const SIGNATURE = { name: 'digits', maxBatchSize: 32, inputs: [{ name: 'pixels', datatype: 'FP32' as const, dims: [64] }], outputs: [] };
+
+function feed(d: InstanceType<typeof VersionDrift>, rows: number[][]): void {
+  for (let i = 0; i < rows.length; i += 8) {
+    const chunk = rows.slice(i, i + 8);
+    d.observe({ parameters: {}, inputs: [{ name: 'pixels', datatype: 'FP32', shape: [chunk.length, 64], data: Float32Array.from(chunk.flat()) }] }, undefined);
+  }
+}
+
+t.test('statistics match known values', async (t) => {
+  // Identical histograms: no distance, p = 1.
+  t.equal(psi([10, 20, 30], [10, 20, 30]).score, 0);
+  t.equal(jensenShannon([5, 5], [5, 5]).score, 0);
+  t.equal(kolmogorovSmirnov([50, 50], [50, 50]).score, 1);
+  // Chi-square 3.0 with 2 degrees of freedom: p = exp(-1.5).
+  const c = chiSquare([1, 1, 1], [40, 25, 25]);
+  t.ok(Math.abs(c.statistic - 5) < 1e-12);
+  t.ok(Math.abs(c.score - Math.exp(-2.5)) < 1e-9, `chi2 p ${c.score}`);
+  // KS D = 0.5 with n = m = 100: p is tiny.
+  const k = kolmogorovSmirnov([100, 0], [50, 50]);
+  t.equal(k.statistic, 0.5);
+  t.ok(k.score < 1e-8);
+  // Disjoint supports: JS distance is sqrt(ln 2) at most.
+  t.ok(Math.abs(jensenShannon([1, 0], [0, 1]).score - Math.sqrt(Math.log(2))) < 1e-3);
+});
+
+t.test('verdicts against the train-split profile: held out, shifted, scaled, inconclusive', async (t) => {
+  const dir = profiledRepo(t);
+  const profile = readProfile(dir, 'digits')!;
+  t.equal(profile.rows, 1437);
+  t.equal(profile.inputs.length, 64);
+  t.same(profile.inputs.slice(0, 2).map((f: { name: string }) => f.name), ['f0', 'f1']);
+  const reference = { source: profile.source, rows: profile.rows, inputs: profile.inputs };
+  const run = (rows: number[][]) => {
+    const d = new VersionDrift('digits', '1', SIGNATURE, reference);
+    feed(d, rows);
+    return d.evaluate();
+  };
+  const held = run(TEST.map((r) => r.x));
+  t.equal(held.verdict, 'no_drift', `held-out split: drifted share ${held.driftedShare}`);
+  t.equal(held.window, 360);
+  const tests = (r: typeof held, kind: string) => new Set(r.features.filter((f: { kind: string }) => f.kind === kind).map((f: { test: string }) => f.test));
+  t.same([...tests(held, 'numeric')], ['ks'], 'KS for numeric features under 1000 rows');
+  t.same([...tests(held, 'categorical')], ['chi2'], 'chi-square for few-valued ones (f0 is always 0)');
+  const shifted = run(TEST.map((r) => r.x.map((v) => Math.min(16, v + 3))));
+  t.equal(shifted.verdict, 'drift');
+  t.ok(shifted.driftedShare > 0.5);
+  const scaled = run(TEST.map((r) => r.x.map((v) => Math.round(v * 0.6))));
+  t.equal(scaled.verdict, 'drift');
+  const few = run(TEST.slice(0, 60).map((r) => r.x.map((v) => Math.min(16, v + 3))));
+  t.equal(few.verdict, 'inconclusive', 'below the minimum sample even clear drift is inconclusive');
+  t.ok(few.features.every((f: { verdict: string }) => f.verdict === 'inconclusive'));
+  // Above 1000 rows the distances take over (as Evidently does).
+  const big = run([...TEST, ...TEST, ...TEST, ...TEST].map((r) => r.x));
+  t.ok(big.window <= 1024 && big.window >= 875, `window holds the newest segments only (${big.window})`);
+  t.same([...tests(big, 'numeric')], ['ks'], 'KS while the window holds 1000 rows at most');
+  const psiRun = new VersionDrift('digits', '1', SIGNATURE, reference, { windowRows: 4000, numericTest: 'psi' });
+  feed(psiRun, TEST.map((r) => r.x));
+  t.equal(psiRun.evaluate().verdict, 'no_drift', 'PSI on the held-out split');
+  t.same([...tests(psiRun.evaluate(), 'numeric')], ['psi']);
+});
+
+t.test('memory stays fixed under a long stream', async (t) => {
+  const d = new VersionDrift('digits', '1', SIGNATURE, undefined, { windowRows: 500, captureRows: 300 });
+  feed(d, TEST.slice(0, 300).map((r) => r.x));
+  const bytes = d.windowBytes;
+  t.ok(bytes > 0 && bytes <= 64 * 21 * 9 * 4, `${bytes} bytes for 64 features`);
+  t.equal(d.evaluate().reference.source, 'live', 'captured from the first live rows');
+  const seed = { s: 11 };
+  const rand = () => ((seed.s = (seed.s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 5000; i++) {
+    const r = TEST[Math.floor(rand() * TEST.length)]!;
+    feed(d, [r.x]);
+  }
+  t.equal(d.windowBytes, bytes, 'same arrays after 5000 more requests');
+  const report = d.evaluate();
+  t.ok(report.window <= 500 && report.window > 400, `window ${report.window}`);
+  t.equal(report.verdict, 'no_drift');
+});
+
+t.test('server: profile beside the model, /drift per version, gauges, class removed', async (t) => {
+  const dir = profiledRepo(t);
+  const s = await startTestServer(t, { repository: dir });
+  const before = await s.get('/v2/models/digits/drift');
+  t.equal(before.status, 200);
+  t.equal(before.json.verdict, 'inconclusive');
+  t.equal(before.json.window, 0);
+
+  const send = async (version: string, rows: Row[]) => {
+    for (let i = 0; i < rows.length; i += 8) {
+      const chunk = rows.slice(i, i + 8);
+      const r = await s.post(`/v2/models/digits/versions/${version}/infer`, { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [chunk.length, 64], data: chunk.flatMap((c) => c.x) }] });
+      t.equal(r.status, 200);
+    }
+  };
+  // Version 1 sees the held-out split; version 2 the same split without the digit 3.
+  await send('1', TEST);
+  await send('2', TEST.filter((r) => r.y !== 3));
+  const v1 = (await s.get('/v2/models/digits/versions/1/drift')).json;
+  t.equal(v1.verdict, 'no_drift');
+  t.equal(v1.window, 360);
+  t.equal(v1.features.length, 64);
+  t.match(v1.features[10], { name: 'f10', kind: 'numeric', test: 'ks', threshold: 0.05, verdict: 'no_drift' });
+  t.match(v1.features[0], { name: 'f0', kind: 'categorical', test: 'chi2' });
+  t.equal(v1.predictionDrift, false);
+  const v2 = (await s.get('/v2/models/digits/drift')).json; // newest version
+  t.equal(v2.version, '2');
+  t.equal(v2.verdict, 'drift', 'a vanished class drifts the predicted label');
+  t.equal(v2.predictionDrift, true);
+  const label = v2.outputs.find((o: { name: string }) => o.name === 'label');
+  t.match(label, { test: 'chi2', verdict: 'drift' });
+
+  const m = parseExposition((await s.get('/metrics')).text);
+  t.equal(total(m, 'umbra_drift_detected', { model: 'digits', version: '1' }), 0);
+  t.equal(total(m, 'umbra_drift_detected', { model: 'digits', version: '2' }), 1);
+  t.equal(total(m, 'umbra_drift_window_rows', { model: 'digits', version: '1' }), 360);
+  t.ok(m.some((x) => x.name === 'umbra_drift_score' && x.labels.feature === 'f10' && x.labels.test === 'ks' && x.labels.version === '1'));
+});
