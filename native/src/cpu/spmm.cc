@@ -91,8 +91,9 @@ void spmm_csr_f32(const SpmmArgs& a) {
     return;
   }
 
-  // Xt [K, ldxt], zero-padded to 16 columns so full-vector loads never leave the buffer.
-  const size_t ldxt = (m + 15) / 16 * 16;
+  // Xt [K, ldxt], zero-padded to 8 (small batches) or 16 columns so full-vector loads never
+  // leave the buffer.
+  const size_t ldxt = m <= 8 ? 8 : (m + 15) / 16 * 16;
   std::vector<float> xt(k * ldxt, 0.0f);
   parallel_for((k + 63) / 64, a.threads, [&](size_t kb) {
     const size_t k0 = kb * 64, k1 = std::min(k, k0 + 64);

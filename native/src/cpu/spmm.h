@@ -13,7 +13,7 @@ namespace umbra {
 struct SpmmBlock {
   const CsrMatrix* w;
   size_t row_begin, row_end;  // output rows (features) of this work item
-  const float* xt;  // Xt at column m0, row stride ldxt (a multiple of 16, zero-padded)
+  const float* xt;  // Xt at column m0, row stride ldxt (8 when batch <= 8, else a multiple of 16; zero-padded)
   size_t ldxt;
   size_t batch;  // columns of Xt this block covers (<= spmm_block_width)
   const float* bias;  // [N] or null

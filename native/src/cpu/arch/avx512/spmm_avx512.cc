@@ -5,7 +5,11 @@
 
 namespace umbra {
 
-void spmm_block_avx512(const SpmmBlock& block) { vec::spmm_block<16>(block); }
+// Batches up to 8 use 8-lane vectors over an 8-wide Xt: half the bytes per stored weight.
+void spmm_block_avx512(const SpmmBlock& block) {
+  if (block.ldxt <= 8) vec::spmm_block<8>(block);
+  else vec::spmm_block<16>(block);
+}
 
 void spmv_rows_avx512(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y) {
   for (size_t n = row_begin; n < row_end; ++n) {
