@@ -1,0 +1,398 @@
+#!/usr/bin/env node
+// `npm run bench`: every benchmark of the project against its peers in one run, written to
+// bench/RESULTS.md. The serving benchmarks use one load generator (umbra perf, in this process)
+// against servers started as separate processes, one at a time:
+//   generator ceiling   bare uWS answering fixed bytes (nothing faster can be measured here)
+//   bare uWS            parses the same JSON, answers without a model (the front end's limit)
+//   Umbra               the digits model (as shipped, and with batching off), HTTP/binary/WebSocket
+//   node:http + ORT     what a user would build; Fastify + ORT likewise
+//   FastAPI + PyTorch   what a Python team would run (Debian packages, when installed)
+//   in-process ORT      the compute limit (no network)
+// then batched vs unbatched Umbra on the compute-bound `wide` model, then the other engineers'
+// self-contained benches (bench/native/*.mjs, bench/ws.mjs, bench/monitoring.mjs, bench/batch.mjs)
+// as child processes, each writing its own bench/RESULTS-<name>.md.
+//
+//   node bench/run.mjs --quick     (npm run bench; under 3 minutes)
+//   node bench/run.mjs --full      (npm run bench:full)
+import { spawn, execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, totalmem, tmpdir, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runPerf, randomPayloads, latencyThroughputSvg } from '../dist/perf/index.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const full = process.argv.includes('--full');
+const MODE = full ? 'full' : 'quick';
+const started = Date.now();
+const loadAtStart = loadavg();
+const PERF = full
+  ? { warmupMs: 2000, windowMs: 2000, maxWindows: 10, stabilityPct: 10 }
+  : { warmupMs: 400, windowMs: 600, maxWindows: 5, stabilityPct: 15 };
+const LEVELS = full ? [1, 4, 16, 64] : [1, 64];
+const REPO = join(ROOT, 'models', 'repository');
+const log = (line) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${line}\n`);
+
+// --- helpers ---------------------------------------------------------------
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a server process and waits until GET /v2/health/ready answers 200. */
+async function startProcess(name, command, args, port, timeoutMs = 30_000) {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited: ${stderr.slice(-400)}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/v2/health/ready`);
+      if (res.ok) return { url: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  stopProcess(child);
+  throw new Error(`${name} was not ready within ${timeoutMs / 1000}s: ${stderr.slice(-400)}`);
+}
+
+/** The line of a failure worth showing in a table cell. */
+function oneLine(text) {
+  const lines = String(text).split('\n').map((l) => l.trim()).filter(Boolean);
+  const line = lines.find((l) => /error|cannot|not /i.test(l)) ?? lines[lines.length - 1] ?? '';
+  return line.replace(/\|/g, '/').slice(0, 200);
+}
+
+function stopProcess(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+function runChild(command, args, timeoutMs, env = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const DIGITS_META = { name: 'digits', inputs: [{ name: 'pixels', datatype: 'FP32', shape: [-1, 64] }], outputs: [] };
+const WIDE_META = { name: 'wide', inputs: [{ name: 'features', datatype: 'FP32', shape: [-1, 256] }], outputs: [] };
+const digitsPayloads = randomPayloads(DIGITS_META, 1, 16, 7);
+const widePayloads = randomPayloads(WIDE_META, 1, 16, 8);
+
+async function measure(url, model, payloads, levels, protocol = 'http') {
+  return runPerf({ url, model, payloads, concurrency: levels, protocol, serverStats: true, ...PERF, log });
+}
+
+/** A copy of one model of the example repository, with an optional config.json override. */
+function repoWith(model, config) {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-bench-'));
+  cpSync(join(REPO, model), join(dir, model), { recursive: true });
+  if (config) {
+    const file = join(dir, model, 'config.json');
+    const base = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+    writeFileSync(file, JSON.stringify({ ...base, ...config }, null, 2));
+  }
+  return dir;
+}
+
+async function withServer(name, command, args, port, fn) {
+  log(`start ${name}`);
+  let server;
+  try {
+    server = await startProcess(name, command, args, port);
+  } catch (err) {
+    log(`skip ${name}: ${err.message}`);
+    return { skipped: oneLine(err.message) };
+  }
+  try {
+    return await fn(server.url);
+  } catch (err) {
+    log(`${name} failed: ${err.message}`);
+    return { skipped: `failed: ${oneLine(err.message)}` };
+  } finally {
+    await server.stop();
+  }
+}
+
+// --- the serving suite -----------------------------------------------------
+
+const serving = {};
+const notes = [];
+const umbraArgs = (repo, port) => ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port)];
+
+async function servingSuite() {
+  let port = await freePort();
+  serving.ceiling = await withServer('generator ceiling (uWS, fixed answer)', 'node', ['bench/peers/uws-bare.mjs', String(port), '--static'], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, [64]) }));
+
+  port = await freePort();
+  serving.uws = await withServer('bare uWS', 'node', ['bench/peers/uws-bare.mjs', String(port)], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+
+  port = await freePort();
+  serving.umbra = await withServer('Umbra (digits)', 'node', umbraArgs(REPO, port), port, async (url) => {
+    const out = { results: await measure(url, 'digits', digitsPayloads, LEVELS) };
+    out.binary = await measure(url, 'digits', digitsPayloads, LEVELS, 'http-binary');
+    try {
+      out.ws = await measure(url, 'digits', digitsPayloads, LEVELS, 'ws');
+    } catch (err) {
+      out.wsSkipped = oneLine(err.message);
+    }
+    return out;
+  });
+
+  const unbatchedDigits = repoWith('digits', { dynamic_batching: false });
+  port = await freePort();
+  serving.umbraNoBatch = await withServer('Umbra (digits, batching off)', 'node', umbraArgs(unbatchedDigits, port), port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+  rmSync(unbatchedDigits, { recursive: true, force: true });
+
+  const digitsFile = join(REPO, 'digits', '2', 'model.onnx');
+  port = await freePort();
+  serving.nodeHttp = await withServer('node:http + onnxruntime-node', 'node', ['bench/peers/node-http-ort.mjs', String(port), digitsFile], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+
+  port = await freePort();
+  serving.fastify = await withServer('Fastify + onnxruntime-node', 'node', ['bench/peers/fastify-ort.mjs', String(port), digitsFile], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+
+  serving.python = await pythonPeer(digitsFile);
+
+  log('in-process onnxruntime-node (digits)');
+  const inproc = await runChild('node', ['bench/inprocess-ort.mjs', digitsFile, 'pixels', '64', full ? '3' : '1', '1'], 60_000);
+  serving.inprocess = inproc.code === 0 ? JSON.parse(inproc.stdout) : { skipped: oneLine(inproc.stderr) };
+}
+
+async function pythonPeer(digitsFile) {
+  const python = '/usr/bin/python3';
+  const check = await runChild(python, ['-c', 'import fastapi, uvicorn, torch'], 20_000);
+  if (check.code !== 0) {
+    const missing = (/No module named '([^']+)'/.exec(check.stderr) ?? [])[1] ?? 'python3';
+    return { skipped: `Python peer skipped: module ${missing} is not installed (apt-get install python3-fastapi python3-uvicorn python3-torch)` };
+  }
+  const weights = join(mkdtempSync(join(tmpdir(), 'umbra-bench-')), 'digits.json');
+  const exported = await runChild('node', ['bench/peers/export-digits.mjs', digitsFile, weights], 30_000);
+  if (exported.code !== 0) return { skipped: `could not export the digits weights: ${oneLine(exported.stderr)}` };
+  const port = await freePort();
+  const out = await withServer('FastAPI + PyTorch', python, ['bench/peers/fastapi_torch.py', String(port), weights], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+  rmSync(dirname(weights), { recursive: true, force: true });
+  return out;
+}
+
+// --- batching on a compute-bound model ---------------------------------------
+
+const batching = {};
+async function batchingSuite() {
+  const wideFile = join(REPO, 'wide', '1', 'model.onnx');
+  log('in-process onnxruntime-node (wide, batch sizes)');
+  const inproc = await runChild('node', ['bench/inprocess-ort.mjs', wideFile, 'features', '256', full ? '3' : '1', '1,8,16,32,64'], 120_000);
+  batching.inprocess = inproc.code === 0 ? JSON.parse(inproc.stdout) : { skipped: oneLine(inproc.stderr) };
+  const level = [64];
+  for (const [key, name, config] of [['batched', 'Umbra (wide, dynamic batching)', undefined], ['unbatched', 'Umbra (wide, batching off)', { dynamic_batching: false }]]) {
+    const repo = repoWith('wide', config);
+    const port = await freePort();
+    batching[key] = await withServer(name, 'node', umbraArgs(repo, port), port,
+      async (url) => ({ results: await measure(url, 'wide', widePayloads, level) }));
+    rmSync(repo, { recursive: true, force: true });
+  }
+  const port = await freePort();
+  batching.nodeHttp = await withServer('node:http + onnxruntime-node (wide)', 'node', ['bench/peers/node-http-ort.mjs', String(port), wideFile], port,
+    async (url) => ({ results: await measure(url, 'wide', widePayloads, level) }));
+}
+
+// --- the other benches, as child processes ----------------------------------
+
+const others = [];
+async function otherBenches() {
+  const candidates = [];
+  const nativeDir = join(ROOT, 'bench', 'native');
+  if (existsSync(nativeDir)) for (const f of readdirSync(nativeDir).filter((f) => f.endsWith('.mjs')).sort()) candidates.push([`native/${f}`, f.replace(/\.mjs$/, '')]);
+  for (const name of ['ws', 'monitoring', 'batch']) candidates.push([`${name}.mjs`, name]);
+  for (const [file, name] of candidates) {
+    const path = join(ROOT, 'bench', file);
+    if (!existsSync(path)) {
+      others.push({ name, file, status: 'not present' });
+      continue;
+    }
+    log(`bench/${file}`);
+    const t0 = Date.now();
+    const r = await runChild('node', [path, full ? '--full' : '--quick'], full ? 600_000 : 90_000, { UMBRA_BENCH_MODE: MODE });
+    const seconds = (Date.now() - t0) / 1000;
+    const status = r.code === 0 ? 'ok' : r.signal ? `killed (${r.signal}) after ${seconds.toFixed(0)}s` : `exit ${r.code}`;
+    const resultsFile = join(ROOT, 'bench', `RESULTS-${name}.md`);
+    others.push({ name, file, status, seconds, resultsFile: existsSync(resultsFile) ? `RESULTS-${name}.md` : null, tail: r.code === 0 ? '' : oneLine(r.stderr || r.stdout) });
+  }
+}
+
+// --- the report --------------------------------------------------------------
+
+const f1 = (v) => (v === undefined || v === null ? '-' : Number(v).toFixed(1));
+const f3 = (v) => (v === undefined || v === null ? '-' : Number(v).toFixed(3));
+const at = (results, c) => results?.find((r) => r.concurrency === c);
+
+function machine() {
+  const cpu = cpus();
+  let gpu = 'none';
+  try {
+    gpu = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'none';
+  } catch { /* no NVIDIA driver */ }
+  return `${cpu.length} x ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}, GPU: ${gpu}`;
+}
+
+function servingTable() {
+  const rows = [
+    ['bare uWS (front-end limit)', serving.uws],
+    ['**Umbra** digits, HTTP JSON', serving.umbra],
+    ['**Umbra** digits, HTTP binary', serving.umbra?.binary ? { results: serving.umbra.binary } : { skipped: 'not run' }],
+    ['**Umbra** digits, WebSocket', serving.umbra?.ws ? { results: serving.umbra.ws } : { skipped: serving.umbra?.wsSkipped ?? 'not run' }],
+    ['**Umbra** digits, batching off, HTTP JSON', serving.umbraNoBatch],
+    ['node:http + onnxruntime-node', serving.nodeHttp],
+    ['Fastify + onnxruntime-node', serving.fastify],
+    ['FastAPI + PyTorch (Python)', serving.python],
+  ];
+  const lines = ['| server | concurrency | req/s | p50 ms | p99 ms | errors | server queue ms | server compute ms | generator CPU | stable |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|'];
+  for (const [name, entry] of rows) {
+    if (!entry || entry.skipped) {
+      lines.push(`| ${name} | - | skipped: ${entry?.skipped ?? 'not run'} | | | | | | | |`);
+      continue;
+    }
+    for (const r of entry.results) {
+      lines.push(`| ${name} | ${r.concurrency} | ${f1(r.throughput)} | ${f3(r.p50_ms)} | ${f3(r.p99_ms)} | ${r.errors} | ${f3(r.server_queue_ms)} | ${f3(r.server_compute_ms)} | ${f1(r.client_cpu_pct)}% | ${r.stable ? 'yes' : 'no'} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function ratio(a, b) {
+  return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
+}
+
+function targetsTable() {
+  const umbra = serving.umbra?.results;
+  const uws = serving.uws?.results;
+  const nodeHttp = serving.nodeHttp?.results;
+  const noBatch = serving.umbraNoBatch?.results;
+  const best = batching.inprocess?.best?.rows_per_s;
+  const batched = batching.batched?.results?.[0]?.inferences_per_s;
+  const rows = [
+    ['Umbra / bare uWS throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
+    ['Umbra / node:http peer throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits as shipped: 1 ms batching delay)', ratio(at(umbra, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra batched (wide) / best in-process onnxruntime rows/s', ratio(batched, best), '>= 0.80', (v) => v >= 0.8],
+  ];
+  const lines = ['| target | measured | wanted | met |', '|---|---:|---:|:-:|'];
+  for (const [name, value, wanted, ok] of rows) lines.push(`| ${name} | ${value === undefined ? '-' : value.toFixed(2)} | ${wanted} | ${value === undefined ? 'not measured' : ok(value) ? 'yes' : '**no**'} |`);
+  return lines.join('\n');
+}
+
+function batchingTable() {
+  const lines = ['| configuration | requests in flight | rows/s | p50 ms | p99 ms | errors |', '|---|---:|---:|---:|---:|---:|'];
+  for (const [name, entry] of [['Umbra, dynamic batching', batching.batched], ['Umbra, batching off', batching.unbatched], ['node:http + onnxruntime-node', batching.nodeHttp]]) {
+    if (!entry || entry.skipped) {
+      lines.push(`| ${name} | - | skipped: ${entry?.skipped ?? 'not run'} | | | |`);
+      continue;
+    }
+    for (const r of entry.results) lines.push(`| ${name} | ${r.concurrency} | ${f1(r.inferences_per_s)} | ${f3(r.p50_ms)} | ${f3(r.p99_ms)} | ${r.errors} |`);
+  }
+  if (batching.inprocess?.points) {
+    for (const p of batching.inprocess.points) lines.push(`| in-process onnxruntime-node, batch ${p.batch} (sequential runs, 1 thread) | - | ${f1(p.rows_per_s)} | ${f3(p.p50_ms)} | - | 0 |`);
+  }
+  return lines.join('\n');
+}
+
+function report(command) {
+  const ceiling = serving.ceiling?.results?.[0];
+  const inproc = serving.inprocess?.points?.[0];
+  const share = (r) => {
+    const v = ratio(r.throughput, at(serving.uws?.results, r.concurrency)?.throughput);
+    return v === undefined ? '-' : `${(v * 100).toFixed(0)}%`;
+  };
+  const ratiosUws = (entry) => (entry?.results ? entry.results.map((r) => `concurrency ${r.concurrency}: ${share(r)}`).join(', ') : '-');
+  const out = [
+    '# Umbra benchmarks',
+    '',
+    `- **Date:** ${new Date().toISOString()}`,
+    `- **Command:** \`${command}\` (${MODE} mode; ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+    `- **Machine:** ${machine()}`,
+    `- **Load average** (1/5/15 min) at start: ${loadAtStart.map((v) => v.toFixed(1)).join(' / ')}; at end: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}. Other work on the machine during the run moves these figures; compare rows of one run, not runs.`,
+    `- **Load generator:** \`umbra perf\` (src/perf), closed loop, one thread, raw keep-alive HTTP/1.1; levels ${LEVELS.join(', ')}; warm-up ${PERF.warmupMs} ms, windows of ${PERF.windowMs} ms until the last 3 agree within ${PERF.stabilityPct}% (at most ${PERF.maxWindows}); figures are the last 3 windows.`,
+    `- **Generator ceiling:** ${ceiling ? `${f1(ceiling.throughput)} req/s at concurrency 64 against bare uWS answering fixed bytes (generator CPU ${f1(ceiling.client_cpu_pct)}% of one core)` : `not measured (${serving.ceiling?.skipped})`}. The generator and every server share the same ${cpus().length} cores, so no server figure here can exceed this, and servers near it are limited by the shared machine as much as by themselves.`,
+    '- Every server runs as its own process, started and measured one at a time, with the same generator and the same 16 seeded random digits requests (64 FP32 pixels each).',
+    '',
+    '## Serving: requests/s and latency',
+    '',
+    servingTable(),
+    '',
+    `Share of the bare uWS figure: Umbra HTTP ${ratiosUws(serving.umbra)}; node:http peer ${ratiosUws(serving.nodeHttp)}.`,
+    '',
+    `In-process onnxruntime-node on digits (compute limit, no network): ${inproc ? `${f1(inproc.runs_per_s)} sequential runs/s, p50 ${f3(inproc.p50_ms)} ms per run` : `not measured (${serving.inprocess?.skipped})`}.`,
+    '',
+    '## Targets (foundation issue)',
+    '',
+    targetsTable(),
+    '',
+    '## Batching on a compute-bound model (`wide`: 256-512-512-10 MLP)',
+    '',
+    'Clients send one row per request; the server may batch them. Rows/s is requests/s x rows per request. The in-process rows are the best onnxruntime-node can do on one session with whole batches handed to it.',
+    '',
+    batchingTable(),
+    '',
+    '## Other benchmarks (their own files)',
+    '',
+    '| bench | status | seconds | results |',
+    '|---|---|---:|---|',
+    ...others.map((o) => `| bench/${o.file} | ${o.status}${o.tail ? ` (${o.tail})` : ''} | ${o.seconds === undefined ? '-' : o.seconds.toFixed(0)} | ${o.resultsFile ? `[${o.resultsFile}](${o.resultsFile})` : '-'} |`),
+    '',
+    '## Notes',
+    '',
+    ...notes.map((n) => `- ${n}`),
+    '- Peers: `bench/peers/uws-bare.mjs` (parses the request JSON, answers a digits-shaped response without a model), `bench/peers/node-http-ort.mjs` and `bench/peers/fastify-ort.mjs` (keep-alive, one onnxruntime-node session created at start, `session.run` per request on the event loop), `bench/peers/fastapi_torch.py` (FastAPI + PyTorch, Debian packages), `bench/inprocess-ort.mjs` (onnxruntime-node in-process).',
+    '- Umbra runs `umbra serve` with its defaults (one model worker per core). "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
+    '- Server queue/compute times come from the server\'s statistics endpoint (`GET /v2/models/{m}/stats`) where it has one; "-" where it does not.',
+    '',
+  ];
+  return out.join('\n');
+}
+
+// --- main --------------------------------------------------------------------
+
+const command = `npm run ${full ? 'bench:full' : 'bench'}  (node bench/run.mjs --${MODE})`;
+if (!existsSync(join(ROOT, 'dist', 'perf', 'index.js'))) {
+  process.stderr.write('bench: build first (npx tsc -p tsconfig.json)\n');
+  process.exit(1);
+}
+notes.push(`The machine has ${cpus().length} cores shared by the generator and the server under test; nothing is pinned.`);
+await servingSuite();
+await batchingSuite();
+if (!process.argv.includes('--serving-only')) await otherBenches();
+const svg = latencyThroughputSvg([
+  ['bare uWS', serving.uws], ['Umbra', serving.umbra], ['node:http+ORT', serving.nodeHttp], ['Fastify+ORT', serving.fastify],
+].filter(([, e]) => e?.results).map(([label, e]) => ({ label, results: e.results })), `digits: latency vs throughput (${MODE})`);
+writeFileSync(join(ROOT, 'bench', 'serving.svg'), svg);
+notes.push('Plot of the serving sweep: [serving.svg](serving.svg).');
+writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report(command));
+writeFileSync(join(ROOT, 'bench', `results-${MODE}.json`), `${JSON.stringify({ serving, batching, others }, null, 2)}\n`);
+log(`wrote bench/RESULTS.md in ${((Date.now() - started) / 1000).toFixed(0)} s`);
