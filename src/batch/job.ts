@@ -2,6 +2,7 @@
 // flight as there are workers, the reader pausing when they are all busy), and store each batch
 // in order, in one transaction with the checkpoint that says how far the input is done.
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
@@ -30,6 +31,8 @@ export interface BatchJobOptions {
   batchSize?: number;
   /** Continue from the store's checkpoint instead of starting over. */
   resume?: boolean;
+  /** Tells scheduled runs over the same file apart (e.g. the Kubernetes Job name); part of the job id. */
+  runId?: string;
   mapping?: ColumnMapping;
   /** Default: `<input name>[.shard-I-of-N].rejects.jsonl` in the working directory. */
   rejectsPath?: string;
@@ -79,9 +82,19 @@ interface FinishedBatch extends PendingBatch {
   outputs: Tensor[];
 }
 
-/** Stable per (model, version, input file, shard): the checkpoint a resume continues from. */
-export function jobId(model: string, version: string, input: string, shard: ShardSpec | undefined): string {
-  return createHash('sha256').update(`${model}\n${version}\n${resolve(input)}\n${describeShard(shard)}`).digest('hex').slice(0, 32);
+/**
+ * Stable per (model, version, input file and its size and mtime, shard, run id): the checkpoint a
+ * resume continues from. A changed input file is a new job, never a resume into the wrong records.
+ */
+export function jobId(model: string, version: string, input: string, shard: ShardSpec | undefined, runId = ''): string {
+  let fingerprint = '';
+  try {
+    const st = statSync(input);
+    fingerprint = `${st.size}:${Math.floor(st.mtimeMs)}`;
+  } catch {
+    // Unreadable input: openInput reports it with the reason.
+  }
+  return createHash('sha256').update(`${model}\n${version}\n${resolve(input)}\n${fingerprint}\n${describeShard(shard)}\n${runId}`).digest('hex').slice(0, 32);
 }
 
 export function defaultRejectsPath(input: string, shard: ShardSpec | undefined): string {
@@ -93,7 +106,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const started = performance.now();
   const { umbra, store, shard, keyColumn } = options;
   const mv = umbra.manager.get(options.model, options.version);
-  const job = jobId(mv.name, mv.version, options.input, shard);
+  const job = jobId(mv.name, mv.version, options.input, shard, options.runId);
   const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
   const previous = options.resume ? await store.checkpoint(job) : undefined;
   const base = {

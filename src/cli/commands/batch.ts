@@ -27,6 +27,7 @@ export function registerBatch(program: Command): void {
     .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
     .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE})`)
     .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
+    .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <file>', 'JSON {"input": ["col", ...] | "first..last" | "array_col"} mapping columns to model inputs')
     .option('--rejects <file>', 'where rejected rows go, one JSON line each (default INPUT.rejects.jsonl in the working directory)')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
@@ -117,6 +118,8 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     if (batchSize) job.batchSize = batchSize;
     if (mapping) job.mapping = mapping;
     if (flags.rejects) job.rejectsPath = String(flags.rejects);
+    const runId = (flags.runId as string | undefined) ?? process.env.UMBRA_BATCH_RUN;
+    if (runId) job.runId = runId;
     const summary = await runBatchJob(job);
     reporter.finish(summary);
   } finally {
