@@ -68,6 +68,21 @@ t.test('CSV: every row stored with its own outputs; bad rows go to the reject fi
   t.match(lines[2].reason, /missing value for the key column 'id'/);
 });
 
+t.test('CSV quoting: delimiters and newlines inside quoted fields, CRLF line ends, a BOM', async (t) => {
+  const input = path('quoted.csv');
+  writeFileSync(input, '\uFEFFid,f0,f1,f2,f3\r\n"a,1",1,2,3,4\r\n"b\nwith ""newline""",5,6,7,8\r\nplain,"9",10,11,12\r\nafter,1,1,1,1\r\n');
+  const store = await openStore(`sqlite:${path('p.db')}`);
+  t.teardown(() => store.close());
+  const rejects = path('r.jsonl');
+  const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, rejectsPath: rejects });
+  t.equal(summary.rowsStored, 4);
+  t.equal(summary.rejected, 0);
+  t.same((await store.get('affine', '1', 'a,1'))!.outputs[0]!.data, [3, 5, 7, 9]);
+  t.same((await store.get('affine', '1', 'b\nwith "newline"'))!.outputs[0]!.data, [11, 13, 15, 17]);
+  t.same((await store.get('affine', '1', 'plain'))!.outputs[0]!.data, [19, 21, 23, 25]);
+  t.same((await store.get('affine', '1', 'after'))!.outputs[0]!.data, [3, 3, 3, 3]);
+});
+
 t.test('JSON Lines, plain and gzip, give the same stored values as CSV', async (t) => {
   const rows = makeRows(300, 4, 12);
   const results: Map<string, unknown>[] = [];
