@@ -5,7 +5,7 @@
 // counted from the scheduled send time, so stalls are not hidden) with no shadow and with a
 // 100% shadow of version 2, alternating, all in the same run. Needs `npx tsc -p tsconfig.json`.
 //
-//   node bench/shadow.mjs [--seconds 6] [--rounds 2] [--workers 2] [--json]
+//   node bench/shadow.mjs [--seconds 6] [--rounds 4] [--workers 2] [--json]
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,7 @@ function arg(name, fallback) {
   return i > 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback;
 }
 const SECONDS = arg('seconds', 6);
-const ROUNDS = arg('rounds', 2);
+const ROUNDS = arg('rounds', 4);
 const WORKERS = arg('workers', 2);
 const AS_JSON = process.argv.includes('--json');
 const TOKEN = 'bench-token';
@@ -163,7 +163,8 @@ async function main() {
     const rate = Math.max(10, Math.floor(saturated / 2));
     const runs = [];
     for (let round = 0; round < ROUNDS; round++) {
-      for (const sample of [0, 1]) {
+      // ABBA order, so drift in the machine's load does not favour one side.
+      for (const sample of round % 2 === 0 ? [0, 1] : [1, 0]) {
         await setShadow(base, sample);
         const r = await openLoop(port, rate, SECONDS);
         const shadow = await (await fetch(`${base}/v2/models/mlp/shadow`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();

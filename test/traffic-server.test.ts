@@ -278,3 +278,18 @@ t.test('continuous delivery: rollout "auto" starts when a new version appears', 
   t.equal(r.candidate, '2');
   t.equal((await infer(server, [1, 2, 3, 4])).header, '1', 'the new version waits for its rollout');
 });
+
+t.test('policy from config.json; models without traffic settings leave no state file', async (t) => {
+  const repo = affineRepo({ traffic: { primary: '1', canary: { version: '2', weight: 1 }, shadows: [] } });
+  t.teardown(() => repo.remove());
+  repo.writeConfig('plain', {});
+  repo.addVersion('plain', 1, affineModel(1, 0));
+  const server = await serve(t, repo);
+  t.match((await call(server, 'GET', '/v2/models/affine/traffic')).json, { primary: '1', canary: { version: '2', weight: 1 }, pinned: true });
+  t.equal((await infer(server, [1, 2, 3, 4])).header, '2', 'weight 1: the canary answers');
+  t.notOk(existsSync(join(repo.dir, 'plain', 'traffic.json')), 'no file for a model with no traffic settings');
+  t.equal((await call(server, 'GET', '/v2/models/plain/rollout')).status, 404, 'no rollout');
+  const analysis = (await call(server, 'GET', '/v2/models/plain/analysis?min_agreement=0.9')).json;
+  t.equal(analysis.verdict, 'inconclusive');
+  t.equal((await call(server, 'GET', '/v2/models/plain/analysis?min_agreement=2')).status, 400, 'query rules validated');
+});

@@ -160,7 +160,16 @@ export class TrafficController {
 
   // ---- model lifecycle ----
 
+  /** Runs inside the manager's 'loaded' event: a fault here must not fail the model's load. */
   private onLoaded(name: string, versions: string[]): void {
+    try {
+      this.loaded(name, versions);
+    } catch (err) {
+      process.emitWarning(`umbra traffic: model '${name}': ${(err as Error).message}; it keeps Umbra's default routing`);
+    }
+  }
+
+  private loaded(name: string, versions: string[]): void {
     let t = this.models.get(name);
     if (!t) {
       t = this.initModel(name);
@@ -189,19 +198,30 @@ export class TrafficController {
       }
     }
     this.refresh(name, t);
-    this.persist(name, t);
+    // Models with no traffic configuration leave no file behind.
+    if (t.auto || t.policy || t.rollout) this.persist(name, t);
   }
 
   private initModel(name: string): ModelTraffic {
     const t: ModelTraffic = { knownVersions: [] };
-    const saved = this.store.read(name);
+    let saved: ReturnType<TrafficStore['read']>;
+    try {
+      saved = this.store.read(name);
+    } catch (err) {
+      // A damaged state file must not take the model down; the next change rewrites it.
+      process.emitWarning(`umbra traffic: ${(err as Error).message}; starting model '${name}' without saved traffic state`);
+    }
     if (saved) {
       if (saved.policy) t.policy = saved.policy;
       if (saved.rollout) t.rollout = Rollout.resume(saved.rollout, this.now);
       t.knownVersions = saved.known_versions;
     } else {
       const raw = this.configRaw(name);
-      if (raw?.traffic !== undefined) t.policy = parsePolicy(raw.traffic, `model '${name}' config "traffic"`);
+      try {
+        if (raw?.traffic !== undefined) t.policy = parsePolicy(raw.traffic, `model '${name}' config "traffic"`);
+      } catch (err) {
+        process.emitWarning(`umbra traffic: ${(err as Error).message}; ignoring it`);
+      }
     }
     this.refresh(name, t);
     if (saved?.rollout) this.persist(name, t);
