@@ -178,6 +178,17 @@ export class BatchBuilder {
           throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(value)}`);
         }
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, flat[i], p.columns[0]!);
+      } else if (record.fields && (p.datatype === 'FP32' || p.datatype === 'FP64')) {
+        // The hot loop of wide CSV inputs: one unary plus per field; anything unusual (empty,
+        // blank, not finite) takes the general path for its rejection message.
+        const fields = record.fields;
+        const floats = target as Float32Array;
+        for (let i = 0; i < p.rowElements; i++) {
+          const text = fields[p.positions[i]!]!;
+          const n = +text;
+          if (n - n !== 0 || (n === 0 && text.trim() === '')) writeValue(target, base + i, p.datatype, text, p.columns[i]!);
+          floats[base + i] = n;
+        }
       } else if (record.fields) {
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.fields[p.positions[i]!], p.columns[i]!);
       } else {
