@@ -1,0 +1,146 @@
+// Feedback joins with predictions and live accuracy; the prediction log in SQLite and in a real
+// PostgreSQL, read back by `umbra export-log` with the labels joined.
+import t from 'tap';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { startTestServer } from './helpers/server.js';
+import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
+import { parseExposition, total } from './helpers/prometheus.js';
+import { FeedbackJoin } from '../dist/monitor/feedback.js';
+import { liveAccuracy, monitorOf } from '../dist/monitor/index.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const ROWS = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => {
+  const c = l.split(',');
+  return { x: c.slice(0, 64).map(Number), y: Number(c[64]), split: c[65]! };
+}).filter((r) => r.split === 'test').slice(0, 80);
+
+function digitsRepo(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-feedback-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  return dir;
+}
+
+/** Sends ROWS in requests of 4 (every other one with the caller's id) and labels them all. */
+async function trafficAndFeedback(t: Tap, s: Awaited<ReturnType<typeof startTestServer>>) {
+  const sent: { id: string; truth: number[]; predicted: number[] }[] = [];
+  for (let i = 0; i < ROWS.length; i += 4) {
+    const chunk = ROWS.slice(i, i + 4);
+    const body: Record<string, unknown> = { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [4, 64], data: chunk.flatMap((r) => r.x) }] };
+    if (i % 8 === 0) body.id = `caller-${i}`;
+    const r = await s.post('/v2/models/digits/versions/1/infer', body);
+    t.equal(r.status, 200);
+    const label = r.json.outputs.find((o: { name: string }) => o.name === 'label');
+    sent.push({ id: r.json.id, truth: chunk.map((c) => c.y), predicted: label.data });
+  }
+  t.equal(sent[0]!.id, 'caller-0');
+  const reply = await s.post('/v2/models/digits/feedback', {
+    feedback: [...sent.map(({ id, truth }) => ({ id, truth })), { id: 'never-seen', truth: [1, 2, 3, 4] }, { id: sent[0]!.id, truth: [1, 2, 3, 4] }],
+  });
+  t.equal(reply.status, 200);
+  t.equal(reply.json.accepted, sent.length);
+  t.same(reply.json.unknown, ['never-seen'], 'unknown ids are reported, not dropped silently');
+  t.same(reply.json.rejected, [{ id: 'caller-0', reason: 'already labelled' }]);
+  const bad = await s.post('/v2/models/digits/feedback', { feedback: [{ truth: 3 }] });
+  t.equal(bad.status, 400);
+  let correct = 0;
+  for (const x of sent) x.truth.forEach((y, k) => (correct += y === x.predicted[k] ? 1 : 0));
+  return { sent, accuracy: correct / ROWS.length };
+}
+type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+
+t.test('join and accuracy bookkeeping', async (t) => {
+  const f = new FeedbackJoin({ maxPending: 3, ttlSeconds: 10, accuracyWindow: 4 });
+  for (let i = 0; i < 5; i++) f.remember(`p${i}`, 'm', '1', 'classification', Float64Array.of(i % 2), 1000);
+  t.equal(f.pendingCount, 3, 'the oldest predictions are forgotten first');
+  let r = f.accept('m', [{ id: 'p0', truth: 0 }, { id: 'p4', truth: 0 }, { id: 'p3', truth: 1 }], 2000);
+  t.same(r.unknown, ['p0']);
+  t.equal(r.accepted, 2);
+  t.same(f.report('m', '1'), { model: 'm', version: '1', task: 'classification', labelled: 2, window: 2, accuracy: 1 });
+  r = f.accept('m', [{ id: 'p2', truth: 1 }], 1000 + 10_001);
+  t.same(r.unknown, ['p2'], 'expired');
+  r = f.accept('other', [{ id: 'p2', truth: 1 }], 2000);
+  t.same(r.unknown, ['p2'], 'ids are per model');
+  const g = new FeedbackJoin({ accuracyWindow: 2 });
+  g.remember('a', 'reg', '3', 'regression', Float64Array.of(1.5, 2), 0);
+  g.remember('b', 'reg', '3', 'regression', Float64Array.of(4), 0);
+  t.same(g.accept('reg', [{ id: 'a', truth: 2 }], 1).rejected, [{ id: 'a', reason: 'expected an array of 2 numbers for truth' }]);
+  g.accept('reg', [{ id: 'a', truth: [1, 2] }, { id: 'b', truth: 3 }], 1);
+  t.same(g.report('reg', '3'), { model: 'reg', version: '3', task: 'regression', labelled: 3, window: 2, meanAbsoluteError: 0.5 }, 'window of the latest 2 rows');
+});
+
+t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t) => {
+  const dir = digitsRepo(t);
+  const db = join(dir, '.umbra', 'predictions.sqlite');
+  const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: `sqlite:${db}`, flushMs: 20 } } });
+  const { sent, accuracy } = await trafficAndFeedback(t, s);
+  t.ok(accuracy > 0.8, `digits v1 is accurate on the test rows (${accuracy})`);
+  const acc = liveAccuracy(s.server.umbra, 'digits', '1');
+  t.equal(acc?.labelled, ROWS.length);
+  t.ok(Math.abs(acc!.accuracy! - accuracy) < 1e-12);
+  const drift = await s.get('/v2/models/digits/versions/1/drift');
+  t.ok(Math.abs(drift.json.accuracy.accuracy - accuracy) < 1e-12, 'accuracy shown beside drift');
+  const m = parseExposition((await s.get('/metrics')).text);
+  t.ok(Math.abs(total(m, 'umbra_live_accuracy', { model: 'digits', version: '1' }) - accuracy) < 1e-9);
+  t.equal(total(m, 'umbra_feedback_total', { model: 'digits', result: 'accepted' }), sent.length);
+  t.equal(total(m, 'umbra_feedback_total', { model: 'digits', result: 'unknown' }), 1);
+
+  await s.server.stop(); // flushes the log
+  const conn = new Database(db, { readonly: true });
+  const rows = conn.prepare('SELECT id, version, role, inputs, outputs, latency_ms FROM umbra_predictions ORDER BY seq').all() as { id: string; version: string; role: string; inputs: string; outputs: string; latency_ms: number }[];
+  t.equal(rows.length, sent.length);
+  t.equal(rows[0]!.id, 'caller-0');
+  t.equal(rows[0]!.role, 'direct');
+  t.same(JSON.parse(rows[0]!.inputs).pixels.shape, [4, 64]);
+  t.same(JSON.parse(rows[0]!.inputs).pixels.data.slice(0, 64), ROWS[0]!.x);
+  t.same(JSON.parse(rows[0]!.outputs).label.data, sent[0]!.predicted);
+  t.ok(rows.every((r) => r.latency_ms > 0));
+  t.equal((conn.prepare('SELECT count(*) AS n FROM umbra_labels').get() as { n: number }).n, sent.length);
+  conn.close();
+
+  const out = join(dir, 'export.jsonl');
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--repo', dir, '--out', out, '--labelled'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const exported = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(exported.length, sent.length);
+  t.same(exported[1].truth, sent[1]!.truth, 'labels joined');
+  t.equal(exported[1].id, sent[1]!.id);
+  const csv = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`, '--format', 'csv', '--model', 'digits'], { encoding: 'utf8' });
+  t.equal(csv.status, 0, csv.stderr);
+  const lines = csv.stdout.trim().split('\n');
+  t.equal(lines[0], 'id,model,version,role,time,latency_ms,inputs,outputs,truth');
+  t.equal(lines.length, sent.length + 1);
+});
+
+t.test('prediction log in PostgreSQL', async (t) => {
+  const database = await createTestDatabase();
+  if (!database) {
+    t.skip(PG_SKIP_REASON);
+    return;
+  }
+  t.teardown(() => database.drop());
+  const dir = digitsRepo(t);
+  const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: database.url, flushMs: 20, inputs: false } } });
+  const log = monitorOf(s.server.umbra)!.log!;
+  await log.whenReady();
+  const { sent } = await trafficAndFeedback(t, s);
+  await s.server.stop();
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  const p = await client.query('SELECT id, inputs, outputs FROM umbra_predictions ORDER BY seq');
+  t.equal(p.rows.length, sent.length);
+  t.equal(p.rows[0].inputs, null, 'inputs off');
+  t.same(JSON.parse(p.rows[2].outputs).label.data, sent[2]!.predicted);
+  const joined = await client.query('SELECT p.id, l.truth FROM umbra_predictions p JOIN umbra_labels l USING (model, id) ORDER BY p.seq');
+  t.equal(joined.rows.length, sent.length);
+  t.same(JSON.parse(joined.rows[3].truth), sent[3]!.truth);
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', database.url, '--labelled'], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim().split('\n').length, sent.length);
+});

@@ -1,0 +1,118 @@
+// The retrain/alert webhook fires once per crossing, retries failed deliveries with backoff and
+// gives up after its bound.
+import t from 'tap';
+import { createServer, type IncomingMessage } from 'node:http';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestServer } from './helpers/server.js';
+import { monitorOf } from '../dist/monitor/index.js';
+import { Webhook } from '../dist/monitor/webhook.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const TEST = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => {
+  const c = l.split(',');
+  return { x: c.slice(0, 64).map(Number), y: Number(c[64]), split: c[65]! };
+}).filter((r) => r.split === 'test');
+
+/** A receiver on loopback that answers the first `failures` posts with 500. */
+async function receiver(t: { teardown(fn: () => unknown): void }, failures: number) {
+  const events: Record<string, unknown>[] = [];
+  let attempts = 0;
+  const server = createServer((req: IncomingMessage, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      attempts += 1;
+      if (attempts <= failures) {
+        res.writeHead(500).end();
+        return;
+      }
+      events.push(JSON.parse(body) as Record<string, unknown>);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return { url: `http://127.0.0.1:${port}/hook`, events, attempts: () => attempts };
+}
+
+t.test('retries with backoff, then delivers once', async (t) => {
+  const rx = await receiver(t, 2);
+  const results: string[] = [];
+  const hook = new Webhook({ url: rx.url, backoffMs: 5, attempts: 4 }, { result: (r: string) => results.push(r) });
+  hook.send({ type: 'drift', model: 'm', version: '1', time: new Date(0).toISOString() });
+  await hook.idle();
+  t.equal(rx.attempts(), 3);
+  t.equal(rx.events.length, 1);
+  t.match(rx.events[0], { type: 'drift', model: 'm', attempt: 3 });
+  t.same(results, ['retried', 'retried', 'delivered']);
+  await hook.close();
+});
+
+t.test('gives up after the bound; the queue is bounded', async (t) => {
+  const rx = await receiver(t, 1000);
+  const results: string[] = [];
+  const hook = new Webhook({ url: rx.url, backoffMs: 1, attempts: 3, maxQueue: 2 }, { result: (r: string) => results.push(r) });
+  for (let i = 0; i < 4; i++) hook.send({ type: 'accuracy', model: 'm', version: String(i), time: '' });
+  await hook.idle();
+  // The first is taken at once; of the three queued behind it the oldest is dropped.
+  t.equal(results.filter((r) => r === 'dropped').length, 1);
+  t.equal(results.filter((r) => r === 'failed').length, 3);
+  t.equal(rx.attempts(), 9);
+  await hook.close();
+});
+
+t.test('server: drift and accuracy alerts fire once per crossing and re-arm', async (t) => {
+  const rx = await receiver(t, 1);
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-webhook-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  const p = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  t.equal(p.status, 0, p.stderr);
+  const s = await startTestServer(t, {
+    repository: dir,
+    monitoring: { webhook: { url: rx.url, backoffMs: 5 }, accuracyThreshold: 0.5, minLabels: 8, feedback: { accuracyWindow: 8 } },
+  });
+  const monitor = monitorOf(s.server.umbra)!;
+  const infer = async (rows: number[][], id?: string) => {
+    const body: Record<string, unknown> = { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [rows.length, 64], data: rows.flat() }] };
+    if (id) body.id = id;
+    const r = await s.post('/v2/models/digits/versions/2/infer', body);
+    t.equal(r.status, 200);
+    return r.json;
+  };
+  // Shifted pixels: the drift alert fires on the first evaluation that sees drift, once.
+  const shifted = TEST.map((r) => r.x.map((v) => Math.min(16, v + 4)));
+  for (let i = 0; i < shifted.length; i += 16) await infer(shifted.slice(i, i + 16));
+  t.equal((await s.get('/v2/models/digits/versions/2/drift')).json.verdict, 'drift');
+  monitor.evaluateAll();
+  await s.get('/metrics');
+  await monitor.webhook.idle();
+  const drift = rx.events.filter((e) => e.type === 'drift');
+  t.equal(drift.length, 1, 'one event per crossing, however often it is evaluated');
+  t.match(drift[0], { model: 'digits', version: '2', verdict: 'drift', attempt: 2 });
+  t.ok((drift[0]!.drifted as unknown[]).length > 32);
+
+  // Accuracy: 8 wrong labels cross below 0.5 (one event), 8 right ones re-arm, 8 wrong fire again.
+  const label = async (truthOf: (predicted: number) => number, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const answer = await infer([TEST[i]!.x]);
+      const predicted = answer.outputs.find((o: { name: string }) => o.name === 'label').data[0] as number;
+      const r = await s.post('/v2/models/digits/feedback', { id: answer.id, truth: truthOf(predicted) });
+      t.equal(r.json.accepted, 1);
+    }
+  };
+  await label((p) => (p + 1) % 10, 8);
+  await label((p) => (p + 1) % 10, 4);
+  await monitor.webhook.idle();
+  t.equal(rx.events.filter((e) => e.type === 'accuracy').length, 1);
+  t.match(rx.events.find((e) => e.type === 'accuracy'), { model: 'digits', version: '2', accuracy: 0, task: 'classification' });
+  await label((p) => p, 8);
+  await label((p) => (p + 1) % 10, 8);
+  await monitor.webhook.idle();
+  t.equal(rx.events.filter((e) => e.type === 'accuracy').length, 2, 'fires again after recovering');
+});
