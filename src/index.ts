@@ -4,3 +4,7 @@ export { UmbraServer, startServer, DEFAULTS, type ServerOptions } from './server
 export { UmbraError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { InferRequest, InferResponse, Tensor, DataType, TensorData, ModelSignature, TensorSpec } from './protocol/types.js';
 export { VERSION } from './version.js';
+export {
+  runBatchJob, openStore, attachPredictionStore, parseShard, parseStaleness,
+  type BatchJobOptions, type BatchSummary, type PredictionStore, type StoredPrediction, type PredictionService,
+} from './batch/index.js';
