@@ -10,11 +10,16 @@ void bias_activation_portable(float* data, size_t rows, size_t cols, size_t ld, 
   for (size_t r = 0; r < rows; ++r) vec::bias_activation_row<4>(data + r * ld, cols, bias, act);
 }
 
+// Builds without an ISA's sources forward to the portable variant (never picked anyway).
 #if !defined(UMBRA_HAVE_AVX2)
-void bias_activation_avx2(float*, size_t, size_t, size_t, const float*, Activation) {}
+void bias_activation_avx2(float* d, size_t r, size_t c, size_t ld, const float* b, Activation a) {
+  bias_activation_portable(d, r, c, ld, b, a);
+}
 #endif
 #if !defined(UMBRA_HAVE_AVX512)
-void bias_activation_avx512(float*, size_t, size_t, size_t, const float*, Activation) {}
+void bias_activation_avx512(float* d, size_t r, size_t c, size_t ld, const float* b, Activation a) {
+  bias_activation_portable(d, r, c, ld, b, a);
+}
 #endif
 
 BiasActivationFn bias_activation_variant() {

@@ -11,10 +11,10 @@ void softmax_portable(float* data, size_t rows, size_t cols) {
 }
 
 #if !defined(UMBRA_HAVE_AVX2)
-void softmax_avx2(float*, size_t, size_t) {}
+void softmax_avx2(float* data, size_t rows, size_t cols) { softmax_portable(data, rows, cols); }
 #endif
 #if !defined(UMBRA_HAVE_AVX512)
-void softmax_avx512(float*, size_t, size_t) {}
+void softmax_avx512(float* data, size_t rows, size_t cols) { softmax_portable(data, rows, cols); }
 #endif
 
 void softmax_f32(float* data, size_t rows, size_t cols) {

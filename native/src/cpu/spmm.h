@@ -1,6 +1,12 @@
 // SpMM internals: the driver (spmm.cc) transposes X to Xt [K, M padded] once per call so every
 // stored weight w[n,k] becomes one broadcast-FMA over a contiguous row of Xt (vectorised over
 // the batch); batch 1 instead gathers x[k] per weight. Variants per ISA.
+//
+// Format: CSR over output rows with int32 column indices. Unstructured magnitude pruning leaves
+// no block structure to exploit (blocked formats would store and multiply many zeros), rows
+// split evenly across threads by stored-value count, and each row's result is finished (bias,
+// activation) while still in registers. Column indices must lie in [0, K); their order within a
+// row does not matter.
 #pragma once
 
 #include <cstddef>
