@@ -7,6 +7,7 @@ import { UmbraError, invalid } from '../errors.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { copiedTensor, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
+import { nativeRefusal } from '../graph/index.js';
 
 export type TrafficRole = 'primary' | 'canary' | 'shadow' | 'direct';
 
@@ -42,6 +43,12 @@ interface Done {
 
 let loadCounter = 0;
 
+/** 'auto' serves on the native backend when it can run every node, else on onnxruntime. */
+function resolveBackend(choice: ResolvedModelConfig['backend'], modelPath: string): SessionSpec['backend'] {
+  if (choice !== 'auto') return choice;
+  return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
+}
+
 export class ModelVersion {
   readonly name: string;
   readonly version: string;
@@ -60,7 +67,7 @@ export class ModelVersion {
     this.session = {
       key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
       modelPath: args.modelPath,
-      backend: args.config.backend === 'native' ? 'native' : 'onnxruntime',
+      backend: resolveBackend(args.config.backend, args.modelPath),
       executionProviders: args.config.executionProviders,
       intraOpThreads: args.intraOpThreads,
     };

@@ -5,6 +5,7 @@ import { Piscina } from 'piscina';
 import type { Backend, BackendSession, TensorInfo } from './backends/backend.js';
 import { typedArrayFor } from '../protocol/index.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
+import { nativeBackend } from './backends/native.js';
 import {
   SESSION_CHANNEL, tensorBuffers,
   type EvictMessage, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
@@ -13,7 +14,7 @@ import {
 const sessions = new Map<string, Promise<BackendSession>>();
 const evicted = new Set<string>();
 
-const backends: Record<string, Backend> = { onnxruntime: onnxruntimeBackend };
+const backends: Record<string, Backend> = { onnxruntime: onnxruntimeBackend, native: nativeBackend };
 
 async function backendFor(name: SessionSpec['backend']): Promise<Backend> {
   const backend = backends[name];
