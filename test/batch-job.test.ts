@@ -215,3 +215,27 @@ t.test('bad store URLs and unreadable inputs give clear errors', async (t) => {
   await t.rejects(job(quote), /malformed CSV in .*quote\.csv/);
   await t.rejects(runBatchJob({ umbra, model: 'nope', input: noKey, keyColumn: 'id', store }), /nope/);
 });
+
+t.test('reading numbers straight from CSV lines agrees with Number() bit for bit', async (t) => {
+  const { parsePlainDecimal, fieldBounds } = await import('../dist/batch/csv-line.js');
+  const next = rng(31);
+  const samples = ['0', '-0', '+5', '.5', '5.', '007', '0.000123', '-12.5000', '123456789012345', '0.1', '0.2', '16', '3.14159265358979'];
+  for (let i = 0; i < 20000; i++) {
+    const digits = 1 + Math.floor(next() * 15);
+    let s = '';
+    for (let d = 0; d < digits; d++) s += String(Math.floor(next() * 10));
+    const dot = Math.floor(next() * (digits + 1));
+    s = `${next() < 0.3 ? '-' : ''}${s.slice(0, dot)}.${s.slice(dot)}`;
+    samples.push(s, s.replace(/\.$/, ''));
+  }
+  let mismatches = 0;
+  for (const s of samples) {
+    const got = parsePlainDecimal(`x,${s},y`, 2, 2 + s.length);
+    if (got === undefined || !Object.is(got, Number(s))) mismatches += 1;
+  }
+  t.equal(mismatches, 0, `${samples.length} decimals`);
+  for (const s of ['', '-', '.', '1e5', '0x10', ' 1', 'NaN', '1.2.3', '1234567890123456']) t.equal(parsePlainDecimal(s, 0, s.length), undefined, `'${s}' is left to Number()`);
+  const { count, bounds } = fieldBounds('a,,bc,', ',', new Int32Array(2));
+  t.equal(count, 4);
+  t.same(Array.from(bounds.subarray(0, 5)), [0, 2, 3, 6, 7]);
+});

@@ -6,6 +6,7 @@ import { describeValue } from '../errors.js';
 import { float32ToHalf, integerRange, typedArrayFor } from '../protocol/index.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import type { InputRecord } from './reader.js';
+import { fieldBounds, parsePlainDecimal } from './csv-line.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
 export type ColumnMapping = Record<string, string | string[]>;
@@ -29,6 +30,8 @@ export interface FeaturePlan {
   keyPosition: number;
   /** CSV: how many fields every record must have. */
   width: number;
+  /** CSV: the field delimiter of unsplit lines. */
+  delimiter: string;
   /** One line a person can check: which columns feed which input. */
   describe(): string;
 }
@@ -36,7 +39,7 @@ export interface FeaturePlan {
 export class RowRejected extends Error {}
 
 /** Builds the plan from the model signature, the file's columns and an optional mapping. */
-export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string, mapping?: ColumnMapping): FeaturePlan {
+export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string, mapping?: ColumnMapping, delimiter = ','): FeaturePlan {
   const keyPosition = columns.indexOf(keyColumn);
   if (keyPosition < 0) {
     throw new UmbraError('INVALID_ARGUMENT', `the key column '${keyColumn}' (--key) is not in the input; its columns are: ${preview(columns)}`);
@@ -88,6 +91,7 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     keyColumn,
     keyPosition,
     width: columns.length,
+    delimiter,
     describe: () => inputs.map((p) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`).join('; '),
   };
 }
@@ -147,7 +151,13 @@ export class BatchBuilder {
   /** The record's key, or throws RowRejected. */
   static keyOf(plan: FeaturePlan, record: InputRecord): string {
     if (record.error) throw new RowRejected(record.error);
-    const raw = record.fields ? record.fields[plan.keyPosition] : record.object?.[plan.keyColumn];
+    let raw: unknown;
+    if (record.text !== undefined) {
+      const { count, bounds } = lineFields(record.text, plan.delimiter);
+      raw = plan.keyPosition < count ? record.text.slice(bounds[plan.keyPosition]!, bounds[plan.keyPosition + 1]! - 1) : undefined;
+    } else {
+      raw = record.fields ? record.fields[plan.keyPosition] : record.object?.[plan.keyColumn];
+    }
     if (raw === undefined || raw === null || raw === '') throw new RowRejected(`missing value for the key column '${plan.keyColumn}'`);
     if (typeof raw === 'string') return raw;
     if (typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint') return String(raw);
@@ -157,6 +167,15 @@ export class BatchBuilder {
   /** Writes the record's features into slot `rows`; throws RowRejected and leaves `rows` as it was. */
   add(record: InputRecord): void {
     const plan = this.plan;
+    if (record.text !== undefined) {
+      const { count, bounds } = lineFields(record.text, plan.delimiter);
+      if (count !== plan.width) throw new RowRejected(`expected ${plan.width} columns but received ${count}`);
+      if (this.floatScalarsOnly) {
+        this.addFloatLine(record.text, bounds);
+        return;
+      }
+      record = { line: record.line, fields: record.text.split(plan.delimiter) };
+    }
     if (record.fields && record.fields.length !== plan.width) {
       throw new RowRejected(`expected ${plan.width} columns but received ${record.fields.length}`);
     }
@@ -178,21 +197,38 @@ export class BatchBuilder {
           throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(value)}`);
         }
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, flat[i], p.columns[0]!);
-      } else if (record.fields && (p.datatype === 'FP32' || p.datatype === 'FP64')) {
-        // The hot loop of wide CSV inputs: one unary plus per field; anything unusual (empty,
-        // blank, not finite) takes the general path for its rejection message.
-        const fields = record.fields;
-        const floats = target as Float32Array;
-        for (let i = 0; i < p.rowElements; i++) {
-          const text = fields[p.positions[i]!]!;
-          const n = +text;
-          if (n - n !== 0 || (n === 0 && text.trim() === '')) writeValue(target, base + i, p.datatype, text, p.columns[i]!);
-          floats[base + i] = n;
-        }
       } else if (record.fields) {
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.fields[p.positions[i]!], p.columns[i]!);
       } else {
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.object?.[p.columns[i]!], p.columns[i]!);
+      }
+    }
+    this.rows += 1;
+  }
+
+  /** Every input is FP32/FP64 fed by scalar columns: numbers are read straight out of the line. */
+  private get floatScalarsOnly(): boolean {
+    return this.plan.inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
+  }
+
+  // The hot loop of wide CSV inputs. A field that is not a plain decimal goes to Number(), and
+  // one that is not a finite number at all to the general path for its rejection message.
+  private addFloatLine(text: string, bounds: Int32Array): void {
+    for (let j = 0; j < this.plan.inputs.length; j++) {
+      const p = this.plan.inputs[j]!;
+      const floats = this.data[j] as Float32Array | Float64Array;
+      const base = this.rows * p.rowElements;
+      for (let i = 0; i < p.rowElements; i++) {
+        const position = p.positions[i]!;
+        const start = bounds[position]!;
+        const end = bounds[position + 1]! - 1;
+        let n = parsePlainDecimal(text, start, end);
+        if (n === undefined) {
+          const field = text.slice(start, end);
+          n = +field;
+          if (n - n !== 0 || (n === 0 && field.trim() === '')) writeValue(floats, base + i, p.datatype, field, p.columns[i]!);
+        }
+        floats[base + i] = n;
       }
     }
     this.rows += 1;
@@ -207,6 +243,21 @@ export class BatchBuilder {
       return { name: p.name, datatype: p.datatype, shape: [this.rows, ...p.rowDims], data: view };
     });
   }
+}
+
+// One scratch array of field boundaries, reused line after line (keyOf and add see the same line).
+let scratch: Int32Array = new Int32Array(256);
+let scratchText: string | undefined;
+let scratchCount = 0;
+
+function lineFields(text: string, delimiter: string): { count: number; bounds: Int32Array } {
+  if (text !== scratchText) {
+    const r = fieldBounds(text, delimiter, scratch);
+    scratch = r.bounds;
+    scratchCount = r.count;
+    scratchText = text;
+  }
+  return { count: scratchCount, bounds: scratch };
 }
 
 function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {

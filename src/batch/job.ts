@@ -183,7 +183,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       index += 1;
       if (index <= checkpoint.recordsDone) continue;
       if (!plan && !record.error) {
-        plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping);
+        plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping, input.delimiter);
         options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: checkpoint.recordsDone, batchSize });
       }
       const key = keyOf(plan, record, current.rejects, shard);

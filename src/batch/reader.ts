@@ -10,10 +10,14 @@ import { UmbraError } from '../errors.js';
 
 export type InputFormat = 'csv' | 'jsonl';
 
-/** One data record: CSV fields in header order, or a JSON object; `error` when it could not be parsed. */
+/**
+ * One data record: a quote-free CSV line (`text`, split lazily), parsed CSV fields (records with
+ * quotes), or a JSON object; `error` when it could not be parsed.
+ */
 export interface InputRecord {
   /** 1-based line in the (decompressed) file, for reject reports. */
   line: number;
+  text?: string;
   fields?: string[];
   object?: Record<string, unknown>;
   error?: string;
@@ -22,6 +26,8 @@ export interface InputRecord {
 export interface InputStream {
   format: InputFormat;
   gzip: boolean;
+  /** CSV field delimiter (for records delivered as unsplit `text`). */
+  delimiter: string;
   /** Column names: the CSV header, or the keys of the first JSON object in file order. */
   columns(): Promise<string[]>;
   records: AsyncIterable<InputRecord>;
@@ -71,6 +77,7 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
   return {
     format: chosen,
     gzip,
+    delimiter,
     columns: () => state.columns,
     records: state.records,
     get bytesRead() { return bytesRead; },
@@ -122,7 +129,7 @@ function csvRecords(text: Readable, delimiter: string, path: string): { columns:
       for await (let raw of lines) {
         line += 1;
         if (line === 1 && raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
-        let fields: string[];
+        let fields: string[] | undefined;
         let at = line;
         if (pending !== undefined) {
           pending += '\n' + raw;
@@ -137,9 +144,13 @@ function csvRecords(text: Readable, delimiter: string, path: string): { columns:
             continue;
           }
           fields = parseQuoted(raw, line);
-        } else {
-          if (raw === '') continue;
+        } else if (raw === '') {
+          continue;
+        } else if (first) {
           fields = raw.split(delimiter);
+        } else {
+          yield { line, text: raw };
+          continue;
         }
         if (first) {
           first = false;
