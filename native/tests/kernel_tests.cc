@@ -358,6 +358,15 @@ void test_prune() {
           if (arrays[l][i] != 0.0f) kept_seen = true; else order_ok = order_ok && !kept_seen;
         }
     expect(max_pruned <= min_kept && order_ok, "sampled-window selection is the exact magnitude order with index ties");
+    // A second round over already-pruned weights: most keys are 0, the window's lower end.
+    for (double again : {0.5, 0.9}) {
+      o.sparsity = again;
+      umbra::mask_apply_f32(v, umbra::threshold_select_f32(v, o), 2);
+      uint64_t zeros = 0;
+      for (auto& a : arrays) zeros += uint64_t(std::count(a.begin(), a.end(), 0.0f));
+      expect(zeros == std::max(want, uint64_t(std::floor(again * 4500001.0 + 0.5))), "re-pruning keeps the exact count");
+    }
+    o.sparsity = 0.77;
     original[1][1234567] = std::nanf("");
     auto nan_views = views(original);
     expect_throw([&] { umbra::threshold_select_f32(nan_views, o); }, "\"layer1\" has NaN at index 1234567", "NaN found by the one-pass path");

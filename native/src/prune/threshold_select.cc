@@ -103,24 +103,29 @@ std::pair<size_t, uint64_t> locate(const std::vector<uint64_t>& hist, uint64_t r
   return {hist.size(), below};
 }
 
-// The candidates of one read pass: per chunk, how many keys fall below the window and the
-// keys inside it (few: typically under 1% of all weights). NaN is reported like in histogram().
+// The candidates of one read pass: per chunk, how many keys fall below the window, how many
+// equal its lower end (counted, not stored: after an earlier pruning round that end is often
+// 0 for a large share of the weights), and the other keys inside it (few: typically under 1% of
+// all weights). NaN is reported like in histogram().
 struct Window {
+  uint32_t lo = 0;
   std::vector<std::vector<uint32_t>> inside;
-  std::vector<uint64_t> below;
+  std::vector<uint64_t> below, at_lo;
   uint64_t below_total = 0, inside_total = 0;
 };
 
 Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chunk>& chunks, uint32_t lo, uint32_t hi,
                    int threads) {
   Window w;
+  w.lo = lo;
   w.inside.resize(chunks.size());
   w.below.resize(chunks.size());
+  w.at_lo.resize(chunks.size());
   std::vector<uint64_t> first_nan(chunks.size(), kNoNan);
   parallel_for(chunks.size(), threads, [&](size_t c) {
     const Chunk& ch = chunks[c];
     const float* data = arrays[ch.layer].data;
-    uint64_t lt = 0;
+    uint64_t lt = 0, eq = 0;
     uint32_t max_key = 0;
     std::vector<uint32_t>& mine = w.inside[c];
     const uint32_t span = hi - lo;
@@ -128,9 +133,11 @@ Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chu
       const uint32_t key = magnitude_key(data[i]);
       max_key = std::max(max_key, key);
       lt += key < lo;
-      if (key - lo <= span) mine.push_back(key);
+      eq += key == lo;
+      if (key - lo - 1 < span) mine.push_back(key);  // lo < key <= hi
     }
     w.below[c] = lt;
+    w.at_lo[c] = eq;
     if (max_key > kInfinityKey) {
       for (size_t i = ch.begin; i < ch.end; ++i)
         if (magnitude_key(data[i]) > kInfinityKey) {
@@ -142,7 +149,7 @@ Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chu
   for (size_t c = 0; c < chunks.size(); ++c) {
     if (first_nan[c] != kNoNan) throw_nan(arrays[chunks[c].layer].name, chunks[c].begin + (first_nan[c] - chunks[c].order));
     w.below_total += w.below[c];
-    w.inside_total += w.inside[c].size();
+    w.inside_total += w.inside[c].size() + w.at_lo[c];
   }
   return w;
 }
@@ -152,9 +159,13 @@ Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chu
 RankCut finish_window(const std::vector<WeightArray>& arrays, const std::vector<Chunk>& chunks, const Window& w,
                       uint64_t rank, std::vector<uint64_t>* below, std::vector<uint64_t>* equal) {
   std::vector<uint64_t> top(kTopBins, 0), low(kLowBins, 0);
+  uint64_t at_lo = 0;
+  for (uint64_t n : w.at_lo) at_lo += n;
+  top[w.lo >> kTopShift] += at_lo;
   for (const auto& mine : w.inside)
     for (uint32_t k : mine) ++top[k >> kTopShift];
   const auto [top_bin, top_below] = locate(top, rank);
+  if ((w.lo >> kTopShift) == top_bin) low[w.lo & (kLowBins - 1)] += at_lo;
   for (const auto& mine : w.inside)
     for (uint32_t k : mine)
       if ((k >> kTopShift) == top_bin) ++low[k & (kLowBins - 1)];
@@ -164,7 +175,7 @@ RankCut finish_window(const std::vector<WeightArray>& arrays, const std::vector<
     below->assign(arrays.size(), 0);
     equal->assign(arrays.size(), 0);
     for (size_t c = 0; c < chunks.size(); ++c) {
-      uint64_t lt = w.below[c], eq = 0;
+      uint64_t lt = w.below[c] + (w.lo < key ? w.at_lo[c] : 0), eq = w.lo == key ? w.at_lo[c] : 0;
       for (uint32_t k : w.inside[c]) {
         lt += k < key;
         eq += k == key;
