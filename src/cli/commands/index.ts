@@ -5,6 +5,8 @@ import { registerBatch } from './batch.js';
 import { registerPerf } from './perf.js';
 import { registerProfile } from './profile.js';
 import { registerExportLog } from './export-log.js';
+import { registerBenchModel } from './bench-model.js';
+import { registerPrune } from './prune.js';
 
 export const COMMANDS: ((program: Command) => void)[] = [
   registerServe,
@@ -12,4 +14,5 @@ export const COMMANDS: ((program: Command) => void)[] = [
   registerPerf,
   registerProfile,
   registerExportLog,
+  registerPrune,
 ];

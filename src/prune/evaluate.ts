@@ -1,0 +1,124 @@
+// Accuracy (classifiers) or RMSE (regressors) of an ONNX model on a labelled CSV, through
+// onnxruntime-node, so a pruned model can be compared with the dense one on the same rows.
+import { readFileSync } from 'node:fs';
+import { parse } from 'csv-parse/sync';
+import * as ort from 'onnxruntime-node';
+import { UmbraError } from '../errors.js';
+import { modelSignature, type ModelProto } from '../onnx/model-io.js';
+
+export interface EvalData {
+  /** Feature columns in file order: every column but the label, the filter column and non-numeric ones. */
+  columns: string[];
+  /** Row-major rows x columns.length. */
+  features: Float32Array;
+  labels: Float64Array;
+  rows: number;
+}
+
+export interface EvalDataOptions {
+  label: string;
+  /** Keep only rows where column = value (e.g. split=test). */
+  filter?: { column: string; value: string };
+}
+
+const isNumber = (s: string) => s.trim() !== '' && Number.isFinite(Number(s));
+
+export function readEvalData(path: string, options: EvalDataOptions): EvalData {
+  let records: string[][];
+  try {
+    records = parse(readFileSync(path, 'utf8'), { skip_empty_lines: true, trim: true, bom: true }) as string[][];
+  } catch (err) {
+    throw new UmbraError('INVALID_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const header = records[0] ?? [];
+  const labelAt = header.indexOf(options.label);
+  if (labelAt < 0) throw new UmbraError('INVALID_ARGUMENT', `expected a label column named ${JSON.stringify(options.label)} in ${path} but its columns are ${header.join(', ')}`);
+  const filter = options.filter;
+  const filterAt = filter ? header.indexOf(filter.column) : -1;
+  if (filter && filterAt < 0) throw new UmbraError('INVALID_ARGUMENT', `expected a column named ${JSON.stringify(filter.column)} to filter on in ${path} but its columns are ${header.join(', ')}`);
+  const rows = records.slice(1).filter((r) => !filter || r[filterAt] === filter.value);
+  if (rows.length === 0) throw new UmbraError('INVALID_ARGUMENT', `${path} has no rows${filter ? ` where ${filter.column}=${filter.value}` : ''}`);
+  const featureAt = header
+    .map((_, j) => j)
+    .filter((j) => j !== labelAt && j !== filterAt && rows.every((r) => isNumber(r[j] ?? '')));
+  const width = featureAt.length;
+  const features = new Float32Array(rows.length * width);
+  const labels = new Float64Array(rows.length);
+  rows.forEach((r, i) => {
+    const label = r[labelAt] ?? '';
+    if (!isNumber(label)) throw new UmbraError('INVALID_ARGUMENT', `${path}: row ${i + 1} has label ${JSON.stringify(label)}, expected a number`);
+    labels[i] = Number(label);
+    featureAt.forEach((j, k) => { features[i * width + k] = Number(r[j]); });
+  });
+  return { columns: featureAt.map((j) => header[j]!), features, labels, rows: rows.length };
+}
+
+export interface EvalResult {
+  metric: 'accuracy' | 'rmse';
+  value: number;
+  /** True for accuracy: used to orient reports and plots. */
+  higherIsBetter: boolean;
+  output: string;
+  rows: number;
+}
+
+/** The single input's name and type, and the output to score (`output`, else an integer one, else the first). */
+export function evalPlan(model: ModelProto, data: EvalData, output?: string): { input: string; fp64: boolean; output: string } {
+  const sig = modelSignature(model);
+  if (sig.inputs.length !== 1) throw new UmbraError('INVALID_ARGUMENT', `expected a model with one input for --eval but it has ${sig.inputs.length} (${sig.inputs.map((i) => i.name).join(', ')})`);
+  const input = sig.inputs[0]!;
+  if (input.datatype !== 'FP32' && input.datatype !== 'FP64') throw new UmbraError('INVALID_ARGUMENT', `expected an FP32 or FP64 input for --eval but "${input.name}" is ${input.datatype}`);
+  const width = input.dims.at(-1);
+  if (input.dims.length !== 2 || (width !== -1 && width !== data.columns.length)) {
+    throw new UmbraError('INVALID_ARGUMENT', `expected input "${input.name}" shaped [batch, ${data.columns.length}] to match the ${data.columns.length} feature columns but it is [${input.dims.join(', ')}]`);
+  }
+  let chosen = output;
+  if (chosen !== undefined && !sig.outputs.some((o) => o.name === chosen)) {
+    throw new UmbraError('INVALID_ARGUMENT', `expected one of ${sig.outputs.map((o) => o.name).join(', ')} for the eval output but received ${JSON.stringify(chosen)}`);
+  }
+  chosen ??= (sig.outputs.find((o) => o.datatype === 'INT64' || o.datatype === 'INT32') ?? sig.outputs[0])?.name;
+  if (chosen === undefined) throw new UmbraError('INVALID_ARGUMENT', 'expected a model with an output for --eval');
+  return { input: input.name, fp64: input.datatype === 'FP64', output: chosen };
+}
+
+const BATCH_ROWS = 4096;
+
+/** Scores the model file at `path` (loaded by path, so external data resolves) on `data`. */
+export async function evaluateModel(path: string, plan: ReturnType<typeof evalPlan>, data: EvalData, threads = 1): Promise<EvalResult> {
+  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+  const width = data.columns.length;
+  let correct = 0;
+  let squared = 0;
+  let classifier: boolean | undefined;
+  try {
+    for (let start = 0; start < data.rows; start += BATCH_ROWS) {
+      const rows = Math.min(BATCH_ROWS, data.rows - start);
+      const slice = data.features.subarray(start * width, (start + rows) * width);
+      const feed = plan.fp64 ? new ort.Tensor('float64', Float64Array.from(slice), [rows, width]) : new ort.Tensor('float32', slice, [rows, width]);
+      const result = await session.run({ [plan.input]: feed }, [plan.output]);
+      const out = result[plan.output]!;
+      const perRow = out.dims.length <= 1 ? 1 : out.dims.slice(1).reduce((a, b) => a * b, 1);
+      const integer = out.type === 'int64' || out.type === 'int32';
+      classifier ??= integer || perRow > 1;
+      const values = out.data as ArrayLike<number | bigint>;
+      for (let r = 0; r < rows; r++) {
+        const label = data.labels[start + r]!;
+        if (!classifier) {
+          const d = Number(values[r * perRow]) - label;
+          squared += d * d;
+        } else if (perRow === 1) {
+          if (Number(values[r]) === label) correct++;
+        } else {
+          let best = 0;
+          for (let c = 1; c < perRow; c++) if (Number(values[r * perRow + c]) > Number(values[r * perRow + best])) best = c;
+          if (best === label) correct++;
+        }
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  return classifier
+    ? { metric: 'accuracy', value: correct / data.rows, higherIsBetter: true, output: plan.output, rows: data.rows }
+    : { metric: 'rmse', value: Math.sqrt(squared / data.rows), higherIsBetter: false, output: plan.output, rows: data.rows };
+}

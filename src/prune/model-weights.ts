@@ -1,0 +1,123 @@
+// Which initializers of an ONNX graph are prunable weights, and how they lie as matrices.
+// Only FP32 initializers that feed nothing but weight inputs (MatMul B, Gemm B, Conv W) qualify,
+// so biases, normalisation scales and shape constants are never touched.
+import { int64ToNumber, onnx, type ModelProto } from '../onnx/model-io.js';
+import type pkg from 'onnx-proto';
+
+/** 'nxk': rows are output units and K (the input dimension) runs along a row; 'kxn': rows are inputs. */
+export type MatrixLayout = 'nxk' | 'kxn';
+
+export interface PrunableWeight {
+  /** Initializer name. */
+  readonly name: string;
+  /** Names of the nodes that read it (op type and index when a node has no name). */
+  readonly nodes: readonly string[];
+  readonly op: 'MatMul' | 'Gemm' | 'Conv';
+  readonly dims: readonly number[];
+  /** The weight as a matrix: MatMul [K,N] is kxn; Gemm transB=1 [N,K] and Conv [O, C*kh*kw] are nxk. */
+  readonly rows: number;
+  readonly cols: number;
+  readonly layout: MatrixLayout;
+  readonly size: number;
+  readonly tensor: pkg.onnx.ITensorProto;
+}
+
+export interface SkippedInitializer {
+  readonly name: string;
+  readonly reason: string;
+}
+
+interface WeightUse {
+  op: PrunableWeight['op'];
+  node: string;
+  layout: MatrixLayout;
+}
+
+const DEFAULT_DOMAINS = new Set(['', 'ai.onnx']);
+
+function attributeInt(node: pkg.onnx.INodeProto, name: string, fallback: number): number {
+  const attr = (node.attribute ?? []).find((a) => a.name === name);
+  return attr ? int64ToNumber(attr.i, `attribute ${name}`) : fallback;
+}
+
+/** The weight role of input `index` of `node`, or null when that input is not a prunable weight. */
+function weightUse(node: pkg.onnx.INodeProto, index: number, label: string): WeightUse | null {
+  if (index !== 1 || !DEFAULT_DOMAINS.has(node.domain ?? '')) return null;
+  switch (node.opType) {
+    case 'MatMul': return { op: 'MatMul', node: label, layout: 'kxn' };
+    // Gemm computes A·B, or A·Bᵀ with transB=1, so B is [K,N] or [N,K].
+    case 'Gemm': return { op: 'Gemm', node: label, layout: attributeInt(node, 'transB', 0) === 1 ? 'nxk' : 'kxn' };
+    case 'Conv': return { op: 'Conv', node: label, layout: 'nxk' };
+    default: return null;
+  }
+}
+
+/** Every name a subgraph (If/Loop/Scan bodies) reads, so weights captured by one are left alone. */
+function subgraphReads(graph: pkg.onnx.IGraphProto, into: Set<string>): void {
+  for (const node of graph.node ?? []) {
+    for (const input of node.input ?? []) into.add(input);
+    for (const attr of node.attribute ?? []) {
+      if (attr.g) subgraphReads(attr.g, into);
+      for (const g of attr.graphs ?? []) subgraphReads(g, into);
+    }
+  }
+}
+
+export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; skipped: SkippedInitializer[] } {
+  const graph = model.graph!;
+  const uses = new Map<string, WeightUse[]>();
+  const otherUse = new Map<string, string>();
+  const nestedReads = new Set<string>();
+  (graph.node ?? []).forEach((node, n) => {
+    const label = node.name || `${node.opType ?? 'node'}#${n}`;
+    (node.input ?? []).forEach((input, i) => {
+      if (!input) return;
+      const use = weightUse(node, i, label);
+      if (use) uses.set(input, [...(uses.get(input) ?? []), use]);
+      else if (!otherUse.has(input)) otherUse.set(input, `input ${i} of ${node.opType} ${label}`);
+    });
+    for (const attr of node.attribute ?? []) {
+      if (attr.g) subgraphReads(attr.g, nestedReads);
+      for (const g of attr.graphs ?? []) subgraphReads(g, nestedReads);
+    }
+  });
+  const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+
+  const prunable: PrunableWeight[] = [];
+  const skipped: SkippedInitializer[] = [];
+  for (const tensor of graph.initializer ?? []) {
+    const name = tensor.name ?? '';
+    const found = uses.get(name);
+    const skip = (reason: string) => skipped.push({ name, reason });
+    if (!found) {
+      skip(otherUse.has(name) ? `not a weight (${otherUse.get(name)})` : 'not read by a MatMul, Gemm or Conv weight input');
+      continue;
+    }
+    if (otherUse.has(name)) { skip(`also read as ${otherUse.get(name)}`); continue; }
+    if (outputs.has(name)) { skip('also a graph output'); continue; }
+    if (nestedReads.has(name)) { skip('also read inside a subgraph'); continue; }
+    if (tensor.dataType !== onnx.TensorProto.DataType.FLOAT) {
+      skip(`element type ${onnx.TensorProto.DataType[tensor.dataType ?? 0] ?? tensor.dataType}; only FP32 weights are pruned`);
+      continue;
+    }
+    const first = found[0]!;
+    if (found.some((u) => u.layout !== first.layout || u.op !== first.op)) { skip('read as weights of different layouts'); continue; }
+    const dims = (tensor.dims ?? []).map((d, i) => int64ToNumber(d, `dim ${i} of "${name}"`));
+    const size = dims.reduce((a, b) => a * b, 1);
+    if (first.op === 'Conv' ? dims.length < 3 : dims.length !== 2) {
+      skip(`rank ${dims.length} ${first.op} weight (expected ${first.op === 'Conv' ? '3 or more' : '2'} dims)`);
+      continue;
+    }
+    const rows = dims[0]!;
+    const cols = rows === 0 ? 0 : size / rows;
+    prunable.push({
+      name, nodes: found.map((u) => u.node), op: first.op, dims, rows, cols, layout: first.layout, size, tensor,
+    });
+  }
+  return { prunable, skipped };
+}
+
+/** The input (K) and output (N) sizes of a prunable weight. */
+export function matrixSides(w: Pick<PrunableWeight, 'rows' | 'cols' | 'layout'>): { inputs: number; outputs: number } {
+  return w.layout === 'nxk' ? { inputs: w.cols, outputs: w.rows } : { inputs: w.rows, outputs: w.cols };
+}
