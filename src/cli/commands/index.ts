@@ -15,4 +15,5 @@ export const COMMANDS: ((program: Command) => void)[] = [
   registerProfile,
   registerExportLog,
   registerPrune,
+  registerBenchModel,
 ];

@@ -1,0 +1,150 @@
+// `umbra bench-model MODEL`: in-process rows/s of one backend on one model at several batch
+// sizes, no server and no worker pool in the way. Each batch size gets a warm-up (not counted),
+// then timed windows; the figure is the median window. bench/native-model.mjs uses the same
+// functions to interleave backends in one run.
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import type { BackendSession } from '../../workers/backends/backend.js';
+import type { WireTensor } from '../../workers/messages.js';
+import { typedArrayFor } from '../../protocol/index.js';
+import { UsageError } from '../settings.js';
+
+export type BenchBackend = 'native' | 'onnxruntime';
+
+export interface BenchPoint {
+  batch: number;
+  /** Median over the timed windows. */
+  rowsPerSecond: number;
+  /** Median milliseconds per run (one batch). */
+  msPerBatch: number;
+  windows: number[];
+  runs: number;
+}
+
+export interface BenchOptions {
+  /** Timed seconds per batch size, split over `repeats` windows. */
+  seconds: number;
+  repeats: number;
+  /** Warm-up seconds per batch size (at least two runs). */
+  warmupSeconds: number;
+}
+
+/** Opens a model on one backend in this thread, with `threads` kernel/intra-op threads. */
+export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number): Promise<BackendSession> {
+  if (backend === 'native') {
+    const { openNative } = await import('../../workers/backends/native.js');
+    return openNative(modelPath, threads, sparseBelow === undefined ? {} : { sparseBelow });
+  }
+  const { onnxruntimeBackend } = await import('../../workers/backends/onnxruntime.js');
+  return onnxruntimeBackend.open({ key: `bench:${modelPath}`, modelPath, backend: 'onnxruntime', executionProviders: ['cpu'], intraOpThreads: threads });
+}
+
+/** Seeded inputs in (-1, 1) for `batch` rows; dynamic dims other than the first become 1. */
+export function benchInputs(session: BackendSession, batch: number, seed = 1): WireTensor[] {
+  let s = seed >>> 0;
+  return session.inputs.map((info) => {
+    const shape = info.shape.map((d, i) => (i === 0 && d < 0 ? batch : d < 0 ? 1 : d));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = typedArrayFor(info.datatype, n) as Float32Array;
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      data[i] = s / 2 ** 31 - 1;
+    }
+    return { name: info.name, datatype: info.datatype, shape, data };
+  });
+}
+
+/** Runs repeatedly for `seconds` (at least once); returns rows/s and runs. Inputs are reused. */
+export async function measureWindow(session: BackendSession, inputs: WireTensor[], batch: number, seconds: number): Promise<{ rowsPerSecond: number; runs: number; ms: number }> {
+  const started = performance.now();
+  const until = started + seconds * 1000;
+  let runs = 0;
+  let now = started;
+  do {
+    await session.run(inputs, []);
+    runs++;
+    now = performance.now();
+  } while (now < until);
+  const ms = now - started;
+  return { rowsPerSecond: (runs * batch * 1000) / ms, runs, ms };
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Warm-up, then `repeats` windows; the median window is the figure. */
+export async function benchBatch(session: BackendSession, batch: number, options: BenchOptions): Promise<BenchPoint> {
+  const inputs = benchInputs(session, batch);
+  await session.run(inputs, []);
+  await measureWindow(session, inputs, batch, options.warmupSeconds);
+  const windows: number[] = [];
+  let runs = 0;
+  for (let r = 0; r < options.repeats; r++) {
+    const w = await measureWindow(session, inputs, batch, options.seconds / options.repeats);
+    windows.push(w.rowsPerSecond);
+    runs += w.runs;
+  }
+  const rowsPerSecond = median(windows);
+  return { batch, rowsPerSecond, msPerBatch: (batch * 1000) / rowsPerSecond, windows, runs };
+}
+
+interface BenchModelFlags {
+  backend: string;
+  batch: string;
+  seconds: string;
+  repeats: string;
+  threads: string;
+  json?: boolean;
+}
+
+function positive(value: string, flag: string, integer: boolean): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`${flag}: expected ${integer ? 'a positive integer' : 'a positive number'} but received ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+export function registerBenchModel(program: Command): void {
+  program.command('bench-model')
+    .description('measure in-process rows/s of one backend on one ONNX model (median of timed windows, warm-up excluded)')
+    .argument('<model>', 'path of an .onnx file')
+    .option('--backend <name>', 'native or onnxruntime', 'native')
+    .option('--batch <list>', 'batch sizes, comma separated', '1,8,64')
+    .option('--seconds <s>', 'timed seconds per batch size', '3')
+    .option('--repeats <n>', 'timed windows per batch size (the median is reported)', '5')
+    .option('--threads <n>', 'kernel / intra-op threads', '1')
+    .option('--json', 'print JSON instead of a table')
+    .action(async (model: string, flags: BenchModelFlags) => benchModel(model, flags));
+}
+
+async function benchModel(model: string, flags: BenchModelFlags): Promise<void> {
+  if (!existsSync(model)) throw new UsageError(`model: ${model} does not exist`);
+  if (flags.backend !== 'native' && flags.backend !== 'onnxruntime') {
+    throw new UsageError(`--backend: expected native or onnxruntime but received ${JSON.stringify(flags.backend)}`);
+  }
+  const batches = flags.batch.split(',').map((b) => positive(b.trim(), '--batch', true));
+  const seconds = positive(flags.seconds, '--seconds', false);
+  const repeats = positive(flags.repeats, '--repeats', true);
+  const threads = positive(flags.threads, '--threads', true);
+  const session = await openBenchSession(model, flags.backend, threads);
+  const points: BenchPoint[] = [];
+  try {
+    for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
+  } finally {
+    await session.release();
+  }
+  const layers = 'layers' in session && typeof session.layers === 'function' ? (session.layers as () => unknown)() : undefined;
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ model, backend: flags.backend, threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${model} on ${flags.backend}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
+  process.stdout.write('batch      rows/s   ms/batch    runs\n');
+  for (const p of points) {
+    process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);
+  }
+}
