@@ -60,9 +60,25 @@ export interface LogStore {
 
 export function tensorsJson(tensors: LogTensor[] | undefined): string | null {
   if (!tensors) return null;
-  const out: Record<string, { shape: number[]; data: unknown[] }> = {};
-  for (const t of tensors) out[t.name] = { shape: t.shape, data: Array.from(t.data as ArrayLike<number | bigint | string>, (v) => (typeof v === 'bigint' ? Number(v) : v)) };
-  return JSON.stringify(out);
+  const parts: string[] = [];
+  for (const t of tensors) parts.push(`${JSON.stringify(t.name)}:{"shape":${JSON.stringify(t.shape)},"data":${valuesJson(t.data)}}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** join() formats numbers as JSON does and is much faster than stringify on arrays; NaN and infinities become null as in JSON.stringify. */
+function valuesJson(data: LogTensor['data']): string {
+  if (Array.isArray(data)) return JSON.stringify(data);
+  const values = data as ArrayLike<number | bigint>;
+  let finite = true;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      finite = false;
+      break;
+    }
+  }
+  if (finite) return `[${(values as unknown as { join(separator: string): string }).join(',')}]`;
+  return JSON.stringify(Array.from(values, (v) => (typeof v === 'bigint' ? Number(v) : v)));
 }
 
 /** `sqlite:PATH`, a bare path, or `postgres://` / `postgresql://` URL. */
@@ -108,7 +124,6 @@ class SqliteLogStore implements LogStore {
     db.pragma('busy_timeout = 5000');
     db.exec(`
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);
@@ -161,7 +176,6 @@ class PostgresLogStore implements LogStore {
     const pool = new pg.Pool({ connectionString: url, max: 2 });
     await pool.query(`
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);

@@ -1,7 +1,8 @@
 // Worker thread that owns the prediction log's database connection, so inserts, JSON encoding
 // of tensors and retention pruning never run on the thread that serves requests.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openLogStore, type LabelRecord, type LogStore, type PredictionRecord } from './log-store.js';
+import { openLogStore, type LabelRecord, type LogStore } from './log-store.js';
+import { unpackPredictions, type PackedPredictions } from './log-packing.js';
 
 export interface WriterData {
   url: string;
@@ -10,7 +11,7 @@ export interface WriterData {
 }
 
 export type ToWriter =
-  | { type: 'batch'; seq: number; predictions: PredictionRecord[]; labels: LabelRecord[] }
+  | { type: 'batch'; seq: number; predictions: PackedPredictions; labels: LabelRecord[] }
   | { type: 'close' };
 
 export type FromWriter =
@@ -44,15 +45,15 @@ async function main(): Promise<void> {
         return;
       }
       try {
-        await store.insert(m.predictions, m.labels);
+        await store.insert(unpackPredictions(m.predictions), m.labels);
         const now = Date.now();
         if (data.retentionMs > 0 && now - lastPrune > PRUNE_EVERY_MS) {
           lastPrune = now;
           await store.prune(now - data.retentionMs);
         }
-        send({ type: 'done', seq: m.seq, written: m.predictions.length });
+        send({ type: 'done', seq: m.seq, written: m.predictions.rows });
       } catch (err) {
-        send({ type: 'done', seq: m.seq, written: 0, error: (err as Error).message });
+        send({ type: 'done', seq: m.seq, written: m.predictions.rows, error: (err as Error).message });
       }
     });
   });

@@ -2,7 +2,8 @@
 // writer thread (log-writer.ts), which encodes and inserts them in one transaction each.
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../protocol/types.js';
-import type { LabelRecord, LogTensor, PredictionRecord } from './log-store.js';
+import type { LabelRecord } from './log-store.js';
+import { packPredictions } from './log-packing.js';
 import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
 
 export interface PredictionLogOptions {
@@ -36,15 +37,6 @@ export interface PendingPrediction {
   latencyMs: number;
   inputs?: readonly Tensor[];
   outputs: readonly Tensor[];
-}
-
-/** Copies a view out of its (maybe much larger) buffer so only the rows travel to the writer. */
-function compact(tensors: readonly Tensor[]): LogTensor[] {
-  return tensors.map((t) => {
-    const d = t.data;
-    const data = Array.isArray(d) ? d : ((d as { buffer: ArrayBufferLike; byteLength: number }).byteLength === d.buffer.byteLength ? d : d.slice());
-    return { name: t.name, shape: t.shape, data: data as LogTensor['data'] };
-  });
 }
 
 export class PredictionLog {
@@ -138,14 +130,12 @@ export class PredictionLog {
     this.labels = [];
     this.inFlight = this.ready.then(() => {
       const seq = ++this.seq;
-      const records: PredictionRecord[] = predictions.map((p) => {
-        const r: PredictionRecord = { id: p.id, model: p.model, version: p.version, role: p.role, timeMs: p.timeMs, latencyMs: p.latencyMs, outputs: compact(p.outputs) };
-        if (p.inputs) r.inputs = compact(p.inputs);
-        return r;
-      });
+      const packed = packPredictions(predictions);
       const done = new Promise<void>((resolve) => this.waiters.set(seq, resolve));
-      const message: ToWriter = { type: 'batch', seq, predictions: records, labels };
-      this.worker.postMessage(message);
+      const message: ToWriter = { type: 'batch', seq, predictions: packed, labels };
+      // The flat arrays move to the writer without a copy.
+      const transfer = [packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorIsF32].map((a) => a.buffer as ArrayBuffer);
+      this.worker.postMessage(message, transfer);
       return done;
     }, () => this.counters.failed(predictions.length)).finally(() => {
       this.inFlight = undefined;
