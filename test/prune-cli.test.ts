@@ -1,0 +1,149 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readModel } from '../dist/onnx/model-io.js';
+import { tensorValues } from '../dist/onnx/tensor-data.js';
+import { buildProgram } from '../dist/cli/main.js';
+
+const DIGITS = 'models/repository/digits/1/model.onnx';
+const CSV = 'models/digits.csv';
+const dir = mkdtempSync(join(tmpdir(), 'umbra-prune-cli-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function umbra(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bin/umbra.js', 'prune', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** Runs `umbra prune` in this process (spawning one per case is slow); returns exit code and message. */
+async function inProcess(args: string[]): Promise<{ code: number; message: string }> {
+  const program = buildProgram();
+  let written = '';
+  program.commands.find((c) => c.name() === 'prune')!.configureOutput({ writeErr: (s) => { written += s; }, writeOut: () => undefined });
+  try {
+    await program.parseAsync(['node', 'umbra', 'prune', ...args]);
+    return { code: 0, message: written };
+  } catch (err) {
+    const e = err as { exitCode?: number; message: string };
+    return { code: e.exitCode ?? 1, message: `${e.message}\n${written}` };
+  }
+}
+
+/** Accuracy of the digits MLP computed here in float64 from the file's weights, without onnxruntime. */
+function independentAccuracy(path: string, split: string): number {
+  const w = new Map((readModel(path).graph!.initializer ?? []).map((x) => [x.name!, tensorValues(x).data as Float32Array]));
+  const scale = w.get('pixel_scale')![0]!;
+  const [w1, b1, w2, b2] = ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias'].map((n) => w.get(n)!);
+  const lines = readFileSync(CSV, 'utf8').trim().split(/\r?\n/);
+  const header = lines[0]!.split(',');
+  const labelAt = header.indexOf('label');
+  const splitAt = header.indexOf('split');
+  let rows = 0;
+  let correct = 0;
+  for (const line of lines.slice(1)) {
+    const cells = line.split(',');
+    if (cells[splitAt] !== split) continue;
+    const x = cells.slice(0, 64).map((v) => Number(v) * scale);
+    const hidden = Array.from({ length: 32 }, (_, j) => Math.max(0, x.reduce((s, v, k) => s + v * w1![j * 64 + k]!, b1![j]!)));
+    const logits = Array.from({ length: 10 }, (_, c) => hidden.reduce((s, v, k) => s + v * w2![c * 32 + k]!, b2![c]!));
+    const best = logits.indexOf(Math.max(...logits));
+    rows++;
+    if (best === Number(cells[labelAt])) correct++;
+  }
+  return correct / rows;
+}
+
+t.test('accuracy before and after matches an independent evaluation of the digits model', async (t) => {
+  const out = join(dir, 'digits-pruned.onnx');
+  const r = await umbra([DIGITS, out, '--sparsity', '0.7', '--eval', CSV, '--label', 'label', '--eval-filter', 'split=test', '--json', '--threads', '1']);
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  t.equal(report.eval.metric, 'accuracy');
+  t.equal(report.eval.output, 'label');
+  t.equal(report.eval.rows, 360);
+  const before = independentAccuracy(DIGITS, 'test');
+  const after = independentAccuracy(out, 'test');
+  // Float32 onnxruntime and this float64 pass may disagree on a near-tie row at most.
+  t.ok(Math.abs(report.eval.before - before) <= 1 / 360, `before ${report.eval.before} vs ${before}`);
+  t.ok(Math.abs(report.eval.after - after) <= 1 / 360, `after ${report.eval.after} vs ${after}`);
+  t.ok(report.eval.after < report.eval.before, 'pruning 70% costs some accuracy');
+  t.same(report.layers.map((l: { name: string }) => l.name), ['fc1.weight', 'fc2.weight']);
+  t.equal(report.totals.zerosAfter, Math.floor(0.7 * (2048 + 320) + 0.5));
+  t.ok(report.skipped.some((s: { name: string }) => s.name === 'fc1.bias'), 'biases left alone');
+});
+
+t.test('table report and plain progress lines when not on a terminal', async (t) => {
+  const out = join(dir, 'digits-nm.onnx');
+  const r = await umbra([DIGITS, out, '--nm', '2:4']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /N:M 2:4 pruning/);
+  t.match(r.stdout, /fc1\.weight\s+Gemm\s+\[32x64\] nxk\s+2:4\s+[\d.]+%\s+50\.00%/);
+  t.match(r.stdout, /wrote .*digits-nm\.onnx/);
+  t.match(r.stderr, /prune: reading/);
+  t.notMatch(r.stderr, /\u001b\[/, 'no terminal escapes in plain mode');
+});
+
+t.test('sweep prints the curve and writes an SVG', async (t) => {
+  const svg = join(dir, 'sweep.svg');
+  const r = await umbra([DIGITS, '--sweep', '0.5,0.9', '--eval', CSV, '--label', 'label', '--plot', svg, '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  t.same(report.sweep.map((p: { sparsity: number }) => p.sparsity), [0.5, 0.9]);
+  t.ok(report.sweep[1].value <= report.sweep[0].value + 0.05, 'accuracy falls with sparsity');
+  t.ok(Math.abs(report.sweep[0].totalSparsity - 0.5) < 0.01);
+  const text = readFileSync(svg, 'utf8');
+  t.match(text, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  t.equal((text.match(/<circle /g) ?? []).length, 3, 'dense point plus two sweep points');
+});
+
+t.test('bad flags name the flag and the fix, and exit 2', async (t) => {
+  const out = join(dir, 'never.onnx');
+  const cases: [string[], RegExp][] = [
+    [[DIGITS, out], /--sparsity: required/],
+    [[DIGITS, out, '--sparsity', '1.5'], /--sparsity: expected a number in \[0, 1\] but received "1.5"/],
+    [[DIGITS, out, '--sparsity', '0.5', '--method', 'random'], /--method: expected one of global, layer, nm, structured/],
+    [[DIGITS, out, '--nm', '5:4'], /--nm: expected N:M/],
+    [[DIGITS, out, '--method', 'layer', '--nm', '2:4'], /--nm: only applies to --method nm/],
+    [[DIGITS, out, '--sparsity', '0.5', '--norm', 'l3'], /--norm: expected l1 or l2/],
+    [[DIGITS, out, '--sparsity', '0.5', '--layer', 'fc1.weight'], /--layer: expected NAME=S/],
+    [[DIGITS, out, '--sparsity', '0.5', '--layer', 'nothing*=0.5'], /--layer: expected "nothing\*" to match a prunable weight.*fc1\.weight/],
+    [[DIGITS, out, '--sparsity', '0.5', '--exclude', 'fc1.bias'], /--exclude: .*matches none/],
+    [[DIGITS, out, '--sparsity', '0.5', '--method', 'layer', '--min-layer-sparsity', '0.1'], /only apply to --method global/],
+    [[DIGITS, out, '--sparsity', '0.5', '--max-layer-sparsity', '0.3'], /--max-layer-sparsity: 0.3 is below --sparsity 0.5/],
+    [[DIGITS, '--sweep', '0.5'], /--sweep: needs --eval/],
+    [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV], /--eval: needs --label/],
+    [[DIGITS, out, '--sparsity', '0.5', '--plot', 'x.svg'], /--plot: draws the --sweep curve/],
+    [[DIGITS, out, '--sparsity', '0.5', '--threads', '0'], /--threads: expected an integer/],
+    [[DIGITS], /OUT: missing the output model path/],
+    [[join(dir, 'missing.onnx'), out, '--sparsity', '0.5'], /IN: .* does not exist/],
+    [[DIGITS, out, '--sparsity', '0.5', '--frobnicate'], /unknown option '--frobnicate'/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await inProcess(args);
+    t.equal(r.code, 2, `exit 2 for ${args.slice(1).join(' ')}`);
+    t.match(r.message, message);
+  }
+  t.notOk(existsSync(out), 'nothing written');
+});
+
+t.test('the real command exits 2 on a bad flag and prints the message', async (t) => {
+  for (const [args, message] of [
+    [[DIGITS, join(dir, 'never.onnx'), '--sparsity', '1.5'], /umbra: --sparsity: expected a number in \[0, 1\]/],
+    [[DIGITS, join(dir, 'never.onnx'), '--sparsity', '0.5', '--frobnicate'], /unknown option '--frobnicate'/],
+  ] as [string[], RegExp][]) {
+    const r = await umbra(args);
+    t.equal(r.code, 2);
+    t.match(r.stderr, message);
+  }
+});
+
+t.test('an eval label column that does not exist is a clear error', async (t) => {
+  const r = await umbra([DIGITS, join(dir, 'x.onnx'), '--sparsity', '0.5', '--eval', CSV, '--label', 'target']);
+  t.not(r.code, 0);
+  t.match(r.stderr, /label column named "target"/);
+});
