@@ -178,40 +178,43 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   let index = 0;
   let skipped = 0;
   let current: PendingBatch = { keys: [], rejects: [], recordsDone: 0, builder: undefined, final: false };
+  const resumeAfter = checkpoint.recordsDone;
   try {
-    for await (const record of input.records) {
-      index += 1;
-      if (index <= checkpoint.recordsDone) continue;
-      if (!plan && !record.error) {
-        plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping, input.delimiter);
-        options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: checkpoint.recordsDone, batchSize });
-      }
-      const key = keyOf(plan, record, current.rejects, shard);
-      if (key === undefined) {
+    for await (const chunk of input.records) {
+      for (const record of chunk) {
+        index += 1;
+        if (index <= resumeAfter) continue;
+        if (!plan && !record.error) {
+          plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping, input.delimiter);
+          options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: resumeAfter, batchSize });
+        }
+        const key = keyOf(plan, record, current.rejects, shard);
+        if (key === undefined) {
+          current.recordsDone = index;
+          continue;
+        }
+        if (shard && shardOfKey(key, shard.count) !== shard.index - 1) {
+          skipped += 1;
+          current.recordsDone = index;
+          continue;
+        }
+        current.builder ??= new BatchBuilder(plan!, batchSize);
+        try {
+          current.builder.add(record);
+          current.keys.push(key);
+        } catch (err) {
+          if (!(err instanceof RowRejected)) throw err;
+          current.rejects.push({ line: record.line, key, reason: err.message });
+        }
         current.recordsDone = index;
-        continue;
-      }
-      if (shard && shardOfKey(key, shard.count) !== shard.index - 1) {
-        skipped += 1;
-        current.recordsDone = index;
-        continue;
-      }
-      current.builder ??= new BatchBuilder(plan!, batchSize);
-      try {
-        current.builder.add(record);
-        current.keys.push(key);
-      } catch (err) {
-        if (!(err instanceof RowRejected)) throw err;
-        current.rejects.push({ line: record.line, key, reason: err.message });
-      }
-      current.recordsDone = index;
-      if (current.keys.length === batchSize) {
-        await dispatch(current);
-        current = { keys: [], rejects: [], recordsDone: index, builder: undefined, final: false };
+        if (current.keys.length === batchSize) {
+          await dispatch(current);
+          current = { keys: [], rejects: [], recordsDone: index, builder: undefined, final: false };
+        }
       }
     }
     current.final = true;
-    current.recordsDone = Math.max(current.recordsDone, index, checkpoint.recordsDone);
+    current.recordsDone = Math.max(current.recordsDone, index, resumeAfter);
     await dispatch(current);
     while (inFlight.length > 0) await commitOldest();
   } catch (err) {
