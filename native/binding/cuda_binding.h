@@ -1,0 +1,11 @@
+// N-API surface of the CUDA backend (cuda* functions on the addon's exports). Always compiled:
+// without UMBRA_WITH_CUDA every function except cudaStatus throws "built without CUDA".
+#pragma once
+
+#include <napi.h>
+
+namespace umbra_binding {
+
+void RegisterCuda(Napi::Env env, Napi::Object exports);
+
+}  // namespace umbra_binding
