@@ -1,0 +1,33 @@
+// `umbra bench-model`: reports one point per batch size for either backend, as a table or JSON,
+// and refuses bad flags. Checks shape and sanity only, never speed.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const UMBRA = new URL('../bin/umbra.js', import.meta.url).pathname;
+const DIGITS = new URL('../models/repository/digits/1/model.onnx', import.meta.url).pathname;
+
+for (const backend of ['native', 'onnxruntime']) {
+  t.test(`bench-model --backend ${backend} --json`, async (t) => {
+    const { stdout } = await run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', backend, '--batch', '1,4', '--seconds', '0.2', '--repeats', '2', '--json']);
+    const report = JSON.parse(stdout);
+    t.equal(report.backend, backend);
+    t.same(report.points.map((p: { batch: number }) => p.batch), [1, 4]);
+    for (const p of report.points) {
+      t.ok(p.rowsPerSecond > 0 && Number.isFinite(p.rowsPerSecond), 'a positive rate');
+      t.equal(p.windows.length, 2, 'one figure per window');
+      t.ok(p.runs >= 2, 'every window ran at least once');
+    }
+    if (backend === 'native') t.same(report.layers.map((l: { format: string }) => l.format), ['packed', 'packed'], 'layer formats reported');
+  });
+}
+
+t.test('bench-model table output and bad flags', async (t) => {
+  const { stdout } = await run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--batch', '2', '--seconds', '0.1', '--repeats', '1']);
+  t.match(stdout, /on native, 1 thread/);
+  t.match(stdout, /^\s+2\s+\d/m);
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', 'tpu']), /expected native or onnxruntime/);
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--batch', '0']), /--batch: expected a positive integer/);
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', '/nonexistent.onnx']), /does not exist/);
+});
