@@ -13,8 +13,8 @@ import { asFloat32, type Value } from './tensor.js';
 
 /**
  * A layer goes sparse (CSR) when fewer than this fraction of its weights are non-zero.
- * Measured on 4096x4096 single-threaded (bench/RESULTS-native.md): the CSR kernel passes the
- * packed dense one between 25% and 30% density at batch 1-64; below 25% it wins at every batch.
+ * Measured on 4096x4096 single-threaded (bench/RESULTS-native.md): at 30% density the packed
+ * dense kernel still beats CSR at batch 1, 8 and 64; at 10% CSR wins by 2-12x. 25% sits between.
  */
 export const SPARSE_DENSITY_BELOW = 0.25;
 
