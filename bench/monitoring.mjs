@@ -3,7 +3,7 @@
 // model, one with monitoring off and one with everything on (metrics, drift with a captured
 // reference, feedback join, prediction log to SQLite with inputs, every request logged). Closed
 // loop at concurrency 64 over keep-alive HTTP, rounds alternating ABBA in the same run.
-// Needs `npx tsc -p tsconfig.json`.
+// A third server runs monitoring without the log. Needs `npx tsc -p tsconfig.json`.
 //
 //   node bench/monitoring.mjs [--seconds 5] [--rounds 4] [--workers 2] [--concurrency 64] [--json]
 import http from 'node:http';
@@ -109,14 +109,18 @@ async function main() {
   const base = { repository: repo, host: '127.0.0.1', port: 0, workers: WORKERS };
   const off = await startServer({ ...base, monitoring: false });
   const on = await startServer({ ...base, monitoring: { log: { url: `sqlite:${logPath}` } } });
-  const servers = { off, on };
+  // Everything but the prediction log, to show what the log's writer thread costs on its own.
+  const nolog = await startServer({ ...base, monitoring: {} });
+  const servers = { off, on, nolog };
   try {
     // Warm-up, which also fills the drift reference (first 1000 rows) on the monitored server.
     await load(off.port, 1.5);
     await load(on.port, 1.5);
+    await load(nolog.port, 1.5);
     const order = [];
-    for (let r = 0; r < ROUNDS; r++) order.push(...(r % 2 === 0 ? ['off', 'on'] : ['on', 'off']));
-    const results = { off: [], on: [] };
+    const rotations = [['off', 'on', 'nolog'], ['on', 'nolog', 'off'], ['nolog', 'off', 'on']];
+    for (let r = 0; r < ROUNDS; r++) order.push(...rotations[r % 3]);
+    const results = { off: [], on: [], nolog: [] };
     for (const name of order) {
       const r = await load(servers[name].port, SECONDS);
       results[name].push(r);
@@ -129,12 +133,14 @@ async function main() {
     const of = (name, key) => median(results[name].map((r) => r[key]));
     const summary = {
       seconds: SECONDS, rounds: ROUNDS, workers: WORKERS, concurrency: CONCURRENCY,
-      off: of('off', 'rps'), on: of('on', 'rps'),
+      off: of('off', 'rps'), on: of('on', 'rps'), nolog: of('nolog', 'rps'),
+      cpuUsNoLog: of('nolog', 'cpuUsPerRequest'),
       busyUsOff: of('off', 'busyUsPerRequest'), busyUsOn: of('on', 'busyUsPerRequest'),
       cpuUsOff: of('off', 'cpuUsPerRequest'), cpuUsOn: of('on', 'cpuUsPerRequest'),
       runs: results,
     };
     summary.cost = 1 - summary.on / summary.off;
+    summary.costNoLog = 1 - summary.nolog / summary.off;
     summary.busyCost = summary.busyUsOn / summary.busyUsOff - 1;
     summary.cpuCost = summary.cpuUsOn / summary.cpuUsOff - 1;
     const served = await (await fetch(`${on.url}/metrics`)).text();
@@ -147,13 +153,14 @@ async function main() {
     if (AS_JSON) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     else {
       const pct = (x) => `${(x * 100).toFixed(1)}%`;
-      process.stdout.write(`medians: off ${summary.off.toFixed(0)} req/s, on ${summary.on.toFixed(0)} req/s: throughput cost ${pct(summary.cost)}\n`);
-      process.stdout.write(`main thread per request: off ${summary.busyUsOff.toFixed(1)} us, on ${summary.busyUsOn.toFixed(1)} us (+${pct(summary.busyCost)}); CPU per request: off ${summary.cpuUsOff.toFixed(1)} us, on ${summary.cpuUsOn.toFixed(1)} us (+${pct(summary.cpuCost)})\n`);
+      process.stdout.write(`medians: off ${summary.off.toFixed(0)} req/s, on ${summary.on.toFixed(0)} req/s: throughput cost ${pct(summary.cost)}; without the log ${summary.nolog.toFixed(0)} req/s: ${pct(summary.costNoLog)}\n`);
+      process.stdout.write(`main thread per request: off ${summary.busyUsOff.toFixed(1)} us, on ${summary.busyUsOn.toFixed(1)} us (+${pct(summary.busyCost)}); CPU per request: off ${summary.cpuUsOff.toFixed(1)} us, on ${summary.cpuUsOn.toFixed(1)} us (+${pct(summary.cpuCost)}), without the log ${summary.cpuUsNoLog.toFixed(1)} us\n`);
       process.stdout.write(`${summary.logged} of ${summary.served} monitored predictions logged\n`);
     }
   } finally {
     await off.stop();
     await on.stop();
+    await nolog.stop();
     rmSync(repo, { recursive: true, force: true });
   }
 }

@@ -11,6 +11,7 @@ import { startTestServer } from './helpers/server.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { FeedbackJoin } from '../dist/monitor/feedback.js';
+import { decodeTensors } from '../dist/monitor/tensor-blob.js';
 import { liveAccuracy, monitorOf } from '../dist/monitor/index.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -92,13 +93,14 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
 
   await s.server.stop(); // flushes the log
   const conn = new Database(db, { readonly: true });
-  const rows = conn.prepare('SELECT id, version, role, inputs, outputs, latency_ms FROM umbra_predictions ORDER BY seq').all() as { id: string; version: string; role: string; inputs: string; outputs: string; latency_ms: number }[];
+  const rows = conn.prepare('SELECT id, version, role, inputs, outputs, latency_ms FROM umbra_predictions ORDER BY seq').all() as { id: string; version: string; role: string; inputs: Buffer; outputs: Buffer; latency_ms: number }[];
   t.equal(rows.length, sent.length);
   t.equal(rows[0]!.id, 'caller-0');
   t.equal(rows[0]!.role, 'direct');
-  t.same(JSON.parse(rows[0]!.inputs).pixels.shape, [4, 64]);
-  t.same(JSON.parse(rows[0]!.inputs).pixels.data.slice(0, 64), ROWS[0]!.x);
-  t.same(JSON.parse(rows[0]!.outputs).label.data, sent[0]!.predicted);
+  t.same(decodeTensors(rows[0]!.inputs)!.pixels!.shape, [4, 64]);
+  t.same(decodeTensors(rows[0]!.inputs)!.pixels!.data.slice(0, 64), ROWS[0]!.x);
+  t.same(decodeTensors(rows[0]!.outputs)!.label!.data, sent[0]!.predicted);
+  t.same(decodeTensors(rows[0]!.outputs)!.probabilities!.shape, [4, 10]);
   t.ok(rows.every((r) => r.latency_ms > 0));
   t.equal((conn.prepare('SELECT count(*) AS n FROM umbra_labels').get() as { n: number }).n, sent.length);
   conn.close();
@@ -109,6 +111,8 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
   const exported = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   t.equal(exported.length, sent.length);
   t.same(exported[1].truth, sent[1]!.truth, 'labels joined');
+  t.same(exported[1].outputs.label.data, sent[1]!.predicted);
+  t.equal(exported[1].inputs.pixels.data.length, 4 * 64);
   t.equal(exported[1].id, sent[1]!.id);
   const csv = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`, '--format', 'csv', '--model', 'digits'], { encoding: 'utf8' });
   t.equal(csv.status, 0, csv.stderr);
@@ -136,7 +140,7 @@ t.test('prediction log in PostgreSQL', async (t) => {
   const p = await client.query('SELECT id, inputs, outputs FROM umbra_predictions ORDER BY seq');
   t.equal(p.rows.length, sent.length);
   t.equal(p.rows[0].inputs, null, 'inputs off');
-  t.same(JSON.parse(p.rows[2].outputs).label.data, sent[2]!.predicted);
+  t.same(decodeTensors(p.rows[2].outputs)!.label!.data, sent[2]!.predicted);
   const joined = await client.query('SELECT p.id, l.truth FROM umbra_predictions p JOIN umbra_labels l USING (model, id) ORDER BY p.seq');
   t.equal(joined.rows.length, sent.length);
   t.same(JSON.parse(joined.rows[3].truth), sent[3]!.truth);

@@ -1,8 +1,9 @@
 // The prediction log's storage: embedded SQLite (default) or PostgreSQL. Two tables, predictions
-// and labels, joined on (model, id) when exported for retraining. Tensors are stored as JSON text
-// ({"name": {"shape": [...], "data": [...]}}) so plain SQL can read them.
+// and labels, joined on (model, id) when exported for retraining. Tensors are stored in a compact
+// binary form (tensor-blob.ts); `umbra export-log` turns them back into JSON.
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { decodeTensors, encodeTensors } from './tensor-blob.js';
 
 export interface LogTensor {
   name: string;
@@ -58,29 +59,6 @@ export interface LogStore {
   close(): Promise<void>;
 }
 
-export function tensorsJson(tensors: LogTensor[] | undefined): string | null {
-  if (!tensors) return null;
-  const parts: string[] = [];
-  for (const t of tensors) parts.push(`${JSON.stringify(t.name)}:{"shape":${JSON.stringify(t.shape)},"data":${valuesJson(t.data)}}`);
-  return `{${parts.join(',')}}`;
-}
-
-/** join() formats numbers as JSON does and is much faster than stringify on arrays; NaN and infinities become null as in JSON.stringify. */
-function valuesJson(data: LogTensor['data']): string {
-  if (Array.isArray(data)) return JSON.stringify(data);
-  const values = data as ArrayLike<number | bigint>;
-  let finite = true;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (typeof v === 'number' && !Number.isFinite(v)) {
-      finite = false;
-      break;
-    }
-  }
-  if (finite) return `[${(values as unknown as { join(separator: string): string }).join(',')}]`;
-  return JSON.stringify(Array.from(values, (v) => (typeof v === 'bigint' ? Number(v) : v)));
-}
-
 /** `sqlite:PATH`, a bare path, or `postgres://` / `postgresql://` URL. */
 export function describeLogUrl(url: string): { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string } {
   if (/^postgres(ql)?:\/\//.test(url)) return { kind: 'postgres', url };
@@ -96,7 +74,7 @@ export async function openLogStore(url: string): Promise<LogStore> {
 
 const PAGE = 5000;
 
-function exportRow(r: { id: string; model: string; version: string; role: string; time_ms: number | string; latency_ms: number; inputs: string | null; outputs: string; truth: string | null }): ExportedRow {
+function exportRow(r: { id: string; model: string; version: string; role: string; time_ms: number | string; latency_ms: number; inputs: Uint8Array | null; outputs: Uint8Array; truth: string | null }): ExportedRow {
   return {
     id: r.id,
     model: r.model,
@@ -104,15 +82,24 @@ function exportRow(r: { id: string; model: string; version: string; role: string
     role: r.role,
     time: new Date(Number(r.time_ms)).toISOString(),
     latency_ms: r.latency_ms,
-    inputs: r.inputs === null ? null : JSON.parse(r.inputs),
-    outputs: JSON.parse(r.outputs),
+    inputs: decodeTensors(r.inputs),
+    outputs: decodeTensors(r.outputs),
     truth: r.truth === null ? null : JSON.parse(r.truth),
   };
 }
 
+const ROWS_PER_INSERT = 64;
+const PREDICTION_COLUMNS = 'INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) VALUES ';
+
 class SqliteLogStore implements LogStore {
   readonly kind = 'sqlite';
-  private constructor(private readonly db: import('better-sqlite3').Database) {}
+  private readonly insertOne: import('better-sqlite3').Statement;
+  private readonly insertMany: import('better-sqlite3').Statement;
+
+  private constructor(private readonly db: import('better-sqlite3').Database) {
+    this.insertOne = db.prepare(`${PREDICTION_COLUMNS}(?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.insertMany = db.prepare(PREDICTION_COLUMNS + new Array(ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?, ?, ?)').join(', '));
+  }
 
   static async open(path: string): Promise<SqliteLogStore> {
     const { default: Database } = await import('better-sqlite3');
@@ -123,7 +110,7 @@ class SqliteLogStore implements LogStore {
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.exec(`
-      CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs BLOB, outputs BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);
@@ -131,10 +118,13 @@ class SqliteLogStore implements LogStore {
   }
 
   async insert(predictions: PredictionRecord[], labels: LabelRecord[]): Promise<void> {
-    const p = this.db.prepare('INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     const l = this.db.prepare('INSERT OR REPLACE INTO umbra_labels (id, model, version, time_ms, truth) VALUES (?, ?, ?, ?, ?)');
+    const args = (r: PredictionRecord) => [r.id, r.model, r.version, r.role, r.timeMs, r.latencyMs, encodeTensors(r.inputs), encodeTensors(r.outputs)];
     this.db.transaction(() => {
-      for (const r of predictions) p.run(r.id, r.model, r.version, r.role, r.timeMs, r.latencyMs, tensorsJson(r.inputs), tensorsJson(r.outputs));
+      // Many rows per statement: one VM run per 64 rows instead of per row.
+      let i = 0;
+      for (; i + ROWS_PER_INSERT <= predictions.length; i += ROWS_PER_INSERT) this.insertMany.run(...predictions.slice(i, i + ROWS_PER_INSERT).flatMap(args));
+      for (; i < predictions.length; i++) this.insertOne.run(...args(predictions[i]!));
       for (const r of labels) l.run(r.id, r.model, r.version, r.timeMs, JSON.stringify(r.truth));
     })();
   }
@@ -175,7 +165,7 @@ class PostgresLogStore implements LogStore {
     const { default: pg } = await import('pg');
     const pool = new pg.Pool({ connectionString: url, max: 2 });
     await pool.query(`
-      CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs TEXT, outputs TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs BYTEA, outputs BYTEA NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);
@@ -189,8 +179,8 @@ class PostgresLogStore implements LogStore {
       if (predictions.length > 0) {
         // One statement per batch: columns travel as arrays and unnest turns them into rows.
         await client.query(
-          'INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[], $7::text[], $8::text[])',
-          [predictions.map((r) => r.id), predictions.map((r) => r.model), predictions.map((r) => r.version), predictions.map((r) => r.role), predictions.map((r) => r.timeMs), predictions.map((r) => r.latencyMs), predictions.map((r) => tensorsJson(r.inputs)), predictions.map((r) => tensorsJson(r.outputs))],
+          'INSERT INTO umbra_predictions (id, model, version, role, time_ms, latency_ms, inputs, outputs) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[], $7::bytea[], $8::bytea[])',
+          [predictions.map((r) => r.id), predictions.map((r) => r.model), predictions.map((r) => r.version), predictions.map((r) => r.role), predictions.map((r) => r.timeMs), predictions.map((r) => r.latencyMs), predictions.map((r) => encodeTensors(r.inputs)), predictions.map((r) => encodeTensors(r.outputs))],
         );
       }
       if (labels.length > 0) {
