@@ -8,7 +8,7 @@
 // UMBRA_BENCH_PG_URL or UMBRA_TEST_PG_URL names a server (a scratch database is created and dropped).
 import * as ort from 'onnxruntime-node';
 import pg from 'pg';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { createReadStream, mkdtempSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -159,6 +159,7 @@ const summary = {
   date: new Date().toISOString(),
   command: `node bench/batch.mjs ${args.join(' ')}`.trim(),
   machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
+  loadAverageAtEnd: loadavg().map((x) => Number(x.toFixed(2))),
   model: modelName, rows, batchSize, workers, rounds, inputMiB: statSync(csv, { throwIfNoEntry: false })?.size,
   rowsPerSecond: {
     ortInProcess: median(results.ort),
@@ -173,5 +174,6 @@ if (args.includes('--json')) {
   process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
 } else {
   const r = summary.rowsPerSecond;
+  process.stderr.write(`load average ${summary.loadAverageAtEnd.join(', ')}; all rounds ${JSON.stringify(results)}\n`);
   process.stdout.write(`| ${modelName} | ${rows} | ${batchSize} | ${workers} | ${r.ortInProcess.toFixed(0)} | ${r.ortReadAndInfer.toFixed(0)} | ${r.umbraSqlite.toFixed(0)} (${(100 * summary.sqliteShareOfOrt).toFixed(0)}%) | ${r.umbraPostgres ? `${r.umbraPostgres.toFixed(0)} (${(100 * r.umbraPostgres / r.ortInProcess).toFixed(0)}%)` : 'not run'} |\n`);
 }

@@ -244,11 +244,9 @@ async function inferBatch(umbra: Umbra, mv: ModelVersion, batch: PendingBatch): 
   const rows = batch.keys.length;
   if (rows === 0 || !batch.builder) return { ...batch, builder: undefined, outputs: [] };
   const tensors = batch.builder.tensors();
-  const max = mv.signature.maxBatchSize;
-  // Straight to the pool (the server's workers and sessions), split at the model's max_batch_size:
-  // the job already forms full batches, so the online batcher's queueing would only add delay.
-  const result = max > 0 && rows > max
-    ? await umbra.pool.runSharded(mv.session, tensors, [], rows, max)
-    : await umbra.pool.run(mv.session, tensors, []);
+  // One batch is one run on one worker (the server's workers and sessions), straight to the pool:
+  // the job already forms full batches, so the online batcher's queueing would only add delay, and
+  // max_batch_size (the online batcher's limit) does not cut them into many small, costly tasks.
+  const result = await umbra.pool.run(mv.session, tensors, []);
   return { ...batch, builder: undefined, outputs: result.outputs };
 }

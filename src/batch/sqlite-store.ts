@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS umbra_batch_checkpoints (
   updated_at TEXT NOT NULL
 );`;
 
+const ROWS_PER_STATEMENT = 64;
+
 interface PredictionRecord {
   model: string;
   version: string;
@@ -56,7 +58,8 @@ export class SqliteStore implements PredictionStore {
   readonly description: string;
   private readonly byVersion: Database.Statement<[string, string, string], PredictionRecord>;
   private readonly anyVersion: Database.Statement<[string, string], PredictionRecord>;
-  private readonly upsert: Database.Statement<[string, string, string, string, string]>;
+  private readonly upsert: Database.Statement<unknown[]>;
+  private readonly upsertMany: Database.Statement<unknown[]>;
   private readonly saveCheckpoint: Database.Statement<unknown[]>;
   private readonly loadCheckpoint: Database.Statement<[string], CheckpointRecord>;
   private readonly writeBatch: (model: string, version: string, rows: PredictionRow[], at: string, cp: Checkpoint) => void;
@@ -65,8 +68,11 @@ export class SqliteStore implements PredictionStore {
     this.description = `sqlite:${path}`;
     this.byVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND version = ? AND key = ?');
     this.anyVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND key = ? ORDER BY computed_at DESC LIMIT 1');
-    this.upsert = db.prepare(`INSERT INTO predictions (model, version, key, outputs, computed_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT (model, version, key) DO UPDATE SET outputs = excluded.outputs, computed_at = excluded.computed_at`);
+    const upsertSql = (rows: number) => `INSERT INTO predictions (model, version, key, outputs, computed_at) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}
+      ON CONFLICT (model, version, key) DO UPDATE SET outputs = excluded.outputs, computed_at = excluded.computed_at`;
+    this.upsert = db.prepare(upsertSql(1));
+    // Many rows per statement: the per-call cost of the binding, not SQLite, dominates small rows.
+    this.upsertMany = db.prepare(upsertSql(ROWS_PER_STATEMENT));
     this.saveCheckpoint = db.prepare(`INSERT INTO umbra_batch_checkpoints
       (job, model, version, input, shard, batch_size, records_done, reject_bytes, rows_stored, rejected, finished, updated_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -75,7 +81,14 @@ export class SqliteStore implements PredictionStore {
         rows_stored = excluded.rows_stored, rejected = excluded.rejected, finished = excluded.finished, updated_at = excluded.updated_at`);
     this.loadCheckpoint = db.prepare('SELECT * FROM umbra_batch_checkpoints WHERE job = ?');
     this.writeBatch = db.transaction((model: string, version: string, rows: PredictionRow[], at: string, cp: Checkpoint) => {
-      for (const row of rows) this.upsert.run(model, version, row.key, row.outputs, at);
+      let i = 0;
+      const params: unknown[] = [];
+      for (; i + ROWS_PER_STATEMENT <= rows.length; i += ROWS_PER_STATEMENT) {
+        params.length = 0;
+        for (let j = i; j < i + ROWS_PER_STATEMENT; j++) params.push(model, version, rows[j]!.key, rows[j]!.outputs, at);
+        this.upsertMany.run(params);
+      }
+      for (; i < rows.length; i++) this.upsert.run(model, version, rows[i]!.key, rows[i]!.outputs, at);
       this.saveCheckpoint.run(cp.job, cp.model, cp.version, cp.input, cp.shard, cp.batchSize, cp.recordsDone, cp.rejectBytes,
         cp.rowsStored, cp.rejected, cp.finished ? 1 : 0, new Date().toISOString());
     });
