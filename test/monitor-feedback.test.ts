@@ -67,6 +67,14 @@ t.test('join and accuracy bookkeeping', async (t) => {
   t.same(r.unknown, ['p2'], 'expired');
   r = f.accept('other', [{ id: 'p2', truth: 1 }], 2000);
   t.same(r.unknown, ['p2'], 'ids are per model');
+  // A shadow copy answers under the same id: one label scores both versions.
+  const h = new FeedbackJoin();
+  h.remember('q', 'm', '1', 'classification', Float64Array.of(3, 4), 0);
+  h.remember('q', 'm', '2', 'classification', Float64Array.of(3, 5), 0);
+  const both = h.accept('m', [{ id: 'q', truth: [3, 4] }], 1);
+  t.same(both.joined[0]!.versions, ['1', '2']);
+  t.equal(h.report('m', '1')!.accuracy, 1);
+  t.equal(h.report('m', '2')!.accuracy, 0.5);
   const g = new FeedbackJoin({ accuracyWindow: 2 });
   g.remember('a', 'reg', '3', 'regression', Float64Array.of(1.5, 2), 0);
   g.remember('b', 'reg', '3', 'regression', Float64Array.of(4), 0);

@@ -56,14 +56,22 @@ export function predictedValues(reader: PredictionReader, response: InferRespons
   return out;
 }
 
-interface Waiting {
-  model: string;
+interface VersionPrediction {
   version: string;
   task: Task;
   predicted: Float64Array;
+}
+
+/** One request id; a shadow or canary copy of the request adds its version's answer beside the primary's. */
+interface Waiting {
+  model: string;
+  predictions: VersionPrediction[];
   at: number;
   labelled: boolean;
 }
+
+/** Versions one id may carry (primary, canary, shadows). */
+const MAX_VERSIONS_PER_ID = 4;
 
 /** Fixed-size ring of per-row scores (1/0 correct, or absolute error) with a running sum. */
 class ScoreWindow {
@@ -112,7 +120,10 @@ export interface AccuracyReport {
 export interface JoinedLabel {
   id: string;
   model: string;
+  /** The first version that answered (the primary). */
   version: string;
+  /** Every version whose answer to this id was scored (primary, canary, shadows). */
+  versions: string[];
   truth: unknown;
 }
 
@@ -140,8 +151,16 @@ export class FeedbackJoin {
   /** Hot path: remember one answered prediction under its id. */
   remember(id: string, model: string, version: string, task: Task, predicted: Float64Array, now = Date.now()): void {
     const key = `${model}\u0000${id}`;
-    if (this.waiting.has(key)) this.waiting.delete(key); // re-used id: the newest prediction wins
-    this.waiting.set(key, { model, version, task, predicted, at: now, labelled: false });
+    const existing = this.waiting.get(key);
+    if (existing && !existing.labelled) {
+      // Same id from another version (shadow, canary): keep both; from the same version: a re-used id, the newest wins.
+      const i = existing.predictions.findIndex((p) => p.version === version);
+      if (i >= 0) existing.predictions[i] = { version, task, predicted };
+      else if (existing.predictions.length < MAX_VERSIONS_PER_ID) existing.predictions.push({ version, task, predicted });
+      return;
+    }
+    if (existing) this.waiting.delete(key);
+    this.waiting.set(key, { model, predictions: [{ version, task, predicted }], at: now, labelled: false });
     if (this.waiting.size > this.maxPending) {
       const oldest = this.waiting.keys().next().value;
       if (oldest !== undefined) this.waiting.delete(oldest);
@@ -166,18 +185,22 @@ export class FeedbackJoin {
         continue;
       }
       const truths = Array.isArray(truth) ? truth : [truth];
-      if (truths.length !== w.predicted.length || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
-        result.rejected.push({ id, reason: `expected ${w.predicted.length === 1 ? 'a number' : `an array of ${w.predicted.length} numbers`} for truth` });
+      const rows = w.predictions[0]!.predicted.length;
+      if (truths.length !== rows || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
+        result.rejected.push({ id, reason: `expected ${rows === 1 ? 'a number' : `an array of ${rows} numbers`} for truth` });
         continue;
       }
-      const win = this.windowOf(w.model, w.version, w.task);
-      truths.forEach((t, r) => {
-        const p = w.predicted[r]!;
-        win.push(w.task === 'classification' ? (p === t ? 1 : 0) : Math.abs(p - (t as number)));
-      });
+      for (const p of w.predictions) {
+        const win = this.windowOf(w.model, p.version, p.task);
+        truths.forEach((t, r) => {
+          const predicted = p.predicted[r];
+          if (predicted === undefined) return;
+          win.push(p.task === 'classification' ? (predicted === t ? 1 : 0) : Math.abs(predicted - (t as number)));
+        });
+      }
       w.labelled = true;
       result.accepted += 1;
-      result.joined.push({ id, model: w.model, version: w.version, truth });
+      result.joined.push({ id, model: w.model, version: w.predictions[0]!.version, versions: w.predictions.map((p) => p.version), truth });
     }
     return result;
   }

@@ -233,7 +233,7 @@ export class Monitor {
     const result = this.feedback.accept(model, items);
     const now = Date.now();
     const byVersion = new Map<string, number>();
-    for (const j of result.joined) byVersion.set(j.version, (byVersion.get(j.version) ?? 0) + 1);
+    for (const j of result.joined) for (const v of j.versions) byVersion.set(v, (byVersion.get(v) ?? 0) + 1);
     for (const [version, n] of byVersion) {
       this.metrics.feedback.inc({ model, version, result: 'accepted' }, n);
       const s = this.versions.get(`${model}\u0000${version}`);

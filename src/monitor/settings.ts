@@ -23,6 +23,7 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'metricsBuckets', flag: '--metrics-buckets', env: 'UMBRA_METRICS_BUCKETS', kind: 'string' },
   { key: 'driftWindow', flag: '--drift-window', env: 'UMBRA_DRIFT_WINDOW', kind: 'int', min: 1 },
   { key: 'driftWindowSeconds', flag: '--drift-window-seconds', env: 'UMBRA_DRIFT_WINDOW_SECONDS', kind: 'number', min: 0 },
+  { key: 'driftThresholds', flag: '--drift-thresholds', env: 'UMBRA_DRIFT_THRESHOLDS', kind: 'string' },
   { key: 'driftMinSamples', flag: '--drift-min-samples', env: 'UMBRA_DRIFT_MIN_SAMPLES', kind: 'int', min: 1 },
   { key: 'webhook', flag: '--webhook', env: 'UMBRA_WEBHOOK', kind: 'string' },
   { key: 'accuracyThreshold', flag: '--accuracy-threshold', env: 'UMBRA_ACCURACY_THRESHOLD', kind: 'number', min: 0, max: 1 },
@@ -57,6 +58,7 @@ export function monitoringFromSettings(values: Record<string, unknown>, reposito
   if (typeof v.driftWindow === 'number') drift.windowRows = v.driftWindow;
   if (typeof v.driftWindowSeconds === 'number') drift.windowSeconds = v.driftWindowSeconds;
   if (typeof v.driftMinSamples === 'number') drift.minSamples = v.driftMinSamples;
+  if (typeof v.driftThresholds === 'string') drift.thresholds = parseThresholds(v.driftThresholds);
   options.drift = drift;
   const logDb = typeof v.logDb === 'string' ? v.logDb : defaultLogDb(repository);
   if (logDb !== 'off') {
@@ -71,4 +73,20 @@ export function monitoringFromSettings(values: Record<string, unknown>, reposito
   }
   if (typeof v.accuracyThreshold === 'number') options.accuracyThreshold = v.accuracyThreshold;
   return options;
+}
+
+const TESTS = ['ks', 'chi2', 'psi', 'js'] as const;
+
+/** `ks=0.01,psi=0.2`: p-values for ks/chi2, distances for psi/js. */
+export function parseThresholds(text: string): Partial<Record<(typeof TESTS)[number], number>> {
+  const out: Partial<Record<(typeof TESTS)[number], number>> = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [name, value] = part.split('=') as [string, string | undefined];
+    const n = Number(value);
+    if (!(TESTS as readonly string[]).includes(name) || value === undefined || !Number.isFinite(n) || n <= 0) {
+      throw new Error(`expected test=value pairs (tests: ${TESTS.join(', ')}; positive values) for --drift-thresholds but received ${JSON.stringify(part)}`);
+    }
+    out[name as (typeof TESTS)[number]] = n;
+  }
+  return out;
 }

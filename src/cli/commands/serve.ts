@@ -30,6 +30,7 @@ export function registerServe(program: Command): void {
     .option('--metrics-buckets <s,...>', 'latency histogram bounds in seconds (default 0.0001..5) [env UMBRA_METRICS_BUCKETS]')
     .option('--drift-window <rows>', 'rows in the live drift window (default 1000) [env UMBRA_DRIFT_WINDOW]')
     .option('--drift-window-seconds <s>', 'drift window by time as well, 0 = rows only (default 0) [env UMBRA_DRIFT_WINDOW_SECONDS]')
+    .option('--drift-thresholds <t=v,...>', 'drift thresholds, e.g. ks=0.01,psi=0.2 (defaults ks=0.05 chi2=0.05 p-values, psi=0.1 js=0.1) [env UMBRA_DRIFT_THRESHOLDS]')
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
