@@ -37,6 +37,7 @@
       "defines": ["UMBRA_HAVE_AVX2", "UMBRA_HAVE_AVX512"],
       "sources": [
         "native/binding/addon.cc",
+        "native/binding/cuda_binding.cc",
         "native/binding/kernels_binding.cc",
         "native/binding/prune_binding.cc",
         "native/src/cpu/activation.cc",

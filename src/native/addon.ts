@@ -16,6 +16,29 @@ export interface NativeLayerCut {
   pruned: number;
 }
 
+/** What the addon's CUDA part reports; never throws. `reason` says why `available` is false. */
+export interface NativeCudaStatus {
+  compiled: boolean;
+  available: boolean;
+  reason: string;
+  deviceCount: number;
+  runtimeVersion: number;
+  driverVersion: number;
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  computeCapability: string;
+  multiprocessors: number;
+  totalMemory: number;
+  freeMemory: number;
+  l2Bytes: number;
+}
+
+/** An opaque native handle (device memory or a stream); freed by the garbage collector at the latest. */
+export type NativeCudaHandle = object & { readonly __cudaHandle?: never };
+
 /**
  * Raw surface of build/Release/umbra.node. Enumerations cross as integers: layout 0 = [K,N],
  * 1 = [N,K], 2 = packed; activation 0 none, 1 relu, 2 sigmoid, 3 tanh, 4 gelu. Call these through
@@ -46,6 +69,28 @@ export interface NativeBinding {
   maskApplyF32Async(arrays: Float32Array[], names: string[], cuts: Pick<NativeLayerCut, 'thresholdKey' | 'ties'>[], threads: number): Promise<number>;
   nmPruneF32(w: Float32Array, rows: number, cols: number, n: number, m: number, kContiguous: boolean, name: string): number;
   rowsPruneF32(w: Float32Array, rows: number, cols: number, sparsity: number, norm: number, kContiguous: boolean, name: string): Int32Array;
+  // CUDA backend (native/binding/cuda_binding.cc); call through ./cuda.js. Handles are opaque.
+  cudaStatus(): NativeCudaStatus;
+  cudaDevices(): NativeCudaDevice[];
+  cudaMemoryInUse(): number;
+  cudaCreateStream(device: number): NativeCudaHandle;
+  cudaUploadF32(data: Float32Array, device: number): NativeCudaHandle;
+  cudaUploadDense(w: Float32Array, k: number, n: number, layout: number, device: number): NativeCudaHandle;
+  cudaUploadCsr(rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, rows: number, cols: number, device: number): NativeCudaHandle;
+  cudaRelease(handle: NativeCudaHandle): number;
+  cudaHandleBytes(handle: NativeCudaHandle): number;
+  cudaGemmF32(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
+    m: number, activation: number, precision: number): void;
+  cudaGemmF32Async(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
+    m: number, activation: number, precision: number): Promise<void>;
+  cudaSpmmCsrF32(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
+    m: number, activation: number): void;
+  cudaSpmmCsrF32Async(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
+    m: number, activation: number): Promise<void>;
+  cudaElementwiseF32(stream: NativeCudaHandle, data: Float32Array, rows: number, cols: number, op: number,
+    bias: Float32Array | null, activation: number): void;
+  cudaMagnitudePruneF32(stream: NativeCudaHandle, arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,
+    apply: boolean): { cuts: NativeLayerCut[]; zeroed: number };
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
