@@ -10,6 +10,7 @@ import { startServer } from '../dist/server/server.js';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { makeRows, writeCsv } from './fixtures/batch/data.js';
+import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 
 const repo = tempRepo();
 repo.addVersion('affine', 1, affineModel(2, 1, 4));
@@ -142,4 +143,31 @@ t.test('a batch job into the store the server reads: lookups then return exactly
 t.test('a bad store URL stops the server from starting with a clear message', async (t) => {
   await t.rejects(startServer({ repository: repo.dir, host: '127.0.0.1', port: 0, workers: 1, store: 'mysql://db' }), /unsupported store URL scheme 'mysql:'/);
   await t.rejects(startServer({ repository: repo.dir, host: '127.0.0.1', port: 0, workers: 1, store: `sqlite:${join(dir, 'missing', 'x.db')}` }), /cannot open the SQLite store/);
+});
+
+t.test('PostgreSQL store: hits while it is up; when it goes away lookups fall back online and the endpoint says 503', async (t) => {
+  const db = await createTestDatabase();
+  if (!db) return t.skip(PG_SKIP_REASON);
+  let dropped = false;
+  t.teardown(async () => {
+    if (!dropped) await db.drop();
+  });
+  const store = await openStore(db.url);
+  await store.commit('affine', '1', [{ key: 'pg-key', outputs: fake([1, 1, 1, 1]) }], new Date(), cp('pg'));
+  await store.close();
+  const s = await startTestServer(t, { repository: repo.dir, store: db.url });
+  const body = (key: string) => ({ parameters: { lookup_key: key }, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  const hit = await s.post('/v2/models/affine/infer', body('pg-key'));
+  t.equal(hit.json.parameters.lookup, 'hit');
+  t.same(hit.json.outputs[0].data, [1, 1, 1, 1]);
+  t.equal((await s.get('/v2/models/affine/predictions/pg-key')).json.key, 'pg-key');
+  await db.drop();
+  dropped = true;
+  const down = await s.post('/v2/models/affine/infer', body('another-key'));
+  t.equal(down.status, 200, 'the request still succeeds');
+  t.equal(down.json.parameters.lookup, 'error');
+  t.same(down.json.outputs[0].data, [3, 5, 7, 9]);
+  const endpoint = await s.get('/v2/models/affine/predictions/another-key');
+  t.equal(endpoint.status, 503);
+  t.match(endpoint.json.error, /the prediction store postgres:\/\/.* is unavailable/);
 });
