@@ -160,7 +160,11 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       rejected: checkpoint.rejected + done.rejects.length,
       finished: done.final,
     };
-    await store.commit(mv.name, mv.version, rows, new Date(), next);
+    try {
+      await store.commit(mv.name, mv.version, rows, new Date(), next);
+    } catch (err) {
+      throw new UmbraError('INTERNAL', `cannot store a batch in ${store.description}: ${(err as Error).message}; rerun with --resume to continue after the last stored batch`, { cause: err });
+    }
     Object.assign(checkpoint, next);
     rowsThisRun += rows.length;
     options.onProgress?.(progress());

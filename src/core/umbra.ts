@@ -108,9 +108,9 @@ export class Umbra {
       const answered = answering && await answering;
       if (answered) {
         const rows = mv.signature.maxBatchSize > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
-        const timing = { queueMs: 0, computeMs: 0, rows, batchRows: 0 };
-        this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: answered, timing, durationMs: performance.now() - startedAt });
-        return { response: answered, timing };
+        // No timing in the event: nothing was queued or computed, so compute metrics stay untouched.
+        this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: answered, durationMs: performance.now() - startedAt });
+        return { response: answered, timing: { queueMs: 0, computeMs: 0, rows, batchRows: 0 } };
       }
       const result = await mv.infer(request, options);
       if (context.responseParameters) result.response.parameters = { ...result.response.parameters, ...context.responseParameters };

@@ -71,6 +71,7 @@ export class UmbraServer {
       if (options.store) await attachPredictionStore(server, options.store);
       await server.listen(options.host ?? DEFAULTS.host, options.port ?? DEFAULTS.port);
     } catch (err) {
+      for (const close of server.closers) await close().catch(() => undefined);
       await umbra.close();
       throw err;
     }
