@@ -53,7 +53,8 @@ t.test('CSV: every row stored with its own outputs; bad rows go to the reject fi
   t.teardown(() => store.close());
   const rejects = path('rejects.jsonl');
   const progress: number[] = [];
-  const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 64, rejectsPath: rejects, onProgress: (p) => progress.push(p.rowsStored) });
+  // Parsed on a parse worker here; inline (the default on small machines) elsewhere.
+  const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 64, parseWorkers: 2, rejectsPath: rejects, onProgress: (p) => progress.push(p.rowsStored) });
   t.equal(summary.rowsStored, 700);
   t.equal(summary.rejected, 3);
   t.equal(summary.version, '1');
@@ -95,7 +96,7 @@ t.test('JSON Lines, plain and gzip, give the same stored values as CSV', async (
     const input = path(name);
     write(input);
     const store = await openStore(`sqlite:${path('p.db')}`);
-    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 50, rejectsPath: path('r.jsonl') });
+    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 50, parseWorkers: results.length % 2, rejectsPath: path('r.jsonl') });
     t.equal(summary.rowsStored, 300, name);
     t.equal(summary.rejected, 0, name);
     results.push(await allRows(store, 'affine', rows.map((r) => r.key)));
@@ -148,7 +149,7 @@ t.test('shards 1/4..4/4 into one PostgreSQL store equal a single run', async (t)
   writeCsv(input, rows, { extraLines: ['broken,1,2,3'] });
   // The four shards run at once on the same pool, as four machines would against one database.
   const stores = await Promise.all([1, 2, 3, 4].map(() => openStore(db.url)));
-  const summaries = await Promise.all(stores.map((store, i) => runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, shard: { index: i + 1, count: 4 }, batchSize: 100, rejectsPath: path(`r${i}.jsonl`) })));
+  const summaries = await Promise.all(stores.map((store, i) => runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, shard: { index: i + 1, count: 4 }, batchSize: 100, parseWorkers: i % 2, rejectsPath: path(`r${i}.jsonl`) })));
   for (const s of stores) await s.close();
   t.equal(summaries.reduce((a, s) => a + s.rowsStored, 0), 2000, 'the shards partition the keys');
   t.equal(summaries.reduce((a, s) => a + s.rejected, 0), 1, 'a reject is reported by exactly one shard');

@@ -234,6 +234,21 @@ export class BatchBuilder {
     this.rows += 1;
   }
 
+  /** Copies row `row` of already parsed input data (one array per input, see parse.ts). */
+  addParsed(data: TensorData[], row: number): void {
+    for (let j = 0; j < this.plan.inputs.length; j++) {
+      const n = this.plan.inputs[j]!.rowElements;
+      const from = data[j]!;
+      const to = this.data[j]!;
+      if (Array.isArray(from)) {
+        for (let i = 0; i < n; i++) (to as string[])[this.rows * n + i] = from[row * n + i]!;
+      } else {
+        (to as Float32Array).set((from as Float32Array).subarray(row * n, row * n + n), this.rows * n);
+      }
+    }
+    this.rows += 1;
+  }
+
   /** The filled rows as request tensors (views are copied by the pool before transfer). */
   tensors(): Tensor[] {
     return this.plan.inputs.map((p, j) => {

@@ -8,11 +8,13 @@ import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
 import type { Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
-import { BatchBuilder, planFeatures, RowRejected, type ColumnMapping, type FeaturePlan } from './features.js';
+import { BatchBuilder, type ColumnMapping, type FeaturePlan } from './features.js';
+import { parseChunk, planFor, ROW_REJECTED, ROW_VALID, type ParsedChunk, type ParseSetup } from './parse.js';
+import { ParsePool } from './parse-pool.js';
 import { outputsPerRow } from './output-rows.js';
 import { openInput, type InputFormat, type InputRecord } from './reader.js';
 import { RejectFile, type Reject } from './rejects.js';
-import { describeShard, shardOfKey, type ShardSpec } from './shard.js';
+import { describeShard, type ShardSpec } from './shard.js';
 import type { Checkpoint, PredictionRow, PredictionStore } from './store.js';
 
 export const DEFAULT_BATCH_SIZE = 256;
@@ -36,6 +38,8 @@ export interface BatchJobOptions {
   mapping?: ColumnMapping;
   /** Default: `<input name>[.shard-I-of-N].rejects.jsonl` in the working directory. */
   rejectsPath?: string;
+  /** Threads that parse input beside the main thread; default 0 below 4 model workers, else one per four. */
+  parseWorkers?: number;
   /** Batches dispatched and not yet stored; default workers + 1 (one commits while the rest compute). */
   window?: number;
   /** Called once the input's columns are mapped, and after every stored batch. */
@@ -136,6 +140,9 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
     bytesRead: input.bytesRead, totalBytes: input.totalBytes, elapsedMs: performance.now() - started, rowsThisRun,
   });
 
+  // At most one commit runs at a time, in batch order, while the reader keeps reading and the
+  // workers keep computing (with PostgreSQL a commit is a network round trip).
+  let committing: Promise<void> = Promise.resolve();
   const commitOldest = async (): Promise<void> => {
     const done = await inFlight.shift()!;
     const texts = outputsPerRow(done.outputs, done.keys.length);
@@ -151,6 +158,8 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
         rows[at] = { key, outputs: texts[i]! };
       }
     });
+    await committing;
+    // Written only once the previous checkpoint is stored, so a resume's truncation point is exact.
     rejectFile.write(done.rejects);
     const next: Checkpoint = {
       ...checkpoint,
@@ -160,14 +169,15 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       rejected: checkpoint.rejected + done.rejects.length,
       finished: done.final,
     };
-    try {
-      await store.commit(mv.name, mv.version, rows, new Date(), next);
-    } catch (err) {
+    committing = store.commit(mv.name, mv.version, rows, new Date(), next).then(() => {
+      Object.assign(checkpoint, next);
+      rowsThisRun += rows.length;
+      options.onProgress?.(progress());
+    }, (err: unknown) => {
       throw new UmbraError('INTERNAL', `cannot store a batch in ${store.description}: ${(err as Error).message}; rerun with --resume to continue after the last stored batch`, { cause: err });
-    }
-    Object.assign(checkpoint, next);
-    rowsThisRun += rows.length;
-    options.onProgress?.(progress());
+    });
+    // Awaited by the next commit or at the end; until then a failure must not count as unhandled.
+    committing.catch(() => undefined);
   };
 
   const dispatch = async (batch: PendingBatch): Promise<void> => {
@@ -179,69 +189,93 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   };
 
   let plan: FeaturePlan | undefined;
+  let parsePool: ParsePool | undefined;
   let index = 0;
   let skipped = 0;
   let current: PendingBatch = { keys: [], rejects: [], recordsDone: 0, builder: undefined, final: false };
   const resumeAfter = checkpoint.recordsDone;
-  try {
-    for await (const chunk of input.records) {
-      for (const record of chunk) {
-        index += 1;
-        if (index <= resumeAfter) continue;
-        if (!plan && !record.error) {
-          plan = planFeatures(mv.signature, await input.columns(), keyColumn, options.mapping, input.delimiter);
-          options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: resumeAfter, batchSize });
-        }
-        const key = keyOf(plan, record, current.rejects, shard);
-        if (key === undefined) {
-          current.recordsDone = index;
-          continue;
-        }
-        if (shard && shardOfKey(key, shard.count) !== shard.index - 1) {
-          skipped += 1;
-          current.recordsDone = index;
-          continue;
-        }
+  const parseThreads = options.parseWorkers ?? defaultParseWorkers(umbra.pool.size);
+  // Chunks being parsed, oldest first; their rows join batches strictly in input order.
+  const parsing: { records: InputRecord[]; firstIndex: number; result: Promise<ParsedChunk> }[] = [];
+  const consume = async (item: (typeof parsing)[number]): Promise<void> => {
+    const parsed = await item.result;
+    let valid = 0;
+    let rejectAt = 0;
+    for (let i = 0; i < item.records.length; i++) {
+      const status = parsed.status[i];
+      if (status === ROW_VALID) {
         current.builder ??= new BatchBuilder(plan!, batchSize);
-        try {
-          current.builder.add(record);
-          current.keys.push(key);
-        } catch (err) {
-          if (!(err instanceof RowRejected)) throw err;
-          current.rejects.push({ line: record.line, key, reason: err.message });
-        }
-        current.recordsDone = index;
-        if (current.keys.length === batchSize) {
-          await dispatch(current);
-          current = { keys: [], rejects: [], recordsDone: index, builder: undefined, final: false };
-        }
+        current.builder.addParsed(parsed.data, valid);
+        current.keys.push(parsed.keys[valid]!);
+        valid += 1;
+      } else if (status === ROW_REJECTED) {
+        const r = parsed.rejects[rejectAt++]!;
+        current.rejects.push(r.key === undefined ? { line: r.line, reason: r.reason } : { line: r.line, key: r.key, reason: r.reason });
+      } else {
+        skipped += 1;
+      }
+      current.recordsDone = item.firstIndex + i;
+      if (current.keys.length === batchSize) {
+        await dispatch(current);
+        current = { keys: [], rejects: [], recordsDone: current.recordsDone, builder: undefined, final: false };
       }
     }
+  };
+  try {
+    for await (const chunk of input.records) {
+      let firstIndex = index + 1;
+      index += chunk.length;
+      if (index <= resumeAfter) continue;
+      let records = chunk;
+      if (firstIndex <= resumeAfter) {
+        records = chunk.slice(resumeAfter - firstIndex + 1);
+        firstIndex = resumeAfter + 1;
+      }
+      if (!plan) {
+        if (records.every((r) => r.error !== undefined)) {
+          // Nothing readable yet to plan the columns from: these can only be rejects.
+          records.forEach((r, i) => {
+            if (!shard || shard.index === 1) current.rejects.push({ line: r.line, reason: r.error! });
+            current.recordsDone = firstIndex + i;
+          });
+          continue;
+        }
+        const setup: ParseSetup = { signature: mv.signature, columns: await input.columns(), keyColumn, delimiter: input.delimiter };
+        if (options.mapping) setup.mapping = options.mapping;
+        if (shard) setup.shard = shard;
+        plan = planFor(setup);
+        options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: resumeAfter, batchSize });
+        if (parseThreads > 0) parsePool = new ParsePool(setup, parseThreads);
+      }
+      const result = parsePool ? parsePool.parse(records) : Promise.resolve(parseChunk(plan, shard, records));
+      result.catch(() => undefined);
+      parsing.push({ records, firstIndex, result });
+      while (parsing.length > Math.max(2, parseThreads * 2)) await consume(parsing.shift()!);
+    }
+    while (parsing.length > 0) await consume(parsing.shift()!);
     current.final = true;
     current.recordsDone = Math.max(current.recordsDone, index, resumeAfter);
     await dispatch(current);
     while (inFlight.length > 0) await commitOldest();
+    await committing;
   } catch (err) {
     input.destroy();
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled([...inFlight, committing, ...parsing.map((p) => p.result)]);
     throw err;
   } finally {
     rejectFile.close();
+    await parsePool?.close();
   }
   const p = progress();
   return { ...base, ...p, skipped, alreadyFinished: false, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000) };
 }
 
-/** The record's key, or undefined after recording it as rejected. Keyless rejects belong to shard 1. */
-function keyOf(plan: FeaturePlan | undefined, record: InputRecord, rejects: Reject[], shard: ShardSpec | undefined): string | undefined {
-  try {
-    if (!plan) throw new RowRejected(record.error ?? 'unreadable record');
-    return BatchBuilder.keyOf(plan, record);
-  } catch (err) {
-    if (!(err instanceof RowRejected)) throw err;
-    if (!shard || shard.index === 1) rejects.push({ line: record.line, reason: err.message });
-    return undefined;
-  }
+/**
+ * Parsing competes with the model for cores: on small machines (measured on 2 cores) parsing on
+ * the main thread is faster; from 4 workers on, one parse thread per four model workers.
+ */
+function defaultParseWorkers(workers: number): number {
+  return workers < 4 ? 0 : Math.floor(workers / 4);
 }
 
 async function inferBatch(umbra: Umbra, mv: ModelVersion, batch: PendingBatch): Promise<FinishedBatch> {

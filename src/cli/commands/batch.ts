@@ -31,6 +31,7 @@ export function registerBatch(program: Command): void {
     .option('--mapping <file>', 'JSON {"input": ["col", ...] | "first..last" | "array_col"} mapping columns to model inputs')
     .option('--rejects <file>', 'where rejected rows go, one JSON line each (default INPUT.rejects.jsonl in the working directory)')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
+    .option('--parse-workers <n>', 'threads parsing the input beside the main thread (default 0 below 4 workers, else one per 4 workers)')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1)')
     .option('--progress-interval <s>', 'seconds between progress lines when not on a terminal; 0 = after every stored batch (default 5)')
     .action(async (flags: Record<string, unknown>) => batch(flags));
@@ -84,6 +85,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const batchSize = positiveInt(flags.batchSize, '--batch-size');
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
   const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
+  const parseWorkers = flags.parseWorkers === '0' ? 0 : positiveInt(flags.parseWorkers, '--parse-workers');
   const interval = flags.progressInterval === undefined ? 5 : Number(flags.progressInterval);
   if (!Number.isFinite(interval) || interval < 0) throw new UsageError(`expected seconds >= 0 for --progress-interval but received ${JSON.stringify(flags.progressInterval)}`);
   const mapping = flags.mapping ? readMapping(String(flags.mapping)) : undefined;
@@ -116,6 +118,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     if (format) job.format = format;
     if (shard) job.shard = shard;
     if (batchSize) job.batchSize = batchSize;
+    if (parseWorkers !== undefined) job.parseWorkers = parseWorkers;
     if (mapping) job.mapping = mapping;
     if (flags.rejects) job.rejectsPath = String(flags.rejects);
     const runId = (flags.runId as string | undefined) ?? process.env.UMBRA_BATCH_RUN;
