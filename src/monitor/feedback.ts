@@ -11,6 +11,8 @@ export interface FeedbackOptions {
   ttlSeconds?: number;
   /** Labelled rows the live accuracy / error is computed over (default 1000). */
   accuracyWindow?: number;
+  /** Ids Umbra assigns are this prefix and a sequence number; they are found without a hash lookup. */
+  assignedPrefix?: string;
 }
 
 const INTEGER_TYPES = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
@@ -59,15 +61,7 @@ export function predictedValues(reader: PredictionReader, response: InferRespons
 interface VersionPrediction {
   version: string;
   task: Task;
-  predicted: Float64Array;
-}
-
-/** One request id; a shadow or canary copy of the request adds its version's answer beside the primary's. */
-interface Waiting {
-  model: string;
-  predictions: VersionPrediction[];
-  at: number;
-  labelled: boolean;
+  predicted: ArrayLike<number>;
 }
 
 /** Versions one id may carry (primary, canary, shadows). */
@@ -136,71 +130,176 @@ export interface FeedbackResult {
 }
 
 export class FeedbackJoin {
-  private readonly waiting = new Map<string, Waiting>();
+  /**
+   * Waiting predictions live in slot-indexed arrays used as a circle, so the oldest is forgotten
+   * in O(1) and the common case (one row, one version) keeps no object per prediction: 100,000
+   * waiting predictions as objects cost more in garbage collection than the rest of monitoring.
+   */
+  private readonly slots = new Map<string, Map<string, number>>();
+  private readonly slotModel: (string | undefined)[];
+  /** A caller's id (kept in `slots`), or undefined for an assigned id (kept as its number). */
+  private readonly slotId: (string | undefined)[];
+  private readonly slotSeq: Float64Array;
+  /** Assigned sequence number modulo the capacity -> slot. */
+  private readonly seqSlot: Int32Array;
+  private readonly prefix: string | undefined;
+  private readonly at: Float64Array;
+  private readonly labelled: Uint8Array;
+  /** One row from one version: the predicted value and the interned version. */
+  private readonly single: Float64Array;
+  private readonly singleVersion: Int32Array;
+  /** Several rows or several versions under one id. */
+  private readonly many = new Map<number, VersionPrediction[]>();
+  private readonly versions: { version: string; task: Task }[] = [];
+  private readonly versionIndex = new Map<string, number>();
+  private next = 0;
+  private count = 0;
   private readonly windows = new Map<string, ScoreWindow>();
   private readonly maxPending: number;
   private readonly ttlMs: number;
   private readonly windowSize: number;
 
   constructor(options: FeedbackOptions = {}) {
-    this.maxPending = options.maxPending ?? 100_000;
+    this.maxPending = Math.max(1, options.maxPending ?? 100_000);
     this.ttlMs = (options.ttlSeconds ?? 86_400) * 1000;
     this.windowSize = options.accuracyWindow ?? 1000;
+    const n = this.maxPending;
+    this.slotModel = new Array<string | undefined>(n);
+    this.slotId = new Array<string | undefined>(n);
+    this.slotSeq = new Float64Array(n).fill(-1);
+    this.seqSlot = new Int32Array(n).fill(-1);
+    this.prefix = options.assignedPrefix;
+    this.at = new Float64Array(n);
+    this.labelled = new Uint8Array(n);
+    this.single = new Float64Array(n);
+    this.singleVersion = new Int32Array(n);
+  }
+
+  private intern(version: string, task: Task): number {
+    // A version's task never changes (it comes from its signature), so the version alone is the key.
+    let i = this.versionIndex.get(version);
+    if (i === undefined || this.versions[i]!.task !== task) {
+      i = this.versions.length;
+      this.versions.push({ version, task });
+      this.versionIndex.set(version, i);
+    }
+    return i;
+  }
+
+  private predictionsOf(slot: number): VersionPrediction[] {
+    const many = this.many.get(slot);
+    if (many) return many;
+    const v = this.versions[this.singleVersion[slot]!]!;
+    return [{ version: v.version, task: v.task, predicted: [this.single[slot]!] }];
+  }
+
+  /** The sequence number of an id Umbra assigned, else -1. */
+  private assignedSeq(id: string): number {
+    const p = this.prefix;
+    if (p === undefined || id.length <= p.length || !id.startsWith(p)) return -1;
+    const n = Number(id.slice(p.length));
+    return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+  }
+
+  /** The slot holding `id` of `model`, if it is still remembered. */
+  private find(model: string, id: string): number | undefined {
+    const seq = this.assignedSeq(id);
+    if (seq >= 0) {
+      const slot = this.seqSlot[seq % this.maxPending]!;
+      return slot >= 0 && this.slotSeq[slot] === seq && this.slotModel[slot] === model ? slot : undefined;
+    }
+    return this.slots.get(model)?.get(id);
   }
 
   /** Hot path: remember one answered prediction under its id. */
-  remember(id: string, model: string, version: string, task: Task, predicted: Float64Array, now = Date.now()): void {
-    const key = `${model}\u0000${id}`;
-    const existing = this.waiting.get(key);
-    if (existing && !existing.labelled) {
+  remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now()): void {
+    const existing = this.find(model, id);
+    if (existing !== undefined && !this.labelled[existing]) {
       // Same id from another version (shadow, canary): keep both; from the same version: a re-used id, the newest wins.
-      const i = existing.predictions.findIndex((p) => p.version === version);
-      if (i >= 0) existing.predictions[i] = { version, task, predicted };
-      else if (existing.predictions.length < MAX_VERSIONS_PER_ID) existing.predictions.push({ version, task, predicted });
+      const list = this.predictionsOf(existing);
+      const i = list.findIndex((p) => p.version === version);
+      const entry = { version, task, predicted: Array.from(predicted) };
+      if (i >= 0) list[i] = entry;
+      else if (list.length < MAX_VERSIONS_PER_ID) list.push(entry);
+      this.many.set(existing, list);
       return;
     }
-    if (existing) this.waiting.delete(key);
-    this.waiting.set(key, { model, predictions: [{ version, task, predicted }], at: now, labelled: false });
-    if (this.waiting.size > this.maxPending) {
-      const oldest = this.waiting.keys().next().value;
-      if (oldest !== undefined) this.waiting.delete(oldest);
+    const slot = this.next;
+    this.next = (slot + 1) % this.maxPending;
+    if (this.slotModel[slot] === undefined) this.count += 1;
+    else this.forget(slot);
+    const seq = this.assignedSeq(id);
+    if (seq >= 0) {
+      this.slotSeq[slot] = seq;
+      this.seqSlot[seq % this.maxPending] = slot;
+    } else {
+      let ids = this.slots.get(model);
+      if (!ids) {
+        ids = new Map();
+        this.slots.set(model, ids);
+      }
+      ids.set(id, slot);
+      this.slotId[slot] = id;
     }
+    this.slotModel[slot] = model;
+    this.at[slot] = now;
+    this.labelled[slot] = 0;
+    if (predicted.length === 1) {
+      this.single[slot] = predicted[0]!;
+      this.singleVersion[slot] = this.intern(version, task);
+    } else this.many.set(slot, [{ version, task, predicted: Array.from(predicted) }]);
+  }
+
+  private forget(slot: number): void {
+    const id = this.slotId[slot];
+    if (id !== undefined) {
+      const ids = this.slots.get(this.slotModel[slot]!);
+      // A caller id re-used since it took this slot lives in a newer slot: leave that one alone.
+      if (ids?.get(id) === slot) ids.delete(id);
+      this.slotId[slot] = undefined;
+    } else {
+      const seq = this.slotSeq[slot]!;
+      if (seq >= 0 && this.seqSlot[seq % this.maxPending] === slot) this.seqSlot[seq % this.maxPending] = -1;
+      this.slotSeq[slot] = -1;
+    }
+    this.many.delete(slot);
   }
 
   get pendingCount(): number {
-    return this.waiting.size;
+    return this.count;
   }
 
   /** Joins labels with remembered predictions of `model`. */
   accept(model: string, items: { id: string; truth: unknown }[], now = Date.now()): FeedbackResult {
     const result: FeedbackResult = { accepted: 0, unknown: [], rejected: [], joined: [] };
     for (const { id, truth } of items) {
-      const w = this.waiting.get(`${model}\u0000${id}`);
-      if (!w || now - w.at > this.ttlMs) {
+      const slot = this.find(model, id);
+      if (slot === undefined || now - this.at[slot]! > this.ttlMs) {
         result.unknown.push(id);
         continue;
       }
-      if (w.labelled) {
+      if (this.labelled[slot]) {
         result.rejected.push({ id, reason: 'already labelled' });
         continue;
       }
+      const predictions = this.predictionsOf(slot);
       const truths = Array.isArray(truth) ? truth : [truth];
-      const rows = w.predictions[0]!.predicted.length;
+      const rows = predictions[0]!.predicted.length;
       if (truths.length !== rows || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
         result.rejected.push({ id, reason: `expected ${rows === 1 ? 'a number' : `an array of ${rows} numbers`} for truth` });
         continue;
       }
-      for (const p of w.predictions) {
-        const win = this.windowOf(w.model, p.version, p.task);
+      for (const p of predictions) {
+        const win = this.windowOf(model, p.version, p.task);
         truths.forEach((t, r) => {
           const predicted = p.predicted[r];
           if (predicted === undefined) return;
           win.push(p.task === 'classification' ? (predicted === t ? 1 : 0) : Math.abs(predicted - (t as number)));
         });
       }
-      w.labelled = true;
+      this.labelled[slot] = 1;
       result.accepted += 1;
-      result.joined.push({ id, model: w.model, version: w.predictions[0]!.version, versions: w.predictions.map((p) => p.version), truth });
+      result.joined.push({ id, model, version: predictions[0]!.version, versions: predictions.map((p) => p.version), truth });
     }
     return result;
   }
@@ -235,13 +334,5 @@ export class FeedbackJoin {
       if (r) out.push(r);
     }
     return out;
-  }
-
-  /** Drops expired predictions from the old end (called on a timer, not per request). */
-  sweep(now = Date.now()): void {
-    for (const [key, w] of this.waiting) {
-      if (now - w.at <= this.ttlMs) break;
-      this.waiting.delete(key);
-    }
   }
 }

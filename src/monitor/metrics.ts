@@ -1,13 +1,12 @@
 // Prometheus metrics of one Umbra instance (prom-client, its own registry so several servers can
-// live in one process). The request path touches only cached label children: one Map lookup per
-// request, then plain increments and observes.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { InferEvent, Outcome } from '../core/hooks.js';
+// live in one process). The request path touches only request-series.ts: one Map lookup and
+// plain array increments per request; prom-client formats everything at scrape time.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { InferEvent } from '../core/hooks.js';
+import { RequestSeries } from './request-series.js';
 
 /** Sub-millisecond to seconds: small CPU models answer in ~100 us, large ones in ~1 s. */
 export const DEFAULT_LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-
-const OUTCOMES: Outcome[] = ['success', 'rejected', 'timeout', 'invalid', 'internal'];
 
 export interface MetricsOptions {
   /** Upper bounds in seconds for the latency histograms. */
@@ -21,26 +20,10 @@ export interface ModelLabels {
   version: string;
 }
 
-type RoleLabels = 'model' | 'version' | 'role';
-
-/** The label children one (model, version, role) uses, resolved once. */
-interface Children {
-  requests: Record<Outcome, Counter.Internal>;
-  requestDuration: Histogram.Internal<RoleLabels>;
-  queueDuration: Histogram.Internal<RoleLabels>;
-  computeDuration: Histogram.Internal<RoleLabels>;
-  inferences: Counter.Internal;
-  executions: Counter.Internal;
-}
-
 export class UmbraMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<'model' | 'version' | 'role' | 'outcome'>;
-  readonly requestDuration: Histogram<RoleLabels>;
-  readonly queueDuration: Histogram<RoleLabels>;
-  readonly computeDuration: Histogram<RoleLabels>;
-  readonly inferences: Counter<RoleLabels>;
-  readonly executions: Counter<RoleLabels>;
+  /** umbra_requests_total, the three latency histograms, umbra_inferences_total, umbra_executions_total. */
+  readonly requestSeries: RequestSeries;
   readonly pending: Gauge<'model' | 'version'>;
   readonly inFlight: Gauge<'model' | 'version'>;
   /** Shadow requests dropped (queue full, timeout, shadow error); called by src/traffic. */
@@ -56,20 +39,13 @@ export class UmbraMetrics {
   readonly feedback: Counter<'model' | 'version' | 'result'>;
   readonly logRows: Counter<'result'>;
   readonly webhookDeliveries: Counter<'result'>;
-  private readonly children = new Map<string, Children>();
   /** Called at scrape time to refresh gauges that are read, not pushed (queue depth, drift). */
   readonly collectors: { pending?: () => void; drift?: () => void } = {};
 
   constructor(options: MetricsOptions = {}) {
     const buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
     const registers = [this.registry];
-    const roleLabels = ['model', 'version', 'role'] as const;
-    this.requests = new Counter({ name: 'umbra_requests_total', help: 'Inference requests by outcome: success, rejected, timeout, invalid, internal.', labelNames: ['model', 'version', 'role', 'outcome'], registers });
-    this.requestDuration = new Histogram({ name: 'umbra_request_duration_seconds', help: 'Time from arrival at the core to the answer.', labelNames: roleLabels, buckets, registers });
-    this.queueDuration = new Histogram({ name: 'umbra_queue_duration_seconds', help: 'Time a request waited in the dynamic batcher queue.', labelNames: roleLabels, buckets, registers });
-    this.computeDuration = new Histogram({ name: 'umbra_compute_duration_seconds', help: 'Model execution time of the batch that carried the request.', labelNames: roleLabels, buckets, registers });
-    this.inferences = new Counter({ name: 'umbra_inferences_total', help: 'Rows inferred (a batch of 8 rows counts 8).', labelNames: roleLabels, registers });
-    this.executions = new Counter({ name: 'umbra_executions_total', help: 'Model executions (batches); each request adds its share rows/batch_rows, so a batch sums to 1.', labelNames: roleLabels, registers });
+    this.requestSeries = new RequestSeries(buckets, this.registry);
     this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: () => this.collectors.pending?.() });
     this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
@@ -91,37 +67,7 @@ export class UmbraMetrics {
 
   /** Records one finished request. The only metrics work on the request path. */
   observe(event: InferEvent): void {
-    const c = this.childrenOf(event.model, event.version, event.role);
-    c.requests[event.outcome].inc();
-    c.requestDuration.observe(event.durationMs / 1000);
-    const t = event.timing;
-    if (t) {
-      c.queueDuration.observe(t.queueMs / 1000);
-      c.computeDuration.observe(t.computeMs / 1000);
-      c.inferences.inc(t.rows);
-      if (t.batchRows > 0) c.executions.inc(t.rows / t.batchRows);
-    }
-  }
-
-  private childrenOf(model: string, version: string, role: string): Children {
-    const key = `${model}\u0000${version}\u0000${role}`;
-    let c = this.children.get(key);
-    if (!c) {
-      const labels = { model, version, role };
-      const requests = {} as Children['requests'];
-      for (const outcome of OUTCOMES) requests[outcome] = this.requests.labels({ ...labels, outcome });
-      c = {
-        requests,
-        requestDuration: this.requestDuration.labels(labels),
-        queueDuration: this.queueDuration.labels(labels),
-        computeDuration: this.computeDuration.labels(labels),
-        inferences: this.inferences.labels(labels),
-        executions: this.executions.labels(labels),
-      };
-      // Zero-valued success/failure series exist from the first request, so rate() sees them start.
-      this.children.set(key, c);
-    }
-    return c;
+    this.requestSeries.observe(event);
   }
 
   /** Prometheus text exposition. */

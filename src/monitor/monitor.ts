@@ -1,6 +1,6 @@
 // One Umbra instance's monitoring: metrics, drift, feedback, prediction log and alerts, fed by
 // the inference hooks. Everything on the request path is O(columns) counting into fixed arrays.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Umbra } from '../core/umbra.js';
 import type { InferEvent } from '../core/hooks.js';
 import type { InferRequest } from '../protocol/types.js';
@@ -48,10 +48,13 @@ export class Monitor {
   private readonly versions = new Map<string, VersionState>();
   private readonly timer: NodeJS.Timeout;
   private readonly detach: () => void;
+  /** Assigned ids: a random prefix per server start and a sequence number (unique, cheap to look up). */
+  private readonly idPrefix = `${randomBytes(8).toString('hex')}-`;
+  private idSeq = 0;
 
   constructor(private readonly umbra: Umbra, readonly options: MonitoringOptions = {}) {
     this.metrics = new UmbraMetrics(options);
-    this.feedback = new FeedbackJoin(options.feedback);
+    this.feedback = new FeedbackJoin({ ...options.feedback, assignedPrefix: this.idPrefix });
     const m = this.metrics;
     if (options.log) {
       this.log = new PredictionLog(options.log, {
@@ -72,7 +75,7 @@ export class Monitor {
 
   /** Every prediction gets an id: the caller's, or a fresh one returned in the answer. */
   private assignId(request: InferRequest): void {
-    if (request.id === undefined || request.id === '') request.id = randomUUID();
+    if (request.id === undefined || request.id === '') request.id = `${this.idPrefix}${this.idSeq++}`;
   }
 
   private onResult(event: InferEvent): void {
