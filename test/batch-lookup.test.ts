@@ -110,6 +110,8 @@ t.test('lookup endpoint and lookup_key: hit, stale, miss, metrics', async (t) =>
   t.equal(delta('affine/stale'), 1);
   t.equal(delta('affine/miss'), 2);
   t.equal(delta('forever/hit'), 1);
+  const scraped = await s.get('/metrics');
+  t.match(scraped.text, /umbra_lookup_total\{model="affine",result="hit"\} \d+/, 'the server\'s /metrics shows the lookup counter');
   t.same(events.filter((e) => e.lookup !== undefined).map((e) => `${e.outcome}:${String(e.lookup)}`), ['success:hit', 'success:stale', 'success:miss', 'success:hit', 'success:miss'],
     'observers (metrics) see every lookup request as a success');
 });

@@ -9,6 +9,7 @@ import type { Api, ApiReply, ApiRequest } from '../server/api.js';
 import { float32ToHalf, isDataType, typedArrayFor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
+import { metricsOf } from '../monitor/index.js';
 import { parseStaleness } from './staleness.js';
 import { openStore, type PredictionStore, type StoredPrediction, type StoredTensor } from './store.js';
 
@@ -47,6 +48,9 @@ export async function attachPredictionStore(host: PredictionHost, url: string, o
   const store = await openStore(url);
   const service = new Lookups(store, options);
   host.api.route('GET', '/v2/models/:m/predictions/:key', (req, [m, key]) => service.reply(req, m!, key!));
+  // Also on the server's own /metrics registry when monitoring is on (it does not serve the default one).
+  const serverRegistry = metricsOf(host.umbra)?.registry;
+  if (serverRegistry && !serverRegistry.getSingleMetric(LOOKUP_METRIC)) serverRegistry.registerMetric(lookupCounter());
   const detach = host.umbra.hooks.use({ answer: (mv, request, context) => service.answer(mv, request, context) });
   const close = async () => {
     detach();
@@ -56,10 +60,13 @@ export async function attachPredictionStore(host: PredictionHost, url: string, o
   return { store, lookup: (m, v, k) => service.lookup(m, v, k), stats: () => service.stats(), close };
 }
 
+const LOOKUP_METRIC = 'umbra_lookup_total';
+
+/** One counter per process, in the default prom-client registry. */
 function lookupCounter(): Counter<'model' | 'result'> {
-  const existing = register.getSingleMetric('umbra_lookup_total');
+  const existing = register.getSingleMetric(LOOKUP_METRIC);
   if (existing) return existing as Counter<'model' | 'result'>;
-  return new Counter({ name: 'umbra_lookup_total', help: 'Inference requests with parameters.lookup_key, by result: hit (answered from the store), miss, stale (both ran online), error (store unreachable, ran online).', labelNames: ['model', 'result'] });
+  return new Counter({ name: LOOKUP_METRIC, help: 'Inference requests with parameters.lookup_key, by result: hit (answered from the store), miss, stale (both ran online), error (store unreachable, ran online).', labelNames: ['model', 'result'] });
 }
 
 class Lookups {
