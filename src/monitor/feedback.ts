@@ -304,6 +304,20 @@ export class FeedbackJoin {
     return result;
   }
 
+  /** Scores a label against a prediction found in the log; returns why it was refused, if it was. */
+  scoreLogged(model: string, version: string, task: Task, predicted: ArrayLike<number>, truth: unknown): string | undefined {
+    const truths = Array.isArray(truth) ? truth : [truth];
+    if (truths.length !== predicted.length || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
+      return `expected ${predicted.length === 1 ? 'a number' : `an array of ${predicted.length} numbers`} for truth`;
+    }
+    const win = this.windowOf(model, version, task);
+    truths.forEach((t, r) => {
+      const p = predicted[r]!;
+      win.push(task === 'classification' ? (p === t ? 1 : 0) : Math.abs(p - (t as number)));
+    });
+    return undefined;
+  }
+
   private windowOf(model: string, version: string, task: Task): ScoreWindow {
     const key = `${model}\u0000${version}`;
     let w = this.windows.get(key);

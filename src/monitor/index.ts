@@ -100,9 +100,9 @@ function registerRoutes(api: Api, umbra: Umbra, monitor: Monitor): void {
   };
   api.route('GET', '/v2/models/:m/drift', (_q, [m]) => drift(m!));
   api.route('GET', '/v2/models/:m/versions/:v/drift', (_q, [m, v]) => drift(m!, v));
-  api.route('POST', '/v2/models/:m/feedback', (q, [m]) => {
+  api.route('POST', '/v2/models/:m/feedback', async (q, [m]) => {
     umbra.manager.get(m!);
-    const result = monitor.acceptFeedback(m!, parseFeedback(q));
+    const result = await monitor.acceptFeedback(m!, parseFeedback(q));
     return json(200, { accepted: result.accepted, unknown: result.unknown, rejected: result.rejected });
   });
 }

@@ -1,6 +1,6 @@
-// A batch of predictions packed into a few flat arrays before it crosses to the writer thread:
-// cloning thousands of small objects and typed arrays cost the serving thread far more than
-// copying their numbers into one Float64Array.
+// Predictions packed into a few flat arrays before they cross to the writer thread: cloning
+// thousands of small objects and typed arrays cost the serving thread far more than copying
+// their numbers into one Float32Array / Float64Array.
 import type { Tensor } from '../protocol/types.js';
 import type { LogTensor, PredictionRecord } from './log-store.js';
 
@@ -44,89 +44,152 @@ export interface PackSource {
   outputs: readonly Tensor[];
 }
 
-export function packPredictions(rows: readonly PackSource[]): PackedPredictions {
-  let tensors = 0;
-  let valueCount = 0;
-  let value32Count = 0;
-  let dimCount = 0;
-  for (const r of rows) {
-    for (const list of [r.inputs, r.outputs]) {
-      if (!list) continue;
-      tensors += list.length;
-      for (const t of list) {
-        dimCount += t.shape.length;
-        if (t.data instanceof Float32Array) value32Count += t.data.length;
-        else if (!Array.isArray(t.data)) valueCount += t.data.length;
+/** A typed array that doubles when full. */
+class Grow<T extends Float64Array | Float32Array | Int32Array | Uint8Array> {
+  data: T;
+  length = 0;
+  constructor(private readonly make: (n: number) => T, initial: number) {
+    this.data = make(initial);
+  }
+  reserve(n: number): void {
+    if (this.length + n <= this.data.length) return;
+    let size = this.data.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = this.make(size);
+    next.set(this.data.subarray(0, this.length) as never);
+    this.data = next;
+  }
+  push(v: number): void {
+    this.reserve(1);
+    this.data[this.length++] = v;
+  }
+  /** An exact-size copy (its buffer is transferred to the writer). */
+  take(): T {
+    return this.data.slice(0, this.length) as T;
+  }
+}
+
+/**
+ * Copies each prediction's metadata and tensor values into flat arrays as it is answered, so
+ * the request and answer objects die young instead of being promoted by the garbage collector
+ * while they wait for the next flush.
+ */
+export class PredictionPacker {
+  private ids: string[] = [];
+  private models: string[] = [];
+  private versions: string[] = [];
+  private roles: string[] = [];
+  private strings: string[][] = [];
+  private names: string[] = [];
+  private readonly nameIndex = new Map<string, number>();
+  private timeMs = new Grow((n) => new Float64Array(n), 256);
+  private latencyMs = new Grow((n) => new Float64Array(n), 256);
+  private inputsAt = new Grow((n) => new Int32Array(n), 256);
+  private inputsCount = new Grow((n) => new Int32Array(n), 256);
+  private outputsAt = new Grow((n) => new Int32Array(n), 256);
+  private outputsCount = new Grow((n) => new Int32Array(n), 256);
+  private tensorName = new Grow((n) => new Int32Array(n), 1024);
+  private tensorRank = new Grow((n) => new Int32Array(n), 1024);
+  private tensorDimsAt = new Grow((n) => new Int32Array(n), 1024);
+  private tensorValuesAt = new Grow((n) => new Float64Array(n), 1024);
+  private tensorLength = new Grow((n) => new Int32Array(n), 1024);
+  private tensorIsF32 = new Grow((n) => new Uint8Array(n), 1024);
+  private dims = new Grow((n) => new Int32Array(n), 2048);
+  private values = new Grow((n) => new Float64Array(n), 4096);
+  private values32 = new Grow((n) => new Float32Array(n), 16384);
+
+  get rows(): number {
+    return this.ids.length;
+  }
+
+  add(r: PackSource): void {
+    this.ids.push(r.id);
+    this.models.push(r.model);
+    this.versions.push(r.version);
+    this.roles.push(r.role);
+    this.timeMs.push(r.timeMs);
+    this.latencyMs.push(r.latencyMs);
+    if (r.inputs) {
+      this.inputsAt.push(this.tensorName.length);
+      this.inputsCount.push(r.inputs.length);
+      this.put(r.inputs);
+    } else {
+      this.inputsAt.push(-1);
+      this.inputsCount.push(0);
+    }
+    this.outputsAt.push(this.tensorName.length);
+    this.outputsCount.push(r.outputs.length);
+    this.put(r.outputs);
+  }
+
+  private put(list: readonly Tensor[]): void {
+    for (const t of list) {
+      let ni = this.nameIndex.get(t.name);
+      if (ni === undefined) {
+        ni = this.names.length;
+        this.names.push(t.name);
+        this.nameIndex.set(t.name, ni);
+      }
+      this.tensorName.push(ni);
+      this.tensorRank.push(t.shape.length);
+      this.tensorDimsAt.push(this.dims.length);
+      for (const d of t.shape) this.dims.push(d);
+      const data = t.data;
+      if (Array.isArray(data)) {
+        this.tensorLength.push(-1 - this.strings.length);
+        this.strings.push(data.slice() as string[]);
+        this.tensorValuesAt.push(0);
+        this.tensorIsF32.push(0);
+      } else if (data instanceof Float32Array) {
+        this.tensorIsF32.push(1);
+        this.tensorValuesAt.push(this.values32.length);
+        this.tensorLength.push(data.length);
+        this.values32.reserve(data.length);
+        this.values32.data.set(data, this.values32.length);
+        this.values32.length += data.length;
+      } else {
+        const values = data as ArrayLike<number | bigint>;
+        this.tensorIsF32.push(0);
+        this.tensorValuesAt.push(this.values.length);
+        this.tensorLength.push(values.length);
+        this.values.reserve(values.length);
+        const out = this.values.data;
+        let at = this.values.length;
+        if (typeof values[0] === 'bigint') for (let i = 0; i < values.length; i++) out[at++] = Number(values[i]);
+        else for (let i = 0; i < values.length; i++) out[at++] = values[i] as number;
+        this.values.length = at;
       }
     }
   }
-  const n = rows.length;
-  const p: PackedPredictions = {
-    rows: n,
-    ids: new Array<string>(n), models: new Array<string>(n), versions: new Array<string>(n), roles: new Array<string>(n),
-    timeMs: new Float64Array(n), latencyMs: new Float64Array(n),
-    inputsAt: new Int32Array(n), inputsCount: new Int32Array(n), outputsAt: new Int32Array(n), outputsCount: new Int32Array(n),
-    tensorName: new Int32Array(tensors), tensorRank: new Int32Array(tensors), tensorDimsAt: new Int32Array(tensors),
-    tensorValuesAt: new Float64Array(tensors), tensorLength: new Int32Array(tensors),
-    names: [], dims: new Int32Array(dimCount), values: new Float64Array(valueCount), strings: [],
-    values32: new Float32Array(value32Count), tensorIsF32: new Uint8Array(tensors),
-  };
-  const nameIndex = new Map<string, number>();
-  let ti = 0;
-  let di = 0;
-  let vi = 0;
-  let vi32 = 0;
-  const put = (list: readonly Tensor[]) => {
-    const at = ti;
-    for (const t of list) {
-      let ni = nameIndex.get(t.name);
-      if (ni === undefined) {
-        ni = p.names.length;
-        p.names.push(t.name);
-        nameIndex.set(t.name, ni);
-      }
-      p.tensorName[ti] = ni;
-      p.tensorRank[ti] = t.shape.length;
-      p.tensorDimsAt[ti] = di;
-      for (const d of t.shape) p.dims[di++] = d;
-      if (Array.isArray(t.data)) {
-        p.tensorLength[ti] = -1 - p.strings.length;
-        p.strings.push(t.data as string[]);
-      } else if (t.data instanceof Float32Array) {
-        p.tensorIsF32[ti] = 1;
-        p.tensorValuesAt[ti] = vi32;
-        p.tensorLength[ti] = t.data.length;
-        p.values32.set(t.data, vi32);
-        vi32 += t.data.length;
-      } else {
-        const data = t.data as ArrayLike<number | bigint>;
-        p.tensorValuesAt[ti] = vi;
-        p.tensorLength[ti] = data.length;
-        if (typeof data[0] === 'bigint') for (let i = 0; i < data.length; i++) p.values[vi++] = Number(data[i]);
-        else {
-          p.values.set(data as ArrayLike<number>, vi);
-          vi += data.length;
-        }
-      }
-      ti += 1;
-    }
-    return at;
-  };
-  rows.forEach((r, i) => {
-    p.ids[i] = r.id;
-    p.models[i] = r.model;
-    p.versions[i] = r.version;
-    p.roles[i] = r.role;
-    p.timeMs[i] = r.timeMs;
-    p.latencyMs[i] = r.latencyMs;
-    if (r.inputs) {
-      p.inputsAt[i] = put(r.inputs);
-      p.inputsCount[i] = r.inputs.length;
-    } else p.inputsAt[i] = -1;
-    p.outputsAt[i] = put(r.outputs);
-    p.outputsCount[i] = r.outputs.length;
-  });
-  return p;
+
+  /** Everything added so far, as flat arrays; the packer starts empty again. */
+  take(): PackedPredictions {
+    const p: PackedPredictions = {
+      rows: this.ids.length,
+      ids: this.ids, models: this.models, versions: this.versions, roles: this.roles,
+      timeMs: this.timeMs.take(), latencyMs: this.latencyMs.take(),
+      inputsAt: this.inputsAt.take(), inputsCount: this.inputsCount.take(), outputsAt: this.outputsAt.take(), outputsCount: this.outputsCount.take(),
+      tensorName: this.tensorName.take(), tensorRank: this.tensorRank.take(), tensorDimsAt: this.tensorDimsAt.take(),
+      tensorValuesAt: this.tensorValuesAt.take(), tensorLength: this.tensorLength.take(), tensorIsF32: this.tensorIsF32.take(),
+      names: this.names, dims: this.dims.take(), values: this.values.take(), values32: this.values32.take(), strings: this.strings,
+    };
+    this.ids = [];
+    this.models = [];
+    this.versions = [];
+    this.roles = [];
+    this.strings = [];
+    this.names = [];
+    this.nameIndex.clear();
+    for (const g of [this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorIsF32, this.dims, this.values, this.values32]) g.length = 0;
+    return p;
+  }
+}
+
+/** Packs a list at once (tests, and callers that already hold the rows). */
+export function packPredictions(rows: readonly PackSource[]): PackedPredictions {
+  const packer = new PredictionPacker();
+  for (const r of rows) packer.add(r);
+  return packer.take();
 }
 
 export function unpackPredictions(p: PackedPredictions): PredictionRecord[] {

@@ -42,6 +42,14 @@ export interface ExportedRow {
   truth: unknown;
 }
 
+export interface LoggedPrediction {
+  id: string;
+  version: string;
+  timeMs: number;
+  outputs: Uint8Array;
+  labelled: boolean;
+}
+
 export interface ExportFilter {
   model?: string;
   sinceMs?: number;
@@ -54,6 +62,8 @@ export interface LogStore {
   insert(predictions: PredictionRecord[], labels: LabelRecord[]): Promise<void>;
   /** Deletes rows older than `beforeMs`; returns how many. */
   prune(beforeMs: number): Promise<number>;
+  /** Logged predictions of `model` with these ids (feedback for ones no longer in memory). */
+  lookup(model: string, ids: string[]): Promise<LoggedPrediction[]>;
   /** Predictions with their labels joined, oldest first, in pages. */
   exportRows(filter: ExportFilter): AsyncIterable<ExportedRow>;
   close(): Promise<void>;
@@ -112,6 +122,7 @@ class SqliteLogStore implements LogStore {
     db.exec(`
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs BLOB, outputs BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);
     return new SqliteLogStore(db);
@@ -133,6 +144,19 @@ class SqliteLogStore implements LogStore {
     const a = this.db.prepare('DELETE FROM umbra_predictions WHERE time_ms < ?').run(beforeMs).changes;
     this.db.prepare('DELETE FROM umbra_labels WHERE time_ms < ?').run(beforeMs);
     return a;
+  }
+
+  async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
+    const out: LoggedPrediction[] = [];
+    // The newest prediction per id, as in memory; chunks stay under SQLite's parameter limit.
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = this.db.prepare(`SELECT p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.model = ? AND p.id IN (${chunk.map(() => '?').join(',')}) ORDER BY p.seq`).all(model, ...chunk) as { id: string; version: string; time_ms: number; outputs: Uint8Array; labelled: number }[];
+      const newest = new Map<string, LoggedPrediction>();
+      for (const r of rows) newest.set(r.id, { id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: Boolean(r.labelled) });
+      out.push(...newest.values());
+    }
+    return out;
   }
 
   async *exportRows(filter: ExportFilter): AsyncIterable<ExportedRow> {
@@ -167,6 +191,7 @@ class PostgresLogStore implements LogStore {
     await pool.query(`
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs BYTEA, outputs BYTEA NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
+      CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
       CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
     `);
     return new PostgresLogStore(pool);
@@ -202,6 +227,14 @@ class PostgresLogStore implements LogStore {
     const r = await this.pool.query('DELETE FROM umbra_predictions WHERE time_ms < $1', [beforeMs]);
     await this.pool.query('DELETE FROM umbra_labels WHERE time_ms < $1', [beforeMs]);
     return r.rowCount ?? 0;
+  }
+
+  async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
+    const { rows } = await this.pool.query(
+      'SELECT DISTINCT ON (p.id) p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.model = $1 AND p.id = ANY($2::text[]) ORDER BY p.id, p.seq DESC',
+      [model, ids],
+    );
+    return rows.map((r: { id: string; version: string; time_ms: string; outputs: Uint8Array; labelled: boolean }) => ({ id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: r.labelled }));
   }
 
   async *exportRows(filter: ExportFilter): AsyncIterable<ExportedRow> {

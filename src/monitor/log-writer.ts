@@ -1,7 +1,7 @@
 // Worker thread that owns the prediction log's database connection, so inserts, JSON encoding
 // of tensors and retention pruning never run on the thread that serves requests.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openLogStore, type LabelRecord, type LogStore } from './log-store.js';
+import { openLogStore, type LabelRecord, type LoggedPrediction, type LogStore } from './log-store.js';
 import { unpackPredictions, type PackedPredictions } from './log-packing.js';
 
 export interface WriterData {
@@ -12,12 +12,14 @@ export interface WriterData {
 
 export type ToWriter =
   | { type: 'batch'; seq: number; predictions: PackedPredictions; labels: LabelRecord[] }
+  | { type: 'lookup'; seq: number; model: string; ids: string[] }
   | { type: 'close' };
 
 export type FromWriter =
   | { type: 'ready' }
   | { type: 'open-failed'; message: string }
   | { type: 'done'; seq: number; written: number; error?: string }
+  | { type: 'found'; seq: number; rows: LoggedPrediction[]; error?: string }
   | { type: 'closed' };
 
 const PRUNE_EVERY_MS = 60_000;
@@ -42,6 +44,14 @@ async function main(): Promise<void> {
       if (m.type === 'close') {
         await store.close();
         send({ type: 'closed' });
+        return;
+      }
+      if (m.type === 'lookup') {
+        try {
+          send({ type: 'found', seq: m.seq, rows: await store.lookup(m.model, m.ids) });
+        } catch (err) {
+          send({ type: 'found', seq: m.seq, rows: [], error: (err as Error).message });
+        }
         return;
       }
       try {

@@ -11,6 +11,7 @@ import { UmbraMetrics, type MetricsOptions } from './metrics.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
 import { readProfile } from './profile.js';
 import { Webhook, type AlertEvent, type WebhookOptions } from './webhook.js';
+import { decodeTensors } from './tensor-blob.js';
 
 export interface MonitoringOptions extends MetricsOptions {
   /** Drift detection (default on); false turns it off. */
@@ -232,8 +233,9 @@ export class Monitor {
   }
 
   /** Joins labels, counts them, logs them and re-checks the accuracy alert. */
-  acceptFeedback(model: string, items: { id: string; truth: unknown }[]): FeedbackResult {
+  async acceptFeedback(model: string, items: { id: string; truth: unknown }[]): Promise<FeedbackResult> {
     const result = this.feedback.accept(model, items);
+    if (this.log && result.unknown.length > 0) await this.joinLogged(model, items, result);
     const now = Date.now();
     const byVersion = new Map<string, number>();
     for (const j of result.joined) for (const v of j.versions) byVersion.set(v, (byVersion.get(v) ?? 0) + 1);
@@ -250,6 +252,60 @@ export class Monitor {
     if (result.unknown.length > 0) this.metrics.feedback.inc({ model, version: '', result: 'unknown' }, result.unknown.length);
     this.log?.pushLabels(result.joined.map((j) => ({ id: j.id, model: j.model, version: j.version, timeMs: now, truth: j.truth })));
     return result;
+  }
+
+  /** Ids no longer in memory are looked up in the prediction log (bounded by its retention). */
+  private async joinLogged(model: string, items: { id: string; truth: unknown }[], result: FeedbackResult): Promise<void> {
+    const found = new Map((await this.log!.lookup(model, result.unknown)).map((f) => [f.id, f]));
+    // The first label of an id counts; a repeat in the same request is refused below.
+    const truthOf = new Map<string, unknown>();
+    for (const i of items) if (!truthOf.has(i.id)) truthOf.set(i.id, i.truth);
+    const unknown: string[] = [];
+    const seen = new Set<string>();
+    for (const id of result.unknown) {
+      const logged = found.get(id);
+      if (logged && seen.has(id)) {
+        result.rejected.push({ id, reason: 'already labelled' });
+        continue;
+      }
+      seen.add(id);
+      const reader = logged ? this.readerFor(model, logged.version) : undefined;
+      const outputs = logged ? decodeTensors(logged.outputs) : null;
+      if (!logged || !reader || !outputs) {
+        unknown.push(id);
+        continue;
+      }
+      if (logged.labelled) {
+        result.rejected.push({ id, reason: 'already labelled' });
+        continue;
+      }
+      const response = { model_name: model, model_version: logged.version, outputs: Object.entries(outputs).map(([name, t]) => ({ name, datatype: 'FP64' as const, shape: t.shape, data: Float64Array.from(t.data as number[]) })) };
+      const predicted = predictedValues(reader, response);
+      const truth = truthOf.get(id);
+      const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth) : 'the logged prediction has no predicted value';
+      if (reason) {
+        result.rejected.push({ id, reason });
+        continue;
+      }
+      result.accepted += 1;
+      result.joined.push({ id, model, version: logged.version, versions: [logged.version], truth });
+    }
+    result.unknown = unknown;
+  }
+
+  /** How a version's answers become predictions; the newest loaded version stands in for an unloaded one. */
+  private readerFor(model: string, version: string): PredictionReader | undefined {
+    const s = this.versions.get(`${model}\u0000${version}`);
+    if (s?.reader) return s.reader;
+    try {
+      return predictionReader(this.umbra.manager.get(model, version).signature);
+    } catch {
+      try {
+        return predictionReader(this.umbra.manager.get(model).signature);
+      } catch {
+        return undefined;
+      }
+    }
   }
 
   /** Triton-shaped statistics of the versions of `model` that served. */

@@ -2,8 +2,8 @@
 // writer thread (log-writer.ts), which encodes and inserts them in one transaction each.
 import { Worker } from 'node:worker_threads';
 import type { Tensor } from '../protocol/types.js';
-import type { LabelRecord } from './log-store.js';
-import { packPredictions } from './log-packing.js';
+import type { LabelRecord, LoggedPrediction } from './log-store.js';
+import { PredictionPacker } from './log-packing.js';
 import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
 
 export interface PredictionLogOptions {
@@ -42,7 +42,7 @@ export interface PendingPrediction {
 export class PredictionLog {
   private readonly worker: Worker;
   private readonly ready: Promise<void>;
-  private predictions: PendingPrediction[] = [];
+  private readonly packer = new PredictionPacker();
   private labels: LabelRecord[] = [];
   private readonly sample: number;
   private readonly withInputs: boolean;
@@ -51,6 +51,7 @@ export class PredictionLog {
   private readonly timer: NodeJS.Timeout;
   private seq = 0;
   private readonly waiters = new Map<number, () => void>();
+  private readonly lookups = new Map<number, (rows: LoggedPrediction[]) => void>();
   private inFlight: Promise<void> | undefined;
   private flushQueued = false;
   private closed = false;
@@ -77,6 +78,10 @@ export class PredictionLog {
           } else this.counters.written(m.written);
           this.waiters.get(m.seq)?.();
           this.waiters.delete(m.seq);
+        } else if (m.type === 'found') {
+          if (m.error) this.failure = m.error;
+          this.lookups.get(m.seq)?.(m.rows);
+          this.lookups.delete(m.seq);
         } else if (m.type === 'closed') this.waiters.get(-1)?.();
       });
       this.worker.on('error', (err) => {
@@ -103,13 +108,13 @@ export class PredictionLog {
   push(p: PendingPrediction): void {
     if (this.closed) return;
     if (this.sample < 1 && Math.random() >= this.sample) return;
-    if (this.predictions.length >= this.bufferRows) {
+    if (this.packer.rows >= this.bufferRows) {
       this.counters.dropped(1);
       return;
     }
     if (!this.withInputs) delete p.inputs;
-    this.predictions.push(p);
-    if (this.predictions.length >= this.batchRows && !this.flushQueued) {
+    this.packer.add(p);
+    if (this.packer.rows >= this.batchRows && !this.flushQueued) {
       this.flushQueued = true;
       setImmediate(() => void this.flush());
     }
@@ -119,25 +124,41 @@ export class PredictionLog {
     if (!this.closed) this.labels.push(...labels);
   }
 
+  /**
+   * Logged predictions of `model` with these ids, newest per id. Writes buffered before the call
+   * are flushed first, so a prediction answered a moment ago is found too.
+   */
+  async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
+    if (this.closed || ids.length === 0) return [];
+    await this.flush();
+    try {
+      await this.ready;
+    } catch {
+      return [];
+    }
+    const seq = ++this.seq;
+    const found = new Promise<LoggedPrediction[]>((resolve) => this.lookups.set(seq, resolve));
+    this.worker.postMessage({ type: 'lookup', seq, model, ids } satisfies ToWriter);
+    return found;
+  }
+
   /** Hands everything buffered to the writer; one batch in flight at a time keeps order. */
   flush(): Promise<void> {
     this.flushQueued = false;
     if (this.inFlight) return this.inFlight.then(() => this.flush());
-    if (this.predictions.length === 0 && this.labels.length === 0) return Promise.resolve();
-    const predictions = this.predictions;
+    if (this.packer.rows === 0 && this.labels.length === 0) return Promise.resolve();
+    const packed = this.packer.take();
     const labels = this.labels;
-    this.predictions = [];
     this.labels = [];
     this.inFlight = this.ready.then(() => {
       const seq = ++this.seq;
-      const packed = packPredictions(predictions);
       const done = new Promise<void>((resolve) => this.waiters.set(seq, resolve));
       const message: ToWriter = { type: 'batch', seq, predictions: packed, labels };
       // The flat arrays move to the writer without a copy.
       const transfer = [packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorIsF32].map((a) => a.buffer as ArrayBuffer);
       this.worker.postMessage(message, transfer);
       return done;
-    }, () => this.counters.failed(predictions.length)).finally(() => {
+    }, () => this.counters.failed(packed.rows)).finally(() => {
       this.inFlight = undefined;
     });
     return this.inFlight;
