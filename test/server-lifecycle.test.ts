@@ -78,7 +78,10 @@ t.test('a crashed worker fails only its own request and is replaced', async (t) 
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 0));
+  // A model this small would run inline on the event loop; pin it to the workers.
+  repo.writeConfig('affine', { parameters: { execution: 'worker' } });
   const s = await startTestServer(t, { repository: repo.dir, workers: 2 });
+  t.equal(s.server.umbra.manager.get('affine').placement, 'worker');
   const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] };
   const crash = await s.post('/v2/models/affine/infer', { parameters: { umbra_fault: 'crash' }, inputs: [x] });
   t.equal(crash.status, 500);
@@ -86,6 +89,27 @@ t.test('a crashed worker fails only its own request and is replaced', async (t) 
   const after = await Promise.all(Array.from({ length: 20 }, () => s.post('/v2/models/affine/infer', { inputs: [x] })));
   t.ok(after.every((r) => r.status === 200), 'every later request succeeds');
   t.same(after[0]!.json.outputs[0].data, [2, 4, 6, 8]);
+});
+
+t.test('placement: tiny models run inline, heavy ones in workers, and config can choose', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('tiny', 1, affineModel(2, 0));
+  repo.addVersion('heavy', 1, slowModel(WIDTH, DEPTH));
+  repo.addVersion('forced', 1, affineModel(3, 0));
+  repo.writeConfig('forced', { parameters: { execution: 'inline' } });
+  repo.addVersion('bad', 1, affineModel(3, 0));
+  repo.writeConfig('bad', { parameters: { execution: 'gpu-please' } });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const m = s.server.umbra.manager;
+  t.equal(m.get('tiny').placement, 'inline', `tiny model probe ${m.get('tiny').placementCostUs?.toFixed(1)} µs`);
+  t.equal(m.get('heavy').placement, 'worker', `heavy model probe ${m.get('heavy').placementCostUs?.toFixed(0)} µs`);
+  t.equal(m.get('forced').placement, 'inline');
+  const index = await s.post('/v2/repository/index');
+  t.match(index.json.find((e: { name: string }) => e.name === 'bad').reason, /parameters.execution/);
+  const x = { name: 'x', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] };
+  const answers = await Promise.all(Array.from({ length: 20 }, () => s.post('/v2/models/tiny/infer', { inputs: [x] })));
+  t.ok(answers.every((r) => r.status === 200 && r.json.outputs[0].data[7] === 16), 'inline answers are right');
 });
 
 t.test('reload swaps atomically, a failed reload keeps the old version serving, polling picks up changes', async (t) => {

@@ -104,13 +104,17 @@ export class ModelManager extends EventEmitter {
       if (selected.length === 0) throw new UmbraError('LOAD_FAILED', `version policy of model '${entry.name}' selects none of versions ${available.join(', ')}`);
       const fingerprint = await this.fingerprint(entry.name, selected, config.modelFilename);
       const fresh = new Map<string, ModelVersion>();
-      for (const v of selected) {
-        const version = String(v);
-        const modelPath = join(dir, version, config.modelFilename);
-        const mv = new ModelVersion({ name: entry.name, version, modelPath, config, pool: this.options.pool, intraOpThreads: this.options.intraOpThreads ?? 1 });
-        fresh.set(version, mv);
+      const settled = await Promise.allSettled(selected.map((v) => ModelVersion.load({
+        name: entry.name, version: String(v), modelPath: join(dir, String(v), config.modelFilename),
+        config, pool: this.options.pool, intraOpThreads: this.options.intraOpThreads ?? 1,
+      })));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        // All or nothing: the versions that did load are released before the old set keeps serving.
+        await this.retire(settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
+        throw failed.reason;
       }
-      await Promise.all([...fresh.values()].map((mv) => this.options.pool.warm(mv.session)));
+      for (const r of settled) if (r.status === 'fulfilled') fresh.set(r.value.version, r.value);
       // The swap: one assignment. Requests already holding an old ModelVersion finish on it.
       const old = entry.versions;
       entry.versions = fresh;
@@ -143,6 +147,7 @@ export class ModelManager extends EventEmitter {
       // A version that fails to drain is still evicted: its sessions must not leak.
       await mv.drain().catch(() => undefined);
       this.options.pool.evict(mv.session.key);
+      await mv.release().catch(() => undefined);
     })).then(() => undefined);
   }
 

@@ -5,6 +5,8 @@ import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { UmbraError, invalid } from '../errors.js';
 import type { WorkerPool } from '../workers/pool.js';
+import type { BackendSession } from '../workers/backends/backend.js';
+import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { copiedTensor, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
 import { nativeRefusal } from '../graph/index.js';
@@ -56,9 +58,34 @@ export class ModelVersion {
   readonly session: SessionSpec;
   readonly signature: ModelSignature;
   readonly loadedAt = Date.now();
-  private readonly batcher: DynamicBatcher<Pending, Done>;
+  private batcher!: DynamicBatcher<Pending, Done>;
+  private readonly pool: WorkerPool;
+  /** The event-loop session, when this version's batches run inline. */
+  private inline: BackendSession | undefined;
+  /** Measured median run time of a probe batch on the event loop (µs); undefined when not probed. */
+  placementCostUs: number | undefined;
 
-  constructor(args: { name: string; version: string; modelPath: string; config: ResolvedModelConfig; pool: WorkerPool; intraOpThreads: number }) {
+  /**
+   * Loads a version: opens and warms its session on every worker, then decides where its batches
+   * run (see `placement`). Resolves once it can serve.
+   */
+  static async load(args: ModelVersionArgs): Promise<ModelVersion> {
+    const mv = new ModelVersion(args);
+    const placement = placementOf(args.config);
+    const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
+    // The probe runs in a worker, so timing a heavy model never blocks the event loop.
+    const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
+    mv.placementCostUs = warmed.probeMicros;
+    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
+    if (placement === 'inline' || (placement === 'auto' && cheap)) {
+      const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
+      mv.inline = await backend.open(mv.session);
+    }
+    mv.batcher = mv.createBatcher(args);
+    return mv;
+  }
+
+  private constructor(args: ModelVersionArgs) {
     this.name = args.name;
     this.version = args.version;
     this.config = args.config;
@@ -71,10 +98,14 @@ export class ModelVersion {
       executionProviders: args.config.executionProviders,
       intraOpThreads: args.intraOpThreads,
     };
+    this.pool = args.pool;
+  }
+
+  private createBatcher(args: ModelVersionArgs): DynamicBatcher<Pending, Done> {
     const pool = args.pool;
     const db = args.config.dynamicBatching;
     const batching = args.config.maxBatchSize > 0 && db.enabled;
-    this.batcher = new DynamicBatcher<Pending, Done>({
+    return new DynamicBatcher<Pending, Done>({
       maxBatchSize: batching ? args.config.maxBatchSize : 0,
       maxQueueDelayUs: db.maxQueueDelayUs,
       preferredBatchSizes: db.preferredBatchSizes,
@@ -84,9 +115,15 @@ export class ModelVersion {
       defaultPriorityLevel: db.defaultPriorityLevel,
       // Each instance is one batch executing on one worker at a time; without an explicit
       // instance_group every worker of the pool may run this model.
-      maxInFlight: args.config.instanceGroups.length > 0 ? Math.max(1, args.config.instanceCount) : pool.size,
-      execute: (items) => this.execute(pool, items),
+      // Inline models run on this thread, one batch at a time.
+      maxInFlight: this.inline ? 1 : args.config.instanceGroups.length > 0 ? Math.max(1, args.config.instanceCount) : pool.size,
+      execute: (items) => this.execute(items),
     });
+  }
+
+  /** Where batches run: 'inline' on the event-loop thread, or 'worker' in the pool. */
+  get placement(): 'inline' | 'worker' {
+    return this.inline ? 'inline' : 'worker';
   }
 
   /** Queued requests (not yet executing). */
@@ -131,18 +168,20 @@ export class ModelVersion {
     return response;
   }
 
-  private async execute(pool: WorkerPool, items: Pending[]): Promise<Done[]> {
+  private async execute(items: Pending[]): Promise<Done[]> {
     const started = performance.now();
     const first = items[0]!;
     const fault = items.find((i) => i.fault)?.fault;
+    const inline = this.inline;
     // Merging copies the inputs (even for one request), so the transfer to the worker never
     // detaches the caller's request: observers (shadow, drift, logs) still read it afterwards.
+    // Inline runs transfer nothing and take the request's own arrays.
     const merged = items.length === 1
-      ? first.inputs.map(copiedTensor)
+      ? (inline ? first.inputs : first.inputs.map(copiedTensor))
       : first.inputs.map((t, j) => ({ ...concatTensors(items.map((i) => i.inputs[j]!)), name: t.name }));
     const counts = items.map((i) => i.rows);
     const batchRows = counts.reduce((a, b) => a + b, 0);
-    const r = await pool.run(this.session, merged, [], fault);
+    const r = inline ? await runInline(inline, merged, fault) : await this.pool.run(this.session, merged, [], fault);
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
     return items.map((item, k) => ({
       outputs: r.outputs.map((o, j) => ({ ...perOutput[j]![k]!, name: o.name })),
@@ -155,9 +194,50 @@ export class ModelVersion {
     return this.batcher.drain();
   }
 
+  /** Releases the event-loop session of an inline version (worker sessions are evicted by the pool). */
+  async release(): Promise<void> {
+    const inline = this.inline;
+    this.inline = undefined;
+    if (inline) await inline.release();
+  }
+
   stats(): ReturnType<DynamicBatcher<Pending, Done>['stats']> {
     return this.batcher.stats();
   }
+}
+
+/** Rows of the batch that decides placement: a typical busy-server batch. */
+const INLINE_PROBE_ROWS = 16;
+/**
+ * A batch cheaper than this runs on the event loop: a round trip to a worker thread costs tens of
+ * microseconds, more than such a model's whole compute, and the wait blocks nothing for long.
+ */
+export const INLINE_BUDGET_US = 100;
+
+export interface ModelVersionArgs {
+  name: string;
+  version: string;
+  modelPath: string;
+  config: ResolvedModelConfig;
+  pool: WorkerPool;
+  intraOpThreads: number;
+}
+
+/** `parameters.execution` in the model config: auto (default), inline or worker. */
+function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {
+  const value = config.parameters.execution ?? 'auto';
+  if (value !== 'auto' && value !== 'inline' && value !== 'worker') {
+    throw invalid('INVALID_ARGUMENT', '"auto", "inline" or "worker"', `parameters.execution of model '${config.name}'`, value);
+  }
+  return value;
+}
+
+
+async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
+  if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');
+  const t0 = performance.now();
+  const outputs = await session.run(inputs, []);
+  return { outputs, computeMs: performance.now() - t0 };
 }
 
 function optionalInteger(value: unknown, what: string, fallback: number): number {

@@ -35,6 +35,8 @@ export interface RunTask {
 export interface WarmTask {
   kind: 'warm';
   session: SessionSpec;
+  /** Also time runs of a batch of this many rows (median, in µs) to decide placement. */
+  probeRows?: number;
 }
 
 export type WorkerTask = RunTask | WarmTask;
@@ -49,6 +51,8 @@ export interface WarmResult {
   inputs: { name: string; datatype: DataType; shape: number[] }[];
   outputs: { name: string; datatype: DataType; shape: number[] }[];
   threadId: number;
+  /** Median run time of a `probeRows` batch in µs, when asked. */
+  probeMicros?: number;
 }
 
 /** Broadcast to every worker when a model version is unloaded: release its sessions. */

@@ -6,7 +6,7 @@ import { Piscina } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
   SESSION_CHANNEL, ownedTensor, tensorBuffers,
-  type EvictMessage, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
+  type EvictMessage, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 
 export interface PoolOptions {
@@ -41,10 +41,15 @@ export class WorkerPool {
    * Opens the session on every worker and runs one warm-up inference there. Resolves with the
    * session's own description of its inputs and outputs.
    */
-  async warm(session: SessionSpec): Promise<WarmResult> {
-    const tasks = Array.from({ length: this.size }, () => this.piscina.run({ kind: 'warm', session }));
-    const results = await Promise.all(tasks);
-    return results[0] as WarmResult;
+  async warm(session: SessionSpec, probeRows?: number): Promise<WarmResult> {
+    const tasks = Array.from({ length: this.size }, (_, i) => {
+      const task: WarmTask = { kind: 'warm', session };
+      // One worker times a probe batch; the others only warm up.
+      if (probeRows && i === 0) task.probeRows = probeRows;
+      return this.piscina.run(task);
+    });
+    const results = (await Promise.all(tasks)) as WarmResult[];
+    return results.find((r) => r.probeMicros !== undefined) ?? results[0]!;
   }
 
   /** Runs one batch on one worker. Input buffers are transferred (the caller must not reuse them). */

@@ -2,8 +2,7 @@
 // released when the main thread broadcasts an eviction.
 import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { Backend, BackendSession, TensorInfo } from './backends/backend.js';
-import { typedArrayFor } from '../protocol/index.js';
+import { medianRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import {
@@ -45,13 +44,6 @@ channel.onmessage = (event: unknown) => {
 };
 channel.unref();
 
-function placeholderInputs(inputs: readonly TensorInfo[]): WireTensor[] {
-  return inputs.map((info) => {
-    const shape = info.shape.map((d) => (d < 0 ? 1 : d));
-    const n = shape.reduce((a, b) => a * b, 1);
-    return { name: info.name, datatype: info.datatype, shape, data: typedArrayFor(info.datatype, n) };
-  });
-}
 
 /** Returns `value` to the main thread with `buffers` moved, not copied. */
 function transferable<T extends object>(value: T, buffers: ArrayBuffer[]): T {
@@ -67,7 +59,9 @@ export default async function handle(task: WorkerTask): Promise<RunResult | Warm
   if (task.kind === 'warm') {
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
     await session.run(placeholderInputs(session.inputs), []);
-    return { inputs: session.inputs, outputs: session.outputs, threadId };
+    const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId };
+    if (task.probeRows) warmed.probeMicros = await medianRunMicros(session, task.probeRows);
+    return warmed;
   }
   if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {
     if (task.fault === 'crash') process.exit(70);

@@ -1,5 +1,6 @@
 // What a model worker needs from an execution backend. onnxruntime is the default; the native
 // backend (the addon's kernels) implements the same surface.
+import { typedArrayFor } from '../../protocol/index.js';
 import type { DataType } from '../../protocol/types.js';
 import type { SessionSpec, WireTensor } from '../messages.js';
 
@@ -20,4 +21,26 @@ export interface BackendSession {
 
 export interface Backend {
   open(spec: SessionSpec): Promise<BackendSession>;
+}
+
+/** Zero inputs of the session's own shapes (a dynamic first dim = `rows`, other dynamic dims 1). */
+export function placeholderInputs(inputs: readonly TensorInfo[], rows = 1): WireTensor[] {
+  return inputs.map((info) => {
+    const shape = info.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1));
+    const n = shape.reduce((a, b) => a * b, 1);
+    return { name: info.name, datatype: info.datatype, shape, data: typedArrayFor(info.datatype, n) };
+  });
+}
+
+/** Median wall time of a few runs of a zero batch of `rows` rows, in microseconds. */
+export async function medianRunMicros(session: BackendSession, rows: number, runs = 7): Promise<number> {
+  const inputs = placeholderInputs(session.inputs, rows);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await session.run(inputs, []);
+    times.push((performance.now() - t0) * 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
 }
