@@ -13,6 +13,7 @@ import { parseExposition, total } from './helpers/prometheus.js';
 import { FeedbackJoin } from '../dist/monitor/feedback.js';
 import { decodeTensors } from '../dist/monitor/tensor-blob.js';
 import { liveAccuracy, monitorOf } from '../dist/monitor/index.js';
+import { openLogStore } from '../dist/monitor/log-store.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const ROWS = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => {
@@ -81,6 +82,23 @@ t.test('join and accuracy bookkeeping', async (t) => {
   t.same(g.accept('reg', [{ id: 'a', truth: 2 }], 1).rejected, [{ id: 'a', reason: 'expected an array of 2 numbers for truth' }]);
   g.accept('reg', [{ id: 'a', truth: [1, 2] }, { id: 'b', truth: 3 }], 1);
   t.same(g.report('reg', '3'), { model: 'reg', version: '3', task: 'regression', labelled: 3, window: 2, meanAbsoluteError: 0.5 }, 'window of the latest 2 rows');
+});
+
+t.test('SQLite store: lookup by id, retention, export', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await openLogStore(`sqlite:${join(dir, 'log.sqlite')}`);
+  const row = (id: string, timeMs: number, label: number) => ({ id, model: 'm', version: '1', role: 'primary', timeMs, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1], data: Float64Array.of(label) }] });
+  await store.insert([row('a', 1000, 1), row('b', 2000, 2), row('c', 3000, 3), row('b', 3500, 4)], [{ id: 'c', model: 'm', version: '1', timeMs: 3000, truth: 3 }]);
+  const found = await store.lookup('m', ['b', 'c', 'zz']);
+  t.same(found.map((f: { id: string; labelled: boolean }) => [f.id, f.labelled]), [['b', false], ['c', true]]);
+  t.equal(found[0]!.timeMs, 3500, 'the newest prediction of a re-used id');
+  t.equal(await store.prune(2500), 2, 'rows before the cutoff go');
+  const rows = [];
+  for await (const r of store.exportRows({})) rows.push(r);
+  t.same(rows.map((r: { id: string; truth: unknown; outputs: { y: { data: number[] } } }) => [r.id, r.truth, r.outputs.y.data[0]]), [['c', 3, 3], ['b', null, 4]]);
+  t.equal(await store.prune(10_000), 2, 'everything older than the cutoff, even the newest row');
+  await store.close();
 });
 
 t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t) => {
