@@ -137,7 +137,7 @@ t.test('wide: derived config and outputs match a plain reference', async (t) => 
   t.equal(config.maxBatchSize, 64);
   t.same(config.inputs, [{ name: 'features', datatype: 'FP32', dims: [256] }]);
   t.same(config.outputs, [{ name: 'scores', datatype: 'FP32', dims: [10] }]);
-  t.equal(config.dynamicBatching.maxQueueDelayUs, 500);
+  t.equal(config.dynamicBatching.maxQueueDelayUs, 0, "Triton's default: no queue delay");
 
   const rows = 2;
   const features = Float32Array.from({ length: rows * 256 }, () => random() * 2 - 1);

@@ -104,13 +104,14 @@ export const DIGITS_CONFIG = {
     { name: 'probabilities', data_type: 'TYPE_FP32', dims: [10] },
     { name: 'label', data_type: 'TYPE_INT64', dims: [] },
   ],
+  // No queue delay: batches form from what arrives while the model is busy, and a lone request
+  // is answered at once. No instance_group: every worker may run it.
   dynamic_batching: {
-    max_queue_delay_microseconds: 1000,
+    max_queue_delay_microseconds: 0,
     preferred_batch_size: [8, 16, 32],
     default_queue_policy: { max_queue_size: 1024 },
   },
   version_policy: { latest: { num_versions: 2 } },
-  instance_group: [{ count: 1, kind: 'KIND_CPU' }],
 };
 
 export const PAIR_CONFIG_PBTXT = `# Two inputs, two outputs: exercises the config.pbtxt path.

@@ -6,7 +6,8 @@
 // - With no max_batch_size, a model whose every input and output has a dynamic first dim is
 //   batched with max_batch_size 64 (DEFAULT_MAX_BATCH_SIZE); otherwise 0.
 // - Dynamic batching is ON when max_batch_size > 0 unless the config says `enabled: false` (or
-//   `"dynamic_batching": false` in JSON); max_queue_delay_microseconds defaults to 500.
+//   `"dynamic_batching": false` in JSON); max_queue_delay_microseconds defaults to 0 as in Triton: a batch
+//   forms from what queued while the model was busy, and an idle model answers at once.
 // - execution_providers defaults to ["cpu"], or ["cuda", "cpu"] when an instance_group is KIND_GPU.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -17,7 +18,7 @@ import { DEFAULT_MODEL_FILENAME, DEFAULT_VERSION_POLICY, isValidModelName, type 
 import { asArray, parsePbtxt } from './pbtxt.js';
 
 export const DEFAULT_MAX_BATCH_SIZE = 64;
-export const DEFAULT_MAX_QUEUE_DELAY_US = 500;
+export const DEFAULT_MAX_QUEUE_DELAY_US = 0;
 export const BACKENDS = ['onnxruntime', 'native', 'auto'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;

@@ -50,6 +50,7 @@ export class DynamicBatcher<P, R> {
   #inFlight = 0;
   #pumping = false;
   #repump = false;
+  #pumpScheduled = false;
   /** When the candidate batch's delay runs out; Infinity when no slot is free or nothing waits. */
   #delayWakeAt = Infinity;
   #timerAt = Infinity;
@@ -99,7 +100,8 @@ export class DynamicBatcher<P, R> {
         request.detachAbort = () => signal.removeEventListener('abort', onAbort);
       }
       counters.submitted++;
-      this.#pump();
+      if (this.#config.coalesce) this.#pumpSoon();
+      else this.#pump();
     });
   }
 
@@ -145,6 +147,16 @@ export class DynamicBatcher<P, R> {
 
   stats(): BatcherStats {
     return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight };
+  }
+
+  /** One pump after the current I/O phase, however many requests arrive in it. */
+  #pumpSoon(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
   }
 
   /** Dispatch every batch that is ready while slots are free, then re-arm the one timer. */

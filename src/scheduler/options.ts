@@ -38,6 +38,12 @@ export interface BatcherOptions<P, R> {
   setTimer?: SetTimer;
   /** Another queue policy; must be empty. Checked with `isRequestQueue`. */
   queue?: RequestQueue;
+  /**
+   * Dispatch after the current I/O phase instead of inside `submit`, so requests that arrive in
+   * one event-loop turn share a batch even with no queue delay (for executors that run on the
+   * event-loop thread, where nothing else can queue up while a batch runs).
+   */
+  coalesce?: boolean;
 }
 
 export interface SubmitOptions {
@@ -95,6 +101,7 @@ export interface BatcherConfig<P, R> {
   now: () => number;
   setTimer: SetTimer;
   queue: RequestQueue;
+  coalesce: boolean;
 }
 
 /** A submit's options after checking: a concrete level and the effective timeout (0 = none). */
@@ -160,6 +167,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     now: options.now ?? defaultNow,
     setTimer: options.setTimer ?? defaultSetTimer,
     queue: options.queue ?? new PriorityRequestQueue(levels),
+    coalesce: options.coalesce === true,
   };
 }
 
