@@ -149,8 +149,8 @@ class SqliteLogStore implements LogStore {
     this.db.transaction(() => {
       // Many rows per statement: one VM run per 64 rows instead of per row.
       let i = 0;
-      for (; i + ROWS_PER_INSERT <= predictions.length; i += ROWS_PER_INSERT) this.insertMany.run(...predictions.slice(i, i + ROWS_PER_INSERT).flatMap(args));
-      for (; i < predictions.length; i++) this.insertOne.run(...args(predictions[i]!));
+      for (; i + ROWS_PER_INSERT <= predictions.length; i += ROWS_PER_INSERT) this.insertMany.run(predictions.slice(i, i + ROWS_PER_INSERT).flatMap(args));
+      for (; i < predictions.length; i++) this.insertOne.run(args(predictions[i]!));
       for (const r of labels) l.run(r.id, r.model, r.version, r.timeMs, JSON.stringify(r.truth));
     })();
   }
