@@ -135,6 +135,7 @@ t.test('server: profile beside the model, /drift per version, gauges, class remo
   t.match(v1.features[10], { name: 'f10', kind: 'numeric', test: 'ks', threshold: 0.05, verdict: 'no_drift' });
   t.match(v1.features[0], { name: 'f0', kind: 'categorical', test: 'chi2' });
   t.equal(v1.predictionDrift, false);
+  t.same(v1.reference, { source: 'digits.csv', rows: 1437 });
   const v2 = (await s.get('/v2/models/digits/drift')).json; // newest version
   t.equal(v2.version, '2');
   t.equal(v2.verdict, 'drift', 'a vanished class drifts the predicted label');

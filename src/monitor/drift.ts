@@ -168,7 +168,7 @@ export class VersionDrift {
     const size = inBins + outputs.reduce((a, p) => a + binCount(p), 0);
     const segmentRows = Math.max(1, Math.ceil(this.options.windowRows / SEGMENTS));
     const window = new WindowCounts(size, segmentRows, (this.options.windowSeconds * 1000) / SEGMENTS);
-    this.watched = { in: w, out: o, window, reference };
+    this.watched = { in: w, out: o, window, reference: { source: reference.source, rows: reference.rows } };
     this.capture = undefined;
   }
 
