@@ -110,6 +110,23 @@ t.test('memory stays fixed under a long stream', async (t) => {
   t.equal(report.verdict, 'no_drift');
 });
 
+t.test('a time window forgets old rows', async (t) => {
+  const dir = profiledRepo(t);
+  const profile = readProfile(dir, 'digits')!;
+  let now = 1_000_000;
+  const d = new VersionDrift('digits', '1', SIGNATURE, { source: 'x', rows: profile.rows, inputs: profile.inputs }, { windowRows: 100_000, windowSeconds: 8, clock: () => now });
+  feed(d, TEST.slice(0, 200).map((r) => r.x));
+  now += 4000;
+  feed(d, TEST.slice(200, 360).map((r) => r.x));
+  t.equal(d.evaluate().window, 360);
+  now += 4500; // the first 200 rows are now more than 8 s old
+  t.equal(d.evaluate().window, 160);
+  now += 60_000;
+  const idle = d.evaluate();
+  t.equal(idle.window, 0, 'an idle minute empties an 8 s window');
+  t.equal(idle.verdict, 'inconclusive');
+});
+
 t.test('server: profile beside the model, /drift per version, gauges, class removed', async (t) => {
   const dir = profiledRepo(t);
   const s = await startTestServer(t, { repository: dir });

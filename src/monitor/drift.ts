@@ -25,6 +25,8 @@ export interface DriftOptions {
   categoricalTest?: DriftTest;
   /** Rows captured as the reference when the model has no profile (default 1000). */
   captureRows?: number;
+  /** Milliseconds clock for time windows (default Date.now; tests pass a fake one). */
+  clock?: () => number;
 }
 
 export const DRIFT_DEFAULTS = {
@@ -74,10 +76,10 @@ class WindowCounts {
   private segmentStarted: number;
   rows = 0;
 
-  constructor(readonly size: number, private readonly rowsPerSegment: number, private readonly msPerSegment: number) {
+  constructor(readonly size: number, private readonly rowsPerSegment: number, private readonly msPerSegment: number, now: number) {
     this.total = new Uint32Array(size);
     this.segments = Array.from({ length: SEGMENTS }, () => new Uint32Array(size));
-    this.segmentStarted = Date.now();
+    this.segmentStarted = now;
   }
 
   /** Called once per request: moves to a fresh segment when the current one is full or old. */
@@ -121,7 +123,8 @@ interface Watched {
 }
 
 export class VersionDrift {
-  private readonly options: Required<Omit<DriftOptions, 'numericTest' | 'categoricalTest' | 'thresholds'>> & Pick<DriftOptions, 'numericTest' | 'categoricalTest'> & { thresholds: Record<DriftTest, number> };
+  private readonly options: Required<Omit<DriftOptions, 'numericTest' | 'categoricalTest' | 'thresholds' | 'clock'>> & Pick<DriftOptions, 'numericTest' | 'categoricalTest'> & { thresholds: Record<DriftTest, number> };
+  private readonly clock: () => number;
   private readonly inputs: ColumnLayout;
   private readonly outputs: ColumnLayout;
   private watched: { in: Watched; out: Watched; window: WindowCounts; reference: { source: string; rows: number } } | undefined;
@@ -138,6 +141,7 @@ export class VersionDrift {
       numericTest: options.numericTest,
       categoricalTest: options.categoricalTest,
     };
+    this.clock = options.clock ?? Date.now;
     this.inputs = columnLayout(signature, 'inputs');
     this.outputs = columnLayout(signature, 'outputs');
     if (reference && reference.inputs.length === this.inputs.columns) {
@@ -167,7 +171,7 @@ export class VersionDrift {
     const o = watch(this.outputs, outputs, inBins);
     const size = inBins + outputs.reduce((a, p) => a + binCount(p), 0);
     const segmentRows = Math.max(1, Math.ceil(this.options.windowRows / SEGMENTS));
-    const window = new WindowCounts(size, segmentRows, (this.options.windowSeconds * 1000) / SEGMENTS);
+    const window = new WindowCounts(size, segmentRows, (this.options.windowSeconds * 1000) / SEGMENTS, this.clock());
     this.watched = { in: w, out: o, window, reference: { source: reference.source, rows: reference.rows } };
     this.capture = undefined;
   }
@@ -180,7 +184,7 @@ export class VersionDrift {
     }
     const state = this.watched;
     if (!state) return;
-    state.window.tick(Date.now());
+    state.window.tick(this.clock());
     const win = state.window;
     const count = (watched: Watched) => (_row: number, column: number, value: number) => {
       const profile = watched.profiles[column];
@@ -236,7 +240,7 @@ export class VersionDrift {
       return { ...base, verdict: 'inconclusive', window: 0, reference: { source: 'capturing', rows: this.capture?.rows ?? 0, target: this.options.captureRows }, driftedShare: 0, features: [], outputs: [], predictionDrift: false };
     }
     const { window, reference } = this.watched;
-    window.tick(Date.now());
+    window.tick(this.clock());
     const n = window.rows;
     const enough = n >= this.options.minSamples;
     const judge = (w: Watched): FeatureDrift[] => w.profiles.map((p, i) => {
