@@ -3,10 +3,10 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import { Api } from './api.js';
 import { attachHttp, InFlight } from './http.js';
-import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
 import { attachTraffic, type TrafficController } from '../traffic/index.js';
 import { attachMonitoring, detachMonitoring, type MonitoringOptions } from '../monitor/index.js';
 import { attachPredictionStore } from '../batch/lookup.js';
+import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -16,6 +16,14 @@ export interface ServerOptions extends UmbraOptions {
   maxBodyBytes?: number;
   /** Upper bound on a graceful drain before the remaining work is abandoned. */
   drainSeconds?: number;
+  /** WebSocket (/v2/stream): largest frame in bytes (bigger closes with 1009). */
+  wsMaxPayloadBytes?: number;
+  /** WebSocket: close a connection silent for this many seconds (pings keep live clients open); 0 = never. */
+  wsIdleSeconds?: number;
+  /** WebSocket: most requests outstanding per connection (one more closes with 1008). */
+  wsMaxInFlight?: number;
+  /** WebSocket: unread answer bytes past which a connection's new requests wait for the client to read. */
+  wsBackpressureBytes?: number;
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...); see src/batch/lookup.ts. */
   store?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
