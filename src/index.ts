@@ -8,3 +8,6 @@ export {
   runBatchJob, openStore, attachPredictionStore, parseShard, parseStaleness,
   type BatchJobOptions, type BatchSummary, type PredictionStore, type StoredPrediction, type PredictionService,
 } from './batch/index.js';
+export { attachTraffic, type TrafficController } from './traffic/index.js';
+export { attachMonitoring, detachMonitoring, monitorOf, metricsOf, driftVerdict, liveAccuracy, type MonitoringOptions } from './monitor/index.js';
+export { runPerf, type PerfOptions, type PerfLevelResult } from './perf/index.js';
