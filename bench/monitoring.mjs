@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { buildModel } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { startServer } from '../dist/index.js';
+import { seededRandom as seeded } from '../dist/random.js';
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,17 +27,6 @@ const AS_JSON = process.argv.includes('--json');
 const IN = 16;
 const HIDDEN = 32;
 const OUT = 4;
-
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The tiny model: 16 -> 32 -> 4 with softmax scores and an INT64 argmax label. */
 function tinyModel() {

@@ -5,17 +5,9 @@ import {
   type Activation,
 } from '../dist/native/kernels.js';
 import { UmbraError } from '../dist/errors.js';
+import { seededRandom as rng } from '../dist/random.js';
 
 // Seeded generator (mulberry32) so every run sees the same inputs; never exact zeros.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randomArray(n: number, next: () => number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = ((next() * 2 - 1) || 0.5) * scale;

@@ -2,16 +2,7 @@ import t from 'tap';
 import {
   applyMask, pruneMagnitude, pruneNM, pruneOutputs, selectThreshold, selectThresholdAsync, type PruneLayer,
 } from '../dist/native/prune.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as rng } from '../dist/random.js';
 
 /** Layers with many exact ties (a third of the values are quantised to 1/8 steps). */
 function makeLayers(seed: number, sizes = [1, 17, 1000, 3000, 33]): PruneLayer[] {

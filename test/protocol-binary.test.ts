@@ -3,17 +3,9 @@ import {
   DATATYPES, bytesPerElement, encodeInferResponse, parseInferRequest, tensorDataToBinary, typedArrayFor,
   type DataType, type ModelSignature, type Tensor, type TensorData,
 } from '../dist/protocol/index.js';
+import { seededRandom as rng } from '../dist/random.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random, finite storage for `n` elements; integer types get random bytes over their whole range. */
 function randomData(datatype: DataType, n: number, next: () => number): TensorData {

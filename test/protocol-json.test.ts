@@ -3,17 +3,9 @@ import {
   DATATYPES, binaryOutputsFor, encodeInferResponse, encodeJson, float32ToHalf, halfToFloat32, parseInferRequest,
   type DataType, type InferRequest, type ModelSignature, type TensorData,
 } from '../dist/protocol/index.js';
+import { seededRandom as rng } from '../dist/random.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const RANGES: Partial<Record<DataType, [number, number]>> = {
   UINT8: [0, 255], UINT16: [0, 65535], UINT32: [0, 4294967295], INT8: [-128, 127], INT16: [-32768, 32767],

@@ -3,17 +3,9 @@ import {
   DATATYPES, bytesPerElement, concatTensors, elementCount, float32ToHalf, halfToFloat32, ortTypeToDatatype,
   sameRowShape, splitTensor, tensorToOrtType, typedArrayFor, type DataType, type Tensor,
 } from '../dist/protocol/index.js';
+import { seededRandom as rng } from '../dist/random.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomTensor(datatype: DataType, rows: number, cols: number, next: () => number): Tensor {
   const n = rows * cols;

@@ -8,16 +8,7 @@ import { onnx, readModel, writeModel, encodeModel } from '../dist/onnx/model-io.
 import { tensorValues } from '../dist/onnx/tensor-data.js';
 import { findPrunable, runPrune, type PruneRunOptions } from '../dist/prune/index.js';
 import { Umbra } from '../dist/core/umbra.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as rng } from '../dist/random.js';
 
 /** Nonzero random values; every fourth one quantised so there are exact magnitude ties. */
 function randomValues(next: () => number, n: number): number[] {

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { DynamicBatcher, type BatchInfo, type BatcherOptions, type SubmitOptions } from '../dist/scheduler/batcher.js';
 import { UmbraError } from '../dist/errors.js';
+import { seededRandom as mulberry32 } from '../dist/random.js';
 
 // A fake clock with a fake timer list, and an execute whose batches the test answers by hand, so
 // every step is explicit: nothing here waits on real time.
@@ -29,17 +30,6 @@ function track<T>(promise: Promise<T>): Outcome<T> {
 
 /** Let every queued promise callback run (a macrotask boundary, not a wait on time). */
 const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const answerOf = (x: number): number => x * 10 + 1;
 

@@ -3,17 +3,7 @@ import { PriorityRequestQueue, isRequestQueue, type QueuedRequest, type RequestQ
 import { DeadlineHeap } from '../dist/scheduler/deadline-heap.js';
 import { DynamicBatcher } from '../dist/scheduler/batcher.js';
 import { rowOffsets, splitRows } from '../dist/scheduler/rows.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as mulberry32 } from '../dist/random.js';
 
 const request = (priority: number, tag: number): QueuedRequest & { tag: number } => ({ rows: 1, shapeKey: 's', priority, enqueuedAt: tag, tag });
 

@@ -7,18 +7,7 @@ import {
 } from '../dist/traffic/index.js';
 import { rulesFromQuery } from '../dist/traffic/analysis.js';
 import { parseRecord } from '../dist/traffic/rollout.js';
-
-/** Seeded generator (mulberry32) so every run draws the same numbers. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as seeded } from '../dist/random.js';
 
 t.test('sticky canary: same key same version; raising the weight only moves keys to the canary', async (t) => {
   const keys = Array.from({ length: 5000 }, (_, i) => `user-${i}`);

@@ -7,20 +7,10 @@ import { join } from 'node:path';
 import { startServer } from '../dist/index.js';
 import { ShadowRunner } from '../dist/traffic/index.js';
 import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
+import { seededRandom as seeded } from '../dist/random.js';
 
 const TOKEN = 'secret-token';
 const ADMIN = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** v1: 2x+1 (primary); v2: the same function (a good candidate); v3: 2x+1.5 (wrong answers). */
 function affineRepo(config: Record<string, unknown> = {}): TempRepo {

@@ -7,6 +7,7 @@ import pkg from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { denseWeights, gemm, packWeights, spmm, csrFromDense, kernelIsa } from '../../dist/native/kernels.js';
 import { selectThreshold } from '../../dist/native/prune.js';
+import { seededRandom as rng } from '../../dist/random.js';
 
 const { onnx } = pkg;
 const quick = process.argv.includes('--quick');
@@ -17,15 +18,6 @@ const BATCHES = [1, 8, 64];
 const SPARSITIES = [0, 0.5, 0.7, 0.9, 0.95];
 const REPS = quick ? 5 : 15;
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const next = rng(42);
 const randomArray = (n) => Float32Array.from({ length: n }, () => (next() * 2 - 1) || 0.5);
 

@@ -2,6 +2,8 @@
 // digits data (pixels 0..16 scaled by 1/16), softmax cross-entropy, seeded mini-batch Adam.
 // Deterministic: same seed and data give the same weights.
 import { readFileSync } from 'node:fs';
+export { seededRandom } from '../random.js';
+import { seededRandom } from '../random.js';
 
 export interface DigitsSplit {
   /** Row-major [rows, 64], raw pixel values 0..16. */
@@ -41,18 +43,6 @@ export function loadDigits(csvPath: string): DigitsData {
     pixels: Float32Array.from(r.pixels), labels: Int32Array.from(r.labels), rows: r.labels.length,
   });
   return { train: toSplit(rows.train), test: toSplit(rows.test) };
-}
-
-/** mulberry32: a tiny seeded PRNG, enough for initialization and shuffling. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Weights in PyTorch's Linear layout: w1 [hidden, 64], w2 [10, hidden] (used with Gemm transB=1). */

@@ -6,6 +6,8 @@ import { float32ToHalf, halfToFloat32 } from '../protocol/half.js';
 import { isDataType, typedArrayFor } from '../protocol/datatype.js';
 import { tensorDataToBinary } from '../protocol/binary-data.js';
 import type { DataType, Tensor } from '../protocol/types.js';
+export { seededRandom } from '../random.js';
+import { seededRandom } from '../random.js';
 
 export type Protocol = 'http' | 'http-binary' | 'ws';
 export const PROTOCOLS: readonly Protocol[] = ['http', 'http-binary', 'ws'];
@@ -42,18 +44,6 @@ export async function fetchModelMetadata(url: string, model: string, signal?: Ab
   const body = JSON.parse(text) as Partial<ModelMetadata>;
   if (!Array.isArray(body.inputs)) throw invalid('INVALID_ARGUMENT', 'model metadata with an inputs array', target, body);
   return { name: body.name ?? model, inputs: body.inputs, outputs: Array.isArray(body.outputs) ? body.outputs : [] };
-}
-
-/** Small seeded PRNG (mulberry32): the same seed gives the same payloads on every run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function concreteShape(meta: TensorMetadata, batchSize: number): number[] {
