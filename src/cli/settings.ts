@@ -3,19 +3,15 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { DEFAULTS, type ServerOptions } from '../server/server.js';
-import { MONITOR_FIELDS, monitoringFromSettings } from '../monitor/settings.js';
+import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
 }
 
-interface Field {
-  key: keyof ServerOptions | (typeof MONITOR_FIELDS)[number]['key'];
-  flag: string;
-  env: string;
-  kind: 'string' | 'int' | 'number';
-  min?: number;
-  max?: number;
+/** A serve setting: the monitor's field shape, keyed by a server option. */
+interface Field extends Omit<MonitorField, 'key'> {
+  key: keyof ServerOptions | MonitorField['key'];
 }
 
 export const SERVE_FIELDS: Field[] = [

@@ -1,9 +1,8 @@
 // The request path only appends a reference to a bounded buffer; a timer hands batches to the
 // writer thread (log-writer.ts), which encodes and inserts them in one transaction each.
 import { Worker } from 'node:worker_threads';
-import type { Tensor } from '../protocol/types.js';
 import type { LabelRecord, LoggedPrediction } from './log-store.js';
-import { PredictionPacker } from './log-packing.js';
+import { PredictionPacker, type PackSource } from './log-packing.js';
 import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
 
 export interface PredictionLogOptions {
@@ -28,16 +27,8 @@ export interface LogCounters {
   failed(n: number): void;
 }
 
-export interface PendingPrediction {
-  id: string;
-  model: string;
-  version: string;
-  role: string;
-  timeMs: number;
-  latencyMs: number;
-  inputs?: readonly Tensor[];
-  outputs: readonly Tensor[];
-}
+/** A prediction waiting to be written: the packer's own input shape. */
+export type PendingPrediction = PackSource;
 
 export class PredictionLog {
   private readonly worker: Worker;
