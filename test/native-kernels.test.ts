@@ -1,8 +1,8 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import {
-  biasActivation, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packWeights, softmax, spmm, spmmAsync,
-  type Activation,
+  biasActivation, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
+  SPARSE_PANEL, type Activation,
 } from '../dist/native/kernels.js';
 import { UmbraError } from '../dist/errors.js';
 import { seededRandom as rng } from '../dist/random.js';
@@ -142,6 +142,37 @@ t.test('spmm over CSR matches the dense reference, with empty rows and odd batch
   const csr = csrFromDense(sparse(8, 8, 0.5, next), 8, 8);
   const x = randomArray(16, next);
   t.same(Array.from(await spmmAsync({ x, m: 2, weights: csr })), Array.from(spmm({ x, m: 2, weights: csr })), 'async agrees');
+});
+
+t.test('spmm over weights packed into column panels matches the reference across panels', async (t) => {
+  const next = rng(4);
+  // k spans three panels, the last one partial; rows 2, 7, 12, ... are empty.
+  const [n, k] = [13, 2 * SPARSE_PANEL + 77];
+  for (const density of [0, 0.1, 1]) {
+    const wNK = sparse(n, k, density, next);
+    const csr = csrFromDense(wNK, n, k);
+    const packed = packSparse(csr);
+    t.equal(packed.panelPtr.length, 3 * (n + 1), 'one pointer run per panel');
+    t.equal(packed.values.length, csr.values.length, 'every non-zero kept');
+    t.ok(packed.colIdx.every((c) => c < SPARSE_PANEL), 'columns are within their panel');
+    const wKN = transpose(wNK, n, k);
+    const bias = randomArray(n, next);
+    for (const m of [1, 2, 9, 64, 70]) {
+      const x = randomArray(m * k, next);
+      for (const threads of [1, 2]) {
+        const out = new Float32Array(m * n).fill(NaN);
+        spmm({ x, m, weights: packed, bias, activation: 'relu', threads, out });
+        assertClose(t, out, reference(x, wKN, bias, m, k, n, 'relu'), `packed density ${density} batch ${m} threads ${threads}`);
+      }
+    }
+    const x = randomArray(3 * k, next);
+    t.same(Array.from(await spmmAsync({ x, m: 3, weights: packed })), Array.from(spmm({ x, m: 3, weights: csr })), 'async packed agrees with CSR');
+  }
+  const bad = packSparse(csrFromDense(new Float32Array([1, 0, 2, 3]), 2, 2));
+  const backwards = { ...bad, panelPtr: Int32Array.from([0, 2, 1]) };
+  t.throws(() => spmm({ x: new Float32Array(2), m: 1, weights: backwards }), { name: 'UmbraError', message: /non-decreasing/ });
+  t.throws(() => spmm({ x: new Float32Array(2), m: 1, weights: { ...bad, colIdx: new Int32Array(3) as unknown as Uint16Array } }),
+    /expected a Uint16Array for weights.colIdx/);
 });
 
 t.test('bias + activation and softmax match the reference; softmax is stable for large logits', async (t) => {

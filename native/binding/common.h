@@ -56,7 +56,10 @@ inline bool to_bool(const Napi::CallbackInfo& info, size_t i, const char* fn, co
 template <typename T, napi_typedarray_type Kind>
 T* typed(Napi::Env env, const Napi::Value& v, size_t min_length, const char* fn, const char* what, bool nullable = false) {
   if (nullable && (v.IsNull() || v.IsUndefined())) return nullptr;
-  const char* kind_name = Kind == napi_float32_array ? "Float32Array" : Kind == napi_int32_array ? "Int32Array" : "Float64Array";
+  const char* kind_name = Kind == napi_float32_array ? "Float32Array"
+                          : Kind == napi_int32_array ? "Int32Array"
+                          : Kind == napi_uint16_array ? "Uint16Array"
+                                                      : "Float64Array";
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind)
     throw Napi::TypeError::New(env, std::string(fn) + ": " + what + " must be a " + kind_name);
   auto array = v.As<Napi::TypedArrayOf<T>>();
@@ -71,6 +74,9 @@ inline float* f32(Napi::Env env, const Napi::Value& v, size_t n, const char* fn,
 }
 inline int32_t* i32(Napi::Env env, const Napi::Value& v, size_t n, const char* fn, const char* what) {
   return typed<int32_t, napi_int32_array>(env, v, n, fn, what);
+}
+inline uint16_t* u16(Napi::Env env, const Napi::Value& v, size_t n, const char* fn, const char* what) {
+  return typed<uint16_t, napi_uint16_array>(env, v, n, fn, what);
 }
 
 // Runs `work` on the libuv pool and resolves with `done(env)` (JS touched only there) or

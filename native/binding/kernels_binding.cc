@@ -113,6 +113,75 @@ Napi::Value SpmmCsrF32Async(const Napi::CallbackInfo& info) {
   });
 }
 
+// (rowPtr, colIdx, values, rows, cols) -> { panelPtr: Int32Array, colIdx: Uint16Array,
+// values: Float32Array }. Blocking; throws on an inconsistent CSR matrix.
+Napi::Value SparsePackF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "sparsePackF32";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 5, "expected 5 arguments");
+    umbra::CsrMatrix w;
+    w.rows = to_size(info, 3, kName, "rows");
+    w.cols = to_size(info, 4, kName, "cols");
+    w.row_ptr = i32(env, info[0], w.rows + 1, kName, "rowPtr");
+    w.nnz = static_cast<size_t>(w.row_ptr[w.rows] < 0 ? 0 : w.row_ptr[w.rows]);
+    w.col_idx = i32(env, info[1], w.nnz, kName, "colIdx");
+    w.values = f32(env, info[2], w.nnz, kName, "values");
+    const umbra::SparsePanelsOwned packed = umbra::sparse_pack_f32(w);
+    Napi::Int32Array panel_ptr = Napi::Int32Array::New(env, packed.panel_ptr.size());
+    Napi::Uint16Array col_idx = Napi::Uint16Array::New(env, packed.col_idx.size());
+    Napi::Float32Array values = Napi::Float32Array::New(env, packed.values.size());
+    std::copy(packed.panel_ptr.begin(), packed.panel_ptr.end(), panel_ptr.Data());
+    std::copy(packed.col_idx.begin(), packed.col_idx.end(), col_idx.Data());
+    std::copy(packed.values.begin(), packed.values.end(), values.Data());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("panelPtr", panel_ptr);
+    out.Set("colIdx", col_idx);
+    out.Set("values", values);
+    return out;
+  });
+}
+
+// (x, panelPtr, colIdx, values, bias|null, y, m, n, k, activation, threads)
+umbra::SpmmPanelsArgs spmm_panels_args(const Napi::CallbackInfo& info, const char* kName) {
+  const Napi::Env env = info.Env();
+  UMBRA_THROW_IF(env, info.Length() != 11, "expected 11 arguments");
+  umbra::SpmmPanelsArgs a;
+  a.m = to_size(info, 6, kName, "m");
+  a.w.rows = to_size(info, 7, kName, "n");
+  a.w.cols = to_size(info, 8, kName, "k");
+  a.activation = activation_at(info, 9, kName);
+  a.threads = threads_at(info, 10, kName);
+  const size_t pointers = a.w.panels() * (a.w.rows + 1);
+  if (pointers > 0) {
+    a.w.panel_ptr = i32(env, info[1], pointers, kName, "panelPtr");
+    a.w.nnz = static_cast<size_t>(a.w.panel_ptr[pointers - 1] < 0 ? 0 : a.w.panel_ptr[pointers - 1]);
+  }
+  a.w.col_idx = u16(env, info[2], a.w.nnz, kName, "colIdx");
+  a.w.values = f32(env, info[3], a.w.nnz, kName, "values");
+  a.x = f32(env, info[0], a.m * a.w.cols, kName, "x");
+  a.bias = f32(env, info[4], a.w.rows, kName, "bias", true);
+  a.y = f32(env, info[5], a.m * a.w.rows, kName, "y");
+  return a;
+}
+
+// Blocking. Throws on bad arguments or inconsistent panel pointers.
+Napi::Value SpmmPanelsF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    umbra::spmm_panels_f32(spmm_panels_args(info, "spmmPanelsF32"));
+    return info.Env().Undefined();
+  });
+}
+
+// Non-blocking: Promise<void>. Pointers are validated on the libuv thread.
+Napi::Value SpmmPanelsF32Async(const Napi::CallbackInfo& info) {
+  return guarded(info, [&] {
+    const umbra::SpmmPanelsArgs a = spmm_panels_args(info, "spmmPanelsF32Async");
+    return queue(info.Env(), [a] { umbra::spmm_panels_f32(a); }, [](Napi::Env env) { return env.Undefined(); },
+                 {info[0], info[1], info[2], info[3], info[4], info[5]});
+  });
+}
+
 // (w, rows, cols) -> { rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array }. Blocking.
 Napi::Value CsrFromDenseF32(const Napi::CallbackInfo& info) {
   constexpr const char* kName = "csrFromDenseF32";
@@ -176,6 +245,9 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("spmmCsrF32", Napi::Function::New(env, SpmmCsrF32, "spmmCsrF32"));
   exports.Set("spmmCsrF32Async", Napi::Function::New(env, SpmmCsrF32Async, "spmmCsrF32Async"));
   exports.Set("csrFromDenseF32", Napi::Function::New(env, CsrFromDenseF32, "csrFromDenseF32"));
+  exports.Set("sparsePackF32", Napi::Function::New(env, SparsePackF32, "sparsePackF32"));
+  exports.Set("spmmPanelsF32", Napi::Function::New(env, SpmmPanelsF32, "spmmPanelsF32"));
+  exports.Set("spmmPanelsF32Async", Napi::Function::New(env, SpmmPanelsF32Async, "spmmPanelsF32Async"));
   exports.Set("biasActivationF32", Napi::Function::New(env, BiasActivationF32, "biasActivationF32"));
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));

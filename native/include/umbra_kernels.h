@@ -61,6 +61,8 @@ struct SpmmArgs {
   int threads = 1;
 };
 // Throws std::invalid_argument when row_ptr/col_idx are inconsistent (checked in O(rows+nnz)).
+// Packs W into panels on every call and runs spmm_panels_f32: pack once (sparse_pack_f32)
+// where W is reused.
 void spmm_csr_f32(const SpmmArgs& args);
 struct CsrOwned {
   std::vector<int32_t> row_ptr, col_idx;
@@ -68,6 +70,42 @@ struct CsrOwned {
 };
 // Keeps every non-zero (exact zeros are dropped; NaN is kept and so propagates).
 CsrOwned csr_from_dense_f32(const float* w, size_t rows, size_t cols);
+
+// ---- Sparse panels: the CSR matrix cut into column panels of kSparsePanel inputs ----------
+// What spmm reads fastest: panel q holds columns [512q, 512q+512) of every row, so the kernel
+// streams the batch's activations for one panel (at most 128 KiB) from cache for all rows, and
+// a column needs only a 16-bit index within its panel. Entries are stored panel by panel, row
+// by row: panel_ptr[q * (rows + 1) + r] is where row r of panel q starts; each panel's last
+// pointer is the next panel's first. Build once at load (sparse_pack_f32), use per call.
+constexpr size_t kSparsePanel = 512;
+struct SparsePanels {
+  const int32_t* panel_ptr = nullptr;  // [panels * (rows + 1)]
+  const uint16_t* col_idx = nullptr;  // [nnz], column within the panel (< kSparsePanel)
+  const float* values = nullptr;  // [nnz]
+  size_t rows = 0, cols = 0, nnz = 0;
+  size_t panels() const { return (cols + kSparsePanel - 1) / kSparsePanel; }
+};
+struct SparsePanelsOwned {
+  std::vector<int32_t> panel_ptr;
+  std::vector<uint16_t> col_idx;
+  std::vector<float> values;
+};
+// Cuts a CSR matrix into panels (order within a row is kept). Throws std::invalid_argument on
+// an inconsistent CSR matrix (checked in O(rows + nnz)).
+SparsePanelsOwned sparse_pack_f32(const CsrMatrix& w);
+struct SpmmPanelsArgs {
+  const float* x = nullptr;  // [M,K]
+  SparsePanels w;  // rows = N, cols = K
+  const float* bias = nullptr;  // [N] or null
+  float* y = nullptr;  // [M,N]
+  size_t m = 0;
+  Activation activation = Activation::none;
+  int threads = 1;
+};
+// Y[M,N] = act(X . Wᵀ + bias). Checks panel_ptr in O(panels * rows); column indices are not
+// checked per call but are masked to their panel, so a corrupt index can give a wrong result,
+// never a read outside X. Throws std::invalid_argument on inconsistent pointers.
+void spmm_panels_f32(const SpmmPanelsArgs& args);
 
 // ---- Elementwise ---------------------------------------------------------------------------
 // data[r,c] = act(data[r,c] + bias[c]) in place; bias may be null.

@@ -109,8 +109,12 @@ std::vector<float> sparse_weights(size_t n, size_t k, double density) {
   return w;
 }
 
+void check_packing(const umbra::CsrOwned& csr, const umbra::SparsePanelsOwned& packed, size_t n, size_t k);
+void test_spmm_rejects();
+
 void test_spmm() {
-  const size_t shapes[][2] = {{1, 1}, {17, 3}, {33, 127}, {127, 33}, {64, 300}};
+  // k past 512 spans several column panels (the last one partial).
+  const size_t shapes[][2] = {{1, 1}, {17, 3}, {33, 127}, {127, 33}, {64, 300}, {9, 1100}, {3, 513}};
   const size_t batches[] = {1, 2, 3, 8, 17, 33, 64, 65, 127};
   for (const auto& s : shapes)
     for (double density : {0.0, 0.1, 0.5, 1.0}) {
@@ -125,6 +129,23 @@ void test_spmm() {
         for (size_t c = 0; c < k; ++c) w_kn[c * n + r] = w_nk[r * k + c];
       const auto bias = random_vector(n);
       umbra::CsrMatrix view{csr.row_ptr.data(), csr.col_idx.data(), csr.values.data(), n, k, csr.values.size()};
+      // The packed copy also runs from a CSR whose rows list their columns backwards: order
+      // within a row must not matter.
+      umbra::CsrOwned reversed = csr;
+      for (size_t r = 0; r < n; ++r) {
+        std::reverse(reversed.col_idx.begin() + csr.row_ptr[r], reversed.col_idx.begin() + csr.row_ptr[r + 1]);
+        std::reverse(reversed.values.begin() + csr.row_ptr[r], reversed.values.begin() + csr.row_ptr[r + 1]);
+      }
+      const umbra::SparsePanelsOwned packed = umbra::sparse_pack_f32(
+          {reversed.row_ptr.data(), reversed.col_idx.data(), reversed.values.data(), n, k, reversed.values.size()});
+      check_packing(csr, packed, n, k);
+      umbra::SparsePanels panels;
+      panels.panel_ptr = packed.panel_ptr.data();
+      panels.col_idx = packed.col_idx.data();
+      panels.values = packed.values.data();
+      panels.rows = n;
+      panels.cols = k;
+      panels.nnz = packed.values.size();
       for (size_t m : batches)
         for (umbra::Activation act : {umbra::Activation::none, umbra::Activation::relu, umbra::Activation::gelu})
           for (int threads : {1, 2}) {
@@ -141,12 +162,48 @@ void test_spmm() {
             a.activation = act;
             a.threads = threads;
             umbra::spmm_csr_f32(a);
+            const std::string what = " n " + std::to_string(n) + " k " + std::to_string(k) + " m " + std::to_string(m) +
+                                     " density " + std::to_string(density) + " threads " + std::to_string(threads);
             bool ok = true;
             for (size_t i = 0; i < m * n; ++i) ok = ok && close(y[i], ref[i], scale[i]);
-            expect(ok, "spmm n " + std::to_string(n) + " k " + std::to_string(k) + " m " + std::to_string(m) +
-                           " density " + std::to_string(density) + " threads " + std::to_string(threads));
+            expect(ok, "spmm csr" + what);
+            std::fill(y.begin(), y.end(), std::nanf(""));
+            umbra::SpmmPanelsArgs p;
+            p.x = x.data();
+            p.w = panels;
+            p.bias = bias.data();
+            p.y = y.data();
+            p.m = m;
+            p.activation = act;
+            p.threads = threads;
+            umbra::spmm_panels_f32(p);
+            ok = true;
+            for (size_t i = 0; i < m * n; ++i) ok = ok && close(y[i], ref[i], scale[i]);
+            expect(ok, "spmm panels" + what);
           }
     }
+  test_spmm_rejects();
+}
+
+// Every stored value lands in its row and panel with its column, and nothing else is stored.
+void check_packing(const umbra::CsrOwned& csr, const umbra::SparsePanelsOwned& packed, size_t n, size_t k) {
+  const size_t panels = (k + umbra::kSparsePanel - 1) / umbra::kSparsePanel;
+  bool ok = packed.panel_ptr.size() == panels * (n + 1) && packed.values.size() == csr.values.size() &&
+            (panels == 0 || packed.panel_ptr.back() == int32_t(csr.values.size()));
+  for (size_t r = 0; ok && r < n; ++r) {
+    std::vector<std::pair<size_t, float>> want, got;
+    for (int32_t j = csr.row_ptr[r]; j < csr.row_ptr[r + 1]; ++j) want.emplace_back(size_t(csr.col_idx[j]), csr.values[j]);
+    for (size_t q = 0; q < panels; ++q)
+      for (int32_t j = packed.panel_ptr[q * (n + 1) + r]; j < packed.panel_ptr[q * (n + 1) + r + 1]; ++j)
+        got.emplace_back(q * umbra::kSparsePanel + packed.col_idx[j], packed.values[j]);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    ok = want == got;
+  }
+  expect(ok, "sparse_pack_f32 keeps every entry in its row and panel (n " + std::to_string(n) + " k " + std::to_string(k) + ")");
+}
+
+void test_spmm_rejects() {
   std::vector<int32_t> row_ptr{0, 1}, bad_col{5};
   std::vector<float> vals{1.0f}, x(4, 1.0f), y(1);
   umbra::SpmmArgs a;
@@ -155,6 +212,30 @@ void test_spmm() {
   a.y = y.data();
   a.m = 1;
   expect_throw([&] { umbra::spmm_csr_f32(a); }, "column index", "spmm rejects an out-of-range column");
+  expect_throw([&] { umbra::sparse_pack_f32(a.w); }, "column index", "sparse_pack_f32 rejects an out-of-range column");
+
+  // Panels: pointers are checked per call; a corrupt column index stays inside its panel.
+  std::vector<int32_t> ptr{0, 2, 3};  // one panel, two rows
+  std::vector<uint16_t> cols{0, 3, 0xFFFF};
+  std::vector<float> values{1.0f, 2.0f, 4.0f}, x2(8, 1.0f), y2(4, std::nanf(""));
+  umbra::SpmmPanelsArgs p;
+  p.w.panel_ptr = ptr.data();
+  p.w.col_idx = cols.data();
+  p.w.values = values.data();
+  p.w.rows = 2;
+  p.w.cols = 4;
+  p.w.nnz = 3;
+  p.x = x2.data();
+  p.y = y2.data();
+  for (size_t m : {1, 2}) {
+    p.m = m;
+    umbra::spmm_panels_f32(p);
+    expect(y2[0] == 3.0f && std::isfinite(y2[1]), "a corrupt panel column gives a finite value, not a read past x (m " + std::to_string(m) + ")");
+  }
+  ptr = {0, 3, 2};
+  expect_throw([&] { umbra::spmm_panels_f32(p); }, "non-decreasing", "spmm_panels rejects decreasing pointers");
+  ptr = {0, 2, 4};
+  expect_throw([&] { umbra::spmm_panels_f32(p); }, "number of stored values", "spmm_panels rejects a bad last pointer");
 }
 
 void test_elementwise() {

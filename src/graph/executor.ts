@@ -3,8 +3,8 @@
 // Everything blocks the calling thread: the executor lives inside a pool worker.
 import { UmbraError } from '../errors.js';
 import {
-  biasActivation, csrFromDense, denseWeights, gemm, packWeights, softmax, spmm,
-  type Activation, type CsrWeights, type PackedWeights,
+  biasActivation, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax, spmm,
+  type Activation, type PackedWeights, type SparseWeights,
 } from '../native/kernels.js';
 import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
@@ -30,7 +30,7 @@ interface PreparedDense {
   step: DenseStep;
   /** Fraction of non-zero weights, as measured at load. */
   density: number;
-  weights: { format: 'packed'; packed: PackedWeights } | { format: 'csr'; csr: CsrWeights };
+  weights: { format: 'packed'; packed: PackedWeights } | { format: 'csr'; csr: SparseWeights };
 }
 
 type PreparedStep = Exclude<Step, DenseStep> | PreparedDense;
@@ -70,7 +70,7 @@ export class GraphExecutor {
       if (step.kind !== 'dense') return step;
       const d = density(step.weights);
       const weights = d < sparseBelow
-        ? { format: 'csr' as const, csr: csrFromDense(step.weights, step.n, step.k) }
+        ? { format: 'csr' as const, csr: packSparse(csrFromDense(step.weights, step.n, step.k)) }
         : { format: 'packed' as const, packed: packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads) };
       // The plan's copy is no longer needed once packed: let it be collected.
       const slim: DenseStep = { ...step, weights: new Float32Array(0) };

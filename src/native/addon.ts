@@ -59,6 +59,11 @@ export interface NativeBinding {
   spmmCsrF32Async(x: Float32Array, rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, bias: Float32Array | null,
     y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): Promise<void>;
   csrFromDenseF32(w: Float32Array, rows: number, cols: number): { rowPtr: Int32Array; colIdx: Int32Array; values: Float32Array };
+  sparsePackF32(rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, rows: number, cols: number): { panelPtr: Int32Array; colIdx: Uint16Array; values: Float32Array };
+  spmmPanelsF32(x: Float32Array, panelPtr: Int32Array, colIdx: Uint16Array, values: Float32Array, bias: Float32Array | null,
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): void;
+  spmmPanelsF32Async(x: Float32Array, panelPtr: Int32Array, colIdx: Uint16Array, values: Float32Array, bias: Float32Array | null,
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): Promise<void>;
   biasActivationF32(data: Float32Array, rows: number, cols: number, bias: Float32Array | null, activation: number): void;
   softmaxF32(data: Float32Array, rows: number, cols: number): void;
   thresholdSelectF32(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,

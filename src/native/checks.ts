@@ -41,6 +41,14 @@ export function checkInt32(value: unknown, length: number, what: string): Int32A
   return value;
 }
 
+export function checkUint16(value: unknown, length: number, what: string): Uint16Array {
+  if (!(value instanceof Uint16Array)) throw invalid('INVALID_ARGUMENT', 'a Uint16Array', what, value);
+  if (value.length < length) {
+    throw new UmbraError('INVALID_ARGUMENT', `expected a Uint16Array of at least ${length} elements for ${what} but received one of ${value.length}`);
+  }
+  return value;
+}
+
 export function checkOneOf<T extends string>(value: unknown, allowed: readonly T[], what: string): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
     throw invalid('INVALID_ARGUMENT', `one of ${allowed.join(', ')}`, what, value);

@@ -3,7 +3,7 @@
 // worker pool already fills the cores); *Async calls run on the libuv pool and return Promises.
 import { native } from './addon.js';
 import {
-  callNative, callNativeAsync, checkDimension, checkFloat32, checkInt32, checkOneOf, checkThreads,
+  callNative, callNativeAsync, checkDimension, checkFloat32, checkInt32, checkOneOf, checkThreads, checkUint16,
 } from './checks.js';
 import { invalid } from '../errors.js';
 
@@ -39,6 +39,23 @@ export interface CsrWeights {
   readonly values: Float32Array;
 }
 
+/** Columns per panel of SparseWeights (kSparsePanel in native/include/umbra_kernels.h). */
+export const SPARSE_PANEL = 512;
+
+/**
+ * A CSR weight cut once (at model load) into column panels of SPARSE_PANEL inputs, the format
+ * spmm reads fastest: entries panel by panel, row by row; panelPtr[q * (rows + 1) + r] is where
+ * row r of panel q starts; colIdx is the column within the panel.
+ */
+export interface SparseWeights {
+  readonly kind: 'sparse';
+  readonly rows: number;
+  readonly cols: number;
+  readonly panelPtr: Int32Array;
+  readonly colIdx: Uint16Array;
+  readonly values: Float32Array;
+}
+
 export interface GemmRequest {
   /** X [m, k] */
   x: Float32Array;
@@ -55,7 +72,8 @@ export interface SpmmRequest {
   /** X [m, k] with k = weights.cols */
   x: Float32Array;
   m: number;
-  weights: CsrWeights;
+  /** CSR (packed into panels on every call) or SparseWeights from packSparse (packed once). */
+  weights: CsrWeights | SparseWeights;
   bias?: Float32Array;
   activation?: Activation;
   threads?: number;
@@ -132,34 +150,78 @@ export function csrFromDense(w: Float32Array, rows: number, cols: number): CsrWe
   return { rows, cols, ...csr };
 }
 
-function spmmArgs(req: SpmmRequest) {
-  if (req === null || typeof req !== 'object') throw invalid('INVALID_ARGUMENT', 'an spmm request object', 'spmm', req);
-  const w = req.weights;
-  if (w === null || typeof w !== 'object') throw invalid('INVALID_ARGUMENT', 'CSR weights', 'spmm weights', w);
-  const m = checkDimension(req.m, 'm');
+function checkCsr(w: CsrWeights) {
   const n = checkDimension(w.rows, 'weights.rows');
   const k = checkDimension(w.cols, 'weights.cols');
   const rowPtr = checkInt32(w.rowPtr, n + 1, 'weights.rowPtr');
   const nnz = rowPtr[n] ?? 0;
   const colIdx = checkInt32(w.colIdx, nnz, 'weights.colIdx');
   const values = checkFloat32(w.values, nnz, 'weights.values');
+  return { n, k, rowPtr, colIdx, values };
+}
+
+/** Cuts CSR weights into column panels once, so later spmm calls skip the per-call packing. Blocks. */
+export function packSparse(weights: CsrWeights): SparseWeights {
+  if (weights === null || typeof weights !== 'object') throw invalid('INVALID_ARGUMENT', 'CSR weights', 'weights', weights);
+  const w = checkCsr(weights);
+  const packed = callNative(() => native().sparsePackF32(w.rowPtr, w.colIdx, w.values, w.n, w.k));
+  return { kind: 'sparse', rows: w.n, cols: w.k, ...packed };
+}
+
+type SpmmOperands =
+  | { packed: true; n: number; k: number; ptr: Int32Array; colIdx: Uint16Array; values: Float32Array }
+  | { packed: false; n: number; k: number; ptr: Int32Array; colIdx: Int32Array; values: Float32Array };
+
+function spmmOperands(w: CsrWeights | SparseWeights): SpmmOperands {
+  if ('kind' in w && w.kind === 'sparse') {
+    const n = checkDimension(w.rows, 'weights.rows');
+    const k = checkDimension(w.cols, 'weights.cols');
+    const pointers = Math.ceil(k / SPARSE_PANEL) * (n + 1);
+    const ptr = checkInt32(w.panelPtr, pointers, 'weights.panelPtr');
+    const nnz = pointers === 0 ? 0 : ptr[pointers - 1] ?? 0;
+    return { packed: true, n, k, ptr, colIdx: checkUint16(w.colIdx, nnz, 'weights.colIdx'), values: checkFloat32(w.values, nnz, 'weights.values') };
+  }
+  const c = checkCsr(w as CsrWeights);
+  return { packed: false, n: c.n, k: c.k, ptr: c.rowPtr, colIdx: c.colIdx, values: c.values };
+}
+
+function spmmArgs(req: SpmmRequest) {
+  if (req === null || typeof req !== 'object') throw invalid('INVALID_ARGUMENT', 'an spmm request object', 'spmm', req);
+  const w = req.weights;
+  if (w === null || typeof w !== 'object') throw invalid('INVALID_ARGUMENT', 'CSR weights or packSparse() weights', 'spmm weights', w);
+  const m = checkDimension(req.m, 'm');
+  const operands = spmmOperands(w);
+  const { n, k } = operands;
   const x = checkFloat32(req.x, m * k, 'x');
   const bias = req.bias === undefined ? null : checkFloat32(req.bias, n, 'bias');
   const out = req.out === undefined ? new Float32Array(m * n) : checkFloat32(req.out, m * n, 'out');
-  return { x, rowPtr, colIdx, values, bias, out, m, n, k, act: activationCode(req.activation, 'activation'), threads: checkThreads(req.threads) };
+  return { operands, x, bias, out, m, act: activationCode(req.activation, 'activation'), threads: checkThreads(req.threads) };
 }
 
-/** Y = act(X . Wᵀ + bias) with W in CSR [N, K]. Blocks; returns Y. */
+function callSpmm(a: ReturnType<typeof spmmArgs>, sync: true): void;
+function callSpmm(a: ReturnType<typeof spmmArgs>, sync: false): Promise<void>;
+function callSpmm(a: ReturnType<typeof spmmArgs>, sync: boolean): void | Promise<void> {
+  const addon = native();
+  const o = a.operands;
+  if (o.packed) {
+    const fn = sync ? addon.spmmPanelsF32 : addon.spmmPanelsF32Async;
+    return fn.call(addon, a.x, o.ptr, o.colIdx, o.values, a.bias, a.out, a.m, o.n, o.k, a.act, a.threads);
+  }
+  const fn = sync ? addon.spmmCsrF32 : addon.spmmCsrF32Async;
+  return fn.call(addon, a.x, o.ptr, o.colIdx, o.values, a.bias, a.out, a.m, o.n, o.k, a.act, a.threads);
+}
+
+/** Y = act(X . Wᵀ + bias) with W [N, K] in CSR or packed panels. Blocks; returns Y. */
 export function spmm(req: SpmmRequest): Float32Array {
   const a = spmmArgs(req);
-  callNative(() => native().spmmCsrF32(a.x, a.rowPtr, a.colIdx, a.values, a.bias, a.out, a.m, a.n, a.k, a.act, a.threads));
+  callNative(() => callSpmm(a, true));
   return a.out;
 }
 
 /** As spmm, on the libuv pool. */
 export async function spmmAsync(req: SpmmRequest): Promise<Float32Array> {
   const a = spmmArgs(req);
-  await callNativeAsync(() => native().spmmCsrF32Async(a.x, a.rowPtr, a.colIdx, a.values, a.bias, a.out, a.m, a.n, a.k, a.act, a.threads));
+  await callNativeAsync(() => callSpmm(a, false));
   return a.out;
 }
 

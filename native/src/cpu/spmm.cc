@@ -1,6 +1,9 @@
 #include "spmm.h"
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,98 +29,224 @@ void check_csr(const CsrMatrix& w, const char* who) {
   if (bad) fail("a column index is outside [0, cols)");
 }
 
+void check_panels(const SparsePanels& w, const char* who) {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(std::string(who) + ": " + what); };
+  const size_t panels = w.panels(), stride = w.rows + 1;
+  if (panels == 0) return;
+  if (w.panel_ptr == nullptr) fail("panelPtr is null");
+  if (w.nnz != 0 && (w.col_idx == nullptr || w.values == nullptr)) fail("colIdx or values is null");
+  if (w.panel_ptr[0] != 0) fail("panelPtr[0] must be 0");
+  for (size_t q = 0; q < panels; ++q) {
+    const int32_t* p = w.panel_ptr + q * stride;
+    if (q > 0 && p[0] != p[-1]) fail("panel " + std::to_string(q) + " must start where panel " + std::to_string(q - 1) + " ends");
+    int32_t bad = 0;
+    for (size_t r = 0; r < w.rows; ++r) bad |= static_cast<int32_t>(p[r + 1] < p[r]);
+    if (bad) fail("panelPtr must be non-decreasing within panel " + std::to_string(q));
+  }
+  if (static_cast<size_t>(w.panel_ptr[panels * stride - 1]) != w.nnz) fail("the last panel pointer must equal the number of stored values");
+}
+
 // Row ranges with about equal stored values each, so threads finish together.
-std::vector<size_t> balanced_rows(const CsrMatrix& w, size_t parts) {
+std::vector<size_t> balanced_rows(const SparsePanels& w, size_t parts) {
+  if (parts <= 1 || w.rows == 0) return {0, w.rows};
+  const size_t panels = w.panels(), stride = w.rows + 1;
+  std::vector<size_t> before(w.rows + 1, 0);  // stored values in rows [0, r)
+  for (size_t r = 0; r < w.rows; ++r) {
+    size_t count = 0;
+    for (size_t q = 0; q < panels; ++q) count += static_cast<size_t>(w.panel_ptr[q * stride + r + 1] - w.panel_ptr[q * stride + r]);
+    before[r + 1] = before[r] + count;
+  }
   std::vector<size_t> cuts{0};
   for (size_t p = 1; p < parts; ++p) {
-    const int32_t target = static_cast<int32_t>(w.nnz * p / parts);
-    const size_t r = static_cast<size_t>(std::lower_bound(w.row_ptr, w.row_ptr + w.rows + 1, target) - w.row_ptr);
+    const size_t target = before[w.rows] * p / parts;
+    const size_t r = static_cast<size_t>(std::lower_bound(before.begin(), before.end(), target) - before.begin());
     cuts.push_back(std::max(cuts.back(), std::min(r, w.rows)));
   }
   cuts.push_back(w.rows);
   return cuts;
 }
 
+// Per-thread scratch that grows and is reused, so a call does not page in fresh memory.
+// Cache-line aligned: with rows of Xt a multiple of 64 bytes, no vector load splits a line
+// (a 16-byte offset measured 2x slower).
+struct AlignedFree {
+  void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+using ScratchBuffer = std::unique_ptr<float[], AlignedFree>;
+float* scratch(ScratchBuffer& buffer, size_t& capacity, size_t floats) {
+  if (capacity < floats) {
+    buffer.reset(static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64))));
+    capacity = floats;
+  }
+  return buffer.get();
+}
+
+constexpr size_t kTile = 16;  // transpose tiles of 16 x 16 floats
+
+// Xt[k, i] = X[i, k] for i < m; rows k >= K and lanes i >= m are zero.
+void transpose_in(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t padded_k, int threads) {
+  parallel_for((padded_k + kTile - 1) / kTile, threads, [&](size_t t) {
+    const size_t k0 = t * kTile, k1 = std::min(padded_k, k0 + kTile);
+    for (size_t kk = k0; kk < k1; ++kk) std::fill(xt + kk * ldxt + (kk < k ? m : 0), xt + (kk + 1) * ldxt, 0.0f);
+    const size_t kend = std::min(k, k1);
+    for (size_t i0 = 0; i0 < m; i0 += kTile) {
+      const size_t i1 = std::min(m, i0 + kTile);
+      for (size_t i = i0; i < i1; ++i)
+        for (size_t kk = k0; kk < kend; ++kk) xt[kk * ldxt + i] = x[i * k + kk];
+    }
+  });
+}
+
+// Y[m0 + i, n] = Yt[n, m0 + i] for the rows [r0, r1) and i < batch.
+void transpose_out(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  for (size_t n0 = r0; n0 < r1; n0 += kTile) {
+    const size_t n1 = std::min(r1, n0 + kTile);
+    for (size_t i = 0; i < batch; ++i) {
+      float* dst = y + (m0 + i) * n;
+      for (size_t r = n0; r < n1; ++r) dst[r] = yt[r * ldyt + m0 + i];
+    }
+  }
+}
+
 }  // namespace
 
-void spmm_block_portable(const SpmmBlock& block) { vec::spmm_block<4>(block); }
+void spmm_block_portable(const SpmmBlock& block) { vec::spmm_block<4, 4>(block); }
 
-void spmv_rows_portable(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y) {
-  for (size_t n = row_begin; n < row_end; ++n) {
-    float acc[4] = {0, 0, 0, 0};
-    size_t j = static_cast<size_t>(w.row_ptr[n]);
-    const size_t end = static_cast<size_t>(w.row_ptr[n + 1]);
-    for (; j + 4 <= end; j += 4)
-      for (size_t u = 0; u < 4; ++u) acc[u] += w.values[j + u] * x[w.col_idx[j + u]];
-    for (; j < end; ++j) acc[0] += w.values[j] * x[w.col_idx[j]];
-    y[n] = (acc[0] + acc[1]) + (acc[2] + acc[3]) + (bias ? bias[n] : 0.0f);
-  }
+void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
+                        float* y) {
+  vec::spmv_rows_scalar(w, row_begin, row_end, x, bias, y);
 }
 
 #if !defined(UMBRA_HAVE_AVX2)
 void spmm_block_avx2(const SpmmBlock& block) { spmm_block_portable(block); }
-void spmv_rows_avx2(const CsrMatrix& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
+void spmv_rows_avx2(const SparsePanels& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
   spmv_rows_portable(w, b, e, x, bias, y);
 }
 #endif
 #if !defined(UMBRA_HAVE_AVX512)
 void spmm_block_avx512(const SpmmBlock& block) { spmm_block_portable(block); }
-void spmv_rows_avx512(const CsrMatrix& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
+void spmv_rows_avx512(const SparsePanels& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
   spmv_rows_portable(w, b, e, x, bias, y);
 }
 #endif
+
+SparsePanelsOwned sparse_pack_f32(const CsrMatrix& w) {
+  check_csr(w, "sparse_pack_f32");
+  if (w.nnz >= (size_t(1) << 31)) throw std::invalid_argument("sparse_pack_f32: more than 2^31-1 non-zeros");
+  const size_t panels = (w.cols + kSparsePanel - 1) / kSparsePanel, stride = w.rows + 1;
+  SparsePanelsOwned out;
+  out.panel_ptr.assign(panels * stride, 0);
+  out.col_idx.resize(w.nnz);
+  out.values.resize(w.nnz);
+  // Count per (panel, row), turn counts into starts, then place each entry.
+  for (size_t r = 0; r < w.rows; ++r)
+    for (int32_t j = w.row_ptr[r]; j < w.row_ptr[r + 1]; ++j)
+      ++out.panel_ptr[static_cast<size_t>(w.col_idx[j]) / kSparsePanel * stride + r + 1];
+  int32_t running = 0;
+  for (size_t q = 0; q < panels; ++q) {
+    int32_t* p = out.panel_ptr.data() + q * stride;
+    p[0] = running;
+    for (size_t r = 0; r < w.rows; ++r) p[r + 1] = running += p[r + 1];
+  }
+  std::vector<int32_t> fill(panels * stride);
+  for (size_t i = 0; i < fill.size(); ++i) fill[i] = out.panel_ptr[i];
+  for (size_t r = 0; r < w.rows; ++r) {
+    for (int32_t j = w.row_ptr[r]; j < w.row_ptr[r + 1]; ++j) {
+      const size_t c = static_cast<size_t>(w.col_idx[j]);
+      const size_t at = static_cast<size_t>(fill[c / kSparsePanel * stride + r]++);
+      out.col_idx[at] = static_cast<uint16_t>(c % kSparsePanel);
+      out.values[at] = w.values[j];
+    }
+  }
+  return out;
+}
+
+void spmm_panels_f32(const SpmmPanelsArgs& a) {
+  if (static_cast<int>(a.activation) < 0 || static_cast<int>(a.activation) > 4)
+    throw std::invalid_argument("spmm_panels_f32: unknown activation");
+  if (a.threads < 1) throw std::invalid_argument("spmm_panels_f32: threads must be >= 1");
+  check_panels(a.w, "spmm_panels_f32");
+  const size_t m = a.m, n = a.w.rows, k = a.w.cols;
+  if (m == 0 || n == 0) return;
+  if (a.y == nullptr || (k != 0 && a.x == nullptr)) throw std::invalid_argument("spmm_panels_f32: x or y is null");
+  const BiasActivationFn activate = bias_activation_variant();
+  if (k == 0) {
+    for (size_t i = 0; i < m; ++i)
+      for (size_t j = 0; j < n; ++j) a.y[i * n + j] = a.bias ? a.bias[j] : 0.0f;
+    activate(a.y, m, n, n, nullptr, a.activation);
+    return;
+  }
+  static const IsaTable<SpmmBlockFn> blocks{spmm_block_portable, spmm_block_avx2, spmm_block_avx512};
+  static const IsaTable<SpmvRowsFn> spmvs{spmv_rows_portable, spmv_rows_avx2, spmv_rows_avx512};
+  const size_t parts = a.threads > 1 ? static_cast<size_t>(a.threads) * 8 : 1;
+  const std::vector<size_t> cuts = balanced_rows(a.w, parts);
+  const size_t padded_k = a.w.panels() * kSparsePanel;
+  thread_local ScratchBuffer x_buffer, y_buffer;
+  thread_local size_t x_capacity = 0, y_capacity = 0;
+
+  if (m == 1) {
+    // x padded with zeros to whole panels, so a masked index never reads past it.
+    float* x = scratch(x_buffer, x_capacity, padded_k);
+    std::memcpy(x, a.x, k * sizeof(float));
+    std::fill(x + k, x + padded_k, 0.0f);
+    const SpmvRowsFn spmv = spmvs.pick();
+    parallel_for(parts, a.threads, [&](size_t p) {
+      const size_t r0 = cuts[p], r1 = cuts[p + 1];
+      spmv(a.w, r0, r1, x, a.bias, a.y);
+      if (a.activation != Activation::none) activate(a.y + r0, 1, r1 - r0, 0, nullptr, a.activation);
+    });
+    return;
+  }
+
+  // Xt [padded K, ldxt] and Yt [N, ldxt], padded to 8 (small batches) or 16 columns so
+  // full-vector loads never leave the buffers.
+  const size_t ldxt = m <= 8 ? 8 : (m + 15) / 16 * 16;
+  float* xt = scratch(x_buffer, x_capacity, padded_k * ldxt);
+  float* yt = scratch(y_buffer, y_capacity, n * ldxt);
+  transpose_in(a.x, m, k, xt, ldxt, padded_k, a.threads);
+  const SpmmBlockFn block_fn = blocks.pick();
+  const size_t batch_blocks = (m + kSpmmBlockWidth - 1) / kSpmmBlockWidth;
+  parallel_for(parts * batch_blocks, a.threads, [&](size_t item) {
+    const size_t p = item / batch_blocks, mb = item % batch_blocks;
+    const size_t m0 = mb * kSpmmBlockWidth;
+    SpmmBlock b{};
+    b.w = &a.w;
+    b.row_begin = cuts[p];
+    b.row_end = cuts[p + 1];
+    b.xt = xt + m0;
+    b.ldxt = ldxt;
+    b.batch = std::min(kSpmmBlockWidth, m - m0);
+    b.bias = a.bias;
+    b.yt = yt + m0;
+    b.activation = a.activation;
+    b.activate = activate;
+    block_fn(b);
+    transpose_out(yt, ldxt, m0, b.batch, b.row_begin, b.row_end, a.y, n);
+  });
+}
 
 void spmm_csr_f32(const SpmmArgs& a) {
   if (static_cast<int>(a.activation) < 0 || static_cast<int>(a.activation) > 4)
     throw std::invalid_argument("spmm_csr_f32: unknown activation");
   if (a.threads < 1) throw std::invalid_argument("spmm_csr_f32: threads must be >= 1");
   check_csr(a.w, "spmm_csr_f32");
-  const size_t m = a.m, n = a.w.rows, k = a.w.cols;
-  if (m == 0 || n == 0) return;
-  if (a.y == nullptr || (k != 0 && a.x == nullptr)) throw std::invalid_argument("spmm_csr_f32: x or y is null");
-  static const IsaTable<SpmmBlockFn> blocks{spmm_block_portable, spmm_block_avx2, spmm_block_avx512};
-  static const IsaTable<SpmvRowsFn> spmvs{spmv_rows_portable, spmv_rows_avx2, spmv_rows_avx512};
-  const BiasActivationFn activate = bias_activation_variant();
-  const size_t parts = a.threads > 1 ? static_cast<size_t>(a.threads) * 8 : 1;
-  const std::vector<size_t> cuts = balanced_rows(a.w, parts);
-
-  if (m == 1) {
-    const SpmvRowsFn spmv = spmvs.pick();
-    parallel_for(parts, a.threads, [&](size_t p) {
-      const size_t r0 = cuts[p], r1 = cuts[p + 1];
-      spmv(a.w, r0, r1, a.x, a.bias, a.y);
-      if (a.activation != Activation::none) activate(a.y + r0, 1, r1 - r0, 0, nullptr, a.activation);
-    });
-    return;
-  }
-
-  // Xt [K, ldxt], zero-padded to 8 (small batches) or 16 columns so full-vector loads never
-  // leave the buffer.
-  const size_t ldxt = m <= 8 ? 8 : (m + 15) / 16 * 16;
-  std::vector<float> xt(k * ldxt, 0.0f);
-  parallel_for((k + 63) / 64, a.threads, [&](size_t kb) {
-    const size_t k0 = kb * 64, k1 = std::min(k, k0 + 64);
-    for (size_t i = 0; i < m; ++i)
-      for (size_t kk = k0; kk < k1; ++kk) xt[kk * ldxt + i] = a.x[i * k + kk];
-  });
-  const SpmmBlockFn block_fn = blocks.pick();
-  const size_t batch_blocks = (m + kSpmmBlockWidth - 1) / kSpmmBlockWidth;
-  parallel_for(parts * batch_blocks, a.threads, [&](size_t item) {
-    const size_t p = item / batch_blocks, mb = item % batch_blocks;
-    SpmmBlock b{};
-    b.w = &a.w;
-    b.row_begin = cuts[p];
-    b.row_end = cuts[p + 1];
-    b.xt = xt.data() + mb * kSpmmBlockWidth;
-    b.ldxt = ldxt;
-    b.batch = std::min(kSpmmBlockWidth, m - mb * kSpmmBlockWidth);
-    b.bias = a.bias;
-    b.y = a.y + mb * kSpmmBlockWidth * n;
-    b.ldy = n;
-    b.activation = a.activation;
-    b.activate = activate;
-    block_fn(b);
-  });
+  if (a.m == 0 || a.w.rows == 0) return;
+  if (a.y == nullptr || (a.w.cols != 0 && a.x == nullptr)) throw std::invalid_argument("spmm_csr_f32: x or y is null");
+  const SparsePanelsOwned packed = sparse_pack_f32(a.w);
+  SpmmPanelsArgs p;
+  p.x = a.x;
+  p.w.panel_ptr = packed.panel_ptr.data();
+  p.w.col_idx = packed.col_idx.data();
+  p.w.values = packed.values.data();
+  p.w.rows = a.w.rows;
+  p.w.cols = a.w.cols;
+  p.w.nnz = a.w.nnz;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.m = a.m;
+  p.activation = a.activation;
+  p.threads = a.threads;
+  spmm_panels_f32(p);
 }
 
 CsrOwned csr_from_dense_f32(const float* w, size_t rows, size_t cols) {

@@ -1,12 +1,13 @@
-// SpMM internals: the driver (spmm.cc) transposes X to Xt [K, M padded] once per call so every
+// SpMM internals. The driver (spmm.cc) transposes X to Xt [K, lanes] once per call so every
 // stored weight w[n,k] becomes one broadcast-FMA over a contiguous row of Xt (vectorised over
-// the batch); batch 1 instead gathers x[k] per weight. Variants per ISA.
+// the batch). W is stored in column panels (see SparsePanels in umbra_kernels.h): the kernel
+// walks panel by panel, so the rows of Xt one panel touches (512 x up to 256 bytes) stay in
+// L1/L2 while every output row reads them, and partial sums wait in Yt [N, lanes] between
+// panels. Batch 1 instead gathers x[k] per weight. Variants per ISA.
 //
-// Format: CSR over output rows with int32 column indices. Unstructured magnitude pruning leaves
-// no block structure to exploit (blocked formats would store and multiply many zeros), rows
-// split evenly across threads by stored-value count, and each row's result is finished (bias,
-// activation) while still in registers. Column indices must lie in [0, K); their order within a
-// row does not matter.
+// Unstructured magnitude pruning leaves no block structure to exploit (blocked formats would
+// store and multiply many zeros); rows are split across threads by stored-value count, and each
+// row's result is finished (bias, activation) on the last panel while it is hot.
 #pragma once
 
 #include <cstddef>
@@ -17,31 +18,33 @@
 namespace umbra {
 
 struct SpmmBlock {
-  const CsrMatrix* w;
+  const SparsePanels* w;
   size_t row_begin, row_end;  // output rows (features) of this work item
-  const float* xt;  // Xt at column m0, row stride ldxt (8 when batch <= 8, else a multiple of 16; zero-padded)
-  size_t ldxt;
-  size_t batch;  // columns of Xt this block covers (<= spmm_block_width)
+  const float* xt;  // Xt at column m0, row stride ldxt, rows padded with zeros to panels * kSparsePanel
+  size_t ldxt;  // 8 when batch <= 8, else a multiple of 16
+  size_t batch;  // columns of Xt this block covers (<= kSpmmBlockWidth); lanes past it are zero
   const float* bias;  // [N] or null
-  float* y;  // Y at row m0, row stride ldy
-  size_t ldy;
+  float* yt;  // Yt at row 0, column m0, row stride ldxt (partial sums, then results)
   Activation activation;
   BiasActivationFn activate;
 };
 
 constexpr size_t kSpmmBlockWidth = 64;  // batch columns per block: 4 zmm / 8 ymm / 16 xmm
 
-// Batch >= 2: Y[m, n] for the block's rows and columns.
+// Batch >= 2: Yt[n, 0..batch) for the block's rows, over every panel.
 using SpmmBlockFn = void (*)(const SpmmBlock& block);
 // Batch 1: y[n] = bias[n] + sum w[n,k] x[k] for n in [row_begin, row_end) (no activation).
-using SpmvRowsFn = void (*)(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
+// x is padded with zeros to panels * kSparsePanel.
+using SpmvRowsFn = void (*)(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
                             float* y);
 
 void spmm_block_portable(const SpmmBlock& block);
 void spmm_block_avx2(const SpmmBlock& block);
 void spmm_block_avx512(const SpmmBlock& block);
-void spmv_rows_portable(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);
-void spmv_rows_avx2(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);
-void spmv_rows_avx512(const CsrMatrix& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);
+void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
+                        float* y);
+void spmv_rows_avx2(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);
+void spmv_rows_avx512(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
+                      float* y);
 
 }  // namespace umbra

@@ -8,61 +8,91 @@ namespace umbra {
 namespace vec {
 
 // NV vectors of W lanes cover the block's batch; U independent accumulator sets hide FMA
-// latency when NV is small (each stored weight is one dependent FMA per vector).
+// latency when NV is small (each stored weight is one dependent FMA per vector). Panel by
+// panel, row by row: a row's partial sum goes back to Yt between panels (NV vectors, from L1/L2),
+// which costs far less than reading Xt rows from further away than the panel's working set.
 template <int W, int NV, int U>
 void spmm_rows(const SpmmBlock& b) {
   using F = typename V<W>::f;
-  const int32_t* row_ptr = b.w->row_ptr;
-  const int32_t* col = b.w->col_idx;
-  const float* val = b.w->values;
-  alignas(64) float out[NV * W];
-  for (size_t n = b.row_begin; n < b.row_end; ++n) {
-    F acc[U][NV];
-    for (int u = 0; u < U; ++u)
-      for (int q = 0; q < NV; ++q) acc[u][q] = splat<W>(0.0f);
-    size_t j = static_cast<size_t>(row_ptr[n]);
-    const size_t end = static_cast<size_t>(row_ptr[n + 1]);
-    for (; j + U <= end; j += U) {
-      for (int u = 0; u < U; ++u) {
-        const float v = val[j + u];
-        const float* xr = b.xt + static_cast<size_t>(col[j + u]) * b.ldxt;
-        for (int q = 0; q < NV; ++q) acc[u][q] += v * load<W>(xr + q * W);
+  const SparsePanels& w = *b.w;
+  const size_t panels = w.panels();
+  const size_t stride = w.rows + 1;
+  const uint16_t* col = w.col_idx;
+  const float* val = w.values;
+  for (size_t q = 0; q < panels; ++q) {
+    const int32_t* ptr = w.panel_ptr + q * stride;
+    const float* xp = b.xt + q * kSparsePanel * b.ldxt;
+    const bool first = q == 0, last = q + 1 == panels;
+    for (size_t n = b.row_begin; n < b.row_end; ++n) {
+      float* yr = b.yt + n * b.ldxt;
+      F acc[U][NV];
+      for (int u = 0; u < U; ++u)
+        for (int v = 0; v < NV; ++v) acc[u][v] = (u == 0 && !first) ? load<W>(yr + v * W) : splat<W>(0.0f);
+      size_t j = static_cast<size_t>(ptr[n]);
+      const size_t end = static_cast<size_t>(ptr[n + 1]);
+      // The mask keeps a corrupt index inside its panel's rows of Xt (never outside the buffer).
+      for (; j + U <= end; j += U) {
+        for (int u = 0; u < U; ++u) {
+          const F v = splat<W>(val[j + u]);
+          const float* xr = xp + static_cast<size_t>(col[j + u] & (kSparsePanel - 1)) * b.ldxt;
+          for (int i = 0; i < NV; ++i) acc[u][i] += v * load<W>(xr + i * W);
+        }
       }
+      for (; j < end; ++j) {
+        const F v = splat<W>(val[j]);
+        const float* xr = xp + static_cast<size_t>(col[j] & (kSparsePanel - 1)) * b.ldxt;
+        for (int i = 0; i < NV; ++i) acc[0][i] += v * load<W>(xr + i * W);
+      }
+      const float bias = last && b.bias ? b.bias[n] : 0.0f;
+      for (int i = 0; i < NV; ++i) {
+        F s = acc[0][i];
+        for (int u = 1; u < U; ++u) s += acc[u][i];
+        store<W>(yr + i * W, last ? s + bias : s);
+      }
+      if (last && b.activation != Activation::none) b.activate(yr, 1, NV * W, 0, nullptr, b.activation);
     }
-    for (; j < end; ++j) {
-      const float v = val[j];
-      const float* xr = b.xt + static_cast<size_t>(col[j]) * b.ldxt;
-      for (int q = 0; q < NV; ++q) acc[0][q] += v * load<W>(xr + q * W);
-    }
-    const float bias = b.bias ? b.bias[n] : 0.0f;
-    for (int q = 0; q < NV; ++q) {
-      F s = acc[0][q];
-      for (int u = 1; u < U; ++u) s += acc[u][q];
-      store<W>(out + q * W, s + bias);
-    }
-    if (b.activation != Activation::none) b.activate(out, 1, b.batch, 0, nullptr, b.activation);
-    for (size_t i = 0; i < b.batch; ++i) b.y[i * b.ldy + n] = out[i];
   }
 }
 
-template <int W>
+// Batch-1 kernel over panels, scalar: four independent sums per row.
+inline void spmv_rows_scalar(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
+                             float* y) {
+  const size_t panels = w.panels(), stride = w.rows + 1;
+  for (size_t n = row_begin; n < row_end; ++n) {
+    float acc[4] = {0, 0, 0, 0};
+    for (size_t q = 0; q < panels; ++q) {
+      const float* xp = x + q * kSparsePanel;
+      size_t j = static_cast<size_t>(w.panel_ptr[q * stride + n]);
+      const size_t end = static_cast<size_t>(w.panel_ptr[q * stride + n + 1]);
+      for (; j + 4 <= end; j += 4)
+        for (size_t u = 0; u < 4; ++u) acc[u] += w.values[j + u] * xp[w.col_idx[j + u] & (kSparsePanel - 1)];
+      for (; j < end; ++j) acc[0] += w.values[j] * xp[w.col_idx[j] & (kSparsePanel - 1)];
+    }
+    y[n] = (acc[0] + acc[1]) + (acc[2] + acc[3]) + (bias ? bias[n] : 0.0f);
+  }
+}
+
+// Picks the register tile for the block's batch; wider batches than MaxNV vectors are walked
+// in slices of MaxNV * W columns (Xt rows are padded to 16).
+template <int W, int MaxNV>
 void spmm_block(const SpmmBlock& b) {
   const size_t nv = (b.batch + W - 1) / W;
-  switch (nv) {
-    case 1: return spmm_rows<W, 1, 8>(b);
-    case 2: return spmm_rows<W, 2, 4>(b);
-    case 3: return spmm_rows<W, 3, 2>(b);
-    case 4: return spmm_rows<W, 4, 2>(b);
-    default: {
-      // Narrow vectors: walk the block in 16-column slices (Xt rows are padded to 16).
-      for (size_t m0 = 0; m0 < b.batch; m0 += 16) {
-        SpmmBlock slice = b;
-        slice.xt = b.xt + m0;
-        slice.y = b.y + m0 * b.ldy;
-        slice.batch = b.batch - m0 < 16 ? b.batch - m0 : 16;
-        spmm_block<W>(slice);
-      }
+  if (nv > static_cast<size_t>(MaxNV)) {
+    constexpr size_t slice_width = static_cast<size_t>(MaxNV * W);
+    for (size_t m0 = 0; m0 < b.batch; m0 += slice_width) {
+      SpmmBlock slice = b;
+      slice.xt = b.xt + m0;
+      slice.yt = b.yt + m0;
+      slice.batch = b.batch - m0 < slice_width ? b.batch - m0 : slice_width;
+      spmm_block<W, MaxNV>(slice);
     }
+    return;
+  }
+  switch (nv) {
+    case 1: return spmm_rows<W, 1, 4>(b);
+    case 2: return spmm_rows<W, (MaxNV >= 2 ? 2 : 1), 2>(b);
+    case 3: return spmm_rows<W, (MaxNV >= 3 ? 3 : 1), 2>(b);
+    default: return spmm_rows<W, (MaxNV >= 4 ? 4 : 1), 2>(b);
   }
 }
 

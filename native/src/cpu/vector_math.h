@@ -30,10 +30,12 @@ template <int W>
 inline void store(float* p, typename V<W>::f v) {
   std::memcpy(p, &v, sizeof(v));
 }
+// s - (+0) is s for every s (-0 included), so the compiler emits a bare broadcast; the former
+// {} + s is not an identity for -0 and cost a scalar add before every broadcast.
 template <int W>
 inline typename V<W>::f splat(float s) {
-  typename V<W>::f v = {};
-  return v + s;
+  const typename V<W>::f zero = {};
+  return s - zero;
 }
 template <int W>
 inline typename V<W>::f vmax(typename V<W>::f a, typename V<W>::f b) {
