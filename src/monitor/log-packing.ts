@@ -2,14 +2,19 @@
 // thousands of small objects and typed arrays cost the serving thread far more than copying
 // their numbers into one Float32Array / Float64Array.
 import type { Tensor } from '../protocol/types.js';
-import type { LogTensor, PredictionRecord } from './log-store.js';
+import type { PredictionColumns } from './log-store.js';
+import { encodePackedTensors } from './tensor-blob.js';
 
 export interface PackedPredictions {
   rows: number;
-  ids: string[];
-  models: string[];
-  versions: string[];
-  roles: string[];
+  /** The ids end to end (one string clones far cheaper than a thousand); row i's ends at idEnds[i]. */
+  idText: string;
+  idEnds: Int32Array;
+  /** Per row: index into texts of its model, version and role. */
+  model: Int32Array;
+  version: Int32Array;
+  role: Int32Array;
+  texts: string[];
   timeMs: Float64Array;
   latencyMs: Float64Array;
   /** Per row: first tensor index and count for inputs (-1 when not logged) and outputs. */
@@ -76,9 +81,13 @@ class Grow<T extends Float64Array | Float32Array | Int32Array | Uint8Array> {
  */
 export class PredictionPacker {
   private ids: string[] = [];
-  private models: string[] = [];
-  private versions: string[] = [];
-  private roles: string[] = [];
+  private idEnds = new Grow((n) => new Int32Array(n), 256);
+  private idLength = 0;
+  private model = new Grow((n) => new Int32Array(n), 256);
+  private version = new Grow((n) => new Int32Array(n), 256);
+  private role = new Grow((n) => new Int32Array(n), 256);
+  private texts: string[] = [];
+  private readonly textIndex = new Map<string, number>();
   private strings: string[][] = [];
   private names: string[] = [];
   private readonly nameIndex = new Map<string, number>();
@@ -102,14 +111,17 @@ export class PredictionPacker {
     return this.ids.length;
   }
 
-  add(r: PackSource): void {
+  /** Copies one prediction in; its inputs only when `withInputs` (and it has them). */
+  add(r: PackSource, withInputs = true): void {
     this.ids.push(r.id);
-    this.models.push(r.model);
-    this.versions.push(r.version);
-    this.roles.push(r.role);
+    this.idLength += r.id.length;
+    this.idEnds.push(this.idLength);
+    this.model.push(this.text(r.model));
+    this.version.push(this.text(r.version));
+    this.role.push(this.text(r.role));
     this.timeMs.push(r.timeMs);
     this.latencyMs.push(r.latencyMs);
-    if (r.inputs) {
+    if (withInputs && r.inputs) {
       this.inputsAt.push(this.tensorName.length);
       this.inputsCount.push(r.inputs.length);
       this.put(r.inputs);
@@ -120,6 +132,16 @@ export class PredictionPacker {
     this.outputsAt.push(this.tensorName.length);
     this.outputsCount.push(r.outputs.length);
     this.put(r.outputs);
+  }
+
+  private text(value: string): number {
+    let i = this.textIndex.get(value);
+    if (i === undefined) {
+      i = this.texts.length;
+      this.texts.push(value);
+      this.textIndex.set(value, i);
+    }
+    return i;
   }
 
   private put(list: readonly Tensor[]): void {
@@ -166,7 +188,8 @@ export class PredictionPacker {
   take(): PackedPredictions {
     const p: PackedPredictions = {
       rows: this.ids.length,
-      ids: this.ids, models: this.models, versions: this.versions, roles: this.roles,
+      idText: this.ids.join(''), idEnds: this.idEnds.take(),
+      model: this.model.take(), version: this.version.take(), role: this.role.take(), texts: this.texts,
       timeMs: this.timeMs.take(), latencyMs: this.latencyMs.take(),
       inputsAt: this.inputsAt.take(), inputsCount: this.inputsCount.take(), outputsAt: this.outputsAt.take(), outputsCount: this.outputsCount.take(),
       tensorName: this.tensorName.take(), tensorRank: this.tensorRank.take(), tensorDimsAt: this.tensorDimsAt.take(),
@@ -174,13 +197,13 @@ export class PredictionPacker {
       names: this.names, dims: this.dims.take(), values: this.values.take(), values32: this.values32.take(), strings: this.strings,
     };
     this.ids = [];
-    this.models = [];
-    this.versions = [];
-    this.roles = [];
+    this.idLength = 0;
+    this.texts = [];
+    this.textIndex.clear();
     this.strings = [];
     this.names = [];
     this.nameIndex.clear();
-    for (const g of [this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorIsF32, this.dims, this.values, this.values32]) g.length = 0;
+    for (const g of [this.idEnds, this.model, this.version, this.role, this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorIsF32, this.dims, this.values, this.values32]) g.length = 0;
     return p;
   }
 }
@@ -192,27 +215,20 @@ export function packPredictions(rows: readonly PackSource[]): PackedPredictions 
   return packer.take();
 }
 
-export function unpackPredictions(p: PackedPredictions): PredictionRecord[] {
-  const tensor = (i: number): LogTensor => {
-    const rank = p.tensorRank[i]!;
-    const dimsAt = p.tensorDimsAt[i]!;
-    const shape = Array.from(p.dims.subarray(dimsAt, dimsAt + rank));
-    const length = p.tensorLength[i]!;
-    const name = p.names[p.tensorName[i]!]!;
-    if (length < 0) return { name, shape, data: p.strings[-1 - length]! };
-    const at = p.tensorValuesAt[i]!;
-    return { name, shape, data: (p.tensorIsF32[i] ? p.values32 : p.values).subarray(at, at + length) };
-  };
-  const list = (at: number, count: number) => Array.from({ length: count }, (_, k) => tensor(at + k));
-  const out: PredictionRecord[] = [];
-  for (let i = 0; i < p.rows; i++) {
-    const r: PredictionRecord = {
-      id: p.ids[i]!, model: p.models[i]!, version: p.versions[i]!, role: p.roles[i]!,
-      timeMs: p.timeMs[i]!, latencyMs: p.latencyMs[i]!,
-      outputs: list(p.outputsAt[i]!, p.outputsCount[i]!),
-    };
-    if (p.inputsAt[i]! >= 0) r.inputs = list(p.inputsAt[i]!, p.inputsCount[i]!);
-    out.push(r);
+/** The writer's side: the batch as insertable columns, tensors encoded (tensor-blob.ts). */
+export function packedColumns(p: PackedPredictions): PredictionColumns {
+  const { inputs, outputs } = encodePackedTensors(p);
+  const ids: string[] = new Array(p.rows);
+  const models: string[] = new Array(p.rows);
+  const versions: string[] = new Array(p.rows);
+  const roles: string[] = new Array(p.rows);
+  for (let i = 0, start = 0; i < p.rows; i++) {
+    const end = p.idEnds[i]!;
+    ids[i] = p.idText.slice(start, end);
+    start = end;
+    models[i] = p.texts[p.model[i]!]!;
+    versions[i] = p.texts[p.version[i]!]!;
+    roles[i] = p.texts[p.role[i]!]!;
   }
-  return out;
+  return { rows: p.rows, ids, models, versions, roles, timeMs: p.timeMs, latencyMs: p.latencyMs, inputs, outputs };
 }

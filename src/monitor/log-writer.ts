@@ -1,13 +1,15 @@
-// Worker thread that owns the prediction log's database connection, so inserts, JSON encoding
-// of tensors and retention pruning never run on the thread that serves requests.
+// Worker thread that owns the prediction log's database connection, so inserts, encoding of
+// tensors and retention pruning never run on the thread that serves requests.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openLogStore, type LabelRecord, type LoggedPrediction, type LogStore } from './log-store.js';
-import { unpackPredictions, type PackedPredictions } from './log-packing.js';
+import { packedColumns, type PackedPredictions } from './log-packing.js';
 
 export interface WriterData {
   url: string;
   /** Rows older than this many milliseconds are pruned (checked once a minute). */
   retentionMs: number;
+  /** Most predictions kept (0 = no cap), enforced with the same check. */
+  maxRows: number;
 }
 
 export type ToWriter =
@@ -55,11 +57,11 @@ async function main(): Promise<void> {
         return;
       }
       try {
-        await store.insert(unpackPredictions(m.predictions), m.labels);
+        await store.insert(packedColumns(m.predictions), m.labels);
         const now = Date.now();
-        if (data.retentionMs > 0 && now - lastPrune > PRUNE_EVERY_MS) {
+        if ((data.retentionMs > 0 || data.maxRows > 0) && now - lastPrune > PRUNE_EVERY_MS) {
           lastPrune = now;
-          await store.prune(now - data.retentionMs);
+          await store.prune(data.retentionMs > 0 ? now - data.retentionMs : 0, data.maxRows);
         }
         send({ type: 'done', seq: m.seq, written: m.predictions.rows });
       } catch (err) {

@@ -4,6 +4,7 @@
 //   the numeric tensors' little-endian values, in header order, each padded to 8 bytes.
 // String tensors travel inside the header as [name, "str", shape, values].
 import type { LogTensor } from './log-store.js';
+import type { PackedPredictions } from './log-packing.js';
 
 const KIND_F32 = 'f32';
 const KIND_F64 = 'f64';
@@ -40,6 +41,104 @@ export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
     at += align8(t.data.length * (f32 ? 4 : 8));
   }
   return out;
+}
+
+/**
+ * The same encoding for every row of a packed batch, straight from its flat arrays: one buffer
+ * for the batch (each row's blob a view into it), and a row's JSON header reused when its tensors
+ * have the same names, types and shapes as the previous row's on that side (almost always).
+ */
+export function encodePackedTensors(p: PackedPredictions): { inputs: (Buffer | null)[]; outputs: Buffer[] } {
+  const heads: (Buffer | null)[] = new Array(p.rows * 2);
+  const sizes = new Int32Array(p.rows * 2);
+  let total = 0;
+  const sides: { at: Int32Array; count: Int32Array; previous: number; head: Buffer }[] = [{ at: p.inputsAt, count: p.inputsCount, previous: -1, head: EMPTY }, { at: p.outputsAt, count: p.outputsCount, previous: -1, head: EMPTY }];
+  for (let r = 0; r < p.rows; r++) {
+    for (let s = 0; s < 2; s++) {
+      const side = sides[s]!;
+      const first = side.at[r]!;
+      const count = side.count[r]!;
+      if (first < 0) {
+        heads[r * 2 + s] = null;
+        continue;
+      }
+      if (side.previous < 0 || side.count[side.previous]! !== count || !sameLayout(p, side.at[side.previous]!, first, count)) side.head = packedHeader(p, first, count);
+      side.previous = r;
+      let size = align8(4 + side.head.byteLength);
+      for (let k = first; k < first + count; k++) {
+        const length = p.tensorLength[k]!;
+        if (length >= 0) size += align8(length * (p.tensorIsF32[k] ? 4 : 8));
+      }
+      heads[r * 2 + s] = side.head;
+      sizes[r * 2 + s] = size;
+      total += size;
+    }
+  }
+  const out = Buffer.alloc(total);
+  const inputs: (Buffer | null)[] = new Array(p.rows);
+  const outputs: Buffer[] = new Array(p.rows);
+  let at = 0;
+  for (let r = 0; r < p.rows; r++) {
+    for (let s = 0; s < 2; s++) {
+      const head = heads[r * 2 + s];
+      if (!head) {
+        inputs[r] = null;
+        continue;
+      }
+      const start = at;
+      out.writeUInt32LE(head.byteLength, at);
+      head.copy(out, at + 4);
+      at += align8(4 + head.byteLength);
+      const first = (s === 0 ? p.inputsAt : p.outputsAt)[r]!;
+      const count = (s === 0 ? p.inputsCount : p.outputsCount)[r]!;
+      for (let k = first; k < first + count; k++) {
+        const length = p.tensorLength[k]!;
+        if (length < 0) continue;
+        const from = p.tensorValuesAt[k]!;
+        if (p.tensorIsF32[k]) {
+          new Float32Array(out.buffer, out.byteOffset + at, length).set(p.values32.subarray(from, from + length));
+          at += align8(length * 4);
+        } else {
+          new Float64Array(out.buffer, out.byteOffset + at, length).set(p.values.subarray(from, from + length));
+          at += align8(length * 8);
+        }
+      }
+      const blob = out.subarray(start, at);
+      if (s === 0) inputs[r] = blob;
+      else outputs[r] = blob;
+    }
+  }
+  return { inputs, outputs };
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** Same names, value types and shapes for tensors a.. and b.. (string tensors never match: their values are in the header). */
+function sameLayout(p: PackedPredictions, a: number, b: number, count: number): boolean {
+  for (let k = 0; k < count; k++) {
+    const x = a + k;
+    const y = b + k;
+    if (p.tensorLength[x]! < 0 || p.tensorLength[x] !== p.tensorLength[y] || p.tensorName[x] !== p.tensorName[y] || p.tensorIsF32[x] !== p.tensorIsF32[y]) return false;
+    const rank = p.tensorRank[x]!;
+    if (rank !== p.tensorRank[y]) return false;
+    const dx = p.tensorDimsAt[x]!;
+    const dy = p.tensorDimsAt[y]!;
+    for (let d = 0; d < rank; d++) if (p.dims[dx + d] !== p.dims[dy + d]) return false;
+  }
+  return true;
+}
+
+function packedHeader(p: PackedPredictions, first: number, count: number): Buffer {
+  const header: unknown[] = [];
+  for (let k = first; k < first + count; k++) {
+    const name = p.names[p.tensorName[k]!]!;
+    const dimsAt = p.tensorDimsAt[k]!;
+    const shape = Array.from(p.dims.subarray(dimsAt, dimsAt + p.tensorRank[k]!));
+    const length = p.tensorLength[k]!;
+    if (length < 0) header.push([name, KIND_STR, shape, p.strings[-1 - length]]);
+    else header.push([name, p.tensorIsF32[k] ? KIND_F32 : KIND_F64, shape]);
+  }
+  return Buffer.from(JSON.stringify(header));
 }
 
 export type DecodedTensors = Record<string, { shape: number[]; data: (number | string)[] }>;
