@@ -105,7 +105,7 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
   const dir = digitsRepo(t);
   const db = join(dir, '.umbra', 'predictions.sqlite');
   // 12 of the 20 requests are forgotten in memory before their labels come: the log answers for them.
-  const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: `sqlite:${db}`, flushMs: 20 }, feedback: { maxPending: 8 } } });
+  const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: `sqlite:${db}`, flushMs: 20, inputsSample: 1 }, feedback: { maxPending: 8 } } });
   const { sent, accuracy } = await trafficAndFeedback(t, s);
   t.ok(accuracy > 0.8, `digits v1 is accurate on the test rows (${accuracy})`);
   const acc = liveAccuracy(s.server.umbra, 'digits', '1');

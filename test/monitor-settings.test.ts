@@ -2,26 +2,29 @@
 import t from 'tap';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { parseThresholds } from '../dist/monitor/settings.js';
+import { LOG_DEFAULTS } from '../dist/monitor/prediction-log.js';
 
 t.test('defaults: everything on, the log beside the models', async (t) => {
   const s = resolveServeSettings({ repo: '/srv/models' }, {});
   t.match(s.monitoring, { log: { url: 'sqlite:/srv/models/.umbra/predictions.sqlite', inputs: true }, drift: {} });
+  t.same(LOG_DEFAULTS, { sample: 1, inputsSample: 0.1, retentionDays: 30, maxRows: 10_000_000 }, 'as docs/monitoring.md says');
   t.equal(resolveServeSettings({ repo: '/srv/models', monitoring: 'off' }, {}).monitoring, false);
   const noLog = resolveServeSettings({ repo: '/srv/models', logDb: 'off' }, {}).monitoring;
   t.equal(noLog && noLog.log, undefined);
 });
 
 t.test('flags, environment and their checks', async (t) => {
-  const s = resolveServeSettings({ repo: 'r', logDb: 'postgres://u@h/db', logSample: '0.25', logInputs: 'off', metricsBuckets: '0.001,0.01', driftWindow: '500', driftThresholds: 'ks=0.01,psi=0.2', webhook: 'http://127.0.0.1:9/x', accuracyThreshold: '0.9' }, {});
+  const s = resolveServeSettings({ repo: 'r', logDb: 'postgres://u@h/db', logSample: '0.25', logInputs: 'off', logInputsSample: '0.5', logMaxRows: '1000', metricsBuckets: '0.001,0.01', driftWindow: '500', driftThresholds: 'ks=0.01,psi=0.2', webhook: 'http://127.0.0.1:9/x', accuracyThreshold: '0.9' }, {});
   t.same(s.monitoring, {
     buckets: [0.001, 0.01],
     drift: { windowRows: 500, thresholds: { ks: 0.01, psi: 0.2 } },
-    log: { url: 'postgres://u@h/db', inputs: false, sample: 0.25 },
+    log: { url: 'postgres://u@h/db', inputs: false, sample: 0.25, inputsSample: 0.5, maxRows: 1000 },
     webhook: { url: 'http://127.0.0.1:9/x' },
     accuracyThreshold: 0.9,
   });
   t.match(resolveServeSettings({ repo: 'r' }, { UMBRA_LOG_DB: 'sqlite:/tmp/x.db' }).monitoring, { log: { url: 'sqlite:/tmp/x.db' } });
   t.throws(() => resolveServeSettings({ repo: 'r', logSample: '2' }, {}), /--log-sample/);
+  t.throws(() => resolveServeSettings({ repo: 'r', logInputsSample: '-0.1' }, {}), /--log-inputs-sample/);
   t.throws(() => resolveServeSettings({ repo: 'r', monitoring: 'maybe' }, {}), /expected on or off for --monitoring/);
   t.throws(() => resolveServeSettings({ repo: 'r', webhook: 'ftp://x' }, {}), /--webhook/);
   t.throws(() => resolveServeSettings({ repo: 'r', metricsBuckets: '1,0.5' }, {}), /ascending/);

@@ -1,9 +1,9 @@
 // Drift of one model version: live rows are counted into the reference profile's bins over a
 // sliding window of segments, so memory is fixed whatever the traffic:
 // bins x (segments + 1) x 4 bytes per feature (21 x 9 x 4 = 756 bytes with the defaults).
-import type { InferRequest, InferResponse } from '../protocol/types.js';
-import { columnLayout, visitRows, type ColumnLayout } from './features.js';
-import { binCount, binOf, profileColumn, type FeatureProfile } from './profile.js';
+import type { InferRequest, InferResponse, Tensor } from '../protocol/types.js';
+import { columnLayout, findTensor, visitRows, type ColumnLayout } from './features.js';
+import { binCount, profileColumn, type FeatureProfile } from './profile.js';
 import { runTest, TEST_IS_P_VALUE, type DriftTest } from './statistics.js';
 import type { ModelSignature } from '../protocol/types.js';
 
@@ -100,9 +100,9 @@ class WindowCounts {
     this.segmentStarted = now;
   }
 
-  add(index: number): void {
-    this.segments[this.current]![index]! += 1;
-    this.total[index]! += 1;
+  /** The segment rows are counted into now (until the next tick). */
+  get counting(): Uint32Array {
+    return this.segments[this.current]!;
   }
 
   addRows(n: number): void {
@@ -120,6 +120,57 @@ interface Watched {
   profiles: FeatureProfile[];
   /** Offset of each column's bins in the window arrays. */
   binOffset: Int32Array;
+  /**
+   * The profiles' bin edges (numeric) or values (categorical) end to end, so the hot path
+   * searches one typed array: column i's are points[pointsAt[i] .. pointsAt[i] + pointsLength[i]].
+   */
+  points: Float64Array;
+  pointsAt: Int32Array;
+  pointsLength: Int32Array;
+  categorical: Uint8Array;
+}
+
+/** binOf (profile.ts) over a column's points in a Watched. */
+function binIn(points: Float64Array, at: number, length: number, categorical: boolean, x: number): number {
+  if (categorical) {
+    for (let i = 0; i < length; i++) if (points[at + i] === x) return i;
+    return length;
+  }
+  if (length === 0 || !(x <= points[at + length - 1]!)) return length; // also NaN
+  let lo = 0;
+  let hi = length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (x <= points[at + mid]!) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** Counts every watched column of every row of `tensors` into `segment` and `total`; returns the rows. */
+function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array, total: Uint32Array): number {
+  let rows = 0;
+  const { points, pointsAt, pointsLength, categorical, binOffset } = w;
+  for (const watched of w.layout.tensors) {
+    const t = findTensor(tensors, watched.tensor);
+    if (!t || Array.isArray(t.data)) continue;
+    const data = t.data as ArrayLike<number | bigint>;
+    const width = watched.width;
+    const n = Math.floor(data.length / width);
+    if (n > rows) rows = n;
+    const big = typeof data[0] === 'bigint';
+    for (let r = 0; r < n; r++) {
+      const base = r * width;
+      for (let c = 0; c < watched.columns; c++) {
+        const column = watched.offset + c;
+        const raw = data[base + c]!;
+        const bin = binOffset[column]! + binIn(points, pointsAt[column]!, pointsLength[column]!, categorical[column] === 1, big ? Number(raw) : (raw as number));
+        segment[bin]! += 1;
+        total[bin]! += 1;
+      }
+    }
+  }
+  return rows;
 }
 
 export class VersionDrift {
@@ -159,12 +210,21 @@ export class VersionDrift {
   private start(inputs: FeatureProfile[], outputs: FeatureProfile[], reference: { source: string; rows: number }): void {
     const watch = (layout: ColumnLayout, profiles: FeatureProfile[], base: number): Watched => {
       const binOffset = new Int32Array(profiles.length);
+      const pointsAt = new Int32Array(profiles.length);
+      const pointsLength = new Int32Array(profiles.length);
+      const categorical = new Uint8Array(profiles.length);
+      const all: number[] = [];
       let offset = base;
       profiles.forEach((p, i) => {
         binOffset[i] = offset;
         offset += binCount(p);
+        const points = p.values ?? p.edges ?? [];
+        pointsAt[i] = all.length;
+        pointsLength[i] = points.length;
+        categorical[i] = p.values ? 1 : 0;
+        all.push(...points);
       });
-      return { layout, profiles, binOffset };
+      return { layout, profiles, binOffset, points: Float64Array.from(all), pointsAt, pointsLength, categorical };
     };
     const w = watch(this.inputs, inputs, 0);
     const inBins = inputs.reduce((a, p) => a + binCount(p), 0);
@@ -184,14 +244,11 @@ export class VersionDrift {
     }
     const state = this.watched;
     if (!state) return;
-    state.window.tick(this.clock());
     const win = state.window;
-    const count = (watched: Watched) => (_row: number, column: number, value: number) => {
-      const profile = watched.profiles[column];
-      if (profile) win.add(watched.binOffset[column]! + binOf(profile, value));
-    };
-    const rows = visitRows(state.in.layout, request.inputs, count(state.in));
-    if (response && state.out.profiles.length > 0) visitRows(state.out.layout, response.outputs, count(state.out));
+    win.tick(this.clock());
+    const segment = win.counting;
+    const rows = countRows(state.in, request.inputs, segment, win.total);
+    if (response && state.out.profiles.length > 0) countRows(state.out, response.outputs, segment, win.total);
     win.addRows(rows);
   }
 

@@ -75,7 +75,7 @@ export function visitRows(layout: ColumnLayout, tensors: readonly Tensor[], visi
   return rows;
 }
 
-function findTensor(tensors: readonly Tensor[], name: string): Tensor | undefined {
+export function findTensor(tensors: readonly Tensor[], name: string): Tensor | undefined {
   for (const t of tensors) if (t.name === name) return t;
   return undefined;
 }

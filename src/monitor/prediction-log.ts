@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { LabelRecord, LoggedPrediction } from './log-store.js';
 import { PredictionPacker, type PackSource } from './log-packing.js';
 import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
+import { seededRandom } from '../random.js';
 
 export interface PredictionLogOptions {
   /** `sqlite:PATH` or `postgres://...`. */
@@ -12,6 +13,8 @@ export interface PredictionLogOptions {
   sample?: number;
   /** Log input tensors too (default true); outputs are always logged. */
   inputs?: boolean;
+  /** Of the logged predictions, the fraction whose inputs are logged too (default LOG_DEFAULTS.inputsSample). */
+  inputsSample?: number;
   /** Flush at least this often (default 100 ms) or when batchRows are waiting. */
   flushMs?: number;
   batchRows?: number;
@@ -19,7 +22,22 @@ export interface PredictionLogOptions {
   bufferRows?: number;
   /** Days rows are kept (default 30; 0 = forever). */
   retentionDays?: number;
+  /** Most predictions kept; the oldest beyond are deleted with the retention check (default LOG_DEFAULTS.maxRows; 0 = no cap). */
+  maxRows?: number;
 }
+
+export const LOG_DEFAULTS = {
+  sample: 1,
+  /**
+   * Every prediction's outputs are logged (feedback joins need them); its inputs for one in ten.
+   * Inputs are most of a row's bytes for all but the smallest models, and writing them for every
+   * prediction cost a tiny model about 1% more throughput (bench/RESULTS-monitoring.md).
+   */
+  inputsSample: 0.1,
+  retentionDays: 30,
+  /** About 2.5 GB of SQLite for a 16-input model with inputs sampled at 0.1. */
+  maxRows: 10_000_000,
+};
 
 export interface LogCounters {
   written(n: number): void;
@@ -36,7 +54,9 @@ export class PredictionLog {
   private readonly packer = new PredictionPacker();
   private labels: LabelRecord[] = [];
   private readonly sample: number;
-  private readonly withInputs: boolean;
+  private readonly inputsSample: number;
+  /** Which predictions (and inputs) are sampled: seeded, so a run's log is repeatable. */
+  private readonly random = seededRandom(0x5eed);
   private readonly batchRows: number;
   private readonly bufferRows: number;
   private readonly timer: NodeJS.Timeout;
@@ -49,11 +69,11 @@ export class PredictionLog {
   private failure: string | undefined;
 
   constructor(options: PredictionLogOptions, private readonly counters: LogCounters) {
-    this.sample = options.sample ?? 1;
-    this.withInputs = options.inputs ?? true;
+    this.sample = options.sample ?? LOG_DEFAULTS.sample;
+    this.inputsSample = options.inputs === false ? 0 : options.inputsSample ?? LOG_DEFAULTS.inputsSample;
     this.batchRows = options.batchRows ?? 1000;
     this.bufferRows = options.bufferRows ?? 50_000;
-    const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? 30) * 86_400_000 };
+    const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? LOG_DEFAULTS.retentionDays) * 86_400_000, maxRows: options.maxRows ?? LOG_DEFAULTS.maxRows };
     this.worker = new Worker(new URL('./log-writer.js', import.meta.url), { workerData: data });
     this.worker.unref();
     this.ready = new Promise((resolve, reject) => {
@@ -98,13 +118,13 @@ export class PredictionLog {
   /** Hot path: keep a reference; nothing is copied or encoded here. */
   push(p: PendingPrediction): void {
     if (this.closed) return;
-    if (this.sample < 1 && Math.random() >= this.sample) return;
+    if (this.sample < 1 && this.random() >= this.sample) return;
     if (this.packer.rows >= this.bufferRows) {
       this.counters.dropped(1);
       return;
     }
-    if (!this.withInputs) delete p.inputs;
-    this.packer.add(p);
+    const withInputs = this.inputsSample >= 1 || (this.inputsSample > 0 && this.random() < this.inputsSample);
+    this.packer.add(p, withInputs);
     if (this.packer.rows >= this.batchRows && !this.flushQueued) {
       this.flushQueued = true;
       setImmediate(() => void this.flush());
@@ -146,7 +166,7 @@ export class PredictionLog {
       const done = new Promise<void>((resolve) => this.waiters.set(seq, resolve));
       const message: ToWriter = { type: 'batch', seq, predictions: packed, labels };
       // The flat arrays move to the writer without a copy.
-      const transfer = [packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorIsF32].map((a) => a.buffer as ArrayBuffer);
+      const transfer = [packed.idEnds, packed.model, packed.version, packed.role, packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorIsF32].map((a) => a.buffer as ArrayBuffer);
       this.worker.postMessage(message, transfer);
       return done;
     }, () => this.counters.failed(packed.rows)).finally(() => {

@@ -19,7 +19,9 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'logDb', flag: '--log-db', env: 'UMBRA_LOG_DB', kind: 'string' },
   { key: 'logSample', flag: '--log-sample', env: 'UMBRA_LOG_SAMPLE', kind: 'number', min: 0, max: 1 },
   { key: 'logInputs', flag: '--log-inputs', env: 'UMBRA_LOG_INPUTS', kind: 'string' },
+  { key: 'logInputsSample', flag: '--log-inputs-sample', env: 'UMBRA_LOG_INPUTS_SAMPLE', kind: 'number', min: 0, max: 1 },
   { key: 'logRetentionDays', flag: '--log-retention-days', env: 'UMBRA_LOG_RETENTION_DAYS', kind: 'number', min: 0 },
+  { key: 'logMaxRows', flag: '--log-max-rows', env: 'UMBRA_LOG_MAX_ROWS', kind: 'int', min: 0 },
   { key: 'metricsBuckets', flag: '--metrics-buckets', env: 'UMBRA_METRICS_BUCKETS', kind: 'string' },
   { key: 'driftWindow', flag: '--drift-window', env: 'UMBRA_DRIFT_WINDOW', kind: 'int', min: 1 },
   { key: 'driftWindowSeconds', flag: '--drift-window-seconds', env: 'UMBRA_DRIFT_WINDOW_SECONDS', kind: 'number', min: 0 },
@@ -65,7 +67,9 @@ export function monitoringFromSettings(values: Record<string, unknown>, reposito
     describeLogUrl(logDb);
     options.log = { url: logDb, inputs: onOff(v.logInputs, '--log-inputs') };
     if (typeof v.logSample === 'number') options.log.sample = v.logSample;
+    if (typeof v.logInputsSample === 'number') options.log.inputsSample = v.logInputsSample;
     if (typeof v.logRetentionDays === 'number') options.log.retentionDays = v.logRetentionDays;
+    if (typeof v.logMaxRows === 'number') options.log.maxRows = v.logMaxRows;
   }
   if (typeof v.webhook === 'string') {
     if (!/^https?:\/\//.test(v.webhook)) throw new Error(`expected an http(s) URL for --webhook but received ${JSON.stringify(v.webhook)}`);

@@ -1,0 +1,122 @@
+// The prediction log's storage path: tensors encoded straight from the packed arrays, index keys
+// of assigned ids in order, re-keying an older log, the row cap, and inputs sampling.
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { encodePackedTensors, encodeTensors, decodeTensors } from '../dist/monitor/tensor-blob.js';
+import { PredictionPacker, packPredictions, packedColumns } from '../dist/monitor/log-packing.js';
+import { idHash, openLogStore } from '../dist/monitor/log-store.js';
+import { PredictionLog } from '../dist/monitor/prediction-log.js';
+import { seededRandom } from '../dist/random.js';
+
+const random = seededRandom(11);
+const floats = (n: number) => Float32Array.from({ length: n }, () => random() * 8 - 4);
+
+function prediction(i: number, shape: 'same' | 'other' | 'strings' | 'no-inputs') {
+  const rows = shape === 'other' ? 3 : 1;
+  const inputs = shape === 'no-inputs'
+    ? undefined
+    : shape === 'strings'
+      ? [{ name: 'text', datatype: 'BYTES' as const, shape: [1], data: [`row ${i}`] }, { name: 'x', datatype: 'FP32' as const, shape: [1, 4], data: floats(4) }]
+      : [{ name: 'x', datatype: 'FP32' as const, shape: [rows, 4], data: floats(rows * 4) }];
+  return {
+    id: `id-${i}`, model: i % 3 === 0 ? 'a' : 'b', version: '1', role: 'primary', timeMs: 1000 + i, latencyMs: 0.25 * i,
+    inputs,
+    outputs: [
+      { name: 'scores', datatype: 'FP32' as const, shape: [rows, 2], data: floats(rows * 2) },
+      { name: 'label', datatype: 'INT64' as const, shape: [rows], data: BigInt64Array.from({ length: rows }, (_, k) => BigInt(i + k)) },
+      { name: 'value', datatype: 'FP64' as const, shape: [rows, 1], data: Float64Array.from({ length: rows }, () => random()) },
+    ],
+  };
+}
+
+t.test('tensors encoded from the packed arrays are byte for byte the per-record encoding', async (t) => {
+  // Rows whose layout changes from one to the next (shapes, string tensors, no inputs) so the
+  // header reuse is exercised both ways.
+  const kinds = ['same', 'same', 'other', 'same', 'strings', 'strings', 'no-inputs', 'same', 'other', 'other'] as const;
+  const records = kinds.map((k, i) => prediction(i, k));
+  const packed = packPredictions(records);
+  const { inputs, outputs } = encodePackedTensors(packed);
+  const asLogged = (list: typeof records[number]['outputs'] | typeof records[number]['inputs']) => list?.map((x) => ({ name: x.name, shape: x.shape, data: x.datatype === 'INT64' ? Float64Array.from(x.data as BigInt64Array, Number) : x.data })) as never;
+  records.forEach((r, i) => {
+    t.same(outputs[i], encodeTensors(asLogged(r.outputs)), `outputs of row ${i} (${kinds[i]})`);
+    t.same(inputs[i], encodeTensors(asLogged(r.inputs)), `inputs of row ${i} (${kinds[i]})`);
+  });
+  t.same(decodeTensors(inputs[4]!)!.text, { shape: [1], data: ['row 4'] });
+  const columns = packedColumns(packed);
+  t.same(columns.ids, records.map((r) => r.id), 'ids come back from one string');
+  t.same(columns.models, records.map((r) => r.model));
+  t.same(Array.from(columns.latencyMs), records.map((r) => r.latencyMs));
+});
+
+t.test('assigned ids key in order, other ids by hash; lookups find both', async (t) => {
+  const prefix = '3f9c0a1b7d2e4c65-';
+  const keys = [0, 1, 2, 1000, 4294967296 + 5].map((n) => idHash(`${prefix}${n}`));
+  t.ok(keys.slice(0, 4).every((k, i) => i === 0 || k > keys[i - 1]!), 'one server start appends at the end of the index');
+  t.ok(keys.every((k) => Number.isSafeInteger(k) && k >= 0));
+  t.not(idHash('caller-1'), idHash('caller-2'));
+  t.not(idHash(`${prefix}7`), idHash(`ffff0a1b7d2e4c65-7`), 'another start, another range');
+
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'log.sqlite');
+  const store = await openLogStore(`sqlite:${path}`);
+  const ids = [`${prefix}1`, `${prefix}2`, 'caller-x', `${prefix}3`];
+  await store.insert(packedColumns(packPredictions(ids.map((id, i) => ({ ...prediction(i, 'same'), id, model: 'm' })))), []);
+  t.same((await store.lookup('m', [`${prefix}2`, 'caller-x', `${prefix}9`])).map((r) => r.id).sort(), [`${prefix}2`, 'caller-x']);
+  await store.close();
+
+  // A log from before ordered keys (user_version 0, every key a text hash) is re-keyed on open.
+  const db = new Database(path);
+  db.prepare('UPDATE umbra_predictions SET id_hash = seq + 12345').run();
+  db.pragma('user_version = 0');
+  db.close();
+  const reopened = await openLogStore(`sqlite:${path}`);
+  t.same((await reopened.lookup('m', [`${prefix}3`, 'caller-x'])).map((r) => r.id).sort(), [`${prefix}3`, 'caller-x'], 'found after re-keying');
+  await reopened.close();
+});
+
+t.test('the row cap deletes the oldest predictions', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await openLogStore(`sqlite:${join(dir, 'log.sqlite')}`);
+  await store.insert(packedColumns(packPredictions(Array.from({ length: 10 }, (_, i) => prediction(i, 'same')))), []);
+  t.equal(await store.prune(0, 4), 6);
+  const left = [];
+  for await (const r of store.exportRows({})) left.push(r.id);
+  t.same(left, ['id-6', 'id-7', 'id-8', 'id-9']);
+  t.equal(await store.prune(0, 4), 0, 'nothing beyond the cap');
+  await store.close();
+});
+
+t.test('inputs are logged for the sampled share of predictions; outputs for all', async (t) => {
+  const packer = new PredictionPacker();
+  packer.add(prediction(0, 'same'), false);
+  packer.add(prediction(1, 'same'), true);
+  const { inputs } = encodePackedTensors(packer.take());
+  t.same(inputs.map((x) => x === null), [true, false]);
+
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const counted = { written: 0 };
+  const counters = { written: (n: number) => { counted.written += n; }, dropped: () => undefined, failed: () => undefined };
+  const logs = { none: 0, all: 1, default: undefined } as const;
+  for (const [name, inputsSample] of Object.entries(logs)) {
+    const path = join(dir, `${name}.sqlite`);
+    const log = new PredictionLog({ url: `sqlite:${path}`, ...(inputsSample === undefined ? {} : { inputsSample }) }, counters);
+    // Recent times: the log prunes rows past its retention (30 days) as it writes.
+    for (let i = 0; i < 400; i++) log.push({ ...prediction(i, 'same'), timeMs: Date.now() });
+    await log.close();
+    t.equal(log.lastError, undefined, `${name}: no database error`);
+    const db = new Database(path, { readonly: true });
+    const { n, withInputs } = db.prepare('SELECT count(*) AS n, count(inputs) AS withInputs FROM umbra_predictions').get() as { n: number; withInputs: number };
+    db.close();
+    t.equal(n, 400, `${name}: every prediction logged`);
+    if (name === 'none') t.equal(withInputs, 0);
+    else if (name === 'all') t.equal(withInputs, 400);
+    else t.ok(withInputs > 10 && withInputs < 90, `default: about one in ten with inputs (${withInputs} of 400)`);
+  }
+  t.equal(counted.written, 1200);
+});
