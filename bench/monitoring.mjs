@@ -1,11 +1,15 @@
 #!/usr/bin/env node
-// What monitoring costs in serving throughput: two Umbra servers in this process on the same tiny
-// model, one with monitoring off and one with everything on (metrics, drift with a captured
-// reference, feedback join, prediction log to SQLite with inputs, every request logged). Closed
-// loop at concurrency 64 over keep-alive HTTP, rounds alternating ABBA in the same run.
-// A third server runs monitoring without the log. Needs `npx tsc -p tsconfig.json`.
+// What monitoring costs in serving throughput: Umbra servers in this process on the same tiny
+// model, all built by the settings resolver `umbra serve` uses (src/cli/settings.ts), so they get
+// its defaults; they differ only in monitoring:
+//   off      --monitoring off
+//   default  what `umbra serve` does out of the box (metrics, drift, feedback join, SQLite log)
+//   full     default plus --log-sample 1 --log-inputs-sample 1: every prediction logged with its inputs
+//   nolog    default with --log-db off: everything but the prediction log
+// Closed loop at concurrency 64 over keep-alive HTTP, rounds in rotating order in the same run.
+// Needs `npx tsc -p tsconfig.json`.
 //
-//   node bench/monitoring.mjs [--seconds 5] [--rounds 4] [--workers 2] [--concurrency 64] [--json]
+//   node bench/monitoring.mjs [--seconds 5] [--rounds 4] [--workers N] [--concurrency 64] [--only off,default] [--json]
 import http from 'node:http';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +17,7 @@ import { join } from 'node:path';
 import { buildModel } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { startServer } from '../dist/index.js';
+import { resolveServeSettings } from '../dist/cli/settings.js';
 import { seededRandom as seeded } from '../dist/random.js';
 
 function arg(name, fallback) {
@@ -21,7 +26,7 @@ function arg(name, fallback) {
 }
 const SECONDS = arg('seconds', 5);
 const ROUNDS = arg('rounds', 4);
-const WORKERS = arg('workers', 2);
+const WORKERS = arg('workers', 0); // 0: the serve default (one per core)
 const CONCURRENCY = arg('concurrency', 64);
 const AS_JSON = process.argv.includes('--json');
 const IN = 16;
@@ -53,7 +58,8 @@ function makeRepo() {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-bench-monitoring-'));
   mkdirSync(join(dir, 'tiny', '1'), { recursive: true });
   writeModel(tinyModel(), join(dir, 'tiny', '1', 'model.onnx'));
-  writeFileSync(join(dir, 'tiny', 'config.json'), JSON.stringify({ max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 100 } }));
+  // Batching as configured by default (no queue delay); only the batch bound is set.
+  writeFileSync(join(dir, 'tiny', 'config.json'), JSON.stringify({ max_batch_size: 64 }));
   return dir;
 }
 
@@ -93,24 +99,39 @@ async function load(port, seconds) {
   return { rps: done / elapsed, errors, busyUsPerRequest: (busy.active * 1000) / done, cpuUsPerRequest: (used.user + used.system) / done };
 }
 
+const ONLY = (() => {
+  const i = process.argv.indexOf('--only');
+  return i > 0 ? process.argv[i + 1].split(',') : ['off', 'default', 'full', 'nolog'];
+})();
+
+/** Server options exactly as `umbra serve --repo REPO ...flags` resolves them. */
+function serveOptions(repo, flags) {
+  const options = resolveServeSettings({ repo, host: '127.0.0.1', port: 0, ...flags, ...(WORKERS > 0 ? { workers: WORKERS } : {}) }, {});
+  options.port = 0;
+  return options;
+}
+
 async function main() {
   const repo = makeRepo();
-  const logPath = join(repo, '.umbra', 'bench.sqlite');
-  const base = { repository: repo, host: '127.0.0.1', port: 0, workers: WORKERS };
-  const off = await startServer({ ...base, monitoring: false });
-  const on = await startServer({ ...base, monitoring: { log: { url: `sqlite:${logPath}` } } });
-  // Everything but the prediction log, to show what the log's writer thread costs on its own.
-  const nolog = await startServer({ ...base, monitoring: {} });
-  const servers = { off, on, nolog };
+  const configs = {
+    off: { monitoring: 'off' },
+    default: {},
+    full: { logSample: 1, logInputs: 'on', logInputsSample: 1, logDb: `sqlite:${join(repo, '.umbra', 'full.sqlite')}` },
+    nolog: { logDb: 'off' },
+  };
+  const names = ONLY.filter((n) => configs[n]);
+  const servers = {};
+  const options = {};
+  for (const name of names) {
+    options[name] = serveOptions(repo, configs[name]);
+    servers[name] = await startServer(options[name]);
+  }
   try {
-    // Warm-up, which also fills the drift reference (first 1000 rows) on the monitored server.
-    await load(off.port, 1.5);
-    await load(on.port, 1.5);
-    await load(nolog.port, 1.5);
+    // Warm-up, which also fills the drift reference (first 1000 rows) on the monitored servers.
+    for (const name of names) await load(servers[name].port, 1.5);
     const order = [];
-    const rotations = [['off', 'on', 'nolog'], ['on', 'nolog', 'off'], ['nolog', 'off', 'on']];
-    for (let r = 0; r < ROUNDS; r++) order.push(...rotations[r % 3]);
-    const results = { off: [], on: [], nolog: [] };
+    for (let r = 0; r < ROUNDS; r++) for (let i = 0; i < names.length; i++) order.push(names[(r + i) % names.length]);
+    const results = Object.fromEntries(names.map((n) => [n, []]));
     for (const name of order) {
       const r = await load(servers[name].port, SECONDS);
       results[name].push(r);
@@ -120,37 +141,46 @@ async function main() {
       const s = [...xs].sort((a, b) => a - b);
       return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
     };
-    const of = (name, key) => median(results[name].map((r) => r[key]));
-    const summary = {
-      seconds: SECONDS, rounds: ROUNDS, workers: WORKERS, concurrency: CONCURRENCY,
-      off: of('off', 'rps'), on: of('on', 'rps'), nolog: of('nolog', 'rps'),
-      cpuUsNoLog: of('nolog', 'cpuUsPerRequest'),
-      busyUsOff: of('off', 'busyUsPerRequest'), busyUsOn: of('on', 'busyUsPerRequest'),
-      cpuUsOff: of('off', 'cpuUsPerRequest'), cpuUsOn: of('on', 'cpuUsPerRequest'),
-      runs: results,
-    };
-    summary.cost = 1 - summary.on / summary.off;
-    summary.costNoLog = 1 - summary.nolog / summary.off;
-    summary.busyCost = summary.busyUsOn / summary.busyUsOff - 1;
-    summary.cpuCost = summary.cpuUsOn / summary.cpuUsOff - 1;
-    const served = await (await fetch(`${on.url}/metrics`)).text();
-    summary.served = Number(/umbra_requests_total\{[^}]*outcome="success"\} (\d+)/.exec(served)?.[1] ?? 0);
-    await on.stop(); // flushes the log
-    const { default: Database } = await import('better-sqlite3');
-    const db = new Database(logPath, { readonly: true });
-    summary.logged = db.prepare('SELECT count(*) AS n FROM umbra_predictions').get().n;
-    db.close();
+    const summary = { seconds: SECONDS, rounds: ROUNDS, workers: options[names[0]].workers, concurrency: CONCURRENCY, servers: {}, runs: results };
+    for (const name of names) {
+      const of = (key) => median(results[name].map((r) => r[key]));
+      const m = options[name].monitoring;
+      summary.servers[name] = {
+        rps: of('rps'), busyUsPerRequest: of('busyUsPerRequest'), cpuUsPerRequest: of('cpuUsPerRequest'),
+        log: m && m.log ? { url: m.log.url, sample: m.log.sample ?? 'default', inputsSample: m.log.inputs === false ? 0 : m.log.inputsSample ?? 'default' } : null,
+      };
+    }
+    const off = summary.servers.off;
+    for (const name of names) {
+      const s = summary.servers[name];
+      if (off && name !== 'off') {
+        s.cost = 1 - s.rps / off.rps;
+        s.cpuCost = s.cpuUsPerRequest / off.cpuUsPerRequest - 1;
+      }
+    }
+    for (const name of names) {
+      if (!summary.servers[name].log) continue;
+      const served = await (await fetch(`${servers[name].url}/metrics`)).text();
+      summary.servers[name].served = [...served.matchAll(/umbra_requests_total\{[^}]*outcome="success"\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      await servers[name].stop(); // flushes the log
+      const { default: Database } = await import('better-sqlite3');
+      const db = new Database(summary.servers[name].log.url.slice('sqlite:'.length), { readonly: true });
+      summary.servers[name].logged = db.prepare('SELECT count(*) AS n FROM umbra_predictions').get().n;
+      summary.servers[name].loggedWithInputs = db.prepare('SELECT count(*) AS n FROM umbra_predictions WHERE inputs IS NOT NULL').get().n;
+      db.close();
+    }
     if (AS_JSON) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     else {
       const pct = (x) => `${(x * 100).toFixed(1)}%`;
-      process.stdout.write(`medians: off ${summary.off.toFixed(0)} req/s, on ${summary.on.toFixed(0)} req/s: throughput cost ${pct(summary.cost)}; without the log ${summary.nolog.toFixed(0)} req/s: ${pct(summary.costNoLog)}\n`);
-      process.stdout.write(`main thread per request: off ${summary.busyUsOff.toFixed(1)} us, on ${summary.busyUsOn.toFixed(1)} us (+${pct(summary.busyCost)}); CPU per request: off ${summary.cpuUsOff.toFixed(1)} us, on ${summary.cpuUsOn.toFixed(1)} us (+${pct(summary.cpuCost)}), without the log ${summary.cpuUsNoLog.toFixed(1)} us\n`);
-      process.stdout.write(`${summary.logged} of ${summary.served} monitored predictions logged\n`);
+      for (const name of names) {
+        const s = summary.servers[name];
+        const cost = s.cost === undefined ? '' : `, throughput cost ${pct(s.cost)}, CPU/request +${pct(s.cpuCost)}`;
+        const logged = s.log ? `, ${s.logged} of ${s.served} predictions logged (${s.loggedWithInputs} with inputs)` : '';
+        process.stdout.write(`${name}: median ${s.rps.toFixed(0)} req/s, main thread ${s.busyUsPerRequest.toFixed(1)} us/req, CPU ${s.cpuUsPerRequest.toFixed(1)} us/req${cost}${logged}\n`);
+      }
     }
   } finally {
-    await off.stop();
-    await on.stop();
-    await nolog.stop();
+    for (const name of names) await servers[name].stop();
     rmSync(repo, { recursive: true, force: true });
   }
 }
