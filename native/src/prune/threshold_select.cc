@@ -8,6 +8,7 @@
 
 #include "../cpu/thread_pool.h"
 #include "magnitude.h"
+#include "magnitude_scan.h"
 
 namespace umbra {
 namespace {
@@ -122,23 +123,24 @@ Window window_pass(const std::vector<WeightArray>& arrays, const std::vector<Chu
   w.below.resize(chunks.size());
   w.at_lo.resize(chunks.size());
   std::vector<uint64_t> first_nan(chunks.size(), kNoNan);
+  const MagnitudeScanFn scan = magnitude_scan_variant();
   parallel_for(chunks.size(), threads, [&](size_t c) {
     const Chunk& ch = chunks[c];
     const float* data = arrays[ch.layer].data;
-    uint64_t lt = 0, eq = 0;
-    uint32_t max_key = 0;
-    std::vector<uint32_t>& mine = w.inside[c];
-    const uint32_t span = hi - lo;
-    for (size_t i = ch.begin; i < ch.end; ++i) {
-      const uint32_t key = magnitude_key(data[i]);
-      max_key = std::max(max_key, key);
-      lt += key < lo;
-      eq += key == lo;
-      if (key - lo - 1 < span) mine.push_back(key);  // lo < key <= hi
+    WindowCounts counts;
+    if (hi > lo) {
+      scan(data + ch.begin, ch.end - ch.begin, lo, hi, counts, w.inside[c]);
+    } else {
+      for (size_t i = ch.begin; i < ch.end; ++i) {
+        const uint32_t key = magnitude_key(data[i]);
+        counts.max_key = std::max(counts.max_key, key);
+        counts.below += key < lo;
+        counts.at_lo += key == lo;
+      }
     }
-    w.below[c] = lt;
-    w.at_lo[c] = eq;
-    if (max_key > kInfinityKey) {
+    w.below[c] = counts.below;
+    w.at_lo[c] = counts.at_lo;
+    if (counts.max_key > kInfinityKey) {
       for (size_t i = ch.begin; i < ch.end; ++i)
         if (magnitude_key(data[i]) > kInfinityKey) {
           first_nan[c] = ch.order + (i - ch.begin);
