@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Native backend vs onnxruntime on a 4096x4096-class stack (3 x Gemm 4096x4096 + bias + Relu),
-// dense and magnitude-pruned per layer to 50/70/90/95%, at batch 1, 8 and 64, in one run.
+// dense and magnitude-pruned per layer to 50/60/70/90/95%, at batch 1, 8 and 64, in one run.
 // Both single-threaded (ORT intraOpNumThreads 1, kernels threads 1), in this process, with the
 // windows interleaved round by round (ORT, native auto, native CSR-forced, order rotating) so
 // load from other processes on a shared machine hits all of them alike; figures are medians.
@@ -23,7 +23,7 @@ const { values: flags } = parseArgs({
     window: { type: 'string', default: '0.4' },
     width: { type: 'string', default: '4096' },
     layers: { type: 'string', default: '3' },
-    levels: { type: 'string', default: '0,0.5,0.7,0.9,0.95' },
+    levels: { type: 'string', default: '0,0.5,0.6,0.7,0.9,0.95' },
     batches: { type: 'string', default: '1,8,64' },
     json: { type: 'string' },
   },

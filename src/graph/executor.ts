@@ -12,11 +12,12 @@ import { REFERENCE_OPS, softmaxLayout } from './reference-ops.js';
 import { asFloat32, type Value } from './tensor.js';
 
 /**
- * A layer goes sparse (CSR) when fewer than this fraction of its weights are non-zero.
- * Measured on 4096x4096 single-threaded (bench/RESULTS-native.md): at 30% density the packed
- * dense kernel still beats CSR at batch 1, 8 and 64; at 10% CSR wins by 2-12x. 25% sits between.
+ * A layer goes sparse (CSR in column panels) when fewer than this fraction of its weights are
+ * non-zero: the measured break-even of the two kernels. On 4096x4096 single-threaded
+ * (bench/RESULTS-native.md) the panel SpMM beats the packed dense GEMM at 40% density and
+ * below at batch 1, 8 and 64, and about ties it at 50%; 45% sits between.
  */
-export const SPARSE_DENSITY_BELOW = 0.25;
+export const SPARSE_DENSITY_BELOW = 0.45;
 
 export interface ExecutorOptions {
   /** Kernel threads per call; 1 inside pool workers (the pool already fills the cores). */
