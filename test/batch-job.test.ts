@@ -218,9 +218,12 @@ t.test('bad store URLs and unreadable inputs give clear errors', async (t) => {
 });
 
 t.test('reading numbers straight from CSV lines agrees with Number() bit for bit', async (t) => {
-  const { parsePlainDecimal, fieldBounds } = await import('../dist/batch/csv-line.js');
+  // firstBadColumn is a live binding: read it through the module namespace.
+  const csvLine = await import('../dist/batch/csv-line.js');
+  const { readFloatLine, lineLayout, fieldAt } = csvLine;
   const next = rng(31);
-  const samples = ['0', '-0', '+5', '.5', '5.', '007', '0.000123', '-12.5000', '123456789012345', '0.1', '0.2', '16', '3.14159265358979'];
+  const samples = ['0', '-0', '+5', '.5', '5.', '007', '0.000123', '-12.5000', '123456789012345', '0.1', '0.2', '16', '3.14159265358979',
+    '1e5', '-2.5E-3', ' 7 ', '0x10', '1234567890123456', '12345678901234567890', '0.00000000000000000000001'];
   for (let i = 0; i < 20000; i++) {
     const digits = 1 + Math.floor(next() * 15);
     let s = '';
@@ -229,14 +232,53 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
     s = `${next() < 0.3 ? '-' : ''}${s.slice(0, dot)}.${s.slice(dot)}`;
     samples.push(s, s.replace(/\.$/, ''));
   }
+  // Lines of 8 numbers after a key, read into a Float64Array so every bit of the double shows.
+  const layout = lineLayout(9, [{ positions: [1, 2, 3, 4, 5, 6, 7, 8] }])!;
+  const out = new Float64Array(16);
   let mismatches = 0;
-  for (const s of samples) {
-    const got = parsePlainDecimal(`x,${s},y`, 2, 2 + s.length);
-    if (got === undefined || !Object.is(got, Number(s))) mismatches += 1;
+  for (let at = 0; at < samples.length; at += 8) {
+    const fields = samples.slice(at, at + 8);
+    while (fields.length < 8) fields.push('1');
+    const count = readFloatLine(`k${at},${fields.join(',')}`, 44, layout, [out], Int32Array.of(8));
+    if (count !== 9 || csvLine.firstBadColumn !== -1) mismatches += 1;
+    fields.forEach((s, i) => {
+      if (!Object.is(out[8 + i], Number(s))) mismatches += 1;
+    });
   }
-  t.equal(mismatches, 0, `${samples.length} decimals`);
-  for (const s of ['', '-', '.', '1e5', '0x10', ' 1', 'NaN', '1.2.3', '1234567890123456']) t.equal(parsePlainDecimal(s, 0, s.length), undefined, `'${s}' is left to Number()`);
-  const { count, bounds } = fieldBounds('a,,bc,', ',', new Int32Array(2));
-  t.equal(count, 4);
-  t.same(Array.from(bounds.subarray(0, 5)), [0, 2, 3, 6, 7]);
+  t.equal(mismatches, 0, `${samples.length} numbers`);
+  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity']) {
+    const count = readFloatLine(`k,1,${bad},2`, 44, lineLayout(4, [{ positions: [1, 2, 3] }])!, [out], Int32Array.of(0));
+    t.equal(count, 4, `'${bad}': four columns`);
+    t.equal(csvLine.firstBadColumn, 2, `'${bad}' is not a finite number`);
+    t.equal(out[0], 1);
+    t.equal(out[2], 2);
+  }
+  t.equal(readFloatLine('k,1,2,3,4,5', 44, lineLayout(4, [{ positions: [1, 2, 3] }])!, [out], Int32Array.of(0)), 6, 'extra columns are counted, not written');
+  t.equal(readFloatLine('a,,bc,', 44, lineLayout(1, [{ positions: [0] }])!, [out], Int32Array.of(0)), 4, 'empty fields count');
+  t.equal(lineLayout(3, [{ positions: [1, 2] }, { positions: [2] }]), undefined, 'a column feeding two inputs has no layout');
+  t.equal(fieldAt('a,,bc,', ',', 2), 'bc');
+  t.equal(fieldAt('a,,bc,', ',', 3), '');
+  t.equal(fieldAt('a,,bc,', ',', 4), undefined);
+});
+
+t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor', async (t) => {
+  const { outputsPerRow } = await import('../dist/batch/output-rows.js');
+  const next = rng(7);
+  for (const rows of [1, 2, 7, 300]) {
+    const outputs = [
+      { name: 'p', datatype: 'FP32' as const, shape: [rows, 3], data: Float32Array.from({ length: rows * 3 }, (_, i) => (i % 5 === 4 ? Number.NaN : next() - 0.5)) },
+      { name: 'label', datatype: 'INT64' as const, shape: [rows], data: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i - 3)) },
+      { name: 'flag', datatype: 'BOOL' as const, shape: [rows, 2], data: Uint8Array.from({ length: rows * 2 }, (_, i) => i % 3) },
+      { name: 'text', datatype: 'BYTES' as const, shape: [rows, 1], data: Array.from({ length: rows }, (_, i) => `a,"b${i}"`) },
+      { name: 'none', datatype: 'FP32' as const, shape: [rows, 0], data: new Float32Array(0) },
+    ];
+    const expected = Array.from({ length: rows }, (_, r) => JSON.stringify([
+      { name: 'p', datatype: 'FP32', shape: [1, 3], data: Array.from(outputs[0]!.data.subarray(r * 3, r * 3 + 3)) },
+      { name: 'label', datatype: 'INT64', shape: [1], data: [r - 3] },
+      { name: 'flag', datatype: 'BOOL', shape: [1, 2], data: [(2 * r) % 3 !== 0, (2 * r + 1) % 3 !== 0] },
+      { name: 'text', datatype: 'BYTES', shape: [1, 1], data: [`a,"b${r}"`] },
+      { name: 'none', datatype: 'FP32', shape: [1, 0], data: [] },
+    ]));
+    t.same(outputsPerRow(outputs, rows), expected, `${rows} rows`);
+  }
 });

@@ -6,7 +6,7 @@ import { describeValue } from '../errors.js';
 import { float32ToHalf, integerRange, typedArrayFor } from '../protocol/index.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import type { InputRecord } from './reader.js';
-import { fieldBounds, parsePlainDecimal } from './csv-line.js';
+import { fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
 export type ColumnMapping = Record<string, string | string[]>;
@@ -32,6 +32,8 @@ export interface FeaturePlan {
   width: number;
   /** CSV: the field delimiter of unsplit lines. */
   delimiter: string;
+  /** CSV, when every input is FP32/FP64 fed by scalar columns: where each column's number goes. */
+  layout: LineLayout | undefined;
   /** One line a person can check: which columns feed which input. */
   describe(): string;
 }
@@ -86,12 +88,14 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen.length);
     return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, positions: chosen.map((c) => columns.indexOf(c)) };
   });
+  const floatScalars = inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
   return {
     inputs,
     keyColumn,
     keyPosition,
     width: columns.length,
     delimiter,
+    layout: floatScalars && delimiter.length === 1 ? lineLayout(columns.length, inputs) : undefined,
     describe: () => inputs.map((p) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`).join('; '),
   };
 }
@@ -143,9 +147,12 @@ function preview(columns: string[]): string {
 export class BatchBuilder {
   readonly data: TensorData[];
   rows = 0;
+  /** Per input: where the next row starts (for readFloatLine). */
+  private readonly bases: Int32Array;
 
   constructor(private readonly plan: FeaturePlan, readonly capacity: number) {
     this.data = plan.inputs.map((p) => typedArrayFor(p.datatype, capacity * p.rowElements));
+    this.bases = new Int32Array(plan.inputs.length);
   }
 
   /** The record's key, or throws RowRejected. */
@@ -153,8 +160,7 @@ export class BatchBuilder {
     if (record.error) throw new RowRejected(record.error);
     let raw: unknown;
     if (record.text !== undefined) {
-      const { count, bounds } = lineFields(record.text, plan.delimiter);
-      raw = plan.keyPosition < count ? record.text.slice(bounds[plan.keyPosition]!, bounds[plan.keyPosition + 1]! - 1) : undefined;
+      raw = fieldAt(record.text, plan.delimiter, plan.keyPosition);
     } else {
       raw = record.fields ? record.fields[plan.keyPosition] : record.object?.[plan.keyColumn];
     }
@@ -168,10 +174,8 @@ export class BatchBuilder {
   add(record: InputRecord): void {
     const plan = this.plan;
     if (record.text !== undefined) {
-      const { count, bounds } = lineFields(record.text, plan.delimiter);
-      if (count !== plan.width) throw new RowRejected(`expected ${plan.width} columns but received ${count}`);
-      if (this.floatScalarsOnly) {
-        this.addFloatLine(record.text, bounds);
+      if (plan.layout) {
+        this.addFloatLine(record.text, plan.layout);
         return;
       }
       record = { line: record.line, fields: record.text.split(plan.delimiter) };
@@ -206,30 +210,18 @@ export class BatchBuilder {
     this.rows += 1;
   }
 
-  /** Every input is FP32/FP64 fed by scalar columns: numbers are read straight out of the line. */
-  private get floatScalarsOnly(): boolean {
-    return this.plan.inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
-  }
-
-  // The hot loop of wide CSV inputs. A field that is not a plain decimal goes to Number(), and
-  // one that is not a finite number at all to the general path for its rejection message.
-  private addFloatLine(text: string, bounds: Int32Array): void {
-    for (let j = 0; j < this.plan.inputs.length; j++) {
-      const p = this.plan.inputs[j]!;
-      const floats = this.data[j] as Float32Array | Float64Array;
-      const base = this.rows * p.rowElements;
-      for (let i = 0; i < p.rowElements; i++) {
-        const position = p.positions[i]!;
-        const start = bounds[position]!;
-        const end = bounds[position + 1]! - 1;
-        let n = parsePlainDecimal(text, start, end);
-        if (n === undefined) {
-          const field = text.slice(start, end);
-          n = +field;
-          if (n - n !== 0 || (n === 0 && field.trim() === '')) writeValue(floats, base + i, p.datatype, field, p.columns[i]!);
-        }
-        floats[base + i] = n;
-      }
+  // The hot loop of wide numeric CSV inputs: one pass over the line. A row that does not fit is
+  // rejected afterwards with the general path's message; its slot is simply written again.
+  private addFloatLine(text: string, layout: LineLayout): void {
+    const plan = this.plan;
+    for (let j = 0; j < plan.inputs.length; j++) this.bases[j] = this.rows * plan.inputs[j]!.rowElements;
+    const count = readFloatLine(text, plan.delimiter.charCodeAt(0), layout, this.data as (Float32Array | Float64Array)[], this.bases);
+    if (count !== plan.width) throw new RowRejected(`expected ${plan.width} columns but received ${count}`);
+    if (firstBadColumn >= 0) {
+      // Throws the general path's rejection for that field.
+      const j = layout.input[firstBadColumn]!;
+      const i = layout.offset[firstBadColumn]!;
+      writeValue(this.data[j]!, this.bases[j]! + i, plan.inputs[j]!.datatype, fieldAt(text, plan.delimiter, firstBadColumn), plan.inputs[j]!.columns[i]!);
     }
     this.rows += 1;
   }
@@ -258,21 +250,6 @@ export class BatchBuilder {
       return { name: p.name, datatype: p.datatype, shape: [this.rows, ...p.rowDims], data: view };
     });
   }
-}
-
-// One scratch array of field boundaries, reused line after line (keyOf and add see the same line).
-let scratch: Int32Array = new Int32Array(256);
-let scratchText: string | undefined;
-let scratchCount = 0;
-
-function lineFields(text: string, delimiter: string): { count: number; bounds: Int32Array } {
-  if (text !== scratchText) {
-    const r = fieldBounds(text, delimiter, scratch);
-    scratch = r.bounds;
-    scratchCount = r.count;
-    scratchText = text;
-  }
-  return { count: scratchCount, bounds: scratch };
 }
 
 function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {

@@ -64,7 +64,7 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
   if (chosen !== 'csv' && chosen !== 'jsonl') {
     throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl`);
   }
-  const file = createReadStream(path, { highWaterMark: 64 * 1024 });
+  const file = createReadStream(path, { highWaterMark: 256 * 1024 });
   let bytesRead = 0;
   file.on('data', (chunk) => { bytesRead += chunk.length; });
   let text: Readable = file;

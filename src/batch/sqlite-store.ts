@@ -68,7 +68,9 @@ export class SqliteStore implements PredictionStore {
     this.description = `sqlite:${path}`;
     this.byVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND version = ? AND key = ?');
     this.anyVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND key = ? ORDER BY computed_at DESC LIMIT 1');
-    const upsertSql = (rows: number) => `INSERT INTO predictions (model, version, key, outputs, computed_at) VALUES ${Array(rows).fill('(?, ?, ?, ?, ?)').join(', ')}
+    // Model, version and time are named parameters bound once per statement; each row binds only
+    // its key and outputs.
+    const upsertSql = (rows: number) => `INSERT INTO predictions (model, version, key, outputs, computed_at) VALUES ${Array(rows).fill('(@model, @version, ?, ?, @at)').join(', ')}
       ON CONFLICT (model, version, key) DO UPDATE SET outputs = excluded.outputs, computed_at = excluded.computed_at`;
     this.upsert = db.prepare(upsertSql(1));
     // Many rows per statement: the per-call cost of the binding, not SQLite, dominates small rows.
@@ -82,13 +84,14 @@ export class SqliteStore implements PredictionStore {
     this.loadCheckpoint = db.prepare('SELECT * FROM umbra_batch_checkpoints WHERE job = ?');
     this.writeBatch = db.transaction((model: string, version: string, rows: PredictionRow[], at: string, cp: Checkpoint) => {
       let i = 0;
-      const params: unknown[] = [];
+      const named = { model, version, at };
+      const params: string[] = [];
       for (; i + ROWS_PER_STATEMENT <= rows.length; i += ROWS_PER_STATEMENT) {
         params.length = 0;
-        for (let j = i; j < i + ROWS_PER_STATEMENT; j++) params.push(model, version, rows[j]!.key, rows[j]!.outputs, at);
-        this.upsertMany.run(params);
+        for (let j = i; j < i + ROWS_PER_STATEMENT; j++) params.push(rows[j]!.key, rows[j]!.outputs);
+        this.upsertMany.run(params, named);
       }
-      for (; i < rows.length; i++) this.upsert.run(model, version, rows[i]!.key, rows[i]!.outputs, at);
+      for (; i < rows.length; i++) this.upsert.run(rows[i]!.key, rows[i]!.outputs, named);
       this.saveCheckpoint.run(cp.job, cp.model, cp.version, cp.input, cp.shard, cp.batchSize, cp.recordsDone, cp.rejectBytes,
         cp.rowsStored, cp.rejected, cp.finished ? 1 : 0, new Date().toISOString());
     });
