@@ -11,9 +11,12 @@ namespace vec {
 // latency when NV is small (each stored weight is one dependent FMA per vector). Panel by
 // panel, row by row: a row's partial sum goes back to Yt between panels (NV vectors, from L1/L2),
 // which costs far less than reading Xt rows from further away than the panel's working set.
-template <int W, int NV, int U>
+// Stride: the row stride of Xt when known at compile time (batches up to 8 use rows of 8, so
+// an index becomes an offset by a shift), else 0 for b.ldxt.
+template <int W, int NV, int U, size_t Stride = 0>
 void spmm_rows(const SpmmBlock& b) {
   using F = typename V<W>::f;
+  const size_t ld = Stride != 0 ? Stride : b.ldxt;
   const SparsePanels& w = *b.w;
   const size_t panels = w.panels();
   const size_t stride = w.rows + 1;
@@ -21,7 +24,7 @@ void spmm_rows(const SpmmBlock& b) {
   const float* val = w.values;
   for (size_t q = 0; q < panels; ++q) {
     const int32_t* ptr = w.panel_ptr + q * stride;
-    const float* xp = b.xt + q * kSparsePanel * b.ldxt;
+    const float* xp = b.xt + q * kSparsePanel * ld;
     const bool first = q == 0, last = q + 1 == panels;
     for (size_t n = b.row_begin; n < b.row_end; ++n) {
       float* yr = b.yt + n * b.ldxt;
@@ -34,13 +37,13 @@ void spmm_rows(const SpmmBlock& b) {
       for (; j + U <= end; j += U) {
         for (int u = 0; u < U; ++u) {
           const F v = splat<W>(val[j + u]);
-          const float* xr = xp + static_cast<size_t>(col[j + u] & (kSparsePanel - 1)) * b.ldxt;
+          const float* xr = xp + static_cast<size_t>(col[j + u] & (kSparsePanel - 1)) * ld;
           for (int i = 0; i < NV; ++i) acc[u][i] += v * load<W>(xr + i * W);
         }
       }
       for (; j < end; ++j) {
         const F v = splat<W>(val[j]);
-        const float* xr = xp + static_cast<size_t>(col[j] & (kSparsePanel - 1)) * b.ldxt;
+        const float* xr = xp + static_cast<size_t>(col[j] & (kSparsePanel - 1)) * ld;
         for (int i = 0; i < NV; ++i) acc[0][i] += v * load<W>(xr + i * W);
       }
       const float bias = last && b.bias ? b.bias[n] : 0.0f;
@@ -88,6 +91,7 @@ void spmm_block(const SpmmBlock& b) {
     }
     return;
   }
+  if (b.ldxt == 8 && W == 8 && nv == 1) return spmm_rows<W, 1, 4, 8>(b);
   switch (nv) {
     case 1: return spmm_rows<W, 1, 4>(b);
     case 2: return spmm_rows<W, (MaxNV >= 2 ? 2 : 1), 2>(b);
