@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { VersionDrift } from '../dist/monitor/drift.js';
-import { readProfile } from '../dist/monitor/profile.js';
+import { profileColumn, readProfile } from '../dist/monitor/profile.js';
+import { seededRandom } from '../dist/random.js';
 import { kolmogorovSmirnov, chiSquare, psi, jensenShannon } from '../dist/monitor/statistics.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -54,6 +55,26 @@ t.test('statistics match known values', async (t) => {
   t.ok(k.score < 1e-8);
   // Disjoint supports: JS distance is sqrt(ln 2) at most.
   t.ok(Math.abs(jensenShannon([1, 0], [0, 1]).score - Math.sqrt(Math.log(2))) < 1e-3);
+});
+
+t.test('live rows are counted into the same bins the profile counted its rows into', async (t) => {
+  // The reference's own rows counted live must reproduce the reference counts exactly: no
+  // distance on any feature. Quantile edges are values of the data, so many rows sit exactly on
+  // an edge; one row is out of range and one is NaN. Values are float32 like the live tensors.
+  const random = seededRandom(5);
+  const rows = Array.from({ length: 2000 }, (_, r) => Array.from({ length: 64 }, (_, c) => {
+    if (r === 9) return Number.NaN;
+    if (c % 3 === 0) return Math.round(random() * 3);
+    if (c % 3 === 1) return Math.round(random() * 12);
+    return Math.fround(random() * 10 - 5 + (r === 7 ? 100 : 0));
+  }));
+  const profile = Array.from({ length: 64 }, (_, c) => profileColumn(`pixels[${c}]`, Float64Array.from(rows, (row) => row[c]!)));
+  t.same(new Set(profile.map((p) => `${p.kind} ${p.kind === 'numeric' && p.edges!.length > 15 ? 'quantiles' : 'per value'}`)), new Set(['categorical per value', 'numeric per value', 'numeric quantiles']));
+  const d = new VersionDrift('digits', '1', SIGNATURE, { source: 'x', rows: rows.length, inputs: profile }, { windowRows: rows.length * 2, numericTest: 'psi', categoricalTest: 'js' });
+  feed(d, rows);
+  const report = d.evaluate();
+  t.equal(report.window, rows.length);
+  t.same(report.features.filter((f) => f.score !== 0).map((f) => [f.name, f.score]), [], 'no distance on any feature');
 });
 
 t.test('verdicts against the train-split profile: held out, shifted, scaled, inconclusive', async (t) => {
