@@ -1,6 +1,7 @@
 import t from 'tap';
 import { DynamicBatcher, type BatchInfo, type BatcherOptions, type SubmitOptions } from '../dist/scheduler/batcher.js';
 import { UmbraError } from '../dist/errors.js';
+import { Cancellation } from '../dist/scheduler/cancellation.js';
 import { seededRandom as mulberry32 } from '../dist/random.js';
 
 // A fake clock with a fake timer list, and an execute whose batches the test answers by hand, so
@@ -335,6 +336,44 @@ t.test('an aborted signal removes the request from the queue', async (t) => {
   await flush();
   t.match((already.error as Error).message, 'client left');
   t.equal(h.batcher.stats().aborted, 2);
+});
+
+t.test('a transport Cancellation shared by many requests removes only those still queued', async (t) => {
+  const h = harness({ maxBatchSize: 1, maxQueueDelayUs: 0, maxInFlight: 1 });
+  const connection = new Cancellation();
+  const running = h.submit(0, { signal: connection });
+  const queued = [h.submit(1, { signal: connection }), h.submit(2, { signal: connection })];
+  const other = h.submit(3);
+  t.equal(h.calls.length, 1, 'request 0 executes, 1..3 wait');
+  connection.abort();
+  connection.abort(); // a second abort is a no-op
+  await flush();
+  t.same(queued.map((o) => o.state), ['rejected', 'rejected']);
+  t.equal((queued[0]!.error as Error).name, 'AbortError');
+  t.equal(h.batcher.pending, 1, 'only the request without the cancellation is left');
+  h.answer(0);
+  await flush();
+  t.equal(running.value, answerOf(0), 'a request already executing runs to the end');
+  t.same(h.calls[1]!.items, [3]);
+  h.answer(1);
+  await flush();
+  t.equal(other.value, answerOf(3));
+  t.equal(h.batcher.stats().aborted, 2);
+
+  // A request that leaves the queue normally detaches its listener: a later abort touches nothing.
+  const later = new Cancellation();
+  let calls = 0;
+  later.addEventListener('abort', () => { calls += 1; });
+  const done = h.submit(4, { signal: later });
+  h.answer(2);
+  await flush();
+  t.equal(done.value, answerOf(4));
+  later.abort(new Error('gone'));
+  t.equal(calls, 1, 'only the test\'s own listener ran');
+  t.match((later.reason as Error).message, 'gone');
+  const refused = h.submit(5, { signal: later });
+  await flush();
+  t.match((refused.error as Error).message, 'gone', 'an aborted cancellation refuses at submit');
 });
 
 t.test('a failing execute rejects only its own batch and the batcher carries on', async (t) => {

@@ -65,12 +65,16 @@ export function outcomeOf(err: unknown): Outcome {
 
 export class HookSet {
   private readonly list: UmbraHooks[] = [];
+  /** The hooks that can answer, kept apart so requests do not filter the list each time. */
+  private answering: UmbraHooks[] = [];
 
   use(hooks: UmbraHooks): () => void {
     this.list.push(hooks);
+    this.answering = this.list.filter((h) => h.answer);
     return () => {
       const i = this.list.indexOf(hooks);
       if (i >= 0) this.list.splice(i, 1);
+      this.answering = this.list.filter((h) => h.answer);
     };
   }
 
@@ -88,7 +92,7 @@ export class HookSet {
 
   /** The first hook's answer; undefined (synchronously, when no hook answers) = run the model. */
   answer(version: ModelVersion, request: InferRequest, context: RequestContext): Promise<InferResponse | undefined> | undefined {
-    const answering = this.list.filter((h) => h.answer);
+    const answering = this.answering;
     if (answering.length === 0) return undefined;
     return (async () => {
       for (const h of answering) {

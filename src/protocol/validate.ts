@@ -62,8 +62,11 @@ export function countElements(shape: readonly number[], what: string, maxElement
 /** Match a request shape against the model's dims; a batching model adds a leading 1..maxBatchSize dim. */
 export function checkShapeAgainstSpec(shape: readonly number[], spec: TensorSpec, maxBatchSize: number, what: string): void {
   const batched = maxBatchSize > 0;
-  const expected = batched ? ['batch', ...spec.dims.map(formatDim)] : spec.dims.map(formatDim);
-  const mismatch = (): UmbraError => badInput(`expected shape [${expected.join(', ')}] for ${what} but received [${shape.join(', ')}]`);
+  // Built only on failure: this runs for every input of every request.
+  const mismatch = (): UmbraError => {
+    const expected = batched ? ['batch', ...spec.dims.map(formatDim)] : spec.dims.map(formatDim);
+    return badInput(`expected shape [${expected.join(', ')}] for ${what} but received [${shape.join(', ')}]`);
+  };
   if (shape.length !== spec.dims.length + (batched ? 1 : 0)) throw mismatch();
   let offset = 0;
   if (batched) {

@@ -1,6 +1,7 @@
 // One loaded model version: its resolved config, its worker sessions and its dynamic batcher.
 // Everything an inference needs after the transport has parsed the request.
 import { DynamicBatcher } from '../scheduler/batcher.js';
+import type { AbortLike } from '../scheduler/cancellation.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { UmbraError, invalid } from '../errors.js';
@@ -28,7 +29,8 @@ export interface InferResult {
 
 export interface InferOptions {
   /** Aborts the request while it waits in the queue (client went away). */
-  signal?: AbortSignal;
+  /** An AbortSignal, or the transports' lighter Cancellation. */
+  signal?: AbortLike;
 }
 
 interface Pending {
@@ -59,10 +61,12 @@ export class ModelVersion {
   readonly signature: ModelSignature;
   readonly loadedAt = Date.now();
   private batcher!: DynamicBatcher<Pending, Done>;
+  /** Batched model whose inputs have no free dimension but the batch one. */
+  private readonly fixedShapes: boolean;
   private readonly pool: WorkerPool;
   /** The event-loop session, when this version's batches run inline. */
   private inline: BackendSession | undefined;
-  /** Measured median run time of a probe batch on the event loop (µs); undefined when not probed. */
+  /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
   placementCostUs: number | undefined;
 
   /**
@@ -90,6 +94,7 @@ export class ModelVersion {
     this.version = args.version;
     this.config = args.config;
     this.signature = args.config.signature();
+    this.fixedShapes = args.config.maxBatchSize > 0 && this.signature.inputs.every((spec) => spec.dims.every((d) => d >= 0));
     loadCounter += 1;
     this.session = {
       key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
@@ -139,10 +144,11 @@ export class ModelVersion {
   /** Runs one parsed, validated request through the batcher. */
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
     const batched = this.config.maxBatchSize > 0;
-    // Signature order, so requests that list inputs differently still batch together.
-    const inputs = this.signature.inputs.map((s) => request.inputs.find((t) => t.name === s.name)).filter((t): t is Tensor => t !== undefined);
+    const inputs = inSignatureOrder(this.signature, request.inputs);
     const rows = batched ? (inputs[0]?.shape[0] ?? 1) : 1;
-    const shapeKey = inputs.map((t) => `${t.name}:${t.datatype}:${t.shape.slice(batched ? 1 : 0).join('x')}`).join('|');
+    // The parser has checked each input against its spec: when no spec has a free dimension past
+    // the batch one, every complete request has the same shapes and they all batch together.
+    const shapeKey = this.fixedShapes && inputs.length === this.signature.inputs.length ? '' : shapeKeyOf(inputs, batched);
     const params = request.parameters;
     const priority = optionalInteger(params.priority, 'parameters.priority', 0);
     const timeoutUs = optionalInteger(params.timeout, 'parameters.timeout', 0);
@@ -239,6 +245,18 @@ async function runInline(session: BackendSession, inputs: WireTensor[], fault: R
   const t0 = performance.now();
   const outputs = await session.run(inputs, []);
   return { outputs, computeMs: performance.now() - t0 };
+}
+
+/** The request's inputs in signature order, so requests that list them differently batch together. */
+function inSignatureOrder(signature: ModelSignature, given: Tensor[]): Tensor[] {
+  const specs = signature.inputs;
+  if (given.length === specs.length && given.every((t, i) => t.name === specs[i]!.name)) return given;
+  return specs.map((s) => given.find((t) => t.name === s.name)).filter((t): t is Tensor => t !== undefined);
+}
+
+/** Requests batch together only when their inputs' names, datatypes and non-batch dims agree. */
+function shapeKeyOf(inputs: Tensor[], batched: boolean): string {
+  return inputs.map((t) => `${t.name}:${t.datatype}:${t.shape.slice(batched ? 1 : 0).join('x')}`).join('|');
 }
 
 function optionalInteger(value: unknown, what: string, fallback: number): number {

@@ -22,6 +22,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { checkSubmitOptions, resolveBatcherOptions, type BatcherConfig, type CheckedSubmit, type BatcherOptions, type BatcherState, type BatcherStats, type SubmitOptions } from './options.js';
 import type { QueuedRequest } from './queue.js';
+import type { AbortLike } from './cancellation.js';
 
 export type { BatchInfo, BatcherOptions, BatcherState, BatcherStats, SetTimer, SubmitOptions } from './options.js';
 
@@ -267,7 +268,7 @@ export class DynamicBatcher<P, R> {
     }
   }
 
-  #abort(request: Pending<P, R>, signal: AbortSignal): void {
+  #abort(request: Pending<P, R>, signal: AbortLike): void {
     if (!request.queued) return;
     this.#leave(request);
     this.#counters.aborted++;
@@ -316,7 +317,7 @@ export class DynamicBatcher<P, R> {
   }
 }
 
-function abortReason(signal: AbortSignal): unknown {
+function abortReason(signal: AbortLike): unknown {
   if (signal.reason !== undefined) return signal.reason;
   const error = new Error('the request was aborted');
   error.name = 'AbortError';

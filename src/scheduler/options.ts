@@ -2,6 +2,7 @@
 // model config, possibly from JavaScript) into a normalised configuration.
 
 import { invalid } from '../errors.js';
+import type { AbortLike } from './cancellation.js';
 import { PriorityRequestQueue, isRequestQueue, type RequestQueue } from './queue.js';
 
 /** What `execute` is told about the batch besides its payloads. */
@@ -56,7 +57,7 @@ export interface SubmitOptions {
   /** Absent or 0 = the default timeout; longer than the default is cut to the default. */
   timeoutUs?: number;
   /** Aborting removes the request while it is queued; once executing it runs to the end. */
-  signal?: AbortSignal;
+  signal?: AbortLike;
 }
 
 export type BatcherState = 'open' | 'draining' | 'closed';

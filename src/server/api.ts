@@ -6,6 +6,7 @@ import { encodeInferResponse } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
+import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
 
 export interface ApiRequest {
@@ -16,7 +17,7 @@ export interface ApiRequest {
   /** Lower-case header names. */
   headers: Record<string, string>;
   body: Uint8Array;
-  signal?: AbortSignal;
+  signal?: AbortLike;
 }
 
 export interface ApiReply {
@@ -45,6 +46,9 @@ export function errorReply(err: unknown): ApiReply {
   return json(status, body, headers);
 }
 
+/** Distinct method+path pairs whose route is remembered. */
+const MATCH_CACHE_SIZE = 1024;
+
 type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
 
 interface Route {
@@ -56,6 +60,7 @@ interface Route {
 
 export class Api {
   private readonly routes: Route[] = [];
+  private readonly matched = new Map<string, { route: Route; params: string[] }>();
   private readonly adminDigest: Buffer | undefined;
 
   constructor(private readonly umbra: Umbra, private readonly options: ApiOptions) {
@@ -81,26 +86,44 @@ export class Api {
   /** Registers another route (used by later capabilities: traffic, monitoring, batch). */
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
+    this.matched.clear();
   }
 
   async handle(req: ApiRequest): Promise<ApiReply> {
     try {
-      const segments = splitPath(req.path);
-      let methodMismatch = false;
-      for (const route of this.routes) {
-        const params = match(route.pattern, segments);
-        if (!params) continue;
-        if (route.method !== req.method) {
-          methodMismatch = true;
-          continue;
-        }
-        return await route.handler(req, params);
-      }
-      if (methodMismatch) throw new UmbraError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${req.path}`);
-      throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
+      const found = this.resolve(req);
+      return await found.route.handler(req, found.params);
     } catch (err) {
       return errorReply(err);
     }
+  }
+
+  /**
+   * The route and parameters for a method and path. Clients repeat the same few paths (one infer
+   * URL per model), so matches are remembered: splitting, decoding and walking the table once per
+   * distinct path instead of once per request.
+   */
+  private resolve(req: ApiRequest): { route: Route; params: string[] } {
+    const key = `${req.method} ${req.path}`;
+    const known = this.matched.get(key);
+    if (known) return known;
+    const segments = splitPath(req.path);
+    let methodMismatch = false;
+    for (const route of this.routes) {
+      const params = match(route.pattern, segments);
+      if (!params) continue;
+      if (route.method !== req.method) {
+        methodMismatch = true;
+        continue;
+      }
+      // Bounded: a client walking endless distinct paths only resets the memory.
+      if (this.matched.size >= MATCH_CACHE_SIZE) this.matched.clear();
+      const found = { route, params };
+      this.matched.set(key, found);
+      return found;
+    }
+    if (methodMismatch) throw new UmbraError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${req.path}`);
+    throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
   }
 
   /** Constant-time bearer-token check shared by every admin endpoint. */

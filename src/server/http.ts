@@ -3,6 +3,7 @@
 // cork deferred writes, copy onData chunks, respect backpressure on large answers.
 import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
+import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type Api, type ApiReply, type ApiRequest } from './api.js';
 
 export interface HttpOptions {
@@ -51,10 +52,10 @@ export function attachHttp(app: uws.TemplatedApp, api: Api, options: HttpOptions
     });
     inFlight.enter();
     const state = { aborted: false, done: false };
-    const controller = new AbortController();
+    const cancellation = new Cancellation();
     res.onAborted(() => {
       state.aborted = true;
-      controller.abort();
+      cancellation.abort();
       if (!state.done) {
         state.done = true;
         inFlight.leave();
@@ -68,7 +69,7 @@ export function attachHttp(app: uws.TemplatedApp, api: Api, options: HttpOptions
       inFlight.leave();
     };
     const dispatch = (body: Uint8Array) => {
-      const request: ApiRequest = { method, path, query, headers, body, signal: controller.signal };
+      const request: ApiRequest = { method, path, query, headers, body, signal: cancellation };
       api.handle(request).then(finish, (err: unknown) => finish(errorReply(err)));
     };
 
@@ -103,7 +104,7 @@ function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array)
       over();
       return;
     }
-    if (preallocated) Buffer.from(chunk).copy(preallocated, received);
+    if (preallocated) preallocated.set(new Uint8Array(chunk), received);
     else chunks.push(Buffer.from(chunk.slice(0)));
     received += n;
     if (isLast) {
@@ -115,8 +116,10 @@ function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array)
 }
 
 function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean): void {
-  res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
-  for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
+  // uWS answers 200 OK unless told otherwise.
+  if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
+  const headers = reply.headers;
+  for (const k in headers) res.writeHeader(k, headers[k]!);
   // While draining, tell keep-alive clients to go elsewhere after this answer.
   if (closeConnection) res.writeHeader('connection', 'close');
   if (closeConnection || typeof reply.body === 'string') {

@@ -1,7 +1,7 @@
 // One WebSocket connection's requests, independent of uWebSockets.js: frames in, answers out,
 // many requests in flight, per-request errors, backpressure and the close on drain. ws.ts feeds
 // it from the socket; the requests go through the same Umbra core (and batchers) as HTTP.
-import { setMaxListeners } from 'node:events';
+import { Cancellation } from '../scheduler/cancellation.js';
 import { UmbraError, describeValue, invalid, toErrorBody } from '../errors.js';
 import { encodeInferResponse } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
@@ -58,13 +58,11 @@ export class StreamSession {
   private isClosed = false;
   private ending = false;
   private assigned = 0;
-  // One signal for the connection: when it closes, its queued requests leave the batchers.
-  private readonly abort = new AbortController();
+  // One cancellation for the connection: when it closes, its queued requests leave the batchers.
+  // Each running request listens on it; the in-flight cap bounds how many.
+  private readonly abort = new Cancellation();
 
-  constructor(private readonly socket: StreamSocket, private readonly umbra: Umbra, private readonly options: StreamSessionOptions) {
-    // Each running request listens on the shared signal; the in-flight cap bounds how many.
-    setMaxListeners(options.maxInFlight + 1, this.abort.signal);
-  }
+  constructor(private readonly socket: StreamSocket, private readonly umbra: Umbra, private readonly options: StreamSessionOptions) {}
 
   /** Requests received and not yet answered. */
   get outstanding(): number {
@@ -135,7 +133,7 @@ export class StreamSession {
     const context: RequestContext = { transport: 'ws', headers: this.options.headers };
     if (p.routingKey !== undefined) context.routingKey = p.routingKey;
     this.running += 1;
-    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort.signal, context }).then(
+    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context }).then(
       (result) => {
         this.running -= 1;
         if (this.isClosed) return;

@@ -51,7 +51,7 @@ export interface WarmResult {
   inputs: { name: string; datatype: DataType; shape: number[] }[];
   outputs: { name: string; datatype: DataType; shape: number[] }[];
   threadId: number;
-  /** Median run time of a `probeRows` batch in µs, when asked. */
+  /** Fastest run time of a `probeRows` batch in µs, when asked. */
   probeMicros?: number;
 }
 

@@ -2,7 +2,7 @@
 // released when the main thread broadcasts an eviction.
 import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { medianRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
+import { fastestRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import {
@@ -60,7 +60,7 @@ export default async function handle(task: WorkerTask): Promise<RunResult | Warm
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
     await session.run(placeholderInputs(session.inputs), []);
     const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId };
-    if (task.probeRows) warmed.probeMicros = await medianRunMicros(session, task.probeRows);
+    if (task.probeRows) warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
     return warmed;
   }
   if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {
