@@ -141,7 +141,8 @@ function binIn(points: Float64Array, at: number, length: number, categorical: bo
     return length;
   }
   if (length === 0 || !(x <= points[at + length - 1]!)) return length; // also NaN
-  // The first edge i with x <= edges[i]: the count of edges below x.
+  // The first edge i with x <= edges[i] lies in lo .. lo + n - 1; each step keeps the half that
+  // holds it (the range may overlap, never miss it) until one index is left.
   let lo = 0;
   let n = length;
   while (n > 1) {
@@ -149,7 +150,7 @@ function binIn(points: Float64Array, at: number, length: number, categorical: bo
     lo += half * +(x > points[at + lo + half - 1]!);
     n -= half;
   }
-  return lo + +(x > points[at + lo]!);
+  return lo;
 }
 
 /** Counts every watched column of every row of `tensors` into `segment` and `total`; returns the rows. */
