@@ -66,19 +66,29 @@ export const WIDE_LAYERS = [256, 512, 512, 10] as const;
 
 /** A compute-bound Gemm/Relu MLP with seeded random weights (Glorot-uniform) for batching benchmarks. */
 export function wideModel(seed = 1234): ModelProto {
+  return mlpModel(WIDE_LAYERS, seed, 'wide_mlp');
+}
+
+/**
+ * A Gemm/Relu MLP of any layer widths (input first, scores last) with seeded Glorot-uniform
+ * weights: `features` [batch, layers[0]] in, `scores` [batch, last] out. Benchmarks build big ones
+ * at run time instead of committing them.
+ */
+export function mlpModel(layers: readonly number[], seed = 1234, graphName = 'mlp'): ModelProto {
+  if (layers.length < 2 || !layers.every((w) => Number.isInteger(w) && w > 0)) throw new Error(`expected at least two positive integer layer widths but received ${layers.join('-')}`);
   const random = seededRandom(seed);
   const initializers = [];
   const nodes = [];
   let current = 'features';
-  for (let layer = 0; layer + 1 < WIDE_LAYERS.length; layer++) {
-    const fanIn = WIDE_LAYERS[layer]!;
-    const fanOut = WIDE_LAYERS[layer + 1]!;
+  for (let layer = 0; layer + 1 < layers.length; layer++) {
+    const fanIn = layers[layer]!;
+    const fanOut = layers[layer + 1]!;
     const limit = Math.sqrt(6 / (fanIn + fanOut));
     initializers.push(
       { name: `fc${layer + 1}.weight`, datatype: 'FP32' as const, dims: [fanOut, fanIn], values: Float32Array.from({ length: fanIn * fanOut }, () => (random() * 2 - 1) * limit) },
       { name: `fc${layer + 1}.bias`, datatype: 'FP32' as const, dims: [fanOut], values: Float32Array.from({ length: fanOut }, () => (random() * 2 - 1) * 0.1) },
     );
-    const last = layer + 2 === WIDE_LAYERS.length;
+    const last = layer + 2 === layers.length;
     const gemmOut = last ? 'scores' : `fc${layer + 1}`;
     nodes.push({ op: 'Gemm', inputs: [current, `fc${layer + 1}.weight`, `fc${layer + 1}.bias`], outputs: [gemmOut], attributes: { transB: 1 } });
     if (!last) {
@@ -87,9 +97,9 @@ export function wideModel(seed = 1234): ModelProto {
     }
   }
   return buildModel({
-    graphName: 'wide_mlp',
-    inputs: [{ name: 'features', datatype: 'FP32', dims: ['batch', WIDE_LAYERS[0]] }],
-    outputs: [{ name: 'scores', datatype: 'FP32', dims: ['batch', WIDE_LAYERS[WIDE_LAYERS.length - 1]!] }],
+    graphName,
+    inputs: [{ name: 'features', datatype: 'FP32', dims: ['batch', layers[0]!] }],
+    outputs: [{ name: 'scores', datatype: 'FP32', dims: ['batch', layers[layers.length - 1]!] }],
     initializers,
     nodes,
   });
