@@ -156,6 +156,9 @@ async function main() {
       if (off && name !== 'off') {
         s.cost = 1 - s.rps / off.rps;
         s.cpuCost = s.cpuUsPerRequest / off.cpuUsPerRequest - 1;
+        // Paired: each rotation's round against the off round of the same rotation, so load that
+        // comes and goes on a shared machine hits both sides of a pair alike; median over rounds.
+        s.pairedCost = median(results[name].map((r, i) => 1 - r.rps / results.off[i].rps));
       }
     }
     for (const name of names) {
@@ -174,7 +177,7 @@ async function main() {
       const pct = (x) => `${(x * 100).toFixed(1)}%`;
       for (const name of names) {
         const s = summary.servers[name];
-        const cost = s.cost === undefined ? '' : `, throughput cost ${pct(s.cost)}, CPU/request +${pct(s.cpuCost)}`;
+        const cost = s.cost === undefined ? '' : `, throughput cost ${pct(s.cost)} (paired ${pct(s.pairedCost)}), CPU/request +${pct(s.cpuCost)}`;
         const logged = s.log ? `, ${s.logged} of ${s.served} predictions logged (${s.loggedWithInputs} with inputs)` : '';
         process.stdout.write(`${name}: median ${s.rps.toFixed(0)} req/s, main thread ${s.busyUsPerRequest.toFixed(1)} us/req, CPU ${s.cpuUsPerRequest.toFixed(1)} us/req${cost}${logged}\n`);
       }

@@ -202,8 +202,7 @@ export class FeedbackJoin {
   }
 
   /** The slot holding `id` of `model`, if it is still remembered. */
-  private find(model: string, id: string): number | undefined {
-    const seq = this.assignedSeq(id);
+  private find(model: string, id: string, seq = this.assignedSeq(id)): number | undefined {
     if (seq >= 0) {
       const slot = this.seqSlot[seq % this.maxPending]!;
       return slot >= 0 && this.slotSeq[slot] === seq && this.slotModel[slot] === model ? slot : undefined;
@@ -213,7 +212,8 @@ export class FeedbackJoin {
 
   /** Hot path: remember one answered prediction under its id. */
   remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now()): void {
-    const existing = this.find(model, id);
+    const seq = this.assignedSeq(id);
+    const existing = this.find(model, id, seq);
     if (existing !== undefined && !this.labelled[existing]) {
       // Same id from another version (shadow, canary): keep both; from the same version: a re-used id, the newest wins.
       const list = this.predictionsOf(existing);
@@ -228,7 +228,6 @@ export class FeedbackJoin {
     this.next = (slot + 1) % this.maxPending;
     if (this.slotModel[slot] === undefined) this.count += 1;
     else this.forget(slot);
-    const seq = this.assignedSeq(id);
     if (seq >= 0) {
       this.slotSeq[slot] = seq;
       this.seqSlot[seq % this.maxPending] = slot;
