@@ -62,12 +62,13 @@ export class Umbra {
   }
 
   /** Parses an Open Inference Protocol body (JSON, or JSON + binary tensors) and runs it. */
-  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext } = {}): Promise<BodyInferResult> {
+  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext; header?: unknown } = {}): Promise<BodyInferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
     let { version: mv, role } = this.route(model, version, context);
     const parseOpts: ParseInferRequestOptions = { signature: mv.signature };
     if (headerLength !== undefined) parseOpts.headerLength = headerLength;
+    if (options.header !== undefined) parseOpts.header = options.header;
     let request: InferRequest | undefined;
     try {
       request = parseInferRequest(body, parseOpts);

@@ -18,6 +18,11 @@ export interface ParseInferRequestOptions {
   signature: ModelSignature;
   /** Cap on elements per input tensor (default 64 Mi). */
   maxElements?: number;
+  /**
+   * The JSON header already parsed by the caller (a WebSocket frame is parsed once to read its id
+   * and model): used instead of parsing the first bytes of `body` again. Not modified.
+   */
+  header?: unknown;
 }
 
 interface SignatureIndex {
@@ -63,11 +68,13 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
     jsonEnd = h;
   }
 
-  let root: unknown;
-  try {
-    root = JSON.parse(bytes.toString('utf8', 0, jsonEnd));
-  } catch (err) {
-    throw new UmbraError('INVALID_INPUT', `malformed JSON in the inference request: ${(err as Error).message}`);
+  let root: unknown = opts.header;
+  if (root === undefined) {
+    try {
+      root = JSON.parse(bytes.toString('utf8', 0, jsonEnd));
+    } catch (err) {
+      throw new UmbraError('INVALID_INPUT', `malformed JSON in the inference request: ${(err as Error).message}`);
+    }
   }
   if (!isPlainObject(root)) throw invalid('INVALID_INPUT', 'a JSON object', 'the inference request', root);
 

@@ -42,6 +42,8 @@ interface Prepared {
   version?: string;
   /** What `inferBody` reads: the text frame, or the binary frame after its length prefix. */
   body: Uint8Array;
+  /** The frame's JSON, parsed once here and handed on so the core does not parse it again. */
+  header: Record<string, unknown>;
   headerLength?: number;
   /** A binary request that says nothing about binary outputs gets every output as bytes. */
   allBinary: boolean;
@@ -58,6 +60,8 @@ export class StreamSession {
   private isClosed = false;
   private ending = false;
   private assigned = 0;
+  /** Answers waiting for this turn's corked write. */
+  private outbox: { data: Uint8Array | string; binary: boolean }[] = [];
   // One cancellation for the connection: when it closes, its queued requests leave the batchers.
   // Each running request listens on it; the in-flight cap bounds how many.
   private readonly abort = new Cancellation();
@@ -133,7 +137,7 @@ export class StreamSession {
     const context: RequestContext = { transport: 'ws', headers: this.options.headers };
     if (p.routingKey !== undefined) context.routingKey = p.routingKey;
     this.running += 1;
-    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context }).then(
+    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context, header: p.header }).then(
       (result) => {
         this.running -= 1;
         if (this.isClosed) return;
@@ -142,22 +146,40 @@ export class StreamSession {
         try {
           encoded = encodeInferResponse(withId(result.response, p.id), { binaryOutputs });
         } catch (err) {
-          this.socket.cork(() => this.replyError(p, err));
-          this.endIfDone();
+          this.replyError(p, err);
           return;
         }
         const frame = p.binary ? frameFromBody(encoded.body, encoded.headerLength ?? encoded.body.byteLength) : encoded.body;
-        this.socket.cork(() => this.send(frame, p.binary));
-        this.endIfDone();
+        this.post(frame, p.binary);
       },
       (err: unknown) => {
         this.running -= 1;
         if (this.isClosed) return;
-        this.socket.cork(() => this.replyError(p, err));
-        this.endIfDone();
+        this.replyError(p, err);
       },
     );
   }
+
+  /**
+   * Queues one answer. A batch settles many of this connection's requests in one turn; their
+   * answers go out together in one corked write (one syscall) once every settled request has
+   * posted, which is much of what makes a stream cheaper than one HTTP connection per request.
+   */
+  private post(data: Uint8Array | string, binary: boolean): void {
+    this.outbox.push({ data, binary });
+    if (this.outbox.length === 1) process.nextTick(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    this.outbox = [];
+    if (!this.isClosed && out.length > 0) {
+      this.socket.cork(() => {
+        for (const m of out) this.send(m.data, m.binary);
+      });
+    }
+    this.endIfDone();
+  };
 
   private send(data: Uint8Array | string, binary: boolean): void {
     if (this.isClosed) return;
@@ -173,11 +195,11 @@ export class StreamSession {
     const message: Record<string, unknown> = { id: p.id, error: body.error, status };
     if (retryAfter !== undefined) message.retry_after = retryAfter;
     const json = JSON.stringify(message);
-    this.send(p.binary ? joinFrame(json) : json, p.binary);
+    this.post(p.binary ? joinFrame(json) : json, p.binary);
   }
 
   private endIfDone(): void {
-    if (this.ending && !this.isClosed && this.running === 0 && this.held.length === 0) this.end(CLOSE_CODES.goingAway, 'server shutting down');
+    if (this.ending && !this.isClosed && this.running === 0 && this.held.length === 0 && this.outbox.length === 0) this.end(CLOSE_CODES.goingAway, 'server shutting down');
   }
 
   private end(code: number, reason: string): void {
@@ -203,7 +225,7 @@ export class StreamSession {
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new FrameViolation(`${binary ? 'binary' : 'text'} frame: the JSON is not an object`);
     const fields = header as Record<string, unknown>;
-    const p: Prepared = { id: fields.id ?? `umbra-${++this.assigned}`, binary, model: '', body, allBinary: false };
+    const p: Prepared = { id: fields.id ?? `umbra-${++this.assigned}`, binary, model: '', body, header: fields, allBinary: false };
     if (headerLength !== undefined) p.headerLength = headerLength;
     if (binary) p.allBinary = !mentionsBinaryOutputs(fields);
     try {
