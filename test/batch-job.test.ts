@@ -233,32 +233,39 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
     samples.push(s, s.replace(/\.$/, ''));
   }
   // Lines of 8 numbers after a key, read into a Float64Array so every bit of the double shows.
-  const layout = lineLayout(9, [{ positions: [1, 2, 3, 4, 5, 6, 7, 8] }])!;
+  const line = (text: string) => Buffer.from(`#${text}#`);
+  const read = (text: string, layout: ReturnType<typeof lineLayout>, out: Float64Array, base: number) => {
+    const bytes = line(text);
+    return readFloatLine(bytes, 1, bytes.length - 1, 44, layout!, [out], Int32Array.of(base));
+  };
+  const layout = lineLayout(9, [{ positions: [1, 2, 3, 4, 5, 6, 7, 8] }]);
   const out = new Float64Array(16);
   let mismatches = 0;
   for (let at = 0; at < samples.length; at += 8) {
     const fields = samples.slice(at, at + 8);
     while (fields.length < 8) fields.push('1');
-    const count = readFloatLine(`k${at},${fields.join(',')}`, 44, layout, [out], Int32Array.of(8));
+    const count = read(`k${at},${fields.join(',')}`, layout, out, 8);
     if (count !== 9 || csvLine.firstBadColumn !== -1) mismatches += 1;
     fields.forEach((s, i) => {
       if (!Object.is(out[8 + i], Number(s))) mismatches += 1;
     });
   }
   t.equal(mismatches, 0, `${samples.length} numbers`);
-  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity']) {
-    const count = readFloatLine(`k,1,${bad},2`, 44, lineLayout(4, [{ positions: [1, 2, 3] }])!, [out], Int32Array.of(0));
+  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity', '\u00b5']) {
+    const count = read(`k,1,${bad},2`, lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0);
     t.equal(count, 4, `'${bad}': four columns`);
     t.equal(csvLine.firstBadColumn, 2, `'${bad}' is not a finite number`);
     t.equal(out[0], 1);
     t.equal(out[2], 2);
   }
-  t.equal(readFloatLine('k,1,2,3,4,5', 44, lineLayout(4, [{ positions: [1, 2, 3] }])!, [out], Int32Array.of(0)), 6, 'extra columns are counted, not written');
-  t.equal(readFloatLine('a,,bc,', 44, lineLayout(1, [{ positions: [0] }])!, [out], Int32Array.of(0)), 4, 'empty fields count');
+  t.equal(read('k,1,2,3,4,5', lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0), 6, 'extra columns are counted, not written');
+  t.equal(read('a,,bc,', lineLayout(1, [{ positions: [0] }]), out, 0), 4, 'empty fields count');
   t.equal(lineLayout(3, [{ positions: [1, 2] }, { positions: [2] }]), undefined, 'a column feeding two inputs has no layout');
-  t.equal(fieldAt('a,,bc,', ',', 2), 'bc');
-  t.equal(fieldAt('a,,bc,', ',', 3), '');
-  t.equal(fieldAt('a,,bc,', ',', 4), undefined);
+  const bytes = line('a,,b\u00e9,');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 2), 'b\u00e9', 'decoded as UTF-8');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 3), '');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 4), undefined);
+  t.equal(fieldAt(new Uint8Array(bytes), 1, bytes.length - 1, 44, 2), 'b\u00e9', 'a plain Uint8Array (as a parse worker receives it) too');
 });
 
 t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor', async (t) => {
@@ -280,5 +287,37 @@ t.test('stored outputs: each row as a one-row response carries it, for every kin
       { name: 'none', datatype: 'FP32', shape: [1, 0], data: [] },
     ]));
     t.same(outputsPerRow(outputs, rows), expected, `${rows} rows`);
+  }
+});
+
+t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, parse workers alike', async (t) => {
+  const next = rng(5);
+  // ~600 KiB of lines of varying length, so lines straddle the 256 KiB reads.
+  const rows: Row[] = [];
+  const lines = ['id,f0,f1,f2,f3'];
+  const expectedLines: number[] = [];
+  for (let i = 0; i < 9000; i++) {
+    const key = i % 97 === 0 ? `clé-${i}-ü` : `k${i}`;
+    // Multiples of 1/8 (exact in FP32), written with 3 to 7 decimals.
+    const x = Array.from({ length: 4 }, () => Math.round((next() * 200 - 100) * 8) / 8);
+    rows.push({ key, x });
+    lines.push([key, ...x.map((v) => v.toFixed(3 + (i % 5)))].join(','));
+    expectedLines.push(lines.length);
+    if (i % 1000 === 500) lines.push('');
+  }
+  const input = path('bytes.csv');
+  writeFileSync(input, lines.join('\n'));
+  const { openInput } = await import('../dist/batch/reader.js');
+  const stream = await openInput(input);
+  const seen: number[] = [];
+  for await (const chunk of stream.records) for (const r of chunk) seen.push(r.line);
+  t.same(seen, expectedLines, 'every data line once, with its line number, the last one without a newline');
+  for (const parseWorkers of [0, 1]) {
+    const store = await openStore(`sqlite:${path('bytes.db')}`);
+    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 700, parseWorkers, rejectsPath: path('bytes.rejects.jsonl') });
+    t.equal(summary.rowsStored, rows.length, `parse workers ${parseWorkers}: every row stored`);
+    t.equal(summary.rejected, 0);
+    checkAffine(t, rows, await allRows(store, 'affine', rows.map((r) => r.key)));
+    await store.close();
   }
 });

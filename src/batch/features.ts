@@ -6,7 +6,7 @@ import { describeValue } from '../errors.js';
 import { float32ToHalf, integerRange, typedArrayFor } from '../protocol/index.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import type { InputRecord } from './reader.js';
-import { fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
+import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
 export type ColumnMapping = Record<string, string | string[]>;
@@ -159,8 +159,8 @@ export class BatchBuilder {
   static keyOf(plan: FeaturePlan, record: InputRecord): string {
     if (record.error) throw new RowRejected(record.error);
     let raw: unknown;
-    if (record.text !== undefined) {
-      raw = fieldAt(record.text, plan.delimiter, plan.keyPosition);
+    if (record.bytes !== undefined) {
+      raw = fieldAt(record.bytes, record.start!, record.end!, plan.delimiter.charCodeAt(0), plan.keyPosition);
     } else {
       raw = record.fields ? record.fields[plan.keyPosition] : record.object?.[plan.keyColumn];
     }
@@ -173,12 +173,12 @@ export class BatchBuilder {
   /** Writes the record's features into slot `rows`; throws RowRejected and leaves `rows` as it was. */
   add(record: InputRecord): void {
     const plan = this.plan;
-    if (record.text !== undefined) {
+    if (record.bytes !== undefined) {
       if (plan.layout) {
-        this.addFloatLine(record.text, plan.layout);
+        this.addFloatLine(record.bytes, record.start!, record.end!, plan.layout);
         return;
       }
-      record = { line: record.line, fields: record.text.split(plan.delimiter) };
+      record = { line: record.line, fields: decodeUtf8(record.bytes, record.start!, record.end!).split(plan.delimiter) };
     }
     if (record.fields && record.fields.length !== plan.width) {
       throw new RowRejected(`expected ${plan.width} columns but received ${record.fields.length}`);
@@ -212,16 +212,17 @@ export class BatchBuilder {
 
   // The hot loop of wide numeric CSV inputs: one pass over the line. A row that does not fit is
   // rejected afterwards with the general path's message; its slot is simply written again.
-  private addFloatLine(text: string, layout: LineLayout): void {
+  private addFloatLine(bytes: Uint8Array, start: number, end: number, layout: LineLayout): void {
     const plan = this.plan;
+    const delimiter = plan.delimiter.charCodeAt(0);
     for (let j = 0; j < plan.inputs.length; j++) this.bases[j] = this.rows * plan.inputs[j]!.rowElements;
-    const count = readFloatLine(text, plan.delimiter.charCodeAt(0), layout, this.data as (Float32Array | Float64Array)[], this.bases);
+    const count = readFloatLine(bytes, start, end, delimiter, layout, this.data as (Float32Array | Float64Array)[], this.bases);
     if (count !== plan.width) throw new RowRejected(`expected ${plan.width} columns but received ${count}`);
     if (firstBadColumn >= 0) {
       // Throws the general path's rejection for that field.
       const j = layout.input[firstBadColumn]!;
       const i = layout.offset[firstBadColumn]!;
-      writeValue(this.data[j]!, this.bases[j]! + i, plan.inputs[j]!.datatype, fieldAt(text, plan.delimiter, firstBadColumn), plan.inputs[j]!.columns[i]!);
+      writeValue(this.data[j]!, this.bases[j]! + i, plan.inputs[j]!.datatype, fieldAt(bytes, start, end, delimiter, firstBadColumn), plan.inputs[j]!.columns[i]!);
     }
     this.rows += 1;
   }
