@@ -10,6 +10,8 @@
 // Needs `npx tsc -p tsconfig.json`.
 //
 //   node bench/monitoring.mjs [--seconds 5] [--rounds 4] [--workers N] [--concurrency 64] [--only off,default] [--json]
+//   node bench/monitoring.mjs --micro    CPU per event of the hooks (serving thread) and per row of
+//                                        the log writer, without HTTP: steadier on a busy machine
 import http from 'node:http';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -188,4 +190,77 @@ async function main() {
   }
 }
 
-await main();
+/** The hooks alone: a synthetic answered event per request, emitted into a running server's hooks. */
+async function microHooks(repo, flags) {
+  const server = await startServer(serveOptions(repo, flags));
+  const mv = server.umbra.manager.get('tiny');
+  const events = (n, first) => Array.from({ length: n }, (_, i) => {
+    const request = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, IN], data: Float32Array.from({ length: IN }, () => random() * 4 - 2) }] };
+    server.umbra.hooks.prepare(mv, request, {});
+    const response = { model_name: 'tiny', model_version: '1', id: request.id, outputs: [{ name: 'scores', datatype: 'FP32', shape: [1, OUT], data: Float32Array.from({ length: OUT }, () => random()) }, { name: 'label', datatype: 'INT64', shape: [1], data: BigInt64Array.of(BigInt((first + i) % OUT)) }] };
+    return { model: 'tiny', version: '1', role: 'primary', outcome: 'success', context: {}, request, response, timing: { queueMs: 0.01, computeMs: 0.02, rows: 1, batchRows: 8 }, durationMs: 0.1 };
+  });
+  const perRound = [];
+  for (let round = 0; round < 5; round++) {
+    const list = events(100_000, round * 100_000);
+    let busy = 0;
+    // In chunks of 1000 with a turn of the event loop between, so the log flushes as it would.
+    // Wall time of the emit loop (process CPU would add the writer thread's work meanwhile).
+    for (let i = 0; i < list.length; i += 1000) {
+      const t0 = performance.now();
+      for (let k = i; k < i + 1000; k++) server.umbra.hooks.emit(list[k]);
+      busy += performance.now() - t0;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    perRound.push((busy * 1000) / list.length);
+  }
+  await server.stop();
+  return Math.min(...perRound.slice(1)); // best warm round: least disturbed by other load
+}
+
+/** The log writer's work per row (encode + insert + commit), on this thread, batches of 1000. */
+async function microWriter(repo, inputs) {
+  const { openLogStore } = await import('../dist/monitor/log-store.js');
+  const { PredictionPacker, packedColumns } = await import('../dist/monitor/log-packing.js');
+  const store = await openLogStore(`sqlite:${join(repo, '.umbra', `writer-${inputs}.sqlite`)}`);
+  const packer = new PredictionPacker();
+  let seq = 0;
+  let cpu = 0;
+  const batches = 300;
+  for (let b = 0; b < batches; b++) {
+    for (let i = 0; i < 1000; i++) {
+      packer.add({ id: `0123456789abcdef-${seq++}`, model: 'tiny', version: '1', role: 'primary', timeMs: Date.now(), latencyMs: 0.3,
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, IN], data: Float32Array.from({ length: IN }, () => random()) }],
+        outputs: [{ name: 'scores', datatype: 'FP32', shape: [1, OUT], data: Float32Array.from({ length: OUT }, () => random()) }, { name: 'label', datatype: 'INT64', shape: [1], data: BigInt64Array.of(1n) }] }, random() < inputs);
+    }
+    const packed = packer.take();
+    const c0 = process.cpuUsage();
+    await store.insert(packedColumns(packed), []);
+    const c = process.cpuUsage(c0);
+    if (b >= 50) cpu += c.user + c.system;
+  }
+  await store.close();
+  return cpu / ((batches - 50) * 1000);
+}
+
+async function micro() {
+  const repo = makeRepo();
+  try {
+    const hooks = {
+      default: await microHooks(repo, {}),
+      full: await microHooks(repo, { logInputsSample: 1, logDb: `sqlite:${join(repo, '.umbra', 'micro-full.sqlite')}` }),
+      nolog: await microHooks(repo, { logDb: 'off' }),
+    };
+    const writer = { default: await microWriter(repo, 0.1), full: await microWriter(repo, 1) };
+    if (AS_JSON) process.stdout.write(`${JSON.stringify({ hooksUsPerEvent: hooks, writerUsPerRow: writer }, null, 2)}\n`);
+    else {
+      for (const [name, us] of Object.entries(hooks)) process.stdout.write(`hooks, ${name}: ${us.toFixed(2)} us per request on the serving thread\n`);
+      for (const [name, us] of Object.entries(writer)) process.stdout.write(`log writer, ${name}: ${us.toFixed(2)} us CPU per row (encode + insert + commit)\n`);
+    }
+  } finally {
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes('--micro')) await micro();
+else await main();
