@@ -101,6 +101,7 @@ export class ModelVersion {
       modelPath: args.modelPath,
       backend: resolveBackend(args.config.backend, args.modelPath),
       executionProviders: args.config.executionProviders,
+      device: args.config.device,
       intraOpThreads: args.intraOpThreads,
     };
     this.pool = args.pool;
@@ -191,7 +192,8 @@ export class ModelVersion {
     const r = inline ? await runInline(inline, merged, fault) : await this.pool.run(this.session, merged, [], fault);
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
     return items.map((item, k) => ({
-      outputs: r.outputs.map((o, j) => ({ ...perOutput[j]![k]!, name: o.name })),
+      // splitTensor's pieces already carry the output's name.
+      outputs: perOutput.map((pieces) => pieces[k]!),
       timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
     }));
   }
