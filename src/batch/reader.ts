@@ -192,18 +192,26 @@ function csvRecords(stream: Readable, delimiter: string, path: string): { column
     let rest: Buffer | undefined;
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
-        const bytes = rest ? Buffer.concat([rest, chunk]) : chunk;
-        const last = bytes.lastIndexOf(10);
+        const last = chunk.lastIndexOf(10);
         if (last < 0) {
-          rest = bytes;
+          rest = rest ? Buffer.concat([rest, chunk]) : chunk;
           continue;
         }
-        rest = last + 1 < bytes.length ? bytes.subarray(last + 1) : undefined;
-        nextQuote = -1;
         const out: InputRecord[] = [];
-        for (let start = 0; start <= last;) {
-          const end = bytes.indexOf(10, start);
-          takeLine(bytes, start, end, out);
+        let start = 0;
+        if (rest) {
+          // Only the line that straddles two reads is copied into a buffer of its own.
+          const end = chunk.indexOf(10);
+          const joined = Buffer.concat([rest, chunk.subarray(0, end)]);
+          nextQuote = -1;
+          takeLine(joined, 0, joined.length, out);
+          start = end + 1;
+        }
+        rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
+        nextQuote = -1;
+        while (start <= last) {
+          const end = chunk.indexOf(10, start);
+          takeLine(chunk, start, end, out);
           start = end + 1;
         }
         if (out.length > 0) yield out;
