@@ -162,6 +162,14 @@ async function servingSuite() {
     return out;
   });
 
+  // The same model on Umbra's own native backend (one synchronous addon call per batch, where
+  // onnxruntime-node defers every run to the next event-loop turn).
+  const nativeDigits = repoWith('digits', { backend: 'native' });
+  port = await freePort();
+  serving.umbraNative = await withServer('Umbra (digits, native backend)', 'node', umbraArgs(nativeDigits, port), port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+  rmSync(nativeDigits, { recursive: true, force: true });
+
   const unbatchedDigits = repoWith('digits', { dynamic_batching: false });
   port = await freePort();
   serving.umbraNoBatch = await withServer('Umbra (digits, batching off)', 'node', umbraArgs(unbatchedDigits, port), port,
@@ -312,6 +320,7 @@ function servingTable() {
     ['**Umbra** digits, HTTP binary', serving.umbra?.binary ? { results: serving.umbra.binary } : { skipped: 'not run' }],
     ['**Umbra** digits, WebSocket', serving.umbra?.ws ? { results: serving.umbra.ws } : { skipped: serving.umbra?.wsSkipped ?? 'not run' }],
     ['**Umbra** digits, batching off, HTTP JSON', serving.umbraNoBatch],
+    ['**Umbra** digits, backend: native, HTTP JSON', serving.umbraNative],
     ['node:http + onnxruntime-node', serving.nodeHttp],
     ['Fastify + onnxruntime-node', serving.fastify],
     ['FastAPI + PyTorch (Python)', serving.python],
@@ -344,6 +353,8 @@ function targetsTable() {
     ['Umbra / node:http peer throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits as shipped: dynamic batching, no queue delay)', ratio(at(umbra, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra batched (heavy, compute-bound) / best in-process onnxruntime rows/s', batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
     ['Umbra batched (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
