@@ -29,6 +29,8 @@ export interface ExecutorOptions {
 interface PreparedDense {
   kind: 'prepared-dense';
   step: DenseStep;
+  /** How errors name this layer. */
+  label: string;
   /** Fraction of non-zero weights, as measured at load. */
   density: number;
   weights: { format: 'packed'; packed: PackedWeights } | { format: 'csr'; csr: SparseWeights };
@@ -75,7 +77,7 @@ export class GraphExecutor {
         : { format: 'packed' as const, packed: packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads) };
       // The plan's copy is no longer needed once packed: let it be collected.
       const slim: DenseStep = { ...step, weights: new Float32Array(0) };
-      return { kind: 'prepared-dense', step: slim, density: d, weights };
+      return { kind: 'prepared-dense', step: slim, label: `layer "${step.name}"`, density: d, weights };
     });
   }
 
@@ -88,16 +90,18 @@ export class GraphExecutor {
 
   /** Runs the graph; `inputs` maps graph input names to values. Returns the requested outputs. */
   run(inputs: ReadonlyMap<string, Value>, outputs: readonly string[]): Map<string, Value> {
-    const env = new Map<string, Value>(this.compiled.graph.constants);
-    for (const [name, value] of inputs) env.set(name, value);
-    const get = (name: string, node: string): Value => {
-      const v = env.get(name);
-      if (!v) throw new UmbraError('INVALID_INPUT', `${node} reads "${name}", which has no value (is an input missing?)`);
+    // Constants are looked up where they live, not copied into every run's environment; the
+    // reader's description is only formatted when a value is missing.
+    const constants = this.compiled.graph.constants;
+    const env = new Map<string, Value>(inputs);
+    const get = (name: string, reader: GraphNode | string): Value => {
+      const v = env.get(name) ?? constants.get(name);
+      if (!v) throw new UmbraError('INVALID_INPUT', `${typeof reader === 'string' ? reader : describeNode(reader)} reads "${name}", which has no value (is an input missing?)`);
       return v;
     };
     for (const step of this.steps) {
       switch (step.kind) {
-        case 'prepared-dense': env.set(step.step.output, this.dense(step, get(step.step.input, `layer "${step.step.name}"`))); break;
+        case 'prepared-dense': env.set(step.step.output, this.dense(step, get(step.step.input, step.label))); break;
         case 'activation': {
           const x = get(step.input, `node "${step.name}"`);
           const data = Float32Array.from(asFloat32(x));
@@ -106,14 +110,14 @@ export class GraphExecutor {
           break;
         }
         case 'softmax': {
-          const x = get(step.node.inputs[0]!, describeNode(step.node));
+          const x = get(step.node.inputs[0]!, step.node);
           env.set(step.node.outputs[0]!, this.softmax(step.node, x));
           break;
         }
-        case 'matmul': env.set(step.node.outputs[0]!, this.matmul(step.node, step.node.inputs.map((n) => (n === '' ? undefined : get(n, describeNode(step.node)))))); break;
+        case 'matmul': env.set(step.node.outputs[0]!, this.matmul(step.node, step.node.inputs.map((n) => (n === '' ? undefined : get(n, step.node))))); break;
         case 'reference': {
           const node = step.node;
-          const args = node.inputs.map((n) => (n === '' ? undefined : get(n, describeNode(node))));
+          const args = node.inputs.map((n) => (n === '' ? undefined : get(n, node)));
           const results = REFERENCE_OPS[node.op]!(args, node, { opset: this.compiled.graph.opset });
           results.forEach((v, i) => { if (node.outputs[i]) env.set(node.outputs[i]!, v); });
           break;
