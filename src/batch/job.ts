@@ -9,7 +9,7 @@ import type { Umbra } from '../core/umbra.js';
 import type { Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { BatchBuilder, type ColumnMapping, type FeaturePlan } from './features.js';
-import { parseChunk, planFor, ROW_REJECTED, ROW_VALID, type ParsedChunk, type ParseSetup } from './parse.js';
+import { parseRecord, planFor, ROW_REJECTED, ROW_VALID, type ParsedChunk, type ParseSetup, type RecordOutcome } from './parse.js';
 import { ParsePool } from './parse-pool.js';
 import { outputsPerRow } from './output-rows.js';
 import { openInput, type InputFormat, type InputRecord } from './reader.js';
@@ -197,6 +197,29 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const parseThreads = options.parseWorkers ?? defaultParseWorkers(umbra.pool.size);
   // Chunks being parsed, oldest first; their rows join batches strictly in input order.
   const parsing: { records: InputRecord[]; firstIndex: number; result: Promise<ParsedChunk> }[] = [];
+  const batchFull = async (): Promise<void> => {
+    await dispatch(current);
+    current = { keys: [], rejects: [], recordsDone: current.recordsDone, builder: undefined, final: false };
+  };
+  // Parsed on this thread: each record goes straight into the current batch.
+  const outcome: RecordOutcome = { key: undefined, reason: '' };
+  const parseInline = async (records: InputRecord[], firstIndex: number): Promise<void> => {
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      current.builder ??= new BatchBuilder(plan!, batchSize);
+      const status = parseRecord(plan!, shard, record, current.builder, outcome);
+      if (status === ROW_VALID) {
+        current.keys.push(outcome.key!);
+      } else if (status === ROW_REJECTED) {
+        current.rejects.push(outcome.key === undefined ? { line: record.line, reason: outcome.reason } : { line: record.line, key: outcome.key, reason: outcome.reason });
+      } else {
+        skipped += 1;
+      }
+      current.recordsDone = firstIndex + i;
+      if (current.keys.length === batchSize) await batchFull();
+    }
+  };
+  // Parsed by the parse workers: their rows join batches strictly in input order.
   const consume = async (item: (typeof parsing)[number]): Promise<void> => {
     const parsed = await item.result;
     let valid = 0;
@@ -215,10 +238,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
         skipped += 1;
       }
       current.recordsDone = item.firstIndex + i;
-      if (current.keys.length === batchSize) {
-        await dispatch(current);
-        current = { keys: [], rejects: [], recordsDone: current.recordsDone, builder: undefined, final: false };
-      }
+      if (current.keys.length === batchSize) await batchFull();
     }
   };
   try {
@@ -247,10 +267,14 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
         options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: resumeAfter, batchSize });
         if (parseThreads > 0) parsePool = new ParsePool(setup, parseThreads);
       }
-      const result = parsePool ? parsePool.parse(records) : Promise.resolve(parseChunk(plan, shard, records));
+      if (!parsePool) {
+        await parseInline(records, firstIndex);
+        continue;
+      }
+      const result = parsePool.parse(records);
       result.catch(() => undefined);
       parsing.push({ records, firstIndex, result });
-      while (parsing.length > Math.max(2, parseThreads * 2)) await consume(parsing.shift()!);
+      while (parsing.length > parseThreads * 2) await consume(parsing.shift()!);
     }
     while (parsing.length > 0) await consume(parsing.shift()!);
     current.final = true;

@@ -35,39 +35,55 @@ export function planFor(setup: ParseSetup): FeaturePlan {
   return planFeatures(setup.signature, setup.columns, setup.keyColumn, setup.mapping, setup.delimiter);
 }
 
+/** What parseRecord found besides the status: the key (valid, or rejected after the key was read) and the reason. */
+export interface RecordOutcome {
+  key: string | undefined;
+  reason: string;
+}
+
+/**
+ * One record into the builder's next slot: ROW_VALID (written, `out.key` set), ROW_REJECTED
+ * (`out.reason`, and `out.key` when known) or ROW_SKIPPED (another shard's, or a keyless reject
+ * for shard > 1). Used by parseChunk and by the job's inline path, so both agree row for row.
+ */
+export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, record: InputRecord, builder: BatchBuilder, out: RecordOutcome): number {
+  out.key = undefined;
+  let key: string;
+  try {
+    key = BatchBuilder.keyOf(plan, record);
+  } catch (err) {
+    if (!(err instanceof RowRejected)) throw err;
+    // Without a key the shard is unknown: shard 1 reports it, so N shards report it once.
+    if (shard && shard.index !== 1) return ROW_SKIPPED;
+    out.reason = err.message;
+    return ROW_REJECTED;
+  }
+  if (shard && shardOfKey(key, shard.count) !== shard.index - 1) return ROW_SKIPPED;
+  out.key = key;
+  try {
+    builder.add(record);
+    return ROW_VALID;
+  } catch (err) {
+    if (!(err instanceof RowRejected)) throw err;
+    out.reason = err.message;
+    return ROW_REJECTED;
+  }
+}
+
 export function parseChunk(plan: FeaturePlan, shard: ShardSpec | undefined, records: InputRecord[]): ParsedChunk {
   const status = new Uint8Array(records.length);
   const keys: string[] = [];
   const rejects: ParsedChunk['rejects'] = [];
   const builder = new BatchBuilder(plan, Math.max(1, records.length));
+  const out: RecordOutcome = { key: undefined, reason: '' };
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
-    let key: string;
-    try {
-      key = BatchBuilder.keyOf(plan, record);
-    } catch (err) {
-      if (!(err instanceof RowRejected)) throw err;
-      // Without a key the shard is unknown: shard 1 reports it, so N shards report it once.
-      if (!shard || shard.index === 1) {
-        status[i] = ROW_REJECTED;
-        rejects.push({ position: i, line: record.line, reason: err.message });
-      } else {
-        status[i] = ROW_SKIPPED;
-      }
-      continue;
-    }
-    if (shard && shardOfKey(key, shard.count) !== shard.index - 1) {
-      status[i] = ROW_SKIPPED;
-      continue;
-    }
-    try {
-      builder.add(record);
-      keys.push(key);
-      status[i] = ROW_VALID;
-    } catch (err) {
-      if (!(err instanceof RowRejected)) throw err;
-      status[i] = ROW_REJECTED;
-      rejects.push({ position: i, line: record.line, key, reason: err.message });
+    const outcome = parseRecord(plan, shard, record, builder, out);
+    status[i] = outcome;
+    if (outcome === ROW_VALID) {
+      keys.push(out.key!);
+    } else if (outcome === ROW_REJECTED) {
+      rejects.push(out.key === undefined ? { position: i, line: record.line, reason: out.reason } : { position: i, line: record.line, key: out.key, reason: out.reason });
     }
   }
   return { status, keys, data: builder.tensors().map((t) => t.data), rejects };
