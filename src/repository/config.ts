@@ -21,6 +21,9 @@ export const DEFAULT_MAX_BATCH_SIZE = 64;
 export const DEFAULT_MAX_QUEUE_DELAY_US = 0;
 export const BACKENDS = ['onnxruntime', 'native', 'auto'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
+/** Where the native backend runs: cpu (default), cuda (refused at load without a usable GPU), auto (cuda when usable, else cpu). */
+export const NATIVE_DEVICES = ['cpu', 'cuda', 'auto'] as const;
+export type NativeDevice = (typeof NATIVE_DEVICES)[number];
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 export const INSTANCE_KINDS = ['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL'] as const;
@@ -59,6 +62,8 @@ export interface ResolvedModelConfig extends ModelSignature {
   instanceCount: number;
   instanceGroups: InstanceGroup[];
   backend: BackendChoice;
+  /** The native backend's device (onnxruntime picks its own by executionProviders). */
+  device: NativeDevice;
   executionProviders: ExecutionProvider[];
   parameters: Record<string, string>;
   /** File inside each version folder (Triton's default_model_filename). */
@@ -89,7 +94,7 @@ const TRITON_TYPE_OF: Record<string, string> = Object.fromEntries(Object.entries
 
 const HANDLED_FIELDS = new Set([
   'name', 'platform', 'backend', 'max_batch_size', 'input', 'output', 'dynamic_batching', 'version_policy',
-  'instance_group', 'execution_providers', 'parameters', 'default_model_filename',
+  'instance_group', 'execution_providers', 'parameters', 'default_model_filename', 'device',
   // Read by src/traffic (policy and rollout), straight from the file's raw fields.
   'traffic', 'rollout',
 ]);
@@ -250,6 +255,10 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     fields.fail('"onnxruntime_onnx" (Umbra serves ONNX models only)', 'platform', raw.platform);
   }
   const backend: BackendChoice = raw.backend === undefined || raw.backend === '' ? 'onnxruntime' : fields.oneOf(raw.backend, 'backend', BACKENDS);
+  const device: NativeDevice = raw.device === undefined || raw.device === '' ? 'cpu' : fields.oneOf(raw.device, 'device', NATIVE_DEVICES);
+  if (device !== 'cpu' && backend === 'onnxruntime') {
+    fields.problem('device', `"${device}" applies to backend: native (or auto); onnxruntime runs where execution_providers say (e.g. ["cuda", "cpu"])`);
+  }
 
   const batchable = firstDimsDynamic(onnxSignature);
   let maxBatchSize: number;
@@ -280,6 +289,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     instanceCount: instanceGroups.reduce((sum, g) => sum + g.count, 0),
     instanceGroups,
     backend,
+    device,
     executionProviders,
     parameters: readParameters(fields, raw.parameters),
     modelFilename: file.modelFilename,
@@ -460,6 +470,7 @@ export function toTritonConfig(config: ResolvedModelConfig): Record<string, unkn
     name: config.name,
     platform: 'onnxruntime_onnx',
     backend: config.backend,
+    device: config.device,
     max_batch_size: config.maxBatchSize,
     input: config.inputs.map(tensor),
     output: config.outputs.map(tensor),

@@ -11,6 +11,8 @@ export interface SessionSpec {
   modelPath: string;
   backend: BackendName;
   executionProviders: string[];
+  /** The native backend's device (the model config's `device`); cpu when absent. */
+  device?: 'cpu' | 'cuda' | 'auto';
   /** Threads ORT may use inside one run (intra-op); 1 when the pool already fills the cores. */
   intraOpThreads: number;
 }
