@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common.h"
+#include "cuda_handles.h"
 
 #ifdef UMBRA_WITH_CUDA
 #include "device.cuh"
@@ -27,62 +28,7 @@ namespace umbra_binding {
 namespace {
 
 #ifdef UMBRA_WITH_CUDA
-using umbra::cuda::DeviceBuffer;
-using umbra::cuda::Stream;
-
-// Device memory behind one handle. Shared so an in-flight async call keeps it alive after
-// cudaRelease; the memory goes when the last owner does.
-struct Resident {
-  enum Kind { vector, dense, csr } kind = vector;
-  int device = 0;
-  DeviceBuffer a, b, c;  // vector/dense: a; csr: row_ptr, col_idx, values
-  size_t rows = 0, cols = 0, nnz = 0;  // dense: rows = k, cols = n
-  bool n_by_k = false;
-  size_t bytes() const { return a.bytes() + b.bytes() + c.bytes(); }
-};
-struct ResidentBox {
-  std::shared_ptr<Resident> value;
-};
-struct StreamBox {
-  std::shared_ptr<Stream> value;
-};
-
-constexpr napi_type_tag kResidentTag = {0x7b1d3c5e9a2f4e01ULL, 0x8c6d1e2f3a4b5c01ULL};
-constexpr napi_type_tag kStreamTag = {0x7b1d3c5e9a2f4e02ULL, 0x8c6d1e2f3a4b5c02ULL};
-
-template <typename Box>
-Napi::Value wrap(Napi::Env env, Box* box, const napi_type_tag& tag) {
-  auto ext = Napi::External<Box>::New(env, box, [](Napi::Env, Box* b) { delete b; });
-  napi_type_tag_object(env, ext, &tag);
-  return ext;
-}
-
-template <typename Box>
-Box* unwrap(const Napi::CallbackInfo& info, size_t i, const napi_type_tag& tag, const char* fn, const char* what) {
-  const Napi::Value v = info[i];
-  bool ok = false;
-  if (v.Type() == napi_external) napi_check_object_type_tag(info.Env(), v, &tag, &ok);
-  if (!ok) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " must be a handle from " +
-                                                      (&tag == &kStreamTag ? "cudaCreateStream" : "a cudaUpload* call"));
-  return v.As<Napi::External<Box>>().Data();
-}
-
-std::shared_ptr<Resident> resident_at(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what,
-                                      Resident::Kind kind, bool nullable = false) {
-  if (nullable && (info[i].IsNull() || info[i].IsUndefined())) return nullptr;
-  auto* box = unwrap<ResidentBox>(info, i, kResidentTag, fn, what);
-  if (!box->value) throw Napi::Error::New(info.Env(), std::string(fn) + ": " + what + " was released");
-  if (box->value->kind != kind) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " has the wrong kind");
-  return box->value;
-}
-
-std::shared_ptr<Stream> stream_at(const Napi::CallbackInfo& info, size_t i, const char* fn) {
-  return unwrap<StreamBox>(info, i, kStreamTag, fn, "stream")->value;
-}
-
-int device_at(const Napi::CallbackInfo& info, size_t i, const char* fn) {
-  return static_cast<int>(to_size(info, i, fn, "device"));
-}
+using namespace cuda_handles;
 
 int activation_at(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   const size_t a = to_size(info, i, fn, "activation");
@@ -459,6 +405,7 @@ Napi::Value NotBuilt(const Napi::CallbackInfo& info) {
 
 void RegisterCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaStatus", Napi::Function::New(env, Status, "cudaStatus"));
+  RegisterCudaPlan(env, exports);
 #ifdef UMBRA_WITH_CUDA
   const std::pair<const char*, Napi::Function::Callback> entries[] = {
       {"cudaDevices", Devices}, {"cudaMemoryInUse", MemoryInUse}, {"cudaCreateStream", CreateStream},

@@ -7,5 +7,7 @@
 namespace umbra_binding {
 
 void RegisterCuda(Napi::Env env, Napi::Object exports);
+// The cudaPlan* functions (cuda_plan_binding.cc); called by RegisterCuda.
+void RegisterCudaPlan(Napi::Env env, Napi::Object exports);
 
 }  // namespace umbra_binding

@@ -134,6 +134,27 @@ Stream::~Stream() {
   if (pinned_ != nullptr) cudaFreeHost(pinned_);
 }
 
+PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+  if (bytes == 0) return;
+  UMBRA_CUDA_CHECK(cudaHostAlloc(&data_, bytes, cudaHostAllocPortable));
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  if (data_ != nullptr) cudaFreeHost(data_);
+}
+
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) cudaFreeHost(data_);
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
 void Stream::activate() const { UMBRA_CUDA_CHECK(cudaSetDevice(device_)); }
 
 void* Stream::scratch(int slot, size_t bytes) {
@@ -142,6 +163,7 @@ void* Stream::scratch(int slot, size_t bytes) {
     synchronize();  // the old buffer may still be in use by queued work
     const size_t grown = std::max(bytes, scratch_[slot].bytes() + scratch_[slot].bytes() / 2);
     scratch_[slot] = DeviceBuffer();
+    ++scratch_generation_;
     scratch_[slot] = DeviceBuffer(device_, grown);
   }
   return scratch_[slot].data();

@@ -85,6 +85,9 @@ class Stream {
 
   // Device scratch that persists between operations (grown on demand; contents undefined).
   void* scratch(int slot, size_t bytes);
+  // Bumped whenever a scratch slot is reallocated: work captured into a CUDA graph holds the old
+  // addresses and must be captured again (see plan.cu).
+  uint64_t scratch_generation() const { return scratch_generation_; }
   // Copies `bytes` from host `src` to device `dst` (asynchronous after the memcpy into pinned memory).
   void stage_upload(void* dst, const void* src, size_t bytes);
   // Copies device `src` to host `dst` once finish() runs.
@@ -109,6 +112,28 @@ class Stream {
   void* pinned_ = nullptr;
   size_t pinned_bytes_ = 0, pinned_used_ = 0;
   std::vector<PendingDownload> downloads_;
+  uint64_t scratch_generation_ = 0;
+};
+
+// Page-locked host memory (cudaHostAlloc), so copies from and to it are asynchronous DMA and can
+// be captured into a CUDA graph. Blocks on allocation and release; release never throws.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& other) noexcept;
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  template <typename T>
+  T* as() const { return static_cast<T*>(data_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 }  // namespace umbra::cuda
