@@ -85,7 +85,8 @@ export function foldConstants(graph: Graph): GraphNode[] {
   return left;
 }
 
-function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
+/** Row-major [rows, cols] -> [cols, rows]. */
+export function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(w.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
   return out;
@@ -175,7 +176,8 @@ function isUsed(name: string, graph: Graph): boolean {
   return graph.outputs.includes(name) || graph.nodes.some((n) => n.inputs.includes(name));
 }
 
-function stepInputs(step: Step): string[] {
+/** The values a step reads. */
+export function stepInputs(step: Step): string[] {
   if (step.kind === 'dense' || step.kind === 'activation') return [step.input];
   return step.node.inputs;
 }

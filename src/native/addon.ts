@@ -36,6 +36,27 @@ export interface NativeCudaDevice {
   l2Bytes: number;
 }
 
+/** One op of a device-resident chain: activation 0..4 as below, precision 0 fp32, 1 tf32, 2 bf16. */
+export interface NativeCudaPlanOp {
+  kind: 'dense' | 'sparse' | 'softmax' | 'activation';
+  weights?: NativeCudaHandle;
+  bias?: NativeCudaHandle | null;
+  activation?: number;
+  precision?: number;
+}
+
+export interface NativeCudaPlanStats {
+  /** Batch sizes with a captured CUDA graph. */
+  graphs: number;
+  /** Runs that replayed one. */
+  replays: number;
+  runs: number;
+  /** Device bytes of the activation buffers (the weights are separate uploads). */
+  deviceBytes: number;
+  inputWidth: number;
+  outputWidth: number;
+}
+
 /** An opaque native handle (device memory or a stream); freed by the garbage collector at the latest. */
 export type NativeCudaHandle = object & { readonly __cudaHandle?: never };
 
@@ -96,6 +117,12 @@ export interface NativeBinding {
     bias: Float32Array | null, activation: number): void;
   cudaMagnitudePruneF32(stream: NativeCudaHandle, arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,
     apply: boolean): { cuts: NativeLayerCut[]; zeroed: number };
+  // Device-resident layer chains (native/binding/cuda_plan_binding.cc); call through ./cuda-plan.js.
+  cudaPlanCreate(stream: NativeCudaHandle, ops: NativeCudaPlanOp[], inputWidth: number, graphMaxRows: number): NativeCudaHandle;
+  cudaPlanRun(plan: NativeCudaHandle, x: Float32Array, y: Float32Array, m: number): void;
+  cudaPlanRunAsync(plan: NativeCudaHandle, x: Float32Array, y: Float32Array, m: number): Promise<void>;
+  cudaPlanStats(plan: NativeCudaHandle): NativeCudaPlanStats;
+  cudaPlanRelease(plan: NativeCudaHandle): number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

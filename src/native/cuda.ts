@@ -60,21 +60,22 @@ export function cudaMemoryInUse(): number {
   return cudaStatus().compiled ? native().cudaMemoryInUse() : 0;
 }
 
-function requireCuda(what: string): void {
+/** Throws an UmbraError carrying cudaStatus().reason unless a device is usable. */
+export function requireCuda(what: string): void {
   const status = cudaStatus();
   if (!status.available) throw new UmbraError('INVALID_ARGUMENT', `expected a usable CUDA device for ${what} but ${status.reason}`);
 }
 
 // CUDA runtime failures (CudaError: "CUDA error: <call> failed ... at <file>:<line>") are faults
 // of the device, not of the caller's arguments.
-function callCuda<T>(fn: () => T): T {
+export function callCuda<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
     throw toUmbra(err);
   }
 }
-async function callCudaAsync<T>(fn: () => Promise<T>): Promise<T> {
+export async function callCudaAsync<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
@@ -105,6 +106,18 @@ export class CudaStream {
     const d = checkDevice(device);
     return new CudaStream(d, callCuda(() => native().cudaCreateStream(d)));
   }
+}
+
+const threadStreams = new Map<number, CudaStream>();
+
+/** The calling thread's stream for a device, created on first use: one per worker thread. */
+export function threadStream(device = 0): CudaStream {
+  let stream = threadStreams.get(device);
+  if (!stream) {
+    stream = CudaStream.create(device);
+    threadStreams.set(device, stream);
+  }
+  return stream;
 }
 
 function resident<T extends object>(fields: T, handle: NativeCudaHandle, device: number): T & CudaResident {

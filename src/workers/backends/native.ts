@@ -1,8 +1,13 @@
 // The native backend: Umbra's own graph executor over the addon's kernels, for dense networks.
 // Opening compiles the graph (refusing unsupported operators with the node's name) and packs the
-// weights once; `run` blocks the worker thread for the kernels' time, like onnxruntime's.
+// weights once; `run` blocks the worker thread for the kernels' time, like onnxruntime's. With
+// device: cuda the layers run on the GPU (src/graph/cuda-executor.ts) and release() frees the
+// device memory.
 import { UmbraError } from '../../errors.js';
 import { compileGraph, GraphExecutor, type LayerInfo, type Value } from '../../graph/index.js';
+import { CudaGraphExecutor, type CudaExecutorOptions, type CudaLayerInfo } from '../../graph/cuda-executor.js';
+import { cudaStatus } from '../../native/cuda.js';
+import type { NativeDevice } from '../../repository/config.js';
 import { datatypeOf } from '../../graph/tensor.js';
 import type { TensorData } from '../../protocol/types.js';
 import type { SessionSpec, WireTensor } from '../messages.js';
@@ -12,13 +17,18 @@ export class NativeSession implements BackendSession {
   readonly inputs: TensorInfo[];
   readonly outputs: TensorInfo[];
 
-  constructor(private readonly executor: GraphExecutor, inputs: TensorInfo[], outputs: TensorInfo[]) {
+  constructor(private readonly executor: GraphExecutor | CudaGraphExecutor, inputs: TensorInfo[], outputs: TensorInfo[]) {
     this.inputs = inputs;
     this.outputs = outputs;
   }
 
+  /** Where the layers run: 'cpu', or 'cuda' (then `executor` holds device memory until release). */
+  get device(): 'cpu' | 'cuda' {
+    return this.executor instanceof CudaGraphExecutor ? 'cuda' : 'cpu';
+  }
+
   /** How each layer runs (dense packed or CSR, its measured density, fused epilogue). */
-  layers(): LayerInfo[] {
+  layers(): LayerInfo[] | CudaLayerInfo[] {
     return this.executor.layers();
   }
 
@@ -31,7 +41,9 @@ export class NativeSession implements BackendSession {
       feeds.set(t.name, { dims: [...t.shape], data: t.data });
     }
     const names = outputNames.length > 0 ? outputNames : this.outputs.map((o) => o.name);
-    const results = this.executor.run(feeds, names);
+    // The CPU executor answers synchronously; only the GPU one returns a promise.
+    const pending = this.executor.run(feeds, names);
+    const results = pending instanceof Promise ? await pending : pending;
     return names.map((name) => {
       const v = results.get(name)!;
       return { name, datatype: datatypeOf(v.data), shape: [...v.dims], data: ownData(v) };
@@ -39,7 +51,9 @@ export class NativeSession implements BackendSession {
   }
 
   async release(): Promise<void> {
-    // Packed weights are plain typed arrays: dropping the session frees them.
+    // Packed CPU weights are plain typed arrays: dropping the session frees them. Device memory
+    // is freed here, at unload, not whenever the garbage collector gets to it.
+    if (this.executor instanceof CudaGraphExecutor) this.executor.release();
   }
 }
 
@@ -52,19 +66,36 @@ function ownData(v: Value): TensorData {
 export interface NativeOpenOptions {
   /** Override the sparse/dense density threshold (tests and benchmarks). */
   sparseBelow?: number;
+  /** cpu (default), cuda (refused with the reason when no device is usable), or auto (cuda when usable). */
+  device?: NativeDevice;
+  /** GPU only: CUDA device index, precision and CUDA graph batch limit. */
+  cuda?: Pick<CudaExecutorOptions, 'device' | 'precision' | 'graphMaxRows'>;
+}
+
+/** 'cpu' or 'cuda' for a model config's `device`; throws LOAD_FAILED naming the reason and the fix. */
+export function resolveNativeDevice(device: NativeDevice = 'cpu'): 'cpu' | 'cuda' {
+  if (device === 'cpu') return 'cpu';
+  const status = cudaStatus();
+  if (status.available) return 'cuda';
+  if (device === 'auto') return 'cpu';
+  throw new UmbraError('LOAD_FAILED', `device: cuda needs a usable CUDA device but ${status.reason}; set device: cpu (or auto) in the model config, or load the model on a host with a CUDA GPU`);
 }
 
 /** Opens a model on the native executor, outside the worker pool too (bench-model, tests). */
 export function openNative(modelPath: string, threads: number, options: NativeOpenOptions = {}): NativeSession {
+  const device = resolveNativeDevice(options.device);
   const compiled = compileGraph(modelPath);
   const sig = compiled.graph.signature;
-  const executor = new GraphExecutor(compiled, { threads, ...(options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {}) });
+  const sparseBelow = options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {};
+  const executor = device === 'cpu'
+    ? new GraphExecutor(compiled, { threads, ...sparseBelow })
+    : new CudaGraphExecutor(compiled, { threads, ...sparseBelow, ...options.cuda });
   const info = (t: { name: string; datatype: TensorInfo['datatype']; dims: number[] }): TensorInfo => ({ name: t.name, datatype: t.datatype, shape: [...t.dims] });
   return new NativeSession(executor, sig.inputs.map(info), sig.outputs.map(info));
 }
 
 export const nativeBackend: Backend = {
   async open(spec: SessionSpec): Promise<BackendSession> {
-    return openNative(spec.modelPath, Math.max(1, spec.intraOpThreads));
+    return openNative(spec.modelPath, Math.max(1, spec.intraOpThreads), spec.device === undefined ? {} : { device: spec.device });
   },
 };

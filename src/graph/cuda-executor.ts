@@ -1,0 +1,322 @@
+// Runs a compiled graph with its layers on a CUDA device. Every chain of steps that starts with a
+// dense layer and continues through dense layers, activations and last-axis softmaxes, each
+// reading only the step before it, becomes one device plan (src/native/cuda-plan.ts): the batch
+// goes up once, stays on the device through the chain, comes down once, and small batches replay
+// a captured CUDA graph. Weights go to the device once, here; release() frees them. The steps
+// between chains (shapes, broadcast arithmetic, run-time MatMuls) run on the host through the CPU
+// executor, which sees only those steps.
+import { UmbraError } from '../errors.js';
+import { CudaPlan, CUDA_GRAPH_MAX_ROWS, type CudaPlanOp } from '../native/cuda-plan.js';
+import {
+  releaseCuda, threadStream, uploadCsr, uploadDense, uploadVector,
+  type CudaCsrWeights, type CudaDenseWeights, type CudaPrecision, type CudaResident, type CudaVector,
+} from '../native/cuda.js';
+import { csrFromDense, denseWeights, type Activation } from '../native/kernels.js';
+import { stepInputs, transposed, type ActivationStep, type CompiledGraph, type DenseStep, type SoftmaxStep, type Step } from './compile.js';
+import { GraphExecutor } from './executor.js';
+import { describeNode, intAttribute } from './graph.js';
+import { softmaxLayout } from './reference-ops.js';
+import { asFloat32, normalizeAxis, type Value } from './tensor.js';
+
+/**
+ * A layer is uploaded as CSR when fewer than this fraction of its weights are non-zero. Not yet
+ * measured on a GPU (bench/RESULTS-gpu.md says how to): the CSR kernel reads an index per
+ * weight and loses the dense kernel's tiling, so the cut sits well below the CPU's 45%.
+ */
+export const CUDA_SPARSE_DENSITY_BELOW = 0.2;
+
+export interface CudaExecutorOptions {
+  /** CUDA device index (default 0). */
+  device?: number;
+  /** Dense layers' arithmetic: fp32 (default), or tf32 / bf16 on the tensor cores. */
+  precision?: CudaPrecision;
+  /** Override of CUDA_SPARSE_DENSITY_BELOW (0 = always dense, > 1 = always CSR). */
+  sparseBelow?: number;
+  /** Batches up to this many rows replay a captured CUDA graph; 0 = never. */
+  graphMaxRows?: number;
+  /** Kernel threads for the host steps. */
+  threads?: number;
+}
+
+export interface CudaLayerInfo {
+  name: string;
+  k: number;
+  n: number;
+  density: number;
+  format: 'dense' | 'csr';
+  activation: Activation;
+  bias: boolean;
+  device: number;
+  precision: CudaPrecision;
+}
+
+type ChainStep = DenseStep | ActivationStep | SoftmaxStep;
+
+interface Chain {
+  kind: 'chain';
+  first: DenseStep;
+  rest: ChainStep[];
+  input: string;
+  output: string;
+  plan: CudaPlan;
+}
+
+interface HostRun {
+  kind: 'host';
+  executor: GraphExecutor;
+  /** Values the run produces that a later step or the caller reads. */
+  outputs: string[];
+}
+
+function density(w: Float32Array): number {
+  let nonZero = 0;
+  for (let i = 0; i < w.length; i++) if (w[i] !== 0) nonZero++;
+  return w.length === 0 ? 1 : nonZero / w.length;
+}
+
+function outputsOf(step: Step): string[] {
+  if (step.kind === 'dense' || step.kind === 'activation') return [step.output];
+  return step.node.outputs.filter((name) => name !== '');
+}
+
+function stepName(step: Step): string {
+  return step.kind === 'dense' ? `layer "${step.name}"` : step.kind === 'activation' ? `node "${step.name}"` : describeNode(step.node);
+}
+
+/** A run of steps on the device: a dense layer, then layers, activations and last-axis softmaxes. */
+export interface ChainPart {
+  kind: 'chain';
+  first: DenseStep;
+  rest: ChainStep[];
+  output: string;
+}
+
+/** Steps the CPU executor runs between chains, and which of their values are read afterwards. */
+export interface HostPart {
+  kind: 'host';
+  steps: Step[];
+  outputs: string[];
+}
+
+/**
+ * Splits a compiled graph into device chains and host runs, in order. A step joins the open chain
+ * when it reads the chain's output and nothing else reads that value (it never leaves the
+ * device); a dense layer that transposes its input, or reads another width, starts a new chain.
+ * A softmax joins only when its axis is the last for the rank the chain is known to have.
+ * Pure: no device is touched, so it is testable anywhere.
+ */
+export function partitionForDevice(compiled: CompiledGraph): (ChainPart | HostPart)[] {
+  const { graph, steps } = compiled;
+  const reads = new Map<string, number>();
+  for (const s of steps) for (const name of stepInputs(s)) reads.set(name, (reads.get(name) ?? 0) + 1);
+  for (const name of graph.outputs) reads.set(name, (reads.get(name) ?? 0) + 1);
+  const rankOf = new Map<string, number>();
+  for (const t of graph.signature.inputs) if (t.shapeKnown) rankOf.set(t.name, t.dims.length);
+  const lastAxisSoftmax = (step: SoftmaxStep, rank: number | undefined): boolean => {
+    if (rank === undefined) return false;
+    const axis = intAttribute(step.node, 'axis', graph.opset < 13 ? 1 : -1);
+    return normalizeAxis(axis, rank, describeNode(step.node)) === rank - 1;
+  };
+  const readFrom = (at: number): Set<string> => {
+    const later = new Set(graph.outputs);
+    for (const s of steps.slice(at)) for (const name of stepInputs(s)) later.add(name);
+    return later;
+  };
+
+  const parts: (ChainPart | HostPart)[] = [];
+  let chain: (ChainPart & { width: number; rank: number | undefined }) | null = null;
+  let host: Step[] = [];
+  const closeChain = () => {
+    if (chain) parts.push({ kind: 'chain', first: chain.first, rest: chain.rest, output: chain.output });
+    chain = null;
+  };
+  const closeHost = (at: number) => {
+    if (host.length === 0) return;
+    const later = readFrom(at);
+    parts.push({ kind: 'host', steps: host, outputs: host.flatMap(outputsOf).filter((name) => later.has(name)) });
+    host = [];
+  };
+  steps.forEach((step, at) => {
+    const inputs = stepInputs(step);
+    const open = chain as (ChainPart & { width: number; rank: number | undefined }) | null;
+    if (open && inputs.length === 1 && inputs[0] === open.output && reads.get(open.output) === 1) {
+      if (step.kind === 'dense' && !step.transposeInput && step.k === open.width) {
+        open.rest.push(step);
+        open.output = step.output;
+        open.width = step.n;
+        if (step.gemm) open.rank = 2;
+        return;
+      }
+      if (step.kind === 'activation' || (step.kind === 'softmax' && lastAxisSoftmax(step, open.rank))) {
+        open.rest.push(step);
+        open.output = outputsOf(step)[0]!;
+        return;
+      }
+    }
+    closeChain();
+    if (step.kind === 'dense') {
+      closeHost(at);
+      chain = { kind: 'chain', first: step, rest: [], output: step.output, width: step.n, rank: step.gemm ? 2 : rankOf.get(step.input) };
+    } else {
+      host.push(step);
+    }
+  });
+  closeChain();
+  closeHost(steps.length);
+  return parts;
+}
+
+export class CudaGraphExecutor {
+  private readonly items: (Chain | HostRun)[] = [];
+  private readonly layerInfo: CudaLayerInfo[] = [];
+  private readonly uploads: CudaResident[] = [];
+  private readonly constants: ReadonlyMap<string, Value>;
+  private readonly opset: number;
+  readonly device: number;
+  private released = false;
+
+  /** Uploads every layer's weights (blocking); throws UmbraError when CUDA is not usable. */
+  constructor(compiled: CompiledGraph, options: CudaExecutorOptions = {}) {
+    const parts = partitionForDevice(compiled);
+    // Keep only the constants something reads at run time: the layers' weights live on the
+    // device from here on, and their host copies may be collected.
+    const read = new Set(compiled.graph.outputs);
+    for (const part of parts) {
+      if (part.kind === 'chain') read.add(part.first.input);
+      else for (const step of part.steps) for (const name of stepInputs(step)) read.add(name);
+    }
+    this.constants = new Map([...compiled.graph.constants].filter(([name]) => read.has(name)));
+    const graph = { ...compiled.graph, constants: this.constants as Map<string, Value> };
+    this.opset = graph.opset;
+    this.device = options.device ?? 0;
+    // One stream per worker thread, shared by every model the worker serves.
+    const stream = threadStream(this.device);
+    const precision = options.precision ?? 'fp32';
+    const sparseBelow = options.sparseBelow ?? CUDA_SPARSE_DENSITY_BELOW;
+    const graphMaxRows = options.graphMaxRows ?? CUDA_GRAPH_MAX_ROWS;
+    try {
+      for (const part of parts) {
+        if (part.kind === 'host') {
+          this.items.push({ kind: 'host', executor: new GraphExecutor({ graph, steps: part.steps }, { threads: options.threads ?? 1 }), outputs: part.outputs });
+          continue;
+        }
+        const ops = [part.first, ...part.rest].map((step) => this.planOp(step, precision, sparseBelow));
+        const plan = CudaPlan.create(stream, ops, part.first.k, { graphMaxRows });
+        const slim = <T extends ChainStep>(step: T): T => (step.kind === 'dense' ? { ...step, weights: new Float32Array(0) } : step);
+        this.items.push({ kind: 'chain', first: slim(part.first), rest: part.rest.map(slim), input: part.first.input, output: part.output, plan });
+      }
+    } catch (err) {
+      this.release();
+      throw err;
+    }
+  }
+
+  private planOp(step: ChainStep, precision: CudaPrecision, sparseBelow: number): CudaPlanOp {
+    if (step.kind === 'activation') return { kind: 'activation', activation: step.activation };
+    if (step.kind === 'softmax') return { kind: 'softmax' };
+    const d = density(step.weights);
+    const sparse = d < sparseBelow;
+    const weights = sparse
+      ? this.keep(uploadCsr(csrFromDense(step.weights, step.n, step.k), this.device))
+      : this.keep(uploadDense(denseWeights(step.weights, step.k, step.n, 'nxk'), this.device));
+    const bias = step.bias ? this.keep(uploadVector(step.bias, this.device)) : undefined;
+    this.layerInfo.push({
+      name: step.name, k: step.k, n: step.n, density: d, format: sparse ? 'csr' : 'dense', activation: step.activation,
+      bias: bias !== undefined, device: this.device, precision,
+    });
+    const epilogue = { activation: step.activation, ...(bias ? { bias } : {}) };
+    return sparse
+      ? { kind: 'sparse', weights: weights as CudaCsrWeights, ...epilogue }
+      : { kind: 'dense', weights: weights as CudaDenseWeights, precision, ...epilogue };
+  }
+
+  private keep<T extends CudaDenseWeights | CudaCsrWeights | CudaVector>(upload: T): T {
+    this.uploads.push(upload);
+    return upload;
+  }
+
+  /** How each layer runs on the device (for logs, tests and the benchmark). */
+  layers(): CudaLayerInfo[] {
+    return this.layerInfo.map((l) => ({ ...l }));
+  }
+
+  /** Device chains and host runs, in order (for tests and logs). */
+  outline(): { kind: 'chain' | 'host'; steps: number }[] {
+    return this.items.map((item) => (item.kind === 'chain'
+      ? { kind: 'chain', steps: 1 + item.rest.length }
+      : { kind: 'host', steps: item.outputs.length }));
+  }
+
+  /** CUDA graph use per chain (captured batch sizes, replays). */
+  planStats(): ReturnType<CudaPlan['stats']>[] {
+    return this.items.flatMap((item) => (item.kind === 'chain' ? [item.plan.stats()] : []));
+  }
+
+  /** Device bytes this model holds: its weights plus its chains' activation buffers. */
+  deviceBytes(): number {
+    const weights = this.uploads.reduce((sum, u) => sum + u.bytes, 0);
+    return weights + (this.released ? 0 : this.planStats().reduce((sum, s) => sum + s.deviceBytes, 0));
+  }
+
+  /** Runs the graph; `inputs` maps graph input names to values. Returns the requested outputs. */
+  async run(inputs: ReadonlyMap<string, Value>, outputs: readonly string[]): Promise<Map<string, Value>> {
+    if (this.released) throw new UmbraError('INVALID_ARGUMENT', 'expected a loaded model but its CUDA executor was released');
+    const env = new Map<string, Value>(inputs);
+    const get = (name: string, reader: string): Value => {
+      const v = env.get(name) ?? this.constants.get(name);
+      if (!v) throw new UmbraError('INVALID_INPUT', `${reader} reads "${name}", which has no value (is an input missing?)`);
+      return v;
+    };
+    for (const item of this.items) {
+      if (item.kind === 'host') {
+        for (const [name, value] of item.executor.run(env, item.outputs)) env.set(name, value);
+      } else {
+        env.set(item.output, await this.runChain(item, get(item.input, `layer "${item.first.name}"`)));
+      }
+    }
+    const result = new Map<string, Value>();
+    for (const name of outputs) {
+      const v = get(name, 'graph output');
+      // Outputs may be transferred away: never hand out a constant's own buffer.
+      result.set(name, this.constants.get(name) === v ? { dims: v.dims, data: v.data.slice() } : v);
+    }
+    return result;
+  }
+
+  private async runChain(chain: Chain, input: Value): Promise<Value> {
+    const { first } = chain;
+    let x = asFloat32(input);
+    if (x.length % first.k !== 0 || (first.gemm && input.dims.length !== 2)) {
+      throw new UmbraError('INVALID_INPUT', `layer "${first.name}" expects rows of ${first.k} values but received shape [${input.dims.join(', ')}]`);
+    }
+    const m = x.length / first.k;
+    if (first.transposeInput) x = transposed(x, first.k, m);
+    // The shapes the chain's steps produce, checked as the CPU executor checks them.
+    let dims = first.gemm ? [m, first.n] : [...input.dims.slice(0, -1), first.n];
+    for (const step of chain.rest) {
+      if (step.kind === 'dense') {
+        if (step.gemm && dims.length !== 2) {
+          throw new UmbraError('INVALID_INPUT', `layer "${step.name}" expects rows of ${step.k} values but received shape [${dims.join(', ')}]`);
+        }
+        dims = step.gemm ? [m, step.n] : [...dims.slice(0, -1), step.n];
+      } else if (step.kind === 'softmax') {
+        const { span, inner } = softmaxLayout(dims, step.node, { opset: this.opset });
+        if (inner !== 1 || span !== dims[dims.length - 1]) {
+          throw new UmbraError('INVALID_INPUT', `${stepName(step)} expects its axis to be the last of shape [${dims.join(', ')}] (as the model declares)`);
+        }
+      }
+    }
+    if (m === 0) return { dims, data: new Float32Array(0) };
+    return { dims, data: await chain.plan.runAsync(x, m) };
+  }
+
+  /** Frees the device memory (weights, activations, graphs) now. Idempotent; returns the bytes freed. */
+  release(): number {
+    let bytes = 0;
+    for (const item of this.items) if (item.kind === 'chain') bytes += item.plan.release();
+    for (const upload of this.uploads) bytes += releaseCuda(upload);
+    this.uploads.length = 0;
+    this.released = true;
+    return bytes;
+  }
+}
