@@ -2,6 +2,7 @@
 // weight before and after (zeros, norm kept).
 import { UmbraError } from '../errors.js';
 import { pruneMagnitude, pruneNM, pruneOutputs, type LayerCut, type PruneLayer } from '../native/prune.js';
+import { pruneMagnitudeCuda } from '../native/cuda-prune.js';
 import type { PrunableModel } from './model-file.js';
 import type { MatrixLayout } from './model-weights.js';
 import { resolveTargets, type LayerTarget } from './targets.js';
@@ -25,6 +26,8 @@ export interface PruneSettings {
   minLayerSparsity?: number;
   maxLayerSparsity?: number;
   threads?: number;
+  /** Where global and per-layer magnitude selection runs: cpu (default) or cuda (no min/max layer bounds). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface LayerReport {
@@ -102,6 +105,9 @@ export function checkSettings(s: PruneSettings): void {
   if (s.method !== 'global' && (s.minLayerSparsity !== undefined || s.maxLayerSparsity !== undefined)) {
     throw new UmbraError('INVALID_ARGUMENT', `expected min/max layer sparsity only with the global method but received them with ${s.method}`);
   }
+  if (s.device === 'cuda' && (s.method === 'nm' || s.method === 'structured' || s.minLayerSparsity !== undefined || s.maxLayerSparsity !== undefined)) {
+    throw new UmbraError('INVALID_ARGUMENT', `expected the global or layer method without min/max layer sparsity on the GPU but received ${s.method}${s.method === 'global' ? ' with bounds' : ''}`);
+  }
   if (s.minLayerSparsity !== undefined && s.maxLayerSparsity !== undefined && s.minLayerSparsity > s.maxLayerSparsity) {
     throw new UmbraError('INVALID_ARGUMENT', `expected min layer sparsity <= max layer sparsity but received ${s.minLayerSparsity} > ${s.maxLayerSparsity}`);
   }
@@ -129,6 +135,7 @@ export async function pruneWeights(model: PrunableModel, settings: PruneSettings
   const keepCuts = (indices: number[], cuts: LayerCut[]) => cuts.forEach((c, j) => thresholds.set(indices[j]!, c.threshold));
 
   if (settings.method === 'global' || settings.method === 'layer') {
+    const magnitude = settings.device === 'cuda' ? pruneMagnitudeCuda : pruneMagnitude;
     // Weights sharing one target are cut together: one call per distinct target.
     const groups = new Map<number, number[]>();
     const pool: number[] = [];
@@ -139,14 +146,14 @@ export async function pruneWeights(model: PrunableModel, settings: PruneSettings
       else groups.set(fixed, [...(groups.get(fixed) ?? []), t.index]);
     }
     for (const [sparsity, indices] of groups) {
-      keepCuts(indices, await pruneMagnitude(indices.map(layerOf), { sparsity, perLayer: true, threads }));
+      keepCuts(indices, await magnitude(indices.map(layerOf), { sparsity, perLayer: true, threads }));
       indices.forEach(step);
     }
     if (pool.length > 0) {
       const names = pool.map((i) => model.weights[i]!.name);
       const bound = (v: number | undefined) => (v === undefined ? undefined : Object.fromEntries(names.map((n) => [n, v])));
       const options = { sparsity: settings.sparsity, threads, ...(bound(settings.minLayerSparsity) && { minSparsity: bound(settings.minLayerSparsity)! }), ...(bound(settings.maxLayerSparsity) && { maxSparsity: bound(settings.maxLayerSparsity)! }) };
-      keepCuts(pool, await pruneMagnitude(pool.map(layerOf), options));
+      keepCuts(pool, await magnitude(pool.map(layerOf), options));
       pool.forEach(step);
     }
   } else {

@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 import type { BackendSession } from '../../workers/backends/backend.js';
 import type { WireTensor } from '../../workers/messages.js';
 import { typedArrayFor } from '../../protocol/index.js';
+import { cudaStatus } from '../../native/cuda.js';
+import { NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
@@ -29,11 +31,11 @@ export interface BenchOptions {
   warmupSeconds: number;
 }
 
-/** Opens a model on one backend in this thread, with `threads` kernel/intra-op threads. */
-export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number): Promise<BackendSession> {
+/** Opens a model on one backend in this thread, with `threads` kernel/intra-op threads; `device` is the native backend's. */
+export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number, device: NativeDevice = 'cpu'): Promise<BackendSession> {
   if (backend === 'native') {
     const { openNative } = await import('../../workers/backends/native.js');
-    return openNative(modelPath, threads, sparseBelow === undefined ? {} : { sparseBelow });
+    return openNative(modelPath, threads, { device, ...(sparseBelow === undefined ? {} : { sparseBelow }) });
   }
   const { onnxruntimeBackend } = await import('../../workers/backends/onnxruntime.js');
   return onnxruntimeBackend.open({ key: `bench:${modelPath}`, modelPath, backend: 'onnxruntime', executionProviders: ['cpu'], intraOpThreads: threads });
@@ -93,6 +95,7 @@ export async function benchBatch(session: BackendSession, batch: number, options
 
 interface BenchModelFlags {
   backend: string;
+  device: string;
   batch: string;
   seconds: string;
   repeats: string;
@@ -113,6 +116,7 @@ export function registerBenchModel(program: Command): void {
     .description('measure in-process rows/s of one backend on one ONNX model (median of timed windows, warm-up excluded)')
     .argument('<model>', 'path of an .onnx file')
     .option('--backend <name>', 'native or onnxruntime', 'native')
+    .option('--device <name>', 'native backend: cpu, cuda (fails without a usable GPU) or auto', 'cpu')
     .option('--batch <list>', 'batch sizes, comma separated', '1,8,64')
     .option('--seconds <s>', 'timed seconds per batch size', '3')
     .option('--repeats <n>', 'timed windows per batch size (the median is reported)', '5')
@@ -121,16 +125,37 @@ export function registerBenchModel(program: Command): void {
     .action(async (model: string, flags: BenchModelFlags) => benchModel(model, flags));
 }
 
+/** --device checked before anything loads: a GPU run on a host without one says why and what to do. */
+export function benchDevice(raw: string, backend: string): NativeDevice {
+  if (!(NATIVE_DEVICES as readonly string[]).includes(raw)) {
+    throw new UsageError(`--device: expected ${NATIVE_DEVICES.join(', ')} but received ${JSON.stringify(raw)}`);
+  }
+  const device = raw as NativeDevice;
+  if (device !== 'cpu' && backend !== 'native') {
+    throw new UsageError(`--device: ${device} applies to --backend native (the onnxruntime bench runs on the CPU); drop --device or use --backend native`);
+  }
+  const status = cudaStatus();
+  if (device === 'cuda' && !status.available) {
+    throw new UsageError(`--device cuda: ${status.reason}; use --device cpu (or auto), or run on a host with a CUDA GPU`);
+  }
+  return device;
+}
+
+function sessionDevice(session: BackendSession): string {
+  return 'device' in session && typeof session.device === 'string' ? session.device : 'cpu';
+}
+
 async function benchModel(model: string, flags: BenchModelFlags): Promise<void> {
   if (!existsSync(model)) throw new UsageError(`model: ${model} does not exist`);
   if (flags.backend !== 'native' && flags.backend !== 'onnxruntime') {
     throw new UsageError(`--backend: expected native or onnxruntime but received ${JSON.stringify(flags.backend)}`);
   }
+  const device = benchDevice(flags.device, flags.backend);
   const batches = flags.batch.split(',').map((b) => positive(b.trim(), '--batch', true));
   const seconds = positive(flags.seconds, '--seconds', false);
   const repeats = positive(flags.repeats, '--repeats', true);
   const threads = positive(flags.threads, '--threads', true);
-  const session = await openBenchSession(model, flags.backend, threads);
+  const session = await openBenchSession(model, flags.backend, threads, undefined, device);
   const points: BenchPoint[] = [];
   try {
     for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
@@ -139,10 +164,11 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   }
   const layers = 'layers' in session && typeof session.layers === 'function' ? (session.layers as () => unknown)() : undefined;
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ model, backend: flags.backend, threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ model, backend: flags.backend, device: sessionDevice(session), threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`${model} on ${flags.backend}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
+  const where = sessionDevice(session) === 'cpu' ? flags.backend : `${flags.backend} (${sessionDevice(session)})`;
+  process.stdout.write(`${model} on ${where}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
   process.stdout.write('batch      rows/s   ms/batch    runs\n');
   for (const p of points) {
     process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);

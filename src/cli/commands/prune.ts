@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
 import { formatReport, runPrune, TargetPatternError, type LayerTarget, type PruneRunOptions, type RunProgress } from '../../prune/index.js';
+import { cudaStatus } from '../../native/cuda.js';
 import { UsageError } from '../settings.js';
 
 interface PruneFlags {
@@ -23,6 +24,7 @@ interface PruneFlags {
   sweep?: string;
   plot?: string;
   threads?: string;
+  device?: string;
   json?: boolean;
 }
 
@@ -48,6 +50,7 @@ export function registerPrune(program: Command): void {
     .option('--sweep <s1,s2,...>', 'prune at each sparsity and score it (needs --eval)')
     .option('--plot <file.svg>', 'write the sweep curve as an SVG')
     .option('--threads <n>', 'threads for threshold selection and scoring (default: all cores)')
+    .option('--device <cpu|cuda>', 'where global/layer magnitude selection and masking run (cuda: exact same cuts, no --min/--max-layer-sparsity)', 'cpu')
     .option('--json', 'print the report as JSON on stdout')
     .exitOverride((err) => {
       // Flag mistakes exit 2 like every other usage error; help and version stay 0.
@@ -131,8 +134,19 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
     if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new UsageError(`--threads: expected an integer in [1, 256] but received ${JSON.stringify(flags.threads)}`);
   }
 
+  const device = flags.device ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device: expected cpu or cuda but received ${JSON.stringify(device)}`);
+  if (device === 'cuda') {
+    if (method === 'nm' || method === 'structured') throw new UsageError(`--device cuda: runs --method global or layer; --method ${method} runs on the CPU (drop --device)`);
+    if (bounds.minLayerSparsity !== undefined || bounds.maxLayerSparsity !== undefined) {
+      throw new UsageError('--device cuda: --min-layer-sparsity/--max-layer-sparsity run on the CPU only; drop them or --device');
+    }
+    const status = cudaStatus();
+    if (!status.available) throw new UsageError(`--device cuda: ${status.reason}; use --device cpu, or run on a host with a CUDA GPU`);
+  }
+
   const options: PruneRunOptions = {
-    input, method, sparsity, norm, layers, exclude: flags.exclude, threads, ...bounds, ...(nm && { nm }),
+    input, method, sparsity, norm, layers, exclude: flags.exclude, threads, ...bounds, ...(nm && { nm }), device,
     ...(output !== undefined && { output }), ...(sweep.length > 0 && { sweep }), ...(flags.plot !== undefined && { plot: flags.plot }),
   };
   if (flags.label !== undefined && flags.eval === undefined) throw new UsageError('--label: names the label column of --eval DATA.csv; add --eval');
