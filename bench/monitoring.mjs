@@ -246,6 +246,7 @@ async function microWriter(repo, inputs) {
 async function micro() {
   const repo = makeRepo();
   try {
+    await microHooks(repo, { logDb: `sqlite:${join(repo, '.umbra', 'micro-warm-up.sqlite')}` }); // compiles the hot code first, for all
     const hooks = {
       default: await microHooks(repo, {}),
       full: await microHooks(repo, { logInputsSample: 1, logDb: `sqlite:${join(repo, '.umbra', 'micro-full.sqlite')}` }),

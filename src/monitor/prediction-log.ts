@@ -30,12 +30,12 @@ export const LOG_DEFAULTS = {
   sample: 1,
   /**
    * Every prediction's outputs are logged (feedback joins need them); its inputs for one in ten.
-   * Inputs are most of a row's bytes for all but the smallest models, and writing them for every
-   * prediction cost a tiny model about 1% more throughput (bench/RESULTS-monitoring.md).
+   * Inputs are most of a row's bytes for all but the smallest models (16 floats already make a
+   * row 48% bigger) and add a fifth to the writer's CPU per row (bench/RESULTS-monitoring.md).
    */
   inputsSample: 0.1,
   retentionDays: 30,
-  /** About 2.5 GB of SQLite for a 16-input model with inputs sampled at 0.1. */
+  /** About 1.8 GB of SQLite for a 16-input model with inputs sampled at 0.1 (175 bytes a row). */
   maxRows: 10_000_000,
 };
 
