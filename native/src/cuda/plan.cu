@@ -45,6 +45,7 @@ Plan::~Plan() {
 }
 
 PlanStats Plan::stats() const {
+  auto lock = stream_->lock();  // a run on another thread may be changing the graphs
   PlanStats s;
   for (const auto& [rows, graph] : graphs_) s.graphs += graph.empty() ? 0 : 1;
   s.replays = replays_;

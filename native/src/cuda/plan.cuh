@@ -56,7 +56,7 @@ class Plan {
   // y[m, output_width] = chain(x[m, input_width]), host arrays. Blocks until y is written (holds
   // the stream's lock meanwhile). Throws std::invalid_argument or CudaError.
   void run(const float* x, float* y, size_t m);
-  PlanStats stats() const;
+  PlanStats stats() const;  // waits for a run in progress on another thread
 
  private:
   void reserve(size_t m);
