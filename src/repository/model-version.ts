@@ -81,7 +81,10 @@ export class ModelVersion {
     const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
     mv.placementCostUs = warmed.probeMicros;
     const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
-    if (placement === 'inline' || (placement === 'auto' && cheap)) {
+    // A GPU model stays in the workers whatever its cost: an inline session would be a second
+    // device session, uploading the weights twice.
+    const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) {
       const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
       mv.inline = await backend.open(mv.session);
     }
