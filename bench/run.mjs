@@ -221,7 +221,8 @@ const HEAVY_CONFIG = {
   name: 'heavy', backend: 'onnxruntime', max_batch_size: 64,
   input: [{ name: 'features', data_type: 'TYPE_FP32', dims: [HEAVY_LAYERS[0]] }],
   output: [{ name: 'scores', data_type: 'TYPE_FP32', dims: [HEAVY_LAYERS[HEAVY_LAYERS.length - 1]] }],
-  dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 4096 } },
+  // A compute-bound model wants full batches: wait up to 2 ms for 64 rows (Triton's usual advice).
+  dynamic_batching: { max_queue_delay_microseconds: 2000, preferred_batch_size: [64], default_queue_policy: { max_queue_size: 4096 } },
 };
 
 async function batchingSuite() {
@@ -255,11 +256,20 @@ async function batchingSuite() {
     const inproc = await runChild('node', ['bench/inprocess-ort.mjs', model.file, 'features', String(model.features), full ? '3' : '1', '1,8,16,32,64', threads], 300_000);
     entry.inprocess = inproc.code === 0 ? JSON.parse(inproc.stdout) : { skipped: oneLine(inproc.stderr) };
     const level = [64];
-    for (const [key, name, config] of [['batched', `Umbra (${model.name}, dynamic batching)`, undefined], ['unbatched', `Umbra (${model.name}, batching off)`, { dynamic_batching: false }]]) {
+    // Umbra as shipped (one worker per core, one intra-op thread each), and, like the in-process
+    // baseline's thread sweep, one worker whose runs use every core.
+    const oneWorker = ['--workers', '1', '--intra-op-threads', String(cpus().length)];
+    const contenders = [
+      ['batched', `Umbra (${model.name}, dynamic batching)`, undefined, [], 'http'],
+      ['batchedOne', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads)`, undefined, oneWorker, 'http'],
+      ['batchedOneBinary', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads, binary)`, undefined, oneWorker, 'http-binary'],
+      ['unbatched', `Umbra (${model.name}, batching off)`, { dynamic_batching: false }, [], 'http'],
+    ];
+    for (const [key, name, config, extra, protocol] of contenders) {
       const repo = model.repo(config);
       const port = await freePort();
-      entry[key] = await withServer(name, 'node', umbraArgs(repo, port), port,
-        async (url) => ({ results: await measure(url, model.name, model.payloads, level) }));
+      entry[key] = await withServer(name, 'node', [...umbraArgs(repo, port), ...extra], port,
+        async (url) => ({ results: await measure(url, model.name, model.payloads, level, protocol) }));
       if (repo !== heavyRepo) rmSync(repo, { recursive: true, force: true });
     }
     const port = await freePort();
@@ -347,7 +357,9 @@ function targetsTable() {
   const uws = serving.uws?.results;
   const nodeHttp = serving.nodeHttp?.results;
   const noBatch = serving.umbraNoBatch?.results;
-  const batchedShare = (key) => ratio(batching[key]?.batched?.results?.[0]?.inferences_per_s, batching[key]?.inprocess?.best?.rows_per_s);
+  // Umbra's best configuration against onnxruntime's best, as the in-process side is its best too.
+  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary'].map((c) => batching[key]?.[c]?.results?.[0]?.inferences_per_s ?? 0));
+  const batchedShare = (key) => ratio(umbraBest(key) || undefined, batching[key]?.inprocess?.best?.rows_per_s);
   const rows = [
     ['Umbra / bare uWS throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
     ['Umbra / node:http peer throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
@@ -355,8 +367,8 @@ function targetsTable() {
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
-    ['Umbra batched (heavy, compute-bound) / best in-process onnxruntime rows/s', batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
-    ['Umbra batched (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
+    ['Umbra batched, best configuration (heavy, compute-bound) / best in-process onnxruntime rows/s', batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
+    ['Umbra batched, best configuration (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
   const lines = ['| target | measured | wanted | met |', '|---|---:|---:|:-:|'];
   for (const [name, value, wanted, ok] of rows) lines.push(`| ${name} | ${value === undefined ? '-' : value.toFixed(2)} | ${wanted} | ${value === undefined ? 'not measured' : ok(value) ? 'yes' : '**no**'} |`);
@@ -371,7 +383,8 @@ function batchingTable() {
       lines.push(`| ${key} | - | - | skipped: ${entry?.skipped ?? 'not run'} | | | |`);
       continue;
     }
-    for (const [name, e] of [['Umbra, dynamic batching', entry.batched], ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
+    const cores = cpus().length;
+    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
       if (!e || e.skipped) {
         lines.push(`| ${key} | ${name} | - | skipped: ${e?.skipped ?? 'not run'} | | | |`);
         continue;
@@ -424,7 +437,7 @@ function report(command) {
     '',
     '## Batching: `heavy` (512-4096-4096-10 MLP, generated at run time; compute-bound) and `wide` (256-512-512-10, bundled)',
     '',
-    'Clients send one row per request (JSON); the server may batch them. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and no queue delay.',
+    'Clients send one row per request (JSON); the server may batch them. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors; the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
     '',
     batchingTable(),
     '',
