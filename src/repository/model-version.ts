@@ -248,7 +248,7 @@ function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' 
 async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
   if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');
   const t0 = performance.now();
-  const outputs = await session.run(inputs, []);
+  const outputs = session.runSync ? session.runSync(inputs, []) : await session.run(inputs, []);
   return { outputs, computeMs: performance.now() - t0 };
 }
 

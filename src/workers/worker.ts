@@ -68,7 +68,7 @@ export default async function handle(task: WorkerTask): Promise<RunResult | Warm
     throw new Error('injected fault');
   }
   const started = performance.now();
-  const outputs = await session.run(task.inputs, task.outputs);
+  const outputs = session.runSync ? session.runSync(task.inputs, task.outputs) : await session.run(task.inputs, task.outputs);
   const result: RunResult = { outputs, computeMs: performance.now() - started };
   return transferable(result, tensorBuffers(outputs));
 }

@@ -16,6 +16,11 @@ export interface BackendSession {
   readonly outputs: TensorInfo[];
   /** Runs one batch. Blocks the calling (worker) thread for the compute time. */
   run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]>;
+  /**
+   * The same run, answered synchronously, where the backend can: an inline model then costs no
+   * event-loop turn and no promise per batch. Absent when a run must wait (a GPU stream).
+   */
+  runSync?(inputs: WireTensor[], outputNames: string[]): WireTensor[];
   release(): Promise<void>;
 }
 

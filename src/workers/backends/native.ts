@@ -33,6 +33,23 @@ export class NativeSession implements BackendSession {
   }
 
   async run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]> {
+    const names = outputNames.length > 0 ? outputNames : this.outputs.map((o) => o.name);
+    // The CPU executor answers synchronously; only the GPU one returns a promise.
+    const pending = this.executor.run(this.feedsOf(inputs), names);
+    return this.collect(pending instanceof Promise ? await pending : pending, names);
+  }
+
+  /** Present only on the CPU: a GPU run waits on its stream. */
+  get runSync(): ((inputs: WireTensor[], outputNames: string[]) => WireTensor[]) | undefined {
+    const executor = this.executor;
+    if (!(executor instanceof GraphExecutor)) return undefined;
+    return (inputs, outputNames) => {
+      const names = outputNames.length > 0 ? outputNames : this.outputs.map((o) => o.name);
+      return this.collect(executor.run(this.feedsOf(inputs), names), names);
+    };
+  }
+
+  private feedsOf(inputs: WireTensor[]): Map<string, Value> {
     const feeds = new Map<string, Value>();
     for (const t of inputs) {
       const info = this.inputs.find((i) => i.name === t.name);
@@ -40,10 +57,10 @@ export class NativeSession implements BackendSession {
       if (!(t.data instanceof Float32Array)) throw new UmbraError('INVALID_INPUT', `expected FP32 data for input "${t.name}" but received ${t.datatype}`);
       feeds.set(t.name, { dims: [...t.shape], data: t.data });
     }
-    const names = outputNames.length > 0 ? outputNames : this.outputs.map((o) => o.name);
-    // The CPU executor answers synchronously; only the GPU one returns a promise.
-    const pending = this.executor.run(feeds, names);
-    const results = pending instanceof Promise ? await pending : pending;
+    return feeds;
+  }
+
+  private collect(results: Map<string, Value>, names: readonly string[]): WireTensor[] {
     return names.map((name) => {
       const v = results.get(name)!;
       return { name, datatype: datatypeOf(v.data), shape: [...v.dims], data: ownData(v) };

@@ -1,21 +1,58 @@
-// onnxruntime-node backend. `session.run` blocks its thread, which is why it only runs in workers.
+// onnxruntime-node backend. `session.run` blocks its thread, which is why it only runs in workers
+// (or inline on the event loop for models whose whole batch costs microseconds). Sessions open
+// through the direct native path (ort-direct.ts) where onnxruntime-node exposes it, so a run is
+// one synchronous call; otherwise through the public API.
 import * as ort from 'onnxruntime-node';
 import { ortTypeToDatatype, datatypeToOrtType } from '../../protocol/index.js';
 import type { DataType, TensorData } from '../../protocol/types.js';
 import type { SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
+import { openDirect, type DirectOrtSession } from './ort-direct.js';
 
-function describe(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+/** ONNX TensorProto element types, as onnxruntime-node's raw metadata reports them. */
+const ONNX_ELEMENT_TYPES: Record<number, string> = {
+  1: 'float32', 2: 'uint8', 3: 'int8', 4: 'uint16', 5: 'int16', 6: 'int32', 7: 'int64', 8: 'string', 9: 'bool',
+  10: 'float16', 11: 'float64', 12: 'uint32', 13: 'uint64',
+};
+
+interface AnyMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string | number;
+  shape?: readonly (number | string)[];
+}
+
+function describe(meta: readonly AnyMetadata[]): TensorInfo[] {
   return meta.map((m) => {
     if (!m.isTensor) return { name: m.name, datatype: 'BYTES' as DataType, shape: [] };
+    const type = typeof m.type === 'number' ? ONNX_ELEMENT_TYPES[m.type] ?? `onnx element type ${m.type}` : String(m.type);
     return {
       name: m.name,
-      datatype: ortTypeToDatatype(m.type),
-      shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)),
+      datatype: ortTypeToDatatype(type),
+      shape: (m.shape ?? []).map((d) => (typeof d === 'number' && d >= 0 ? d : -1)),
     };
   });
 }
 
+function feedsOf(inputs: WireTensor[]): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const t of inputs) {
+    feeds[t.name] = new ort.Tensor(datatypeToOrtType(t.datatype) as 'float32', t.data as Float32Array, t.shape);
+  }
+  return feeds;
+}
+
+function collect(results: Record<string, ort.Tensor>, names: readonly string[]): WireTensor[] {
+  const out: WireTensor[] = [];
+  for (const name of names) {
+    const r = results[name];
+    if (!r) throw new Error(`onnxruntime returned no output named ${name}`);
+    out.push({ name, datatype: ortTypeToDatatype(r.type), shape: r.dims.map(Number), data: r.data as TensorData });
+  }
+  return out;
+}
+
+/** A session opened through the public API (the fallback when the direct path is unavailable). */
 class OrtSession implements BackendSession {
   readonly inputs: TensorInfo[];
   readonly outputs: TensorInfo[];
@@ -26,19 +63,8 @@ class OrtSession implements BackendSession {
   }
 
   async run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]> {
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const t of inputs) {
-      feeds[t.name] = new ort.Tensor(datatypeToOrtType(t.datatype) as 'float32', t.data as Float32Array, t.shape);
-    }
     const names = outputNames.length > 0 ? outputNames : this.session.outputNames;
-    const results = await this.session.run(feeds, names as string[]);
-    const out: WireTensor[] = [];
-    for (const name of names) {
-      const r = results[name];
-      if (!r) throw new Error(`onnxruntime returned no output named ${name}`);
-      out.push({ name, datatype: ortTypeToDatatype(r.type), shape: r.dims.map(Number), data: r.data as TensorData });
-    }
-    return out;
+    return collect(await this.session.run(feedsOf(inputs), names as string[]), names);
   }
 
   async release(): Promise<void> {
@@ -46,18 +72,73 @@ class OrtSession implements BackendSession {
   }
 }
 
+/** A session on onnxruntime-node's native class: `runSync` is the whole cost of a run. */
+class DirectSession implements BackendSession {
+  readonly inputs: TensorInfo[];
+  readonly outputs: TensorInfo[];
+  private readonly allOutputs: Record<string, null> = {};
+  private released = false;
+
+  constructor(private readonly session: DirectOrtSession) {
+    this.inputs = describe(session.inputMetadata);
+    this.outputs = describe(session.outputMetadata);
+    for (const o of this.outputs) this.allOutputs[o.name] = null;
+  }
+
+  runSync(inputs: WireTensor[], outputNames: string[]): WireTensor[] {
+    if (this.released) throw new Error('the onnxruntime session was released');
+    let fetches = this.allOutputs;
+    let names: readonly string[] = this.outputs.map((o) => o.name);
+    if (outputNames.length > 0) {
+      fetches = {};
+      for (const name of outputNames) {
+        if (!(name in this.allOutputs)) throw new RangeError(`'fetches' contains invalid output name: ${name}.`);
+        fetches[name] = null;
+      }
+      names = outputNames;
+    }
+    for (const info of this.inputs) {
+      if (!inputs.some((t) => t.name === info.name)) throw new Error(`input '${info.name}' is missing in 'feeds'.`);
+    }
+    return collect(this.session.run(feedsOf(inputs), fetches, {}), names);
+  }
+
+  async run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]> {
+    return this.runSync(inputs, outputNames);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.session.dispose();
+  }
+}
+
 function providers(names: string[]): ort.InferenceSession.ExecutionProviderConfig[] {
   return names.map((n) => n.toLowerCase() as ort.InferenceSession.ExecutionProviderConfig);
 }
 
+/**
+ * Opens a session on `spec`'s model: through the direct native path when `direct` (default) and
+ * onnxruntime-node exposes it, else through the public API. Both answer the same; only the
+ * direct one offers `runSync`.
+ */
+export async function openOnnxruntime(spec: SessionSpec, direct = true): Promise<BackendSession> {
+  const eps = spec.executionProviders.length > 0 ? spec.executionProviders : ['cpu'];
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: providers(eps),
+    intraOpNumThreads: spec.intraOpThreads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  };
+  // The direct path serves CPU sessions; other execution providers keep the public API, which
+  // also validates and falls back between them.
+  const cpuOnly = eps.every((e) => e.toLowerCase() === 'cpu');
+  const session = direct && cpuOnly ? openDirect(spec.modelPath, options) : undefined;
+  if (session) return new DirectSession(session);
+  return new OrtSession(await ort.InferenceSession.create(spec.modelPath, options));
+}
+
 export const onnxruntimeBackend: Backend = {
-  async open(spec: SessionSpec): Promise<BackendSession> {
-    const session = await ort.InferenceSession.create(spec.modelPath, {
-      executionProviders: providers(spec.executionProviders.length > 0 ? spec.executionProviders : ['cpu']),
-      intraOpNumThreads: spec.intraOpThreads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
-    return new OrtSession(session);
-  },
+  open: (spec) => openOnnxruntime(spec),
 };
