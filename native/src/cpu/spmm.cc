@@ -81,24 +81,22 @@ float* scratch(ScratchBuffer& buffer, size_t& capacity, size_t floats) {
   return buffer.get();
 }
 
-constexpr size_t kTile = 16;  // transpose tiles of 16 x 16 floats
+}  // namespace
 
-// Xt[k, i] = X[i, k] for i < m; rows k >= K and lanes i >= m are zero.
-void transpose_in(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t padded_k, int threads) {
-  parallel_for((padded_k + kTile - 1) / kTile, threads, [&](size_t t) {
-    const size_t k0 = t * kTile, k1 = std::min(padded_k, k0 + kTile);
-    for (size_t kk = k0; kk < k1; ++kk) std::fill(xt + kk * ldxt + (kk < k ? m : 0), xt + (kk + 1) * ldxt, 0.0f);
-    const size_t kend = std::min(k, k1);
-    for (size_t i0 = 0; i0 < m; i0 += kTile) {
-      const size_t i1 = std::min(m, i0 + kTile);
-      for (size_t i = i0; i < i1; ++i)
-        for (size_t kk = k0; kk < kend; ++kk) xt[kk * ldxt + i] = x[i * k + kk];
-    }
-  });
+void spmm_block_portable(const SpmmBlock& block) { vec::spmm_block<4, 4>(block); }
+
+void transpose_in_portable(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1) {
+  constexpr size_t kTile = 16;  // 16 x 16 tiles
+  for (size_t kk = k0; kk < k1; ++kk) std::fill(xt + kk * ldxt + (kk < k ? m : 0), xt + (kk + 1) * ldxt, 0.0f);
+  for (size_t t0 = k0; t0 < std::min(k, k1); t0 += kTile) {
+    const size_t t1 = std::min({k, k1, t0 + kTile});
+    for (size_t i = 0; i < m; ++i)
+      for (size_t kk = t0; kk < t1; ++kk) xt[kk * ldxt + i] = x[i * k + kk];
+  }
 }
 
-// Y[m0 + i, n] = Yt[n, m0 + i] for the rows [r0, r1) and i < batch.
-void transpose_out(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+void transpose_out_portable(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  constexpr size_t kTile = 16;
   for (size_t n0 = r0; n0 < r1; n0 += kTile) {
     const size_t n1 = std::min(r1, n0 + kTile);
     for (size_t i = 0; i < batch; ++i) {
@@ -108,10 +106,6 @@ void transpose_out(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t
   }
 }
 
-}  // namespace
-
-void spmm_block_portable(const SpmmBlock& block) { vec::spmm_block<4, 4>(block); }
-
 void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
                         float* y) {
   vec::spmv_rows_scalar(w, row_begin, row_end, x, bias, y);
@@ -119,12 +113,24 @@ void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end,
 
 #if !defined(UMBRA_HAVE_AVX2)
 void spmm_block_avx2(const SpmmBlock& block) { spmm_block_portable(block); }
+void transpose_in_avx2(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1) {
+  transpose_in_portable(x, m, k, xt, ldxt, k0, k1);
+}
+void transpose_out_avx2(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  transpose_out_portable(yt, ldyt, m0, batch, r0, r1, y, n);
+}
 void spmv_rows_avx2(const SparsePanels& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
   spmv_rows_portable(w, b, e, x, bias, y);
 }
 #endif
 #if !defined(UMBRA_HAVE_AVX512)
 void spmm_block_avx512(const SpmmBlock& block) { spmm_block_portable(block); }
+void transpose_in_avx512(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1) {
+  transpose_in_portable(x, m, k, xt, ldxt, k0, k1);
+}
+void transpose_out_avx512(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  transpose_out_portable(yt, ldyt, m0, batch, r0, r1, y, n);
+}
 void spmv_rows_avx512(const SparsePanels& w, size_t b, size_t e, const float* x, const float* bias, float* y) {
   spmv_rows_portable(w, b, e, x, bias, y);
 }
@@ -203,7 +209,14 @@ void spmm_panels_f32(const SpmmPanelsArgs& a) {
   const size_t ldxt = m <= 8 ? 8 : (m + 15) / 16 * 16;
   float* xt = scratch(x_buffer, x_capacity, padded_k * ldxt);
   float* yt = scratch(y_buffer, y_capacity, n * ldxt);
-  transpose_in(a.x, m, k, xt, ldxt, padded_k, a.threads);
+  static const IsaTable<TransposeInFn> transposes_in{transpose_in_portable, transpose_in_avx2, transpose_in_avx512};
+  static const IsaTable<TransposeOutFn> transposes_out{transpose_out_portable, transpose_out_avx2, transpose_out_avx512};
+  const TransposeInFn transpose_in = transposes_in.pick();
+  const TransposeOutFn transpose_out = transposes_out.pick();
+  constexpr size_t kTile = 64;  // rows of Xt per parallel item
+  parallel_for((padded_k + kTile - 1) / kTile, a.threads, [&](size_t t) {
+    transpose_in(a.x, m, k, xt, ldxt, t * kTile, std::min(padded_k, (t + 1) * kTile));
+  });
   const SpmmBlockFn block_fn = blocks.pick();
   const size_t batch_blocks = (m + kSpmmBlockWidth - 1) / kSpmmBlockWidth;
   parallel_for(parts * batch_blocks, a.threads, [&](size_t item) {

@@ -38,9 +38,21 @@ using SpmmBlockFn = void (*)(const SpmmBlock& block);
 using SpmvRowsFn = void (*)(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
                             float* y);
 
+// Xt rows [k0, k1): Xt[kk, i] = X[i, kk] for i < m and kk < k, zero elsewhere up to ldxt lanes.
+using TransposeInFn = void (*)(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1);
+// Y[m0 + i, r] = Yt[r, m0 + i] for i < batch and r in [r0, r1); Y has n columns.
+using TransposeOutFn = void (*)(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y,
+                                size_t n);
+
 void spmm_block_portable(const SpmmBlock& block);
 void spmm_block_avx2(const SpmmBlock& block);
 void spmm_block_avx512(const SpmmBlock& block);
+void transpose_in_portable(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1);
+void transpose_in_avx2(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1);
+void transpose_in_avx512(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1);
+void transpose_out_portable(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
+void transpose_out_avx2(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
+void transpose_out_avx512(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
 void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
                         float* y);
 void spmv_rows_avx2(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);

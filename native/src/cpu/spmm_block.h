@@ -2,6 +2,9 @@
 #pragma once
 
 #include "spmm.h"
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include "vector_math.h"
 
 namespace umbra {
@@ -99,6 +102,64 @@ void spmm_block(const SpmmBlock& b) {
     default: return spmm_rows<W, (MaxNV >= 4 ? 4 : 1), 2>(b);
   }
 }
+
+#if defined(__AVX2__)
+// 8 x 8 block transpose in registers: r[i] holds row i; on return r[j] holds column j.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// transpose_in over 8 x 8 blocks; edges (rows of X past m, a k not a multiple of 8) scalar.
+inline void transpose_in_x8(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1) {
+  const size_t kend = k1 < k ? k1 : k;
+  size_t kk = k0;
+  for (; kk + 8 <= kend; kk += 8) {
+    size_t i0 = 0;
+    for (; i0 < m; i0 += 8) {
+      __m256 r[8];
+      for (size_t i = 0; i < 8; ++i) r[i] = i0 + i < m ? _mm256_loadu_ps(x + (i0 + i) * k + kk) : _mm256_setzero_ps();
+      transpose8(r);
+      for (size_t c = 0; c < 8; ++c) _mm256_storeu_ps(xt + (kk + c) * ldxt + i0, r[c]);
+    }
+    for (; i0 < ldxt; i0 += 8)
+      for (size_t c = 0; c < 8; ++c) _mm256_storeu_ps(xt + (kk + c) * ldxt + i0, _mm256_setzero_ps());
+  }
+  for (; kk < k1; ++kk) {
+    float* row = xt + kk * ldxt;
+    for (size_t i = 0; i < ldxt; ++i) row[i] = kk < k && i < m ? x[i * k + kk] : 0.0f;
+  }
+}
+
+// transpose_out over 8 x 8 blocks; a part block of rows (r1 - r0 not a multiple of 8) scalar.
+inline void transpose_out_x8(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  size_t r = r0;
+  for (; r + 8 <= r1; r += 8) {
+    for (size_t i0 = 0; i0 < batch; i0 += 8) {
+      __m256 v[8];
+      for (size_t c = 0; c < 8; ++c) v[c] = _mm256_loadu_ps(yt + (r + c) * ldyt + m0 + i0);  // lanes padded to ldyt
+      transpose8(v);
+      const size_t rows = batch - i0 < 8 ? batch - i0 : 8;
+      for (size_t i = 0; i < rows; ++i) _mm256_storeu_ps(y + (m0 + i0 + i) * n + r, v[i]);
+    }
+  }
+  for (; r < r1; ++r)
+    for (size_t i = 0; i < batch; ++i) y[(m0 + i) * n + r] = yt[r * ldyt + m0 + i];
+}
+#endif
 
 }  // namespace vec
 }  // namespace umbra

@@ -7,6 +7,14 @@ namespace umbra {
 
 void spmm_block_avx2(const SpmmBlock& block) { vec::spmm_block<8, 4>(block); }
 
+void transpose_in_avx2(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1) {
+  vec::transpose_in_x8(x, m, k, xt, ldxt, k0, k1);
+}
+
+void transpose_out_avx2(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n) {
+  vec::transpose_out_x8(yt, ldyt, m0, batch, r0, r1, y, n);
+}
+
 void spmv_rows_avx2(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y) {
   const size_t panels = w.panels(), stride = w.rows + 1;
   const __m256i index_mask = _mm256_set1_epi32(static_cast<int>(kSparsePanel - 1));
