@@ -1,6 +1,8 @@
 // The batch >= 2 SpMM inner loop, written once over vector types and compiled per ISA.
 #pragma once
 
+#include <cstdint>
+
 #include "spmm.h"
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -9,6 +11,27 @@
 
 namespace umbra {
 namespace vec {
+
+// Rows are short (~50 stored weights per panel at 90% sparsity), so the hardware prefetcher
+// keeps restarting on the value and index streams; each row asks for the weights kAhead further
+// on by hand, as many lines as a row of the panel holds on average (a count fixed per panel, so
+// its loop is predicted). Measured ~9% at batch 8, 90% sparse, on a quiet cache and ~1.3x with
+// another core streaming through L3 (512 or 1024 ahead measured the same).
+constexpr size_t kAhead = 256;  // stored weights: 1 KiB of values, 512 bytes of indices
+inline size_t mean_length(const int32_t* ptr, size_t row_begin, size_t row_end) {
+  return row_end > row_begin ? static_cast<size_t>(ptr[row_end] - ptr[row_begin]) / (row_end - row_begin) : 0;
+}
+inline size_t prefetch_lines(const int32_t* ptr, size_t row_begin, size_t row_end) {
+  const size_t lines = mean_length(ptr, row_begin, row_end) * sizeof(float) / 64 + 1;
+  return lines < 8 ? lines : 8;
+}
+// Addresses as integers: they may lie past the arrays' ends, where a prefetch is harmless.
+inline void prefetch_ahead(const float* val, const uint16_t* col, size_t j, size_t lines) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(val) + (j + kAhead) * sizeof(float);
+  const uintptr_t c = reinterpret_cast<uintptr_t>(col) + (j + kAhead) * sizeof(uint16_t);
+  for (size_t l = 0; l < lines; ++l) __builtin_prefetch(reinterpret_cast<const void*>(v + 64 * l));
+  for (size_t l = 0; l < lines; l += 2) __builtin_prefetch(reinterpret_cast<const void*>(c + 32 * l));
+}
 
 // NV vectors of W lanes cover the block's batch; U independent accumulator sets hide FMA
 // latency when NV is small (each stored weight is one dependent FMA per vector). Panel by
@@ -29,8 +52,10 @@ void spmm_rows(const SpmmBlock& b) {
     const int32_t* ptr = w.panel_ptr + q * stride;
     const float* xp = b.xt + q * kSparsePanel * ld;
     const bool first = q == 0, last = q + 1 == panels;
+    const size_t lines = prefetch_lines(ptr, b.row_begin, b.row_end);
     for (size_t n = b.row_begin; n < b.row_end; ++n) {
       float* yr = b.yt + n * b.ldxt;
+      prefetch_ahead(val, col, static_cast<size_t>(ptr[n]), lines);
       F acc[U][NV];
       for (int u = 0; u < U; ++u)
         for (int v = 0; v < NV; ++v) acc[u][v] = (u == 0 && !first) ? load<W>(yr + v * W) : splat<W>(0.0f);

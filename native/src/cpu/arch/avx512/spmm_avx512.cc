@@ -46,26 +46,6 @@ inline void segment_x8(Acc8& acc, const uint16_t* col, const float* val, size_t 
                                  row(static_cast<uint32_t>(_mm_extract_epi16(i, 2))), acc.a2, static_cast<__mmask8>(-(left > 2)));
 }
 
-// Rows are short (~50 stored weights at 90% sparsity), so the hardware prefetcher restarts often
-// on the value and index streams; each row asks for kAhead stored weights further on by hand,
-// as many lines as a row of the panel uses on average (a count fixed per panel, so the loop
-// over it is predicted). Measured ~9% at batch 8, 90% sparse.
-constexpr size_t kAhead = 256;  // stored weights: 1 KiB of values, 512 bytes of indices
-inline size_t mean_length(const int32_t* ptr, size_t row_begin, size_t row_end) {
-  return row_end > row_begin ? static_cast<size_t>(ptr[row_end] - ptr[row_begin]) / (row_end - row_begin) : 0;
-}
-inline size_t prefetch_lines(const int32_t* ptr, size_t row_begin, size_t row_end) {
-  const size_t lines = mean_length(ptr, row_begin, row_end) * sizeof(float) / 64 + 1;
-  return lines < 8 ? lines : 8;
-}
-// Addresses as integers: they may lie past the arrays' ends, where a prefetch is harmless.
-inline void prefetch_ahead(const float* val, const uint16_t* col, size_t j, size_t lines) {
-  const uintptr_t v = reinterpret_cast<uintptr_t>(val) + (j + kAhead) * sizeof(float);
-  const uintptr_t c = reinterpret_cast<uintptr_t>(col) + (j + kAhead) * sizeof(uint16_t);
-  for (size_t l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(v + 64 * l), _MM_HINT_T0);
-  for (size_t l = 0; l < lines; l += 2) _mm_prefetch(reinterpret_cast<const char*>(c + 32 * l), _MM_HINT_T0);
-}
-
 void spmm_rows_x8(const SpmmBlock& b) {
   const SparsePanels& w = *b.w;
   const size_t panels = w.panels(), stride = w.rows + 1;
@@ -73,11 +53,11 @@ void spmm_rows_x8(const SpmmBlock& b) {
     const bool first = q == 0, last = q + 1 == panels;
     const int32_t* ptr = w.panel_ptr + q * stride;
     const char* xp = reinterpret_cast<const char*>(b.xt + q * kSparsePanel * 8);
-    const size_t lines = prefetch_lines(ptr, b.row_begin, b.row_end);
+    const size_t lines = vec::prefetch_lines(ptr, b.row_begin, b.row_end);
     for (size_t n = b.row_begin; n < b.row_end; ++n) {
       float* yr = b.yt + n * 8;
       Acc8 acc{first ? _mm256_setzero_ps() : _mm256_loadu_ps(yr), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      prefetch_ahead(w.values, w.col_idx, static_cast<size_t>(ptr[n]), lines);
+      vec::prefetch_ahead(w.values, w.col_idx, static_cast<size_t>(ptr[n]), lines);
       segment_x8(acc, w.col_idx, w.values, static_cast<size_t>(ptr[n]), static_cast<size_t>(ptr[n + 1]), xp);
       __m256 s = _mm256_add_ps(_mm256_add_ps(acc.a0, acc.a1), _mm256_add_ps(acc.a2, acc.a3));
       if (last && b.bias) s = _mm256_add_ps(s, _mm256_set1_ps(b.bias[n]));
@@ -123,14 +103,14 @@ void spmm_rows_x64(const SpmmBlock& b) {
   for (size_t q = 0; q < panels; ++q) {
     const int32_t* ptr = w.panel_ptr + q * stride;
     const float* xp = b.xt + q * kSparsePanel * ld;
-    const size_t lines = prefetch_lines(ptr, b.row_begin, b.row_end);
-    const size_t bands = mean_length(ptr, b.row_begin, b.row_end) >= kBandFrom ? kBands : 1;
+    const size_t lines = vec::prefetch_lines(ptr, b.row_begin, b.row_end);
+    const size_t bands = vec::mean_length(ptr, b.row_begin, b.row_end) >= kBandFrom ? kBands : 1;
     for (size_t band = 0; band < bands; ++band) {
       const bool first = q == 0 && band == 0, final_band = band + 1 == bands, last = q + 1 == panels && final_band;
       const uint32_t bound = static_cast<uint32_t>(kSparsePanel / bands * (band + 1));
       for (size_t n = b.row_begin; n < b.row_end; ++n) {
         float* yr = b.yt + n * b.ldxt;
-        if (band == 0) prefetch_ahead(val, col, static_cast<size_t>(ptr[n]), lines);
+        if (band == 0) vec::prefetch_ahead(val, col, static_cast<size_t>(ptr[n]), lines);
         __m512 acc[U][4];
         for (int u = 0; u < U; ++u)
           for (int i = 0; i < 4; ++i) acc[u][i] = u == 0 && !first ? _mm512_loadu_ps(yr + 16 * i) : _mm512_setzero_ps();
