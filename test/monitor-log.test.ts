@@ -51,31 +51,44 @@ t.test('tensors encoded from the packed arrays are byte for byte the per-record 
   t.same(Array.from(columns.latencyMs), records.map((r) => r.latencyMs));
 });
 
-t.test('assigned ids key in order, other ids by hash; lookups find both', async (t) => {
+t.test('assigned ids and counting client ids key in order, other ids by hash; lookups find all', async (t) => {
   const prefix = '3f9c0a1b7d2e4c65-';
   const keys = [0, 1, 2, 1000, 4294967296 + 5].map((n) => idHash(`${prefix}${n}`));
   t.ok(keys.slice(0, 4).every((k, i) => i === 0 || k > keys[i - 1]!), 'one server start appends at the end of the index');
   t.ok(keys.every((k) => Number.isSafeInteger(k) && k >= 0));
   t.not(idHash('caller-1'), idHash('caller-2'));
+  for (const client of ['c', 'req-2026-11-26-', '']) {
+    const counted = [1, 2, 9, 10, 11, 999, 123456789].map((n) => idHash(`${client}${n}`));
+    t.ok(counted.every((k, i) => i === 0 || k === counted[i - 1]! + [1, 1, 7, 1, 1, 988, 123455790][i]!), `a client counting as "${client}N" appends at its own place`);
+  }
+  t.ok(idHash('req-000123') < idHash('req-000124') && idHash('req-000124') - idHash('req-000123') === 1, 'zero-padded counters too');
+  t.not(Math.floor(idHash('a-1') / 4294967296), Math.floor(idHash('b-1') / 4294967296), 'two clients, two places');
+  const uuid = 'f47ac10b-58cc-4372-a567-0e02b2c3d479';
+  t.ok(Number.isSafeInteger(idHash(uuid)) && idHash(uuid) !== idHash(uuid.replace('f47', 'f48')), 'other ids hash');
   t.not(idHash(`${prefix}7`), idHash(`ffff0a1b7d2e4c65-7`), 'another start, another range');
 
   const dir = mkdtempSync(join(tmpdir(), 'umbra-log-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'log.sqlite');
   const store = await openLogStore(`sqlite:${path}`);
-  const ids = [`${prefix}1`, `${prefix}2`, 'caller-x', `${prefix}3`];
+  const ids = [`${prefix}1`, `${prefix}2`, 'caller-x', `${prefix}3`, 'c41', 'c42', '0000000000042', uuid];
   await store.insert(packedColumns(packPredictions(ids.map((id, i) => ({ ...prediction(i, 'same'), id, model: 'm' })))), []);
   t.same((await store.lookup('m', [`${prefix}2`, 'caller-x', `${prefix}9`])).map((r) => r.id).sort(), [`${prefix}2`, 'caller-x']);
+  // "42", "c42" and a longer "...42" share digits, not keys; equal keys are told apart by text.
+  t.same((await store.lookup('m', ['c42', '42', '0000000000042', uuid, 'c43'])).map((r) => r.id).sort(), ['0000000000042', 'c42', uuid].sort());
   await store.close();
 
-  // A log from before ordered keys (user_version 0, every key a text hash) is re-keyed on open.
-  const db = new Database(path);
-  db.prepare('UPDATE umbra_predictions SET id_hash = seq + 12345').run();
-  db.pragma('user_version = 0');
-  db.close();
-  const reopened = await openLogStore(`sqlite:${path}`);
-  t.same((await reopened.lookup('m', [`${prefix}3`, 'caller-x'])).map((r) => r.id).sort(), [`${prefix}3`, 'caller-x'], 'found after re-keying');
-  await reopened.close();
+  // A log from an older key layout (0: every key a text hash; 1: client counters hashed too) is
+  // re-keyed on open.
+  for (const layout of [0, 1]) {
+    const db = new Database(path);
+    db.prepare('UPDATE umbra_predictions SET id_hash = seq + 12345').run();
+    db.pragma(`user_version = ${layout}`);
+    db.close();
+    const reopened = await openLogStore(`sqlite:${path}`);
+    t.same((await reopened.lookup('m', [`${prefix}3`, 'caller-x', 'c41'])).map((r) => r.id).sort(), [`${prefix}3`, 'c41', 'caller-x'], `found after re-keying layout ${layout}`);
+    await reopened.close();
+  }
 });
 
 t.test('the row cap deletes the oldest predictions', async (t) => {
