@@ -146,3 +146,27 @@ t.test('bad flags are named with what was expected', async (t) => {
   const err = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', '--protocol', 'grpc']).catch((e: { stderr: string; code: number }) => e);
   t.match((err as { stderr: string }).stderr, /--protocol: expected one of http, http-binary, ws but received "grpc"/);
 });
+
+t.test('the WebSocket transport: masked frames on a real Umbra stream, answers matched by id, errors by status', async (t) => {
+  const { startTestServer } = await import('./helpers/server.js');
+  const { tempRepo, affineModel } = await import('./helpers/repo.js');
+  const { encodePayload } = await import('../dist/perf/payload.js');
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+  const good = encodePayload([{ name: 'x', datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) }]);
+  // A request the model refuses (wrong width): answered with an error frame, the connection stays.
+  const bad = encodePayload([{ name: 'x', datatype: 'FP32', shape: [1, 3], data: new Float32Array([1, 2, 3]) }]);
+  const base = { ...quick, url: s.url, model: 'affine', protocol: 'ws', windowMs: 150, maxWindows: 3, stabilityPct: 100 } as PerfOptions;
+  const [ok] = await runPerf({ ...base, payloads: [good], concurrency: [16] });
+  t.ok(ok!.completed > 0, `${ok!.completed} answers over one connection`);
+  t.equal(ok!.errors, 0, 'every answer matched its request');
+  const [mixed] = await runPerf({ ...base, payloads: [good, bad], concurrency: [4] });
+  t.ok(mixed!.completed > 0 && mixed!.errors > 0);
+  t.same(Object.keys(mixed!.errors_by_status), ['400'], 'refused requests count under the status their answer carries');
+  t.ok(Math.abs(mixed!.completed - mixed!.errors) <= 4, 'alternating payloads: as many answers as errors (up to those in flight at the edges)');
+  const [missing] = await runPerf({ ...base, model: 'nope', payloads: [good], concurrency: [2] });
+  t.equal(missing!.completed, 0);
+  t.same(Object.keys(missing!.errors_by_status), ['404']);
+});

@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from './histogram.js';
 import { HttpConnection, encodeHttpRequest } from './http-connection.js';
-import { loadWebSocket, WsConnection } from './ws-connection.js';
+import { WsConnection } from './ws-connection.js';
 import { seededRandom, type Payload, type Protocol } from './payload.js';
 
 export type Distribution = 'constant' | 'poisson';
@@ -51,7 +51,7 @@ export class LoadDriver {
   private readonly idleHttp: HttpConnection[] = [];
   private readonly ws: WsConnection[] = [];
   private readonly requests: Buffer[] = [];
-  private readonly frames: string[] = [];
+  private readonly frames: Buffer[] = [];
   private readonly backlog: { scheduledAt: number; payload: number }[] = [];
   private nextPayload = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -71,14 +71,13 @@ export class LoadDriver {
       ? `/v2/models/${encodeURIComponent(this.spec.model)}/versions/${encodeURIComponent(this.spec.version)}/infer`
       : `/v2/models/${encodeURIComponent(this.spec.model)}/infer`;
     if (this.spec.protocol === 'ws') {
-      const WebSocket = await loadWebSocket();
       const wsUrl = `${u.protocol === 'https:' ? 'wss' : 'ws'}://${u.host}/v2/stream`;
       const n = Math.max(1, Math.min(this.spec.wsConnections, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
-      for (let i = 0; i < n; i++) this.ws.push(new WsConnection(WebSocket, wsUrl, `${this.spec.seed}-${i}-`));
+      for (let i = 0; i < n; i++) this.ws.push(new WsConnection(wsUrl, `${this.spec.seed}-${i}-`));
       await Promise.all(this.ws.map((c) => c.opened));
       // Splice model_name (and version) into each pre-encoded JSON body once.
       const extra = `"model_name":${JSON.stringify(this.spec.model)},${this.spec.version ? `"model_version":${JSON.stringify(this.spec.version)},` : ''}`;
-      for (const p of this.spec.payloads) this.frames.push(`{${extra}${p.json.slice(1)}`);
+      for (const p of this.spec.payloads) this.frames.push(Buffer.from(`{${extra}${p.json.slice(1)}`));
     } else {
       const hostHeader = u.host;
       for (const p of this.spec.payloads) {
