@@ -245,3 +245,36 @@ t.test('the kernels run inside a worker thread', async (t) => {
   });
   t.same(result, [4, 6]);
 });
+
+/** erfc in double, accurate in relative terms in the tail: series below 2, continued fraction above. */
+function erfcRef(z: number): number {
+  if (z < 2) {
+    // erf(z) = 2/sqrt(pi) sum (-1)^n z^(2n+1) / (n! (2n+1))
+    let term = z;
+    let sum = z;
+    for (let n = 1; n < 80; n++) {
+      term *= -z * z / n;
+      sum += term / (2 * n + 1);
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // erfc(z) = exp(-z^2)/sqrt(pi) / (z + 1/2 / (z + 1 / (z + 3/2 / (z + 2 / ...)))), evaluated from the tail.
+  let f = z;
+  for (let n = 200; n >= 1; n--) f = z + (n / 2) / f;
+  return Math.exp(-z * z) / Math.sqrt(Math.PI) / f;
+}
+
+t.test('gelu keeps its relative accuracy in the negative tail (outputs down to 1e-19)', async (t) => {
+  const x = Float32Array.from({ length: 1801 }, (_, i) => -9 + i * 0.01);
+  const got = x.slice();
+  biasActivation(got, 1, x.length, { activation: 'gelu' });
+  let worst = 0;
+  let at = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    const want = v >= 0 ? 0.5 * v * (2 - erfcRef(v / Math.SQRT2)) : 0.5 * v * erfcRef(-v / Math.SQRT2);
+    const rel = want === 0 ? Math.abs(got[i]!) : Math.abs(got[i]! - want) / Math.abs(want);
+    if (rel > worst) [worst, at] = [rel, v];
+  }
+  t.ok(worst < 1e-5, `worst relative error ${worst.toExponential(2)} at x = ${at.toFixed(2)} (${kernelIsa()})`);
+});

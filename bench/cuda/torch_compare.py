@@ -49,7 +49,7 @@ def main():
     torch.manual_seed(0)
     checks = []
 
-    copy = next(r for r in rows if r["op"] == "copy")
+    copy = next(r for r in rows if r.get("op") == "copy")
     n = int(copy["bytes"] / 8)
     src = torch.randn(n, device=dev)
     dst = torch.empty_like(src)
