@@ -24,6 +24,8 @@ import { runPerf, randomPayloads, latencyThroughputSvg } from '../dist/perf/inde
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const full = process.argv.includes('--full');
+/** Intra-op threads for a worker that leaves a core to the event loop and one to the generator; 0 on small hosts. */
+const SPARE_THREADS = cpus().length > 4 ? cpus().length - 2 : 0;
 const MODE = full ? 'full' : 'quick';
 const started = Date.now();
 const loadAtStart = loadavg();
@@ -269,6 +271,11 @@ async function batchingSuite() {
       ['batchedOneBinary', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads, binary)`, undefined, oneWorker, 'http-binary'],
       ['unbatched', `Umbra (${model.name}, batching off)`, { dynamic_batching: false }, [], 'http'],
     ];
+    // On a host with cores to spare, the worker's threads leave one core to the event loop and
+    // one to the generator (the in-process baseline needs neither).
+    if (SPARE_THREADS > 0) {
+      contenders.splice(3, 0, ['batchedSpareBinary', `Umbra (${model.name}, dynamic batching, 1 worker x ${SPARE_THREADS} threads, binary)`, undefined, ['--workers', '1', '--intra-op-threads', String(SPARE_THREADS)], 'http-binary']);
+    }
     for (const [key, name, config, extra, protocol] of contenders) {
       const repo = model.repo(config);
       const port = await freePort();
@@ -362,7 +369,7 @@ function targetsTable() {
   const nodeHttp = serving.nodeHttp?.results;
   const noBatch = serving.umbraNoBatch?.results;
   // Umbra's best configuration against onnxruntime's best, as the in-process side is its best too.
-  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
+  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary', 'batchedSpareBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
   const batchedShare = (key) => ratio(umbraBest(key) || undefined, batching[key]?.inprocess?.best?.rows_per_s);
   const rows = [
     ['Umbra / bare uWS throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
@@ -388,7 +395,7 @@ function batchingTable() {
       continue;
     }
     const cores = cpus().length;
-    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
+    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], ...(entry.batchedSpareBinary ? [[`Umbra, dynamic batching, 1 worker x ${SPARE_THREADS} intra-op threads, binary tensors`, entry.batchedSpareBinary]] : []), ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
       if (!e || e.skipped) {
         lines.push(`| ${key} | ${name} | - | skipped: ${e?.skipped ?? 'not run'} | | | |`);
         continue;
@@ -441,7 +448,7 @@ function report(command) {
     '',
     '## Batching: `heavy` (512-4096-4096-10 MLP, generated at run time; compute-bound) and `wide` (256-512-512-10, bundled)',
     '',
-    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors; the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
+    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors, and, on hosts of more than 4 cores, as one worker of N - 2 threads with binary tensors (a core left to the event loop and one to the generator); the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
     '',
     batchingTable(),
     '',
