@@ -27,6 +27,7 @@
       "sources": [
         "native/src/cpu/arch/avx512/elementwise_avx512.cc",
         "native/src/cpu/arch/avx512/gemm_avx512.cc",
+        "native/src/cpu/arch/avx512/magnitude_scan_avx512.cc",
         "native/src/cpu/arch/avx512/spmm_avx512.cc"
       ],
       "cflags_cc": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma"]
@@ -38,6 +39,8 @@
       "sources": [
         "native/binding/addon.cc",
         "native/binding/cuda_binding.cc",
+        "native/binding/cuda_plan_binding.cc",
+        "native/binding/json_binding.cc",
         "native/binding/kernels_binding.cc",
         "native/binding/prune_binding.cc",
         "native/src/cpu/activation.cc",
@@ -47,6 +50,9 @@
         "native/src/cpu/softmax.cc",
         "native/src/cpu/spmm.cc",
         "native/src/cpu/thread_pool.cc",
+        "native/src/json/format_numbers.cc",
+        "native/src/json/infer_json.cc",
+        "native/src/prune/magnitude_scan.cc",
         "native/src/prune/mask_apply.cc",
         "native/src/prune/nm_prune.cc",
         "native/src/prune/rows_prune.cc",

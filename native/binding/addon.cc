@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listBackends", Napi::Function::New(env, ListBackends, "listBackends"));
   umbra_binding::register_kernels(env, exports);
   umbra_binding::register_prune(env, exports);
+  umbra_binding::register_json(env, exports);
   umbra_binding::RegisterCuda(env, exports);
   return exports;
 }

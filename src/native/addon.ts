@@ -95,6 +95,15 @@ export interface NativeBinding {
   maskApplyF32Async(arrays: Float32Array[], names: string[], cuts: Pick<NativeLayerCut, 'thresholdKey' | 'ties'>[], threads: number): Promise<number>;
   nmPruneF32(w: Float32Array, rows: number, cols: number, n: number, m: number, kContiguous: boolean, name: string): number;
   rowsPruneF32(w: Float32Array, rows: number, cols: number, sparsity: number, norm: number, kContiguous: boolean, name: string): Int32Array;
+  /**
+   * The request-body scanner (native/src/json/infer_json.h): the text's skeleton with each
+   * all-number `inputs[i].data` array replaced by {"\u0000":K}, its numbers in `numbers` and
+   * their layout in `meta`; undefined when the text is left to JSON.parse. Call through
+   * src/protocol/native-json.ts.
+   */
+  scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, meta: Int32Array): string | undefined;
+  /** "[v0,v1,...]": shortest round-trip decimals, non-finite values as strings (native/src/json/format_numbers.h). */
+  formatNumbersJson(values: Float32Array | Float64Array): string;
   // CUDA backend (native/binding/cuda_binding.cc); call through ./cuda.js. Handles are opaque.
   cudaStatus(): NativeCudaStatus;
   cudaDevices(): NativeCudaDevice[];

@@ -10,6 +10,8 @@ export { concatTensors, elementCount, sameRowShape, splitTensor } from './tensor
 export { checkFinite, DEFAULT_MAX_ELEMENTS } from './validate.js';
 export { encodeBytesElements, tensorDataToBinary } from './binary-data.js';
 export { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } from './request.js';
+export { PackedNumbers, parseRequestJson } from './request-json.js';
+export { nativeJsonActive, useNativeJson } from './native-json.js';
 export {
   encodeInferResponse, encodeJson, stringifyJson, type EncodedResponse, type EncodeInferResponseOptions,
 } from './response.js';

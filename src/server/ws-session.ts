@@ -3,7 +3,7 @@
 // it from the socket; the requests go through the same Umbra core (and batchers) as HTTP.
 import { Cancellation } from '../scheduler/cancellation.js';
 import { UmbraError, describeValue, invalid, toErrorBody } from '../errors.js';
-import { encodeInferResponse } from '../protocol/index.js';
+import { encodeInferResponse, parseRequestJson } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
 import type { InferResponse } from '../protocol/types.js';
@@ -260,7 +260,7 @@ export class StreamSession {
 
 function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    return parseRequestJson(bytes);
   } catch (err) {
     throw new FrameViolation(`${what}: malformed JSON (${(err as Error).message.slice(0, 60)})`);
   }
