@@ -13,5 +13,5 @@ export { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } fr
 export { PackedNumbers, parseRequestJson } from './request-json.js';
 export { nativeJsonActive, useNativeJson } from './native-json.js';
 export {
-  encodeInferResponse, encodeJson, stringifyJson, type EncodedResponse, type EncodeInferResponseOptions,
+  encodeInferResponse, encodeInferResponseText, encodeJson, stringifyJson, type EncodedResponse, type EncodeInferResponseOptions,
 } from './response.js';

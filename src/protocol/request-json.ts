@@ -46,11 +46,6 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
 /** Swaps the markers left in inputs[i].data (the last "data" key wins, as in JSON.parse) for their arrays. */
 function unpack(root: unknown): void {
   const count = meta[0]!;
-  const at: number[] = [];
-  for (let k = 0, p = 1; k < count; k++) {
-    at.push(p);
-    p += 3 + meta[p + 2]!;
-  }
   const inputs = (root as { inputs?: unknown }).inputs;
   if (!Array.isArray(inputs)) return;
   for (const input of inputs) {
@@ -59,9 +54,13 @@ function unpack(root: unknown): void {
     if (typeof data !== 'object' || data === null || Array.isArray(data)) continue;
     const k = (data as Record<string, unknown>)[MARKER];
     if (typeof k !== 'number' || !(k >= 0 && k < count)) continue;
-    const p = at[k]!;
+    // The K-th array's record: records are [offset, count, ndims, dims...], one after another.
+    let p = 1;
+    for (let j = 0; j < k; j++) p += 3 + meta[p + 2]!;
     const offset = meta[p]!;
-    const dims = Array.from(meta.subarray(p + 3, p + 3 + meta[p + 2]!));
+    const ndims = meta[p + 2]!;
+    const dims: number[] = [];
+    for (let d = 0; d < ndims; d++) dims.push(meta[p + 3 + d]!);
     // A copy: the scratch serves the next request, and this request may wait in a queue.
     (input as { data?: unknown }).data = new PackedNumbers(numbers.slice(offset, offset + meta[p + 1]!), dims);
   }

@@ -102,7 +102,8 @@ function isBinary(name: string, binaryOutputs: EncodeInferResponseOptions['binar
   return binaryOutputs === 'all' || (binaryOutputs !== 'none' && binaryOutputs.has(name));
 }
 
-export function encodeInferResponse(resp: InferResponse, opts: EncodeInferResponseOptions): EncodedResponse {
+/** The JSON header and, in output order, the binary outputs' bytes. */
+function encodeParts(resp: InferResponse, opts: EncodeInferResponseOptions): { header: string; chunks: Uint8Array[]; binaryBytes: number } {
   let header = `{"model_name":${JSON.stringify(resp.model_name)},"model_version":${JSON.stringify(resp.model_version)}`;
   if (resp.id !== undefined) header += `,"id":${JSON.stringify(resp.id)}`;
   if (resp.parameters !== undefined) header += `,"parameters":${stringifyJson(resp.parameters)}`;
@@ -127,7 +128,10 @@ export function encodeInferResponse(resp: InferResponse, opts: EncodeInferRespon
     }
   }
   header += ']}';
-  if (chunks.length === 0) return { body: Buffer.from(header, 'utf8') };
+  return { header, chunks, binaryBytes };
+}
+
+function joinParts(header: string, chunks: Uint8Array[], binaryBytes: number): Required<EncodedResponse> {
   const headerLength = Buffer.byteLength(header, 'utf8');
   const body = Buffer.allocUnsafe(headerLength + binaryBytes);
   body.write(header, 0, 'utf8');
@@ -137,4 +141,24 @@ export function encodeInferResponse(resp: InferResponse, opts: EncodeInferRespon
     p += c.byteLength;
   }
   return { body, headerLength };
+}
+
+export function encodeInferResponse(resp: InferResponse, opts: EncodeInferResponseOptions): EncodedResponse {
+  const { header, chunks, binaryBytes } = encodeParts(resp, opts);
+  if (chunks.length === 0) return { body: Buffer.from(header, 'utf8') };
+  return joinParts(header, chunks, binaryBytes);
+}
+
+/** Longest all-JSON answer `encodeInferResponseText` leaves as a string (larger ones are sent as the socket drains). */
+const TEXT_ANSWER_MAX_CHARS = 64 * 1024;
+
+/**
+ * `encodeInferResponse` for a transport that writes strings itself (uWebSockets.js copies a
+ * string straight into its send buffer): a small all-JSON answer stays the string it was built
+ * as, which saves a Buffer per answer on the hot path.
+ */
+export function encodeInferResponseText(resp: InferResponse, opts: EncodeInferResponseOptions): { body: Buffer | string; headerLength?: number } {
+  const { header, chunks, binaryBytes } = encodeParts(resp, opts);
+  if (chunks.length === 0) return { body: header.length <= TEXT_ANSWER_MAX_CHARS ? header : Buffer.from(header, 'utf8') };
+  return joinParts(header, chunks, binaryBytes);
 }

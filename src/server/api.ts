@@ -2,7 +2,7 @@
 // The uWebSockets.js adapter and the tests both drive this; no socket logic lives here.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { UmbraError, toErrorBody } from '../errors.js';
-import { encodeInferResponse } from '../protocol/index.js';
+import { encodeInferResponseText } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
@@ -171,7 +171,7 @@ export class Api {
     const options: Parameters<Umbra['inferBody']>[4] = { context };
     if (req.signal) options.signal = req.signal;
     const result = await this.umbra.inferBody(model, version, req.body, headerLength, options);
-    const encoded = encodeInferResponse(result.response, { binaryOutputs: result.binaryOutputs });
+    const encoded = encodeInferResponseText(result.response, { binaryOutputs: result.binaryOutputs });
     const headers: Record<string, string> = {};
     if (encoded.headerLength !== undefined) {
       headers['content-type'] = 'application/octet-stream';
