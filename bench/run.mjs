@@ -164,6 +164,12 @@ async function servingSuite() {
     return out;
   });
 
+  // Umbra with its monitoring off (no metrics, drift, feedback or prediction log), as bare as the
+  // peers, which monitor nothing: what the serving core itself costs. The rows above are as shipped.
+  port = await freePort();
+  serving.umbraNoMonitoring = await withServer('Umbra (digits, monitoring off)', 'node', [...umbraArgs(REPO, port), '--monitoring', 'off'], port,
+    async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
+
   // The same model on Umbra's own native backend (one synchronous addon call per batch, where
   // onnxruntime-node defers every run to the next event-loop turn).
   const nativeDigits = repoWith('digits', { backend: 'native' });
@@ -269,6 +275,9 @@ async function batchingSuite() {
       ['batched', `Umbra (${model.name}, dynamic batching)`, undefined, [], 'http'],
       ['batchedOne', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads)`, undefined, oneWorker, 'http'],
       ['batchedOneBinary', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads, binary)`, undefined, oneWorker, 'http-binary'],
+      // What a compute-bound deployment that wants every core for the model would run: no
+      // monitoring work on the event loop (the in-process baseline monitors nothing either).
+      ['batchedOneBinaryQuiet', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads, binary, monitoring off)`, undefined, [...oneWorker, '--monitoring', 'off'], 'http-binary'],
       ['unbatched', `Umbra (${model.name}, batching off)`, { dynamic_batching: false }, [], 'http'],
     ];
     // On a host with cores to spare, the worker's threads leave one core to the event loop and
@@ -340,6 +349,7 @@ function servingTable() {
     ['**Umbra** digits, HTTP JSON', serving.umbra],
     ['**Umbra** digits, HTTP binary', serving.umbra?.binary ? { results: serving.umbra.binary } : { skipped: 'not run' }],
     ['**Umbra** digits, WebSocket', serving.umbra?.ws ? { results: serving.umbra.ws } : { skipped: serving.umbra?.wsSkipped ?? 'not run' }],
+    ['**Umbra** digits, monitoring off, HTTP JSON', serving.umbraNoMonitoring],
     ['**Umbra** digits, batching off, HTTP JSON', serving.umbraNoBatch],
     ['**Umbra** digits, backend: native, HTTP JSON', serving.umbraNative],
     ['node:http + onnxruntime-node', serving.nodeHttp],
@@ -368,13 +378,17 @@ function targetsTable() {
   const uws = serving.uws?.results;
   const nodeHttp = serving.nodeHttp?.results;
   const noBatch = serving.umbraNoBatch?.results;
+  const noMonitoring = serving.umbraNoMonitoring?.results;
   // Umbra's best configuration against onnxruntime's best, as the in-process side is its best too.
-  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary', 'batchedSpareBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
+  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary', 'batchedOneBinaryQuiet', 'batchedSpareBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
   const batchedShare = (key) => ratio(umbraBest(key) || undefined, batching[key]?.inprocess?.best?.rows_per_s);
   const rows = [
     ['Umbra / bare uWS throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
     ['Umbra / node:http peer throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits as shipped: dynamic batching, no queue delay)', ratio(at(umbra, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra, monitoring off / bare uWS throughput, concurrency 64', ratio(at(noMonitoring, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
+    ['Umbra, monitoring off / node:http peer throughput, concurrency 64', ratio(at(noMonitoring, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', ratio(at(noMonitoring, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
@@ -395,7 +409,7 @@ function batchingTable() {
       continue;
     }
     const cores = cpus().length;
-    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], ...(entry.batchedSpareBinary ? [[`Umbra, dynamic batching, 1 worker x ${SPARE_THREADS} intra-op threads, binary tensors`, entry.batchedSpareBinary]] : []), ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
+    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors, monitoring off`, entry.batchedOneBinaryQuiet], ...(entry.batchedSpareBinary ? [[`Umbra, dynamic batching, 1 worker x ${SPARE_THREADS} intra-op threads, binary tensors`, entry.batchedSpareBinary]] : []), ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
       if (!e || e.skipped) {
         lines.push(`| ${key} | ${name} | - | skipped: ${e?.skipped ?? 'not run'} | | | |`);
         continue;
@@ -448,7 +462,7 @@ function report(command) {
     '',
     '## Batching: `heavy` (512-4096-4096-10 MLP, generated at run time; compute-bound) and `wide` (256-512-512-10, bundled)',
     '',
-    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors, and, on hosts of more than 4 cores, as one worker of N - 2 threads with binary tensors (a core left to the event loop and one to the generator); the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
+    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors (and binary with its monitoring off, as the in-process baseline monitors nothing), and, on hosts of more than 4 cores, as one worker of N - 2 threads with binary tensors (a core left to the event loop and one to the generator); the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
     '',
     batchingTable(),
     '',
@@ -462,7 +476,7 @@ function report(command) {
     '',
     ...notes.map((n) => `- ${n}`),
     '- Peers: `bench/peers/uws-bare.mjs` (parses the request JSON, answers a digits-shaped response without a model), `bench/peers/node-http-ort.mjs` and `bench/peers/fastify-ort.mjs` (keep-alive, one onnxruntime-node session created at start, `session.run` per request on the event loop), `bench/peers/fastapi_torch.py` (FastAPI + PyTorch, Debian packages), `bench/inprocess-ort.mjs` (onnxruntime-node in-process).',
-    '- Umbra runs `umbra serve` with its defaults (one model worker per core). "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
+    '- Umbra runs `umbra serve` with its defaults (one model worker per core; monitoring on: metrics, drift, feedback joins and a SQLite prediction log of every request). "monitoring off" is `--monitoring off`, which leaves Umbra doing what the peers do; the targets table gives both. "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
     '- Server queue/compute times come from the server\'s statistics endpoint (`GET /v2/models/{m}/stats`) where it has one; "-" where it does not.',
     '',
   ];

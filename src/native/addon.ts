@@ -101,7 +101,7 @@ export interface NativeBinding {
    * their layout in `meta`; undefined when the text is left to JSON.parse. Call through
    * src/protocol/native-json.ts.
    */
-  scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, meta: Int32Array): string | undefined;
+  scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, start: number, meta: Int32Array): string | undefined;
   /** "[v0,v1,...]": shortest round-trip decimals, non-finite values as strings (native/src/json/format_numbers.h). */
   formatNumbersJson(values: Float32Array | Float64Array): string;
   // CUDA backend (native/binding/cuda_binding.cc); call through ./cuda.js. Handles are opaque.

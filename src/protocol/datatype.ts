@@ -69,6 +69,33 @@ export function typedArrayFor(datatype: DataType, n: number): TensorData {
   return storage === null ? new Array<string>(n).fill('') : new storage(n);
 }
 
+/**
+ * Small tensors' storage is carved from shared slabs instead of one ArrayBuffer each: a backing
+ * store per request tensor costs an allocation and garbage-collector work that, on a model that
+ * computes in microseconds, shows in the request rate. A slab lives while any of its tensors do.
+ * Such arrays are views: code that transfers a buffer to another thread copies views first
+ * (workers/messages.ts), as it must for any view.
+ */
+const SLAB_BYTES = 256 * 1024;
+const SLAB_MAX_TENSOR_BYTES = 16 * 1024;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+/** `typedArrayFor`, from a slab when the tensor is small and of a fixed-size datatype. */
+export function slabTypedArrayFor(datatype: DataType, n: number): TensorData {
+  const info = INFO[datatype];
+  const bytes = info.bytes * n;
+  if (info.storage === null || bytes > SLAB_MAX_TENSOR_BYTES) return typedArrayFor(datatype, n);
+  if (slabUsed + bytes > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  // Zero-filled like typedArrayFor's: a slab is fresh memory, and no part of it is handed out twice.
+  const view = new info.storage(slab, slabUsed, n);
+  slabUsed += (bytes + 7) & ~7; // 8-byte aligned for the 64-bit datatypes
+  return view;
+}
+
 /** View `length` elements of `buffer` at `byteOffset` (which must be aligned) as the datatype's storage. */
 export function typedArrayView(datatype: DataType, buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData {
   const storage = INFO[datatype].storage;

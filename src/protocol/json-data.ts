@@ -2,7 +2,7 @@
 // JSON clients: one pass, writing straight into the final typed array, no per-element allocation.
 
 import { invalid } from '../errors.js';
-import { integerRange, typedArrayFor } from './datatype.js';
+import { integerRange, slabTypedArrayFor } from './datatype.js';
 import { float32ToHalf } from './half.js';
 import { PackedNumbers } from './request-json.js';
 import type { DataType, TensorData } from './types.js';
@@ -201,12 +201,12 @@ function fillPacked(packed: PackedNumbers, shape: readonly number[], out: Tensor
 /** Convert `inputs[].data` to storage for `count` elements of `datatype`; `what` names the input. */
 export function jsonToTensorData(data: unknown, datatype: DataType, shape: readonly number[], count: number, what: string): TensorData {
   if (data instanceof PackedNumbers) {
-    const out = typedArrayFor(datatype, count);
+    const out = slabTypedArrayFor(datatype, count);
     fillPacked(data, shape, out, WRITERS[datatype], what);
     return out;
   }
   if (!Array.isArray(data)) throw invalid('INVALID_INPUT', 'an array', `${what} data`, data);
-  const out = typedArrayFor(datatype, count);
+  const out = slabTypedArrayFor(datatype, count);
   fill(data, 0, shape, out, 0, WRITERS[datatype], what);
   return out;
 }

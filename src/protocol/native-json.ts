@@ -4,7 +4,7 @@
 import { native } from '../native/addon.js';
 
 export interface NativeJson {
-  scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, meta: Int32Array): string | undefined;
+  scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, start: number, meta: Int32Array): string | undefined;
   formatNumbersJson(values: Float32Array | Float64Array): string;
 }
 

@@ -16,14 +16,19 @@ export class PackedNumbers {
   }
 }
 
-/**
- * Bodies past this many bytes go to JSON.parse: the scratch that receives the numbers is sized
- * for the worst case (half a number per byte) and kept, so its bound is this / 2 doubles (4 MiB).
- */
+/** Bodies past this many bytes go to JSON.parse. */
 const MAX_SCANNED_BYTES = 1 << 20;
 const MARKER = '\u0000';
 
-let numbers = new Float64Array(0);
+/**
+ * The scanner writes numbers into a slab, and each request's arrays are views of the part it
+ * used: no allocation per request (a small Float64Array of its own costs a backing store and
+ * garbage-collector work). A slab is dropped once full; views keep it alive while they live.
+ * A body whose worst case (half a number per byte) would not fit in a fresh slab gets its own.
+ */
+const SLAB_DOUBLES = 1 << 16;
+let slab = new Float64Array(SLAB_DOUBLES);
+let slabUsed = 0;
 const meta = new Int32Array(256);
 
 /** Parses bytes[0, end) as JSON.parse would (throwing its SyntaxError), with data arrays packed. */
@@ -31,23 +36,40 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
   const run = end <= MAX_SCANNED_BYTES ? nativeJson()?.scanInferJson : undefined;
   if (run) {
     const need = (end >>> 1) + 1;
-    if (numbers.length < need) numbers = new Float64Array(Math.max(need, Math.min(MAX_SCANNED_BYTES >>> 1, numbers.length * 2), 1024));
-    const skeleton = run(bytes, end, numbers, meta);
+    let numbers = slab;
+    let start = slabUsed;
+    if (need > SLAB_DOUBLES) {
+      numbers = new Float64Array(need);
+      start = 0;
+    } else if (start + need > slab.length) {
+      numbers = slab = new Float64Array(SLAB_DOUBLES);
+      start = slabUsed = 0;
+    }
+    const skeleton = run(bytes, end, numbers, start, meta);
     if (skeleton !== undefined) {
       // The scanner has validated the whole text, so this parse cannot fail.
       const root = JSON.parse(skeleton) as unknown;
-      if (meta[0]! > 0) unpack(root);
+      if (meta[0]! > 0) {
+        const used = unpack(root, numbers);
+        if (numbers === slab) slabUsed = used;
+      }
       return root;
     }
   }
   return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8'));
 }
 
-/** Swaps the markers left in inputs[i].data (the last "data" key wins, as in JSON.parse) for their arrays. */
-function unpack(root: unknown): void {
+/**
+ * Swaps the markers left in inputs[i].data (the last "data" key wins, as in JSON.parse) for their
+ * arrays; returns the index past the last number the scan wrote.
+ */
+function unpack(root: unknown, numbers: Float64Array): number {
   const count = meta[0]!;
+  let last = 1;
+  for (let j = 0; j < count - 1; j++) last += 3 + meta[last + 2]!;
+  const usedEnd = meta[last]! + meta[last + 1]!;
   const inputs = (root as { inputs?: unknown }).inputs;
-  if (!Array.isArray(inputs)) return;
+  if (!Array.isArray(inputs)) return usedEnd;
   for (const input of inputs) {
     if (typeof input !== 'object' || input === null) continue;
     const data = (input as { data?: unknown }).data;
@@ -61,7 +83,7 @@ function unpack(root: unknown): void {
     const ndims = meta[p + 2]!;
     const dims: number[] = [];
     for (let d = 0; d < ndims; d++) dims.push(meta[p + 3 + d]!);
-    // A copy: the scratch serves the next request, and this request may wait in a queue.
-    (input as { data?: unknown }).data = new PackedNumbers(numbers.slice(offset, offset + meta[p + 1]!), dims);
+    (input as { data?: unknown }).data = new PackedNumbers(numbers.subarray(offset, offset + meta[p + 1]!), dims);
   }
+  return usedEnd;
 }
