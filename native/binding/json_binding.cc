@@ -8,7 +8,7 @@
 namespace umbra_binding {
 namespace {
 
-// scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, meta: Int32Array)
+// scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, start: number, meta: Int32Array)
 //   -> string (the skeleton) | undefined (not scanned: parse the text itself)
 Napi::Value ScanInferJson(const Napi::CallbackInfo& info) {
   static constexpr const char* kName = "scanInferJson";
@@ -23,11 +23,13 @@ Napi::Value ScanInferJson(const Napi::CallbackInfo& info) {
   UMBRA_THROW_IF(env, !numbers.IsTypedArray() || numbers.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array,
                  "numbers must be a Float64Array");
   auto numbers_view = numbers.As<Napi::Float64Array>();
-  auto meta_view = info[3];
+  const size_t start = to_size(info, 3, kName, "start");
+  UMBRA_THROW_IF(env, start > numbers_view.ElementLength(), "start is past the numbers");
+  auto meta_view = info[4];
   UMBRA_THROW_IF(env, !meta_view.IsTypedArray() || meta_view.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array,
                  "meta must be an Int32Array");
   auto meta = meta_view.As<Napi::Int32Array>();
-  const umbra::json::ScanBuffers buffers{numbers_view.Data(), numbers_view.ElementLength(), meta.Data(), meta.ElementLength()};
+  const umbra::json::ScanBuffers buffers{numbers_view.Data(), numbers_view.ElementLength(), start, meta.Data(), meta.ElementLength()};
   // One skeleton buffer per thread (the addon loads in every worker), reused across calls.
   thread_local std::string skeleton;
   const char* text = reinterpret_cast<const char*>(view.Data());

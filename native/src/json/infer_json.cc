@@ -23,6 +23,7 @@ class Scanner {
     if (buffers_.meta_capacity < 1) return false;
     buffers_.meta[0] = 0;
     meta_used_ = 1;
+    numbers_used_ = buffers_.numbers_start;
     skip_space();
     if (!value(0, Ctx::kRoot)) return false;
     skip_space();

@@ -17,10 +17,12 @@ constexpr int kMaxDims = 8;
 constexpr int kMaxDepth = 64;
 
 struct ScanBuffers {
-  // Receives the numbers of the extracted arrays, one after another.
+  // Receives the numbers of the extracted arrays, one after another, from numbers[numbers_start].
   double* numbers;
   size_t numbers_capacity;
-  // meta[0] = extracted arrays; then per array: offset into numbers, element count, ndims, dims...
+  size_t numbers_start;
+  // meta[0] = extracted arrays; then per array: index of its first number in numbers, element
+  // count, ndims, dims...
   int32_t* meta;
   size_t meta_capacity;
 };
