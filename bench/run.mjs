@@ -478,6 +478,7 @@ function report(command) {
     '- Peers: `bench/peers/uws-bare.mjs` (parses the request JSON, answers a digits-shaped response without a model), `bench/peers/node-http-ort.mjs` and `bench/peers/fastify-ort.mjs` (keep-alive, one onnxruntime-node session created at start, `session.run` per request on the event loop), `bench/peers/fastapi_torch.py` (FastAPI + PyTorch, Debian packages), `bench/inprocess-ort.mjs` (onnxruntime-node in-process).',
     '- Umbra runs `umbra serve` with its defaults (one model worker per core; monitoring on: metrics, drift, feedback joins and a SQLite prediction log of every request). "monitoring off" is `--monitoring off`, which leaves Umbra doing what the peers do; the targets table gives both. "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
     '- Server queue/compute times come from the server\'s statistics endpoint (`GET /v2/models/{m}/stats`) where it has one; "-" where it does not.',
+    '- Earlier runs of these targets, and the 16-core host: [RESULTS-history.md](RESULTS-history.md) (kept by hand; this file is rewritten by every run).',
     '',
   ];
   return out.join('\n');
