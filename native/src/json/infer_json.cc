@@ -79,16 +79,9 @@ class Scanner {
       if (ctx == Ctx::kRoot && key_length == 6 && std::memcmp(key, "inputs", 6) == 0) child = Ctx::kInputs;
       else if (ctx == Ctx::kInput && key_length == 4 && std::memcmp(key, "data", 4) == 0) child = Ctx::kData;
       if (!value(depth, child)) return false;
-      skip_space();
-      if (p_ >= end_) return false;
-      if (*p_ == ',') {
-        ++p_;
-        skip_space();
-        continue;
-      }
-      if (*p_ != '}') return false;
-      ++p_;
-      return true;
+      bool more = false;
+      if (!separator('}', &more)) return false;
+      if (!more) return true;
     }
   }
 
@@ -103,17 +96,26 @@ class Scanner {
     }
     for (;;) {
       if (!value(depth, child)) return false;
-      skip_space();
-      if (p_ >= end_) return false;
-      if (*p_ == ',') {
-        ++p_;
-        skip_space();
-        continue;
-      }
-      if (*p_ != ']') return false;
+      bool more = false;
+      if (!separator(']', &more)) return false;
+      if (!more) return true;
+    }
+  }
+
+  // What follows a member or an element: a comma (*more set) or the closing bracket (*more unset).
+  bool separator(char close, bool* more) {
+    skip_space();
+    if (p_ >= end_) return false;
+    if (*p_ == ',') {
       ++p_;
+      skip_space();
+      *more = true;
       return true;
     }
+    if (*p_ != close) return false;
+    ++p_;
+    *more = false;
+    return true;
   }
 
   bool string() {
