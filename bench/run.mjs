@@ -492,9 +492,13 @@ if (!existsSync(join(ROOT, 'dist', 'perf', 'index.js'))) {
   process.exit(1);
 }
 notes.push(`The machine has ${cpus().length} cores shared by the generator and the server under test; nothing is pinned.`);
-await servingSuite();
-await batchingSuite();
-if (!process.argv.includes('--serving-only')) await otherBenches();
+// --only=serving,batching,others runs a subset (for iterating on one target; the recorded
+// RESULTS.md comes from a whole run). --serving-only is the older spelling of --only=serving,batching.
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const suites = new Set(onlyArg ? onlyArg.slice('--only='.length).split(',') : process.argv.includes('--serving-only') ? ['serving', 'batching'] : ['serving', 'batching', 'others']);
+if (suites.has('serving')) await servingSuite();
+if (suites.has('batching')) await batchingSuite();
+if (suites.has('others')) await otherBenches();
 const svg = latencyThroughputSvg([
   ['bare uWS', serving.uws], ['Umbra', serving.umbra], ['node:http+ORT', serving.nodeHttp], ['Fastify+ORT', serving.fastify],
 ].filter(([, e]) => e?.results).map(([label, e]) => ({ label, results: e.results })), `digits: latency vs throughput (${MODE})`);

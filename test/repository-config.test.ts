@@ -196,7 +196,9 @@ t.test('no config: derived from the ONNX model with Umbra defaults', async (t) =
   });
   t.equal(DEFAULT_MAX_QUEUE_DELAY_US, 0);
   t.same(batched.versionPolicy, { kind: 'latest', numVersions: 1 });
-  t.equal(batched.instanceCount, 1);
+  // No instance_group: every worker of the pool may run a batch (the batcher's maxInFlight is the pool size).
+  t.equal(batched.instanceCount, 0);
+  t.same(batched.instanceGroups, []);
   t.equal(batched.backend, 'onnxruntime');
   t.same(batched.executionProviders, ['cpu']);
   t.same(batched.parameters, {});

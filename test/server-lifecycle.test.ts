@@ -34,6 +34,34 @@ t.test('concurrent requests are batched and each gets its own rows back', async 
   t.ok(stats.executions >= 3, 'no batch exceeded max_batch_size 8');
 });
 
+t.test('without an instance_group a model runs batches on every worker at once; with one, as many as it counts', async (t) => {
+  for (const [config, expected] of [[{}, 2], [{ instance_group: [{ count: 1 }] }, 1]] as const) {
+    const repo = tempRepo();
+    t.teardown(() => repo.remove());
+    repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
+    repo.writeConfig('slow', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0 }, ...config });
+    const s = await startTestServer(t, { repository: repo.dir, workers: 2 });
+    const umbra = s.server.umbra;
+    t.equal(umbra.manager.get('slow').placement, 'worker');
+    // Count batches executing at once: both requests are submitted before either can finish
+    // (a worker's answer arrives on a later turn of the event loop).
+    const run = umbra.pool.run.bind(umbra.pool);
+    let running = 0;
+    let most = 0;
+    umbra.pool.run = async (...args: Parameters<typeof run>) => {
+      most = Math.max(most, ++running);
+      try {
+        return await run(...args);
+      } finally {
+        running -= 1;
+      }
+    };
+    const answers = await Promise.all([1, 2, 3].map((v) => umbra.predict('slow', { x: { data: new Float32Array(WIDTH).fill(v), shape: [1, WIDTH] } })));
+    t.same(answers.map((a) => (a.outputs[0]!.data as Float32Array)[0]), [1, 2, 3], 'each request got its own row');
+    t.equal(most, expected, `${JSON.stringify(config)}: at most ${expected} batches at once`);
+  }
+});
+
 t.test('a full queue rejects at once with 503 and Retry-After; timeouts and priorities', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -58,7 +58,10 @@ export interface ResolvedModelConfig extends ModelSignature {
   outputs: TensorSpec[];
   dynamicBatching: DynamicBatchingConfig;
   versionPolicy: VersionPolicy;
-  /** Sum of instance_group counts (1 with none). */
+  /**
+   * Sum of instance_group counts: how many batches of this model may execute at once. 0 when the
+   * config has no instance_group: then every worker of the pool may run one.
+   */
   instanceCount: number;
   instanceGroups: InstanceGroup[];
   backend: BackendChoice;
@@ -419,7 +422,7 @@ function readDynamicBatching(fields: Fields, value: unknown, maxBatchSize: numbe
 
 function readInstanceGroups(fields: Fields, value: unknown): InstanceGroup[] {
   const list = asArray(value);
-  if (list.length === 0) return [{ count: 1, kind: 'KIND_AUTO' }];
+  if (list.length === 0) return [];
   return list.map((item, i) => {
     const where = `instance_group[${i}]`;
     const obj = fields.object(item, where);

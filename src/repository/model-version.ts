@@ -125,7 +125,7 @@ export class ModelVersion {
       // Each instance is one batch executing on one worker at a time; without an explicit
       // instance_group every worker of the pool may run this model.
       // Inline models run on this thread, one batch at a time.
-      maxInFlight: this.inline ? 1 : args.config.instanceGroups.length > 0 ? Math.max(1, args.config.instanceCount) : pool.size,
+      maxInFlight: this.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
       coalesce: this.inline !== undefined,
       execute: (items) => this.execute(items),
     });
