@@ -200,6 +200,70 @@ async function servingSuite() {
   serving.inprocess = inproc.code === 0 ? JSON.parse(inproc.stdout) : { skipped: oneLine(inproc.stderr) };
 }
 
+// --- paired rounds: the serving targets, measured interleaved ------------------
+
+// This machine is shared: its speed wanders within minutes, so two servers measured a minute
+// apart can differ by more than the gap a target is about. The servers the serving targets
+// compare are started together (idle while another is measured) and measured in turn, round
+// after round, each round starting with the next server; every target is a ratio within one
+// round, and the table takes the median round.
+const ROUNDS = full ? 5 : 3;
+const paired = { rounds: [] };
+const PAIRED_SERVERS = [
+  ['uws', 'bare uWS', (port) => ['bench/peers/uws-bare.mjs', String(port)]],
+  ['umbra', 'Umbra as shipped', (port) => umbraArgs(REPO, port)],
+  ['umbraQuiet', 'Umbra, monitoring off', (port) => [...umbraArgs(REPO, port), '--monitoring', 'off']],
+  ['nodeHttp', 'node:http + onnxruntime-node', (port) => ['bench/peers/node-http-ort.mjs', String(port), join(REPO, 'digits', '2', 'model.onnx')]],
+];
+
+async function pairedSuite() {
+  const running = [];
+  try {
+    for (const [key, name, args] of PAIRED_SERVERS) {
+      const port = await freePort();
+      log(`paired: start ${name}`);
+      running.push({ key, name, server: await startProcess(name, 'node', args(port), port) });
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const results = {};
+      for (let i = 0; i < running.length; i++) {
+        const { key, name, server } = running[(round + i) % running.length];
+        log(`paired round ${round + 1}/${ROUNDS}: ${name}`);
+        results[key] = await measure(server.url, 'digits', digitsPayloads, [1, 64]);
+      }
+      paired.rounds.push(results);
+    }
+  } catch (err) {
+    log(`paired rounds failed: ${err.message}`);
+    paired.skipped = oneLine(err.message);
+  } finally {
+    await Promise.all(running.map((r) => r.server.stop()));
+  }
+}
+
+/** Per round, `value(round)`; the median round's value and the range, or undefined. */
+function pairedRatio(value) {
+  const values = paired.rounds.map(value).filter((v) => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b);
+  if (values.length === 0) return undefined;
+  return { median: values[Math.floor(values.length / 2)], min: values[0], max: values[values.length - 1], n: values.length };
+}
+
+const pairedThroughput = (a, b, c) => pairedRatio((r) => ratio(at(r[a], c)?.throughput, at(r[b], c)?.throughput));
+const pairedP50 = (a, b, c) => pairedRatio((r) => ratio(at(r[a], c)?.p50_ms, at(r[b], c)?.p50_ms));
+
+function pairedTable() {
+  if (paired.rounds.length === 0) return `Not run${paired.skipped ? ` (${paired.skipped})` : ''}.`;
+  const cols = PAIRED_SERVERS.map(([key, name]) => [key, name]);
+  const lines = [
+    `| round | ${cols.map(([, n]) => `${n} c64 req/s`).join(' | ')} | ${cols.map(([, n]) => `${n} c1 p50 ms`).join(' | ')} |`,
+    `|---:|${cols.map(() => '---:').join('|')}|${cols.map(() => '---:').join('|')}|`,
+  ];
+  paired.rounds.forEach((r, i) => {
+    lines.push(`| ${i + 1} | ${cols.map(([k]) => f1(at(r[k], 64)?.throughput)).join(' | ')} | ${cols.map(([k]) => f3(at(r[k], 1)?.p50_ms)).join(' | ')} |`);
+  });
+  return lines.join('\n');
+}
+
 async function pythonPeer(digitsFile) {
   const python = '/usr/bin/python3';
   const check = await runChild(python, ['-c', 'import fastapi, uvicorn, torch'], 20_000);
@@ -259,9 +323,10 @@ async function batchingSuite() {
     const entry = {};
     batching[model.key] = entry;
     log(`in-process onnxruntime-node (${model.name}, batch sizes x intra-op threads)`);
-    // The best the library can do on this host: whole batches, 1 thread and one thread per core.
+    // The best the library can do on this host: whole batches, 1 thread and one thread per core,
+    // and one single-thread session per core running at once (Umbra's default layout).
     const threads = [...new Set([1, cpus().length])].join(',');
-    const inproc = await runChild('node', ['bench/inprocess-ort.mjs', model.file, 'features', String(model.features), full ? '3' : '1', '1,8,16,32,64', threads], 300_000);
+    const inproc = await runChild('node', ['bench/inprocess-ort.mjs', model.file, 'features', String(model.features), full ? '3' : '1', '1,8,16,32,64', threads, String(cpus().length)], 300_000);
     entry.inprocess = inproc.code === 0 ? JSON.parse(inproc.stdout) : { skipped: oneLine(inproc.stderr) };
     const level = [64];
     // A compute-bound model batches 64 rows at a time: with exactly 64 requests in flight the
@@ -273,6 +338,8 @@ async function batchingSuite() {
     const oneWorker = ['--workers', '1', '--intra-op-threads', String(cpus().length)];
     const contenders = [
       ['batched', `Umbra (${model.name}, dynamic batching)`, undefined, [], 'http'],
+      // The default layout (a worker per core) with binary tensors and no monitoring, as the in-process side.
+      ['batchedBinaryQuiet', `Umbra (${model.name}, dynamic batching, binary, monitoring off)`, undefined, ['--monitoring', 'off'], 'http-binary'],
       ['batchedOne', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads)`, undefined, oneWorker, 'http'],
       ['batchedOneBinary', `Umbra (${model.name}, dynamic batching, 1 worker x ${cpus().length} threads, binary)`, undefined, oneWorker, 'http-binary'],
       // What a compute-bound deployment that wants every core for the model would run: no
@@ -380,15 +447,17 @@ function targetsTable() {
   const noBatch = serving.umbraNoBatch?.results;
   const noMonitoring = serving.umbraNoMonitoring?.results;
   // Umbra's best configuration against onnxruntime's best, as the in-process side is its best too.
-  const umbraBest = (key) => Math.max(...['batched', 'batchedOne', 'batchedOneBinary', 'batchedOneBinaryQuiet', 'batchedSpareBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
+  const umbraBest = (key) => Math.max(...['batched', 'batchedBinaryQuiet', 'batchedOne', 'batchedOneBinary', 'batchedOneBinaryQuiet', 'batchedSpareBinary'].flatMap((c) => (batching[key]?.[c]?.results ?? []).map((r) => r.inferences_per_s ?? 0)), 0);
   const batchedShare = (key) => ratio(umbraBest(key) || undefined, batching[key]?.inprocess?.best?.rows_per_s);
   const rows = [
-    ['Umbra / bare uWS throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
-    ['Umbra / node:http peer throughput, concurrency 64', ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
-    ['Umbra p50 / bare uWS p50, concurrency 1 (digits as shipped: dynamic batching, no queue delay)', ratio(at(umbra, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
-    ['Umbra, monitoring off / bare uWS throughput, concurrency 64', ratio(at(noMonitoring, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
-    ['Umbra, monitoring off / node:http peer throughput, concurrency 64', ratio(at(noMonitoring, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
-    ['Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', ratio(at(noMonitoring, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    // The rows that compare Umbra with bare uWS and the node:http peer come from the paired rounds
+    // (median round; the range beside it) when they ran, else from the sweep above.
+    ['Umbra / bare uWS throughput, concurrency 64', pairedThroughput('umbra', 'uws', 64) ?? ratio(at(umbra, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
+    ['Umbra / node:http peer throughput, concurrency 64', pairedThroughput('umbra', 'nodeHttp', 64) ?? ratio(at(umbra, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits as shipped: dynamic batching, no queue delay)', pairedP50('umbra', 'uws', 1) ?? ratio(at(umbra, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra, monitoring off / bare uWS throughput, concurrency 64', pairedThroughput('umbraQuiet', 'uws', 64) ?? ratio(at(noMonitoring, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
+    ['Umbra, monitoring off / node:http peer throughput, concurrency 64', pairedThroughput('umbraQuiet', 'nodeHttp', 64) ?? ratio(at(noMonitoring, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', pairedP50('umbraQuiet', 'uws', 1) ?? ratio(at(noMonitoring, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
@@ -396,7 +465,13 @@ function targetsTable() {
     ['Umbra batched, best configuration (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
   const lines = ['| target | measured | wanted | met |', '|---|---:|---:|:-:|'];
-  for (const [name, value, wanted, ok] of rows) lines.push(`| ${name} | ${value === undefined ? '-' : value.toFixed(2)} | ${wanted} | ${value === undefined ? 'not measured' : ok(value) ? 'yes' : '**no**'} |`);
+  for (const [name, measured, wanted, ok] of rows) {
+    // A paired figure is { median, min, max, n }; a sweep figure a plain number.
+    const value = typeof measured === 'object' ? measured.median : measured;
+    const shown = value === undefined ? '-' : typeof measured === 'object'
+      ? `${value.toFixed(2)} (paired, median of ${measured.n} rounds; ${measured.min.toFixed(2)}-${measured.max.toFixed(2)})` : value.toFixed(2);
+    lines.push(`| ${name} | ${shown} | ${wanted} | ${value === undefined ? 'not measured' : ok(value) ? 'yes' : '**no**'} |`);
+  }
   return lines.join('\n');
 }
 
@@ -409,7 +484,7 @@ function batchingTable() {
       continue;
     }
     const cores = cpus().length;
-    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors, monitoring off`, entry.batchedOneBinaryQuiet], ...(entry.batchedSpareBinary ? [[`Umbra, dynamic batching, 1 worker x ${SPARE_THREADS} intra-op threads, binary tensors`, entry.batchedSpareBinary]] : []), ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
+    for (const [name, e] of [['Umbra, dynamic batching (defaults: a worker per core)', entry.batched], ['Umbra, dynamic batching (a worker per core), binary tensors, monitoring off', entry.batchedBinaryQuiet], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads`, entry.batchedOne], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors`, entry.batchedOneBinary], [`Umbra, dynamic batching, 1 worker x ${cores} intra-op threads, binary tensors, monitoring off`, entry.batchedOneBinaryQuiet], ...(entry.batchedSpareBinary ? [[`Umbra, dynamic batching, 1 worker x ${SPARE_THREADS} intra-op threads, binary tensors`, entry.batchedSpareBinary]] : []), ['Umbra, batching off', entry.unbatched], ['node:http + onnxruntime-node', entry.nodeHttp]]) {
       if (!e || e.skipped) {
         lines.push(`| ${key} | ${name} | - | skipped: ${e?.skipped ?? 'not run'} | | | |`);
         continue;
@@ -419,8 +494,9 @@ function batchingTable() {
     if (entry.inprocess?.points) {
       for (const p of entry.inprocess.points) {
         const b = entry.inprocess.best;
-        const best = b && p.batch === b.batch && (p.threads ?? 1) === (b.threads ?? 1) ? ' **(best)**' : '';
-        lines.push(`| ${key} | in-process onnxruntime-node, batch ${p.batch}, ${p.threads ?? 1} intra-op thread${(p.threads ?? 1) > 1 ? 's' : ''}${best} | - | ${f1(p.rows_per_s)} | ${f3(p.p50_ms)} | - | 0 |`);
+        const best = b && p.batch === b.batch && (p.threads ?? 1) === (b.threads ?? 1) && (p.sessions ?? 1) === (b.sessions ?? 1) ? ' **(best)**' : '';
+        const layout = (p.sessions ?? 1) > 1 ? `${p.sessions} sessions at once, 1 intra-op thread each` : `${p.threads ?? 1} intra-op thread${(p.threads ?? 1) > 1 ? 's' : ''}`;
+        lines.push(`| ${key} | in-process onnxruntime-node, batch ${p.batch}, ${layout}${best} | - | ${f1(p.rows_per_s)} | ${f3(p.p50_ms)} | - | 0 |`);
       }
     } else if (entry.inprocess?.skipped) {
       lines.push(`| ${key} | in-process onnxruntime-node | - | skipped: ${entry.inprocess.skipped} | | | |`);
@@ -456,13 +532,19 @@ function report(command) {
     '',
     `In-process onnxruntime-node on digits (compute limit, no network): ${inproc ? `${f1(inproc.runs_per_s)} sequential runs/s, p50 ${f3(inproc.p50_ms)} ms per run` : `not measured (${serving.inprocess?.skipped})`}.`,
     '',
+    '## Paired rounds (the serving targets)',
+    '',
+    `The servers the serving targets compare, started together and measured in turn (${ROUNDS} rounds, each starting with the next server; levels 1 and 64, same windows as above). A target is a ratio within one round; the targets table takes the median round.`,
+    '',
+    pairedTable(),
+    '',
     '## Targets (foundation issue)',
     '',
     targetsTable(),
     '',
     '## Batching: `heavy` (512-4096-4096-10 MLP, generated at run time; compute-bound) and `wide` (256-512-512-10, bundled)',
     '',
-    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node on one session with whole batches handed to it, at 1 intra-op thread and at one thread per core; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each); `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors (and binary with its monitoring off, as the in-process baseline monitors nothing), and, on hosts of more than 4 cores, as one worker of N - 2 threads with binary tensors (a core left to the event loop and one to the generator); the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
+    'Clients send one row per request (JSON); the server may batch them. The batched `heavy` rows run at 64 and at 128 requests in flight (at 64, a 64-row batch leaves the model idle while its answers go out and the next requests arrive; at 128 one batch fills while the other runs); the target row takes the best. Rows/s is requests/s x rows per request. The in-process rows are onnxruntime-node with whole batches handed to it: one session at 1 intra-op thread and at one thread per core, and one single-thread session per core, each in its own thread, all running at once; the best of them is the compute limit the target compares with. Umbra runs `umbra serve` defaults (one model worker per core, 1 intra-op thread each; each worker runs a batch at once), also with binary tensors and monitoring off; `heavy` has max_batch_size 64 and waits up to 2 ms for a batch of 64. Umbra also runs as one worker using every core per run (`--workers 1 --intra-op-threads N`), with JSON and with binary tensors (and binary with its monitoring off, as the in-process baseline monitors nothing), and, on hosts of more than 4 cores, as one worker of N - 2 threads with binary tensors (a core left to the event loop and one to the generator); the target row takes Umbra\'s best configuration, as the in-process side takes its best.',
     '',
     batchingTable(),
     '',
@@ -492,11 +574,12 @@ if (!existsSync(join(ROOT, 'dist', 'perf', 'index.js'))) {
   process.exit(1);
 }
 notes.push(`The machine has ${cpus().length} cores shared by the generator and the server under test; nothing is pinned.`);
-// --only=serving,batching,others runs a subset (for iterating on one target; the recorded
+// --only=serving,paired,batching,others runs a subset (serving includes paired) (for iterating on one target; the recorded
 // RESULTS.md comes from a whole run). --serving-only is the older spelling of --only=serving,batching.
 const onlyArg = process.argv.find((a) => a.startsWith('--only='));
 const suites = new Set(onlyArg ? onlyArg.slice('--only='.length).split(',') : process.argv.includes('--serving-only') ? ['serving', 'batching'] : ['serving', 'batching', 'others']);
 if (suites.has('serving')) await servingSuite();
+if (suites.has('serving') || suites.has('paired')) await pairedSuite();
 if (suites.has('batching')) await batchingSuite();
 if (suites.has('others')) await otherBenches();
 const svg = latencyThroughputSvg([
@@ -505,5 +588,5 @@ const svg = latencyThroughputSvg([
 writeFileSync(join(ROOT, 'bench', 'serving.svg'), svg);
 notes.push('Plot of the serving sweep: [serving.svg](serving.svg).');
 writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report(command));
-writeFileSync(join(ROOT, 'bench', `results-${MODE}.json`), `${JSON.stringify({ serving, batching, others }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench', `results-${MODE}.json`), `${JSON.stringify({ serving, paired, batching, others }, null, 2)}\n`);
 log(`wrote bench/RESULTS.md in ${((Date.now() - started) / 1000).toFixed(0)} s`);
