@@ -141,7 +141,11 @@ async function withServer(name, command, args, port, fn) {
 
 const serving = {};
 const notes = [];
-const umbraArgs = (repo, port) => ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port)];
+// Each Umbra server of a run logs to a fresh SQLite file (the default would be REPO/.umbra, which
+// grows from run to run), so every run starts from the same state.
+const LOG_DIR = mkdtempSync(join(tmpdir(), 'umbra-bench-log-'));
+process.on('exit', () => rmSync(LOG_DIR, { recursive: true, force: true }));
+const umbraArgs = (repo, port) => ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(LOG_DIR, `${port}.sqlite`)}`];
 
 async function servingSuite() {
   let port = await freePort();
@@ -213,16 +217,18 @@ const PAIRED_SERVERS = [
   ['uws', 'bare uWS', (port) => ['bench/peers/uws-bare.mjs', String(port)]],
   ['umbra', 'Umbra as shipped', (port) => umbraArgs(REPO, port)],
   ['umbraQuiet', 'Umbra, monitoring off', (port) => [...umbraArgs(REPO, port), '--monitoring', 'off']],
+  ['umbraNative', 'Umbra, native backend', (port, dirs) => umbraArgs(dirs.native, port)],
   ['nodeHttp', 'node:http + onnxruntime-node', (port) => ['bench/peers/node-http-ort.mjs', String(port), join(REPO, 'digits', '2', 'model.onnx')]],
 ];
 
 async function pairedSuite() {
   const running = [];
+  const dirs = { native: repoWith('digits', { backend: 'native' }) };
   try {
     for (const [key, name, args] of PAIRED_SERVERS) {
       const port = await freePort();
       log(`paired: start ${name}`);
-      running.push({ key, name, server: await startProcess(name, 'node', args(port), port) });
+      running.push({ key, name, server: await startProcess(name, 'node', args(port, dirs), port) });
     }
     for (let round = 0; round < ROUNDS; round++) {
       const results = {};
@@ -238,6 +244,7 @@ async function pairedSuite() {
     paired.skipped = oneLine(err.message);
   } finally {
     await Promise.all(running.map((r) => r.server.stop()));
+    rmSync(dirs.native, { recursive: true, force: true });
   }
 }
 
@@ -459,8 +466,8 @@ function targetsTable() {
     ['Umbra, monitoring off / node:http peer throughput, concurrency 64', pairedThroughput('umbraQuiet', 'nodeHttp', 64) ?? ratio(at(noMonitoring, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', pairedP50('umbraQuiet', 'uws', 1) ?? ratio(at(noMonitoring, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
-    ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
-    ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', pairedP50('umbraNative', 'uws', 1) ?? ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', pairedThroughput('umbraNative', 'nodeHttp', 64) ?? ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra batched, best configuration (heavy, compute-bound) / best in-process onnxruntime rows/s', batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
     ['Umbra batched, best configuration (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
