@@ -62,6 +62,52 @@ t.test('without an instance_group a model runs batches on every worker at once; 
   }
 });
 
+t.test('a batch that finds workers idle is split across them and reassembled in order; under load or with an instance_group it runs whole', async (t) => {
+  const width = 256;
+  const rowsOf = (n: number, from: number) => {
+    const data = new Float32Array(n * width);
+    for (let r = 0; r < n; r++) data.fill(from + r, r * width, (r + 1) * width);
+    return { x: { data, shape: [n, width] } };
+  };
+  const cases = [
+    ['no instance_group', {}],
+    ['instance_group', { instance_group: [{ count: 2 }] }],
+    ['shard_min_rows 0', { parameters: { execution: 'worker', shard_min_rows: '0' } }],
+  ] as const;
+  for (const [label, config] of cases) {
+    const repo = tempRepo();
+    t.teardown(() => repo.remove());
+    repo.addVersion('slow', 1, slowModel(width, 60));
+    repo.addVersion('bad', 1, slowModel(width, 2));
+    repo.writeConfig('bad', { parameters: { shard_min_rows: 'many' } });
+    repo.writeConfig('slow', { max_batch_size: 16, dynamic_batching: { max_queue_delay_microseconds: 0 }, parameters: { execution: 'worker' }, ...config });
+    const s = await startTestServer(t, { repository: repo.dir, workers: 2 });
+    const umbra = s.server.umbra;
+    // Every task handed to the pool, by its rows.
+    const run = umbra.pool.run.bind(umbra.pool);
+    const tasks: number[] = [];
+    umbra.pool.run = (...args: Parameters<typeof run>) => {
+      tasks.push(args[1][0]!.shape[0]!);
+      return run(...args);
+    };
+    const idle = await umbra.predict('slow', rowsOf(16, 100));
+    const sharded = label === 'no instance_group';
+    t.same(tasks, sharded ? [8, 8] : [16], `${label}: 16 rows on an idle pool ran as ${JSON.stringify(tasks)}`);
+    const out = idle.outputs[0]!.data as Float32Array;
+    t.same([out[0], out[8 * width - 1], out[8 * width], out[16 * width - 1]], [100, 107, 108, 115], `${label}: rows come back in order`);
+    // One worker busy with a 1-row batch (submitted first, and it cannot finish before the second
+    // is submitted): the 16-row batch finds one idle worker and runs whole.
+    tasks.length = 0;
+    const busy = await Promise.all([umbra.predict('slow', rowsOf(1, 7)), umbra.predict('slow', rowsOf(16, 200))]);
+    t.same(tasks, [1, 16], `${label}: with one worker busy the batch ran whole`);
+    t.equal((busy[1].outputs[0]!.data as Float32Array)[15 * width], 215);
+    if (sharded) {
+      const index = await s.post('/v2/repository/index');
+      t.match(index.json.find((e: { name: string }) => e.name === 'bad').reason, /parameters.shard_min_rows/);
+    }
+  }
+});
+
 t.test('a full queue rejects at once with 503 and Retry-After; timeouts and priorities', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

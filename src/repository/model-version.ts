@@ -8,7 +8,7 @@ import { UmbraError, invalid } from '../errors.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { copiedTensor, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
 import { nativeRefusal } from '../graph/index.js';
 
@@ -68,6 +68,8 @@ export class ModelVersion {
   private inline: BackendSession | undefined;
   /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
   placementCostUs: number | undefined;
+  /** Fewest rows a shard of a batch may have; 0 when batches are never sharded. */
+  private readonly shardMinRows: number;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -108,6 +110,10 @@ export class ModelVersion {
       intraOpThreads: args.intraOpThreads,
     };
     this.pool = args.pool;
+    // Sharding spreads one batch over several workers, so only a model that may use every
+    // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
+    const minRows = shardMinRowsOf(args.config);
+    this.shardMinRows = args.config.maxBatchSize > 0 && args.config.instanceCount === 0 ? minRows : 0;
   }
 
   private createBatcher(args: ModelVersionArgs): DynamicBatcher<Pending, Done> {
@@ -192,13 +198,24 @@ export class ModelVersion {
       : first.inputs.map((t, j) => ({ ...concatTensors(items.map((i) => i.inputs[j]!)), name: t.name }));
     const counts = items.map((i) => i.rows);
     const batchRows = counts.reduce((a, b) => a + b, 0);
-    const r = inline ? await runInline(inline, merged, fault) : await this.pool.run(this.session, merged, [], fault);
+    const r = inline ? await runInline(inline, merged, fault) : await this.runInWorkers(merged, batchRows, fault);
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
     return items.map((item, k) => ({
       // splitTensor's pieces already carry the output's name.
       outputs: perOutput.map((pieces) => pieces[k]!),
       timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
     }));
+  }
+
+  /**
+   * Runs a batch in the pool. A batch that arrives while other workers idle is split by rows
+   * across them (shards of at least shardMinRows rows) and reassembled in order: the batch
+   * finishes sooner, and under load, when no worker idles, every batch runs whole on one worker.
+   */
+  private runInWorkers(merged: WireTensor[], rows: number, fault: RunTask['fault']): Promise<RunResult> {
+    const shards = this.shardMinRows > 0 && !fault ? Math.min(this.pool.idle, Math.floor(rows / this.shardMinRows)) : 1;
+    if (shards <= 1) return this.pool.run(this.session, merged, [], fault);
+    return this.pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
   }
 
   /** Stops taking requests and resolves once queued and executing ones are done. */
@@ -244,6 +261,20 @@ function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' 
   return value;
 }
 
+
+/** Rows below which a shard costs more in hand-off than it saves (a default; the config may set it). */
+export const DEFAULT_SHARD_MIN_ROWS = 8;
+
+/** `parameters.shard_min_rows` in the model config: a whole number, 0 = never shard. */
+function shardMinRowsOf(config: ResolvedModelConfig): number {
+  const value = config.parameters.shard_min_rows;
+  if (value === undefined) return DEFAULT_SHARD_MIN_ROWS;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) {
+    throw invalid('INVALID_ARGUMENT', 'a whole number of rows (0 = never shard)', `parameters.shard_min_rows of model '${config.name}'`, value);
+  }
+  return n;
+}
 
 async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
   if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');

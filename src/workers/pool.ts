@@ -21,6 +21,8 @@ export class WorkerPool {
   private readonly piscina: Piscina<WorkerTask, RunResult | WarmResult>;
   private readonly channel = new BroadcastChannel(SESSION_CHANNEL);
   private closed = false;
+  /** Run tasks handed to piscina and not yet settled (queued ones included). */
+  private running = 0;
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, options.workers ?? availableParallelism());
@@ -52,12 +54,22 @@ export class WorkerPool {
     return results.find((r) => r.probeMicros !== undefined) ?? results[0]!;
   }
 
+  /** Workers that no run task of this pool occupies or waits for right now. */
+  get idle(): number {
+    return Math.max(0, this.size - this.running);
+  }
+
   /** Runs one batch on one worker. Input buffers are transferred (the caller must not reuse them). */
   async run(session: SessionSpec, inputs: WireTensor[], outputs: string[], fault?: RunTask['fault']): Promise<RunResult> {
     const owned = inputs.map(ownedTensor);
     const task: RunTask = { kind: 'run', session, inputs: owned, outputs };
     if (fault) task.fault = fault;
-    return (await this.piscina.run(task, { transferList: tensorBuffers(owned) })) as RunResult;
+    this.running += 1;
+    try {
+      return (await this.piscina.run(task, { transferList: tensorBuffers(owned) })) as RunResult;
+    } finally {
+      this.running -= 1;
+    }
   }
 
   /**
