@@ -262,8 +262,13 @@ function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' 
 }
 
 
-/** Rows below which a shard costs more in hand-off than it saves (a default; the config may set it). */
-export const DEFAULT_SHARD_MIN_ROWS = 8;
+/**
+ * Off unless the config asks: on the two-core host, 16- and 64-row batches of a 512-4096-4096-10
+ * MLP and of a 25-layer 256-wide one answered 10-40% slower split over two single-thread workers
+ * than whole on one (each shard streams all the weights again, and both workers share the cores
+ * with the event loop). Split rows pay where cores idle and rows dominate the cost.
+ */
+export const DEFAULT_SHARD_MIN_ROWS = 0;
 
 /** `parameters.shard_min_rows` in the model config: a whole number, 0 = never shard. */
 function shardMinRowsOf(config: ResolvedModelConfig): number {
