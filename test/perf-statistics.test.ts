@@ -54,6 +54,17 @@ t.test('the HDR histogram matches exact percentiles of a seeded heavy-tailed sam
   t.equal(round.percentileMs(99), h.percentileMs(99));
 });
 
+t.test('no percentile lies above the largest recorded latency', async (t) => {
+  // 2048 us falls in a bucket two microseconds wide: HDR's value at a percentile is the bucket's top.
+  for (const values of [[2.048], [1, 1, 2.048], [0.5, 7.777, 7.777, 12.345]]) {
+    const h = new LatencyHistogram();
+    for (const v of values) h.recordMs(v);
+    const s = h.summary();
+    t.ok(s.p50_ms <= s.p90_ms && s.p90_ms <= s.p95_ms && s.p95_ms <= s.p99_ms && s.p99_ms <= s.max_ms, `${JSON.stringify(values)}: ${JSON.stringify(s)}`);
+    t.equal(s.max_ms, Math.max(...values));
+  }
+});
+
 t.test('closed loop: percentiles of a jittered server within 5% of what it actually did', async (t) => {
   const server = await startSynthetic({ delay: { kind: 'uniform', base: 40, spread: 20, seed: 11 } });
   t.teardown(() => server.close());

@@ -32,7 +32,9 @@ export class LatencyHistogram {
   }
 
   percentileMs(p: number): number {
-    return this.h.totalCount === 0 ? 0 : this.h.getValueAtPercentile(p) / 1000;
+    // HDR reports the top of the percentile's bucket, which can lie above every recorded value:
+    // no percentile is above the maximum.
+    return this.h.totalCount === 0 ? 0 : Math.min(this.h.getValueAtPercentile(p), this.h.maxValue) / 1000;
   }
 
   get meanMs(): number {
