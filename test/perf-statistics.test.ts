@@ -131,6 +131,8 @@ t.test('a periodic stall: open loop reports it, closed loop hides it in the perc
   t.ok(open.p90_ms > 120 && open.p90_ms < 185, `open-loop p90 ${open.p90_ms} near the true 152 ms`);
   t.ok(open.p99_ms > 200, `open-loop p99 ${open.p99_ms} shows the stall`);
   t.ok(open.p50_ms < 20, `open-loop p50 ${open.p50_ms} is the normal answer time`);
-  t.ok(closed.p99_ms < 30, `closed-loop p99 ${closed.p99_ms}: one stalled request per second among hundreds`);
+  // Far under the 250 ms stall, with room for a loaded test machine (43 ms seen with another test
+  // file running beside this one): the stalled requests are too few to reach the p99.
+  t.ok(closed.p99_ms < 100 && closed.p99_ms < open.p99_ms / 2, `closed-loop p99 ${closed.p99_ms}: one stalled request per second among hundreds`);
   t.ok(closed.max_ms > 150, `closed-loop max ${closed.max_ms} still saw one stall`);
 });
