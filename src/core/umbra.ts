@@ -47,6 +47,8 @@ export class Umbra {
   /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
   readonly hooks = new HookSet();
   private closed = false;
+  /** Events of answered requests waiting for the hooks (see emit). */
+  private events: InferEvent[] = [];
 
   private constructor(readonly options: UmbraOptions) {
     this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism() });
@@ -123,9 +125,23 @@ export class Umbra {
     }
   }
 
+  /**
+   * The hooks (metrics, drift, feedback, the prediction log, shadow copies) see each event once the
+   * current microtasks are done: the transport writes the answer in those microtasks, so what the
+   * hooks cost stays out of the answer's latency, and they still run before the next I/O event, so
+   * a client that has its answer finds them done.
+   */
   private emit(event: InferEvent): void {
-    this.hooks.emit(event);
+    if (this.events.push(event) === 1) process.nextTick(this.flushEvents);
   }
+
+  /** Hands the waiting events to the hooks now. */
+  private readonly flushEvents = (): void => {
+    const events = this.events;
+    if (events.length === 0) return;
+    this.events = [];
+    for (const event of events) this.hooks.emit(event);
+  };
 
   /**
    * In-process prediction with no HTTP hop. Inputs are keyed by name; a tensor without a shape
@@ -153,7 +169,13 @@ export class Umbra {
     const parsed = typedFastPath
       ? parseTyped(mv.signature, tensors, request)
       : parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
-    const { response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now());
+    let response: InferResponse;
+    try {
+      ({ response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now()));
+    } finally {
+      // A caller that reads metrics or the log right after its prediction finds it there.
+      this.flushEvents();
+    }
     return response;
   }
 
