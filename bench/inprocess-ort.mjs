@@ -5,6 +5,7 @@
 // With SESSIONS > 1, every batch size is also measured on that many sessions of 1 intra-op thread,
 // each running in its own worker thread at once (what a server with a worker per core does); their
 // rows/s add up. `best` is the best of every point.
+// THREAD,COUNTS '-' skips the one-session points (only the parallel sessions run).
 // Usage: node bench/inprocess-ort.mjs MODEL.onnx INPUT_NAME FEATURES SECONDS_PER_POINT BATCH,SIZES [THREAD,COUNTS] [SESSIONS]
 // Prints one JSON object.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -44,7 +45,7 @@ if (!isMainThread) {
   const features = Number(featuresText);
   const seconds = Number(secondsText);
   const batches = batchesText.split(',').map(Number);
-  const threadCounts = (threadsText ?? '1').split(',').map(Number);
+  const threadCounts = threadsText === '-' ? [] : (threadsText ?? '1').split(',').map(Number);
   const sessions = Number(sessionsText ?? 1);
   const points = [];
   for (const threads of threadCounts) {
