@@ -62,7 +62,7 @@ t.test('without an instance_group a model runs batches on every worker at once; 
   }
 });
 
-t.test('with shard_min_rows, a batch that finds workers idle is split across them and reassembled in order; under load, with an instance_group or by default it runs whole', async (t) => {
+t.test('a batch that finds workers idle is split across them and reassembled in order; under load, with an instance_group or shards under shard_min_rows it runs whole', async (t) => {
   const width = 256;
   const rowsOf = (n: number, from: number) => {
     const data = new Float32Array(n * width);
@@ -70,10 +70,10 @@ t.test('with shard_min_rows, a batch that finds workers idle is split across the
     return { x: { data, shape: [n, width] } };
   };
   const cases = [
-    ['no instance_group', { parameters: { execution: 'worker', shard_min_rows: '8' } }],
-    ['instance_group', { instance_group: [{ count: 2 }], parameters: { execution: 'worker', shard_min_rows: '8' } }],
+    ['no instance_group', {}],
+    ['instance_group', { instance_group: [{ count: 2 }] }],
     ['shard_min_rows 0', { parameters: { execution: 'worker', shard_min_rows: '0' } }],
-    ['default (off)', {}],
+    ['shard_min_rows 16', { parameters: { execution: 'worker', shard_min_rows: '16' } }],
   ] as const;
   for (const [label, config] of cases) {
     const repo = tempRepo();
