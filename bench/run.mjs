@@ -361,7 +361,7 @@ async function batchingSuite() {
     // model idles while a finished batch's answers go out and the next 64 requests come in. At
     // 128 in flight one batch fills while the other runs, the load a busy server actually sees.
     // With a worker per core, each worker wants one batch running and one filling: on two cores
-    // that is 256 in flight (128 left a worker idle: 256 did 16-18% more rows/s in A/B runs).
+    // that is 256 in flight (128 left a worker idle: 256 did 11-13% more rows/s in A/B runs).
     const batchedLevels = model.key === 'heavy' ? [64, 128, 256] : level;
     // Umbra as shipped (one worker per core, one intra-op thread each), and, like the in-process
     // baseline's thread sweep, one worker whose runs use every core.
