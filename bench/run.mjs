@@ -12,7 +12,7 @@
 // self-contained benches (bench/native/*.mjs, bench/ws.mjs, bench/monitoring.mjs, bench/batch.mjs)
 // as child processes, each writing its own bench/RESULTS-<name>.md.
 //
-//   node bench/run.mjs --quick     (npm run bench; about 5 minutes)
+//   node bench/run.mjs --quick     (npm run bench; about 6 minutes)
 //   node bench/run.mjs --full      (npm run bench:full)
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
