@@ -99,6 +99,15 @@ t.test('aligned binary tensors are views; unaligned ones are copied correctly', 
     const aligned = (req.body.byteOffset + req.headerLength) % 4 === 0;
     t.equal(data.buffer === req.body.buffer, aligned, aligned ? 'shares the body' : 'owns a copy');
   }
+  // Unaligned copies of small tensors share slabs: each keeps its own values.
+  const kept: Float32Array[] = [];
+  for (let i = 0; i < 50; i++) {
+    const values = new Float32Array(SIX.map((v) => v * (i + 1)));
+    const { header: h, bytes: b } = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: values });
+    const req = binaryRequest({ inputs: [h] }, [b], ' '.repeat(1 + (i % 3)));
+    kept.push(parseInferRequest(req.body, { signature: F6, headerLength: req.headerLength }).inputs[0]!.data as Float32Array);
+  }
+  t.ok(kept.every((d, i) => d.every((v, j) => v === SIX[j]! * (i + 1))), 'fifty unaligned copies keep their own values');
 });
 
 t.test('binary responses: chosen outputs only, parameters kept, header length exact', async (t) => {

@@ -3,7 +3,7 @@
 // fixed-size tensors are views of the body (or one aligned copy when the offset is unaligned).
 
 import { UmbraError } from '../errors.js';
-import { bytesPerElement, typedArrayView } from './datatype.js';
+import { bytesPerElement, slabTypedArrayFor, typedArrayView } from './datatype.js';
 import type { DataType, Tensor, TensorData } from './types.js';
 import { badInput } from './validate.js';
 
@@ -31,9 +31,10 @@ export function binaryToTensorData(body: Buffer, start: number, size: number, da
   if (absolute % width === 0) {
     data = typedArrayView(datatype, body.buffer, absolute, count);
   } else {
-    const aligned = new Uint8Array(expected);
-    aligned.set(body.subarray(start, start + expected));
-    data = typedArrayView(datatype, aligned.buffer, 0, count);
+    // One aligned copy, carved from a slab when small: no backing store of its own per request.
+    data = slabTypedArrayFor(datatype, count);
+    const view = data as Exclude<TensorData, string[]>;
+    new Uint8Array(view.buffer, view.byteOffset, expected).set(body.subarray(start, start + expected));
   }
   if (datatype === 'BOOL') {
     const bytes = data as Uint8Array;
