@@ -164,6 +164,42 @@ t.test('random MLPs with every supported op equal onnxruntime (opset 13)', async
   t.ok(dense.slice(0, 3).every((s) => s.kind === 'dense' && s.bias !== undefined), 'biases fused (Add, Gemm C with beta)');
 });
 
+t.test('a scalar Mul or Div of the input folds into the layer that alone reads it', async (t) => {
+  const r = rng(31);
+  const values = (n: number) => Array.from({ length: n }, () => r() * 0.6);
+  const scaled = (op: 'Mul' | 'Div', inputs: string[], extra: ModelSpec['nodes'] = [], extraOutputs: ModelSpec['outputs'] = []): ModelSpec => ({
+    opset: 13,
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 8] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 5] }, ...extraOutputs],
+    initializers: [
+      { name: 's', datatype: 'FP32', dims: [], values: [0.0625] },
+      { name: 'w', datatype: 'FP32', dims: [8, 5], values: values(40) },
+      { name: 'b', datatype: 'FP32', dims: [5], values: values(5) },
+    ],
+    nodes: [
+      { op, inputs, outputs: ['xs'] },
+      { op: 'Gemm', inputs: ['xs', 'w', 'b'], outputs: ['h'] },
+      { op: 'Relu', inputs: ['h'], outputs: ['y'] },
+      ...extra,
+    ],
+  });
+  const feeds = (rows: number) => ({ x: { data: randomArray(rows * 8, rows, 16), shape: [rows, 8] } });
+  const referenceOps = (path: string) => compileGraph(path).steps.flatMap((s) => (s.kind === 'reference' ? [s.node.op] : []));
+  for (const [label, inputs, op] of [['x * s', ['x', 's'], 'Mul'], ['s * x', ['s', 'x'], 'Mul'], ['x / s', ['x', 's'], 'Div']] as const) {
+    const path = save(scaled(op, [...inputs]));
+    t.same(referenceOps(path), [], `${label} runs inside the layer`);
+    for (const rows of [1, 6]) await agree(t, path, feeds(rows));
+  }
+  // s / x is no scaling of x, and a scaled input read twice must still exist on its own.
+  const inverse = save(scaled('Div', ['s', 'x']));
+  t.same(referenceOps(inverse), ['Div'], 's / x is left to the reference');
+  await agree(t, inverse, { x: { data: randomArray(3 * 8, 5, 16).map((v) => Math.abs(v) + 1), shape: [3, 8] } });
+  const shared = save(scaled('Mul', ['x', 's'], [{ op: 'Identity', inputs: ['xs'], outputs: ['xs_out'] }], [{ name: 'xs_out', datatype: 'FP32', dims: ['batch', 8] }]));
+  t.same(referenceOps(shared), ['Mul', 'Identity'], 'a scaled input that is also an output stays');
+  await agree(t, shared, feeds(4));
+  t.same(referenceOps(DIGITS(2)), ['ArgMax'], "digits' pixel scale is folded into its first layer");
+});
+
 t.test('opset 11 exports: legacy Softmax axis, x.view(x.size(0), -1), Dropout; opset 20 Gelu', async (t) => {
   const r = rng(77);
   const values = (n: number) => Array.from({ length: n }, () => r() * 0.6);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import {
-  biasActivation, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
+  biasActivation, boundGemm, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
   SPARSE_PANEL, type Activation,
 } from '../dist/native/kernels.js';
 import { UmbraError } from '../dist/errors.js';
@@ -109,6 +109,22 @@ t.test('gemmAsync resolves with the same result as gemm', async (t) => {
   const sync = gemm({ x, m, weights: w, activation: 'relu' });
   const viaPromise = await gemmAsync({ x, m, weights: w, activation: 'relu', threads: 2 });
   t.same(Array.from(viaPromise), Array.from(sync));
+});
+
+t.test('boundGemm checks its weights once and then equals gemm on every X', async (t) => {
+  const next = rng(12);
+  const [k, n] = [33, 17];
+  const bias = randomArray(n, next);
+  const packed = packWeights(denseWeights(randomArray(k * n, next), k, n, 'nxk'));
+  const run = boundGemm(packed, { bias, activation: 'tanh' });
+  for (const m of [0, 1, 5, 64]) {
+    const x = randomArray(m * k, next);
+    t.same(Array.from(run(x, m)), Array.from(gemm({ x, m, weights: packed, bias, activation: 'tanh' })), `${m} rows`);
+  }
+  t.throws(() => run(new Float32Array(k - 1), 1), UmbraError, 'an X shorter than m rows is refused');
+  t.throws(() => run(new Float32Array(k), -1), UmbraError, 'a negative row count is refused');
+  t.throws(() => boundGemm(packed, { bias: new Float32Array(n - 1) }), UmbraError, 'a short bias is refused when binding');
+  t.throws(() => boundGemm(packed, { activation: 'swish' as Activation }), UmbraError, 'an unknown activation is refused when binding');
 });
 
 function sparse(rows: number, cols: number, density: number, next: () => number): Float32Array {

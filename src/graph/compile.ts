@@ -219,6 +219,51 @@ function fuseEpilogues(steps: Step[], graph: Graph): Step[] {
   return steps.filter((_, i) => !removed.has(i));
 }
 
+/**
+ * Folds "Mul(x, s)" / "Div(x, s)" by a constant scalar into the dense layer that alone reads its
+ * result: (x * s) . W = x . (s * W). Input scaling (pixels / 16, standardisation by one factor) is
+ * common in exported models, and on a small model the elementwise pass over X costs as much as a
+ * layer. The layer reads x instead; only rounding differs (one product per weight instead of one
+ * per input value).
+ */
+function foldInputScales(steps: Step[], graph: Graph): Step[] {
+  const uses = new Map<string, number>();
+  for (const s of steps) for (const name of stepInputs(s)) uses.set(name, (uses.get(name) ?? 0) + 1);
+  for (const name of graph.outputs) uses.set(name, (uses.get(name) ?? 0) + 1);
+  const removed = new Set<number>();
+  steps.forEach((step, i) => {
+    if (step.kind !== 'reference' || (step.node.op !== 'Mul' && step.node.op !== 'Div')) return;
+    const [a = '', b = ''] = step.node.inputs;
+    const output = step.node.outputs[0] ?? '';
+    const scalar = (name: string): number | undefined => {
+      const v = graph.constants.get(name);
+      // Rank <= 1 keeps x's shape under broadcasting; the value must be a finite float.
+      if (!v || sizeOf(v.dims) !== 1 || v.dims.length > 1 || !(v.data instanceof Float32Array || v.data instanceof Float64Array)) return undefined;
+      const value = Number(v.data[0]);
+      return Number.isFinite(value) ? value : undefined;
+    };
+    let x: string;
+    let scale: (w: number) => number;
+    if (step.node.op === 'Mul' && scalar(b) !== undefined && !graph.constants.has(a)) {
+      const s = scalar(b)!;
+      [x, scale] = [a, (w) => w * s];
+    } else if (step.node.op === 'Mul' && scalar(a) !== undefined && !graph.constants.has(b)) {
+      const s = scalar(a)!;
+      [x, scale] = [b, (w) => w * s];
+    } else if (step.node.op === 'Div' && scalar(b) !== undefined && scalar(b) !== 0 && !graph.constants.has(a)) {
+      const s = scalar(b)!;
+      [x, scale] = [a, (w) => w / s];
+    } else return;
+    if (uses.get(output) !== 1) return;
+    const consumer = steps.find((s, at) => at > i && stepInputs(s).includes(output));
+    if (consumer?.kind !== 'dense' || consumer.input !== output) return;
+    consumer.weights = consumer.weights.map(scale);
+    consumer.input = x;
+    removed.add(i);
+  });
+  return steps.filter((_, i) => !removed.has(i));
+}
+
 /** The plan for a model (a path or a decoded proto). Throws LOAD_FAILED naming the first unsupported node. */
 export function compileGraph(source: string | ModelProto): CompiledGraph {
   const graph = loadGraph(source);
@@ -230,5 +275,5 @@ export function compileGraph(source: string | ModelProto): CompiledGraph {
   graph.nodes = fuseGelu(foldConstants(graph), graph);
   const steps: Step[] = [];
   for (const node of graph.nodes) lower(node, graph, steps);
-  return { graph, steps: fuseEpilogues(steps, graph) };
+  return { graph, steps: fuseEpilogues(foldInputScales(steps, graph), graph) };
 }

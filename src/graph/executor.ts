@@ -3,8 +3,8 @@
 // Everything blocks the calling thread: the executor lives inside a pool worker.
 import { UmbraError } from '../errors.js';
 import {
-  biasActivation, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax, spmm,
-  type Activation, type PackedWeights, type SparseWeights,
+  biasActivation, boundGemm, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax, spmm,
+  type Activation, type BoundGemm, type SparseWeights,
 } from '../native/kernels.js';
 import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
@@ -33,7 +33,8 @@ interface PreparedDense {
   label: string;
   /** Fraction of non-zero weights, as measured at load. */
   density: number;
-  weights: { format: 'packed'; packed: PackedWeights } | { format: 'csr'; csr: SparseWeights };
+  /** Packed weights are bound with their bias and activation once: a run only passes X. */
+  weights: { format: 'packed'; run: BoundGemm } | { format: 'csr'; csr: SparseWeights };
 }
 
 type PreparedStep = Exclude<Step, DenseStep> | PreparedDense;
@@ -74,7 +75,7 @@ export class GraphExecutor {
       const d = density(step.weights);
       const weights = d < sparseBelow
         ? { format: 'csr' as const, csr: packSparse(csrFromDense(step.weights, step.n, step.k)) }
-        : { format: 'packed' as const, packed: packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads) };
+        : { format: 'packed' as const, run: boundGemm(packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads), { ...(step.bias ? { bias: step.bias } : {}), activation: step.activation, threads: this.threads }) };
       // The plan's copy is no longer needed once packed: let it be collected.
       const slim: DenseStep = { ...step, weights: new Float32Array(0) };
       return { kind: 'prepared-dense', step: slim, label: `layer "${step.name}"`, density: d, weights };
@@ -144,10 +145,8 @@ export class GraphExecutor {
     if (step.transposeInput) x = transpose2d(x, step.k, m);
     const dims = step.gemm ? [m, step.n] : [...input.dims.slice(0, -1), step.n];
     if (m === 0) return { dims, data: new Float32Array(0) };
-    const common = { x, m, activation: step.activation, threads: this.threads, ...(step.bias ? { bias: step.bias } : {}) };
-    const data = prepared.weights.format === 'packed'
-      ? gemm({ ...common, weights: prepared.weights.packed })
-      : spmm({ ...common, weights: prepared.weights.csr });
+    if (prepared.weights.format === 'packed') return { dims, data: prepared.weights.run(x, m) };
+    const data = spmm({ x, m, activation: step.activation, threads: this.threads, ...(step.bias ? { bias: step.bias } : {}), weights: prepared.weights.csr });
     return { dims, data };
   }
 

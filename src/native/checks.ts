@@ -61,7 +61,7 @@ export function callNative<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    throw toUmbra(err);
+    throw toUmbraError(err);
   }
 }
 
@@ -69,11 +69,12 @@ export async function callNativeAsync<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toUmbra(err);
+    throw toUmbraError(err);
   }
 }
 
-function toUmbra(err: unknown): unknown {
+/** A native TypeError/RangeError/Error as an UmbraError with the same message. */
+export function toUmbraError(err: unknown): unknown {
   if (err instanceof UmbraError) return err;
   if (err instanceof Error) return new UmbraError('INVALID_ARGUMENT', err.message, { cause: err });
   return err;

@@ -3,7 +3,7 @@
 // worker pool already fills the cores); *Async calls run on the libuv pool and return Promises.
 import { native } from './addon.js';
 import {
-  callNative, callNativeAsync, checkDimension, checkFloat32, checkInt32, checkOneOf, checkThreads, checkUint16,
+  callNative, callNativeAsync, checkDimension, toUmbraError, checkFloat32, checkInt32, checkOneOf, checkThreads, checkUint16,
 } from './checks.js';
 import { invalid } from '../errors.js';
 
@@ -132,6 +132,31 @@ export function gemm(req: GemmRequest): Float32Array {
   const a = gemmArgs(req);
   callNative(() => native().gemmF32(a.x, a.w, a.bias, a.out, a.m, a.k, a.n, a.layout, a.act, a.threads));
   return a.out;
+}
+
+/** A gemm with everything but X fixed: checked once by boundGemm, so each call checks only X. */
+export type BoundGemm = (x: Float32Array, m: number) => Float32Array;
+
+/**
+ * Binds weights, bias, activation and threads once (a model layer at load) and returns the call
+ * that runs them on X [m, k]. A small model's whole run is a few such calls, and there the
+ * per-call argument checks and request objects of gemm() cost more than the kernels.
+ */
+export function boundGemm(weights: DenseWeights | PackedWeights, options: { bias?: Float32Array; activation?: Activation; threads?: number } = {}): BoundGemm {
+  const a = gemmArgs({ x: new Float32Array(0), m: 0, weights, ...options, out: new Float32Array(0) });
+  const { w, bias, k, n, layout, act, threads } = a;
+  const binding = native();
+  return (x, m) => {
+    checkDimension(m, 'm');
+    checkFloat32(x, m * k, 'x');
+    const out = new Float32Array(m * n);
+    try {
+      binding.gemmF32(x, w, bias, out, m, k, n, layout, act, threads);
+    } catch (err) {
+      throw toUmbraError(err);
+    }
+    return out;
+  };
 }
 
 /** As gemm, on the libuv pool. Do not touch the arrays until it settles. */
