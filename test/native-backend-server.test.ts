@@ -35,6 +35,11 @@ t.test('backend: native and auto in config.json, through HTTP', async (t) => {
     copyFileSync(DIGITS, join(repo.dir, name, '1', 'model.onnx'));
     repo.writeConfig(name, { backend, max_batch_size: 16 });
   }
+  // In the pool: the executor's results are views of shared slabs, and each must reach the main
+  // thread as a buffer of its own (a transferred slab would take every other view with it).
+  mkdirSync(join(repo.dir, 'digits_worker', '1'), { recursive: true });
+  copyFileSync(DIGITS, join(repo.dir, 'digits_worker', '1', 'model.onnx'));
+  repo.writeConfig('digits_worker', { backend: 'native', max_batch_size: 16, parameters: { execution: 'worker' } });
   repo.addVersion('exp_auto', 1, unsupportedModel());
   repo.writeConfig('exp_auto', { backend: 'auto' });
   repo.addVersion('exp_native', 1, unsupportedModel());
@@ -52,7 +57,8 @@ t.test('backend: native and auto in config.json, through HTTP', async (t) => {
 
   const reference = await ort.InferenceSession.create(DIGITS, { intraOpNumThreads: 1 });
   t.teardown(() => reference.release());
-  for (const [model, rows, seed] of [['digits_native', 1, 1], ['digits_native', 5, 2], ['digits_auto', 3, 3]] as const) {
+  t.equal(manager.get('digits_worker').placement, 'worker');
+  for (const [model, rows, seed] of [['digits_native', 1, 1], ['digits_native', 5, 2], ['digits_auto', 3, 3], ['digits_worker', 1, 4], ['digits_worker', 7, 5]] as const) {
     const data = pixels(rows, seed);
     const r = await fetch(`${server.url}/v2/models/${model}/infer`, {
       method: 'POST',
@@ -68,13 +74,17 @@ t.test('backend: native and auto in config.json, through HTTP', async (t) => {
     t.ok(probs.data.every((v, i) => Math.abs(v - want[i]!) <= 1e-5), `${model} probabilities equal onnxruntime's (${rows} rows)`);
     t.same(label.data.map(Number), Array.from(expected.label!.data as BigInt64Array, Number), `${model} labels`);
   }
-  const concurrent = await Promise.all(Array.from({ length: 12 }, (_, i) => fetch(`${server.url}/v2/models/digits_native/infer`, {
-    method: 'POST',
-    body: JSON.stringify({ inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: pixels(1, 100 + i) }] }),
-  }).then((r) => r.json() as Promise<{ outputs: { name: string; data: number[] }[] }>)));
-  for (const [i, body] of concurrent.entries()) {
-    const expected = await reference.run({ pixels: new ort.Tensor('float32', Float32Array.from(pixels(1, 100 + i)), [1, 64]) });
-    t.same(body.outputs.find((o) => o.name === 'label')!.data.map(Number), Array.from(expected.label!.data as BigInt64Array, Number));
+  for (const model of ['digits_native', 'digits_worker']) {
+    const concurrent = await Promise.all(Array.from({ length: 12 }, (_, i) => fetch(`${server.url}/v2/models/${model}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: pixels(1, 100 + i) }] }),
+    }).then((r) => r.json() as Promise<{ outputs: { name: string; data: number[] }[] }>)));
+    for (const [i, body] of concurrent.entries()) {
+      const expected = await reference.run({ pixels: new ort.Tensor('float32', Float32Array.from(pixels(1, 100 + i)), [1, 64]) });
+      const want = Array.from(expected.probabilities!.data as Float32Array);
+      t.ok(body.outputs.find((o) => o.name === 'probabilities')!.data.every((v, j) => Math.abs(v - want[j]!) <= 1e-5), `${model}, request ${i} of 12 at once: probabilities`);
+      t.same(body.outputs.find((o) => o.name === 'label')!.data.map(Number), Array.from(expected.label!.data as BigInt64Array, Number), `${model}, request ${i}: label`);
+    }
   }
 
   const r = await fetch(`${server.url}/v2/models/exp_auto/infer`, {

@@ -10,6 +10,18 @@ import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
 import { REFERENCE_OPS, softmaxLayout } from './reference-ops.js';
 import { asFloat32, type Value } from './tensor.js';
+import { slabTypedArrayFor } from '../protocol/datatype.js';
+
+/**
+ * Storage for a step's result: a view carved from a shared slab. A fresh Float32Array of more than
+ * 64 bytes costs ~1-3 us (a backing store of its own, and the collector's external-memory
+ * bookkeeping); a smaller one lives on the V8 heap, and handing it to the addon moves it out at
+ * about the same price. On a small model that was more than its kernels. Outputs are views then:
+ * whoever transfers them to another thread copies them first (workers/worker.ts).
+ */
+function float32(n: number): Float32Array {
+  return slabTypedArrayFor('FP32', n) as Float32Array;
+}
 
 /**
  * A layer goes sparse (CSR in column panels) when fewer than this fraction of its weights are
@@ -105,7 +117,9 @@ export class GraphExecutor {
         case 'prepared-dense': env.set(step.step.output, this.dense(step, get(step.step.input, step.label))); break;
         case 'activation': {
           const x = get(step.input, `node "${step.name}"`);
-          const data = Float32Array.from(asFloat32(x));
+          const src = asFloat32(x);
+          const data = float32(src.length);
+          data.set(src);
           biasActivation(data, 1, data.length, { activation: step.activation });
           env.set(step.output, { dims: [...x.dims], data });
           break;
@@ -145,7 +159,7 @@ export class GraphExecutor {
     if (step.transposeInput) x = transpose2d(x, step.k, m);
     const dims = step.gemm ? [m, step.n] : [...input.dims.slice(0, -1), step.n];
     if (m === 0) return { dims, data: new Float32Array(0) };
-    if (prepared.weights.format === 'packed') return { dims, data: prepared.weights.run(x, m) };
+    if (prepared.weights.format === 'packed') return { dims, data: prepared.weights.run(x, m, float32(m * step.n)) };
     const data = spmm({ x, m, activation: step.activation, threads: this.threads, ...(step.bias ? { bias: step.bias } : {}), weights: prepared.weights.csr });
     return { dims, data };
   }
@@ -153,7 +167,9 @@ export class GraphExecutor {
   private softmax(node: GraphNode, x: Value): Value {
     const { outer, span, inner } = softmaxLayout(x.dims, node, { opset: this.compiled.graph.opset });
     if (inner !== 1) return REFERENCE_OPS.Softmax!([x], node, { opset: this.compiled.graph.opset })[0]!;
-    const data = Float32Array.from(asFloat32(x));
+    const src = asFloat32(x);
+    const data = float32(src.length);
+    data.set(src);
     if (data.length > 0) softmax(data, outer, span);
     return { dims: [...x.dims], data };
   }

@@ -134,8 +134,8 @@ export function gemm(req: GemmRequest): Float32Array {
   return a.out;
 }
 
-/** A gemm with everything but X fixed: checked once by boundGemm, so each call checks only X. */
-export type BoundGemm = (x: Float32Array, m: number) => Float32Array;
+/** A gemm with everything but X (and Y) fixed: checked once by boundGemm, so each call checks only those. */
+export type BoundGemm = (x: Float32Array, m: number, out?: Float32Array) => Float32Array;
 
 /**
  * Binds weights, bias, activation and threads once (a model layer at load) and returns the call
@@ -146,10 +146,10 @@ export function boundGemm(weights: DenseWeights | PackedWeights, options: { bias
   const a = gemmArgs({ x: new Float32Array(0), m: 0, weights, ...options, out: new Float32Array(0) });
   const { w, bias, k, n, layout, act, threads } = a;
   const binding = native();
-  return (x, m) => {
+  return (x, m, given) => {
     checkDimension(m, 'm');
     checkFloat32(x, m * k, 'x');
-    const out = new Float32Array(m * n);
+    const out = given === undefined ? new Float32Array(m * n) : checkFloat32(given, m * n, 'out');
     try {
       binding.gemmF32(x, w, bias, out, m, k, n, layout, act, threads);
     } catch (err) {

@@ -6,7 +6,7 @@ import { fastestRunMicros, placeholderInputs, type Backend, type BackendSession 
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import {
-  SESSION_CHANNEL, tensorBuffers,
+  SESSION_CHANNEL, ownedTensor, tensorBuffers,
   type EvictMessage, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
 } from './messages.js';
 
@@ -68,7 +68,11 @@ export default async function handle(task: WorkerTask): Promise<RunResult | Warm
     throw new Error('injected fault');
   }
   const started = performance.now();
-  const outputs = session.runSync ? session.runSync(task.inputs, task.outputs) : await session.run(task.inputs, task.outputs);
-  const result: RunResult = { outputs, computeMs: performance.now() - started };
+  const ran = session.runSync ? session.runSync(task.inputs, task.outputs) : await session.run(task.inputs, task.outputs);
+  const computeMs = performance.now() - started;
+  // Backends may answer with views (the native one carves results from shared slabs): a transfer
+  // moves whole ArrayBuffers, so each output gets one of its own first.
+  const outputs = ran.map(ownedTensor);
+  const result: RunResult = { outputs, computeMs };
   return transferable(result, tensorBuffers(outputs));
 }

@@ -9,7 +9,6 @@ import { CudaGraphExecutor, type CudaExecutorOptions, type CudaLayerInfo } from 
 import { cudaStatus } from '../../native/cuda.js';
 import type { NativeDevice } from '../../repository/config.js';
 import { datatypeOf } from '../../graph/tensor.js';
-import type { TensorData } from '../../protocol/types.js';
 import type { SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
 
@@ -63,7 +62,7 @@ export class NativeSession implements BackendSession {
   private collect(results: Map<string, Value>, names: readonly string[]): WireTensor[] {
     return names.map((name) => {
       const v = results.get(name)!;
-      return { name, datatype: datatypeOf(v.data), shape: [...v.dims], data: ownData(v) };
+      return { name, datatype: datatypeOf(v.data), shape: [...v.dims], data: v.data };
     });
   }
 
@@ -74,11 +73,6 @@ export class NativeSession implements BackendSession {
   }
 }
 
-/** Outputs are transferred to the main thread: each must own its whole buffer (a view is copied). */
-function ownData(v: Value): TensorData {
-  const d = v.data;
-  return (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength ? d : d.slice()) as TensorData;
-}
 
 export interface NativeOpenOptions {
   /** Override the sparse/dense density threshold (tests and benchmarks). */
