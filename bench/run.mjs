@@ -174,13 +174,13 @@ async function servingSuite() {
   serving.umbraNoMonitoring = await withServer('Umbra (digits, monitoring off)', 'node', [...umbraArgs(REPO, port), '--monitoring', 'off'], port,
     async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
 
-  // The same model on Umbra's own native backend (one synchronous addon call per batch, where
-  // onnxruntime-node defers every run to the next event-loop turn).
-  const nativeDigits = repoWith('digits', { backend: 'native' });
+  // The example digits model is served by Umbra's own kernels (`backend: auto`); the same model
+  // on the onnxruntime backend, as a model auto cannot run natively (or `backend: onnxruntime`) is.
+  const ortDigits = repoWith('digits', { backend: 'onnxruntime' });
   port = await freePort();
-  serving.umbraNative = await withServer('Umbra (digits, native backend)', 'node', umbraArgs(nativeDigits, port), port,
+  serving.umbraOrt = await withServer('Umbra (digits, onnxruntime backend)', 'node', umbraArgs(ortDigits, port), port,
     async (url) => ({ results: await measure(url, 'digits', digitsPayloads, LEVELS) }));
-  rmSync(nativeDigits, { recursive: true, force: true });
+  rmSync(ortDigits, { recursive: true, force: true });
 
   const unbatchedDigits = repoWith('digits', { dynamic_batching: false });
   port = await freePort();
@@ -217,13 +217,13 @@ const PAIRED_SERVERS = [
   ['uws', 'bare uWS', (port) => ['bench/peers/uws-bare.mjs', String(port)]],
   ['umbra', 'Umbra as shipped', (port) => umbraArgs(REPO, port)],
   ['umbraQuiet', 'Umbra, monitoring off', (port) => [...umbraArgs(REPO, port), '--monitoring', 'off']],
-  ['umbraNative', 'Umbra, native backend', (port, dirs) => umbraArgs(dirs.native, port)],
+  ['umbraOrt', 'Umbra, onnxruntime backend', (port, dirs) => umbraArgs(dirs.ort, port)],
   ['nodeHttp', 'node:http + onnxruntime-node', (port) => ['bench/peers/node-http-ort.mjs', String(port), join(REPO, 'digits', '2', 'model.onnx')]],
 ];
 
 async function pairedSuite() {
   const running = [];
-  const dirs = { native: repoWith('digits', { backend: 'native' }) };
+  const dirs = { ort: repoWith('digits', { backend: 'onnxruntime' }) };
   try {
     for (const [key, name, args] of PAIRED_SERVERS) {
       const port = await freePort();
@@ -244,7 +244,7 @@ async function pairedSuite() {
     paired.skipped = oneLine(err.message);
   } finally {
     await Promise.all(running.map((r) => r.server.stop()));
-    rmSync(dirs.native, { recursive: true, force: true });
+    rmSync(dirs.ort, { recursive: true, force: true });
   }
 }
 
@@ -492,7 +492,7 @@ function servingTable() {
     ['**Umbra** digits, WebSocket', serving.umbra?.ws ? { results: serving.umbra.ws } : { skipped: serving.umbra?.wsSkipped ?? 'not run' }],
     ['**Umbra** digits, monitoring off, HTTP JSON', serving.umbraNoMonitoring],
     ['**Umbra** digits, batching off, HTTP JSON', serving.umbraNoBatch],
-    ['**Umbra** digits, backend: native, HTTP JSON', serving.umbraNative],
+    ['**Umbra** digits, backend: onnxruntime, HTTP JSON', serving.umbraOrt],
     ['node:http + onnxruntime-node', serving.nodeHttp],
     ['Fastify + onnxruntime-node', serving.fastify],
     ['FastAPI + PyTorch (Python)', serving.python],
@@ -533,8 +533,9 @@ function targetsTable() {
     ['Umbra, monitoring off / node:http peer throughput, concurrency 64', pairedThroughput('umbraQuiet', 'nodeHttp', 64) ?? ratio(at(noMonitoring, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', pairedP50('umbraQuiet', 'uws', 1) ?? ratio(at(noMonitoring, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
     ['Umbra p50 / bare uWS p50, concurrency 1 (digits, batching off)', ratio(at(noBatch, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
-    ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the native backend)', pairedP50('umbraNative', 'uws', 1) ?? ratio(at(serving.umbraNative?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
-    ['Umbra (digits on the native backend) / node:http peer throughput, concurrency 64', pairedThroughput('umbraNative', 'nodeHttp', 64) ?? ratio(at(serving.umbraNative?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
+    ['Umbra p50 / bare uWS p50, concurrency 1 (digits on the onnxruntime backend)', pairedP50('umbraOrt', 'uws', 1) ?? ratio(at(serving.umbraOrt?.results, 1)?.p50_ms, at(uws, 1)?.p50_ms), '<= 1.5', (v) => v <= 1.5],
+    ['Umbra (digits on the onnxruntime backend) / bare uWS throughput, concurrency 64', pairedThroughput('umbraOrt', 'uws', 64) ?? ratio(at(serving.umbraOrt?.results, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
+    ['Umbra (digits on the onnxruntime backend) / node:http peer throughput, concurrency 64', pairedThroughput('umbraOrt', 'nodeHttp', 64) ?? ratio(at(serving.umbraOrt?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra batched, best configuration (heavy, compute-bound) / best in-process onnxruntime rows/s', pairedBatchingRatio() ?? batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
     ['Umbra batched, best configuration (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
@@ -634,7 +635,7 @@ function report(command) {
     '',
     ...notes.map((n) => `- ${n}`),
     '- Peers: `bench/peers/uws-bare.mjs` (parses the request JSON, answers a digits-shaped response without a model), `bench/peers/node-http-ort.mjs` and `bench/peers/fastify-ort.mjs` (keep-alive, one onnxruntime-node session created at start, `session.run` per request on the event loop), `bench/peers/fastapi_torch.py` (FastAPI + PyTorch, Debian packages), `bench/inprocess-ort.mjs` (onnxruntime-node in-process).',
-    '- Umbra runs `umbra serve` with its defaults (one model worker per core; monitoring on: metrics, drift, feedback joins and a SQLite prediction log of every request). "monitoring off" is `--monitoring off`, which leaves Umbra doing what the peers do; the targets table gives both. "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
+    '- Umbra runs `umbra serve` with its defaults (one model worker per core; monitoring on: metrics, drift, feedback joins and a SQLite prediction log of every request) on the example repository, whose digits model has `"backend": "auto"` in its config.json and so runs on Umbra\'s native kernels (outputs equal onnxruntime\'s within 1e-5, test/native-backend*.test.ts). "backend: onnxruntime" is the same model with `"backend": "onnxruntime"`. "monitoring off" is `--monitoring off`, which leaves Umbra doing what the peers do; the targets table gives both. "batching off" is the same model with `"dynamic_batching": false` in its config.json.',
     '- Server queue/compute times come from the server\'s statistics endpoint (`GET /v2/models/{m}/stats`) where it has one; "-" where it does not.',
     '- Earlier runs of these targets, and the 16-core host: [RESULTS-history.md](RESULTS-history.md) (kept by hand; this file is rewritten by every run).',
     '',

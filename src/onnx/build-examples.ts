@@ -107,7 +107,7 @@ export function mlpModel(layers: readonly number[], seed = 1234, graphName = 'ml
 
 export const DIGITS_CONFIG = {
   name: 'digits',
-  backend: 'onnxruntime',
+  backend: 'auto',
   max_batch_size: 32,
   input: [{ name: 'pixels', data_type: 'TYPE_FP32', dims: [64] }],
   output: [
