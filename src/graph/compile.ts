@@ -182,11 +182,17 @@ export function stepInputs(step: Step): string[] {
   return step.node.inputs;
 }
 
-/** Fuses "dense -> Add(bias) / Sub(bias)" and "dense -> activation" into the dense step. */
-function fuseEpilogues(steps: Step[], graph: Graph): Step[] {
+/** How many steps (and graph outputs) read each value: only a value read once can be fused away. */
+function readCounts(steps: Step[], graph: Graph): Map<string, number> {
   const uses = new Map<string, number>();
   for (const s of steps) for (const name of stepInputs(s)) uses.set(name, (uses.get(name) ?? 0) + 1);
   for (const name of graph.outputs) uses.set(name, (uses.get(name) ?? 0) + 1);
+  return uses;
+}
+
+/** Fuses "dense -> Add(bias) / Sub(bias)" and "dense -> activation" into the dense step. */
+function fuseEpilogues(steps: Step[], graph: Graph): Step[] {
+  const uses = readCounts(steps, graph);
   const removed = new Set<number>();
   steps.forEach((step, i) => {
     if (step.kind !== 'dense') return;
@@ -227,9 +233,7 @@ function fuseEpilogues(steps: Step[], graph: Graph): Step[] {
  * per input value).
  */
 function foldInputScales(steps: Step[], graph: Graph): Step[] {
-  const uses = new Map<string, number>();
-  for (const s of steps) for (const name of stepInputs(s)) uses.set(name, (uses.get(name) ?? 0) + 1);
-  for (const name of graph.outputs) uses.set(name, (uses.get(name) ?? 0) + 1);
+  const uses = readCounts(steps, graph);
   const removed = new Set<number>();
   steps.forEach((step, i) => {
     if (step.kind !== 'reference' || (step.node.op !== 'Mul' && step.node.op !== 'Div')) return;
