@@ -306,3 +306,33 @@ t.test('drain: in-flight requests are answered, new ones refused, then a 1001 cl
   await stopped;
   t.equal(s.server.streams.size, 0);
 });
+
+t.test('a batch of answers leaves in one corked write before the hooks see the batch', async (t) => {
+  const r = repo(t);
+  const { Umbra } = await import('../dist/index.js');
+  const { StreamSession } = await import('../dist/server/ws-session.js');
+  const umbra = await Umbra.open({ repository: r.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const sent: string[] = [];
+  let corks = 0;
+  const socket = {
+    send: (data: Uint8Array | string) => { sent.push(String(data)); },
+    bufferedAmount: () => 0,
+    end: () => undefined,
+    cork: (fn: () => void) => { corks += 1; fn(); },
+  };
+  // What a monitoring hook would see: how many answers were already written when it ran.
+  const writtenAtHook: number[] = [];
+  umbra.hooks.use({ onResult: () => { writtenAtHook.push(sent.length); } });
+  const session = new StreamSession(socket, umbra, { maxInFlight: 64, backpressureBytes: 1 << 20, headers: {}, isAccepting: () => true });
+  const encoder = new TextEncoder();
+  // Frames arriving in one turn form one batch on the fast model (it runs on the event loop).
+  for (let i = 0; i < 8; i++) {
+    session.receive(encoder.encode(JSON.stringify({ id: `q${i}`, model_name: 'fast', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [i, 1, 2, 3] }] })), false);
+  }
+  await until(() => writtenAtHook.length === 8, 'the hooks to see eight answers');
+  t.equal(sent.length, 8, 'eight answers');
+  t.same(sent.map((s) => JSON.parse(s).id).sort(), ['q0', 'q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7']);
+  t.equal(corks, 1, 'one corked write for the batch');
+  t.same(writtenAtHook, Array(8).fill(8), 'every answer was written before the hooks saw the batch');
+});

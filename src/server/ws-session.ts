@@ -164,10 +164,14 @@ export class StreamSession {
    * Queues one answer. A batch settles many of this connection's requests in one turn; their
    * answers go out together in one corked write (one syscall) once every settled request has
    * posted, which is much of what makes a stream cheaper than one HTTP connection per request.
+   * The flush is a microtask: the settled requests' answer chains run breadth-first, step by step,
+   * so each has posted by the time it runs, and it runs before the nextTick in which the core
+   * hands the batch's events to the hooks (metrics, drift, the prediction log): answers do not
+   * wait for monitoring, as on HTTP, where the answer is written in the chain itself.
    */
   private post(data: Uint8Array | string, binary: boolean): void {
     this.outbox.push({ data, binary });
-    if (this.outbox.length === 1) process.nextTick(this.flush);
+    if (this.outbox.length === 1) queueMicrotask(this.flush);
   }
 
   private readonly flush = (): void => {
