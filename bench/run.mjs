@@ -210,8 +210,10 @@ async function servingSuite() {
 // apart can differ by more than the gap a target is about. The servers the serving targets
 // compare are started together (idle while another is measured) and measured in turn, round
 // after round, each round starting with the next server; every target is a ratio within one
-// round, and the table takes the median round.
-const ROUNDS = full ? 5 : 3;
+// round, and the table takes the median round. Five rounds even in quick mode: with three, one
+// round in which the host stalled (bare uWS at half its rate, say) was enough to move a target
+// across its line between two runs of the same code (seventh session).
+const ROUNDS = full ? 7 : 5;
 const paired = { rounds: [] };
 const PAIRED_SERVERS = [
   ['uws', 'bare uWS', (port) => ['bench/peers/uws-bare.mjs', String(port)]],
