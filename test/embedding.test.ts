@@ -26,6 +26,33 @@ t.test('predict() in-process with typed arrays and plain arrays', async (t) => {
   await t.rejects(umbra.predict('ghost', { x: { data: [1] } }), /ghost/);
 });
 
+t.test('predict() answers own their bytes: a kept answer does not hold a shared slab', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  const digits = new URL('../models/repository/digits/2/model.onnx', import.meta.url).pathname;
+  for (const [name, backend] of [['on_native', 'native'], ['on_ort', 'onnxruntime']] as const) {
+    mkdirSync(join(repo.dir, name, '1'), { recursive: true });
+    copyFileSync(digits, join(repo.dir, name, '1', 'model.onnx'));
+    repo.writeConfig(name, { backend, max_batch_size: 8 });
+  }
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const pixels = Float32Array.from({ length: 64 }, (_, i) => i % 17);
+  const session = await ort.InferenceSession.create(digits, { intraOpNumThreads: 1 });
+  t.teardown(() => session.release());
+  const expected = await session.run({ pixels: new ort.Tensor('float32', pixels, [1, 64]) });
+  for (const model of ['on_native', 'on_ort']) {
+    const answer = await umbra.predict(model, { pixels: { data: pixels } });
+    for (const o of answer.outputs) {
+      const d = o.data as Float32Array | BigInt64Array;
+      t.ok(d.byteOffset === 0 && d.byteLength === d.buffer.byteLength, `${model} ${o.name}: ${d.byteLength} bytes in a buffer of ${d.buffer.byteLength}`);
+    }
+    const probs = answer.outputs.find((o) => o.name === 'probabilities')!.data as Float32Array;
+    const want = expected.probabilities!.data as Float32Array;
+    t.ok(probs.every((v, i) => Math.abs(v - want[i]!) <= 1e-6), `${model} probabilities equal onnxruntime's`);
+  }
+});
+
 t.test('startServer() serves, stop() shuts down cleanly', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -8,6 +8,7 @@ import { ModelManager } from '../repository/manager.js';
 import type { InferOptions, InferResult, ModelVersion, TrafficRole } from '../repository/model-version.js';
 import { HookSet, outcomeOf, type InferEvent, type RequestContext, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
+import { ownedTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
   /** Model repository directory (Triton layout). */
@@ -159,16 +160,18 @@ export class Umbra {
       tensors.push({ name, datatype, shape, data: input.data as TensorData });
     }
     // Route through the protocol validator so in-process callers get the same checks as HTTP.
-    const request: Record<string, unknown> = {
-      inputs: tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) })),
-    };
+    const request: Record<string, unknown> = {};
     if (options.id !== undefined) request.id = options.id;
     if (options.parameters) request.parameters = options.parameters;
     if (options.outputs) request.outputs = options.outputs.map((name) => ({ name }));
     const typedFastPath = tensors.every((t) => !Array.isArray(t.data) && elementCount(t.shape) === (t.data as ArrayLike<number>).length);
-    const parsed = typedFastPath
-      ? parseTyped(mv.signature, tensors, request)
-      : parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
+    let parsed: InferRequest;
+    if (typedFastPath) parsed = parseTyped(mv.signature, tensors, request);
+    else {
+      // Plain arrays, or typed data whose length disagrees with its shape: the JSON path says why.
+      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
+      parsed = parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
+    }
     let response: InferResponse;
     try {
       ({ response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now()));
@@ -176,6 +179,10 @@ export class Umbra {
       // A caller that reads metrics or the log right after its prediction finds it there.
       this.flushEvents();
     }
+    // Small results may be views of a shared slab (the native backend carves them from one), and
+    // the caller may keep its answer for as long as it likes: each output gets its own buffer, so
+    // a kept answer holds its own bytes and not the slab around them.
+    response.outputs = response.outputs.map(ownedTensor);
     return response;
   }
 
