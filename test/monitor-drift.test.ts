@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { VersionDrift } from '../dist/monitor/drift.js';
-import { profileColumn, readProfile } from '../dist/monitor/profile.js';
+import { binOf, profileColumn, readProfile } from '../dist/monitor/profile.js';
 import { seededRandom } from '../dist/random.js';
 import { kolmogorovSmirnov, chiSquare, psi, jensenShannon } from '../dist/monitor/statistics.js';
 
@@ -75,6 +75,46 @@ t.test('live rows are counted into the same bins the profile counted its rows in
   const report = d.evaluate();
   t.equal(report.window, rows.length);
   t.same(report.features.filter((f) => f.score !== 0).map((f) => [f.name, f.score]), [], 'no distance on any feature');
+});
+
+t.test('every way of finding a bin counts as the profile does: grid, halving for bunched edges, categories', async (t) => {
+  // Heavy-tailed columns bunch their quantile edges near zero and leave one far out, so no grid
+  // of bounded size keeps the walks short there and those columns halve; even columns get a
+  // grid. Values sit on edges, between them, past both ends, at +-Infinity, -0 and NaN.
+  const random = seededRandom(9);
+  const special = [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, Number.NaN];
+  const rows = Array.from({ length: 3000 }, (_, r) => Array.from({ length: 64 }, (_, c) => {
+    if (r < special.length * 16 && c % 16 === r % 16) return special[Math.floor(r / 16)]!;
+    const u = random();
+    if (c % 4 === 0) return Math.fround(Math.exp(30 * u * u * u * u));
+    if (c % 4 === 1) return Math.fround(u * 100 - 50);
+    if (c % 4 === 2) return Math.round(u * 9);
+    return Math.round(u * 2);
+  }));
+  const profile = Array.from({ length: 64 }, (_, c) => profileColumn(`pixels[${c}]`, Float64Array.from(rows, (row) => row[c]!)));
+  const d = new VersionDrift('digits', '1', SIGNATURE, { source: 'x', rows: rows.length, inputs: profile }, { windowRows: rows.length * 2, numericTest: 'psi', categoricalTest: 'js' });
+  const modes = (d as unknown as { watched: { in: { mode: Uint8Array } } }).watched.in.mode;
+  t.same(new Set(modes), new Set([0, 1, 2]), 'categories, grids and halving all in use');
+  t.equal(modes[0], 2, 'the heavy-tailed column halves');
+  t.equal(modes[1], 1, 'the even column has a grid');
+  feed(d, rows);
+  const report = d.evaluate();
+  t.equal(report.window, rows.length);
+  t.same(report.features.filter((f) => f.score !== 0).map((f) => [f.name, f.score]), [], 'no distance on any feature');
+  // And each value counted alone lands in binOf's bin, column by column.
+  for (const x of [-1e30, -50, -49.99999, -0, 0.5, 1, 3, 7.5, 49.99999, 50, 1e5, 1e30, Number.NaN]) {
+    const one = new VersionDrift('digits', '1', SIGNATURE, { source: 'x', rows: 1, inputs: profile });
+    feed(one, [Array.from({ length: 64 }, () => x)]);
+    const inside = one as unknown as { watched: { in: { binOffset: Int32Array }; window: { total(): Uint32Array } } };
+    const total = inside.watched.window.total();
+    const wrong = profile.flatMap((p, c) => {
+      const at = inside.watched.in.binOffset[c]!;
+      const live = Array.from(total.subarray(at, at + p.counts.length));
+      const want = live.map((_, b) => (b === binOf(p, x) ? 1 : 0));
+      return live.join() === want.join() ? [] : [`${p.name}: ${live.join()} want ${want.join()}`];
+    });
+    t.same(wrong, [], `x = ${x}`);
+  }
 });
 
 t.test('verdicts against the train-split profile: held out, shifted, scaled, inconclusive', async (t) => {

@@ -67,18 +67,22 @@ export interface DriftReport {
   predictionDrift: boolean;
 }
 
-/** Fixed-size sliding histogram: SEGMENTS partial counts plus their running total. */
+/**
+ * Fixed-size sliding histogram: SEGMENTS partial counts. Rows are counted into one segment only;
+ * the window's total is summed from the segments when a report asks for it (every few seconds),
+ * not kept up to date per value on the request path.
+ */
 class WindowCounts {
-  readonly total: Uint32Array;
   private readonly segments: Uint32Array[];
+  private readonly sum: Uint32Array;
   private readonly segmentRows = new Uint32Array(SEGMENTS);
   private current = 0;
   private segmentStarted: number;
   rows = 0;
 
   constructor(readonly size: number, private readonly rowsPerSegment: number, private readonly msPerSegment: number, now: number) {
-    this.total = new Uint32Array(size);
     this.segments = Array.from({ length: SEGMENTS }, () => new Uint32Array(size));
+    this.sum = new Uint32Array(size);
     this.segmentStarted = now;
   }
 
@@ -91,9 +95,7 @@ class WindowCounts {
     const steps = old && this.msPerSegment > 0 ? Math.min(SEGMENTS, Math.max(1, Math.floor((now - this.segmentStarted) / this.msPerSegment))) : 1;
     for (let s = 0; s < steps; s++) {
       this.current = (this.current + 1) % SEGMENTS;
-      const seg = this.segments[this.current]!;
-      for (let i = 0; i < this.size; i++) this.total[i]! -= seg[i]!;
-      seg.fill(0);
+      this.segments[this.current]!.fill(0);
       this.rows -= this.segmentRows[this.current]!;
       this.segmentRows[this.current] = 0;
     }
@@ -105,6 +107,17 @@ class WindowCounts {
     return this.segments[this.current]!;
   }
 
+  /** Counts of the whole window (a view that the next call overwrites). */
+  total(): Uint32Array {
+    const sum = this.sum;
+    sum.set(this.segments[0]!);
+    for (let s = 1; s < SEGMENTS; s++) {
+      const seg = this.segments[s]!;
+      for (let i = 0; i < this.size; i++) sum[i]! += seg[i]!;
+    }
+    return sum;
+  }
+
   addRows(n: number): void {
     this.segmentRows[this.current]! += n;
     this.rows += n;
@@ -114,6 +127,16 @@ class WindowCounts {
     return this.size * 4 * (SEGMENTS + 1);
   }
 }
+
+/** How a column finds a value's bin (see countValues and Watched). */
+const CATEGORY = 0;
+const GRID = 1;
+const HALVING = 2;
+
+/** A grid has at most this many cells per column (4 per edge when that is enough). */
+const MAX_CELLS = 1024;
+/** Most edges a value walks past from its cell's first candidate before halving is preferred. */
+const MAX_WALK = 3;
 
 interface Watched {
   layout: ColumnLayout;
@@ -127,19 +150,112 @@ interface Watched {
   points: Float64Array;
   pointsAt: Int32Array;
   pointsLength: Int32Array;
-  categorical: Uint8Array;
+  /** CATEGORY, GRID or HALVING per column. */
+  mode: Uint8Array;
+  /**
+   * GRID columns: the range between the first and last edge is cut into equal cells;
+   * cells[cellsAt[i] + floor((x - low[i]) * scale[i])] is a bin no greater than x's, from which a
+   * short walk over the edges finds it. One multiply and a load or two instead of ~log2(edges)
+   * dependent loads: live values are counted on the request path, for every column of every row.
+   */
+  low: Float64Array;
+  high: Float64Array;
+  scale: Float64Array;
+  cellsAt: Int32Array;
+  cells: Int32Array;
+}
+
+/** First edge i (of points[at .. at + length]) with x <= edge, or length: the bin of x. */
+function firstAtLeast(points: Float64Array, at: number, length: number, x: number): number {
+  let i = 0;
+  while (i < length && !(x <= points[at + i]!)) i++;
+  return i;
 }
 
 /**
- * binOf (profile.ts) over a column's points in a Watched. The numeric search halves without
- * branching on the value (live values land in random bins, so a branchy search mispredicts at
- * almost every step): about a third faster per lookup.
+ * The grid of one numeric column, or undefined where its edges bunch so tightly in places that
+ * even MAX_CELLS cells leave long walks (skewed quantiles): such a column halves instead.
  */
-function binIn(points: Float64Array, at: number, length: number, categorical: boolean, x: number): number {
-  if (categorical) {
-    for (let i = 0; i < length; i++) if (points[at + i] === x) return i;
-    return length;
+function gridOf(points: Float64Array, at: number, length: number): { low: number; high: number; scale: number; cells: Int32Array } | undefined {
+  if (length < 2) return undefined;
+  const low = points[at]!;
+  const high = points[at + length - 1]!;
+  if (!(high > low) || !Number.isFinite(high - low)) return undefined;
+  for (let size = Math.max(8, 4 * length); size <= MAX_CELLS; size *= 2) {
+    const scale = (size - 1) / (high - low);
+    // Cell g holds the x in (low, high] with floor((x - low) * scale) = g. Rounding may put x one
+    // cell off, so each cell starts from the bin of its lower neighbour's start: never past x's.
+    const starts = new Int32Array(size + 2);
+    for (let g = 0; g < starts.length; g++) starts[g] = firstAtLeast(points, at, length, low + (g - 1) / scale);
+    // A walk from cell g's start ends by the start of cell g + 2 at the latest.
+    let walk = 0;
+    for (let g = 0; g < size; g++) walk = Math.max(walk, starts[g + 2]! - starts[g]!);
+    if (walk <= MAX_WALK) return { low, high, scale, cells: starts.subarray(0, size) };
   }
+  return undefined;
+}
+
+/**
+ * Counts every watched column of every row of `tensors` into `segment`; returns the rows.
+ * The bin of x is the first edge i with x <= edges[i] (binOf in profile.ts); past the last edge,
+ * and NaN, count in the last bin; a category not in the profile counts in its extra bin.
+ */
+function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array): number {
+  let rows = 0;
+  for (const watched of w.layout.tensors) {
+    const t = findTensor(tensors, watched.tensor);
+    if (!t || Array.isArray(t.data)) continue;
+    let data = t.data as ArrayLike<number | bigint>;
+    const n = Math.floor(data.length / watched.width);
+    if (n > rows) rows = n;
+    // 64-bit integers (class labels mostly) as numbers first, into a kept array (a fresh typed
+    // array per request costs more than counting it): the loop below sees numbers only.
+    if (typeof data[0] === 'bigint') data = asNumbers(data as BigInt64Array | BigUint64Array, n * watched.width);
+    countValues(w, data as ArrayLike<number>, n, watched.width, watched.columns, watched.offset, segment);
+  }
+  return rows;
+}
+
+let numbers = new Float64Array(64);
+
+function asNumbers(data: BigInt64Array | BigUint64Array, length: number): Float64Array {
+  if (numbers.length < length) numbers = new Float64Array(Math.max(length, numbers.length * 2));
+  for (let i = 0; i < length; i++) numbers[i] = Number(data[i]!);
+  return numbers;
+}
+
+function countValues(w: Watched, data: ArrayLike<number>, n: number, width: number, columns: number, offset: number, segment: Uint32Array): void {
+  const { points, pointsAt, pointsLength, mode, low, high, scale, cellsAt, cells, binOffset } = w;
+  for (let r = 0, base = 0; r < n; r++, base += width) {
+    for (let c = 0; c < columns; c++) {
+      const column = offset + c;
+      const x = data[base + c]!;
+      const at = pointsAt[column]!;
+      const length = pointsLength[column]!;
+      let bin: number;
+      const m = mode[column]!;
+      if (m === GRID) {
+        const lo = low[column]!;
+        if (x <= lo) bin = 0;
+        else if (!(x <= high[column]!)) bin = length; // also NaN
+        else {
+          bin = cells[cellsAt[column]! + ((x - lo) * scale[column]! | 0)]!;
+          while (x > points[at + bin]!) bin++;
+        }
+      } else if (m === CATEGORY) {
+        bin = 0;
+        while (bin < length && points[at + bin] !== x) bin++;
+      } else bin = halve(points, at, length, x);
+      segment[binOffset[column]! + bin]! += 1;
+    }
+  }
+}
+
+/**
+ * binOf over a column's edges by halving. The search does not branch on the value (live values
+ * land in random bins, so a branchy search mispredicts at almost every step).
+ */
+function halve(points: Float64Array, at: number, length: number, x: number): number {
   if (length === 0 || !(x <= points[at + length - 1]!)) return length; // also NaN
   // The first edge i with x <= edges[i] lies in lo .. lo + n - 1; each step keeps the half that
   // holds it (the range may overlap, never miss it) until one index is left.
@@ -151,32 +267,6 @@ function binIn(points: Float64Array, at: number, length: number, categorical: bo
     n -= half;
   }
   return lo;
-}
-
-/** Counts every watched column of every row of `tensors` into `segment` and `total`; returns the rows. */
-function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array, total: Uint32Array): number {
-  let rows = 0;
-  const { points, pointsAt, pointsLength, categorical, binOffset } = w;
-  for (const watched of w.layout.tensors) {
-    const t = findTensor(tensors, watched.tensor);
-    if (!t || Array.isArray(t.data)) continue;
-    const data = t.data as ArrayLike<number | bigint>;
-    const width = watched.width;
-    const n = Math.floor(data.length / width);
-    if (n > rows) rows = n;
-    const big = typeof data[0] === 'bigint';
-    for (let r = 0; r < n; r++) {
-      const base = r * width;
-      for (let c = 0; c < watched.columns; c++) {
-        const column = watched.offset + c;
-        const raw = data[base + c]!;
-        const bin = binOffset[column]! + binIn(points, pointsAt[column]!, pointsLength[column]!, categorical[column] === 1, big ? Number(raw) : (raw as number));
-        segment[bin]! += 1;
-        total[bin]! += 1;
-      }
-    }
-  }
-  return rows;
 }
 
 export class VersionDrift {
@@ -215,10 +305,15 @@ export class VersionDrift {
 
   private start(inputs: FeatureProfile[], outputs: FeatureProfile[], reference: { source: string; rows: number }): void {
     const watch = (layout: ColumnLayout, profiles: FeatureProfile[], base: number): Watched => {
-      const binOffset = new Int32Array(profiles.length);
-      const pointsAt = new Int32Array(profiles.length);
-      const pointsLength = new Int32Array(profiles.length);
-      const categorical = new Uint8Array(profiles.length);
+      const count = profiles.length;
+      const binOffset = new Int32Array(count);
+      const pointsAt = new Int32Array(count);
+      const pointsLength = new Int32Array(count);
+      const mode = new Uint8Array(count);
+      const low = new Float64Array(count);
+      const high = new Float64Array(count);
+      const scale = new Float64Array(count);
+      const cellsAt = new Int32Array(count);
       const all: number[] = [];
       let offset = base;
       profiles.forEach((p, i) => {
@@ -227,10 +322,25 @@ export class VersionDrift {
         const points = p.values ?? p.edges ?? [];
         pointsAt[i] = all.length;
         pointsLength[i] = points.length;
-        categorical[i] = p.values ? 1 : 0;
         all.push(...points);
       });
-      return { layout, profiles, binOffset, points: Float64Array.from(all), pointsAt, pointsLength, categorical };
+      const points = Float64Array.from(all);
+      const grids: Int32Array[] = [];
+      let cellCount = 0;
+      profiles.forEach((p, i) => {
+        const grid = p.values ? undefined : gridOf(points, pointsAt[i]!, pointsLength[i]!);
+        mode[i] = p.values ? CATEGORY : grid ? GRID : HALVING;
+        if (!grid) return;
+        low[i] = grid.low;
+        high[i] = grid.high;
+        scale[i] = grid.scale;
+        cellsAt[i] = cellCount;
+        cellCount += grid.cells.length;
+        grids.push(grid.cells);
+      });
+      const cells = new Int32Array(cellCount);
+      for (let i = 0, at = 0; i < grids.length; at += grids[i]!.length, i++) cells.set(grids[i]!, at);
+      return { layout, profiles, binOffset, points, pointsAt, pointsLength, mode, low, high, scale, cellsAt, cells };
     };
     const w = watch(this.inputs, inputs, 0);
     const inBins = inputs.reduce((a, p) => a + binCount(p), 0);
@@ -253,8 +363,8 @@ export class VersionDrift {
     const win = state.window;
     win.tick(this.clock());
     const segment = win.counting;
-    const rows = countRows(state.in, request.inputs, segment, win.total);
-    if (response && state.out.profiles.length > 0) countRows(state.out, response.outputs, segment, win.total);
+    const rows = countRows(state.in, request.inputs, segment);
+    if (response && state.out.profiles.length > 0) countRows(state.out, response.outputs, segment);
     win.addRows(rows);
   }
 
@@ -305,10 +415,11 @@ export class VersionDrift {
     const { window, reference } = this.watched;
     window.tick(this.clock());
     const n = window.rows;
+    const total = window.total();
     const enough = n >= this.options.minSamples;
     const judge = (w: Watched): FeatureDrift[] => w.profiles.map((p, i) => {
       const offset = w.binOffset[i]!;
-      const live = window.total.subarray(offset, offset + binCount(p));
+      const live = total.subarray(offset, offset + binCount(p));
       const test = this.testFor(p.kind, Math.min(n, reference.rows));
       const result = runTest(test, p.counts, live);
       const threshold = this.options.thresholds[test];
