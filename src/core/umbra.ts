@@ -87,7 +87,8 @@ export class Umbra {
       throw err;
     }
     const result = await this.run(mv, role, request, options, context, startedAt);
-    return { ...result, binaryOutputs: binaryOutputsFor(request) };
+    // Fields spelled out, not `{ ...result, binaryOutputs }`: see withData in workers/messages.ts.
+    return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
   }
 
   /** Runs an already parsed request (used by transports that parse themselves). */
@@ -117,7 +118,7 @@ export class Umbra {
         return { response: answered, timing: { queueMs: 0, computeMs: 0, rows, batchRows: 0 } };
       }
       const result = await mv.infer(request, options);
-      if (context.responseParameters) result.response.parameters = { ...result.response.parameters, ...context.responseParameters };
+      if (context.responseParameters) result.response.parameters = Object.assign({}, result.response.parameters, context.responseParameters);
       this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: result.response, timing: result.timing, durationMs: performance.now() - startedAt });
       return result;
     } catch (err) {

@@ -121,7 +121,7 @@ function encodeParts(resp: InferResponse, opts: EncodeInferResponseOptions): { h
       const bytes = tensorDataToBinary(t);
       chunks.push(bytes);
       binaryBytes += bytes.byteLength;
-      header += `,"parameters":${stringifyJson({ ...t.parameters, binary_data_size: bytes.byteLength })}}`;
+      header += `,"parameters":${stringifyJson(Object.assign({}, t.parameters, { binary_data_size: bytes.byteLength }))}}`;
     } else {
       if (t.parameters !== undefined) header += `,"parameters":${stringifyJson(t.parameters)}`;
       header += `,"data":${dataToJson(t)}}`;

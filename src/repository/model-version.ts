@@ -8,7 +8,7 @@ import { UmbraError, invalid } from '../errors.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
 import { nativeRefusal } from '../graph/index.js';
 
@@ -195,7 +195,7 @@ export class ModelVersion {
     // Inline runs transfer nothing and take the request's own arrays.
     const merged = items.length === 1
       ? (inline ? first.inputs : first.inputs.map(copiedTensor))
-      : first.inputs.map((t, j) => ({ ...concatTensors(items.map((i) => i.inputs[j]!)), name: t.name }));
+      : first.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
     const counts = items.map((i) => i.rows);
     const batchRows = counts.reduce((a, b) => a + b, 0);
     const r = inline ? await runInline(inline, merged, fault) : await this.runInWorkers(merged, batchRows, fault);

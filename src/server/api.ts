@@ -37,7 +37,7 @@ const JSON_TYPE = { 'content-type': 'application/json' };
 export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics'];
 
 function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiReply {
-  return { status, headers: { ...JSON_TYPE, ...headers }, body: JSON.stringify(value) };
+  return { status, headers: Object.assign({}, JSON_TYPE, headers), body: JSON.stringify(value) };
 }
 
 export function errorReply(err: unknown): ApiReply {

@@ -279,7 +279,10 @@ function mentionsBinaryOutputs(fields: Record<string, unknown>): boolean {
 }
 
 function withId(response: InferResponse, id: unknown): InferResponse {
-  return response.id === id ? response : { ...response, id: id as string };
+  if (response.id === id) return response;
+  const out: InferResponse = { model_name: response.model_name, model_version: response.model_version, id: id as string, outputs: response.outputs };
+  if (response.parameters !== undefined) out.parameters = response.parameters;
+  return out;
 }
 
 function notReady(): UmbraError {

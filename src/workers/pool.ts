@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
-  SESSION_CHANNEL, ownedTensor, tensorBuffers,
+  SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
   type EvictMessage, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 
@@ -84,7 +84,7 @@ export class WorkerPool {
     const results = await Promise.all(counts.map((_, i) => this.run(session, shardsPerInput.map((s) => s[i]!), outputs)));
     const names = results[0]!.outputs.map((o) => o.name);
     const merged = names.map((name, j) => concatTensors(results.map((r) => r.outputs[j]!)));
-    return { outputs: merged.map((t, j) => ({ ...t, name: names[j]! })), computeMs: Math.max(...results.map((r) => r.computeMs)) };
+    return { outputs: merged.map((t, j) => renamed(t, names[j]!)), computeMs: Math.max(...results.map((r) => r.computeMs)) };
   }
 
   /** Tells every worker to release the sessions of one model load. */
