@@ -26,13 +26,33 @@ import type { AbortLike } from './cancellation.js';
 
 export type { BatchInfo, BatcherOptions, BatcherState, BatcherStats, SetTimer, SubmitOptions } from './options.js';
 
-interface Pending<P, R> extends QueuedRequest {
-  readonly payload: P;
-  readonly timeoutUs: number;
-  queued: boolean;
-  resolve(value: R): void;
-  reject(reason: unknown): void;
-  detachAbort: (() => void) | null;
+/**
+ * A queued request. It is its own abort listener (an EventListener object: AbortSignal and
+ * Cancellation both take one), so a request with a signal allocates no closures. A fresh
+ * closure stored on every request made V8 tenure requests' allocation site: each request was
+ * then born in the old generation, and everything it held was copied through every young
+ * collection until a full one (about 1.5 MB per young collection at 14k requests/s).
+ */
+class Pending<P, R> implements QueuedRequest {
+  queued = true;
+  signal: AbortLike | null = null;
+
+  constructor(
+    readonly payload: P,
+    readonly rows: number,
+    readonly shapeKey: string,
+    readonly priority: number,
+    readonly enqueuedAt: number,
+    readonly timeoutUs: number,
+    readonly resolve: (value: R) => void,
+    readonly reject: (reason: unknown) => void,
+    private readonly onAbort: (request: Pending<P, R>) => void,
+  ) {}
+
+  /** The signal fired while this request waited. */
+  handleEvent(): void {
+    this.onAbort(this);
+  }
 }
 
 type Counters = Omit<BatcherStats, 'pending' | 'inFlight'>;
@@ -89,16 +109,12 @@ export class DynamicBatcher<P, R> {
       return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests; retry later`, { retryAfter: 1 }));
     }
     return new Promise<R>((resolve, reject) => {
-      const request: Pending<P, R> = {
-        payload, rows: checked.rows, shapeKey: options.shapeKey, priority: checked.priority, enqueuedAt: now,
-        timeoutUs: checked.timeoutUs, queued: true, resolve, reject, detachAbort: null,
-      };
+      const request = new Pending<P, R>(payload, checked.rows, options.shapeKey, checked.priority, now, checked.timeoutUs, resolve, reject, this.#onAbort);
       this.#config.queue.push(request);
       if (request.timeoutUs > 0) this.#deadlines.push(now + request.timeoutUs, request);
       if (signal) {
-        const onAbort = (): void => this.#abort(request, signal);
-        signal.addEventListener('abort', onAbort, { once: true });
-        request.detachAbort = () => signal.removeEventListener('abort', onAbort);
+        request.signal = signal;
+        signal.addEventListener('abort', request, { once: true });
       }
       counters.submitted++;
       if (this.#config.coalesce) this.#pumpSoon();
@@ -268,20 +284,25 @@ export class DynamicBatcher<P, R> {
     }
   }
 
-  #abort(request: Pending<P, R>, signal: AbortLike): void {
-    if (!request.queued) return;
+  /** One function for every request of this batcher (see Pending). */
+  readonly #onAbort = (request: Pending<P, R>): void => {
+    const signal = request.signal;
+    if (!request.queued || !signal) return;
     this.#leave(request);
     this.#counters.aborted++;
     request.reject(abortReason(signal));
     this.#pump(); // the head may have changed, and with it the timer
     this.#checkDrained();
-  }
+  };
 
   #leave(request: Pending<P, R>): void {
     request.queued = false;
     this.#config.queue.remove(request);
-    request.detachAbort?.();
-    request.detachAbort = null;
+    const signal = request.signal;
+    if (signal) {
+      signal.removeEventListener('abort', request);
+      request.signal = null;
+    }
   }
 
   #arm(now: number): void {

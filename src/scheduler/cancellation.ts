@@ -4,18 +4,21 @@
 // that raise cancellation themselves (HTTP's onAborted, a closing WebSocket) use the light
 // `Cancellation` below; library callers may still pass a real AbortSignal.
 
+/** A function, or an object whose handleEvent is called (as EventTarget takes either). */
+export type AbortListener = (() => void) | { handleEvent(): void };
+
 export interface AbortLike {
   readonly aborted: boolean;
   readonly reason?: unknown;
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: () => void): void;
+  addEventListener(type: 'abort', listener: AbortListener, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: AbortListener): void;
 }
 
 /** A one-shot abort flag with listeners, and nothing else. */
 export class Cancellation implements AbortLike {
   aborted = false;
   reason: unknown = undefined;
-  #listeners: (() => void)[] | null = null;
+  #listeners: AbortListener[] | null = null;
 
   /** Marks the caller gone and calls each listener once. Later calls do nothing. */
   abort(reason?: unknown): void {
@@ -24,15 +27,15 @@ export class Cancellation implements AbortLike {
     this.reason = reason;
     const listeners = this.#listeners;
     this.#listeners = null;
-    if (listeners) for (const listener of listeners) listener();
+    if (listeners) for (const listener of listeners) typeof listener === 'function' ? listener() : listener.handleEvent();
   }
 
-  addEventListener(_type: 'abort', listener: () => void): void {
+  addEventListener(_type: 'abort', listener: AbortListener): void {
     if (this.aborted) return;
     (this.#listeners ??= []).push(listener);
   }
 
-  removeEventListener(_type: 'abort', listener: () => void): void {
+  removeEventListener(_type: 'abort', listener: AbortListener): void {
     const listeners = this.#listeners;
     if (!listeners) return;
     const i = listeners.lastIndexOf(listener);

@@ -78,6 +78,13 @@ export class PriorityRequestQueue<T extends QueuedRequest = QueuedRequest> imple
     else level.head = node.next;
     if (node.next) node.next.prev = node.prev;
     else level.tail = node.prev;
+    // A removed node must not keep its neighbours reachable. A node the collector has moved to
+    // the old generation (one queued across two young collections) is only found dead by a full
+    // collection; until then its `next` holds the next request, and everything that request
+    // holds, through every young collection, which promotes that node in turn, and so on down
+    // the stream: once started, every request was promoted (~1.5 MB per young collection).
+    node.prev = null;
+    node.next = null;
     this.#nodes.delete(item);
     return true;
   }
