@@ -1,0 +1,30 @@
+// What the request path leaves for the garbage collector. A request's objects should die young:
+// they live for the microseconds of one request, far less than the time between two young
+// collections. Three things once kept them alive until a full collection instead, so that a
+// served request promoted 1.4-2.3 KB (umbra serve at c64, measured with --trace-gc-nvp):
+// - an object literal with a property after a spread (`{ ...result, binaryOutputs }`);
+// - a fresh closure stored on every queued request (its abort listener): V8 then tenured the
+//   requests' allocation site, so each request was born in the old generation (V8 can still
+//   pick such sites by chance, which is why bin/umbra.js turns that off, as the child here does);
+// - a removed queue node still pointing at its neighbours.
+// V8's own statistics of each young collection tell how much it moved to the old generation.
+// The requests run in a child process whose V8 flags are those bin/umbra.js sets (the test
+// runner's process has its own hooks and flags).
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+t.test('HTTP-path requests die young: young collections promote almost nothing', async (t) => {
+  const requests = 40_000;
+  const r = spawnSync(process.execPath, [`${ROOT}test/fixtures/gc-promotion.mjs`, `${ROOT}models/repository`, String(requests)], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
+  t.equal(r.status, 0, r.stderr);
+  const { answered, youngCollections, promotedBytes } = JSON.parse(r.stdout) as { answered: number; youngCollections: number; promotedBytes: number };
+  t.equal(answered, requests);
+  t.ok(youngCollections >= 3, `${youngCollections} young collections during the run`);
+  // Measured here: 5 bytes a request (what is in flight when a collection comes); 99 with the
+  // spread put back. The queue fault starts by chance (a node must first be promoted while
+  // queued), so this run need not catch it.
+  const perRequest = promotedBytes / requests;
+  t.ok(perRequest < 40, `${perRequest.toFixed(0)} bytes promoted per request (${(promotedBytes / 1e6).toFixed(1)} MB over ${youngCollections} young collections)`);
+});
