@@ -30,8 +30,12 @@ function aligned(server: { mark(): void; stop(): void }, loop: IntervalHistogram
   };
 }
 
-function within(measured: number, truth: number, loop: IntervalHistogram): boolean {
-  return Math.abs(measured - truth) <= 0.05 * truth + loop.max / 1e6;
+/**
+ * 5% of the truth, plus what the machine added that the server's clock cannot see: the longest
+ * stall of the generator's event loop, and of the server thread's (a request it read late).
+ */
+function within(measured: number, truth: number, loop: IntervalHistogram, serverStallMs = 0): boolean {
+  return Math.abs(measured - truth) <= 0.05 * truth + loop.max / 1e6 + serverStallMs;
 }
 
 t.test('the HDR histogram matches exact percentiles of a seeded heavy-tailed sample within 0.5%', async (t) => {
@@ -72,11 +76,12 @@ t.test('closed loop: percentiles of a jittered server within 5% of what it actua
   const [r] = await runPerf({ ...aligned(server, loop), url: server.url, concurrency: [8], durationS: 1.5 } as PerfOptions);
   if (!r) return t.fail('no result');
   const held = await server.held();
+  const stall = await server.stallMs();
   t.equal(r.errors, 0);
   t.ok(r.completed > 150, `enough samples (${r.completed})`);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [95, 'p95_ms'], [99, 'p99_ms']] as const) {
     const truth = exactPercentile(held, p);
-    t.ok(within(r[key], truth, loop), `${key} ${r[key]} vs server ${truth.toFixed(3)} (longest client stall ${(loop.max / 1e6).toFixed(2)} ms)`);
+    t.ok(within(r[key], truth, loop, stall), `${key} ${r[key]} vs server ${truth.toFixed(3)} (longest stalls: client ${(loop.max / 1e6).toFixed(2)} ms, server ${stall.toFixed(2)} ms)`);
   }
   // And against the nominal median (40 + U[0,20] ms), allowing for a busy machine's late timers.
   t.ok(Math.abs(r.p50_ms - 50) / 50 < 0.15, `p50 ${r.p50_ms} near 50`);
@@ -92,10 +97,11 @@ t.test('two load threads merge their histograms and still match the truth', asyn
   const [r] = await runPerf({ ...aligned(server, loop), url: server.url, concurrency: [6], durationS: 1.2, threads: 2 } as PerfOptions);
   if (!r) return t.fail('no result');
   const held = await server.held();
+  const stall = await server.stallMs();
   t.equal(r.errors, 0);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
     const truth = exactPercentile(held, p);
-    t.ok(within(r[key], truth, loop), `${key} ${r[key]} vs server ${truth.toFixed(3)} (longest client stall ${(loop.max / 1e6).toFixed(2)} ms)`);
+    t.ok(within(r[key], truth, loop, stall), `${key} ${r[key]} vs server ${truth.toFixed(3)} (longest stalls: client ${(loop.max / 1e6).toFixed(2)} ms, server ${stall.toFixed(2)} ms)`);
   }
   const expected = 6 / (held.reduce((a, b) => a + b, 0) / held.length / 1000);
   t.ok(Math.abs(r.throughput - expected) / expected < 0.12, `throughput ${r.throughput} vs ${expected.toFixed(1)} (both threads counted)`);
@@ -108,13 +114,14 @@ t.test('open loop: percentiles within 5% of the truth at a constant rate below c
   const [r] = await runPerf({ ...aligned(server, loop), url: server.url, requestRate: [200], durationS: 1.5 } as PerfOptions);
   if (!r) return t.fail('no result');
   const held = await server.held();
+  const stall = await server.stallMs();
   t.equal(r.request_rate, 200);
   t.ok(Math.abs(r.throughput - 200) / 200 < 0.1, `throughput ${r.throughput} follows the rate`);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
     // Open-loop latency includes the generator's own send lag (timer wake-up), which it reports.
     const truth = exactPercentile(held, p);
     const lag = r.send_lag_p99_ms ?? 0;
-    t.ok(within(r[key], truth, loop) || Math.abs(r[key] - truth) <= 0.05 * truth + lag, `${key} ${r[key]} vs server ${truth.toFixed(3)} (+ send lag up to ${lag})`);
+    t.ok(within(r[key], truth, loop, stall) || Math.abs(r[key] - truth) <= 0.05 * truth + lag + stall, `${key} ${r[key]} vs server ${truth.toFixed(3)} (+ send lag up to ${lag}, server stall ${stall.toFixed(2)} ms)`);
   }
   t.type(r.send_lag_p99_ms, 'number', 'open loop reports its own send lag');
 });

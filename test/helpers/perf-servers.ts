@@ -29,6 +29,8 @@ export interface SyntheticServer {
   stop(): void;
   /** Milliseconds each answered request was held, arrival to answer, between mark() and stop(). */
   held(): Promise<number[]>;
+  /** Longest delay of the server thread's event loop between mark() and stop(), in ms. */
+  stallMs(): Promise<number>;
   /** Statuses answered between mark() and stop(), by status. */
   statuses(): Promise<Record<string, number>>;
   bodies(): Promise<{ headers: Record<string, string>; body: string }[]>;
@@ -46,6 +48,10 @@ export const METADATA = {
 const SERVER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const http = require('node:http');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+// How late this thread ran between mark() and stop(): a request read late was held longer at the
+// client than 'arrived' below can see.
+const loop = monitorEventLoopDelay({ resolution: 1 });
 const { delay, failures = [], chunked = false, keepBodies = false, metadata } = workerData;
 let a = (delay.seed || 1) >>> 0;
 const random = () => {
@@ -102,14 +108,14 @@ const server = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
 });
 server.listen(0, '127.0.0.1', () => parentPort.postMessage({ kind: 'port', port: server.address().port }));
 parentPort.on('message', (m) => {
-  if (m === 'mark') { held = []; statuses = {}; recording = true; }
-  else if (m === 'stop') recording = false;
-  else if (m === 'report') parentPort.postMessage({ kind: 'report', held, statuses, bodies });
+  if (m === 'mark') { held = []; statuses = {}; recording = true; loop.reset(); loop.enable(); }
+  else if (m === 'stop') { recording = false; loop.disable(); }
+  else if (m === 'report') parentPort.postMessage({ kind: 'report', held, statuses, bodies, stallMs: loop.count > 0 ? loop.max / 1e6 : 0 });
   else if (m === 'close') { server.closeAllConnections(); server.close(() => process.exit(0)); }
 });
 `;
 
-interface Report { kind: 'report'; held: number[]; statuses: Record<string, number>; bodies: { headers: Record<string, string>; body: string }[] }
+interface Report { kind: 'report'; held: number[]; statuses: Record<string, number>; bodies: { headers: Record<string, string>; body: string }[]; stallMs: number }
 
 export async function startSynthetic(options: SyntheticOptions): Promise<SyntheticServer> {
   const worker = new Worker(SERVER_SOURCE, { eval: true, workerData: { ...options, metadata: METADATA } });
@@ -126,6 +132,7 @@ export async function startSynthetic(options: SyntheticOptions): Promise<Synthet
     mark: () => worker.postMessage('mark'),
     stop: () => worker.postMessage('stop'),
     held: async () => (await report()).held,
+    stallMs: async () => (await report()).stallMs,
     statuses: async () => (await report()).statuses,
     bodies: async () => (await report()).bodies,
     close: async () => {
