@@ -117,7 +117,7 @@ t.test('a batch never exceeds maxBatchSize rows; full batches go at once, the re
   rows.answer(1);
   await flush();
   t.same(rows.calls[2]!.items, [2, 3]);
-  t.same(rows.calls[2]!.info, { rows: 4, shapeKey: 's' });
+  t.same(rows.calls[2]!.info, { rows: 4, shapeKey: 's', staged: false });
 });
 
 t.test('a request with more rows than maxBatchSize is refused with INVALID_INPUT', async (t) => {
@@ -490,6 +490,42 @@ t.test('maxInFlight bounds concurrent executions', async (t) => {
   t.same(h.calls[2]!.items, [2]);
 });
 
+t.test('with maxStaged, a full batch goes while every slot is busy; a partial one waits for a slot', async (t) => {
+  const h = harness({ maxBatchSize: 4, maxQueueDelayUs: 1000, maxInFlight: 1, maxStaged: 1 });
+  for (let i = 0; i < 4; i++) h.submit(i);
+  t.same(h.calls.map((c) => c.info.staged), [false], 'the first full batch takes the free slot');
+  for (let i = 4; i < 7; i++) h.submit(i);
+  h.advance(5000);
+  t.equal(h.calls.length, 1, 'three rows are not a full batch: they wait for the slot, past their delay');
+  h.submit(7);
+  t.same(payloadsOf(h.calls), [[0, 1, 2, 3], [4, 5, 6, 7]], 'the fourth row fills it: staged behind the running one');
+  t.equal(h.calls[1]!.info.staged, true);
+  t.equal(h.batcher.inFlight, 2);
+  for (let i = 8; i < 12; i++) h.submit(i);
+  t.equal(h.calls.length, 2, 'maxStaged 1: a second full batch waits');
+  h.answer(0);
+  await flush();
+  t.same(payloadsOf(h.calls)[2], [8, 9, 10, 11]);
+  t.equal(h.calls[2]!.info.staged, true, 'the staged batch holds the freed slot, so the next full one is staged again');
+  h.submit(12);
+  h.answer(1);
+  await flush();
+  t.equal(h.calls.length, 3, 'the staged batch now holds the slot, and one request is no full batch');
+  h.answer(2);
+  await flush();
+  t.equal(h.calls.length, 3, 'the slot is free, and the lone request waits for its delay');
+  h.advance(1000);
+  t.same(h.calls[3]!.items, [12]);
+  t.equal(h.calls[3]!.info.staged, false);
+
+  // A model that does not batch: any one request is a full batch.
+  const alone = harness({ maxBatchSize: 0, maxInFlight: 2, maxStaged: 2 });
+  for (let i = 0; i < 6; i++) alone.submit(i);
+  t.same(alone.calls.map((c) => c.info.staged), [false, false, true, true]);
+  t.equal(alone.batcher.pending, 2);
+  t.throws(() => harness({ maxStaged: -1 }), { code: 'INVALID_ARGUMENT', message: /maxStaged/ });
+});
+
 t.test('stats count executions, rows and queue time', async (t) => {
   const h = harness({ maxBatchSize: 4, maxQueueDelayUs: 1000, maxInFlight: 1 });
   h.submit(0, { rows: 2 });
@@ -541,17 +577,18 @@ t.test('the default clock and timer send a partial batch after the delay', async
   }
 });
 
-t.test('random traffic keeps every invariant (seeded)', async (t) => {
-  const rng = mulberry32(20240611);
+for (const maxStaged of [0, 2]) t.test(`random traffic keeps every invariant (seeded, maxStaged ${maxStaged})`, async (t) => {
+  const rng = mulberry32(20240611 + maxStaged);
   const maxBatchSize = 6;
   const maxInFlight = 2;
   const h = harness({
-    maxBatchSize, maxInFlight, maxQueueDelayUs: 500, preferredBatchSizes: [4], priorityLevels: 3, defaultPriorityLevel: 2,
+    maxBatchSize, maxInFlight, maxStaged, maxQueueDelayUs: 500, preferredBatchSizes: [4], priorityLevels: 3, defaultPriorityLevel: 2,
     defaultTimeoutUs: 3000,
   });
   const submitted: { payload: number; key: string; level: number; outcome: Outcome<number> }[] = [];
   const answered = new Set<number>();
   let maxOutstanding = 0;
+  let checked = 0;
   const outstanding = () => h.calls.filter((_, i) => !answered.has(i));
   const answerRandom = async () => {
     const open = h.calls.map((_, i) => i).filter((i) => !answered.has(i));
@@ -574,12 +611,21 @@ t.test('random traffic keeps every invariant (seeded)', async (t) => {
       await answerRandom();
     }
     maxOutstanding = Math.max(maxOutstanding, outstanding().length);
+    // Each batch sent in this step: staged exactly when every slot was busy, and then full.
+    for (let i = checked; i < h.calls.length; i++) {
+      const busy = h.calls.slice(0, i).filter((_, j) => !answered.has(j)).length;
+      const call = h.calls[i]!;
+      t.equal(call.info.staged, busy >= maxInFlight, 'staged only while every slot is busy');
+      if (call.info.staged) t.equal(call.info.rows, maxBatchSize, 'a staged batch is full');
+    }
+    checked = h.calls.length;
   }
   const drained = track(h.batcher.drain());
   while (outstanding().length > 0) await answerRandom();
   await flush();
   t.equal(drained.state, 'resolved');
-  t.ok(maxOutstanding <= maxInFlight, 'never more than maxInFlight batches at once');
+  t.ok(maxOutstanding <= maxInFlight + maxStaged, 'never more than maxInFlight + maxStaged batches at once');
+  if (maxStaged > 0) t.ok(h.calls.some((c) => c.info.staged), 'some batches were staged');
   t.equal(h.maxTimers, 1, 'one timer at a time');
 
   const byPayload = new Map(submitted.map((s) => [s.payload, s]));

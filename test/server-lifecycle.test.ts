@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
 import { writeModel } from '../dist/onnx/model-io.js';
+import { TaskNotStartedError } from '../dist/workers/pool.js';
 
 // Lets a request ask its worker to crash (honoured only with this variable set).
 process.env.UMBRA_FAULT_INJECTION = '1';
@@ -43,22 +44,29 @@ t.test('without an instance_group a model runs batches on every worker at once; 
     const s = await startTestServer(t, { repository: repo.dir, workers: 2 });
     const umbra = s.server.umbra;
     t.equal(umbra.manager.get('slow').placement, 'worker');
-    // Count batches executing at once: both requests are submitted before either can finish
-    // (a worker's answer arrives on a later turn of the event loop).
+    // Count batches handed to the pool at once, and of them those sent to a free worker (the
+    // others are staged: full batches waiting on a busy worker). All three requests are submitted
+    // before any can finish (a worker's answer arrives on a later turn of the event loop).
     const run = umbra.pool.run.bind(umbra.pool);
     let running = 0;
     let most = 0;
+    let executing = 0;
+    let mostExecuting = 0;
     umbra.pool.run = async (...args: Parameters<typeof run>) => {
+      const staged = args[3]?.staged === true;
       most = Math.max(most, ++running);
+      if (!staged) mostExecuting = Math.max(mostExecuting, ++executing);
       try {
         return await run(...args);
       } finally {
         running -= 1;
+        if (!staged) executing -= 1;
       }
     };
     const answers = await Promise.all([1, 2, 3].map((v) => umbra.predict('slow', { x: { data: new Float32Array(WIDTH).fill(v), shape: [1, WIDTH] } })));
     t.same(answers.map((a) => (a.outputs[0]!.data as Float32Array)[0]), [1, 2, 3], 'each request got its own row');
-    t.equal(most, expected, `${JSON.stringify(config)}: at most ${expected} batches at once`);
+    t.equal(mostExecuting, expected, `${JSON.stringify(config)}: at most ${expected} batches sent to free workers at once`);
+    t.equal(most, expected + 1, 'and one more, staged on a busy worker');
   }
 });
 
@@ -164,6 +172,37 @@ t.test('a crashed worker fails only its own request and is replaced', async (t) 
   const after = await Promise.all(Array.from({ length: 20 }, () => s.post('/v2/models/affine/infer', { inputs: [x] })));
   t.ok(after.every((r) => r.status === 200), 'every later request succeeds');
   t.same(after[0]!.json.outputs[0].data, [2, 4, 6, 8]);
+});
+
+t.test('a staged batch lost with its crashed worker before it began runs again on the next one', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 0));
+  repo.writeConfig('affine', { max_batch_size: 1, parameters: { execution: 'worker' } });
+  repo.addVersion('strict', 1, affineModel(2, 0));
+  repo.writeConfig('strict', { parameters: { stage_batches: 'sometimes' } });
+  const s = await startTestServer(t, { repository: repo.dir, workers: 1 });
+  const umbra = s.server.umbra;
+  const mv = umbra.manager.get('affine');
+  const x = () => [{ name: 'x', datatype: 'FP32' as const, shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) }];
+  // One worker: the second task is posted behind the first, which kills the worker on arrival.
+  const crashing = umbra.pool.run(mv.session, x(), [], { fault: 'crash' });
+  const waiting = umbra.pool.run(mv.session, x(), [], { staged: true });
+  const [crashed, lost] = await Promise.allSettled([crashing, waiting]);
+  t.equal(crashed.status, 'rejected');
+  t.notOk((crashed as PromiseRejectedResult).reason instanceof TaskNotStartedError, 'the task that was running failed for real');
+  t.ok((lost as PromiseRejectedResult).reason instanceof TaskNotStartedError, 'the staged one is known never to have begun');
+  t.match((lost as PromiseRejectedResult).reason.message, /worker ended before the task began: worker exited with code: 70/);
+  // Through the server: whether the second request was staged behind the crash or not, it is answered.
+  const [crash, ok] = await Promise.all([
+    s.post('/v2/models/affine/infer', { parameters: { umbra_fault: 'crash' }, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+    s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+  ]);
+  t.equal(crash.status, 500);
+  t.equal(ok.status, 200);
+  t.same(ok.json.outputs[0].data, [2, 4, 6, 8]);
+  const index = await s.post('/v2/repository/index');
+  t.match(index.json.find((e: { name: string }) => e.name === 'strict').reason, /parameters.stage_batches/);
 });
 
 t.test('placement: tiny models run inline, heavy ones in workers, and config can choose', async (t) => {

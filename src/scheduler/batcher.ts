@@ -10,8 +10,9 @@
 //
 // Sending it: at once when it holds maxBatchSize rows; else the longest prefix whose rows equal a
 // preferred size; else everything, once its oldest request has waited maxQueueDelayUs (or at once
-// while draining, when nothing more will arrive). Nothing is sent while all maxInFlight slots are
-// busy, so requests pile up under load and the next batch is fuller.
+// while draining, when nothing more will arrive). Nothing partial is sent while all maxInFlight
+// slots are busy, so requests pile up under load and the next batch is fuller; a full batch may
+// be staged on a busy slot (up to maxStaged of them), to start the moment that slot frees.
 //
 // Requests with more rows than maxBatchSize are refused at submit (INVALID_INPUT). With
 // maxBatchSize 0 the model does not batch: each request runs alone as soon as a slot is free.
@@ -190,10 +191,13 @@ export class DynamicBatcher<P, R> {
         now = this.#config.now();
         this.#expire(now);
         this.#delayWakeAt = Infinity;
-        while (this.#inFlight < this.#config.maxInFlight && this.#config.queue.size > 0) {
-          const batch = this.#plan(now);
+        const config = this.#config;
+        while (config.queue.size > 0) {
+          const staged = this.#inFlight >= config.maxInFlight;
+          if (staged && this.#inFlight >= config.maxInFlight + config.maxStaged) break;
+          const batch = this.#plan(now, staged);
           if (!batch) break;
-          this.#dispatch(batch, now);
+          this.#dispatch(batch, now, staged);
         }
       } while (this.#repump);
       this.#arm(now);
@@ -202,8 +206,11 @@ export class DynamicBatcher<P, R> {
     }
   }
 
-  /** The batch to send now, or null (with #delayWakeAt set) when it should wait to fill. */
-  #plan(now: number): Pending<P, R>[] | null {
+  /**
+   * The batch to send now, or null when it should wait to fill (with #delayWakeAt set, when a
+   * slot is free). With `fullOnly` (every slot busy, staging) only a full batch is sent.
+   */
+  #plan(now: number, fullOnly: boolean): Pending<P, R>[] | null {
     // The queue only ever holds requests this batcher pushed.
     const walk = this.#config.queue[Symbol.iterator]() as Iterator<Pending<P, R>>;
     const first = walk.next();
@@ -225,13 +232,15 @@ export class DynamicBatcher<P, R> {
       if (request.enqueuedAt < oldest) oldest = request.enqueuedAt;
       if (this.#config.preferred.has(rows)) preferredCount = batch.length;
     }
-    if (rows >= this.#config.maxBatchSize || this.#state !== 'open' || now - oldest >= this.#config.maxQueueDelayUs) return batch;
+    if (rows >= this.#config.maxBatchSize) return batch;
+    if (fullOnly) return null;
+    if (this.#state !== 'open' || now - oldest >= this.#config.maxQueueDelayUs) return batch;
     if (preferredCount > 0) return batch.slice(0, preferredCount);
     this.#delayWakeAt = oldest + this.#config.maxQueueDelayUs;
     return null;
   }
 
-  #dispatch(batch: Pending<P, R>[], now: number): void {
+  #dispatch(batch: Pending<P, R>[], now: number, staged: boolean): void {
     const counters = this.#counters;
     let rows = 0;
     for (const request of batch) {
@@ -245,7 +254,7 @@ export class DynamicBatcher<P, R> {
     this.#inFlight++;
     let running: Promise<R[]>;
     try {
-      running = Promise.resolve(this.#config.execute(batch.map((r) => r.payload), { rows, shapeKey: batch[0]!.shapeKey }));
+      running = Promise.resolve(this.#config.execute(batch.map((r) => r.payload), { rows, shapeKey: batch[0]!.shapeKey, staged }));
     } catch (err) {
       running = Promise.reject(err);
     }

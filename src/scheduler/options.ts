@@ -9,6 +9,11 @@ import { PriorityRequestQueue, isRequestQueue, type RequestQueue } from './queue
 export interface BatchInfo {
   rows: number;
   shapeKey: string;
+  /**
+   * Sent while every execution slot was busy (see `maxStaged`): the executor should hold it on
+   * an instance that is running, to start the moment that instance is free.
+   */
+  staged: boolean;
 }
 
 /** Arms a one-shot timer `delayUs` microseconds out; returns a function that cancels it. */
@@ -31,6 +36,14 @@ export interface BatcherOptions<P, R> {
   defaultPriorityLevel: number;
   /** Concurrent executions (e.g. the number of workers). */
   maxInFlight: number;
+  /**
+   * Full batches that may be sent while all maxInFlight slots are busy (default 0). An executor
+   * that can hold one waiting batch per instance then starts it the moment the running one ends,
+   * instead of after the result has gone back through a busy event loop and the next batch has
+   * come out again. Only a full batch (maxBatchSize rows; any one request of a model that does
+   * not batch) is staged: a partial one still waits for a free slot and may fill meanwhile.
+   */
+  maxStaged?: number;
   /** Runs one batch; answers one result per payload, in order. */
   execute: (items: P[], batch: BatchInfo) => Promise<R[]>;
   /** Monotonic clock in microseconds (tests inject one). */
@@ -98,6 +111,7 @@ export interface BatcherConfig<P, R> {
   levels: number;
   defaultLevel: number;
   maxInFlight: number;
+  maxStaged: number;
   execute: BatcherOptions<P, R>['execute'];
   now: () => number;
   setTimer: SetTimer;
@@ -149,6 +163,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
   const defaultLevel = checkInteger(options.defaultPriorityLevel, 0, 'defaultPriorityLevel');
   if (levels > 1 && defaultLevel > levels) throw invalid('INVALID_ARGUMENT', `a level in 1..${levels}`, 'defaultPriorityLevel', defaultLevel);
   const maxInFlight = checkInteger(options.maxInFlight, 1, 'maxInFlight');
+  const maxStaged = checkInteger(options.maxStaged ?? 0, 0, 'maxStaged');
   if (typeof options.execute !== 'function') throw invalid('INVALID_ARGUMENT', 'a function', 'execute', options.execute);
   if (options.queue !== undefined) {
     if (!isRequestQueue(options.queue)) throw invalid('INVALID_ARGUMENT', 'an object with size, push, remove and an iterator', 'queue', options.queue);
@@ -164,6 +179,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     // Unprioritised traffic should not pre-empt anything, so "no default" means the lowest level.
     defaultLevel: levels === 1 ? 1 : defaultLevel === 0 ? levels : defaultLevel,
     maxInFlight,
+    maxStaged,
     execute: options.execute,
     now: options.now ?? defaultNow,
     setTimer: options.setTimer ?? defaultSetTimer,

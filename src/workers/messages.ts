@@ -32,6 +32,18 @@ export interface RunTask {
   outputs: string[];
   /** Fault injection for crash-recovery tests; honoured only when UMBRA_FAULT_INJECTION=1. */
   fault?: 'crash' | 'throw';
+  /**
+   * A staged task (queued behind a running one on the same worker) names a slot of the pool's
+   * shared start flags: the worker raises it as the task begins, so a task lost with its worker
+   * before it began is known not to have run, and may run elsewhere.
+   */
+  startSlot?: number;
+}
+
+/** What the pool hands every worker at start (piscina's workerData). */
+export interface PoolWorkerData {
+  /** Int32 start flags, one per startSlot. */
+  started: SharedArrayBuffer;
 }
 
 export interface WarmTask {
@@ -47,6 +59,8 @@ export interface RunResult {
   outputs: WireTensor[];
   /** Wall time inside the worker, for the compute-duration metric. */
   computeMs: number;
+  /** The worker that ran it (the pool's balancer keeps track of what each worker began when). */
+  threadId?: number;
 }
 
 export interface WarmResult {

@@ -2,11 +2,11 @@
 // Large inputs are sharded across workers by rows and reassembled in order.
 import { BroadcastChannel } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import { Piscina, type PiscinaTask } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
   SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
-  type EvictMessage, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
+  type EvictMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 
 export interface PoolOptions {
@@ -16,6 +16,41 @@ export interface PoolOptions {
   filename?: string;
 }
 
+/** What `run` may be told about a task besides its tensors. */
+export interface RunOptions {
+  fault?: RunTask['fault'];
+  /**
+   * Queue the task behind a running one on a busy worker when none is idle, so it starts the
+   * moment that worker is free instead of after a round trip through the main thread. (A plain
+   * task waits in the pool's queue for an idle worker, and goes to whichever frees first.)
+   */
+  staged?: boolean;
+}
+
+/**
+ * Thrown by `run` for a staged task whose worker died before the task began: nothing of it ran,
+ * so its caller may send it again (its inputs were transferred away with it).
+ */
+export class TaskNotStartedError extends Error {
+  constructor(cause: unknown) {
+    super(`the worker ended before the task began: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'TaskNotStartedError';
+  }
+}
+
+/** Name of the worker export that runs a staged task (the same handler as the default). */
+const STAGED = 'staged';
+/** Start-flag slots; a staged task finding none free runs without one (and is never resent). */
+const START_SLOTS = 256;
+
+/** What piscina's balancer sees of a worker. */
+interface BalancedWorker {
+  readonly id: number;
+  readonly currentUsage: number;
+  readonly isRunningAbortableTask: boolean;
+  readonly terminating: boolean;
+}
+
 export class WorkerPool {
   readonly size: number;
   private readonly piscina: Piscina<WorkerTask, RunResult | WarmResult>;
@@ -23,6 +58,11 @@ export class WorkerPool {
   private closed = false;
   /** Run tasks handed to piscina and not yet settled (queued ones included). */
   private running = 0;
+  /** One Int32 per slot: 0 while a staged task waits, 1 once its worker has begun it. */
+  private readonly started = new Int32Array(new SharedArrayBuffer(START_SLOTS * 4));
+  private readonly freeSlots = Array.from({ length: START_SLOTS }, (_, i) => START_SLOTS - 1 - i);
+  /** When each worker (by thread id) began its running task, as near as the main thread can tell. */
+  private readonly busySince = new Map<number, number>();
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, options.workers ?? availableParallelism());
@@ -32,11 +72,38 @@ export class WorkerPool {
       maxThreads: this.size,
       // Sessions live in the workers: an idle worker must not be recycled and lose them.
       idleTimeout: Number.POSITIVE_INFINITY,
-      concurrentTasksPerWorker: 1,
+      // At most one task waits behind a running one, and only a staged one (see stagingBalancer).
+      concurrentTasksPerWorker: 2,
+      loadBalancer: ((task: PiscinaTask, workers: BalancedWorker[]) => this.balance(task, workers)) as never,
+      workerData: { started: this.started.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
     });
     this.channel.unref();
+  }
+
+  /**
+   * Piscina's balancer: an idle worker for any task; for a staged one, failing that, the worker
+   * with only its running task that began it first (the likeliest to finish first).
+   */
+  private balance(task: PiscinaTask, workers: BalancedWorker[]): BalancedWorker | null {
+    let candidate: BalancedWorker | null = null;
+    let since = Number.POSITIVE_INFINITY;
+    for (const worker of workers) {
+      if (worker.terminating || worker.isRunningAbortableTask) continue;
+      if (worker.currentUsage === 0) {
+        if (this.busySince.size > 4 * this.size) this.busySince.clear(); // ids of replaced workers
+        this.busySince.set(worker.id, performance.now());
+        return worker;
+      }
+      if (task.name !== STAGED || worker.currentUsage !== 1) continue;
+      const at = this.busySince.get(worker.id) ?? 0;
+      if (at < since) {
+        since = at;
+        candidate = worker;
+      }
+    }
+    return candidate;
   }
 
   /**
@@ -59,16 +126,32 @@ export class WorkerPool {
     return Math.max(0, this.size - this.running);
   }
 
-  /** Runs one batch on one worker. Input buffers are transferred (the caller must not reuse them). */
-  async run(session: SessionSpec, inputs: WireTensor[], outputs: string[], fault?: RunTask['fault']): Promise<RunResult> {
+  /**
+   * Runs one batch on one worker. Input buffers are transferred (the caller must not reuse them).
+   * A staged task lost with its worker before it began rejects with TaskNotStartedError.
+   */
+  async run(session: SessionSpec, inputs: WireTensor[], outputs: string[], options: RunOptions = {}): Promise<RunResult> {
     const owned = inputs.map(ownedTensor);
     const task: RunTask = { kind: 'run', session, inputs: owned, outputs };
-    if (fault) task.fault = fault;
+    if (options.fault) task.fault = options.fault;
+    const slot = options.staged ? this.freeSlots.pop() : undefined;
+    if (slot !== undefined) {
+      Atomics.store(this.started, slot, 0);
+      task.startSlot = slot;
+    }
     this.running += 1;
     try {
-      return (await this.piscina.run(task, { transferList: tensorBuffers(owned) })) as RunResult;
+      const run = { transferList: tensorBuffers(owned), name: options.staged ? STAGED : 'default' };
+      const result = (await this.piscina.run(task, run)) as RunResult;
+      // The worker goes on to the task staged behind this one, if any, about now.
+      if (result.threadId !== undefined) this.busySince.set(result.threadId, performance.now());
+      return result;
+    } catch (err) {
+      if (slot !== undefined && Atomics.load(this.started, slot) === 0 && !this.closed) throw new TaskNotStartedError(err);
+      throw err;
     } finally {
       this.running -= 1;
+      if (slot !== undefined) this.freeSlots.push(slot);
     }
   }
 

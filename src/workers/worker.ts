@@ -1,14 +1,17 @@
 // Model worker entry (run by piscina). Keeps one session per model load key, opened on first use,
 // released when the main thread broadcasts an eviction.
-import { BroadcastChannel, threadId } from 'node:worker_threads';
+import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { fastestRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import {
   SESSION_CHANNEL, ownedTensor, tensorBuffers,
-  type EvictMessage, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
+  type EvictMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
 } from './messages.js';
+
+const sharedFlags = (workerData as PoolWorkerData | undefined)?.started;
+const startFlags = sharedFlags ? new Int32Array(sharedFlags) : undefined;
 
 const sessions = new Map<string, Promise<BackendSession>>();
 const evicted = new Set<string>();
@@ -54,7 +57,24 @@ function transferable<T extends object>(value: T, buffers: ArrayBuffer[]): T {
   return Piscina.move(movable as never) as unknown as T;
 }
 
-export default async function handle(task: WorkerTask): Promise<RunResult | WarmResult> {
+/**
+ * Tasks run one at a time. A staged task is posted while this worker runs another; a synchronous
+ * run keeps it unread until done, but an asynchronous one (a GPU run, a session still opening)
+ * would let it start alongside.
+ */
+let tail: Promise<unknown> = Promise.resolve();
+
+export default function handle(task: WorkerTask): Promise<RunResult | WarmResult> {
+  const turn = tail.then(() => perform(task));
+  tail = turn.catch(() => undefined);
+  return turn;
+}
+
+/** The same handler under the name the pool's balancer reads as "may wait behind a running task". */
+export const staged = handle;
+
+async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
+  if (task.kind === 'run' && task.startSlot !== undefined && startFlags) Atomics.store(startFlags, task.startSlot, 1);
   const session = await sessionFor(task.session);
   if (task.kind === 'warm') {
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
@@ -73,6 +93,6 @@ export default async function handle(task: WorkerTask): Promise<RunResult | Warm
   // Backends may answer with views (the native one carves results from shared slabs): a transfer
   // moves whole ArrayBuffers, so each output gets one of its own first.
   const outputs = ran.map(ownedTensor);
-  const result: RunResult = { outputs, computeMs };
+  const result: RunResult = { outputs, computeMs, threadId };
   return transferable(result, tensorBuffers(outputs));
 }
