@@ -17,9 +17,21 @@ const ROOT = new URL('..', import.meta.url).pathname;
 
 t.test('HTTP-path requests die young: young collections promote almost nothing', async (t) => {
   const requests = 40_000;
-  const r = spawnSync(process.execPath, [`${ROOT}test/fixtures/gc-promotion.mjs`, `${ROOT}models/repository`, String(requests)], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
-  t.equal(r.status, 0, r.stderr);
-  const { answered, youngCollections, promotedBytes } = JSON.parse(r.stdout) as { answered: number; youngCollections: number; promotedBytes: number };
+  const run = () => {
+    const r = spawnSync(process.execPath, [`${ROOT}test/fixtures/gc-promotion.mjs`, `${ROOT}models/repository`, String(requests)], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
+    t.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { answered: number; youngCollections: number; promotedBytes: number };
+  };
+  // V8 itself can, by chance, enter a state where young collections during a full collection's
+  // incremental marking promote ~1 KB a request for a while (bench/RESULTS-gc.md; seen once in a
+  // clean-clone CI run on a loaded machine, never in a dozen runs here). A regression of ours
+  // (an object that keeps requests alive) promotes in every run, so a second run decides.
+  let measured = run();
+  if (measured.promotedBytes / requests >= 40) {
+    t.comment(`first run promoted ${(measured.promotedBytes / requests).toFixed(0)} bytes per request; running again`);
+    measured = run();
+  }
+  const { answered, youngCollections, promotedBytes } = measured;
   t.equal(answered, requests);
   t.ok(youngCollections >= 3, `${youngCollections} young collections during the run`);
   // Measured here: 5 bytes a request (what is in flight when a collection comes); 99 with the
