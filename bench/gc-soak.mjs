@@ -80,6 +80,7 @@ for (const line of result.lines) {
   s.pauseMs += Number(/ pause=([\d.]+)/.exec(line)?.[1] ?? 0);
   isolates.set(m[1], s);
 }
+if (process.env.GC_SOAK_ISOLATES) for (const [k, v] of isolates) process.stderr.write(`${k} ${JSON.stringify(v)}\n`);
 const main = [...isolates.values()].sort((a, b) => b.young - a.young)[0] ?? { young: 0, full: 0, promotedBytes: 0, pauseMs: 0 };
 const requests = result.level.throughput * SECONDS;
 const report = {
