@@ -22,10 +22,10 @@ t.test('HTTP-path requests die young: young collections promote almost nothing',
     t.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as { answered: number; youngCollections: number; promotedBytes: number };
   };
-  // V8 itself can, by chance, enter a state where young collections during a full collection's
-  // incremental marking promote ~1 KB a request for a while (bench/RESULTS-gc.md; seen once in a
-  // clean-clone CI run on a loaded machine, never in a dozen runs here). A regression of ours
-  // (an object that keeps requests alive) promotes in every run, so a second run decides.
+  // A clean-clone CI run once saw 943 bytes a request here: the batcher queue's Map, whose
+  // outgrown tables V8 links to their successors, had started promoting every request by chance
+  // (bench/RESULTS-gc.md; the queue now keeps its nodes in a WeakMap). Such a state starts at
+  // random; a regression that keeps requests alive promotes in every run, so a second run decides.
   let measured = run();
   if (measured.promotedBytes / requests >= 40) {
     t.comment(`first run promoted ${(measured.promotedBytes / requests).toFixed(0)} bytes per request; running again`);

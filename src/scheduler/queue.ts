@@ -48,7 +48,18 @@ class Level<T> {
  */
 export class PriorityRequestQueue<T extends QueuedRequest = QueuedRequest> implements RequestQueue<T> {
   readonly #levels: Level<T>[];
-  readonly #nodes = new Map<T, Node<T>>();
+  /**
+   * Each queued item's node. A WeakMap, not a Map: a Map under this churn (a set and a delete per
+   * request) is rehashed into a new table every few hundred requests, and V8 links each outgrown
+   * table to its successor (for live iterators) while the old one still holds the requests it had.
+   * Once one table had been promoted to the old generation (it lived across two young
+   * collections, by chance), the dead old table kept the next one alive, which was promoted in
+   * turn with the requests in it, and so on for good: ~1 KB promoted per request and a full
+   * collection every second or so, at a random point in a server's life (bench/RESULTS-gc.md).
+   * A WeakMap's tables are not linked.
+   */
+  readonly #nodes = new WeakMap<T, Node<T>>();
+  #size = 0;
 
   /** `levels` below 1 means a single level; an item's priority outside 1..levels lands at the lowest. */
   constructor(levels = 1) {
@@ -57,7 +68,7 @@ export class PriorityRequestQueue<T extends QueuedRequest = QueuedRequest> imple
   }
 
   get size(): number {
-    return this.#nodes.size;
+    return this.#size;
   }
 
   push(item: T): void {
@@ -68,6 +79,7 @@ export class PriorityRequestQueue<T extends QueuedRequest = QueuedRequest> imple
     else level.head = node;
     level.tail = node;
     this.#nodes.set(item, node);
+    this.#size += 1;
   }
 
   remove(item: T): boolean {
@@ -86,6 +98,7 @@ export class PriorityRequestQueue<T extends QueuedRequest = QueuedRequest> imple
     node.prev = null;
     node.next = null;
     this.#nodes.delete(item);
+    this.#size -= 1;
     return true;
   }
 
