@@ -7,7 +7,8 @@
 // benchmarks miss (a server that promotes nothing for 30 s and then ~1.5 MB per young collection).
 // Needs `npx tsc -p tsconfig.json`.
 //
-//   node bench/gc-soak.mjs [--seconds 40] [--concurrency 64] [--node-flags "--flag ..."] [--json] [-- SERVE ARGS...]
+//   node bench/gc-soak.mjs [--seconds 40] [--concurrency 64] [--model digits] [--repo models/repository]
+//                          [--node-flags "--flag ..."] [--json] [-- SERVE ARGS...]
 //
 // Everything after `--` goes to `umbra serve` (e.g. `-- --monitoring off`); --node-flags go to the
 // server's node (e.g. "--separate-gc-phases" to see whether a V8 setting changes the picture).
@@ -25,6 +26,8 @@ function option(name, fallback) {
 }
 const SECONDS = Number(option('seconds', '40'));
 const CONCURRENCY = Number(option('concurrency', '64'));
+const MODEL = option('model', 'digits');
+const REPO = option('repo', 'models/repository');
 const NODE_FLAGS = option('node-flags', '').split(/\s+/).filter(Boolean);
 const AS_JSON = own.includes('--json');
 if (!(SECONDS > 0) || !(CONCURRENCY > 0)) {
@@ -38,7 +41,7 @@ const port = await new Promise((resolve) => {
     probe.close(() => resolve(p));
   });
 });
-const server = spawn('node', [...NODE_FLAGS, '--trace-gc-nvp', 'bin/umbra.js', 'serve', '--repo', 'models/repository', '--port', String(port), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+const server = spawn('node', [...NODE_FLAGS, '--trace-gc-nvp', 'bin/umbra.js', 'serve', '--repo', REPO, '--port', String(port), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
 let trace = '';
 server.stdout.setEncoding('utf8');
 server.stdout.on('data', (text) => { trace += text; });
@@ -59,7 +62,7 @@ let result;
 try {
   await ready();
   const marker = trace.length;
-  const [level] = await runPerf({ url: `http://127.0.0.1:${port}`, model: 'digits', concurrency: [CONCURRENCY], durationS: SECONDS, warmupMs: 1000, serverStats: false, log: () => {} });
+  const [level] = await runPerf({ url: `http://127.0.0.1:${port}`, model: MODEL, concurrency: [CONCURRENCY], durationS: SECONDS, warmupMs: 1000, serverStats: false, log: () => {} });
   result = { level, lines: trace.slice(marker).split('\n') };
 } finally {
   server.kill('SIGTERM');
@@ -84,7 +87,7 @@ if (process.env.GC_SOAK_ISOLATES) for (const [k, v] of isolates) process.stderr.
 const main = [...isolates.values()].sort((a, b) => b.young - a.young)[0] ?? { young: 0, full: 0, promotedBytes: 0, pauseMs: 0 };
 const requests = result.level.throughput * SECONDS;
 const report = {
-  seconds: SECONDS, concurrency: CONCURRENCY, serveArgs, nodeFlags: NODE_FLAGS,
+  seconds: SECONDS, concurrency: CONCURRENCY, model: MODEL, serveArgs, nodeFlags: NODE_FLAGS,
   throughput: Math.round(result.level.throughput), errors: result.level.errors,
   youngCollections: main.young, fullCollections: main.full,
   promotedMB: Number((main.promotedBytes / 1e6).toFixed(1)),
@@ -93,5 +96,5 @@ const report = {
 };
 if (AS_JSON) process.stdout.write(`${JSON.stringify(report)}\n`);
 else {
-  process.stdout.write(`${report.throughput} req/s (${report.errors} errors) over ${SECONDS} s at concurrency ${CONCURRENCY}; main thread: ${report.youngCollections} young and ${report.fullCollections} full collections, ${report.promotedMB} MB promoted (${report.promotedBytesPerRequest} B per request), ${report.gcPauseMs} ms in GC pauses\n`);
+  process.stdout.write(`${report.throughput} req/s (${report.errors} errors) over ${SECONDS} s at concurrency ${CONCURRENCY} on ${MODEL}; main thread: ${report.youngCollections} young and ${report.fullCollections} full collections, ${report.promotedMB} MB promoted (${report.promotedBytesPerRequest} B per request), ${report.gcPauseMs} ms in GC pauses\n`);
 }
