@@ -191,3 +191,52 @@ t.test('binary inputs go through the same shape and count checks', async (t) => 
   rejects(t, () => parseInferRequest(r.body, { signature: s, headerLength: r.headerLength }), /expected at most 67108864 elements for input "x"/);
   t.equal(bytesPerElement('UINT8'), 1);
 });
+
+t.test('a repeated binary header is checked from its plan exactly as a first one is', async (t) => {
+  // A signature of its own, so no other test's header is remembered for it.
+  const s = sig([{ name: 'a', datatype: 'FP32', dims: [3] }, { name: 'b', datatype: 'INT32', dims: [2] }], 4);
+  const header = (id?: string) => ({
+    ...(id === undefined ? {} : { id }),
+    parameters: { binary_data_output: true, tag: 'x' },
+    inputs: [
+      { name: 'a', shape: [1, 3], datatype: 'FP32', parameters: { binary_data_size: 12 } },
+      { name: 'b', shape: [1, 2], datatype: 'INT32', parameters: { binary_data_size: 8 } },
+    ],
+    outputs: [{ name: 'y', parameters: { binary_data: false } }],
+  });
+  const body = (a: number[], b: number[], id?: string) => binaryRequest(header(id), [new Uint8Array(new Float32Array(a).buffer), new Uint8Array(new Int32Array(b).buffer)]);
+  const parse = (r: { body: Buffer; headerLength: number }) => parseInferRequest(r.body, { signature: s, headerLength: r.headerLength });
+
+  const first = parse(body([1, 2, 3], [4, 5]));
+  const second = parse(body([6, 7, 8], [9, 10]));
+  t.same(Array.from(second.inputs[0]!.data as Float32Array), [6, 7, 8], 'the second body\'s tensors, not the first\'s');
+  t.same(Array.from(second.inputs[1]!.data as Int32Array), [9, 10]);
+  t.same({ ...second, inputs: second.inputs.map((x) => ({ ...x, data: [] })) }, { ...first, inputs: first.inputs.map((x) => ({ ...x, data: [] })) }, 'everything else as the full parse gave it');
+  t.equal(second.binaryDataOutput, true);
+  t.same(second.outputs, [{ name: 'y', parameters: { binary_data: false }, binaryData: false }]);
+
+  // What a caller does to one request never reaches the next.
+  second.parameters.tag = 'changed';
+  second.inputs[0]!.shape[0] = 99;
+  second.inputs[0]!.parameters!.binary_data_size = 0;
+  second.outputs![0]!.parameters!.binary_data = true;
+  const third = parse(body([1, 1, 1], [2, 2]));
+  t.equal(third.parameters.tag, 'x');
+  t.same(third.inputs[0]!.shape, [1, 3]);
+  t.equal(third.inputs[0]!.parameters!.binary_data_size, 12);
+  t.same(third.outputs![0]!.parameters, { binary_data: false });
+  t.not(third.inputs[0], second.inputs[0], 'fresh objects per request');
+
+  // The tensors are still checked: NaN without allow_nan, and the same message as a full parse.
+  rejects(t, () => parse(body([1, Number.NaN, 3], [4, 5])), /input "a".*NaN|NaN.*input "a"/);
+  // Same header, another body length: the trailing bytes are refused as before.
+  const long = body([1, 2, 3], [4, 5]);
+  rejects(t, () => parseInferRequest(Buffer.concat([long.body, Buffer.from([0, 0, 0, 0])]), { signature: s, headerLength: long.headerLength }), /no bytes after the binary tensor data/);
+  // A header with an id is its own plan; the id comes back each time.
+  t.equal(parse(body([1, 2, 3], [4, 5], 'r-1')).id, 'r-1');
+  t.equal(parse(body([1, 2, 3], [4, 5], 'r-1')).id, 'r-1');
+  t.equal(parse(body([1, 2, 3], [4, 5])).id, undefined);
+  // A lower element cap is not answered from a plan checked under a higher one.
+  const r = body([1, 2, 3], [4, 5]);
+  t.throws(() => parseInferRequest(r.body, { signature: s, headerLength: r.headerLength, maxElements: 2 }), { code: 'INVALID_INPUT' });
+});
