@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
+import { alignedBuffer } from '../dist/server/http.js';
 import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
 
 const EXAMPLES = new URL('../models/repository/', import.meta.url).pathname;
@@ -84,6 +85,17 @@ t.test('example repository: health, metadata, JSON and binary inference match on
   t.same(Array.from(got), Array.from(Float32Array.from(probs.data as number[])), 'binary probabilities are bit-identical to the JSON answer');
   t.ok(Array.from(got).every((v, i) => Math.abs(v - expectedProbs[i]!) < 1e-6), 'binary probabilities within 1e-6 of onnxruntime');
   t.same(binHeader.outputs.find((o: { name: string }) => o.name === 'label').data, expectedLabels);
+
+  // Headers of every length modulo 8 (padded with spaces): the body buffer is placed so the tensor
+  // bytes are aligned, and the answers stay the same whatever the padding.
+  for (let pad = 0; pad < 8; pad++) {
+    const padded = Buffer.concat([header, Buffer.from(' '.repeat(pad))]);
+    const r = await s.request('POST', '/v2/models/digits/versions/2/infer', Buffer.concat([padded, Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength)]), { 'inference-header-content-length': String(padded.length) });
+    t.equal(r.status, 200, r.text);
+    const n = Number(r.headers.get('inference-header-content-length'));
+    const b = r.bytes.subarray(n, n + 200);
+    t.same(Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))), Array.from(got), `header padded by ${pad}: same probabilities`);
+  }
 
   // binary_data_output asks for every output as binary.
   const allBin = await s.post('/v2/models/digits/versions/1/infer', { parameters: { binary_data_output: true }, inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: Array.from(rows.subarray(0, 64)) }] });
@@ -170,4 +182,16 @@ t.test('model control: index, load, unload behind the admin token', async (t) =>
   t.match(missing.json.error, /nosuch/);
   t.equal((await s.get('/v2/health/ready')).status, 200, 'a failed load of an unknown name does not affect readiness');
   t.equal((await s.post('/v2/repository/models/bad..name/load', undefined, auth)).status, 400);
+});
+
+t.test('request bodies are placed so binary tensors start 8-byte aligned', async (t) => {
+  for (const length of [1, 9, 100, 2194, 5000, 70000]) {
+    for (let at = 1; at < Math.min(length, 20); at++) {
+      const b = alignedBuffer(length, at);
+      t.equal(b.length, length);
+      t.equal((b.byteOffset + at) % 8, 0, `length ${length}, tensors at ${at}`);
+    }
+    // No header length, or one outside the body: a plain buffer of the length.
+    for (const at of [Number.NaN, 0, length, length + 5, -1]) t.equal(alignedBuffer(length, at).length, length);
+  }
 });

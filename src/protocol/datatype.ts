@@ -70,6 +70,17 @@ export function typedArrayFor(datatype: DataType, n: number): TensorData {
 }
 
 /**
+ * Storage for `n` elements whose bytes are not cleared first, in an ArrayBuffer of its own (so it
+ * can be transferred): for a caller that writes every element at once, such as a batch merge (a
+ * 64-row batch of 512 floats saved clearing 128 KB per batch). Never BYTES.
+ */
+export function uninitializedTypedArrayFor(datatype: Exclude<DataType, 'BYTES'>, n: number): Exclude<TensorData, string[]> {
+  const storage = INFO[datatype].storage!;
+  const bytes = Buffer.allocUnsafeSlow(n * INFO[datatype].bytes);
+  return new storage(bytes.buffer, bytes.byteOffset, n) as Exclude<TensorData, string[]>;
+}
+
+/**
  * Small tensors' storage is carved from shared slabs instead of one ArrayBuffer each: a backing
  * store per request tensor costs an allocation and garbage-collector work that, on a model that
  * computes in microseconds, shows in the request rate. A slab lives while any of its tensors do.

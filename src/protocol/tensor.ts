@@ -2,7 +2,7 @@
 // splitting the merged result back into per-request pieces.
 
 import { UmbraError } from '../errors.js';
-import { typedArrayFor } from './datatype.js';
+import { uninitializedTypedArrayFor } from './datatype.js';
 import type { Tensor, TensorData } from './types.js';
 
 /** Product of the dims; 1 for a scalar (rank 0). The shape is assumed already validated. */
@@ -40,7 +40,8 @@ export function concatTensors(tensors: readonly Tensor[]): Tensor {
   if (first.datatype === 'BYTES') {
     data = ([] as string[]).concat(...tensors.map((t) => t.data as string[]));
   } else {
-    const out = typedArrayFor(first.datatype, total) as Exclude<TensorData, string[]>;
+    // Every element is written below: no need to clear the storage first.
+    const out = uninitializedTypedArrayFor(first.datatype, total);
     let offset = 0;
     for (const t of tensors) {
       // Same datatype, so the same storage class; the cast only quiets the union.

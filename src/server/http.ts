@@ -82,7 +82,7 @@ export function attachHttp(app: uws.TemplatedApp, api: Api, options: HttpOptions
       dispatch(new Uint8Array(0));
       return;
     }
-    readBody(res, options.maxBodyBytes, dispatch, () => finish(errorReply(tooLarge(options.maxBodyBytes))), Number(declared));
+    readBody(res, options.maxBodyBytes, dispatch, () => finish(errorReply(tooLarge(options.maxBodyBytes))), Number(declared), Number(headers['inference-header-content-length']));
   });
 }
 
@@ -90,9 +90,14 @@ function tooLarge(limit: number): UmbraError {
   return new UmbraError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${limit} bytes (set --max-body-bytes to raise it)`);
 }
 
-/** Reads the body into one buffer, copying each chunk (uWS reuses its memory after the callback). */
-function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array) => void, over: () => void, declared: number): void {
-  const preallocated = Number.isSafeInteger(declared) && declared > 0 ? Buffer.allocUnsafe(declared) : undefined;
+/**
+ * Reads the body into one buffer, copying each chunk (uWS reuses its memory after the callback).
+ * With a binary-extension body of known length, the buffer is placed so that the binary tensors
+ * (after `headerLength` bytes of JSON) start 8-byte aligned: typed-array views of them are then
+ * legal, and the parser takes them as they are instead of copying each tensor to align it.
+ */
+function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array) => void, over: () => void, declared: number, headerLength: number): void {
+  const preallocated = Number.isSafeInteger(declared) && declared > 0 ? alignedBuffer(declared, headerLength) : undefined;
   let chunks: Buffer[] = [];
   let received = 0;
   let failed = false;
@@ -113,6 +118,14 @@ function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array)
       done(body);
     }
   });
+}
+
+/** `length` bytes whose byte `at` (when inside them) lies on an 8-byte boundary of its ArrayBuffer. */
+export function alignedBuffer(length: number, at: number): Buffer {
+  if (!(Number.isSafeInteger(at) && at > 0 && at < length)) return Buffer.allocUnsafe(length);
+  const room = Buffer.allocUnsafe(length + 7);
+  const start = (8 - ((room.byteOffset + at) % 8)) % 8;
+  return room.subarray(start, start + length);
 }
 
 function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean): void {
