@@ -21,6 +21,7 @@ import { cpus, loadavg, totalmem, tmpdir, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runPerf, randomPayloads, latencyThroughputSvg } from '../dist/perf/index.js';
+import { findWrk, runWrk } from './wrk.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const full = process.argv.includes('--full');
@@ -223,6 +224,25 @@ const PAIRED_SERVERS = [
   ['nodeHttp', 'node:http + onnxruntime-node', (port) => ['bench/peers/node-http-ort.mjs', String(port), join(REPO, 'digits', '2', 'model.onnx')]],
 ];
 
+// The paired rounds also measure the servers the headline targets compare with a second
+// generator, wrk, when it is installed: it takes about two thirds of the CPU per request umbra
+// perf does (digits; under half for heavy's 2 KB binary bodies) from a server on the same cores, so a target that holds with one generator and not the other
+// is as much about the generator as about the server. Same request (the first digits payload)
+// for every server; c64 for throughput, c1 for latency, like the umbra perf levels.
+const WRK = findWrk();
+const WRK_SERVERS = new Set(['uws', 'umbra', 'umbraQuiet', 'nodeHttp']);
+const WRK_SECONDS = full ? 4 : 2;
+
+/** wrk at c64 and c1 against one server, as umbra perf results ([] when wrk is not installed). */
+async function measureWrk(url, model, request) {
+  if (!WRK) return [];
+  const out = [];
+  for (const connections of [64, 1]) {
+    out.push(await runWrk(WRK, { url, path: `/v2/models/${model}/infer`, request, connections, seconds: WRK_SECONDS }));
+  }
+  return out;
+}
+
 async function pairedSuite() {
   const running = [];
   const dirs = { ort: repoWith('digits', { backend: 'onnxruntime' }) };
@@ -238,6 +258,10 @@ async function pairedSuite() {
         const { key, name, server } = running[(round + i) % running.length];
         log(`paired round ${round + 1}/${ROUNDS}: ${name}`);
         results[key] = await measure(server.url, 'digits', digitsPayloads, [1, 64]);
+        if (WRK && WRK_SERVERS.has(key)) {
+          log(`paired round ${round + 1}/${ROUNDS}: ${name} (wrk)`);
+          results[`${key}:wrk`] = await measureWrk(server.url, 'digits', { body: digitsPayloads[0].json });
+        }
       }
       paired.rounds.push(results);
     }
@@ -261,8 +285,8 @@ const pairedThroughput = (a, b, c) => pairedRatio((r) => ratio(at(r[a], c)?.thro
 const pairedP50 = (a, b, c) => pairedRatio((r) => ratio(at(r[a], c)?.p50_ms, at(r[b], c)?.p50_ms));
 
 /** The heavy target from its paired rounds: { median, min, max, n }, or undefined. */
-function pairedBatchingRatio() {
-  const values = (batching.heavy?.paired?.rounds ?? []).map((r) => ratio(r.umbra, r.inprocess)).filter((v) => v !== undefined).sort((a, b) => a - b);
+function pairedBatchingRatio(key = 'umbra') {
+  const values = (batching.heavy?.paired?.rounds ?? []).map((r) => ratio(r[key], r.inprocess)).filter((v) => v !== undefined).sort((a, b) => a - b);
   if (values.length === 0) return undefined;
   return { median: values[Math.floor(values.length / 2)], min: values[0], max: values[values.length - 1], n: values.length };
 }
@@ -274,10 +298,12 @@ function pairedBatchingTable() {
   const lines = [
     `Paired rounds for \`heavy\` (the target row): Umbra's best contender of the sweep (${p.contender}, ${p.level} in flight) and the best in-process configuration (batch ${p.inprocess.batch}, ${layout}), measured in turn, each round starting with the other.`,
     '',
-    '| round | in-process rows/s | Umbra rows/s | Umbra / in-process |',
-    '|---:|---:|---:|---:|',
+    '| round | in-process rows/s | Umbra rows/s (umbra perf) | Umbra / in-process | Umbra rows/s (wrk) | Umbra (wrk) / in-process |',
+    '|---:|---:|---:|---:|---:|---:|',
   ];
-  p.rounds.forEach((r, i) => lines.push(`| ${i + 1} | ${f1(r.inprocess)} | ${f1(r.umbra)} | ${ratio(r.umbra, r.inprocess)?.toFixed(2) ?? '-'} |`));
+  const r2 = (a, b) => ratio(a, b)?.toFixed(2) ?? '-';
+  p.rounds.forEach((r, i) => lines.push(`| ${i + 1} | ${f1(r.inprocess)} | ${f1(r.umbra)} | ${r2(r.umbra, r.inprocess)} | ${f1(r.umbraWrk)} | ${r2(r.umbraWrk, r.inprocess)} |`));
+  if (!WRK) lines.push('', 'wrk is not installed (`apt-get install wrk`): no second-generator column.');
   return lines.join('\n');
 }
 
@@ -290,6 +316,17 @@ function pairedTable() {
   ];
   paired.rounds.forEach((r, i) => {
     lines.push(`| ${i + 1} | ${cols.map(([k]) => f1(at(r[k], 64)?.throughput)).join(' | ')} | ${cols.map(([k]) => f3(at(r[k], 1)?.p50_ms)).join(' | ')} |`);
+  });
+  if (!WRK) {
+    lines.push('', 'Second generator: wrk is not installed (`apt-get install wrk`), so these rounds ran with umbra perf only.');
+    return lines.join('\n');
+  }
+  const wcols = cols.filter(([k]) => WRK_SERVERS.has(k));
+  lines.push('', `The same rounds, the same servers, measured right after their umbra perf turn with wrk (one thread, ${WRK_SECONDS} s after 1 s of warm-up per level, the first digits request):`, '');
+  lines.push(`| round | ${wcols.map(([, n]) => `${n} c64 req/s (wrk)`).join(' | ')} | ${wcols.map(([, n]) => `${n} c1 p50 ms (wrk)`).join(' | ')} |`);
+  lines.push(`|---:|${wcols.map(() => '---:').join('|')}|${wcols.map(() => '---:').join('|')}|`);
+  paired.rounds.forEach((r, i) => {
+    lines.push(`| ${i + 1} | ${wcols.map(([k]) => f1(at(r[`${k}:wrk`], 64)?.throughput)).join(' | ')} | ${wcols.map(([k]) => f3(at(r[`${k}:wrk`], 1)?.p50_ms)).join(' | ')} |`);
   });
   return lines.join('\n');
 }
@@ -460,6 +497,12 @@ async function pairedBatching(model, entry, contenders, levels) {
         async () => {
           log(`paired batching round ${round + 1}/${ROUNDS}: Umbra`);
           result.umbra = at(await measure(url, model.name, model.payloads, [umbraBest.level], umbraBest.protocol), umbraBest.level)?.inferences_per_s;
+          if (!WRK) return;
+          log(`paired batching round ${round + 1}/${ROUNDS}: Umbra (wrk)`);
+          const p = model.payloads[0];
+          const request = umbraBest.protocol === 'http-binary' ? { body: p.binary.body, headerLength: p.binary.headerLength } : { body: p.json };
+          // One row per request, so requests/s is rows/s.
+          result.umbraWrk = (await runWrk(WRK, { url, path: `/v2/models/${model.name}/infer`, request, connections: umbraBest.level, seconds: WRK_SECONDS + 1 })).throughput;
         },
       ];
       for (const step of round % 2 === 0 ? steps : steps.reverse()) await step();
@@ -539,6 +582,16 @@ function targetsTable() {
     ['Umbra (digits on the onnxruntime backend) / bare uWS throughput, concurrency 64', pairedThroughput('umbraOrt', 'uws', 64) ?? ratio(at(serving.umbraOrt?.results, 64)?.throughput, at(uws, 64)?.throughput), '>= 0.60', (v) => v >= 0.6],
     ['Umbra (digits on the onnxruntime backend) / node:http peer throughput, concurrency 64', pairedThroughput('umbraOrt', 'nodeHttp', 64) ?? ratio(at(serving.umbraOrt?.results, 64)?.throughput, at(nodeHttp, 64)?.throughput), '>= 2.0', (v) => v >= 2],
     ['Umbra batched, best configuration (heavy, compute-bound) / best in-process onnxruntime rows/s', pairedBatchingRatio() ?? batchedShare('heavy'), '>= 0.80', (v) => v >= 0.8],
+    // The same targets with the second generator (wrk), where it ran.
+    ...(WRK ? [
+      ['wrk: Umbra / bare uWS throughput, concurrency 64', pairedThroughput('umbra:wrk', 'uws:wrk', 64), '>= 0.60', (v) => v >= 0.6],
+      ['wrk: Umbra / node:http peer throughput, concurrency 64', pairedThroughput('umbra:wrk', 'nodeHttp:wrk', 64), '>= 2.0', (v) => v >= 2],
+      ['wrk: Umbra p50 / bare uWS p50, concurrency 1', pairedP50('umbra:wrk', 'uws:wrk', 1), '<= 1.5', (v) => v <= 1.5],
+      ['wrk: Umbra, monitoring off / bare uWS throughput, concurrency 64', pairedThroughput('umbraQuiet:wrk', 'uws:wrk', 64), '>= 0.60', (v) => v >= 0.6],
+      ['wrk: Umbra, monitoring off / node:http peer throughput, concurrency 64', pairedThroughput('umbraQuiet:wrk', 'nodeHttp:wrk', 64), '>= 2.0', (v) => v >= 2],
+      ['wrk: Umbra, monitoring off: p50 / bare uWS p50, concurrency 1', pairedP50('umbraQuiet:wrk', 'uws:wrk', 1), '<= 1.5', (v) => v <= 1.5],
+      ['wrk: Umbra batched, best configuration (heavy) / best in-process onnxruntime rows/s', pairedBatchingRatio('umbraWrk'), '>= 0.80', (v) => v >= 0.8],
+    ] : []),
     ['Umbra batched, best configuration (wide: per-request cost still shows) / best in-process onnxruntime rows/s', batchedShare('wide'), '(not the target case)', () => true],
   ];
   const lines = ['| target | measured | wanted | met |', '|---|---:|---:|:-:|'];
@@ -598,6 +651,7 @@ function report(command) {
     `- **Machine:** ${machine()}`,
     `- **Load average** (1/5/15 min) at start: ${loadAtStart.map((v) => v.toFixed(1)).join(' / ')}; at end: ${loadavg().map((v) => v.toFixed(1)).join(' / ')}. Other work on the machine during the run moves these figures; compare rows of one run, not runs.`,
     `- **Load generator:** \`umbra perf\` (src/perf), closed loop, one thread, raw keep-alive HTTP/1.1; levels ${LEVELS.join(', ')}; warm-up ${PERF.warmupMs} ms, windows of ${PERF.windowMs} ms until the last 3 agree within ${PERF.stabilityPct}% (at most ${PERF.maxWindows}); figures are the last 3 windows.`,
+    `- **Second generator:** ${WRK ? `wrk (${WRK}, C, one thread) in the paired rounds, for the servers the headline targets compare (bench/wrk.mjs); its rows in the targets table start with "wrk:". On this shared host each generator's CPU is taken from the server it loads; against bare uWS answering fixed bytes at c64, wrk used 13.5 µs of CPU per request and umbra perf 21 µs (tenth session; for the heavy model's 2 KB binary requests about 17 against 40).` : 'wrk is not installed (`apt-get install wrk`): umbra perf only.'}`,
     `- **Generator ceiling:** ${ceiling ? `${f1(ceiling.throughput)} req/s at concurrency 64 against bare uWS answering fixed bytes (generator CPU ${f1(ceiling.client_cpu_pct)}% of one core)` : `not measured (${serving.ceiling?.skipped})`}. The generator and every server share the same ${cpus().length} cores, so no server figure here can exceed this, and servers near it are limited by the shared machine as much as by themselves.`,
     '- Every server runs as its own process, started and measured one at a time, with the same generator and the same 16 seeded random digits requests (64 FP32 pixels each).',
     '',
