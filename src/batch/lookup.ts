@@ -5,7 +5,7 @@ import { Counter, register } from 'prom-client';
 import { UmbraError, invalid } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
-import type { Api, ApiReply, ApiRequest } from '../server/api.js';
+import type { Api, ApiReply, ApiRequest } from '../api/api.js';
 import { float32ToHalf, isDataType, typedArrayFor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';

@@ -2,7 +2,7 @@
 // capabilities call (traffic's rollout analysis reads drift and accuracy, and counts shadows).
 import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
-import { parseJsonObject, type Api, type ApiReply, type ApiRequest } from '../server/api.js';
+import { parseJsonObject, type Api, type ApiReply, type ApiRequest } from '../api/api.js';
 import { Monitor, type MonitoringOptions } from './monitor.js';
 import type { DriftReport } from './drift.js';
 import type { AccuracyReport } from './feedback.js';

@@ -1,7 +1,7 @@
 // The Umbra server: an Umbra core behind the uWebSockets.js front end, with graceful drain.
 import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
-import { Api } from './api.js';
+import { Api } from '../api/api.js';
 import { attachHttp, InFlight } from './http.js';
 import { attachTraffic, type TrafficController } from '../traffic/index.js';
 import { attachMonitoring, detachMonitoring, type MonitoringOptions } from '../monitor/index.js';

@@ -4,8 +4,8 @@
 //   POST    /v2/models/{m}/rollout      start; GET shows state, step, evidence, history
 //   POST    /v2/models/{m}/rollout/{promote|abort|resume}   (admin)
 //   GET     /v2/models/{m}/analysis     verdict for Argo Rollouts' web provider; POST for Flagger webhooks
-import type { ApiReply, ApiRequest } from '../server/api.js';
-import { parseJsonObject } from '../server/api.js';
+import type { ApiReply, ApiRequest } from '../api/api.js';
+import { parseJsonObject } from '../api/api.js';
 import type { UmbraServer } from '../server/server.js';
 import { rulesFromQuery } from './analysis.js';
 import { TrafficController, type TrafficOptions } from './controller.js';
