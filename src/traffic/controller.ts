@@ -10,7 +10,7 @@ import { analyse, DEFAULT_RULES, Evidence, type AnalysisResult, type AnalysisRul
 import { NO_MONITOR, type MonitorBridge } from './monitor-bridge.js';
 import { parsePolicy, policyVersions, takesCanary, type TrafficPolicy } from './policy.js';
 import { parseRolloutSpec, Rollout, type Decision, type RolloutSpec } from './rollout.js';
-import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowOptions, type ShadowOutcome } from './shadow.js';
+import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowJob, type ShadowOptions, type ShadowOutcome } from './shadow.js';
 import { TrafficStore } from './store.js';
 
 export interface TrafficOptions {
@@ -45,6 +45,8 @@ interface ModelTraffic {
   auto?: Omit<RolloutSpec, 'candidate'>;
   /** Evidence about the canary (or first shadow) when no rollout runs, for GET /analysis. */
   ambient?: { subject: string; evidence: Evidence };
+  /** Answers per version since it (re)loaded, for the warm-up a rollout leaves out of latency. */
+  answered: Map<string, number>;
 }
 
 const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected']);
@@ -63,8 +65,6 @@ export class TrafficController {
   private readonly detach: Array<() => void> = [];
   readonly monitor: MonitorBridge;
   private readonly log: (line: string) => void;
-  /** Answers each loaded version has given since it loaded (a reload is a new ModelVersion). */
-  private readonly answered = new WeakMap<ModelVersion, number>();
 
   constructor(private readonly umbra: Umbra, options: TrafficOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -128,12 +128,10 @@ export class TrafficController {
    * The latency of one answer as rollout evidence: undefined while its version is in its warm-up
    * (the first `warmup` answers since it loaded), so cold runs weigh on neither side.
    */
-  private warmLatency(model: string, version: string, latencyMs: number | undefined): number | undefined {
-    const mv = this.tryGet(model, version);
-    if (!mv) return undefined;
-    const seen = this.answered.get(mv) ?? 0;
-    this.answered.set(mv, seen + 1);
-    const warmup = this.models.get(model)?.rollout?.record.spec.analysis.warmup ?? DEFAULT_RULES.warmup;
+  private warmLatency(t: ModelTraffic, version: string, latencyMs: number | undefined): number | undefined {
+    const seen = t.answered.get(version) ?? 0;
+    t.answered.set(version, seen + 1);
+    const warmup = t.rollout?.record.spec.analysis.warmup ?? DEFAULT_RULES.warmup;
     return seen >= warmup ? latencyMs : undefined;
   }
 
@@ -143,7 +141,7 @@ export class TrafficController {
     if (!t) return;
     const ok = !ERROR_OUTCOMES.has(event.outcome);
     const counts = event.outcome !== 'invalid';
-    const latency = event.outcome === 'success' ? this.warmLatency(event.model, event.version, latencyOf(event)) : undefined;
+    const latency = event.outcome === 'success' ? this.warmLatency(t, event.version, latencyOf(event)) : undefined;
     const p = t.effective;
     if (event.role === 'primary') {
       if (counts) {
@@ -153,7 +151,9 @@ export class TrafficController {
       if (event.outcome === 'success' && p && event.request && event.response) {
         for (const s of p.shadows) {
           if (s.sample < 1 && this.random() >= s.sample) continue;
-          this.shadows.offer(event.model, s.version, { request: event.request, primary: event.response, primaryLatencyMs: latencyOf(event) ?? event.durationMs, primaryWarm: latency !== undefined });
+          const job: ShadowJob = { request: event.request, primary: event.response, primaryLatencyMs: latencyOf(event) ?? event.durationMs, primaryWarm: latency !== undefined };
+          if (event.timing) job.primaryComputeMs = event.timing.computeMs;
+          this.shadows.offer(event.model, s.version, job);
         }
       }
       this.shadows.pumpModel(event.model);
@@ -179,14 +179,15 @@ export class TrafficController {
     if (!o.ok) event.error = o.error;
     this.umbra.hooks.emit(event);
     if (!t) return;
-    const latency = o.ok ? this.warmLatency(o.model, o.version, o.latencyMs) : undefined;
-    const primaryLatency = o.primaryWarm ? o.primaryLatencyMs : undefined;
+    // Compute against compute on the same rows (see Evidence.observeCandidate).
+    const compute = o.ok ? this.warmLatency(t, o.version, o.timing?.computeMs) : undefined;
+    const primaryCompute = o.primaryWarm ? o.primaryComputeMs : undefined;
     if (t.rollout && t.rollout.candidate === o.version) {
-      t.rollout.observeShadow(o.ok, latency, primaryLatency, o.comparison);
+      t.rollout.observeShadow(o.ok, compute, primaryCompute, o.comparison);
       this.tick(o.model);
     }
     if (t.ambient?.subject === o.version) {
-      t.ambient.evidence.observeCandidate('shadow', o.ok, latency, primaryLatency);
+      t.ambient.evidence.observeCandidate('shadow', o.ok, compute, primaryCompute);
       if (o.comparison) t.ambient.evidence.observeComparison(o.comparison);
     }
   }
@@ -209,6 +210,8 @@ export class TrafficController {
       this.models.set(name, t);
     }
     this.readAutoConfig(name, t);
+    // A (re)loaded version starts cold.
+    for (const v of versions) t.answered.delete(v);
     const fresh = versions.filter((v) => !t.knownVersions.includes(v)).sort((a, b) => Number(a) - Number(b));
     if (fresh.length === 0) return;
     const firstSight = t.knownVersions.length === 0;
@@ -236,7 +239,7 @@ export class TrafficController {
   }
 
   private initModel(name: string): ModelTraffic {
-    const t: ModelTraffic = { knownVersions: [] };
+    const t: ModelTraffic = { knownVersions: [], answered: new Map() };
     let saved: ReturnType<TrafficStore['read']>;
     try {
       saved = this.store.read(name);

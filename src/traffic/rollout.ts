@@ -181,11 +181,11 @@ export class Rollout {
     this.whole.observeCandidate('canary', ok, latencyMs);
   }
 
-  /** A shadow run and the primary's latency on the same request (undefined inside either's warm-up). */
-  observeShadow(ok: boolean, latencyMs: number | undefined, primaryLatencyMs: number | undefined, comparison: Comparison | undefined): void {
+  /** A shadow run's compute and the primary's on the same request (undefined inside either's warm-up). */
+  observeShadow(ok: boolean, computeMs: number | undefined, primaryComputeMs: number | undefined, comparison: Comparison | undefined): void {
     if (this.record.state !== 'running') return;
-    this.stepEvidence.observeCandidate('shadow', ok, latencyMs, primaryLatencyMs);
-    this.whole.observeCandidate('shadow', ok, latencyMs, primaryLatencyMs);
+    this.stepEvidence.observeCandidate('shadow', ok, computeMs, primaryComputeMs);
+    this.whole.observeCandidate('shadow', ok, computeMs, primaryComputeMs);
     if (comparison) {
       this.stepEvidence.observeComparison(comparison);
       this.whole.observeComparison(comparison);

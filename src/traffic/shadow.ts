@@ -11,8 +11,10 @@ import { AgreementStats, Reservoir, SideStats, round } from './stats.js';
 export interface ShadowJob {
   request: InferRequest;
   primary: InferResponse;
-  /** Queue + compute time of the primary run, to compare with the shadow's. */
+  /** Queue + compute time of the primary run (GET /shadow shows both latencies). */
   primaryLatencyMs: number;
+  /** Compute of the batch that carried the primary run, to compare with the shadow's on the same rows. */
+  primaryComputeMs?: number;
   /** False while the primary version was still in its warm-up (its latency is not evidence). */
   primaryWarm?: boolean;
 }
@@ -36,9 +38,10 @@ export interface ShadowOutcome {
   model: string;
   version: string;
   ok: boolean;
-  /** The shadow's own queue + compute, measured as the primary's is. */
+  /** The shadow's own queue + compute (its queue is all wait behind primary work: it runs alone). */
   latencyMs?: number;
   primaryLatencyMs: number;
+  primaryComputeMs?: number;
   primaryWarm: boolean;
   comparison?: Comparison;
   error?: unknown;
@@ -159,7 +162,7 @@ export class ShadowRunner {
       lane.primaryLatency.add(job.primaryLatencyMs);
       lane.agreement.add(comparison);
       if (comparison.agreeingRows < comparison.rows) this.logDisagreement(lane, job, response, comparison);
-      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, primaryWarm: job.primaryWarm !== false, comparison, request, response, timing });
+      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, ...(job.primaryComputeMs !== undefined ? { primaryComputeMs: job.primaryComputeMs } : {}), primaryWarm: job.primaryWarm !== false, comparison, request, response, timing });
     }, (error: unknown) => {
       lane.shadow.record(false);
       lane.primaryLatency.add(job.primaryLatencyMs);
