@@ -85,8 +85,8 @@ export class Evidence {
   readonly primary = new SideStats();
   readonly agreement = new AgreementStats();
   /** log(shadow compute / primary compute) per shadowed request, and the primary's compute of those. */
-  readonly pairs = new Reservoir(2048, 0x9a1d);
-  readonly pairedPrimary = new Reservoir(2048, 0x9a1e, true);
+  readonly pairs = new Reservoir(1024, 0x9a1d);
+  readonly pairedPrimary = new Reservoir(1024, 0x9a1e, true);
   canaryRequests = 0;
   shadowRequests = 0;
 

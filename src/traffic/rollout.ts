@@ -62,13 +62,13 @@ const DEFAULT_MAX_SECONDS = 600;
 const HISTORY_LIMIT = 200;
 /**
  * Analysis sorts bounded samples (a millisecond at most), so it runs when a step's observations
- * have grown by half since the last look (at least 8), every 5 s on the clock (monitor evidence
+ * have doubled since the last look (at least 8), every 10 s on the clock (monitor evidence
  * changes by itself), when the step reaches its minimum and at its deadline: O(log n) looks per
  * step, not one per request.
  */
 const ANALYSE_EVERY = 8;
-const ANALYSE_GROWTH = 0.5;
-const ANALYSE_MS = 5000;
+const ANALYSE_GROWTH = 1;
+const ANALYSE_MS = 10_000;
 
 function count(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback;

@@ -22,7 +22,7 @@ export class Reservoir {
   private seen = 0;
   private readonly random: () => number;
 
-  constructor(capacity = 2048, seed = 0x7e57, private readonly logScale = false) {
+  constructor(capacity = 1024, seed = 0x7e57, private readonly logScale = false) {
     this.values = new Float64Array(capacity);
     this.sortedValues = new Float64Array(capacity);
     this.random = seededRandom(seed);
@@ -75,7 +75,7 @@ export class SideStats {
   requests = 0;
   errors = 0;
   /** Latencies in ms, kept as logs. */
-  readonly latency = new Reservoir(2048, 0x7e57, true);
+  readonly latency = new Reservoir(1024, 0x7e57, true);
 
   record(ok: boolean, latencyMs?: number): void {
     this.requests += 1;
