@@ -9,7 +9,6 @@ import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { newProfile, profileColumn, writeProfile } from '../dist/monitor/profile.js';
 import { openLogStore } from '../dist/monitor/log-store.js';
-import { monitorOf } from '../dist/monitor/index.js';
 import { seededRandom } from '../dist/random.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -102,7 +101,7 @@ t.test('shadow answers feed drift, feedback and the prediction log like any othe
   t.match(shadowDrift.reference, { source: 'capturing', rows: shadowed }, 'every shadow answer reached the candidate\'s drift');
   t.equal(shadowDrift.accuracy.labelled, shadowed, 'one label scored the primary and the shadow that answered the id');
   t.equal((await s.get('/v2/models/affine/versions/1/drift')).json.accuracy.labelled, 40);
-  await monitorOf(s.server.umbra)!.log!.flush();
+  await s.server.monitor!.log!.flush();
   const store = await openLogStore(logDb);
   t.teardown(() => store.close());
   const roles: Record<string, number> = {};

@@ -4,7 +4,7 @@
 import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
-import { errorReply, type Api, type ApiReply, type ApiRequest } from './api.js';
+import { errorReply, type Api, type ApiReply, type ApiRequest } from '../api/api.js';
 
 export interface HttpOptions {
   /** Largest accepted request body in bytes (413 past it). */
