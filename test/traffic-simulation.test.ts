@@ -139,7 +139,10 @@ for (const s of SCENARIOS) {
     const share = hits.length / runs;
     const wrong = outcomes.find((o) => o.state !== s.expect);
     t.ok(share >= 0.99, `${(share * 100).toFixed(1)}% ${s.expect}${wrong ? `; e.g. ${wrong.state} at step ${wrong.step}: ${wrong.reason}` : ''}`);
-    if (s.rule) t.ok(hits.every((o) => s.rule!.test(o.reason)), `every rollback names ${s.rule}`);
+    if (s.rule) {
+      t.ok(hits.every((o) => s.rule!.test(o.reason)), `every rollback names ${s.rule}`);
+      t.ok(hits.every((o) => o.step === 0), 'every rollback in the shadow step, before the candidate answered a user');
+    }
     const answers = hits.map((o) => o.candidateAnswers);
     const requests = hits.map((o) => o.requests);
     t.comment(`${s.name}: ${s.expect} ${(share * 100).toFixed(1)}%; candidate answers to decide p50 ${percentile(answers, 0.5)} p99 ${percentile(answers, 0.99)}; requests p50 ${percentile(requests, 0.5)} p99 ${percentile(requests, 0.99)}`);
