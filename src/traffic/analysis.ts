@@ -80,6 +80,7 @@ export interface AnalysisResult {
  * (compared paired). Every sample is a bounded reservoir.
  */
 export class Evidence {
+  /** Every candidate answer, canary and shadow: errors only (latency is kept per kind below). */
   readonly candidate = new SideStats();
   readonly canary = new SideStats();
   readonly primary = new SideStats();
@@ -103,7 +104,7 @@ export class Evidence {
     if (kind === 'canary') {
       this.canaryRequests += 1;
       this.canary.record(ok, latencyMs);
-      this.candidate.record(ok, latencyMs);
+      this.candidate.record(ok);
       return;
     }
     this.shadowRequests += 1;
@@ -133,7 +134,7 @@ export class Evidence {
     });
     return {
       since: new Date(this.since).toISOString(),
-      candidate: { ...side(this.candidate), canary_requests: this.canaryRequests, shadow_requests: this.shadowRequests },
+      candidate: { requests: this.candidate.requests, errors: this.candidate.errors, error_rate: round(this.candidate.errorRate), canary_requests: this.canaryRequests, shadow_requests: this.shadowRequests },
       canary: side(this.canary),
       primary: side(this.primary),
       paired_compute: { pairs: this.pairs.total, primary_p50_ms: round(this.pairedPrimary.quantile(0.5), 4), median_ratio: this.pairs.size > 0 ? round(Math.exp(this.pairs.quantile(0.5)!), 4) : null },
