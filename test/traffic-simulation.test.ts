@@ -16,6 +16,8 @@ import { seededRandom } from '../dist/random.js';
  * UMBRA_SIMULATION_RUNS=1000 every case runs 1000 times (a few minutes).
  */
 const RUNS = process.env.UMBRA_SIMULATION_RUNS ? Number(process.env.UMBRA_SIMULATION_RUNS) : undefined;
+// About 15 million simulated requests: some 40 s of one core, minutes on a busy shared host.
+t.setTimeout(RUNS ? 3_600_000 : 600_000);
 
 type Draw = (random: () => number) => number;
 
