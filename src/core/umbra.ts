@@ -3,13 +3,16 @@
 import { availableParallelism } from 'node:os';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
-import { DATATYPES, type DataType, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
+import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { Executor } from '../execution/executor.js';
 import type { InferOptions, InferResult } from '../execution/types.js';
+import { SignatureChanged, type BodyInferResult, type InferBodyOptions, type InferenceFront } from './front.js';
 import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
+import { ThreadRegistry, osThreadId } from './threads.js';
+import type { IdAssigner } from './ids.js';
 import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
@@ -39,22 +42,24 @@ export interface PredictOptions extends InferOptions {
   parameters?: Record<string, unknown>;
 }
 
-export interface BodyInferResult extends InferResult {
-  /** Which outputs the request asked for as binary (Triton's binary tensor extension). */
-  binaryOutputs: ReturnType<typeof binaryOutputsFor>;
-}
+export type { BodyInferResult } from './front.js';
 
-export class Umbra {
+export class Umbra implements InferenceFront {
   readonly manager: ModelManager;
   readonly pool: WorkerPool;
   /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
   readonly hooks = new HookSet();
+  /** The process's threads by kind, for CPU accounting (threads.ts). */
+  readonly threads = new ThreadRegistry();
+  /** Assigns ids to requests that bring none; set by a capability that needs them (monitoring's feedback join). */
+  ids: IdAssigner | undefined;
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
 
   private constructor(readonly options: UmbraOptions) {
-    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism() });
+    this.threads.add('core', osThreadId());
+    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({ repository: options.repository, open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }) });
   }
@@ -68,7 +73,7 @@ export class Umbra {
   }
 
   /** Parses an Open Inference Protocol body (JSON, or JSON + binary tensors) and runs it. */
-  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext; header?: unknown } = {}): Promise<BodyInferResult> {
+  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferBodyOptions = {}): Promise<BodyInferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
     let { version: mv, role } = this.route(model, version, context);
@@ -94,11 +99,16 @@ export class Umbra {
     return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
   }
 
-  /** Runs an already parsed request (used by transports that parse themselves). */
-  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext } = {}): Promise<InferResult> {
+  /**
+   * Runs an already parsed request (used by transports that parse themselves). `accepts` checks the
+   * routed version's signature against the one the request was parsed with; on a mismatch this
+   * throws SignatureChanged before anything runs.
+   */
+  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const context = options.context ?? {};
     routingKeyFromBody(request, context);
     const { version: mv, role } = this.route(model, version, context);
+    if (options.accepts && !options.accepts(mv.signature)) return Promise.reject(new SignatureChanged());
     return this.run(mv, role, request, options, context, performance.now());
   }
 
@@ -127,6 +137,7 @@ export class Umbra {
   }
 
   private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {
+    this.ids?.assign(request);
     this.hooks.prepare(mv, request, context);
     try {
       const answering = this.hooks.answer(mv, request, context);
@@ -145,6 +156,14 @@ export class Umbra {
       this.emit({ model: mv.name, version: mv.version, role, outcome: outcomeOf(err), context, request, error: err, durationMs: performance.now() - startedAt });
       throw err;
     }
+  }
+
+  /**
+   * An event of a request answered elsewhere (an I/O thread that ran an inline model itself):
+   * the hooks see it as if this thread had answered it.
+   */
+  emitEvent(event: InferEvent): void {
+    this.emit(event);
   }
 
   /**

@@ -1,0 +1,277 @@
+// An I/O thread's side of the hop: the InferenceFront the HTTP and WebSocket code call there, and
+// the API handler that answers infer routes on the thread (parse, validate, encode) and hands
+// every other route to the core's thread.
+import type { MessagePort } from 'node:worker_threads';
+import { errorReply, splitPath, type ApiReply, type ApiRequest } from '../../api/api.js';
+import { inferReply } from '../../api/infer-route.js';
+import type { BodyInferResult, InferBodyOptions, InferenceFront } from '../../core/front.js';
+import { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } from '../../protocol/index.js';
+import type { InferRequest } from '../../protocol/types.js';
+import type { CatalogView, LocalReplicas } from './catalog.js';
+import { outcomeOf } from '../../core/hooks.js';
+import { IdBlock } from '../../core/ids.js';
+import type { InferOptions } from '../../execution/types.js';
+import {
+  Outbox, errorFromWire, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
+  type Envelope, type ToCore, type ToIo,
+} from './wire.js';
+
+const faultInjection = process.env.UMBRA_FAULT_INJECTION === '1';
+
+interface Waiting {
+  settle(msg: ToIo, slab: ArrayBuffer | undefined): void;
+}
+
+/** The I/O thread's end of the data channel: numbered requests out, their answers in. */
+export class CoreLink {
+  readonly outbox: Outbox<ToCore>;
+  private readonly waiting = new Map<number, Waiting>();
+  private seq = 0;
+
+  constructor(private readonly port: MessagePort) {
+    // After the poll phase that read this turn's requests: one message for all of them.
+    this.outbox = new Outbox<ToCore>((envelope, transfer) => port.postMessage(envelope, transfer), setImmediate);
+    port.on('message', (envelope: Envelope<ToIo>) => {
+      for (const msg of envelope.msgs) {
+        const w = this.waiting.get(msg.id);
+        if (!w) continue;
+        this.waiting.delete(msg.id);
+        w.settle(msg, envelope.slab);
+      }
+    });
+  }
+
+  /** Sends one message built by `build(id)` and waits for its answer. */
+  call(build: (id: number) => ToCore, settle: Waiting['settle']): number {
+    const id = ++this.seq;
+    this.waiting.set(id, { settle });
+    this.outbox.push(build(id));
+    return id;
+  }
+
+  /** Keeps receiving messages for `id` (a streamed answer's chunks) until `forget`. */
+  listen(id: number, settle: Waiting['settle']): void {
+    const waiter: Waiting = {
+      settle: (msg, slab) => {
+        // Every answer takes its waiter off the list; this one stays until forgotten.
+        this.waiting.set(id, waiter);
+        settle(msg, slab);
+      },
+    };
+    this.waiting.set(id, waiter);
+  }
+
+  forget(id: number): void {
+    this.waiting.delete(id);
+  }
+
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  close(): void {
+    this.port.close();
+  }
+}
+
+/** Ids asked for at once; a new block is asked for when half of one is left. */
+const ID_BLOCK = 16384;
+
+/**
+ * inferBody on an I/O thread: parse here when the catalog knows the signature; answer here when
+ * the version runs inline and nothing may route the request elsewhere (no hop at all: the hooks
+ * get the event afterwards); otherwise run it on the core's thread.
+ */
+export class RemoteFront implements InferenceFront {
+  private ids: IdBlock | undefined;
+  private askingIds = false;
+
+  constructor(private readonly link: CoreLink, private readonly catalog: CatalogView, private readonly replicas: LocalReplicas | undefined) {}
+
+  inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferBodyOptions = {}): Promise<BodyInferResult> {
+    const known = this.catalog.lookup(model, version);
+    let request: InferRequest | undefined;
+    if (known) {
+      const parse: ParseInferRequestOptions = { signature: known.signature };
+      if (headerLength !== undefined) parse.headerLength = headerLength;
+      if (options.header !== undefined) parse.header = options.header;
+      try {
+        request = parseInferRequest(body, parse);
+      } catch {
+        // A bad body goes over as it is: the core words the error and counts it, as with one thread.
+        request = undefined;
+      }
+    }
+    if (request) {
+      const local = this.answerLocally(model, version, request, options);
+      if (local) return local;
+    }
+    return this.viaCore(model, version, body, headerLength, options, request, known?.fp);
+  }
+
+  /** Runs the request on this thread's replica of an inline version, or undefined when it must go to the core. */
+  private answerLocally(model: string, version: string | undefined, request: InferRequest, options: InferBodyOptions): Promise<BodyInferResult> | undefined {
+    if (!this.replicas) return undefined;
+    const target = this.catalog.localVersion(model, version);
+    if (!target) return undefined;
+    const executor = this.replicas.get(model, target.version);
+    if (!executor) return undefined;
+    if (!this.assignId(request)) return undefined;
+    const startedAt = performance.now();
+    const context = wireContext(options.context);
+    const inferOptions: InferOptions = {};
+    if (options.signal) inferOptions.signal = options.signal;
+    return executor.infer(request, inferOptions).then((result) => {
+      // After the answer is written (the transport writes in this turn's microtasks): the event
+      // leaves with the turn's envelope.
+      const slab = this.link.outbox.slab;
+      this.link.outbox.push({ t: 'event', event: {
+        model, version: target.version, role: target.role, outcome: 'success', context,
+        request: packRequest(request, slab), response: packResponse(result.response, slab), timing: result.timing, durationMs: performance.now() - startedAt,
+      } });
+      return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
+    }, (err: unknown) => {
+      const slab = this.link.outbox.slab;
+      this.link.outbox.push({ t: 'event', event: {
+        model, version: target.version, role: target.role, outcome: outcomeOf(err), context,
+        request: packRequest(request, slab), error: wireError(err), durationMs: performance.now() - startedAt,
+      } });
+      throw err;
+    });
+  }
+
+  /** An id for a request that brought none, from this thread's block; false when none is left (the core assigns it). */
+  private assignId(request: InferRequest): boolean {
+    const prefix = this.catalog.current.idPrefix;
+    if (prefix === null) return true;
+    if (!this.ids || this.ids.prefix !== prefix) this.ids = new IdBlock(prefix);
+    const ids = this.ids;
+    if (ids.left < ID_BLOCK / 2 && !this.askingIds) {
+      this.askingIds = true;
+      this.link.call((id) => ({ t: 'ids', id, count: ID_BLOCK }), (msg) => {
+        this.askingIds = false;
+        if (msg.t === 'ids' && msg.start >= 0 && this.ids === ids) ids.add(msg.start, ID_BLOCK);
+      });
+    }
+    return ids.assign(request);
+  }
+
+  private viaCore(model: string, version: string | undefined, body: Uint8Array, headerLength: number | undefined, options: InferBodyOptions, parsed: InferRequest | undefined, fp: string | undefined): Promise<BodyInferResult> {
+    let request = parsed;
+    return new Promise<BodyInferResult>((resolve, reject) => {
+      const context = wireContext(options.context);
+      const settle = (msg: ToIo, slab: ArrayBuffer | undefined): void => {
+        if (msg.t === 'ok') {
+          const binaryOutputs = request ? binaryOutputsFor(request) : (msg.binaryOutputs ?? 'none');
+          resolve({ response: unpackResponse(msg.response, slab), timing: msg.timing, binaryOutputs });
+        } else if (msg.t === 'err') {
+          reject(errorFromWire(msg.error));
+        } else if (msg.t === 'retry') {
+          // Routed to a version with another signature: send the body and let the core parse it.
+          request = undefined;
+          send(sendBody);
+        } else {
+          reject(new Error(`unexpected answer '${msg.t}' to an inference`));
+        }
+      };
+      const outbox = this.link.outbox;
+      const sendParsed = (id: number): ToCore => {
+        const msg: ToCore = { t: 'infer', id, model, fp: fp!, request: packRequest(request!, outbox.slab), context };
+        if (version !== undefined) msg.version = version;
+        return msg;
+      };
+      const sendBody = (id: number): ToCore => {
+        const msg: ToCore = { t: 'body', id, model, body: outbox.slab.addBody(body), context };
+        if (version !== undefined) msg.version = version;
+        if (headerLength !== undefined) msg.headerLength = headerLength;
+        return msg;
+      };
+      const send = (build: (id: number) => ToCore): void => {
+        const id = this.link.call(build, settle);
+        const signal = options.signal;
+        if (signal && !signal.aborted) {
+          signal.addEventListener('abort', () => this.link.outbox.push({ t: 'cancel', id }), { once: true });
+        }
+      };
+      send(request ? sendParsed : sendBody);
+    });
+  }
+}
+
+/** The API on an I/O thread: infer routes here, the rest answered by the core's thread. */
+export class IoApi {
+  constructor(private readonly front: InferenceFront, private readonly link: CoreLink) {}
+
+  handle(req: ApiRequest): Promise<ApiReply> {
+    if (faultInjection && req.headers['x-umbra-fault'] === 'io-crash') {
+      // Tests only (UMBRA_FAULT_INJECTION=1): this thread fails as a bug would, outside any handler.
+      setImmediate(() => {
+        throw new Error('injected I/O thread fault');
+      });
+    }
+    const route = req.method === 'POST' ? inferRoute(req.path) : undefined;
+    if (route) return inferReply(this.front, req, route.model, route.version).catch(errorReply);
+    return new Promise<ApiReply>((resolve) => {
+      const outbox = this.link.outbox;
+      const id = this.link.call((id) => ({ t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) }), (msg, slab) => {
+        if (msg.t !== 'reply') {
+          resolve(errorReply(msg.t === 'err' ? errorFromWire(msg.error) : new Error(`unexpected answer '${msg.t}' to an API request`)));
+          return;
+        }
+        // Copied out of the slab, so the reply does not keep every answer of its envelope alive.
+        const body = msg.text ?? Buffer.from(unpackBody(msg.bytes!, slab));
+        const reply: ApiReply = { status: msg.status, headers: msg.headers, body };
+        if (msg.stream) reply.stream = this.relay(id);
+        resolve(reply);
+      });
+    });
+  }
+
+  /**
+   * A streamed answer's chunks, relayed from the core's thread. They are listened for at once
+   * (they may come in the same message as the answer's head) and kept until the transport opens
+   * the stream.
+   */
+  private relay(id: number): NonNullable<ApiReply['stream']> {
+    const early: string[] = [];
+    let ended = false;
+    let sink: { write(chunk: string): void; end(): void } | undefined;
+    this.link.listen(id, (msg) => {
+      if (msg.t === 'chunk') {
+        if (sink) sink.write(msg.text);
+        else early.push(msg.text);
+      } else if (msg.t === 'end') {
+        this.link.forget(id);
+        ended = true;
+        sink?.end();
+      }
+    });
+    return {
+      open: (write, end) => {
+        sink = { write, end };
+        for (const chunk of early.splice(0)) write(chunk);
+        if (ended) end();
+        return () => {
+          if (ended) return;
+          ended = true;
+          this.link.forget(id);
+          this.link.outbox.push({ t: 'cancel', id });
+        };
+      },
+    };
+  }
+}
+
+/** /v2/models/{m}/infer and /v2/models/{m}/versions/{v}/infer; undefined for anything else (or a malformed path). */
+function inferRoute(path: string): { model: string; version?: string } | undefined {
+  if (!path.startsWith('/v2/models/') || !path.endsWith('/infer')) return undefined;
+  let segments: string[];
+  try {
+    segments = splitPath(path);
+  } catch {
+    return undefined;
+  }
+  if (segments.length === 4 && segments[3] === 'infer') return { model: segments[2]! };
+  if (segments.length === 6 && segments[3] === 'versions' && segments[5] === 'infer') return { model: segments[2]!, version: segments[4]! };
+  return undefined;
+}
