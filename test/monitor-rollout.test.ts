@@ -111,28 +111,28 @@ t.test('shadow answers feed drift, feedback and the prediction log like any othe
 
 t.test('a model can keep every input for retraining; export-log says when inputs were sampled away', async (t) => {
   for (const [name, config, expectInputs] of [
-    ['log_inputs_sample "1"', { parameters: { log_inputs_sample: '1' } }, 60],
+    ['log_inputs_sample "1"', { parameters: { log_inputs_sample: '1' } }, 40],
     ['the server default (one in ten)', {}, undefined],
   ] as const) {
     const repo = repoWith(config);
     t.teardown(() => repo.remove());
     const logDb = `sqlite:${join(repo.dir, 'log.sqlite')}`;
     const s = await startTestServer(t, { repository: repo.dir, workers: 1, monitoring: { log: { url: logDb } } });
-    const ids = await send(s, 60, seededRandom(8), 'row');
-    t.equal((await s.post('/v2/models/affine/feedback', { feedback: ids.map((id) => ({ id, truth: 1 })) })).json.accepted, 60);
+    const ids = await send(s, 40, seededRandom(8), 'row');
+    t.equal((await s.post('/v2/models/affine/feedback', { feedback: ids.map((id) => ({ id, truth: 1 })) })).json.accepted, 40);
     await s.server.stop();
     const out = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', logDb, '--labelled', '--out', join(repo.dir, 'train.jsonl')], { encoding: 'utf8' });
     t.equal(out.status, 0, out.stderr);
     const { readFileSync } = await import('node:fs');
     const rows = readFileSync(join(repo.dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { inputs: unknown });
     const withInputs = rows.filter((r) => r.inputs !== null).length;
-    t.equal(rows.length, 60, `${name}: every labelled prediction exported`);
+    t.equal(rows.length, 40, `${name}: every labelled prediction exported`);
     if (expectInputs !== undefined) {
       t.equal(withInputs, expectInputs, `${name}: every one with its inputs`);
       t.notMatch(out.stderr, /have no inputs/);
     } else {
-      t.ok(withInputs < 60, `${name}: ${withInputs} of 60 with inputs`);
-      t.match(out.stderr, new RegExp(`${60 - withInputs} of 60 labelled predictions have no inputs.*log_inputs_sample`), 'export-log says how to keep them');
+      t.ok(withInputs < 40, `${name}: ${withInputs} of 40 with inputs`);
+      t.match(out.stderr, new RegExp(`${40 - withInputs} of 40 labelled predictions have no inputs.*log_inputs_sample`), 'export-log says how to keep them');
     }
   }
 });
