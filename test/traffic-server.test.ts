@@ -163,6 +163,7 @@ t.test('under overload shadow work is dropped (counted) and the primary is untou
   const runner = new ShadowRunner({
     resolve: () => fakeVersion as never,
     primaryOf: () => primary as never,
+    run: (mv: typeof fakeVersion, request: { parameters: Record<string, unknown> }) => mv.infer(request) as never,
     onOutcome: () => undefined,
     onDropped: (_m: string, v: string) => dropped.push(v),
     random: seeded(3),

@@ -141,7 +141,8 @@ export class Umbra implements InferenceFront {
     this.ids?.assign(request);
     this.hooks.prepare(mv, request, context);
     try {
-      const answering = this.hooks.answer(mv, request, context);
+      // A shadow copy exists to compute the candidate: never answered from elsewhere (a store).
+      const answering = role === 'shadow' ? undefined : this.hooks.answer(mv, request, context);
       const answered = answering && await answering;
       if (answered) {
         const rows = mv.signature.maxBatchSize > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;

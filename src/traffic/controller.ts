@@ -78,6 +78,7 @@ export class TrafficController {
         const p = this.models.get(model)?.effective?.primary;
         return p ? this.tryGet(model, p) : undefined;
       },
+      run: (mv, request) => this.umbra.execute(mv, request, { role: 'shadow', context: { transport: 'in-process' } }),
       onOutcome: (o) => this.onShadowOutcome(o),
       onDropped: (model, version) => this.monitor.shadowDropped(model, version),
       random: this.random,
@@ -169,16 +170,9 @@ export class TrafficController {
     const t = this.models.get(o.model);
     const agreement = this.shadows.agreementOf(o.model, o.version);
     if (agreement !== undefined) this.monitor.shadowAgreement(o.model, o.version, agreement);
-    // Other observers see a shadow answer like any other (role `shadow`): metrics count it, drift
-    // watches its inputs and outputs, feedback scores it under the primary's id, the log keeps it.
-    const event: InferEvent = {
-      model: o.model, version: o.version, role: 'shadow', outcome: o.ok ? 'success' : 'internal', context: {},
-      request: o.request, durationMs: o.latencyMs ?? 0,
-    };
-    if (o.response) event.response = o.response;
-    if (o.timing) event.timing = o.timing;
-    if (!o.ok) event.error = o.error;
-    this.umbra.hooks.emit(event);
+    // Other observers saw the shadow answer as any other (the core ran it, role `shadow`): metrics
+    // count it, drift watches its inputs and outputs, feedback scores it under the primary's id,
+    // the log keeps it.
     if (!t) return;
     // Compute against compute on the same rows (see Evidence.observeCandidate).
     const compute = o.ok ? this.warmLatency(t, o.version, o.timing?.computeMs) : undefined;

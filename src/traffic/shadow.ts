@@ -4,7 +4,7 @@
 // in flight, and none starts while the primary has queued work, so under overload shadow work
 // is what gets dropped. On models with priority levels shadows also ask for the lowest one.
 import type { InferRequest, InferResponse } from '../protocol/types.js';
-import type { InferTiming, ModelVersion } from '../repository/model-version.js';
+import type { InferResult, InferTiming, ModelVersion } from '../repository/model-version.js';
 import { compareModeOf, compareOutputs, tensorForLog, DEFAULT_TOLERANCE, type Comparison } from './compare.js';
 import { AgreementStats, Reservoir, SideStats, round } from './stats.js';
 
@@ -56,6 +56,8 @@ export interface ShadowHost {
   resolve(model: string, version: string): ModelVersion | undefined;
   /** The primary version currently serving, whose queue gates shadow starts. */
   primaryOf(model: string): ModelVersion | undefined;
+  /** Runs a shadow copy on its version through the core's one entry point (the hooks see it, role 'shadow'). */
+  run(mv: ModelVersion, request: InferRequest): Promise<InferResult>;
   onOutcome(outcome: ShadowOutcome): void;
   onDropped(model: string, version: string): void;
   random(): number;
@@ -152,7 +154,7 @@ export class ShadowRunner {
     }
     lane.running += 1;
     const request = shadowRequest(job.request, mv);
-    mv.infer(request).then(({ response, timing }) => {
+    this.host.run(mv, request).then(({ response, timing }) => {
       const latencyMs = timing.queueMs + timing.computeMs;
       const primaryMv = this.host.resolve(lane.model, job.primary.model_version);
       const parameters = primaryMv?.config.parameters ?? mv.config.parameters;
