@@ -8,6 +8,7 @@ import type { Umbra } from './core/umbra.js';
 import { monitoringPlugin, type Monitor, type MonitoringOptions } from './monitor/index.js';
 import { trafficPlugin, type TrafficController } from './traffic/index.js';
 import { predictionStorePlugin, type PredictionService } from './batch/lookup.js';
+import { uiPlugin, type OpsHandle, type UiOptions } from './ui/index.js';
 
 export interface AppOptions {
   /** Bearer token the admin routes require. */
@@ -18,6 +19,10 @@ export interface AppOptions {
   stateDir?: string;
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...). */
   store?: string;
+  /** The ops page and the time series behind it (on by default; false = neither; `page: false` = series only). */
+  ui?: UiOptions | false;
+  /** Threads reading requests, as the ops page reports them (default 1). */
+  ioThreads?: number;
   /** Readiness: false once the server drains. */
   isAccepting: () => boolean;
 }
@@ -29,6 +34,7 @@ export class UmbraApp {
   monitor: Monitor | undefined;
   traffic!: TrafficController;
   lookup: PredictionService | undefined;
+  ops: OpsHandle | undefined;
 
   private constructor(readonly core: Umbra, readonly api: Api) {}
 
@@ -50,6 +56,7 @@ export class UmbraApp {
       if (options.monitoring !== false) app.monitor = monitoringPlugin(ctx, options.monitoring ?? {});
       app.traffic = trafficPlugin(ctx, { monitor: app.monitor, ...(options.stateDir ? { stateDir: options.stateDir } : {}) });
       if (options.store) app.lookup = await predictionStorePlugin(ctx, options.store, { metrics: app.monitor?.metrics });
+      if (options.ui !== false) app.ops = uiPlugin(ctx, { monitor: app.monitor, traffic: app.traffic, ioThreads: options.ioThreads ?? 1 }, options.ui ?? {});
     } catch (err) {
       app.drain();
       await app.stop();

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'the content encoding is not supported' },
   TIMEOUT: { status: 504, description: 'the request waited in the queue longer than its timeout' },
   QUEUE_FULL: { status: 503, description: 'the model queue is full; retry later' },
+  TOO_MANY_STREAMS: { status: 503, description: 'too many open event streams (GET /v2/ops/events); close one or retry later' },
   NOT_READY: { status: 503, description: 'the server or model is not ready (loading or draining)' },
   LOAD_FAILED: { status: 400, description: 'a model failed to load; the previous version keeps serving' },
   INTERNAL: { status: 500, description: 'an internal fault' },

@@ -31,6 +31,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
   { key: 'ioThreads', flag: '--io-threads', env: 'UMBRA_IO_THREADS', kind: 'int', min: 1, max: 256 },
+  { key: 'ui', flag: '--ui', env: 'UMBRA_UI', kind: 'string' },
   ...MONITOR_FIELDS,
 ];
 
@@ -80,6 +81,11 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     if (flags[flagName] !== undefined) out[field.key] = convert(field, flags[flagName], field.flag);
     else if (env[field.env] !== undefined && env[field.env] !== '') out[field.key] = convert(field, env[field.env], `${field.env} (environment)`);
     else if (file[flagName] !== undefined) out[field.key] = convert(field, file[flagName], `${configPath} "${flagName}"`);
+  }
+  if (out.ui !== undefined) {
+    if (out.ui === 'on') delete out.ui;
+    else if (out.ui === 'off') out.ui = false;
+    else throw new UsageError(`--ui: expected on or off but received ${JSON.stringify(out.ui)}`);
   }
   if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config)');
   try {

@@ -53,6 +53,15 @@ export interface FeatureDrift {
   verdict: Verdict;
 }
 
+export interface FeatureHistogram {
+  name: string;
+  kind: 'numeric' | 'categorical';
+  edges?: number[];
+  values?: number[];
+  reference: number[];
+  live: number[];
+}
+
 export interface DriftReport {
   model: string;
   version: string;
@@ -435,6 +444,25 @@ export class VersionDrift {
     let verdict: Verdict = 'inconclusive';
     if (enough) verdict = driftedShare >= this.options.driftShare || predictionDrift ? 'drift' : 'no_drift';
     return { ...base, verdict, window: n, reference, driftedShare: round(driftedShare), features, outputs, predictionDrift };
+  }
+
+  /**
+   * One watched column's reference and live window counts, bin for bin: `edges` are the upper
+   * bounds of numeric bins (the last bin is above every edge), `values` the categories.
+   */
+  histogram(name: string): FeatureHistogram | undefined {
+    const state = this.watched;
+    if (!state) return undefined;
+    for (const w of [state.in, state.out]) {
+      const i = w.profiles.findIndex((p) => p.name === name);
+      if (i < 0) continue;
+      const p = w.profiles[i]!;
+      state.window.tick(this.clock());
+      const offset = w.binOffset[i]!;
+      const live = [...state.window.total().subarray(offset, offset + binCount(p))];
+      return { name: p.name, kind: p.kind, ...(p.values ? { values: [...p.values] } : { edges: [...(p.edges ?? [])] }), reference: [...p.counts], live };
+    }
+    return undefined;
   }
 
   private testFor(kind: 'numeric' | 'categorical', sampleSize: number): DriftTest {

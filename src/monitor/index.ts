@@ -78,17 +78,25 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   };
   api.route('GET', '/v2/models/:m/stats', (_q, [m]) => stats(m!));
   api.route('GET', '/v2/models/:m/versions/:v/stats', (_q, [m, v]) => stats(m!, v));
-  const drift = (model: string, version?: string) => {
+  // ?feature=NAME adds that column's reference and live histograms.
+  const drift = (query: string, model: string, version?: string) => {
     const mv = umbra.manager.get(model, version);
     const report = monitor.driftReport(model, mv.version);
     const accuracy = monitor.liveAccuracy(model, mv.version) ?? null;
     if (!report) {
       return json(200, { model, version: mv.version, verdict: 'inconclusive', window: 0, reason: monitor.options.drift === false ? 'drift detection is off' : 'no traffic yet', features: [], outputs: [], accuracy });
     }
-    return json(200, { ...report, accuracy });
+    const feature = new URLSearchParams(query).get('feature');
+    if (feature === null) return json(200, { ...report, accuracy });
+    const histogram = monitor.featureHistogram(model, mv.version, feature);
+    if (!histogram) {
+      const known = [...report.features, ...report.outputs].map((f) => f.name);
+      throw new UmbraError('INVALID_INPUT', `unknown feature '${feature}' for drift of model '${model}' version ${mv.version}${known.length ? ` (known: ${known.slice(0, 8).join(', ')}${known.length > 8 ? ', ...' : ''})` : ': no reference yet'}`);
+    }
+    return json(200, { ...report, accuracy, histogram });
   };
-  api.route('GET', '/v2/models/:m/drift', (_q, [m]) => drift(m!));
-  api.route('GET', '/v2/models/:m/versions/:v/drift', (_q, [m, v]) => drift(m!, v));
+  api.route('GET', '/v2/models/:m/drift', (q, [m]) => drift(q.query, m!));
+  api.route('GET', '/v2/models/:m/versions/:v/drift', (q, [m, v]) => drift(q.query, m!, v));
   api.route('POST', '/v2/models/:m/feedback', async (q, [m]) => {
     umbra.manager.get(m!);
     const labels = parseFeedback(q);

@@ -5,7 +5,7 @@ import { IdAssigner } from '../core/ids.js';
 import type { Umbra } from '../core/umbra.js';
 import type { InferEvent } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
-import { VersionDrift, type DriftOptions, type DriftReport, type Verdict } from './drift.js';
+import { VersionDrift, type DriftOptions, type DriftReport, type FeatureHistogram, type Verdict } from './drift.js';
 import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
 import { UmbraMetrics, type MetricsOptions } from './metrics.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
@@ -285,6 +285,11 @@ export class Monitor {
     const report = s.drift.evaluate();
     this.checkDriftAlert(s, report);
     return report;
+  }
+
+  /** The reference and live histograms of one drift-watched column (undefined: unknown column, or no reference yet). */
+  featureHistogram(model: string, version: string, feature: string): FeatureHistogram | undefined {
+    return this.versions.get(`${model}\u0000${version}`)?.drift?.histogram(feature);
   }
 
   liveAccuracy(model: string, version?: string): AccuracyReport | undefined {

@@ -12,6 +12,7 @@ import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
 import { attachWebSocket, STREAM_DEFAULTS, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
 import { IoHub } from './io/io-hub.js';
+import type { OpsHandle, UiOptions } from '../ui/index.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -40,6 +41,8 @@ export interface ServerOptions extends UmbraOptions {
    * `defaultIoThreads()`). 1 serves on the core's own thread, with no hop between threads.
    */
   ioThreads?: number;
+  /** The ops page (GET /ui) and the time series behind it; false turns both off. */
+  ui?: UiOptions | false;
 }
 
 export const DEFAULTS = {
@@ -131,6 +134,8 @@ export class UmbraServer {
   readonly monitor: Monitor | undefined;
   /** Lookups from a prediction store (`store`); undefined without one. */
   readonly lookup: PredictionService | undefined;
+  /** The ops page's time series and event stream (src/ui); undefined with `ui: false`. */
+  readonly ops: OpsHandle | undefined;
   /**
    * Events from every I/O thread: 'pause' when a WebSocket connection stops taking requests
    * because its client reads slowly, 'close' with {code, reason} for every closed WebSocket
@@ -148,6 +153,7 @@ export class UmbraServer {
     this.traffic = composed.traffic;
     this.monitor = composed.monitor;
     this.lookup = composed.lookup;
+    this.ops = composed.ops;
     if (transport instanceof LocalTransport) {
       this.streams = transport.streams;
       this.events = transport.streams;
@@ -272,6 +278,8 @@ function appOptions(options: ServerOptions): Omit<AppOptions, 'isAccepting'> {
   if (options.monitoring !== undefined) out.monitoring = options.monitoring;
   if (options.stateDir) out.stateDir = options.stateDir;
   if (options.store) out.store = options.store;
+  if (options.ui !== undefined) out.ui = options.ui;
+  out.ioThreads = options.ioThreads ?? defaultIoThreads();
   return out;
 }
 

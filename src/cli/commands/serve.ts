@@ -37,6 +37,7 @@ export function registerServe(program: Command): void {
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
+    .option('--ui <on|off>', 'the ops page at /ui and the time series behind it (GET /v2/ops/*) (default on) [env UMBRA_UI]')
     .option('--state-dir <dir>', 'where traffic policies and rollouts persist (default REPO/<model>/traffic.json) [env UMBRA_STATE_DIR]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
     .action(async (flags: Record<string, unknown>) => serve(flags));
@@ -56,6 +57,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const index = await server.umbra.manager.index();
   for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
+  if (server.ops) log(`ops page: ${server.url}/ui`);
   server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
   const onSignal = (signal: string) => {
