@@ -50,6 +50,11 @@ export interface FeatureDrift {
   score: number;
   statistic: number;
   threshold: number;
+  /**
+   * Share of the distribution that moved between the reference and the live window (total
+   * variation distance, 0..1): one scale for every test and kind, so features can be ranked.
+   */
+  shift: number;
   verdict: Verdict;
 }
 
@@ -434,7 +439,7 @@ export class VersionDrift {
       const threshold = this.options.thresholds[test];
       const drifted = TEST_IS_P_VALUE[test] ? result.score < threshold : result.score >= threshold;
       const score = round(result.score);
-      return { name: p.name, kind: p.kind, test, score, statistic: round(result.statistic), threshold, verdict: !enough ? 'inconclusive' : drifted ? 'drift' : 'no_drift' };
+      return { name: p.name, kind: p.kind, test, score, statistic: round(result.statistic), threshold, shift: round(totalVariation(p.counts, live)), verdict: !enough ? 'inconclusive' : drifted ? 'drift' : 'no_drift' };
     });
     const features = judge(this.watched.in);
     const outputs = judge(this.watched.out);
@@ -474,4 +479,18 @@ export class VersionDrift {
 
 function round(x: number): number {
   return Number.isFinite(x) ? Math.round(x * 1e6) / 1e6 : x;
+}
+
+/** Half the summed absolute difference of the two histograms' shares. */
+function totalVariation(reference: ArrayLike<number>, live: ArrayLike<number>): number {
+  let r = 0;
+  let l = 0;
+  for (let i = 0; i < reference.length; i++) {
+    r += reference[i]!;
+    l += live[i]!;
+  }
+  if (r === 0 || l === 0) return 0;
+  let d = 0;
+  for (let i = 0; i < reference.length; i++) d += Math.abs(reference[i]! / r - live[i]! / l);
+  return d / 2;
 }

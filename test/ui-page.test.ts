@@ -1,0 +1,260 @@
+// The ops page in a real browser (Debian's chromium driven by puppeteer-core) against a real
+// server: two versions of the bundled digits model, a rollout running its shadow step, shadow
+// traffic, feedback, and a feature drifted on purpose. The page must load without console errors,
+// render the API's numbers, need the admin token for actions, promote from the page, stay live and
+// keep its series bounded. With UMBRA_UI_SCREENSHOTS=1 it also writes docs/images/ui-*.png.
+import t from 'tap';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const CHROMIUM = process.env.UMBRA_CHROMIUM ?? '/usr/bin/chromium';
+const TOKEN = 'ui-admin-token';
+const ADMIN = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+/** The drifted column: every live row gets the value the training rows almost never have. */
+const DRIFTED = 21;
+/** Steps of the test server: short, so bounds and liveness show in seconds. */
+const STEP_MS = 400;
+const CAPACITY = 12;
+
+const ROWS = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((line) => {
+  const c = line.split(',');
+  return { x: c.slice(0, 64).map(Number), y: Number(c[64]), split: c[65]! };
+});
+const TEST_ROWS = ROWS.filter((r) => r.split === 'test');
+
+/** The page's number format (src/ui/static/app.js `fmt`). */
+function fmt(x: number | null | undefined, digits = 3): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '\u2014';
+  return String(Number(x.toFixed(digits)));
+}
+function pct(x: number | null | undefined): string {
+  return x === null || x === undefined ? '\u2014' : `${fmt(x * 100, 1)}%`;
+}
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function profiledRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-ui-'));
+  cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`umbra profile failed: ${r.stderr}`);
+  return dir;
+}
+
+/** `n` single-row requests of test digits with the drifted column set; returns ids and labels for feedback. */
+async function send(s: TestServer, n: number, from = 0): Promise<{ id: string; truth: number }[]> {
+  const out: { id: string; truth: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const row = TEST_ROWS[(from + i) % TEST_ROWS.length]!;
+    const pixels = row.x.slice();
+    pixels[DRIFTED] = 16;
+    const r = await s.post('/v2/models/digits/infer', { inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: pixels }] });
+    if (r.status !== 200) throw new Error(`infer answered ${r.status}: ${r.text}`);
+    out.push({ id: r.json.id, truth: row.y });
+  }
+  return out;
+}
+
+/** 401 answers the test provokes on purpose (a wrong token): the browser logs each as an error. */
+let expected401 = 0;
+
+/** Console errors and uncaught exceptions of a page, collected for the whole test. */
+function watchErrors(page: Page, errors: string[]): void {
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    // The browser logs every 4xx answer; the one a wrong token earns on purpose is expected.
+    if (expected401 > 0 && /status of 401/.test(m.text())) {
+      expected401--;
+      return;
+    }
+    errors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${(e as Error).message}`));
+  page.on('requestfailed', (r) => {
+    // The event stream is cut when the page navigates away: not an error of the page.
+    if (!r.url().endsWith('/v2/ops/events')) errors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`);
+  });
+}
+
+async function open(browser: Browser, url: string, errors: string[], viewport = { width: 1280, height: 800 }): Promise<Page> {
+  const page = await browser.newPage();
+  await page.setViewport(viewport);
+  watchErrors(page, errors);
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
+  return page;
+}
+
+// Read in one evaluation: the page re-renders on its own, so a handle taken first may be gone.
+const text = (page: Page, selector: string) => page.evaluate((sel) => {
+  const e = document.querySelector(sel);
+  if (!e) throw new Error(`no element matches ${sel}`);
+  return (e.textContent ?? '').trim();
+}, selector);
+const click = (page: Page, selector: string) => page.evaluate((sel) => (document.querySelector(sel) as HTMLElement).click(), selector);
+const texts = (page: Page, selector: string) => page.evaluate((sel) => [...document.querySelectorAll(sel)].map((e) => (e.textContent ?? '').trim()), selector);
+
+/** Waits for the next tick event the page receives; returns when it came. */
+async function nextTick(page: Page): Promise<void> {
+  const seen = await page.evaluate(() => document.body.dataset.tick ?? '');
+  await page.waitForFunction((s) => (document.body.dataset.tick ?? '') !== s, { timeout: 10_000 }, seen);
+}
+
+t.test('the ops page in chromium', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
+    return;
+  }
+  const repo = profiledRepo();
+  t.teardown(() => rmSync(repo, { recursive: true, force: true }));
+  const s = await startTestServer(t, {
+    repository: repo,
+    workers: 1,
+    ioThreads: Number(process.env.IOT ?? 2),
+    adminToken: TOKEN,
+    monitoring: { drift: { minSamples: 50, windowRows: 400 } },
+    ui: { stepMs: STEP_MS, capacity: CAPACITY },
+  });
+  // v1 serves; the rollout of v2 sits in its shadow step (a minimum it will not reach in this test).
+  t.equal((await s.request('PUT', '/v2/models/digits/traffic', JSON.stringify({ primary: '1' }), ADMIN)).status, 200);
+  const started = await s.post('/v2/models/digits/rollout', {
+    candidate: '2',
+    steps: [{ shadow: true, min_requests: 100_000, max_seconds: 3600 }, { weight: 0.5, min_requests: 50 }],
+    analysis: { drift: false, min_agreement: 0.5, max_latency_ratio: 100, max_error_rate: 0.5 },
+  }, ADMIN);
+  t.equal(started.status, 201, started.text);
+  const sent = await send(s, 240);
+  const feedback = await s.post('/v2/models/digits/feedback', { feedback: sent.slice(0, 200) });
+  t.equal(feedback.status, 200);
+  await until(() => s.server.traffic.shadows.busy('digits') === 0 && s.server.traffic.shadows.agreementOf('digits', '2') !== undefined, 'shadow copies to finish');
+  const drift = (await s.get('/v2/models/digits/drift')).json;
+  // Features are listed in input column order.
+  const drifted = drift.features[DRIFTED];
+  t.equal(drifted?.verdict, 'drift', `the column ${DRIFTED} drifted (${JSON.stringify(drifted)})`);
+
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  t.teardown(() => browser.close());
+  const errors: string[] = [];
+
+  await t.test('server page: the API\'s numbers, live, bounded', async (t) => {
+    const page = await open(browser, `${s.url}/ui`, errors);
+    await nextTick(page);
+    const api = (await s.get('/v2/ops/server')).json;
+    t.equal(await text(page, '[data-k="workers"]'), String(api.workers), 'workers');
+    t.equal(await text(page, '[data-k="io_threads"]'), String(api.io_threads), 'I/O threads');
+    t.equal(await text(page, '[data-k="models"]'), String(api.models.length), 'models');
+    t.equal(await text(page, '[data-k="version"]'), api.version, 'version');
+    const digits = api.models.find((m: { name: string }) => m.name === 'digits');
+    const row = '[data-model="digits"]';
+    t.same(await page.$$eval(`${row} [data-version]`, (l) => l.map((e) => e.getAttribute('data-version'))), digits.versions.map((v: { version: string }) => v.version), 'versions');
+    t.equal(await text(page, `${row} [data-k="primary"]`), `v${digits.primary}`, 'primary');
+    t.equal(await text(page, `${row} [data-k="rollout"]`), digits.rollout, 'rollout state');
+    t.equal(await text(page, `${row} [data-k="queue_depth"]`), String(digits.queue_depth), 'queue depth');
+    // Idle now: every tick says 0 requests/s, the page shows what the stream said.
+    t.equal(await text(page, `${row} [data-k="requests_per_s"]`), '0', 'idle requests/s');
+
+    // Live: traffic shows on the page within 2 s of being sent, without a reload.
+    const sentAt = Date.now();
+    await send(s, 20, 300);
+    await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent ?? '0') !== '0', { timeout: 2000 }, `${row} [data-k="requests_per_s"]`);
+    const liveMs = Date.now() - sentAt;
+    t.pass(`traffic reached the open page ${liveMs} ms after the first request was sent`);
+
+    const batches = (await s.get('/v2/ops/timeline')).json.models.digits.batch_sizes;
+    t.ok(batches.executions.reduce((a: number, b: number) => a + b, 0) > 0, `batch sizes counted: ${JSON.stringify(batches)}`);
+
+    // Bounded: after more than CAPACITY ticks the page holds CAPACITY points per series.
+    for (let i = 0; i < CAPACITY + 2; i++) await nextTick(page);
+    const sizes = await page.evaluate('[state.times.length, serverTimeline.models.digits.requests_per_s.length]') as number[];
+    t.same(sizes, [CAPACITY, CAPACITY], 'page series stay at the server\'s capacity');
+    const tl = (await s.get('/v2/ops/timeline')).json;
+    t.equal(tl.times.length, CAPACITY, 'server series stay at capacity');
+    await maybeScreenshot(page, 'ui-server');
+    await page.setViewport({ width: 390, height: 844 });
+    await maybeScreenshot(page, 'ui-server-narrow');
+    await page.close();
+  });
+
+  await t.test('model page: rollout, shadow, drift, token, promote', async (t) => {
+    const drifted = (await s.get('/v2/models/digits/drift')).json.features[DRIFTED];
+    const page = await open(browser, `${s.url}/ui/models/digits`, errors);
+    // No token yet: the shadow sample (production inputs) is not shown.
+    t.match(await text(page, '#shadow'), /need the admin token/);
+    const rollout = (await s.get('/v2/models/digits/rollout')).json;
+    t.equal(rollout.state, 'running');
+    t.match(await text(page, '[data-k="rollout-state"]'), rollout.state);
+    t.match(await text(page, '[data-k="rollout-step"]'), `step ${rollout.step + 1} of ${rollout.steps.length}`);
+    for (const rule of rollout.analysis.rules) {
+      t.equal(await text(page, `[data-rule="${rule.rule}"] [data-k="samples"]`), String(rule.samples), `rule ${rule.rule}: samples`);
+      t.equal(await text(page, `[data-rule="${rule.rule}"] [data-k="value"]`), fmt(rule.value, 4), `rule ${rule.rule}: value`);
+    }
+    t.equal(await text(page, '[data-k="primary"]'), 'v1');
+    t.match(await texts(page, '[data-k="shadow"]'), [/shadow v2/], 'the candidate shadows the primary');
+    // Drift: the worst feature first, scores as the API gives them, its histograms drawn.
+    const report = (await s.get('/v2/models/digits/drift')).json;
+    const rows = await page.evaluate(() => [...document.querySelectorAll('[data-feature]')].map((e) => ({ name: e.getAttribute('data-feature'), score: e.querySelector('[data-k="score"]')?.textContent, shift: e.querySelector('[data-k="shift"]')?.textContent })));
+    t.equal(rows[0]!.name, drifted.name, 'the drifted feature is listed first');
+    for (const r of rows) {
+      const f = report.features.find((x: { name: string }) => x.name === r.name);
+      t.equal(r.score, fmt(f.score, 4), `score of ${r.name}`);
+      t.equal(r.shift, pct(f.shift), `shift of ${r.name}`);
+    }
+    t.ok(await page.$('svg.hist rect.live'), 'reference and live histograms of the chosen feature');
+
+    // Promote without the token: asked for it; a wrong one is refused with the API's answer.
+    await click(page, '[data-action="promote"]');
+    await page.waitForSelector('#confirm[open] #token-input');
+    await page.type('#token-input', 'wrong-token');
+    expected401 = 1;
+    await page.click('#confirm-ok');
+    await page.waitForFunction(() => /refused/.test(document.getElementById('toast')?.textContent ?? ''));
+    t.match(await text(page, '#toast'), /admin token/, 'the 401 answer is shown');
+    t.equal(expected401, 0, 'the one 401 the browser logged was the wrong token\'s');
+    t.equal((await s.get('/v2/models/digits/rollout')).json.state, 'running', 'a wrong token promotes nothing');
+    // Cancelled confirmation: nothing happens.
+    await click(page, '[data-action="promote"]');
+    await page.waitForSelector('#confirm[open]');
+    await page.click('#confirm button[value="cancel"]');
+    t.equal((await s.get('/v2/models/digits/rollout')).json.state, 'running', 'cancel promotes nothing');
+    // The right token: promoted, and the page shows it.
+    await click(page, '[data-action="promote"]');
+    await page.waitForSelector('#confirm[open] #token-input');
+    await page.type('#token-input', TOKEN);
+    await page.click('#confirm-ok');
+    await page.waitForFunction(() => /done/.test(document.getElementById('toast')?.textContent ?? ''));
+    t.equal((await s.get('/v2/models/digits/rollout')).json.state, 'promoted', 'the page promoted the rollout');
+    t.equal((await s.get('/v2/models/digits/traffic')).json.primary, '2', 'v2 is the primary');
+    await page.waitForFunction(() => /promoted/.test(document.querySelector('[data-k="rollout-state"]')?.textContent ?? ''));
+    t.equal(await text(page, '[data-k="primary"]'), 'v2');
+    // With the token in the tab: the shadow comparison and its disagreement sample.
+    const shadow = (await s.get('/v2/models/digits/shadow', ADMIN)).json;
+    t.equal(await text(page, '[data-shadow-version="2"] [data-k="agreement"]'), pct(shadow.versions['2'].agreement), 'agreement as the API says');
+    t.equal(await page.evaluate(() => sessionStorage.getItem('umbra.adminToken')), TOKEN, 'the token is kept in the tab\'s session storage');
+    await maybeScreenshot(page, 'ui-model');
+    await page.setViewport({ width: 390, height: 844 });
+    await maybeScreenshot(page, 'ui-model-narrow');
+    await page.close();
+  });
+
+  t.same(errors, [], 'no console errors, page errors or failed requests');
+});
+
+async function maybeScreenshot(page: Page, name: string): Promise<void> {
+  if (process.env.UMBRA_UI_SCREENSHOTS !== '1') return;
+  const dir = join(ROOT, 'docs/images');
+  mkdirSync(dir, { recursive: true });
+  // Let the charts take the new width before the picture is taken.
+  await new Promise<void>((r) => setTimeout(r, 300));
+  await page.screenshot({ path: join(dir, `${name}.png`) as `${string}.png`, fullPage: true });
+}
