@@ -4,7 +4,7 @@
 // render the API's numbers, need the admin token for actions, promote from the page, stay live and
 // keep its series bounded. With UMBRA_UI_SCREENSHOTS=1 it also writes docs/images/ui-*.png.
 import t from 'tap';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
+// A browser, two servers and a minute of traffic for the pictures: more than the default 120 s.
+t.setTimeout(400_000);
 const CHROMIUM = process.env.UMBRA_CHROMIUM ?? '/usr/bin/chromium';
 const TOKEN = 'ui-admin-token';
 const ADMIN = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -47,6 +49,9 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 function profiledRepo(): string {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-ui-'));
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  // A model that cannot load: the server page shows it failed, with the reason.
+  mkdirSync(join(dir, 'broken', '1'), { recursive: true });
+  writeFileSync(join(dir, 'broken', '1', 'model.onnx'), 'not an onnx file');
   const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`umbra profile failed: ${r.stderr}`);
   return dir;
@@ -161,6 +166,10 @@ t.test('the ops page in chromium', async (t) => {
     t.equal(await text(page, `${row} [data-k="primary"]`), `v${digits.primary}`, 'primary');
     t.equal(await text(page, `${row} [data-k="rollout"]`), digits.rollout, 'rollout state');
     t.equal(await text(page, `${row} [data-k="queue_depth"]`), String(digits.queue_depth), 'queue depth');
+    const broken = api.models.find((m: { name: string }) => m.name === 'broken');
+    t.equal(broken.state, 'UNAVAILABLE', 'the broken model failed to load');
+    t.match(await text(page, '[data-model="broken"] .badge'), /failed/i, 'shown as failed');
+    t.equal(await text(page, '[data-model="broken"] [data-k="reason"]'), broken.reason, 'with the API\'s reason');
     // Idle now: every tick says 0 requests/s, the page shows what the stream said.
     t.equal(await text(page, `${row} [data-k="requests_per_s"]`), '0', 'idle requests/s');
 
@@ -180,9 +189,6 @@ t.test('the ops page in chromium', async (t) => {
     t.same(sizes, [CAPACITY, CAPACITY], 'page series stay at the server\'s capacity');
     const tl = (await s.get('/v2/ops/timeline')).json;
     t.equal(tl.times.length, CAPACITY, 'server series stay at capacity');
-    await maybeScreenshot(page, 'ui-server');
-    await page.setViewport({ width: 390, height: 844 });
-    await maybeScreenshot(page, 'ui-server-narrow');
     await page.close();
   });
 
@@ -241,20 +247,48 @@ t.test('the ops page in chromium', async (t) => {
     const shadow = (await s.get('/v2/models/digits/shadow', ADMIN)).json;
     t.equal(await text(page, '[data-shadow-version="2"] [data-k="agreement"]'), pct(shadow.versions['2'].agreement), 'agreement as the API says');
     t.equal(await page.evaluate(() => sessionStorage.getItem('umbra.adminToken')), TOKEN, 'the token is kept in the tab\'s session storage');
-    await maybeScreenshot(page, 'ui-model');
-    await page.setViewport({ width: 390, height: 844 });
-    await maybeScreenshot(page, 'ui-model-narrow');
     await page.close();
   });
 
   t.same(errors, [], 'no console errors, page errors or failed requests');
 });
 
-async function maybeScreenshot(page: Page, name: string): Promise<void> {
-  if (process.env.UMBRA_UI_SCREENSHOTS !== '1') return;
+// docs/ui.md's pictures: a server with the default one-second steps, a minute of uneven traffic
+// (some of it malformed, so errors show), a rollout in its shadow step, feedback arriving.
+t.test('screenshots for docs/ui.md', { skip: process.env.UMBRA_UI_SCREENSHOTS === '1' ? false : 'set UMBRA_UI_SCREENSHOTS=1 to write docs/images/ui-*.png' }, async (t) => {
+  const repo = profiledRepo();
+  t.teardown(() => rmSync(repo, { recursive: true, force: true }));
+  const s = await startTestServer(t, { repository: repo, workers: 1, adminToken: TOKEN, monitoring: { drift: { minSamples: 50, windowRows: 400 } } });
+  await s.request('PUT', '/v2/models/digits/traffic', JSON.stringify({ primary: '1' }), ADMIN);
+  await s.post('/v2/models/digits/rollout', { candidate: '2', steps: [{ shadow: true, min_requests: 100_000, max_seconds: 3600 }, { weight: 0.1, min_requests: 200 }, { weight: 0.5, min_requests: 200 }, { weight: 1, min_requests: 200 }], analysis: { drift: false, min_agreement: 0.5 } }, ADMIN);
+  const until = Date.now() + 45_000;
+  let i = 0;
+  while (Date.now() < until) {
+    // Uneven: bursts and lulls, a malformed request now and then.
+    const burst = 10 + Math.round(25 * (1 + Math.sin(i / 3)));
+    const sent = await send(s, burst, i * 40);
+    if (i % 4 === 0) await s.post('/v2/models/digits/infer', { inputs: [{ name: 'pixels', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] });
+    await s.post('/v2/models/digits/feedback', { feedback: sent.filter((_, k) => k % 2 === 0) });
+    await new Promise((r) => setTimeout(r, 250));
+    i++;
+  }
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  t.teardown(() => browser.close());
   const dir = join(ROOT, 'docs/images');
   mkdirSync(dir, { recursive: true });
-  // Let the charts take the new width before the picture is taken.
-  await new Promise<void>((r) => setTimeout(r, 300));
-  await page.screenshot({ path: join(dir, `${name}.png`) as `${string}.png`, fullPage: true });
-}
+  const errors: string[] = [];
+  const shoot = async (path: string, name: string, fullPage: boolean) => {
+    for (const [suffix, viewport] of [['', { width: 1280, height: 800 }], ['-narrow', { width: 390, height: 844 }]] as const) {
+      const page = await open(browser, `${s.url}${path}`, errors, viewport);
+      await page.evaluate((token) => sessionStorage.setItem('umbra.adminToken', token), TOKEN);
+      await page.reload({ waitUntil: 'load' });
+      await page.waitForSelector('body[data-ready="true"]');
+      await nextTick(page);
+      await page.screenshot({ path: join(dir, `${name}${suffix}.png`) as `${string}.png`, fullPage: fullPage || suffix !== '' });
+      await page.close();
+    }
+  };
+  await shoot('/ui', 'ui-server', false);
+  await shoot('/ui/models/digits', 'ui-model', true);
+  t.same(errors, [], 'no console errors');
+});

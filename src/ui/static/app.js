@@ -32,6 +32,10 @@ function el(tag, attrs = {}, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return node;
 }
+/** Replaces a node's children, skipping absent ones (the DOM would print "null"). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
 function duration(s) {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
@@ -68,6 +72,8 @@ async function api(path, options = {}) {
 
 // ---------- confirmation and the admin token ----------
 
+let answerAsk = null;
+
 function ask(title, text, needToken) {
   const dialog = document.getElementById('confirm');
   document.getElementById('confirm-title').textContent = title;
@@ -76,31 +82,51 @@ function ask(title, text, needToken) {
   const input = document.getElementById('token-input');
   field.hidden = !needToken;
   input.value = '';
+  if (answerAsk) answerAsk(false);
   return new Promise((resolve) => {
-    dialog.addEventListener('close', () => {
-      if (dialog.returnValue !== 'ok') return resolve(false);
-      if (needToken) {
+    answerAsk = (ok) => {
+      answerAsk = null;
+      if (ok && needToken) {
         if (!input.value) return resolve(false);
         sessionStorage.setItem(TOKEN_KEY, input.value);
       }
-      resolve(true);
-    }, { once: true });
+      resolve(ok);
+    };
     dialog.returnValue = '';
     dialog.showModal();
     (needToken ? input : document.getElementById('confirm-ok')).focus();
   });
 }
 
+// One listener for every question. A close event still queued from the last dialog may arrive
+// after the next one opened: the dialog is open again then, and the event is not its answer.
+document.getElementById('confirm').addEventListener('close', (e) => {
+  const dialog = e.target;
+  if (dialog.open || !answerAsk) return;
+  answerAsk(dialog.returnValue === 'ok');
+});
+
 /** Every action: confirm (asking for the token once per tab), call, show the API's answer. */
 async function act(title, text, method, path, body) {
   const needToken = !sessionStorage.getItem(TOKEN_KEY);
   if (!(await ask(title, text, needToken))) return undefined;
   const r = await api(path, { method, body, admin: true });
-  const answer = r.body && r.body.error ? r.body.error : `${r.status} ${JSON.stringify(r.body).slice(0, 300)}`;
+  const answer = `HTTP ${r.status}: ${summarise(r.body)}`;
   toast(`${title}: ${r.ok ? 'done' : 'refused'} \u2014 ${answer}`, r.ok);
   renderToken();
   if (state.model) await refreshModel();
   return r;
+}
+
+/** The gist of an API answer for the confirmation toast (the whole answer is in the console). */
+function summarise(body) {
+  if (!body) return 'no body';
+  if (body.error) return body.error;
+  console.info('API answer', body);
+  if (body.state && body.candidate) return `rollout of v${body.candidate} is ${body.state} (step ${body.step + 1} of ${body.steps.length})`;
+  if (body.primary) return `primary v${body.primary}${body.canary ? `, canary v${body.canary.version} at ${pct(body.canary.weight)}` : ''}${body.shadows && body.shadows.length ? `, shadows ${body.shadows.map((x) => `v${x.version}`).join(', ')}` : ''}`;
+  const text = JSON.stringify(body);
+  return text === '{}' ? 'ok' : text.slice(0, 160);
 }
 
 function renderToken() {
@@ -117,21 +143,22 @@ function renderToken() {
 
 // ---------- charts ----------
 
-function chartWidth(container) {
-  return Math.max(220, Math.floor(container.getBoundingClientRect().width) - 4);
+function chartWidth(container, spark) {
+  return Math.max(spark ? 60 : 200, Math.floor(container.getBoundingClientRect().width) - 4);
 }
 
 /** A uPlot line chart on the shared time axis; `series` = [{label, values}]. */
 function lineChart(container, series, opts = {}) {
   const data = [state.times.map((t) => t / 1000), ...series.map((s) => s.values)];
   const plot = new uPlot({
-    width: chartWidth(container),
+    width: chartWidth(container, opts.spark),
     height: opts.height || 160,
     legend: { show: !opts.spark },
     cursor: { show: !opts.spark },
-    scales: { x: { time: true }, y: opts.range ? { range: opts.range } : { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+    scales: { x: { time: true }, y: opts.range ? { range: opts.range } : { range: (_u, min, max) => [Math.min(0, min || 0), max > 0 ? max * 1.15 : 1] } },
+    padding: opts.spark ? [4, 2, 2, 2] : undefined,
     axes: opts.spark ? [{ show: false }, { show: false }] : [{ stroke: '#64748b', grid: { stroke: '#e2e8f0' } }, { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 48, values: (_u, vals) => vals.map((v) => fmt(v)) }],
-    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: opts.spark ? 1.5 : 2, fill: opts.spark ? 'rgba(37,99,235,0.08)' : undefined, spanGaps: false, value: (_u, v) => fmt(v) }))],
+    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: opts.spark ? 1.5 : 2, fill: opts.spark ? `${s.color || COLORS[0]}18` : undefined, points: { show: !opts.spark && state.times.length < 60 }, spanGaps: false, value: (_u, v) => fmt(v) }))],
   }, data, container);
   const chart = { plot, series, container, spark: !!opts.spark };
   state.charts.push(chart);
@@ -144,7 +171,7 @@ function redrawCharts() {
 }
 
 window.addEventListener('resize', () => {
-  for (const c of state.charts) c.plot.setSize({ width: chartWidth(c.container), height: c.plot.height });
+  for (const c of state.charts) c.plot.setSize({ width: chartWidth(c.container, c.spark), height: c.plot.height });
 });
 
 /** Appends a point to a series array in place, keeping at most `capacity`. */
@@ -164,7 +191,7 @@ async function serverPage() {
   state.capacity = timeline.body.capacity;
   state.times = timeline.body.times;
   const app = document.getElementById('app');
-  app.replaceChildren();
+  fill(app);
   app.append(el('section', { class: 'cards', id: 'server-cards' }));
   app.append(el('section', { class: 'panel' }, el('h2', { text: 'Models' }), el('div', { id: 'models', class: 'model-list' })));
   renderServer(summary.body, true);
@@ -187,7 +214,7 @@ function renderServer(s, full) {
   const list = document.getElementById('models');
   if (full || list.childElementCount !== s.models.length) {
     state.charts = [];
-    list.replaceChildren(...s.models.map((m) => modelRow(m)));
+    fill(list, ...s.models.map((m) => modelRow(m)));
     for (const m of s.models) {
       const row = list.querySelector(`[data-model="${CSS.escape(m.name)}"]`);
       const t = serverTimeline.models[m.name];
@@ -271,13 +298,13 @@ async function modelPage(name) {
   const app = document.getElementById('app');
   const tl = await api(`/v2/models/${encodeURIComponent(name)}/timeline`);
   if (!tl.ok) {
-    app.replaceChildren(el('p', { class: 'error', text: tl.body ? tl.body.error : `HTTP ${tl.status}` }));
+    fill(app, el('p', { class: 'error', text: tl.body ? tl.body.error : `HTTP ${tl.status}` }));
     return;
   }
   modelTimeline = tl.body.models[name] || { versions: {}, requests_per_s: [], errors_per_s: [] };
   state.capacity = tl.body.capacity;
   state.times = tl.body.times;
-  app.replaceChildren(
+  fill(app, 
     el('section', { class: 'panel', id: 'traffic' }),
     el('section', { class: 'panel', id: 'actions' }),
     el('section', { class: 'panel', id: 'rollout' }),
@@ -335,17 +362,17 @@ async function refreshModel() {
 function renderTraffic(p) {
   const box = document.getElementById('traffic');
   if (!p || p.error) {
-    box.replaceChildren(el('h2', { text: 'Traffic' }), el('p', { class: 'error', text: p ? p.error : 'unavailable' }));
+    fill(box, el('h2', { text: 'Traffic' }), el('p', { class: 'error', text: p ? p.error : 'unavailable' }));
     return;
   }
   const w = p.canary ? p.canary.weight : 0;
   const split = el('div', { class: 'split' },
-    el('div', { class: 'primary', style: `flex:${Math.max(1 - w, 0.0001)}`, title: 'primary' }, el('span', { 'data-k': 'primary', text: `v${p.primary}` }), ` ${pct(1 - w)}`),
-    p.canary ? el('div', { class: 'canary', style: `flex:${Math.max(w, 0.0001)}`, title: 'canary' }, el('span', { 'data-k': 'canary', text: `v${p.canary.version}` }), ` ${pct(w)}`) : null);
+    el('div', { class: 'primary', style: `flex:${Math.max(1 - w, 0.0001)}`, title: 'primary' }, 'primary ', el('span', { 'data-k': 'primary', text: `v${p.primary}` }), el('span', { class: 'share', text: pct(1 - w) })),
+    p.canary ? el('div', { class: 'canary', style: `flex:${Math.max(w, 0.0001)}`, title: 'canary' }, 'canary ', el('span', { 'data-k': 'canary', text: `v${p.canary.version}` }), el('span', { class: 'share', text: pct(w) })) : null);
   const shadows = p.shadows.length
     ? el('div', { class: 'shadows' }, p.shadows.map((s) => el('div', { class: 'shadow-box', 'data-k': 'shadow', text: `shadow v${s.version} \u2190 copies of ${pct(s.sample)}` })))
     : el('p', { class: 'muted', text: 'No shadows.' });
-  box.replaceChildren(
+  fill(box, 
     el('h2', {}, 'Traffic ', p.pinned ? badge('pinned', 'neutral') : badge('default: newest version', 'neutral'), p.rollout ? badge(`rollout ${p.rollout}`, p.rollout) : null),
     split, shadows,
     el('p', { class: 'muted', text: `Loaded versions: ${p.loaded_versions.map((v) => `v${v}`).join(', ')}${p.unloaded_versions ? `; named but not loaded: ${p.unloaded_versions.join(', ')}` : ''}` }));
@@ -363,7 +390,7 @@ function renderActions(policy, rollout) {
   const weight = el('input', { type: 'number', min: '0', max: '1', step: '0.01', value: policy && policy.canary ? String(policy.canary.weight) : '0.1', id: 'canary-weight', 'aria-label': 'canary weight' });
   const versions = policy && policy.loaded_versions ? policy.loaded_versions.filter((v) => v !== policy.primary) : [];
   const canaryVersion = el('select', { id: 'canary-version', 'aria-label': 'canary version' }, versions.map((v) => el('option', { value: v, text: `v${v}` })));
-  box.replaceChildren(
+  fill(box, 
     el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: sessionStorage.getItem(TOKEN_KEY) ? '(admin token set for this tab)' : '(ask for the admin token)' })),
     el('div', { class: 'actions' },
       button('Promote', 'Promote the candidate', active ? `Make v${rollout.candidate} the primary now, whatever the evidence.` : '', 'POST', `/v2/models/${m}/rollout/promote`, undefined, !active),
@@ -378,7 +405,7 @@ function renderActions(policy, rollout) {
 function renderRollout(r) {
   const box = document.getElementById('rollout');
   if (!r) {
-    box.replaceChildren(el('h2', { text: 'Rollout' }), el('p', { class: 'muted', text: 'No rollout. Start one with POST /v2/models/{model}/rollout.' }));
+    fill(box, el('h2', { text: 'Rollout' }), el('p', { class: 'muted', text: 'No rollout. Start one with POST /v2/models/{model}/rollout.' }));
     return;
   }
   const stepLabel = (s) => (s.shadow ? 'shadow' : `canary ${pct(s.weight)}`);
@@ -400,7 +427,7 @@ function renderRollout(r) {
     el('tbody', {}, r.history.slice().reverse().slice(0, 50).map((d) => el('tr', {},
       el('td', { class: 'small', text: new Date(d.at).toLocaleTimeString() }), el('td', { text: String(d.step) }), el('td', { text: d.action }),
       el('td', {}, d.verdict ? badge(d.verdict) : ''), el('td', { class: 'small', text: d.reason })))));
-  box.replaceChildren(
+  fill(box, 
     el('h2', {}, `Rollout of v${r.candidate} over v${r.baseline} `, el('span', { 'data-k': 'rollout-state' }, badge(r.state)), el('span', { class: 'muted small', 'data-k': 'rollout-step', text: ` step ${r.step + 1} of ${r.steps.length}` })),
     steps,
     r.analysis ? el('h3', {}, 'Analysis of this step ', badge(r.analysis.verdict)) : null,
@@ -411,13 +438,13 @@ function renderRollout(r) {
 function renderDrift(d, error) {
   const box = document.getElementById('drift');
   if (!d) {
-    box.replaceChildren(el('h2', { text: 'Drift' }), el('p', { class: 'error', text: error || 'unavailable' }));
+    fill(box, el('h2', { text: 'Drift' }), el('p', { class: 'error', text: error || 'unavailable' }));
     return;
   }
   const features = [...d.features].sort((a, b) => severity(b) - severity(a));
   const head = el('h2', {}, 'Drift ', badge(d.verdict), el('span', { class: 'muted small', text: ` v${d.version}, window ${d.window} rows, reference ${d.reference ? `${d.reference.source} (${d.reference.rows} rows)` : '\u2014'}` }));
   if (features.length === 0) {
-    box.replaceChildren(head, el('p', { class: 'muted', text: d.reason || 'No features watched yet.' }));
+    fill(box, head, el('p', { class: 'muted', text: d.reason || 'No features watched yet.' }));
     return;
   }
   if (!state.feature) state.feature = features[0].name;
@@ -426,7 +453,7 @@ function renderDrift(d, error) {
     el('tbody', {}, features.slice(0, 12).map((f) => el('tr', { 'data-feature': f.name, class: f.name === state.feature ? 'chosen' : '', onclick: () => { state.feature = f.name; refreshModel(); } },
       el('td', { text: f.name }), el('td', { 'data-k': 'shift', text: pct(f.shift) }), el('td', { text: f.test }), el('td', { 'data-k': 'score', text: fmt(f.score, 4) }), el('td', { text: fmt(f.threshold, 4) }), el('td', {}, badge(f.verdict))))));
   const more = features.length > 12 ? el('p', { class: 'muted small', text: `${features.length - 12} more features, less drifted.` }) : null;
-  box.replaceChildren(head, el('div', { class: 'grid2' }, el('div', {}, table, more), histogram(d.histogram)));
+  fill(box, head, el('div', { class: 'grid2' }, el('div', {}, table, more), histogram(d.histogram)));
 }
 
 /** Higher = more drifted: drifted features first, then by the share of the distribution that moved. */
@@ -468,20 +495,24 @@ function histogram(h) {
 function renderShadow(r) {
   const box = document.getElementById('shadow');
   if (!r) {
-    box.replaceChildren(el('h2', { text: 'Shadow disagreements' }), el('p', { class: 'muted' }, 'Disagreements carry production inputs, so they need the admin token. ', el('button', { type: 'button', class: 'ghost', onclick: () => document.getElementById('token-button').click() }, 'Enter token')));
+    fill(box, el('h2', { text: 'Shadow disagreements' }), el('p', { class: 'muted' }, 'Disagreements carry production inputs, so they need the admin token. ', el('button', { type: 'button', class: 'ghost', onclick: () => document.getElementById('token-button').click() }, 'Enter token')));
     return;
   }
   if (!r.ok) {
-    box.replaceChildren(el('h2', { text: 'Shadow disagreements' }), el('p', { class: 'error', text: r.body ? r.body.error : `HTTP ${r.status}` }));
+    fill(box, el('h2', { text: 'Shadow disagreements' }), el('p', { class: 'error', text: r.body ? r.body.error : `HTTP ${r.status}` }));
     return;
   }
   const s = r.body;
   const lanes = Object.entries(s.versions).map(([v, x]) => el('div', { class: 'stat', 'data-shadow-version': v }, el('span', { class: 'label', text: `v${v}` }), el('span', { class: 'value', 'data-k': 'agreement', text: pct(x.agreement) }), el('span', { class: 'muted small', text: ` of ${x.compared_rows} rows` })));
-  const cut = (tensors) => tensors.map((t) => `${t.name}: ${JSON.stringify(t.data).slice(0, 80)}`).join('  ');
-  const rows = s.disagreements.slice(-20).reverse().map((d) => el('tr', {},
+  const cut = (tensors) => tensors.map((t) => {
+    const values = Array.isArray(t.data) ? t.data.slice(0, 6).map((v) => (typeof v === 'number' ? fmt(v) : String(v))) : [];
+    const more = Array.isArray(t.data) && t.data.length > 6 ? `, \u2026 ${t.data.length - 6} more` : '';
+    return `${t.name}: [${values.join(', ')}${more}]`;
+  }).join('\n');
+  const rows = s.disagreements.slice(-8).reverse().map((d) => el('tr', {},
     el('td', { class: 'small', text: new Date(d.at).toLocaleTimeString() }), el('td', { text: `v${d.version}` }), el('td', { text: `${d.agreeing_rows}/${d.rows}` }),
     el('td', { class: 'mono small', text: cut(d.inputs) }), el('td', { class: 'mono small', text: cut(d.primary) }), el('td', { class: 'mono small', text: cut(d.shadow) })));
-  box.replaceChildren(el('h2', {}, 'Shadow comparison ', el('span', { class: 'muted small', text: `${s.disagreements_seen} disagreements seen` })),
+  fill(box, el('h2', {}, 'Shadow comparison ', el('span', { class: 'muted small', text: `${s.disagreements_seen} disagreements seen` })),
     el('div', { class: 'evidence' }, lanes),
     rows.length ? el('div', { class: 'scroll' }, el('table', { class: 'disagreements' }, el('thead', {}, el('tr', {}, ['When', 'Shadow', 'Rows agreeing', 'Inputs (cut)', 'Primary', 'Shadow'].map((h) => el('th', { text: h })))), el('tbody', {}, rows))) : el('p', { class: 'muted', text: 'No disagreements sampled.' }));
 }
@@ -506,7 +537,7 @@ function onModelTick(tick) {
 
 function setCrumbs(parts) {
   const nav = document.getElementById('crumbs');
-  nav.replaceChildren(el('a', { href: '/ui', text: 'Server' }), ...parts.map((p) => el('span', {}, ' / ', el('b', { text: p }))));
+  fill(nav, el('a', { href: '/ui', text: 'Server' }), ...parts.map((p) => el('span', {}, ' / ', el('b', { text: p }))));
   document.title = parts.length ? `${parts[parts.length - 1]} \u00b7 Umbra` : 'Umbra';
 }
 
