@@ -12,6 +12,9 @@
 // Needs `npx tsc -p tsconfig.json`.
 //
 //   node bench/ui-cost.mjs [--seconds 5] [--rounds 8] [--concurrency 64] [--json]
+//   node bench/ui-cost.mjs --micro   the page's work on the core thread, timed in one process
+//                                    without load: per request (the series hook), per step with
+//                                    and without a watcher, per poll of the model page
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -55,6 +58,13 @@ async function waitReady(port) {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('server never became ready');
+}
+
+/** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 10 ms). */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  // After the command: state is field 3, utime field 14, stime field 15 (1-based, see proc(5)).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function load(port, seconds) {
@@ -157,7 +167,10 @@ async function main() {
         const arm = arms[(r + i) % arms.length];
         const server = arm === 'off' ? servers.off : servers.on;
         const page = arm === 'watched' ? openPage(server.port) : undefined;
+        const cpuBefore = cpuSeconds(server.child.pid);
         const result = await load(server.port, SECONDS);
+        // The server's CPU per answered request: steadier than req/s when other work shares the host.
+        result.cpuUsPerRequest = ((cpuSeconds(server.child.pid) - cpuBefore) * 1e6) / (result.rps * SECONDS);
         if (page) {
           await page.close();
           result.page = page.read;
@@ -165,10 +178,11 @@ async function main() {
         }
         result.round = r;
         runs[arm].push(result);
-        if (!AS_JSON) process.stderr.write(`round ${r} ${arm}: ${result.rps.toFixed(0)} req/s${result.errors ? ` (${result.errors} errors)` : ''}${page ? `, page read ${page.read.ticks} ticks, ${page.read.polls} polls, ${(page.read.bytes / 1024).toFixed(0)} KiB` : ''}\n`);
+        if (!AS_JSON) process.stderr.write(`round ${r} ${arm}: ${result.rps.toFixed(0)} req/s, server CPU ${result.cpuUsPerRequest.toFixed(1)} us/req${result.errors ? ` (${result.errors} errors)` : ''}${page ? `, page read ${page.read.ticks} ticks, ${page.read.polls} polls, ${(page.read.bytes / 1024).toFixed(0)} KiB` : ''}\n`);
       }
     }
     const paired = (a, b) => median(runs[a].map((x, i) => 1 - x.rps / runs[b][i].rps));
+    const pairedCpu = (a, b) => median(runs[a].map((x, i) => x.cpuUsPerRequest / runs[b][i].cpuUsPerRequest - 1));
     const summary = {
       seconds: SECONDS, rounds: ROUNDS, concurrency: CONCURRENCY,
       rps: Object.fromEntries(arms.map((a) => [a, Math.round(median(runs[a].map((x) => x.rps)))])),
@@ -178,6 +192,8 @@ async function main() {
         paired_idle_vs_off: paired('idle', 'off'),
         paired_watched_vs_idle: paired('watched', 'idle'),
       },
+      cpu_us_per_request: Object.fromEntries(arms.map((a) => [a, Math.round(median(runs[a].map((x) => x.cpuUsPerRequest)) * 10) / 10])),
+      cpu_cost: { paired_idle_vs_off: pairedCpu('idle', 'off'), paired_watched_vs_idle: pairedCpu('watched', 'idle') },
       errors: Object.fromEntries(arms.map((a) => [a, runs[a].reduce((n, x) => n + x.errors, 0)])),
       page: { ticks_per_round: median(pages.map((p) => p.ticks)), kib_per_round: median(pages.map((p) => p.bytes / 1024)) },
       runs,
@@ -193,7 +209,66 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+/** Median wall time of `fn` in microseconds over `n` runs (after a warm-up). */
+async function timeUs(n, fn) {
+  for (let i = 0; i < Math.min(20, n); i++) await fn(i);
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn(i);
+    times.push((performance.now() - t0) * 1000);
+  }
+  return median(times);
+}
+
+async function micro() {
+  const { startServer } = await import('../dist/index.js');
+  const { Timeline } = await import('../dist/ui/index.js');
+  const repo = mkdtempSync(join(tmpdir(), 'umbra-bench-ui-'));
+  cpSync(join(ROOT, 'models/repository/digits'), join(repo, 'digits'), { recursive: true });
+  // The series hook on the request path: one event per answered request.
+  const tl = new Timeline({ queueDepth: () => 0, shadowAgreement: () => undefined, accuracy: () => undefined, loaded: () => [] });
+  const events = Array.from({ length: 1024 }, (_, i) => ({ model: 'digits', version: i % 10 === 0 ? '2' : '1', role: i % 10 === 0 ? 'shadow' : 'primary', outcome: 'success', context: {}, durationMs: 0.2 + (i % 50) / 10, timing: { queueMs: 0, computeMs: 0.1, rows: 1, batchRows: 1 + (i % 8) } }));
+  const N = 2_000_000;
+  for (let i = 0; i < N; i++) tl.observe(events[i & 1023]);
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) tl.observe(events[i & 1023]);
+  const observeNs = ((performance.now() - t0) * 1e6) / N;
+  const server = await startServer({ repository: repo, host: '127.0.0.1', port: 0, adminToken: TOKEN, monitoring: { drift: {} }, ui: { stepMs: 3_600_000 } });
+  try {
+    const api = server.api;
+    const call = (method, path, body) => api.handle({ method, path: path.split('?')[0], query: path.split('?')[1] ?? '', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: Buffer.from(body ? JSON.stringify(body) : '') });
+    await call('PUT', '/v2/models/digits/traffic', { primary: '1' });
+    await call('POST', '/v2/models/digits/rollout', { candidate: '2', steps: [{ shadow: true, min_requests: 10_000_000, max_seconds: 86_400 }], analysis: { drift: false, min_agreement: 0.5, max_latency_ratio: 100, max_error_rate: 0.5 } });
+    for (let i = 0; i < 2000; i++) await call('POST', '/v2/models/digits/infer', { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: ROWS[i % ROWS.length] }] });
+    const ops = server.ops;
+    const stepIdle = await timeUs(300, (i) => ops.step(i));
+    // One watcher: the same step builds the summary and writes the tick to it.
+    const reply = await call('GET', '/v2/ops/events');
+    let bytes = 0;
+    const stop = reply.stream.open((chunk) => { bytes += chunk.length; }, () => undefined);
+    const stepWatched = await timeUs(300, (i) => ops.step(1e6 + i));
+    stop();
+    const pollPaths = ['/v2/models/digits/traffic', '/v2/models/digits/rollout', '/v2/models/digits/drift?feature=f21', '/v2/models/digits/shadow'];
+    const poll = await timeUs(200, () => Promise.all(pollPaths.map((p) => call('GET', p))));
+    const pageOpen = await timeUs(50, () => call('GET', '/v2/models/digits/timeline'));
+    const perSecondUs = stepWatched - stepIdle + poll / (POLL_MS / 1000);
+    const out = {
+      observe_ns_per_request: Math.round(observeNs * 10) / 10,
+      step_us: { idle: Math.round(stepIdle), watched: Math.round(stepWatched), tick_bytes: Math.round(bytes / 320) },
+      poll_us: Math.round(poll),
+      open_timeline_us: Math.round(pageOpen),
+      watched_core_us_per_second: Math.round(perSecondUs),
+      watched_share_of_core_thread: perSecondUs / 1e6,
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } finally {
+    await server.stop();
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--micro') ? micro() : main()).catch((err) => {
   console.error(err);
   process.exit(1);
 });

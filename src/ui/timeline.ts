@@ -118,7 +118,8 @@ export class Timeline {
   private readonly times: Ring;
   /** Steps taken so far (the batch ring's write position). */
   private steps = 0;
-  private lastKey = '';
+  private lastModelName = '';
+  private lastVersionName = '';
   private lastVersion: VersionSeries | undefined;
   private lastModel: ModelSeries | undefined;
 
@@ -130,13 +131,14 @@ export class Timeline {
 
   /** Hot path: counts one finished request into the current step. */
   observe(event: InferEvent): void {
-    const key = event.model + '\u0000' + event.version;
+    // Most events name the same model and version as the last one: no key string, no map lookup.
     let v = this.lastVersion;
     let m = this.lastModel;
-    if (key !== this.lastKey || !v || !m) {
+    if (event.model !== this.lastModelName || event.version !== this.lastVersionName || !v || !m) {
       m = this.modelOf(event.model);
       v = this.versionOf(m, event.version);
-      this.lastKey = key;
+      this.lastModelName = event.model;
+      this.lastVersionName = event.version;
       this.lastVersion = v;
       this.lastModel = m;
     }
@@ -231,7 +233,7 @@ export class Timeline {
   /** A model no longer loaded keeps its series until it falls out of the window; `forget` drops it now. */
   forget(model: string): void {
     this.models.delete(model);
-    this.lastKey = '';
+    this.lastModelName = '';
   }
 
   private modelOf(model: string): ModelSeries {

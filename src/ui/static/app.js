@@ -174,6 +174,12 @@ window.addEventListener('resize', () => {
   for (const c of state.charts) c.plot.setSize({ width: chartWidth(c.container, c.spark), height: c.plot.height });
 });
 
+/** Drops every chart (their canvases and listeners) before a panel is drawn again. */
+function dropCharts() {
+  for (const c of state.charts) c.plot.destroy();
+  state.charts = [];
+}
+
 /** Appends a point to a series array in place, keeping at most `capacity`. */
 function pushBounded(arr, v) {
   arr.push(v === undefined ? null : v);
@@ -213,7 +219,7 @@ function renderServer(s, full) {
   document.getElementById('server-cards').replaceChildren(...serverCards(s));
   const list = document.getElementById('models');
   if (full || list.childElementCount !== s.models.length) {
-    state.charts = [];
+    dropCharts();
     fill(list, ...s.models.map((m) => modelRow(m)));
     for (const m of s.models) {
       const row = list.querySelector(`[data-model="${CSS.escape(m.name)}"]`);
@@ -325,7 +331,7 @@ function versionSeries(key, label) {
 }
 
 function buildModelCharts() {
-  state.charts = [];
+  dropCharts();
   const colored = (list, offset) => list.map((s, i) => ({ ...s, color: COLORS[(i + offset) % COLORS.length] }));
   lineChart(document.getElementById('chart-requests'), versionSeries('requests_per_s'));
   const p50 = colored(versionSeries('p50_ms', 'p50'), 0);
