@@ -243,6 +243,32 @@ export function spmm(req: SpmmRequest): Float32Array {
   return a.out;
 }
 
+/**
+ * Binds packed sparse weights, bias, activation and threads once (a model layer at load) and
+ * returns the call that runs them on X [m, weights.cols], as boundGemm does for dense weights, so
+ * a layer costs the same per call outside its kernel whichever format it is in.
+ */
+export function boundSpmm(weights: SparseWeights, options: { bias?: Float32Array; activation?: Activation; threads?: number } = {}): BoundGemm {
+  if (weights === null || typeof weights !== 'object' || weights.kind !== 'sparse') {
+    throw invalid('INVALID_ARGUMENT', 'weights from packSparse()', 'spmm weights', weights);
+  }
+  const a = spmmArgs({ x: new Float32Array(0), m: 0, weights, ...options, out: new Float32Array(0) });
+  const o = a.operands;
+  const { bias, act, threads } = a;
+  const binding = native();
+  return (x, m, given) => {
+    checkDimension(m, 'm');
+    checkFloat32(x, m * o.k, 'x');
+    const out = given === undefined ? new Float32Array(m * o.n) : checkFloat32(given, m * o.n, 'out');
+    try {
+      binding.spmmPanelsF32(x, o.ptr, o.colIdx as Uint16Array, o.values, bias, out, m, o.n, o.k, act, threads);
+    } catch (err) {
+      throw toUmbraError(err);
+    }
+    return out;
+  };
+}
+
 /** As spmm, on the libuv pool. */
 export async function spmmAsync(req: SpmmRequest): Promise<Float32Array> {
   const a = spmmArgs(req);

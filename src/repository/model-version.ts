@@ -8,7 +8,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { copiedTensor, renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from './config.js';
 import { nativeRefusal } from '../graph/index.js';
 
@@ -57,7 +57,10 @@ export class ModelVersion {
   readonly name: string;
   readonly version: string;
   readonly config: ResolvedModelConfig;
-  readonly session: SessionSpec;
+  /** Gains `tuned` once the first worker has opened it (so later opens run the same plan). */
+  session: SessionSpec;
+  /** Native backend: how each dense layer runs and why, as measured at load. */
+  layers: LayerReport[] | undefined;
   readonly signature: ModelSignature;
   readonly loadedAt = Date.now();
   private batcher!: DynamicBatcher<Pending, Done>;
@@ -84,6 +87,8 @@ export class ModelVersion {
     // The probe runs in a worker, so timing a heavy model never blocks the event loop.
     const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
     mv.placementCostUs = warmed.probeMicros;
+    if (warmed.tuned) mv.session = { ...mv.session, tuned: warmed.tuned };
+    mv.layers = warmed.layers;
     const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.
@@ -111,6 +116,7 @@ export class ModelVersion {
       device: args.config.device,
       intraOpThreads: args.intraOpThreads,
     };
+    if (this.session.backend === 'native') this.session.batchSizes = batchSizesOf(args.config);
     this.pool = args.pool;
     // Sharding spreads one batch over several workers, so only a model that may use every
     // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
@@ -262,6 +268,12 @@ export interface ModelVersionArgs {
   config: ResolvedModelConfig;
   pool: WorkerPool;
   intraOpThreads: number;
+}
+
+/** The batch sizes a version's batches take: one request, the preferred sizes, the largest. */
+function batchSizesOf(config: ResolvedModelConfig): number[] {
+  if (config.maxBatchSize <= 0) return [1];
+  return [...new Set([1, ...config.dynamicBatching.preferredBatchSizes, config.maxBatchSize])].sort((a, b) => a - b);
 }
 
 /** `parameters.execution` in the model config: auto (default), inline or worker. */

@@ -8,6 +8,7 @@ import type { RequestContext } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
+import { layerReportJson } from '../graph/layer-formats.js';
 
 export interface ApiRequest {
   method: string;
@@ -151,6 +152,9 @@ export class Api {
       platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
       inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
       outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+      // An extension field (OIP clients ignore fields they do not know): how this version runs
+      // and what decided it, measured at load.
+      execution: executionOf(mv),
     });
   }
 
@@ -206,6 +210,15 @@ export class Api {
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
+}
+
+/** The metadata's `execution` field: backend, where batches run, and each native layer's format with its evidence. */
+function executionOf(mv: ModelVersion): Record<string, unknown> {
+  return {
+    backend: mv.session.backend,
+    placement: mv.placement,
+    ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
+  };
 }
 
 function fullShape(mv: ModelVersion, dims: number[]): number[] {

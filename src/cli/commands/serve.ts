@@ -5,6 +5,7 @@ import { startServer } from '../../server/server.js';
 import { VERSION } from '../../version.js';
 import { resolveServeSettings, UsageError } from '../settings.js';
 import { monitorOf } from '../../monitor/index.js';
+import { layerSummary } from '../../graph/layer-formats.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -52,9 +53,20 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const server = await startServer(options);
   const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
-  server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
+  // The native backend's per-layer choice (sparse or dense) and its evidence, once per load.
+  const logLayers = (name: string, version: string) => {
+    const layers = server.umbra.manager.get(name, version).layers;
+    if (layers && layers.length > 0) log(`model ${name} v${version} layer formats: ${layerSummary(layers)}`);
+  };
+  server.umbra.manager.on('loaded', (name: string, versions: string[]) => {
+    log(`model ${name} ready (versions ${versions.join(', ')})`);
+    for (const version of versions) logLayers(name, version);
+  });
   const index = await server.umbra.manager.index();
-  for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  for (const e of index) {
+    log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+    if (e.state === 'READY' && e.version) logLayers(e.name, e.version);
+  }
   log(`umbra ${VERSION} listening on ${server.url} (ready: ${server.umbra.manager.isReady()})`);
   monitorOf(server.umbra)?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
