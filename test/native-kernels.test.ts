@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import {
-  biasActivation, boundGemm, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
+  biasActivation, boundGemm, boundSpmm, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
   SPARSE_PANEL, type Activation,
 } from '../dist/native/kernels.js';
 import { UmbraError } from '../dist/errors.js';
@@ -134,6 +134,27 @@ function sparse(rows: number, cols: number, density: number, next: () => number)
   }
   return w;
 }
+
+t.test('boundSpmm checks its weights once and then equals spmm on every X', async (t) => {
+  const next = rng(13);
+  const [k, n] = [600, 17];
+  const bias = randomArray(n, next);
+  const panels = packSparse(csrFromDense(sparse(n, k, 0.2, next), n, k));
+  const run = boundSpmm(panels, { bias, activation: 'relu' });
+  const rows = [0, 1, 5, 64];
+  const pairs = rows.map((m) => {
+    const x = randomArray(m * k, next);
+    return [Array.from(run(x, m)), Array.from(spmm({ x, m, weights: panels, bias, activation: 'relu' }))];
+  });
+  t.same(pairs.map(([bound]) => bound), pairs.map(([, plain]) => plain), `equal for ${rows.join(', ')} rows`);
+  const out = new Float32Array(2 * n).fill(Number.NaN);
+  t.equal(run(randomArray(2 * k, next), 2, out), out, 'writes into a given output');
+  t.ok(out.every(Number.isFinite), 'every output written');
+  t.throws(() => run(new Float32Array(k - 1), 1), UmbraError, 'an X shorter than m rows is refused');
+  t.throws(() => run(new Float32Array(k), 1, new Float32Array(n - 1)), UmbraError, 'a short output is refused');
+  t.throws(() => boundSpmm(csrFromDense(new Float32Array(4), 2, 2) as never), UmbraError, 'CSR weights not packed into panels are refused');
+  t.throws(() => boundSpmm(panels, { bias: new Float32Array(n - 1) }), UmbraError, 'a short bias is refused when binding');
+});
 
 t.test('spmm over CSR matches the dense reference, with empty rows and odd batches', async (t) => {
   const next = rng(3);
