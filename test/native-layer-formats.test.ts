@@ -98,6 +98,28 @@ t.test('a given plan, a fixed density rule, and layers too dense to time', async
   t.ok(dense.every((l) => l.density > MEASURE_DENSITY_MAX));
 });
 
+t.test('consecutive sparse layers pass transposed activations along, only where nothing else reads between them', async (t) => {
+  const path = await prunedMlpFile(0.9, 6);
+  const chained = openNative(path, 1, { sparseBelow: 2 });
+  t.same(chainsOf(chained), [['fc0', 'fc1', 'fc2']], 'one chain through the whole MLP');
+  for (const rows of [1, 8, 9, 64, 65]) await agreesWithOrt(t, path, chained, rows);
+  t.same(chainsOf(openNative(path, 1, { layerFormats: ['csr', 'csr', 'packed'] })), [['fc0', 'fc1']], 'a dense layer ends the chain');
+  t.same(chainsOf(openNative(path, 1, { layerFormats: ['csr', 'packed', 'csr'] })), [], 'no chain of one');
+  // The same network with its middle activation also a graph output: the chain must break there.
+  const exposed = join(dir, 'exposed.onnx');
+  writeModel(await prunedMlp(0.9, 6, true), exposed);
+  const split = openNative(exposed, 1, { sparseBelow: 2 });
+  t.same(chainsOf(split), [['fc1', 'fc2']], 'a value another reader needs is never left transposed');
+  const [y, a0] = await split.run([{ name: 'x', datatype: 'FP32', shape: [3, 48], data: new Float32Array(3 * 48).fill(0.5) }], ['y', 'a0']);
+  t.same([y!.shape, a0!.shape], [[3, 10], [3, 96]]);
+  await agreesWithOrt(t, exposed, split, 7);
+});
+
+function chainsOf(session: ReturnType<typeof openNative>): string[][] {
+  const executor = (session as unknown as { executor: { sparseChains(): string[][] } }).executor;
+  return executor.sparseChains();
+}
+
 t.test('a graph that cannot run the warm-up batches still loads; its untimed layers say why', async (t) => {
   // Reshape to a fixed [1, 48] works for one row only: timing stops at the first larger batch.
   const r = rng(4);

@@ -5,8 +5,9 @@
 import { UmbraError } from '../errors.js';
 import {
   biasActivation, boundGemm, boundSpmm, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax,
-  type Activation, type BoundGemm,
+  type Activation, type BoundGemm, type BoundSpmm,
 } from '../native/kernels.js';
+import { formSparseChains, SparseChainRunner, type SparseChain } from './sparse-chain.js';
 import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
 import {
@@ -62,6 +63,8 @@ interface PreparedDense {
   timings?: LayerTiming[];
   /** Weights bound with their bias and activation once: a run only passes X. */
   run: BoundGemm;
+  /** The same call on transposed activations, for a CSR layer (sparse chains pass those along). */
+  sparse?: BoundSpmm;
 }
 
 type PreparedStep = Exclude<Step, DenseStep> | PreparedDense;
@@ -112,6 +115,9 @@ interface TuningBatch {
 
 export class GraphExecutor {
   private readonly steps: PreparedStep[] = [];
+  /** What a run executes: the steps, with runs of sparse layers merged into chains. */
+  private readonly program: (PreparedStep | SparseChain<PreparedDense>)[];
+  private readonly chains = new SparseChainRunner();
   private readonly threads: number;
   private readonly constantBuffers = new Set<ArrayBufferLike>();
   /** Why layers past some step were not timed, when a warm-up batch could not run the graph. */
@@ -138,6 +144,7 @@ export class GraphExecutor {
         this.untunedReason = `a warm-up batch failed: ${(err as Error).message}`;
       }
     }
+    this.program = formSparseChains(this.steps, compiled.graph.outputs);
   }
 
   private tuningBatches(sizes: readonly number[]): TuningBatch[] {
@@ -158,10 +165,11 @@ export class GraphExecutor {
     const bound = { ...(step.bias ? { bias: step.bias } : {}), activation: step.activation, threads: this.threads };
     const packed = () => boundGemm(packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads), bound);
     const csr = () => boundSpmm(packSparse(csrFromDense(step.weights, step.n, step.k)), bound);
-    const done = (format: LayerFormat, basis: LayerBasis, reason: string, run: BoundGemm, timings?: LayerTiming[]): PreparedDense => {
+    const done = (format: LayerFormat, basis: LayerBasis, reason: string, run: BoundGemm | BoundSpmm, timings?: LayerTiming[]): PreparedDense => {
       // The plan's copy is no longer needed once packed: let it be collected.
       const slim: DenseStep = { ...step, weights: new Float32Array(0) };
-      return { kind: 'prepared-dense', step: slim, label, density: d, format, basis, reason, run, ...(timings ? { timings } : {}) };
+      const sparse = format === 'csr' ? { sparse: run as BoundSpmm } : {};
+      return { kind: 'prepared-dense', step: slim, label, density: d, format, basis, reason, run, ...sparse, ...(timings ? { timings } : {}) };
     };
     const percent = `${(d * 100).toFixed(1)}% non-zero`;
     if (options.sparseBelow !== undefined) {
@@ -195,6 +203,11 @@ export class GraphExecutor {
       : []));
   }
 
+  /** The layers (by name) of each run of sparse layers that passes transposed activations along. */
+  sparseChains(): string[][] {
+    return this.program.flatMap((item) => (item.kind === 'sparse-chain' ? [item.layers.map((l) => l.step.name)] : []));
+  }
+
   /** Each dense layer's format in order: the plan another executor of the same model can follow. */
   layerFormats(): LayerFormat[] {
     return this.steps.flatMap((s) => (s.kind === 'prepared-dense' ? [s.format] : []));
@@ -203,7 +216,15 @@ export class GraphExecutor {
   /** Runs the graph; `inputs` maps graph input names to values. Returns the requested outputs. */
   run(inputs: ReadonlyMap<string, Value>, outputs: readonly string[]): Map<string, Value> {
     const env = new Map<string, Value>(inputs);
-    for (const step of this.steps) this.execute(step, env);
+    for (const item of this.program) {
+      if (item.kind === 'sparse-chain') {
+        const first = item.layers[0]!;
+        const input = this.read(env, first.step.input, first.label);
+        env.set(item.layers[item.layers.length - 1]!.step.output, this.chains.run(item, input, this.layerInput(first.step, input), float32));
+      } else {
+        this.execute(item, env);
+      }
+    }
     const result = new Map<string, Value>();
     for (const name of outputs) {
       const v = this.read(env, name, 'graph output');

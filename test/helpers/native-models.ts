@@ -12,16 +12,20 @@ function rng(seed: number): () => number {
 
 /**
  * An MLP 48 -> 96 -> 96 -> 10 (Gemm transB=1 with bias, Relu between; nodes fc0..fc2), its
- * seeded weights pruned per layer by magnitude to `sparsity` (0 = dense).
+ * seeded weights pruned per layer by magnitude to `sparsity` (0 = dense). `exposeHidden` also
+ * makes the first hidden activation, a0, a graph output.
  */
-export async function prunedMlp(sparsity: number, seed: number): Promise<ReturnType<typeof buildModel>> {
+export async function prunedMlp(sparsity: number, seed: number, exposeHidden = false): Promise<ReturnType<typeof buildModel>> {
   const r = rng(seed);
   const sizes = [[48, 96], [96, 96], [96, 10]] as const;
   const layers = sizes.map(([k, n], i) => ({ name: `w${i}`, weights: Float32Array.from({ length: k * n }, () => r() * 0.4) }));
   if (sparsity > 0) await pruneMagnitude(layers, { sparsity, perLayer: true });
   return buildModel({
     inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 48] }],
-    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 10] }],
+    outputs: [
+      { name: 'y', datatype: 'FP32', dims: ['batch', 10] },
+      ...(exposeHidden ? [{ name: 'a0', datatype: 'FP32' as const, dims: ['batch', 96] }] : []),
+    ],
     initializers: [
       ...layers.map((l, i) => ({ name: l.name, datatype: 'FP32' as const, dims: [sizes[i]![1], sizes[i]![0]], values: l.weights })),
       ...sizes.map(([, n], i) => ({ name: `b${i}`, datatype: 'FP32' as const, dims: [n], values: Array.from({ length: n }, () => r()) })),

@@ -156,6 +156,10 @@ SparsePanelsOwned sparse_pack_f32(const CsrMatrix& w) {
   return out;
 }
 
+// Xt [padded K, lanes] and Yt [N, lanes] are padded to 8 lanes (small batches) or a multiple of
+// 16, so full-vector loads never leave the buffers.
+size_t spmm_lanes(size_t m) { return m <= 8 ? 8 : (m + 15) / 16 * 16; }
+
 void spmm_panels_f32(const SpmmPanelsArgs& a) {
   if (static_cast<int>(a.activation) < 0 || static_cast<int>(a.activation) > 4)
     throw std::invalid_argument("spmm_panels_f32: unknown activation");
@@ -164,7 +168,12 @@ void spmm_panels_f32(const SpmmPanelsArgs& a) {
   const size_t m = a.m, n = a.w.rows, k = a.w.cols;
   if (m == 0 || n == 0) return;
   if (a.y == nullptr || (k != 0 && a.x == nullptr)) throw std::invalid_argument("spmm_panels_f32: x or y is null");
+  const size_t ldxt = spmm_lanes(m);
+  if ((a.x_lanes != 0 && a.x_lanes != ldxt) || (a.y_lanes != 0 && a.y_lanes != ldxt))
+    throw std::invalid_argument("spmm_panels_f32: transposed activations of " + std::to_string(m) + " rows need " +
+                                std::to_string(ldxt) + " lanes");
   const BiasActivationFn activate = bias_activation_variant();
+  if (k == 0 && (a.x_lanes != 0 || a.y_lanes != 0)) throw std::invalid_argument("spmm_panels_f32: lanes need k > 0");
   if (k == 0) {
     for (size_t i = 0; i < m; ++i)
       for (size_t j = 0; j < n; ++j) a.y[i * n + j] = a.bias ? a.bias[j] : 0.0f;
@@ -181,19 +190,20 @@ void spmm_panels_f32(const SpmmPanelsArgs& a) {
   // One row (batch 1) takes the batch-8 path too, with seven idle lanes: a gather per 16 stored
   // weights measured 1.7x slower than that on an AMD Zen host (4096x4096 at 90% sparsity, 1.0
   // against 0.6 ns per weight) and no faster on Intel, where both took the same time per pass.
-  // Xt [padded K, ldxt] and Yt [N, ldxt], padded to 8 (small batches) or 16 columns so
-  // full-vector loads never leave the buffers.
-  const size_t ldxt = m <= 8 ? 8 : (m + 15) / 16 * 16;
-  float* xt = scratch(x_buffer, x_capacity, padded_k * ldxt);
-  float* yt = scratch(y_buffer, y_capacity, n * ldxt);
   static const IsaTable<TransposeInFn> transposes_in{transpose_in_portable, transpose_in_avx2, transpose_in_avx512};
   static const IsaTable<TransposeOutFn> transposes_out{transpose_out_portable, transpose_out_avx2, transpose_out_avx512};
-  const TransposeInFn transpose_in = transposes_in.pick();
-  const TransposeOutFn transpose_out = transposes_out.pick();
-  constexpr size_t kTile = 64;  // rows of Xt per parallel item
-  parallel_for((padded_k + kTile - 1) / kTile, a.threads, [&](size_t t) {
-    transpose_in(a.x, m, k, xt, ldxt, t * kTile, std::min(padded_k, (t + 1) * kTile));
-  });
+  const float* xt = a.x;
+  if (a.x_lanes == 0) {
+    float* own = scratch(x_buffer, x_capacity, padded_k * ldxt);
+    const TransposeInFn transpose_in = transposes_in.pick();
+    constexpr size_t kTile = 64;  // rows of Xt per parallel item
+    parallel_for((padded_k + kTile - 1) / kTile, a.threads, [&](size_t t) {
+      transpose_in(a.x, m, k, own, ldxt, t * kTile, std::min(padded_k, (t + 1) * kTile));
+    });
+    xt = own;
+  }
+  float* yt = a.y_lanes == 0 ? scratch(y_buffer, y_capacity, n * ldxt) : a.y;
+  const TransposeOutFn transpose_out = a.y_lanes == 0 ? transposes_out.pick() : nullptr;
   const SpmmBlockFn block_fn = blocks.pick();
   const size_t batch_blocks = (m + kSpmmBlockWidth - 1) / kSpmmBlockWidth;
   parallel_for(parts * batch_blocks, a.threads, [&](size_t item) {
@@ -211,7 +221,7 @@ void spmm_panels_f32(const SpmmPanelsArgs& a) {
     b.activation = a.activation;
     b.activate = activate;
     block_fn(b);
-    transpose_out(yt, ldxt, m0, b.batch, b.row_begin, b.row_end, a.y, n);
+    if (transpose_out) transpose_out(yt, ldxt, m0, b.batch, b.row_begin, b.row_end, a.y, n);
   });
 }
 
