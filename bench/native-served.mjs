@@ -5,10 +5,12 @@
 // round runs the CLI's perf against the dense server and then the sparse one (the order swapping
 // every round) at every batch size, so load from elsewhere on the host falls on both alike;
 // the figure per batch size is the median of the rounds' sparse/dense rows/s ratios.
+// --in-process measures the same two files with `umbra bench-model` instead (one thread, no
+// server), in the same interleaved rounds: the difference is what serving costs.
 //
 //   node bench/native-served.mjs [--model dense.onnx] [--pruned sparse.onnx] [--sparsity 0.9]
 //     [--method global] [--layers 6] [--width 4096] [--relu] [--batches 64,1] [--concurrency 2]
-//     [--rounds 3] [--seconds 6] [--workers N] [--json out.json]
+//     [--rounds 3] [--seconds 6] [--workers N] [--in-process] [--json out.json]
 //
 // Without --model the stack is exported with /usr/bin/python3 (python3-torch); without --pruned
 // it is pruned with `umbra prune --sparsity S --method M`. Both files stay in a temporary folder.
@@ -35,6 +37,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '6' },
     workers: { type: 'string' },
+    'in-process': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -109,6 +112,16 @@ async function perf(server, batch) {
   return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, clientCpuPct: level.client_cpu_pct };
 }
 
+/** `umbra bench-model` on one file: in-process rows/s, one thread, no server. */
+async function benchModel(server, batch) {
+  const out = await run(process.execPath, [
+    'bin/umbra.js', 'bench-model', server.path, '--backend', server.backend, '--batch', String(batch),
+    '--seconds', flags.seconds, '--repeats', '3', '--json',
+  ], { quiet: true });
+  const report = JSON.parse(out);
+  return { rowsPerSecond: report.points[0].rowsPerSecond, layers: report.layers };
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -130,19 +143,25 @@ try {
     log(`umbra prune --sparsity ${flags.sparsity} --method ${flags.method}`);
     await run(process.execPath, ['bin/umbra.js', 'prune', densePath, prunedPath, '--sparsity', flags.sparsity, '--method', flags.method], { quiet: true });
   }
-  // One server at a time while loading: the sparse one times its layers at load.
-  log('starting the dense server (onnxruntime)');
-  servers.push(await serve('dense', densePath, 'onnxruntime'));
-  log('starting the sparse server (native)');
-  servers.push(await serve('sparse', prunedPath, 'native'));
+  const inProcess = flags['in-process'];
+  if (inProcess) {
+    servers.push({ name: 'dense', path: densePath, backend: 'onnxruntime', stop: async () => {} }, { name: 'sparse', path: prunedPath, backend: 'native', stop: async () => {} });
+  } else {
+    // One server at a time while loading: the sparse one times its layers at load.
+    log('starting the dense server (onnxruntime)');
+    servers.push(await serve('dense', densePath, 'onnxruntime'));
+    log('starting the sparse server (native)');
+    servers.push(await serve('sparse', prunedPath, 'native'));
+  }
   const [dense, sparse] = servers;
-  for (const l of sparse.metadata.execution?.layers ?? []) log(`  ${l.name}: ${l.format} (${l.basis}: ${l.reason})`);
+  for (const l of sparse.metadata?.execution?.layers ?? []) log(`  ${l.name}: ${l.format} (${l.basis}: ${l.reason})`);
+  const measure = inProcess ? benchModel : perf;
   const rounds = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (const batch of BATCHES) {
       const order = round % 2 === 0 ? [dense, sparse] : [sparse, dense];
       const got = {};
-      for (const server of order) got[server.name] = await perf(server, batch);
+      for (const server of order) got[server.name] = await measure(server, batch);
       const ratio = got.sparse.rowsPerSecond / got.dense.rowsPerSecond;
       rounds.push({ round, batch, dense: got.dense, sparse: got.sparse, ratio, load: loadavg()[0] });
       log(`round ${round + 1} batch ${batch}: dense ${got.dense.rowsPerSecond.toFixed(1)} rows/s, sparse ${got.sparse.rowsPerSecond.toFixed(1)} rows/s, ${ratio.toFixed(2)}x (load ${loadavg()[0].toFixed(1)})`);
@@ -158,14 +177,16 @@ try {
       ratios: mine.map((r) => r.ratio),
     };
   });
-  const header = `${flags.layers} x Linear(${flags.width})${flags.relu ? ' + ReLU' : ''}, prune ${flags.method} ${flags.sparsity}; `
-    + `${cpus().length} cores (${cpus()[0]?.model}); workers ${flags.workers ?? 'default'}; concurrency ${flags.concurrency}; `
+  const where = inProcess ? 'in-process (bench-model, 1 thread)' : `served, workers ${flags.workers ?? 'default'}, concurrency ${flags.concurrency}`;
+  const header = `${flags.model ?? `${flags.layers} x Linear(${flags.width})${flags.relu ? ' + ReLU' : ''}`}, pruned ${flags.pruned ?? `${flags.method} ${flags.sparsity}`}; `
+    + `${cpus().length} cores (${cpus()[0]?.model}); ${where}; `
     + `${ROUNDS} rounds of ${flags.seconds} s; load ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`;
   process.stdout.write(`${header}\n| batch | onnxruntime dense rows/s | native sparse rows/s | sparse / dense (median) | rounds |\n|---:|---:|---:|---:|---|\n`);
   for (const s of summary) {
     process.stdout.write(`| ${s.batch} | ${s.denseRowsPerSecond.toFixed(1)} | ${s.sparseRowsPerSecond.toFixed(1)} | ${s.ratio.toFixed(2)}x | ${s.ratios.map((r) => r.toFixed(2)).join(', ')} |\n`);
   }
-  if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, layers: sparse.metadata.execution?.layers, rounds, summary }, null, 2));
+  const layers = sparse.metadata?.execution?.layers ?? rounds.find((r) => r.sparse.layers)?.sparse.layers;
+  if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, layers, rounds, summary }, null, 2));
 } finally {
   for (const s of servers) await s.stop();
   rmSync(dir, { recursive: true, force: true });
