@@ -101,15 +101,32 @@ async function serve(name, modelPath, backend) {
   throw new Error(`${name} server not ready in 10 minutes: ${output.slice(-600)}`);
 }
 
-/** One `umbra perf` level over binary HTTP; rows/s and latency. */
+/** umbra_thread_cpu_seconds_total by thread kind (core, io, model, log) from GET /metrics. */
+async function threadCpu(server) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const seconds = {};
+  for (const m of text.matchAll(/^umbra_thread_cpu_seconds_total\{kind="(\w+)"\} ([\d.e+-]+)$/gm)) seconds[m[1]] = Number(m[2]);
+  return seconds;
+}
+
+/**
+ * One `umbra perf` level over binary HTTP: rows/s, latency, and CPU milliseconds per request by
+ * server thread kind and for the load generator (CPU time, unlike wall time, hardly depends on
+ * how busy the rest of the host is).
+ */
 async function perf(server, batch) {
+  const before = await threadCpu(server);
   const out = await run(process.execPath, [
     'bin/umbra.js', 'perf', '--url', server.url, '-m', server.name, '--protocol', 'http-binary', '-b', String(batch),
     '--concurrency', flags.concurrency, '--duration', flags.seconds, '--warmup-ms', '1500', '--json',
   ], { quiet: true });
   const [level] = JSON.parse(out);
   if (level.errors > 0) throw new Error(`${server.name} at batch ${batch}: ${level.errors} errors (${JSON.stringify(level.errors_by_status)})`);
-  return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, clientCpuPct: level.client_cpu_pct };
+  const after = await threadCpu(server);
+  const cpuMsPerRequest = Object.fromEntries(Object.keys(after).map((kind) => [kind, ((after[kind] - (before[kind] ?? 0)) * 1000) / level.completed]));
+  // The generator's CPU covers its warm-up too: per request it is close enough.
+  cpuMsPerRequest.client = (level.client_cpu_pct / 100) * level.duration_s * 1000 / level.completed;
+  return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, cpuMsPerRequest };
 }
 
 /** `umbra bench-model` on one file: in-process rows/s, one thread, no server. */
@@ -164,7 +181,8 @@ try {
       for (const server of order) got[server.name] = await measure(server, batch);
       const ratio = got.sparse.rowsPerSecond / got.dense.rowsPerSecond;
       rounds.push({ round, batch, dense: got.dense, sparse: got.sparse, ratio, load: loadavg()[0] });
-      log(`round ${round + 1} batch ${batch}: dense ${got.dense.rowsPerSecond.toFixed(1)} rows/s, sparse ${got.sparse.rowsPerSecond.toFixed(1)} rows/s, ${ratio.toFixed(2)}x (load ${loadavg()[0].toFixed(1)})`);
+      const cpu = (r) => (r.cpuMsPerRequest ? ` [cpu ms/request ${Object.entries(r.cpuMsPerRequest).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}]` : '');
+      log(`round ${round + 1} batch ${batch}: dense ${got.dense.rowsPerSecond.toFixed(1)} rows/s${cpu(got.dense)}, sparse ${got.sparse.rowsPerSecond.toFixed(1)} rows/s${cpu(got.sparse)}, ${ratio.toFixed(2)}x (load ${loadavg()[0].toFixed(1)})`);
     }
   }
   const summary = BATCHES.map((batch) => {
@@ -184,6 +202,18 @@ try {
   process.stdout.write(`${header}\n| batch | onnxruntime dense rows/s | native sparse rows/s | sparse / dense (median) | rounds |\n|---:|---:|---:|---:|---|\n`);
   for (const s of summary) {
     process.stdout.write(`| ${s.batch} | ${s.denseRowsPerSecond.toFixed(1)} | ${s.sparseRowsPerSecond.toFixed(1)} | ${s.ratio.toFixed(2)}x | ${s.ratios.map((r) => r.toFixed(2)).join(', ')} |\n`);
+  }
+  if (!inProcess) {
+    // CPU per request, median over rounds, by thread kind: what each side spends where.
+    const kinds = [...new Set(rounds.flatMap((r) => [...Object.keys(r.dense.cpuMsPerRequest), ...Object.keys(r.sparse.cpuMsPerRequest)]))];
+    process.stdout.write(`\n| batch | server | ${kinds.map((k) => `${k} CPU ms/request`).join(' | ')} | total |\n|---:|---|${kinds.map(() => '---:').join('|')}|---:|\n`);
+    for (const batch of BATCHES) {
+      for (const side of ['dense', 'sparse']) {
+        const mine = rounds.filter((r) => r.batch === batch).map((r) => r[side].cpuMsPerRequest);
+        const per = kinds.map((k) => median(mine.map((c) => c[k] ?? 0)));
+        process.stdout.write(`| ${batch} | ${side} | ${per.map((v) => v.toFixed(2)).join(' | ')} | ${per.reduce((a, b) => a + b, 0).toFixed(2)} |\n`);
+      }
+    }
   }
   const layers = sparse.metadata?.execution?.layers ?? rounds.find((r) => r.sparse.layers)?.sparse.layers;
   if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, layers, rounds, summary }, null, 2));
