@@ -89,7 +89,8 @@ export class Executor implements VersionExecution {
       device: args.config.device,
       intraOpThreads: args.intraOpThreads,
     };
-    if (this.session.backend === 'native') this.session.batchSizes = batchSizesOf(args.config);
+    // The native backend on the CPU times each pruned layer's formats at open, on these sizes.
+    if (this.session.backend === 'native' && this.session.device !== 'cuda') this.session.batchSizes = batchSizesOf(args.config);
     this.pool = args.pool;
     // Sharding spreads one batch over several workers, so only a model that may use every
     // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
