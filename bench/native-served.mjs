@@ -5,12 +5,16 @@
 // round runs the CLI's perf against the dense server and then the sparse one (the order swapping
 // every round) at every batch size, so load from elsewhere on the host falls on both alike;
 // the figure per batch size is the median of the rounds' sparse/dense rows/s ratios.
-// --in-process measures the same two files with `umbra bench-model` instead (one thread, no
-// server), in the same interleaved rounds: the difference is what serving costs.
+// bench/native-pairs.mjs measures the same files in-process (no server): the difference is what
+// serving costs.
 //
 //   node bench/native-served.mjs [--model dense.onnx] [--pruned sparse.onnx] [--sparsity 0.9]
 //     [--method global] [--layers 6] [--width 4096] [--relu] [--batches 64,1] [--concurrency 2]
-//     [--rounds 3] [--seconds 6] [--workers N] [--in-process] [--json out.json]
+//     [--rounds 3] [--seconds 6] [--workers N] [--monitoring on|off] [--json out.json]
+//
+// --monitoring is handed to both servers (default: the server's, on). Drift counts every column
+// of every row on the core thread, so on a 4096-wide model it is a visible part of what serving
+// costs: the CPU table below shows it under "core".
 //
 // Without --model the stack is exported with /usr/bin/python3 (python3-torch); without --pruned
 // it is pruned with `umbra prune --sparsity S --method M`. Both files stay in a temporary folder.
@@ -37,7 +41,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '6' },
     workers: { type: 'string' },
-    'in-process': { type: 'boolean', default: false },
+    monitoring: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -80,6 +84,7 @@ async function serve(name, modelPath, backend) {
   const port = await freePort();
   const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--log-db', 'off'];
   if (flags.workers) args.push('--workers', flags.workers);
+  if (flags.monitoring) args.push('--monitoring', flags.monitoring);
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
@@ -129,16 +134,6 @@ async function perf(server, batch) {
   return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, cpuMsPerRequest };
 }
 
-/** `umbra bench-model` on one file: in-process rows/s, one thread, no server. */
-async function benchModel(server, batch) {
-  const out = await run(process.execPath, [
-    'bin/umbra.js', 'bench-model', server.path, '--backend', server.backend, '--batch', String(batch),
-    '--seconds', flags.seconds, '--repeats', '3', '--json',
-  ], { quiet: true });
-  const report = JSON.parse(out);
-  return { rowsPerSecond: report.points[0].rowsPerSecond, layers: report.layers };
-}
-
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -160,25 +155,19 @@ try {
     log(`umbra prune --sparsity ${flags.sparsity} --method ${flags.method}`);
     await run(process.execPath, ['bin/umbra.js', 'prune', densePath, prunedPath, '--sparsity', flags.sparsity, '--method', flags.method], { quiet: true });
   }
-  const inProcess = flags['in-process'];
-  if (inProcess) {
-    servers.push({ name: 'dense', path: densePath, backend: 'onnxruntime', stop: async () => {} }, { name: 'sparse', path: prunedPath, backend: 'native', stop: async () => {} });
-  } else {
-    // One server at a time while loading: the sparse one times its layers at load.
-    log('starting the dense server (onnxruntime)');
-    servers.push(await serve('dense', densePath, 'onnxruntime'));
-    log('starting the sparse server (native)');
-    servers.push(await serve('sparse', prunedPath, 'native'));
-  }
+  // One server at a time while loading: the sparse one times its layers at load.
+  log('starting the dense server (onnxruntime)');
+  servers.push(await serve('dense', densePath, 'onnxruntime'));
+  log('starting the sparse server (native)');
+  servers.push(await serve('sparse', prunedPath, 'native'));
   const [dense, sparse] = servers;
-  for (const l of sparse.metadata?.execution?.layers ?? []) log(`  ${l.name}: ${l.format} (${l.basis}: ${l.reason})`);
-  const measure = inProcess ? benchModel : perf;
+  for (const l of sparse.metadata.execution?.layers ?? []) log(`  ${l.name}: ${l.format} (${l.basis}: ${l.reason})`);
   const rounds = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (const batch of BATCHES) {
       const order = round % 2 === 0 ? [dense, sparse] : [sparse, dense];
       const got = {};
-      for (const server of order) got[server.name] = await measure(server, batch);
+      for (const server of order) got[server.name] = await perf(server, batch);
       const ratio = got.sparse.rowsPerSecond / got.dense.rowsPerSecond;
       rounds.push({ round, batch, dense: got.dense, sparse: got.sparse, ratio, load: loadavg()[0] });
       const cpu = (r) => (r.cpuMsPerRequest ? ` [cpu ms/request ${Object.entries(r.cpuMsPerRequest).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}]` : '');
@@ -195,7 +184,7 @@ try {
       ratios: mine.map((r) => r.ratio),
     };
   });
-  const where = inProcess ? 'in-process (bench-model, 1 thread)' : `served, workers ${flags.workers ?? 'default'}, concurrency ${flags.concurrency}`;
+  const where = `served, workers ${flags.workers ?? 'default'}, monitoring ${flags.monitoring ?? 'default'}, concurrency ${flags.concurrency}`;
   const header = `${flags.model ?? `${flags.layers} x Linear(${flags.width})${flags.relu ? ' + ReLU' : ''}`}, pruned ${flags.pruned ?? `${flags.method} ${flags.sparsity}`}; `
     + `${cpus().length} cores (${cpus()[0]?.model}); ${where}; `
     + `${ROUNDS} rounds of ${flags.seconds} s; load ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`;
@@ -203,20 +192,17 @@ try {
   for (const s of summary) {
     process.stdout.write(`| ${s.batch} | ${s.denseRowsPerSecond.toFixed(1)} | ${s.sparseRowsPerSecond.toFixed(1)} | ${s.ratio.toFixed(2)}x | ${s.ratios.map((r) => r.toFixed(2)).join(', ')} |\n`);
   }
-  if (!inProcess) {
-    // CPU per request, median over rounds, by thread kind: what each side spends where.
-    const kinds = [...new Set(rounds.flatMap((r) => [...Object.keys(r.dense.cpuMsPerRequest), ...Object.keys(r.sparse.cpuMsPerRequest)]))];
-    process.stdout.write(`\n| batch | server | ${kinds.map((k) => `${k} CPU ms/request`).join(' | ')} | total |\n|---:|---|${kinds.map(() => '---:').join('|')}|---:|\n`);
-    for (const batch of BATCHES) {
-      for (const side of ['dense', 'sparse']) {
-        const mine = rounds.filter((r) => r.batch === batch).map((r) => r[side].cpuMsPerRequest);
-        const per = kinds.map((k) => median(mine.map((c) => c[k] ?? 0)));
-        process.stdout.write(`| ${batch} | ${side} | ${per.map((v) => v.toFixed(2)).join(' | ')} | ${per.reduce((a, b) => a + b, 0).toFixed(2)} |\n`);
-      }
+  // CPU per request, median over rounds, by thread kind: what each side spends where.
+  const kinds = [...new Set(rounds.flatMap((r) => [...Object.keys(r.dense.cpuMsPerRequest), ...Object.keys(r.sparse.cpuMsPerRequest)]))];
+  process.stdout.write(`\n| batch | server | ${kinds.map((k) => `${k} CPU ms/request`).join(' | ')} | total |\n|---:|---|${kinds.map(() => '---:').join('|')}|---:|\n`);
+  for (const batch of BATCHES) {
+    for (const side of ['dense', 'sparse']) {
+      const mine = rounds.filter((r) => r.batch === batch).map((r) => r[side].cpuMsPerRequest);
+      const per = kinds.map((k) => median(mine.map((c) => c[k] ?? 0)));
+      process.stdout.write(`| ${batch} | ${side} | ${per.map((v) => v.toFixed(2)).join(' | ')} | ${per.reduce((a, b) => a + b, 0).toFixed(2)} |\n`);
     }
   }
-  const layers = sparse.metadata?.execution?.layers ?? rounds.find((r) => r.sparse.layers)?.sparse.layers;
-  if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, layers, rounds, summary }, null, 2));
+  if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, layers: sparse.metadata.execution?.layers, rounds, summary }, null, 2));
 } finally {
   for (const s of servers) await s.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -4,9 +4,12 @@
 // bench-model --backend auto` opens it (the backend resolved as a model config resolves it, each
 // layer's format timed at load on the benched batch sizes), and measured in short windows that
 // rotate across the models round by round, so load from elsewhere on the host falls on all of
-// them alike. The figure per model and batch is the median window in rows/s; "vs dense" is the
-// median over rounds of the pruned / dense ratio of the same round. onnxruntime on each file
-// rides in the same rounds, for reference.
+// them alike (bench/rotating-windows.mjs). The figure per model and batch is the median window,
+// in rows per wall second and in rows per CPU second of the process; "vs dense" is the median
+// over rounds of the pruned / dense ratio of the same round. onnxruntime on each file
+// rides in the same rounds, for reference. The dense file is opened a second time as "dense
+// again", an A/A control: its ratio to the dense one is the noise of the run, the band within
+// which a pruned model that runs the same kernels (every layer kept packed) differs from dense.
 //
 //   node bench/prune-auto.mjs [--model models/repository/digits/1/model.onnx] [--levels 0.5,0.8,0.9]
 //     [--method global] [--batches 1,8,64] [--rounds 15] [--window 0.2] [--json out.json]
@@ -16,7 +19,8 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchInputs, measureWindow, openBenchSession, resolveBenchBackend } from '../dist/cli/commands/bench-model.js';
+import { openBenchSession, resolveBenchBackend } from '../dist/cli/commands/bench-model.js';
+import { median, pairedRatio, rotatingWindows } from './rotating-windows.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: flags } = parseArgs({
@@ -46,15 +50,9 @@ function umbra(args) {
   });
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
-
 try {
   const load0 = loadavg()[0];
-  const files = [{ name: 'dense', path: flags.model }];
+  const files = [{ name: 'dense', path: flags.model }, { name: 'dense again', path: flags.model }];
   for (const level of LEVELS) {
     const path = join(dir, `pruned-${level}.onnx`);
     await umbra(['prune', flags.model, path, '--sparsity', String(level), '--method', flags.method]);
@@ -68,30 +66,27 @@ try {
   }
   const rows = [];
   for (const batch of BATCHES) {
-    const inputs = sessions.map((s) => benchInputs(s.session, batch));
-    for (const [i, s] of sessions.entries()) await measureWindow(s.session, inputs[i], batch, WINDOW);
-    const windows = sessions.map(() => []);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let j = 0; j < sessions.length; j++) {
-        const i = (j + round) % sessions.length;
-        windows[i].push((await measureWindow(sessions[i].session, inputs[i], batch, WINDOW)).rowsPerSecond);
-      }
-    }
+    const { wall, cpu } = await rotatingWindows(sessions.map((s) => s.session), batch, ROUNDS, WINDOW);
     const at = (model, backend) => sessions.findIndex((s) => s.model === model && s.backend === backend);
-    const dense = windows[at('dense', 'auto')];
+    const dense = at('dense', 'auto');
     for (const file of files) {
-      const mine = windows[at(file.name, 'auto')];
-      const ratios = mine.map((w, r) => w / dense[r]);
-      rows.push({ model: file.name, batch, autoRowsPerSecond: median(mine), ortRowsPerSecond: median(windows[at(file.name, 'onnxruntime')]), vsDense: median(ratios), ratios });
+      const mine = at(file.name, 'auto');
+      const ort = at(file.name, 'onnxruntime');
+      rows.push({
+        model: file.name, batch,
+        autoRowsPerSecond: median(wall[mine]), vsDense: pairedRatio(wall[mine], wall[dense]), ratios: wall[mine].map((w, r) => w / wall[dense][r]),
+        autoRowsPerCpuSecond: median(cpu[mine]), vsDenseCpu: pairedRatio(cpu[mine], cpu[dense]),
+        ortRowsPerSecond: median(wall[ort]), ortRowsPerCpuSecond: median(cpu[ort]),
+      });
     }
     log(`batch ${batch} done (load ${loadavg()[0].toFixed(1)})`);
   }
   const formats = (model) => (sessions.find((s) => s.model === model && s.backend === 'auto').session.layers?.() ?? []);
   const header = `${flags.model} pruned ${flags.method}; ${cpus().length} cores (${cpus()[0]?.model}); one thread; ${ROUNDS} rounds of ${WINDOW} s windows; load ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`;
-  process.stdout.write(`${header}\n| model | batch | auto rows/s (backend: layers) | auto / dense auto (median of rounds) | onnxruntime rows/s |\n|---|---:|---:|---:|---:|\n`);
+  process.stdout.write(`${header}\n| model | batch | auto rows/s (backend: layers) | auto / dense auto, wall | rows per CPU-s | auto / dense auto, CPU | onnxruntime rows/s | onnxruntime rows per CPU-s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n`);
   for (const r of rows) {
     const s = sessions.find((x) => x.model === r.model && x.backend === 'auto');
-    process.stdout.write(`| ${r.model} | ${r.batch} | ${r.autoRowsPerSecond.toFixed(0)} (${s.resolved}: ${formats(r.model).map((l) => l.format).join('/')}) | ${r.vsDense.toFixed(2)}x | ${r.ortRowsPerSecond.toFixed(0)} |\n`);
+    process.stdout.write(`| ${r.model} | ${r.batch} | ${r.autoRowsPerSecond.toFixed(0)} (${s.resolved}: ${formats(r.model).map((l) => l.format).join('/')}) | ${r.vsDense.toFixed(2)}x | ${r.autoRowsPerCpuSecond.toFixed(0)} | ${r.vsDenseCpu.toFixed(2)}x | ${r.ortRowsPerSecond.toFixed(0)} | ${r.ortRowsPerCpuSecond.toFixed(0)} |\n`);
   }
   for (const file of files) for (const l of formats(file.name)) process.stdout.write(`- ${file.name} ${l.name}: ${l.format} (${l.basis}: ${l.reason})\n`);
   if (flags.json) writeFileSync(flags.json, JSON.stringify({ header, rows, layers: Object.fromEntries(files.map((f) => [f.name, formats(f.name)])) }, null, 2));
