@@ -14,7 +14,7 @@ import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowOptions, type ShadowOu
 import { TrafficStore } from './store.js';
 
 export interface TrafficOptions {
-  /** Where policy and rollout state persist; default REPO/<model>/traffic.json. */
+  /** Where policy and rollout state persist (<stateDir>/<model>.traffic.json); unset = in memory (src/traffic/store.ts). */
   stateDir?: string;
   shadow?: Partial<ShadowOptions>;
   /** Injectable for tests: wall clock in ms and the canary/shadow draw. */
@@ -145,7 +145,7 @@ export class TrafficController {
     // Shadow runs are visible to other observers (metrics), with their own role.
     this.umbra.hooks.emit({
       model: o.model, version: o.version, role: 'shadow', outcome: o.ok ? 'success' : 'internal', context: {},
-      ...(o.ok ? {} : { error: o.error }), durationMs: o.latencyMs ?? 0,
+      ...(o.ok ? {} : { error: o.error }), ...(o.timing && { timing: o.timing }), durationMs: o.latencyMs ?? 0,
     });
     if (!t) return;
     if (t.rollout && t.rollout.candidate === o.version) {

@@ -4,7 +4,7 @@
 // in flight, and none starts while the primary has queued work, so under overload shadow work
 // is what gets dropped. On models with priority levels shadows also ask for the lowest one.
 import type { InferRequest, InferResponse } from '../protocol/types.js';
-import type { ModelVersion } from '../repository/model-version.js';
+import type { InferTiming, ModelVersion } from '../repository/model-version.js';
 import { compareModeOf, compareOutputs, tensorForLog, DEFAULT_TOLERANCE, type Comparison } from './compare.js';
 import { AgreementStats, LatencyRing, SideStats, round } from './stats.js';
 
@@ -34,6 +34,8 @@ export interface ShadowOutcome {
   latencyMs?: number;
   primaryLatencyMs: number;
   comparison?: Comparison;
+  /** The shadow run's queue and compute timing and rows, for the inference metrics. */
+  timing?: InferTiming;
   error?: unknown;
 }
 
@@ -148,7 +150,7 @@ export class ShadowRunner {
       lane.primaryLatency.add(job.primaryLatencyMs);
       lane.agreement.add(comparison);
       if (comparison.agreeingRows < comparison.rows) this.logDisagreement(lane, job, response, comparison);
-      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, comparison });
+      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, comparison, timing });
     }, (error: unknown) => {
       lane.shadow.record(false);
       lane.primaryLatency.add(job.primaryLatencyMs);
