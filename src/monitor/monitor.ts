@@ -28,6 +28,8 @@ export interface MonitoringOptions extends MetricsOptions {
   minLabels?: number;
   /** How often drift and accuracy are evaluated for gauges and alerts (default 10 s). */
   evaluateSeconds?: number;
+  /** The state directory: reference profiles from `umbra profile` are read here first (src/monitor/profile.ts). */
+  stateDir?: string;
 }
 
 /** Per (model, version): what the hooks update. */
@@ -136,7 +138,7 @@ export class Monitor {
     if (mv && this.options.drift !== false) {
       let reference: ConstructorParameters<typeof VersionDrift>[3];
       try {
-        const profile = readProfile(this.umbra.manager.repository, model);
+        const profile = readProfile(this.umbra.manager.repository, model, this.options.stateDir);
         if (profile) reference = { source: profile.source, rows: profile.rows, inputs: profile.inputs, outputs: profile.outputs[version] ?? [] };
       } catch {
         reference = undefined; // a broken profile: fall back to capturing one from live rows

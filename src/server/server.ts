@@ -28,7 +28,11 @@ export interface ServerOptions extends UmbraOptions {
   store?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
   monitoring?: MonitoringOptions | false;
-  /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
+  /**
+   * Where Umbra keeps what it writes (traffic policies and rollouts; reference profiles are read
+   * here first). Never the repository. Unset: traffic state stays in memory (`umbra serve`
+   * defaults it to ./.umbra-state).
+   */
   stateDir?: string;
 }
 
@@ -67,7 +71,7 @@ export class UmbraServer {
       backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
     }, accepting);
     attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
-    if (options.monitoring !== false) attachMonitoring(this, options.monitoring ?? {});
+    if (options.monitoring !== false) attachMonitoring(this, { ...(options.stateDir !== undefined && { stateDir: options.stateDir }), ...options.monitoring });
   }
 
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
