@@ -12,6 +12,9 @@ import { TrafficStore } from '../dist/traffic/store.js';
 import { ROOT, BIN, runUmbra, startServing } from './helpers/cli-process.js';
 import { affineModel, tempRepo } from './helpers/repo.js';
 
+// Spawns a dozen `umbra` processes and three servers: slow on a busy host.
+t.setTimeout(600_000);
+
 const work = mkdtempSync(join(tmpdir(), 'umbra-state-test-'));
 t.teardown(() => {
   chmodTree(work, true);

@@ -53,7 +53,12 @@ export function errorReply(err: unknown): ApiReply {
 /** Distinct method+path pairs whose route is remembered. */
 const MATCH_CACHE_SIZE = 1024;
 
-type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
+export type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
+
+/** Where capabilities register their routes (the Api is one). */
+export interface RouteTable {
+  route(method: Route['method'], path: string, handler: Handler): void;
+}
 
 interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -62,7 +67,7 @@ interface Route {
   handler: Handler;
 }
 
-export class Api {
+export class Api implements RouteTable {
   private readonly routes: Route[] = [];
   private readonly matched = new Map<string, { route: Route; params: string[] }>();
   private readonly adminDigest: Buffer | undefined;
@@ -90,7 +95,7 @@ export class Api {
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
 
-  /** Registers another route (used by later capabilities: traffic, monitoring, batch). */
+  /** Registers another route (capabilities add theirs: traffic, monitoring, lookup). */
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     this.matched.clear();

@@ -5,10 +5,12 @@ import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
 import { DATATYPES, type DataType, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
-import type { InferOptions, InferResult, ModelVersion, TrafficRole } from '../repository/model-version.js';
-import { HookSet, outcomeOf, type InferEvent, type RequestContext, type UmbraHooks } from './hooks.js';
+import type { ModelVersion } from '../repository/model-version.js';
+import { Executor } from '../execution/executor.js';
+import type { InferOptions, InferResult } from '../execution/types.js';
+import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
-import { ownedTensor } from '../workers/messages.js';
+import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
   /** Model repository directory (Triton layout). */
@@ -53,7 +55,8 @@ export class Umbra {
 
   private constructor(readonly options: UmbraOptions) {
     this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism() });
-    this.manager = new ModelManager({ repository: options.repository, pool: this.pool, intraOpThreads: options.intraOpThreads ?? 1 });
+    const intraOpThreads = options.intraOpThreads ?? 1;
+    this.manager = new ModelManager({ repository: options.repository, open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }) });
   }
 
   /** Starts the pool and loads the repository. Resolves when every model has loaded or failed. */
@@ -104,6 +107,23 @@ export class Umbra {
     const routed = this.hooks.route(model, version, context);
     if (routed) return routed;
     return { version: this.manager.get(model, version), role: version ? 'direct' : 'primary' };
+  }
+
+  /**
+   * Runs a parsed request on a chosen version with the hooks around it (prepare, answer, the
+   * result event). Every caller reaches the model through here: the transports (via inferBody /
+   * infer), predict(), and shadow copies (role 'shadow', chosen by the traffic policy).
+   */
+  execute(mv: ModelVersion, request: InferRequest, options: InferOptions & { role: TrafficRole; context?: RequestContext }): Promise<InferResult> {
+    return this.run(mv, options.role, request, options, options.context ?? {}, performance.now());
+  }
+
+  /**
+   * Runs an already formed batch (a batch job's) on the version's workers, past the online
+   * batcher and the hooks: its rows are not served requests, they go to a prediction store.
+   */
+  runBatch(mv: ModelVersion, inputs: WireTensor[]): Promise<RunResult> {
+    return mv.execution.runBatch(inputs);
   }
 
   private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {

@@ -1,11 +1,13 @@
-// The Umbra server: an Umbra core behind the uWebSockets.js front end, with graceful drain.
+// The Umbra server: the composed app (core + capabilities, src/app.ts) behind the
+// uWebSockets.js front end, with graceful drain.
 import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
-import { Api } from '../api/api.js';
+import type { Api } from '../api/api.js';
+import { UmbraApp, type AppOptions } from '../app.js';
 import { attachHttp, InFlight } from './http.js';
-import { attachTraffic, type TrafficController } from '../traffic/index.js';
-import { attachMonitoring, detachMonitoring, type MonitoringOptions } from '../monitor/index.js';
-import { attachPredictionStore } from '../batch/lookup.js';
+import type { TrafficController } from '../traffic/index.js';
+import type { Monitor, MonitoringOptions } from '../monitor/index.js';
+import type { PredictionService } from '../batch/lookup.js';
 import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
 
 export interface ServerOptions extends UmbraOptions {
@@ -47,22 +49,25 @@ export class UmbraServer {
   readonly api: Api;
   /** Canary/shadow routing and rollouts (src/traffic). */
   readonly traffic: TrafficController;
+  /** Metrics, drift, feedback and the prediction log (src/monitor); undefined when off. */
+  readonly monitor: Monitor | undefined;
+  /** Lookups from a prediction store (`store`); undefined without one. */
+  readonly lookup: PredictionService | undefined;
   private readonly app: uws.TemplatedApp;
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
   /** Open WebSocket connections; drain closes each after its in-flight answers. */
   readonly streams: StreamHub;
-  private draining = false;
   private stopping: Promise<void> | undefined;
   private boundPort = 0;
-  private readonly closers: (() => Promise<void>)[] = [];
 
-  private constructor(readonly umbra: Umbra, readonly options: ServerOptions) {
-    const accepting = () => !this.draining;
-    const apiOptions: ConstructorParameters<typeof Api>[1] = { isAccepting: accepting };
-    if (options.adminToken) apiOptions.adminToken = options.adminToken;
-    this.api = new Api(umbra, apiOptions);
-    this.traffic = attachTraffic(this, options.stateDir ? { stateDir: options.stateDir } : {});
+  private constructor(private readonly composed: UmbraApp, readonly options: ServerOptions, private readonly drainState: DrainState) {
+    const umbra = composed.core;
+    const accepting = () => !drainState.draining;
+    this.api = composed.api;
+    this.traffic = composed.traffic;
+    this.monitor = composed.monitor;
+    this.lookup = composed.lookup;
     this.app = uws.App();
     this.streams = attachWebSocket(this.app, umbra, {
       maxPayloadBytes: options.wsMaxPayloadBytes ?? STREAM_DEFAULTS.maxPayloadBytes,
@@ -70,21 +75,32 @@ export class UmbraServer {
       maxInFlight: options.wsMaxInFlight ?? STREAM_DEFAULTS.maxInFlight,
       backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
     }, accepting);
-    attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
-    if (options.monitoring !== false) attachMonitoring(this, { ...(options.stateDir !== undefined && { stateDir: options.stateDir }), ...options.monitoring });
+    attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => drainState.draining);
+  }
+
+  /** The core: repository, execution and the inference entry point. */
+  get umbra(): Umbra {
+    return this.composed.core;
   }
 
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
   static async start(options: ServerOptions): Promise<UmbraServer> {
     // Listen first so liveness answers during warm-up; readiness stays false until models load.
     const umbra = await Umbra.open({ ...options, loadAll: false });
-    const server = new UmbraServer(umbra, options);
+    const drainState: DrainState = { draining: false };
+    let composed: UmbraApp;
     try {
-      if (options.store) await attachPredictionStore(server, options.store);
+      composed = await UmbraApp.compose(umbra, { ...appOptions(options), isAccepting: () => !drainState.draining });
+    } catch (err) {
+      await umbra.close();
+      throw err;
+    }
+    const server = new UmbraServer(composed, options, drainState);
+    try {
       await server.listen(options.host ?? DEFAULTS.host, options.port ?? DEFAULTS.port);
     } catch (err) {
-      for (const close of server.closers) await close().catch(() => undefined);
       await umbra.close();
+      await composed.stop();
       throw err;
     }
     if (options.loadAll !== false) await umbra.manager.loadAll();
@@ -115,7 +131,7 @@ export class UmbraServer {
   }
 
   get isDraining(): boolean {
-    return this.draining;
+    return this.drainState.draining;
   }
 
   /**
@@ -128,8 +144,8 @@ export class UmbraServer {
   }
 
   private async doStop(): Promise<void> {
-    this.draining = true;
-    this.traffic.close();
+    this.drainState.draining = true;
+    this.composed.drain();
     if (this.listenSocket) {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = false;
@@ -149,15 +165,23 @@ export class UmbraServer {
     if (timer) clearTimeout(timer);
     this.app.close();
     await this.umbra.close();
-    // After the drain, so the last predictions reach the log.
-    await detachMonitoring(this.umbra);
-    for (const close of this.closers) await close().catch(() => undefined);
+    // After the drain, so the last predictions reach the log and the store closes last.
+    await this.composed.stop();
   }
+}
 
-  /** Runs after the drain, e.g. to close a prediction store. */
-  onStop(close: () => Promise<void>): void {
-    this.closers.push(close);
-  }
+/** Set once when the server starts draining; readiness and `Connection: close` read it. */
+interface DrainState {
+  draining: boolean;
+}
+
+function appOptions(options: ServerOptions): Omit<AppOptions, 'isAccepting'> {
+  const out: Omit<AppOptions, 'isAccepting'> = {};
+  if (options.adminToken) out.adminToken = options.adminToken;
+  if (options.monitoring !== undefined) out.monitoring = options.monitoring;
+  if (options.stateDir) out.stateDir = options.stateDir;
+  if (options.store) out.store = options.store;
+  return out;
 }
 
 /** Starts a server; the embedding API. */

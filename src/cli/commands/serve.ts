@@ -4,7 +4,6 @@ import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { VERSION } from '../../version.js';
 import { existingRepository, resolveServeSettings } from '../settings.js';
-import { monitorOf } from '../../monitor/index.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 
 export function registerServe(program: Command): void {
@@ -59,7 +58,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const index = await server.umbra.manager.index();
   for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
   log(`umbra ${VERSION} listening on ${server.url} (ready: ${server.umbra.manager.isReady()})`);
-  monitorOf(server.umbra)?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
+  server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
   const onSignal = (signal: string) => {
     if (signalled) return;
