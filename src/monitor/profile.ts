@@ -96,13 +96,15 @@ export function stateProfilePath(stateDir: string, model: string): string {
   return join(stateDir, `${model}.${PROFILE_FILENAME}`);
 }
 
-/**
- * Reads a model's profile: the state directory's (what `umbra profile` wrote) first, else one
- * shipped beside the model; undefined when there is none. A malformed file is an error worth seeing.
- */
-export function readProfile(repository: string, model: string, stateDir?: string): ReferenceProfile | undefined {
-  const path = [stateDir === undefined ? undefined : stateProfilePath(stateDir, model), profilePath(repository, model)]
+/** The profile file in effect: the state directory's (what `umbra profile` wrote), else one shipped beside the model. */
+export function profileFileOf(repository: string, model: string, stateDir?: string): string | undefined {
+  return [stateDir === undefined ? undefined : stateProfilePath(stateDir, model), profilePath(repository, model)]
     .find((p): p is string => p !== undefined && existsSync(p));
+}
+
+/** Reads a model's profile (profileFileOf); undefined when there is none. A malformed file is an error worth seeing. */
+export function readProfile(repository: string, model: string, stateDir?: string): ReferenceProfile | undefined {
+  const path = profileFileOf(repository, model, stateDir);
   if (!path) return undefined;
   const parsed = JSON.parse(readFileSync(path, 'utf8')) as ReferenceProfile;
   if (parsed.format !== PROFILE_FORMAT || !Array.isArray(parsed.inputs)) throw new Error(`${path} is not an Umbra reference profile (format ${PROFILE_FORMAT}); rebuild it with \`umbra profile\``);
