@@ -3,11 +3,12 @@
 import { availableParallelism } from 'node:os';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
-import { DATATYPES, type DataType, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
+import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { Executor } from '../execution/executor.js';
 import type { InferOptions, InferResult } from '../execution/types.js';
+import { SignatureChanged, type BodyInferResult, type InferBodyOptions, type InferenceFront } from './front.js';
 import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
 import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
@@ -39,12 +40,9 @@ export interface PredictOptions extends InferOptions {
   parameters?: Record<string, unknown>;
 }
 
-export interface BodyInferResult extends InferResult {
-  /** Which outputs the request asked for as binary (Triton's binary tensor extension). */
-  binaryOutputs: ReturnType<typeof binaryOutputsFor>;
-}
+export type { BodyInferResult } from './front.js';
 
-export class Umbra {
+export class Umbra implements InferenceFront {
   readonly manager: ModelManager;
   readonly pool: WorkerPool;
   /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
@@ -68,7 +66,7 @@ export class Umbra {
   }
 
   /** Parses an Open Inference Protocol body (JSON, or JSON + binary tensors) and runs it. */
-  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext; header?: unknown } = {}): Promise<BodyInferResult> {
+  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferBodyOptions = {}): Promise<BodyInferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
     let { version: mv, role } = this.route(model, version, context);
@@ -94,11 +92,16 @@ export class Umbra {
     return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
   }
 
-  /** Runs an already parsed request (used by transports that parse themselves). */
-  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext } = {}): Promise<InferResult> {
+  /**
+   * Runs an already parsed request (used by transports that parse themselves). `accepts` checks the
+   * routed version's signature against the one the request was parsed with; on a mismatch this
+   * throws SignatureChanged before anything runs.
+   */
+  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const context = options.context ?? {};
     routingKeyFromBody(request, context);
     const { version: mv, role } = this.route(model, version, context);
+    if (options.accepts && !options.accepts(mv.signature)) return Promise.reject(new SignatureChanged());
     return this.run(mv, role, request, options, context, performance.now());
   }
 
