@@ -11,6 +11,7 @@ import type { InferOptions, InferResult } from '../execution/types.js';
 import { SignatureChanged, type BodyInferResult, type InferBodyOptions, type InferenceFront } from './front.js';
 import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
+import { ThreadRegistry, osThreadId } from './threads.js';
 import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
@@ -47,12 +48,15 @@ export class Umbra implements InferenceFront {
   readonly pool: WorkerPool;
   /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
   readonly hooks = new HookSet();
+  /** The process's threads by kind, for CPU accounting (threads.ts). */
+  readonly threads = new ThreadRegistry();
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
 
   private constructor(readonly options: UmbraOptions) {
-    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism() });
+    this.threads.add('core', osThreadId());
+    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({ repository: options.repository, open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }) });
   }

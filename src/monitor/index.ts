@@ -5,6 +5,8 @@ import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
 import { parseJsonObject, type ApiReply, type ApiRequest, type RouteTable } from '../api/api.js';
 import type { PluginContext } from '../api/plugin.js';
+import { Counter, type Registry } from 'prom-client';
+import type { ThreadRegistry } from '../core/threads.js';
 import { Monitor, type MonitoringOptions } from './monitor.js';
 
 export { Monitor, type MonitoringOptions } from './monitor.js';
@@ -16,9 +18,33 @@ export type { AccuracyReport, FeedbackResult } from './feedback.js';
 export function monitoringPlugin(ctx: PluginContext, options: MonitoringOptions = {}): Monitor {
   const monitor = new Monitor(ctx.core, options);
   registerRoutes(ctx.routes, ctx.core, monitor);
+  registerThreadCpu(monitor.metrics.registry, ctx.core.threads);
+  const log = monitor.log;
+  if (log) log.whenReady().then(() => ctx.core.threads.add('log', log.writerThreadId), () => undefined);
   // After the drain and the core's close, so the last predictions reach the log.
   ctx.onStop(() => monitor.close());
   return monitor;
+}
+
+/**
+ * umbra_thread_cpu_seconds_total{kind}: CPU time of the core's thread, the I/O threads, the model
+ * workers and the log writer, read from /proc at scrape time (Linux). Which kind of thread a host
+ * runs out of first is the question a many-core deployment asks.
+ */
+function registerThreadCpu(registry: Registry, threads: ThreadRegistry): void {
+  const cpu = new Counter({
+    name: 'umbra_thread_cpu_seconds_total',
+    help: 'CPU seconds (user + system) used by the server threads of each kind: core (routing, batching, hooks), io (HTTP/WebSocket reading, parsing, encoding), model (model workers), log (prediction log writer).',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const sums = new Map<string, number>();
+      for (const t of threads.cpu()) sums.set(t.kind, (sums.get(t.kind) ?? 0) + t.seconds);
+      this.reset();
+      for (const [kind, seconds] of sums) this.inc({ kind }, seconds);
+    },
+  });
+  void cpu;
 }
 
 function json(status: number, value: unknown): ApiReply {

@@ -144,6 +144,7 @@ export class IoHub extends EventEmitter {
       throw new Error(started?.t === 'listen-failed' ? started.message : 'an I/O thread ended before it listened');
     }
     thread.tid = started.tid;
+    this.core.threads.add('io', started.tid);
     void thread.exited.then((code) => this.onExit(thread, code));
     return started.port;
   }
@@ -152,6 +153,7 @@ export class IoHub extends EventEmitter {
   private onExit(thread: IoThread, code: number): void {
     const i = this.threads.indexOf(thread);
     if (i >= 0) this.threads.splice(i, 1);
+    this.core.threads.remove(thread.tid);
     for (const c of thread.running.values()) c.abort();
     thread.running.clear();
     thread.data.close();
