@@ -200,8 +200,9 @@ async function driveUntil(server: Server, random: () => number, done: () => Prom
 const QUICK_ROLLOUT = {
   steps: [{ shadow: true, min_requests: 30 }, { weight: 0.3, min_requests: 20 }, { weight: 1, min_requests: 20 }],
   // Latency on a shared test machine is noise at this scale: judge answers and errors here,
-  // latency in the pure tests.
-  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100 },
+  // latency in the pure and simulation tests. A 5% error limit passes after 90 clean answers (the
+  // default 1% takes 459), and the earlier rule names stay accepted.
+  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100, max_error_rate: 0.05, warmup: 0 },
 };
 
 t.test('rollout over HTTP: a good candidate is promoted, a wrong one rolled back in the shadow step', async (t) => {

@@ -56,6 +56,7 @@ export class Umbra implements InferenceFront {
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
+  private readonly eventSources: (() => Promise<void>)[] = [];
 
   private constructor(readonly options: UmbraOptions) {
     this.threads.add('core', osThreadId());
@@ -164,6 +165,24 @@ export class Umbra implements InferenceFront {
    */
   emitEvent(event: InferEvent): void {
     this.emit(event);
+  }
+
+  /** Registers where events of requests answered on other threads come from (see settleEvents). */
+  addEventSource(settle: () => Promise<void>): () => void {
+    this.eventSources.push(settle);
+    return () => {
+      const i = this.eventSources.indexOf(settle);
+      if (i >= 0) this.eventSources.splice(i, 1);
+    };
+  }
+
+  /**
+   * Resolves once the hooks have seen every request answered before the call, on any thread:
+   * feedback for an answer a client already holds always finds its prediction.
+   */
+  async settleEvents(): Promise<void> {
+    await Promise.all(this.eventSources.map((settle) => settle()));
+    this.flushEvents();
   }
 
   /**

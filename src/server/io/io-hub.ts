@@ -35,6 +35,8 @@ class IoThread {
   tid = 0;
   /** Requests and API calls handed over since the thread started. */
   requests = 0;
+  /** The newest catalog the thread has applied. */
+  applied = 0;
   exited: Promise<number>;
   private readonly waiters: ((msg: ControlReply) => boolean)[] = [];
 
@@ -56,6 +58,25 @@ class IoThread {
     this.worker.postMessage(msg);
   }
 
+  private flushSeq = 0;
+  private readonly flushWaiters = new Map<number, () => void>();
+
+  /** Resolves once everything the thread sent before it got this call has been handled here. */
+  flush(): Promise<void> {
+    const seq = ++this.flushSeq;
+    const done = new Promise<void>((resolve) => {
+      this.flushWaiters.set(seq, resolve);
+      void this.exited.then(() => resolve());
+    });
+    this.send({ t: 'flush', seq });
+    return done;
+  }
+
+  flushed(seq: number): void {
+    this.flushWaiters.get(seq)?.();
+    this.flushWaiters.delete(seq);
+  }
+
   /** The next control reply `accept` takes (undefined if the thread ends first). */
   next<T extends ControlReply>(accept: (msg: ControlReply) => msg is T): Promise<T | undefined> {
     return new Promise((resolve) => {
@@ -74,6 +95,9 @@ export class IoHub extends EventEmitter {
   private boundPort = 0;
   private stopping = false;
   private readonly detach: (() => void)[] = [];
+  /** Counts the catalogs sent; each thread says which it has applied. */
+  private generation = 0;
+  private syncWaiters: { generation: number; resolve: () => void }[] = [];
   /** Whether I/O threads may answer inline models themselves (UMBRA_IO_LOCAL=0 turns it off, to compare). */
   private readonly local = process.env.UMBRA_IO_LOCAL !== '0';
 
@@ -118,6 +142,8 @@ export class IoHub extends EventEmitter {
         }
         // A traffic policy taking or releasing a model, a store attached: routing changed.
         this.detach.push(this.core.hooks.onChange(refresh));
+        // Requests the threads answered themselves reach the hooks in the threads' messages.
+        this.detach.push(this.core.addEventSource(() => Promise.all(this.threads.map((t) => t.flush())).then(() => undefined)));
         return;
       }
       await this.close();
@@ -134,10 +160,13 @@ export class IoHub extends EventEmitter {
     channel.port1.on('message', (envelope: Envelope<ToCore>) => this.serve(thread, envelope));
     // Listed at once, so every catalog sent from now on reaches it.
     this.threads.push(thread);
-    thread.send({ t: 'catalog', catalog: buildCatalog(this.core, this.local) });
+    thread.send({ t: 'catalog', catalog: buildCatalog(this.core, this.local), generation: this.generation });
     worker.on('error', (err) => process.stderr.write(`umbra: I/O thread error: ${err.message}\n`));
     worker.on('message', (msg: ControlReply) => {
-      if (msg.t === 'stream-event') {
+      if (msg.t === 'catalog-applied') {
+        thread.applied = Math.max(thread.applied, msg.generation);
+        this.checkSynced();
+      } else if (msg.t === 'stream-event') {
         if (msg.event === 'pause') this.emit('pause');
         else this.emit('close', { code: msg.code, reason: msg.reason });
       }
@@ -160,6 +189,7 @@ export class IoHub extends EventEmitter {
     const i = this.threads.indexOf(thread);
     if (i >= 0) this.threads.splice(i, 1);
     this.core.threads.remove(thread.tid);
+    this.checkSynced();
     for (const c of thread.running.values()) c.abort();
     thread.running.clear();
     for (const stop of thread.streams.values()) stop();
@@ -172,13 +202,30 @@ export class IoHub extends EventEmitter {
 
   private broadcastCatalog(): void {
     const catalog = buildCatalog(this.core, this.local);
-    for (const t of this.threads) t.send({ t: 'catalog', catalog });
+    this.generation += 1;
+    for (const t of this.threads) t.send({ t: 'catalog', catalog, generation: this.generation });
+  }
+
+  /** Resolves once every thread has applied the newest catalog (a thread that ends counts as done). */
+  private synced(): Promise<void> {
+    if (this.threads.every((t) => t.applied >= this.generation)) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push({ generation: this.generation, resolve }));
+  }
+
+  private checkSynced(): void {
+    if (this.syncWaiters.length === 0) return;
+    const low = Math.min(...this.threads.map((t) => t.applied));
+    this.syncWaiters = this.syncWaiters.filter((w) => {
+      if (low < w.generation) return true;
+      w.resolve();
+      return false;
+    });
   }
 
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
     const slab = envelope.slab;
     for (const msg of envelope.msgs) {
-      if (msg.t !== 'cancel' && msg.t !== 'ids') thread.requests += 1;
+      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api') thread.requests += 1;
       switch (msg.t) {
         case 'infer': this.infer(thread, msg, slab); break;
         case 'body': this.inferBody(thread, msg, slab); break;
@@ -186,6 +233,7 @@ export class IoHub extends EventEmitter {
         case 'cancel': this.cancel(thread, msg.id); break;
         case 'event': this.core.emitEvent(eventFromWire(msg.event, slab)); break;
         case 'ids': thread.outbox.push({ t: 'ids', id: msg.id, start: this.idBlock(msg.count) }); break;
+        case 'flushed': thread.flushed(msg.seq); break;
       }
     }
   }
@@ -234,7 +282,12 @@ export class IoHub extends EventEmitter {
 
   private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
-    void this.api.handle(req).then((reply) => {
+    const before = this.generation;
+    void this.api.handle(req).then(async (reply) => {
+      // A call that changed what the threads route by (a load, an unload, a traffic policy)
+      // returns once every thread routes by the change: the caller's next request, on any
+      // connection, sees it.
+      if (this.generation !== before) await this.synced();
       const out: Extract<ToIo, { t: 'reply' }> = { t: 'reply', id: msg.id, status: reply.status, headers: reply.headers };
       if (typeof reply.body === 'string') out.text = reply.body;
       else out.bytes = thread.outbox.slab.addBody(reply.body);

@@ -79,6 +79,7 @@ control.on('message', (msg: Control) => {
     case 'catalog':
       catalog.update(msg.catalog);
       replicas.update(msg.catalog.replicas);
+      reply({ t: 'catalog-applied', generation: msg.generation });
       break;
     case 'drain':
       closing = true;
@@ -93,6 +94,11 @@ control.on('message', (msg: Control) => {
       break;
     case 'stats':
       reply({ t: 'stats', ...streams.stats() });
+      break;
+    case 'flush':
+      // On the data channel, behind every event this thread has produced so far.
+      link.outbox.push({ t: 'flushed', seq: msg.seq });
+      link.outbox.flush();
       break;
   }
 });

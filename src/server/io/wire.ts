@@ -77,7 +77,9 @@ export type ToCore =
   /** A request the thread answered itself (an inline replica): the hooks see it on the core's thread. */
   | { t: 'event'; event: PackedEvent }
   /** A block of prediction ids for requests the thread answers itself. */
-  | { t: 'ids'; id: number; count: number };
+  | { t: 'ids'; id: number; count: number }
+  /** Everything the thread sent before this has been sent (answers a 'flush'). */
+  | { t: 'flushed'; seq: number };
 
 /** Core -> I/O thread. */
 export type ToIo =
@@ -99,16 +101,20 @@ export interface Envelope<M> {
 
 /** Control messages on the thread's own port (not batched). */
 export type Control =
-  | { t: 'catalog'; catalog: Catalog }
+  /** `generation` counts the core's catalogs; the thread says when it applied one. */
+  | { t: 'catalog'; catalog: Catalog; generation: number }
   | { t: 'drain' }
   | { t: 'stop' }
-  | { t: 'stats' };
+  | { t: 'stats' }
+  /** Send everything waiting now, then 'flushed' on the data channel. */
+  | { t: 'flush'; seq: number };
 
 /** I/O thread -> core, on the thread's control port. */
 export type ControlReply =
   | { t: 'listening'; port: number; tid: number }
   | { t: 'listen-failed'; message: string }
   | { t: 'drained' }
+  | { t: 'catalog-applied'; generation: number }
   | ({ t: 'stats' } & StreamStats)
   | { t: 'stream-event'; event: 'pause' } | { t: 'stream-event'; event: 'close'; code: number; reason: string };
 
