@@ -5,6 +5,7 @@ import { UmbraError, toErrorBody } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
+import { toTritonConfig } from '../repository/config.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
 
@@ -43,7 +44,10 @@ export interface ApiOptions {
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
-export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics'];
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics'];
+
+/** Extensions served by a capability that may be off (monitoring serves statistics): advertised only while their route exists. */
+const EXTENSION_ROUTES: Record<string, string> = { statistics: 'GET /v2/models/:/stats' };
 
 function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiReply {
   return { status, headers: Object.assign({}, JSON_TYPE, headers), body: JSON.stringify(value) };
@@ -85,9 +89,12 @@ export class Api implements RouteTable {
       const ready = this.options.isAccepting() && this.umbra.manager.isReady();
       return json(ready ? 200 : 503, { ready });
     });
-    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: EXTENSIONS }));
+    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: this.extensions() }));
     r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
     r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
+    // Triton's model configuration extension: the configuration in force, defaults filled in.
+    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, toTritonConfig(this.umbra.manager.get(m!).config)));
+    r('GET', '/v2/models/:m/versions/:v/config', (_q, [m, v]) => json(200, toTritonConfig(this.umbra.manager.get(m!, v).config)));
     r('GET', '/v2/models/:m/ready', (_q, [m]) => this.modelReady(m!));
     r('GET', '/v2/models/:m/versions/:v/ready', (_q, [m, v]) => this.modelReady(m!, v));
     r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
@@ -101,6 +108,11 @@ export class Api implements RouteTable {
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     this.matched.clear();
+  }
+
+  private extensions(): string[] {
+    const served = new Set(this.routes.map((route) => `${route.method} /${route.pattern.map((p) => (p.startsWith(':') ? ':' : p)).join('/')}`));
+    return EXTENSIONS.filter((name) => EXTENSION_ROUTES[name] === undefined || served.has(EXTENSION_ROUTES[name]));
   }
 
   async handle(req: ApiRequest): Promise<ApiReply> {

@@ -1,7 +1,8 @@
 // Server settings from three sources, highest first: command-line flags, UMBRA_* environment
 // variables, a JSON config file (--config). Every bad value is reported with the flag that sets it.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULTS, type ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
 
@@ -82,8 +83,9 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (file[flagName] !== undefined) out[field.key] = convert(field, file[flagName], `${configPath} "${flagName}"`);
   }
   if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config)');
+  out.stateDir = resolveStateDir(out.stateDir as string | undefined, out.repository as string);
   try {
-    out.monitoring = monitoringFromSettings(out, out.repository as string);
+    out.monitoring = monitoringFromSettings(out, out.stateDir as string);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -93,4 +95,41 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     workers: availableParallelism(),
     ...out,
   } as ServerOptions;
+}
+
+/** Where `umbra` keeps what it writes when no --state-dir (UMBRA_STATE_DIR) is given: beside where it runs. */
+export const DEFAULT_STATE_DIR = '.umbra-state';
+
+/** The real path of `path`, or of its nearest existing ancestor with the rest appended (it may not exist yet). */
+function realOrResolved(path: string): string {
+  const absolute = resolve(path);
+  if (existsSync(absolute)) return realpathSync(absolute);
+  const parent = dirname(absolute);
+  return parent === absolute ? absolute : resolve(realOrResolved(parent), relative(parent, absolute));
+}
+
+/**
+ * The state directory (prediction log, traffic state, reference profiles) as an absolute path:
+ * `--state-dir`, else `.umbra-state` in the working directory. Never inside the model repository,
+ * which may be read-only and is scanned for models.
+ */
+export function resolveStateDir(given: string | undefined, repository: string | undefined): string {
+  const stateDir = resolve(given ?? DEFAULT_STATE_DIR);
+  if (repository !== undefined) {
+    const inside = relative(realOrResolved(repository), realOrResolved(stateDir));
+    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
+      throw new UsageError(given === undefined
+        ? `--state-dir: the default state directory ${stateDir} (${DEFAULT_STATE_DIR} in the working directory) is inside the model repository ${repository}; run umbra from another directory or pass --state-dir DIR outside the repository (or set UMBRA_STATE_DIR)`
+        : `--state-dir: ${given} is inside the model repository ${repository}; give a directory outside it (the repository may be read-only, and Umbra never writes there)`);
+    }
+  }
+  return stateDir;
+}
+
+/** `--repo` for commands that read a repository: it must be an existing directory (a typo is an error, never a new folder). */
+export function existingRepository(repo: string): string {
+  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
+    throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
+  }
+  return repo;
 }

@@ -33,7 +33,11 @@ export interface ServerOptions extends UmbraOptions {
   store?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
   monitoring?: MonitoringOptions | false;
-  /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
+  /**
+   * Where Umbra keeps what it writes (traffic policies and rollouts; reference profiles are read
+   * here first). Never the repository. Unset: traffic state stays in memory (`umbra serve`
+   * defaults it to ./.umbra-state).
+   */
   stateDir?: string;
   /**
    * Threads that read, parse, encode and answer HTTP and WebSocket requests (default

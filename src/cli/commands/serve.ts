@@ -1,9 +1,10 @@
 // `umbra serve`: serve a model repository over HTTP until SIGTERM/SIGINT, then drain.
 import type { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { VERSION } from '../../version.js';
-import { resolveServeSettings, UsageError } from '../settings.js';
+import { existingRepository, resolveServeSettings } from '../settings.js';
+import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -24,7 +25,7 @@ export function registerServe(program: Command): void {
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--monitoring <on|off>', 'metrics, drift, feedback and the prediction log (default on) [env UMBRA_MONITORING]')
-    .option('--log-db <url>', 'prediction log: sqlite:PATH, postgres://..., or off (default sqlite:REPO/.umbra/predictions.sqlite) [env UMBRA_LOG_DB]')
+    .option('--log-db <url>', 'prediction log: sqlite:PATH, postgres://..., or off (default sqlite:STATE_DIR/predictions.sqlite) [env UMBRA_LOG_DB]')
     .option('--log-sample <p>', 'fraction of predictions logged, 0..1 (default 1) [env UMBRA_LOG_SAMPLE]')
     .option('--log-inputs <on|off>', 'log input tensors with the outputs, sampled by --log-inputs-sample (default on) [env UMBRA_LOG_INPUTS]')
     .option('--log-inputs-sample <p>', 'fraction of logged predictions whose inputs are logged too, 0..1 (default 0.1) [env UMBRA_LOG_INPUTS_SAMPLE]')
@@ -37,7 +38,7 @@ export function registerServe(program: Command): void {
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
-    .option('--state-dir <dir>', 'where traffic policies and rollouts persist (default REPO/<model>/traffic.json) [env UMBRA_STATE_DIR]')
+    .option('--state-dir <dir>', 'where umbra writes: the prediction log, traffic policies and rollouts, reference profiles; never inside --repo (default ./.umbra-state) [env UMBRA_STATE_DIR]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
     .action(async (flags: Record<string, unknown>) => serve(flags));
 
@@ -45,12 +46,14 @@ export function registerServe(program: Command): void {
 
 async function serve(flags: Record<string, unknown>): Promise<void> {
   const options = resolveServeSettings(flags);
-  const repo = options.repository;
-  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
-    throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
-  }
+  const repo = existingRepository(options.repository);
   const server = await startServer(options);
   const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  log(`state directory: ${options.stateDir}`);
+  const legacyLog = legacyLogPath(repo);
+  if (options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
+    log(`an earlier prediction log is at ${legacyLog}; new predictions go to the state directory (export the old one with \`umbra export-log --log-db sqlite:${legacyLog}\`)`);
+  }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
   const index = await server.umbra.manager.index();
