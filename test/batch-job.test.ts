@@ -53,7 +53,7 @@ t.test('CSV: every row stored with its own outputs; bad rows go to the reject fi
   t.teardown(() => store.close());
   const rejects = path('rejects.jsonl');
   const progress: number[] = [];
-  // Parsed on a parse worker here; inline (the default on small machines) elsewhere.
+  // Two reader threads here, each parsing every other segment; one (the default) elsewhere.
   const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 64, parseWorkers: 2, rejectsPath: rejects, onProgress: (p) => progress.push(p.rowsStored) });
   t.equal(summary.rowsStored, 700);
   t.equal(summary.rejected, 3);
@@ -96,7 +96,7 @@ t.test('JSON Lines, plain and gzip, give the same stored values as CSV', async (
     const input = path(name);
     write(input);
     const store = await openStore(`sqlite:${path('p.db')}`);
-    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 50, parseWorkers: results.length % 2, rejectsPath: path('r.jsonl') });
+    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 50, parseWorkers: 1 + (results.length % 2), rejectsPath: path('r.jsonl') });
     t.equal(summary.rowsStored, 300, name);
     t.equal(summary.rejected, 0, name);
     results.push(await allRows(store, 'affine', rows.map((r) => r.key)));
@@ -149,7 +149,7 @@ t.test('shards 1/4..4/4 into one PostgreSQL store equal a single run', async (t)
   writeCsv(input, rows, { extraLines: ['broken,1,2,3'] });
   // The four shards run at once on the same pool, as four machines would against one database.
   const stores = await Promise.all([1, 2, 3, 4].map(() => openStore(db.url)));
-  const summaries = await Promise.all(stores.map((store, i) => runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, shard: { index: i + 1, count: 4 }, batchSize: 100, parseWorkers: i % 2, rejectsPath: path(`r${i}.jsonl`) })));
+  const summaries = await Promise.all(stores.map((store, i) => runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, shard: { index: i + 1, count: 4 }, batchSize: 100, parseWorkers: 1 + (i % 2), rejectsPath: path(`r${i}.jsonl`) })));
   for (const s of stores) await s.close();
   t.equal(summaries.reduce((a, s) => a + s.rowsStored, 0), 2000, 'the shards partition the keys');
   t.equal(summaries.reduce((a, s) => a + s.rejected, 0), 1, 'a reject is reported by exactly one shard');
@@ -211,9 +211,6 @@ t.test('bad store URLs and unreadable inputs give clear errors', async (t) => {
   const odd = path('data.parquet');
   writeFileSync(odd, 'x');
   await t.rejects(job(odd), /cannot tell the format of .*data\.parquet.*--format csv\|jsonl/);
-  const quote = path('quote.csv');
-  writeFileSync(quote, 'id,f0,f1,f2,f3\na,1,2,3,4\n"b,1,2,3,4\n');
-  await t.rejects(job(quote), /malformed CSV in .*quote\.csv/);
   await t.rejects(runBatchJob({ umbra, model: 'nope', input: noKey, keyColumn: 'id', store }), /nope/);
 });
 
@@ -265,7 +262,7 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
   t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 2), 'b\u00e9', 'decoded as UTF-8');
   t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 3), '');
   t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 4), undefined);
-  t.equal(fieldAt(new Uint8Array(bytes), 1, bytes.length - 1, 44, 2), 'b\u00e9', 'a plain Uint8Array (as a parse worker receives it) too');
+  t.equal(fieldAt(new Uint8Array(bytes), 1, bytes.length - 1, 44, 2), 'b\u00e9', 'a plain Uint8Array too');
 });
 
 t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor', async (t) => {
@@ -290,7 +287,7 @@ t.test('stored outputs: each row as a one-row response carries it, for every kin
   }
 });
 
-t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, parse workers alike', async (t) => {
+t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, one reader thread or three alike', async (t) => {
   const next = rng(5);
   // ~600 KiB of lines of varying length, so lines straddle the 256 KiB reads.
   const rows: Row[] = [];
@@ -312,10 +309,10 @@ t.test('CSV read as bytes: lines across read boundaries, blank lines, no final n
   const seen: number[] = [];
   for await (const chunk of stream.records) for (const r of chunk) seen.push(r.line);
   t.same(seen, expectedLines, 'every data line once, with its line number, the last one without a newline');
-  for (const parseWorkers of [0, 1]) {
+  for (const parseWorkers of [1, 3]) {
     const store = await openStore(`sqlite:${path('bytes.db')}`);
     const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 700, parseWorkers, rejectsPath: path('bytes.rejects.jsonl') });
-    t.equal(summary.rowsStored, rows.length, `parse workers ${parseWorkers}: every row stored`);
+    t.equal(summary.rowsStored, rows.length, `${parseWorkers} reader thread(s): every row stored`);
     t.equal(summary.rejected, 0);
     checkAffine(t, rows, await allRows(store, 'affine', rows.map((r) => r.key)));
     await store.close();

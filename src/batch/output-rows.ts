@@ -1,6 +1,9 @@
 // Turns one batch's output tensors into per-row JSON text: each row's `outputs` array exactly as
 // a one-row inference response would carry it (shape with a leading 1, Int64 as numbers).
-import { elementCount, halfArrayToFloat32 } from '../protocol/index.js';
+// From the files behind the protocol index: this runs on the writer thread, which needs none of
+// the request and response code (nor the native addon) the index loads.
+import { halfArrayToFloat32 } from '../protocol/half.js';
+import { elementCount } from '../protocol/tensor.js';
 import type { Tensor, TensorData } from '../protocol/types.js';
 
 /** JSON text of each row's outputs, in row order. */
