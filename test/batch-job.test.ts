@@ -265,10 +265,12 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
   t.equal(fieldAt(new Uint8Array(bytes), 1, bytes.length - 1, 44, 2), 'b\u00e9', 'a plain Uint8Array too');
 });
 
-t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor', async (t) => {
+t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor, with the addon\'s number formatter and without', async (t) => {
   const { outputsPerRow } = await import('../dist/batch/output-rows.js');
+  const { useNativeJson } = await import('../dist/protocol/native-json.js');
   const next = rng(7);
-  for (const rows of [1, 2, 7, 300]) {
+  for (const [rows, native] of [[1, true], [2, false], [7, true], [300, true], [300, false]] as const) {
+    useNativeJson(native);
     const outputs = [
       { name: 'p', datatype: 'FP32' as const, shape: [rows, 3], data: Float32Array.from({ length: rows * 3 }, (_, i) => (i % 5 === 4 ? Number.NaN : next() - 0.5)) },
       { name: 'label', datatype: 'INT64' as const, shape: [rows], data: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i - 3)) },
@@ -277,14 +279,16 @@ t.test('stored outputs: each row as a one-row response carries it, for every kin
       { name: 'none', datatype: 'FP32' as const, shape: [rows, 0], data: new Float32Array(0) },
     ];
     const expected = Array.from({ length: rows }, (_, r) => JSON.stringify([
-      { name: 'p', datatype: 'FP32', shape: [1, 3], data: Array.from(outputs[0]!.data.subarray(r * 3, r * 3 + 3)) },
+      // As a response carries them: NaN as the string "NaN".
+      { name: 'p', datatype: 'FP32', shape: [1, 3], data: Array.from(outputs[0]!.data.subarray(r * 3, r * 3 + 3), (v) => (Number.isNaN(v) ? 'NaN' : v)) },
       { name: 'label', datatype: 'INT64', shape: [1], data: [r - 3] },
       { name: 'flag', datatype: 'BOOL', shape: [1, 2], data: [(2 * r) % 3 !== 0, (2 * r + 1) % 3 !== 0] },
       { name: 'text', datatype: 'BYTES', shape: [1, 1], data: [`a,"b${r}"`] },
       { name: 'none', datatype: 'FP32', shape: [1, 0], data: [] },
     ]));
-    t.same(outputsPerRow(outputs, rows), expected, `${rows} rows`);
+    t.same(outputsPerRow(outputs, rows), expected, `${rows} rows, ${native ? 'the addon\'s' : 'V8\'s'} formatting`);
   }
+  useNativeJson(true);
 });
 
 t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, one reader thread or three alike', async (t) => {
