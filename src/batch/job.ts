@@ -290,11 +290,9 @@ class Pipeline {
 }
 
 /**
- * One batch is one run on one worker (the server's workers and sessions), straight to the pool:
- * the job already forms full batches, so the online batcher's queueing would only add delay, and
- * max_batch_size (the online batcher's limit) does not cut them into many small, costly tasks.
- * Staged: it waits on a busy worker, to start the moment that worker's current batch ends.
+ * One batch is one run on one worker (the server's workers and sessions), past the online
+ * batcher: the job already forms full batches (see Umbra.runBatch).
  */
 async function infer(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[]): Promise<WireTensor[]> {
-  return (await umbra.pool.run(mv.session, tensors, [], { staged: true })).outputs;
+  return (await umbra.runBatch(mv, tensors)).outputs;
 }
