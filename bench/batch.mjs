@@ -12,7 +12,9 @@
 // `digits` (models/repository) as before.
 //
 // Usage: node bench/batch.mjs [--models mlp,heavy,wide,digits] [--rows N] [--rounds R] [--pg URL]
-//                             [--parse-workers N] [--quick] [--json]
+//                             [--parse-workers N] [--also-batch-size B] [--quick] [--json]
+// --also-batch-size adds `umbra batch --batch-size B` into SQLite as one more contender (the
+// evidence for the default batch size).
 // Needs `npx tsc -p tsconfig.json` first. PostgreSQL is measured when --pg, UMBRA_BENCH_PG_URL or
 // UMBRA_TEST_PG_URL names a server (a scratch database is created and dropped per round).
 import * as ort from 'onnxruntime-node';
@@ -46,6 +48,7 @@ for (const m of modelNames) if (!MODELS[m]) throw new Error(`--models: each one 
 const cores = availableParallelism();
 const rounds = Number(flag('rounds', quick ? 1 : 5));
 const parseWorkers = flag('parse-workers');
+const alsoBatchSize = flag('also-batch-size');
 const pgUrl = flag('pg', process.env.UMBRA_BENCH_PG_URL ?? process.env.UMBRA_TEST_PG_URL);
 const sweepSeconds = quick ? 0.15 : 0.6;
 const dir = mkdtempSync(join(tmpdir(), 'umbra-bench-batch-'));
@@ -203,9 +206,9 @@ async function ortReadAndInfer(modelPath, spec, csv, rows, best) {
  * time (start-up, model load) is recorded beside it. The child's CPU comes from the shell's
  * `times` (all of the child's threads), its per-stage CPU from the job's `cpu per row:` line.
  */
-function umbraBatch(name, repository, csv, rows, storeUrl) {
+function umbraBatch(name, repository, csv, rows, storeUrl, extra = []) {
   const cli = ['batch', '--repo', repository, '--model', name, '--input', csv, '--key', 'id', '--store', storeUrl,
-    '--rejects', join(dir, 'rejects.jsonl'), '--progress-interval', '60'];
+    '--rejects', join(dir, 'rejects.jsonl'), '--progress-interval', '60', ...extra];
   if (parseWorkers) cli.push('--parse-workers', parseWorkers);
   const stop = startClock();
   const child = spawn('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', process.execPath, CLI, ...cli], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -276,6 +279,7 @@ async function benchModel(name) {
     ortScript: () => ortReadAndInfer(modelPath, spec, csv, rows, best),
     sqlite: () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`),
   };
+  if (alsoBatchSize) contenders[`sqliteBatch${alsoBatchSize}`] = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, ['--batch-size', alsoBatchSize]);
   if (pgUrl) {
     contenders.postgres = async () => {
       const db = await scratchDatabase();
@@ -304,16 +308,16 @@ async function benchModel(name) {
   const shareOf = (what) => (all[what] ? median(all[what].map((v, i) => v.rowsPerSecond / all.ort[i].rowsPerSecond)) : null);
   const medianOf = (what, pick) => (all[what] ? median(all[what].map(pick)) : null);
   const stageMedians = (what) => (all[what]?.[0]?.stages ? Object.fromEntries(Object.keys(all[what][0].stages).map((k) => [k, median(all[what].map((v) => v.stages[k]))])) : null);
-  const shares = { sqlite: shareOf('sqlite'), postgres: shareOf('postgres'), ortScript: shareOf('ortScript') };
+  const shares = Object.fromEntries(names.filter((k) => k !== 'ort').map((k) => [k, shareOf(k)]));
   return {
     model: name, about: spec.about, source, rows, csvMiB, ortBest: best, ortSweep: sweep,
     rowsPerSecond: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.rowsPerSecond)])),
     cpuMicrosPerRow: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.cpuMicrosPerRow)])),
     otherCores: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.otherCores)])),
     processSeconds: { sqlite: medianOf('sqlite', (v) => v.processSeconds), postgres: medianOf('postgres', (v) => v.processSeconds) },
-    stages: { sqlite: stageMedians('sqlite'), postgres: stageMedians('postgres') },
+    stages: Object.fromEntries(names.filter((k) => all[k][0]?.stages).map((k) => [k, stageMedians(k)])),
     shares,
-    verdicts: Object.fromEntries(Object.entries(TARGETS).map(([k, target]) => [k, shares[k] === null ? 'not run' : shares[k] >= target ? `met (>= ${target})` : `missed (< ${target})`])),
+    verdicts: Object.fromEntries(Object.entries(TARGETS).map(([k, target]) => [k, shares[k] === undefined || shares[k] === null ? 'not run' : shares[k] >= target ? `met (>= ${target})` : `missed (< ${target})`])),
     command: all.sqlite[0]?.command,
     all,
   };
@@ -347,7 +351,7 @@ if (args.includes('--json')) {
   }
   process.stdout.write('\n| model | store | read+parse | dispatch | store | model workers and runtime | total (job) | whole process (times) |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
   for (const r of results) {
-    for (const store of ['sqlite', 'postgres']) {
+    for (const store of Object.keys(r.stages)) {
       const s = r.stages[store];
       if (s) process.stdout.write(`| ${r.model} | ${store} | ${s.read} | ${s.dispatch} | ${s.store} | ${s.workers} | ${s.total} | ${r.cpuMicrosPerRow[store].toFixed(1)} |\n`);
     }

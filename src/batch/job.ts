@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
+import { bytesPerElement } from '../protocol/datatype.js';
 import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { WireTensor } from '../workers/messages.js';
@@ -23,7 +24,21 @@ import { openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from 
 import { threadCpuMicros } from './thread-cpu.js';
 import { WriteStage } from './write-stage.js';
 
-export const DEFAULT_BATCH_SIZE = 256;
+/** Rows per batch unless --batch-size says otherwise, and fewer for wide rows (see defaultBatchSize). */
+export const DEFAULT_BATCH_SIZE = 1024;
+/** The input bytes a default batch stays under. */
+const DEFAULT_BATCH_BYTES = 4 << 20;
+
+/**
+ * Rows per batch by default: 1024, where per-batch costs (a worker task, two thread hand-overs, a
+ * commit) are a small part of a row's cost (measured against 256 on the 64-1024-1024-10 MLP: the
+ * job's thread spends half as much per row, bench/RESULTS-batch.md), but never more than 4 MiB of
+ * input per batch, so models with wide rows (images) keep memory in bounds: 2 batches per worker
+ * and a few more queued are in memory at once.
+ */
+export function defaultBatchSize(rowBytes: number): number {
+  return Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(DEFAULT_BATCH_BYTES / Math.max(1, rowBytes))));
+}
 
 export interface BatchJobOptions {
   umbra: Umbra;
@@ -38,7 +53,10 @@ export interface BatchJobOptions {
   store?: PredictionStore;
   storeUrl?: string;
   shard?: ShardSpec;
-  /** Rows per batch (and per store transaction); a resume keeps the batch size it started with. */
+  /**
+   * Rows per batch (and per store transaction); default 1024, fewer where that would be over
+   * 4 MiB of input. A resume keeps the batch size it started with.
+   */
   batchSize?: number;
   /** Continue from the store's checkpoint instead of starting over. */
   resume?: boolean;
@@ -128,8 +146,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const mv = umbra.manager.get(options.model, options.version);
   const job = jobId(mv.name, mv.version, options.input, shard, options.runId);
   const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
-  const requestedBatch = options.batchSize ?? DEFAULT_BATCH_SIZE;
-  positive(requestedBatch, '--batch-size');
+  if (options.batchSize !== undefined) positive(options.batchSize, '--batch-size');
   const readers = options.parseWorkers ?? 1;
   positive(readers, '--parse-workers');
   const window = options.window ?? 2 * umbra.pool.size;
@@ -137,7 +154,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   if (!options.store && options.storeUrl === undefined) throw new UmbraError('INVALID_ARGUMENT', 'a batch job needs a store or a store URL');
   const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
 
-  const setup: ConstructorParameters<typeof ReadStage>[0] = { input: options.input, signature: mv.signature, keyColumn: options.keyColumn, segmentRecords: requestedBatch };
+  const setup: ConstructorParameters<typeof ReadStage>[0] = { input: options.input, signature: mv.signature, keyColumn: options.keyColumn };
   if (options.format) setup.format = options.format;
   if (options.mapping) setup.mapping = options.mapping;
   if (shard) setup.shard = shard;
@@ -160,7 +177,8 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
         bytesRead: 0, totalBytes: 0, elapsedMs: performance.now() - started, rowsThisRun: 0, rowsPerSecond: 0, cpu: undefined,
       };
     }
-    const batchSize = previous?.batchSize ?? requestedBatch;
+    const rowBytes = (plan?.inputs ?? []).reduce((sum, p) => sum + p.rowElements * bytesPerElement(p.datatype), 0);
+    const batchSize = previous?.batchSize ?? options.batchSize ?? defaultBatchSize(rowBytes);
     const checkpoint: Checkpoint = {
       job, model: mv.name, version: mv.version, input: resolve(options.input), shard: describeShard(shard), batchSize,
       recordsDone: resumedFrom, rejectBytes: previous?.rejectBytes ?? 0,
@@ -179,7 +197,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
     };
     writer.open({ model: mv.name, version: mv.version, rejectsPath, checkpoint: { ...checkpoint } }, store);
     const pipeline = new Pipeline(umbra, mv, writer, changed, window);
-    reader.start(resumedFrom);
+    reader.start(resumedFrom, batchSize);
 
     const inputs = plan?.inputs ?? [];
     let batch = new BatchAssembly(inputs, batchSize, resumedFrom);

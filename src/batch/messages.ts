@@ -15,16 +15,14 @@ export interface ReaderSetup {
   keyColumn: string | undefined;
   mapping?: ColumnMapping;
   shard?: ShardSpec;
-  /** Records per segment. */
-  segmentRecords: number;
   /** This thread parses segments `thread`, `thread + threads`, ... */
   thread: number;
   threads: number;
 }
 
 export type ToReader =
-  /** Begin after record `resumeAfter`. */
-  | { kind: 'start'; resumeAfter: number }
+  /** Begin after record `resumeAfter`, in segments of `segmentRecords` records. */
+  | { kind: 'start'; resumeAfter: number; segmentRecords: number }
   /** Segments below `upTo` may be parsed and sent. */
   | { kind: 'allow'; upTo: number };
 

@@ -12,6 +12,7 @@ export class ReadStage {
   private readonly arrived = new Map<number, SegmentMessage>();
   private nextIndex = 0;
   private resumeAfter = 0;
+  private segmentRecords = 1;
   /** Records in the input, once a thread has reached its end. */
   private records: number | undefined;
   private ends = 0;
@@ -39,10 +40,11 @@ export class ReadStage {
     return planned.plan;
   }
 
-  /** Every reader begins after record `resumeAfter`. */
-  start(resumeAfter: number): void {
+  /** Every reader begins after record `resumeAfter`, in segments of `segmentRecords` records. */
+  start(resumeAfter: number, segmentRecords: number): void {
     this.resumeAfter = resumeAfter;
-    this.post({ kind: 'start', resumeAfter });
+    this.segmentRecords = segmentRecords;
+    this.post({ kind: 'start', resumeAfter, segmentRecords });
     this.post({ kind: 'allow', upTo: this.ahead });
   }
 
@@ -79,7 +81,7 @@ export class ReadStage {
   }
 
   private segmentCount(records: number): number {
-    return Math.ceil(Math.max(0, records - this.resumeAfter) / this.setup.segmentRecords);
+    return Math.ceil(Math.max(0, records - this.resumeAfter) / this.segmentRecords);
   }
 
   private spawn(thread: number): void {

@@ -15,11 +15,16 @@ const port = parentPort!;
 const send = (message: FromReader, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 let resumeAfter = -1;
+let segmentRecords = 1;
 let allowed = 0;
 let wake: (() => void) | undefined;
 port.on('message', (message: ToReader) => {
-  if (message.kind === 'start') resumeAfter = message.resumeAfter;
-  else allowed = Math.max(allowed, message.upTo);
+  if (message.kind === 'start') {
+    resumeAfter = message.resumeAfter;
+    segmentRecords = message.segmentRecords;
+  } else {
+    allowed = Math.max(allowed, message.upTo);
+  }
   wake?.();
 });
 const until = async (ready: () => boolean): Promise<void> => {
@@ -56,7 +61,7 @@ async function run(): Promise<void> {
   }
   await until(() => resumeAfter >= 0);
 
-  const size = setup.segmentRecords;
+  const size = segmentRecords;
   let row = 0;
   let segment: InputRecord[] = [];
   /** The segment `segment` collects. */

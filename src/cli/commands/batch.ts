@@ -25,7 +25,7 @@ export function registerBatch(program: Command): void {
     .option('--key <column>', 'column holding each row\'s key (default: each row\'s row number, 1 for the first data row)')
     .option('--store <url>', `where predictions go: sqlite:PATH or postgres://user@host:port/db (default ${DEFAULT_STORE_URL}) [env UMBRA_STORE]`)
     .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
-    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE})`)
+    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE}, fewer where that is over 4 MiB of input)`)
     .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
