@@ -2,26 +2,12 @@
 // rows without a key column are keyed by row number, and columns the model does not take are
 // left out with a note, or the error names the --mapping to pass.
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Umbra } from '../dist/core/umbra.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { openInput, openStore, runBatchJob, type PredictionStore } from '../dist/batch/index.js';
 import { MAX_QUOTED_RECORD_BYTES } from '../dist/batch/csv-records.js';
-import { tempRepo, affineModel } from './helpers/repo.js';
+import { batchFixture } from './helpers/batch.js';
 
-const repo = tempRepo();
-repo.addVersion('affine', 1, affineModel(2, 1, 4));
-const dir = mkdtempSync(join(tmpdir(), 'umbra-batch-input-'));
-const umbra = await Umbra.open({ repository: repo.dir, workers: 2 });
-t.teardown(async () => {
-  await umbra.close();
-  repo.remove();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-const path = (name: string) => join(dir, `${counter++}-${name}`);
+const { umbra, path } = await batchFixture('umbra-batch-input-');
 
 interface Reject {
   line: number;

@@ -17,7 +17,7 @@ import { BatchAssembly } from './assembly.js';
 import type { ColumnMapping } from './features.js';
 import { ROW_REJECTED, ROW_VALID } from './parse.js';
 import { ReadStage } from './read-stage.js';
-import type { InputFormat } from './reader.js';
+import { inspectInput, type InputFormat } from './reader.js';
 import { describeShard, type ShardSpec } from './shard.js';
 import { Signal } from './signal.js';
 import { openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from './store.js';
@@ -153,6 +153,8 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   positive(window, 'window');
   if (!options.store && options.storeUrl === undefined) throw new UmbraError('INVALID_ARGUMENT', 'a batch job needs a store or a store URL');
   const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
+  // An unreadable input or an unknown format fails here, before any thread starts.
+  await inspectInput(options.input, options.format);
 
   const setup: ConstructorParameters<typeof ReadStage>[0] = { input: options.input, signature: mv.signature, keyColumn: options.keyColumn };
   if (options.format) setup.format = options.format;

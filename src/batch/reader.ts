@@ -44,8 +44,19 @@ export interface InputStream {
   destroy(): void;
 }
 
-/** Format from the name (.csv, .tsv, .jsonl, .ndjson, with optional .gz); gzip from the magic bytes. */
-export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
+/** What an input file is, found without reading it: its format, whether it is gzip, its size. */
+export interface InputKind {
+  format: InputFormat;
+  gzip: boolean;
+  delimiter: string;
+  totalBytes: number;
+}
+
+/**
+ * Format from the name (.csv, .tsv, .jsonl, .ndjson, with optional .gz), or `format`; gzip from
+ * the magic bytes. Throws, naming --input, when the file cannot be read or its format told.
+ */
+export async function inspectInput(path: string, format?: InputFormat): Promise<InputKind> {
   let head: Buffer;
   let totalBytes: number;
   try {
@@ -70,6 +81,12 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
   if (chosen !== 'csv' && chosen !== 'jsonl') {
     throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl`);
   }
+  return { format: chosen, gzip, delimiter: bare.endsWith('.tsv') ? '\t' : ',', totalBytes };
+}
+
+/** Opens the input as a stream of records (see inspectInput for what is checked first). */
+export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
+  const { format: chosen, gzip, delimiter, totalBytes } = await inspectInput(path, format);
   const file = createReadStream(path, { highWaterMark: 256 * 1024 });
   let bytesRead = 0;
   file.on('data', (chunk) => { bytesRead += chunk.length; });
@@ -79,7 +96,6 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
     file.on('error', (err) => gunzip.destroy(err));
     text = file.pipe(gunzip);
   }
-  const delimiter = bare.endsWith('.tsv') ? '\t' : ',';
   const state = chosen === 'csv' ? csvRecords(text, delimiter, path) : jsonlRecords(text);
   return {
     format: chosen,
