@@ -14,6 +14,7 @@ import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { WireTensor } from '../workers/messages.js';
 import { BatchAssembly } from './assembly.js';
+import type { PlanSummary } from './messages.js';
 import type { ColumnMapping } from './features.js';
 import { ROW_REJECTED, ROW_VALID } from './parse.js';
 import { ReadStage } from './read-stage.js';
@@ -201,40 +202,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
     const pipeline = new Pipeline(umbra, mv, writer, changed, window);
     reader.start(resumedFrom, batchSize);
 
-    const inputs = plan?.inputs ?? [];
-    let batch = new BatchAssembly(inputs, batchSize, resumedFrom);
-    let skipped = 0;
-    for (let segment = await reader.next(); segment; segment = await reader.next()) {
-      // A segment whose rows fill an empty batch exactly goes to the workers as the reader parsed it.
-      const adopted = batch.keys.length === 0 && segment.keys.length === batchSize && batch.adopt(segment.data, batchSize);
-      let first = 0;
-      let valid = 0;
-      let rejectAt = 0;
-      for (let i = 0; i < segment.status.length; i++) {
-        const status = segment.status[i];
-        if (status === ROW_VALID) {
-          batch.keys.push(segment.keys[valid++]!);
-        } else if (status === ROW_REJECTED) {
-          batch.rejects.push(segment.rejects[rejectAt++]!);
-        } else {
-          skipped += 1;
-        }
-        batch.recordsDone = segment.firstRow + i;
-        if (batch.keys.length === batchSize) {
-          // A segment's valid rows lie one after another in its data: one copy per run.
-          if (!adopted) batch.addRows(segment.data, first, valid - first);
-          first = valid;
-          await pipeline.dispatch(batch);
-          batch = new BatchAssembly(inputs, batchSize, batch.recordsDone);
-        }
-      }
-      if (!adopted) batch.addRows(segment.data, first, valid - first);
-      reader.release(segment.index);
-    }
-    batch.final = true;
-    batch.recordsDone = Math.max(batch.recordsDone, reader.recordCount);
-    await pipeline.dispatch(batch);
-    await pipeline.drain();
+    const skipped = await formBatches(reader, pipeline, plan?.inputs ?? [], batchSize, resumedFrom);
     const writeCpu = await writer.close();
     const readCpu = await reader.cpuMicros();
     const used = process.cpuUsage(processCpu);
@@ -252,6 +220,48 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
     await Promise.all([reader.close(), writer.terminate()]);
     if (!options.store) await store?.close();
   }
+}
+
+/**
+ * Forms batches of `batchSize` rows from the readers' segments, strictly in input order, and hands
+ * each to the pipeline; the last (possibly empty) one is final. Returns how many records were
+ * other shards'.
+ */
+async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSummary['inputs'], batchSize: number, resumedFrom: number): Promise<number> {
+  let batch = new BatchAssembly(inputs, batchSize, resumedFrom);
+  let skipped = 0;
+  for (let segment = await reader.next(); segment; segment = await reader.next()) {
+    // A segment whose rows fill an empty batch exactly goes to the workers as the reader parsed it.
+    const adopted = batch.keys.length === 0 && segment.keys.length === batchSize && batch.adopt(segment.data, batchSize);
+    let first = 0;
+    let valid = 0;
+    let rejectAt = 0;
+    for (let i = 0; i < segment.status.length; i++) {
+      const status = segment.status[i];
+      if (status === ROW_VALID) {
+        batch.keys.push(segment.keys[valid++]!);
+      } else if (status === ROW_REJECTED) {
+        batch.rejects.push(segment.rejects[rejectAt++]!);
+      } else {
+        skipped += 1;
+      }
+      batch.recordsDone = segment.firstRow + i;
+      if (batch.keys.length === batchSize) {
+        // A segment's valid rows lie one after another in its data: one copy per run.
+        if (!adopted) batch.addRows(segment.data, first, valid - first);
+        first = valid;
+        await pipeline.dispatch(batch);
+        batch = new BatchAssembly(inputs, batchSize, batch.recordsDone);
+      }
+    }
+    if (!adopted) batch.addRows(segment.data, first, valid - first);
+    reader.release(segment.index);
+  }
+  batch.final = true;
+  batch.recordsDone = Math.max(batch.recordsDone, reader.recordCount);
+  await pipeline.dispatch(batch);
+  await pipeline.drain();
+  return skipped;
 }
 
 function positive(value: number, what: string): void {
