@@ -12,9 +12,11 @@
 // `digits` (models/repository) as before.
 //
 // Usage: node bench/batch.mjs [--models mlp,heavy,wide,digits] [--rows N] [--rounds R] [--pg URL]
-//                             [--parse-workers N] [--also-batch-size B] [--quick] [--json]
+//                             [--parse-workers N] [--also-batch-size B] [--baseline DIR] [--quick] [--json]
 // --also-batch-size adds `umbra batch --batch-size B` into SQLite as one more contender (the
-// evidence for the default batch size).
+// evidence for the default batch size); --baseline DIR adds the `umbra batch` of another build
+// (DIR/bin/umbra.js, e.g. `git archive` of an earlier commit, built) into SQLite: before and after
+// in the same run.
 // Needs `npx tsc -p tsconfig.json` first. PostgreSQL is measured when --pg, UMBRA_BENCH_PG_URL or
 // UMBRA_TEST_PG_URL names a server (a scratch database is created and dropped per round).
 import * as ort from 'onnxruntime-node';
@@ -49,6 +51,7 @@ const cores = availableParallelism();
 const rounds = Number(flag('rounds', quick ? 1 : 5));
 const parseWorkers = flag('parse-workers');
 const alsoBatchSize = flag('also-batch-size');
+const baseline = flag('baseline');
 const pgUrl = flag('pg', process.env.UMBRA_BENCH_PG_URL ?? process.env.UMBRA_TEST_PG_URL);
 const sweepSeconds = quick ? 0.15 : 0.6;
 const dir = mkdtempSync(join(tmpdir(), 'umbra-bench-batch-'));
@@ -206,12 +209,12 @@ async function ortReadAndInfer(modelPath, spec, csv, rows, best) {
  * time (start-up, model load) is recorded beside it. The child's CPU comes from the shell's
  * `times` (all of the child's threads), its per-stage CPU from the job's `cpu per row:` line.
  */
-function umbraBatch(name, repository, csv, rows, storeUrl, extra = []) {
+function umbraBatch(name, repository, csv, rows, storeUrl, extra = [], cliPath = CLI) {
   const cli = ['batch', '--repo', repository, '--model', name, '--input', csv, '--key', 'id', '--store', storeUrl,
     '--rejects', join(dir, 'rejects.jsonl'), '--progress-interval', '60', ...extra];
   if (parseWorkers) cli.push('--parse-workers', parseWorkers);
   const stop = startClock();
-  const child = spawn('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', process.execPath, CLI, ...cli], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', process.execPath, cliPath, ...cli], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c) => { stdout += c; });
@@ -280,6 +283,7 @@ async function benchModel(name) {
     sqlite: () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`),
   };
   if (alsoBatchSize) contenders[`sqliteBatch${alsoBatchSize}`] = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, ['--batch-size', alsoBatchSize]);
+  if (baseline) contenders.baseline = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, [], join(baseline, 'bin', 'umbra.js'));
   if (pgUrl) {
     contenders.postgres = async () => {
       const db = await scratchDatabase();
