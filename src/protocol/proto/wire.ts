@@ -141,7 +141,12 @@ export class ProtoReader {
     switch (wireType) {
       case WIRE_VARINT: this.varint64(); return;
       case WIRE_FIXED64: this.need(8); return;
-      case WIRE_LENGTH: this.pos += this.span(); return;
+      case WIRE_LENGTH: {
+        // The length first: `pos += span()` would add it to where the varint started.
+        const length = this.span();
+        this.pos += length;
+        return;
+      }
       case WIRE_FIXED32: this.need(4); return;
       case WIRE_START_GROUP: {
         if (depth >= MAX_GROUP_DEPTH) this.fail('groups nested too deeply');
