@@ -394,7 +394,7 @@ function parameterValueSize(value: ParameterValue): number {
 
 function parameterEntrySize(key: string, value: ParameterValue): number {
   const v = parameterValueSize(value);
-  return stringSize(key) + 1 + varintSize(v) + v;
+  return 1 + stringSize(key) + 1 + varintSize(v) + v;
 }
 
 function parametersSize(field: number, params: ParameterMap | undefined): number {
@@ -551,7 +551,7 @@ function encodeResponseInto(resp: WireInferResponse, prefix: (size: number) => n
   writeParameters(w, 4, resp.parameters);
   for (const o of outputs) writeTensor(w, 5, o);
   for (const b of resp.rawOutputContents) w.bytes(6, b);
-  return w.buf;
+  return w.finish();
 }
 
 export function encodeInferResponse(resp: WireInferResponse): Buffer {
@@ -588,5 +588,5 @@ export function encodeInferRequest(req: WireInferRequest): Buffer {
     writeParameters(w, 2, o.parameters);
   });
   for (const b of req.rawInputContents) w.bytes(7, b);
-  return w.buf;
+  return w.finish();
 }

@@ -178,7 +178,8 @@ export function varintSize(value: number): number {
   if (value < 2 ** 42) return 6;
   if (value < 2 ** 49) return 7;
   if (value < 2 ** 56) return 8;
-  return 9;
+  if (value < 2 ** 63) return 9;
+  return 10;
 }
 
 /** Bytes of a 64-bit two's complement integer as a varint (negatives take 10). */
@@ -249,5 +250,14 @@ export class ProtoWriter {
 
   double(value: number): void {
     this.pos = this.buf.writeDoubleLE(value, this.pos);
+  }
+
+  /**
+   * The buffer, once exactly filled. Typed-array writes past the end are dropped silently, so a
+   * sizing mistake would send a cut message: it fails loudly here instead.
+   */
+  finish(): Buffer {
+    if (this.pos !== this.buf.length) throw new Error(`protobuf writer filled ${this.pos} of the ${this.buf.length} bytes it sized`);
+    return this.buf;
   }
 }

@@ -89,5 +89,5 @@ export function encodeRetryStatus(code: Status, message: string, seconds: number
     w.tag(2, WIRE_VARINT);
     w.varint(nanos);
   }
-  return w.buf;
+  return w.finish();
 }
