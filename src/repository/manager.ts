@@ -99,13 +99,14 @@ export class ModelManager extends EventEmitter {
 
   /** The override in place, then the load; a failed load puts the previous override back. */
   private async loadGiven(entry: ModelEntry, overrides: LoadOverrides): Promise<void> {
-    const undo = await this.overrides.apply(entry.name, overrides);
+    const change = await this.overrides.apply(entry.name, overrides);
     try {
       await this.doLoad(entry);
     } catch (err) {
-      await undo().catch(() => undefined);
+      await change.undo().catch(() => undefined);
       throw err;
     }
+    await change.commit().catch(() => undefined);
   }
 
   /** A model the repository has drops its override (Triton's rule); one only given in a request reloads as it is. */

@@ -117,9 +117,9 @@ export class OverrideStore {
   /**
    * Puts `overrides` in place of the model's current override (files replace the whole folder; a
    * config alone replaces the config and keeps files given earlier). Returns how to undo it, for
-   * a load that fails: the previous override comes back.
+   * a load that fails (the previous override comes back), and how to let the previous one go.
    */
-  async apply(name: string, overrides: LoadOverrides): Promise<() => Promise<void>> {
+  async apply(name: string, overrides: LoadOverrides): Promise<{ undo: () => Promise<void>; commit: () => Promise<void> }> {
     const configName = overrides.config?.['name'];
     if (configName !== undefined && configName !== name) throw bad(`expected the name "${name}" (or none) in parameters.config but received ${describeValue(configName)}`);
     const target = this.modelDir(name);
@@ -134,9 +134,14 @@ export class OverrideStore {
     });
     const previous = await this.setAside(name);
     await this.guard(name, () => rename(staged, target));
-    return async () => {
-      await rm(target, { recursive: true, force: true });
-      if (previous) await rename(previous, target);
+    return {
+      undo: async () => {
+        await rm(target, { recursive: true, force: true });
+        if (previous) await rename(previous, target);
+      },
+      commit: async () => {
+        if (previous) await rm(previous, { recursive: true, force: true });
+      },
     };
   }
 
