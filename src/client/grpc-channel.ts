@@ -201,8 +201,15 @@ export class GrpcChannel {
     };
   }
 
+  /** Closes the connection once its calls are done. */
   close(): void {
     this.session?.close();
+    this.session = undefined;
+  }
+
+  /** Closes the connection now, whatever is still open on it. */
+  destroy(): void {
+    this.session?.destroy();
     this.session = undefined;
   }
 }

@@ -139,7 +139,8 @@ export class GrpcLoadConnection {
     this.dead = true;
     this.unaryInFlight.clear();
     this.waiting.clear();
-    this.channel.close();
+    // Now: an open stream (grpc-stream) would keep a graceful close waiting for ever.
+    this.channel.destroy();
   }
 
   private onAnswer(message: Buffer): void {
