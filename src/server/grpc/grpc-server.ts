@@ -51,7 +51,8 @@ export class GrpcServer {
     this.server.addService(inferenceService(), inference);
     this.server.addService(healthService(), this.health.handlers() as UntypedServiceImplementation);
     // Requests are parsed here against the loaded signatures, kept current as models come and go.
-    const refresh = () => this.catalog.update(buildCatalog(core.manager));
+    // Signatures only: gRPC is served on the core's thread, which runs inline models itself.
+    const refresh = () => this.catalog.update(buildCatalog(core, false));
     refresh();
     for (const event of ['loaded', 'unloaded', 'load-failed'] as const) {
       core.manager.on(event, refresh);
