@@ -110,7 +110,7 @@ function repoFor(scenario) {
 
 function serve(repo, extra = []) {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   child.stdout.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));
   child.stderr.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));
