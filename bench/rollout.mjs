@@ -111,7 +111,7 @@ function repoFor(scenario) {
 function serve(repo, extra = []) {
   const port = 20000 + Math.floor(Math.random() * 20000);
   // Each scenario's traffic state and log in its own state directory, beside its repository copy.
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--state-dir', `${repo}.state`, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   child.stdout.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));
   child.stderr.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));

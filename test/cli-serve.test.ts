@@ -64,7 +64,7 @@ t.test('SIGTERM under load: every in-flight request succeeds, then exit 0', asyn
   });
   repo.addVersion('slow', 1, slowModel(512, 200));
   repo.writeConfig('slow', { max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: 1000 } });
-  const child = spawn(process.execPath, [BIN, 'serve', '--repo', repo.dir, '--state-dir', `${repo.dir}.state`, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'serve', '--grpc-port', '0', '--repo', repo.dir, '--state-dir', `${repo.dir}.state`, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');

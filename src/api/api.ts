@@ -6,6 +6,7 @@ import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { toTritonConfig } from '../repository/config.js';
+import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
 
@@ -100,7 +101,7 @@ export class Api implements RouteTable {
     r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
     r('POST', '/v2/models/:m/versions/:v/infer', (q, [m, v]) => this.infer(q, m!, v));
     r('POST', '/v2/repository/index', (q) => this.repositoryIndex(q));
-    r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(m!)));
+    r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(q, m!)));
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
 
@@ -169,15 +170,7 @@ export class Api implements RouteTable {
   }
 
   private metadata(model: string, version?: string): ApiReply {
-    const mv = this.umbra.manager.get(model, version);
-    const versions = version ? [mv.version] : this.umbra.manager.versionsOf(model).map((v) => v.version);
-    return json(200, {
-      name: mv.name,
-      versions,
-      platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
-      inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
-      outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
-    });
+    return json(200, modelMetadata(this.umbra, model, version));
   }
 
   private modelReady(model: string, version?: string): ApiReply {
@@ -201,8 +194,18 @@ export class Api implements RouteTable {
     return json(200, await this.umbra.manager.index(readyOnly));
   }
 
-  private async load(model: string): Promise<ApiReply> {
-    await this.umbra.manager.load(model);
+  /** Triton's load: a body {"parameters": {"config": "<JSON>", "file:1/model.onnx": "<base64>"}} loads the model as given. */
+  private async load(req: ApiRequest, model: string): Promise<ApiReply> {
+    let overrides: LoadOverrides | undefined;
+    if (req.body.byteLength > 0) {
+      const body = parseJsonObject(req.body, 'the load request');
+      const parameters = body.parameters;
+      if (parameters !== undefined && (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))) {
+        throw new UmbraError('INVALID_INPUT', 'expected an object for "parameters" in the load request');
+      }
+      overrides = readLoadOverrides(parameters as Record<string, unknown> | undefined, base64File);
+    }
+    await this.umbra.manager.load(model, overrides);
     return json(200, {});
   }
 
@@ -218,6 +221,25 @@ function digest(value: string): Buffer {
 
 function fullShape(mv: ModelVersion, dims: number[]): number[] {
   return mv.signature.maxBatchSize > 0 ? [-1, ...dims] : dims;
+}
+
+/** GET /v2/models/{m}[/versions/{v}] (and gRPC's ModelMetadata): versions, platform, inputs, outputs. */
+export function modelMetadata(core: Umbra, model: string, version?: string): { name: string; versions: string[]; platform: string; inputs: TensorMetadata[]; outputs: TensorMetadata[] } {
+  const mv = core.manager.get(model, version);
+  const versions = version ? [mv.version] : core.manager.versionsOf(model).map((v) => v.version);
+  return {
+    name: mv.name,
+    versions,
+    platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
+    inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+    outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+  };
+}
+
+interface TensorMetadata {
+  name: string;
+  datatype: string;
+  shape: number[];
 }
 
 /** The path's segments, percent-decoded; a malformed escape is a 400. */

@@ -19,6 +19,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'repository', flag: '--repo', env: 'UMBRA_REPO', kind: 'string' },
   { key: 'host', flag: '--host', env: 'UMBRA_HOST', kind: 'string' },
   { key: 'port', flag: '--port', env: 'UMBRA_PORT', kind: 'int', min: 0, max: 65535 },
+  { key: 'grpcPort', flag: '--grpc-port', env: 'UMBRA_GRPC_PORT', kind: 'int', min: 0, max: 65535 },
   { key: 'workers', flag: '--workers', env: 'UMBRA_WORKERS', kind: 'int', min: 1, max: 1024 },
   { key: 'adminToken', flag: '--admin-token', env: 'UMBRA_ADMIN_TOKEN', kind: 'string' },
   { key: 'pollSeconds', flag: '--poll-seconds', env: 'UMBRA_POLL_SECONDS', kind: 'number', min: 0 },
@@ -92,6 +93,7 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
   return {
     host: DEFAULTS.host,
     port: DEFAULTS.port,
+    grpcPort: DEFAULTS.grpcPort,
     workers: availableParallelism(),
     ...out,
   } as ServerOptions;

@@ -6,6 +6,9 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = fileURLToPath(new URL('../../bin/umbra.js', import.meta.url));
 
+// Servers started side by side must not all claim the CLI's default gRPC port (8001).
+const SIDE_BY_SIDE = { UMBRA_GRPC_PORT: process.env.UMBRA_GRPC_PORT ?? '0' };
+
 export interface RunOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
@@ -15,7 +18,7 @@ export interface RunOptions {
 /** `umbra ARGS` to completion. */
 export function runUmbra(args: string[], options: RunOptions = {}): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8', cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 60_000,
+    encoding: 'utf8', cwd: options.cwd ?? ROOT, env: { ...process.env, ...SIDE_BY_SIDE, ...options.env }, timeout: options.timeoutMs ?? 60_000,
   });
 }
 
@@ -33,7 +36,7 @@ export interface ServeProcess {
  * /v2/health/ready answers 200; rejects with its output if it exits first or is not ready in time.
  */
 export async function startServing(file: string, args: string[], options: RunOptions = {}): Promise<ServeProcess> {
-  const child = spawn(file, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...SIDE_BY_SIDE, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');

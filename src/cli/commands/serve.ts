@@ -8,10 +8,11 @@ import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
-    .description('serve a model repository over HTTP (Open Inference Protocol v2)')
+    .description('serve a model repository over HTTP and gRPC (Open Inference Protocol v2)')
     .option('--repo <dir>', 'model repository: REPO/<model>/<version>/model.onnx [env UMBRA_REPO]')
     .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
     .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--grpc-port <n>', 'port of the gRPC service (Open Inference Protocol, grpc.health.v1), 0 = off (default 8001) [env UMBRA_GRPC_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
     .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
@@ -58,6 +59,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
   const index = await server.umbra.manager.index();
   for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
