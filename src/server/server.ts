@@ -17,6 +17,8 @@ export interface ServerOptions extends UmbraOptions {
   host?: string;
   /** 0 picks a free port (see `UmbraServer.port`). */
   port?: number;
+  /** Open Inference Protocol over gRPC (`--grpc-port`); 0 = off. Read by the gRPC transport. */
+  grpcPort?: number;
   adminToken?: string;
   maxBodyBytes?: number;
   /** Upper bound on a graceful drain before the remaining work is abandoned. */

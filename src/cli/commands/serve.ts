@@ -1,16 +1,22 @@
-// `umbra serve`: serve a model repository over HTTP until SIGTERM/SIGINT, then drain.
+// `umbra serve`: serve a model repository (or one model directory, as KServe passes it) over
+// HTTP until SIGTERM/SIGINT, then drain.
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
+import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
-import { resolveServeSettings, UsageError } from '../settings.js';
+import { resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
     .description('serve a model repository over HTTP (Open Inference Protocol v2)')
     .option('--repo <dir>', 'model repository: REPO/<model>/<version>/model.onnx [env UMBRA_REPO]')
+    .option('--model-dir <dir>', 'instead of --repo, one model\'s folder: DIR/model.onnx, DIR/<version>/model.onnx or DIR/<model>/<version>/model.onnx; read only [env UMBRA_MODEL_DIR]')
+    .option('--model-name <name>', 'the name --model-dir is served under [env UMBRA_MODEL_NAME]')
     .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
-    .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--port <n>', 'HTTP port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--http-port <n>', 'the same as --port [env UMBRA_HTTP_PORT]')
+    .option('--grpc-port <n>', 'gRPC port (Open Inference Protocol), 0 = off [env UMBRA_GRPC_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
     .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
@@ -43,14 +49,39 @@ export function registerServe(program: Command): void {
 
 }
 
+/** Builds the repository of links that serves `--model-dir`; bad layouts are usage errors naming the flag. */
+function openModelDir(single: NonNullable<ServeSettings['modelDir']>, repository: string): ModelDirRepository {
+  try {
+    return linkModelDir(inspectModelDir(single.name, single.dir), repository);
+  } catch (err) {
+    throw new UsageError(`--model-dir: ${(err as Error).message}`);
+  }
+}
+
 async function serve(flags: Record<string, unknown>): Promise<void> {
-  const options = resolveServeSettings(flags);
+  const { modelDir: single, ...options } = resolveServeSettings(flags);
   const repo = options.repository;
-  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
+  const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  let modelDir: ModelDirRepository | undefined;
+  if (single) {
+    modelDir = openModelDir(single, repo);
+    log(`serving ${modelDir.plan.dir} (${modelDir.plan.layout === 'file' ? `model file ${modelDir.plan.file!.path} as version 1` : modelDir.plan.layout === 'versions' ? 'versions in Triton\'s layout' : `model folder ${modelDir.plan.source}`}) as model ${single.name}; links, traffic state and the default prediction log in ${repo}`);
+  } else if (!existsSync(repo) || !statSync(repo).isDirectory()) {
     throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
   }
   const server = await startServer(options);
-  const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  // Versions added to the model directory later reach the repository of links before the next poll.
+  if (modelDir && options.pollSeconds && options.pollSeconds > 0) {
+    const links = modelDir;
+    setInterval(() => {
+      try {
+        links.refresh();
+      } catch (err) {
+        log(`--model-dir: ${(err as Error).message}`);
+      }
+    }, options.pollSeconds * 1000).unref();
+  }
+  if (options.grpcPort) log(`--grpc-port ${options.grpcPort}: this build serves HTTP only; the gRPC port stays closed`);
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
   const index = await server.umbra.manager.index();
