@@ -1,9 +1,8 @@
 // One Umbra instance's monitoring: metrics, drift, feedback, prediction log and alerts, fed by
 // the inference hooks. Everything on the request path is O(columns) counting into fixed arrays.
-import { randomBytes } from 'node:crypto';
+import { IdAssigner } from '../core/ids.js';
 import type { Umbra } from '../core/umbra.js';
 import type { InferEvent } from '../core/hooks.js';
-import type { InferRequest } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { VersionDrift, type DriftOptions, type DriftReport, type Verdict } from './drift.js';
 import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
@@ -49,13 +48,13 @@ export class Monitor {
   private readonly versions = new Map<string, VersionState>();
   private readonly timer: NodeJS.Timeout;
   private readonly detach: () => void;
-  /** Assigned ids: a random prefix per server start and a sequence number (unique, cheap to look up). */
-  private readonly idPrefix = `${randomBytes(8).toString('hex')}-`;
-  private idSeq = 0;
 
   constructor(private readonly umbra: Umbra, readonly options: MonitoringOptions = {}) {
     this.metrics = new UmbraMetrics(options);
-    this.feedback = new FeedbackJoin({ ...options.feedback, assignedPrefix: this.idPrefix });
+    // Every prediction gets an id (the caller's, or one the core assigns and returns in the answer):
+    // feedback labels join to it.
+    const ids = umbra.ids ??= new IdAssigner();
+    this.feedback = new FeedbackJoin({ ...options.feedback, assignedPrefix: ids.prefix });
     const m = this.metrics;
     if (options.log) {
       this.log = new PredictionLog(options.log, {
@@ -67,17 +66,12 @@ export class Monitor {
     if (options.webhook) this.webhook = new Webhook(options.webhook, { result: (r) => m.webhookDeliveries.inc({ result: r }) });
     this.installCollectors();
     this.detach = umbra.hooks.use({
-      prepare: (_mv, request) => this.assignId(request),
       onResult: (event) => this.onResult(event),
     });
     this.timer = setInterval(() => this.evaluateAll(), (options.evaluateSeconds ?? 10) * 1000);
     this.timer.unref();
   }
 
-  /** Every prediction gets an id: the caller's, or a fresh one returned in the answer. */
-  private assignId(request: InferRequest): void {
-    if (request.id === undefined || request.id === '') request.id = `${this.idPrefix}${this.idSeq++}`;
-  }
 
   private onResult(event: InferEvent): void {
     this.metrics.observe(event);

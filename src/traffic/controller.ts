@@ -71,6 +71,7 @@ export class TrafficController {
     }, { ...DEFAULT_SHADOW_OPTIONS, ...options.shadow });
     const hooks: UmbraHooks = {
       route: (model, requested, context) => this.route(model, requested, context),
+      claims: (model) => this.models.get(model)?.effective !== undefined,
       onResult: (event) => this.onResult(event),
     };
     this.detach.push(umbra.hooks.use(hooks));
@@ -258,7 +259,10 @@ export class TrafficController {
       const start = base ?? { primary: t.rollout.record.baseline, canary: null, shadows: [] };
       effective = t.rollout.applyTo(start);
     }
+    const claimedBefore = t.effective !== undefined;
     t.effective = effective;
+    // Whether this model's requests may bypass routing changed: tell the I/O threads.
+    if (claimedBefore !== (effective !== undefined)) this.umbra.hooks.changed();
     const subject = effective?.canary?.version ?? effective?.shadows[0]?.version;
     if (!subject) delete t.ambient;
     else if (t.ambient?.subject !== subject) t.ambient = { subject, evidence: new Evidence(this.now()) };
