@@ -60,6 +60,7 @@ t.test('the containers\' arguments and environment are what umbra serve takes', 
   t.equal(s.port, kserve.ports.find((p: any) => p.name === 'http').containerPort);
   t.equal(s.grpcPort, kserve.ports.find((p: any) => p.name === 'grpc').containerPort);
   t.equal(s.workers, 2, 'one worker per CPU of the limit');
+  t.equal(s.ioThreads, 2);
   t.equal(s.drainSeconds, 20);
   t.equal(s.stateDir, '/var/lib/umbra');
   t.notOk((s.monitoring as { log?: unknown }).log, 'no prediction log in scratch space');
@@ -105,9 +106,9 @@ function prometheusQueries(): { where: string; query: string }[] {
   const out: { where: string; query: string }[] = [];
   for (const m of docs('MetricTemplate')) out.push({ where: `MetricTemplate ${m.metadata.name}`, query: m.spec.query });
   for (const a of docs('AnalysisTemplate')) for (const metric of a.spec.metrics) if (metric.provider.prometheus) out.push({ where: `AnalysisTemplate ${a.metadata.name}`, query: metric.provider.prometheus.query });
-  for (const s of docs('ScaledObject')) for (const trigger of s.spec.triggers) out.push({ where: `ScaledObject trigger ${trigger.name}`, query: trigger.metadata.query });
+  for (const s of docs('ScaledObject')) for (const trigger of s.spec.triggers.filter((x: any) => x.type === 'prometheus')) out.push({ where: `ScaledObject trigger ${trigger.name}`, query: trigger.metadata.query });
   for (const i of docs('InferenceService')) for (const metric of i.spec.predictor.autoScaling?.metrics ?? []) out.push({ where: `InferenceService ${i.metadata.name}`, query: metric.external.metric.query });
-  for (const h of docs('HorizontalPodAutoscaler')) for (const metric of h.spec.metrics) out.push({ where: `HPA ${h.metadata.name}`, query: `${metric.pods.metric.name}{}` });
+  for (const h of docs('HorizontalPodAutoscaler')) for (const metric of h.spec.metrics.filter((m: any) => m.type === 'Pods')) out.push({ where: `HPA ${h.metadata.name}`, query: `${metric.pods.metric.name}{}` });
   return out;
 }
 
