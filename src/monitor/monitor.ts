@@ -220,10 +220,14 @@ export class Monitor {
     m.collectors.pending = () => {
       m.pending.reset();
       m.inFlight.reset();
+      m.inFlightRequests.reset();
       for (const name of umbra.manager.names()) {
         for (const mv of umbra.manager.versionsOf(name)) {
-          m.pending.set({ model: name, version: mv.version }, mv.pending);
-          m.inFlight.set({ model: name, version: mv.version }, mv.inFlight);
+          const labels = { model: name, version: mv.version };
+          const stats = mv.stats();
+          m.pending.set(labels, stats.pending);
+          m.inFlight.set(labels, stats.inFlight);
+          m.inFlightRequests.set(labels, stats.pending + stats.executingRequests);
         }
       }
     };

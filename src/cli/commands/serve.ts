@@ -1,17 +1,22 @@
-// `umbra serve`: serve a model repository over HTTP until SIGTERM/SIGINT, then drain.
+// `umbra serve`: serve a model repository (or one model directory, as KServe passes it) over
+// HTTP until SIGTERM/SIGINT, then drain.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
+import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
-import { existingRepository, resolveServeSettings } from '../settings.js';
+import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
     .description('serve a model repository over HTTP and gRPC (Open Inference Protocol v2)')
     .option('--repo <dir>', 'model repository: REPO/<model>/<version>/model.onnx [env UMBRA_REPO]')
+    .option('--model-dir <dir>', 'instead of --repo, one model\'s folder: DIR/model.onnx, DIR/<version>/model.onnx or DIR/<model>/<version>/model.onnx; read only [env UMBRA_MODEL_DIR]')
+    .option('--model-name <name>', 'the name --model-dir is served under [env UMBRA_MODEL_NAME]')
     .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
-    .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--port <n>', 'HTTP port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--http-port <n>', 'the same as --port [env UMBRA_HTTP_PORT]')
     .option('--grpc-port <n>', 'port of the gRPC service (Open Inference Protocol, grpc.health.v1), 0 = off (default 8001) [env UMBRA_GRPC_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
     .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
@@ -45,15 +50,40 @@ export function registerServe(program: Command): void {
 
 }
 
+/** Builds the repository of links that serves `--model-dir`; bad layouts are usage errors naming the flag. */
+function openModelDir(single: NonNullable<ServeSettings['modelDir']>, repository: string): ModelDirRepository {
+  try {
+    return linkModelDir(inspectModelDir(single.name, single.dir), repository);
+  } catch (err) {
+    throw new UsageError(`--model-dir: ${(err as Error).message}`);
+  }
+}
+
 async function serve(flags: Record<string, unknown>): Promise<void> {
-  const options = resolveServeSettings(flags);
+  const { modelDir: single, ...options } = resolveServeSettings(flags);
+  const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  let modelDir: ModelDirRepository | undefined;
+  if (single) {
+    modelDir = openModelDir(single, options.repository);
+    log(`serving ${modelDir.plan.dir} (${modelDir.plan.layout === 'file' ? `model file ${modelDir.plan.file!.path} as version 1` : modelDir.plan.layout === 'versions' ? 'versions in Triton\'s layout' : `model folder ${modelDir.plan.source}`}) as model ${single.name} through links in ${options.repository}`);
+  }
   const repo = existingRepository(options.repository);
   const server = await startServer(options);
-  const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
   log(`state directory: ${options.stateDir}`);
   const legacyLog = legacyLogPath(repo);
-  if (options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
+  if (!single && options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
     log(`an earlier prediction log is at ${legacyLog}; new predictions go to the state directory (export the old one with \`umbra export-log --log-db sqlite:${legacyLog}\`)`);
+  }
+  // Versions added to the model directory later reach the repository of links before the next poll.
+  if (modelDir && options.pollSeconds && options.pollSeconds > 0) {
+    const links = modelDir;
+    setInterval(() => {
+      try {
+        links.refresh();
+      } catch (err) {
+        log(`--model-dir: ${(err as Error).message}`);
+      }
+    }, options.pollSeconds * 1000).unref();
   }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
