@@ -82,7 +82,8 @@ function repository(name, modelPath, backend) {
 
 async function serve(name, modelPath, backend) {
   const port = await freePort();
-  const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--log-db', 'off'];
+  // gRPC port 0 and a state directory each: the two servers run side by side.
+  const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--grpc-port', '0', '--state-dir', join(dir, `state-${name}`), '--log-db', 'off'];
   if (flags.workers) args.push('--workers', flags.workers);
   if (flags.monitoring) args.push('--monitoring', flags.monitoring);
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
