@@ -38,7 +38,7 @@ const BODIES = ROWS.slice(0, 256).map((x) => JSON.stringify({ inputs: [{ name: '
 
 /** `umbra serve` as a user starts it; resolves with its port once it says it listens. */
 function serve(repo, flags) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -205,7 +205,7 @@ async function main() {
     }
   } finally {
     for (const s of Object.values(servers)) s.child.kill('SIGTERM');
-    for (const dir of repos) rmSync(dir, { recursive: true, force: true });
+    for (const dir of repos) for (const d of [dir, `${dir}.state`]) rmSync(d, { recursive: true, force: true });
   }
 }
 
@@ -234,7 +234,7 @@ async function micro() {
   const t0 = performance.now();
   for (let i = 0; i < N; i++) tl.observe(events[i & 1023]);
   const observeNs = ((performance.now() - t0) * 1e6) / N;
-  const server = await startServer({ repository: repo, host: '127.0.0.1', port: 0, adminToken: TOKEN, monitoring: { drift: {} }, ui: { stepMs: 3_600_000 } });
+  const server = await startServer({ repository: repo, stateDir: `${repo}.state`, host: '127.0.0.1', port: 0, adminToken: TOKEN, monitoring: { drift: {} }, ui: { stepMs: 3_600_000 } });
   try {
     const api = server.api;
     const call = (method, path, body) => api.handle({ method, path: path.split('?')[0], query: path.split('?')[1] ?? '', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: Buffer.from(body ? JSON.stringify(body) : '') });
@@ -264,7 +264,7 @@ async function micro() {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } finally {
     await server.stop();
-    rmSync(repo, { recursive: true, force: true });
+    for (const d of [repo, `${repo}.state`]) rmSync(d, { recursive: true, force: true });
   }
 }
 

@@ -76,13 +76,17 @@ t.test('rings stay at their capacity; a series born late is padded to the shared
 });
 
 /** A copy of the bundled digits model with a reference profile. */
-function digitsRepo(t: Tap.Test): string {
+function digitsRepo(t: Tap.Test): { repository: string; stateDir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-ui-api-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const state = `${dir}.state`;
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--state-dir', state, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
-  return dir;
+  return { repository: dir, stateDir: state };
 }
 
 const row = (k: number) => Array.from({ length: 64 }, (_, i) => (i * 7 + k) % 17);
@@ -90,7 +94,7 @@ const row = (k: number) => Array.from({ length: 64 }, (_, i) => (i * 7 + k) % 17
 t.test('server: summary, timelines, the tick stream, drift histograms, the page files', async (t) => {
   const repo = digitsRepo(t);
   // A step longer than the test: the test closes steps itself (ops.step), so nothing races the timer.
-  const s = await startTestServer(t, { repository: repo, workers: 1, ui: { stepMs: 100_000, maxStreams: 1 } });
+  const s = await startTestServer(t, { ...repo, workers: 1, ui: { stepMs: 100_000, maxStreams: 1 } });
   const ops = s.server.ops!;
   for (let k = 0; k < 30; k++) t.equal((await s.post('/v2/models/digits/infer', { inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: row(k) }] })).status, 200);
   t.equal((await s.post('/v2/models/digits/infer', { inputs: [{ name: 'pixels', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] })).status, 400);
@@ -171,10 +175,10 @@ t.test('server: summary, timelines, the tick stream, drift histograms, the page 
 
 t.test('--ui off: no page, no series, no stream', async (t) => {
   const repo = digitsRepo(t);
-  const s = await startTestServer(t, { repository: repo, workers: 1, ui: false });
+  const s = await startTestServer(t, { ...repo, workers: 1, ui: false });
   t.equal(s.server.ops, undefined);
   for (const path of ['/ui', '/ui/assets/app.js', '/v2/ops/server', '/v2/ops/timeline', '/v2/ops/events', '/v2/models/digits/timeline']) t.equal((await s.get(path)).status, 404, path);
-  const page = await startTestServer(t, { repository: repo, workers: 1, ui: { page: false } });
+  const page = await startTestServer(t, { ...repo, workers: 1, ui: { page: false } });
   t.equal((await page.get('/ui')).status, 404, 'page: false keeps the series but not the page');
   t.equal((await page.get('/v2/ops/server')).status, 200);
 });

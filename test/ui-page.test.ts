@@ -46,15 +46,17 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
   }
 }
 
-function profiledRepo(): string {
+/** A copy of the digits model with a train-split profile in its own state directory, and a model that cannot load. */
+function profiledRepo(): { dir: string; state: string } {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-ui-'));
+  const state = `${dir}.state`;
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
   // A model that cannot load: the server page shows it failed, with the reason.
   mkdirSync(join(dir, 'broken', '1'), { recursive: true });
   writeFileSync(join(dir, 'broken', '1', 'model.onnx'), 'not an onnx file');
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--state-dir', state, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`umbra profile failed: ${r.stderr}`);
-  return dir;
+  return { dir, state };
 }
 
 /** `n` single-row requests of test digits with the drifted column set; returns ids and labels for feedback. */
@@ -122,9 +124,13 @@ t.test('the ops page in chromium', async (t) => {
     return;
   }
   const repo = profiledRepo();
-  t.teardown(() => rmSync(repo, { recursive: true, force: true }));
+  t.teardown(() => {
+    rmSync(repo.dir, { recursive: true, force: true });
+    rmSync(repo.state, { recursive: true, force: true });
+  });
   const s = await startTestServer(t, {
-    repository: repo,
+    repository: repo.dir,
+    stateDir: repo.state,
     workers: 1,
     ioThreads: Number(process.env.IOT ?? 2),
     adminToken: TOKEN,
@@ -257,8 +263,11 @@ t.test('the ops page in chromium', async (t) => {
 // (some of it malformed, so errors show), a rollout in its shadow step, feedback arriving.
 t.test('screenshots for docs/ui.md', { skip: process.env.UMBRA_UI_SCREENSHOTS === '1' ? false : 'set UMBRA_UI_SCREENSHOTS=1 to write docs/images/ui-*.png' }, async (t) => {
   const repo = profiledRepo();
-  t.teardown(() => rmSync(repo, { recursive: true, force: true }));
-  const s = await startTestServer(t, { repository: repo, workers: 1, adminToken: TOKEN, monitoring: { drift: { minSamples: 50, windowRows: 400 } } });
+  t.teardown(() => {
+    rmSync(repo.dir, { recursive: true, force: true });
+    rmSync(repo.state, { recursive: true, force: true });
+  });
+  const s = await startTestServer(t, { repository: repo.dir, stateDir: repo.state, workers: 1, adminToken: TOKEN, monitoring: { drift: { minSamples: 50, windowRows: 400 } } });
   await s.request('PUT', '/v2/models/digits/traffic', JSON.stringify({ primary: '1' }), ADMIN);
   await s.post('/v2/models/digits/rollout', { candidate: '2', steps: [{ shadow: true, min_requests: 100_000, max_seconds: 3600 }, { weight: 0.1, min_requests: 200 }, { weight: 0.5, min_requests: 200 }, { weight: 1, min_requests: 200 }], analysis: { drift: false, min_agreement: 0.5 } }, ADMIN);
   const until = Date.now() + 45_000;
