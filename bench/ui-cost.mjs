@@ -38,7 +38,7 @@ const BODIES = ROWS.slice(0, 256).map((x) => JSON.stringify({ inputs: [{ name: '
 
 /** `umbra serve` as a user starts it; resolves with its port once it says it listens. */
 function serve(repo, flags) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', '0', '--grpc-port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
