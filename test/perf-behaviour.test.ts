@@ -1,5 +1,6 @@
-// The generator's rules and bookkeeping: stability stopping, error accounting by status,
-// transport failures, sweeps and thresholds, request encodings, and the JSON/CSV schema.
+// The generator's rules and bookkeeping: the stability rule, error accounting by status,
+// transport failures, sweeps and thresholds, request encodings, and the JSON/CSV schema. Whether
+// a live steady server's windows agree depends on the host: test/timing/perf-windows.test.ts.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -31,20 +32,6 @@ t.test('stability: the last 3 windows must agree within the percentage, throughp
   t.notOk(isStable([s(100, 10), s(100, 10), s(130, 10)], 10), 'throughput off by 30%');
   t.notOk(isStable([s(100, 10), s(100, 10), s(100, 13)], 10), 'latency off by 30%');
   t.ok(isStable([s(100, 10), s(100, 10), s(100, 13)], 25), 'a looser bound accepts it');
-});
-
-t.test('the runner stops after 3 windows on a steady server and runs to the limit on a drifting one', async (t) => {
-  const steady = await startSynthetic({ delay: { kind: 'uniform', base: 5, spread: 0.5, seed: 1 } });
-  t.teardown(() => steady.close());
-  const [a] = await runPerf({ ...quick, url: steady.url, concurrency: [4], windowMs: 250, maxWindows: 8, stabilityPct: 30 } as PerfOptions);
-  t.equal(a?.stable, true);
-  t.ok(a!.windows >= 3 && a!.windows < 8, `stopped early after ${a?.windows} windows`);
-  // A server that stalls 400 ms of every 500 ms cannot give three agreeing 150 ms windows at 1%.
-  const drifting = await startSynthetic({ delay: { kind: 'stall', period: 500, stall: 400, base: 1 } });
-  t.teardown(() => drifting.close());
-  const [b] = await runPerf({ ...quick, url: drifting.url, concurrency: [2], windowMs: 150, maxWindows: 5, stabilityPct: 1 } as PerfOptions);
-  t.equal(b?.stable, false);
-  t.equal(b?.windows, 5, 'ran to --windows');
 });
 
 t.test('errors are counted by status, kept out of latency and throughput', async (t) => {
