@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Umbra } from '../dist/core/umbra.js';
 import { runBatchJob, openStore, parseShard, shardFromEnvironment, shardOfKey, type PredictionStore } from '../dist/batch/index.js';
 import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 import { makeRows, writeCsv, writeJsonl, rng, type Row } from './fixtures/batch/data.js';
 
@@ -116,14 +117,14 @@ t.test('column mapping file and indexed names feed a two-input model', async (t)
   t.teardown(() => store.close());
   const summary = await runBatchJob({ umbra, model: 'pair', input, keyColumn: 'id', store, mapping: { n: ['first', 'second'] }, rejectsPath: path('r.jsonl') });
   t.equal(summary.rowsStored, 120);
+  const pairs = property('the first 40 keys hold sum = 2a and twice = 2n (INT64) of their own row');
   for (const d of data.slice(0, 40)) {
     const p = await store.get('pair', '1', d.id);
-    const sum = p!.outputs.find((o) => o.name === 'sum')!;
-    const twice = p!.outputs.find((o) => o.name === 'twice')!;
-    t.same(sum.data, d.a.map((v) => v * 2));
-    t.same(twice.data, d.n.map((v) => v * 2));
-    t.equal(twice.datatype, 'INT64');
+    const sum = p?.outputs.find((o) => o.name === 'sum');
+    const twice = p?.outputs.find((o) => o.name === 'twice');
+    pairs.same([sum?.data, twice?.data, twice?.datatype], [d.a.map((v) => v * 2), d.n.map((v) => v * 2), 'INT64'], () => `key ${d.id}`);
   }
+  pairs.assert(t);
   const range = await runBatchJob({ umbra, model: 'affine', input: (() => {
     const p = path('range.csv');
     writeFileSync(p, 'id,skip,c0,c1,c2,c3,label\nr1,9,1,2,3,4,7\n');
@@ -251,13 +252,12 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
     });
   }
   t.equal(mismatches, 0, `${samples.length} numbers`);
+  const notNumbers = property('a field that is not a finite number is the first bad column; the line still counts four columns and its numbers are written');
   for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity', '\u00b5']) {
     const count = read(`k,1,${bad},2`, lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0);
-    t.equal(count, 4, `'${bad}': four columns`);
-    t.equal(csvLine.firstBadColumn, 2, `'${bad}' is not a finite number`);
-    t.equal(out[0], 1);
-    t.equal(out[2], 2);
+    notNumbers.same([count, csvLine.firstBadColumn, out[0], out[2]], [4, 2, 1, 2], () => `'${bad}' (columns, first bad column, out[0], out[2])`);
   }
+  notNumbers.assert(t);
   t.equal(read('k,1,2,3,4,5', lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0), 6, 'extra columns are counted, not written');
   t.equal(read('a,,bc,', lineLayout(1, [{ positions: [0] }]), out, 0), 4, 'empty fields count');
   t.equal(lineLayout(3, [{ positions: [1, 2] }, { positions: [2] }]), undefined, 'a column feeding two inputs has no layout');

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { tempRepo, affineModel } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { makeRows, rng } from './fixtures/batch/data.js';
 
 const CLI = new URL('../bin/umbra.js', import.meta.url).pathname;
@@ -78,7 +79,9 @@ t.test('the uninterrupted run stores every key once with the right values', asyn
   t.match(reference.stdout, /done: 3000 rows stored for affine v1, 7 rejected/);
   t.equal(expected.length, ROWS);
   const byKey = new Map(expected.map((r) => [r.key, JSON.parse(r.outputs)]));
-  for (const r of rows.slice(0, 200)) t.same(byKey.get(r.key)[0].data, r.x.map((v) => v * 3 - 2));
+  const values = property('the first 200 keys hold y = 3x - 2 of their row');
+  for (const r of rows.slice(0, 200)) values.same(byKey.get(r.key)?.[0].data, r.x.map((v) => v * 3 - 2), () => `key ${r.key}`);
+  values.assert(t);
   t.equal(expectedRejects.trim().split('\n').length, 7);
 });
 

@@ -5,7 +5,7 @@
 import { isDeepStrictEqual, inspect } from 'node:util';
 
 interface Asserts {
-  strictSame(found: unknown, wanted: unknown, message?: string): boolean;
+  strictSame(found: unknown, wanted: unknown, message?: string, extra?: { stack?: string }): boolean;
 }
 
 const SHOWN = 5;
@@ -26,14 +26,19 @@ export function property(name: string): Property {
     checked += 1;
     if (!ok) failures.push(detail());
   };
+  function assert(t: Asserts): boolean {
+    const summary = failures.length === 0 ? `${checked} checked` : `${failures.length} of ${checked} failed`;
+    // A failure points at the test that asserted, not at this helper.
+    const caller: { stack?: string } = {};
+    Error.captureStackTrace(caller, assert);
+    const stack = caller.stack?.split('\n').slice(1).join('\n');
+    // The first failures are the assertion's diff; an empty loop is a failure of its own.
+    return t.strictSame(checked === 0 ? ['nothing was checked'] : failures.slice(0, SHOWN), [], `${name} (${summary})`, { stack });
+  }
   return {
     check,
     same: (actual, expected, detail) => check(isDeepStrictEqual(actual, expected),
       () => `${detail()}: ${inspect(actual, { depth: 3, breakLength: Infinity })} instead of ${inspect(expected, { depth: 3, breakLength: Infinity })}`),
-    assert: (t) => {
-      const summary = failures.length === 0 ? `${checked} checked` : `${failures.length} of ${checked} failed`;
-      // The first failures are the assertion's diff; an empty loop is a failure of its own.
-      return t.strictSame(checked === 0 ? ['nothing was checked'] : failures.slice(0, SHOWN), [], `${name} (${summary})`);
-    },
+    assert,
   };
 }
