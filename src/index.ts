@@ -5,9 +5,11 @@ export { UmbraError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { InferRequest, InferResponse, Tensor, DataType, TensorData, ModelSignature, TensorSpec } from './protocol/types.js';
 export { VERSION } from './version.js';
 export {
-  runBatchJob, openStore, attachPredictionStore, parseShard, parseStaleness,
+  runBatchJob, openStore, predictionStorePlugin, parseShard, parseStaleness,
   type BatchJobOptions, type BatchSummary, type PredictionStore, type StoredPrediction, type PredictionService,
 } from './batch/index.js';
-export { attachTraffic, type TrafficController } from './traffic/index.js';
-export { attachMonitoring, detachMonitoring, monitorOf, metricsOf, driftVerdict, liveAccuracy, type MonitoringOptions } from './monitor/index.js';
+export { UmbraApp, type AppOptions } from './app.js';
+export type { PluginContext } from './api/plugin.js';
+export { trafficPlugin, type TrafficController } from './traffic/index.js';
+export { monitoringPlugin, Monitor, type MonitoringOptions } from './monitor/index.js';
 export { runPerf, type PerfOptions, type PerfLevelResult } from './perf/index.js';

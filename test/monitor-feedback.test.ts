@@ -13,7 +13,6 @@ import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { FeedbackJoin } from '../dist/monitor/feedback.js';
 import { decodeTensors } from '../dist/monitor/tensor-blob.js';
-import { liveAccuracy, monitorOf } from '../dist/monitor/index.js';
 import { openLogStore } from '../dist/monitor/log-store.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -111,7 +110,7 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
   const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: `sqlite:${db}`, flushMs: 20, inputsSample: 1 }, feedback: { maxPending: 8 } } });
   const { sent, accuracy } = await trafficAndFeedback(t, s);
   t.ok(accuracy > 0.8, `digits v1 is accurate on the test rows (${accuracy})`);
-  const acc = liveAccuracy(s.server.umbra, 'digits', '1');
+  const acc = s.server.monitor!.liveAccuracy('digits', '1');
   t.equal(acc?.labelled, ROWS.length);
   t.ok(Math.abs(acc!.accuracy! - accuracy) < 1e-12);
   const drift = await s.get('/v2/models/digits/versions/1/drift');
@@ -161,10 +160,10 @@ t.test('prediction log in PostgreSQL', async (t) => {
   const dir = digitsRepo(t);
   // Only 4 predictions wait in memory: the rest of the labels are joined from the log itself.
   const s = await startTestServer(t, { repository: dir, monitoring: { log: { url: database.url, flushMs: 20, inputs: false }, feedback: { maxPending: 4 } } });
-  const log = monitorOf(s.server.umbra)!.log!;
+  const log = s.server.monitor!.log!;
   await log.whenReady();
   const { sent, accuracy } = await trafficAndFeedback(t, s);
-  t.ok(Math.abs(liveAccuracy(s.server.umbra, 'digits', '1')!.accuracy! - accuracy) < 1e-12, 'accuracy from labels joined in the log');
+  t.ok(Math.abs(s.server.monitor!.liveAccuracy('digits', '1')!.accuracy! - accuracy) < 1e-12, 'accuracy from labels joined in the log');
   await s.server.stop();
   const client = new pg.Client({ connectionString: database.url });
   await client.connect();

@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
-import { monitorOf } from '../dist/monitor/index.js';
 import { Webhook } from '../dist/monitor/webhook.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -77,7 +76,7 @@ t.test('server: drift and accuracy alerts fire once per crossing and re-arm', as
     repository: dir,
     monitoring: { webhook: { url: rx.url, backoffMs: 5 }, accuracyThreshold: 0.5, minLabels: 8, feedback: { accuracyWindow: 8 } },
   });
-  const monitor = monitorOf(s.server.umbra)!;
+  const monitor = s.server.monitor!;
   const infer = async (rows: number[][], id?: string) => {
     const body: Record<string, unknown> = { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [rows.length, 64], data: rows.flat() }] };
     if (id) body.id = id;

@@ -2,9 +2,8 @@
 // The uWebSockets.js adapter and the tests both drive this; no socket logic lives here.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { UmbraError, toErrorBody } from '../errors.js';
-import { encodeInferResponseText } from '../protocol/index.js';
 import type { Umbra } from '../core/umbra.js';
-import type { RequestContext } from '../core/hooks.js';
+import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
@@ -49,7 +48,12 @@ export function errorReply(err: unknown): ApiReply {
 /** Distinct method+path pairs whose route is remembered. */
 const MATCH_CACHE_SIZE = 1024;
 
-type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
+export type Handler = (req: ApiRequest, params: string[]) => Promise<ApiReply> | ApiReply;
+
+/** Where capabilities register their routes (the Api is one). */
+export interface RouteTable {
+  route(method: Route['method'], path: string, handler: Handler): void;
+}
 
 interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -58,7 +62,7 @@ interface Route {
   handler: Handler;
 }
 
-export class Api {
+export class Api implements RouteTable {
   private readonly routes: Route[] = [];
   private readonly matched = new Map<string, { route: Route; params: string[] }>();
   private readonly adminDigest: Buffer | undefined;
@@ -83,7 +87,7 @@ export class Api {
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
 
-  /** Registers another route (used by later capabilities: traffic, monitoring, batch). */
+  /** Registers another route (capabilities add theirs: traffic, monitoring, lookup). */
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     this.matched.clear();
@@ -161,26 +165,8 @@ export class Api {
     return json(ready ? 200 : 503, { name: model, ready });
   }
 
-  private async infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
-    const encoding = req.headers['content-encoding'];
-    if (encoding && encoding !== 'identity') throw new UmbraError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported; send the body uncompressed`);
-    const headerLength = parseHeaderLength(req.headers['inference-header-content-length']);
-    const context: RequestContext = { headers: req.headers, transport: 'http' };
-    const key = req.headers['x-umbra-key'];
-    if (key) context.routingKey = key;
-    const options: Parameters<Umbra['inferBody']>[4] = { context };
-    if (req.signal) options.signal = req.signal;
-    const result = await this.umbra.inferBody(model, version, req.body, headerLength, options);
-    const encoded = encodeInferResponseText(result.response, { binaryOutputs: result.binaryOutputs });
-    const headers: Record<string, string> = {};
-    if (encoded.headerLength !== undefined) {
-      headers['content-type'] = 'application/octet-stream';
-      headers['inference-header-content-length'] = String(encoded.headerLength);
-    } else {
-      headers['content-type'] = 'application/json';
-    }
-    headers['x-umbra-version'] = result.response.model_version;
-    return { status: 200, headers, body: encoded.body };
+  private infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
+    return inferReply(this.umbra, req, model, version);
   }
 
   private async repositoryIndex(req: ApiRequest): Promise<ApiReply> {
@@ -212,7 +198,8 @@ function fullShape(mv: ModelVersion, dims: number[]): number[] {
   return mv.signature.maxBatchSize > 0 ? [-1, ...dims] : dims;
 }
 
-function splitPath(path: string): string[] {
+/** The path's segments, percent-decoded; a malformed escape is a 400. */
+export function splitPath(path: string): string[] {
   return path.split('/').filter(Boolean).map((s) => {
     try {
       return decodeURIComponent(s);
@@ -234,11 +221,6 @@ function match(pattern: string[], segments: string[]): string[] | undefined {
   return params;
 }
 
-function parseHeaderLength(value: string | undefined): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  if (!/^\d{1,15}$/.test(value)) throw new UmbraError('INVALID_INPUT', `expected a non-negative integer for the Inference-Header-Content-Length header but received '${value.slice(0, 40)}'`);
-  return Number(value);
-}
 
 export function parseJsonObject(body: Uint8Array, what: string): Record<string, unknown> {
   let value: unknown;

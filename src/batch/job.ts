@@ -306,9 +306,8 @@ async function inferBatch(umbra: Umbra, mv: ModelVersion, batch: PendingBatch): 
   const rows = batch.keys.length;
   if (rows === 0 || !batch.builder) return { ...batch, builder: undefined, outputs: [] };
   const tensors = batch.builder.tensors();
-  // One batch is one run on one worker (the server's workers and sessions), straight to the pool:
-  // the job already forms full batches, so the online batcher's queueing would only add delay, and
-  // max_batch_size (the online batcher's limit) does not cut them into many small, costly tasks.
-  const result = await umbra.pool.run(mv.session, tensors, []);
+  // One batch is one run on one worker (the server's workers and sessions), past the online
+  // batcher: the job already forms full batches (see Umbra.runBatch).
+  const result = await umbra.runBatch(mv, tensors);
   return { ...batch, builder: undefined, outputs: result.outputs };
 }

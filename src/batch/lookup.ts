@@ -3,13 +3,13 @@
 // fresh enough (the model's max_staleness), and running the model online otherwise.
 import { Counter, register } from 'prom-client';
 import { UmbraError, invalid } from '../errors.js';
-import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
-import type { Api, ApiReply, ApiRequest } from '../api/api.js';
+import type { ApiReply, ApiRequest } from '../api/api.js';
+import type { PluginContext } from '../api/plugin.js';
 import { float32ToHalf, isDataType, typedArrayFor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
-import { metricsOf } from '../monitor/index.js';
+import type { UmbraMetrics } from '../monitor/index.js';
 import { parseStaleness } from './staleness.js';
 import { openStore, type PredictionStore, type StoredPrediction, type StoredTensor } from './store.js';
 
@@ -20,6 +20,8 @@ export interface LookupOptions {
   cacheSize?: number;
   /** How long a cached entry (found or absent) is trusted; default 1000 ms. */
   cacheTtlMs?: number;
+  /** The server's metrics (monitoring on): the lookup counter is exported on its /metrics too. */
+  metrics?: UmbraMetrics | undefined;
 }
 
 export interface PredictionService {
@@ -31,32 +33,26 @@ export interface PredictionService {
   close(): Promise<void>;
 }
 
-/** What attachPredictionStore needs of a server: its API, its core, and a way to close on stop. */
-export interface PredictionHost {
-  api: Api;
-  umbra: Umbra;
-  onStop?(close: () => Promise<void>): void;
-}
 
 interface CacheEntry {
   value: StoredPrediction | undefined;
   expires: number;
 }
 
-/** Opens the store at `url` and wires the lookup route and hook into the server. */
-export async function attachPredictionStore(host: PredictionHost, url: string, options: LookupOptions = {}): Promise<PredictionService> {
+/** Opens the store at `url` and wires the lookup route and hook into the core. */
+export async function predictionStorePlugin(ctx: PluginContext, url: string, options: LookupOptions = {}): Promise<PredictionService> {
   const store = await openStore(url);
   const service = new Lookups(store, options);
-  host.api.route('GET', '/v2/models/:m/predictions/:key', (req, [m, key]) => service.reply(req, m!, key!));
+  ctx.routes.route('GET', '/v2/models/:m/predictions/:key', (req, [m, key]) => service.reply(req, m!, key!));
   // Also on the server's own /metrics registry when monitoring is on (it does not serve the default one).
-  const serverRegistry = metricsOf(host.umbra)?.registry;
+  const serverRegistry = options.metrics?.registry;
   if (serverRegistry && !serverRegistry.getSingleMetric(LOOKUP_METRIC)) serverRegistry.registerMetric(lookupCounter());
-  const detach = host.umbra.hooks.use({ answer: (mv, request, context) => service.answer(mv, request, context) });
+  const detach = ctx.core.hooks.use({ answer: (mv, request, context) => service.answer(mv, request, context) });
   const close = async () => {
     detach();
     await store.close();
   };
-  host.onStop?.(close);
+  ctx.onStop(close);
   return { store, lookup: (m, v, k) => service.lookup(m, v, k), stats: () => service.stats(), close };
 }
 

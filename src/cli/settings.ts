@@ -30,6 +30,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'store', flag: '--store', env: 'UMBRA_STORE', kind: 'string' },
   { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
+  { key: 'ioThreads', flag: '--io-threads', env: 'UMBRA_IO_THREADS', kind: 'int', min: 1, max: 256 },
   ...MONITOR_FIELDS,
 ];
 

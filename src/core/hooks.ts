@@ -2,7 +2,11 @@
 // prediction log) and shadowing plug in here instead of into the transports or the batcher.
 import { isUmbraError } from '../errors.js';
 import type { InferRequest, InferResponse } from '../protocol/types.js';
-import type { InferTiming, ModelVersion, TrafficRole } from '../repository/model-version.js';
+import type { InferTiming } from '../execution/types.js';
+import type { ModelVersion } from '../repository/model-version.js';
+
+/** Why a version served a request: the default, the canary draw, a shadow copy, or a named version. */
+export type TrafficRole = 'primary' | 'canary' | 'shadow' | 'direct';
 
 /** What the transport knows about a request beyond its body. */
 export interface RequestContext {

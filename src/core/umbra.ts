@@ -3,12 +3,16 @@
 import { availableParallelism } from 'node:os';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
-import { DATATYPES, type DataType, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
+import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
-import type { InferOptions, InferResult, ModelVersion, TrafficRole } from '../repository/model-version.js';
-import { HookSet, outcomeOf, type InferEvent, type RequestContext, type UmbraHooks } from './hooks.js';
+import type { ModelVersion } from '../repository/model-version.js';
+import { Executor } from '../execution/executor.js';
+import type { InferOptions, InferResult } from '../execution/types.js';
+import { SignatureChanged, type BodyInferResult, type InferBodyOptions, type InferenceFront } from './front.js';
+import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
-import { ownedTensor } from '../workers/messages.js';
+import { ThreadRegistry, osThreadId } from './threads.js';
+import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
   /** Model repository directory (Triton layout). */
@@ -37,23 +41,24 @@ export interface PredictOptions extends InferOptions {
   parameters?: Record<string, unknown>;
 }
 
-export interface BodyInferResult extends InferResult {
-  /** Which outputs the request asked for as binary (Triton's binary tensor extension). */
-  binaryOutputs: ReturnType<typeof binaryOutputsFor>;
-}
+export type { BodyInferResult } from './front.js';
 
-export class Umbra {
+export class Umbra implements InferenceFront {
   readonly manager: ModelManager;
   readonly pool: WorkerPool;
   /** Extension points for traffic routing, monitoring and logging (see hooks.ts). */
   readonly hooks = new HookSet();
+  /** The process's threads by kind, for CPU accounting (threads.ts). */
+  readonly threads = new ThreadRegistry();
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
 
   private constructor(readonly options: UmbraOptions) {
-    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism() });
-    this.manager = new ModelManager({ repository: options.repository, pool: this.pool, intraOpThreads: options.intraOpThreads ?? 1 });
+    this.threads.add('core', osThreadId());
+    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism(), onWorkerThread: (tid) => this.threads.add('model', tid) });
+    const intraOpThreads = options.intraOpThreads ?? 1;
+    this.manager = new ModelManager({ repository: options.repository, open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }) });
   }
 
   /** Starts the pool and loads the repository. Resolves when every model has loaded or failed. */
@@ -65,7 +70,7 @@ export class Umbra {
   }
 
   /** Parses an Open Inference Protocol body (JSON, or JSON + binary tensors) and runs it. */
-  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferOptions & { context?: RequestContext; header?: unknown } = {}): Promise<BodyInferResult> {
+  async inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferBodyOptions = {}): Promise<BodyInferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
     let { version: mv, role } = this.route(model, version, context);
@@ -91,11 +96,16 @@ export class Umbra {
     return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
   }
 
-  /** Runs an already parsed request (used by transports that parse themselves). */
-  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext } = {}): Promise<InferResult> {
+  /**
+   * Runs an already parsed request (used by transports that parse themselves). `accepts` checks the
+   * routed version's signature against the one the request was parsed with; on a mismatch this
+   * throws SignatureChanged before anything runs.
+   */
+  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const context = options.context ?? {};
     routingKeyFromBody(request, context);
     const { version: mv, role } = this.route(model, version, context);
+    if (options.accepts && !options.accepts(mv.signature)) return Promise.reject(new SignatureChanged());
     return this.run(mv, role, request, options, context, performance.now());
   }
 
@@ -104,6 +114,23 @@ export class Umbra {
     const routed = this.hooks.route(model, version, context);
     if (routed) return routed;
     return { version: this.manager.get(model, version), role: version ? 'direct' : 'primary' };
+  }
+
+  /**
+   * Runs a parsed request on a chosen version with the hooks around it (prepare, answer, the
+   * result event). Every caller reaches the model through here: the transports (via inferBody /
+   * infer), predict(), and shadow copies (role 'shadow', chosen by the traffic policy).
+   */
+  execute(mv: ModelVersion, request: InferRequest, options: InferOptions & { role: TrafficRole; context?: RequestContext }): Promise<InferResult> {
+    return this.run(mv, options.role, request, options, options.context ?? {}, performance.now());
+  }
+
+  /**
+   * Runs an already formed batch (a batch job's) on the version's workers, past the online
+   * batcher and the hooks: its rows are not served requests, they go to a prediction store.
+   */
+  runBatch(mv: ModelVersion, inputs: WireTensor[]): Promise<RunResult> {
+    return mv.execution.runBatch(inputs);
   }
 
   private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {

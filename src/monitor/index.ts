@@ -1,61 +1,50 @@
-// Monitoring's one entry point for the server (`attachMonitoring`) and the small API other
-// capabilities call (traffic's rollout analysis reads drift and accuracy, and counts shadows).
+// Monitoring as a capability: `monitoringPlugin` hooks metrics, drift, feedback, the prediction
+// log and alerts into the inference path and registers their routes. Other capabilities that need
+// monitoring (traffic's rollout analysis, the lookup counter) are handed the Monitor it returns.
 import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
-import { parseJsonObject, type Api, type ApiReply, type ApiRequest } from '../api/api.js';
+import { parseJsonObject, type ApiReply, type ApiRequest, type RouteTable } from '../api/api.js';
+import type { PluginContext } from '../api/plugin.js';
+import { Counter, type Registry } from 'prom-client';
+import type { ThreadRegistry } from '../core/threads.js';
 import { Monitor, type MonitoringOptions } from './monitor.js';
-import type { DriftReport } from './drift.js';
-import type { AccuracyReport } from './feedback.js';
-import type { UmbraMetrics } from './metrics.js';
 
 export { Monitor, type MonitoringOptions } from './monitor.js';
 export { UmbraMetrics, DEFAULT_LATENCY_BUCKETS, parseBuckets } from './metrics.js';
 export type { DriftReport, FeatureDrift, Verdict, DriftOptions } from './drift.js';
 export type { AccuracyReport, FeedbackResult } from './feedback.js';
 
-const monitors = new WeakMap<Umbra, Monitor>();
-
-/** What attachMonitoring needs of a server (UmbraServer satisfies it). */
-export interface Monitorable {
-  api: Api;
-  umbra: Umbra;
-}
-
-/** Hooks monitoring into the inference path and registers its routes. Call once per server. */
-export function attachMonitoring(server: Monitorable, options: MonitoringOptions = {}): Monitor {
-  const existing = monitors.get(server.umbra);
-  if (existing) return existing;
-  const monitor = new Monitor(server.umbra, options);
-  monitors.set(server.umbra, monitor);
-  registerRoutes(server.api, server.umbra, monitor);
+/** Hooks monitoring into the core and registers its routes; closes (flushing the log) after the drain. */
+export function monitoringPlugin(ctx: PluginContext, options: MonitoringOptions = {}): Monitor {
+  const monitor = new Monitor(ctx.core, options);
+  registerRoutes(ctx.routes, ctx.core, monitor);
+  registerThreadCpu(monitor.metrics.registry, ctx.core.threads);
+  const log = monitor.log;
+  if (log) log.whenReady().then(() => ctx.core.threads.add('log', log.writerThreadId), () => undefined);
+  // After the drain and the core's close, so the last predictions reach the log.
+  ctx.onStop(() => monitor.close());
   return monitor;
 }
 
-/** Stops one server's monitoring (flushes the log); the server calls this on stop. */
-export async function detachMonitoring(umbra: Umbra): Promise<void> {
-  const monitor = monitors.get(umbra);
-  if (!monitor) return;
-  monitors.delete(umbra);
-  await monitor.close();
-}
-
-export function monitorOf(umbra: Umbra): Monitor | undefined {
-  return monitors.get(umbra);
-}
-
-/** The metrics registry of a server, e.g. `metricsOf(umbra)?.shadowDropped.inc({model, version})`. */
-export function metricsOf(umbra: Umbra): UmbraMetrics | undefined {
-  return monitors.get(umbra)?.metrics;
-}
-
-/** Drift verdict and per-feature scores of a version; undefined when monitoring is off or it served nothing. */
-export function driftVerdict(umbra: Umbra, model: string, version?: string): DriftReport | undefined {
-  return monitors.get(umbra)?.driftReport(model, version);
-}
-
-/** Live accuracy / error from joined feedback; undefined before the first label. */
-export function liveAccuracy(umbra: Umbra, model: string, version?: string): AccuracyReport | undefined {
-  return monitors.get(umbra)?.liveAccuracy(model, version);
+/**
+ * umbra_thread_cpu_seconds_total{kind}: CPU time of the core's thread, the I/O threads, the model
+ * workers and the log writer, read from /proc at scrape time (Linux). Which kind of thread a host
+ * runs out of first is the question a many-core deployment asks.
+ */
+function registerThreadCpu(registry: Registry, threads: ThreadRegistry): void {
+  const cpu = new Counter({
+    name: 'umbra_thread_cpu_seconds_total',
+    help: 'CPU seconds (user + system) used by the server threads of each kind: core (routing, batching, hooks), io (HTTP/WebSocket reading, parsing, encoding), model (model workers), log (prediction log writer).',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const sums = new Map<string, number>();
+      for (const t of threads.cpu()) sums.set(t.kind, (sums.get(t.kind) ?? 0) + t.seconds);
+      this.reset();
+      for (const [kind, seconds] of sums) this.inc({ kind }, seconds);
+    },
+  });
+  void cpu;
 }
 
 function json(status: number, value: unknown): ApiReply {
@@ -78,7 +67,7 @@ function parseFeedback(req: ApiRequest): { id: string; truth: unknown }[] {
   });
 }
 
-function registerRoutes(api: Api, umbra: Umbra, monitor: Monitor): void {
+function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   api.route('GET', '/metrics', async () => {
     const { contentType, body } = await monitor.metrics.exposition();
     return { status: 200, headers: { 'content-type': contentType }, body };

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openLogStore, type LabelRecord, type LoggedPrediction, type LogStore } from './log-store.js';
 import { packedColumns, type PackedPredictions } from './log-packing.js';
+import { osThreadId } from '../core/threads.js';
 
 export interface WriterData {
   url: string;
@@ -18,7 +19,7 @@ export type ToWriter =
   | { type: 'close' };
 
 export type FromWriter =
-  | { type: 'ready' }
+  | { type: 'ready'; tid: number }
   | { type: 'open-failed'; message: string }
   | { type: 'done'; seq: number; written: number; error?: string }
   | { type: 'found'; seq: number; rows: LoggedPrediction[]; error?: string }
@@ -37,7 +38,7 @@ async function main(): Promise<void> {
     send({ type: 'open-failed', message: (err as Error).message });
     return;
   }
-  send({ type: 'ready' });
+  send({ type: 'ready', tid: osThreadId() });
   let lastPrune = 0;
   // Messages are handled one at a time so batches land in order.
   let chain = Promise.resolve();

@@ -67,6 +67,8 @@ export class PredictionLog {
   private flushQueued = false;
   private closed = false;
   private failure: string | undefined;
+  /** The writer thread's OS id, once it is ready. */
+  writerThreadId = 0;
 
   constructor(options: PredictionLogOptions, private readonly counters: LogCounters) {
     this.sample = options.sample ?? LOG_DEFAULTS.sample;
@@ -78,7 +80,10 @@ export class PredictionLog {
     this.worker.unref();
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: FromWriter) => {
-        if (m.type === 'ready') resolve();
+        if (m.type === 'ready') {
+          this.writerThreadId = m.tid;
+          resolve();
+        }
         else if (m.type === 'open-failed') {
           this.failure = m.message;
           reject(new Error(`prediction log: cannot open ${describe(options.url)}: ${m.message}`));

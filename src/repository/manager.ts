@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { UmbraError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
-import type { WorkerPool } from '../workers/pool.js';
+import type { OpenExecution } from '../execution/types.js';
 import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
 import { listModels, listVersions, parseVersion, selectVersions, validateModelName } from './layout.js';
 import { ModelVersion } from './model-version.js';
@@ -34,9 +34,8 @@ interface ModelEntry {
 
 export interface ManagerOptions {
   repository: string;
-  pool: WorkerPool;
-  /** Intra-op threads per session run; default 1 (the pool already has one worker per core). */
-  intraOpThreads?: number;
+  /** Opens a version's execution (sessions, warm-up, placement); the execution layer provides it. */
+  open: OpenExecution;
 }
 
 export class ModelManager extends EventEmitter {
@@ -104,10 +103,11 @@ export class ModelManager extends EventEmitter {
       if (selected.length === 0) throw new UmbraError('LOAD_FAILED', `version policy of model '${entry.name}' selects none of versions ${available.join(', ')}`);
       const fingerprint = await this.fingerprint(entry.name, selected, config.modelFilename);
       const fresh = new Map<string, ModelVersion>();
-      const settled = await Promise.allSettled(selected.map((v) => ModelVersion.load({
-        name: entry.name, version: String(v), modelPath: join(dir, String(v), config.modelFilename),
-        config, pool: this.options.pool, intraOpThreads: this.options.intraOpThreads ?? 1,
-      })));
+      const settled = await Promise.allSettled(selected.map(async (v) => {
+        const version = String(v);
+        const execution = await this.options.open({ name: entry.name, version, modelPath: join(dir, version, config.modelFilename), config });
+        return new ModelVersion(entry.name, version, config, execution);
+      }));
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
         // All or nothing: the versions that did load are released before the old set keeps serving.
@@ -144,9 +144,8 @@ export class ModelManager extends EventEmitter {
   /** Drains old versions in the background, then releases their sessions on every worker. */
   private retire(versions: ModelVersion[]): Promise<void> {
     return Promise.all(versions.map(async (mv) => {
-      // A version that fails to drain is still evicted: its sessions must not leak.
+      // A version that fails to drain is still released: its sessions must not leak.
       await mv.drain().catch(() => undefined);
-      this.options.pool.evict(mv.session.key);
       await mv.release().catch(() => undefined);
     })).then(() => undefined);
   }

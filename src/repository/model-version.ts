@@ -1,349 +1,62 @@
-// One loaded model version: its resolved config, its worker sessions and its dynamic batcher.
-// Everything an inference needs after the transport has parsed the request.
-import { DynamicBatcher } from '../scheduler/batcher.js';
-import type { AbortLike } from '../scheduler/cancellation.js';
-import { concatTensors, splitTensor } from '../protocol/index.js';
-import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
-import { UmbraError, invalid } from '../errors.js';
-import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
-import type { BackendSession } from '../workers/backends/backend.js';
-import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+// One loaded model version as the repository knows it: name, version, resolved config and
+// signature, and the execution that computes its requests (src/execution). The repository
+// decides which versions serve; it never schedules.
+import type { ModelSignature } from '../protocol/types.js';
+import type { InferOptions, InferResult, VersionExecution } from '../execution/types.js';
+import type { InferRequest } from '../protocol/types.js';
 import type { ResolvedModelConfig } from './config.js';
-import { nativeRefusal } from '../graph/index.js';
 
-export type TrafficRole = 'primary' | 'canary' | 'shadow' | 'direct';
-
-/** Timings of one request, for metrics and the statistics endpoint. */
-export interface InferTiming {
-  queueMs: number;
-  computeMs: number;
-  rows: number;
-  batchRows: number;
-}
-
-export interface InferResult {
-  response: InferResponse;
-  timing: InferTiming;
-}
-
-export interface InferOptions {
-  /** Aborts the request while it waits in the queue (client went away). */
-  /** An AbortSignal, or the transports' lighter Cancellation. */
-  signal?: AbortLike;
-}
-
-interface Pending {
-  inputs: Tensor[];
-  rows: number;
-  enqueuedAt: number;
-  fault?: RunTask['fault'];
-}
-
-interface Done {
-  outputs: WireTensor[];
-  timing: InferTiming;
-}
-
-let loadCounter = 0;
-
-/** 'auto' serves on the native backend when it can run every node, else on onnxruntime. */
-function resolveBackend(choice: ResolvedModelConfig['backend'], modelPath: string): SessionSpec['backend'] {
-  if (choice !== 'auto') return choice;
-  return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
-}
+export type { InferTiming, InferResult, InferOptions } from '../execution/types.js';
+export type { TrafficRole } from '../core/hooks.js';
 
 export class ModelVersion {
-  readonly name: string;
-  readonly version: string;
-  readonly config: ResolvedModelConfig;
-  readonly session: SessionSpec;
   readonly signature: ModelSignature;
   readonly loadedAt = Date.now();
-  private batcher!: DynamicBatcher<Pending, Done>;
-  /** Batched model whose inputs have no free dimension but the batch one. */
-  private readonly fixedShapes: boolean;
-  private readonly pool: WorkerPool;
-  /** The event-loop session, when this version's batches run inline. */
-  private inline: BackendSession | undefined;
-  /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
-  placementCostUs: number | undefined;
-  /** Fewest rows a shard of a batch may have; 0 when batches are never sharded. */
-  private readonly shardMinRows: number;
-  /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
-  private readonly stagesBatches: boolean;
 
-  /**
-   * Loads a version: opens and warms its session on every worker, then decides where its batches
-   * run (see `placement`). Resolves once it can serve.
-   */
-  static async load(args: ModelVersionArgs): Promise<ModelVersion> {
-    const mv = new ModelVersion(args);
-    const placement = placementOf(args.config);
-    const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
-    // The probe runs in a worker, so timing a heavy model never blocks the event loop.
-    const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
-    mv.placementCostUs = warmed.probeMicros;
-    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
-    // A GPU model stays in the workers whatever its cost: an inline session would be a second
-    // device session, uploading the weights twice.
-    const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
-    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) {
-      const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
-      mv.inline = await backend.open(mv.session);
-    }
-    mv.batcher = mv.createBatcher(args);
-    return mv;
+  constructor(
+    readonly name: string,
+    readonly version: string,
+    readonly config: ResolvedModelConfig,
+    readonly execution: VersionExecution,
+  ) {
+    this.signature = config.signature();
   }
 
-  private constructor(args: ModelVersionArgs) {
-    this.name = args.name;
-    this.version = args.version;
-    this.config = args.config;
-    this.signature = args.config.signature();
-    this.fixedShapes = args.config.maxBatchSize > 0 && this.signature.inputs.every((spec) => spec.dims.every((d) => d >= 0));
-    loadCounter += 1;
-    this.session = {
-      key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
-      modelPath: args.modelPath,
-      backend: resolveBackend(args.config.backend, args.modelPath),
-      executionProviders: args.config.executionProviders,
-      device: args.config.device,
-      intraOpThreads: args.intraOpThreads,
-    };
-    this.pool = args.pool;
-    // Sharding spreads one batch over several workers, so only a model that may use every
-    // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
-    const minRows = shardMinRowsOf(args.config);
-    this.stagesBatches = stagesBatches(args.config);
-    this.shardMinRows = args.config.maxBatchSize > 0 && args.config.instanceCount === 0 ? minRows : 0;
+  get session(): VersionExecution['session'] {
+    return this.execution.session;
   }
 
-  private createBatcher(args: ModelVersionArgs): DynamicBatcher<Pending, Done> {
-    const pool = args.pool;
-    const db = args.config.dynamicBatching;
-    const batching = args.config.maxBatchSize > 0 && db.enabled;
-    return new DynamicBatcher<Pending, Done>({
-      maxBatchSize: batching ? args.config.maxBatchSize : 0,
-      maxQueueDelayUs: db.maxQueueDelayUs,
-      preferredBatchSizes: db.preferredBatchSizes,
-      maxQueueSize: db.maxQueueSize,
-      defaultTimeoutUs: db.defaultTimeoutUs,
-      priorityLevels: db.priorityLevels,
-      defaultPriorityLevel: db.defaultPriorityLevel,
-      // Each instance is one batch executing on one worker at a time; without an explicit
-      // instance_group every worker of the pool may run this model.
-      // Inline models run on this thread, one batch at a time.
-      maxInFlight: this.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
-      coalesce: this.inline !== undefined,
-      // A full batch waits on a busy worker (see WorkerPool.run's `staged`) when every worker is
-      // busy, so the worker goes on to it at once.
-      maxStaged: this.inline || !this.stagesBatches ? 0 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
-      execute: (items, batch) => this.execute(items, batch.staged),
-    });
+  get placement(): VersionExecution['placement'] {
+    return this.execution.placement;
   }
 
-  /** Where batches run: 'inline' on the event-loop thread, or 'worker' in the pool. */
-  get placement(): 'inline' | 'worker' {
-    return this.inline ? 'inline' : 'worker';
+  get placementCostUs(): number | undefined {
+    return this.execution.placementCostUs;
   }
 
   /** Queued requests (not yet executing). */
   get pending(): number {
-    return this.batcher.pending;
+    return this.execution.pending;
   }
 
   get inFlight(): number {
-    return this.batcher.inFlight;
+    return this.execution.inFlight;
   }
 
-  /** Runs one parsed, validated request through the batcher. */
-  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
-    const batched = this.config.maxBatchSize > 0;
-    const inputs = inSignatureOrder(this.signature, request.inputs);
-    const rows = batched ? (inputs[0]?.shape[0] ?? 1) : 1;
-    // The parser has checked each input against its spec: when no spec has a free dimension past
-    // the batch one, every complete request has the same shapes and they all batch together.
-    const shapeKey = this.fixedShapes && inputs.length === this.signature.inputs.length ? '' : shapeKeyOf(inputs, batched);
-    const params = request.parameters;
-    const priority = optionalInteger(params.priority, 'parameters.priority', 0);
-    const timeoutUs = optionalInteger(params.timeout, 'parameters.timeout', 0);
-    const pending: Pending = { inputs, rows, enqueuedAt: performance.now() };
-    const fault = params.umbra_fault;
-    if (fault === 'crash' || fault === 'throw') pending.fault = fault;
-    const submit: Parameters<DynamicBatcher<Pending, Done>['submit']>[1] = { rows, shapeKey };
-    if (priority > 0) submit.priority = priority;
-    if (timeoutUs > 0) submit.timeoutUs = timeoutUs;
-    if (options.signal) submit.signal = options.signal;
-    const done = await this.batcher.submit(pending, submit);
-    return { response: this.respond(request, done.outputs), timing: done.timing };
+  /** Runs one parsed, validated request through the version's batcher. */
+  infer(request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
+    return this.execution.infer(request, options);
   }
 
-  private respond(request: InferRequest, outputs: WireTensor[]): InferResponse {
-    const wanted = request.outputs;
-    const chosen = wanted ? wanted.map((w) => {
-      const found = outputs.find((o) => o.name === w.name);
-      if (!found) throw new UmbraError('INVALID_INPUT', `unexpected inference output '${w.name}' for model '${this.name}'`);
-      return found;
-    }) : outputs;
-    const response: InferResponse = { model_name: this.name, model_version: this.version, outputs: chosen };
-    if (request.id !== undefined) response.id = request.id;
-    return response;
-  }
-
-  private async execute(items: Pending[], staged: boolean): Promise<Done[]> {
-    const started = performance.now();
-    const fault = items.find((i) => i.fault)?.fault;
-    const inline = this.inline;
-    const counts = items.map((i) => i.rows);
-    const batchRows = counts.reduce((a, b) => a + b, 0);
-    let r: RunResult;
-    if (inline) {
-      r = await runInline(inline, merge(items, false), fault);
-    } else {
-      try {
-        r = await this.runInWorkers(merge(items, true), batchRows, fault, staged);
-      } catch (err) {
-        // A staged batch whose worker died before reaching it never ran: it goes again, whole,
-        // to the next free worker (its merged inputs left with the dead worker; the requests'
-        // own are intact).
-        if (!(err instanceof TaskNotStartedError)) throw err;
-        r = await this.runInWorkers(merge(items, true), batchRows, fault, false);
-      }
-    }
-    const perOutput = r.outputs.map((o) => splitTensor(o, counts));
-    return items.map((item, k) => ({
-      // splitTensor's pieces already carry the output's name.
-      outputs: perOutput.map((pieces) => pieces[k]!),
-      timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
-    }));
-  }
-
-  /**
-   * Runs a batch in the pool. A batch that arrives while other workers idle is split by rows
-   * across them (shards of at least shardMinRows rows) and reassembled in order: the batch
-   * finishes sooner, and under load, when no worker idles, every batch runs whole on one worker.
-   */
-  private runInWorkers(merged: WireTensor[], rows: number, fault: RunTask['fault'], staged: boolean): Promise<RunResult> {
-    const shards = this.shardMinRows > 0 && !fault && !staged ? Math.min(this.pool.idle, Math.floor(rows / this.shardMinRows)) : 1;
-    if (shards <= 1) return this.pool.run(this.session, merged, [], fault ? { fault, staged } : { staged });
-    return this.pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
-  }
-
-  /** Stops taking requests and resolves once queued and executing ones are done. */
   drain(): Promise<void> {
-    return this.batcher.drain();
+    return this.execution.drain();
   }
 
-  /** Releases the event-loop session of an inline version (worker sessions are evicted by the pool). */
-  async release(): Promise<void> {
-    const inline = this.inline;
-    this.inline = undefined;
-    if (inline) await inline.release();
+  release(): Promise<void> {
+    return this.execution.release();
   }
 
-  stats(): ReturnType<DynamicBatcher<Pending, Done>['stats']> {
-    return this.batcher.stats();
+  stats(): ReturnType<VersionExecution['stats']> {
+    return this.execution.stats();
   }
-}
-
-/** Rows of the batch that decides placement: a typical busy-server batch. */
-const INLINE_PROBE_ROWS = 16;
-/**
- * A batch cheaper than this runs on the event loop: a round trip to a worker thread costs tens of
- * microseconds, more than such a model's whole compute, and the wait blocks nothing for long.
- */
-export const INLINE_BUDGET_US = 100;
-
-export interface ModelVersionArgs {
-  name: string;
-  version: string;
-  modelPath: string;
-  config: ResolvedModelConfig;
-  pool: WorkerPool;
-  intraOpThreads: number;
-}
-
-/** `parameters.execution` in the model config: auto (default), inline or worker. */
-function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {
-  const value = config.parameters.execution ?? 'auto';
-  if (value !== 'auto' && value !== 'inline' && value !== 'worker') {
-    throw invalid('INVALID_ARGUMENT', '"auto", "inline" or "worker"', `parameters.execution of model '${config.name}'`, value);
-  }
-  return value;
-}
-
-
-/**
- * Rows below which a shard costs more in hand-off than it saves (the config may set another).
- * On the two-core host, one client sending 64-row batches of a 512-4096-4096-10 MLP waited 11.3 ms
- * (p50) with shards of 32 rows on two workers against 16.7 ms whole on one; 16-row batches 8.7
- * against 10.0 ms; a 25-layer 256-wide MLP 5-10% less.
- */
-export const DEFAULT_SHARD_MIN_ROWS = 8;
-
-/**
- * `parameters.stage_batches` in the model config: "true" or "false". When every worker is busy, a
- * full batch may wait on one of them, to start the moment its running batch ends instead of
- * after the answer has crossed a busy event loop and the next batch has come back (on the
- * two-core host a 64-row batch of a 512-4096-4096-10 MLP then waited 1.1 ms on average for its
- * worker instead of 3). A staged batch has left the queue: a higher priority cannot overtake it,
- * and a request aborted in it still runs. So the default is on, except with priority levels.
- */
-function stagesBatches(config: ResolvedModelConfig): boolean {
-  const value = config.parameters.stage_batches;
-  if (value === undefined) return config.dynamicBatching.priorityLevels <= 1;
-  if (value !== 'true' && value !== 'false') {
-    throw invalid('INVALID_ARGUMENT', '"true" or "false"', `parameters.stage_batches of model '${config.name}'`, value);
-  }
-  return value === 'true';
-}
-
-/** `parameters.shard_min_rows` in the model config: a whole number, 0 = never shard. */
-function shardMinRowsOf(config: ResolvedModelConfig): number {
-  const value = config.parameters.shard_min_rows;
-  if (value === undefined) return DEFAULT_SHARD_MIN_ROWS;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) {
-    throw invalid('INVALID_ARGUMENT', 'a whole number of rows (0 = never shard)', `parameters.shard_min_rows of model '${config.name}'`, value);
-  }
-  return n;
-}
-
-/**
- * One batch's inputs. Merging copies (even one request's inputs, when they are to be transferred
- * to a worker), so the transfer never detaches the caller's request: observers (shadow, drift,
- * logs) still read it afterwards. Inline runs transfer nothing and take the request's own arrays.
- */
-function merge(items: Pending[], transferred: boolean): WireTensor[] {
-  const first = items[0]!;
-  if (items.length === 1) return transferred ? first.inputs.map(copiedTensor) : first.inputs;
-  return first.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
-}
-
-async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
-  if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');
-  const t0 = performance.now();
-  const outputs = session.runSync ? session.runSync(inputs, []) : await session.run(inputs, []);
-  return { outputs, computeMs: performance.now() - t0 };
-}
-
-/** The request's inputs in signature order, so requests that list them differently batch together. */
-function inSignatureOrder(signature: ModelSignature, given: Tensor[]): Tensor[] {
-  const specs = signature.inputs;
-  if (given.length === specs.length && given.every((t, i) => t.name === specs[i]!.name)) return given;
-  return specs.map((s) => given.find((t) => t.name === s.name)).filter((t): t is Tensor => t !== undefined);
-}
-
-/** Requests batch together only when their inputs' names, datatypes and non-batch dims agree. */
-function shapeKeyOf(inputs: Tensor[], batched: boolean): string {
-  return inputs.map((t) => `${t.name}:${t.datatype}:${t.shape.slice(batched ? 1 : 0).join('x')}`).join('|');
-}
-
-function optionalInteger(value: unknown, what: string, fallback: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw invalid('INVALID_INPUT', 'a non-negative integer', what, value);
-  }
-  return value;
 }

@@ -4,7 +4,12 @@
 import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
-import { errorReply, type Api, type ApiReply, type ApiRequest } from '../api/api.js';
+import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
+
+/** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
+export interface ApiHandler {
+  handle(req: ApiRequest): Promise<ApiReply>;
+}
 
 export interface HttpOptions {
   /** Largest accepted request body in bytes (413 past it). */
@@ -41,7 +46,7 @@ export class InFlight {
   }
 }
 
-export function attachHttp(app: uws.TemplatedApp, api: Api, options: HttpOptions, inFlight: InFlight, closing: () => boolean): void {
+export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: HttpOptions, inFlight: InFlight, closing: () => boolean): void {
   app.any('/*', (res, req) => {
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();

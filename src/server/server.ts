@@ -1,12 +1,17 @@
-// The Umbra server: an Umbra core behind the uWebSockets.js front end, with graceful drain.
+// The Umbra server: the composed app (core + capabilities, src/app.ts) behind the
+// uWebSockets.js front end, on this thread or on I/O threads (src/server/io), with graceful drain.
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
-import { Api } from '../api/api.js';
+import type { Api } from '../api/api.js';
+import { UmbraApp, type AppOptions } from '../app.js';
 import { attachHttp, InFlight } from './http.js';
-import { attachTraffic, type TrafficController } from '../traffic/index.js';
-import { attachMonitoring, detachMonitoring, type MonitoringOptions } from '../monitor/index.js';
-import { attachPredictionStore } from '../batch/lookup.js';
-import { attachWebSocket, STREAM_DEFAULTS, type StreamHub } from './ws.js';
+import type { TrafficController } from '../traffic/index.js';
+import type { Monitor, MonitoringOptions } from '../monitor/index.js';
+import type { PredictionService } from '../batch/lookup.js';
+import { attachWebSocket, STREAM_DEFAULTS, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
+import { IoHub } from './io/io-hub.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -30,6 +35,11 @@ export interface ServerOptions extends UmbraOptions {
   monitoring?: MonitoringOptions | false;
   /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
   stateDir?: string;
+  /**
+   * Threads that read, parse, encode and answer HTTP and WebSocket requests (default
+   * `defaultIoThreads()`). 1 serves on the core's own thread, with no hop between threads.
+   */
+  ioThreads?: number;
 }
 
 export const DEFAULTS = {
@@ -39,56 +49,46 @@ export const DEFAULTS = {
   drainSeconds: 30,
 } as const;
 
-export class UmbraServer {
-  readonly api: Api;
-  /** Canary/shadow routing and rollouts (src/traffic). */
-  readonly traffic: TrafficController;
-  private readonly app: uws.TemplatedApp;
+/**
+ * I/O threads for a host with `cores` cores. On two cores, two I/O threads beside the core's
+ * thread served the bundled digits model (batch-1 JSON, c64) faster than one thread doing
+ * everything (bench/RESULTS.md); one core gains nothing from a hop. Larger hosts: half the cores,
+ * the other half left to the model workers, at most 8 (not measured on such a host yet).
+ */
+export function defaultIoThreads(cores = availableParallelism()): number {
+  if (cores <= 1) return 1;
+  return Math.min(8, Math.max(2, Math.floor(cores / 2)));
+}
+
+/** Set once when the server starts draining; readiness and `Connection: close` read it. */
+interface DrainState {
+  draining: boolean;
+}
+
+/** Where requests are read: the core's own thread, or I/O threads (IoHub). */
+export interface Transport {
+  readonly port: number;
+  /** Stops accepting and resolves once every open connection's requests are answered (or `deadline`). */
+  drain(deadline: Promise<void>): Promise<void>;
+  /** Closes every socket. */
+  close(): Promise<void>;
+  streamStats(): Promise<StreamStats>;
+}
+
+/** Everything on the core's thread: no hop between threads. */
+class LocalTransport implements Transport {
+  private readonly app = uws.App();
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
-  /** Open WebSocket connections; drain closes each after its in-flight answers. */
   readonly streams: StreamHub;
-  private draining = false;
-  private stopping: Promise<void> | undefined;
-  private boundPort = 0;
-  private readonly closers: (() => Promise<void>)[] = [];
+  port = 0;
 
-  private constructor(readonly umbra: Umbra, readonly options: ServerOptions) {
-    const accepting = () => !this.draining;
-    const apiOptions: ConstructorParameters<typeof Api>[1] = { isAccepting: accepting };
-    if (options.adminToken) apiOptions.adminToken = options.adminToken;
-    this.api = new Api(umbra, apiOptions);
-    this.traffic = attachTraffic(this, options.stateDir ? { stateDir: options.stateDir } : {});
-    this.app = uws.App();
-    this.streams = attachWebSocket(this.app, umbra, {
-      maxPayloadBytes: options.wsMaxPayloadBytes ?? STREAM_DEFAULTS.maxPayloadBytes,
-      idleSeconds: options.wsIdleSeconds ?? STREAM_DEFAULTS.idleSeconds,
-      maxInFlight: options.wsMaxInFlight ?? STREAM_DEFAULTS.maxInFlight,
-      backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
-    }, accepting);
-    attachHttp(this.app, this.api, { maxBodyBytes: options.maxBodyBytes ?? DEFAULTS.maxBodyBytes }, this.inFlight, () => this.draining);
-    if (options.monitoring !== false) attachMonitoring(this, options.monitoring ?? {});
+  constructor(composed: UmbraApp, stream: StreamOptions, maxBodyBytes: number, state: DrainState) {
+    this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
+    attachHttp(this.app, composed.api, { maxBodyBytes }, this.inFlight, () => state.draining);
   }
 
-  /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
-  static async start(options: ServerOptions): Promise<UmbraServer> {
-    // Listen first so liveness answers during warm-up; readiness stays false until models load.
-    const umbra = await Umbra.open({ ...options, loadAll: false });
-    const server = new UmbraServer(umbra, options);
-    try {
-      if (options.store) await attachPredictionStore(server, options.store);
-      await server.listen(options.host ?? DEFAULTS.host, options.port ?? DEFAULTS.port);
-    } catch (err) {
-      for (const close of server.closers) await close().catch(() => undefined);
-      await umbra.close();
-      throw err;
-    }
-    if (options.loadAll !== false) await umbra.manager.loadAll();
-    if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
-    return server;
-  }
-
-  private listen(host: string, port: number): Promise<void> {
+  listen(host: string, port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
         if (!socket) {
@@ -96,22 +96,131 @@ export class UmbraServer {
           return;
         }
         this.listenSocket = socket;
-        this.boundPort = uws.us_socket_local_port(socket as unknown as uws.us_socket);
+        this.port = uws.us_socket_local_port(socket as unknown as uws.us_socket);
         resolve();
       });
     });
   }
 
+  async drain(deadline: Promise<void>): Promise<void> {
+    if (this.listenSocket) {
+      uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = false;
+    }
+    // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.
+    await Promise.race([Promise.all([this.inFlight.idle(), this.streams.drain()]), deadline]);
+  }
+
+  async close(): Promise<void> {
+    this.app.close();
+  }
+
+  async streamStats(): Promise<StreamStats> {
+    return this.streams.stats();
+  }
+}
+
+export class UmbraServer {
+  readonly api: Api;
+  /** Canary/shadow routing and rollouts (src/traffic). */
+  readonly traffic: TrafficController;
+  /** Metrics, drift, feedback and the prediction log (src/monitor); undefined when off. */
+  readonly monitor: Monitor | undefined;
+  /** Lookups from a prediction store (`store`); undefined without one. */
+  readonly lookup: PredictionService | undefined;
+  /**
+   * Events from every I/O thread: 'pause' when a WebSocket connection stops taking requests
+   * because its client reads slowly, 'close' with {code, reason} for every closed WebSocket
+   * connection, 'replaced' when an I/O thread that died has been replaced.
+   */
+  readonly events: EventEmitter;
+  /** The open WebSocket connections, when the server reads on its own thread (`ioThreads` 1). */
+  readonly streams: StreamHub | undefined;
+  /** I/O threads serving (1 = the core's own thread). */
+  readonly ioThreads: number;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(private readonly composed: UmbraApp, readonly options: ServerOptions, private readonly drainState: DrainState, private readonly transport: Transport) {
+    this.api = composed.api;
+    this.traffic = composed.traffic;
+    this.monitor = composed.monitor;
+    this.lookup = composed.lookup;
+    if (transport instanceof LocalTransport) {
+      this.streams = transport.streams;
+      this.events = transport.streams;
+      this.ioThreads = 1;
+    } else {
+      const hub = transport as IoHub;
+      this.streams = undefined;
+      this.events = hub;
+      this.ioThreads = hub.size;
+    }
+  }
+
+  /** The core: repository, execution and the inference entry point. */
+  get umbra(): Umbra {
+    return this.composed.core;
+  }
+
+  /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
+  static async start(options: ServerOptions): Promise<UmbraServer> {
+    // Listen first so liveness answers during warm-up; readiness stays false until models load.
+    const umbra = await Umbra.open({ ...options, loadAll: false });
+    const drainState: DrainState = { draining: false };
+    let composed: UmbraApp;
+    try {
+      composed = await UmbraApp.compose(umbra, { ...appOptions(options), isAccepting: () => !drainState.draining });
+    } catch (err) {
+      await umbra.close();
+      throw err;
+    }
+    const host = options.host ?? DEFAULTS.host;
+    const port = options.port ?? DEFAULTS.port;
+    const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+    const stream = streamOptions(options);
+    const threads = options.ioThreads ?? defaultIoThreads();
+    let transport: LocalTransport | IoHub;
+    try {
+      if (threads <= 1) {
+        const local = new LocalTransport(composed, stream, maxBodyBytes, drainState);
+        transport = local;
+        await local.listen(host, port);
+      } else {
+        const hub = new IoHub(umbra, composed.api, { threads, host, port, maxBodyBytes, stream });
+        transport = hub;
+        await hub.start();
+      }
+    } catch (err) {
+      await umbra.close();
+      await composed.stop();
+      throw err;
+    }
+    const server = new UmbraServer(composed, options, drainState, transport);
+    if (options.loadAll !== false) await umbra.manager.loadAll();
+    if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
+    return server;
+  }
+
   get port(): number {
-    return this.boundPort;
+    return this.transport.port;
   }
 
   get url(): string {
-    return `http://${this.options.host ?? DEFAULTS.host}:${this.boundPort}`;
+    return `http://${this.options.host ?? DEFAULTS.host}:${this.port}`;
   }
 
   get isDraining(): boolean {
-    return this.draining;
+    return this.drainState.draining;
+  }
+
+  /** Each I/O thread's OS id and the requests it has handed to the core (empty when the core's thread reads requests itself). */
+  ioThreadStats(): { tid: number; requests: number }[] {
+    return this.transport instanceof IoHub ? this.transport.threadStats() : [];
+  }
+
+  /** Open WebSocket connections and their requests, summed over every I/O thread. */
+  streamStats(): Promise<StreamStats> {
+    return this.transport.streamStats();
   }
 
   /**
@@ -124,12 +233,8 @@ export class UmbraServer {
   }
 
   private async doStop(): Promise<void> {
-    this.draining = true;
-    this.traffic.close();
-    if (this.listenSocket) {
-      uws.us_listen_socket_close(this.listenSocket);
-      this.listenSocket = false;
-    }
+    this.drainState.draining = true;
+    this.composed.drain();
     // Requests that reach an open connection during the drain are still answered (with
     // `Connection: close`), so a load balancer that has not yet noticed readiness never sees a
     // failure; only new connections are refused.
@@ -139,21 +244,32 @@ export class UmbraServer {
       timer = setTimeout(resolve, seconds * 1000);
       timer.unref();
     });
-    // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.
-    await Promise.race([Promise.all([this.inFlight.idle(), this.streams.drain()]), deadline]);
+    await this.transport.drain(deadline);
     await Promise.race([this.umbra.manager.drainAll(), deadline]);
     if (timer) clearTimeout(timer);
-    this.app.close();
+    await this.transport.close();
     await this.umbra.close();
-    // After the drain, so the last predictions reach the log.
-    await detachMonitoring(this.umbra);
-    for (const close of this.closers) await close().catch(() => undefined);
+    // After the drain, so the last predictions reach the log and the store closes last.
+    await this.composed.stop();
   }
+}
 
-  /** Runs after the drain, e.g. to close a prediction store. */
-  onStop(close: () => Promise<void>): void {
-    this.closers.push(close);
-  }
+function streamOptions(options: ServerOptions): StreamOptions {
+  return {
+    maxPayloadBytes: options.wsMaxPayloadBytes ?? STREAM_DEFAULTS.maxPayloadBytes,
+    idleSeconds: options.wsIdleSeconds ?? STREAM_DEFAULTS.idleSeconds,
+    maxInFlight: options.wsMaxInFlight ?? STREAM_DEFAULTS.maxInFlight,
+    backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
+  };
+}
+
+function appOptions(options: ServerOptions): Omit<AppOptions, 'isAccepting'> {
+  const out: Omit<AppOptions, 'isAccepting'> = {};
+  if (options.adminToken) out.adminToken = options.adminToken;
+  if (options.monitoring !== undefined) out.monitoring = options.monitoring;
+  if (options.stateDir) out.stateDir = options.stateDir;
+  if (options.store) out.store = options.store;
+  return out;
 }
 
 /** Starts a server; the embedding API. */

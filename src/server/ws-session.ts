@@ -4,7 +4,7 @@
 import { Cancellation } from '../scheduler/cancellation.js';
 import { UmbraError, describeValue, invalid, toErrorBody } from '../errors.js';
 import { encodeInferResponse, parseRequestJson } from '../protocol/index.js';
-import type { Umbra } from '../core/umbra.js';
+import type { InferenceFront } from '../core/front.js';
 import type { RequestContext } from '../core/hooks.js';
 import type { InferResponse } from '../protocol/types.js';
 import { CLOSE_CODES, frameFromBody, joinFrame, splitFrame } from './ws-frames.js';
@@ -66,7 +66,11 @@ export class StreamSession {
   // Each running request listens on it; the in-flight cap bounds how many.
   private readonly abort = new Cancellation();
 
-  constructor(private readonly socket: StreamSocket, private readonly umbra: Umbra, private readonly options: StreamSessionOptions) {}
+  /** The most requests this connection has had outstanding, and held back, at once. */
+  peakOutstanding = 0;
+  peakHeld = 0;
+
+  constructor(private readonly socket: StreamSocket, private readonly umbra: InferenceFront, private readonly options: StreamSessionOptions) {}
 
   /** Requests received and not yet answered. */
   get outstanding(): number {
@@ -100,6 +104,8 @@ export class StreamSession {
     // While the client reads slowly, hold requests back instead of adding to its unread answers.
     if (this.paused) this.held.push(prepared);
     else this.start(prepared);
+    if (this.outstanding > this.peakOutstanding) this.peakOutstanding = this.outstanding;
+    if (this.held.length > this.peakHeld) this.peakHeld = this.held.length;
   }
 
   /** The socket's buffer went down: resume work held back by backpressure. */

@@ -3,7 +3,7 @@
 // request logic is in ws-session.ts.
 import { EventEmitter } from 'node:events';
 import * as uws from 'uWebSockets.js';
-import type { Umbra } from '../core/umbra.js';
+import type { InferenceFront } from '../core/front.js';
 import { CLOSE_CODES } from './ws-frames.js';
 import { StreamSession } from './ws-session.js';
 
@@ -40,6 +40,10 @@ export interface StreamStats {
   held: number;
   /** Connections whose client reads too slowly to take new requests now. */
   paused: number;
+  /** The most requests one connection has had outstanding at once, since the start (bounded by --ws-max-in-flight). */
+  peakOutstanding: number;
+  /** The most requests one connection has had held back at once, since the start. */
+  peakHeld: number;
 }
 
 /**
@@ -50,6 +54,8 @@ export interface StreamStats {
 export class StreamHub extends EventEmitter {
   private readonly sessions = new Set<StreamSession>();
   private waiters: (() => void)[] = [];
+  /** Peaks of connections already closed. */
+  private closedPeaks = { outstanding: 0, held: 0 };
 
   get size(): number {
     return this.sessions.size;
@@ -60,16 +66,20 @@ export class StreamHub extends EventEmitter {
   }
 
   remove(session: StreamSession): void {
+    this.closedPeaks.outstanding = Math.max(this.closedPeaks.outstanding, session.peakOutstanding);
+    this.closedPeaks.held = Math.max(this.closedPeaks.held, session.peakHeld);
     this.sessions.delete(session);
     if (this.sessions.size === 0) for (const w of this.waiters.splice(0)) w();
   }
 
   stats(): StreamStats {
-    const stats: StreamStats = { connections: this.sessions.size, outstanding: 0, held: 0, paused: 0 };
+    const stats: StreamStats = { connections: this.sessions.size, outstanding: 0, held: 0, paused: 0, peakOutstanding: this.closedPeaks.outstanding, peakHeld: this.closedPeaks.held };
     for (const s of this.sessions) {
       stats.outstanding += s.outstanding;
       stats.held += s.heldCount;
       if (s.isPaused) stats.paused += 1;
+      stats.peakOutstanding = Math.max(stats.peakOutstanding, s.peakOutstanding);
+      stats.peakHeld = Math.max(stats.peakHeld, s.peakHeld);
     }
     return stats;
   }
@@ -91,7 +101,7 @@ function hardPayloadLimit(options: StreamOptions): number {
   return Math.min(2 * options.maxPayloadBytes, 2 ** 31 - 1);
 }
 
-export function attachWebSocket(app: uws.TemplatedApp, umbra: Umbra, options: StreamOptions, isAccepting: () => boolean): StreamHub {
+export function attachWebSocket(app: uws.TemplatedApp, umbra: InferenceFront, options: StreamOptions, isAccepting: () => boolean): StreamHub {
   const hub = new StreamHub();
   const behavior = (bound: boolean): uws.WebSocketBehavior<Connection> => ({
     // uWS drops a connection over its own limit without a close frame; with twice the limit there,

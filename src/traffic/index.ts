@@ -1,4 +1,5 @@
-// Traffic for the server: one call wires routing, shadows and rollouts into an UmbraServer.
+// Traffic as a capability: `trafficPlugin` wires routing, shadows and rollouts into the core and
+// registers their routes.
 //   GET/PUT /v2/models/{m}/traffic      policy (PUT needs the admin token)
 //   GET     /v2/models/{m}/shadow       shadow comparison stats and sampled disagreements (admin)
 //   POST    /v2/models/{m}/rollout      start; GET shows state, step, evidence, history
@@ -6,7 +7,8 @@
 //   GET     /v2/models/{m}/analysis     verdict for Argo Rollouts' web provider; POST for Flagger webhooks
 import type { ApiReply, ApiRequest } from '../api/api.js';
 import { parseJsonObject } from '../api/api.js';
-import type { UmbraServer } from '../server/server.js';
+import type { PluginContext } from '../api/plugin.js';
+import type { Monitor } from '../monitor/index.js';
 import { rulesFromQuery } from './analysis.js';
 import { TrafficController, type TrafficOptions } from './controller.js';
 import { monitorBridge } from './monitor-bridge.js';
@@ -22,11 +24,17 @@ function json(status: number, value: unknown): ApiReply {
   return { status, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
 }
 
-/** Registers the traffic routes and hooks on a server; returns the controller (tests tick it). */
-export function attachTraffic(server: Pick<UmbraServer, 'api' | 'umbra'>, options: TrafficOptions = {}): TrafficController {
-  const traffic = new TrafficController(server.umbra, { monitor: monitorBridge(server.umbra), ...options });
-  const api = server.api;
-  const admin = (req: ApiRequest) => api.checkAdmin(req);
+/**
+ * Registers the traffic routes and hooks; returns the controller (tests tick it). `monitor` feeds
+ * rollout analysis (drift, live accuracy) and shadow metrics; without it those rules are refused.
+ */
+export function trafficPlugin(ctx: PluginContext, options: Omit<TrafficOptions, 'monitor'> & { monitor?: Monitor | undefined } = {}): TrafficController {
+  const { monitor, ...rest } = options;
+  const traffic = new TrafficController(ctx.core, { ...rest, monitor: monitorBridge(monitor) });
+  // No new shadow work or rollout steps once the server drains.
+  ctx.onDrain(() => traffic.close());
+  const api = ctx.routes;
+  const admin = ctx.requireAdmin;
   const body = (req: ApiRequest, what: string) => parseJsonObject(req.body, what);
   api.route('GET', '/v2/models/:m/traffic', (_q, [m]) => json(200, traffic.policyOf(m!)));
   api.route('PUT', '/v2/models/:m/traffic', (q, [m]) => {

@@ -2,8 +2,7 @@
 // (umbra_shadow_dropped_total, umbra_shadow_agreement) and its drift verdict and live accuracy
 // feed rollout analysis. With monitoring off every call is a no-op and the drift/accuracy rules
 // are refused at validation. Traffic's own stats stay the source of truth for GET /shadow.
-import type { Umbra } from '../core/umbra.js';
-import { driftVerdict, liveAccuracy, metricsOf, monitorOf } from '../monitor/index.js';
+import type { Monitor } from '../monitor/index.js';
 import type { MonitorEvidence } from './analysis.js';
 
 export interface MonitorBridge {
@@ -23,26 +22,23 @@ export const NO_MONITOR: MonitorBridge = {
   evidence: () => ({}),
 };
 
-/** Looks the monitor up on each call: it attaches after traffic, and may be off. */
-export function monitorBridge(umbra: Umbra): MonitorBridge {
+/** The bridge to one server's monitor; with none (monitoring off), NO_MONITOR. */
+export function monitorBridge(monitor: Monitor | undefined): MonitorBridge {
+  if (!monitor) return NO_MONITOR;
   return {
-    get hasDrift() {
-      return monitorOf(umbra) !== undefined;
-    },
-    get hasAccuracy() {
-      return monitorOf(umbra) !== undefined;
-    },
+    hasDrift: true,
+    hasAccuracy: true,
     shadowDropped(model, version) {
-      metricsOf(umbra)?.shadowDropped.inc({ model, version });
+      monitor.metrics.shadowDropped.inc({ model, version });
     },
     shadowAgreement(model, version, agreement) {
-      metricsOf(umbra)?.shadowAgreement.set({ model, version }, agreement);
+      monitor.metrics.shadowAgreement.set({ model, version }, agreement);
     },
     evidence(model, version) {
       const out: MonitorEvidence = {};
-      const drift = driftVerdict(umbra, model, version);
+      const drift = monitor.driftReport(model, version);
       if (drift) out.drift = { verdict: drift.verdict === 'drift' ? 'fail' : drift.verdict === 'no_drift' ? 'pass' : 'inconclusive', detail: { window: drift.window } };
-      const acc = liveAccuracy(umbra, model, version);
+      const acc = monitor.liveAccuracy(model, version);
       if (acc && acc.accuracy !== undefined) out.accuracy = { value: acc.accuracy, samples: acc.window };
       return out;
     },

@@ -42,6 +42,8 @@ export interface RunTask {
 
 /** What the pool hands every worker at start (piscina's workerData). */
 export interface PoolWorkerData {
+  /** Which pool the worker belongs to (several pools may share a process, and the channel). */
+  pool: string;
   /** Int32 start flags, one per startSlot. */
   started: SharedArrayBuffer;
 }
@@ -75,6 +77,13 @@ export interface WarmResult {
 export interface EvictMessage {
   kind: 'evict';
   key: string;
+}
+
+/** A worker says which OS thread it runs on as it starts (for per-thread CPU accounting). */
+export interface HelloMessage {
+  kind: 'hello';
+  pool: string;
+  tid: number;
 }
 
 export const SESSION_CHANNEL = 'umbra:sessions';

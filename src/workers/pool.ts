@@ -2,11 +2,12 @@
 // Large inputs are sharded across workers by rows and reassembled in order.
 import { BroadcastChannel } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { Piscina, type PiscinaTask } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
   SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
-  type EvictMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
+  type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 
 export interface PoolOptions {
@@ -14,6 +15,8 @@ export interface PoolOptions {
   workers?: number;
   /** Path of the worker entry; default the compiled worker next to this file. */
   filename?: string;
+  /** Told each worker's OS thread id as it starts (replacements included). */
+  onWorkerThread?: (tid: number) => void;
 }
 
 /** What `run` may be told about a task besides its tensors. */
@@ -55,6 +58,7 @@ export class WorkerPool {
   readonly size: number;
   private readonly piscina: Piscina<WorkerTask, RunResult | WarmResult>;
   private readonly channel = new BroadcastChannel(SESSION_CHANNEL);
+  private readonly id = randomBytes(6).toString('hex');
   private closed = false;
   /** Run tasks handed to piscina and not yet settled (queued ones included). */
   private running = 0;
@@ -75,11 +79,18 @@ export class WorkerPool {
       // At most one task waits behind a running one, and only a staged one (see stagingBalancer).
       concurrentTasksPerWorker: 2,
       loadBalancer: ((task: PiscinaTask, workers: BalancedWorker[]) => this.balance(task, workers)) as never,
-      workerData: { started: this.started.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
+      workerData: { pool: this.id, started: this.started.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
     });
     this.channel.unref();
+    const onWorkerThread = options.onWorkerThread;
+    if (onWorkerThread) {
+      this.channel.onmessage = (event: unknown) => {
+        const msg = (event as { data: HelloMessage | EvictMessage }).data;
+        if (msg?.kind === 'hello' && msg.pool === this.id) onWorkerThread(msg.tid);
+      };
+    }
   }
 
   /**

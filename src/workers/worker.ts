@@ -5,12 +5,14 @@ import { Piscina } from 'piscina';
 import { fastestRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
+import { osThreadId } from '../core/threads.js';
 import {
   SESSION_CHANNEL, ownedTensor, tensorBuffers,
-  type EvictMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
+  type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
 } from './messages.js';
 
-const sharedFlags = (workerData as PoolWorkerData | undefined)?.started;
+const poolData = workerData as PoolWorkerData | undefined;
+const sharedFlags = poolData?.started;
 const startFlags = sharedFlags ? new Int32Array(sharedFlags) : undefined;
 
 const sessions = new Map<string, Promise<BackendSession>>();
@@ -46,6 +48,7 @@ channel.onmessage = (event: unknown) => {
   if (s) s.then((session) => session.release()).catch(() => undefined);
 };
 channel.unref();
+if (poolData) channel.postMessage({ kind: 'hello', pool: poolData.pool, tid: osThreadId() } satisfies HelloMessage);
 
 
 /** Returns `value` to the main thread with `buffers` moved, not copied. */

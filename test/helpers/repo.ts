@@ -85,10 +85,10 @@ export function slowModel(width = 512, depth = 160) {
 }
 
 /** Polls a condition once per event-loop turn (no timers): for state the test cannot await. */
-export async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+export async function until(condition: () => boolean | Promise<boolean>, what: string, limitMs = 20_000): Promise<void> {
   const deadline = performance.now() + limitMs;
   while (performance.now() < deadline) {
-    if (condition()) return;
+    if (await condition()) return;
     await new Promise((resolve) => setImmediate(resolve));
   }
   throw new Error(`condition never held within ${limitMs} ms: ${what}`);

@@ -18,8 +18,14 @@ export interface TestServer {
   request(method: string, path: string, body?: Uint8Array | string, headers?: Record<string, string>): Promise<Reply>;
 }
 
+/**
+ * UMBRA_TEST_IO_THREADS runs every test server with that many I/O threads (CI runs the server
+ * tests with 1 as well as with the default); a test that names `ioThreads` keeps its own.
+ */
+const ioThreadsFromEnv = process.env.UMBRA_TEST_IO_THREADS ? { ioThreads: Number(process.env.UMBRA_TEST_IO_THREADS) } : {};
+
 export async function startTestServer(t: Test, options: Partial<ServerOptions> & { repository: string }): Promise<TestServer> {
-  const server = await startServer({ host: '127.0.0.1', port: 0, workers: 2, ...options });
+  const server = await startServer({ host: '127.0.0.1', port: 0, workers: 2, ...ioThreadsFromEnv, ...options });
   t.teardown(() => server.stop());
   const request = async (method: string, path: string, body?: Uint8Array | string, headers: Record<string, string> = {}): Promise<Reply> => {
     const init: RequestInit = { method, headers };

@@ -4,7 +4,6 @@ import { existsSync, statSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { VERSION } from '../../version.js';
 import { resolveServeSettings, UsageError } from '../settings.js';
-import { monitorOf } from '../../monitor/index.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -21,6 +20,7 @@ export function registerServe(program: Command): void {
     .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 120) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
+    .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 2 on two cores, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--monitoring <on|off>', 'metrics, drift, feedback and the prediction log (default on) [env UMBRA_MONITORING]')
@@ -55,8 +55,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
   const index = await server.umbra.manager.index();
   for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
-  log(`umbra ${VERSION} listening on ${server.url} (ready: ${server.umbra.manager.isReady()})`);
-  monitorOf(server.umbra)?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
+  log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
+  server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
   const onSignal = (signal: string) => {
     if (signalled) return;

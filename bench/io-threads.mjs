@@ -1,0 +1,218 @@
+// I/O threads: `umbra serve` with each --io-threads setting side by side, measured in turn round
+// after round (paired, so a host whose speed wanders moves every setting alike), with wrk as the
+// generator (a C generator that takes less of a shared host than umbra perf), and where the CPU
+// goes per request for each kind of thread (from the server's own umbra_thread_cpu_seconds_total)
+// and for the generator (/usr/bin/time). Beside them, in the same run: bare uWebSockets.js (the
+// front end's limit, one thread) and, for `--model mlp`, onnxruntime in-process at its best.
+//
+// Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2] [--rounds 5] [--seconds 4]
+//        [--concurrency 64,1] [--out bench/results-io-threads.json]
+// The mlp model is a seeded 64-1024-1024-10 MLP (bench/make-mlp.mjs) served with a 2 ms batching
+// window, as the issue that asked for I/O threads measured it.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
+import { tmpdir, availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { findWrk } from './wrk.mjs';
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+const model = args.model ?? 'digits';
+const ioSettings = (args.io ?? '1,2').split(',').map(Number);
+const rounds = Number(args.rounds ?? 5);
+const seconds = Number(args.seconds ?? 4);
+const concurrencies = (args.concurrency ?? '64,1').split(',').map(Number);
+const wrk = findWrk();
+if (!wrk) {
+  process.stderr.write('io-threads: wrk is not installed (apt-get install -y wrk)\n');
+  process.exit(2);
+}
+
+const root = new URL('..', import.meta.url).pathname;
+const work = mkdtempSync(join(tmpdir(), 'umbra-io-bench-'));
+const children = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+// The request: one digits row, or one 64-feature row for the MLP, as batch-1 JSON.
+const digitsRow = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0];
+let repo;
+let path;
+let body;
+let onnxFile;
+if (model === 'digits') {
+  repo = join(work, 'repo');
+  cpSync(join(root, 'models/repository/digits'), join(repo, 'digits'), { recursive: true });
+  path = '/v2/models/digits/infer';
+  body = JSON.stringify({ inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: digitsRow }] });
+} else if (model === 'mlp') {
+  repo = join(work, 'repo');
+  onnxFile = join(repo, 'mlp', '1', 'model.onnx');
+  mkdirSync(join(repo, 'mlp', '1'), { recursive: true });
+  const made = spawnSync(process.execPath, [join(root, 'bench/make-mlp.mjs'), onnxFile, '64,1024,1024,10'], { stdio: 'inherit' });
+  if (made.status !== 0) process.exit(1);
+  writeFileSync(join(repo, 'mlp', 'config.json'), JSON.stringify({ max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 2000 } }));
+  path = '/v2/models/mlp/infer';
+  const row = Array.from({ length: 64 }, (_, i) => ((i * 37) % 17) / 4);
+  body = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: row }] });
+} else {
+  process.stderr.write(`io-threads: unknown --model ${model} (digits or mlp)\n`);
+  process.exit(2);
+}
+const bodyFile = join(work, 'body.json');
+writeFileSync(bodyFile, body);
+const script = join(work, 'post.lua');
+writeFileSync(script, `
+init = function(args)
+  local f = assert(io.open(args[1], "rb")); wrk.body = f:read("*a"); f:close()
+  wrk.method = "POST"; wrk.headers["Content-Type"] = "application/json"
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"us":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout + e.status, latency:percentile(50), latency:percentile(99)))
+end
+`);
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(url, child) {
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited (${child.exitCode})`);
+    try {
+      const r = await fetch(`${url}/v2/health/ready`);
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} never became ready`);
+}
+
+async function startUmbra(io) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, child);
+  return { name: `umbra --io-threads ${io}`, io, url, child, metrics: true };
+}
+
+async function startBare() {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, 'bench/peers/uws-bare.mjs'), String(port)], { stdio: ['ignore', 'ignore', 'inherit'], cwd: root });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, child);
+  return { name: 'bare uWebSockets.js', url, child, metrics: false };
+}
+
+/** CPU seconds by thread kind, from the server's /metrics. */
+async function threadCpu(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = {};
+  for (const m of text.matchAll(/^umbra_thread_cpu_seconds_total\{kind="(\w+)"\} ([\d.e+-]+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/** One wrk run under /usr/bin/time: its summary and its own CPU seconds. */
+function runWrk(url, connections, secs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', wrk, '-t1', `-c${connections}`, `-d${secs}s`, '--timeout', '30s', '-s', script, `${url}${path}`, '--', bodyFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('{"requests"'));
+      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0 || !line) return reject(new Error(`wrk failed: ${err.slice(-300)}`));
+      const r = JSON.parse(line);
+      resolve({ ...r, throughput: r.requests / (r.us / 1e6), cpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
+    });
+  });
+}
+
+async function measure(target, connections) {
+  await runWrk(target.url, connections, 1); // warm-up, not counted
+  const before = target.metrics ? await threadCpu(target.url) : {};
+  const r = await runWrk(target.url, connections, seconds);
+  const after = target.metrics ? await threadCpu(target.url) : {};
+  const perRequestUs = {};
+  for (const kind of Object.keys(after)) perRequestUs[kind] = ((after[kind] - (before[kind] ?? 0)) * 1e6) / r.requests;
+  perRequestUs.generator = (r.cpu * 1e6) / (r.requests + r.requests / seconds); // warm-up second included in its CPU
+  return { throughput: r.throughput, p50_ms: r.p50_us / 1000, p99_ms: r.p99_us / 1000, errors: r.errors, cpu_us_per_request: perRequestUs };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const targets = [await startBare(), ...(await Promise.all(ioSettings.map(startUmbra)))];
+const results = {};
+for (let round = 0; round < rounds; round++) {
+  for (const c of concurrencies) {
+    for (const target of targets) {
+      const key = `${target.name} c${c}`;
+      (results[key] ??= []).push(await measure(target, c));
+    }
+  }
+  process.stderr.write(`round ${round + 1}/${rounds} done\n`);
+}
+
+let inProcess;
+if (onnxFile) {
+  const run = spawnSync(process.execPath, [join(root, 'bench/inprocess-ort.mjs'), onnxFile, 'x', '64', String(Math.max(2, seconds / 2)), '1,16,64,256', '1,2', String(availableParallelism())], { encoding: 'utf8', cwd: root });
+  if (run.status === 0) inProcess = JSON.parse(run.stdout.trim().split('\n').pop());
+}
+
+const summary = {};
+for (const [key, runs] of Object.entries(results)) {
+  const kinds = Object.keys(runs[0].cpu_us_per_request);
+  summary[key] = {
+    throughput: median(runs.map((r) => r.throughput)),
+    p50_ms: median(runs.map((r) => r.p50_ms)),
+    p99_ms: median(runs.map((r) => r.p99_ms)),
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+    cpu_us_per_request: Object.fromEntries(kinds.map((k) => [k, median(runs.map((r) => r.cpu_us_per_request[k]))])),
+    throughput_each_round: runs.map((r) => Math.round(r.throughput)),
+  };
+}
+// Ratios within each round, then their median: the settings were measured minutes apart at most.
+const ratios = {};
+for (const c of concurrencies) {
+  const base = results[`umbra --io-threads ${ioSettings[0]} c${c}`];
+  const bare = results[`bare uWebSockets.js c${c}`];
+  for (const io of ioSettings.slice(1)) {
+    const other = results[`umbra --io-threads ${io} c${c}`];
+    ratios[`c${c}: --io-threads ${io} / --io-threads ${ioSettings[0]} req/s`] = median(other.map((r, i) => r.throughput / base[i].throughput));
+  }
+  for (const io of ioSettings) {
+    const mine = results[`umbra --io-threads ${io} c${c}`];
+    ratios[`c${c}: --io-threads ${io} / bare uWS req/s`] = median(mine.map((r, i) => r.throughput / bare[i].throughput));
+    ratios[`c${c}: --io-threads ${io} p50 / bare uWS p50`] = median(mine.map((r, i) => r.p50_ms / bare[i].p50_ms));
+  }
+}
+if (inProcess) {
+  const best = inProcess.best?.rows_per_s ?? inProcess.best;
+  for (const io of ioSettings) {
+    const mine = results[`umbra --io-threads ${io} c64`];
+    const bare = results['bare uWebSockets.js c64'];
+    if (!mine || !bare || !best) continue;
+    ratios[`c64: --io-threads ${io} / min(in-process onnxruntime best rows/s, bare uWS req/s)`] = median(mine.map((r, i) => r.throughput / Math.min(best, bare[i].throughput)));
+  }
+}
+const report = { model, rounds, seconds, cores: availableParallelism(), load_at_end: readFileSync('/proc/loadavg', 'utf8').trim(), summary, ratios, in_process: inProcess };
+if (args.out) writeFileSync(args.out, JSON.stringify(report, null, 2));
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+process.exit(0);

@@ -1,0 +1,274 @@
+// The execution layer of one model version: where its batches run (inline on the event loop or
+// in the worker pool), its backend, its dynamic batcher, sharding and staging. The repository
+// decides which versions exist; this decides how a parsed, validated request gets computed.
+import { DynamicBatcher } from '../scheduler/batcher.js';
+import { concatTensors, splitTensor } from '../protocol/index.js';
+import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
+import { UmbraError, invalid } from '../errors.js';
+import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
+import type { BackendSession } from '../workers/backends/backend.js';
+import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
+import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import type { ResolvedModelConfig } from '../repository/config.js';
+import { INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
+
+interface Pending {
+  inputs: Tensor[];
+  rows: number;
+  enqueuedAt: number;
+  fault?: RunTask['fault'];
+}
+
+interface Done {
+  outputs: WireTensor[];
+  timing: InferTiming;
+}
+
+let loadCounter = 0;
+
+export class Executor implements VersionExecution {
+  readonly name: string;
+  readonly version: string;
+  readonly config: ResolvedModelConfig;
+  readonly session: SessionSpec;
+  readonly signature: ModelSignature;
+  private batcher!: DynamicBatcher<Pending, Done>;
+  /** Batched model whose inputs have no free dimension but the batch one. */
+  private readonly fixedShapes: boolean;
+  private readonly pool: WorkerPool;
+  /** The event-loop session, when this version's batches run inline. */
+  private inline: BackendSession | undefined;
+  /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
+  placementCostUs: number | undefined;
+  /** Fewest rows a shard of a batch may have; 0 when batches are never sharded. */
+  private readonly shardMinRows: number;
+  /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
+  private readonly stagesBatches: boolean;
+
+  /**
+   * Loads a version: opens and warms its session on every worker, then decides where its batches
+   * run (see `placement`). Resolves once it can serve.
+   */
+  static async create(args: ExecutionArgs): Promise<Executor> {
+    const mv = new Executor(args);
+    const placement = placementOf(args.config);
+    const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
+    // The probe runs in a worker, so timing a heavy model never blocks the event loop.
+    const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
+    mv.placementCostUs = warmed.probeMicros;
+    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
+    // A GPU model stays in the workers whatever its cost: an inline session would be a second
+    // device session, uploading the weights twice.
+    const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) {
+      const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
+      mv.inline = await backend.open(mv.session);
+    }
+    mv.batcher = mv.createBatcher(args);
+    return mv;
+  }
+
+  private constructor(args: ExecutionArgs) {
+    this.name = args.name;
+    this.version = args.version;
+    this.config = args.config;
+    this.signature = args.config.signature();
+    this.fixedShapes = args.config.maxBatchSize > 0 && this.signature.inputs.every((spec) => spec.dims.every((d) => d >= 0));
+    loadCounter += 1;
+    this.session = {
+      key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
+      modelPath: args.modelPath,
+      backend: resolveBackend(args.config.backend, args.modelPath),
+      executionProviders: args.config.executionProviders,
+      device: args.config.device,
+      intraOpThreads: args.intraOpThreads,
+    };
+    this.pool = args.pool;
+    // Sharding spreads one batch over several workers, so only a model that may use every
+    // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
+    const minRows = shardMinRowsOf(args.config);
+    this.stagesBatches = stagesBatches(args.config);
+    this.shardMinRows = args.config.maxBatchSize > 0 && args.config.instanceCount === 0 ? minRows : 0;
+  }
+
+  private createBatcher(args: ExecutionArgs): DynamicBatcher<Pending, Done> {
+    const pool = args.pool;
+    const db = args.config.dynamicBatching;
+    const batching = args.config.maxBatchSize > 0 && db.enabled;
+    return new DynamicBatcher<Pending, Done>({
+      maxBatchSize: batching ? args.config.maxBatchSize : 0,
+      maxQueueDelayUs: db.maxQueueDelayUs,
+      preferredBatchSizes: db.preferredBatchSizes,
+      maxQueueSize: db.maxQueueSize,
+      defaultTimeoutUs: db.defaultTimeoutUs,
+      priorityLevels: db.priorityLevels,
+      defaultPriorityLevel: db.defaultPriorityLevel,
+      // Each instance is one batch executing on one worker at a time; without an explicit
+      // instance_group every worker of the pool may run this model.
+      // Inline models run on this thread, one batch at a time.
+      maxInFlight: this.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
+      coalesce: this.inline !== undefined,
+      // A full batch waits on a busy worker (see WorkerPool.run's `staged`) when every worker is
+      // busy, so the worker goes on to it at once.
+      maxStaged: this.inline || !this.stagesBatches ? 0 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
+      execute: (items, batch) => this.execute(items, batch.staged),
+    });
+  }
+
+  /** Where batches run: 'inline' on the event-loop thread, or 'worker' in the pool. */
+  get placement(): 'inline' | 'worker' {
+    return this.inline ? 'inline' : 'worker';
+  }
+
+  /** Queued requests (not yet executing). */
+  get pending(): number {
+    return this.batcher.pending;
+  }
+
+  get inFlight(): number {
+    return this.batcher.inFlight;
+  }
+
+  /** Runs one parsed, validated request through the batcher. */
+  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
+    const batched = this.config.maxBatchSize > 0;
+    const inputs = inSignatureOrder(this.signature, request.inputs);
+    const rows = batched ? (inputs[0]?.shape[0] ?? 1) : 1;
+    // The parser has checked each input against its spec: when no spec has a free dimension past
+    // the batch one, every complete request has the same shapes and they all batch together.
+    const shapeKey = this.fixedShapes && inputs.length === this.signature.inputs.length ? '' : shapeKeyOf(inputs, batched);
+    const params = request.parameters;
+    const priority = optionalInteger(params.priority, 'parameters.priority', 0);
+    const timeoutUs = optionalInteger(params.timeout, 'parameters.timeout', 0);
+    const pending: Pending = { inputs, rows, enqueuedAt: performance.now() };
+    const fault = params.umbra_fault;
+    if (fault === 'crash' || fault === 'throw') pending.fault = fault;
+    const submit: Parameters<DynamicBatcher<Pending, Done>['submit']>[1] = { rows, shapeKey };
+    if (priority > 0) submit.priority = priority;
+    if (timeoutUs > 0) submit.timeoutUs = timeoutUs;
+    if (options.signal) submit.signal = options.signal;
+    const done = await this.batcher.submit(pending, submit);
+    return { response: this.respond(request, done.outputs), timing: done.timing };
+  }
+
+  private respond(request: InferRequest, outputs: WireTensor[]): InferResponse {
+    const wanted = request.outputs;
+    const chosen = wanted ? wanted.map((w) => {
+      const found = outputs.find((o) => o.name === w.name);
+      if (!found) throw new UmbraError('INVALID_INPUT', `unexpected inference output '${w.name}' for model '${this.name}'`);
+      return found;
+    }) : outputs;
+    const response: InferResponse = { model_name: this.name, model_version: this.version, outputs: chosen };
+    if (request.id !== undefined) response.id = request.id;
+    return response;
+  }
+
+  private async execute(items: Pending[], staged: boolean): Promise<Done[]> {
+    const started = performance.now();
+    const fault = items.find((i) => i.fault)?.fault;
+    const inline = this.inline;
+    const counts = items.map((i) => i.rows);
+    const batchRows = counts.reduce((a, b) => a + b, 0);
+    let r: RunResult;
+    if (inline) {
+      r = await runInline(inline, merge(items, false), fault);
+    } else {
+      try {
+        r = await this.runInWorkers(merge(items, true), batchRows, fault, staged);
+      } catch (err) {
+        // A staged batch whose worker died before reaching it never ran: it goes again, whole,
+        // to the next free worker (its merged inputs left with the dead worker; the requests'
+        // own are intact).
+        if (!(err instanceof TaskNotStartedError)) throw err;
+        r = await this.runInWorkers(merge(items, true), batchRows, fault, false);
+      }
+    }
+    const perOutput = r.outputs.map((o) => splitTensor(o, counts));
+    return items.map((item, k) => ({
+      // splitTensor's pieces already carry the output's name.
+      outputs: perOutput.map((pieces) => pieces[k]!),
+      timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
+    }));
+  }
+
+  /**
+   * Runs a batch in the pool. A batch that arrives while other workers idle is split by rows
+   * across them (shards of at least shardMinRows rows) and reassembled in order: the batch
+   * finishes sooner, and under load, when no worker idles, every batch runs whole on one worker.
+   */
+  private runInWorkers(merged: WireTensor[], rows: number, fault: RunTask['fault'], staged: boolean): Promise<RunResult> {
+    const shards = this.shardMinRows > 0 && !fault && !staged ? Math.min(this.pool.idle, Math.floor(rows / this.shardMinRows)) : 1;
+    if (shards <= 1) return this.pool.run(this.session, merged, [], fault ? { fault, staged } : { staged });
+    return this.pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
+  }
+
+  /** Stops taking requests and resolves once queued and executing ones are done. */
+  drain(): Promise<void> {
+    return this.batcher.drain();
+  }
+
+  /**
+   * One already formed batch straight to the pool (batch jobs form full batches themselves, so
+   * the online batcher's queueing would only add delay, and max_batch_size would cut them into
+   * many small, costly tasks).
+   */
+  runBatch(inputs: WireTensor[]): Promise<RunResult> {
+    return this.pool.run(this.session, inputs, []);
+  }
+
+  /** Evicts this version's worker sessions and releases its event-loop session, if any. */
+  async release(): Promise<void> {
+    this.pool.evict(this.session.key);
+    const inline = this.inline;
+    this.inline = undefined;
+    if (inline) await inline.release();
+  }
+
+  stats(): ReturnType<DynamicBatcher<Pending, Done>['stats']> {
+    return this.batcher.stats();
+  }
+}
+
+export interface ExecutionArgs extends VersionFiles {
+  pool: WorkerPool;
+  intraOpThreads: number;
+}
+
+/**
+ * One batch's inputs. Merging copies (even one request's inputs, when they are to be transferred
+ * to a worker), so the transfer never detaches the caller's request: observers (shadow, drift,
+ * logs) still read it afterwards. Inline runs transfer nothing and take the request's own arrays.
+ */
+function merge(items: Pending[], transferred: boolean): WireTensor[] {
+  const first = items[0]!;
+  if (items.length === 1) return transferred ? first.inputs.map(copiedTensor) : first.inputs;
+  return first.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
+}
+
+async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
+  if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');
+  const t0 = performance.now();
+  const outputs = session.runSync ? session.runSync(inputs, []) : await session.run(inputs, []);
+  return { outputs, computeMs: performance.now() - t0 };
+}
+
+/** The request's inputs in signature order, so requests that list them differently batch together. */
+function inSignatureOrder(signature: ModelSignature, given: Tensor[]): Tensor[] {
+  const specs = signature.inputs;
+  if (given.length === specs.length && given.every((t, i) => t.name === specs[i]!.name)) return given;
+  return specs.map((s) => given.find((t) => t.name === s.name)).filter((t): t is Tensor => t !== undefined);
+}
+
+/** Requests batch together only when their inputs' names, datatypes and non-batch dims agree. */
+function shapeKeyOf(inputs: Tensor[], batched: boolean): string {
+  return inputs.map((t) => `${t.name}:${t.datatype}:${t.shape.slice(batched ? 1 : 0).join('x')}`).join('|');
+}
+
+function optionalInteger(value: unknown, what: string, fallback: number): number {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalid('INVALID_INPUT', 'a non-negative integer', what, value);
+  }
+  return value;
+}

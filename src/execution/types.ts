@@ -1,0 +1,57 @@
+// What the rest of Umbra sees of the execution layer: one version's way of computing parsed,
+// validated requests (the batcher path) and already formed batches (batch jobs).
+import type { InferResponse, InferRequest } from '../protocol/types.js';
+import type { AbortLike } from '../scheduler/cancellation.js';
+import type { BatcherStats } from '../scheduler/batcher.js';
+import type { RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
+import type { ResolvedModelConfig } from '../repository/config.js';
+
+/** Timings of one request, for metrics and the statistics endpoint. */
+export interface InferTiming {
+  queueMs: number;
+  computeMs: number;
+  rows: number;
+  batchRows: number;
+}
+
+export interface InferResult {
+  response: InferResponse;
+  timing: InferTiming;
+}
+
+export interface InferOptions {
+  /** Aborts the request while it waits in the queue (client went away): an AbortSignal, or the transports' lighter Cancellation. */
+  signal?: AbortLike;
+}
+
+export interface VersionExecution {
+  /** The session every worker (and an inline executor) opens for this version. */
+  readonly session: SessionSpec;
+  /** Where batches run: 'inline' on the event-loop thread, or 'worker' in the pool. */
+  readonly placement: 'inline' | 'worker';
+  /** Measured fastest run time of a probe batch (µs); undefined when not probed. */
+  readonly placementCostUs: number | undefined;
+  /** Queued requests (not yet executing). */
+  readonly pending: number;
+  readonly inFlight: number;
+  /** Runs one parsed, validated request through the dynamic batcher. */
+  infer(request: InferRequest, options?: InferOptions): Promise<InferResult>;
+  /** Runs an already formed batch on one worker, bypassing the batcher. */
+  runBatch(inputs: WireTensor[]): Promise<RunResult>;
+  /** Stops taking requests and resolves once queued and executing ones are done. */
+  drain(): Promise<void>;
+  /** Frees the version's sessions (workers and inline). */
+  release(): Promise<void>;
+  stats(): BatcherStats;
+}
+
+/** What the repository hands the execution layer to open a version. */
+export interface VersionFiles {
+  name: string;
+  version: string;
+  modelPath: string;
+  config: ResolvedModelConfig;
+}
+
+/** Opens a version for serving (warm-up and placement included); the repository calls it on load. */
+export type OpenExecution = (files: VersionFiles) => Promise<VersionExecution>;

@@ -1,0 +1,281 @@
+// The core's side of the I/O threads: starts them on one port, serves what they hand over
+// (parsed requests into the core, other routes into the API), keeps their signature catalog
+// current, replaces a thread that dies, and drains and stops them with the server.
+import { EventEmitter } from 'node:events';
+import { createServer } from 'node:net';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { Api, ApiRequest } from '../../api/api.js';
+import { SignatureChanged } from '../../core/front.js';
+import type { RequestContext } from '../../core/hooks.js';
+import type { Umbra } from '../../core/umbra.js';
+import { Cancellation } from '../../scheduler/cancellation.js';
+import type { StreamOptions, StreamStats } from '../ws.js';
+import { buildCatalog, signatureFingerprint } from './catalog.js';
+import type { IoThreadData } from './io-thread.js';
+import {
+  Outbox, packResponse, unpackBody, unpackRequest, wireError,
+  type Control, type ControlReply, type Envelope, type ToCore, type ToIo, type WireContext,
+} from './wire.js';
+
+export interface IoHubOptions {
+  threads: number;
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  stream: StreamOptions;
+}
+
+/** One I/O thread as the core's thread sees it. */
+class IoThread {
+  readonly outbox: Outbox<ToIo>;
+  /** Requests handed over and not yet answered, so a client's abort or the thread's death cancels them. */
+  readonly running = new Map<number, Cancellation>();
+  tid = 0;
+  /** Requests and API calls handed over since the thread started. */
+  requests = 0;
+  exited: Promise<number>;
+  private readonly waiters: ((msg: ControlReply) => boolean)[] = [];
+
+  constructor(readonly worker: Worker, readonly data: MessagePort) {
+    // After the microtasks that settled a batch's requests: one message for all their answers.
+    this.outbox = new Outbox<ToIo>((envelope, transfer) => data.postMessage(envelope, transfer), process.nextTick);
+    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.on('message', (msg: ControlReply) => {
+      for (let i = 0; i < this.waiters.length; i++) {
+        if (this.waiters[i]!(msg)) {
+          this.waiters.splice(i, 1);
+          return;
+        }
+      }
+    });
+  }
+
+  send(msg: Control): void {
+    this.worker.postMessage(msg);
+  }
+
+  /** The next control reply `accept` takes (undefined if the thread ends first). */
+  next<T extends ControlReply>(accept: (msg: ControlReply) => msg is T): Promise<T | undefined> {
+    return new Promise((resolve) => {
+      this.waiters.push((msg) => {
+        if (!accept(msg)) return false;
+        resolve(msg);
+        return true;
+      });
+      void this.exited.then(() => resolve(undefined));
+    });
+  }
+}
+
+export class IoHub extends EventEmitter {
+  private threads: IoThread[] = [];
+  private boundPort = 0;
+  private stopping = false;
+  private readonly detach: (() => void)[] = [];
+
+  constructor(private readonly core: Umbra, private readonly api: Api, private readonly options: IoHubOptions) {
+    super();
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get size(): number {
+    return this.threads.length;
+  }
+
+  /** OS thread ids of the I/O threads (for per-thread CPU accounting). */
+  get threadIds(): number[] {
+    return this.threads.map((t) => t.tid);
+  }
+
+  /** Each live thread's OS id and the requests it has handed over. */
+  threadStats(): { tid: number; requests: number }[] {
+    return this.threads.map((t) => ({ tid: t.tid, requests: t.requests }));
+  }
+
+  /**
+   * Starts every thread on one port. uWebSockets.js shares a port between listeners only when it
+   * is named (port 0 binds exclusively), so for port 0 a free port is found first; should another
+   * process take it in between, another one is tried.
+   */
+  async start(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const port = this.options.port === 0 ? await freePort(this.options.host) : this.options.port;
+      this.boundPort = port;
+      const started = await Promise.allSettled(Array.from({ length: this.options.threads }, () => this.spawn(port)));
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (!failed) {
+        const refresh = () => this.broadcastCatalog();
+        for (const event of ['loaded', 'unloaded', 'load-failed'] as const) {
+          this.core.manager.on(event, refresh);
+          this.detach.push(() => this.core.manager.off(event, refresh));
+        }
+        return;
+      }
+      await this.close();
+      this.stopping = false;
+      if (this.options.port !== 0 || attempt >= 4) throw failed.reason;
+    }
+  }
+
+  private async spawn(port: number): Promise<number> {
+    const channel = new MessageChannel();
+    const data: IoThreadData = { host: this.options.host, port, maxBodyBytes: this.options.maxBodyBytes, stream: this.options.stream, data: channel.port2 };
+    const worker = new Worker(new URL('./io-thread.js', import.meta.url), { workerData: data, transferList: [channel.port2] });
+    const thread = new IoThread(worker, channel.port1);
+    channel.port1.on('message', (envelope: Envelope<ToCore>) => this.serve(thread, envelope));
+    // Listed at once, so every catalog sent from now on reaches it.
+    this.threads.push(thread);
+    thread.send({ t: 'catalog', catalog: buildCatalog(this.core.manager) });
+    worker.on('error', (err) => process.stderr.write(`umbra: I/O thread error: ${err.message}\n`));
+    worker.on('message', (msg: ControlReply) => {
+      if (msg.t === 'stream-event') {
+        if (msg.event === 'pause') this.emit('pause');
+        else this.emit('close', { code: msg.code, reason: msg.reason });
+      }
+    });
+    const started = await thread.next((m): m is Extract<ControlReply, { t: 'listening' | 'listen-failed' }> => m.t === 'listening' || m.t === 'listen-failed');
+    if (!started || started.t === 'listen-failed') {
+      this.threads.splice(this.threads.indexOf(thread), 1);
+      await thread.exited;
+      channel.port1.close();
+      throw new Error(started?.t === 'listen-failed' ? started.message : 'an I/O thread ended before it listened');
+    }
+    thread.tid = started.tid;
+    this.core.threads.add('io', started.tid);
+    void thread.exited.then((code) => this.onExit(thread, code));
+    return started.port;
+  }
+
+  /** A thread that died takes its own connections with it; its requests are cancelled and a new thread takes its place. */
+  private onExit(thread: IoThread, code: number): void {
+    const i = this.threads.indexOf(thread);
+    if (i >= 0) this.threads.splice(i, 1);
+    this.core.threads.remove(thread.tid);
+    for (const c of thread.running.values()) c.abort();
+    thread.running.clear();
+    thread.data.close();
+    if (this.stopping) return;
+    process.stderr.write(`umbra: an I/O thread ended (exit code ${code}); starting another\n`);
+    this.spawn(this.boundPort).then(() => this.emit('replaced'), (err: Error) => process.stderr.write(`umbra: could not replace the I/O thread: ${err.message}\n`));
+  }
+
+  private broadcastCatalog(): void {
+    const catalog = buildCatalog(this.core.manager);
+    for (const t of this.threads) t.send({ t: 'catalog', catalog });
+  }
+
+  private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
+    const slab = envelope.slab;
+    for (const msg of envelope.msgs) {
+      if (msg.t !== 'cancel') thread.requests += 1;
+      switch (msg.t) {
+        case 'infer': this.infer(thread, msg, slab); break;
+        case 'body': this.inferBody(thread, msg, slab); break;
+        case 'api': this.apiRequest(thread, msg, slab); break;
+        case 'cancel': thread.running.get(msg.id)?.abort(); break;
+      }
+    }
+  }
+
+  private track(thread: IoThread, id: number): Cancellation {
+    const cancellation = new Cancellation();
+    thread.running.set(id, cancellation);
+    return cancellation;
+  }
+
+  private fail(thread: IoThread, id: number, err: unknown): void {
+    thread.running.delete(id);
+    thread.outbox.push(err instanceof SignatureChanged ? { t: 'retry', id } : { t: 'err', id, error: wireError(err) });
+  }
+
+  private infer(thread: IoThread, msg: Extract<ToCore, { t: 'infer' }>, slab: ArrayBuffer | undefined): void {
+    const signal = this.track(thread, msg.id);
+    const fp = msg.fp;
+    this.core.infer(msg.model, msg.version, unpackRequest(msg.request, slab), { context: contextOf(msg.context), signal, accepts: (sig) => signatureFingerprint(sig) === fp }).then((r) => {
+      thread.running.delete(msg.id);
+      thread.outbox.push({ t: 'ok', id: msg.id, response: packResponse(r.response, thread.outbox.slab), timing: r.timing });
+    }, (err: unknown) => this.fail(thread, msg.id, err));
+  }
+
+  private inferBody(thread: IoThread, msg: Extract<ToCore, { t: 'body' }>, slab: ArrayBuffer | undefined): void {
+    const signal = this.track(thread, msg.id);
+    this.core.inferBody(msg.model, msg.version, unpackBody(msg.body, slab), msg.headerLength, { context: contextOf(msg.context), signal }).then((r) => {
+      thread.running.delete(msg.id);
+      thread.outbox.push({ t: 'ok', id: msg.id, response: packResponse(r.response, thread.outbox.slab), timing: r.timing, binaryOutputs: r.binaryOutputs });
+    }, (err: unknown) => this.fail(thread, msg.id, err));
+  }
+
+  private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
+    const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
+    void this.api.handle(req).then((reply) => {
+      const out: Extract<ToIo, { t: 'reply' }> = { t: 'reply', id: msg.id, status: reply.status, headers: reply.headers };
+      if (typeof reply.body === 'string') out.text = reply.body;
+      else out.bytes = thread.outbox.slab.addBody(reply.body);
+      thread.outbox.push(out);
+    });
+  }
+
+  /** Every thread stops accepting at once, answers what it has, and says so; bounded by `deadline`. */
+  async drain(deadline: Promise<void>): Promise<void> {
+    const drained = this.threads.map((t) => {
+      const done = t.next((m): m is Extract<ControlReply, { t: 'drained' }> => m.t === 'drained');
+      t.send({ t: 'drain' });
+      return done;
+    });
+    await Promise.race([Promise.all(drained), deadline]);
+  }
+
+  /** Closes every thread's sockets and waits for the threads to end. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    for (const d of this.detach.splice(0)) d();
+    const threads = [...this.threads];
+    for (const t of threads) t.send({ t: 'stop' });
+    await Promise.all(threads.map((t) => t.exited));
+  }
+
+
+  /** Open WebSocket connections and their requests, over every thread. */
+  async streamStats(): Promise<StreamStats> {
+    const all = await Promise.all(this.threads.map((t) => {
+      const reply = t.next((m): m is Extract<ControlReply, { t: 'stats' }> => m.t === 'stats');
+      t.send({ t: 'stats' });
+      return reply;
+    }));
+    const sum: StreamStats = { connections: 0, outstanding: 0, held: 0, paused: 0, peakOutstanding: 0, peakHeld: 0 };
+    for (const s of all) {
+      if (!s) continue;
+      sum.connections += s.connections;
+      sum.outstanding += s.outstanding;
+      sum.held += s.held;
+      sum.paused += s.paused;
+      sum.peakOutstanding = Math.max(sum.peakOutstanding, s.peakOutstanding);
+      sum.peakHeld = Math.max(sum.peakHeld, s.peakHeld);
+    }
+    return sum;
+  }
+}
+
+/** A port no one listens on now, as the kernel picks one for port 0. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function contextOf(wire: WireContext): RequestContext {
+  const context: RequestContext = {};
+  if (wire.routingKey !== undefined) context.routingKey = wire.routingKey;
+  if (wire.headers !== undefined) context.headers = wire.headers;
+  if (wire.transport !== undefined) context.transport = wire.transport;
+  return context;
+}

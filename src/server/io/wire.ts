@@ -1,0 +1,242 @@
+// The messages between I/O threads and the core's thread, in one file (piscina's src/types.ts
+// habit). Messages travel in envelopes: every message one side produces in one turn of its event
+// loop goes in one postMessage, and every tensor of those messages is copied once into one slab
+// (an ArrayBuffer that is transferred, not cloned). A hop then costs one postMessage per turn, not
+// one per request, and no tensor's whole backing buffer is cloned (a tensor split from a batch is
+// a view of the batch's outputs; cloning a view would clone every row of the batch).
+import type { ErrorCode } from '../../errors.js';
+import { UmbraError, isUmbraError, ERROR_CODES } from '../../errors.js';
+import { typedArrayView } from '../../protocol/datatype.js';
+import type { InferRequest, InferResponse, ModelSignature, RequestedOutput, Tensor, TensorData } from '../../protocol/types.js';
+import type { RequestContext } from '../../core/hooks.js';
+import type { InferTiming } from '../../execution/types.js';
+import type { StreamStats } from '../ws.js';
+
+/** A tensor whose data lives in the envelope's slab (at, length) or, for BYTES, in `strings`. */
+export interface PackedTensor {
+  name: string;
+  datatype: Tensor['datatype'];
+  shape: number[];
+  parameters?: Record<string, unknown>;
+  at: number;
+  length: number;
+  strings?: string[];
+}
+
+export interface PackedRequest {
+  id?: string;
+  parameters: Record<string, unknown>;
+  inputs: PackedTensor[];
+  outputs?: RequestedOutput[];
+  binaryDataOutput?: boolean;
+}
+
+export interface PackedResponse {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  parameters?: Record<string, unknown>;
+  outputs: PackedTensor[];
+}
+
+/** What crosses for a request: the headers the hooks read, the routing key, the transport. */
+export type WireContext = Pick<RequestContext, 'routingKey' | 'headers' | 'transport'>;
+
+export interface WireError {
+  /** Absent for an internal fault (answered 500). */
+  code?: ErrorCode;
+  message: string;
+  retryAfter?: number;
+}
+
+/** I/O thread -> core. */
+export type ToCore =
+  /** A request the I/O thread parsed against the signature with fingerprint `fp`. */
+  | { t: 'infer'; id: number; model: string; version?: string; fp: string; request: PackedRequest; context: WireContext }
+  /** A request the I/O thread could not parse itself (unknown signature, or a bad body: the core words the error). */
+  | { t: 'body'; id: number; model: string; version?: string; body: PackedTensor; headerLength?: number; header?: unknown; context: WireContext }
+  /** Any other route: the core's API answers it. */
+  | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor }
+  /** The client went away: abort the request if it has not started. */
+  | { t: 'cancel'; id: number };
+
+/** Core -> I/O thread. */
+export type ToIo =
+  | { t: 'ok'; id: number; response: PackedResponse; timing: InferTiming; binaryOutputs?: Set<string> | 'all' | 'none' }
+  | { t: 'err'; id: number; error: WireError }
+  /** The version the core routed to has another signature than the one parsed against: send the body. */
+  | { t: 'retry'; id: number }
+  /** An API answer; a byte body travels in the slab. */
+  | { t: 'reply'; id: number; status: number; headers: Record<string, string>; text?: string; bytes?: PackedTensor };
+
+export interface Envelope<M> {
+  msgs: M[];
+  slab: ArrayBuffer | undefined;
+}
+
+/** Control messages on the thread's own port (not batched). */
+export type Control =
+  | { t: 'catalog'; catalog: Catalog }
+  | { t: 'drain' }
+  | { t: 'stop' }
+  | { t: 'stats' };
+
+/** I/O thread -> core, on the thread's control port. */
+export type ControlReply =
+  | { t: 'listening'; port: number; tid: number }
+  | { t: 'listen-failed'; message: string }
+  | { t: 'drained' }
+  | ({ t: 'stats' } & StreamStats)
+  | { t: 'stream-event'; event: 'pause' } | { t: 'stream-event'; event: 'close'; code: number; reason: string };
+
+/** What an I/O thread needs to parse requests itself: each loaded version's signature. */
+export interface Catalog {
+  models: Record<string, { versions: Record<string, string>; uniform: string | null }>;
+  signatures: Record<string, ModelSignature>;
+}
+
+/** Copies tensors into one slab as messages are added; `finish` hands the slab over. */
+export class SlabWriter {
+  private parts: Uint8Array[] = [];
+  private offsets: number[] = [];
+  private size = 0;
+
+  add(t: Tensor): PackedTensor {
+    const packed: PackedTensor = { name: t.name, datatype: t.datatype, shape: t.shape, at: 0, length: t.data.length };
+    if (t.parameters !== undefined) packed.parameters = t.parameters;
+    const data = t.data;
+    if (Array.isArray(data)) {
+      packed.strings = data;
+      return packed;
+    }
+    packed.at = this.addBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return packed;
+  }
+
+  /** Raw bytes (a body), as a UINT8 tensor. */
+  addBody(bytes: Uint8Array): PackedTensor {
+    return { name: '', datatype: 'UINT8', shape: [bytes.byteLength], at: this.addBytes(bytes), length: bytes.byteLength };
+  }
+
+  private addBytes(bytes: Uint8Array): number {
+    // 8-byte aligned, so every view of the 64-bit datatypes is legal on the other side.
+    const at = (this.size + 7) & ~7;
+    this.parts.push(bytes);
+    this.offsets.push(at);
+    this.size = at + bytes.byteLength;
+    return at;
+  }
+
+  get empty(): boolean {
+    return this.parts.length === 0;
+  }
+
+  finish(): ArrayBuffer | undefined {
+    if (this.parts.length === 0) return undefined;
+    const slab = new ArrayBuffer(this.size);
+    const view = new Uint8Array(slab);
+    for (let i = 0; i < this.parts.length; i++) view.set(this.parts[i]!, this.offsets[i]!);
+    this.parts = [];
+    this.offsets = [];
+    this.size = 0;
+    return slab;
+  }
+}
+
+export function unpackTensor(p: PackedTensor, slab: ArrayBuffer | undefined): Tensor {
+  let data: TensorData;
+  if (p.strings !== undefined) data = p.strings;
+  else if (p.length === 0 || slab === undefined) data = typedArrayView(p.datatype, new ArrayBuffer(0), 0, 0);
+  else data = typedArrayView(p.datatype, slab, p.at, p.length);
+  const t: Tensor = { name: p.name, datatype: p.datatype, shape: p.shape, data };
+  if (p.parameters !== undefined) t.parameters = p.parameters;
+  return t;
+}
+
+export function unpackBody(p: PackedTensor, slab: ArrayBuffer | undefined): Uint8Array {
+  return slab === undefined || p.length === 0 ? new Uint8Array(0) : new Uint8Array(slab, p.at, p.length);
+}
+
+export function packRequest(request: InferRequest, slab: SlabWriter): PackedRequest {
+  const packed: PackedRequest = { parameters: request.parameters, inputs: request.inputs.map((t) => slab.add(t)) };
+  if (request.id !== undefined) packed.id = request.id;
+  if (request.outputs !== undefined) packed.outputs = request.outputs;
+  if (request.binaryDataOutput !== undefined) packed.binaryDataOutput = request.binaryDataOutput;
+  return packed;
+}
+
+export function unpackRequest(p: PackedRequest, slab: ArrayBuffer | undefined): InferRequest {
+  const request: InferRequest = { parameters: p.parameters, inputs: p.inputs.map((t) => unpackTensor(t, slab)) };
+  if (p.id !== undefined) request.id = p.id;
+  if (p.outputs !== undefined) request.outputs = p.outputs;
+  if (p.binaryDataOutput !== undefined) request.binaryDataOutput = p.binaryDataOutput;
+  return request;
+}
+
+export function packResponse(response: InferResponse, slab: SlabWriter): PackedResponse {
+  const packed: PackedResponse = { model_name: response.model_name, model_version: response.model_version, outputs: response.outputs.map((t) => slab.add(t)) };
+  if (response.id !== undefined) packed.id = response.id;
+  if (response.parameters !== undefined) packed.parameters = response.parameters;
+  return packed;
+}
+
+export function unpackResponse(p: PackedResponse, slab: ArrayBuffer | undefined): InferResponse {
+  const response: InferResponse = { model_name: p.model_name, model_version: p.model_version, outputs: p.outputs.map((t) => unpackTensor(t, slab)) };
+  if (p.id !== undefined) response.id = p.id;
+  if (p.parameters !== undefined) response.parameters = p.parameters;
+  return response;
+}
+
+export function wireContext(context: RequestContext | undefined): WireContext {
+  const out: WireContext = {};
+  if (!context) return out;
+  if (context.routingKey !== undefined) out.routingKey = context.routingKey;
+  if (context.headers !== undefined) out.headers = context.headers;
+  if (context.transport !== undefined) out.transport = context.transport;
+  return out;
+}
+
+export function wireError(err: unknown): WireError {
+  if (isUmbraError(err)) {
+    const out: WireError = { code: err.code, message: err.message };
+    if (err.retryAfter !== undefined) out.retryAfter = err.retryAfter;
+    return out;
+  }
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+/** The error as the core's thread would have thrown it, so transports word it the same way. */
+export function errorFromWire(e: WireError): Error {
+  if (e.code !== undefined && e.code in ERROR_CODES) return new UmbraError(e.code, e.message, e.retryAfter === undefined ? {} : { retryAfter: e.retryAfter });
+  return new Error(e.message);
+}
+
+/**
+ * Messages of one turn, sent together. `post` runs once per turn at most: `schedule` decides when
+ * (setImmediate on an I/O thread, after the poll phase that read the turn's requests; nextTick on
+ * the core's thread, after the microtasks that settled a batch's requests).
+ */
+export class Outbox<M> {
+  private msgs: M[] = [];
+  readonly slab = new SlabWriter();
+  private scheduled = false;
+
+  constructor(private readonly post: (envelope: Envelope<M>, transfer: ArrayBuffer[]) => void, private readonly schedule: (fn: () => void) => void) {}
+
+  push(msg: M): void {
+    this.msgs.push(msg);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.schedule(this.flush);
+    }
+  }
+
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.msgs.length === 0) return;
+    const msgs = this.msgs;
+    this.msgs = [];
+    const slab = this.slab.finish();
+    this.post({ msgs, slab }, slab ? [slab] : []);
+  };
+}

@@ -1,0 +1,223 @@
+// Requests read on I/O threads and computed on the core's thread: connections spread over the
+// threads and still batch together, a thread that dies is replaced with only its own connections
+// failing, drain answers everything admitted on every thread, and the hop's protocol (parse on the
+// thread, retry unparsed when the routed version's signature changed) in isolation.
+import t from 'tap';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { MessageChannel } from 'node:worker_threads';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
+import { CatalogView, signatureFingerprint } from '../dist/server/io/catalog.js';
+import { CoreLink, RemoteFront } from '../dist/server/io/io-front.js';
+import { SlabWriter, packResponse, unpackBody, unpackRequest, type Envelope, type ToCore, type ToIo } from '../dist/server/io/wire.js';
+import { Umbra } from '../dist/index.js';
+
+process.env.UMBRA_FAULT_INJECTION = '1';
+
+const x = (v: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 4], data: [v, v + 1, v + 2, v + 3] });
+
+/** One keep-alive HTTP/1.1 connection, requests one at a time. */
+class RawConnection {
+  private buffered = Buffer.alloc(0);
+  private waiting: ((r: { status: number; body: string } | Error) => void) | undefined;
+  readonly closed: Promise<void>;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.parse();
+    });
+    this.closed = new Promise((resolve) => socket.once('close', () => {
+      this.waiting?.(new Error('connection closed'));
+      this.waiting = undefined;
+      resolve();
+    }));
+    socket.on('error', () => undefined);
+  }
+
+  static async open(port: number): Promise<RawConnection> {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    return new RawConnection(socket);
+  }
+
+  private parse(): void {
+    const end = this.buffered.indexOf('\r\n\r\n');
+    if (end < 0 || !this.waiting) return;
+    const head = this.buffered.subarray(0, end).toString('latin1');
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+    if (this.buffered.length < end + 4 + length) return;
+    const body = this.buffered.subarray(end + 4, end + 4 + length).toString('utf8');
+    this.buffered = this.buffered.subarray(end + 4 + length);
+    const done = this.waiting;
+    this.waiting = undefined;
+    done({ status: Number(head.split(' ')[1]), body });
+  }
+
+  request(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    const text = JSON.stringify(body);
+    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    return new Promise((resolve, reject) => {
+      this.waiting = (r) => (r instanceof Error ? reject(r) : resolve(r));
+      this.socket.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${extra}content-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+t.test('connections spread over both I/O threads, their requests batch together on the core', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  // A worker model with a queue delay: requests from both threads wait together and batch.
+  repo.writeConfig('affine', { max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 200_000 }, parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  t.equal(s.server.ioThreads, 2);
+  const connections = await Promise.all(Array.from({ length: 24 }, () => RawConnection.open(s.server.port)));
+  t.teardown(() => connections.forEach((c) => c.close()));
+  const answers = await Promise.all(connections.map((c, i) => c.request('/v2/models/affine/infer', { id: String(i), inputs: [x(i)] })));
+  const wrong = answers.filter((a, i) => a.status !== 200 || JSON.stringify(JSON.parse(a.body).outputs[0].data) !== JSON.stringify(x(i).data.map((v) => 2 * v + 1)));
+  t.same(wrong, [], 'every connection got its own rows back');
+  const perThread = s.server.ioThreadStats();
+  t.equal(perThread.length, 2);
+  t.ok(perThread.every((p) => p.requests > 0), `both threads read requests (${perThread.map((p) => p.requests).join(', ')})`);
+  const stats = s.server.umbra.manager.get('affine').stats();
+  t.ok(stats.executions < stats.executedRequests, `requests of both threads shared batches (${stats.executedRequests} requests in ${stats.executions} batches)`);
+});
+
+t.test('an I/O thread that dies is replaced; only its own connections fail', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  // Find two connections on different threads: each thread counts what it reads.
+  const byThread = new Map<number, RawConnection>();
+  const opened: RawConnection[] = [];
+  t.teardown(() => opened.forEach((c) => c.close()));
+  while (byThread.size < 2 && opened.length < 64) {
+    const before = s.server.ioThreadStats();
+    const c = await RawConnection.open(s.server.port);
+    opened.push(c);
+    t.equal((await c.request('/v2/models/affine/infer', { inputs: [x(1)] })).status, 200);
+    const after = s.server.ioThreadStats();
+    const tid = after.find((a) => a.requests > (before.find((b) => b.tid === a.tid)?.requests ?? 0))!.tid;
+    if (!byThread.has(tid)) byThread.set(tid, c);
+  }
+  t.equal(byThread.size, 2, 'connections reached both threads');
+  const [[doomedTid, doomed], [, survivor]] = [...byThread.entries()] as [[number, RawConnection], [number, RawConnection]];
+  const replaced = once(s.server.events, 'replaced');
+  const crash = doomed.request('/v2/models/affine/infer', { inputs: [x(2)] }, { 'x-umbra-fault': 'io-crash' }).catch((e: Error) => e);
+  await doomed.closed;
+  await replaced;
+  const outcome = await crash;
+  t.ok(outcome instanceof Error || outcome.status === 200, 'the request on the dying thread either finished or lost its connection');
+  const still = await survivor.request('/v2/models/affine/infer', { inputs: [x(3)] });
+  t.equal(still.status, 200, 'the other thread\'s connection kept working');
+  t.same(JSON.parse(still.body).outputs[0].data, [7, 9, 11, 13]);
+  const threads = s.server.ioThreadStats();
+  t.equal(threads.length, 2, 'two I/O threads again');
+  t.notOk(threads.some((p) => p.tid === doomedTid), 'the dead thread is gone');
+  const fresh = await Promise.all(Array.from({ length: 8 }, async () => {
+    const c = await RawConnection.open(s.server.port);
+    opened.push(c);
+    return (await c.request('/v2/models/affine/infer', { inputs: [x(4)] })).status;
+  }));
+  t.same(fresh, Array(8).fill(200), 'new connections are served on either thread');
+});
+
+t.test('drain on two I/O threads: every admitted request is answered, then the port closes', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // About 40 ms a request, one at a time: the ten wait in the queue together.
+  repo.addVersion('slow', 1, slowModel(1024, 400));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }] });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  const mv = s.server.umbra.manager.get('slow');
+  const row = (i: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, k) => (i + k) % 7) });
+  const connections = await Promise.all(Array.from({ length: 10 }, () => RawConnection.open(s.server.port)));
+  t.teardown(() => connections.forEach((c) => c.close()));
+  const inflight = connections.map((c, i) => c.request('/v2/models/slow/infer', { inputs: [row(i)] }));
+  await until(() => mv.pending + mv.inFlight === 10, 'all ten requests admitted');
+  t.ok(s.server.ioThreadStats().every((p) => p.requests > 0), 'both threads admitted some');
+  const stopping = s.server.stop();
+  const ready = await s.server.api.handle({ method: 'GET', path: '/v2/health/ready', query: '', headers: {}, body: new Uint8Array() });
+  t.equal(ready.status, 503, 'readiness turns false at once');
+  const results = await Promise.all(inflight);
+  t.same(results.map((r) => r.status), Array(10).fill(200), 'every admitted request is answered');
+  await stopping;
+  await t.rejects(fetch(`${s.url}/v2/health/live`), 'no thread accepts connections any more');
+});
+
+t.test('a client that goes away before its request runs takes it out of the core\'s queue', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // About 0.3 s a request, one at a time (the abort must cross two threads while the first runs),
+  // and no staging (a staged request has left the queue).
+  repo.addVersion('slow', 1, slowModel(1024, 3000));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false' } });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  const mv = s.server.umbra.manager.get('slow');
+  const row = { name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array(1024).fill(1) };
+  const running = await RawConnection.open(s.server.port);
+  const queued = await RawConnection.open(s.server.port);
+  t.teardown(() => running.close());
+  const first = running.request('/v2/models/slow/infer', { inputs: [row] });
+  void queued.request('/v2/models/slow/infer', { inputs: [row] }).catch(() => undefined);
+  await until(() => mv.pending === 1 && mv.inFlight === 1, 'one running, one queued');
+  queued.close();
+  await until(() => mv.stats().aborted === 1, 'the queued request was aborted on the core');
+  t.equal((await first).status, 200);
+  t.equal(mv.stats().executedRequests, 1, 'the aborted request never ran');
+});
+
+t.test('the hop: parsed on the thread, sent unparsed when the routed version has another signature', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const mv = umbra.manager.get('affine');
+  const catalog = new CatalogView();
+  const fp = signatureFingerprint(mv.signature);
+  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp } }, signatures: { [fp]: mv.signature } });
+  t.same(catalog.lookup('affine', undefined)?.fp, fp, 'unversioned requests parse against the one signature');
+  t.same(catalog.lookup('affine', '1')?.fp, fp);
+  t.equal(catalog.lookup('affine', '2'), undefined, 'an unknown version goes to the core unparsed');
+  t.equal(catalog.lookup('constructor', undefined), undefined, 'model names are not object keys');
+  await t.rejects(umbra.infer('affine', undefined, { parameters: {}, inputs: [{ ...x(1), data: new Float32Array(x(1).data) }] as never }, { accepts: () => false }), { name: 'SignatureChanged' }, 'the core refuses a request parsed against another signature');
+
+  // Play the core's side of the channel: answer the parsed request with 'retry', then the body.
+  const channel = new MessageChannel();
+  const link = new CoreLink(channel.port1);
+  t.teardown(() => { link.close(); channel.port2.close(); });
+  const front = new RemoteFront(link, catalog);
+  const seen: string[] = [];
+  channel.port2.on('message', (envelope: Envelope<ToCore>) => {
+    for (const msg of envelope.msgs) {
+      seen.push(msg.t);
+      const out = new SlabWriter();
+      let answer: ToIo;
+      if (msg.t === 'infer') {
+        t.same(Array.from(unpackRequest(msg.request, envelope.slab).inputs[0]!.data as Float32Array), [5, 6, 7, 8], 'tensors cross in the slab');
+        answer = { t: 'retry', id: msg.id };
+      } else if (msg.t === 'body') {
+        const body = JSON.parse(Buffer.from(unpackBody(msg.body, envelope.slab)).toString('utf8'));
+        t.same(body.inputs[0].data, [5, 6, 7, 8], 'the retry carries the body as sent');
+        answer = { t: 'ok', id: msg.id, response: packResponse({ model_name: 'affine', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 4], data: new Float32Array([11, 13, 15, 17]) }] }, out), timing: { queueMs: 0, computeMs: 0, rows: 1, batchRows: 1 } };
+      } else {
+        continue;
+      }
+      const slab = out.finish();
+      channel.port2.postMessage({ msgs: [answer], slab }, slab ? [slab] : []);
+    }
+  });
+  const body = Buffer.from(JSON.stringify({ inputs: [x(5)] }));
+  const result = await front.inferBody('affine', undefined, body);
+  t.same(seen, ['infer', 'body']);
+  t.same(Array.from(result.response.outputs[0]!.data as Float32Array), [11, 13, 15, 17]);
+  t.equal(result.binaryOutputs, 'none');
+});
