@@ -47,15 +47,15 @@ function targetsTable(targets) {
 function headlineRounds(paired, wrk) {
   if (!paired.rounds?.length) return '';
   const lines = [
-    '| round | Umbra, onnxruntime backend c64 req/s | best Node peer c64 (req/s) | ratio | Umbra, onnxruntime backend c1 p50 ms | best Node peer c1 (p50 ms) | ratio |',
-    '|---:|---:|---|---:|---:|---|---:|',
+    '| round | load (1 min) | Umbra, onnxruntime backend c64 req/s | best Node peer c64 (req/s) | ratio | Umbra, onnxruntime backend c1 p50 ms | best Node peer c1 (p50 ms) | ratio |',
+    '|---:|---:|---:|---|---:|---:|---|---:|',
   ];
   const row = (r, i, suffix) => {
     const t = bestNodePeer(r, 'throughput', suffix);
     const l = bestNodePeer(r, 'p50', suffix);
     const mine = at(r[`umbraOrt${suffix}`], 64)?.throughput;
     const mineP50 = at(r[`umbraOrt${suffix}`], 1)?.p50_ms;
-    return `| ${i + 1}${suffix ? ' (wrk)' : ''} | ${f1(mine)} | ${t ? `${LABELS[t.key]} (${f1(t.value)})` : '-'} | ${f2(ratio(mine, t?.value))} | ${f3(mineP50)} | ${l ? `${LABELS[l.key]} (${f3(l.value)})` : '-'} | ${f2(ratio(mineP50, l?.value))} |`;
+    return `| ${i + 1}${suffix ? ' (wrk)' : ''} | ${f1(r.load)} | ${f1(mine)} | ${t ? `${LABELS[t.key]} (${f1(t.value)})` : '-'} | ${f2(ratio(mine, t?.value))} | ${f3(mineP50)} | ${l ? `${LABELS[l.key]} (${f3(l.value)})` : '-'} | ${f2(ratio(mineP50, l?.value))} |`;
   };
   paired.rounds.forEach((r, i) => lines.push(row(r, i, '')));
   if (wrk) paired.rounds.forEach((r, i) => lines.push(row(r, i, ':wrk')));

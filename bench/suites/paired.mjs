@@ -5,6 +5,7 @@
 // second generator, C, about two thirds of umbra perf's CPU per request) where it is installed:
 // on shared cores a generator's CPU is taken from the server it loads, so a target that holds with
 // one generator and not the other is as much about the generator as about the server.
+import { loadavg } from 'node:os';
 import { log, measure, oneLine, startProcess, freePort } from '../harness.mjs';
 import { findWrk, runWrk } from '../wrk.mjs';
 import { PEERS, UMBRA_DIGITS } from '../contenders.mjs';
@@ -26,7 +27,7 @@ export async function measureWrk(run, url, model, request) {
   return out;
 }
 
-/** { rounds: [{ [key]: results, [`${key}:wrk`]: results }], skipped? } */
+/** { rounds: [{ load, [key]: results, [`${key}:wrk`]: results }], skipped? }; load: the 1-minute load average as the round began. */
 export async function pairedSuite(run, context) {
   const paired = { rounds: [] };
   const running = [];
@@ -38,7 +39,7 @@ export async function pairedSuite(run, context) {
       running.push({ contender, server: await startProcess(contender.label, command, args, port) });
     }
     for (let round = 0; round < run.rounds; round++) {
-      const results = {};
+      const results = { load: loadavg()[0] };
       for (let i = 0; i < running.length; i++) {
         const { contender, server } = running[(round + i) % running.length];
         log(`paired round ${round + 1}/${run.rounds}: ${contender.label}`);
