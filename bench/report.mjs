@@ -150,7 +150,7 @@ function pairedBatchingTable(batching, wrk) {
   return lines.join('\n');
 }
 
-export function report({ run, command, loadAtStart, wrk, ran, results, targets }) {
+export function report({ run, command, loadAtStart, wrk, ran, results, targets, svgFile }) {
   const { serving = {}, paired = { rounds: [] }, batching = {}, others = [] } = results;
   const ceiling = serving.ceiling?.results?.[0];
   const inproc = serving.inprocess?.points?.[0];
@@ -222,7 +222,7 @@ export function report({ run, command, loadAtStart, wrk, ran, results, targets }
     `- The machine has ${CORES} cores shared by the generator and the server under test; nothing is pinned.`,
     '- Server queue/compute times come from the server\'s statistics endpoint (`GET /v2/models/{m}/stats`) where it has one; "-" where it does not.',
     '- Code: bench/run.mjs (entry), bench/suites/ (serving sweep, paired rounds, batching, other benches), bench/contenders.mjs (every server by name, with its configuration), bench/targets.mjs (the headline and targets, as data), bench/report.mjs (this file), bench/peers/ (the peer servers).',
-    '- Plot of the serving sweep: [serving.svg](serving.svg).',
+    results.serving ? `- Plot of the serving sweep: [${svgFile}](${svgFile}).` : '- Plot of the serving sweep: not drawn (suite not run).',
     '- Earlier runs of these targets, and the 16-core host: [RESULTS-history.md](RESULTS-history.md) (kept by hand; this file is rewritten by every run).',
     '',
   ];

@@ -12,9 +12,9 @@
 //
 //   node bench/run.mjs --quick     (npm run bench; about 12 minutes on two cores)
 //   node bench/run.mjs --full      (npm run bench:full)
-//   --only=serving,paired,batching,others runs a subset (serving includes paired; for iterating on
-//   one target: the recorded RESULTS.md comes from a whole run). --serving-only is the older
-//   spelling of --only=serving,batching. --rounds=N sets the number of paired rounds (5 quick, 7 full).
+//   --only=serving,paired,batching,others runs a subset (serving includes paired), written to files
+//   of its own (bench/RESULTS-paired.md, results-quick-paired.json, ...): RESULTS.md is always a
+//   whole run. --serving-only is the older spelling of --only=serving,batching. --rounds=N sets the number of paired rounds (5 quick, 7 full).
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,13 +78,19 @@ if (suites.has('batching')) results.batching = await batchingSuite(run, logDir);
 if (suites.has('others')) results.others = await otherBenches(run);
 
 const targets = evaluateTargets(results, WRK);
+// A subset writes its own files (RESULTS-paired.md, ...), so the record of a whole run is never
+// replaced by a run that left suites out.
+const whole = SUITES.every((s) => suites.has(s));
+const suffix = whole ? '' : `-${SUITES.filter((s) => suites.has(s)).join('-')}`;
+const svgFile = `serving${suffix}.svg`;
 if (results.serving) {
   const { latencyThroughputSvg } = await import('../dist/perf/index.js');
   const plotted = [['bare uWS', 'uws'], ['Umbra', 'umbra'], ['Umbra (onnxruntime)', 'umbraOrt'], ['node:http+ORT', 'nodeHttp'],
     ['node:http+ORT cluster', 'nodeHttpCluster'], ['Fastify+ORT', 'fastify'], ['Fastify+ORT cluster', 'fastifyCluster']];
   const series = plotted.filter(([, key]) => results.serving[key]?.results).map(([label, key]) => ({ label, results: results.serving[key].results }));
-  writeFileSync(join(ROOT, 'bench', 'serving.svg'), latencyThroughputSvg(series, `digits: latency vs throughput (${run.mode})`));
+  writeFileSync(join(ROOT, 'bench', svgFile), latencyThroughputSvg(series, `digits: latency vs throughput (${run.mode})`));
 }
-writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report({ run, command, loadAtStart, wrk: WRK, ran: [...suites], results, targets }));
-writeFileSync(join(ROOT, 'bench', `results-${run.mode}.json`), `${JSON.stringify({ ...results, targets }, null, 2)}\n`);
-log(`wrote bench/RESULTS.md in ${elapsedSeconds().toFixed(0)} s`);
+const resultsFile = `RESULTS${suffix}.md`;
+writeFileSync(join(ROOT, 'bench', resultsFile), report({ run, command, loadAtStart, wrk: WRK, ran: [...suites], results, targets, svgFile }));
+writeFileSync(join(ROOT, 'bench', `results-${run.mode}${suffix}.json`), `${JSON.stringify({ ...results, targets }, null, 2)}\n`);
+log(`wrote bench/${resultsFile} in ${elapsedSeconds().toFixed(0)} s`);
