@@ -33,7 +33,7 @@ export function umbra({ key, label, configuration, repo = 'shipped', args = [], 
     key, label, family: 'umbra', configuration, protocol,
     start: (port, context) => ({
       command: 'node',
-      args: ['bin/umbra.js', 'serve', '--repo', context.repos[repo], '--port', String(port),
+      args: ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', context.repos[repo], '--port', String(port),
         '--log-db', `sqlite:${join(context.logDir, `${port}.sqlite`)}`, ...args],
     }),
   };

@@ -100,7 +100,7 @@ async function waitReady(url, child) {
 
 async function startUmbra(io) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child);

@@ -2,7 +2,7 @@
 // shadows that never touch the primary's answer, rollouts that promote or roll back on their own,
 // state that survives a restart, and continuous delivery of a new version.
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../dist/index.js';
 import { ShadowRunner } from '../dist/traffic/index.js';
@@ -25,9 +25,15 @@ function affineRepo(config: Record<string, unknown> = {}): TempRepo {
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
+/** Traffic state persists in a state directory beside the repository (never inside it), kept across restarts of one test. */
+const stateDirOf = (repo: TempRepo) => `${repo.dir}.state`;
+
 async function serve(t: Tap.Test, repo: TempRepo): Promise<Server> {
-  const server = await startServer({ repository: repo.dir, port: 0, workers: 1, adminToken: TOKEN, monitoring: false } as Parameters<typeof startServer>[0]);
-  t.teardown(() => server.stop());
+  const server = await startServer({ repository: repo.dir, stateDir: stateDirOf(repo), port: 0, workers: 1, adminToken: TOKEN, monitoring: false } as Parameters<typeof startServer>[0]);
+  t.teardown(async () => {
+    await server.stop();
+    rmSync(stateDirOf(repo), { recursive: true, force: true });
+  });
   return server;
 }
 
@@ -84,7 +90,8 @@ t.test('policy over the admin API: token, validation, loaded versions, persisten
   const ok = await call(server, 'PUT', '/v2/models/affine/traffic', policy);
   t.equal(ok.status, 200);
   t.match(ok.json, { ...policy, pinned: true });
-  t.ok(existsSync(join(repo.dir, 'affine', 'traffic.json')), 'persisted');
+  t.ok(existsSync(join(stateDirOf(repo), 'affine.traffic.json')), 'persisted in the state directory');
+  t.notOk(existsSync(join(repo.dir, 'affine', 'traffic.json')), 'nothing written into the repository');
   t.same((await call(server, 'GET', '/v2/models/affine/traffic')).json.canary, policy.canary);
 });
 
@@ -171,6 +178,7 @@ t.test('under overload shadow work is dropped (counted) and the primary is untou
   const runner = new ShadowRunner({
     resolve: () => fakeVersion as never,
     primaryOf: () => primary as never,
+    run: (mv: typeof fakeVersion, request: { parameters: Record<string, unknown> }) => mv.infer(request) as never,
     onOutcome: () => undefined,
     onDropped: (_m: string, v: string) => dropped.push(v),
     random: seeded(3),
@@ -201,8 +209,9 @@ async function driveUntil(server: Server, random: () => number, done: () => Prom
 const QUICK_ROLLOUT = {
   steps: [{ shadow: true, min_requests: 30 }, { weight: 0.3, min_requests: 20 }, { weight: 1, min_requests: 20 }],
   // Latency on a shared test machine is noise at this scale: judge answers and errors here,
-  // latency in the pure tests.
-  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100 },
+  // latency in the pure and simulation tests. A 5% error limit passes after 90 clean answers (the
+  // default 1% takes 459), and the earlier rule names stay accepted.
+  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100, max_error_rate: 0.05, warmup: 0 },
 };
 
 t.test('rollout over HTTP: a good candidate is promoted, a wrong one rolled back in the shadow step', async (t) => {
@@ -285,7 +294,7 @@ t.test('policy from config.json; models without traffic settings leave no state 
   const server = await serve(t, repo);
   t.match((await call(server, 'GET', '/v2/models/affine/traffic')).json, { primary: '1', canary: { version: '2', weight: 1 }, pinned: true });
   t.equal((await infer(server, [1, 2, 3, 4])).header, '2', 'weight 1: the canary answers');
-  t.notOk(existsSync(join(repo.dir, 'plain', 'traffic.json')), 'no file for a model with no traffic settings');
+  t.notOk(existsSync(join(stateDirOf(repo), 'plain.traffic.json')), 'no file for a model with no traffic settings');
   t.equal((await call(server, 'GET', '/v2/models/plain/rollout')).status, 404, 'no rollout');
   const analysis = (await call(server, 'GET', '/v2/models/plain/analysis?min_agreement=0.9')).json;
   t.equal(analysis.verdict, 'inconclusive');

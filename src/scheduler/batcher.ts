@@ -56,7 +56,7 @@ class Pending<P, R> implements QueuedRequest {
   }
 }
 
-type Counters = Omit<BatcherStats, 'pending' | 'inFlight'>;
+type Counters = Omit<BatcherStats, 'pending' | 'inFlight' | 'executingRequests'>;
 
 const formatMs = (us: number): string => `${Number((us / 1000).toFixed(3))} ms`;
 
@@ -70,6 +70,7 @@ export class DynamicBatcher<P, R> {
 
   #state: BatcherState = 'open';
   #inFlight = 0;
+  #executingRequests = 0;
   #pumping = false;
   #repump = false;
   #pumpScheduled = false;
@@ -164,7 +165,7 @@ export class DynamicBatcher<P, R> {
   }
 
   stats(): BatcherStats {
-    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight };
+    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight, executingRequests: this.#executingRequests };
   }
 
   /** One pump after the current I/O phase, however many requests arrive in it. */
@@ -252,6 +253,7 @@ export class DynamicBatcher<P, R> {
     counters.inferences += rows;
     counters.executedRequests += batch.length;
     this.#inFlight++;
+    this.#executingRequests += batch.length;
     let running: Promise<R[]>;
     try {
       running = Promise.resolve(this.#config.execute(batch.map((r) => r.payload), { rows, shapeKey: batch[0]!.shapeKey, staged }));
@@ -266,6 +268,7 @@ export class DynamicBatcher<P, R> {
 
   #settle(batch: Pending<P, R>[], startedAt: number, results: R[] | undefined, error: unknown): void {
     this.#inFlight--;
+    this.#executingRequests -= batch.length;
     this.#counters.executeTimeUs += this.#config.now() - startedAt;
     if (error === undefined && (!Array.isArray(results) || results.length !== batch.length)) {
       error = invalid('INTERNAL', `an array of ${batch.length} results`, 'the answer of a batch execution', results);
