@@ -82,5 +82,8 @@ export const UMBRA_DIGITS = {
   umbra: umbra({ key: 'umbra', label: 'Umbra as shipped', configuration: `${SHIPPED}; digits has \`"backend": "auto"\` and runs on Umbra's own kernels` }),
   umbraQuiet: umbra({ key: 'umbraQuiet', label: 'Umbra, monitoring off', args: ['--monitoring', 'off'], configuration: `as shipped with \`--monitoring off\` (the peers monitor nothing either)` }),
   umbraOrt: umbra({ key: 'umbraOrt', label: 'Umbra, onnxruntime backend', repo: 'ort', configuration: `${SHIPPED}; digits with \`"backend": "onnxruntime"\`: onnxruntime-node ${VERSIONS.onnxruntime} runs the model, as in the peers` }),
+  // The headline's configuration with the core's thread reading every request itself: on a host of
+  // few cores the I/O threads compete with the model workers for them.
+  umbraOrtOneIo: umbra({ key: 'umbraOrtOneIo', label: 'Umbra, onnxruntime backend, one I/O thread', repo: 'ort', args: ['--io-threads', '1'], configuration: 'the onnxruntime backend as above with `--io-threads 1` (the core\'s thread reads and answers every request; the default is 2 here)' }),
   umbraNoBatch: umbra({ key: 'umbraNoBatch', label: 'Umbra, batching off', repo: 'unbatched', configuration: 'as shipped with `"dynamic_batching": false` in config.json' }),
 };

@@ -64,7 +64,7 @@ function headlineRounds(paired, wrk) {
 
 function contendersTable() {
   const lines = ['| server | configuration |', '|---|---|'];
-  for (const c of [PEERS.ceiling, ...SWEEP, PEERS.python]) lines.push(`| ${c.label} | ${c.configuration} |`);
+  for (const c of [PEERS.ceiling, ...SWEEP, ...PAIRED.filter((p) => !SWEEP.includes(p)), PEERS.python]) lines.push(`| ${c.label} | ${c.configuration} |`);
   return lines.join('\n');
 }
 

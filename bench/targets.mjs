@@ -45,6 +45,8 @@ export function evaluateTargets({ serving = {}, paired = { rounds: [] }, batchin
     { name: `Umbra, onnxruntime backend / node:http cluster of ${CORES}, throughput at concurrency 64`, measured: pairedThroughput('umbraOrt', 'nodeHttpCluster') ?? sweepThroughput('umbraOrt', 'nodeHttpCluster'), wanted: noTarget },
     { name: `Umbra, onnxruntime backend / Fastify cluster of ${CORES}, throughput at concurrency 64`, measured: pairedThroughput('umbraOrt', 'fastifyCluster') ?? sweepThroughput('umbraOrt', 'fastifyCluster'), wanted: noTarget },
     { name: 'Umbra as shipped (its own kernels) / best Node peer, throughput at concurrency 64', measured: vsBestPeer('umbra'), wanted: noTarget },
+    { name: 'Umbra, onnxruntime backend, one I/O thread / best Node peer, throughput at concurrency 64', measured: vsBestPeer('umbraOrtOneIo'), wanted: noTarget },
+    { name: 'Umbra, onnxruntime backend, one I/O thread / best Node peer, p50 at concurrency 1 (lower is better)', measured: p50VsBestPeer('umbraOrtOneIo'), wanted: noTarget },
     ...(wrk ? [
       { name: 'wrk: Umbra, onnxruntime backend / best Node peer, throughput at concurrency 64', measured: vsBestPeer('umbraOrt', ':wrk'), wanted: noTarget },
       { name: 'wrk: Umbra, onnxruntime backend / best Node peer, p50 at concurrency 1 (lower is better)', measured: p50VsBestPeer('umbraOrt', ':wrk'), wanted: noTarget },

@@ -12,7 +12,7 @@ import { PEERS, UMBRA_DIGITS } from '../contenders.mjs';
 import { DIGITS_PAYLOADS } from './serving.mjs';
 
 export const PAIRED = [
-  PEERS.uws, UMBRA_DIGITS.umbra, UMBRA_DIGITS.umbraQuiet, UMBRA_DIGITS.umbraOrt,
+  PEERS.uws, UMBRA_DIGITS.umbra, UMBRA_DIGITS.umbraQuiet, UMBRA_DIGITS.umbraOrt, UMBRA_DIGITS.umbraOrtOneIo,
   PEERS.nodeHttp, PEERS.nodeHttpCluster, PEERS.fastify, PEERS.fastifyCluster,
 ];
 export const WRK = findWrk();
