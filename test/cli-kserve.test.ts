@@ -1,6 +1,7 @@
 // What KServe passes a runtime: `umbra serve --model-name NAME --model-dir DIR --http-port P
 // --grpc-port G`, DIR mounted read-only in one of three layouts. The layouts, the folder of links
 // that serves them, the settings, readiness until warm, and SIGTERM with requests in flight.
+import { freePort } from './helpers/prometheus.js';
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -95,17 +96,18 @@ t.test('the folder of links: never written into the model dir, refreshed with ne
   t.equal(JSON.parse(readFileSync(join(repository, 'affine-cpu', 'config.json'), 'utf8')).name, 'affine-cpu', 'the config carries the served name');
   t.equal(statSync(join(repository, '..')).mode & 0o777, 0o700, 'only this user can plant links');
 
-  const server = await startServer({ repository, host: '127.0.0.1', port: 0, workers: 1, ioThreads: 1, drainSeconds: 5 });
+  const stateDir = `${repository}.state`;
+  const server = await startServer({ repository, stateDir, host: '127.0.0.1', port: 0, workers: 1, ioThreads: 1, drainSeconds: 5 });
   let stopped = false;
   t.teardown(() => (stopped ? undefined : server.stop()));
   const infer = (body: unknown, path = '/v2/models/affine-cpu/infer') => fetch(server.url + path, { method: 'POST', body: JSON.stringify(body) });
   const r = await infer({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
   t.equal(r.status, 200);
   t.same((await r.json()).outputs[0].data, [3, 5, 7, 9]);
-  // Traffic state is written beside the links, never into the model dir.
+  // Traffic state is written to the state directory beside the links, never into the model dir.
   const policy = await fetch(`${server.url}/v2/models/affine-cpu/traffic`, { method: 'PUT', body: JSON.stringify({ primary: '1' }) });
   t.equal(policy.status, 200);
-  t.ok(statSync(join(repository, 'affine-cpu', 'traffic.json')).isFile());
+  t.ok(statSync(join(stateDir, 'affine-cpu.traffic.json')).isFile());
 
   // A version added to the model dir reaches the server through refresh + the repository's poll.
   mkdirSync(join(dir, '2'));
@@ -121,7 +123,8 @@ t.test('the folder of links: never written into the model dir, refreshed with ne
 
   // The next start over the same folder drops the link to the vanished version, keeps the state.
   linkModelDir(inspectModelDir('affine-cpu', dir), repository);
-  t.same(readdirSync(join(repository, 'affine-cpu')).sort(), ['1', 'config.json', 'traffic.json']);
+  t.same(readdirSync(join(repository, 'affine-cpu')).sort(), ['1', 'config.json']);
+  t.ok(statSync(join(stateDir, 'affine-cpu.traffic.json')).isFile());
 
   // A folder someone else could write to is refused, not trusted.
   const shared = join(root, 'shared-tmp');
@@ -153,18 +156,19 @@ t.test('settings: the pair of flags, the aliases, the conflicts, each named', as
   t.equal(s.grpcPort, 9000);
   t.same(s.modelDir, { name: 'digits', dir: '/mnt/models' });
   t.equal(s.repository, modelDirRepository('digits', '/mnt/models'));
-  t.equal((s.monitoring as { log?: { url: string } }).log?.url, `sqlite:${join(s.repository, '.umbra', 'predictions.sqlite')}`, 'the default log is in the folder of links, not in /mnt/models');
+  t.equal((s.monitoring as { log?: { url: string } }).log?.url, `sqlite:${join(`${s.repository}.state`, 'predictions.sqlite')}`, 'the default log is in the state directory beside the folder of links, not in /mnt/models');
+  t.equal(resolveServeSettings({ modelName: 'digits', modelDir: '/mnt/models', stateDir: '/var/umbra' }, {}).stateDir, '/var/umbra', '--state-dir still decides');
   const env = resolveServeSettings({}, { UMBRA_MODEL_NAME: 'digits', UMBRA_MODEL_DIR: '/mnt/models', UMBRA_HTTP_PORT: '8081' });
   t.equal(env.port, 8081);
-  t.equal(resolveServeSettings({ repo: '.', port: '8082' }, { UMBRA_HTTP_PORT: '8081' }).port, 8082, 'a flag beats the other name in the environment');
-  t.equal(resolveServeSettings({ repo: '.', port: '8082', httpPort: '8082' }, {}).port, 8082, 'the same value twice is fine');
-  t.throws(() => resolveServeSettings({ repo: '.', port: '8082', httpPort: '8083' }, {}), /--port and --http-port are one setting given two values \(8082 and 8083\)/);
+  t.equal(resolveServeSettings({ repo: '/srv/models', port: '8082' }, { UMBRA_HTTP_PORT: '8081' }).port, 8082, 'a flag beats the other name in the environment');
+  t.equal(resolveServeSettings({ repo: '/srv/models', port: '8082', httpPort: '8082' }, {}).port, 8082, 'the same value twice is fine');
+  t.throws(() => resolveServeSettings({ repo: '/srv/models', port: '8082', httpPort: '8083' }, {}), /--port and --http-port are one setting given two values \(8082 and 8083\)/);
   t.throws(() => resolveServeSettings({ modelDir: '/mnt/models' }, {}), /--model-name and --model-dir go together/);
   t.throws(() => resolveServeSettings({ modelName: 'digits' }, {}), /--model-name and --model-dir go together/);
-  t.throws(() => resolveServeSettings({ repo: '.', modelName: 'digits', modelDir: '/mnt/models' }, {}), /--repo and --model-dir both say what to serve/);
+  t.throws(() => resolveServeSettings({ repo: '/srv/models', modelName: 'digits', modelDir: '/mnt/models' }, {}), /--repo and --model-dir both say what to serve/);
   t.throws(() => resolveServeSettings({ modelName: 'digits', modelDir: '/mnt/models' }, { UMBRA_REPO: '/models' }), /UMBRA_REPO \(environment\) and --model-dir both say what to serve/);
   t.throws(() => resolveServeSettings({ modelName: 'a/b', modelDir: '/mnt/models' }, {}), /--model-name: "a\/b" cannot name a model/);
-  t.throws(() => resolveServeSettings({ repo: '.', grpcPort: '70000' }, {}), /--grpc-port/);
+  t.throws(() => resolveServeSettings({ repo: '/srv/models', grpcPort: '70000' }, {}), /--grpc-port/);
   t.throws(() => resolveServeSettings({}, {}), /--repo is required.*--model-dir DIR --model-name NAME/);
 });
 
@@ -216,9 +220,10 @@ t.test('umbra serve as KServe starts it: flags, answers, nothing written to the 
   mkdirSync(dir);
   writeModel(slowModel(512, 120), join(dir, 'model.onnx'));
   const before = snapshot(dir);
-  const child = await serveProcess(['--model-name', 'slow-isvc', '--model-dir', dir, '--http-port', '0', '--grpc-port', '9000', '--workers', '2', '--drain-seconds', '20']);
+  const grpcPort = await freePort();
+  const child = await serveProcess(['--model-name', 'slow-isvc', '--model-dir', dir, '--http-port', '0', '--grpc-port', String(grpcPort), '--workers', '2', '--drain-seconds', '20']);
   t.match(child.out(), /serving .*mnt-models \(model file .*model\.onnx as version 1\) as model slow-isvc/);
-  t.match(child.out(), /--grpc-port 9000/);
+  t.match(child.out(), new RegExp(`gRPC on 127\\.0\\.0\\.1:${grpcPort}`), 'KServe\'s grpc-v2 port is served');
   const base = `http://127.0.0.1:${child.port}`;
   t.same(await (await fetch(`${base}/v2/health/ready`)).json(), { ready: true });
   const meta = await (await fetch(`${base}/v2/models/slow-isvc`)).json();

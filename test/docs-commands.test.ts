@@ -29,6 +29,8 @@ const NOT_RUN: { doc: string; contains: string; why: string }[] = [
   { doc: 'README.md', contains: 'npm test', why: 'the whole suite, of which this test is part' },
   { doc: 'README.md', contains: 'npm link', why: 'writes into npm\'s global prefix; the test puts an `umbra` command on the PATH itself' },
   { doc: 'README.md', contains: 'npm pack', why: 'installs into another project from the network; test/install-package.test.ts does the same offline' },
+  { doc: 'docs/kubernetes.md', contains: 'kubectl ', why: 'needs a Kubernetes cluster (with KServe, Argo Rollouts or Flagger); test/k8s-manifests.test.ts validates the manifests and test/k8s-umbra-contract.test.ts runs what they ask of Umbra' },
+  { doc: 'docs/kubernetes.md', contains: '--model-dir=/mnt/models', why: 'the container command as KServe runs it, on its mounted model dir; test/cli-kserve.test.ts runs the same flags on a temporary folder' },
   { doc: 'docs/monitoring.md', contains: 'postgres://', why: 'needs a PostgreSQL server; test/monitor-feedback.test.ts exports from one' },
 ];
 

@@ -125,6 +125,9 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     out.repository = modelDirRepository(modelName, modelDir);
   }
   if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config); or serve one model with --model-dir DIR --model-name NAME');
+  // One model served from a read-only mount (KServe) keeps its state beside its folder of links,
+  // in the same private folder, unless told otherwise: the working directory may not be writable.
+  if (single && out.stateDir === undefined) out.stateDir = `${out.repository as string}.state`;
   out.stateDir = resolveStateDir(out.stateDir as string | undefined, out.repository as string);
   try {
     out.monitoring = monitoringFromSettings(out, out.stateDir as string);
