@@ -32,6 +32,18 @@ function aligned(server: { mark(): void; stop(): void }, loop: IntervalHistogram
 }
 
 /**
+ * Runs the generator against a synthetic server with the given answer times, aligned with it
+ * (above), and reads back what the server did: the time it held each request and its longest stall.
+ */
+async function measureSynthetic(t: Tap.Test, delay: { base: number; spread: number; seed: number }, perf: Partial<PerfOptions>) {
+  const server = await startSynthetic({ delay: { kind: 'uniform', ...delay } });
+  t.teardown(() => server.close());
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  const [r] = await runPerf({ ...aligned(server, loop), url: server.url, ...perf } as PerfOptions);
+  return { r, loop, held: await server.held(), stall: await server.stallMs() };
+}
+
+/**
  * 5% of the truth, plus what the machine added that the server's clock cannot see: the longest
  * stall of the generator's event loop, and of the server thread's (a request it read late).
  */
@@ -40,13 +52,8 @@ function within(measured: number, truth: number, loop: IntervalHistogram, server
 }
 
 t.test('closed loop: percentiles of a jittered server within 5% of what it actually did', async (t) => {
-  const server = await startSynthetic({ delay: { kind: 'uniform', base: 40, spread: 20, seed: 11 } });
-  t.teardown(() => server.close());
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  const [r] = await runPerf({ ...aligned(server, loop), url: server.url, concurrency: [8], durationS: 1.5 } as PerfOptions);
+  const { r, loop, held, stall } = await measureSynthetic(t, { base: 40, spread: 20, seed: 11 }, { concurrency: [8], durationS: 1.5 });
   if (!r) return t.fail('no result');
-  const held = await server.held();
-  const stall = await server.stallMs();
   t.equal(r.errors, 0);
   t.ok(r.completed > 150, `enough samples (${r.completed})`);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [95, 'p95_ms'], [99, 'p99_ms']] as const) {
@@ -61,13 +68,8 @@ t.test('closed loop: percentiles of a jittered server within 5% of what it actua
 });
 
 t.test('two load threads merge their histograms and still match the truth', async (t) => {
-  const server = await startSynthetic({ delay: { kind: 'uniform', base: 30, spread: 10, seed: 12 } });
-  t.teardown(() => server.close());
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  const [r] = await runPerf({ ...aligned(server, loop), url: server.url, concurrency: [6], durationS: 1.2, threads: 2 } as PerfOptions);
+  const { r, loop, held, stall } = await measureSynthetic(t, { base: 30, spread: 10, seed: 12 }, { concurrency: [6], durationS: 1.2, threads: 2 });
   if (!r) return t.fail('no result');
-  const held = await server.held();
-  const stall = await server.stallMs();
   t.equal(r.errors, 0);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
     const truth = exactPercentile(held, p);
@@ -78,13 +80,8 @@ t.test('two load threads merge their histograms and still match the truth', asyn
 });
 
 t.test('open loop: percentiles within 5% of the truth at a constant rate below capacity', async (t) => {
-  const server = await startSynthetic({ delay: { kind: 'uniform', base: 20, spread: 10, seed: 13 } });
-  t.teardown(() => server.close());
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  const [r] = await runPerf({ ...aligned(server, loop), url: server.url, requestRate: [200], durationS: 1.5 } as PerfOptions);
+  const { r, loop, held, stall } = await measureSynthetic(t, { base: 20, spread: 10, seed: 13 }, { requestRate: [200], durationS: 1.5 });
   if (!r) return t.fail('no result');
-  const held = await server.held();
-  const stall = await server.stallMs();
   t.equal(r.request_rate, 200);
   t.ok(Math.abs(r.throughput - 200) / 200 < 0.1, `throughput ${r.throughput} follows the rate`);
   for (const [p, key] of [[50, 'p50_ms'], [90, 'p90_ms'], [99, 'p99_ms']] as const) {
