@@ -9,6 +9,7 @@ import { toTritonConfig } from '../repository/config.js';
 import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import { VERSION } from '../version.js';
+import { layerReportJson } from '../graph/layer-formats.js';
 
 export interface ApiRequest {
   method: string;
@@ -170,7 +171,9 @@ export class Api implements RouteTable {
   }
 
   private metadata(model: string, version?: string): ApiReply {
-    return json(200, modelMetadata(this.umbra, model, version));
+    // An extension field (OIP clients ignore fields they do not know; gRPC's message has no
+    // place for it): how this version runs and what decided it, measured at load.
+    return json(200, { ...modelMetadata(this.umbra, model, version), execution: executionOf(this.umbra.manager.get(model, version)) });
   }
 
   private modelReady(model: string, version?: string): ApiReply {
@@ -217,6 +220,15 @@ export class Api implements RouteTable {
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
+}
+
+/** The metadata's `execution` field: backend, where batches run, and each native layer's format with its evidence. */
+function executionOf(mv: ModelVersion): Record<string, unknown> {
+  return {
+    backend: mv.session.backend,
+    placement: mv.placement,
+    ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
+  };
 }
 
 function fullShape(mv: ModelVersion, dims: number[]): number[] {

@@ -3,7 +3,7 @@
 import type { InferResponse, InferRequest } from '../protocol/types.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import type { BatcherStats } from '../scheduler/batcher.js';
-import type { RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
+import type { LayerReport, RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 import type { ExecutionPlan } from './executor.js';
 
@@ -32,6 +32,8 @@ export interface VersionExecution {
   readonly placement: 'inline' | 'worker';
   /** Measured fastest run time of a probe batch (µs); undefined when not probed. */
   readonly placementCostUs: number | undefined;
+  /** Native backend: how each dense layer runs and why, as measured at load. */
+  readonly layers: LayerReport[] | undefined;
   /** Queued requests (not yet executing). */
   readonly pending: number;
   readonly inFlight: number;

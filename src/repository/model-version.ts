@@ -34,6 +34,11 @@ export class ModelVersion {
     return this.execution.placementCostUs;
   }
 
+  /** Native backend: each dense layer's format and what decided it. */
+  get layers(): VersionExecution['layers'] {
+    return this.execution.layers;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

@@ -7,6 +7,7 @@ import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../re
 import { VERSION } from '../../version.js';
 import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
+import { layerSummary } from '../../graph/layer-formats.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -86,9 +87,20 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }, options.pollSeconds * 1000).unref();
   }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
-  server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
+  // The native backend's per-layer choice (sparse or dense) and its evidence, once per load.
+  const logLayers = (name: string, version: string) => {
+    const layers = server.umbra.manager.get(name, version).layers;
+    if (layers && layers.length > 0) log(`model ${name} v${version} layer formats: ${layerSummary(layers)}`);
+  };
+  server.umbra.manager.on('loaded', (name: string, versions: string[]) => {
+    log(`model ${name} ready (versions ${versions.join(', ')})`);
+    for (const version of versions) logLayers(name, version);
+  });
   const index = await server.umbra.manager.index();
-  for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  for (const e of index) {
+    log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+    if (e.state === 'READY' && e.version) logLayers(e.name, e.version);
+  }
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
