@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { runBatchJob, openStore } from '../dist/batch/index.js';
 import { allRows, batchFixture, checkAffine } from './helpers/batch.js';
 import { pairModel } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { makeRows, writeCsv, writeJsonl, rng } from './fixtures/batch/data.js';
 
 const { umbra, dir, path } = await batchFixture('umbra-batch-test-', (repo) => repo.addVersion('pair', 1, pairModel()));
@@ -82,14 +83,14 @@ t.test('column mapping file and indexed names feed a two-input model', async (t)
   t.teardown(() => store.close());
   const summary = await runBatchJob({ umbra, model: 'pair', input, keyColumn: 'id', store, mapping: { n: ['first', 'second'] }, rejectsPath: path('r.jsonl') });
   t.equal(summary.rowsStored, 120);
+  const pairs = property('the first 40 keys hold sum = 2a and twice = 2n (INT64) of their own row');
   for (const d of data.slice(0, 40)) {
     const p = await store.get('pair', '1', d.id);
-    const sum = p!.outputs.find((o) => o.name === 'sum')!;
-    const twice = p!.outputs.find((o) => o.name === 'twice')!;
-    t.same(sum.data, d.a.map((v) => v * 2));
-    t.same(twice.data, d.n.map((v) => v * 2));
-    t.equal(twice.datatype, 'INT64');
+    const sum = p?.outputs.find((o) => o.name === 'sum');
+    const twice = p?.outputs.find((o) => o.name === 'twice');
+    pairs.same([sum?.data, twice?.data, twice?.datatype], [d.a.map((v) => v * 2), d.n.map((v) => v * 2), 'INT64'], () => `key ${d.id}`);
   }
+  pairs.assert(t);
   const range = await runBatchJob({ umbra, model: 'affine', input: (() => {
     const p = path('range.csv');
     writeFileSync(p, 'id,skip,c0,c1,c2,c3,label\nr1,9,1,2,3,4,7\n');

@@ -9,6 +9,7 @@ import { openStore, runBatchJob, parseStaleness } from '../dist/batch/index.js';
 import { startServer } from '../dist/server/server.js';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { makeRows, writeCsv } from './fixtures/batch/data.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 
@@ -125,13 +126,14 @@ t.test('a batch job into the store the server reads: lookups then return exactly
   const summary = await runBatchJob({ umbra: s.server.umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 32, rejectsPath: join(dir, 'r.jsonl') });
   await store.close();
   t.equal(summary.rowsStored, 200);
+  const stored = property('the first 25 keys are lookup hits that equal the online answer');
   for (const r of rows.slice(0, 25)) {
     const body = { parameters: { lookup_key: r.key }, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: r.x }] };
     const hit = await s.post('/v2/models/affine/infer', body);
     const online = await s.post('/v2/models/affine/infer', { inputs: body.inputs });
-    t.equal(hit.json.parameters.lookup, 'hit');
-    t.same(hit.json.outputs, online.json.outputs, `key ${r.key}: stored = online`);
+    stored.same([hit.json.parameters?.lookup, hit.json.outputs], ['hit', online.json.outputs], () => `key ${r.key} (lookup, outputs)`);
   }
+  stored.assert(t);
   const binary = await s.post('/v2/models/affine/infer', {
     parameters: { lookup_key: rows[0]!.key, binary_data_output: true },
     inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: rows[0]!.x }],

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { tempRepo, affineModel } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { makeRows, rng } from './fixtures/batch/data.js';
 
 const CLI = new URL('../bin/umbra.js', import.meta.url).pathname;
@@ -85,7 +86,9 @@ t.test('the uninterrupted run stores every key once with the right values', asyn
   t.match(reference.stdout, /done: 3000 rows stored for affine v1, 11 rejected/);
   t.equal(expected.length, ROWS);
   const byKey = new Map(expected.map((r) => [r.key, JSON.parse(r.outputs)]));
-  for (const r of rows.slice(0, 200)) t.same(byKey.get(r.key)[0].data, r.x.map((v) => v * 3 - 2));
+  const values = property('the first 200 keys hold y = 3x - 2 of their row');
+  for (const r of rows.slice(0, 200)) values.same(byKey.get(r.key)?.[0].data, r.x.map((v) => v * 3 - 2), () => `key ${r.key}`);
+  values.assert(t);
   const rejected = expectedRejects.trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
   t.equal(rejected.length, 11);
   t.same(rejected.filter((r) => r.reason.startsWith('malformed CSV quoting')).map((r) => r.line), [1006, 1508, 1512, 2913], 'each quoting error at the line where it is');

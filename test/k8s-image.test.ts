@@ -59,8 +59,9 @@ function aptPackages(text: string): string[] {
 const ci = readFileSync(`${ROOT}.ci/run`, 'utf8');
 const ciPackages = aptPackages(ci);
 // PostgreSQL and Prometheus are the services the tests run against (scripts/test-services.sh,
-// the promtool lint); building needs the rest.
-const TEST_SERVICES = ['postgresql', 'prometheus'];
+// the promtool lint), Chromium and curl what tests drive (the ops page, the docs' commands);
+// building needs the rest.
+const TEST_SERVICES = ['postgresql', 'prometheus', 'chromium', 'curl'];
 const ciBuildPackages = ciPackages.filter((p) => !TEST_SERVICES.includes(p));
 
 const runs = (stage: Stage) => stage.steps.filter((s) => s.op === 'RUN').map((s) => s.args).join('\n');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { startTestServer } from './helpers/server.js';
+import { property } from './helpers/property.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { FeedbackJoin } from '../dist/monitor/feedback.js';
@@ -30,15 +31,17 @@ function digitsRepo(t: { teardown(fn: () => void): void }): string {
 /** Sends ROWS in requests of 4 (every other one with the caller's id) and labels them all. */
 async function trafficAndFeedback(t: Tap, s: Awaited<ReturnType<typeof startTestServer>>) {
   const sent: { id: string; truth: number[]; predicted: number[] }[] = [];
+  const answered = property('every request of 4 rows is answered 200');
   for (let i = 0; i < ROWS.length; i += 4) {
     const chunk = ROWS.slice(i, i + 4);
     const body: Record<string, unknown> = { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [4, 64], data: chunk.flatMap((r) => r.x) }] };
     if (i % 8 === 0) body.id = `caller-${i}`;
     const r = await s.post('/v2/models/digits/versions/1/infer', body);
-    t.equal(r.status, 200);
+    answered.check(r.status === 200, () => `rows ${i}-${i + 3}: ${r.status} ${r.text}`);
     const label = r.json.outputs.find((o: { name: string }) => o.name === 'label');
     sent.push({ id: r.json.id, truth: chunk.map((c) => c.y), predicted: label.data });
   }
+  answered.assert(t);
   t.equal(sent[0]!.id, 'caller-0');
   const reply = await s.post('/v2/models/digits/feedback', {
     feedback: [...sent.map(({ id, truth }) => ({ id, truth })), { id: 'never-seen', truth: [1, 2, 3, 4] }, { id: sent[0]!.id, truth: [1, 2, 3, 4] }],

@@ -13,6 +13,7 @@ import { loadDigits, seededRandom } from '../dist/onnx/train-digits.js';
 import { digitsModel, pairModel } from '../dist/onnx/build-examples.js';
 import { resolveModelConfig } from '../dist/repository/config.js';
 import { listModels, listVersions } from '../dist/repository/layout.js';
+import { property } from './helpers/property.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const repo = join(root, 'models', 'repository');
@@ -45,12 +46,14 @@ t.test('digits: test-split accuracy through onnxruntime is at least 0.93 for eac
     t.same(out.label!.dims, [digits.test.rows]);
     let correct = 0;
     let worstSum = 0;
+    const argmax = property(`digits/${version}: each row's label is the argmax of its probabilities`);
     for (let row = 0; row < digits.test.rows; row++) {
       const p = Array.from(probabilities.subarray(row * 10, row * 10 + 10));
       worstSum = Math.max(worstSum, Math.abs(p.reduce((a, b) => a + b, 0) - 1));
-      if (Number(labels[row]) !== p.indexOf(Math.max(...p))) t.fail(`row ${row}: label is not the argmax of probabilities`);
+      argmax.check(Number(labels[row]) === p.indexOf(Math.max(...p)), () => `row ${row}: label ${labels[row]}, probabilities ${p.join(', ')}`);
       if (Number(labels[row]) === digits.test.labels[row]) correct++;
     }
+    argmax.assert(t);
     const accuracy = correct / digits.test.rows;
     t.ok(accuracy >= 0.93, `digits/${version} test accuracy ${accuracy.toFixed(4)} >= 0.93`);
     t.ok(worstSum < 1e-5, `digits/${version} probabilities sum to 1 (worst ${worstSum})`);
@@ -74,6 +77,7 @@ t.test('digits: the builder graph matches a plain reference and the committed co
   const session = await ort.InferenceSession.create(join(repo, 'digits', '1', 'model.onnx'));
   const out = await session.run({ pixels: new ort.Tensor('float32', pixels, [rows, 64]) });
   const probabilities = out.probabilities!.data as Float32Array;
+  const matches = property('probabilities match the reference within 1e-5');
   for (let r = 0; r < rows; r++) {
     const h = Array.from({ length: hidden }, (_, j) => {
       let s = weights.b1[j]!;
@@ -85,10 +89,10 @@ t.test('digits: the builder graph matches a plain reference and the committed co
     const total = logits.reduce((s, v) => s + Math.exp(v - max), 0);
     for (let c = 0; c < 10; c++) {
       const expected = Math.exp(logits[c]! - max) / total;
-      if (Math.abs(probabilities[r * 10 + c]! - expected) > 1e-5) t.fail(`row ${r} class ${c}: ${probabilities[r * 10 + c]} vs ${expected}`);
+      matches.check(Math.abs(probabilities[r * 10 + c]! - expected) <= 1e-5, () => `row ${r} class ${c}: ${probabilities[r * 10 + c]} vs ${expected}`);
     }
   }
-  t.pass('probabilities match the reference within 1e-5');
+  matches.assert(t);
 
   const config = resolveModelConfig(join(repo, 'digits'), modelSignature(model));
   t.equal(config.source, 'config.json');

@@ -1,5 +1,6 @@
-// The generator's rules and bookkeeping: stability stopping, error accounting by status,
-// transport failures, sweeps and thresholds, request encodings, and the JSON/CSV schema.
+// The generator's rules and bookkeeping: the stability rule, error accounting by status,
+// transport failures, sweeps and thresholds, request encodings, and the JSON/CSV schema. Whether
+// a live steady server's windows agree depends on the host: test/timing/perf-windows.test.ts.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -33,32 +34,25 @@ t.test('stability: the last 3 windows must agree within the percentage, throughp
   t.ok(isStable([s(100, 10), s(100, 10), s(100, 13)], 25), 'a looser bound accepts it');
 });
 
-t.test('the runner stops after 3 windows on a steady server and runs to the limit on a drifting one', async (t) => {
-  const steady = await startSynthetic({ delay: { kind: 'uniform', base: 5, spread: 0.5, seed: 1 } });
-  t.teardown(() => steady.close());
-  const [a] = await runPerf({ ...quick, url: steady.url, concurrency: [4], windowMs: 250, maxWindows: 8, stabilityPct: 30 } as PerfOptions);
-  t.equal(a?.stable, true);
-  t.ok(a!.windows >= 3 && a!.windows < 8, `stopped early after ${a?.windows} windows`);
-  // A server that stalls 400 ms of every 500 ms cannot give three agreeing 150 ms windows at 1%.
-  const drifting = await startSynthetic({ delay: { kind: 'stall', period: 500, stall: 400, base: 1 } });
-  t.teardown(() => drifting.close());
-  const [b] = await runPerf({ ...quick, url: drifting.url, concurrency: [2], windowMs: 150, maxWindows: 5, stabilityPct: 1 } as PerfOptions);
-  t.equal(b?.stable, false);
-  t.equal(b?.windows, 5, 'ran to --windows');
-});
-
 t.test('errors are counted by status, kept out of latency and throughput', async (t) => {
   const server = await startSynthetic({
     delay: { kind: 'uniform', base: 2, spread: 1, seed: 3 },
     failures: [{ every: 4, status: 503 }, { every: 10, status: 400 }],
   });
   t.teardown(() => server.close());
-  const [r] = await runPerf({
-    ...quick, url: server.url, concurrency: [4], durationS: 0.8,
-    onMeasure: (phase) => (phase === 'start' ? server.mark() : server.stop()),
-  } as PerfOptions);
+  // The shares below need about a hundred answers; how long that takes depends on the host, so a
+  // loaded one gets a longer window (doubled up to 6.4 s) rather than a failure.
+  let r: Awaited<ReturnType<typeof runPerf>>[number] | undefined;
+  let statuses: Record<string, number> = {};
+  for (let durationS = 0.8; durationS <= 6.4; durationS *= 2) {
+    [r] = await runPerf({
+      ...quick, url: server.url, concurrency: [4], durationS,
+      onMeasure: (phase) => (phase === 'start' ? server.mark() : server.stop()),
+    } as PerfOptions);
+    statuses = await server.statuses();
+    if (!r || r.completed + r.errors > 100) break;
+  }
   if (!r) return t.fail('no result');
-  const statuses = await server.statuses();
   const total = r.completed + r.errors;
   t.ok(total > 100, `enough requests (${total})`);
   t.same(Object.keys(r.errors_by_status).sort(), ['400', '503']);
@@ -143,8 +137,8 @@ t.test('umbra perf --json prints one array with the documented fields; --csv and
 });
 
 t.test('bad flags are named with what was expected', async (t) => {
-  const err = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', '--protocol', 'grpc']).catch((e: { stderr: string; code: number }) => e);
-  t.match((err as { stderr: string }).stderr, /--protocol: expected one of http, http-binary, ws but received "grpc"/);
+  const err = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', '--protocol', 'smtp']).catch((e: { stderr: string; code: number }) => e);
+  t.match((err as { stderr: string }).stderr, /--protocol: expected one of http, http-binary, ws, grpc, grpc-stream but received "smtp"/);
 });
 
 t.test('the WebSocket transport: masked frames on a real Umbra stream, answers matched by id, errors by status', async (t) => {

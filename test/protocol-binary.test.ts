@@ -4,6 +4,7 @@ import {
   type DataType, type ModelSignature, type Tensor, type TensorData,
 } from '../dist/protocol/index.js';
 import { seededRandom as rng } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
 
@@ -54,25 +55,30 @@ function parseF6(header: unknown, chunks: Uint8Array[], headerLength?: number): 
 
 t.test('every datatype round-trips through binary request and binary response', async (t) => {
   const next = rng(11);
+  const requests = property('a binary request is parsed into the same values and shape');
+  const responses = property('a binary response has a binary section of the tensor\'s size, no data field, and reads back the same');
   for (const datatype of DATATYPES) {
     const original: Tensor = { name: 'x', datatype, shape: [2, 5], data: randomData(datatype, 10, next) };
     const s = sig([{ name: 'x', datatype, dims: [-1] }], 8);
     const { header, bytes } = binaryInput(original);
     const req = binaryRequest({ inputs: [header] }, [bytes]);
     const parsed = parseInferRequest(req.body, { signature: s, headerLength: req.headerLength }).inputs[0]!;
-    t.same(Array.from(parsed.data as ArrayLike<unknown>), Array.from(original.data as ArrayLike<unknown>), `${datatype} request`);
-    t.same(parsed.shape, [2, 5]);
+    requests.same([Array.from(parsed.data as ArrayLike<unknown>), parsed.shape], [Array.from(original.data as ArrayLike<unknown>), [2, 5]], () => datatype);
 
     const resp = encodeInferResponse({ model_name: 'm', model_version: '1', outputs: [parsed] }, { binaryOutputs: 'all' });
-    t.ok(resp.headerLength !== undefined && resp.headerLength < resp.body.length, `${datatype} has a binary section`);
+    if (resp.headerLength === undefined || resp.headerLength >= resp.body.length) {
+      responses.check(false, () => `${datatype}: no binary section`);
+      continue;
+    }
     const head = JSON.parse(resp.body.subarray(0, resp.headerLength).toString()) as { outputs: Record<string, unknown>[] };
-    t.equal((head.outputs[0]!['parameters'] as Record<string, number>)['binary_data_size'], bytes.byteLength);
-    t.notOk('data' in head.outputs[0]!);
     // A response's outputs have the same layout as request inputs, so the parser can read them back.
     const again = Buffer.concat([Buffer.from(JSON.stringify({ inputs: head.outputs })), resp.body.subarray(resp.headerLength)]);
-    const reparsed = parseInferRequest(again, { signature: s, headerLength: again.length - (resp.body.length - resp.headerLength!) });
-    t.same(Array.from(reparsed.inputs[0]!.data as ArrayLike<unknown>), Array.from(original.data as ArrayLike<unknown>), `${datatype} response`);
+    const reparsed = parseInferRequest(again, { signature: s, headerLength: again.length - (resp.body.length - resp.headerLength) });
+    responses.same([(head.outputs[0]!['parameters'] as Record<string, number>)['binary_data_size'], 'data' in head.outputs[0]!, Array.from(reparsed.inputs[0]!.data as ArrayLike<unknown>)],
+      [bytes.byteLength, false, Array.from(original.data as ArrayLike<unknown>)], () => `${datatype} (binary_data_size, has data, values read back)`);
   }
+  requests.assert(t);
+  responses.assert(t);
 });
 
 t.test('binary and JSON inputs mix; binary data follows input order', async (t) => {
@@ -92,13 +98,14 @@ t.test('binary and JSON inputs mix; binary data follows input order', async (t) 
 
 t.test('aligned binary tensors are views; unaligned ones are copied correctly', async (t) => {
   const { header, bytes } = binaryInput({ name: 'x', datatype: 'FP32', shape: [2, 3], data: SIX });
+  const padded = property('a header padded by 0-3 spaces: same values, a view of the body when aligned, else a copy');
   for (let pad = 0; pad < 4; pad++) {
     const req = binaryRequest({ inputs: [header] }, [bytes], ' '.repeat(pad));
     const data = parseInferRequest(req.body, { signature: F6, headerLength: req.headerLength }).inputs[0]!.data as Float32Array;
-    t.same(Array.from(data), Array.from(SIX), `header padded by ${pad}`);
     const aligned = (req.body.byteOffset + req.headerLength) % 4 === 0;
-    t.equal(data.buffer === req.body.buffer, aligned, aligned ? 'shares the body' : 'owns a copy');
+    padded.same([Array.from(data), data.buffer === req.body.buffer], [Array.from(SIX), aligned], () => `padded by ${pad} (values, shares the body)`);
   }
+  padded.assert(t);
   // Unaligned copies of small tensors share slabs: each keeps its own values.
   const kept: Float32Array[] = [];
   for (let i = 0; i < 50; i++) {

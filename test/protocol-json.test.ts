@@ -4,6 +4,7 @@ import {
   type DataType, type InferRequest, type ModelSignature, type TensorData,
 } from '../dist/protocol/index.js';
 import { seededRandom as rng } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
 
@@ -56,19 +57,20 @@ function rejects(tt: Test, fn: () => unknown, message: RegExp): void {
 
 t.test('every datatype round-trips through JSON request and JSON response', async (t) => {
   const next = rng(7);
+  const parsed = property('a JSON request is parsed into the datatype\'s storage');
+  const encoded = property('a JSON response carries the same values, shape and datatype');
   for (const datatype of DATATYPES) {
     const values = jsonValues(datatype, 12, next);
     const s = sig([{ name: 'x', datatype, dims: [3, 4] }]);
     const req = parse({ inputs: [{ name: 'x', shape: [3, 4], datatype, data: values }] }, s);
     const tensor = req.inputs[0]!;
-    t.same(Array.from(tensor.data as ArrayLike<unknown>), expectedStorage(datatype, values), `${datatype} parsed`);
+    parsed.same(Array.from(tensor.data as ArrayLike<unknown>), expectedStorage(datatype, values), () => datatype);
     const { body, headerLength } = encodeInferResponse({ model_name: 'm', model_version: '1', outputs: [tensor] }, { binaryOutputs: 'none' });
-    t.equal(headerLength, undefined);
     const out = JSON.parse(body.toString()) as { outputs: { data: unknown[]; shape: number[]; datatype: string }[] };
-    t.same(out.outputs[0]!.data, values, `${datatype} encoded`);
-    t.same(out.outputs[0]!.shape, [3, 4]);
-    t.equal(out.outputs[0]!.datatype, datatype);
+    encoded.same([headerLength, out.outputs[0]!.data, out.outputs[0]!.shape, out.outputs[0]!.datatype], [undefined, values, [3, 4], datatype], () => `${datatype} (header length, data, shape, datatype)`);
   }
+  parsed.assert(t);
+  encoded.assert(t);
 });
 
 t.test('nested data and flat data give the same tensor', async (t) => {

@@ -4,6 +4,7 @@ import {
   sameRowShape, splitTensor, tensorToOrtType, typedArrayFor, type DataType, type Tensor,
 } from '../dist/protocol/index.js';
 import { seededRandom as rng } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
 
@@ -22,20 +23,19 @@ function randomTensor(datatype: DataType, rows: number, cols: number, next: () =
 
 t.test('concat then split gives back the pieces, for every datatype', async (t) => {
   const next = rng(3);
+  const merges = property('concat: rows add up, in storage of the pieces\' type');
+  const splits = property('split gives back each piece, shape and values');
   for (const datatype of DATATYPES) {
     const rows = [1, 3, 2];
     const pieces = rows.map((r) => randomTensor(datatype, r, 4, next));
     const merged = concatTensors(pieces);
-    t.same(merged.shape, [6, 4], `${datatype} merged shape`);
-    t.equal(merged.data.length, 24);
-    t.equal(merged.data.constructor, pieces[0]!.data.constructor);
+    merges.check(merged.shape.join() === '6,4' && merged.data.length === 24 && merged.data.constructor === pieces[0]!.data.constructor,
+      () => `${datatype}: shape ${merged.shape}, ${merged.data.length} values in ${merged.data.constructor.name}`);
     const back = splitTensor(merged, rows);
-    t.equal(back.length, 3);
-    for (let i = 0; i < 3; i++) {
-      t.same(back[i]!.shape, pieces[i]!.shape);
-      t.same(Array.from(back[i]!.data as ArrayLike<unknown>), Array.from(pieces[i]!.data as ArrayLike<unknown>), `${datatype} piece ${i}`);
-    }
+    splits.same(back.map((b) => [b.shape, Array.from(b.data as ArrayLike<unknown>)]), pieces.map((p) => [p.shape, Array.from(p.data as ArrayLike<unknown>)]), () => datatype);
   }
+  merges.assert(t);
+  splits.assert(t);
 });
 
 t.test('concat and split edge cases', async (t) => {
@@ -60,13 +60,13 @@ t.test('concat and split edge cases', async (t) => {
 
 t.test('datatype facts and onnxruntime names', async (t) => {
   const sizes: Record<DataType, number> = { BOOL: 1, UINT8: 1, UINT16: 2, UINT32: 4, UINT64: 8, INT8: 1, INT16: 2, INT32: 4, INT64: 8, FP16: 2, FP32: 4, FP64: 8, BYTES: 0 };
+  const facts = property('each datatype: its element size, its storage, and its onnxruntime name both ways');
   for (const d of DATATYPES) {
-    t.equal(bytesPerElement(d), sizes[d], `${d} size`);
-    t.equal(ortTypeToDatatype(tensorToOrtType(d)), d, `${d} maps both ways`);
     const storage = typedArrayFor(d, 3);
-    t.equal(storage.length, 3);
-    if (!Array.isArray(storage)) t.equal(storage.BYTES_PER_ELEMENT, sizes[d]);
+    facts.same([bytesPerElement(d), ortTypeToDatatype(tensorToOrtType(d)), storage.length, Array.isArray(storage) ? 0 : storage.BYTES_PER_ELEMENT],
+      [sizes[d], d, 3, sizes[d]], () => `${d} (size, both ways, storage length, storage element size)`);
   }
+  facts.assert(t);
   t.equal(tensorToOrtType('FP32'), 'float32');
   t.equal(tensorToOrtType('BOOL'), 'bool');
   t.equal(tensorToOrtType('BYTES'), 'string');
@@ -107,9 +107,11 @@ t.test('half conversion rounds to nearest even, once', async (t) => {
   t.equal(halfToFloat32(0x3555), 0.333251953125);
   t.equal(halfToFloat32(0xc000), -2);
   const next = rng(9);
+  const roundTrip = property('a random float within the half range comes back within half a unit in the last place');
   for (let i = 0; i < 1000; i++) {
     const v = (next() - 0.5) * 2 * 60000;
     const back = halfToFloat32(float32ToHalf(v));
-    if (Math.abs(back - v) > Math.abs(v) * 2 ** -11 + 2 ** -25) t.fail(`${v} came back as ${back}`);
+    roundTrip.check(Math.abs(back - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25, () => `${v} came back as ${back}`);
   }
+  roundTrip.assert(t);
 });

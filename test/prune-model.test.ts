@@ -9,6 +9,7 @@ import { tensorValues } from '../dist/onnx/tensor-data.js';
 import { findPrunable, formatReport, PrunableModel, runPrune, type PruneRunOptions } from '../dist/prune/index.js';
 import { Umbra } from '../dist/core/umbra.js';
 import { seededRandom as rng } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 /** Nonzero random values; every fourth one quantised so there are exact magnitude ties. */
 function randomValues(next: () => number, n: number): number[] {
@@ -88,16 +89,18 @@ async function prune(options: Omit<PruneRunOptions, 'input' | 'output'>, input =
 }
 
 /** Every initializer but `pruned` encodes to the same bytes, and every node is the same. */
-type Checks = { same(a: unknown, b: unknown, msg?: string): unknown; equal(a: unknown, b: unknown, msg?: string): unknown };
+type Checks = { same(a: unknown, b: unknown, msg?: string): unknown; strictSame(a: unknown, b: unknown, msg?: string): boolean };
 function assertRestUntouched(t: Checks, input: string, output: string, pruned: string[]) {
   const a = readModel(input);
   const b = readModel(output);
   const enc = (m: unknown, type: { encode(m: unknown): { finish(): Uint8Array } }) => Buffer.from(type.encode(m).finish()).toString('hex');
   t.same((b.graph!.node ?? []).map((n) => enc(n, onnx.NodeProto)), (a.graph!.node ?? []).map((n) => enc(n, onnx.NodeProto)), 'nodes and attributes identical');
   const before = new Map((a.graph!.initializer ?? []).map((x) => [x.name, enc(x, onnx.TensorProto)]));
+  const identical = property('every initializer not pruned is bit-identical');
   for (const x of b.graph!.initializer ?? []) {
-    if (!pruned.includes(x.name!)) t.equal(enc(x, onnx.TensorProto), before.get(x.name), `${x.name} bit-identical`);
+    if (!pruned.includes(x.name!)) identical.check(enc(x, onnx.TensorProto) === before.get(x.name), () => `${x.name} changed`);
   }
+  identical.assert(t);
   t.same(Buffer.from(encodeModel({ ...b, graph: { ...b.graph, initializer: [] } })), Buffer.from(encodeModel({ ...a, graph: { ...a.graph, initializer: [] } })), 'everything but initializers identical');
 }
 
@@ -136,6 +139,7 @@ t.test('the kept weights are the largest magnitudes, unchanged', async (t) => {
   const { before, after } = await prune({ method: 'global', sparsity: 0.6 });
   let maxPruned = 0;
   let minKept = Infinity;
+  const unchanged = property('every kept weight is unchanged');
   for (const name of PRUNABLE) {
     const b = before.get(name)!.data;
     const a = after.get(name)!.data;
@@ -143,10 +147,11 @@ t.test('the kept weights are the largest magnitudes, unchanged', async (t) => {
       if (v === 0) maxPruned = Math.max(maxPruned, Math.abs(b[i]!));
       else {
         minKept = Math.min(minKept, Math.abs(v));
-        if (v !== b[i]) t.fail(`${name}[${i}] changed`);
+        unchanged.check(v === b[i], () => `${name}[${i}] changed from ${b[i]} to ${v}`);
       }
     });
   }
+  unchanged.assert(t);
   t.ok(maxPruned <= minKept, `pruned magnitudes (max ${maxPruned}) are not above kept ones (min ${minKept})`);
 });
 
@@ -206,6 +211,8 @@ t.test('N:M keeps N of every M along the input dimension of each layout', async 
 t.test('structured pruning zeroes whole output units with the smallest norm', async (t) => {
   for (const norm of ['l1', 'l2'] as const) {
     const { after, before, input, output } = await prune({ method: 'structured', sparsity: 0.5, norm, includeOutputLayer: true });
+    const kept = property(`${norm}: every kept weight is unchanged`);
+    const whole = property(`${norm}: every output unit is zeroed whole or not at all`);
     const units = (name: string, rows: number, cols: number, outputsAreRows: boolean) => {
       const a = after.get(name)!.data;
       const b = before.get(name)!.data;
@@ -219,10 +226,10 @@ t.test('structured pruning zeroes whole output units with the smallest norm', as
         let s = 0;
         for (let j = 0; j < k; j++) {
           if (a[at(o, j)] === 0) z++;
-          else if (a[at(o, j)] !== b[at(o, j)]) t.fail('a kept weight changed');
+          else kept.check(a[at(o, j)] === b[at(o, j)], () => `${name} unit ${o} weight ${j} changed`);
           s += norm === 'l1' ? Math.abs(b[at(o, j)]!) : b[at(o, j)]! ** 2;
         }
-        t.ok(z === 0 || z === k, `${name} unit ${o} whole`);
+        whole.check(z === 0 || z === k, () => `${name} unit ${o}: ${z} of ${k} zero`);
         if (z === k) zeroed.push(o);
         norms.push(s);
       }
@@ -235,6 +242,8 @@ t.test('structured pruning zeroes whole output units with the smallest norm', as
     units('w2', 12, 24, true);
     units('w3', 12, 8, false);
     units('wc', 4, 18, true);
+    kept.assert(t);
+    whole.assert(t);
     assertRestUntouched(t, input, output, PRUNABLE);
   }
 });

@@ -3,6 +3,7 @@ import { DynamicBatcher, type BatchInfo, type BatcherOptions, type SubmitOptions
 import { UmbraError } from '../dist/errors.js';
 import { Cancellation } from '../dist/scheduler/cancellation.js';
 import { seededRandom as mulberry32 } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 // A fake clock with a fake timer list, and an execute whose batches the test answers by hand, so
 // every step is explicit: nothing here waits on real time.
@@ -589,6 +590,7 @@ for (const maxStaged of [0, 2]) t.test(`random traffic keeps every invariant (se
   const answered = new Set<number>();
   let maxOutstanding = 0;
   let checked = 0;
+  const stagedWhenBusy = property('staged only while every slot is busy, and a staged batch is full');
   const outstanding = () => h.calls.filter((_, i) => !answered.has(i));
   const answerRandom = async () => {
     const open = h.calls.map((_, i) => i).filter((i) => !answered.has(i));
@@ -615,14 +617,15 @@ for (const maxStaged of [0, 2]) t.test(`random traffic keeps every invariant (se
     for (let i = checked; i < h.calls.length; i++) {
       const busy = h.calls.slice(0, i).filter((_, j) => !answered.has(j)).length;
       const call = h.calls[i]!;
-      t.equal(call.info.staged, busy >= maxInFlight, 'staged only while every slot is busy');
-      if (call.info.staged) t.equal(call.info.rows, maxBatchSize, 'a staged batch is full');
+      stagedWhenBusy.check(call.info.staged === (busy >= maxInFlight) && (!call.info.staged || call.info.rows === maxBatchSize),
+        () => `batch ${i}: staged ${call.info.staged} with ${busy} busy, ${call.info.rows} rows`);
     }
     checked = h.calls.length;
   }
   const drained = track(h.batcher.drain());
   while (outstanding().length > 0) await answerRandom();
   await flush();
+  stagedWhenBusy.assert(t);
   t.equal(drained.state, 'resolved');
   t.ok(maxOutstanding <= maxInFlight + maxStaged, 'never more than maxInFlight + maxStaged batches at once');
   if (maxStaged > 0) t.ok(h.calls.some((c) => c.info.staged), 'some batches were staged');
@@ -630,35 +633,45 @@ for (const maxStaged of [0, 2]) t.test(`random traffic keeps every invariant (se
 
   const byPayload = new Map(submitted.map((s) => [s.payload, s]));
   const seen = new Set<number>();
-  for (const call of h.calls) {
+  const oneKey = property('one shape key per batch');
+  const withinMax = property('within maxBatchSize');
+  const runsOnce = property('each request runs once');
+  for (const [i, call] of h.calls.entries()) {
     const keys = new Set(call.items.map((p) => byPayload.get(p)!.key));
-    t.equal(keys.size, 1, 'one shape key per batch');
-    t.ok(call.info.rows <= maxBatchSize, 'within maxBatchSize');
+    oneKey.check(keys.size === 1, () => `batch ${i}: keys ${[...keys].join(', ')}`);
+    withinMax.check(call.info.rows <= maxBatchSize, () => `batch ${i}: ${call.info.rows} rows`);
     for (const p of call.items) {
-      t.notOk(seen.has(p), 'each request runs once');
+      runsOnce.check(!seen.has(p), () => `request ${p} ran again in batch ${i}`);
       seen.add(p);
     }
   }
+  for (const p of [oneKey, withinMax, runsOnce]) p.assert(t);
   let timedOut = 0;
+  const timeoutsNeverRun = property('a timed-out request fails with TIMEOUT and never runs');
+  const ownResult = property('every other request answered with its own result');
   for (const s of submitted) {
     if (s.outcome.state === 'rejected') {
-      t.match(s.outcome.error, { code: 'TIMEOUT' });
-      t.notOk(seen.has(s.payload), 'a timed-out request never runs');
+      timeoutsNeverRun.check((s.outcome.error as { code?: string }).code === 'TIMEOUT' && !seen.has(s.payload),
+        () => `request ${s.payload}: ${String(s.outcome.error)}, ran: ${seen.has(s.payload)}`);
       timedOut++;
     } else {
-      t.equal(s.outcome.value, answerOf(s.payload), 'every other request answered with its own result');
+      ownResult.check(s.outcome.value === answerOf(s.payload), () => `request ${s.payload} answered ${String(s.outcome.value)}`);
     }
   }
+  timeoutsNeverRun.assert(t);
+  ownResult.assert(t);
   t.equal(timedOut, h.batcher.stats().timeouts);
   t.ok(timedOut > 0 && timedOut < submitted.length / 2, `some but not most requests timed out (${timedOut})`);
   t.ok(h.calls.some((c) => c.items.length > 1), 'requests were batched');
   t.equal(seen.size + timedOut, submitted.length);
   // Within one level and one key, dispatch order is submit order.
   const order = h.calls.flatMap((c) => c.items);
+  const fifo = property('within one key and one level, dispatch order is submit order');
   for (const key of ['a', 'b', 'c']) {
     for (const level of [1, 2, 3]) {
       const expected = submitted.filter((s) => s.key === key && s.level === level && seen.has(s.payload)).map((s) => s.payload);
-      t.same(order.filter((p) => expected.includes(p)), expected, `FIFO for ${key} at level ${level}`);
+      fifo.same(order.filter((p) => expected.includes(p)), expected, () => `key ${key} at level ${level}`);
     }
   }
+  fifo.assert(t);
 });

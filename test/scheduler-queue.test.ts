@@ -4,6 +4,7 @@ import { DeadlineHeap } from '../dist/scheduler/deadline-heap.js';
 import { DynamicBatcher } from '../dist/scheduler/batcher.js';
 import { rowOffsets, splitRows } from '../dist/scheduler/rows.js';
 import { seededRandom as mulberry32 } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 const request = (priority: number, tag: number): QueuedRequest & { tag: number } => ({ rows: 1, shapeKey: 's', priority, enqueuedAt: tag, tag });
 
@@ -94,13 +95,14 @@ t.test('splitRows and rowOffsets', async (t) => {
   t.same(splitRows(2, 4), [1, 1, 0, 0]);
   t.same(splitRows(0, 2), [0, 0]);
   const rng = mulberry32(11);
+  const even = property('random splits add up to the total, and no two parts differ by more than one row');
   for (let i = 0; i < 50; i++) {
     const total = Math.floor(rng() * 1000);
     const parts = 1 + Math.floor(rng() * 17);
     const pieces = splitRows(total, parts);
-    t.equal(pieces.reduce((a, b) => a + b, 0), total);
-    t.ok(Math.max(...pieces) - Math.min(...pieces) <= 1);
+    even.check(pieces.reduce((a, b) => a + b, 0) === total && Math.max(...pieces) - Math.min(...pieces) <= 1, () => `${total} rows in ${parts}: ${pieces.join(', ')}`);
   }
+  even.assert(t);
   t.same(rowOffsets([2, 1, 3]), [0, 2, 3, 6]);
   t.same(rowOffsets([]), [0]);
   t.throws(() => splitRows(5, 0), { code: 'INVALID_ARGUMENT', message: /expected a positive integer for the number of parts but received number 0/ });

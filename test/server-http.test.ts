@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
+import { property } from './helpers/property.js';
 import { alignedBuffer } from '../dist/server/http.js';
 import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
 
@@ -59,7 +60,7 @@ t.test('example repository: health, metadata, JSON and binary inference match on
   const probs = json.json.outputs.find((o: { name: string }) => o.name === 'probabilities');
   t.same(probs.shape, [5, 10]);
   t.equal(probs.datatype, 'FP32');
-  for (let i = 0; i < expectedProbs.length; i++) t.ok(Math.abs(probs.data[i] - expectedProbs[i]!) < 1e-6, `probability ${i}`);
+  t.ok(expectedProbs.every((p, i) => Math.abs(probs.data[i] - p) < 1e-6), 'probabilities within 1e-6 of onnxruntime');
   t.same(json.json.outputs.find((o: { name: string }) => o.name === 'label').data, expectedLabels);
 
   // Unversioned goes to the newest loaded version.
@@ -88,14 +89,15 @@ t.test('example repository: health, metadata, JSON and binary inference match on
 
   // Headers of every length modulo 8 (padded with spaces): the body buffer is placed so the tensor
   // bytes are aligned, and the answers stay the same whatever the padding.
+  const paddedAnswers = property('a header padded by 0-7 spaces gets 200 and the same probabilities');
   for (let pad = 0; pad < 8; pad++) {
     const padded = Buffer.concat([header, Buffer.from(' '.repeat(pad))]);
     const r = await s.request('POST', '/v2/models/digits/versions/2/infer', Buffer.concat([padded, Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength)]), { 'inference-header-content-length': String(padded.length) });
-    t.equal(r.status, 200, r.text);
     const n = Number(r.headers.get('inference-header-content-length'));
     const b = r.bytes.subarray(n, n + 200);
-    t.same(Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))), Array.from(got), `header padded by ${pad}: same probabilities`);
+    paddedAnswers.same([r.status, Array.from(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)))], [200, Array.from(got)], () => `padded by ${pad} (${r.text.slice(0, 200)})`);
   }
+  paddedAnswers.assert(t);
 
   // binary_data_output asks for every output as binary.
   const allBin = await s.post('/v2/models/digits/versions/1/infer', { parameters: { binary_data_output: true }, inputs: [{ name: 'pixels', shape: [1, 64], datatype: 'FP32', data: Array.from(rows.subarray(0, 64)) }] });
@@ -185,13 +187,15 @@ t.test('model control: index, load, unload behind the admin token', async (t) =>
 });
 
 t.test('request bodies are placed so binary tensors start 8-byte aligned', async (t) => {
+  const aligned = property('the buffer has the body\'s length and the tensors start 8-byte aligned');
+  const plain = property('no header length, or one outside the body: a plain buffer of the length');
   for (const length of [1, 9, 100, 2194, 5000, 70000]) {
     for (let at = 1; at < Math.min(length, 20); at++) {
       const b = alignedBuffer(length, at);
-      t.equal(b.length, length);
-      t.equal((b.byteOffset + at) % 8, 0, `length ${length}, tensors at ${at}`);
+      aligned.check(b.length === length && (b.byteOffset + at) % 8 === 0, () => `length ${length}, tensors at ${at}: ${b.length} bytes at offset ${b.byteOffset}`);
     }
-    // No header length, or one outside the body: a plain buffer of the length.
-    for (const at of [Number.NaN, 0, length, length + 5, -1]) t.equal(alignedBuffer(length, at).length, length);
+    for (const at of [Number.NaN, 0, length, length + 5, -1]) plain.check(alignedBuffer(length, at).length === length, () => `length ${length}, header ${at}`);
   }
+  aligned.assert(t);
+  plain.assert(t);
 });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startServer } from '../dist/index.js';
 import { ShadowRunner } from '../dist/traffic/index.js';
 import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { seededRandom as seeded } from '../dist/random.js';
 
 const TOKEN = 'secret-token';
@@ -101,24 +102,30 @@ t.test('routing: sticky canary by header or body key, versioned requests go wher
   t.equal((await call(server, 'PUT', '/v2/models/affine/traffic', { primary: '1', canary: { version: '2', weight: 0.5 }, shadows: [] })).status, 200);
   const random = seeded(1);
   const seen = new Map<string, string>();
+  const named = property('the header names the serving version');
+  const sticks = property('a key sticks to its version');
+  const bodyKey = property('a key in parameters.routing_key routes like the header');
   for (let i = 0; i < 20; i++) {
     const key = `user-${i}`;
     const a = await infer(server, rowFrom(random), { key });
     const b = await infer(server, rowFrom(random), { key });
     const c = await infer(server, rowFrom(random), { bodyKey: key });
-    t.equal(a.header, a.json.model_version, 'header names the serving version');
-    t.equal(a.header, b.header, `${key} sticks`);
-    t.equal(c.header, a.header, `${key} in parameters.routing_key routes like the header`);
+    named.check(a.header === a.json.model_version, () => `${key}: header ${a.header}, body ${a.json.model_version}`);
+    sticks.check(a.header === b.header, () => `${key}: ${a.header} then ${b.header}`);
+    bodyKey.check(c.header === a.header, () => `${key}: header ${a.header}, body key ${c.header}`);
     seen.set(key, a.header!);
   }
+  for (const p of [named, sticks, bodyKey]) p.assert(t);
   t.same(new Set(seen.values()), new Set(['1', '2']), 'both versions serve some keys');
   t.equal((await infer(server, [1, 2, 3, 4], { version: '3', key: 'user-1' })).header, '3', 'versioned request is not rerouted');
   // Raising the weight moves keys only toward the canary.
   await call(server, 'PUT', '/v2/models/affine/traffic', { primary: '1', canary: { version: '2', weight: 0.9 }, shadows: [] });
+  const staysOnCanary = property('a key on the canary stays there when its weight rises');
   for (const [key, before] of seen) {
     const after = (await infer(server, [1, 1, 1, 1], { key })).header;
-    if (before === '2') t.equal(after, '2', `${key} stays on the canary`);
+    if (before === '2') staysOnCanary.check(after === '2', () => `${key} moved to ${after}`);
   }
+  staysOnCanary.assert(t);
 });
 
 t.test('shadows never change the primary answer; agreement on equal and differing versions', async (t) => {
@@ -127,15 +134,16 @@ t.test('shadows never change the primary answer; agreement on equal and differin
   const server = await serve(t, repo);
   await call(server, 'PUT', '/v2/models/affine/traffic', { primary: '1', canary: null, shadows: [{ version: '2', sample: 1 }, { version: '3', sample: 1 }] });
   const random = seeded(2);
+  const primary = property('every request is answered 200 by the primary, its answer unchanged');
   for (let i = 0; i < 40; i++) {
     const row = rowFrom(random);
     const r = await infer(server, row);
-    t.equal(r.status, 200);
-    t.equal(r.header, '1');
     const expected = row.map((v) => Math.fround(Math.fround(v) * 2) + 1);
-    const got: number[] = r.json.outputs[0].data;
-    if (!got.every((v, j) => Math.abs(v - expected[j]!) < 1e-4)) t.fail(`primary answer changed on request ${i}`);
+    const got: number[] = r.json?.outputs?.[0]?.data ?? [];
+    primary.check(r.status === 200 && r.header === '1' && got.length === expected.length && got.every((v, j) => Math.abs(v - expected[j]!) < 1e-4),
+      () => `request ${i}: status ${r.status}, version ${r.header}, ${JSON.stringify(got)}`);
   }
+  primary.assert(t);
   await until(() => server.traffic.shadows.busy('affine') === 0, 'shadow lanes to empty');
   t.equal((await call(server, 'GET', '/v2/models/affine/shadow', undefined, {})).status, 401, 'the disagreement log is admin only');
   const shadow = (await call(server, 'GET', '/v2/models/affine/shadow')).json;

@@ -3,9 +3,11 @@
 // `ws` package (frames built by hand from the documented layout) and by umbra/client.
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
+import { isDeepStrictEqual } from 'node:util';
 import WebSocket from 'ws';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, until } from './helpers/repo.js';
+import { property } from './helpers/property.js';
 import { UmbraStreamClient, UmbraClientError, streamUrl } from '../dist/client/index.js';
 
 // Seeded generator so inputs are random but repeatable.
@@ -132,12 +134,15 @@ t.test('umbra client: many requests in flight over both models and both frame ki
   });
   const answers = await Promise.all(jobs.map((j) => client.infer(j.model, { inputs: [{ name: 'x', datatype: 'FP32', shape: [j.x.length / 4, 4], data: j.x }] }, { binary: j.binary })));
   t.equal(client.inFlight, 0);
+  const ownAnswer = property('each of 40 interleaved requests gets its own model\'s answer, binary when asked');
   answers.forEach((answer, i) => {
     const j = jobs[i]!;
-    t.equal(answer.model_name, j.model);
-    t.ok(j.binary ? answer.outputs[0]!.data instanceof Float32Array : Array.isArray(answer.outputs[0]!.data));
-    t.same(Array.from(answer.outputs[0]!.data as ArrayLike<number>), affine(j.x, j.scale, j.offset));
+    const data = answer.outputs[0]!.data;
+    ownAnswer.check(answer.model_name === j.model && (j.binary ? data instanceof Float32Array : Array.isArray(data))
+      && isDeepStrictEqual(Array.from(data as ArrayLike<number>), affine(j.x, j.scale, j.offset)),
+    () => `request ${i} (${j.model}, binary ${j.binary}): ${answer.model_name} answered ${JSON.stringify(Array.from(data as ArrayLike<number>))}`);
   });
+  ownAnswer.assert(t);
 
   // A stream bound to one model needs no model_name, and refuses another.
   const bound = await UmbraStreamClient.connect(streamUrl(s.url, 'fast'));

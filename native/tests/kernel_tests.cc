@@ -111,6 +111,7 @@ std::vector<float> sparse_weights(size_t n, size_t k, double density) {
 
 void check_packing(const umbra::CsrOwned& csr, const umbra::SparsePanelsOwned& packed, size_t n, size_t k);
 void test_spmm_rejects();
+void test_spmm_lanes();
 
 void test_spmm() {
   // k past 512 spans several column panels (the last one partial).
@@ -183,6 +184,7 @@ void test_spmm() {
           }
     }
   test_spmm_rejects();
+  test_spmm_lanes();
 }
 
 // Every stored value lands in its row and panel with its column, and nothing else is stored.
@@ -335,32 +337,96 @@ void test_elementwise() {
   }
 }
 
-}  // namespace
+// --- the harness ----------------------------------------------------------------------------------
+// With no arguments every ISA the CPU and build support runs in turn, with a readable summary.
+// `--isa NAME` runs one ISA; `--json` prints one line per group instead:
+//   {"isa":"avx2","group":"gemm","supported":true,"checks":1234,"failures":0,"first_failures":[]}
+// (test/cpp-kernels.test.ts turns each line into one assertion). Exit status 0 = all passed.
 
-int run_all() {
-  for (umbra::Isa isa : {umbra::Isa::portable, umbra::Isa::avx2, umbra::Isa::avx512}) {
+struct Group {
+  const char* name;
+  void (*run)();
+};
+
+// Every kernel and pruning mode; the selection scan of pruning has ISA variants too.
+const Group kGroups[] = {{"gemm", test_gemm}, {"spmm", test_spmm}, {"elementwise", test_elementwise}, {"prune", test_prune}};
+const umbra::Isa kIsas[] = {umbra::Isa::portable, umbra::Isa::avx2, umbra::Isa::avx512};
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// Runs one group on the forced ISA from the same seed (every ISA sees the same inputs); an
+// exception escaping the group is one more failure of that group, and the next group still runs.
+void run_group(const Group& group, umbra::Isa isa, bool json) {
+  const int checks_before = checks, failures_before = failures;
+  first_failures.clear();
+  rng.seed(12345);
+  context = std::string(group.name) + " " + umbra::isa_name(isa);
+  try {
+    group.run();
+  } catch (const std::exception& e) {
+    expect(false, std::string("uncaught: ") + e.what());
+  }
+  const int group_checks = checks - checks_before, group_failures = failures - failures_before;
+  if (!json) return;
+  std::string list;
+  for (const auto& f : first_failures) list += (list.empty() ? "" : ",") + json_string(f);
+  std::printf("{\"isa\":\"%s\",\"group\":\"%s\",\"supported\":true,\"checks\":%d,\"failures\":%d,\"first_failures\":[%s]}\n",
+              umbra::isa_name(isa), group.name, group_checks, group_failures, list.c_str());
+}
+
+int run(const std::string& only_isa, bool json) {
+  bool matched = false;
+  for (umbra::Isa isa : kIsas) {
+    if (!only_isa.empty() && only_isa != umbra::isa_name(isa)) continue;
+    matched = true;
     if (!umbra::isa_force(isa)) {
-      std::printf("skip %s (not supported here)\n", umbra::isa_name(isa));
+      if (json)
+        std::printf("{\"isa\":\"%s\",\"supported\":false}\n", umbra::isa_name(isa));
+      else
+        std::printf("skip %s (not supported by this CPU or build)\n", umbra::isa_name(isa));
       continue;
     }
-    context = umbra::isa_name(isa);
-    test_gemm();
-    test_spmm();
-    test_spmm_lanes();
-    test_elementwise();
-    context = std::string("prune ") + umbra::isa_name(isa);  // the selection scan has ISA variants
-    test_prune();
-    std::printf("ran kernels and pruning on %s\n", umbra::isa_name(isa));
+    for (const Group& group : kGroups) run_group(group, isa, json);
+    if (!json) std::printf("ran kernels and pruning on %s\n", umbra::isa_name(isa));
   }
-  std::printf("%d checks, %d failures\n", checks, failures);
+  if (!matched) {
+    std::fprintf(stderr, "expected one of portable, avx2, avx512 for --isa but received \"%s\"\n", only_isa.c_str());
+    return 2;
+  }
+  if (!json) std::printf("%d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }
 
-int main() {
-  try {
-    return run_all();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "FAIL [%s] uncaught: %s\n", context.c_str(), e.what());
-    return 1;
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string only_isa;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json") {
+      json = true;
+    } else if (arg == "--isa" && i + 1 < argc) {
+      only_isa = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: umbra_kernel_tests [--isa portable|avx2|avx512] [--json] (received \"%s\")\n", arg.c_str());
+      return 2;
+    }
   }
+  return run(only_isa, json);
 }

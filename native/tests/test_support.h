@@ -12,11 +12,15 @@ namespace umbra_test {
 inline int failures = 0;
 inline int checks = 0;
 inline std::string context;
+// The first failures of the group that is running, for its one-line report (run_group).
+inline std::vector<std::string> first_failures;
+constexpr size_t kFailuresKept = 5;
 
 inline void expect(bool ok, const std::string& what) {
   ++checks;
   if (!ok) {
     ++failures;
+    if (first_failures.size() < kFailuresKept) first_failures.push_back("[" + context + "] " + what);
     if (failures <= 30) std::fprintf(stderr, "FAIL [%s] %s\n", context.c_str(), what.c_str());
   }
 }

@@ -1,0 +1,31 @@
+// The self-contained benches beside this suite (bench/native/*.mjs, bench/ws.mjs,
+// bench/monitoring.mjs, bench/batch.mjs), each run as a child process that writes its own
+// bench/RESULTS-<name>.md. Quick mode shares what is left of a 3-minute budget among them.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, elapsedSeconds, log, oneLine, runChild } from '../harness.mjs';
+
+export async function otherBenches(run) {
+  const others = [];
+  const candidates = [];
+  const nativeDir = join(ROOT, 'bench', 'native');
+  if (existsSync(nativeDir)) for (const f of readdirSync(nativeDir).filter((f) => f.endsWith('.mjs')).sort()) candidates.push([`native/${f}`, f.replace(/\.mjs$/, '')]);
+  for (const name of ['ws', 'monitoring', 'batch']) candidates.push([`${name}.mjs`, name]);
+  let left = candidates.filter(([file]) => existsSync(join(ROOT, 'bench', file))).length;
+  for (const [file, name] of candidates) {
+    const path = join(ROOT, 'bench', file);
+    if (!existsSync(path)) {
+      others.push({ name, file, status: 'not present' });
+      continue;
+    }
+    log(`bench/${file}`);
+    const budgetMs = run.full ? 600_000 : Math.max(15_000, Math.min(60_000, (170_000 - elapsedSeconds() * 1000) / Math.max(1, left)));
+    left -= 1;
+    const t0 = Date.now();
+    const r = await runChild('node', [path, run.full ? '--full' : '--quick'], budgetMs, { UMBRA_BENCH_MODE: run.mode });
+    const status = r.code === 0 ? 'ok' : r.signal ? `stopped at the ${run.mode} budget of ${(budgetMs / 1000).toFixed(0)} s` : `exit ${r.code}`;
+    const resultsFile = existsSync(join(ROOT, 'bench', `RESULTS-${name}.md`)) ? `RESULTS-${name}.md` : null;
+    others.push({ name, file, status, seconds: (Date.now() - t0) / 1000, resultsFile, tail: r.code === 0 ? '' : oneLine(r.stderr || r.stdout) });
+  }
+  return others;
+}
