@@ -1,7 +1,7 @@
 // Transport-free HTTP API: (method, path, headers, body) -> (status, headers, body).
 // The uWebSockets.js adapter and the tests both drive this; no socket logic lives here.
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { UmbraError, toErrorBody } from '../errors.js';
+import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
@@ -17,6 +17,11 @@ export interface ApiRequest {
   headers: Record<string, string>;
   body: Uint8Array;
   signal?: AbortLike;
+  /**
+   * The client's IP address, as the transport read it from the socket. Transports always set it;
+   * absent only for a caller inside this process (see AdminGate).
+   */
+  remoteAddress?: string;
 }
 
 export interface ApiReply {
@@ -65,10 +70,10 @@ interface Route {
 export class Api implements RouteTable {
   private readonly routes: Route[] = [];
   private readonly matched = new Map<string, { route: Route; params: string[] }>();
-  private readonly adminDigest: Buffer | undefined;
+  readonly adminGate: AdminGate;
 
   constructor(private readonly umbra: Umbra, private readonly options: ApiOptions) {
-    this.adminDigest = options.adminToken ? digest(options.adminToken) : undefined;
+    this.adminGate = new AdminGate(options.adminToken);
     const r = (method: Route['method'], path: string, handler: Handler) => this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     r('GET', '/v2/health/live', () => json(200, { live: true }));
     r('GET', '/v2/health/ready', () => {
@@ -130,15 +135,9 @@ export class Api implements RouteTable {
     throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
   }
 
-  /** Constant-time bearer-token check shared by every admin endpoint. */
+  /** The check every admin endpoint makes (see AdminGate): the token, or a loopback client when there is none. */
   checkAdmin(req: ApiRequest): void {
-    if (!this.adminDigest) return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    // Compare fixed-length digests so neither content nor length leaks through timing.
-    if (!timingSafeEqual(digest(token), this.adminDigest)) {
-      throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
-    }
+    this.adminGate.check(req);
   }
 
   private async admin(req: ApiRequest, action: () => Promise<ApiReply>): Promise<ApiReply> {
@@ -188,10 +187,6 @@ export class Api implements RouteTable {
     await this.umbra.manager.unload(model);
     return json(200, {});
   }
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
 }
 
 function fullShape(mv: ModelVersion, dims: number[]): number[] {

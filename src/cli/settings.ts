@@ -11,7 +11,8 @@ export class UsageError extends Error {
 
 /** A serve setting: the monitor's field shape, keyed by a server option. */
 interface Field extends Omit<MonitorField, 'key'> {
-  key: keyof ServerOptions | MonitorField['key'];
+  /** A server option, or a setting this file turns into one (adminTokenFile -> adminToken). */
+  key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile';
 }
 
 export const SERVE_FIELDS: Field[] = [
@@ -20,6 +21,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'port', flag: '--port', env: 'UMBRA_PORT', kind: 'int', min: 0, max: 65535 },
   { key: 'workers', flag: '--workers', env: 'UMBRA_WORKERS', kind: 'int', min: 1, max: 1024 },
   { key: 'adminToken', flag: '--admin-token', env: 'UMBRA_ADMIN_TOKEN', kind: 'string' },
+  { key: 'adminTokenFile', flag: '--admin-token-file', env: 'UMBRA_ADMIN_TOKEN_FILE', kind: 'string' },
   { key: 'pollSeconds', flag: '--poll-seconds', env: 'UMBRA_POLL_SECONDS', kind: 'number', min: 0 },
   { key: 'drainSeconds', flag: '--drain-seconds', env: 'UMBRA_DRAIN_SECONDS', kind: 'number', min: 0 },
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
@@ -54,6 +56,20 @@ function convert(field: Field, raw: unknown, source: string): unknown {
   return n;
 }
 
+/** The token in FILE: its content without the line break an editor leaves at the end. */
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--admin-token-file: cannot read ${path}: ${(err as Error).message}`);
+  }
+  const token = text.replace(/[\r\n]+$/, '');
+  if (token.trim() === '') throw new UsageError(`--admin-token-file: ${path} is empty; put the admin token in it`);
+  if (/[\r\n]/.test(token)) throw new UsageError(`--admin-token-file: ${path} has more than one line; put only the admin token in it`);
+  return token;
+}
+
 export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServerOptions {
   let file: Record<string, unknown> = {};
   const configPath = (flags.config as string | undefined) ?? env.UMBRA_CONFIG;
@@ -82,6 +98,11 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (file[flagName] !== undefined) out[field.key] = convert(field, file[flagName], `${configPath} "${flagName}"`);
   }
   if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config)');
+  if (out.adminTokenFile !== undefined) {
+    if (out.adminToken !== undefined) throw new UsageError('--admin-token-file: give the admin token one way, --admin-token-file or --admin-token, not both');
+    out.adminToken = readTokenFile(out.adminTokenFile as string);
+    delete out.adminTokenFile;
+  }
   try {
     out.monitoring = monitoringFromSettings(out, out.repository as string);
   } catch (err) {

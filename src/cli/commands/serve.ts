@@ -12,7 +12,8 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
     .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
-    .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
+    .option('--admin-token <token>', 'bearer token required by admin endpoints; visible in the process list, prefer --admin-token-file [env UMBRA_ADMIN_TOKEN]')
+    .option('--admin-token-file <file>', 'read the admin token from FILE; without a token, admin endpoints answer only to loopback clients [env UMBRA_ADMIN_TOKEN_FILE]')
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
     .option('--drain-seconds <s>', 'longest graceful drain on SIGTERM/SIGINT (default 30) [env UMBRA_DRAIN_SECONDS]')
     .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
@@ -55,6 +56,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
   const index = await server.umbra.manager.index();
   for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  log(server.api.adminGate.describe());
+  if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;

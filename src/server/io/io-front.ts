@@ -128,7 +128,11 @@ export class IoApi {
     if (route) return inferReply(this.front, req, route.model, route.version).catch(errorReply);
     return new Promise<ApiReply>((resolve) => {
       const outbox = this.link.outbox;
-      this.link.call((id) => ({ t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) }), (msg, slab) => {
+      this.link.call((id) => {
+        const msg: Extract<ToCore, { t: 'api' }> = { t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) };
+        if (req.remoteAddress !== undefined) msg.remoteAddress = req.remoteAddress;
+        return msg;
+      }, (msg, slab) => {
         if (msg.t !== 'reply') {
           resolve(errorReply(msg.t === 'err' ? errorFromWire(msg.error) : new Error(`unexpected answer '${msg.t}' to an API request`)));
           return;

@@ -210,6 +210,7 @@ export class IoHub extends EventEmitter {
 
   private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
+    if (msg.remoteAddress !== undefined) req.remoteAddress = msg.remoteAddress;
     void this.api.handle(req).then((reply) => {
       const out: Extract<ToIo, { t: 'reply' }> = { t: 'reply', id: msg.id, status: reply.status, headers: reply.headers };
       if (typeof reply.body === 'string') out.text = reply.body;

@@ -56,7 +56,7 @@ export type ToCore =
   /** A request the I/O thread could not parse itself (unknown signature, or a bad body: the core words the error). */
   | { t: 'body'; id: number; model: string; version?: string; body: PackedTensor; headerLength?: number; header?: unknown; context: WireContext }
   /** Any other route: the core's API answers it. */
-  | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor }
+  | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor; remoteAddress?: string }
   /** The client went away: abort the request if it has not started. */
   | { t: 'cancel'; id: number };
 
