@@ -14,8 +14,10 @@ export interface AdminCaller {
   /** Lower-case header names. */
   headers: Record<string, string>;
   /**
-   * The peer's IP address as the transport saw it. Absent only for a caller inside this process
-   * (an embedding application calling the API directly), which has no network peer to judge.
+   * The peer's IP address as the transport saw it. A caller without one (an embedding application
+   * calling the API directly) is treated as remote: it needs the token, or to say it is local by
+   * passing a loopback address. So a transport that failed to pass the address along closes the
+   * admin routes rather than opening them.
    */
   remoteAddress?: string;
 }
@@ -66,9 +68,8 @@ export class AdminGate {
       }
       return;
     }
-    if (caller.remoteAddress === undefined) return;
     const forwarded = FORWARDING_HEADERS.some((h) => caller.headers[h] !== undefined);
-    if (isLoopbackAddress(caller.remoteAddress) && !forwarded) return;
+    if (caller.remoteAddress !== undefined && isLoopbackAddress(caller.remoteAddress) && !forwarded) return;
     throw new UmbraError('UNAUTHORIZED', `admin endpoints answer only to loopback clients while the server has no admin token${forwarded ? ' (this request came through a proxy)' : ''}: start umbra with --admin-token-file FILE (or UMBRA_ADMIN_TOKEN_FILE) and send Authorization: Bearer <token>`);
   }
 }

@@ -6,6 +6,7 @@ import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
+import type { QueueBound } from '../scheduler/options.js';
 import { VERSION } from '../version.js';
 
 export interface ApiRequest {
@@ -19,9 +20,11 @@ export interface ApiRequest {
   signal?: AbortLike;
   /**
    * The client's IP address, as the transport read it from the socket. Transports always set it;
-   * absent only for a caller inside this process (see AdminGate).
+   * without it the admin routes need the token (see AdminGate).
    */
   remoteAddress?: string;
+  /** When the transport read the request (`performance.timeOrigin + performance.now()`); the wait since counts as queue time. */
+  receivedAt?: number;
 }
 
 export interface ApiReply {
@@ -154,6 +157,7 @@ export class Api implements RouteTable {
       platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
       inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
       outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+      queue: queueMetadata(mv.queueBound),
     });
   }
 
@@ -187,6 +191,17 @@ export class Api implements RouteTable {
     await this.umbra.manager.unload(model);
     return json(200, {});
   }
+}
+
+/** The version's queue bound and its evidence, in the protocol's snake_case. */
+function queueMetadata(bound: QueueBound): Record<string, unknown> {
+  const out: Record<string, unknown> = { max_queue_size: bound.maxQueueSize, source: bound.source };
+  if (bound.budgetMs !== undefined) out.budget_ms = bound.budgetMs;
+  if (bound.budgetSource !== undefined) out.budget_source = bound.budgetSource;
+  if (bound.batchRows !== undefined) out.measured_batch_rows = bound.batchRows;
+  if (bound.batchMs !== undefined) out.measured_batch_ms = bound.batchMs;
+  if (bound.slots !== undefined) out.concurrent_batches = bound.slots;
+  return out;
 }
 
 function fullShape(mv: ModelVersion, dims: number[]): number[] {

@@ -2,6 +2,7 @@
 // in the worker pool), its backend, its dynamic batcher, sharding and staging. The repository
 // decides which versions exist; this decides how a parsed, validated request gets computed.
 import { DynamicBatcher } from '../scheduler/batcher.js';
+import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { UmbraError, invalid } from '../errors.js';
@@ -45,6 +46,8 @@ export class Executor implements VersionExecution {
   private readonly shardMinRows: number;
   /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
   private readonly stagesBatches: boolean;
+  /** The queue bound and the measurement it was derived from. */
+  queueBound!: QueueBound;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -54,8 +57,9 @@ export class Executor implements VersionExecution {
     const mv = new Executor(args);
     const placement = placementOf(args.config);
     const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
-    // The probe runs in a worker, so timing a heavy model never blocks the event loop.
-    const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
+    // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
+    // the placement and the queue bound, so every version is timed.
+    const warmed = await args.pool.warm(mv.session, rows);
     mv.placementCostUs = warmed.probeMicros;
     const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
@@ -65,6 +69,7 @@ export class Executor implements VersionExecution {
       const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
       mv.inline = await backend.open(mv.session);
     }
+    mv.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size);
     mv.batcher = mv.createBatcher(args);
     return mv;
   }
@@ -100,7 +105,8 @@ export class Executor implements VersionExecution {
       maxBatchSize: batching ? args.config.maxBatchSize : 0,
       maxQueueDelayUs: db.maxQueueDelayUs,
       preferredBatchSizes: db.preferredBatchSizes,
-      maxQueueSize: db.maxQueueSize,
+      maxQueueSize: this.queueBound.maxQueueSize,
+      admissionBudgetUs: (this.queueBound.budgetMs ?? 0) * 1000,
       defaultTimeoutUs: db.defaultTimeoutUs,
       priorityLevels: db.priorityLevels,
       defaultPriorityLevel: db.defaultPriorityLevel,
@@ -148,6 +154,7 @@ export class Executor implements VersionExecution {
     if (priority > 0) submit.priority = priority;
     if (timeoutUs > 0) submit.timeoutUs = timeoutUs;
     if (options.signal) submit.signal = options.signal;
+    if (options.receivedAt !== undefined) submit.waitedUs = (performance.timeOrigin + performance.now() - options.receivedAt) * 1000;
     const done = await this.batcher.submit(pending, submit);
     return { response: this.respond(request, done.outputs), timing: done.timing };
   }
@@ -228,6 +235,26 @@ export class Executor implements VersionExecution {
   stats(): ReturnType<DynamicBatcher<Pending, Done>['stats']> {
     return this.batcher.stats();
   }
+}
+
+/**
+ * A config's max_queue_size, or the bound derived from the warm-up's measured batch (see
+ * deriveQueueBound). Either way requests that waited past the budget before reaching the queue are
+ * refused, unless the config asks for an unbounded queue (max_queue_size 0).
+ */
+function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: number | undefined, slots: number): QueueBound {
+  const db = config.dynamicBatching;
+  const derived = deriveQueueBound({
+    batchMicros: probeMicros ?? 1000,
+    batchRows: rows,
+    slots,
+    maxBatchSize: config.maxBatchSize,
+    ...(db.queueBudgetMs > 0 ? { budgetMs: db.queueBudgetMs } : {}),
+  });
+  if (!db.maxQueueSizeSet) return derived;
+  const bound: QueueBound = { maxQueueSize: db.maxQueueSize, source: 'config' };
+  if (db.maxQueueSize > 0) Object.assign(bound, { budgetMs: derived.budgetMs, budgetSource: derived.budgetSource, batchRows: derived.batchRows, batchMs: derived.batchMs, slots: derived.slots });
+  return bound;
 }
 
 export interface ExecutionArgs extends VersionFiles {

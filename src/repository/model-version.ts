@@ -34,6 +34,10 @@ export class ModelVersion {
     return this.execution.placementCostUs;
   }
 
+  get queueBound(): VersionExecution['queueBound'] {
+    return this.execution.queueBound;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

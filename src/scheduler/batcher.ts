@@ -21,6 +21,7 @@
 
 import { UmbraError, invalid } from '../errors.js';
 import { DeadlineHeap } from './deadline-heap.js';
+import { BacklogDetector } from './backlog.js';
 import { checkSubmitOptions, resolveBatcherOptions, type BatcherConfig, type CheckedSubmit, type BatcherOptions, type BatcherState, type BatcherStats, type SubmitOptions } from './options.js';
 import type { QueuedRequest } from './queue.js';
 import type { AbortLike } from './cancellation.js';
@@ -78,10 +79,13 @@ export class DynamicBatcher<P, R> {
   #timerAt = Infinity;
   #cancelTimer: (() => void) | null = null;
   #drained: Promise<void> | null = null;
+  /** Refuses requests while a backlog stands in front of the queue (admissionBudgetUs). */
+  readonly #backlog: BacklogDetector | null;
   #resolveDrained: (() => void) | null = null;
 
   constructor(options: BatcherOptions<P, R>) {
     this.#config = resolveBatcherOptions(options);
+    this.#backlog = this.#config.admissionBudgetUs > 0 ? new BacklogDetector(this.#config.admissionBudgetUs) : null;
   }
 
   /** Queue one request; settles with its result, or rejects (QUEUE_FULL, TIMEOUT, NOT_READY, INVALID_INPUT, the execute error). */
@@ -109,10 +113,15 @@ export class DynamicBatcher<P, R> {
       counters.rejectedQueueFull++;
       return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests; retry later`, { retryAfter: 1 }));
     }
+    const waitedUs = checked.waitedUs;
+    if (this.#backlog?.refuse(waitedUs, now)) {
+      counters.rejectedQueueFull++;
+      return Promise.reject(new UmbraError('QUEUE_FULL', `the server is behind: requests have waited past the queue budget of ${formatMs(this.#backlog.budgetUs)} before reaching the queue for over ${formatMs(this.#backlog.intervalUs)} (this one ${formatMs(waitedUs)}); retry later`, { retryAfter: 1 }));
+    }
     return new Promise<R>((resolve, reject) => {
-      const request = new Pending<P, R>(payload, checked.rows, options.shapeKey, checked.priority, now, checked.timeoutUs, resolve, reject, this.#onAbort);
+      const request = new Pending<P, R>(payload, checked.rows, options.shapeKey, checked.priority, now - waitedUs, checked.timeoutUs, resolve, reject, this.#onAbort);
       this.#config.queue.push(request);
-      if (request.timeoutUs > 0) this.#deadlines.push(now + request.timeoutUs, request);
+      if (request.timeoutUs > 0) this.#deadlines.push(request.enqueuedAt + request.timeoutUs, request);
       if (signal) {
         request.signal = signal;
         signal.addEventListener('abort', request, { once: true });

@@ -79,15 +79,21 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       inFlight.leave();
     };
     const dispatch = (body: Uint8Array) => {
-      const request: ApiRequest = { method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, remoteAddress };
+      // Stamped once the body is in: a client's slow upload is not the server's queue.
+      const receivedAt = performance.timeOrigin + performance.now();
+      const request: ApiRequest = { method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, remoteAddress, receivedAt };
       api.handle(request).then((reply) => finish(reply), (err: unknown) => finish(errorReply(err)));
     };
 
     // A request whose end is in doubt poisons what follows it on the connection: answer and close.
+    // The answer goes out on the next turn, not from this handler: uWS parses what follows in the
+    // same read (the smuggled request) as soon as this handler returns with its answer written,
+    // while a request that arrives behind an unanswered one makes it close the connection.
     try {
       checkFraming(read);
     } catch (err) {
-      finish(errorReply(err), true);
+      const refusal = errorReply(err);
+      setImmediate(() => finish(refusal, true));
       return;
     }
     const declared = headers['content-length'];

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { VERSION } from '../../version.js';
+import { describeQueueBound } from '../../scheduler/options.js';
 import { resolveServeSettings, UsageError } from '../settings.js';
 
 export function registerServe(program: Command): void {
@@ -53,9 +54,23 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const server = await startServer(options);
   const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
-  server.umbra.manager.on('loaded', (name: string, versions: string[]) => log(`model ${name} ready (versions ${versions.join(', ')})`));
+  // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
+  const logQueue = (name: string, version: string) => {
+    try {
+      log(`model ${name} v${version}: ${describeQueueBound(server.umbra.manager.get(name, version).queueBound)}`);
+    } catch {
+      // Unloaded again meanwhile: nothing to describe.
+    }
+  };
+  server.umbra.manager.on('loaded', (name: string, versions: string[]) => {
+    log(`model ${name} ready (versions ${versions.join(', ')})`);
+    for (const v of versions) logQueue(name, v);
+  });
   const index = await server.umbra.manager.index();
-  for (const e of index) log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+  for (const e of index) {
+    log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
+    if (e.version && e.state === 'READY') logQueue(e.name, e.version);
+  }
   log(server.api.adminGate.describe());
   if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);

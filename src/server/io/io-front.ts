@@ -93,11 +93,13 @@ export class RemoteFront implements InferenceFront {
       const sendParsed = (id: number): ToCore => {
         const msg: ToCore = { t: 'infer', id, model, fp: known!.fp, request: packRequest(request!, outbox.slab), context };
         if (version !== undefined) msg.version = version;
+        if (options.receivedAt !== undefined) msg.receivedAt = options.receivedAt;
         return msg;
       };
       const sendBody = (id: number): ToCore => {
         const msg: ToCore = { t: 'body', id, model, body: outbox.slab.addBody(body), context };
         if (version !== undefined) msg.version = version;
+        if (options.receivedAt !== undefined) msg.receivedAt = options.receivedAt;
         if (headerLength !== undefined) msg.headerLength = headerLength;
         return msg;
       };
