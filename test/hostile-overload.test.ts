@@ -3,6 +3,7 @@
 // admitted answer is exact; a backlog in front of the queue is refused only once it stands; and a
 // client's timeout cancels work that has not started (through I/O threads too).
 import t from 'tap';
+import http from 'node:http';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, slowModel, until } from './helpers/repo.js';
 import { deriveQueueBound, describeQueueBound, QUEUE_BUDGET_BATCHES, QUEUE_BUDGET_FLOOR_MS } from '../dist/scheduler/options.js';
@@ -78,15 +79,34 @@ t.test('the batcher: time waited before submit counts toward the timeout and the
   t.equal(batcher.stats().rejectedQueueFull, 1);
 });
 
+// One server for both: 'flood' has no config (its bound is derived); 'gate' runs one batch at a time.
+const repo = tempRepo();
+t.teardown(() => repo.remove());
+repo.addVersion('flood', 1, slowModel(512, 160));
+repo.addVersion('gate', 1, slowModel(512, 160));
+repo.writeConfig('gate', { max_batch_size: 64, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 16 } } });
+const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+
+/** POSTs on at most `sockets` connections at once, so a flood is many requests, not many sockets. */
+function postAll(bodies: unknown[], sockets: number): Promise<{ status: number; retryAfter: string | undefined; json: any }[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
+  return Promise.all(bodies.map((b) => new Promise<{ status: number; retryAfter: string | undefined; json: any }>((resolve, reject) => {
+    const text = JSON.stringify(b);
+    const req = http.request({ host: '127.0.0.1', port: s.server.port, method: 'POST', path: '/v2/models/flood/infer', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined, json: JSON.parse(Buffer.concat(chunks).toString()) }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  }))).finally(() => agent.destroy());
+}
+
 t.test('through the server: a flood past the derived bound is refused with 503 + Retry-After, every admitted answer exact', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('slow', 1, slowModel(512, 24));
-  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
-  const meta = (await s.get('/v2/models/slow')).json;
+  const meta = (await s.get('/v2/models/flood')).json;
   t.equal(meta.queue.source, 'derived', 'no max_queue_size in any config: the bound is derived');
   t.ok(meta.queue.max_queue_size >= 64, `bound ${meta.queue.max_queue_size} from a ${meta.queue.measured_batch_rows}-row batch of ${meta.queue.measured_batch_ms} ms, budget ${meta.queue.budget_ms} ms`);
-  const mv = s.server.umbra.manager.get('slow');
+  const mv = s.server.umbra.manager.get('flood');
   const bound = mv.queueBound.maxQueueSize;
   let peak = 0;
   let flooding = true;
@@ -96,45 +116,40 @@ t.test('through the server: a flood past the derived bound is refused with 503 +
       await new Promise((resolve) => setImmediate(resolve));
     }
   })();
-  const total = bound * 4;
-  const inputs = Array.from({ length: total }, (_, i) => Array.from({ length: 512 }, (_, j) => ((i * 7 + j) % 13) - 6));
-  const replies = await Promise.all(inputs.map((data) => s.post('/v2/models/slow/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data }] })));
+  // Far more at once than the bound plus what the two workers hold (a running and a staged batch each).
+  const inFlight = bound + 4 * 64 + 256;
+  const inputs = Array.from({ length: 2 * inFlight }, (_, i) => Array.from({ length: 512 }, (_, j) => ((i * 7 + j) % 13) - 6));
+  const replies = await postAll(inputs.map((data) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data }] })), inFlight);
   flooding = false;
   await sampler;
   const statuses: Record<number, number> = {};
   let exact = 0;
+  let refusalsWithoutRetryAfter = 0;
   replies.forEach((r, i) => {
     statuses[r.status] = (statuses[r.status] ?? 0) + 1;
     if (r.status === 200 && JSON.stringify(r.json.outputs[0].data) === JSON.stringify(inputs[i])) exact += 1;
-    if (r.status === 503) {
-      t.equal(r.headers.get('retry-after'), '1', 'a refusal carries Retry-After');
-      t.type(r.json?.error, 'string', 'and a JSON error');
-    }
+    if (r.status === 503 && (r.retryAfter !== '1' || typeof r.json?.error !== 'string')) refusalsWithoutRetryAfter += 1;
   });
-  t.ok((statuses[503] ?? 0) > 0, `some of ${total} were refused (${JSON.stringify(statuses)})`);
+  t.ok((statuses[503] ?? 0) > 0, `some of ${inputs.length} were refused (${JSON.stringify(statuses)})`);
+  t.equal(refusalsWithoutRetryAfter, 0, 'every refusal has Retry-After: 1 and a JSON error');
   t.equal(exact, statuses[200], 'every admitted answer is exact (the model is an identity)');
-  t.equal(Object.keys(statuses).filter((k) => k !== '200' && k !== '503').length, 0, 'nothing but 200 and 503');
+  t.same(Object.keys(statuses).filter((k) => k !== '200' && k !== '503'), [], 'nothing but 200 and 503');
   t.ok(peak <= bound, `the queue never held more than its bound (peak ${peak}, bound ${bound})`);
-  const after = await s.post('/v2/models/slow/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: inputs[0] }] });
+  const after = await s.post('/v2/models/flood/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: inputs[0] }] });
   t.equal(after.status, 200, 'after the flood a request is served');
 });
 
 t.test('a client timeout cancels work that has not started', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('slow', 1, slowModel(256, 24));
-  // One slot, so the later requests wait behind the first; a queue large enough to hold them all.
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 16 } } });
-  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
-  const mv = s.server.umbra.manager.get('slow');
-  const body = (timeout?: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(1) }], ...(timeout ? { parameters: { timeout } } : {}) });
+  const mv = s.server.umbra.manager.get('gate');
+  const rows = (n: number, timeout?: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [n, 512], data: new Array(n * 512).fill(1) }], ...(timeout ? { parameters: { timeout } } : {}) });
   const before = mv.stats().executedRequests;
-  const blockers = Array.from({ length: 4 }, () => s.post('/v2/models/slow/infer', body()));
-  await until(() => mv.inFlight > 0 && mv.pending > 0, 'a batch running and one queued');
-  const timed = await s.post('/v2/models/slow/infer', body(1000));
+  // Full 64-row batches, one at a time on the one instance: the later ones queue.
+  const blockers = Array.from({ length: 3 }, () => s.post('/v2/models/gate/infer', rows(64)));
+  await until(() => mv.inFlight > 0 && mv.pending > 0, 'a batch running and one queued', 60_000);
+  const timed = await s.post('/v2/models/gate/infer', rows(1, 1000));
   t.equal(timed.status, 504, `a 1 ms timeout behind a running batch: 504 (${timed.json?.error})`);
   const done = await Promise.all(blockers);
-  t.same(done.map((r) => r.status), [200, 200, 200, 200], 'the others are served');
-  t.equal(mv.stats().executedRequests - before, 4, 'the timed-out request never ran');
+  t.same(done.map((r) => r.status), [200, 200, 200], 'the others are served');
+  t.equal(mv.stats().executedRequests - before, 3, 'the timed-out request never ran');
   t.ok(mv.stats().timeouts >= 1);
 });
