@@ -57,8 +57,13 @@ t.test('counters and histograms after known traffic', async (t) => {
   t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'timeout' }), 0);
   t.equal(total(m, 'umbra_inferences_total', labels), rows);
   const executions = total(m, 'umbra_executions_total', labels);
-  const stats = s.server.umbra.manager.get('affine').stats();
-  t.ok(Math.abs(executions - stats.executions) < 1e-9, `executions ${executions} = batcher's ${stats.executions}`);
+  // With one I/O thread the core's batcher ran every batch; with more, an inline model's batches
+  // ran on the I/O threads' replicas, each counted from its request's event.
+  if (s.server.ioThreads === 1) {
+    const stats = s.server.umbra.manager.get('affine').stats();
+    t.ok(Math.abs(executions - stats.executions) < 1e-9, `executions ${executions} = batcher's ${stats.executions}`);
+  }
+  t.ok(executions >= 1, 'executions counted');
   t.ok(executions <= 25, 'batching merged some requests or at most one execution each');
   t.equal(total(m, 'umbra_request_duration_seconds_count', labels), 26);
   t.equal(total(m, 'umbra_queue_duration_seconds_count', labels), 25);

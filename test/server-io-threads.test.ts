@@ -93,6 +93,9 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
+  // Run in the workers: an inline model is answered by the thread's own replica, which does not
+  // count as a request handed over to the core (how a connection's thread is found below).
+  repo.writeConfig('affine', { parameters: { execution: 'worker' } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   // Find two connections on different threads: each thread counts what it reads.
   const byThread = new Map<number, RawConnection>();
@@ -132,9 +135,10 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
 t.test('drain on two I/O threads: every admitted request is answered, then the port closes', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  // About 40 ms a request, one at a time: the ten wait in the queue together.
+  // About 40 ms a request, one at a time: the ten wait in the queue together (a queue bound of
+  // its own: the derived one, four batch times, would refuse six of them).
   repo.addVersion('slow', 1, slowModel(1024, 400));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }] });
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 16 } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   const mv = s.server.umbra.manager.get('slow');
   const row = (i: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, k) => (i + k) % 7) });
@@ -183,7 +187,7 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   const mv = umbra.manager.get('affine');
   const catalog = new CatalogView();
   const fp = signatureFingerprint(mv.signature);
-  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp } }, signatures: { [fp]: mv.signature } });
+  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp, default: '1', claimed: false } }, signatures: { [fp]: mv.signature }, replicas: {}, answering: false, idPrefix: null });
   t.same(catalog.lookup('affine', undefined)?.fp, fp, 'unversioned requests parse against the one signature');
   t.same(catalog.lookup('affine', '1')?.fp, fp);
   t.equal(catalog.lookup('affine', '2'), undefined, 'an unknown version goes to the core unparsed');
@@ -194,7 +198,7 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   const channel = new MessageChannel();
   const link = new CoreLink(channel.port1);
   t.teardown(() => { link.close(); channel.port2.close(); });
-  const front = new RemoteFront(link, catalog);
+  const front = new RemoteFront(link, catalog, undefined);
   const seen: string[] = [];
   channel.port2.on('message', (envelope: Envelope<ToCore>) => {
     for (const msg of envelope.msgs) {
@@ -220,4 +224,52 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   t.same(seen, ['infer', 'body']);
   t.same(Array.from(result.response.outputs[0]!.data as Float32Array), [11, 13, 15, 17]);
   t.equal(result.binaryOutputs, 'none');
+});
+
+t.test('a streamed answer (server-sent events) comes through in order, stops when the client leaves, ends on drain', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  for (const ioThreads of [1, 2]) {
+    const s = await startTestServer(t, { repository: repo.dir, ioThreads });
+    const writers = new Set<(chunk: string) => void>();
+    let stopped = 0;
+    s.server.api.route('GET', '/test/events', () => ({
+      status: 200,
+      headers: { 'content-type': 'text/event-stream' },
+      body: 'retry: 1000\n\n',
+      stream: {
+        open(write) {
+          writers.add(write);
+          return () => {
+            writers.delete(write);
+            stopped += 1;
+          };
+        },
+      },
+    }));
+    const aborter = new AbortController();
+    const res = await fetch(`${s.url}/test/events`, { signal: aborter.signal });
+    t.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = res.body!.getReader();
+    let text = '';
+    await until(() => writers.size === 1, 'the stream opened on the core');
+    for (let i = 0; i < 50; i++) for (const w of writers) w(`data: ${i}\n\n`);
+    while (!text.includes('data: 49\n\n')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString('utf8');
+    }
+    const events = text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => Number(e.slice(6)));
+    t.same(events, Array.from({ length: 50 }, (_, i) => i), `every chunk, in order (io threads ${ioThreads})`);
+    aborter.abort();
+    await until(() => stopped === 1, 'the stream stopped when the client left');
+    // A second client is still open when the server drains: the drain ends it.
+    const second = await fetch(`${s.url}/test/events`);
+    await until(() => writers.size === 1, 'the second stream opened');
+    const rest = second.text();
+    await s.server.stop();
+    t.match(await rest, /^retry: 1000/, 'the drain ended the open stream');
+    t.equal(stopped, 2);
+  }
 });

@@ -6,6 +6,7 @@ import {
   Rollout, parseRolloutSpec, parseRules, type RolloutSpec, type Comparison,
 } from '../dist/traffic/index.js';
 import { rulesFromQuery } from '../dist/traffic/analysis.js';
+import { medianBounds, proportionBounds, shiftBounds } from '../dist/traffic/estimators.js';
 import { parseRecord } from '../dist/traffic/rollout.js';
 import { seededRandom as seeded } from '../dist/random.js';
 
@@ -82,17 +83,59 @@ t.test('analysis: too little evidence is inconclusive, never pass or fail', asyn
     e.observePrimary(true, 1);
     e.observeComparison(comparison(1, 0));
   }
-  const r = analyse(e, e, e, DEFAULT_RULES);
+  const input = { step: e, rollout: e, shadowStep: true };
+  const r = analyse(input, DEFAULT_RULES);
   t.equal(r.verdict, 'inconclusive', 'five failing samples are not enough to judge');
   t.ok(r.rules.every((x) => x.verdict === 'inconclusive'));
   for (let i = 0; i < 30; i++) {
-    e.observeCandidate('shadow', true, 1);
+    e.observeCandidate('shadow', true, 10, 1);
     e.observePrimary(true, 1);
-    e.observeComparison(comparison(1, 1));
+    e.observeComparison(comparison(1, 0));
   }
-  const r2 = analyse(e, e, e, DEFAULT_RULES);
+  const r2 = analyse(input, DEFAULT_RULES);
   t.equal(r2.verdict, 'fail');
-  t.same(r2.rules.filter((x) => x.verdict === 'fail').map((x) => x.rule).sort(), ['agreement', 'error_rate', 'p99_ratio']);
+  t.same(r2.rules.filter((x) => x.verdict === 'fail').map((x) => x.rule).sort(), ['agreement', 'error_rate', 'latency'], '5 errors in 35 answers: above 2.5% at 99.9%');
+  const one = new Evidence(0);
+  one.observeCandidate('shadow', false);
+  for (let i = 0; i < 100; i++) one.observeCandidate('shadow', true, 1, 1);
+  const errors = analyse({ step: one, rollout: one, shadowStep: true }, DEFAULT_RULES).rules.find((x) => x.rule === 'error_rate')!;
+  t.equal(errors.verdict, 'inconclusive', '1 error in 101 answers: neither surely above 1% nor surely below');
+  t.match(errors.reason, /without errors that takes 459 answers/);
+});
+
+t.test('confidence bounds: exact at small counts, nonparametric latency shifts', async (t) => {
+  // Clopper-Pearson: 0 of 459 bounds the rate under 1% at 99% (0.99^459 < 0.01); 0 of 458 does not.
+  t.ok(proportionBounds(0, 459, 0.99).upper <= 0.01);
+  t.ok(proportionBounds(0, 458, 0.99).upper > 0.01);
+  // 2 of 20: the exact lower bound at 99% is 0.77% (P(X >= 2 | 20, 0.0077) = 0.01).
+  const b = proportionBounds(2, 20, 0.99);
+  t.ok(Math.abs(b.lower - 0.0077) < 0.0003, `lower ${b.lower}`);
+  // Large counts: Wilson stands in and agrees with the exact bounds to the third digit.
+  const big = proportionBounds(4850, 5000, 0.99);
+  t.ok(big.lower > 0.96 && big.lower < 0.967 && big.upper > 0.973 && big.upper < 0.98, JSON.stringify(big));
+  // Shift of log samples: y shifted by log 2 is found at log 2, its bounds on either side.
+  const random = seeded(12);
+  const y = Float64Array.from({ length: 400 }, () => Math.log(0.3) + 0.4 * (random() + random() + random() - 1.5)).sort();
+  const x = Float64Array.from({ length: 300 }, () => Math.log(0.6) + 0.4 * (random() + random() + random() - 1.5)).sort();
+  const s = shiftBounds(x, y, 0.99);
+  t.ok(Math.abs(Math.exp(s.estimate) - 2) < 0.1, `ratio ${Math.exp(s.estimate)}`);
+  t.ok(Math.exp(s.lower) < 2 && Math.exp(s.upper) > 2 && Math.exp(s.lower) > 1.8 && Math.exp(s.upper) < 2.2, `bounds ${Math.exp(s.lower)}..${Math.exp(s.upper)}`);
+  // One stall of 100x among 300 pairs moves the paired median by one rank at most.
+  const d = Float64Array.from({ length: 300 }, () => 0.2 * (random() - 0.5));
+  const calm = medianBounds(Float64Array.from(d).sort(), 0.99);
+  d[0] = Math.log(100);
+  const stalled = medianBounds(Float64Array.from(d).sort(), 0.99);
+  t.ok(Math.abs(stalled.estimate - calm.estimate) < 0.01, 'one stall barely moves the estimate');
+  t.ok(Math.exp(stalled.upper) < 1.1, 'nor the bound');
+});
+
+t.test('earlier rule names are still accepted', async (t) => {
+  const r = parseRules({ max_p99_ratio: 2, p99_slack_ms: 0.5 });
+  t.equal(r.max_latency_ratio, 2);
+  t.equal(r.latency_slack_ms, 0.5);
+  t.throws(() => parseRules({ max_p99_ratio: 2, max_latency_ratio: 2 }), /earlier name/);
+  t.equal(rulesFromQuery('max_p99_ratio=3').max_latency_ratio, 3);
+  t.equal(parseRules({}).drift, undefined, 'drift unset: decided when a rollout starts');
 });
 
 interface Sim {
@@ -104,7 +147,7 @@ const STEPS = [{ shadow: true, min_requests: 40 }, { weight: 0.05, min_requests:
 
 function start(spec: Record<string, unknown> = {}): Sim {
   const clock = { now: 1_700_000_000_000 };
-  const parsed = parseRolloutSpec({ candidate: '2', steps: STEPS, analysis: { min_samples: 20 }, ...spec }) as RolloutSpec;
+  const parsed = parseRolloutSpec({ candidate: '2', steps: STEPS, analysis: { min_samples: 20, max_error_rate: 0.05 }, ...spec }) as RolloutSpec;
   return { rollout: Rollout.start(parsed, '1', () => clock.now), clock };
 }
 
@@ -123,10 +166,11 @@ function drive(sim: Sim, n: number, random: () => number, candidate: { ok?: () =
       const good = ok();
       sim.rollout.observeCanary(good, good ? latency() : undefined);
     } else {
-      sim.rollout.observePrimary(true, 1 + random());
+      const primary = 1 + random();
+      sim.rollout.observePrimary(true, primary);
       if (policy.shadows.some((s) => s.version === '2')) {
         const good = ok();
-        sim.rollout.observeShadow(good, good ? latency() : undefined, good ? comparison(1, agrees() ? 1 : 0) : undefined);
+        sim.rollout.observeShadow(good, good ? latency() : undefined, primary, good ? comparison(1, agrees() ? 1 : 0) : undefined);
       }
     }
     sim.rollout.tick();
@@ -146,7 +190,7 @@ t.test('a good candidate is promoted through every step', async (t) => {
 for (const [name, candidate, rule] of [
   ['wrong answers', { agrees: () => false }, 'agreement'],
   ['errors', { ok: () => false }, 'error_rate'],
-  ['slow', { latency: () => 25 }, 'p99_ratio'],
+  ['slow', { latency: () => 25 }, 'latency'],
 ] as const) {
   t.test(`a bad candidate (${name}) is rolled back within one step`, async (t) => {
     const sim = start();
@@ -258,7 +302,9 @@ t.test('every admin input is validated', async (t) => {
     [{ candidate: '2', steps: [{ weight: 0.5, min_seconds: 10, max_seconds: 5 }] }, /max_seconds/],
     [{ candidate: '2', steps: [{ weight: 0.5, speed: 1 }] }, /unknown field "speed"/],
     [{ candidate: '2', analysis: { max_error_rate: 2 } }, /max_error_rate/],
-    [{ candidate: '2', analysis: { max_p99_ratio: 0.5 } }, /max_p99_ratio/],
+    [{ candidate: '2', analysis: { max_p99_ratio: 0.5 } }, /max_latency_ratio/],
+    [{ candidate: '2', analysis: { confidence: 1 } }, /confidence/],
+    [{ candidate: '2', analysis: { warmup: -1 } }, /warmup/],
     [{ candidate: '2', analysis: { min_samples: 1.5 } }, /min_samples/],
     [{ candidate: '2', analysis: { nope: 1 } }, /unknown field "nope"/],
     [{ candidate: '2', steps: [{ weight: 1 }], shadow_sample: 0 }, /needs shadow traffic/],

@@ -163,6 +163,7 @@ t.test('under overload shadow work is dropped (counted) and the primary is untou
   const runner = new ShadowRunner({
     resolve: () => fakeVersion as never,
     primaryOf: () => primary as never,
+    run: (mv: typeof fakeVersion, request: { parameters: Record<string, unknown> }) => mv.infer(request) as never,
     onOutcome: () => undefined,
     onDropped: (_m: string, v: string) => dropped.push(v),
     random: seeded(3),
@@ -193,8 +194,9 @@ async function driveUntil(server: Server, random: () => number, done: () => Prom
 const QUICK_ROLLOUT = {
   steps: [{ shadow: true, min_requests: 30 }, { weight: 0.3, min_requests: 20 }, { weight: 1, min_requests: 20 }],
   // Latency on a shared test machine is noise at this scale: judge answers and errors here,
-  // latency in the pure tests.
-  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100 },
+  // latency in the pure and simulation tests. A 5% error limit passes after 90 clean answers (the
+  // default 1% takes 459), and the earlier rule names stay accepted.
+  analysis: { min_samples: 20, max_p99_ratio: 50, p99_slack_ms: 100, max_error_rate: 0.05, warmup: 0 },
 };
 
 t.test('rollout over HTTP: a good candidate is promoted, a wrong one rolled back in the shadow step', async (t) => {

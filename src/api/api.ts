@@ -31,6 +31,16 @@ export interface ApiReply {
   status: number;
   headers: Record<string, string>;
   body: Uint8Array | string;
+  /**
+   * A body that goes on after `body` (server-sent events): every chunk the stream writes is sent
+   * as it comes, until the stream ends, the client leaves or the server drains.
+   */
+  stream?: ReplyStream;
+}
+
+export interface ReplyStream {
+  /** Starts the stream; returns the function that stops it (the client left, or the server drains). */
+  open(write: (chunk: string) => void, end: () => void): () => void;
 }
 
 export interface ApiOptions {

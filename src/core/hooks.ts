@@ -39,6 +39,13 @@ export interface InferEvent {
 export interface UmbraHooks {
   /** Picks the serving version of an unversioned or versioned request; undefined = default. */
   route?(model: string, requestedVersion: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined;
+  /**
+   * Whether `route` may pick something other than the default for this model now (a traffic
+   * policy is in effect). A hook with `route` must say so, and call `HookSet.changed()` when the
+   * answer may have changed: requests of an unclaimed model may be routed without asking it (an
+   * I/O thread answering an inline model itself).
+   */
+  claims?(model: string): boolean;
   /** Runs before the request is queued (e.g. to assign a prediction id). */
   prepare?(version: ModelVersion, request: InferRequest, context: RequestContext): void;
   /**
@@ -71,14 +78,42 @@ export class HookSet {
   private readonly list: UmbraHooks[] = [];
   /** The hooks that can answer, kept apart so requests do not filter the list each time. */
   private answering: UmbraHooks[] = [];
+  private readonly listeners: (() => void)[] = [];
 
   use(hooks: UmbraHooks): () => void {
     this.list.push(hooks);
     this.answering = this.list.filter((h) => h.answer);
+    this.changed();
     return () => {
       const i = this.list.indexOf(hooks);
       if (i >= 0) this.list.splice(i, 1);
       this.answering = this.list.filter((h) => h.answer);
+      this.changed();
+    };
+  }
+
+  /** Whether a hook may route this model's requests away from the default version now. */
+  claims(model: string): boolean {
+    for (const h of this.list) if (h.route && (h.claims ? h.claims(model) : true)) return true;
+    return false;
+  }
+
+  /** Whether any hook may answer requests without the model (a prediction store). */
+  get hasAnswering(): boolean {
+    return this.answering.length > 0;
+  }
+
+  /** A hook's claims or the set of hooks changed. */
+  changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  /** Calls `fn` on every change; returns the function that stops it. */
+  onChange(fn: () => void): () => void {
+    this.listeners.push(fn);
+    return () => {
+      const i = this.listeners.indexOf(fn);
+      if (i >= 0) this.listeners.splice(i, 1);
     };
   }
 

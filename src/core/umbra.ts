@@ -12,6 +12,7 @@ import { SignatureChanged, type BodyInferResult, type InferBodyOptions, type Inf
 import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficRole, type UmbraHooks } from './hooks.js';
 import { WorkerPool } from '../workers/pool.js';
 import { ThreadRegistry, osThreadId } from './threads.js';
+import type { IdAssigner } from './ids.js';
 import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
@@ -50,9 +51,12 @@ export class Umbra implements InferenceFront {
   readonly hooks = new HookSet();
   /** The process's threads by kind, for CPU accounting (threads.ts). */
   readonly threads = new ThreadRegistry();
+  /** Assigns ids to requests that bring none; set by a capability that needs them (monitoring's feedback join). */
+  ids: IdAssigner | undefined;
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
+  private readonly eventSources: (() => Promise<void>)[] = [];
 
   private constructor(readonly options: UmbraOptions) {
     this.threads.add('core', osThreadId());
@@ -134,9 +138,11 @@ export class Umbra implements InferenceFront {
   }
 
   private async run(mv: ModelVersion, role: TrafficRole, request: InferRequest, options: InferOptions, context: RequestContext, startedAt: number): Promise<InferResult> {
+    this.ids?.assign(request);
     this.hooks.prepare(mv, request, context);
     try {
-      const answering = this.hooks.answer(mv, request, context);
+      // A shadow copy exists to compute the candidate: never answered from elsewhere (a store).
+      const answering = role === 'shadow' ? undefined : this.hooks.answer(mv, request, context);
       const answered = answering && await answering;
       if (answered) {
         const rows = mv.signature.maxBatchSize > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
@@ -152,6 +158,32 @@ export class Umbra implements InferenceFront {
       this.emit({ model: mv.name, version: mv.version, role, outcome: outcomeOf(err), context, request, error: err, durationMs: performance.now() - startedAt });
       throw err;
     }
+  }
+
+  /**
+   * An event of a request answered elsewhere (an I/O thread that ran an inline model itself):
+   * the hooks see it as if this thread had answered it.
+   */
+  emitEvent(event: InferEvent): void {
+    this.emit(event);
+  }
+
+  /** Registers where events of requests answered on other threads come from (see settleEvents). */
+  addEventSource(settle: () => Promise<void>): () => void {
+    this.eventSources.push(settle);
+    return () => {
+      const i = this.eventSources.indexOf(settle);
+      if (i >= 0) this.eventSources.splice(i, 1);
+    };
+  }
+
+  /**
+   * Resolves once the hooks have seen every request answered before the call, on any thread:
+   * feedback for an answer a client already holds always finds its prediction.
+   */
+  async settleEvents(): Promise<void> {
+    await Promise.all(this.eventSources.map((settle) => settle()));
+    this.flushEvents();
   }
 
   /**

@@ -10,9 +10,9 @@ import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
-import type { ResolvedModelConfig } from '../repository/config.js';
 import { INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
+import type { ResolvedModelConfig } from '../repository/config.js';
 
 interface Pending {
   inputs: Tensor[];
@@ -28,34 +28,93 @@ interface Done {
 
 let loadCounter = 0;
 
+/**
+ * Everything an executor needs, as plain data, so an I/O thread can build a replica of an inline
+ * version from it (the config object itself does not cross threads).
+ */
+export interface ExecutionPlan {
+  name: string;
+  version: string;
+  signature: ModelSignature;
+  maxBatchSize: number;
+  /** Batched model whose inputs have no free dimension but the batch one. */
+  fixedShapes: boolean;
+  session: SessionSpec;
+  batching: {
+    enabled: boolean;
+    maxQueueDelayUs: number;
+    preferredBatchSizes: number[];
+    maxQueueSize: number;
+    defaultTimeoutUs: number;
+    priorityLevels: number;
+    defaultPriorityLevel: number;
+  };
+  /** instance_group count; 0 = every worker may run the model. */
+  instanceCount: number;
+  /** Fewest rows a shard of a batch may have; 0 when batches are never sharded. */
+  shardMinRows: number;
+  /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
+  stagesBatches: boolean;
+  /** The queue bound and the measurement it rests on; set once the version has been timed at load. */
+  queueBound: QueueBound;
+}
+
+export function planOf(args: ExecutionArgs): ExecutionPlan {
+  const config = args.config;
+  const signature = config.signature();
+  loadCounter += 1;
+  const db = config.dynamicBatching;
+  return {
+    name: args.name,
+    version: args.version,
+    signature,
+    maxBatchSize: config.maxBatchSize,
+    fixedShapes: config.maxBatchSize > 0 && signature.inputs.every((spec) => spec.dims.every((d) => d >= 0)),
+    session: {
+      key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
+      modelPath: args.modelPath,
+      backend: resolveBackend(config.backend, args.modelPath),
+      executionProviders: config.executionProviders,
+      device: config.device,
+      intraOpThreads: args.intraOpThreads,
+    },
+    batching: {
+      enabled: db.enabled,
+      maxQueueDelayUs: db.maxQueueDelayUs,
+      preferredBatchSizes: db.preferredBatchSizes,
+      maxQueueSize: db.maxQueueSize,
+      defaultTimeoutUs: db.defaultTimeoutUs,
+      priorityLevels: db.priorityLevels,
+      defaultPriorityLevel: db.defaultPriorityLevel,
+    },
+    instanceCount: config.instanceCount,
+    // Sharding spreads one batch over several workers, so only a model that may use every
+    // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
+    shardMinRows: config.maxBatchSize > 0 && config.instanceCount === 0 ? shardMinRowsOf(config) : 0,
+    stagesBatches: stagesBatches(config),
+    // Replaced by queueBoundOf once the warm-up has timed a batch.
+    queueBound: { maxQueueSize: db.maxQueueSize, source: 'config' },
+  };
+}
+
 export class Executor implements VersionExecution {
   readonly name: string;
   readonly version: string;
-  readonly config: ResolvedModelConfig;
   readonly session: SessionSpec;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
-  /** Batched model whose inputs have no free dimension but the batch one. */
-  private readonly fixedShapes: boolean;
-  private readonly pool: WorkerPool;
   /** The event-loop session, when this version's batches run inline. */
   private inline: BackendSession | undefined;
   /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
   placementCostUs: number | undefined;
-  /** Fewest rows a shard of a batch may have; 0 when batches are never sharded. */
-  private readonly shardMinRows: number;
-  /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
-  private readonly stagesBatches: boolean;
-  /** The queue bound and the measurement it was derived from. */
-  queueBound!: QueueBound;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
    * run (see `placement`). Resolves once it can serve.
    */
   static async create(args: ExecutionArgs): Promise<Executor> {
-    const mv = new Executor(args);
     const placement = placementOf(args.config);
+    const mv = new Executor(planOf(args), args.pool);
     const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.
@@ -65,59 +124,63 @@ export class Executor implements VersionExecution {
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.
     const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
-    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) {
-      const backend = mv.session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
-      mv.inline = await backend.open(mv.session);
-    }
-    mv.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size);
-    mv.batcher = mv.createBatcher(args);
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) mv.inline = await openInline(mv.session);
+    const slots = mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size;
+    mv.plan.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, slots);
+    mv.batcher = mv.createBatcher();
     return mv;
   }
 
-  private constructor(args: ExecutionArgs) {
-    this.name = args.name;
-    this.version = args.version;
-    this.config = args.config;
-    this.signature = args.config.signature();
-    this.fixedShapes = args.config.maxBatchSize > 0 && this.signature.inputs.every((spec) => spec.dims.every((d) => d >= 0));
-    loadCounter += 1;
-    this.session = {
-      key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
-      modelPath: args.modelPath,
-      backend: resolveBackend(args.config.backend, args.modelPath),
-      executionProviders: args.config.executionProviders,
-      device: args.config.device,
-      intraOpThreads: args.intraOpThreads,
-    };
-    this.pool = args.pool;
-    // Sharding spreads one batch over several workers, so only a model that may use every
-    // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
-    const minRows = shardMinRowsOf(args.config);
-    this.stagesBatches = stagesBatches(args.config);
-    this.shardMinRows = args.config.maxBatchSize > 0 && args.config.instanceCount === 0 ? minRows : 0;
+  /**
+   * An inline version's replica on this thread (an I/O thread answering the version's requests
+   * itself): its own session and its own batcher, from the plan of the version on the core's thread.
+   */
+  static async replica(plan: ExecutionPlan): Promise<Executor> {
+    const mv = new Executor(plan, undefined);
+    mv.inline = await openInline(plan.session);
+    mv.batcher = mv.createBatcher();
+    return mv;
   }
 
-  private createBatcher(args: ExecutionArgs): DynamicBatcher<Pending, Done> {
-    const pool = args.pool;
-    const db = args.config.dynamicBatching;
-    const batching = args.config.maxBatchSize > 0 && db.enabled;
+  private constructor(private readonly plan: ExecutionPlan, private readonly pool: WorkerPool | undefined) {
+    this.name = plan.name;
+    this.version = plan.version;
+    this.signature = plan.signature;
+    this.session = plan.session;
+  }
+
+  /** The queue bound and the measurement it was derived from. */
+  get queueBound(): QueueBound {
+    return this.plan.queueBound;
+  }
+
+  /** The plan a replica is built from: only for a version whose batches run inline. */
+  replicaPlan(): ExecutionPlan | undefined {
+    return this.inline ? this.plan : undefined;
+  }
+
+  private createBatcher(): DynamicBatcher<Pending, Done> {
+    const plan = this.plan;
+    const db = plan.batching;
+    const batching = plan.maxBatchSize > 0 && db.enabled;
+    const slots = plan.instanceCount > 0 ? plan.instanceCount : this.pool?.size ?? 1;
     return new DynamicBatcher<Pending, Done>({
-      maxBatchSize: batching ? args.config.maxBatchSize : 0,
+      maxBatchSize: batching ? plan.maxBatchSize : 0,
       maxQueueDelayUs: db.maxQueueDelayUs,
       preferredBatchSizes: db.preferredBatchSizes,
-      maxQueueSize: this.queueBound.maxQueueSize,
-      admissionBudgetUs: (this.queueBound.budgetMs ?? 0) * 1000,
+      maxQueueSize: plan.queueBound.maxQueueSize,
+      admissionBudgetUs: (plan.queueBound.budgetMs ?? 0) * 1000,
       defaultTimeoutUs: db.defaultTimeoutUs,
       priorityLevels: db.priorityLevels,
       defaultPriorityLevel: db.defaultPriorityLevel,
       // Each instance is one batch executing on one worker at a time; without an explicit
       // instance_group every worker of the pool may run this model.
       // Inline models run on this thread, one batch at a time.
-      maxInFlight: this.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
+      maxInFlight: this.inline ? 1 : slots,
       coalesce: this.inline !== undefined,
       // A full batch waits on a busy worker (see WorkerPool.run's `staged`) when every worker is
       // busy, so the worker goes on to it at once.
-      maxStaged: this.inline || !this.stagesBatches ? 0 : args.config.instanceCount > 0 ? args.config.instanceCount : pool.size,
+      maxStaged: this.inline || !plan.stagesBatches ? 0 : slots,
       execute: (items, batch) => this.execute(items, batch.staged),
     });
   }
@@ -138,12 +201,12 @@ export class Executor implements VersionExecution {
 
   /** Runs one parsed, validated request through the batcher. */
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResult> {
-    const batched = this.config.maxBatchSize > 0;
+    const batched = this.plan.maxBatchSize > 0;
     const inputs = inSignatureOrder(this.signature, request.inputs);
     const rows = batched ? (inputs[0]?.shape[0] ?? 1) : 1;
     // The parser has checked each input against its spec: when no spec has a free dimension past
     // the batch one, every complete request has the same shapes and they all batch together.
-    const shapeKey = this.fixedShapes && inputs.length === this.signature.inputs.length ? '' : shapeKeyOf(inputs, batched);
+    const shapeKey = this.plan.fixedShapes && inputs.length === this.signature.inputs.length ? '' : shapeKeyOf(inputs, batched);
     const params = request.parameters;
     const priority = optionalInteger(params.priority, 'parameters.priority', 0);
     const timeoutUs = optionalInteger(params.timeout, 'parameters.timeout', 0);
@@ -205,9 +268,16 @@ export class Executor implements VersionExecution {
    * finishes sooner, and under load, when no worker idles, every batch runs whole on one worker.
    */
   private runInWorkers(merged: WireTensor[], rows: number, fault: RunTask['fault'], staged: boolean): Promise<RunResult> {
-    const shards = this.shardMinRows > 0 && !fault && !staged ? Math.min(this.pool.idle, Math.floor(rows / this.shardMinRows)) : 1;
-    if (shards <= 1) return this.pool.run(this.session, merged, [], fault ? { fault, staged } : { staged });
-    return this.pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
+    const pool = this.workerPool();
+    const minRows = this.plan.shardMinRows;
+    const shards = minRows > 0 && !fault && !staged ? Math.min(pool.idle, Math.floor(rows / minRows)) : 1;
+    if (shards <= 1) return pool.run(this.session, merged, [], fault ? { fault, staged } : { staged });
+    return pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
+  }
+
+  private workerPool(): WorkerPool {
+    if (!this.pool) throw new UmbraError('INTERNAL', `model '${this.name}' version ${this.version} has no worker pool on this thread`);
+    return this.pool;
   }
 
   /** Stops taking requests and resolves once queued and executing ones are done. */
@@ -221,12 +291,12 @@ export class Executor implements VersionExecution {
    * many small, costly tasks).
    */
   runBatch(inputs: WireTensor[]): Promise<RunResult> {
-    return this.pool.run(this.session, inputs, []);
+    return this.workerPool().run(this.session, inputs, []);
   }
 
   /** Evicts this version's worker sessions and releases its event-loop session, if any. */
   async release(): Promise<void> {
-    this.pool.evict(this.session.key);
+    this.pool?.evict(this.session.key);
     const inline = this.inline;
     this.inline = undefined;
     if (inline) await inline.release();
@@ -239,8 +309,8 @@ export class Executor implements VersionExecution {
 
 /**
  * A config's max_queue_size, or the bound derived from the warm-up's measured batch (see
- * deriveQueueBound). Either way requests that waited past the budget before reaching the queue are
- * refused, unless the config asks for an unbounded queue (max_queue_size 0).
+ * deriveQueueBound). Either way requests that arrive behind a standing backlog are refused,
+ * unless the config asks for an unbounded queue (max_queue_size 0).
  */
 function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: number | undefined, slots: number): QueueBound {
   const db = config.dynamicBatching;
@@ -271,6 +341,11 @@ function merge(items: Pending[], transferred: boolean): WireTensor[] {
   const first = items[0]!;
   if (items.length === 1) return transferred ? first.inputs.map(copiedTensor) : first.inputs;
   return first.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
+}
+
+async function openInline(session: SessionSpec): Promise<BackendSession> {
+  const backend = session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
+  return backend.open(session);
 }
 
 async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {

@@ -6,6 +6,7 @@ import type { BatcherStats } from '../scheduler/batcher.js';
 import type { QueueBound } from '../scheduler/options.js';
 import type { RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
+import type { ExecutionPlan } from './executor.js';
 
 /** Timings of one request, for metrics and the statistics endpoint. */
 export interface InferTiming {
@@ -51,6 +52,8 @@ export interface VersionExecution {
   /** Frees the version's sessions (workers and inline). */
   release(): Promise<void>;
   stats(): BatcherStats;
+  /** For a version whose batches run inline: the plain-data plan another thread can build a replica from. */
+  replicaPlan?(): ExecutionPlan | undefined;
 }
 
 /** What the repository hands the execution layer to open a version. */

@@ -91,7 +91,10 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   api.route('GET', '/v2/models/:m/versions/:v/drift', (_q, [m, v]) => drift(m!, v));
   api.route('POST', '/v2/models/:m/feedback', async (q, [m]) => {
     umbra.manager.get(m!);
-    const result = await monitor.acceptFeedback(m!, parseFeedback(q));
+    const labels = parseFeedback(q);
+    // Answers given on other threads reach the monitor in their own messages: wait for them.
+    await umbra.settleEvents();
+    const result = await monitor.acceptFeedback(m!, labels);
     return json(200, { accepted: result.accepted, unknown: result.unknown, rejected: result.rejected });
   });
 }

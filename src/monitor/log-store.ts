@@ -253,13 +253,22 @@ class SqliteLogStore implements LogStore {
 
   async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
     const out: LoggedPrediction[] = [];
-    // The newest prediction per id, as in memory; chunks stay under SQLite's parameter limit.
+    // The newest served prediction per id (a shadow's copy only when nothing else answered it),
+    // as in memory; chunks stay under SQLite's parameter limit.
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
-      const rows = this.db.prepare(`SELECT p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.id_hash IN (${chunk.map(() => '?').join(',')}) AND p.model = ? ORDER BY p.seq`).all(...chunk.map(idHash), model) as { id: string; version: string; time_ms: number; outputs: Uint8Array; labelled: number }[];
+      const rows = this.db.prepare(`SELECT p.id, p.version, p.role, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.id_hash IN (${chunk.map(() => '?').join(',')}) AND p.model = ? ORDER BY p.seq`).all(...chunk.map(idHash), model) as { id: string; version: string; role: string; time_ms: number; outputs: Uint8Array; labelled: number }[];
       const newest = new Map<string, LoggedPrediction>();
+      const shadowOnly = new Set<string>();
       const wanted = new Set(chunk);
-      for (const r of rows) if (wanted.has(r.id)) newest.set(r.id, { id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: Boolean(r.labelled) });
+      for (const r of rows) {
+        if (!wanted.has(r.id)) continue;
+        const shadow = r.role === 'shadow';
+        if (shadow && newest.has(r.id) && !shadowOnly.has(r.id)) continue;
+        if (shadow) shadowOnly.add(r.id);
+        else shadowOnly.delete(r.id);
+        newest.set(r.id, { id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: Boolean(r.labelled) });
+      }
       out.push(...newest.values());
     }
     return out;
@@ -341,7 +350,7 @@ class PostgresLogStore implements LogStore {
 
   async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
     const { rows } = await this.pool.query(
-      'SELECT DISTINCT ON (p.id) p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.model = $1 AND p.id = ANY($2::text[]) ORDER BY p.id, p.seq DESC',
+      'SELECT DISTINCT ON (p.id) p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.model = $1 AND p.id = ANY($2::text[]) ORDER BY p.id, (p.role = \'shadow\'), p.seq DESC',
       [model, ids],
     );
     return rows.map((r: { id: string; version: string; time_ms: string; outputs: Uint8Array; labelled: boolean }) => ({ id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: r.labelled }));

@@ -1,15 +1,15 @@
 // One Umbra instance's monitoring: metrics, drift, feedback, prediction log and alerts, fed by
 // the inference hooks. Everything on the request path is O(columns) counting into fixed arrays.
-import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { IdAssigner } from '../core/ids.js';
 import type { Umbra } from '../core/umbra.js';
 import type { InferEvent } from '../core/hooks.js';
-import type { InferRequest } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { VersionDrift, type DriftOptions, type DriftReport, type Verdict } from './drift.js';
 import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
 import { UmbraMetrics, type MetricsOptions } from './metrics.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
-import { readProfile } from './profile.js';
+import { profilePath, readProfile } from './profile.js';
 import { Webhook, type AlertEvent, type WebhookOptions } from './webhook.js';
 import { decodeTensors } from './tensor-blob.js';
 
@@ -30,12 +30,30 @@ export interface MonitoringOptions extends MetricsOptions {
   evaluateSeconds?: number;
 }
 
+/** A rollout decision as src/traffic reports it (the webhook event adds `type: "rollout"`). */
+export interface RolloutEvent {
+  model: string;
+  candidate: string;
+  baseline: string;
+  /** start, advance, retry, pause, resume, promote, rollback or restart. */
+  event: string;
+  step: number;
+  state: string;
+  reason: string;
+  verdict?: string;
+  at: string;
+}
+
 /** Per (model, version): what the hooks update. */
 interface VersionState {
   model: string;
   version: string;
   drift: VersionDrift | undefined;
+  /** The profile file the drift reference was read from (mtime and size), '' without one. */
+  profileStamp: string;
   reader: PredictionReader | undefined;
+  /** `parameters.log_inputs_sample` of the version's config: its own input sampling in the log. */
+  inputsSample: number | undefined;
   /** Triton statistics (nanosecond sums). */
   stats: { success: number; successNs: number; fail: number; failNs: number; queueNs: number; computeNs: number; inferences: number; executions: number; last: number };
   alerted: { drift: boolean; accuracy: boolean };
@@ -49,13 +67,14 @@ export class Monitor {
   private readonly versions = new Map<string, VersionState>();
   private readonly timer: NodeJS.Timeout;
   private readonly detach: () => void;
-  /** Assigned ids: a random prefix per server start and a sequence number (unique, cheap to look up). */
-  private readonly idPrefix = `${randomBytes(8).toString('hex')}-`;
-  private idSeq = 0;
+  private readonly detachLoaded: () => void;
 
   constructor(private readonly umbra: Umbra, readonly options: MonitoringOptions = {}) {
     this.metrics = new UmbraMetrics(options);
-    this.feedback = new FeedbackJoin({ ...options.feedback, assignedPrefix: this.idPrefix });
+    // Every prediction gets an id (the caller's, or one the core assigns and returns in the answer):
+    // feedback labels join to it.
+    const ids = umbra.ids ??= new IdAssigner();
+    this.feedback = new FeedbackJoin({ ...options.feedback, assignedPrefix: ids.prefix });
     const m = this.metrics;
     if (options.log) {
       this.log = new PredictionLog(options.log, {
@@ -67,17 +86,52 @@ export class Monitor {
     if (options.webhook) this.webhook = new Webhook(options.webhook, { result: (r) => m.webhookDeliveries.inc({ result: r }) });
     this.installCollectors();
     this.detach = umbra.hooks.use({
-      prepare: (_mv, request) => this.assignId(request),
       onResult: (event) => this.onResult(event),
     });
     this.timer = setInterval(() => this.evaluateAll(), (options.evaluateSeconds ?? 10) * 1000);
     this.timer.unref();
+    // A reload (admin load, --poll-seconds) re-reads the reference profile and the config.
+    const onLoaded = (name: string) => this.refreshModel(name);
+    umbra.manager.on('loaded', onLoaded);
+    this.detachLoaded = () => umbra.manager.off('loaded', onLoaded);
   }
 
-  /** Every prediction gets an id: the caller's, or a fresh one returned in the answer. */
-  private assignId(request: InferRequest): void {
-    if (request.id === undefined || request.id === '') request.id = `${this.idPrefix}${this.idSeq++}`;
+  /** Whether `umbra profile` has written a reference profile for the model. */
+  hasProfile(model: string): boolean {
+    return profileStampOf(this.umbra.manager.repository, model) !== '';
   }
+
+  /** A rollout decision: counted, and sent to the webhook. */
+  recordRollout(e: RolloutEvent): void {
+    this.metrics.rolloutEvents.inc({ model: e.model, event: e.event });
+    this.alert({ ...e, type: 'rollout', version: e.candidate, time: e.at });
+  }
+
+  /** Rebuilds the drift reference and prediction reader of a model's versions from the files on disk. */
+  private refreshModel(model: string): void {
+    for (const [key, s] of this.versions) {
+      if (s.model !== model) continue;
+      const fresh = this.createState(model, s.version);
+      fresh.stats = s.stats;
+      fresh.alerted = s.alerted;
+      this.versions.set(key, fresh);
+    }
+  }
+
+  /** A profile written (or removed) since a version's drift reference was read replaces it. */
+  private refreshChangedProfiles(): void {
+    const stamps = new Map<string, string>();
+    for (const s of this.versions.values()) {
+      if (!s.drift) continue;
+      let stamp = stamps.get(s.model);
+      if (stamp === undefined) {
+        stamp = profileStampOf(this.umbra.manager.repository, s.model);
+        stamps.set(s.model, stamp);
+      }
+      if (stamp !== s.profileStamp) this.refreshModel(s.model);
+    }
+  }
+
 
   private onResult(event: InferEvent): void {
     this.metrics.observe(event);
@@ -111,7 +165,7 @@ export class Monitor {
     }
     if (this.log) {
       const p: Parameters<PredictionLog['push']>[0] = { id, model: event.model, version: event.version, role: event.role, timeMs: st.last, latencyMs: event.durationMs, inputs: request.inputs, outputs: response.outputs };
-      this.log.push(p);
+      this.log.push(p, s.inputsSample);
     }
   }
 
@@ -133,13 +187,15 @@ export class Monitor {
       mv = undefined;
     }
     let drift: VersionDrift | undefined;
+    const profileStamp = profileStampOf(this.umbra.manager.repository, model);
     if (mv && this.options.drift !== false) {
       let reference: ConstructorParameters<typeof VersionDrift>[3];
       try {
         const profile = readProfile(this.umbra.manager.repository, model);
         if (profile) reference = { source: profile.source, rows: profile.rows, inputs: profile.inputs, outputs: profile.outputs[version] ?? [] };
-      } catch {
-        reference = undefined; // a broken profile: fall back to capturing one from live rows
+      } catch (err) {
+        process.emitWarning(`umbra monitoring: model '${model}': ${(err as Error).message}; capturing a reference from live rows instead`);
+        reference = undefined;
       }
       drift = new VersionDrift(model, version, mv.signature, reference, this.options.drift || {});
     }
@@ -147,7 +203,9 @@ export class Monitor {
       model,
       version,
       drift,
+      profileStamp,
       reader: mv ? predictionReader(mv.signature) : undefined,
+      inputsSample: mv ? inputsSampleOf(mv) : undefined,
       stats: { success: 0, successNs: 0, fail: 0, failNs: 0, queueNs: 0, computeNs: 0, inferences: 0, executions: 0, last: 0 },
       alerted: { drift: false, accuracy: false },
     };
@@ -172,6 +230,7 @@ export class Monitor {
 
   /** Recomputes drift and accuracy of every version, updates their gauges and fires alerts. */
   evaluateAll(): void {
+    this.refreshChangedProfiles();
     const m = this.metrics;
     m.driftScore.reset();
     for (const s of this.versions.values()) {
@@ -220,6 +279,7 @@ export class Monitor {
   /** Drift of one version (newest when omitted); undefined when it has served nothing yet. */
   driftReport(model: string, version?: string): DriftReport | undefined {
     const v = version ?? this.umbra.manager.get(model).version;
+    this.refreshChangedProfiles();
     const s = this.versions.get(`${model}\u0000${v}`);
     if (!s?.drift) return undefined;
     const report = s.drift.evaluate();
@@ -339,10 +399,33 @@ export class Monitor {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.detach();
+    this.detachLoaded();
     this.evaluateAll();
     await this.log?.close();
     await this.webhook?.close();
   }
+}
+
+/** mtime and size of a model's profile file, '' when it has none: cheap to compare every evaluation. */
+function profileStampOf(repository: string, model: string): string {
+  try {
+    const st = statSync(profilePath(repository, model));
+    return `${st.mtimeMs}:${st.size}`;
+  } catch {
+    return '';
+  }
+}
+
+/** `parameters.log_inputs_sample` ("0".."1"): this model's share of logged predictions that keep their inputs. */
+function inputsSampleOf(mv: ModelVersion): number | undefined {
+  const raw = mv.config.parameters.log_inputs_sample;
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw.trim() === '' || !(n >= 0 && n <= 1)) {
+    process.emitWarning(`umbra monitoring: model '${mv.name}': expected a fraction in 0..1 for parameters.log_inputs_sample but received ${JSON.stringify(raw)}; using the server's --log-inputs-sample`);
+    return undefined;
+  }
+  return n;
 }
 
 function verdictValue(v: Verdict): number {

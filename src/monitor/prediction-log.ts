@@ -55,6 +55,8 @@ export class PredictionLog {
   private labels: LabelRecord[] = [];
   private readonly sample: number;
   private readonly inputsSample: number;
+  /** `--log-inputs off` wins over every per-model sample. */
+  private readonly logsInputs: boolean;
   /** Which predictions (and inputs) are sampled: seeded, so a run's log is repeatable. */
   private readonly random = seededRandom(0x5eed);
   private readonly batchRows: number;
@@ -72,7 +74,8 @@ export class PredictionLog {
 
   constructor(options: PredictionLogOptions, private readonly counters: LogCounters) {
     this.sample = options.sample ?? LOG_DEFAULTS.sample;
-    this.inputsSample = options.inputs === false ? 0 : options.inputsSample ?? LOG_DEFAULTS.inputsSample;
+    this.logsInputs = options.inputs !== false;
+    this.inputsSample = options.inputsSample ?? LOG_DEFAULTS.inputsSample;
     this.batchRows = options.batchRows ?? 1000;
     this.bufferRows = options.bufferRows ?? 50_000;
     const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? LOG_DEFAULTS.retentionDays) * 86_400_000, maxRows: options.maxRows ?? LOG_DEFAULTS.maxRows };
@@ -120,15 +123,15 @@ export class PredictionLog {
     return this.failure;
   }
 
-  /** Hot path: keep a reference; nothing is copied or encoded here. */
-  push(p: PendingPrediction): void {
+  /** Hot path: keep a reference; nothing is copied or encoded here. `inputsSample` overrides the log's for this prediction's model. */
+  push(p: PendingPrediction, inputsSample = this.inputsSample): void {
     if (this.closed) return;
     if (this.sample < 1 && this.random() >= this.sample) return;
     if (this.packer.rows >= this.bufferRows) {
       this.counters.dropped(1);
       return;
     }
-    const withInputs = this.inputsSample >= 1 || (this.inputsSample > 0 && this.random() < this.inputsSample);
+    const withInputs = this.logsInputs && (inputsSample >= 1 || (inputsSample > 0 && this.random() < inputsSample));
     this.packer.add(p, withInputs);
     if (this.packer.rows >= this.batchRows && !this.flushQueued) {
       this.flushQueued = true;

@@ -1,5 +1,6 @@
-// Retrain / alert webhook: JSON events POSTed one at a time, retried with exponential backoff,
-// from a bounded queue (the oldest undelivered event is dropped first when it overflows).
+// Retrain / alert webhook: JSON events (drift and accuracy alerts, rollout decisions) POSTed one
+// at a time, retried with exponential backoff, from a bounded queue (the oldest undelivered event
+// is dropped first when it overflows).
 
 export interface WebhookOptions {
   url: string;
@@ -16,7 +17,7 @@ export interface WebhookOptions {
 }
 
 export interface AlertEvent {
-  type: 'drift' | 'accuracy';
+  type: 'drift' | 'accuracy' | 'rollout';
   model: string;
   version: string;
   time: string;

@@ -47,7 +47,25 @@ export class InFlight {
   }
 }
 
-export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: HttpOptions, inFlight: InFlight, closing: () => boolean): void {
+/** Streamed answers (server-sent events) still open: a drain ends them, since they never end on their own. */
+export class OpenStreams {
+  private readonly stops = new Set<() => void>();
+
+  add(stop: () => void): () => void {
+    this.stops.add(stop);
+    return () => this.stops.delete(stop);
+  }
+
+  get size(): number {
+    return this.stops.size;
+  }
+
+  endAll(): void {
+    for (const stop of [...this.stops]) stop();
+  }
+}
+
+export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: HttpOptions, inFlight: InFlight, closing: () => boolean, streams = new OpenStreams()): void {
   app.any('/*', (res, req) => {
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
@@ -74,6 +92,12 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const finish = (reply: ApiReply, close = false) => {
       if (state.aborted || state.done) return;
       state.done = true;
+      if (reply.stream && !closing() && !close && !head) {
+        // Long-lived: it leaves the drain's count now and is ended by the drain instead.
+        inFlight.leave();
+        streamReply(res, reply, reply.stream, cancellation, streams);
+        return;
+      }
       // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
       res.cork(() => writeReply(res, reply, close || closing(), head && !close));
       inFlight.leave();
@@ -108,6 +132,52 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       return;
     }
     readBody(res, options.maxBodyBytes, dispatch, () => finish(errorReply(tooLarge(options.maxBodyBytes))), Number(declared), Number(headers['inference-header-content-length']));
+  });
+}
+
+/** Unsent bytes past which a streamed answer's client counts as gone (it reconnects and starts afresh). */
+const STREAM_BACKLOG_BYTES = 1024 * 1024;
+
+/** Head and first body now, then every chunk the stream writes, until it ends, the client leaves or the drain ends it. */
+function streamReply(res: uws.HttpResponse, reply: ApiReply, stream: NonNullable<ApiReply['stream']>, gone: Cancellation, streams: OpenStreams): void {
+  let open = true;
+  let backlog = 0;
+  let stop = (): void => undefined;
+  let forget = (): void => undefined;
+  const finish = () => {
+    if (!open) return;
+    open = false;
+    forget();
+    stop();
+    if (!gone.aborted) res.cork(() => res.end());
+  };
+  const write = (chunk: string | Uint8Array) => {
+    if (!open || gone.aborted) return;
+    let ok = true;
+    res.cork(() => {
+      ok = res.write(chunk);
+    });
+    // A client that stops reading is not buffered for without bound.
+    if (!ok) backlog += typeof chunk === 'string' ? chunk.length : chunk.byteLength;
+    if (backlog > STREAM_BACKLOG_BYTES) finish();
+  };
+  res.cork(() => {
+    if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
+    for (const k in reply.headers) res.writeHeader(k, reply.headers[k]!);
+  });
+  res.onWritable(() => {
+    backlog = 0;
+    return true;
+  });
+  if ((typeof reply.body === 'string' ? reply.body.length : reply.body.byteLength) > 0) write(reply.body);
+  forget = streams.add(finish);
+  stop = stream.open((chunk) => write(chunk), finish);
+  if (!open) stop();
+  gone.addEventListener('abort', () => {
+    if (!open) return;
+    open = false;
+    forget();
+    stop();
   });
 }
 

@@ -6,7 +6,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
-import { attachHttp, InFlight } from './http.js';
+import { attachHttp, InFlight, OpenStreams } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
@@ -80,12 +80,13 @@ class LocalTransport implements Transport {
   private readonly app = uws.App();
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
+  private readonly openStreams = new OpenStreams();
   readonly streams: StreamHub;
   port = 0;
 
   constructor(composed: UmbraApp, stream: StreamOptions, maxBodyBytes: number, state: DrainState) {
     this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
-    attachHttp(this.app, composed.api, { maxBodyBytes }, this.inFlight, () => state.draining);
+    attachHttp(this.app, composed.api, { maxBodyBytes }, this.inFlight, () => state.draining, this.openStreams);
   }
 
   listen(host: string, port: number): Promise<void> {
@@ -107,6 +108,8 @@ class LocalTransport implements Transport {
       uws.us_listen_socket_close(this.listenSocket);
       this.listenSocket = false;
     }
+    // Streamed answers (server-sent events) never end by themselves.
+    this.openStreams.endAll();
     // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.
     await Promise.race([Promise.all([this.inFlight.idle(), this.streams.drain()]), deadline]);
   }

@@ -6,11 +6,11 @@ import type { InferEvent, RequestContext, UmbraHooks } from '../core/hooks.js';
 import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion, TrafficRole } from '../repository/model-version.js';
 import { readModelConfig } from '../repository/config.js';
-import { analyse, Evidence, type AnalysisResult, type AnalysisRules } from './analysis.js';
+import { analyse, DEFAULT_RULES, Evidence, type AnalysisResult, type AnalysisRules } from './analysis.js';
 import { NO_MONITOR, type MonitorBridge } from './monitor-bridge.js';
 import { parsePolicy, policyVersions, takesCanary, type TrafficPolicy } from './policy.js';
 import { parseRolloutSpec, Rollout, type Decision, type RolloutSpec } from './rollout.js';
-import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowOptions, type ShadowOutcome } from './shadow.js';
+import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowJob, type ShadowOptions, type ShadowOutcome } from './shadow.js';
 import { TrafficStore } from './store.js';
 
 export interface TrafficOptions {
@@ -23,6 +23,15 @@ export interface TrafficOptions {
   /** Period of the rollout clock tick (time-based steps); 0 = none (tests tick by hand). */
   tickMs?: number;
   monitor?: MonitorBridge;
+  /**
+   * Where rollout decisions are logged, one line each (start, advance, retry, pause, resume,
+   * promote, rollback, restart, with the reason); default standard output, as `umbra serve` logs.
+   */
+  log?: (line: string) => void;
+}
+
+function logToStdout(line: string): void {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 }
 
 interface ModelTraffic {
@@ -36,6 +45,8 @@ interface ModelTraffic {
   auto?: Omit<RolloutSpec, 'candidate'>;
   /** Evidence about the canary (or first shadow) when no rollout runs, for GET /analysis. */
   ambient?: { subject: string; evidence: Evidence };
+  /** Answers per version since it (re)loaded, for the warm-up a rollout leaves out of latency. */
+  answered: Map<string, number>;
 }
 
 const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected']);
@@ -53,11 +64,13 @@ export class TrafficController {
   private timer: NodeJS.Timeout | undefined;
   private readonly detach: Array<() => void> = [];
   readonly monitor: MonitorBridge;
+  private readonly log: (line: string) => void;
 
   constructor(private readonly umbra: Umbra, options: TrafficOptions = {}) {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.monitor = options.monitor ?? NO_MONITOR;
+    this.log = options.log ?? logToStdout;
     this.store = new TrafficStore(umbra.manager.repository, options.stateDir);
     this.shadows = new ShadowRunner({
       resolve: (model, version) => this.tryGet(model, version),
@@ -65,12 +78,14 @@ export class TrafficController {
         const p = this.models.get(model)?.effective?.primary;
         return p ? this.tryGet(model, p) : undefined;
       },
+      run: (mv, request) => this.umbra.execute(mv, request, { role: 'shadow', context: { transport: 'in-process' } }),
       onOutcome: (o) => this.onShadowOutcome(o),
       onDropped: (model, version) => this.monitor.shadowDropped(model, version),
       random: this.random,
     }, { ...DEFAULT_SHADOW_OPTIONS, ...options.shadow });
     const hooks: UmbraHooks = {
       route: (model, requested, context) => this.route(model, requested, context),
+      claims: (model) => this.models.get(model)?.effective !== undefined,
       onResult: (event) => this.onResult(event),
     };
     this.detach.push(umbra.hooks.use(hooks));
@@ -111,13 +126,24 @@ export class TrafficController {
     return mv ? { version: mv, role: 'primary' } : undefined;
   }
 
+  /**
+   * The latency of one answer as rollout evidence: undefined while its version is in its warm-up
+   * (the first `warmup` answers since it loaded), so cold runs weigh on neither side.
+   */
+  private warmLatency(t: ModelTraffic, version: string, latencyMs: number | undefined): number | undefined {
+    const seen = t.answered.get(version) ?? 0;
+    t.answered.set(version, seen + 1);
+    const warmup = t.rollout?.record.spec.analysis.warmup ?? DEFAULT_RULES.warmup;
+    return seen >= warmup ? latencyMs : undefined;
+  }
+
   private onResult(event: InferEvent): void {
     if (event.role === 'shadow' || event.role === 'direct') return;
     const t = this.models.get(event.model);
     if (!t) return;
     const ok = !ERROR_OUTCOMES.has(event.outcome);
     const counts = event.outcome !== 'invalid';
-    const latency = latencyOf(event);
+    const latency = event.outcome === 'success' ? this.warmLatency(t, event.version, latencyOf(event)) : undefined;
     const p = t.effective;
     if (event.role === 'primary') {
       if (counts) {
@@ -127,7 +153,9 @@ export class TrafficController {
       if (event.outcome === 'success' && p && event.request && event.response) {
         for (const s of p.shadows) {
           if (s.sample < 1 && this.random() >= s.sample) continue;
-          this.shadows.offer(event.model, s.version, { request: event.request, primary: event.response, primaryLatencyMs: latency ?? event.durationMs });
+          const job: ShadowJob = { request: event.request, primary: event.response, primaryLatencyMs: latencyOf(event) ?? event.durationMs, primaryWarm: latency !== undefined };
+          if (event.timing) job.primaryComputeMs = event.timing.computeMs;
+          this.shadows.offer(event.model, s.version, job);
         }
       }
       this.shadows.pumpModel(event.model);
@@ -142,18 +170,19 @@ export class TrafficController {
     const t = this.models.get(o.model);
     const agreement = this.shadows.agreementOf(o.model, o.version);
     if (agreement !== undefined) this.monitor.shadowAgreement(o.model, o.version, agreement);
-    // Shadow runs are visible to other observers (metrics), with their own role.
-    this.umbra.hooks.emit({
-      model: o.model, version: o.version, role: 'shadow', outcome: o.ok ? 'success' : 'internal', context: {},
-      ...(o.ok ? {} : { error: o.error }), durationMs: o.latencyMs ?? 0,
-    });
+    // Other observers saw the shadow answer as any other (the core ran it, role `shadow`): metrics
+    // count it, drift watches its inputs and outputs, feedback scores it under the primary's id,
+    // the log keeps it.
     if (!t) return;
+    // Compute against compute on the same rows (see Evidence.observeCandidate).
+    const compute = o.ok ? this.warmLatency(t, o.version, o.timing?.computeMs) : undefined;
+    const primaryCompute = o.primaryWarm ? o.primaryComputeMs : undefined;
     if (t.rollout && t.rollout.candidate === o.version) {
-      t.rollout.observeShadow(o.ok, o.latencyMs, o.comparison);
+      t.rollout.observeShadow(o.ok, compute, primaryCompute, o.comparison);
       this.tick(o.model);
     }
     if (t.ambient?.subject === o.version) {
-      t.ambient.evidence.observeCandidate('shadow', o.ok, o.latencyMs);
+      t.ambient.evidence.observeCandidate('shadow', o.ok, compute, primaryCompute);
       if (o.comparison) t.ambient.evidence.observeComparison(o.comparison);
     }
   }
@@ -176,6 +205,8 @@ export class TrafficController {
       this.models.set(name, t);
     }
     this.readAutoConfig(name, t);
+    // A (re)loaded version starts cold.
+    for (const v of versions) t.answered.delete(v);
     const fresh = versions.filter((v) => !t.knownVersions.includes(v)).sort((a, b) => Number(a) - Number(b));
     if (fresh.length === 0) return;
     const firstSight = t.knownVersions.length === 0;
@@ -203,7 +234,7 @@ export class TrafficController {
   }
 
   private initModel(name: string): ModelTraffic {
-    const t: ModelTraffic = { knownVersions: [] };
+    const t: ModelTraffic = { knownVersions: [], answered: new Map() };
     let saved: ReturnType<TrafficStore['read']>;
     try {
       saved = this.store.read(name);
@@ -213,7 +244,11 @@ export class TrafficController {
     }
     if (saved) {
       if (saved.policy) t.policy = saved.policy;
-      if (saved.rollout) t.rollout = Rollout.resume(saved.rollout, this.now);
+      if (saved.rollout) {
+        t.rollout = Rollout.resume(saved.rollout, this.now);
+        const restart = t.rollout.record.history.at(-1);
+        if (t.rollout.active && restart?.action === 'restart') this.announce(name, t.rollout, restart);
+      }
       t.knownVersions = saved.known_versions;
     } else {
       const raw = this.configRaw(name);
@@ -258,7 +293,10 @@ export class TrafficController {
       const start = base ?? { primary: t.rollout.record.baseline, canary: null, shadows: [] };
       effective = t.rollout.applyTo(start);
     }
+    const claimedBefore = t.effective !== undefined;
     t.effective = effective;
+    // Whether this model's requests may bypass routing changed: tell the I/O threads.
+    if (claimedBefore !== (effective !== undefined)) this.umbra.hooks.changed();
     const subject = effective?.canary?.version ?? effective?.shadows[0]?.version;
     if (!subject) delete t.ambient;
     else if (t.ambient?.subject !== subject) t.ambient = { subject, evidence: new Evidence(this.now()) };
@@ -312,6 +350,8 @@ export class TrafficController {
   startRollout(name: string, value: unknown): Record<string, unknown> {
     const t = this.model(name);
     const spec = parseRolloutSpec(value) as RolloutSpec;
+    // Unset: the drift rule is on where it can judge, with monitoring on and a reference profile.
+    spec.analysis.drift ??= this.monitor.hasDrift && this.monitor.hasProfile(name);
     if (spec.analysis.drift && !this.monitor.hasDrift) throw new UmbraError('INVALID_ARGUMENT', 'analysis.drift needs the monitoring module (driftVerdict), which is not available');
     if (spec.analysis.min_accuracy !== undefined && !this.monitor.hasAccuracy) throw new UmbraError('INVALID_ARGUMENT', 'analysis.min_accuracy needs the monitoring module (liveAccuracy), which is not available');
     if (t.rollout?.active) throw new UmbraError('CONFLICT', `a rollout of version ${t.rollout.candidate} is already ${t.rollout.state}; promote or abort it first`);
@@ -324,6 +364,7 @@ export class TrafficController {
     t.policy = base;
     t.rollout = rollout;
     this.refresh(name, t);
+    this.announce(name, rollout, rollout.record.history.at(-1)!);
     return rollout.view();
   }
 
@@ -358,8 +399,9 @@ export class TrafficController {
   }
 
   /** A decision changes the policy: the end states fold the rollout into the explicit policy. */
-  private apply(name: string, t: ModelTraffic, _d: Decision): void {
+  private apply(name: string, t: ModelTraffic, d: Decision): void {
     const r = t.rollout!;
+    this.announce(name, r, d);
     if (!r.active) t.policy = r.applyTo(t.policy ?? { primary: r.record.baseline, canary: null, shadows: [] });
     this.refresh(name, t);
     try {
@@ -380,7 +422,7 @@ export class TrafficController {
       extra = { source: 'rollout', state: r.state, candidate: r.candidate, primary: r.record.baseline, step: r.record.step };
     } else if (t.ambient) {
       const e = t.ambient.evidence;
-      result = analyse(e, e, e, rules, this.monitor.evidence(name, t.ambient.subject));
+      result = analyse({ step: e, rollout: e, shadowStep: e.canaryRequests === 0 }, rules, this.monitor.evidence(name, t.ambient.subject));
       extra = { source: 'traffic', candidate: t.ambient.subject, primary: t.effective?.primary ?? null, evidence: e.summary() };
     } else {
       result = { verdict: 'inconclusive', rules: [] };
@@ -388,6 +430,16 @@ export class TrafficController {
     }
     const failed = result.rules.filter((x) => x.verdict === 'fail').map((x) => x.rule);
     return { verdict: result.verdict, model: name, ...extra, failed_rules: failed, rules: result.rules, at: new Date(this.now()).toISOString() };
+  }
+
+  /** Every decision is said three ways: a log line, a webhook event and a counter (the last two with monitoring on). */
+  private announce(name: string, r: Rollout, d: Decision): void {
+    const where = d.action === 'advance' ? `step ${d.step} -> ${d.step + 1}` : `step ${d.step}`;
+    this.log(`rollout of ${name} version ${r.candidate} over ${r.record.baseline}: ${d.action} at ${where} (${r.state}): ${d.reason}`);
+    this.monitor.rolloutEvent({
+      model: name, candidate: r.candidate, baseline: r.record.baseline, event: d.action, step: d.step, state: r.state,
+      reason: d.reason, at: d.at, ...(d.verdict ? { verdict: d.verdict } : {}),
+    });
   }
 
   close(): void {

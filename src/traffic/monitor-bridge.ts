@@ -1,13 +1,21 @@
 // THE one place where traffic meets src/monitor: shadow metrics go to its prom-client registry
-// (umbra_shadow_dropped_total, umbra_shadow_agreement) and its drift verdict and live accuracy
-// feed rollout analysis. With monitoring off every call is a no-op and the drift/accuracy rules
-// are refused at validation. Traffic's own stats stay the source of truth for GET /shadow.
+// (umbra_shadow_dropped_total, umbra_shadow_agreement), rollout decisions to its counter
+// (umbra_rollout_events_total) and webhook, and its drift verdict and live accuracy feed rollout
+// analysis. With monitoring off every call is a no-op and the drift/accuracy rules are refused at
+// validation. Traffic's own stats stay the source of truth for GET /shadow.
 import type { Monitor } from '../monitor/index.js';
+import type { RolloutEvent } from '../monitor/monitor.js';
 import type { MonitorEvidence } from './analysis.js';
+
+export type { RolloutEvent } from '../monitor/monitor.js';
 
 export interface MonitorBridge {
   readonly hasDrift: boolean;
   readonly hasAccuracy: boolean;
+  /** Whether the model has a reference profile (`umbra profile`) to judge drift against. */
+  hasProfile(model: string): boolean;
+  /** A rollout decision: counted, and sent to the webhook when one is set. */
+  rolloutEvent(event: RolloutEvent): void;
   shadowDropped(model: string, version: string): void;
   /** `agreement`: the version's running agreement with the primary, 0..1. */
   shadowAgreement(model: string, version: string, agreement: number): void;
@@ -17,6 +25,8 @@ export interface MonitorBridge {
 export const NO_MONITOR: MonitorBridge = {
   hasDrift: false,
   hasAccuracy: false,
+  hasProfile: () => false,
+  rolloutEvent: () => undefined,
   shadowDropped: () => undefined,
   shadowAgreement: () => undefined,
   evidence: () => ({}),
@@ -28,6 +38,12 @@ export function monitorBridge(monitor: Monitor | undefined): MonitorBridge {
   return {
     hasDrift: true,
     hasAccuracy: true,
+    hasProfile(model) {
+      return monitor.hasProfile(model);
+    },
+    rolloutEvent(event) {
+      monitor.recordRollout(event);
+    },
     shadowDropped(model, version) {
       monitor.metrics.shadowDropped.inc({ model, version });
     },

@@ -3,6 +3,7 @@
 // controller feeds it events and a clock, so tests drive it directly.
 import { UmbraError } from '../errors.js';
 import { analyse, DEFAULT_RULES, Evidence, parseRules, type AnalysisResult, type AnalysisRules, type MonitorEvidence, type Verdict } from './analysis.js';
+import type { Comparison } from './compare.js';
 import { badInput, onlyFields, readFraction, readObject, readVersion, type TrafficPolicy } from './policy.js';
 
 export interface RolloutStep {
@@ -10,10 +11,10 @@ export interface RolloutStep {
   shadow?: boolean;
   /** A canary step: this fraction of unversioned traffic is answered by the candidate. */
   weight?: number;
-  /** Candidate observations needed before the step is judged (shadow runs or canary requests). */
+  /** Candidate observations the step takes at least (shadow runs or canary requests). */
   min_requests: number;
   min_seconds: number;
-  /** A step still short of evidence after this long is inconclusive. */
+  /** A step whose rules are still inconclusive after this long is judged inconclusive. */
   max_seconds: number;
 }
 
@@ -59,7 +60,15 @@ export const DEFAULT_STEPS: readonly Omit<RolloutStep, 'max_seconds'>[] = [
 ];
 const DEFAULT_MAX_SECONDS = 600;
 const HISTORY_LIMIT = 200;
+/**
+ * Analysis sorts bounded samples (a millisecond at most), so it runs when a step's observations
+ * have doubled since the last look (at least 8), every 10 s on the clock (monitor evidence
+ * changes by itself), when the step reaches its minimum and at its deadline: O(log n) looks per
+ * step, not one per request.
+ */
 const ANALYSE_EVERY = 8;
+const ANALYSE_GROWTH = 1;
+const ANALYSE_MS = 10_000;
 
 function count(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback;
@@ -122,11 +131,15 @@ export class Rollout {
   /** Answers and the primary's latency accumulate over the whole rollout. */
   private readonly whole: Evidence;
   private stepStartedAt: number;
-  /** Step observations at the last full analysis. */
+  /** Step observations and clock at the last full analysis. */
   private analysedAt = 0;
+  private analysedAtMs: number;
+  /** Whether the step has been judged since it reached its minimum traffic and time. */
+  private judgedAtMinimum = false;
 
   constructor(readonly record: RolloutRecord, private readonly now: () => number) {
     this.stepStartedAt = now();
+    this.analysedAtMs = this.stepStartedAt;
     this.stepEvidence = new Evidence(this.stepStartedAt);
     this.whole = new Evidence(this.stepStartedAt);
   }
@@ -161,16 +174,18 @@ export class Rollout {
     return this.record.spec.steps[this.record.step];
   }
 
+  /** `latencyMs` undefined: failed, or inside the candidate's warm-up. */
   observeCanary(ok: boolean, latencyMs?: number): void {
     if (this.record.state !== 'running') return;
     this.stepEvidence.observeCandidate('canary', ok, latencyMs);
     this.whole.observeCandidate('canary', ok, latencyMs);
   }
 
-  observeShadow(ok: boolean, latencyMs: number | undefined, comparison: Parameters<Evidence['observeComparison']>[0] | undefined): void {
+  /** A shadow run's compute and the primary's on the same request (undefined inside either's warm-up). */
+  observeShadow(ok: boolean, computeMs: number | undefined, primaryComputeMs: number | undefined, comparison: Comparison | undefined): void {
     if (this.record.state !== 'running') return;
-    this.stepEvidence.observeCandidate('shadow', ok, latencyMs);
-    this.whole.observeCandidate('shadow', ok, latencyMs);
+    this.stepEvidence.observeCandidate('shadow', ok, computeMs, primaryComputeMs);
+    this.whole.observeCandidate('shadow', ok, computeMs, primaryComputeMs);
     if (comparison) {
       this.stepEvidence.observeComparison(comparison);
       this.whole.observeComparison(comparison);
@@ -184,7 +199,7 @@ export class Rollout {
   }
 
   analysis(monitor: MonitorEvidence = {}): AnalysisResult {
-    return analyse(this.stepEvidence, this.whole, this.whole, this.record.spec.analysis, monitor);
+    return analyse({ step: this.stepEvidence, rollout: this.whole, shadowStep: this.step?.shadow === true }, this.record.spec.analysis, monitor);
   }
 
   /** Observations that count toward the step's min_requests. */
@@ -193,19 +208,25 @@ export class Rollout {
   }
 
   /**
-   * Decides if the evidence allows: a failing rule rolls back at once; a step with its minimum
-   * traffic and time is judged (pass advances, inconclusive retries and, repeated, pauses); a step
-   * past max_seconds without enough traffic is inconclusive. Returns the decision, if any.
+   * Decides when the evidence allows: a failing rule rolls back at once, whatever the step; a
+   * step past its minimum traffic and time advances once every rule passes; a step still
+   * inconclusive at max_seconds gathers again, and max_inconclusive such steps in a row pause the
+   * rollout. Returns the decision, if any.
    */
   tick(monitor: MonitorEvidence = {}): Decision | undefined {
     if (this.record.state !== 'running') return undefined;
     const step = this.step!;
-    const elapsed = (this.now() - this.stepStartedAt) / 1000;
+    const now = this.now();
+    const elapsed = (now - this.stepStartedAt) / 1000;
     const enough = this.stepRequests() >= step.min_requests && elapsed >= step.min_seconds;
-    // Quantiles sort the latency window: judge every few observations, not on every request.
+    const timedOut = elapsed >= step.max_seconds;
     const seen = this.stepEvidence.candidate.requests + this.stepEvidence.primary.requests;
-    if (!enough && elapsed < step.max_seconds && seen - this.analysedAt < ANALYSE_EVERY) return undefined;
+    const grown = seen - this.analysedAt >= Math.max(ANALYSE_EVERY, this.analysedAt * ANALYSE_GROWTH);
+    const due = grown || now - this.analysedAtMs >= ANALYSE_MS || (enough && !this.judgedAtMinimum);
+    if (!due && !timedOut) return undefined;
     this.analysedAt = seen;
+    this.analysedAtMs = now;
+    if (enough) this.judgedAtMinimum = true;
     const result = this.analysis(monitor);
     if (result.verdict === 'fail') {
       const failed = result.rules.filter((r) => r.verdict === 'fail').map((r) => `${r.rule}: ${r.reason}`).join('; ');
@@ -214,27 +235,26 @@ export class Rollout {
     }
     if (enough && result.verdict === 'pass') {
       this.record.inconclusiveStreak = 0;
+      const passed = result.rules.map((r) => `${r.rule} ${r.value ?? '-'}`).join(', ');
       if (this.record.step + 1 >= this.record.spec.steps.length) {
         this.record.state = 'promoted';
-        return this.decide('promote', `every step passed; version ${this.candidate} is the primary`, result);
+        return this.decide('promote', `every step passed (last: ${passed}); version ${this.candidate} is the primary`, result);
       }
-      const d = this.decide('advance', `step ${this.record.step} passed`, result);
+      const d = this.decide('advance', `step ${this.record.step} passed after ${this.stepRequests()} ${step.shadow ? 'shadow runs' : 'canary answers'} (${passed})`, result);
       this.enterStep(this.record.step + 1);
       return d;
     }
-    if (enough || elapsed >= step.max_seconds) {
-      this.record.inconclusiveStreak += 1;
-      const missing = result.rules.filter((r) => r.verdict === 'inconclusive').map((r) => `${r.rule}: ${r.reason}`).join('; ');
-      const why = enough ? missing : `only ${this.stepRequests()} of ${step.min_requests} requests after ${Math.round(elapsed)} s; ${missing}`;
-      if (this.record.inconclusiveStreak >= this.record.spec.analysis.max_inconclusive) {
-        this.record.state = 'paused';
-        return this.decide('pause', `step ${this.record.step} inconclusive ${this.record.inconclusiveStreak} times in a row: ${why}`, { ...result, verdict: 'inconclusive' });
-      }
-      const d = this.decide('retry', `step ${this.record.step} inconclusive, gathering again: ${why}`, { ...result, verdict: 'inconclusive' });
-      this.enterStep(this.record.step);
-      return d;
+    if (!timedOut) return undefined;
+    this.record.inconclusiveStreak += 1;
+    const missing = result.rules.filter((r) => r.verdict === 'inconclusive').map((r) => `${r.rule}: ${r.reason}`).join('; ');
+    const why = enough ? `after ${Math.round(elapsed)} s still inconclusive: ${missing}` : `only ${this.stepRequests()} of ${step.min_requests} ${step.shadow ? 'shadow runs' : 'canary answers'} after ${Math.round(elapsed)} s${missing ? `; ${missing}` : ''}`;
+    if (this.record.inconclusiveStreak >= this.record.spec.analysis.max_inconclusive) {
+      this.record.state = 'paused';
+      return this.decide('pause', `step ${this.record.step} inconclusive ${this.record.inconclusiveStreak} times in a row (${why}); resume, promote or abort by hand`, { ...result, verdict: 'inconclusive' });
     }
-    return undefined;
+    const d = this.decide('retry', `step ${this.record.step} inconclusive, gathering again: ${why}`, { ...result, verdict: 'inconclusive' });
+    this.enterStep(this.record.step);
+    return d;
   }
 
   /** By hand: promote now, whatever the evidence. */
@@ -264,6 +284,8 @@ export class Rollout {
     this.stepStartedAt = this.now();
     this.stepEvidence = new Evidence(this.stepStartedAt);
     this.analysedAt = 0;
+    this.analysedAtMs = this.stepStartedAt;
+    this.judgedAtMinimum = false;
   }
 
   private decide(action: Action, reason: string, result?: AnalysisResult): Decision {

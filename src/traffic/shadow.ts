@@ -4,15 +4,19 @@
 // in flight, and none starts while the primary has queued work, so under overload shadow work
 // is what gets dropped. On models with priority levels shadows also ask for the lowest one.
 import type { InferRequest, InferResponse } from '../protocol/types.js';
-import type { ModelVersion } from '../repository/model-version.js';
+import type { InferResult, InferTiming, ModelVersion } from '../repository/model-version.js';
 import { compareModeOf, compareOutputs, tensorForLog, DEFAULT_TOLERANCE, type Comparison } from './compare.js';
-import { AgreementStats, LatencyRing, SideStats, round } from './stats.js';
+import { AgreementStats, Reservoir, SideStats, round } from './stats.js';
 
 export interface ShadowJob {
   request: InferRequest;
   primary: InferResponse;
-  /** Queue + compute time of the primary run, to compare with the shadow's. */
+  /** Queue + compute time of the primary run (GET /shadow shows both latencies). */
   primaryLatencyMs: number;
+  /** Compute of the batch that carried the primary run, to compare with the shadow's on the same rows. */
+  primaryComputeMs?: number;
+  /** False while the primary version was still in its warm-up (its latency is not evidence). */
+  primaryWarm?: boolean;
 }
 
 export interface ShadowOptions {
@@ -26,15 +30,25 @@ export interface ShadowOptions {
 
 export const DEFAULT_SHADOW_OPTIONS: ShadowOptions = { queueCapacity: 64, concurrency: 1, logCapacity: 50 };
 
-/** What one finished shadow run tells rollout analysis and metrics. */
+/**
+ * What one finished shadow run tells rollout analysis and the other observers (metrics, drift,
+ * feedback, the prediction log), which see it as an answer like any other.
+ */
 export interface ShadowOutcome {
   model: string;
   version: string;
   ok: boolean;
+  /** The shadow's own queue + compute (its queue is all wait behind primary work: it runs alone). */
   latencyMs?: number;
   primaryLatencyMs: number;
+  primaryComputeMs?: number;
+  primaryWarm: boolean;
   comparison?: Comparison;
   error?: unknown;
+  /** The copy the shadow ran (same id and inputs as the primary's request) and its answer. */
+  request: InferRequest;
+  response?: InferResponse;
+  timing?: InferTiming;
 }
 
 export interface ShadowHost {
@@ -42,6 +56,8 @@ export interface ShadowHost {
   resolve(model: string, version: string): ModelVersion | undefined;
   /** The primary version currently serving, whose queue gates shadow starts. */
   primaryOf(model: string): ModelVersion | undefined;
+  /** Runs a shadow copy on its version through the core's one entry point (the hooks see it, role 'shadow'). */
+  run(mv: ModelVersion, request: InferRequest): Promise<InferResult>;
   onOutcome(outcome: ShadowOutcome): void;
   onDropped(model: string, version: string): void;
   random(): number;
@@ -53,7 +69,7 @@ class Lane {
   dropped = 0;
   skipped = 0;
   readonly shadow = new SideStats();
-  readonly primaryLatency = new LatencyRing();
+  readonly primaryLatency = new Reservoir();
   readonly agreement = new AgreementStats();
   constructor(readonly model: string, readonly version: string) {}
 }
@@ -138,7 +154,7 @@ export class ShadowRunner {
     }
     lane.running += 1;
     const request = shadowRequest(job.request, mv);
-    mv.infer(request).then(({ response, timing }) => {
+    this.host.run(mv, request).then(({ response, timing }) => {
       const latencyMs = timing.queueMs + timing.computeMs;
       const primaryMv = this.host.resolve(lane.model, job.primary.model_version);
       const parameters = primaryMv?.config.parameters ?? mv.config.parameters;
@@ -148,11 +164,11 @@ export class ShadowRunner {
       lane.primaryLatency.add(job.primaryLatencyMs);
       lane.agreement.add(comparison);
       if (comparison.agreeingRows < comparison.rows) this.logDisagreement(lane, job, response, comparison);
-      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, comparison });
+      this.host.onOutcome({ model: lane.model, version: lane.version, ok: true, latencyMs, primaryLatencyMs: job.primaryLatencyMs, ...(job.primaryComputeMs !== undefined ? { primaryComputeMs: job.primaryComputeMs } : {}), primaryWarm: job.primaryWarm !== false, comparison, request, response, timing });
     }, (error: unknown) => {
       lane.shadow.record(false);
       lane.primaryLatency.add(job.primaryLatencyMs);
-      this.host.onOutcome({ model: lane.model, version: lane.version, ok: false, primaryLatencyMs: job.primaryLatencyMs, error });
+      this.host.onOutcome({ model: lane.model, version: lane.version, ok: false, primaryLatencyMs: job.primaryLatencyMs, primaryWarm: job.primaryWarm !== false, error, request });
     }).finally(() => {
       lane.running -= 1;
       this.pump(lane);

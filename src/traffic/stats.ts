@@ -1,44 +1,81 @@
-// Counters one side of a comparison keeps: requests, errors, recent latencies, agreement. Used
-// by the shadow endpoint (per shadow version) and by rollout analysis (per step window).
+// Counters one side of a comparison keeps: requests, errors, a bounded sample of latencies,
+// agreement. Used by the shadow endpoint (per shadow version) and by rollout analysis (per window).
 import type { Comparison } from './compare.js';
+import { seededRandom } from '../random.js';
 
-/** The last `capacity` latencies; quantiles are read from a sorted copy (only on demand). */
-export class LatencyRing {
+/** Latencies below this (answers from a store, clock granularity) count as this, so logs stay finite. */
+export const LATENCY_FLOOR_MS = 1e-3;
+
+/**
+ * A uniform sample (reservoir) of at most `capacity` of every value seen, so a window's memory is
+ * fixed whatever the traffic and its statistics describe the whole window, not its last seconds.
+ * The draw is seeded: the same stream of values keeps the same sample. With `logScale` values are
+ * kept as their logarithms (latency tests work on log latencies): `ascending()` gives the logs,
+ * `quantile()` answers in the values' own scale.
+ */
+export class Reservoir {
   private readonly values: Float64Array;
-  private next = 0;
+  /** Sorted copy, rebuilt in place when values changed since the last ask. */
+  private readonly sortedValues: Float64Array;
+  private sortedValid = false;
   private count = 0;
+  private seen = 0;
+  private readonly random: () => number;
 
-  constructor(capacity = 4096) {
+  constructor(capacity = 1024, seed = 0x7e57, private readonly logScale = false) {
     this.values = new Float64Array(capacity);
+    this.sortedValues = new Float64Array(capacity);
+    this.random = seededRandom(seed);
   }
 
-  private sorted: Float64Array | undefined;
-
-  add(ms: number): void {
-    this.sorted = undefined;
-    this.values[this.next] = ms;
-    this.next = (this.next + 1) % this.values.length;
-    if (this.count < this.values.length) this.count += 1;
+  add(value: number): void {
+    this.seen += 1;
+    let slot = this.count;
+    if (slot < this.values.length) this.count += 1;
+    else {
+      slot = Math.floor(this.random() * this.seen);
+      if (slot >= this.values.length) return;
+    }
+    this.values[slot] = this.logScale ? Math.log(Math.max(value, LATENCY_FLOOR_MS)) : value;
+    this.sortedValid = false;
   }
 
+  /** Values kept (at most the capacity). */
   get size(): number {
     return this.count;
+  }
+
+  /** Values ever added. */
+  get total(): number {
+    return this.seen;
+  }
+
+  /** The kept values (logs with `logScale`), ascending: a view the next add invalidates; do not modify. */
+  ascending(): Float64Array {
+    const sorted = this.sortedValues.subarray(0, this.count);
+    if (!this.sortedValid) {
+      sorted.set(this.values.subarray(0, this.count));
+      sorted.sort();
+      this.sortedValid = true;
+    }
+    return sorted;
   }
 
   /** Nearest-rank quantile, q in (0, 1]; undefined when empty. */
   quantile(q: number): number | undefined {
     if (this.count === 0) return undefined;
-    this.sorted ??= Float64Array.from(this.values.subarray(0, this.count)).sort();
-    const sorted = this.sorted;
+    const sorted = this.ascending();
     const rank = Math.min(this.count, Math.max(1, Math.ceil(q * this.count)));
-    return sorted[rank - 1];
+    const v = sorted[rank - 1]!;
+    return this.logScale ? Math.exp(v) : v;
   }
 }
 
 export class SideStats {
   requests = 0;
   errors = 0;
-  readonly latency = new LatencyRing();
+  /** Latencies in ms, kept as logs. */
+  readonly latency = new Reservoir(1024, 0x7e57, true);
 
   record(ok: boolean, latencyMs?: number): void {
     this.requests += 1;

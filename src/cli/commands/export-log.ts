@@ -52,11 +52,17 @@ async function exportLog(flags: ExportFlags): Promise<void> {
   const store = await openLogStore(url);
   const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
   let rows = 0;
+  let labelled = 0;
+  let labelledWithoutInputs = 0;
   try {
     for await (const row of store.exportRows(filter)) {
       if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`);
       await write(out, format === 'csv' ? csvLine(row) : `${JSON.stringify(row)}\n`);
       rows += 1;
+      if (row.truth !== null && row.truth !== undefined) {
+        labelled += 1;
+        if (row.inputs === null || row.inputs === undefined) labelledWithoutInputs += 1;
+      }
     }
   } finally {
     await store.close();
@@ -66,6 +72,10 @@ async function exportLog(flags: ExportFlags): Promise<void> {
     }
   }
   if (flags.out) process.stderr.write(`exported ${rows} predictions to ${flags.out}\n`);
+  // Retraining needs inputs; say plainly when the log kept only a sample of them.
+  if (labelledWithoutInputs > 0) {
+    process.stderr.write(`${labelledWithoutInputs} of ${labelled} labelled predictions have no inputs: the server logged inputs for a sample of predictions (--log-inputs-sample, default 0.1). To keep every input of a model, set "parameters": {"log_inputs_sample": "1"} in its config.json, or serve with --log-inputs-sample 1 for all models.\n`);
+  }
 }
 
 const CSV_COLUMNS: (keyof ExportedRow)[] = ['id', 'model', 'version', 'role', 'time', 'latency_ms', 'inputs', 'outputs', 'truth'];

@@ -1,8 +1,11 @@
-// Which signature each loaded version has, so an I/O thread can parse and validate requests
-// itself. The core's thread builds it from the repository and sends it on every load and unload;
-// a request the catalog cannot vouch for goes to the core's thread unparsed.
+// What an I/O thread needs to know of the core to parse requests itself, and to answer an inline
+// model's requests itself: each loaded version's signature, which model a hook may route
+// elsewhere, the plans of inline versions. The core's thread builds it from the repository and the
+// hooks and sends it on every load, unload and routing change; a request the catalog cannot vouch
+// for goes to the core's thread unparsed, and one it cannot answer locally goes there parsed.
 import { createHash } from 'node:crypto';
-import type { ModelManager } from '../../repository/manager.js';
+import type { Umbra } from '../../core/umbra.js';
+import type { Executor, ExecutionPlan } from '../../execution/executor.js';
 import type { ModelSignature } from '../../protocol/types.js';
 import type { Catalog } from './wire.js';
 
@@ -18,8 +21,10 @@ export function signatureFingerprint(signature: ModelSignature): string {
   return fp;
 }
 
-export function buildCatalog(manager: ModelManager): Catalog {
-  const catalog: Catalog = { models: {}, signatures: {} };
+/** `local`: whether I/O threads may answer inline versions themselves (UMBRA_IO_LOCAL=0 says no). */
+export function buildCatalog(core: Umbra, local: boolean): Catalog {
+  const manager = core.manager;
+  const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, idPrefix: core.ids?.prefix ?? null };
   for (const name of manager.names()) {
     const versions: Record<string, string> = {};
     const seen = new Set<string>();
@@ -28,32 +33,119 @@ export function buildCatalog(manager: ModelManager): Catalog {
       versions[mv.version] = fp;
       seen.add(fp);
       catalog.signatures[fp] = mv.signature;
+      const plan = local ? mv.execution.replicaPlan?.() : undefined;
+      if (plan) catalog.replicas[`${name}/${mv.version}`] = plan;
+    }
+    let fallback: string | null = null;
+    try {
+      fallback = manager.get(name).version;
+    } catch {
+      fallback = null;
     }
     // An unversioned request may be routed to any loaded version (canary, rollout): it can be
     // parsed ahead of routing only when every version takes the same inputs.
-    catalog.models[name] = { versions, uniform: seen.size === 1 ? [...seen][0]! : null };
+    catalog.models[name] = { versions, uniform: seen.size === 1 ? [...seen][0]! : null, default: fallback, claimed: core.hooks.claims(name) };
   }
   return catalog;
 }
 
+const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+
 /** The I/O thread's copy. Signature objects stay the same while their fingerprint does (parsers cache per object). */
 export class CatalogView {
-  private catalog: Catalog = { models: {}, signatures: {} };
+  private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, idPrefix: null };
   private readonly objects = new Map<string, ModelSignature>();
+
+  get current(): Catalog {
+    return this.catalog;
+  }
 
   update(next: Catalog): void {
     this.catalog = next;
-    for (const fp of [...this.objects.keys()]) if (!(fp in next.signatures)) this.objects.delete(fp);
+    for (const fp of [...this.objects.keys()]) if (!has(next.signatures, fp)) this.objects.delete(fp);
     for (const [fp, sig] of Object.entries(next.signatures)) if (!this.objects.has(fp)) this.objects.set(fp, sig);
   }
 
   /** The signature a request for (model, version) can be parsed against, or undefined. */
   lookup(model: string, version: string | undefined): { fp: string; signature: ModelSignature } | undefined {
-    const entry = Object.prototype.hasOwnProperty.call(this.catalog.models, model) ? this.catalog.models[model] : undefined;
+    const entry = has(this.catalog.models, model) ? this.catalog.models[model] : undefined;
     if (!entry) return undefined;
-    const fp = version === undefined || version === '' ? entry.uniform : Object.prototype.hasOwnProperty.call(entry.versions, version) ? entry.versions[version] : undefined;
+    const fp = version === undefined || version === '' ? entry.uniform : has(entry.versions, version) ? entry.versions[version] : undefined;
     if (fp === undefined || fp === null) return undefined;
     const signature = this.objects.get(fp);
     return signature ? { fp, signature } : undefined;
   }
+
+  /**
+   * The version this thread may answer itself for (model, version), and its role: only when no
+   * hook may route the model elsewhere or answer without it, and the version runs inline.
+   */
+  localVersion(model: string, version: string | undefined): { version: string; role: 'primary' | 'direct' } | undefined {
+    const c = this.catalog;
+    if (c.answering) return undefined;
+    const entry = has(c.models, model) ? c.models[model] : undefined;
+    if (!entry) return undefined;
+    const named = version !== undefined && version !== '';
+    // A named version is never rerouted; an unversioned one only when no hook claims the model.
+    if (!named && entry.claimed) return undefined;
+    const chosen = named ? version : entry.default;
+    if (chosen === null || !has(c.replicas, `${model}/${chosen}`)) return undefined;
+    return { version: chosen, role: named ? 'direct' : 'primary' };
+  }
+}
+
+/** This thread's replicas of inline versions, opened and retired as the catalog changes. */
+export class LocalReplicas {
+  private readonly ready = new Map<string, Executor>();
+  private readonly opening = new Set<string>();
+  private plans: Record<string, ExecutionPlan> = {};
+  private closed = false;
+
+  constructor(private readonly open: (plan: ExecutionPlan) => Promise<Executor>) {}
+
+  update(plans: Record<string, ExecutionPlan>): void {
+    this.plans = plans;
+    const wanted = new Set(Object.values(plans).map((p) => p.session.key));
+    for (const plan of Object.values(plans)) {
+      const key = plan.session.key;
+      if (this.ready.has(key) || this.opening.has(key)) continue;
+      this.opening.add(key);
+      this.open(plan).then((executor) => {
+        this.opening.delete(key);
+        if (this.closed || !this.wanted(key)) void retire(executor);
+        else this.ready.set(key, executor);
+      }, (err: Error) => {
+        // The core's own session keeps serving this version's requests.
+        this.opening.delete(key);
+        process.stderr.write(`umbra: an I/O thread could not open ${key} (its requests go to the core thread): ${err.message}\n`);
+      });
+    }
+    for (const [key, executor] of this.ready) {
+      if (wanted.has(key)) continue;
+      this.ready.delete(key);
+      void retire(executor);
+    }
+  }
+
+  private wanted(key: string): boolean {
+    return Object.values(this.plans).some((p) => p.session.key === key);
+  }
+
+  get(model: string, version: string): Executor | undefined {
+    const plan = has(this.plans, `${model}/${version}`) ? this.plans[`${model}/${version}`] : undefined;
+    return plan ? this.ready.get(plan.session.key) : undefined;
+  }
+
+  /** Drains and releases every replica (the thread is stopping). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.ready.values()];
+    this.ready.clear();
+    await Promise.all(all.map(retire));
+  }
+}
+
+async function retire(executor: Executor): Promise<void> {
+  await executor.drain().catch(() => undefined);
+  await executor.release().catch(() => undefined);
 }

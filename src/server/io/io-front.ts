@@ -7,9 +7,12 @@ import { inferReply } from '../../api/infer-route.js';
 import type { BodyInferResult, InferBodyOptions, InferenceFront } from '../../core/front.js';
 import { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } from '../../protocol/index.js';
 import type { InferRequest } from '../../protocol/types.js';
-import type { CatalogView } from './catalog.js';
+import type { CatalogView, LocalReplicas } from './catalog.js';
+import { outcomeOf } from '../../core/hooks.js';
+import { IdBlock } from '../../core/ids.js';
+import type { InferOptions } from '../../execution/types.js';
 import {
-  Outbox, errorFromWire, packRequest, unpackBody, unpackResponse, wireContext,
+  Outbox, errorFromWire, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
   type Envelope, type ToCore, type ToIo,
 } from './wire.js';
 
@@ -46,6 +49,22 @@ export class CoreLink {
     return id;
   }
 
+  /** Keeps receiving messages for `id` (a streamed answer's chunks) until `forget`. */
+  listen(id: number, settle: Waiting['settle']): void {
+    const waiter: Waiting = {
+      settle: (msg, slab) => {
+        // Every answer takes its waiter off the list; this one stays until forgotten.
+        this.waiting.set(id, waiter);
+        settle(msg, slab);
+      },
+    };
+    this.waiting.set(id, waiter);
+  }
+
+  forget(id: number): void {
+    this.waiting.delete(id);
+  }
+
   get pending(): number {
     return this.waiting.size;
   }
@@ -55,9 +74,19 @@ export class CoreLink {
   }
 }
 
-/** inferBody on an I/O thread: parse here when the catalog knows the signature, run on the core's thread. */
+/** Ids asked for at once; a new block is asked for when half of one is left. */
+const ID_BLOCK = 16384;
+
+/**
+ * inferBody on an I/O thread: parse here when the catalog knows the signature; answer here when
+ * the version runs inline and nothing may route the request elsewhere (no hop at all: the hooks
+ * get the event afterwards); otherwise run it on the core's thread.
+ */
 export class RemoteFront implements InferenceFront {
-  constructor(private readonly link: CoreLink, private readonly catalog: CatalogView) {}
+  private ids: IdBlock | undefined;
+  private askingIds = false;
+
+  constructor(private readonly link: CoreLink, private readonly catalog: CatalogView, private readonly replicas: LocalReplicas | undefined) {}
 
   inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options: InferBodyOptions = {}): Promise<BodyInferResult> {
     const known = this.catalog.lookup(model, version);
@@ -73,6 +102,63 @@ export class RemoteFront implements InferenceFront {
         request = undefined;
       }
     }
+    if (request) {
+      const local = this.answerLocally(model, version, request, options);
+      if (local) return local;
+    }
+    return this.viaCore(model, version, body, headerLength, options, request, known?.fp);
+  }
+
+  /** Runs the request on this thread's replica of an inline version, or undefined when it must go to the core. */
+  private answerLocally(model: string, version: string | undefined, request: InferRequest, options: InferBodyOptions): Promise<BodyInferResult> | undefined {
+    if (!this.replicas) return undefined;
+    const target = this.catalog.localVersion(model, version);
+    if (!target) return undefined;
+    const executor = this.replicas.get(model, target.version);
+    if (!executor) return undefined;
+    if (!this.assignId(request)) return undefined;
+    const startedAt = performance.now();
+    const context = wireContext(options.context);
+    const inferOptions: InferOptions = {};
+    if (options.signal) inferOptions.signal = options.signal;
+    if (options.receivedAt !== undefined) inferOptions.receivedAt = options.receivedAt;
+    return executor.infer(request, inferOptions).then((result) => {
+      // After the answer is written (the transport writes in this turn's microtasks): the event
+      // leaves with the turn's envelope.
+      const slab = this.link.outbox.slab;
+      this.link.outbox.push({ t: 'event', event: {
+        model, version: target.version, role: target.role, outcome: 'success', context,
+        request: packRequest(request, slab), response: packResponse(result.response, slab), timing: result.timing, durationMs: performance.now() - startedAt,
+      } });
+      return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
+    }, (err: unknown) => {
+      const slab = this.link.outbox.slab;
+      this.link.outbox.push({ t: 'event', event: {
+        model, version: target.version, role: target.role, outcome: outcomeOf(err), context,
+        request: packRequest(request, slab), error: wireError(err), durationMs: performance.now() - startedAt,
+      } });
+      throw err;
+    });
+  }
+
+  /** An id for a request that brought none, from this thread's block; false when none is left (the core assigns it). */
+  private assignId(request: InferRequest): boolean {
+    const prefix = this.catalog.current.idPrefix;
+    if (prefix === null) return true;
+    if (!this.ids || this.ids.prefix !== prefix) this.ids = new IdBlock(prefix);
+    const ids = this.ids;
+    if (ids.left < ID_BLOCK / 2 && !this.askingIds) {
+      this.askingIds = true;
+      this.link.call((id) => ({ t: 'ids', id, count: ID_BLOCK }), (msg) => {
+        this.askingIds = false;
+        if (msg.t === 'ids' && msg.start >= 0 && this.ids === ids) ids.add(msg.start, ID_BLOCK);
+      });
+    }
+    return ids.assign(request);
+  }
+
+  private viaCore(model: string, version: string | undefined, body: Uint8Array, headerLength: number | undefined, options: InferBodyOptions, parsed: InferRequest | undefined, fp: string | undefined): Promise<BodyInferResult> {
+    let request = parsed;
     return new Promise<BodyInferResult>((resolve, reject) => {
       const context = wireContext(options.context);
       const settle = (msg: ToIo, slab: ArrayBuffer | undefined): void => {
@@ -91,7 +177,7 @@ export class RemoteFront implements InferenceFront {
       };
       const outbox = this.link.outbox;
       const sendParsed = (id: number): ToCore => {
-        const msg: ToCore = { t: 'infer', id, model, fp: known!.fp, request: packRequest(request!, outbox.slab), context };
+        const msg: ToCore = { t: 'infer', id, model, fp: fp!, request: packRequest(request!, outbox.slab), context };
         if (version !== undefined) msg.version = version;
         if (options.receivedAt !== undefined) msg.receivedAt = options.receivedAt;
         return msg;
@@ -130,7 +216,7 @@ export class IoApi {
     if (route) return inferReply(this.front, req, route.model, route.version).catch(errorReply);
     return new Promise<ApiReply>((resolve) => {
       const outbox = this.link.outbox;
-      this.link.call((id) => {
+      const id = this.link.call((id) => {
         const msg: Extract<ToCore, { t: 'api' }> = { t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) };
         if (req.remoteAddress !== undefined) msg.remoteAddress = req.remoteAddress;
         return msg;
@@ -141,9 +227,45 @@ export class IoApi {
         }
         // Copied out of the slab, so the reply does not keep every answer of its envelope alive.
         const body = msg.text ?? Buffer.from(unpackBody(msg.bytes!, slab));
-        resolve({ status: msg.status, headers: msg.headers, body });
+        const reply: ApiReply = { status: msg.status, headers: msg.headers, body };
+        if (msg.stream) reply.stream = this.relay(id);
+        resolve(reply);
       });
     });
+  }
+
+  /**
+   * A streamed answer's chunks, relayed from the core's thread. They are listened for at once
+   * (they may come in the same message as the answer's head) and kept until the transport opens
+   * the stream.
+   */
+  private relay(id: number): NonNullable<ApiReply['stream']> {
+    const early: string[] = [];
+    let ended = false;
+    let sink: { write(chunk: string): void; end(): void } | undefined;
+    this.link.listen(id, (msg) => {
+      if (msg.t === 'chunk') {
+        if (sink) sink.write(msg.text);
+        else early.push(msg.text);
+      } else if (msg.t === 'end') {
+        this.link.forget(id);
+        ended = true;
+        sink?.end();
+      }
+    });
+    return {
+      open: (write, end) => {
+        sink = { write, end };
+        for (const chunk of early.splice(0)) write(chunk);
+        if (ended) end();
+        return () => {
+          if (ended) return;
+          ended = true;
+          this.link.forget(id);
+          this.link.outbox.push({ t: 'cancel', id });
+        };
+      },
+    };
   }
 }
 

@@ -6,15 +6,15 @@ import { createServer } from 'node:net';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Api, ApiRequest } from '../../api/api.js';
 import { SignatureChanged } from '../../core/front.js';
-import type { RequestContext } from '../../core/hooks.js';
+import type { InferEvent, RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
 import type { StreamOptions, StreamStats } from '../ws.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
-  Outbox, packResponse, unpackBody, unpackRequest, wireError,
-  type Control, type ControlReply, type Envelope, type ToCore, type ToIo, type WireContext,
+  Outbox, errorFromWire, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
+  type Control, type ControlReply, type Envelope, type PackedEvent, type ToCore, type ToIo, type WireContext,
 } from './wire.js';
 
 export interface IoHubOptions {
@@ -30,9 +30,13 @@ class IoThread {
   readonly outbox: Outbox<ToIo>;
   /** Requests handed over and not yet answered, so a client's abort or the thread's death cancels them. */
   readonly running = new Map<number, Cancellation>();
+  /** Streamed API answers still open, by request id: a cancel or the thread's death stops them. */
+  readonly streams = new Map<number, () => void>();
   tid = 0;
   /** Requests and API calls handed over since the thread started. */
   requests = 0;
+  /** The newest catalog the thread has applied. */
+  applied = 0;
   exited: Promise<number>;
   private readonly waiters: ((msg: ControlReply) => boolean)[] = [];
 
@@ -54,6 +58,25 @@ class IoThread {
     this.worker.postMessage(msg);
   }
 
+  private flushSeq = 0;
+  private readonly flushWaiters = new Map<number, () => void>();
+
+  /** Resolves once everything the thread sent before it got this call has been handled here. */
+  flush(): Promise<void> {
+    const seq = ++this.flushSeq;
+    const done = new Promise<void>((resolve) => {
+      this.flushWaiters.set(seq, resolve);
+      void this.exited.then(() => resolve());
+    });
+    this.send({ t: 'flush', seq });
+    return done;
+  }
+
+  flushed(seq: number): void {
+    this.flushWaiters.get(seq)?.();
+    this.flushWaiters.delete(seq);
+  }
+
   /** The next control reply `accept` takes (undefined if the thread ends first). */
   next<T extends ControlReply>(accept: (msg: ControlReply) => msg is T): Promise<T | undefined> {
     return new Promise((resolve) => {
@@ -72,6 +95,11 @@ export class IoHub extends EventEmitter {
   private boundPort = 0;
   private stopping = false;
   private readonly detach: (() => void)[] = [];
+  /** Counts the catalogs sent; each thread says which it has applied. */
+  private generation = 0;
+  private syncWaiters: { generation: number; resolve: () => void }[] = [];
+  /** Whether I/O threads may answer inline models themselves (UMBRA_IO_LOCAL=0 turns it off, to compare). */
+  private readonly local = process.env.UMBRA_IO_LOCAL !== '0';
 
   constructor(private readonly core: Umbra, private readonly api: Api, private readonly options: IoHubOptions) {
     super();
@@ -112,6 +140,10 @@ export class IoHub extends EventEmitter {
           this.core.manager.on(event, refresh);
           this.detach.push(() => this.core.manager.off(event, refresh));
         }
+        // A traffic policy taking or releasing a model, a store attached: routing changed.
+        this.detach.push(this.core.hooks.onChange(refresh));
+        // Requests the threads answered themselves reach the hooks in the threads' messages.
+        this.detach.push(this.core.addEventSource(() => Promise.all(this.threads.map((t) => t.flush())).then(() => undefined)));
         return;
       }
       await this.close();
@@ -128,10 +160,13 @@ export class IoHub extends EventEmitter {
     channel.port1.on('message', (envelope: Envelope<ToCore>) => this.serve(thread, envelope));
     // Listed at once, so every catalog sent from now on reaches it.
     this.threads.push(thread);
-    thread.send({ t: 'catalog', catalog: buildCatalog(this.core.manager) });
+    thread.send({ t: 'catalog', catalog: buildCatalog(this.core, this.local), generation: this.generation });
     worker.on('error', (err) => process.stderr.write(`umbra: I/O thread error: ${err.message}\n`));
     worker.on('message', (msg: ControlReply) => {
-      if (msg.t === 'stream-event') {
+      if (msg.t === 'catalog-applied') {
+        thread.applied = Math.max(thread.applied, msg.generation);
+        this.checkSynced();
+      } else if (msg.t === 'stream-event') {
         if (msg.event === 'pause') this.emit('pause');
         else this.emit('close', { code: msg.code, reason: msg.reason });
       }
@@ -154,8 +189,11 @@ export class IoHub extends EventEmitter {
     const i = this.threads.indexOf(thread);
     if (i >= 0) this.threads.splice(i, 1);
     this.core.threads.remove(thread.tid);
+    this.checkSynced();
     for (const c of thread.running.values()) c.abort();
     thread.running.clear();
+    for (const stop of thread.streams.values()) stop();
+    thread.streams.clear();
     thread.data.close();
     if (this.stopping) return;
     process.stderr.write(`umbra: an I/O thread ended (exit code ${code}); starting another\n`);
@@ -163,20 +201,54 @@ export class IoHub extends EventEmitter {
   }
 
   private broadcastCatalog(): void {
-    const catalog = buildCatalog(this.core.manager);
-    for (const t of this.threads) t.send({ t: 'catalog', catalog });
+    const catalog = buildCatalog(this.core, this.local);
+    this.generation += 1;
+    for (const t of this.threads) t.send({ t: 'catalog', catalog, generation: this.generation });
+  }
+
+  /** Resolves once every thread has applied the newest catalog (a thread that ends counts as done). */
+  private synced(): Promise<void> {
+    if (this.threads.every((t) => t.applied >= this.generation)) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push({ generation: this.generation, resolve }));
+  }
+
+  private checkSynced(): void {
+    if (this.syncWaiters.length === 0) return;
+    const low = Math.min(...this.threads.map((t) => t.applied));
+    this.syncWaiters = this.syncWaiters.filter((w) => {
+      if (low < w.generation) return true;
+      w.resolve();
+      return false;
+    });
   }
 
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
     const slab = envelope.slab;
     for (const msg of envelope.msgs) {
-      if (msg.t !== 'cancel') thread.requests += 1;
+      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api') thread.requests += 1;
       switch (msg.t) {
         case 'infer': this.infer(thread, msg, slab); break;
         case 'body': this.inferBody(thread, msg, slab); break;
         case 'api': this.apiRequest(thread, msg, slab); break;
-        case 'cancel': thread.running.get(msg.id)?.abort(); break;
+        case 'cancel': this.cancel(thread, msg.id); break;
+        case 'event': this.core.emitEvent(eventFromWire(msg.event, slab)); break;
+        case 'ids': thread.outbox.push({ t: 'ids', id: msg.id, start: this.idBlock(msg.count) }); break;
+        case 'flushed': thread.flushed(msg.seq); break;
       }
+    }
+  }
+
+  /** Sequence numbers for ids an I/O thread assigns; none when the core assigns no ids. */
+  private idBlock(count: number): number {
+    return this.core.ids ? this.core.ids.reserve(count) : -1;
+  }
+
+  private cancel(thread: IoThread, id: number): void {
+    thread.running.get(id)?.abort();
+    const stop = thread.streams.get(id);
+    if (stop) {
+      thread.streams.delete(id);
+      stop();
     }
   }
 
@@ -215,11 +287,34 @@ export class IoHub extends EventEmitter {
   private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
     if (msg.remoteAddress !== undefined) req.remoteAddress = msg.remoteAddress;
-    void this.api.handle(req).then((reply) => {
+    const before = this.generation;
+    void this.api.handle(req).then(async (reply) => {
+      // A call that changed what the threads route by (a load, an unload, a traffic policy)
+      // returns once every thread routes by the change: the caller's next request, on any
+      // connection, sees it.
+      if (this.generation !== before) await this.synced();
       const out: Extract<ToIo, { t: 'reply' }> = { t: 'reply', id: msg.id, status: reply.status, headers: reply.headers };
       if (typeof reply.body === 'string') out.text = reply.body;
       else out.bytes = thread.outbox.slab.addBody(reply.body);
+      if (reply.stream) out.stream = true;
       thread.outbox.push(out);
+      if (!reply.stream) return;
+      let open = true;
+      const end = () => {
+        if (!open) return;
+        open = false;
+        thread.streams.delete(msg.id);
+        thread.outbox.push({ t: 'end', id: msg.id });
+      };
+      const stop = reply.stream.open((text) => {
+        if (open) thread.outbox.push({ t: 'chunk', id: msg.id, text });
+      }, end);
+      if (open) {
+        thread.streams.set(msg.id, () => {
+          open = false;
+          stop();
+        });
+      } else stop();
     });
   }
 
@@ -275,6 +370,15 @@ function freePort(host: string): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
+}
+
+function eventFromWire(e: PackedEvent, slab: ArrayBuffer | undefined): InferEvent {
+  const event: InferEvent = { model: e.model, version: e.version, role: e.role, outcome: e.outcome, context: contextOf(e.context), durationMs: e.durationMs };
+  if (e.request) event.request = unpackRequest(e.request, slab);
+  if (e.response) event.response = unpackResponse(e.response, slab);
+  if (e.error) event.error = errorFromWire(e.error);
+  if (e.timing) event.timing = e.timing;
+  return event;
 }
 
 function contextOf(wire: WireContext): RequestContext {

@@ -5,9 +5,10 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import * as uws from 'uWebSockets.js';
-import { attachHttp, InFlight } from '../http.js';
+import { attachHttp, InFlight, OpenStreams } from '../http.js';
 import { attachWebSocket, type StreamOptions } from '../ws.js';
-import { CatalogView } from './catalog.js';
+import { CatalogView, LocalReplicas } from './catalog.js';
+import { Executor } from '../../execution/executor.js';
 import { CoreLink, IoApi, RemoteFront } from './io-front.js';
 import type { Control, ControlReply } from './wire.js';
 
@@ -24,7 +25,8 @@ const control = parentPort!;
 const options = workerData as IoThreadData;
 const link = new CoreLink(options.data);
 const catalog = new CatalogView();
-const front = new RemoteFront(link, catalog);
+const replicas = new LocalReplicas((plan) => Executor.replica(plan));
+const front = new RemoteFront(link, catalog, replicas);
 const api = new IoApi(front, link);
 const app = uws.App();
 const inFlight = new InFlight();
@@ -36,7 +38,8 @@ const reply = (msg: ControlReply) => control.postMessage(msg);
 const streams = attachWebSocket(app, front, options.stream, () => !closing);
 streams.on('pause', () => reply({ t: 'stream-event', event: 'pause' }));
 streams.on('close', (e: { code: number; reason: string }) => reply({ t: 'stream-event', event: 'close', code: e.code, reason: e.reason }));
-attachHttp(app, api, { maxBodyBytes: options.maxBodyBytes }, inFlight, () => closing);
+const openStreams = new OpenStreams();
+attachHttp(app, api, { maxBodyBytes: options.maxBodyBytes }, inFlight, () => closing, openStreams);
 
 /** The OS thread id, so a profiler can tell the I/O threads' CPU time apart. */
 function threadId(): number {
@@ -75,19 +78,27 @@ control.on('message', (msg: Control) => {
   switch (msg.t) {
     case 'catalog':
       catalog.update(msg.catalog);
+      replicas.update(msg.catalog.replicas);
+      reply({ t: 'catalog-applied', generation: msg.generation });
       break;
     case 'drain':
       closing = true;
       stopListening();
+      openStreams.endAll();
       // Requests on open connections are still answered (with Connection: close); streams
       // answer what they run, refuse the rest and close with 1001.
       void Promise.all([inFlight.idle(), streams.drain()]).then(() => reply({ t: 'drained' }));
       break;
     case 'stop':
-      shutdown(0);
+      void replicas.close().finally(() => shutdown(0));
       break;
     case 'stats':
       reply({ t: 'stats', ...streams.stats() });
+      break;
+    case 'flush':
+      // On the data channel, behind every event this thread has produced so far.
+      link.outbox.push({ t: 'flushed', seq: msg.seq });
+      link.outbox.flush();
       break;
   }
 });

@@ -8,7 +8,8 @@ import type { ErrorCode } from '../../errors.js';
 import { UmbraError, isUmbraError, ERROR_CODES } from '../../errors.js';
 import { typedArrayView } from '../../protocol/datatype.js';
 import type { InferRequest, InferResponse, ModelSignature, RequestedOutput, Tensor, TensorData } from '../../protocol/types.js';
-import type { RequestContext } from '../../core/hooks.js';
+import type { Outcome, RequestContext, TrafficRole } from '../../core/hooks.js';
+import type { ExecutionPlan } from '../../execution/executor.js';
 import type { InferTiming } from '../../execution/types.js';
 import type { StreamStats } from '../ws.js';
 
@@ -42,6 +43,20 @@ export interface PackedResponse {
 /** What crosses for a request: the headers the hooks read, the routing key, the transport. */
 export type WireContext = Pick<RequestContext, 'routingKey' | 'headers' | 'transport'>;
 
+/** An InferEvent of a request an I/O thread answered itself. */
+export interface PackedEvent {
+  model: string;
+  version: string;
+  role: TrafficRole;
+  outcome: Outcome;
+  context: WireContext;
+  request?: PackedRequest;
+  response?: PackedResponse;
+  error?: WireError;
+  timing?: InferTiming;
+  durationMs: number;
+}
+
 export interface WireError {
   /** Absent for an internal fault (answered 500). */
   code?: ErrorCode;
@@ -58,7 +73,13 @@ export type ToCore =
   /** Any other route: the core's API answers it. */
   | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor; remoteAddress?: string }
   /** The client went away: abort the request if it has not started. */
-  | { t: 'cancel'; id: number };
+  | { t: 'cancel'; id: number }
+  /** A request the thread answered itself (an inline replica): the hooks see it on the core's thread. */
+  | { t: 'event'; event: PackedEvent }
+  /** A block of prediction ids for requests the thread answers itself. */
+  | { t: 'ids'; id: number; count: number }
+  /** Everything the thread sent before this has been sent (answers a 'flush'). */
+  | { t: 'flushed'; seq: number };
 
 /** Core -> I/O thread. */
 export type ToIo =
@@ -66,8 +87,12 @@ export type ToIo =
   | { t: 'err'; id: number; error: WireError }
   /** The version the core routed to has another signature than the one parsed against: send the body. */
   | { t: 'retry'; id: number }
+  | { t: 'ids'; id: number; start: number }
   /** An API answer; a byte body travels in the slab. */
-  | { t: 'reply'; id: number; status: number; headers: Record<string, string>; text?: string; bytes?: PackedTensor };
+  | { t: 'reply'; id: number; status: number; headers: Record<string, string>; text?: string; bytes?: PackedTensor; stream?: true }
+  /** The next chunk of a streamed API answer, and its end. */
+  | { t: 'chunk'; id: number; text: string }
+  | { t: 'end'; id: number };
 
 export interface Envelope<M> {
   msgs: M[];
@@ -76,23 +101,42 @@ export interface Envelope<M> {
 
 /** Control messages on the thread's own port (not batched). */
 export type Control =
-  | { t: 'catalog'; catalog: Catalog }
+  /** `generation` counts the core's catalogs; the thread says when it applied one. */
+  | { t: 'catalog'; catalog: Catalog; generation: number }
   | { t: 'drain' }
   | { t: 'stop' }
-  | { t: 'stats' };
+  | { t: 'stats' }
+  /** Send everything waiting now, then 'flushed' on the data channel. */
+  | { t: 'flush'; seq: number };
 
 /** I/O thread -> core, on the thread's control port. */
 export type ControlReply =
   | { t: 'listening'; port: number; tid: number }
   | { t: 'listen-failed'; message: string }
   | { t: 'drained' }
+  | { t: 'catalog-applied'; generation: number }
   | ({ t: 'stats' } & StreamStats)
   | { t: 'stream-event'; event: 'pause' } | { t: 'stream-event'; event: 'close'; code: number; reason: string };
 
 /** What an I/O thread needs to parse requests itself: each loaded version's signature. */
 export interface Catalog {
-  models: Record<string, { versions: Record<string, string>; uniform: string | null }>;
+  models: Record<string, {
+    /** Signature fingerprint of each loaded version. */
+    versions: Record<string, string>;
+    /** The fingerprint every version shares (an unversioned request may go to any), else null. */
+    uniform: string | null;
+    /** The version an unversioned request goes to when no hook claims the model. */
+    default: string | null;
+    /** A hook (a traffic policy) may route this model's requests elsewhere: they go to the core. */
+    claimed: boolean;
+  }>;
   signatures: Record<string, ModelSignature>;
+  /** Inline versions an I/O thread may answer itself, by "model/version". */
+  replicas: Record<string, ExecutionPlan>;
+  /** A hook may answer requests without the model (a prediction store): every request goes to the core. */
+  answering: boolean;
+  /** Prefix of the ids the core assigns; null when it assigns none. */
+  idPrefix: string | null;
 }
 
 /** Copies tensors into one slab as messages are added; `finish` hands the slab over. */
