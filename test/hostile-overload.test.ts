@@ -79,6 +79,42 @@ t.test('the batcher: time waited before submit counts toward the timeout and the
   t.equal(batcher.stats().rejectedQueueFull, 1);
 });
 
+t.test('the batcher: a queue that stands (batches leave it late for an interval) refuses arrivals until it drains', async (t) => {
+  let now = 0;
+  const releases: (() => void)[] = [];
+  const batcher = new DynamicBatcher<number, number>({
+    maxBatchSize: 1, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, admissionBudgetUs: 50_000,
+    defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0, maxInFlight: 1,
+    now: () => now,
+    setTimer: () => () => undefined,
+    execute: (items) => new Promise((resolve) => { releases.push(() => resolve(items)); }),
+  });
+  // Runs the batch in flight to its end at `at` (µs); the next one leaves the queue then.
+  const finishAt = async (at: number) => {
+    now = at;
+    releases.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  // Ten arrive on time; each batch takes 150 ms, four times what the bound was derived for.
+  const admitted = Array.from({ length: 10 }, (_, i) => batcher.submit(i, { rows: 1, shapeKey: '' }));
+  await finishAt(150_000);
+  const late = batcher.submit(10, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 9, 'one batch left late: no refusal yet (a stall is not a standing queue)');
+  await finishAt(300_000);
+  await t.rejects(batcher.submit(11, { rows: 1, shapeKey: '' }), { code: 'QUEUE_FULL', retryAfter: 1, message: /the queue stands/ }, 'late for a whole interval: arrivals are refused');
+  for (let k = 3; k <= 10; k++) await finishAt(300_000 + k);
+  t.equal(batcher.pending, 0, 'the queue drained');
+  const fresh = batcher.submit(12, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 1, 'an empty queue takes a request whatever the last batch waited');
+  await finishAt(300_011);
+  const next = batcher.submit(13, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 1, 'a batch that left on time: the queue admits again');
+  await finishAt(300_012);
+  await finishAt(300_013);
+  t.same(await Promise.all([...admitted, late, fresh, next]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13]);
+  t.equal(batcher.stats().rejectedQueueFull, 1);
+});
+
 // One server for both: 'flood' has no config (its bound is derived); 'gate' runs one batch at a time.
 const repo = tempRepo();
 t.teardown(() => repo.remove());

@@ -81,11 +81,20 @@ export class DynamicBatcher<P, R> {
   #drained: Promise<void> | null = null;
   /** Refuses requests while a backlog stands in front of the queue (admissionBudgetUs). */
   readonly #backlog: BacklogDetector | null;
+  /**
+   * Judges the queue itself the same way, by what dispatched requests waited: the bound in
+   * requests rests on the warm-up's batch time, and a host that slows every batch down (other work
+   * on its cores) makes the same number of requests wait several budgets.
+   */
+  readonly #sojourn: BacklogDetector | null;
+  /** Whether the last batch's youngest request had waited past the budget for a whole interval. */
+  #queueStands = false;
   #resolveDrained: (() => void) | null = null;
 
   constructor(options: BatcherOptions<P, R>) {
     this.#config = resolveBatcherOptions(options);
     this.#backlog = this.#config.admissionBudgetUs > 0 ? new BacklogDetector(this.#config.admissionBudgetUs) : null;
+    this.#sojourn = this.#config.admissionBudgetUs > 0 ? new BacklogDetector(this.#config.admissionBudgetUs) : null;
   }
 
   /** Queue one request; settles with its result, or rejects (QUEUE_FULL, TIMEOUT, NOT_READY, INVALID_INPUT, the execute error). */
@@ -112,6 +121,12 @@ export class DynamicBatcher<P, R> {
     if (this.#config.maxQueueSize > 0 && this.#config.queue.size >= this.#config.maxQueueSize) {
       counters.rejectedQueueFull++;
       return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests; retry later`, { retryAfter: 1 }));
+    }
+    // A standing queue refuses arrivals until it drains; an empty one never does (no batch leaves
+    // it to say it stopped standing).
+    if (this.#queueStands && this.#sojourn && this.#config.queue.size > 0) {
+      counters.rejectedQueueFull++;
+      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue stands: requests have left it after more than its budget of ${formatMs(this.#sojourn.budgetUs)} for over ${formatMs(this.#sojourn.intervalUs)}; retry later`, { retryAfter: 1 }));
     }
     const waitedUs = checked.waitedUs;
     if (this.#backlog?.refuse(waitedUs, now)) {
@@ -252,11 +267,14 @@ export class DynamicBatcher<P, R> {
   #dispatch(batch: Pending<P, R>[], now: number, staged: boolean): void {
     const counters = this.#counters;
     let rows = 0;
+    let youngest = -Infinity;
     for (const request of batch) {
       this.#leave(request);
       rows += request.rows;
       counters.queueTimeUs += now - request.enqueuedAt;
+      if (request.enqueuedAt > youngest) youngest = request.enqueuedAt;
     }
+    if (this.#sojourn) this.#queueStands = this.#sojourn.refuse(now - youngest, now);
     counters.executions++;
     counters.inferences += rows;
     counters.executedRequests += batch.length;
