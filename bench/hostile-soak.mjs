@@ -8,9 +8,13 @@
 //      header; and interleaved valid requests whose answers are checked exactly.
 // Prints one JSON object; bench/RESULTS-robustness.md records it with the command.
 //
-// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23]
+// With --baseline, a second server serves the same export with `max_queue_size: 0` (an unbounded
+// queue, Triton's default and Umbra's before the derived bound), and each round runs the same
+// overload against it right after the defaults' (paired rounds on one host).
+//
+// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--baseline]
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -18,19 +22,23 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { seededRandom } from '../dist/random.js';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []));
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1] === undefined || all[i + 1].startsWith('--') ? 'yes' : all[i + 1]]] : pairs), []));
+const baseline = args.baseline === 'yes';
 const rounds = Number(args.rounds ?? 3);
 const overloadS = Number(args['overload-s'] ?? 20);
 const ioThreads = args['io-threads'];
 const random = seededRandom(Number(args.seed ?? 23));
 const WIDTH = 256;
+// Wide enough that the model, not the HTTP path, is what saturates: a JavaScript load generator on
+// the same two cores can then send twice the capacity on schedule (with 2048 it fell behind).
+const HIDDEN = Number(args.hidden ?? 4096);
 
 function exportModel(dir) {
   mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
   execFileSync('/usr/bin/python3', ['-c', `
 import torch
 torch.manual_seed(7)
-m = torch.nn.Sequential(torch.nn.Linear(${WIDTH}, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 10)).eval()
+m = torch.nn.Sequential(torch.nn.Linear(${WIDTH}, ${HIDDEN}), torch.nn.ReLU(), torch.nn.Linear(${HIDDEN}, ${HIDDEN}), torch.nn.ReLU(), torch.nn.Linear(${HIDDEN}, 10)).eval()
 torch.onnx.export(m, torch.randn(1, ${WIDTH}), '${join(dir, 'mlp', '1', 'model.onnx')}', input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'b'}, 'y': {0: 'b'}}, opset_version=13)
 `], { stdio: 'inherit' });
 }
@@ -55,17 +63,28 @@ const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/sta
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
 const row = (i) => Array.from({ length: WIDTH }, (_, j) => ((i * 31 + j * 7) % 17) / 4 - 2);
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-function infer(port, data) {
-  const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data }] });
+// Bounded, so an overload that the server answers slowly cannot run the client out of descriptors;
+// a request waiting here for a socket still counts its wait (latency runs from when it was due).
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+/** Request bodies encoded once: the generator shares the host's two cores with the server it measures. */
+const BODIES = Array.from({ length: 64 }, (_, i) => JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(i) }] }));
+const bodyOf = (i) => BODIES[((i % 64) + 64) % 64];
+
+/** `ms` from the call, `serverMs` from when the request got its socket (the generator's own queue excluded). */
+function infer(port, body, via = agent) {
   return new Promise((resolve) => {
     const started = performance.now();
-    const req = http.request({ host: '127.0.0.1', port, path: '/v2/models/mlp/infer', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+    let sent = started;
+    const req = http.request({ host: '127.0.0.1', port, path: '/v2/models/mlp/infer', method: 'POST', agent: via, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], type: res.headers['content-type'], body: Buffer.concat(chunks).toString(), ms: performance.now() - started }));
+      res.on('end', () => {
+        const now = performance.now();
+        resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], type: res.headers['content-type'], body: Buffer.concat(chunks).toString(), ms: now - started, serverMs: now - sent });
+      });
     });
-    req.on('error', (err) => resolve({ status: 0, error: err.code, ms: performance.now() - started }));
+    req.on('socket', () => { sent = performance.now(); });
+    req.on('error', (err) => resolve({ status: 0, error: err.code, ms: performance.now() - started, serverMs: performance.now() - sent }));
     req.end(body);
   });
 }
@@ -76,7 +95,7 @@ async function closedLoop(port, clients, seconds) {
   let done = 0;
   await Promise.all(Array.from({ length: clients }, async (_, c) => {
     for (let i = 0; performance.now() < until; i++) {
-      const r = await infer(port, row(c * 1000 + i));
+      const r = await infer(port, bodyOf(c * 1000 + i));
       if (r.status === 200) latencies.push(r.ms);
       done += 1;
     }
@@ -85,10 +104,14 @@ async function closedLoop(port, clients, seconds) {
   return { rate: done / seconds, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99) };
 }
 
-/** Requests on a fixed schedule; each one's latency counts from when it was due. */
+/**
+ * Requests on a fixed schedule; each one's latency counts from when it was due (the generator's
+ * own lag included), and separately from when it went out on a socket (the server's part).
+ */
 async function openLoop(port, rate, seconds, pid) {
   const statuses = {};
   const admitted = [];
+  const admittedServer = [];
   let retryAfterMissing = 0;
   let nonJsonErrors = 0;
   const rssSamples = [rss(pid)];
@@ -96,25 +119,33 @@ async function openLoop(port, rate, seconds, pid) {
   const start = performance.now();
   const total = Math.round(rate * seconds);
   const pending = [];
+  let lateSends = 0;
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(infer(port, row(i)).then((r) => {
+    else if (wait < -100) lateSends += 1;
+    pending.push(infer(port, bodyOf(i)).then((r) => {
       const ms = performance.now() - due;
       statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-      if (r.status === 200) admitted.push(ms);
+      if (r.status === 200) {
+        admitted.push(ms);
+        admittedServer.push(r.serverMs);
+      }
       if (r.status === 503 && r.retryAfter === undefined) retryAfterMissing += 1;
       if (r.status >= 400 && !/application\/json/.test(r.type ?? '')) nonJsonErrors += 1;
     }));
   }
+  // Sent when the schedule ends on a connection of its own, behind whatever the overload left queued in the server.
+  const afterLoad = await infer(port, bodyOf(-1), new http.Agent({ keepAlive: false }));
   await Promise.all(pending);
   clearInterval(sampler);
-  const afterLoad = await infer(port, row(-1));
   admitted.sort((a, b) => a - b);
+  admittedServer.sort((a, b) => a - b);
   return {
-    rate, sent: total, statuses, retryAfterMissing, nonJsonErrors,
+    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, retryAfterMissing, nonJsonErrors,
     admittedP50: pct(admitted, 0.5), admittedP99: pct(admitted, 0.99),
+    admittedServerP50: pct(admittedServer, 0.5), admittedServerP99: pct(admittedServer, 0.99),
     rssStartMb: rssSamples[0], rssPeakMb: Math.max(...rssSamples), rssEndMb: rssSamples[rssSamples.length - 1],
     afterLoadMs: afterLoad.ms, afterLoadStatus: afterLoad.status,
   };
@@ -141,7 +172,7 @@ async function hostile(port, untilMs) {
   const counts = { raw: 0, splits: 0, framing: 0, ws: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
   const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(7) }] });
   const valid = `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
-  const reference = JSON.parse((await infer(port, row(7))).body).outputs[0].data;
+  const reference = JSON.parse((await infer(port, body)).body).outputs[0].data;
   const judge = (text) => {
     for (const m of text.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n((?:[^\r]+\r\n)*)\r\n/g)) {
       const status = Number(m[1]);
@@ -209,14 +240,32 @@ try {
   const server = await startServer(dir, port);
   const pid = server.child.pid;
   const capacity = await closedLoop(port, 64, 10);
+  let unbounded;
+  if (baseline) {
+    const other = join(dir, 'unbounded');
+    cpSync(join(dir, 'mlp'), join(other, 'mlp'), { recursive: true });
+    writeFileSync(join(other, 'mlp', 'config.json'), JSON.stringify({ dynamic_batching: { max_queue_size: 0 } }));
+    unbounded = await startServer(other, port + 1);
+  }
   const results = { command: `node bench/hostile-soak.mjs ${process.argv.slice(2).join(' ')}`.trim(), queueLine: server.log().split('\n').find((l) => l.includes('queue bound')), capacity, rounds: [] };
   for (let r = 0; r < rounds; r++) {
     const unloaded = await closedLoop(port, 1, 8);
     const stopHostile = performance.now() + overloadS * 1000;
     const [overload, hostileCounts] = await Promise.all([openLoop(port, 2 * capacity.rate, overloadS, pid), hostile(port, stopHostile)]);
     const ready = await fetch(`http://127.0.0.1:${port}/v2/models/mlp/ready`);
-    results.rounds.push({ unloaded, overload, p99Ratio: overload.admittedP99 / unloaded.p99, hostile: hostileCounts, modelStillLoaded: ready.status === 200 });
-    process.stderr.write(`round ${r + 1}: unloaded p99 ${unloaded.p99.toFixed(1)} ms, overload admitted p99 ${overload.admittedP99.toFixed(1)} ms (${(overload.admittedP99 / unloaded.p99).toFixed(1)}x), statuses ${JSON.stringify(overload.statuses)}, RSS ${overload.rssStartMb.toFixed(0)}->${overload.rssPeakMb.toFixed(0)} MB\n`);
+    const round = { unloaded, overload, p99Ratio: overload.admittedP99 / unloaded.p99, serverP99Ratio: overload.admittedServerP99 / unloaded.p99, hostile: hostileCounts, modelStillLoaded: ready.status === 200 };
+    process.stderr.write(`round ${r + 1}: unloaded p99 ${unloaded.p99.toFixed(1)} ms, overload admitted p99 ${overload.admittedP99.toFixed(1)} ms from due (${(overload.admittedP99 / unloaded.p99).toFixed(1)}x), ${overload.admittedServerP99.toFixed(1)} ms from sending (${(overload.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${overload.lateSends}, statuses ${JSON.stringify(overload.statuses)}, RSS ${overload.rssStartMb.toFixed(0)}->${overload.rssPeakMb.toFixed(0)} MB, after the load ${overload.afterLoadMs.toFixed(0)} ms\n`);
+    if (unbounded) {
+      // The same schedule against the unbounded queue, right after (no hostile stream beside it).
+      const base = await openLoop(port + 1, 2 * capacity.rate, overloadS, unbounded.child.pid);
+      round.unbounded = { overload: base, p99Ratio: base.admittedP99 / unloaded.p99, serverP99Ratio: base.admittedServerP99 / unloaded.p99 };
+      process.stderr.write(`round ${r + 1} unbounded: admitted p99 ${base.admittedP99.toFixed(1)} ms from due (${(base.admittedP99 / unloaded.p99).toFixed(1)}x), ${base.admittedServerP99.toFixed(1)} ms from sending (${(base.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${base.lateSends}, statuses ${JSON.stringify(base.statuses)}, RSS ${base.rssStartMb.toFixed(0)}->${base.rssPeakMb.toFixed(0)} MB, after the load ${base.afterLoadMs.toFixed(0)} ms\n`);
+    }
+    results.rounds.push(round);
+  }
+  if (unbounded) {
+    unbounded.child.kill('SIGTERM');
+    await new Promise((resolve) => unbounded.child.on('exit', resolve));
   }
   server.child.kill('SIGTERM');
   const code = await new Promise((resolve) => server.child.on('exit', resolve));
