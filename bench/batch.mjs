@@ -1,27 +1,33 @@
-// Batch prediction end to end (read CSV, infer on the Umbra worker pool, store in SQLite and in
-// PostgreSQL) against the honest peer: onnxruntime-node in-process on the same rows, already
-// parsed in memory, with its best settings (intra-op threads and batch size chosen by a sweep in
-// the same run). Rounds interleave the contenders so machine noise hits all of them alike.
+// Batch prediction end to end, as a user runs it: `umbra batch` (the CLI, a child process) reads a
+// CSV, infers on the worker pool and stores into SQLite and into PostgreSQL, against the honest
+// peer: onnxruntime-node in-process on the same rows, already parsed in memory, at its best
+// setting (intra-op threads and batch size chosen by a sweep in the same run), and a plain script
+// that reads the CSV and infers (no store). Rounds interleave the contenders, in a rotating order,
+// so machine noise hits all of them alike; each measurement records how busy the rest of the
+// host was meanwhile.
 //
-// Models: `wide` and `digits` from models/repository (tiny: reading a row of text costs more than
-// running it), and `heavy`, a 1024-4096-4096-10 MLP with seeded weights built here at bench time
-// (not committed), where inference is the main cost: the case the 80% target is about.
+// Models: `mlp` (default), a 64-1024-1024-10 MLP exported from PyTorch by bench/export_mlp_torch.py
+// (Debian's python3-torch; without it the same widths from Umbra's own builder, and the results
+// say so), over 180 000 rows of 64 features; `heavy` (1024-4096-4096-10, built here), `wide` and
+// `digits` (models/repository) as before.
 //
-// Usage: node bench/batch.mjs [--models heavy,wide,digits] [--rows N] [--batch-size B] [--workers W]
-//                             [--rounds R] [--pg postgres://...] [--quick | --full] [--json]
-// Needs `npx tsc -p tsconfig.json` first (imports dist/). PostgreSQL is measured when --pg,
-// UMBRA_BENCH_PG_URL or UMBRA_TEST_PG_URL names a server (a scratch database is created and dropped).
+// Usage: node bench/batch.mjs [--models mlp,heavy,wide,digits] [--rows N] [--rounds R] [--pg URL]
+//                             [--parse-workers N] [--also-batch-size B] [--baseline DIR] [--quick] [--json]
+// --also-batch-size adds `umbra batch --batch-size B` into SQLite as one more contender (the
+// evidence for the default batch size); --baseline DIR adds the `umbra batch` of another build
+// (DIR/bin/umbra.js, e.g. `git archive` of an earlier commit, built) into SQLite: before and after
+// in the same run.
+// Needs `npx tsc -p tsconfig.json` first. PostgreSQL is measured when --pg, UMBRA_BENCH_PG_URL or
+// UMBRA_TEST_PG_URL names a server (a scratch database is created and dropped per round).
 import * as ort from 'onnxruntime-node';
 import pg from 'pg';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { createReadStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Umbra } from '../dist/core/umbra.js';
-import { openStore, runBatchJob, openInput, DEFAULT_BATCH_SIZE } from '../dist/batch/index.js';
-import { parseChunk, planFor } from '../dist/batch/parse.js';
-import { buildModel } from '../dist/onnx/builder.js';
+import { mlpModel } from '../dist/onnx/build-examples.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { seededRandom } from '../dist/random.js';
 
@@ -31,53 +37,37 @@ const flag = (name, fallback) => {
   return i >= 0 ? args[i + 1] : fallback;
 };
 const quick = args.includes('--quick');
-const full = args.includes('--full');
+const ROOT = new URL('..', import.meta.url).pathname;
+const CLI = join(ROOT, 'bin', 'umbra.js');
 const MODELS = {
-  heavy: { input: 'features', width: 1024, rows: full ? 16000 : quick ? 2000 : 12000, integers: false, layers: [1024, 4096, 4096, 10], about: '1024-4096-4096-10 MLP, built at bench time' },
-  wide: { input: 'features', width: 256, rows: quick ? 10000 : 40000, integers: false, about: '256-512-512-10 MLP' },
-  digits: { input: 'pixels', width: 64, rows: quick ? 25000 : 100000, integers: true, about: '64-32-10 MLP' },
+  mlp: { input: 'features', width: 64, rows: quick ? 20000 : 180000, integers: false, layers: [64, 1024, 1024, 10], torch: true, about: '64-1024-1024-10 MLP exported from PyTorch' },
+  heavy: { input: 'features', width: 1024, rows: quick ? 2000 : 12000, integers: false, layers: [1024, 4096, 4096, 10], about: '1024-4096-4096-10 MLP, built at bench time' },
+  wide: { input: 'features', width: 256, rows: quick ? 10000 : 40000, integers: false, repository: true, about: '256-512-512-10 MLP' },
+  digits: { input: 'pixels', width: 64, rows: quick ? 25000 : 100000, integers: true, repository: true, about: '64-32-10 MLP' },
 };
-const modelNames = (flag('models', flag('model', 'heavy,wide,digits'))).split(',');
+const modelNames = flag('models', 'mlp').split(',');
 for (const m of modelNames) if (!MODELS[m]) throw new Error(`--models: each one of ${Object.keys(MODELS).join(', ')}`);
 const cores = availableParallelism();
-// Umbra runs with the CLI's defaults: its batch size, one worker per core, one intra-op thread each.
-const batchSize = Number(flag('batch-size', DEFAULT_BATCH_SIZE));
-const workers = Number(flag('workers', cores));
-const rounds = Number(flag('rounds', quick ? 1 : full ? 5 : 3));
+const rounds = Number(flag('rounds', quick ? 1 : 5));
+const parseWorkers = flag('parse-workers');
+const alsoBatchSize = flag('also-batch-size');
+const baseline = flag('baseline');
 const pgUrl = flag('pg', process.env.UMBRA_BENCH_PG_URL ?? process.env.UMBRA_TEST_PG_URL);
 const sweepSeconds = quick ? 0.15 : 0.6;
 const dir = mkdtempSync(join(tmpdir(), 'umbra-bench-batch-'));
 const log = (line) => process.stderr.write(`${line}\n`);
 
-/** The compute-bound model: Gemm+Relu layers with seeded Glorot-uniform weights. */
-function heavyModel(layers) {
-  const random = seededRandom(4096);
-  const initializers = [];
-  const nodes = [];
-  let current = 'features';
-  for (let layer = 0; layer + 1 < layers.length; layer++) {
-    const fanIn = layers[layer];
-    const fanOut = layers[layer + 1];
-    const limit = Math.sqrt(6 / (fanIn + fanOut));
-    const weight = new Float32Array(fanIn * fanOut);
-    for (let i = 0; i < weight.length; i++) weight[i] = (random() * 2 - 1) * limit;
-    const bias = Float32Array.from({ length: fanOut }, () => (random() * 2 - 1) * 0.1);
-    initializers.push({ name: `fc${layer + 1}.weight`, datatype: 'FP32', dims: [fanOut, fanIn], values: weight }, { name: `fc${layer + 1}.bias`, datatype: 'FP32', dims: [fanOut], values: bias });
-    const last = layer + 2 === layers.length;
-    const out = last ? 'scores' : `fc${layer + 1}`;
-    nodes.push({ op: 'Gemm', inputs: [current, `fc${layer + 1}.weight`, `fc${layer + 1}.bias`], outputs: [out], attributes: { transB: 1 } });
-    if (!last) {
-      nodes.push({ op: 'Relu', inputs: [out], outputs: [`relu${layer + 1}`] });
-      current = `relu${layer + 1}`;
-    }
+/** The model file and where it came from: a PyTorch export when PyTorch is installed. */
+function buildModel(name, spec, repository) {
+  const target = join(repository, name, '1', 'model.onnx');
+  mkdirSync(join(repository, name, '1'), { recursive: true });
+  if (spec.torch) {
+    const exported = spawnSync('/usr/bin/python3', [join(ROOT, 'bench', 'export_mlp_torch.py'), target, '--widths', spec.layers.join(',')], { encoding: 'utf8' });
+    if (exported.status === 0) return 'PyTorch (torch.onnx.export, bench/export_mlp_torch.py)';
+    log(`${name}: PyTorch export failed (${(exported.stderr || exported.error?.message || '').trim().split('\n').pop()}); building the same widths with Umbra's builder`);
   }
-  return buildModel({
-    graphName: 'heavy_mlp',
-    inputs: [{ name: 'features', datatype: 'FP32', dims: ['batch', layers[0]] }],
-    outputs: [{ name: 'scores', datatype: 'FP32', dims: ['batch', layers[layers.length - 1]] }],
-    initializers,
-    nodes,
-  });
+  writeModel(mlpModel(spec.layers, 4096, `mlp_${spec.layers.join('_')}`), target);
+  return "Umbra's ONNX builder (src/onnx/build-examples.ts mlpModel, seeded)";
 }
 
 /** Seeded rows: integers 0..16 (digits) or 4-decimal floats in [-2, 2); the CSV and the same values in memory. */
@@ -96,20 +86,36 @@ function writeInput(name, spec, rows) {
   return { csv, values };
 }
 
+/** Busy and total jiffies of the whole host, from /proc/stat (undefined off Linux). */
+function hostTicks() {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = fields[3] + (fields[4] ?? 0);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+const TICKS_PER_SECOND = 100;
+
 /**
- * Wall time and this process's CPU time (every thread: onnxruntime's pool, Umbra's workers; not
- * the PostgreSQL server). CPU per row is the cost on a machine with free cores; wall time on this
- * shared one also depends on what else runs.
+ * Wall time, the measured work's own CPU time (`ownCpuMicros()`), and how many cores everything
+ * else on the host kept busy meanwhile: the noise each measurement ran in.
  */
 function startClock() {
   const wall = performance.now();
-  const cpu = process.cpuUsage();
-  return {
-    stop(rows) {
-      const seconds = (performance.now() - wall) / 1000;
-      const used = process.cpuUsage(cpu);
-      return { rowsPerSecond: rows / seconds, cpuMicrosPerRow: (used.user + used.system) / rows };
-    },
+  const ticks = hostTicks();
+  return (rows, ownCpuMicros) => {
+    const seconds = (performance.now() - wall) / 1000;
+    const after = hostTicks();
+    const hostCores = ticks && after ? (after.busy - ticks.busy) / TICKS_PER_SECOND / seconds : null;
+    return {
+      rowsPerSecond: rows / seconds,
+      seconds,
+      cpuMicrosPerRow: ownCpuMicros / rows,
+      otherCores: hostCores === null ? null : Math.max(0, hostCores - ownCpuMicros / 1e6 / seconds),
+    };
   };
 }
 
@@ -117,10 +123,7 @@ const ortSession = (modelPath, threads) => ort.InferenceSession.create(modelPath
   intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential',
 });
 
-/**
- * The peer at its best: every (intra-op threads, batch size) pair runs for a fixed time on rows
- * in memory, and the fastest is the one the rounds use.
- */
+/** The peer at its best: every (intra-op threads, batch size) pair for a fixed time on rows in memory. */
 async function sweepOrt(modelPath, spec, values, rows) {
   const results = [];
   for (const threads of [...new Set([1, cores])]) {
@@ -131,15 +134,17 @@ async function sweepOrt(modelPath, spec, values, rows) {
       await session.run(feed(0));
       let done = 0;
       let r = 0;
+      const cpu = process.cpuUsage();
+      const stop = startClock();
       const start = performance.now();
-      const clock = startClock();
       while (performance.now() - start < sweepSeconds * 1000 || done < 2 * batch) {
         if (r + batch > rows) r = 0;
         await session.run(feed(r));
         r += batch;
         done += batch;
       }
-      results.push({ threads, batch, ...clock.stop(done) });
+      const used = process.cpuUsage(cpu);
+      results.push({ threads, batch, ...stop(done, used.user + used.system) });
     }
     await session.release();
   }
@@ -152,12 +157,14 @@ async function ortInProcess(modelPath, spec, values, rows, best) {
   const session = await ortSession(modelPath, best.threads);
   const warm = Math.min(best.batch, rows);
   await session.run({ [spec.input]: new ort.Tensor('float32', values.slice(0, warm * spec.width), [warm, spec.width]) });
-  const clock = startClock();
+  const cpu = process.cpuUsage();
+  const stop = startClock();
   for (let r = 0; r < rows; r += best.batch) {
     const n = Math.min(best.batch, rows - r);
     await session.run({ [spec.input]: new ort.Tensor('float32', values.subarray(r * spec.width, (r + n) * spec.width), [n, spec.width]) });
   }
-  const result = clock.stop(rows);
+  const used = process.cpuUsage(cpu);
+  const result = stop(rows, used.user + used.system);
   await session.release();
   return result;
 }
@@ -166,7 +173,8 @@ async function ortInProcess(modelPath, spec, values, rows, best) {
 // (split, Number), fill a batch, run it on one in-process session, next batch.
 async function ortReadAndInfer(modelPath, spec, csv, rows, best) {
   const session = await ortSession(modelPath, best.threads);
-  const clock = startClock();
+  const cpu = process.cpuUsage();
+  const stop = startClock();
   let batch = new Float32Array(best.batch * spec.width);
   let n = 0;
   let total = 0;
@@ -188,39 +196,47 @@ async function ortReadAndInfer(modelPath, spec, csv, rows, best) {
     if (n === best.batch) await flush();
   }
   if (n > 0) await flush();
-  const result = clock.stop(rows);
+  const used = process.cpuUsage(cpu);
+  const result = stop(rows, used.user + used.system);
   await session.release();
   if (total !== rows) throw new Error(`read ${total} of ${rows} rows`);
   return result;
 }
 
-/** Umbra's reader and parser alone on the main thread: the ceiling of any job that reads its input. */
-async function umbraReadOnly(umbra, name, csv, rows) {
-  const mv = umbra.manager.get(name, '1');
-  const clock = startClock();
-  const input = await openInput(csv);
-  let plan;
-  let parsed = 0;
-  for await (const records of input.records) {
-    plan ??= planFor({ signature: mv.signature, columns: await input.columns(), keyColumn: 'id', delimiter: input.delimiter });
-    parsed += parseChunk(plan, undefined, records).keys.length;
-  }
-  const result = clock.stop(rows);
-  if (parsed !== rows) throw new Error(`parsed ${parsed} of ${rows} rows`);
-  return result;
-}
-
-async function umbraBatch(umbra, name, csv, rows, storeUrl) {
-  const store = await openStore(storeUrl);
-  try {
-    const clock = startClock();
-    const summary = await runBatchJob({ umbra, model: name, version: '1', input: csv, keyColumn: 'id', store, batchSize, rejectsPath: join(dir, 'rejects.jsonl') });
-    const result = clock.stop(rows);
-    if (summary.rowsStored !== rows) throw new Error(`stored ${summary.rowsStored} of ${rows} rows`);
-    return result;
-  } finally {
-    await store.close();
-  }
+/**
+ * `umbra batch` exactly as a user runs it, in a child process with the CLI's defaults. The rate
+ * is the job's own (its `done:` line: from opening the input to the last commit); the process
+ * time (start-up, model load) is recorded beside it. The child's CPU comes from the shell's
+ * `times` (all of the child's threads), its per-stage CPU from the job's `cpu per row:` line.
+ */
+function umbraBatch(name, repository, csv, rows, storeUrl, extra = [], cliPath = CLI) {
+  const cli = ['batch', '--repo', repository, '--model', name, '--input', csv, '--key', 'id', '--store', storeUrl,
+    '--rejects', join(dir, 'rejects.jsonl'), '--progress-interval', '60', ...extra];
+  if (parseWorkers) cli.push('--parse-workers', parseWorkers);
+  const stop = startClock();
+  const child = spawn('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', process.execPath, cliPath, ...cli], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c) => { stdout += c; });
+  child.stderr.setEncoding('utf8').on('data', (c) => { stderr += c; });
+  return new Promise((resolve, reject) => child.on('close', (code) => {
+    if (code !== 0) return reject(new Error(`umbra batch exited with ${code}: ${stderr}`));
+    const done = /done: (\d+) rows stored .* rows in ([\d.]+)s \((\d+) rows\/s\)/.exec(stdout);
+    if (!done || Number(done[1]) !== rows) return reject(new Error(`umbra batch stored ${done?.[1]} of ${rows} rows: ${stdout}`));
+    const times = [...stderr.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+    const childCpu = times.length >= 4 ? (times[2] + times[3]) * 1e6 : Number.NaN;
+    const process_ = stop(rows, childCpu);
+    const stage = /cpu per row: read\+parse ([\d.]+) µs, dispatch ([\d.]+) µs, store ([\d.]+) µs, model workers and runtime ([\d.]+) µs \(total ([\d.]+) µs\)/.exec(stdout);
+    resolve({
+      rowsPerSecond: Number(done[3]),
+      jobSeconds: Number(done[2]),
+      processSeconds: process_.seconds,
+      cpuMicrosPerRow: process_.cpuMicrosPerRow,
+      otherCores: process_.otherCores,
+      stages: stage ? { read: Number(stage[1]), dispatch: Number(stage[2]), store: Number(stage[3]), workers: Number(stage[4]), total: Number(stage[5]) } : null,
+      command: `umbra ${cli.join(' ')}`,
+    });
+  }));
 }
 
 async function scratchDatabase() {
@@ -243,74 +259,71 @@ async function scratchDatabase() {
 }
 
 const median = (xs) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
-const TARGET = 0.8;
+const TARGETS = { sqlite: 0.55, postgres: 0.5 };
 
 async function benchModel(name) {
   const spec = MODELS[name];
   const rows = Number(flag('rows', spec.rows));
-  let repository = new URL('../models/repository/', import.meta.url).pathname;
-  if (spec.layers) {
+  let repository = join(ROOT, 'models', 'repository');
+  let source = 'models/repository';
+  if (!spec.repository) {
     repository = join(dir, 'repository');
-    mkdirSync(join(repository, name, '1'), { recursive: true });
-    writeModel(heavyModel(spec.layers), join(repository, name, '1', 'model.onnx'));
+    source = buildModel(name, spec, repository);
   }
   const modelPath = join(repository, name, '1', 'model.onnx');
   const { csv, values } = writeInput(name, spec, rows);
   const csvMiB = Number((statSync(csv).size / 2 ** 20).toFixed(1));
-  log(`${name}: ${rows} rows, ${csvMiB} MiB of CSV; sweeping onnxruntime's settings`);
+  log(`${name}: ${rows} rows, ${csvMiB} MiB of CSV, model from ${source}; sweeping onnxruntime's settings`);
   const sweep = await sweepOrt(modelPath, spec, values, rows);
   const best = sweep[0];
   log(`${name}: best in-process setting ${best.threads} intra-op thread(s), batch ${best.batch} (${sweep.map((s) => `${s.threads}t/${s.batch}: ${s.rowsPerSecond.toFixed(0)} rows/s ${s.cpuMicrosPerRow.toFixed(1)} us`).join(', ')})`);
-  const umbra = await Umbra.open({ repository, workers, loadAll: false });
-  await umbra.manager.load(name);
-  const all = { ort: [], ortRead: [], readOnly: [], sqlite: [], postgres: [] };
-  const cpu = { ort: [], ortRead: [], readOnly: [], sqlite: [], postgres: [] };
-  const record = (what, result) => {
-    all[what].push(result.rowsPerSecond);
-    cpu[what].push(result.cpuMicrosPerRow);
+  const contenders = {
+    ort: () => ortInProcess(modelPath, spec, values, rows, best),
+    ortScript: () => ortReadAndInfer(modelPath, spec, csv, rows, best),
+    sqlite: () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`),
   };
-  try {
-    for (let round = 0; round < rounds; round++) {
-      record('ort', await ortInProcess(modelPath, spec, values, rows, best));
-      record('ortRead', await ortReadAndInfer(modelPath, spec, csv, rows, best));
-      record('readOnly', await umbraReadOnly(umbra, name, csv, rows));
-      const db = join(dir, `${name}-round${round}.db`);
-      record('sqlite', await umbraBatch(umbra, name, csv, rows, `sqlite:${db}`));
-      rmSync(db, { force: true });
-      if (pgUrl) {
-        const scratch = await scratchDatabase();
-        try {
-          record('postgres', await umbraBatch(umbra, name, csv, rows, scratch.url));
-        } finally {
-          await scratch.drop();
-        }
+  if (alsoBatchSize) contenders[`sqliteBatch${alsoBatchSize}`] = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, ['--batch-size', alsoBatchSize]);
+  if (baseline) contenders.baseline = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, [], join(baseline, 'bin', 'umbra.js'));
+  if (pgUrl) {
+    contenders.postgres = async () => {
+      const db = await scratchDatabase();
+      try {
+        return await umbraBatch(name, repository, csv, rows, db.url);
+      } finally {
+        await db.drop();
       }
-      const last = (what) => `${all[what].at(-1).toFixed(0)} (${cpu[what].at(-1).toFixed(1)} us)`;
-      log(`${name} round ${round + 1}/${rounds}, rows/s (CPU per row): ort ${last('ort')}, ort read+infer ${last('ortRead')}, umbra read+parse ${last('readOnly')}, `
-        + `sqlite ${last('sqlite')}${pgUrl ? `, postgres ${last('postgres')}` : ''}; load ${loadavg()[0].toFixed(2)}`);
-    }
-  } finally {
-    await umbra.close();
-    rmSync(csv, { force: true });
+    };
   }
-  const m = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, median(v)]));
-  const c = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, median(v)]));
-  // Shares are medians of each round's ratio: both sides of a ratio ran seconds apart,
-  // so a burst of load from elsewhere moves a round's pair together more than the medians of each.
-  const shareOf = (what) => (all[what].length === 0 ? null : median(all[what].map((v, i) => v / all.ort[i])));
-  const share = shareOf('sqlite');
-  const readShare = shareOf('readOnly');
-  // Reading and parsing alone slower than 80% of the peer: no job that reads its input can meet the target here.
-  const verdict = share >= TARGET ? 'target met' : readShare < TARGET ? 'parse-bound (reading alone is below 80%)' : 'target not met';
+  const names = Object.keys(contenders);
+  const all = Object.fromEntries(names.map((k) => [k, []]));
+  for (let round = 0; round < rounds; round++) {
+    // A rotating order: no contender always runs first (cold caches) or last.
+    const order = names.map((_, i) => names[(i + round) % names.length]);
+    const load = loadavg()[0];
+    for (const contender of order) {
+      const result = await contenders[contender]();
+      all[contender].push({ ...result, round, loadAverage: Number(load.toFixed(2)) });
+      rmSync(join(dir, 'rejects.jsonl'), { force: true });
+    }
+    log(`${name} round ${round + 1}/${rounds} (load ${load.toFixed(1)}): ${names.map((k) => `${k} ${Math.round(all[k][round].rowsPerSecond)} rows/s (others ${all[k][round].otherCores?.toFixed(2) ?? '?'} cores)`).join(', ')}`);
+  }
+  // Shares are medians of each round's ratio: both sides of a ratio ran seconds apart, so a burst
+  // of load from elsewhere moves a round's pair together more than the medians of each.
+  const shareOf = (what) => (all[what] ? median(all[what].map((v, i) => v.rowsPerSecond / all.ort[i].rowsPerSecond)) : null);
+  const medianOf = (what, pick) => (all[what] ? median(all[what].map(pick)) : null);
+  const stageMedians = (what) => (all[what]?.[0]?.stages ? Object.fromEntries(Object.keys(all[what][0].stages).map((k) => [k, median(all[what].map((v) => v.stages[k]))])) : null);
+  const shares = Object.fromEntries(names.filter((k) => k !== 'ort').map((k) => [k, shareOf(k)]));
   return {
-    model: name, about: spec.about, rows, batchSize, workers, csvMiB,
-    ortBest: best, ortSweep: sweep, rowsPerSecond: m, cpuMicrosPerRow: c, sqliteShareOfOrt: share, postgresShareOfOrt: shareOf('postgres'),
-    ortReadShareOfOrt: shareOf('ortRead'),
-    // ORT's CPU per row over Umbra's: the share Umbra would reach where CPU, not cores, is what runs
-    // out. Against the setting the rounds use, and against the sweep's most CPU-frugal setting.
-    sqliteCpuShareOfOrt: c.ort / c.sqlite,
-    sqliteCpuShareOfFrugalOrt: Math.min(...sweep.map((x) => x.cpuMicrosPerRow)) / c.sqlite,
-    readOnlyShareOfOrt: readShare, verdict, all, cpu, loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
+    model: name, about: spec.about, source, rows, csvMiB, ortBest: best, ortSweep: sweep,
+    rowsPerSecond: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.rowsPerSecond)])),
+    cpuMicrosPerRow: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.cpuMicrosPerRow)])),
+    otherCores: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.otherCores)])),
+    processSeconds: { sqlite: medianOf('sqlite', (v) => v.processSeconds), postgres: medianOf('postgres', (v) => v.processSeconds) },
+    stages: Object.fromEntries(names.filter((k) => all[k][0]?.stages).map((k) => [k, stageMedians(k)])),
+    shares,
+    verdicts: Object.fromEntries(Object.entries(TARGETS).map(([k, target]) => [k, shares[k] === undefined || shares[k] === null ? 'not run' : shares[k] >= target ? `met (>= ${target})` : `missed (< ${target})`])),
+    command: all.sqlite[0]?.command,
+    all,
   };
 }
 
@@ -324,25 +337,29 @@ try {
 const summary = {
   date: new Date().toISOString(),
   command: `node bench/batch.mjs ${args.join(' ')}`.trim(),
-  machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
+  machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, onnxruntime-node ${ort.env.versions?.common ?? ''}`,
   loadAverageAtEnd: loadavg().map((x) => Number(x.toFixed(2))),
-  batchSize, workers, rounds, target: TARGET, results,
+  rounds, targets: TARGETS, results,
 };
 if (args.includes('--json')) {
   process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
 } else {
-  const n = (v) => (v === null ? 'not run' : Math.round(v).toLocaleString('en-US').replace(/,/g, ' '));
-  const pct = (v) => (v === null ? '' : ` (${(100 * v).toFixed(0)}%)`);
-  const us = (v) => (v === null ? '' : `, ${v.toFixed(1)} µs CPU/row`);
-  process.stdout.write('| model | rows | ORT in-process, rows in memory (best setting) | ORT script: read CSV + infer | Umbra read + parse only | **Umbra -> SQLite** | Umbra -> PostgreSQL | verdict |\n|---|---:|---:|---:|---:|---:|---:|---|\n');
+  const n = (v) => (v === null || v === undefined ? 'not run' : Math.round(v).toLocaleString('en-US').replace(/,/g, ' '));
+  const pct = (v) => (v === null || v === undefined ? '' : ` (${v.toFixed(2)})`);
+  const us = (v) => (v === null || v === undefined ? '' : `, ${v.toFixed(1)} µs CPU/row`);
+  process.stdout.write('| model | rows | ORT in-process, rows in memory (best setting) | ORT script: read CSV + infer | **umbra batch -> SQLite** | umbra batch -> PostgreSQL |\n|---|---:|---:|---:|---:|---:|\n');
   for (const r of results) {
     const m = r.rowsPerSecond;
     const c = r.cpuMicrosPerRow;
-    process.stdout.write(`| ${r.model} (${r.about}) | ${r.rows} | ${n(m.ort)} (${r.ortBest.threads} thread${r.ortBest.threads > 1 ? 's' : ''}, batch ${r.ortBest.batch}${us(c.ort)}) | ${n(m.ortRead)}${pct(r.ortReadShareOfOrt)}${us(c.ortRead)} | ${n(m.readOnly)}${pct(r.readOnlyShareOfOrt)}${us(c.readOnly)} | **${n(m.sqlite)}${pct(r.sqliteShareOfOrt)}**${us(c.sqlite)} | ${n(m.postgres)}${pct(r.postgresShareOfOrt)}${us(c.postgres)} | ${r.verdict}; CPU per row ${(100 * r.sqliteCpuShareOfOrt).toFixed(0)}% as efficient as ORT (${(100 * r.sqliteCpuShareOfFrugalOrt).toFixed(0)}% of its most frugal setting) |\n`);
+    process.stdout.write(`| ${r.model} (${r.about}) | ${r.rows} | ${n(m.ort)} (${r.ortBest.threads} thread${r.ortBest.threads > 1 ? 's' : ''}, batch ${r.ortBest.batch}${us(c.ort)}) | ${n(m.ortScript)}${pct(r.shares.ortScript)}${us(c.ortScript)} | **${n(m.sqlite)}${pct(r.shares.sqlite)}**${us(c.sqlite)} | ${n(m.postgres)}${pct(r.shares.postgres)}${us(c.postgres)} |\n`);
   }
-  log(`load average at the end ${summary.loadAverageAtEnd.join(', ')}`);
+  process.stdout.write('\n| model | store | read+parse | dispatch | store | model workers and runtime | total (job) | whole process (times) |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
   for (const r of results) {
-    log(`${r.model} all rounds, rows/s: ${JSON.stringify(Object.fromEntries(Object.entries(r.all).map(([k, v]) => [k, v.map((x) => Math.round(x))])))}`);
-    log(`${r.model} all rounds, CPU µs/row: ${JSON.stringify(Object.fromEntries(Object.entries(r.cpu).map(([k, v]) => [k, v.map((x) => Number(x.toFixed(1)))])))}`);
+    for (const store of Object.keys(r.stages)) {
+      const s = r.stages[store];
+      if (s) process.stdout.write(`| ${r.model} | ${store} | ${s.read} | ${s.dispatch} | ${s.store} | ${s.workers} | ${s.total} | ${r.cpuMicrosPerRow[store].toFixed(1)} |\n`);
+    }
   }
+  for (const r of results) log(`${r.model}: SQLite ${r.verdicts.sqlite}, PostgreSQL ${r.verdicts.postgres}; all rounds: ${JSON.stringify(Object.fromEntries(Object.entries(r.all).map(([k, v]) => [k, v.map((x) => Math.round(x.rowsPerSecond))])))}`);
+  log(`load average at the end ${summary.loadAverageAtEnd.join(', ')}`);
 }

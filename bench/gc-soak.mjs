@@ -41,7 +41,7 @@ const port = await new Promise((resolve) => {
     probe.close(() => resolve(p));
   });
 });
-const server = spawn('node', [...NODE_FLAGS, '--trace-gc-nvp', 'bin/umbra.js', 'serve', '--repo', REPO, '--port', String(port), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+const server = spawn('node', [...NODE_FLAGS, '--trace-gc-nvp', 'bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', REPO, '--port', String(port), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
 let trace = '';
 server.stdout.setEncoding('utf8');
 server.stdout.on('data', (text) => { trace += text; });

@@ -6,7 +6,9 @@
 // front end's limit, one thread) and, for `--model mlp`, onnxruntime in-process at its best.
 //
 // Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2] [--rounds 5] [--seconds 4]
-//        [--concurrency 64,1] [--out bench/results-io-threads.json]
+//        [--concurrency 64,1] [--generator wrk|perf] [--out bench/results-io-threads.json]
+// --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
+// --seconds after a one-second warm-up) instead of wrk, as a user of the CLI measures.
 // The mlp model is a seeded 64-1024-1024-10 MLP (bench/make-mlp.mjs) served with a 2 ms batching
 // window, as the issue that asked for I/O threads measured it.
 import { spawn, spawnSync } from 'node:child_process';
@@ -22,8 +24,13 @@ const ioSettings = (args.io ?? '1,2').split(',').map(Number);
 const rounds = Number(args.rounds ?? 5);
 const seconds = Number(args.seconds ?? 4);
 const concurrencies = (args.concurrency ?? '64,1').split(',').map(Number);
+const generator = args.generator ?? 'wrk';
+if (generator !== 'wrk' && generator !== 'perf') {
+  process.stderr.write(`io-threads: unknown --generator ${generator} (wrk or perf)\n`);
+  process.exit(2);
+}
 const wrk = findWrk();
-if (!wrk) {
+if (!wrk && generator === 'wrk') {
   process.stderr.write('io-threads: wrk is not installed (apt-get install -y wrk)\n');
   process.exit(2);
 }
@@ -100,7 +107,7 @@ async function waitReady(url, child) {
 
 async function startUmbra(io) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child);
@@ -142,10 +149,27 @@ function runWrk(url, connections, secs) {
   });
 }
 
+/** One `umbra perf` level under /usr/bin/time, in wrk's shape: its warm-up second is inside its CPU. */
+function runPerf(url, connections, secs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', process.execPath, join(root, 'bin/umbra.js'), 'perf', '--url', url, '-m', model, '--concurrency', String(connections), '--duration', String(secs), '--warmup-ms', '1000', '--input-data', bodyFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => {
+      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0) return reject(new Error(`umbra perf failed: ${err.slice(-300)}`));
+      const level = JSON.parse(out)[0];
+      resolve({ requests: level.completed, throughput: level.throughput, errors: level.errors, p50_us: level.p50_ms * 1000, p99_us: level.p99_ms * 1000, cpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
+    });
+  });
+}
+
 async function measure(target, connections) {
-  await runWrk(target.url, connections, 1); // warm-up, not counted
+  if (generator === 'wrk') await runWrk(target.url, connections, 1); // warm-up, not counted (perf warms up itself)
   const before = target.metrics ? await threadCpu(target.url) : {};
-  const r = await runWrk(target.url, connections, seconds);
+  const r = generator === 'wrk' ? await runWrk(target.url, connections, seconds) : await runPerf(target.url, connections, seconds);
   const after = target.metrics ? await threadCpu(target.url) : {};
   const perRequestUs = {};
   for (const kind of Object.keys(after)) perRequestUs[kind] = ((after[kind] - (before[kind] ?? 0)) * 1e6) / r.requests;
@@ -158,7 +182,8 @@ function median(xs) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-const targets = [await startBare(), ...(await Promise.all(ioSettings.map(startUmbra)))];
+// umbra perf reads the model's metadata first, which the bare peer does not serve: it is measured with wrk only.
+const targets = [...(generator === 'wrk' ? [await startBare()] : []), ...(await Promise.all(ioSettings.map(startUmbra)))];
 const results = {};
 for (let round = 0; round < rounds; round++) {
   for (const c of concurrencies) {
@@ -198,6 +223,7 @@ for (const c of concurrencies) {
     ratios[`c${c}: --io-threads ${io} / --io-threads ${ioSettings[0]} req/s`] = median(other.map((r, i) => r.throughput / base[i].throughput));
   }
   for (const io of ioSettings) {
+    if (!bare) break;
     const mine = results[`umbra --io-threads ${io} c${c}`];
     ratios[`c${c}: --io-threads ${io} / bare uWS req/s`] = median(mine.map((r, i) => r.throughput / bare[i].throughput));
     ratios[`c${c}: --io-threads ${io} p50 / bare uWS p50`] = median(mine.map((r, i) => r.p50_ms / bare[i].p50_ms));
@@ -212,7 +238,7 @@ if (inProcess) {
     ratios[`c64: --io-threads ${io} / min(in-process onnxruntime best rows/s, bare uWS req/s)`] = median(mine.map((r, i) => r.throughput / Math.min(best, bare[i].throughput)));
   }
 }
-const report = { model, rounds, seconds, cores: availableParallelism(), load_at_end: readFileSync('/proc/loadavg', 'utf8').trim(), summary, ratios, in_process: inProcess };
+const report = { model, generator, rounds, seconds, cores: availableParallelism(), load_at_end: readFileSync('/proc/loadavg', 'utf8').trim(), summary, ratios, in_process: inProcess };
 if (args.out) writeFileSync(args.out, JSON.stringify(report, null, 2));
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 process.exit(0);

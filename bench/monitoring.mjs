@@ -108,7 +108,7 @@ const ONLY = (() => {
 
 /** Server options exactly as `umbra serve --repo REPO ...flags` resolves them. */
 function serveOptions(repo, flags) {
-  const options = resolveServeSettings({ repo, host: '127.0.0.1', port: 0, ...flags, ...(WORKERS > 0 ? { workers: WORKERS } : {}) }, {});
+  const options = resolveServeSettings({ repo, host: '127.0.0.1', port: 0, grpcPort: 0, ...flags, ...(WORKERS > 0 ? { workers: WORKERS } : {}) }, {});
   options.port = 0;
   return options;
 }

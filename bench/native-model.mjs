@@ -2,8 +2,9 @@
 // Native backend vs onnxruntime on a 4096x4096-class stack (3 x Gemm 4096x4096 + bias + Relu),
 // dense and magnitude-pruned per layer to 50/60/70/90/95%, at batch 1, 8 and 64, in one run.
 // Both single-threaded (ORT intraOpNumThreads 1, kernels threads 1), in this process, with the
-// windows interleaved round by round (ORT, native auto, native CSR-forced, order rotating) so
-// load from other processes on a shared machine hits all of them alike; figures are medians.
+// windows interleaved round by round (ORT, native with each layer's format measured at load on
+// the benched batch sizes, native with every layer forced dense, and forced CSR; order rotating)
+// so load from other processes on a shared machine hits all of them alike; figures are medians.
 //
 //   node bench/native-model.mjs [--rounds 5] [--window 0.4] [--sizes 4096x3] [--json out.json]
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +15,6 @@ import { buildModel } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { pruneMagnitude } from '../dist/native/prune.js';
 import { kernelIsa } from '../dist/native/kernels.js';
-import { SPARSE_DENSITY_BELOW } from '../dist/graph/index.js';
 import { benchInputs, measureWindow, median, openBenchSession } from '../dist/cli/commands/bench-model.js';
 
 const { values: flags } = parseArgs({
@@ -71,7 +71,7 @@ function stackModel(weights) {
 const dir = mkdtempSync(join(tmpdir(), 'umbra-native-bench-'));
 const rows = [];
 process.stderr.write(`${LAYERS} x Gemm ${WIDTH}x${WIDTH} + Relu; ${cpus().length} cores (${cpus()[0]?.model}); kernels ${kernelIsa()}; `
-  + `sparse below ${SPARSE_DENSITY_BELOW * 100}% density; ${ROUNDS} rounds of ${WINDOW} s windows\n`);
+  + `layer formats measured at load; ${ROUNDS} rounds of ${WINDOW} s windows\n`);
 try {
   for (const level of LEVELS) {
     const weights = baseWeights.map((w) => Float32Array.from(w));
@@ -80,8 +80,9 @@ try {
     writeModel(stackModel(weights), path);
     const sessions = {
       onnxruntime: await openBenchSession(path, 'onnxruntime', 1),
-      native: await openBenchSession(path, 'native', 1),
-      // The CSR kernel on every layer, to show where sparse passes dense by itself.
+      native: await openBenchSession(path, 'native', 1, undefined, 'cpu', BATCHES),
+      // Each kernel on every layer, to show what the measured choice picks from.
+      nativePacked: await openBenchSession(path, 'native', 1, 0),
       nativeCsr: await openBenchSession(path, 'native', 1, 2),
     };
     const format = sessions.native.layers().map((l) => l.format).join('/');
@@ -101,14 +102,17 @@ try {
         sparsity: level, batch, nativeFormat: format,
         ortRowsPerSecond: median(windows.onnxruntime),
         nativeRowsPerSecond: median(windows.native),
+        nativePackedRowsPerSecond: median(windows.nativePacked),
         nativeCsrRowsPerSecond: median(windows.nativeCsr),
         windows,
       };
       row.speedup = row.nativeRowsPerSecond / row.ortRowsPerSecond;
       row.csrSpeedup = row.nativeCsrRowsPerSecond / row.ortRowsPerSecond;
+      row.packedSpeedup = row.nativePackedRowsPerSecond / row.ortRowsPerSecond;
       rows.push(row);
       process.stderr.write(`sparsity ${(level * 100).toFixed(0).padStart(2)}% batch ${String(batch).padStart(2)}: ort ${row.ortRowsPerSecond.toFixed(1)} rows/s, `
-        + `native (${format}) ${row.nativeRowsPerSecond.toFixed(1)} (${row.speedup.toFixed(2)}x), csr ${row.nativeCsrRowsPerSecond.toFixed(1)} (${row.csrSpeedup.toFixed(2)}x)\n`);
+        + `native (${format}) ${row.nativeRowsPerSecond.toFixed(1)} (${row.speedup.toFixed(2)}x), dense ${row.nativePackedRowsPerSecond.toFixed(1)} (${row.packedSpeedup.toFixed(2)}x), `
+        + `csr ${row.nativeCsrRowsPerSecond.toFixed(1)} (${row.csrSpeedup.toFixed(2)}x)\n`);
     }
     for (const s of Object.values(sessions)) await s.release();
     rmSync(path);
@@ -117,12 +121,12 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 
-console.log('| sparsity | batch | onnxruntime rows/s | native rows/s (layers) | native / ORT | native CSR-forced rows/s | CSR / ORT |');
+console.log('| sparsity | batch | onnxruntime rows/s | native rows/s (measured layers) | native / ORT | dense-forced / ORT | CSR-forced / ORT |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|');
 for (const row of rows) {
-  console.log(`| ${(row.sparsity * 100).toFixed(0)}% | ${row.batch} | ${row.ortRowsPerSecond.toFixed(1)} | ${row.nativeRowsPerSecond.toFixed(1)} (${row.nativeFormat}) | ${row.speedup.toFixed(2)}x | ${row.nativeCsrRowsPerSecond.toFixed(1)} | ${row.csrSpeedup.toFixed(2)}x |`);
+  console.log(`| ${(row.sparsity * 100).toFixed(0)}% | ${row.batch} | ${row.ortRowsPerSecond.toFixed(1)} | ${row.nativeRowsPerSecond.toFixed(1)} (${row.nativeFormat}) | ${row.speedup.toFixed(2)}x | ${row.packedSpeedup.toFixed(2)}x | ${row.csrSpeedup.toFixed(2)}x |`);
 }
 if (flags.json) {
   const { writeFileSync } = await import('node:fs');
-  writeFileSync(flags.json, JSON.stringify({ width: WIDTH, layers: LAYERS, rounds: ROUNDS, window: WINDOW, isa: kernelIsa(), sparseBelow: SPARSE_DENSITY_BELOW, rows }, null, 2));
+  writeFileSync(flags.json, JSON.stringify({ width: WIDTH, layers: LAYERS, rounds: ROUNDS, window: WINDOW, isa: kernelIsa(), rows }, null, 2));
 }

@@ -110,7 +110,8 @@ function repoFor(scenario) {
 
 function serve(repo, extra = []) {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Each scenario's traffic state and log in its own state directory, beside its repository copy.
+  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--state-dir', `${repo}.state`, '--port', String(port), '--admin-token', TOKEN, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   child.stdout.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));
   child.stderr.on('data', (d) => log.push(...d.toString().split('\n').filter(Boolean)));
@@ -189,6 +190,7 @@ async function run(scenario, concurrency, input) {
     server.child.kill('SIGTERM');
     await new Promise((r) => server.child.on('exit', r));
     rmSync(repo, { recursive: true, force: true });
+    rmSync(`${repo}.state`, { recursive: true, force: true });
   }
 }
 

@@ -146,7 +146,7 @@ const notes = [];
 // grows from run to run), so every run starts from the same state.
 const LOG_DIR = mkdtempSync(join(tmpdir(), 'umbra-bench-log-'));
 process.on('exit', () => rmSync(LOG_DIR, { recursive: true, force: true }));
-const umbraArgs = (repo, port) => ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(LOG_DIR, `${port}.sqlite`)}`];
+const umbraArgs = (repo, port) => ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(LOG_DIR, `${port}.sqlite`)}`];
 
 async function servingSuite() {
   let port = await freePort();

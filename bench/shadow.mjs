@@ -62,7 +62,7 @@ function makeRepo() {
 }
 
 async function startUmbra(dir, port) {
-  const child = spawn(process.execPath, ['bin/umbra.js', 'serve', '--repo', dir, '--port', String(port), '--workers', String(WORKERS), '--admin-token', TOKEN, '--monitoring', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', dir, '--port', String(port), '--workers', String(WORKERS), '--admin-token', TOKEN, '--monitoring', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   await new Promise((resolve, reject) => {
     child.stdout.on('data', (chunk) => {

@@ -51,7 +51,7 @@ function freePort() {
 
 async function startUmbra() {
   const port = await freePort();
-  const child = spawn(process.execPath, ['bin/umbra.js', 'serve', '--repo', 'models/repository', '--port', String(port)], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', 'models/repository', '--port', String(port)], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   const url = `http://127.0.0.1:${port}`;

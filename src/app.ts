@@ -14,7 +14,7 @@ export interface AppOptions {
   adminToken?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
   monitoring?: MonitoringOptions | false;
-  /** Where traffic policies and rollouts persist. */
+  /** Where traffic policies and rollouts persist, and reference profiles are read first; unset = traffic state in memory. */
   stateDir?: string;
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...). */
   store?: string;
@@ -47,7 +47,7 @@ export class UmbraApp {
     };
     try {
       // The capabilities, in order: monitoring first, since traffic and lookup report into it.
-      if (options.monitoring !== false) app.monitor = monitoringPlugin(ctx, options.monitoring ?? {});
+      if (options.monitoring !== false) app.monitor = monitoringPlugin(ctx, { ...(options.stateDir !== undefined && { stateDir: options.stateDir }), ...options.monitoring });
       app.traffic = trafficPlugin(ctx, { monitor: app.monitor, ...(options.stateDir ? { stateDir: options.stateDir } : {}) });
       if (options.store) app.lookup = await predictionStorePlugin(ctx, options.store, { metrics: app.monitor?.metrics });
     } catch (err) {

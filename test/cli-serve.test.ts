@@ -2,7 +2,7 @@
 // load with zero failed in-flight requests.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -58,10 +58,13 @@ t.test('settings: flags over environment over config file over defaults', async 
 
 t.test('SIGTERM under load: every in-flight request succeeds, then exit 0', async (t) => {
   const repo = tempRepo();
-  t.teardown(() => repo.remove());
+  t.teardown(() => {
+    repo.remove();
+    rmSync(`${repo.dir}.state`, { recursive: true, force: true });
+  });
   repo.addVersion('slow', 1, slowModel(512, 200));
   repo.writeConfig('slow', { max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: 1000 } });
-  const child = spawn(process.execPath, [BIN, 'serve', '--repo', repo.dir, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'serve', '--grpc-port', '0', '--repo', repo.dir, '--state-dir', `${repo.dir}.state`, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');

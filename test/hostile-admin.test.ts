@@ -7,6 +7,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
+import { generatedClient, grpc } from './helpers/grpc.js';
+import { peerAddress } from '../dist/server/grpc/control.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { AdminGate, isLoopbackAddress } from '../dist/api/admin.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
@@ -46,6 +48,25 @@ t.test('through the server: loopback admin works with no token, forwarded reques
   t.match(proxied.json?.error, /--admin-token-file/, 'naming the fix');
   const ready = await s.get('/v2/models/affine/ready');
   t.equal(ready.status, 200, 'the model is still loaded');
+});
+
+t.test('over gRPC: with no token the repository calls answer a loopback peer, not one that came through a proxy', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: false, grpcPort: 'any' });
+  const c = generatedClient(s.server.grpcPort);
+  t.teardown(() => c.close());
+  t.same(['ipv4:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unix:/run/umbra.sock'].map(peerAddress), ['127.0.0.1', '::1', undefined], 'the peer\'s address as grpc-js writes it');
+  const proxied = await c.call('RepositoryModelUnload', { model_name: 'affine' }, { 'x-forwarded-for': '203.0.113.9' });
+  t.equal(!proxied.ok && proxied.error.code, grpc.status.UNAUTHENTICATED, 'forwarded: UNAUTHENTICATED');
+  t.match(!proxied.ok && proxied.error.details, /--admin-token-file/, 'naming the fix');
+  t.equal((await s.get('/v2/models/affine/ready')).status, 200, 'the model is still loaded');
+  const unload = await c.call('RepositoryModelUnload', { model_name: 'affine' });
+  t.ok(unload.ok, 'unload from loopback, no token');
+  const load = await c.call('RepositoryModelLoad', { model_name: 'affine' });
+  t.ok(load.ok, 'load from loopback, no token');
+  t.equal((await s.get('/v2/models/affine/ready')).status, 200);
 });
 
 t.test('with a token: the token from a file, refused without it even from loopback', async (t) => {

@@ -22,13 +22,18 @@ const ROWS: Row[] = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim()
 const TEST = ROWS.filter((r) => r.split === 'test');
 
 /** A temp copy of the digits model with a profile built by the CLI from the train split. */
-function profiledRepo(t: { teardown(fn: () => void): void }): string {
+/** A copy of the digits model with a train-split profile in its own state directory. */
+function profiledRepo(t: { teardown(fn: () => void): void }): { dir: string; state: string } {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-drift-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const state = `${dir}.state`;
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--state-dir', state, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`umbra profile failed: ${r.stderr}`);
-  return dir;
+  return { dir, state };
 }
 
 const SIGNATURE = { name: 'digits', maxBatchSize: 32, inputs: [{ name: 'pixels', datatype: 'FP32' as const, dims: [64] }], outputs: [] };
@@ -118,8 +123,8 @@ t.test('every way of finding a bin counts as the profile does: grid, halving for
 });
 
 t.test('verdicts against the train-split profile: held out, shifted, scaled, inconclusive', async (t) => {
-  const dir = profiledRepo(t);
-  const profile = readProfile(dir, 'digits')!;
+  const { dir, state } = profiledRepo(t);
+  const profile = readProfile(dir, 'digits', state)!;
   t.equal(profile.rows, 1437);
   t.equal(profile.inputs.length, 64);
   t.same(profile.inputs.slice(0, 2).map((f: { name: string }) => f.name), ['f0', 'f1']);
@@ -172,8 +177,8 @@ t.test('memory stays fixed under a long stream', async (t) => {
 });
 
 t.test('a time window forgets old rows', async (t) => {
-  const dir = profiledRepo(t);
-  const profile = readProfile(dir, 'digits')!;
+  const { dir, state } = profiledRepo(t);
+  const profile = readProfile(dir, 'digits', state)!;
   let now = 1_000_000;
   const d = new VersionDrift('digits', '1', SIGNATURE, { source: 'x', rows: profile.rows, inputs: profile.inputs }, { windowRows: 100_000, windowSeconds: 8, clock: () => now });
   feed(d, TEST.slice(0, 200).map((r) => r.x));
@@ -188,9 +193,9 @@ t.test('a time window forgets old rows', async (t) => {
   t.equal(idle.verdict, 'inconclusive');
 });
 
-t.test('server: profile beside the model, /drift per version, gauges, class removed', async (t) => {
-  const dir = profiledRepo(t);
-  const s = await startTestServer(t, { repository: dir });
+t.test('server: profile from the state directory, /drift per version, gauges, class removed', async (t) => {
+  const { dir, state } = profiledRepo(t);
+  const s = await startTestServer(t, { repository: dir, stateDir: state });
   const before = await s.get('/v2/models/digits/drift');
   t.equal(before.status, 200);
   t.equal(before.json.verdict, 'inconclusive');

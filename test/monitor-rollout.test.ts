@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { newProfile, profileColumn, writeProfile } from '../dist/monitor/profile.js';
+import { newProfile, profileColumn, profilePath, writeProfile } from '../dist/monitor/profile.js';
 import { openLogStore } from '../dist/monitor/log-store.js';
 import { seededRandom } from '../dist/random.js';
 
@@ -27,7 +27,7 @@ function repoWith(config: Record<string, unknown> = {}): TempRepo {
 function profileOf(repo: TempRepo, source: string, random: () => number): void {
   const rows = 500;
   const columns = Array.from({ length: 4 }, () => Array.from({ length: rows }, () => random() * 10));
-  writeProfile(repo.dir, newProfile('affine', source, rows, columns.map((c, i) => profileColumn(`x[${i}]`, c))));
+  writeProfile(profilePath(repo.dir, 'affine'), newProfile('affine', source, rows, columns.map((c, i) => profileColumn(`x[${i}]`, c))));
 }
 
 async function send(s: TestServer, n: number, random: () => number, idPrefix?: string): Promise<string[]> {

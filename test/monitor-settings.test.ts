@@ -4,9 +4,9 @@ import { resolveServeSettings } from '../dist/cli/settings.js';
 import { parseThresholds } from '../dist/monitor/settings.js';
 import { LOG_DEFAULTS } from '../dist/monitor/prediction-log.js';
 
-t.test('defaults: everything on, the log beside the models', async (t) => {
-  const s = resolveServeSettings({ repo: '/srv/models' }, {});
-  t.match(s.monitoring, { log: { url: 'sqlite:/srv/models/.umbra/predictions.sqlite', inputs: true }, drift: {} });
+t.test('defaults: everything on, the log in the state directory', async (t) => {
+  const s = resolveServeSettings({ repo: '/srv/models', stateDir: '/var/lib/umbra' }, {});
+  t.match(s.monitoring, { log: { url: 'sqlite:/var/lib/umbra/predictions.sqlite', inputs: true }, drift: {}, stateDir: '/var/lib/umbra' });
   t.same(LOG_DEFAULTS, { sample: 1, inputsSample: 0.1, retentionDays: 30, maxRows: 10_000_000 }, 'as docs/monitoring.md says');
   t.equal(resolveServeSettings({ repo: '/srv/models', monitoring: 'off' }, {}).monitoring, false);
   const noLog = resolveServeSettings({ repo: '/srv/models', logDb: 'off' }, {}).monitoring;
@@ -21,6 +21,7 @@ t.test('flags, environment and their checks', async (t) => {
     log: { url: 'postgres://u@h/db', inputs: false, sample: 0.25, inputsSample: 0.5, maxRows: 1000 },
     webhook: { url: 'http://127.0.0.1:9/x' },
     accuracyThreshold: 0.9,
+    stateDir: s.stateDir,
   });
   t.match(resolveServeSettings({ repo: 'r' }, { UMBRA_LOG_DB: 'sqlite:/tmp/x.db' }).monitoring, { log: { url: 'sqlite:/tmp/x.db' } });
   t.throws(() => resolveServeSettings({ repo: 'r', logSample: '2' }, {}), /--log-sample/);

@@ -68,12 +68,17 @@ t.test('gives up after the bound; the queue is bounded', async (t) => {
 t.test('server: drift and accuracy alerts fire once per crossing and re-arm', async (t) => {
   const rx = await receiver(t, 1);
   const dir = mkdtempSync(join(tmpdir(), 'umbra-webhook-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const stateDir = `${dir}.state`;
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
+  });
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
-  const p = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
+  const p = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--state-dir', stateDir, '--model', 'digits', '--data', join(ROOT, 'models/digits.csv'), '--where', 'split=train'], { encoding: 'utf8' });
   t.equal(p.status, 0, p.stderr);
   const s = await startTestServer(t, {
     repository: dir,
+    stateDir,
     monitoring: { webhook: { url: rx.url, backoffMs: 5 }, accuracyThreshold: 0.5, minLabels: 8, feedback: { accuracyWindow: 8 } },
   });
   const monitor = s.server.monitor!;

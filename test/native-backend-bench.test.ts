@@ -23,11 +23,20 @@ for (const backend of ['native', 'onnxruntime']) {
   });
 }
 
+t.test('bench-model --backend auto picks as a model config does and shows each layer\'s format', async (t) => {
+  const { stdout } = await run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', 'auto', '--batch', '1,3', '--seconds', '0.1', '--repeats', '1']);
+  t.match(stdout, /on native \(auto\), 1 thread/);
+  t.match(stdout, /layer formats:\n  gemm_1 \[32x64\] 93\.1% non-zero: packed \(too-dense: /);
+  const json = JSON.parse((await run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', 'auto', '--batch', '2', '--seconds', '0.1', '--repeats', '1', '--json'])).stdout);
+  t.equal(json.backend, 'native');
+  t.same(json.layers.map((l: { basis: string }) => l.basis), ['too-dense', 'too-dense']);
+});
+
 t.test('bench-model table output and bad flags', async (t) => {
   const { stdout } = await run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--batch', '2', '--seconds', '0.1', '--repeats', '1']);
   t.match(stdout, /on native, 1 thread/);
   t.match(stdout, /^\s+2\s+\d/m);
-  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', 'tpu']), /expected native or onnxruntime/);
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--backend', 'tpu']), /expected native, onnxruntime or auto/);
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--batch', '0']), /--batch: expected a positive integer/);
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', '/nonexistent.onnx']), /does not exist/);
 });

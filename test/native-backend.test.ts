@@ -11,7 +11,7 @@ import { buildModel, type ModelSpec } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { openNative } from '../dist/workers/backends/native.js';
 import { compileGraph, nativeRefusal } from '../dist/graph/index.js';
-import { pruneMagnitude } from '../dist/native/prune.js';
+import { prunedMlp } from './helpers/native-models.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const DIGITS = (v: number) => join(ROOT, 'models', 'repository', 'digits', String(v), 'model.onnx');
@@ -240,32 +240,15 @@ t.test('opset 11 exports: legacy Softmax axis, x.view(x.size(0), -1), Dropout; o
 });
 
 t.test('pruned weights give the same answers on the packed and the CSR paths', async (t) => {
-  const r = rng(11);
-  const sizes = [[48, 96], [96, 96], [96, 10]] as const;
-  const layers = sizes.map(([k, n], i) => ({ name: `w${i}`, weights: Float32Array.from({ length: k * n }, () => r() * 0.4) }));
-  await pruneMagnitude(layers, { sparsity: 0.9, perLayer: true });
-  const path = save({
-    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 48] }],
-    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 10] }],
-    initializers: [
-      ...layers.map((l, i) => ({ name: l.name, datatype: 'FP32' as const, dims: [sizes[i]![1], sizes[i]![0]], values: l.weights })),
-      ...sizes.map(([, n], i) => ({ name: `b${i}`, datatype: 'FP32' as const, dims: [n], values: Array.from({ length: n }, () => r()) })),
-    ],
-    nodes: [
-      { op: 'Gemm', inputs: ['x', 'w0', 'b0'], outputs: ['h0'], attributes: { transB: 1 } },
-      { op: 'Relu', inputs: ['h0'], outputs: ['a0'] },
-      { op: 'Gemm', inputs: ['a0', 'w1', 'b1'], outputs: ['h1'], attributes: { transB: 1 } },
-      { op: 'Relu', inputs: ['h1'], outputs: ['a1'] },
-      { op: 'Gemm', inputs: ['a1', 'w2', 'b2'], outputs: ['y'], attributes: { transB: 1 } },
-    ],
-  });
+  const path = save(await prunedMlp(0.9, 11));
   const feeds = (rows: number) => ({ x: { data: randomArray(rows * 48, 40 + rows, 2), shape: [rows, 48] } });
   for (const rows of [1, 8, 64]) {
-    const auto = await agree(t, path, feeds(rows));
-    t.same(auto.layers().map((l) => l.format), ['csr', 'csr', 'csr'], '90% sparse layers run as CSR by default');
-    t.ok(auto.layers().every((l) => Math.abs(l.density - 0.1) < 0.01), 'density measured at load');
+    const measured = await agree(t, path, feeds(rows));
+    t.ok(measured.layers().every((l) => Math.abs(l.density - 0.1) < 0.01), 'density measured at load');
+    await agree(t, path, feeds(rows), { sparseBelow: 2 });
     await agree(t, path, feeds(rows), { sparseBelow: 0 });
   }
+  t.same(openNative(path, 1, { sparseBelow: 2 }).layers().map((l) => l.format), ['csr', 'csr', 'csr']);
   t.same(openNative(path, 1, { sparseBelow: 0 }).layers().map((l) => l.format), ['packed', 'packed', 'packed']);
 });
 

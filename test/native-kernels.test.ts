@@ -1,8 +1,8 @@
 import t from 'tap';
 import { Worker } from 'node:worker_threads';
 import {
-  biasActivation, boundGemm, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
-  SPARSE_PANEL, type Activation,
+  alignedFloat32, biasActivation, boundGemm, boundSpmm, csrFromDense, denseWeights, gemm, gemmAsync, kernelIsa, packSparse, packWeights, softmax, spmm, spmmAsync,
+  SPARSE_PANEL, sparseInputRows, spmmLanes, type Activation,
 } from '../dist/native/kernels.js';
 import { UmbraError } from '../dist/errors.js';
 import { seededRandom as rng } from '../dist/random.js';
@@ -134,6 +134,54 @@ function sparse(rows: number, cols: number, density: number, next: () => number)
   }
   return w;
 }
+
+t.test('boundSpmm checks its weights once and then equals spmm on every X', async (t) => {
+  const next = rng(13);
+  const [k, n] = [600, 17];
+  const bias = randomArray(n, next);
+  const panels = packSparse(csrFromDense(sparse(n, k, 0.2, next), n, k));
+  const run = boundSpmm(panels, { bias, activation: 'relu' });
+  const rows = [0, 1, 5, 64];
+  const pairs = rows.map((m) => {
+    const x = randomArray(m * k, next);
+    return [Array.from(run(x, m)), Array.from(spmm({ x, m, weights: panels, bias, activation: 'relu' }))];
+  });
+  t.same(pairs.map(([bound]) => bound), pairs.map(([, plain]) => plain), `equal for ${rows.join(', ')} rows`);
+  const out = new Float32Array(2 * n).fill(Number.NaN);
+  t.equal(run(randomArray(2 * k, next), 2, out), out, 'writes into a given output');
+  t.ok(out.every(Number.isFinite), 'every output written');
+  t.throws(() => run(new Float32Array(k - 1), 1), UmbraError, 'an X shorter than m rows is refused');
+  t.throws(() => run(new Float32Array(k), 1, new Float32Array(n - 1)), UmbraError, 'a short output is refused');
+  t.throws(() => boundSpmm(csrFromDense(new Float32Array(4), 2, 2) as never), UmbraError, 'CSR weights not packed into panels are refused');
+  t.throws(() => boundSpmm(panels, { bias: new Float32Array(n - 1) }), UmbraError, 'a short bias is refused when binding');
+});
+
+t.test('boundSpmm.lanes chains layers on transposed activations with the row-major answers', async (t) => {
+  const next = rng(14);
+  const [k, n1, n2] = [600, 530, 70];
+  const first = boundSpmm(packSparse(csrFromDense(sparse(n1, k, 0.2, next), n1, k)), { bias: randomArray(n1, next), activation: 'relu' });
+  const second = boundSpmm(packSparse(csrFromDense(sparse(n2, n1, 0.3, next), n2, n1)), { bias: randomArray(n2, next) });
+  const rows = [1, 8, 9, 64, 65];
+  const results = rows.map((m) => {
+    const x = randomArray(m * k, next);
+    const want = second(first(x, m), m);
+    const ht = alignedFloat32(sparseInputRows(n1) * spmmLanes(m));
+    first.lanes(x, m, ht, { input: false, output: true });
+    return [Array.from(second.lanes(ht, m, new Float32Array(m * n2), { input: true, output: false })), Array.from(want)];
+  });
+  t.same(results.map(([got]) => got), results.map(([, want]) => want), `equal for ${rows.join(', ')} rows`);
+  const ht = alignedFloat32(sparseInputRows(n1) * spmmLanes(2));
+  t.throws(() => first.lanes(randomArray(2 * k, next), 2, ht.subarray(0, n1 * spmmLanes(2) - 1), { input: false, output: true }), UmbraError, 'a transposed output short of its lanes is refused');
+  t.throws(() => second.lanes(ht.subarray(8), 2, new Float32Array(2 * n2), { input: true, output: false }), UmbraError, 'a transposed input short of whole panels is refused');
+});
+
+t.test('alignedFloat32 gives zeroed storage of the asked length', async (t) => {
+  const a = alignedFloat32(1000);
+  t.equal(a.length, 1000);
+  t.ok(a.every((v) => v === 0));
+  t.equal((a.byteOffset % 4), 0);
+  t.throws(() => alignedFloat32(-1), UmbraError);
+});
 
 t.test('spmm over CSR matches the dense reference, with empty rows and odd batches', async (t) => {
   const next = rng(3);

@@ -147,3 +147,30 @@ t.test('an eval label column that does not exist is a clear error', async (t) =>
   t.not(r.code, 0);
   t.match(r.stderr, /label column named "target"/);
 });
+
+t.test('the docs score on held-out rows: every --eval command in docs/prune.md filters split=test', async (t) => {
+  const commands = readFileSync('docs/prune.md', 'utf8').replace(/\\\n\s*/g, ' ').split('\n')
+    .filter((line) => line.startsWith('umbra prune') && line.includes('--eval '))
+    .map((line) => line.replace(/\s+#.*$/, ''));
+  t.ok(commands.length >= 2, 'the accuracy and sweep examples');
+  for (const c of commands) t.match(c, /--eval-filter split=test/, c);
+  const sweep = commands.find((c) => c.includes('--sweep'))!;
+  const args = sweep.split(/\s+/).slice(2);
+  args[args.indexOf('--plot') + 1] = join(dir, 'docs-curve.svg');
+  const r = await umbra([...args, '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const testRows = readFileSync(CSV, 'utf8').trim().split(/\r?\n/).filter((line) => line.endsWith(',test')).length;
+  t.equal(JSON.parse(r.stdout).eval.rows, testRows, `scored on the ${testRows} test rows, none of the training rows`);
+});
+
+t.test('structured: the output layer stays dense unless --include-output-layer', async (t) => {
+  const kept = await umbra([DIGITS, join(dir, 's-kept.onnx'), '--method', 'structured', '--sparsity', '0.25', '--json']);
+  t.equal(kept.code, 0, kept.stderr);
+  t.match(JSON.parse(kept.stdout).layers, [{ name: 'fc1.weight', status: 'pruned' }, { name: 'fc2.weight', status: 'excluded', excludedBy: 'output-layer', sparsityAfter: 0 }]);
+  const all = await umbra([DIGITS, join(dir, 's-all.onnx'), '--method', 'structured', '--sparsity', '0.25', '--include-output-layer', '--json']);
+  t.equal(all.code, 0, all.stderr);
+  t.match(JSON.parse(all.stdout).layers, [{ name: 'fc1.weight', status: 'pruned' }, { name: 'fc2.weight', status: 'pruned', prunedOutputs: 3 }]);
+  const misuse = await inProcess([DIGITS, join(dir, 'never.onnx'), '--sparsity', '0.5', '--include-output-layer']);
+  t.equal(misuse.code, 2);
+  t.match(misuse.message, /--include-output-layer: only applies to --method structured/);
+});

@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { buildModel } from '../dist/onnx/builder.js';
 import { onnx, readModel, writeModel, encodeModel } from '../dist/onnx/model-io.js';
 import { tensorValues } from '../dist/onnx/tensor-data.js';
-import { findPrunable, runPrune, type PruneRunOptions } from '../dist/prune/index.js';
+import { findPrunable, formatReport, PrunableModel, runPrune, type PruneRunOptions } from '../dist/prune/index.js';
 import { Umbra } from '../dist/core/umbra.js';
 import { seededRandom as rng } from '../dist/random.js';
 
@@ -205,7 +205,7 @@ t.test('N:M keeps N of every M along the input dimension of each layout', async 
 
 t.test('structured pruning zeroes whole output units with the smallest norm', async (t) => {
   for (const norm of ['l1', 'l2'] as const) {
-    const { after, before, input, output } = await prune({ method: 'structured', sparsity: 0.5, norm });
+    const { after, before, input, output } = await prune({ method: 'structured', sparsity: 0.5, norm, includeOutputLayer: true });
     const units = (name: string, rows: number, cols: number, outputsAreRows: boolean) => {
       const a = after.get(name)!.data;
       const b = before.get(name)!.data;
@@ -237,6 +237,24 @@ t.test('structured pruning zeroes whole output units with the smallest norm', as
     units('wc', 4, 18, true);
     assertRestUntouched(t, input, output, PRUNABLE);
   }
+});
+
+t.test('structured pruning leaves output layers dense unless asked', async (t) => {
+  // w3 (-> Mul -> y) and wc (-> c) reach graph outputs without another MatMul/Gemm/Conv; w1 and w2 feed w3.
+  const model = PrunableModel.open(writeInput());
+  t.same(Object.fromEntries(model.weights.map((w) => [w.name, w.outputLayer])), { w1: false, w2: false, w3: true, wc: true });
+  const kept = await prune({ method: 'structured', sparsity: 0.5 });
+  for (const name of ['w3', 'wc']) {
+    t.same(kept.after.get(name)!.data, kept.before.get(name)!.data, `${name} untouched`);
+    t.match(kept.report.layers.find((l) => l.name === name), { status: 'excluded', excludedBy: 'output-layer', sparsityAfter: 0 });
+  }
+  for (const name of ['w1', 'w2']) t.equal(kept.report.layers.find((l) => l.name === name)!.sparsityAfter, 0.5, `${name} pruned`);
+  t.match(formatReport(kept.report), /kept dense: w3, wc, the output layers: .*--include-output-layer/);
+  const named = await prune({ method: 'structured', sparsity: 0.5, layers: [{ pattern: 'w3', sparsity: 0.25 }] });
+  t.equal(named.report.layers.find((l) => l.name === 'w3')!.sparsityAfter, 0.25, 'a --layer target naming an output layer asks for it');
+  t.equal(named.report.layers.find((l) => l.name === 'wc')!.excludedBy, 'output-layer');
+  const unstructured = await prune({ method: 'layer', sparsity: 0.5 });
+  t.equal(unstructured.report.layers.find((l) => l.name === 'w3')!.sparsityAfter, 0.5, 'other methods prune output layers as before');
 });
 
 t.test('NaN weights are rejected naming the tensor, for every method', async (t) => {

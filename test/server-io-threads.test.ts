@@ -106,8 +106,10 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
     const c = await RawConnection.open(s.server.port);
     opened.push(c);
     t.equal((await c.request('/v2/models/affine/infer', { inputs: [x(1)] })).status, 200);
-    const after = s.server.ioThreadStats();
-    const tid = after.find((a) => a.requests > (before.find((b) => b.tid === a.tid)?.requests ?? 0))!.tid;
+    // A thread that answered the request itself reports it just after the answer.
+    const grew = () => s.server.ioThreadStats().find((a) => a.requests > (before.find((b) => b.tid === a.tid)?.requests ?? 0));
+    await until(() => grew() !== undefined, 'the thread that read the request counted it');
+    const tid = grew()!.tid;
     if (!byThread.has(tid)) byThread.set(tid, c);
   }
   t.equal(byThread.size, 2, 'connections reached both threads');

@@ -2,7 +2,7 @@
 // shadows that never touch the primary's answer, rollouts that promote or roll back on their own,
 // state that survives a restart, and continuous delivery of a new version.
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../dist/index.js';
 import { ShadowRunner } from '../dist/traffic/index.js';
@@ -24,9 +24,15 @@ function affineRepo(config: Record<string, unknown> = {}): TempRepo {
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
+/** Traffic state persists in a state directory beside the repository (never inside it), kept across restarts of one test. */
+const stateDirOf = (repo: TempRepo) => `${repo.dir}.state`;
+
 async function serve(t: Tap.Test, repo: TempRepo): Promise<Server> {
-  const server = await startServer({ repository: repo.dir, port: 0, workers: 1, adminToken: TOKEN, monitoring: false } as Parameters<typeof startServer>[0]);
-  t.teardown(() => server.stop());
+  const server = await startServer({ repository: repo.dir, stateDir: stateDirOf(repo), port: 0, workers: 1, adminToken: TOKEN, monitoring: false } as Parameters<typeof startServer>[0]);
+  t.teardown(async () => {
+    await server.stop();
+    rmSync(stateDirOf(repo), { recursive: true, force: true });
+  });
   return server;
 }
 
@@ -83,7 +89,8 @@ t.test('policy over the admin API: token, validation, loaded versions, persisten
   const ok = await call(server, 'PUT', '/v2/models/affine/traffic', policy);
   t.equal(ok.status, 200);
   t.match(ok.json, { ...policy, pinned: true });
-  t.ok(existsSync(join(repo.dir, 'affine', 'traffic.json')), 'persisted');
+  t.ok(existsSync(join(stateDirOf(repo), 'affine.traffic.json')), 'persisted in the state directory');
+  t.notOk(existsSync(join(repo.dir, 'affine', 'traffic.json')), 'nothing written into the repository');
   t.same((await call(server, 'GET', '/v2/models/affine/traffic')).json.canary, policy.canary);
 });
 
@@ -279,7 +286,7 @@ t.test('policy from config.json; models without traffic settings leave no state 
   const server = await serve(t, repo);
   t.match((await call(server, 'GET', '/v2/models/affine/traffic')).json, { primary: '1', canary: { version: '2', weight: 1 }, pinned: true });
   t.equal((await infer(server, [1, 2, 3, 4])).header, '2', 'weight 1: the canary answers');
-  t.notOk(existsSync(join(repo.dir, 'plain', 'traffic.json')), 'no file for a model with no traffic settings');
+  t.notOk(existsSync(join(stateDirOf(repo), 'plain.traffic.json')), 'no file for a model with no traffic settings');
   t.equal((await call(server, 'GET', '/v2/models/plain/rollout')).status, 404, 'no rollout');
   const analysis = (await call(server, 'GET', '/v2/models/plain/analysis?min_agreement=0.9')).json;
   t.equal(analysis.verdict, 'inconclusive');

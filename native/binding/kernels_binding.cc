@@ -142,10 +142,11 @@ Napi::Value SparsePackF32(const Napi::CallbackInfo& info) {
   });
 }
 
-// (x, panelPtr, colIdx, values, bias|null, y, m, n, k, activation, threads)
+// (x, panelPtr, colIdx, values, bias|null, y, m, n, k, activation, threads, xLanes, yLanes):
+// xLanes/yLanes 0 for row-major X/Y, else spmm_lanes(m) for transposed ones (see umbra_kernels.h).
 umbra::SpmmPanelsArgs spmm_panels_args(const Napi::CallbackInfo& info, const char* kName) {
   const Napi::Env env = info.Env();
-  UMBRA_THROW_IF(env, info.Length() != 11, "expected 11 arguments");
+  UMBRA_THROW_IF(env, info.Length() != 13, "expected 13 arguments");
   umbra::SpmmPanelsArgs a;
   a.m = to_size(info, 6, kName, "m");
   a.w.rows = to_size(info, 7, kName, "n");
@@ -159,9 +160,14 @@ umbra::SpmmPanelsArgs spmm_panels_args(const Napi::CallbackInfo& info, const cha
   }
   a.w.col_idx = u16(env, info[2], a.w.nnz, kName, "colIdx");
   a.w.values = f32(env, info[3], a.w.nnz, kName, "values");
-  a.x = f32(env, info[0], a.m * a.w.cols, kName, "x");
+  a.x_lanes = to_size(info, 11, kName, "xLanes");
+  a.y_lanes = to_size(info, 12, kName, "yLanes");
+  const size_t lanes = umbra::spmm_lanes(a.m);
+  UMBRA_THROW_IF(env, (a.x_lanes != 0 && a.x_lanes != lanes) || (a.y_lanes != 0 && a.y_lanes != lanes),
+                 "xLanes and yLanes must be 0 or " + std::to_string(lanes) + " for " + std::to_string(a.m) + " rows");
+  a.x = f32(env, info[0], a.x_lanes != 0 ? a.w.panels() * umbra::kSparsePanel * lanes : a.m * a.w.cols, kName, "x");
   a.bias = f32(env, info[4], a.w.rows, kName, "bias", true);
-  a.y = f32(env, info[5], a.m * a.w.rows, kName, "y");
+  a.y = f32(env, info[5], a.y_lanes != 0 ? a.w.rows * lanes : a.m * a.w.rows, kName, "y");
   return a;
 }
 
@@ -231,6 +237,22 @@ Napi::Value SoftmaxF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// (n) -> a zeroed Float32Array of n elements whose data starts on a 64-byte boundary (a view
+// into a slightly larger ArrayBuffer). For activations the kernels stream as vectors: a row of
+// Xt that straddles cache lines measured 2x slower. Non-blocking.
+Napi::Value AlignedFloat32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "alignedFloat32";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 1, "expected 1 argument");
+    const size_t n = to_size(info, 0, kName, "n");
+    constexpr size_t kAlign = 64;
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, n * sizeof(float) + kAlign);
+    const size_t offset = (kAlign - reinterpret_cast<uintptr_t>(buffer.Data()) % kAlign) % kAlign;
+    return Napi::Float32Array::New(env, n, buffer, offset);
+  });
+}
+
 // Non-blocking: the ISA the kernels dispatch to ("avx512" | "avx2" | "portable").
 Napi::Value KernelIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), umbra::isa_name(umbra::isa_active()));
@@ -251,6 +273,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("biasActivationF32", Napi::Function::New(env, BiasActivationF32, "biasActivationF32"));
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
+  exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));
 }
 
 }  // namespace umbra_binding

@@ -93,18 +93,25 @@ struct SparsePanelsOwned {
 // Cuts a CSR matrix into panels (order within a row is kept). Throws std::invalid_argument on
 // an inconsistent CSR matrix (checked in O(rows + nnz)).
 SparsePanelsOwned sparse_pack_f32(const CsrMatrix& w);
+// The kernel works on activations transposed to "lanes": Xt [panels * kSparsePanel, L] and
+// Yt [N, L], one batch row per lane, L = spmm_lanes(M). A caller that chains sparse layers can
+// hand Yt of one layer to the next as its Xt and skip both transposes in between. Lanes past M
+// hold values that belong to no row (never read back into a row); rows of Xt past K are never
+// read for a valid column index.
+size_t spmm_lanes(size_t m);
 struct SpmmPanelsArgs {
-  const float* x = nullptr;  // [M,K]
+  const float* x = nullptr;  // [M,K] row-major, or Xt [panels * kSparsePanel, x_lanes] when x_lanes != 0
   SparsePanels w;  // rows = N, cols = K
   const float* bias = nullptr;  // [N] or null
-  float* y = nullptr;  // [M,N]
+  float* y = nullptr;  // [M,N] row-major, or Yt [N, y_lanes] when y_lanes != 0
   size_t m = 0;
   Activation activation = Activation::none;
   int threads = 1;
+  size_t x_lanes = 0, y_lanes = 0;  // 0 (row-major) or spmm_lanes(m)
 };
 // Y[M,N] = act(X . Wᵀ + bias). Checks panel_ptr in O(panels * rows); column indices are not
 // checked per call but are masked to their panel, so a corrupt index can give a wrong result,
-// never a read outside X. Throws std::invalid_argument on inconsistent pointers.
+// never a read outside X. Throws std::invalid_argument on inconsistent pointers or lanes.
 void spmm_panels_f32(const SpmmPanelsArgs& args);
 
 // ---- Elementwise ---------------------------------------------------------------------------

@@ -238,6 +238,64 @@ void test_spmm_rejects() {
   expect_throw([&] { umbra::spmm_panels_f32(p); }, "number of stored values", "spmm_panels rejects a bad last pointer");
 }
 
+// Two sparse layers chained on transposed activations (y_lanes, then x_lanes) give exactly what
+// the same layers give row-major: rows of Yt past N and lanes past M are poisoned and must never
+// reach a result.
+void test_spmm_lanes() {
+  const size_t k = 600, n1 = 530, n2 = 70;
+  const auto w1 = sparse_weights(n1, k, 0.2), w2 = sparse_weights(n2, n1, 0.3);
+  const umbra::CsrOwned c1 = umbra::csr_from_dense_f32(w1.data(), n1, k), c2 = umbra::csr_from_dense_f32(w2.data(), n2, n1);
+  const umbra::SparsePanelsOwned p1 = umbra::sparse_pack_f32({c1.row_ptr.data(), c1.col_idx.data(), c1.values.data(), n1, k, c1.values.size()});
+  const umbra::SparsePanelsOwned p2 = umbra::sparse_pack_f32({c2.row_ptr.data(), c2.col_idx.data(), c2.values.data(), n2, n1, c2.values.size()});
+  auto panels = [](const umbra::SparsePanelsOwned& p, size_t rows, size_t cols) {
+    umbra::SparsePanels w;
+    w.panel_ptr = p.panel_ptr.data();
+    w.col_idx = p.col_idx.data();
+    w.values = p.values.data();
+    w.rows = rows;
+    w.cols = cols;
+    w.nnz = p.values.size();
+    return w;
+  };
+  const auto b1 = random_vector(n1), b2 = random_vector(n2);
+  for (size_t m : {1, 3, 8, 9, 64, 65})
+    for (int threads : {1, 2}) {
+      const auto x = random_vector(m * k);
+      umbra::SpmmPanelsArgs a;
+      a.w = panels(p1, n1, k);
+      a.bias = b1.data();
+      a.activation = umbra::Activation::relu;
+      a.m = m;
+      a.threads = threads;
+      a.x = x.data();
+      std::vector<float> h(m * n1), want(m * n2), got(m * n2, std::nanf(""));
+      a.y = h.data();
+      umbra::spmm_panels_f32(a);
+      umbra::SpmmPanelsArgs b;
+      b.w = panels(p2, n2, n1);
+      b.bias = b2.data();
+      b.m = m;
+      b.threads = threads;
+      b.x = h.data();
+      b.y = want.data();
+      umbra::spmm_panels_f32(b);
+      const size_t lanes = umbra::spmm_lanes(m), rows = (n1 + umbra::kSparsePanel - 1) / umbra::kSparsePanel * umbra::kSparsePanel;
+      std::vector<float> ht(rows * lanes, std::nanf(""));
+      a.y = ht.data();
+      a.y_lanes = lanes;
+      umbra::spmm_panels_f32(a);
+      for (size_t r = n1; r < rows; ++r) std::fill(ht.begin() + r * lanes, ht.begin() + (r + 1) * lanes, std::nanf(""));
+      for (size_t r = 0; r < n1; ++r) std::fill(ht.begin() + r * lanes + m, ht.begin() + (r + 1) * lanes, std::nanf(""));
+      b.x = ht.data();
+      b.x_lanes = lanes;
+      b.y = got.data();
+      umbra::spmm_panels_f32(b);
+      expect(got == want, "spmm chained on lanes equals row-major (m " + std::to_string(m) + " threads " + std::to_string(threads) + ")");
+      b.x_lanes = lanes + 8;
+      expect_throw([&] { umbra::spmm_panels_f32(b); }, "lanes", "spmm_panels rejects lanes that do not fit the batch");
+    }
+}
+
 void test_elementwise() {
   for (size_t cols : {1, 3, 17, 33, 127, 128}) {
     const size_t rows = 5;
@@ -288,6 +346,7 @@ int run_all() {
     context = umbra::isa_name(isa);
     test_gemm();
     test_spmm();
+    test_spmm_lanes();
     test_elementwise();
     context = std::string("prune ") + umbra::isa_name(isa);  // the selection scan has ISA variants
     test_prune();

@@ -5,9 +5,12 @@ import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
+import { toTritonConfig } from '../repository/config.js';
+import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import type { QueueBound } from '../scheduler/options.js';
 import { VERSION } from '../version.js';
+import { layerReportJson } from '../graph/layer-formats.js';
 
 export interface ApiRequest {
   method: string;
@@ -51,7 +54,10 @@ export interface ApiOptions {
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
-export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics'];
+export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics'];
+
+/** Extensions served by a capability that may be off (monitoring serves statistics): advertised only while their route exists. */
+const EXTENSION_ROUTES: Record<string, string> = { statistics: 'GET /v2/models/:/stats' };
 
 function json(status: number, value: unknown, headers: Record<string, string> = {}): ApiReply {
   return { status, headers: Object.assign({}, JSON_TYPE, headers), body: JSON.stringify(value) };
@@ -93,15 +99,18 @@ export class Api implements RouteTable {
       const ready = this.options.isAccepting() && this.umbra.manager.isReady();
       return json(ready ? 200 : 503, { ready });
     });
-    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: EXTENSIONS }));
+    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: this.extensions() }));
     r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
     r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
+    // Triton's model configuration extension: the configuration in force, defaults filled in.
+    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, toTritonConfig(this.umbra.manager.get(m!).config)));
+    r('GET', '/v2/models/:m/versions/:v/config', (_q, [m, v]) => json(200, toTritonConfig(this.umbra.manager.get(m!, v).config)));
     r('GET', '/v2/models/:m/ready', (_q, [m]) => this.modelReady(m!));
     r('GET', '/v2/models/:m/versions/:v/ready', (_q, [m, v]) => this.modelReady(m!, v));
     r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
     r('POST', '/v2/models/:m/versions/:v/infer', (q, [m, v]) => this.infer(q, m!, v));
     r('POST', '/v2/repository/index', (q) => this.repositoryIndex(q));
-    r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(m!)));
+    r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(q, m!)));
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
 
@@ -109,6 +118,11 @@ export class Api implements RouteTable {
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     this.matched.clear();
+  }
+
+  private extensions(): string[] {
+    const served = new Set(this.routes.map((route) => `${route.method} /${route.pattern.map((p) => (p.startsWith(':') ? ':' : p)).join('/')}`));
+    return EXTENSIONS.filter((name) => EXTENSION_ROUTES[name] === undefined || served.has(EXTENSION_ROUTES[name]));
   }
 
   async handle(req: ApiRequest): Promise<ApiReply> {
@@ -159,16 +173,11 @@ export class Api implements RouteTable {
   }
 
   private metadata(model: string, version?: string): ApiReply {
+    // Extension fields (OIP clients ignore fields they do not know; gRPC's message has no place
+    // for them): how this version runs and what decided it, and its queue bound with the
+    // measurement it rests on, both measured at load.
     const mv = this.umbra.manager.get(model, version);
-    const versions = version ? [mv.version] : this.umbra.manager.versionsOf(model).map((v) => v.version);
-    return json(200, {
-      name: mv.name,
-      versions,
-      platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
-      inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
-      outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
-      queue: queueMetadata(mv.queueBound),
-    });
+    return json(200, { ...modelMetadata(this.umbra, model, version), execution: executionOf(mv), queue: queueMetadata(mv.queueBound) });
   }
 
   private modelReady(model: string, version?: string): ApiReply {
@@ -192,8 +201,18 @@ export class Api implements RouteTable {
     return json(200, await this.umbra.manager.index(readyOnly));
   }
 
-  private async load(model: string): Promise<ApiReply> {
-    await this.umbra.manager.load(model);
+  /** Triton's load: a body {"parameters": {"config": "<JSON>", "file:1/model.onnx": "<base64>"}} loads the model as given. */
+  private async load(req: ApiRequest, model: string): Promise<ApiReply> {
+    let overrides: LoadOverrides | undefined;
+    if (req.body.byteLength > 0) {
+      const body = parseJsonObject(req.body, 'the load request');
+      const parameters = body.parameters;
+      if (parameters !== undefined && (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))) {
+        throw new UmbraError('INVALID_INPUT', 'expected an object for "parameters" in the load request');
+      }
+      overrides = readLoadOverrides(parameters as Record<string, unknown> | undefined, base64File);
+    }
+    await this.umbra.manager.load(model, overrides);
     return json(200, {});
   }
 
@@ -214,8 +233,36 @@ function queueMetadata(bound: QueueBound): Record<string, unknown> {
   return out;
 }
 
+/** The metadata's `execution` field: backend, where batches run, and each native layer's format with its evidence. */
+function executionOf(mv: ModelVersion): Record<string, unknown> {
+  return {
+    backend: mv.session.backend,
+    placement: mv.placement,
+    ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
+  };
+}
+
 function fullShape(mv: ModelVersion, dims: number[]): number[] {
   return mv.signature.maxBatchSize > 0 ? [-1, ...dims] : dims;
+}
+
+/** GET /v2/models/{m}[/versions/{v}] (and gRPC's ModelMetadata): versions, platform, inputs, outputs. */
+export function modelMetadata(core: Umbra, model: string, version?: string): { name: string; versions: string[]; platform: string; inputs: TensorMetadata[]; outputs: TensorMetadata[] } {
+  const mv = core.manager.get(model, version);
+  const versions = version ? [mv.version] : core.manager.versionsOf(model).map((v) => v.version);
+  return {
+    name: mv.name,
+    versions,
+    platform: mv.session.backend === 'native' ? 'umbra_native' : 'onnxruntime_onnx',
+    inputs: mv.signature.inputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+    outputs: mv.signature.outputs.map((s) => ({ name: s.name, datatype: s.datatype, shape: fullShape(mv, s.dims) })),
+  };
+}
+
+interface TensorMetadata {
+  name: string;
+  datatype: string;
+  shape: number[];
 }
 
 /** The path's segments, percent-decoded; a malformed escape is a 400. */

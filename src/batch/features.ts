@@ -3,9 +3,12 @@
 // is reused by the next row, so a batch never holds a half-written row.
 import { UmbraError } from '../errors.js';
 import { describeValue } from '../errors.js';
-import { float32ToHalf, integerRange, typedArrayFor } from '../protocol/index.js';
+// From the files behind the protocol index: this runs on reader threads, which need none of the
+// request and response code (nor the native addon) the index loads.
+import { integerRange, typedArrayFor } from '../protocol/datatype.js';
+import { float32ToHalf } from '../protocol/half.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
-import type { InputRecord } from './reader.js';
+import { jsonObject, type InputRecord } from './reader.js';
 import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
@@ -26,7 +29,9 @@ interface InputPlan {
 
 export interface FeaturePlan {
   inputs: InputPlan[];
-  keyColumn: string;
+  /** Undefined: each row's key is its row number (1 for the first data row). */
+  keyColumn: string | undefined;
+  /** -1 with row-number keys. */
   keyPosition: number;
   /** CSV: how many fields every record must have. */
   width: number;
@@ -40,11 +45,15 @@ export interface FeaturePlan {
 
 export class RowRejected extends Error {}
 
-/** Builds the plan from the model signature, the file's columns and an optional mapping. */
-export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string, mapping?: ColumnMapping, delimiter = ','): FeaturePlan {
-  const keyPosition = columns.indexOf(keyColumn);
-  if (keyPosition < 0) {
-    throw new UmbraError('INVALID_ARGUMENT', `the key column '${keyColumn}' (--key) is not in the input; its columns are: ${preview(columns)}`);
+/**
+ * Builds the plan from the model signature, the file's columns and an optional mapping. Without
+ * a key column, each row's key is its row number.
+ */
+export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string | undefined, mapping?: ColumnMapping, delimiter = ','): FeaturePlan {
+  const keyPosition = keyColumn === undefined ? -1 : columns.indexOf(keyColumn);
+  if (keyColumn !== undefined && keyPosition < 0) {
+    throw new UmbraError('INVALID_ARGUMENT', `the key column '${keyColumn}' (--key) is not in the input; its columns are: ${preview(columns)}. `
+      + 'Name one of them with --key, or leave --key out to key each row by its row number');
   }
   if (mapping) {
     for (const name of Object.keys(mapping)) {
@@ -76,7 +85,7 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     } else {
       const indexed = indexedColumns(columns, spec.name);
       if (indexed.length > 0) chosen = indexed;
-      else if (signature.inputs.length === 1 && rowDims.length === 1) chosen = featureColumns;
+      else if (signature.inputs.length === 1 && rowDims.length === 1) chosen = soleInputColumns(featureColumns, rowDims[0]!, spec.name);
     }
     if (!chosen || chosen.length === 0) {
       throw new UmbraError('INVALID_ARGUMENT', `no columns for input '${spec.name}' of model '${signature.name}': name a column '${spec.name}', columns '${spec.name}_0', '${spec.name}_1', ..., or pass --mapping FILE`);
@@ -85,10 +94,13 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
       if (!columns.includes(c)) throw new UmbraError('INVALID_ARGUMENT', `the mapping names column '${c}' for input '${spec.name}' but the input has no such column; its columns are: ${preview(columns)}`);
     }
     const rowElements = arrayColumn ? fixedElements : chosen.length;
-    const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen.length);
+    const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen);
     return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, positions: chosen.map((c) => columns.indexOf(c)) };
   });
+  const used = new Set(inputs.flatMap((p) => p.columns));
+  const unused = featureColumns.filter((c) => !used.has(c));
   const floatScalars = inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
+  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
   return {
     inputs,
     keyColumn,
@@ -96,8 +108,44 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     width: columns.length,
     delimiter,
     layout: floatScalars && delimiter.length === 1 ? lineLayout(columns.length, inputs) : undefined,
-    describe: () => inputs.map((p) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`).join('; '),
+    describe: () => [
+      ...inputs.map(describeInput),
+      keyColumn === undefined ? 'keys: row numbers (no --key)' : `keys <- ${keyColumn}`,
+      ...(unused.length > 0 ? [`not used: ${preview(unused)} (--mapping chooses otherwise)`] : []),
+    ].join('; '),
   };
+}
+
+/**
+ * The columns of a model's only input, one value per column, when nothing names them: every
+ * column but the key when their count fits. When there are more (a label, a split marker), the
+ * one family of numbered columns (f0..f63, pixel_1..pixel_64) that fits exactly; otherwise the
+ * error says which mapping to pass.
+ */
+function soleInputColumns(candidates: string[], elements: number, input: string): string[] {
+  if (elements < 0 || candidates.length === elements) return candidates;
+  const families = new Map<string, { index: number; column: string }[]>();
+  for (const c of candidates) {
+    const m = /^(.*?)(\d+)$/.exec(c);
+    if (!m) continue;
+    const members = families.get(m[1]!) ?? [];
+    members.push({ index: Number(m[2]), column: c });
+    families.set(m[1]!, members);
+  }
+  const fitting = [...families.values()].filter((members) => {
+    if (members.length !== elements) return false;
+    const sorted = members.map((m) => m.index).sort((a, b) => a - b);
+    return sorted.every((v, i) => v === sorted[0]! + i);
+  });
+  if (fitting.length === 1) return fitting[0]!.sort((a, b) => a.index - b.index).map((m) => m.column);
+  if (candidates.length < elements) {
+    throw new UmbraError('INVALID_ARGUMENT', `input '${input}' takes ${elements} values per row but the input has only ${candidates.length} columns besides the key: ${preview(candidates)}`);
+  }
+  const first = candidates.slice(0, elements);
+  const suggestion = JSON.stringify({ [input]: `${first[0]}..${first[first.length - 1]}` });
+  throw new UmbraError('INVALID_ARGUMENT', `input '${input}' takes ${elements} values per row but the input has ${candidates.length} columns besides the key `
+    + `(${preview(candidates)}), and Umbra cannot tell which ${elements} to use. Name them with --mapping, e.g. --mapping '${suggestion}' for the first ${elements} in file order `
+    + '(a JSON object, or a file holding one, from input name to a column range "first..last" or a list of columns)');
 }
 
 function rowDimsOf(signature: ModelSignature, dims: number[], name: string): number[] {
@@ -107,11 +155,14 @@ function rowDimsOf(signature: ModelSignature, dims: number[], name: string): num
   throw new UmbraError('INVALID_ARGUMENT', `model '${signature.name}' input '${name}' has no batch dimension (dims [${dims.join(', ')}], max_batch_size 0), so it cannot run in batches`);
 }
 
-function resolveDims(rowDims: number[], elements: number, name: string, columnCount?: number): number[] {
+function resolveDims(rowDims: number[], elements: number, name: string, columns?: string[]): number[] {
   const free = rowDims.filter((d) => d < 0).length;
   const fixed = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
   if (free === 0) {
-    if (fixed !== elements) throw new UmbraError('INVALID_ARGUMENT', `input '${name}' takes ${fixed} values per row (dims [${rowDims.join(', ')}]) but ${columnCount ?? elements} columns are mapped to it`);
+    if (fixed !== elements) {
+      throw new UmbraError('INVALID_ARGUMENT', `input '${name}' takes ${fixed} values per row (dims [${rowDims.join(', ')}]) but ${columns ? `${columns.length} columns are mapped to it (${preview(columns)})` : `the array column holds ${elements}`}; `
+        + `name its columns with --mapping, e.g. --mapping '${JSON.stringify({ [name]: 'first..last' })}'`);
+    }
     return rowDims;
   }
   if (free > 1 || elements % fixed !== 0) throw new UmbraError('INVALID_ARGUMENT', `cannot fit ${elements} columns into input '${name}' with dims [${rowDims.join(', ')}]; pass --mapping FILE`);
@@ -155,9 +206,16 @@ export class BatchBuilder {
     this.bases = new Int32Array(plan.inputs.length);
   }
 
-  /** The record's key, or throws RowRejected. */
-  static keyOf(plan: FeaturePlan, record: InputRecord): string {
+  /** The record's key (`row`, its row number, when the plan has no key column), or throws RowRejected. */
+  static keyOf(plan: FeaturePlan, record: InputRecord, row: number): string {
     if (record.error) throw new RowRejected(record.error);
+    if (record.json !== undefined) {
+      const object = jsonObject(record.json);
+      if (typeof object === 'string') throw new RowRejected(object);
+      record.object = object;
+      record.json = undefined;
+    }
+    if (plan.keyColumn === undefined) return String(row);
     let raw: unknown;
     if (record.bytes !== undefined) {
       raw = fieldAt(record.bytes, record.start!, record.end!, plan.delimiter.charCodeAt(0), plan.keyPosition);

@@ -1,23 +1,45 @@
-// The batch job: read records, run them in batches on the Umbra worker pool (as many batches in
-// flight as there are workers, the reader pausing when they are all busy), and store each batch
-// in order, in one transaction with the checkpoint that says how far the input is done.
+// The batch job: three stages that overlap, each on its own thread, with bounded queues between
+// them. Reader threads read and parse the input into segments of rows; this thread forms batches
+// from them in input order and keeps the model workers busy (two batches per worker, one running
+// and one waiting on it); the writer thread stores each batch, in input order, in one transaction
+// with the checkpoint that says how far the input is done. When the writer falls behind, no new
+// batch is started; when no batch can start, the readers are not allowed further, and the file
+// stream pauses: memory stays flat whatever the input size.
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
+import { bytesPerElement } from '../protocol/datatype.js';
 import type { Umbra } from '../core/umbra.js';
-import type { Tensor } from '../protocol/types.js';
 import type { ModelVersion } from '../repository/model-version.js';
-import { BatchBuilder, type ColumnMapping, type FeaturePlan } from './features.js';
-import { parseRecord, planFor, ROW_REJECTED, ROW_VALID, type ParsedChunk, type ParseSetup, type RecordOutcome } from './parse.js';
-import { ParsePool } from './parse-pool.js';
-import { outputsPerRow } from './output-rows.js';
-import { openInput, type InputFormat, type InputRecord } from './reader.js';
-import { RejectFile, type Reject } from './rejects.js';
+import type { WireTensor } from '../workers/messages.js';
+import { BatchAssembly } from './assembly.js';
+import type { PlanSummary } from './messages.js';
+import type { ColumnMapping } from './features.js';
+import { ROW_REJECTED, ROW_VALID } from './parse.js';
+import { ReadStage } from './read-stage.js';
+import { inspectInput, type InputFormat } from './reader.js';
 import { describeShard, type ShardSpec } from './shard.js';
-import type { Checkpoint, PredictionRow, PredictionStore } from './store.js';
+import { Signal } from './signal.js';
+import { openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from './store.js';
+import { threadCpuMicros } from './thread-cpu.js';
+import { WriteStage } from './write-stage.js';
 
-export const DEFAULT_BATCH_SIZE = 256;
+/** Rows per batch unless --batch-size says otherwise, and fewer for wide rows (see defaultBatchSize). */
+export const DEFAULT_BATCH_SIZE = 1024;
+/** The input bytes a default batch stays under. */
+const DEFAULT_BATCH_BYTES = 4 << 20;
+
+/**
+ * Rows per batch by default: 1024, where per-batch costs (a worker task, two thread hand-overs, a
+ * commit) are a small part of a row's cost (measured against 256 on the 64-1024-1024-10 MLP: the
+ * job's thread spends half as much per row, bench/RESULTS-batch.md), but never more than 4 MiB of
+ * input per batch, so models with wide rows (images) keep memory in bounds: 2 batches per worker
+ * and a few more queued are in memory at once.
+ */
+export function defaultBatchSize(rowBytes: number): number {
+  return Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(DEFAULT_BATCH_BYTES / Math.max(1, rowBytes))));
+}
 
 export interface BatchJobOptions {
   umbra: Umbra;
@@ -26,23 +48,29 @@ export interface BatchJobOptions {
   version?: string;
   input: string;
   format?: InputFormat;
-  keyColumn: string;
-  store: PredictionStore;
+  /** The column holding each row's key; without one, each row's key is its row number (1 for the first data row). */
+  keyColumn?: string;
+  /** An open store, or `storeUrl`: opened (its folder created) only once the input and model are known to fit. */
+  store?: PredictionStore;
+  storeUrl?: string;
   shard?: ShardSpec;
-  /** Rows per batch (and per store transaction); a resume keeps the batch size it started with. */
+  /**
+   * Rows per batch (and per store transaction); default 1024, fewer where that would be over
+   * 4 MiB of input. A resume keeps the batch size it started with.
+   */
   batchSize?: number;
   /** Continue from the store's checkpoint instead of starting over. */
   resume?: boolean;
   /** Tells scheduled runs over the same file apart (e.g. the Kubernetes Job name); part of the job id. */
   runId?: string;
   mapping?: ColumnMapping;
-  /** Default: `<input name>[.shard-I-of-N].rejects.jsonl` in the working directory. */
+  /** Default: `<input name>[.shard-I-of-N].rejects.jsonl` in the working directory; its folders are created. */
   rejectsPath?: string;
-  /** Threads that parse input beside the main thread; default 0 below 4 model workers, else one per four. */
+  /** Reader threads; each reads the whole input and parses its share of it (default 1). */
   parseWorkers?: number;
-  /** Batches dispatched and not yet stored; default workers + 1 (one commits while the rest compute). */
+  /** Batches computing at once; default two per model worker (one running, one waiting on it). */
   window?: number;
-  /** Called once the input's columns are mapped, and after every stored batch. */
+  /** Called once the input's columns are mapped and the store is open, and after every stored batch. */
   onStart?(info: { job: string; version: string; plan: string; resumedFrom: number; batchSize: number }): void;
   onProgress?(progress: BatchProgress): void;
 }
@@ -59,6 +87,20 @@ export interface BatchProgress {
   rowsThisRun: number;
 }
 
+/**
+ * CPU time of this run by stage, in µs: the reader threads (reading, splitting and parsing),
+ * this thread (forming batches, handing them to the workers and the writer), the writer thread
+ * (formatting rows, writing rejects, storing), and the whole process (the model workers, and the
+ * runtime's own threads: garbage collection, file reads, gunzip). Stages are undefined where a
+ * thread's CPU time cannot be read (outside Linux).
+ */
+export interface StageCpu {
+  read: number | undefined;
+  dispatch: number | undefined;
+  write: number | undefined;
+  total: number;
+}
+
 export interface BatchSummary extends BatchProgress {
   job: string;
   model: string;
@@ -71,19 +113,7 @@ export interface BatchSummary extends BatchProgress {
   alreadyFinished: boolean;
   rejectsPath: string;
   rowsPerSecond: number;
-}
-
-interface PendingBatch {
-  keys: string[];
-  rejects: Reject[];
-  /** Records consumed once this batch is stored. */
-  recordsDone: number;
-  builder: BatchBuilder | undefined;
-  final: boolean;
-}
-
-interface FinishedBatch extends PendingBatch {
-  outputs: Tensor[];
+  cpu: StageCpu | undefined;
 }
 
 /**
@@ -106,208 +136,193 @@ export function defaultRejectsPath(input: string, shard: ShardSpec | undefined):
   return shard && shard.count > 1 ? `${name}.shard-${shard.index}-of-${shard.count}.rejects.jsonl` : `${name}.rejects.jsonl`;
 }
 
+/** Batches handed to the writer and not yet stored, beyond which no new batch starts. */
+const WRITE_AHEAD = 4;
+
 export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummary> {
   const started = performance.now();
-  const { umbra, store, shard, keyColumn } = options;
+  const processCpu = process.cpuUsage();
+  const dispatchCpu = threadCpuMicros();
+  const { umbra, shard } = options;
   const mv = umbra.manager.get(options.model, options.version);
   const job = jobId(mv.name, mv.version, options.input, shard, options.runId);
   const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
-  const previous = options.resume ? await store.checkpoint(job) : undefined;
-  const base = {
-    job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath,
-    resumedFrom: previous?.recordsDone ?? 0, skipped: 0,
-  };
-  if (previous?.finished) {
-    return {
-      ...base, alreadyFinished: true, rowsStored: previous.rowsStored, rejected: previous.rejected, records: previous.recordsDone,
-      bytesRead: 0, totalBytes: 0, elapsedMs: performance.now() - started, rowsThisRun: 0, rowsPerSecond: 0,
-    };
-  }
-  const batchSize = previous?.batchSize ?? options.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new UmbraError('INVALID_ARGUMENT', `expected a positive integer for --batch-size but received ${batchSize}`);
-  const input = await openInput(options.input, options.format);
-  const rejectFile = new RejectFile(rejectsPath, previous?.rejectBytes ?? 0);
-  const window = Math.max(1, options.window ?? umbra.pool.size + 1);
-  const checkpoint: Checkpoint = {
-    job, model: mv.name, version: mv.version, input: resolve(options.input), shard: describeShard(shard), batchSize,
-    recordsDone: previous?.recordsDone ?? 0, rejectBytes: previous?.rejectBytes ?? 0,
-    rowsStored: previous?.rowsStored ?? 0, rejected: previous?.rejected ?? 0, finished: false,
-  };
+  if (options.batchSize !== undefined) positive(options.batchSize, '--batch-size');
+  const readers = options.parseWorkers ?? 1;
+  positive(readers, '--parse-workers');
+  const window = options.window ?? 2 * umbra.pool.size;
+  positive(window, 'window');
+  if (!options.store && options.storeUrl === undefined) throw new UmbraError('INVALID_ARGUMENT', 'a batch job needs a store or a store URL');
+  const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
+  // An unreadable input or an unknown format fails here, before any thread starts.
+  await inspectInput(options.input, options.format);
+
+  const setup: ConstructorParameters<typeof ReadStage>[0] = { input: options.input, signature: mv.signature, keyColumn: options.keyColumn };
+  if (options.format) setup.format = options.format;
+  if (options.mapping) setup.mapping = options.mapping;
+  if (shard) setup.shard = shard;
+  const reader = new ReadStage(setup, readers, 2 * readers + 2);
+  let store = options.store;
   let rowsThisRun = 0;
-  const inFlight: Promise<FinishedBatch>[] = [];
-  const progress = (): BatchProgress => ({
-    rowsStored: checkpoint.rowsStored, rejected: checkpoint.rejected, records: checkpoint.recordsDone,
-    bytesRead: input.bytesRead, totalBytes: input.totalBytes, elapsedMs: performance.now() - started, rowsThisRun,
-  });
-
-  // At most one commit runs at a time, in batch order, while the reader keeps reading and the
-  // workers keep computing (with PostgreSQL a commit is a network round trip).
-  let committing: Promise<void> = Promise.resolve();
-  const commitOldest = async (): Promise<void> => {
-    const done = await inFlight.shift()!;
-    const texts = outputsPerRow(done.outputs, done.keys.length);
-    // A key twice in one batch: the later row wins, as it would across batches (upsert).
-    const rows: PredictionRow[] = [];
-    const seen = new Map<string, number>();
-    done.keys.forEach((key, i) => {
-      const at = seen.get(key);
-      if (at === undefined) {
-        seen.set(key, rows.length);
-        rows.push({ key, outputs: texts[i]! });
-      } else {
-        rows[at] = { key, outputs: texts[i]! };
-      }
-    });
-    await committing;
-    // Written only once the previous checkpoint is stored, so a resume's truncation point is exact.
-    rejectFile.write(done.rejects);
-    const next: Checkpoint = {
-      ...checkpoint,
-      recordsDone: done.recordsDone,
-      rejectBytes: rejectFile.bytes,
-      rowsStored: checkpoint.rowsStored + rows.length,
-      rejected: checkpoint.rejected + done.rejects.length,
-      finished: done.final,
-    };
-    committing = store.commit(mv.name, mv.version, rows, new Date(), next).then(() => {
-      Object.assign(checkpoint, next);
-      rowsThisRun += rows.length;
-      options.onProgress?.(progress());
-    }, (err: unknown) => {
-      throw new UmbraError('INTERNAL', `cannot store a batch in ${store.description}: ${(err as Error).message}; rerun with --resume to continue after the last stored batch`, { cause: err });
-    });
-    // Awaited by the next commit or at the end; until then a failure must not count as unhandled.
-    committing.catch(() => undefined);
-  };
-
-  const dispatch = async (batch: PendingBatch): Promise<void> => {
-    while (inFlight.length >= window) await commitOldest();
-    const running = inferBatch(umbra, mv, batch);
-    // Awaited in order by commitOldest; until then a failure must not count as unhandled.
-    running.catch(() => undefined);
-    inFlight.push(running);
-  };
-
-  let plan: FeaturePlan | undefined;
-  let parsePool: ParsePool | undefined;
-  let index = 0;
-  let skipped = 0;
-  let current: PendingBatch = { keys: [], rejects: [], recordsDone: 0, builder: undefined, final: false };
-  const resumeAfter = checkpoint.recordsDone;
-  const parseThreads = options.parseWorkers ?? defaultParseWorkers(umbra.pool.size);
-  // Chunks being parsed, oldest first; their rows join batches strictly in input order.
-  const parsing: { records: InputRecord[]; firstIndex: number; result: Promise<ParsedChunk> }[] = [];
-  const batchFull = async (): Promise<void> => {
-    await dispatch(current);
-    current = { keys: [], rejects: [], recordsDone: current.recordsDone, builder: undefined, final: false };
-  };
-  // Parsed on this thread: each record goes straight into the current batch.
-  const outcome: RecordOutcome = { key: undefined, reason: '' };
-  const parseInline = async (records: InputRecord[], firstIndex: number): Promise<void> => {
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i]!;
-      current.builder ??= new BatchBuilder(plan!, batchSize);
-      const status = parseRecord(plan!, shard, record, current.builder, outcome);
-      if (status === ROW_VALID) {
-        current.keys.push(outcome.key!);
-      } else if (status === ROW_REJECTED) {
-        current.rejects.push(outcome.key === undefined ? { line: record.line, reason: outcome.reason } : { line: record.line, key: outcome.key, reason: outcome.reason });
-      } else {
-        skipped += 1;
-      }
-      current.recordsDone = firstIndex + i;
-      if (current.keys.length === batchSize) await batchFull();
-    }
-  };
-  // Parsed by the parse workers: their rows join batches strictly in input order.
-  const consume = async (item: (typeof parsing)[number]): Promise<void> => {
-    const parsed = await item.result;
-    let valid = 0;
-    let rejectAt = 0;
-    for (let i = 0; i < item.records.length; i++) {
-      const status = parsed.status[i];
-      if (status === ROW_VALID) {
-        current.builder ??= new BatchBuilder(plan!, batchSize);
-        current.builder.addParsed(parsed.data, valid);
-        current.keys.push(parsed.keys[valid]!);
-        valid += 1;
-      } else if (status === ROW_REJECTED) {
-        const r = parsed.rejects[rejectAt++]!;
-        current.rejects.push(r.key === undefined ? { line: r.line, reason: r.reason } : { line: r.line, key: r.key, reason: r.reason });
-      } else {
-        skipped += 1;
-      }
-      current.recordsDone = item.firstIndex + i;
-      if (current.keys.length === batchSize) await batchFull();
-    }
-  };
+  const changed = new Signal();
+  let stored: (next: Checkpoint) => void = () => undefined;
+  // The writer thread starts beside the readers; it opens the store only once told to.
+  const writer = new WriteStage(store ? store.url : options.storeUrl, (next) => stored(next), () => changed.notify());
   try {
-    for await (const chunk of input.records) {
-      let firstIndex = index + 1;
-      index += chunk.length;
-      if (index <= resumeAfter) continue;
-      let records = chunk;
-      if (firstIndex <= resumeAfter) {
-        records = chunk.slice(resumeAfter - firstIndex + 1);
-        firstIndex = resumeAfter + 1;
-      }
-      if (!plan) {
-        if (records.every((r) => r.error !== undefined)) {
-          // Nothing readable yet to plan the columns from: these can only be rejects.
-          records.forEach((r, i) => {
-            if (!shard || shard.index === 1) current.rejects.push({ line: r.line, reason: r.error! });
-            current.recordsDone = firstIndex + i;
-          });
-          continue;
-        }
-        const setup: ParseSetup = { signature: mv.signature, columns: await input.columns(), keyColumn, delimiter: input.delimiter };
-        if (options.mapping) setup.mapping = options.mapping;
-        if (shard) setup.shard = shard;
-        plan = planFor(setup);
-        options.onStart?.({ job, version: mv.version, plan: plan.describe(), resumedFrom: resumeAfter, batchSize });
-        if (parseThreads > 0) parsePool = new ParsePool(setup, parseThreads);
-      }
-      if (!parsePool) {
-        await parseInline(records, firstIndex);
-        continue;
-      }
-      const result = parsePool.parse(records);
-      result.catch(() => undefined);
-      parsing.push({ records, firstIndex, result });
-      while (parsing.length > parseThreads * 2) await consume(parsing.shift()!);
+    // Nothing is created (store, reject file, folders) until the input's columns fit the model.
+    const plan = await reader.plan();
+    store ??= await openStoreForWriting(options.storeUrl!);
+    const previous = options.resume ? await store.checkpoint(job) : undefined;
+    const resumedFrom = previous?.recordsDone ?? 0;
+    if (previous?.finished) {
+      return {
+        ...base, resumedFrom, alreadyFinished: true, rowsStored: previous.rowsStored, rejected: previous.rejected, records: previous.recordsDone,
+        bytesRead: 0, totalBytes: 0, elapsedMs: performance.now() - started, rowsThisRun: 0, rowsPerSecond: 0, cpu: undefined,
+      };
     }
-    while (parsing.length > 0) await consume(parsing.shift()!);
-    current.final = true;
-    current.recordsDone = Math.max(current.recordsDone, index, resumeAfter);
-    await dispatch(current);
-    while (inFlight.length > 0) await commitOldest();
-    await committing;
-  } catch (err) {
-    input.destroy();
-    await Promise.allSettled([...inFlight, committing, ...parsing.map((p) => p.result)]);
-    throw err;
+    const rowBytes = (plan?.inputs ?? []).reduce((sum, p) => sum + p.rowElements * bytesPerElement(p.datatype), 0);
+    const batchSize = previous?.batchSize ?? options.batchSize ?? defaultBatchSize(rowBytes);
+    const checkpoint: Checkpoint = {
+      job, model: mv.name, version: mv.version, input: resolve(options.input), shard: describeShard(shard), batchSize,
+      recordsDone: resumedFrom, rejectBytes: previous?.rejectBytes ?? 0,
+      rowsStored: previous?.rowsStored ?? 0, rejected: previous?.rejected ?? 0, finished: false,
+    };
+    options.onStart?.({ job, version: mv.version, plan: plan?.description ?? 'no readable record: every record is rejected', resumedFrom, batchSize });
+
+    const progress = (): BatchProgress => ({
+      rowsStored: checkpoint.rowsStored, rejected: checkpoint.rejected, records: checkpoint.recordsDone,
+      bytesRead: reader.bytesRead, totalBytes: reader.totalBytes, elapsedMs: performance.now() - started, rowsThisRun,
+    });
+    stored = (next: Checkpoint) => {
+      rowsThisRun += next.rowsStored - checkpoint.rowsStored;
+      Object.assign(checkpoint, next);
+      options.onProgress?.(progress());
+    };
+    writer.open({ model: mv.name, version: mv.version, rejectsPath, checkpoint: { ...checkpoint } }, store);
+    const pipeline = new Pipeline(umbra, mv, writer, changed, window);
+    reader.start(resumedFrom, batchSize);
+
+    const skipped = await formBatches(reader, pipeline, plan?.inputs ?? [], batchSize, resumedFrom);
+    const writeCpu = await writer.close();
+    const readCpu = await reader.cpuMicros();
+    const used = process.cpuUsage(processCpu);
+    const dispatchEnd = threadCpuMicros();
+    const cpu: StageCpu = {
+      read: readCpu,
+      dispatch: dispatchCpu === undefined || dispatchEnd === undefined ? undefined : dispatchEnd - dispatchCpu,
+      write: writer.threaded ? writeCpu : undefined,
+      total: used.user + used.system,
+    };
+    const p = progress();
+    return { ...base, ...p, resumedFrom, skipped, alreadyFinished: false, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000), cpu };
   } finally {
-    rejectFile.close();
-    await parsePool?.close();
+    // After a failure: what is stored stays stored, and a resume goes on from there.
+    await Promise.all([reader.close(), writer.terminate()]);
+    if (!options.store) await store?.close();
   }
-  const p = progress();
-  return { ...base, ...p, skipped, alreadyFinished: false, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000) };
 }
 
 /**
- * Parsing competes with the model for cores: on small machines (measured on 2 cores) parsing on
- * the main thread is faster; from 4 workers on, one parse thread per four model workers.
+ * Forms batches of `batchSize` rows from the readers' segments, strictly in input order, and hands
+ * each to the pipeline; the last (possibly empty) one is final. Returns how many records were
+ * other shards'.
  */
-function defaultParseWorkers(workers: number): number {
-  return workers < 4 ? 0 : Math.floor(workers / 4);
+async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSummary['inputs'], batchSize: number, resumedFrom: number): Promise<number> {
+  let batch = new BatchAssembly(inputs, batchSize, resumedFrom);
+  let skipped = 0;
+  for (let segment = await reader.next(); segment; segment = await reader.next()) {
+    // A segment whose rows fill an empty batch exactly goes to the workers as the reader parsed it.
+    const adopted = batch.keys.length === 0 && segment.keys.length === batchSize && batch.adopt(segment.data, batchSize);
+    let first = 0;
+    let valid = 0;
+    let rejectAt = 0;
+    for (let i = 0; i < segment.status.length; i++) {
+      const status = segment.status[i];
+      if (status === ROW_VALID) {
+        batch.keys.push(segment.keys[valid++]!);
+      } else if (status === ROW_REJECTED) {
+        batch.rejects.push(segment.rejects[rejectAt++]!);
+      } else {
+        skipped += 1;
+      }
+      batch.recordsDone = segment.firstRow + i;
+      if (batch.keys.length === batchSize) {
+        // A segment's valid rows lie one after another in its data: one copy per run.
+        if (!adopted) batch.addRows(segment.data, first, valid - first);
+        first = valid;
+        await pipeline.dispatch(batch);
+        batch = new BatchAssembly(inputs, batchSize, batch.recordsDone);
+      }
+    }
+    if (!adopted) batch.addRows(segment.data, first, valid - first);
+    reader.release(segment.index);
+  }
+  batch.final = true;
+  batch.recordsDone = Math.max(batch.recordsDone, reader.recordCount);
+  await pipeline.dispatch(batch);
+  await pipeline.drain();
+  return skipped;
 }
 
-async function inferBatch(umbra: Umbra, mv: ModelVersion, batch: PendingBatch): Promise<FinishedBatch> {
-  const rows = batch.keys.length;
-  if (rows === 0 || !batch.builder) return { ...batch, builder: undefined, outputs: [] };
-  const tensors = batch.builder.tensors();
-  // One batch is one run on one worker (the server's workers and sessions), past the online
-  // batcher: the job already forms full batches (see Umbra.runBatch).
-  const result = await umbra.runBatch(mv, tensors);
-  return { ...batch, builder: undefined, outputs: result.outputs };
+function positive(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 1) throw new UmbraError('INVALID_ARGUMENT', `expected a positive integer for ${what} but received ${value}`);
+}
+
+/** Opens the store a job writes to, creating the folder of a SQLite file first. */
+async function openStoreForWriting(url: string): Promise<PredictionStore> {
+  const target = parseStoreUrl(url);
+  if (target.kind === 'sqlite') mkdirSync(dirname(resolve(target.path)), { recursive: true });
+  return openStore(url);
+}
+
+/**
+ * Computing and handing over, in input order: each batch runs on the worker pool as soon as it
+ * is formed (at most `window` at once), and goes to the writer once it and every batch before it
+ * are computed. No batch starts while `window` are computing or WRITE_AHEAD wait for the writer.
+ */
+class Pipeline {
+  private computing = 0;
+  private seq = 0;
+  private handover: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly umbra: Umbra,
+    private readonly mv: ModelVersion,
+    private readonly writer: WriteStage,
+    private readonly changed: Signal,
+    private readonly window: number,
+  ) {}
+
+  async dispatch(batch: BatchAssembly): Promise<void> {
+    await this.changed.until(() => this.computing < this.window && this.writer.backlog < WRITE_AHEAD, () => this.failure ?? this.writer.error);
+    this.computing += 1;
+    const seq = this.seq++;
+    const running = batch.keys.length > 0 ? infer(this.umbra, this.mv, batch.tensors()) : Promise.resolve([]);
+    running.catch(() => undefined);
+    this.handover = this.handover.then(async () => {
+      const outputs = await running;
+      this.computing -= 1;
+      this.writer.submit({ seq, keys: batch.keys, outputs, rejects: batch.rejects, recordsDone: batch.recordsDone, final: batch.final });
+      this.changed.notify();
+    });
+    this.handover.catch((err: unknown) => {
+      this.failure ??= err as Error;
+      this.changed.notify();
+    });
+  }
+
+  /** Resolves once every batch is computed and stored. */
+  async drain(): Promise<void> {
+    await this.handover;
+    await this.changed.until(() => this.writer.backlog === 0, () => this.failure ?? this.writer.error);
+  }
+}
+
+/**
+ * One batch is one run on one worker (the server's workers and sessions), past the online
+ * batcher: the job already forms full batches (see Umbra.runBatch).
+ */
+async function infer(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[]): Promise<WireTensor[]> {
+  return (await umbra.runBatch(mv, tensors)).outputs;
 }

@@ -1,34 +1,36 @@
-// Turning a chunk of input records into model rows: keys, shard selection, feature values and
-// rejects. The same function runs inline or in a parse worker (parse-worker.ts), so both give
-// identical results; the job then forms batches from the parsed rows in input order.
+// Turning a segment of input records into model rows: keys, shard selection, feature values and
+// rejects. It runs on the reader threads (read-worker.ts); the job then forms batches from the
+// parsed rows strictly in input order, so batches never depend on how many threads parsed them.
 import type { ModelSignature, TensorData } from '../protocol/types.js';
 import { BatchBuilder, planFeatures, RowRejected, type ColumnMapping, type FeaturePlan } from './features.js';
 import type { InputRecord } from './reader.js';
+import type { Reject } from './rejects.js';
 import { shardOfKey, type ShardSpec } from './shard.js';
 
 export const ROW_VALID = 0;
 export const ROW_REJECTED = 1;
 export const ROW_SKIPPED = 2;
 
-/** Everything a parse worker needs to plan the same features as the job. */
+/** Everything a reader thread needs to plan the same features as every other. */
 export interface ParseSetup {
   signature: ModelSignature;
   columns: string[];
-  keyColumn: string;
+  /** Undefined: rows are keyed by their row number. */
+  keyColumn: string | undefined;
   mapping?: ColumnMapping;
   delimiter: string;
   shard?: ShardSpec;
 }
 
-export interface ParsedChunk {
+export interface ParsedSegment {
   /** Per record: ROW_VALID, ROW_REJECTED or ROW_SKIPPED (another shard's, or a keyless reject for shard > 1). */
   status: Uint8Array;
   /** Keys of the valid records, in order. */
   keys: string[];
   /** Per model input: the valid records' values, row after row. */
   data: TensorData[];
-  /** Rejects in order, with the record's position in the chunk. */
-  rejects: { position: number; line: number; key?: string; reason: string }[];
+  /** Rejects, in order. */
+  rejects: Reject[];
 }
 
 export function planFor(setup: ParseSetup): FeaturePlan {
@@ -42,15 +44,15 @@ export interface RecordOutcome {
 }
 
 /**
- * One record into the builder's next slot: ROW_VALID (written, `out.key` set), ROW_REJECTED
- * (`out.reason`, and `out.key` when known) or ROW_SKIPPED (another shard's, or a keyless reject
- * for shard > 1). Used by parseChunk and by the job's inline path, so both agree row for row.
+ * One record (the `row`-th data record of the input) into the builder's next slot: ROW_VALID
+ * (written, `out.key` set), ROW_REJECTED (`out.reason`, and `out.key` when known) or ROW_SKIPPED
+ * (another shard's, or a keyless reject for shard > 1).
  */
-export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, record: InputRecord, builder: BatchBuilder, out: RecordOutcome): number {
+export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, record: InputRecord, row: number, builder: BatchBuilder, out: RecordOutcome): number {
   out.key = undefined;
   let key: string;
   try {
-    key = BatchBuilder.keyOf(plan, record);
+    key = BatchBuilder.keyOf(plan, record, row);
   } catch (err) {
     if (!(err instanceof RowRejected)) throw err;
     // Without a key the shard is unknown: shard 1 reports it, so N shards report it once.
@@ -70,20 +72,35 @@ export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, rec
   }
 }
 
-export function parseChunk(plan: FeaturePlan, shard: ShardSpec | undefined, records: InputRecord[]): ParsedChunk {
+/**
+ * A segment of records, the first being data record `firstRow`. Without a plan (an input with no
+ * readable record to take columns from) every record is a reject.
+ */
+export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | undefined, records: InputRecord[], firstRow: number): ParsedSegment {
   const status = new Uint8Array(records.length);
   const keys: string[] = [];
-  const rejects: ParsedChunk['rejects'] = [];
+  const rejects: Reject[] = [];
+  if (!plan) {
+    records.forEach((record, i) => {
+      if (shard && shard.index !== 1) {
+        status[i] = ROW_SKIPPED;
+      } else {
+        status[i] = ROW_REJECTED;
+        rejects.push({ line: record.line, reason: record.error ?? 'no columns: the input has no readable record' });
+      }
+    });
+    return { status, keys, data: [], rejects };
+  }
   const builder = new BatchBuilder(plan, Math.max(1, records.length));
   const out: RecordOutcome = { key: undefined, reason: '' };
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
-    const outcome = parseRecord(plan, shard, record, builder, out);
+    const outcome = parseRecord(plan, shard, record, firstRow + i, builder, out);
     status[i] = outcome;
     if (outcome === ROW_VALID) {
       keys.push(out.key!);
     } else if (outcome === ROW_REJECTED) {
-      rejects.push(out.key === undefined ? { position: i, line: record.line, reason: out.reason } : { position: i, line: record.line, key: out.key, reason: out.reason });
+      rejects.push(out.key === undefined ? { line: record.line, reason: out.reason } : { line: record.line, key: out.key, reason: out.reason });
     }
   }
   return { status, keys, data: builder.tensors().map((t) => t.data), rejects };

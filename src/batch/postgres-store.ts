@@ -60,7 +60,7 @@ interface PredictionRecord {
 export class PostgresStore implements PredictionStore {
   readonly description: string;
 
-  private constructor(private readonly pool: pg.Pool, url: string) {
+  private constructor(private readonly pool: pg.Pool, readonly url: string) {
     this.description = redactUrl(url);
   }
 

@@ -5,14 +5,15 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { parse as parseSync } from 'csv-parse/sync';
 import { UmbraError } from '../errors.js';
+import { csvRecords } from './csv-records.js';
 
 export type InputFormat = 'csv' | 'jsonl';
 
 /**
  * One data record: a quote-free CSV line (its bytes, read in place), parsed CSV fields (records
- * with quotes), or a JSON object; `error` when it could not be parsed.
+ * with quotes), or a JSON line (parsed where the record is parsed, which may be another thread);
+ * `error` when it could not be read.
  */
 export interface InputRecord {
   /** 1-based line in the (decompressed) file, for reject reports. */
@@ -22,6 +23,8 @@ export interface InputRecord {
   start?: number;
   end?: number;
   fields?: string[];
+  /** A JSON Lines record's text; `object` once parsed. */
+  json?: string;
   object?: Record<string, unknown>;
   error?: string;
 }
@@ -41,8 +44,19 @@ export interface InputStream {
   destroy(): void;
 }
 
-/** Format from the name (.csv, .tsv, .jsonl, .ndjson, with optional .gz); gzip from the magic bytes. */
-export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
+/** What an input file is, found without reading it: its format, whether it is gzip, its size. */
+export interface InputKind {
+  format: InputFormat;
+  gzip: boolean;
+  delimiter: string;
+  totalBytes: number;
+}
+
+/**
+ * Format from the name (.csv, .tsv, .jsonl, .ndjson, with optional .gz), or `format`; gzip from
+ * the magic bytes. Throws, naming --input, when the file cannot be read or its format told.
+ */
+export async function inspectInput(path: string, format?: InputFormat): Promise<InputKind> {
   let head: Buffer;
   let totalBytes: number;
   try {
@@ -67,6 +81,12 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
   if (chosen !== 'csv' && chosen !== 'jsonl') {
     throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl`);
   }
+  return { format: chosen, gzip, delimiter: bare.endsWith('.tsv') ? '\t' : ',', totalBytes };
+}
+
+/** Opens the input as a stream of records (see inspectInput for what is checked first). */
+export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
+  const { format: chosen, gzip, delimiter, totalBytes } = await inspectInput(path, format);
   const file = createReadStream(path, { highWaterMark: 256 * 1024 });
   let bytesRead = 0;
   file.on('data', (chunk) => { bytesRead += chunk.length; });
@@ -76,14 +96,13 @@ export async function openInput(path: string, format?: InputFormat): Promise<Inp
     file.on('error', (err) => gunzip.destroy(err));
     text = file.pipe(gunzip);
   }
-  const delimiter = bare.endsWith('.tsv') ? '\t' : ',';
-  const state = chosen === 'csv' ? csvRecords(text, delimiter, path) : jsonlRecords(text, path);
+  const state = chosen === 'csv' ? csvRecords(text, delimiter, path) : jsonlRecords(text);
   return {
     format: chosen,
     gzip,
     delimiter,
     columns: () => state.columns,
-    records: state.records,
+    records: readingFrom(path, state.records),
     get bytesRead() { return bytesRead; },
     totalBytes,
     destroy() {
@@ -126,119 +145,21 @@ async function* lineChunks(text: Readable): AsyncGenerator<string[]> {
   if (rest !== '') yield [rest];
 }
 
-// Most CSV lines have no quotes: those stay bytes in the buffer they were read into, and the
-// numbers are read straight from there (no UTF-8 decoding, no string per line or field), which is
-// several times faster than a general parser on wide rows. The header and any line with a quote
-// are decoded; a quoted line is joined with the following lines until its quotes balance (a quoted
-// field may hold newlines) and that record goes through csv-parse.
-function csvRecords(stream: Readable, delimiter: string, path: string): { columns: Promise<string[]>; records: AsyncIterable<InputRecord[]> } {
-  const header = deferred<string[]>();
-  const parseQuoted = (record: string, line: number): string[] => {
-    try {
-      const rows = parseSync(record, { delimiter, relax_column_count: true, relax_quotes: false }) as string[][];
-      return rows[0] ?? [];
-    } catch (err) {
-      throw new UmbraError('INVALID_ARGUMENT', `malformed CSV in ${path} at line ${line}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-  let line = 0;
-  let first = true;
-  let pending: string | undefined;
-  let pendingLine = 0;
-  // The next '"' at or after the current line in the current buffer (Infinity: none), so finding
-  // quotes costs one pass over each buffer, not one search per line.
-  let nextQuote = -1;
-  const takeLine = (bytes: Buffer, start: number, end: number, out: InputRecord[]): void => {
-    line += 1;
-    if (end > start && bytes[end - 1] === 13) end -= 1;
-    if (line === 1 && end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
-    if (nextQuote < start) {
-      const q = bytes.indexOf(34, start);
-      nextQuote = q < 0 ? Number.POSITIVE_INFINITY : q;
-    }
-    if (pending === undefined && !first && nextQuote >= end) {
-      if (end > start) out.push({ line, bytes, start, end });
-      return;
-    }
-    const raw = bytes.toString('utf8', start, end);
-    let fields: string[];
-    let at = line;
-    if (pending !== undefined) {
-      pending += '\n' + raw;
-      if (quoteCount(pending) % 2 === 1) return;
-      fields = parseQuoted(pending, pendingLine);
-      at = pendingLine;
-      pending = undefined;
-    } else if (nextQuote < end) {
-      if (quoteCount(raw) % 2 === 1) {
-        pending = raw;
-        pendingLine = line;
-        return;
-      }
-      fields = parseQuoted(raw, line);
-    } else if (raw === '') {
-      return;
-    } else {
-      fields = raw.split(delimiter);
-    }
-    if (first) {
-      first = false;
-      header.resolve(fields.map((c) => c.trim()));
-      return;
-    }
-    out.push({ line: at, fields });
-  };
-  async function* records(): AsyncGenerator<InputRecord[]> {
-    let rest: Buffer | undefined;
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        const last = chunk.lastIndexOf(10);
-        if (last < 0) {
-          rest = rest ? Buffer.concat([rest, chunk]) : chunk;
-          continue;
-        }
-        const out: InputRecord[] = [];
-        let start = 0;
-        if (rest) {
-          // Only the line that straddles two reads is copied into a buffer of its own.
-          const end = chunk.indexOf(10);
-          const joined = Buffer.concat([rest, chunk.subarray(0, end)]);
-          nextQuote = -1;
-          takeLine(joined, 0, joined.length, out);
-          start = end + 1;
-        }
-        rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
-        nextQuote = -1;
-        while (start <= last) {
-          const end = chunk.indexOf(10, start);
-          takeLine(chunk, start, end, out);
-          start = end + 1;
-        }
-        if (out.length > 0) yield out;
-      }
-      if (rest) {
-        nextQuote = -1;
-        const out: InputRecord[] = [];
-        takeLine(rest, 0, rest.length, out);
-        if (out.length > 0) yield out;
-      }
-      if (pending !== undefined) throw new UmbraError('INVALID_ARGUMENT', `malformed CSV in ${path} at line ${pendingLine}: a quoted field is not closed before the end of the file`);
-    } catch (err) {
-      throw readFailure(path, err);
-    } finally {
-      if (first) header.resolve([]);
-    }
+/** A JSON Lines record's object, or why the line is not one. */
+export function jsonObject(text: string): Record<string, unknown> | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return `malformed JSON: ${(err as Error).message}`;
   }
-  return { columns: header.promise, records: records() };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'expected a JSON object per line';
+  return value as Record<string, unknown>;
 }
 
-function quoteCount(text: string): number {
-  let n = 0;
-  for (let i = text.indexOf('"'); i >= 0; i = text.indexOf('"', i + 1)) n += 1;
-  return n;
-}
-
-function jsonlRecords(text: Readable, path: string): { columns: Promise<string[]>; records: AsyncIterable<InputRecord[]> } {
+// Lines are parsed here only until the first object gives the columns; after that each record is
+// the line's text, parsed by whichever thread parses the record.
+function jsonlRecords(text: Readable): { columns: Promise<string[]>; records: AsyncIterable<InputRecord[]> } {
   const header = deferred<string[]>();
   let known = false;
   async function* records(): AsyncGenerator<InputRecord[]> {
@@ -249,30 +170,33 @@ function jsonlRecords(text: Readable, path: string): { columns: Promise<string[]
         for (const raw of chunk) {
           line += 1;
           if (raw.trim() === '') continue;
-          let value: unknown;
-          try {
-            value = JSON.parse(raw);
-          } catch (err) {
-            out.push({ line, error: `malformed JSON: ${(err as Error).message}` });
+          if (known) {
+            out.push({ line, json: raw });
             continue;
           }
-          if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-            out.push({ line, error: 'expected a JSON object per line' });
+          const value = jsonObject(raw);
+          if (typeof value === 'string') {
+            out.push({ line, error: value });
             continue;
           }
-          if (!known) {
-            known = true;
-            header.resolve(Object.keys(value));
-          }
-          out.push({ line, object: value as Record<string, unknown> });
+          known = true;
+          header.resolve(Object.keys(value));
+          out.push({ line, object: value });
         }
         if (out.length > 0) yield out;
       }
-    } catch (err) {
-      throw readFailure(path, err);
     } finally {
       if (!known) header.resolve([]);
     }
   }
   return { columns: header.promise, records: records() };
+}
+
+/** The records, with a failure to read the file (an I/O error, bad gzip data) worded for the user. */
+async function* readingFrom(path: string, records: AsyncIterable<InputRecord[]>): AsyncGenerator<InputRecord[]> {
+  try {
+    yield* records;
+  } catch (err) {
+    throw readFailure(path, err);
+  }
 }

@@ -56,6 +56,7 @@ interface CheckpointRecord {
 
 export class SqliteStore implements PredictionStore {
   readonly description: string;
+  readonly url: string;
   private readonly byVersion: Database.Statement<[string, string, string], PredictionRecord>;
   private readonly anyVersion: Database.Statement<[string, string], PredictionRecord>;
   private readonly upsert: Database.Statement<unknown[]>;
@@ -66,6 +67,7 @@ export class SqliteStore implements PredictionStore {
 
   private constructor(private readonly db: Database.Database, path: string) {
     this.description = `sqlite:${path}`;
+    this.url = this.description;
     this.byVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND version = ? AND key = ?');
     this.anyVersion = db.prepare('SELECT * FROM predictions WHERE model = ? AND key = ? ORDER BY computed_at DESC LIMIT 1');
     // Model, version and time are named parameters bound once per statement; each row binds only

@@ -46,6 +46,11 @@ export interface Checkpoint {
 export interface PredictionStore {
   /** The URL with any password removed, for messages. */
   readonly description: string;
+  /**
+   * The URL another thread opens the same store with (a batch job stores from its own thread);
+   * absent for a store only this object can reach, which the job then writes to from its own thread.
+   */
+  readonly url?: string;
   /** Newest prediction for the key: of the given version, or of any version when undefined. */
   get(model: string, version: string | undefined, key: string): Promise<StoredPrediction | undefined>;
   checkpoint(job: string): Promise<Checkpoint | undefined>;
@@ -57,25 +62,35 @@ export interface PredictionStore {
 
 export const DEFAULT_STORE_URL = 'sqlite:umbra-predictions.db';
 
-/** Opens `sqlite:PATH` or `postgres://...` (also `postgresql://`); the schema is created when missing. */
-export async function openStore(url: string): Promise<PredictionStore> {
+/**
+ * Which store a URL names, checked without touching it: `sqlite:PATH` (also `sqlite:///abs/path`)
+ * or `postgres://...` (also `postgresql://`). Throws a message that names --store and the fix.
+ */
+export function parseStoreUrl(url: string): { kind: 'sqlite'; path: string } | { kind: 'postgres' } {
   if (typeof url !== 'string' || url.trim() === '') {
     throw new UmbraError('INVALID_ARGUMENT', 'expected a store URL (sqlite:PATH or postgres://user@host/db) for --store but received an empty value');
   }
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
     if (path === '') throw new UmbraError('INVALID_ARGUMENT', `expected sqlite:PATH for --store but received '${url}' (no file path)`);
-    const { SqliteStore } = await import('./sqlite-store.js');
-    return SqliteStore.open(path);
+    return { kind: 'sqlite', path };
   }
-  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const { PostgresStore } = await import('./postgres-store.js');
-    return PostgresStore.open(url);
-  }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { kind: 'postgres' };
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
   throw new UmbraError('INVALID_ARGUMENT', scheme
     ? `unsupported store URL scheme '${scheme}:' in '${redactUrl(url)}': expected sqlite:PATH or postgres://user@host:port/db`
     : `expected a store URL (sqlite:PATH or postgres://user@host:port/db) for --store but received '${url}'`);
+}
+
+/** Opens `sqlite:PATH` or `postgres://...` (also `postgresql://`); the schema is created when missing. */
+export async function openStore(url: string): Promise<PredictionStore> {
+  const target = parseStoreUrl(url);
+  if (target.kind === 'sqlite') {
+    const { SqliteStore } = await import('./sqlite-store.js');
+    return SqliteStore.open(target.path);
+  }
+  const { PostgresStore } = await import('./postgres-store.js');
+  return PostgresStore.open(url);
 }
 
 /** The URL without its password, safe for logs and error messages. */

@@ -7,7 +7,12 @@ export function buildProgram(): Command {
   const program = new Command('umbra')
     .description('Umbra: an inference server for ONNX models (Open Inference Protocol v2)')
     .version(VERSION)
-    .exitOverride()
+    // Inherited by every command: commander's own mistakes (unknown command or option, missing
+    // argument or required option, no command at all) exit 2 like every usage error; asked-for
+    // help and version stay 0.
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(2, err.code, err.message);
+    })
     .showHelpAfterError('(run with --help for usage)');
 
   for (const register of COMMANDS) register(program);
@@ -20,9 +25,8 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Help and version are not failures; commander has already printed them.
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return;
-      process.exitCode = err.exitCode || 2;
+      // Commander has already printed the message (or the help).
+      process.exitCode = err.exitCode;
       return;
     }
     throw err;

@@ -1,24 +1,38 @@
 // Server settings from three sources, highest first: command-line flags, UMBRA_* environment
 // variables, a JSON config file (--config). Every bad value is reported with the flag that sets it.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULTS, type ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
+import { isValidModelName } from '../repository/layout.js';
+import { modelDirRepository } from '../repository/single-model.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
 }
 
-/** A serve setting: the monitor's field shape, keyed by a server option. */
+/** A serve setting: the monitor's field shape, keyed by a server option. Two fields with one key are aliases. */
 interface Field extends Omit<MonitorField, 'key'> {
   /** A server option, or a setting this file turns into one (adminTokenFile -> adminToken). */
-  key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile';
+  key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile' | 'modelName' | 'modelDir';
+}
+
+/** What `umbra serve` runs: the server's options, and the one model directory `--model-dir` names. */
+export interface ServeSettings extends ServerOptions {
+  /** `--model-name NAME --model-dir DIR` (KServe's runtime contract); `repository` is then the folder of links built for it. */
+  modelDir?: { name: string; dir: string };
 }
 
 export const SERVE_FIELDS: Field[] = [
   { key: 'repository', flag: '--repo', env: 'UMBRA_REPO', kind: 'string' },
+  { key: 'modelName', flag: '--model-name', env: 'UMBRA_MODEL_NAME', kind: 'string' },
+  { key: 'modelDir', flag: '--model-dir', env: 'UMBRA_MODEL_DIR', kind: 'string' },
   { key: 'host', flag: '--host', env: 'UMBRA_HOST', kind: 'string' },
   { key: 'port', flag: '--port', env: 'UMBRA_PORT', kind: 'int', min: 0, max: 65535 },
+  // KServe's runtimes name the HTTP port this way.
+  { key: 'port', flag: '--http-port', env: 'UMBRA_HTTP_PORT', kind: 'int', min: 0, max: 65535 },
+  { key: 'grpcPort', flag: '--grpc-port', env: 'UMBRA_GRPC_PORT', kind: 'int', min: 0, max: 65535 },
   { key: 'workers', flag: '--workers', env: 'UMBRA_WORKERS', kind: 'int', min: 1, max: 1024 },
   { key: 'adminToken', flag: '--admin-token', env: 'UMBRA_ADMIN_TOKEN', kind: 'string' },
   { key: 'adminTokenFile', flag: '--admin-token-file', env: 'UMBRA_ADMIN_TOKEN_FILE', kind: 'string' },
@@ -70,7 +84,7 @@ function readTokenFile(path: string): string {
   return token;
 }
 
-export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServerOptions {
+export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServeSettings {
   let file: Record<string, unknown> = {};
   const configPath = (flags.config as string | undefined) ?? env.UMBRA_CONFIG;
   if (configPath) {
@@ -91,27 +105,99 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     for (const k of Object.keys(file)) if (!known.has(k)) throw new UsageError(`--config: unknown setting "${k}" in ${configPath} (known: ${[...known].join(', ')})`);
   }
   const out: Record<string, unknown> = {};
+  // Where each setting came from: 0 flag, 1 environment, 2 file. Of two aliases the higher source
+  // wins; two different values from one source are a mistake, not a choice.
+  const setBy = new Map<string, { rank: number; source: string }>();
   for (const field of SERVE_FIELDS) {
-    const flagName = fileKey(field);
-    if (flags[flagName] !== undefined) out[field.key] = convert(field, flags[flagName], field.flag);
-    else if (env[field.env] !== undefined && env[field.env] !== '') out[field.key] = convert(field, env[field.env], `${field.env} (environment)`);
-    else if (file[flagName] !== undefined) out[field.key] = convert(field, file[flagName], `${configPath} "${flagName}"`);
+    const name = fileKey(field);
+    let found: { rank: number; raw: unknown; source: string } | undefined;
+    if (flags[name] !== undefined) found = { rank: 0, raw: flags[name], source: field.flag };
+    else if (env[field.env] !== undefined && env[field.env] !== '') found = { rank: 1, raw: env[field.env], source: `${field.env} (environment)` };
+    else if (file[name] !== undefined) found = { rank: 2, raw: file[name], source: `${configPath} "${name}"` };
+    if (!found) continue;
+    const value = convert(field, found.raw, found.source);
+    const earlier = setBy.get(field.key);
+    if (earlier && earlier.rank < found.rank) continue;
+    if (earlier && earlier.rank === found.rank && out[field.key] !== value) {
+      throw new UsageError(`${earlier.source} and ${found.source} are one setting given two values (${JSON.stringify(out[field.key])} and ${JSON.stringify(value)}); give one`);
+    }
+    out[field.key] = value;
+    setBy.set(field.key, { rank: found.rank, source: found.source });
   }
-  if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config)');
   if (out.adminTokenFile !== undefined) {
     if (out.adminToken !== undefined) throw new UsageError('--admin-token-file: give the admin token one way, --admin-token-file or --admin-token, not both');
     out.adminToken = readTokenFile(out.adminTokenFile as string);
     delete out.adminTokenFile;
   }
+  const modelName = out.modelName as string | undefined;
+  const modelDir = out.modelDir as string | undefined;
+  delete out.modelName;
+  delete out.modelDir;
+  let single: ServeSettings['modelDir'];
+  if ((modelName === undefined) !== (modelDir === undefined)) {
+    throw new UsageError('--model-name and --model-dir go together: --model-dir is one model\'s folder (a model.onnx, or <version>/model.onnx folders) and --model-name the name it is served under');
+  }
+  if (modelName !== undefined && modelDir !== undefined) {
+    if (out.repository !== undefined) {
+      throw new UsageError(`${setBy.get('repository')!.source} and --model-dir both say what to serve: give --repo for a repository of models, or --model-dir with --model-name for one model`);
+    }
+    if (!isValidModelName(modelName)) throw new UsageError(`--model-name: "${modelName}" cannot name a model: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`);
+    single = { name: modelName, dir: modelDir };
+    out.repository = modelDirRepository(modelName, modelDir);
+  }
+  if (out.repository === undefined) throw new UsageError('--repo is required: the model repository directory (or set UMBRA_REPO, or "repo" in --config); or serve one model with --model-dir DIR --model-name NAME');
+  // One model served from a read-only mount (KServe) keeps its state beside its folder of links,
+  // in the same private folder, unless told otherwise: the working directory may not be writable.
+  if (single && out.stateDir === undefined) out.stateDir = `${out.repository as string}.state`;
+  out.stateDir = resolveStateDir(out.stateDir as string | undefined, out.repository as string);
   try {
-    out.monitoring = monitoringFromSettings(out, out.repository as string);
+    out.monitoring = monitoringFromSettings(out, out.stateDir as string);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   return {
     host: DEFAULTS.host,
     port: DEFAULTS.port,
+    grpcPort: DEFAULTS.grpcPort,
     workers: availableParallelism(),
     ...out,
-  } as ServerOptions;
+    ...(single ? { modelDir: single } : {}),
+  } as ServeSettings;
+}
+
+/** Where `umbra` keeps what it writes when no --state-dir (UMBRA_STATE_DIR) is given: beside where it runs. */
+export const DEFAULT_STATE_DIR = '.umbra-state';
+
+/** The real path of `path`, or of its nearest existing ancestor with the rest appended (it may not exist yet). */
+function realOrResolved(path: string): string {
+  const absolute = resolve(path);
+  if (existsSync(absolute)) return realpathSync(absolute);
+  const parent = dirname(absolute);
+  return parent === absolute ? absolute : resolve(realOrResolved(parent), relative(parent, absolute));
+}
+
+/**
+ * The state directory (prediction log, traffic state, reference profiles) as an absolute path:
+ * `--state-dir`, else `.umbra-state` in the working directory. Never inside the model repository,
+ * which may be read-only and is scanned for models.
+ */
+export function resolveStateDir(given: string | undefined, repository: string | undefined): string {
+  const stateDir = resolve(given ?? DEFAULT_STATE_DIR);
+  if (repository !== undefined) {
+    const inside = relative(realOrResolved(repository), realOrResolved(stateDir));
+    if (inside === '' || (inside !== '..' && !inside.startsWith(`..${sep}`) && !isAbsolute(inside))) {
+      throw new UsageError(given === undefined
+        ? `--state-dir: the default state directory ${stateDir} (${DEFAULT_STATE_DIR} in the working directory) is inside the model repository ${repository}; run umbra from another directory or pass --state-dir DIR outside the repository (or set UMBRA_STATE_DIR)`
+        : `--state-dir: ${given} is inside the model repository ${repository}; give a directory outside it (the repository may be read-only, and Umbra never writes there)`);
+    }
+  }
+  return stateDir;
+}
+
+/** `--repo` for commands that read a repository: it must be an existing directory (a typo is an error, never a new folder). */
+export function existingRepository(repo: string): string {
+  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
+    throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
+  }
+  return repo;
 }

@@ -1,5 +1,5 @@
-// `umbra/client`: talk to an Umbra server over HTTP (one request per call) or a WebSocket stream
-// (many requests in flight on one connection). Runs in Node and in browsers.
+// `umbra/client`: talk to an Umbra server over HTTP (one request per call), a WebSocket stream
+// (many requests in flight on one connection) or gRPC (Node only). Runs in Node and in browsers.
 export { UmbraHttpClient, type HttpClientOptions, type HttpInferOptions } from './http.js';
 export {
   UmbraStreamClient, streamUrl,
@@ -9,4 +9,6 @@ export {
   UmbraClientError, decodeJsonResponse, decodeResponse, encodeBinaryRequest, encodeJsonRequest, tensorBytes,
   type ClientInferRequest, type ClientInferResponse, type ClientRequestedOutput, type ClientTensor, type ClientTensorData, type DataType,
 } from './tensors.js';
+export { UmbraGrpcClient, UmbraGrpcError, UmbraGrpcStream, type GrpcClientOptions, type GrpcInferOptions, type LoadModelOptions } from './grpc.js';
+export { GrpcChannel, type CallOptions, type GrpcReply } from './grpc-channel.js';
 export { CLOSE_CODES, FRAME_PREFIX_BYTES, joinFrame, splitFrame } from '../server/ws-frames.js';

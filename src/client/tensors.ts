@@ -170,7 +170,8 @@ function answerOf(header: Record<string, unknown>, status: number): ClientInferR
   return header as unknown as ClientInferResponse;
 }
 
-function tensorFromBytes(body: Uint8Array, start: number, size: number, datatype: DataType, shape: number[]): ClientTensorData {
+/** `size` bytes of `body` at `start` as a tensor's data (a view when aligned, else one copy). */
+export function tensorFromBytes(body: Uint8Array, start: number, size: number, datatype: DataType, shape: number[]): ClientTensorData {
   if (datatype === 'BYTES') {
     const view = new DataView(body.buffer, body.byteOffset + start, size);
     const out: string[] = [];
@@ -187,5 +188,6 @@ function tensorFromBytes(body: Uint8Array, start: number, size: number, datatype
   const offset = body.byteOffset + start;
   // A view when aligned; otherwise one copy, since typed arrays need aligned offsets.
   if (offset % bytes === 0) return new ctor(body.buffer as ArrayBuffer, offset, count);
-  return new ctor(body.slice(start, start + size).buffer as ArrayBuffer, 0, count);
+  // A copy of its own (a Buffer's slice would be a view of the whole pool).
+  return new ctor(new Uint8Array(body.subarray(start, start + size)).buffer, 0, count);
 }

@@ -14,7 +14,7 @@ export interface RequestContext {
   routingKey?: string;
   /** Lower-case request headers, when the transport has them. */
   headers?: Record<string, string>;
-  transport?: 'http' | 'ws' | 'in-process' | 'batch';
+  transport?: 'http' | 'ws' | 'grpc' | 'in-process' | 'batch';
   /** Parameters a hook adds to the response (e.g. whether a lookup hit), merged in by the core. */
   responseParameters?: Record<string, unknown>;
 }

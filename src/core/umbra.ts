@@ -1,6 +1,7 @@
 // Umbra in-process: the model repository, the worker pool and the batchers, with no HTTP.
 // The server wraps this; Node applications can embed it and call `predict()` directly.
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
 import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
@@ -26,6 +27,8 @@ export interface UmbraOptions {
   loadAll?: boolean;
   /** Threads onnxruntime may use inside one run; default 1. */
   intraOpThreads?: number;
+  /** Where state lives; models given in load requests go to STATE/models (default REPO/.umbra/models). */
+  stateDir?: string;
 }
 
 /** A tensor for `predict()`: typed array or plain numbers, with or without a shape. */
@@ -62,7 +65,11 @@ export class Umbra implements InferenceFront {
     this.threads.add('core', osThreadId());
     this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
-    this.manager = new ModelManager({ repository: options.repository, open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }) });
+    this.manager = new ModelManager({
+      repository: options.repository,
+      open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }),
+      ...(options.stateDir ? { overridesDir: join(options.stateDir, 'models') } : {}),
+    });
   }
 
   /** Starts the pool and loads the repository. Resolves when every model has loaded or failed. */

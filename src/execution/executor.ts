@@ -9,8 +9,8 @@ import { UmbraError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, renamed, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
-import { INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import { copiedTensor, renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 
@@ -64,20 +64,23 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
   const signature = config.signature();
   loadCounter += 1;
   const db = config.dynamicBatching;
+  const session: SessionSpec = {
+    key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
+    modelPath: args.modelPath,
+    backend: resolveBackend(config.backend, args.modelPath),
+    executionProviders: config.executionProviders,
+    device: config.device,
+    intraOpThreads: args.intraOpThreads,
+  };
+  // The native backend on the CPU times each pruned layer's formats at open, on these sizes.
+  if (session.backend === 'native' && session.device !== 'cuda') session.batchSizes = batchSizesOf(config);
   return {
     name: args.name,
     version: args.version,
     signature,
     maxBatchSize: config.maxBatchSize,
     fixedShapes: config.maxBatchSize > 0 && signature.inputs.every((spec) => spec.dims.every((d) => d >= 0)),
-    session: {
-      key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
-      modelPath: args.modelPath,
-      backend: resolveBackend(config.backend, args.modelPath),
-      executionProviders: config.executionProviders,
-      device: config.device,
-      intraOpThreads: args.intraOpThreads,
-    },
+    session,
     batching: {
       enabled: db.enabled,
       maxQueueDelayUs: db.maxQueueDelayUs,
@@ -100,7 +103,10 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
 export class Executor implements VersionExecution {
   readonly name: string;
   readonly version: string;
-  readonly session: SessionSpec;
+  /** Gains `tuned` once the first worker has opened it (so later opens run the same plan). */
+  session: SessionSpec;
+  /** Native backend: how each dense layer runs and why, as measured at load. */
+  layers: LayerReport[] | undefined;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
   /** The event-loop session, when this version's batches run inline. */
@@ -120,6 +126,9 @@ export class Executor implements VersionExecution {
     // the placement and the queue bound, so every version is timed.
     const warmed = await args.pool.warm(mv.session, rows);
     mv.placementCostUs = warmed.probeMicros;
+    // Every later open (the inline session, an I/O thread's replica) follows the measured plan.
+    if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
+    mv.layers = warmed.layers;
     const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.

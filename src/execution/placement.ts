@@ -11,6 +11,15 @@ export function resolveBackend(choice: ResolvedModelConfig['backend'], modelPath
   return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
 }
 
+/**
+ * The batch sizes a version's batches take: one request, the preferred sizes, the largest. The
+ * native backend times each pruned layer's formats on them at load.
+ */
+export function batchSizesOf(config: ResolvedModelConfig): number[] {
+  if (config.maxBatchSize <= 0) return [1];
+  return [...new Set([1, ...config.dynamicBatching.preferredBatchSizes, config.maxBatchSize])].sort((a, b) => a - b);
+}
+
 /** Rows of the batch that decides placement: a typical busy-server batch. */
 export const INLINE_PROBE_ROWS = 16;
 /**

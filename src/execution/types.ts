@@ -4,7 +4,7 @@ import type { InferResponse, InferRequest } from '../protocol/types.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import type { BatcherStats } from '../scheduler/batcher.js';
 import type { QueueBound } from '../scheduler/options.js';
-import type { RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
+import type { LayerReport, RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 import type { ExecutionPlan } from './executor.js';
 
@@ -40,6 +40,8 @@ export interface VersionExecution {
   readonly placementCostUs: number | undefined;
   /** The queue bound and the measurement it was derived from. */
   readonly queueBound: QueueBound;
+  /** Native backend: how each dense layer runs and why, as measured at load. */
+  readonly layers: LayerReport[] | undefined;
   /** Queued requests (not yet executing). */
   readonly pending: number;
   readonly inFlight: number;

@@ -114,7 +114,7 @@ function lowerMatMul(node: GraphNode, graph: Graph, steps: Step[]): void {
   const transB = gemm && intAttribute(node, 'transB', 0) === 1;
   const [rows, cols] = [b.dims[0]!, b.dims[1]!];
   const [k, n] = transB ? [cols, rows] : [rows, cols];
-  let weights = transB ? Float32Array.from(asFloat32(b)) : transposed(asFloat32(b), rows, cols);
+  let weights = transB ? asFloat32(b).slice() : transposed(asFloat32(b), rows, cols);
   const alpha = gemm ? floatAttribute(node, 'alpha', 1) : 1;
   if (alpha !== 1) weights = weights.map((v) => v * alpha);
   const output = node.outputs[0]!;

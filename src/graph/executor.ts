@@ -1,15 +1,21 @@
-// Runs a compiled graph on the native kernels. Weights are packed (dense) or compressed (CSR)
-// once here, per layer by measured density; bias and activation ride in the kernel call.
-// Everything blocks the calling thread: the executor lives inside a pool worker.
+// Runs a compiled graph on the native kernels. Weights are packed (dense) or compressed (CSR in
+// column panels) once here, each layer in the format measured fastest for it (layer-formats.ts);
+// bias and activation ride in the kernel call. Everything blocks the calling thread: the
+// executor lives inside a pool worker.
 import { UmbraError } from '../errors.js';
 import {
-  biasActivation, boundGemm, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax, spmm,
-  type Activation, type BoundGemm, type SparseWeights,
+  biasActivation, boundGemm, boundSpmm, csrFromDense, denseWeights, gemm, packSparse, packWeights, softmax,
+  type Activation, type BoundGemm, type BoundSpmm,
 } from '../native/kernels.js';
+import { formSparseChains, SparseChainRunner, type SparseChain } from './sparse-chain.js';
 import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
+import {
+  chooseFormat, DEFAULT_TUNE_BATCH_SIZES, MEASURE_DENSITY_MAX, timeLayer,
+  type LayerBasis, type LayerFormat, type LayerTiming,
+} from './layer-formats.js';
 import { REFERENCE_OPS, softmaxLayout } from './reference-ops.js';
-import { asFloat32, type Value } from './tensor.js';
+import { asFloat32, sizeOf, type Value } from './tensor.js';
 import { slabTypedArrayFor } from '../protocol/datatype.js';
 
 /**
@@ -24,18 +30,24 @@ function float32(n: number): Float32Array {
 }
 
 /**
- * A layer goes sparse (CSR in column panels) when fewer than this fraction of its weights are
- * non-zero: the measured break-even of the two kernels. On 4096x4096 single-threaded
- * (bench/RESULTS-native.md) the panel SpMM beats the packed dense GEMM at 40% density and
- * below at batch 1, 8 and 64, and about ties it at 50%; 45% sits between.
+ * The density rule the executor used before formats were measured, kept for callers that ask
+ * for a fixed rule (`sparseBelow`): sparse under 45% non-zero, the break-even of the two kernels
+ * on one 4096x4096 layer on an Intel host (bench/RESULTS-native.md).
  */
 export const SPARSE_DENSITY_BELOW = 0.45;
 
 export interface ExecutorOptions {
   /** Kernel threads per call; 1 inside pool workers (the pool already fills the cores). */
   threads?: number;
-  /** Override of SPARSE_DENSITY_BELOW (0 = always dense, > 1 = always sparse). */
+  /** A fixed rule instead of measurement: sparse below this density (0 = always dense, > 1 = always sparse). */
   sparseBelow?: number;
+  /**
+   * Each dense layer's format, in layer order, from an earlier measurement of this model (so
+   * every worker of a load runs the same plan). Ignored when it does not fit the model.
+   */
+  layerFormats?: readonly LayerFormat[];
+  /** Batch sizes each layer is timed on (default DEFAULT_TUNE_BATCH_SIZES). */
+  tuneBatchSizes?: readonly number[];
 }
 
 interface PreparedDense {
@@ -45,8 +57,14 @@ interface PreparedDense {
   label: string;
   /** Fraction of non-zero weights, as measured at load. */
   density: number;
-  /** Packed weights are bound with their bias and activation once: a run only passes X. */
-  weights: { format: 'packed'; run: BoundGemm } | { format: 'csr'; csr: SparseWeights };
+  format: LayerFormat;
+  basis: LayerBasis;
+  reason: string;
+  timings?: LayerTiming[];
+  /** Weights bound with their bias and activation once: a run only passes X. */
+  run: BoundGemm;
+  /** The same call on transposed activations, for a CSR layer (sparse chains pass those along). */
+  sparse?: BoundSpmm;
 }
 
 type PreparedStep = Exclude<Step, DenseStep> | PreparedDense;
@@ -56,7 +74,12 @@ export interface LayerInfo {
   k: number;
   n: number;
   density: number;
-  format: 'packed' | 'csr';
+  format: LayerFormat;
+  /** What decided the format, and why, with the figures when measured. */
+  basis: LayerBasis;
+  reason: string;
+  /** Both formats' fastest call per timed batch size, when measured. */
+  timings?: LayerTiming[];
   activation: Activation;
   bias: boolean;
 }
@@ -73,95 +96,194 @@ function transpose2d(x: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
+/** Seeded values in (-1, 1): timing on zeros could flatter a kernel that skips work. */
+function seededInput(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 31 - 1;
+  }
+  return data;
+}
+
+/** One warm-up batch flowing through the graph while its layers are timed. */
+interface TuningBatch {
+  batch: number;
+  env: Map<string, Value>;
+}
+
 export class GraphExecutor {
-  private readonly steps: PreparedStep[];
+  private readonly steps: PreparedStep[] = [];
+  /** What a run executes: the steps, with runs of sparse layers merged into chains. */
+  private readonly program: (PreparedStep | SparseChain<PreparedDense>)[];
+  private readonly chains = new SparseChainRunner();
   private readonly threads: number;
   private readonly constantBuffers = new Set<ArrayBufferLike>();
+  /** Why layers past some step were not timed, when a warm-up batch could not run the graph. */
+  private untunedReason: string | undefined;
 
   constructor(private readonly compiled: CompiledGraph, options: ExecutorOptions = {}) {
     this.threads = options.threads ?? 1;
     for (const v of compiled.graph.constants.values()) this.constantBuffers.add(v.data.buffer);
-    const sparseBelow = options.sparseBelow ?? SPARSE_DENSITY_BELOW;
-    this.steps = compiled.steps.map((step) => {
-      if (step.kind !== 'dense') return step;
-      const d = density(step.weights);
-      const weights = d < sparseBelow
-        ? { format: 'csr' as const, csr: packSparse(csrFromDense(step.weights, step.n, step.k)) }
-        : { format: 'packed' as const, run: boundGemm(packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads), { ...(step.bias ? { bias: step.bias } : {}), activation: step.activation, threads: this.threads }) };
-      // The plan's copy is no longer needed once packed: let it be collected.
-      const slim: DenseStep = { ...step, weights: new Float32Array(0) };
-      return { kind: 'prepared-dense', step: slim, label: `layer "${step.name}"`, density: d, weights };
+    const denseCount = compiled.steps.filter((s) => s.kind === 'dense').length;
+    const plan = options.layerFormats?.length === denseCount ? options.layerFormats : undefined;
+    // Layers are timed on real activations: warm-up batches flow through the graph step by step
+    // as it is prepared, so each layer sees its own input width and rows per sample.
+    let tuning = options.sparseBelow === undefined && !plan ? this.tuningBatches(options.tuneBatchSizes ?? DEFAULT_TUNE_BATCH_SIZES) : [];
+    let index = 0;
+    for (const step of compiled.steps) {
+      const prepared = step.kind === 'dense' ? this.prepareDense(step, options, plan?.[index++], tuning) : step;
+      this.steps.push(prepared);
+      try {
+        for (const t of tuning) this.execute(prepared, t.env);
+      } catch (err) {
+        // A graph that cannot run on made-up inputs (a shape it insists on) is still served;
+        // its remaining layers fall back to the density rule, and say so.
+        tuning = [];
+        this.untunedReason = `a warm-up batch failed: ${(err as Error).message}`;
+      }
+    }
+    this.program = formSparseChains(this.steps, compiled.graph.outputs);
+  }
+
+  private tuningBatches(sizes: readonly number[]): TuningBatch[] {
+    const inputs = this.compiled.graph.signature.inputs;
+    return [...new Set(sizes)].filter((b) => Number.isInteger(b) && b > 0).sort((a, b) => a - b).map((batch) => {
+      const env = new Map<string, Value>();
+      inputs.forEach((info, i) => {
+        const dims = info.dims.map((d, at) => (d >= 0 ? d : at === 0 ? batch : 1));
+        env.set(info.name, { dims, data: seededInput(sizeOf(dims), 7 + i) });
+      });
+      return { batch, env };
     });
   }
 
-  /** How each layer runs (for logs, tests and the benchmark). */
+  private prepareDense(step: DenseStep, options: ExecutorOptions, given: LayerFormat | undefined, tuning: readonly TuningBatch[]): PreparedDense {
+    const d = density(step.weights);
+    const label = `layer "${step.name}"`;
+    const bound = { ...(step.bias ? { bias: step.bias } : {}), activation: step.activation, threads: this.threads };
+    const packed = () => boundGemm(packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads), bound);
+    const csr = () => boundSpmm(packSparse(csrFromDense(step.weights, step.n, step.k)), bound);
+    const done = (format: LayerFormat, basis: LayerBasis, reason: string, run: BoundGemm | BoundSpmm, timings?: LayerTiming[]): PreparedDense => {
+      // The plan's copy is no longer needed once packed: let it be collected.
+      const slim: DenseStep = { ...step, weights: new Float32Array(0) };
+      const sparse = format === 'csr' ? { sparse: run as BoundSpmm } : {};
+      return { kind: 'prepared-dense', step: slim, label, density: d, format, basis, reason, run, ...sparse, ...(timings ? { timings } : {}) };
+    };
+    const percent = `${(d * 100).toFixed(1)}% non-zero`;
+    if (options.sparseBelow !== undefined) {
+      const format = d < options.sparseBelow ? 'csr' : 'packed';
+      return done(format, 'threshold', `${percent}, ${format === 'csr' ? 'under' : 'not under'} the fixed cut of ${options.sparseBelow * 100}%`, format === 'csr' ? csr() : packed());
+    }
+    if (given) return done(given, 'given', `${given}, as measured when this load was first opened`, given === 'csr' ? csr() : packed());
+    if (d > MEASURE_DENSITY_MAX) return done('packed', 'too-dense', `${percent}: the sparse form would hold more bytes than the dense one`, packed());
+    const runnable = tuning.filter((t) => t.env.has(step.input));
+    if (runnable.length === 0) {
+      const format = d < SPARSE_DENSITY_BELOW ? 'csr' : 'packed';
+      const why = this.untunedReason ?? 'no warm-up batch reached it';
+      return done(format, 'threshold', `${percent}, not timed (${why}); the fixed cut of ${SPARSE_DENSITY_BELOW * 100}% decided`, format === 'csr' ? csr() : packed());
+    }
+    const forms = { packed: packed(), csr: csr() };
+    const timings = runnable.map((t) => {
+      const { x, m } = this.layerInput(step, t.env.get(step.input)!);
+      return timeLayer(forms.packed, forms.csr, x, m, new Float32Array(m * step.n), t.batch);
+    });
+    const choice = chooseFormat(timings);
+    return done(choice.format, 'measured', choice.reason, forms[choice.format], timings);
+  }
+
+  /** How each layer runs (for the API, logs, tests and the benchmark). */
   layers(): LayerInfo[] {
     return this.steps.flatMap((s) => (s.kind === 'prepared-dense'
-      ? [{ name: s.step.name, k: s.step.k, n: s.step.n, density: s.density, format: s.weights.format, activation: s.step.activation, bias: s.step.bias !== undefined }]
+      ? [{
+        name: s.step.name, k: s.step.k, n: s.step.n, density: s.density, format: s.format, basis: s.basis, reason: s.reason,
+        ...(s.timings ? { timings: s.timings.map((t) => ({ ...t })) } : {}), activation: s.step.activation, bias: s.step.bias !== undefined,
+      }]
       : []));
+  }
+
+  /** The layers (by name) of each run of sparse layers that passes transposed activations along. */
+  sparseChains(): string[][] {
+    return this.program.flatMap((item) => (item.kind === 'sparse-chain' ? [item.layers.map((l) => l.step.name)] : []));
+  }
+
+  /** Each dense layer's format in order: the plan another executor of the same model can follow. */
+  layerFormats(): LayerFormat[] {
+    return this.steps.flatMap((s) => (s.kind === 'prepared-dense' ? [s.format] : []));
   }
 
   /** Runs the graph; `inputs` maps graph input names to values. Returns the requested outputs. */
   run(inputs: ReadonlyMap<string, Value>, outputs: readonly string[]): Map<string, Value> {
-    // Constants are looked up where they live, not copied into every run's environment; the
-    // reader's description is only formatted when a value is missing.
-    const constants = this.compiled.graph.constants;
     const env = new Map<string, Value>(inputs);
-    const get = (name: string, reader: GraphNode | string): Value => {
-      const v = env.get(name) ?? constants.get(name);
-      if (!v) throw new UmbraError('INVALID_INPUT', `${typeof reader === 'string' ? reader : describeNode(reader)} reads "${name}", which has no value (is an input missing?)`);
-      return v;
-    };
-    for (const step of this.steps) {
-      switch (step.kind) {
-        case 'prepared-dense': env.set(step.step.output, this.dense(step, get(step.step.input, step.label))); break;
-        case 'activation': {
-          const x = get(step.input, `node "${step.name}"`);
-          const src = asFloat32(x);
-          const data = float32(src.length);
-          data.set(src);
-          biasActivation(data, 1, data.length, { activation: step.activation });
-          env.set(step.output, { dims: [...x.dims], data });
-          break;
-        }
-        case 'softmax': {
-          const x = get(step.node.inputs[0]!, step.node);
-          env.set(step.node.outputs[0]!, this.softmax(step.node, x));
-          break;
-        }
-        case 'matmul': env.set(step.node.outputs[0]!, this.matmul(step.node, step.node.inputs.map((n) => (n === '' ? undefined : get(n, step.node))))); break;
-        case 'reference': {
-          const node = step.node;
-          const args = node.inputs.map((n) => (n === '' ? undefined : get(n, node)));
-          const results = REFERENCE_OPS[node.op]!(args, node, { opset: this.compiled.graph.opset });
-          results.forEach((v, i) => { if (node.outputs[i]) env.set(node.outputs[i]!, v); });
-          break;
-        }
+    for (const item of this.program) {
+      if (item.kind === 'sparse-chain') {
+        const first = item.layers[0]!;
+        const input = this.read(env, first.step.input, first.label);
+        env.set(item.layers[item.layers.length - 1]!.step.output, this.chains.run(item, input, this.layerInput(first.step, input), float32));
+      } else {
+        this.execute(item, env);
       }
     }
     const result = new Map<string, Value>();
     for (const name of outputs) {
-      const v = get(name, 'graph output');
+      const v = this.read(env, name, 'graph output');
       // Outputs may be transferred away: never hand out a constant's own buffer.
       result.set(name, this.constantBuffers.has(v.data.buffer) ? { dims: v.dims, data: v.data.slice() } : v);
     }
     return result;
   }
 
-  private dense(prepared: PreparedDense, input: Value): Value {
-    const { step } = prepared;
-    let x = asFloat32(input);
-    const size = x.length;
-    if (size % step.k !== 0 || (step.gemm && input.dims.length !== 2)) {
+  /**
+   * A value by name. Constants are looked up where they live, not copied into every run's
+   * environment; the reader's description is only formatted when a value is missing.
+   */
+  private read(env: ReadonlyMap<string, Value>, name: string, reader: GraphNode | string): Value {
+    const v = env.get(name) ?? this.compiled.graph.constants.get(name);
+    if (!v) throw new UmbraError('INVALID_INPUT', `${typeof reader === 'string' ? reader : describeNode(reader)} reads "${name}", which has no value (is an input missing?)`);
+    return v;
+  }
+
+  /** Runs one step on the values in `env` and stores its results there. */
+  private execute(step: PreparedStep, env: Map<string, Value>): void {
+    switch (step.kind) {
+      case 'prepared-dense': env.set(step.step.output, this.dense(step, this.read(env, step.step.input, step.label))); return;
+      case 'activation': {
+        const x = this.read(env, step.input, `node "${step.name}"`);
+        const src = asFloat32(x);
+        const data = float32(src.length);
+        data.set(src);
+        biasActivation(data, 1, data.length, { activation: step.activation });
+        env.set(step.output, { dims: [...x.dims], data });
+        return;
+      }
+      case 'softmax': env.set(step.node.outputs[0]!, this.softmax(step.node, this.read(env, step.node.inputs[0]!, step.node))); return;
+      case 'matmul': env.set(step.node.outputs[0]!, this.matmul(step.node, step.node.inputs.map((n) => (n === '' ? undefined : this.read(env, n, step.node))))); return;
+      case 'reference': {
+        const node = step.node;
+        const args = node.inputs.map((n) => (n === '' ? undefined : this.read(env, n, node)));
+        const results = REFERENCE_OPS[node.op]!(args, node, { opset: this.compiled.graph.opset });
+        results.forEach((v, i) => { if (node.outputs[i]) env.set(node.outputs[i]!, v); });
+      }
+    }
+  }
+
+  /** A layer's input as X [m, k] (transposed first for Gemm transA); throws on a shape it cannot take. */
+  private layerInput(step: DenseStep, input: Value): { x: Float32Array; m: number } {
+    const x = asFloat32(input);
+    if (x.length % step.k !== 0 || (step.gemm && input.dims.length !== 2)) {
       throw new UmbraError('INVALID_INPUT', `layer "${step.name}" expects rows of ${step.k} values but received shape [${input.dims.join(', ')}]`);
     }
-    const m = size / step.k;
-    if (step.transposeInput) x = transpose2d(x, step.k, m);
+    const m = x.length / step.k;
+    return { x: step.transposeInput ? transpose2d(x, step.k, m) : x, m };
+  }
+
+  private dense(prepared: PreparedDense, input: Value): Value {
+    const { step } = prepared;
+    const { x, m } = this.layerInput(step, input);
     const dims = step.gemm ? [m, step.n] : [...input.dims.slice(0, -1), step.n];
     if (m === 0) return { dims, data: new Float32Array(0) };
-    if (prepared.weights.format === 'packed') return { dims, data: prepared.weights.run(x, m, float32(m * step.n)) };
-    const data = spmm({ x, m, activation: step.activation, threads: this.threads, ...(step.bias ? { bias: step.bias } : {}), weights: prepared.weights.csr });
-    return { dims, data };
+    return { dims, data: prepared.run(x, m, float32(m * step.n)) };
   }
 
   private softmax(node: GraphNode, x: Value): Value {

@@ -26,6 +26,8 @@ export class UmbraMetrics {
   readonly requestSeries: RequestSeries;
   readonly pending: Gauge<'model' | 'version'>;
   readonly inFlight: Gauge<'model' | 'version'>;
+  /** Requests admitted and not yet answered (queued + in executing batches): what autoscalers target. */
+  readonly inFlightRequests: Gauge<'model' | 'version'>;
   /** Shadow requests dropped (queue full, timeout, shadow error); called by src/traffic. */
   readonly shadowDropped: Counter<'model' | 'version'>;
   /** Share of shadow answers that agree with the primary's, 0..1; set by src/traffic. */
@@ -50,6 +52,7 @@ export class UmbraMetrics {
     this.requestSeries = new RequestSeries(buckets, this.registry);
     this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: () => this.collectors.pending?.() });
     this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers });
+    this.inFlightRequests = new Gauge({ name: 'umbra_inflight_requests', help: 'Requests admitted to the model and not yet answered: queued plus in executing batches.', labelNames: ['model', 'version'], registers });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
     this.shadowAgreement = new Gauge({ name: 'umbra_shadow_agreement', help: 'Share of shadow answers agreeing with the primary answer (0..1).', labelNames: ['model', 'version'], registers });
     this.driftScore = new Gauge({ name: 'umbra_drift_score', help: 'Drift score of one feature or output against the reference profile (test: psi, ks, js, chi2).', labelNames: ['model', 'version', 'feature', 'test'], registers, collect: () => this.collectors.drift?.() });

@@ -9,7 +9,7 @@ import { VersionDrift, type DriftOptions, type DriftReport, type Verdict } from 
 import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
 import { UmbraMetrics, type MetricsOptions } from './metrics.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
-import { profilePath, readProfile } from './profile.js';
+import { profileFileOf, readProfile } from './profile.js';
 import { Webhook, type AlertEvent, type WebhookOptions } from './webhook.js';
 import { decodeTensors } from './tensor-blob.js';
 
@@ -28,6 +28,8 @@ export interface MonitoringOptions extends MetricsOptions {
   minLabels?: number;
   /** How often drift and accuracy are evaluated for gauges and alerts (default 10 s). */
   evaluateSeconds?: number;
+  /** The state directory: reference profiles from `umbra profile` are read here first (src/monitor/profile.ts). */
+  stateDir?: string;
 }
 
 /** A rollout decision as src/traffic reports it (the webhook event adds `type: "rollout"`). */
@@ -98,7 +100,7 @@ export class Monitor {
 
   /** Whether `umbra profile` has written a reference profile for the model. */
   hasProfile(model: string): boolean {
-    return profileStampOf(this.umbra.manager.repository, model) !== '';
+    return profileStampOf(this.umbra.manager.repository, model, this.options.stateDir) !== '';
   }
 
   /** A rollout decision: counted, and sent to the webhook. */
@@ -125,7 +127,7 @@ export class Monitor {
       if (!s.drift) continue;
       let stamp = stamps.get(s.model);
       if (stamp === undefined) {
-        stamp = profileStampOf(this.umbra.manager.repository, s.model);
+        stamp = profileStampOf(this.umbra.manager.repository, s.model, this.options.stateDir);
         stamps.set(s.model, stamp);
       }
       if (stamp !== s.profileStamp) this.refreshModel(s.model);
@@ -187,11 +189,11 @@ export class Monitor {
       mv = undefined;
     }
     let drift: VersionDrift | undefined;
-    const profileStamp = profileStampOf(this.umbra.manager.repository, model);
+    const profileStamp = profileStampOf(this.umbra.manager.repository, model, this.options.stateDir);
     if (mv && this.options.drift !== false) {
       let reference: ConstructorParameters<typeof VersionDrift>[3];
       try {
-        const profile = readProfile(this.umbra.manager.repository, model);
+        const profile = readProfile(this.umbra.manager.repository, model, this.options.stateDir);
         if (profile) reference = { source: profile.source, rows: profile.rows, inputs: profile.inputs, outputs: profile.outputs[version] ?? [] };
       } catch (err) {
         process.emitWarning(`umbra monitoring: model '${model}': ${(err as Error).message}; capturing a reference from live rows instead`);
@@ -218,10 +220,14 @@ export class Monitor {
     m.collectors.pending = () => {
       m.pending.reset();
       m.inFlight.reset();
+      m.inFlightRequests.reset();
       for (const name of umbra.manager.names()) {
         for (const mv of umbra.manager.versionsOf(name)) {
-          m.pending.set({ model: name, version: mv.version }, mv.pending);
-          m.inFlight.set({ model: name, version: mv.version }, mv.inFlight);
+          const labels = { model: name, version: mv.version };
+          const stats = mv.stats();
+          m.pending.set(labels, stats.pending);
+          m.inFlight.set(labels, stats.inFlight);
+          m.inFlightRequests.set(labels, stats.pending + stats.executingRequests);
         }
       }
     };
@@ -406,11 +412,13 @@ export class Monitor {
   }
 }
 
-/** mtime and size of a model's profile file, '' when it has none: cheap to compare every evaluation. */
-function profileStampOf(repository: string, model: string): string {
+/** Path, mtime and size of a model's profile file in effect, '' when it has none: cheap to compare every evaluation. */
+function profileStampOf(repository: string, model: string, stateDir: string | undefined): string {
+  const path = profileFileOf(repository, model, stateDir);
+  if (path === undefined) return '';
   try {
-    const st = statSync(profilePath(repository, model));
-    return `${st.mtimeMs}:${st.size}`;
+    const st = statSync(path);
+    return `${path}:${st.mtimeMs}:${st.size}`;
   } catch {
     return '';
   }

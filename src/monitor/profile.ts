@@ -1,7 +1,7 @@
 // Reference profiles: per feature, the bins live data is counted into and the reference counts
 // in them. Built from reference data (`umbra profile`) or from the first live rows.
-import { readFileSync, writeFileSync, renameSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export const PROFILE_FILENAME = 'reference-profile.json';
 const PROFILE_FORMAT = 1;
@@ -86,22 +86,34 @@ export function profileColumn(name: string, column: ArrayLike<number>, categoric
   return profile;
 }
 
+/** A profile shipped beside the model, in the (possibly read-only) repository. */
 export function profilePath(repository: string, model: string): string {
   return join(repository, model, PROFILE_FILENAME);
 }
 
-/** Reads a model's profile; undefined when it has none. A malformed file is an error worth seeing. */
-export function readProfile(repository: string, model: string): ReferenceProfile | undefined {
-  const path = profilePath(repository, model);
-  if (!existsSync(path)) return undefined;
+/** Where `umbra profile` writes a model's profile: the state directory, never the repository. */
+export function stateProfilePath(stateDir: string, model: string): string {
+  return join(stateDir, `${model}.${PROFILE_FILENAME}`);
+}
+
+/** The profile file in effect: the state directory's (what `umbra profile` wrote), else one shipped beside the model. */
+export function profileFileOf(repository: string, model: string, stateDir?: string): string | undefined {
+  return [stateDir === undefined ? undefined : stateProfilePath(stateDir, model), profilePath(repository, model)]
+    .find((p): p is string => p !== undefined && existsSync(p));
+}
+
+/** Reads a model's profile (profileFileOf); undefined when there is none. A malformed file is an error worth seeing. */
+export function readProfile(repository: string, model: string, stateDir?: string): ReferenceProfile | undefined {
+  const path = profileFileOf(repository, model, stateDir);
+  if (!path) return undefined;
   const parsed = JSON.parse(readFileSync(path, 'utf8')) as ReferenceProfile;
   if (parsed.format !== PROFILE_FORMAT || !Array.isArray(parsed.inputs)) throw new Error(`${path} is not an Umbra reference profile (format ${PROFILE_FORMAT}); rebuild it with \`umbra profile\``);
   return parsed;
 }
 
-/** Writes atomically (temp file + rename) so a server never reads half a profile. */
-export function writeProfile(repository: string, profile: ReferenceProfile): string {
-  const path = profilePath(repository, profile.model);
+/** Writes atomically (temp file + rename) so a server never reads half a profile; creates the folder. */
+export function writeProfile(path: string, profile: ReferenceProfile): string {
+  mkdirSync(dirname(path), { recursive: true });
   const temp = `${path}.${process.pid}.tmp`;
   writeFileSync(temp, `${JSON.stringify(profile)}\n`);
   renameSync(temp, path);

@@ -31,9 +31,14 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'accuracyThreshold', flag: '--accuracy-threshold', env: 'UMBRA_ACCURACY_THRESHOLD', kind: 'number', min: 0, max: 1 },
 ];
 
-/** Where `umbra serve` logs predictions unless told otherwise: beside the models, in a hidden folder the repository scan skips. */
-export function defaultLogDb(repository: string): string {
-  return `sqlite:${join(resolve(repository), '.umbra', 'predictions.sqlite')}`;
+/** Where `umbra serve` logs predictions unless told otherwise: in its state directory, never in the repository. */
+export function defaultLogDb(stateDir: string): string {
+  return `sqlite:${join(resolve(stateDir), 'predictions.sqlite')}`;
+}
+
+/** Where versions before the state directory logged by default; read by nothing, pointed at once in the log. */
+export function legacyLogPath(repository: string): string {
+  return join(resolve(repository), '.umbra', 'predictions.sqlite');
 }
 
 function onOff(value: unknown, flag: string): boolean {
@@ -44,17 +49,18 @@ function onOff(value: unknown, flag: string): boolean {
 }
 
 /**
- * Takes the monitoring keys out of `values` (resolved flags) and returns the server option.
+ * Takes the monitoring keys out of `values` (resolved flags) and returns the server option; the
+ * default log and the reference profiles live in `stateDir`.
  * Throws Error with the flag named; the caller turns it into a usage error.
  */
-export function monitoringFromSettings(values: Record<string, unknown>, repository: string): MonitoringOptions | false {
+export function monitoringFromSettings(values: Record<string, unknown>, stateDir: string): MonitoringOptions | false {
   const v: Record<string, unknown> = {};
   for (const f of MONITOR_FIELDS) {
     if (values[f.key] !== undefined) v[f.key] = values[f.key];
     delete values[f.key];
   }
   if (!onOff(v.monitoring, '--monitoring')) return false;
-  const options: MonitoringOptions = {};
+  const options: MonitoringOptions = { stateDir };
   if (typeof v.metricsBuckets === 'string') options.buckets = parseBuckets(v.metricsBuckets);
   const drift: NonNullable<Exclude<MonitoringOptions['drift'], false>> = {};
   if (typeof v.driftWindow === 'number') drift.windowRows = v.driftWindow;
@@ -62,7 +68,7 @@ export function monitoringFromSettings(values: Record<string, unknown>, reposito
   if (typeof v.driftMinSamples === 'number') drift.minSamples = v.driftMinSamples;
   if (typeof v.driftThresholds === 'string') drift.thresholds = parseThresholds(v.driftThresholds);
   options.drift = drift;
-  const logDb = typeof v.logDb === 'string' ? v.logDb : defaultLogDb(repository);
+  const logDb = typeof v.logDb === 'string' ? v.logDb : defaultLogDb(stateDir);
   if (logDb !== 'off') {
     describeLogUrl(logDb);
     options.log = { url: logDb, inputs: onOff(v.logInputs, '--log-inputs') };

@@ -70,6 +70,7 @@ export interface NativeBinding {
   cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean };
   listBackends(): string[];
   kernelIsa(): 'avx512' | 'avx2' | 'portable';
+  alignedFloat32(n: number): Float32Array;
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
     m: number, k: number, n: number, layout: number, activation: number, threads: number): void;
   gemmF32Async(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
@@ -82,9 +83,9 @@ export interface NativeBinding {
   csrFromDenseF32(w: Float32Array, rows: number, cols: number): { rowPtr: Int32Array; colIdx: Int32Array; values: Float32Array };
   sparsePackF32(rowPtr: Int32Array, colIdx: Int32Array, values: Float32Array, rows: number, cols: number): { panelPtr: Int32Array; colIdx: Uint16Array; values: Float32Array };
   spmmPanelsF32(x: Float32Array, panelPtr: Int32Array, colIdx: Uint16Array, values: Float32Array, bias: Float32Array | null,
-    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): void;
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number, xLanes: number, yLanes: number): void;
   spmmPanelsF32Async(x: Float32Array, panelPtr: Int32Array, colIdx: Uint16Array, values: Float32Array, bias: Float32Array | null,
-    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number): Promise<void>;
+    y: Float32Array, m: number, n: number, k: number, activation: number, threads: number, xLanes: number, yLanes: number): Promise<void>;
   biasActivationF32(data: Float32Array, rows: number, cols: number, bias: Float32Array | null, activation: number): void;
   softmaxF32(data: Float32Array, rows: number, cols: number): void;
   thresholdSelectF32(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,

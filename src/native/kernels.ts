@@ -43,6 +43,28 @@ export interface CsrWeights {
 export const SPARSE_PANEL = 512;
 
 /**
+ * Lanes of the transposed activations the sparse kernel works on for `m` rows (spmm_lanes in
+ * umbra_kernels.h): X [m, k] as Xt [sparseInputRows(k), lanes], Y [m, n] as Yt [n, lanes].
+ */
+export function spmmLanes(m: number): number {
+  return m <= 8 ? 8 : Math.ceil(m / 16) * 16;
+}
+
+/**
+ * A zeroed Float32Array whose data starts on a 64-byte boundary: storage for transposed
+ * activations handed to spmm (BoundSpmm.lanes), whose rows the kernel streams as whole vectors.
+ */
+export function alignedFloat32(n: number): Float32Array {
+  checkDimension(n, 'n');
+  return callNative(() => native().alignedFloat32(n));
+}
+
+/** Rows of Xt a sparse layer with `cols` inputs reads: whole panels. */
+export function sparseInputRows(cols: number): number {
+  return Math.ceil(cols / SPARSE_PANEL) * SPARSE_PANEL;
+}
+
+/**
  * A CSR weight cut once (at model load) into column panels of SPARSE_PANEL inputs, the format
  * spmm reads fastest: entries panel by panel, row by row; panelPtr[q * (rows + 1) + r] is where
  * row r of panel q starts; colIdx is the column within the panel.
@@ -230,7 +252,7 @@ function callSpmm(a: ReturnType<typeof spmmArgs>, sync: boolean): void | Promise
   const o = a.operands;
   if (o.packed) {
     const fn = sync ? addon.spmmPanelsF32 : addon.spmmPanelsF32Async;
-    return fn.call(addon, a.x, o.ptr, o.colIdx, o.values, a.bias, a.out, a.m, o.n, o.k, a.act, a.threads);
+    return fn.call(addon, a.x, o.ptr, o.colIdx, o.values, a.bias, a.out, a.m, o.n, o.k, a.act, a.threads, 0, 0);
   }
   const fn = sync ? addon.spmmCsrF32 : addon.spmmCsrF32Async;
   return fn.call(addon, a.x, o.ptr, o.colIdx, o.values, a.bias, a.out, a.m, o.n, o.k, a.act, a.threads);
@@ -241,6 +263,53 @@ export function spmm(req: SpmmRequest): Float32Array {
   const a = spmmArgs(req);
   callNative(() => callSpmm(a, true));
   return a.out;
+}
+
+/**
+ * A bound sparse layer: called as a BoundGemm on row-major X and Y; `lanes` runs it on transposed
+ * activations (see spmmLanes), so a chain of sparse layers passes each one's Yt to the next as
+ * its Xt without transposing in between. `input`/`output` say which side is transposed.
+ */
+export interface BoundSpmm extends BoundGemm {
+  lanes(x: Float32Array, m: number, out: Float32Array, transposed: { input: boolean; output: boolean }): Float32Array;
+}
+
+/**
+ * Binds packed sparse weights, bias, activation and threads once (a model layer at load) and
+ * returns the call that runs them on X [m, weights.cols], as boundGemm does for dense weights, so
+ * a layer costs the same per call outside its kernel whichever format it is in.
+ */
+export function boundSpmm(weights: SparseWeights, options: { bias?: Float32Array; activation?: Activation; threads?: number } = {}): BoundSpmm {
+  if (weights === null || typeof weights !== 'object' || weights.kind !== 'sparse') {
+    throw invalid('INVALID_ARGUMENT', 'weights from packSparse()', 'spmm weights', weights);
+  }
+  const a = spmmArgs({ x: new Float32Array(0), m: 0, weights, ...options, out: new Float32Array(0) });
+  const o = a.operands;
+  const { bias, act, threads } = a;
+  const binding = native();
+  const colIdx = o.colIdx as Uint16Array;
+  const call = (x: Float32Array, m: number, out: Float32Array, xLanes: number, yLanes: number): Float32Array => {
+    try {
+      binding.spmmPanelsF32(x, o.ptr, colIdx, o.values, bias, out, m, o.n, o.k, act, threads, xLanes, yLanes);
+    } catch (err) {
+      throw toUmbraError(err);
+    }
+    return out;
+  };
+  const rows: BoundGemm = (x, m, given) => {
+    checkDimension(m, 'm');
+    checkFloat32(x, m * o.k, 'x');
+    return call(x, m, given === undefined ? new Float32Array(m * o.n) : checkFloat32(given, m * o.n, 'out'), 0, 0);
+  };
+  return Object.assign(rows, {
+    lanes(x: Float32Array, m: number, out: Float32Array, transposed: { input: boolean; output: boolean }): Float32Array {
+      checkDimension(m, 'm');
+      const lanes = spmmLanes(m);
+      checkFloat32(x, transposed.input ? sparseInputRows(o.k) * lanes : m * o.k, transposed.input ? 'x (transposed)' : 'x');
+      checkFloat32(out, transposed.output ? o.n * lanes : m * o.n, transposed.output ? 'out (transposed)' : 'out');
+      return call(x, m, out, transposed.input ? lanes : 0, transposed.output ? lanes : 0);
+    },
+  });
 }
 
 /** As spmm, on the libuv pool. */

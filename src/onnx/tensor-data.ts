@@ -69,6 +69,8 @@ export function tensorValues(tensor: pkg.onnx.ITensorProto, modelDir?: string): 
   return { datatype, dims, data: fromTypedFields(name, datatype, tensor, count) };
 }
 
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 function fromRaw(name: string, datatype: InitializerDatatype, raw: Uint8Array, count: number): NumericArray {
   const width = BYTES_PER_ELEMENT[datatype];
   if (raw.length !== count * width) {
@@ -76,7 +78,15 @@ function fromRaw(name: string, datatype: InitializerDatatype, raw: Uint8Array, c
   }
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   switch (datatype) {
-    case 'FP32': return Float32Array.from({ length: count }, (_, i) => view.getFloat32(i * 4, true));
+    case 'FP32': {
+      // A byte copy on little-endian hosts: element by element, a 400 MB model took ~10 s.
+      if (LITTLE_ENDIAN) {
+        const out = new Float32Array(count);
+        new Uint8Array(out.buffer).set(raw);
+        return out;
+      }
+      return Float32Array.from({ length: count }, (_, i) => view.getFloat32(i * 4, true));
+    }
     case 'FP64': return Float64Array.from({ length: count }, (_, i) => view.getFloat64(i * 8, true));
     case 'INT32': return Int32Array.from({ length: count }, (_, i) => view.getInt32(i * 4, true));
     case 'INT64': {

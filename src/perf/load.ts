@@ -6,7 +6,9 @@ import { performance } from 'node:perf_hooks';
 import { LatencyHistogram } from './histogram.js';
 import { HttpConnection, encodeHttpRequest } from './http-connection.js';
 import { WsConnection } from './ws-connection.js';
-import { seededRandom, type Payload, type Protocol } from './payload.js';
+import { GrpcLoadConnection, grpcRequest } from './grpc-connection.js';
+import { frameMessage } from '../client/grpc-channel.js';
+import { isGrpc, seededRandom, type Payload, type Protocol } from './payload.js';
 
 export type Distribution = 'constant' | 'poisson';
 
@@ -26,7 +28,7 @@ export interface LoadSpec {
   timeoutMs: number;
   /** Open loop over HTTP: most connections opened; later requests wait (their clock still runs). */
   maxConnections: number;
-  /** WebSocket connections shared by the clients. */
+  /** WebSocket (or gRPC) connections shared by the clients. */
   wsConnections: number;
 }
 
@@ -50,6 +52,10 @@ export class LoadDriver {
   private readonly http = new Set<HttpConnection>();
   private readonly idleHttp: HttpConnection[] = [];
   private readonly ws: WsConnection[] = [];
+  private readonly grpc: GrpcLoadConnection[] = [];
+  /** gRPC: each payload as a ModelInferRequest (without id), and framed for a unary call. */
+  private readonly grpcMessages: Buffer[] = [];
+  private readonly grpcFrames: Buffer[] = [];
   private readonly requests: Buffer[] = [];
   private readonly frames: Buffer[] = [];
   private readonly backlog: { scheduledAt: number; payload: number }[] = [];
@@ -64,6 +70,10 @@ export class LoadDriver {
   }
 
   async start(): Promise<void> {
+    if (isGrpc(this.spec.protocol)) {
+      await this.startGrpc();
+      return;
+    }
     const u = new URL(this.spec.url);
     this.host = u.hostname;
     this.port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
@@ -89,6 +99,24 @@ export class LoadDriver {
           }));
       }
     }
+    this.run();
+  }
+
+  /** gRPC: connections (each a stream of its own for grpc-stream), the payloads encoded once. */
+  private async startGrpc(): Promise<void> {
+    const streaming = this.spec.protocol === 'grpc-stream';
+    const n = Math.max(1, Math.min(this.spec.wsConnections, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
+    for (let i = 0; i < n; i++) this.grpc.push(new GrpcLoadConnection(this.spec.url, streaming, `${this.spec.seed}-${i}-`));
+    await Promise.all(this.grpc.map((c) => c.opened));
+    for (const p of this.spec.payloads) {
+      const message = grpcRequest(p, this.spec.model, this.spec.version);
+      this.grpcMessages.push(message);
+      this.grpcFrames.push(frameMessage(message));
+    }
+    this.run();
+  }
+
+  private run(): void {
     this.running = true;
     this.window = emptyWindow(performance.now());
     this.reaper = setInterval(() => this.expire(), Math.min(1000, Math.max(50, this.spec.timeoutMs / 4)));
@@ -114,6 +142,7 @@ export class LoadDriver {
     this.http.clear();
     this.idleHttp.length = 0;
     for (const c of this.ws) c.close();
+    for (const c of this.grpc) c.close();
     this.backlog.length = 0;
   }
 
@@ -133,6 +162,10 @@ export class LoadDriver {
   }
 
   private channelFor(client: number): Channel {
+    if (this.grpc.length > 0) {
+      const conn = this.grpc[client % this.grpc.length]!;
+      return { send: (payload, at, done) => conn.send(this.grpcMessages[payload]!, this.grpcFrames[payload]!, done, at) };
+    }
     if (this.spec.protocol === 'ws') {
       const conn = this.ws[client % this.ws.length]!;
       return { send: (payload, at, done) => conn.send(this.frames[payload]!, done, at) };
@@ -188,6 +221,12 @@ export class LoadDriver {
 
   private dispatch(scheduledAt: number, now: number): void {
     const payload = this.pickPayload();
+    if (this.grpc.length > 0) {
+      this.window.sendLag.recordMs(now - scheduledAt);
+      const conn = this.grpc[payload % this.grpc.length]!;
+      conn.send(this.grpcMessages[payload]!, this.grpcFrames[payload]!, (error) => this.record(scheduledAt, error), scheduledAt);
+      return;
+    }
     if (this.spec.protocol === 'ws') {
       this.window.sendLag.recordMs(now - scheduledAt);
       const conn = this.ws[payload % this.ws.length]!;
@@ -223,6 +262,7 @@ export class LoadDriver {
     const deadline = performance.now() - this.spec.timeoutMs;
     for (const c of this.http) if (!c.idle && c.sentAt > 0 && c.sentAt < deadline) c.abort('timeout');
     for (const c of this.ws) c.expire(deadline);
+    for (const c of this.grpc) c.expire(deadline);
   }
 }
 

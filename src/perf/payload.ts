@@ -9,8 +9,13 @@ import type { DataType, Tensor } from '../protocol/types.js';
 export { seededRandom } from '../random.js';
 import { seededRandom } from '../random.js';
 
-export type Protocol = 'http' | 'http-binary' | 'ws';
-export const PROTOCOLS: readonly Protocol[] = ['http', 'http-binary', 'ws'];
+export type Protocol = 'http' | 'http-binary' | 'ws' | 'grpc' | 'grpc-stream';
+export const PROTOCOLS: readonly Protocol[] = ['http', 'http-binary', 'ws', 'grpc', 'grpc-stream'];
+
+/** Whether a protocol speaks gRPC (its --url is the server's gRPC address). */
+export function isGrpc(protocol: Protocol): boolean {
+  return protocol === 'grpc' || protocol === 'grpc-stream';
+}
 
 export interface TensorMetadata {
   name: string;
@@ -24,10 +29,11 @@ export interface ModelMetadata {
   outputs: TensorMetadata[];
 }
 
-/** One request, pre-encoded. `json` is the OIP JSON body; `binary` the Triton binary body. */
+/** One request, pre-encoded. `json` is the OIP JSON body; `binary` the Triton binary body; `tensors` each input's raw bytes (gRPC). */
 export interface Payload {
   json: string;
   binary: { body: Buffer; headerLength: number };
+  tensors: { name: string; datatype: DataType; shape: number[]; bytes: Buffer }[];
 }
 
 export async function fetchModelMetadata(url: string, model: string, signal?: AbortSignal): Promise<ModelMetadata> {
@@ -91,7 +97,8 @@ export function encodePayload(inputs: Tensor[]): Payload {
     inputs: inputs.map((t, i) => ({ name: t.name, shape: t.shape, datatype: t.datatype, parameters: { binary_data_size: blobs[i]!.byteLength } })),
     parameters: { binary_data_output: true },
   }));
-  return { json, binary: { body: Buffer.concat([header, ...blobs]), headerLength: header.byteLength } };
+  const tensors = inputs.map((t, i) => ({ name: t.name, datatype: t.datatype, shape: t.shape, bytes: blobs[i]! }));
+  return { json, binary: { body: Buffer.concat([header, ...blobs]), headerLength: header.byteLength }, tensors };
 }
 
 export function randomPayloads(meta: ModelMetadata, batchSize: number, count: number, seed: number): Payload[] {

@@ -6,7 +6,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { UmbraError } from '../errors.js';
 import { LatencyHistogram, round3 } from './histogram.js';
 import type { Distribution, LoadSpec, WindowSample } from './load.js';
-import { fetchModelMetadata, filePayloads, randomPayloads, type Payload, type Protocol } from './payload.js';
+import { fetchModelMetadata, filePayloads, isGrpc, randomPayloads, type Payload, type Protocol } from './payload.js';
+import { fetchGrpcModelMetadata } from './grpc-connection.js';
 import { fetchStatsSnapshot, statsBetween } from './server-stats.js';
 import { localThread, workerThread, type LoadThread } from './thread.js';
 
@@ -149,7 +150,7 @@ export async function runPerf(options: PerfOptions): Promise<PerfLevelResult[]> 
 }
 
 async function preparePayloads(o: Resolved): Promise<Payload[]> {
-  const meta = await fetchModelMetadata(o.url, o.model);
+  const meta = isGrpc(o.protocol) ? await fetchGrpcModelMetadata(o.url, o.model) : await fetchModelMetadata(o.url, o.model);
   return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed) : filePayloads(o.inputData, meta, o.batchSize);
 }
 
@@ -180,7 +181,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
     await delay(o.warmupMs);
     await Promise.all(threads.map((t) => t.collect()));
     options.onMeasure?.('start', level);
-    const statsBefore = o.serverStats ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;
+    const statsBefore = o.serverStats ? await fetchStatsSnapshot(o.url, o.model, o.version, isGrpc(o.protocol)) : null;
     const cpuBefore = process.cpuUsage();
     const wallBefore = performance.now();
     const windows: WindowSample[] = [];
@@ -209,7 +210,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
     options.onMeasure?.('end', level);
     const cpu = process.cpuUsage(cpuBefore);
     const wallMs = performance.now() - wallBefore;
-    const statsAfter = statsBefore ? await fetchStatsSnapshot(o.url, o.model, o.version) : null;
+    const statsAfter = statsBefore ? await fetchStatsSnapshot(o.url, o.model, o.version, isGrpc(o.protocol)) : null;
     const counted = windows.slice(-3);
     const merged = mergeWindows(counted);
     const durationS = counted.reduce((a, w) => a + (w.endMs - w.startMs), 0) / 1000;

@@ -2,6 +2,8 @@
 // GET /v2/models/{model}/stats shape), as deltas between two snapshots. Absent or different
 // endpoints give null: the report then says the server did not expose them.
 
+import { fetchGrpcStatistics } from './grpc-connection.js';
+
 interface Duration { count?: number; ns?: number }
 interface ModelStats {
   name?: string;
@@ -16,14 +18,20 @@ export interface StatsSnapshot {
   computeCount: number;
 }
 
-export async function fetchStatsSnapshot(url: string, model: string, version?: string): Promise<StatsSnapshot | null> {
+/** `grpc`: ask the gRPC statistics RPC at `url` (a gRPC address) instead of the HTTP route. */
+export async function fetchStatsSnapshot(url: string, model: string, version?: string, grpc = false): Promise<StatsSnapshot | null> {
   const path = version
     ? `/v2/models/${encodeURIComponent(model)}/versions/${encodeURIComponent(version)}/stats`
     : `/v2/models/${encodeURIComponent(model)}/stats`;
   try {
-    const res = await fetch(`${url.replace(/\/$/, '')}${path}`, { signal: AbortSignal.timeout(2000) });
-    if (!res.ok) return null;
-    const body = (await res.json()) as { model_stats?: ModelStats[] };
+    let body: { model_stats?: ModelStats[] };
+    if (grpc) {
+      body = ((await fetchGrpcStatistics(url, model, version)) ?? {}) as typeof body;
+    } else {
+      const res = await fetch(`${url.replace(/\/$/, '')}${path}`, { signal: AbortSignal.timeout(2000) });
+      if (!res.ok) return null;
+      body = (await res.json()) as typeof body;
+    }
     if (!Array.isArray(body.model_stats)) return null;
     const snap: StatsSnapshot = { queueNs: 0, queueCount: 0, computeNs: 0, computeCount: 0 };
     let seen = false;

@@ -6,14 +6,14 @@ import { join } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { evalPlan, evaluateModel, readEvalData, type EvalResult } from './evaluate.js';
 import { PrunableModel } from './model-file.js';
-import { checkSettings, pruneWeights, type LayerReport, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
+import { checkSettings, pruneWeights, targetRules, type LayerReport, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 import { sweepSvg } from './plot.js';
 import type { SkippedInitializer } from './model-weights.js';
 import { resolveTargets } from './targets.js';
 
 export { PrunableModel } from './model-file.js';
 export { findPrunable, matrixSides, type MatrixLayout, type PrunableWeight, type SkippedInitializer } from './model-weights.js';
-export { pruneWeights, checkSettings, PRUNE_METHODS, type LayerReport, type NormKind, type PruneMethod, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
+export { pruneWeights, checkSettings, targetRules, PRUNE_METHODS, type LayerReport, type NormKind, type PruneMethod, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 export { globToRegExp, resolveTargets, TargetPatternError, type LayerTarget } from './targets.js';
 export { evalPlan, evaluateModel, readEvalData, type EvalData, type EvalResult } from './evaluate.js';
 export { sweepSvg, type SweepPoint } from './plot.js';
@@ -89,7 +89,7 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
     throw new UmbraError('INVALID_ARGUMENT', `expected ${options.input} to have prunable weights (FP32 initializers read only as MatMul/Gemm/Conv weights) but it has none`);
   }
   // Pattern mistakes surface before any slow work.
-  resolveTargets(model.weights, { exclude: options.exclude ?? [], layers: options.layers ?? [] });
+  resolveTargets(model.weights, targetRules(options));
   const evalData = options.eval ? readEvalData(options.eval.data, { label: options.eval.label, ...(options.eval.filter && { filter: options.eval.filter }) }) : null;
   const plan = evalData ? evalPlan(model.model, evalData, options.eval!.output) : null;
   const threads = options.threads ?? 1;

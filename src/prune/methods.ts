@@ -5,7 +5,7 @@ import { pruneMagnitude, pruneNM, pruneOutputs, type LayerCut, type PruneLayer }
 import { pruneMagnitudeCuda } from '../native/cuda-prune.js';
 import type { PrunableModel } from './model-file.js';
 import type { MatrixLayout } from './model-weights.js';
-import { resolveTargets, type LayerTarget } from './targets.js';
+import { resolveTargets, type LayerTarget, type TargetRules } from './targets.js';
 
 export type PruneMethod = 'global' | 'layer' | 'nm' | 'structured';
 export const PRUNE_METHODS: readonly PruneMethod[] = ['global', 'layer', 'nm', 'structured'];
@@ -22,6 +22,11 @@ export interface PruneSettings {
   exclude?: readonly string[];
   /** Per-weight targets (global, layer, structured). In global mode a weight with a target is pruned to it on its own. */
   layers?: readonly LayerTarget[];
+  /**
+   * Structured: prune output layers too. Off by default: zeroing an output unit of a model's last
+   * layer removes that output (a class of a classifier) rather than a hidden unit.
+   */
+  includeOutputLayer?: boolean;
   /** Global mode: bounds on each weight's pruned fraction. */
   minLayerSparsity?: number;
   maxLayerSparsity?: number;
@@ -38,6 +43,8 @@ export interface LayerReport {
   layout: MatrixLayout;
   size: number;
   status: 'pruned' | 'excluded';
+  /** Why an excluded weight was left alone: an --exclude pattern, or the output layer kept by structured pruning. */
+  excludedBy?: 'pattern' | 'output-layer';
   /** The fraction this weight was asked for (null: global threshold, or excluded, or N:M). */
   target: number | null;
   sparsityBefore: number;
@@ -113,12 +120,21 @@ export function checkSettings(s: PruneSettings): void {
   }
 }
 
+/** Which weights a run prunes: the patterns, and for structured pruning the output layers kept unless asked for. */
+export function targetRules(settings: PruneSettings): TargetRules {
+  return {
+    exclude: settings.exclude ?? [],
+    layers: settings.layers ?? [],
+    keepOutputLayers: settings.method === 'structured' && settings.includeOutputLayer !== true,
+  };
+}
+
 /** Prunes `model.values` in place by `settings`; returns one report per prunable weight (excluded ones too). */
 export async function pruneWeights(model: PrunableModel, settings: PruneSettings, onProgress?: (p: PruneProgress) => void): Promise<{ layers: LayerReport[]; totals: PruneTotals }> {
   checkSettings(settings);
   const norm = settings.norm ?? 'l2';
   const threads = settings.threads ?? 1;
-  const { targets, excluded } = resolveTargets(model.weights, { exclude: settings.exclude ?? [], layers: settings.layers ?? [] });
+  const { targets, excluded, keptOutputLayers } = resolveTargets(model.weights, targetRules(settings));
   const before = model.values.map((v) => measure(v, norm));
   const layerOf = (index: number): PruneLayer => ({ name: model.weights[index]!.name, weights: model.values[index]! });
   const total = targets.reduce((n, t) => n + model.weights[t.index]!.size, 0);
@@ -173,6 +189,7 @@ export async function pruneWeights(model: PrunableModel, settings: PruneSettings
   }
 
   const excludedSet = new Set(excluded);
+  const keptSet = new Set(keptOutputLayers);
   const after = model.weights.map((w, i) => (excludedSet.has(w.name) ? before[i]! : measure(model.values[i]!, norm)));
   const layers = model.weights.map((w, i): LayerReport => {
     const b = before[i]!;
@@ -185,6 +202,7 @@ export async function pruneWeights(model: PrunableModel, settings: PruneSettings
       sparsityAfter: w.size === 0 ? 0 : a.zeros / w.size,
       normKept: b.norm === 0 ? 1 : a.norm / b.norm,
     };
+    if (excludedSet.has(w.name)) report.excludedBy = keptSet.has(w.name) ? 'output-layer' : 'pattern';
     if (thresholds.has(i)) report.threshold = thresholds.get(i)!;
     if (outputsPruned.has(i)) report.prunedOutputs = outputsPruned.get(i)!;
     return report;

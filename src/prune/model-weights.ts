@@ -20,6 +20,11 @@ export interface PrunableWeight {
   readonly layout: MatrixLayout;
   readonly size: number;
   readonly tensor: pkg.onnx.ITensorProto;
+  /**
+   * Read by a node whose result reaches a graph output without passing another MatMul, Gemm or
+   * Conv: an output layer (a classifier's last layer), whose output units are the model's outputs.
+   */
+  readonly outputLayer: boolean;
 }
 
 export interface SkippedInitializer {
@@ -30,6 +35,8 @@ export interface SkippedInitializer {
 interface WeightUse {
   op: PrunableWeight['op'];
   node: string;
+  /** Index of the reading node in the graph. */
+  index: number;
   layout: MatrixLayout;
 }
 
@@ -41,15 +48,48 @@ function attributeInt(node: pkg.onnx.INodeProto, name: string, fallback: number)
 }
 
 /** The weight role of input `index` of `node`, or null when that input is not a prunable weight. */
-function weightUse(node: pkg.onnx.INodeProto, index: number, label: string): WeightUse | null {
+function weightUse(node: pkg.onnx.INodeProto, index: number, label: string, nodeIndex: number): WeightUse | null {
   if (index !== 1 || !DEFAULT_DOMAINS.has(node.domain ?? '')) return null;
   switch (node.opType) {
-    case 'MatMul': return { op: 'MatMul', node: label, layout: 'kxn' };
+    case 'MatMul': return { op: 'MatMul', node: label, index: nodeIndex, layout: 'kxn' };
     // Gemm computes A·B, or A·Bᵀ with transB=1, so B is [K,N] or [N,K].
-    case 'Gemm': return { op: 'Gemm', node: label, layout: attributeInt(node, 'transB', 0) === 1 ? 'nxk' : 'kxn' };
-    case 'Conv': return { op: 'Conv', node: label, layout: 'nxk' };
+    case 'Gemm': return { op: 'Gemm', node: label, index: nodeIndex, layout: attributeInt(node, 'transB', 0) === 1 ? 'nxk' : 'kxn' };
+    case 'Conv': return { op: 'Conv', node: label, index: nodeIndex, layout: 'nxk' };
     default: return null;
   }
+}
+
+const isLayerOp = (node: pkg.onnx.INodeProto) => DEFAULT_DOMAINS.has(node.domain ?? '') && (node.opType === 'MatMul' || node.opType === 'Gemm' || node.opType === 'Conv');
+
+/**
+ * Indices of the MatMul/Gemm/Conv nodes whose results reach a graph output through other ops
+ * only (bias adds, activations, softmax, argmax, reshapes): the output layers. The walk stops at
+ * the next MatMul/Gemm/Conv, so each node's walk covers only the ops up to the next layer.
+ */
+function outputLayerNodes(graph: pkg.onnx.IGraphProto): Set<number> {
+  const nodes = graph.node ?? [];
+  const readers = new Map<string, number[]>();
+  nodes.forEach((node, n) => {
+    for (const input of node.input ?? []) if (input) readers.set(input, [...(readers.get(input) ?? []), n]);
+  });
+  const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const found = new Set<number>();
+  nodes.forEach((node, n) => {
+    if (!isLayerOp(node)) return;
+    const pending = [...(node.output ?? [])];
+    const seen = new Set<string>();
+    while (pending.length > 0) {
+      const tensor = pending.pop()!;
+      if (!tensor || seen.has(tensor)) continue;
+      seen.add(tensor);
+      if (outputs.has(tensor)) {
+        found.add(n);
+        return;
+      }
+      for (const r of readers.get(tensor) ?? []) if (!isLayerOp(nodes[r]!)) pending.push(...(nodes[r]!.output ?? []));
+    }
+  });
+  return found;
 }
 
 /** Every name a subgraph (If/Loop/Scan bodies) reads, so weights captured by one are left alone. */
@@ -72,7 +112,7 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
     const label = node.name || `${node.opType ?? 'node'}#${n}`;
     (node.input ?? []).forEach((input, i) => {
       if (!input) return;
-      const use = weightUse(node, i, label);
+      const use = weightUse(node, i, label, n);
       if (use) uses.set(input, [...(uses.get(input) ?? []), use]);
       else if (!otherUse.has(input)) otherUse.set(input, `input ${i} of ${node.opType} ${label}`);
     });
@@ -82,6 +122,7 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
     }
   });
   const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const outputLayers = outputLayerNodes(graph);
 
   const prunable: PrunableWeight[] = [];
   const skipped: SkippedInitializer[] = [];
@@ -112,6 +153,7 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
     const cols = rows === 0 ? 0 : size / rows;
     prunable.push({
       name, nodes: found.map((u) => u.node), op: first.op, dims, rows, cols, layout: first.layout, size, tensor,
+      outputLayer: found.some((u) => outputLayers.has(u.index)),
     });
   }
   return { prunable, skipped };

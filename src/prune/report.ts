@@ -19,7 +19,7 @@ export function formatReport(r: PruneRunReport): string {
     out.push(`${how} pruning of ${r.input}${r.sparsity === null ? '' : ` at sparsity ${r.sparsity}`}, ${r.threads} thread${r.threads === 1 ? '' : 's'}`);
     const rows = r.layers.map((l) => [
       l.name, l.op, `[${l.shape.join('x')}] ${l.layout}`,
-      l.status === 'excluded' ? 'excluded' : l.target === null ? (r.method === 'nm' ? r.nm ?? '' : 'global') : String(l.target),
+      l.status === 'excluded' ? (l.excludedBy === 'output-layer' ? 'kept (output layer)' : 'excluded') : l.target === null ? (r.method === 'nm' ? r.nm ?? '' : 'global') : String(l.target),
       pct(l.sparsityBefore), pct(l.sparsityAfter), pct(l.normKept),
       l.threshold !== undefined ? l.threshold.toPrecision(4) : l.prunedOutputs !== undefined ? `${l.prunedOutputs} outputs` : '',
     ]);
@@ -30,6 +30,8 @@ export function formatReport(r: PruneRunReport): string {
     if (r.totals) {
       out.push(`total: ${r.totals.weights} prunable weights, sparsity ${pct(r.totals.sparsityBefore)} -> ${pct(r.totals.sparsityAfter)}`);
     }
+    const kept = r.layers.filter((l) => l.excludedBy === 'output-layer').map((l) => l.name);
+    if (kept.length > 0) out.push(`kept dense: ${kept.join(', ')}, the output layer${kept.length === 1 ? '' : 's'}: structured pruning there would zero whole outputs (classes); --include-output-layer prunes ${kept.length === 1 ? 'it' : 'them'}`);
     if (r.skipped.length > 0) out.push(`left alone: ${r.skipped.length} other initializer${r.skipped.length === 1 ? '' : 's'} (biases, norms, constants; --json lists them with reasons)`);
   }
   if (r.sweep) {

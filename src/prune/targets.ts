@@ -22,6 +22,8 @@ export interface TargetRules {
   exclude?: readonly string[];
   /** Later entries win when several match one weight. */
   layers?: readonly LayerTarget[];
+  /** Leave output layers (PrunableWeight.outputLayer) dense unless a `layers` entry names them. */
+  keepOutputLayers?: boolean;
 }
 
 export interface ResolvedTarget {
@@ -42,7 +44,7 @@ function matcher(pattern: string): (w: PrunableWeight) => boolean {
 }
 
 /** The weights to prune, with their per-layer targets. Throws when a pattern matches no weight. */
-export function resolveTargets(weights: readonly PrunableWeight[], rules: TargetRules): { targets: ResolvedTarget[]; excluded: string[] } {
+export function resolveTargets(weights: readonly PrunableWeight[], rules: TargetRules): { targets: ResolvedTarget[]; excluded: string[]; keptOutputLayers: string[] } {
   const excludes = (rules.exclude ?? []).map((p) => ({ pattern: p, test: matcher(p) }));
   const layers = (rules.layers ?? []).map((l) => ({ ...l, test: matcher(l.pattern) }));
   const known = weights.map((w) => w.name).join(', ') || 'none';
@@ -53,6 +55,7 @@ export function resolveTargets(weights: readonly PrunableWeight[], rules: Target
   }
   const targets: ResolvedTarget[] = [];
   const excluded: string[] = [];
+  const keptOutputLayers: string[] = [];
   weights.forEach((w, index) => {
     if (excludes.some((e) => e.test(w))) {
       excluded.push(w.name);
@@ -60,7 +63,13 @@ export function resolveTargets(weights: readonly PrunableWeight[], rules: Target
     }
     let override: number | null = null;
     for (const l of layers) if (l.test(w)) override = l.sparsity;
+    // A per-layer target that names an output layer asks for it explicitly.
+    if (rules.keepOutputLayers && w.outputLayer && override === null) {
+      excluded.push(w.name);
+      keptOutputLayers.push(w.name);
+      return;
+    }
     targets.push({ index, override });
   });
-  return { targets, excluded };
+  return { targets, excluded, keptOutputLayers };
 }

@@ -1,5 +1,6 @@
 // The model repository at run time: which versions are loaded, load/unload/reload with an atomic
 // swap, readiness, and optional polling for new versions.
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -9,6 +10,7 @@ import type { OpenExecution } from '../execution/types.js';
 import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
 import { listModels, listVersions, parseVersion, selectVersions, validateModelName } from './layout.js';
 import { ModelVersion } from './model-version.js';
+import { OverrideStore, type LoadOverrides } from './overrides.js';
 
 export type ModelState = 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING';
 
@@ -36,37 +38,99 @@ export interface ManagerOptions {
   repository: string;
   /** Opens a version's execution (sessions, warm-up, placement); the execution layer provides it. */
   open: OpenExecution;
+  /** Where models given in load requests live (overrides.ts); default REPO/.umbra/models. */
+  overridesDir?: string;
+}
+
+/** Where a model's configuration and versions are read from: the repository, or its override. */
+interface ModelSource {
+  configDir: string;
+  /** The folder holding <model>/<version>/ (the repository, or the override store). */
+  versionsRoot: string;
 }
 
 export class ModelManager extends EventEmitter {
   private readonly models = new Map<string, ModelEntry>();
   private pollTimer: NodeJS.Timeout | undefined;
+  /** Models given in load requests, served beside the repository's. */
+  readonly overrides: OverrideStore;
 
   constructor(private readonly options: ManagerOptions) {
     super();
+    this.overrides = new OverrideStore(options.overridesDir ?? join(options.repository, '.umbra', 'models'));
   }
 
   get repository(): string {
     return this.options.repository;
   }
 
-  /** Loads every model of the repository. Failures are recorded per model, not thrown. */
+  /** Loads every model of the repository and every model given in an earlier load request. Failures are recorded per model, not thrown. */
   async loadAll(): Promise<void> {
-    const names = listModels(this.options.repository);
-    await Promise.all(names.map((n) => this.load(n).catch(() => undefined)));
+    await Promise.all(this.onDisk().map((n) => this.load(n).catch(() => undefined)));
   }
 
-  /** Loads or reloads one model. On failure the versions already serving keep serving. */
-  load(name: string): Promise<void> {
+  /** Model names in the repository or the override store, sorted. */
+  private onDisk(): string[] {
+    return [...new Set([...listModels(this.options.repository), ...this.overrides.names()])].sort();
+  }
+
+  /**
+   * Loads or reloads one model. On failure the versions already serving keep serving. With
+   * `overrides` (a config, and files) the model is loaded as given, even one the repository does
+   * not have; without, a model the repository has is loaded from the repository again.
+   */
+  load(name: string, overrides?: LoadOverrides): Promise<void> {
     validateModelName(name);
-    // A name with no folder in the repository is not a model: no entry, so readiness is untouched.
-    if (!this.models.has(name) && !listModels(this.options.repository).includes(name)) {
-      return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `no model '${name}' in repository ${this.options.repository}`));
+    // A name with no folder anywhere is not a model: no entry, so readiness is untouched.
+    const given = overrides !== undefined && overrides.files.length > 0;
+    if (!given && !this.models.has(name) && !this.onDisk().includes(name)) {
+      return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `no model '${name}' in repository ${this.options.repository}${overrides ? ' (a config alone overrides a model that exists; send its files too)' : ''}`));
     }
+    return this.serialized(name, (entry) => (overrides ? this.loadGiven(entry, overrides) : this.loadFromRepository(entry)));
+  }
+
+  /** Runs `action` on the model's entry after whatever load or unload of it is running. */
+  private serialized(name: string, action: (entry: ModelEntry) => Promise<void>): Promise<void> {
     const entry = this.entry(name);
-    const run = entry.busy.then(() => this.doLoad(entry));
+    const run = entry.busy.then(() => action(entry));
     entry.busy = run.catch(() => undefined);
     return run;
+  }
+
+  /** The override in place, then the load; a failed load puts the previous override back. */
+  private async loadGiven(entry: ModelEntry, overrides: LoadOverrides): Promise<void> {
+    const change = await this.overrides.apply(entry.name, overrides);
+    try {
+      await this.doLoad(entry);
+    } catch (err) {
+      await change.undo().catch(() => undefined);
+      throw err;
+    }
+    await change.commit().catch(() => undefined);
+  }
+
+  /** A model the repository has drops its override (Triton's rule); one only given in a request reloads as it is. */
+  private async loadFromRepository(entry: ModelEntry): Promise<void> {
+    const inRepository = listModels(this.options.repository).includes(entry.name);
+    if (!inRepository || !existsSync(this.overrides.modelDir(entry.name))) {
+      await this.doLoad(entry);
+      return;
+    }
+    const removal = await this.overrides.remove(entry.name);
+    try {
+      await this.doLoad(entry);
+    } catch (err) {
+      await removal.undo().catch(() => undefined);
+      throw err;
+    }
+    await removal.commit().catch(() => undefined);
+  }
+
+  private sourceOf(name: string): ModelSource {
+    return {
+      configDir: this.overrides.hasConfig(name) ? this.overrides.modelDir(name) : join(this.options.repository, name),
+      versionsRoot: this.overrides.hasVersions(name) ? this.overrides.dir : this.options.repository,
+    };
   }
 
   unload(name: string): Promise<void> {
@@ -88,13 +152,14 @@ export class ModelManager extends EventEmitter {
   }
 
   private async doLoad(entry: ModelEntry): Promise<void> {
-    const dir = join(this.options.repository, entry.name);
+    const source = this.sourceOf(entry.name);
+    const dir = join(source.versionsRoot, entry.name);
     const hadServing = entry.versions.size > 0;
     if (!hadServing) entry.state = 'LOADING';
     try {
-      const file = readModelConfig(dir);
+      const file = readModelConfig(source.configDir);
       const filename = file.modelFilename;
-      const available = listVersions(this.options.repository, entry.name, filename);
+      const available = listVersions(source.versionsRoot, entry.name, filename);
       if (available.length === 0) throw new UmbraError('LOAD_FAILED', `model '${entry.name}' has no numeric version directory with a ${filename}`);
       // The config is resolved against the newest version's graph; older versions must agree.
       const newest = available[available.length - 1]!;
@@ -152,12 +217,13 @@ export class ModelManager extends EventEmitter {
 
   private async fingerprint(name: string, versions: number[], filename: string): Promise<string> {
     const parts: string[] = [];
+    const source = this.sourceOf(name);
     for (const file of ['config.json', 'config.pbtxt']) {
-      const s = await stat(join(this.options.repository, name, file)).catch(() => undefined);
-      if (s) parts.push(`${file}:${s.mtimeMs}:${s.size}`);
+      const s = await stat(join(source.configDir, file)).catch(() => undefined);
+      if (s) parts.push(`${source.configDir}/${file}:${s.mtimeMs}:${s.size}`);
     }
     for (const v of versions) {
-      const s = await stat(join(this.options.repository, name, String(v), filename));
+      const s = await stat(join(source.versionsRoot, name, String(v), filename));
       parts.push(`${v}:${s.mtimeMs}:${s.size}`);
     }
     return parts.join('|');
@@ -203,9 +269,9 @@ export class ModelManager extends EventEmitter {
     }
   }
 
-  /** Triton's repository index: every model in the repository directory, loaded or not. */
+  /** Triton's repository index: every model in the repository directory (or given in a load request), loaded or not. */
   async index(readyOnly = false): Promise<IndexEntry[]> {
-    const onDisk = listModels(this.options.repository);
+    const onDisk = this.onDisk();
     const names = [...new Set([...onDisk, ...this.models.keys()])].sort();
     const out: IndexEntry[] = [];
     for (const name of names) {
@@ -243,25 +309,26 @@ export class ModelManager extends EventEmitter {
 
   /** One polling pass; exported for tests so they need no timers. */
   async pollOnce(): Promise<void> {
-    const onDisk = new Set(listModels(this.options.repository));
+    const onDisk = new Set(this.onDisk());
     const work: Promise<void>[] = [];
     for (const name of onDisk) {
       const e = this.models.get(name);
+      // Polling reloads what is on disk as it is: an override stays in place.
       if (!e) {
-        work.push(this.load(name));
+        work.push(this.serialized(name, (entry) => this.doLoad(entry)));
         continue;
       }
       const config = e.config;
       const filename = config?.modelFilename ?? 'model.onnx';
       let versions: number[] = [];
       try {
-        versions = listVersions(this.options.repository, name, filename);
+        versions = listVersions(this.sourceOf(name).versionsRoot, name, filename);
       } catch {
         // Unreadable right now (mid-copy, permissions): compare as changed and let load report it.
       }
       const selected = config ? selectVersions(versions, config.versionPolicy) : versions;
       const fp = await this.fingerprint(name, selected, filename).catch(() => '');
-      if (fp !== e.fingerprint) work.push(this.load(name));
+      if (fp !== e.fingerprint) work.push(this.serialized(name, (entry) => this.doLoad(entry)));
     }
     for (const name of this.models.keys()) if (!onDisk.has(name)) work.push(this.unload(name));
     await Promise.allSettled(work);

@@ -38,6 +38,11 @@ export class ModelVersion {
     return this.execution.queueBound;
   }
 
+  /** Native backend: each dense layer's format and what decided it. */
+  get layers(): VersionExecution['layers'] {
+    return this.execution.layers;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

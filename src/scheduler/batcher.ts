@@ -57,7 +57,7 @@ class Pending<P, R> implements QueuedRequest {
   }
 }
 
-type Counters = Omit<BatcherStats, 'pending' | 'inFlight'>;
+type Counters = Omit<BatcherStats, 'pending' | 'inFlight' | 'executingRequests'>;
 
 const formatMs = (us: number): string => `${Number((us / 1000).toFixed(3))} ms`;
 
@@ -71,6 +71,7 @@ export class DynamicBatcher<P, R> {
 
   #state: BatcherState = 'open';
   #inFlight = 0;
+  #executingRequests = 0;
   #pumping = false;
   #repump = false;
   #pumpScheduled = false;
@@ -188,7 +189,7 @@ export class DynamicBatcher<P, R> {
   }
 
   stats(): BatcherStats {
-    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight };
+    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight, executingRequests: this.#executingRequests };
   }
 
   /** One pump after the current I/O phase, however many requests arrive in it. */
@@ -279,6 +280,7 @@ export class DynamicBatcher<P, R> {
     counters.inferences += rows;
     counters.executedRequests += batch.length;
     this.#inFlight++;
+    this.#executingRequests += batch.length;
     let running: Promise<R[]>;
     try {
       running = Promise.resolve(this.#config.execute(batch.map((r) => r.payload), { rows, shapeKey: batch[0]!.shapeKey, staged }));
@@ -293,6 +295,7 @@ export class DynamicBatcher<P, R> {
 
   #settle(batch: Pending<P, R>[], startedAt: number, results: R[] | undefined, error: unknown): void {
     this.#inFlight--;
+    this.#executingRequests -= batch.length;
     this.#counters.executeTimeUs += this.#config.now() - startedAt;
     if (error === undefined && (!Array.isArray(results) || results.length !== batch.length)) {
       error = invalid('INTERNAL', `an array of ${batch.length} results`, 'the answer of a batch execution', results);

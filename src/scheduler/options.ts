@@ -110,7 +110,10 @@ export interface BatcherStats {
   /** Requests rejected by close(). */
   closed: number;
   pending: number;
+  /** Batches executing now. */
   inFlight: number;
+  /** Requests in the batches executing now (pending + executingRequests = admitted, not yet answered). */
+  executingRequests: number;
 }
 
 /** Options after checking, with defaults filled in and priorities mapped to concrete levels. */

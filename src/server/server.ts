@@ -12,6 +12,7 @@ import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
 import { attachWebSocket, STREAM_DEFAULTS, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
 import { IoHub } from './io/io-hub.js';
+import { GrpcServer } from './grpc/grpc-server.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -33,18 +34,29 @@ export interface ServerOptions extends UmbraOptions {
   store?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
   monitoring?: MonitoringOptions | false;
-  /** Where traffic policies and rollouts persist; default REPO/<model>/traffic.json. */
+  /**
+   * Where Umbra keeps what it writes (traffic policies and rollouts; reference profiles are read
+   * here first). Never the repository. Unset: traffic state stays in memory (`umbra serve`
+   * defaults it to ./.umbra-state).
+   */
   stateDir?: string;
   /**
    * Threads that read, parse, encode and answer HTTP and WebSocket requests (default
    * `defaultIoThreads()`). 1 serves on the core's own thread, with no hop between threads.
    */
   ioThreads?: number;
+  /**
+   * Port of the gRPC service (Open Inference Protocol, Triton's extensions, grpc.health.v1) on the
+   * same host; 'any' picks a free one (see `UmbraServer.grpcPort`); absent or 0: no gRPC (the
+   * CLI's default is 8001).
+   */
+  grpcPort?: number | 'any';
 }
 
 export const DEFAULTS = {
   host: '127.0.0.1',
   port: 8000,
+  grpcPort: 8001,
   maxBodyBytes: 64 * 1024 * 1024,
   drainSeconds: 30,
 } as const;
@@ -143,7 +155,14 @@ export class UmbraServer {
   readonly ioThreads: number;
   private stopping: Promise<void> | undefined;
 
-  private constructor(private readonly composed: UmbraApp, readonly options: ServerOptions, private readonly drainState: DrainState, private readonly transport: Transport) {
+  private constructor(
+    private readonly composed: UmbraApp,
+    readonly options: ServerOptions,
+    private readonly drainState: DrainState,
+    private readonly transport: Transport,
+    /** The gRPC service, when `grpcPort` asks for one. */
+    readonly grpc: GrpcServer | undefined,
+  ) {
     this.api = composed.api;
     this.traffic = composed.traffic;
     this.monitor = composed.monitor;
@@ -182,7 +201,8 @@ export class UmbraServer {
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     const stream = streamOptions(options);
     const threads = options.ioThreads ?? defaultIoThreads();
-    let transport: LocalTransport | IoHub;
+    let transport: LocalTransport | IoHub | undefined;
+    let grpc: GrpcServer | undefined;
     try {
       if (threads <= 1) {
         const local = new LocalTransport(composed, stream, maxBodyBytes, drainState);
@@ -193,12 +213,20 @@ export class UmbraServer {
         transport = hub;
         await hub.start();
       }
+      const grpcPort = options.grpcPort;
+      if (grpcPort !== undefined && grpcPort !== 0) {
+        // On the core's thread: the hop to an I/O thread would cost it more than grpc-js does (bench/RESULTS.md).
+        grpc = new GrpcServer(composed, { host, port: grpcPort === 'any' ? 0 : grpcPort, maxMessageBytes: maxBodyBytes }, () => !drainState.draining);
+        await grpc.listen();
+      }
     } catch (err) {
+      await grpc?.close();
+      await transport?.close();
       await umbra.close();
       await composed.stop();
       throw err;
     }
-    const server = new UmbraServer(composed, options, drainState, transport);
+    const server = new UmbraServer(composed, options, drainState, transport, grpc);
     if (options.loadAll !== false) await umbra.manager.loadAll();
     if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
     return server;
@@ -210,6 +238,11 @@ export class UmbraServer {
 
   get url(): string {
     return `http://${this.options.host ?? DEFAULTS.host}:${this.port}`;
+  }
+
+  /** The gRPC port (0 when gRPC is off). */
+  get grpcPort(): number {
+    return this.grpc?.port ?? 0;
   }
 
   get isDraining(): boolean {
@@ -247,9 +280,10 @@ export class UmbraServer {
       timer = setTimeout(resolve, seconds * 1000);
       timer.unref();
     });
-    await this.transport.drain(deadline);
+    await Promise.all([this.transport.drain(deadline), this.grpc?.drain(deadline)]);
     await Promise.race([this.umbra.manager.drainAll(), deadline]);
     if (timer) clearTimeout(timer);
+    await this.grpc?.close();
     await this.transport.close();
     await this.umbra.close();
     // After the drain, so the last predictions reach the log and the store closes last.

@@ -14,7 +14,7 @@ import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowJob, type ShadowOption
 import { TrafficStore } from './store.js';
 
 export interface TrafficOptions {
-  /** Where policy and rollout state persist; default REPO/<model>/traffic.json. */
+  /** Where policy and rollout state persist (<stateDir>/<model>.traffic.json); unset = in memory (src/traffic/store.ts). */
   stateDir?: string;
   shadow?: Partial<ShadowOptions>;
   /** Injectable for tests: wall clock in ms and the canary/shadow draw. */

@@ -1,6 +1,9 @@
 // Every message that crosses between the main thread and the model workers. Tensor bytes travel
 // as transferred ArrayBuffers (never copied JS arrays); both sides build them with these types.
 import type { DataType, TensorData } from '../protocol/types.js';
+import type { LayerInfo } from '../graph/executor.js';
+import type { LayerFormat } from '../graph/layer-formats.js';
+import type { CudaLayerInfo } from '../graph/cuda-executor.js';
 
 export type BackendName = 'onnxruntime' | 'native';
 
@@ -15,7 +18,23 @@ export interface SessionSpec {
   device?: 'cpu' | 'cuda' | 'auto';
   /** Threads ORT may use inside one run (intra-op); 1 when the pool already fills the cores. */
   intraOpThreads: number;
+  /**
+   * The batch sizes this version's batches take (1, the preferred sizes, the largest), for a
+   * backend that tunes itself at open: the native backend times each layer's formats on them.
+   */
+  batchSizes?: number[];
+  /** What the first open of this load measured, so every later open runs the same plan. */
+  tuned?: BackendTuning;
 }
+
+/** Settings a backend measured when it first opened a load (see WarmResult.tuned). */
+export interface BackendTuning {
+  /** Native backend: each dense layer's format, in layer order. */
+  layerFormats: LayerFormat[];
+}
+
+/** How one dense layer of a native-backend model runs, and what decided it. */
+export type LayerReport = LayerInfo | CudaLayerInfo;
 
 export interface WireTensor {
   name: string;
@@ -71,6 +90,10 @@ export interface WarmResult {
   threadId: number;
   /** Fastest run time of a `probeRows` batch in µs, when asked. */
   probeMicros?: number;
+  /** What the session measured at open, for the other workers' opens (SessionSpec.tuned). */
+  tuned?: BackendTuning;
+  /** Native backend: how each dense layer runs, and why. */
+  layers?: LayerReport[];
 }
 
 /** Broadcast to every worker when a model version is unloaded: release its sessions. */

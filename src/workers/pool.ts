@@ -122,13 +122,22 @@ export class WorkerPool {
    * session's own description of its inputs and outputs.
    */
   async warm(session: SessionSpec, probeRows?: number): Promise<WarmResult> {
-    const tasks = Array.from({ length: this.size }, (_, i) => {
-      const task: WarmTask = { kind: 'warm', session };
-      // One worker times a probe batch; the others only warm up.
-      if (probeRows && i === 0) task.probeRows = probeRows;
-      return this.piscina.run(task);
-    });
-    const results = (await Promise.all(tasks)) as WarmResult[];
+    const task = (spec: SessionSpec, probe: boolean): Promise<WarmResult> => {
+      const warm: WarmTask = { kind: 'warm', session: spec };
+      if (probe && probeRows) warm.probeRows = probeRows;
+      return this.piscina.run(warm) as Promise<WarmResult>;
+    };
+    // A session that tunes itself at open (SessionSpec.batchSizes) opens on one worker first, and
+    // the others open with what it measured: every worker then runs the same plan, and the timing
+    // is not disturbed by the other workers' opens. That worker also times the probe batch.
+    if (session.batchSizes && !session.tuned) {
+      const first = await task(session, true);
+      const spec = first.tuned ? { ...session, tuned: first.tuned } : session;
+      // One task per worker, as below: idle workers each take one (the first finds its session open).
+      await Promise.all(Array.from({ length: this.size }, () => task(spec, false)));
+      return first;
+    }
+    const results = await Promise.all(Array.from({ length: this.size }, (_, i) => task(session, i === 0)));
     return results.find((r) => r.probeMicros !== undefined) ?? results[0]!;
   }
 

@@ -84,6 +84,8 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
     await session.run(placeholderInputs(session.inputs), []);
     const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId };
     if (task.probeRows) warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
+    if (session.tuned) warmed.tuned = session.tuned;
+    if (session.layers) warmed.layers = session.layers();
     return warmed;
   }
   if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {

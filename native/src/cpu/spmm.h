@@ -3,7 +3,7 @@
 // the batch). W is stored in column panels (see SparsePanels in umbra_kernels.h): the kernel
 // walks panel by panel, so the rows of Xt one panel touches (512 x up to 256 bytes) stay in
 // L1/L2 while every output row reads them, and partial sums wait in Yt [N, lanes] between
-// panels. Batch 1 instead gathers x[k] per weight. Variants per ISA.
+// panels. Batch 1 runs the same way with one live lane. Variants per ISA.
 //
 // Unstructured magnitude pruning leaves no block structure to exploit (blocked formats would
 // store and multiply many zeros); rows are split across threads by stored-value count, and each
@@ -33,11 +33,6 @@ constexpr size_t kSpmmBlockWidth = 64;  // batch columns per block: 4 zmm / 8 ym
 
 // Batch >= 2: Yt[n, 0..batch) for the block's rows, over every panel.
 using SpmmBlockFn = void (*)(const SpmmBlock& block);
-// Batch 1: y[n] = bias[n] + sum w[n,k] x[k] for n in [row_begin, row_end) (no activation).
-// x is padded with zeros to panels * kSparsePanel.
-using SpmvRowsFn = void (*)(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
-                            float* y);
-
 // Xt rows [k0, k1): Xt[kk, i] = X[i, kk] for i < m and kk < k, zero elsewhere up to ldxt lanes.
 using TransposeInFn = void (*)(const float* x, size_t m, size_t k, float* xt, size_t ldxt, size_t k0, size_t k1);
 // Y[m0 + i, r] = Yt[r, m0 + i] for i < batch and r in [r0, r1); Y has n columns.
@@ -53,10 +48,4 @@ void transpose_in_avx512(const float* x, size_t m, size_t k, float* xt, size_t l
 void transpose_out_portable(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
 void transpose_out_avx2(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
 void transpose_out_avx512(const float* yt, size_t ldyt, size_t m0, size_t batch, size_t r0, size_t r1, float* y, size_t n);
-void spmv_rows_portable(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
-                        float* y);
-void spmv_rows_avx2(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias, float* y);
-void spmv_rows_avx512(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
-                      float* y);
-
 }  // namespace umbra

@@ -85,24 +85,6 @@ void spmm_rows(const SpmmBlock& b) {
   }
 }
 
-// Batch-1 kernel over panels, scalar: four independent sums per row.
-inline void spmv_rows_scalar(const SparsePanels& w, size_t row_begin, size_t row_end, const float* x, const float* bias,
-                             float* y) {
-  const size_t panels = w.panels(), stride = w.rows + 1;
-  for (size_t n = row_begin; n < row_end; ++n) {
-    float acc[4] = {0, 0, 0, 0};
-    for (size_t q = 0; q < panels; ++q) {
-      const float* xp = x + q * kSparsePanel;
-      size_t j = static_cast<size_t>(w.panel_ptr[q * stride + n]);
-      const size_t end = static_cast<size_t>(w.panel_ptr[q * stride + n + 1]);
-      for (; j + 4 <= end; j += 4)
-        for (size_t u = 0; u < 4; ++u) acc[u] += w.values[j + u] * xp[w.col_idx[j + u] & (kSparsePanel - 1)];
-      for (; j < end; ++j) acc[0] += w.values[j] * xp[w.col_idx[j] & (kSparsePanel - 1)];
-    }
-    y[n] = (acc[0] + acc[1]) + (acc[2] + acc[3]) + (bias ? bias[n] : 0.0f);
-  }
-}
-
 // Picks the register tile for the block's batch; wider batches than MaxNV vectors are walked
 // in slices of MaxNV * W columns (Xt rows are padded to 16).
 template <int W, int MaxNV>

@@ -5,11 +5,11 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
-import { DEFAULT_BATCH_SIZE, runBatchJob } from '../../batch/job.js';
+import { DEFAULT_BATCH_SIZE, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
-import { DEFAULT_STORE_URL, openStore } from '../../batch/store.js';
+import { DEFAULT_STORE_URL, parseStoreUrl, redactUrl } from '../../batch/store.js';
 import type { InputFormat } from '../../batch/reader.js';
 import { UsageError } from '../settings.js';
 
@@ -22,16 +22,16 @@ export function registerBatch(program: Command): void {
     .option('--model-version <v>', 'version to run (default: the newest loaded)')
     .requiredOption('--input <file>', 'CSV or JSON Lines file, optionally gzip-compressed')
     .option('--format <csv|jsonl>', 'input format (default: from the file name)')
-    .requiredOption('--key <column>', 'column holding each row\'s key')
+    .option('--key <column>', 'column holding each row\'s key (default: each row\'s row number, 1 for the first data row)')
     .option('--store <url>', `where predictions go: sqlite:PATH or postgres://user@host:port/db (default ${DEFAULT_STORE_URL}) [env UMBRA_STORE]`)
     .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
-    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE})`)
+    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE}, fewer where that is over 4 MiB of input)`)
     .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
-    .option('--mapping <file>', 'JSON {"input": ["col", ...] | "first..last" | "array_col"} mapping columns to model inputs')
-    .option('--rejects <file>', 'where rejected rows go, one JSON line each (default INPUT.rejects.jsonl in the working directory)')
+    .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
+    .option('--rejects <file>', 'where rejected rows go, one JSON line each; its folders are created (default INPUT.rejects.jsonl in the working directory)')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
-    .option('--parse-workers <n>', 'threads parsing the input beside the main thread (default 0 below 4 workers, else one per 4 workers)')
+    .option('--parse-workers <n>', 'threads reading and parsing the input, each its share of the rows (default 1)')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1)')
     .option('--progress-interval <s>', 'seconds between progress lines when not on a terminal; 0 = after every stored batch (default 5)')
     .action(async (flags: Record<string, unknown>) => batch(flags));
@@ -44,17 +44,31 @@ function positiveInt(value: unknown, flag: string): number | undefined {
   return n;
 }
 
-function readMapping(path: string): ColumnMapping {
+/** `--mapping`: the JSON object itself, or a file holding it. */
+function readMapping(value: string): ColumnMapping {
+  const inline = value.trimStart().startsWith('{');
+  const where = inline ? 'the --mapping value' : value;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(inline ? value : readFileSync(value, 'utf8'));
   } catch (err) {
-    throw new UsageError(`--mapping: cannot read ${path} as JSON: ${(err as Error).message}`);
+    throw new UsageError(`--mapping: cannot read ${where} as JSON: ${(err as Error).message}`);
   }
   const ok = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
     && Object.values(parsed).every((v) => typeof v === 'string' || (Array.isArray(v) && v.every((c) => typeof c === 'string')));
-  if (!ok) throw new UsageError(`--mapping: expected a JSON object of input name -> column name(s) in ${path}, e.g. {"x": ["f0", "f1"]}`);
+  if (!ok) throw new UsageError(`--mapping: expected a JSON object of input name -> column name(s) in ${where}, e.g. {"x": ["f0", "f1"]} or {"x": "f0..f63"}`);
   return parsed as ColumnMapping;
+}
+
+/** What each stage cost per stored row, when the job could measure it. */
+function cpuLine(summary: BatchSummary): string | undefined {
+  const cpu = summary.cpu;
+  if (!cpu || summary.rowsThisRun === 0) return undefined;
+  const perRow = (micros: number) => `${(micros / summary.rowsThisRun).toFixed(1)} µs`;
+  if (cpu.read === undefined || cpu.dispatch === undefined || cpu.write === undefined) return `cpu per row: ${perRow(cpu.total)} in all`;
+  const rest = Math.max(0, cpu.total - cpu.read - cpu.dispatch - cpu.write);
+  return `cpu per row: read+parse ${perRow(cpu.read)}, dispatch ${perRow(cpu.dispatch)}, store ${perRow(cpu.write)}, `
+    + `model workers and runtime ${perRow(rest)} (total ${perRow(cpu.total)})`;
 }
 
 /** A repository with just the given file, for --model-file. */
@@ -85,7 +99,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const batchSize = positiveInt(flags.batchSize, '--batch-size');
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
   const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
-  const parseWorkers = flags.parseWorkers === '0' ? 0 : positiveInt(flags.parseWorkers, '--parse-workers');
+  const parseWorkers = positiveInt(flags.parseWorkers, '--parse-workers');
   const interval = flags.progressInterval === undefined ? 5 : Number(flags.progressInterval);
   if (!Number.isFinite(interval) || interval < 0) throw new UsageError(`expected seconds >= 0 for --progress-interval but received ${JSON.stringify(flags.progressInterval)}`);
   const mapping = flags.mapping ? readMapping(String(flags.mapping)) : undefined;
@@ -93,8 +107,10 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const version = flags.modelVersion as string | undefined;
   const write = (line: string) => process.stdout.write(`${line}\n`);
 
-  // Open the store first: a bad URL should fail before the models load.
-  const store = await openStore(storeUrl);
+  // A malformed URL fails before the model loads; the store itself is opened (and created) only
+  // once the job has checked the model and the input's columns.
+  parseStoreUrl(storeUrl);
+  const storeDescription = redactUrl(storeUrl);
   const repository = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : repoFlag!;
   let umbra: Umbra | undefined;
   const reporter = progressReporter({ tty: process.stderr.isTTY === true, intervalSeconds: interval, write });
@@ -105,15 +121,16 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     umbra = await Umbra.open(opts);
     await umbra.manager.load(model);
     const job: Parameters<typeof runBatchJob>[0] = {
-      umbra, model, input: String(flags.input), keyColumn: String(flags.key), store,
+      umbra, model, input: String(flags.input), storeUrl,
       resume: flags.resume === true,
       onStart: (info) => {
-        write(`umbra batch: ${model} v${info.version}, input ${String(flags.input)}, store ${store.description}, shard ${describeShard(shard)}, `
+        write(`umbra batch: ${model} v${info.version}, input ${String(flags.input)}, store ${storeDescription}, shard ${describeShard(shard)}, `
           + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
         write(`columns: ${info.plan}`);
       },
       onProgress: (p) => reporter.update(p),
     };
+    if (flags.key !== undefined) job.keyColumn = String(flags.key);
     if (version) job.version = version;
     if (format) job.format = format;
     if (shard) job.shard = shard;
@@ -125,10 +142,11 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     if (runId) job.runId = runId;
     const summary = await runBatchJob(job);
     reporter.finish(summary);
+    const cpu = cpuLine(summary);
+    if (cpu) write(cpu);
   } finally {
     reporter.stop();
     await umbra?.close();
-    await store.close();
     if (modelFile) rmSync(repository, { recursive: true, force: true });
   }
 }

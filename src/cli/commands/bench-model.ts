@@ -13,6 +13,13 @@ import { UsageError } from '../settings.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
 
+/** `--backend auto` resolves as a model config's `backend: auto` does: native when it runs every node. */
+export async function resolveBenchBackend(modelPath: string, backend: BenchBackend | 'auto'): Promise<BenchBackend> {
+  if (backend !== 'auto') return backend;
+  const { nativeRefusal } = await import('../../graph/index.js');
+  return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
+}
+
 export interface BenchPoint {
   batch: number;
   /** Median over the timed windows. */
@@ -31,11 +38,15 @@ export interface BenchOptions {
   warmupSeconds: number;
 }
 
-/** Opens a model on one backend in this thread, with `threads` kernel/intra-op threads; `device` is the native backend's. */
-export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number, device: NativeDevice = 'cpu'): Promise<BackendSession> {
+/**
+ * Opens a model on one backend in this thread, with `threads` kernel/intra-op threads; `device` is
+ * the native backend's. The native backend times each layer's formats on `batchSizes` (the
+ * batches about to be measured) unless `sparseBelow` fixes a density rule.
+ */
+export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number, device: NativeDevice = 'cpu', batchSizes?: readonly number[]): Promise<BackendSession> {
   if (backend === 'native') {
     const { openNative } = await import('../../workers/backends/native.js');
-    return openNative(modelPath, threads, { device, ...(sparseBelow === undefined ? {} : { sparseBelow }) });
+    return openNative(modelPath, threads, { device, ...(sparseBelow === undefined ? {} : { sparseBelow }), ...(batchSizes ? { tuneBatchSizes: batchSizes } : {}) });
   }
   const { onnxruntimeBackend } = await import('../../workers/backends/onnxruntime.js');
   return onnxruntimeBackend.open({ key: `bench:${modelPath}`, modelPath, backend: 'onnxruntime', executionProviders: ['cpu'], intraOpThreads: threads });
@@ -115,7 +126,7 @@ export function registerBenchModel(program: Command): void {
   program.command('bench-model')
     .description('measure in-process rows/s of one backend on one ONNX model (median of timed windows, warm-up excluded)')
     .argument('<model>', 'path of an .onnx file')
-    .option('--backend <name>', 'native or onnxruntime', 'native')
+    .option('--backend <name>', 'native, onnxruntime, or auto (as a model config\'s backend: auto picks)', 'native')
     .option('--device <name>', 'native backend: cpu, cuda (fails without a usable GPU) or auto', 'cpu')
     .option('--batch <list>', 'batch sizes, comma separated', '1,8,64')
     .option('--seconds <s>', 'timed seconds per batch size', '3')
@@ -147,30 +158,38 @@ function sessionDevice(session: BackendSession): string {
 
 async function benchModel(model: string, flags: BenchModelFlags): Promise<void> {
   if (!existsSync(model)) throw new UsageError(`model: ${model} does not exist`);
-  if (flags.backend !== 'native' && flags.backend !== 'onnxruntime') {
-    throw new UsageError(`--backend: expected native or onnxruntime but received ${JSON.stringify(flags.backend)}`);
+  if (flags.backend !== 'native' && flags.backend !== 'onnxruntime' && flags.backend !== 'auto') {
+    throw new UsageError(`--backend: expected native, onnxruntime or auto but received ${JSON.stringify(flags.backend)}`);
   }
-  const device = benchDevice(flags.device, flags.backend);
+  const backend = await resolveBenchBackend(model, flags.backend);
+  const device = benchDevice(flags.device, backend);
   const batches = flags.batch.split(',').map((b) => positive(b.trim(), '--batch', true));
   const seconds = positive(flags.seconds, '--seconds', false);
   const repeats = positive(flags.repeats, '--repeats', true);
   const threads = positive(flags.threads, '--threads', true);
-  const session = await openBenchSession(model, flags.backend, threads, undefined, device);
+  const session = await openBenchSession(model, backend, threads, undefined, device, batches);
   const points: BenchPoint[] = [];
   try {
     for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
   } finally {
     await session.release();
   }
-  const layers = 'layers' in session && typeof session.layers === 'function' ? (session.layers as () => unknown)() : undefined;
+  const layers = session.layers?.();
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ model, backend: flags.backend, device: sessionDevice(session), threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
-  const where = sessionDevice(session) === 'cpu' ? flags.backend : `${flags.backend} (${sessionDevice(session)})`;
+  const where = `${backend}${flags.backend === 'auto' ? ' (auto)' : ''}${sessionDevice(session) === 'cpu' ? '' : ` on ${sessionDevice(session)}`}`;
   process.stdout.write(`${model} on ${where}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
   process.stdout.write('batch      rows/s   ms/batch    runs\n');
   for (const p of points) {
     process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);
+  }
+  if (layers && layers.length > 0) {
+    process.stdout.write('layer formats:\n');
+    for (const l of layers) {
+      const why = 'reason' in l ? `${l.basis}: ${l.reason}` : `cuda:${l.device} ${l.precision}`;
+      process.stdout.write(`  ${l.name || '(unnamed)'} [${l.n}x${l.k}] ${(l.density * 100).toFixed(1)}% non-zero: ${l.format} (${why})\n`);
+    }
   }
 }

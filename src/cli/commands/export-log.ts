@@ -1,16 +1,17 @@
 // `umbra export-log`: the prediction log with ground-truth labels joined, as CSV or JSONL, for
 // retraining. Reads the database directly; the server may keep writing meanwhile.
 import type { Command } from 'commander';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { describeLogUrl, openLogStore, type ExportFilter, type ExportedRow } from '../../monitor/log-store.js';
-import { defaultLogDb } from '../../monitor/settings.js';
-import { UsageError } from '../settings.js';
+import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
+import { existingRepository, resolveStateDir, UsageError } from '../settings.js';
 
 interface ExportFlags {
   logDb?: string;
   repo?: string;
+  stateDir?: string;
   out?: string;
   format?: string;
   model?: string;
@@ -21,8 +22,9 @@ interface ExportFlags {
 export function registerExportLog(program: Command): void {
   program.command('export-log')
     .description('export the prediction log with labels joined (CSV or JSONL) for retraining')
-    .option('--log-db <url>', 'sqlite:PATH or postgres://... (default: the serve default for --repo) [env UMBRA_LOG_DB]')
-    .option('--repo <dir>', 'model repository whose default log to read (REPO/.umbra/predictions.sqlite)')
+    .option('--log-db <url>', 'sqlite:PATH or postgres://... (default: the log `umbra serve` writes in the state directory) [env UMBRA_LOG_DB]')
+    .option('--state-dir <dir>', 'state directory of the server whose log to read (default ./.umbra-state) [env UMBRA_STATE_DIR]')
+    .option('--repo <dir>', 'model repository; its REPO/.umbra/predictions.sqlite (where earlier versions logged) is read when the state directory has no log')
     .option('--out <file>', 'output file (default stdout)')
     .option('--format <csv|jsonl>', 'output format (default from --out\'s extension, else jsonl)')
     .option('--model <name>', 'only this model')
@@ -32,12 +34,16 @@ export function registerExportLog(program: Command): void {
 }
 
 async function exportLog(flags: ExportFlags): Promise<void> {
-  const url = flags.logDb ?? process.env.UMBRA_LOG_DB ?? (flags.repo ? defaultLogDb(flags.repo) : undefined);
-  if (!url) throw new UsageError('--log-db or --repo is required: where the server logged predictions');
+  const url = logUrl(flags);
+  let where: ReturnType<typeof describeLogUrl>;
   try {
-    describeLogUrl(url);
+    where = describeLogUrl(url);
   } catch (err) {
     throw new UsageError((err as Error).message);
+  }
+  // Reading a log must never create one: a mistyped path is an error, not an empty export.
+  if (where.kind === 'sqlite' && !existsSync(where.path)) {
+    throw new UsageError(`${flags.logDb ?? process.env.UMBRA_LOG_DB ? '--log-db' : '--state-dir'}: no prediction log at ${where.path}; give --log-db sqlite:PATH, or --state-dir DIR where \`umbra serve\` kept its state (run export-log from where serve ran)`);
   }
   const format = flags.format ?? (flags.out?.endsWith('.csv') ? 'csv' : 'jsonl');
   if (format !== 'csv' && format !== 'jsonl') throw new UsageError(`--format: expected csv or jsonl but received ${JSON.stringify(format)}`);
@@ -76,6 +82,20 @@ async function exportLog(flags: ExportFlags): Promise<void> {
   if (labelledWithoutInputs > 0) {
     process.stderr.write(`${labelledWithoutInputs} of ${labelled} labelled predictions have no inputs: the server logged inputs for a sample of predictions (--log-inputs-sample, default 0.1). To keep every input of a model, set "parameters": {"log_inputs_sample": "1"} in its config.json, or serve with --log-inputs-sample 1 for all models.\n`);
   }
+}
+
+/** --log-db, else UMBRA_LOG_DB, else the state directory's log (or an earlier version's log in --repo). */
+function logUrl(flags: ExportFlags): string {
+  const repo = flags.repo === undefined ? undefined : existingRepository(flags.repo);
+  const explicit = flags.logDb ?? (process.env.UMBRA_LOG_DB || undefined);
+  if (explicit !== undefined) return explicit;
+  const url = defaultLogDb(resolveStateDir(flags.stateDir ?? (process.env.UMBRA_STATE_DIR || undefined), repo));
+  const legacy = repo === undefined ? undefined : legacyLogPath(repo);
+  if (legacy !== undefined && !existsSync(url.slice('sqlite:'.length)) && existsSync(legacy)) {
+    process.stderr.write(`umbra export-log: reading ${legacy}, where earlier versions logged (the state directory has no log)\n`);
+    return `sqlite:${legacy}`;
+  }
+  return url;
 }
 
 const CSV_COLUMNS: (keyof ExportedRow)[] = ['id', 'model', 'version', 'role', 'time', 'latency_ms', 'inputs', 'outputs', 'truth'];

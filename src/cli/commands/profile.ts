@@ -1,11 +1,11 @@
 // `umbra profile`: the reference profile drift is measured against, built from reference data
-// (e.g. the training set) and written beside the model as reference-profile.json.
+// (e.g. the training set) and written to the state directory as MODEL.reference-profile.json,
+// where `umbra serve` with the same state directory reads it.
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
 import { Umbra } from '../../core/umbra.js';
 import { buildReferenceProfile, readReferenceData, type ReadOptions } from '../../monitor/reference-data.js';
-import { writeProfile } from '../../monitor/profile.js';
-import { UsageError } from '../settings.js';
+import { stateProfilePath, writeProfile } from '../../monitor/profile.js';
+import { existingRepository, resolveStateDir, UsageError } from '../settings.js';
 
 interface ProfileFlags {
   repo?: string;
@@ -14,6 +14,8 @@ interface ProfileFlags {
   label?: string;
   where?: string;
   columns?: string;
+  stateDir?: string;
+  out?: string;
 }
 
 export function registerProfile(program: Command): void {
@@ -25,12 +27,14 @@ export function registerProfile(program: Command): void {
     .option('--label <column>', 'label column to leave out (default "label" when present)')
     .option('--where <column=value>', 'keep only matching rows, e.g. split=train')
     .option('--columns <a,b,...>', 'input columns in model input order (default: every numeric column but the label)')
+    .option('--state-dir <dir>', 'state directory of the server that will use the profile (default ./.umbra-state) [env UMBRA_STATE_DIR]')
+    .option('--out <file>', 'write the profile here instead, e.g. REPO/MODEL/reference-profile.json to ship it with the model')
     .action(async (flags: ProfileFlags) => profile(flags));
 }
 
 async function profile(flags: ProfileFlags): Promise<void> {
-  const repo = flags.repo!;
-  if (!existsSync(repo)) throw new UsageError(`--repo: ${repo} does not exist`);
+  const repo = existingRepository(flags.repo!);
+  const target = flags.out ?? stateProfilePath(resolveStateDir(flags.stateDir ?? (process.env.UMBRA_STATE_DIR || undefined), repo), flags.model!);
   const read: ReadOptions = {};
   if (flags.label) read.label = flags.label;
   if (flags.columns) read.columns = flags.columns.split(',').map((s) => s.trim()).filter(Boolean);
@@ -49,7 +53,7 @@ async function profile(flags: ProfileFlags): Promise<void> {
   try {
     await umbra.manager.load(flags.model!);
     const built = await buildReferenceProfile(umbra, flags.model!, data, flags.data!);
-    const path = writeProfile(repo, built);
+    const path = writeProfile(target, built);
     process.stdout.write(`wrote ${path}: ${built.rows} rows, ${built.inputs.length} input features, outputs of versions ${Object.keys(built.outputs).join(', ')}\n`);
   } finally {
     await umbra.close();

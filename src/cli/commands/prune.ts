@@ -1,6 +1,6 @@
 // `umbra prune IN.onnx OUT.onnx`: magnitude pruning (global, per layer, N:M, structured) with a
 // per-layer report, optional accuracy before/after and an accuracy-sparsity sweep.
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
@@ -15,6 +15,7 @@ interface PruneFlags {
   norm?: string;
   layer: string[];
   exclude: string[];
+  includeOutputLayer?: boolean;
   minLayerSparsity?: string;
   maxLayerSparsity?: string;
   eval?: string;
@@ -41,6 +42,7 @@ export function registerPrune(program: Command): void {
     .option('--norm <l1|l2>', 'norm ranking output units for --method structured, and the norm the report says is kept', 'l2')
     .option('--layer <name=s>', 'per-layer target by initializer/node name or glob, repeatable (e.g. --layer "fc1*=0.5")', collect, [])
     .option('--exclude <pattern>', 'leave weights matching a name or glob unpruned, repeatable', collect, [])
+    .option('--include-output-layer', 'structured: prune the output layer too (left dense by default: its output units are the model\'s outputs, e.g. classes)')
     .option('--min-layer-sparsity <s>', 'global method: prune at least this fraction of every layer')
     .option('--max-layer-sparsity <s>', 'global method: prune at most this fraction of any layer')
     .option('--eval <data.csv>', 'labelled CSV: report accuracy (classifiers) or RMSE before and after')
@@ -52,10 +54,6 @@ export function registerPrune(program: Command): void {
     .option('--threads <n>', 'threads for threshold selection and scoring (default: all cores)')
     .option('--device <cpu|cuda>', 'where global/layer magnitude selection and masking run (cuda: exact same cuts, no --min/--max-layer-sparsity)', 'cpu')
     .option('--json', 'print the report as JSON on stdout')
-    .exitOverride((err) => {
-      // Flag mistakes exit 2 like every other usage error; help and version stay 0.
-      throw err.exitCode === 0 ? err : new CommanderError(2, err.code, err.message);
-    })
     .action(async (input: string, output: string | undefined, flags: PruneFlags) => prune(input, output, flags));
 }
 
@@ -114,6 +112,9 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
     return { pattern: key, sparsity: fraction(value, `--layer ${key}`) };
   });
   if (layers.length > 0 && method === 'nm') throw new UsageError('--layer: per-layer targets do not apply to --method nm; use --exclude to leave layers dense');
+  if (flags.includeOutputLayer && method !== 'structured') {
+    throw new UsageError(`--include-output-layer: only applies to --method structured (received --method ${method}), where the output layer is left dense by default`);
+  }
   const bounds: Pick<PruneRunOptions, 'minLayerSparsity' | 'maxLayerSparsity'> = {};
   if (flags.minLayerSparsity !== undefined) bounds.minLayerSparsity = fraction(flags.minLayerSparsity, '--min-layer-sparsity');
   if (flags.maxLayerSparsity !== undefined) bounds.maxLayerSparsity = fraction(flags.maxLayerSparsity, '--max-layer-sparsity');
@@ -146,7 +147,7 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
   }
 
   const options: PruneRunOptions = {
-    input, method, sparsity, norm, layers, exclude: flags.exclude, threads, ...bounds, ...(nm && { nm }), device,
+    input, method, sparsity, norm, layers, exclude: flags.exclude, threads, ...bounds, ...(flags.includeOutputLayer && { includeOutputLayer: true }), ...(nm && { nm }), device,
     ...(output !== undefined && { output }), ...(sweep.length > 0 && { sweep }), ...(flags.plot !== undefined && { plot: flags.plot }),
   };
   if (flags.label !== undefined && flags.eval === undefined) throw new UsageError('--label: names the label column of --eval DATA.csv; add --eval');

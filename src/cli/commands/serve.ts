@@ -1,17 +1,25 @@
-// `umbra serve`: serve a model repository over HTTP until SIGTERM/SIGINT, then drain.
+// `umbra serve`: serve a model repository (or one model directory, as KServe passes it) over
+// HTTP until SIGTERM/SIGINT, then drain.
 import type { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
+import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
 import { describeQueueBound } from '../../scheduler/options.js';
-import { resolveServeSettings, UsageError } from '../settings.js';
+import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
+import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
+import { layerSummary } from '../../graph/layer-formats.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
-    .description('serve a model repository over HTTP (Open Inference Protocol v2)')
+    .description('serve a model repository over HTTP and gRPC (Open Inference Protocol v2)')
     .option('--repo <dir>', 'model repository: REPO/<model>/<version>/model.onnx [env UMBRA_REPO]')
+    .option('--model-dir <dir>', 'instead of --repo, one model\'s folder: DIR/model.onnx, DIR/<version>/model.onnx or DIR/<model>/<version>/model.onnx; read only [env UMBRA_MODEL_DIR]')
+    .option('--model-name <name>', 'the name --model-dir is served under [env UMBRA_MODEL_NAME]')
     .option('--host <host>', 'address to listen on (default 127.0.0.1) [env UMBRA_HOST]')
-    .option('--port <n>', 'port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--port <n>', 'HTTP port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
+    .option('--http-port <n>', 'the same as --port [env UMBRA_HTTP_PORT]')
+    .option('--grpc-port <n>', 'port of the gRPC service (Open Inference Protocol, grpc.health.v1), 0 = off (default 8001) [env UMBRA_GRPC_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
     .option('--admin-token <token>', 'bearer token required by admin endpoints; visible in the process list, prefer --admin-token-file [env UMBRA_ADMIN_TOKEN]')
     .option('--admin-token-file <file>', 'read the admin token from FILE; without a token, admin endpoints answer only to loopback clients [env UMBRA_ADMIN_TOKEN_FILE]')
@@ -26,7 +34,7 @@ export function registerServe(program: Command): void {
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--monitoring <on|off>', 'metrics, drift, feedback and the prediction log (default on) [env UMBRA_MONITORING]')
-    .option('--log-db <url>', 'prediction log: sqlite:PATH, postgres://..., or off (default sqlite:REPO/.umbra/predictions.sqlite) [env UMBRA_LOG_DB]')
+    .option('--log-db <url>', 'prediction log: sqlite:PATH, postgres://..., or off (default sqlite:STATE_DIR/predictions.sqlite) [env UMBRA_LOG_DB]')
     .option('--log-sample <p>', 'fraction of predictions logged, 0..1 (default 1) [env UMBRA_LOG_SAMPLE]')
     .option('--log-inputs <on|off>', 'log input tensors with the outputs, sampled by --log-inputs-sample (default on) [env UMBRA_LOG_INPUTS]')
     .option('--log-inputs-sample <p>', 'fraction of logged predictions whose inputs are logged too, 0..1 (default 0.1) [env UMBRA_LOG_INPUTS_SAMPLE]')
@@ -39,20 +47,47 @@ export function registerServe(program: Command): void {
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
-    .option('--state-dir <dir>', 'where traffic policies and rollouts persist (default REPO/<model>/traffic.json) [env UMBRA_STATE_DIR]')
+    .option('--state-dir <dir>', 'where umbra writes: the prediction log, traffic policies and rollouts, reference profiles; never inside --repo (default ./.umbra-state) [env UMBRA_STATE_DIR]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
     .action(async (flags: Record<string, unknown>) => serve(flags));
 
 }
 
-async function serve(flags: Record<string, unknown>): Promise<void> {
-  const options = resolveServeSettings(flags);
-  const repo = options.repository;
-  if (!existsSync(repo) || !statSync(repo).isDirectory()) {
-    throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
+/** Builds the repository of links that serves `--model-dir`; bad layouts are usage errors naming the flag. */
+function openModelDir(single: NonNullable<ServeSettings['modelDir']>, repository: string): ModelDirRepository {
+  try {
+    return linkModelDir(inspectModelDir(single.name, single.dir), repository);
+  } catch (err) {
+    throw new UsageError(`--model-dir: ${(err as Error).message}`);
   }
-  const server = await startServer(options);
+}
+
+async function serve(flags: Record<string, unknown>): Promise<void> {
+  const { modelDir: single, ...options } = resolveServeSettings(flags);
   const log = (msg: string) => process.stdout.write(`${new Date().toISOString()} ${msg}\n`);
+  let modelDir: ModelDirRepository | undefined;
+  if (single) {
+    modelDir = openModelDir(single, options.repository);
+    log(`serving ${modelDir.plan.dir} (${modelDir.plan.layout === 'file' ? `model file ${modelDir.plan.file!.path} as version 1` : modelDir.plan.layout === 'versions' ? 'versions in Triton\'s layout' : `model folder ${modelDir.plan.source}`}) as model ${single.name} through links in ${options.repository}`);
+  }
+  const repo = existingRepository(options.repository);
+  const server = await startServer(options);
+  log(`state directory: ${options.stateDir}`);
+  const legacyLog = legacyLogPath(repo);
+  if (!single && options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
+    log(`an earlier prediction log is at ${legacyLog}; new predictions go to the state directory (export the old one with \`umbra export-log --log-db sqlite:${legacyLog}\`)`);
+  }
+  // Versions added to the model directory later reach the repository of links before the next poll.
+  if (modelDir && options.pollSeconds && options.pollSeconds > 0) {
+    const links = modelDir;
+    setInterval(() => {
+      try {
+        links.refresh();
+      } catch (err) {
+        log(`--model-dir: ${(err as Error).message}`);
+      }
+    }, options.pollSeconds * 1000).unref();
+  }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
   // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
   const logQueue = (name: string, version: string) => {
@@ -62,17 +97,29 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       // Unloaded again meanwhile: nothing to describe.
     }
   };
+  // The native backend's per-layer choice (sparse or dense) and its evidence, once per load.
+  const logLayers = (name: string, version: string) => {
+    const layers = server.umbra.manager.get(name, version).layers;
+    if (layers && layers.length > 0) log(`model ${name} v${version} layer formats: ${layerSummary(layers)}`);
+  };
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => {
     log(`model ${name} ready (versions ${versions.join(', ')})`);
-    for (const v of versions) logQueue(name, v);
+    for (const version of versions) {
+      logQueue(name, version);
+      logLayers(name, version);
+    }
   });
   const index = await server.umbra.manager.index();
   for (const e of index) {
     log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
-    if (e.version && e.state === 'READY') logQueue(e.name, e.version);
+    if (e.state === 'READY' && e.version) {
+      logQueue(e.name, e.version);
+      logLayers(e.name, e.version);
+    }
   }
   log(server.api.adminGate.describe());
   if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
+  if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;

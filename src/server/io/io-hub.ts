@@ -33,7 +33,7 @@ class IoThread {
   /** Streamed API answers still open, by request id: a cancel or the thread's death stops them. */
   readonly streams = new Map<number, () => void>();
   tid = 0;
-  /** Requests and API calls handed over since the thread started. */
+  /** Requests and API calls the thread read since it started (handed over, or answered itself). */
   requests = 0;
   /** The newest catalog the thread has applied. */
   applied = 0;
@@ -225,7 +225,8 @@ export class IoHub extends EventEmitter {
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
     const slab = envelope.slab;
     for (const msg of envelope.msgs) {
-      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api') thread.requests += 1;
+      // Requests handed over, and requests the thread answered itself (their events).
+      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event') thread.requests += 1;
       switch (msg.t) {
         case 'infer': this.infer(thread, msg, slab); break;
         case 'body': this.inferBody(thread, msg, slab); break;

@@ -2,7 +2,7 @@
 // backend (the addon's kernels) implements the same surface.
 import { typedArrayFor } from '../../protocol/index.js';
 import type { DataType } from '../../protocol/types.js';
-import type { SessionSpec, WireTensor } from '../messages.js';
+import type { BackendTuning, LayerReport, SessionSpec, WireTensor } from '../messages.js';
 
 export interface TensorInfo {
   name: string;
@@ -22,6 +22,10 @@ export interface BackendSession {
    */
   runSync?(inputs: WireTensor[], outputNames: string[]): WireTensor[];
   release(): Promise<void>;
+  /** What this session measured at open, for later opens of the same load to reuse. */
+  readonly tuned?: BackendTuning;
+  /** How each dense layer runs (the native backend). */
+  layers?(): LayerReport[];
 }
 
 export interface Backend {

@@ -9,7 +9,8 @@ import { CudaGraphExecutor, type CudaExecutorOptions, type CudaLayerInfo } from 
 import { cudaStatus } from '../../native/cuda.js';
 import type { NativeDevice } from '../../repository/config.js';
 import { datatypeOf } from '../../graph/tensor.js';
-import type { SessionSpec, WireTensor } from '../messages.js';
+import type { LayerFormat } from '../../graph/layer-formats.js';
+import type { BackendTuning, SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
 
 export class NativeSession implements BackendSession {
@@ -26,9 +27,15 @@ export class NativeSession implements BackendSession {
     return this.executor instanceof CudaGraphExecutor ? 'cuda' : 'cpu';
   }
 
-  /** How each layer runs (dense packed or CSR, its measured density, fused epilogue). */
+  /** How each layer runs (dense packed or CSR, what decided it, its density, fused epilogue). */
   layers(): LayerInfo[] | CudaLayerInfo[] {
     return this.executor.layers();
+  }
+
+  /** The CPU executor's per-layer formats, for the other workers of this load to open with. */
+  get tuned(): BackendTuning | undefined {
+    const executor = this.executor;
+    return executor instanceof GraphExecutor ? { layerFormats: executor.layerFormats() } : undefined;
   }
 
   async run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]> {
@@ -75,8 +82,12 @@ export class NativeSession implements BackendSession {
 
 
 export interface NativeOpenOptions {
-  /** Override the sparse/dense density threshold (tests and benchmarks). */
+  /** A fixed sparse/dense density rule instead of measuring each layer (tests and benchmarks). */
   sparseBelow?: number;
+  /** CPU: batch sizes each layer's formats are timed on at open (default 1, 8 and 64). */
+  tuneBatchSizes?: readonly number[];
+  /** CPU: each dense layer's format from an earlier open of the same model (skips the timing). */
+  layerFormats?: readonly LayerFormat[];
   /** cpu (default), cuda (refused with the reason when no device is usable), or auto (cuda when usable). */
   device?: NativeDevice;
   /** GPU only: CUDA device index, precision and CUDA graph batch limit. */
@@ -99,7 +110,11 @@ export function openNative(modelPath: string, threads: number, options: NativeOp
   const sig = compiled.graph.signature;
   const sparseBelow = options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {};
   const executor = device === 'cpu'
-    ? new GraphExecutor(compiled, { threads, ...sparseBelow })
+    ? new GraphExecutor(compiled, {
+      threads, ...sparseBelow,
+      ...(options.tuneBatchSizes ? { tuneBatchSizes: options.tuneBatchSizes } : {}),
+      ...(options.layerFormats ? { layerFormats: options.layerFormats } : {}),
+    })
     : new CudaGraphExecutor(compiled, { threads, ...sparseBelow, ...options.cuda });
   const info = (t: { name: string; datatype: TensorInfo['datatype']; dims: number[] }): TensorInfo => ({ name: t.name, datatype: t.datatype, shape: [...t.dims] });
   return new NativeSession(executor, sig.inputs.map(info), sig.outputs.map(info));
@@ -107,6 +122,10 @@ export function openNative(modelPath: string, threads: number, options: NativeOp
 
 export const nativeBackend: Backend = {
   async open(spec: SessionSpec): Promise<BackendSession> {
-    return openNative(spec.modelPath, Math.max(1, spec.intraOpThreads), spec.device === undefined ? {} : { device: spec.device });
+    return openNative(spec.modelPath, Math.max(1, spec.intraOpThreads), {
+      ...(spec.device === undefined ? {} : { device: spec.device }),
+      ...(spec.batchSizes ? { tuneBatchSizes: spec.batchSizes } : {}),
+      ...(spec.tuned ? { layerFormats: spec.tuned.layerFormats } : {}),
+    });
   },
 };

@@ -1,0 +1,159 @@
+// gRPC against HTTP on the bundled digits model: one `umbra serve` (default settings) measured over
+// HTTP binary, gRPC ModelInfer and gRPC ModelStreamInfer with `umbra perf` at one concurrency,
+// and beside it bare @grpc/grpc-js answering fixed bytes (bench/peers/grpc-echo.mjs), the ceiling
+// of the library. Rounds are paired and interleaved (each round measures every contender, starting
+// with the next one), so a host whose speed wanders moves them alike; a target is a ratio within a
+// round, the table takes the median round. Where the time goes: CPU per request of the server
+// process, of Umbra's core thread (umbra_thread_cpu_seconds_total) and of the generator.
+//
+// Usage: node bench/grpc.mjs [--rounds 5] [--seconds 4] [--concurrency 64] [--out FILE]
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+const rounds = Number(args.rounds ?? 5);
+const seconds = Number(args.seconds ?? 4);
+const concurrency = Number(args.concurrency ?? 64);
+const root = new URL('..', import.meta.url).pathname;
+const work = mkdtempSync(join(tmpdir(), 'umbra-grpc-bench-'));
+const children = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what, check, child) {
+  for (let i = 0; i < 1200; i++) {
+    if (child.exitCode !== null) throw new Error(`${what}: the process exited (${child.exitCode})`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} never became ready`);
+}
+
+/** utime + stime of a process, in seconds (from /proc). */
+function processCpu(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function threadCpu(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = {};
+  for (const m of text.matchAll(/^umbra_thread_cpu_seconds_total\{kind="(\w+)"\} ([\d.e+-]+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+async function startUmbra() {
+  const repo = join(work, 'repo');
+  cpSync(join(root, 'models/repository/digits'), join(repo, 'digits'), { recursive: true });
+  const [port, grpcPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', String(grpcPort)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await until('umbra serve', async () => (await fetch(`${url}/v2/health/ready`)).status === 200, child);
+  return { child, url, grpc: `127.0.0.1:${grpcPort}` };
+}
+
+async function startEcho() {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, 'bench/peers/grpc-echo.mjs'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  await until('grpc-echo', async () => out.includes('listening'), child);
+  return { child, grpc: `127.0.0.1:${port}` };
+}
+
+/** One `umbra perf` run (its own process, under /usr/bin/time for its CPU). */
+function perf(url, protocol, secs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', process.execPath, join(root, 'bin/umbra.js'), 'perf', '--url', url, '-m', 'digits', '--protocol', protocol,
+      '--concurrency', String(concurrency), '--duration', String(secs), '--warmup-ms', '1000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => {
+      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0) return reject(new Error(`umbra perf failed: ${err.slice(-400)}`));
+      const [level] = JSON.parse(out);
+      resolve({ ...level, generatorCpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
+    });
+  });
+}
+
+async function measure(contender) {
+  const { target, protocol } = contender;
+  const url = protocol.startsWith('grpc') ? target.grpc : target.url;
+  const cpuBefore = processCpu(target.child.pid);
+  const threadsBefore = target.url ? await threadCpu(target.url) : {};
+  const r = await perf(url, protocol, seconds);
+  const threadsAfter = target.url ? await threadCpu(target.url) : {};
+  // The window the figures come from is the last `seconds`; CPU is counted over warm-up and
+  // measurement alike, so it is divided by every request of both (throughput x their length).
+  const requests = r.throughput * (seconds + 1);
+  const us = (s) => Math.round((s * 1e6) / requests * 10) / 10;
+  const cpu = { server: us(processCpu(target.child.pid) - cpuBefore), generator: us(r.generatorCpu) };
+  for (const kind of Object.keys(threadsAfter)) cpu[kind] = us(threadsAfter[kind] - (threadsBefore[kind] ?? 0));
+  return { throughput: r.throughput, p50_ms: r.p50_ms, p99_ms: r.p99_ms, errors: r.errors, cpu_us_per_request: cpu };
+}
+
+function median(xs) {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+const loadStart = loadavg();
+const umbra = await startUmbra();
+const echo = await startEcho();
+const contenders = [
+  { name: 'Umbra HTTP binary', target: umbra, protocol: 'http-binary' },
+  { name: 'Umbra gRPC ModelInfer', target: umbra, protocol: 'grpc' },
+  { name: 'Umbra gRPC ModelStreamInfer', target: umbra, protocol: 'grpc-stream' },
+  { name: 'bare grpc-js ModelInfer', target: echo, protocol: 'grpc' },
+  { name: 'bare grpc-js ModelStreamInfer', target: echo, protocol: 'grpc-stream' },
+];
+const results = [];
+for (let round = 0; round < rounds; round++) {
+  const row = {};
+  for (let k = 0; k < contenders.length; k++) {
+    const c = contenders[(round + k) % contenders.length];
+    row[c.name] = await measure(c);
+    process.stderr.write(`round ${round + 1} ${c.name}: ${row[c.name].throughput} req/s, cpu ${JSON.stringify(row[c.name].cpu_us_per_request)}\n`);
+  }
+  results.push(row);
+}
+const loadEnd = loadavg();
+const ratio = (a, b) => results.map((r) => r[a].throughput / r[b].throughput);
+const targets = {
+  grpc_over_http_binary: ratio('Umbra gRPC ModelInfer', 'Umbra HTTP binary'),
+  stream_over_http_binary: ratio('Umbra gRPC ModelStreamInfer', 'Umbra HTTP binary'),
+  grpc_over_bare_grpc_js: ratio('Umbra gRPC ModelInfer', 'bare grpc-js ModelInfer'),
+};
+const summary = {
+  date: new Date().toISOString(),
+  command: `node bench/grpc.mjs --rounds ${rounds} --seconds ${seconds} --concurrency ${concurrency}`,
+  load: { start: loadStart.map((x) => x.toFixed(1)), end: loadEnd.map((x) => x.toFixed(1)) },
+  rounds: results,
+  medians: Object.fromEntries(Object.entries(targets).map(([k, v]) => [k, { median: Math.round(median(v) * 100) / 100, min: Math.round(Math.min(...v) * 100) / 100, max: Math.round(Math.max(...v) * 100) / 100 }])),
+};
+if (args.out) writeFileSync(args.out, JSON.stringify(summary, null, 1));
+process.stdout.write(`${JSON.stringify(summary, null, 1)}\n`);
+for (const c of children) c.kill('SIGTERM');
+process.exit(0);

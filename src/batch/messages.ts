@@ -1,0 +1,80 @@
+// Typed messages between a batch job and its reader and writer threads.
+import type { DataType, ModelSignature, TensorData } from '../protocol/types.js';
+import type { WireTensor } from '../workers/messages.js';
+import type { ColumnMapping } from './features.js';
+import type { InputFormat } from './reader.js';
+import type { Reject } from './rejects.js';
+import type { ShardSpec } from './shard.js';
+import type { Checkpoint } from './store.js';
+
+/** workerData of a reader thread. */
+export interface ReaderSetup {
+  input: string;
+  format?: InputFormat;
+  signature: ModelSignature;
+  keyColumn: string | undefined;
+  mapping?: ColumnMapping;
+  shard?: ShardSpec;
+  /** This thread parses segments `thread`, `thread + threads`, ... */
+  thread: number;
+  threads: number;
+}
+
+export type ToReader =
+  /** Begin after record `resumeAfter`, in segments of `segmentRecords` records. */
+  | { kind: 'start'; resumeAfter: number; segmentRecords: number }
+  /** Segments below `upTo` may be parsed and sent. */
+  | { kind: 'allow'; upTo: number };
+
+export type FromReader =
+  /** Thread 0, before `start`: the columns are mapped (plan undefined: no readable record at all). */
+  | { kind: 'plan'; plan: PlanSummary | undefined; totalBytes: number }
+  | { kind: 'segment'; segment: SegmentMessage }
+  /** After the last segment: how many records the input holds, and this thread's CPU time. */
+  | { kind: 'end'; records: number; cpuMicros: number | undefined }
+  | { kind: 'error'; message: string; invalid: boolean };
+
+/** What the job needs of the feature plan to form batches from parsed rows. */
+export interface PlanSummary {
+  /** Which columns feed which input, for a person to check. */
+  description: string;
+  inputs: { name: string; datatype: DataType; rowDims: number[]; rowElements: number }[];
+}
+
+export interface SegmentMessage {
+  index: number;
+  /** Data record number of the segment's first record. */
+  firstRow: number;
+  status: Uint8Array;
+  keys: string[];
+  data: TensorData[];
+  rejects: Reject[];
+  bytesRead: number;
+}
+
+/** What the writer needs to begin storing; sent once the job is known to be valid. */
+export interface WriterSetup {
+  model: string;
+  version: string;
+  rejectsPath: string;
+  checkpoint: Checkpoint;
+}
+
+/** One computed batch, in input order. */
+export interface BatchToStore {
+  seq: number;
+  keys: string[];
+  outputs: WireTensor[];
+  rejects: Reject[];
+  /** Records consumed once this batch is stored. */
+  recordsDone: number;
+  final: boolean;
+}
+
+/** The writer thread's workerData is the store URL; it touches nothing before `open`. */
+export type ToWriter = { kind: 'open'; setup: WriterSetup } | { kind: 'batch'; batch: BatchToStore } | { kind: 'close' };
+
+export type FromWriter =
+  | { kind: 'committed'; seq: number; checkpoint: Checkpoint }
+  | { kind: 'closed'; cpuMicros: number | undefined }
+  | { kind: 'error'; message: string };

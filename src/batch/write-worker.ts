@@ -1,0 +1,41 @@
+// The writer thread: formats each computed batch's rows and stores them with their checkpoint, in
+// the order they arrive (input order), on its own connection to the store, so storing runs beside
+// reading and computing instead of taking turns with them on the job's thread. It starts with
+// the job but opens nothing (store, reject file) until the job has checked its input and model.
+import { parentPort, workerData } from 'node:worker_threads';
+import { BatchCommitter } from './committer.js';
+import type { FromWriter, ToWriter } from './messages.js';
+import { RejectFile } from './rejects.js';
+import { openStore, type PredictionStore } from './store.js';
+import { threadCpuMicros } from './thread-cpu.js';
+
+const storeUrl = workerData as string;
+const port = parentPort!;
+const send = (message: FromWriter) => port.postMessage(message);
+
+let writer: { rejects: RejectFile; store: PredictionStore; committer: BatchCommitter } | undefined;
+let queue: Promise<void> = Promise.resolve();
+let failed = false;
+
+async function handle(message: ToWriter): Promise<void> {
+  if (message.kind === 'open') {
+    const { model, version, rejectsPath, checkpoint } = message.setup;
+    const rejects = new RejectFile(rejectsPath, checkpoint.rejectBytes);
+    const store = await openStore(storeUrl);
+    writer = { rejects, store, committer: new BatchCommitter(store, model, version, rejects, { ...checkpoint }) };
+  } else if (message.kind === 'batch') {
+    const checkpoint = await writer!.committer.commit(message.batch);
+    send({ kind: 'committed', seq: message.batch.seq, checkpoint });
+  } else {
+    writer?.rejects.close();
+    await writer?.store.close();
+    send({ kind: 'closed', cpuMicros: threadCpuMicros() });
+  }
+}
+
+port.on('message', (message: ToWriter) => {
+  queue = queue.then(() => (failed ? undefined : handle(message))).catch((err: unknown) => {
+    failed = true;
+    send({ kind: 'error', message: err instanceof Error ? err.message : String(err) });
+  });
+});

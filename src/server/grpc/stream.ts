@@ -1,0 +1,135 @@
+// One ModelStreamInfer call: requests are read as they come and run at once, each answer is
+// written when it is ready and carries its request's id (so answers may overtake each other).
+// An error is an answer too: error_message set, with the request's id. Reading pauses while a
+// stream has its limit of requests outstanding or the client reads answers slower than they
+// come. Draining, a stream refuses new requests, answers those it has, then ends UNAVAILABLE
+// with retry info so the client reconnects elsewhere.
+import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { encodeStreamResponse, type WireInferRequest, type WireInferResponse } from '../../protocol/proto/infer-messages.js';
+import { Cancellation } from '../../scheduler/cancellation.js';
+import { MalformedMessage } from './definition.js';
+import { contextOf, runInfer, type InferDeps } from './infer-call.js';
+import { statusError, toStatus } from './status.js';
+
+/** Requests outstanding on one stream before it stops reading (as a WebSocket's default). */
+export const STREAM_MAX_IN_FLIGHT = 256;
+
+export type StreamCall = ServerDuplexStream<WireInferRequest | MalformedMessage, Buffer>;
+
+export class InferStream {
+  private readonly running = new Set<Cancellation>();
+  private clientDone = false;
+  private draining = false;
+  private ended = false;
+  private paused = false;
+  private writable = true;
+
+  constructor(private readonly call: StreamCall, private readonly deps: InferDeps, private readonly onEnd: (stream: InferStream) => void) {
+    const context = contextOf(call.metadata);
+    call.on('data', (message: WireInferRequest | MalformedMessage) => this.accept(message, context));
+    call.on('end', () => {
+      this.clientDone = true;
+      this.maybeEnd();
+    });
+    call.on('drain', () => {
+      this.writable = true;
+      this.flow();
+    });
+    // The client went away or its deadline passed: queued requests leave the queue.
+    call.on('cancelled', () => this.abandon());
+    call.on('error', () => this.abandon());
+  }
+
+  get outstanding(): number {
+    return this.running.size;
+  }
+
+  private accept(message: WireInferRequest | MalformedMessage, context: ReturnType<typeof contextOf>): void {
+    if (this.ended) return;
+    if (message instanceof MalformedMessage) {
+      this.write(failure(undefined, message.message));
+      return;
+    }
+    if (this.draining) {
+      this.write(failure(message, 'the server is shutting down; send the request to another server'));
+      return;
+    }
+    const cancellation = new Cancellation();
+    this.running.add(cancellation);
+    this.flow();
+    runInfer(this.deps, message, { ...context }, cancellation).then(
+      (response) => this.settle(cancellation, encodeStreamResponse(response)),
+      (err: unknown) => this.settle(cancellation, failure(message, toStatus(err).details)),
+    );
+  }
+
+  private settle(cancellation: Cancellation, answer: Buffer): void {
+    this.running.delete(cancellation);
+    if (cancellation.aborted || this.ended) return;
+    this.write(answer);
+    this.flow();
+    this.maybeEnd();
+  }
+
+  private write(answer: Buffer): void {
+    if (!this.call.write(answer)) this.writable = false;
+  }
+
+  /** Reads while the stream has room and the client keeps up with its answers. */
+  private flow(): void {
+    const hold = !this.writable || this.running.size >= STREAM_MAX_IN_FLIGHT;
+    if (hold && !this.paused) {
+      this.paused = true;
+      this.call.pause();
+    } else if (!hold && this.paused) {
+      this.paused = false;
+      this.call.resume();
+    }
+  }
+
+  private maybeEnd(): void {
+    if (this.ended || this.running.size > 0) return;
+    if (this.draining) {
+      this.finish();
+      this.call.emit('error', statusError(Status.UNAVAILABLE, 'the server is shutting down; reconnect to another server', 1));
+      return;
+    }
+    if (this.clientDone) {
+      this.finish();
+      this.call.end();
+    }
+  }
+
+  private finish(): void {
+    this.ended = true;
+    this.onEnd(this);
+  }
+
+  /** Stops taking requests; ends once those outstanding are answered. */
+  drain(): void {
+    this.draining = true;
+    if (this.paused) {
+      this.paused = false;
+      this.call.resume();
+    }
+    this.maybeEnd();
+  }
+
+  private abandon(): void {
+    for (const c of this.running) c.abort();
+    this.running.clear();
+    if (!this.ended) this.finish();
+  }
+}
+
+/** An in-band error answer: error_message, and the request's id so the client can match it. */
+function failure(request: WireInferRequest | undefined, message: string): Buffer {
+  const response: WireInferResponse = {
+    modelName: request?.modelName ?? '',
+    modelVersion: request?.modelVersion ?? '',
+    id: request?.id ?? '',
+    outputs: [],
+    rawOutputContents: [],
+  };
+  return encodeStreamResponse(response, message);
+}

@@ -1,0 +1,118 @@
+// Reading and writing rows at the byte level: numbers read straight from CSV lines equal
+// Number(), lines across read boundaries, and each stored row's outputs as a response carries them.
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { runBatchJob, openStore } from '../dist/batch/index.js';
+import { allRows, batchFixture, checkAffine } from './helpers/batch.js';
+import { rng, type Row } from './fixtures/batch/data.js';
+
+const { umbra, path } = await batchFixture('umbra-batch-reading-');
+
+t.test('reading numbers straight from CSV lines agrees with Number() bit for bit', async (t) => {
+  // firstBadColumn is a live binding: read it through the module namespace.
+  const csvLine = await import('../dist/batch/csv-line.js');
+  const { readFloatLine, lineLayout, fieldAt } = csvLine;
+  const next = rng(31);
+  const samples = ['0', '-0', '+5', '.5', '5.', '007', '0.000123', '-12.5000', '123456789012345', '0.1', '0.2', '16', '3.14159265358979',
+    '1e5', '-2.5E-3', ' 7 ', '0x10', '1234567890123456', '12345678901234567890', '0.00000000000000000000001'];
+  for (let i = 0; i < 20000; i++) {
+    const digits = 1 + Math.floor(next() * 15);
+    let s = '';
+    for (let d = 0; d < digits; d++) s += String(Math.floor(next() * 10));
+    const dot = Math.floor(next() * (digits + 1));
+    s = `${next() < 0.3 ? '-' : ''}${s.slice(0, dot)}.${s.slice(dot)}`;
+    samples.push(s, s.replace(/\.$/, ''));
+  }
+  // Lines of 8 numbers after a key, read into a Float64Array so every bit of the double shows.
+  const line = (text: string) => Buffer.from(`#${text}#`);
+  const read = (text: string, layout: ReturnType<typeof lineLayout>, out: Float64Array, base: number) => {
+    const bytes = line(text);
+    return readFloatLine(bytes, 1, bytes.length - 1, 44, layout!, [out], Int32Array.of(base));
+  };
+  const layout = lineLayout(9, [{ positions: [1, 2, 3, 4, 5, 6, 7, 8] }]);
+  const out = new Float64Array(16);
+  let mismatches = 0;
+  for (let at = 0; at < samples.length; at += 8) {
+    const fields = samples.slice(at, at + 8);
+    while (fields.length < 8) fields.push('1');
+    const count = read(`k${at},${fields.join(',')}`, layout, out, 8);
+    if (count !== 9 || csvLine.firstBadColumn !== -1) mismatches += 1;
+    fields.forEach((s, i) => {
+      if (!Object.is(out[8 + i], Number(s))) mismatches += 1;
+    });
+  }
+  t.equal(mismatches, 0, `${samples.length} numbers`);
+  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity', '\u00b5']) {
+    const count = read(`k,1,${bad},2`, lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0);
+    t.equal(count, 4, `'${bad}': four columns`);
+    t.equal(csvLine.firstBadColumn, 2, `'${bad}' is not a finite number`);
+    t.equal(out[0], 1);
+    t.equal(out[2], 2);
+  }
+  t.equal(read('k,1,2,3,4,5', lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0), 6, 'extra columns are counted, not written');
+  t.equal(read('a,,bc,', lineLayout(1, [{ positions: [0] }]), out, 0), 4, 'empty fields count');
+  t.equal(lineLayout(3, [{ positions: [1, 2] }, { positions: [2] }]), undefined, 'a column feeding two inputs has no layout');
+  const bytes = line('a,,b\u00e9,');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 2), 'b\u00e9', 'decoded as UTF-8');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 3), '');
+  t.equal(fieldAt(bytes, 1, bytes.length - 1, 44, 4), undefined);
+  t.equal(fieldAt(new Uint8Array(bytes), 1, bytes.length - 1, 44, 2), 'b\u00e9', 'a plain Uint8Array too');
+});
+
+t.test('stored outputs: each row as a one-row response carries it, for every kind of tensor, with the addon\'s number formatter and without', async (t) => {
+  const { outputsPerRow } = await import('../dist/batch/output-rows.js');
+  const { useNativeJson } = await import('../dist/protocol/native-json.js');
+  const next = rng(7);
+  for (const [rows, native] of [[1, true], [2, false], [7, true], [300, true], [300, false]] as const) {
+    useNativeJson(native);
+    const outputs = [
+      { name: 'p', datatype: 'FP32' as const, shape: [rows, 3], data: Float32Array.from({ length: rows * 3 }, (_, i) => (i % 5 === 4 ? Number.NaN : next() - 0.5)) },
+      { name: 'label', datatype: 'INT64' as const, shape: [rows], data: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i - 3)) },
+      { name: 'flag', datatype: 'BOOL' as const, shape: [rows, 2], data: Uint8Array.from({ length: rows * 2 }, (_, i) => i % 3) },
+      { name: 'text', datatype: 'BYTES' as const, shape: [rows, 1], data: Array.from({ length: rows }, (_, i) => `a,"b${i}"`) },
+      { name: 'none', datatype: 'FP32' as const, shape: [rows, 0], data: new Float32Array(0) },
+    ];
+    const expected = Array.from({ length: rows }, (_, r) => JSON.stringify([
+      // As a response carries them: NaN as the string "NaN".
+      { name: 'p', datatype: 'FP32', shape: [1, 3], data: Array.from(outputs[0]!.data.subarray(r * 3, r * 3 + 3), (v) => (Number.isNaN(v) ? 'NaN' : v)) },
+      { name: 'label', datatype: 'INT64', shape: [1], data: [r - 3] },
+      { name: 'flag', datatype: 'BOOL', shape: [1, 2], data: [(2 * r) % 3 !== 0, (2 * r + 1) % 3 !== 0] },
+      { name: 'text', datatype: 'BYTES', shape: [1, 1], data: [`a,"b${r}"`] },
+      { name: 'none', datatype: 'FP32', shape: [1, 0], data: [] },
+    ]));
+    t.same(outputsPerRow(outputs, rows), expected, `${rows} rows, ${native ? 'the addon\'s' : 'V8\'s'} formatting`);
+  }
+  useNativeJson(true);
+});
+
+t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, one reader thread or three alike', async (t) => {
+  const next = rng(5);
+  // ~600 KiB of lines of varying length, so lines straddle the 256 KiB reads.
+  const rows: Row[] = [];
+  const lines = ['id,f0,f1,f2,f3'];
+  const expectedLines: number[] = [];
+  for (let i = 0; i < 9000; i++) {
+    const key = i % 97 === 0 ? `clé-${i}-ü` : `k${i}`;
+    // Multiples of 1/8 (exact in FP32), written with 3 to 7 decimals.
+    const x = Array.from({ length: 4 }, () => Math.round((next() * 200 - 100) * 8) / 8);
+    rows.push({ key, x });
+    lines.push([key, ...x.map((v) => v.toFixed(3 + (i % 5)))].join(','));
+    expectedLines.push(lines.length);
+    if (i % 1000 === 500) lines.push('');
+  }
+  const input = path('bytes.csv');
+  writeFileSync(input, lines.join('\n'));
+  const { openInput } = await import('../dist/batch/reader.js');
+  const stream = await openInput(input);
+  const seen: number[] = [];
+  for await (const chunk of stream.records) for (const r of chunk) seen.push(r.line);
+  t.same(seen, expectedLines, 'every data line once, with its line number, the last one without a newline');
+  for (const parseWorkers of [1, 3]) {
+    const store = await openStore(`sqlite:${path('bytes.db')}`);
+    const summary = await runBatchJob({ umbra, model: 'affine', input, keyColumn: 'id', store, batchSize: 700, parseWorkers, rejectsPath: path('bytes.rejects.jsonl') });
+    t.equal(summary.rowsStored, rows.length, `${parseWorkers} reader thread(s): every row stored`);
+    t.equal(summary.rejected, 0);
+    checkAffine(t, rows, await allRows(store, 'affine', rows.map((r) => r.key)));
+    await store.close();
+  }
+});

@@ -1,0 +1,56 @@
+// Exit status of `umbra` as the docs give it: 0 for help and version, 2 for every usage error
+// (commander's own: unknown command or option, missing argument or required option, no command;
+// and Umbra's: a bad flag value), with a message on stderr.
+import t from 'tap';
+import { CommanderError } from 'commander';
+import { buildProgram } from '../dist/cli/main.js';
+import { runUmbra } from './helpers/cli-process.js';
+
+/** `umbra ARGS` in this process (a process per case is slow): the exit status and what it printed. */
+async function inProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const program = buildProgram();
+  let stdout = '';
+  let stderr = '';
+  for (const c of [program, ...program.commands]) c.configureOutput({ writeOut: (s) => { stdout += s; }, writeErr: (s) => { stderr += s; } });
+  try {
+    await program.parseAsync(['node', 'umbra', ...args]);
+    return { status: 0, stdout, stderr };
+  } catch (err) {
+    // What bin/umbra.js does with an error: its exitCode (2 for usage errors), else 1, message on stderr.
+    const e = err as { exitCode?: number; message: string };
+    if (!(err instanceof CommanderError)) stderr += `umbra: ${e.message}\n`;
+    return { status: typeof e.exitCode === 'number' ? e.exitCode : 1, stdout, stderr };
+  }
+}
+
+t.test('usage errors exit 2, help and version 0', async (t) => {
+  const cases: [string[], number, RegExp][] = [
+    [['--help'], 0, /Usage: umbra/],
+    [['serve', '--help'], 0, /--state-dir/],
+    [['--version'], 0, /\d+\.\d+\.\d+/],
+    [[], 2, /Usage: umbra/],
+    [['frobnicate'], 2, /unknown command 'frobnicate'/],
+    [['serve', '--repo', 'models/repository', '--frobnicate'], 2, /unknown option '--frobnicate'/],
+    [['profile', '--repo', 'models/repository', '--data', 'models/digits.csv'], 2, /required option '--model <name>' not specified/],
+    [['perf', '--url', 'http://127.0.0.1:9'], 2, /required option '-m, --model <name>' not specified/],
+    [['prune'], 2, /missing required argument 'in'/],
+    [['bench-model'], 2, /missing required argument 'model'/],
+    [['export-log', '--format', 'xml', '--log-db', 'sqlite:models/digits.csv'], 2, /--format: expected csv or jsonl/],
+    [['serve', '--repo', 'models/repository', '--port', 'eighty'], 2, /--port/],
+    [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--protocol', 'smoke'], 2, /--protocol: expected one of/],
+  ];
+  for (const [args, status, message] of cases) {
+    const r = await inProcess(args);
+    t.equal(r.status, status, `umbra ${args.join(' ')} exits ${status}`);
+    t.match(status === 0 ? r.stdout : r.stderr, message, `umbra ${args.join(' ')} says why`);
+  }
+});
+
+t.test('the real command: exit 2 on a usage error, 0 for help', async (t) => {
+  const unknown = runUmbra(['serve', '--repo', 'models/repository', '--frobnicate']);
+  t.equal(unknown.status, 2);
+  t.match(unknown.stderr, /unknown option '--frobnicate'/);
+  const none = runUmbra([]);
+  t.equal(none.status, 2, 'no command at all');
+  t.equal(runUmbra(['prune', '--help']).status, 0);
+});

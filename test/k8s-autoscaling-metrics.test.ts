@@ -1,0 +1,63 @@
+// The series the autoscaling examples (deploy/autoscaling) scale on: umbra_pending_requests (queue
+// depth) and umbra_inflight_requests (queued + in executing batches), per model and version.
+import t from 'tap';
+import { DynamicBatcher } from '../dist/scheduler/batcher.js';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel, until } from './helpers/repo.js';
+import { parseExposition, total } from './helpers/prometheus.js';
+
+const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+t.test('the batcher counts the requests of its executing batches', async (t) => {
+  const calls: { items: number[]; resolve: (r: number[]) => void; reject: (e: unknown) => void }[] = [];
+  const batcher = new DynamicBatcher<number, number>({
+    maxBatchSize: 2,
+    maxQueueDelayUs: 0,
+    preferredBatchSizes: [],
+    maxQueueSize: 0,
+    defaultTimeoutUs: 0,
+    priorityLevels: 0,
+    defaultPriorityLevel: 0,
+    maxInFlight: 1,
+    execute: (items) => new Promise<number[]>((resolve, reject) => { calls.push({ items, resolve, reject }); }),
+  });
+  const answers = [1, 2, 3, 4, 5].map((x) => batcher.submit(x, { rows: 1, shapeKey: '' }).then((r) => r, (e: unknown) => e));
+  await flush();
+  const seen = () => { const s = batcher.stats(); return { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests }; };
+  t.same(seen(), { pending: 4, inFlight: 1, executingRequests: 1 }, 'the first request left at once (free slot, no delay); four wait');
+  calls[0]!.resolve([10]);
+  await flush();
+  t.same(seen(), { pending: 2, inFlight: 1, executingRequests: 2 }, 'a batch of two executing, two queued');
+  calls[1]!.reject(new Error('worker died'));
+  await flush();
+  t.same(seen(), { pending: 0, inFlight: 1, executingRequests: 2 }, 'the failed batch left the count; the last two run');
+  calls[2]!.resolve([40, 50]);
+  const settled = await Promise.all(answers);
+  t.equal(settled[0], 10);
+  t.match(settled[1], /worker died/);
+  t.same(settled.slice(3), [40, 50]);
+  t.same(seen(), { pending: 0, inFlight: 0, executingRequests: 0 });
+});
+
+t.test('umbra_inflight_requests and umbra_pending_requests through the server', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 0));
+  // A batch leaves the queue when 8 requests are in or after 60 s: three requests wait there.
+  repo.writeConfig('affine', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 60_000_000, preferred_batch_size: [8] } });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const gauges = async () => {
+    const m = parseExposition((await s.get('/metrics')).text);
+    const labels = { model: 'affine', version: '1' };
+    return { inflight: total(m, 'umbra_inflight_requests', labels), pending: total(m, 'umbra_pending_requests', labels) };
+  };
+  t.same(await gauges(), { inflight: 0, pending: 0 });
+  const request = () => s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  const waiting = [request(), request(), request()];
+  await until(async () => (await gauges()).inflight === 3, 'three requests admitted');
+  t.same(await gauges(), { inflight: 3, pending: 3 }, 'all three wait in the queue');
+  const rest = Array.from({ length: 5 }, request);
+  const replies = await Promise.all([...waiting, ...rest]);
+  t.same(replies.map((r) => r.status), new Array(8).fill(200), 'the eighth request fills the batch');
+  t.same(await gauges(), { inflight: 0, pending: 0 });
+});
