@@ -57,7 +57,7 @@ t.test('over gRPC: with no token the repository calls answer a loopback peer, no
   const s = await startTestServer(t, { repository: repo.dir, monitoring: false, grpcPort: 'any' });
   const c = generatedClient(s.server.grpcPort);
   t.teardown(() => c.close());
-  t.same(['ipv4:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unix:/run/umbra.sock'].map(peerAddress), ['127.0.0.1', '::1', undefined], 'the peer\'s address as grpc-js writes it');
+  t.same(['127.0.0.1:5000', '::1:5000', '::ffff:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unknown', 'unix:/run/umbra.sock'].map(peerAddress), ['127.0.0.1', '::1', '::ffff:127.0.0.1', '::1', undefined, undefined], 'the peer\'s address as grpc-js writes it');
   const proxied = await c.call('RepositoryModelUnload', { model_name: 'affine' }, { 'x-forwarded-for': '203.0.113.9' });
   t.equal(!proxied.ok && proxied.error.code, grpc.status.UNAUTHENTICATED, 'forwarded: UNAUTHENTICATED');
   t.match(!proxied.ok && proxied.error.details, /--admin-token-file/, 'naming the fix');

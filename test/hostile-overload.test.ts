@@ -10,6 +10,14 @@ import { deriveQueueBound, describeQueueBound, QUEUE_BUDGET_BATCHES, QUEUE_BUDGE
 import { BacklogDetector, BACKLOG_MIN_US } from '../dist/scheduler/backlog.js';
 import { DynamicBatcher } from '../dist/scheduler/batcher.js';
 
+// One server for both: 'flood' has no config (its bound is derived); 'gate' runs one batch at a time.
+const repo = tempRepo();
+t.teardown(() => repo.remove());
+repo.addVersion('flood', 1, slowModel(512, 160));
+repo.addVersion('gate', 1, slowModel(512, 160));
+repo.writeConfig('gate', { max_batch_size: 64, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 16 } } });
+const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+
 t.test('the derived bound: what the slots run within the budget, at least a full batch per slot', async (t) => {
   const heavy = deriveQueueBound({ batchMicros: 20_000, batchRows: 16, slots: 2, maxBatchSize: 64 });
   t.equal(heavy.budgetMs, QUEUE_BUDGET_BATCHES * 20, 'default budget: batch times');
@@ -79,49 +87,6 @@ t.test('the batcher: time waited before submit counts toward the timeout and the
   t.equal(batcher.stats().rejectedQueueFull, 1);
 });
 
-t.test('the batcher: a queue that stands (batches leave it late for an interval) refuses arrivals until it drains', async (t) => {
-  let now = 0;
-  const releases: (() => void)[] = [];
-  const batcher = new DynamicBatcher<number, number>({
-    maxBatchSize: 1, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, admissionBudgetUs: 50_000,
-    defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0, maxInFlight: 1,
-    now: () => now,
-    setTimer: () => () => undefined,
-    execute: (items) => new Promise((resolve) => { releases.push(() => resolve(items)); }),
-  });
-  // Runs the batch in flight to its end at `at` (µs); the next one leaves the queue then.
-  const finishAt = async (at: number) => {
-    now = at;
-    releases.shift()!();
-    await new Promise((resolve) => setImmediate(resolve));
-  };
-  // Ten arrive on time; each batch takes 150 ms, four times what the bound was derived for.
-  const admitted = Array.from({ length: 10 }, (_, i) => batcher.submit(i, { rows: 1, shapeKey: '' }));
-  await finishAt(150_000);
-  const late = batcher.submit(10, { rows: 1, shapeKey: '' });
-  t.equal(batcher.pending, 9, 'one batch left late: no refusal yet (a stall is not a standing queue)');
-  await finishAt(300_000);
-  await t.rejects(batcher.submit(11, { rows: 1, shapeKey: '' }), { code: 'QUEUE_FULL', retryAfter: 1, message: /the queue stands/ }, 'late for a whole interval: arrivals are refused');
-  for (let k = 3; k <= 10; k++) await finishAt(300_000 + k);
-  t.equal(batcher.pending, 0, 'the queue drained');
-  const fresh = batcher.submit(12, { rows: 1, shapeKey: '' });
-  t.equal(batcher.pending, 1, 'an empty queue takes a request whatever the last batch waited');
-  await finishAt(300_011);
-  const next = batcher.submit(13, { rows: 1, shapeKey: '' });
-  t.equal(batcher.pending, 1, 'a batch that left on time: the queue admits again');
-  await finishAt(300_012);
-  await finishAt(300_013);
-  t.same(await Promise.all([...admitted, late, fresh, next]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13]);
-  t.equal(batcher.stats().rejectedQueueFull, 1);
-});
-
-// One server for both: 'flood' has no config (its bound is derived); 'gate' runs one batch at a time.
-const repo = tempRepo();
-t.teardown(() => repo.remove());
-repo.addVersion('flood', 1, slowModel(512, 160));
-repo.addVersion('gate', 1, slowModel(512, 160));
-repo.writeConfig('gate', { max_batch_size: 64, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 16 } } });
-const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
 
 /** POSTs on at most `sockets` connections at once, so a flood is many requests, not many sockets. */
 function postAll(bodies: unknown[], sockets: number): Promise<{ status: number; retryAfter: string | undefined; json: any }[]> {
@@ -188,4 +153,40 @@ t.test('a client timeout cancels work that has not started', async (t) => {
   t.same(done.map((r) => r.status), [200, 200, 200], 'the others are served');
   t.equal(mv.stats().executedRequests - before, 3, 'the timed-out request never ran');
   t.ok(mv.stats().timeouts >= 1);
+});
+
+t.test('the batcher: a queue that stands (batches leave it late for an interval) refuses arrivals until it drains', async (t) => {
+  let now = 0;
+  const releases: (() => void)[] = [];
+  const batcher = new DynamicBatcher<number, number>({
+    maxBatchSize: 1, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, admissionBudgetUs: 50_000,
+    defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0, maxInFlight: 1,
+    now: () => now,
+    setTimer: () => () => undefined,
+    execute: (items) => new Promise((resolve) => { releases.push(() => resolve(items)); }),
+  });
+  // Runs the batch in flight to its end at `at` (µs); the next one leaves the queue then.
+  const finishAt = async (at: number) => {
+    now = at;
+    releases.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  // Ten arrive on time; each batch takes 150 ms, four times what the bound was derived for.
+  const admitted = Array.from({ length: 10 }, (_, i) => batcher.submit(i, { rows: 1, shapeKey: '' }));
+  await finishAt(150_000);
+  const late = batcher.submit(10, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 9, 'one batch left late: no refusal yet (a stall is not a standing queue)');
+  await finishAt(300_000);
+  await t.rejects(batcher.submit(11, { rows: 1, shapeKey: '' }), { code: 'QUEUE_FULL', retryAfter: 1, message: /the queue stands/ }, 'late for a whole interval: arrivals are refused');
+  for (let k = 3; k <= 10; k++) await finishAt(300_000 + k);
+  t.equal(batcher.pending, 0, 'the queue drained');
+  const fresh = batcher.submit(12, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 1, 'an empty queue takes a request whatever the last batch waited');
+  await finishAt(300_011);
+  const next = batcher.submit(13, { rows: 1, shapeKey: '' });
+  t.equal(batcher.pending, 1, 'a batch that left on time: the queue admits again');
+  await finishAt(300_012);
+  await finishAt(300_013);
+  t.same(await Promise.all([...admitted, late, fresh, next]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13]);
+  t.equal(batcher.stats().rejectedQueueFull, 1);
 });

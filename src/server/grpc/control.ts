@@ -1,5 +1,6 @@
 // Everything of GRPCInferenceService but inference: liveness, readiness, metadata, statistics and
 // the model repository, answered from the same state the REST routes read.
+import { isIP } from 'node:net';
 import { status as Status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { EXTENSIONS, modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
 import type { Umbra } from '../../core/umbra.js';
@@ -60,12 +61,17 @@ function requireAdmin(api: Api, metadata: Metadata, peer: string): void {
   api.checkAdmin(request);
 }
 
-/** The IP address in grpc-js's peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000"); undefined for anything else. */
+/**
+ * The IP address in grpc-js's peer string: "127.0.0.1:5000", "::1:5000" (IPv6 unbracketed), or
+ * with a scheme and brackets ("ipv6:[::1]:5000") as other versions write it; undefined for
+ * anything else (a Unix socket, "unknown").
+ */
 export function peerAddress(peer: string): string | undefined {
-  const v4 = /^ipv4:([^:]+):\d+$/.exec(peer);
-  if (v4) return v4[1];
-  const v6 = /^ipv6:\[([^\]]+)\]:\d+$/.exec(peer);
-  return v6?.[1];
+  const bare = peer.replace(/^ipv[46]:/, '');
+  // The port first: "::1:5000" is also an IPv6 address, but grpc-js always writes a TCP peer's port.
+  const host = bare.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (isIP(host)) return host;
+  return isIP(bare) ? bare : undefined;
 }
 
 /** A ModelRepositoryParameter map as plain values (the member its oneof chose). */
