@@ -232,3 +232,34 @@ t.test('server: profile from the state directory, /drift per version, gauges, cl
   t.equal(total(m, 'umbra_drift_window_rows', { model: 'digits', version: '1' }), 360);
   t.ok(m.some((x) => x.name === 'umbra_drift_score' && x.labels.feature === 'f10' && x.labels.test === 'ks' && x.labels.version === '1'));
 });
+
+t.test('a request wider than maxValuesPerRequest is counted on every k-th row, from a rotating offset', async (t) => {
+  // 64 rows x 64 columns = 4096 values; a budget of 512 counts every 8th row, 8 rows a request.
+  const train = ROWS.filter((r) => r.split === 'train').map((r) => r.x);
+  const profile = Array.from({ length: 64 }, (_, c) => profileColumn(`pixels[${c}]`, Float64Array.from(train, (row) => row[c]!)));
+  const reference = { source: 'x', rows: train.length, inputs: profile };
+  const options = { windowRows: 100_000, maxValuesPerRequest: 512, minSamples: 30 };
+  const send = (d: InstanceType<typeof VersionDrift>, rows: number[][]) => {
+    for (let i = 0; i + 64 <= rows.length; i += 64) {
+      d.observe({ parameters: {}, inputs: [{ name: 'pixels', datatype: 'FP32', shape: [64, 64], data: Float32Array.from(rows.slice(i, i + 64).flat()) }] }, undefined);
+    }
+  };
+  const held = TEST.map((r) => r.x);
+  const same = new VersionDrift('digits', '1', SIGNATURE, reference, options);
+  send(same, held);
+  const requests = Math.floor(held.length / 64);
+  t.equal(same.evaluate().window, requests * 8, 'each request counts 8 of its 64 rows');
+  t.equal(same.evaluate().verdict, 'no_drift', 'a sample of the held-out split does not drift');
+
+  const shifted = new VersionDrift('digits', '1', SIGNATURE, reference, options);
+  send(shifted, held.map((x) => x.map((v) => v * 0.5 + 4)));
+  t.equal(shifted.evaluate().verdict, 'drift', 'a sample of shifted data drifts');
+
+  // The offset rotates: of 3 rows at step 2, one request counts rows 0 and 2, the next row 1.
+  const rotating = new VersionDrift('digits', '1', SIGNATURE, reference, { windowRows: 1000, maxValuesPerRequest: 96 });
+  const three = { parameters: {}, inputs: [{ name: 'pixels', datatype: 'FP32' as const, shape: [3, 64], data: Float32Array.from(held.slice(0, 3).flat()) }] };
+  rotating.observe(three, undefined);
+  t.equal(rotating.evaluate().window, 2);
+  rotating.observe(three, undefined);
+  t.equal(rotating.evaluate().window, 3, 'the second request counts the row the first left out');
+});

@@ -25,6 +25,13 @@ export interface DriftOptions {
   categoricalTest?: DriftTest;
   /** Rows captured as the reference when the model has no profile (default 1000). */
   captureRows?: number;
+  /**
+   * Most values (rows x watched columns) counted per request (default 8192). A wider request is
+   * counted on every k-th row, from an offset that rotates across requests: on a model with
+   * thousands of columns per row, counting every value of a batch of 64 cost the core thread
+   * about as much as the model's own compute, while a window of sampled rows tests as well.
+   */
+  maxValuesPerRequest?: number;
   /** Milliseconds clock for time windows (default Date.now; tests pass a fake one). */
   clock?: () => number;
 }
@@ -35,6 +42,7 @@ export const DRIFT_DEFAULTS = {
   minSamples: 100,
   driftShare: 0.5,
   captureRows: 1000,
+  maxValuesPerRequest: 8192,
   thresholds: { ks: 0.05, chi2: 0.05, psi: 0.1, js: 0.1 } as Record<DriftTest, number>,
   /** Evidently's switch: statistical tests for small samples, distances above. */
   largeSample: 1000,
@@ -200,18 +208,31 @@ function gridOf(points: Float64Array, at: number, length: number): { low: number
  * The bin of x is the first edge i with x <= edges[i] (binOf in profile.ts); past the last edge,
  * and NaN, count in the last bin; a category not in the profile counts in its extra bin.
  */
-function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array): number {
+/** Rows in a request's tensors of this layout (the most any watched tensor holds). */
+function rowsOf(w: Watched, tensors: readonly Tensor[]): number {
+  let rows = 0;
+  for (const watched of w.layout.tensors) {
+    const t = findTensor(tensors, watched.tensor);
+    if (!t || Array.isArray(t.data)) continue;
+    rows = Math.max(rows, Math.floor(t.data.length / watched.width));
+  }
+  return rows;
+}
+
+/** Counts rows first, first + step, ... of the request; returns how many rows were counted. */
+function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array, first = 0, step = 1): number {
   let rows = 0;
   for (const watched of w.layout.tensors) {
     const t = findTensor(tensors, watched.tensor);
     if (!t || Array.isArray(t.data)) continue;
     let data = t.data as ArrayLike<number | bigint>;
     const n = Math.floor(data.length / watched.width);
-    if (n > rows) rows = n;
+    const counted = n > first ? Math.ceil((n - first) / step) : 0;
+    if (counted > rows) rows = counted;
     // 64-bit integers (class labels mostly) as numbers first, into a kept array (a fresh typed
     // array per request costs more than counting it): the loop below sees numbers only.
     if (typeof data[0] === 'bigint') data = asNumbers(data as BigInt64Array | BigUint64Array, n * watched.width);
-    countValues(w, data as ArrayLike<number>, n, watched.width, watched.columns, watched.offset, segment);
+    countValues(w, data as ArrayLike<number>, n, watched.width, watched.columns, watched.offset, segment, first, step);
   }
   return rows;
 }
@@ -224,9 +245,9 @@ function asNumbers(data: BigInt64Array | BigUint64Array, length: number): Float6
   return numbers;
 }
 
-function countValues(w: Watched, data: ArrayLike<number>, n: number, width: number, columns: number, offset: number, segment: Uint32Array): void {
+function countValues(w: Watched, data: ArrayLike<number>, n: number, width: number, columns: number, offset: number, segment: Uint32Array, first: number, step: number): void {
   const { points, pointsAt, pointsLength, mode, low, high, scale, cellsAt, cells, binOffset } = w;
-  for (let r = 0, base = 0; r < n; r++, base += width) {
+  for (let r = first, base = first * width; r < n; r += step, base += step * width) {
     for (let c = 0; c < columns; c++) {
       const column = offset + c;
       const x = data[base + c]!;
@@ -276,6 +297,8 @@ export class VersionDrift {
   private readonly outputs: ColumnLayout;
   private watched: { in: Watched; out: Watched; window: WindowCounts; reference: { source: string; rows: number } } | undefined;
   private capture: { inputs: Float64Array; outputs: Float64Array; rows: number } | undefined;
+  /** Requests counted on a sample of their rows so far (rotates the first row counted). */
+  private sampled = 0;
 
   constructor(readonly model: string, readonly version: string, signature: ModelSignature, reference: { source: string; rows: number; inputs: FeatureProfile[]; outputs?: FeatureProfile[] } | undefined, options: DriftOptions = {}) {
     this.options = {
@@ -284,6 +307,7 @@ export class VersionDrift {
       minSamples: options.minSamples ?? DRIFT_DEFAULTS.minSamples,
       driftShare: options.driftShare ?? DRIFT_DEFAULTS.driftShare,
       captureRows: options.captureRows ?? DRIFT_DEFAULTS.captureRows,
+      maxValuesPerRequest: Math.max(1, options.maxValuesPerRequest ?? DRIFT_DEFAULTS.maxValuesPerRequest),
       thresholds: { ...DRIFT_DEFAULTS.thresholds, ...options.thresholds },
       numericTest: options.numericTest,
       categoricalTest: options.categoricalTest,
@@ -363,8 +387,14 @@ export class VersionDrift {
     const win = state.window;
     win.tick(this.clock());
     const segment = win.counting;
-    const rows = countRows(state.in, request.inputs, segment);
-    if (response && state.out.profiles.length > 0) countRows(state.out, response.outputs, segment);
+    const counting = response && state.out.profiles.length > 0;
+    const valuesPerRow = state.in.profiles.length + (counting ? state.out.profiles.length : 0);
+    const n = rowsOf(state.in, request.inputs);
+    const step = Math.max(1, Math.ceil((n * valuesPerRow) / this.options.maxValuesPerRequest));
+    // The rows counted start at a rotating offset, so no position in a batch is always left out.
+    const first = step === 1 ? 0 : this.sampled++ % step;
+    const rows = countRows(state.in, request.inputs, segment, first, step);
+    if (counting) countRows(state.out, response.outputs, segment, first, step);
     win.addRows(rows);
   }
 
