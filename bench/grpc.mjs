@@ -12,6 +12,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { loadavg, tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { umbraPerf } from './umbra-perf.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
 const rounds = Number(args.rounds ?? 5);
@@ -82,20 +83,7 @@ async function startEcho() {
 
 /** One `umbra perf` run (its own process, under /usr/bin/time for its CPU). */
 function perf(url, protocol, secs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', process.execPath, join(root, 'bin/umbra.js'), 'perf', '--url', url, '-m', 'digits', '--protocol', protocol,
-      '--concurrency', String(concurrency), '--duration', String(secs), '--warmup-ms', '1000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('exit', (code) => {
-      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
-      if (code !== 0) return reject(new Error(`umbra perf failed: ${err.slice(-400)}`));
-      const [level] = JSON.parse(out);
-      resolve({ ...level, generatorCpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
-    });
-  });
+  return umbraPerf(['--url', url, '-m', 'digits', '--protocol', protocol, '--concurrency', String(concurrency), '--duration', String(secs), '--warmup-ms', '1000']);
 }
 
 async function measure(contender) {

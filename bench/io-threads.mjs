@@ -17,6 +17,7 @@ import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { findWrk } from './wrk.mjs';
+import { umbraPerf } from './umbra-perf.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
 const model = args.model ?? 'digits';
@@ -149,21 +150,10 @@ function runWrk(url, connections, secs) {
   });
 }
 
-/** One `umbra perf` level under /usr/bin/time, in wrk's shape: its warm-up second is inside its CPU. */
-function runPerf(url, connections, secs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', process.execPath, join(root, 'bin/umbra.js'), 'perf', '--url', url, '-m', model, '--concurrency', String(connections), '--duration', String(secs), '--warmup-ms', '1000', '--input-data', bodyFile, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('exit', (code) => {
-      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
-      if (code !== 0) return reject(new Error(`umbra perf failed: ${err.slice(-300)}`));
-      const level = JSON.parse(out)[0];
-      resolve({ requests: level.completed, throughput: level.throughput, errors: level.errors, p50_us: level.p50_ms * 1000, p99_us: level.p99_ms * 1000, cpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
-    });
-  });
+/** One `umbra perf` level, in wrk's shape: its warm-up second is inside its CPU. */
+async function runPerf(url, connections, secs) {
+  const level = await umbraPerf(['--url', url, '-m', model, '--concurrency', String(connections), '--duration', String(secs), '--warmup-ms', '1000', '--input-data', bodyFile]);
+  return { requests: level.completed, throughput: level.throughput, errors: level.errors, p50_us: level.p50_ms * 1000, p99_us: level.p99_ms * 1000, cpu: level.generatorCpu };
 }
 
 async function measure(target, connections) {

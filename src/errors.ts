@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   NOT_READY: { status: 503, description: 'the server or model is not ready (loading or draining)' },
   LOAD_FAILED: { status: 400, description: 'a model failed to load; the previous version keeps serving' },
   INTERNAL: { status: 500, description: 'an internal fault' },
+  NOT_IMPLEMENTED: { status: 501, description: 'the request uses a transfer coding the server does not implement' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

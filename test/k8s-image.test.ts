@@ -84,7 +84,10 @@ for (const [file, extra] of [['deploy/Dockerfile', [] as RegExp[]], ['deploy/Doc
     // What is copied in must exist and cover what npm ci's install and prepare scripts read.
     const copied = build.steps.filter((s) => s.op === 'COPY').flatMap((s) => s.args.split(' ').slice(0, -1));
     for (const source of copied) t.ok(existsSync(`${ROOT}${source}`), `${source} exists`);
-    t.match(pkg.scripts.install, /cmake-js compile/);
+    // npm ci's install script, and the build it runs, must be in the image's build stage.
+    const installScript = /node (\S+\.js)/.exec(pkg.scripts.install)?.[1];
+    t.ok(installScript && copied.includes(installScript), `the install script ${installScript} is copied for npm ci`);
+    if (installScript) t.match(readFileSync(`${ROOT}${installScript}`, 'utf8'), /cmake-js compile/, 'and builds the addon with cmake-js');
     t.match(pkg.scripts.prepare, /tsc -p tsconfig.json/);
     for (const needed of ['package.json', 'package-lock.json', '.npmrc', 'CMakeLists.txt', 'binding.gyp', 'tsconfig.json', 'native', 'src', 'bin']) t.ok(copied.includes(needed), `${needed} is copied for npm ci`);
     const tsconfig = JSON.parse(readFileSync(`${ROOT}tsconfig.json`, 'utf8'));

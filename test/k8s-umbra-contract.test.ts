@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { loadManifests } from './helpers/k8s-manifests.mjs';
 import { parseExposition } from './helpers/prometheus.js';
 import { startTestServer } from './helpers/server.js';
+import { until } from './helpers/repo.js';
 import { buildProgram } from '../dist/cli/main.js';
 import { resolveServeSettings, type ServeSettings } from '../dist/cli/settings.js';
 import { modelDirRepository } from '../dist/repository/single-model.js';
@@ -164,7 +165,13 @@ t.test('Umbra serving the trial step: probes, series, and the verdict Argo and F
   const url = new URL(template.spec.metrics[0].provider.web.url.replace(/\{\{args\.([\w-]+)\}\}/g, (_: string, name: string) => args[name]!));
   t.equal(url.host, `umbra-digits-canary.default.svc:8000`);
   rulesFromQuery(url.search.slice(1)); // the rules are Umbra's: an unknown one would be a 400, an Error to Argo
-  const verdict = await s.get(url.pathname + url.search);
+  // Shadow runs finish after their primary answered: read the verdict once enough of them have
+  // been counted for the error-rate rule to decide, as Argo would a step later.
+  let verdict = await s.get(url.pathname + url.search);
+  await until(async () => {
+    verdict = await s.get(url.pathname + url.search);
+    return verdict.json.rules?.find((r: any) => r.rule === 'error_rate')?.verdict !== 'inconclusive';
+  }, 'every shadow run counted');
   t.equal(verdict.status, 200, 'always 200: the verdict is in the body');
   t.match(verdict.json, { model: 'digits', source: 'traffic', candidate: '2', primary: '1' });
   t.ok(['pass', 'fail', 'inconclusive'].includes(verdict.json.verdict), `verdict ${verdict.json.verdict}`);

@@ -125,7 +125,7 @@ t.test('config.json: every field is read and converted', async (t) => {
   t.same(config.inputs, [{ name: 'a', datatype: 'FP32', dims: [4] }, { name: 'b', datatype: 'FP32', dims: [4] }], '-1 in the config takes the fixed ONNX dim');
   t.same(config.outputs, [{ name: 'scaled', datatype: 'FP32', dims: [3] }], 'a subset of outputs may be declared');
   t.same(config.dynamicBatching, {
-    enabled: true, maxQueueDelayUs: 250, preferredBatchSizes: [4, 8], maxQueueSize: 100, defaultTimeoutUs: 5000, priorityLevels: 3, defaultPriorityLevel: 2,
+    enabled: true, maxQueueDelayUs: 250, preferredBatchSizes: [4, 8], maxQueueSize: 100, maxQueueSizeSet: true, queueBudgetMs: 0, defaultTimeoutUs: 5000, priorityLevels: 3, defaultPriorityLevel: 2,
   });
   t.same(config.versionPolicy, { kind: 'specific', versions: [1, 3] });
   t.equal(config.instanceCount, 3);
@@ -171,7 +171,7 @@ parameters { key: "mode" value: { string_value: "x" } }
   t.equal(config.maxBatchSize, 8);
   t.same(config.outputs.map((o) => o.name), ['sum']);
   t.same(config.dynamicBatching, {
-    enabled: true, maxQueueDelayUs: 200, preferredBatchSizes: [4, 8], maxQueueSize: 32, defaultTimeoutUs: 1000, priorityLevels: 0, defaultPriorityLevel: 0,
+    enabled: true, maxQueueDelayUs: 200, preferredBatchSizes: [4, 8], maxQueueSize: 32, maxQueueSizeSet: true, queueBudgetMs: 0, defaultTimeoutUs: 1000, priorityLevels: 0, defaultPriorityLevel: 0,
   });
   t.same(config.versionPolicy, { kind: 'latest', numVersions: 2 });
   t.same(config.instanceGroups, [{ count: 2, kind: 'KIND_GPU' }]);
@@ -192,7 +192,7 @@ t.test('no config: derived from the ONNX model with Umbra defaults', async (t) =
   t.same(batched.inputs, [{ name: 'a', datatype: 'FP32', dims: [4] }, { name: 'b', datatype: 'FP32', dims: [4] }]);
   t.same(batched.outputs, [{ name: 'sum', datatype: 'FP32', dims: [4] }, { name: 'scaled', datatype: 'FP32', dims: [3] }]);
   t.same(batched.dynamicBatching, {
-    enabled: true, maxQueueDelayUs: DEFAULT_MAX_QUEUE_DELAY_US, preferredBatchSizes: [], maxQueueSize: 0, defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0,
+    enabled: true, maxQueueDelayUs: DEFAULT_MAX_QUEUE_DELAY_US, preferredBatchSizes: [], maxQueueSize: 0, maxQueueSizeSet: false, queueBudgetMs: 0, defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0,
   });
   t.equal(DEFAULT_MAX_QUEUE_DELAY_US, 0);
   t.same(batched.versionPolicy, { kind: 'latest', numVersions: 1 });
@@ -255,6 +255,8 @@ t.test('invalid values are INVALID_ARGUMENT naming the file and the field', asyn
     [{ execution_providers: ['cpu', 'rocm'] }, /for execution_providers\[1\] but received the string "rocm"/],
     [{ parameters: { a: { int_value: 1 } } }, /parameters\.a: unknown field "int_value"/],
     [{ default_model_filename: '../x.onnx' }, /expected a plain file name for default_model_filename/],
+    [{ parameters: { queue_budget_ms: 'soon' } }, /expected a number of milliseconds in \(0, 3600000\] for parameters\.queue_budget_ms but received the string "soon"/],
+    [{ parameters: { queue_budget_ms: '0' } }, /for parameters\.queue_budget_ms/],
     [[1, 2], /expected an object for the whole config but received an array of length 2/],
   ];
   for (const [raw, pattern] of cases) {

@@ -93,6 +93,9 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
+  // Run in the workers: an inline model is answered by the thread's own replica, which does not
+  // count as a request handed over to the core (how a connection's thread is found below).
+  repo.writeConfig('affine', { parameters: { execution: 'worker' } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   // Find two connections on different threads: each thread counts what it reads.
   const byThread = new Map<number, RawConnection>();
@@ -134,9 +137,10 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
 t.test('drain on two I/O threads: every admitted request is answered, then the port closes', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  // About 40 ms a request, one at a time: the ten wait in the queue together.
+  // About 40 ms a request, one at a time: the ten wait in the queue together (a queue bound of
+  // its own: the derived one, four batch times, would refuse six of them).
   repo.addVersion('slow', 1, slowModel(1024, 400));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }] });
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 16 } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   const mv = s.server.umbra.manager.get('slow');
   const row = (i: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, k) => (i + k) % 7) });

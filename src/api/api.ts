@@ -1,13 +1,14 @@
 // Transport-free HTTP API: (method, path, headers, body) -> (status, headers, body).
 // The uWebSockets.js adapter and the tests both drive this; no socket logic lives here.
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { UmbraError, toErrorBody } from '../errors.js';
+import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { toTritonConfig } from '../repository/config.js';
 import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
+import type { QueueBound } from '../scheduler/options.js';
 import { VERSION } from '../version.js';
 import { layerReportJson } from '../graph/layer-formats.js';
 
@@ -20,6 +21,13 @@ export interface ApiRequest {
   headers: Record<string, string>;
   body: Uint8Array;
   signal?: AbortLike;
+  /**
+   * The client's IP address, as the transport read it from the socket. Transports always set it;
+   * without it the admin routes need the token (see AdminGate).
+   */
+  remoteAddress?: string;
+  /** When the transport read the request (`performance.timeOrigin + performance.now()`); the wait since counts as queue time. */
+  receivedAt?: number;
 }
 
 export interface ApiReply {
@@ -81,10 +89,10 @@ interface Route {
 export class Api implements RouteTable {
   private readonly routes: Route[] = [];
   private readonly matched = new Map<string, { route: Route; params: string[] }>();
-  private readonly adminDigest: Buffer | undefined;
+  readonly adminGate: AdminGate;
 
   constructor(private readonly umbra: Umbra, private readonly options: ApiOptions) {
-    this.adminDigest = options.adminToken ? digest(options.adminToken) : undefined;
+    this.adminGate = new AdminGate(options.adminToken);
     const r = (method: Route['method'], path: string, handler: Handler) => this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     r('GET', '/v2/health/live', () => json(200, { live: true }));
     r('GET', '/v2/health/ready', () => {
@@ -154,15 +162,9 @@ export class Api implements RouteTable {
     throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
   }
 
-  /** Constant-time bearer-token check shared by every admin endpoint. */
+  /** The check every admin endpoint makes (see AdminGate): the token, or a loopback client when there is none. */
   checkAdmin(req: ApiRequest): void {
-    if (!this.adminDigest) return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    // Compare fixed-length digests so neither content nor length leaks through timing.
-    if (!timingSafeEqual(digest(token), this.adminDigest)) {
-      throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
-    }
+    this.adminGate.check(req);
   }
 
   private async admin(req: ApiRequest, action: () => Promise<ApiReply>): Promise<ApiReply> {
@@ -171,9 +173,11 @@ export class Api implements RouteTable {
   }
 
   private metadata(model: string, version?: string): ApiReply {
-    // An extension field (OIP clients ignore fields they do not know; gRPC's message has no
-    // place for it): how this version runs and what decided it, measured at load.
-    return json(200, { ...modelMetadata(this.umbra, model, version), execution: executionOf(this.umbra.manager.get(model, version)) });
+    // Extension fields (OIP clients ignore fields they do not know; gRPC's message has no place
+    // for them): how this version runs and what decided it, and its queue bound with the
+    // measurement it rests on, both measured at load.
+    const mv = this.umbra.manager.get(model, version);
+    return json(200, { ...modelMetadata(this.umbra, model, version), execution: executionOf(mv), queue: queueMetadata(mv.queueBound) });
   }
 
   private modelReady(model: string, version?: string): ApiReply {
@@ -218,8 +222,15 @@ export class Api implements RouteTable {
   }
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
+/** The version's queue bound and its evidence, in the protocol's snake_case. */
+function queueMetadata(bound: QueueBound): Record<string, unknown> {
+  const out: Record<string, unknown> = { max_queue_size: bound.maxQueueSize, source: bound.source };
+  if (bound.budgetMs !== undefined) out.budget_ms = bound.budgetMs;
+  if (bound.budgetSource !== undefined) out.budget_source = bound.budgetSource;
+  if (bound.batchRows !== undefined) out.measured_batch_rows = bound.batchRows;
+  if (bound.batchMs !== undefined) out.measured_batch_ms = bound.batchMs;
+  if (bound.slots !== undefined) out.concurrent_batches = bound.slots;
+  return out;
 }
 
 /** The metadata's `execution` field: backend, where batches run, and each native layer's format with its evidence. */

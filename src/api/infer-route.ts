@@ -16,6 +16,7 @@ export async function inferReply(front: InferenceFront, req: ApiRequest, model: 
   if (key) context.routingKey = key;
   const options: InferBodyOptions = { context };
   if (req.signal) options.signal = req.signal;
+  if (req.receivedAt !== undefined) options.receivedAt = req.receivedAt;
   const result = await front.inferBody(model, version, req.body, headerLength, options);
   const encoded = encodeInferResponseText(result.response, { binaryOutputs: result.binaryOutputs });
   const headers: Record<string, string> = {};

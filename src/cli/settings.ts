@@ -14,7 +14,8 @@ export class UsageError extends Error {
 
 /** A serve setting: the monitor's field shape, keyed by a server option. Two fields with one key are aliases. */
 interface Field extends Omit<MonitorField, 'key'> {
-  key: keyof ServerOptions | MonitorField['key'] | 'modelName' | 'modelDir';
+  /** A server option, or a setting this file turns into one (adminTokenFile -> adminToken). */
+  key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile' | 'modelName' | 'modelDir';
 }
 
 /** What `umbra serve` runs: the server's options, and the one model directory `--model-dir` names. */
@@ -34,6 +35,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'grpcPort', flag: '--grpc-port', env: 'UMBRA_GRPC_PORT', kind: 'int', min: 0, max: 65535 },
   { key: 'workers', flag: '--workers', env: 'UMBRA_WORKERS', kind: 'int', min: 1, max: 1024 },
   { key: 'adminToken', flag: '--admin-token', env: 'UMBRA_ADMIN_TOKEN', kind: 'string' },
+  { key: 'adminTokenFile', flag: '--admin-token-file', env: 'UMBRA_ADMIN_TOKEN_FILE', kind: 'string' },
   { key: 'pollSeconds', flag: '--poll-seconds', env: 'UMBRA_POLL_SECONDS', kind: 'number', min: 0 },
   { key: 'drainSeconds', flag: '--drain-seconds', env: 'UMBRA_DRAIN_SECONDS', kind: 'number', min: 0 },
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
@@ -67,6 +69,20 @@ function convert(field: Field, raw: unknown, source: string): unknown {
     throw new UsageError(`${source}: expected ${field.kind === 'int' ? 'an integer' : 'a number'} in ${range} for ${field.flag} but received ${JSON.stringify(raw)}`);
   }
   return n;
+}
+
+/** The token in FILE: its content without the line break an editor leaves at the end. */
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--admin-token-file: cannot read ${path}: ${(err as Error).message}`);
+  }
+  const token = text.replace(/[\r\n]+$/, '');
+  if (token.trim() === '') throw new UsageError(`--admin-token-file: ${path} is empty; put the admin token in it`);
+  if (/[\r\n]/.test(token)) throw new UsageError(`--admin-token-file: ${path} has more than one line; put only the admin token in it`);
+  return token;
 }
 
 export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServeSettings {
@@ -113,6 +129,11 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     if (out.ui === 'on') delete out.ui;
     else if (out.ui === 'off') out.ui = false;
     else throw new UsageError(`--ui: expected on or off but received ${JSON.stringify(out.ui)}`);
+  }
+  if (out.adminTokenFile !== undefined) {
+    if (out.adminToken !== undefined) throw new UsageError('--admin-token-file: give the admin token one way, --admin-token-file or --admin-token, not both');
+    out.adminToken = readTokenFile(out.adminTokenFile as string);
+    delete out.adminTokenFile;
   }
   const modelName = out.modelName as string | undefined;
   const modelDir = out.modelDir as string | undefined;

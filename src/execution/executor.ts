@@ -2,6 +2,7 @@
 // in the worker pool), its backend, its dynamic batcher, sharding and staging. The repository
 // decides which versions exist; this decides how a parsed, validated request gets computed.
 import { DynamicBatcher } from '../scheduler/batcher.js';
+import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { UmbraError, invalid } from '../errors.js';
@@ -11,6 +12,7 @@ import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { copiedTensor, renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
+import type { ResolvedModelConfig } from '../repository/config.js';
 
 interface Pending {
   inputs: Tensor[];
@@ -53,6 +55,8 @@ export interface ExecutionPlan {
   shardMinRows: number;
   /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
   stagesBatches: boolean;
+  /** The queue bound and the measurement it rests on; set once the version has been timed at load. */
+  queueBound: QueueBound;
 }
 
 export function planOf(args: ExecutionArgs): ExecutionPlan {
@@ -91,6 +95,8 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
     // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
     shardMinRows: config.maxBatchSize > 0 && config.instanceCount === 0 ? shardMinRowsOf(config) : 0,
     stagesBatches: stagesBatches(config),
+    // Replaced by queueBoundOf once the warm-up has timed a batch.
+    queueBound: { maxQueueSize: db.maxQueueSize, source: 'config' },
   };
 }
 
@@ -116,8 +122,9 @@ export class Executor implements VersionExecution {
     const placement = placementOf(args.config);
     const mv = new Executor(planOf(args), args.pool);
     const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
-    // The probe runs in a worker, so timing a heavy model never blocks the event loop.
-    const warmed = await args.pool.warm(mv.session, placement === 'auto' ? rows : undefined);
+    // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
+    // the placement and the queue bound, so every version is timed.
+    const warmed = await args.pool.warm(mv.session, rows);
     mv.placementCostUs = warmed.probeMicros;
     // Every later open (the inline session, an I/O thread's replica) follows the measured plan.
     if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
@@ -127,6 +134,8 @@ export class Executor implements VersionExecution {
     // device session, uploading the weights twice.
     const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
     if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) mv.inline = await openInline(mv.session);
+    const slots = mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size;
+    mv.plan.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, slots);
     mv.batcher = mv.createBatcher();
     return mv;
   }
@@ -149,6 +158,11 @@ export class Executor implements VersionExecution {
     this.session = plan.session;
   }
 
+  /** The queue bound and the measurement it was derived from. */
+  get queueBound(): QueueBound {
+    return this.plan.queueBound;
+  }
+
   /** The plan a replica is built from: only for a version whose batches run inline. */
   replicaPlan(): ExecutionPlan | undefined {
     return this.inline ? this.plan : undefined;
@@ -163,7 +177,8 @@ export class Executor implements VersionExecution {
       maxBatchSize: batching ? plan.maxBatchSize : 0,
       maxQueueDelayUs: db.maxQueueDelayUs,
       preferredBatchSizes: db.preferredBatchSizes,
-      maxQueueSize: db.maxQueueSize,
+      maxQueueSize: plan.queueBound.maxQueueSize,
+      admissionBudgetUs: (plan.queueBound.budgetMs ?? 0) * 1000,
       defaultTimeoutUs: db.defaultTimeoutUs,
       priorityLevels: db.priorityLevels,
       defaultPriorityLevel: db.defaultPriorityLevel,
@@ -211,6 +226,7 @@ export class Executor implements VersionExecution {
     if (priority > 0) submit.priority = priority;
     if (timeoutUs > 0) submit.timeoutUs = timeoutUs;
     if (options.signal) submit.signal = options.signal;
+    if (options.receivedAt !== undefined) submit.waitedUs = (performance.timeOrigin + performance.now() - options.receivedAt) * 1000;
     const done = await this.batcher.submit(pending, submit);
     return { response: this.respond(request, done.outputs), timing: done.timing };
   }
@@ -298,6 +314,26 @@ export class Executor implements VersionExecution {
   stats(): ReturnType<DynamicBatcher<Pending, Done>['stats']> {
     return this.batcher.stats();
   }
+}
+
+/**
+ * A config's max_queue_size, or the bound derived from the warm-up's measured batch (see
+ * deriveQueueBound). Either way requests that arrive behind a standing backlog are refused,
+ * unless the config asks for an unbounded queue (max_queue_size 0).
+ */
+function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: number | undefined, slots: number): QueueBound {
+  const db = config.dynamicBatching;
+  const derived = deriveQueueBound({
+    batchMicros: probeMicros ?? 1000,
+    batchRows: rows,
+    slots,
+    maxBatchSize: config.maxBatchSize,
+    ...(db.queueBudgetMs > 0 ? { budgetMs: db.queueBudgetMs } : {}),
+  });
+  if (!db.maxQueueSizeSet) return derived;
+  const bound: QueueBound = { maxQueueSize: db.maxQueueSize, source: 'config' };
+  if (db.maxQueueSize > 0) Object.assign(bound, { budgetMs: derived.budgetMs, budgetSource: derived.budgetSource, batchRows: derived.batchRows, batchMs: derived.batchMs, slots: derived.slots });
+  return bound;
 }
 
 export interface ExecutionArgs extends VersionFiles {

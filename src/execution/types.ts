@@ -3,6 +3,7 @@
 import type { InferResponse, InferRequest } from '../protocol/types.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import type { BatcherStats } from '../scheduler/batcher.js';
+import type { QueueBound } from '../scheduler/options.js';
 import type { LayerReport, RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 import type { ExecutionPlan } from './executor.js';
@@ -23,6 +24,11 @@ export interface InferResult {
 export interface InferOptions {
   /** Aborts the request while it waits in the queue (client went away): an AbortSignal, or the transports' lighter Cancellation. */
   signal?: AbortLike;
+  /**
+   * When the transport read the request, as `performance.timeOrigin + performance.now()` (a clock
+   * every thread of the process shares): the time since counts as queue time.
+   */
+  receivedAt?: number;
 }
 
 export interface VersionExecution {
@@ -32,6 +38,8 @@ export interface VersionExecution {
   readonly placement: 'inline' | 'worker';
   /** Measured fastest run time of a probe batch (µs); undefined when not probed. */
   readonly placementCostUs: number | undefined;
+  /** The queue bound and the measurement it was derived from. */
+  readonly queueBound: QueueBound;
   /** Native backend: how each dense layer runs and why, as measured at load. */
   readonly layers: LayerReport[] | undefined;
   /** Queued requests (not yet executing). */

@@ -35,8 +35,15 @@ export interface DynamicBatchingConfig {
   maxQueueDelayUs: number;
   /** Ascending, each in 1..maxBatchSize; empty = no preference. */
   preferredBatchSizes: number[];
-  /** 0 = unbounded (Triton's meaning). */
+  /** 0 = unbounded (Triton's meaning). Used only when maxQueueSizeSet; else the bound is derived at load. */
   maxQueueSize: number;
+  /**
+   * Whether the config sets max_queue_size. When it does not, the version's bound is derived at
+   * load from its measured batch time and queue budget (src/scheduler/options.ts deriveQueueBound).
+   */
+  maxQueueSizeSet: boolean;
+  /** `parameters.queue_budget_ms`: how long an admitted request may wait before it runs; 0 = the default rule. */
+  queueBudgetMs: number;
   /** 0 = no timeout. */
   defaultTimeoutUs: number;
   /** 0 = one queue, no priorities. Level 1 is the highest priority. */
@@ -276,7 +283,8 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
 
   const inputs = resolveTensors(fields, raw.input, 'input', onnxSignature.inputs, maxBatchSize);
   const outputs = resolveTensors(fields, raw.output, 'output', onnxSignature.outputs, maxBatchSize);
-  const dynamicBatching = readDynamicBatching(fields, raw.dynamic_batching, maxBatchSize);
+  const parameters = readParameters(fields, raw.parameters);
+  const dynamicBatching = readDynamicBatching(fields, raw.dynamic_batching, maxBatchSize, readQueueBudget(fields, parameters.queue_budget_ms));
   const instanceGroups = readInstanceGroups(fields, raw.instance_group);
   const executionProviders = raw.execution_providers === undefined
     ? (instanceGroups.some((g) => g.kind === 'KIND_GPU') ? ['cuda', 'cpu'] as ExecutionProvider[] : ['cpu'] as ExecutionProvider[])
@@ -294,7 +302,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     backend,
     device,
     executionProviders,
-    parameters: readParameters(fields, raw.parameters),
+    parameters,
     modelFilename: file.modelFilename,
     source: file.source,
     configPath: file.path,
@@ -377,9 +385,9 @@ function mergeDims(fields: Fields, where: string, dims: number[], onnxTensor: On
   });
 }
 
-function readDynamicBatching(fields: Fields, value: unknown, maxBatchSize: number): DynamicBatchingConfig {
+function readDynamicBatching(fields: Fields, value: unknown, maxBatchSize: number, queueBudgetMs: number): DynamicBatchingConfig {
   const off: DynamicBatchingConfig = {
-    enabled: false, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0,
+    enabled: false, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, maxQueueSizeSet: false, queueBudgetMs, defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0,
   };
   if (value === false || (value === undefined && maxBatchSize === 0)) return off;
   const obj = value === undefined || value === true ? {} : fields.object(value, 'dynamic_batching');
@@ -414,10 +422,22 @@ function readDynamicBatching(fields: Fields, value: unknown, maxBatchSize: numbe
       : fields.int(obj.max_queue_delay_microseconds, 'dynamic_batching.max_queue_delay_microseconds', 0),
     preferredBatchSizes: [...new Set(preferred)].sort((a, b) => a - b),
     maxQueueSize: queueSize === undefined ? 0 : fields.int(queueSize, queueSizeField, 0),
+    maxQueueSizeSet: queueSize !== undefined,
+    queueBudgetMs,
     defaultTimeoutUs: timeout === undefined ? 0 : fields.int(timeout, timeoutField, 0),
     priorityLevels,
     defaultPriorityLevel,
   };
+}
+
+/** `parameters.queue_budget_ms`: a positive number of milliseconds, or absent (0: the default rule). */
+function readQueueBudget(fields: Fields, value: string | undefined): number {
+  if (value === undefined) return 0;
+  const ms = Number(value);
+  if (value.trim() === '' || !Number.isFinite(ms) || ms <= 0 || ms > 3_600_000) {
+    fields.fail('a number of milliseconds in (0, 3600000]', 'parameters.queue_budget_ms', value);
+  }
+  return ms;
 }
 
 function readInstanceGroups(fields: Fields, value: unknown): InstanceGroup[] {

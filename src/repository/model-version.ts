@@ -34,6 +34,10 @@ export class ModelVersion {
     return this.execution.placementCostUs;
   }
 
+  get queueBound(): VersionExecution['queueBound'] {
+    return this.execution.queueBound;
+  }
+
   /** Native backend: each dense layer's format and what decided it. */
   get layers(): VersionExecution['layers'] {
     return this.execution.layers;

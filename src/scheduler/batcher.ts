@@ -21,6 +21,7 @@
 
 import { UmbraError, invalid } from '../errors.js';
 import { DeadlineHeap } from './deadline-heap.js';
+import { BacklogDetector } from './backlog.js';
 import { checkSubmitOptions, resolveBatcherOptions, type BatcherConfig, type CheckedSubmit, type BatcherOptions, type BatcherState, type BatcherStats, type SubmitOptions } from './options.js';
 import type { QueuedRequest } from './queue.js';
 import type { AbortLike } from './cancellation.js';
@@ -79,10 +80,22 @@ export class DynamicBatcher<P, R> {
   #timerAt = Infinity;
   #cancelTimer: (() => void) | null = null;
   #drained: Promise<void> | null = null;
+  /** Refuses requests while a backlog stands in front of the queue (admissionBudgetUs). */
+  readonly #backlog: BacklogDetector | null;
+  /**
+   * Judges the queue itself the same way, by what dispatched requests waited: the bound in
+   * requests rests on the warm-up's batch time, and a host that slows every batch down (other work
+   * on its cores) makes the same number of requests wait several budgets.
+   */
+  readonly #sojourn: BacklogDetector | null;
+  /** Whether the last batch's youngest request had waited past the budget for a whole interval. */
+  #queueStands = false;
   #resolveDrained: (() => void) | null = null;
 
   constructor(options: BatcherOptions<P, R>) {
     this.#config = resolveBatcherOptions(options);
+    this.#backlog = this.#config.admissionBudgetUs > 0 ? new BacklogDetector(this.#config.admissionBudgetUs) : null;
+    this.#sojourn = this.#config.admissionBudgetUs > 0 ? new BacklogDetector(this.#config.admissionBudgetUs) : null;
   }
 
   /** Queue one request; settles with its result, or rejects (QUEUE_FULL, TIMEOUT, NOT_READY, INVALID_INPUT, the execute error). */
@@ -110,10 +123,21 @@ export class DynamicBatcher<P, R> {
       counters.rejectedQueueFull++;
       return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests; retry later`, { retryAfter: 1 }));
     }
+    // A standing queue refuses arrivals until it drains; an empty one never does (no batch leaves
+    // it to say it stopped standing).
+    if (this.#queueStands && this.#sojourn && this.#config.queue.size > 0) {
+      counters.rejectedQueueFull++;
+      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue stands: requests have left it after more than its budget of ${formatMs(this.#sojourn.budgetUs)} for over ${formatMs(this.#sojourn.intervalUs)}; retry later`, { retryAfter: 1 }));
+    }
+    const waitedUs = checked.waitedUs;
+    if (this.#backlog?.refuse(waitedUs, now)) {
+      counters.rejectedQueueFull++;
+      return Promise.reject(new UmbraError('QUEUE_FULL', `the server is behind: requests have waited past the queue budget of ${formatMs(this.#backlog.budgetUs)} before reaching the queue for over ${formatMs(this.#backlog.intervalUs)} (this one ${formatMs(waitedUs)}); retry later`, { retryAfter: 1 }));
+    }
     return new Promise<R>((resolve, reject) => {
-      const request = new Pending<P, R>(payload, checked.rows, options.shapeKey, checked.priority, now, checked.timeoutUs, resolve, reject, this.#onAbort);
+      const request = new Pending<P, R>(payload, checked.rows, options.shapeKey, checked.priority, now - waitedUs, checked.timeoutUs, resolve, reject, this.#onAbort);
       this.#config.queue.push(request);
-      if (request.timeoutUs > 0) this.#deadlines.push(now + request.timeoutUs, request);
+      if (request.timeoutUs > 0) this.#deadlines.push(request.enqueuedAt + request.timeoutUs, request);
       if (signal) {
         request.signal = signal;
         signal.addEventListener('abort', request, { once: true });
@@ -244,11 +268,14 @@ export class DynamicBatcher<P, R> {
   #dispatch(batch: Pending<P, R>[], now: number, staged: boolean): void {
     const counters = this.#counters;
     let rows = 0;
+    let youngest = -Infinity;
     for (const request of batch) {
       this.#leave(request);
       rows += request.rows;
       counters.queueTimeUs += now - request.enqueuedAt;
+      if (request.enqueuedAt > youngest) youngest = request.enqueuedAt;
     }
+    if (this.#sojourn) this.#queueStands = this.#sojourn.refuse(now - youngest, now);
     counters.executions++;
     counters.inferences += rows;
     counters.executedRequests += batch.length;

@@ -28,6 +28,13 @@ export interface BatcherOptions<P, R> {
   preferredBatchSizes: number[];
   /** 0 = unbounded; else the most requests (not rows) queued; beyond it submit rejects with QUEUE_FULL. */
   maxQueueSize: number;
+  /**
+   * 0 = none; else once every request for an interval (this, at least 100 ms) has already waited
+   * longer than this when submitted (behind a busy thread, before it could reach the queue: see
+   * SubmitOptions.waitedUs), late requests are refused with QUEUE_FULL until one comes in time:
+   * the server is behind, and queueing them would only make them later (see backlog.ts).
+   */
+  admissionBudgetUs?: number;
   /** 0 = none; a request's own timeout may only be shorter. */
   defaultTimeoutUs: number;
   /** 0 or 1 = a single level; else levels 1..N, 1 the highest. */
@@ -71,6 +78,11 @@ export interface SubmitOptions {
   timeoutUs?: number;
   /** Aborting removes the request while it is queued; once executing it runs to the end. */
   signal?: AbortLike;
+  /**
+   * How long the request had already waited when submitted (since the transport read it). It
+   * counts as queue time: toward its timeout, its batch's delay, and the admission budget.
+   */
+  waitedUs?: number;
 }
 
 export type BatcherState = 'open' | 'draining' | 'closed';
@@ -110,6 +122,7 @@ export interface BatcherConfig<P, R> {
   maxQueueDelayUs: number;
   preferred: ReadonlySet<number>;
   maxQueueSize: number;
+  admissionBudgetUs: number;
   defaultTimeoutUs: number;
   levels: number;
   defaultLevel: number;
@@ -127,6 +140,8 @@ export interface CheckedSubmit {
   rows: number;
   priority: number;
   timeoutUs: number;
+  /** Time already waited before the submit (0 when not given). */
+  waitedUs: number;
 }
 
 /** Monotonic microseconds. */
@@ -161,6 +176,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     if (maxBatchSize > 0 && size > maxBatchSize) throw invalid('INVALID_ARGUMENT', `at most maxBatchSize (${maxBatchSize})`, 'a preferred batch size', size);
   }
   const maxQueueSize = checkInteger(options.maxQueueSize, 0, 'maxQueueSize');
+  const admissionBudgetUs = checkDuration(options.admissionBudgetUs ?? 0, 'admissionBudgetUs');
   const defaultTimeoutUs = checkDuration(options.defaultTimeoutUs, 'defaultTimeoutUs');
   const levels = Math.max(1, checkInteger(options.priorityLevels, 0, 'priorityLevels'));
   const defaultLevel = checkInteger(options.defaultPriorityLevel, 0, 'defaultPriorityLevel');
@@ -177,6 +193,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     maxQueueDelayUs,
     preferred: new Set(options.preferredBatchSizes),
     maxQueueSize,
+    admissionBudgetUs,
     defaultTimeoutUs,
     levels,
     // Unprioritised traffic should not pre-empt anything, so "no default" means the lowest level.
@@ -216,5 +233,81 @@ export function checkSubmitOptions(
     if (typeof timeoutUs !== 'number' || !Number.isFinite(timeoutUs) || timeoutUs < 0) throw invalid('INVALID_INPUT', 'a non-negative number of microseconds', 'the timeout', timeoutUs);
     timeout = timeout > 0 ? Math.min(timeout, timeoutUs) : timeoutUs;
   }
-  return { rows, priority: level, timeoutUs: timeout };
+  const waited = options.waitedUs;
+  // The transport's own clock reading; a negative or missing one (clock skew) counts as none.
+  const waitedUs = typeof waited === 'number' && Number.isFinite(waited) && waited > 0 ? waited : 0;
+  return { rows, priority: level, timeoutUs: timeout, waitedUs };
 }
+
+/** The default queue-time budget is this many of the model's measured batch times... */
+export const QUEUE_BUDGET_BATCHES = 4;
+/** ...and at least this long, so a very cheap model still queues enough to batch under load. */
+export const QUEUE_BUDGET_FLOOR_MS = 25;
+
+/** A version's queue bound and the evidence it rests on (logged at load and shown in its metadata). */
+export interface QueueBound {
+  /** The most requests queued; 0 = unbounded (only when a config says so). */
+  maxQueueSize: number;
+  /** 'config': max_queue_size was set; 'derived': computed from the measured batch time and the budget. */
+  source: 'config' | 'derived';
+  /** How long an admitted request may wait before it runs; undefined for a config bound with no budget. */
+  budgetMs?: number;
+  /** Where the budget came from: the model's parameters.queue_budget_ms, or the default rule. */
+  budgetSource?: 'parameters.queue_budget_ms' | 'default';
+  /** The measured batch: its rows and fastest run time at warm-up, and the batches that may run at once. */
+  batchRows?: number;
+  batchMs?: number;
+  slots?: number;
+}
+
+export interface QueueBoundInput {
+  /** Fastest run time of a `batchRows` batch at warm-up, in µs. */
+  batchMicros: number;
+  batchRows: number;
+  /** Batches of this version that may run at once (workers, instances, 1 inline). */
+  slots: number;
+  /** The model's max batch size (0 = it does not batch). */
+  maxBatchSize: number;
+  /** parameters.queue_budget_ms, when the config sets it. */
+  budgetMs?: number;
+}
+
+/**
+ * The default queue bound: as many requests as the version's slots can run within the queue-time
+ * budget at the measured rate (one row per request), so an admitted request waits about the
+ * budget at most and everything past it is refused at once (503, Retry-After) instead of waiting
+ * longer and holding memory. The budget defaults to QUEUE_BUDGET_BATCHES measured batch times
+ * (at least QUEUE_BUDGET_FLOOR_MS): under overload an answer then takes a few times what the
+ * model itself costs, not an unbounded queue's worth. Never below one full batch per slot, so
+ * batching still fills its batches under load.
+ */
+export function deriveQueueBound(input: QueueBoundInput): QueueBound {
+  const batchMs = Math.max(input.batchMicros, 1) / 1000;
+  const budgetMs = input.budgetMs ?? Math.max(QUEUE_BUDGET_FLOOR_MS, QUEUE_BUDGET_BATCHES * batchMs);
+  const slots = Math.max(1, input.slots);
+  const runnable = Math.ceil((budgetMs / batchMs) * input.batchRows * slots);
+  const fullBatches = Math.max(1, input.maxBatchSize) * slots;
+  return {
+    maxQueueSize: Math.max(runnable, fullBatches),
+    source: 'derived',
+    budgetMs: round(budgetMs),
+    budgetSource: input.budgetMs === undefined ? 'default' : 'parameters.queue_budget_ms',
+    batchRows: input.batchRows,
+    batchMs: round(batchMs),
+    slots,
+  };
+}
+
+/** One line for the serve log. */
+export function describeQueueBound(bound: QueueBound): string {
+  if (bound.source === 'config') {
+    const limit = bound.maxQueueSize === 0 ? 'unbounded (max_queue_size 0 in its config)' : `${bound.maxQueueSize} requests (max_queue_size in its config)`;
+    return `queue ${limit}${bound.budgetMs === undefined ? '' : `, refusing requests that waited ${bound.budgetMs} ms before reaching it`}`;
+  }
+  const budget = bound.budgetSource === 'default'
+    ? `a ${bound.budgetMs} ms queue budget (${QUEUE_BUDGET_BATCHES} batch times, at least ${QUEUE_BUDGET_FLOOR_MS} ms; parameters.queue_budget_ms sets another)`
+    : `a ${bound.budgetMs} ms queue budget (parameters.queue_budget_ms)`;
+  return `queue bound ${bound.maxQueueSize} requests, derived from a ${bound.batchRows}-row batch measured at ${bound.batchMs} ms at warm-up, ${bound.slots} batch${bound.slots === 1 ? '' : 'es'} at once and ${budget}; beyond it requests get 503 with Retry-After`;
+}
+
+const round = (ms: number): number => Number(ms.toPrecision(3));

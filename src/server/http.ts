@@ -5,6 +5,7 @@ import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
+import { checkFraming, HeaderCollector } from './framing.js';
 
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
 export interface ApiHandler {
@@ -20,7 +21,7 @@ const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found',
   405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
   415: '415 Unsupported Media Type', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
-  503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+  501: '501 Not Implemented', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
 };
 
 /** Counts HTTP requests between arrival and the end of their answer, for drain. */
@@ -69,10 +70,10 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
     const query = req.getQuery() ?? '';
-    const headers: Record<string, string> = {};
-    req.forEach((k, v) => {
-      headers[k] = v;
-    });
+    const read = new HeaderCollector();
+    req.forEach(read.add);
+    const headers = read.headers;
+    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
     inFlight.enter();
     const state = { aborted: false, done: false };
     const cancellation = new Cancellation();
@@ -85,29 +86,48 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       }
     });
 
-    const finish = (reply: ApiReply) => {
+    // HEAD is GET without the body (RFC 9110 9.3.2): uWS would write one, which a client takes
+    // for the start of the next answer.
+    const head = method === 'HEAD';
+    const finish = (reply: ApiReply, close = false) => {
       if (state.aborted || state.done) return;
       state.done = true;
-      if (reply.stream && !closing()) {
+      if (reply.stream && !closing() && !close && !head) {
         // Long-lived: it leaves the drain's count now and is ended by the drain instead.
         inFlight.leave();
         streamReply(res, reply, reply.stream, cancellation, streams);
         return;
       }
-      res.cork(() => writeReply(res, reply, closing()));
+      // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
+      res.cork(() => writeReply(res, reply, close || closing(), head && !close));
       inFlight.leave();
     };
     const dispatch = (body: Uint8Array) => {
-      const request: ApiRequest = { method, path, query, headers, body, signal: cancellation };
-      api.handle(request).then(finish, (err: unknown) => finish(errorReply(err)));
+      // Stamped once the body is in: a client's slow upload is not the server's queue.
+      const receivedAt = performance.timeOrigin + performance.now();
+      const request: ApiRequest = { method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, remoteAddress, receivedAt };
+      api.handle(request).then((reply) => finish(reply), (err: unknown) => finish(errorReply(err)));
     };
 
+    // A request whose end is in doubt poisons what follows it on the connection: answer and close.
+    // The answer goes out on the next turn, not from this handler: uWS parses what follows in the
+    // same read (the smuggled request) as soon as this handler returns with its answer written,
+    // while a request that arrives behind an unanswered one makes it close the connection.
+    try {
+      checkFraming(read);
+    } catch (err) {
+      const refusal = errorReply(err);
+      setImmediate(() => finish(refusal, true));
+      return;
+    }
     const declared = headers['content-length'];
     if (declared !== undefined && Number(declared) > options.maxBodyBytes) {
+      // Not closed: a client still sending would get a reset instead of this answer. uWS reads the
+      // rest of the body and drops it.
       finish(errorReply(tooLarge(options.maxBodyBytes)));
       return;
     }
-    if (method === 'GET' || method === 'HEAD' || (declared === undefined && headers['transfer-encoding'] === undefined)) {
+    if (method === 'GET' || head || (declared === undefined && headers['transfer-encoding'] === undefined)) {
       dispatch(new Uint8Array(0));
       return;
     }
@@ -203,13 +223,19 @@ export function alignedBuffer(length: number, at: number): Buffer {
   return room.subarray(start, start + length);
 }
 
-function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean): void {
+function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean): void {
   // uWS answers 200 OK unless told otherwise.
   if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
   const headers = reply.headers;
   for (const k in headers) res.writeHeader(k, headers[k]!);
-  // While draining, tell keep-alive clients to go elsewhere after this answer.
-  if (closeConnection) res.writeHeader('connection', 'close');
+  if (head) {
+    // While draining, tell keep-alive clients to go elsewhere after this answer (end() below
+    // says so itself when it closes).
+    if (closeConnection) res.writeHeader('connection', 'close');
+    // This uWS build takes no arguments here (a length or close flag leaves the answer unsent).
+    res.endWithoutBody();
+    return;
+  }
   if (closeConnection || typeof reply.body === 'string') {
     res.end(reply.body as uws.RecognizedString, closeConnection);
     return;

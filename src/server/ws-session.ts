@@ -143,7 +143,7 @@ export class StreamSession {
     const context: RequestContext = { transport: 'ws', headers: this.options.headers };
     if (p.routingKey !== undefined) context.routingKey = p.routingKey;
     this.running += 1;
-    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context, header: p.header }).then(
+    this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context, header: p.header, receivedAt: performance.timeOrigin + performance.now() }).then(
       (result) => {
         this.running -= 1;
         if (this.isClosed) return;

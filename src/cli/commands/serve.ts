@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
+import { describeQueueBound } from '../../scheduler/options.js';
 import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { layerSummary } from '../../graph/layer-formats.js';
@@ -20,7 +21,8 @@ export function registerServe(program: Command): void {
     .option('--http-port <n>', 'the same as --port [env UMBRA_HTTP_PORT]')
     .option('--grpc-port <n>', 'port of the gRPC service (Open Inference Protocol, grpc.health.v1), 0 = off (default 8001) [env UMBRA_GRPC_PORT]')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
-    .option('--admin-token <token>', 'bearer token required by admin endpoints [env UMBRA_ADMIN_TOKEN]')
+    .option('--admin-token <token>', 'bearer token required by admin endpoints; visible in the process list, prefer --admin-token-file [env UMBRA_ADMIN_TOKEN]')
+    .option('--admin-token-file <file>', 'read the admin token from FILE; without a token, admin endpoints answer only to loopback clients [env UMBRA_ADMIN_TOKEN_FILE]')
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
     .option('--drain-seconds <s>', 'longest graceful drain on SIGTERM/SIGINT (default 30) [env UMBRA_DRAIN_SECONDS]')
     .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
@@ -88,6 +90,14 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }, options.pollSeconds * 1000).unref();
   }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
+  // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
+  const logQueue = (name: string, version: string) => {
+    try {
+      log(`model ${name} v${version}: ${describeQueueBound(server.umbra.manager.get(name, version).queueBound)}`);
+    } catch {
+      // Unloaded again meanwhile: nothing to describe.
+    }
+  };
   // The native backend's per-layer choice (sparse or dense) and its evidence, once per load.
   const logLayers = (name: string, version: string) => {
     const layers = server.umbra.manager.get(name, version).layers;
@@ -95,13 +105,21 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   };
   server.umbra.manager.on('loaded', (name: string, versions: string[]) => {
     log(`model ${name} ready (versions ${versions.join(', ')})`);
-    for (const version of versions) logLayers(name, version);
+    for (const version of versions) {
+      logQueue(name, version);
+      logLayers(name, version);
+    }
   });
   const index = await server.umbra.manager.index();
   for (const e of index) {
     log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
-    if (e.state === 'READY' && e.version) logLayers(e.name, e.version);
+    if (e.state === 'READY' && e.version) {
+      logQueue(e.name, e.version);
+      logLayers(e.name, e.version);
+    }
   }
+  log(server.api.adminGate.describe());
+  if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   if (server.ops) log(`ops page: ${server.url}/ui`);

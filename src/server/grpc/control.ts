@@ -1,5 +1,6 @@
 // Everything of GRPCInferenceService but inference: liveness, readiness, metadata, statistics and
 // the model repository, answered from the same state the REST routes read.
+import { isIP } from 'node:net';
 import { status as Status, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { EXTENSIONS, modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
 import type { Umbra } from '../../core/umbra.js';
@@ -19,7 +20,7 @@ export interface ControlDeps {
 }
 
 type Message = Record<string, unknown>;
-type Handler = (request: Message, metadata: Metadata) => Message | Promise<Message>;
+type Handler = (request: Message, metadata: Metadata, peer: string) => Message | Promise<Message>;
 
 /** A unary handler: a malformed request is INVALID_ARGUMENT, a thrown error its status. */
 export function unary(handler: Handler): (call: ServerUnaryCall<Message | MalformedMessage, Message>, callback: sendUnaryData<Message>) => void {
@@ -31,7 +32,7 @@ export function unary(handler: Handler): (call: ServerUnaryCall<Message | Malfor
     }
     let answer: Message | Promise<Message>;
     try {
-      answer = handler(request, call.metadata);
+      answer = handler(request, call.metadata, call.getPeer());
     } catch (err) {
       callback(toStatus(err));
       return;
@@ -44,11 +45,33 @@ function text(value: unknown): string {
   return typeof value === 'string' ? value : '';
 }
 
-/** The REST admin check, on the call's `authorization` metadata. */
-function requireAdmin(api: Api, metadata: Metadata): void {
-  const authorization = metadata.get('authorization')[0];
-  const request: ApiRequest = { method: 'POST', path: '', query: '', headers: typeof authorization === 'string' ? { authorization } : {}, body: new Uint8Array(0) };
+/**
+ * The REST admin check (AdminGate), on the call's metadata and its peer: with no token, only a
+ * loopback peer that came straight in (no proxy header) may call.
+ */
+function requireAdmin(api: Api, metadata: Metadata, peer: string): void {
+  const headers: Record<string, string> = {};
+  for (const name of ['authorization', 'forwarded', 'x-forwarded-for', 'x-real-ip']) {
+    const value = metadata.get(name)[0];
+    if (value !== undefined) headers[name] = typeof value === 'string' ? value : value.toString('latin1');
+  }
+  const request: ApiRequest = { method: 'POST', path: '', query: '', headers, body: new Uint8Array(0) };
+  const address = peerAddress(peer);
+  if (address !== undefined) request.remoteAddress = address;
   api.checkAdmin(request);
+}
+
+/**
+ * The IP address in grpc-js's peer string: "127.0.0.1:5000", "::1:5000" (IPv6 unbracketed), or
+ * with a scheme and brackets ("ipv6:[::1]:5000") as other versions write it; undefined for
+ * anything else (a Unix socket, "unknown").
+ */
+export function peerAddress(peer: string): string | undefined {
+  const bare = peer.replace(/^ipv[46]:/, '');
+  // The port first: "::1:5000" is also an IPv6 address, but grpc-js always writes a TCP peer's port.
+  const host = bare.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (isIP(host)) return host;
+  return isIP(bare) ? bare : undefined;
 }
 
 /** A ModelRepositoryParameter map as plain values (the member its oneof chose). */
@@ -103,14 +126,14 @@ export function controlHandlers(deps: ControlDeps): Record<string, ReturnType<ty
       const entries = await manager.index(req.ready === true);
       return { models: entries.map((e) => ({ name: e.name, version: e.version ?? '', state: e.state, reason: e.reason ?? '' })) };
     }),
-    RepositoryModelLoad: unary(async (req, metadata) => {
-      requireAdmin(api, metadata);
+    RepositoryModelLoad: unary(async (req, metadata, peer) => {
+      requireAdmin(api, metadata, peer);
       const overrides = readLoadOverrides(repositoryParameters(req.parameters), fileBytes);
       await manager.load(text(req.model_name), overrides);
       return {};
     }),
-    RepositoryModelUnload: unary(async (req, metadata) => {
-      requireAdmin(api, metadata);
+    RepositoryModelUnload: unary(async (req, metadata, peer) => {
+      requireAdmin(api, metadata, peer);
       await manager.unload(text(req.model_name));
       return {};
     }),

@@ -121,6 +121,7 @@ export class RemoteFront implements InferenceFront {
     const context = wireContext(options.context);
     const inferOptions: InferOptions = {};
     if (options.signal) inferOptions.signal = options.signal;
+    if (options.receivedAt !== undefined) inferOptions.receivedAt = options.receivedAt;
     return executor.infer(request, inferOptions).then((result) => {
       // After the answer is written (the transport writes in this turn's microtasks): the event
       // leaves with the turn's envelope.
@@ -178,11 +179,13 @@ export class RemoteFront implements InferenceFront {
       const sendParsed = (id: number): ToCore => {
         const msg: ToCore = { t: 'infer', id, model, fp: fp!, request: packRequest(request!, outbox.slab), context };
         if (version !== undefined) msg.version = version;
+        if (options.receivedAt !== undefined) msg.receivedAt = options.receivedAt;
         return msg;
       };
       const sendBody = (id: number): ToCore => {
         const msg: ToCore = { t: 'body', id, model, body: outbox.slab.addBody(body), context };
         if (version !== undefined) msg.version = version;
+        if (options.receivedAt !== undefined) msg.receivedAt = options.receivedAt;
         if (headerLength !== undefined) msg.headerLength = headerLength;
         return msg;
       };
@@ -213,7 +216,11 @@ export class IoApi {
     if (route) return inferReply(this.front, req, route.model, route.version).catch(errorReply);
     return new Promise<ApiReply>((resolve) => {
       const outbox = this.link.outbox;
-      const id = this.link.call((id) => ({ t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) }), (msg, slab) => {
+      const id = this.link.call((id) => {
+        const msg: Extract<ToCore, { t: 'api' }> = { t: 'api', id, method: req.method, path: req.path, query: req.query, headers: req.headers, body: outbox.slab.addBody(req.body) };
+        if (req.remoteAddress !== undefined) msg.remoteAddress = req.remoteAddress;
+        return msg;
+      }, (msg, slab) => {
         if (msg.t !== 'reply') {
           resolve(errorReply(msg.t === 'err' ? errorFromWire(msg.error) : new Error(`unexpected answer '${msg.t}' to an API request`)));
           return;

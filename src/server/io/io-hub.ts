@@ -267,7 +267,9 @@ export class IoHub extends EventEmitter {
   private infer(thread: IoThread, msg: Extract<ToCore, { t: 'infer' }>, slab: ArrayBuffer | undefined): void {
     const signal = this.track(thread, msg.id);
     const fp = msg.fp;
-    this.core.infer(msg.model, msg.version, unpackRequest(msg.request, slab), { context: contextOf(msg.context), signal, accepts: (sig) => signatureFingerprint(sig) === fp }).then((r) => {
+    const options: Parameters<Umbra['infer']>[3] = { context: contextOf(msg.context), signal, accepts: (sig) => signatureFingerprint(sig) === fp };
+    if (msg.receivedAt !== undefined) options.receivedAt = msg.receivedAt;
+    this.core.infer(msg.model, msg.version, unpackRequest(msg.request, slab), options).then((r) => {
       thread.running.delete(msg.id);
       thread.outbox.push({ t: 'ok', id: msg.id, response: packResponse(r.response, thread.outbox.slab), timing: r.timing });
     }, (err: unknown) => this.fail(thread, msg.id, err));
@@ -275,7 +277,9 @@ export class IoHub extends EventEmitter {
 
   private inferBody(thread: IoThread, msg: Extract<ToCore, { t: 'body' }>, slab: ArrayBuffer | undefined): void {
     const signal = this.track(thread, msg.id);
-    this.core.inferBody(msg.model, msg.version, unpackBody(msg.body, slab), msg.headerLength, { context: contextOf(msg.context), signal }).then((r) => {
+    const options: Parameters<Umbra['inferBody']>[4] = { context: contextOf(msg.context), signal };
+    if (msg.receivedAt !== undefined) options.receivedAt = msg.receivedAt;
+    this.core.inferBody(msg.model, msg.version, unpackBody(msg.body, slab), msg.headerLength, options).then((r) => {
       thread.running.delete(msg.id);
       thread.outbox.push({ t: 'ok', id: msg.id, response: packResponse(r.response, thread.outbox.slab), timing: r.timing, binaryOutputs: r.binaryOutputs });
     }, (err: unknown) => this.fail(thread, msg.id, err));
@@ -283,6 +287,7 @@ export class IoHub extends EventEmitter {
 
   private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
+    if (msg.remoteAddress !== undefined) req.remoteAddress = msg.remoteAddress;
     const before = this.generation;
     void this.api.handle(req).then(async (reply) => {
       // A call that changed what the threads route by (a load, an unload, a traffic policy)

@@ -67,11 +67,11 @@ export interface WireError {
 /** I/O thread -> core. */
 export type ToCore =
   /** A request the I/O thread parsed against the signature with fingerprint `fp`. */
-  | { t: 'infer'; id: number; model: string; version?: string; fp: string; request: PackedRequest; context: WireContext }
+  | { t: 'infer'; id: number; model: string; version?: string; fp: string; request: PackedRequest; context: WireContext; receivedAt?: number }
   /** A request the I/O thread could not parse itself (unknown signature, or a bad body: the core words the error). */
-  | { t: 'body'; id: number; model: string; version?: string; body: PackedTensor; headerLength?: number; header?: unknown; context: WireContext }
+  | { t: 'body'; id: number; model: string; version?: string; body: PackedTensor; headerLength?: number; header?: unknown; context: WireContext; receivedAt?: number }
   /** Any other route: the core's API answers it. */
-  | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor }
+  | { t: 'api'; id: number; method: string; path: string; query: string; headers: Record<string, string>; body: PackedTensor; remoteAddress?: string }
   /** The client went away: abort the request if it has not started. */
   | { t: 'cancel'; id: number }
   /** A request the thread answered itself (an inline replica): the hooks see it on the core's thread. */

@@ -1,0 +1,277 @@
+// A long hostile run against `umbra serve` on default settings, as a user would start it:
+//   1. a PyTorch export with no config (its queue bound is derived at load);
+//   2. rounds of: unloaded latency (one client), then 2x overload in open loop (requests sent on a
+//      fixed schedule at twice the throughput measured at saturation, on as many connections as
+//      they need), with RSS sampled, then one request sent when the load stops;
+//   3. during every overload, a hostile stream beside it: mutated raw requests, requests split at
+//      random offsets, repeated framing headers, bad WebSocket frames, admin calls through a proxy
+//      header; and interleaved valid requests whose answers are checked exactly.
+// Prints one JSON object; bench/RESULTS-robustness.md records it with the command.
+//
+// With --baseline, a second server serves the same export with `max_queue_size: 0` (an unbounded
+// queue, Triton's default and Umbra's before the derived bound), and each round runs the same
+// overload against it right after the defaults' (paired rounds on one host).
+//
+// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--baseline]
+import { spawn, execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import http from 'node:http';
+import WebSocket from 'ws';
+import { seededRandom } from '../dist/random.js';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1] === undefined || all[i + 1].startsWith('--') ? 'yes' : all[i + 1]]] : pairs), []));
+const baseline = args.baseline === 'yes';
+const rounds = Number(args.rounds ?? 3);
+const overloadS = Number(args['overload-s'] ?? 20);
+const ioThreads = args['io-threads'];
+const random = seededRandom(Number(args.seed ?? 23));
+const WIDTH = 256;
+// Wide enough that the model, not the HTTP path, is what saturates: a JavaScript load generator on
+// the same two cores can then send twice the capacity on schedule (with 2048 it fell behind).
+const HIDDEN = Number(args.hidden ?? 4096);
+
+function exportModel(dir) {
+  mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
+  execFileSync('/usr/bin/python3', ['-c', `
+import torch
+torch.manual_seed(7)
+m = torch.nn.Sequential(torch.nn.Linear(${WIDTH}, ${HIDDEN}), torch.nn.ReLU(), torch.nn.Linear(${HIDDEN}, ${HIDDEN}), torch.nn.ReLU(), torch.nn.Linear(${HIDDEN}, 10)).eval()
+torch.onnx.export(m, torch.randn(1, ${WIDTH}), '${join(dir, 'mlp', '1', 'model.onnx')}', input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'b'}, 'y': {0: 'b'}}, opset_version=13)
+`], { stdio: 'inherit' });
+}
+
+async function startServer(repo, port) {
+  const flags = ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port), '--monitoring', 'off'];
+  if (ioThreads) flags.push('--io-threads', ioThreads);
+  const child = spawn(process.execPath, flags, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/v2/health/ready`);
+      if (r.status === 200) return { child, log: () => log };
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error('the server did not become ready');
+}
+
+const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
+const row = (i) => Array.from({ length: WIDTH }, (_, j) => ((i * 31 + j * 7) % 17) / 4 - 2);
+
+// Bounded, so an overload that the server answers slowly cannot run the client out of descriptors;
+// a request waiting here for a socket still counts its wait (latency runs from when it was due).
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+/** Request bodies encoded once: the generator shares the host's two cores with the server it measures. */
+const BODIES = Array.from({ length: 64 }, (_, i) => JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(i) }] }));
+const bodyOf = (i) => BODIES[((i % 64) + 64) % 64];
+
+/** `ms` from the call, `serverMs` from when the request got its socket (the generator's own queue excluded). */
+function infer(port, body, via = agent) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let sent = started;
+    const req = http.request({ host: '127.0.0.1', port, path: '/v2/models/mlp/infer', method: 'POST', agent: via, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const now = performance.now();
+        resolve({ status: res.statusCode, retryAfter: res.headers['retry-after'], type: res.headers['content-type'], body: Buffer.concat(chunks).toString(), ms: now - started, serverMs: now - sent });
+      });
+    });
+    req.on('socket', () => { sent = performance.now(); });
+    req.on('error', (err) => resolve({ status: 0, error: err.code, ms: performance.now() - started, serverMs: performance.now() - sent }));
+    req.end(body);
+  });
+}
+
+async function closedLoop(port, clients, seconds) {
+  const latencies = [];
+  const until = performance.now() + seconds * 1000;
+  let done = 0;
+  await Promise.all(Array.from({ length: clients }, async (_, c) => {
+    for (let i = 0; performance.now() < until; i++) {
+      const r = await infer(port, bodyOf(c * 1000 + i));
+      if (r.status === 200) latencies.push(r.ms);
+      done += 1;
+    }
+  }));
+  latencies.sort((a, b) => a - b);
+  return { rate: done / seconds, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99) };
+}
+
+/**
+ * Requests on a fixed schedule; each one's latency counts from when it was due (the generator's
+ * own lag included), and separately from when it went out on a socket (the server's part).
+ */
+async function openLoop(port, rate, seconds, pid) {
+  const statuses = {};
+  const admitted = [];
+  const admittedServer = [];
+  let retryAfterMissing = 0;
+  let nonJsonErrors = 0;
+  const rssSamples = [rss(pid)];
+  const sampler = setInterval(() => rssSamples.push(rss(pid)), 500);
+  const start = performance.now();
+  const total = Math.round(rate * seconds);
+  const pending = [];
+  let lateSends = 0;
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else if (wait < -100) lateSends += 1;
+    pending.push(infer(port, bodyOf(i)).then((r) => {
+      const ms = performance.now() - due;
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+      if (r.status === 200) {
+        admitted.push(ms);
+        admittedServer.push(r.serverMs);
+      }
+      if (r.status === 503 && r.retryAfter === undefined) retryAfterMissing += 1;
+      if (r.status >= 400 && !/application\/json/.test(r.type ?? '')) nonJsonErrors += 1;
+    }));
+  }
+  // Sent when the schedule ends on a connection of its own, behind whatever the overload left queued in the server.
+  const afterLoad = await infer(port, bodyOf(-1), new http.Agent({ keepAlive: false }));
+  await Promise.all(pending);
+  clearInterval(sampler);
+  admitted.sort((a, b) => a - b);
+  admittedServer.sort((a, b) => a - b);
+  return {
+    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, retryAfterMissing, nonJsonErrors,
+    admittedP50: pct(admitted, 0.5), admittedP99: pct(admitted, 0.99),
+    admittedServerP50: pct(admittedServer, 0.5), admittedServerP99: pct(admittedServer, 0.99),
+    rssStartMb: rssSamples[0], rssPeakMb: Math.max(...rssSamples), rssEndMb: rssSamples[rssSamples.length - 1],
+    afterLoadMs: afterLoad.ms, afterLoadStatus: afterLoad.status,
+  };
+}
+
+function raw(port, parts, gapMs = 3) {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let out = Buffer.alloc(0);
+    const done = () => { s.destroy(); resolve(out.toString('latin1')); };
+    const timer = setTimeout(done, 3000);
+    s.on('data', (d) => { out = Buffer.concat([out, d]); });
+    s.on('close', () => { clearTimeout(timer); resolve(out.toString('latin1')); });
+    s.on('error', () => undefined);
+    s.on('connect', async () => {
+      for (const p of parts) { s.write(p); await new Promise((r) => setTimeout(r, gapMs)); }
+      setTimeout(done, 1000);
+    });
+  });
+}
+
+/** Hostile traffic beside the overload; counts what Umbra answered that it should not have. */
+async function hostile(port, untilMs) {
+  const counts = { raw: 0, splits: 0, framing: 0, ws: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
+  const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(7) }] });
+  const valid = `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  const reference = JSON.parse((await infer(port, body)).body).outputs[0].data;
+  const judge = (text) => {
+    for (const m of text.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n((?:[^\r]+\r\n)*)\r\n/g)) {
+      const status = Number(m[1]);
+      const headers = m[2].toLowerCase();
+      if (status >= 500 && ![501, 503, 505].includes(status)) counts.umbra5xx += 1;
+      if (status >= 400 && !headers.includes('application/json')) {
+        if (text.includes('uWebSockets/20 Server')) counts.libraryPages += 1;
+        else counts.umbraNonJson += 1;
+      }
+    }
+  };
+  const pick = (n) => Math.floor(random() * n);
+  while (performance.now() < untilMs) {
+    const kind = pick(5);
+    if (kind === 0) {
+      const b = Buffer.from(valid, 'latin1');
+      for (let k = 0; k < 1 + pick(5); k++) b[pick(b.length)] = pick(256);
+      judge(await raw(port, [b]));
+      counts.raw += 1;
+    } else if (kind === 1) {
+      // Split after the request line (the library refuses some splits inside it: see the README).
+      const line = valid.indexOf('\r\n') + 2;
+      const at = line + pick(valid.length - line);
+      const text = await raw(port, [valid.slice(0, at), valid.slice(at)]);
+      judge(text);
+      const answer = /\r\n\r\n(\{.*\})$/s.exec(text)?.[1];
+      counts.exactChecks += 1;
+      if (text.startsWith('HTTP/1.1 200')) {
+        if (JSON.stringify(JSON.parse(answer).outputs[0].data) !== JSON.stringify(reference)) counts.wrongAnswers += 1;
+      } else if (!text.startsWith('HTTP/1.1 503')) counts.wrongAnswers += 1;
+      counts.splits += 1;
+    } else if (kind === 2) {
+      const smuggled = 'POST /v2/repository/models/mlp/unload HTTP/1.1\r\nHost: umbra\r\nContent-Length: 0\r\n\r\n';
+      const text = await raw(port, [`POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: 2\r\nContent-Length: ${2 + smuggled.length}\r\n\r\n{}${smuggled}`]);
+      judge(text);
+      if ((text.match(/HTTP\/1\.1/g) ?? []).length > 1) counts.smuggled += 1;
+      counts.framing += 1;
+    } else if (kind === 3) {
+      await new Promise((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/v2/models/mlp/stream`);
+        const end = () => { ws.terminate(); resolve(); };
+        ws.on('open', () => ws.send(['{"inputs": [', '[1]', Buffer.from([0xff, 0xff, 0, 0, 1])][pick(3)]));
+        ws.on('close', end);
+        ws.on('error', end);
+        setTimeout(end, 2000);
+      });
+      counts.ws += 1;
+    } else {
+      const r = await new Promise((resolve) => {
+        const req = http.request({ host: '127.0.0.1', port, path: '/v2/repository/models/mlp/unload', method: 'POST', headers: { 'x-forwarded-for': '198.51.100.7', 'content-length': 0 } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+        req.on('error', () => resolve(0));
+        req.end();
+      });
+      if (r !== 401) counts.smuggled += 1;
+      counts.admin += 1;
+    }
+  }
+  return counts;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'umbra-hostile-'));
+try {
+  exportModel(dir);
+  const port = 20000 + Math.floor(random() * 20000);
+  const server = await startServer(dir, port);
+  const pid = server.child.pid;
+  const capacity = await closedLoop(port, 64, 10);
+  let unbounded;
+  if (baseline) {
+    const other = join(dir, 'unbounded');
+    cpSync(join(dir, 'mlp'), join(other, 'mlp'), { recursive: true });
+    writeFileSync(join(other, 'mlp', 'config.json'), JSON.stringify({ dynamic_batching: { max_queue_size: 0 } }));
+    unbounded = await startServer(other, port + 1);
+  }
+  const results = { command: `node bench/hostile-soak.mjs ${process.argv.slice(2).join(' ')}`.trim(), queueLine: server.log().split('\n').find((l) => l.includes('queue bound')), capacity, rounds: [] };
+  for (let r = 0; r < rounds; r++) {
+    const unloaded = await closedLoop(port, 1, 8);
+    const stopHostile = performance.now() + overloadS * 1000;
+    const [overload, hostileCounts] = await Promise.all([openLoop(port, 2 * capacity.rate, overloadS, pid), hostile(port, stopHostile)]);
+    const ready = await fetch(`http://127.0.0.1:${port}/v2/models/mlp/ready`);
+    const round = { unloaded, overload, p99Ratio: overload.admittedP99 / unloaded.p99, serverP99Ratio: overload.admittedServerP99 / unloaded.p99, hostile: hostileCounts, modelStillLoaded: ready.status === 200 };
+    process.stderr.write(`round ${r + 1}: unloaded p99 ${unloaded.p99.toFixed(1)} ms, overload admitted p99 ${overload.admittedP99.toFixed(1)} ms from due (${(overload.admittedP99 / unloaded.p99).toFixed(1)}x), ${overload.admittedServerP99.toFixed(1)} ms from sending (${(overload.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${overload.lateSends}, statuses ${JSON.stringify(overload.statuses)}, RSS ${overload.rssStartMb.toFixed(0)}->${overload.rssPeakMb.toFixed(0)} MB, after the load ${overload.afterLoadMs.toFixed(0)} ms\n`);
+    if (unbounded) {
+      // The same schedule against the unbounded queue, right after (no hostile stream beside it).
+      const base = await openLoop(port + 1, 2 * capacity.rate, overloadS, unbounded.child.pid);
+      round.unbounded = { overload: base, p99Ratio: base.admittedP99 / unloaded.p99, serverP99Ratio: base.admittedServerP99 / unloaded.p99 };
+      process.stderr.write(`round ${r + 1} unbounded: admitted p99 ${base.admittedP99.toFixed(1)} ms from due (${(base.admittedP99 / unloaded.p99).toFixed(1)}x), ${base.admittedServerP99.toFixed(1)} ms from sending (${(base.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${base.lateSends}, statuses ${JSON.stringify(base.statuses)}, RSS ${base.rssStartMb.toFixed(0)}->${base.rssPeakMb.toFixed(0)} MB, after the load ${base.afterLoadMs.toFixed(0)} ms\n`);
+    }
+    results.rounds.push(round);
+  }
+  if (unbounded) {
+    unbounded.child.kill('SIGTERM');
+    await new Promise((resolve) => unbounded.child.on('exit', resolve));
+  }
+  server.child.kill('SIGTERM');
+  const code = await new Promise((resolve) => server.child.on('exit', resolve));
+  results.drainExitCode = code;
+  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+} finally {
+  agent.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,79 @@
+// Who may call the admin routes (load, unload, traffic, rollouts, the shadow log): one decision
+// that every transport (HTTP and WebSocket on uWebSockets.js, gRPC) makes through `AdminGate`.
+//
+// With a token, a request must carry `Authorization: Bearer <token>` (compared in constant time,
+// whoever sends it). Without one, the routes are closed to the network: they answer only to a
+// client on this host's loopback that came straight in (no proxy header), so a server started
+// with no token is safe to expose and still runnable by hand on the box itself.
+import { BlockList, isIP } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { UmbraError } from '../errors.js';
+
+/** What the gate reads of a request. */
+export interface AdminCaller {
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  /**
+   * The peer's IP address as the transport saw it. A caller without one (an embedding application
+   * calling the API directly) is treated as remote: it needs the token, or to say it is local by
+   * passing a loopback address. So a transport that failed to pass the address along closes the
+   * admin routes rather than opening them.
+   */
+  remoteAddress?: string;
+}
+
+const loopback = new BlockList();
+loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+loopback.addAddress('::1', 'ipv6');
+
+/** True for 127.0.0.0/8 and ::1, written any way (IPv4-mapped IPv6, uWS's expanded hex groups). */
+export function isLoopbackAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  return loopback.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Headers a reverse proxy adds. A proxy on the same host makes every client look like loopback,
+ * so a request that says it was forwarded is judged as coming from outside.
+ */
+const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'];
+
+export class AdminGate {
+  private readonly digest: Buffer | undefined;
+
+  constructor(token?: string) {
+    this.digest = token ? sha256(token) : undefined;
+  }
+
+  get hasToken(): boolean {
+    return this.digest !== undefined;
+  }
+
+  /** One line for the start-up log: how the admin routes are guarded. */
+  describe(): string {
+    return this.digest
+      ? 'admin routes need the admin token (Authorization: Bearer <token>)'
+      : 'admin routes answer only to loopback clients: no admin token is set (give one with --admin-token-file FILE to manage the server from elsewhere)';
+  }
+
+  /** Throws UNAUTHORIZED (401) unless `caller` may use the admin routes. */
+  check(caller: AdminCaller): void {
+    if (this.digest) {
+      const header = caller.headers.authorization ?? '';
+      const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+      // Fixed-length digests, so neither the token's content nor its length leaks through timing.
+      if (!timingSafeEqual(sha256(token), this.digest)) {
+        throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
+      }
+      return;
+    }
+    const forwarded = FORWARDING_HEADERS.some((h) => caller.headers[h] !== undefined);
+    if (caller.remoteAddress !== undefined && isLoopbackAddress(caller.remoteAddress) && !forwarded) return;
+    throw new UmbraError('UNAUTHORIZED', `admin endpoints answer only to loopback clients while the server has no admin token${forwarded ? ' (this request came through a proxy)' : ''}: start umbra with --admin-token-file FILE (or UMBRA_ADMIN_TOKEN_FILE) and send Authorization: Bearer <token>`);
+  }
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}

@@ -1,0 +1,209 @@
+// The HTTP transport under hostile input: every request split at every byte offset, framing
+// headers that two readers could read differently, HEAD, and a seeded fuzz of mutated requests.
+// What the bundled uWebSockets.js (20.0.8) gets wrong and Umbra cannot reach is marked `todo`
+// with the reason (README "What the transport does not do"), so an upgrade that fixes it shows.
+import t, { type Test } from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+import { rawExchange, requestBytes, type RawResponse } from './helpers/raw-http.js';
+import { seededRandom } from '../dist/random.js';
+
+const repo = tempRepo();
+t.teardown(() => repo.remove());
+repo.addVersion('affine', 1, affineModel(2, 1));
+
+const x = [0.5, -1, 2, 3.25];
+const jsonBody = JSON.stringify({ id: 'q', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] });
+const binaryHeader = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }], outputs: [{ name: 'y', parameters: { binary_data: false } }] });
+const binaryBody = Buffer.concat([Buffer.from(binaryHeader), Buffer.from(Float32Array.from(x).buffer)]);
+const expectedY = x.map((v) => Math.fround(Math.fround(v * 2) + 1));
+
+// One server for every subtest: the cases are independent connections.
+const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+
+/** The body in two chunks, so its framing splits it too. */
+function chunked(body: string): string {
+  const a = body.slice(0, 20);
+  const b = body.slice(20);
+  return `${a.length.toString(16)}\r\n${a}\r\n${b.length.toString(16)}\r\n${b}\r\n0\r\n\r\n`;
+}
+
+const REQUESTS: Record<string, Buffer> = {
+  'GET health': requestBytes('GET', '/v2/health/live', [['Host', 'umbra']]),
+  'POST JSON infer': requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Content-Type', 'application/json'], ['Content-Length', String(jsonBody.length)]], jsonBody),
+  'POST binary infer': requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Inference-Header-Content-Length', String(binaryHeader.length)], ['Content-Length', String(binaryBody.length)]], binaryBody),
+  'POST chunked infer': requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Transfer-Encoding', 'chunked']], chunked(jsonBody)),
+};
+
+/**
+ * Offsets at which uWebSockets.js 20.0.8 answers a split request line with its own 505: right
+ * after the method's space, and from the space before the version to the CR.
+ */
+function fragileOffsets(request: Buffer): Set<number> {
+  const line = request.subarray(0, request.indexOf('\r\n')).toString('latin1');
+  const out = new Set<number>([line.indexOf(' ') + 1]);
+  for (let i = line.lastIndexOf(' ') + 1; i <= line.length + 1; i++) out.add(i);
+  return out;
+}
+
+function assertExact(t: Test, name: string, r: RawResponse | undefined): void {
+  t.ok(r, `${name}: an answer`);
+  if (!r) return;
+  t.equal(r.status, 200, `${name}: 200 (${r.body.toString().slice(0, 120)})`);
+  if (name.startsWith('GET')) {
+    t.same(JSON.parse(r.body.toString()), { live: true }, name);
+    return;
+  }
+  const answer = JSON.parse(r.body.toString());
+  t.same(answer.outputs[0].data, expectedY, `${name}: exact outputs`);
+}
+
+/** Runs `jobs` with at most `width` at once. */
+async function pooled<T>(jobs: (() => Promise<T>)[], width = 8): Promise<T[]> {
+  const out: T[] = new Array(jobs.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < jobs.length) {
+      const i = next++;
+      out[i] = await jobs[i]!();
+    }
+  }));
+  return out;
+}
+
+t.test('every request split at every byte offset gets the same exact answer', async (t) => {
+  const port = s.server.port;
+  for (const [name, request] of Object.entries(REQUESTS)) {
+    const whole = await rawExchange(port, [request], { expect: 1 });
+    assertExact(t, `${name} in one write`, whole.responses[0]);
+    const fragile = fragileOffsets(request);
+    const offsets = Array.from({ length: request.length - 1 }, (_, i) => i + 1);
+    const results = await pooled(offsets.map((at) => () => rawExchange(port, [request.subarray(0, at), request.subarray(at)], { expect: 1, gapMs: 5, limitMs: 5000 })));
+    let exact = 0;
+    const broken: string[] = [];
+    for (let i = 0; i < offsets.length; i++) {
+      const at = offsets[i]!;
+      const r = results[i]!.responses[0];
+      const ok = r?.status === 200 && (name.startsWith('GET') ? r.body.toString() === '{"live":true}' : JSON.stringify(JSON.parse(r.body.toString()).outputs[0].data) === JSON.stringify(expectedY));
+      if (ok) exact += 1;
+      else if (!fragile.has(at)) broken.push(`${at}: ${r ? `${r.status} ${r.body.toString().slice(0, 80)}` : 'no answer'}`);
+    }
+    t.same(broken, [], `${name}: every split outside the request line's fragile points answered exactly (${exact} of ${offsets.length} exact)`);
+    const fragileFailures = [...fragile].filter((at) => {
+      const r = results[at - 1]?.responses[0];
+      return r?.status !== 200;
+    });
+    t.same(fragileFailures, [], `${name}: splits inside the request line`, { todo: 'uWebSockets.js 20.0.8 answers a request line split after the method\'s space or inside " HTTP/1.1\\r" with its own HTML 505' });
+  }
+});
+
+t.test('a request written one byte at a time', async (t) => {
+  for (const [name, request] of Object.entries(REQUESTS)) {
+    const line = request.indexOf('\r\n') + 2;
+    // The request line whole, then every other byte alone.
+    const parts = [request.subarray(0, line), ...Array.from(request.subarray(line), (b) => Buffer.from([b]))];
+    const r = await rawExchange(s.server.port, parts, { expect: 1, gapMs: 1, limitMs: 20_000 });
+    assertExact(t, `${name}, headers and body byte by byte`, r.responses[0]);
+  }
+  const all = await rawExchange(s.server.port, Array.from(REQUESTS['GET health']!, (b) => Buffer.from([b])), { expect: 1, gapMs: 1, limitMs: 20_000 });
+  t.equal(all.responses[0]?.status, 200, 'the whole request byte by byte', { todo: 'uWebSockets.js 20.0.8 answers 505 when the request line arrives split after the method' });
+});
+
+t.test('framing two readers could read differently is refused with 400 and the connection closed', async (t) => {
+  const port = s.server.port;
+  const post = (headers: [string, string][], body: string) => requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ...headers], body);
+  // The smuggled request rides in what one reader takes for the first request's body.
+  const smuggled = 'POST /v2/repository/models/affine/unload HTTP/1.1\r\nHost: umbra\r\nContent-Length: 0\r\n\r\n';
+  // uWS reads the short length and parses the rest as a second request in the same read; Umbra's
+  // refusal waits for the next turn, so uWS sees that request arrive behind an unanswered one and
+  // closes the connection before the smuggled request runs (the client may not see the 400 then).
+  const smuggling = await rawExchange(port, [post([['Content-Length', '2'], ['Content-Length', String(2 + smuggled.length)]], `{}${smuggled}`)], { expect: 1, awaitClose: 5000, limitMs: 5000 });
+  t.ok(smuggling.responses.length <= 1, 'Content-Length twice with a request hidden in the longer body: at most the refusal');
+  if (smuggling.responses[0]) t.equal(smuggling.responses[0].status, 400, 'and that answer is the 400');
+  t.ok(smuggling.closedByServer, 'the connection is closed');
+  const cases: [string, Buffer, number][] = [
+    ['Content-Length twice, different (long first)', post([['Content-Length', String(jsonBody.length)], ['Content-Length', '2']], jsonBody), 400],
+    ['Content-Length twice, equal', post([['Content-Length', String(jsonBody.length)], ['Content-Length', String(jsonBody.length)]], jsonBody), 400],
+    ['Transfer-Encoding twice', post([['Transfer-Encoding', 'chunked'], ['Transfer-Encoding', 'chunked']], chunked(jsonBody)), 400],
+    ['Transfer-Encoding not ending in chunked', post([['Transfer-Encoding', 'chunked, identity']], chunked(jsonBody)), 400],
+    ['Transfer-Encoding with another coding', post([['Transfer-Encoding', 'gzip, chunked']], chunked(jsonBody)), 501],
+    ['Host twice', requestBytes('GET', '/v2/health/live', [['Host', 'a'], ['Host', 'b']]), 400],
+  ];
+  for (const [name, bytes, status] of cases) {
+    const r = await rawExchange(port, [bytes], { expect: 1, awaitClose: 5000 });
+    t.equal(r.responses.length, 1, `${name}: one answer, nothing smuggled`);
+    t.equal(r.responses[0]?.status, status, `${name}: ${status}`);
+    t.match(r.responses[0]?.headers['content-type'], /application\/json/, `${name}: JSON`);
+    t.type(JSON.parse(r.responses[0]?.body.toString() ?? '{}').error, 'string', `${name}: {"error": ...}`);
+    t.ok(r.closedByServer, `${name}: the connection is closed`);
+  }
+  // Content-Length with Transfer-Encoding never reaches Umbra: the library refuses it itself.
+  const both = await rawExchange(port, [post([['Content-Length', '2'], ['Transfer-Encoding', 'chunked']], '2\r\n{}\r\n0\r\n\r\n')], { expect: 1, awaitClose: 5000 });
+  t.equal(both.responses[0]?.status, 400, 'Content-Length with Transfer-Encoding: 400');
+  t.ok(both.closedByServer, 'Content-Length with Transfer-Encoding: closed');
+  // The model is still loaded: the smuggled unload never ran.
+  const after = await rawExchange(port, [REQUESTS['POST JSON infer']!], { expect: 1 });
+  assertExact(t, 'a request after the refusals', after.responses[0]);
+});
+
+t.test('HEAD answers like GET without a body, and the connection stays usable', async (t) => {
+  for (const path of ['/v2/health/live', '/v2/models/affine', '/v2/nowhere']) {
+    const head = requestBytes('HEAD', path, [['Host', 'umbra']]);
+    const get = requestBytes('GET', '/v2/health/live', [['Host', 'umbra']]);
+    // Sequential on one connection: pipelining waits on the answer (see the README).
+    const r = await rawExchange(s.server.port, [head, get], { expect: 2, gapMs: 200 });
+    t.equal(r.responses.length, 2, `HEAD ${path}: then GET on the same connection`);
+    t.equal(r.responses[0]?.body.length, 0, `HEAD ${path}: no body`);
+    t.equal(r.responses[1]?.body.toString(), '{"live":true}', `HEAD ${path}: the next answer is intact`);
+  }
+});
+
+/** Mutations a hostile client sends: the request with a byte flipped, cut, doubled, or a header changed. */
+function mutate(request: Buffer, random: () => number): Buffer {
+  const pick = (n: number) => Math.floor(random() * n);
+  const text = request.toString('latin1');
+  switch (pick(9)) {
+    case 0: {
+      const b = Buffer.from(request);
+      for (let i = 0; i < 1 + pick(4); i++) b[pick(b.length)] = pick(256);
+      return b;
+    }
+    case 1: return request.subarray(0, pick(request.length));
+    case 2: return Buffer.from(text.replace('HTTP/1.1', ['HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1 x', 'http/1.1'][pick(4)]!), 'latin1');
+    case 3: return Buffer.from(text.replace(/Content-Length: \d+/i, `Content-Length: ${['-1', '1e3', '0x10', '99999999999999999999', '', ' 5'][pick(6)]}`), 'latin1');
+    case 4: return Buffer.from(text.replace('\r\n', `\r\nX-Junk: ${'a'.repeat(pick(20000))}\r\n`), 'latin1');
+    case 5: return Buffer.from(text.replace(/^[A-Z]+/, ['get', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'X'.repeat(300)][pick(7)]!), 'latin1');
+    case 6: return Buffer.from(text.replace(/ \/[^ ]*/, [' /v2/models/%ZZ/infer', ' /v2/models/affine/versions/x/infer', ' *', ' /' + 'a/'.repeat(2000), ' /v2/models/affine/infer?' + '&'.repeat(100)][pick(5)]!), 'latin1');
+    case 7: {
+      const cut = text.indexOf('\r\n\r\n') + 4;
+      return Buffer.concat([Buffer.from(text.slice(0, cut), 'latin1'), Buffer.from(['{', '{"inputs": 5}', '[]', '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2]}]}', 'null', '\u0000'][pick(6)]!)]);
+    }
+    default: return Buffer.concat([request, request.subarray(0, pick(request.length))]);
+  }
+}
+
+t.test('seeded fuzz: every answer Umbra writes is JSON, nothing is a 500, and the server keeps answering exactly', async (t) => {
+  const random = seededRandom(23);
+  const bases = Object.values(REQUESTS);
+  const inputs = Array.from({ length: 240 }, (_, i) => mutate(bases[i % bases.length]!, random));
+  const results = await pooled(inputs.map((bytes) => () => rawExchange(s.server.port, [bytes], { expect: 1, limitMs: 3000 })), 16);
+  const byLibrary: Record<string, number> = {};
+  const problems: string[] = [];
+  results.forEach((r, i) => {
+    for (const answer of r.responses) {
+      if (answer.status >= 500 && answer.status !== 501 && answer.status !== 503 && answer.status !== 505) problems.push(`#${i}: ${answer.status} ${answer.body.toString().slice(0, 100)}`);
+      if (answer.status < 400) continue;
+      const body = answer.body.toString();
+      if (/application\/json/.test(answer.headers['content-type'] ?? '')) {
+        if (typeof JSON.parse(body).error !== 'string') problems.push(`#${i}: ${answer.status} JSON without "error": ${body.slice(0, 100)}`);
+      } else if (/uWebSockets\/20 Server/.test(body) && [400, 431, 505].includes(answer.status)) {
+        byLibrary[answer.status] = (byLibrary[answer.status] ?? 0) + 1;
+      } else {
+        problems.push(`#${i}: ${answer.status} neither Umbra's JSON nor the library's known page: ${body.slice(0, 100)}`);
+      }
+    }
+  });
+  t.same(problems, [], `${inputs.length} mutated requests: no 500, every error of Umbra's JSON (library pages by status: ${JSON.stringify(byLibrary)})`);
+  const after = await rawExchange(s.server.port, [REQUESTS['POST binary infer']!], { expect: 1 });
+  assertExact(t, 'a valid request after the fuzz', after.responses[0]);
+});
