@@ -135,7 +135,7 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
   conn.close();
 
   const out = join(dir, 'export.jsonl');
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--repo', dir, '--out', out, '--labelled'], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`, '--out', out, '--labelled'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   const exported = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   t.equal(exported.length, sent.length);

@@ -68,19 +68,24 @@ function parseFeedback(req: ApiRequest): { id: string; truth: unknown }[] {
 }
 
 function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
+  // Answers given on I/O threads reach the monitor in their own messages: a reader who has had
+  // an answer sees it counted (one round trip to each I/O thread per read).
   api.route('GET', '/metrics', async () => {
+    await umbra.settleEvents();
     const { contentType, body } = await monitor.metrics.exposition();
     return { status: 200, headers: { 'content-type': contentType }, body };
   });
-  const stats = (model: string, version?: string) => {
+  const stats = async (model: string, version?: string) => {
     umbra.manager.get(model, version); // 404 for unknown models and versions
+    await umbra.settleEvents();
     return json(200, monitor.statistics(model, version));
   };
   api.route('GET', '/v2/models/:m/stats', (_q, [m]) => stats(m!));
   api.route('GET', '/v2/models/:m/versions/:v/stats', (_q, [m, v]) => stats(m!, v));
   // ?feature=NAME adds that column's reference and live histograms.
-  const drift = (query: string, model: string, version?: string) => {
+  const drift = async (query: string, model: string, version?: string) => {
     const mv = umbra.manager.get(model, version);
+    await umbra.settleEvents();
     const report = monitor.driftReport(model, mv.version);
     const accuracy = monitor.liveAccuracy(model, mv.version) ?? null;
     if (!report) {
@@ -100,7 +105,6 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   api.route('POST', '/v2/models/:m/feedback', async (q, [m]) => {
     umbra.manager.get(m!);
     const labels = parseFeedback(q);
-    // Answers given on other threads reach the monitor in their own messages: wait for them.
     await umbra.settleEvents();
     const result = await monitor.acceptFeedback(m!, labels);
     return json(200, { accepted: result.accepted, unknown: result.unknown, rejected: result.rejected });
