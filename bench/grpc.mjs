@@ -6,7 +6,7 @@
 // round, the table takes the median round. Where the time goes: CPU per request of the server
 // process, of Umbra's core thread (umbra_thread_cpu_seconds_total) and of the generator.
 //
-// Usage: node bench/grpc.mjs [--rounds 5] [--seconds 4] [--concurrency 64] [--out FILE]
+// Usage: node bench/grpc.mjs [--rounds=5] [--seconds=4] [--concurrency=64] [--out=FILE]
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
