@@ -64,7 +64,7 @@ if (model === 'digits') {
   writeFileSync(join(repo, 'mlp', 'config.json'), JSON.stringify({ max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 2000 } }));
   path = '/v2/models/mlp/infer';
   const row = Array.from({ length: 64 }, (_, i) => ((i * 37) % 17) / 4);
-  body = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 64], datatype: 'FP32', data: row }] });
+  body = JSON.stringify({ inputs: [{ name: 'features', shape: [1, 64], datatype: 'FP32', data: row }] });
 } else {
   process.stderr.write(`io-threads: unknown --model ${model} (digits or mlp)\n`);
   process.exit(2);
@@ -161,6 +161,8 @@ async function measure(target, connections) {
   const before = target.metrics ? await threadCpu(target.url) : {};
   const r = generator === 'wrk' ? await runWrk(target.url, connections, seconds) : await runPerf(target.url, connections, seconds);
   const after = target.metrics ? await threadCpu(target.url) : {};
+  // A rate of failures is no rate: stop rather than report it.
+  if (r.errors > 0.01 * r.requests) throw new Error(`${target.name} at c${connections}: ${r.errors} of ${r.requests} requests failed`);
   const perRequestUs = {};
   for (const kind of Object.keys(after)) perRequestUs[kind] = ((after[kind] - (before[kind] ?? 0)) * 1e6) / r.requests;
   perRequestUs.generator = (r.cpu * 1e6) / (r.requests + r.requests / seconds); // warm-up second included in its CPU
@@ -187,7 +189,7 @@ for (let round = 0; round < rounds; round++) {
 
 let inProcess;
 if (onnxFile) {
-  const run = spawnSync(process.execPath, [join(root, 'bench/inprocess-ort.mjs'), onnxFile, 'x', '64', String(Math.max(2, seconds / 2)), '1,16,64,256', '1,2', String(availableParallelism())], { encoding: 'utf8', cwd: root });
+  const run = spawnSync(process.execPath, [join(root, 'bench/inprocess-ort.mjs'), onnxFile, 'features', '64', String(Math.max(2, seconds / 2)), '1,16,64,256', '1,2', String(availableParallelism())], { encoding: 'utf8', cwd: root });
   if (run.status === 0) inProcess = JSON.parse(run.stdout.trim().split('\n').pop());
 }
 
