@@ -8,7 +8,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import http from 'node:http';
-import { affineModel, slowModel } from './helpers/repo.js';
+import { affineModel, slowModel, until } from './helpers/repo.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { inspectModelDir, linkModelDir, modelDirRepository } from '../dist/repository/single-model.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
@@ -245,6 +245,14 @@ t.test('umbra serve as KServe starts it: flags, answers, nothing written to the 
   const firstDone = new Promise<void>((resolve) => { first = resolve; });
   const requests = Array.from({ length: 16 }, () => post().then((r) => { first(); return r; }));
   await firstDone;
+  // SIGTERM once the server has admitted all 16 (answered or in flight): a connection still in a
+  // listener's backlog when the listeners close is refused by the kernel, never "in flight".
+  const admitted = async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const sum = (name: string, extra = '') => [...text.matchAll(new RegExp(`^${name}\\{[^}]*model="slow-isvc"[^}]*${extra}[^}]*\\} ([\\d.e+]+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+    return sum('umbra_inflight_requests') + sum('umbra_requests_total', 'outcome="success"') >= 16;
+  };
+  await until(admitted, 'all 16 requests admitted');
   child.kill('SIGTERM');
   const replies = await Promise.all(requests);
   t.same(replies.filter((r) => r.status !== 200).map((r) => r.text), [], 'every request in flight at SIGTERM is answered');

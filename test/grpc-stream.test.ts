@@ -51,7 +51,8 @@ t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued w
   t.teardown(() => repo.remove());
   repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
   // No batch staged on the busy instance: a second request waits in the queue, where it can be cancelled.
-  repo.writeConfig('slow', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 1 } }, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false' } });
+  repo.writeConfig('slow', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 1 } }, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false', queue_budget_ms: '10000' } });
+  // (A long queue budget: requests held behind the slow one on purpose must not make the queue count as standing.)
   const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
   const c = generatedClient(s.server.grpcPort);
   t.teardown(() => c.close());
@@ -79,6 +80,8 @@ t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued w
   await until(() => mv.stats().aborted === before.aborted + 1, 'the queued request aborted');
   const late = await c.call('ModelInfer', { model_name: 'slow', inputs: [slowRow(3)] }, {}, { deadline: Date.now() + 5 });
   t.equal(!late.ok && late.error.code, grpc.status.DEADLINE_EXCEEDED);
+  // The client gives up at its deadline; the server hears of it by the stream's reset, a moment later.
+  await until(() => mv.stats().aborted === before.aborted + 2, 'the late request left the queue');
   t.ok((await running).ok);
   t.equal(mv.stats().executedRequests, before.executedRequests, 'nothing ran after the one executing: the cancelled and the late request never did');
 
@@ -118,7 +121,8 @@ t.test('drain: in-flight answered, the stream refuses new requests and ends UNAV
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false' } });
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false', queue_budget_ms: '10000' } });
+  // (A long queue budget: requests held behind the slow one on purpose must not make the queue count as standing.)
   const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
   const port = s.server.grpcPort;
   const c = generatedClient(port);
