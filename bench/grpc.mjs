@@ -1,7 +1,8 @@
 // gRPC against HTTP on the bundled digits model: one `umbra serve` (default settings) measured over
 // HTTP binary, gRPC ModelInfer and gRPC ModelStreamInfer with `umbra perf` at one concurrency,
 // and beside it bare @grpc/grpc-js answering fixed bytes (bench/peers/grpc-echo.mjs), the ceiling
-// of the library. Rounds are paired and interleaved (each round measures every contender, starting
+// of the library, and bare node:http2 speaking gRPC with the same fixed bytes
+// (bench/peers/grpc-http2-echo.mjs), the ceiling of any gRPC server written on Node's HTTP/2. Rounds are paired and interleaved (each round measures every contender, starting
 // with the next one), so a host whose speed wanders moves them alike; a target is a ratio within a
 // round, the table takes the median round. Where the time goes: CPU per request of the server
 // process, of Umbra's core thread (umbra_thread_cpu_seconds_total) and of the generator.
@@ -71,13 +72,13 @@ async function startUmbra() {
   return { child, url, grpc: `127.0.0.1:${grpcPort}` };
 }
 
-async function startEcho() {
+async function startEcho(script) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(root, 'bench/peers/grpc-echo.mjs'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [join(root, 'bench/peers', script), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
-  await until('grpc-echo', async () => out.includes('listening'), child);
+  await until(script, async () => out.includes('listening'), child);
   return { child, grpc: `127.0.0.1:${port}` };
 }
 
@@ -109,13 +110,16 @@ function median(xs) {
 
 const loadStart = loadavg();
 const umbra = await startUmbra();
-const echo = await startEcho();
+const echo = await startEcho('grpc-echo.mjs');
+const http2Echo = await startEcho('grpc-http2-echo.mjs');
 const contenders = [
   { name: 'Umbra HTTP binary', target: umbra, protocol: 'http-binary' },
   { name: 'Umbra gRPC ModelInfer', target: umbra, protocol: 'grpc' },
   { name: 'Umbra gRPC ModelStreamInfer', target: umbra, protocol: 'grpc-stream' },
   { name: 'bare grpc-js ModelInfer', target: echo, protocol: 'grpc' },
   { name: 'bare grpc-js ModelStreamInfer', target: echo, protocol: 'grpc-stream' },
+  { name: 'bare node:http2 ModelInfer', target: http2Echo, protocol: 'grpc' },
+  { name: 'bare node:http2 ModelStreamInfer', target: http2Echo, protocol: 'grpc-stream' },
 ];
 const results = [];
 for (let round = 0; round < rounds; round++) {
@@ -133,10 +137,13 @@ const targets = {
   grpc_over_http_binary: ratio('Umbra gRPC ModelInfer', 'Umbra HTTP binary'),
   stream_over_http_binary: ratio('Umbra gRPC ModelStreamInfer', 'Umbra HTTP binary'),
   grpc_over_bare_grpc_js: ratio('Umbra gRPC ModelInfer', 'bare grpc-js ModelInfer'),
+  grpc_over_bare_http2: ratio('Umbra gRPC ModelInfer', 'bare node:http2 ModelInfer'),
+  bare_grpc_js_over_http_binary: ratio('bare grpc-js ModelInfer', 'Umbra HTTP binary'),
+  bare_http2_over_http_binary: ratio('bare node:http2 ModelInfer', 'Umbra HTTP binary'),
 };
 const summary = {
   date: new Date().toISOString(),
-  command: `node bench/grpc.mjs --rounds ${rounds} --seconds ${seconds} --concurrency ${concurrency}`,
+  command: `node bench/grpc.mjs --rounds=${rounds} --seconds=${seconds} --concurrency=${concurrency}`,
   load: { start: loadStart.map((x) => x.toFixed(1)), end: loadEnd.map((x) => x.toFixed(1)) },
   rounds: results,
   medians: Object.fromEntries(Object.entries(targets).map(([k, v]) => [k, { median: Math.round(median(v) * 100) / 100, min: Math.round(Math.min(...v) * 100) / 100, max: Math.round(Math.max(...v) * 100) / 100 }])),

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { generatedClient, grpc } from './helpers/grpc.js';
-import { peerAddress } from '../dist/server/grpc/control.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { AdminGate, isLoopbackAddress } from '../dist/api/admin.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
@@ -57,7 +56,6 @@ t.test('over gRPC: with no token the repository calls answer a loopback peer, no
   const s = await startTestServer(t, { repository: repo.dir, monitoring: false, grpcPort: 'any' });
   const c = generatedClient(s.server.grpcPort);
   t.teardown(() => c.close());
-  t.same(['127.0.0.1:5000', '::1:5000', '::ffff:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unknown', 'unix:/run/umbra.sock'].map(peerAddress), ['127.0.0.1', '::1', '::ffff:127.0.0.1', '::1', undefined, undefined], 'the peer\'s address as grpc-js writes it');
   const proxied = await c.call('RepositoryModelUnload', { model_name: 'affine' }, { 'x-forwarded-for': '203.0.113.9' });
   t.equal(!proxied.ok && proxied.error.code, grpc.status.UNAUTHENTICATED, 'forwarded: UNAUTHENTICATED');
   t.match(!proxied.ok && proxied.error.details, /--admin-token-file/, 'naming the fix');

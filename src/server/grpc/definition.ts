@@ -1,56 +1,73 @@
-// The services as grpc-js serves them: paths and codecs from proto/ (via @grpc/proto-loader), with
-// two changes. Every request decoder catches what it throws and hands the handler a
-// MalformedMessage instead, so a message that does not decode is answered INVALID_ARGUMENT
-// (grpc-js answers a throwing decoder with INTERNAL). And the inference messages use Umbra's own
-// codec (src/protocol/proto/infer-messages.ts): handlers encode answers to bytes themselves.
-import type { ServiceDefinition } from '@grpc/grpc-js';
-import { decodeInferRequest } from '../../protocol/proto/infer-messages.js';
-import { HEALTH_SERVICE, INFERENCE_SERVICE, protoPackage, type AnyMethod } from '../../protocol/proto/files.js';
+// The methods of the served services as routes by path: each reads its request, decodes it,
+// calls its handler and encodes the answer. Codecs come from proto/ (via @grpc/proto-loader) for
+// everything off the inference path; the inference messages use Umbra's own codec
+// (src/protocol/proto/infer-messages.ts), so their handlers work on bytes. A message that does
+// not decode is INVALID_ARGUMENT and says where it broke.
+import { protoPackage, type AnyMethod } from '../../protocol/proto/files.js';
+import type { GrpcCall } from './call.js';
+import { Status, StatusError } from './status.js';
 
-/** A request that did not decode; `reason` says where it broke. */
-export class MalformedMessage {
-  constructor(readonly type: string, readonly reason: string) {}
+/** Serves one call of a method. */
+export type Route = (call: GrpcCall) => void;
 
-  get message(): string {
-    return `the ${this.type} does not decode as protobuf: ${this.reason}`;
-  }
+export type Message = Record<string, unknown>;
+export type UnaryHandler = (request: Message, call: GrpcCall) => Message | Promise<Message>;
+
+/** What a method's request is called in errors ("ModelInferRequest"). */
+export function requestTypeOf(definition: AnyMethod, method: string): string {
+  return (definition.requestType.type as { name?: string }).name ?? `${method} request`;
 }
 
-const INFER_METHODS = new Set(['ModelInfer', 'ModelStreamInfer']);
+export function malformed(type: string, err: unknown): StatusError {
+  return new StatusError(Status.INVALID_ARGUMENT, `the ${type} does not decode as protobuf: ${err instanceof Error ? err.message : String(err)}`);
+}
 
-function safely<T>(type: string, decode: (bytes: Buffer) => T): (bytes: Buffer) => T | MalformedMessage {
-  return (bytes) => {
+/** Reads the one request message of a unary or server-streaming call and decodes it, or ends the call INVALID_ARGUMENT. */
+export function readRequest<T>(call: GrpcCall, type: string, decode: (bytes: Buffer) => T, onRequest: (request: T) => void): void {
+  call.readOne(type, (bytes) => {
+    let request: T;
     try {
-      return decode(bytes);
+      request = decode(bytes);
     } catch (err) {
-      return new MalformedMessage(type, err instanceof Error ? err.message : String(err));
+      call.fail(malformed(type, err));
+      return;
     }
+    onRequest(request);
+  });
+}
+
+/** Answers a call with what `produce` returns or resolves to, or with the status of what it throws. */
+export function answerWith<T>(call: GrpcCall, produce: () => T | Promise<T>, encode: (answer: T) => Uint8Array): void {
+  const send = (answer: T) => {
+    let bytes: Uint8Array;
+    try {
+      bytes = encode(answer);
+    } catch (err) {
+      call.fail(err);
+      return;
+    }
+    call.answer(bytes);
   };
-}
-
-const passBytes = (bytes: Buffer): Buffer => bytes;
-
-function serviceOf(name: string): ServiceDefinition {
-  const methods = protoPackage()[name] as unknown as Record<string, AnyMethod>;
-  const out: Record<string, AnyMethod> = {};
-  for (const [method, definition] of Object.entries(methods)) {
-    const requestType = (definition.requestType.type as { name?: string }).name ?? `${method} request`;
-    const copy = { ...definition };
-    if (INFER_METHODS.has(method)) {
-      copy.requestDeserialize = safely(requestType, decodeInferRequest) as AnyMethod['requestDeserialize'];
-      copy.responseSerialize = passBytes as unknown as AnyMethod['responseSerialize'];
-    } else {
-      copy.requestDeserialize = safely(requestType, definition.requestDeserialize) as AnyMethod['requestDeserialize'];
-    }
-    out[method] = copy;
+  let answer: T | Promise<T>;
+  try {
+    answer = produce();
+  } catch (err) {
+    call.fail(err);
+    return;
   }
-  return out as unknown as ServiceDefinition;
+  if (answer instanceof Promise) answer.then(send, (err: unknown) => call.fail(err));
+  else send(answer);
 }
 
-export function inferenceService(): ServiceDefinition {
-  return serviceOf(INFERENCE_SERVICE);
+/** A unary method whose messages protobufjs encodes and decodes (the control calls). */
+export function unaryRoute(definition: AnyMethod, method: string, handler: UnaryHandler): Route {
+  const type = requestTypeOf(definition, method);
+  const decode = definition.requestDeserialize as (bytes: Buffer) => Message;
+  const encode = definition.responseSerialize as (answer: Message) => Buffer;
+  return (call) => readRequest(call, type, decode, (request) => answerWith(call, () => handler(request, call), encode));
 }
 
-export function healthService(): ServiceDefinition {
-  return serviceOf(HEALTH_SERVICE);
+/** The methods of a service in proto/, by name. */
+export function methodsOf(service: string): Record<string, AnyMethod> {
+  return protoPackage()[service] as unknown as Record<string, AnyMethod>;
 }

@@ -1,22 +1,23 @@
-// The gRPC transport: @grpc/grpc-js on the core's thread, serving GRPCInferenceService
-// (Open Inference Protocol + Triton's streaming, statistics and repository extensions) and
-// grpc.health.v1.Health. Inference goes through the same core entry point as HTTP (infer-call.ts).
-// Drain: stop accepting (the listener closes, connections get GOAWAY, streams refuse new
-// requests), answer what is in flight, then close.
-import {
-  Server, ServerCredentials, status as Status,
-  type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+// The gRPC transport: gRPC's wire format on node:http2, on the core's thread, serving
+// GRPCInferenceService (Open Inference Protocol + Triton's streaming, statistics and repository
+// extensions) and grpc.health.v1.Health. Written on node:http2 rather than @grpc/grpc-js because
+// the library's own cost per unary call was the ceiling (bench/RESULTS-grpc.md); @grpc/grpc-js
+// and @grpc/proto-loader clients are what the tests talk to it with. Inference goes through the
+// same core entry point as HTTP (infer-call.ts). Drain: the listener closes, every connection
+// gets GOAWAY (calls in flight finish, new ones go elsewhere), streams refuse new requests and
+// health watches end, then the connections close.
+import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { UmbraApp } from '../../app.js';
-import { encodeInferResponse, type WireInferRequest } from '../../protocol/proto/infer-messages.js';
-import { Cancellation } from '../../scheduler/cancellation.js';
+import { decodeInferRequest, encodeInferResponse } from '../../protocol/proto/infer-messages.js';
+import { HEALTH_SERVICE, INFERENCE_SERVICE } from '../../protocol/proto/files.js';
 import { buildCatalog, CatalogView } from '../io/catalog.js';
+import { GrpcCall, percentEncode } from './call.js';
 import { controlHandlers } from './control.js';
-import { healthService, inferenceService, MalformedMessage } from './definition.js';
+import { answerWith, methodsOf, readRequest, unaryRoute, type Route } from './definition.js';
 import { HealthService } from './health.js';
 import { contextOf, runInfer, type InferDeps } from './infer-call.js';
-import { statusError, toStatus } from './status.js';
-import { InferStream, type StreamCall } from './stream.js';
+import { Status } from './status.js';
+import { InferStream } from './stream.js';
 
 export interface GrpcServerOptions {
   host: string;
@@ -26,30 +27,53 @@ export interface GrpcServerOptions {
   maxMessageBytes: number;
 }
 
+/** An answer before any call exists: a status in the one HEADERS frame, with the HTTP status the spec asks for. */
+function refuse(stream: ServerHttp2Stream, httpStatus: number, code: Status, details: string): void {
+  stream.on('error', () => undefined);
+  if (stream.destroyed || stream.closed) return;
+  stream.respond({ ':status': httpStatus, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': percentEncode(details) }, { endStream: true });
+  // Whatever the client still sends is read and dropped.
+  stream.resume();
+}
+
 export class GrpcServer {
-  private readonly server: Server;
+  private readonly server: Http2Server;
+  private readonly routes = new Map<string, Route>();
+  private readonly services = new Set<string>([INFERENCE_SERVICE, HEALTH_SERVICE]);
+  private readonly sessions = new Set<Http2Session>();
   private readonly catalog = new CatalogView();
   private readonly streams = new Set<InferStream>();
   private readonly health: HealthService;
   private readonly detach: (() => void)[] = [];
   private readonly deps: InferDeps;
+  private readonly limits: { maxMessageBytes: number };
+  private draining = false;
   port = 0;
 
   constructor(app: UmbraApp, private readonly options: GrpcServerOptions, private readonly isAccepting: () => boolean) {
     const core = app.core;
     this.deps = { core, catalog: this.catalog };
-    this.server = new Server({
-      'grpc.max_receive_message_length': options.maxMessageBytes,
-      'grpc.max_send_message_length': -1,
-    });
+    this.limits = { maxMessageBytes: options.maxMessageBytes };
     this.health = new HealthService(core, isAccepting);
-    const inference: UntypedServiceImplementation = {
-      ...controlHandlers({ core, api: app.api, monitor: app.monitor, isAccepting }),
-      ModelInfer: (call: ServerUnaryCall<WireInferRequest | MalformedMessage, Buffer>, callback: sendUnaryData<Buffer>) => this.infer(call, callback),
-      ModelStreamInfer: (call: StreamCall) => this.stream(call),
-    };
-    this.server.addService(inferenceService(), inference);
-    this.server.addService(healthService(), this.health.handlers() as UntypedServiceImplementation);
+
+    const inference = methodsOf(INFERENCE_SERVICE);
+    const control = controlHandlers({ core, api: app.api, monitor: app.monitor, isAccepting });
+    for (const [method, handler] of Object.entries(control)) this.route(INFERENCE_SERVICE, method, unaryRoute(inference[method]!, method, handler));
+    this.route(INFERENCE_SERVICE, 'ModelInfer', (call) => this.infer(call));
+    this.route(INFERENCE_SERVICE, 'ModelStreamInfer', (call) => this.stream(call));
+    for (const [method, route] of Object.entries(this.health.routes())) this.route(HEALTH_SERVICE, method, route);
+    for (const method of Object.keys(inference)) {
+      if (!this.routes.has(`/${INFERENCE_SERVICE}/${method}`)) throw new Error(`${INFERENCE_SERVICE}/${method} is in proto/ but has no handler`);
+    }
+
+    // Sessions without a size cap of their own: a message's size is bounded by maxMessageBytes,
+    // and a call's data is read as it arrives (a paused stream is bounded by its flow-control window).
+    this.server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
+    this.server.on('session', (session) => this.track(session));
+    this.server.on('stream', (stream, headers) => this.dispatch(stream, headers));
+    // A peer that speaks something else than HTTP/2 is a session error; it costs that session only.
+    this.server.on('sessionError', () => undefined);
+
     // Requests are parsed here against the loaded signatures, kept current as models come and go.
     // Signatures only: gRPC is served on the core's thread, which runs inline models itself.
     const refresh = () => this.catalog.update(buildCatalog(core, false));
@@ -60,37 +84,65 @@ export class GrpcServer {
     }
   }
 
+  private route(service: string, method: string, route: Route): void {
+    this.routes.set(`/${service}/${method}`, route);
+  }
+
   listen(): Promise<void> {
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
-        if (err) {
-          reject(new Error(`could not listen for gRPC on ${host}:${port}: ${err.message} (use --grpc-port to pick another, 0 to turn gRPC off)`));
-          return;
-        }
-        this.port = bound;
+      const failed = (err: Error) => reject(new Error(`could not listen for gRPC on ${host}:${port}: ${err.message} (use --grpc-port to pick another, 0 to turn gRPC off)`));
+      this.server.once('error', failed);
+      this.server.listen(port, host, () => {
+        this.server.off('error', failed);
+        const address = this.server.address();
+        this.port = typeof address === 'object' && address ? address.port : port;
         resolve();
       });
     });
   }
 
-  private infer(call: ServerUnaryCall<WireInferRequest | MalformedMessage, Buffer>, callback: sendUnaryData<Buffer>): void {
-    const request = call.request;
-    if (request instanceof MalformedMessage) {
-      callback(statusError(Status.INVALID_ARGUMENT, request.message));
+  private track(session: Http2Session): void {
+    session.on('error', () => undefined);
+    if (this.draining) {
+      session.close();
       return;
     }
-    // The client going away, or its deadline passing (grpc-js answers DEADLINE_EXCEEDED then),
-    // takes the request out of the queue.
-    const cancellation = new Cancellation();
-    call.once('cancelled', () => cancellation.abort());
-    runInfer(this.deps, request, contextOf(call.metadata), cancellation).then(
-      (response) => callback(null, encodeInferResponse(response)),
-      (err: unknown) => callback(toStatus(err)),
-    );
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
   }
 
-  private stream(call: StreamCall): void {
+  private dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const path = headers[':path'] ?? '';
+    const route = this.routes.get(path);
+    if (headers[':method'] !== 'POST') {
+      refuse(stream, 405, Status.UNIMPLEMENTED, `expected POST for a gRPC call but received ${headers[':method']}`);
+      return;
+    }
+    const type = headers['content-type'];
+    if (typeof type !== 'string' || !type.startsWith('application/grpc')) {
+      refuse(stream, 415, Status.INVALID_ARGUMENT, `expected content-type application/grpc (or application/grpc+proto) but received ${type === undefined ? 'none' : JSON.stringify(type)}`);
+      return;
+    }
+    if (!route) {
+      const service = /^\/([^/]*)\//.exec(path)?.[1];
+      refuse(stream, 200, Status.UNIMPLEMENTED, service !== undefined && this.services.has(service)
+        ? `${service} has no method ${JSON.stringify(path.slice(service.length + 2))}`
+        : `this server has no service for ${JSON.stringify(path)} (it serves ${[...this.services].join(' and ')})`);
+      return;
+    }
+    const call = new GrpcCall(stream, headers, this.limits);
+    if (call.finished) return;
+    route(call);
+  }
+
+  private infer(call: GrpcCall): void {
+    readRequest(call, 'ModelInferRequest', decodeInferRequest, (request) => {
+      answerWith(call, () => runInfer(this.deps, request, contextOf(call), call.cancellation), encodeInferResponse);
+    });
+  }
+
+  private stream(call: GrpcCall): void {
     const stream = new InferStream(call, this.deps, (s) => this.streams.delete(s));
     this.streams.add(stream);
     if (!this.isAccepting()) stream.drain();
@@ -105,19 +157,30 @@ export class GrpcServer {
 
   /**
    * Stops accepting and resolves once every call is answered (or at `deadline`): the listener
-   * closes and connections are told to go away (grpc-js's tryShutdown), streams and health
-   * watches finish.
+   * closes, every connection gets GOAWAY and closes once its calls finish; streams and health
+   * watches end.
    */
   async drain(deadline: Promise<void>): Promise<void> {
+    this.draining = true;
     for (const d of this.detach.splice(0)) d();
     this.health.drain();
     for (const s of this.streams) s.drain();
-    const shutdown = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    await Promise.race([shutdown, deadline]);
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const sessionsClosed = [...this.sessions].map((session) => new Promise<void>((resolve) => {
+      if (session.closed || session.destroyed) resolve();
+      else {
+        session.once('close', () => resolve());
+        session.close();
+      }
+    }));
+    await Promise.race([Promise.all([listenerClosed, ...sessionsClosed]), deadline]);
   }
 
   /** Ends whatever is still open (calls past the drain deadline). */
   async close(): Promise<void> {
-    this.server.forceShutdown();
+    this.draining = true;
+    for (const session of this.sessions) session.destroy(undefined, constants.NGHTTP2_CANCEL);
+    this.sessions.clear();
+    if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

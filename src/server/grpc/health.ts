@@ -4,20 +4,18 @@
 // fail while models load). A model's name is that model's readiness. Check answers NOT_FOUND for
 // a name the server does not know; Watch sends SERVICE_UNKNOWN and keeps watching, as the
 // standard says.
-import { status as Status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Umbra } from '../../core/umbra.js';
-import { INFERENCE_SERVICE } from '../../protocol/proto/files.js';
-import { MalformedMessage } from './definition.js';
-import { statusError } from './status.js';
+import { HEALTH_SERVICE, INFERENCE_SERVICE } from '../../protocol/proto/files.js';
+import type { GrpcCall } from './call.js';
+import { methodsOf, readRequest, requestTypeOf, unaryRoute, type Message, type Route } from './definition.js';
+import { Status, statusError } from './status.js';
 
 type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
-type Request = { service?: unknown } | MalformedMessage;
-type Response = { status: ServingStatus };
 
 export const LIVENESS_SERVICE = 'liveness';
 
 export class HealthService {
-  private readonly watchers = new Set<{ service: string; last: ServingStatus; call: ServerWritableStream<Request, Response> }>();
+  private readonly watchers = new Set<{ service: string; last: ServingStatus; call: GrpcCall; encode: (answer: Message) => Buffer }>();
   private readonly detach: (() => void)[] = [];
 
   constructor(private readonly core: Umbra, private readonly isAccepting: () => boolean) {
@@ -37,31 +35,26 @@ export class HealthService {
     return accepting && manager.isModelReady(service) ? 'SERVING' : 'NOT_SERVING';
   }
 
-  handlers(): Record<string, unknown> {
+  /** Check and Watch, by method name. */
+  routes(): Record<string, Route> {
+    const methods = methodsOf(HEALTH_SERVICE);
+    const watch = methods['Watch']!;
+    const encode = watch.responseSerialize as (answer: Message) => Buffer;
+    const serviceOf = (request: Message) => typeof request['service'] === 'string' ? request['service'] : '';
     return {
-      Check: (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
-        const request = call.request;
-        if (request instanceof MalformedMessage) {
-          callback(statusError(Status.INVALID_ARGUMENT, request.message));
-          return;
-        }
-        const service = typeof request.service === 'string' ? request.service : '';
+      Check: unaryRoute(methods['Check']!, 'Check', (request) => {
+        const service = serviceOf(request);
         const status = this.statusOf(service);
-        if (status === 'SERVICE_UNKNOWN') callback(statusError(Status.NOT_FOUND, `unknown service or model ${JSON.stringify(service)}`));
-        else callback(null, { status });
-      },
-      Watch: (call: ServerWritableStream<Request, Response>) => {
-        const request = call.request;
-        if (request instanceof MalformedMessage) {
-          call.destroy(statusError(Status.INVALID_ARGUMENT, request.message));
-          return;
-        }
-        const service = typeof request.service === 'string' ? request.service : '';
-        const watcher = { service, last: this.statusOf(service), call };
+        if (status === 'SERVICE_UNKNOWN') throw statusError(Status.NOT_FOUND, `unknown service or model ${JSON.stringify(service)}`);
+        return { status };
+      }),
+      Watch: (call) => readRequest(call, requestTypeOf(watch, 'Watch'), watch.requestDeserialize as (bytes: Buffer) => Message, (request) => {
+        const service = serviceOf(request);
+        const watcher = { service, last: this.statusOf(service), call, encode };
         this.watchers.add(watcher);
-        call.write({ status: watcher.last });
-        call.on('cancelled', () => this.watchers.delete(watcher));
-      },
+        call.write(encode({ status: watcher.last }));
+        call.cancellation.addEventListener('abort', () => this.watchers.delete(watcher));
+      }),
     };
   }
 
@@ -71,14 +64,14 @@ export class HealthService {
       const now = this.statusOf(w.service);
       if (now === w.last) continue;
       w.last = now;
-      w.call.write({ status: now });
+      w.call.write(w.encode({ status: now }));
     }
   }
 
   /** Draining: every watcher hears NOT_SERVING, then its stream ends (so the drain can finish). */
   drain(): void {
     this.notify();
-    for (const w of this.watchers) w.call.end();
+    for (const w of this.watchers) w.call.finish(Status.OK, '');
     this.watchers.clear();
     for (const d of this.detach.splice(0)) d();
   }

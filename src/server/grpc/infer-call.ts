@@ -1,7 +1,6 @@
 // One ModelInferRequest through the core: validated against the model as REST validates it, run
 // by the same entry point (routing, batcher, traffic policy, shadows, monitoring), answered as
 // ModelInferResponse bytes. Unary calls and streams both come through here.
-import type { Metadata } from '@grpc/grpc-js';
 import { SignatureChanged } from '../../core/front.js';
 import type { RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
@@ -9,6 +8,7 @@ import { binaryOutputsFor, parseInferRequest, type InferRequest } from '../../pr
 import type { WireInferRequest, WireInferResponse } from '../../protocol/proto/infer-messages.js';
 import type { AbortLike } from '../../scheduler/cancellation.js';
 import { signatureFingerprint, type CatalogView } from '../io/catalog.js';
+import type { GrpcCall } from './call.js';
 import { binaryBody, wireAnswer, tensorBody, toBinaryForm } from './infer-request.js';
 
 export interface InferDeps {
@@ -18,13 +18,8 @@ export interface InferDeps {
 }
 
 /** The request's metadata as the core's context: lower-case text entries, the canary key from x-umbra-key. */
-export function contextOf(metadata: Metadata): RequestContext {
-  const headers: Record<string, string> = {};
-  const map = metadata.getMap();
-  for (const key in map) {
-    const value = map[key];
-    if (typeof value === 'string') headers[key] = value;
-  }
+export function contextOf(call: GrpcCall): RequestContext {
+  const headers = call.textMetadata();
   const context: RequestContext = { headers, transport: 'grpc' };
   const key = headers['x-umbra-key'];
   if (key) context.routingKey = key;

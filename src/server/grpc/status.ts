@@ -3,9 +3,33 @@
 // queue, a draining server, a model still loading) carries when to retry twice over: as
 // google.rpc.RetryInfo in grpc-status-details-bin (what Google's and Envoy's clients read) and as
 // grpc-retry-pushback-ms (what gRPC's own retry policy reads).
-import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { isUmbraError, type ErrorCode } from '../../errors.js';
 import { ProtoWriter, WIRE_LENGTH, WIRE_VARINT, stringSize, varintSize } from '../../protocol/proto/wire.js';
+
+/** gRPC's status codes (the numbers are the wire contract: grpc/doc/statuscodes.md). */
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type Status = (typeof Status)[keyof typeof Status];
+
+/** Response metadata beside a status: text values, or bytes for a `-bin` name. */
+export type StatusMetadata = Record<string, string | Buffer>;
 
 export const GRPC_STATUS: Record<ErrorCode, Status> = {
   INVALID_INPUT: Status.INVALID_ARGUMENT,
@@ -27,9 +51,9 @@ export const GRPC_STATUS: Record<ErrorCode, Status> = {
   INTERNAL: Status.INTERNAL,
 };
 
-/** What a handler hands grpc-js to end a call with an error (grpc-js reads code, details, metadata). */
-export class StatusError extends Error implements Partial<ServiceError> {
-  metadata?: Metadata;
+/** An error that ends a call with its status, details and trailing metadata. */
+export class StatusError extends Error {
+  metadata?: StatusMetadata;
 
   constructor(readonly code: Status, readonly details: string) {
     super(details);
@@ -55,11 +79,11 @@ export function statusError(code: Status, details: string, retryAfterSeconds?: n
   return out;
 }
 
-function retryMetadata(code: Status, message: string, seconds: number): Metadata {
-  const metadata = new Metadata();
-  metadata.set('grpc-retry-pushback-ms', String(Math.round(seconds * 1000)));
-  metadata.set('grpc-status-details-bin', encodeRetryStatus(code, message, seconds));
-  return metadata;
+function retryMetadata(code: Status, message: string, seconds: number): StatusMetadata {
+  return {
+    'grpc-retry-pushback-ms': String(Math.round(seconds * 1000)),
+    'grpc-status-details-bin': encodeRetryStatus(code, message, seconds),
+  };
 }
 
 /** google.rpc.Status { code, message, details: [Any(RetryInfo { retry_delay })] }. */

@@ -4,17 +4,16 @@
 // stream has its limit of requests outstanding or the client reads answers slower than they
 // come. Draining, a stream refuses new requests, answers those it has, then ends UNAVAILABLE
 // with retry info so the client reconnects elsewhere.
-import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
-import { encodeStreamResponse, type WireInferRequest, type WireInferResponse } from '../../protocol/proto/infer-messages.js';
+import { decodeInferRequest, encodeStreamResponse, type WireInferRequest, type WireInferResponse } from '../../protocol/proto/infer-messages.js';
+import type { RequestContext } from '../../core/hooks.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
-import { MalformedMessage } from './definition.js';
+import type { GrpcCall } from './call.js';
+import { malformed } from './definition.js';
 import { contextOf, runInfer, type InferDeps } from './infer-call.js';
-import { statusError, toStatus } from './status.js';
+import { Status, statusError, toStatus } from './status.js';
 
 /** Requests outstanding on one stream before it stops reading (as a WebSocket's default). */
 export const STREAM_MAX_IN_FLIGHT = 256;
-
-export type StreamCall = ServerDuplexStream<WireInferRequest | MalformedMessage, Buffer>;
 
 export class InferStream {
   private readonly running = new Set<Cancellation>();
@@ -24,10 +23,9 @@ export class InferStream {
   private paused = false;
   private writable = true;
 
-  constructor(private readonly call: StreamCall, private readonly deps: InferDeps, private readonly onEnd: (stream: InferStream) => void) {
-    const context = contextOf(call.metadata);
-    call.on('data', (message: WireInferRequest | MalformedMessage) => this.accept(message, context));
-    call.on('end', () => {
+  constructor(private readonly call: GrpcCall, private readonly deps: InferDeps, private readonly onEnd: (stream: InferStream) => void) {
+    const context = contextOf(call);
+    call.read((bytes) => this.accept(bytes, context), () => {
       this.clientDone = true;
       this.maybeEnd();
     });
@@ -35,19 +33,21 @@ export class InferStream {
       this.writable = true;
       this.flow();
     });
-    // The client went away or its deadline passed: queued requests leave the queue.
-    call.on('cancelled', () => this.abandon());
-    call.on('error', () => this.abandon());
+    // The client went away, its deadline passed or the call failed: queued requests leave the queue.
+    call.cancellation.addEventListener('abort', () => this.abandon());
   }
 
   get outstanding(): number {
     return this.running.size;
   }
 
-  private accept(message: WireInferRequest | MalformedMessage, context: ReturnType<typeof contextOf>): void {
+  private accept(bytes: Buffer, context: RequestContext): void {
     if (this.ended) return;
-    if (message instanceof MalformedMessage) {
-      this.write(failure(undefined, message.message));
+    let message: WireInferRequest;
+    try {
+      message = decodeInferRequest(bytes);
+    } catch (err) {
+      this.write(failure(undefined, malformed('ModelInferRequest', err).details));
       return;
     }
     if (this.draining) {
@@ -91,12 +91,12 @@ export class InferStream {
     if (this.ended || this.running.size > 0) return;
     if (this.draining) {
       this.finish();
-      this.call.emit('error', statusError(Status.UNAVAILABLE, 'the server is shutting down; reconnect to another server', 1));
+      this.call.fail(statusError(Status.UNAVAILABLE, 'the server is shutting down; reconnect to another server', 1));
       return;
     }
     if (this.clientDone) {
       this.finish();
-      this.call.end();
+      this.call.finish(Status.OK, '');
     }
   }
 
