@@ -28,9 +28,12 @@ export interface LoadSpec {
   timeoutMs: number;
   /** Open loop over HTTP: most connections opened; later requests wait (their clock still runs). */
   maxConnections: number;
-  /** WebSocket (or gRPC) connections shared by the clients. */
-  wsConnections: number;
+  /** WebSocket (or gRPC) connections shared by the clients; undefined: the protocol's default. */
+  wsConnections: number | undefined;
 }
+
+/** Concurrent gRPC clients per HTTP/2 connection when --ws-connections is not given. */
+export const GRPC_CLIENTS_PER_CONNECTION = 16;
 
 export interface WindowSample {
   startMs: number;
@@ -82,7 +85,7 @@ export class LoadDriver {
       : `/v2/models/${encodeURIComponent(this.spec.model)}/infer`;
     if (this.spec.protocol === 'ws') {
       const wsUrl = `${u.protocol === 'https:' ? 'wss' : 'ws'}://${u.host}/v2/stream`;
-      const n = Math.max(1, Math.min(this.spec.wsConnections, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
+      const n = Math.max(1, Math.min(this.spec.wsConnections ?? 1, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
       for (let i = 0; i < n; i++) this.ws.push(new WsConnection(wsUrl, `${this.spec.seed}-${i}-`));
       await Promise.all(this.ws.map((c) => c.opened));
       // Splice model_name (and version) into each pre-encoded JSON body once.
@@ -105,7 +108,12 @@ export class LoadDriver {
   /** gRPC: connections (each a stream of its own for grpc-stream), the payloads encoded once. */
   private async startGrpc(): Promise<void> {
     const streaming = this.spec.protocol === 'grpc-stream';
-    const n = Math.max(1, Math.min(this.spec.wsConnections, this.spec.mode === 'concurrency' ? this.spec.level : Infinity));
+    // One HTTP/2 connection for every client makes the server take each connection's calls in
+    // long bursts while the generator waits; a few connections keep both sides busy.
+    // (An open loop has no fixed number of clients: it gets the connections of 64.)
+    const clients = this.spec.mode === 'concurrency' ? this.spec.level : Infinity;
+    const wanted = this.spec.wsConnections ?? Math.ceil(Math.min(clients, 64) / GRPC_CLIENTS_PER_CONNECTION);
+    const n = Math.max(1, Math.min(wanted, clients));
     for (let i = 0; i < n; i++) this.grpc.push(new GrpcLoadConnection(this.spec.url, streaming, `${this.spec.seed}-${i}-`));
     await Promise.all(this.grpc.map((c) => c.opened));
     for (const p of this.spec.payloads) {

@@ -43,6 +43,7 @@ export interface PerfOptions {
   seed?: number;
   payloadCount?: number;
   maxConnections?: number;
+  /** WebSocket or gRPC connections the clients share; default 1 for WebSocket, one per 16 clients for gRPC. */
   wsConnections?: number;
   /** Ask the server's statistics endpoint for queue/compute times (default true). */
   serverStats?: boolean;
@@ -99,8 +100,9 @@ export function isStable(samples: readonly StabilitySample[], pct: number): bool
   return within(last.map((s) => s.throughput)) && within(last.map((s) => s.latencyMs));
 }
 
-interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log'>> {
+interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log' | 'wsConnections'>> {
   version: string | undefined;
+  wsConnections: number | undefined;
 }
 
 function resolve(o: PerfOptions): Resolved {
@@ -121,7 +123,7 @@ function resolve(o: PerfOptions): Resolved {
     seed: o.seed ?? 1,
     payloadCount: o.payloadCount ?? 16,
     maxConnections: o.maxConnections ?? 1024,
-    wsConnections: o.wsConnections ?? 1,
+    wsConnections: o.wsConnections,
     serverStats: o.serverStats ?? true,
   };
 }

@@ -30,7 +30,7 @@ export function registerPerf(program: Command): void {
     .option('--latency-threshold <ms>', 'stop the sweep after a level whose latency exceeds this')
     .option('--threads <n>', 'load generator threads (more when one core cannot keep up)', '1')
     .option('--timeout-ms <ms>', 'a request unanswered this long counts as a "timeout" error', '30000')
-    .option('--ws-connections <n>', 'WebSocket or gRPC (HTTP/2) connections shared by the clients', '1')
+    .option('--ws-connections <n>', 'WebSocket or gRPC (HTTP/2) connections shared by the clients (default 1 for ws, one per 16 clients for grpc)')
     .option('--seed <n>', 'seed for random inputs and Poisson arrivals', '1')
     .option('--json', 'print one JSON array (an object per level) on standard output')
     .option('--csv <file>', 'also write one CSV row per level to FILE')
@@ -67,7 +67,7 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
     warmupMs: Number(flags['warmupMs']),
     threads: numberFlag(flags, 'threads', '--threads', true)!,
     timeoutMs: numberFlag(flags, 'timeoutMs', '--timeout-ms', false)!,
-    wsConnections: numberFlag(flags, 'wsConnections', '--ws-connections', true)!,
+    wsConnections: numberFlag(flags, 'wsConnections', '--ws-connections', true),
     seed: numberFlag(flags, 'seed', '--seed', true)!,
     log: (line) => process.stderr.write(`${line}\n`),
   };

@@ -60,13 +60,34 @@ export interface CallLimits {
 
 function ignore(): void {}
 
+/** The call a stream serves, for listeners shared by every stream (no closures per call). */
+const CALL = Symbol('gRPC call');
+type CallStream = ServerHttp2Stream & { [CALL]: GrpcCall };
+
+function onData(this: CallStream, chunk: Buffer): void {
+  this[CALL].push(chunk);
+}
+
+function onEnd(this: CallStream): void {
+  this[CALL].ended();
+}
+
+function onClose(this: CallStream): void {
+  this[CALL].closed();
+}
+
+function onWantTrailers(this: CallStream): void {
+  this.sendTrailers(this[CALL].trailers);
+}
+
 export class GrpcCall {
   /** Aborted when the call ends before its answer: client reset, deadline, lost connection. */
   readonly cancellation = new Cancellation();
   /** The status went out (or the stream is gone): nothing more is written. */
   finished = false;
   private headersSent = false;
-  private trailers: OutgoingHttpHeaders = OK_TRAILERS;
+  /** What goes out once the last answer is written. */
+  trailers: OutgoingHttpHeaders = OK_TRAILERS;
   private pending: Buffer | undefined;
   private messageHandler: ((message: Buffer) => void) | undefined;
   private endHandler: (() => void) | undefined;
@@ -75,13 +96,9 @@ export class GrpcCall {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(readonly stream: ServerHttp2Stream, readonly headers: IncomingHttpHeaders, private readonly limits: CallLimits) {
+    (stream as CallStream)[CALL] = this;
     stream.on('error', ignore);
-    stream.on('close', () => {
-      if (this.finished) return;
-      this.finished = true;
-      this.clearDeadline();
-      this.cancellation.abort();
-    });
+    stream.on('close', onClose);
     const timeout = this.metadata('grpc-timeout');
     if (timeout !== undefined) {
       const ms = parseTimeout(timeout);
@@ -120,8 +137,8 @@ export class GrpcCall {
   read(onMessage: (message: Buffer) => void, onEnd: () => void): void {
     this.messageHandler = onMessage;
     this.endHandler = onEnd;
-    this.stream.on('data', (chunk: Buffer) => this.push(chunk));
-    this.stream.on('end', () => this.ended());
+    this.stream.on('data', onData);
+    this.stream.on('end', onEnd);
   }
 
   /** A unary request: exactly one message, then `onRequest` with it. */
@@ -151,7 +168,7 @@ export class GrpcCall {
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
-      this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+      this.stream.once('wantTrailers', onWantTrailers);
     }
     return this.stream.write(frame(message));
   }
@@ -178,7 +195,7 @@ export class GrpcCall {
       stream.respond({ ...RESPONSE_HEADERS, ...statusHeaders(code, details, metadata) }, END_OPTIONS);
     }
     // The client's half of the stream is of no more use once the status is out.
-    stream.resume();
+    if (!stream.readableEnded) stream.resume();
   }
 
   /** Ends the call with `err`'s status (anything but a StatusError or UmbraError is INTERNAL). */
@@ -204,8 +221,16 @@ export class GrpcCall {
     this.timer = undefined;
   }
 
+  /** The stream closed: before the status went out, the client reset it or the connection went. */
+  closed(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearDeadline();
+    this.cancellation.abort();
+  }
+
   /** Splits what arrived into messages, across chunk boundaries. */
-  private push(chunk: Buffer): void {
+  push(chunk: Buffer): void {
     if (this.finished) return;
     let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
@@ -265,7 +290,8 @@ export class GrpcCall {
     });
   }
 
-  private ended(): void {
+  /** The client half-closed: the request is whole (or was cut short). */
+  ended(): void {
     if (this.finished) return;
     if (this.inflating) {
       void this.inflating.then(() => this.ended());
