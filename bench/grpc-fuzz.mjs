@@ -1,7 +1,8 @@
 // Mutated and truncated protobuf against a running Umbra gRPC port: seeded edits of valid
 // requests (ModelInfer typed and raw, ModelStreamInfer, the control calls), sent as raw gRPC
 // frames so no client library tidies them up. Counts every status; INTERNAL or UNKNOWN for a
-// malformed message, or a server that stops answering, is a failure.
+// malformed message, or a server that stops answering, is a failure. Then hostileRun's HTTP/2-level
+// cases (content-type, method, paths, length prefixes, compression flags, resets, broken frames).
 //
 //   node bench/grpc-fuzz.mjs [--messages 100000] [--seed 1] [--repo models/repository]
 //
@@ -9,6 +10,9 @@
 // test/grpc-fuzz.test.ts runs the same fuzzRun, bounded, in npm test.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { GrpcChannel } from '../dist/client/grpc-channel.js';
 import { encodeInferRequest } from '../dist/protocol/proto/infer-messages.js';
@@ -114,6 +118,114 @@ export async function fuzzRun({ address, messages, seed = 1, inFlight = 32 }) {
   return { statuses, bad, streamSent, streamAnswers, streamErrors, liveAfter: live.status === 0 };
 }
 
+/** One raw HTTP/2 call: `send(stream)` writes what it likes; resolves with the HTTP and gRPC status. */
+function rawCall(address, headers, send) {
+  return new Promise((resolve) => {
+    const session = connectHttp2(`http://${address}`);
+    session.on('error', () => undefined);
+    const stream = session.request({ ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+    let answer = {};
+    stream.on('response', (h) => { answer = { ...h }; });
+    stream.on('trailers', (h) => { answer = { ...answer, ...h }; });
+    stream.on('data', () => undefined);
+    stream.on('error', () => undefined);
+    stream.on('close', () => {
+      session.close();
+      const status = answer['grpc-status'];
+      resolve({ http: answer[':status'], grpc: status === undefined ? undefined : Number(status), message: answer['grpc-message'] ? decodeURIComponent(answer['grpc-message']) : '' });
+    });
+    send(stream);
+  });
+}
+
+const prefix = (flag, length) => {
+  const out = Buffer.alloc(5);
+  out[0] = flag;
+  out.writeUInt32BE(length, 1);
+  return out;
+};
+const framed = (flag, body) => Buffer.concat([prefix(flag, body.length), body]);
+
+/** Bytes straight onto a TCP connection: resolves once the server closes it (or after `ms`). */
+function rawTcp(address, bytes, ms = 2000) {
+  return new Promise((resolve) => {
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    const socket = connectTcp(port, host);
+    let received = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), ms);
+    socket.on('connect', () => socket.write(bytes));
+    socket.on('data', (d) => { received = Buffer.concat([received, d]); });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      // A GOAWAY frame (type 7) among what came back: the server said why it hung up.
+      let goaway;
+      for (let at = 0; at + 9 <= received.length; at += 9 + received.readUIntBE(at, 3)) {
+        if (received[at + 3] === 7 && at + 17 <= received.length) goaway = received.readUInt32BE(at + 13);
+      }
+      resolve({ closed: true, goaway });
+    });
+  });
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+
+/**
+ * HTTP/2- and framing-level hostility, one call each: wrong content-type or method, unknown
+ * paths, cut and oversized length prefixes, bad compressed flags, resets mid-message, and
+ * connections that are not HTTP/2 or send broken frames. Each case has the status it must get;
+ * the server must answer ServerLive afterwards.
+ */
+export async function hostileRun({ address }) {
+  const live = protoMethod(INFERENCE_SERVICE, 'ServerLive').requestSerialize({});
+  const path = (method) => `/${INFERENCE_SERVICE}/${method}`;
+  const cases = [
+    ['content-type application/json', 3, () => rawCall(address, { ':path': path('ServerLive'), 'content-type': 'application/json' }, (s) => s.end(framed(0, live)))],
+    ['no content-type', 3, () => rawCall(address, { ':path': path('ServerLive'), 'content-type': undefined }, (s) => s.end(framed(0, live)))],
+    ['GET instead of POST', 12, () => rawCall(address, { ':path': path('ServerLive'), ':method': 'GET' }, (s) => s.end())],
+    ['unknown service', 12, () => rawCall(address, { ':path': '/no.Such/Thing' }, (s) => s.end(framed(0, live)))],
+    ['unknown method', 12, () => rawCall(address, { ':path': path('Nope') }, (s) => s.end(framed(0, live)))],
+    ['truncated length prefix', 3, () => rawCall(address, { ':path': path('ServerLive') }, (s) => s.end(Buffer.from([0, 0, 0])))],
+    ['truncated message', 3, () => rawCall(address, { ':path': path('ModelInfer') }, (s) => s.end(Buffer.concat([prefix(0, 100), Buffer.alloc(10)])))],
+    ['length prefix of 4 GiB', 8, () => rawCall(address, { ':path': path('ModelInfer') }, (s) => s.end(prefix(0, 0xffffffff)))],
+    ['length prefix past the limit, body never sent', 8, () => rawCall(address, { ':path': path('ModelInfer') }, (s) => s.write(prefix(0, 0x7fffffff)))],
+    ['no message on a unary call', 3, () => rawCall(address, { ':path': path('ServerLive') }, (s) => s.end())],
+    ['two messages on a unary call', 3, () => rawCall(address, { ':path': path('ServerLive') }, (s) => s.end(Buffer.concat([framed(0, live), framed(0, live)])))],
+    ['compressed flag without grpc-encoding', 3, () => rawCall(address, { ':path': path('ServerLive') }, (s) => s.end(framed(1, live)))],
+    ['compressed flag 7', 3, () => rawCall(address, { ':path': path('ServerLive') }, (s) => s.end(framed(7, live)))],
+    ['grpc-encoding snappy', 12, () => rawCall(address, { ':path': path('ServerLive'), 'grpc-encoding': 'snappy' }, (s) => s.end(framed(1, live)))],
+    ['gzip that does not inflate', 3, () => rawCall(address, { ':path': path('ServerLive'), 'grpc-encoding': 'gzip' }, (s) => s.end(framed(1, Buffer.from('not gzip'))))],
+    ['gzip-compressed request', 0, () => rawCall(address, { ':path': path('ServerLive'), 'grpc-encoding': 'gzip' }, (s) => s.end(framed(1, gzipSync(live))))],
+    ['malformed grpc-timeout', 3, () => rawCall(address, { ':path': path('ServerLive'), 'grpc-timeout': 'soon' }, (s) => s.end(framed(0, live)))],
+    ['reset mid-message', undefined, () => rawCall(address, { ':path': path('ModelInfer') }, (s) => {
+      s.write(Buffer.concat([prefix(0, 1000), Buffer.alloc(100)]));
+      setTimeout(() => s.close(8), 20);
+    })],
+  ];
+  const results = [];
+  for (const [name, expected, run] of cases) {
+    process.env.FUZZ_TRACE && process.stderr.write(`${name}\n`);
+    const got = await run();
+    results.push({ name, expected, got: got.grpc, http: got.http, message: got.message, ok: got.grpc === expected });
+  }
+  const tcpCases = [
+    ['HTTP/1.1 on the gRPC port', Buffer.from('POST /inference.GRPCInferenceService/ServerLive HTTP/1.1\r\nHost: x\r\n\r\n')],
+    ['garbage instead of the preface', Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37) & 0xff))],
+    ['DATA frame on stream 0', Buffer.concat([PREFACE, EMPTY_SETTINGS, Buffer.from([0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4])])],
+    ['frame longer than the largest allowed', Buffer.concat([PREFACE, EMPTY_SETTINGS, Buffer.from([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]), Buffer.alloc(64)])],
+    ['HEADERS with a broken header block', Buffer.concat([PREFACE, EMPTY_SETTINGS, Buffer.from([0, 0, 4, 1, 5, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff])])],
+  ];
+  for (const [name, bytes] of tcpCases) {
+    const got = await rawTcp(address, bytes);
+    results.push({ name, expected: 'connection closed', got: got.goaway === undefined ? 'connection closed' : `GOAWAY ${got.goaway}`, ok: got.closed });
+  }
+  const channel = new GrpcChannel(address);
+  const after = await channel.unary(path('ServerLive'), live);
+  channel.close();
+  return { cases: results, liveAfter: after.status === 0 };
+}
+
 async function main() {
   const args = process.argv.slice(2);
   const arg = (name, fallback) => {
@@ -139,13 +251,14 @@ async function main() {
   const started = performance.now();
   const result = await fuzzRun({ address, messages, seed });
   const seconds = (performance.now() - started) / 1000;
+  const hostile = await hostileRun({ address });
   const crashed = child ? child.exitCode !== null : false;
-  console.log(JSON.stringify({ messages, seed, seconds: Math.round(seconds), crashed, ...result, bad: result.bad.slice(0, 20), badCount: result.bad.length }, null, 1));
+  console.log(JSON.stringify({ messages, seed, seconds: Math.round(seconds), crashed, ...result, bad: result.bad.slice(0, 20), badCount: result.bad.length, hostile }, null, 1));
   if (child) {
     child.kill('SIGTERM');
     await once(child, 'exit');
   }
-  process.exitCode = crashed || result.bad.length > 0 || !result.liveAfter ? 1 : 0;
+  process.exitCode = crashed || result.bad.length > 0 || !result.liveAfter || !hostile.liveAfter || hostile.cases.some((c) => !c.ok) ? 1 : 0;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -6,19 +6,13 @@
 import { createServer, constants } from 'node:http2';
 import { decodeInferRequest, encodeInferResponse, encodeStreamResponse } from '../../dist/protocol/proto/infer-messages.js';
 import { INFERENCE_SERVICE, protoMethod } from '../../dist/protocol/proto/files.js';
+import { frameMessage as frame } from '../../dist/protocol/proto/grpc-frame.js';
 
 const port = Number(process.argv[2]);
 const answer = {
   modelName: 'digits', modelVersion: '2', id: '',
   outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [1, 10] }, { name: 'label', datatype: 'INT64', shape: [1] }],
   rawOutputContents: [Buffer.alloc(40, 1), Buffer.alloc(8, 2)],
-};
-const frame = (message) => {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
 };
 const fixed = frame(encodeInferResponse(answer));
 const metadata = protoMethod(INFERENCE_SERVICE, 'ModelMetadata');

@@ -2,6 +2,7 @@
 // big-endian length before each), grpc-status from the trailers, a deadline as grpc-timeout. The
 // caller brings the message bytes, so this costs a fraction of @grpc/grpc-js's client per call;
 // umbra/client's gRPC client and `umbra perf --protocol grpc` are built on it. Node only.
+import { frameMessage } from '../protocol/proto/grpc-frame.js';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 
 /** A finished call: `status` 0 (OK) with the answer's message, or the error's status and details. */
@@ -13,18 +14,11 @@ export interface GrpcReply {
   trailers: IncomingHttpHeaders;
 }
 
+export { frameMessage };
+
 /** gRPC's status for a call the transport failed under (connection refused, reset, closed). */
 export const GRPC_UNAVAILABLE = 14;
 export const GRPC_DEADLINE_EXCEEDED = 4;
-
-/** The bytes of one message as gRPC frames it. */
-export function frameMessage(message: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.byteLength);
-  frame[0] = 0;
-  frame.writeUInt32BE(message.byteLength, 1);
-  frame.set(message, 5);
-  return frame;
-}
 
 /** Splits a stream of bytes into gRPC messages, across chunk boundaries. */
 export class MessageReader {

@@ -221,7 +221,7 @@ export class UmbraServer {
       }
       const grpcPort = options.grpcPort;
       if (grpcPort !== undefined && grpcPort !== 0) {
-        // On the core's thread: the hop to an I/O thread would cost it more than grpc-js does (bench/RESULTS.md).
+        // On the core's thread: the hop to an I/O thread would cost it more than the transport does (bench/RESULTS.md).
         grpc = new GrpcServer(composed, { host, port: grpcPort === 'any' ? 0 : grpcPort, maxMessageBytes: maxBodyBytes }, () => !drainState.draining);
         await grpc.listen();
       }

@@ -4,8 +4,9 @@
 // percent-encoded), or alone in the headers when nothing was sent first. The call also owns what
 // ends it early: the client's deadline (grpc-timeout), its reset or its connection going away
 // (the cancellation the core's queue listens to), and a message over the size limit.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { gunzip, inflate } from 'node:zlib';
+import { FRAME_PREFIX_BYTES, frameMessage } from '../../protocol/proto/grpc-frame.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
 import { Status, StatusError, toStatus, type StatusMetadata } from './status.js';
 
@@ -13,7 +14,6 @@ const RESPONSE_HEADERS: OutgoingHttpHeaders = { ':status': 200, 'content-type': 
 const OK_TRAILERS: OutgoingHttpHeaders = { 'grpc-status': '0' };
 const RESPOND_OPTIONS = { waitForTrailers: true };
 const END_OPTIONS = { endStream: true };
-const PREFIX = 5;
 /** setTimeout's largest delay; a longer deadline is as good as none. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
@@ -45,14 +45,6 @@ function statusHeaders(code: Status, details: string, metadata: StatusMetadata |
   return out;
 }
 
-export function frame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(PREFIX + message.byteLength);
-  out[0] = 0;
-  out.writeUInt32BE(message.byteLength, 1);
-  out.set(message, PREFIX);
-  return out;
-}
-
 export interface CallLimits {
   /** Largest request message; a longer length prefix ends the call RESOURCE_EXHAUSTED. */
   maxMessageBytes: number;
@@ -64,15 +56,15 @@ function ignore(): void {}
 const CALL = Symbol('gRPC call');
 type CallStream = ServerHttp2Stream & { [CALL]: GrpcCall };
 
-function onData(this: CallStream, chunk: Buffer): void {
+function onStreamData(this: CallStream, chunk: Buffer): void {
   this[CALL].push(chunk);
 }
 
-function onEnd(this: CallStream): void {
+function onStreamEnd(this: CallStream): void {
   this[CALL].ended();
 }
 
-function onClose(this: CallStream): void {
+function onStreamClose(this: CallStream): void {
   this[CALL].closed();
 }
 
@@ -98,7 +90,7 @@ export class GrpcCall {
   constructor(readonly stream: ServerHttp2Stream, readonly headers: IncomingHttpHeaders, private readonly limits: CallLimits) {
     (stream as CallStream)[CALL] = this;
     stream.on('error', ignore);
-    stream.on('close', onClose);
+    stream.on('close', onStreamClose);
     const timeout = this.metadata('grpc-timeout');
     if (timeout !== undefined) {
       const ms = parseTimeout(timeout);
@@ -137,8 +129,8 @@ export class GrpcCall {
   read(onMessage: (message: Buffer) => void, onEnd: () => void): void {
     this.messageHandler = onMessage;
     this.endHandler = onEnd;
-    this.stream.on('data', onData);
-    this.stream.on('end', onEnd);
+    this.stream.on('data', onStreamData);
+    this.stream.on('end', onStreamEnd);
   }
 
   /** A unary request: exactly one message, then `onRequest` with it. */
@@ -170,7 +162,7 @@ export class GrpcCall {
       this.stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
       this.stream.once('wantTrailers', onWantTrailers);
     }
-    return this.stream.write(frame(message));
+    return this.stream.write(frameMessage(message));
   }
 
   /** A unary answer: the message and status OK. */
@@ -190,12 +182,15 @@ export class GrpcCall {
     if (this.headersSent) {
       if (code !== Status.OK || details !== '' || metadata) this.trailers = statusHeaders(code, details, metadata);
       stream.end();
-    } else {
-      // Trailers-only: the status in the one HEADERS frame.
-      stream.respond({ ...RESPONSE_HEADERS, ...statusHeaders(code, details, metadata) }, END_OPTIONS);
+      // Whatever the client still sends is read and dropped; it ends its half on the status.
+      if (!stream.readableEnded) stream.resume();
+      return;
     }
-    // The client's half of the stream is of no more use once the status is out.
-    if (!stream.readableEnded) stream.resume();
+    // Trailers-only: the status in the one HEADERS frame. Sent before the client finished
+    // sending (an error mid-request), the stream is then reset with NO_ERROR, as HTTP/2 lets a
+    // server end a request it has answered.
+    stream.respond({ ...RESPONSE_HEADERS, ...statusHeaders(code, details, metadata) }, END_OPTIONS);
+    if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
   }
 
   /** Ends the call with `err`'s status (anything but a StatusError or UmbraError is INTERNAL). */
@@ -234,7 +229,7 @@ export class GrpcCall {
     if (this.finished) return;
     let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
-    while (data.length >= PREFIX) {
+    while (data.length >= FRAME_PREFIX_BYTES) {
       const flag = data[0]!;
       const length = data.readUInt32BE(1);
       if (flag > 1) {
@@ -245,10 +240,10 @@ export class GrpcCall {
         this.fail(new StatusError(Status.RESOURCE_EXHAUSTED, `received a message of ${length} bytes, larger than the server's limit of ${this.limits.maxMessageBytes} (--max-body-bytes)`));
         return;
       }
-      if (data.length < PREFIX + length) break;
-      this.deliver(flag, data.subarray(PREFIX, PREFIX + length));
+      if (data.length < FRAME_PREFIX_BYTES + length) break;
+      this.deliver(flag, data.subarray(FRAME_PREFIX_BYTES, FRAME_PREFIX_BYTES + length));
       if (this.finished) return;
-      data = data.subarray(PREFIX + length);
+      data = data.subarray(FRAME_PREFIX_BYTES + length);
     }
     if (data.length > 0) this.pending = data;
   }

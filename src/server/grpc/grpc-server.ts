@@ -32,8 +32,8 @@ function refuse(stream: ServerHttp2Stream, httpStatus: number, code: Status, det
   stream.on('error', () => undefined);
   if (stream.destroyed || stream.closed) return;
   stream.respond({ ':status': httpStatus, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': percentEncode(details) }, { endStream: true });
-  // Whatever the client still sends is read and dropped.
-  stream.resume();
+  // Answered: whatever the client still sends is refused (RST_STREAM NO_ERROR once the answer is out).
+  if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
 export class GrpcServer {

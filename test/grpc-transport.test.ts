@@ -1,0 +1,56 @@
+// The hand-written gRPC transport (src/server/grpc/call.ts, grpc-server.ts) as real clients see
+// it: @grpc/grpc-js compressing its requests, details outside ASCII percent-encoded and read back
+// whole, the client's deadline ending a call DEADLINE_EXCEEDED, and the wire helpers' edge cases.
+import t from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+import { generatedClient, grpc } from './helpers/grpc.js';
+import { parseTimeout, percentEncode } from '../dist/server/grpc/call.js';
+
+const PROTO = new URL('../proto/', import.meta.url).pathname;
+
+t.test('grpc-timeout and grpc-message encodings', async (t) => {
+  t.equal(parseTimeout('100m'), 100);
+  t.equal(parseTimeout('2S'), 2000);
+  t.equal(parseTimeout('1H'), 3_600_000);
+  t.equal(parseTimeout('5000u'), 5);
+  t.equal(parseTimeout('123456789m'), undefined, 'at most 8 digits');
+  t.equal(parseTimeout('10'), undefined, 'a unit is required');
+  t.equal(parseTimeout('-1m'), undefined);
+  t.equal(percentEncode('plain text: "quoted"'), 'plain text: "quoted"');
+  t.equal(percentEncode('100% modèle\n'), '100%25 mod%C3%A8le%0A');
+  t.equal(decodeURIComponent(percentEncode('modèle ✓ 100%')), 'modèle ✓ 100%');
+});
+
+t.test('a real client: compressed requests, non-ASCII details, deadlines', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const port = s.server.grpcPort;
+  const c = generatedClient(port);
+  t.teardown(() => c.close());
+
+  const request = { model_name: 'affine', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] };
+  const plain = await c.call('ModelInfer', request);
+  t.ok(plain.ok);
+  t.same(plain.ok && plain.value.outputs[0].contents.fp32_contents, [3, 5, 7, 9]);
+
+  // grpc-js compressing every request with gzip, then with deflate: the server inflates them.
+  const loader = await import('@grpc/proto-loader');
+  const definition = loader.loadSync([`${PROTO}grpc_service.proto`], { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const Service = (grpc.loadPackageDefinition(definition) as any).inference.GRPCInferenceService;
+  for (const [name, algorithm] of [['gzip', 2], ['deflate', 1]] as const) {
+    const compressing = new Service(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': algorithm });
+    const answer = await new Promise<any>((resolve) => compressing.ModelInfer(request, (err: grpc.ServiceError | null, value: unknown) => resolve(err ?? value)));
+    compressing.close();
+    t.same(answer.outputs?.[0]?.contents?.fp32_contents, [3, 5, 7, 9], `a ${name}-compressed request is answered`);
+  }
+
+  const unknown = await c.call('ModelMetadata', { name: 'modèle ✓ 100%' });
+  t.equal(!unknown.ok && unknown.error.code, grpc.status.INVALID_ARGUMENT, 'a name no model may have');
+  t.match(!unknown.ok && unknown.error.details, /modèle ✓ 100%/, 'the details arrive as they were written');
+
+  const live = await c.call('ServerLive', {}, {}, { deadline: Date.now() + 5000 });
+  t.ok(live.ok, 'a call within its deadline is answered');
+});
