@@ -153,9 +153,10 @@ t.test('served: a label for a prediction whose scored output the log summarized 
   }
   const reply = await s.post('/v2/models/digits/feedback', { feedback: ids.map((id) => ({ id, truth: [1, 2, 3, 4] })) });
   t.equal(reply.status, 200);
+  // Which one is still in memory depends on the order the answering threads' events arrived in.
   t.equal(reply.json.accepted, 1, 'the prediction still in memory joins');
-  t.same(reply.json.rejected.map((r: { id: string }) => r.id), ['p-0', 'p-1', 'p-2']);
-  t.match(reply.json.rejected[0].reason, /summary of output 'label' \(4 values, over --log-tensor-max-values\)/);
+  t.equal(reply.json.rejected.length, 3, 'the three looked up in the log are refused');
+  t.ok(reply.json.rejected.every((r: { reason: string }) => /summary of output 'label' \(4 values, over --log-tensor-max-values\)/.test(r.reason)), JSON.stringify(reply.json.rejected));
   const m = parseExposition((await s.get('/metrics')).text);
   t.equal(total(m, 'umbra_prediction_log_tensors_summarized_total', {}), 4 * 2, 'label and probabilities of every request');
 
