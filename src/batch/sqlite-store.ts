@@ -105,6 +105,10 @@ export class SqliteStore implements PredictionStore {
     let db: Database.Database;
     try {
       db = new Database(path);
+      // A new file only (no effect on an existing one, and set before WAL, which fixes it): each
+      // commit writes every page it touched, and the rows' upserts touch pages all over the index;
+      // 8 KiB pages took 15% less CPU per stored row than the default 4 KiB (bench/RESULTS-batch.md).
+      db.pragma('page_size = 8192');
       // WAL: readers never wait for the writer; NORMAL sync keeps every commit across a process
       // kill (only a power cut may lose the last commits, which a resume then redoes).
       db.pragma('journal_mode = WAL');
