@@ -10,7 +10,7 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
 import { CatalogView, signatureFingerprint } from '../dist/server/io/catalog.js';
 import { CoreLink, RemoteFront } from '../dist/server/io/io-front.js';
-import { SlabWriter, packResponse, unpackBody, unpackRequest, type Envelope, type ToCore, type ToIo } from '../dist/server/io/wire.js';
+import { Outbox, SlabWriter, openEnvelope, packResponse, unpackBody, unpackRequest, type Envelope, type ToCore, type ToIo } from '../dist/server/io/wire.js';
 import { Umbra } from '../dist/index.js';
 
 process.env.UMBRA_FAULT_INJECTION = '1';
@@ -203,7 +203,7 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   const front = new RemoteFront(link, catalog, undefined);
   const seen: string[] = [];
   channel.port2.on('message', (envelope: Envelope<ToCore>) => {
-    for (const msg of envelope.msgs) {
+    for (const msg of openEnvelope(envelope)) {
       seen.push(msg.t);
       const out = new SlabWriter();
       let answer: ToIo;
@@ -226,6 +226,33 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   t.same(seen, ['infer', 'body']);
   t.same(Array.from(result.response.outputs[0]!.data as Float32Array), [11, 13, 15, 17]);
   t.equal(result.binaryOutputs, 'none');
+});
+
+t.test('an envelope travels as JSON text only when every message reads back unchanged', async (t) => {
+  const sent: Envelope<unknown>[] = [];
+  const outbox = new Outbox<unknown>((envelope) => sent.push(envelope), (fn) => fn());
+  const send = (msg: unknown) => {
+    outbox.push(msg);
+    const envelope = sent.pop()!;
+    return { json: envelope.json !== undefined, back: openEnvelope(envelope)[0] };
+  };
+  const request = (parameters: Record<string, unknown>) => ({ t: 'infer', id: 1, model: 'm', fp: 'f', context: { headers: { a: 'b' }, transport: 'http' }, request: { parameters, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], at: 0, length: 4 }] } });
+  const plain = request({ priority: 2, tag: 'x', nested: { list: [1, 'two', true, null] } });
+  t.same(send(plain), { json: true, back: plain }, 'JSON\'s own kind of data goes as text and reads back equal');
+  const unfaithful: [string, unknown][] = [
+    ['NaN', Number.NaN], ['Infinity', Number.POSITIVE_INFINITY], ['-0', -0], ['a 64-bit integer', 2n ** 63n - 1n],
+    ['a typed array', new Float32Array(2)], ['a hole in an array', [1, undefined]],
+  ];
+  const results = unfaithful.map(([what, value]) => {
+    const msg = request({ value });
+    const { json, back } = send(msg);
+    const readBack = (back as typeof msg).request.parameters.value;
+    return { what, json, same: typeof value === 'object' ? readBack === value : Object.is(readBack, value) };
+  });
+  t.same(results.filter((r) => r.json || !r.same), [], 'a parameter JSON would change goes by structured clone (here: by reference), unchanged');
+  const event = { t: 'event', event: { model: 'm', version: '1', role: 'primary', outcome: 'success', context: {}, durationMs: 1.5, response: { model_name: 'm', model_version: '1', parameters: { score: Number.NaN }, outputs: [] } } };
+  t.equal(send(event).json, false, 'an event whose response parameters JSON would change is cloned');
+  t.equal(send({ t: 'ok', id: 1, response: { model_name: 'm', model_version: '1', outputs: [] }, timing: { queueMs: 0, computeMs: 0, rows: 1, batchRows: 1 }, binaryOutputs: new Set(['y']) }).json, false, 'a set of binary outputs is cloned');
 });
 
 t.test('a streamed answer (server-sent events) comes through in order, stops when the client leaves, ends on drain', async (t) => {

@@ -12,7 +12,7 @@ import { outcomeOf } from '../../core/hooks.js';
 import { IdBlock } from '../../core/ids.js';
 import type { InferOptions } from '../../execution/types.js';
 import {
-  Outbox, errorFromWire, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
+  Outbox, errorFromWire, openEnvelope, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
   type Envelope, type ToCore, type ToIo,
 } from './wire.js';
 
@@ -32,7 +32,7 @@ export class CoreLink {
     // After the poll phase that read this turn's requests: one message for all of them.
     this.outbox = new Outbox<ToCore>((envelope, transfer) => port.postMessage(envelope, transfer), setImmediate);
     port.on('message', (envelope: Envelope<ToIo>) => {
-      for (const msg of envelope.msgs) {
+      for (const msg of openEnvelope(envelope)) {
         const w = this.waiting.get(msg.id);
         if (!w) continue;
         this.waiting.delete(msg.id);

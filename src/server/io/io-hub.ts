@@ -13,7 +13,7 @@ import type { StreamOptions, StreamStats } from '../ws.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
-  Outbox, errorFromWire, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
+  Outbox, errorFromWire, openEnvelope, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
   type Control, type ControlReply, type Envelope, type PackedEvent, type ToCore, type ToIo, type WireContext,
 } from './wire.js';
 
@@ -224,7 +224,7 @@ export class IoHub extends EventEmitter {
 
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
     const slab = envelope.slab;
-    for (const msg of envelope.msgs) {
+    for (const msg of openEnvelope(envelope)) {
       // Requests handed over, and requests the thread answered itself (their events).
       if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event') thread.requests += 1;
       switch (msg.t) {

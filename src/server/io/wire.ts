@@ -94,9 +94,20 @@ export type ToIo =
   | { t: 'chunk'; id: number; text: string }
   | { t: 'end'; id: number };
 
+/**
+ * One turn's messages: as JSON text when every message survives JSON unchanged (a string crosses
+ * a MessagePort as one copy, where cloning the same object graph costs the sender and the
+ * receiver several times as much), else as objects for the structured clone.
+ */
 export interface Envelope<M> {
-  msgs: M[];
+  json?: string;
+  msgs?: M[];
   slab: ArrayBuffer | undefined;
+}
+
+/** The messages of an envelope, however they travelled. */
+export function openEnvelope<M>(envelope: Envelope<M>): M[] {
+  return envelope.json !== undefined ? JSON.parse(envelope.json) as M[] : envelope.msgs ?? [];
 }
 
 /** Control messages on the thread's own port (not batched). */
@@ -281,6 +292,62 @@ export class Outbox<M> {
     const msgs = this.msgs;
     this.msgs = [];
     const slab = this.slab.finish();
-    this.post({ msgs, slab }, slab ? [slab] : []);
+    const envelope: Envelope<M> = msgs.every(jsonFaithful) ? { json: JSON.stringify(msgs), slab } : { msgs, slab };
+    this.post(envelope, slab ? [slab] : []);
   };
+}
+
+/**
+ * Whether a message reads back from JSON as it was. Everything on the wire is JSON's kind of data
+ * except what callers put in: parameters (a gRPC client's NaN double or 64-bit integer) and a set
+ * of binary outputs.
+ */
+function jsonFaithful(msg: unknown): boolean {
+  const m = msg as Partial<Record<'request' | 'response' | 'event' | 'binaryOutputs', unknown>>;
+  if (m.binaryOutputs instanceof Set) return false;
+  if (m.request !== undefined && !requestFaithful(m.request as PackedRequest)) return false;
+  if (m.response !== undefined && !responseFaithful(m.response as PackedResponse)) return false;
+  const e = m.event as PackedEvent | undefined;
+  if (e !== undefined) {
+    if (!Number.isFinite(e.durationMs)) return false;
+    if (e.request !== undefined && !requestFaithful(e.request)) return false;
+    if (e.response !== undefined && !responseFaithful(e.response)) return false;
+  }
+  return true;
+}
+
+function requestFaithful(r: PackedRequest): boolean {
+  if (!valueFaithful(r.parameters)) return false;
+  for (const t of r.inputs) if (t.parameters !== undefined && !valueFaithful(t.parameters)) return false;
+  if (r.outputs) for (const o of r.outputs) if (o.parameters !== undefined && !valueFaithful(o.parameters)) return false;
+  return true;
+}
+
+function responseFaithful(r: PackedResponse): boolean {
+  if (r.parameters !== undefined && !valueFaithful(r.parameters)) return false;
+  for (const t of r.outputs) if (t.parameters !== undefined && !valueFaithful(t.parameters)) return false;
+  return true;
+}
+
+function valueFaithful(v: unknown): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0);
+    case 'object': {
+      if (v === null) return true;
+      if (Array.isArray(v)) return v.every((x) => x !== undefined && valueFaithful(x));
+      if (Object.getPrototypeOf(v) !== Object.prototype) return false;
+      for (const k in v) {
+        // A key holding undefined is dropped by JSON and reads back as undefined all the same.
+        const x = (v as Record<string, unknown>)[k];
+        if (x !== undefined && !valueFaithful(x)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
