@@ -10,11 +10,12 @@
 //
 //   node bench/native-served.mjs [--model dense.onnx] [--pruned sparse.onnx] [--sparsity 0.9]
 //     [--method global] [--layers 6] [--width 4096] [--relu] [--batches 64,1] [--concurrency 2]
-//     [--rounds 3] [--seconds 6] [--workers N] [--monitoring on|off] [--json out.json]
+//     [--rounds 3] [--seconds 6] [--workers N] [--monitoring on|off] [--log-db off|URL] [--json out.json]
 //
-// --monitoring is handed to both servers (default: the server's, on). Drift counts every column
-// of every row on the core thread, so on a 4096-wide model it is a visible part of what serving
-// costs: the CPU table below shows it under "core".
+// --monitoring and --log-db are handed to both servers; without them each server runs as a user
+// gets it: monitoring on, and the prediction log in its own state directory (SQLite). Monitoring
+// runs on the core thread and the log on a thread of its own, so on a 4096-wide model both are a
+// visible part of what serving costs: the CPU table below shows them under "core" and "log".
 //
 // Without --model the stack is exported with /usr/bin/python3 (python3-torch); without --pruned
 // it is pruned with `umbra prune --sparsity S --method M`. Both files stay in a temporary folder.
@@ -42,6 +43,7 @@ const { values: flags } = parseArgs({
     seconds: { type: 'string', default: '6' },
     workers: { type: 'string' },
     monitoring: { type: 'string' },
+    'log-db': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -83,7 +85,8 @@ function repository(name, modelPath, backend) {
 async function serve(name, modelPath, backend) {
   const port = await freePort();
   // gRPC port 0 and a state directory each: the two servers run side by side.
-  const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--grpc-port', '0', '--state-dir', join(dir, `state-${name}`), '--log-db', 'off'];
+  const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--grpc-port', '0', '--state-dir', join(dir, `state-${name}`)];
+  if (flags['log-db']) args.push('--log-db', flags['log-db']);
   if (flags.workers) args.push('--workers', flags.workers);
   if (flags.monitoring) args.push('--monitoring', flags.monitoring);
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -185,7 +188,7 @@ try {
       ratios: mine.map((r) => r.ratio),
     };
   });
-  const where = `served, workers ${flags.workers ?? 'default'}, monitoring ${flags.monitoring ?? 'default'}, concurrency ${flags.concurrency}`;
+  const where = `served, workers ${flags.workers ?? 'default'}, monitoring ${flags.monitoring ?? 'default'}, log ${flags['log-db'] ?? 'default'}, concurrency ${flags.concurrency}`;
   const header = `${flags.model ?? `${flags.layers} x Linear(${flags.width})${flags.relu ? ' + ReLU' : ''}`}, pruned ${flags.pruned ?? `${flags.method} ${flags.sparsity}`}; `
     + `${cpus().length} cores (${cpus()[0]?.model}); ${where}; `
     + `${ROUNDS} rounds of ${flags.seconds} s; load ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`;

@@ -7,7 +7,7 @@ import { LOG_DEFAULTS } from '../dist/monitor/prediction-log.js';
 t.test('defaults: everything on, the log in the state directory', async (t) => {
   const s = resolveServeSettings({ repo: '/srv/models', stateDir: '/var/lib/umbra' }, {});
   t.match(s.monitoring, { log: { url: 'sqlite:/var/lib/umbra/predictions.sqlite', inputs: true }, drift: {}, stateDir: '/var/lib/umbra' });
-  t.same(LOG_DEFAULTS, { sample: 1, inputsSample: 0.1, retentionDays: 30, maxRows: 10_000_000 }, 'as docs/monitoring.md says');
+  t.same(LOG_DEFAULTS, { sample: 1, inputsSample: 0.1, retentionDays: 30, maxRows: 10_000_000, tensorMaxValues: 65_536 }, 'as docs/monitoring.md says');
   t.equal(resolveServeSettings({ repo: '/srv/models', monitoring: 'off' }, {}).monitoring, false);
   const noLog = resolveServeSettings({ repo: '/srv/models', logDb: 'off' }, {}).monitoring;
   t.equal(noLog && noLog.log, undefined);

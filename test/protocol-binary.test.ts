@@ -247,3 +247,30 @@ t.test('a repeated binary header is checked from its plan exactly as a first one
   const r = body([1, 2, 3], [4, 5]);
   t.throws(() => parseInferRequest(r.body, { signature: s, headerLength: r.headerLength, maxElements: 2 }), { code: 'INVALID_INPUT' });
 });
+
+t.test('the finite check names the first non-finite element wherever it falls (four-lane sums and their tail)', async (t) => {
+  const { checkFinite } = await import('../dist/protocol/validate.js');
+  const cases: [number, number][] = [];
+  for (const length of [1, 4, 7, 4099]) for (const at of new Set([0, Math.min(3, length - 1), length - 1])) cases.push([length, at]);
+  const named = property('each case names its element and value');
+  for (const Kind of [Float32Array, Float64Array]) {
+    for (const [length, at] of cases) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const values = Kind.from({ length }, (_, i) => i - 2.5);
+        values[at] = bad;
+        // A second bad value later on: the message still names the first.
+        if (at + 1 < length) values[length - 1] = NaN;
+        let message = '';
+        try {
+          checkFinite(values, Kind === Float32Array ? 'FP32' : 'FP64', 'input "x"', false);
+        } catch (err) {
+          message = (err as Error).message;
+        }
+        named.check(message.startsWith(`expected a finite number for input "x" element ${at} but received ${bad}`), () => `${Kind.name} length ${length}, ${bad} at ${at}: ${message}`);
+      }
+    }
+  }
+  named.assert(t);
+  t.doesNotThrow(() => checkFinite(Float32Array.from({ length: 4099 }, (_, i) => (i % 2 ? 3.4e38 : -3.4e38)), 'FP32', 'x', false), 'the largest finite values are finite');
+  t.doesNotThrow(() => checkFinite(Float64Array.of(NaN), 'FP64', 'x', true), 'allow_nan skips the check');
+});

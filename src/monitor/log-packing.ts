@@ -4,6 +4,7 @@
 import type { Tensor } from '../protocol/types.js';
 import type { PredictionColumns } from './log-store.js';
 import { encodePackedTensors } from './tensor-blob.js';
+import { summarizeTensor, type TensorSummary } from './tensor-summary.js';
 
 export interface PackedPredictions {
   rows: number;
@@ -34,8 +35,11 @@ export interface PackedPredictions {
   /** FP32 tensors stay FP32 (half the bytes, and they format faster); tensorIsF32 marks them. */
   values32: Float32Array;
   tensorIsF32: Uint8Array;
-  /** BYTES tensors keep their strings here (tensorLength = -1 - index). */
-  strings: string[][];
+  /**
+   * Tensors whose values travel in the header (tensorLength = -1 - index): a BYTES tensor's
+   * strings, or the summary of a tensor over the packer's value cap.
+   */
+  strings: (string[] | TensorSummary)[];
 }
 
 export interface PackSource {
@@ -88,7 +92,7 @@ export class PredictionPacker {
   private role = new Grow((n) => new Int32Array(n), 256);
   private texts: string[] = [];
   private readonly textIndex = new Map<string, number>();
-  private strings: string[][] = [];
+  private strings: (string[] | TensorSummary)[] = [];
   private names: string[] = [];
   private readonly nameIndex = new Map<string, number>();
   private timeMs = new Grow((n) => new Float64Array(n), 256);
@@ -107,12 +111,19 @@ export class PredictionPacker {
   private values = new Grow((n) => new Float64Array(n), 4096);
   private values32 = new Grow((n) => new Float32Array(n), 16384);
 
+  /** Tensors with more values than this are kept as a summary (tensor-summary.ts); 0 keeps every value. */
+  constructor(private readonly maxValues = 0) {}
+
   get rows(): number {
     return this.ids.length;
   }
 
-  /** Copies one prediction in; its inputs only when `withInputs` (and it has them). */
-  add(r: PackSource, withInputs = true): void {
+  /**
+   * Copies one prediction in; its inputs only when `withInputs` (and it has them). Returns how
+   * many of its tensors were over the value cap and kept as summaries.
+   */
+  add(r: PackSource, withInputs = true): number {
+    let summarized = 0;
     this.ids.push(r.id);
     this.idLength += r.id.length;
     this.idEnds.push(this.idLength);
@@ -124,14 +135,14 @@ export class PredictionPacker {
     if (withInputs && r.inputs) {
       this.inputsAt.push(this.tensorName.length);
       this.inputsCount.push(r.inputs.length);
-      this.put(r.inputs);
+      summarized += this.put(r.inputs);
     } else {
       this.inputsAt.push(-1);
       this.inputsCount.push(0);
     }
     this.outputsAt.push(this.tensorName.length);
     this.outputsCount.push(r.outputs.length);
-    this.put(r.outputs);
+    return summarized + this.put(r.outputs);
   }
 
   private text(value: string): number {
@@ -144,7 +155,8 @@ export class PredictionPacker {
     return i;
   }
 
-  private put(list: readonly Tensor[]): void {
+  private put(list: readonly Tensor[]): number {
+    let summarized = 0;
     for (const t of list) {
       let ni = this.nameIndex.get(t.name);
       if (ni === undefined) {
@@ -157,7 +169,13 @@ export class PredictionPacker {
       this.tensorDimsAt.push(this.dims.length);
       for (const d of t.shape) this.dims.push(d);
       const data = t.data;
-      if (Array.isArray(data)) {
+      if (this.maxValues > 0 && data.length > this.maxValues) {
+        this.tensorLength.push(-1 - this.strings.length);
+        this.strings.push(summarizeTensor(t.datatype, data));
+        this.tensorValuesAt.push(0);
+        this.tensorIsF32.push(0);
+        summarized += 1;
+      } else if (Array.isArray(data)) {
         this.tensorLength.push(-1 - this.strings.length);
         this.strings.push(data.slice() as string[]);
         this.tensorValuesAt.push(0);
@@ -182,6 +200,7 @@ export class PredictionPacker {
         this.values.length = at;
       }
     }
+    return summarized;
   }
 
   /** Everything added so far, as flat arrays; the packer starts empty again. */
@@ -209,8 +228,8 @@ export class PredictionPacker {
 }
 
 /** Packs a list at once (tests, and callers that already hold the rows). */
-export function packPredictions(rows: readonly PackSource[]): PackedPredictions {
-  const packer = new PredictionPacker();
+export function packPredictions(rows: readonly PackSource[], maxValues = 0): PackedPredictions {
+  const packer = new PredictionPacker(maxValues);
   for (const r of rows) packer.add(r);
   return packer.take();
 }

@@ -4,12 +4,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { decodeTensors, encodeTensors } from './tensor-blob.js';
+import type { TensorSummary } from './tensor-summary.js';
 
-export interface LogTensor {
-  name: string;
-  shape: number[];
-  data: ArrayLike<number | bigint> | string[];
-}
+/** A tensor to log: its values, or the summary that stands for them (tensor-summary.ts). */
+export type LogTensor =
+  | { name: string; shape: number[]; data: ArrayLike<number | bigint> | string[] }
+  | { name: string; shape: number[]; summary: TensorSummary };
 
 export interface PredictionRecord {
   id: string;

@@ -40,6 +40,7 @@ export class UmbraMetrics {
   readonly liveMeanAbsoluteError: Gauge<'model' | 'version'>;
   readonly feedback: Counter<'model' | 'version' | 'result'>;
   readonly logRows: Counter<'result'>;
+  readonly logTensorsSummarized: Counter;
   readonly webhookDeliveries: Counter<'result'>;
   /** Rollout decisions by event (start, advance, retry, pause, resume, promote, rollback, restart); set by src/traffic. */
   readonly rolloutEvents: Counter<'model' | 'event'>;
@@ -62,6 +63,7 @@ export class UmbraMetrics {
     this.liveMeanAbsoluteError = new Gauge({ name: 'umbra_live_mean_absolute_error', help: 'Mean absolute error over the latest labelled predictions (regression).', labelNames: ['model', 'version'], registers });
     this.feedback = new Counter({ name: 'umbra_feedback_total', help: 'Feedback labels by result: accepted or unknown (unknown or expired prediction id).', labelNames: ['model', 'version', 'result'], registers });
     this.logRows = new Counter({ name: 'umbra_prediction_log_rows_total', help: 'Prediction log rows by result: written, dropped (buffer full), failed (database error).', labelNames: ['result'], registers });
+    this.logTensorsSummarized = new Counter({ name: 'umbra_prediction_log_tensors_summarized_total', help: 'Tensors the prediction log kept as a summary (type, shape, min, max, mean) because they had more values than --log-tensor-max-values.', registers });
     this.rolloutEvents = new Counter({ name: 'umbra_rollout_events_total', help: 'Rollout decisions by event: start, advance, retry, pause, resume, promote, rollback, restart.', labelNames: ['model', 'event'], registers });
     this.webhookDeliveries = new Counter({ name: 'umbra_webhook_deliveries_total', help: 'Webhook events by result: delivered, retried, failed, dropped.', labelNames: ['result'], registers });
     if (options.processMetrics !== false) {

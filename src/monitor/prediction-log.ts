@@ -24,6 +24,8 @@ export interface PredictionLogOptions {
   retentionDays?: number;
   /** Most predictions kept; the oldest beyond are deleted with the retention check (default LOG_DEFAULTS.maxRows; 0 = no cap). */
   maxRows?: number;
+  /** A tensor with more values than this is logged as its summary (tensor-summary.ts); 0 logs every value (default LOG_DEFAULTS.tensorMaxValues). */
+  tensorMaxValues?: number;
 }
 
 export const LOG_DEFAULTS = {
@@ -37,12 +39,22 @@ export const LOG_DEFAULTS = {
   retentionDays: 30,
   /** About 1.8 GB of SQLite for a 16-input model with inputs sampled at 0.1 (175 bytes a row). */
   maxRows: 10_000_000,
+  /**
+   * 64 Ki values: an answer of 1,000 class scores for 64 rows is logged whole. Above it a tensor
+   * is logged as its type, shape, min, max, mean and count of non-finite values: a 64 x 4096 FP32
+   * output (1 MiB) logged whole cost the log's thread 6.5 ms and the disk 1 MiB per request, more
+   * than a pruned model spent computing it (bench/RESULTS-sparse.md), and the row-bounded buffer
+   * of a slow database would have held gigabytes.
+   */
+  tensorMaxValues: 65_536,
 };
 
 export interface LogCounters {
   written(n: number): void;
   dropped(n: number): void;
   failed(n: number): void;
+  /** Tensors logged as summaries (over the value cap). */
+  summarized?(n: number): void;
 }
 
 /** A prediction waiting to be written: the packer's own input shape. */
@@ -51,7 +63,9 @@ export type PendingPrediction = PackSource;
 export class PredictionLog {
   private readonly worker: Worker;
   private readonly ready: Promise<void>;
-  private readonly packer = new PredictionPacker();
+  private readonly packer: PredictionPacker;
+  /** Tensors over this many values are logged as summaries; 0 = every value. */
+  readonly tensorMaxValues: number;
   private labels: LabelRecord[] = [];
   private readonly sample: number;
   private readonly inputsSample: number;
@@ -76,6 +90,8 @@ export class PredictionLog {
     this.sample = options.sample ?? LOG_DEFAULTS.sample;
     this.logsInputs = options.inputs !== false;
     this.inputsSample = options.inputsSample ?? LOG_DEFAULTS.inputsSample;
+    this.tensorMaxValues = options.tensorMaxValues ?? LOG_DEFAULTS.tensorMaxValues;
+    this.packer = new PredictionPacker(this.tensorMaxValues);
     this.batchRows = options.batchRows ?? 1000;
     this.bufferRows = options.bufferRows ?? 50_000;
     const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? LOG_DEFAULTS.retentionDays) * 86_400_000, maxRows: options.maxRows ?? LOG_DEFAULTS.maxRows };
@@ -113,6 +129,17 @@ export class PredictionLog {
     this.timer.unref();
   }
 
+  /** What the log keeps, in words, with the flags that change it: the server says it at start. */
+  describeKept(): string {
+    const percent = (p: number) => `${Number((p * 100).toPrecision(3))}%`;
+    const rows = this.sample >= 1 ? 'every prediction' : `${percent(this.sample)} of predictions`;
+    const inputs = !this.logsInputs ? 'no inputs (--log-inputs off)' : `inputs of ${this.inputsSample >= 1 ? 'every one' : percent(this.inputsSample)} (--log-inputs-sample; a model's parameters.log_inputs_sample wins)`;
+    const cap = this.tensorMaxValues > 0
+      ? `tensors over ${this.tensorMaxValues.toLocaleString('en-US')} values as type, shape, min, max and mean only (--log-tensor-max-values 0 keeps every value)`
+      : 'every tensor value (--log-tensor-max-values 0)';
+    return `outputs of ${rows}, ${inputs}; ${cap}`;
+  }
+
   /** Resolves once the database is open; rejects with the reason it could not be. */
   whenReady(): Promise<void> {
     return this.ready;
@@ -123,7 +150,11 @@ export class PredictionLog {
     return this.failure;
   }
 
-  /** Hot path: keep a reference; nothing is copied or encoded here. `inputsSample` overrides the log's for this prediction's model. */
+  /**
+   * Hot path: the prediction's values are copied into flat arrays (a tensor over the value cap is
+   * summarized instead); encoding and writing happen on the writer thread. `inputsSample`
+   * overrides the log's for this prediction's model.
+   */
   push(p: PendingPrediction, inputsSample = this.inputsSample): void {
     if (this.closed) return;
     if (this.sample < 1 && this.random() >= this.sample) return;
@@ -132,7 +163,8 @@ export class PredictionLog {
       return;
     }
     const withInputs = this.logsInputs && (inputsSample >= 1 || (inputsSample > 0 && this.random() < inputsSample));
-    this.packer.add(p, withInputs);
+    const summarized = this.packer.add(p, withInputs);
+    if (summarized > 0) this.counters.summarized?.(summarized);
     if (this.packer.rows >= this.batchRows && !this.flushQueued) {
       this.flushQueued = true;
       setImmediate(() => void this.flush());

@@ -22,6 +22,7 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'logInputsSample', flag: '--log-inputs-sample', env: 'UMBRA_LOG_INPUTS_SAMPLE', kind: 'number', min: 0, max: 1 },
   { key: 'logRetentionDays', flag: '--log-retention-days', env: 'UMBRA_LOG_RETENTION_DAYS', kind: 'number', min: 0 },
   { key: 'logMaxRows', flag: '--log-max-rows', env: 'UMBRA_LOG_MAX_ROWS', kind: 'int', min: 0 },
+  { key: 'logTensorMaxValues', flag: '--log-tensor-max-values', env: 'UMBRA_LOG_TENSOR_MAX_VALUES', kind: 'int', min: 0 },
   { key: 'metricsBuckets', flag: '--metrics-buckets', env: 'UMBRA_METRICS_BUCKETS', kind: 'string' },
   { key: 'driftWindow', flag: '--drift-window', env: 'UMBRA_DRIFT_WINDOW', kind: 'int', min: 1 },
   { key: 'driftWindowSeconds', flag: '--drift-window-seconds', env: 'UMBRA_DRIFT_WINDOW_SECONDS', kind: 'number', min: 0 },
@@ -76,6 +77,7 @@ export function monitoringFromSettings(values: Record<string, unknown>, stateDir
     if (typeof v.logInputsSample === 'number') options.log.inputsSample = v.logInputsSample;
     if (typeof v.logRetentionDays === 'number') options.log.retentionDays = v.logRetentionDays;
     if (typeof v.logMaxRows === 'number') options.log.maxRows = v.logMaxRows;
+    if (typeof v.logTensorMaxValues === 'number') options.log.tensorMaxValues = v.logTensorMaxValues;
   }
   if (typeof v.webhook === 'string') {
     if (!/^https?:\/\//.test(v.webhook)) throw new Error(`expected an http(s) URL for --webhook but received ${JSON.stringify(v.webhook)}`);

@@ -2,13 +2,16 @@
 // every number as JSON text cost more CPU than the inference of a small model. Layout:
 //   uint32 LE header length | header: JSON [[name, "f32"|"f64"|"str", shape], ...] | pad to 8 |
 //   the numeric tensors' little-endian values, in header order, each padded to 8 bytes.
-// String tensors travel inside the header as [name, "str", shape, values].
+// String tensors travel inside the header as [name, "str", shape, values]; a tensor over the log's
+// value cap as [name, "summary", shape, summary] (tensor-summary.ts), with no values.
 import type { LogTensor } from './log-store.js';
 import type { PackedPredictions } from './log-packing.js';
+import type { TensorSummary } from './tensor-summary.js';
 
 const KIND_F32 = 'f32';
 const KIND_F64 = 'f64';
 const KIND_STR = 'str';
+const KIND_SUMMARY = 'summary';
 
 const align8 = (n: number) => (n + 7) & ~7;
 
@@ -17,7 +20,8 @@ export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
   const header: unknown[] = [];
   let dataBytes = 0;
   for (const t of tensors) {
-    if (Array.isArray(t.data)) header.push([t.name, KIND_STR, t.shape, t.data]);
+    if ('summary' in t) header.push([t.name, KIND_SUMMARY, t.shape, t.summary]);
+    else if (Array.isArray(t.data)) header.push([t.name, KIND_STR, t.shape, t.data]);
     else {
       const f32 = t.data instanceof Float32Array;
       header.push([t.name, f32 ? KIND_F32 : KIND_F64, t.shape]);
@@ -31,7 +35,7 @@ export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
   head.copy(out, 4);
   let at = start;
   for (const t of tensors) {
-    if (Array.isArray(t.data)) continue;
+    if ('summary' in t || Array.isArray(t.data)) continue;
     const f32 = t.data instanceof Float32Array;
     // Copy the values whatever their source type (bigint rows were made numbers when packed).
     const view = f32 ? new Float32Array(out.buffer, out.byteOffset + at, t.data.length) : new Float64Array(out.buffer, out.byteOffset + at, t.data.length);
@@ -135,27 +139,36 @@ function packedHeader(p: PackedPredictions, first: number, count: number): Buffe
     const dimsAt = p.tensorDimsAt[k]!;
     const shape = Array.from(p.dims.subarray(dimsAt, dimsAt + p.tensorRank[k]!));
     const length = p.tensorLength[k]!;
-    if (length < 0) header.push([name, KIND_STR, shape, p.strings[-1 - length]]);
+    if (length < 0) {
+      const inHeader = p.strings[-1 - length]!;
+      header.push([name, Array.isArray(inHeader) ? KIND_STR : KIND_SUMMARY, shape, inHeader]);
+    }
     else header.push([name, p.tensorIsF32[k] ? KIND_F32 : KIND_F64, shape]);
   }
   return Buffer.from(JSON.stringify(header));
 }
 
-export type DecodedTensors = Record<string, { shape: number[]; data: (number | string)[] }>;
+/** A logged tensor: its values, or (over the log's value cap) only its summary. */
+export type DecodedTensor = { shape: number[]; data: (number | string)[] } | { shape: number[]; summary: TensorSummary };
+export type DecodedTensors = Record<string, DecodedTensor>;
 
 /** Back to `{name: {shape, data}}` with plain numbers (FP32 values as their exact doubles). */
 export function decodeTensors(blob: Uint8Array | null): DecodedTensors | null {
   if (blob === null) return null;
   const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const headLength = buf.readUInt32LE(0);
-  const header = JSON.parse(buf.subarray(4, 4 + headLength).toString('utf8')) as [string, string, number[], string[]?][];
+  const header = JSON.parse(buf.subarray(4, 4 + headLength).toString('utf8')) as [string, string, number[], (string[] | TensorSummary)?][];
   // Copy so the typed views below are aligned whatever the driver handed us.
   const data = Buffer.from(buf.subarray(align8(4 + headLength)));
   const out: DecodedTensors = {};
   let at = 0;
-  for (const [name, kind, shape, strings] of header) {
+  for (const [name, kind, shape, inHeader] of header) {
     if (kind === KIND_STR) {
-      out[name] = { shape, data: strings ?? [] };
+      out[name] = { shape, data: (inHeader as string[] | undefined) ?? [] };
+      continue;
+    }
+    if (kind === KIND_SUMMARY) {
+      out[name] = { shape, summary: inHeader as TensorSummary };
       continue;
     }
     const count = shape.reduce((a, b) => a * b, 1);

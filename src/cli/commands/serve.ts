@@ -40,6 +40,7 @@ export function registerServe(program: Command): void {
     .option('--log-inputs-sample <p>', 'fraction of logged predictions whose inputs are logged too, 0..1 (default 0.1) [env UMBRA_LOG_INPUTS_SAMPLE]')
     .option('--log-retention-days <d>', 'days prediction log rows are kept, 0 = forever (default 30) [env UMBRA_LOG_RETENTION_DAYS]')
     .option('--log-max-rows <n>', 'most predictions kept in the log, oldest deleted first, 0 = no cap (default 10000000) [env UMBRA_LOG_MAX_ROWS]')
+    .option('--log-tensor-max-values <n>', 'a tensor with more values is logged as its type, shape, min, max and mean only; 0 = log every value (default 65536) [env UMBRA_LOG_TENSOR_MAX_VALUES]')
     .option('--metrics-buckets <s,...>', 'latency histogram bounds in seconds (default 0.0001..5) [env UMBRA_METRICS_BUCKETS]')
     .option('--drift-window <rows>', 'rows in the live drift window (default 1000) [env UMBRA_DRIFT_WINDOW]')
     .option('--drift-window-seconds <s>', 'drift window by time as well, 0 = rows only (default 0) [env UMBRA_DRIFT_WINDOW_SECONDS]')
@@ -123,7 +124,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   if (server.ops) log(`ops page: ${server.url}/ui`);
-  server.monitor?.log?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''}`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
+  const predictionLog = server.monitor?.log;
+  predictionLog?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''} (${predictionLog.describeKept()})`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
   let signalled = false;
   const onSignal = (signal: string) => {
     if (signalled) return;
