@@ -16,22 +16,11 @@ export class BatchCommitter {
     private readonly checkpoint: Checkpoint,
   ) {}
 
-  /** Stores one batch (the caller waits for each before the next); resolves with the new checkpoint. */
-  async commit(batch: BatchToStore): Promise<Checkpoint> {
-    const texts = outputsPerRow(batch.outputs, batch.keys.length);
-    // A key twice in one batch: the later row wins, as it would across batches (upsert).
-    const rows: PredictionRow[] = [];
-    const seen = new Map<string, number>();
-    for (let i = 0; i < batch.keys.length; i++) {
-      const key = batch.keys[i]!;
-      const at = seen.get(key);
-      if (at === undefined) {
-        seen.set(key, rows.length);
-        rows.push({ key, outputs: texts[i]! });
-      } else {
-        rows[at] = { key, outputs: texts[i]! };
-      }
-    }
+  /**
+   * Stores one batch (the caller waits for each before the next); resolves with the new
+   * checkpoint. `rows`: the batch's rows from rowsOf, when the caller formed them ahead.
+   */
+  async commit(batch: BatchToStore, rows: PredictionRow[] = rowsOf(batch)): Promise<Checkpoint> {
     this.rejects.write(batch.rejects);
     const next: Checkpoint = {
       ...this.checkpoint,
@@ -49,4 +38,26 @@ export class BatchCommitter {
     Object.assign(this.checkpoint, next);
     return next;
   }
+}
+
+/**
+ * A batch's rows as stored: one-row response JSON per key, a key twice in one batch keeping its
+ * later row, as it would across batches (upsert). Needs nothing of the store, so the writer forms
+ * the next batch's rows while the store is still committing the one before.
+ */
+export function rowsOf(batch: BatchToStore): PredictionRow[] {
+  const texts = outputsPerRow(batch.outputs, batch.keys.length);
+  const rows: PredictionRow[] = [];
+  const seen = new Map<string, number>();
+  for (let i = 0; i < batch.keys.length; i++) {
+    const key = batch.keys[i]!;
+    const at = seen.get(key);
+    if (at === undefined) {
+      seen.set(key, rows.length);
+      rows.push({ key, outputs: texts[i]! });
+    } else {
+      rows[at] = { key, outputs: texts[i]! };
+    }
+  }
+  return rows;
 }

@@ -5,6 +5,8 @@ import pg from 'pg';
 import { UmbraError } from '../errors.js';
 import { parseStoredOutputs, redactUrl, type Checkpoint, type PredictionRow, type PredictionStore, type StoredPrediction } from './store.js';
 
+// One unique index on (model, key, version) serves the upsert and the any-version lookup, as in
+// the SQLite store (sqlite-store.ts); stores created with a second index keep it.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS predictions (
   model text NOT NULL,
@@ -12,9 +14,8 @@ CREATE TABLE IF NOT EXISTS predictions (
   key text NOT NULL,
   outputs jsonb NOT NULL,
   computed_at timestamptz NOT NULL,
-  UNIQUE (model, version, key)
+  UNIQUE (model, key, version)
 );
-CREATE INDEX IF NOT EXISTS predictions_by_model_key ON predictions (model, key, computed_at DESC);
 CREATE TABLE IF NOT EXISTS umbra_batch_checkpoints (
   job text PRIMARY KEY,
   model text NOT NULL,
