@@ -6,7 +6,9 @@
 // front end's limit, one thread) and, for `--model mlp`, onnxruntime in-process at its best.
 //
 // Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2] [--rounds 5] [--seconds 4]
-//        [--concurrency 64,1] [--generator wrk|perf] [--out bench/results-io-threads.json]
+//        [--concurrency 64,1] [--generator wrk|perf] [--ceiling-work US] [--out bench/results-io-threads.json]
+// --ceiling-work adds the host's ceiling for threads: bench/peers/uws-threads.mjs with as many
+// threads as each --io setting, no hop, spending US µs of CPU per request (wrk only).
 // --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
 // --seconds after a one-second warm-up) instead of wrk, as a user of the CLI measures.
 // The mlp model is a seeded 64-1024-1024-10 MLP (bench/make-mlp.mjs) served with a 2 ms batching
@@ -124,6 +126,19 @@ async function startBare() {
   return { name: 'bare uWebSockets.js', url, child, metrics: false };
 }
 
+/**
+ * The host's ceiling for I/O threads (--ceiling-work=US): bench/peers/uws-threads.mjs with N
+ * threads and no hop, spending US µs of CPU per request, for each N of --io.
+ */
+async function startCeiling(threads, workUs) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(root, 'bench/peers/uws-threads.mjs'), String(port), String(threads), String(workUs)], { stdio: ['ignore', 'ignore', 'inherit'], cwd: root });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, child);
+  return { name: `uWS ${threads} thread${threads > 1 ? 's' : ''}, ${workUs} µs work, no hop`, url, child, metrics: false };
+}
+
 /** CPU seconds by thread kind, from the server's /metrics. */
 async function threadCpu(url) {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -175,7 +190,9 @@ function median(xs) {
 }
 
 // umbra perf reads the model's metadata first, which the bare peer does not serve: it is measured with wrk only.
-const targets = [...(generator === 'wrk' ? [await startBare()] : []), ...(await Promise.all(ioSettings.map(startUmbra)))];
+const ceilingWork = args['ceiling-work'] === undefined ? undefined : Number(args['ceiling-work']);
+const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.map((n) => startCeiling(n, ceilingWork))) : [];
+const targets = [...(generator === 'wrk' ? [await startBare()] : []), ...(await Promise.all(ioSettings.map(startUmbra))), ...ceilings];
 const results = {};
 for (let round = 0; round < rounds; round++) {
   for (const c of concurrencies) {
@@ -213,6 +230,10 @@ for (const c of concurrencies) {
   for (const io of ioSettings.slice(1)) {
     const other = results[`umbra --io-threads ${io} c${c}`];
     ratios[`c${c}: --io-threads ${io} / --io-threads ${ioSettings[0]} req/s`] = median(other.map((r, i) => r.throughput / base[i].throughput));
+  }
+  if (ceilings.length > 1) {
+    const one = results[`${ceilings[0].name} c${c}`];
+    for (const t of ceilings.slice(1)) ratios[`c${c}: ${t.name} / ${ceilings[0].name} req/s (the host's ceiling)`] = median(results[`${t.name} c${c}`].map((r, i) => r.throughput / one[i].throughput));
   }
   for (const io of ioSettings) {
     if (!bare) break;

@@ -65,13 +65,14 @@ export const DEFAULTS = {
 } as const;
 
 /**
- * I/O threads for a host with `cores` cores. On two cores, two I/O threads beside the core's
- * thread served the bundled digits model (batch-1 JSON, c64) faster than one thread doing
- * everything (bench/RESULTS.md); one core gains nothing from a hop. Larger hosts: half the cores,
- * the other half left to the model workers, at most 8 (not measured on such a host yet).
+ * I/O threads for a host with `cores` cores, as measured (bench/RESULTS-io-threads.md). On two
+ * cores one thread doing everything is the faster setting: two I/O threads served digits (batch-1
+ * JSON, c64) at 1.03x with wrk and 0.87x with umbra perf, and a 64-1024-1024-10 MLP at 0.76x,
+ * because the hop costs more CPU than the host has spare. Larger hosts: half the cores, the other
+ * half left to the model workers, at most 8 (not measured on such a host yet).
  */
 export function defaultIoThreads(cores = availableParallelism()): number {
-  if (cores <= 1) return 1;
+  if (cores <= 2) return 1;
   return Math.min(8, Math.max(2, Math.floor(cores / 2)));
 }
 

@@ -19,10 +19,11 @@ export interface TestServer {
 }
 
 /**
- * UMBRA_TEST_IO_THREADS runs every test server with that many I/O threads (CI runs the server
- * tests with 1 as well as with the default); a test that names `ioThreads` keeps its own.
+ * Test servers run with two I/O threads, so every behaviour is checked across the hop whatever the
+ * host's default; UMBRA_TEST_IO_THREADS runs them with that many instead (CI runs the server tests
+ * with 1 as well). A test that names `ioThreads` keeps its own.
  */
-const ioThreadsFromEnv = process.env.UMBRA_TEST_IO_THREADS ? { ioThreads: Number(process.env.UMBRA_TEST_IO_THREADS) } : {};
+const ioThreadsFromEnv = { ioThreads: process.env.UMBRA_TEST_IO_THREADS ? Number(process.env.UMBRA_TEST_IO_THREADS) : 2 };
 
 export async function startTestServer(t: Test, options: Partial<ServerOptions> & { repository: string }): Promise<TestServer> {
   const server = await startServer({ host: '127.0.0.1', port: 0, workers: 2, ...ioThreadsFromEnv, ...options });

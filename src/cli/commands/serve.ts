@@ -30,7 +30,7 @@ export function registerServe(program: Command): void {
     .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 120) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
-    .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 2 on two cores, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
+    .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one or two cores, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--monitoring <on|off>', 'metrics, drift, feedback and the prediction log (default on) [env UMBRA_MONITORING]')
