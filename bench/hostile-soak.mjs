@@ -44,7 +44,7 @@ torch.onnx.export(m, torch.randn(1, ${WIDTH}), '${join(dir, 'mlp', '1', 'model.o
 }
 
 async function startServer(repo, port) {
-  const flags = ['bin/umbra.js', 'serve', '--repo', repo, '--port', String(port), '--monitoring', 'off'];
+  const flags = ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--monitoring', 'off'];
   if (ioThreads) flags.push('--io-threads', ioThreads);
   const child = spawn(process.execPath, flags, { stdio: ['ignore', 'pipe', 'inherit'] });
   let log = '';
