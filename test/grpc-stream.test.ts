@@ -3,14 +3,13 @@
 // leaves the queue), the canary's routing key, umbra/client's gRPC client, and the drain.
 import t from 'tap';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
+import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
 import { generatedClient, grpc } from './helpers/grpc.js';
 import { UmbraGrpcClient, UmbraGrpcError } from '../dist/client/index.js';
 
 t.setTimeout(300_000);
 
 const WIDTH = 1024;
-const DEPTH = 400;
 const slowRow = (v: number) => ({ name: 'x', datatype: 'FP32', shape: [1, WIDTH], contents: { fp32_contents: new Array(WIDTH).fill(v) } });
 
 t.test('a stream answers each request by id, errors in-band, and umbra/client matches them', async (t) => {
@@ -49,18 +48,26 @@ t.test('a stream answers each request by id, errors in-band, and umbra/client ma
 t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued work; timeout is DEADLINE_EXCEEDED', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
+  // Batches are held (holdExecution) while the test sets up the queue it needs.
+  repo.addVersion('slow', 1, affineModel(2, 0, WIDTH));
   // No batch staged on the busy instance: a second request waits in the queue, where it can be cancelled.
-  repo.writeConfig('slow', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 1 } }, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false', queue_budget_ms: '10000' } });
+  repo.writeConfig('slow', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 1 } }, instance_group: [{ count: 1 }], parameters: { execution: 'worker', stage_batches: 'false', queue_budget_ms: '10000' } });
   // (A long queue budget: requests held behind the slow one on purpose must not make the queue count as standing.)
   const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
   const c = generatedClient(s.server.grpcPort);
   t.teardown(() => c.close());
   const mv = s.server.umbra.manager.get('slow');
 
-  const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => c.call('ModelInfer', { model_name: 'slow', inputs: [slowRow(i)] })));
+  // One running (held), one queued: the other six of a burst of eight are refused.
+  let hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const settled: any[] = [];
+  const burstCalls = Array.from({ length: 8 }, (_, i) => c.call('ModelInfer', { model_name: 'slow', inputs: [slowRow(i)] }).then((r) => { settled.push(r); return r; }));
+  await until(() => settled.length === 6, 'six of the burst answered while two wait');
+  hold.release();
+  const burst = await Promise.all(burstCalls);
   const refused = burst.filter((r) => !r.ok);
-  t.ok(refused.length >= 1, `${refused.length} refused`);
+  t.equal(refused.length, 6, 'a queue of one behind one running: six of eight refused');
   for (const r of refused) {
     if (r.ok) continue;
     t.equal(r.error.code, grpc.status.UNAVAILABLE);
@@ -71,6 +78,7 @@ t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued w
 
   // A request queued behind a running one leaves the queue when its client goes away; the
   // client's deadline ends the call the same way (grpc-js cancels the call when it passes).
+  hold = holdExecution(mv);
   const running = c.call('ModelInfer', { model_name: 'slow', inputs: [slowRow(1)] });
   await until(() => mv.inFlight === 1, 'first request executing');
   const before = mv.stats();
@@ -82,14 +90,17 @@ t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued w
   t.equal(!late.ok && late.error.code, grpc.status.DEADLINE_EXCEEDED);
   // The client gives up at its deadline; the server hears of it by the stream's reset, a moment later.
   await until(() => mv.stats().aborted === before.aborted + 2, 'the late request left the queue');
+  hold.release();
   t.ok((await running).ok);
   t.equal(mv.stats().executedRequests, before.executedRequests, 'nothing ran after the one executing: the cancelled and the late request never did');
 
   // The request's own queue timeout (microseconds) is DEADLINE_EXCEEDED too.
+  hold = holdExecution(mv);
   const blocker = c.call('ModelInfer', { model_name: 'slow', inputs: [slowRow(1)] });
   await until(() => mv.inFlight === 1, 'blocker executing');
   const timedOut = await c.call('ModelInfer', { model_name: 'slow', parameters: { timeout: { int64_param: 1 } }, inputs: [slowRow(2)] });
   t.equal(!timedOut.ok && timedOut.error.code, grpc.status.DEADLINE_EXCEEDED);
+  hold.release();
   t.ok((await blocker).ok);
 });
 
@@ -120,14 +131,16 @@ t.test('the canary routing key from metadata or parameters picks the same versio
 t.test('drain: in-flight answered, the stream refuses new requests and ends UNAVAILABLE, then the port closes', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false', queue_budget_ms: '10000' } });
+  repo.addVersion('slow', 1, affineModel(2, 0, WIDTH));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { execution: 'worker', stage_batches: 'false', queue_budget_ms: '10000' } });
   // (A long queue budget: requests held behind the slow one on purpose must not make the queue count as standing.)
   const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
   const port = s.server.grpcPort;
   const c = generatedClient(port);
   t.teardown(() => c.close());
   const mv = s.server.umbra.manager.get('slow');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
   const call = c.raw.ModelStreamInfer();
   const answers: any[] = [];
   call.on('data', (m: any) => answers.push(m));
@@ -141,6 +154,8 @@ t.test('drain: in-flight answered, the stream refuses new requests and ends UNAV
   const stopping = s.server.stop();
   await until(() => s.server.isDraining, 'draining');
   call.write({ model_name: 'slow', id: 'too-late', inputs: [slowRow(1)] });
+  await until(() => answers.some((a) => a.infer_response.id === 'too-late'), 'the late request refused while the others wait');
+  hold.release();
   const end = await ended;
   t.ok((await unary).ok, 'the unary request in flight is answered');
   for (let i = 0; i < 3; i++) t.equal(answers.find((a) => a.infer_response.id === `in-flight-${i}`)?.error_message, '', `in-flight-${i} answered`);

@@ -5,7 +5,7 @@
 import t from 'tap';
 import http from 'node:http';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, slowModel, until } from './helpers/repo.js';
+import { tempRepo, slowModel, holdExecution, until } from './helpers/repo.js';
 import { deriveQueueBound, describeQueueBound, QUEUE_BUDGET_BATCHES, QUEUE_BUDGET_FLOOR_MS } from '../dist/scheduler/options.js';
 import { BacklogDetector, BACKLOG_MIN_US } from '../dist/scheduler/backlog.js';
 import { DynamicBatcher } from '../dist/scheduler/batcher.js';
@@ -145,10 +145,13 @@ t.test('a client timeout cancels work that has not started', async (t) => {
   const rows = (n: number, timeout?: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [n, 512], data: new Array(n * 512).fill(1) }], ...(timeout ? { parameters: { timeout } } : {}) });
   const before = mv.stats().executedRequests;
   // Full 64-row batches, one at a time on the one instance: the later ones queue.
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
   const blockers = Array.from({ length: 3 }, () => s.post('/v2/models/gate/infer', rows(64)));
   await until(() => mv.inFlight > 0 && mv.pending > 0, 'a batch running and one queued', 60_000);
   const timed = await s.post('/v2/models/gate/infer', rows(1, 1000));
   t.equal(timed.status, 504, `a 1 ms timeout behind a running batch: 504 (${timed.json?.error})`);
+  hold.release();
   const done = await Promise.all(blockers);
   t.same(done.map((r) => r.status), [200, 200, 200], 'the others are served');
   t.equal(mv.stats().executedRequests - before, 3, 'the timed-out request never ran');

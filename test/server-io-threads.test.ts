@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { MessageChannel } from 'node:worker_threads';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
+import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
 import { CatalogView, signatureFingerprint } from '../dist/server/io/catalog.js';
 import { CoreLink, RemoteFront } from '../dist/server/io/io-front.js';
 import { Outbox, SlabWriter, openEnvelope, packResponse, unpackBody, unpackRequest, type Envelope, type ToCore, type ToIo } from '../dist/server/io/wire.js';
@@ -137,13 +137,15 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
 t.test('drain on two I/O threads: every admitted request is answered, then the port closes', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  // About 40 ms a request, one at a time: the ten wait in the queue together (a queue bound of
-  // its own: the derived one, four batch times, would refuse six of them).
-  repo.addVersion('slow', 1, slowModel(1024, 400));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 16 } });
+  // One at a time, held until the drain has begun: the ten wait in the queue together (a queue
+  // bound of its own: the derived one would refuse some of them).
+  repo.addVersion('slow', 1, affineModel(2, 0, 64));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 16 }, parameters: { execution: 'worker' } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   const mv = s.server.umbra.manager.get('slow');
-  const row = (i: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, k) => (i + k) % 7) });
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const row = (i: number) => ({ name: 'x', datatype: 'FP32', shape: [1, 64], data: Array.from({ length: 64 }, (_, k) => (i + k) % 7) });
   const connections = await Promise.all(Array.from({ length: 10 }, () => RawConnection.open(s.server.port)));
   t.teardown(() => connections.forEach((c) => c.close()));
   const inflight = connections.map((c, i) => c.request('/v2/models/slow/infer', { inputs: [row(i)] }));
@@ -152,8 +154,11 @@ t.test('drain on two I/O threads: every admitted request is answered, then the p
   const stopping = s.server.stop();
   const ready = await s.server.api.handle({ method: 'GET', path: '/v2/health/ready', query: '', headers: {}, body: new Uint8Array() });
   t.equal(ready.status, 503, 'readiness turns false at once');
+  t.equal(mv.pending + mv.inFlight, 10, 'nothing ran before the drain began');
+  hold.release();
   const results = await Promise.all(inflight);
   t.same(results.map((r) => r.status), Array(10).fill(200), 'every admitted request is answered');
+  t.same(results.map((r) => JSON.parse(r.body).outputs[0].data[0]), Array.from({ length: 10 }, (_, i) => 2 * (i % 7)), 'each with its own answer');
   await stopping;
   await t.rejects(fetch(`${s.url}/v2/health/live`), 'no thread accepts connections any more');
 });
@@ -161,13 +166,15 @@ t.test('drain on two I/O threads: every admitted request is answered, then the p
 t.test('a client that goes away before its request runs takes it out of the core\'s queue', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
-  // About 0.3 s a request, one at a time (the abort must cross two threads while the first runs),
-  // and no staging (a staged request has left the queue).
-  repo.addVersion('slow', 1, slowModel(1024, 3000));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { stage_batches: 'false' } });
+  // One at a time, the first held until the abort has crossed both threads, and no staging (a
+  // staged request has left the queue).
+  repo.addVersion('slow', 1, affineModel(2, 0, 64));
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], parameters: { execution: 'worker', stage_batches: 'false' } });
   const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
   const mv = s.server.umbra.manager.get('slow');
-  const row = { name: 'x', datatype: 'FP32', shape: [1, 1024], data: Array(1024).fill(1) };
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const row = { name: 'x', datatype: 'FP32', shape: [1, 64], data: Array(64).fill(1) };
   const running = await RawConnection.open(s.server.port);
   const queued = await RawConnection.open(s.server.port);
   t.teardown(() => running.close());
@@ -176,6 +183,7 @@ t.test('a client that goes away before its request runs takes it out of the core
   await until(() => mv.pending === 1 && mv.inFlight === 1, 'one running, one queued');
   queued.close();
   await until(() => mv.stats().aborted === 1, 'the queued request was aborted on the core');
+  hold.release();
   t.equal((await first).status, 200);
   t.equal(mv.stats().executedRequests, 1, 'the aborted request never ran');
 });

@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, slowModel, until } from './helpers/repo.js';
+import { tempRepo, affineModel, slowModel, holdExecution, until } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { TaskNotStartedError } from '../dist/workers/pool.js';
@@ -129,7 +129,13 @@ t.test('a full queue rejects at once with 503 and Retry-After; timeouts and prio
   const s = await startTestServer(t, { repository: repo.dir });
   const mv = s.server.umbra.manager.get('slow');
 
-  const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => s.post('/v2/models/slow/infer', { inputs: [row(i)] })));
+  // The first batch is held until all twelve have been admitted or refused.
+  let hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const burstCalls = Array.from({ length: 12 }, (_, i) => s.post('/v2/models/slow/infer', { inputs: [row(i)] }));
+  await until(() => mv.stats().submitted + mv.stats().rejectedQueueFull === 12, 'all twelve admitted or refused');
+  hold.release();
+  const burst = await Promise.all(burstCalls);
   const rejected = burst.filter((r) => r.status === 503);
   const served = burst.filter((r) => r.status === 200);
   t.equal(rejected.length + served.length, 12, 'only 200 or 503');
@@ -139,20 +145,25 @@ t.test('a full queue rejects at once with 503 and Retry-After; timeouts and prio
   t.match(rejected[0]!.json.error, /queue/);
 
   // Timeout: a request that waits behind a running one longer than its own timeout.
+  hold = holdExecution(mv);
   const running = s.post('/v2/models/slow/infer', { inputs: [row(1)] });
   await until(() => mv.inFlight === 1, 'first request executing');
   const timedOut = await s.post('/v2/models/slow/infer', { parameters: { timeout: 1 }, inputs: [row(2)] });
   t.equal(timedOut.status, 504);
   t.match(timedOut.json.error, /time/i);
+  hold.release();
   t.equal((await running).status, 200);
 
   // Priority: with the instance busy, a level-1 request overtakes an earlier level-2 one.
   const order: string[] = [];
+  hold = holdExecution(mv);
   const blocker = s.post('/v2/models/slow/infer', { inputs: [row(1)] });
   await until(() => mv.inFlight === 1, 'blocker executing');
   const low = s.post('/v2/models/slow/infer', { id: 'low', parameters: { priority: 2 }, inputs: [row(2)] }).then((r) => order.push(r.json.id));
   await until(() => mv.pending === 1, 'low-priority request queued');
   const high = s.post('/v2/models/slow/infer', { id: 'high', parameters: { priority: 1 }, inputs: [row(3)] }).then((r) => order.push(r.json.id));
+  await until(() => mv.pending === 2, 'high-priority request queued behind it');
+  hold.release();
   await Promise.all([blocker, low, high]);
   t.same(order, ['high', 'low']);
 });
@@ -278,10 +289,13 @@ t.test('readiness is false during warm-up and during drain; drain finishes queue
   t.equal(await ready(), 200, 'ready once warm');
 
   const mv = s.server.umbra.manager.get('slow');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
   const inflight = Array.from({ length: 6 }, (_, i) => s.post('/v2/models/slow/infer', { inputs: [row(i)] }));
   await until(() => mv.pending + mv.inFlight === 6, 'all six requests accepted');
   const stopping = s.server.stop();
   t.equal(await ready(), 503, 'readiness turns false at once');
+  hold.release();
   const results = await Promise.all(inflight);
   t.same(results.map((r) => r.status), [200, 200, 200, 200, 200, 200], 'queued and running requests finish');
   await stopping;

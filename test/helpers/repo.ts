@@ -93,3 +93,28 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
   }
   throw new Error(`condition never held within ${limitMs} ms: ${what}`);
 }
+
+/**
+ * Holds every batch a model version dispatches until the test releases it, so "one running, one
+ * queued" is a state the test sets up rather than a window it races. Test instrumentation only:
+ * it wraps the version's executor on this thread (the batcher still counts the held batch as in
+ * flight, exactly as it would a slow one). `held` counts batches that reached the gate.
+ */
+export function holdExecution(mv: { execution: unknown }) {
+  const executor = mv.execution as { execute: (...args: unknown[]) => Promise<unknown> };
+  const original = executor.execute;
+  if (typeof original !== 'function') throw new Error('holdExecution: the version has no executor to hold');
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => { open = resolve; });
+  let held = 0;
+  executor.execute = async function (this: unknown, ...args: unknown[]) {
+    held++;
+    await gate;
+    return original.apply(this, args);
+  };
+  return {
+    get held() { return held; },
+    /** Lets held and later batches run; the executor is itself again from here on. */
+    release() { executor.execute = original; open(); },
+  };
+}
