@@ -7,17 +7,28 @@
 // round, the table takes the median round. Where the time goes: CPU per request of the server
 // process, of Umbra's core thread (umbra_thread_cpu_seconds_total) and of the generator.
 //
-// Usage: node bench/grpc.mjs [--rounds=5] [--seconds=4] [--concurrency=64] [--out=FILE]
+// With --h2load, each round also drives Umbra with h2load (Debian's nghttp2-client, a C generator
+// that is nobody's code here): HTTP binary over HTTP/1.1 on `concurrency` connections and gRPC
+// ModelInfer on HTTP/2 (16 streams a connection, as umbra perf), the same request bytes umbra perf
+// sends. h2load reads HTTP statuses only, so a gRPC call counts as served by the model's own
+// success count (the statistics route) over the same window.
+//
+// Usage: node bench/grpc.mjs [--rounds=5] [--seconds=4] [--concurrency=64] [--h2load] [--out=FILE] [--quick]
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { umbraPerf } from './umbra-perf.mjs';
+import { randomPayloads, fetchModelMetadata } from '../dist/perf/payload.js';
+import { grpcRequest } from '../dist/perf/grpc-connection.js';
+import { frameMessage } from '../dist/client/grpc-channel.js';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
-const rounds = Number(args.rounds ?? 5);
-const seconds = Number(args.seconds ?? 4);
+// --quick (npm run bench's other benches): one short round; --full: the defaults.
+const quick = args.quick === 'true';
+const rounds = Number(args.rounds ?? (quick ? 1 : 5));
+const seconds = Number(args.seconds ?? (quick ? 2 : 4));
 const concurrency = Number(args.concurrency ?? 64);
 const root = new URL('..', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'umbra-grpc-bench-'));
@@ -87,7 +98,52 @@ function perf(url, protocol, secs) {
   return umbraPerf(['--url', url, '-m', 'digits', '--protocol', protocol, '--concurrency', String(concurrency), '--duration', String(secs), '--warmup-ms', '1000']);
 }
 
+/** Successful inferences of the model so far (the statistics extension). */
+async function successes(url) {
+  const stats = await (await fetch(`${url}/v2/models/digits/stats`)).json();
+  return stats.model_stats.reduce((sum, m) => sum + Number(m.inference_stats.success.count), 0);
+}
+
+/** One h2load run: --warm-up-time 1 s, then `secs`; req/s from its own summary. */
+function h2load(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', 'CPU %U %S', 'h2load', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => {
+      const rate = /finished in [\d.]+\w*, ([\d.]+) req\/s/.exec(out);
+      const counts = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+      const lat = /time for request:\s+([\d.]+)(us|ms)\s+([\d.]+)(us|ms)\s+([\d.]+)(us|ms)/.exec(out);
+      const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(err);
+      if (code !== 0 || !rate || !counts) return reject(new Error(`h2load failed (${code}): ${out.slice(-400)} ${err.slice(-400)}`));
+      const ms = (v, unit) => Number(v) / (unit === 'us' ? 1000 : 1);
+      resolve({ throughput: Number(rate[1]), done: Number(counts[3]), failed: Number(counts[5]) + Number(counts[6]), mean_ms: lat ? ms(lat[5], lat[6]) : NaN, generatorCpu: cpu ? Number(cpu[1]) + Number(cpu[2]) : NaN });
+    });
+  });
+}
+
+async function measureH2load(contender) {
+  const { target, protocol } = contender;
+  const file = protocol === 'grpc' ? h2loadBodies.grpc : h2loadBodies.binary;
+  const common = ['-D', String(seconds), '--warm-up-time', '1', '-d', file, '-t', '1'];
+  const args = protocol === 'grpc'
+    ? [...common, '-c', String(Math.ceil(concurrency / 16)), '-m', '16', '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://${target.grpc}/inference.GRPCInferenceService/ModelInfer`]
+    : [...common, '--h1', '-c', String(concurrency), '-m', '1', '-H', 'content-type: application/octet-stream', '-H', `inference-header-content-length: ${h2loadBodies.headerLength}`, `${target.url}/v2/models/digits/infer`];
+  const cpuBefore = processCpu(target.child.pid);
+  const okBefore = await successes(target.url);
+  const r = await h2load(args);
+  const served = (await successes(target.url)) - okBefore;
+  const requests = r.throughput * (seconds + 1);
+  const us = (s) => Math.round((s * 1e6) / requests * 10) / 10;
+  // Every request h2load finished (warm-up included) must be a success the model counted.
+  const errors = Math.max(0, r.done - served) + r.failed;
+  return { throughput: r.throughput, mean_ms: r.mean_ms, errors, cpu_us_per_request: { server: us(processCpu(target.child.pid) - cpuBefore), generator: us(r.generatorCpu) } };
+}
+
 async function measure(contender) {
+  if (contender.generator === 'h2load') return measureH2load(contender);
   const { target, protocol } = contender;
   const url = protocol.startsWith('grpc') ? target.grpc : target.url;
   const cpuBefore = processCpu(target.child.pid);
@@ -121,6 +177,20 @@ const contenders = [
   { name: 'bare node:http2 ModelInfer', target: http2Echo, protocol: 'grpc' },
   { name: 'bare node:http2 ModelStreamInfer', target: http2Echo, protocol: 'grpc-stream' },
 ];
+const h2loadBodies = {};
+if (args.h2load === 'true') {
+  // The request bytes umbra perf sends (its first payload), written once for h2load's -d.
+  const [payload] = randomPayloads(await fetchModelMetadata(umbra.url, 'digits'), 1, 1, 1);
+  h2loadBodies.binary = join(work, 'binary.body');
+  h2loadBodies.headerLength = payload.binary.headerLength;
+  writeFileSync(h2loadBodies.binary, payload.binary.body);
+  h2loadBodies.grpc = join(work, 'grpc.body');
+  writeFileSync(h2loadBodies.grpc, frameMessage(grpcRequest(payload, 'digits', undefined)));
+  contenders.push(
+    { name: 'h2load: Umbra HTTP binary', target: umbra, protocol: 'http-binary', generator: 'h2load' },
+    { name: 'h2load: Umbra gRPC ModelInfer', target: umbra, protocol: 'grpc', generator: 'h2load' },
+  );
+}
 const results = [];
 for (let round = 0; round < rounds; round++) {
   const row = {};
@@ -141,9 +211,10 @@ const targets = {
   bare_grpc_js_over_http_binary: ratio('bare grpc-js ModelInfer', 'Umbra HTTP binary'),
   bare_http2_over_http_binary: ratio('bare node:http2 ModelInfer', 'Umbra HTTP binary'),
 };
+if (h2loadBodies.grpc) targets.h2load_grpc_over_http_binary = ratio('h2load: Umbra gRPC ModelInfer', 'h2load: Umbra HTTP binary');
 const summary = {
   date: new Date().toISOString(),
-  command: `node bench/grpc.mjs --rounds=${rounds} --seconds=${seconds} --concurrency=${concurrency}`,
+  command: `node bench/grpc.mjs --rounds=${rounds} --seconds=${seconds} --concurrency=${concurrency}${h2loadBodies.grpc ? ' --h2load' : ''}`,
   load: { start: loadStart.map((x) => x.toFixed(1)), end: loadEnd.map((x) => x.toFixed(1)) },
   rounds: results,
   medians: Object.fromEntries(Object.entries(targets).map(([k, v]) => [k, { median: Math.round(median(v) * 100) / 100, min: Math.round(Math.min(...v) * 100) / 100, max: Math.round(Math.max(...v) * 100) / 100 }])),

@@ -4,7 +4,8 @@
 // layer's Yt is the next one's Xt), one thread, the two alternating pass by pass; the fastest pass
 // of each is reported, as the slower ones include time the thread was preempted.
 //
-//   node bench/native/sparse-chain.mjs [--layers 6] [--width 4096] [--sparsity 0.9] [--batches 1,8,64] [--passes 21]
+//   node bench/native/sparse-chain.mjs [--layers 6] [--width 4096] [--sparsity 0.9] [--batches 1,8,64] [--passes 21] [--quick]
+// (--quick, as npm run bench passes it: 5 passes; --full: the defaults.)
 import { parseArgs } from 'node:util';
 import { alignedFloat32, boundSpmm, csrFromDense, packSparse, sparseInputRows, spmmLanes } from '../../dist/native/kernels.js';
 import { seededRandom } from '../../dist/random.js';
@@ -15,9 +16,12 @@ const { values: flags } = parseArgs({
     width: { type: 'string', default: '4096' },
     sparsity: { type: 'string', default: '0.9' },
     batches: { type: 'string', default: '1,8,64' },
-    passes: { type: 'string', default: '21' },
+    passes: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
   },
 });
+flags.passes ??= flags.quick ? '5' : '21';
 const LAYERS = Number(flags.layers);
 const WIDTH = Number(flags.width);
 const KEEP = 1 - Number(flags.sparsity);

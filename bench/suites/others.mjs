@@ -1,5 +1,5 @@
 // The self-contained benches beside this suite (bench/native/*.mjs, bench/ws.mjs,
-// bench/monitoring.mjs, bench/batch.mjs), each run as a child process that writes its own
+// bench/monitoring.mjs, bench/batch.mjs, bench/grpc.mjs), each run as a child process that writes its own
 // bench/RESULTS-<name>.md. Quick mode shares what is left of a 3-minute budget among them.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ export async function otherBenches(run) {
   const candidates = [];
   const nativeDir = join(ROOT, 'bench', 'native');
   if (existsSync(nativeDir)) for (const f of readdirSync(nativeDir).filter((f) => f.endsWith('.mjs')).sort()) candidates.push([`native/${f}`, f.replace(/\.mjs$/, '')]);
-  for (const name of ['ws', 'monitoring', 'batch']) candidates.push([`${name}.mjs`, name]);
+  for (const name of ['ws', 'monitoring', 'batch', 'grpc']) candidates.push([`${name}.mjs`, name]);
   let left = candidates.filter(([file]) => existsSync(join(ROOT, 'bench', file))).length;
   for (const [file, name] of candidates) {
     const path = join(ROOT, 'bench', file);

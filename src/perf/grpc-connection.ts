@@ -1,15 +1,18 @@
 // gRPC transports for `--protocol grpc` (unary ModelInfer, one HTTP/2 stream per request) and
 // `--protocol grpc-stream` (ModelStreamInfer, many requests in flight on one stream, answers
-// matched by id). Both run on umbra/client's lean HTTP/2 channel with pre-encoded messages, so the
-// generator measures the server and not a client library: a unary answer is judged by its
-// grpc-status alone, a stream answer is read only as far as its id and error_message.
+// matched by id), with pre-encoded messages, so the generator measures the server and not a client
+// library. Unary calls go as frames on a socket (h2-connection.ts: node:http2's client costs more
+// CPU per call than the server it measures); a stream runs on umbra/client's node:http2 channel,
+// where one call carries many requests. A unary answer is judged by its grpc-status alone, a
+// stream answer is read only as far as its id and error_message.
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
-import { GrpcChannel, type GrpcReply } from '../client/grpc-channel.js';
+import { GrpcChannel, authorityOf, type GrpcReply } from '../client/grpc-channel.js';
 import { UmbraError } from '../errors.js';
 import { encodeInferRequest, type WireInferRequest } from '../protocol/proto/infer-messages.js';
 import { INFERENCE_SERVICE, protoMethod } from '../protocol/proto/files.js';
 import { ProtoReader, WIRE_LENGTH, stringSize } from '../protocol/proto/wire.js';
 import type { ModelMetadata, Payload } from './payload.js';
+import { H2GrpcConnection, grpcHeaderBlock } from './h2-connection.js';
 
 export type GrpcDone = (error: string | null) => void;
 
@@ -70,6 +73,8 @@ function streamAnswer(message: Buffer): { id: string; failed: boolean } {
 
 export class GrpcLoadConnection {
   private readonly channel: GrpcChannel;
+  /** Unary calls over plain-text HTTP/2 (TLS, https://, goes through the channel). */
+  private readonly lean: H2GrpcConnection | undefined;
   private session: ClientHttp2Session | undefined;
   private stream: { write(message: Uint8Array): boolean; stream: ClientHttp2Stream } | undefined;
   private readonly unaryInFlight = new Set<{ stream: ClientHttp2Stream; sentAt: number; done: GrpcDone }>();
@@ -80,11 +85,24 @@ export class GrpcLoadConnection {
 
   constructor(address: string, private readonly streaming: boolean, private readonly prefix: string) {
     this.channel = new GrpcChannel(address);
+    const url = new URL(authorityOf(address));
+    if (!streaming && url.protocol === 'http:') {
+      const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+      this.lean = new H2GrpcConnection(host, Number(url.port || 80), grpcHeaderBlock(`${PATH}ModelInfer`, url.host));
+    }
     this.opened = this.open(address);
     this.opened.catch(() => undefined);
   }
 
   private async open(address: string): Promise<void> {
+    if (this.lean) {
+      try {
+        await this.lean.opened;
+      } catch (err) {
+        throw new UmbraError('INVALID_ARGUMENT', `could not connect to the gRPC server at ${address}: ${(err as Error).message}; check --url (the server's gRPC port)`);
+      }
+      return;
+    }
     try {
       this.session = await this.channel.connect();
     } catch (err) {
@@ -97,11 +115,15 @@ export class GrpcLoadConnection {
   }
 
   get alive(): boolean {
-    return !this.dead;
+    return !this.dead && (this.lean?.alive ?? true);
   }
 
   /** One request: `message` is a pre-encoded ModelInferRequest without an id. */
   send(message: Buffer, frame: Buffer, done: GrpcDone, now: number): void {
+    if (this.lean) {
+      this.lean.send(frame, done, now);
+      return;
+    }
     if (this.dead || !this.session) {
       done('connection closed');
       return;
@@ -122,6 +144,7 @@ export class GrpcLoadConnection {
 
   /** Fails requests older than `deadline` (performance.now() units). */
   expire(deadline: number): void {
+    this.lean?.expire(deadline);
     for (const e of this.unaryInFlight) {
       if (e.sentAt >= deadline) continue;
       this.unaryInFlight.delete(e);
@@ -139,6 +162,7 @@ export class GrpcLoadConnection {
     this.dead = true;
     this.unaryInFlight.clear();
     this.waiting.clear();
+    this.lean?.close();
     // Now: an open stream (grpc-stream) would keep a graceful close waiting for ever.
     this.channel.destroy();
   }
