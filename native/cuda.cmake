@@ -28,7 +28,8 @@ if(UMBRA_WITH_CUDA)
   target_include_directories(umbra_cuda PUBLIC ${CMAKE_CURRENT_LIST_DIR}/src/cuda ${CUDAToolkit_INCLUDE_DIRS}
                                         PRIVATE ${CMAKE_CURRENT_LIST_DIR}/include ${CMAKE_CURRENT_LIST_DIR}/src)
   target_compile_options(umbra_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 --expt-relaxed-constexpr -Xcompiler=-fPIC>)
-  target_link_libraries(umbra_cuda PUBLIC CUDA::cudart_static)
+  # dlopen: cuBLASLt is loaded at run time where present (src/cuda/cublaslt.cu), never linked.
+  target_link_libraries(umbra_cuda PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
 
   # backends_compiled() and the binding read this; the addon links umbra_core, so CUDA comes along.
   target_compile_definitions(umbra_core PUBLIC UMBRA_WITH_CUDA)

@@ -83,13 +83,18 @@ t.test('GPU kernels against the CPU kernels', { skip }, async (t) => {
         const dw = uploadDense(w);
         const db = uploadVector(bias);
         t.equal(dw.bytes, k * n * 4);
-        for (const activation of ACTS) {
-          const want = gemm({ x, m, weights: w, bias, activation });
-          assertClose(t, cudaGemm(stream, { x, m, weights: dw, bias: db, activation, out: poisoned(m * n) }), want, 1e-4,
-            `fp32 ${m}x${k}x${n} ${layout} ${activation}`, Math.sqrt(k) * 0.05);
+        // 'auto' runs through cuBLASLt where it was found; 'own' is always Umbra's kernels.
+        for (const kernels of ['auto', 'own'] as const) {
+          for (const activation of ACTS) {
+            const want = gemm({ x, m, weights: w, bias, activation });
+            assertClose(t, cudaGemm(stream, { x, m, weights: dw, bias: db, activation, kernels, out: poisoned(m * n) }), want, 1e-4,
+              `fp32 ${kernels} ${m}x${k}x${n} ${layout} ${activation}`, Math.sqrt(k) * 0.05);
+          }
+          assertClose(t, cudaGemm(stream, { x, m, weights: dw, activation: 'relu', kernels, out: poisoned(m * n) }), gemm({ x, m, weights: w, activation: 'relu' }), 1e-4,
+            `fp32 ${kernels} ${m}x${k}x${n} ${layout} relu without bias`, Math.sqrt(k) * 0.05);
+          assertClose(t, cudaGemm(stream, { x, m, weights: dw, bias: db, precision: 'tf32', kernels, out: poisoned(m * n) }),
+            gemm({ x, m, weights: w, bias }), 5e-3, `tf32 ${kernels} ${m}x${k}x${n} ${layout}`, Math.sqrt(k));
         }
-        assertClose(t, cudaGemm(stream, { x, m, weights: dw, bias: db, precision: 'tf32', out: poisoned(m * n) }),
-          gemm({ x, m, weights: w, bias }), 5e-3, `tf32 ${m}x${k}x${n} ${layout}`, Math.sqrt(k));
         assertClose(t, await cudaGemmAsync(stream, { x, m, weights: dw, bias: db, precision: 'bf16', activation: 'relu', out: poisoned(m * n) }),
           gemm({ x, m, weights: w, bias, activation: 'relu' }), 2e-2, `bf16 ${m}x${k}x${n} ${layout}`, Math.sqrt(k));
         t.equal(releaseCuda(dw), k * n * 4);

@@ -15,6 +15,7 @@
 #include "cuda_handles.h"
 
 #ifdef UMBRA_WITH_CUDA
+#include "cublaslt.cuh"
 #include "device.cuh"
 #include "elementwise.cuh"
 #include "gemm.cuh"
@@ -56,6 +57,17 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
   out.Set("deviceCount", a.device_count);
   out.Set("runtimeVersion", a.runtime_version);
   out.Set("driverVersion", a.driver_version);
+  const auto& lt = umbra::cuda::cublaslt_info();
+  Napi::Object blas = Napi::Object::New(info.Env());
+  blas.Set("library", "cuBLASLt");
+  blas.Set("found", lt.found);
+  blas.Set("path", lt.path);
+  blas.Set("version", Napi::Number::New(info.Env(), static_cast<double>(lt.version)));
+  blas.Set("reason", lt.reason);
+  Napi::Array tried = Napi::Array::New(info.Env(), lt.tried.size());
+  for (size_t i = 0; i < lt.tried.size(); ++i) tried.Set(static_cast<uint32_t>(i), lt.tried[i]);
+  blas.Set("tried", tried);
+  out.Set("blas", blas);
   return out;
 }
 
@@ -180,6 +192,7 @@ struct GemmCall {
   float* y;
   size_t m;
   int activation, precision;
+  bool vendor = true;
   void run() const {
     auto lock = stream->lock();
     stream->activate();
@@ -191,16 +204,18 @@ struct GemmCall {
     g.x = dx, g.w = w->a.as<float>(), g.bias = bias ? bias->a.as<float>() : nullptr, g.y = dy;
     g.m = m, g.k = k, g.n = n, g.w_n_by_k = w->n_by_k, g.activation = activation;
     g.precision = static_cast<umbra::cuda::GemmPrecision>(precision);
+    g.vendor = vendor;
     umbra::cuda::gemm_f32_cuda(g, *stream);
     stream->stage_download(y, dy, m * n * sizeof(float));
     stream->finish();
   }
 };
 
-// (stream, x, weights, bias|null, y, m, activation, precision 0 fp32 | 1 tf32 | 2 bf16)
+// (stream, x, weights, bias|null, y, m, activation, precision 0 fp32 | 1 tf32 | 2 bf16[, vendor])
+// vendor (default true): cuBLASLt where loaded; false: Umbra's own kernels.
 GemmCall gemm_call(const Napi::CallbackInfo& info, const char* kName) {
   const Napi::Env env = info.Env();
-  UMBRA_THROW_IF(env, info.Length() != 8, "expected 8 arguments");
+  UMBRA_THROW_IF(env, info.Length() != 8 && info.Length() != 9, "expected 8 or 9 arguments");
   GemmCall c;
   c.stream = stream_at(info, 0, kName);
   c.w = resident_at(info, 2, kName, "weights", Resident::dense);
@@ -215,6 +230,10 @@ GemmCall gemm_call(const Napi::CallbackInfo& info, const char* kName) {
   const size_t p = to_size(info, 7, kName, "precision");
   UMBRA_THROW_IF(env, p > 2, "precision must be 0 (fp32), 1 (tf32) or 2 (bf16)");
   c.precision = static_cast<int>(p);
+  if (info.Length() == 9) {
+    UMBRA_THROW_IF(env, !info[8].IsBoolean(), "vendor must be a boolean");
+    c.vendor = info[8].As<Napi::Boolean>().Value();
+  }
   return c;
 }
 
@@ -392,6 +411,14 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
   out.Set("deviceCount", 0);
   out.Set("runtimeVersion", 0);
   out.Set("driverVersion", 0);
+  Napi::Object blas = Napi::Object::New(info.Env());
+  blas.Set("library", "cuBLASLt");
+  blas.Set("found", false);
+  blas.Set("path", "");
+  blas.Set("version", 0);
+  blas.Set("reason", "built without CUDA");
+  blas.Set("tried", Napi::Array::New(info.Env(), 0));
+  out.Set("blas", blas);
   return out;
 }
 

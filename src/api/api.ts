@@ -11,6 +11,7 @@ import type { AbortLike } from '../scheduler/cancellation.js';
 import type { QueueBound } from '../scheduler/options.js';
 import { VERSION } from '../version.js';
 import { layerReportJson } from '../graph/layer-formats.js';
+import { cudaStatus } from '../native/cuda.js';
 
 export interface ApiRequest {
   method: string;
@@ -86,6 +87,23 @@ interface Route {
   handler: Handler;
 }
 
+let gpu: { cuda?: { devices: number; blas: { library: string; found: boolean; version: number } } } | undefined;
+
+/**
+ * Server metadata's `cuda` field on a host with a usable GPU: the device count and the vendor
+ * BLAS dense layers run through (cuBLASLt and its version, or found: false). Absent elsewhere.
+ */
+function gpuMetadata(): NonNullable<typeof gpu> {
+  if (gpu) return gpu;
+  try {
+    const status = cudaStatus();
+    gpu = status.available ? { cuda: { devices: status.deviceCount, blas: { library: status.blas.library, found: status.blas.found, version: status.blas.version } } } : {};
+  } catch {
+    gpu = {};
+  }
+  return gpu;
+}
+
 export class Api implements RouteTable {
   private readonly routes: Route[] = [];
   private readonly matched = new Map<string, { route: Route; params: string[] }>();
@@ -99,7 +117,7 @@ export class Api implements RouteTable {
       const ready = this.options.isAccepting() && this.umbra.manager.isReady();
       return json(ready ? 200 : 503, { ready });
     });
-    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: this.extensions() }));
+    r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: this.extensions(), ...gpuMetadata() }));
     r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
     r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
     // Triton's model configuration extension: the configuration in force, defaults filled in.

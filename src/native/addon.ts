@@ -24,6 +24,8 @@ export interface NativeCudaStatus {
   deviceCount: number;
   runtimeVersion: number;
   driverVersion: number;
+  /** The vendor BLAS, loaded at run time where present (native/src/cuda/cublaslt.cuh). */
+  blas: { library: 'cuBLASLt'; found: boolean; path: string; version: number; reason: string; tried: string[] };
 }
 
 export interface NativeCudaDevice {
@@ -116,9 +118,9 @@ export interface NativeBinding {
   cudaRelease(handle: NativeCudaHandle): number;
   cudaHandleBytes(handle: NativeCudaHandle): number;
   cudaGemmF32(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
-    m: number, activation: number, precision: number): void;
+    m: number, activation: number, precision: number, vendor?: boolean): void;
   cudaGemmF32Async(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
-    m: number, activation: number, precision: number): Promise<void>;
+    m: number, activation: number, precision: number, vendor?: boolean): Promise<void>;
   cudaSpmmCsrF32(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,
     m: number, activation: number): void;
   cudaSpmmCsrF32Async(stream: NativeCudaHandle, x: Float32Array, weights: NativeCudaHandle, bias: NativeCudaHandle | null, y: Float32Array,

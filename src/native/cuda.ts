@@ -37,13 +37,26 @@ export interface CudaVector extends CudaResident {
   readonly length: number;
 }
 
-/** Never throws: whether CUDA was compiled in, whether a device is usable, and if not, why. */
+const NO_BLAS: NativeCudaStatus['blas'] = { library: 'cuBLASLt', found: false, path: '', version: 0, reason: 'the loaded addon predates the CUDA backend; rebuild it', tried: [] };
+
+/** How dense layers on the GPU are computed, in a line: the vendor BLAS found, or why Umbra's own kernels. */
+export function describeGpuBlas(status: CudaStatus = cudaStatus()): string {
+  const b = status.blas;
+  return b.found ? `cuBLASLt ${b.version} (${b.path})` : `Umbra's own kernels (${b.reason})`;
+}
+
+/**
+ * Never throws: whether CUDA was compiled in, whether a device is usable, and if not, why; and
+ * `blas`, whether cuBLASLt was found (dense fp32/tf32 layers run through it) and where it looked.
+ */
 export function cudaStatus(): CudaStatus {
   const binding = native();
   if (typeof binding.cudaStatus !== 'function') {
-    return { compiled: false, available: false, reason: 'the loaded addon predates the CUDA backend; rebuild it', deviceCount: 0, runtimeVersion: 0, driverVersion: 0 };
+    return { compiled: false, available: false, reason: 'the loaded addon predates the CUDA backend; rebuild it', deviceCount: 0, runtimeVersion: 0, driverVersion: 0, blas: NO_BLAS };
   }
-  return binding.cudaStatus();
+  const status = binding.cudaStatus();
+  // An addon built before the vendor BLAS was loaded at run time reports none.
+  return status.blas ? status : { ...status, blas: { ...NO_BLAS, reason: 'the loaded addon predates cuBLASLt support; rebuild it' } };
 }
 
 export function cudaAvailable(): boolean {
@@ -174,6 +187,8 @@ export interface CudaGemmRequest {
   activation?: Activation;
   precision?: CudaPrecision;
   out?: Float32Array;
+  /** 'auto' (default): cuBLASLt where it was found (cudaStatus().blas), else Umbra's kernels; 'own': always Umbra's kernels. */
+  kernels?: 'auto' | 'own';
 }
 export interface CudaSpmmRequest {
   x: Float32Array;
@@ -203,20 +218,21 @@ function gemmArgs(stream: CudaStream, req: CudaGemmRequest) {
   const x = checkFloat32(req.x, m * req.weights.k, 'x');
   const out = req.out === undefined ? new Float32Array(m * req.weights.n) : checkFloat32(req.out, m * req.weights.n, 'out');
   const precision = CUDA_PRECISIONS.indexOf(checkOneOf(req.precision ?? 'fp32', CUDA_PRECISIONS, 'precision'));
-  return { x, out, m, act: activationCode(req.activation), precision, bias: req.bias?.handle ?? null };
+  const vendor = checkOneOf(req.kernels ?? 'auto', ['auto', 'own'] as const, 'kernels') === 'auto';
+  return { x, out, m, act: activationCode(req.activation), precision, vendor, bias: req.bias?.handle ?? null };
 }
 
 /** Y = act(X . W + bias) on the GPU: uploads X, runs, downloads Y. Blocks; returns Y. */
 export function cudaGemm(stream: CudaStream, req: CudaGemmRequest): Float32Array {
   const a = gemmArgs(stream, req);
-  callCuda(() => native().cudaGemmF32(stream.handle, a.x, req.weights.handle, a.bias, a.out, a.m, a.act, a.precision));
+  callCuda(() => native().cudaGemmF32(stream.handle, a.x, req.weights.handle, a.bias, a.out, a.m, a.act, a.precision, a.vendor));
   return a.out;
 }
 
 /** As cudaGemm, on the libuv pool. Do not touch the arrays until it settles. */
 export async function cudaGemmAsync(stream: CudaStream, req: CudaGemmRequest): Promise<Float32Array> {
   const a = gemmArgs(stream, req);
-  await callCudaAsync(() => native().cudaGemmF32Async(stream.handle, a.x, req.weights.handle, a.bias, a.out, a.m, a.act, a.precision));
+  await callCudaAsync(() => native().cudaGemmF32Async(stream.handle, a.x, req.weights.handle, a.bias, a.out, a.m, a.act, a.precision, a.vendor));
   return a.out;
 }
 

@@ -11,6 +11,7 @@
 
 #include "activation.cuh"
 #include "cuda_check.cuh"
+#include "cublaslt.cuh"
 #include "gemm.cuh"
 #include "gemm_common.cuh"
 
@@ -162,6 +163,7 @@ void launch(const GemmCudaArgs& a, int splits, int k_slice, float* workspace, cu
 void gemm_f32_cuda(const GemmCudaArgs& a, Stream& stream) {
   check_gemm_args(a, "gemm_f32_cuda");
   if (a.m == 0 || a.n == 0) return;
+  if (a.vendor && a.k > 0 && cublaslt_gemm(a, stream)) return;
   if (a.precision != GemmPrecision::fp32) return gemm_tensor_cuda(a, stream);
   stream.activate();
   const auto s = static_cast<cudaStream_t>(stream.native());

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { BackendSession } from '../../workers/backends/backend.js';
 import type { WireTensor } from '../../workers/messages.js';
 import { typedArrayFor } from '../../protocol/index.js';
-import { cudaStatus } from '../../native/cuda.js';
+import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 import { NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
 
@@ -176,11 +176,13 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   }
   const layers = session.layers?.();
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    const gpu = sessionDevice(session) === 'cpu' ? {} : { blas: cudaStatus().blas };
+    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), ...gpu, threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
   const where = `${backend}${flags.backend === 'auto' ? ' (auto)' : ''}${sessionDevice(session) === 'cpu' ? '' : ` on ${sessionDevice(session)}`}`;
   process.stdout.write(`${model} on ${where}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
+  if (sessionDevice(session) !== 'cpu') process.stdout.write(`dense layers on ${describeGpuBlas()}\n`);
   process.stdout.write('batch      rows/s   ms/batch    runs\n');
   for (const p of points) {
     process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);

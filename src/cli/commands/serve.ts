@@ -9,6 +9,7 @@ import { describeQueueBound } from '../../scheduler/options.js';
 import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { layerSummary } from '../../graph/layer-formats.js';
+import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -121,6 +122,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   }
   log(server.api.adminGate.describe());
   if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
+  const cuda = cudaStatus();
+  if (cuda.available) log(`CUDA: ${cuda.deviceCount} device${cuda.deviceCount === 1 ? '' : 's'} (runtime ${cuda.runtimeVersion}, driver ${cuda.driverVersion}); dense layers on ${describeGpuBlas(cuda)}`);
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
   log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   if (server.ops) log(`ops page: ${server.url}/ui`);
