@@ -71,8 +71,6 @@ export interface NativeBinding {
   version(): string;
   cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean };
   listBackends(): string[];
-  /** glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, process-wide; false where not glibc. */
-  tuneMalloc?(mmapThreshold: number, trimThreshold: number): boolean;
   kernelIsa(): 'avx512' | 'avx2' | 'portable';
   alignedFloat32(n: number): Float32Array;
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
@@ -175,36 +173,4 @@ let cached: NativeBinding | undefined;
 export function native(): NativeBinding {
   cached ??= loadBinding();
   return cached;
-}
-
-/** What tuneAllocator() did, for the start log. */
-export interface AllocatorTuning {
-  applied: boolean;
-  detail: string;
-}
-
-const MMAP_THRESHOLD = 32 * 1024 * 1024;
-const TRIM_THRESHOLD = 64 * 1024 * 1024;
-
-/**
- * Lets the C allocator keep freed blocks of up to 32 MiB, and up to 64 MiB of free memory at each
- * heap's top, for reuse instead of mapping and unmapping them per allocation. glibc's defaults
- * cost a server that moves megabyte tensors page faults on every request's buffers: a fresh
- * 1 MiB buffer and its copy took ~1.1 ms, and 0.1 ms with these settings (bench/RESULTS-sparse.md).
- * For the CLI's long-running commands (serve, batch), not for a process that embeds Umbra:
- * the setting is process-wide. UMBRA_MALLOC_TUNING=off leaves the allocator as it is.
- */
-export function tuneAllocator(env: NodeJS.ProcessEnv = process.env): AllocatorTuning {
-  const setting = env.UMBRA_MALLOC_TUNING;
-  if (setting === 'off' || setting === '0' || setting === 'false') return { applied: false, detail: `left as it is (UMBRA_MALLOC_TUNING=${setting})` };
-  let binding: NativeBinding;
-  try {
-    binding = native();
-  } catch (err) {
-    return { applied: false, detail: `left as it is (the addon did not load: ${(err as Error).message})` };
-  }
-  if (typeof binding.tuneMalloc !== 'function') return { applied: false, detail: 'left as it is (the loaded addon predates tuneMalloc; rebuild it)' };
-  return binding.tuneMalloc(MMAP_THRESHOLD, TRIM_THRESHOLD)
-    ? { applied: true, detail: 'glibc keeps freed buffers up to 32 MiB, and 64 MiB free per heap, for reuse (UMBRA_MALLOC_TUNING=off: its defaults)' }
-    : { applied: false, detail: 'left as it is (not glibc)' };
 }

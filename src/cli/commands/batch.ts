@@ -11,7 +11,6 @@ import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
 import { DEFAULT_STORE_URL, parseStoreUrl, redactUrl } from '../../batch/store.js';
 import type { InputFormat } from '../../batch/reader.js';
-import { tuneAllocator } from '../../native/addon.js';
 import { UsageError } from '../settings.js';
 
 export function registerBatch(program: Command): void {
@@ -99,7 +98,6 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
   const batchSize = positiveInt(flags.batchSize, '--batch-size');
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
-  tuneAllocator(); // a long job that allocates a buffer per batch, as serve (see tuneAllocator)
   const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
   const parseWorkers = positiveInt(flags.parseWorkers, '--parse-workers');
   const interval = flags.progressInterval === undefined ? 5 : Number(flags.progressInterval);

@@ -10,7 +10,6 @@ import { existingRepository, resolveServeSettings, UsageError, type ServeSetting
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { layerSummary } from '../../graph/layer-formats.js';
 import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
-import { tuneAllocator } from '../../native/addon.js';
 
 export function registerServe(program: Command): void {
   program.command('serve')
@@ -75,11 +74,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     log(`serving ${modelDir.plan.dir} (${modelDir.plan.layout === 'file' ? `model file ${modelDir.plan.file!.path} as version 1` : modelDir.plan.layout === 'versions' ? 'versions in Triton\'s layout' : `model folder ${modelDir.plan.source}`}) as model ${single.name} through links in ${options.repository}`);
   }
   const repo = existingRepository(options.repository);
-  // Before any thread allocates request buffers (workers, I/O threads, the log's thread).
-  const allocator = tuneAllocator();
   const server = await startServer(options);
   log(`state directory: ${options.stateDir}`);
-  log(`allocator: ${allocator.detail}`);
   const legacyLog = legacyLogPath(repo);
   if (!single && options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
     log(`an earlier prediction log is at ${legacyLog}; new predictions go to the state directory (export the old one with \`umbra export-log --log-db sqlite:${legacyLog}\`)`);
