@@ -150,7 +150,7 @@ void load() {
   }
   dirs.push_back("/usr/local/cuda/{lib64,targets/*/lib}");
   dirs.push_back("/usr/local/cuda-*/{lib64,targets/*/lib}");
-  const std::string wheel = "nvidia/{cublas,cu13,cu12}/lib";
+  const std::string wheel = "nvidia/*/lib";  // nvidia-cublas-cu12 (nvidia/cublas/lib), CUDA 13 wheels (nvidia/cu13/lib)
   for (const char* var : {"VIRTUAL_ENV", "CONDA_PREFIX"}) {
     const std::string root = env(var);
     if (!root.empty()) dirs.push_back(root + "/lib/python3*/site-packages/" + wheel);

@@ -25,7 +25,7 @@ struct BlasLtInfo {
 // Looks once (thread-safe) and never throws. Where it looks, in order: UMBRA_CUBLASLT_PATH (a
 // file), then libcublasLt.so.13 / .so.12 / .so by the loader's own search (LD_LIBRARY_PATH,
 // ldconfig), then CUDA_HOME, CUDA_PATH and /usr/local/cuda (lib64, targets/*/lib), then the
-// nvidia-cublas Python wheels (site-packages/nvidia/cublas/lib, nvidia/cu13/lib, nvidia/cu12/lib)
+// nvidia-cublas Python wheels (site-packages/nvidia/*/lib: nvidia/cublas/lib, nvidia/cu13/lib)
 // under VIRTUAL_ENV, CONDA_PREFIX, /usr/local/lib and /usr/lib, and ~/.local/lib.
 // UMBRA_CUBLASLT=off turns it off (reason says so).
 const BlasLtInfo& cublaslt_info();

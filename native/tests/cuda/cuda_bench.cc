@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "cublaslt.cuh"
 #include "device.cuh"
 #include "elementwise.cuh"
+#include "cublaslt.cuh"
 #include "gemm.cuh"
 #include "mask_apply.cuh"
 #include "softmax.cuh"
@@ -75,8 +77,10 @@ int main(int argc, char** argv) {
   }
   try {
     const auto dev = cuda_devices()[0];
-    std::printf("{\"device\": \"%s\", \"cc\": \"%d.%d\", \"sms\": %d, \"runtime\": %d, \"driver\": %d}\n", dev.name.c_str(),
-                dev.major, dev.minor, dev.multiprocessors, av.runtime_version, av.driver_version);
+    const BlasLtInfo& lt = cublaslt_info();
+    std::printf("{\"device\": \"%s\", \"cc\": \"%d.%d\", \"sms\": %d, \"runtime\": %d, \"driver\": %d, \"cublaslt\": \"%s\", \"cublaslt_version\": %zu}\n",
+                dev.name.c_str(), dev.major, dev.minor, dev.multiprocessors, av.runtime_version, av.driver_version,
+                lt.found ? lt.path.c_str() : "", lt.version);
     Stream s(0);
     const auto st = static_cast<cudaStream_t>(s.native());
 
@@ -103,14 +107,19 @@ int main(int argc, char** argv) {
     fill_random(x, 4096 * k, s, 4);
     const std::vector<size_t> batches = quick ? std::vector<size_t>{64, 1024} : std::vector<size_t>{64, 256, 1024, 4096};
     const char* names[] = {"fp32", "tf32", "bf16"};
+    // Umbra's own kernels ("own"), and cuBLASLt where it was found ("cublaslt": fp32 and tf32).
     for (int p = 0; p < 3; ++p)
-      for (size_t m : batches) {
-        GemmCudaArgs g;
-        g.x = x.as<float>(), g.w = w.as<float>(), g.bias = bias.as<float>(), g.y = y.as<float>();
-        g.m = m, g.k = k, g.n = n, g.w_n_by_k = true, g.activation = 1, g.precision = static_cast<GemmPrecision>(p);
-        const double ms = time_ms(s, m >= 1024 ? 5 : 20, [&] { gemm_f32_cuda(g, s); });
-        std::printf("{\"op\": \"gemm\", \"precision\": \"%s\", \"m\": %zu, \"k\": %zu, \"n\": %zu, \"ms\": %.4f, \"tflops\": %.2f}\n",
-                    names[p], m, k, n, ms, 2.0 * m * k * n / ms / 1e9);
+      for (const bool vendor : {false, true}) {
+        if (vendor && (!lt.found || p == 2)) continue;
+        for (size_t m : batches) {
+          GemmCudaArgs g;
+          g.x = x.as<float>(), g.w = w.as<float>(), g.bias = bias.as<float>(), g.y = y.as<float>();
+          g.m = m, g.k = k, g.n = n, g.w_n_by_k = true, g.activation = 1, g.precision = static_cast<GemmPrecision>(p);
+          g.vendor = vendor;
+          const double ms = time_ms(s, m >= 1024 ? 5 : 20, [&] { gemm_f32_cuda(g, s); });
+          std::printf("{\"op\": \"gemm\", \"impl\": \"%s\", \"precision\": \"%s\", \"m\": %zu, \"k\": %zu, \"n\": %zu, \"ms\": %.4f, \"tflops\": %.2f}\n",
+                      vendor ? "cublaslt" : "own", names[p], m, k, n, ms, 2.0 * m * k * n / ms / 1e9);
+        }
       }
 
     // Sparse at 90%: CSR of the same 4096 x 4096 weight with 90% of entries zero.

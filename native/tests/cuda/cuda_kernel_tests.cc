@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cublaslt.cuh"
 #include "device.cuh"
 #include "elementwise.cuh"
 #include "gemm.cuh"
@@ -87,24 +88,30 @@ bool close(float got, double ref, double magnitude, double tol) {
 void test_gemm(Stream& s) {
   struct Shape { size_t m, k, n; };
   const Shape shapes[] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 130, 67}, {129, 257, 100}, {64, 1536, 96}, {200, 24, 300}};
+  // Umbra's own kernels, then cuBLASLt where it was found (cublaslt.cuh; fp32 and tf32 only).
+  const int impls = cublaslt_info().found ? 2 : 1;
+  for (int vendor = 0; vendor < impls; ++vendor)
   for (const Shape& sh : shapes)
     for (int layout = 0; layout < 2; ++layout)
       for (int precision = 0; precision < 3; ++precision)
         for (int act = 0; act < 5; ++act) {
           if (precision > 0 && act % 2 == 1) continue;  // fewer combinations for the tensor-core paths
+          if (vendor == 1 && precision == 2) continue;  // bf16 always runs Umbra's kernel
+          const bool with_bias = !(act == 1 && layout == 0);  // ReLU without bias: cuBLASLt's RELU epilogue
           const auto x = random_floats(sh.m * sh.k), w = random_floats(sh.k * sh.n), bias = random_floats(sh.n);
           DeviceBuffer dx = to_device(x, s), dw = to_device(w, s), db = to_device(bias, s), dy = poisoned(sh.m * sh.n, s);
           GemmCudaArgs a;
-          a.x = dx.as<float>(), a.w = dw.as<float>(), a.bias = db.as<float>(), a.y = dy.as<float>();
+          a.x = dx.as<float>(), a.w = dw.as<float>(), a.bias = with_bias ? db.as<float>() : nullptr, a.y = dy.as<float>();
           a.m = sh.m, a.k = sh.k, a.n = sh.n, a.w_n_by_k = layout == 1, a.activation = act;
           a.precision = static_cast<GemmPrecision>(precision);
+          a.vendor = vendor == 1;
           gemm_f32_cuda(a, s);
           const auto y = to_host<float>(dy, sh.m * sh.n, s);
           const double tol = precision == 0 ? 1e-5 : precision == 1 ? 3e-3 : 1.6e-2;
           int bad = 0;
           for (size_t i = 0; i < sh.m && bad < 3; ++i)
             for (size_t j = 0; j < sh.n && bad < 3; ++j) {
-              double sum = bias[j], mag = std::fabs(bias[j]);
+              double sum = with_bias ? bias[j] : 0.0, mag = with_bias ? std::fabs(bias[j]) : 0.0;
               for (size_t p = 0; p < sh.k; ++p) {
                 const double wv = layout == 1 ? w[j * sh.k + p] : w[p * sh.n + j];
                 sum += x[i * sh.k + p] * wv;
@@ -113,8 +120,8 @@ void test_gemm(Stream& s) {
               const float got = y[i * sh.n + j];
               if (!close(got, act_ref(sum, act), mag, tol)) {
                 ++bad;
-                CHECK(false, "gemm m=%zu k=%zu n=%zu layout=%d precision=%d act=%d at (%zu,%zu): got %g want %g", sh.m, sh.k,
-                      sh.n, layout, precision, act, i, j, got, act_ref(sum, act));
+                CHECK(false, "gemm %s m=%zu k=%zu n=%zu layout=%d precision=%d act=%d bias=%d at (%zu,%zu): got %g want %g",
+                      vendor ? "cublaslt" : "own", sh.m, sh.k, sh.n, layout, precision, act, with_bias, i, j, got, act_ref(sum, act));
               }
             }
           CHECK(bad == 0, "gemm case above");
@@ -309,6 +316,9 @@ int main() {
   const auto devices = cuda_devices();
   std::printf("device 0: %s (sm_%d%d, %d SMs)\n", devices[0].name.c_str(), devices[0].major, devices[0].minor,
               devices[0].multiprocessors);
+  const BlasLtInfo& lt = cublaslt_info();
+  std::printf("cuBLASLt: %s\n", lt.found ? (lt.path + " (" + std::to_string(lt.version) + "): its GEMMs are checked too").c_str()
+                                          : ("none (" + lt.reason + "): Umbra's kernels only").c_str());
   try {
     Stream s(0);
     test_gemm(s);
