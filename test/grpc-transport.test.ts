@@ -54,3 +54,32 @@ t.test('a real client: compressed requests, non-ASCII details, deadlines', async
   const live = await c.call('ServerLive', {}, {}, { deadline: Date.now() + 5000 });
   t.ok(live.ok, 'a call within its deadline is answered');
 });
+
+t.test('windows sized for tensors: an 8 MiB request goes out without waiting for the server', async (t) => {
+  const { connect } = await import('node:http2');
+  const { once } = await import('node:events');
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  const width = 1 << 20; // one row of 4 MiB
+  repo.addVersion('wide', 1, affineModel(2, 1, width));
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const session = connect(`http://127.0.0.1:${s.server.grpcPort}`);
+  t.teardown(() => session.close());
+  await once(session, 'remoteSettings');
+  t.ok(session.remoteSettings.initialWindowSize! >= 8 << 20, `each call may send ${session.remoteSettings.initialWindowSize} bytes before an update (HTTP/2's default: 65,535)`);
+  t.ok(session.remoteSettings.maxFrameSize! >= 1 << 20, `in frames of up to ${session.remoteSettings.maxFrameSize} bytes (default 16,384)`);
+  // The connection's own window arrives as a WINDOW_UPDATE right after the settings.
+  const { until } = await import('./helpers/repo.js');
+  await until(() => (session.state.remoteWindowSize ?? 0) >= (32 << 20) - 65_535, 'the connection window opened');
+  t.ok(true, `the connection may carry ${session.state.remoteWindowSize} bytes before an update`);
+  // And a 4 MiB tensor is answered exactly.
+  const c = generatedClient(s.server.grpcPort);
+  t.teardown(() => c.close());
+  const raw = Buffer.from(new Float32Array(width).map((_, i) => i % 1000).buffer);
+  const r = await c.call('ModelInfer', { model_name: 'wide', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, width] }], raw_input_contents: [raw] });
+  t.ok(r.ok, r.ok ? '4 MiB in, 4 MiB out' : r.error.details);
+  if (r.ok) {
+    const out = new Float32Array(new Uint8Array(r.value.raw_output_contents[0]).buffer);
+    t.same([out.length, out[0], out[999], out[width - 1]], [width, 1, 1999, 2 * ((width - 1) % 1000) + 1]);
+  }
+});

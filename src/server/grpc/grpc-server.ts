@@ -36,6 +36,11 @@ function refuse(stream: ServerHttp2Stream, httpStatus: number, code: Status, det
   if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
+/** Flow-control windows and the largest frame a client may send (see the constructor). */
+const STREAM_WINDOW = 8 << 20;
+const CONNECTION_WINDOW = 32 << 20;
+const MAX_FRAME = 1 << 20;
+
 export class GrpcServer {
   private readonly server: Http2Server;
   private readonly routes = new Map<string, Route>();
@@ -68,7 +73,10 @@ export class GrpcServer {
 
     // Sessions without a size cap of their own: a message's size is bounded by maxMessageBytes,
     // and a call's data is read as it arrives (a paused stream is bounded by its flow-control window).
-    this.server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
+    // HTTP/2's default windows (64 KiB a stream and a connection) make a client wait for a
+    // WINDOW_UPDATE every 64 KiB of a request: a 1 MiB tensor took 16 round trips, and unary gRPC
+    // ran at 0.14x HTTP binary on 1 MiB inputs. Larger windows and frames let a request arrive in one go.
+    this.server = createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER, settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME } });
     this.server.on('session', (session) => this.track(session));
     this.server.on('stream', (stream, headers) => this.dispatch(stream, headers));
     // A peer that speaks something else than HTTP/2 is a session error; it costs that session only.
@@ -110,6 +118,8 @@ export class GrpcServer {
     }
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
+    // The connection's own window, shared by its streams (the settings above set each stream's).
+    if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW);
   }
 
   private dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
