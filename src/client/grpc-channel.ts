@@ -124,11 +124,14 @@ export class GrpcChannel {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     this.connecting ??= (async () => {
       const http2 = await import('node:http2');
-      const session = http2.connect(authorityOf(this.address));
+      // Windows sized for tensors, as the server's: HTTP/2's 64 KiB defaults would make a large
+      // answer wait for a WINDOW_UPDATE after every 64 KiB.
+      const session = http2.connect(authorityOf(this.address), { settings: { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 } });
       await new Promise<void>((resolve, reject) => {
         session.once('connect', () => resolve());
         session.once('error', reject);
       });
+      session.setLocalWindowSize(32 << 20);
       session.on('error', () => undefined);
       session.once('close', () => {
         if (this.session === session) this.session = undefined;
