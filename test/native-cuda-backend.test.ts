@@ -410,3 +410,60 @@ t.test('CudaPlan: widths checked before any device work, graphs only up to graph
   t.equal(plan.release(), 0, 'idempotent');
   t.throws(() => plan.run(x, 1), /released/);
 });
+
+t.test('precision: fp32 by default; tf32 and bf16 only for the native backend on a GPU; fp16 refused with the alternatives', async (t) => {
+  const sig = { inputs: [{ name: 'x', datatype: 'FP32' as const, dims: [-1, 4], shapeKnown: true }], outputs: [{ name: 'y', datatype: 'FP32' as const, dims: [-1, 4], shapeKnown: true }], opset: 13, irVersion: 8, producer: 'test' };
+  const file = (raw: Record<string, unknown>) => ({ source: 'config.json' as const, path: '/m/config.json', versionPolicy: { kind: 'latest' as const, numVersions: 1 }, modelFilename: 'model.onnx', raw });
+  t.equal(resolveConfigFile(file({}), sig, 'm').precision, 'fp32');
+  t.equal(toTritonConfig(resolveConfigFile(file({ backend: 'native', device: 'cuda' }), sig, 'm')).precision, undefined, 'fp32 is not spelled out');
+  for (const precision of ['tf32', 'bf16']) {
+    for (const device of ['cuda', 'auto']) {
+      const config = resolveConfigFile(file({ backend: 'native', device, precision }), sig, 'm');
+      t.equal(config.precision, precision);
+      t.equal(toTritonConfig(config).precision, precision, 'the config endpoint shows it');
+    }
+  }
+  t.throws(() => resolveConfigFile(file({ backend: 'native', device: 'cuda', precision: 'fp16' }), sig, 'm'), { code: 'INVALID_ARGUMENT', message: /precision: "fp16" is not available yet; "bf16" .* or "tf32"/ });
+  t.throws(() => resolveConfigFile(file({ backend: 'native', device: 'cuda', precision: 'int8' }), sig, 'm'), /expected one of fp32, tf32, bf16 for precision but received the string "int8"/);
+  t.throws(() => resolveConfigFile(file({ backend: 'native', precision: 'bf16' }), sig, 'm'), /precision: "bf16" applies to backend: native with device: cuda \(or auto\); the CPU kernels compute in fp32/);
+  t.throws(() => resolveConfigFile(file({ device: 'cpu', precision: 'tf32' }), sig, 'm'), /precision: "tf32" applies to backend: native/);
+  t.equal(resolveConfigFile(file({ precision: 'fp32' }), sig, 'm').precision, 'fp32', 'fp32 is harmless anywhere');
+
+  const r = await umbra(['bench-model', DIGITS(1), '--precision', 'bf16', '--batch', '1', '--seconds', '0.05', '--repeats', '1']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--precision: bf16 applies to --device cuda \(or auto\); the CPU kernels compute in fp32/);
+  const bad = await umbra(['bench-model', DIGITS(1), '--precision', 'fp8', '--batch', '1']);
+  t.match(bad.stderr, /--precision: expected fp32, tf32, bf16 but received "fp8"/);
+});
+
+t.test('precisionCost: the gap between a run and its fp32 reference, over every float output', async (t) => {
+  const { precisionCost, seededBatch } = await import('../dist/graph/precision-cost.js');
+  const ref = new Map([['y', { dims: [2, 2], data: Float32Array.from([1, -2, 3, 0]) }], ['ids', { dims: [2], data: new BigInt64Array([1n, 2n]) }]]);
+  t.same(precisionCost('bf16', 2, ref, ref), { precision: 'bf16', reference: 'fp32', rows: 2, maxAbsDiff: 0, relL2: 0 }, 'identical: no cost');
+  const got = new Map([['y', { dims: [2, 2], data: Float32Array.from([1, -2, 3.5, 0]) }], ['ids', { dims: [2], data: new BigInt64Array([9n, 9n]) }]]);
+  const cost = precisionCost('tf32', 2, ref, got);
+  t.equal(cost.maxAbsDiff, 0.5);
+  t.ok(Math.abs(cost.relL2 - 0.5 / Math.sqrt(14)) < 1e-12, 'relative L2 over the float outputs only');
+  const nan = new Map([['y', { dims: [2, 2], data: Float32Array.from([1, NaN, 3, 0]) }]]);
+  t.equal(precisionCost('bf16', 2, ref, nan).maxAbsDiff, Infinity, 'a NaN where the reference is finite is an infinite error');
+  t.throws(() => precisionCost('bf16', 2, ref, new Map()), /output "y" is missing/);
+  const batch = seededBatch([{ name: 'x', shape: [-1, 3] }], 4);
+  t.same(batch.get('x')!.dims, [4, 3]);
+  t.same(Array.from(batch.get('x')!.data as Float32Array), Array.from(seededBatch([{ name: 'x', shape: [-1, 3] }], 4).get('x')!.data as Float32Array), 'seeded: the same batch every time');
+  t.ok((batch.get('x')!.data as Float32Array).every((v) => v >= -1 && v < 1 && v !== 0));
+});
+
+t.test('on a GPU: bf16 and tf32 serve close to fp32, and their measured cost is in the metadata', { skip: gpuSkip }, async (t) => {
+  const { openNativeMeasured } = await import('../dist/workers/backends/native.js');
+  const path = save(mixedModel(7, 13));
+  for (const [precision, bound] of [['tf32', 5e-3], ['bf16', 3e-2]] as const) {
+    const session = await openNativeMeasured(path, 1, { device: 'cuda', cuda: { precision } });
+    t.equal(session.accuracy?.precision, precision);
+    t.ok(session.accuracy!.relL2 > 0 && session.accuracy!.relL2 < bound, `${precision}: relative L2 ${session.accuracy!.relL2} against fp32`);
+    t.ok(session.layers().every((l) => !('precision' in l) || l.format === 'csr' || l.precision === precision), 'dense layers report the precision');
+    await session.release();
+  }
+  const fp32 = await openNativeMeasured(path, 1, { device: 'cuda' });
+  t.equal(fp32.accuracy, undefined, 'fp32 is the reference: nothing to measure');
+  await fp32.release();
+});

@@ -257,6 +257,9 @@ function executionOf(mv: ModelVersion): Record<string, unknown> {
     backend: mv.session.backend,
     placement: mv.placement,
     ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
+    // On a GPU below fp32 (config `precision`): the cost measured at load. (On the CPU, as
+    // device: auto may land, the precision does not apply and nothing is shown.)
+    ...(mv.accuracy ? { precision: mv.accuracy.precision, accuracy: { reference: mv.accuracy.reference, rows: mv.accuracy.rows, max_abs_diff: mv.accuracy.maxAbsDiff, rel_l2: mv.accuracy.relL2 } } : {}),
   };
 }
 

@@ -12,6 +12,7 @@ import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { copiedTensor, renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
+import type { PrecisionCost } from '../graph/precision-cost.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 
 interface Pending {
@@ -72,6 +73,7 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
     device: config.device,
     intraOpThreads: args.intraOpThreads,
   };
+  if (config.precision === 'tf32' || config.precision === 'bf16') session.precision = config.precision;
   // The native backend on the CPU times each pruned layer's formats at open, on these sizes.
   if (session.backend === 'native' && session.device !== 'cuda') session.batchSizes = batchSizesOf(config);
   return {
@@ -107,6 +109,8 @@ export class Executor implements VersionExecution {
   session: SessionSpec;
   /** Native backend: how each dense layer runs and why, as measured at load. */
   layers: LayerReport[] | undefined;
+  /** Native backend on a GPU below fp32: the precision's cost, measured at load. */
+  accuracy: PrecisionCost | undefined;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
   /** The event-loop session, when this version's batches run inline. */
@@ -129,6 +133,7 @@ export class Executor implements VersionExecution {
     // Every later open (the inline session, an I/O thread's replica) follows the measured plan.
     if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
     mv.layers = warmed.layers;
+    mv.accuracy = warmed.accuracy;
     const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.

@@ -6,6 +6,7 @@ import type { BatcherStats } from '../scheduler/batcher.js';
 import type { QueueBound } from '../scheduler/options.js';
 import type { LayerReport, RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
+import type { PrecisionCost } from '../graph/precision-cost.js';
 import type { ExecutionPlan } from './executor.js';
 
 /** Timings of one request, for metrics and the statistics endpoint. */
@@ -42,6 +43,8 @@ export interface VersionExecution {
   readonly queueBound: QueueBound;
   /** Native backend: how each dense layer runs and why, as measured at load. */
   readonly layers: LayerReport[] | undefined;
+  /** Native backend on a GPU below fp32: the precision's cost against fp32, measured at load. */
+  readonly accuracy: PrecisionCost | undefined;
   /** Queued requests (not yet executing). */
   readonly pending: number;
   readonly inFlight: number;

@@ -24,6 +24,9 @@ export type BackendChoice = (typeof BACKENDS)[number];
 /** Where the native backend runs: cpu (default), cuda (refused at load without a usable GPU), auto (cuda when usable, else cpu). */
 export const NATIVE_DEVICES = ['cpu', 'cuda', 'auto'] as const;
 export type NativeDevice = (typeof NATIVE_DEVICES)[number];
+/** The native backend's dense arithmetic on a GPU; the CPU kernels compute in fp32. */
+export const GPU_PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
+export type GpuPrecision = (typeof GPU_PRECISIONS)[number];
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 export const INSTANCE_KINDS = ['KIND_AUTO', 'KIND_CPU', 'KIND_GPU', 'KIND_MODEL'] as const;
@@ -74,6 +77,8 @@ export interface ResolvedModelConfig extends ModelSignature {
   backend: BackendChoice;
   /** The native backend's device (onnxruntime picks its own by executionProviders). */
   device: NativeDevice;
+  /** The native backend's dense arithmetic on a GPU (config `precision`; fp32 by default). */
+  precision: GpuPrecision;
   executionProviders: ExecutionProvider[];
   parameters: Record<string, string>;
   /** File inside each version folder (Triton's default_model_filename). */
@@ -104,7 +109,7 @@ const TRITON_TYPE_OF: Record<string, string> = Object.fromEntries(Object.entries
 
 const HANDLED_FIELDS = new Set([
   'name', 'platform', 'backend', 'max_batch_size', 'input', 'output', 'dynamic_batching', 'version_policy',
-  'instance_group', 'execution_providers', 'parameters', 'default_model_filename', 'device',
+  'instance_group', 'execution_providers', 'parameters', 'default_model_filename', 'device', 'precision',
   // Read by src/traffic (policy and rollout), straight from the file's raw fields.
   'traffic', 'rollout',
 ]);
@@ -269,6 +274,17 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
   if (device !== 'cpu' && backend === 'onnxruntime') {
     fields.problem('device', `"${device}" applies to backend: native (or auto); onnxruntime runs where execution_providers say (e.g. ["cuda", "cpu"])`);
   }
+  let precision: GpuPrecision = 'fp32';
+  if (raw.precision !== undefined && raw.precision !== '') {
+    if (raw.precision === 'fp16') {
+      fields.problem('precision', '"fp16" is not available yet; "bf16" (fp32\'s range, 8-bit mantissa) or "tf32" run on the tensor cores');
+    } else {
+      precision = fields.oneOf(raw.precision, 'precision', GPU_PRECISIONS);
+      if (precision !== 'fp32' && (device === 'cpu' || backend === 'onnxruntime')) {
+        fields.problem('precision', `"${precision}" applies to backend: native with device: cuda (or auto); the CPU kernels compute in fp32`);
+      }
+    }
+  }
 
   const batchable = firstDimsDynamic(onnxSignature);
   let maxBatchSize: number;
@@ -301,6 +317,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     instanceGroups,
     backend,
     device,
+    precision,
     executionProviders,
     parameters,
     modelFilename: file.modelFilename,
@@ -494,6 +511,7 @@ export function toTritonConfig(config: ResolvedModelConfig): Record<string, unkn
     platform: 'onnxruntime_onnx',
     backend: config.backend,
     device: config.device,
+    ...(config.precision !== 'fp32' ? { precision: config.precision } : {}),
     max_batch_size: config.maxBatchSize,
     input: config.inputs.map(tensor),
     output: config.outputs.map(tensor),

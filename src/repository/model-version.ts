@@ -43,6 +43,11 @@ export class ModelVersion {
     return this.execution.layers;
   }
 
+  /** Native backend on a GPU below fp32: what the precision costs against fp32. */
+  get accuracy(): VersionExecution['accuracy'] {
+    return this.execution.accuracy;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

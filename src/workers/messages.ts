@@ -3,6 +3,7 @@
 import type { DataType, TensorData } from '../protocol/types.js';
 import type { LayerInfo } from '../graph/executor.js';
 import type { LayerFormat } from '../graph/layer-formats.js';
+import type { PrecisionCost } from '../graph/precision-cost.js';
 import type { CudaLayerInfo } from '../graph/cuda-executor.js';
 
 export type BackendName = 'onnxruntime' | 'native';
@@ -16,6 +17,8 @@ export interface SessionSpec {
   executionProviders: string[];
   /** The native backend's device (the model config's `device`); cpu when absent. */
   device?: 'cpu' | 'cuda' | 'auto';
+  /** The native backend's arithmetic on a GPU (the model config's `precision`); fp32 when absent. */
+  precision?: 'tf32' | 'bf16';
   /** Threads ORT may use inside one run (intra-op); 1 when the pool already fills the cores. */
   intraOpThreads: number;
   /**
@@ -94,6 +97,8 @@ export interface WarmResult {
   tuned?: BackendTuning;
   /** Native backend: how each dense layer runs, and why. */
   layers?: LayerReport[];
+  /** Native backend on a GPU below fp32: the precision's cost against fp32 (see graph/precision-cost.ts). */
+  accuracy?: PrecisionCost;
 }
 
 /** Broadcast to every worker when a model version is unloaded: release its sessions. */

@@ -86,6 +86,7 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
     if (task.probeRows) warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
     if (session.tuned) warmed.tuned = session.tuned;
     if (session.layers) warmed.layers = session.layers();
+    if (session.accuracy) warmed.accuracy = session.accuracy;
     return warmed;
   }
   if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {

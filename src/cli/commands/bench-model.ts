@@ -8,7 +8,7 @@ import type { BackendSession } from '../../workers/backends/backend.js';
 import type { WireTensor } from '../../workers/messages.js';
 import { typedArrayFor } from '../../protocol/index.js';
 import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
-import { NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
+import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
@@ -43,10 +43,13 @@ export interface BenchOptions {
  * the native backend's. The native backend times each layer's formats on `batchSizes` (the
  * batches about to be measured) unless `sparseBelow` fixes a density rule.
  */
-export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number, device: NativeDevice = 'cpu', batchSizes?: readonly number[]): Promise<BackendSession> {
+export async function openBenchSession(modelPath: string, backend: BenchBackend, threads: number, sparseBelow?: number, device: NativeDevice = 'cpu', batchSizes?: readonly number[], precision: GpuPrecision = 'fp32'): Promise<BackendSession> {
   if (backend === 'native') {
-    const { openNative } = await import('../../workers/backends/native.js');
-    return openNative(modelPath, threads, { device, ...(sparseBelow === undefined ? {} : { sparseBelow }), ...(batchSizes ? { tuneBatchSizes: batchSizes } : {}) });
+    const { openNativeMeasured } = await import('../../workers/backends/native.js');
+    return openNativeMeasured(modelPath, threads, {
+      device, ...(sparseBelow === undefined ? {} : { sparseBelow }), ...(batchSizes ? { tuneBatchSizes: batchSizes } : {}),
+      ...(precision === 'fp32' ? {} : { cuda: { precision } }),
+    });
   }
   const { onnxruntimeBackend } = await import('../../workers/backends/onnxruntime.js');
   return onnxruntimeBackend.open({ key: `bench:${modelPath}`, modelPath, backend: 'onnxruntime', executionProviders: ['cpu'], intraOpThreads: threads });
@@ -107,6 +110,7 @@ export async function benchBatch(session: BackendSession, batch: number, options
 interface BenchModelFlags {
   backend: string;
   device: string;
+  precision: string;
   batch: string;
   seconds: string;
   repeats: string;
@@ -128,6 +132,7 @@ export function registerBenchModel(program: Command): void {
     .argument('<model>', 'path of an .onnx file')
     .option('--backend <name>', 'native, onnxruntime, or auto (as a model config\'s backend: auto picks)', 'native')
     .option('--device <name>', 'native backend: cpu, cuda (fails without a usable GPU) or auto', 'cpu')
+    .option('--precision <p>', 'native backend on cuda: fp32, tf32 or bf16 for the dense layers (the cost against fp32 is measured and printed)', 'fp32')
     .option('--batch <list>', 'batch sizes, comma separated', '1,8,64')
     .option('--seconds <s>', 'timed seconds per batch size', '3')
     .option('--repeats <n>', 'timed windows per batch size (the median is reported)', '5')
@@ -163,11 +168,18 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   }
   const backend = await resolveBenchBackend(model, flags.backend);
   const device = benchDevice(flags.device, backend);
+  if (!(GPU_PRECISIONS as readonly string[]).includes(flags.precision)) {
+    throw new UsageError(`--precision: expected ${GPU_PRECISIONS.join(', ')} but received ${JSON.stringify(flags.precision)}`);
+  }
+  const precision = flags.precision as GpuPrecision;
+  if (precision !== 'fp32' && device === 'cpu') {
+    throw new UsageError(`--precision: ${precision} applies to --device cuda (or auto); the CPU kernels compute in fp32`);
+  }
   const batches = flags.batch.split(',').map((b) => positive(b.trim(), '--batch', true));
   const seconds = positive(flags.seconds, '--seconds', false);
   const repeats = positive(flags.repeats, '--repeats', true);
   const threads = positive(flags.threads, '--threads', true);
-  const session = await openBenchSession(model, backend, threads, undefined, device, batches);
+  const session = await openBenchSession(model, backend, threads, undefined, device, batches, precision);
   const points: BenchPoint[] = [];
   try {
     for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
@@ -175,14 +187,16 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
     await session.release();
   }
   const layers = session.layers?.();
+  const accuracy = session.accuracy;
   if (flags.json) {
-    const gpu = sessionDevice(session) === 'cpu' ? {} : { blas: cudaStatus().blas };
+    const gpu = sessionDevice(session) === 'cpu' ? {} : { blas: cudaStatus().blas, precision, ...(accuracy ? { accuracy } : {}) };
     process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), ...gpu, threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
   const where = `${backend}${flags.backend === 'auto' ? ' (auto)' : ''}${sessionDevice(session) === 'cpu' ? '' : ` on ${sessionDevice(session)}`}`;
   process.stdout.write(`${model} on ${where}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
-  if (sessionDevice(session) !== 'cpu') process.stdout.write(`dense layers on ${describeGpuBlas()}\n`);
+  if (sessionDevice(session) !== 'cpu') process.stdout.write(`dense layers on ${describeGpuBlas()}, ${precision}\n`);
+  if (accuracy) process.stdout.write(`${precision} against fp32 on ${accuracy.rows} seeded rows: max |diff| ${accuracy.maxAbsDiff.toPrecision(3)}, relative L2 ${accuracy.relL2.toPrecision(3)}\n`);
   process.stdout.write('batch      rows/s   ms/batch    runs\n');
   for (const p of points) {
     process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);

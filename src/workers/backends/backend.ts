@@ -2,6 +2,7 @@
 // backend (the addon's kernels) implements the same surface.
 import { typedArrayFor } from '../../protocol/index.js';
 import type { DataType } from '../../protocol/types.js';
+import type { PrecisionCost } from '../../graph/precision-cost.js';
 import type { BackendTuning, LayerReport, SessionSpec, WireTensor } from '../messages.js';
 
 export interface TensorInfo {
@@ -26,6 +27,8 @@ export interface BackendSession {
   readonly tuned?: BackendTuning;
   /** How each dense layer runs (the native backend). */
   layers?(): LayerReport[];
+  /** The native backend on a GPU below fp32: what the precision costs, measured at open. */
+  readonly accuracy?: PrecisionCost | undefined;
 }
 
 export interface Backend {

@@ -10,12 +10,16 @@ import { cudaStatus } from '../../native/cuda.js';
 import type { NativeDevice } from '../../repository/config.js';
 import { datatypeOf } from '../../graph/tensor.js';
 import type { LayerFormat } from '../../graph/layer-formats.js';
+import { precisionCost, seededBatch, type PrecisionCost } from '../../graph/precision-cost.js';
 import type { BackendTuning, SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
 
 export class NativeSession implements BackendSession {
   readonly inputs: TensorInfo[];
   readonly outputs: TensorInfo[];
+
+  /** GPU at a precision other than fp32: what it costs against fp32, measured at open. */
+  accuracy: PrecisionCost | undefined;
 
   constructor(private readonly executor: GraphExecutor | CudaGraphExecutor, inputs: TensorInfo[], outputs: TensorInfo[]) {
     this.inputs = inputs;
@@ -36,6 +40,11 @@ export class NativeSession implements BackendSession {
   get tuned(): BackendTuning | undefined {
     const executor = this.executor;
     return executor instanceof GraphExecutor ? { layerFormats: executor.layerFormats() } : undefined;
+  }
+
+  /** The executor's own run on prepared feeds (the precision check at open). */
+  async executorRun(feeds: ReadonlyMap<string, Value>, names: readonly string[]): Promise<Map<string, Value>> {
+    return this.executor.run(feeds, names);
   }
 
   async run(inputs: WireTensor[], outputNames: string[]): Promise<WireTensor[]> {
@@ -120,10 +129,34 @@ export function openNative(modelPath: string, threads: number, options: NativeOp
   return new NativeSession(executor, sig.inputs.map(info), sig.outputs.map(info));
 }
 
+/**
+ * Opens a model as openNative does and, on the GPU at a precision other than fp32, measures what
+ * the precision costs: a seeded batch through the same chains at fp32 (uploaded for the check and
+ * released after it) and at the precision, compared over every float output.
+ */
+export async function openNativeMeasured(modelPath: string, threads: number, options: NativeOpenOptions = {}): Promise<NativeSession> {
+  const session = openNative(modelPath, threads, options);
+  const precision = options.cuda?.precision ?? 'fp32';
+  if (session.device !== 'cuda' || precision === 'fp32') return session;
+  const rows = 8;
+  const feeds = seededBatch(session.inputs, rows);
+  const names = session.outputs.map((o) => o.name);
+  const reference = new CudaGraphExecutor(compileGraph(modelPath), { threads, ...(options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {}), ...options.cuda, precision: 'fp32' });
+  try {
+    const want = await reference.run(feeds, names);
+    const got = await session.executorRun(feeds, names);
+    session.accuracy = precisionCost(precision, rows, want, got);
+  } finally {
+    reference.release();
+  }
+  return session;
+}
+
 export const nativeBackend: Backend = {
   async open(spec: SessionSpec): Promise<BackendSession> {
-    return openNative(spec.modelPath, Math.max(1, spec.intraOpThreads), {
+    return openNativeMeasured(spec.modelPath, Math.max(1, spec.intraOpThreads), {
       ...(spec.device === undefined ? {} : { device: spec.device }),
+      ...(spec.precision === undefined ? {} : { cuda: { precision: spec.precision } }),
       ...(spec.batchSizes ? { tuneBatchSizes: spec.batchSizes } : {}),
       ...(spec.tuned ? { layerFormats: spec.tuned.layerFormats } : {}),
     });
