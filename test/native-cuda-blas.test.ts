@@ -75,6 +75,15 @@ t.test('the loader finds cuBLASLt where users have it, and says where it looked 
     build(join(wheel, 'libcublasLt.so.12'), ENTRY_POINTS);
     const fromWheel = blasIn({ VIRTUAL_ENV: venv });
     t.equal(fromWheel.path, join(wheel, 'libcublasLt.so.12'), 'found in the nvidia-cublas wheel of VIRTUAL_ENV');
+    // A virtual environment that is not activated but whose bin folder is on PATH (as when its
+    // python3 is the one users run), with a CUDA 13 wheel's layout.
+    const venv13 = join(dir, 'torch-venv');
+    const wheel13 = join(venv13, 'lib', 'python3.12', 'site-packages', 'nvidia', 'cu13', 'lib');
+    mkdirSync(wheel13, { recursive: true });
+    mkdirSync(join(venv13, 'bin'));
+    build(join(wheel13, 'libcublasLt.so.13'), ENTRY_POINTS);
+    const onPath = blasIn({ PATH: `${join(venv13, 'bin')}:${process.env.PATH}` });
+    t.equal(onPath.path, join(wheel13, 'libcublasLt.so.13'), 'found in the wheel of a virtual environment on PATH');
   }
 
   const lacking = blasIn({ UMBRA_CUBLASLT_PATH: partial });

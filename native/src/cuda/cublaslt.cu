@@ -155,6 +155,17 @@ void load() {
     const std::string root = env(var);
     if (!root.empty()) dirs.push_back(root + "/lib/python3*/site-packages/" + wheel);
   }
+  // A virtual environment whose bin folder is on PATH (its python3 is the one users run), active or not.
+  const std::string path = env("PATH");
+  for (size_t start = 0; start <= path.size();) {
+    const size_t end = std::min(path.find(':', start), path.size());
+    const std::string dir = path.substr(start, end - start);
+    if (dir.size() > 4 && dir.compare(dir.size() - 4, 4, "/bin") == 0) {
+      const std::string root = dir.substr(0, dir.size() - 4);
+      if (!globbed(root + "/lib/python3*/site-packages").empty()) dirs.push_back(root + "/lib/python3*/site-packages/" + wheel);
+    }
+    start = end + 1;
+  }
   const std::string conda = env("CONDA_PREFIX");
   if (!conda.empty()) dirs.push_back(conda + "/lib");
   dirs.push_back("/usr/local/lib/python3*/{dist,site}-packages/" + wheel);

@@ -26,7 +26,8 @@ struct BlasLtInfo {
 // file), then libcublasLt.so.13 / .so.12 / .so by the loader's own search (LD_LIBRARY_PATH,
 // ldconfig), then CUDA_HOME, CUDA_PATH and /usr/local/cuda (lib64, targets/*/lib), then the
 // nvidia-cublas Python wheels (site-packages/nvidia/*/lib: nvidia/cublas/lib, nvidia/cu13/lib)
-// under VIRTUAL_ENV, CONDA_PREFIX, /usr/local/lib and /usr/lib, and ~/.local/lib.
+// under VIRTUAL_ENV, any virtual environment whose bin folder is on PATH, CONDA_PREFIX,
+// /usr/local/lib and /usr/lib, and ~/.local/lib.
 // UMBRA_CUBLASLT=off turns it off (reason says so).
 const BlasLtInfo& cublaslt_info();
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# #29 on a lent GPU machine, in one call: builds the standalone CUDA checks and benchmarks
+# (no Node needed), runs them with cuBLASLt (PyTorch's own, found below) and without, compares
+# with PyTorch, and, where a `node` is on PATH with this tree built (dist/, build/Release), runs the
+# Node-side CUDA tests and bench-model at each precision. Logs go under $OUT; a short summary last.
+#
+#   bash bench/cuda/device-check.sh [--quick]
+set -u
+OUT=${OUT:-$PWD/device-out}
+mkdir -p "$OUT"
+QUICK=${1:-}
+summary="$OUT/summary.txt"
+: > "$summary"
+say() { echo "$*" | tee -a "$summary"; }
+
+# The cuBLASLt this PyTorch loads (its nvidia wheel), unless one is named already.
+if [ -z "${UMBRA_CUBLASLT_PATH:-}" ]; then
+  UMBRA_CUBLASLT_PATH=$(python3 - <<'PY'
+import glob, os, site
+try:
+    import torch
+    roots = site.getsitepackages() + [os.path.dirname(os.path.dirname(torch.__file__))]
+except Exception:
+    roots = site.getsitepackages()
+for root in roots:
+    found = sorted(glob.glob(os.path.join(root, "nvidia/*/lib/libcublasLt.so*")), reverse=True)
+    if found:
+        print(found[0])
+        break
+PY
+)
+fi
+export UMBRA_CUBLASLT_PATH
+say "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
+say "cuBLASLt: ${UMBRA_CUBLASLT_PATH:-none found}"
+
+if ! { cmake -S . -B build-tests -DUMBRA_BUILD_CUDA_TESTS=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
+       cmake --build build-tests -j "$(nproc)" --target umbra_cuda_tests umbra_cuda_bench umbra_cuda_plan_tests umbra_cuda_plan_bench; } > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  say "build: FAILED (see build.log)"
+  exit 1
+fi
+say "build: ok"
+
+run() { # name, command...: runs it, keeps its output, records its exit status
+  local name=$1; shift
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  say "$name: exit $rc ($(grep -c -i 'fail' "$OUT/$name.log") lines mention a failure)"
+}
+run kernel-tests-cublaslt ./build-tests/umbra_cuda_tests
+UMBRA_CUBLASLT=off run kernel-tests-own ./build-tests/umbra_cuda_tests
+run plan-tests ./build-tests/umbra_cuda_plan_tests
+python3 bench/cuda/torch_compare.py --bench build-tests/umbra_cuda_bench $QUICK > "$OUT/torch_compare.md" 2>&1
+say "torch_compare: exit $? (table in torch_compare.md)"
+run plan-bench ./build-tests/umbra_cuda_plan_bench
+
+if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]; then
+  run tap-cuda node node_modules/.bin/tap test/native-cuda.test.ts test/native-cuda-backend.test.ts test/native-cuda-blas.test.ts
+  node bench/make-mlp.mjs "$OUT/mlp4096.onnx" 1024,4096,4096,4096,10 > /dev/null 2>&1
+  for p in fp32 tf32 bf16; do
+    node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64,256 --json > "$OUT/bench-model-$p.json" 2>&1
+    say "bench-model $p: exit $?"
+  done
+else
+  say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
+fi
+
+echo
+tail -n 30 "$OUT/torch_compare.md"
+echo
+cat "$summary"
