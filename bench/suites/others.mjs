@@ -5,6 +5,17 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, elapsedSeconds, log, oneLine, runChild } from '../harness.mjs';
 
+/** A one-line result for the table, where the bench prints one (bench/grpc.mjs: its medians). */
+function summaryOf(name, stdout) {
+  if (name !== 'grpc') return '';
+  try {
+    const m = JSON.parse(stdout).medians;
+    return `ModelInfer / HTTP binary ${m.grpc_over_http_binary.median}x, ModelStreamInfer / HTTP binary ${m.stream_over_http_binary.median}x, bare node:http2 echo / HTTP binary ${m.bare_http2_over_http_binary.median}x (one quick round; umbra perf, digits, c64)`;
+  } catch {
+    return '';
+  }
+}
+
 export async function otherBenches(run) {
   const others = [];
   const candidates = [];
@@ -25,7 +36,7 @@ export async function otherBenches(run) {
     const r = await runChild('node', [path, run.full ? '--full' : '--quick'], budgetMs, { UMBRA_BENCH_MODE: run.mode });
     const status = r.code === 0 ? 'ok' : r.signal ? `stopped at the ${run.mode} budget of ${(budgetMs / 1000).toFixed(0)} s` : `exit ${r.code}`;
     const resultsFile = existsSync(join(ROOT, 'bench', `RESULTS-${name}.md`)) ? `RESULTS-${name}.md` : null;
-    others.push({ name, file, status, seconds: (Date.now() - t0) / 1000, resultsFile, tail: r.code === 0 ? '' : oneLine(r.stderr || r.stdout) });
+    others.push({ name, file, status, seconds: (Date.now() - t0) / 1000, resultsFile, tail: r.code === 0 ? summaryOf(name, r.stdout) : oneLine(r.stderr || r.stdout) });
   }
   return others;
 }
