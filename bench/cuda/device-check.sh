@@ -67,6 +67,9 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   node bin/umbra.js prune "$OUT/mlp4096.onnx" "$OUT/mlp4096-p90.onnx" --sparsity 0.9 > "$OUT/prune-p90.log" 2>&1
   node bin/umbra.js bench-model "$OUT/mlp4096-p90.onnx" --device cuda --batch 1,64,256 --json > "$OUT/bench-model-p90.json" 2>&1
   say "bench-model pruned 90%: exit $?"
+  # #29 item 2: accuracy per precision on the digits test split, dense and pruned.
+  node bin/umbra.js prune models/repository/digits/1/model.onnx "$OUT/digits-p50.onnx" --sparsity 0.5 --eval models/digits.csv --label label --eval-filter split=test --precision fp32,tf32,bf16 > "$OUT/prune-precisions.txt" 2>&1
+  say "prune --precision: exit $?"
 else
   say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
 fi
