@@ -101,8 +101,9 @@ const TICKS_PER_SECOND = 100;
 
 /**
  * CPU jiffies of every PostgreSQL server process on this host (the backends, WAL writer,
- * checkpointer, autovacuum), from /proc; undefined off Linux. A store on the same host competes
- * with the job for its cores, so its CPU per row is part of what a job into it costs.
+ * checkpointer, autovacuum), from /proc, with those of the backends that have ended (the
+ * postmaster's reaped children); undefined off Linux. A store on the same host competes with the
+ * job for its cores, so its CPU per row is part of what a job into it costs.
  */
 function postgresTicks() {
   try {
@@ -117,7 +118,7 @@ function postgresTicks() {
       }
       if (!stat.includes('(postgres)')) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     }
     return ticks;
   } catch {
