@@ -10,12 +10,12 @@
 //
 // Usage: node bench/batch-store.mjs [--rows N] [--rounds R] [--pg URL]   (needs `npx tsc` first)
 import pg from 'pg';
-import { readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { openStore } from '../dist/batch/index.js';
 import { rowsOf } from '../dist/batch/committer.js';
 import { seededRandom } from '../dist/random.js';
+import { postgresTicks, TICKS_PER_SECOND } from './postgres-cpu.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -27,25 +27,6 @@ const rows = Math.ceil(Number(flag('rows', 180000)) / BATCH) * BATCH;
 const rounds = Number(flag('rounds', 2));
 const pgUrl = flag('pg', process.env.UMBRA_BENCH_PG_URL ?? process.env.UMBRA_TEST_PG_URL);
 if (!pgUrl) throw new Error('--pg URL (or UMBRA_TEST_PG_URL) names the PostgreSQL server to measure');
-const TICKS_PER_SECOND = 100;
-
-/** CPU jiffies of every PostgreSQL process, with the ended backends the postmaster reaped. */
-function postgresTicks() {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!stat.includes('(postgres)')) continue;
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  }
-  return ticks;
-}
 
 const LEGACY_TABLE = `CREATE TABLE predictions (model text NOT NULL, version text NOT NULL, key text NOT NULL,
   outputs jsonb NOT NULL, computed_at timestamptz NOT NULL, UNIQUE (model, key, version))`;

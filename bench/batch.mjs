@@ -23,13 +23,14 @@ import * as ort from 'onnxruntime-node';
 import pg from 'pg';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { mlpModel } from '../dist/onnx/build-examples.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { seededRandom } from '../dist/random.js';
+import { postgresTicks } from './postgres-cpu.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -98,33 +99,6 @@ function hostTicks() {
   }
 }
 const TICKS_PER_SECOND = 100;
-
-/**
- * CPU jiffies of every PostgreSQL server process on this host (the backends, WAL writer,
- * checkpointer, autovacuum), from /proc, with those of the backends that have ended (the
- * postmaster's reaped children); undefined off Linux. A store on the same host competes with the
- * job for its cores, so its CPU per row is part of what a job into it costs.
- */
-function postgresTicks() {
-  try {
-    let ticks = 0;
-    for (const pid of readdirSync('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      let stat;
-      try {
-        stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      } catch {
-        continue; // ended meanwhile
-      }
-      if (!stat.includes('(postgres)')) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
-    }
-    return ticks;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Wall time, the measured work's own CPU time (`ownCpuMicros()`), and how many cores everything
