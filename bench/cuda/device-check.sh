@@ -60,6 +60,8 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   node bench/make-mlp.mjs "$OUT/mlp4096.onnx" 1024,4096,4096,4096,10 > /dev/null 2>&1
   for p in fp32 tf32 bf16; do
     node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64,256 --json > "$OUT/bench-model-$p.json" 2>&1
+    # #29 item 3: the same run as a table, with where a run's time goes (host clocks per stage).
+    node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64 --seconds 2 > "$OUT/bench-model-$p.txt" 2>&1
     say "bench-model $p: exit $?"
   done
   # #29 item 4: a 90%-pruned copy on the GPU, each layer's format measured at load; it must not
