@@ -72,6 +72,9 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   # #29 item 2: accuracy per precision on the digits test split, dense and pruned.
   node bin/umbra.js prune models/repository/digits/1/model.onnx "$OUT/digits-p50.onnx" --sparsity 0.5 --eval models/digits.csv --label label --eval-filter split=test --precision fp32,tf32,bf16 > "$OUT/prune-precisions.txt" 2>&1
   say "prune --precision: exit $?"
+  # #29 item 5 / #24: the MLP served over HTTP on the GPU, in-process, and PyTorch eager, same run.
+  OUT="$OUT" bash bench/cuda/serve-gpu.sh > "$OUT/serve-gpu.txt" 2>&1
+  say "serve-gpu: exit $? ($(grep -m1 '^served' "$OUT/serve-gpu.txt" || echo 'no figure'))"
 else
   say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
 fi
