@@ -275,12 +275,21 @@ t.test('the GPU executor\'s orchestration, with the device emulated on the CPU k
   let live = 0;
   type Fake = { kind: string; bytes: number; dense?: ReturnType<typeof denseWeights>; csr?: ReturnType<typeof kernels.csrFromDense>; data?: Float32Array };
   const upload = (u: Fake) => { live += u.bytes; return u; };
+  let plansMade = 0;
   class EmulatedPlan {
     released = false;
     runs = 0;
     constructor(private readonly ops: { kind: string; weights?: Fake; bias?: Fake; activation?: string }[], readonly inputWidth: number) {}
-    static create(_stream: unknown, ops: EmulatedPlan['ops'], inputWidth: number) { return new EmulatedPlan(ops, inputWidth); }
+    static create(_stream: unknown, ops: EmulatedPlan['ops'], inputWidth: number) { plansMade++; return new EmulatedPlan(ops, inputWidth); }
     async runAsync(x: Float32Array, m: number): Promise<Float32Array> {
+      return this.run(x, m);
+    }
+    run(x: Float32Array, m: number, out?: Float32Array): Float32Array {
+      const y = this.compute(x, m);
+      if (out) { out.set(y); return out; }
+      return y;
+    }
+    private compute(x: Float32Array, m: number): Float32Array {
       this.runs++;
       let y = x.slice();
       let width = this.inputWidth;
@@ -309,7 +318,7 @@ t.test('the GPU executor\'s orchestration, with the device emulated on the CPU k
   for (const opset of [11, 13]) {
     const path = save(mixedModel(opset + 1, opset));
     const cpu = openNative(path, 1);
-    const executor = new Emulated(compileGraph(path));
+    const executor = new Emulated(compileGraph(path), { sparseBelow: 0.2 });
     t.same(executor.layers().map((l) => l.format), ['dense', 'dense', 'csr', 'dense', 'dense', 'dense']);
     t.ok(live > 0 && executor.deviceBytes() === live + 16 * 4, 'uploads and activations counted');
     for (const rows of [1, 4, 0, 9]) {
@@ -332,6 +341,39 @@ t.test('the GPU executor\'s orchestration, with the device emulated on the CPU k
     t.equal(executor.deviceBytes(), 0);
     await t.rejects(executor.run(new Map(), ['probs']), /released/);
   }
+  // By default a pruned layer is timed both ways on the device (here the emulation) and keeps the
+  // faster; the loser's upload is freed at once, and the other workers of the load follow the plan.
+  const path = save(mixedModel(3, 13));
+  const cpu = openNative(path, 1);
+  plansMade = 0;
+  const measured = new Emulated(compileGraph(path), { tuneBatchSizes: [1, 4] });
+  const chains = measured.outline().filter((o) => o.kind === 'chain').length;
+  const layers = measured.layers();
+  t.same(layers.map((l) => l.basis), ['too-dense', 'too-dense', 'measured', 'too-dense', 'too-dense', 'too-dense'], 'only the pruned layer is timed');
+  const timedLayer = layers[2]!;
+  t.same(timedLayer.timings?.map((x) => [x.batch, x.rows]), [[1, 1], [4, 4]], 'timed on each batch size asked for');
+  t.ok(timedLayer.timings!.every((x) => x.packedUs > 0 && x.csrUs > 0 && x.calls > 0), 'both forms timed');
+  t.match(timedLayer.reason, new RegExp(`^${timedLayer.format === 'dense' ? 'packed' : 'csr'} .* at batch 1, .* at batch 4`), 'the reason gives the figures');
+  t.equal(plansMade, chains + 2, 'one plan per form timed, beside the chains');
+  t.equal(measured.deviceBytes(), live + 16 * chains, 'only the chosen form stays uploaded');
+  const formats = measured.layerFormats();
+  t.same(formats, layers.map((l) => (l.format === 'csr' ? 'csr' : 'packed')));
+  plansMade = 0;
+  const follower = new Emulated(compileGraph(path), { layerFormats: formats });
+  t.same(follower.layers().map((l) => [l.format, l.basis]), layers.map((l) => [l.format, 'given']), 'a later open follows the plan without timing');
+  t.equal(plansMade, chains);
+  for (const executor of [measured, follower]) {
+    const feeds = new Map([
+      ['x', { dims: [3, 19], data: Float32Array.from(values(3 * 19, 4, 2)) }],
+      ['shift', { dims: [3, 33], data: Float32Array.from(values(3 * 33, 5)) }],
+      ['xt', { dims: [5, 3], data: Float32Array.from(values(3 * 5, 6)) }],
+    ]);
+    const got = await executor.run(feeds, ['probs']);
+    const want = await cpu.run([...feeds].map(([name, v]) => ({ name, datatype: 'FP32' as const, shape: v.dims, data: v.data.slice() })), ['probs']);
+    assertClose(t, got.get('probs')!.data as Float32Array, want[0]!.data as Float32Array, 1e-5, 'measured and followed plans answer as the CPU does');
+    executor.release();
+  }
+  t.equal(live, 0, 'release frees every upload');
 });
 
 t.test('the GPU executor against the CPU executor', { skip: gpuSkip }, async (t) => {
@@ -339,10 +381,16 @@ t.test('the GPU executor against the CPU executor', { skip: gpuSkip }, async (t)
   for (const opset of [11, 13]) {
     const path = save(mixedModel(opset, opset));
     const cpu = openNative(path, 1);
-    const gpu = openNative(path, 1, { device: 'cuda' });
+    const gpu = openNative(path, 1, { device: 'cuda', sparseBelow: 0.2 });
     t.equal(gpu.device, 'cuda');
     const layers = gpu.layers();
     t.same(layers.map((l) => l.format), ['dense', 'dense', 'csr', 'dense', 'dense', 'dense'], 'the 90%-sparse layer goes to the device as CSR');
+    // By default the pruned layer is timed both ways on the device and keeps the faster.
+    const measured = openNative(path, 1, { device: 'cuda' });
+    const timed = measured.layers()[2]!;
+    t.equal(timed.basis, 'measured');
+    t.same(timed.timings?.map((x) => x.batch), [1, 64, 256]);
+    await measured.release();
     for (const rows of [1, 1, 1, 3, 3, 8, 70, 3]) {
       const inputs = [
         { name: 'x', datatype: 'FP32' as const, shape: [rows, 19], data: Float32Array.from(values(rows * 19, rows * 7 + opset, 2)) },

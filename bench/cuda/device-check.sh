@@ -62,6 +62,11 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
     node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64,256 --json > "$OUT/bench-model-$p.json" 2>&1
     say "bench-model $p: exit $?"
   done
+  # #29 item 4: a 90%-pruned copy on the GPU, each layer's format measured at load; it must not
+  # be slower than the dense model at any batch size (the layer reports give the timings).
+  node bin/umbra.js prune "$OUT/mlp4096.onnx" "$OUT/mlp4096-p90.onnx" --sparsity 0.9 > "$OUT/prune-p90.log" 2>&1
+  node bin/umbra.js bench-model "$OUT/mlp4096-p90.onnx" --device cuda --batch 1,64,256 --json > "$OUT/bench-model-p90.json" 2>&1
+  say "bench-model pruned 90%: exit $?"
 else
   say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
 fi

@@ -14,24 +14,35 @@ import {
 import { csrFromDense, denseWeights, type Activation } from '../native/kernels.js';
 import { stepInputs, transposed, type ActivationStep, type CompiledGraph, type DenseStep, type SoftmaxStep, type Step } from './compile.js';
 import { GraphExecutor } from './executor.js';
+import { decideLayerFormat, seededInput, timeLayer, type LayerBasis, type LayerFormat, type LayerTiming } from './layer-formats.js';
 import { describeNode, intAttribute } from './graph.js';
 import { softmaxLayout } from './reference-ops.js';
 import { asFloat32, normalizeAxis, type Value } from './tensor.js';
 
 /**
- * A layer is uploaded as CSR when fewer than this fraction of its weights are non-zero. Not yet
- * measured on a GPU (bench/RESULTS-gpu.md says how to): the CSR kernel reads an index per
- * weight and loses the dense kernel's tiling, so the cut sits well below the CPU's 45%.
+ * The density cut for a layer that could not be timed (or when the caller asks for a fixed rule):
+ * CSR below it. The CSR kernel reads an index per weight and loses the dense kernel's tiling, so the
+ * cut sits well below the CPU's 45%. Layers are normally timed both ways at load instead.
  */
 export const CUDA_SPARSE_DENSITY_BELOW = 0.2;
+
+/**
+ * Batch sizes a pruned layer is timed on at load when the caller names none: one request, a full
+ * CUDA-graph batch and a large one (the GPU's sparse kernels gain, if anywhere, on big batches).
+ */
+export const CUDA_TUNE_BATCH_SIZES: readonly number[] = [1, 64, 256];
 
 export interface CudaExecutorOptions {
   /** CUDA device index (default 0). */
   device?: number;
   /** Dense layers' arithmetic: fp32 (default), or tf32 / bf16 on the tensor cores. */
   precision?: CudaPrecision;
-  /** Override of CUDA_SPARSE_DENSITY_BELOW (0 = always dense, > 1 = always CSR). */
+  /** A fixed density rule instead of timing each pruned layer (0 = always dense, > 1 = always CSR). */
   sparseBelow?: number;
+  /** Batch sizes each pruned layer is timed on at load (default CUDA_TUNE_BATCH_SIZES). */
+  tuneBatchSizes?: readonly number[];
+  /** Each dense layer's format from an earlier open of the same load (skips the timing). */
+  layerFormats?: readonly LayerFormat[];
   /** Batches up to this many rows replay a captured CUDA graph; 0 = never. */
   graphMaxRows?: number;
   /** Kernel threads for the host steps. */
@@ -44,6 +55,11 @@ export interface CudaLayerInfo {
   n: number;
   density: number;
   format: 'dense' | 'csr';
+  /** What decided the format, and why, with the figures when measured. */
+  basis: LayerBasis;
+  reason: string;
+  /** Both formats' fastest call per timed batch size (one-layer device runs, copies included), when measured. */
+  timings?: LayerTiming[];
   activation: Activation;
   bias: boolean;
   device: number;
@@ -192,15 +208,23 @@ export class CudaGraphExecutor {
     // One stream per worker thread, shared by every model the worker serves.
     const stream = threadStream(this.device);
     const precision = options.precision ?? 'fp32';
-    const sparseBelow = options.sparseBelow ?? CUDA_SPARSE_DENSITY_BELOW;
     const graphMaxRows = options.graphMaxRows ?? CUDA_GRAPH_MAX_ROWS;
+    const plan = options.layerFormats?.length === compiled.steps.filter((s) => s.kind === 'dense').length ? options.layerFormats : undefined;
+    let dense = 0;
+    const formats: FormatOptions = {
+      ...(options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {}),
+      tuneBatchSizes: options.tuneBatchSizes ?? CUDA_TUNE_BATCH_SIZES,
+      given: () => plan?.[dense++],
+      stream,
+      graphMaxRows,
+    };
     try {
       for (const part of parts) {
         if (part.kind === 'host') {
           this.items.push({ kind: 'host', executor: new GraphExecutor({ graph, steps: part.steps }, { threads: options.threads ?? 1 }), outputs: part.outputs });
           continue;
         }
-        const ops = [part.first, ...part.rest].map((step) => this.planOp(step, precision, sparseBelow));
+        const ops = [part.first, ...part.rest].map((step) => this.planOp(step, precision, formats));
         const plan = CudaPlan.create(stream, ops, part.first.k, { graphMaxRows });
         const slim = <T extends ChainStep>(step: T): T => (step.kind === 'dense' ? { ...step, weights: new Float32Array(0) } : step);
         this.items.push({ kind: 'chain', first: slim(part.first), rest: part.rest.map(slim), input: part.first.input, output: part.output, plan });
@@ -211,23 +235,47 @@ export class CudaGraphExecutor {
     }
   }
 
-  private planOp(step: ChainStep, precision: CudaPrecision, sparseBelow: number): CudaPlanOp {
+  private planOp(step: ChainStep, precision: CudaPrecision, formats: FormatOptions): CudaPlanOp {
     if (step.kind === 'activation') return { kind: 'activation', activation: step.activation };
     if (step.kind === 'softmax') return { kind: 'softmax' };
     const d = density(step.weights);
-    const sparse = d < sparseBelow;
-    const weights = sparse
-      ? this.keep(uploadCsr(csrFromDense(step.weights, step.n, step.k), this.device))
-      : this.keep(uploadDense(denseWeights(step.weights, step.k, step.n, 'nxk'), this.device));
     const bias = step.bias ? this.keep(uploadVector(step.bias, this.device)) : undefined;
-    this.layerInfo.push({
-      name: step.name, k: step.k, n: step.n, density: d, format: sparse ? 'csr' : 'dense', activation: step.activation,
-      bias: bias !== undefined, device: this.device, precision,
-    });
     const epilogue = { activation: step.activation, ...(bias ? { bias } : {}) };
-    return sparse
-      ? { kind: 'sparse', weights: weights as CudaCsrWeights, ...epilogue }
-      : { kind: 'dense', weights: weights as CudaDenseWeights, precision, ...epilogue };
+    const upload = {
+      dense: (): CudaPlanOp => ({ kind: 'dense', weights: uploadDense(denseWeights(step.weights, step.k, step.n, 'nxk'), this.device), precision, ...epilogue }),
+      csr: (): CudaPlanOp => ({ kind: 'sparse', weights: uploadCsr(csrFromDense(step.weights, step.n, step.k), this.device), ...epilogue }),
+    };
+    // Timing uploads both forms; the chosen one is kept rather than uploaded again.
+    let timed = undefined as { packed: CudaPlanOp; csr: CudaPlanOp } | undefined;
+    const given = formats.given();
+    const decision = decideLayerFormat(d, {
+      ...(formats.sparseBelow !== undefined ? { sparseBelow: formats.sparseBelow } : {}),
+      ...(given ? { given } : {}),
+      fallbackBelow: CUDA_SPARSE_DENSITY_BELOW,
+    }, () => {
+      const ops = { packed: upload.dense(), csr: upload.csr() };
+      timed = ops;
+      return timeOnDevice(ops.packed, ops.csr, step.k, step.n, formats);
+    });
+    let op: CudaPlanOp;
+    if (timed) {
+      op = timed[decision.format];
+      releaseCuda(opWeights(decision.format === 'csr' ? timed.packed : timed.csr));
+    } else {
+      op = decision.format === 'csr' ? upload.csr() : upload.dense();
+    }
+    this.keep(opWeights(op));
+    this.layerInfo.push({
+      name: step.name, k: step.k, n: step.n, density: d, format: decision.format === 'csr' ? 'csr' : 'dense',
+      basis: decision.basis, reason: decision.reason, ...(decision.timings ? { timings: decision.timings } : {}),
+      activation: step.activation, bias: bias !== undefined, device: this.device, precision,
+    });
+    return op;
+  }
+
+  /** Each dense layer's format in order: the plan the other workers of this load open with. */
+  layerFormats(): LayerFormat[] {
+    return this.layerInfo.map((l) => (l.format === 'csr' ? 'csr' : 'packed'));
   }
 
   private keep<T extends CudaDenseWeights | CudaCsrWeights | CudaVector>(upload: T): T {
@@ -318,5 +366,47 @@ export class CudaGraphExecutor {
     this.uploads.length = 0;
     this.released = true;
     return bytes;
+  }
+}
+
+/** How a CUDA executor decides its pruned layers' formats (see CudaExecutorOptions). */
+interface FormatOptions {
+  sparseBelow?: number;
+  tuneBatchSizes: readonly number[];
+  /** The next dense layer's format from an earlier open, in layer order. */
+  given: () => LayerFormat | undefined;
+  stream: ReturnType<typeof threadStream>;
+  graphMaxRows: number;
+}
+
+function opWeights(op: CudaPlanOp): CudaDenseWeights | CudaCsrWeights {
+  if (op.kind !== 'dense' && op.kind !== 'sparse') throw new Error('opWeights: not a layer');
+  return op.weights;
+}
+
+/**
+ * Both forms of one layer timed on the device, each as a one-layer plan run the way a chain runs
+ * (the batch up, the kernel, the batch down; small batches replaying a captured graph), on a seeded
+ * batch of every size in `tuneBatchSizes`. The copies are the same for both forms, so they narrow
+ * the measured gap but never reverse it. A failed timing run returns its reason: the fixed cut
+ * decides, and the load goes on.
+ */
+function timeOnDevice(packed: CudaPlanOp, csr: CudaPlanOp, k: number, n: number, formats: FormatOptions): LayerTiming[] | string {
+  const plans: CudaPlan[] = [];
+  try {
+    const plan = (op: CudaPlanOp) => {
+      const made = CudaPlan.create(formats.stream, [op], k, { graphMaxRows: formats.graphMaxRows });
+      plans.push(made);
+      return made;
+    };
+    const [a, b] = [plan(packed), plan(csr)];
+    const run = (p: CudaPlan) => (x: Float32Array, m: number, out?: Float32Array) => p.run(x, m, out);
+    const sizes = [...new Set(formats.tuneBatchSizes)].filter((m) => Number.isInteger(m) && m > 0).sort((x, y) => x - y);
+    if (sizes.length === 0) return 'no batch sizes to time it on';
+    return sizes.map((m) => timeLayer(run(a), run(b), seededInput(m * k, 7 + m), m, new Float32Array(m * n), m));
+  } catch (err) {
+    return `the timing run failed: ${(err as Error).message}`;
+  } finally {
+    for (const p of plans) p.release();
   }
 }

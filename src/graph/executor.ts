@@ -11,7 +11,7 @@ import { formSparseChains, SparseChainRunner, type SparseChain } from './sparse-
 import { describeNode, type GraphNode } from './graph.js';
 import type { CompiledGraph, DenseStep, Step } from './compile.js';
 import {
-  chooseFormat, DEFAULT_TUNE_BATCH_SIZES, MEASURE_DENSITY_MAX, timeLayer,
+  decideLayerFormat, DEFAULT_TUNE_BATCH_SIZES, seededInput, timeLayer,
   type LayerBasis, type LayerFormat, type LayerTiming,
 } from './layer-formats.js';
 import { REFERENCE_OPS, softmaxLayout } from './reference-ops.js';
@@ -96,17 +96,6 @@ function transpose2d(x: Float32Array, rows: number, cols: number): Float32Array 
   return out;
 }
 
-/** Seeded values in (-1, 1): timing on zeros could flatter a kernel that skips work. */
-function seededInput(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = s / 2 ** 31 - 1;
-  }
-  return data;
-}
-
 /** One warm-up batch flowing through the graph while its layers are timed. */
 interface TuningBatch {
   batch: number;
@@ -165,32 +154,24 @@ export class GraphExecutor {
     const bound = { ...(step.bias ? { bias: step.bias } : {}), activation: step.activation, threads: this.threads };
     const packed = () => boundGemm(packWeights(denseWeights(step.weights, step.k, step.n, 'nxk'), this.threads), bound);
     const csr = () => boundSpmm(packSparse(csrFromDense(step.weights, step.n, step.k)), bound);
-    const done = (format: LayerFormat, basis: LayerBasis, reason: string, run: BoundGemm | BoundSpmm, timings?: LayerTiming[]): PreparedDense => {
-      // The plan's copy is no longer needed once packed: let it be collected.
-      const slim: DenseStep = { ...step, weights: new Float32Array(0) };
-      const sparse = format === 'csr' ? { sparse: run as BoundSpmm } : {};
-      return { kind: 'prepared-dense', step: slim, label, density: d, format, basis, reason, run, ...sparse, ...(timings ? { timings } : {}) };
-    };
-    const percent = `${(d * 100).toFixed(1)}% non-zero`;
-    if (options.sparseBelow !== undefined) {
-      const format = d < options.sparseBelow ? 'csr' : 'packed';
-      return done(format, 'threshold', `${percent}, ${format === 'csr' ? 'under' : 'not under'} the fixed cut of ${options.sparseBelow * 100}%`, format === 'csr' ? csr() : packed());
-    }
-    if (given) return done(given, 'given', `${given}, as measured when this load was first opened`, given === 'csr' ? csr() : packed());
-    if (d > MEASURE_DENSITY_MAX) return done('packed', 'too-dense', `${percent}: the sparse form would hold more bytes than the dense one`, packed());
-    const runnable = tuning.filter((t) => t.env.has(step.input));
-    if (runnable.length === 0) {
-      const format = d < SPARSE_DENSITY_BELOW ? 'csr' : 'packed';
-      const why = this.untunedReason ?? 'no warm-up batch reached it';
-      return done(format, 'threshold', `${percent}, not timed (${why}); the fixed cut of ${SPARSE_DENSITY_BELOW * 100}% decided`, format === 'csr' ? csr() : packed());
-    }
-    const forms = { packed: packed(), csr: csr() };
-    const timings = runnable.map((t) => {
-      const { x, m } = this.layerInput(step, t.env.get(step.input)!);
-      return timeLayer(forms.packed, forms.csr, x, m, new Float32Array(m * step.n), t.batch);
+    // Timing builds both forms; the chosen one is kept rather than built again.
+    let forms = undefined as { packed: BoundGemm; csr: BoundSpmm } | undefined;
+    const decision = decideLayerFormat(d, { ...(options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {}), ...(given ? { given } : {}), fallbackBelow: SPARSE_DENSITY_BELOW }, () => {
+      const runnable = tuning.filter((t) => t.env.has(step.input));
+      if (runnable.length === 0) return this.untunedReason ?? 'no warm-up batch reached it';
+      const timed = { packed: packed(), csr: csr() };
+      forms = timed;
+      return runnable.map((t) => {
+        const { x, m } = this.layerInput(step, t.env.get(step.input)!);
+        return timeLayer(timed.packed, timed.csr, x, m, new Float32Array(m * step.n), t.batch);
+      });
     });
-    const choice = chooseFormat(timings);
-    return done(choice.format, 'measured', choice.reason, forms[choice.format], timings);
+    const { format, basis, reason, timings } = decision;
+    const run = forms ? forms[format] : format === 'csr' ? csr() : packed();
+    // The plan's copy is no longer needed once packed: let it be collected.
+    const slim: DenseStep = { ...step, weights: new Float32Array(0) };
+    const sparse = format === 'csr' ? { sparse: run as BoundSpmm } : {};
+    return { kind: 'prepared-dense', step: slim, label, density: d, format, basis, reason, run, ...sparse, ...(timings ? { timings } : {}) };
   }
 
   /** How each layer runs (for the API, logs, tests and the benchmark). */

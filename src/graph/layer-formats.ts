@@ -51,6 +51,17 @@ const DECISIVE_RATIO = 1.5;
 /** Stop adding rounds once both formats have had this much time on one batch size. */
 const BATCH_BUDGET_US = 400_000;
 
+/** Seeded values in (-1, 1): timing on zeros could flatter a kernel that skips work. */
+export function seededInput(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 31 - 1;
+  }
+  return data;
+}
+
 /** Fastest call of `call` over `reps` calls in a row, in microseconds per call. */
 function timeRound(call: () => void, reps: number): number {
   const t0 = performance.now();
@@ -122,23 +133,65 @@ export function chooseFormat(timings: readonly LayerTiming[]): FormatChoice {
   return { format, reason: `${format} ${parts.join(', ')} (fastest of ${timings.map((t) => t.calls).join('/')} timed calls each)` };
 }
 
+/** One layer's format and what decided it (LayerInfo's format, basis, reason and timings). */
+export interface FormatDecision {
+  format: LayerFormat;
+  basis: LayerBasis;
+  reason: string;
+  timings?: LayerTiming[];
+}
+
+export interface FormatRules {
+  /** A fixed density cut the caller asked for, instead of timing. */
+  sparseBelow?: number;
+  /** The format an earlier open of the same load measured (every worker runs the same formats). */
+  given?: LayerFormat;
+  /** The cut that decides when the layer cannot be timed. */
+  fallbackBelow: number;
+}
+
+/**
+ * One layer's format, by the same rules on every device: the caller's fixed cut; else the plan of
+ * an earlier open; else dense where the sparse form would be the bigger one; else both formats timed
+ * by `measure` (timeLayer per batch size) and chooseFormat's verdict. `measure` returns a reason
+ * instead of timings when the layer cannot be timed, and the fallback cut decides.
+ */
+export function decideLayerFormat(density: number, rules: FormatRules, measure: () => LayerTiming[] | string): FormatDecision {
+  const percent = `${(density * 100).toFixed(1)}% non-zero`;
+  const cut = (below: number): LayerFormat => (density < below ? 'csr' : 'packed');
+  if (rules.sparseBelow !== undefined) {
+    const format = cut(rules.sparseBelow);
+    return { format, basis: 'threshold', reason: `${percent}, ${format === 'csr' ? 'under' : 'not under'} the fixed cut of ${rules.sparseBelow * 100}%` };
+  }
+  if (rules.given) return { format: rules.given, basis: 'given', reason: `${rules.given}, as measured when this load was first opened` };
+  if (density > MEASURE_DENSITY_MAX) return { format: 'packed', basis: 'too-dense', reason: `${percent}: the sparse form would hold more bytes than the dense one` };
+  const timings = measure();
+  if (typeof timings === 'string') {
+    return { format: cut(rules.fallbackBelow), basis: 'threshold', reason: `${percent}, not timed (${timings}); the fixed cut of ${rules.fallbackBelow * 100}% decided` };
+  }
+  const choice = chooseFormat(timings);
+  return { format: choice.format, basis: 'measured', reason: choice.reason, timings };
+}
+
 const micros = (us: number) => Math.round(us * 1000) / 1000;
 
 /** Layer reports as the API shows them (snake_case, as the rest of the protocol's JSON). */
 export function layerReportJson(layers: readonly (LayerInfo | CudaLayerInfo)[]): Record<string, unknown>[] {
-  return layers.map((l) => {
-    const common = { name: l.name, k: l.k, n: l.n, density: l.density, format: l.format, activation: l.activation, bias: l.bias };
-    if ('device' in l) return { ...common, device: `cuda:${l.device}`, precision: l.precision };
-    return {
-      ...common,
-      basis: l.basis,
-      reason: l.reason,
-      ...(l.timings ? { timings: l.timings.map((t) => ({ batch: t.batch, rows: t.rows, packed_us: micros(t.packedUs), csr_us: micros(t.csrUs), calls: t.calls })) } : {}),
-    };
-  });
+  return layers.map((l) => ({
+    name: l.name, k: l.k, n: l.n, density: l.density, format: l.format, activation: l.activation, bias: l.bias,
+    ...('device' in l ? { device: `cuda:${l.device}`, precision: l.precision } : {}),
+    basis: l.basis,
+    reason: l.reason,
+    ...(l.timings ? { timings: l.timings.map((t) => ({ batch: t.batch, rows: t.rows, packed_us: micros(t.packedUs), csr_us: micros(t.csrUs), calls: t.calls })) } : {}),
+  }));
+}
+
+/** What decided a layer's format, with its device and precision on a GPU. */
+export function layerWhy(l: LayerInfo | CudaLayerInfo): string {
+  return `${'device' in l ? `cuda:${l.device} ${l.precision}, ` : ''}${l.basis}: ${l.reason}`;
 }
 
 /** One line per model for the server log: each layer's format and what decided it. */
 export function layerSummary(layers: readonly (LayerInfo | CudaLayerInfo)[]): string {
-  return layers.map((l) => `${l.name || '(unnamed)'} ${l.format} (${'reason' in l ? `${l.basis}: ${l.reason}` : `cuda:${l.device} ${l.precision}`})`).join('; ');
+  return layers.map((l) => `${l.name || '(unnamed)'} ${l.format} (${layerWhy(l)})`).join('; ');
 }

@@ -10,6 +10,7 @@ import { typedArrayFor } from '../../protocol/index.js';
 import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
+import { layerWhy } from '../../graph/layer-formats.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
 
@@ -204,8 +205,7 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   if (layers && layers.length > 0) {
     process.stdout.write('layer formats:\n');
     for (const l of layers) {
-      const why = 'reason' in l ? `${l.basis}: ${l.reason}` : `cuda:${l.device} ${l.precision}`;
-      process.stdout.write(`  ${l.name || '(unnamed)'} [${l.n}x${l.k}] ${(l.density * 100).toFixed(1)}% non-zero: ${l.format} (${why})\n`);
+      process.stdout.write(`  ${l.name || '(unnamed)'} [${l.n}x${l.k}] ${(l.density * 100).toFixed(1)}% non-zero: ${l.format} (${layerWhy(l)})\n`);
     }
   }
 }

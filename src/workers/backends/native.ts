@@ -36,10 +36,9 @@ export class NativeSession implements BackendSession {
     return this.executor.layers();
   }
 
-  /** The CPU executor's per-layer formats, for the other workers of this load to open with. */
-  get tuned(): BackendTuning | undefined {
-    const executor = this.executor;
-    return executor instanceof GraphExecutor ? { layerFormats: executor.layerFormats() } : undefined;
+  /** The per-layer formats measured at open, for the other workers of this load to open with. */
+  get tuned(): BackendTuning {
+    return { layerFormats: this.executor.layerFormats() };
   }
 
   /** The executor's own run on prepared feeds (the precision check at open). */
@@ -93,9 +92,9 @@ export class NativeSession implements BackendSession {
 export interface NativeOpenOptions {
   /** A fixed sparse/dense density rule instead of measuring each layer (tests and benchmarks). */
   sparseBelow?: number;
-  /** CPU: batch sizes each layer's formats are timed on at open (default 1, 8 and 64). */
+  /** Batch sizes each pruned layer's formats are timed on at open (default 1, 8 and 64; on a GPU 1, 64 and 256). */
   tuneBatchSizes?: readonly number[];
-  /** CPU: each dense layer's format from an earlier open of the same model (skips the timing). */
+  /** Each dense layer's format from an earlier open of the same model (skips the timing). */
   layerFormats?: readonly LayerFormat[];
   /** cpu (default), cuda (refused with the reason when no device is usable), or auto (cuda when usable). */
   device?: NativeDevice;
@@ -118,13 +117,14 @@ export function openNative(modelPath: string, threads: number, options: NativeOp
   const compiled = compileGraph(modelPath);
   const sig = compiled.graph.signature;
   const sparseBelow = options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {};
+  const formats = {
+    ...sparseBelow,
+    ...(options.tuneBatchSizes ? { tuneBatchSizes: options.tuneBatchSizes } : {}),
+    ...(options.layerFormats ? { layerFormats: options.layerFormats } : {}),
+  };
   const executor = device === 'cpu'
-    ? new GraphExecutor(compiled, {
-      threads, ...sparseBelow,
-      ...(options.tuneBatchSizes ? { tuneBatchSizes: options.tuneBatchSizes } : {}),
-      ...(options.layerFormats ? { layerFormats: options.layerFormats } : {}),
-    })
-    : new CudaGraphExecutor(compiled, { threads, ...sparseBelow, ...options.cuda });
+    ? new GraphExecutor(compiled, { threads, ...formats })
+    : new CudaGraphExecutor(compiled, { threads, ...formats, ...options.cuda });
   const info = (t: { name: string; datatype: TensorInfo['datatype']; dims: number[] }): TensorInfo => ({ name: t.name, datatype: t.datatype, shape: [...t.dims] });
   return new NativeSession(executor, sig.inputs.map(info), sig.outputs.map(info));
 }
@@ -141,7 +141,8 @@ export async function openNativeMeasured(modelPath: string, threads: number, opt
   const rows = 8;
   const feeds = seededBatch(session.inputs, rows);
   const names = session.outputs.map((o) => o.name);
-  const reference = new CudaGraphExecutor(compileGraph(modelPath), { threads, ...(options.sparseBelow !== undefined ? { sparseBelow: options.sparseBelow } : {}), ...options.cuda, precision: 'fp32' });
+  // The same layer formats as the session, so only the precision differs.
+  const reference = new CudaGraphExecutor(compileGraph(modelPath), { threads, layerFormats: session.tuned.layerFormats, ...options.cuda, precision: 'fp32' });
   try {
     const want = await reference.run(feeds, names);
     const got = await session.executorRun(feeds, names);
