@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { mlpModel } from '../dist/onnx/build-examples.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { seededRandom } from '../dist/random.js';
+import { postgresTicks } from './postgres-cpu.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -284,16 +285,22 @@ async function benchModel(name) {
   };
   if (alsoBatchSize) contenders[`sqliteBatch${alsoBatchSize}`] = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, ['--batch-size', alsoBatchSize]);
   if (baseline) contenders.baseline = () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`, [], join(baseline, 'bin', 'umbra.js'));
-  if (pgUrl) {
-    contenders.postgres = async () => {
-      const db = await scratchDatabase();
-      try {
-        return await umbraBatch(name, repository, csv, rows, db.url);
-      } finally {
-        await db.drop();
-      }
-    };
-  }
+  // The server's CPU per stored row is measured across the job (its backends and background
+  // processes; the scratch database is created before and dropped after the clock).
+  const intoPostgres = (cliPath) => async () => {
+    const db = await scratchDatabase();
+    try {
+      const before = postgresTicks();
+      const result = await umbraBatch(name, repository, csv, rows, db.url, [], cliPath);
+      const after = postgresTicks();
+      const serverCpuMicrosPerRow = before === undefined || after === undefined ? null : ((after - before) / TICKS_PER_SECOND) * 1e6 / rows;
+      return { ...result, serverCpuMicrosPerRow };
+    } finally {
+      await db.drop();
+    }
+  };
+  if (pgUrl) contenders.postgres = intoPostgres(CLI);
+  if (pgUrl && baseline) contenders.baselinePostgres = intoPostgres(join(baseline, 'bin', 'umbra.js'));
   const names = Object.keys(contenders);
   const all = Object.fromEntries(names.map((k) => [k, []]));
   for (let round = 0; round < rounds; round++) {
@@ -305,7 +312,7 @@ async function benchModel(name) {
       all[contender].push({ ...result, round, loadAverage: Number(load.toFixed(2)) });
       rmSync(join(dir, 'rejects.jsonl'), { force: true });
     }
-    log(`${name} round ${round + 1}/${rounds} (load ${load.toFixed(1)}): ${names.map((k) => `${k} ${Math.round(all[k][round].rowsPerSecond)} rows/s (others ${all[k][round].otherCores?.toFixed(2) ?? '?'} cores)`).join(', ')}`);
+    log(`${name} round ${round + 1}/${rounds} (load ${load.toFixed(1)}): ${names.map((k) => `${k} ${Math.round(all[k][round].rowsPerSecond)} rows/s (others ${all[k][round].otherCores?.toFixed(2) ?? '?'} cores${all[k][round].serverCpuMicrosPerRow != null ? `, PostgreSQL server ${all[k][round].serverCpuMicrosPerRow.toFixed(1)} µs/row` : ''})`).join(', ')}`);
   }
   // Shares are medians of each round's ratio: both sides of a ratio ran seconds apart, so a burst
   // of load from elsewhere moves a round's pair together more than the medians of each.
@@ -319,6 +326,7 @@ async function benchModel(name) {
     cpuMicrosPerRow: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.cpuMicrosPerRow)])),
     otherCores: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.otherCores)])),
     processSeconds: { sqlite: medianOf('sqlite', (v) => v.processSeconds), postgres: medianOf('postgres', (v) => v.processSeconds) },
+    postgresServerCpuMicrosPerRow: Object.fromEntries(names.filter((k) => all[k][0]?.serverCpuMicrosPerRow != null).map((k) => [k, medianOf(k, (v) => v.serverCpuMicrosPerRow)])),
     stages: Object.fromEntries(names.filter((k) => all[k][0]?.stages).map((k) => [k, stageMedians(k)])),
     shares,
     verdicts: Object.fromEntries(Object.entries(TARGETS).map(([k, target]) => [k, shares[k] === undefined || shares[k] === null ? 'not run' : shares[k] >= target ? `met (>= ${target})` : `missed (< ${target})`])),
@@ -359,6 +367,9 @@ if (args.includes('--json')) {
       const s = r.stages[store];
       if (s) process.stdout.write(`| ${r.model} | ${store} | ${s.read} | ${s.dispatch} | ${s.store} | ${s.workers} | ${s.total} | ${r.cpuMicrosPerRow[store].toFixed(1)} |\n`);
     }
+  }
+  for (const r of results) {
+    for (const [store, us] of Object.entries(r.postgresServerCpuMicrosPerRow)) process.stdout.write(`\n${r.model} ${store}: PostgreSQL server CPU ${us.toFixed(1)} µs per stored row (all its processes, median of rounds)\n`);
   }
   for (const r of results) log(`${r.model}: SQLite ${r.verdicts.sqlite}, PostgreSQL ${r.verdicts.postgres}; all rounds: ${JSON.stringify(Object.fromEntries(Object.entries(r.all).map(([k, v]) => [k, v.map((x) => Math.round(x.rowsPerSecond))])))}`);
   log(`load average at the end ${summary.loadAverageAtEnd.join(', ')}`);

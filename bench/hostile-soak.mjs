@@ -12,7 +12,7 @@
 // queue, Triton's default and Umbra's before the derived bound), and each round runs the same
 // overload against it right after the defaults' (paired rounds on one host).
 //
-// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--baseline]
+// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--baseline]
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,9 @@ const WIDTH = 256;
 // Wide enough that the model, not the HTTP path, is what saturates: a JavaScript load generator on
 // the same two cores can then send twice the capacity on schedule (with 2048 it fell behind).
 const HIDDEN = Number(args.hidden ?? 4096);
+const capacityClients = Number(args['capacity-clients'] ?? 256);
+// Monitoring (drift, the prediction log, metrics) is on by default, as `umbra serve` starts.
+const monitoring = args.monitoring ?? 'on';
 
 function exportModel(dir) {
   mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
@@ -44,7 +47,8 @@ torch.onnx.export(m, torch.randn(1, ${WIDTH}), '${join(dir, 'mlp', '1', 'model.o
 }
 
 async function startServer(repo, port) {
-  const flags = ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--monitoring', 'off'];
+  const flags = ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(repo, 'predictions.sqlite')}`];
+  if (monitoring === 'off') flags.push('--monitoring', 'off');
   if (ioThreads) flags.push('--io-threads', ioThreads);
   const child = spawn(process.execPath, flags, { stdio: ['ignore', 'pipe', 'inherit'] });
   let log = '';
@@ -101,7 +105,8 @@ async function closedLoop(port, clients, seconds) {
     }
   }));
   latencies.sort((a, b) => a - b);
-  return { rate: done / seconds, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99) };
+  // Capacity is what the server answers, not what it refuses.
+  return { rate: latencies.length / seconds, refused: done - latencies.length, clients, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99) };
 }
 
 /**
@@ -239,7 +244,9 @@ try {
   const port = 20000 + Math.floor(random() * 20000);
   const server = await startServer(dir, port);
   const pid = server.child.pid;
-  const capacity = await closedLoop(port, 64, 10);
+  // Enough clients to fill every batch of both slots twice over: with 64 the batches stayed small,
+  // and open-loop arrivals (which fill them) were answered at about twice that "capacity".
+  const capacity = await closedLoop(port, capacityClients, 10);
   let unbounded;
   if (baseline) {
     const other = join(dir, 'unbounded');

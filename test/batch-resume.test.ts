@@ -2,6 +2,7 @@
 // of stored rows, seen on its progress lines), rerun with --resume, and must end with the same
 // table and the same reject file as an uninterrupted run. The input has broken quoting too, whose
 // lines are read again after the record is given up: a resume must count records the same way.
+// One trial does the same into PostgreSQL, whose rows go in by COPY.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -11,6 +12,8 @@ import Database from 'better-sqlite3';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { makeRows, rng } from './fixtures/batch/data.js';
+import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
+import pg from 'pg';
 
 const CLI = new URL('../bin/umbra.js', import.meta.url).pathname;
 const repo = tempRepo();
@@ -47,9 +50,13 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the CLI; with `killAt`, SIGKILLs it once a progress line reports at least that many stored rows. */
+/**
+ * Runs the CLI into the SQLite file `db` (or the store URL `db`); with `killAt`, SIGKILLs it once a
+ * progress line reports at least that many stored rows.
+ */
 function runCli(db: string, rejects: string, options: { resume?: boolean; killAt?: number; parseWorkers?: number } = {}): Promise<Run> {
-  const args = [CLI, 'batch', '--repo', repo.dir, '--model', 'affine', '--input', input, '--key', 'id', '--store', `sqlite:${db}`,
+  const store = db.startsWith('postgres://') ? db : `sqlite:${db}`;
+  const args = [CLI, 'batch', '--repo', repo.dir, '--model', 'affine', '--input', input, '--key', 'id', '--store', store,
     '--batch-size', '20', '--workers', '2', '--progress-interval', '0', '--rejects', rejects];
   if (options.resume) args.push('--resume');
   if (options.parseWorkers !== undefined) args.push('--parse-workers', String(options.parseWorkers));
@@ -121,6 +128,30 @@ for (let trial = 1; trial <= 5; trial++) {
     t.equal(existsSync(rejects) ? readFileSync(rejects, 'utf8') : '', expectedRejects, 'each reject listed once, as in the clean run');
   });
 }
+
+t.test('PostgreSQL (rows by COPY): SIGKILL twice, then --resume, gives the clean run\'s table and rejects', async (t) => {
+  const db = await createTestDatabase();
+  if (!db) return t.skip(PG_SKIP_REASON);
+  t.teardown(() => db.drop());
+  const rejects = join(dir, 'pg.rejects.jsonl');
+  const first = 300 + Math.floor(random() * ROWS * 0.4);
+  const killed = await runCli(db.url, rejects, { killAt: first });
+  t.equal(killed.signal, 'SIGKILL', 'the job was killed mid-run');
+  const again = await runCli(db.url, rejects, { resume: true, killAt: first + 600, parseWorkers: 2 });
+  t.equal(again.signal, 'SIGKILL', 'killed again while resuming');
+  const resumed = await runCli(db.url, rejects, { resume: true });
+  t.equal(resumed.code, 0, resumed.stderr);
+  t.match(resumed.stdout, /resuming after record \d+/, 'continued from the checkpoint, not from the start');
+  t.match(resumed.stdout, /done: 3000 rows stored for affine v1, 11 rejected/);
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  const got = (await c.query<{ key: string; version: string; outputs: string }>('SELECT key, version, outputs::text AS outputs FROM predictions ORDER BY key')).rows;
+  await c.end();
+  t.equal(got.length, ROWS, 'row count equals the input keys');
+  t.same(got.map((r) => r.key), expected.map((r) => r.key), 'each key once (bytewise order, as SQLite sorts)');
+  t.ok(got.every((r, i) => r.version === expected[i]!.version && r.outputs === expected[i]!.outputs), 'the same JSON text as the clean SQLite run');
+  t.equal(readFileSync(rejects, 'utf8'), expectedRejects, 'each reject listed once, as in the clean run');
+});
 
 t.test('--resume of a finished job does nothing', async (t) => {
   const run = await runCli(clean.db, clean.rejects, { resume: true });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { readModel } from '../dist/onnx/model-io.js';
 import { tensorValues } from '../dist/onnx/tensor-data.js';
 import { buildProgram } from '../dist/cli/main.js';
+import { cudaStatus } from '../dist/native/cuda.js';
+import { evalPlan, evaluateModel, evaluateNative, readEvalData } from '../dist/prune/index.js';
 
 const DIGITS = 'models/repository/digits/1/model.onnx';
 const CSV = 'models/digits.csv';
@@ -117,6 +119,9 @@ t.test('bad flags name the flag and the fix, and exit 2', async (t) => {
     [[DIGITS, out, '--sparsity', '0.5', '--max-layer-sparsity', '0.3'], /--max-layer-sparsity: 0.3 is below --sparsity 0.5/],
     [[DIGITS, '--sweep', '0.5'], /--sweep: needs --eval/],
     [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV], /--eval: needs --label/],
+    [[DIGITS, out, '--sparsity', '0.5', '--precision', 'bf16'], /--precision: scores the model at each precision on --eval DATA\.csv; add --eval and --label/],
+    [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--precision', 'fp16'], /--precision: expected a comma-separated list of fp32, tf32, bf16 but received "fp16"/],
+    ...(cudaStatus().available ? [] : [[[DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--precision', 'bf16'], /--precision: scores on a CUDA GPU through the native backend, but no CUDA .*; drop --precision to score on the CPU/] as [string[], RegExp]]),
     [[DIGITS, out, '--sparsity', '0.5', '--plot', 'x.svg'], /--plot: draws the --sweep curve/],
     [[DIGITS, out, '--sparsity', '0.5', '--threads', '0'], /--threads: expected an integer/],
     [[DIGITS], /OUT: missing the output model path/],
@@ -173,4 +178,26 @@ t.test('structured: the output layer stays dense unless --include-output-layer',
   const misuse = await inProcess([DIGITS, join(dir, 'never.onnx'), '--sparsity', '0.5', '--include-output-layer']);
   t.equal(misuse.code, 2);
   t.match(misuse.message, /--include-output-layer: only applies to --method structured/);
+});
+
+t.test('scoring through the native backend gives what onnxruntime gives on the same rows', async (t) => {
+  const data = readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
+  for (const path of [DIGITS, 'models/repository/digits/2/model.onnx']) {
+    const plan = evalPlan(readModel(path), data);
+    const ort = await evaluateModel(path, plan, data, 1);
+    const native = await evaluateNative(path, plan, data, { device: 'cpu', precision: 'fp32' }, 1);
+    t.same({ ...native, value: undefined }, { ...ort, value: undefined }, `${path}: the same metric, output and rows`);
+    // Float32 kernels may split a near-tie row differently, at most one.
+    t.ok(Math.abs(native.value - ort.value) <= 1 / data.rows, `${path}: native ${native.value} vs onnxruntime ${ort.value}`);
+  }
+});
+
+t.test('--precision scores before and after on the GPU at each precision', { skip: cudaStatus().available ? false : `no GPU: ${cudaStatus().reason}` }, async (t) => {
+  const out = join(dir, 'digits-precisions.onnx');
+  const r = await umbra([DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--eval-filter', 'split=test', '--precision', 'fp32,bf16', '--json', '--threads', '1']);
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  t.same(report.eval.precisions.map((p: { precision: string }) => p.precision), ['fp32', 'bf16']);
+  const fp32 = report.eval.precisions[0];
+  t.ok(Math.abs(fp32.before - report.eval.before) <= 1 / 360 && Math.abs(fp32.after - report.eval.after) <= 1 / 360, 'fp32 on the GPU agrees with onnxruntime');
 });

@@ -60,6 +60,8 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   node bench/make-mlp.mjs "$OUT/mlp4096.onnx" 1024,4096,4096,4096,10 > /dev/null 2>&1
   for p in fp32 tf32 bf16; do
     node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64,256 --json > "$OUT/bench-model-$p.json" 2>&1
+    # #29 item 3: the same run as a table, with where a run's time goes (host clocks per stage).
+    node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64 --seconds 2 > "$OUT/bench-model-$p.txt" 2>&1
     say "bench-model $p: exit $?"
   done
   # #29 item 4: a 90%-pruned copy on the GPU, each layer's format measured at load; it must not
@@ -67,6 +69,12 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   node bin/umbra.js prune "$OUT/mlp4096.onnx" "$OUT/mlp4096-p90.onnx" --sparsity 0.9 > "$OUT/prune-p90.log" 2>&1
   node bin/umbra.js bench-model "$OUT/mlp4096-p90.onnx" --device cuda --batch 1,64,256 --json > "$OUT/bench-model-p90.json" 2>&1
   say "bench-model pruned 90%: exit $?"
+  # #29 item 2: accuracy per precision on the digits test split, dense and pruned.
+  node bin/umbra.js prune models/repository/digits/1/model.onnx "$OUT/digits-p50.onnx" --sparsity 0.5 --eval models/digits.csv --label label --eval-filter split=test --precision fp32,tf32,bf16 > "$OUT/prune-precisions.txt" 2>&1
+  say "prune --precision: exit $?"
+  # #29 item 5 / #24: the MLP served over HTTP on the GPU, in-process, and PyTorch eager, same run.
+  OUT="$OUT" bash bench/cuda/serve-gpu.sh > "$OUT/serve-gpu.txt" 2>&1
+  say "serve-gpu: exit $? ($(grep -m1 '^served' "$OUT/serve-gpu.txt" || echo 'no figure'))"
 else
   say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
 fi

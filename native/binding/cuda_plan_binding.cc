@@ -147,7 +147,7 @@ Napi::Value PlanRunAsync(const Napi::CallbackInfo& info) {
   });
 }
 
-// (plan) -> { graphs, replays, runs, deviceBytes, inputWidth, outputWidth }
+// (plan) -> { graphs, replays, runs, deviceBytes, stages, inputWidth, outputWidth }
 Napi::Value PlanStats(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto holder = plan_at(info, "cudaPlanStats");
@@ -157,6 +157,14 @@ Napi::Value PlanStats(const Napi::CallbackInfo& info) {
     out.Set("replays", static_cast<double>(s.replays));
     out.Set("runs", static_cast<double>(s.runs));
     out.Set("deviceBytes", static_cast<double>(s.device_bytes));
+    Napi::Object stages = Napi::Object::New(info.Env());
+    stages.Set("lockUs", s.lock_us);
+    stages.Set("stageInUs", s.stage_in_us);
+    stages.Set("launchUs", s.launch_us);
+    stages.Set("deviceUs", s.device_us);
+    stages.Set("stageOutUs", s.stage_out_us);
+    stages.Set("captureUs", s.capture_us);
+    out.Set("stages", stages);
     out.Set("inputWidth", static_cast<double>(holder->plan->input_width()));
     out.Set("outputWidth", static_cast<double>(holder->plan->output_width()));
     return out;

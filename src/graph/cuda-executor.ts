@@ -7,6 +7,7 @@
 // executor, which sees only those steps.
 import { UmbraError } from '../errors.js';
 import { CudaPlan, CUDA_GRAPH_MAX_ROWS, type CudaPlanOp } from '../native/cuda-plan.js';
+import type { CudaPlanStages } from '../native/addon.js';
 import {
   releaseCuda, threadStream, uploadCsr, uploadDense, uploadVector,
   type CudaCsrWeights, type CudaDenseWeights, type CudaPrecision, type CudaResident, type CudaVector,
@@ -298,6 +299,15 @@ export class CudaGraphExecutor {
   /** CUDA graph use per chain (captured batch sizes, replays). */
   planStats(): ReturnType<CudaPlan['stats']>[] {
     return this.items.flatMap((item) => (item.kind === 'chain' ? [item.plan.stats()] : []));
+  }
+
+  /** Host time of every chain's runs so far by stage, summed over chains (µs), and the model runs they served. */
+  planStages(): { runs: number; stages: CudaPlanStages } {
+    const stats = this.planStats();
+    const stages: CudaPlanStages = { lockUs: 0, stageInUs: 0, launchUs: 0, deviceUs: 0, stageOutUs: 0, captureUs: 0 };
+    for (const s of stats) for (const key of Object.keys(stages) as (keyof CudaPlanStages)[]) stages[key] += s.stages[key];
+    // Every chain runs once per model run.
+    return { runs: stats[0]?.runs ?? 0, stages };
   }
 
   /** Device bytes this model holds: its weights plus its chains' activation buffers. */

@@ -55,8 +55,29 @@ export interface NativeCudaPlanStats {
   runs: number;
   /** Device bytes of the activation buffers (the weights are separate uploads). */
   deviceBytes: number;
+  /** Host time of the runs so far, µs summed over runs, by stage (see CudaPlanStages). */
+  stages: CudaPlanStages;
   inputWidth: number;
   outputWidth: number;
+}
+
+/**
+ * Where a plan's runs spent their time on the host (steady clock, so graph replays are timed as
+ * they run), in microseconds summed over runs.
+ */
+export interface CudaPlanStages {
+  /** Waiting for the stream, which other plans on the worker's thread share. */
+  lockUs: number;
+  /** Copying the batch into the pinned staging buffer (and growing the buffers). */
+  stageInUs: number;
+  /** A graph replay's launch, or every kernel's launch on a run that is not replayed. */
+  launchUs: number;
+  /** Waiting for the device: the copy up, every kernel, the copy down. */
+  deviceUs: number;
+  /** Copying the answer out of the pinned buffer. */
+  stageOutUs: number;
+  /** Capturing graphs (once per batch size). */
+  captureUs: number;
 }
 
 /** An opaque native handle (device memory or a stream); freed by the garbage collector at the latest. */

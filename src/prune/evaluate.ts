@@ -1,10 +1,13 @@
 // Accuracy (classifiers) or RMSE (regressors) of an ONNX model on a labelled CSV, through
-// onnxruntime-node, so a pruned model can be compared with the dense one on the same rows.
+// onnxruntime-node (or the native backend, on the CPU or on a GPU at a precision), so a pruned
+// model can be compared with the dense one on the same rows.
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { UmbraError } from '../errors.js';
 import { modelSignature, type ModelProto } from '../onnx/model-io.js';
+import { openNative } from '../workers/backends/native.js';
+import type { GpuPrecision } from '../repository/config.js';
 
 export interface EvalData {
   /** Feature columns in file order: every column but the label, the filter column and non-numeric ones. */
@@ -83,42 +86,76 @@ export function evalPlan(model: ModelProto, data: EvalData, output?: string): { 
 
 const BATCH_ROWS = 4096;
 
-/** Scores the model file at `path` (loaded by path, so external data resolves) on `data`. */
-export async function evaluateModel(path: string, plan: ReturnType<typeof evalPlan>, data: EvalData, threads = 1): Promise<EvalResult> {
-  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+/** One batch of rows through a model: the scored output's values and dims. */
+type BatchRunner = (rows: number, features: Float32Array) => Promise<{ values: ArrayLike<number | bigint>; dims: readonly number[]; integer: boolean }>;
+
+/** Scores `run`'s answers on `data` batch by batch: accuracy for classifiers, RMSE for regressors. */
+async function score(run: BatchRunner, plan: ReturnType<typeof evalPlan>, data: EvalData): Promise<EvalResult> {
   const width = data.columns.length;
   let correct = 0;
   let squared = 0;
   let classifier: boolean | undefined;
-  try {
-    for (let start = 0; start < data.rows; start += BATCH_ROWS) {
-      const rows = Math.min(BATCH_ROWS, data.rows - start);
-      const slice = data.features.subarray(start * width, (start + rows) * width);
-      const feed = plan.fp64 ? new ort.Tensor('float64', Float64Array.from(slice), [rows, width]) : new ort.Tensor('float32', slice, [rows, width]);
-      const result = await session.run({ [plan.input]: feed }, [plan.output]);
-      const out = result[plan.output]!;
-      const perRow = out.dims.length <= 1 ? 1 : out.dims.slice(1).reduce((a, b) => a * b, 1);
-      const integer = out.type === 'int64' || out.type === 'int32';
-      classifier ??= integer || perRow > 1;
-      const values = out.data as ArrayLike<number | bigint>;
-      for (let r = 0; r < rows; r++) {
-        const label = data.labels[start + r]!;
-        if (!classifier) {
-          const d = Number(values[r * perRow]) - label;
-          squared += d * d;
-        } else if (perRow === 1) {
-          if (Number(values[r]) === label) correct++;
-        } else {
-          let best = 0;
-          for (let c = 1; c < perRow; c++) if (Number(values[r * perRow + c]) > Number(values[r * perRow + best])) best = c;
-          if (best === label) correct++;
-        }
+  for (let start = 0; start < data.rows; start += BATCH_ROWS) {
+    const rows = Math.min(BATCH_ROWS, data.rows - start);
+    const out = await run(rows, data.features.subarray(start * width, (start + rows) * width));
+    const perRow = out.dims.length <= 1 ? 1 : out.dims.slice(1).reduce((a, b) => a * b, 1);
+    classifier ??= out.integer || perRow > 1;
+    const values = out.values;
+    for (let r = 0; r < rows; r++) {
+      const label = data.labels[start + r]!;
+      if (!classifier) {
+        const d = Number(values[r * perRow]) - label;
+        squared += d * d;
+      } else if (perRow === 1) {
+        if (Number(values[r]) === label) correct++;
+      } else {
+        let best = 0;
+        for (let c = 1; c < perRow; c++) if (Number(values[r * perRow + c]) > Number(values[r * perRow + best])) best = c;
+        if (best === label) correct++;
       }
     }
-  } finally {
-    await session.release();
   }
   return classifier
     ? { metric: 'accuracy', value: correct / data.rows, higherIsBetter: true, output: plan.output, rows: data.rows }
     : { metric: 'rmse', value: Math.sqrt(squared / data.rows), higherIsBetter: false, output: plan.output, rows: data.rows };
+}
+
+/** Scores the model file at `path` (loaded by path, so external data resolves) on `data`, through onnxruntime. */
+export async function evaluateModel(path: string, plan: ReturnType<typeof evalPlan>, data: EvalData, threads = 1): Promise<EvalResult> {
+  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+  const width = data.columns.length;
+  try {
+    return await score(async (rows, slice) => {
+      const feed = plan.fp64 ? new ort.Tensor('float64', Float64Array.from(slice), [rows, width]) : new ort.Tensor('float32', slice, [rows, width]);
+      const out = (await session.run({ [plan.input]: feed }, [plan.output]))[plan.output]!;
+      return { values: out.data as ArrayLike<number | bigint>, dims: out.dims, integer: out.type === 'int64' || out.type === 'int32' };
+    }, plan, data);
+  } finally {
+    await session.release();
+  }
+}
+
+/** Where and how the native backend scores a model: the device, and on a GPU the dense layers' precision. */
+export interface NativeEvalTarget {
+  device: 'cpu' | 'cuda';
+  precision: GpuPrecision;
+}
+
+/**
+ * Scores the model file at `path` on `data` as the native backend serves it: on the CPU, or on a
+ * GPU at a precision (tf32 and bf16 run the dense layers on the tensor cores), so a pruned model's
+ * accuracy can be read at the precision it will be served at.
+ */
+export async function evaluateNative(path: string, plan: ReturnType<typeof evalPlan>, data: EvalData, target: NativeEvalTarget, threads = 1): Promise<EvalResult> {
+  if (plan.fp64) throw new UmbraError('INVALID_ARGUMENT', `expected an FP32 input for scoring on the native backend but "${plan.input}" is FP64`);
+  const session = openNative(path, threads, { device: target.device, ...(target.device === 'cuda' ? { cuda: { precision: target.precision } } : {}) });
+  const width = data.columns.length;
+  try {
+    return await score(async (rows, slice) => {
+      const [out] = await session.run([{ name: plan.input, datatype: 'FP32', shape: [rows, width], data: slice.slice() }], [plan.output]);
+      return { values: out!.data as ArrayLike<number | bigint>, dims: out!.shape, integer: out!.datatype === 'INT64' || out!.datatype === 'INT32' };
+    }, plan, data);
+  } finally {
+    await session.release();
+  }
 }

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UmbraError } from '../errors.js';
-import { evalPlan, evaluateModel, readEvalData, type EvalResult } from './evaluate.js';
+import { evalPlan, evaluateModel, evaluateNative, readEvalData, type EvalResult } from './evaluate.js';
+import type { GpuPrecision } from '../repository/config.js';
 import { PrunableModel } from './model-file.js';
 import { checkSettings, pruneWeights, targetRules, type LayerReport, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 import { sweepSvg } from './plot.js';
@@ -15,7 +16,7 @@ export { PrunableModel } from './model-file.js';
 export { findPrunable, matrixSides, type MatrixLayout, type PrunableWeight, type SkippedInitializer } from './model-weights.js';
 export { pruneWeights, checkSettings, targetRules, PRUNE_METHODS, type LayerReport, type NormKind, type PruneMethod, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 export { globToRegExp, resolveTargets, TargetPatternError, type LayerTarget } from './targets.js';
-export { evalPlan, evaluateModel, readEvalData, type EvalData, type EvalResult } from './evaluate.js';
+export { evalPlan, evaluateModel, evaluateNative, readEvalData, type EvalData, type EvalResult } from './evaluate.js';
 export { sweepSvg, type SweepPoint } from './plot.js';
 export { formatReport } from './report.js';
 
@@ -25,6 +26,15 @@ export interface EvalOptions {
   filter?: { column: string; value: string };
   /** Output to score; default an integer output (a label), else the first. */
   output?: string;
+  /** Also score before and after on a GPU through the native backend, at each of these precisions. */
+  precisions?: readonly GpuPrecision[];
+}
+
+/** The model scored on a GPU at one precision, before and after pruning. */
+export interface PrecisionEval {
+  precision: GpuPrecision;
+  before: number;
+  after: number | null;
 }
 
 export interface PruneRunOptions extends PruneSettings {
@@ -64,7 +74,7 @@ export interface PruneRunReport {
   layers: LayerReport[];
   skipped: readonly SkippedInitializer[];
   totals: PruneTotals | null;
-  eval?: { metric: EvalResult['metric']; output: string; rows: number; before: number; after: number | null };
+  eval?: { metric: EvalResult['metric']; output: string; rows: number; before: number; after: number | null; precisions?: PrecisionEval[] };
   sweep?: SweepResult[];
   plot?: string;
   seconds: { load: number; prune: number; write: number; eval: number };
@@ -95,10 +105,16 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
   const threads = options.threads ?? 1;
 
   let before: EvalResult | null = null;
+  const precisions = options.eval?.precisions ?? [];
+  const onGpu: PrecisionEval[] = [];
   if (evalData && plan) {
     t = performance.now();
     progress({ stage: 'eval', message: `scoring the input on ${evalData.rows} rows` });
     before = await evaluateModel(options.input, plan, evalData, threads);
+    for (const precision of precisions) {
+      progress({ stage: 'eval', message: `scoring the input on the GPU at ${precision}` });
+      onGpu.push({ precision, before: (await evaluateNative(options.input, plan, evalData, { device: 'cuda', precision }, threads)).value, after: null });
+    }
     seconds.eval += since(t);
   }
 
@@ -157,9 +173,13 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
       t = performance.now();
       progress({ stage: 'eval', message: `scoring the pruned model on ${evalData.rows} rows` });
       after = await evaluateModel(options.output, plan, evalData, threads);
+      for (const scored of onGpu) {
+        progress({ stage: 'eval', message: `scoring the pruned model on the GPU at ${scored.precision}` });
+        scored.after = (await evaluateNative(options.output, plan, evalData, { device: 'cuda', precision: scored.precision }, threads)).value;
+      }
       seconds.eval += since(t);
     }
   }
-  if (before) report.eval = { metric: before.metric, output: before.output, rows: before.rows, before: before.value, after: after?.value ?? null };
+  if (before) report.eval = { metric: before.metric, output: before.output, rows: before.rows, before: before.value, after: after?.value ?? null, ...(onGpu.length > 0 ? { precisions: onGpu } : {}) };
   return report;
 }

@@ -45,6 +45,10 @@ export function formatReport(r: PruneRunReport): string {
   if (r.eval) {
     const after = r.eval.after === null ? '' : ` -> ${metricText(r.eval.metric, r.eval.after)} after`;
     out.push(`${r.eval.metric} on ${r.eval.rows} rows (output "${r.eval.output}"): ${metricText(r.eval.metric, r.eval.before)} before${after}`);
+    for (const p of r.eval.precisions ?? []) {
+      const pAfter = p.after === null ? '' : ` -> ${metricText(r.eval.metric, p.after)} after`;
+      out.push(`  on the GPU at ${p.precision} (native backend): ${metricText(r.eval.metric, p.before)} before${pAfter}`);
+    }
   }
   if (r.files.length > 0) out.push(`wrote ${r.files.join(', ')}`);
   return `${out.join('\n')}\n`;

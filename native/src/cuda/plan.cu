@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -51,6 +52,8 @@ PlanStats Plan::stats() const {
   s.replays = replays_;
   s.runs = runs_;
   s.device_bytes = ping_.bytes() + pong_.bytes();
+  s.lock_us = lock_us_, s.stage_in_us = stage_in_us_, s.launch_us = launch_us_;
+  s.device_us = device_us_, s.stage_out_us = stage_out_us_, s.capture_us = capture_us_;
   return s;
 }
 
@@ -107,15 +110,32 @@ void Plan::enqueue(size_t m) {
   UMBRA_CUDA_CHECK(cudaMemcpyAsync(host_out_.as<float>(), cur, m * width * sizeof(float), cudaMemcpyDeviceToHost, s));
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Microseconds from `since` to now, and moves `since` to now.
+double lap(Clock::time_point& since) {
+  const auto now = Clock::now();
+  const double us = std::chrono::duration<double, std::micro>(now - since).count();
+  since = now;
+  return us;
+}
+
+}  // namespace
+
 void Plan::run(const float* x, float* y, size_t m) {
   if (m == 0) return;
   if (x == nullptr && input_width_ > 0) throw std::invalid_argument("Plan::run: x is missing");
   if (y == nullptr && output_width_ > 0) throw std::invalid_argument("Plan::run: y is missing");
+  auto t = Clock::now();
   auto lock = stream_->lock();
+  lock_us_ += lap(t);
   stream_->activate();
   reserve(m);
   ++runs_;
   std::memcpy(host_in_.as<float>(), x, m * input_width_ * sizeof(float));
+  stage_in_us_ += lap(t);
   const bool graphable = m <= options_.graph_max_rows;
   if (graphable && graphs_generation_ != stream_->scratch_generation()) {
     // Another plan on this stream grew the kernels' shared workspace: captured addresses are stale.
@@ -131,14 +151,18 @@ void Plan::run(const float* x, float* y, size_t m) {
     // the capture below allocates nothing.
     enqueue(m);
   }
+  launch_us_ += lap(t);
   stream_->synchronize();
+  device_us_ += lap(t);
   std::memcpy(y, host_out_.as<float>(), m * output_width_ * sizeof(float));
+  stage_out_us_ += lap(t);
   if (graphable && found == graphs_.end() && graphs_.size() < options_.graph_max_sizes &&
       graphs_generation_ == stream_->scratch_generation()) {
     CapturedGraph graph;
     graph.capture(*stream_, [&] { enqueue(m); });
     // The capture only records; a size that could not be captured keeps running directly.
     graphs_.emplace(m, std::move(graph));
+    capture_us_ += lap(t);
   } else if (graphable && graphs_generation_ != stream_->scratch_generation()) {
     graphs_.clear();
     graphs_generation_ = stream_->scratch_generation();

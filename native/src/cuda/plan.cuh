@@ -40,6 +40,11 @@ struct PlanStats {
   uint64_t replays = 0;  // runs that replayed one
   uint64_t runs = 0;
   size_t device_bytes = 0;  // activations (the weights belong to the caller)
+  // Where the runs' host time went, in microseconds summed over runs (steady clock, no device
+  // events, so graph replays are timed as they run): waiting for the stream's lock, copying the
+  // batch into the pinned staging buffer, launching (a graph replay or direct launches), waiting for
+  // the device (copies up and down and every kernel), copying the answer out, capturing graphs.
+  double lock_us = 0, stage_in_us = 0, launch_us = 0, device_us = 0, stage_out_us = 0, capture_us = 0;
 };
 
 class Plan {
@@ -73,6 +78,7 @@ class Plan {
   std::map<size_t, CapturedGraph> graphs_;
   uint64_t graphs_generation_ = 0;  // the stream's scratch generation the graphs were captured at
   uint64_t runs_ = 0, replays_ = 0;
+  double lock_us_ = 0, stage_in_us_ = 0, launch_us_ = 0, device_us_ = 0, stage_out_us_ = 0, capture_us_ = 0;
 };
 
 }  // namespace umbra::cuda

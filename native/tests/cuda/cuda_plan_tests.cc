@@ -144,6 +144,13 @@ void test_plan(const std::shared_ptr<Stream>& s) {
   check_run(plan, chain, 3, "replay");
   check_run(plan, chain, 3, "replay again");
   CHECK(plan.stats().replays == 2, "two replays, got %llu", static_cast<unsigned long long>(plan.stats().replays));
+  {
+    const auto st = plan.stats();
+    CHECK(st.device_us > 0 && st.stage_in_us > 0 && st.launch_us > 0 && st.stage_out_us > 0 && st.lock_us >= 0,
+          "every stage of the runs is timed (device %.1f us, stage in %.1f, launch %.1f, stage out %.1f)", st.device_us, st.stage_in_us,
+          st.launch_us, st.stage_out_us);
+    CHECK(st.capture_us > 0, "the capture of batch 3 is timed");
+  }
   check_run(plan, chain, 1, "batch 1");
   check_run(plan, chain, 1, "batch 1 replay");
   check_run(plan, chain, 200, "above graph_max_rows: direct, buffers grow");

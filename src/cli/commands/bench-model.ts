@@ -11,6 +11,7 @@ import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
 import { layerWhy } from '../../graph/layer-formats.js';
+import type { CudaPlanStages } from '../../native/addon.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
 
@@ -29,6 +30,12 @@ export interface BenchPoint {
   msPerBatch: number;
   windows: number[];
   runs: number;
+  /**
+   * On a GPU: where a timed run's time went, µs per run. The device chains' stages (lock, stage in,
+   * launch, device, stage out, capture) from their own clocks, and `outsideUs`, the rest of the
+   * run: JavaScript, the thread-pool hop of an asynchronous run, and host steps between chains.
+   */
+  stages?: CudaPlanStages & { outsideUs: number };
 }
 
 export interface BenchOptions {
@@ -99,13 +106,25 @@ export async function benchBatch(session: BackendSession, batch: number, options
   await measureWindow(session, inputs, batch, options.warmupSeconds);
   const windows: number[] = [];
   let runs = 0;
+  let ms = 0;
+  const stagesOf = () => session.planStages?.();
+  const before = stagesOf();
   for (let r = 0; r < options.repeats; r++) {
     const w = await measureWindow(session, inputs, batch, options.seconds / options.repeats);
     windows.push(w.rowsPerSecond);
     runs += w.runs;
+    ms += w.ms;
   }
   const rowsPerSecond = median(windows);
-  return { batch, rowsPerSecond, msPerBatch: (batch * 1000) / rowsPerSecond, windows, runs };
+  const point: BenchPoint = { batch, rowsPerSecond, msPerBatch: (batch * 1000) / rowsPerSecond, windows, runs };
+  const after = stagesOf();
+  if (before && after && after.runs > before.runs) {
+    const perRun = (key: keyof CudaPlanStages) => (after.stages[key] - before.stages[key]) / runs;
+    const stages = { lockUs: perRun('lockUs'), stageInUs: perRun('stageInUs'), launchUs: perRun('launchUs'), deviceUs: perRun('deviceUs'), stageOutUs: perRun('stageOutUs'), captureUs: perRun('captureUs') };
+    const inside = Object.values(stages).reduce((a, b) => a + b, 0);
+    point.stages = { ...stages, outsideUs: Math.max(0, (ms * 1000) / runs - inside) };
+  }
+  return point;
 }
 
 interface BenchModelFlags {
@@ -201,6 +220,16 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   process.stdout.write('batch      rows/s   ms/batch    runs\n');
   for (const p of points) {
     process.stdout.write(`${String(p.batch).padStart(5)} ${p.rowsPerSecond.toFixed(1).padStart(11)} ${p.msPerBatch.toFixed(3).padStart(10)} ${String(p.runs).padStart(7)}\n`);
+  }
+  if (points.some((p) => p.stages)) {
+    process.stdout.write('where a run goes on the GPU (µs per run, host clocks):\n');
+    process.stdout.write('batch    lock  stage in   launch   device  stage out  capture  outside\n');
+    for (const p of points) {
+      const s = p.stages;
+      if (!s) continue;
+      const cell = (us: number, width: number) => us.toFixed(1).padStart(width);
+      process.stdout.write(`${String(p.batch).padStart(5)} ${cell(s.lockUs, 7)} ${cell(s.stageInUs, 9)} ${cell(s.launchUs, 8)} ${cell(s.deviceUs, 8)} ${cell(s.stageOutUs, 10)} ${cell(s.captureUs, 8)} ${cell(s.outsideUs, 8)}\n`);
+    }
   }
   if (layers && layers.length > 0) {
     process.stdout.write('layer formats:\n');

@@ -7,6 +7,7 @@ import cliProgress from 'cli-progress';
 import { formatReport, runPrune, TargetPatternError, type LayerTarget, type PruneRunOptions, type RunProgress } from '../../prune/index.js';
 import { cudaStatus } from '../../native/cuda.js';
 import { UsageError } from '../settings.js';
+import { GPU_PRECISIONS, type GpuPrecision } from '../../repository/config.js';
 
 interface PruneFlags {
   sparsity?: string;
@@ -22,6 +23,7 @@ interface PruneFlags {
   label?: string;
   evalFilter?: string;
   evalOutput?: string;
+  precision?: string;
   sweep?: string;
   plot?: string;
   threads?: string;
@@ -49,6 +51,7 @@ export function registerPrune(program: Command): void {
     .option('--label <column>', 'label column of --eval data')
     .option('--eval-filter <column=value>', 'score only rows where column = value, e.g. split=test')
     .option('--eval-output <name>', 'model output to score (default: an integer label output, else the first)')
+    .option('--precision <p1,p2,...>', 'with --eval: also score before and after on the GPU through the native backend at each precision (fp32, tf32, bf16), as a model config\'s precision serves it')
     .option('--sweep <s1,s2,...>', 'prune at each sparsity and score it (needs --eval)')
     .option('--plot <file.svg>', 'write the sweep curve as an SVG')
     .option('--threads <n>', 'threads for threshold selection and scoring (default: all cores)')
@@ -152,6 +155,7 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
   };
   if (flags.label !== undefined && flags.eval === undefined) throw new UsageError('--label: names the label column of --eval DATA.csv; add --eval');
   if ((flags.evalFilter !== undefined || flags.evalOutput !== undefined) && flags.eval === undefined) throw new UsageError('--eval-filter/--eval-output: need --eval DATA.csv');
+  if (flags.precision !== undefined && flags.eval === undefined) throw new UsageError('--precision: scores the model at each precision on --eval DATA.csv; add --eval and --label');
   if (flags.eval !== undefined) {
     if (!existsSync(flags.eval)) throw new UsageError(`--eval: ${flags.eval} does not exist`);
     if (flags.label === undefined) throw new UsageError('--eval: needs --label COLUMN (the column holding the true class or value)');
@@ -161,8 +165,19 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
       options.eval.filter = { column: key, value };
     }
     if (flags.evalOutput !== undefined) options.eval.output = flags.evalOutput;
+    if (flags.precision !== undefined) options.eval.precisions = precisionList(flags.precision);
   }
   return options;
+}
+
+/** --precision fp32,bf16: GPU precisions to score at, on a host with a usable CUDA device. */
+function precisionList(raw: string): GpuPrecision[] {
+  const list = raw.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const unknown = list.filter((p) => !(GPU_PRECISIONS as readonly string[]).includes(p));
+  if (list.length === 0 || unknown.length > 0) throw new UsageError(`--precision: expected a comma-separated list of ${GPU_PRECISIONS.join(', ')} but received ${JSON.stringify(raw)}`);
+  const status = cudaStatus();
+  if (!status.available) throw new UsageError(`--precision: scores on a CUDA GPU through the native backend, but ${status.reason}; drop --precision to score on the CPU with onnxruntime, or run on a host with a CUDA GPU`);
+  return [...new Set(list)] as GpuPrecision[];
 }
 
 const count = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n));

@@ -3,6 +3,7 @@
 import { typedArrayFor } from '../../protocol/index.js';
 import type { DataType } from '../../protocol/types.js';
 import type { PrecisionCost } from '../../graph/precision-cost.js';
+import type { CudaPlanStages } from '../../native/addon.js';
 import type { BackendTuning, LayerReport, SessionSpec, WireTensor } from '../messages.js';
 
 export interface TensorInfo {
@@ -29,6 +30,8 @@ export interface BackendSession {
   layers?(): LayerReport[];
   /** The native backend on a GPU below fp32: what the precision costs, measured at open. */
   readonly accuracy?: PrecisionCost | undefined;
+  /** The native backend on a GPU: its device chains' host time by stage so far (bench-model). */
+  planStages?(): { runs: number; stages: CudaPlanStages } | undefined;
 }
 
 export interface Backend {

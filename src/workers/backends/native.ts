@@ -36,6 +36,11 @@ export class NativeSession implements BackendSession {
     return this.executor.layers();
   }
 
+  /** On a GPU: the device chains' host time by stage so far, and the model runs it covers. */
+  planStages(): ReturnType<CudaGraphExecutor['planStages']> | undefined {
+    return this.executor instanceof CudaGraphExecutor ? this.executor.planStages() : undefined;
+  }
+
   /** The per-layer formats measured at open, for the other workers of this load to open with. */
   get tuned(): BackendTuning {
     return { layerFormats: this.executor.layerFormats() };
