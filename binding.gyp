@@ -48,6 +48,7 @@
         "native/src/cpu/gemm.cc",
         "native/src/cpu/isa.cc",
         "native/src/cpu/softmax.cc",
+        "native/src/cpu/tensor_stats.cc",
         "native/src/cpu/spmm.cc",
         "native/src/cpu/thread_pool.cc",
         "native/src/json/format_numbers.cc",

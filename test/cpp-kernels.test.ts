@@ -1,7 +1,7 @@
 // The C++ kernel and pruning tests (native/tests, CMake target umbra_kernel_tests, built in the
 // addon's build tree): every kernel against a plain double-precision reference, run once per ISA
 // with that ISA forced, so the portable and AVX2 code is checked on an AVX-512 CPU too. Each group
-// of a run (gemm, spmm, elementwise, prune) is one assertion here, whatever its number of C++
+// of a run (gemm, spmm, elementwise, monitor-stats, prune) is one assertion here, whatever its number of C++
 // checks, with its first failures in the message.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BINARY = join(ROOT, 'build', 'tests', 'umbra_kernel_tests');
-const GROUPS = ['gemm', 'spmm', 'elementwise', 'prune'];
+const GROUPS = ['gemm', 'spmm', 'elementwise', 'monitor-stats', 'prune'];
 const ISAS = ['portable', 'avx2', 'avx512'];
 
 interface GroupLine {

@@ -237,6 +237,41 @@ Napi::Value SoftmaxF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// (values: Float32Array, out: Float64Array(4)) -> out = [min, max, sum, nonFinite] of the finite
+// values (tensor_stats_f32). Blocking: monitoring calls it on the serving thread, tens of µs per MiB.
+Napi::Value TensorStatsF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "tensorStatsF32";
+  return guarded(info, [&] {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 2, "expected 2 arguments");
+    UMBRA_THROW_IF(env, !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array,
+                   "values must be a Float32Array");
+    const auto values = info[0].As<Napi::Float32Array>();
+    double* out = typed<double, napi_float64_array>(env, info[1], 4, kName, "out");
+    const umbra::TensorStatsF32 s = umbra::tensor_stats_f32(values.ElementLength() == 0 ? nullptr : values.Data(), values.ElementLength());
+    out[0] = s.min;
+    out[1] = s.max;
+    out[2] = s.sum;
+    out[3] = static_cast<double>(s.non_finite);
+    return env.Undefined();
+  });
+}
+
+// (data: Float32Array, rows, cols, out: Float64Array(rows)) -> out[r] = argmax of row r
+// (argmax_rows_f32). Blocking.
+Napi::Value ArgmaxRowsF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "argmaxRowsF32";
+  return guarded(info, [&] {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 4, "expected 4 arguments");
+    const size_t rows = to_size(info, 1, kName, "rows"), cols = to_size(info, 2, kName, "cols");
+    const float* data = f32(env, info[0], rows * cols, kName, "data");
+    double* out = typed<double, napi_float64_array>(env, info[3], rows, kName, "out");
+    if (rows > 0) umbra::argmax_rows_f32(data, rows, cols, out);
+    return env.Undefined();
+  });
+}
+
 // (n) -> a zeroed Float32Array of n elements whose data starts on a 64-byte boundary (a view
 // into a slightly larger ArrayBuffer). For activations the kernels stream as vectors: a row of
 // Xt that straddles cache lines measured 2x slower. Non-blocking.
@@ -272,6 +307,8 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("spmmPanelsF32Async", Napi::Function::New(env, SpmmPanelsF32Async, "spmmPanelsF32Async"));
   exports.Set("biasActivationF32", Napi::Function::New(env, BiasActivationF32, "biasActivationF32"));
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
+  exports.Set("tensorStatsF32", Napi::Function::New(env, TensorStatsF32, "tensorStatsF32"));
+  exports.Set("argmaxRowsF32", Napi::Function::New(env, ArgmaxRowsF32, "argmaxRowsF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
   exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));
 }

@@ -120,6 +120,19 @@ void bias_activation_f32(float* data, size_t rows, size_t cols, const float* bia
 // Numerically stable softmax over each row, in place.
 void softmax_f32(float* data, size_t rows, size_t cols);
 
+// ---- Monitoring statistics (native/src/cpu/tensor_stats.cc) --------------------------------
+struct TensorStatsF32 {
+  double min;   // of the finite values; +inf when there are none
+  double max;   // of the finite values; -inf when there are none
+  double sum;   // of the finite values, in eight interleaved lanes added in order
+  size_t non_finite;
+};
+// Min, max and sum of the finite values of v[0..n) and the count of the others. Blocking.
+TensorStatsF32 tensor_stats_f32(const float* v, size_t n);
+// out[r] = the first column of row r's largest value; NaN never wins, and a row that starts
+// with NaN gives 0 (the result of a scan that keeps the first value no later one exceeds).
+void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out);
+
 // ---- Magnitude pruning (native/src/prune) --------------------------------------------------
 struct WeightArray {
   float* data = nullptr;

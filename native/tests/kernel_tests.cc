@@ -337,6 +337,60 @@ void test_elementwise() {
   }
 }
 
+// Monitoring statistics against the plain rules: the lane sum written out, min and max of the
+// finite values, and the first column no later value exceeds.
+void test_monitor_stats() {
+  for (size_t n : {0, 1, 7, 8, 9, 1000, 4099}) {
+    for (int holes = 0; holes < 2; ++holes) {
+      auto v = random_vector(n, -50.0f, 50.0f);
+      if (holes && n > 3) {
+        v[1] = NAN;
+        v[n / 2] = INFINITY;
+        v[n - 1] = -INFINITY;
+      }
+      double sum[8] = {}, lo = INFINITY, hi = -INFINITY;
+      size_t non_finite = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!std::isfinite(v[i])) {
+          ++non_finite;
+          continue;
+        }
+        sum[i % 8] += v[i];
+        lo = std::min(lo, double(v[i]));
+        hi = std::max(hi, double(v[i]));
+      }
+      double total = 0;
+      for (double s : sum) total += s;
+      const umbra::TensorStatsF32 got = umbra::tensor_stats_f32(n ? v.data() : nullptr, n);
+      const std::string what = "tensor_stats n " + std::to_string(n) + (holes ? " with NaN and infinities" : "");
+      expect(got.non_finite == non_finite, what + ": non-finite count");
+      expect(got.sum == total, what + ": the lane sum, bit for bit");
+      expect(n == non_finite ? (std::isinf(got.min) && std::isinf(got.max)) : (got.min == lo && got.max == hi), what + ": min and max");
+    }
+  }
+  for (size_t cols : {1, 5, 8, 13, 4096}) {
+    const size_t rows = 6;
+    auto data = random_vector(rows * cols, -5.0f, 5.0f);
+    data[0] = NAN;                                 // row 0 starts with NaN: column 0
+    if (cols > 2) data[cols + 1] = NAN;            // row 1: a NaN inside is passed over
+    if (cols > 3) {
+      data[2 * cols + 1] = 9.0f;                   // row 2: a tie keeps the first
+      data[2 * cols + cols - 1] = 9.0f;
+    }
+    for (size_t c = 0; c < cols; ++c) data[3 * cols + c] = c % 2 ? 0.0f : -0.0f;  // row 3: zeros of both signs
+    std::vector<double> out(rows, -1.0);
+    umbra::argmax_rows_f32(data.data(), rows, cols, out.data());
+    bool ok = true;
+    for (size_t r = 0; r < rows; ++r) {
+      size_t best = 0;
+      for (size_t c = 1; c < cols; ++c)
+        if (data[r * cols + c] > data[r * cols + best]) best = c;
+      ok = ok && out[r] == double(best);
+    }
+    expect(ok, "argmax_rows cols " + std::to_string(cols));
+  }
+}
+
 // --- the harness ----------------------------------------------------------------------------------
 // With no arguments every ISA the CPU and build support runs in turn, with a readable summary.
 // `--isa NAME` runs one ISA; `--json` prints one line per group instead:
@@ -349,7 +403,7 @@ struct Group {
 };
 
 // Every kernel and pruning mode; the selection scan of pruning has ISA variants too.
-const Group kGroups[] = {{"gemm", test_gemm}, {"spmm", test_spmm}, {"elementwise", test_elementwise}, {"prune", test_prune}};
+const Group kGroups[] = {{"gemm", test_gemm}, {"spmm", test_spmm}, {"elementwise", test_elementwise}, {"monitor-stats", test_monitor_stats}, {"prune", test_prune}};
 const umbra::Isa kIsas[] = {umbra::Isa::portable, umbra::Isa::avx2, umbra::Isa::avx512};
 
 std::string json_string(const std::string& text) {

@@ -9,7 +9,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { copiedTensor, renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
@@ -256,16 +256,16 @@ export class Executor implements VersionExecution {
     const batchRows = counts.reduce((a, b) => a + b, 0);
     let r: RunResult;
     if (inline) {
-      r = await runInline(inline, merge(items, false), fault);
+      r = await runInline(inline, items.length === 1 ? items[0]!.inputs : merge(items), fault);
     } else {
       try {
-        r = await this.runInWorkers(merge(items, true), batchRows, fault, staged);
+        r = await this.runInWorkers(items, batchRows, fault, staged);
       } catch (err) {
         // A staged batch whose worker died before reaching it never ran: it goes again, whole,
         // to the next free worker (its merged inputs left with the dead worker; the requests'
         // own are intact).
         if (!(err instanceof TaskNotStartedError)) throw err;
-        r = await this.runInWorkers(merge(items, true), batchRows, fault, false);
+        r = await this.runInWorkers(items, batchRows, fault, false);
       }
     }
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
@@ -281,12 +281,18 @@ export class Executor implements VersionExecution {
    * across them (shards of at least shardMinRows rows) and reassembled in order: the batch
    * finishes sooner, and under load, when no worker idles, every batch runs whole on one worker.
    */
-  private runInWorkers(merged: WireTensor[], rows: number, fault: RunTask['fault'], staged: boolean): Promise<RunResult> {
+  private runInWorkers(items: Pending[], rows: number, fault: RunTask['fault'], staged: boolean): Promise<RunResult> {
     const pool = this.workerPool();
     const minRows = this.plan.shardMinRows;
     const shards = minRows > 0 && !fault && !staged ? Math.min(pool.idle, Math.floor(rows / minRows)) : 1;
-    if (shards <= 1) return pool.run(this.session, merged, [], fault ? { fault, staged } : { staged });
-    return pool.runSharded(this.session, merged, [], rows, Math.ceil(rows / shards));
+    // One request's inputs go as they are, and the pool copies them (into buffers it reuses): the
+    // transfer must not detach the request, which observers read after it is answered. A merge of
+    // several is a copy already, and moves.
+    const single = items.length === 1;
+    const inputs = single ? items[0]!.inputs : merge(items);
+    if (shards <= 1) return pool.run(this.session, inputs, [], { staged, borrowed: single, ...(fault ? { fault } : {}) });
+    // Shards are views the pool copies before transferring, whether or not they are the request's.
+    return pool.runSharded(this.session, inputs, [], rows, Math.ceil(rows / shards));
   }
 
   private workerPool(): WorkerPool {
@@ -346,15 +352,9 @@ export interface ExecutionArgs extends VersionFiles {
   intraOpThreads: number;
 }
 
-/**
- * One batch's inputs. Merging copies (even one request's inputs, when they are to be transferred
- * to a worker), so the transfer never detaches the caller's request: observers (shadow, drift,
- * logs) still read it afterwards. Inline runs transfer nothing and take the request's own arrays.
- */
-function merge(items: Pending[], transferred: boolean): WireTensor[] {
-  const first = items[0]!;
-  if (items.length === 1) return transferred ? first.inputs.map(copiedTensor) : first.inputs;
-  return first.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
+/** Several requests' inputs as one batch: new arrays, so a transfer detaches no request. */
+function merge(items: Pending[]): WireTensor[] {
+  return items[0]!.inputs.map((t, j) => renamed(concatTensors(items.map((i) => i.inputs[j]!)), t.name));
 }
 
 async function openInline(session: SessionSpec): Promise<BackendSession> {

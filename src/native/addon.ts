@@ -111,6 +111,8 @@ export interface NativeBinding {
     y: Float32Array, m: number, n: number, k: number, activation: number, threads: number, xLanes: number, yLanes: number): Promise<void>;
   biasActivationF32(data: Float32Array, rows: number, cols: number, bias: Float32Array | null, activation: number): void;
   softmaxF32(data: Float32Array, rows: number, cols: number): void;
+  tensorStatsF32(values: Float32Array, out: Float64Array): void;
+  argmaxRowsF32(data: Float32Array, rows: number, cols: number, out: Float64Array): void;
   thresholdSelectF32(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,
     minSparsity: Float64Array | null, maxSparsity: Float64Array | null, threads: number): NativeLayerCut[];
   thresholdSelectF32Async(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,

@@ -85,6 +85,11 @@ export interface RunResult {
   computeMs: number;
   /** The worker that ran it (the pool's balancer keeps track of what each worker began when). */
   threadId?: number;
+  /**
+   * The task's input buffers, handed back once the run no longer needs them (the pool reuses
+   * them for later inputs: see transfer-buffers.ts); never one an output lives in.
+   */
+  spent?: ArrayBuffer[];
 }
 
 export interface WarmResult {
@@ -150,9 +155,4 @@ export function ownedTensor(t: WireTensor): WireTensor {
   if (Array.isArray(d)) return t;
   if (d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.buffer instanceof ArrayBuffer) return t;
   return withData(t, d.slice() as TensorData);
-}
-
-/** A tensor with its own copy of the data (BYTES arrays are cloned by postMessage anyway). */
-export function copiedTensor(t: WireTensor): WireTensor {
-  return Array.isArray(t.data) ? t : withData(t, t.data.slice() as TensorData);
 }

@@ -9,6 +9,7 @@ import {
   SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
   type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
+import { TransferBuffers } from './transfer-buffers.js';
 
 export interface PoolOptions {
   /** Worker threads; default one per core. */
@@ -28,6 +29,11 @@ export interface RunOptions {
    * task waits in the pool's queue for an idle worker, and goes to whichever frees first.)
    */
   staged?: boolean;
+  /**
+   * The inputs stay the caller's (observers read the request after it is answered): they are
+   * copied into buffers the worker hands back for later runs, instead of transferred.
+   */
+  borrowed?: boolean;
 }
 
 /**
@@ -67,6 +73,8 @@ export class WorkerPool {
   private readonly freeSlots = Array.from({ length: START_SLOTS }, (_, i) => START_SLOTS - 1 - i);
   /** When each worker (by thread id) began its running task, as near as the main thread can tell. */
   private readonly busySince = new Map<number, number>();
+  /** Input buffers the workers handed back, for the next borrowed run's copies. */
+  readonly buffers = new TransferBuffers();
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, options.workers ?? availableParallelism());
@@ -151,7 +159,7 @@ export class WorkerPool {
    * A staged task lost with its worker before it began rejects with TaskNotStartedError.
    */
   async run(session: SessionSpec, inputs: WireTensor[], outputs: string[], options: RunOptions = {}): Promise<RunResult> {
-    const owned = inputs.map(ownedTensor);
+    const owned = options.borrowed ? inputs.map((t) => this.buffers.copy(t)) : inputs.map(ownedTensor);
     const task: RunTask = { kind: 'run', session, inputs: owned, outputs };
     if (options.fault) task.fault = options.fault;
     const slot = options.staged ? this.freeSlots.pop() : undefined;
@@ -163,6 +171,10 @@ export class WorkerPool {
     try {
       const run = { transferList: tensorBuffers(owned), name: options.staged ? STAGED : 'default' };
       const result = (await this.piscina.run(task, run)) as RunResult;
+      if (result.spent) {
+        this.buffers.recycle(result.spent);
+        delete result.spent;
+      }
       // The worker goes on to the task staged behind this one, if any, about now.
       if (result.threadId !== undefined) this.busySince.set(result.threadId, performance.now());
       return result;

@@ -100,5 +100,10 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
   // moves whole ArrayBuffers, so each output gets one of its own first.
   const outputs = ran.map(ownedTensor);
   const result: RunResult = { outputs, computeMs, threadId };
-  return transferable(result, tensorBuffers(outputs));
+  const outputBuffers = tensorBuffers(outputs);
+  // The inputs go back too, for the pool to copy later inputs into (a backend that answers with
+  // an input's own buffer keeps that one: it left with the outputs).
+  const spent = tensorBuffers(task.inputs).filter((b) => !outputBuffers.includes(b));
+  if (spent.length > 0) result.spent = spent;
+  return transferable(result, [...outputBuffers, ...spent]);
 }
