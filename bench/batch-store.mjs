@@ -16,6 +16,7 @@ import { openStore } from '../dist/batch/index.js';
 import { rowsOf } from '../dist/batch/committer.js';
 import { seededRandom } from '../dist/random.js';
 import { postgresTicks, TICKS_PER_SECOND } from './postgres-cpu.mjs';
+import { median } from './rotating-windows.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -91,10 +92,6 @@ for (let round = 0; round < rounds; round++) {
     process.stderr.write(`round ${round + 1} (load ${load}): ${layout} ${path}: server ${r.server.toFixed(1)} µs/row, writer ${r.writer.toFixed(1)} µs/row, ${Math.round(r.rowsPerSecond)} rows/s\n`);
   }
 }
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 process.stdout.write(`| table, path | PostgreSQL server CPU, µs/row | writer CPU (rows formed + store client), µs/row | rows/s |\n|---|---:|---:|---:|\n`);
 for (const [key, rs] of Object.entries(results)) {
   process.stdout.write(`| ${key} | ${median(rs.map((r) => r.server)).toFixed(1)} (${rs.map((r) => r.server.toFixed(1)).join(', ')}) | ${median(rs.map((r) => r.writer)).toFixed(1)} | ${Math.round(median(rs.map((r) => r.rowsPerSecond)))} |\n`);

@@ -31,6 +31,7 @@ import { mlpModel } from '../dist/onnx/build-examples.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { seededRandom } from '../dist/random.js';
 import { postgresTicks } from './postgres-cpu.mjs';
+import { median } from './rotating-windows.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -259,7 +260,6 @@ async function scratchDatabase() {
   };
 }
 
-const median = (xs) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
 const TARGETS = { sqlite: 0.55, postgres: 0.5 };
 
 async function benchModel(name) {

@@ -26,6 +26,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { median } from './rotating-windows.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: flags } = parseArgs({
@@ -138,11 +139,6 @@ async function perf(server, batch) {
   return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, cpuMsPerRequest };
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
 
 const servers = [];
 try {

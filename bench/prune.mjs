@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { applyMask, selectThreshold } from '../dist/native/prune.js';
+import { median } from './rotating-windows.mjs';
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,10 +46,6 @@ function layerValues(layer) {
   return out;
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const originals = Array.from({ length: LAYERS }, (_, l) => layerValues(l));
 const layers = originals.map((o, l) => ({ name: `layer${l}`, weights: o.slice() }));

@@ -20,6 +20,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { median } from './rotating-windows.mjs';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 function arg(name, fallback) {
@@ -136,10 +137,6 @@ function openPage(port) {
   };
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main() {
   // One repository copy per server: each keeps its traffic state beside the model.

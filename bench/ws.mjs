@@ -22,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runPerf, randomPayloads } from '../dist/perf/index.js';
 import { UmbraStreamClient, streamUrl } from '../dist/client/index.js';
+import { median } from './rotating-windows.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const full = process.argv.includes('--full');
@@ -151,7 +152,6 @@ async function generator(server, inFlight, protocol) {
   return { perSecond: r.throughput, p50ms: r.p50_ms, p99ms: r.p99_ms, errors: r.errors };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const started = Date.now();
