@@ -114,6 +114,9 @@ t.test('stored outputs of one floating-point output (made row by row in the addo
   }
   useNativeJson(true);
   t.same(outputsPerRow([cases[0]!], 0), [], 'no rows');
+  const rowsJson = nativeJson()!.formatRowsJson!;
+  t.throws(() => rowsJson(new Float32Array(5), 2, '', ''), /formatRowsJson: values must hold whole rows of perRow values/, 'a partial row is refused');
+  t.throws(() => rowsJson(new Int32Array(4) as unknown as Float32Array, 2, '', ''), /formatRowsJson: values must be a Float32Array or Float64Array/, 'integers are refused');
 });
 
 t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, one reader thread or three alike', async (t) => {

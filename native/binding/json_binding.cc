@@ -53,23 +53,44 @@ Napi::Value ScanInferJson(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, skeleton.data(), skeleton.size());
 }
 
+// A Float32Array's or Float64Array's values (one of the two pointers set); throws for anything else.
+struct FloatValues {
+  const float* floats = nullptr;
+  const double* doubles = nullptr;
+  size_t length = 0;
+
+  // Appends "[...]" of values[from, from + count) to text.
+  void append_json(size_t from, size_t count, std::string& text) const {
+    if (floats != nullptr) {
+      umbra::json::append_json_numbers(floats + from, count, text);
+    } else {
+      umbra::json::append_json_numbers(doubles + from, count, text);
+    }
+  }
+};
+
+FloatValues float_values(Napi::Env env, const Napi::Value& values, const char* kName) {
+  UMBRA_THROW_IF(env, !values.IsTypedArray(), "values must be a Float32Array or Float64Array");
+  const napi_typedarray_type type = values.As<Napi::TypedArray>().TypedArrayType();
+  UMBRA_THROW_IF(env, type != napi_float32_array && type != napi_float64_array, "values must be a Float32Array or Float64Array");
+  FloatValues out;
+  out.length = values.As<Napi::TypedArray>().ElementLength();
+  if (type == napi_float32_array) {
+    out.floats = values.As<Napi::Float32Array>().Data();
+  } else {
+    out.doubles = values.As<Napi::Float64Array>().Data();
+  }
+  return out;
+}
+
 // formatNumbersJson(values: Float32Array | Float64Array) -> "[...]" (see format_numbers.h)
 Napi::Value FormatNumbersJson(const Napi::CallbackInfo& info) {
   static constexpr const char* kName = "formatNumbersJson";
   Napi::Env env = info.Env();
-  const Napi::Value values = info[0];
-  UMBRA_THROW_IF(env, !values.IsTypedArray(), "values must be a Float32Array or Float64Array");
-  const napi_typedarray_type type = values.As<Napi::TypedArray>().TypedArrayType();
-  UMBRA_THROW_IF(env, type != napi_float32_array && type != napi_float64_array, "values must be a Float32Array or Float64Array");
+  const FloatValues values = float_values(env, info[0], kName);
   thread_local std::string text;
   text.clear();
-  if (type == napi_float32_array) {
-    auto view = values.As<Napi::Float32Array>();
-    umbra::json::append_json_numbers(view.Data(), view.ElementLength(), text);
-  } else {
-    auto view = values.As<Napi::Float64Array>();
-    umbra::json::append_json_numbers(view.Data(), view.ElementLength(), text);
-  }
+  values.append_json(0, values.length, text);
   return ascii_string(env, text);
 }
 
@@ -81,30 +102,20 @@ Napi::Value FormatNumbersJson(const Napi::CallbackInfo& info) {
 Napi::Value FormatRowsJson(const Napi::CallbackInfo& info) {
   static constexpr const char* kName = "formatRowsJson";
   Napi::Env env = info.Env();
-  const Napi::Value values = info[0];
-  UMBRA_THROW_IF(env, !values.IsTypedArray(), "values must be a Float32Array or Float64Array");
-  const napi_typedarray_type type = values.As<Napi::TypedArray>().TypedArrayType();
-  UMBRA_THROW_IF(env, type != napi_float32_array && type != napi_float64_array, "values must be a Float32Array or Float64Array");
+  const FloatValues values = float_values(env, info[0], kName);
   const size_t per_row = to_size(info, 1, kName, "perRow");
   UMBRA_THROW_IF(env, !info[2].IsString() || !info[3].IsString(), "prefix and suffix must be strings");
   const std::string prefix = info[2].As<Napi::String>().Utf8Value();
   const std::string suffix = info[3].As<Napi::String>().Utf8Value();
-  const size_t length = values.As<Napi::TypedArray>().ElementLength();
-  UMBRA_THROW_IF(env, per_row == 0 ? length != 0 : length % per_row != 0, "values must hold whole rows of perRow values");
-  const size_t rows = per_row == 0 ? 0 : length / per_row;
+  UMBRA_THROW_IF(env, per_row == 0 ? values.length != 0 : values.length % per_row != 0, "values must hold whole rows of perRow values");
+  const size_t rows = per_row == 0 ? 0 : values.length / per_row;
   // The numbers are ASCII; names in the prefix may not be, and then each row is read as UTF-8.
   const bool ascii = is_ascii(prefix) && is_ascii(suffix);
-  const float* floats = type == napi_float32_array ? values.As<Napi::Float32Array>().Data() : nullptr;
-  const double* doubles = type == napi_float64_array ? values.As<Napi::Float64Array>().Data() : nullptr;
   Napi::Array out = Napi::Array::New(env, rows);
   thread_local std::string text;
   for (size_t r = 0; r < rows; ++r) {
     text.assign(prefix);
-    if (floats != nullptr) {
-      umbra::json::append_json_numbers(floats + r * per_row, per_row, text);
-    } else {
-      umbra::json::append_json_numbers(doubles + r * per_row, per_row, text);
-    }
+    values.append_json(r * per_row, per_row, text);
     text.append(suffix);
     out.Set(static_cast<uint32_t>(r), ascii ? ascii_string(env, text) : Napi::String::New(env, text.data(), text.size()));
   }
