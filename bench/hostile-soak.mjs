@@ -19,7 +19,7 @@
 // on the other CPUs, so the generator keeps its schedule without taking the server's CPU:
 //   taskset -c 0 node bench/hostile-soak.mjs --server-cpus 1
 //
-// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--server-cpus LIST] [--baseline]
+// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--server-cpus LIST] [--overload-rate R] [--baseline]
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +44,8 @@ const capacityClients = Number(args['capacity-clients'] ?? 256);
 // Monitoring (drift, the prediction log, metrics) is on by default, as `umbra serve` starts.
 const monitoring = args.monitoring ?? 'on';
 const serverCpus = args['server-cpus'];
+// A fixed overload rate (requests/s) instead of twice the measured capacity: pairs runs of two builds at one schedule.
+const overloadRate = args['overload-rate'] === undefined ? undefined : Number(args['overload-rate']);
 
 function exportModel(dir) {
   mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
@@ -330,13 +332,13 @@ try {
   for (let r = 0; r < rounds; r++) {
     const unloaded = await closedLoop(port, 1, 8);
     const stopHostile = performance.now() + overloadS * 1000;
-    const [overload, hostileCounts] = await Promise.all([openLoop(port, 2 * capacity.rate, overloadS, pid), hostile(port, stopHostile)]);
+    const [overload, hostileCounts] = await Promise.all([openLoop(port, (overloadRate ?? 2 * capacity.rate), overloadS, pid), hostile(port, stopHostile)]);
     const ready = await fetch(`http://127.0.0.1:${port}/v2/models/mlp/ready`);
     const round = { unloaded, overload, p99Ratio: overload.admittedP99 / unloaded.p99, serverP99Ratio: overload.admittedServerP99 / unloaded.p99, hostile: hostileCounts, modelStillLoaded: ready.status === 200 };
     process.stderr.write(`round ${r + 1}: unloaded p99 ${unloaded.p99.toFixed(1)} ms, overload admitted p99 ${overload.admittedP99.toFixed(1)} ms from due (${(overload.admittedP99 / unloaded.p99).toFixed(1)}x), ${overload.admittedServerP99.toFixed(1)} ms from sending (${(overload.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${overload.lateSends}, statuses ${JSON.stringify(overload.statuses)}, RSS ${overload.rssStartMb.toFixed(0)}->${overload.rssPeakMb.toFixed(0)} MB, after the load ${overload.afterLoadMs.toFixed(0)} ms\n`);
     if (unbounded) {
       // The same schedule against the unbounded queue, right after (no hostile stream beside it).
-      const base = await openLoop(port + 1, 2 * capacity.rate, overloadS, unbounded.child.pid);
+      const base = await openLoop(port + 1, (overloadRate ?? 2 * capacity.rate), overloadS, unbounded.child.pid);
       round.unbounded = { overload: base, p99Ratio: base.admittedP99 / unloaded.p99, serverP99Ratio: base.admittedServerP99 / unloaded.p99 };
       process.stderr.write(`round ${r + 1} unbounded: admitted p99 ${base.admittedP99.toFixed(1)} ms from due (${(base.admittedP99 / unloaded.p99).toFixed(1)}x), ${base.admittedServerP99.toFixed(1)} ms from sending (${(base.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${base.lateSends}, statuses ${JSON.stringify(base.statuses)}, RSS ${base.rssStartMb.toFixed(0)}->${base.rssPeakMb.toFixed(0)} MB, after the load ${base.afterLoadMs.toFixed(0)} ms\n`);
     }
