@@ -1,8 +1,8 @@
 // Batch prediction end to end, as a user runs it: `umbra batch` (the CLI, a child process) reads a
 // CSV, infers on the worker pool and stores into SQLite and into PostgreSQL, against the honest
 // peer: onnxruntime-node in-process on the same rows, already parsed in memory, at its best
-// setting (intra-op threads and batch size chosen by a sweep in the same run), and a plain script
-// that reads the CSV and infers (no store). Rounds interleave the contenders, in a rotating order,
+// setting (intra-op threads and batch size: a sweep, then its leading settings again in every
+// round, the fastest kept), and a plain script that reads the CSV and infers (no store). Rounds interleave the contenders, in a rotating order,
 // so machine noise hits all of them alike; each measurement records how busy the rest of the
 // host was meanwhile.
 //
@@ -277,9 +277,21 @@ async function benchModel(name) {
   log(`${name}: ${rows} rows, ${csvMiB} MiB of CSV, model from ${source}; sweeping onnxruntime's settings`);
   const sweep = await sweepOrt(modelPath, spec, values, rows);
   const best = sweep[0];
+  const ortCandidates = sweep.filter((s, i) => i < 3 || (s.threads === cores && s.batch >= 256));
   log(`${name}: best in-process setting ${best.threads} intra-op thread(s), batch ${best.batch} (${sweep.map((s) => `${s.threads}t/${s.batch}: ${s.rowsPerSecond.toFixed(0)} rows/s ${s.cpuMicrosPerRow.toFixed(1)} us`).join(', ')})`);
   const contenders = {
-    ort: () => ortInProcess(modelPath, spec, values, rows, best),
+    // The peer at its best in each round: a burst of other load during the short sweep can rank a
+    // poor setting first (it once chose batch 64, 20% below batch 1024 on a quiet host), so every
+    // round runs the sweep's top three and every all-core setting of batch 256 and up, and keeps
+    // the fastest.
+    ort: async () => {
+      let fastest;
+      for (const setting of ortCandidates) {
+        const result = await ortInProcess(modelPath, spec, values, rows, setting);
+        if (!fastest || result.rowsPerSecond > fastest.rowsPerSecond) fastest = { ...result, setting: `${setting.threads}t/${setting.batch}` };
+      }
+      return fastest;
+    },
     ortScript: () => ortReadAndInfer(modelPath, spec, csv, rows, best),
     sqlite: () => umbraBatch(name, repository, csv, rows, `sqlite:${join(dir, `${name}-${randomBytes(3).toString('hex')}.db`)}`),
   };
@@ -312,7 +324,7 @@ async function benchModel(name) {
       all[contender].push({ ...result, round, loadAverage: Number(load.toFixed(2)) });
       rmSync(join(dir, 'rejects.jsonl'), { force: true });
     }
-    log(`${name} round ${round + 1}/${rounds} (load ${load.toFixed(1)}): ${names.map((k) => `${k} ${Math.round(all[k][round].rowsPerSecond)} rows/s (others ${all[k][round].otherCores?.toFixed(2) ?? '?'} cores${all[k][round].serverCpuMicrosPerRow != null ? `, PostgreSQL server ${all[k][round].serverCpuMicrosPerRow.toFixed(1)} µs/row` : ''})`).join(', ')}`);
+    log(`${name} round ${round + 1}/${rounds} (load ${load.toFixed(1)}): ${names.map((k) => `${k}${all[k][round].setting ? ` (${all[k][round].setting})` : ''} ${Math.round(all[k][round].rowsPerSecond)} rows/s (others ${all[k][round].otherCores?.toFixed(2) ?? '?'} cores${all[k][round].serverCpuMicrosPerRow != null ? `, PostgreSQL server ${all[k][round].serverCpuMicrosPerRow.toFixed(1)} µs/row` : ''})`).join(', ')}`);
   }
   // Shares are medians of each round's ratio: both sides of a ratio ran seconds apart, so a burst
   // of load from elsewhere moves a round's pair together more than the medians of each.
@@ -321,7 +333,7 @@ async function benchModel(name) {
   const stageMedians = (what) => (all[what]?.[0]?.stages ? Object.fromEntries(Object.keys(all[what][0].stages).map((k) => [k, median(all[what].map((v) => v.stages[k]))])) : null);
   const shares = Object.fromEntries(names.filter((k) => k !== 'ort').map((k) => [k, shareOf(k)]));
   return {
-    model: name, about: spec.about, source, rows, csvMiB, ortBest: best, ortSweep: sweep,
+    model: name, about: spec.about, source, rows, csvMiB, ortBest: best, ortSweep: sweep, ortWinners: all.ort.map((v) => v.setting),
     rowsPerSecond: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.rowsPerSecond)])),
     cpuMicrosPerRow: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.cpuMicrosPerRow)])),
     otherCores: Object.fromEntries(names.map((k) => [k, medianOf(k, (v) => v.otherCores)])),
@@ -359,7 +371,7 @@ if (args.includes('--json')) {
   for (const r of results) {
     const m = r.rowsPerSecond;
     const c = r.cpuMicrosPerRow;
-    process.stdout.write(`| ${r.model} (${r.about}) | ${r.rows} | ${n(m.ort)} (${r.ortBest.threads} thread${r.ortBest.threads > 1 ? 's' : ''}, batch ${r.ortBest.batch}${us(c.ort)}) | ${n(m.ortScript)}${pct(r.shares.ortScript)}${us(c.ortScript)} | **${n(m.sqlite)}${pct(r.shares.sqlite)}**${us(c.sqlite)} | ${n(m.postgres)}${pct(r.shares.postgres)}${us(c.postgres)} |\n`);
+    process.stdout.write(`| ${r.model} (${r.about}) | ${r.rows} | ${n(m.ort)} (fastest setting per round: ${r.ortWinners.join(', ')}${us(c.ort)}) | ${n(m.ortScript)}${pct(r.shares.ortScript)}${us(c.ortScript)} | **${n(m.sqlite)}${pct(r.shares.sqlite)}**${us(c.sqlite)} | ${n(m.postgres)}${pct(r.shares.postgres)}${us(c.postgres)} |\n`);
   }
   process.stdout.write('\n| model | store | read+parse | dispatch | store | model workers and runtime | total (job) | whole process (times) |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
   for (const r of results) {

@@ -1,9 +1,11 @@
 // A long hostile run against `umbra serve` on default settings, as a user would start it:
 //   1. a PyTorch export with no config (its queue bound is derived at load);
-//   2. rounds of: unloaded latency (one client), then 2x overload in open loop (requests sent on a
-//      fixed schedule at twice the throughput measured at saturation, on as many connections as
-//      they need), with RSS sampled, then one request sent when the load stops;
-//   3. during every overload, a hostile stream beside it: mutated raw requests, requests split at
+//   2. capacity: the most the server answers (closed loop of --capacity-clients, then an open-loop
+//      probe at three times that, whichever answered more);
+//   3. rounds of: unloaded latency (one client), then 2x overload in open loop (requests sent on a
+//      fixed schedule at twice that capacity, on as many connections as they need), with RSS
+//      sampled, then one request sent when the load stops;
+//   4. during every overload, a hostile stream beside it: mutated raw requests, requests split at
 //      random offsets, repeated framing headers, bad WebSocket frames, admin calls through a proxy
 //      header; and interleaved valid requests whose answers are checked exactly.
 // Prints one JSON object; bench/RESULTS-robustness.md records it with the command.
@@ -12,7 +14,12 @@
 // queue, Triton's default and Umbra's before the derived bound), and each round runs the same
 // overload against it right after the defaults' (paired rounds on one host).
 //
-// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--baseline]
+// With --server-cpus LIST the servers run under `taskset -c LIST` (their defaults then follow the
+// CPUs they are given, as in a container with a cpuset); run the bench itself under `taskset -c`
+// on the other CPUs, so the generator keeps its schedule without taking the server's CPU:
+//   taskset -c 0 node bench/hostile-soak.mjs --server-cpus 1
+//
+// Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--server-cpus LIST] [--overload-rate R] [--baseline]
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +28,7 @@ import { connect } from 'node:net';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { seededRandom } from '../dist/random.js';
+import { HttpConnection, encodeHttpRequest } from '../dist/perf/http-connection.js';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1] === undefined || all[i + 1].startsWith('--') ? 'yes' : all[i + 1]]] : pairs), []));
 const baseline = args.baseline === 'yes';
@@ -35,6 +43,9 @@ const HIDDEN = Number(args.hidden ?? 4096);
 const capacityClients = Number(args['capacity-clients'] ?? 256);
 // Monitoring (drift, the prediction log, metrics) is on by default, as `umbra serve` starts.
 const monitoring = args.monitoring ?? 'on';
+const serverCpus = args['server-cpus'];
+// A fixed overload rate (requests/s) instead of twice the measured capacity: pairs runs of two builds at one schedule.
+const overloadRate = args['overload-rate'] === undefined ? undefined : Number(args['overload-rate']);
 
 function exportModel(dir) {
   mkdirSync(join(dir, 'mlp', '1'), { recursive: true });
@@ -50,7 +61,9 @@ async function startServer(repo, port) {
   const flags = ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(repo, 'predictions.sqlite')}`];
   if (monitoring === 'off') flags.push('--monitoring', 'off');
   if (ioThreads) flags.push('--io-threads', ioThreads);
-  const child = spawn(process.execPath, flags, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = serverCpus
+    ? spawn('taskset', ['-c', serverCpus, process.execPath, ...flags], { stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn(process.execPath, flags, { stdio: ['ignore', 'pipe', 'inherit'] });
   let log = '';
   child.stdout.on('data', (d) => { log += d; });
   for (let i = 0; i < 600; i++) {
@@ -109,9 +122,18 @@ async function closedLoop(port, clients, seconds) {
   return { rate: latencies.length / seconds, refused: done - latencies.length, clients, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99) };
 }
 
+/** Request bytes for the lean connections, encoded once. */
+const RAW_BODIES = BODIES.map((b) => encodeHttpRequest('127.0.0.1', '/v2/models/mlp/infer', Buffer.from(b), { 'content-type': 'application/json' }));
+/** One request in SAMPLE_EVERY goes through node:http, whose answers are checked whole (Retry-After, JSON). */
+const SAMPLE_EVERY = 50;
+const MAX_CONNECTIONS = 1024;
+
 /**
  * Requests on a fixed schedule; each one's latency counts from when it was due (the generator's
  * own lag included), and separately from when it went out on a socket (the server's part).
+ * The schedule is kept by pre-encoded requests on lean keep-alive connections (src/perf's, as
+ * `umbra perf` sends them: node:http's client alone could not send 4,000 requests/s on a core of
+ * its own); every SAMPLE_EVERY-th request goes through node:http and its whole answer is checked.
  */
 async function openLoop(port, rate, seconds, pid) {
   const statuses = {};
@@ -119,24 +141,68 @@ async function openLoop(port, rate, seconds, pid) {
   const admittedServer = [];
   let retryAfterMissing = 0;
   let nonJsonErrors = 0;
+  let checkedAnswers = 0;
   const rssSamples = [rss(pid)];
   const sampler = setInterval(() => rssSamples.push(rss(pid)), 500);
   const start = performance.now();
   const total = Math.round(rate * seconds);
   const pending = [];
   let lateSends = 0;
+  const idle = [];
+  let opened = 0;
+  const record = (status, due, sent) => {
+    const now = performance.now();
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status === 200) {
+      admitted.push(now - due);
+      admittedServer.push(now - sent);
+    }
+  };
+  // At most MAX_CONNECTIONS open, as node:http's agent here: past that a request waits for a
+  // connection in the generator (its latency from due still counts that wait).
+  let live = 0;
+  const waiting = [];
+  const sendOn = (conn, i, due, resolve) => {
+    const sent = performance.now();
+    conn.send(RAW_BODIES[((i % 64) + 64) % 64], (status) => {
+      record(status, due, sent);
+      resolve();
+      const next = conn.idle ? waiting.shift() : undefined;
+      if (next) sendOn(conn, ...next);
+      else if (conn.idle) idle.push(conn);
+    }, sent);
+  };
+  const sendLean = (i, due) => new Promise((resolve) => {
+    let c = idle.pop();
+    while (c && !c.alive) c = idle.pop();
+    if (!c && live >= MAX_CONNECTIONS) {
+      waiting.push([i, due, resolve]);
+      return;
+    }
+    if (!c) {
+      opened += 1;
+      live += 1;
+      c = new HttpConnection('127.0.0.1', port, () => {
+        live -= 1;
+        // A connection that died frees its place for a request that waits for one.
+        const next = waiting.shift();
+        if (next) sendLean(next[0], next[1]).then(next[2]);
+      });
+    }
+    sendOn(c, i, due, resolve);
+  });
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     else if (wait < -100) lateSends += 1;
+    if (i % SAMPLE_EVERY !== 0) {
+      pending.push(sendLean(i, due));
+      continue;
+    }
     pending.push(infer(port, bodyOf(i)).then((r) => {
-      const ms = performance.now() - due;
-      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-      if (r.status === 200) {
-        admitted.push(ms);
-        admittedServer.push(r.serverMs);
-      }
+      record(r.status, due, performance.now() - r.serverMs);
+      checkedAnswers += 1;
       if (r.status === 503 && r.retryAfter === undefined) retryAfterMissing += 1;
       if (r.status >= 400 && !/application\/json/.test(r.type ?? '')) nonJsonErrors += 1;
     }));
@@ -144,11 +210,12 @@ async function openLoop(port, rate, seconds, pid) {
   // Sent when the schedule ends on a connection of its own, behind whatever the overload left queued in the server.
   const afterLoad = await infer(port, bodyOf(-1), new http.Agent({ keepAlive: false }));
   await Promise.all(pending);
+  for (const c of idle) c.close();
   clearInterval(sampler);
   admitted.sort((a, b) => a - b);
   admittedServer.sort((a, b) => a - b);
   return {
-    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, retryAfterMissing, nonJsonErrors,
+    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, checkedAnswers, retryAfterMissing, nonJsonErrors, connectionsOpened: opened,
     admittedP50: pct(admitted, 0.5), admittedP99: pct(admitted, 0.99),
     admittedServerP50: pct(admittedServer, 0.5), admittedServerP99: pct(admittedServer, 0.99),
     rssStartMb: rssSamples[0], rssPeakMb: Math.max(...rssSamples), rssEndMb: rssSamples[rssSamples.length - 1],
@@ -246,7 +313,14 @@ try {
   const pid = server.child.pid;
   // Enough clients to fill every batch of both slots twice over: with 64 the batches stayed small,
   // and open-loop arrivals (which fill them) were answered at about twice that "capacity".
-  const capacity = await closedLoop(port, capacityClients, 10);
+  const closed = await closedLoop(port, capacityClients, 10);
+  // Closed-loop clients that are refused ask again at once, and the storm of refusals takes CPU
+  // from the model: with the derived queue bound, 256 of them measured half of what the server
+  // answers when requests come on a schedule. So capacity is the most the server answers of an
+  // open-loop probe at three times that figure, or the closed-loop figure if higher.
+  const probe = await openLoop(port, 3 * closed.rate, 5, pid);
+  const answered = (probe.statuses[200] ?? 0) / probe.sentOverTs;
+  const capacity = { rate: Math.max(closed.rate, answered), closedLoop: closed, probe: { rate: probe.rate, answeredPerS: answered, statuses: probe.statuses, lateSends: probe.lateSends } };
   let unbounded;
   if (baseline) {
     const other = join(dir, 'unbounded');
@@ -254,17 +328,17 @@ try {
     writeFileSync(join(other, 'mlp', 'config.json'), JSON.stringify({ dynamic_batching: { max_queue_size: 0 } }));
     unbounded = await startServer(other, port + 1);
   }
-  const results = { command: `node bench/hostile-soak.mjs ${process.argv.slice(2).join(' ')}`.trim(), queueLine: server.log().split('\n').find((l) => l.includes('queue bound')), capacity, rounds: [] };
+  const results = { command: `node bench/hostile-soak.mjs ${process.argv.slice(2).join(' ')}`.trim(), queueLine: server.log().split('\n').find((l) => l.includes('queue bound')), serverCpus: serverCpus ?? 'all', clientCpus: execFileSync('taskset', ['-cp', String(process.pid)]).toString().trim().split(': ')[1], capacity, rounds: [] };
   for (let r = 0; r < rounds; r++) {
     const unloaded = await closedLoop(port, 1, 8);
     const stopHostile = performance.now() + overloadS * 1000;
-    const [overload, hostileCounts] = await Promise.all([openLoop(port, 2 * capacity.rate, overloadS, pid), hostile(port, stopHostile)]);
+    const [overload, hostileCounts] = await Promise.all([openLoop(port, (overloadRate ?? 2 * capacity.rate), overloadS, pid), hostile(port, stopHostile)]);
     const ready = await fetch(`http://127.0.0.1:${port}/v2/models/mlp/ready`);
     const round = { unloaded, overload, p99Ratio: overload.admittedP99 / unloaded.p99, serverP99Ratio: overload.admittedServerP99 / unloaded.p99, hostile: hostileCounts, modelStillLoaded: ready.status === 200 };
     process.stderr.write(`round ${r + 1}: unloaded p99 ${unloaded.p99.toFixed(1)} ms, overload admitted p99 ${overload.admittedP99.toFixed(1)} ms from due (${(overload.admittedP99 / unloaded.p99).toFixed(1)}x), ${overload.admittedServerP99.toFixed(1)} ms from sending (${(overload.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${overload.lateSends}, statuses ${JSON.stringify(overload.statuses)}, RSS ${overload.rssStartMb.toFixed(0)}->${overload.rssPeakMb.toFixed(0)} MB, after the load ${overload.afterLoadMs.toFixed(0)} ms\n`);
     if (unbounded) {
       // The same schedule against the unbounded queue, right after (no hostile stream beside it).
-      const base = await openLoop(port + 1, 2 * capacity.rate, overloadS, unbounded.child.pid);
+      const base = await openLoop(port + 1, (overloadRate ?? 2 * capacity.rate), overloadS, unbounded.child.pid);
       round.unbounded = { overload: base, p99Ratio: base.admittedP99 / unloaded.p99, serverP99Ratio: base.admittedServerP99 / unloaded.p99 };
       process.stderr.write(`round ${r + 1} unbounded: admitted p99 ${base.admittedP99.toFixed(1)} ms from due (${(base.admittedP99 / unloaded.p99).toFixed(1)}x), ${base.admittedServerP99.toFixed(1)} ms from sending (${(base.admittedServerP99 / unloaded.p99).toFixed(1)}x), late sends ${base.lateSends}, statuses ${JSON.stringify(base.statuses)}, RSS ${base.rssStartMb.toFixed(0)}->${base.rssPeakMb.toFixed(0)} MB, after the load ${base.afterLoadMs.toFixed(0)} ms\n`);
     }

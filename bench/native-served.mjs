@@ -111,12 +111,17 @@ async function serve(name, modelPath, backend) {
   throw new Error(`${name} server not ready in 10 minutes: ${output.slice(-600)}`);
 }
 
-/** umbra_thread_cpu_seconds_total by thread kind (core, io, model, log) from GET /metrics. */
+/**
+ * umbra_thread_cpu_seconds_total by thread kind (core, io, model, log) from GET /metrics, and the
+ * requests the server has answered (umbra_requests_total over every label).
+ */
 async function threadCpu(server) {
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const seconds = {};
   for (const m of text.matchAll(/^umbra_thread_cpu_seconds_total\{kind="(\w+)"\} ([\d.e+-]+)$/gm)) seconds[m[1]] = Number(m[2]);
-  return seconds;
+  let requests = 0;
+  for (const m of text.matchAll(/^umbra_requests_total\{[^}]*\} ([\d.e+-]+)$/gm)) requests += Number(m[1]);
+  return { seconds, requests };
 }
 
 /**
@@ -133,8 +138,10 @@ async function perf(server, batch) {
   const [level] = JSON.parse(out);
   if (level.errors > 0) throw new Error(`${server.name} at batch ${batch}: ${level.errors} errors (${JSON.stringify(level.errors_by_status)})`);
   const after = await threadCpu(server);
-  const cpuMsPerRequest = Object.fromEntries(Object.keys(after).map((kind) => [kind, ((after[kind] - (before[kind] ?? 0)) * 1000) / level.completed]));
-  // The generator's CPU covers its warm-up too: per request it is close enough.
+  // The server's CPU between the two scrapes covers the warm-up and any unstable windows too, so
+  // it is divided by every request answered between them, not by the measured window's.
+  const answered = after.requests - before.requests;
+  const cpuMsPerRequest = Object.fromEntries(Object.keys(after.seconds).map((kind) => [kind, ((after.seconds[kind] - (before.seconds[kind] ?? 0)) * 1000) / answered]));
   cpuMsPerRequest.client = (level.client_cpu_pct / 100) * level.duration_s * 1000 / level.completed;
   return { rowsPerSecond: level.inferences_per_s, p50Ms: level.p50_ms, computeMs: level.server_compute_ms, queueMs: level.server_queue_ms, cpuMsPerRequest };
 }

@@ -85,6 +85,40 @@ t.test('stored outputs: each row as a one-row response carries it, for every kin
   useNativeJson(true);
 });
 
+t.test('stored outputs of one floating-point output (made row by row in the addon): the server\'s formatting, read back to the same values', async (t) => {
+  const { outputsPerRow } = await import('../dist/batch/output-rows.js');
+  const { nativeJson, useNativeJson } = await import('../dist/protocol/native-json.js');
+  const next = rng(11);
+  const rows = 257;
+  // Every float32 bit pattern class: random bits (subnormals, huge, tiny), and the non-finite ones.
+  const bits = Uint32Array.from({ length: rows * 10 }, () => Math.floor(next() * 2 ** 32));
+  const scores = new Float32Array(bits.buffer);
+  scores.set([Number.NaN, Infinity, -Infinity, 0, 1e-45, 3.4028234663852886e38, 0.1], 0);
+  const wide = Float64Array.from({ length: rows * 3 }, () => (next() - 0.5) * 10 ** Math.floor(next() * 40 - 20));
+  const cases = [
+    { name: 'scores', datatype: 'FP32' as const, shape: [rows, 10], data: scores },
+    { name: 'ünïcödé "q"', datatype: 'FP64' as const, shape: [rows, 3], data: wide },
+  ];
+  for (const output of cases) {
+    const perRow = output.shape[1]!;
+    const row = (r: number) => output.data.subarray(r * perRow, (r + 1) * perRow);
+    const head = `[{"name":${JSON.stringify(output.name)},"datatype":"${output.datatype}","shape":[1,${perRow}],"data":`;
+    const values = Array.from({ length: rows }, (_, r) => Array.from(row(r), (v) => (Number.isFinite(v) ? v : String(v))));
+    useNativeJson(true);
+    const native = outputsPerRow([output], rows);
+    t.same(native, Array.from({ length: rows }, (_, r) => `${head}${nativeJson()!.formatNumbersJson(row(r))}}]`),
+      `${output.datatype}: each row as the server's formatter writes its values`);
+    t.same(native.map((text) => JSON.parse(text)[0].data), values, `${output.datatype}: and reads back to the same values`);
+    useNativeJson(false);
+    t.same(outputsPerRow([output], rows).map((text) => JSON.parse(text)[0].data), values, `${output.datatype}: V8's formatting reads back the same`);
+  }
+  useNativeJson(true);
+  t.same(outputsPerRow([cases[0]!], 0), [], 'no rows');
+  const rowsJson = nativeJson()!.formatRowsJson!;
+  t.throws(() => rowsJson(new Float32Array(5), 2, '', ''), /formatRowsJson: values must hold whole rows of perRow values/, 'a partial row is refused');
+  t.throws(() => rowsJson(new Int32Array(4) as unknown as Float32Array, 2, '', ''), /formatRowsJson: values must be a Float32Array or Float64Array/, 'integers are refused');
+});
+
 t.test('CSV read as bytes: lines across read boundaries, blank lines, no final newline, UTF-8 keys, one reader thread or three alike', async (t) => {
   const next = rng(5);
   // ~600 KiB of lines of varying length, so lines straddle the 256 KiB reads.

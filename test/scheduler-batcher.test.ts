@@ -527,6 +527,24 @@ t.test('with maxStaged, a full batch goes while every slot is busy; a partial on
   t.throws(() => harness({ maxStaged: -1 }), { code: 'INVALID_ARGUMENT', message: /maxStaged/ });
 });
 
+t.test('a staged batch counts against the queue bound until it starts; a running one does not', async (t) => {
+  const h = harness({ maxBatchSize: 2, maxQueueDelayUs: 1000, maxInFlight: 1, maxStaged: 1, maxQueueSize: 3 });
+  for (let i = 0; i < 4; i++) h.submit(i);
+  t.same(h.calls.map((c) => c.info.staged), [false, true], 'one batch runs, one full batch is staged');
+  const queued = h.submit(4);
+  const refused = h.submit(5);
+  await flush();
+  t.equal(queued.state, 'pending', 'one queued and two staged: under the bound of three');
+  t.match(refused.error, { code: 'QUEUE_FULL', status: 503, retryAfter: 1, message: /staged/ });
+  h.answer(0);
+  await flush();
+  t.equal(h.batcher.inFlight, 1, 'the staged batch now runs, and counts no more');
+  const more = [h.submit(6), h.submit(7), h.submit(8)];
+  await flush();
+  t.same(payloadsOf(h.calls)[2], [4, 6], '4 and 6 fill a batch, staged behind the running one');
+  t.same(more.map((o) => o.state), ['pending', 'pending', 'rejected'], 'two staged and 7 queued make three: 8 is refused');
+});
+
 t.test('stats count executions, rows and queue time', async (t) => {
   const h = harness({ maxBatchSize: 4, maxQueueDelayUs: 1000, maxInFlight: 1 });
   h.submit(0, { rows: 2 });

@@ -13,19 +13,35 @@ export function outputsPerRow(outputs: Tensor[], rows: number): string[] {
     const perRow = rows === 0 ? 0 : elementCount(o.shape) / rows;
     const head = `{"name":${JSON.stringify(o.name)},"datatype":"${o.datatype}","shape":${JSON.stringify([1, ...o.shape.slice(1)])},"data":`;
     const data = o.datatype === 'FP16' ? halfArrayToFloat32(o.data as Uint16Array) : o.data;
-    return { head, data: rowsJson(data, rows, perRow, o.datatype === 'BOOL') };
+    return { head, data, perRow, bool: o.datatype === 'BOOL' };
   });
+  // The usual case, one floating-point output: each row's whole text made at once, in the addon.
+  const only = parts.length === 1 ? parts[0]! : undefined;
+  if (only && rows > 0) {
+    const text = floatRowsJson(only.data, only.perRow, `[${only.head}`, '}]');
+    if (text) return text;
+  }
+  const texts = parts.map((p) => floatRowsJson(p.data, p.perRow, p.head, '}') ?? rowsJson(p.data, rows, p.perRow, p.head, p.bool));
   const out = new Array<string>(rows);
   for (let r = 0; r < rows; r++) {
     let text = '[';
-    for (let j = 0; j < parts.length; j++) {
-      const p = parts[j]!;
+    for (let j = 0; j < texts.length; j++) {
       if (j > 0) text += ',';
-      text += p.head + p.data[r]! + '}';
+      text += texts[j]![r]!;
     }
     out[r] = text + ']';
   }
   return out;
+}
+
+/**
+ * Each row's `prefix + values + suffix` from the addon (the server's number formatter, row by
+ * row), or undefined where that does not apply (not floating point, no addon, an empty row).
+ */
+function floatRowsJson(data: TensorData, perRow: number, prefix: string, suffix: string): string[] | undefined {
+  if (!(data instanceof Float32Array || data instanceof Float64Array) || perRow === 0) return undefined;
+  const native = nativeJson();
+  return native?.formatRowsJson ? native.formatRowsJson(data, perRow, prefix, suffix) : undefined;
 }
 
 /**
@@ -40,17 +56,17 @@ function floatsJson(values: Float32Array | Float64Array): string {
 }
 
 /**
- * Each row's values as a JSON array. Numbers and booleans are formatted once for the whole batch
+ * Each row's `head + values + '}'`. Numbers and booleans are formatted once for the whole batch
  * (one call instead of one per row) and cut at the commas; strings may hold commas, so they are
  * formatted row by row.
  */
-function rowsJson(data: TensorData, rows: number, perRow: number, bool: boolean): string[] {
+function rowsJson(data: TensorData, rows: number, perRow: number, head: string, bool: boolean): string[] {
   const out = new Array<string>(rows);
   if (Array.isArray(data)) {
-    for (let r = 0; r < rows; r++) out[r] = JSON.stringify(data.slice(r * perRow, (r + 1) * perRow));
+    for (let r = 0; r < rows; r++) out[r] = `${head}${JSON.stringify(data.slice(r * perRow, (r + 1) * perRow))}}`;
     return out;
   }
-  if (perRow === 0) return out.fill('[]');
+  if (perRow === 0) return out.fill(`${head}[]}`);
   let all: string;
   if (data instanceof Float32Array || data instanceof Float64Array) {
     all = floatsJson(data);
@@ -64,7 +80,7 @@ function rowsJson(data: TensorData, rows: number, perRow: number, bool: boolean)
     let end = start;
     for (let k = 1; k < perRow; k++) end = all.indexOf(',', end) + 1;
     end = r === rows - 1 ? all.length - 1 : all.indexOf(',', end);
-    out[r] = `[${all.slice(start, end)}]`;
+    out[r] = `${head}[${all.slice(start, end)}]}`;
     start = end + 1;
   }
   return out;

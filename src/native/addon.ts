@@ -130,6 +130,8 @@ export interface NativeBinding {
   scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, start: number, meta: Int32Array): string | undefined;
   /** "[v0,v1,...]": shortest round-trip decimals, non-finite values as strings (native/src/json/format_numbers.h). */
   formatNumbersJson(values: Float32Array | Float64Array): string;
+  /** Row r's `prefix + "[...]" + suffix`, its values as formatNumbersJson writes them (native/binding/json_binding.cc). */
+  formatRowsJson?(values: Float32Array | Float64Array, perRow: number, prefix: string, suffix: string): string[];
   // CUDA backend (native/binding/cuda_binding.cc); call through ./cuda.js. Handles are opaque.
   cudaStatus(): NativeCudaStatus;
   cudaDevices(): NativeCudaDevice[];

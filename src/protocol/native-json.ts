@@ -6,6 +6,8 @@ import { native } from '../native/addon.js';
 export interface NativeJson {
   scanInferJson(bytes: Uint8Array, end: number, numbers: Float64Array, start: number, meta: Int32Array): string | undefined;
   formatNumbersJson(values: Float32Array | Float64Array): string;
+  /** Row r's `prefix + "[...]" + suffix`; absent in an addon built before it (the caller formats in JavaScript). */
+  formatRowsJson?(values: Float32Array | Float64Array, perRow: number, prefix: string, suffix: string): string[];
 }
 
 let resolved: NativeJson | null | undefined;
@@ -14,7 +16,9 @@ function resolve(): NativeJson | null {
   try {
     const binding = native();
     if (typeof binding.scanInferJson !== 'function' || typeof binding.formatNumbersJson !== 'function') return null;
-    return { scanInferJson: binding.scanInferJson.bind(binding), formatNumbersJson: binding.formatNumbersJson.bind(binding) };
+    const helpers: NativeJson = { scanInferJson: binding.scanInferJson.bind(binding), formatNumbersJson: binding.formatNumbersJson.bind(binding) };
+    if (typeof binding.formatRowsJson === 'function') helpers.formatRowsJson = binding.formatRowsJson.bind(binding);
+    return helpers;
   } catch {
     return null; // no addon: V8's JSON serves (the addon's own load error surfaces where it is required)
   }

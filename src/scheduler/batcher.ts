@@ -72,6 +72,13 @@ export class DynamicBatcher<P, R> {
   #state: BatcherState = 'open';
   #inFlight = 0;
   #executingRequests = 0;
+  /**
+   * Requests of each batch in flight, in the order sent. Past the first maxInFlight, batches are
+   * staged on a busy slot: they have left the queue but not started, so the queue bound counts
+   * them as waiting (under overload a staged full batch is one more batch time in front of every
+   * arrival).
+   */
+  readonly #inFlightSizes: number[] = [];
   #pumping = false;
   #repump = false;
   #pumpScheduled = false;
@@ -119,9 +126,9 @@ export class DynamicBatcher<P, R> {
     }
     const now = this.#config.now();
     this.#expire(now);
-    if (this.#config.maxQueueSize > 0 && this.#config.queue.size >= this.#config.maxQueueSize) {
+    if (this.#config.maxQueueSize > 0 && this.#config.queue.size + this.#stagedRequests() >= this.#config.maxQueueSize) {
       counters.rejectedQueueFull++;
-      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests; retry later`, { retryAfter: 1 }));
+      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests (queued, or staged on a busy slot); retry later`, { retryAfter: 1 }));
     }
     // A standing queue refuses arrivals until it drains; an empty one never does (no batch leaves
     // it to say it stopped standing).
@@ -146,6 +153,14 @@ export class DynamicBatcher<P, R> {
       if (this.#config.coalesce) this.#pumpSoon();
       else this.#pump();
     });
+  }
+
+  /** Requests in batches sent while every slot was busy, not yet started (see #inFlightSizes). */
+  #stagedRequests(): number {
+    const sizes = this.#inFlightSizes;
+    let staged = 0;
+    for (let i = this.#config.maxInFlight; i < sizes.length; i++) staged += sizes[i]!;
+    return staged;
   }
 
   /** Requests queued (not rows). */
@@ -281,6 +296,7 @@ export class DynamicBatcher<P, R> {
     counters.executedRequests += batch.length;
     this.#inFlight++;
     this.#executingRequests += batch.length;
+    this.#inFlightSizes.push(batch.length);
     let running: Promise<R[]>;
     try {
       running = Promise.resolve(this.#config.execute(batch.map((r) => r.payload), { rows, shapeKey: batch[0]!.shapeKey, staged }));
@@ -296,6 +312,9 @@ export class DynamicBatcher<P, R> {
   #settle(batch: Pending<P, R>[], startedAt: number, results: R[] | undefined, error: unknown): void {
     this.#inFlight--;
     this.#executingRequests -= batch.length;
+    // Batches finish in about the order sent; which entry of this size goes does not matter.
+    const sizes = this.#inFlightSizes;
+    sizes.splice(sizes.indexOf(batch.length), 1);
     this.#counters.executeTimeUs += this.#config.now() - startedAt;
     if (error === undefined && (!Array.isArray(results) || results.length !== batch.length)) {
       error = invalid('INTERNAL', `an array of ${batch.length} results`, 'the answer of a batch execution', results);
