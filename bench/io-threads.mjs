@@ -11,6 +11,9 @@
 // threads as each --io setting, no hop, spending US µs of CPU per request (wrk only).
 // --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
 // --seconds after a one-second warm-up) instead of wrk, as a user of the CLI measures.
+// --builds LABEL=DIR[;LABEL=DIR] adds other builds of Umbra (a checkout with dist/ built, e.g. a
+// `git worktree` of an earlier commit) to the same rounds, each `umbra serve` with its defaults:
+// a change's cost or gain measured beside the code before it, not against another day's figure.
 // The mlp model is a seeded 64-1024-1024-10 MLP (bench/make-mlp.mjs) served with a 2 ms batching
 // window, as the issue that asked for I/O threads measured it.
 import { spawn, spawnSync } from 'node:child_process';
@@ -21,7 +24,8 @@ import { createServer } from 'node:net';
 import { findWrk } from './wrk.mjs';
 import { umbraPerf } from './umbra-perf.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+// --key=value, split at the first '=' (a --builds value holds more).
+const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/s.exec(a) ?? [a, a, 'true']).map(([, k, v]) => [k, v ?? 'true']));
 const model = args.model ?? 'digits';
 const ioSettings = (args.io ?? '1,2').split(',').map(Number);
 const rounds = Number(args.rounds ?? 5);
@@ -117,6 +121,18 @@ async function startUmbra(io) {
   return { name: `umbra --io-threads ${io}`, io, url, child, metrics: true };
 }
 
+/** Another build of Umbra (--builds), served with its own defaults; gRPC off where the build has it. */
+async function startBuild(label, dir) {
+  const port = await freePort();
+  const help = spawnSync(process.execPath, [join(dir, 'bin/umbra.js'), 'serve', '--help'], { encoding: 'utf8' }).stdout ?? '';
+  const grpc = help.includes('--grpc-port') ? ['--grpc-port', '0'] : [];
+  const child = spawn(process.execPath, [join(dir, 'bin/umbra.js'), 'serve', ...grpc, '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(work, `log-${label}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(url, child);
+  return { name: `umbra ${label}`, url, child, metrics: false };
+}
+
 async function startBare() {
   const port = await freePort();
   const child = spawn(process.execPath, [join(root, 'bench/peers/uws-bare.mjs'), String(port)], { stdio: ['ignore', 'ignore', 'inherit'], cwd: root });
@@ -189,10 +205,12 @@ function median(xs) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-// umbra perf reads the model's metadata first, which the bare peer does not serve: it is measured with wrk only.
 const ceilingWork = args['ceiling-work'] === undefined ? undefined : Number(args['ceiling-work']);
 const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.map((n) => startCeiling(n, ceilingWork))) : [];
-const targets = [...(generator === 'wrk' ? [await startBare()] : []), ...(await Promise.all(ioSettings.map(startUmbra))), ...ceilings];
+const builds = (args.builds ?? '').split(';').filter(Boolean).map((spec) => spec.split('='));
+const others = [];
+for (const [label, dir] of builds) others.push(await startBuild(label, dir));
+const targets = [await startBare(), ...(await Promise.all(ioSettings.map(startUmbra))), ...others, ...ceilings];
 const results = {};
 for (let round = 0; round < rounds; round++) {
   for (const c of concurrencies) {
@@ -240,6 +258,12 @@ for (const c of concurrencies) {
     const mine = results[`umbra --io-threads ${io} c${c}`];
     ratios[`c${c}: --io-threads ${io} / bare uWS req/s`] = median(mine.map((r, i) => r.throughput / bare[i].throughput));
     ratios[`c${c}: --io-threads ${io} p50 / bare uWS p50`] = median(mine.map((r, i) => r.p50_ms / bare[i].p50_ms));
+  }
+  for (const t of others) {
+    const theirs = results[`${t.name} c${c}`];
+    ratios[`c${c}: ${t.name} p50 / bare uWS p50`] = median(theirs.map((r, i) => r.p50_ms / bare[i].p50_ms));
+    ratios[`c${c}: ${t.name} / bare uWS req/s`] = median(theirs.map((r, i) => r.throughput / bare[i].throughput));
+    ratios[`c${c}: --io-threads ${ioSettings[0]} p50 - ${t.name} p50, µs`] = median(base.map((r, i) => (r.p50_ms - theirs[i].p50_ms) * 1000));
   }
 }
 if (inProcess) {

@@ -17,6 +17,15 @@ const staticAnswer = answer('digits');
 
 uws.App()
   .get('/v2/health/ready', (res) => res.end('{"ready":true}'))
+  // The model's metadata, so `umbra perf` (which reads it first) can drive this peer as well.
+  .get('/v2/models/:model', (res, req) => {
+    const name = req.getParameter(0);
+    res.writeHeader('content-type', 'application/json').end(JSON.stringify({
+      name, versions: ['1'], platform: 'onnxruntime_onnx',
+      inputs: [{ name: 'pixels', datatype: 'FP32', shape: [-1, 64] }],
+      outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 10] }, { name: 'label', datatype: 'INT64', shape: [-1] }],
+    }));
+  })
   .post('/v2/models/:model/infer', (res, req) => {
     const model = req.getParameter(0);
     let aborted = false;

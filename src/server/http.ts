@@ -73,9 +73,9 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const read = new HeaderCollector();
     req.forEach(read.add);
     const headers = read.headers;
-    const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
     inFlight.enter();
     const state = { aborted: false, done: false };
+    let remoteAddress: string | undefined;
     const cancellation = new Cancellation();
     res.onAborted(() => {
       state.aborted = true;
@@ -105,7 +105,16 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const dispatch = (body: Uint8Array) => {
       // Stamped once the body is in: a client's slow upload is not the server's queue.
       const receivedAt = performance.timeOrigin + performance.now();
-      const request: ApiRequest = { method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, remoteAddress, receivedAt };
+      const request: ApiRequest = {
+        method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, receivedAt,
+        // Read from the socket only when a route asks (the admin gate, before its answer): it is a
+        // getpeername system call, about 4 µs that every infer request would pay for nothing. Once
+        // the client has gone it is unknown, which the gate refuses.
+        get remoteAddress(): string | undefined {
+          remoteAddress ??= state.aborted || state.done ? '' : Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+          return remoteAddress === '' ? undefined : remoteAddress;
+        },
+      };
       api.handle(request).then((reply) => finish(reply), (err: unknown) => finish(errorReply(err)));
     };
 
