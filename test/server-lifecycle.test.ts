@@ -277,7 +277,9 @@ t.test('readiness is false during warm-up and during drain; drain finishes queue
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('slow', 1, slowModel(WIDTH, DEPTH));
-  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }] });
+  // A queue bound of its own: the derived one rests on the batch time measured at warm-up, and
+  // this test needs room for six whatever the host's speed.
+  repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 8 } });
   const s = await startTestServer(t, { repository: repo.dir, loadAll: false });
   const ready = async () => (await s.server.api.handle({ method: 'GET', path: '/v2/health/ready', query: '', headers: {}, body: new Uint8Array() })).status;
   t.equal(await ready(), 503, 'no model loaded yet');
