@@ -12,6 +12,7 @@ import type { Outcome, RequestContext, TrafficRole } from '../../core/hooks.js';
 import type { ExecutionPlan } from '../../execution/executor.js';
 import type { InferTiming } from '../../execution/types.js';
 import type { StreamStats } from '../ws.js';
+import { decodeMessages, encodeMessages } from './compact.js';
 
 /** A tensor whose data lives in the envelope's slab (at, length) or, for BYTES, in `strings`. */
 export interface PackedTensor {
@@ -100,14 +101,17 @@ export type ToIo =
  * receiver several times as much), else as objects for the structured clone.
  */
 export interface Envelope<M> {
+  /** The messages in their compact text form (compact.ts). */
   json?: string;
+  /** The numbers the compact form keeps out of its text. */
+  nums?: Float64Array;
   msgs?: M[];
   slab: ArrayBuffer | undefined;
 }
 
 /** The messages of an envelope, however they travelled. */
 export function openEnvelope<M>(envelope: Envelope<M>): M[] {
-  return envelope.json !== undefined ? JSON.parse(envelope.json) as M[] : envelope.msgs ?? [];
+  return envelope.json !== undefined ? decodeMessages<M>(envelope.json, envelope.nums) : envelope.msgs ?? [];
 }
 
 /** Control messages on the thread's own port (not batched). */
@@ -292,8 +296,19 @@ export class Outbox<M> {
     const msgs = this.msgs;
     this.msgs = [];
     const slab = this.slab.finish();
-    const envelope: Envelope<M> = msgs.every(jsonFaithful) ? { json: JSON.stringify(msgs), slab } : { msgs, slab };
-    this.post(envelope, slab ? [slab] : []);
+    const transfer: ArrayBuffer[] = slab ? [slab] : [];
+    let envelope: Envelope<M>;
+    if (msgs.every(jsonFaithful)) {
+      const text = encodeMessages(msgs);
+      envelope = { json: text.json, slab };
+      if (text.nums) {
+        envelope.nums = text.nums;
+        transfer.push(text.nums.buffer as ArrayBuffer);
+      }
+    } else {
+      envelope = { msgs, slab };
+    }
+    this.post(envelope, transfer);
   };
 }
 
