@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { buildModel } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { openNative } from '../dist/workers/backends/native.js';
-import { chooseFormat, layerReportJson, MEASURE_DENSITY_MAX, type LayerTiming } from '../dist/graph/layer-formats.js';
+import { chooseFormat, layerReportJson, MEASURE_DENSITY_MAX, timeLayer, type LayerTiming } from '../dist/graph/layer-formats.js';
+import { threadCpuMicrosNow } from '../dist/thread-cpu.js';
 import { WorkerPool } from '../dist/workers/pool.js';
 import { startServer } from '../dist/index.js';
 import type { SessionSpec } from '../dist/workers/messages.js';
@@ -31,6 +32,24 @@ function rng(seed: number): () => number {
 }
 
 const timing = (batch: number, packedUs: number, csrUs: number): LayerTiming => ({ batch, rows: batch, packedUs, csrUs, calls: 9 });
+
+t.test('a layer timed on the thread-cpu clock is not charged for time its thread spent off the CPU', { skip: threadCpuMicrosNow() === undefined ? 'this host does not report a thread\'s CPU time' : false }, async (t) => {
+  // Stand-ins for the two kernels: one spends 2 ms on the CPU; the other spends 4 ms with its
+  // thread off the CPU (blocked), as a kernel preempted by another process on the host would.
+  const blocker = new Int32Array(new SharedArrayBuffer(4));
+  const offCpu = () => { Atomics.wait(blocker, 0, 0, 4); };
+  const onCpu = () => {
+    const until = performance.now() + 2;
+    while (performance.now() < until) { /* spin */ }
+  };
+  const x = new Float32Array(1);
+  const out = new Float32Array(1);
+  const cpu = timeLayer(offCpu, onCpu, x, 1, out, 1, 'thread-cpu');
+  t.ok(cpu.packedUs < 1000 && cpu.csrUs >= 1500, `thread-cpu: off-CPU ${cpu.packedUs.toFixed(0)} µs, on-CPU ${cpu.csrUs.toFixed(0)} µs`);
+  t.equal(chooseFormat([cpu]).format, 'packed', 'the kernel that waited is not the one judged slower');
+  const wall = timeLayer(offCpu, onCpu, x, 1, out, 1, 'wall');
+  t.ok(wall.packedUs >= 3500, `wall: the wait counts (${wall.packedUs.toFixed(0)} µs), as a GPU layer's synchronisation must`);
+});
 
 t.test('chooseFormat runs a layer sparse only where it is no slower at any timed batch size', async (t) => {
   const allSparse = chooseFormat([timing(1, 40, 10), timing(64, 400, 100)]);

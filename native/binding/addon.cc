@@ -4,6 +4,8 @@
 
 #include <exception>
 
+#include <time.h>
+
 #include "common.h"
 #include "cuda_binding.h"
 #include "umbra.h"
@@ -31,10 +33,24 @@ Napi::Value ListBackends(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID, current to the call,
+// unlike /proc's schedstat, which a running thread sees as of its last tick), or -1 where the
+// platform has no such clock.
+Napi::Value ThreadCpuNanos(const Napi::CallbackInfo& info) {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
+    return Napi::Number::New(info.Env(), static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec));
+  }
+#endif
+  return Napi::Number::New(info.Env(), -1);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("listBackends", Napi::Function::New(env, ListBackends, "listBackends"));
+  exports.Set("threadCpuNanos", Napi::Function::New(env, ThreadCpuNanos, "threadCpuNanos"));
   umbra_binding::register_kernels(env, exports);
   umbra_binding::register_prune(env, exports);
   umbra_binding::register_json(env, exports);

@@ -22,7 +22,7 @@ import { inspectInput, type InputFormat } from './reader.js';
 import { describeShard, type ShardSpec } from './shard.js';
 import { Signal } from './signal.js';
 import { openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from './store.js';
-import { threadCpuMicros } from './thread-cpu.js';
+import { threadCpuMicros } from '../thread-cpu.js';
 import { WriteStage } from './write-stage.js';
 
 /** Rows per batch unless --batch-size says otherwise, and fewer for wide rows (see defaultBatchSize). */

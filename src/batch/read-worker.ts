@@ -8,7 +8,7 @@ import type { FeaturePlan } from './features.js';
 import type { FromReader, ReaderSetup, ToReader } from './messages.js';
 import { parseSegment, planFor } from './parse.js';
 import { openInput, type InputRecord, type InputStream } from './reader.js';
-import { threadCpuMicros } from './thread-cpu.js';
+import { threadCpuMicros } from '../thread-cpu.js';
 
 const setup = workerData as ReaderSetup;
 const port = parentPort!;

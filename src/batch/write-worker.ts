@@ -7,7 +7,7 @@ import { BatchCommitter, rowsOf } from './committer.js';
 import type { FromWriter, ToWriter } from './messages.js';
 import { RejectFile } from './rejects.js';
 import { openStore, type PredictionRow, type PredictionStore } from './store.js';
-import { threadCpuMicros } from './thread-cpu.js';
+import { threadCpuMicros } from '../thread-cpu.js';
 
 const storeUrl = workerData as string;
 const port = parentPort!;

@@ -163,7 +163,9 @@ export class GraphExecutor {
       forms = timed;
       return runnable.map((t) => {
         const { x, m } = this.layerInput(step, t.env.get(step.input)!);
-        return timeLayer(timed.packed, timed.csr, x, m, new Float32Array(m * step.n), t.batch);
+        // One kernel thread: its CPU time is the kernel's. With more, the helpers' work and the
+        // caller's waits are off this thread's clock, so elapsed time it is.
+        return timeLayer(timed.packed, timed.csr, x, m, new Float32Array(m * step.n), t.batch, this.threads === 1 ? 'thread-cpu' : 'wall');
       });
     });
     const { format, basis, reason, timings } = decision;

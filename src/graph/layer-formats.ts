@@ -6,6 +6,7 @@
 // sparse only where that is no slower than dense on any of them: pruning must never make a model
 // slower at a batch size it serves.
 import type { BoundGemm } from '../native/kernels.js';
+import { threadCpuMicrosNow } from '../thread-cpu.js';
 import type { LayerInfo } from './executor.js';
 import type { CudaLayerInfo } from './cuda-executor.js';
 
@@ -62,25 +63,41 @@ export function seededInput(n: number, seed: number): Float32Array {
   return data;
 }
 
-/** Fastest call of `call` over `reps` calls in a row, in microseconds per call. */
-function timeRound(call: () => void, reps: number): number {
+/**
+ * What a timing round counts. 'thread-cpu': the time this thread was on a CPU, where the host
+ * tells it (Linux), so a round the scheduler interrupted (another process on the host's cores)
+ * is not charged to the kernel that happened to be running; the wall time when that is shorter
+ * (the clock reads themselves). 'wall': elapsed time, for work that waits off the CPU by design
+ * (a GPU kernel the thread synchronizes with).
+ */
+export type TimingClock = 'thread-cpu' | 'wall';
+
+/** Mean time per call of `call` over `reps` calls in a row, in microseconds. */
+function timeRound(call: () => void, reps: number, clock: TimingClock): number {
+  const c0 = clock === 'thread-cpu' ? threadCpuMicrosNow() : undefined;
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) call();
-  return ((performance.now() - t0) * 1000) / reps;
+  let us = (performance.now() - t0) * 1000;
+  if (c0 !== undefined) {
+    const c1 = threadCpuMicrosNow();
+    if (c1 !== undefined) us = Math.min(us, c1 - c0);
+  }
+  return us / reps;
 }
 
 /**
  * Times both formats of one layer on X [m, k], alternating them round by round (the order
  * swapping each round) so load from elsewhere on the host falls on both alike, and keeps each
- * one's fastest round: on a busy host the slower rounds include time the thread was preempted.
+ * one's fastest round: on a busy host the slower rounds include time the thread was preempted,
+ * which the 'thread-cpu' clock leaves out altogether (CUDA layers time with 'wall').
  */
-export function timeLayer(packed: BoundGemm, csr: BoundGemm, x: Float32Array, m: number, out: Float32Array, batch: number): LayerTiming {
+export function timeLayer(packed: BoundGemm, csr: BoundGemm, x: Float32Array, m: number, out: Float32Array, batch: number, clock: TimingClock = 'wall'): LayerTiming {
   const runPacked = () => { packed(x, m, out); };
   const runCsr = () => { csr(x, m, out); };
   // The first call of each pages in its scratch and weights; the second sizes the rounds.
   runPacked();
   runCsr();
-  const single = Math.max(timeRound(runPacked, 1), timeRound(runCsr, 1), 0.01);
+  const single = Math.max(timeRound(runPacked, 1, 'wall'), timeRound(runCsr, 1, 'wall'), 0.01);
   const reps = Math.max(1, Math.ceil(ROUND_MIN_US / single));
   let packedUs = Infinity;
   let csrUs = Infinity;
@@ -88,8 +105,8 @@ export function timeLayer(packed: BoundGemm, csr: BoundGemm, x: Float32Array, m:
   let rounds = 0;
   while (rounds < MAX_ROUNDS) {
     const [a, b] = rounds % 2 === 0 ? [runPacked, runCsr] : [runCsr, runPacked];
-    const ta = timeRound(a, reps);
-    const tb = timeRound(b, reps);
+    const ta = timeRound(a, reps, clock);
+    const tb = timeRound(b, reps, clock);
     const [p, c] = rounds % 2 === 0 ? [ta, tb] : [tb, ta];
     packedUs = Math.min(packedUs, p);
     csrUs = Math.min(csrUs, c);

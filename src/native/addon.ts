@@ -92,6 +92,8 @@ export interface NativeBinding {
   version(): string;
   cpuFeatures(): { avx2: boolean; fma: boolean; avx512f: boolean };
   listBackends(): string[];
+  /** The calling thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), -1 without that clock; absent in older builds. */
+  threadCpuNanos?(): number;
   kernelIsa(): 'avx512' | 'avx2' | 'portable';
   alignedFloat32(n: number): Float32Array;
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
