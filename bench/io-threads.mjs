@@ -26,6 +26,13 @@ import { umbraPerf } from './umbra-perf.mjs';
 
 // --key=value, split at the first '=' (a --builds value holds more).
 const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/s.exec(a) ?? [a, a, 'true']).map(([, k, v]) => [k, v ?? 'true']));
+// Options take their values after '=': `--out FILE` would write the report to a file named "true".
+for (const k of ['out', 'io', 'rounds', 'seconds', 'concurrency', 'model', 'generator', 'builds', 'ceiling-work']) {
+  if (args[k] === 'true') {
+    process.stderr.write(`io-threads: --${k} takes its value after '=' (--${k}=VALUE)\n`);
+    process.exit(2);
+  }
+}
 const model = args.model ?? 'digits';
 const ioSettings = (args.io ?? '1,2').split(',').map(Number);
 const rounds = Number(args.rounds ?? 5);
