@@ -5,6 +5,7 @@ import type { Tensor } from '../protocol/types.js';
 import type { PredictionColumns } from './log-store.js';
 import { encodePackedTensors } from './tensor-blob.js';
 import { summarizeTensor, type TensorSummary } from './tensor-summary.js';
+import { StringTable } from '../string-table.js';
 
 export interface PackedPredictions {
   rows: number;
@@ -90,11 +91,9 @@ export class PredictionPacker {
   private model = new Grow((n) => new Int32Array(n), 256);
   private version = new Grow((n) => new Int32Array(n), 256);
   private role = new Grow((n) => new Int32Array(n), 256);
-  private texts: string[] = [];
-  private readonly textIndex = new Map<string, number>();
+  private texts = new StringTable();
   private strings: (string[] | TensorSummary)[] = [];
-  private names: string[] = [];
-  private readonly nameIndex = new Map<string, number>();
+  private names = new StringTable();
   private timeMs = new Grow((n) => new Float64Array(n), 256);
   private latencyMs = new Grow((n) => new Float64Array(n), 256);
   private inputsAt = new Grow((n) => new Int32Array(n), 256);
@@ -146,25 +145,13 @@ export class PredictionPacker {
   }
 
   private text(value: string): number {
-    let i = this.textIndex.get(value);
-    if (i === undefined) {
-      i = this.texts.length;
-      this.texts.push(value);
-      this.textIndex.set(value, i);
-    }
-    return i;
+    return this.texts.id(value);
   }
 
   private put(list: readonly Tensor[]): number {
     let summarized = 0;
     for (const t of list) {
-      let ni = this.nameIndex.get(t.name);
-      if (ni === undefined) {
-        ni = this.names.length;
-        this.names.push(t.name);
-        this.nameIndex.set(t.name, ni);
-      }
-      this.tensorName.push(ni);
+      this.tensorName.push(this.names.id(t.name));
       this.tensorRank.push(t.shape.length);
       this.tensorDimsAt.push(this.dims.length);
       for (const d of t.shape) this.dims.push(d);
@@ -208,20 +195,18 @@ export class PredictionPacker {
     const p: PackedPredictions = {
       rows: this.ids.length,
       idText: this.ids.join(''), idEnds: this.idEnds.take(),
-      model: this.model.take(), version: this.version.take(), role: this.role.take(), texts: this.texts,
+      model: this.model.take(), version: this.version.take(), role: this.role.take(), texts: this.texts.list,
       timeMs: this.timeMs.take(), latencyMs: this.latencyMs.take(),
       inputsAt: this.inputsAt.take(), inputsCount: this.inputsCount.take(), outputsAt: this.outputsAt.take(), outputsCount: this.outputsCount.take(),
       tensorName: this.tensorName.take(), tensorRank: this.tensorRank.take(), tensorDimsAt: this.tensorDimsAt.take(),
       tensorValuesAt: this.tensorValuesAt.take(), tensorLength: this.tensorLength.take(), tensorIsF32: this.tensorIsF32.take(),
-      names: this.names, dims: this.dims.take(), values: this.values.take(), values32: this.values32.take(), strings: this.strings,
+      names: this.names.list, dims: this.dims.take(), values: this.values.take(), values32: this.values32.take(), strings: this.strings,
     };
     this.ids = [];
     this.idLength = 0;
-    this.texts = [];
-    this.textIndex.clear();
+    this.texts = new StringTable();
     this.strings = [];
-    this.names = [];
-    this.nameIndex.clear();
+    this.names = new StringTable();
     for (const g of [this.idEnds, this.model, this.version, this.role, this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorIsF32, this.dims, this.values, this.values32]) g.length = 0;
     return p;
   }

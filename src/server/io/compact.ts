@@ -10,6 +10,7 @@
 import type { Outcome, TrafficRole } from '../../core/hooks.js';
 import type { InferTiming } from '../../execution/types.js';
 import type { Tensor } from '../../protocol/types.js';
+import { StringTable as Strings } from '../../string-table.js';
 import type { PackedEvent, PackedRequest, PackedResponse, PackedTensor, WireContext } from './wire.js';
 
 /** One envelope's text and its numbers. */
@@ -22,22 +23,6 @@ const OTHER = 0;
 const EVENT = 1;
 const INFER = 2;
 const OK = 3;
-
-/** Strings seen in this envelope, by first appearance; numbers are their places in `list`. */
-class Strings {
-  readonly list: string[] = [];
-  private readonly index = new Map<string, number>();
-
-  id(s: string): number {
-    let i = this.index.get(s);
-    if (i === undefined) {
-      i = this.list.length;
-      this.list.push(s);
-      this.index.set(s, i);
-    }
-    return i;
-  }
-}
 
 type Msg = { t: string } & Record<string, unknown>;
 
