@@ -31,13 +31,27 @@ export function threadCpuSeconds(tid: number): number | undefined {
 
 export class ThreadRegistry {
   private readonly byTid = new Map<number, ThreadKind>();
+  /** Each live thread's CPU seconds when last read. */
+  private readonly lastSeen = new Map<number, number>();
+  /** CPU seconds of threads that have ended, by kind, so a kind's total never goes back. */
+  private readonly retired = new Map<ThreadKind, number>();
+  private otherSeen = 0;
 
   add(kind: ThreadKind, tid: number): void {
     if (tid > 0) this.byTid.set(tid, kind);
   }
 
   remove(tid: number): void {
+    const kind = this.byTid.get(tid);
+    if (kind === undefined) return;
+    // Its thread may already be gone: count what it had used when last read (or can be read now).
+    this.retire(tid, kind, threadCpuSeconds(tid) ?? this.lastSeen.get(tid) ?? 0);
+  }
+
+  private retire(tid: number, kind: ThreadKind, seconds: number): void {
+    this.retired.set(kind, (this.retired.get(kind) ?? 0) + seconds);
     this.byTid.delete(tid);
+    this.lastSeen.delete(tid);
   }
 
   /** Every registered thread still alive, with its CPU seconds so far. */
@@ -45,9 +59,33 @@ export class ThreadRegistry {
     const out: { kind: ThreadKind; tid: number; seconds: number }[] = [];
     for (const [tid, kind] of this.byTid) {
       const seconds = threadCpuSeconds(tid);
-      if (seconds === undefined) this.byTid.delete(tid);
-      else out.push({ kind, tid, seconds });
+      if (seconds === undefined) this.retire(tid, kind, this.lastSeen.get(tid) ?? 0);
+      else {
+        this.lastSeen.set(tid, seconds);
+        out.push({ kind, tid, seconds });
+      }
     }
     return out;
+  }
+
+  /**
+   * CPU seconds by kind since the process started, ended threads included, and 'other': what the
+   * process used on threads of no kind (the runtime's garbage-collection helpers, the libuv pool),
+   * the process's total less the kinds'. Each total only grows; an empty map without /proc.
+   */
+  totals(): Map<ThreadKind | 'other', number> {
+    // Read the live threads first: one found ended here joins `retired` before it is copied.
+    const live = this.cpu();
+    const sums = new Map<ThreadKind | 'other', number>(this.retired);
+    if (live.length === 0 && this.retired.size === 0) return sums;
+    for (const t of live) sums.set(t.kind, (sums.get(t.kind) ?? 0) + t.seconds);
+    const usage = process.cpuUsage();
+    let known = 0;
+    for (const seconds of sums.values()) known += seconds;
+    // Threads' figures are in clock ticks, the process's in microseconds: the difference can
+    // dip by a tick per thread between reads, and a counter must not go back.
+    this.otherSeen = Math.max(this.otherSeen, (usage.user + usage.system) / 1e6 - known);
+    sums.set('other', this.otherSeen);
+    return sums;
   }
 }
