@@ -23,6 +23,11 @@ interface InputPlan {
   /** Scalar columns (one element each), or one column holding an array of rowElements values. */
   columns: string[];
   arrayColumn: boolean;
+  /**
+   * The model's row dims have a free dimension that an array column fills: its length came from
+   * the input's first record (`planFeatures`' sample), and every row must have that length.
+   */
+  variable: boolean;
   /** CSV: the columns' positions in the header. */
   positions: number[];
 }
@@ -49,7 +54,7 @@ export class RowRejected extends Error {}
  * Builds the plan from the model signature, the file's columns and an optional mapping. Without
  * a key column, each row's key is its row number.
  */
-export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string | undefined, mapping?: ColumnMapping, delimiter = ','): FeaturePlan {
+export function planFeatures(signature: ModelSignature, columns: string[], keyColumn: string | undefined, mapping?: ColumnMapping, delimiter = ',', sample?: InputRecord): FeaturePlan {
   const keyPosition = keyColumn === undefined ? -1 : columns.indexOf(keyColumn);
   if (keyColumn !== undefined && keyPosition < 0) {
     throw new UmbraError('INVALID_ARGUMENT', `the key column '${keyColumn}' (--key) is not in the input; its columns are: ${preview(columns)}. `
@@ -93,14 +98,24 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     for (const c of chosen) {
       if (!columns.includes(c)) throw new UmbraError('INVALID_ARGUMENT', `the mapping names column '${c}' for input '${spec.name}' but the input has no such column; its columns are: ${preview(columns)}`);
     }
-    const rowElements = arrayColumn ? fixedElements : chosen.length;
+    const positions = chosen.map((c) => columns.indexOf(c));
+    // A free dimension filled from an array column (token ids of any length): a batch stacks rows
+    // into one tensor, so the job takes the length of the first record's array, and rows of
+    // another length are rejected saying so.
+    const variable = arrayColumn && !fixed;
+    let rowElements = arrayColumn ? fixedElements : chosen.length;
+    if (variable && sample) {
+      const values = sampleArray(sample, chosen[0]!, positions[0]!, delimiter);
+      const known = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+      if (values && values.length > 0 && values.length % known === 0) rowElements = values.length;
+    }
     const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen);
-    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, positions: chosen.map((c) => columns.indexOf(c)) };
+    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, variable, positions };
   });
   const used = new Set(inputs.flatMap((p) => p.columns));
   const unused = featureColumns.filter((c) => !used.has(c));
   const floatScalars = inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
-  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
+  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements}${p.variable ? ', the first row\'s length' : ''})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
   return {
     inputs,
     keyColumn,
@@ -181,6 +196,38 @@ function indexedColumns(columns: string[], name: string): string[] {
   return found.every(([i], k) => i === k) ? found.map(([, c]) => c) : [];
 }
 
+/**
+ * An array column's values in one record, flattened: a JSON array (JSON Lines), or a CSV field
+ * holding one. Undefined when the value is not an array; throws RowRejected for a field that
+ * starts like an array but is not JSON.
+ */
+function arrayOf(value: unknown, column: string): unknown[] | undefined {
+  if (typeof value === 'string' && value.trimStart().startsWith('[')) {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      throw new RowRejected(`expected a JSON array for column '${column}' but received ${describeValue(value)}`);
+    }
+  }
+  return Array.isArray(value) ? value.flat(Infinity) as unknown[] : undefined;
+}
+
+/** The plan's sample record (the input's first): its array in `column`, if it holds one. */
+function sampleArray(record: InputRecord, column: string, position: number, delimiter: string): unknown[] | undefined {
+  let value: unknown;
+  if (record.bytes !== undefined) value = decodeUtf8(record.bytes, record.start!, record.end!).split(delimiter)[position];
+  else if (record.fields) value = record.fields[position];
+  else {
+    const object = record.object ?? (record.json !== undefined ? jsonObject(record.json) : undefined);
+    value = typeof object === 'object' ? object[column] : undefined;
+  }
+  try {
+    return arrayOf(value, column);
+  } catch {
+    return undefined;
+  }
+}
+
 /** `first..last`: every column from first to last in file order. */
 function columnRange(columns: string[], range: string, input: string): string[] {
   const [first, last] = range.split('..') as [string, string];
@@ -246,17 +293,14 @@ export class BatchBuilder {
       const target = this.data[j]!;
       const base = this.rows * p.rowElements;
       if (p.arrayColumn) {
-        let value: unknown = record.fields ? record.fields[p.positions[0]!] : record.object?.[p.columns[0]!];
-        if (typeof value === 'string' && value.trimStart().startsWith('[')) {
-          try {
-            value = JSON.parse(value);
-          } catch {
-            throw new RowRejected(`expected a JSON array for column '${p.columns[0]}' but received ${describeValue(value)}`);
-          }
+        const value: unknown = record.fields ? record.fields[p.positions[0]!] : record.object?.[p.columns[0]!];
+        const flat = arrayOf(value, p.columns[0]!);
+        if (flat && p.variable && flat.length !== p.rowElements) {
+          throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received one of ${flat.length}: input '${p.name}' `
+            + `has a free dimension, and a batch job stacks rows into one tensor, so every row takes the length of the first row's array; pad the rows to one length, or run one job per length`);
         }
-        const flat = Array.isArray(value) ? value.flat(Infinity) as unknown[] : undefined;
         if (!flat || flat.length !== p.rowElements) {
-          throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(value)}`);
+          throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(flat ?? value)}`);
         }
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, flat[i], p.columns[0]!);
       } else if (record.fields) {

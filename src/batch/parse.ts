@@ -20,6 +20,8 @@ export interface ParseSetup {
   mapping?: ColumnMapping;
   delimiter: string;
   shard?: ShardSpec;
+  /** The input's first record: an array column for a free dimension takes its length (see planFeatures). */
+  sample?: InputRecord;
 }
 
 export interface ParsedSegment {
@@ -34,7 +36,7 @@ export interface ParsedSegment {
 }
 
 export function planFor(setup: ParseSetup): FeaturePlan {
-  return planFeatures(setup.signature, setup.columns, setup.keyColumn, setup.mapping, setup.delimiter);
+  return planFeatures(setup.signature, setup.columns, setup.keyColumn, setup.mapping, setup.delimiter, setup.sample);
 }
 
 /** What parseRecord found besides the status: the key (valid, or rejected after the key was read) and the reason. */

@@ -52,7 +52,9 @@ async function run(): Promise<void> {
   const { early, done, columns } = await readColumns(input, records);
   let plan: FeaturePlan | undefined;
   if (columns.length > 0) {
-    const parse = { signature: setup.signature, columns, keyColumn: setup.keyColumn, delimiter: input.delimiter };
+    // Every reader reads the whole input, so each sees the same first record and plans alike.
+    const sample = early.flat().find((r) => r.error === undefined);
+    const parse = { signature: setup.signature, columns, keyColumn: setup.keyColumn, delimiter: input.delimiter, ...(sample ? { sample } : {}) };
     plan = planFor(setup.mapping ? { ...parse, mapping: setup.mapping } : parse);
   }
   if (setup.thread === 0) {
