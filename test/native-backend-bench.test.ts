@@ -40,3 +40,19 @@ t.test('bench-model table output and bad flags', async (t) => {
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', DIGITS, '--batch', '0']), /--batch: expected a positive integer/);
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', '/nonexistent.onnx']), /does not exist/);
 });
+
+const PYTORCH = new URL('./fixtures/pytorch/', import.meta.url).pathname;
+
+t.test('bench-model on PyTorch exports whose inputs are not a row of floats', async (t) => {
+  // INT64 token ids [batch, length]: index inputs get values every index accepts (they were floats, which a BigInt array refuses).
+  const text = JSON.parse((await run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}text.onnx`, '--backend', 'auto', '--batch', '1,4', '--seconds', '0.1', '--repeats', '1', '--json'])).stdout);
+  t.equal(text.backend, 'onnxruntime', 'auto picks onnxruntime for an INT64 input');
+  t.same(text.points.map((p: { batch: number; runs: number }) => [p.batch, p.runs > 0]), [[1, true], [4, true]]);
+  // No batch dimension: rows/s at batch 8 would count 8 rows for each call of the one shape.
+  const fixed = await run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}fixed.onnx`, '--backend', 'onnxruntime', '--batch', '1,8', '--seconds', '0.1', '--repeats', '1', '--json']);
+  t.same(JSON.parse(fixed.stdout).points.map((p: { batch: number }) => p.batch), [1], 'only batch 1 is measured');
+  t.match(fixed.stderr, /fixed\.onnx has no batch dimension \(x \[3, 4\]\): each run is one call of that shape, so only batch 1 is measured/);
+  // The default backend is native: the refusal names the flag that fixes it.
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}text.onnx`, '--seconds', '0.1']), /--backend native: input "ids" is INT64; the native backend serves FP32 inputs only; use --backend onnxruntime, or --backend auto to pick/);
+  await t.rejects(run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}cnn.onnx`, '--seconds', '0.1']), /--backend native: node "[^"]+" \(Conv\) is not supported; .*use --backend onnxruntime, or --backend auto to pick/);
+});

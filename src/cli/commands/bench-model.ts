@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import type { BackendSession } from '../../workers/backends/backend.js';
 import type { WireTensor } from '../../workers/messages.js';
-import { typedArrayFor } from '../../protocol/index.js';
+import { float32ToHalf, typedArrayFor } from '../../protocol/index.js';
 import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
@@ -63,19 +63,38 @@ export async function openBenchSession(modelPath: string, backend: BenchBackend,
   return onnxruntimeBackend.open({ key: `bench:${modelPath}`, modelPath, backend: 'onnxruntime', executionProviders: ['cpu'], intraOpThreads: threads });
 }
 
-/** Seeded inputs in (-1, 1) for `batch` rows; dynamic dims other than the first become 1. */
+/**
+ * Seeded inputs for `batch` rows; dynamic dims other than the first become 1. Floats are in
+ * (-1, 1); integers and BOOL are 0 or 1, which any index input (token ids, categories) accepts;
+ * UINT8 covers 0..255 (pixels); BYTES are short strings.
+ */
 export function benchInputs(session: BackendSession, batch: number, seed = 1): WireTensor[] {
   let s = seed >>> 0;
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s;
+  };
   return session.inputs.map((info) => {
     const shape = info.shape.map((d, i) => (i === 0 && d < 0 ? batch : d < 0 ? 1 : d));
     const n = shape.reduce((a, b) => a * b, 1);
-    const data = typedArrayFor(info.datatype, n) as Float32Array;
+    const data = typedArrayFor(info.datatype, n);
+    const dt = info.datatype;
     for (let i = 0; i < n; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      data[i] = s / 2 ** 31 - 1;
+      const r = next();
+      if (dt === 'FP32' || dt === 'FP64') (data as Float32Array)[i] = r / 2 ** 31 - 1;
+      else if (dt === 'FP16') (data as Uint16Array)[i] = float32ToHalf(r / 2 ** 31 - 1);
+      else if (dt === 'UINT8') (data as Uint8Array)[i] = r >>> 24;
+      else if (dt === 'INT64' || dt === 'UINT64') (data as BigInt64Array)[i] = BigInt(r >>> 31);
+      else if (dt === 'BYTES') (data as string[])[i] = `s${r >>> 28}`;
+      else (data as Int32Array)[i] = r >>> 31;
     }
-    return { name: info.name, datatype: info.datatype, shape, data };
+    return { name: info.name, datatype: dt, shape, data };
   });
+}
+
+/** Whether some input has a free leading dimension: without one, a run is one fixed-shape call and there are no batch sizes to try. */
+export function hasBatchDimension(session: BackendSession): boolean {
+  return session.inputs.some((info) => (info.shape[0] ?? 0) < 0);
 }
 
 /** Runs repeatedly for `seconds` (at least once); returns rows/s and runs. Inputs are reused. */
@@ -199,7 +218,17 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   const seconds = positive(flags.seconds, '--seconds', false);
   const repeats = positive(flags.repeats, '--repeats', true);
   const threads = positive(flags.threads, '--threads', true);
+  if (backend === 'native' && flags.backend === 'native') {
+    const { nativeRefusal } = await import('../../graph/index.js');
+    const refusal = nativeRefusal(model);
+    if (refusal !== null) throw new UsageError(`--backend native: ${refusal.replace(/; use backend: .*$/, '')}; use --backend onnxruntime, or --backend auto to pick`);
+  }
   const session = await openBenchSession(model, backend, threads, undefined, device, batches, precision);
+  if (!hasBatchDimension(session) && batches.some((b) => b !== 1)) {
+    // rows/s at "batch 64" would count 64 rows for each run of one fixed-shape call.
+    process.stderr.write(`umbra: ${model} has no batch dimension (${session.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}): each run is one call of that shape, so only batch 1 is measured\n`);
+    batches.splice(0, batches.length, 1);
+  }
   const points: BenchPoint[] = [];
   try {
     for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
