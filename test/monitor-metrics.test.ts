@@ -61,8 +61,10 @@ t.test('counters and histograms after known traffic', async (t) => {
   // ran on the I/O threads' replicas, each counted from its request's event.
   if (s.server.ioThreads === 1) {
     const stats = s.server.umbra.manager.get('affine').stats();
-    t.ok(Math.abs(executions - stats.executions) < 1e-9, `executions ${executions} = batcher's ${stats.executions}`);
+    t.equal(executions, stats.executions, 'executions = the batcher\'s');
   }
+  // Every batch's requests are answered, so their shares make whole batches, exported as such.
+  t.ok(Number.isInteger(executions), `a whole number of executions (${executions})`);
   t.ok(executions >= 1, 'executions counted');
   t.ok(executions <= 25, 'batching merged some requests or at most one execution each');
   t.equal(total(m, 'umbra_request_duration_seconds_count', labels), 26);
@@ -113,4 +115,19 @@ t.test('shadow API, buckets parsing and monitoring off', async (t) => {
   t.equal((await s.get('/metrics')).status, 404);
   const r = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
   t.equal(r.json.id, undefined, 'no id is assigned when monitoring is off');
+});
+
+t.test('umbra_executions_total sums requests\' shares into whole batches, without float residue', async (t) => {
+  const metrics = new UmbraMetrics({ processMetrics: false });
+  const labels = { model: 'm', version: '1', role: 'primary' as const };
+  const event = (rows: number, batchRows: number) => ({ ...labels, outcome: 'success' as const, context: {} as never, durationMs: 1, timing: { queueMs: 0, computeMs: 1, rows, batchRows } });
+  // 2,554 batches of three one-row requests: the float sum of the thirds is 2553.999999999991.
+  for (let b = 0; b < 2554; b++) for (let r = 0; r < 3; r++) metrics.observe(event(1, 3));
+  // One batch of 7 rows split 2 + 5, and one request of a batch whose others are not counted yet.
+  metrics.observe(event(2, 7));
+  metrics.observe(event(5, 7));
+  metrics.observe(event(1, 3));
+  const m = parseExposition((await metrics.exposition()).body);
+  t.equal(total(m, 'umbra_executions_total', labels), 2555.333333);
+  t.equal(total(m, 'umbra_inferences_total', labels), 2554 * 3 + 8);
 });
