@@ -40,6 +40,13 @@ function stackless(code: ErrorCode, message: string): string {
   return message;
 }
 
+/**
+ * The backend failed while running a batch (onnxruntime's kernel refused an index out of the
+ * embedding table, say): the model's own answer to these inputs, as opposed to a worker that
+ * died or a pool that closed. The executor finds which request of the batch caused it.
+ */
+export class ModelRunError extends Error {}
+
 export class UmbraError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

@@ -5,7 +5,7 @@ import { DynamicBatcher } from '../scheduler/batcher.js';
 import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
-import { UmbraError, invalid } from '../errors.js';
+import { ModelRunError, UmbraError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import type { BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
@@ -25,6 +25,8 @@ interface Pending {
 interface Done {
   outputs: WireTensor[];
   timing: InferTiming;
+  /** This request's own failure, where its batch failed and it was run alone to find out. */
+  error?: UmbraError;
 }
 
 let loadCounter = 0;
@@ -233,6 +235,7 @@ export class Executor implements VersionExecution {
     if (options.signal) submit.signal = options.signal;
     if (options.receivedAt !== undefined) submit.waitedUs = (performance.timeOrigin + performance.now() - options.receivedAt) * 1000;
     const done = await this.batcher.submit(pending, submit);
+    if (done.error) throw done.error;
     return { response: this.respond(request, done.outputs), timing: done.timing };
   }
 
@@ -255,18 +258,27 @@ export class Executor implements VersionExecution {
     const counts = items.map((i) => i.rows);
     const batchRows = counts.reduce((a, b) => a + b, 0);
     let r: RunResult;
-    if (inline) {
-      r = await runInline(inline, items.length === 1 ? items[0]!.inputs : merge(items), fault);
-    } else {
-      try {
-        r = await this.runInWorkers(items, batchRows, fault, staged);
-      } catch (err) {
-        // A staged batch whose worker died before reaching it never ran: it goes again, whole,
-        // to the next free worker (its merged inputs left with the dead worker; the requests'
-        // own are intact).
-        if (!(err instanceof TaskNotStartedError)) throw err;
-        r = await this.runInWorkers(items, batchRows, fault, false);
+    try {
+      if (inline) {
+        r = await runInline(inline, items.length === 1 ? items[0]!.inputs : merge(items), fault);
+      } else {
+        try {
+          r = await this.runInWorkers(items, batchRows, fault, staged);
+        } catch (err) {
+          // A staged batch whose worker died before reaching it never ran: it goes again, whole,
+          // to the next free worker (its merged inputs left with the dead worker; the requests'
+          // own are intact).
+          if (!(err instanceof TaskNotStartedError)) throw err;
+          r = await this.runInWorkers(items, batchRows, fault, false);
+        }
       }
+    } catch (err) {
+      if (!(err instanceof ModelRunError)) throw err;
+      // The model refused something in this batch. Its requests run again one by one, so a
+      // client's bad input (an id past the embedding table) fails that request alone, and its
+      // batch-mates are answered as if it had not been there.
+      if (items.length === 1) throw this.refusal(err);
+      return this.eachAlone(items, started);
     }
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
     return items.map((item, k) => ({
@@ -274,6 +286,29 @@ export class Executor implements VersionExecution {
       outputs: perOutput.map((pieces) => pieces[k]!),
       timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
     }));
+  }
+
+  /** Each request of a failed batch on its own: answered, or failed with its own refusal. */
+  private eachAlone(items: Pending[], started: number): Promise<Done[]> {
+    const inline = this.inline;
+    return Promise.all(items.map(async (item): Promise<Done> => {
+      const timing = { queueMs: started - item.enqueuedAt, computeMs: 0, rows: item.rows, batchRows: item.rows };
+      try {
+        const r = inline ? await runInline(inline, item.inputs, undefined) : await this.runInWorkers([item], item.rows, undefined, false);
+        return { outputs: r.outputs, timing: { ...timing, computeMs: r.computeMs } };
+      } catch (err) {
+        if (!(err instanceof ModelRunError)) throw err;
+        return { outputs: [], timing, error: this.refusal(err) };
+      }
+    }));
+  }
+
+  /**
+   * A request the model would not run: a client error. The version ran its warm-up at load (and,
+   * in a batch, its batch-mates alone), so what it refused is in this request's inputs.
+   */
+  private refusal(err: ModelRunError): UmbraError {
+    return new UmbraError('INVALID_INPUT', `model '${this.name}' version ${this.version} could not run on this request's inputs: ${err.message}`);
   }
 
   /**
@@ -365,7 +400,12 @@ async function openInline(session: SessionSpec): Promise<BackendSession> {
 async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
   if (fault && process.env.UMBRA_FAULT_INJECTION === '1') throw new Error('injected fault');
   const t0 = performance.now();
-  const outputs = session.runSync ? session.runSync(inputs, []) : await session.run(inputs, []);
+  let outputs: WireTensor[];
+  try {
+    outputs = session.runSync ? session.runSync(inputs, []) : await session.run(inputs, []);
+  } catch (err) {
+    throw new ModelRunError(err instanceof Error ? err.message : String(err));
+  }
   return { outputs, computeMs: performance.now() - t0 };
 }
 

@@ -90,6 +90,8 @@ export interface RunResult {
    * them for later inputs: see transfer-buffers.ts); never one an output lives in.
    */
   spent?: ArrayBuffer[];
+  /** The backend's run threw (no outputs): its message. The pool rejects with a ModelRunError. */
+  runError?: string;
 }
 
 export interface WarmResult {

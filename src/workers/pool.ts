@@ -10,6 +10,7 @@ import {
   type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 import { TransferBuffers } from './transfer-buffers.js';
+import { ModelRunError } from '../errors.js';
 
 export interface PoolOptions {
   /** Worker threads; default one per core. */
@@ -171,6 +172,7 @@ export class WorkerPool {
     try {
       const run = { transferList: tensorBuffers(owned), name: options.staged ? STAGED : 'default' };
       const result = (await this.piscina.run(task, run)) as RunResult;
+      if (result.runError !== undefined) throw new ModelRunError(result.runError);
       if (result.spent) {
         this.buffers.recycle(result.spent);
         delete result.spent;

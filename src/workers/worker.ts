@@ -94,7 +94,13 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
     throw new Error('injected fault');
   }
   const started = performance.now();
-  const ran = session.runSync ? session.runSync(task.inputs, task.outputs) : await session.run(task.inputs, task.outputs);
+  let ran: WireTensor[];
+  try {
+    ran = session.runSync ? session.runSync(task.inputs, task.outputs) : await session.run(task.inputs, task.outputs);
+  } catch (err) {
+    // Answered, not thrown: the pool tells the backend's refusal of these inputs from a worker lost.
+    return { outputs: [], computeMs: performance.now() - started, threadId, runError: err instanceof Error ? err.message : String(err) };
+  }
   const computeMs = performance.now() - started;
   // Backends may answer with views (the native one carves results from shared slabs): a transfer
   // moves whole ArrayBuffers, so each output gets one of its own first.

@@ -130,6 +130,10 @@ export async function openOnnxruntime(spec: SessionSpec, direct = true): Promise
     intraOpNumThreads: spec.intraOpThreads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
+    // Fatal only: a run that refuses a request's inputs (an index past an embedding table) is
+    // answered to that client with onnxruntime's message; logged too, each bad request would
+    // print a line to the server's stderr.
+    logSeverityLevel: 4,
   };
   // The direct path serves CPU sessions; other execution providers keep the public API, which
   // also validates and falls back between them.

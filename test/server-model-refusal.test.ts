@@ -1,0 +1,59 @@
+// A request the model itself refuses (a PyTorch text model's token id past its embedding table:
+// onnxruntime's Gather fails the run) is the client's error: 400 with onnxruntime's reason, and
+// the requests batched with it are answered as if it had not been there. Before, the whole batch
+// failed with 500 "internal error".
+import t from 'tap';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { tempRepo } from './helpers/repo.js';
+
+const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
+const fixture = JSON.parse(readFileSync(join(FIXTURES, 'text.json'), 'utf8')) as {
+  inputs: { ids: { shape: [number, number]; data: number[] } };
+  outputs: { logits: { data: number[] } };
+};
+const [, length] = fixture.inputs.ids.shape;
+const idsOf = (r: number) => fixture.inputs.ids.data.slice(r * length, (r + 1) * length);
+const logitsOf = (r: number) => fixture.outputs.logits.data.slice(r * 3, (r + 1) * 3);
+const refused = (model: string) => new RegExp(`^model '${model}' version 1 could not run on this request's inputs: .*Gather.*indices element out of data bounds, idx=100 must be within the inclusive range \\[-100,99\\]`);
+
+const infer = (s: TestServer, ids: number[], model = 'text') => s.post(`/v2/models/${model}/infer`, { inputs: [{ name: 'ids', datatype: 'INT64', shape: [1, ids.length], data: ids }] });
+
+// A batch of 4 rows fills (and goes) only once all four requests are queued: they run together.
+for (const execution of ['worker', 'inline'] as const) {
+  t.test(`${execution} execution: the refused request fails alone with 400, its batch-mates are answered`, async (t) => {
+    const repo = tempRepo();
+    t.teardown(() => repo.remove());
+    // 'text' waits for full batches; 'eager' runs what it has at once.
+    for (const [name, delay] of [['text', 600_000_000], ['eager', 0]] as const) {
+      mkdirSync(join(repo.dir, name, '1'), { recursive: true });
+      copyFileSync(join(FIXTURES, 'text.onnx'), join(repo.dir, name, '1', 'model.onnx'));
+      repo.writeConfig(name, { max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: delay }, parameters: { execution } });
+    }
+    // Inline batches form on the thread that read the request: one thread, so all four meet.
+    const s = await startTestServer(t, { repository: repo.dir, ...(execution === 'inline' ? { ioThreads: 1 } : {}) });
+
+    const answers = await Promise.all([infer(s, idsOf(0)), infer(s, [...idsOf(1).slice(1), 100]), infer(s, idsOf(2)), infer(s, idsOf(3))]);
+    t.same(answers.map((a) => a.status), [200, 400, 200, 200]);
+    t.match(answers[1]!.json.error, refused('text'));
+    let worst = 0;
+    for (const [i, r] of [[0, 0], [2, 2], [3, 3]] as const) {
+      const got = answers[i]!.json.outputs[0].data as number[];
+      logitsOf(r).forEach((w, k) => { worst = Math.max(worst, Math.abs(got[k]! - w)); });
+    }
+    t.ok(worst < 1e-5, `the batch-mates got PyTorch's answers for their own ids (max |diff| ${worst})`);
+    const stats = (await s.get('/v2/models/text/stats')).json.model_stats[0];
+    // (They met in one batch: with a 600 s delay nothing runs before the batch is full.) After the
+    // batch failed, each ran alone: three executions answered, one request failed.
+    t.same([stats.inference_stats.success.count, stats.inference_stats.fail.count, stats.execution_count], [3, 1, 3]);
+    const fine = await Promise.all([infer(s, idsOf(0)), infer(s, idsOf(1)), infer(s, idsOf(2)), infer(s, idsOf(3))]);
+    t.same(fine.map((a) => a.status), [200, 200, 200, 200], 'the next full batch is answered whole');
+
+    // Alone, the refusal is the same 400; an id in range still answers.
+    const alone = await infer(s, [5, 100], 'eager');
+    t.equal(alone.status, 400);
+    t.match(alone.json.error, refused('eager'));
+    t.equal((await infer(s, [5, 99], 'eager')).status, 200);
+  });
+}
