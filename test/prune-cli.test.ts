@@ -201,3 +201,21 @@ t.test('--precision scores before and after on the GPU at each precision', { ski
   const fp32 = report.eval.precisions[0];
   t.ok(Math.abs(fp32.before - report.eval.before) <= 1 / 360 && Math.abs(fp32.after - report.eval.after) <= 1 / 360, 'fp32 on the GPU agrees with onnxruntime');
 });
+
+t.test('--eval feeds a CNN its image: the 64 pixel columns fill [1, 8, 8] (a PyTorch export)', async (t) => {
+  const cnn = 'test/fixtures/pytorch/cnn.onnx';
+  const exported = JSON.parse(readFileSync('test/fixtures/pytorch/cnn.json', 'utf8')) as { test_accuracy: number };
+  const data = readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
+  const plan = evalPlan(readModel(cnn), data);
+  t.same(plan.rowDims, [1, 8, 8]);
+  const before = await evaluateModel(cnn, plan, data, 1);
+  // PyTorch scored the same 360 test rows at export.
+  t.ok(Math.abs(before.value - exported.test_accuracy) <= 1 / 360, `accuracy ${before.value} vs PyTorch's ${exported.test_accuracy}`);
+  const out = join(dir, 'cnn-pruned.onnx');
+  const r = await umbra([cnn, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--eval-filter', 'split=test', '--json', '--threads', '1']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(JSON.parse(r.stdout).eval.before, before.value);
+  // Columns that cannot fill the input say what would.
+  const three = { columns: ['f0', 'f1', 'f2'], features: new Float32Array(3), labels: new Float64Array(1), rows: 1 };
+  t.throws(() => evalPlan(readModel(cnn), three), /expected input "image" to take the 3 feature columns per row \(\[batch, 3\], or dims past the batch one whose product is 3\) but it is \[-1, 1, 8, 8\]/);
+});

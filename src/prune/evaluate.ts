@@ -66,14 +66,19 @@ export interface EvalResult {
 }
 
 /** The single input's name and type, and the output to score (`output`, else an integer one, else the first). */
-export function evalPlan(model: ModelProto, data: EvalData, output?: string): { input: string; fp64: boolean; output: string } {
+export function evalPlan(model: ModelProto, data: EvalData, output?: string): { input: string; fp64: boolean; output: string; rowDims: number[] } {
   const sig = modelSignature(model);
   if (sig.inputs.length !== 1) throw new UmbraError('INVALID_ARGUMENT', `expected a model with one input for --eval but it has ${sig.inputs.length} (${sig.inputs.map((i) => i.name).join(', ')})`);
   const input = sig.inputs[0]!;
   if (input.datatype !== 'FP32' && input.datatype !== 'FP64') throw new UmbraError('INVALID_ARGUMENT', `expected an FP32 or FP64 input for --eval but "${input.name}" is ${input.datatype}`);
-  const width = input.dims.at(-1);
-  if (input.dims.length !== 2 || (width !== -1 && width !== data.columns.length)) {
-    throw new UmbraError('INVALID_ARGUMENT', `expected input "${input.name}" shaped [batch, ${data.columns.length}] to match the ${data.columns.length} feature columns but it is [${input.dims.join(', ')}]`);
+  // Each row's columns fill the input's dims past the batch one in order: 64 pixel columns are a
+  // [64] input or a CNN's [1, 8, 8]; one free dimension takes what the others leave.
+  const rowDims = input.dims.slice(1);
+  const fixed = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+  const free = rowDims.filter((d) => d < 0).length;
+  const fits = free === 0 ? fixed === data.columns.length : free === 1 && fixed > 0 && data.columns.length % fixed === 0;
+  if (input.dims.length < 2 || !fits) {
+    throw new UmbraError('INVALID_ARGUMENT', `expected input "${input.name}" to take the ${data.columns.length} feature columns per row ([batch, ${data.columns.length}], or dims past the batch one whose product is ${data.columns.length}) but it is [${input.dims.join(', ')}]`);
   }
   let chosen = output;
   if (chosen !== undefined && !sig.outputs.some((o) => o.name === chosen)) {
@@ -81,7 +86,7 @@ export function evalPlan(model: ModelProto, data: EvalData, output?: string): { 
   }
   chosen ??= (sig.outputs.find((o) => o.datatype === 'INT64' || o.datatype === 'INT32') ?? sig.outputs[0])?.name;
   if (chosen === undefined) throw new UmbraError('INVALID_ARGUMENT', 'expected a model with an output for --eval');
-  return { input: input.name, fp64: input.datatype === 'FP64', output: chosen };
+  return { input: input.name, fp64: input.datatype === 'FP64', output: chosen, rowDims: rowDims.map((d) => (d < 0 ? data.columns.length / fixed : d)) };
 }
 
 const BATCH_ROWS = 4096;
@@ -126,7 +131,7 @@ export async function evaluateModel(path: string, plan: ReturnType<typeof evalPl
   const width = data.columns.length;
   try {
     return await score(async (rows, slice) => {
-      const feed = plan.fp64 ? new ort.Tensor('float64', Float64Array.from(slice), [rows, width]) : new ort.Tensor('float32', slice, [rows, width]);
+      const feed = plan.fp64 ? new ort.Tensor('float64', Float64Array.from(slice), [rows, ...plan.rowDims]) : new ort.Tensor('float32', slice, [rows, ...plan.rowDims]);
       const out = (await session.run({ [plan.input]: feed }, [plan.output]))[plan.output]!;
       return { values: out.data as ArrayLike<number | bigint>, dims: out.dims, integer: out.type === 'int64' || out.type === 'int32' };
     }, plan, data);
@@ -152,7 +157,7 @@ export async function evaluateNative(path: string, plan: ReturnType<typeof evalP
   const width = data.columns.length;
   try {
     return await score(async (rows, slice) => {
-      const [out] = await session.run([{ name: plan.input, datatype: 'FP32', shape: [rows, width], data: slice.slice() }], [plan.output]);
+      const [out] = await session.run([{ name: plan.input, datatype: 'FP32', shape: [rows, ...plan.rowDims], data: slice.slice() }], [plan.output]);
       return { values: out!.data as ArrayLike<number | bigint>, dims: out!.shape, integer: out!.datatype === 'INT64' || out!.datatype === 'INT32' };
     }, plan, data);
   } finally {
