@@ -49,6 +49,10 @@ for (const execution of ['worker', 'inline'] as const) {
     t.same([stats.inference_stats.success.count, stats.inference_stats.fail.count, stats.execution_count], [3, 1, 3]);
     const fine = await Promise.all([infer(s, idsOf(0)), infer(s, idsOf(1)), infer(s, idsOf(2)), infer(s, idsOf(3))]);
     t.same(fine.map((a) => a.status), [200, 200, 200, 200], 'the next full batch is answered whole');
+    // A batch none of whose requests runs, even alone, points at the model, not at one client.
+    const none = await Promise.all([1, 2, 3, 4].map((k) => infer(s, [k, 100 + k])));
+    t.same(none.map((a) => a.status), [500, 500, 500, 500]);
+    t.match(none[0]!.json.error, /^model 'text' version 1 failed on each of the 4 requests of a batch, run alone too: .*Gather/);
 
     // Alone, the refusal is the same 400; an id in range still answers.
     const alone = await infer(s, [5, 100], 'eager');

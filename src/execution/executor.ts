@@ -288,19 +288,28 @@ export class Executor implements VersionExecution {
     }));
   }
 
-  /** Each request of a failed batch on its own: answered, or failed with its own refusal. */
-  private eachAlone(items: Pending[], started: number): Promise<Done[]> {
+  /**
+   * Each request of a failed batch on its own: answered, or failed with its own refusal. When
+   * every one fails alone too, the fault is not in one request's inputs: the batch fails as an
+   * internal error.
+   */
+  private async eachAlone(items: Pending[], started: number): Promise<Done[]> {
     const inline = this.inline;
-    return Promise.all(items.map(async (item): Promise<Done> => {
+    const done = await Promise.all(items.map(async (item): Promise<Done | ModelRunError> => {
       const timing = { queueMs: started - item.enqueuedAt, computeMs: 0, rows: item.rows, batchRows: item.rows };
       try {
         const r = inline ? await runInline(inline, item.inputs, undefined) : await this.runInWorkers([item], item.rows, undefined, false);
         return { outputs: r.outputs, timing: { ...timing, computeMs: r.computeMs } };
       } catch (err) {
         if (!(err instanceof ModelRunError)) throw err;
-        return { outputs: [], timing, error: this.refusal(err) };
+        return err;
       }
     }));
+    const failed = done.filter((d): d is ModelRunError => d instanceof ModelRunError);
+    if (failed.length === done.length) {
+      throw new UmbraError('INTERNAL', `model '${this.name}' version ${this.version} failed on each of the ${done.length} requests of a batch, run alone too: ${failed[0]!.message}`);
+    }
+    return done.map((d, i) => (d instanceof ModelRunError ? { outputs: [], timing: { queueMs: started - items[i]!.enqueuedAt, computeMs: 0, rows: items[i]!.rows, batchRows: items[i]!.rows }, error: this.refusal(d) } : d));
   }
 
   /**
