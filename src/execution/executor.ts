@@ -7,7 +7,7 @@ import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { ModelRunError, UmbraError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
-import type { BackendSession } from '../workers/backends/backend.js';
+import { placeholderInputs, type BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
@@ -277,7 +277,7 @@ export class Executor implements VersionExecution {
       // The model refused something in this batch. Its requests run again one by one, so a
       // client's bad input (an id past the embedding table) fails that request alone, and its
       // batch-mates are answered as if it had not been there.
-      if (items.length === 1) throw this.refusal(err);
+      if (items.length === 1) throw await this.refusals(err);
       return this.eachAlone(items, started);
     }
     const perOutput = r.outputs.map((o) => splitTensor(o, counts));
@@ -289,32 +289,61 @@ export class Executor implements VersionExecution {
   }
 
   /**
-   * Each request of a failed batch on its own: answered, or failed with its own refusal. When
-   * every one fails alone too, the fault is not in one request's inputs: the batch fails as an
-   * internal error.
+   * Each request of a failed batch on its own: answered, or failed with its own refusal (see
+   * `refusals`).
    */
   private async eachAlone(items: Pending[], started: number): Promise<Done[]> {
     const inline = this.inline;
     const done = await Promise.all(items.map(async (item): Promise<Done | ModelRunError> => {
-      const timing = { queueMs: started - item.enqueuedAt, computeMs: 0, rows: item.rows, batchRows: item.rows };
       try {
         const r = inline ? await runInline(inline, item.inputs, undefined) : await this.runInWorkers([item], item.rows, undefined, false);
-        return { outputs: r.outputs, timing: { ...timing, computeMs: r.computeMs } };
+        return { outputs: r.outputs, timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows: item.rows } };
       } catch (err) {
         if (!(err instanceof ModelRunError)) throw err;
         return err;
       }
     }));
-    const failed = done.filter((d): d is ModelRunError => d instanceof ModelRunError);
-    if (failed.length === done.length) {
-      throw new UmbraError('INTERNAL', `model '${this.name}' version ${this.version} failed on each of the ${done.length} requests of a batch, run alone too: ${failed[0]!.message}`);
+    // Where a batch-mate ran, the model works: the others' inputs are at fault.
+    if (done.some((d) => !(d instanceof ModelRunError))) {
+      return done.map((d, i) => (d instanceof ModelRunError ? this.refused(items[i]!, started, this.refusal(d)) : d));
     }
-    return done.map((d, i) => (d instanceof ModelRunError ? { outputs: [], timing: { queueMs: started - items[i]!.enqueuedAt, computeMs: 0, rows: items[i]!.rows, batchRows: items[i]!.rows }, error: this.refusal(d) } : d));
+    const broken = await this.brokenSince(done[0] as ModelRunError);
+    return items.map((item, i) => this.refused(item, started, broken ?? this.refusal(done[i] as ModelRunError)));
+  }
+
+  private refused(item: Pending, started: number, error: UmbraError): Done {
+    return { outputs: [], timing: { queueMs: started - item.enqueuedAt, computeMs: 0, rows: item.rows, batchRows: item.rows }, error };
   }
 
   /**
-   * A request the model would not run: a client error. The version ran its warm-up at load (and,
-   * in a batch, its batch-mates alone), so what it refused is in this request's inputs.
+   * What to answer when no request of a batch ran, not even alone: a 400 when the model still
+   * runs the placeholder batch it warmed up on at load (so these requests' inputs, their values
+   * or their shapes, are what it refuses: a token id past the embedding table, a sequence longer
+   * than its positions), else a 500 (the model or the host has failed, and no client's input is to blame).
+   */
+  private async refusals(err: ModelRunError): Promise<UmbraError> {
+    return (await this.brokenSince(err)) ?? this.refusal(err);
+  }
+
+  /** The 500 to answer when the version no longer runs its warm-up batch; undefined while it does. */
+  private async brokenSince(err: ModelRunError): Promise<UmbraError | undefined> {
+    const spec = this.signature.inputs;
+    const batched = this.plan.maxBatchSize > 0;
+    const placeholder = placeholderInputs(spec.map((t) => ({ name: t.name, datatype: t.datatype, shape: batched ? [1, ...t.dims] : t.dims })));
+    try {
+      const inline = this.inline;
+      if (inline) await runInline(inline, placeholder, undefined);
+      else await this.workerPool().run(this.session, placeholder, []);
+    } catch (probe) {
+      if (!(probe instanceof ModelRunError)) throw probe;
+      return new UmbraError('INTERNAL', `model '${this.name}' version ${this.version} no longer runs even the placeholder batch it warmed up on: ${probe.message} (the request's own run: ${err.message})`);
+    }
+    return undefined;
+  }
+
+  /**
+   * A request the model would not run: a client error. A batch-mate ran, or the version still
+   * runs its warm-up batch, so what it refused is in this request's inputs.
    */
   private refusal(err: ModelRunError): UmbraError {
     return new UmbraError('INVALID_INPUT', `model '${this.name}' version ${this.version} could not run on this request's inputs: ${err.message}`);
