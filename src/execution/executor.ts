@@ -255,8 +255,7 @@ export class Executor implements VersionExecution {
     const started = performance.now();
     const fault = items.find((i) => i.fault)?.fault;
     const inline = this.inline;
-    const counts = items.map((i) => i.rows);
-    const batchRows = counts.reduce((a, b) => a + b, 0);
+    const batchRows = items.reduce((a, i) => a + i.rows, 0);
     let r: RunResult;
     try {
       if (inline) {
@@ -274,41 +273,45 @@ export class Executor implements VersionExecution {
       }
     } catch (err) {
       if (!(err instanceof ModelRunError)) throw err;
-      // The model refused something in this batch. Its requests run again one by one, so a
-      // client's bad input (an id past the embedding table) fails that request alone, and its
-      // batch-mates are answered as if it had not been there.
+      // The model refused something in this batch: halves of it run again, down to single
+      // requests where they fail, so a client's bad input (an id past the embedding table) fails
+      // that request alone, and its batch-mates are answered as if it had not been there.
       if (items.length === 1) throw await this.refusals(err);
-      return this.eachAlone(items, started);
+      return this.isolate(items, started);
     }
-    const perOutput = r.outputs.map((o) => splitTensor(o, counts));
-    return items.map((item, k) => ({
-      // splitTensor's pieces already carry the output's name.
-      outputs: perOutput.map((pieces) => pieces[k]!),
-      timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
-    }));
+    return answers(items, r, started);
   }
 
   /**
-   * Each request of a failed batch on its own: answered, or failed with its own refusal (see
-   * `refusals`).
+   * A failed batch's requests, each answered or failed with its own refusal (see `refusals`).
+   * Halving finds k refused requests among n in about 2k·log2(n) runs, not n: a client who
+   * slips one bad request into every batch makes the server run 12 small batches per 64-row
+   * batch, not 64 single rows.
    */
-  private async eachAlone(items: Pending[], started: number): Promise<Done[]> {
-    const inline = this.inline;
-    const done = await Promise.all(items.map(async (item): Promise<Done | ModelRunError> => {
-      try {
-        const r = inline ? await runInline(inline, item.inputs, undefined) : await this.runInWorkers([item], item.rows, undefined, false);
-        return { outputs: r.outputs, timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows: item.rows } };
-      } catch (err) {
-        if (!(err instanceof ModelRunError)) throw err;
-        return err;
-      }
-    }));
+  private async isolate(items: Pending[], started: number): Promise<Done[]> {
+    const done = await this.halves(items, started);
     // Where a batch-mate ran, the model works: the others' inputs are at fault.
     if (done.some((d) => !(d instanceof ModelRunError))) {
       return done.map((d, i) => (d instanceof ModelRunError ? this.refused(items[i]!, started, this.refusal(d)) : d));
     }
     const broken = await this.brokenSince(done[0] as ModelRunError);
     return items.map((item, i) => this.refused(item, started, broken ?? this.refusal(done[i] as ModelRunError)));
+  }
+
+  /** Runs each half of a failed batch; a half that fails too is halved again, down to single requests. */
+  private async halves(items: Pending[], started: number): Promise<(Done | ModelRunError)[]> {
+    const mid = items.length >> 1;
+    const parts = await Promise.all([items.slice(0, mid), items.slice(mid)].map(async (part): Promise<(Done | ModelRunError)[]> => {
+      try {
+        const rows = part.reduce((a, i) => a + i.rows, 0);
+        const r = this.inline ? await runInline(this.inline, part.length === 1 ? part[0]!.inputs : merge(part), undefined) : await this.runInWorkers(part, rows, undefined, false);
+        return answers(part, r, started);
+      } catch (err) {
+        if (!(err instanceof ModelRunError)) throw err;
+        return part.length === 1 ? [err] : this.halves(part, started);
+      }
+    }));
+    return parts.flat();
   }
 
   private refused(item: Pending, started: number, error: UmbraError): Done {
@@ -433,6 +436,18 @@ function merge(items: Pending[]): WireTensor[] {
 async function openInline(session: SessionSpec): Promise<BackendSession> {
   const backend = session.backend === 'native' ? (await import('../workers/backends/native.js')).nativeBackend : onnxruntimeBackend;
   return backend.open(session);
+}
+
+/** Each request's share of a batch's outputs, cut by its rows. */
+function answers(items: Pending[], r: { outputs: WireTensor[]; computeMs: number }, started: number): Done[] {
+  const counts = items.map((i) => i.rows);
+  const batchRows = counts.reduce((a, b) => a + b, 0);
+  const perOutput = r.outputs.map((o) => splitTensor(o, counts));
+  return items.map((item, k) => ({
+    // splitTensor's pieces already carry the output's name.
+    outputs: perOutput.map((pieces) => pieces[k]!),
+    timing: { queueMs: started - item.enqueuedAt, computeMs: r.computeMs, rows: item.rows, batchRows },
+  }));
 }
 
 async function runInline(session: BackendSession, inputs: WireTensor[], fault: RunTask['fault']): Promise<{ outputs: WireTensor[]; computeMs: number }> {
