@@ -73,3 +73,25 @@ t.test('CSV with the ids as a quoted JSON array in one column', async (t) => {
   t.same(rejects, []);
   await checkStored(t, store);
 });
+
+t.test('a row the model refuses (an id past the embedding table) is a reject; its batch is stored without it', async (t) => {
+  // Six rows in batches of 4: the bad row (line 3) shares its batch with three good ones.
+  const lines = [0, 1, 'bad', 2, 3, 0].map((r, i) => JSON.stringify({ id: r === 'bad' ? 'bad' : `k${r}x${i}`, ids: r === 'bad' ? [...idsOf(0).slice(0, length - 1), 100] : idsOf(r as number) }));
+  const input = path('refused.jsonl');
+  writeFileSync(input, lines.join('\n') + '\n');
+  const rejectsPath = path('rejects.jsonl');
+  const store = await openStore(`sqlite:${path('p.db')}`);
+  t.teardown(() => store.close());
+  const summary = await runBatchJob({ umbra, model: 'text', input, keyColumn: 'id', store, rejectsPath, batchSize: 4 });
+  t.same([summary.rowsStored, summary.rejected], [5, 1]);
+  const rejects = readFileSync(rejectsPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; key: string; reason: string });
+  t.same(rejects.map((r) => [r.line, r.key]), [[3, 'bad']]);
+  t.match(rejects[0]!.reason, /^the model could not run on this row: .*Gather.*idx=100 must be within the inclusive range \[-100,99\]/);
+  let worst = 0;
+  for (const [key, r] of [['k0x0', 0], ['k1x1', 1], ['k2x3', 2], ['k3x4', 3], ['k0x5', 0]] as const) {
+    const data = (await store.get('text', '1', key))?.outputs[0]?.data as number[] | undefined;
+    logitsOf(r).forEach((w, i) => { worst = Math.max(worst, Math.abs(Number(data?.[i] ?? NaN) - w)); });
+  }
+  t.ok(worst < 1e-5, `every stored row is PyTorch's answer for its own ids, in order around the refused one (max |diff| ${worst})`);
+  t.equal(await store.get('text', '1', 'bad'), undefined);
+});

@@ -8,6 +8,8 @@ import type { Reject } from './rejects.js';
 
 export class BatchAssembly {
   readonly keys: string[] = [];
+  /** Each key's line in the file. */
+  readonly lines: number[] = [];
   readonly rejects: Reject[] = [];
   /** Records consumed once this batch is stored. */
   recordsDone: number;

@@ -8,13 +8,15 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { UmbraError } from '../errors.js';
+import { ModelRunError, UmbraError } from '../errors.js';
+import { concatTensors, splitTensor } from '../protocol/tensor.js';
 import { bytesPerElement } from '../protocol/datatype.js';
 import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { WireTensor } from '../workers/messages.js';
 import { BatchAssembly } from './assembly.js';
 import type { PlanSummary } from './messages.js';
+import type { Reject } from './rejects.js';
 import type { ColumnMapping } from './features.js';
 import { ROW_REJECTED, ROW_VALID } from './parse.js';
 import { ReadStage } from './read-stage.js';
@@ -239,6 +241,7 @@ async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSu
     for (let i = 0; i < segment.status.length; i++) {
       const status = segment.status[i];
       if (status === ROW_VALID) {
+        batch.lines.push(segment.lines[valid]!);
         batch.keys.push(segment.keys[valid++]!);
       } else if (status === ROW_REJECTED) {
         batch.rejects.push(segment.rejects[rejectAt++]!);
@@ -298,12 +301,13 @@ class Pipeline {
     await this.changed.until(() => this.computing < this.window && this.writer.backlog < WRITE_AHEAD, () => this.failure ?? this.writer.error);
     this.computing += 1;
     const seq = this.seq++;
-    const running = batch.keys.length > 0 ? infer(this.umbra, this.mv, batch.tensors()) : Promise.resolve([]);
+    const running = batch.keys.length > 0 ? inferRows(this.umbra, this.mv, batch) : Promise.resolve({ keys: [], outputs: [], refused: [] });
     running.catch(() => undefined);
     this.handover = this.handover.then(async () => {
-      const outputs = await running;
+      const { keys, outputs, refused } = await running;
       this.computing -= 1;
-      this.writer.submit({ seq, keys: batch.keys, outputs, rejects: batch.rejects, recordsDone: batch.recordsDone, final: batch.final });
+      const rejects = refused.length === 0 ? batch.rejects : [...batch.rejects, ...refused].sort((a, b) => a.line - b.line);
+      this.writer.submit({ seq, keys, outputs, rejects, recordsDone: batch.recordsDone, final: batch.final });
       this.changed.notify();
     });
     this.handover.catch((err: unknown) => {
@@ -325,4 +329,49 @@ class Pipeline {
  */
 async function infer(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[]): Promise<WireTensor[]> {
   return (await umbra.runBatch(mv, tensors)).outputs;
+}
+
+interface RowsRun {
+  keys: string[];
+  outputs: WireTensor[];
+  /** Rows the model refused: rejects, as the parse stage's are. */
+  refused: Reject[];
+}
+
+/**
+ * A batch's rows through the model. A row the model refuses (a token id past the embedding
+ * table) would fail its whole batch, every run of the job, and so the job: the batch is halved
+ * down to the rows it refuses, which become rejects with the model's reason, and the rest is
+ * stored. A batch none of whose rows runs fails the job as before: the model, not the data, is
+ * then the likelier fault.
+ */
+async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly): Promise<RowsRun> {
+  const tensors = batch.tensors();
+  try {
+    return { keys: batch.keys, outputs: await infer(umbra, mv, tensors), refused: [] };
+  } catch (err) {
+    if (!(err instanceof ModelRunError)) throw err;
+    const parts = await halvesOf(umbra, mv, tensors, batch.keys, batch.lines);
+    const ran = parts.filter((p) => p.outputs.length > 0);
+    if (ran.length === 0) throw err;
+    const outputs = ran[0]!.outputs.map((_, j) => (ran.length === 1 ? ran[0]!.outputs[j]! : concatTensors(ran.map((p) => p.outputs[j]!))));
+    return { keys: ran.flatMap((p) => p.keys), outputs, refused: parts.flatMap((p) => p.refused) };
+  }
+}
+
+async function halvesOf(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[], keys: string[], lines: number[]): Promise<RowsRun[]> {
+  const mid = keys.length >> 1;
+  const pieces = tensors.map((t) => splitTensor(t, [mid, keys.length - mid]));
+  const halves = await Promise.all([0, 1].map(async (h): Promise<RowsRun[]> => {
+    const [from, to] = h === 0 ? [0, mid] : [mid, keys.length];
+    const part = pieces.map((p) => p[h]!);
+    try {
+      return [{ keys: keys.slice(from, to), outputs: await infer(umbra, mv, part), refused: [] }];
+    } catch (err) {
+      if (!(err instanceof ModelRunError)) throw err;
+      if (to - from > 1) return halvesOf(umbra, mv, part, keys.slice(from, to), lines.slice(from, to));
+      return [{ keys: [], outputs: [], refused: [{ line: lines[from]!, key: keys[from]!, reason: `the model could not run on this row: ${err.message}` }] }];
+    }
+  }));
+  return halves.flat();
 }

@@ -47,6 +47,8 @@ export interface SegmentMessage {
   firstRow: number;
   status: Uint8Array;
   keys: string[];
+  /** The valid records' lines in the file, beside `keys` (for a reject the model makes later). */
+  lines: number[];
   data: TensorData[];
   rejects: Reject[];
   bytesRead: number;

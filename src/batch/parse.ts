@@ -29,6 +29,8 @@ export interface ParsedSegment {
   status: Uint8Array;
   /** Keys of the valid records, in order. */
   keys: string[];
+  /** Their lines in the file. */
+  lines: number[];
   /** Per model input: the valid records' values, row after row. */
   data: TensorData[];
   /** Rejects, in order. */
@@ -81,6 +83,7 @@ export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, rec
 export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | undefined, records: InputRecord[], firstRow: number): ParsedSegment {
   const status = new Uint8Array(records.length);
   const keys: string[] = [];
+  const lines: number[] = [];
   const rejects: Reject[] = [];
   if (!plan) {
     records.forEach((record, i) => {
@@ -91,7 +94,7 @@ export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | u
         rejects.push({ line: record.line, reason: record.error ?? 'no columns: the input has no readable record' });
       }
     });
-    return { status, keys, data: [], rejects };
+    return { status, keys, lines, data: [], rejects };
   }
   const builder = new BatchBuilder(plan, Math.max(1, records.length));
   const out: RecordOutcome = { key: undefined, reason: '' };
@@ -101,9 +104,10 @@ export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | u
     status[i] = outcome;
     if (outcome === ROW_VALID) {
       keys.push(out.key!);
+      lines.push(record.line);
     } else if (outcome === ROW_REJECTED) {
       rejects.push(out.key === undefined ? { line: record.line, reason: out.reason } : { line: record.line, key: out.key, reason: out.reason });
     }
   }
-  return { status, keys, data: builder.tensors().map((t) => t.data), rejects };
+  return { status, keys, lines, data: builder.tensors().map((t) => t.data), rejects };
 }

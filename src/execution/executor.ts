@@ -387,7 +387,9 @@ export class Executor implements VersionExecution {
    * many small, costly tasks).
    */
   runBatch(inputs: WireTensor[]): Promise<RunResult> {
-    return this.workerPool().run(this.session, inputs, []);
+    // Borrowed (copied into the pool's reused buffers, not moved): a batch the model refuses
+    // runs again in halves from the same tensors (batch/job.ts).
+    return this.workerPool().run(this.session, inputs, [], { borrowed: true });
   }
 
   /** Evicts this version's worker sessions and releases its event-loop session, if any. */
