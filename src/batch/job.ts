@@ -10,6 +10,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { ModelRunError, UmbraError } from '../errors.js';
 import { concatTensors, splitTensor } from '../protocol/tensor.js';
+import { runInHalves } from '../execution/halving.js';
 import { bytesPerElement } from '../protocol/datatype.js';
 import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion } from '../repository/model-version.js';
@@ -351,27 +352,24 @@ async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly): 
     return { keys: batch.keys, outputs: await infer(umbra, mv, tensors), refused: [] };
   } catch (err) {
     if (!(err instanceof ModelRunError)) throw err;
-    const parts = await halvesOf(umbra, mv, tensors, batch.keys, batch.lines);
-    const ran = parts.filter((p) => p.outputs.length > 0);
+    // Each row's result is the run of the part it was in; the parts that ran are stored in order.
+    const n = batch.keys.length;
+    const rows = Array.from({ length: n }, (_, i) => i);
+    const done = await runInHalves(rows, async (part) => {
+      const from = part[0]!;
+      const slice = tensors.map((t) => splitTensor(t, [from, part.length, n - from - part.length])[1]!);
+      const ran = { outputs: await infer(umbra, mv, slice) };
+      return part.map(() => ran);
+    });
+    const ran = [...new Set(done.filter((d): d is { outputs: WireTensor[] } => !(d instanceof ModelRunError)))];
     if (ran.length === 0) throw err;
     const outputs = ran[0]!.outputs.map((_, j) => (ran.length === 1 ? ran[0]!.outputs[j]! : concatTensors(ran.map((p) => p.outputs[j]!))));
-    return { keys: ran.flatMap((p) => p.keys), outputs, refused: parts.flatMap((p) => p.refused) };
+    const refused: Reject[] = [];
+    const keys: string[] = [];
+    done.forEach((d, i) => {
+      if (d instanceof ModelRunError) refused.push({ line: batch.lines[i]!, key: batch.keys[i]!, reason: `the model could not run on this row: ${d.message}` });
+      else keys.push(batch.keys[i]!);
+    });
+    return { keys, outputs, refused };
   }
-}
-
-async function halvesOf(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[], keys: string[], lines: number[]): Promise<RowsRun[]> {
-  const mid = keys.length >> 1;
-  const pieces = tensors.map((t) => splitTensor(t, [mid, keys.length - mid]));
-  const halves = await Promise.all([0, 1].map(async (h): Promise<RowsRun[]> => {
-    const [from, to] = h === 0 ? [0, mid] : [mid, keys.length];
-    const part = pieces.map((p) => p[h]!);
-    try {
-      return [{ keys: keys.slice(from, to), outputs: await infer(umbra, mv, part), refused: [] }];
-    } catch (err) {
-      if (!(err instanceof ModelRunError)) throw err;
-      if (to - from > 1) return halvesOf(umbra, mv, part, keys.slice(from, to), lines.slice(from, to));
-      return [{ keys: [], outputs: [], refused: [{ line: lines[from]!, key: keys[from]!, reason: `the model could not run on this row: ${err.message}` }] }];
-    }
-  }));
-  return halves.flat();
 }

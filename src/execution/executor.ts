@@ -10,6 +10,7 @@ import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import { placeholderInputs, type BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { runInHalves } from './halving.js';
 import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
@@ -282,36 +283,19 @@ export class Executor implements VersionExecution {
     return answers(items, r, started);
   }
 
-  /**
-   * A failed batch's requests, each answered or failed with its own refusal (see `refusals`).
-   * Halving finds k refused requests among n in about 2k·log2(n) runs, not n: a client who
-   * slips one bad request into every batch makes the server run 12 small batches per 64-row
-   * batch, not 64 single rows.
-   */
+  /** A failed batch's requests, each answered or failed with its own refusal (see `refusals`). */
   private async isolate(items: Pending[], started: number): Promise<Done[]> {
-    const done = await this.halves(items, started);
+    const done = await runInHalves(items, async (part) => {
+      const rows = part.reduce((a, i) => a + i.rows, 0);
+      const r = this.inline ? await runInline(this.inline, part.length === 1 ? part[0]!.inputs : merge(part), undefined) : await this.runInWorkers(part, rows, undefined, false);
+      return answers(part, r, started);
+    });
     // Where a batch-mate ran, the model works: the others' inputs are at fault.
     if (done.some((d) => !(d instanceof ModelRunError))) {
       return done.map((d, i) => (d instanceof ModelRunError ? this.refused(items[i]!, started, this.refusal(d)) : d));
     }
     const broken = await this.brokenSince(done[0] as ModelRunError);
     return items.map((item, i) => this.refused(item, started, broken ?? this.refusal(done[i] as ModelRunError)));
-  }
-
-  /** Runs each half of a failed batch; a half that fails too is halved again, down to single requests. */
-  private async halves(items: Pending[], started: number): Promise<(Done | ModelRunError)[]> {
-    const mid = items.length >> 1;
-    const parts = await Promise.all([items.slice(0, mid), items.slice(mid)].map(async (part): Promise<(Done | ModelRunError)[]> => {
-      try {
-        const rows = part.reduce((a, i) => a + i.rows, 0);
-        const r = this.inline ? await runInline(this.inline, part.length === 1 ? part[0]!.inputs : merge(part), undefined) : await this.runInWorkers(part, rows, undefined, false);
-        return answers(part, r, started);
-      } catch (err) {
-        if (!(err instanceof ModelRunError)) throw err;
-        return part.length === 1 ? [err] : this.halves(part, started);
-      }
-    }));
-    return parts.flat();
   }
 
   private refused(item: Pending, started: number, error: UmbraError): Done {
