@@ -29,6 +29,12 @@ export interface ApiRequest {
   remoteAddress?: string;
   /** When the transport read the request (`performance.timeOrigin + performance.now()`); the wait since counts as queue time. */
   receivedAt?: number;
+  /**
+   * Memory the transport lends for a large reply body (`bytes` long). It takes the memory back
+   * once the reply is written or the client has gone, so a route may put it in its reply's body
+   * and nowhere else.
+   */
+  replyBuffer?: (bytes: number) => Buffer;
 }
 
 export interface ApiReply {

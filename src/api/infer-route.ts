@@ -18,7 +18,7 @@ export async function inferReply(front: InferenceFront, req: ApiRequest, model: 
   if (req.signal) options.signal = req.signal;
   if (req.receivedAt !== undefined) options.receivedAt = req.receivedAt;
   const result = await front.inferBody(model, version, req.body, headerLength, options);
-  const encoded = encodeInferResponseText(result.response, { binaryOutputs: result.binaryOutputs });
+  const encoded = encodeInferResponseText(result.response, { binaryOutputs: result.binaryOutputs }, req.replyBuffer);
   const headers: Record<string, string> = {};
   if (encoded.headerLength !== undefined) {
     headers['content-type'] = 'application/octet-stream';

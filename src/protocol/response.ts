@@ -131,9 +131,12 @@ function encodeParts(resp: InferResponse, opts: EncodeInferResponseOptions): { h
   return { header, chunks, binaryBytes };
 }
 
-function joinParts(header: string, chunks: Uint8Array[], binaryBytes: number): Required<EncodedResponse> {
+/** Where a binary answer's bytes go: a fresh buffer unless the caller lends one. */
+export type ReplyAllocator = (bytes: number) => Buffer;
+
+function joinParts(header: string, chunks: Uint8Array[], binaryBytes: number, allocate: ReplyAllocator = Buffer.allocUnsafe): Required<EncodedResponse> {
   const headerLength = Buffer.byteLength(header, 'utf8');
-  const body = Buffer.allocUnsafe(headerLength + binaryBytes);
+  const body = allocate(headerLength + binaryBytes);
   body.write(header, 0, 'utf8');
   let p = headerLength;
   for (const c of chunks) {
@@ -157,8 +160,8 @@ const TEXT_ANSWER_MAX_CHARS = 64 * 1024;
  * string straight into its send buffer): a small all-JSON answer stays the string it was built
  * as, which saves a Buffer per answer on the hot path.
  */
-export function encodeInferResponseText(resp: InferResponse, opts: EncodeInferResponseOptions): { body: Buffer | string; headerLength?: number } {
+export function encodeInferResponseText(resp: InferResponse, opts: EncodeInferResponseOptions, allocate?: ReplyAllocator): { body: Buffer | string; headerLength?: number } {
   const { header, chunks, binaryBytes } = encodeParts(resp, opts);
   if (chunks.length === 0) return { body: header.length <= TEXT_ANSWER_MAX_CHARS ? header : Buffer.from(header, 'utf8') };
-  return joinParts(header, chunks, binaryBytes);
+  return joinParts(header, chunks, binaryBytes, allocate);
 }

@@ -5,6 +5,7 @@ import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
+import { BufferPool, MIN_RECYCLED_BYTES } from '../buffer-pool.js';
 import { checkFraming, HeaderCollector } from './framing.js';
 
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
@@ -65,7 +66,46 @@ export class OpenStreams {
   }
 }
 
-export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: HttpOptions, inFlight: InFlight, closing: () => boolean, streams = new OpenStreams()): void {
+/**
+ * Memory this thread lends for large reply bodies (a wide model's binary answers), taken back once
+ * uWS has the bytes: a megabyte allocated afresh per answer kept the serving thread in full
+ * collections (src/buffer-pool.ts).
+ */
+export class ReplyBuffers {
+  private readonly pool: BufferPool;
+  private readonly lent = new Set<ArrayBuffer>();
+
+  constructor(maxBytes = 32 * 1024 * 1024) {
+    this.pool = new BufferPool({ maxBytes });
+  }
+
+  /** `bytes` of memory for a reply body; small ones are plain allocations, never taken back. */
+  readonly lend = (bytes: number): Buffer => {
+    if (bytes < MIN_RECYCLED_BYTES) return Buffer.allocUnsafe(bytes);
+    const buffer = this.pool.take(bytes);
+    this.lent.add(buffer);
+    return Buffer.from(buffer, 0, bytes);
+  };
+
+  /** Takes back a reply body's memory if it was lent here; anything else is left to the collector. */
+  giveBack(body: Uint8Array | string | undefined): void {
+    if (body === undefined || typeof body === 'string') return;
+    const buffer = body.buffer as ArrayBuffer;
+    if (this.lent.delete(buffer)) this.pool.recycle([buffer]);
+  }
+
+  /** Buffers out on replies not yet written (for tests). */
+  get outstanding(): number {
+    return this.lent.size;
+  }
+
+  /** Bytes kept for later replies (for tests). */
+  get kept(): number {
+    return this.pool.bytes;
+  }
+}
+
+export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: HttpOptions, inFlight: InFlight, closing: () => boolean, streams = new OpenStreams(), replies = new ReplyBuffers()): void {
   app.any('/*', (res, req) => {
     const method = req.getCaseSensitiveMethod().toUpperCase();
     const path = req.getUrl();
@@ -74,11 +114,17 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     req.forEach(read.add);
     const headers = read.headers;
     inFlight.enter();
-    const state = { aborted: false, done: false };
+    // `sending`: a reply body uWS has not taken whole yet (it goes out as the socket drains).
+    const state: { aborted: boolean; done: boolean; sending?: Uint8Array | string } = { aborted: false, done: false };
     let remoteAddress: string | undefined;
     const cancellation = new Cancellation();
+    const sent = () => {
+      replies.giveBack(state.sending);
+      state.sending = undefined;
+    };
     res.onAborted(() => {
       state.aborted = true;
+      sent();
       cancellation.abort();
       if (!state.done) {
         state.done = true;
@@ -90,23 +136,28 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     // for the start of the next answer.
     const head = method === 'HEAD';
     const finish = (reply: ApiReply, close = false) => {
-      if (state.aborted || state.done) return;
+      if (state.aborted || state.done) {
+        replies.giveBack(reply.body);
+        return;
+      }
       state.done = true;
+      state.sending = reply.body;
       if (reply.stream && !closing() && !close && !head) {
         // Long-lived: it leaves the drain's count now and is ended by the drain instead.
         inFlight.leave();
         streamReply(res, reply, reply.stream, cancellation, streams);
+        sent();
         return;
       }
       // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
-      res.cork(() => writeReply(res, reply, close || closing(), head && !close));
+      res.cork(() => writeReply(res, reply, close || closing(), head && !close, sent));
       inFlight.leave();
     };
     const dispatch = (body: Uint8Array) => {
       // Stamped once the body is in: a client's slow upload is not the server's queue.
       const receivedAt = performance.timeOrigin + performance.now();
       const request: ApiRequest = {
-        method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, receivedAt,
+        method: head ? 'GET' : method, path, query, headers, body, signal: cancellation, receivedAt, replyBuffer: replies.lend,
         // Read from the socket only when a route asks (the admin gate, before its answer): it is a
         // getpeername system call, about 4 µs that every infer request would pay for nothing. Once
         // the client has gone it is unknown, which the gate refuses.
@@ -232,7 +283,8 @@ export function alignedBuffer(length: number, at: number): Buffer {
   return room.subarray(start, start + length);
 }
 
-function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean): void {
+/** Writes the reply; `sent` runs once uWS needs nothing more of its body (now, or as the socket drains). */
+function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean, sent: () => void): void {
   // uWS answers 200 OK unless told otherwise.
   if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
   const headers = reply.headers;
@@ -243,23 +295,34 @@ function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boo
     if (closeConnection) res.writeHeader('connection', 'close');
     // This uWS build takes no arguments here (a length or close flag leaves the answer unsent).
     res.endWithoutBody();
+    sent();
     return;
   }
   if (closeConnection || typeof reply.body === 'string') {
+    // end() copies whatever the socket does not take at once into uWS's own buffer.
     res.end(reply.body as uws.RecognizedString, closeConnection);
+    sent();
     return;
   }
-  sendWithBackpressure(res, reply.body);
+  sendWithBackpressure(res, reply.body, sent);
 }
 
-/** Large answers go out as the socket drains instead of piling up in uWS's buffer. */
-function sendWithBackpressure(res: uws.HttpResponse, body: Uint8Array): void {
+/**
+ * Large answers go out as the socket drains instead of piling up in uWS's buffer. tryEnd keeps
+ * no copy of what the socket refused, so the body is needed until the last of it is taken (or
+ * the client goes, which the request's onAborted reports).
+ */
+function sendWithBackpressure(res: uws.HttpResponse, body: Uint8Array, sent: () => void): void {
   const total = body.byteLength;
   const start = res.getWriteOffset();
   const [ok, done] = res.tryEnd(body, total);
-  if (ok || done) return;
+  if (ok || done) {
+    sent();
+    return;
+  }
   res.onWritable((offset) => {
-    const [sent] = res.tryEnd(body.subarray(offset - start), total);
-    return sent;
+    const [ok, done] = res.tryEnd(body.subarray(offset - start), total);
+    if (ok || done) sent();
+    return ok;
   });
 }
