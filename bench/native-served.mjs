@@ -11,7 +11,10 @@
 //   node bench/native-served.mjs [--model dense.onnx] [--pruned sparse.onnx] [--sparsity 0.9]
 //     [--method global] [--layers 6] [--width 4096] [--relu] [--batches 64,1] [--concurrency 2]
 //     [--rounds 3] [--seconds 6] [--workers N] [--monitoring on|off] [--log-db off|URL] [--json out.json]
+//     [--node-flag FLAG ...]
 //
+// --node-flag starts both servers as `node FLAG bin/umbra.js serve`, for V8 settings that only
+// apply at process start (e.g. --initial-old-space-size=128; bench/RESULTS-sparse.md).
 // --monitoring and --log-db are handed to both servers; without them each server runs as a user
 // gets it: monitoring on, and the prediction log in its own state directory (SQLite). Monitoring
 // runs on the core thread and the log on a thread of its own, so on a 4096-wide model both are a
@@ -46,6 +49,7 @@ const { values: flags } = parseArgs({
     monitoring: { type: 'string' },
     'log-db': { type: 'string' },
     json: { type: 'string' },
+    'node-flag': { type: 'string', multiple: true, default: [] },
   },
 });
 const BATCHES = flags.batches.split(',').map(Number);
@@ -86,7 +90,7 @@ function repository(name, modelPath, backend) {
 async function serve(name, modelPath, backend) {
   const port = await freePort();
   // gRPC port 0 and a state directory each: the two servers run side by side.
-  const args = ['bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--grpc-port', '0', '--state-dir', join(dir, `state-${name}`)];
+  const args = [...flags['node-flag'], 'bin/umbra.js', 'serve', '--repo', repository(name, modelPath, backend), '--port', String(port), '--grpc-port', '0', '--state-dir', join(dir, `state-${name}`)];
   if (flags['log-db']) args.push('--log-db', flags['log-db']);
   if (flags.workers) args.push('--workers', flags.workers);
   if (flags.monitoring) args.push('--monitoring', flags.monitoring);
@@ -191,7 +195,7 @@ try {
       ratios: mine.map((r) => r.ratio),
     };
   });
-  const where = `served, workers ${flags.workers ?? 'default'}, monitoring ${flags.monitoring ?? 'default'}, log ${flags['log-db'] ?? 'default'}, concurrency ${flags.concurrency}`;
+  const where = `served, workers ${flags.workers ?? 'default'}, monitoring ${flags.monitoring ?? 'default'}, log ${flags['log-db'] ?? 'default'}, concurrency ${flags.concurrency}${flags['node-flag'].length ? `, node ${flags['node-flag'].join(' ')}` : ''}`;
   const header = `${flags.model ?? `${flags.layers} x Linear(${flags.width})${flags.relu ? ' + ReLU' : ''}`}, pruned ${flags.pruned ?? `${flags.method} ${flags.sparsity}`}; `
     + `${cpus().length} cores (${cpus()[0]?.model}); ${where}; `
     + `${ROUNDS} rounds of ${flags.seconds} s; load ${load0.toFixed(1)} -> ${loadavg()[0].toFixed(1)}`;

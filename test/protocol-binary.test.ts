@@ -274,3 +274,42 @@ t.test('the finite check names the first non-finite element wherever it falls (f
   t.doesNotThrow(() => checkFinite(Float32Array.from({ length: 4099 }, (_, i) => (i % 2 ? 3.4e38 : -3.4e38)), 'FP32', 'x', false), 'the largest finite values are finite');
   t.doesNotThrow(() => checkFinite(Float64Array.of(NaN), 'FP64', 'x', true), 'allow_nan skips the check');
 });
+
+t.test('the NaN gate on a wide FP32 input: the addon\'s check and the JavaScript loop agree on every position', async (t) => {
+  const { useMonitorStats } = await import('../dist/native/monitor-stats.js');
+  t.teardown(() => { useMonitorStats(true); });
+  const width = 4096;
+  const wide = sig([{ name: 'x', datatype: 'FP32', dims: [width] }], 64);
+  const next = rng(41);
+  const clean = new Float32Array(64 * width).map(() => (next() - 0.5) * 1e6);
+  const parse = (data: Float32Array, extra: Record<string, unknown> = {}): unknown => {
+    const x = binaryInput({ name: 'x', datatype: 'FP32', shape: [64, width], data }, extra);
+    const r = binaryRequest({ inputs: [x.header] }, [x.bytes]);
+    return parseInferRequest(r.body, { signature: wide, headerLength: r.headerLength });
+  };
+  const outcome = (data: Float32Array): string => {
+    try {
+      parse(data);
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  const cases: [number, number][] = [[0, NaN], [1, Infinity], [4095, -Infinity], [4096, NaN], [131_073, Infinity], [64 * width - 1, NaN]];
+  const seen: Record<string, string[]> = {};
+  for (const native of [true, false]) {
+    useMonitorStats(native);
+    const results = [outcome(clean)];
+    for (const [at, value] of cases) {
+      const bad = clean.slice();
+      bad[at] = value;
+      results.push(outcome(bad));
+    }
+    seen[native ? 'addon' : 'loop'] = results;
+  }
+  t.same(seen.addon, seen.loop, 'the same outcome and message either way');
+  t.same(seen.loop!.map((m) => /element (\d+) but received (\S+);/.exec(m)?.slice(1).join(' ') ?? m), ['accepted', ...cases.map(([at, v]) => `${at} ${v}`)], 'each bad value refused at its own element, the clean input accepted');
+  const allowed = clean.slice();
+  allowed[7] = NaN;
+  t.ok(Number.isNaN(((parse(allowed, { allow_nan: true }) as { inputs: Tensor[] }).inputs[0]!.data as Float32Array)[7]), 'allow_nan still lets it through');
+});
