@@ -15,6 +15,8 @@
 //
 // Usage: node bench/grpc.mjs [--rounds=5] [--seconds=4] [--concurrency=64] [--h2load] [--out=FILE] [--quick]
 import { spawn } from 'node:child_process';
+// One process with the heap floor `umbra serve` gives itself (bin/serve-heap.js), so the pid read below is the server's.
+import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { createServer } from 'node:net';
@@ -76,7 +78,7 @@ async function startUmbra() {
   const repo = join(work, 'repo');
   cpSync(join(root, 'models/repository/digits'), join(repo, 'digits'), { recursive: true });
   const [port, grpcPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', String(grpcPort)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [SERVE_HEAP_FLAG, join(root, 'bin/umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', String(grpcPort)], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await until('umbra serve', async () => (await fetch(`${url}/v2/health/ready`)).status === 200, child);

@@ -21,6 +21,8 @@
 //
 // Usage: node bench/hostile-soak.mjs [--rounds 3] [--overload-s 20] [--io-threads N] [--seed 23] [--hidden 4096] [--capacity-clients 256] [--monitoring on|off] [--server-cpus LIST] [--overload-rate R] [--baseline]
 import { spawn, execFileSync } from 'node:child_process';
+// One process with the heap floor `umbra serve` gives itself (bin/serve-heap.js), so the pid read below is the server's.
+import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +60,7 @@ torch.onnx.export(m, torch.randn(1, ${WIDTH}), '${join(dir, 'mlp', '1', 'model.o
 }
 
 async function startServer(repo, port) {
-  const flags = ['bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(repo, 'predictions.sqlite')}`];
+  const flags = [SERVE_HEAP_FLAG, 'bin/umbra.js', 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--log-db', `sqlite:${join(repo, 'predictions.sqlite')}`];
   if (monitoring === 'off') flags.push('--monitoring', 'off');
   if (ioThreads) flags.push('--io-threads', ioThreads);
   const child = serverCpus

@@ -16,6 +16,8 @@
 //                                    without load: per request (the series hook), per step with
 //                                    and without a watcher, per poll of the model page
 import http from 'node:http';
+// One process with the heap floor `umbra serve` gives itself (bin/serve-heap.js), so the pid read below is the server's.
+import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +41,7 @@ const BODIES = ROWS.slice(0, 256).map((x) => JSON.stringify({ inputs: [{ name: '
 
 /** `umbra serve` as a user starts it; resolves with its port once it says it listens. */
 function serve(repo, flags) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', '0', '--grpc-port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [SERVE_HEAP_FLAG, join(ROOT, 'bin/umbra.js'), 'serve', '--repo', repo, '--state-dir', `${repo}.state`, '--port', '0', '--grpc-port', '0', '--admin-token', TOKEN, '--log-db', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {

@@ -7,11 +7,17 @@
 // until a full one. Measured at c64: 1.5 MB promoted per young collection and ~2.5x the time in
 // young collections when it happens (test/gc-promotion.test.ts, README "Embedding").
 import { setFlagsFromString } from 'node:v8';
+import { serveHeapFlag, startWithServeHeap } from './serve-heap.js';
 
-setFlagsFromString('--no-allocation-site-pretenuring');
-const { main } = await import('../dist/cli/main.js');
+if (process.argv[2] === 'serve' && startWithServeHeap(process)) {
+  // This process only relays signals and the exit status: `umbra serve` runs in the child.
+} else {
+  setFlagsFromString('--no-allocation-site-pretenuring');
+  serveHeapFlag.guardParent(process);
+  const { main } = await import('../dist/cli/main.js');
 
-main(process.argv).catch((err) => {
-  process.stderr.write(`umbra: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(typeof err?.exitCode === 'number' ? err.exitCode : 1);
-});
+  main(process.argv).catch((err) => {
+    process.stderr.write(`umbra: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(typeof err?.exitCode === 'number' ? err.exitCode : 1);
+  });
+}

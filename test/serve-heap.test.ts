@@ -1,0 +1,100 @@
+// `umbra serve` starts itself again with a floor under V8's old-generation limit (bin/serve-heap.js)
+// and the first process only relays: a signal to it reaches the server, the server's end is its
+// end, and a first process killed outright takes the server with it. Where the flag is given, or
+// UMBRA_SERVE_HEAP=as-is, there is one process.
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { BIN, ROOT } from './helpers/cli-process.js';
+import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
+
+const REPO = new URL('../models/repository', import.meta.url).pathname;
+
+interface Started {
+  child: ChildProcess;
+  /** The pid answering requests (the child of `child`, or `child` itself). */
+  serverPid: number;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output(): string;
+}
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it holds (a process appearing or going); fails after `ms`. */
+async function until(check: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await wait(20);
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+
+async function serve(nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Started> {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--repo', REPO, '--port', '0', '--grpc-port', '0', '--log-db', 'off'], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  await until(() => /listening on http/.test(out) || child.exitCode !== null, 'the listen line');
+  if (!/listening on http/.test(out)) throw new Error(`serve exited: ${out}`);
+  const kids = childrenOf(child.pid!);
+  return { child, serverPid: kids.length === 1 ? kids[0]! : child.pid!, exit, output: () => out };
+}
+
+t.test('the server runs in a child with the heap floor; SIGTERM to the first process drains it', async (t) => {
+  const s = await serve();
+  t.not(s.serverPid, s.child.pid, 'a second process serves');
+  t.ok(cmdline(s.serverPid).includes(SERVE_HEAP_FLAG), `started with ${SERVE_HEAP_FLAG}`);
+  t.notOk(cmdline(s.child.pid!).includes(SERVE_HEAP_FLAG), 'the first process without it');
+  const port = Number(/listening on http:\/\/[^:\s]+:(\d+)/.exec(s.output())![1]);
+  const res = await fetch(`http://127.0.0.1:${port}/v2/models/digits/infer`, {
+    method: 'POST', body: JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: new Array(64).fill(1) }] }),
+  });
+  t.equal(res.status, 200, 'and answers');
+  s.child.kill('SIGTERM');
+  t.same(await s.exit, { code: 0, signal: null }, 'the drain\'s exit status, relayed');
+  t.match(s.output(), /SIGTERM: draining/);
+  t.notOk(alive(s.serverPid), 'the server is gone');
+});
+
+t.test('SIGINT is relayed too, and a server ended by a signal ends the first process the same way', async (t) => {
+  const a = await serve();
+  a.child.kill('SIGINT');
+  t.same(await a.exit, { code: 0, signal: null }, 'SIGINT drains');
+  t.match(a.output(), /SIGINT: draining/);
+
+  const b = await serve();
+  process.kill(b.serverPid, 'SIGKILL');
+  t.same(await b.exit, { code: null, signal: 'SIGKILL' }, 'the server killed: the first process reports SIGKILL');
+});
+
+t.test('a first process killed outright takes the server with it', async (t) => {
+  const s = await serve();
+  t.ok(alive(s.serverPid));
+  s.child.kill('SIGKILL');
+  await s.exit;
+  await until(() => !alive(s.serverPid), 'the server to go');
+  t.pass('nothing is left holding the port');
+});
+
+t.test('one process where the flag is given or UMBRA_SERVE_HEAP=as-is', async (t) => {
+  for (const [nodeArgs, env, what] of [[['--initial-old-space-size=64'], {}, 'the flag given'], [[], { UMBRA_SERVE_HEAP: 'as-is' }, 'UMBRA_SERVE_HEAP=as-is']] as const) {
+    const s = await serve([...nodeArgs], { ...env });
+    t.same(childrenOf(s.child.pid!), [], `${what}: no second process`);
+    s.child.kill('SIGTERM');
+    t.same(await s.exit, { code: 0, signal: null }, `${what}: drains as before`);
+  }
+});
