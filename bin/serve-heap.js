@@ -13,7 +13,7 @@
 // UMBRA_SERVE_HEAP=as-is (V8's own sizing, one process).
 import { spawn } from 'node:child_process';
 
-export const SERVE_HEAP_FLAG = '--initial-old-space-size=128';
+export const SERVE_HEAP_FLAG = '--initial-old-space-size=64';
 /** Set in the child's environment: it serves, and watches this process. */
 const CHILD_MARK = 'UMBRA_SERVE_HEAP';
 const RELAYED = ['SIGTERM', 'SIGINT', 'SIGHUP'];
