@@ -2,8 +2,8 @@
 // that limit from the live heap, about 38 MB for a server whose live heap is 15 MB, and a wide
 // model's traffic (a megabyte of tensor memory or more per request, counted by V8 as external)
 // keeps the serving thread in a mark-compact about every 100 ms: on a 64 x 4096 FP32 model that
-// was 2.4 ms of CPU per request in V8's marking threads and 0.6 ms more on the serving thread,
-// a tenth of all the CPU a request cost (bench/RESULTS-sparse.md). V8 reads the floor only when it
+// was about 2 ms of CPU per request in V8's marking threads and 0.4 ms more on the serving
+// thread, a tenth of all the CPU a request cost (bench/RESULTS-sparse.md). V8 reads the floor only when it
 // creates a heap, and NODE_OPTIONS refuses the flag, so `serve` starts itself again with it: this
 // process relays signals to that child and ends as it ends. The floor is a threshold, not memory
 // taken: the heap grows only with what is really allocated.
