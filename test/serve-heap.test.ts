@@ -4,7 +4,7 @@
 // UMBRA_SERVE_HEAP=as-is, there is one process.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { BIN, ROOT } from './helpers/cli-process.js';
 import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 
@@ -29,16 +29,33 @@ async function until(check: () => boolean, what: string, ms = 30_000): Promise<v
   }
 }
 
+/** The live processes whose parent is `pid`, from /proc/N/stat (every kernel has it; /proc/N/task/N/children needs CONFIG_PROC_CHILDREN). */
 function childrenOf(pid: number): number[] {
+  const kids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readOrGone(`/proc/${entry}/stat`);
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+    const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields && fields[0] !== 'Z' && Number(fields[1]) === pid) kids.push(Number(entry));
+  }
+  return kids;
+}
+
+/** A /proc file's text, or undefined where the process has gone meanwhile. */
+function readOrGone(path: string): string | undefined {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(path, 'utf8');
   } catch {
-    return [];
+    return undefined;
   }
 }
 
-const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+const cmdline = (pid: number) => (readOrGone(`/proc/${pid}/cmdline`) ?? '').split('\0').filter(Boolean);
+const alive = (pid: number) => {
+  const status = readOrGone(`/proc/${pid}/status`);
+  return status !== undefined && !/^State:\s+Z/m.test(status);
+};
 
 async function serve(nodeArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Started> {
   const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--repo', REPO, '--port', '0', '--grpc-port', '0', '--log-db', 'off'], {
