@@ -125,6 +125,81 @@ t.test('every way of finding a bin counts as the profile does: grid, halving for
   ownBin.assert(t);
 });
 
+t.test('wide FP32 requests are counted by the addon into exactly the bins JavaScript and binOf give', async (t) => {
+  const { useMonitorStats } = await import('../dist/native/monitor-stats.js');
+  t.teardown(() => { useMonitorStats(true); });
+  // The columns of the test above (grids, halving, categories; values on edges, past both ends,
+  // +-Infinity, -0, NaN), sent 64 rows a request: 4,096 values, which the addon counts.
+  const random = seededRandom(11);
+  const special = [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, Number.NaN];
+  const rows = Array.from({ length: 2048 }, (_, r) => Array.from({ length: 64 }, (_, c) => {
+    if (r % 7 === 0 && c % 5 === r % 5) return special[(r + c) % special.length]!;
+    const u = random();
+    if (c % 4 === 0) return Math.fround(Math.exp(30 * u * u * u * u));
+    if (c % 4 === 1) return Math.fround(u * 100 - 50);
+    if (c % 4 === 2) return Math.round(u * 9);
+    return Math.round(u * 2);
+  }));
+  const profile = Array.from({ length: 64 }, (_, c) => profileColumn(`pixels[${c}]`, Float64Array.from(rows.slice(0, 1024), (row) => row[c]!)));
+  // Live rows off the profile's own values too: between and beyond its edges.
+  const live = rows.map((row, r) => row.map((x, c) => (r % 3 === 0 && Number.isFinite(x) ? Math.fround(x * 1.37 + (c % 4 === 1 ? 0.5 : 0)) : x)));
+  const wide = { ...SIGNATURE, maxBatchSize: 64 };
+  const counts = (native: boolean, maxValuesPerRequest: number) => {
+    useMonitorStats(native);
+    const d = new VersionDrift('digits', '1', wide, { source: 'x', rows: 1024, inputs: profile }, { windowRows: 1 << 20, maxValuesPerRequest });
+    for (let i = 0; i < live.length; i += 64) {
+      const chunk = live.slice(i, i + 64);
+      d.observe({ parameters: {}, inputs: [{ name: 'pixels', datatype: 'FP32', shape: [chunk.length, 64], data: Float32Array.from(chunk.flat()) }] }, undefined);
+    }
+    const inside = d as unknown as { watched: { in: { mode: Uint8Array; binOffset: Int32Array }; window: { total(): Uint32Array; rows: number } } };
+    return { modes: new Set(inside.watched.in.mode), binOffset: inside.watched.in.binOffset, rows: inside.watched.window.rows, total: Array.from(inside.watched.window.total()) };
+  };
+  const native = counts(true, 8192);
+  const js = counts(false, 8192);
+  t.same(native.modes, new Set([0, 1, 2]), 'categories, grids and halving all in use');
+  t.equal(native.rows, live.length, 'every row counted');
+  t.same(native.total, js.total, 'the addon and JavaScript count the same');
+  const want = new Array<number>(native.total.length).fill(0);
+  for (const row of live) row.forEach((x, c) => { want[native.binOffset[c]! + binOf(profile[c]!, Math.fround(x))]! += 1; });
+  t.same(native.total, want, 'and every value is in binOf\'s bin');
+  // Sampled: every k-th row from a rotating offset, the same rows both ways.
+  const sampledNative = counts(true, 1500);
+  const sampledJs = counts(false, 1500);
+  t.ok(sampledNative.rows < live.length && sampledNative.rows > 0, `sampled ${sampledNative.rows} of ${live.length} rows`);
+  t.same(sampledNative, sampledJs, 'sampled rows: the same counts both ways');
+});
+
+t.test('the addon refuses a drift table that points outside its arrays, and counts nothing', async (t) => {
+  const { native } = await import('../dist/native/addon.js');
+  const addon = native();
+  const data = new Float32Array(8).fill(1);
+  const points = Float64Array.of(0, 1, 2);
+  const cells = Int32Array.of(0, 1, 2, 3);
+  const segment = new Uint32Array(4);
+  // One column: a grid over points 0..2 (3 edges, 4 bins) at binOffset 0.
+  const table = (over: Partial<Record<number, number>>) => {
+    const r = Float64Array.of(0, 2, 1.5, 0, 4, 0, 3, 0);
+    for (const [k, v] of Object.entries(over)) r[Number(k)] = v!;
+    return r;
+  };
+  const count = (tab: Float64Array, seg = segment) => () => addon.driftCountF32(data, 8, 1, 0, 1, 0, 1, tab, cells, points, seg);
+  t.doesNotThrow(count(table({})), 'a sound table');
+  t.same(Array.from(segment), [0, 8, 0, 0], 'eight ones in the bin of edge 1');
+  segment.fill(0);
+  for (const [what, over, message] of [
+    ['points past the end', { 5: 1 }, /points past the points/],
+    ['bins past the segment', { 7: 1 }, /bins past the segment/],
+    ['a grid past the cells', { 4: 5 }, /grid past the cells/],
+    ['a grid with no edges', { 6: 0 }, /grid past the cells/],
+    ['an unknown kind', { 3: -3 }, /no known kind/],
+  ] as const) {
+    t.throws(count(table(over)), message, what);
+  }
+  t.throws(() => addon.driftCountF32(data, 8, 1, 0, 2, 0, 1, table({}), cells, points, segment), /columns must not exceed width/, 'more columns than the rows are wide');
+  t.throws(() => addon.driftCountF32(data, 9, 1, 0, 1, 0, 1, table({}), cells, points, segment), /data has 8 elements but needs 9/, 'more rows than the data holds');
+  t.same(Array.from(segment), [0, 0, 0, 0], 'nothing counted by a refused call');
+});
+
 t.test('verdicts against the train-split profile: held out, shifted, scaled, inconclusive', async (t) => {
   const { dir, state } = profiledRepo(t);
   const profile = readProfile(dir, 'digits', state)!;

@@ -59,6 +59,7 @@ T* typed(Napi::Env env, const Napi::Value& v, size_t min_length, const char* fn,
   const char* kind_name = Kind == napi_float32_array ? "Float32Array"
                           : Kind == napi_int32_array ? "Int32Array"
                           : Kind == napi_uint16_array ? "Uint16Array"
+                          : Kind == napi_uint32_array ? "Uint32Array"
                                                       : "Float64Array";
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind)
     throw Napi::TypeError::New(env, std::string(fn) + ": " + what + " must be a " + kind_name);

@@ -272,6 +272,38 @@ Napi::Value ArgmaxRowsF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// (data: Float32Array, n, width, firstColumn, columns, first, step, table: Float64Array,
+// cells: Int32Array, points: Float64Array, segment: Uint32Array) -> counts rows first, first +
+// step, ... of data into segment (drift_count_f32; the table's layout is in umbra_kernels.h).
+// Every index the table holds is checked before a value is counted. Blocking.
+Napi::Value DriftCountF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "driftCountF32";
+  return guarded(info, [&] {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 11, "expected 11 arguments");
+    const size_t n = to_size(info, 1, kName, "n"), width = to_size(info, 2, kName, "width");
+    const size_t first_column = to_size(info, 3, kName, "firstColumn"), columns = to_size(info, 4, kName, "columns");
+    const size_t first = to_size(info, 5, kName, "first"), step = to_size(info, 6, kName, "step");
+    UMBRA_THROW_IF(env, columns > width, "columns must not exceed width");
+    UMBRA_THROW_IF(env, step == 0, "step must be at least 1");
+    const float* data = f32(env, info[0], n * width, kName, "data");
+    const auto length = [&](size_t i) { return info[i].As<Napi::TypedArray>().ElementLength(); };
+    umbra::DriftColumns t{};
+    t.table = typed<double, napi_float64_array>(env, info[7], 0, kName, "table");
+    t.columns = length(7) / umbra::kDriftColumnStride;
+    t.cells = i32(env, info[8], 0, kName, "cells");
+    t.cells_length = length(8);
+    t.points = typed<double, napi_float64_array>(env, info[9], 0, kName, "points");
+    t.points_length = length(9);
+    uint32_t* segment = typed<uint32_t, napi_uint32_array>(env, info[10], 0, kName, "segment");
+    t.segment_length = length(10);
+    const char* wrong = umbra::drift_columns_check(t, first_column, columns);
+    if (wrong != nullptr) throw Napi::RangeError::New(env, std::string(kName) + ": " + wrong);
+    if (n > first && columns > 0) umbra::drift_count_f32(data, n, width, first_column, columns, first, step, t, segment);
+    return env.Undefined();
+  });
+}
+
 // (n) -> a zeroed Float32Array of n elements whose data starts on a 64-byte boundary (a view
 // into a slightly larger ArrayBuffer). For activations the kernels stream as vectors: a row of
 // Xt that straddles cache lines measured 2x slower. Non-blocking.
@@ -309,6 +341,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
   exports.Set("tensorStatsF32", Napi::Function::New(env, TensorStatsF32, "tensorStatsF32"));
   exports.Set("argmaxRowsF32", Napi::Function::New(env, ArgmaxRowsF32, "argmaxRowsF32"));
+  exports.Set("driftCountF32", Napi::Function::New(env, DriftCountF32, "driftCountF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
   exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));
 }

@@ -133,6 +133,33 @@ TensorStatsF32 tensor_stats_f32(const float* v, size_t n);
 // with NaN gives 0 (the result of a scan that keeps the first value no later one exceeds).
 void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out);
 
+// ---- Drift counting (native/src/cpu/drift_count.cc) ------------------------------------------
+// One watched column per kDriftColumnStride doubles of `table`: low, high, scale (a grid's),
+// cellsAt (>= 0: a grid whose cells start there; kDriftCategory; kDriftHalving), cells (the grid's
+// cell count), pointsAt, length (edges or category values), binOffset (its bins in the segment).
+constexpr size_t kDriftColumnStride = 8;
+constexpr double kDriftCategory = -1;
+constexpr double kDriftHalving = -2;
+// The most edges a value walks past from its grid cell's first candidate (MAX_WALK in drift.ts).
+constexpr size_t kDriftMaxWalk = 3;
+struct DriftColumns {
+  const double* table;
+  size_t columns;
+  const int32_t* cells;
+  size_t cells_length;
+  const double* points;
+  size_t points_length;
+  size_t segment_length;
+};
+// nullptr when table columns [first_column, first_column + columns) index only inside the arrays;
+// else what is wrong. drift_count_f32 trusts a checked table.
+const char* drift_columns_check(const DriftColumns& t, size_t first_column, size_t columns);
+// Rows first, first + step, ... of data (n rows of `width`): value k of a row counts one in the
+// bin of table column first_column + k (k < columns): the first edge >= the value, past the last
+// (and NaN) the last bin; a category's position, an unknown one the last bin. Blocking.
+void drift_count_f32(const float* data, size_t n, size_t width, size_t first_column, size_t columns, size_t first, size_t step,
+                     const DriftColumns& t, uint32_t* segment);
+
 // ---- Magnitude pruning (native/src/prune) --------------------------------------------------
 struct WeightArray {
   float* data = nullptr;

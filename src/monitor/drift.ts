@@ -6,6 +6,7 @@ import { columnLayout, findTensor, visitRows, type ColumnLayout } from './featur
 import { binCount, profileColumn, type FeatureProfile } from './profile.js';
 import { runTest, TEST_IS_P_VALUE, type DriftTest } from './statistics.js';
 import type { ModelSignature } from '../protocol/types.js';
+import { monitorStats } from '../native/monitor-stats.js';
 
 export type Verdict = 'drift' | 'no_drift' | 'inconclusive';
 
@@ -185,6 +186,39 @@ interface Watched {
   scale: Float64Array;
   cellsAt: Int32Array;
   cells: Int32Array;
+  /** The same columns as the addon reads them (nativeTable), for wide FP32 tensors. */
+  table: Float64Array;
+}
+
+/**
+ * Sampled values in one FP32 tensor from which the addon counts them: below it a call's cost
+ * (about 0.7 µs) is not won back (the two ways broke even between 600 and 1,000 values;
+ * bench/drift-count.mjs, bench/RESULTS-monitoring.md).
+ */
+const NATIVE_COUNT_MIN = 1024;
+
+/**
+ * Per column, NATIVE_STRIDE numbers in the layout native/include/umbra_kernels.h gives the addon:
+ * low, high, scale, cellsAt (or -1 categories, -2 halving), cells, pointsAt, length, binOffset. One
+ * record per column: the addon reads one cache line where the arrays above take eight.
+ */
+const NATIVE_STRIDE = 8;
+
+function nativeTable(w: Omit<Watched, 'table'>, cellsOf: (i: number) => number): Float64Array {
+  const count = w.profiles.length;
+  const table = new Float64Array(count * NATIVE_STRIDE);
+  for (let i = 0; i < count; i++) {
+    const r = i * NATIVE_STRIDE;
+    table[r] = w.low[i]!;
+    table[r + 1] = w.high[i]!;
+    table[r + 2] = w.scale[i]!;
+    table[r + 3] = w.mode[i] === GRID ? w.cellsAt[i]! : w.mode[i] === CATEGORY ? -1 : -2;
+    table[r + 4] = w.mode[i] === GRID ? cellsOf(i) : 0;
+    table[r + 5] = w.pointsAt[i]!;
+    table[r + 6] = w.pointsLength[i]!;
+    table[r + 7] = w.binOffset[i]!;
+  }
+  return table;
 }
 
 /** First edge i (of points[at .. at + length]) with x <= edge, or length: the bin of x. */
@@ -246,6 +280,11 @@ function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array,
     // 64-bit integers (class labels mostly) as numbers first, into a kept array (a fresh typed
     // array per request costs more than counting it): the loop below sees numbers only.
     if (typeof data[0] === 'bigint') data = asNumbers(data as BigInt64Array | BigUint64Array, n * watched.width);
+    const stats = data instanceof Float32Array && counted * watched.columns >= NATIVE_COUNT_MIN ? monitorStats() : null;
+    if (stats) {
+      stats.driftCountF32(data as Float32Array, n, watched.width, watched.offset, watched.columns, first, step, w.table, w.cells, w.points, segment);
+      continue;
+    }
     countValues(w, data as ArrayLike<number>, n, watched.width, watched.columns, watched.offset, segment, first, step);
   }
   return rows;
@@ -352,6 +391,7 @@ export class VersionDrift {
       const high = new Float64Array(count);
       const scale = new Float64Array(count);
       const cellsAt = new Int32Array(count);
+      const gridCells = new Int32Array(count);
       const all: number[] = [];
       let offset = base;
       profiles.forEach((p, i) => {
@@ -373,12 +413,14 @@ export class VersionDrift {
         high[i] = grid.high;
         scale[i] = grid.scale;
         cellsAt[i] = cellCount;
+        gridCells[i] = grid.cells.length;
         cellCount += grid.cells.length;
         grids.push(grid.cells);
       });
       const cells = new Int32Array(cellCount);
       for (let i = 0, at = 0; i < grids.length; at += grids[i]!.length, i++) cells.set(grids[i]!, at);
-      return { layout, profiles, binOffset, points, pointsAt, pointsLength, mode, low, high, scale, cellsAt, cells };
+      const watched = { layout, profiles, binOffset, points, pointsAt, pointsLength, mode, low, high, scale, cellsAt, cells };
+      return { ...watched, table: nativeTable(watched, (i) => gridCells[i]!) };
     };
     const w = watch(this.inputs, inputs, 0);
     const inBins = inputs.reduce((a, p) => a + binCount(p), 0);

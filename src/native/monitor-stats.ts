@@ -1,5 +1,6 @@
-// The addon's statistics for monitoring (native/src/cpu/tensor_stats.cc): the prediction log's
-// summary and feedback's argmax over FP32 answers, resolved once per thread. Without the addon,
+// The addon's statistics for monitoring (native/src/cpu/tensor_stats.cc, drift_count.cc): the
+// prediction log's summary, feedback's argmax and drift's counting over FP32 tensors, resolved
+// once per thread. Without the addon,
 // or with UMBRA_NATIVE_STATS=0, the callers' JavaScript loops give the same results.
 import { native } from './addon.js';
 
@@ -8,6 +9,9 @@ export interface MonitorStats {
   tensorStatsF32(values: Float32Array, out: Float64Array): void;
   /** out[r] = the first column of row r's largest value (0 for a row that starts with NaN). */
   argmaxRowsF32(data: Float32Array, rows: number, cols: number, out: Float64Array): void;
+  /** Drift's bins for rows first, first + step, ... (the table's layout: src/monitor/drift.ts, nativeTable). */
+  driftCountF32(data: Float32Array, n: number, width: number, firstColumn: number, columns: number, first: number, step: number,
+    table: Float64Array, cells: Int32Array, points: Float64Array, segment: Uint32Array): void;
 }
 
 let resolved: MonitorStats | null | undefined;
@@ -15,8 +19,8 @@ let resolved: MonitorStats | null | undefined;
 function resolve(): MonitorStats | null {
   try {
     const binding = native();
-    if (typeof binding.tensorStatsF32 !== 'function' || typeof binding.argmaxRowsF32 !== 'function') return null;
-    return { tensorStatsF32: binding.tensorStatsF32.bind(binding), argmaxRowsF32: binding.argmaxRowsF32.bind(binding) };
+    if (typeof binding.tensorStatsF32 !== 'function' || typeof binding.argmaxRowsF32 !== 'function' || typeof binding.driftCountF32 !== 'function') return null;
+    return { tensorStatsF32: binding.tensorStatsF32.bind(binding), argmaxRowsF32: binding.argmaxRowsF32.bind(binding), driftCountF32: binding.driftCountF32.bind(binding) };
   } catch {
     return null; // no addon: the JavaScript loops serve
   }
