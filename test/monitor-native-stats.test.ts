@@ -60,7 +60,7 @@ t.test('a zero of either sign is reported as 0', async (t) => {
 });
 
 t.test('argmax of FP32 scores: the addon and JavaScript pick the first largest column, NaN never winning', async (t) => {
-  for (const width of [1, 5, 8, 13, 4096]) {
+  for (const width of [1, 5, 8, 13, 33, 100, 2048, 4096]) {
     const rows = 6;
     const data = Float32Array.from({ length: rows * width }, () => random() * 10 - 5);
     data[0] = NaN; // a row that starts with NaN keeps column 0

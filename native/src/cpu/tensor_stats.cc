@@ -102,6 +102,10 @@ TensorStatsF32 tensor_stats_f32(const float* v, size_t n) {
 }
 
 void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out) {
+  // Eight running maxima of four (maxps has a latency of several cycles: two chains, as before,
+  // left most of each cycle idle on a 2,048-wide row), then the first column that holds the
+  // largest, four columns a compare.
+  constexpr size_t kWide = 32;
   for (size_t r = 0; r < rows; ++r) {
     const float* row = data + r * cols;
     // A NaN never compares greater, so a row that starts with one keeps column 0, and a NaN
@@ -110,28 +114,34 @@ void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out) {
       out[r] = 0;
       continue;
     }
-    float top[kLanes];
-    for (size_t j = 0; j < kLanes; ++j) top[j] = row[0];
-    const size_t whole = cols - cols % kLanes;
+    float best = row[0];
+    size_t c = 0;
 #if defined(__SSE2__)
     // maxps(x, top) is `x > top ? x : top`: a NaN x leaves top as it was.
-    __m128 top0 = _mm_set1_ps(row[0]), top1 = top0;
-    for (size_t c = 0; c < whole; c += kLanes) {
-      top0 = _mm_max_ps(_mm_loadu_ps(row + c), top0);
-      top1 = _mm_max_ps(_mm_loadu_ps(row + c + 4), top1);
+    __m128 top[8];
+    for (auto& v : top) v = _mm_set1_ps(row[0]);
+    for (; c + kWide <= cols; c += kWide) {
+      for (size_t j = 0; j < 8; ++j) top[j] = _mm_max_ps(_mm_loadu_ps(row + c + 4 * j), top[j]);
     }
-    _mm_storeu_ps(top, top0);
-    _mm_storeu_ps(top + 4, top1);
-#else
-    for (size_t c = 0; c < whole; c += kLanes) {
-      for (size_t j = 0; j < kLanes; ++j) top[j] = row[c + j] > top[j] ? row[c + j] : top[j];
-    }
+    for (; c + 4 <= cols; c += 4) top[0] = _mm_max_ps(_mm_loadu_ps(row + c), top[0]);
+    for (size_t j = 1; j < 8; ++j) top[0] = _mm_max_ps(top[j], top[0]);
+    float lanes[4];
+    _mm_storeu_ps(lanes, top[0]);
+    for (const float v : lanes) best = v > best ? v : best;
 #endif
-    float best = row[0];
-    for (size_t j = 0; j < kLanes; ++j) best = top[j] > best ? top[j] : best;
-    for (size_t c = whole; c < cols; ++c) best = row[c] > best ? row[c] : best;
+    for (; c < cols; ++c) best = row[c] > best ? row[c] : best;
     // The first column holding it (equal zeros of either sign count as the same value, as `>` does).
     size_t at = 0;
+#if defined(__SSE2__)
+    const __m128 want = _mm_set1_ps(best);
+    for (; at + 4 <= cols; at += 4) {
+      const int hit = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(row + at), want));
+      if (hit != 0) {
+        at += static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(hit)));
+        break;
+      }
+    }
+#endif
     while (!(row[at] == best)) ++at;
     out[r] = static_cast<double>(at);
   }
