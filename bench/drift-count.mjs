@@ -3,12 +3,14 @@
 // with W input columns (drift watches the first 256) and 10 output scores, R rows a request, with the addon's counting
 // (native/src/cpu/drift_count.cc) and with the JavaScript loop, in alternating rounds of the same
 // process (the same tables, the same requests). --dist points at another build's dist/ (a `git
-// worktree` of an earlier commit) to time its observe in the same rounds.
+// worktree` of an earlier commit) to time its observe in the same rounds, and its addon's argmax
+// of 64-row answers (feedback's predicted class) beside this build's.
 //
 //   node bench/drift-count.mjs [--widths 64,2048] [--rows 1,4,8,64] [--rounds 5] [--ms 300] [--dist DIR]
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 
 const { values: flags } = parseArgs({
@@ -79,4 +81,28 @@ for (const width of flags.widths.split(',').map(Number)) {
     const counted = Math.ceil(rows / step) * perRow;
     console.log(`| ${width} (${Math.min(width, 256)} + ${OUTPUTS}) | ${rows} | ${counted} | ${median(js).toFixed(1)} | ${median(addon).toFixed(1)} | ${(median(js) / median(addon)).toFixed(2)} |${theirs ? ` ${median(before).toFixed(1)} |` : ''}`);
   }
+}
+
+// Feedback's argmax over FP32 answers of 64 rows, in this build's addon and the other build's.
+const { native } = await import(new URL('native/addon.js', here));
+const addons = [['this build', native()]];
+if (flags.dist) addons.push(['other build', createRequire(import.meta.url)(resolve(flags.dist, '../build/Release/umbra.node'))]);
+console.log(`\n| argmax of 64 rows, width | ${addons.map(([name]) => name).join(' | ')} |`);
+console.log(`|---:|${addons.map(() => '---:').join('|')}|`);
+for (const width of [10, 1000, 2048, 4096]) {
+  const data = tensor(64, width);
+  const out = new Float64Array(64);
+  const each = addons.map(() => []);
+  for (let r = 0; r < Number(flags.rounds); r++) {
+    addons.forEach(([, addon], i) => {
+      for (let k = 0; k < 100; k++) addon.argmaxRowsF32(data, 64, width, out);
+      const start = performance.now();
+      let n = 0;
+      while (performance.now() - start < Number(flags.ms) / 3) {
+        for (let k = 0; k < 20; k++, n++) addon.argmaxRowsF32(data, 64, width, out);
+      }
+      each[i].push(((performance.now() - start) * 1000) / n);
+    });
+  }
+  console.log(`| ${width} | ${each.map((xs) => `${median(xs).toFixed(2)} µs`).join(' | ')} |`);
 }

@@ -118,15 +118,20 @@ void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out) {
     size_t c = 0;
 #if defined(__SSE2__)
     // maxps(x, top) is `x > top ? x : top`: a NaN x leaves top as it was.
-    __m128 top[8];
-    for (auto& v : top) v = _mm_set1_ps(row[0]);
-    for (; c + kWide <= cols; c += kWide) {
-      for (size_t j = 0; j < 8; ++j) top[j] = _mm_max_ps(_mm_loadu_ps(row + c + 4 * j), top[j]);
+    __m128 top0 = _mm_set1_ps(row[0]);
+    if (cols >= kWide) {
+      // A class score vector of ten columns never gets here: setting up eight chains costs more
+      // than it wins on a short row.
+      __m128 top[8];
+      for (auto& v : top) v = top0;
+      for (; c + kWide <= cols; c += kWide) {
+        for (size_t j = 0; j < 8; ++j) top[j] = _mm_max_ps(_mm_loadu_ps(row + c + 4 * j), top[j]);
+      }
+      for (size_t j = 0; j < 8; ++j) top0 = _mm_max_ps(top[j], top0);
     }
-    for (; c + 4 <= cols; c += 4) top[0] = _mm_max_ps(_mm_loadu_ps(row + c), top[0]);
-    for (size_t j = 1; j < 8; ++j) top[0] = _mm_max_ps(top[j], top[0]);
+    for (; c + 4 <= cols; c += 4) top0 = _mm_max_ps(_mm_loadu_ps(row + c), top0);
     float lanes[4];
-    _mm_storeu_ps(lanes, top[0]);
+    _mm_storeu_ps(lanes, top0);
     for (const float v : lanes) best = v > best ? v : best;
 #endif
     for (; c < cols; ++c) best = row[c] > best ? row[c] : best;
