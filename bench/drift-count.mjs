@@ -4,7 +4,8 @@
 // (native/src/cpu/drift_count.cc) and with the JavaScript loop, in alternating rounds of the same
 // process (the same tables, the same requests). --dist points at another build's dist/ (a `git
 // worktree` of an earlier commit) to time its observe in the same rounds, and its addon's argmax
-// of 64-row answers (feedback's predicted class) beside this build's.
+// of 64-row answers (feedback's predicted class) beside this build's. Last, the NaN gate on a
+// 64 x 4096 FP32 input: the addon's finiteness check against the statistics pass it replaced.
 //
 //   node bench/drift-count.mjs [--widths 64,2048] [--rows 1,4,8,64] [--rounds 5] [--ms 300] [--dist DIR]
 import { parseArgs } from 'node:util';
@@ -105,4 +106,26 @@ for (const width of [10, 1000, 2048, 4096]) {
     });
   }
   console.log(`| ${width} | ${each.map((xs) => `${median(xs).toFixed(2)} µs`).join(' | ')} |`);
+}
+
+// The NaN gate on a 1 MiB FP32 input (src/protocol/validate.ts allFinite).
+{
+  const addon = native();
+  const data = tensor(64, 4096);
+  const out = new Float64Array(4);
+  const ways = [['allFiniteF32 (this build)', () => addon.allFiniteF32(data)], ['tensorStatsF32 (the gate before)', () => addon.tensorStatsF32(data, out)]];
+  const each = ways.map(() => []);
+  for (let r = 0; r < Number(flags.rounds); r++) {
+    ways.forEach(([, run], i) => {
+      for (let k = 0; k < 20; k++) run();
+      const start = performance.now();
+      let n = 0;
+      while (performance.now() - start < Number(flags.ms) / 3) {
+        for (let k = 0; k < 10; k++, n++) run();
+      }
+      each[i].push(((performance.now() - start) * 1000) / n);
+    });
+  }
+  console.log(`\n| NaN gate, 64 x 4096 FP32 | µs |\n|---|---:|`);
+  ways.forEach(([name], i) => console.log(`| ${name} | ${median(each[i]).toFixed(1)} |`));
 }

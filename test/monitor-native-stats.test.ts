@@ -7,6 +7,7 @@ import { summarizeTensor } from '../dist/monitor/tensor-summary.js';
 import { predictedValues } from '../dist/monitor/feedback.js';
 import { monitorStats, useMonitorStats } from '../dist/native/monitor-stats.js';
 import { seededRandom } from '../dist/random.js';
+import { property } from './helpers/property.js';
 
 const random = seededRandom(2801);
 
@@ -81,6 +82,24 @@ t.test('argmax of FP32 scores: the addon and JavaScript pick the first largest c
     t.same(native, plain, `width ${width}: the addon`);
     t.same(js, plain, `width ${width}: JavaScript`);
   }
+});
+
+t.test('the addon\'s finiteness check finds a NaN or an infinity wherever it is, and nothing else', async (t) => {
+  const stats = monitorStats()!;
+  const verdicts = property('allFiniteF32 agrees with Number.isFinite on every value');
+  for (const n of [0, 1, 15, 255, 256, 257, 4099, 100_003]) {
+    // Finite edge cases: the largest values, the smallest normal and subnormal ones, zeros.
+    const clean = Float32Array.from({ length: n }, (_, i) => [3.4028234663852886e38, -3.4028234663852886e38, 1.1754943508222875e-38, 1e-45, -0, 0, (random() - 0.5) * 1e4][i % 7]!);
+    verdicts.check(stats.allFiniteF32(clean), () => `${n} finite values refused`);
+    for (const at of new Set([0, 1, Math.floor(n / 2), n - 2, n - 1].filter((i) => i >= 0 && i < n))) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const v = clean.slice();
+        v[at] = bad;
+        verdicts.check(!stats.allFiniteF32(v), () => `${bad} at ${at} of ${n} passed`);
+      }
+    }
+  }
+  verdicts.assert(t);
 });
 
 t.test('UMBRA_NATIVE_STATS=0 and a missing addon fall back to JavaScript', async (t) => {

@@ -257,6 +257,19 @@ Napi::Value TensorStatsF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// (values: Float32Array) -> whether every value is finite (all_finite_f32): the NaN gate on
+// wide FP32 inputs, on the serving thread. Blocking.
+Napi::Value AllFiniteF32(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "allFiniteF32";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 1, "expected 1 argument");
+    const float* values = f32(env, info[0], 0, kName, "values");
+    const size_t n = info[0].As<Napi::TypedArray>().ElementLength();
+    return Napi::Boolean::New(env, n == 0 || umbra::all_finite_f32(values, n));
+  });
+}
+
 // (data: Float32Array, rows, cols, out: Float64Array(rows)) -> out[r] = argmax of row r
 // (argmax_rows_f32). Blocking.
 Napi::Value ArgmaxRowsF32(const Napi::CallbackInfo& info) {
@@ -341,6 +354,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
   exports.Set("tensorStatsF32", Napi::Function::New(env, TensorStatsF32, "tensorStatsF32"));
   exports.Set("argmaxRowsF32", Napi::Function::New(env, ArgmaxRowsF32, "argmaxRowsF32"));
+  exports.Set("allFiniteF32", Napi::Function::New(env, AllFiniteF32, "allFiniteF32"));
   exports.Set("driftCountF32", Napi::Function::New(env, DriftCountF32, "driftCountF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
   exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));

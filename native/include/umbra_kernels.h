@@ -129,6 +129,8 @@ struct TensorStatsF32 {
 };
 // Min, max and sum of the finite values of v[0..n) and the count of the others. Blocking.
 TensorStatsF32 tensor_stats_f32(const float* v, size_t n);
+// Whether every value of v[0..n) is finite (no NaN, no infinity). Blocking.
+bool all_finite_f32(const float* v, size_t n);
 // out[r] = the first column of row r's largest value; NaN never wins, and a row that starts
 // with NaN gives 0 (the result of a scan that keeps the first value no later one exceeds).
 void argmax_rows_f32(const float* data, size_t rows, size_t cols, double* out);

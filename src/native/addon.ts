@@ -115,6 +115,7 @@ export interface NativeBinding {
   softmaxF32(data: Float32Array, rows: number, cols: number): void;
   tensorStatsF32(values: Float32Array, out: Float64Array): void;
   argmaxRowsF32(data: Float32Array, rows: number, cols: number, out: Float64Array): void;
+  allFiniteF32(values: Float32Array): boolean;
   driftCountF32(data: Float32Array, n: number, width: number, firstColumn: number, columns: number, first: number, step: number,
     table: Float64Array, cells: Int32Array, points: Float64Array, segment: Uint32Array): void;
   thresholdSelectF32(arrays: Float32Array[], names: string[], sparsity: number, perLayer: boolean,

@@ -9,6 +9,8 @@ export interface MonitorStats {
   tensorStatsF32(values: Float32Array, out: Float64Array): void;
   /** out[r] = the first column of row r's largest value (0 for a row that starts with NaN). */
   argmaxRowsF32(data: Float32Array, rows: number, cols: number, out: Float64Array): void;
+  /** Whether every value is finite (the NaN gate on wide inputs). */
+  allFiniteF32(values: Float32Array): boolean;
   /** Drift's bins for rows first, first + step, ... (the table's layout: src/monitor/drift.ts, nativeTable). */
   driftCountF32(data: Float32Array, n: number, width: number, firstColumn: number, columns: number, first: number, step: number,
     table: Float64Array, cells: Int32Array, points: Float64Array, segment: Uint32Array): void;
@@ -19,8 +21,8 @@ let resolved: MonitorStats | null | undefined;
 function resolve(): MonitorStats | null {
   try {
     const binding = native();
-    if (typeof binding.tensorStatsF32 !== 'function' || typeof binding.argmaxRowsF32 !== 'function' || typeof binding.driftCountF32 !== 'function') return null;
-    return { tensorStatsF32: binding.tensorStatsF32.bind(binding), argmaxRowsF32: binding.argmaxRowsF32.bind(binding), driftCountF32: binding.driftCountF32.bind(binding) };
+    if (typeof binding.tensorStatsF32 !== 'function' || typeof binding.argmaxRowsF32 !== 'function' || typeof binding.driftCountF32 !== 'function' || typeof binding.allFiniteF32 !== 'function') return null;
+    return { tensorStatsF32: binding.tensorStatsF32.bind(binding), argmaxRowsF32: binding.argmaxRowsF32.bind(binding), driftCountF32: binding.driftCountF32.bind(binding), allFiniteF32: binding.allFiniteF32.bind(binding) };
   } catch {
     return null; // no addon: the JavaScript loops serve
   }
