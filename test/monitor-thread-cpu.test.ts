@@ -9,13 +9,24 @@ import { startTestServer } from './helpers/server.js';
 
 const linux = osThreadId() > 0;
 
-/** A worker thread that spends `ms` of CPU, says its OS thread id, and waits to be told to end. */
+/**
+ * A worker thread that spends `ms` of CPU, says its OS thread id, and waits to be told to end. It
+ * spins until its own CPU clock (/proc/thread-self/schedstat) has moved `ms`, not the wall clock:
+ * on a host busy with other tests a wall-clock spin gets only part of a core.
+ */
 function busyThread(ms: number): Promise<{ tid: number; end: () => Promise<void> }> {
   const source = `
     const { parentPort } = require('node:worker_threads');
     const { readFileSync } = require('node:fs');
-    const until = Date.now() + ${ms};
-    while (Date.now() < until) {}
+    const cpuMs = () => {
+      try {
+        return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ', 1)[0]) / 1e6;
+      } catch {
+        return Date.now(); // no schedstat: the wall clock
+      }
+    };
+    const until = cpuMs() + ${ms};
+    while (cpuMs() < until) {}
     parentPort.postMessage(Number(readFileSync('/proc/thread-self/stat', 'latin1').split(' ', 1)[0]));
     parentPort.once('message', () => process.exit(0));
   `;

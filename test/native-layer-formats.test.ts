@@ -36,11 +36,14 @@ const timing = (batch: number, packedUs: number, csrUs: number): LayerTiming => 
 t.test('a layer timed on the thread-cpu clock is not charged for time its thread spent off the CPU', { skip: threadCpuMicrosNow() === undefined ? 'this host does not report a thread\'s CPU time' : false }, async (t) => {
   // Stand-ins for the two kernels: one spends 2 ms on the CPU; the other spends 4 ms with its
   // thread off the CPU (blocked), as a kernel preempted by another process on the host would.
+  // The first spins until its thread's own CPU clock has moved 2 ms, not the wall clock: on a
+  // busy host (CI runs two test files at once on two cores) a 2 ms wall-clock spin measured
+  // 1.46 ms of CPU, and the test then failed for the host's load, not for the code.
   const blocker = new Int32Array(new SharedArrayBuffer(4));
   const offCpu = () => { Atomics.wait(blocker, 0, 0, 4); };
   const onCpu = () => {
-    const until = performance.now() + 2;
-    while (performance.now() < until) { /* spin */ }
+    const until = threadCpuMicrosNow()! + 2000;
+    while (threadCpuMicrosNow()! < until) { /* spin */ }
   };
   const x = new Float32Array(1);
   const out = new Float32Array(1);
