@@ -5,8 +5,10 @@
 // and for the generator (/usr/bin/time). Beside them, in the same run: bare uWebSockets.js (the
 // front end's limit, one thread) and, for `--model mlp`, onnxruntime in-process at its best.
 //
-// Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2] [--rounds 5] [--seconds 4]
+// Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2,2:off] [--rounds 5] [--seconds 4]
 //        [--concurrency 64,1] [--generator wrk|perf] [--ceiling-work US] [--out bench/results-io-threads.json]
+// An --io setting may end in :on or :off, the server's --core-reads (whether the core's thread is
+// one of the threads that read); without one the server picks for the host.
 // --ceiling-work adds the host's ceiling for threads: bench/peers/uws-threads.mjs with as many
 // threads as each --io setting, no hop, spending US µs of CPU per request (wrk only).
 // --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
@@ -34,7 +36,16 @@ for (const k of ['out', 'io', 'rounds', 'seconds', 'concurrency', 'model', 'gene
   }
 }
 const model = args.model ?? 'digits';
-const ioSettings = (args.io ?? '1,2').split(',').map(Number);
+// A setting may name --core-reads after a colon (2:on, 2:off); without one the server picks (auto).
+const ioSettings = (args.io ?? '1,2').split(',');
+for (const io of ioSettings) {
+  if (!/^\d+(:(on|off))?$/.test(io)) {
+    process.stderr.write(`io-threads: --io takes thread counts, each with an optional :on or :off for --core-reads (e.g. 1,2:off,2:on), not ${io}\n`);
+    process.exit(2);
+  }
+}
+const ioThreadsOf = (io) => Number(io.split(':')[0]);
+const ioLabel = (io) => (io.includes(':') ? `${ioThreadsOf(io)} --core-reads ${io.split(':')[1]}` : io);
 const rounds = Number(args.rounds ?? 5);
 const seconds = Number(args.seconds ?? 4);
 const concurrencies = (args.concurrency ?? '64,1').split(',').map(Number);
@@ -121,11 +132,12 @@ async function waitReady(url, child) {
 
 async function startUmbra(io) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(io), '--log-db', `sqlite:${join(work, `log-${io}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const core = io.includes(':') ? ['--core-reads', io.split(':')[1]] : [];
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(ioThreadsOf(io)), ...core, '--log-db', `sqlite:${join(work, `log-${io.replace(':', '-')}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child);
-  return { name: `umbra --io-threads ${io}`, io, url, child, metrics: true };
+  return { name: `umbra --io-threads ${ioLabel(io)}`, io, url, child, metrics: true };
 }
 
 /** Another build of Umbra (--builds), served with its own defaults; gRPC off where the build has it. */
@@ -214,7 +226,7 @@ function median(xs) {
 }
 
 const ceilingWork = args['ceiling-work'] === undefined ? undefined : Number(args['ceiling-work']);
-const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.map((n) => startCeiling(n, ceilingWork))) : [];
+const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.map((io) => startCeiling(ioThreadsOf(io), ceilingWork))) : [];
 const builds = (args.builds ?? '').split(';').filter(Boolean).map((spec) => spec.split('='));
 const others = [];
 for (const [label, dir] of builds) others.push(await startBuild(label, dir));
@@ -251,11 +263,11 @@ for (const [key, runs] of Object.entries(results)) {
 // Ratios within each round, then their median: the settings were measured minutes apart at most.
 const ratios = {};
 for (const c of concurrencies) {
-  const base = results[`umbra --io-threads ${ioSettings[0]} c${c}`];
+  const base = results[`umbra --io-threads ${ioLabel(ioSettings[0])} c${c}`];
   const bare = results[`bare uWebSockets.js c${c}`];
   for (const io of ioSettings.slice(1)) {
-    const other = results[`umbra --io-threads ${io} c${c}`];
-    ratios[`c${c}: --io-threads ${io} / --io-threads ${ioSettings[0]} req/s`] = median(other.map((r, i) => r.throughput / base[i].throughput));
+    const other = results[`umbra --io-threads ${ioLabel(io)} c${c}`];
+    ratios[`c${c}: --io-threads ${ioLabel(io)} / --io-threads ${ioLabel(ioSettings[0])} req/s`] = median(other.map((r, i) => r.throughput / base[i].throughput));
   }
   if (ceilings.length > 1) {
     const one = results[`${ceilings[0].name} c${c}`];
@@ -263,24 +275,24 @@ for (const c of concurrencies) {
   }
   for (const io of ioSettings) {
     if (!bare) break;
-    const mine = results[`umbra --io-threads ${io} c${c}`];
-    ratios[`c${c}: --io-threads ${io} / bare uWS req/s`] = median(mine.map((r, i) => r.throughput / bare[i].throughput));
-    ratios[`c${c}: --io-threads ${io} p50 / bare uWS p50`] = median(mine.map((r, i) => r.p50_ms / bare[i].p50_ms));
+    const mine = results[`umbra --io-threads ${ioLabel(io)} c${c}`];
+    ratios[`c${c}: --io-threads ${ioLabel(io)} / bare uWS req/s`] = median(mine.map((r, i) => r.throughput / bare[i].throughput));
+    ratios[`c${c}: --io-threads ${ioLabel(io)} p50 / bare uWS p50`] = median(mine.map((r, i) => r.p50_ms / bare[i].p50_ms));
   }
   for (const t of others) {
     const theirs = results[`${t.name} c${c}`];
     ratios[`c${c}: ${t.name} p50 / bare uWS p50`] = median(theirs.map((r, i) => r.p50_ms / bare[i].p50_ms));
     ratios[`c${c}: ${t.name} / bare uWS req/s`] = median(theirs.map((r, i) => r.throughput / bare[i].throughput));
-    ratios[`c${c}: --io-threads ${ioSettings[0]} p50 - ${t.name} p50, µs`] = median(base.map((r, i) => (r.p50_ms - theirs[i].p50_ms) * 1000));
+    ratios[`c${c}: --io-threads ${ioLabel(ioSettings[0])} p50 - ${t.name} p50, µs`] = median(base.map((r, i) => (r.p50_ms - theirs[i].p50_ms) * 1000));
   }
 }
 if (inProcess) {
   const best = inProcess.best?.rows_per_s ?? inProcess.best;
   for (const io of ioSettings) {
-    const mine = results[`umbra --io-threads ${io} c64`];
+    const mine = results[`umbra --io-threads ${ioLabel(io)} c64`];
     const bare = results['bare uWebSockets.js c64'];
     if (!mine || !bare || !best) continue;
-    ratios[`c64: --io-threads ${io} / min(in-process onnxruntime best rows/s, bare uWS req/s)`] = median(mine.map((r, i) => r.throughput / Math.min(best, bare[i].throughput)));
+    ratios[`c64: --io-threads ${ioLabel(io)} / min(in-process onnxruntime best rows/s, bare uWS req/s)`] = median(mine.map((r, i) => r.throughput / Math.min(best, bare[i].throughput)));
   }
 }
 const report = { model, generator, rounds, seconds, cores: availableParallelism(), load_at_end: readFileSync('/proc/loadavg', 'utf8').trim(), summary, ratios, in_process: inProcess };

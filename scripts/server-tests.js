@@ -1,7 +1,8 @@
 // Prints, one a line, the test files that start servers through test/helpers/server.ts, directly or
-// through another module of test/ that imports it. CI runs these a second time with
-// UMBRA_TEST_IO_THREADS=1 (one thread reads and answers every request), so a server test written
-// tomorrow is covered by both settings without anyone keeping a list. The files `npm test` leaves
+// through another module of test/ that imports it. CI runs these again with UMBRA_TEST_IO_THREADS=1
+// (one thread reads and answers every request) and with UMBRA_TEST_CORE_READS=on (the core's thread
+// one of two that read), so a server test written tomorrow is covered by every setting without
+// anyone keeping a list. The files `npm test` leaves
 // out (test/timing/, fixtures) are left out here too.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import http from 'node:http';
 import { tempRepo, slowModel } from './helpers/repo.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
+import { defaultCoreReads } from '../dist/server/server.js';
 
 const BIN = new URL('../bin/umbra.js', import.meta.url).pathname;
 
@@ -54,6 +55,18 @@ t.test('settings: flags over environment over config file over defaults', async 
   writeFileSync(file, '{not json');
   t.throws(() => resolveServeSettings({ config: file }, {}), /not a valid JSON settings file/);
   t.throws(() => resolveServeSettings({ config: join(dir, 'missing.json') }, {}), /--config: cannot read/);
+});
+
+t.test('--core-reads: on, off or auto (the default), and what auto picks for a host', async (t) => {
+  t.equal(resolveServeSettings({ repo: '/models', coreReads: 'on' }, {}).coreReads, true);
+  t.equal(resolveServeSettings({ repo: '/models' }, { UMBRA_CORE_READS: 'off' }).coreReads, false);
+  t.notOk('coreReads' in resolveServeSettings({ repo: '/models', coreReads: 'auto' }, {}), 'auto leaves it to the host');
+  t.notOk('coreReads' in resolveServeSettings({ repo: '/models' }, {}), 'unset: the host decides');
+  t.throws(() => resolveServeSettings({ repo: '/models', coreReads: 'sometimes' }, {}), /--core-reads: expected on, off or auto but received "sometimes"/);
+  // The host decides: the core's thread reads when it would have no core of its own.
+  t.same([1, 2, 3, 4].map((io) => defaultCoreReads(io, 2)), [false, true, true, true], 'two cores: with every setting above one');
+  t.same([2, 3, 4, 8].map((io) => defaultCoreReads(io, 16)), [false, false, false, false], 'sixteen cores: never at the default of eight or fewer');
+  t.same([2, 3, 4].map((io) => defaultCoreReads(io, 4)), [false, false, true], 'four cores: from four threads up');
 });
 
 t.test('SIGTERM under load: every in-flight request succeeds, then exit 0', async (t) => {

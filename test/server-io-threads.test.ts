@@ -69,14 +69,19 @@ class RawConnection {
   }
 }
 
-t.test('connections spread over both I/O threads, their requests batch together on the core', async (t) => {
+// Both ways of running two: two I/O threads of their own, or the core's thread and one more.
+for (const coreReads of [false, true]) {
+const mode = coreReads ? 'the core\'s thread and one I/O thread' : 'two I/O threads';
+
+t.test(`connections spread over ${mode}, their requests batch together on the core`, async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
   // A worker model with a queue delay: requests from both threads wait together and batch.
   repo.writeConfig('affine', { max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 200_000 }, parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads });
   t.equal(s.server.ioThreads, 2);
+  t.equal(s.server.coreReads, coreReads);
   const connections = await Promise.all(Array.from({ length: 24 }, () => RawConnection.open(s.server.port)));
   t.teardown(() => connections.forEach((c) => c.close()));
   const answers = await Promise.all(connections.map((c, i) => c.request('/v2/models/affine/infer', { id: String(i), inputs: [x(i)] })));
@@ -84,19 +89,20 @@ t.test('connections spread over both I/O threads, their requests batch together 
   t.same(wrong, [], 'every connection got its own rows back');
   const perThread = s.server.ioThreadStats();
   t.equal(perThread.length, 2);
+  t.equal(perThread.some((p) => p.tid === process.pid), coreReads, 'the core\'s thread is listed when it reads');
   t.ok(perThread.every((p) => p.requests > 0), `both threads read requests (${perThread.map((p) => p.requests).join(', ')})`);
   const stats = s.server.umbra.manager.get('affine').stats();
   t.ok(stats.executions < stats.executedRequests, `requests of both threads shared batches (${stats.executedRequests} requests in ${stats.executions} batches)`);
 });
 
-t.test('an I/O thread that dies is replaced; only its own connections fail', async (t) => {
+t.test(`${mode}: an I/O thread that dies is replaced; only its own connections fail`, async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
   // Run in the workers: an inline model is answered by the thread's own replica, which does not
   // count as a request handed over to the core (how a connection's thread is found below).
   repo.writeConfig('affine', { parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads });
   // Find two connections on different threads: each thread counts what it reads.
   const byThread = new Map<number, RawConnection>();
   const opened: RawConnection[] = [];
@@ -113,7 +119,10 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
     if (!byThread.has(tid)) byThread.set(tid, c);
   }
   t.equal(byThread.size, 2, 'connections reached both threads');
-  const [[doomedTid, doomed], [, survivor]] = [...byThread.entries()] as [[number, RawConnection], [number, RawConnection]];
+  // The doomed one is on an I/O thread (the fault is injected there, not on the core's thread).
+  const entries = [...byThread.entries()].sort(([a], [b]) => Number(a === process.pid) - Number(b === process.pid));
+  const [[doomedTid, doomed], [, survivor]] = entries as [[number, RawConnection], [number, RawConnection]];
+  t.not(doomedTid, process.pid);
   const replaced = once(s.server.events, 'replaced');
   const crash = doomed.request('/v2/models/affine/infer', { inputs: [x(2)] }, { 'x-umbra-fault': 'io-crash' }).catch((e: Error) => e);
   await doomed.closed;
@@ -124,7 +133,7 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
   t.equal(still.status, 200, 'the other thread\'s connection kept working');
   t.same(JSON.parse(still.body).outputs[0].data, [7, 9, 11, 13]);
   const threads = s.server.ioThreadStats();
-  t.equal(threads.length, 2, 'two I/O threads again');
+  t.equal(threads.length, 2, 'two threads reading again');
   t.notOk(threads.some((p) => p.tid === doomedTid), 'the dead thread is gone');
   const fresh = await Promise.all(Array.from({ length: 8 }, async () => {
     const c = await RawConnection.open(s.server.port);
@@ -134,14 +143,14 @@ t.test('an I/O thread that dies is replaced; only its own connections fail', asy
   t.same(fresh, Array(8).fill(200), 'new connections are served on either thread');
 });
 
-t.test('drain on two I/O threads: every admitted request is answered, then the port closes', async (t) => {
+t.test(`drain on ${mode}: every admitted request is answered, then the port closes`, async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   // One at a time, held until the drain has begun: the ten wait in the queue together (a queue
   // bound of its own: the derived one would refuse some of them).
   repo.addVersion('slow', 1, affineModel(2, 0, 64));
   repo.writeConfig('slow', { max_batch_size: 1, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 16 }, parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2 });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads });
   const mv = s.server.umbra.manager.get('slow');
   const hold = holdExecution(mv);
   t.teardown(() => hold.release());
@@ -162,6 +171,7 @@ t.test('drain on two I/O threads: every admitted request is answered, then the p
   await stopping;
   await t.rejects(fetch(`${s.url}/v2/health/live`), 'no thread accepts connections any more');
 });
+}
 
 t.test('a client that goes away before its request runs takes it out of the core\'s queue', async (t) => {
   const repo = tempRepo();

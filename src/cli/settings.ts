@@ -47,6 +47,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
   { key: 'ioThreads', flag: '--io-threads', env: 'UMBRA_IO_THREADS', kind: 'int', min: 1, max: 256 },
+  { key: 'coreReads', flag: '--core-reads', env: 'UMBRA_CORE_READS', kind: 'string' },
   { key: 'ui', flag: '--ui', env: 'UMBRA_UI', kind: 'string' },
   ...MONITOR_FIELDS,
 ];
@@ -124,6 +125,12 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     }
     out[field.key] = value;
     setBy.set(field.key, { rank: found.rank, source: found.source });
+  }
+  if (out.coreReads !== undefined) {
+    if (out.coreReads === 'on') out.coreReads = true;
+    else if (out.coreReads === 'off') out.coreReads = false;
+    else if (out.coreReads === 'auto') delete out.coreReads;
+    else throw new UsageError(`--core-reads: expected on, off or auto but received ${JSON.stringify(out.coreReads)}`);
   }
   if (out.ui !== undefined) {
     if (out.ui === 'on') delete out.ui;

@@ -29,6 +29,8 @@ const STATUS_TEXT: Record<number, string> = {
 export class InFlight {
   private count = 0;
   private waiters: (() => void)[] = [];
+  /** Requests read since the start. */
+  entered = 0;
 
   get size(): number {
     return this.count;
@@ -36,6 +38,7 @@ export class InFlight {
 
   enter(): void {
     this.count += 1;
+    this.entered += 1;
   }
 
   leave(): void {

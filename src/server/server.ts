@@ -10,7 +10,7 @@ import { attachHttp, InFlight, OpenStreams } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
-import { attachWebSocket, STREAM_DEFAULTS, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
+import { attachWebSocket, STREAM_DEFAULTS, sumStreamStats, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
 import { IoHub } from './io/io-hub.js';
 import type { OpsHandle, UiOptions } from '../ui/index.js';
 import { GrpcServer } from './grpc/grpc-server.js';
@@ -46,6 +46,13 @@ export interface ServerOptions extends UmbraOptions {
    * `defaultIoThreads()`). 1 serves on the core's own thread, with no hop between threads.
    */
   ioThreads?: number;
+  /**
+   * Whether the core's thread is one of the `ioThreads`, reading requests on the same port beside
+   * the I/O threads (the kernel spreads connections over every listener), or only serves what
+   * they hand over. Default `defaultCoreReads(ioThreads)`: on a host with no core to spare for a
+   * thread that only relays. No effect with `ioThreads` 1, where the core's thread reads everything.
+   */
+  coreReads?: boolean;
   /** The ops page (GET /ui) and the time series behind it; false turns both off. */
   ui?: UiOptions | false;
   /**
@@ -76,6 +83,19 @@ export function defaultIoThreads(cores = availableParallelism()): number {
   return Math.min(8, Math.max(2, Math.floor(cores / 2)));
 }
 
+/**
+ * Whether the core's thread should read requests itself beside `ioThreads - 1` I/O threads: when
+ * the host has fewer cores than the I/O threads plus the core's thread. Then a core thread that
+ * only relays competes for a core with the threads that read, and every request it relays pays
+ * the hop; reading a share itself, it answers that share with no hop at all. On two cores, digits
+ * (batch-1 JSON, c64) served with two I/O threads went from 1.08x to 1.21x the one-thread rate
+ * this way (bench/RESULTS-io-threads.md). With a core to spare the core's thread stays free for
+ * batching and monitoring, which every I/O thread's requests need.
+ */
+export function defaultCoreReads(ioThreads: number, cores = availableParallelism()): boolean {
+  return ioThreads > 1 && ioThreads + 1 > cores;
+}
+
 /** Set once when the server starts draining; readiness and `Connection: close` read it. */
 interface DrainState {
   draining: boolean;
@@ -99,6 +119,11 @@ class LocalTransport implements Transport {
   private readonly openStreams = new OpenStreams();
   readonly streams: StreamHub;
   port = 0;
+
+  /** HTTP requests read since the start. */
+  get requestsRead(): number {
+    return this.inFlight.entered;
+  }
 
   constructor(composed: UmbraApp, stream: StreamOptions, maxBodyBytes: number, state: DrainState) {
     this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
@@ -139,6 +164,60 @@ class LocalTransport implements Transport {
   }
 }
 
+/**
+ * The core's thread and I/O threads on one port: each has its own listener, and the kernel spreads
+ * new connections over them. A request read on the core's thread is served there with no hop.
+ */
+class SharedPortTransport implements Transport {
+  /** 'pause' and 'close' from either side's WebSocket connections, 'replaced' from the I/O threads. */
+  readonly events = new EventEmitter();
+
+  constructor(readonly local: LocalTransport, readonly hub: IoHub) {
+    for (const name of ['pause', 'close']) {
+      local.streams.on(name, (...args: unknown[]) => this.events.emit(name, ...args));
+      hub.on(name, (...args: unknown[]) => this.events.emit(name, ...args));
+    }
+    hub.on('replaced', () => this.events.emit('replaced'));
+  }
+
+  /** The I/O threads first (for port 0 they find a free port), then the core's listener on the same port. */
+  static async start(composed: UmbraApp, options: { threads: number; host: string; port: number; maxBodyBytes: number; stream: StreamOptions }, state: DrainState): Promise<SharedPortTransport> {
+    const hub = new IoHub(composed.core, composed.api, { ...options, threads: options.threads - 1 });
+    await hub.start();
+    const local = new LocalTransport(composed, options.stream, options.maxBodyBytes, state);
+    try {
+      await local.listen(options.host, hub.port);
+    } catch (err) {
+      await hub.close();
+      await local.close();
+      throw err;
+    }
+    return new SharedPortTransport(local, hub);
+  }
+
+  get port(): number {
+    return this.hub.port;
+  }
+
+  /** Every listener stops accepting in the same turn. */
+  async drain(deadline: Promise<void>): Promise<void> {
+    await Promise.all([this.local.drain(deadline), this.hub.drain(deadline)]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.local.close(), this.hub.close()]);
+  }
+
+  async streamStats(): Promise<StreamStats> {
+    return sumStreamStats(await Promise.all([this.local.streamStats(), this.hub.streamStats()]));
+  }
+
+  /** The core's thread (by its OS id) with the requests it read, then each I/O thread. */
+  threadStats(): { tid: number; requests: number }[] {
+    return [{ tid: process.pid, requests: this.local.requestsRead }, ...this.hub.threadStats()];
+  }
+}
+
 export class UmbraServer {
   readonly api: Api;
   /** Canary/shadow routing and rollouts (src/traffic). */
@@ -157,8 +236,10 @@ export class UmbraServer {
   readonly events: EventEmitter;
   /** The open WebSocket connections, when the server reads on its own thread (`ioThreads` 1). */
   readonly streams: StreamHub | undefined;
-  /** I/O threads serving (1 = the core's own thread). */
+  /** Threads reading requests (1 = the core's own thread), the core's own among them when `coreReads`. */
   readonly ioThreads: number;
+  /** Whether the core's thread reads requests (always with one I/O thread). */
+  readonly coreReads: boolean;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -178,11 +259,18 @@ export class UmbraServer {
       this.streams = transport.streams;
       this.events = transport.streams;
       this.ioThreads = 1;
+      this.coreReads = true;
+    } else if (transport instanceof SharedPortTransport) {
+      this.streams = undefined;
+      this.events = transport.events;
+      this.ioThreads = transport.hub.size + 1;
+      this.coreReads = true;
     } else {
       const hub = transport as IoHub;
       this.streams = undefined;
       this.events = hub;
       this.ioThreads = hub.size;
+      this.coreReads = false;
     }
   }
 
@@ -208,13 +296,15 @@ export class UmbraServer {
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     const stream = streamOptions(options);
     const threads = options.ioThreads ?? defaultIoThreads();
-    let transport: LocalTransport | IoHub | undefined;
+    let transport: LocalTransport | IoHub | SharedPortTransport | undefined;
     let grpc: GrpcServer | undefined;
     try {
       if (threads <= 1) {
         const local = new LocalTransport(composed, stream, maxBodyBytes, drainState);
         transport = local;
         await local.listen(host, port);
+      } else if (options.coreReads ?? defaultCoreReads(threads)) {
+        transport = await SharedPortTransport.start(composed, { threads, host, port, maxBodyBytes, stream }, drainState);
       } else {
         const hub = new IoHub(umbra, composed.api, { threads, host, port, maxBodyBytes, stream });
         transport = hub;
@@ -256,9 +346,14 @@ export class UmbraServer {
     return this.drainState.draining;
   }
 
-  /** Each I/O thread's OS id and the requests it has handed to the core (empty when the core's thread reads requests itself). */
+  /**
+   * Each I/O thread's OS id and the requests it read (handed to the core, or answered itself);
+   * with `coreReads` the core's thread comes first, with the HTTP requests it read. Empty when
+   * the core's thread reads every request itself.
+   */
   ioThreadStats(): { tid: number; requests: number }[] {
-    return this.transport instanceof IoHub ? this.transport.threadStats() : [];
+    if (this.transport instanceof IoHub || this.transport instanceof SharedPortTransport) return this.transport.threadStats();
+    return [];
   }
 
   /** Open WebSocket connections and their requests, summed over every I/O thread. */

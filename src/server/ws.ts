@@ -46,6 +46,21 @@ export interface StreamStats {
   peakHeld: number;
 }
 
+/** Stats of several listeners' connections as one: counts add up, peaks are the largest. */
+export function sumStreamStats(list: readonly (StreamStats | undefined)[]): StreamStats {
+  const sum: StreamStats = { connections: 0, outstanding: 0, held: 0, paused: 0, peakOutstanding: 0, peakHeld: 0 };
+  for (const s of list) {
+    if (!s) continue;
+    sum.connections += s.connections;
+    sum.outstanding += s.outstanding;
+    sum.held += s.held;
+    sum.paused += s.paused;
+    sum.peakOutstanding = Math.max(sum.peakOutstanding, s.peakOutstanding);
+    sum.peakHeld = Math.max(sum.peakHeld, s.peakHeld);
+  }
+  return sum;
+}
+
 /**
  * The open WebSocket connections, so that drain can close them after their answers. Emits
  * 'pause' when a connection stops taking requests because its client reads slowly, and

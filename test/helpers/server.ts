@@ -19,11 +19,16 @@ export interface TestServer {
 }
 
 /**
- * Test servers run with two I/O threads, so every behaviour is checked across the hop whatever the
- * host's default; UMBRA_TEST_IO_THREADS runs them with that many instead (CI runs the server tests
- * with 1 as well). A test that names `ioThreads` keeps its own.
+ * Test servers run with two I/O threads and the core's thread reading nothing itself, so every
+ * behaviour is checked across the hop whatever the host's default; UMBRA_TEST_IO_THREADS runs them
+ * with that many threads instead, and UMBRA_TEST_CORE_READS=on with the core's thread as one of
+ * them (CI runs the server tests both ways, and with one thread). A test that names `ioThreads` or
+ * `coreReads` keeps its own.
  */
-const ioThreadsFromEnv = { ioThreads: process.env.UMBRA_TEST_IO_THREADS ? Number(process.env.UMBRA_TEST_IO_THREADS) : 2 };
+const ioThreadsFromEnv = {
+  ioThreads: process.env.UMBRA_TEST_IO_THREADS ? Number(process.env.UMBRA_TEST_IO_THREADS) : 2,
+  coreReads: process.env.UMBRA_TEST_CORE_READS === 'on',
+};
 
 export async function startTestServer(t: Test, options: Partial<ServerOptions> & { repository: string }): Promise<TestServer> {
   const server = await startServer({ host: '127.0.0.1', port: 0, workers: 2, ...ioThreadsFromEnv, ...options });

@@ -32,6 +32,7 @@ export function registerServe(program: Command): void {
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
     .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one or two cores, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
+    .option('--core-reads <on|off|auto>', 'whether the core thread is one of the --io-threads, reading a share of the connections itself (auto: on when the host has fewer cores than --io-threads + 1) [env UMBRA_CORE_READS]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
     .option('--monitoring <on|off>', 'metrics, drift, feedback and the prediction log (default on) [env UMBRA_MONITORING]')
@@ -125,7 +126,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const cuda = cudaStatus();
   if (cuda.available) log(`CUDA: ${cuda.deviceCount} device${cuda.deviceCount === 1 ? '' : 's'} (runtime ${cuda.runtimeVersion}, driver ${cuda.driverVersion}); dense layers on ${describeGpuBlas(cuda)}`);
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
-  log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
+  log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'}${server.ioThreads > 1 && server.coreReads ? ' (the core thread among them)' : ''} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
   if (server.ops) log(`ops page: ${server.url}/ui`);
   const predictionLog = server.monitor?.log;
   predictionLog?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''} (${predictionLog.describeKept()})`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));

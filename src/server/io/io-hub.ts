@@ -9,7 +9,7 @@ import { SignatureChanged } from '../../core/front.js';
 import type { InferEvent, RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
-import type { StreamOptions, StreamStats } from '../ws.js';
+import { sumStreamStats, type StreamOptions, type StreamStats } from '../ws.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
@@ -346,17 +346,7 @@ export class IoHub extends EventEmitter {
       t.send({ t: 'stats' });
       return reply;
     }));
-    const sum: StreamStats = { connections: 0, outstanding: 0, held: 0, paused: 0, peakOutstanding: 0, peakHeld: 0 };
-    for (const s of all) {
-      if (!s) continue;
-      sum.connections += s.connections;
-      sum.outstanding += s.outstanding;
-      sum.held += s.held;
-      sum.paused += s.paused;
-      sum.peakOutstanding = Math.max(sum.peakOutstanding, s.peakOutstanding);
-      sum.peakHeld = Math.max(sum.peakHeld, s.peakHeld);
-    }
-    return sum;
+    return sumStreamStats(all);
   }
 }
 
