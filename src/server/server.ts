@@ -73,9 +73,10 @@ export const DEFAULTS = {
 
 /**
  * I/O threads for a host with `cores` cores, as measured (bench/RESULTS-io-threads.md). On two
- * cores one thread doing everything is the faster setting: two I/O threads served digits (batch-1
- * JSON, c64) at 1.03x with wrk and 0.87x with umbra perf, and a 64-1024-1024-10 MLP at 0.76x,
- * because the hop costs more CPU than the host has spare. Larger hosts: half the cores, the other
+ * cores one thread doing everything stays the default: two (the core's thread one of them) served
+ * digits (batch-1 JSON, c64) at 1.30x with wrk and 1.14x with umbra perf, but a 64-1024-1024-10
+ * MLP, whose requests wait for full batches, at 0.92x: the hop's latency stretches each round trip
+ * and its workers need the cores the reading threads take. Larger hosts: half the cores, the other
  * half left to the model workers, at most 8 (not measured on such a host yet).
  */
 export function defaultIoThreads(cores = availableParallelism()): number {
