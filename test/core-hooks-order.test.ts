@@ -3,7 +3,7 @@
 // still before the next I/O event, so a client holding its answer finds them done.
 import t from 'tap';
 import { tempRepo, affineModel, slowModel } from './helpers/repo.js';
-import { Outbox, SlabWriter, openEnvelope, packResponse } from '../dist/server/io/wire.js';
+import { Inbox, Outbox, SlabWriter, packResponse } from '../dist/server/io/wire.js';
 
 t.test('an answer posted the way the I/O hub posts it leaves before the hooks run', async (t) => {
   const r = tempRepo();
@@ -19,7 +19,8 @@ t.test('an answer posted the way the I/O hub posts it leaves before the hooks ru
 
   const posted: number[] = [];
   // The I/O hub's outbox: replies pushed in one turn go out in one message, on the next tick.
-  const outbox = new Outbox<{ id: number }>((envelope) => { for (const m of openEnvelope(envelope)) posted.push(m.id); }, process.nextTick);
+  const inbox = new Inbox<{ id: number }>();
+  const outbox = new Outbox<{ id: number }>((envelope) => { for (const m of inbox.open(envelope)) posted.push(m.id); }, process.nextTick);
   const seenAtHook: { model: string; posted: number[] }[] = [];
   umbra.hooks.use({ onResult: (e) => { seenAtHook.push({ model: e.model, posted: [...posted] }); } });
   let settled = 0;

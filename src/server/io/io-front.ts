@@ -12,7 +12,7 @@ import { outcomeOf } from '../../core/hooks.js';
 import { IdBlock } from '../../core/ids.js';
 import type { InferOptions } from '../../execution/types.js';
 import {
-  Outbox, errorFromWire, openEnvelope, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
+  Inbox, Outbox, errorFromWire, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
   type Envelope, type ToCore, type ToIo,
 } from './wire.js';
 
@@ -31,8 +31,9 @@ export class CoreLink {
   constructor(private readonly port: MessagePort) {
     // After the poll phase that read this turn's requests: one message for all of them.
     this.outbox = new Outbox<ToCore>((envelope, transfer) => port.postMessage(envelope, transfer), setImmediate);
+    const inbox = new Inbox<ToIo>();
     port.on('message', (envelope: Envelope<ToIo>) => {
-      for (const msg of openEnvelope(envelope)) {
+      for (const msg of inbox.open(envelope)) {
         const w = this.waiting.get(msg.id);
         if (!w) continue;
         this.waiting.delete(msg.id);

@@ -13,7 +13,7 @@ import { sumStreamStats, type StreamOptions, type StreamStats } from '../ws.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
-  Outbox, errorFromWire, openEnvelope, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
+  Inbox, Outbox, errorFromWire, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
   type Control, type ControlReply, type Envelope, type PackedEvent, type ToCore, type ToIo, type WireContext,
 } from './wire.js';
 
@@ -28,6 +28,8 @@ export interface IoHubOptions {
 /** One I/O thread as the core's thread sees it. */
 class IoThread {
   readonly outbox: Outbox<ToIo>;
+  /** The thread's envelopes, opened in the order they came. */
+  readonly inbox = new Inbox<ToCore>();
   /** Requests handed over and not yet answered, so a client's abort or the thread's death cancels them. */
   readonly running = new Map<number, Cancellation>();
   /** Streamed API answers still open, by request id: a cancel or the thread's death stops them. */
@@ -224,7 +226,7 @@ export class IoHub extends EventEmitter {
 
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
     const slab = envelope.slab;
-    for (const msg of openEnvelope(envelope)) {
+    for (const msg of thread.inbox.open(envelope)) {
       // Requests handed over, and requests the thread answered itself (their events).
       if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event') thread.requests += 1;
       switch (msg.t) {

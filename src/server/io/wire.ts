@@ -12,7 +12,7 @@ import type { Outcome, RequestContext, TrafficRole } from '../../core/hooks.js';
 import type { ExecutionPlan } from '../../execution/executor.js';
 import type { InferTiming } from '../../execution/types.js';
 import type { StreamStats } from '../ws.js';
-import { decodeMessages, encodeMessages } from './compact.js';
+import { WireDecoder, WireEncoder, type EncodedTurn } from './codec.js';
 
 /** A tensor whose data lives in the envelope's slab (at, length) or, for BYTES, in `strings`. */
 export interface PackedTensor {
@@ -96,22 +96,24 @@ export type ToIo =
   | { t: 'end'; id: number };
 
 /**
- * One turn's messages: as JSON text when every message survives JSON unchanged (a string crosses
- * a MessagePort as one copy, where cloning the same object graph costs the sender and the
- * receiver several times as much), else as objects for the structured clone.
+ * One turn's messages in their binary form (codec.ts: the hot messages written into a transferred
+ * buffer, the rest cloned in their place), and the slab their tensors were copied into. Cloning
+ * the same object graphs cost the sender and the receiver several times as much.
  */
 export interface Envelope<M> {
-  /** The messages in their compact text form (compact.ts). */
-  json?: string;
-  /** The numbers the compact form keeps out of its text. */
-  nums?: Float64Array;
-  msgs?: M[];
+  turn: EncodedTurn;
   slab: ArrayBuffer | undefined;
+  /** Only for the type: the kind of message inside. */
+  readonly of?: M;
 }
 
-/** The messages of an envelope, however they travelled. */
-export function openEnvelope<M>(envelope: Envelope<M>): M[] {
-  return envelope.json !== undefined ? decodeMessages<M>(envelope.json, envelope.nums) : envelope.msgs ?? [];
+/** The receiving end of one link: every envelope the link carries must go through it, in order. */
+export class Inbox<M> {
+  private readonly decoder = new WireDecoder();
+
+  open(envelope: Envelope<M>): M[] {
+    return this.decoder.decode<M>(envelope.turn);
+  }
 }
 
 /** Control messages on the thread's own port (not batched). */
@@ -279,6 +281,7 @@ export class Outbox<M> {
   private msgs: M[] = [];
   readonly slab = new SlabWriter();
   private scheduled = false;
+  private readonly encoder = new WireEncoder();
 
   constructor(private readonly post: (envelope: Envelope<M>, transfer: ArrayBuffer[]) => void, private readonly schedule: (fn: () => void) => void) {}
 
@@ -296,26 +299,16 @@ export class Outbox<M> {
     const msgs = this.msgs;
     this.msgs = [];
     const slab = this.slab.finish();
-    const transfer: ArrayBuffer[] = slab ? [slab] : [];
-    let envelope: Envelope<M>;
-    if (msgs.every(jsonFaithful)) {
-      const text = encodeMessages(msgs);
-      envelope = { json: text.json, slab };
-      if (text.nums) {
-        envelope.nums = text.nums;
-        transfer.push(text.nums.buffer as ArrayBuffer);
-      }
-    } else {
-      envelope = { msgs, slab };
-    }
-    this.post(envelope, transfer);
+    const turn = this.encoder.encode(msgs, jsonFaithful);
+    const transfer: ArrayBuffer[] = slab ? [slab, turn.bytes] : [turn.bytes];
+    this.post({ turn, slab }, transfer);
   };
 }
 
 /**
- * Whether a message reads back from JSON as it was. Everything on the wire is JSON's kind of data
- * except what callers put in: parameters (a gRPC client's NaN double or 64-bit integer) and a set
- * of binary outputs.
+ * Whether the parts of a message that cross as JSON text (parameters, requested outputs, errors)
+ * read back as they were: not so for what callers put in, parameters holding a gRPC client's NaN
+ * double or 64-bit integer, or a set of binary outputs. Such a message is cloned instead.
  */
 function jsonFaithful(msg: unknown): boolean {
   const m = msg as Partial<Record<'request' | 'response' | 'event' | 'binaryOutputs', unknown>>;
