@@ -74,9 +74,9 @@ export const DEFAULTS = {
 /**
  * I/O threads for a host with `cores` cores, as measured (bench/RESULTS-io-threads.md). On two
  * cores one thread doing everything stays the default: two (the core's thread one of them) served
- * digits (batch-1 JSON, c64) at 1.30x with wrk and 1.14x with umbra perf, but a 64-1024-1024-10
- * MLP, whose requests wait for full batches, at 0.92x: the hop's latency stretches each round trip
- * and its workers need the cores the reading threads take. Larger hosts: half the cores, the other
+ * digits (batch-1 JSON, c64) at 1.35x with wrk and 1.22x with umbra perf, but a 64-1024-1024-10
+ * MLP, whose requests wait for full batches, at 0.96x (c64) and 0.89x (c256): the hop's latency
+ * stretches each round trip, and its CPU is what that model runs short of. Larger hosts: half the cores, the other
  * half left to the model workers, at most 8 (not measured on such a host yet).
  */
 export function defaultIoThreads(cores = availableParallelism()): number {
@@ -89,8 +89,8 @@ export function defaultIoThreads(cores = availableParallelism()): number {
  * the host has fewer cores than the I/O threads plus the core's thread. Then a core thread that
  * only relays competes for a core with the threads that read, and every request it relays pays
  * the hop; reading a share itself, it answers that share with no hop at all. On two cores, digits
- * (batch-1 JSON, c64) served with two I/O threads went from 1.08x to 1.21x the one-thread rate
- * this way (bench/RESULTS-io-threads.md). With a core to spare the core's thread stays free for
+ * (batch-1 JSON, c64) served with two threads at 1.35x the one-thread rate this way, against 1.23x
+ * with two I/O threads of their own (bench/RESULTS-io-threads.md). With a core to spare the core's thread stays free for
  * batching and monitoring, which every I/O thread's requests need.
  */
 export function defaultCoreReads(ioThreads: number, cores = availableParallelism()): boolean {
