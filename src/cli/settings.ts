@@ -1,7 +1,7 @@
 // Server settings from three sources, highest first: command-line flags, UMBRA_* environment
 // variables, a JSON config file (--config). Every bad value is reported with the flag that sets it.
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../cores.js';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULTS, type ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
@@ -172,7 +172,7 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     host: DEFAULTS.host,
     port: DEFAULTS.port,
     grpcPort: DEFAULTS.grpcPort,
-    workers: availableParallelism(),
+    workers: usableCores(),
     ...out,
     ...(single ? { modelDir: single } : {}),
   } as ServeSettings;

@@ -1,6 +1,6 @@
 // Umbra in-process: the model repository, the worker pool and the batchers, with no HTTP.
 // The server wraps this; Node applications can embed it and call `predict()` directly.
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../cores.js';
 import { join } from 'node:path';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
@@ -63,7 +63,7 @@ export class Umbra implements InferenceFront {
 
   private constructor(readonly options: UmbraOptions) {
     this.threads.add('core', osThreadId());
-    this.pool = new WorkerPool({ workers: options.workers ?? availableParallelism(), onWorkerThread: (tid) => this.threads.add('model', tid) });
+    this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({
       repository: options.repository,

@@ -1,7 +1,7 @@
 // The Umbra server: the composed app (core + capabilities, src/app.ts) behind the
 // uWebSockets.js front end, on this thread or on I/O threads (src/server/io), with graceful drain.
 import { EventEmitter } from 'node:events';
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../cores.js';
 import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
@@ -79,7 +79,7 @@ export const DEFAULTS = {
  * stretches each round trip, and its CPU is what that model runs short of. Larger hosts: half the cores, the other
  * half left to the model workers, at most 8 (not measured on such a host yet).
  */
-export function defaultIoThreads(cores = availableParallelism()): number {
+export function defaultIoThreads(cores = usableCores()): number {
   if (cores <= 2) return 1;
   return Math.min(8, Math.max(2, Math.floor(cores / 2)));
 }
@@ -93,7 +93,7 @@ export function defaultIoThreads(cores = availableParallelism()): number {
  * with two I/O threads of their own (bench/RESULTS-io-threads.md). With a core to spare the core's thread stays free for
  * batching and monitoring, which every I/O thread's requests need.
  */
-export function defaultCoreReads(ioThreads: number, cores = availableParallelism()): boolean {
+export function defaultCoreReads(ioThreads: number, cores = usableCores()): boolean {
   return ioThreads > 1 && ioThreads + 1 > cores;
 }
 

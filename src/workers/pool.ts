@@ -1,7 +1,7 @@
 // The model worker pool: piscina threads that each hold sessions for the loaded models.
 // Large inputs are sharded across workers by rows and reassembled in order.
 import { BroadcastChannel } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { usableCores } from '../cores.js';
 import { randomBytes } from 'node:crypto';
 import { Piscina, type PiscinaTask } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
@@ -78,7 +78,7 @@ export class WorkerPool {
   readonly buffers = new TransferBuffers();
 
   constructor(options: PoolOptions = {}) {
-    this.size = Math.max(1, options.workers ?? availableParallelism());
+    this.size = Math.max(1, options.workers ?? usableCores());
     this.piscina = new Piscina({
       filename: options.filename ?? new URL('./worker.js', import.meta.url).href,
       minThreads: this.size,

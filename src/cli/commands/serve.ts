@@ -21,7 +21,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'HTTP port to listen on, 0 = any free port (default 8000) [env UMBRA_PORT]')
     .option('--http-port <n>', 'the same as --port [env UMBRA_HTTP_PORT]')
     .option('--grpc-port <n>', 'port of the gRPC service (Open Inference Protocol, grpc.health.v1), 0 = off (default 8001) [env UMBRA_GRPC_PORT]')
-    .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
+    .option('--workers <n>', 'model worker threads (default: one per core; in a container with a CPU limit, one per CPU of the limit) [env UMBRA_WORKERS]')
     .option('--admin-token <token>', 'bearer token required by admin endpoints; visible in the process list, prefer --admin-token-file [env UMBRA_ADMIN_TOKEN]')
     .option('--admin-token-file <file>', 'read the admin token from FILE; without a token, admin endpoints answer only to loopback clients [env UMBRA_ADMIN_TOKEN_FILE]')
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
