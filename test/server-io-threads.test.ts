@@ -173,6 +173,39 @@ t.test(`drain on ${mode}: every admitted request is answered, then the port clos
 });
 }
 
+t.test('request headers cross to the core only while a hook may read them', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // One model answered on the I/O thread (its event crosses), one run on the core (the request crosses).
+  repo.addVersion('inline', 1, affineModel(2, 1));
+  repo.writeConfig('inline', { parameters: { execution: 'inline' } });
+  repo.addVersion('worker', 1, affineModel(2, 1));
+  repo.writeConfig('worker', { parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads: false });
+  const seen: { model: string; headers: Record<string, string> | undefined }[] = [];
+  const quiet = s.server.umbra.hooks.use({ onResult: (e) => seen.push({ model: e.model, headers: e.context.headers }), readsHeaders: false });
+  t.notOk(s.server.umbra.hooks.readsHeaders, 'Umbra\'s own hooks (monitoring, traffic, the ops page) read no headers');
+  const c = await RawConnection.open(s.server.port);
+  t.teardown(() => c.close());
+  for (const model of ['inline', 'worker']) t.equal((await c.request(`/v2/models/${model}/infer`, { inputs: [x(1)] }, { 'x-tenant': 'blue' })).status, 200);
+  await until(() => seen.length === 2, 'both events seen');
+  t.same(seen.map((e) => e.headers), [undefined, undefined], 'no headers cross while no hook reads them');
+  quiet();
+  // A hook that does not say it reads none may read them: from the next catalog the threads apply, they cross.
+  const heard: { model: string; tenant: string | undefined }[] = [];
+  s.server.umbra.hooks.use({ onResult: (e) => heard.push({ model: e.model, tenant: e.context.headers?.['x-tenant'] }) });
+  t.ok(s.server.umbra.hooks.readsHeaders);
+  for (const model of ['inline', 'worker']) {
+    await until(async () => {
+      heard.length = 0;
+      await c.request(`/v2/models/${model}/infer`, { inputs: [x(2)] }, { 'x-tenant': 'blue' });
+      await until(() => heard.length === 1, 'the event seen');
+      return heard[0]!.tenant === 'blue';
+    }, `the ${model} request's headers reached the hook`);
+  }
+  t.pass('headers crossed for both once a hook may read them');
+});
+
 t.test('a client that goes away before its request runs takes it out of the core\'s queue', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
@@ -210,7 +243,7 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   const mv = umbra.manager.get('affine');
   const catalog = new CatalogView();
   const fp = signatureFingerprint(mv.signature);
-  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp, default: '1', claimed: false } }, signatures: { [fp]: mv.signature }, replicas: {}, answering: false, idPrefix: null });
+  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp, default: '1', claimed: false } }, signatures: { [fp]: mv.signature }, replicas: {}, answering: false, headers: true, idPrefix: null });
   t.same(catalog.lookup('affine', undefined)?.fp, fp, 'unversioned requests parse against the one signature');
   t.same(catalog.lookup('affine', '1')?.fp, fp);
   t.equal(catalog.lookup('affine', '2'), undefined, 'an unknown version goes to the core unparsed');

@@ -47,7 +47,7 @@ export async function predictionStorePlugin(ctx: PluginContext, url: string, opt
   // Also on the server's own /metrics registry when monitoring is on (it does not serve the default one).
   const serverRegistry = options.metrics?.registry;
   if (serverRegistry && !serverRegistry.getSingleMetric(LOOKUP_METRIC)) serverRegistry.registerMetric(lookupCounter());
-  const detach = ctx.core.hooks.use({ answer: (mv, request, context) => service.answer(mv, request, context) });
+  const detach = ctx.core.hooks.use({ answer: (mv, request, context) => service.answer(mv, request, context), readsHeaders: false });
   const close = async () => {
     detach();
     await store.close();

@@ -55,6 +55,13 @@ export interface UmbraHooks {
   answer?(version: ModelVersion, request: InferRequest, context: RequestContext): Promise<InferResponse | undefined> | InferResponse | undefined;
   /** Runs after every request, off the answer's critical path as far as the hook is concerned. */
   onResult?(event: InferEvent): void;
+  /**
+   * Whether the hook reads `context.headers` (default: true). Say false when it does not: while
+   * no hook reads them, requests that I/O threads hand to the core's thread, and the events of
+   * requests they answer themselves, cross without their headers (less to copy, and header
+   * values such as credentials stay on the thread that read them).
+   */
+  readsHeaders?: boolean;
 }
 
 export function outcomeOf(err: unknown): Outcome {
@@ -95,6 +102,12 @@ export class HookSet {
   /** Whether a hook may route this model's requests away from the default version now. */
   claims(model: string): boolean {
     for (const h of this.list) if (h.route && (h.claims ? h.claims(model) : true)) return true;
+    return false;
+  }
+
+  /** Whether any hook may read a request's headers (see UmbraHooks.readsHeaders). */
+  get readsHeaders(): boolean {
+    for (const h of this.list) if (h.readsHeaders !== false) return true;
     return false;
   }
 

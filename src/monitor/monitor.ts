@@ -90,6 +90,7 @@ export class Monitor {
     this.installCollectors();
     this.detach = umbra.hooks.use({
       onResult: (event) => this.onResult(event),
+      readsHeaders: false,
     });
     this.timer = setInterval(() => this.evaluateAll(), (options.evaluateSeconds ?? 10) * 1000);
     this.timer.unref();

@@ -87,6 +87,8 @@ export class TrafficController {
       route: (model, requested, context) => this.route(model, requested, context),
       claims: (model) => this.models.get(model)?.effective !== undefined,
       onResult: (event) => this.onResult(event),
+      // Routes by the routing key, which the transport takes from x-umbra-key; no other header.
+      readsHeaders: false,
     };
     this.detach.push(umbra.hooks.use(hooks));
     const onLoaded = (name: string, versions: string[]) => this.onLoaded(name, versions);

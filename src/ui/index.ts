@@ -58,7 +58,7 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
     accuracy: (model, version) => monitor?.liveAccuracy(model, version)?.accuracy,
     loaded: () => core.manager.names().map((model) => ({ model, versions: core.manager.versionsOf(model).map((v) => v.version) })),
   }, options);
-  const detach = core.hooks.use({ onResult: (event) => timeline.observe(event) });
+  const detach = core.hooks.use({ onResult: (event) => timeline.observe(event), readsHeaders: false });
 
   const summary = async (): Promise<Record<string, unknown>> => {
     const index = await core.manager.index();

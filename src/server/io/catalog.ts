@@ -24,7 +24,7 @@ export function signatureFingerprint(signature: ModelSignature): string {
 /** `local`: whether I/O threads may answer inline versions themselves (UMBRA_IO_LOCAL=0 says no). */
 export function buildCatalog(core: Umbra, local: boolean): Catalog {
   const manager = core.manager;
-  const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, idPrefix: core.ids?.prefix ?? null };
+  const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, headers: core.hooks.readsHeaders, idPrefix: core.ids?.prefix ?? null };
   for (const name of manager.names()) {
     const versions: Record<string, string> = {};
     const seen = new Set<string>();
@@ -53,7 +53,7 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
 
 /** The I/O thread's copy. Signature objects stay the same while their fingerprint does (parsers cache per object). */
 export class CatalogView {
-  private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, idPrefix: null };
+  private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, headers: true, idPrefix: null };
   private readonly objects = new Map<string, ModelSignature>();
 
   get current(): Catalog {

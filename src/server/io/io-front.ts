@@ -119,7 +119,7 @@ export class RemoteFront implements InferenceFront {
     if (!executor) return undefined;
     if (!this.assignId(request)) return undefined;
     const startedAt = performance.now();
-    const context = wireContext(options.context);
+    const context = wireContext(options.context, this.catalog.current.headers);
     const inferOptions: InferOptions = {};
     if (options.signal) inferOptions.signal = options.signal;
     if (options.receivedAt !== undefined) inferOptions.receivedAt = options.receivedAt;
@@ -161,7 +161,7 @@ export class RemoteFront implements InferenceFront {
   private viaCore(model: string, version: string | undefined, body: Uint8Array, headerLength: number | undefined, options: InferBodyOptions, parsed: InferRequest | undefined, fp: string | undefined): Promise<BodyInferResult> {
     let request = parsed;
     return new Promise<BodyInferResult>((resolve, reject) => {
-      const context = wireContext(options.context);
+      const context = wireContext(options.context, this.catalog.current.headers);
       const settle = (msg: ToIo, slab: ArrayBuffer | undefined): void => {
         if (msg.t === 'ok') {
           const binaryOutputs = request ? binaryOutputsFor(request) : (msg.binaryOutputs ?? 'none');

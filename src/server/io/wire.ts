@@ -152,6 +152,8 @@ export interface Catalog {
   replicas: Record<string, ExecutionPlan>;
   /** A hook may answer requests without the model (a prediction store): every request goes to the core. */
   answering: boolean;
+  /** A hook may read request headers: they cross with requests and events (else they stay on the thread). */
+  headers: boolean;
   /** Prefix of the ids the core assigns; null when it assigns none. */
   idPrefix: string | null;
 }
@@ -248,11 +250,12 @@ export function unpackResponse(p: PackedResponse, slab: ArrayBuffer | undefined)
   return response;
 }
 
-export function wireContext(context: RequestContext | undefined): WireContext {
+/** What of a request's context crosses to the core; its headers only when a hook may read them. */
+export function wireContext(context: RequestContext | undefined, headers = true): WireContext {
   const out: WireContext = {};
   if (!context) return out;
   if (context.routingKey !== undefined) out.routingKey = context.routingKey;
-  if (context.headers !== undefined) out.headers = context.headers;
+  if (headers && context.headers !== undefined) out.headers = context.headers;
   if (context.transport !== undefined) out.transport = context.transport;
   return out;
 }
