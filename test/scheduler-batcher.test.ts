@@ -693,3 +693,39 @@ for (const maxStaged of [0, 2]) t.test(`random traffic keeps every invariant (se
   }
   fifo.assert(t);
 });
+
+t.test('quiet: a partial batch goes at once when no request can arrive, and waits while one can', async (t) => {
+  let quiet = false;
+  const h = harness({ maxBatchSize: 8, maxQueueDelayUs: 1000, preferredBatchSizes: [4], quiet: () => quiet });
+  h.submit(1);
+  h.submit(2);
+  t.equal(h.calls.length, 0, 'while a client may still send, the batch waits');
+  quiet = true;
+  h.submit(3);
+  t.same(payloadsOf(h.calls), [[1, 2, 3]], 'the request that leaves nobody to wait for sends all three, not a preferred prefix');
+  t.equal(h.batcher.stats().quietDispatches, 1);
+  h.submit(4);
+  h.submit(5);
+  t.equal(h.calls.length, 1, 'nothing partial leaves while the only slot is busy, quiet or not');
+  h.answer(0);
+  await flush();
+  t.same(payloadsOf(h.calls)[1], [4, 5], 'the slot frees and the quiet queue goes at once');
+  quiet = false;
+  h.answer(1);
+  await flush();
+  h.submit(6);
+  h.advance(999);
+  t.equal(h.calls.length, 2, 'not quiet: the delay holds');
+  h.advance(1);
+  t.same(payloadsOf(h.calls)[2], [6]);
+  t.equal(h.batcher.stats().quietDispatches, 2, 'a batch sent by its delay is not counted');
+
+  let asked = 0;
+  const full = harness({ maxBatchSize: 2, maxInFlight: 2, quiet: () => { asked += 1; return false; } });
+  full.submit(1);
+  t.equal(asked, 1, 'a partial batch asks');
+  full.submit(2);
+  t.same(payloadsOf(full.calls), [[1, 2]], 'a full batch goes');
+  t.equal(asked, 1, 'without asking');
+  t.equal(full.batcher.stats().quietDispatches, 0);
+});

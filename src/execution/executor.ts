@@ -11,7 +11,8 @@ import { placeholderInputs, type BackendSession } from '../workers/backends/back
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { runInHalves } from './halving.js';
-import { batchSizesOf, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import { threadArrivals } from '../scheduler/arrivals.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
@@ -59,6 +60,8 @@ export interface ExecutionPlan {
   shardMinRows: number;
   /** Whether a full batch may wait on a busy worker (`parameters.stage_batches`). */
   stagesBatches: boolean;
+  /** Whether an inline version's partial batch goes at once when no request can arrive (`parameters.dispatch_when_quiet`). */
+  dispatchWhenQuiet: boolean;
   /** The queue bound and the measurement it rests on; set once the version has been timed at load. */
   queueBound: QueueBound;
 }
@@ -100,6 +103,7 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
     // worker (no instance_group) and whose outputs all split by row (a batching model) shards.
     shardMinRows: config.maxBatchSize > 0 && config.instanceCount === 0 ? shardMinRowsOf(config) : 0,
     stagesBatches: stagesBatches(config),
+    dispatchWhenQuiet: dispatchesWhenQuiet(config),
     // Replaced by queueBoundOf once the warm-up has timed a batch.
     queueBound: { maxQueueSize: db.maxQueueSize, source: 'config' },
   };
@@ -195,6 +199,9 @@ export class Executor implements VersionExecution {
       // Inline models run on this thread, one batch at a time.
       maxInFlight: this.inline ? 1 : slots,
       coalesce: this.inline !== undefined,
+      // Only inline batches: they are fed by this thread's own clients alone, where a worker
+      // model's batcher on the core's thread also takes what the I/O threads hand over.
+      ...(this.inline && plan.dispatchWhenQuiet ? { quiet: threadArrivals.quiet } : {}),
       // A full batch waits on a busy worker (see WorkerPool.run's `staged`) when every worker is
       // busy, so the worker goes on to it at once.
       maxStaged: this.inline || !plan.stagesBatches ? 0 : slots,

@@ -62,6 +62,21 @@ export function stagesBatches(config: ResolvedModelConfig): boolean {
   return value === 'true';
 }
 
+/**
+ * `parameters.dispatch_when_quiet` in the model config: "true" (default) or "false". An inline
+ * version's partial batch is sent at once, without waiting out its delay, when no client of the
+ * thread can send another request meanwhile (see scheduler/arrivals.ts). "false" keeps the
+ * delay whatever the clients do.
+ */
+export function dispatchesWhenQuiet(config: ResolvedModelConfig): boolean {
+  const value = config.parameters.dispatch_when_quiet;
+  if (value === undefined) return true;
+  if (value !== 'true' && value !== 'false') {
+    throw invalid('INVALID_ARGUMENT', '"true" or "false"', `parameters.dispatch_when_quiet of model '${config.name}'`, value);
+  }
+  return value === 'true';
+}
+
 /** `parameters.shard_min_rows` in the model config: a whole number, 0 = never shard. */
 export function shardMinRowsOf(config: ResolvedModelConfig): number {
   const value = config.parameters.shard_min_rows;

@@ -8,11 +8,13 @@
 // their place. The walk stops at the first same-key request that does not fit, so requests of one
 // key are always dispatched in submit order.
 //
-// Sending it: at once when it holds maxBatchSize rows; else the longest prefix whose rows equal a
-// preferred size; else everything, once its oldest request has waited maxQueueDelayUs (or at once
-// while draining, when nothing more will arrive). Nothing partial is sent while all maxInFlight
-// slots are busy, so requests pile up under load and the next batch is fuller; a full batch may
-// be staged on a busy slot (up to maxStaged of them), to start the moment that slot frees.
+// Sending it: at once when it holds maxBatchSize rows; else everything at once when no request can
+// arrive meanwhile (the `quiet` option: every client is already waiting on an answer); else the
+// longest prefix whose rows equal a preferred size; else everything, once its oldest request has
+// waited maxQueueDelayUs (or at once while draining, when nothing more will arrive). Nothing
+// partial is sent while all maxInFlight slots are busy, so requests pile up under load and the
+// next batch is fuller; a full batch may be staged on a busy slot (up to maxStaged of them), to
+// start the moment that slot frees.
 //
 // Requests with more rows than maxBatchSize are refused at submit (INVALID_INPUT). With
 // maxBatchSize 0 the model does not batch: each request runs alone as soon as a slot is free.
@@ -66,7 +68,7 @@ export class DynamicBatcher<P, R> {
   readonly #deadlines = new DeadlineHeap<Pending<P, R>>();
   readonly #counters: Counters = {
     submitted: 0, executions: 0, inferences: 0, executedRequests: 0, failedRequests: 0, queueTimeUs: 0, executeTimeUs: 0,
-    rejectedQueueFull: 0, rejectedNotReady: 0, rejectedInvalid: 0, timeouts: 0, aborted: 0, closed: 0,
+    rejectedQueueFull: 0, rejectedNotReady: 0, rejectedInvalid: 0, timeouts: 0, aborted: 0, closed: 0, quietDispatches: 0,
   };
 
   #state: BatcherState = 'open';
@@ -275,6 +277,11 @@ export class DynamicBatcher<P, R> {
     if (rows >= this.#config.maxBatchSize) return batch;
     if (fullOnly) return null;
     if (this.#state !== 'open' || now - oldest >= this.#config.maxQueueDelayUs) return batch;
+    // Nothing can join it: every client that could send is waiting on an answer already.
+    if (this.#config.quiet?.()) {
+      this.#counters.quietDispatches++;
+      return batch;
+    }
     if (preferredCount > 0) return batch.slice(0, preferredCount);
     this.#delayWakeAt = oldest + this.#config.maxQueueDelayUs;
     return null;

@@ -65,6 +65,12 @@ export interface BatcherOptions<P, R> {
    * event-loop thread, where nothing else can queue up while a batch runs).
    */
   coalesce?: boolean;
+  /**
+   * Asked when a partial batch would wait to fill: true when no request can arrive meanwhile
+   * (every client of the thread is already waiting on an answer; see arrivals.ts), and the batch
+   * is sent at once instead of after its delay. Absent: batches always wait as configured.
+   */
+  quiet?: () => boolean;
 }
 
 export interface SubmitOptions {
@@ -109,6 +115,8 @@ export interface BatcherStats {
   aborted: number;
   /** Requests rejected by close(). */
   closed: number;
+  /** Partial batches sent before their delay because no request could arrive (the `quiet` option). */
+  quietDispatches: number;
   pending: number;
   /** Batches executing now. */
   inFlight: number;
@@ -133,6 +141,7 @@ export interface BatcherConfig<P, R> {
   setTimer: SetTimer;
   queue: RequestQueue;
   coalesce: boolean;
+  quiet: (() => boolean) | null;
 }
 
 /** A submit's options after checking: a concrete level and the effective timeout (0 = none). */
@@ -205,6 +214,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     setTimer: options.setTimer ?? defaultSetTimer,
     queue: options.queue ?? new PriorityRequestQueue(levels),
     coalesce: options.coalesce === true,
+    quiet: options.quiet ?? null,
   };
 }
 

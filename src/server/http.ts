@@ -6,6 +6,8 @@ import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
 import { BufferPool, MIN_RECYCLED_BYTES } from '../buffer-pool.js';
+import { threadArrivals } from '../scheduler/arrivals.js';
+import type { StreamHub } from './ws.js';
 import { checkFraming, HeaderCollector } from './framing.js';
 
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
@@ -26,11 +28,20 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /** Counts HTTP requests between arrival and the end of their answer, for drain. */
+/**
+ * How far back `InFlight.recentPeak` looks: long enough to span many round trips of a client
+ * that sends again as soon as it is answered, short enough that clients who have left stop
+ * counting soon.
+ */
+const ACTIVE_WINDOW_MS = 100;
+
 export class InFlight {
   private count = 0;
   private waiters: (() => void)[] = [];
   /** Requests read since the start. */
   entered = 0;
+  /** Requests whose body is still arriving (they have not reached a batcher yet). */
+  reading = 0;
 
   get size(): number {
     return this.count;
@@ -39,6 +50,27 @@ export class InFlight {
   enter(): void {
     this.count += 1;
     this.entered += 1;
+    this.observe(this.count);
+  }
+
+  // The most requests in progress at once lately: over the current window and the one before it.
+  private windowAt = 0;
+  private windowPeak = 0;
+  private lastPeak = 0;
+
+  private observe(size: number): void {
+    const now = performance.now();
+    if (now - this.windowAt >= ACTIVE_WINDOW_MS) {
+      this.lastPeak = now - this.windowAt >= 2 * ACTIVE_WINDOW_MS ? 0 : this.windowPeak;
+      this.windowPeak = 0;
+      this.windowAt = now;
+    }
+    if (size > this.windowPeak) this.windowPeak = size;
+  }
+
+  /** The most requests in progress at once in the last 100-200 ms: the clients taking part lately. */
+  get recentPeak(): number {
+    return Math.max(this.windowPeak, this.lastPeak);
   }
 
   leave(): void {
@@ -49,6 +81,31 @@ export class InFlight {
   idle(): Promise<void> {
     return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
   }
+}
+
+/**
+ * Registers the app's clients with the thread's arrivals (scheduler/arrivals.ts), so an inline
+ * model's waiting batch can tell when no client will add to it; returns the function that takes
+ * them off. A request may still come while a body is arriving, at any moment on a WebSocket
+ * connection, and from a connection with no request in progress, unless as many requests are in
+ * progress as there have been at most lately: a connection that idles through that (a metrics
+ * scraper's, a pool's spare) is not taking part, where a client that sends again as soon as it
+ * is answered reaches that count on every round trip.
+ */
+export function watchArrivals(app: uws.TemplatedApp, inFlight: InFlight, streams: StreamHub): () => void {
+  // uWS reports each socket's open (+1) and close (-1) here, and nothing when a socket becomes a
+  // WebSocket or when that WebSocket closes: upgraded sockets are taken off by the hub's count.
+  let sockets = 0;
+  app.filter((_res, change) => {
+    sockets += change;
+  });
+  return threadArrivals.add({
+    mayArrive: () => {
+      if (streams.size > 0 || inFlight.reading > 0) return true;
+      const busy = inFlight.size;
+      return busy < sockets - streams.upgraded && busy < inFlight.recentPeak;
+    },
+  });
 }
 
 /** Streamed answers (server-sent events) still open: a drain ends them, since they never end on their own. */
@@ -118,7 +175,12 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const headers = read.headers;
     inFlight.enter();
     // `sending`: a reply body uWS has not taken whole yet (it goes out as the socket drains).
-    const state: { aborted: boolean; done: boolean; sending?: Uint8Array | string } = { aborted: false, done: false };
+    const state: { aborted: boolean; done: boolean; reading: boolean; sending?: Uint8Array | string } = { aborted: false, done: false, reading: false };
+    const bodyEnded = () => {
+      if (!state.reading) return;
+      state.reading = false;
+      inFlight.reading -= 1;
+    };
     let remoteAddress: string | undefined;
     const cancellation = new Cancellation();
     const sent = () => {
@@ -127,6 +189,7 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     };
     res.onAborted(() => {
       state.aborted = true;
+      bodyEnded();
       sent();
       cancellation.abort();
       if (!state.done) {
@@ -194,7 +257,16 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       dispatch(new Uint8Array(0));
       return;
     }
-    readBody(res, options.maxBodyBytes, dispatch, () => finish(errorReply(tooLarge(options.maxBodyBytes))), Number(declared), Number(headers['inference-header-content-length']));
+    inFlight.reading += 1;
+    state.reading = true;
+    const arrived = (body: Uint8Array) => {
+      bodyEnded();
+      dispatch(body);
+    };
+    readBody(res, options.maxBodyBytes, arrived, () => {
+      bodyEnded();
+      finish(errorReply(tooLarge(options.maxBodyBytes)));
+    }, Number(declared), Number(headers['inference-header-content-length']));
   });
 }
 

@@ -6,7 +6,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
-import { attachHttp, InFlight, OpenStreams } from './http.js';
+import { attachHttp, InFlight, OpenStreams, watchArrivals } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
@@ -118,6 +118,7 @@ class LocalTransport implements Transport {
   private listenSocket: uws.us_listen_socket | false = false;
   private readonly inFlight = new InFlight();
   private readonly openStreams = new OpenStreams();
+  private readonly unwatch: () => void;
   readonly streams: StreamHub;
   port = 0;
 
@@ -129,6 +130,7 @@ class LocalTransport implements Transport {
   constructor(composed: UmbraApp, stream: StreamOptions, maxBodyBytes: number, state: DrainState) {
     this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
     attachHttp(this.app, composed.api, { maxBodyBytes }, this.inFlight, () => state.draining, this.openStreams);
+    this.unwatch = watchArrivals(this.app, this.inFlight, this.streams);
   }
 
   listen(host: string, port: number): Promise<void> {
@@ -157,6 +159,7 @@ class LocalTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.unwatch();
     this.app.close();
   }
 

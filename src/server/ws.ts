@@ -72,11 +72,15 @@ export class StreamHub extends EventEmitter {
   /** Peaks of connections already closed. */
   private closedPeaks = { outstanding: 0, held: 0 };
 
+  /** Connections upgraded since the start. */
+  upgraded = 0;
+
   get size(): number {
     return this.sessions.size;
   }
 
   add(session: StreamSession): void {
+    this.upgraded += 1;
     this.sessions.add(session);
   }
 

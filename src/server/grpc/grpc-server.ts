@@ -6,6 +6,7 @@
 // same core entry point as HTTP (infer-call.ts). Drain: the listener closes, every connection
 // gets GOAWAY (calls in flight finish, new ones go elsewhere), streams refuse new requests and
 // health watches end, then the connections close.
+import { threadArrivals } from '../../scheduler/arrivals.js';
 import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { UmbraApp } from '../../app.js';
 import { decodeInferRequest, encodeInferResponse } from '../../protocol/proto/infer-messages.js';
@@ -103,6 +104,8 @@ export class GrpcServer {
       this.server.once('error', failed);
       this.server.listen(port, host, () => {
         this.server.off('error', failed);
+        // An HTTP/2 connection carries many calls at once: while one is open, a call may come.
+        this.detach.push(threadArrivals.add({ mayArrive: () => this.sessions.size > 0 }));
         const address = this.server.address();
         this.port = typeof address === 'object' && address ? address.port : port;
         resolve();
@@ -189,6 +192,7 @@ export class GrpcServer {
   /** Ends whatever is still open (calls past the drain deadline). */
   async close(): Promise<void> {
     this.draining = true;
+    for (const d of this.detach.splice(0)) d();
     for (const session of this.sessions) session.destroy(undefined, constants.NGHTTP2_CANCEL);
     this.sessions.clear();
     if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));

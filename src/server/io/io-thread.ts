@@ -5,7 +5,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import * as uws from 'uWebSockets.js';
-import { attachHttp, InFlight, OpenStreams } from '../http.js';
+import { attachHttp, InFlight, OpenStreams, watchArrivals } from '../http.js';
 import { attachWebSocket, type StreamOptions } from '../ws.js';
 import { CatalogView, LocalReplicas } from './catalog.js';
 import { Executor } from '../../execution/executor.js';
@@ -40,6 +40,7 @@ streams.on('pause', () => reply({ t: 'stream-event', event: 'pause' }));
 streams.on('close', (e: { code: number; reason: string }) => reply({ t: 'stream-event', event: 'close', code: e.code, reason: e.reason }));
 const openStreams = new OpenStreams();
 attachHttp(app, api, { maxBodyBytes: options.maxBodyBytes }, inFlight, () => closing, openStreams);
+watchArrivals(app, inFlight, streams);
 
 /** The OS thread id, so a profiler can tell the I/O threads' CPU time apart. */
 function threadId(): number {
