@@ -17,7 +17,8 @@
 // `git worktree` of an earlier commit) to the same rounds, each `umbra serve` with its defaults:
 // a change's cost or gain measured beside the code before it, not against another day's figure.
 // The mlp model is a seeded 64-1024-1024-10 MLP (bench/make-mlp.mjs) served with a 2 ms batching
-// window, as the issue that asked for I/O threads measured it.
+// window, as the issue that asked for I/O threads measured it; --execution=inline|worker sets its
+// parameters.execution (default: the server places it) and --delay-us=N its window.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
@@ -85,7 +86,10 @@ if (model === 'digits') {
   mkdirSync(join(repo, 'mlp', '1'), { recursive: true });
   const made = spawnSync(process.execPath, [join(root, 'bench/make-mlp.mjs'), onnxFile, '64,1024,1024,10'], { stdio: 'inherit' });
   if (made.status !== 0) process.exit(1);
-  writeFileSync(join(repo, 'mlp', 'config.json'), JSON.stringify({ max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 2000 } }));
+  const config = { max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 2000 } };
+  if (args.execution) config.parameters = { execution: args.execution };
+  if (args['delay-us']) config.dynamic_batching.max_queue_delay_microseconds = Number(args['delay-us']);
+  writeFileSync(join(repo, 'mlp', 'config.json'), JSON.stringify(config));
   path = '/v2/models/mlp/infer';
   const row = Array.from({ length: 64 }, (_, i) => ((i * 37) % 17) / 4);
   body = JSON.stringify({ inputs: [{ name: 'features', shape: [1, 64], datatype: 'FP32', data: row }] });
