@@ -43,8 +43,9 @@ t.test('umbra_inflight_requests and umbra_pending_requests through the server', 
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 0));
-  // A batch leaves the queue when 8 requests are in or after 60 s: three requests wait there.
-  repo.writeConfig('affine', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 60_000_000, preferred_batch_size: [8] } });
+  // A batch leaves the queue when 8 requests are in or after 60 s, even when every client is
+  // waiting on one (dispatch_when_quiet "false"): three requests wait there.
+  repo.writeConfig('affine', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 60_000_000, preferred_batch_size: [8] }, parameters: { dispatch_when_quiet: 'false' } });
   const s = await startTestServer(t, { repository: repo.dir });
   const gauges = async () => {
     const m = parseExposition((await s.get('/metrics')).text);

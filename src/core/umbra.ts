@@ -27,6 +27,12 @@ export interface UmbraOptions {
   loadAll?: boolean;
   /** Threads onnxruntime may use inside one run; default 1. */
   intraOpThreads?: number;
+  /**
+   * CPU models whose 16-row probe batch runs within this many µs run inline, on the thread that
+   * reads their requests, instead of in the workers (default 100; the server raises it where
+   * every core reads requests: READERS_INLINE_BUDGET_US).
+   */
+  inlineBudgetUs?: number;
   /** Where state lives; models given in load requests go to STATE/models (default REPO/.umbra/models). */
   stateDir?: string;
 }
@@ -67,7 +73,7 @@ export class Umbra implements InferenceFront {
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({
       repository: options.repository,
-      open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads }),
+      open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads, ...(options.inlineBudgetUs !== undefined ? { inlineBudgetUs: options.inlineBudgetUs } : {}) }),
       ...(options.stateDir ? { overridesDir: join(options.stateDir, 'models') } : {}),
     });
   }

@@ -141,7 +141,7 @@ export class Executor implements VersionExecution {
     if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
     mv.layers = warmed.layers;
     mv.accuracy = warmed.accuracy;
-    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= INLINE_BUDGET_US;
+    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= (args.inlineBudgetUs ?? INLINE_BUDGET_US);
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.
     const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
@@ -419,6 +419,8 @@ function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: nu
 export interface ExecutionArgs extends VersionFiles {
   pool: WorkerPool;
   intraOpThreads: number;
+  /** A CPU version whose probe batch runs within this many µs runs inline (default INLINE_BUDGET_US). */
+  inlineBudgetUs?: number;
 }
 
 /** Several requests' inputs as one batch: new arrays, so a transfer detaches no request. */

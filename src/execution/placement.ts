@@ -27,6 +27,16 @@ export const INLINE_PROBE_ROWS = 16;
  * microseconds, more than such a model's whole compute, and the wait blocks nothing for long.
  */
 export const INLINE_BUDGET_US = 100;
+/**
+ * The budget where every core reads requests (two I/O threads on two cores, the core's thread
+ * among them): a model worker there only takes a core from a thread that reads, and each request
+ * pays the hand-off to it and back (12-25 µs of CPU). Each reading thread then runs its own
+ * replica of the version and batches its own clients' requests, as separate processes would.
+ * A 64-1024-1024-10 MLP (a 16-row batch in about 270 µs) served 1.6x the one-thread rate this way
+ * on two cores (bench/RESULTS-io-threads.md). A batch up to four times the probe's rows then
+ * holds its thread for a few milliseconds; heavier models stay in the workers.
+ */
+export const READERS_INLINE_BUDGET_US = 500;
 
 /** `parameters.execution` in the model config: auto (default), inline or worker. */
 export function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {

@@ -14,6 +14,7 @@ import { attachWebSocket, STREAM_DEFAULTS, sumStreamStats, type StreamHub, type 
 import { IoHub } from './io/io-hub.js';
 import type { OpsHandle, UiOptions } from '../ui/index.js';
 import { GrpcServer } from './grpc/grpc-server.js';
+import { READERS_INLINE_BUDGET_US } from '../execution/placement.js';
 
 export interface ServerOptions extends UmbraOptions {
   host?: string;
@@ -73,14 +74,14 @@ export const DEFAULTS = {
 
 /**
  * I/O threads for a host with `cores` cores, as measured (bench/RESULTS-io-threads.md). On two
- * cores one thread doing everything stays the default: two (the core's thread one of them) served
- * digits (batch-1 JSON, c64) at 1.35x with wrk and 1.22x with umbra perf, but a 64-1024-1024-10
- * MLP, whose requests wait for full batches, at 0.96x (c64) and 0.89x (c256): the hop's latency
- * stretches each round trip, and its CPU is what that model runs short of. Larger hosts: half the cores, the other
- * half left to the model workers, at most 8 (not measured on such a host yet).
+ * cores, two: the core's thread reads beside one I/O thread (defaultCoreReads), and a model cheap
+ * enough runs on the thread that read its requests (READERS_INLINE_BUDGET_US), so each core reads,
+ * batches and answers its own clients. Against one thread doing everything, digits (batch-1 JSON,
+ * c64) served at 1.36x with wrk, and a 64-1024-1024-10 MLP at 1.7x. Larger hosts: half the cores,
+ * the other half left to the model workers, at most 8 (not measured on such a host yet).
  */
 export function defaultIoThreads(cores = usableCores()): number {
-  if (cores <= 2) return 1;
+  if (cores <= 1) return 1;
   return Math.min(8, Math.max(2, Math.floor(cores / 2)));
 }
 
@@ -95,6 +96,14 @@ export function defaultIoThreads(cores = usableCores()): number {
  */
 export function defaultCoreReads(ioThreads: number, cores = usableCores()): boolean {
   return ioThreads > 1 && ioThreads + 1 > cores;
+}
+
+/**
+ * The inline budget where every core reads requests (`ioThreads` at least the cores, the core's
+ * thread among them): READERS_INLINE_BUDGET_US; elsewhere undefined (the usual 100 µs).
+ */
+export function readersInlineBudgetUs(ioThreads: number, coreReads: boolean, cores = usableCores()): number | undefined {
+  return coreReads && ioThreads > 1 && ioThreads >= cores ? READERS_INLINE_BUDGET_US : undefined;
 }
 
 /** Set once when the server starts draining; readiness and `Connection: close` read it. */
@@ -286,7 +295,12 @@ export class UmbraServer {
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
   static async start(options: ServerOptions): Promise<UmbraServer> {
     // Listen first so liveness answers during warm-up; readiness stays false until models load.
-    const umbra = await Umbra.open({ ...options, loadAll: false });
+    const threads = options.ioThreads ?? defaultIoThreads();
+    const coreReads = threads > 1 && (options.coreReads ?? defaultCoreReads(threads));
+    // Where every core reads requests, a moderately costly model is served by each reading thread
+    // itself rather than by a worker that would take a core from one of them (placement.ts).
+    const inline = options.inlineBudgetUs ?? readersInlineBudgetUs(threads, coreReads);
+    const umbra = await Umbra.open({ ...options, loadAll: false, ...(inline !== undefined ? { inlineBudgetUs: inline } : {}) });
     const drainState: DrainState = { draining: false };
     let composed: UmbraApp;
     try {
@@ -299,7 +313,6 @@ export class UmbraServer {
     const port = options.port ?? DEFAULTS.port;
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     const stream = streamOptions(options);
-    const threads = options.ioThreads ?? defaultIoThreads();
     let transport: LocalTransport | IoHub | SharedPortTransport | undefined;
     let grpc: GrpcServer | undefined;
     try {
@@ -307,7 +320,7 @@ export class UmbraServer {
         const local = new LocalTransport(composed, stream, maxBodyBytes, drainState);
         transport = local;
         await local.listen(host, port);
-      } else if (options.coreReads ?? defaultCoreReads(threads)) {
+      } else if (coreReads) {
         transport = await SharedPortTransport.start(composed, { threads, host, port, maxBodyBytes, stream }, drainState);
       } else {
         const hub = new IoHub(umbra, composed.api, { threads, host, port, maxBodyBytes, stream });
