@@ -55,6 +55,11 @@ if (generator !== 'wrk' && generator !== 'perf') {
   process.stderr.write(`io-threads: unknown --generator ${generator} (wrk or perf)\n`);
   process.exit(2);
 }
+if (generator === 'perf' && model !== 'digits') {
+  // umbra perf reads the model's metadata first, and the bare uWS peer serves digits' only.
+  process.stderr.write('io-threads: --generator perf measures digits only (use wrk for --model mlp)\n');
+  process.exit(2);
+}
 const wrk = findWrk();
 if (!wrk && generator === 'wrk') {
   process.stderr.write('io-threads: wrk is not installed (apt-get install -y wrk)\n');
