@@ -27,7 +27,6 @@ const STATUS_TEXT: Record<number, string> = {
   501: '501 Not Implemented', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
 };
 
-/** Counts HTTP requests between arrival and the end of their answer, for drain. */
 /**
  * How far back `InFlight.recentPeak` looks: long enough to span many round trips of a client
  * that sends again as soon as it is answered, short enough that clients who have left stop
@@ -35,6 +34,7 @@ const STATUS_TEXT: Record<number, string> = {
  */
 const ACTIVE_WINDOW_MS = 100;
 
+/** Counts HTTP requests between arrival and the end of their answer, for drain. */
 export class InFlight {
   private count = 0;
   private waiters: (() => void)[] = [];
@@ -42,6 +42,10 @@ export class InFlight {
   entered = 0;
   /** Requests whose body is still arriving (they have not reached a batcher yet). */
   reading = 0;
+  // The most requests in progress at once lately: over the current window and the one before it.
+  private windowAt = 0;
+  private windowPeak = 0;
+  private lastPeak = 0;
 
   get size(): number {
     return this.count;
@@ -52,11 +56,6 @@ export class InFlight {
     this.entered += 1;
     this.observe(this.count);
   }
-
-  // The most requests in progress at once lately: over the current window and the one before it.
-  private windowAt = 0;
-  private windowPeak = 0;
-  private lastPeak = 0;
 
   private observe(size: number): void {
     const now = performance.now();
