@@ -6,6 +6,7 @@ import { startServer } from '../../server/server.js';
 import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
 import { describeQueueBound } from '../../scheduler/options.js';
+import { INLINE_PROBE_ROWS } from '../../execution/placement.js';
 import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { layerSummary } from '../../graph/layer-formats.js';
@@ -31,7 +32,7 @@ export function registerServe(program: Command): void {
     .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 120) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
-    .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one or two cores, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
+    .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one core, 2 on two, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
     .option('--core-reads <on|off|auto>', 'whether the core thread is one of the --io-threads, reading a share of the connections itself (auto: on when the host has fewer cores than --io-threads + 1) [env UMBRA_CORE_READS]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
     .option('--store <url>', 'answer lookups and GET /v2/models/M/predictions/KEY from a prediction store: sqlite:PATH or postgres://... [env UMBRA_STORE]')
@@ -96,7 +97,11 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
   const logQueue = (name: string, version: string) => {
     try {
-      log(`model ${name} v${version}: ${describeQueueBound(server.umbra.manager.get(name, version).queueBound)}`);
+      const mv = server.umbra.manager.get(name, version);
+      // Where its batches run: with every core reading, moderately costly models run inline too.
+      const cost = mv.placementCostUs !== undefined ? ` (a ${INLINE_PROBE_ROWS}-row batch in ${Math.round(mv.placementCostUs)} µs)` : '';
+      log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}`);
+      log(`model ${name} v${version}: ${describeQueueBound(mv.queueBound)}`);
     } catch {
       // Unloaded again meanwhile: nothing to describe.
     }
