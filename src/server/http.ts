@@ -82,6 +82,38 @@ export class InFlight {
   }
 }
 
+/** Resolves after the event loop has gone round twice: whatever its sockets already hold has been read. */
+async function loopTurns(): Promise<void> {
+  // The first resolves in this iteration's check phase; the second after the next poll phase.
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Closes a listener without dropping the connections the kernel has already accepted for it.
+ * A client whose handshake completed has sent its request, but a connection still in the listen
+ * queue (a thread busy running a batch has not taken it yet) is reset when its listener closes:
+ * so the loop first goes round, and uWS accepts everything queued, before the listener closes.
+ * Found by a drain under load with a model running on the reading threads.
+ */
+export async function closeListener(socket: uws.us_listen_socket): Promise<void> {
+  await loopTurns();
+  uws.us_listen_socket_close(socket);
+}
+
+/**
+ * Resolves once no request is in progress, no stream is open, and the loop has gone round with no
+ * new request read: a connection accepted as the listener closed has its request read and answered
+ * before the drain ends and closes it (closing a socket that holds unread data resets it).
+ */
+export async function settled(inFlight: InFlight, streams: StreamHub): Promise<void> {
+  for (;;) {
+    await Promise.all([inFlight.idle(), streams.drain()]);
+    const seen = inFlight.entered;
+    await loopTurns();
+    if (inFlight.size === 0 && inFlight.entered === seen) return;
+  }
+}
+
 /**
  * Registers the app's clients with the thread's arrivals (scheduler/arrivals.ts), so an inline
  * model's waiting batch can tell when no client will add to it; returns the function that takes

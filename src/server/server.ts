@@ -6,7 +6,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
-import { attachHttp, InFlight, OpenStreams, watchArrivals } from './http.js';
+import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
@@ -157,14 +157,13 @@ class LocalTransport implements Transport {
   }
 
   async drain(deadline: Promise<void>): Promise<void> {
-    if (this.listenSocket) {
-      uws.us_listen_socket_close(this.listenSocket);
-      this.listenSocket = false;
-    }
+    const listener = this.listenSocket;
+    this.listenSocket = false;
+    if (listener) await closeListener(listener);
     // Streamed answers (server-sent events) never end by themselves.
     this.openStreams.endAll();
     // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.
-    await Promise.race([Promise.all([this.inFlight.idle(), this.streams.drain()]), deadline]);
+    await Promise.race([settled(this.inFlight, this.streams), deadline]);
   }
 
   async close(): Promise<void> {

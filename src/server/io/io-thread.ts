@@ -5,7 +5,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import * as uws from 'uWebSockets.js';
-import { attachHttp, InFlight, OpenStreams, watchArrivals } from '../http.js';
+import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals } from '../http.js';
 import { attachWebSocket, type StreamOptions } from '../ws.js';
 import { CatalogView, LocalReplicas } from './catalog.js';
 import { Executor } from '../../execution/executor.js';
@@ -84,11 +84,16 @@ control.on('message', (msg: Control) => {
       break;
     case 'drain':
       closing = true;
-      stopListening();
-      openStreams.endAll();
-      // Requests on open connections are still answered (with Connection: close); streams
-      // answer what they run, refuse the rest and close with 1001.
-      void Promise.all([inFlight.idle(), streams.drain()]).then(() => reply({ t: 'drained' }));
+      void (async () => {
+        const listener = listenSocket;
+        listenSocket = false;
+        if (listener) await closeListener(listener);
+        openStreams.endAll();
+        // Requests on open connections are still answered (with Connection: close); streams
+        // answer what they run, refuse the rest and close with 1001.
+        await settled(inFlight, streams);
+        reply({ t: 'drained' });
+      })();
       break;
     case 'stop':
       void replicas.close().finally(() => shutdown(0));
