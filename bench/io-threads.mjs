@@ -89,7 +89,7 @@ if (model === 'digits') {
   repo = join(work, 'repo');
   onnxFile = join(repo, 'mlp', '1', 'model.onnx');
   mkdirSync(join(repo, 'mlp', '1'), { recursive: true });
-  const made = spawnSync(process.execPath, [join(root, 'bench/make-mlp.mjs'), onnxFile, '64,1024,1024,10'], { stdio: 'inherit' });
+  const made = spawnSync(process.execPath, [join(root, 'bench/make-mlp.mjs'), onnxFile, args.widths ?? '64,1024,1024,10'], { stdio: 'inherit' });
   if (made.status !== 0) process.exit(1);
   const config = { max_batch_size: 64, dynamic_batching: { max_queue_delay_microseconds: 2000 } };
   if (args.execution) config.parameters = { execution: args.execution };

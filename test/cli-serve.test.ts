@@ -70,7 +70,7 @@ t.test('--core-reads: on, off or auto (the default), and what auto picks for a h
   t.same([1, 2, 3, 4, 16, 64].map((cores) => defaultIoThreads(cores)), [1, 2, 2, 2, 8, 8], 'I/O threads: one on one core, two on two (the core\'s thread reading: every core reads), half the cores up to eight');
   t.same([1, 2, 4, 16].map((cores) => defaultCoreReads(defaultIoThreads(cores), cores)), [false, true, false, false], 'at the default thread count, the core\'s thread reads on two cores only');
   // Where every core reads, a moderately costly model runs on the reading threads, not in workers.
-  t.same([[2, true, 2], [2, false, 2], [1, true, 1], [2, true, 4], [4, true, 4], [8, false, 16]].map(([io, reads, cores]) => readersInlineBudgetUs(io as number, reads as boolean, cores as number)), [500, undefined, undefined, undefined, 500, undefined], 'the inline budget rises only where the reading threads, the core\'s among them, cover every core');
+  t.same([[2, true, 2], [2, false, 2], [1, true, 1], [2, true, 4], [4, true, 4], [8, false, 16]].map(([io, reads, cores]) => readersInlineBudgetUs(io as number, reads as boolean, cores as number)), [4000, undefined, undefined, undefined, 4000, undefined], 'the inline budget rises only where the reading threads, the core\'s among them, cover every core');
 });
 
 // In the model workers (the default for this model), and on the reading threads: there a thread

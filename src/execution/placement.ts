@@ -31,12 +31,15 @@ export const INLINE_BUDGET_US = 100;
  * The budget where every core reads requests (two I/O threads on two cores, the core's thread
  * among them): a model worker there only takes a core from a thread that reads, and each request
  * pays the hand-off to it and back (12-25 µs of CPU). Each reading thread then runs its own
- * replica of the version and batches its own clients' requests, as separate processes would.
- * A 64-1024-1024-10 MLP (a 16-row batch in about 270 µs) served 1.6x the one-thread rate this way
- * on two cores (bench/RESULTS-io-threads.md). A batch up to four times the probe's rows then
- * holds its thread for a few milliseconds; heavier models stay in the workers.
+ * replica of the version and batches its own clients' requests, as separate processes would. On
+ * two cores, 64 clients, MLPs from 64 inputs (bench/RESULTS-io-threads.md): 1024-1024 wide (a
+ * 16-row batch in about 270 µs) served 1.79x the one-thread rate this way, 2048-2048 (1.2 ms)
+ * 1.57x and 2896-2896 (3.5 ms) 1.38x, with lower p50 and p99, where in the workers two threads
+ * served 0.85-0.91x of one. A 64-row batch of a model at the budget holds its thread for about
+ * 16 ms (a health probe or another model's request on that thread waits as long); heavier models
+ * stay in the workers.
  */
-export const READERS_INLINE_BUDGET_US = 500;
+export const READERS_INLINE_BUDGET_US = 4000;
 
 /** `parameters.execution` in the model config: auto (default), inline or worker. */
 export function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {
