@@ -62,3 +62,38 @@ t.test('umbra_inflight_requests and umbra_pending_requests through the server', 
   t.same(replies.map((r) => r.status), new Array(8).fill(200), 'the eighth request fills the batch');
   t.same(await gauges(), { inflight: 0, pending: 0 });
 });
+
+// An inline model's requests read by an I/O thread wait in that thread's replica of the version,
+// not in the core's queue: the scrape adds every thread's queue.
+t.test('the gauges count requests queued on an I/O thread\'s replica of an inline version', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 0));
+  repo.writeConfig('affine', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 60_000_000, preferred_batch_size: [8] }, parameters: { dispatch_when_quiet: 'false' } });
+  // Every request is read by the I/O thread (the core's thread reads none).
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads: false });
+  const mv = s.server.umbra.manager.get('affine');
+  t.equal(mv.placement, 'inline');
+  const gauges = async () => {
+    const m = parseExposition((await s.get('/metrics')).text);
+    const labels = { model: 'affine', version: '1' };
+    return { inflight: total(m, 'umbra_inflight_requests', labels), pending: total(m, 'umbra_pending_requests', labels) };
+  };
+  const request = () => s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  // Until the I/O thread's replica has opened, its requests go to the core: full batches until one
+  // runs without the core's queue seeing it.
+  await until(async () => {
+    const before = mv.stats().submitted;
+    const batch = await Promise.all(Array.from({ length: 8 }, request));
+    if (batch.some((r) => r.status !== 200)) throw new Error(`a warm-up request failed: ${batch.map((r) => r.status)}`);
+    return mv.stats().submitted === before;
+  }, 'a batch answered by the I/O thread\'s replica');
+  t.same(await gauges(), { inflight: 0, pending: 0 });
+  const waiting = [request(), request(), request()];
+  await until(async () => (await gauges()).inflight === 3, 'three requests admitted on the I/O thread');
+  t.same(await gauges(), { inflight: 3, pending: 3 }, 'all three wait in the replica\'s queue, and the scrape counts them');
+  t.equal(mv.stats().pending, 0, 'the core\'s own queue holds none of them');
+  const replies = await Promise.all([...waiting, ...Array.from({ length: 5 }, request)]);
+  t.same(replies.map((r) => r.status), new Array(8).fill(200));
+  t.same(await gauges(), { inflight: 0, pending: 0 });
+});

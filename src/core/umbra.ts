@@ -14,6 +14,7 @@ import { HookSet, outcomeOf, type InferEvent, type RequestContext, type TrafficR
 import { WorkerPool } from '../workers/pool.js';
 import { ThreadRegistry, osThreadId } from './threads.js';
 import type { IdAssigner } from './ids.js';
+import type { QueueCounts } from '../scheduler/options.js';
 import { ownedTensor, type RunResult, type WireTensor } from '../workers/messages.js';
 
 export interface UmbraOptions {
@@ -62,6 +63,12 @@ export class Umbra implements InferenceFront {
   readonly threads = new ThreadRegistry();
   /** Assigns ids to requests that bring none; set by a capability that needs them (monitoring's feedback join). */
   ids: IdAssigner | undefined;
+  /**
+   * The queues of other copies of inline versions in this process (the I/O threads' replicas), by
+   * "model/version"; set by the transport that runs them. The queue gauges add them to each
+   * version's own, so a scrape counts every thread's queue.
+   */
+  replicaQueues: (() => Promise<Record<string, QueueCounts>>) | undefined;
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];

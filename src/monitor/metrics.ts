@@ -45,15 +45,19 @@ export class UmbraMetrics {
   /** Rollout decisions by event (start, advance, retry, pause, resume, promote, rollback, restart); set by src/traffic. */
   readonly rolloutEvents: Counter<'model' | 'event'>;
   /** Called at scrape time to refresh gauges that are read, not pushed (queue depth, drift). */
-  readonly collectors: { pending?: () => void; drift?: () => void } = {};
+  readonly collectors: { pending?: () => void | Promise<void>; drift?: () => void } = {};
 
   constructor(options: MetricsOptions = {}) {
     const buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
     const registers = [this.registry];
     this.requestSeries = new RequestSeries(buckets, this.registry);
-    this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: () => this.collectors.pending?.() });
-    this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers });
-    this.inFlightRequests = new Gauge({ name: 'umbra_inflight_requests', help: 'Requests admitted to the model and not yet answered: queued plus in executing batches.', labelNames: ['model', 'version'], registers });
+    // The three queue gauges come from one refresh per scrape. It may wait on the I/O threads, and
+    // a scrape reads every metric at once, so each of them waits on the same refresh.
+    let refreshing: Promise<void> | undefined;
+    const queues = (): Promise<void> => (refreshing ??= Promise.resolve(this.collectors.pending?.()).finally(() => { refreshing = undefined; }));
+    this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: queues });
+    this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers, collect: queues });
+    this.inFlightRequests = new Gauge({ name: 'umbra_inflight_requests', help: 'Requests admitted to the model and not yet answered: queued plus in executing batches.', labelNames: ['model', 'version'], registers, collect: queues });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
     this.shadowAgreement = new Gauge({ name: 'umbra_shadow_agreement', help: 'Share of shadow answers agreeing with the primary answer (0..1).', labelNames: ['model', 'version'], registers });
     this.driftScore = new Gauge({ name: 'umbra_drift_score', help: 'Drift score of one feature or output against the reference profile (test: psi, ks, js, chi2).', labelNames: ['model', 'version', 'feature', 'test'], registers, collect: () => this.collectors.drift?.() });

@@ -219,7 +219,9 @@ export class Monitor {
   private installCollectors(): void {
     const umbra = this.umbra;
     const m = this.metrics;
-    m.collectors.pending = () => {
+    m.collectors.pending = async () => {
+      // The I/O threads' replicas of inline versions queue requests of their own.
+      const replicas = (await umbra.replicaQueues?.().catch(() => undefined)) ?? {};
       m.pending.reset();
       m.inFlight.reset();
       m.inFlightRequests.reset();
@@ -227,9 +229,12 @@ export class Monitor {
         for (const mv of umbra.manager.versionsOf(name)) {
           const labels = { model: name, version: mv.version };
           const stats = mv.stats();
-          m.pending.set(labels, stats.pending);
-          m.inFlight.set(labels, stats.inFlight);
-          m.inFlightRequests.set(labels, stats.pending + stats.executingRequests);
+          const key = `${name}/${mv.version}`;
+          const other = Object.prototype.hasOwnProperty.call(replicas, key) ? replicas[key]! : undefined;
+          const pending = stats.pending + (other?.pending ?? 0);
+          m.pending.set(labels, pending);
+          m.inFlight.set(labels, stats.inFlight + (other?.inFlight ?? 0));
+          m.inFlightRequests.set(labels, pending + stats.executingRequests + (other?.executingRequests ?? 0));
         }
       }
     };

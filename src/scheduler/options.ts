@@ -93,6 +93,17 @@ export interface SubmitOptions {
 
 export type BatcherState = 'open' | 'draining' | 'closed';
 
+/**
+ * One queue's counts: requests waiting, batches running, requests in them. An I/O thread's
+ * replica of an inline version reports these, and the core adds them to the version's own for
+ * umbra_pending_requests and umbra_inflight_requests.
+ */
+export interface QueueCounts {
+  pending: number;
+  inFlight: number;
+  executingRequests: number;
+}
+
 export interface BatcherStats {
   /** Requests accepted into the queue. */
   submitted: number;

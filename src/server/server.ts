@@ -326,6 +326,8 @@ export class UmbraServer {
         transport = hub;
         await hub.start();
       }
+      const hub = transport instanceof IoHub ? transport : transport instanceof SharedPortTransport ? transport.hub : undefined;
+      if (hub) umbra.replicaQueues = () => hub.replicaQueues();
       const grpcPort = options.grpcPort;
       if (grpcPort !== undefined && grpcPort !== 0) {
         // On the core's thread: the hop to an I/O thread would cost it more than the transport does (bench/RESULTS.md).

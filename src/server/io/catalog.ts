@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Umbra } from '../../core/umbra.js';
 import type { Executor, ExecutionPlan } from '../../execution/executor.js';
 import type { ModelSignature } from '../../protocol/types.js';
-import type { Catalog } from './wire.js';
+import type { Catalog, QueueCounts } from './wire.js';
 
 const fingerprints = new WeakMap<ModelSignature, string>();
 
@@ -134,6 +134,18 @@ export class LocalReplicas {
   get(model: string, version: string): Executor | undefined {
     const plan = has(this.plans, `${model}/${version}`) ? this.plans[`${model}/${version}`] : undefined;
     return plan ? this.ready.get(plan.session.key) : undefined;
+  }
+
+  /** Each ready replica's queue, by "model/version": what the core's gauges add to its own. */
+  queues(): Record<string, QueueCounts> {
+    const out: Record<string, QueueCounts> = {};
+    for (const [name, plan] of Object.entries(this.plans)) {
+      const executor = this.ready.get(plan.session.key);
+      if (!executor) continue;
+      const s = executor.stats();
+      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests };
+    }
+    return out;
   }
 
   /** Drains and releases every replica (the thread is stopping). */

@@ -13,7 +13,8 @@ import { sumStreamStats, type StreamOptions, type StreamStats } from '../ws.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
-  Inbox, Outbox, errorFromWire, packResponse, unpackBody, unpackRequest, unpackResponse, wireError,
+  Inbox, Outbox, errorFromWire, packResponse, sumQueues, unpackBody, unpackRequest, unpackResponse, wireError,
+  type QueueCounts,
   type Control, type ControlReply, type Envelope, type PackedEvent, type ToCore, type ToIo, type WireContext,
 } from './wire.js';
 
@@ -341,14 +342,23 @@ export class IoHub extends EventEmitter {
   }
 
 
-  /** Open WebSocket connections and their requests, over every thread. */
-  async streamStats(): Promise<StreamStats> {
-    const all = await Promise.all(this.threads.map((t) => {
+  /** Each thread's stats reply (undefined from a thread that ended meanwhile). */
+  private threadReplies(): Promise<(Extract<ControlReply, { t: 'stats' }> | undefined)[]> {
+    return Promise.all(this.threads.map((t) => {
       const reply = t.next((m): m is Extract<ControlReply, { t: 'stats' }> => m.t === 'stats');
       t.send({ t: 'stats' });
       return reply;
     }));
-    return sumStreamStats(all);
+  }
+
+  /** Open WebSocket connections and their requests, over every thread. */
+  async streamStats(): Promise<StreamStats> {
+    return sumStreamStats(await this.threadReplies());
+  }
+
+  /** The queues of the threads' replicas of inline versions, summed by "model/version". */
+  async replicaQueues(): Promise<Record<string, QueueCounts>> {
+    return sumQueues((await this.threadReplies()).map((r) => r?.queues ?? {}));
   }
 }
 

@@ -99,7 +99,7 @@ control.on('message', (msg: Control) => {
       void replicas.close().finally(() => shutdown(0));
       break;
     case 'stats':
-      reply({ t: 'stats', ...streams.stats() });
+      reply({ t: 'stats', ...streams.stats(), queues: replicas.queues() });
       break;
     case 'flush':
       // On the data channel, behind every event this thread has produced so far.

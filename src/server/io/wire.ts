@@ -4,6 +4,7 @@
 // (an ArrayBuffer that is transferred, not cloned). A hop then costs one postMessage per turn, not
 // one per request, and no tensor's whole backing buffer is cloned (a tensor split from a batch is
 // a view of the batch's outputs; cloning a view would clone every row of the batch).
+import type { QueueCounts } from '../../scheduler/options.js';
 import type { ErrorCode } from '../../errors.js';
 import { UmbraError, isUmbraError, ERROR_CODES } from '../../errors.js';
 import { typedArrayView } from '../../protocol/datatype.js';
@@ -63,6 +64,22 @@ export interface WireError {
   code?: ErrorCode;
   message: string;
   retryAfter?: number;
+}
+
+export type { QueueCounts };
+
+/** Sums queue counts by "model/version" over threads. */
+export function sumQueues(list: readonly Record<string, QueueCounts>[]): Record<string, QueueCounts> {
+  const out: Record<string, QueueCounts> = {};
+  for (const queues of list) {
+    for (const [key, q] of Object.entries(queues)) {
+      const sum = (out[key] ??= { pending: 0, inFlight: 0, executingRequests: 0 });
+      sum.pending += q.pending;
+      sum.inFlight += q.inFlight;
+      sum.executingRequests += q.executingRequests;
+    }
+  }
+  return out;
 }
 
 /** I/O thread -> core. */
@@ -132,7 +149,7 @@ export type ControlReply =
   | { t: 'listen-failed'; message: string }
   | { t: 'drained' }
   | { t: 'catalog-applied'; generation: number }
-  | ({ t: 'stats' } & StreamStats)
+  | ({ t: 'stats'; queues: Record<string, QueueCounts> } & StreamStats)
   | { t: 'stream-event'; event: 'pause' } | { t: 'stream-event'; event: 'close'; code: number; reason: string };
 
 /** What an I/O thread needs to parse requests itself: each loaded version's signature. */
