@@ -25,7 +25,9 @@ repo.addVersion('faulty', 1, affineModel(2, 0));
 // what this test looks at is the crash, not load shedding (hostile-overload.test.ts).
 repo.writeConfig('faulty', { max_batch_size: 8, dynamic_batching: { max_queue_delay_microseconds: 20_000 }, parameters: { execution: 'worker', queue_budget_ms: '10000' } });
 repo.addVersion('wide', 1, affineModel(2, 0, WIDE));
-repo.writeConfig('wide', { max_batch_size: 1 });
+// In the workers: the test waits for the core's own count of the request's run, and a model on
+// the reading threads (its probe can fall under their budget) may run it on an I/O thread's replica.
+repo.writeConfig('wide', { max_batch_size: 1, parameters: { execution: 'worker' } });
 const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
 
 const row = (i: number) => [i, i + 0.5, -i, 2];
