@@ -89,3 +89,19 @@ export class ThreadRegistry {
     return sums;
   }
 }
+
+// The flags Umbra's own threads (workers, I/O threads, the log writer, batch stages, load
+// generators) start with. They run Umbra's compiled modules, so when the parent runs with module
+// hooks (--import, --loader, --require: a test runner's TypeScript loader, say, which would make
+// every thread start take a second or more of CPU and slow every module it loads) they start
+// without any of the parent's flags; otherwise they inherit them, as threads do (Node refuses some
+// flags, such as V8's, when they are passed to a thread explicitly).
+const HOOK_FLAGS = /^--(import|loader|experimental-loader|require)\b/;
+
+/** `execArgv` for a thread of Umbra's own, or undefined to inherit the parent's flags. */
+export const threadExecArgv: string[] | undefined = process.execArgv.some((flag) => HOOK_FLAGS.test(flag)) ? [] : undefined;
+
+/** Worker options with `threadExecArgv` applied. */
+export function threadOptions<T extends object>(options: T): T & { execArgv?: string[] } {
+  return threadExecArgv ? { ...options, execArgv: threadExecArgv } : options;
+}

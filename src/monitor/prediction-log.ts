@@ -1,6 +1,7 @@
 // The request path only appends a reference to a bounded buffer; a timer hands batches to the
 // writer thread (log-writer.ts), which encodes and inserts them in one transaction each.
 import { Worker } from 'node:worker_threads';
+import { threadOptions } from '../core/threads.js';
 import type { LabelRecord, LoggedPrediction } from './log-store.js';
 import { PredictionPacker, type PackSource } from './log-packing.js';
 import type { FromWriter, ToWriter, WriterData } from './log-writer.js';
@@ -95,7 +96,7 @@ export class PredictionLog {
     this.batchRows = options.batchRows ?? 1000;
     this.bufferRows = options.bufferRows ?? 50_000;
     const data: WriterData = { url: options.url, retentionMs: (options.retentionDays ?? LOG_DEFAULTS.retentionDays) * 86_400_000, maxRows: options.maxRows ?? LOG_DEFAULTS.maxRows };
-    this.worker = new Worker(new URL('./log-writer.js', import.meta.url), { workerData: data });
+    this.worker = new Worker(new URL('./log-writer.js', import.meta.url), threadOptions({ workerData: data }));
     this.worker.unref();
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: FromWriter) => {

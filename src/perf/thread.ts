@@ -2,6 +2,7 @@
 // typed here, both ends: the runner sends start/collect/stop, the worker answers with windows
 // whose histograms travel as compressed HDR text.
 import { parentPort, workerData, Worker } from 'node:worker_threads';
+import { threadOptions } from '../core/threads.js';
 import { LatencyHistogram } from './histogram.js';
 import { LoadDriver, type LoadSpec, type WindowSample } from './load.js';
 
@@ -28,7 +29,7 @@ export function localThread(spec: LoadSpec): LoadThread {
 }
 
 export function workerThread(spec: LoadSpec): LoadThread {
-  const worker = new Worker(new URL('./thread.js', import.meta.url), { workerData: spec });
+  const worker = new Worker(new URL('./thread.js', import.meta.url), threadOptions({ workerData: spec }));
   let waiting: { resolve: (m: FromWorker) => void; reject: (e: Error) => void } | undefined;
   let failure: Error | undefined;
   const replies: FromWorker[] = [];

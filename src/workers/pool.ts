@@ -1,6 +1,7 @@
 // The model worker pool: piscina threads that each hold sessions for the loaded models.
 // Large inputs are sharded across workers by rows and reassembled in order.
 import { BroadcastChannel } from 'node:worker_threads';
+import { threadOptions } from '../core/threads.js';
 import { usableCores } from '../cores.js';
 import { randomBytes } from 'node:crypto';
 import { Piscina, type PiscinaTask } from 'piscina';
@@ -79,7 +80,7 @@ export class WorkerPool {
 
   constructor(options: PoolOptions = {}) {
     this.size = Math.max(1, options.workers ?? usableCores());
-    this.piscina = new Piscina({
+    this.piscina = new Piscina(threadOptions({
       filename: options.filename ?? new URL('./worker.js', import.meta.url).href,
       minThreads: this.size,
       maxThreads: this.size,
@@ -91,7 +92,7 @@ export class WorkerPool {
       workerData: { pool: this.id, started: this.started.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
-    });
+    }));
     this.channel.unref();
     const onWorkerThread = options.onWorkerThread;
     if (onWorkerThread) {

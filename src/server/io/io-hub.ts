@@ -2,6 +2,7 @@
 // (parsed requests into the core, other routes into the API), keeps their signature catalog
 // current, replaces a thread that dies, and drains and stops them with the server.
 import { EventEmitter } from 'node:events';
+import { threadOptions } from '../../core/threads.js';
 import { createServer } from 'node:net';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Api, ApiRequest } from '../../api/api.js';
@@ -158,7 +159,7 @@ export class IoHub extends EventEmitter {
   private async spawn(port: number): Promise<number> {
     const channel = new MessageChannel();
     const data: IoThreadData = { host: this.options.host, port, maxBodyBytes: this.options.maxBodyBytes, stream: this.options.stream, data: channel.port2 };
-    const worker = new Worker(new URL('./io-thread.js', import.meta.url), { workerData: data, transferList: [channel.port2] });
+    const worker = new Worker(new URL('./io-thread.js', import.meta.url), threadOptions({ workerData: data, transferList: [channel.port2] }));
     const thread = new IoThread(worker, channel.port1);
     channel.port1.on('message', (envelope: Envelope<ToCore>) => this.serve(thread, envelope));
     // Listed at once, so every catalog sent from now on reaches it.
