@@ -1,10 +1,14 @@
 // `umbra serve` starts itself again with a floor under V8's old-generation limit (bin/serve-heap.js)
 // and the first process only relays: a signal to it reaches the server, the server's end is its
 // end, and a first process killed outright takes the server with it. Where the flag is given, or
-// UMBRA_SERVE_HEAP=as-is, there is one process.
+// UMBRA_SERVE_HEAP=as-is, there is one process. A preload hook given to node loads on the serving
+// thread only: the threads Umbra starts run its compiled modules without it.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { BIN, ROOT } from './helpers/cli-process.js';
 import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 
@@ -114,4 +118,21 @@ t.test('one process where the flag is given or UMBRA_SERVE_HEAP=as-is', async (t
     s.child.kill('SIGTERM');
     t.same(await s.exit, { code: 0, signal: null }, `${what}: drains as before`);
   }
+});
+
+t.test('a preload hook (--import) runs on the serving thread, not in the threads Umbra starts', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-hook-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const hook = join(dir, 'hook.mjs');
+  const log = join(dir, 'hook.log');
+  // Every thread that loads the hook writes its process and thread id.
+  writeFileSync(hook, `import { appendFileSync } from 'node:fs';\nimport { threadId } from 'node:worker_threads';\nappendFileSync(${JSON.stringify(log)}, process.pid + ' ' + threadId + '\\n');\n`);
+  const s = await serve([`--import=${pathToFileURL(hook).href}`], { UMBRA_STATE_DIR: join(dir, 'state') });
+  const threads = readdirSync(`/proc/${s.serverPid}/task`).length;
+  s.child.kill('SIGTERM');
+  t.same(await s.exit, { code: 0, signal: null });
+  const loaded = readFileSync(log, 'utf8').trim().split('\n').map((line) => line.split(' ').map(Number));
+  t.same(loaded.map(([, thread]) => thread), [0, 0], 'loaded once in each process, on its main thread');
+  t.same(new Set(loaded.map(([pid]) => pid)), new Set([s.child.pid, s.serverPid]), 'the relaying process and the server');
+  t.ok(threads > 8, `while the server ran ${threads} threads (I/O threads, model workers, V8's and libuv's)`);
 });
