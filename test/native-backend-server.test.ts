@@ -54,6 +54,10 @@ t.test('backend: native and auto in config.json, through HTTP', async (t) => {
   const failed = (await manager.index()).find((e) => e.name === 'exp_native');
   t.equal(failed?.state, 'UNAVAILABLE');
   t.match(failed?.reason, /node "exp_node" \(Exp\).*onnxruntime/, 'the refusal names the node, the op and the way out');
+  const refused = await fetch(`${server.url}/v2/models/exp_native/infer`, { method: 'POST', body: JSON.stringify({ inputs: [] }) });
+  t.equal(refused.status, 404, 'a request for the model that failed to load');
+  t.match((await refused.json() as { error: string }).error, /^model 'exp_native' is not available \(UNAVAILABLE\): node "exp_node" \(Exp\)/,
+    'names the model as one that failed to load, with the reason, not as unknown');
 
   const reference = await ort.InferenceSession.create(DIGITS, { intraOpNumThreads: 1 });
   t.teardown(() => reference.release());

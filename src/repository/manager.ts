@@ -235,7 +235,9 @@ export class ModelManager extends EventEmitter {
     const entry = this.models.get(name);
     if (!entry || entry.versions.size === 0) {
       if (entry?.state === 'LOADING') throw new UmbraError('NOT_READY', `model '${name}' is still loading`, { retryAfter: 1 });
-      throw new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'${entry?.reason ? `: ${entry.reason}` : ''}`);
+      // A model in the repository that failed to load is known: say so, and why, not "unknown".
+      if (entry?.reason) throw new UmbraError('MODEL_NOT_FOUND', `model '${name}' is not available (${entry.state}): ${entry.reason}`);
+      throw new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`);
     }
     if (version === undefined || version === '') return newestOf(entry.versions);
     parseVersion(version);
