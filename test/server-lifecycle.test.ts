@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, slowModel, holdExecution, until } from './helpers/repo.js';
+import { tempRepo, affineModel, sequenceModel, slowModel, holdExecution, until } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { TaskNotStartedError } from '../dist/workers/pool.js';
@@ -225,11 +225,26 @@ t.test('placement: tiny models run inline, heavy ones in workers, and config can
   repo.writeConfig('forced', { parameters: { execution: 'inline' } });
   repo.addVersion('bad', 1, affineModel(3, 0));
   repo.writeConfig('bad', { parameters: { execution: 'gpu-please' } });
+  // As cheap as 'tiny' at the probe's length of 1, but each request chooses its length.
+  repo.addVersion('sequence', 1, sequenceModel(2));
+  repo.addVersion('sequence_inline', 1, sequenceModel(3));
+  repo.writeConfig('sequence_inline', { parameters: { execution: 'inline' } });
   const s = await startTestServer(t, { repository: repo.dir });
   const m = s.server.umbra.manager;
   t.equal(m.get('tiny').placement, 'inline', `tiny model probe ${m.get('tiny').placementCostUs?.toFixed(1)} µs`);
   t.equal(m.get('heavy').placement, 'worker', `heavy model probe ${m.get('heavy').placementCostUs?.toFixed(0)} µs`);
   t.equal(m.get('forced').placement, 'inline');
+  t.same([m.get('tiny').placementReason, m.get('forced').placementReason], [undefined, 'parameters.execution: inline'], 'the reason, where the probe did not decide');
+
+  t.equal(m.get('sequence').placement, 'worker', 'a dynamic dim besides the batch: the workers, whatever the probe');
+  const meta = (await s.get('/v2/models/sequence')).json;
+  t.match(meta.execution, { placement: 'worker', placement_reason: /^input "x" has a dynamic dim besides the batch, so a request's cost is its own, not the probe's \(parameters.execution: inline runs it on the reading thread\)$/ });
+  t.equal(m.get('sequence_inline').placement, 'inline', 'the config still chooses');
+  const lengths = [1, 3, 7, 3, 12, 1];
+  const mixed = await Promise.all(lengths.map((n, i) => s.post(`/v2/models/${i % 2 ? 'sequence_inline' : 'sequence'}/infer`,
+    { inputs: [{ name: 'x', shape: [2, n], datatype: 'FP32', data: Array.from({ length: 2 * n }, (_, j) => j) }] })));
+  t.same(mixed.map((r) => r.json.outputs[0]), lengths.map((n, i) => ({ name: 'y', datatype: 'FP32', shape: [2, n], data: Array.from({ length: 2 * n }, (_, j) => j * (i % 2 ? 3 : 2)) })),
+    'requests of different lengths, together, each answered at its own length');
   const index = await s.post('/v2/repository/index');
   t.match(index.json.find((e: { name: string }) => e.name === 'bad').reason, /parameters.execution/);
   const x = { name: 'x', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] };

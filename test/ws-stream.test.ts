@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import WebSocket from 'ws';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, until } from './helpers/repo.js';
+import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { UmbraStreamClient, UmbraClientError, streamUrl } from '../dist/client/index.js';
 
@@ -281,19 +281,25 @@ t.test('a client that never reads is held back and closed, and never delays anot
 });
 
 t.test('drain: in-flight requests are answered, new ones refused, then a 1001 close', async (t) => {
-  const s = await startTestServer(t, { repository: repo(t).dir });
+  const r = repo(t);
+  // Run in the workers and held there (holdExecution) until the late request has been refused: the
+  // drain cannot close the connection while this answer is owed, so the late frame is read, not
+  // raced by the close.
+  r.writeConfig('slow', { max_batch_size: 64, parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: r.dir });
+  const hold = holdExecution(s.server.umbra.manager.get('slow'));
+  t.teardown(() => hold.release());
   const client = await UmbraStreamClient.connect(streamUrl(s.url));
   const x = rows(1, 4, 11);
   const slow = client.infer('slow', { id: 'slow', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] }, { binary: true });
-  // The request must reach the server before the drain starts.
-  await until(async () => (await s.server.streamStats()).outstanding > 0, 'the request reached the server');
+  await until(() => hold.held === 1, 'the request is running');
   const stopped = s.server.stop();
-  const late = client.infer('fast', { id: 'late', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] }).catch((e: unknown) => e);
-  const answer = await slow;
-  t.same(Array.from(answer.outputs[0]!.data as Float32Array), affine(x, 3, -1));
-  const refused = await late;
+  const refused = await client.infer('fast', { id: 'late', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] }).catch((e: unknown) => e);
   t.ok(refused instanceof UmbraClientError);
   t.equal((refused as UmbraClientError).status, 503);
+  hold.release();
+  const answer = await slow;
+  t.same(Array.from(answer.outputs[0]!.data as Float32Array), affine(x, 3, -1));
   const closeEvent = await client.closed;
   t.equal(closeEvent.code, 1001);
   await stopped;

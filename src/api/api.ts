@@ -262,6 +262,7 @@ function executionOf(mv: ModelVersion): Record<string, unknown> {
   return {
     backend: mv.session.backend,
     placement: mv.placement,
+    ...(mv.placementReason ? { placement_reason: mv.placementReason } : {}),
     ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
     // On a GPU below fp32 (config `precision`): the cost measured at load. (On the CPU, as
     // device: auto may land, the precision does not apply and nothing is shown.)

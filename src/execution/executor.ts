@@ -11,7 +11,7 @@ import { placeholderInputs, type BackendSession } from '../workers/backends/back
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { runInHalves } from './halving.js';
-import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, INLINE_PROBE_ROWS, placementOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches, variableShapeInputs } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
@@ -124,6 +124,8 @@ export class Executor implements VersionExecution {
   private inline: BackendSession | undefined;
   /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
   placementCostUs: number | undefined;
+  /** Why the batches run where they do, when it is not the probe's cost against the budget. */
+  placementReason: string | undefined;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -132,7 +134,7 @@ export class Executor implements VersionExecution {
   static async create(args: ExecutionArgs): Promise<Executor> {
     const placement = placementOf(args.config);
     const mv = new Executor(planOf(args), args.pool);
-    const rows = args.config.maxBatchSize > 0 ? Math.min(args.config.maxBatchSize, INLINE_PROBE_ROWS) : 1;
+    const rows = probeRowsOf(args.config.maxBatchSize);
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.
     const warmed = await args.pool.warm(mv.session, rows);
@@ -145,7 +147,15 @@ export class Executor implements VersionExecution {
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.
     const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
-    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) mv.inline = await openInline(mv.session);
+    // Inputs sized by each request: the probe's cost says nothing of theirs (variableShapeInputs).
+    const variable = variableShapeInputs(args.config);
+    if (placement === 'inline') mv.placementReason = 'parameters.execution: inline';
+    else if (placement === 'worker') mv.placementReason = 'parameters.execution: worker';
+    else if (!onCpu) mv.placementReason = `device ${mv.session.device}`;
+    else if (variable.length > 0 && cheap) {
+      mv.placementReason = `input${variable.length === 1 ? '' : 's'} ${variable.map((n) => `"${n}"`).join(', ')} ${variable.length === 1 ? 'has' : 'have'} a dynamic dim besides the batch, so a request's cost is its own, not the probe's (parameters.execution: inline runs it on the reading thread)`;
+    }
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu && variable.length === 0)) mv.inline = await openInline(mv.session);
     const slots = mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size;
     mv.plan.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, slots);
     mv.batcher = mv.createBatcher();

@@ -22,6 +22,11 @@ export function batchSizesOf(config: ResolvedModelConfig): number[] {
 
 /** Rows of the batch that decides placement: a typical busy-server batch. */
 export const INLINE_PROBE_ROWS = 16;
+
+/** The probe's rows for a model: INLINE_PROBE_ROWS, fewer where its batches are smaller, 1 where it does not batch. */
+export function probeRowsOf(maxBatchSize: number): number {
+  return maxBatchSize > 0 ? Math.min(maxBatchSize, INLINE_PROBE_ROWS) : 1;
+}
 /**
  * A batch cheaper than this runs on the event loop: a round trip to a worker thread costs tens of
  * microseconds, more than such a model's whole compute, and the wait blocks nothing for long.
@@ -40,6 +45,19 @@ export const INLINE_BUDGET_US = 100;
  * stay in the workers.
  */
 export const READERS_INLINE_BUDGET_US = 4000;
+
+/**
+ * Inputs whose size each request chooses beyond its rows: a dynamic dim other than the batch dim
+ * (a sequence length, an image's height). The probe runs such dims at 1, so it does not say what
+ * a request costs: a transformer encoder exported with a dynamic sequence probed at 47 µs for 16
+ * rows and took 1.4 ms for one request of 200 tokens, and a request of a few thousand would hold
+ * its thread for seconds. Run inline, that holds every other request the thread reads (health
+ * probes, other models) and queues them in its sockets, out of the load shedding's sight; so these
+ * versions run in the workers unless the config says `parameters.execution: inline`.
+ */
+export function variableShapeInputs(config: Pick<ResolvedModelConfig, 'inputs' | 'maxBatchSize'>): string[] {
+  return config.inputs.filter((t) => t.dims.some((d, i) => d < 0 && (config.maxBatchSize > 0 || i > 0))).map((t) => t.name);
+}
 
 /** `parameters.execution` in the model config: auto (default), inline or worker. */
 export function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {

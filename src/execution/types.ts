@@ -39,6 +39,8 @@ export interface VersionExecution {
   readonly placement: 'inline' | 'worker';
   /** Measured fastest run time of a probe batch (µs); undefined when not probed. */
   readonly placementCostUs: number | undefined;
+  /** Why the batches run where they do, when it is not the probe's cost against the inline budget. */
+  readonly placementReason: string | undefined;
   /** The queue bound and the measurement it was derived from. */
   readonly queueBound: QueueBound;
   /** Native backend: how each dense layer runs and why, as measured at load. */

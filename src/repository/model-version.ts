@@ -34,6 +34,10 @@ export class ModelVersion {
     return this.execution.placementCostUs;
   }
 
+  get placementReason(): string | undefined {
+    return this.execution.placementReason;
+  }
+
   get queueBound(): VersionExecution['queueBound'] {
     return this.execution.queueBound;
   }

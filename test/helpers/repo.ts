@@ -21,6 +21,16 @@ export function affineModel(scale: number, offset: number, width = 4) {
   });
 }
 
+/** y = x * scale over [-1, -1] FP32: rows and a length each request chooses (a sequence model's shape). */
+export function sequenceModel(scale: number) {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 'length'] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 'length'] }],
+    nodes: [{ op: 'Mul', inputs: ['x', 'scale'], outputs: ['y'] }],
+    initializers: [{ name: 'scale', datatype: 'FP32', dims: [], values: [scale] }],
+  });
+}
+
 /** Two inputs, two outputs: sum = a + b (FP32), count = ReduceSum-free int64 passthrough of n. */
 export function pairModel() {
   return buildModel({

@@ -6,7 +6,7 @@ import { startServer } from '../../server/server.js';
 import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
 import { VERSION } from '../../version.js';
 import { describeQueueBound } from '../../scheduler/options.js';
-import { INLINE_PROBE_ROWS } from '../../execution/placement.js';
+import { probeRowsOf } from '../../execution/placement.js';
 import { existingRepository, resolveServeSettings, UsageError, type ServeSettings } from '../settings.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { layerSummary } from '../../graph/layer-formats.js';
@@ -99,8 +99,11 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     try {
       const mv = server.umbra.manager.get(name, version);
       // Where its batches run: with every core reading, moderately costly models run inline too.
-      const cost = mv.placementCostUs !== undefined ? ` (a ${INLINE_PROBE_ROWS}-row batch in ${Math.round(mv.placementCostUs)} µs)` : '';
-      log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}`);
+      // A model that does not batch was timed on one request.
+      const rows = probeRowsOf(mv.signature.maxBatchSize);
+      const cost = mv.placementCostUs !== undefined ? ` (${rows === 1 ? 'one request' : `a ${rows}-row batch`} in ${Math.round(mv.placementCostUs)} µs)` : '';
+      const why = mv.placementReason ? `: ${mv.placementReason}` : '';
+      log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}${why}`);
       log(`model ${name} v${version}: ${describeQueueBound(mv.queueBound)}`);
     } catch {
       // Unloaded again meanwhile: nothing to describe.
