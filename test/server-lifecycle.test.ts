@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel, sequenceModel, slowModel, holdExecution, until } from './helpers/repo.js';
+import { tempRepo, affineModel, fixedLengthModel, sequenceModel, slowModel, holdExecution, until } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { writeModel } from '../dist/onnx/model-io.js';
 import { TaskNotStartedError } from '../dist/workers/pool.js';
@@ -225,8 +225,9 @@ t.test('placement: tiny models run inline, heavy ones in workers, and config can
   repo.writeConfig('forced', { parameters: { execution: 'inline' } });
   repo.addVersion('bad', 1, affineModel(3, 0));
   repo.writeConfig('bad', { parameters: { execution: 'gpu-please' } });
-  // As cheap as 'tiny' at the probe's length of 1, but each request chooses its length.
+  // Each request chooses its length: timed at length 64, not 1.
   repo.addVersion('sequence', 1, sequenceModel(2));
+  repo.addVersion('fixed_length', 1, fixedLengthModel());
   repo.addVersion('sequence_inline', 1, sequenceModel(3));
   repo.writeConfig('sequence_inline', { parameters: { execution: 'inline' } });
   const s = await startTestServer(t, { repository: repo.dir });
@@ -236,9 +237,16 @@ t.test('placement: tiny models run inline, heavy ones in workers, and config can
   t.equal(m.get('forced').placement, 'inline');
   t.same([m.get('tiny').placementReason, m.get('forced').placementReason], [undefined, 'parameters.execution: inline'], 'the reason, where the probe did not decide');
 
-  t.equal(m.get('sequence').placement, 'worker', 'a dynamic dim besides the batch: the workers, whatever the probe');
-  const meta = (await s.get('/v2/models/sequence')).json;
-  t.match(meta.execution, { placement: 'worker', placement_reason: /^input "x" has a dynamic dim besides the batch, so a request's cost is its own, not the probe's \(parameters.execution: inline runs it on the reading thread\)$/ });
+  t.same([m.get('sequence').placementLength, m.get('tiny').placementLength], [64, undefined], 'a dynamic dim besides the batch is timed at length 64');
+  t.equal((await s.get('/v2/models/sequence')).json.queue.measured_batch_length, 64, 'and the queue bound says so');
+  t.equal(m.get('sequence').placement, 'inline', 'cheap at that length: inline');
+  t.equal(m.get('fixed_length').placement, 'worker', 'a model that refuses length 64: its cost is not known, so the workers');
+  t.match((await s.get('/v2/models/fixed_length')).json.execution, {
+    placement: 'worker',
+    placement_reason: /^its inputs' dynamic dims besides the batch could not be timed at length 64 \(.+\), so what a request costs is not known$/,
+  });
+  const fixed = await s.post('/v2/models/fixed_length/infer', { inputs: [{ name: 'x', shape: [2, 3], datatype: 'FP32', data: [0, 0, 0, 1, 1, 1] }] });
+  t.same(fixed.json.outputs[0].data, [1, 2, 3, 2, 3, 4], 'and it serves the lengths it takes');
   t.equal(m.get('sequence_inline').placement, 'inline', 'the config still chooses');
   const lengths = [1, 3, 7, 3, 12, 1];
   const mixed = await Promise.all(lengths.map((n, i) => s.post(`/v2/models/${i % 2 ? 'sequence_inline' : 'sequence'}/infer`,

@@ -253,6 +253,7 @@ function queueMetadata(bound: QueueBound): Record<string, unknown> {
   if (bound.budgetSource !== undefined) out.budget_source = bound.budgetSource;
   if (bound.batchRows !== undefined) out.measured_batch_rows = bound.batchRows;
   if (bound.batchMs !== undefined) out.measured_batch_ms = bound.batchMs;
+  if (bound.batchLength !== undefined) out.measured_batch_length = bound.batchLength;
   if (bound.slots !== undefined) out.concurrent_batches = bound.slots;
   return out;
 }

@@ -11,7 +11,7 @@ import { placeholderInputs, type BackendSession } from '../workers/backends/back
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
 import { runInHalves } from './halving.js';
-import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches, variableShapeInputs } from './placement.js';
+import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
@@ -126,6 +126,8 @@ export class Executor implements VersionExecution {
   placementCostUs: number | undefined;
   /** Why the batches run where they do, when it is not the probe's cost against the budget. */
   placementReason: string | undefined;
+  /** The length the probe gave inputs' dynamic dims besides the batch, where it timed them. */
+  placementLength: number | undefined;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -138,26 +140,29 @@ export class Executor implements VersionExecution {
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.
     const warmed = await args.pool.warm(mv.session, rows);
-    mv.placementCostUs = warmed.probeMicros;
+    // Inputs with a length (a dynamic dim besides the batch): a request's cost grows with its own
+    // length, so the probe at PROBE_LENGTH is the one that counts (the first ran them at 1).
+    const length = warmed.probeLength;
+    const costUs = length ? ('micros' in length ? length.micros : undefined) : warmed.probeMicros;
+    mv.placementCostUs = costUs;
+    if (length && 'micros' in length) mv.placementLength = length.length;
     // Every later open (the inline session, an I/O thread's replica) follows the measured plan.
     if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
     mv.layers = warmed.layers;
     mv.accuracy = warmed.accuracy;
-    const cheap = warmed.probeMicros !== undefined && warmed.probeMicros <= (args.inlineBudgetUs ?? INLINE_BUDGET_US);
+    const cheap = costUs !== undefined && costUs <= (args.inlineBudgetUs ?? INLINE_BUDGET_US);
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.
     const onCpu = (mv.session.device ?? 'cpu') === 'cpu';
-    // Inputs sized by each request: the probe's cost says nothing of theirs (variableShapeInputs).
-    const variable = variableShapeInputs(args.config);
     if (placement === 'inline') mv.placementReason = 'parameters.execution: inline';
     else if (placement === 'worker') mv.placementReason = 'parameters.execution: worker';
     else if (!onCpu) mv.placementReason = `device ${mv.session.device}`;
-    else if (variable.length > 0 && cheap) {
-      mv.placementReason = `input${variable.length === 1 ? '' : 's'} ${variable.map((n) => `"${n}"`).join(', ')} ${variable.length === 1 ? 'has' : 'have'} a dynamic dim besides the batch, so a request's cost is its own, not the probe's (parameters.execution: inline runs it on the reading thread)`;
+    else if (length && 'error' in length) {
+      mv.placementReason = `its inputs' dynamic dims besides the batch could not be timed at length ${length.length} (${length.error}), so what a request costs is not known`;
     }
-    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu && variable.length === 0)) mv.inline = await openInline(mv.session);
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) mv.inline = await openInline(mv.session);
     const slots = mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size;
-    mv.plan.queueBound = queueBoundOf(args.config, rows, warmed.probeMicros, slots);
+    mv.plan.queueBound = queueBoundOf(args.config, rows, costUs ?? warmed.probeMicros, slots, length && 'micros' in length ? length.length : undefined);
     mv.batcher = mv.createBatcher();
     return mv;
   }
@@ -411,18 +416,19 @@ export class Executor implements VersionExecution {
  * deriveQueueBound). Either way requests that arrive behind a standing backlog are refused,
  * unless the config asks for an unbounded queue (max_queue_size 0).
  */
-function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: number | undefined, slots: number): QueueBound {
+function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: number | undefined, slots: number, length: number | undefined): QueueBound {
   const db = config.dynamicBatching;
   const derived = deriveQueueBound({
     batchMicros: probeMicros ?? 1000,
     batchRows: rows,
+    ...(length !== undefined ? { batchLength: length } : {}),
     slots,
     maxBatchSize: config.maxBatchSize,
     ...(db.queueBudgetMs > 0 ? { budgetMs: db.queueBudgetMs } : {}),
   });
   if (!db.maxQueueSizeSet) return derived;
   const bound: QueueBound = { maxQueueSize: db.maxQueueSize, source: 'config' };
-  if (db.maxQueueSize > 0) Object.assign(bound, { budgetMs: derived.budgetMs, budgetSource: derived.budgetSource, batchRows: derived.batchRows, batchMs: derived.batchMs, slots: derived.slots });
+  if (db.maxQueueSize > 0) Object.assign(bound, { budgetMs: derived.budgetMs, budgetSource: derived.budgetSource, batchRows: derived.batchRows, batchMs: derived.batchMs, slots: derived.slots, ...(length !== undefined ? { batchLength: length } : {}) });
   return bound;
 }
 

@@ -46,19 +46,6 @@ export const INLINE_BUDGET_US = 100;
  */
 export const READERS_INLINE_BUDGET_US = 4000;
 
-/**
- * Inputs whose size each request chooses beyond its rows: a dynamic dim other than the batch dim
- * (a sequence length, an image's height). The probe runs such dims at 1, so it does not say what
- * a request costs: a transformer encoder exported with a dynamic sequence probed at 47 µs for 16
- * rows and took 1.4 ms for one request of 200 tokens, and a request of a few thousand would hold
- * its thread for seconds. Run inline, that holds every other request the thread reads (health
- * probes, other models) and queues them in its sockets, out of the load shedding's sight; so these
- * versions run in the workers unless the config says `parameters.execution: inline`.
- */
-export function variableShapeInputs(config: Pick<ResolvedModelConfig, 'inputs' | 'maxBatchSize'>): string[] {
-  return config.inputs.filter((t) => t.dims.some((d, i) => d < 0 && (config.maxBatchSize > 0 || i > 0))).map((t) => t.name);
-}
-
 /** `parameters.execution` in the model config: auto (default), inline or worker. */
 export function placementOf(config: ResolvedModelConfig): 'auto' | 'inline' | 'worker' {
   const value = config.parameters.execution ?? 'auto';

@@ -41,6 +41,8 @@ export interface VersionExecution {
   readonly placementCostUs: number | undefined;
   /** Why the batches run where they do, when it is not the probe's cost against the inline budget. */
   readonly placementReason: string | undefined;
+  /** The length the probe gave inputs' dynamic dims besides the batch (a sequence's), where it timed them. */
+  readonly placementLength: number | undefined;
   /** The queue bound and the measurement it was derived from. */
   readonly queueBound: QueueBound;
   /** Native backend: how each dense layer runs and why, as measured at load. */

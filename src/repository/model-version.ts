@@ -38,6 +38,10 @@ export class ModelVersion {
     return this.execution.placementReason;
   }
 
+  get placementLength(): number | undefined {
+    return this.execution.placementLength;
+  }
+
   get queueBound(): VersionExecution['queueBound'] {
     return this.execution.queueBound;
   }

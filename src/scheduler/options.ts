@@ -278,6 +278,8 @@ export interface QueueBound {
   /** The measured batch: its rows and fastest run time at warm-up, and the batches that may run at once. */
   batchRows?: number;
   batchMs?: number;
+  /** The length the probe gave inputs' dynamic dims besides the batch, for a model that has them. */
+  batchLength?: number;
   slots?: number;
 }
 
@@ -285,6 +287,8 @@ export interface QueueBoundInput {
   /** Fastest run time of a `batchRows` batch at warm-up, in µs. */
   batchMicros: number;
   batchRows: number;
+  /** The probe's length for inputs' dynamic dims besides the batch, where the model has them. */
+  batchLength?: number;
   /** Batches of this version that may run at once (workers, instances, 1 inline). */
   slots: number;
   /** The model's max batch size (0 = it does not batch). */
@@ -315,6 +319,7 @@ export function deriveQueueBound(input: QueueBoundInput): QueueBound {
     budgetSource: input.budgetMs === undefined ? 'default' : 'parameters.queue_budget_ms',
     batchRows: input.batchRows,
     batchMs: round(batchMs),
+    ...(input.batchLength !== undefined ? { batchLength: input.batchLength } : {}),
     slots,
   };
 }
@@ -328,7 +333,7 @@ export function describeQueueBound(bound: QueueBound): string {
   const budget = bound.budgetSource === 'default'
     ? `a ${bound.budgetMs} ms queue budget (${QUEUE_BUDGET_BATCHES} batch times, at least ${QUEUE_BUDGET_FLOOR_MS} ms; parameters.queue_budget_ms sets another)`
     : `a ${bound.budgetMs} ms queue budget (parameters.queue_budget_ms)`;
-  return `queue bound ${bound.maxQueueSize} requests, derived from a ${bound.batchRows}-row batch measured at ${bound.batchMs} ms at warm-up, ${bound.slots} batch${bound.slots === 1 ? '' : 'es'} at once and ${budget}; beyond it requests get 503 with Retry-After`;
+  return `queue bound ${bound.maxQueueSize} requests, derived from a ${bound.batchRows}-row batch${bound.batchLength !== undefined ? ` of length ${bound.batchLength}` : ''} measured at ${bound.batchMs} ms at warm-up, ${bound.slots} batch${bound.slots === 1 ? '' : 'es'} at once and ${budget}; beyond it requests get 503 with Retry-After`;
 }
 
 const round = (ms: number): number => Number(ms.toPrecision(3));

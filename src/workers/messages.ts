@@ -100,6 +100,11 @@ export interface WarmResult {
   threadId: number;
   /** Fastest run time of a `probeRows` batch in µs, when asked. */
   probeMicros?: number;
+  /**
+   * Where an input has a dynamic dim besides the first: the same probe with those dims at
+   * PROBE_LENGTH (the first probe runs them at 1), or why the model refused that length.
+   */
+  probeLength?: { length: number; micros: number } | { length: number; error: string };
   /** What the session measured at open, for the other workers' opens (SessionSpec.tuned). */
   tuned?: BackendTuning;
   /** Native backend: how each dense layer runs, and why. */

@@ -2,7 +2,7 @@
 // released when the main thread broadcasts an eviction.
 import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { fastestRunMicros, placeholderInputs, type Backend, type BackendSession } from './backends/backend.js';
+import { fastestRunMicros, hasLengthDims, placeholderInputs, PROBE_LENGTH, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import { osThreadId } from '../core/threads.js';
@@ -83,7 +83,16 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
     await session.run(placeholderInputs(session.inputs), []);
     const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId };
-    if (task.probeRows) warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
+    if (task.probeRows) {
+      warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
+      if (hasLengthDims(session.inputs)) {
+        try {
+          warmed.probeLength = { length: PROBE_LENGTH, micros: await fastestRunMicros(session, task.probeRows, 11, PROBE_LENGTH) };
+        } catch (err) {
+          warmed.probeLength = { length: PROBE_LENGTH, error: (err as Error).message.split('\n')[0]! };
+        }
+      }
+    }
     if (session.tuned) warmed.tuned = session.tuned;
     if (session.layers) warmed.layers = session.layers();
     if (session.accuracy) warmed.accuracy = session.accuracy;

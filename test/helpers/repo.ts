@@ -31,6 +31,19 @@ export function sequenceModel(scale: number) {
   });
 }
 
+/**
+ * y = x + [1, 2, 3] over x of [-1, -1]: runs at length 1 (broadcast) and 3, and refuses any other
+ * length, as a model with a fixed positional table refuses sequences longer than it.
+ */
+export function fixedLengthModel() {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 'length'] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 3] }],
+    nodes: [{ op: 'Add', inputs: ['x', 'table'], outputs: ['y'] }],
+    initializers: [{ name: 'table', datatype: 'FP32', dims: [3], values: [1, 2, 3] }],
+  });
+}
+
 /** Two inputs, two outputs: sum = a + b (FP32), count = ReduceSum-free int64 passthrough of n. */
 export function pairModel() {
   return buildModel({

@@ -101,7 +101,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       // Where its batches run: with every core reading, moderately costly models run inline too.
       // A model that does not batch was timed on one request.
       const rows = probeRowsOf(mv.signature.maxBatchSize);
-      const cost = mv.placementCostUs !== undefined ? ` (${rows === 1 ? 'one request' : `a ${rows}-row batch`} in ${Math.round(mv.placementCostUs)} µs)` : '';
+      const length = mv.placementLength !== undefined ? ` of length ${mv.placementLength}` : '';
+      const cost = mv.placementCostUs !== undefined ? ` (${rows === 1 ? 'one request' : `a ${rows}-row batch`}${length} in ${Math.round(mv.placementCostUs)} µs)` : '';
       const why = mv.placementReason ? `: ${mv.placementReason}` : '';
       log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}${why}`);
       log(`model ${name} v${version}: ${describeQueueBound(mv.queueBound)}`);

@@ -38,10 +38,10 @@ export interface Backend {
   open(spec: SessionSpec): Promise<BackendSession>;
 }
 
-/** Zero inputs of the session's own shapes (a dynamic first dim = `rows`, other dynamic dims 1). */
-export function placeholderInputs(inputs: readonly TensorInfo[], rows = 1): WireTensor[] {
+/** Zero inputs of the session's own shapes (a dynamic first dim = `rows`, other dynamic dims `length`). */
+export function placeholderInputs(inputs: readonly TensorInfo[], rows = 1, length = 1): WireTensor[] {
   return inputs.map((info) => {
-    const shape = info.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1));
+    const shape = info.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : length));
     const n = shape.reduce((a, b) => a * b, 1);
     return { name: info.name, datatype: info.datatype, shape, data: typedArrayFor(info.datatype, n) };
   });
@@ -52,13 +52,31 @@ export function placeholderInputs(inputs: readonly TensorInfo[], rows = 1): Wire
  * cost. The fastest run, not the median, because on a busy machine the others include time the
  * thread spent preempted, and placement must not flip to the slow path when the host is loaded.
  */
-export async function fastestRunMicros(session: BackendSession, rows: number, runs = 11): Promise<number> {
-  const inputs = placeholderInputs(session.inputs, rows);
+export async function fastestRunMicros(session: BackendSession, rows: number, runs = 11, length = 1): Promise<number> {
+  const inputs = placeholderInputs(session.inputs, rows, length);
   const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
+  let spentUs = 0;
+  // A model that costs a second a batch needs no eleven runs to show it: the load stays short.
+  for (let i = 0; i < runs && spentUs < PROBE_TIME_CAP_US; i++) {
     const t0 = performance.now();
     await session.run(inputs, []);
     times.push((performance.now() - t0) * 1000);
+    spentUs += times[times.length - 1]!;
   }
   return Math.min(...times);
+}
+
+/**
+ * The length a probe gives an input's dynamic dims besides the first (the first probe runs them
+ * at 1): a sequence of 64 tokens, a 64x64 image. A request's cost then grows with its own length;
+ * this is what placement and the queue bound go by for such a model.
+ */
+export const PROBE_LENGTH = 64;
+
+/** A probe stops taking runs once they add up to this (after the first). */
+const PROBE_TIME_CAP_US = 1_000_000;
+
+/** Whether an input has a dynamic dim besides the first (a sequence length, an image size). */
+export function hasLengthDims(inputs: readonly TensorInfo[]): boolean {
+  return inputs.some((info) => info.shape.some((d, i) => d < 0 && i > 0));
 }
