@@ -3,7 +3,8 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readModel } from '../dist/onnx/model-io.js';
+import { readModel, writeModel } from '../dist/onnx/model-io.js';
+import { buildModel } from '../dist/onnx/builder.js';
 import { tensorValues } from '../dist/onnx/tensor-data.js';
 import { buildProgram } from '../dist/cli/main.js';
 import { cudaStatus } from '../dist/native/cuda.js';
@@ -88,6 +89,29 @@ t.test('table report and plain progress lines when not on a terminal', async (t)
   t.match(r.stdout, /wrote .*digits-nm\.onnx/);
   t.match(r.stderr, /prune: reading/);
   t.notMatch(r.stderr, /\u001b\[/, 'no terminal escapes in plain mode');
+});
+
+t.test('a layer pruned whole is named with a warning and the flag that prevents it', async (t) => {
+  // Two layers, the second's weights all far below the first's: global pruning at 0.5 takes it whole.
+  const model = join(dir, 'small-second.onnx');
+  writeModel(buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 4] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 4] }],
+    nodes: [{ op: 'MatMul', inputs: ['x', 'big'], outputs: ['h'] }, { op: 'MatMul', inputs: ['h', 'small'], outputs: ['y'] }],
+    initializers: [
+      { name: 'big', datatype: 'FP32', dims: [4, 4], values: Array.from({ length: 16 }, (_, i) => 1 + i / 16) },
+      { name: 'small', datatype: 'FP32', dims: [4, 4], values: Array.from({ length: 16 }, (_, i) => 0.01 + i / 1600) },
+    ],
+  }), model);
+  const out = join(dir, 'small-second-pruned.onnx');
+  const text = await umbra([model, out, '--sparsity', '0.5']);
+  t.equal(text.code, 0, text.stderr);
+  t.match(text.stdout, /^warning: small is pruned whole \(every weight zero\): its output no longer depends on its input; --max-layer-sparsity \(e\.g\. 0\.95\) keeps some of every layer$/m);
+  const json = await umbra([model, out, '--sparsity', '0.5', '--json']);
+  t.same(JSON.parse(json.stdout).wholeLayers, ['small']);
+  const capped = await umbra([model, out, '--sparsity', '0.5', '--max-layer-sparsity', '0.75', '--json']);
+  const report = JSON.parse(capped.stdout);
+  t.same([report.wholeLayers, report.layers.map((l: { sparsityAfter: number }) => l.sparsityAfter)], [[], [0.25, 0.75]], 'capped: no layer whole, the total kept');
 });
 
 t.test('sweep prints the curve and writes an SVG', async (t) => {

@@ -74,6 +74,12 @@ export interface PruneRunReport {
   layers: LayerReport[];
   skipped: readonly SkippedInitializer[];
   totals: PruneTotals | null;
+  /**
+   * Weights this run zeroed whole (none was zero before, every one is now): that layer's output no
+   * longer depends on its input. Global pruning does this to a layer whose weights all sit under
+   * the one threshold (PyTorch initialises a Linear by its fan-in, so a wide layer's are small).
+   */
+  wholeLayers: string[];
   eval?: { metric: EvalResult['metric']; output: string; rows: number; before: number; after: number | null; precisions?: PrecisionEval[] };
   sweep?: SweepResult[];
   plot?: string;
@@ -122,7 +128,7 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
     input: options.input, output: options.output ?? null, files: [], method: options.method,
     sparsity: options.method === 'nm' || options.output === undefined ? null : options.sparsity,
     nm: options.method === 'nm' && options.nm ? `${options.nm.n}:${options.nm.m}` : null,
-    norm: options.norm ?? 'l2', threads, layers: [], skipped: model.skipped, totals: null, seconds,
+    norm: options.norm ?? 'l2', threads, layers: [], skipped: model.skipped, totals: null, wholeLayers: [], seconds,
   };
 
   if (sweep.length > 0 && evalData && plan && before) {
@@ -165,6 +171,7 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
     seconds.prune += since(t);
     report.layers = run.layers;
     report.totals = run.totals;
+    report.wholeLayers = run.layers.filter((l) => l.status === 'pruned' && l.sparsityBefore < 1 && l.sparsityAfter === 1).map((l) => l.name);
     t = performance.now();
     progress({ stage: 'write', message: `writing ${options.output}` });
     report.files = model.write(options.output);

@@ -32,6 +32,10 @@ export function formatReport(r: PruneRunReport): string {
     }
     const kept = r.layers.filter((l) => l.excludedBy === 'output-layer').map((l) => l.name);
     if (kept.length > 0) out.push(`kept dense: ${kept.join(', ')}, the output layer${kept.length === 1 ? '' : 's'}: structured pruning there would zero whole outputs (classes); --include-output-layer prunes ${kept.length === 1 ? 'it' : 'them'}`);
+    if (r.wholeLayers.length > 0) {
+      const n = r.wholeLayers.length;
+      out.push(`warning: ${r.wholeLayers.join(', ')} ${n === 1 ? 'is' : 'are'} pruned whole (every weight zero): ${n === 1 ? 'its output no longer depends' : 'their outputs no longer depend'} on ${n === 1 ? 'its' : 'their'} input${r.method === 'global' ? '; --max-layer-sparsity (e.g. 0.95) keeps some of every layer' : ''}`);
+    }
     if (r.skipped.length > 0) out.push(`left alone: ${r.skipped.length} other initializer${r.skipped.length === 1 ? '' : 's'} (biases, norms, constants; --json lists them with reasons)`);
   }
   if (r.sweep) {
