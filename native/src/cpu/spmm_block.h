@@ -37,6 +37,19 @@ inline void prefetch_ahead(const float* val, const uint16_t* col, size_t j, size
 // latency when NV is small (each stored weight is one dependent FMA per vector). Panel by
 // panel, row by row: a row's partial sum goes back to Yt between panels (NV vectors, from L1/L2),
 // which costs far less than reading Xt rows from further away than the panel's working set.
+// Finished rows are activated kActivateRows at a time, still in cache: one row of a small batch
+// holds a few lanes (8 at batch 1), and a call per row spent most of its time on a padded tail:
+// sigmoid or tanh on a 512x512 layer at 95% sparsity and batch 1 took 23-25 µs against 8 without.
+constexpr size_t kActivateRows = 64;
+
+// act() over Yt rows [r0, r1), `width` lanes each from the block's first: one flat run over
+// whole rows when the block covers every lane (its rows are then contiguous), else row by row.
+inline void activate_rows(const SpmmBlock& b, size_t r0, size_t r1, size_t width) {
+  float* first = b.yt + r0 * b.ldxt;
+  if (width == b.ldxt) b.activate(first, 1, (r1 - r0) * b.ldxt, 0, nullptr, b.activation);
+  else b.activate(first, r1 - r0, width, b.ldxt, nullptr, b.activation);
+}
+
 // Stride: the row stride of Xt when known at compile time (batches up to 8 use rows of 8, so
 // an index becomes an offset by a shift), else 0 for b.ldxt.
 template <int W, int NV, int U, size_t Stride = 0>
@@ -53,6 +66,7 @@ void spmm_rows(const SpmmBlock& b) {
     const float* xp = b.xt + q * kSparsePanel * ld;
     const bool first = q == 0, last = q + 1 == panels;
     const size_t lines = prefetch_lines(ptr, b.row_begin, b.row_end);
+    size_t unactivated = b.row_begin;  // first finished row the activation has not reached (last panel)
     for (size_t n = b.row_begin; n < b.row_end; ++n) {
       float* yr = b.yt + n * b.ldxt;
       prefetch_ahead(val, col, static_cast<size_t>(ptr[n]), lines);
@@ -80,7 +94,10 @@ void spmm_rows(const SpmmBlock& b) {
         for (int u = 1; u < U; ++u) s += acc[u][i];
         store<W>(yr + i * W, last ? s + bias : s);
       }
-      if (last && b.activation != Activation::none) b.activate(yr, 1, NV * W, 0, nullptr, b.activation);
+      if (last && b.activation != Activation::none && (n + 1 - unactivated == kActivateRows || n + 1 == b.row_end)) {
+        activate_rows(b, unactivated, n + 1, NV * W);
+        unactivated = n + 1;
+      }
     }
   }
 }

@@ -53,6 +53,8 @@ void spmm_rows_x8(const SpmmBlock& b) {
     const int32_t* ptr = w.panel_ptr + q * stride;
     const char* xp = reinterpret_cast<const char*>(b.xt + q * kSparsePanel * 8);
     const size_t lines = vec::prefetch_lines(ptr, b.row_begin, b.row_end);
+    const bool activates = last && b.activation != Activation::none && b.activation != Activation::relu;
+    size_t unactivated = b.row_begin;
     for (size_t n = b.row_begin; n < b.row_end; ++n) {
       float* yr = b.yt + n * 8;
       Acc8 acc{first ? _mm256_setzero_ps() : _mm256_loadu_ps(yr), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -62,8 +64,10 @@ void spmm_rows_x8(const SpmmBlock& b) {
       if (last && b.bias) s = _mm256_add_ps(s, _mm256_set1_ps(b.bias[n]));
       if (last && b.activation == Activation::relu) s = _mm256_max_ps(_mm256_setzero_ps(), s);  // NaN passes, as in bias_activation
       _mm256_storeu_ps(yr, s);
-      if (last && b.activation != Activation::none && b.activation != Activation::relu)
-        b.activate(yr, 1, 8, 0, nullptr, b.activation);
+      if (activates && (n + 1 - unactivated == vec::kActivateRows || n + 1 == b.row_end)) {
+        vec::activate_rows(b, unactivated, n + 1, 8);
+        unactivated = n + 1;
+      }
     }
   }
 }
@@ -107,6 +111,8 @@ void spmm_rows_x64(const SpmmBlock& b) {
     for (size_t band = 0; band < bands; ++band) {
       const bool first = q == 0 && band == 0, final_band = band + 1 == bands, last = q + 1 == panels && final_band;
       const uint32_t bound = static_cast<uint32_t>(kSparsePanel / bands * (band + 1));
+      const bool activates = last && b.activation != Activation::none && b.activation != Activation::relu;
+      size_t unactivated = b.row_begin;
       for (size_t n = b.row_begin; n < b.row_end; ++n) {
         float* yr = b.yt + n * b.ldxt;
         if (band == 0) vec::prefetch_ahead(val, col, static_cast<size_t>(ptr[n]), lines);
@@ -146,8 +152,10 @@ void spmm_rows_x64(const SpmmBlock& b) {
           if (last && b.activation == Activation::relu) s = _mm512_max_ps(_mm512_setzero_ps(), s);
           _mm512_storeu_ps(yr + 16 * i, s);
         }
-        if (last && b.activation != Activation::none && b.activation != Activation::relu)
-          b.activate(yr, 1, 64, 0, nullptr, b.activation);
+        if (activates && (n + 1 - unactivated == vec::kActivateRows || n + 1 == b.row_end)) {
+          vec::activate_rows(b, unactivated, n + 1, 64);
+          unactivated = n + 1;
+        }
       }
     }
   }
