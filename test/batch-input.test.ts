@@ -88,6 +88,38 @@ t.test('stray quotes, a record that closes in the wrong width, and valid quoting
   t.same(await storedX(store, 'c'), [3, 4, 5, 6]);
 });
 
+t.test('quoted rows among plain ones: each split as RFC 4180 says, in the order read', async (t) => {
+  // Many quoted records in one read are split together (one csv-parse call): each must still get
+  // its own fields, and a plain row between them must keep its place.
+  const lines = ['id,f0,f1,f2,f3'];
+  const want: { line: number; fields?: string[]; plain?: string }[] = [];
+  for (let i = 0; i < 300; i++) {
+    const kind = i % 4;
+    const text = kind === 0 ? `"k${i}, with a comma",${i},"${i + 1}",${i + 2},${i + 3}`
+      : kind === 1 ? `"say ""${i}""",${i},${i + 1},"${i + 2}",${i + 3}`
+        : kind === 2 ? row(`p${i}`, i)
+          : `"short ${i}",${i}`;
+    lines.push(text);
+    const line = lines.length;
+    if (kind === 0) want.push({ line, fields: [`k${i}, with a comma`, `${i}`, `${i + 1}`, `${i + 2}`, `${i + 3}`] });
+    else if (kind === 1) want.push({ line, fields: [`say "${i}"`, `${i}`, `${i + 1}`, `${i + 2}`, `${i + 3}`] });
+    else if (kind === 2) want.push({ line, plain: text });
+    else want.push({ line, fields: [`short ${i}`, `${i}`] });
+  }
+  const file = path('quoted-many.csv');
+  writeFileSync(file, lines.join('\n'));
+  const input = await openInput(file);
+  const seen: { line: number; fields?: string[]; plain?: string }[] = [];
+  for await (const chunk of input.records) {
+    for (const r of chunk) seen.push(r.fields ? { line: r.line, fields: r.fields } : { line: r.line, plain: Buffer.from(r.bytes!.subarray(r.start, r.end)).toString() });
+  }
+  t.same(seen, want, 'every record, its fields and its place');
+  // Through a job: the five-column rows are stored, the two-column ones refused for their width.
+  const { summary, store, rejects } = await job(t, lines.join('\n'));
+  t.same([summary.rowsStored, rejects.length, rejects[0]?.line], [225, 75, 5]);
+  t.same([await storedX(store, 'k0, with a comma'), await storedX(store, 'say "1"'), await storedX(store, 'p2')], [[0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5]]);
+});
+
 t.test('records are numbered by content alone, however the file is read', async (t) => {
   const text = ['id,f0,f1,f2,f3', '"a', 'b",1,2,3,4', '', 'x"y,1,2,3,4', '"never,1', ...rowsFrom(1, 30)].join('\n');
   const file = path('numbered.csv');

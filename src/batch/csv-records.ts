@@ -102,6 +102,33 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       return (err as Error).message;
     }
   };
+  // Quoted records complete on their first line, in the order read: csv-parse splits them all in
+  // one call when the read's records are handed on (splitDeferred). A call costs about 80 µs
+  // whatever its length; a PyTorch-style feature file with one quoted text column read at 6.4 µs a
+  // row unquoted and 77 µs a row quoted, one call per row.
+  let deferred: { record: InputRecord; text: string }[] = [];
+  const splitDeferred = (): void => {
+    if (deferred.length === 0) return;
+    const given = deferred;
+    deferred = [];
+    let all: string[][] | undefined;
+    if (given.length > 1) {
+      parseSync ??= (require('csv-parse/sync') as { parse: typeof ParseSync }).parse;
+      try {
+        all = parseSync(given.map((d) => d.text).join('\n'), { delimiter, relax_column_count: true, relax_quotes: false }) as string[][];
+      } catch {
+        all = undefined;
+      }
+    }
+    // Each text is one whole record (scanQuotes closed its quotes on its line); where the one call
+    // does not give one record each, each is split alone, so an error names its own line.
+    const together = all !== undefined && all.length === given.length;
+    given.forEach(({ record, text }, i) => {
+      const fields = together ? all![i]! : fieldsOf(text);
+      if (typeof fields === 'string') record.error = `malformed CSV quoting: ${fields}`;
+      else record.fields = fields;
+    });
+  };
   const emit = (fields: string[], at: number, out: InputRecord[]): void => {
     if (width < 0) {
       width = fields.length;
@@ -121,6 +148,10 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       reject(at, `unexpected quote at column ${scan.malformedAt + 1} of the line (a field is quoted only from its first character, and a quote inside it is doubled)`, out);
     } else if (scan.state === QUOTED) {
       pending = { line: at, parts: [{ line: at, text }], bytes: text.length, fields: scan.fields };
+    } else if (width >= 0) {
+      const record: InputRecord = { line: at };
+      out.push(record);
+      deferred.push({ record, text });
     } else {
       const fields = fieldsOf(text);
       if (typeof fields === 'string') reject(at, fields, out);
@@ -214,6 +245,7 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
           takeLine(chunk, start, end, out);
           start = end + 1;
         }
+        splitDeferred();
         if (out.length > 0) yield out;
       }
       const out: InputRecord[] = [];
@@ -223,6 +255,7 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       }
       // Each abandoned record gives up at least its first line, so this ends.
       while (pending) abandon(`the quoted field opened on line ${pending.line} is not closed before the end of the file`, out);
+      splitDeferred();
       if (out.length > 0) yield out;
     } finally {
       if (width < 0) resolveHeader([]);
