@@ -236,6 +236,36 @@ t.test('verdicts against the train-split profile: held out, shifted, scaled, inc
   t.same([...tests(psiRun.evaluate(), 'numeric')], ['psi']);
 });
 
+t.test('prediction drift without a class output: the first output, by the share of its columns that drift', async (t) => {
+  // A softmax classifier exported without a label output (as PyTorch exports them), and a
+  // regression: their inputs hold still while what they predict moves.
+  const random = seededRandom(11);
+  const inputRows = (n: number) => Array.from({ length: n }, () => Array.from({ length: 4 }, () => random() * 2 - 1));
+  const softmax = (z: number[]) => { const e = z.map(Math.exp); const s = e.reduce((a, b) => a + b, 0); return e.map((v) => v / s); };
+  const probs = (n: number, favour: number) => Array.from({ length: n }, () => softmax([random() + favour, random(), random()]));
+  const profileOf = (rows: number[][], name: string) => rows[0]!.map((_, c) => profileColumn(rows[0]!.length === 1 ? name : `${name}[${c}]`, Float64Array.from(rows, (r) => r[c]!)));
+  const x = inputRows(1000);
+  const check = (output: { name: string; dims: number[] }, reference: number[][], live: number[][]) => {
+    const signature = { name: 'm', maxBatchSize: 32, inputs: [{ name: 'x', datatype: 'FP32' as const, dims: [4] }], outputs: [{ name: output.name, datatype: 'FP32' as const, dims: output.dims }] };
+    const d = new VersionDrift('m', '1', signature, { source: 'ref', rows: 1000, inputs: profileOf(x, 'x'), outputs: profileOf(reference, output.name) });
+    const liveX = inputRows(live.length);
+    for (let i = 0; i < live.length; i += 8) {
+      const n = Math.min(8, live.length - i);
+      d.observe({ parameters: {}, inputs: [{ name: 'x', datatype: 'FP32', shape: [n, 4], data: Float32Array.from(liveX.slice(i, i + n).flat()) }] },
+        { model_name: 'm', outputs: [{ name: output.name, datatype: 'FP32', shape: [n, ...output.dims], data: Float32Array.from(live.slice(i, i + n).flat()) }] });
+    }
+    return d.evaluate();
+  };
+  const same = check({ name: 'probs', dims: [3] }, probs(1000, 0), probs(400, 0));
+  const moved = check({ name: 'probs', dims: [3] }, probs(1000, 0), probs(400, 1.5));
+  t.same([same.verdict, same.predictionDrift, same.driftedShare], ['no_drift', false, 0], 'the same distribution: nothing');
+  t.same([moved.verdict, moved.predictionDrift, moved.driftedShare], ['drift', true, 0], 'class 0 favoured: the probabilities drift, the inputs do not');
+  const value = (n: number, offset: number) => Array.from({ length: n }, () => [random() + offset]);
+  const regression = check({ name: 'value', dims: [1] }, value(1000, 0), value(400, 0.3));
+  t.same([regression.verdict, regression.predictionDrift], ['drift', true], 'a regression whose values moved');
+  t.same([check({ name: 'value', dims: [1] }, value(1000, 0), value(400, 0)).predictionDrift], [false]);
+});
+
 t.test('memory stays fixed under a long stream', async (t) => {
   const d = new VersionDrift('digits', '1', SIGNATURE, undefined, { windowRows: 500, captureRows: 300 });
   feed(d, TEST.slice(0, 300).map((r) => r.x));

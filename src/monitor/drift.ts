@@ -480,6 +480,23 @@ export class VersionDrift {
     this.start(inputs, outputs, { source: 'live', rows: target });
   }
 
+  /**
+   * Whether the model's prediction drifted, read as feedback reads it (feedback.ts): an integer
+   * class output of one column where the model has one; else its first output, by the same share
+   * of its columns that decides for the inputs. A PyTorch classifier exported with softmax
+   * probabilities and no label output, or a regression, otherwise never drifted by its outputs:
+   * a two-head model whose five probabilities all drifted (KS statistics 0.11-0.54) and its
+   * regression head too, with a quarter of its inputs drifting, was reported "no_drift".
+   */
+  private predictionDrifted(outputs: readonly FeatureDrift[]): boolean {
+    const tensors = this.outputs.tensors;
+    if (tensors.some((t) => t.categorical)) return outputs.some((f, i) => f.verdict === 'drift' && this.isCategoricalOutput(i));
+    const first = tensors[0];
+    if (!first || first.columns === 0) return false;
+    const columns = outputs.slice(first.offset, first.offset + first.columns);
+    return columns.length > 0 && columns.filter((f) => f.verdict === 'drift').length / columns.length >= this.options.driftShare;
+  }
+
   private isCategoricalOutput(column: number): boolean {
     return this.outputs.tensors.some((t) => t.categorical && column >= t.offset && column < t.offset + t.columns);
   }
@@ -517,7 +534,7 @@ export class VersionDrift {
     const outputs = judge(this.watched.out);
     const drifted = features.filter((f) => f.verdict === 'drift').length;
     const driftedShare = features.length > 0 ? drifted / features.length : 0;
-    const predictionDrift = enough && outputs.some((f, i) => f.verdict === 'drift' && this.isCategoricalOutput(i));
+    const predictionDrift = enough && this.predictionDrifted(outputs);
     let verdict: Verdict = 'inconclusive';
     if (enough) verdict = driftedShare >= this.options.driftShare || predictionDrift ? 'drift' : 'no_drift';
     return { ...base, verdict, window: n, reference, driftedShare: round(driftedShare), features, outputs, predictionDrift };
