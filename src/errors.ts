@@ -63,6 +63,17 @@ export class UmbraError extends Error {
   }
 }
 
+/**
+ * A model loaded to batch whose answers do not have a row per request row (an output whose first
+ * dim is a count of its own: NonZero's indices, a detector's boxes, a reduction over the batch).
+ * Requests cannot share its batches: one request's rows would be answered with another's.
+ */
+export class UnbatchedAnswersError extends UmbraError {
+  constructor(readonly reason: string) {
+    super('LOAD_FAILED', `${reason}, so requests cannot share a batch; set max_batch_size: 0`);
+  }
+}
+
 export function isUmbraError(value: unknown): value is UmbraError {
   return value instanceof UmbraError;
 }

@@ -264,6 +264,8 @@ function executionOf(mv: ModelVersion): Record<string, unknown> {
     backend: mv.session.backend,
     placement: mv.placement,
     ...(mv.placementReason ? { placement_reason: mv.placementReason } : {}),
+    // A model that does not batch, where the config left max_batch_size to it: why.
+    ...(mv.config.batchingReason ? { batching: 'off', batching_reason: mv.config.batchingReason } : {}),
     ...(mv.layers ? { layers: layerReportJson(mv.layers) } : {}),
     // On a GPU below fp32 (config `precision`): the cost measured at load. (On the CPU, as
     // device: auto may land, the precision does not apply and nothing is shown.)

@@ -5,11 +5,11 @@ import { DynamicBatcher } from '../scheduler/batcher.js';
 import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
-import { ModelRunError, UmbraError, invalid } from '../errors.js';
+import { ModelRunError, UmbraError, UnbatchedAnswersError, invalid } from '../errors.js';
 import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
 import { placeholderInputs, type BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
-import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WireTensor } from '../workers/messages.js';
+import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WireTensor } from '../workers/messages.js';
 import { runInHalves } from './halving.js';
 import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
@@ -109,6 +109,18 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
   };
 }
 
+/** The first output whose first dim did not follow the batch in one of the warm-up's runs, as a reason. */
+export function strayOutput(runs: NonNullable<WarmResult['outputRows']>): string | undefined {
+  for (const run of runs) {
+    for (const [name, rows] of Object.entries(run.outputs)) {
+      if (rows === run.rows) continue;
+      const batch = `a ${run.rows}-row batch${run.length > 1 ? ` of length ${run.length}` : ''}`;
+      return `its output "${name}" ${rows < 0 ? 'has no dims' : `has ${rows} row${rows === 1 ? '' : 's'}`} for ${batch} (its first dim is not the batch)`;
+    }
+  }
+  return undefined;
+}
+
 export class Executor implements VersionExecution {
   readonly name: string;
   readonly version: string;
@@ -140,6 +152,13 @@ export class Executor implements VersionExecution {
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.
     const warmed = await args.pool.warm(mv.session, rows);
+    if (args.config.maxBatchSize > 0) {
+      const stray = strayOutput(warmed.outputRows ?? []);
+      if (stray) {
+        args.pool.evict(mv.session.key);
+        throw new UnbatchedAnswersError(stray);
+      }
+    }
     // Inputs with a length (a dynamic dim besides the batch): a request's cost grows with its own
     // length, so the probe at PROBE_LENGTH is the one that counts (the first ran them at 1).
     const length = warmed.probeLength;
@@ -302,7 +321,25 @@ export class Executor implements VersionExecution {
       if (items.length === 1) throw await this.refusals(err);
       return this.isolate(items, started);
     }
-    return answers(items, r, started);
+    return answers(items, r, started) ?? this.oneByOne(items, started);
+  }
+
+  /**
+   * A batch whose answers could not be cut by request, run again one request at a time: each is
+   * answered with what the model gives its inputs alone.
+   */
+  private async oneByOne(items: Pending[], started: number): Promise<Done[]> {
+    const done: Done[] = [];
+    for (const item of items) {
+      try {
+        const r = this.inline ? await runInline(this.inline, item.inputs, undefined) : await this.runInWorkers([item], item.rows, undefined, false);
+        done.push(answers([item], r, started)![0]!);
+      } catch (err) {
+        if (!(err instanceof ModelRunError)) throw err;
+        done.push(this.refused(item, started, this.refusal(err)));
+      }
+    }
+    return done;
   }
 
   /** A failed batch's requests, each answered or failed with its own refusal (see `refusals`). */
@@ -310,7 +347,7 @@ export class Executor implements VersionExecution {
     const done = await runInHalves(items, async (part) => {
       const rows = part.reduce((a, i) => a + i.rows, 0);
       const r = this.inline ? await runInline(this.inline, part.length === 1 ? part[0]!.inputs : merge(part), undefined) : await this.runInWorkers(part, rows, undefined, false);
-      return answers(part, r, started);
+      return answers(part, r, started) ?? this.oneByOne(part, started);
     });
     // Where a batch-mate ran, the model works: the others' inputs are at fault.
     if (done.some((d) => !(d instanceof ModelRunError))) {
@@ -450,9 +487,15 @@ async function openInline(session: SessionSpec): Promise<BackendSession> {
 }
 
 /** Each request's share of a batch's outputs, cut by its rows. */
-function answers(items: Pending[], r: { outputs: WireTensor[]; computeMs: number }, started: number): Done[] {
+function answers(items: Pending[], r: { outputs: WireTensor[]; computeMs: number }, started: number): Done[] | undefined {
   const counts = items.map((i) => i.rows);
   const batchRows = counts.reduce((a, b) => a + b, 0);
+  // A batch of one request is its answer as it is: a model that does not batch (max_batch_size 0)
+  // may answer with any first dim (a reduction, a count of its own), which there is no cutting by.
+  if (items.length === 1) return [{ outputs: r.outputs, timing: { queueMs: started - items[0]!.enqueuedAt, computeMs: r.computeMs, rows: items[0]!.rows, batchRows } }];
+  // An output without a row per batch row (one whose length depends on the data, which the
+  // warm-up's zeros did not show): there is no telling whose rows are whose.
+  if (r.outputs.some((o) => o.shape[0] !== batchRows)) return undefined;
   const perOutput = r.outputs.map((o) => splitTensor(o, counts));
   return items.map((item, k) => ({
     // splitTensor's pieces already carry the output's name.

@@ -87,6 +87,10 @@ export interface ResolvedModelConfig extends ModelSignature {
   configPath: string | null;
   /** Triton fields present in the file that Umbra accepts but does not act on (worth a log line). */
   ignoredFields: string[];
+  /** Whether max_batch_size came from the model rather than the config file. */
+  maxBatchSizeDerived: boolean;
+  /** Where a derived max_batch_size is 0: why the model does not batch. */
+  batchingReason?: string;
   /** The protocol's view; non-enumerable, so the config still structured-clones and JSON-encodes. */
   signature(): ModelSignature;
 }
@@ -251,7 +255,7 @@ export function resolveModelConfig(dir: string, onnxSignature: OnnxSignature): R
 }
 
 /** Pure part of resolveModelConfig: validate `file.raw`, check it against the ONNX model, fill defaults. */
-export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSignature, folderName: string): ResolvedModelConfig {
+export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSignature, folderName: string, unbatched?: string): ResolvedModelConfig {
   const fields = new Fields(file.path ?? `model ${folderName} (no config file)`);
   const raw = file.raw;
   for (const key of Object.keys(raw)) {
@@ -288,8 +292,12 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
 
   const batchable = firstDimsDynamic(onnxSignature);
   let maxBatchSize: number;
+  let batchingReason: string | undefined;
   if (raw.max_batch_size === undefined) {
-    maxBatchSize = batchable === true ? DEFAULT_MAX_BATCH_SIZE : 0;
+    // `unbatched`: the load found that the model's answers do not follow the batch (measured).
+    maxBatchSize = batchable === true && unbatched === undefined ? DEFAULT_MAX_BATCH_SIZE : 0;
+    if (unbatched !== undefined) batchingReason = unbatched;
+    else if (batchable !== true) batchingReason = batchable.role === 'model' ? 'the model has no inputs' : `the ONNX ${batchable.role} "${batchable.name}" has no dynamic first (batch) dim`;
   } else {
     maxBatchSize = fields.int(raw.max_batch_size, 'max_batch_size', 0, 1 << 20);
     if (maxBatchSize > 0 && batchable !== true) {
@@ -324,6 +332,8 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     source: file.source,
     configPath: file.path,
     ignoredFields: fields.ignored,
+    maxBatchSizeDerived: raw.max_batch_size === undefined,
+    ...(batchingReason !== undefined ? { batchingReason } : {}),
   };
   Object.defineProperty(config, 'signature', {
     enumerable: false,

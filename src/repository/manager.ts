@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { UmbraError } from '../errors.js';
+import { UmbraError, UnbatchedAnswersError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
 import type { OpenExecution } from '../execution/types.js';
 import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
@@ -163,20 +163,41 @@ export class ModelManager extends EventEmitter {
       if (available.length === 0) throw new UmbraError('LOAD_FAILED', `model '${entry.name}' has no numeric version directory with a ${filename}`);
       // The config is resolved against the newest version's graph; older versions must agree.
       const newest = available[available.length - 1]!;
-      const config = resolveConfigFile(file, modelSignature(readModel(join(dir, String(newest), filename))), entry.name);
+      const signature = modelSignature(readModel(join(dir, String(newest), filename)));
+      let config = resolveConfigFile(file, signature, entry.name);
       const selected = selectVersions(available, config.versionPolicy);
       if (selected.length === 0) throw new UmbraError('LOAD_FAILED', `version policy of model '${entry.name}' selects none of versions ${available.join(', ')}`);
       const fingerprint = await this.fingerprint(entry.name, selected, config.modelFilename);
       const fresh = new Map<string, ModelVersion>();
-      const settled = await Promise.allSettled(selected.map(async (v) => {
+      const openAll = (resolved: ResolvedModelConfig) => Promise.allSettled(selected.map(async (v) => {
         const version = String(v);
-        const execution = await this.options.open({ name: entry.name, version, modelPath: join(dir, version, config.modelFilename), config });
-        return new ModelVersion(entry.name, version, config, execution);
+        const execution = await this.options.open({ name: entry.name, version, modelPath: join(dir, version, resolved.modelFilename), config: resolved });
+        return new ModelVersion(entry.name, version, resolved, execution);
       }));
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const loaded = (results: PromiseSettledResult<ModelVersion>[]) => results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      let settled = await openAll(config);
+      let failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      // Every input and output had a dynamic first dim, so the model was loaded to batch, but its
+      // answers at warm-up did not have a row per request row: where the config left
+      // max_batch_size to the model, it is loaded again to take requests one at a time.
+      if (failed?.reason instanceof UnbatchedAnswersError && config.maxBatchSizeDerived) {
+        let single: ResolvedModelConfig | undefined;
+        try {
+          single = resolveConfigFile(file, signature, entry.name, failed.reason.reason);
+        } catch {
+          // The config's other fields need batching (dynamic_batching, dims without the batch):
+          // the first error, which says to set max_batch_size: 0, stands.
+        }
+        if (single) {
+          await this.retire(loaded(settled));
+          config = single;
+          settled = await openAll(config);
+          failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        }
+      }
       if (failed) {
         // All or nothing: the versions that did load are released before the old set keeps serving.
-        await this.retire(settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
+        await this.retire(loaded(settled));
         throw failed.reason;
       }
       for (const r of settled) if (r.status === 'fulfilled') fresh.set(r.value.version, r.value);

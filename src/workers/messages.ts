@@ -105,6 +105,11 @@ export interface WarmResult {
    * PROBE_LENGTH (the first probe runs them at 1), or why the model refused that length.
    */
   probeLength?: { length: number; micros: number } | { length: number; error: string };
+  /**
+   * Each output's first dim in the warm-up's runs, with the rows (and length) each ran: a batching
+   * model's answers must have as many rows as its batch, or requests cannot share one.
+   */
+  outputRows?: { rows: number; length: number; outputs: Record<string, number> }[];
   /** What the session measured at open, for the other workers' opens (SessionSpec.tuned). */
   tuned?: BackendTuning;
   /** Native backend: how each dense layer runs, and why. */

@@ -2,7 +2,7 @@
 // released when the main thread broadcasts an eviction.
 import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { fastestRunMicros, hasLengthDims, placeholderInputs, PROBE_LENGTH, type Backend, type BackendSession } from './backends/backend.js';
+import { fastestRunMicros, hasLengthDims, outputRowsOf, placeholderInputs, PROBE_LENGTH, type Backend, type BackendSession } from './backends/backend.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import { osThreadId } from '../core/threads.js';
@@ -81,13 +81,17 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
   const session = await sessionFor(task.session);
   if (task.kind === 'warm') {
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
-    await session.run(placeholderInputs(session.inputs), []);
-    const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId };
+    const first = await session.run(placeholderInputs(session.inputs), []);
+    const warmed: WarmResult = { inputs: session.inputs, outputs: session.outputs, threadId, outputRows: [{ rows: 1, length: 1, outputs: outputRowsOf(first) }] };
     if (task.probeRows) {
-      warmed.probeMicros = await fastestRunMicros(session, task.probeRows);
+      const probe = await fastestRunMicros(session, task.probeRows);
+      warmed.probeMicros = probe.micros;
+      warmed.outputRows!.push({ rows: task.probeRows, length: 1, outputs: probe.outputRows });
       if (hasLengthDims(session.inputs)) {
         try {
-          warmed.probeLength = { length: PROBE_LENGTH, micros: await fastestRunMicros(session, task.probeRows, 11, PROBE_LENGTH) };
+          const long = await fastestRunMicros(session, task.probeRows, 11, PROBE_LENGTH);
+          warmed.probeLength = { length: PROBE_LENGTH, micros: long.micros };
+          warmed.outputRows!.push({ rows: task.probeRows, length: PROBE_LENGTH, outputs: long.outputRows });
         } catch (err) {
           warmed.probeLength = { length: PROBE_LENGTH, error: (err as Error).message.split('\n')[0]! };
         }

@@ -62,6 +62,62 @@ export function pairModel() {
   });
 }
 
+/**
+ * hits = the [row, column] of every x > 0.5 (NonZero, one row per hit, INT64), y = x + 1: every
+ * dim dynamic first, as a batching model's are, but `hits` has a row per hit, not per batch row.
+ */
+export function hitsModel() {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 4] }],
+    outputs: [
+      { name: 'hits', datatype: 'INT64', dims: ['count', 2] },
+      { name: 'y', datatype: 'FP32', dims: ['batch', 4] },
+    ],
+    nodes: [
+      { op: 'Greater', inputs: ['x', 'half'], outputs: ['over'] },
+      { op: 'NonZero', inputs: ['over'], outputs: ['where'] },
+      { op: 'Transpose', inputs: ['where'], outputs: ['hits'], attributes: { perm: [1, 0] } },
+      { op: 'Add', inputs: ['x', 'one'], outputs: ['y'] },
+    ],
+    initializers: [
+      { name: 'half', datatype: 'FP32', dims: [], values: [0.5] },
+      { name: 'one', datatype: 'FP32', dims: [], values: [1] },
+    ],
+  });
+}
+
+/** total = the column sums of x [batch, 4]: an answer of 4 values, whatever the rows. */
+export function totalModel() {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 4] }],
+    outputs: [{ name: 'total', datatype: 'FP32', dims: [4] }],
+    nodes: [{ op: 'ReduceSum', inputs: ['x', 'rows'], outputs: ['total'], attributes: { keepdims: 0 } }],
+    initializers: [{ name: 'rows', datatype: 'INT64', dims: [1], values: [0] }],
+  });
+}
+
+/**
+ * blank = the index of every row of x [batch, 3] that sums to 0, one row each ([count, 1], INT64).
+ * On zeros (the warm-up's inputs) that is every row, so it looks like a batching model at load;
+ * on other rows it has fewer rows than its batch.
+ */
+export function blankRowsModel() {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 3] }],
+    outputs: [{ name: 'blank', datatype: 'INT64', dims: ['count', 1] }],
+    nodes: [
+      { op: 'ReduceSum', inputs: ['x', 'columns'], outputs: ['sums'], attributes: { keepdims: 0 } },
+      { op: 'Equal', inputs: ['sums', 'zero'], outputs: ['empty'] },
+      { op: 'NonZero', inputs: ['empty'], outputs: ['where'] },
+      { op: 'Transpose', inputs: ['where'], outputs: ['blank'], attributes: { perm: [1, 0] } },
+    ],
+    initializers: [
+      { name: 'columns', datatype: 'INT64', dims: [1], values: [1] },
+      { name: 'zero', datatype: 'FP32', dims: [], values: [0] },
+    ],
+  });
+}
+
 export interface TempRepo {
   dir: string;
   addVersion(model: string, version: number, proto: ReturnType<typeof buildModel>): void;

@@ -47,23 +47,35 @@ export function placeholderInputs(inputs: readonly TensorInfo[], rows = 1, lengt
   });
 }
 
+/** Each output's first dim in one run (-1 where an output has no dims): whether answers follow the batch. */
+export type OutputRows = Record<string, number>;
+
+export function outputRowsOf(outputs: readonly WireTensor[]): OutputRows {
+  const rows: OutputRows = {};
+  for (const t of outputs) rows[t.name] = t.shape.length > 0 ? t.shape[0]! : -1;
+  return rows;
+}
+
 /**
  * Fastest wall time of a few runs of a zero batch of `rows` rows, in microseconds: the model's own
  * cost. The fastest run, not the median, because on a busy machine the others include time the
  * thread spent preempted, and placement must not flip to the slow path when the host is loaded.
+ * With it, each output's first dim in the first run.
  */
-export async function fastestRunMicros(session: BackendSession, rows: number, runs = 11, length = 1): Promise<number> {
+export async function fastestRunMicros(session: BackendSession, rows: number, runs = 11, length = 1): Promise<{ micros: number; outputRows: OutputRows }> {
   const inputs = placeholderInputs(session.inputs, rows, length);
   const times: number[] = [];
   let spentUs = 0;
+  let outputRows: OutputRows = {};
   // A model that costs a second a batch needs no eleven runs to show it: the load stays short.
   for (let i = 0; i < runs && spentUs < PROBE_TIME_CAP_US; i++) {
     const t0 = performance.now();
-    await session.run(inputs, []);
+    const outputs = await session.run(inputs, []);
     times.push((performance.now() - t0) * 1000);
     spentUs += times[times.length - 1]!;
+    if (i === 0) outputRows = outputRowsOf(outputs);
   }
-  return Math.min(...times);
+  return { micros: Math.min(...times), outputRows };
 }
 
 /**
