@@ -46,7 +46,7 @@ export class BatchCommitter {
  * the next batch's rows while the store is still committing the one before.
  */
 export function rowsOf(batch: BatchToStore): PredictionRow[] {
-  const texts = outputsPerRow(batch.outputs, batch.keys.length);
+  const texts = batch.rowOutputs ? batch.rowOutputs.map((outputs) => outputsPerRow(outputs, 1)[0]!) : outputsPerRow(batch.outputs, batch.keys.length);
   const rows: PredictionRow[] = [];
   const seen = new Map<string, number>();
   for (let i = 0; i < batch.keys.length; i++) {

@@ -165,9 +165,10 @@ function soleInputColumns(candidates: string[], elements: number, input: string)
 
 function rowDimsOf(signature: ModelSignature, dims: number[], name: string): number[] {
   if (signature.maxBatchSize > 0) return dims;
-  // A model without Triton batching may still have a free leading dimension to batch along.
-  if (dims[0] === -1) return dims.slice(1);
-  throw new UmbraError('INVALID_ARGUMENT', `model '${signature.name}' input '${name}' has no batch dimension (dims [${dims.join(', ')}], max_batch_size 0), so it cannot run in batches`);
+  // A model without Triton batching may still have a free leading dimension to batch along; with
+  // a leading 1 (a batch-of-one export) the job runs it a row at a time (job.ts, rowRunsReason).
+  if (dims[0] === -1 || dims[0] === 1) return dims.slice(1);
+  throw new UmbraError('INVALID_ARGUMENT', `model '${signature.name}' input '${name}' has dims [${dims.join(', ')}] and max_batch_size 0: a job feeds a model its rows, one run each or many, which needs a first dim of 1 or a free one`);
 }
 
 function resolveDims(rowDims: number[], elements: number, name: string, columns?: string[]): number[] {

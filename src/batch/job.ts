@@ -74,7 +74,8 @@ export interface BatchJobOptions {
   /** Batches computing at once; default two per model worker (one running, one waiting on it). */
   window?: number;
   /** Called once the input's columns are mapped and the store is open, and after every stored batch. */
-  onStart?(info: { job: string; version: string; plan: string; resumedFrom: number; batchSize: number }): void;
+  /** `rowRuns`: why the model runs one row at a time (it does not batch), where it does. */
+  onStart?(info: { job: string; version: string; plan: string; resumedFrom: number; batchSize: number; rowRuns?: string }): void;
   onProgress?(progress: BatchProgress): void;
 }
 
@@ -190,7 +191,8 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       recordsDone: resumedFrom, rejectBytes: previous?.rejectBytes ?? 0,
       rowsStored: previous?.rowsStored ?? 0, rejected: previous?.rejected ?? 0, finished: false,
     };
-    options.onStart?.({ job, version: mv.version, plan: plan?.description ?? 'no readable record: every record is rejected', resumedFrom, batchSize });
+    const rowRuns = rowRunsReason(mv);
+    options.onStart?.({ job, version: mv.version, plan: plan?.description ?? 'no readable record: every record is rejected', resumedFrom, batchSize, ...(rowRuns ? { rowRuns } : {}) });
 
     const progress = (): BatchProgress => ({
       rowsStored: checkpoint.rowsStored, rejected: checkpoint.rejected, records: checkpoint.recordsDone,
@@ -202,7 +204,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       options.onProgress?.(progress());
     };
     writer.open({ model: mv.name, version: mv.version, rejectsPath, checkpoint: { ...checkpoint } }, store);
-    const pipeline = new Pipeline(umbra, mv, writer, changed, window);
+    const pipeline = new Pipeline(umbra, mv, writer, changed, window, rowRuns !== undefined);
     reader.start(resumedFrom, batchSize);
 
     const skipped = await formBatches(reader, pipeline, plan?.inputs ?? [], batchSize, resumedFrom);
@@ -296,19 +298,20 @@ class Pipeline {
     private readonly writer: WriteStage,
     private readonly changed: Signal,
     private readonly window: number,
+    private readonly rowRuns: boolean,
   ) {}
 
   async dispatch(batch: BatchAssembly): Promise<void> {
     await this.changed.until(() => this.computing < this.window && this.writer.backlog < WRITE_AHEAD, () => this.failure ?? this.writer.error);
     this.computing += 1;
     const seq = this.seq++;
-    const running = batch.keys.length > 0 ? inferRows(this.umbra, this.mv, batch) : Promise.resolve({ keys: [], outputs: [], refused: [] });
+    const running = batch.keys.length > 0 ? inferRows(this.umbra, this.mv, batch, this.rowRuns) : Promise.resolve<RowsRun>({ keys: [], outputs: [], refused: [] });
     running.catch(() => undefined);
     this.handover = this.handover.then(async () => {
-      const { keys, outputs, refused } = await running;
+      const { keys, outputs, rowOutputs, refused } = await running;
       this.computing -= 1;
       const rejects = refused.length === 0 ? batch.rejects : [...batch.rejects, ...refused].sort((a, b) => a.line - b.line);
-      this.writer.submit({ seq, keys, outputs, rejects, recordsDone: batch.recordsDone, final: batch.final });
+      this.writer.submit({ seq, keys, outputs, ...(rowOutputs ? { rowOutputs } : {}), rejects, recordsDone: batch.recordsDone, final: batch.final });
       this.changed.notify();
     });
     this.handover.catch((err: unknown) => {
@@ -335,6 +338,8 @@ async function infer(umbra: Umbra, mv: ModelVersion, tensors: WireTensor[]): Pro
 interface RowsRun {
   keys: string[];
   outputs: WireTensor[];
+  /** Each key's own outputs, where the rows ran one at a time (BatchToStore.rowOutputs). */
+  rowOutputs?: WireTensor[][];
   /** Rows the model refused: rejects, as the parse stage's are. */
   refused: Reject[];
 }
@@ -346,10 +351,15 @@ interface RowsRun {
  * stored. A batch none of whose rows runs fails the job as before: the model, not the data, is
  * then the likelier fault.
  */
-async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly): Promise<RowsRun> {
+async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly, rowRuns: boolean): Promise<RowsRun> {
   const tensors = batch.tensors();
+  if (rowRuns) return inferRowByRow(umbra, mv, batch, tensors);
   try {
-    return { keys: batch.keys, outputs: await infer(umbra, mv, tensors), refused: [] };
+    const outputs = await infer(umbra, mv, tensors);
+    // An output without a row per input row (hits the model counted, a reduction over the rows):
+    // whose rows are whose is unknown, so this batch runs again row by row.
+    if (!answersFollowRows(outputs, batch.keys.length)) return inferRowByRow(umbra, mv, batch, tensors);
+    return { keys: batch.keys, outputs, refused: [] };
   } catch (err) {
     if (!(err instanceof ModelRunError)) throw err;
     // Each row's result is the run of the part it was in; the parts that ran are stored in order.
@@ -363,6 +373,7 @@ async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly): 
     });
     const ran = [...new Set(done.filter((d): d is { outputs: WireTensor[] } => !(d instanceof ModelRunError)))];
     if (ran.length === 0) throw err;
+    if (ran.some((p) => !answersFollowRows(p.outputs, done.filter((d) => d === p).length))) return inferRowByRow(umbra, mv, batch, tensors);
     const outputs = ran[0]!.outputs.map((_, j) => (ran.length === 1 ? ran[0]!.outputs[j]! : concatTensors(ran.map((p) => p.outputs[j]!))));
     const refused: Reject[] = [];
     const keys: string[] = [];
@@ -372,4 +383,48 @@ async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly): 
     });
     return { keys, outputs, refused };
   }
+}
+
+/** Whether every output has a row per input row, so the batch's answers can be cut by row. */
+function answersFollowRows(outputs: WireTensor[], rows: number): boolean {
+  return outputs.every((o) => o.shape[0] === rows);
+}
+
+/**
+ * A batch's rows through the model one at a time, each stored with its outputs whole: for a model
+ * that does not batch (a fixed batch of one, an answer that is not a row per input row). A row the
+ * model refuses is a reject; a batch none of whose rows runs fails the job, as above.
+ */
+async function inferRowByRow(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly, tensors: WireTensor[]): Promise<RowsRun> {
+  const n = batch.keys.length;
+  const keys: string[] = [];
+  const rowOutputs: WireTensor[][] = [];
+  const refused: Reject[] = [];
+  let first: ModelRunError | undefined;
+  for (let i = 0; i < n; i++) {
+    const row = tensors.map((t) => splitTensor(t, [i, 1, n - i - 1])[1]!);
+    try {
+      rowOutputs.push(await infer(umbra, mv, row));
+      keys.push(batch.keys[i]!);
+    } catch (err) {
+      if (!(err instanceof ModelRunError)) throw err;
+      first ??= err;
+      refused.push({ line: batch.lines[i]!, key: batch.keys[i]!, reason: `the model could not run on this row: ${err.message}` });
+    }
+  }
+  if (keys.length === 0 && first) throw first;
+  return { keys, outputs: [], rowOutputs, refused };
+}
+
+/**
+ * Why a model's rows run one at a time in a job, or undefined where they batch: a model that does
+ * not batch (max_batch_size 0) runs in batches only along a free first dim of every input, and not
+ * where its load found that it does not batch (its config's batchingReason).
+ */
+export function rowRunsReason(mv: ModelVersion): string | undefined {
+  const signature = mv.signature;
+  if (signature.maxBatchSize > 0) return undefined;
+  if (mv.config.batchingReason) return mv.config.batchingReason;
+  const fixed = signature.inputs.find((s) => s.dims[0] !== -1);
+  return fixed ? `the input "${fixed.name}" has a fixed first dim (${fixed.dims[0]})` : undefined;
 }

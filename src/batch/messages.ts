@@ -67,6 +67,11 @@ export interface BatchToStore {
   seq: number;
   keys: string[];
   outputs: WireTensor[];
+  /**
+   * Where the model ran row by row (it does not batch, or a batch's answers had no row per input
+   * row): each key's outputs whole, as its own run gave them; `outputs` is then empty.
+   */
+  rowOutputs?: WireTensor[][];
   rejects: Reject[];
   /** Records consumed once this batch is stored. */
   recordsDone: number;

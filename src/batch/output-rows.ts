@@ -11,7 +11,9 @@ import type { Tensor, TensorData } from '../protocol/types.js';
 export function outputsPerRow(outputs: Tensor[], rows: number): string[] {
   const parts = outputs.map((o) => {
     const perRow = rows === 0 ? 0 : elementCount(o.shape) / rows;
-    const head = `{"name":${JSON.stringify(o.name)},"datatype":"${o.datatype}","shape":${JSON.stringify([1, ...o.shape.slice(1)])},"data":`;
+    // One row's run keeps the shape it has: a model that does not batch may answer a row with
+    // any first dim (the hits it found, a reduction's values).
+    const head = `{"name":${JSON.stringify(o.name)},"datatype":"${o.datatype}","shape":${JSON.stringify(rows === 1 ? o.shape : [1, ...o.shape.slice(1)])},"data":`;
     const data = o.datatype === 'FP16' ? halfArrayToFloat32(o.data as Uint16Array) : o.data;
     return { head, data, perRow, bool: o.datatype === 'BOOL' };
   });

@@ -60,7 +60,7 @@ export class WriteStage {
   submit(batch: BatchToStore): void {
     this.submitted += 1;
     if (this.worker) {
-      this.post({ kind: 'batch', batch }, tensorBuffers(batch.outputs));
+      this.post({ kind: 'batch', batch }, tensorBuffers(batch.rowOutputs ? batch.rowOutputs.flat() : batch.outputs));
       return;
     }
     const inline = this.inline!;

@@ -127,6 +127,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
         write(`umbra batch: ${model} v${info.version}, input ${String(flags.input)}, store ${storeDescription}, shard ${describeShard(shard)}, `
           + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
         write(`columns: ${info.plan}`);
+        if (info.rowRuns) write(`the model does not batch, so rows run one at a time (stored ${info.batchSize} per transaction): ${info.rowRuns}`);
       },
       onProgress: (p) => reporter.update(p),
     };
