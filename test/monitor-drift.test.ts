@@ -373,3 +373,19 @@ t.test('a request wider than maxValuesPerRequest is counted on every k-th row, f
   rotating.observe(three, undefined);
   t.equal(rotating.evaluate().window, 3, 'the second request counts the row the first left out');
 });
+
+t.test('a model that does not batch but takes rows along a free first dim has its input rows watched', async (t) => {
+  const { columnLayout, visitRows } = await import('../dist/monitor/features.js');
+  const signature = {
+    name: 'hits', maxBatchSize: 0,
+    inputs: [{ name: 'x', datatype: 'FP32' as const, dims: [-1, 3] }, { name: 'seq', datatype: 'FP32' as const, dims: [-1, -1] }],
+    outputs: [{ name: 'hits', datatype: 'INT64' as const, dims: [-1, 2] }, { name: 'total', datatype: 'FP32' as const, dims: [3] }],
+  };
+  const inputs = columnLayout(signature, 'inputs');
+  const outputs = columnLayout(signature, 'outputs');
+  t.same([inputs.names, outputs.names], [['x[0]', 'x[1]', 'x[2]'], ['total[0]', 'total[1]', 'total[2]']],
+    'the input\'s rows along its free first dim; outputs only where every dim is fixed (hits may count anything there)');
+  const seen: number[][] = [];
+  const rows = visitRows(inputs, [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) }], (r, c, v) => { (seen[r] ??= [])[c] = v; });
+  t.same([rows, seen], [2, [[1, 2, 3], [4, 5, 6]]]);
+});

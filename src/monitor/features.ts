@@ -27,9 +27,15 @@ export interface ColumnLayout {
   names: string[];
 }
 
-function widthOf(spec: TensorSpec): number | undefined {
-  if (spec.dims.some((d) => d < 0)) return undefined;
-  return spec.dims.reduce((a, b) => a * b, 1);
+/**
+ * Values per row, where every dim of a row is fixed. `freeRows`: an input of a model that does not
+ * batch (max_batch_size 0) whose first dim is free has its rows along that dim, as a batching
+ * model's inputs along the batch (outputs of such a model may count something else there).
+ */
+function widthOf(spec: TensorSpec, freeRows: boolean): number | undefined {
+  const dims = freeRows && spec.dims.length > 1 && spec.dims[0] === -1 ? spec.dims.slice(1) : spec.dims;
+  if (dims.some((d) => d < 0)) return undefined;
+  return dims.reduce((a, b) => a * b, 1);
 }
 
 /** Numeric tensors with fixed per-row shapes; FP16 and BYTES are not watched. */
@@ -39,7 +45,7 @@ export function columnLayout(signature: ModelSignature, side: 'inputs' | 'output
   let offset = 0;
   const limit = side === 'inputs' ? MAX_INPUT_COLUMNS : Infinity;
   for (const spec of signature[side]) {
-    const width = widthOf(spec);
+    const width = widthOf(spec, side === 'inputs' && signature.maxBatchSize === 0);
     if (width === undefined || width === 0 || !NUMERIC.has(spec.datatype)) continue;
     if (side === 'outputs' && width > MAX_OUTPUT_COLUMNS) continue;
     const columns = Math.min(width, limit - offset);
