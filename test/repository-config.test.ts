@@ -25,7 +25,7 @@ function modelFolder(name: string, files: Record<string, string> = {}): string {
 }
 
 const tensor = (name: string, dims: number[], datatype: OnnxTensorInfo['datatype'] = 'FP32'): OnnxTensorInfo => ({ name, datatype, dims, shapeKnown: true });
-const signature = (inputs: OnnxTensorInfo[], outputs: OnnxTensorInfo[]): OnnxSignature => ({ inputs, outputs, opset: 13, irVersion: 8, producer: 'test' });
+const signature = (inputs: OnnxTensorInfo[], outputs: OnnxTensorInfo[]): OnnxSignature => ({ inputs, outputs, outputNotes: [], opset: 13, irVersion: 8, producer: 'test' });
 
 /** Two batched inputs (like models/repository/pair). */
 const PAIR_SIG = signature(

@@ -80,6 +80,8 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
     intraOpThreads: args.intraOpThreads,
   };
   if (config.precision === 'tf32' || config.precision === 'bf16') session.precision = config.precision;
+  // Outputs that are not tensors (skl2onnx's ZipMap): the backend opens the graph as it is served.
+  if (config.outputNotes.length > 0) session.servedGraph = true;
   // The native backend on the CPU times each pruned layer's formats at open, on these sizes.
   if (session.backend === 'native' && session.device !== 'cuda') session.batchSizes = batchSizesOf(config);
   return {

@@ -111,7 +111,10 @@ export interface OnnxTensorInfo {
 
 export interface OnnxSignature {
   inputs: OnnxTensorInfo[];
+  /** The outputs served: the graph's tensor outputs, with non-tensor ones replaced or left out (see `nonTensorOutputs`). */
   outputs: OnnxTensorInfo[];
+  /** One line per graph output that is not a tensor: what is served instead, or that it is not. */
+  outputNotes: string[];
   /** Opset of the default ("" or "ai.onnx") domain, 0 when the model does not say. */
   opset: number;
   irVersion: number;
@@ -151,15 +154,96 @@ export function modelSignature(model: pkg.onnx.IModelProto): OnnxSignature {
   const inputs = (graph.input ?? [])
     .filter((value) => !initializerNames.has(value.name ?? ''))
     .map((value) => tensorInfo(value, 'input'));
-  const outputs = (graph.output ?? []).map((value) => tensorInfo(value, 'output'));
+  const plan = nonTensorOutputs(graph);
+  const outputs = (graph.output ?? []).flatMap((value) => {
+    const other = plan.get(value.name ?? '');
+    if (!other) return [tensorInfo(value, 'output')];
+    return other.replacement ? [other.replacement] : [];
+  });
+  if (outputs.length === 0 && plan.size > 0) {
+    throw new UmbraError('LOAD_FAILED', `the model has no tensor output to serve: ${[...plan.values()].map((p) => p.note).join('; ')}`);
+  }
   const defaultOpset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
   return {
     inputs,
     outputs,
+    outputNotes: [...plan.values()].map((p) => p.note),
     opset: defaultOpset ? int64ToNumber(defaultOpset.version, 'opset version') : 0,
     irVersion: int64ToNumber(model.irVersion, 'IR version'),
     producer: [model.producerName, model.producerVersion].filter(Boolean).join(' '),
   };
+}
+
+/** A graph output that is not a tensor, and the tensor served in its place, if any. */
+interface NonTensorOutput {
+  note: string;
+  replacement?: OnnxTensorInfo;
+  /** The ZipMap node whose input replaces it (removed from the served graph). */
+  zipMap?: pkg.onnx.INodeProto;
+}
+
+function kindOf(value: ValueInfoProto): string {
+  const type = value.type;
+  if (type?.sequenceType) return type.sequenceType.elemType?.mapType ? 'a sequence of maps' : 'a sequence';
+  if (type?.mapType) return 'a map';
+  if (type?.optionalType) return 'an optional value';
+  if (type?.sparseTensorType) return 'a sparse tensor';
+  return 'not a tensor';
+}
+
+/**
+ * The graph's outputs that are not tensors (the protocol carries tensors only), by name. A
+ * classifier exported by skl2onnx ends in ZipMap, a sequence of {class: probability} maps, one per
+ * row: its input, the [rows, classes] probability tensor, is served in its place. Any other is
+ * left out, said so at load.
+ */
+export function nonTensorOutputs(graph: pkg.onnx.IGraphProto): Map<string, NonTensorOutput> {
+  const plan = new Map<string, NonTensorOutput>();
+  const tensorOutputs = new Set((graph.output ?? []).filter((v) => v.type?.tensorType).map((v) => v.name ?? ''));
+  for (const value of graph.output ?? []) {
+    if (value.type?.tensorType) continue;
+    const name = value.name ?? '';
+    const kind = kindOf(value);
+    const zipMap = (graph.node ?? []).find((n) => n.opType === 'ZipMap' && n.domain === 'ai.onnx.ml' && n.output?.[0] === name);
+    const source = zipMap?.input?.[0];
+    if (zipMap && source && !tensorOutputs.has(source)) {
+      const attribute = (key: string) => zipMap.attribute?.find((a) => a.name === key);
+      const labels = attribute('classlabels_int64s')?.ints?.map(String) ?? attribute('classlabels_strings')?.strings?.map((s) => Buffer.from(s).toString('utf8')) ?? [];
+      plan.set(name, {
+        note: `output "${name}" (${kind}, ZipMap's {class: probability} per row) is served as "${source}": the same probabilities as a [rows, ${labels.length}] FP32 tensor, in class order ${labels.join(', ')}`,
+        replacement: { name: source, datatype: 'FP32', dims: [-1, labels.length], shapeKnown: labels.length > 0 },
+        zipMap,
+      });
+      tensorOutputs.add(source);
+    } else {
+      plan.set(name, { note: `output "${name}" (${kind}) is not served: the protocol carries tensors only` });
+    }
+  }
+  return plan;
+}
+
+/**
+ * The model as it is served where some outputs are not tensors: those outputs replaced or left out
+ * as `nonTensorOutputs` says, and the ZipMap nodes that made the replaced ones removed. The model
+ * unchanged where every output is a tensor.
+ */
+export function servedModel(model: ModelProto): ModelProto {
+  const graph = model.graph;
+  if (!graph) return model;
+  const plan = nonTensorOutputs(graph);
+  if (plan.size === 0) return model;
+  const firstDim = graph.input?.[0]?.type?.tensorType?.shape?.dim?.[0];
+  const output = (graph.output ?? []).flatMap((value) => {
+    const other = plan.get(value.name ?? '');
+    if (!other) return [value];
+    const r = other.replacement;
+    if (!r) return [];
+    const dims = r.dims.map((d, i) => (i === 0 && firstDim ? onnx.TensorShapeProto.Dimension.create(firstDim) : d < 0 ? onnx.TensorShapeProto.Dimension.create({}) : onnx.TensorShapeProto.Dimension.create({ dimValue: d })));
+    return [onnx.ValueInfoProto.create({ name: r.name, type: { tensorType: { elemType: ElemType.FLOAT, ...(r.shapeKnown ? { shape: { dim: dims } } : {}) } } })];
+  });
+  const removed = new Set([...plan.values()].flatMap((p) => (p.zipMap ? [p.zipMap] : [])));
+  const served = onnx.ModelProto.create({ ...model, graph: onnx.GraphProto.create({ ...graph, output, node: (graph.node ?? []).filter((n) => !removed.has(n)) }) });
+  return served;
 }
 
 /** Where an initializer stored outside the .onnx file lives (ONNX external data convention). */

@@ -87,6 +87,8 @@ export interface ResolvedModelConfig extends ModelSignature {
   configPath: string | null;
   /** Triton fields present in the file that Umbra accepts but does not act on (worth a log line). */
   ignoredFields: string[];
+  /** One line per graph output that is not a tensor: what is served instead, or that it is not. */
+  outputNotes: string[];
   /** Whether max_batch_size came from the model rather than the config file. */
   maxBatchSizeDerived: boolean;
   /** Where a derived max_batch_size is 0: why the model does not batch. */
@@ -332,6 +334,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     source: file.source,
     configPath: file.path,
     ignoredFields: fields.ignored,
+    outputNotes: onnxSignature.outputNotes ?? [],
     maxBatchSizeDerived: raw.max_batch_size === undefined,
     ...(batchingReason !== undefined ? { batchingReason } : {}),
   };

@@ -19,6 +19,11 @@ export interface SessionSpec {
   device?: 'cpu' | 'cuda' | 'auto';
   /** The native backend's arithmetic on a GPU (the model config's `precision`); fp32 when absent. */
   precision?: 'tf32' | 'bf16';
+  /**
+   * The model has outputs that are not tensors: open it as `servedModel` (src/onnx/model-io.ts)
+   * rewrites it, those outputs replaced or left out, as its signature says.
+   */
+  servedGraph?: true;
   /** Threads ORT may use inside one run (intra-op); 1 when the pool already fills the cores. */
   intraOpThreads: number;
   /**

@@ -118,6 +118,38 @@ export function blankRowsModel() {
   });
 }
 
+/**
+ * A classifier as skl2onnx exports one by default: LinearClassifier (3 classes over 4 features,
+ * softmax) gives `label` and `probability_tensor`, and ZipMap turns the probabilities into
+ * `output_probability`, a sequence of {class: probability} maps. `zipMap: false` stops at the
+ * tensor, as skl2onnx's `options={'zipmap': False}` does. `sequence`: an extra output `rows`, a
+ * sequence of the input's rows (SplitToSequence), which no tensor stands for.
+ */
+export function zipMapClassifierModel(options: { zipMap?: boolean; sequence?: boolean } = {}) {
+  const zipMap = options.zipMap ?? true;
+  const outputs: { name: string; datatype: 'INT64' | 'FP32'; dims: (string | number)[] }[] = [{ name: 'label', datatype: 'INT64', dims: ['N'] }];
+  outputs.push(zipMap ? { name: 'output_probability', datatype: 'FP32', dims: [] } : { name: 'probability_tensor', datatype: 'FP32', dims: ['N', 3] });
+  if (options.sequence) outputs.push({ name: 'rows', datatype: 'FP32', dims: [] });
+  const model = buildModel({
+    inputs: [{ name: 'float_input', datatype: 'FP32', dims: ['N', 4] }],
+    outputs,
+    nodes: [
+      { op: 'LinearClassifier', domain: 'ai.onnx.ml', inputs: ['float_input'], outputs: ['label', 'probability_tensor'], attributes: {
+        classlabels_ints: [0, 1, 2], coefficients: { floats: [0.5, -0.2, 0.1, 0.3, -0.4, 0.2, 0.6, -0.1, 0.05, 0.1, -0.3, 0.2] },
+        intercepts: { floats: [0.1, -0.1, 0] }, multi_class: 1, post_transform: 'SOFTMAX',
+      } },
+      ...(zipMap ? [{ op: 'ZipMap', domain: 'ai.onnx.ml', inputs: ['probability_tensor'], outputs: ['output_probability'], attributes: { classlabels_int64s: [0, 1, 2] } }] : []),
+      ...(options.sequence ? [{ op: 'SplitToSequence', inputs: ['float_input'], outputs: ['rows'], attributes: { keepdims: 0 } }] : []),
+    ],
+  });
+  model.opsetImport.push({ domain: 'ai.onnx.ml', version: 1 } as (typeof model.opsetImport)[number]);
+  for (const value of model.graph!.output!) {
+    if (value.name === 'output_probability') value.type = { sequenceType: { elemType: { mapType: { keyType: 7, valueType: { tensorType: { elemType: 1 } } } } } };
+    if (value.name === 'rows') value.type = { sequenceType: { elemType: { tensorType: { elemType: 1 } } } };
+  }
+  return model;
+}
+
 export interface TempRepo {
   dir: string;
   addVersion(model: string, version: number, proto: ReturnType<typeof buildModel>): void;

@@ -104,6 +104,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       const length = mv.placementLength !== undefined ? ` of length ${mv.placementLength}` : '';
       const cost = mv.placementCostUs !== undefined ? ` (${rows === 1 ? 'one request' : `a ${rows}-row batch`}${length} in ${Math.round(mv.placementCostUs)} µs)` : '';
       const why = mv.placementReason ? `: ${mv.placementReason}` : '';
+      for (const note of mv.config.outputNotes) log(`model ${name} v${version}: ${note}`);
       if (mv.config.batchingReason) log(`model ${name} v${version}: requests run one at a time, not batched: ${mv.config.batchingReason}`);
       log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}${why}`);
       log(`model ${name} v${version}: ${describeQueueBound(mv.queueBound)}`);

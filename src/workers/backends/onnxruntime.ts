@@ -8,6 +8,7 @@ import type { DataType, TensorData } from '../../protocol/types.js';
 import type { SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
 import { openDirect, type DirectOrtSession } from './ort-direct.js';
+import { encodeModel, readModel, servedModel } from '../../onnx/model-io.js';
 
 /** ONNX TensorProto element types, as onnxruntime-node's raw metadata reports them. */
 const ONNX_ELEMENT_TYPES: Record<number, string> = {
@@ -138,9 +139,11 @@ export async function openOnnxruntime(spec: SessionSpec, direct = true): Promise
   // The direct path serves CPU sessions; other execution providers keep the public API, which
   // also validates and falls back between them.
   const cpuOnly = eps.every((e) => e.toLowerCase() === 'cpu');
-  const session = direct && cpuOnly ? openDirect(spec.modelPath, options) : undefined;
+  // A model with outputs that are not tensors opens as it is served (those outputs replaced or left out).
+  const model = spec.servedGraph ? encodeModel(servedModel(readModel(spec.modelPath))) : spec.modelPath;
+  const session = direct && cpuOnly ? openDirect(model, options) : undefined;
   if (session) return new DirectSession(session);
-  return new OrtSession(await ort.InferenceSession.create(spec.modelPath, options));
+  return new OrtSession(typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options));
 }
 
 export const onnxruntimeBackend: Backend = {

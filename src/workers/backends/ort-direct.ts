@@ -24,7 +24,7 @@ interface RawMetadata {
 }
 
 interface BindingModule {
-  binding: { InferenceSession: new () => DirectOrtSession & { loadModel(path: string, options: object): void } };
+  binding: { InferenceSession: new () => DirectOrtSession & { loadModel(path: string, options: object): void; loadModel(buffer: ArrayBufferLike, byteOffset: number, byteLength: number, options: object): void } };
   initOrt: () => void;
 }
 
@@ -48,12 +48,13 @@ function bindingOf(): BindingModule | null {
  * options), or returns undefined when the binding is not reachable or its surface differs.
  * Load errors propagate exactly as the public API would raise them.
  */
-export function openDirect(modelPath: string, options: ort.InferenceSession.SessionOptions): DirectOrtSession | undefined {
+export function openDirect(model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): DirectOrtSession | undefined {
   const m = bindingOf();
   if (!m) return undefined;
   m.initOrt();
   const session = new m.binding.InferenceSession();
   if (typeof session.loadModel !== 'function' || typeof session.run !== 'function' || typeof session.dispose !== 'function') return undefined;
-  session.loadModel(modelPath, options);
+  if (typeof model === 'string') session.loadModel(model, options);
+  else session.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
   return session;
 }
