@@ -36,6 +36,12 @@ export interface UmbraOptions {
   inlineBudgetUs?: number;
   /** Where state lives; models given in load requests go to STATE/models (default REPO/.umbra/models). */
   stateDir?: string;
+  /**
+   * One copy of a version's weights for all its sessions (src/onnx/shared-weights.ts), written
+   * under STATE/weights: on by default where there is a state directory; `false` turns it off,
+   * `minBytes` sets the inline weights from which a model is copied (default 16 MiB).
+   */
+  sharedWeights?: false | { minBytes?: number };
 }
 
 /** A tensor for `predict()`: typed array or plain numbers, with or without a shape. */
@@ -80,7 +86,11 @@ export class Umbra implements InferenceFront {
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({
       repository: options.repository,
-      open: (files) => Executor.create({ ...files, pool: this.pool, intraOpThreads, ...(options.inlineBudgetUs !== undefined ? { inlineBudgetUs: options.inlineBudgetUs } : {}) }),
+      open: (files) => Executor.create({
+        ...files, pool: this.pool, intraOpThreads,
+        ...(options.inlineBudgetUs !== undefined ? { inlineBudgetUs: options.inlineBudgetUs } : {}),
+        ...(options.stateDir && options.sharedWeights !== false ? { sharedWeights: { dir: join(options.stateDir, 'weights'), ...options.sharedWeights } } : {}),
+      }),
       ...(options.stateDir ? { overridesDir: join(options.stateDir, 'models') } : {}),
     });
   }

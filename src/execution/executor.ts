@@ -11,6 +11,8 @@ import { placeholderInputs, type BackendSession } from '../workers/backends/back
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WireTensor } from '../workers/messages.js';
 import { runInHalves } from './halving.js';
+import { join } from 'node:path';
+import { sharedWeightsCopy, type SharedWeights } from '../onnx/shared-weights.js';
 import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
@@ -66,7 +68,7 @@ export interface ExecutionPlan {
   queueBound: QueueBound;
 }
 
-export function planOf(args: ExecutionArgs): ExecutionPlan {
+export function planOf(args: ExecutionArgs, backend = resolveBackend(args.config.backend, args.modelPath)): ExecutionPlan {
   const config = args.config;
   const signature = config.signature();
   loadCounter += 1;
@@ -74,7 +76,7 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
   const session: SessionSpec = {
     key: `${args.name}/${args.version}#${loadCounter}@${process.pid}`,
     modelPath: args.modelPath,
-    backend: resolveBackend(config.backend, args.modelPath),
+    backend,
     executionProviders: config.executionProviders,
     device: config.device,
     intraOpThreads: args.intraOpThreads,
@@ -111,6 +113,18 @@ export function planOf(args: ExecutionArgs): ExecutionPlan {
   };
 }
 
+/**
+ * The copy of the version's model whose weights every session shares, where it applies (to an
+ * onnxruntime model, the caller checks): one with enough inline weights (the native backend packs weights its own way,
+ * and a graph rewritten at open, `servedGraph`, loads from bytes that cannot point at a data
+ * file). `parameters.share_weights: "false"` keeps a model's own file.
+ */
+async function shareWeights(args: ExecutionArgs): Promise<SharedWeights | undefined> {
+  const config = args.config;
+  if (!args.sharedWeights || config.parameters.share_weights === 'false' || config.outputNotes.length > 0) return undefined;
+  return sharedWeightsCopy(args.modelPath, join(args.sharedWeights.dir, encodeURIComponent(args.name), args.version), args.sharedWeights.minBytes);
+}
+
 /** The first output whose first dim did not follow the batch in one of the warm-up's runs, as a reason. */
 export function strayOutput(runs: NonNullable<WarmResult['outputRows']>): string | undefined {
   for (const run of runs) {
@@ -142,6 +156,8 @@ export class Executor implements VersionExecution {
   placementReason: string | undefined;
   /** The length the probe gave inputs' dynamic dims besides the batch, where it timed them. */
   placementLength: number | undefined;
+  /** Where the version's sessions read one shared copy of its weights from, if they do. */
+  sharedWeights: SharedWeights | undefined;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -149,7 +165,10 @@ export class Executor implements VersionExecution {
    */
   static async create(args: ExecutionArgs): Promise<Executor> {
     const placement = placementOf(args.config);
-    const mv = new Executor(planOf(args), args.pool);
+    const backend = resolveBackend(args.config.backend, args.modelPath);
+    const shared = backend === 'onnxruntime' ? await shareWeights(args) : undefined;
+    const mv = new Executor(planOf(shared ? { ...args, modelPath: shared.path } : args, backend), args.pool);
+    mv.sharedWeights = shared;
     const rows = probeRowsOf(args.config.maxBatchSize);
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.
@@ -474,6 +493,8 @@ function queueBoundOf(config: ResolvedModelConfig, rows: number, probeMicros: nu
 export interface ExecutionArgs extends VersionFiles {
   pool: WorkerPool;
   intraOpThreads: number;
+  /** Where versions' shared weights are written (sharedWeightsCopy), and from what size; absent: not shared. */
+  sharedWeights?: { dir: string; minBytes?: number };
   /** A CPU version whose probe batch runs within this many µs runs inline (default INLINE_BUDGET_US). */
   inlineBudgetUs?: number;
 }

@@ -49,6 +49,8 @@ export interface VersionExecution {
   readonly layers: LayerReport[] | undefined;
   /** Native backend on a GPU below fp32: the precision's cost against fp32, measured at load. */
   readonly accuracy: PrecisionCost | undefined;
+  /** The copy of the model whose weights every session of the version shares, where it has one. */
+  readonly sharedWeights?: { path: string; bytes: number; written: boolean } | undefined;
   /** Queued requests (not yet executing). */
   readonly pending: number;
   readonly inFlight: number;

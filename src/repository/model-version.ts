@@ -51,6 +51,11 @@ export class ModelVersion {
     return this.execution.layers;
   }
 
+  /** The copy of the model whose weights every session shares (src/onnx/shared-weights.ts), if any. */
+  get sharedWeights(): VersionExecution['sharedWeights'] {
+    return this.execution.sharedWeights;
+  }
+
   /** Native backend on a GPU below fp32: what the precision costs against fp32. */
   get accuracy(): VersionExecution['accuracy'] {
     return this.execution.accuracy;

@@ -150,6 +150,18 @@ export function zipMapClassifierModel(options: { zipMap?: boolean; sequence?: bo
   return model;
 }
 
+/** e = the rows of `table` that `ids` [batch, 4] name: table row i holds i, i + 0.5, ... (`width` values). */
+export function embeddingModel(rows = 1024, width = 16) {
+  const table = new Float32Array(rows * width);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < width; j++) table[i * width + j] = i + j / 2;
+  return buildModel({
+    inputs: [{ name: 'ids', datatype: 'INT64', dims: ['batch', 4] }],
+    outputs: [{ name: 'e', datatype: 'FP32', dims: ['batch', 4, width] }],
+    nodes: [{ op: 'Gather', inputs: ['table', 'ids'], outputs: ['e'], attributes: { axis: 0 } }],
+    initializers: [{ name: 'table', datatype: 'FP32', dims: [rows, width], values: table }],
+  });
+}
+
 export interface TempRepo {
   dir: string;
   addVersion(model: string, version: number, proto: ReturnType<typeof buildModel>): void;
