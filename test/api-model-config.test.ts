@@ -42,11 +42,11 @@ t.test('/v2 advertises statistics only while /stats is served', async (t) => {
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
   const on = await startTestServer(t, { repository: repo.dir, workers: 1 });
-  t.same((await on.get('/v2')).json.extensions, ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics']);
+  t.same((await on.get('/v2')).json.extensions, ['binary_tensor_data', 'classification', 'model_repository', 'model_configuration', 'statistics']);
   t.equal((await on.get('/v2/models/affine/stats')).status, 200);
   await on.server.stop();
   const off = await startTestServer(t, { repository: repo.dir, workers: 1, monitoring: false });
-  t.same((await off.get('/v2')).json.extensions, ['binary_tensor_data', 'model_repository', 'model_configuration'], 'monitoring off: no statistics');
+  t.same((await off.get('/v2')).json.extensions, ['binary_tensor_data', 'classification', 'model_repository', 'model_configuration'], 'monitoring off: no statistics');
   t.equal((await off.get('/v2/models/affine/stats')).status, 404);
   t.equal((await off.get('/v2/models/affine/config')).status, 200, 'the configuration route does not depend on monitoring');
 });

@@ -61,7 +61,7 @@ export interface ApiOptions {
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
-export const EXTENSIONS = ['binary_tensor_data', 'model_repository', 'model_configuration', 'statistics'];
+export const EXTENSIONS = ['binary_tensor_data', 'classification', 'model_repository', 'model_configuration', 'statistics'];
 
 /** Extensions served by a capability that may be off (monitoring serves statistics): advertised only while their route exists. */
 const EXTENSION_ROUTES: Record<string, string> = { statistics: 'GET /v2/models/:/stats' };

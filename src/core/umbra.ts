@@ -1,5 +1,6 @@
 // Umbra in-process: the model repository, the worker pool and the batchers, with no HTTP.
 // The server wraps this; Node applications can embed it and call `predict()` directly.
+import { withClassification } from '../protocol/classification.js';
 import { usableCores } from '../cores.js';
 import { join } from 'node:path';
 import { UmbraError, invalid } from '../errors.js';
@@ -178,12 +179,14 @@ export class Umbra implements InferenceFront {
         const rows = mv.signature.maxBatchSize > 0 ? (request.inputs[0]?.shape[0] ?? 1) : 1;
         // No timing in the event: nothing was queued or computed, so compute metrics stay untouched.
         this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: answered, durationMs: performance.now() - startedAt });
-        return { response: answered, timing: { queueMs: 0, computeMs: 0, rows, batchRows: 0 } };
+        return { response: withClassification(request, answered, mv.signature), timing: { queueMs: 0, computeMs: 0, rows, batchRows: 0 } };
       }
       const result = await mv.infer(request, options);
       if (context.responseParameters) result.response.parameters = Object.assign({}, result.response.parameters, context.responseParameters);
       this.emit({ model: mv.name, version: mv.version, role, outcome: 'success', context, request, response: result.response, timing: result.timing, durationMs: performance.now() - startedAt });
-      return result;
+      // The hooks (drift, feedback, the log) see the model's outputs; the client gets what it asked for.
+      const answer = withClassification(request, result.response, mv.signature);
+      return answer === result.response ? result : { response: answer, timing: result.timing };
     } catch (err) {
       this.emit({ model: mv.name, version: mv.version, role, outcome: outcomeOf(err), context, request, error: err, durationMs: performance.now() - startedAt });
       throw err;

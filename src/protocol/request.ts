@@ -2,6 +2,7 @@
 // against the model's signature. Transport-free: the server passes the body bytes and the
 // Inference-Header-Content-Length header value.
 
+import { readClassification } from './classification.js';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryToTensorData } from './binary-data.js';
 import { isDataType } from './datatype.js';
@@ -242,6 +243,8 @@ function readRequestedOutputs(value: unknown, index: SignatureIndex, model: stri
       out.parameters = parameters;
       const binary = readOptionalBoolean(parameters['binary_data'], `output ${JSON.stringify(name)} parameters.binary_data`);
       if (binary !== undefined) out.binaryData = binary;
+      const classification = readClassification(parameters['classification'], `output ${JSON.stringify(name)} parameters.classification`);
+      if (classification !== undefined) out.classification = classification;
     }
     outputs.push(out);
   }

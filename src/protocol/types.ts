@@ -27,6 +27,8 @@ export interface RequestedOutput {
   name: string;
   /** Triton binary extension: answer this output as raw bytes after the JSON header. */
   binaryData?: boolean;
+  /** Classification extension: answer this output as its top N classes per row (protocol/classification.ts). */
+  classification?: number;
   parameters?: Record<string, unknown>;
 }
 
@@ -54,6 +56,8 @@ export interface TensorSpec {
   datatype: DataType;
   /** Dims WITHOUT the batch dimension when the model batches (max_batch_size > 0); -1 = any. */
   dims: number[];
+  /** An output's class labels, by index (the config's label_filename), for the classification extension. */
+  labels?: string[];
 }
 
 export interface ModelSignature {

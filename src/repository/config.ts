@@ -10,7 +10,7 @@
 //   forms from what queued while the model was busy, and an idle model answers at once.
 // - execution_providers defaults to ["cpu"], or ["cuda", "cpu"] when an instance_group is KIND_GPU.
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { describeValue, UmbraError } from '../errors.js';
 import type { DataType, ModelSignature, TensorSpec } from '../protocol/types.js';
 import type { OnnxSignature, OnnxTensorInfo } from '../onnx/model-io.js';
@@ -308,7 +308,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
   }
 
   const inputs = resolveTensors(fields, raw.input, 'input', onnxSignature.inputs, maxBatchSize);
-  const outputs = resolveTensors(fields, raw.output, 'output', onnxSignature.outputs, maxBatchSize);
+  const outputs = resolveTensors(fields, raw.output, 'output', onnxSignature.outputs, maxBatchSize, file.path ? dirname(file.path) : undefined);
   const parameters = readParameters(fields, raw.parameters);
   const dynamicBatching = readDynamicBatching(fields, raw.dynamic_batching, maxBatchSize, readQueueBudget(fields, parameters.queue_budget_ms));
   const instanceGroups = readInstanceGroups(fields, raw.instance_group);
@@ -357,7 +357,7 @@ function firstDimsDynamic(signature: OnnxSignature): true | { role: string; name
   return true;
 }
 
-function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'output', onnxTensors: OnnxTensorInfo[], maxBatchSize: number): TensorSpec[] {
+function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'output', onnxTensors: OnnxTensorInfo[], maxBatchSize: number, configDir?: string): TensorSpec[] {
   const list = asArray(declared);
   const fromOnnx = (t: OnnxTensorInfo): number[] => {
     if (!t.shapeKnown) fields.problem(role, `the ONNX ${role} "${t.name}" declares no shape; declare its dims in the config`);
@@ -370,7 +370,10 @@ function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'outp
   const specs = list.map((item, i) => {
     const where = `${role}[${i}]`;
     const obj = fields.object(item, where);
-    fields.only(obj, where, ['name', 'data_type', 'dims', 'optional', 'reshape', 'is_shape_tensor', 'allow_ragged_batch'], ['format', 'label_filename', 'is_non_linear_format_io']);
+    const known = ['name', 'data_type', 'dims', 'optional', 'reshape', 'is_shape_tensor', 'allow_ragged_batch'];
+    // An output's class labels serve the classification extension; an input's have no use.
+    if (role === 'output') fields.only(obj, where, [...known, 'label_filename'], ['format', 'is_non_linear_format_io']);
+    else fields.only(obj, where, known, ['format', 'label_filename', 'is_non_linear_format_io']);
     if (obj.reshape !== undefined) fields.problem(`${where}.reshape`, 'is not supported by Umbra');
     if (obj.is_shape_tensor === true || obj.allow_ragged_batch === true) fields.problem(where, 'shape tensors and ragged batches are not supported by Umbra');
     const name = fields.string(obj.name, `${where}.name`);
@@ -388,13 +391,36 @@ function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'outp
     if (obj.dims === undefined) fields.fail('an array of dims', `${where}.dims`, undefined);
     const dims = asArray(obj.dims).map((d, j) => fields.int(d, `${where}.dims[${j}]`, -1));
     if (dims.includes(0)) fields.fail('dims of -1 or >= 1', `${where}.dims`, dims.join(', '));
-    return { name, datatype, dims: mergeDims(fields, `${where}.dims`, dims, onnxTensor, maxBatchSize) };
+    const spec: TensorSpec = { name, datatype, dims: mergeDims(fields, `${where}.dims`, dims, onnxTensor, maxBatchSize) };
+    if (role === 'output' && obj.label_filename !== undefined && obj.label_filename !== '') {
+      const labels = readLabels(fields, obj.label_filename, `${where}.label_filename`, configDir);
+      if (labels) spec.labels = labels;
+    }
+    return spec;
   });
   if (role === 'input') {
     const missing = onnxTensors.filter((t) => !seen.has(t.name)).map((t) => t.name);
     if (missing.length > 0) fields.problem('input', `the ONNX model also needs input(s) ${missing.join(', ')}; declare every input or none`);
   }
   return specs;
+}
+
+/** An output's labels, one per line of a file in the model's folder (Triton's label_filename). */
+function readLabels(fields: Fields, value: unknown, where: string, configDir: string | undefined): string[] | undefined {
+  const file = fields.string(value, where);
+  if (configDir === undefined) return undefined;
+  if (isAbsolute(file) || normalize(file).startsWith('..')) {
+    fields.problem(where, `"${file}" is not inside the model's folder`);
+    return undefined;
+  }
+  try {
+    const lines = readFileSync(join(configDir, file), 'utf8').split(/\r?\n/);
+    while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+    return lines;
+  } catch (err) {
+    fields.problem(where, `cannot read ${join(configDir, file)}: ${(err as Error).message}`);
+    return undefined;
+  }
 }
 
 /** Config dims against ONNX dims: ranks equal, fixed dims equal; the more specific of each pair wins. */

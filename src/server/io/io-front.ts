@@ -1,6 +1,7 @@
 // An I/O thread's side of the hop: the InferenceFront the HTTP and WebSocket code call there, and
 // the API handler that answers infer routes on the thread (parse, validate, encode) and hands
 // every other route to the core's thread.
+import { withClassification } from '../../protocol/classification.js';
 import type { MessagePort } from 'node:worker_threads';
 import { errorReply, splitPath, type ApiReply, type ApiRequest } from '../../api/api.js';
 import { inferReply } from '../../api/infer-route.js';
@@ -131,7 +132,7 @@ export class RemoteFront implements InferenceFront {
         model, version: target.version, role: target.role, outcome: 'success', context,
         request: packRequest(request, slab), response: packResponse(result.response, slab), timing: result.timing, durationMs: performance.now() - startedAt,
       } });
-      return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
+      return { response: withClassification(request, result.response, executor.signature), timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
     }, (err: unknown) => {
       const slab = this.link.outbox.slab;
       this.link.outbox.push({ t: 'event', event: {
