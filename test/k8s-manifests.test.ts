@@ -117,7 +117,7 @@ t.test('KServe: the runtime KServe picks and the container it merges', async (t)
   const c = container(runtime.spec.containers, 'kserve-container');
   t.ok(c, 'a container named kserve-container');
   t.ok(runtime.spec.supportedModelFormats.some((f: any) => f.name === 'onnx' && f.autoSelect), 'onnx, selected automatically');
-  t.same(runtime.spec.protocolVersions, ['v2', 'grpc-v2']);
+  t.same(runtime.spec.protocolVersions, ['v2', 'grpc-v2', 'v1']);
   t.ok(c.args.includes('--model-name={{.Name}}') && c.args.includes('--model-dir=/mnt/models'));
   const http = c.ports.find((p: any) => p.name === 'http').containerPort;
   const grpc = c.ports.find((p: any) => p.name.includes('grpc')).containerPort;

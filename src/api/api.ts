@@ -4,6 +4,7 @@ import { UmbraError, toErrorBody } from '../errors.js';
 import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
+import { predictTarget, v1Predict } from './v1-route.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { toTritonConfig } from '../repository/config.js';
 import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
@@ -134,6 +135,11 @@ export class Api implements RouteTable {
     r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
     r('POST', '/v2/models/:m/versions/:v/infer', (q, [m, v]) => this.infer(q, m!, v));
     r('POST', '/v2/repository/index', (q) => this.repositoryIndex(q));
+    // KServe's V1 data plane (TensorFlow Serving's REST API): model list, readiness and predict.
+    r('GET', '/v1/models', () => json(200, { models: this.umbra.manager.names() }));
+    r('GET', '/v1/models/:m', (_q, [m]) => this.modelReady(m!));
+    r('POST', '/v1/models/:m', (q, [m]) => this.v1(q, m!));
+    r('POST', '/v1/models/:m/versions/:v', (q, [m, v]) => this.v1(q, m!, v));
     r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(q, m!)));
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
@@ -209,6 +215,14 @@ export class Api implements RouteTable {
     this.umbra.manager.get(model, version);
     const ready = this.options.isAccepting() && this.umbra.manager.isModelReady(model, version);
     return json(ready ? 200 : 503, { name: model, ready });
+  }
+
+  /** POST /v1/models/{m}:predict, or /v1/models/{m}/versions/{v}:predict (the verb ends the last segment). */
+  private v1(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
+    const target = predictTarget(version ?? model);
+    if (target === undefined) throw new UmbraError('NOT_FOUND', `no route for POST ${req.path}: the V1 protocol serves :predict (POST /v1/models/{m}:predict)`);
+    const body = parseJsonObject(req.body, 'the request body');
+    return version === undefined ? v1Predict(this.umbra, req, body, target) : v1Predict(this.umbra, req, body, model, target);
   }
 
   private infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {

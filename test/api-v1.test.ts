@@ -1,0 +1,52 @@
+// KServe's V1 data plane (TensorFlow Serving's REST API): rows ("instances") and columns
+// ("inputs") in, "predictions" and "outputs" back, on the same path as /v2 infer.
+import t from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel, pairModel, totalModel } from './helpers/repo.js';
+
+t.test('V1: list, readiness, predict by rows and by columns, errors in the protocol\'s form', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1, 3));
+  repo.addVersion('pair', 1, pairModel());
+  repo.addVersion('total', 1, totalModel());
+  const s = await startTestServer(t, { repository: repo.dir });
+
+  t.same((await s.get('/v1/models')).json, { models: ['affine', 'pair', 'total'] });
+  t.same((await s.get('/v1/models/affine')).json, { name: 'affine', ready: true });
+  t.equal((await s.get('/v1/models/nope')).status, 404);
+
+  const rows = await s.post('/v1/models/affine:predict', { instances: [[0, 1, 2], [3, 4, 5]] });
+  t.same([rows.status, rows.json], [200, { predictions: [[1, 3, 5], [7, 9, 11]] }], 'a row per instance');
+  const named = await s.post('/v1/models/affine/versions/1:predict', { instances: [{ x: [1, 1, 1] }] });
+  t.same(named.json, { predictions: [[3, 3, 3]] }, 'an instance may name the single input; a version in the path');
+  const columns = await s.post('/v1/models/affine:predict', { inputs: [[0, 0, 0], [1, 2, 3]] });
+  t.same(columns.json, { outputs: [[1, 1, 1], [3, 5, 7]] }, 'columns in, columns out');
+
+  const pair = await s.post('/v1/models/pair:predict', { instances: [{ a: [1, 2, 3], n: [4, 5] }, { a: [0, 0, 1], n: [-1, 7] }] });
+  t.same(pair.json, { predictions: [{ sum: [2, 4, 6], twice: [8, 10] }, { sum: [0, 0, 2], twice: [-2, 14] }] }, 'several inputs and outputs: objects per instance');
+  const pairColumns = await s.post('/v1/models/pair:predict', { inputs: { a: [[1, 2, 3]], n: [[4, 5]] } });
+  t.same(pairColumns.json, { outputs: { sum: [[2, 4, 6]], twice: [[8, 10]] } });
+
+  const total = await s.post('/v1/models/total:predict', { instances: [[1, 2, 3, 4], [10, 20, 30, 40]] });
+  t.same(total.json, { predictions: [11, 22, 33, 44] }, 'an answer that is not a row per instance comes back whole');
+
+  const bad = await Promise.all([
+    s.post('/v1/models/affine:predict', { instances: [[1, 2, 3], [1, 2]] }),
+    s.post('/v1/models/affine:predict', { instances: [[[1, 2], [3]]] }),
+    s.post('/v1/models/affine:predict', {}),
+    s.post('/v1/models/affine:predict', { instances: [[1, 2, 3]], inputs: [[1, 2, 3]] }),
+    s.post('/v1/models/pair:predict', { instances: [{ a: [1, 2, 3] }] }),
+    s.post('/v1/models/affine:predict', { instances: [[1, 2]] }),
+    s.post('/v1/models/affine:explain', { instances: [[1, 2, 3]] }),
+    s.post('/v1/models/nope:predict', { instances: [[1]] }),
+  ]);
+  t.same(bad.map((r) => r.status), [400, 400, 400, 400, 400, 400, 404, 404]);
+  t.ok(bad.every((r) => typeof r.json.error === 'string'), 'each an {"error": ...} body');
+  t.match(bad[0]!.json.error, /instances\[1\] has "x" of shape \[2\] but instances\[0\] has \[3\]/);
+  t.match(bad[1]!.json.error, /ragged list/);
+  t.match(bad[2]!.json.error, /expected either "instances" \(a list of rows\) or "inputs"/);
+  t.match(bad[4]!.json.error, /instances\[0\] has no value for the input "n"/);
+  t.match(bad[5]!.json.error, /input "x"/);
+  t.match(bad[6]!.json.error, /the V1 protocol serves :predict/);
+});
