@@ -32,6 +32,8 @@ interface ModelEntry {
   fingerprint: string;
   /** Serialises load/unload of one model. */
   busy: Promise<void>;
+  /** Loads and unloads of the model queued or running (polling leaves such a model to the next pass). */
+  pending: number;
 }
 
 export interface ManagerOptions {
@@ -52,6 +54,7 @@ interface ModelSource {
 export class ModelManager extends EventEmitter {
   private readonly models = new Map<string, ModelEntry>();
   private pollTimer: NodeJS.Timeout | undefined;
+  private pollGeneration = 0;
   /** Models given in load requests, served beside the repository's. */
   readonly overrides: OverrideStore;
 
@@ -92,7 +95,10 @@ export class ModelManager extends EventEmitter {
   /** Runs `action` on the model's entry after whatever load or unload of it is running. */
   private serialized(name: string, action: (entry: ModelEntry) => Promise<void>): Promise<void> {
     const entry = this.entry(name);
-    const run = entry.busy.then(() => action(entry));
+    entry.pending += 1;
+    const run = entry.busy.then(() => action(entry)).finally(() => {
+      entry.pending -= 1;
+    });
     entry.busy = run.catch(() => undefined);
     return run;
   }
@@ -145,7 +151,7 @@ export class ModelManager extends EventEmitter {
   private entry(name: string): ModelEntry {
     let entry = this.models.get(name);
     if (!entry) {
-      entry = { name, versions: new Map(), state: 'LOADING', fingerprint: '', busy: Promise.resolve() };
+      entry = { name, versions: new Map(), state: 'LOADING', fingerprint: '', busy: Promise.resolve(), pending: 0 };
       this.models.set(name, entry);
     }
     return entry;
@@ -315,11 +321,13 @@ export class ModelManager extends EventEmitter {
   /** Every `seconds`, reload models whose files changed, load new ones, unload removed ones. */
   startPolling(seconds: number): void {
     this.stopPolling();
+    // A pass still running when polling restarts must not re-arm its own timer beside the new one.
+    const generation = this.pollGeneration;
     const tick = async () => {
       try {
         await this.pollOnce();
       } finally {
-        if (this.pollTimer) this.pollTimer = setTimeout(tick, seconds * 1000).unref();
+        if (this.pollGeneration === generation) this.pollTimer = setTimeout(tick, seconds * 1000).unref();
       }
     };
     this.pollTimer = setTimeout(tick, seconds * 1000).unref();
@@ -328,6 +336,7 @@ export class ModelManager extends EventEmitter {
   stopPolling(): void {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
+    this.pollGeneration += 1;
   }
 
   /** One polling pass; exported for tests so they need no timers. */
@@ -336,6 +345,9 @@ export class ModelManager extends EventEmitter {
     const work: Promise<void>[] = [];
     for (const name of onDisk) {
       const e = this.models.get(name);
+      // A model being loaded (at start, by an admin, by the last pass) is compared once that is
+      // done: its fingerprint is the one before, so it would look changed and load twice.
+      if (e && e.pending > 0) continue;
       // Polling reloads what is on disk as it is: an override stays in place.
       if (!e) {
         work.push(this.serialized(name, (entry) => this.doLoad(entry)));

@@ -299,7 +299,8 @@ export class UmbraServer {
     // Where every core reads requests, a moderately costly model is served by each reading thread
     // itself rather than by a worker that would take a core from one of them (placement.ts).
     const inline = options.inlineBudgetUs ?? readersInlineBudgetUs(threads, coreReads);
-    const umbra = await Umbra.open({ ...options, loadAll: false, ...(inline !== undefined ? { inlineBudgetUs: inline } : {}) });
+    // Polling starts once the models have loaded (below): a pass during the first loads would load each again.
+    const umbra = await Umbra.open({ ...options, loadAll: false, pollSeconds: 0, ...(inline !== undefined ? { inlineBudgetUs: inline } : {}) });
     const drainState: DrainState = { draining: false };
     let composed: UmbraApp;
     try {

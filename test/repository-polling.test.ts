@@ -1,0 +1,28 @@
+// Polling the repository loads each change once: a pass that finds a model mid-load (at start, or
+// behind an admin load) leaves it to the next pass instead of loading it a second time.
+import t from 'tap';
+import { utimesSync } from 'node:fs';
+import { join } from 'node:path';
+import { Umbra } from '../dist/core/umbra.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+
+t.test('a model mid-load is not loaded again by a poll; a changed file is loaded once', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1, loadAll: false });
+  t.teardown(() => umbra.close());
+  const loads: string[] = [];
+  umbra.manager.on('loaded', (name: string) => loads.push(name));
+  const first = umbra.manager.load('affine');
+  await umbra.manager.pollOnce();
+  await first;
+  t.same(loads, ['affine'], 'the poll during the first load left it alone');
+  await umbra.manager.pollOnce();
+  t.same(loads, ['affine'], 'nothing changed: nothing loaded');
+  const file = join(repo.dir, 'affine', '1', 'model.onnx');
+  utimesSync(file, new Date(), new Date(Date.now() + 10_000));
+  await umbra.manager.pollOnce();
+  await umbra.manager.pollOnce();
+  t.same(loads, ['affine', 'affine'], 'a changed file: loaded once');
+});
