@@ -6,6 +6,10 @@
 
 #include <time.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "common.h"
 #include "cuda_binding.h"
 #include "umbra.h"
@@ -46,11 +50,23 @@ Napi::Value ThreadCpuNanos(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), -1);
 }
 
+// Hands memory the C allocator holds free back to the OS: glibc keeps what a thread frees (a model
+// worker's released sessions) in that thread's arena, for that thread alone to reuse. Returns
+// whether any was handed back; false where the C library has no such call.
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
   exports.Set("listBackends", Napi::Function::New(env, ListBackends, "listBackends"));
   exports.Set("threadCpuNanos", Napi::Function::New(env, ThreadCpuNanos, "threadCpuNanos"));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   umbra_binding::register_kernels(env, exports);
   umbra_binding::register_prune(env, exports);
   umbra_binding::register_json(env, exports);

@@ -200,7 +200,13 @@ export class Executor implements VersionExecution {
     else if (length && 'error' in length) {
       mv.placementReason = `its inputs' dynamic dims besides the batch could not be timed at length ${length.length} (${length.error}), so what a request costs is not known`;
     }
-    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) mv.inline = await openInline(mv.session);
+    if (placement === 'inline' || (placement === 'auto' && cheap && onCpu)) {
+      mv.inline = await openInline(mv.session);
+      // Its batches run on the reading threads' sessions: the workers' sessions (opened for the
+      // warm-up and the probe) would only hold memory, one copy of the weights each, until a
+      // batch job's runBatch reopens one.
+      args.pool.park(mv.session.key);
+    }
     const slots = mv.inline ? 1 : args.config.instanceCount > 0 ? args.config.instanceCount : args.pool.size;
     mv.plan.queueBound = queueBoundOf(args.config, rows, costUs ?? warmed.probeMicros, slots, length && 'micros' in length ? length.length : undefined);
     mv.batcher = mv.createBatcher();

@@ -94,6 +94,8 @@ export interface NativeBinding {
   listBackends(): string[];
   /** The calling thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), -1 without that clock; absent in older builds. */
   threadCpuNanos?(): number;
+  /** Hands memory the C allocator holds free back to the OS (glibc's malloc_trim); false where there is none to hand back or no such call. */
+  trimMemory?(): boolean;
   kernelIsa(): 'avx512' | 'avx2' | 'portable';
   alignedFloat32(n: number): Float32Array;
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,

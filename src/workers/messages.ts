@@ -73,6 +73,12 @@ export interface PoolWorkerData {
   pool: string;
   /** Int32 start flags, one per startSlot. */
   started: SharedArrayBuffer;
+  /**
+   * Int32[1]: evict and park messages the pool has posted. A worker blocks between tasks
+   * (piscina's Atomics.wait), so its event loop, and with it the session channel, runs only inside
+   * a task: a task that finds this count above the messages it has applied first lets them in.
+   */
+  evictions: SharedArrayBuffer;
 }
 
 export interface WarmTask {
@@ -82,7 +88,12 @@ export interface WarmTask {
   probeRows?: number;
 }
 
-export type WorkerTask = RunTask | WarmTask;
+/** Lets a worker apply the evictions posted since its last task (see PoolWorkerData.evictions). */
+export interface FlushTask {
+  kind: 'flush';
+}
+
+export type WorkerTask = RunTask | WarmTask | FlushTask;
 
 export interface RunResult {
   outputs: WireTensor[];
@@ -123,10 +134,15 @@ export interface WarmResult {
   accuracy?: PrecisionCost;
 }
 
-/** Broadcast to every worker when a model version is unloaded: release its sessions. */
+/**
+ * Broadcast to every worker when a model version is unloaded (`evict`: release its sessions for
+ * good) or runs inline on the reading threads (`park`: release them, a later task reopens one).
+ */
 export interface EvictMessage {
-  kind: 'evict';
+  kind: 'evict' | 'park';
   key: string;
+  /** The pool that sent it (its workers count what they have applied, see PoolWorkerData.evictions). */
+  pool: string;
 }
 
 /** A worker says which OS thread it runs on as it starts (for per-thread CPU accounting). */

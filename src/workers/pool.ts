@@ -8,7 +8,7 @@ import { Piscina, type PiscinaTask } from 'piscina';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
   SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
-  type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
+  type EvictMessage, type FlushTask, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 import { TransferBuffers } from './transfer-buffers.js';
 import { ModelRunError } from '../errors.js';
@@ -72,6 +72,9 @@ export class WorkerPool {
   private running = 0;
   /** One Int32 per slot: 0 while a staged task waits, 1 once its worker has begun it. */
   private readonly started = new Int32Array(new SharedArrayBuffer(START_SLOTS * 4));
+  /** Evict and park messages posted (PoolWorkerData.evictions). */
+  private readonly evictions = new Int32Array(new SharedArrayBuffer(4));
+  private flushScheduled = false;
   private readonly freeSlots = Array.from({ length: START_SLOTS }, (_, i) => START_SLOTS - 1 - i);
   /** When each worker (by thread id) began its running task, as near as the main thread can tell. */
   private readonly busySince = new Map<number, number>();
@@ -89,7 +92,7 @@ export class WorkerPool {
       // At most one task waits behind a running one, and only a staged one (see stagingBalancer).
       concurrentTasksPerWorker: 2,
       loadBalancer: ((task: PiscinaTask, workers: BalancedWorker[]) => this.balance(task, workers)) as never,
-      workerData: { pool: this.id, started: this.started.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
+      workerData: { pool: this.id, started: this.started.buffer as SharedArrayBuffer, evictions: this.evictions.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
     }));
@@ -207,8 +210,29 @@ export class WorkerPool {
 
   /** Tells every worker to release the sessions of one model load. */
   evict(key: string): void {
-    const msg: EvictMessage = { kind: 'evict', key };
+    this.release({ kind: 'evict', key, pool: this.id });
+  }
+
+  /** Tells every worker to release its session of a load that runs elsewhere; a later task reopens it. */
+  park(key: string): void {
+    this.release({ kind: 'park', key, pool: this.id });
+  }
+
+  /**
+   * Posts an eviction, counts it, and (once per burst) sends every worker a task that does nothing
+   * but let it in: a worker that idles until its next task would otherwise keep the sessions.
+   */
+  private release(msg: EvictMessage): void {
+    if (this.closed) return;
     this.channel.postMessage(msg);
+    Atomics.add(this.evictions, 0, 1);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.closed) return;
+      for (let i = 0; i < this.size; i++) this.piscina.run({ kind: 'flush' } satisfies FlushTask).catch(() => undefined);
+    });
   }
 
   get queueSize(): number {

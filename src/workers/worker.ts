@@ -6,6 +6,7 @@ import { fastestRunMicros, hasLengthDims, outputRowsOf, placeholderInputs, PROBE
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import { osThreadId } from '../core/threads.js';
+import { native } from '../native/addon.js';
 import {
   SESSION_CHANNEL, ownedTensor, tensorBuffers,
   type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
@@ -14,6 +15,9 @@ import {
 const poolData = workerData as PoolWorkerData | undefined;
 const sharedFlags = poolData?.started;
 const startFlags = sharedFlags ? new Int32Array(sharedFlags) : undefined;
+/** Evictions the pool has posted, and how many of them this worker has applied (PoolWorkerData.evictions). */
+const posted = poolData?.evictions ? new Int32Array(poolData.evictions) : undefined;
+let applied = 0;
 
 const sessions = new Map<string, Promise<BackendSession>>();
 const evicted = new Set<string>();
@@ -38,14 +42,32 @@ function sessionFor(spec: SessionSpec): Promise<BackendSession> {
   return s;
 }
 
+/** While applyEvictions lets the channel in (no session in use): the releases it then waits for. */
+let releasing: Promise<unknown>[] | undefined;
+
+function releaseSession(key: string): Promise<unknown> {
+  const s = sessions.get(key);
+  sessions.delete(key);
+  return s ? s.then((session) => session.release()).catch(() => undefined) : Promise.resolve();
+}
+
 const channel = new BroadcastChannel(SESSION_CHANNEL);
 channel.onmessage = (event: unknown) => {
   const msg = (event as { data: EvictMessage }).data;
+  if ((msg?.kind === 'park' || msg?.kind === 'evict') && msg.pool === poolData?.pool) applied += 1;
+  if (msg?.kind === 'park') {
+    const key = msg.key;
+    // Inside applyEvictions nothing holds a session: released now, or an idle worker, back in
+    // Atomics.wait right after, would keep it. Otherwise (a run awaiting the device) in turn
+    // with the tasks: one queued before it finishes on the session, one after reopens it.
+    if (releasing) releasing.push(releaseSession(key));
+    else tail = tail.then(() => releaseSession(key));
+    return;
+  }
   if (msg?.kind !== 'evict') return;
   evicted.add(msg.key);
-  const s = sessions.get(msg.key);
-  sessions.delete(msg.key);
-  if (s) s.then((session) => session.release()).catch(() => undefined);
+  const released = releaseSession(msg.key);
+  releasing?.push(released);
 };
 channel.unref();
 if (poolData) channel.postMessage({ kind: 'hello', pool: poolData.pool, tid: osThreadId() } satisfies HelloMessage);
@@ -67,7 +89,7 @@ function transferable<T extends object>(value: T, buffers: ArrayBuffer[]): T {
  */
 let tail: Promise<unknown> = Promise.resolve();
 
-export default function handle(task: WorkerTask): Promise<RunResult | WarmResult> {
+export default function handle(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
   const turn = tail.then(() => perform(task));
   tail = turn.catch(() => undefined);
   return turn;
@@ -76,8 +98,34 @@ export default function handle(task: WorkerTask): Promise<RunResult | WarmResult
 /** The same handler under the name the pool's balancer reads as "may wait behind a running task". */
 export const staged = handle;
 
-async function perform(task: WorkerTask): Promise<RunResult | WarmResult> {
+/**
+ * Lets the session channel's messages in until this worker has applied every eviction the pool
+ * posted: between tasks it blocks in Atomics.wait, where its event loop does not run.
+ */
+async function applyEvictions(): Promise<void> {
+  const released: Promise<unknown>[] = [];
+  releasing = released;
+  try {
+    for (let turn = 0; posted && Atomics.load(posted, 0) !== applied && turn < 1000; turn++) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    releasing = undefined;
+  }
+  if (released.length === 0) return;
+  await Promise.all(released);
+  // What the sessions held stays in this thread's allocator arena otherwise, for it alone.
+  try {
+    native().trimMemory?.();
+  } catch {
+    // No addon on this thread: the memory stays reusable here.
+  }
+}
+
+async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
   if (task.kind === 'run' && task.startSlot !== undefined && startFlags) Atomics.store(startFlags, task.startSlot, 1);
+  if (posted && Atomics.load(posted, 0) !== applied) await applyEvictions();
+  if (task.kind === 'flush') return {};
   const session = await sessionFor(task.session);
   if (task.kind === 'warm') {
     // One real inference on placeholder inputs, so the first request does not pay for lazy init.
