@@ -5,6 +5,7 @@ import { threadOptions } from '../core/threads.js';
 import { usableCores } from '../cores.js';
 import { randomBytes } from 'node:crypto';
 import { Piscina, type PiscinaTask } from 'piscina';
+import { trimMemory } from '../native/trim.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
   SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
@@ -231,7 +232,13 @@ export class WorkerPool {
     setImmediate(() => {
       this.flushScheduled = false;
       if (this.closed) return;
-      for (let i = 0; i < this.size; i++) this.piscina.run({ kind: 'flush' } satisfies FlushTask).catch(() => undefined);
+      const flushes = Array.from({ length: this.size }, () => this.piscina.run({ kind: 'flush' } satisfies FlushTask));
+      // The released sessions' memory sits free in the workers' allocator arenas, each for its
+      // own thread alone: handed back to the OS (glibc's malloc_trim covers every arena) once
+      // they have released them. From this thread, which has the addon loaded already.
+      Promise.all(flushes).then(() => {
+        if (!this.closed) trimMemory();
+      }, () => undefined);
     });
   }
 

@@ -6,7 +6,6 @@ import { fastestRunMicros, hasLengthDims, outputRowsOf, placeholderInputs, PROBE
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import { osThreadId } from '../core/threads.js';
-import { native } from '../native/addon.js';
 import {
   SESSION_CHANNEL, ownedTensor, tensorBuffers,
   type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
@@ -112,14 +111,9 @@ async function applyEvictions(): Promise<void> {
   } finally {
     releasing = undefined;
   }
-  if (released.length === 0) return;
+  // Done before the task answers: the pool hands the freed memory back to the OS once the flush
+  // tasks are answered (WorkerPool.release).
   await Promise.all(released);
-  // What the sessions held stays in this thread's allocator arena otherwise, for it alone.
-  try {
-    native().trimMemory?.();
-  } catch {
-    // No addon on this thread: the memory stays reusable here.
-  }
 }
 
 async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
