@@ -19,12 +19,12 @@ import { spawn } from 'node:child_process';
 import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { umbraPerf } from './umbra-perf.mjs';
 import { randomPayloads, fetchModelMetadata } from '../dist/perf/payload.js';
 import { grpcRequest } from '../dist/perf/grpc-connection.js';
 import { frameMessage } from '../dist/client/grpc-channel.js';
+import { freePort } from './harness.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
 // --quick (npm run bench's other benches): one short round; --full: the defaults.
@@ -40,16 +40,6 @@ process.on('exit', () => {
   rmSync(work, { recursive: true, force: true });
 });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until(what, check, child) {
   for (let i = 0; i < 1200; i++) {

@@ -23,9 +23,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, cpSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { findWrk } from './wrk.mjs';
 import { umbraPerf } from './umbra-perf.mjs';
+import { freePort } from './harness.mjs';
 
 // --key=value, split at the first '=' (a --builds value holds more).
 const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/s.exec(a) ?? [a, a, 'true']).map(([, k, v]) => [k, v ?? 'true']));
@@ -116,16 +116,6 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout + e.status, latency:percentile(50), latency:percentile(99)))
 end
 `);
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitReady(url, child) {
   for (let i = 0; i < 600; i++) {

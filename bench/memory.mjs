@@ -11,10 +11,10 @@ import { spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { buildModel } from '../dist/onnx/builder.js';
 import { mlpModel } from '../dist/onnx/build-examples.js';
 import { writeModel } from '../dist/onnx/model-io.js';
+import { freePort } from './harness.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/s.exec(a) ?? [a, a, 'true']).map(([, k, v]) => [k, v ?? 'true']));
 const modelCount = Number(args.models ?? 100);
@@ -28,16 +28,6 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
   rmSync(work, { recursive: true, force: true });
 });
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts `umbra serve` of `dir` on `repo`; resolves once ready, with the ms it took. */
 async function serve(dir, repo, stateDir) {
