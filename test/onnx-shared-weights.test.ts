@@ -2,7 +2,7 @@
 // served from a copy whose weights sit in an aligned data file, which onnxruntime maps into
 // memory once per session instead of copying into each.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, utimesSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, utimesSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { sharedWeightsCopy } from '../dist/onnx/shared-weights.js';
@@ -64,3 +64,19 @@ t.test('a server shares one mapped copy of a version\'s weights among its sessio
   const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.endsWith(data));
   t.ok(maps.length >= 2, `the data file is mapped by each session (${maps.length} mappings)`);
 }, { skip: process.platform !== 'linux' ? 'reads /proc/self/maps' : false });
+
+t.test('where the copy cannot be written, each session reads the model\'s own file and the model serves', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('table', 1, embeddingModel());
+  repo.writeConfig('table', { backend: 'onnxruntime' });
+  const stateDir = join(dir, 'state-blocked');
+  mkdirSync(stateDir, { recursive: true });
+  // A file where the copies' folder would go: no copy can be written under it.
+  writeFileSync(join(stateDir, 'weights'), 'not a folder');
+  const s = await startTestServer(t, { repository: repo.dir, stateDir, sharedWeights: { minBytes: 1024 } });
+  const mv = s.server.umbra.manager.get('table');
+  t.same([mv.sharedWeights, typeof mv.sharedWeightsError], [undefined, 'string'], 'not shared, and why');
+  const r = await s.post('/v2/models/table/infer', { inputs: [{ name: 'ids', shape: [1, 4], datatype: 'INT64', data: [2, 0, 0, 0] }] });
+  t.same([r.status, r.json.outputs[0].data.slice(0, 2)], [200, [2, 2.5]]);
+});

@@ -158,6 +158,8 @@ export class Executor implements VersionExecution {
   placementLength: number | undefined;
   /** Where the version's sessions read one shared copy of its weights from, if they do. */
   sharedWeights: SharedWeights | undefined;
+  /** Why the shared copy could not be written, where it could not (each session reads the model's own file). */
+  sharedWeightsError: string | undefined;
 
   /**
    * Loads a version: opens and warms its session on every worker, then decides where its batches
@@ -166,9 +168,17 @@ export class Executor implements VersionExecution {
   static async create(args: ExecutionArgs): Promise<Executor> {
     const placement = placementOf(args.config);
     const backend = resolveBackend(args.config.backend, args.modelPath);
-    const shared = backend === 'onnxruntime' ? await shareWeights(args) : undefined;
+    let shared: SharedWeights | undefined;
+    let sharingError: string | undefined;
+    try {
+      shared = backend === 'onnxruntime' ? await shareWeights(args) : undefined;
+    } catch (err) {
+      // No room or no right to write the copy: each session reads the model's own file, as before.
+      sharingError = (err as Error).message;
+    }
     const mv = new Executor(planOf(shared ? { ...args, modelPath: shared.path } : args, backend), args.pool);
     mv.sharedWeights = shared;
+    mv.sharedWeightsError = sharingError;
     const rows = probeRowsOf(args.config.maxBatchSize);
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.

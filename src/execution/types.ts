@@ -51,6 +51,8 @@ export interface VersionExecution {
   readonly accuracy: PrecisionCost | undefined;
   /** The copy of the model whose weights every session of the version shares, where it has one. */
   readonly sharedWeights?: { path: string; bytes: number; written: boolean } | undefined;
+  /** Why the shared copy could not be written, where it could not. */
+  readonly sharedWeightsError?: string | undefined;
   /** Queued requests (not yet executing). */
   readonly pending: number;
   readonly inFlight: number;

@@ -56,6 +56,10 @@ export class ModelVersion {
     return this.execution.sharedWeights;
   }
 
+  get sharedWeightsError(): string | undefined {
+    return this.execution.sharedWeightsError;
+  }
+
   /** Native backend on a GPU below fp32: what the precision costs against fp32. */
   get accuracy(): VersionExecution['accuracy'] {
     return this.execution.accuracy;

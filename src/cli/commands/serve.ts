@@ -106,6 +106,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       const why = mv.placementReason ? `: ${mv.placementReason}` : '';
       for (const note of mv.config.outputNotes) log(`model ${name} v${version}: ${note}`);
       const shared = mv.sharedWeights;
+      if (mv.sharedWeightsError) log(`model ${name} v${version}: its weights are not shared among its sessions, each reads the model's own file: the shared copy could not be written (${mv.sharedWeightsError})`);
       if (shared) log(`model ${name} v${version}: ${(shared.bytes / 2 ** 20).toFixed(1)} MiB of weights read by every session from one memory-mapped copy, ${shared.written ? 'written' : 'kept from an earlier load'} at ${shared.path} (parameters.share_weights: "false" keeps a copy per session)`);
       if (mv.config.batchingReason) log(`model ${name} v${version}: requests run one at a time, not batched: ${mv.config.batchingReason}`);
       log(`model ${name} v${version}: batches run ${mv.placement === 'inline' ? 'inline, on the thread that reads their requests' : 'in the model workers'}${cost}${why}`);
