@@ -31,3 +31,20 @@ t.test('an evicted load is released on every worker; a parked one is reopened by
   const parked = await Promise.all([pool.run(spec('parked'), input(), []), pool.run(spec('parked'), input(), [])]);
   t.same(parked.map((r) => Array.from(r.outputs[0]!.data as Float32Array)), [[3, 5, 7, 9], [3, 5, 7, 9]], 'a parked load runs again, reopened');
 });
+
+t.test('a worker started in place of a lost one applies the evictions posted after it', async (t) => {
+  process.env.UMBRA_FAULT_INJECTION = '1';
+  t.teardown(() => { delete process.env.UMBRA_FAULT_INJECTION; });
+  const pool = new WorkerPool({ workers: 2 });
+  t.teardown(() => pool.close());
+  await pool.warm(spec('before'));
+  pool.evict('before');
+  // A worker lost (the run's own request fails), and one started in its place.
+  await t.rejects(pool.run(spec('crash'), input(), [], { fault: 'crash' }));
+  await pool.warm(spec('after'));
+  pool.evict('after');
+  const runs = await Promise.allSettled([pool.run(spec('after'), input(), []), pool.run(spec('after'), input(), [])]);
+  t.same(runs.map((r) => r.status), ['rejected', 'rejected'], 'both workers, the new one included, refuse the load evicted after it started');
+  const fresh = await Promise.all([pool.run(spec('fresh'), input(), []), pool.run(spec('fresh'), input(), [])]);
+  t.equal(fresh.length, 2, 'and both run other loads');
+});

@@ -69,6 +69,10 @@ channel.onmessage = (event: unknown) => {
   releasing?.push(released);
 };
 channel.unref();
+// Evictions posted before this worker listened are of sessions it never had (a worker started in
+// place of a lost one): counted as applied. Read after the channel listens, so one posted between
+// the two is counted twice at worst, and the comparisons below are "posted beyond applied".
+if (posted) applied = Atomics.load(posted, 0);
 if (poolData) channel.postMessage({ kind: 'hello', pool: poolData.pool, tid: osThreadId() } satisfies HelloMessage);
 
 
@@ -105,7 +109,7 @@ async function applyEvictions(): Promise<void> {
   const released: Promise<unknown>[] = [];
   releasing = released;
   try {
-    for (let turn = 0; posted && Atomics.load(posted, 0) !== applied && turn < 1000; turn++) {
+    for (let turn = 0; posted && Atomics.load(posted, 0) > applied && turn < 100; turn++) {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   } finally {
@@ -118,7 +122,7 @@ async function applyEvictions(): Promise<void> {
 
 async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
   if (task.kind === 'run' && task.startSlot !== undefined && startFlags) Atomics.store(startFlags, task.startSlot, 1);
-  if (posted && Atomics.load(posted, 0) !== applied) await applyEvictions();
+  if (posted && Atomics.load(posted, 0) > applied) await applyEvictions();
   if (task.kind === 'flush') return {};
   const session = await sessionFor(task.session);
   if (task.kind === 'warm') {
