@@ -45,7 +45,9 @@ t.test('a server shares one mapped copy of a version\'s weights among its sessio
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('shared', 1, embeddingModel());
-  repo.writeConfig('shared', { backend: 'onnxruntime' });
+  // In the workers: a session on each of the two, whatever the I/O threads (an inline version's
+  // workers release theirs once it is placed).
+  repo.writeConfig('shared', { backend: 'onnxruntime', parameters: { execution: 'worker' } });
   repo.addVersion('own', 1, embeddingModel());
   repo.writeConfig('own', { backend: 'onnxruntime', parameters: { share_weights: 'false' } });
   const stateDir = join(dir, 'state');
@@ -58,7 +60,7 @@ t.test('a server shares one mapped copy of a version\'s weights among its sessio
   const [shared, own] = await Promise.all([ask('shared'), ask('own')]);
   t.same(shared.map((r) => r.json.outputs[0].data), own.map((r) => r.json.outputs[0].data), 'the same answers');
   t.same(shared[2]!.json.outputs[0].data.slice(0, 3), [1023, 1023.5, 1024], 'rows of the table, by id');
-  // Every session of the version (one per model worker, with the workers being threads of this
+  // Every session of the version (one per model worker, the workers being threads of this
   // process) maps the one data file, rather than holding a copy of its own.
   const data = join(dirname(s.server.umbra.manager.get('shared').sharedWeights!.path), 'weights.bin');
   const maps = readFileSync('/proc/self/maps', 'utf8').split('\n').filter((line) => line.endsWith(data));
