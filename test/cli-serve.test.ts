@@ -57,6 +57,13 @@ t.test('settings: flags over environment over config file over defaults', async 
   t.throws(() => resolveServeSettings({ config: join(dir, 'missing.json') }, {}), /--config: cannot read/);
 });
 
+t.test('--response-compression: on or off (the default)', async (t) => {
+  t.equal(resolveServeSettings({ repo: '/models', responseCompression: 'on' }, {}).responseCompression, true);
+  t.equal(resolveServeSettings({ repo: '/models' }, { UMBRA_RESPONSE_COMPRESSION: 'off' }).responseCompression, false);
+  t.notOk('responseCompression' in resolveServeSettings({ repo: '/models' }, {}), 'unset: the server\'s default (off)');
+  t.throws(() => resolveServeSettings({ repo: '/models', responseCompression: 'gzip' }, {}), /--response-compression: expected on or off but received "gzip"/);
+});
+
 t.test('--core-reads: on, off or auto (the default), and what auto picks for a host', async (t) => {
   t.equal(resolveServeSettings({ repo: '/models', coreReads: 'on' }, {}).coreReads, true);
   t.equal(resolveServeSettings({ repo: '/models' }, { UMBRA_CORE_READS: 'off' }).coreReads, false);

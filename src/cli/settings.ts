@@ -39,6 +39,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'pollSeconds', flag: '--poll-seconds', env: 'UMBRA_POLL_SECONDS', kind: 'number', min: 0 },
   { key: 'drainSeconds', flag: '--drain-seconds', env: 'UMBRA_DRAIN_SECONDS', kind: 'number', min: 0 },
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
+  { key: 'responseCompression', flag: '--response-compression', env: 'UMBRA_RESPONSE_COMPRESSION', kind: 'string' },
   { key: 'wsMaxPayloadBytes', flag: '--ws-max-payload-bytes', env: 'UMBRA_WS_MAX_PAYLOAD_BYTES', kind: 'int', min: 1024 },
   { key: 'wsIdleSeconds', flag: '--ws-idle-seconds', env: 'UMBRA_WS_IDLE_SECONDS', kind: 'int', min: 0, max: 960 },
   { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
@@ -131,6 +132,11 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (out.coreReads === 'off') out.coreReads = false;
     else if (out.coreReads === 'auto') delete out.coreReads;
     else throw new UsageError(`--core-reads: expected on, off or auto but received ${JSON.stringify(out.coreReads)}`);
+  }
+  if (out.responseCompression !== undefined) {
+    if (out.responseCompression === 'on') out.responseCompression = true;
+    else if (out.responseCompression === 'off') out.responseCompression = false;
+    else throw new UsageError(`--response-compression: expected on or off but received ${JSON.stringify(out.responseCompression)}`);
   }
   if (out.ui !== undefined) {
     if (out.ui === 'on') delete out.ui;

@@ -9,6 +9,7 @@ import { BufferPool, MIN_RECYCLED_BYTES } from '../buffer-pool.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { StreamHub } from './ws.js';
 import { checkFraming, HeaderCollector } from './framing.js';
+import { bodyBytes, decodeBody, encodeBody, MIN_COMPRESSED_BYTES, requestCoding, responseCoding, type Coding } from './content-coding.js';
 
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
 export interface ApiHandler {
@@ -16,8 +17,14 @@ export interface ApiHandler {
 }
 
 export interface HttpOptions {
-  /** Largest accepted request body in bytes (413 past it). */
+  /** Largest accepted request body in bytes (413 past it); a compressed body's, once inflated. */
   maxBodyBytes: number;
+  /**
+   * Answers of MIN_COMPRESSED_BYTES or more go out compressed (gzip or deflate) to clients whose
+   * Accept-Encoding asks. Off by default: most HTTP clients ask whether or not they need it, and
+   * on model answers it costs more CPU than the request path (src/server/content-coding.ts).
+   */
+  responseCompression?: boolean;
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -232,23 +239,43 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     // HEAD is GET without the body (RFC 9110 9.3.2): uWS would write one, which a client takes
     // for the start of the next answer.
     const head = method === 'HEAD';
+    const compressTo = options.responseCompression && !head ? responseCoding(headers['accept-encoding']) : undefined;
+    const write = (reply: ApiReply, close: boolean) => {
+      if (state.aborted) {
+        // Gone while its answer was being compressed (onAborted left this to be done here).
+        replies.giveBack(reply.body);
+        inFlight.leave();
+        return;
+      }
+      state.sending = reply.body;
+      // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
+      res.cork(() => writeReply(res, reply, close || closing(), head && !close, sent));
+      inFlight.leave();
+    };
     const finish = (reply: ApiReply, close = false) => {
       if (state.aborted || state.done) {
         replies.giveBack(reply.body);
         return;
       }
       state.done = true;
-      state.sending = reply.body;
       if (reply.stream && !closing() && !close && !head) {
+        state.sending = reply.body;
         // Long-lived: it leaves the drain's count now and is ended by the drain instead.
         inFlight.leave();
         streamReply(res, reply, reply.stream, cancellation, streams);
         sent();
         return;
       }
-      // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
-      res.cork(() => writeReply(res, reply, close || closing(), head && !close, sent));
-      inFlight.leave();
+      // Caches keep one answer per Accept-Encoding.
+      if (options.responseCompression) reply = { ...reply, headers: { ...reply.headers, vary: 'Accept-Encoding' } };
+      if (compressTo && !reply.headers['content-encoding'] && bodyBytes(reply.body) >= MIN_COMPRESSED_BYTES) {
+        compressed(reply, compressTo).then((encoded) => {
+          replies.giveBack(reply.body);
+          write(encoded, close);
+        }, () => write(reply, close));
+        return;
+      }
+      write(reply, close);
     };
     const dispatch = (body: Uint8Array) => {
       // Stamped once the body is in: a client's slow upload is not the server's queue.
@@ -288,17 +315,40 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       dispatch(new Uint8Array(0));
       return;
     }
+    let coding: Coding | undefined;
+    try {
+      coding = requestCoding(headers['content-encoding']);
+    } catch (err) {
+      // Not closed, as for a body over the limit: uWS reads the rest and drops it.
+      finish(errorReply(err));
+      return;
+    }
     inFlight.reading += 1;
     state.reading = true;
     const arrived = (body: Uint8Array) => {
       bodyEnded();
-      dispatch(body);
+      if (!coding) {
+        dispatch(body);
+        return;
+      }
+      decodeBody(body, coding, options.maxBodyBytes).then((decoded) => {
+        if (state.aborted) return;
+        // What the routes see is the body as sent before it was compressed.
+        delete headers['content-encoding'];
+        dispatch(decoded);
+      }, (err: unknown) => finish(errorReply(err)));
     };
     readBody(res, options.maxBodyBytes, arrived, () => {
       bodyEnded();
       finish(errorReply(tooLarge(options.maxBodyBytes)));
     }, Number(declared), Number(headers['inference-header-content-length']));
   });
+}
+
+/** The reply with its body in `coding`. */
+async function compressed(reply: ApiReply, coding: Coding): Promise<ApiReply> {
+  const body = await encodeBody(reply.body, coding);
+  return { ...reply, headers: { ...reply.headers, 'content-encoding': coding }, body };
 }
 
 /** Unsent bytes past which a streamed answer's client counts as gone (it reconnects and starts afresh). */

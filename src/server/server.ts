@@ -6,7 +6,7 @@ import * as uws from 'uWebSockets.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
-import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals } from './http.js';
+import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals, type HttpOptions } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
@@ -22,6 +22,12 @@ export interface ServerOptions extends UmbraOptions {
   port?: number;
   adminToken?: string;
   maxBodyBytes?: number;
+  /**
+   * HTTP answers of 1 KiB or more go out compressed (gzip or deflate) to clients whose
+   * Accept-Encoding asks (default false: see HttpOptions). Compressed request bodies are taken
+   * either way.
+   */
+  responseCompression?: boolean;
   /** Upper bound on a graceful drain before the remaining work is abandoned. */
   drainSeconds?: number;
   /** WebSocket (/v2/stream): largest frame in bytes (bigger closes with 1009). */
@@ -136,9 +142,9 @@ class LocalTransport implements Transport {
     return this.inFlight.entered;
   }
 
-  constructor(composed: UmbraApp, stream: StreamOptions, maxBodyBytes: number, state: DrainState) {
+  constructor(composed: UmbraApp, stream: StreamOptions, http: HttpOptions, state: DrainState) {
     this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
-    attachHttp(this.app, composed.api, { maxBodyBytes }, this.inFlight, () => state.draining, this.openStreams);
+    attachHttp(this.app, composed.api, http, this.inFlight, () => state.draining, this.openStreams);
     this.unwatch = watchArrivals(this.app, this.inFlight, this.streams);
   }
 
@@ -193,10 +199,10 @@ class SharedPortTransport implements Transport {
   }
 
   /** The I/O threads first (for port 0 they find a free port), then the core's listener on the same port. */
-  static async start(composed: UmbraApp, options: { threads: number; host: string; port: number; maxBodyBytes: number; stream: StreamOptions }, state: DrainState): Promise<SharedPortTransport> {
+  static async start(composed: UmbraApp, options: { threads: number; host: string; port: number; http: HttpOptions; stream: StreamOptions }, state: DrainState): Promise<SharedPortTransport> {
     const hub = new IoHub(composed.core, composed.api, { ...options, threads: options.threads - 1 });
     await hub.start();
-    const local = new LocalTransport(composed, options.stream, options.maxBodyBytes, state);
+    const local = new LocalTransport(composed, options.stream, options.http, state);
     try {
       await local.listen(options.host, hub.port);
     } catch (err) {
@@ -312,18 +318,19 @@ export class UmbraServer {
     const host = options.host ?? DEFAULTS.host;
     const port = options.port ?? DEFAULTS.port;
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+    const http: HttpOptions = { maxBodyBytes, responseCompression: options.responseCompression ?? false };
     const stream = streamOptions(options);
     let transport: LocalTransport | IoHub | SharedPortTransport | undefined;
     let grpc: GrpcServer | undefined;
     try {
       if (threads <= 1) {
-        const local = new LocalTransport(composed, stream, maxBodyBytes, drainState);
+        const local = new LocalTransport(composed, stream, http, drainState);
         transport = local;
         await local.listen(host, port);
       } else if (coreReads) {
-        transport = await SharedPortTransport.start(composed, { threads, host, port, maxBodyBytes, stream }, drainState);
+        transport = await SharedPortTransport.start(composed, { threads, host, port, http, stream }, drainState);
       } else {
-        const hub = new IoHub(umbra, composed.api, { threads, host, port, maxBodyBytes, stream });
+        const hub = new IoHub(umbra, composed.api, { threads, host, port, http, stream });
         transport = hub;
         await hub.start();
       }

@@ -28,6 +28,7 @@ export function registerServe(program: Command): void {
     .option('--poll-seconds <s>', 'reload models whose files changed every S seconds (default off) [env UMBRA_POLL_SECONDS]')
     .option('--drain-seconds <s>', 'longest graceful drain on SIGTERM/SIGINT (default 30) [env UMBRA_DRAIN_SECONDS]')
     .option('--max-body-bytes <n>', 'largest request body (default 67108864) [env UMBRA_MAX_BODY_BYTES]')
+    .option('--response-compression <on|off>', 'gzip or deflate answers of 1 KiB or more for clients whose Accept-Encoding asks; compressed request bodies are taken either way (default off) [env UMBRA_RESPONSE_COMPRESSION]')
     .option('--ws-max-payload-bytes <n>', 'largest WebSocket frame; bigger closes with 1009 (default 16777216) [env UMBRA_WS_MAX_PAYLOAD_BYTES]')
     .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 120) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')

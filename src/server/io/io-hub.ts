@@ -11,6 +11,7 @@ import type { InferEvent, RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
 import { sumStreamStats, type StreamOptions, type StreamStats } from '../ws.js';
+import type { HttpOptions } from '../http.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
@@ -23,7 +24,7 @@ export interface IoHubOptions {
   threads: number;
   host: string;
   port: number;
-  maxBodyBytes: number;
+  http: HttpOptions;
   stream: StreamOptions;
 }
 
@@ -158,7 +159,7 @@ export class IoHub extends EventEmitter {
 
   private async spawn(port: number): Promise<number> {
     const channel = new MessageChannel();
-    const data: IoThreadData = { host: this.options.host, port, maxBodyBytes: this.options.maxBodyBytes, stream: this.options.stream, data: channel.port2 };
+    const data: IoThreadData = { host: this.options.host, port, http: this.options.http, stream: this.options.stream, data: channel.port2 };
     const worker = new Worker(new URL('./io-thread.js', import.meta.url), threadOptions({ workerData: data, transferList: [channel.port2] }));
     const thread = new IoThread(worker, channel.port1);
     channel.port1.on('message', (envelope: Envelope<ToCore>) => this.serve(thread, envelope));

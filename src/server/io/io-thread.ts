@@ -5,7 +5,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import * as uws from 'uWebSockets.js';
-import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals } from '../http.js';
+import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals, type HttpOptions } from '../http.js';
 import { attachWebSocket, type StreamOptions } from '../ws.js';
 import { CatalogView, LocalReplicas } from './catalog.js';
 import { Executor } from '../../execution/executor.js';
@@ -15,7 +15,7 @@ import type { Control, ControlReply } from './wire.js';
 export interface IoThreadData {
   host: string;
   port: number;
-  maxBodyBytes: number;
+  http: HttpOptions;
   stream: StreamOptions;
   /** The data channel to the core's thread (envelopes of requests and answers). */
   data: MessagePort;
@@ -39,7 +39,7 @@ const streams = attachWebSocket(app, front, options.stream, () => !closing);
 streams.on('pause', () => reply({ t: 'stream-event', event: 'pause' }));
 streams.on('close', (e: { code: number; reason: string }) => reply({ t: 'stream-event', event: 'close', code: e.code, reason: e.reason }));
 const openStreams = new OpenStreams();
-attachHttp(app, api, { maxBodyBytes: options.maxBodyBytes }, inFlight, () => closing, openStreams);
+attachHttp(app, api, options.http, inFlight, () => closing, openStreams);
 watchArrivals(app, inFlight, streams);
 
 /** The OS thread id, so a profiler can tell the I/O threads' CPU time apart. */
