@@ -41,6 +41,65 @@ function floats(bytes: Buffer): number[] {
 
 const { s, c } = await setup(t);
 
+/** A protobuf message's fields by number (varints as numbers, length-delimited as bytes), read off the wire. */
+function wireFields(bytes: Buffer): Map<number, (number | Buffer)[]> {
+  const fields = new Map<number, (number | Buffer)[]>();
+  let at = 0;
+  const varint = () => {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      const byte = bytes[at++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+  };
+  while (at < bytes.length) {
+    const tag = varint();
+    const wire = tag & 7;
+    let value: number | Buffer;
+    if (wire === 0) value = varint();
+    else if (wire === 2) {
+      const n = varint();
+      value = bytes.subarray(at, at + n);
+      at += n;
+    } else throw new Error(`wire type ${wire} in a message that has none`);
+    fields.set(tag >>> 3, [...(fields.get(tag >>> 3) ?? []), value]);
+  }
+  return fields;
+}
+
+t.test('ModelConfig: the configuration REST answers, on the published field numbers', async (t) => {
+  for (const model of ['affine', 'pair', 'text', 'half']) {
+    const rest = (await s.get(`/v2/models/${model}/config`)).json;
+    const reply = await c.call('ModelConfig', { name: model });
+    // protobuf fills in what REST leaves out (defaults, the oneof's name): REST's fields must all be there, equal.
+    t.match(reply.ok && reply.value.config, rest, `${model}: as REST's GET /v2/models/${model}/config`);
+  }
+  const v1 = await c.call('ModelConfig', { name: 'affine', version: '1' });
+  t.equal(v1.ok && v1.value.config.name, 'affine', 'a version asked for by number');
+  const missing = await c.call('ModelConfig', { name: 'nope' });
+  t.equal(!missing.ok && missing.error.code, S.NOT_FOUND, 'an unknown model is NOT_FOUND');
+
+  // What a client generated from Triton's own .proto reads: the bytes, by field number.
+  const raw = new grpc.Client(`127.0.0.1:${s.server.grpcPort}`, grpc.credentials.createInsecure());
+  t.teardown(() => raw.close());
+  const request = Buffer.concat([Buffer.from([0x0a, 6]), Buffer.from('affine')]);
+  const bytes = await new Promise<Buffer>((resolve, reject) => raw.makeUnaryRequest('/inference.GRPCInferenceService/ModelConfig', (b: Buffer) => b, (b: Buffer) => b, request, (err, value) => (err ? reject(err) : resolve(value!))));
+  const affine = (await s.get('/v2/models/affine/config')).json;
+  const config = wireFields(wireFields(bytes).get(1)![0] as Buffer);
+  const input = wireFields(config.get(5)![0] as Buffer);
+  const str = (v: (number | Buffer)[] | undefined) => (v?.[0] as Buffer | undefined)?.toString();
+  t.same({
+    name: str(config.get(1)),
+    platform: str(config.get(2)),
+    max_batch_size: config.get(4)?.[0],
+    input: { name: str(input.get(1)), data_type: input.get(2)?.[0] },
+    output: str(wireFields(config.get(6)![0] as Buffer).get(1)),
+    latest: wireFields(wireFields(config.get(3)![0] as Buffer).get(1)![0] as Buffer).get(1)?.[0],
+    backend: str(config.get(17)),
+  }, { name: 'affine', platform: 'onnxruntime_onnx', max_batch_size: affine.max_batch_size, input: { name: 'x', data_type: 11 }, output: 'y', latest: 1, backend: affine.backend }, 'name 1, platform 2, version_policy 3 (latest 1), max_batch_size 4, input 5 (name 1, data_type 2: TYPE_FP32 is 11), output 6, backend 17');
+});
+
 t.test('metadata, readiness and health', async (t) => {
   t.same((await c.call('ServerLive', {})).ok && (await c.call('ServerLive', {})).value, { live: true } as any);
   const ready = await c.call('ServerReady', {});

@@ -43,6 +43,7 @@ t.test('a stream answers each request by id, errors in-band, and umbra/client ma
   t.same(Array.from((await client.infer('affine', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }, { raw: false })).outputs[0]!.data as Float32Array), [2, 4, 6, 8]);
   t.ok(await client.serverReady());
   t.same((await client.modelMetadata('affine')).name, 'affine');
+  t.same((await client.modelConfig('affine')).name, 'affine', 'modelConfig: the ModelConfig RPC');
 });
 
 t.test('queue full is UNAVAILABLE with retry info; the deadline cancels queued work; timeout is DEADLINE_EXCEEDED', async (t) => {

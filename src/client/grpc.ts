@@ -89,6 +89,11 @@ export class UmbraGrpcClient {
     return this.control('ModelMetadata', { name, version });
   }
 
+  /** The model's configuration in force (Triton's model configuration extension), as REST's GET /v2/models/{m}/config. */
+  async modelConfig(name: string, version = ''): Promise<Record<string, unknown>> {
+    return (await this.control('ModelConfig', { name, version })).config as Record<string, unknown>;
+  }
+
   modelStatistics(name = '', version = ''): Promise<Record<string, unknown>> {
     return this.control('ModelStatistics', { name, version });
   }

@@ -5,6 +5,7 @@ import type { Umbra } from '../../core/umbra.js';
 import { UmbraError, isUmbraError } from '../../errors.js';
 import type { Monitor } from '../../monitor/index.js';
 import { readLoadOverrides } from '../../repository/overrides.js';
+import { toTritonConfig } from '../../repository/config.js';
 import { VERSION } from '../../version.js';
 import type { GrpcCall } from './call.js';
 import type { Message, UnaryHandler } from './definition.js';
@@ -75,6 +76,8 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
     },
     ServerMetadata: () => ({ name: 'umbra', version: VERSION, extensions: EXTENSIONS }),
     ModelMetadata: (req) => modelMetadata(core, text(req.name), text(req.version) || undefined) as unknown as Message,
+    // REST's GET /v2/models/{m}[/versions/{v}]/config, in the same shape.
+    ModelConfig: (req) => ({ config: toTritonConfig(manager.get(text(req.name), text(req.version) || undefined).config) }),
     ModelStatistics: (req) => {
       if (!monitor) throw statusError(Status.UNIMPLEMENTED, 'statistics are kept by monitoring, which is off on this server (--monitoring on)');
       const name = text(req.name);
