@@ -32,7 +32,8 @@ t.test('npm pack, then npm install of the tarball in a fresh project: import umb
   const files = tarball.files.map((f) => f.path);
   for (const needed of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/cli/main.js',
     'bin/umbra.js', 'build/Release/umbra.node', 'scripts/install-native.js', 'CMakeLists.txt', 'binding.gyp',
-    'src/ui/static/index.html', 'src/ui/static/app.js', 'src/ui/static/app.css']) {
+    'src/ui/static/index.html', 'src/ui/static/app.js', 'src/ui/static/app.css',
+    'proto/grpc_service.proto', 'proto/model_config.proto', 'proto/health.proto']) {
     t.ok(files.includes(needed), `the tarball has ${needed}`);
   }
   t.ok(files.some((f) => f.startsWith('native/src/')), 'and the native sources, to build where the shipped addon does not load');
@@ -61,12 +62,15 @@ t.test('npm pack, then npm install of the tarball in a fresh project: import umb
 
   writeFileSync(join(app, 'main.js'), `
 import { startServer, Umbra } from 'umbra';
-import { UmbraHttpClient, streamUrl } from 'umbra/client';
+import { UmbraHttpClient, UmbraGrpcClient, streamUrl } from 'umbra/client';
 const repository = ${JSON.stringify(join(ROOT, 'models/repository'))};
 const pixels = new Float32Array(64).fill(4);
-const server = await startServer({ repository, port: 0, workers: 1 });
+const server = await startServer({ repository, port: 0, grpcPort: 'any', workers: 1 });
 const http = new UmbraHttpClient(server.url);
 const answer = await http.infer('digits', { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: pixels }] });
+const grpc = new UmbraGrpcClient('127.0.0.1:' + server.grpcPort);
+const overGrpc = { ready: await grpc.serverReady(), config: (await grpc.modelConfig('digits')).name };
+grpc.close();
 const page = await Promise.all(['/ui', '/ui/assets/app.js', '/ui/assets/uplot.js'].map((p) => fetch(server.url + p).then((r) => r.status)));
 await server.stop();
 const umbra = await Umbra.open({ repository, workers: 1 });
@@ -78,17 +82,19 @@ console.log(JSON.stringify({
   predict: Number(predicted.outputs.find((o) => o.name === 'label').data[0]),
   stream: streamUrl(server.url),
   page,
+  overGrpc,
 }));
 `);
   const run = spawnSync(process.execPath, ['main.js'], { cwd: app, encoding: 'utf8', timeout: 120_000 });
   t.equal(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { resolved: string[]; http: number; predict: number; stream: string; page: number[] };
+  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { resolved: string[]; http: number; predict: number; stream: string; page: number[]; overGrpc: unknown };
   const installed = `file://${realpathSync(join(app, 'node_modules', 'umbra'))}/`;
   t.same(result.resolved, [`${installed}dist/index.js`, `${installed}dist/client/index.js`], 'both entry points resolve inside the installed package');
   t.ok(Number.isInteger(result.http) && result.http >= 0 && result.http < 10, 'served over HTTP');
   t.equal(result.predict, result.http, 'in-process predict() gives the same class');
   t.match(result.stream, /^ws:\/\/127\.0\.0\.1:\d+\/v2\/stream$/);
   t.same(result.page, [200, 200, 200], 'the ops page and uPlot are served from the installed package');
+  t.same(result.overGrpc, { ready: true, config: 'digits' }, 'gRPC serves from the installed package (its .proto files came with it)');
 
   const cli = spawnSync(join(app, 'node_modules', '.bin', 'umbra'), ['--version'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
   t.equal(cli.status, 0, cli.stderr);
