@@ -32,6 +32,10 @@ init = function(args)
   else
     wrk.headers["Content-Type"] = "application/json"
   end
+  for i = 3, #args do
+    local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+    wrk.headers[name] = value
+  end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -44,7 +48,8 @@ end
 /**
  * Closed-loop load from `connections` keep-alive connections for `seconds` (after `warmupSeconds`
  * of the same load, not counted; whole seconds, wrk takes no fractions): { throughput, p50_ms, p99_ms, errors }.
- * `request` is { body: Buffer|string, headerLength?: number } (headerLength: binary extension).
+ * `request` is { body: Buffer|string, headerLength?: number, headers?: {name: value} } (headerLength:
+ * binary extension; headers: sent with every request).
  */
 export async function runWrk(wrk, { url, path, request, connections, seconds, warmupSeconds = 1 }) {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-wrk-'));
@@ -53,7 +58,7 @@ export async function runWrk(wrk, { url, path, request, connections, seconds, wa
     const file = join(dir, 'body.bin');
     writeFileSync(script, SCRIPT);
     writeFileSync(file, request.body);
-    const once = (s) => runOnce(wrk, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(s))}s`, '--timeout', '30s', '-s', script, `${url}${path}`, '--', file, String(request.headerLength ?? 0)]);
+    const once = (s) => runOnce(wrk, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(s))}s`, '--timeout', '30s', '-s', script, `${url}${path}`, '--', file, String(request.headerLength ?? 0), ...Object.entries(request.headers ?? {}).map(([k, v]) => `${k}: ${v}`)]);
     if (warmupSeconds > 0) await once(warmupSeconds);
     const r = await once(seconds);
     return {

@@ -90,6 +90,16 @@ t.test('compressed request bodies: gzip and deflate answered as plain ones; bomb
   const y = new Float32Array(tail.buffer.slice(tail.byteOffset, tail.byteOffset + tail.byteLength));
   t.same(Array.from(y), Array.from(x, (v) => Math.fround(2 * v + 1)), 'a gzip binary-extension body: the binary answer is the model\'s');
 
+  // A compressed body over 16 KiB is inflated on libuv's threads instead: the same answer.
+  const many = 48;
+  const noise = Float32Array.from({ length: many * WIDTH }, (_, i) => Math.fround(Math.sin(i * 12.9898) * 43758.5453) % 1);
+  const noiseHeader = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [many, WIDTH], datatype: 'FP32', parameters: { binary_data_size: noise.byteLength } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }));
+  const noiseBody = zlib.gzipSync(Buffer.concat([noiseHeader, Buffer.from(noise.buffer)]));
+  t.ok(noiseBody.byteLength > 16 * 1024, 'a compressed body over 16 KiB');
+  const large = await raw(s.url, 'POST', '/v2/models/wide/infer', noiseBody, { 'content-encoding': 'gzip', 'inference-header-content-length': String(noiseHeader.length) });
+  const largeTail = large.bytes.subarray(Number(large.headers['inference-header-content-length']));
+  t.same([large.status, Array.from(new Float32Array(largeTail.buffer.slice(largeTail.byteOffset, largeTail.byteOffset + largeTail.byteLength)))], [200, Array.from(noise, (v) => Math.fround(2 * v + 1))], 'its answer is the model\'s');
+
   // KServe V1 (TF-Serving) bodies are inflated the same way.
   const v1 = await post('/v1/models/wide:predict', zlib.gzipSync(JSON.stringify({ instances: [Array.from({ length: WIDTH }, (_, i) => i)] })), { 'content-encoding': 'gzip' });
   t.equal(v1.status, 200, v1.bytes.toString().slice(0, 200));
@@ -101,6 +111,7 @@ t.test('compressed request bodies: gzip and deflate answered as plain ones; bomb
   corrupt.fill(0x55, 20, 60);
   const cases: [string, Promise<Raw>, number, RegExp][] = [
     ['a small gzip body that inflates past --max-body-bytes', post('/v2/models/wide/infer', bomb, { 'content-encoding': 'gzip' }), 413, /inflates.*--max-body-bytes/],
+    ['a gzip body over 16 KiB that inflates past --max-body-bytes', post('/v2/models/wide/infer', zlib.gzipSync(Buffer.alloc(1024 * limit, 0x20)), { 'content-encoding': 'gzip' }), 413, /inflates.*--max-body-bytes/],
     ['a deflate body that inflates past --max-body-bytes', post('/v2/models/wide/infer', zlib.deflateSync(Buffer.alloc(2 * limit, 0x20)), { 'content-encoding': 'deflate' }), 413, /--max-body-bytes/],
     ['gzip that is not gzip', post('/v2/models/wide/infer', body, { 'content-encoding': 'gzip' }), 400, /not valid gzip/],
     ['corrupt gzip', post('/v2/models/wide/infer', corrupt, { 'content-encoding': 'gzip' }), 400, /not valid gzip/],
