@@ -1,5 +1,6 @@
-// Streams input records from CSV or JSON Lines, optionally gzip-compressed, so inputs far larger
-// than memory work: the consumer pulls records and the file stream pauses while it does not.
+// Streams input records from CSV or JSON Lines, optionally gzip-compressed, or Parquet (parquet.ts),
+// so inputs far larger than memory work: the consumer pulls records and the file stream pauses
+// while it does not.
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
@@ -7,8 +8,10 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { UmbraError } from '../errors.js';
 import { csvRecords } from './csv-records.js';
+import { openParquet } from './parquet.js';
 
-export type InputFormat = 'csv' | 'jsonl';
+export type InputFormat = 'csv' | 'jsonl' | 'parquet';
+export const INPUT_FORMATS: InputFormat[] = ['csv', 'jsonl', 'parquet'];
 
 /**
  * One data record: a quote-free CSV line (its bytes, read in place), parsed CSV fields (records
@@ -65,8 +68,8 @@ export async function inspectInput(path: string, format?: InputFormat): Promise<
       const st = await fh.stat();
       if (st.isDirectory()) throw new Error('it is a directory');
       totalBytes = st.size;
-      head = Buffer.alloc(2);
-      await fh.read(head, 0, 2, 0);
+      head = Buffer.alloc(4);
+      await fh.read(head, 0, 4, 0);
     } finally {
       await fh.close();
     }
@@ -76,10 +79,15 @@ export async function inspectInput(path: string, format?: InputFormat): Promise<
     throw new UmbraError('INVALID_ARGUMENT', `cannot read the input file ${path} (--input): ${why}`, { cause: err });
   }
   const gzip = head[0] === 0x1f && head[1] === 0x8b;
+  // Every Parquet file starts (and ends) with PAR1, whatever its name.
+  const parquet = head.toString('latin1') === 'PAR1';
   const bare = path.replace(/\.gz$/i, '').toLowerCase();
-  const chosen: InputFormat = format ?? (/\.(jsonl|ndjson|json)$/.test(bare) ? 'jsonl' : /\.(csv|tsv|txt)$/.test(bare) ? 'csv' : 'unknown' as InputFormat);
-  if (chosen !== 'csv' && chosen !== 'jsonl') {
-    throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl`);
+  const chosen: InputFormat = format ?? (parquet || /\.(parquet|pq)$/.test(bare) ? 'parquet' : /\.(jsonl|ndjson|json)$/.test(bare) ? 'jsonl' : /\.(csv|tsv|txt)$/.test(bare) ? 'csv' : 'unknown' as InputFormat);
+  if (!INPUT_FORMATS.includes(chosen)) {
+    throw new UmbraError('INVALID_ARGUMENT', `cannot tell the format of ${path} from its name: expected .csv, .tsv, .jsonl, .ndjson (optionally .gz) or .parquet, or pass --format csv|jsonl|parquet`);
+  }
+  if (chosen === 'parquet' && !parquet) {
+    throw new UmbraError('INVALID_ARGUMENT', `${path} is not a Parquet file (it does not start with PAR1)${gzip ? '; it is gzip data: Parquet compresses its pages itself' : ''}; pass --format csv or jsonl if it is one of those`);
   }
   return { format: chosen, gzip, delimiter: bare.endsWith('.tsv') ? '\t' : ',', totalBytes };
 }
@@ -87,6 +95,17 @@ export async function inspectInput(path: string, format?: InputFormat): Promise<
 /** Opens the input as a stream of records (see inspectInput for what is checked first). */
 export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
   const { format: chosen, gzip, delimiter, totalBytes } = await inspectInput(path, format);
+  if (chosen === 'parquet') {
+    const parquet = await openParquet(path);
+    return {
+      format: chosen, gzip: false, delimiter,
+      columns: async () => parquet.columns,
+      records: readingFrom(path, parquet.records),
+      get bytesRead() { return parquet.bytesRead; },
+      totalBytes,
+      destroy() {},
+    };
+  }
   const file = createReadStream(path, { highWaterMark: 256 * 1024 });
   let bytesRead = 0;
   file.on('data', (chunk) => { bytesRead += chunk.length; });

@@ -10,18 +10,18 @@ import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
 import { DEFAULT_STORE_URL, parseStoreUrl, redactUrl } from '../../batch/store.js';
-import type { InputFormat } from '../../batch/reader.js';
+import { INPUT_FORMATS, type InputFormat } from '../../batch/reader.js';
 import { UsageError } from '../settings.js';
 
 export function registerBatch(program: Command): void {
   program.command('batch')
-    .description('precompute predictions for every key of a CSV/JSONL file into a prediction store (resumable, shardable)')
+    .description('precompute predictions for every key of a CSV, JSON Lines or Parquet file into a prediction store (resumable, shardable)')
     .option('--model <name>', 'model to run (with --model-file: the name to store predictions under; default the file name)')
     .option('--repo <dir>', 'model repository holding the model [env UMBRA_REPO]')
     .option('--model-file <file>', 'a single .onnx file instead of --repo (served from a temporary repository as version 1)')
     .option('--model-version <v>', 'version to run (default: the newest loaded)')
-    .requiredOption('--input <file>', 'CSV or JSON Lines file, optionally gzip-compressed')
-    .option('--format <csv|jsonl>', 'input format (default: from the file name)')
+    .requiredOption('--input <file>', 'CSV or JSON Lines file (optionally gzip-compressed), or Parquet')
+    .option('--format <csv|jsonl|parquet>', 'input format (default: from the file name; Parquet from its first bytes)')
     .option('--key <column>', 'column holding each row\'s key (default: each row\'s row number, 1 for the first data row)')
     .option('--store <url>', `where predictions go: sqlite:PATH or postgres://user@host:port/db (default ${DEFAULT_STORE_URL}) [env UMBRA_STORE]`)
     .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
@@ -94,7 +94,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   if (!model) throw new UsageError('--model is required with --repo');
   if (!modelFile && (!existsSync(repoFlag!) || !statSync(repoFlag!).isDirectory())) throw new UsageError(`--repo: ${repoFlag} is not a directory`);
   const format = flags.format as InputFormat | undefined;
-  if (format !== undefined && format !== 'csv' && format !== 'jsonl') throw new UsageError(`expected csv or jsonl for --format but received '${String(format)}'`);
+  if (format !== undefined && !INPUT_FORMATS.includes(format)) throw new UsageError(`expected csv, jsonl or parquet for --format but received '${String(format)}'`);
   const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
   const batchSize = positiveInt(flags.batchSize, '--batch-size');
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
