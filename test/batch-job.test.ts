@@ -124,9 +124,12 @@ t.test('bad store URLs and unreadable inputs give clear errors', async (t) => {
   const noKey = path('nokey.csv');
   writeFileSync(noKey, 'name,f0,f1,f2,f3\na,1,2,3,4\n');
   await t.rejects(job(noKey), /the key column 'id' \(--key\) is not in the input; its columns are: name, f0, f1, f2, f3/);
-  const odd = path('data.parquet');
+  const odd = path('data.xlsx');
   writeFileSync(odd, 'x');
-  await t.rejects(job(odd), /cannot tell the format of .*data\.parquet.*--format csv\|jsonl/);
+  await t.rejects(job(odd), /cannot tell the format of .*data\.xlsx.*--format csv\|jsonl\|parquet/);
+  const notParquet = path('data.parquet');
+  writeFileSync(notParquet, 'x');
+  await t.rejects(job(notParquet), /data\.parquet is not a Parquet file \(it does not start with PAR1\)/);
   await t.rejects(runBatchJob({ umbra, model: 'nope', input: noKey, keyColumn: 'id', store }), /nope/);
 });
 

@@ -152,14 +152,15 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const job = jobId(mv.name, mv.version, options.input, shard, options.runId);
   const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
   if (options.batchSize !== undefined) positive(options.batchSize, '--batch-size');
-  const readers = options.parseWorkers ?? 1;
-  positive(readers, '--parse-workers');
+  positive(options.parseWorkers ?? 1, '--parse-workers');
   const window = options.window ?? 2 * umbra.pool.size;
   positive(window, 'window');
   if (!options.store && options.storeUrl === undefined) throw new UmbraError('INVALID_ARGUMENT', 'a batch job needs a store or a store URL');
   const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
   // An unreadable input or an unknown format fails here, before any thread starts.
-  await inspectInput(options.input, options.format);
+  const kind = await inspectInput(options.input, options.format);
+  // Parquet's cost is decoding its pages, which every reader would do for the whole file: one reads.
+  const readers = kind.format === 'parquet' ? 1 : options.parseWorkers ?? 1;
 
   const setup: ConstructorParameters<typeof ReadStage>[0] = { input: options.input, signature: mv.signature, keyColumn: options.keyColumn };
   if (options.format) setup.format = options.format;

@@ -1,9 +1,11 @@
 // Parquet input for batch jobs (what Spark, pandas, pyarrow and feature stores write), read with
 // hyparquet: one row group at a time, so memory holds one group's rows, not the file's. Each row
-// becomes a record like a JSON Lines object (column name -> value), numbered from 1 in file order,
-// so mapping, keys, rejects and exactly-once resume work as they do for JSON Lines. Snappy, gzip,
-// zstd, brotli and LZ4 pages are read (hyparquet-compressors).
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData } from 'hyparquet';
+// becomes a record of its values in column order, as a CSV record's fields (numbers stay numbers,
+// a list stays an array), numbered from 1 in file order, so mapping, keys, rejects and
+// exactly-once resume work as they do for CSV. Rows as arrays rather than objects: building an
+// object per row took longer than decoding the row (31 against 14 µs a row of 65 columns).
+// Snappy, gzip, zstd, brotli and LZ4 pages are read (hyparquet-compressors).
+import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema, type FileMetaData } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { UmbraError } from '../errors.js';
 import type { InputRecord } from './reader.js';
@@ -50,19 +52,21 @@ export async function openParquet(path: string): Promise<ParquetInput> {
     let rowStart = 0;
     for (const group of metadata.row_groups) {
       const rows = Number(group.num_rows);
-      let objects: Record<string, unknown>[];
+      let values: unknown[][] = [];
       try {
-        objects = await parquetReadObjects({ file, metadata, rowStart, rowEnd: rowStart + rows, compressors });
+        await parquetRead({ file, metadata, columns, rowStart, rowEnd: rowStart + rows, compressors, onComplete: (read: unknown[][]) => { values = read; } });
       } catch (err) {
         throw unreadable(path, err);
       }
-      for (let at = 0; at < objects.length; at += CHUNK_ROWS) {
+      for (let at = 0; at < values.length; at += CHUNK_ROWS) {
         const chunk: InputRecord[] = [];
-        for (let i = at; i < Math.min(at + CHUNK_ROWS, objects.length); i++) {
-          const row = objects[i]!;
-          const object: Record<string, unknown> = {};
-          for (const name of columns) object[name] = plain(row[name]);
-          chunk.push({ line: rowStart + i + 1, object });
+        for (let i = at; i < Math.min(at + CHUNK_ROWS, values.length); i++) {
+          const row = values[i]!;
+          for (let j = 0; j < row.length; j++) {
+            const v = row[j];
+            if (typeof v !== 'number' && typeof v !== 'string') row[j] = plain(v);
+          }
+          chunk.push({ line: rowStart + i + 1, fields: row });
         }
         yield chunk;
       }

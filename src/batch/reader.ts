@@ -25,7 +25,8 @@ export interface InputRecord {
   bytes?: Uint8Array;
   start?: number;
   end?: number;
-  fields?: string[];
+  /** The record's values in column order: CSV's field texts, or a Parquet row's values. */
+  fields?: unknown[];
   /** A JSON Lines record's text; `object` once parsed. */
   json?: string;
   object?: Record<string, unknown>;
