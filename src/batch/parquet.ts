@@ -7,6 +7,7 @@
 // Snappy, gzip, zstd, brotli and LZ4 pages are read (hyparquet-compressors).
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema, type FileMetaData } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { UmbraError } from '../errors.js';
 import type { InputRecord } from './reader.js';
 
@@ -36,6 +37,30 @@ function plain(value: unknown): unknown {
 
 function unreadable(path: string, err: unknown): UmbraError {
   return new UmbraError('INVALID_ARGUMENT', `cannot read the input file ${path} as Parquet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/** Whether the file starts with Parquet's magic bytes (false where it cannot be read). */
+export function isParquetFile(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const head = Buffer.alloc(4);
+    return readSync(fd, head, 0, 4, 0) === 4 && head.toString('latin1') === 'PAR1';
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Every row of a Parquet file as an object of column name -> value (values as `plain` gives them): for inputs that fit in memory. */
+export async function readParquetObjects(path: string): Promise<Record<string, unknown>[]> {
+  const input = await openParquet(path);
+  const out: Record<string, unknown>[] = [];
+  for await (const chunk of input.records) {
+    for (const record of chunk) out.push(Object.fromEntries(input.columns.map((c, i) => [c, record.fields![i]])));
+  }
+  return out;
 }
 
 export async function openParquet(path: string): Promise<ParquetInput> {

@@ -1,6 +1,7 @@
-// Building a reference profile from reference data (e.g. the training set): read CSV or JSONL,
+// Building a reference profile from reference data (e.g. the training set): read CSV, JSONL or Parquet,
 // profile every input column, and run each loaded version over the rows to profile its outputs.
 import { readFileSync } from 'node:fs';
+import { isParquetFile, readParquetObjects } from '../batch/parquet.js';
 import { basename } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import type { Umbra } from '../core/umbra.js';
@@ -25,8 +26,12 @@ export interface ReadOptions {
   columns?: string[];
 }
 
-/** Reads CSV (header row) or JSONL (one object per line; arrays are flattened in order). */
-export function readReferenceData(path: string, options: ReadOptions = {}): ReferenceData {
+/**
+ * Reads CSV (header row), JSONL (one object per line) or Parquet (told by its first bytes); list
+ * values (JSONL arrays, Parquet lists) are flattened in order, as `name[i]` columns.
+ */
+export async function readReferenceData(path: string, options: ReadOptions = {}): Promise<ReferenceData> {
+  if (isParquetFile(path)) return fromRecords(path, (await readParquetObjects(path)).map(flatten), options);
   const text = readFileSync(path, 'utf8');
   const records: Record<string, unknown>[] = /\.jsonl?$/i.test(path)
     ? text.split(/\r?\n/).filter((l) => l.trim() !== '').map((l, i) => {
@@ -37,6 +42,10 @@ export function readReferenceData(path: string, options: ReadOptions = {}): Refe
       }
     })
     : (parse(text, { columns: true, skip_empty_lines: true, trim: true }) as Record<string, unknown>[]);
+  return fromRecords(path, records, options);
+}
+
+function fromRecords(path: string, records: Record<string, unknown>[], options: ReadOptions): ReferenceData {
   const where = options.where;
   const kept = where ? records.filter((r) => String(r[where.column]) === where.value) : records;
   if (kept.length === 0) throw new Error(`${path}: no rows${where ? ` where ${where.column}=${where.value}` : ''}`);

@@ -20,10 +20,10 @@ interface ProfileFlags {
 
 export function registerProfile(program: Command): void {
   program.command('profile')
-    .description('build a model\'s drift reference profile from reference data (CSV with a header, or JSONL)')
+    .description('build a model\'s drift reference profile from reference data (CSV with a header, JSONL or Parquet)')
     .requiredOption('--repo <dir>', 'model repository')
     .requiredOption('--model <name>', 'model to profile (every version is run over the data to profile its outputs)')
-    .requiredOption('--data <file>', 'reference data: FILE.csv or FILE.jsonl, e.g. the training set')
+    .requiredOption('--data <file>', 'reference data: a CSV, JSONL or Parquet file, e.g. the training set')
     .option('--label <column>', 'label column to leave out (default "label" when present)')
     .option('--where <column=value>', 'keep only matching rows, e.g. split=train')
     .option('--columns <a,b,...>', 'input columns in model input order (default: every numeric column but the label)')
@@ -45,7 +45,7 @@ async function profile(flags: ProfileFlags): Promise<void> {
   }
   let data;
   try {
-    data = readReferenceData(flags.data!, read);
+    data = await readReferenceData(flags.data!, read);
   } catch (err) {
     throw new UsageError(`--data: ${(err as Error).message}`);
   }
