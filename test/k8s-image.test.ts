@@ -116,6 +116,11 @@ for (const [file, extra] of [['deploy/Dockerfile', [] as RegExp[]], ['deploy/Doc
     t.same(op('EXPOSE')[0]!.split(' ').map(Number), [8000, 8001], 'the Deployment\'s HTTP and gRPC ports');
     const copies = op('COPY').join('\n');
     for (const path of ['node_modules', 'dist', 'bin', 'build/Release/umbra.node', 'models/repository']) t.match(copies, new RegExp(`/src/${path.replace(/\./g, '\\.')}`), `carries ${path}`);
+    // Everything the npm package ships for running (package.json "files", less what only builds the
+    // addon): without proto/ the default command's gRPC service could not start.
+    const buildOnly = ['native/', 'CMakeLists.txt', 'binding.gyp', 'scripts/install-native.js'];
+    const carried = runtime.steps.filter((s) => s.op === 'COPY' && s.args.includes('--from=build')).map((s) => s.args.split(' ').at(-2)!.replace(/^\/src\//, '').replace(/\/$/, ''));
+    t.same((pkg.files as string[]).filter((f) => !buildOnly.includes(f)).map((f) => f.replace(/\/$/, '')).filter((f) => !carried.includes(f)), [], 'the runtime stage carries every runtime part of the npm package');
     t.match(copies, /--chown=1000:1000 \/src\/models\/repository/, 'the example repository belongs to the runtime user');
     const cmd: string[] = JSON.parse(op('CMD')[0]!);
     const program = buildProgram();
