@@ -6,9 +6,13 @@
 //   When they cannot be built the other tests still run: test/cpp-kernels.test.ts builds the same
 //   target again and fails with the compiler's output;
 // - the TypeScript, always (tsc is incremental enough on this tree and a stale dist/ would test
-//   old code).
+//   old code);
+// - tap's plugin set, when package.json's "tap.plugin" changes it (it drops @tapjs/typescript:
+//   tsx loads the test files). tap rebuilds itself on such a change, but only after it has chosen
+//   the loaders of the run it is starting: on a fresh install the first run's test processes
+//   would still load ts-node (besides tsx), whose resolver fails on some packages' exports.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ADDON = 'build/Release/umbra.node';
@@ -58,6 +62,25 @@ function ensureKernelTests() {
   }
 }
 
+/** Runs `tap build` when the plugins tap is built with are not those package.json names. */
+function ensureTapPlugins() {
+  const built = 'node_modules/@tapjs/test/test-built/dist/esm/index.js';
+  const wanted = JSON.parse(readFileSync('package.json', 'utf8')).tap?.plugin ?? [];
+  let signature = '';
+  try {
+    signature = /export const signature = `([^`]*)`/.exec(readFileSync(built, 'utf8'))?.[1] ?? '';
+  } catch {
+    // Not built at all: tap builds it.
+  }
+  const has = new Set(signature.split('\n'));
+  const stale = !signature || wanted.some((p) => (p.startsWith('!') ? has.has(p.slice(1)) : !has.has(p)));
+  if (stale) {
+    process.stderr.write('ensure-built: tap is built with other plugins than package.json names: tap build\n');
+    run('npx', ['tap', 'build']);
+  }
+}
+
 ensureAddon();
 ensureKernelTests();
+ensureTapPlugins();
 run('npx', ['tsc', '-p', 'tsconfig.json']);
