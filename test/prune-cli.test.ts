@@ -1,6 +1,7 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readModel, writeModel } from '../dist/onnx/model-io.js';
@@ -60,6 +61,27 @@ function independentAccuracy(path: string, split: string): number {
   }
   return correct / rows;
 }
+
+t.test('--eval reads Parquet: the same rows, features and labels as the CSV, and the same report', async (t) => {
+  const lines = readFileSync(CSV, 'utf8').trim().split(/\r?\n/).map((l) => l.split(','));
+  const [header, ...rows] = lines as [string[], ...string[][]];
+  const parquet = join(dir, 'digits-eval.parquet');
+  writeFileSync(parquet, Buffer.from(parquetWriteBuffer({
+    columnData: header.map((name, j) => (name === 'split'
+      ? { name, data: rows.map((r) => r[j]!), type: 'STRING' as const }
+      : { name, data: rows.map((r) => BigInt(r[j]!)), type: 'INT64' as const })),
+    rowGroupSize: 600,
+  })));
+  const filter = { label: 'label', filter: { column: 'split', value: 'test' } };
+  const [fromCsv, fromParquet] = [await readEvalData(CSV, filter), await readEvalData(parquet, filter)];
+  t.same([fromParquet.columns, fromParquet.rows, Array.from(fromParquet.labels), Array.from(fromParquet.features)], [fromCsv.columns, fromCsv.rows, Array.from(fromCsv.labels), Array.from(fromCsv.features)], 'the same evaluation data');
+  const report = async (data: string) => {
+    const r = await umbra([DIGITS, join(dir, 'eval-pruned.onnx'), '--sparsity', '0.7', '--eval', data, '--label', 'label', '--eval-filter', 'split=test', '--json', '--threads', '1']);
+    t.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).eval;
+  };
+  t.same(await report(parquet), await report(CSV), 'umbra prune --eval reports the same before and after');
+});
 
 t.test('accuracy before and after matches an independent evaluation of the digits model', async (t) => {
   const out = join(dir, 'digits-pruned.onnx');
@@ -205,7 +227,7 @@ t.test('structured: the output layer stays dense unless --include-output-layer',
 });
 
 t.test('scoring through the native backend gives what onnxruntime gives on the same rows', async (t) => {
-  const data = readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
+  const data = await readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
   for (const path of [DIGITS, 'models/repository/digits/2/model.onnx']) {
     const plan = evalPlan(readModel(path), data);
     const ort = await evaluateModel(path, plan, data, 1);
@@ -229,7 +251,7 @@ t.test('--precision scores before and after on the GPU at each precision', { ski
 t.test('--eval feeds a CNN its image: the 64 pixel columns fill [1, 8, 8] (a PyTorch export)', async (t) => {
   const cnn = 'test/fixtures/pytorch/cnn.onnx';
   const exported = JSON.parse(readFileSync('test/fixtures/pytorch/cnn.json', 'utf8')) as { test_accuracy: number };
-  const data = readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
+  const data = await readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
   const plan = evalPlan(readModel(cnn), data);
   t.same(plan.rowDims, [1, 8, 8]);
   const before = await evaluateModel(cnn, plan, data, 1);

@@ -1,10 +1,11 @@
-// Accuracy (classifiers) or RMSE (regressors) of an ONNX model on a labelled CSV, through
+// Accuracy (classifiers) or RMSE (regressors) of an ONNX model on a labelled CSV or Parquet file, through
 // onnxruntime-node (or the native backend, on the CPU or on a GPU at a precision), so a pruned
 // model can be compared with the dense one on the same rows.
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { UmbraError } from '../errors.js';
+import { isParquetFile, readParquetObjects } from '../batch/parquet.js';
 import { modelSignature, type ModelProto } from '../onnx/model-io.js';
 import { openNative } from '../workers/backends/native.js';
 import type { GpuPrecision } from '../repository/config.js';
@@ -26,11 +27,20 @@ export interface EvalDataOptions {
 
 const isNumber = (s: string) => s.trim() !== '' && Number.isFinite(Number(s));
 
-export function readEvalData(path: string, options: EvalDataOptions): EvalData {
+/** A Parquet file's rows as CSV's records would be: a header, then each row's values as text (a list column is not a feature). */
+async function parquetRecords(path: string): Promise<string[][]> {
+  const objects = await readParquetObjects(path);
+  const header = objects.length > 0 ? Object.keys(objects[0]!) : [];
+  return [header, ...objects.map((o) => header.map((c) => (typeof o[c] === 'number' || typeof o[c] === 'string' ? String(o[c]) : '')))];
+}
+
+/** The labelled rows of a CSV file (header first) or a Parquet file (told by its first bytes). */
+export async function readEvalData(path: string, options: EvalDataOptions): Promise<EvalData> {
   let records: string[][];
   try {
-    records = parse(readFileSync(path, 'utf8'), { skip_empty_lines: true, trim: true, bom: true }) as string[][];
+    records = isParquetFile(path) ? await parquetRecords(path) : parse(readFileSync(path, 'utf8'), { skip_empty_lines: true, trim: true, bom: true }) as string[][];
   } catch (err) {
+    if (err instanceof UmbraError) throw err;
     throw new UmbraError('INVALID_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   const header = records[0] ?? [];

@@ -106,7 +106,7 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
   }
   // Pattern mistakes surface before any slow work.
   resolveTargets(model.weights, targetRules(options));
-  const evalData = options.eval ? readEvalData(options.eval.data, { label: options.eval.label, ...(options.eval.filter && { filter: options.eval.filter }) }) : null;
+  const evalData = options.eval ? await readEvalData(options.eval.data, { label: options.eval.label, ...(options.eval.filter && { filter: options.eval.filter }) }) : null;
   const plan = evalData ? evalPlan(model.model, evalData, options.eval!.output) : null;
   const threads = options.threads ?? 1;
 

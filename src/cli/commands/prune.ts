@@ -47,7 +47,7 @@ export function registerPrune(program: Command): void {
     .option('--include-output-layer', 'structured: prune the output layer too (left dense by default: its output units are the model\'s outputs, e.g. classes)')
     .option('--min-layer-sparsity <s>', 'global method: prune at least this fraction of every layer')
     .option('--max-layer-sparsity <s>', 'global method: prune at most this fraction of any layer')
-    .option('--eval <data.csv>', 'labelled CSV: report accuracy (classifiers) or RMSE before and after')
+    .option('--eval <data>', 'labelled CSV or Parquet data: report accuracy (classifiers) or RMSE before and after')
     .option('--label <column>', 'label column of --eval data')
     .option('--eval-filter <column=value>', 'score only rows where column = value, e.g. split=test')
     .option('--eval-output <name>', 'model output to score (default: an integer label output, else the first)')
