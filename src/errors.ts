@@ -5,6 +5,7 @@ export const ERROR_CODES = {
   INVALID_INPUT: { status: 400, description: 'the request body or a parameter is malformed or does not match the model' },
   INVALID_ARGUMENT: { status: 400, description: 'a CLI flag, config field or admin input is invalid' },
   UNAUTHORIZED: { status: 401, description: 'the admin token is missing or wrong' },
+  FORBIDDEN: { status: 403, description: 'the server was started without the feature the call needs (e.g. --shared-memory on)' },
   MODEL_NOT_FOUND: { status: 404, description: 'no such model in the repository or not loaded' },
   VERSION_NOT_FOUND: { status: 404, description: 'no such version of the model is loaded' },
   NOT_FOUND: { status: 404, description: 'no such route or resource' },

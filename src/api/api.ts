@@ -140,6 +140,33 @@ export class Api implements RouteTable {
     r('GET', '/v1/models/:m', (_q, [m]) => this.modelReady(m!));
     r('POST', '/v1/models/:m', (q, [m]) => this.v1(q, m!));
     r('POST', '/v1/models/:m/versions/:v', (q, [m, v]) => this.v1(q, m!, v));
+    // Triton's system shared-memory extension (src/core/shared-memory.ts); registering is an admin call.
+    const shm = this.umbra.sharedMemory;
+    r('GET', '/v2/systemsharedmemory/status', () => json(200, shm.status()));
+    r('GET', '/v2/systemsharedmemory/region/:r/status', (_q, [name]) => json(200, shm.status(name!)));
+    r('POST', '/v2/systemsharedmemory/region/:r/register', (q, [name]) => this.admin(q, async () => {
+      const body = parseJsonObject(q.body, 'the shared memory register request');
+      await shm.register(name!, body.key, body.offset, body.byte_size);
+      return json(200, {});
+    }));
+    r('POST', '/v2/systemsharedmemory/unregister', (q) => this.admin(q, async () => {
+      await shm.unregister();
+      return json(200, {});
+    }));
+    r('POST', '/v2/systemsharedmemory/region/:r/unregister', (q, [name]) => this.admin(q, async () => {
+      await shm.unregister(name!);
+      return json(200, {});
+    }));
+    // CUDA shared memory (cudaIPC handles) is not taken: no region is ever registered.
+    r('GET', '/v2/cudasharedmemory/status', () => json(200, []));
+    r('GET', '/v2/cudasharedmemory/region/:r/status', (_q, [name]) => {
+      throw new UmbraError('NOT_FOUND', `no CUDA shared memory region named ${JSON.stringify(name)}: this server takes no CUDA shared memory (register a system shared memory region instead)`);
+    });
+    r('POST', '/v2/cudasharedmemory/region/:r/register', () => {
+      throw new UmbraError('INVALID_ARGUMENT', 'this server takes no CUDA shared memory: register a system shared memory region (POST /v2/systemsharedmemory/region/{name}/register, with --shared-memory on) and copy the tensor there');
+    });
+    r('POST', '/v2/cudasharedmemory/unregister', () => json(200, {}));
+    r('POST', '/v2/cudasharedmemory/region/:r/unregister', () => json(200, {}));
     r('POST', '/v2/repository/models/:m/load', (q, [m]) => this.admin(q, () => this.load(q, m!)));
     r('POST', '/v2/repository/models/:m/unload', (q, [m]) => this.admin(q, () => this.unload(m!)));
   }
@@ -150,9 +177,12 @@ export class Api implements RouteTable {
     this.matched.clear();
   }
 
-  private extensions(): string[] {
+  /** The extensions this server serves now (server metadata, REST and gRPC). */
+  extensions(): string[] {
     const served = new Set(this.routes.map((route) => `${route.method} /${route.pattern.map((p) => (p.startsWith(':') ? ':' : p)).join('/')}`));
-    return EXTENSIONS.filter((name) => EXTENSION_ROUTES[name] === undefined || served.has(EXTENSION_ROUTES[name]));
+    const out = EXTENSIONS.filter((name) => EXTENSION_ROUTES[name] === undefined || served.has(EXTENSION_ROUTES[name]));
+    if (this.umbra.sharedMemory.enabled) out.push('system_shared_memory');
+    return out;
   }
 
   async handle(req: ApiRequest): Promise<ApiReply> {

@@ -4,7 +4,8 @@ import { withClassification } from '../protocol/classification.js';
 import { usableCores } from '../cores.js';
 import { join } from 'node:path';
 import { UmbraError, invalid } from '../errors.js';
-import { binaryOutputsFor, elementCount, parseInferRequest, type ParseInferRequestOptions } from '../protocol/index.js';
+import { binaryOutputsFor, elementCount, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../protocol/index.js';
+import { SharedMemoryRegistry } from './shared-memory.js';
 import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
 import type { ModelVersion } from '../repository/model-version.js';
@@ -43,6 +44,12 @@ export interface UmbraOptions {
    * `minBytes` sets the inline weights from which a model is copied (default 16 MiB).
    */
   sharedWeights?: false | { minBytes?: number };
+  /**
+   * Triton's system shared-memory extension: clients on this host may register POSIX
+   * shared-memory regions and have tensors read from and answers written to them (default off:
+   * registering makes the server read and write an object of the client's choosing).
+   */
+  sharedMemory?: boolean;
 }
 
 /** A tensor for `predict()`: typed array or plain numbers, with or without a shape. */
@@ -76,6 +83,8 @@ export class Umbra implements InferenceFront {
    * version's own, so a scrape counts every thread's queue.
    */
   replicaQueues: (() => Promise<Record<string, QueueCounts>>) | undefined;
+  /** System shared-memory regions clients registered (off until a server turns it on). */
+  readonly sharedMemory: SharedMemoryRegistry;
   private closed = false;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
@@ -83,6 +92,7 @@ export class Umbra implements InferenceFront {
 
   private constructor(readonly options: UmbraOptions) {
     this.threads.add('core', osThreadId());
+    this.sharedMemory = new SharedMemoryRegistry(options.sharedMemory === true);
     this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
     this.manager = new ModelManager({
@@ -112,6 +122,7 @@ export class Umbra implements InferenceFront {
     const parseOpts: ParseInferRequestOptions = { signature: mv.signature };
     if (headerLength !== undefined) parseOpts.headerLength = headerLength;
     if (options.header !== undefined) parseOpts.header = options.header;
+    if (this.sharedMemory.enabled) parseOpts.sharedMemory = this.sharedMemory.table;
     let request: InferRequest | undefined;
     try {
       request = parseInferRequest(body, parseOpts);
@@ -128,7 +139,7 @@ export class Umbra implements InferenceFront {
     }
     const result = await this.run(mv, role, request, options, context, startedAt);
     // Fields spelled out, not `{ ...result, binaryOutputs }`: see withData in workers/messages.ts.
-    return { response: result.response, timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
+    return { response: placeSharedOutputs(request, result.response, this.sharedMemory.table), timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
   }
 
   /**
@@ -295,6 +306,7 @@ export class Umbra implements InferenceFront {
     this.closed = true;
     await this.manager.drainAll();
     await this.pool.close();
+    this.sharedMemory.close();
   }
 }
 

@@ -15,3 +15,6 @@ export { nativeJsonActive, useNativeJson } from './native-json.js';
 export {
   encodeInferResponse, encodeInferResponseText, encodeJson, stringifyJson, type EncodedResponse, type EncodeInferResponseOptions,
 } from './response.js';
+export {
+  isSharedOutput, placeSharedOutputs, readSharedRef, SharedMemoryTable, type SharedRef, type SharedRegion,
+} from './shared-memory.js';

@@ -5,9 +5,10 @@
 import { readClassification } from './classification.js';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryToTensorData } from './binary-data.js';
-import { isDataType } from './datatype.js';
+import { bytesPerElement, isDataType } from './datatype.js';
 import { jsonToTensorData } from './json-data.js';
 import { parseRequestJson } from './request-json.js';
+import { readSharedRef, type SharedMemoryTable } from './shared-memory.js';
 import type { InferRequest, ModelSignature, RequestedOutput, Tensor, TensorSpec } from './types.js';
 import {
   DEFAULT_MAX_ELEMENTS, allowNanFor, badInput, checkDatatype, checkFinite, checkShapeAgainstSpec,
@@ -25,6 +26,11 @@ export interface ParseInferRequestOptions {
    * and model): used instead of parsing the first bytes of `body` again. Not modified.
    */
   header?: unknown;
+  /**
+   * The shared-memory regions this thread may read tensors from and write outputs to (Triton's
+   * system shared-memory extension); absent where the server takes none.
+   */
+  sharedMemory?: SharedMemoryTable;
 }
 
 interface SignatureIndex {
@@ -132,8 +138,21 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
     const allowNan = allowNanFor(parameters, requestAllowNan, what);
 
     const binarySize = parameters?.['binary_data_size'];
+    const shared = readSharedRef(parameters, what);
     let tensor: Tensor;
-    if (binarySize !== undefined) {
+    if (shared !== undefined) {
+      if (raw['data'] !== undefined || binarySize !== undefined) {
+        throw badInput(`expected the tensor in shared memory or in the request for ${what} but received both (parameters.shared_memory_region with ${raw['data'] !== undefined ? 'data' : 'parameters.binary_data_size'})`);
+      }
+      if (opts.sharedMemory === undefined) {
+        throw badInput(`expected no shared memory for ${what}: this server takes tensors only in the request (start it with --shared-memory on to use registered regions)`);
+      }
+      if (datatype !== 'BYTES' && shared.byteSize !== count * bytesPerElement(datatype)) {
+        throw badInput(`expected shared_memory_byte_size ${count * bytesPerElement(datatype)} for ${what} (${count} ${datatype} elements of ${bytesPerElement(datatype)} bytes) but received ${shared.byteSize}`);
+      }
+      const bytes = opts.sharedMemory.read(shared, what);
+      tensor = { name, datatype, shape, data: binaryToTensorData(bytes, 0, shared.byteSize, datatype, count, what) };
+    } else if (binarySize !== undefined) {
       if (typeof binarySize !== 'number' || !Number.isSafeInteger(binarySize) || binarySize < 0) {
         throw invalid('INVALID_INPUT', 'a non-negative integer', `${what} parameters.binary_data_size`, binarySize);
       }
@@ -159,7 +178,7 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
     if (!seen.has(spec.name)) throw badInput(`expected input ${JSON.stringify(spec.name)} of model "${signature.name}" but the request does not have it`);
   }
 
-  if (root['outputs'] !== undefined) request.outputs = readRequestedOutputs(root['outputs'], index, signature.name);
+  if (root['outputs'] !== undefined) request.outputs = readRequestedOutputs(root['outputs'], index, signature.name, opts.sharedMemory);
   if (opts.header === undefined && opts.headerLength !== undefined && jsonEnd <= MAX_PLANNED_HEADER_BYTES) {
     const plan = planOf(request, bytes, jsonEnd, total, maxElements);
     if (plan !== undefined) plans.set(signature, plan);
@@ -224,7 +243,7 @@ function copyOutputs(outputs: RequestedOutput[]): RequestedOutput[] {
   return outputs.map((o) => (o.parameters !== undefined ? { ...o, parameters: { ...o.parameters } } : { ...o }));
 }
 
-function readRequestedOutputs(value: unknown, index: SignatureIndex, model: string): RequestedOutput[] {
+function readRequestedOutputs(value: unknown, index: SignatureIndex, model: string, sharedMemory: SharedMemoryTable | undefined): RequestedOutput[] {
   if (!Array.isArray(value)) throw invalid('INVALID_INPUT', 'an array', 'outputs', value);
   const outputs: RequestedOutput[] = [];
   const seen = new Set<string>();
@@ -245,6 +264,16 @@ function readRequestedOutputs(value: unknown, index: SignatureIndex, model: stri
       if (binary !== undefined) out.binaryData = binary;
       const classification = readClassification(parameters['classification'], `output ${JSON.stringify(name)} parameters.classification`);
       if (classification !== undefined) out.classification = classification;
+      const what = `output ${JSON.stringify(name)}`;
+      const shared = readSharedRef(parameters, what);
+      if (shared !== undefined) {
+        if (sharedMemory === undefined) {
+          throw badInput(`expected no shared memory for ${what}: this server answers only in the body (start it with --shared-memory on to use registered regions)`);
+        }
+        // Checked now, so a request naming an unknown region fails before it runs.
+        sharedMemory.resolve(shared, what);
+        out.sharedMemory = shared;
+      }
     }
     outputs.push(out);
   }
@@ -259,6 +288,6 @@ export function binaryOutputsFor(request: InferRequest): Set<string> | 'all' | '
   const byDefault = request.binaryDataOutput === true;
   if (request.outputs === undefined) return byDefault ? 'all' : 'none';
   const names = new Set<string>();
-  for (const o of request.outputs) if (o.binaryData ?? byDefault) names.add(o.name);
+  for (const o of request.outputs) if (o.sharedMemory === undefined && (o.binaryData ?? byDefault)) names.add(o.name);
   return names.size === 0 ? 'none' : names;
 }

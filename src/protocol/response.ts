@@ -6,6 +6,7 @@ import { tensorDataToBinary } from './binary-data.js';
 import { halfArrayToFloat32 } from './half.js';
 import { nativeJson } from './native-json.js';
 import { elementCount } from './tensor.js';
+import { isSharedOutput } from './shared-memory.js';
 import type { InferResponse, Tensor } from './types.js';
 
 export interface EncodeInferResponseOptions {
@@ -112,6 +113,12 @@ function encodeParts(resp: InferResponse, opts: EncodeInferResponseOptions): { h
   let binaryBytes = 0;
   for (let i = 0; i < resp.outputs.length; i++) {
     const t = resp.outputs[i]!;
+    if (isSharedOutput(t)) {
+      // Written to the client's shared memory: the body says where, and carries no data.
+      if (i > 0) header += ',';
+      header += `{"name":${JSON.stringify(t.name)},"datatype":"${t.datatype}","shape":[${t.shape.join(',')}],"parameters":${stringifyJson(t.parameters)}}`;
+      continue;
+    }
     if (t.data.length !== elementCount(t.shape)) {
       throw new UmbraError('INTERNAL', `output "${t.name}" has ${t.data.length} elements but shape [${t.shape.join(', ')}]`);
     }

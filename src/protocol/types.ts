@@ -29,6 +29,8 @@ export interface RequestedOutput {
   binaryData?: boolean;
   /** Classification extension: answer this output as its top N classes per row (protocol/classification.ts). */
   classification?: number;
+  /** Shared-memory extension: write this output into a registered region instead of the answer. */
+  sharedMemory?: { region: string; offset: number; byteSize: number };
   parameters?: Record<string, unknown>;
 }
 

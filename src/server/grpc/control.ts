@@ -1,6 +1,6 @@
 // Everything of GRPCInferenceService but inference: liveness, readiness, metadata, statistics and
 // the model repository, answered from the same state the REST routes read.
-import { EXTENSIONS, modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
+import { modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
 import type { Umbra } from '../../core/umbra.js';
 import { UmbraError, isUmbraError } from '../../errors.js';
 import type { Monitor } from '../../monitor/index.js';
@@ -21,6 +21,13 @@ export interface ControlDeps {
 
 function text(value: unknown): string {
   return typeof value === 'string' ? value : '';
+}
+
+/** A uint64 field as protobufjs decodes it (a number, a Long, or its decimal string). */
+function uint(value: unknown): number | string {
+  if (typeof value === 'number') return value;
+  if (value === undefined || value === null) return 0;
+  return String(value);
 }
 
 /**
@@ -74,7 +81,7 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
       }
       return { ready: deps.isAccepting() && manager.isModelReady(name, version) };
     },
-    ServerMetadata: () => ({ name: 'umbra', version: VERSION, extensions: EXTENSIONS }),
+    ServerMetadata: () => ({ name: 'umbra', version: VERSION, extensions: api.extensions() }),
     ModelMetadata: (req) => modelMetadata(core, text(req.name), text(req.version) || undefined) as unknown as Message,
     // REST's GET /v2/models/{m}[/versions/{v}]/config, in the same shape.
     ModelConfig: (req) => ({ config: toTritonConfig(manager.get(text(req.name), text(req.version) || undefined).config) }),
@@ -104,5 +111,29 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
       await manager.unload(text(req.model_name));
       return {};
     },
+    SystemSharedMemoryStatus: (req) => {
+      const regions: Record<string, Message> = {};
+      for (const r of core.sharedMemory.status(text(req.name) || undefined)) regions[r.name] = { ...r };
+      return { regions };
+    },
+    SystemSharedMemoryRegister: async (req, call) => {
+      requireAdmin(api, call);
+      await core.sharedMemory.register(text(req.name), text(req.key), uint(req.offset), uint(req.byte_size));
+      return {};
+    },
+    SystemSharedMemoryUnregister: async (req, call) => {
+      requireAdmin(api, call);
+      await core.sharedMemory.unregister(text(req.name) || undefined);
+      return {};
+    },
+    CudaSharedMemoryStatus: (req) => {
+      const name = text(req.name);
+      if (name !== '') throw statusError(Status.NOT_FOUND, `no CUDA shared memory region named ${JSON.stringify(name)}: this server takes no CUDA shared memory (register a system shared memory region instead)`);
+      return { regions: {} };
+    },
+    CudaSharedMemoryRegister: () => {
+      throw statusError(Status.UNIMPLEMENTED, 'this server takes no CUDA shared memory: register a system shared memory region (SystemSharedMemoryRegister, with --shared-memory on) and copy the tensor there');
+    },
+    CudaSharedMemoryUnregister: () => ({}),
   };
 }

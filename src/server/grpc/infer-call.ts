@@ -4,7 +4,7 @@
 import { SignatureChanged } from '../../core/front.js';
 import type { RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
-import { binaryOutputsFor, parseInferRequest, type InferRequest } from '../../protocol/index.js';
+import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type InferRequest } from '../../protocol/index.js';
 import type { WireInferRequest, WireInferResponse } from '../../protocol/proto/infer-messages.js';
 import type { AbortLike } from '../../scheduler/cancellation.js';
 import { signatureFingerprint, type CatalogView } from '../io/catalog.js';
@@ -40,7 +40,8 @@ export async function runInfer(deps: InferDeps, wire: WireInferRequest, context:
   if (known) {
     let request: InferRequest | undefined;
     try {
-      request = parseInferRequest(tensorBody(form.chunks), { signature: known.signature, header: form.header, headerLength: 1 });
+      const shm = deps.core.sharedMemory;
+      request = parseInferRequest(tensorBody(form.chunks), { signature: known.signature, header: form.header, headerLength: 1, ...(shm.enabled ? { sharedMemory: shm.table } : {}) });
     } catch {
       request = undefined;
     }
@@ -49,7 +50,7 @@ export async function runInfer(deps: InferDeps, wire: WireInferRequest, context:
       const fp = known.fp;
       try {
         const { response } = await deps.core.infer(model, version, request, { context, signal, accepts: (sig) => signatureFingerprint(sig) === fp });
-        return wireAnswer(response, form.raw, request.binaryDataOutput, binaryOutputsFor(request));
+        return wireAnswer(placeSharedOutputs(request, response, deps.core.sharedMemory.table), form.raw, request.binaryDataOutput, binaryOutputsFor(request));
       } catch (err) {
         if (!(err instanceof SignatureChanged)) throw err;
       }

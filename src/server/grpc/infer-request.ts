@@ -3,7 +3,7 @@
 // validates a REST request; and an answer back into ModelInferResponse fields. What only gRPC
 // has (typed contents, one raw entry per input) is checked here, worded after the proto's fields.
 import { UmbraError } from '../../errors.js';
-import { binaryOutputsFor, bytesPerElement, integerRange, isDataType, stringifyJson, tensorDataToBinary } from '../../protocol/index.js';
+import { binaryOutputsFor, bytesPerElement, integerRange, isDataType, isSharedOutput, stringifyJson, tensorDataToBinary } from '../../protocol/index.js';
 import type { DataType, InferResponse, Tensor } from '../../protocol/types.js';
 import { CONTENTS_FIELD_NAMES, type ContentsField, type ParameterMap, type TensorContents, type WireInferRequest, type WireInferResponse, type WireTensor } from '../../protocol/proto/infer-messages.js';
 
@@ -42,20 +42,30 @@ export function jsParameters(map: ParameterMap | undefined, what: string): Recor
 
 export function toBinaryForm(wire: WireInferRequest): BinaryForm {
   const raw = wire.rawInputContents.length > 0;
-  if (raw && wire.rawInputContents.length !== wire.inputs.length) {
-    throw bad(`expected one raw_input_contents entry per input (${wire.inputs.length}) but received ${wire.rawInputContents.length}`);
+  // Inputs in shared memory have no contents and no raw_input_contents entry.
+  const parameters = wire.inputs.map((input) => jsParameters(input.parameters, `input ${JSON.stringify(input.name)} parameter`));
+  const shared = parameters.map((p) => p['shared_memory_region'] !== undefined);
+  const inMessage = shared.filter((s) => !s).length;
+  if (raw && wire.rawInputContents.length !== inMessage) {
+    throw bad(`expected one raw_input_contents entry per input not in shared memory (${inMessage}) but received ${wire.rawInputContents.length}`);
   }
   const chunks: Uint8Array[] = [];
+  let next = 0;
   const inputs = wire.inputs.map((input, i) => {
     const what = `input ${JSON.stringify(input.name)}`;
+    if (shared[i]) {
+      if (input.contents && hasElements(input.contents)) throw bad(`expected no contents for ${what} since its parameters place it in shared memory`);
+      return { name: input.name, datatype: input.datatype, shape: input.shape, parameters: parameters[i]! };
+    }
     let bytes: Uint8Array;
     if (raw) {
       if (input.contents && hasElements(input.contents)) throw bad(`expected no contents for ${what} since the request uses raw_input_contents`);
-      bytes = wire.rawInputContents[i]!;
-      checkRawSize(input, bytes, what, `raw_input_contents[${i}]`);
+      bytes = wire.rawInputContents[next]!;
+      checkRawSize(input, bytes, what, `raw_input_contents[${next}]`);
+      next += 1;
     } else bytes = contentsBytes(input, what);
     chunks.push(bytes);
-    return { name: input.name, datatype: input.datatype, shape: input.shape, parameters: { ...jsParameters(input.parameters, `${what} parameter`), binary_data_size: bytes.byteLength } };
+    return { name: input.name, datatype: input.datatype, shape: input.shape, parameters: { ...parameters[i], binary_data_size: bytes.byteLength } };
   });
   const header: BinaryForm['header'] = { parameters: jsParameters(wire.parameters, 'parameter'), inputs };
   if (wire.outputs.length > 0) {
@@ -183,8 +193,10 @@ export function toWireResponse(response: InferResponse, raw: boolean): WireInfer
   for (const t of response.outputs) {
     const tensor: WireTensor = { name: t.name, datatype: t.datatype, shape: t.shape };
     if (t.parameters !== undefined) tensor.parameters = wireParameters(t.parameters);
-    if (raw) out.rawOutputContents.push(tensorDataToBinary(t));
-    else tensor.contents = typedContents(t);
+    // An output left in shared memory keeps its place among the raw entries (empty), so the
+    // entries still line up with the outputs by position.
+    if (raw) out.rawOutputContents.push(isSharedOutput(t) ? new Uint8Array(0) : tensorDataToBinary(t));
+    else if (!isSharedOutput(t)) tensor.contents = typedContents(t);
     out.outputs.push(tensor);
   }
   return out;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Umbra } from '../../core/umbra.js';
 import type { Executor, ExecutionPlan } from '../../execution/executor.js';
 import type { ModelSignature } from '../../protocol/types.js';
+import { SharedMemoryTable } from '../../protocol/shared-memory.js';
 import type { Catalog, QueueCounts } from './wire.js';
 
 const fingerprints = new WeakMap<ModelSignature, string>();
@@ -25,6 +26,7 @@ export function signatureFingerprint(signature: ModelSignature): string {
 export function buildCatalog(core: Umbra, local: boolean): Catalog {
   const manager = core.manager;
   const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, headers: core.hooks.readsHeaders, idPrefix: core.ids?.prefix ?? null };
+  if (core.sharedMemory.enabled) catalog.sharedMemory = core.sharedMemory.regions();
   for (const name of manager.names()) {
     const versions: Record<string, string> = {};
     const seen = new Set<string>();
@@ -55,6 +57,8 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
 export class CatalogView {
   private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, headers: true, idPrefix: null };
   private readonly objects = new Map<string, ModelSignature>();
+  /** The shared-memory regions requests parsed here may use; undefined while the extension is off. */
+  sharedMemory: SharedMemoryTable | undefined;
 
   get current(): Catalog {
     return this.catalog;
@@ -62,6 +66,8 @@ export class CatalogView {
 
   update(next: Catalog): void {
     this.catalog = next;
+    if (next.sharedMemory === undefined) this.sharedMemory = undefined;
+    else (this.sharedMemory ??= new SharedMemoryTable()).replace(next.sharedMemory);
     for (const fp of [...this.objects.keys()]) if (!has(next.signatures, fp)) this.objects.delete(fp);
     for (const [fp, sig] of Object.entries(next.signatures)) if (!this.objects.has(fp)) this.objects.set(fp, sig);
   }

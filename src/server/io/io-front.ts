@@ -6,7 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { errorReply, splitPath, type ApiReply, type ApiRequest } from '../../api/api.js';
 import { inferReply } from '../../api/infer-route.js';
 import type { BodyInferResult, InferBodyOptions, InferenceFront } from '../../core/front.js';
-import { binaryOutputsFor, parseInferRequest, type ParseInferRequestOptions } from '../../protocol/index.js';
+import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../../protocol/index.js';
 import type { InferRequest } from '../../protocol/types.js';
 import type { CatalogView, LocalReplicas } from './catalog.js';
 import { outcomeOf } from '../../core/hooks.js';
@@ -97,6 +97,8 @@ export class RemoteFront implements InferenceFront {
       const parse: ParseInferRequestOptions = { signature: known.signature };
       if (headerLength !== undefined) parse.headerLength = headerLength;
       if (options.header !== undefined) parse.header = options.header;
+      const shm = this.catalog.sharedMemory;
+      if (shm !== undefined) parse.sharedMemory = shm;
       try {
         request = parseInferRequest(body, parse);
       } catch {
@@ -105,8 +107,12 @@ export class RemoteFront implements InferenceFront {
       }
     }
     if (request) {
-      const local = this.answerLocally(model, version, request, options);
-      if (local) return local;
+      const parsed = request;
+      const local = this.answerLocally(model, version, parsed, options) ?? this.viaCore(model, version, body, headerLength, options, parsed, known!.fp);
+      // Outputs asked for in shared memory are written by the thread that parsed the request.
+      const shm = this.catalog.sharedMemory;
+      if (shm === undefined || !parsed.outputs?.some((o) => o.sharedMemory !== undefined)) return local;
+      return local.then((result) => ({ response: placeSharedOutputs(parsed, result.response, shm), timing: result.timing, binaryOutputs: result.binaryOutputs }));
     }
     return this.viaCore(model, version, body, headerLength, options, request, known?.fp);
   }

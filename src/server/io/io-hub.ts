@@ -147,6 +147,11 @@ export class IoHub extends EventEmitter {
         }
         // A traffic policy taking or releasing a model, a store attached: routing changed.
         this.detach.push(this.core.hooks.onChange(refresh));
+        // A shared-memory region registered or unregistered: the call returns once every thread has the new list.
+        this.detach.push(this.core.sharedMemory.onChange(() => {
+          this.broadcastCatalog();
+          return this.synced();
+        }));
         // Requests the threads answered themselves reach the hooks in the threads' messages.
         this.detach.push(this.core.addEventSource(() => Promise.all(this.threads.map((t) => t.flush())).then(() => undefined)));
         return;

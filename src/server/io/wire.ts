@@ -4,6 +4,7 @@
 // (an ArrayBuffer that is transferred, not cloned). A hop then costs one postMessage per turn, not
 // one per request, and no tensor's whole backing buffer is cloned (a tensor split from a batch is
 // a view of the batch's outputs; cloning a view would clone every row of the batch).
+import type { SharedRegion } from '../../protocol/shared-memory.js';
 import type { QueueCounts } from '../../scheduler/options.js';
 import type { ErrorCode } from '../../errors.js';
 import { UmbraError, isUmbraError, ERROR_CODES } from '../../errors.js';
@@ -173,6 +174,8 @@ export interface Catalog {
   headers: boolean;
   /** Prefix of the ids the core assigns; null when it assigns none. */
   idPrefix: string | null;
+  /** The registered system shared-memory regions (their descriptors are the process's); absent while the extension is off. */
+  sharedMemory?: SharedRegion[];
 }
 
 /** Copies tensors into one slab as messages are added; `finish` hands the slab over. */

@@ -1,0 +1,260 @@
+// Triton's system shared-memory extension: a client on the same host registers slices of a POSIX
+// shared-memory object (/dev/shm) as named regions, then sends inputs and takes outputs through
+// them instead of the request and answer bodies, over REST and gRPC alike. Off unless the server
+// is started with it; registering is an admin call; a change made through one thread or transport
+// is seen at once by every other; every mistake is a 4xx naming the field.
+import t, { type Test } from 'tap';
+import { closeSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+import { generatedClient, grpc } from './helpers/grpc.js';
+
+t.setTimeout(240_000);
+
+/** A fresh shared-memory object of `bytes` zero bytes; its shm_open name ("/...") and path. */
+function shmObject(t: Test, bytes: number): { key: string; path: string; write(at: number, data: Float32Array): void; read(at: number, count: number): number[] } {
+  const name = `umbra-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const path = `/dev/shm/${name}`;
+  writeFileSync(path, Buffer.alloc(bytes));
+  t.teardown(() => rmSync(path, { force: true }));
+  return {
+    key: `/${name}`,
+    path,
+    write(at, data) {
+      const fd = openSync(path, 'r+');
+      writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 0, data.byteLength, at);
+      closeSync(fd);
+    },
+    read(at, count) {
+      const fd = openSync(path, 'r');
+      const out = Buffer.alloc(count * 4);
+      readSync(fd, out, 0, out.length, at);
+      closeSync(fd);
+      return Array.from(new Float32Array(out.buffer, out.byteOffset, count));
+    },
+  };
+}
+
+const rows = (n: number, seed: number) => Float32Array.from({ length: n * 4 }, (_, i) => (i * 7 + seed) % 13 - 4);
+const affine = (x: Float32Array) => Array.from(x, (v) => v * 2 + 1);
+const shmParams = (region: string, byteSize: number, offset?: number) => ({ shared_memory_region: region, shared_memory_byte_size: byteSize, ...(offset !== undefined ? { shared_memory_offset: offset } : {}) });
+
+t.test('off by default: not advertised, registering refused (403) and shared-memory tensors refused (400), each naming the flag', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const obj = shmObject(t, 4096);
+  const s = await startTestServer(t, { repository: repo.dir });
+  t.notOk((await s.get('/v2')).json.extensions.includes('system_shared_memory'));
+  const reg = await s.post('/v2/systemsharedmemory/region/in/register', { key: obj.key, offset: 0, byte_size: 64 });
+  t.equal(reg.status, 403);
+  t.match(reg.json.error, /--shared-memory on/);
+  t.equal((await s.get('/v2/systemsharedmemory/status')).status, 403);
+  const infer = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: shmParams('in', 16) }] });
+  t.equal(infer.status, 400);
+  t.match(infer.json.error, /--shared-memory on/);
+  const out = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], outputs: [{ name: 'y', parameters: shmParams('out', 16) }] });
+  t.equal(out.status, 400);
+  t.match(out.json.error, /--shared-memory on/);
+});
+
+t.test('REST: inputs read from and outputs written to registered regions, through every I/O thread', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const obj = shmObject(t, 8192);
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true });
+  t.ok((await s.get('/v2')).json.extensions.includes('system_shared_memory'), 'advertised in server metadata');
+
+  // Two regions in one object: inputs from byte 1024 on, outputs from byte 4096 on.
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/register', { key: obj.key, offset: 1024, byte_size: 2048 })).status, 200);
+  t.equal((await s.post('/v2/systemsharedmemory/region/out/register', { key: obj.key, offset: 4096, byte_size: 2048 })).status, 200);
+  t.same((await s.get('/v2/systemsharedmemory/status')).json.sort((a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name)), [
+    { name: 'in', key: obj.key, offset: 1024, byte_size: 2048 },
+    { name: 'out', key: obj.key, offset: 4096, byte_size: 2048 },
+  ]);
+  t.same((await s.get('/v2/systemsharedmemory/region/in/status')).json, [{ name: 'in', key: obj.key, offset: 1024, byte_size: 2048 }]);
+  t.equal((await s.get('/v2/systemsharedmemory/region/nope/status')).status, 404);
+
+  // Input and output both in shared memory: the answer carries no data, only where it went.
+  const x = rows(3, 1);
+  obj.write(1024 + 64, x);
+  const both = await s.post('/v2/models/affine/infer', {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [3, 4], parameters: shmParams('in', 48, 64) }],
+    outputs: [{ name: 'y', parameters: shmParams('out', 256, 32) }],
+  });
+  t.equal(both.status, 200, both.text);
+  t.same(both.json.outputs, [{ name: 'y', datatype: 'FP32', shape: [3, 4], parameters: { shared_memory_region: 'out', shared_memory_byte_size: 48, shared_memory_offset: 32 } }]);
+  t.same(obj.read(4096 + 32, 12), affine(x));
+
+  // Many requests at once, over many connections (spread over the threads), each with its own slice.
+  const n = 24;
+  const inputs = Array.from({ length: n }, (_, i) => rows(1, i));
+  inputs.forEach((v, i) => obj.write(1024 + i * 16, v));
+  const answers = await Promise.all(inputs.map((_, i) => s.post('/v2/models/affine/infer', {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: shmParams('in', 16, i * 16) }],
+    outputs: [{ name: 'y', parameters: shmParams('out', 16, i * 16) }],
+  }, { connection: 'close' })));
+  t.same(answers.map((a) => a.status), Array(n).fill(200));
+  t.same(inputs.map((_, i) => obj.read(4096 + i * 16, 4)), inputs.map(affine), 'every answer in its own slice');
+
+  // The region is read per request: the client writes new values, the next answer follows them.
+  const again = rows(1, 99);
+  obj.write(1024, again);
+  const fresh = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: shmParams('in', 16) }] });
+  t.same(fresh.json.outputs[0].data, affine(again), 'output in the body when not asked for in shared memory');
+
+  // Input in the body, output in shared memory; binary outputs beside a shared one.
+  const mixed = await s.post('/v2/models/affine/infer', {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }],
+    outputs: [{ name: 'y', parameters: { ...shmParams('out', 16, 512), binary_data: true } }],
+  });
+  t.equal(mixed.status, 200);
+  t.notOk(mixed.headers.get('inference-header-content-length'), 'a shared output is not a binary one');
+  t.same(obj.read(4096 + 512, 4), [3, 5, 7, 9]);
+
+  // Unregistered: refused at once on every thread, whichever one unregistered it.
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/unregister')).status, 200);
+  const gone = await Promise.all(Array.from({ length: 8 }, () => s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: shmParams('in', 16) }] }, { connection: 'close' })));
+  t.same(gone.map((g) => g.status), Array(8).fill(400));
+  t.match(gone[0]!.json.error, /expected a registered shared memory region for input "x" parameters.shared_memory_region but received "in"/);
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/unregister')).status, 200, 'unregistering an unknown name is not an error');
+  t.equal((await s.post('/v2/systemsharedmemory/unregister')).status, 200);
+  t.same((await s.get('/v2/systemsharedmemory/status')).json, []);
+});
+
+t.test('REST: every mistake is a 4xx that names the field', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const obj = shmObject(t, 1024);
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true });
+  const register = (name: string, body: unknown) => s.post(`/v2/systemsharedmemory/region/${name}/register`, body);
+
+  const cases: [string, unknown, number, RegExp][] = [
+    ['no object', { key: '/umbra-test-no-such-object', byte_size: 16 }, 400, /no shared memory object "\/umbra-test-no-such-object" exists/],
+    ['a path, not a key', { key: '/../etc/passwd', byte_size: 16 }, 400, /expected a shared memory key as shm_open takes it/],
+    ['no key', { byte_size: 16 }, 400, /for "key"/],
+    ['past the end', { key: obj.key, offset: 1000, byte_size: 100 }, 400, /\(1024 bytes\) but offset 1000 \+ byte_size 100 runs past its end/],
+    ['no size', { key: obj.key }, 400, /for "byte_size"/],
+    ['negative offset', { key: obj.key, offset: -1, byte_size: 16 }, 400, /for "offset"/],
+  ];
+  for (const [what, body, status, error] of cases) {
+    const r = await register('r', body);
+    t.equal(r.status, status, what);
+    t.match(r.json.error, error, what);
+  }
+  t.equal((await s.post('/v2/systemsharedmemory/region/r/register', 'not json', { 'content-type': 'application/json' })).status, 400);
+  t.same((await s.get('/v2/systemsharedmemory/status')).json, [], 'nothing registered by a refused call');
+
+  t.equal((await register('in', { key: obj.key, offset: 0, byte_size: 512 })).status, 200);
+  const dup = await register('in', { key: obj.key, offset: 0, byte_size: 16 });
+  t.equal(dup.status, 409);
+  t.match(dup.json.error, /already registered/);
+  t.equal((await register('small', { key: obj.key, offset: 512, byte_size: 8 })).status, 200);
+
+  const infer = (input: Record<string, unknown>, outputs?: unknown[]) => s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], ...input }], ...(outputs ? { outputs } : {}) });
+  const bad: [string, ReturnType<typeof infer>, RegExp][] = [
+    ['unknown region', infer({ parameters: shmParams('nope', 16) }), /registered shared memory region .* but received "nope" \(register it first/],
+    ['past the region', infer({ parameters: shmParams('in', 16, 500) }), /inside shared memory region "in" \(512 bytes\) but shared_memory_offset 500 \+ shared_memory_byte_size 16 runs past its end/],
+    ['wrong size', infer({ parameters: shmParams('in', 12) }), /expected shared_memory_byte_size 16 for input "x" \(4 FP32 elements of 4 bytes\) but received 12/],
+    ['data too', infer({ data: [1, 2, 3, 4], parameters: shmParams('in', 16) }), /in shared memory or in the request for input "x" but received both/],
+    ['region without size', infer({ parameters: { shared_memory_region: 'in' } }), /expected both parameters.shared_memory_region and parameters.shared_memory_byte_size for input "x" but received only shared_memory_region/],
+    ['bad size', infer({ parameters: shmParams('in', -16 as number) }), /non-negative integer for input "x" parameters.shared_memory_byte_size/],
+    ['unknown output region', infer({ data: [1, 2, 3, 4] }, [{ name: 'y', parameters: shmParams('nope', 16) }]), /for output "y" parameters.shared_memory_region but received "nope"/],
+    ['output too large for its slice', infer({ data: [1, 2, 3, 4] }, [{ name: 'y', parameters: shmParams('small', 8) }]), /expected shared_memory_byte_size of at least 16 for output "y" \(the answer's size\) but received 8/],
+  ];
+  for (const [what, pending, error] of bad) {
+    const r = await pending;
+    t.equal(r.status, 400, what);
+    t.match(r.json.error, error, what);
+  }
+  t.equal((await s.get('/v2/health/ready')).status, 200, 'still serving');
+
+  // CUDA shared memory: nothing registered, registering refused with what to do instead.
+  t.same((await s.get('/v2/cudasharedmemory/status')).json, []);
+  const cuda = await s.post('/v2/cudasharedmemory/region/g/register', { raw_handle: { b64: 'AAAA' }, device_id: 0, byte_size: 16 });
+  t.equal(cuda.status, 400);
+  t.match(cuda.json.error, /register a system shared memory region/);
+});
+
+t.test('registering is an admin call: the token when the server has one', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const obj = shmObject(t, 256);
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true, adminToken: 'sesame', grpcPort: 'any' });
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/register', { key: obj.key, byte_size: 16 })).status, 401);
+  const c = generatedClient(s.server.grpcPort);
+  t.teardown(() => c.close());
+  const denied = await c.call('SystemSharedMemoryRegister', { name: 'in', key: obj.key, offset: 0, byte_size: 16 });
+  t.equal(!denied.ok && denied.error.code, grpc.status.UNAUTHENTICATED);
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/register', { key: obj.key, byte_size: 16 }, { authorization: 'Bearer sesame' })).status, 200);
+  t.equal((await s.post('/v2/systemsharedmemory/unregister')).status, 401);
+  t.equal((await s.post('/v2/systemsharedmemory/unregister', undefined, { authorization: 'Bearer sesame' })).status, 200);
+});
+
+t.test('gRPC: the same regions, registered on either transport and used on both', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const obj = shmObject(t, 4096);
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true, grpcPort: 'any' });
+  const c = generatedClient(s.server.grpcPort);
+  t.teardown(() => c.close());
+
+  const meta = await c.call('ServerMetadata', {});
+  t.ok(meta.ok && meta.value.extensions.includes('system_shared_memory'));
+  t.ok((await c.call('SystemSharedMemoryRegister', { name: 'in', key: obj.key, offset: 0, byte_size: 1024 })).ok);
+  t.equal((await s.post('/v2/systemsharedmemory/region/out/register', { key: obj.key, offset: 2048, byte_size: 1024 })).status, 200);
+  const status = await c.call('SystemSharedMemoryStatus', {});
+  t.same(status.ok && status.value.regions, {
+    in: { name: 'in', key: obj.key, offset: 0, byte_size: 1024 },
+    out: { name: 'out', key: obj.key, offset: 2048, byte_size: 1024 },
+  });
+  const dup = await c.call('SystemSharedMemoryRegister', { name: 'in', key: obj.key, offset: 0, byte_size: 16 });
+  t.equal(!dup.ok && dup.error.code, grpc.status.FAILED_PRECONDITION);
+
+  // Input from shared memory, output to it: the raw entry for the output is there, and empty.
+  const x = rows(2, 5);
+  obj.write(128, x);
+  const both = await c.call('ModelInfer', {
+    model_name: 'affine',
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], parameters: { shared_memory_region: { string_param: 'in' }, shared_memory_byte_size: { int64_param: 32 }, shared_memory_offset: { int64_param: 128 } } }],
+    outputs: [{ name: 'y', parameters: { shared_memory_region: { string_param: 'out' }, shared_memory_byte_size: { int64_param: 64 } } }],
+    raw_input_contents: [],
+  });
+  t.ok(both.ok, both.ok ? '' : both.error.details);
+  if (both.ok) {
+    t.same(both.value.outputs[0].shape, [2, 4]);
+    t.equal(both.value.outputs[0].parameters.shared_memory_byte_size.int64_param, 32);
+  }
+  t.same(obj.read(2048, 8), affine(x));
+
+  // One input in shared memory, the output raw: raw entries count only the inputs in the message.
+  const raw = await c.call('ModelInfer', {
+    model_name: 'affine',
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], parameters: { shared_memory_region: { string_param: 'in' }, shared_memory_byte_size: { int64_param: 32 }, shared_memory_offset: { int64_param: 128 } } }],
+    parameters: { binary_data_output: { bool_param: true } },
+  });
+  t.ok(raw.ok);
+  if (raw.ok) t.same(Array.from(new Float32Array(new Uint8Array(raw.value.raw_output_contents[0]).slice().buffer)), affine(x));
+
+  const unknown = await c.call('ModelInfer', { model_name: 'affine', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: { shared_memory_region: { string_param: 'nope' }, shared_memory_byte_size: { int64_param: 16 } } }] });
+  t.equal(!unknown.ok && unknown.error.code, grpc.status.INVALID_ARGUMENT);
+  t.match(!unknown.ok && unknown.error.details, /received "nope"/);
+
+  // Unregistered over gRPC: REST requests on the I/O threads refuse it at once.
+  t.ok((await c.call('SystemSharedMemoryUnregister', { name: 'in' })).ok);
+  const after = await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], parameters: shmParams('in', 16) }] }, { connection: 'close' });
+  t.equal(after.status, 400);
+  t.ok((await c.call('SystemSharedMemoryUnregister', { name: '' })).ok, 'empty name: every region');
+  const none = await c.call('SystemSharedMemoryStatus', {});
+  t.same(none.ok && none.value.regions, {});
+
+  const cuda = await c.call('CudaSharedMemoryRegister', { name: 'g', raw_handle: Buffer.alloc(64), device_id: 0, byte_size: 16 });
+  t.equal(!cuda.ok && cuda.error.code, grpc.status.UNIMPLEMENTED);
+  const cudaStatus = await c.call('CudaSharedMemoryStatus', {});
+  t.same(cudaStatus.ok && cudaStatus.value.regions, {});
+});
