@@ -28,6 +28,7 @@ const NOT_RUN: { doc: string; contains: string; why: string }[] = [
   { doc: 'README.md', contains: 'npm install && npm start', why: 'installs from the network and compiles the addon; this test runs in a checkout that is already installed, and starts `npm start`\'s server itself on a free port' },
   { doc: 'README.md', contains: 'npm test', why: 'the whole suite, of which this test is part' },
   { doc: 'README.md', contains: 'npm link', why: 'writes into npm\'s global prefix; the test puts an `umbra` command on the PATH itself' },
+  { doc: 'README.md', contains: 'systemsharedmemory/region/images/register', why: 'needs a server started with --shared-memory on, an image model and a client that made the shared-memory object; test/shared-memory.test.ts makes the same calls' },
   { doc: 'README.md', contains: 'npm pack', why: 'installs into another project from the network; test/install-package.test.ts does the same offline' },
   { doc: 'docs/kubernetes.md', contains: 'kubectl ', why: 'needs a Kubernetes cluster (with KServe, Argo Rollouts or Flagger); test/k8s-manifests.test.ts validates the manifests and test/k8s-umbra-contract.test.ts runs what they ask of Umbra' },
   { doc: 'docs/kubernetes.md', contains: '--model-dir=/mnt/models', why: 'the container command as KServe runs it, on its mounted model dir; test/cli-kserve.test.ts runs the same flags on a temporary folder' },
