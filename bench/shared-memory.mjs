@@ -21,7 +21,7 @@ import { ROOT, freePort, log } from './harness.mjs';
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '4' },
-  concurrency: { type: 'string', default: '1,8' }, monitoring: { type: 'string', default: 'on' },
+  concurrency: { type: 'string', default: '1,8' }, monitoring: { type: 'string', default: 'on' }, untuned: { type: 'boolean', default: false },
 } });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
@@ -45,27 +45,35 @@ function processCpu(pid) {
   return cpu;
 }
 
-const port = await freePort();
-const server = spawn(process.execPath, [join(ROOT, 'bin', 'umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', '0', '--shared-memory', 'on', '--monitoring', values.monitoring, '--state-dir', join(work, 'state')], { stdio: ['ignore', 'ignore', 'inherit'] });
-const cleanup = () => {
-  server.kill('SIGTERM');
-  rmSync(shmPath, { force: true });
-  rmSync(work, { recursive: true, force: true });
-};
-const url = `http://127.0.0.1:${port}`;
 const maxLevel = Math.max(...levels);
 const shmName = `umbra-bench-${process.pid}`;
 const shmPath = `/dev/shm/${shmName}`;
 writeFileSync(shmPath, Buffer.alloc(BYTES * maxLevel));
-for (let i = 0; ; i++) {
-  try {
-    if ((await fetch(`${url}/v2/health/ready`)).ok) break;
-  } catch { /* not yet */ }
-  if (i > 600 || server.exitCode !== null) throw new Error('umbra serve did not become ready');
-  await new Promise((r) => setTimeout(r, 100));
+
+/** `umbra serve` with `env` added, ready and with the images region registered. */
+async function startServer(label, env) {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', '0', '--shared-memory', 'on', '--monitoring', values.monitoring, '--state-dir', join(work, `state-${port}`)], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/v2/health/ready`)).ok) break;
+    } catch { /* not yet */ }
+    if (i > 600 || proc.exitCode !== null) throw new Error('umbra serve did not become ready');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const registered = await fetch(`${url}/v2/systemsharedmemory/region/images/register`, { method: 'POST', body: JSON.stringify({ key: `/${shmName}`, offset: 0, byte_size: BYTES * maxLevel }) });
+  if (!registered.ok) throw new Error(`register: ${registered.status} ${await registered.text()}`);
+  return { label, proc, url };
 }
-const registered = await fetch(`${url}/v2/systemsharedmemory/region/images/register`, { method: 'POST', body: JSON.stringify({ key: `/${shmName}`, offset: 0, byte_size: BYTES * maxLevel }) });
-if (!registered.ok) throw new Error(`register: ${registered.status} ${await registered.text()}`);
+
+const servers = [await startServer('this build', {})];
+if (values.untuned) servers.push(await startServer('malloc untuned', { MALLOC_CHECK_: '0' }));
+const cleanup = () => {
+  for (const s of servers) s.proc.kill('SIGTERM');
+  rmSync(shmPath, { force: true });
+  rmSync(work, { recursive: true, force: true });
+};
 
 const image = new Float32Array(IMAGE);
 for (let i = 0; i < IMAGE; i++) image[i] = ((i * 2654435761) % 1000) / 1000;
@@ -75,9 +83,9 @@ const binaryHeader = header({ binary_data_size: BYTES });
 const binaryBody = Buffer.concat([binaryHeader, imageBytes]);
 const shmFd = openSync(shmPath, 'r+');
 
-function post(agent, body, headers) {
+function post(server, agent, body, headers) {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/v2/models/image/infer`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers } }, (res) => {
+    const req = request(`${server.url}/v2/models/image/infer`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
@@ -89,57 +97,62 @@ function post(agent, body, headers) {
 }
 
 /** One request of `mode` on loop `slot`: the image in the body, or written into the slot's slice first. */
-function once(agent, mode, slot) {
-  if (mode === 'body') return post(agent, binaryBody, { 'inference-header-content-length': String(binaryHeader.length) });
+function once(server, agent, mode, slot) {
+  if (mode === 'body') return post(server, agent, binaryBody, { 'inference-header-content-length': String(binaryHeader.length) });
   writeSync(shmFd, imageBytes, 0, BYTES, slot * BYTES);
-  return post(agent, header({ shared_memory_region: 'images', shared_memory_offset: slot * BYTES, shared_memory_byte_size: BYTES }));
+  return post(server, agent, header({ shared_memory_region: 'images', shared_memory_offset: slot * BYTES, shared_memory_byte_size: BYTES }));
 }
 
 // Both ways answer the same scores.
 const check = new Agent({ keepAlive: true, maxSockets: 1 });
-const a = JSON.parse((await once(check, 'body', 0)).text).outputs[0].data;
-const b = JSON.parse((await once(check, 'shm', 0)).text).outputs[0].data;
-if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`the two ways answer differently: ${a} vs ${b}`);
+for (const server of servers) {
+  const a = JSON.parse((await once(server, check, 'body', 0)).text).outputs[0].data;
+  const b = JSON.parse((await once(server, check, 'shm', 0)).text).outputs[0].data;
+  if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`the two ways answer differently: ${a} vs ${b}`);
+}
 check.destroy();
 
-async function run(mode, concurrency, forSeconds) {
+async function run(server, mode, concurrency, forSeconds) {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies = [];
   let errors = 0;
-  const cpu0 = processCpu(server.pid);
+  const cpu0 = processCpu(server.proc.pid);
   const start = performance.now();
   const end = start + forSeconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async (_, slot) => {
     while (performance.now() < end) {
       const t0 = performance.now();
-      const r = await once(agent, mode, slot);
+      const r = await once(server, agent, mode, slot);
       if (r.status !== 200) errors += 1;
       latencies.push(performance.now() - t0);
     }
   }));
   const elapsed = (performance.now() - start) / 1000;
-  const cpu = processCpu(server.pid) - cpu0;
+  const cpu = processCpu(server.proc.pid) - cpu0;
   agent.destroy();
   latencies.sort((x, y) => x - y);
   return { rps: latencies.length / elapsed, p50: latencies[Math.floor(latencies.length / 2)], cpuUs: (cpu / latencies.length) * 1e6, errors };
 }
 
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+const cases = servers.flatMap((server) => ['body', 'shm'].map((mode) => ({ server, mode, key: `${server.label}/${mode}` })));
+const baseline = cases[0].key;
 const rows = [];
 try {
   for (const c of levels) {
-    const got = { body: [], shm: [] };
+    const got = Object.fromEntries(cases.map((k) => [k.key, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const mode of r % 2 === 0 ? ['body', 'shm'] : ['shm', 'body']) {
-        await run(mode, c, 1);
-        const m = await run(mode, c, seconds);
-        got[mode].push(m);
-        log(`c${c} round ${r + 1} ${mode}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, ${m.cpuUs.toFixed(0)} µs CPU/request, ${m.errors} errors`);
+      const order = r % 2 === 0 ? cases : [...cases].reverse();
+      for (const k of order) {
+        await run(k.server, k.mode, c, 1);
+        const m = await run(k.server, k.mode, c, seconds);
+        got[k.key].push(m);
+        log(`c${c} round ${r + 1} ${k.key}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, ${m.cpuUs.toFixed(0)} µs CPU/request, ${m.errors} errors`);
       }
     }
-    for (const mode of ['body', 'shm']) {
-      const ms = got[mode];
-      rows.push({ c, mode, rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), cpuUs: median(ms.map((m) => m.cpuUs)), errors: ms.reduce((s, m) => s + m.errors, 0), ratios: ms.map((m, i) => m.rps / got.body[i].rps) });
+    for (const k of cases) {
+      const ms = got[k.key];
+      rows.push({ c, server: k.server.label, mode: k.mode, rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), cpuUs: median(ms.map((m) => m.cpuUs)), errors: ms.reduce((s, m) => s + m.errors, 0), ratios: ms.map((m, i) => m.rps / got[baseline][i].rps) });
     }
   }
 } finally {
@@ -147,8 +160,8 @@ try {
   cleanup();
 }
 
-console.log(`\n| concurrency | image sent | req/s (median) | vs body (per round) | p50 ms | server CPU per request (µs) | errors |`);
-console.log('|---:|---|---:|---|---:|---:|---:|');
+console.log(`\n| concurrency | server | image sent | req/s (median) | vs ${servers[0].label}, body (per round) | p50 ms | server CPU per request (µs) | errors |`);
+console.log('|---:|---|---|---:|---|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.c} | ${r.mode === 'body' ? 'in the body (binary, 602 KB)' : 'in shared memory'} | ${r.rps.toFixed(0)} | ${r.ratios.map((x) => x.toFixed(2)).join(', ')} | ${r.p50.toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${r.errors} |`);
+  console.log(`| ${r.c} | ${r.server} | ${r.mode === 'body' ? 'in the body (binary, 602 KB)' : 'in shared memory'} | ${r.rps.toFixed(0)} | ${r.ratios.map((x) => x.toFixed(2)).join(', ')} | ${r.p50.toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${r.errors} |`);
 }

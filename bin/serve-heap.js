@@ -11,9 +11,32 @@
 // Not done when the flag is already given (`node --initial-old-space-size=N bin/umbra.js serve`:
 // one process), under an inspector (two processes would want its port), or with
 // UMBRA_SERVE_HEAP=as-is (V8's own sizing, one process).
+//
+// The child also gets glibc's malloc tuned for tensors (below), which only the environment a
+// process starts with can set.
 import { spawn } from 'node:child_process';
 
 export const SERVE_HEAP_FLAG = '--initial-old-space-size=64';
+
+/**
+ * glibc's malloc hands out buffers of 128 KiB and more as fresh mappings, and gives freed memory
+ * back to the OS once 2x that is free at the top of a heap; its own adjustments raise both only
+ * partly. So a server taking a large tensor per request (a 602 KB image in the body, or read from
+ * shared memory; its batch; its slab to the core's thread) paid each one's page faults afresh:
+ * 238 µs for a 602 KB read into a new buffer against 24 µs into a kept one on the two-core host
+ * (`node bench/fresh-buffers.mjs`). Up to 32 MiB from the heaps, and 32 MiB of free top kept
+ * before trimming: 62 µs. Served, a 602 KB image model at 8 connections ran at 1.13x the rate with
+ * 0.77x the server CPU per request, beside an untuned server in the same run
+ * (bench/RESULTS-shared-memory.md), for 10-16 MB more RSS in bench/memory.mjs. Tensors of
+ * several MB gain little (8 MB: 7.3 ms against 8.3). The pool still hands memory back explicitly
+ * (malloc_trim) when it releases sessions. A user's own MALLOC_* settings win.
+ */
+export const MALLOC_TUNING = { MALLOC_MMAP_THRESHOLD_: String(32 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024) };
+
+/** The tuning, unless the environment already sets any of malloc's variables. */
+export function mallocEnv(env) {
+  return Object.keys(env).some((k) => k.startsWith('MALLOC_')) ? {} : MALLOC_TUNING;
+}
 /** Set in the child's environment: it serves, and watches this process. */
 const CHILD_MARK = 'UMBRA_SERVE_HEAP';
 const RELAYED = ['SIGTERM', 'SIGINT', 'SIGHUP'];
@@ -27,7 +50,7 @@ export function startWithServeHeap(proc) {
   if (proc.execArgv.some((a) => a.startsWith('--initial-old-space-size') || a.startsWith('--inspect'))) return false;
   const child = spawn(proc.execPath, [SERVE_HEAP_FLAG, ...proc.execArgv, ...proc.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { ...proc.env, [CHILD_MARK]: 'child' },
+    env: { ...proc.env, ...mallocEnv(proc.env), [CHILD_MARK]: 'child' },
   });
   // A terminal's Ctrl-C reaches both processes; the server takes a second signal as the first.
   for (const signal of RELAYED) proc.on(signal, () => child.kill(signal));

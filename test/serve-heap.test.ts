@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BIN, ROOT } from './helpers/cli-process.js';
-import { SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
+import { MALLOC_TUNING, SERVE_HEAP_FLAG } from '../bin/serve-heap.js';
 
 const REPO = new URL('../models/repository', import.meta.url).pathname;
 
@@ -89,6 +89,24 @@ t.test('the server runs in a child with the heap floor; SIGTERM to the first pro
   t.same(await s.exit, { code: 0, signal: null }, 'the drain\'s exit status, relayed');
   t.match(s.output(), /SIGTERM: draining/);
   t.notOk(alive(s.serverPid), 'the server is gone');
+});
+
+t.test('the server starts with malloc tuned for large tensors, unless the user set malloc variables', async (t) => {
+  const environ = (pid: number) => Object.fromEntries((readOrGone(`/proc/${pid}/environ`) ?? '').split('\0').filter(Boolean).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  const noMalloc = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('MALLOC_')).map((k) => [k, undefined]));
+  const tuned = await serve([], noMalloc);
+  const env = environ(tuned.serverPid);
+  for (const [k, v] of Object.entries(MALLOC_TUNING)) t.equal(env[k], v, `the server has ${k}=${v}`);
+  t.equal(environ(tuned.child.pid!)['MALLOC_MMAP_THRESHOLD_'], undefined, 'the first process is left as it was');
+  tuned.child.kill('SIGTERM');
+  await tuned.exit;
+
+  const own = await serve([], { ...noMalloc, MALLOC_ARENA_MAX: '2' });
+  const ownEnv = environ(own.serverPid);
+  t.equal(ownEnv['MALLOC_ARENA_MAX'], '2', 'the user\'s setting reaches the server');
+  t.equal(ownEnv['MALLOC_MMAP_THRESHOLD_'], undefined, 'and Umbra adds none of its own');
+  own.child.kill('SIGTERM');
+  await own.exit;
 });
 
 t.test('SIGINT is relayed too, and a server ended by a signal ends the first process the same way', async (t) => {
