@@ -8,12 +8,12 @@
 // The model is y = 2x + 1 on 256 floats a row (built here): its answers are JSON numbers, the
 // kind of answer compression is asked for, at 1 row (about 2.5 KB) and 16 rows (about 40 KB).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { parseArgs } from 'node:util';
-import { ROOT, freePort, log } from './harness.mjs';
+import { ROOT, freePort, log, processTreeCpu as processCpu } from './harness.mjs';
 import { findWrk, runWrk } from './wrk.mjs';
 import { buildModel } from '../dist/onnx/builder.js';
 import { writeModel } from '../dist/onnx/model-io.js';
@@ -39,17 +39,6 @@ writeModel(buildModel({
   nodes: [{ op: 'Mul', inputs: ['x', 'scale'], outputs: ['s'] }, { op: 'Add', inputs: ['s', 'offset'], outputs: ['y'] }],
   initializers: [{ name: 'scale', datatype: 'FP32', dims: [], values: [2] }, { name: 'offset', datatype: 'FP32', dims: [], values: [1] }],
 }), join(repo, 'wide', '1', 'model.onnx'));
-
-/** utime + stime, in seconds, of a process and every process under it (`umbra serve` runs the server in a child). */
-function processCpu(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let cpu = (Number(fields[11]) + Number(fields[12])) / 100;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) cpu += processCpu(Number(child));
-  }
-  return cpu;
-}
 
 const port = await freePort();
 const server = spawn(process.execPath, [join(ROOT, 'bin', 'umbra.js'), 'serve', '--repo', repo, '--port', String(port), '--grpc-port', '0', '--response-compression', 'on', '--monitoring', 'off', '--state-dir', join(work, 'state')], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -2,7 +2,7 @@
 // stopping server processes, child processes, the load generator, and the small arithmetic the
 // suites and the report both use. No suite logic and no report text here.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -146,4 +146,15 @@ export function spread(values) {
   const sorted = values.filter((v) => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b);
   if (sorted.length === 0) return undefined;
   return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length };
+}
+
+/** utime + stime, in seconds, of a process and every process under it (`umbra serve` runs the server in a child). */
+export function processTreeCpu(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let cpu = (Number(fields[11]) + Number(fields[12])) / 100;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) cpu += processTreeCpu(Number(child));
+  }
+  return cpu;
 }

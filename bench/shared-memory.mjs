@@ -12,12 +12,12 @@
 // for what a real one does: in the shared-memory case it writes every request's image into its
 // slice before sending (a pwrite of 602 KB); in the body case the kernel copies it over loopback.
 import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, freePort, log } from './harness.mjs';
+import { ROOT, freePort, log, processTreeCpu as processCpu } from './harness.mjs';
 
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '4' },
@@ -33,17 +33,6 @@ const work = mkdtempSync(join(tmpdir(), 'umbra-shm-bench-'));
 const repo = join(work, 'repository');
 mkdirSync(join(repo, 'image', '1'), { recursive: true });
 execFileSync('/usr/bin/python3', [join(ROOT, 'bench', 'export_image_torch.py'), join(repo, 'image', '1', 'model.onnx')], { stdio: ['ignore', 'ignore', 'inherit'] });
-
-/** utime + stime, in seconds, of a process and every process under it (`umbra serve` runs the server in a child). */
-function processCpu(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let cpu = (Number(fields[11]) + Number(fields[12])) / 100;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) cpu += processCpu(Number(child));
-  }
-  return cpu;
-}
 
 const maxLevel = Math.max(...levels);
 const shmName = `umbra-bench-${process.pid}`;
