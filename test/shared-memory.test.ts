@@ -258,3 +258,51 @@ t.test('gRPC: the same regions, registered on either transport and used on both'
   const cudaStatus = await c.call('CudaSharedMemoryStatus', {});
   t.same(cudaStatus.ok && cudaStatus.value.regions, {});
 });
+
+t.test('umbra/client: regions made with SharedMemoryObject, registered and used over HTTP (JSON and binary) and gRPC', async (t) => {
+  const { UmbraHttpClient, UmbraGrpcClient, sharedMemoryParameters } = await import('../dist/client/index.js');
+  const { SharedMemoryObject } = await import('../dist/client/shared-memory.js');
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true, grpcPort: 'any' });
+  const key = `/umbra-client-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const obj = SharedMemoryObject.create(key, 4096);
+  t.teardown(() => obj.destroy());
+  t.throws(() => SharedMemoryObject.create(key, 16), 'one of that name exists already');
+
+  const http = new UmbraHttpClient(s.url);
+  const rpc = new UmbraGrpcClient(`127.0.0.1:${s.server.grpcPort}`);
+  t.teardown(() => rpc.close());
+  await http.registerSystemSharedMemory('in', key, 1024);
+  await rpc.registerSystemSharedMemory('out', key, 1024, 2048);
+  t.same((await rpc.systemSharedMemoryStatus()).sort((a, b) => a.name.localeCompare(b.name)), [
+    { name: 'in', key, offset: 0, byte_size: 1024 },
+    { name: 'out', key, offset: 2048, byte_size: 1024 },
+  ]);
+  t.same(await http.systemSharedMemoryStatus('out'), [{ name: 'out', key, offset: 2048, byte_size: 1024 }]);
+
+  const x = { name: 'x', datatype: 'FP32' as const, shape: [2, 4], data: rows(2, 3) };
+  let at = 0;
+  for (const [what, run] of [
+    ['HTTP JSON', (req: any) => http.infer('affine', req)],
+    ['HTTP binary', (req: any) => http.infer('affine', req, { binary: true })],
+    ['gRPC', (req: any) => rpc.infer('affine', req)],
+  ] as const) {
+    const size = obj.write(at, x);
+    const answer = await run({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: [], parameters: sharedMemoryParameters('in', size, at) }],
+      outputs: [{ name: 'y', parameters: sharedMemoryParameters('out', 32, at) }],
+    });
+    t.same(answer.outputs[0].data, [], `${what}: no data in the answer`);
+    t.equal(answer.outputs[0].parameters.shared_memory_byte_size, 32, what);
+    t.same(Array.from(obj.read(2048 + at, 32, 'FP32', [2, 4]) as Float32Array), affine(x.data), `${what}: the answer in the region`);
+    at += 64;
+  }
+
+  const other = new UmbraHttpClient(s.url);
+  await t.rejects(other.systemSharedMemoryStatus('nope'), { status: 404 });
+  await rpc.unregisterSystemSharedMemory('in');
+  await http.unregisterSystemSharedMemory();
+  t.same(await http.systemSharedMemoryStatus(), []);
+});

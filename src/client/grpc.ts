@@ -4,7 +4,7 @@
 // clients send them), typed contents on request. Node only (node:http2).
 import { decodeInferResponse, decodeStreamResponse, encodeInferRequest, type ParameterMap, type TensorContents, type WireInferRequest, type WireInferResponse, type WireTensor } from '../protocol/proto/infer-messages.js';
 import { GrpcChannel, type CallOptions, type GrpcReply } from './grpc-channel.js';
-import { UmbraClientError, tensorBytes, tensorFromBytes, type ClientInferRequest, type ClientInferResponse, type ClientTensor, type ClientTensorData, type DataType } from './tensors.js';
+import { UmbraClientError, inSharedMemory, type SharedMemoryRegionStatus, tensorBytes, tensorFromBytes, type ClientInferRequest, type ClientInferResponse, type ClientTensor, type ClientTensorData, type DataType } from './tensors.js';
 
 /** A call that ended with a gRPC status other than OK, or a stream answer with an error_message. */
 export class UmbraGrpcError extends UmbraClientError {
@@ -114,6 +114,25 @@ export class UmbraGrpcClient {
     await this.control('RepositoryModelUnload', { repository_name: '', model_name: name }, call);
   }
 
+  /**
+   * Registers `byteSize` bytes from `offset` of the shared-memory object `key` (shm_open's name,
+   * "/name") as region `name` (the server runs with --shared-memory on; an admin call).
+   */
+  async registerSystemSharedMemory(name: string, key: string, byteSize: number, offset = 0, call: CallOptions = {}): Promise<void> {
+    await this.control('SystemSharedMemoryRegister', { name, key, offset, byte_size: byteSize }, call);
+  }
+
+  /** Unregisters region `name`, or every region. */
+  async unregisterSystemSharedMemory(name = '', call: CallOptions = {}): Promise<void> {
+    await this.control('SystemSharedMemoryUnregister', { name }, call);
+  }
+
+  /** The registered regions (all, or the one named). */
+  async systemSharedMemoryStatus(name = ''): Promise<SharedMemoryRegionStatus[]> {
+    const regions = (await this.control('SystemSharedMemoryStatus', { name })).regions as Record<string, SharedMemoryRegionStatus>;
+    return Object.values(regions).map((r) => ({ name: r.name, key: r.key, offset: Number(r.offset), byte_size: Number(r.byte_size) }));
+  }
+
   close(): void {
     this.channel.close();
   }
@@ -202,7 +221,10 @@ export function wireRequest(model: string, request: ClientInferRequest, options:
     const tensor: WireTensor = { name: t.name, datatype: t.datatype, shape: t.shape };
     const tp = wireParameters(t.parameters);
     if (tp) tensor.parameters = tp;
-    if (raw) out.rawInputContents.push(tensorBytes(t));
+    // In shared memory: no contents, and no raw_input_contents entry.
+    if (inSharedMemory(t)) {
+      // Nothing of it in the message.
+    } else if (raw) out.rawInputContents.push(tensorBytes(t));
     else tensor.contents = typedContents(t);
     out.inputs.push(tensor);
   }
@@ -235,7 +257,9 @@ export function clientResponse(wire: WireInferResponse): ClientInferResponse {
   wire.outputs.forEach((o, i) => {
     const datatype = o.datatype as DataType;
     let data: ClientTensorData;
-    if (raw) {
+    // Written to its region: the answer carries none of it (a raw answer keeps an empty entry).
+    if (o.parameters?.['shared_memory_region'] !== undefined) data = [];
+    else if (raw) {
       const bytes = wire.rawOutputContents[i];
       if (bytes === undefined) throw new UmbraClientError(`the answer has no raw_output_contents entry for output ${JSON.stringify(o.name)}`, 0);
       data = tensorFromBytes(bytes, 0, bytes.byteLength, datatype, o.shape);

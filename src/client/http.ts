@@ -1,6 +1,6 @@
 // HTTP client for the Open Inference Protocol endpoints, over fetch (keep-alive by default in
 // Node's undici and in browsers). JSON bodies, or the binary tensor extension with `binary: true`.
-import { decodeResponse, encodeBinaryRequest, encodeJsonRequest, UmbraClientError, type ClientInferRequest, type ClientInferResponse } from './tensors.js';
+import { decodeResponse, encodeBinaryRequest, encodeJsonRequest, UmbraClientError, type ClientInferRequest, type ClientInferResponse, type SharedMemoryRegionStatus } from './tensors.js';
 
 export interface HttpInferOptions {
   version?: string;
@@ -71,7 +71,32 @@ export class UmbraHttpClient {
 
   /** GET /v2/models/{m}: inputs, outputs, versions. */
   async metadata(model: string): Promise<Record<string, unknown>> {
-    const res = await this.fetch(`${this.base}/v2/models/${encodeURIComponent(model)}`, { headers: { ...this.options.headers } });
+    return (await this.call('GET', `/v2/models/${encodeURIComponent(model)}`)) as Record<string, unknown>;
+  }
+
+  /**
+   * Registers `byteSize` bytes from `offset` of the shared-memory object `key` (shm_open's name,
+   * "/name") as region `name` (the server runs with --shared-memory on; an admin call).
+   */
+  async registerSystemSharedMemory(name: string, key: string, byteSize: number, offset = 0): Promise<void> {
+    await this.call('POST', `/v2/systemsharedmemory/region/${encodeURIComponent(name)}/register`, { key, offset, byte_size: byteSize });
+  }
+
+  /** Unregisters region `name`, or every region when none is named. */
+  async unregisterSystemSharedMemory(name?: string): Promise<void> {
+    await this.call('POST', name === undefined ? '/v2/systemsharedmemory/unregister' : `/v2/systemsharedmemory/region/${encodeURIComponent(name)}/unregister`);
+  }
+
+  /** The registered regions (all, or the one named). */
+  async systemSharedMemoryStatus(name?: string): Promise<SharedMemoryRegionStatus[]> {
+    return (await this.call('GET', name === undefined ? '/v2/systemsharedmemory/status' : `/v2/systemsharedmemory/region/${encodeURIComponent(name)}/status`)) as SharedMemoryRegionStatus[];
+  }
+
+  /** A JSON call; a non-200 answer throws its error. */
+  private async call(method: string, path: string, body?: unknown): Promise<unknown> {
+    const init: RequestInit = { method, headers: { ...this.options.headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) } };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    const res = await this.fetch(this.base + path, init);
     const value = (await res.json()) as Record<string, unknown>;
     if (res.status !== 200) throw new UmbraClientError(String(value.error ?? `HTTP ${res.status}`), res.status);
     return value;

@@ -6,8 +6,8 @@ export {
   type StreamCloseEvent, type StreamConnectOptions, type StreamInferOptions, type WebSocketConstructor, type WebSocketLike,
 } from './stream.js';
 export {
-  UmbraClientError, decodeJsonResponse, decodeResponse, encodeBinaryRequest, encodeJsonRequest, tensorBytes,
-  type ClientInferRequest, type ClientInferResponse, type ClientRequestedOutput, type ClientTensor, type ClientTensorData, type DataType,
+  UmbraClientError, decodeJsonResponse, decodeResponse, encodeBinaryRequest, encodeJsonRequest, inSharedMemory, sharedMemoryParameters, tensorBytes,
+  type SharedMemoryRegionStatus, type ClientInferRequest, type ClientInferResponse, type ClientRequestedOutput, type ClientTensor, type ClientTensorData, type DataType,
 } from './tensors.js';
 export { UmbraGrpcClient, UmbraGrpcError, UmbraGrpcStream, type GrpcClientOptions, type GrpcInferOptions, type LoadModelOptions } from './grpc.js';
 export { GrpcChannel, type CallOptions, type GrpcReply } from './grpc-channel.js';

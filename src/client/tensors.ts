@@ -14,7 +14,11 @@ export interface ClientTensor {
   name: string;
   datatype: DataType;
   shape: number[];
-  /** Typed arrays for tensors answered as bytes; plain arrays for those answered in JSON. */
+  /**
+   * Typed arrays for tensors answered as bytes; plain arrays for those answered in JSON. Empty for
+   * a tensor in shared memory (see `inSharedMemory`): an input's is not sent, an output's is in
+   * its region.
+   */
   data: ClientTensorData;
   parameters?: Record<string, unknown>;
 }
@@ -38,6 +42,14 @@ export interface ClientInferResponse {
   id?: string;
   parameters?: Record<string, unknown>;
   outputs: ClientTensor[];
+}
+
+/** A registered shared-memory region, as the status calls report it. */
+export interface SharedMemoryRegionStatus {
+  name: string;
+  key: string;
+  offset: number;
+  byte_size: number;
 }
 
 /** A non-200 answer (HTTP) or an error message (stream), or a stream that closed under a request. */
@@ -85,15 +97,40 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
-/** The request as JSON text, with transport fields (model_name on a stream) merged in. */
-export function encodeJsonRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ ...request, ...extra }, jsonReplacer);
+/**
+ * Whether a tensor's parameters place it in shared memory (Triton's system shared-memory
+ * extension: `shared_memory_region`, `shared_memory_byte_size`, `shared_memory_offset`): such an
+ * input is sent without data, and such an output comes back without it (`data` is then empty).
+ */
+export function inSharedMemory(t: { parameters?: Record<string, unknown> }): boolean {
+  return t.parameters?.['shared_memory_region'] !== undefined;
 }
 
-/** The request as a JSON header plus the raw bytes of every input, in input order. */
+/** The parameters that place a tensor in a registered region: `byteSize` bytes from `offset`. */
+export function sharedMemoryParameters(region: string, byteSize: number, offset = 0): Record<string, unknown> {
+  return offset === 0
+    ? { shared_memory_region: region, shared_memory_byte_size: byteSize }
+    : { shared_memory_region: region, shared_memory_byte_size: byteSize, shared_memory_offset: offset };
+}
+
+/** The input as the request lists it: without its data when it lies in shared memory. */
+function listedInput(t: ClientTensor): ClientTensor | Omit<ClientTensor, 'data'> {
+  if (!inSharedMemory(t)) return t;
+  const { data: _data, ...rest } = t;
+  return rest;
+}
+
+/** The request as JSON text, with transport fields (model_name on a stream) merged in. */
+export function encodeJsonRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): string {
+  const inputs = request.inputs.some(inSharedMemory) ? { inputs: request.inputs.map(listedInput) } : {};
+  return JSON.stringify({ ...request, ...extra, ...inputs }, jsonReplacer);
+}
+
+/** The request as a JSON header plus the raw bytes of every input not in shared memory, in input order. */
 export function encodeBinaryRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): { header: Uint8Array; tensors: Uint8Array[] } {
   const tensors: Uint8Array[] = [];
   const inputs = request.inputs.map((t) => {
+    if (inSharedMemory(t)) return listedInput(t);
     const bytes = tensorBytes(t);
     tensors.push(bytes);
     return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { ...t.parameters, binary_data_size: bytes.byteLength } };
@@ -141,6 +178,7 @@ export function decodeResponse(body: Uint8Array, headerLength = body.byteLength,
   const response = answerOf(parseHeader(decoder.decode(body.subarray(0, headerLength)), status), status);
   let cursor = headerLength;
   for (const out of response.outputs ?? []) {
+    if (inSharedMemory(out) && out.data === undefined) out.data = [];
     const size = out.parameters?.binary_data_size;
     if (typeof size !== 'number') continue;
     out.data = tensorFromBytes(body, cursor, size, out.datatype, out.shape);
@@ -151,7 +189,9 @@ export function decodeResponse(body: Uint8Array, headerLength = body.byteLength,
 
 /** Decodes an all-JSON answer (a text frame). */
 export function decodeJsonResponse(text: string, status = 200): ClientInferResponse {
-  return answerOf(parseHeader(text, status), status);
+  const response = answerOf(parseHeader(text, status), status);
+  for (const out of response.outputs ?? []) if (inSharedMemory(out) && out.data === undefined) out.data = [];
+  return response;
 }
 
 function parseHeader(text: string, status: number): Record<string, unknown> {
