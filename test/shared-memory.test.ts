@@ -306,3 +306,32 @@ t.test('umbra/client: regions made with SharedMemoryObject, registered and used 
   await http.unregisterSystemSharedMemory();
   t.same(await http.systemSharedMemoryStatus(), []);
 });
+
+t.test('umbra perf --shared-memory system: every transport through registered regions, released after; refused with the fix where the server has it off', async (t) => {
+  const { runPerf } = await import('../dist/perf/index.js');
+  const { readdirSync } = await import('node:fs');
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const before = readdirSync('/dev/shm').filter((f) => f.startsWith(`umbra-perf-${process.pid}-`));
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true, grpcPort: 'any' });
+  let seen = 0;
+  for (const protocol of ['http', 'http-binary', 'ws', 'grpc'] as const) {
+    const url = protocol === 'grpc' ? `127.0.0.1:${s.server.grpcPort}` : s.url;
+    const [level] = await runPerf({
+      url, model: 'affine', protocol, concurrency: [2], durationS: 0.3, warmupMs: 50, serverStats: false, sharedMemory: 'system',
+      onMeasure: (phase) => {
+        if (phase === 'start') seen += 1;
+      },
+    });
+    t.ok(level!.completed > 0, `${protocol}: requests answered`);
+    t.equal(level!.errors, 0, `${protocol}: none refused`);
+    t.same((await s.get('/v2/systemsharedmemory/status')).json, [], `${protocol}: regions unregistered after the run`);
+  }
+  t.equal(seen, 4);
+  t.same(readdirSync('/dev/shm').filter((f) => f.startsWith(`umbra-perf-${process.pid}-`)), before, 'no object left behind');
+
+  const off = await startTestServer(t, { repository: repo.dir });
+  await t.rejects(runPerf({ url: off.url, model: 'affine', concurrency: [1], durationS: 0.2, warmupMs: 0, serverStats: false, sharedMemory: 'system' }), /--shared-memory system: the server did not register the region .*--shared-memory on/);
+  t.same(readdirSync('/dev/shm').filter((f) => f.startsWith(`umbra-perf-${process.pid}-`)), before, 'nothing left behind by a refused run');
+});

@@ -8,7 +8,7 @@
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { GrpcChannel, authorityOf, type GrpcReply } from '../client/grpc-channel.js';
 import { UmbraError } from '../errors.js';
-import { encodeInferRequest, type WireInferRequest } from '../protocol/proto/infer-messages.js';
+import { encodeInferRequest, type ParameterMap, type WireInferRequest } from '../protocol/proto/infer-messages.js';
 import { INFERENCE_SERVICE, protoMethod } from '../protocol/proto/files.js';
 import { ProtoReader, WIRE_LENGTH, stringSize } from '../protocol/proto/wire.js';
 import type { ModelMetadata, Payload } from './payload.js';
@@ -24,9 +24,10 @@ export function grpcRequest(payload: Payload, model: string, version: string | u
     modelName: model,
     modelVersion: version ?? '',
     id: '',
-    inputs: payload.tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape })),
-    outputs: [],
-    rawInputContents: payload.tensors.map((t) => t.bytes),
+    inputs: payload.tensors.map((t) => (t.parameters ? { name: t.name, datatype: t.datatype, shape: t.shape, parameters: t.parameters as ParameterMap } : { name: t.name, datatype: t.datatype, shape: t.shape })),
+    outputs: (payload.outputs ?? []).map((o) => ({ name: o.name, parameters: o.parameters as ParameterMap })),
+    // Inputs in shared memory have no raw entry.
+    rawInputContents: payload.tensors.filter((t) => t.parameters?.['shared_memory_region'] === undefined).map((t) => t.bytes),
   };
   return encodeInferRequest(request);
 }

@@ -33,7 +33,10 @@ export interface ModelMetadata {
 export interface Payload {
   json: string;
   binary: { body: Buffer; headerLength: number };
-  tensors: { name: string; datatype: DataType; shape: number[]; bytes: Buffer }[];
+  /** A tensor with `parameters` naming a shared-memory slice has no bytes here (and no raw entry on gRPC). */
+  tensors: { name: string; datatype: DataType; shape: number[]; bytes: Buffer; parameters?: Record<string, unknown> }[];
+  /** Outputs asked for (gRPC), with their parameters; absent: every output, in the body. */
+  outputs?: { name: string; parameters: Record<string, unknown> }[];
 }
 
 export async function fetchModelMetadata(url: string, model: string, signal?: AbortSignal): Promise<ModelMetadata> {

@@ -6,7 +6,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { UmbraError } from '../errors.js';
 import { LatencyHistogram, round3 } from './histogram.js';
 import type { Distribution, LoadSpec, WindowSample } from './load.js';
-import { fetchModelMetadata, filePayloads, isGrpc, randomPayloads, type Payload, type Protocol } from './payload.js';
+import { fetchModelMetadata, filePayloads, isGrpc, randomPayloads, type ModelMetadata, type Payload, type Protocol } from './payload.js';
+import { DEFAULT_OUTPUT_SHARED_MEMORY_BYTES, placeInSharedMemory, type SharedPlacement } from './shared-memory.js';
 import { fetchGrpcModelMetadata } from './grpc-connection.js';
 import { fetchStatsSnapshot, statsBetween } from './server-stats.js';
 import { localThread, workerThread, type LoadThread } from './thread.js';
@@ -47,6 +48,13 @@ export interface PerfOptions {
   wsConnections?: number;
   /** Ask the server's statistics endpoint for queue/compute times (default true). */
   serverStats?: boolean;
+  /**
+   * 'system': inputs written once into a shared-memory region and outputs taken into another
+   * (Triton's system shared-memory extension; the server on this host, with --shared-memory on).
+   */
+  sharedMemory?: 'none' | 'system';
+  /** Bytes of each output's slot with sharedMemory 'system' (default 102400, as perf_analyzer). */
+  outputSharedMemoryBytes?: number;
   onLevel?: (result: PerfLevelResult) => void;
   /** Called when a level's measured windows begin (after warm-up) and end. */
   onMeasure?: (phase: 'start' | 'end', level: number) => void;
@@ -100,7 +108,7 @@ export function isStable(samples: readonly StabilitySample[], pct: number): bool
   return within(last.map((s) => s.throughput)) && within(last.map((s) => s.latencyMs));
 }
 
-interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log' | 'wsConnections'>> {
+interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log' | 'wsConnections' | 'sharedMemory' | 'outputSharedMemoryBytes'>> {
   version: string | undefined;
   wsConnections: number | undefined;
 }
@@ -134,25 +142,39 @@ export async function runPerf(options: PerfOptions): Promise<PerfLevelResult[]> 
   if (options.concurrency && options.requestRate) throw new UmbraError('INVALID_ARGUMENT', 'give --concurrency or --request-rate, not both');
   const mode: LoadSpec['mode'] = options.requestRate ? 'rate' : 'concurrency';
   const levels = options.requestRate ?? options.concurrency ?? [1];
-  const payloads = options.payloads ?? await preparePayloads(o);
+  const shared = options.sharedMemory === 'system';
+  const meta = options.payloads === undefined || shared ? await modelMetadata(o) : undefined;
+  let payloads = options.payloads ?? preparePayloads(o, meta!);
+  let placement: SharedPlacement | undefined;
+  if (shared) {
+    placement = await placeInSharedMemory(payloads, meta!.outputs.map((m) => m.name), options.outputSharedMemoryBytes ?? DEFAULT_OUTPUT_SHARED_MEMORY_BYTES, o.url, isGrpc(o.protocol));
+    payloads = placement.payloads;
+  }
   const log = options.log ?? (() => undefined);
   if (o.threads > cpus().length) log(`note: ${o.threads} load threads on ${cpus().length} cores; the generator may compete with itself`);
   const results: PerfLevelResult[] = [];
-  for (const level of levels) {
-    const result = await runLevel(o, options, mode, level, payloads, log);
-    results.push(result);
-    options.onLevel?.(result);
-    const latency = options.percentile !== undefined ? percentileOf(result, options.percentile) : result.p99_ms;
-    if (options.latencyThresholdMs !== undefined && latency > options.latencyThresholdMs) {
-      log(`latency ${latency} ms is over the threshold ${options.latencyThresholdMs} ms; sweep stopped`);
-      break;
+  try {
+    for (const level of levels) {
+      const result = await runLevel(o, options, mode, level, payloads, log);
+      results.push(result);
+      options.onLevel?.(result);
+      const latency = options.percentile !== undefined ? percentileOf(result, options.percentile) : result.p99_ms;
+      if (options.latencyThresholdMs !== undefined && latency > options.latencyThresholdMs) {
+        log(`latency ${latency} ms is over the threshold ${options.latencyThresholdMs} ms; sweep stopped`);
+        break;
+      }
     }
+  } finally {
+    await placement?.release();
   }
   return results;
 }
 
-async function preparePayloads(o: Resolved): Promise<Payload[]> {
-  const meta = isGrpc(o.protocol) ? await fetchGrpcModelMetadata(o.url, o.model) : await fetchModelMetadata(o.url, o.model);
+function modelMetadata(o: Resolved): Promise<ModelMetadata> {
+  return isGrpc(o.protocol) ? fetchGrpcModelMetadata(o.url, o.model) : fetchModelMetadata(o.url, o.model);
+}
+
+function preparePayloads(o: Resolved, meta: ModelMetadata): Payload[] {
   return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed) : filePayloads(o.inputData, meta, o.batchSize);
 }
 

@@ -31,6 +31,8 @@ export function registerPerf(program: Command): void {
     .option('--threads <n>', 'load generator threads (more when one core cannot keep up)', '1')
     .option('--timeout-ms <ms>', 'a request unanswered this long counts as a "timeout" error', '30000')
     .option('--ws-connections <n>', 'WebSocket or gRPC (HTTP/2) connections shared by the clients (default 1 for ws, one per 16 clients for grpc)')
+    .option('--shared-memory <mode>', 'none, or system: inputs written once into a registered /dev/shm region and outputs taken into another, as perf_analyzer does (the server on this host, with --shared-memory on)', 'none')
+    .option('--output-shared-memory-size <bytes>', 'with --shared-memory system: bytes of each output\'s slot', '102400')
     .option('--seed <n>', 'seed for random inputs and Poisson arrivals', '1')
     .option('--json', 'print one JSON array (an object per level) on standard output')
     .option('--csv <file>', 'also write one CSV row per level to FILE')
@@ -71,6 +73,12 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
     seed: numberFlag(flags, 'seed', '--seed', true)!,
     log: (line) => process.stderr.write(`${line}\n`),
   };
+  const sharedMemory = String(flags['sharedMemory']);
+  if (sharedMemory !== 'none' && sharedMemory !== 'system') throw new UsageError(`--shared-memory: expected none or system but received ${JSON.stringify(sharedMemory)}`);
+  if (sharedMemory === 'system') {
+    options.sharedMemory = 'system';
+    options.outputSharedMemoryBytes = numberFlag(flags, 'outputSharedMemorySize', '--output-shared-memory-size', true)!;
+  }
   if (flags['modelVersion'] !== undefined) options.version = String(flags['modelVersion']);
   if (flags['requestRate'] !== undefined) options.requestRate = parseSweep(String(flags['requestRate']), '--request-rate', { integer: false });
   else options.concurrency = parseSweep(String(flags['concurrency'] ?? '1'), '--concurrency', { integer: true });
