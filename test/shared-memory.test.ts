@@ -4,7 +4,7 @@
 // is started with it; registering is an admin call; a change made through one thread or transport
 // is seen at once by every other; every mistake is a 4xx naming the field.
 import t, { type Test } from 'tap';
-import { closeSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
@@ -145,6 +145,13 @@ t.test('REST: every mistake is a 4xx that names the field', async (t) => {
     t.equal(r.status, status, what);
     t.match(r.json.error, error, what);
   }
+  // A link under /dev/shm to another file is not followed.
+  const link = `/dev/shm/umbra-test-link-${process.pid}-${randomBytes(4).toString('hex')}`;
+  symlinkSync(obj.path, link);
+  t.teardown(() => rmSync(link, { force: true }));
+  const linked = await register('r', { key: link.slice('/dev/shm'.length), byte_size: 16 });
+  t.equal(linked.status, 400, 'a symbolic link');
+  t.match(linked.json.error, /names a symbolic link .* which the server does not follow/);
   t.equal((await s.post('/v2/systemsharedmemory/region/r/register', 'not json', { 'content-type': 'application/json' })).status, 400);
   t.same((await s.get('/v2/systemsharedmemory/status')).json, [], 'nothing registered by a refused call');
 

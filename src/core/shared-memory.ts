@@ -3,7 +3,7 @@
 // descriptor is the process's, so every thread reads it through its own table (see
 // src/protocol/shared-memory.ts). Off unless the server is started with it: a client that may
 // register a region makes the server read and write a memory object of its choosing.
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { SharedMemoryTable, type SharedRegion } from '../protocol/shared-memory.js';
@@ -82,9 +82,11 @@ export class SharedMemoryRegistry {
     const path = join(SHM_DIR, key.replace(/^\//, ''));
     let fd: number;
     try {
-      fd = openSync(path, 'r+');
+      // Not through a link: a name under /dev/shm must not lead the server to some other file.
+      fd = openSync(path, constants.O_RDWR | constants.O_NOFOLLOW);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw invalidArgument(`the shared memory key ${JSON.stringify(key)} names a symbolic link (${path}), which the server does not follow: register the object itself`);
       if (code === 'ENOENT') throw invalidArgument(`no shared memory object ${JSON.stringify(key)} exists (${path}): create it (shm_open) before registering it`);
       if (code === 'EACCES' || code === 'EPERM') throw invalidArgument(`the server may not read and write the shared memory object ${JSON.stringify(key)} (${path}): give its user access`);
       throw invalidArgument(`could not open the shared memory object ${JSON.stringify(key)} (${path}): ${(err as Error).message}`);
