@@ -97,6 +97,51 @@ t.test('the outbox transfers the records and the slab, and clones a message whos
   t.equal(inbox.open(cloned)[0], nan);
 });
 
+t.test('large tensors a request owns move by transfer on an I/O thread\'s side (bodies only once answered), and read back the same', async (t) => {
+  const { markOwned, MOVE_MIN_BYTES } = await import('../dist/owned-buffers.js');
+  const { packRequest, unpackRequest } = await import('../dist/server/io/wire.js');
+  // As postMessage does: the receiver gets a copy, and what is transferred is detached here.
+  const sent: { envelope: Envelope<unknown>; transfer: ArrayBuffer[] }[] = [];
+  const post = (envelope: Envelope<unknown>, transfer: ArrayBuffer[]) => sent.push({ envelope: structuredClone(envelope, { transfer }), transfer });
+  const inbox = new Inbox<any>();
+  const big = (fill: number) => new Float32Array(MOVE_MIN_BYTES / 4).fill(fill);
+  const request = (...inputs: Float32Array[]) => ({ parameters: {}, inputs: inputs.map((data, i) => ({ name: `x${i}`, datatype: 'FP32' as const, shape: [1, data.length], data })) });
+  const read = (r: ReturnType<typeof unpackRequest>) => r.inputs.map((x) => [x.data.length, (x.data as Float32Array)[0]]);
+
+  const moving = new Outbox<unknown>(post, (fn) => fn(), true);
+  const shm = big(1);
+  const body = big(2);
+  const small = new Float32Array(16).fill(3);
+  const plain = big(4);
+  markOwned(shm.buffer, 'always');
+  markOwned(body.buffer, 'answered');
+  markOwned(small.buffer, 'always');
+  // Not yet answered: the body is copied, the shared-memory read moves.
+  moving.push({ t: 'infer', id: 1, model: 'm', fp: 'f', context: {}, request: packRequest(request(shm, body, small, plain), moving.slab) });
+  let { envelope, transfer } = sent.pop()!;
+  t.equal(envelope.moved?.length, 1, 'only the owned buffer that may always move');
+  t.ok(transfer.includes(shm.buffer), 'and it is transferred');
+  t.equal(shm.length, 0, 'so it is detached here');
+  t.equal(body.length, MOVE_MIN_BYTES / 4, 'the body stays');
+  let back = unpackRequest(inbox.open(envelope)[0].request, Outbox.source(envelope));
+  t.same(read(back), [[MOVE_MIN_BYTES / 4, 1], [MOVE_MIN_BYTES / 4, 2], [16, 3], [MOVE_MIN_BYTES / 4, 4]], 'every tensor reads back as sent');
+
+  // Answered (its event): the body moves too, twice named in one turn but moved once.
+  moving.push({ t: 'event', event: { model: 'm', version: '1', role: 'primary', outcome: 'success', context: {}, durationMs: 1, request: packRequest(request(body, body.subarray(8)), moving.slab, true) } });
+  ({ envelope, transfer } = sent.pop()!);
+  t.equal(envelope.moved?.length, 1, 'one buffer for two views of it');
+  back = unpackRequest(inbox.open(envelope)[0].event.request, Outbox.source(envelope));
+  t.same(read(back), [[MOVE_MIN_BYTES / 4, 2], [MOVE_MIN_BYTES / 4 - 8, 2]]);
+
+  // The core's side never moves: its tensors may still be in use there.
+  const core = new Outbox<unknown>(post, (fn) => fn());
+  const other = big(5);
+  markOwned(other.buffer, 'always');
+  core.push({ t: 'infer', id: 2, model: 'm', fp: 'f', context: {}, request: packRequest(request(other), core.slab, true) });
+  t.equal(sent.pop()!.envelope.moved, undefined);
+  t.equal(other.length, MOVE_MIN_BYTES / 4);
+});
+
 t.test('a turn the decoder cannot read is refused, not misread', async (t) => {
   const turn: EncodedTurn = { bytes: new Uint8Array([9]).buffer, length: 1, fresh: undefined, loose: undefined, others: undefined };
   t.throws(() => new WireDecoder().decode(turn), /does not know/);

@@ -342,3 +342,57 @@ t.test('umbra perf --shared-memory system: every transport through registered re
   await t.rejects(runPerf({ url: off.url, model: 'affine', concurrency: [1], durationS: 0.2, warmupMs: 0, serverStats: false, sharedMemory: 'system' }), /--shared-memory system: the server did not register the region .*--shared-memory on/);
   t.same(readdirSync('/dev/shm').filter((f) => f.startsWith(`umbra-perf-${process.pid}-`)), before, 'nothing left behind by a refused run');
 });
+
+t.test('large inputs answered on an I/O thread reach the core\'s hooks intact, from a binary body and from shared memory', async (t) => {
+  const WIDE = 32768; // 128 KiB of FP32 a row: past the size from which owned buffers move instead of being copied
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('wide', 1, affineModel(2, 1, WIDE));
+  const obj = shmObject(t, WIDE * 4 * 4);
+  const s = await startTestServer(t, { repository: repo.dir, sharedMemory: true });
+  const seen: { id: string | undefined; first: number; last: number; sum: number; out: number }[] = [];
+  t.teardown(s.server.umbra.hooks.use({
+    onResult: (e) => {
+      const x = e.request!.inputs[0]!.data as Float32Array;
+      const y = e.response?.outputs[0]?.data as Float32Array | undefined;
+      seen.push({ id: e.request!.id, first: x[0]!, last: x[x.length - 1]!, sum: x.reduce((a, b) => a + b, 0), out: y ? y[y.length - 1]! : NaN });
+    },
+    readsHeaders: false,
+  }));
+  t.equal((await s.post('/v2/systemsharedmemory/region/in/register', { key: obj.key, byte_size: WIDE * 4 * 4 })).status, 200);
+
+  const row = (seed: number) => Float32Array.from({ length: WIDE }, (_, i) => ((i * 31 + seed) % 97) - 48);
+  const sent = new Map<string, Float32Array>();
+  const requests: Promise<unknown>[] = [];
+  for (let i = 0; i < 12; i++) {
+    const x = row(i);
+    const id = `r${i}`;
+    sent.set(id, x);
+    if (i % 2 === 0) {
+      const header = Buffer.from(JSON.stringify({ id, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDE], parameters: { binary_data_size: WIDE * 4 } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }));
+      requests.push(s.post('/v2/models/wide/infer', Buffer.concat([header, Buffer.from(x.buffer)]), { 'inference-header-content-length': String(header.length), connection: 'close' }).then((r) => {
+        t.equal(r.status, 200, `${id}: answered`);
+        const y = new Float32Array(r.bytes.buffer.slice(r.bytes.byteOffset + Number(r.headers.get('inference-header-content-length'))));
+        t.equal(y[WIDE - 1], x[WIDE - 1]! * 2 + 1, `${id}: the answer follows the input`);
+      }));
+    } else {
+      const slot = (i % 4) * WIDE * 4;
+      obj.write(slot, x);
+      requests.push(s.post('/v2/models/wide/infer', { id, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDE], parameters: shmParams('in', WIDE * 4, slot) }] }, { connection: 'close' }).then((r) => {
+        t.equal(r.status, 200, `${id}: answered`);
+        t.equal((r.json.outputs[0].data as number[])[WIDE - 1], x[WIDE - 1]! * 2 + 1, `${id}: the answer follows the input`);
+      }));
+    }
+    // Shared-memory slots are reused: one request at a time per slot.
+    if (i % 4 === 3) await Promise.all(requests.splice(0));
+  }
+  await Promise.all(requests);
+  // Every event the hooks got carries the input as it was sent.
+  await s.server.umbra.settleEvents();
+  t.equal(seen.length, 12, 'an event for every request');
+  for (const e of seen) {
+    const x = sent.get(e.id!)!;
+    t.same([e.first, e.last, e.sum], [x[0], x[WIDE - 1], x.reduce((a, b) => a + b, 0)], `${e.id}: the hooks see its input whole`);
+    t.equal(e.out, x[WIDE - 1]! * 2 + 1, `${e.id}: and its answer`);
+  }
+});

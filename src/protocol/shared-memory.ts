@@ -6,6 +6,7 @@
 // table of its own, and the objects' file descriptors are the process's, shared by every thread.
 import { readSync, writeSync } from 'node:fs';
 import { UmbraError } from '../errors.js';
+import { markOwned } from '../owned-buffers.js';
 import { tensorDataToBinary } from './binary-data.js';
 import type { InferRequest, InferResponse, Tensor, TensorData } from './types.js';
 import { badInput } from './validate.js';
@@ -98,6 +99,8 @@ export class SharedMemoryTable {
   read(ref: SharedRef, what: string): Buffer {
     const region = this.resolve(ref, what);
     const out = Buffer.allocUnsafe(ref.byteSize);
+    // Read for this request alone: it may go to the core's thread by transfer.
+    markOwned(out.buffer, 'always');
     let done = 0;
     try {
       while (done < ref.byteSize) {

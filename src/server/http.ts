@@ -6,6 +6,7 @@ import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
 import { BufferPool, MIN_RECYCLED_BYTES } from '../buffer-pool.js';
+import { markOwned } from '../owned-buffers.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { StreamHub } from './ws.js';
 import { checkFraming, HeaderCollector } from './framing.js';
@@ -409,6 +410,8 @@ function tooLarge(limit: number): UmbraError {
  */
 function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array) => void, over: () => void, declared: number, headerLength: number): void {
   const preallocated = Number.isSafeInteger(declared) && declared > 0 ? alignedBuffer(declared, headerLength) : undefined;
+  // The request's own memory: a large one may go to the core's thread with its event by transfer.
+  if (preallocated) markOwned(preallocated.buffer, 'answered');
   let chunks: Buffer[] = [];
   let received = 0;
   let failed = false;

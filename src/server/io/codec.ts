@@ -196,7 +196,8 @@ export class WireEncoder {
         this.text(JSON.stringify(t));
         continue;
       }
-      this.u8(0);
+      // 2: its data is in a buffer moved with the envelope (its index follows).
+      this.u8(t.moved === undefined ? 0 : 2);
       this.key(t.name);
       this.key(t.datatype);
       const shape = t.shape;
@@ -204,6 +205,7 @@ export class WireEncoder {
       for (let i = 0; i < shape.length; i++) this.f64(shape[i]!);
       this.f64(t.at);
       this.f64(t.length);
+      if (t.moved !== undefined) this.i32(t.moved);
     }
   }
 
@@ -384,7 +386,8 @@ export class WireDecoder {
     const n = this.i32();
     const list: PackedTensor[] = [];
     for (let i = 0; i < n; i++) {
-      if (this.u8() === 1) {
+      const tag = this.u8();
+      if (tag === 1) {
         list.push(JSON.parse(this.str()) as PackedTensor);
         continue;
       }
@@ -393,7 +396,9 @@ export class WireDecoder {
       const rank = this.i32();
       const shape: number[] = [];
       for (let d = 0; d < rank; d++) shape.push(this.f64());
-      list.push({ name, datatype, shape, at: this.f64(), length: this.f64() });
+      const t: PackedTensor = { name, datatype, shape, at: this.f64(), length: this.f64() };
+      if (tag === 2) t.moved = this.i32();
+      list.push(t);
     }
     return list;
   }

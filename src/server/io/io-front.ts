@@ -14,13 +14,13 @@ import { IdBlock } from '../../core/ids.js';
 import type { InferOptions } from '../../execution/types.js';
 import {
   Inbox, Outbox, errorFromWire, packRequest, packResponse, unpackBody, unpackResponse, wireContext, wireError,
-  type Envelope, type ToCore, type ToIo,
+  type Envelope, type SlabSource, type ToCore, type ToIo,
 } from './wire.js';
 
 const faultInjection = process.env.UMBRA_FAULT_INJECTION === '1';
 
 interface Waiting {
-  settle(msg: ToIo, slab: ArrayBuffer | undefined): void;
+  settle(msg: ToIo, slab: SlabSource): void;
 }
 
 /** The I/O thread's end of the data channel: numbered requests out, their answers in. */
@@ -31,14 +31,16 @@ export class CoreLink {
 
   constructor(private readonly port: MessagePort) {
     // After the poll phase that read this turn's requests: one message for all of them.
-    this.outbox = new Outbox<ToCore>((envelope, transfer) => port.postMessage(envelope, transfer), setImmediate);
+    // Large tensors a request owns go to the core's thread by transfer (src/owned-buffers.ts).
+    this.outbox = new Outbox<ToCore>((envelope, transfer) => port.postMessage(envelope, transfer), setImmediate, true);
     const inbox = new Inbox<ToIo>();
     port.on('message', (envelope: Envelope<ToIo>) => {
+      const source = Outbox.source(envelope);
       for (const msg of inbox.open(envelope)) {
         const w = this.waiting.get(msg.id);
         if (!w) continue;
         this.waiting.delete(msg.id);
-        w.settle(msg, envelope.slab);
+        w.settle(msg, source);
       }
     });
   }
@@ -136,14 +138,14 @@ export class RemoteFront implements InferenceFront {
       const slab = this.link.outbox.slab;
       this.link.outbox.push({ t: 'event', event: {
         model, version: target.version, role: target.role, outcome: 'success', context,
-        request: packRequest(request, slab), response: packResponse(result.response, slab), timing: result.timing, durationMs: performance.now() - startedAt,
+        request: packRequest(request, slab, true), response: packResponse(result.response, slab), timing: result.timing, durationMs: performance.now() - startedAt,
       } });
       return { response: withClassification(request, result.response, executor.signature), timing: result.timing, binaryOutputs: binaryOutputsFor(request) };
     }, (err: unknown) => {
       const slab = this.link.outbox.slab;
       this.link.outbox.push({ t: 'event', event: {
         model, version: target.version, role: target.role, outcome: outcomeOf(err), context,
-        request: packRequest(request, slab), error: wireError(err), durationMs: performance.now() - startedAt,
+        request: packRequest(request, slab, true), error: wireError(err), durationMs: performance.now() - startedAt,
       } });
       throw err;
     });
@@ -169,7 +171,7 @@ export class RemoteFront implements InferenceFront {
     let request = parsed;
     return new Promise<BodyInferResult>((resolve, reject) => {
       const context = wireContext(options.context, this.catalog.current.headers);
-      const settle = (msg: ToIo, slab: ArrayBuffer | undefined): void => {
+      const settle = (msg: ToIo, slab: SlabSource): void => {
         if (msg.t === 'ok') {
           const binaryOutputs = request ? binaryOutputsFor(request) : (msg.binaryOutputs ?? 'none');
           resolve({ response: unpackResponse(msg.response, slab), timing: msg.timing, binaryOutputs });

@@ -17,7 +17,7 @@ import type { IoThreadData } from './io-thread.js';
 import {
   Inbox, Outbox, errorFromWire, packResponse, sumQueues, unpackBody, unpackRequest, unpackResponse, wireError,
   type QueueCounts,
-  type Control, type ControlReply, type Envelope, type PackedEvent, type ToCore, type ToIo, type WireContext,
+  type Control, type ControlReply, type Envelope, type PackedEvent, type SlabSource, type ToCore, type ToIo, type WireContext,
 } from './wire.js';
 
 export interface IoHubOptions {
@@ -233,7 +233,7 @@ export class IoHub extends EventEmitter {
   }
 
   private serve(thread: IoThread, envelope: Envelope<ToCore>): void {
-    const slab = envelope.slab;
+    const slab = Outbox.source(envelope);
     for (const msg of thread.inbox.open(envelope)) {
       // Requests handed over, and requests the thread answered itself (their events).
       if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event') thread.requests += 1;
@@ -274,7 +274,7 @@ export class IoHub extends EventEmitter {
     thread.outbox.push(err instanceof SignatureChanged ? { t: 'retry', id } : { t: 'err', id, error: wireError(err) });
   }
 
-  private infer(thread: IoThread, msg: Extract<ToCore, { t: 'infer' }>, slab: ArrayBuffer | undefined): void {
+  private infer(thread: IoThread, msg: Extract<ToCore, { t: 'infer' }>, slab: SlabSource): void {
     const signal = this.track(thread, msg.id);
     const fp = msg.fp;
     const options: Parameters<Umbra['infer']>[3] = { context: contextOf(msg.context), signal, accepts: (sig) => signatureFingerprint(sig) === fp };
@@ -285,7 +285,7 @@ export class IoHub extends EventEmitter {
     }, (err: unknown) => this.fail(thread, msg.id, err));
   }
 
-  private inferBody(thread: IoThread, msg: Extract<ToCore, { t: 'body' }>, slab: ArrayBuffer | undefined): void {
+  private inferBody(thread: IoThread, msg: Extract<ToCore, { t: 'body' }>, slab: SlabSource): void {
     const signal = this.track(thread, msg.id);
     const options: Parameters<Umbra['inferBody']>[4] = { context: contextOf(msg.context), signal };
     if (msg.receivedAt !== undefined) options.receivedAt = msg.receivedAt;
@@ -295,7 +295,7 @@ export class IoHub extends EventEmitter {
     }, (err: unknown) => this.fail(thread, msg.id, err));
   }
 
-  private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: ArrayBuffer | undefined): void {
+  private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: SlabSource): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
     if (msg.remoteAddress !== undefined) req.remoteAddress = msg.remoteAddress;
     const before = this.generation;
@@ -382,7 +382,7 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-function eventFromWire(e: PackedEvent, slab: ArrayBuffer | undefined): InferEvent {
+function eventFromWire(e: PackedEvent, slab: SlabSource): InferEvent {
   const event: InferEvent = { model: e.model, version: e.version, role: e.role, outcome: e.outcome, context: contextOf(e.context), durationMs: e.durationMs };
   if (e.request) event.request = unpackRequest(e.request, slab);
   if (e.response) event.response = unpackResponse(e.response, slab);

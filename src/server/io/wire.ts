@@ -4,6 +4,7 @@
 // (an ArrayBuffer that is transferred, not cloned). A hop then costs one postMessage per turn, not
 // one per request, and no tensor's whole backing buffer is cloned (a tensor split from a batch is
 // a view of the batch's outputs; cloning a view would clone every row of the batch).
+import { MOVE_MIN_BYTES, takeOwned } from '../../owned-buffers.js';
 import type { SharedRegion } from '../../protocol/shared-memory.js';
 import type { QueueCounts } from '../../scheduler/options.js';
 import type { ErrorCode } from '../../errors.js';
@@ -22,9 +23,19 @@ export interface PackedTensor {
   datatype: Tensor['datatype'];
   shape: number[];
   parameters?: Record<string, unknown>;
+  /** Byte offset in the slab, or in the moved buffer. */
   at: number;
   length: number;
   strings?: string[];
+  /** Index of the envelope's moved buffer holding the data (transferred, not copied). */
+  moved?: number;
+}
+
+/** Where a message's tensors are: the turn's slab, and the buffers moved with it. */
+export type SlabSource = ArrayBuffer | { slab: ArrayBuffer | undefined; moved: ArrayBuffer[] } | undefined;
+
+function slabOf(source: SlabSource): ArrayBuffer | undefined {
+  return source instanceof ArrayBuffer || source === undefined ? source : source.slab;
 }
 
 export interface PackedRequest {
@@ -121,6 +132,8 @@ export type ToIo =
 export interface Envelope<M> {
   turn: EncodedTurn;
   slab: ArrayBuffer | undefined;
+  /** Buffers that went by transfer (SlabWriter's moves), indexed by PackedTensor.moved. */
+  moved?: ArrayBuffer[];
   /** Only for the type: the kind of message inside. */
   readonly of?: M;
 }
@@ -178,13 +191,21 @@ export interface Catalog {
   sharedMemory?: SharedRegion[];
 }
 
-/** Copies tensors into one slab as messages are added; `finish` hands the slab over. */
+/**
+ * Copies tensors into one slab as messages are added; `finish` hands the slab over. Where moves
+ * are allowed (an I/O thread's side), a large tensor whose buffer the request owns
+ * (src/owned-buffers.ts) goes whole by transfer instead, in `takeMoved`.
+ */
 export class SlabWriter {
   private parts: Uint8Array[] = [];
   private offsets: number[] = [];
   private size = 0;
+  private moved: ArrayBuffer[] = [];
 
-  add(t: Tensor): PackedTensor {
+  constructor(private readonly allowMoves = false) {}
+
+  /** `answered`: the tensor's request has been answered (its event), so its body may move too. */
+  add(t: Tensor, answered = false): PackedTensor {
     const packed: PackedTensor = { name: t.name, datatype: t.datatype, shape: t.shape, at: 0, length: t.data.length };
     if (t.parameters !== undefined) packed.parameters = t.parameters;
     const data = t.data;
@@ -192,8 +213,25 @@ export class SlabWriter {
       packed.strings = data;
       return packed;
     }
+    if (this.allowMoves && data.byteLength >= MOVE_MIN_BYTES) {
+      const buffer = data.buffer;
+      const known = this.moved.indexOf(buffer as ArrayBuffer);
+      if (known >= 0 || takeOwned(buffer, answered)) {
+        packed.moved = known >= 0 ? known : this.moved.push(buffer as ArrayBuffer) - 1;
+        packed.at = data.byteOffset;
+        return packed;
+      }
+    }
     packed.at = this.addBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     return packed;
+  }
+
+  /** The buffers moved since the last call, for the turn's transfer list. */
+  takeMoved(): ArrayBuffer[] | undefined {
+    if (this.moved.length === 0) return undefined;
+    const moved = this.moved;
+    this.moved = [];
+    return moved;
   }
 
   /** Raw bytes (a body), as a UINT8 tensor. */
@@ -226,29 +264,32 @@ export class SlabWriter {
   }
 }
 
-export function unpackTensor(p: PackedTensor, slab: ArrayBuffer | undefined): Tensor {
+export function unpackTensor(p: PackedTensor, source: SlabSource): Tensor {
   let data: TensorData;
+  const from = p.moved !== undefined && source !== undefined && !(source instanceof ArrayBuffer) ? source.moved[p.moved] : slabOf(source);
   if (p.strings !== undefined) data = p.strings;
-  else if (p.length === 0 || slab === undefined) data = typedArrayView(p.datatype, new ArrayBuffer(0), 0, 0);
-  else data = typedArrayView(p.datatype, slab, p.at, p.length);
+  else if (p.length === 0 || from === undefined) data = typedArrayView(p.datatype, new ArrayBuffer(0), 0, 0);
+  else data = typedArrayView(p.datatype, from, p.at, p.length);
   const t: Tensor = { name: p.name, datatype: p.datatype, shape: p.shape, data };
   if (p.parameters !== undefined) t.parameters = p.parameters;
   return t;
 }
 
-export function unpackBody(p: PackedTensor, slab: ArrayBuffer | undefined): Uint8Array {
+export function unpackBody(p: PackedTensor, source: SlabSource): Uint8Array {
+  const slab = slabOf(source);
   return slab === undefined || p.length === 0 ? new Uint8Array(0) : new Uint8Array(slab, p.at, p.length);
 }
 
-export function packRequest(request: InferRequest, slab: SlabWriter): PackedRequest {
-  const packed: PackedRequest = { parameters: request.parameters, inputs: request.inputs.map((t) => slab.add(t)) };
+/** `answered`: the request has been answered (its event): its body's buffer may move rather than be copied. */
+export function packRequest(request: InferRequest, slab: SlabWriter, answered = false): PackedRequest {
+  const packed: PackedRequest = { parameters: request.parameters, inputs: request.inputs.map((t) => slab.add(t, answered)) };
   if (request.id !== undefined) packed.id = request.id;
   if (request.outputs !== undefined) packed.outputs = request.outputs;
   if (request.binaryDataOutput !== undefined) packed.binaryDataOutput = request.binaryDataOutput;
   return packed;
 }
 
-export function unpackRequest(p: PackedRequest, slab: ArrayBuffer | undefined): InferRequest {
+export function unpackRequest(p: PackedRequest, slab: SlabSource): InferRequest {
   const request: InferRequest = { parameters: p.parameters, inputs: p.inputs.map((t) => unpackTensor(t, slab)) };
   if (p.id !== undefined) request.id = p.id;
   if (p.outputs !== undefined) request.outputs = p.outputs;
@@ -263,7 +304,7 @@ export function packResponse(response: InferResponse, slab: SlabWriter): PackedR
   return packed;
 }
 
-export function unpackResponse(p: PackedResponse, slab: ArrayBuffer | undefined): InferResponse {
+export function unpackResponse(p: PackedResponse, slab: SlabSource): InferResponse {
   const response: InferResponse = { model_name: p.model_name, model_version: p.model_version, outputs: p.outputs.map((t) => unpackTensor(t, slab)) };
   if (p.id !== undefined) response.id = p.id;
   if (p.parameters !== undefined) response.parameters = p.parameters;
@@ -302,11 +343,19 @@ export function errorFromWire(e: WireError): Error {
  */
 export class Outbox<M> {
   private msgs: M[] = [];
-  readonly slab = new SlabWriter();
+  readonly slab: SlabWriter;
   private scheduled = false;
   private readonly encoder = new WireEncoder();
 
-  constructor(private readonly post: (envelope: Envelope<M>, transfer: ArrayBuffer[]) => void, private readonly schedule: (fn: () => void) => void) {}
+  /** `allowMoves`: large tensors the requests own go by transfer (an I/O thread's side only). */
+  constructor(private readonly post: (envelope: Envelope<M>, transfer: ArrayBuffer[]) => void, private readonly schedule: (fn: () => void) => void, allowMoves = false) {
+    this.slab = new SlabWriter(allowMoves);
+  }
+
+  /** Where the tensors of an envelope this link carried are. */
+  static source(envelope: Envelope<unknown>): SlabSource {
+    return envelope.moved ? { slab: envelope.slab, moved: envelope.moved } : envelope.slab;
+  }
 
   push(msg: M): void {
     this.msgs.push(msg);
@@ -322,9 +371,11 @@ export class Outbox<M> {
     const msgs = this.msgs;
     this.msgs = [];
     const slab = this.slab.finish();
+    const moved = this.slab.takeMoved();
     const turn = this.encoder.encode(msgs, jsonFaithful);
     const transfer: ArrayBuffer[] = slab ? [slab, turn.bytes] : [turn.bytes];
-    this.post({ turn, slab }, transfer);
+    if (moved) transfer.push(...moved);
+    this.post(moved ? { turn, slab, moved } : { turn, slab }, transfer);
   };
 }
 
