@@ -6,7 +6,7 @@
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { UmbraError } from '../errors.js';
-import { SharedMemoryTable, type SharedRegion } from '../protocol/shared-memory.js';
+import { readByteCount, SharedMemoryTable, type SharedRegion } from '../protocol/shared-memory.js';
 
 /** Where Linux keeps POSIX shared-memory objects (shm_open's names, without their slash). */
 export const SHM_DIR = '/dev/shm';
@@ -25,13 +25,6 @@ function invalidArgument(message: string): UmbraError {
   return new UmbraError('INVALID_ARGUMENT', message);
 }
 
-function readCount(value: unknown, what: string, min: number): number {
-  const n = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
-    throw invalidArgument(`expected an integer of at least ${min} for ${what} but received ${JSON.stringify(value) ?? String(value)}`);
-  }
-  return n;
-}
 
 export class SharedMemoryRegistry {
   /** The core thread's own table (the transports on this thread parse with it). */
@@ -74,8 +67,8 @@ export class SharedMemoryRegistry {
     if (typeof key !== 'string' || !/^\/?[^/\0]{1,255}$/.test(key) || key.replace(/^\//, '') === '.' || key.replace(/^\//, '') === '..') {
       throw invalidArgument(`expected a shared memory key as shm_open takes it (one "/" then a name, e.g. "/input0") for "key" but received ${JSON.stringify(key) ?? String(key)}`);
     }
-    const start = readCount(offset ?? 0, '"offset"', 0);
-    const size = readCount(byteSize, '"byte_size"', 1);
+    const start = readByteCount(offset ?? 0, '"offset"', 0, 'INVALID_ARGUMENT');
+    const size = readByteCount(byteSize, '"byte_size"', 1, 'INVALID_ARGUMENT');
     if (this.table.get(name) !== undefined) {
       throw new UmbraError('CONFLICT', `a system shared memory region named ${JSON.stringify(name)} is already registered: unregister it first`);
     }

@@ -27,11 +27,15 @@ export interface SharedRef {
   byteSize: number;
 }
 
-/** A non-negative integer parameter; gRPC's int64_param past 2^53 arrives as its decimal string. */
-function readSize(value: unknown, what: string): number {
+/**
+ * A byte count or offset of at least `min`, as a number or its decimal string (gRPC's int64_param
+ * past 2^53 arrives as one); `code` says whose mistake it is (a request's, or a register call's).
+ */
+export function readByteCount(value: unknown, what: string, min = 0, code: 'INVALID_INPUT' | 'INVALID_ARGUMENT' = 'INVALID_INPUT'): number {
   const n = typeof value === 'string' && /^\d{1,16}$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-    throw badInput(`expected a non-negative integer for ${what} but received ${JSON.stringify(value) ?? String(value)}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) {
+    const expected = min === 0 ? 'a non-negative integer' : `an integer of at least ${min}`;
+    throw new UmbraError(code, `expected ${expected} for ${what} but received ${JSON.stringify(value) ?? String(value)}`);
   }
   return n;
 }
@@ -51,8 +55,8 @@ export function readSharedRef(parameters: Record<string, unknown> | undefined, w
   }
   return {
     region,
-    byteSize: readSize(size, `${what} parameters.shared_memory_byte_size`),
-    offset: offset === undefined ? 0 : readSize(offset, `${what} parameters.shared_memory_offset`),
+    byteSize: readByteCount(size, `${what} parameters.shared_memory_byte_size`),
+    offset: offset === undefined ? 0 : readByteCount(offset, `${what} parameters.shared_memory_offset`),
   };
 }
 
