@@ -64,6 +64,13 @@ t.test('--response-compression: on or off (the default)', async (t) => {
   t.throws(() => resolveServeSettings({ repo: '/models', responseCompression: 'gzip' }, {}), /--response-compression: expected on or off but received "gzip"/);
 });
 
+t.test('--http-guard: on (the default) or off', async (t) => {
+  t.equal(resolveServeSettings({ repo: '/models', httpGuard: 'off' }, {}).httpGuard, false);
+  t.equal(resolveServeSettings({ repo: '/models' }, { UMBRA_HTTP_GUARD: 'on' }).httpGuard, true);
+  t.notOk('httpGuard' in resolveServeSettings({ repo: '/models' }, {}), 'unset: the server\'s default (on)');
+  t.throws(() => resolveServeSettings({ repo: '/models', httpGuard: 'yes' }, {}), /--http-guard: expected on or off but received "yes"/);
+});
+
 t.test('--core-reads: on, off or auto (the default), and what auto picks for a host', async (t) => {
   t.equal(resolveServeSettings({ repo: '/models', coreReads: 'on' }, {}).coreReads, true);
   t.equal(resolveServeSettings({ repo: '/models' }, { UMBRA_CORE_READS: 'off' }).coreReads, false);
@@ -123,6 +130,7 @@ for (const execution of ['worker', 'inline']) t.test(`SIGTERM under load (${exec
   const statuses = await Promise.all(requests);
   t.same(statuses.filter((s) => s !== 200), [], 'no in-flight request failed');
   t.equal(await exited, 0, 'exit code 0 after the drain');
+  t.match(out, /HTTP guard: on/, 'the start-up log says the HTTP guard is on');
   t.match(out, /SIGTERM: draining/);
   t.match(out, /drained, exiting/);
   agent.destroy();

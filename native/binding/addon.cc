@@ -70,6 +70,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   umbra_binding::register_kernels(env, exports);
   umbra_binding::register_prune(env, exports);
   umbra_binding::register_json(env, exports);
+  umbra_binding::register_transport_guard(env, exports);
   umbra_binding::RegisterCuda(env, exports);
   return exports;
 }

@@ -123,5 +123,6 @@ inline Napi::Value queue(Napi::Env env, std::function<void()> work, std::functio
 void register_kernels(Napi::Env env, Napi::Object exports);
 void register_prune(Napi::Env env, Napi::Object exports);
 void register_json(Napi::Env env, Napi::Object exports);
+void register_transport_guard(Napi::Env env, Napi::Object exports);
 
 }  // namespace umbra_binding

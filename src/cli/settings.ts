@@ -41,6 +41,7 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'maxBodyBytes', flag: '--max-body-bytes', env: 'UMBRA_MAX_BODY_BYTES', kind: 'int', min: 1024 },
   { key: 'responseCompression', flag: '--response-compression', env: 'UMBRA_RESPONSE_COMPRESSION', kind: 'string' },
   { key: 'sharedMemory', flag: '--shared-memory', env: 'UMBRA_SHARED_MEMORY', kind: 'string' },
+  { key: 'httpGuard', flag: '--http-guard', env: 'UMBRA_HTTP_GUARD', kind: 'string' },
   { key: 'wsMaxPayloadBytes', flag: '--ws-max-payload-bytes', env: 'UMBRA_WS_MAX_PAYLOAD_BYTES', kind: 'int', min: 1024 },
   { key: 'wsIdleSeconds', flag: '--ws-idle-seconds', env: 'UMBRA_WS_IDLE_SECONDS', kind: 'int', min: 0, max: 960 },
   { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
@@ -134,15 +135,12 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (out.coreReads === 'auto') delete out.coreReads;
     else throw new UsageError(`--core-reads: expected on, off or auto but received ${JSON.stringify(out.coreReads)}`);
   }
-  if (out.responseCompression !== undefined) {
-    if (out.responseCompression === 'on') out.responseCompression = true;
-    else if (out.responseCompression === 'off') out.responseCompression = false;
-    else throw new UsageError(`--response-compression: expected on or off but received ${JSON.stringify(out.responseCompression)}`);
-  }
-  if (out.sharedMemory !== undefined) {
-    if (out.sharedMemory === 'on') out.sharedMemory = true;
-    else if (out.sharedMemory === 'off') out.sharedMemory = false;
-    else throw new UsageError(`--shared-memory: expected on or off but received ${JSON.stringify(out.sharedMemory)}`);
+  for (const [key, flag] of [['responseCompression', '--response-compression'], ['sharedMemory', '--shared-memory'], ['httpGuard', '--http-guard']] as const) {
+    const value = out[key];
+    if (value === undefined) continue;
+    if (value === 'on') out[key] = true;
+    else if (value === 'off') out[key] = false;
+    else throw new UsageError(`${flag}: expected on or off but received ${JSON.stringify(value)}`);
   }
   if (out.ui !== undefined) {
     if (out.ui === 'on') delete out.ui;

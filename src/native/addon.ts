@@ -167,6 +167,32 @@ export interface NativeBinding {
   cudaPlanRunAsync(plan: NativeCudaHandle, x: Float32Array, y: Float32Array, m: number): Promise<void>;
   cudaPlanStats(plan: NativeCudaHandle): NativeCudaPlanStats;
   cudaPlanRelease(plan: NativeCudaHandle): number;
+  // The HTTP transport guard (native/binding/transport_guard.cc); call through src/server/http-guard.ts.
+  guardTransport(): NativeTransportGuard;
+  transportGuardCounts(): NativeTransportGuardCounts;
+  /** The guard run over `chunks` as a socket's successive reads (then the end): what the reader is handed per read. */
+  streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true })[];
+}
+
+/** Whether the transport guard is in place, and if not, why. */
+export interface NativeTransportGuard {
+  installed: boolean;
+  reason: string;
+  /** The uWebSockets.js module it guards. */
+  library: string;
+  /** The C library calls of that module it stands in for. */
+  hooked: string[];
+}
+
+export interface NativeTransportGuardCounts {
+  connections: number;
+  /** Request lines that arrived cut and were handed on whole (counted when their connection closes). */
+  requestLinesHeld: number;
+  textFramesHeld: number;
+  /** Text frames that were not UTF-8, answered with 1007. */
+  textFramesRefused: number;
+  /** The library's HTML error pages answered as JSON. */
+  errorPagesRewritten: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

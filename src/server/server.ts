@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { usableCores } from '../cores.js';
 import * as uws from 'uWebSockets.js';
+import { installHttpGuard, type HttpGuardStatus } from './http-guard.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
@@ -68,6 +69,12 @@ export interface ServerOptions extends UmbraOptions {
    * CLI's default is 8001).
    */
   grpcPort?: number | 'any';
+  /**
+   * The HTTP transport guard (src/server/http-guard.ts): request lines cut across TCP segments
+   * handed on whole, 1007 for WebSocket text frames that are not UTF-8, JSON for the transport's
+   * own error pages. Default true; once installed it stays for the whole process.
+   */
+  httpGuard?: boolean;
 }
 
 export const DEFAULTS = {
@@ -258,6 +265,8 @@ export class UmbraServer {
   readonly ioThreads: number;
   /** Whether the core's thread reads requests (always with one I/O thread). */
   readonly coreReads: boolean;
+  /** The HTTP transport guard's state in this process (`httpGuard`). */
+  readonly httpGuard: HttpGuardStatus;
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -273,6 +282,7 @@ export class UmbraServer {
     this.monitor = composed.monitor;
     this.lookup = composed.lookup;
     this.ops = composed.ops;
+    this.httpGuard = installHttpGuard(options.httpGuard ?? true);
     if (transport instanceof LocalTransport) {
       this.streams = transport.streams;
       this.events = transport.streams;
@@ -320,6 +330,8 @@ export class UmbraServer {
     const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     const http: HttpOptions = { maxBodyBytes, responseCompression: options.responseCompression ?? false };
     const stream = streamOptions(options);
+    // Before any listener opens: the guard follows each connection from its first byte.
+    installHttpGuard(options.httpGuard ?? true);
     let transport: LocalTransport | IoHub | SharedPortTransport | undefined;
     let grpc: GrpcServer | undefined;
     try {

@@ -107,3 +107,47 @@ export function requestBytes(method: string, path: string, headers: [string, str
   const head = `${method} ${path} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), typeof body === 'string' ? Buffer.from(body) : body]);
 }
+
+/**
+ * One connection, requests one after another: each request's parts are written (with `gapMs`
+ * between them, so the server reads them separately), then its answer is awaited before the next
+ * request starts. Resolves with the answers so far when the server closes or `limitMs` passes.
+ */
+export function rawSequence(port: number, requests: Buffer[][], options: { gapMs?: number; limitMs?: number } = {}): Promise<RawResponse[]> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    let data = Buffer.alloc(0);
+    let settled = false;
+    let waiting: (() => void) | undefined;
+    const answers = () => parseResponses(data).responses;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(limit);
+      socket.destroy();
+      waiting?.();
+      resolve(answers());
+    };
+    const limit = setTimeout(finish, options.limitMs ?? 10_000);
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      waiting?.();
+    });
+    socket.on('end', finish);
+    socket.on('error', finish);
+    socket.on('connect', async () => {
+      for (let i = 0; i < requests.length; i++) {
+        const parts = requests[i]!;
+        for (let p = 0; p < parts.length; p++) {
+          if (p > 0 && options.gapMs) await new Promise((r) => setTimeout(r, options.gapMs));
+          if (settled) return;
+          socket.write(parts[p]!);
+        }
+        while (!settled && answers().length <= i) await new Promise<void>((r) => { waiting = r; });
+        waiting = undefined;
+      }
+      finish();
+    });
+  });
+}

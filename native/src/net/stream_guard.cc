@@ -1,0 +1,460 @@
+#include "net/stream_guard.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace umbra::net {
+
+namespace {
+
+bool equals_ci(const uint8_t* p, size_t n, const char* word) {
+  const size_t w = std::strlen(word);
+  if (n != w) return false;
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t c = p[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<uint8_t>(c + ('a' - 'A'));
+    if (c != static_cast<uint8_t>(word[i])) return false;
+  }
+  return true;
+}
+
+bool is_space(uint8_t c) { return c == ' ' || c == '\t'; }
+
+}  // namespace
+
+bool Utf8Stream::byte(uint8_t b) {
+  if (need_ == 0) {
+    if (b < 0x80) return true;
+    lo_ = 0x80;
+    hi_ = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+      need_ = 1;
+    } else if (b == 0xE0) {
+      need_ = 2;
+      lo_ = 0xA0;  // no overlong three-byte forms
+    } else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) {
+      need_ = 2;
+    } else if (b == 0xED) {
+      need_ = 2;
+      hi_ = 0x9F;  // no surrogates
+    } else if (b == 0xF0) {
+      need_ = 3;
+      lo_ = 0x90;  // no overlong four-byte forms
+    } else if (b >= 0xF1 && b <= 0xF3) {
+      need_ = 3;
+    } else if (b == 0xF4) {
+      need_ = 3;
+      hi_ = 0x8F;  // nothing past U+10FFFF
+    } else {
+      return false;
+    }
+    return true;
+  }
+  if (b < lo_ || b > hi_) return false;
+  --need_;
+  lo_ = 0x80;
+  hi_ = 0xBF;
+  return true;
+}
+
+bool Utf8Stream::feed(const uint8_t* p, size_t n) {
+  static const uint8_t kNoKey[4] = {0, 0, 0, 0};
+  return feed_masked(p, n, kNoKey, 0);
+}
+
+bool Utf8Stream::feed_masked(const uint8_t* p, size_t n, const uint8_t key[4], size_t phase) {
+  if (!ok_) return false;
+  // The key as eight bytes for each starting phase: eight bytes move the phase by 0 mod 4.
+  uint64_t masks[4];
+  for (size_t r = 0; r < 4; ++r) {
+    uint8_t m[8];
+    for (size_t j = 0; j < 8; ++j) m[j] = key[(r + j) & 3];
+    std::memcpy(&masks[r], m, 8);
+  }
+  size_t k = 0;
+  while (k < n) {
+    if (need_ == 0 && n - k >= 8) {
+      uint64_t v;
+      std::memcpy(&v, p + k, 8);
+      v ^= masks[(phase + k) & 3];
+      if ((v & 0x8080808080808080ULL) == 0) {  // eight ASCII bytes
+        k += 8;
+        continue;
+      }
+    }
+    if (!byte(static_cast<uint8_t>(p[k] ^ key[(phase + k) & 3]))) {
+      ok_ = false;
+      return false;
+    }
+    ++k;
+  }
+  return true;
+}
+
+void StreamGuard::take_line(const uint8_t* p, size_t n) {
+  if (line_len_ < kLineKept) std::memcpy(line_ + line_len_, p, std::min(n, kLineKept - line_len_));
+  line_len_ += n;
+}
+
+void StreamGuard::header_line() {
+  const size_t n = line_len_;
+  line_len_ = 0;
+  const bool truncated = n > kLineKept;
+  size_t len = truncated ? kLineKept : n;
+  if (!truncated) {
+    if (len > 0 && line_[len - 1] == '\n') --len;
+    if (len > 0 && line_[len - 1] == '\r') --len;
+    if (len == 0) {
+      end_of_headers();
+      return;
+    }
+  }
+  if (is_space(line_[0])) {  // a folded line: the reader refuses it
+    bad_ = true;
+    return;
+  }
+  const uint8_t* colon = static_cast<const uint8_t*>(std::memchr(line_, ':', len));
+  if (colon == nullptr) return;
+  const size_t name_len = static_cast<size_t>(colon - line_);
+  const bool is_length = equals_ci(line_, name_len, "content-length");
+  const bool is_coding = equals_ci(line_, name_len, "transfer-encoding");
+  if (equals_ci(line_, name_len, "upgrade")) upgrade_ = true;
+  if (!is_length && !is_coding) return;
+  if (truncated) {  // a framing value the guard did not keep whole: not followed
+    bad_ = true;
+    return;
+  }
+  size_t a = name_len + 1, b = len;
+  while (a < b && is_space(line_[a])) ++a;
+  while (b > a && is_space(line_[b - 1])) --b;
+  if (is_length) {
+    // A second length, or one that is not a plain number: the server refuses the request on its
+    // headers (Umbra's 400, or the library's own).
+    if (content_length_ >= 0 || b == a || b - a > 18) {
+      refused_ = true;
+      return;
+    }
+    int64_t v = 0;
+    for (size_t i = a; i < b; ++i) {
+      if (line_[i] < '0' || line_[i] > '9') {
+        refused_ = true;
+        return;
+      }
+      v = v * 10 + (line_[i] - '0');
+    }
+    content_length_ = v;
+    return;
+  }
+  // A second coding, or one other than chunked alone: refused (400, 501) on the headers too.
+  if (coding_seen_ || !equals_ci(line_ + a, b - a, "chunked")) refused_ = true;
+  coding_seen_ = true;
+  chunked_ = true;
+}
+
+void StreamGuard::end_of_headers() {
+  header_bytes_ = 0;
+  if (refused_ || (coding_seen_ && content_length_ >= 0)) {
+    // Framing two readers could read differently: the reader gets the head alone, so the server
+    // refuses the request before anything that could be taken for a body or a next request is read.
+    phase_ = Phase::kDrop;
+  } else if (bad_) {
+    phase_ = Phase::kPass;
+  } else if (upgrade_) {
+    early_bytes_ = false;
+    phase_ = (content_length_ > 0 || coding_seen_) ? Phase::kPass : Phase::kAwaitUpgrade;
+  } else if (coding_seen_) {
+    phase_ = Phase::kChunkSize;
+  } else if (content_length_ > 0) {
+    remaining_ = static_cast<uint64_t>(content_length_);
+    phase_ = Phase::kBody;
+  } else {
+    phase_ = Phase::kRequestLine;
+  }
+}
+
+bool StreamGuard::chunk_size_line() {
+  const size_t n = line_len_;
+  line_len_ = 0;
+  if (n > kLineKept) return false;
+  size_t i = 0;
+  uint64_t size = 0;
+  while (i < n) {
+    const uint8_t c = line_[i];
+    int d = -1;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    if (d < 0) break;
+    if (i >= 15) return false;
+    size = size * 16 + static_cast<uint64_t>(d);
+    ++i;
+  }
+  if (i == 0) return false;
+  // What may follow the size: extensions, then CRLF (the reader checks them; only the size matters here).
+  if (i < n && line_[i] != ';' && line_[i] != '\r' && line_[i] != '\n' && !is_space(line_[i])) return false;
+  if (size == 0) {
+    phase_ = Phase::kTrailers;
+  } else {
+    remaining_ = size;
+    phase_ = Phase::kChunkData;
+  }
+  return true;
+}
+
+size_t StreamGuard::write_close_frame(uint8_t* buf, size_t at, size_t capacity) {
+  const size_t reason = std::strlen(kInvalidTextReason);
+  const size_t length = 2 + 4 + 2 + reason;
+  if (at > capacity || capacity - at < length) return 0;
+  uint8_t* p = buf + at;
+  p[0] = 0x88;                                      // FIN, close
+  p[1] = static_cast<uint8_t>(0x80 | (2 + reason));  // masked, as a client's frame must be
+  p[2] = p[3] = p[4] = p[5] = 0;                     // a zero key leaves the payload as written
+  p[6] = 1007 >> 8;
+  p[7] = 1007 & 0xFF;
+  std::memcpy(p + 8, kInvalidTextReason, reason);
+  return length;
+}
+
+void StreamGuard::upgrade_answered(bool switched) {
+  if (phase_ != Phase::kAwaitUpgrade) return;
+  if (!switched || early_bytes_) {
+    phase_ = Phase::kPass;
+    return;
+  }
+  phase_ = Phase::kFrameHeader;
+  hdr_len_ = 0;
+  in_message_ = false;
+  message_text_ = false;
+}
+
+GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capacity, size_t max_hold) {
+  GuardStep out;
+  if (phase_ == Phase::kEnded) {
+    out.end = true;
+    return out;
+  }
+  // Held bytes are the start of the unit still being read.
+  size_t hold = seen > 0 ? 0 : npos;
+  // Where the frame being read began in this buffer (0: in an earlier read).
+  size_t frame_start = 0;
+  size_t i = seen;
+  auto pass = [&]() {
+    phase_ = Phase::kPass;
+    hold = npos;
+  };
+  // A text frame whose payload is not UTF-8: hand on the client's close frame with 1007 in its
+  // place, and nothing after it. A frame already partly handed on cannot be taken back: the stream
+  // ends before its rest, as the reader would end it.
+  auto refuse = [&]() -> GuardStep {
+    ++frames_refused_;
+    phase_ = Phase::kEnded;
+    GuardStep r;
+    r.end = true;
+    if (streaming_ || hold == npos) {
+      r.deliver = frame_start;
+      return r;
+    }
+    const size_t written = write_close_frame(buf, hold, capacity);
+    r.deliver = hold + written;
+    return r;
+  };
+  // The frame's payload is all read: check the message's end, release what was held.
+  auto frame_done = [&]() -> bool {
+    if (checking_ && fin_ && !utf8_.complete()) return false;
+    if (checking_ && !streaming_ && hold == 0 && seen > 0) ++frames_held_;
+    hold = npos;
+    checking_ = false;
+    phase_ = Phase::kFrameHeader;
+    return true;
+  };
+
+  while (i < total) {
+    switch (phase_) {
+      case Phase::kPass:
+        hold = npos;
+        i = total;
+        break;
+      case Phase::kEnded:
+        i = total;
+        break;
+      case Phase::kDrop:
+        return out;  // nothing more is handed on; the server answers and closes
+      case Phase::kAwaitUpgrade:
+        early_bytes_ = true;
+        i = total;
+        break;
+      case Phase::kRequestLine: {
+        if (line_len_ == 0) {
+          const uint8_t c = buf[i];
+          if (c == '\r' || c == '\n') {  // empty lines between requests
+            ++i;
+            break;
+          }
+          if (c < 'A' || c > 'Z') {  // not a method: TLS, or bytes the reader refuses
+            pass();
+            break;
+          }
+          if (hold == npos) hold = i;
+        }
+        const void* nl = std::memchr(buf + i, '\n', total - i);
+        const size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
+        line_len_ += seg;
+        i += seg;
+        if (nl == nullptr) {
+          if (line_len_ > kMaxRequestLine || line_len_ > max_hold) pass();
+          break;
+        }
+        if (hold == 0 && seen > 0) ++lines_held_;
+        hold = npos;
+        line_len_ = 0;
+        header_bytes_ = 0;
+        content_length_ = -1;
+        chunked_ = coding_seen_ = upgrade_ = bad_ = refused_ = false;
+        phase_ = Phase::kHeaders;
+        break;
+      }
+      case Phase::kHeaders:
+      case Phase::kTrailers:
+      case Phase::kChunkSize: {
+        const void* nl = std::memchr(buf + i, '\n', total - i);
+        const size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
+        header_bytes_ += seg;
+        take_line(buf + i, seg);
+        i += seg;
+        if (header_bytes_ > kMaxHeaderBytes) {
+          pass();
+          break;
+        }
+        if (nl == nullptr) break;
+        if (phase_ == Phase::kHeaders) {
+          header_line();
+          if (phase_ == Phase::kDrop) {
+            out.deliver = i;  // the head; what follows it is never handed on
+            return out;
+          }
+        } else if (phase_ == Phase::kTrailers) {
+          const size_t n = line_len_;
+          line_len_ = 0;
+          if (n == 1 || (n == 2 && line_[0] == '\r')) {
+            header_bytes_ = 0;
+            phase_ = Phase::kRequestLine;
+          }
+        } else if (!chunk_size_line()) {
+          pass();
+        } else {
+          header_bytes_ = 0;
+        }
+        break;
+      }
+      case Phase::kBody:
+      case Phase::kChunkData: {
+        const uint64_t n = std::min<uint64_t>(remaining_, total - i);
+        remaining_ -= n;
+        i += static_cast<size_t>(n);
+        if (remaining_ == 0) {
+          if (phase_ == Phase::kBody) {
+            phase_ = Phase::kRequestLine;
+          } else {
+            phase_ = Phase::kChunkEnd;
+            chunk_end_seen_ = 0;
+          }
+        }
+        break;
+      }
+      case Phase::kChunkEnd: {
+        const uint8_t c = buf[i++];
+        if (chunk_end_seen_ == 0 && c == '\r') {
+          chunk_end_seen_ = 1;
+        } else if (chunk_end_seen_ == 1 && c == '\n') {
+          phase_ = Phase::kChunkSize;
+        } else {
+          pass();
+        }
+        break;
+      }
+      case Phase::kFrameHeader: {
+        if (hdr_len_ == 0) {
+          frame_start = i;
+          if (hold == npos) hold = i;  // a header cut between reads is held until whole
+        }
+        size_t need = 2;
+        while (i < total) {
+          hdr_[hdr_len_++] = buf[i++];
+          if (hdr_len_ >= 2) {
+            const uint8_t len7 = hdr_[1] & 0x7F;
+            need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((hdr_[1] & 0x80) ? 4 : 0);
+          }
+          if (hdr_len_ >= need) break;
+        }
+        if (hdr_len_ < need) break;
+        size_t h = 0;
+        if (!frame_header(frame_start, max_hold, &h)) {
+          pass();
+          break;
+        }
+        if (h == npos) hold = npos;
+        if (phase_ == Phase::kFramePayload && payload_left_ == 0 && !frame_done()) return refuse();
+        break;
+      }
+      case Phase::kFramePayload: {
+        const uint64_t n = std::min<uint64_t>(payload_left_, total - i);
+        if (checking_ && !utf8_.feed_masked(buf + i, static_cast<size_t>(n), key_, static_cast<size_t>(payload_done_ & 3))) {
+          return refuse();
+        }
+        payload_done_ += n;
+        payload_left_ -= n;
+        i += static_cast<size_t>(n);
+        if (payload_left_ == 0 && !frame_done()) return refuse();
+        break;
+      }
+    }
+  }
+  out.deliver = hold == npos ? total : hold;
+  out.hold = total - out.deliver;
+  return out;
+}
+
+bool StreamGuard::frame_header(size_t frame_start, size_t max_hold, size_t* hold) {
+  const size_t header = hdr_len_;
+  hdr_len_ = 0;
+  const uint8_t b0 = hdr_[0], b1 = hdr_[1];
+  const bool masked = (b1 & 0x80) != 0;
+  const bool rsv1 = (b0 & 0x40) != 0;
+  const uint8_t opcode = b0 & 0x0F;
+  if (!masked || (b0 & 0x30) != 0) return false;  // the reader closes on these itself
+  uint64_t length = b1 & 0x7F;
+  if (length == 126) {
+    length = (static_cast<uint64_t>(hdr_[2]) << 8) | hdr_[3];
+  } else if (length == 127) {
+    length = 0;
+    for (int k = 0; k < 8; ++k) length = (length << 8) | hdr_[2 + k];
+    if (length >> 62) return false;
+  }
+  fin_ = (b0 & 0x80) != 0;
+  if (opcode >= 8) {
+    if (!fin_ || length > 125 || opcode > 10) return false;
+    checking_ = false;
+  } else if (opcode == 1 || opcode == 2) {
+    if (in_message_) return false;
+    message_text_ = opcode == 1 && !rsv1;  // a compressed message is checked by the reader once inflated
+    in_message_ = !fin_;
+    utf8_.reset();
+    checking_ = message_text_;
+  } else if (opcode == 0) {
+    if (!in_message_ || rsv1) return false;
+    in_message_ = !fin_;
+    checking_ = message_text_;
+  } else {
+    return false;
+  }
+  std::memcpy(key_, hdr_ + header - 4, 4);
+  payload_left_ = length;
+  payload_done_ = 0;
+  streaming_ = checking_ && (length > max_hold || header + length > max_hold);
+  // Only a text frame small enough to hold is held; everything else goes on as it comes.
+  *hold = (checking_ && !streaming_) ? frame_start : static_cast<size_t>(-1);
+  phase_ = Phase::kFramePayload;
+  return true;
+}
+
+}  // namespace umbra::net

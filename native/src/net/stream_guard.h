@@ -1,0 +1,194 @@
+// Follows what a client sends on one connection (HTTP/1.1 requests, then WebSocket frames once the
+// server has accepted an upgrade) so that the transport's reader is only ever handed:
+//  - a request line whole, never cut inside (the bundled uWebSockets.js answers 505 to a request
+//    line cut after the method's space or anywhere from the space before the version to its LF);
+//  - a text frame whose payload is UTF-8 (it drops a connection that sends one that is not,
+//    without a close frame). A text frame that is not is handed on as a close frame from the
+//    client with code 1007 instead, which the library answers with the same code and reason.
+// Bytes are held back (never reordered, never dropped while the stream is valid) until the unit
+// they belong to is whole. A request whose framing headers two readers could read differently
+// (two Content-Length values, Content-Length with Transfer-Encoding, ...) is handed on up to the
+// end of its headers and nothing after it: the server refuses it on its headers (400) and closes,
+// and no byte that one reader would take for a body and another for a request is ever read. What
+// the guard cannot follow exactly (TLS, a folded header line, bytes sent before an upgrade was
+// answered) it stops following and passes on as is.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace umbra::net {
+
+// Checks UTF-8 a piece at a time: a sequence may be cut between pieces.
+class Utf8Stream {
+ public:
+  // False once the bytes so far cannot be UTF-8 (stays false until reset).
+  bool feed(const uint8_t* p, size_t n);
+  // Unmasks with the WebSocket key (`phase` = bytes of the payload before `p`, mod 4) while checking.
+  bool feed_masked(const uint8_t* p, size_t n, const uint8_t key[4], size_t phase);
+  // True when no sequence is left open.
+  bool complete() const { return need_ == 0 && ok_; }
+  bool ok() const { return ok_; }
+  void reset() {
+    need_ = 0;
+    lo_ = 0x80;
+    hi_ = 0xBF;
+    ok_ = true;
+  }
+
+ private:
+  bool byte(uint8_t b);
+  uint8_t need_ = 0, lo_ = 0x80, hi_ = 0xBF;
+  bool ok_ = true;
+};
+
+// What to do with a buffer after a step.
+struct GuardStep {
+  // Bytes from the buffer's start to hand to the reader now (the buffer may have been rewritten).
+  size_t deliver = 0;
+  // Bytes after those to keep for the next read: a unit not yet whole.
+  size_t hold = 0;
+  // The connection ends after `deliver`: report end of stream on the next read.
+  bool end = false;
+};
+
+class StreamGuard {
+ public:
+  // A request line longer than this is handed on as it comes (the reader refuses it).
+  static constexpr size_t kMaxRequestLine = 16 * 1024;
+  // Request headers beyond this are not followed (the reader refuses them long before).
+  static constexpr size_t kMaxHeaderBytes = 64 * 1024;
+  // The reason the client's 1007 close frame carries (and the library echoes).
+  static constexpr const char* kInvalidTextReason = "a text frame's payload is not valid UTF-8";
+
+  // `buf[0, seen)` are bytes held from the last step, `buf[seen, total)` new ones; `capacity` is
+  // the buffer's size (a replacement close frame is written in it); `max_hold` bounds what is held.
+  GuardStep step(uint8_t* buf, size_t seen, size_t total, size_t capacity, size_t max_hold);
+
+  // The server's answer to the upgrade request the guard is waiting on: 101 or anything else.
+  void upgrade_answered(bool switched);
+  bool awaiting_upgrade() const { return phase_ == Phase::kAwaitUpgrade; }
+  // Following no more (the rest is handed on as it comes).
+  bool passing() const { return phase_ == Phase::kPass; }
+  void stop() { phase_ = Phase::kPass; }
+
+  // How many request lines and text frames had to be held whole, and text frames refused.
+  uint64_t lines_held() const { return lines_held_; }
+  uint64_t frames_held() const { return frames_held_; }
+  uint64_t frames_refused() const { return frames_refused_; }
+
+ private:
+  enum class Phase : uint8_t {
+    kRequestLine,
+    kHeaders,
+    kBody,
+    kChunkSize,
+    kChunkData,
+    kChunkEnd,
+    kTrailers,
+    kAwaitUpgrade,
+    kFrameHeader,
+    kFramePayload,
+    kPass,
+    kDrop,
+    kEnded,
+  };
+
+  // Appends [p, p+n) to the line being read (kept up to kLineKept bytes).
+  void take_line(const uint8_t* p, size_t n);
+  void header_line();
+  void end_of_headers();
+  bool chunk_size_line();
+  // Parses the frame header in hdr_ once whole; false when the stream stops being followed.
+  bool frame_header(size_t frame_start, size_t max_hold, size_t* hold);
+  // Writes the client's 1007 close frame at buf+at; its length, or 0 where it does not fit.
+  static size_t write_close_frame(uint8_t* buf, size_t at, size_t capacity);
+
+  static constexpr size_t kLineKept = 256;
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  Phase phase_ = Phase::kRequestLine;
+  // HTTP: the line being read.
+  uint8_t line_[kLineKept];
+  size_t line_len_ = 0;
+  size_t header_bytes_ = 0;
+  int64_t content_length_ = -1;
+  bool chunked_ = false, coding_seen_ = false, upgrade_ = false;
+  // The request's framing cannot be followed (the reader refuses or closes on it): pass it on.
+  bool bad_ = false;
+  // Its framing is refused on its headers (two lengths, a length that is not a number, a coding
+  // other than chunked alone, a length and a coding): the head alone goes on, nothing after it.
+  bool refused_ = false;
+  uint64_t remaining_ = 0;
+  uint8_t chunk_end_seen_ = 0;
+  // Bytes that arrived after an upgrade request before its answer: frames cannot be followed.
+  bool early_bytes_ = false;
+  // WebSocket: the frame header being read, the frame, and the message it belongs to.
+  uint8_t hdr_[14];
+  uint8_t hdr_len_ = 0;
+  uint8_t key_[4];
+  uint64_t payload_left_ = 0;
+  uint64_t payload_done_ = 0;
+  bool fin_ = false;
+  bool checking_ = false;   // this frame's payload is text being checked
+  bool streaming_ = false;  // ... and too large to hold: handed on as it is checked
+  bool in_message_ = false;
+  bool message_text_ = false;
+  Utf8Stream utf8_;
+  uint64_t lines_held_ = 0, frames_held_ = 0, frames_refused_ = 0;
+};
+
+// One connection's reads through a guard: what recv() hands the reader in place of the socket's
+// bytes. `source(dst, cap)` reads like recv (bytes, 0 at the end, -1 with errno set).
+class GuardedReader {
+ public:
+  // The most a unit may hold; a text frame over it is checked as it goes on instead.
+  static constexpr size_t kMaxHold = 256 * 1024;
+
+  template <typename Source>
+  long read(uint8_t* buf, size_t len, Source&& source) {
+    if (ended_) return 0;
+    const size_t seen = held_.size();
+    if (seen >= len) {  // a reader with a smaller buffer than ever held: stop following
+      guard_.stop();
+      std::memcpy(buf, held_.data(), len);
+      held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(len));
+      return static_cast<long>(len);
+    }
+    if (seen > 0) std::memcpy(buf, held_.data(), seen);
+    const long n = source(buf + seen, len - seen);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) held_.clear();
+      return n;
+    }
+    if (n == 0) {  // the client ended: what was held goes on, then the end
+      if (seen == 0) return 0;
+      held_.clear();
+      guard_.stop();
+      return static_cast<long>(seen);
+    }
+    const GuardStep s = guard_.step(buf, seen, seen + static_cast<size_t>(n), len, std::min(kMaxHold, len / 2));
+    held_.assign(buf + s.deliver, buf + s.deliver + s.hold);
+    if (s.end) ended_ = true;
+    if (s.deliver == 0) {
+      if (s.end) return 0;
+      errno = EAGAIN;  // nothing whole yet: the reader waits for the socket again
+      return -1;
+    }
+    return static_cast<long>(s.deliver);
+  }
+
+  StreamGuard& guard() { return guard_; }
+  size_t held() const { return held_.size(); }
+
+ private:
+  StreamGuard guard_;
+  std::vector<uint8_t> held_;
+  bool ended_ = false;
+};
+
+}  // namespace umbra::net

@@ -1,0 +1,39 @@
+// The HTTP transport guard: Umbra's own reading of what clients send, between the socket and the
+// bundled uWebSockets.js (native/binding/transport_guard.cc, native/src/net/stream_guard.h). With
+// it, a request line cut across TCP segments is handed to the library whole (it answers 505 to
+// some cuts), a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
+// connection without a close frame), and the library's own error pages (400, 431, 505) are
+// answered as `{"error": ...}` JSON. It is installed once per process, for every uWebSockets.js
+// app in it, and cannot be taken out again.
+import { native, type NativeTransportGuard, type NativeTransportGuardCounts } from '../native/addon.js';
+
+export type HttpGuardStatus = NativeTransportGuard & { enabled: boolean };
+
+let installed: HttpGuardStatus | undefined;
+
+/**
+ * Installs the guard unless `enabled` is false (then reports it off; a guard that an earlier
+ * server in the process installed stays in place). Never throws: where the guard cannot be
+ * installed, the status says why and the library runs as shipped.
+ */
+export function installHttpGuard(enabled = true): HttpGuardStatus {
+  if (installed?.installed) return installed;
+  if (!enabled) return { enabled: false, installed: false, reason: 'turned off (--http-guard off)', library: '', hooked: [] };
+  try {
+    installed = { enabled: true, ...native().guardTransport() };
+  } catch (err) {
+    installed = { enabled: true, installed: false, reason: (err as Error).message, library: '', hooked: [] };
+  }
+  return installed;
+}
+
+/** What the guard has done in this process. */
+export function httpGuardCounts(): NativeTransportGuardCounts {
+  return native().transportGuardCounts();
+}
+
+/** One line for the start-up log. */
+export function describeHttpGuard(status: HttpGuardStatus): string {
+  if (status.installed) return 'HTTP guard: on (cut request lines handed on whole, 1007 for text frames that are not UTF-8, JSON for the transport\'s own errors)';
+  return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, and the transport's own errors are HTML (README "The HTTP guard")`;
+}
