@@ -243,7 +243,7 @@ function raw(port, parts, gapMs = 3) {
 
 /** Hostile traffic beside the overload; counts what Umbra answered that it should not have. */
 async function hostile(port, untilMs) {
-  const counts = { raw: 0, splits: 0, framing: 0, ws: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
+  const counts = { raw: 0, splits: 0, framing: 0, ws: 0, wsNotUtf8: 0, wsNotUtf8Not1007: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
   const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(7) }] });
   const valid = `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
   const reference = JSON.parse((await infer(port, body)).body).outputs[0].data;
@@ -267,9 +267,8 @@ async function hostile(port, untilMs) {
       judge(await raw(port, [b]));
       counts.raw += 1;
     } else if (kind === 1) {
-      // Split after the request line (the library refuses some splits inside it: see the README).
-      const line = valid.indexOf('\r\n') + 2;
-      const at = line + pick(valid.length - line);
+      // Split anywhere, inside the request line too (the HTTP guard hands the library a cut line whole).
+      const at = 1 + pick(valid.length - 1);
       const text = await raw(port, [valid.slice(0, at), valid.slice(at)]);
       judge(text);
       const answer = /\r\n\r\n(\{.*\})$/s.exec(text)?.[1];
@@ -287,11 +286,24 @@ async function hostile(port, untilMs) {
     } else if (kind === 3) {
       await new Promise((resolve) => {
         const ws = new WebSocket(`ws://127.0.0.1:${port}/v2/models/mlp/stream`);
-        const end = () => { ws.terminate(); resolve(); };
-        ws.on('open', () => ws.send(['{"inputs": [', '[1]', Buffer.from([0xff, 0xff, 0, 0, 1])][pick(3)]));
-        ws.on('close', end);
-        ws.on('error', end);
-        setTimeout(end, 2000);
+        const which = pick(4);
+        let done = false;
+        // The fourth: a text frame that is not UTF-8, which must close with 1007 (an error or no
+        // close within the 2 s counts against it).
+        const end = (code) => {
+          if (done) return;
+          done = true;
+          if (which === 3) {
+            counts.wsNotUtf8 += 1;
+            if (code !== 1007) counts.wsNotUtf8Not1007 += 1;
+          }
+          ws.terminate();
+          resolve();
+        };
+        ws.on('open', () => ws.send(['{"inputs": [', '[1]', Buffer.from([0xff, 0xff, 0, 0, 1]), Buffer.from([0x7b, 0xff, 0x7d])][which], { binary: which === 2 }));
+        ws.on('close', (code) => end(code));
+        ws.on('error', () => end(0));
+        setTimeout(() => end(0), 2000);
       });
       counts.ws += 1;
     } else {

@@ -8,7 +8,8 @@
 // Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2,2:off] [--rounds 5] [--seconds 4]
 //        [--concurrency 64,1] [--generator wrk|perf] [--ceiling-work US] [--out bench/results-io-threads.json]
 // An --io setting may end in :on or :off, the server's --core-reads (whether the core's thread is
-// one of the threads that read); without one the server picks for the host.
+// one of the threads that read); without one the server picks for the host. A further suffix
+// -unguarded serves it with --http-guard off (the transport guard's cost: --io=2,2-unguarded).
 // --ceiling-work adds the host's ceiling for threads: bench/peers/uws-threads.mjs with as many
 // threads as each --io setting, no hop, spending US µs of CPU per request (wrk only).
 // --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
@@ -40,13 +41,15 @@ const model = args.model ?? 'digits';
 // A setting may name --core-reads after a colon (2:on, 2:off); without one the server picks (auto).
 const ioSettings = (args.io ?? '1,2').split(',');
 for (const io of ioSettings) {
-  if (!/^\d+(:(on|off))?$/.test(io)) {
-    process.stderr.write(`io-threads: --io takes thread counts, each with an optional :on or :off for --core-reads (e.g. 1,2:off,2:on), not ${io}\n`);
+  if (!/^\d+(:(on|off))?(-unguarded)?$/.test(io)) {
+    process.stderr.write(`io-threads: --io takes thread counts, each with an optional :on or :off for --core-reads and -unguarded for --http-guard off (e.g. 1,2:off,2:on,2-unguarded), not ${io}\n`);
     process.exit(2);
   }
 }
-const ioThreadsOf = (io) => Number(io.split(':')[0]);
-const ioLabel = (io) => (io.includes(':') ? `${ioThreadsOf(io)} --core-reads ${io.split(':')[1]}` : io);
+const ioThreadsOf = (io) => Number(/^\d+/.exec(io)[0]);
+const coreReadsOf = (io) => /:(on|off)/.exec(io)?.[1];
+const unguarded = (io) => io.endsWith('-unguarded');
+const ioLabel = (io) => `${ioThreadsOf(io)}${coreReadsOf(io) ? ` --core-reads ${coreReadsOf(io)}` : ''}${unguarded(io) ? ' --http-guard off' : ''}`;
 const rounds = Number(args.rounds ?? 5);
 const seconds = Number(args.seconds ?? 4);
 const concurrencies = (args.concurrency ?? '64,1').split(',').map(Number);
@@ -131,8 +134,9 @@ async function waitReady(url, child) {
 
 async function startUmbra(io) {
   const port = await freePort();
-  const core = io.includes(':') ? ['--core-reads', io.split(':')[1]] : [];
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(ioThreadsOf(io)), ...core, '--log-db', `sqlite:${join(work, `log-${io.replace(':', '-')}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const core = coreReadsOf(io) ? ['--core-reads', coreReadsOf(io)] : [];
+  const guard = unguarded(io) ? ['--http-guard', 'off'] : [];
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(ioThreadsOf(io)), ...core, ...guard, '--log-db', `sqlite:${join(work, `log-${io.replace(':', '-')}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child);
