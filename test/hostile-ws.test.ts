@@ -3,6 +3,7 @@
 // server and every other connection keep answering exactly.
 import t from 'tap';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
@@ -150,4 +151,32 @@ t.test('seeded fuzz of mutated frames: each connection ends or answers, the serv
   const ws = await open();
   t.ok(await roundTrip(ws, 'after-fuzz'), 'a valid request after the fuzz answers exactly');
   ws.close();
+});
+
+t.test('what the HTTP guard does shows on /metrics', async (t) => {
+  const monitored = await startTestServer(t, { repository: repo.dir });
+  const port = monitored.server.port;
+  const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const count = (text: string, event: string) => Number(new RegExp(`^umbra_http_guard_events_total\\{event="${event}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN);
+  const before = await scrape();
+  t.match(before, /^umbra_http_guard_installed 1$/m, 'umbra_http_guard_installed 1');
+  // An HTTP/1.0 request: the library's own 505, answered as JSON.
+  await new Promise<void>((resolve) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write('GET /v2/health/live HTTP/1.0\r\nHost: umbra\r\n\r\n'));
+    socket.on('data', () => undefined);
+    socket.on('close', () => resolve());
+    socket.on('error', () => resolve());
+  });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/v2/models/affine/stream`);
+  await once(ws, 'open');
+  const closed = once(ws, 'close');
+  rawFrame(ws, 0x1, Buffer.from([0x7b, 0xff, 0x7d]));
+  t.equal((await closed)[0], 1007, 'a text frame that is not UTF-8: 1007');
+  const after = await scrape();
+  for (const event of ['request_line_held', 'text_frame_held', 'text_frame_refused', 'error_page_json']) {
+    t.ok(count(after, event) >= count(before, event), `${event}: counted (${count(before, event)} -> ${count(after, event)})`);
+  }
+  // The counts are the process's: other tests' servers in it count too, never less.
+  t.ok(count(after, 'error_page_json') >= count(before, 'error_page_json') + 1, 'the 505 page answered as JSON is counted');
+  t.ok(count(after, 'text_frame_refused') >= count(before, 'text_frame_refused') + 1, 'the refused text frame is counted');
 });

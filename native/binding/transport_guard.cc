@@ -43,19 +43,36 @@ Counts counts;
 
 #if UMBRA_TRANSPORT_GUARD
 
-// One reader per accepted connection, by descriptor: a two-level table so that lookups take no
-// lock (a descriptor belongs to one event loop at a time; accept4 and close order its slot).
+// An accepted connection's reader, and what of its guard's counts is already in `counts`.
+struct Connection {
+  umbra::net::GuardedReader reader;
+  uint64_t lines = 0, frames = 0, refused = 0;
+
+  // Adds what the guard counted since the last call (three compares on a read that held nothing).
+  void publish() {
+    const auto& g = reader.guard();
+    if (g.lines_held() != lines) counts.lines_held.fetch_add(g.lines_held() - lines, std::memory_order_relaxed);
+    if (g.frames_held() != frames) counts.frames_held.fetch_add(g.frames_held() - frames, std::memory_order_relaxed);
+    if (g.frames_refused() != refused) counts.frames_refused.fetch_add(g.frames_refused() - refused, std::memory_order_relaxed);
+    lines = g.lines_held();
+    frames = g.frames_held();
+    refused = g.frames_refused();
+  }
+};
+
+// One connection per accepted descriptor: a two-level table so that lookups take no lock (a
+// descriptor belongs to one event loop at a time; accept4 and close order its slot).
 constexpr int kChunkBits = 12;
 constexpr int kChunks = 256;  // descriptors below 2^20 are followed
-std::atomic<std::atomic<umbra::net::GuardedReader*>*> table[kChunks];
+std::atomic<std::atomic<Connection*>*> table[kChunks];
 
-std::atomic<umbra::net::GuardedReader*>* slot(int fd, bool create) {
+std::atomic<Connection*>* slot(int fd, bool create) {
   if (fd < 0 || fd >= (kChunks << kChunkBits)) return nullptr;
   auto& chunk = table[fd >> kChunkBits];
   auto* c = chunk.load(std::memory_order_acquire);
   if (c == nullptr) {
     if (!create) return nullptr;
-    auto* fresh = new std::atomic<umbra::net::GuardedReader*>[1 << kChunkBits]();
+    auto* fresh = new std::atomic<Connection*>[1 << kChunkBits]();
     if (chunk.compare_exchange_strong(c, fresh, std::memory_order_acq_rel)) {
       c = fresh;
     } else {
@@ -68,17 +85,10 @@ std::atomic<umbra::net::GuardedReader*>* slot(int fd, bool create) {
 void forget(int fd) {
   auto* s = slot(fd, false);
   if (s == nullptr) return;
-  auto* reader = s->exchange(nullptr, std::memory_order_acq_rel);
-  if (reader != nullptr) {
-    auto& g = reader->guard();
-    counts.lines_held.fetch_add(g.lines_held(), std::memory_order_relaxed);
-    counts.frames_held.fetch_add(g.frames_held(), std::memory_order_relaxed);
-    counts.frames_refused.fetch_add(g.frames_refused(), std::memory_order_relaxed);
-    delete reader;
-  }
+  delete s->exchange(nullptr, std::memory_order_acq_rel);
 }
 
-umbra::net::GuardedReader* reader_of(int fd) {
+Connection* connection_of(int fd) {
   auto* s = slot(fd, false);
   return s == nullptr ? nullptr : s->load(std::memory_order_acquire);
 }
@@ -118,21 +128,25 @@ std::string json_page(const char* page, size_t len) {
 
 void answered(int fd, const void* buf, size_t len) {
   if (len < 12) return;
-  auto* reader = reader_of(fd);
-  if (reader == nullptr || !reader->guard().awaiting_upgrade()) return;
+  auto* c = connection_of(fd);
+  if (c == nullptr || !c->reader.guard().awaiting_upgrade()) return;
   const auto* b = static_cast<const char*>(buf);
   if (std::memcmp(b, "HTTP/1.1 ", 9) != 0) return;
-  reader->guard().upgrade_answered(std::memcmp(b + 9, "101", 3) == 0);
+  c->reader.guard().upgrade_answered(std::memcmp(b + 9, "101", 3) == 0);
 }
 
 extern "C" {
 
 ssize_t umbra_guard_recv(int fd, void* buf, size_t len, int flags) {
-  auto* reader = flags == 0 ? reader_of(fd) : nullptr;
-  if (reader == nullptr) return ::recv(fd, buf, len, flags);
-  return reader->read(static_cast<uint8_t*>(buf), len, [fd](uint8_t* dst, size_t cap) -> long {
+  auto* c = flags == 0 ? connection_of(fd) : nullptr;
+  if (c == nullptr) return ::recv(fd, buf, len, flags);
+  const long n = c->reader.read(static_cast<uint8_t*>(buf), len, [fd](uint8_t* dst, size_t cap) -> long {
     return ::recv(fd, dst, cap, 0);
   });
+  const int saved = errno;
+  c->publish();
+  errno = saved;
+  return n;
 }
 
 ssize_t umbra_guard_send(int fd, const void* buf, size_t len, int flags) {
@@ -158,7 +172,7 @@ int umbra_guard_accept4(int fd, struct sockaddr* addr, socklen_t* addrlen, int f
   if (client >= 0) {
     auto* s = slot(client, true);
     if (s != nullptr) {
-      auto* old = s->exchange(new umbra::net::GuardedReader(), std::memory_order_acq_rel);
+      auto* old = s->exchange(new Connection(), std::memory_order_acq_rel);
       delete old;  // a descriptor closed by another road: its old reader is stale
       counts.connections.fetch_add(1, std::memory_order_relaxed);
     }
@@ -353,7 +367,7 @@ Napi::Value GuardTransport(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// transportGuardCounts(): what the guard did so far (connections closed count their holds).
+// transportGuardCounts(): what the guard did so far in this process.
 Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("connections", static_cast<double>(counts.connections.load()));

@@ -5,7 +5,8 @@ import { UmbraError } from '../errors.js';
 import type { Umbra } from '../core/umbra.js';
 import { parseJsonObject, type ApiReply, type ApiRequest, type RouteTable } from '../api/api.js';
 import type { PluginContext } from '../api/plugin.js';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { httpGuardCounts, httpGuardInstalled } from '../server/http-guard.js';
 import type { ThreadRegistry } from '../core/threads.js';
 import { Monitor, type MonitoringOptions } from './monitor.js';
 
@@ -19,6 +20,7 @@ export function monitoringPlugin(ctx: PluginContext, options: MonitoringOptions 
   const monitor = new Monitor(ctx.core, options);
   registerRoutes(ctx.routes, ctx.core, monitor);
   registerThreadCpu(monitor.metrics.registry, ctx.core.threads);
+  registerHttpGuard(monitor.metrics.registry);
   const log = monitor.log;
   if (log) log.whenReady().then(() => ctx.core.threads.add('log', log.writerThreadId), () => undefined);
   // After the drain and the core's close, so the last predictions reach the log.
@@ -46,6 +48,40 @@ function registerThreadCpu(registry: Registry, threads: ThreadRegistry): void {
     },
   });
   void cpu;
+}
+
+/**
+ * umbra_http_guard_installed and umbra_http_guard_events_total{event}: whether the HTTP guard
+ * (src/server/http-guard.ts) stands between the clients and the transport, and what it did, for
+ * the whole process: request lines that arrived cut and were handed on whole, text frames held
+ * until whole, text frames that were not UTF-8 (closed with 1007), the transport's error pages
+ * answered as JSON.
+ */
+function registerHttpGuard(registry: Registry): void {
+  const installed = new Gauge({
+    name: 'umbra_http_guard_installed',
+    help: 'Whether the HTTP guard reads what clients send ahead of the HTTP library (1) or not (0: --http-guard off, or it could not be installed; the serve log says why).',
+    registers: [registry],
+    collect() {
+      this.set(httpGuardInstalled() ? 1 : 0);
+    },
+  });
+  const events = new Counter({
+    name: 'umbra_http_guard_events_total',
+    help: 'What the HTTP guard did, by event: request_line_held (a request line cut across reads, handed on whole), text_frame_held (a WebSocket text frame cut across reads, handed on once checked), text_frame_refused (a text frame that was not UTF-8, closed with 1007), error_page_json (an error of the HTTP library answered as JSON).',
+    labelNames: ['event'],
+    registers: [registry],
+    collect() {
+      const c = httpGuardCounts();
+      this.reset();
+      this.inc({ event: 'request_line_held' }, c.requestLinesHeld);
+      this.inc({ event: 'text_frame_held' }, c.textFramesHeld);
+      this.inc({ event: 'text_frame_refused' }, c.textFramesRefused);
+      this.inc({ event: 'error_page_json' }, c.errorPagesRewritten);
+    },
+  });
+  void installed;
+  void events;
 }
 
 function json(status: number, value: unknown): ApiReply {

@@ -186,7 +186,7 @@ export interface NativeTransportGuard {
 
 export interface NativeTransportGuardCounts {
   connections: number;
-  /** Request lines that arrived cut and were handed on whole (counted when their connection closes). */
+  /** Request lines that arrived cut and were handed on whole. */
   requestLinesHeld: number;
   textFramesHeld: number;
   /** Text frames that were not UTF-8, answered with 1007. */

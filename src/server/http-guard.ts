@@ -27,6 +27,11 @@ export function installHttpGuard(enabled = true): HttpGuardStatus {
   return installed;
 }
 
+/** Whether the guard is in place in this process. */
+export function httpGuardInstalled(): boolean {
+  return installed?.installed === true;
+}
+
 /** What the guard has done in this process. */
 export function httpGuardCounts(): NativeTransportGuardCounts {
   return native().transportGuardCounts();
