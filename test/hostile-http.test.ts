@@ -128,10 +128,16 @@ t.test('on one kept-alive connection, every request after the first split inside
   t.same(failures, [], `a GET, then a chunked POST and a binary POST each cut at every offset of the request line (${lineEnd - 1} cuts): three exact answers`);
 });
 
-t.test('the transport\'s own refusals are JSON: an HTTP/1.0 request, headers over the limit', async (t) => {
+t.test('the transport\'s own refusals are JSON, and malformed requests it would leave waiting are answered 400', async (t) => {
   const cases: [string, Buffer, number][] = [
     ['HTTP/1.0', Buffer.from('GET /v2/health/live HTTP/1.0\r\nHost: umbra\r\n\r\n'), 505],
     ['a header over the limit', requestBytes('GET', '/v2/health/live', [['Host', 'umbra'], ['X-Big', 'a'.repeat(20_000)]]), 431],
+    // Alone, the library waits on these until its idle timeout; the HTTP guard answers them.
+    ['no Host', Buffer.from('GET /v2/health/live HTTP/1.1\r\n\r\n'), 400],
+    ['a header line with no colon', Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nX-A\r\n\r\n'), 400],
+    ['a space before the colon', Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost : umbra\r\n\r\n'), 400],
+    ['a folded header', Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nX-A: 1\r\n 2\r\n\r\n'), 400],
+    ['a NUL in a header', Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nX-A: 1\u00002\r\n\r\n'), 400],
   ];
   for (const [name, bytes, status] of cases) {
     const r = await rawExchange(s.server.port, [bytes], { expect: 1, awaitClose: 5000 });
@@ -140,6 +146,28 @@ t.test('the transport\'s own refusals are JSON: an HTTP/1.0 request, headers ove
     t.type(JSON.parse(r.responses[0]?.body.toString() ?? '{}').error, 'string', `${name}: {"error": ...}`);
     t.ok(r.closedByServer, `${name}: the connection is closed`);
   }
+});
+
+t.test('valid forms the library mishandles are served: empty lines before a request, chunk extensions, trailer fields, an absolute-form target', async (t) => {
+  const port = s.server.port;
+  const withExtensions = `${(20).toString(16)};name=value\r\n${jsonBody.slice(0, 20)}\r\n${(jsonBody.length - 20).toString(16)} ; a=1;b="two"\r\n${jsonBody.slice(20)}\r\n0;last=1\r\n\r\n`;
+  const withTrailers = `${chunked(jsonBody).slice(0, -2)}X-Checksum: 1\r\nX-Other: 2\r\n\r\n`;
+  const cases: [string, Buffer][] = [
+    ['empty lines before the request', Buffer.concat([Buffer.from('\r\n\r\n'), REQUESTS['POST JSON infer']!])],
+    ['chunk extensions', requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Transfer-Encoding', 'chunked']], withExtensions)],
+    ['trailer fields', requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Transfer-Encoding', 'chunked']], withTrailers)],
+    ['an absolute-form target', requestBytes('POST', 'http://umbra:8000/v2/models/affine/infer', [['Host', 'umbra'], ['Content-Length', String(jsonBody.length)]], jsonBody)],
+  ];
+  for (const [name, bytes] of cases) {
+    const whole = await rawExchange(port, [bytes], { expect: 1, limitMs: 5000 });
+    assertExact(t, name, whole.responses[0]);
+    const cutAt = bytes.length - 9;
+    const split = await rawExchange(port, [bytes.subarray(0, cutAt), bytes.subarray(cutAt)], { expect: 1, gapMs: 5, limitMs: 5000 });
+    assertExact(t, `${name}, its end in a second segment`, split.responses[0]);
+  }
+  // On one kept-alive connection, one after another.
+  const answers = await rawSequence(port, cases.map(([, bytes]) => [bytes]), { limitMs: 5000 });
+  t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the four on one kept-alive connection');
 });
 
 t.test('framing two readers could read differently is refused with 400 and the connection closed', async (t) => {

@@ -38,6 +38,7 @@ struct Counts {
   std::atomic<uint64_t> frames_held{0};
   std::atomic<uint64_t> frames_refused{0};
   std::atomic<uint64_t> pages_rewritten{0};
+  std::atomic<uint64_t> requests_refused{0};
 };
 Counts counts;
 
@@ -104,6 +105,12 @@ bool library_page(const void* buf, size_t len) {
   return len >= 12 && std::memcmp(b, "HTTP/1.1 ", 9) == 0 && (b[9] == '4' || b[9] == '5');
 }
 
+std::string json_answer(const std::string& status_line, const std::string& error) {
+  const std::string body = "{\"error\":\"" + error + "\"}";
+  return status_line + "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
+}
+
 // The library's error page as Umbra answers errors: the same status, a JSON body.
 std::string json_page(const char* page, size_t len) {
   const char* eol = static_cast<const char*>(memmem(page, len, "\r\n", 2));
@@ -121,9 +128,7 @@ std::string json_page(const char* page, size_t len) {
   } else {
     error = "the request was refused by the HTTP transport: " + status_line.substr(9);
   }
-  const std::string body = "{\"error\":\"" + error + "\"}";
-  return status_line + "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n\r\n" + body;
+  return json_answer(status_line, error);
 }
 
 void answered(int fd, const void* buf, size_t len) {
@@ -144,6 +149,12 @@ ssize_t umbra_guard_recv(int fd, void* buf, size_t len, int flags) {
     return ::recv(fd, dst, cap, 0);
   });
   const int saved = errno;
+  if (const char* why = c->reader.take_refusal()) {
+    // A request the library would leave unanswered: the 400 goes out before the end it is handed
+    // (as the library writes its own error pages, straight to the socket).
+    const std::string answer = json_answer("HTTP/1.1 400 Bad Request", std::string("malformed request: ") + why);
+    if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) > 0) counts.requests_refused.fetch_add(1, std::memory_order_relaxed);
+  }
   c->publish();
   errno = saved;
   return n;
@@ -375,13 +386,15 @@ Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   out.Set("textFramesHeld", static_cast<double>(counts.frames_held.load()));
   out.Set("textFramesRefused", static_cast<double>(counts.frames_refused.load()));
   out.Set("errorPagesRewritten", static_cast<double>(counts.pages_rewritten.load()));
+  out.Set("requestsRefused", static_cast<double>(counts.requests_refused.load()));
   return out;
 }
 
 // streamGuardReads(chunks, upgrade): runs the guard over `chunks` as the socket's successive
 // reads, the way recv() does, and returns what the reader would be handed at each read
 // ({data} or {wait: true} or {end: true}); `upgrade` ('switch' | 'refuse') answers an upgrade
-// request the moment the guard waits on one. For tests.
+// request the moment the guard waits on one; a read that ends the stream with a 400 to answer is
+// followed by {refused: reason}. For tests.
 Napi::Value StreamGuardReads(const Napi::CallbackInfo& info) {
   constexpr const char* kName = "streamGuardReads";
   Napi::Env env = info.Env();
@@ -421,6 +434,11 @@ Napi::Value StreamGuardReads(const Napi::CallbackInfo& info) {
       return static_cast<long>(k);
     });
     push(n);
+    if (const char* why = reader.take_refusal()) {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("refused", why);
+      out.Set(produced++, r);
+    }
     if (reader.guard().awaiting_upgrade()) reader.guard().upgrade_answered(upgrade == "switch");
   }
   return out;

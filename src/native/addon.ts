@@ -171,7 +171,7 @@ export interface NativeBinding {
   guardTransport(): NativeTransportGuard;
   transportGuardCounts(): NativeTransportGuardCounts;
   /** The guard run over `chunks` as a socket's successive reads (then the end): what the reader is handed per read. */
-  streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true })[];
+  streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true } | { refused: string })[];
 }
 
 /** Whether the transport guard is in place, and if not, why. */
@@ -193,6 +193,8 @@ export interface NativeTransportGuardCounts {
   textFramesRefused: number;
   /** The library's HTML error pages answered as JSON. */
   errorPagesRewritten: number;
+  /** Malformed requests the library would leave unanswered, answered 400 by the guard. */
+  requestsRefused: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,7 +1,9 @@
 // The HTTP transport guard: Umbra's own reading of what clients send, between the socket and the
 // bundled uWebSockets.js (native/binding/transport_guard.cc, native/src/net/stream_guard.h). With
 // it, a request line cut across TCP segments is handed to the library whole (it answers 505 to
-// some cuts), a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
+// some cuts), malformed requests it would leave waiting are answered 400, valid forms it
+// mishandles (chunk extensions, trailers, an absolute-form target) are rewritten to forms it
+// reads, a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
 // connection without a close frame), and the library's own error pages (400, 431, 505) are
 // answered as `{"error": ...}` JSON. It is installed once per process, for every uWebSockets.js
 // app in it, and cannot be taken out again.
@@ -39,6 +41,6 @@ export function httpGuardCounts(): NativeTransportGuardCounts {
 
 /** One line for the start-up log. */
 export function describeHttpGuard(status: HttpGuardStatus): string {
-  if (status.installed) return 'HTTP guard: on (cut request lines handed on whole, 1007 for text frames that are not UTF-8, JSON for the transport\'s own errors)';
-  return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, and the transport's own errors are HTML (README "The HTTP guard")`;
+  if (status.installed) return 'HTTP guard: on (cut request lines handed on whole, malformed requests answered 400, valid forms the transport mishandles rewritten, 1007 for text frames that are not UTF-8, JSON for the transport\'s own errors)';
+  return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, some malformed requests wait for the idle timeout, and the transport's own errors are HTML (README "The HTTP guard")`;
 }

@@ -94,35 +94,83 @@ bool Utf8Stream::feed_masked(const uint8_t* p, size_t n, const uint8_t key[4], s
 void StreamGuard::take_line(const uint8_t* p, size_t n) {
   if (line_len_ < kLineKept) std::memcpy(line_ + line_len_, p, std::min(n, kLineKept - line_len_));
   line_len_ += n;
+  // Control characters: eight bytes at a time while none is below 0x20 or is DEL (LF ends the
+  // segment, and the CR before it is the only one allowed).
+  size_t j = 0;
+  if (line_cr_ && n > 0) {
+    if (p[0] != '\n') line_ctl_ = true;
+    line_cr_ = false;
+  }
+  while (j < n) {
+    if (n - j >= 8) {
+      uint64_t x;
+      std::memcpy(&x, p + j, 8);
+      const uint64_t below = (x - 0x2020202020202020ULL) & ~x & 0x8080808080808080ULL;
+      const uint64_t del = x ^ 0x7F7F7F7F7F7F7F7FULL;
+      const uint64_t is_del = (del - 0x0101010101010101ULL) & ~del & 0x8080808080808080ULL;
+      if ((below | is_del) == 0) {
+        j += 8;
+        continue;
+      }
+    }
+    const uint8_t c = p[j++];
+    if (c == '\r') {
+      if (j == n) line_cr_ = true;            // its LF may come in the next read
+      else if (p[j] != '\n') line_ctl_ = true;  // a CR alone
+    } else if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7F) {
+      line_ctl_ = true;
+    }
+  }
 }
 
-void StreamGuard::header_line() {
+namespace {
+
+// RFC 9110's token characters, which a header name is made of.
+bool is_token(uint8_t c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+}  // namespace
+
+const char* StreamGuard::header_line() {
   const size_t n = line_len_;
   line_len_ = 0;
+  const bool ctl = line_ctl_;
+  line_ctl_ = line_cr_ = false;
   const bool truncated = n > kLineKept;
   size_t len = truncated ? kLineKept : n;
   if (!truncated) {
     if (len > 0 && line_[len - 1] == '\n') --len;
     if (len > 0 && line_[len - 1] == '\r') --len;
     if (len == 0) {
+      if (!host_seen_) return "the Host header is missing; HTTP/1.1 requests must send one";
       end_of_headers();
-      return;
+      return nullptr;
     }
   }
-  if (is_space(line_[0])) {  // a folded line: the reader refuses it
-    bad_ = true;
-    return;
-  }
+  if (ctl) return "a header holds a control character (NUL, a CR without its LF, ...)";
+  if (is_space(line_[0])) return "a header line starts with whitespace (a folded line); send each header on one line";
   const uint8_t* colon = static_cast<const uint8_t*>(std::memchr(line_, ':', len));
-  if (colon == nullptr) return;
+  if (colon == nullptr) {
+    // A name longer than the line kept has no colon in it yet: it is not one the guard follows.
+    if (truncated) return nullptr;
+    return "a header line has no colon; send headers as name: value";
+  }
   const size_t name_len = static_cast<size_t>(colon - line_);
+  if (name_len == 0) return "a header has an empty name";
+  for (size_t k = 0; k < name_len; ++k) {
+    if (!is_token(line_[k])) return "a header name holds whitespace or a character names may not have (no space before the colon)";
+  }
+  if (equals_ci(line_, name_len, "host")) host_seen_ = true;
   const bool is_length = equals_ci(line_, name_len, "content-length");
   const bool is_coding = equals_ci(line_, name_len, "transfer-encoding");
   if (equals_ci(line_, name_len, "upgrade")) upgrade_ = true;
-  if (!is_length && !is_coding) return;
+  if (!is_length && !is_coding) return nullptr;
   if (truncated) {  // a framing value the guard did not keep whole: not followed
     bad_ = true;
-    return;
+    return nullptr;
   }
   size_t a = name_len + 1, b = len;
   while (a < b && is_space(line_[a])) ++a;
@@ -132,23 +180,24 @@ void StreamGuard::header_line() {
     // headers (Umbra's 400, or the library's own).
     if (content_length_ >= 0 || b == a || b - a > 18) {
       refused_ = true;
-      return;
+      return nullptr;
     }
     int64_t v = 0;
     for (size_t i = a; i < b; ++i) {
       if (line_[i] < '0' || line_[i] > '9') {
         refused_ = true;
-        return;
+        return nullptr;
       }
       v = v * 10 + (line_[i] - '0');
     }
     content_length_ = v;
-    return;
+    return nullptr;
   }
   // A second coding, or one other than chunked alone: refused (400, 501) on the headers too.
   if (coding_seen_ || !equals_ci(line_ + a, b - a, "chunked")) refused_ = true;
   coding_seen_ = true;
   chunked_ = true;
+  return nullptr;
 }
 
 void StreamGuard::end_of_headers() {
@@ -175,6 +224,7 @@ void StreamGuard::end_of_headers() {
 bool StreamGuard::chunk_size_line() {
   const size_t n = line_len_;
   line_len_ = 0;
+  line_ctl_ = line_cr_ = false;
   if (n > kLineKept) return false;
   size_t i = 0;
   uint64_t size = 0;
@@ -190,6 +240,7 @@ bool StreamGuard::chunk_size_line() {
     ++i;
   }
   if (i == 0) return false;
+  chunk_digits_ = i;
   // What may follow the size: extensions, then CRLF (the reader checks them; only the size matters here).
   if (i < n && line_[i] != ';' && line_[i] != '\r' && line_[i] != '\n' && !is_space(line_[i])) return false;
   if (size == 0) {
@@ -229,6 +280,13 @@ void StreamGuard::upgrade_answered(bool switched) {
 
 GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capacity, size_t max_hold) {
   GuardStep out;
+  // Removes buf[a, b) (a form of a valid request the reader mishandles, rewritten to one it reads):
+  // what follows moves down; a, b are never before the unit being held.
+  auto erase = [&](size_t a, size_t b, size_t* at) {
+    std::memmove(buf + a, buf + b, total - b);
+    total -= b - a;
+    *at -= b - a;
+  };
   if (phase_ == Phase::kEnded) {
     out.end = true;
     return out;
@@ -237,6 +295,8 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
   size_t hold = seen > 0 ? 0 : npos;
   // Where the frame being read began in this buffer (0: in an earlier read).
   size_t frame_start = 0;
+  // Where the request whose headers are being read began in this buffer (0: in an earlier read).
+  size_t request_start = 0;
   size_t i = seen;
   auto pass = [&]() {
     phase_ = Phase::kPass;
@@ -286,8 +346,10 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
       case Phase::kRequestLine: {
         if (line_len_ == 0) {
           const uint8_t c = buf[i];
-          if (c == '\r' || c == '\n') {  // empty lines between requests
-            ++i;
+          if (c == '\r' || c == '\n') {
+            // Empty lines before a request (RFC 9112 2.2: ignored), which the reader waits on.
+            size_t next = i + 1;
+            erase(i, next, &next);
             break;
           }
           if (c < 'A' || c > 'Z') {  // not a method: TLS, or bytes the reader refuses
@@ -305,29 +367,68 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           break;
         }
         if (hold == 0 && seen > 0) ++lines_held_;
+        {
+          // A target in absolute form (http://host/path; RFC 9112 3.2.2: a server must accept
+          // it), which the reader answers 505: handed on in origin form (/path).
+          const size_t line_end = i;
+          size_t t0 = hold;
+          while (t0 < line_end && buf[t0] != ' ') ++t0;
+          ++t0;
+          auto starts = [&](const char* scheme) {
+            const size_t n = std::strlen(scheme);
+            if (t0 + n > line_end) return false;
+            for (size_t k = 0; k < n; ++k) {
+              if ((buf[t0 + k] | 0x20) != static_cast<uint8_t>(scheme[k]) && buf[t0 + k] != static_cast<uint8_t>(scheme[k])) return false;
+            }
+            return true;
+          };
+          const size_t authority = starts("http://") ? t0 + 7 : starts("https://") ? t0 + 8 : 0;
+          if (authority != 0) {
+            size_t p = authority;
+            while (p < line_end && buf[p] != '/' && buf[p] != '?' && buf[p] != ' ' && buf[p] != '\r') ++p;
+            if (p < line_end && buf[p] == '/') {
+              erase(t0, p, &i);
+            } else if (p < line_end) {  // no path: "/"
+              buf[p - 1] = '/';
+              erase(t0, p - 1, &i);
+            }
+          }
+        }
+        request_start = hold;  // where its line began (held whole until now)
         hold = npos;
         line_len_ = 0;
         header_bytes_ = 0;
         content_length_ = -1;
-        chunked_ = coding_seen_ = upgrade_ = bad_ = refused_ = false;
+        chunked_ = coding_seen_ = upgrade_ = bad_ = refused_ = host_seen_ = false;
+        line_ctl_ = line_cr_ = false;
         phase_ = Phase::kHeaders;
         break;
       }
       case Phase::kHeaders:
       case Phase::kTrailers:
       case Phase::kChunkSize: {
+        // A chunk-size line and each trailer line are held whole: the reader mishandles chunk
+        // extensions and trailer fields, so they are taken out once the line is in.
+        if (phase_ != Phase::kHeaders && line_len_ == 0 && hold == npos) hold = i;
         const void* nl = std::memchr(buf + i, '\n', total - i);
         const size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
         header_bytes_ += seg;
         take_line(buf + i, seg);
         i += seg;
-        if (header_bytes_ > kMaxHeaderBytes) {
+        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold)) {
           pass();
           break;
         }
         if (nl == nullptr) break;
         if (phase_ == Phase::kHeaders) {
-          header_line();
+          if (const char* why = header_line()) {
+            // The reader would wait on this request until its idle timeout: answer it here.
+            phase_ = Phase::kEnded;
+            out.deliver = request_start;
+            out.end = true;
+            out.refusal = why;
+            return out;
+          }
           if (phase_ == Phase::kDrop) {
             out.deliver = i;  // the head; what follows it is never handed on
             return out;
@@ -335,14 +436,25 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         } else if (phase_ == Phase::kTrailers) {
           const size_t n = line_len_;
           line_len_ = 0;
+          line_ctl_ = line_cr_ = false;
           if (n == 1 || (n == 2 && line_[0] == '\r')) {
             header_bytes_ = 0;
             phase_ = Phase::kRequestLine;
+          } else {
+            erase(hold, i, &i);  // a trailer field: the body is whole without it
           }
-        } else if (!chunk_size_line()) {
-          pass();
+          hold = npos;
         } else {
+          if (!chunk_size_line()) {
+            pass();
+            break;
+          }
+          const size_t digits = chunk_digits_;
+          // What follows the size up to the line end: extensions (and the whitespace before them).
+          const size_t eol = i - ((i - hold >= 2 && buf[i - 2] == '\r') ? 2 : 1);
+          if (hold + digits < eol) erase(hold + digits, eol, &i);
           header_bytes_ = 0;
+          hold = npos;
         }
         break;
       }

@@ -1,17 +1,23 @@
 // Follows what a client sends on one connection (HTTP/1.1 requests, then WebSocket frames once the
-// server has accepted an upgrade) so that the transport's reader is only ever handed:
-//  - a request line whole, never cut inside (the bundled uWebSockets.js answers 505 to a request
-//    line cut after the method's space or anywhere from the space before the version to its LF);
+// server has accepted an upgrade) and hands the transport's reader (the bundled uWebSockets.js)
+// only what it reads correctly:
+//  - a request line whole, never cut inside (it answers 505 to a request line cut after the
+//    method's space or anywhere from the space before the version to its LF);
+//  - valid forms it mishandles, rewritten to forms it reads: empty lines before a request (it
+//    waits on them), chunk extensions (it waits) and trailer fields (505) taken out, a target in
+//    absolute form (http://host/path, which a server must accept; 505) handed on as /path;
 //  - a text frame whose payload is UTF-8 (it drops a connection that sends one that is not,
 //    without a close frame). A text frame that is not is handed on as a close frame from the
 //    client with code 1007 instead, which the library answers with the same code and reason.
-// Bytes are held back (never reordered, never dropped while the stream is valid) until the unit
-// they belong to is whole. A request whose framing headers two readers could read differently
-// (two Content-Length values, Content-Length with Transfer-Encoding, ...) is handed on up to the
-// end of its headers and nothing after it: the server refuses it on its headers (400) and closes,
-// and no byte that one reader would take for a body and another for a request is ever read. What
-// the guard cannot follow exactly (TLS, a folded header line, bytes sent before an upgrade was
-// answered) it stops following and passes on as is.
+// Bytes are held back (never reordered, and never dropped but for the rewrites above) until the
+// unit they belong to is whole. A request it would leave unanswered until its idle timeout (a
+// header line with no colon, whitespace in or before a header name, a folded line, a control
+// character, no Host) is answered 400 here, and the connection ends. A request whose framing
+// headers two readers could read differently (two Content-Length values, Content-Length with
+// Transfer-Encoding, ...) is handed on up to the end of its headers and nothing after it: the
+// server refuses it on its headers (400) and closes, and no byte that one reader would take for a
+// body and another for a request is ever read. What the guard cannot follow exactly (TLS, bytes
+// sent before an upgrade was answered) it stops following and passes on as is.
 #pragma once
 
 #include <algorithm>
@@ -54,6 +60,9 @@ struct GuardStep {
   size_t hold = 0;
   // The connection ends after `deliver`: report end of stream on the next read.
   bool end = false;
+  // Set with `end` when the request being read is malformed in a way the reader would never
+  // answer (it waits for more until its idle timeout): the 400's reason, to be answered for it.
+  const char* refusal = nullptr;
 };
 
 class StreamGuard {
@@ -100,7 +109,8 @@ class StreamGuard {
 
   // Appends [p, p+n) to the line being read (kept up to kLineKept bytes).
   void take_line(const uint8_t* p, size_t n);
-  void header_line();
+  // Checks a header line as read; returns why it is malformed, or nullptr.
+  const char* header_line();
   void end_of_headers();
   bool chunk_size_line();
   // Parses the frame header in hdr_ once whole; false when the stream stops being followed.
@@ -115,6 +125,9 @@ class StreamGuard {
   // HTTP: the line being read.
   uint8_t line_[kLineKept];
   size_t line_len_ = 0;
+  // The line so far holds a control character (NUL, a CR not before its LF, ...), or ends in a CR.
+  bool line_ctl_ = false, line_cr_ = false;
+  bool host_seen_ = false;
   size_t header_bytes_ = 0;
   int64_t content_length_ = -1;
   bool chunked_ = false, coding_seen_ = false, upgrade_ = false;
@@ -125,6 +138,7 @@ class StreamGuard {
   bool refused_ = false;
   uint64_t remaining_ = 0;
   uint8_t chunk_end_seen_ = 0;
+  size_t chunk_digits_ = 0;
   // Bytes that arrived after an upgrade request before its answer: frames cannot be followed.
   bool early_bytes_ = false;
   // WebSocket: the frame header being read, the frame, and the message it belongs to.
@@ -174,6 +188,7 @@ class GuardedReader {
     const GuardStep s = guard_.step(buf, seen, seen + static_cast<size_t>(n), len, std::min(kMaxHold, len / 2));
     held_.assign(buf + s.deliver, buf + s.deliver + s.hold);
     if (s.end) ended_ = true;
+    if (s.refusal != nullptr) refusal_ = s.refusal;
     if (s.deliver == 0) {
       if (s.end) return 0;
       errno = EAGAIN;  // nothing whole yet: the reader waits for the socket again
@@ -184,11 +199,18 @@ class GuardedReader {
 
   StreamGuard& guard() { return guard_; }
   size_t held() const { return held_.size(); }
+  // The reason of a 400 to answer for the client (once), or nullptr.
+  const char* take_refusal() {
+    const char* r = refusal_;
+    refusal_ = nullptr;
+    return r;
+  }
 
  private:
   StreamGuard guard_;
   std::vector<uint8_t> held_;
   bool ended_ = false;
+  const char* refusal_ = nullptr;
 };
 
 }  // namespace umbra::net
