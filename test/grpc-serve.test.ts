@@ -49,7 +49,8 @@ t.test('umbra serve answers gRPC on --grpc-port; a port in use is refused with t
   t.match(refused.stderr + refused.stdout, /could not listen for gRPC .*--grpc-port/);
 
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'serve', '--repo', repo.dir, '--port', '0', '--grpc-port', String(port), '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // With the HTTP guard off as well (gRPC does not go through it): the log says so.
+  const child = spawn(process.execPath, [BIN, 'serve', '--repo', repo.dir, '--port', '0', '--grpc-port', String(port), '--workers', '1', '--http-guard', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
   let out = '';
   child.stdout.setEncoding('utf8');
@@ -61,6 +62,7 @@ t.test('umbra serve answers gRPC on --grpc-port; a port in use is refused with t
     child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
   });
   t.match(out, new RegExp(`gRPC on 127\\.0\\.0\\.1:${port}`));
+  t.match(out, /HTTP guard: off, turned off \(--http-guard off\)/, '--http-guard off: the log says the guard is off');
   const client = new UmbraGrpcClient(`127.0.0.1:${port}`);
   t.teardown(() => client.close());
   t.ok(await client.serverLive());
