@@ -148,7 +148,7 @@ t.test('the transport\'s own refusals are JSON, and malformed requests it would 
   }
 });
 
-t.test('valid forms the library mishandles are served: empty lines before a request, chunk extensions, trailer fields, an absolute-form target', async (t) => {
+t.test('valid forms the library mishandles are served: empty lines before a request, chunk extensions, trailer fields, an absolute-form target, LF line ends', async (t) => {
   const port = s.server.port;
   const withExtensions = `${(20).toString(16)};name=value\r\n${jsonBody.slice(0, 20)}\r\n${(jsonBody.length - 20).toString(16)} ; a=1;b="two"\r\n${jsonBody.slice(20)}\r\n0;last=1\r\n\r\n`;
   const withTrailers = `${chunked(jsonBody).slice(0, -2)}X-Checksum: 1\r\nX-Other: 2\r\n\r\n`;
@@ -157,6 +157,7 @@ t.test('valid forms the library mishandles are served: empty lines before a requ
     ['chunk extensions', requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Transfer-Encoding', 'chunked']], withExtensions)],
     ['trailer fields', requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Transfer-Encoding', 'chunked']], withTrailers)],
     ['an absolute-form target', requestBytes('POST', 'http://umbra:8000/v2/models/affine/infer', [['Host', 'umbra'], ['Content-Length', String(jsonBody.length)]], jsonBody)],
+    ['lines ended by LF alone', Buffer.from(REQUESTS['POST chunked infer']!.toString('latin1').replace(/\r\n/g, '\n'), 'latin1')],
   ];
   for (const [name, bytes] of cases) {
     const whole = await rawExchange(port, [bytes], { expect: 1, limitMs: 5000 });
@@ -167,7 +168,7 @@ t.test('valid forms the library mishandles are served: empty lines before a requ
   }
   // On one kept-alive connection, one after another.
   const answers = await rawSequence(port, cases.map(([, bytes]) => [bytes]), { limitMs: 5000 });
-  t.same(answers.map((a) => a.status), [200, 200, 200, 200], 'the four on one kept-alive connection');
+  t.same(answers.map((a) => a.status), [200, 200, 200, 200, 200], 'the five on one kept-alive connection');
 });
 
 t.test('framing two readers could read differently is refused with 400 and the connection closed', async (t) => {

@@ -79,6 +79,29 @@ t.test('HTTP: every cut of four kept-alive requests hands on the same requests, 
   t.equal(ok, 200, '200 seeded cuts into up to nine pieces');
 });
 
+t.test('HTTP: lines ended by LF alone are handed on ended by CRLF, at every cut', async (t) => {
+  const crlf = Buffer.concat([post, chunkedHanded, get]);
+  const lf = Buffer.from(crlf.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+  const lines: [number, number][] = [];
+  let at = 0;
+  for (const r of [post, chunkedHanded, get]) {
+    lines.push([at, at + r.indexOf('\r\n') + 2]);
+    at += r.length;
+  }
+  // The JSON body has no line ends of its own, so every LF in `lf` ends a line.
+  const wrong: number[] = [];
+  for (let cutAt = 1; cutAt < lf.length; cutAt++) {
+    const r = reads(cut(lf, [cutAt]));
+    if (!joined(r).equals(crlf) || !whole(r, lines)) wrong.push(cutAt);
+  }
+  t.same(wrong, [], `${lf.length - 1} cuts: the requests handed on with CRLF, each request line whole`);
+  const mixed = Buffer.from('GET /v2/health/live HTTP/1.1\nHost: umbra\r\nAccept: */*\n\r\n');
+  t.equal(joined(reads([mixed])).toString(), 'GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nAccept: */*\r\n\r\n', 'CRLF and LF mixed');
+  const full = Buffer.from('GET / HTTP/1.1\nHost: x\n\n');
+  const r = reads([full], 'switch', full.length);
+  t.ok(joined(r).equals(full), 'a read that fills the buffer has no room for the CRs: handed on as it came');
+});
+
 t.test('HTTP: a held line goes on at the end of the stream; framing the server refuses is not followed', async (t) => {
   const partial = reads([Buffer.from('GET /v2/health/live HT')]);
   t.same(partial.map((x) => Object.keys(x)[0]), ['wait', 'data'], 'a line cut by the end: held, then handed on before the end');

@@ -298,6 +298,16 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
   // Where the request whose headers are being read began in this buffer (0: in an earlier read).
   size_t request_start = 0;
   size_t i = seen;
+  // Puts a CR before the LF at `lf` (a line ended by LF alone, which RFC 9112 2.2 lets a server
+  // accept and the reader answers 505); false where the buffer has no room (then not followed).
+  auto add_cr = [&](size_t lf) -> bool {
+    if (total >= capacity) return false;
+    std::memmove(buf + lf + 1, buf + lf, total - lf);
+    buf[lf] = '\r';
+    ++total;
+    if (i > lf) ++i;
+    return true;
+  };
   auto pass = [&]() {
     phase_ = Phase::kPass;
     hold = npos;
@@ -367,6 +377,10 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           break;
         }
         if (hold == 0 && seen > 0) ++lines_held_;
+        if ((i - hold < 2 || buf[i - 2] != '\r') && !add_cr(i - 1)) {
+          pass();
+          break;
+        }
         {
           // A target in absolute form (http://host/path; RFC 9112 3.2.2: a server must accept
           // it), which the reader answers 505: handed on in origin form (/path).
@@ -411,7 +425,18 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         // extensions and trailer fields, so they are taken out once the line is in.
         if (phase_ != Phase::kHeaders && line_len_ == 0 && hold == npos) hold = i;
         const void* nl = std::memchr(buf + i, '\n', total - i);
-        const size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
+        size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
+        if (nl != nullptr) {
+          // The byte before the LF: in this segment, or the last one of the line so far.
+          const bool cr = seg >= 2 ? buf[i + seg - 2] == '\r' : line_cr_;
+          if (!cr) {
+            if (!add_cr(i + seg - 1)) {
+              pass();
+              break;
+            }
+            ++seg;
+          }
+        }
         header_bytes_ += seg;
         take_line(buf + i, seg);
         i += seg;
@@ -474,10 +499,15 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         break;
       }
       case Phase::kChunkEnd: {
-        const uint8_t c = buf[i++];
-        if (chunk_end_seen_ == 0 && c == '\r') {
+        const uint8_t c = buf[i];
+        if (chunk_end_seen_ == 0 && c == '\n' && !add_cr(i)) {  // the data's LF alone
+          pass();
+          break;
+        }
+        const uint8_t d = buf[i++];
+        if (chunk_end_seen_ == 0 && d == '\r') {
           chunk_end_seen_ = 1;
-        } else if (chunk_end_seen_ == 1 && c == '\n') {
+        } else if (chunk_end_seen_ == 1 && d == '\n') {
           phase_ = Phase::kChunkSize;
         } else {
           pass();

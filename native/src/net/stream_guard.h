@@ -5,7 +5,8 @@
 //    method's space or anywhere from the space before the version to its LF);
 //  - valid forms it mishandles, rewritten to forms it reads: empty lines before a request (it
 //    waits on them), chunk extensions (it waits) and trailer fields (505) taken out, a target in
-//    absolute form (http://host/path, which a server must accept; 505) handed on as /path;
+//    absolute form (http://host/path, which a server must accept; 505) handed on as /path, lines
+//    ended by LF alone (505) handed on ended by CRLF;
 //  - a text frame whose payload is UTF-8 (it drops a connection that sends one that is not,
 //    without a close frame). A text frame that is not is handed on as a close frame from the
 //    client with code 1007 instead, which the library answers with the same code and reason.
