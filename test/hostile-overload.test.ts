@@ -8,7 +8,8 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, slowModel, holdExecution, until } from './helpers/repo.js';
 import { deriveQueueBound, describeQueueBound, QUEUE_BUDGET_BATCHES, QUEUE_BUDGET_FLOOR_MS } from '../dist/scheduler/options.js';
 import { BacklogDetector, BACKLOG_MIN_US } from '../dist/scheduler/backlog.js';
-import { DynamicBatcher } from '../dist/scheduler/batcher.js';
+import { DynamicBatcher, QUEUE_AT_BOUND, QUEUE_STANDS } from '../dist/scheduler/batcher.js';
+import { rawSequence, requestBytes } from './helpers/raw-http.js';
 
 // One server for both: 'flood' has no config (its bound is derived); 'gate' runs one batch at a time.
 const repo = tempRepo();
@@ -161,12 +162,14 @@ t.test('a client timeout cancels work that has not started', async (t) => {
 t.test('the batcher: a queue that stands (batches leave it late for an interval) refuses arrivals until it drains', async (t) => {
   let now = 0;
   const releases: (() => void)[] = [];
+  const published: number[] = [];
   const batcher = new DynamicBatcher<number, number>({
     maxBatchSize: 1, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 0, admissionBudgetUs: 50_000,
     defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0, maxInFlight: 1,
     now: () => now,
     setTimer: () => () => undefined,
     execute: (items) => new Promise((resolve) => { releases.push(() => resolve(items)); }),
+    onAdmission: (state) => published.push(state),
   });
   // Runs the batch in flight to its end at `at` (µs); the next one leaves the queue then.
   const finishAt = async (at: number) => {
@@ -180,6 +183,9 @@ t.test('the batcher: a queue that stands (batches leave it late for an interval)
   const late = batcher.submit(10, { rows: 1, shapeKey: '' });
   t.equal(batcher.pending, 9, 'one batch left late: no refusal yet (a stall is not a standing queue)');
   await finishAt(300_000);
+  t.same(published, [QUEUE_STANDS], 'the standing queue is published for transports that refuse before reading');
+  const early = batcher.refuseEarly();
+  t.match(early, { code: 'QUEUE_FULL', retryAfter: 1, message: /the queue stands/ }, 'and refuseEarly gives the same refusal');
   await t.rejects(batcher.submit(11, { rows: 1, shapeKey: '' }), { code: 'QUEUE_FULL', retryAfter: 1, message: /the queue stands/ }, 'late for a whole interval: arrivals are refused');
   for (let k = 3; k <= 10; k++) await finishAt(300_000 + k);
   t.equal(batcher.pending, 0, 'the queue drained');
@@ -191,5 +197,76 @@ t.test('the batcher: a queue that stands (batches leave it late for an interval)
   await finishAt(300_012);
   await finishAt(300_013);
   t.same(await Promise.all([...admitted, late, fresh, next]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13]);
-  t.equal(batcher.stats().rejectedQueueFull, 1);
+  t.equal(batcher.stats().rejectedQueueFull, 2, 'the early refusal and the submit');
+  // Drained, it admits; the one request it then takes left behind a late batch, so for a moment
+  // the queue stands again (submit would refuse the next), until that request leaves on time.
+  t.same(published, [QUEUE_STANDS, 0, QUEUE_STANDS, 0], 'each change is published, as submit would decide it');
+});
+
+t.test('the batcher: whether it refuses every request now is published as it changes, and refuseEarly counts', async (t) => {
+  const releases: (() => void)[] = [];
+  const published: number[] = [];
+  const batcher = new DynamicBatcher<number, number>({
+    maxBatchSize: 4, maxQueueDelayUs: 0, preferredBatchSizes: [], maxQueueSize: 3,
+    defaultTimeoutUs: 0, priorityLevels: 0, defaultPriorityLevel: 0, maxInFlight: 1, maxStaged: 1,
+    execute: (items) => new Promise((resolve) => { releases.push(() => resolve(items)); }),
+    onAdmission: (state) => published.push(state),
+  });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  const all: Promise<number>[] = [batcher.submit(0, { rows: 4, shapeKey: '' })];
+  t.equal(batcher.refuseEarly(), undefined, 'a batch running, nothing queued: admits');
+  all.push(batcher.submit(1, { rows: 4, shapeKey: '' }));
+  t.equal(batcher.pending, 0, 'a full batch is staged on the busy slot');
+  t.same(published, [], 'the staged batch is one request of the bound of 3: nothing to publish');
+  all.push(batcher.submit(2, { rows: 1, shapeKey: '' }), batcher.submit(3, { rows: 1, shapeKey: '' }));
+  t.same(published, [QUEUE_AT_BOUND], 'one staged and two queued: the bound of 3 is reached and published');
+  const early = batcher.refuseEarly();
+  t.match(early, { code: 'QUEUE_FULL', retryAfter: 1, message: /holds its limit of 3 requests/ }, 'refuseEarly gives the QUEUE_FULL submit gives');
+  await t.rejects(batcher.submit(4, { rows: 1, shapeKey: '' }), { code: 'QUEUE_FULL', message: early!.message });
+  t.equal(batcher.stats().rejectedQueueFull, 2, 'both counted');
+  batcher.countRefused();
+  t.equal(batcher.stats().rejectedQueueFull, 3, 'and one made elsewhere on the published state');
+  releases.shift()!();
+  await settle();
+  t.same(published, [QUEUE_AT_BOUND, 0], 'the staged batch starts, the queue takes the slot: admitting is published');
+  t.equal(batcher.refuseEarly(), undefined);
+  while (releases.length > 0) {
+    releases.shift()!();
+    await settle();
+  }
+  t.same(await Promise.all(all), [0, 1, 2, 3]);
+  t.same(published, [QUEUE_AT_BOUND, 0], 'nothing more to publish');
+  batcher.close();
+  t.equal(batcher.refuseEarly(), undefined, 'closed: the usual path answers (NOT_READY), not an early QUEUE_FULL');
+});
+
+t.test('a request the queue would refuse is refused before its body is read, and the connection goes on', async (t) => {
+  const mv = s.server.umbra.manager.get('gate');
+  const rows = (n: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [n, 512], data: new Array(n * 512).fill(1) }] });
+  const refusedBefore = mv.stats().rejectedQueueFull;
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  // One 64-row batch held on the one instance, then the queue filled to its bound of 16.
+  const running = s.post('/v2/models/gate/infer', rows(64));
+  await until(() => mv.inFlight > 0, 'a batch running', 60_000);
+  const queued = Array.from({ length: 16 }, () => s.post('/v2/models/gate/infer', rows(1)));
+  await until(() => mv.pending === 16, 'the queue at its bound of 16', 60_000);
+  const body = Buffer.from(JSON.stringify(rows(1)));
+  const half = Math.floor(body.length / 2);
+  const head = requestBytes('POST', '/v2/models/gate/infer', [['Host', 'x'], ['Content-Type', 'application/json'], ['Content-Length', String(body.length)]]);
+  // The first answer must come with half the body unsent: the server cannot have read it.
+  const answers = await rawSequence(s.server.port, [[Buffer.concat([head, body.subarray(0, half)])], [body.subarray(half), requestBytes('GET', '/v2/health/live', [['Host', 'x']])]], { gapMs: 20 });
+  t.equal(answers.length, 2, 'answered with half its body unsent, then the next request on the connection');
+  const refusal = answers[0];
+  t.equal(refusal?.status, 503);
+  t.equal(refusal?.headers['retry-after'], '1');
+  t.match(refusal && JSON.parse(refusal.body.toString()), { error: /queue holds its limit of 16 requests/ });
+  t.equal(answers[1]?.status, 200, 'the rest of the refused body was read and dropped: the next request is served');
+  await s.server.umbra.settleEvents();
+  t.equal(mv.stats().rejectedQueueFull - refusedBefore, 1, 'counted once, as a refusal of the version');
+  hold.release();
+  const done = await Promise.all([running, ...queued]);
+  t.same([...new Set(done.map((r) => r.status))], [200], 'everything admitted is served');
+  const after = await s.post('/v2/models/gate/infer', rows(1));
+  t.equal(after.status, 200, 'the queue drained: admitting again (the published state follows)');
 });

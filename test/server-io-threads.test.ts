@@ -243,7 +243,23 @@ t.test('the hop: parsed on the thread, sent unparsed when the routed version has
   const mv = umbra.manager.get('affine');
   const catalog = new CatalogView();
   const fp = signatureFingerprint(mv.signature);
-  catalog.update({ models: { affine: { versions: { '1': fp }, uniform: fp, default: '1', claimed: false } }, signatures: { [fp]: mv.signature }, replicas: {}, answering: false, headers: true, idPrefix: null });
+  // Where a request may be refused before its body is read: the version it runs on, told by the
+  // core's batcher through shared memory; never where a hook may route or answer it.
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const models = (claimed: boolean) => ({ affine: { versions: { '1': fp }, uniform: fp, default: '1', claimed } });
+  const admission = { 'affine/1': { flag: flag.buffer as SharedArrayBuffer, refusals: { 1: 'the queue holds its limit' } } };
+  catalog.update({ models: models(true), signatures: { [fp]: mv.signature }, replicas: {}, answering: false, headers: true, idPrefix: null, admission });
+  t.equal(catalog.target('affine', undefined), undefined, 'a claimed model: an unversioned request may go elsewhere');
+  t.same(catalog.target('affine', '1'), { version: '1', role: 'direct' }, 'a named version is never rerouted');
+  catalog.update({ models: models(false), signatures: { [fp]: mv.signature }, replicas: {}, answering: true, headers: true, idPrefix: null, admission });
+  t.equal(catalog.target('affine', '1'), undefined, 'a hook may answer without the model: no target');
+  catalog.update({ models: models(false), signatures: { [fp]: mv.signature }, replicas: {}, answering: false, headers: true, idPrefix: null, admission });
+  t.same(catalog.target('affine', undefined), { version: '1', role: 'primary' });
+  t.equal(catalog.refusal('affine', '1'), undefined, 'admitting');
+  Atomics.store(flag, 0, 1);
+  t.equal(catalog.refusal('affine', '1'), 'the queue holds its limit', 'the state the core wrote, read here');
+  Atomics.store(flag, 0, 0);
+  t.equal(catalog.refusal('affine', '2'), undefined, 'a version with no board');
   t.same(catalog.lookup('affine', undefined)?.fp, fp, 'unversioned requests parse against the one signature');
   t.same(catalog.lookup('affine', '1')?.fp, fp);
   t.equal(catalog.lookup('affine', '2'), undefined, 'an unknown version goes to the core unparsed');

@@ -13,6 +13,8 @@ import type { QueueBound } from '../scheduler/options.js';
 import { VERSION } from '../version.js';
 import { layerReportJson } from '../graph/layer-formats.js';
 import { cudaStatus } from '../native/cuda.js';
+import type { InferenceFront } from '../core/front.js';
+import type { RequestContext } from '../core/hooks.js';
 
 export interface ApiRequest {
   method: string;
@@ -185,6 +187,15 @@ export class Api implements RouteTable {
     return out;
   }
 
+  /**
+   * The answer to a request that can be given from its method, path and headers alone, before
+   * its body is read: the refusal of an infer request while the model version it would run on
+   * refuses every request (Umbra.refuseEarly). Undefined sends it the usual way.
+   */
+  earlyReply(method: string, path: string, headers: Record<string, string>): ApiReply | undefined {
+    return earlyInferRefusal(this.umbra, method, path, headers);
+  }
+
   async handle(req: ApiRequest): Promise<ApiReply> {
     try {
       const found = this.resolve(req);
@@ -340,6 +351,33 @@ interface TensorMetadata {
   name: string;
   datatype: string;
   shape: number[];
+}
+
+/** /v2/models/{m}/infer and /v2/models/{m}/versions/{v}/infer; undefined for anything else (or a malformed path). */
+export function inferRoute(path: string): { model: string; version?: string } | undefined {
+  if (!path.startsWith('/v2/models/') || !path.endsWith('/infer')) return undefined;
+  let segments: string[];
+  try {
+    segments = splitPath(path);
+  } catch {
+    return undefined;
+  }
+  if (segments.length === 4 && segments[3] === 'infer') return { model: segments[2]! };
+  if (segments.length === 6 && segments[3] === 'versions' && segments[5] === 'infer') return { model: segments[2]!, version: segments[4]! };
+  return undefined;
+}
+
+/** An infer request's refusal before its body is read, where `front` gives one (see InferenceFront.refuseEarly). */
+export function earlyInferRefusal(front: InferenceFront, method: string, path: string, headers: Record<string, string>): ApiReply | undefined {
+  if (method !== 'POST' || !front.refuseEarly) return undefined;
+  const route = inferRoute(path);
+  if (!route) return undefined;
+  // As inferReply builds it: the hooks see a refused request's headers and transport.
+  const context: RequestContext = { headers, transport: 'http' };
+  const key = headers['x-umbra-key'];
+  if (key) context.routingKey = key;
+  const refusal = front.refuseEarly(route.model, route.version, context);
+  return refusal ? errorReply(refusal) : undefined;
 }
 
 /** The path's segments, percent-decoded; a malformed escape is a 400. */

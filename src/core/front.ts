@@ -4,6 +4,7 @@
 import type { binaryOutputsFor } from '../protocol/index.js';
 import type { InferOptions, InferResult } from '../execution/types.js';
 import type { RequestContext } from './hooks.js';
+import type { UmbraError } from '../errors.js';
 
 export interface BodyInferResult extends InferResult {
   /** Which outputs the request asked for as binary (Triton's binary tensor extension). */
@@ -19,6 +20,11 @@ export interface InferBodyOptions extends InferOptions {
 export interface InferenceFront {
   /** Parses a body (JSON, or JSON + binary tensors after `headerLength` bytes), routes it and runs it. */
   inferBody(model: string, version: string | undefined, body: Uint8Array, headerLength?: number, options?: InferBodyOptions): Promise<BodyInferResult>;
+  /**
+   * The refusal a request for (model, version) gets before its body is read, where the version it
+   * would run on refuses every request now; undefined sends it the usual way (see Umbra.refuseEarly).
+   */
+  refuseEarly?(model: string, version: string | undefined, context: RequestContext): UmbraError | undefined;
 }
 
 /**

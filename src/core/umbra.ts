@@ -155,6 +155,43 @@ export class Umbra implements InferenceFront {
     return this.run(mv, role, request, options, context, performance.now());
   }
 
+  /**
+   * Refuses a request for (model, version) before its body is read, where the version it would
+   * run on refuses every request now (its queue at its bound, or standing): under overload a
+   * refusal then costs the transport a few microseconds instead of reading, parsing and handing
+   * over a body only to refuse it, and the model keeps the cores. Only where the route needs
+   * nothing from the request: no hook may answer it without the model (a prediction store) or
+   * send an unversioned request elsewhere (a traffic policy). Otherwise, or while the version
+   * admits, undefined: the request goes the usual way. A refusal is counted and seen by the hooks
+   * as the batcher's own is.
+   */
+  refuseEarly(model: string, version: string | undefined, context: RequestContext): UmbraError | undefined {
+    if (this.hooks.hasAnswering) return undefined;
+    const named = version !== undefined && version !== '';
+    if (!named && this.hooks.claims(model)) return undefined;
+    let mv: ModelVersion;
+    try {
+      mv = this.manager.get(model, named ? version : undefined);
+    } catch {
+      return undefined; // the usual way words it (404)
+    }
+    const refusal = mv.execution.refuseEarly?.();
+    if (refusal) this.emit({ model: mv.name, version: mv.version, role: named ? 'direct' : 'primary', outcome: 'rejected', context, error: refusal, durationMs: 0 });
+    return refusal;
+  }
+
+  /** A refusal another thread made on a version's published admission state (see refuseEarly): counted, and seen by the hooks. */
+  refusedElsewhere(model: string, version: string, role: TrafficRole, context: RequestContext, error: unknown): void {
+    let mv: ModelVersion | undefined;
+    try {
+      mv = this.manager.get(model, version);
+    } catch {
+      mv = undefined; // unloaded since: the hooks still see the refusal
+    }
+    mv?.execution.countRefused?.();
+    this.emit({ model, version, role, outcome: 'rejected', context, error, durationMs: 0 });
+  }
+
   /** Which version serves: a routing hook (canary) may choose, else the named or newest version. */
   private route(model: string, version: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } {
     const routed = this.hooks.route(model, version, context);

@@ -1,7 +1,7 @@
 // The execution layer of one model version: where its batches run (inline on the event loop or
 // in the worker pool), its backend, its dynamic batcher, sharding and staging. The repository
 // decides which versions exist; this decides how a parsed, validated request gets computed.
-import { DynamicBatcher } from '../scheduler/batcher.js';
+import { DynamicBatcher, QUEUE_AT_BOUND, QUEUE_STANDS } from '../scheduler/batcher.js';
 import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { sharedWeightsCopy, type SharedWeights } from '../onnx/shared-weights.js';
 import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
-import type { InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
+import type { AdmissionBoard, InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
 
@@ -148,6 +148,11 @@ export class Executor implements VersionExecution {
   accuracy: PrecisionCost | undefined;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
+  /**
+   * The batcher's admission state (AdmissionState) where other threads read it: an I/O thread
+   * refuses a request for this version before reading its body while it is not 0.
+   */
+  private readonly admissionFlag = new Int32Array(new SharedArrayBuffer(4));
   /** The event-loop session, when this version's batches run inline. */
   private inline: BackendSession | undefined;
   /** Measured fastest run time of a probe batch on the event loop (µs); undefined when not probed. */
@@ -277,7 +282,25 @@ export class Executor implements VersionExecution {
       // busy, so the worker goes on to it at once.
       maxStaged: this.inline || !plan.stagesBatches ? 0 : slots,
       execute: (items, batch) => this.execute(items, batch.staged),
+      onAdmission: (state) => Atomics.store(this.admissionFlag, 0, state),
     });
+  }
+
+  /** The QUEUE_FULL error any request would get now, counted; undefined when one may be admitted. */
+  refuseEarly(): UmbraError | undefined {
+    return this.batcher.refuseEarly();
+  }
+
+  /**
+   * Where other threads read whether this version refuses every request now, and the errors'
+   * messages by state (see AdmissionState); `countRefused` counts a refusal they made on it.
+   */
+  admission(): AdmissionBoard {
+    return { flag: this.admissionFlag.buffer as SharedArrayBuffer, refusals: { [QUEUE_AT_BOUND]: this.batcher.refusal(QUEUE_AT_BOUND).message, [QUEUE_STANDS]: this.batcher.refusal(QUEUE_STANDS).message } };
+  }
+
+  countRefused(): void {
+    this.batcher.countRefused();
   }
 
   /** Where batches run: 'inline' on the event-loop thread, or 'worker' in the pool. */

@@ -3,6 +3,7 @@
 import type { InferResponse, InferRequest } from '../protocol/types.js';
 import type { AbortLike } from '../scheduler/cancellation.js';
 import type { BatcherStats } from '../scheduler/batcher.js';
+import type { UmbraError } from '../errors.js';
 import type { QueueBound } from '../scheduler/options.js';
 import type { LayerReport, RunResult, SessionSpec, WireTensor } from '../workers/messages.js';
 import type { ResolvedModelConfig } from '../repository/config.js';
@@ -67,6 +68,24 @@ export interface VersionExecution {
   stats(): BatcherStats;
   /** For a version whose batches run inline: the plain-data plan another thread can build a replica from. */
   replicaPlan?(): ExecutionPlan | undefined;
+  /**
+   * The QUEUE_FULL error any request would get now whatever it holds (counted as a refusal), or
+   * undefined: lets a transport refuse before it reads and parses the body.
+   */
+  refuseEarly?(): UmbraError | undefined;
+  /** Where other threads read the same (see AdmissionBoard). */
+  admission?(): AdmissionBoard;
+  /** Counts a refusal another thread made on the published state. */
+  countRefused?(): void;
+}
+
+/**
+ * A version's admission state in shared memory: one Int32 the batcher keeps at its AdmissionState
+ * (0 admits), and the refusal's message for each other state.
+ */
+export interface AdmissionBoard {
+  flag: SharedArrayBuffer;
+  refusals: Record<number, string>;
 }
 
 /** What the repository hands the execution layer to open a version. */

@@ -24,11 +24,15 @@
 import { UmbraError, invalid } from '../errors.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { BacklogDetector } from './backlog.js';
-import { checkSubmitOptions, resolveBatcherOptions, type BatcherConfig, type CheckedSubmit, type BatcherOptions, type BatcherState, type BatcherStats, type SubmitOptions } from './options.js';
+import {
+  checkSubmitOptions, resolveBatcherOptions, QUEUE_AT_BOUND, QUEUE_STANDS,
+  type AdmissionState, type BatcherConfig, type CheckedSubmit, type BatcherOptions, type BatcherState, type BatcherStats, type SubmitOptions,
+} from './options.js';
 import type { QueuedRequest } from './queue.js';
 import type { AbortLike } from './cancellation.js';
 
-export type { BatchInfo, BatcherOptions, BatcherState, BatcherStats, SetTimer, SubmitOptions } from './options.js';
+export type { AdmissionState, BatchInfo, BatcherOptions, BatcherState, BatcherStats, SetTimer, SubmitOptions } from './options.js';
+export { QUEUE_AT_BOUND, QUEUE_STANDS } from './options.js';
 
 /**
  * A queued request. It is its own abort listener (an EventListener object: AbortSignal and
@@ -99,6 +103,8 @@ export class DynamicBatcher<P, R> {
   readonly #sojourn: BacklogDetector | null;
   /** Whether the last batch's youngest request had waited past the budget for a whole interval. */
   #queueStands = false;
+  /** What onAdmission was last told. */
+  #admission: AdmissionState = 0;
   #resolveDrained: (() => void) | null = null;
 
   constructor(options: BatcherOptions<P, R>) {
@@ -128,15 +134,10 @@ export class DynamicBatcher<P, R> {
     }
     const now = this.#config.now();
     this.#expire(now);
-    if (this.#config.maxQueueSize > 0 && this.#config.queue.size + this.#stagedRequests() >= this.#config.maxQueueSize) {
+    const admission = this.#admissionNow();
+    if (admission !== 0) {
       counters.rejectedQueueFull++;
-      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests (queued, or staged on a busy slot); retry later`, { retryAfter: 1 }));
-    }
-    // A standing queue refuses arrivals until it drains; an empty one never does (no batch leaves
-    // it to say it stopped standing).
-    if (this.#queueStands && this.#sojourn && this.#config.queue.size > 0) {
-      counters.rejectedQueueFull++;
-      return Promise.reject(new UmbraError('QUEUE_FULL', `the queue stands: requests have left it after more than its budget of ${formatMs(this.#sojourn.budgetUs)} for over ${formatMs(this.#sojourn.intervalUs)}; retry later`, { retryAfter: 1 }));
+      return Promise.reject(this.refusal(admission));
     }
     const waitedUs = checked.waitedUs;
     if (this.#backlog?.refuse(waitedUs, now)) {
@@ -154,7 +155,57 @@ export class DynamicBatcher<P, R> {
       counters.submitted++;
       if (this.#config.coalesce) this.#pumpSoon();
       else this.#pump();
+      this.#publishAdmission();
     });
+  }
+
+  /**
+   * Refuses a request before anything of it is known (a transport that has its path and headers
+   * but has not read its body): the QUEUE_FULL error `submit` would give any request now, counted
+   * as `submit` counts it; undefined when one would be admitted (or refused for what it holds).
+   */
+  refuseEarly(): UmbraError | undefined {
+    if (this.#state !== 'open') return undefined;
+    this.#expire(this.#config.now());
+    const admission = this.#admissionNow();
+    if (admission === 0) return undefined;
+    this.#counters.rejectedQueueFull++;
+    return this.refusal(admission);
+  }
+
+  /** Counts a refusal made elsewhere on this batcher's published state (another thread's transport). */
+  countRefused(): void {
+    this.#counters.rejectedQueueFull++;
+  }
+
+  /** The error of a refusal for `admission` (not 0). */
+  refusal(admission: AdmissionState): UmbraError {
+    if (admission === QUEUE_STANDS) {
+      const sojourn = this.#sojourn!;
+      return new UmbraError('QUEUE_FULL', `the queue stands: requests have left it after more than its budget of ${formatMs(sojourn.budgetUs)} for over ${formatMs(sojourn.intervalUs)}; retry later`, { retryAfter: 1 });
+    }
+    return new UmbraError('QUEUE_FULL', `the queue holds its limit of ${this.#config.maxQueueSize} requests (queued, or staged on a busy slot); retry later`, { retryAfter: 1 });
+  }
+
+  /** Whether any request would be refused now, whatever it holds (see AdmissionState). */
+  #admissionNow(): AdmissionState {
+    if (this.#state !== 'open') return 0;
+    const config = this.#config;
+    if (config.maxQueueSize > 0 && config.queue.size + this.#stagedRequests() >= config.maxQueueSize) return QUEUE_AT_BOUND;
+    // A standing queue refuses arrivals until it drains; an empty one never does (no batch leaves
+    // it to say it stopped standing).
+    if (this.#queueStands && this.#sojourn && config.queue.size > 0) return QUEUE_STANDS;
+    return 0;
+  }
+
+  /** Tells onAdmission when the state changed (after anything that moves requests in or out of the queue). */
+  #publishAdmission(): void {
+    const listener = this.#config.onAdmission;
+    if (!listener) return;
+    const admission = this.#admissionNow();
+    if (admission === this.#admission) return;
+    this.#admission = admission;
+    listener(admission);
   }
 
   /** Requests in batches sent while every slot was busy, not yet started (see #inFlightSizes). */
@@ -202,6 +253,7 @@ export class DynamicBatcher<P, R> {
       request.reject(error);
     }
     this.#deadlines.clear();
+    this.#publishAdmission();
     this.#checkDrained();
   }
 
@@ -246,6 +298,7 @@ export class DynamicBatcher<P, R> {
     } finally {
       this.#pumping = false;
     }
+    this.#publishAdmission();
   }
 
   /**

@@ -71,7 +71,21 @@ export interface BatcherOptions<P, R> {
    * is sent at once instead of after its delay. Absent: batches always wait as configured.
    */
   quiet?: () => boolean;
+  /**
+   * Told whenever whether the batcher would refuse any request now changes (see AdmissionState):
+   * a transport may then refuse a request before it reads the body (src/core/admission.ts).
+   */
+  onAdmission?: (state: AdmissionState) => void;
 }
+
+/**
+ * Whether a request would be refused now whatever it holds: 0 admits; QUEUE_AT_BOUND, the queue
+ * (with the batches staged on busy slots) holds its bound; QUEUE_STANDS, requests have left the
+ * queue past its budget for an interval and some still wait.
+ */
+export type AdmissionState = 0 | typeof QUEUE_AT_BOUND | typeof QUEUE_STANDS;
+export const QUEUE_AT_BOUND = 1;
+export const QUEUE_STANDS = 2;
 
 export interface SubmitOptions {
   /** Size of the batch dimension of this request (1 for models that do not batch). */
@@ -153,6 +167,7 @@ export interface BatcherConfig<P, R> {
   queue: RequestQueue;
   coalesce: boolean;
   quiet: (() => boolean) | null;
+  onAdmission: ((state: AdmissionState) => void) | null;
 }
 
 /** A submit's options after checking: a concrete level and the effective timeout (0 = none). */
@@ -204,6 +219,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
   const maxInFlight = checkInteger(options.maxInFlight, 1, 'maxInFlight');
   const maxStaged = checkInteger(options.maxStaged ?? 0, 0, 'maxStaged');
   if (typeof options.execute !== 'function') throw invalid('INVALID_ARGUMENT', 'a function', 'execute', options.execute);
+  if (options.onAdmission !== undefined && typeof options.onAdmission !== 'function') throw invalid('INVALID_ARGUMENT', 'a function', 'onAdmission', options.onAdmission);
   if (options.queue !== undefined) {
     if (!isRequestQueue(options.queue)) throw invalid('INVALID_ARGUMENT', 'an object with size, push, remove and an iterator', 'queue', options.queue);
     if (options.queue.size !== 0) throw invalid('INVALID_ARGUMENT', 'an empty queue', 'queue', options.queue.size);
@@ -226,6 +242,7 @@ export function resolveBatcherOptions<P, R>(options: BatcherOptions<P, R>): Batc
     queue: options.queue ?? new PriorityRequestQueue(levels),
     coalesce: options.coalesce === true,
     quiet: options.quiet ?? null,
+    onAdmission: options.onAdmission ?? null,
   };
 }
 

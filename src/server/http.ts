@@ -15,6 +15,8 @@ import { bodyBytes, decodeBody, encodeBody, MIN_COMPRESSED_BYTES, requestCoding,
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
 export interface ApiHandler {
   handle(req: ApiRequest): Promise<ApiReply>;
+  /** An answer that needs no body, given before it is read (a refusal under overload); undefined reads it. */
+  earlyReply?(method: string, path: string, headers: Record<string, string>): ApiReply | undefined;
 }
 
 export interface HttpOptions {
@@ -314,6 +316,14 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     }
     if (method === 'GET' || head || (declared === undefined && headers['transfer-encoding'] === undefined)) {
       dispatch(new Uint8Array(0));
+      return;
+    }
+    // Refused before the body is read or parsed: under overload most requests end here, and a
+    // refusal that read, parsed and handed over its body first took the model's cores. Not
+    // closed, as for a body over the limit: uWS reads the rest and drops it.
+    const early = api.earlyReply?.(method, path, headers);
+    if (early) {
+      finish(early);
       return;
     }
     let coding: Coding | undefined;

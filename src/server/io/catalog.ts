@@ -25,7 +25,7 @@ export function signatureFingerprint(signature: ModelSignature): string {
 /** `local`: whether I/O threads may answer inline versions themselves (UMBRA_IO_LOCAL=0 says no). */
 export function buildCatalog(core: Umbra, local: boolean): Catalog {
   const manager = core.manager;
-  const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, headers: core.hooks.readsHeaders, idPrefix: core.ids?.prefix ?? null };
+  const catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: core.hooks.hasAnswering, headers: core.hooks.readsHeaders, idPrefix: core.ids?.prefix ?? null, admission: {} };
   if (core.sharedMemory.enabled) catalog.sharedMemory = core.sharedMemory.regions();
   for (const name of manager.names()) {
     const versions: Record<string, string> = {};
@@ -37,6 +37,8 @@ export function buildCatalog(core: Umbra, local: boolean): Catalog {
       catalog.signatures[fp] = mv.signature;
       const plan = local ? mv.execution.replicaPlan?.() : undefined;
       if (plan) catalog.replicas[`${name}/${mv.version}`] = plan;
+      const board = mv.execution.admission?.();
+      if (board) catalog.admission[`${name}/${mv.version}`] = board;
     }
     let fallback: string | null = null;
     try {
@@ -55,8 +57,10 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
 
 /** The I/O thread's copy. Signature objects stay the same while their fingerprint does (parsers cache per object). */
 export class CatalogView {
-  private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, headers: true, idPrefix: null };
+  private catalog: Catalog = { models: {}, signatures: {}, replicas: {}, answering: true, headers: true, idPrefix: null, admission: {} };
   private readonly objects = new Map<string, ModelSignature>();
+  /** Views of each version's admission flag (the memory is the core's: see Catalog.admission). */
+  private boards = new Map<string, { flag: Int32Array; refusals: Record<number, string> }>();
   /** The shared-memory regions requests parsed here may use; undefined while the extension is off. */
   sharedMemory: SharedMemoryTable | undefined;
 
@@ -70,6 +74,33 @@ export class CatalogView {
     else (this.sharedMemory ??= new SharedMemoryTable()).replace(next.sharedMemory);
     for (const fp of [...this.objects.keys()]) if (!has(next.signatures, fp)) this.objects.delete(fp);
     for (const [fp, sig] of Object.entries(next.signatures)) if (!this.objects.has(fp)) this.objects.set(fp, sig);
+    this.boards = new Map(Object.entries(next.admission).map(([key, board]) => [key, { flag: new Int32Array(board.flag), refusals: board.refusals }]));
+  }
+
+  /**
+   * The version a request for (model, version) runs on, where this thread can tell without its
+   * body: no hook may answer requests without the model, and an unversioned one only when no
+   * hook claims the model (its default). Undefined otherwise.
+   */
+  target(model: string, version: string | undefined): { version: string; role: 'primary' | 'direct' } | undefined {
+    const c = this.catalog;
+    if (c.answering) return undefined;
+    const entry = has(c.models, model) ? c.models[model] : undefined;
+    if (!entry) return undefined;
+    const named = version !== undefined && version !== '';
+    // A named version is never rerouted; an unversioned one only when no hook claims the model.
+    if (!named && entry.claimed) return undefined;
+    const chosen = named ? version : entry.default;
+    if (chosen === null || !has(entry.versions, chosen)) return undefined;
+    return { version: chosen, role: named ? 'direct' : 'primary' };
+  }
+
+  /** The message of the refusal the core's batcher of model/version would give any request now, or undefined while it admits. */
+  refusal(model: string, version: string): string | undefined {
+    const board = this.boards.get(`${model}/${version}`);
+    if (!board) return undefined;
+    const state = Atomics.load(board.flag, 0);
+    return state === 0 ? undefined : board.refusals[state];
   }
 
   /** The signature a request for (model, version) can be parsed against, or undefined. */
@@ -87,16 +118,8 @@ export class CatalogView {
    * hook may route the model elsewhere or answer without it, and the version runs inline.
    */
   localVersion(model: string, version: string | undefined): { version: string; role: 'primary' | 'direct' } | undefined {
-    const c = this.catalog;
-    if (c.answering) return undefined;
-    const entry = has(c.models, model) ? c.models[model] : undefined;
-    if (!entry) return undefined;
-    const named = version !== undefined && version !== '';
-    // A named version is never rerouted; an unversioned one only when no hook claims the model.
-    if (!named && entry.claimed) return undefined;
-    const chosen = named ? version : entry.default;
-    if (chosen === null || !has(c.replicas, `${model}/${chosen}`)) return undefined;
-    return { version: chosen, role: named ? 'direct' : 'primary' };
+    const target = this.target(model, version);
+    return target && has(this.catalog.replicas, `${model}/${target.version}`) ? target : undefined;
   }
 }
 

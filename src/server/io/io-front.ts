@@ -3,13 +3,14 @@
 // every other route to the core's thread.
 import { withClassification } from '../../protocol/classification.js';
 import type { MessagePort } from 'node:worker_threads';
-import { errorReply, splitPath, type ApiReply, type ApiRequest } from '../../api/api.js';
+import { earlyInferRefusal, errorReply, inferRoute, type ApiReply, type ApiRequest } from '../../api/api.js';
 import { inferReply } from '../../api/infer-route.js';
 import type { BodyInferResult, InferBodyOptions, InferenceFront } from '../../core/front.js';
 import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../../protocol/index.js';
 import type { InferRequest } from '../../protocol/types.js';
 import type { CatalogView, LocalReplicas } from './catalog.js';
-import { outcomeOf } from '../../core/hooks.js';
+import { outcomeOf, type RequestContext } from '../../core/hooks.js';
+import { UmbraError } from '../../errors.js';
 import { IdBlock } from '../../core/ids.js';
 import type { InferOptions } from '../../execution/types.js';
 import {
@@ -119,6 +120,31 @@ export class RemoteFront implements InferenceFront {
     return this.viaCore(model, version, body, headerLength, options, request, known?.fp);
   }
 
+  /**
+   * Refuses before the body is read where the version the request would run on refuses every
+   * request now: this thread's replica of an inline version by its own batcher, any other by the
+   * state the core's batcher publishes. The core counts it and its hooks see it.
+   */
+  refuseEarly(model: string, version: string | undefined, context: RequestContext): UmbraError | undefined {
+    const target = this.catalog.target(model, version);
+    if (!target) return undefined;
+    const replica = this.replicas && this.catalog.localVersion(model, version) ? this.replicas.get(model, target.version) : undefined;
+    if (replica) {
+      const refusal = replica.refuseEarly();
+      if (refusal) {
+        this.link.outbox.push({ t: 'event', event: {
+          model, version: target.version, role: target.role, outcome: 'rejected', context: wireContext(context, this.catalog.current.headers), error: wireError(refusal), durationMs: 0,
+        } });
+      }
+      return refusal;
+    }
+    const message = this.catalog.refusal(model, target.version);
+    if (message === undefined) return undefined;
+    const refusal = new UmbraError('QUEUE_FULL', message, { retryAfter: 1 });
+    this.link.outbox.push({ t: 'refused', model, version: target.version, role: target.role, context: wireContext(context, this.catalog.current.headers), error: wireError(refusal) });
+    return refusal;
+  }
+
   /** Runs the request on this thread's replica of an inline version, or undefined when it must go to the core. */
   private answerLocally(model: string, version: string | undefined, request: InferRequest, options: InferBodyOptions): Promise<BodyInferResult> | undefined {
     if (!this.replicas) return undefined;
@@ -215,6 +241,11 @@ export class RemoteFront implements InferenceFront {
 export class IoApi {
   constructor(private readonly front: InferenceFront, private readonly link: CoreLink) {}
 
+  /** A refusal given before the body is read (see Api.earlyReply). */
+  earlyReply(method: string, path: string, headers: Record<string, string>): ApiReply | undefined {
+    return earlyInferRefusal(this.front, method, path, headers);
+  }
+
   handle(req: ApiRequest): Promise<ApiReply> {
     if (faultInjection && req.headers['x-umbra-fault'] === 'io-crash') {
       // Tests only (UMBRA_FAULT_INJECTION=1): this thread fails as a bug would, outside any handler.
@@ -277,18 +308,4 @@ export class IoApi {
       },
     };
   }
-}
-
-/** /v2/models/{m}/infer and /v2/models/{m}/versions/{v}/infer; undefined for anything else (or a malformed path). */
-function inferRoute(path: string): { model: string; version?: string } | undefined {
-  if (!path.startsWith('/v2/models/') || !path.endsWith('/infer')) return undefined;
-  let segments: string[];
-  try {
-    segments = splitPath(path);
-  } catch {
-    return undefined;
-  }
-  if (segments.length === 4 && segments[3] === 'infer') return { model: segments[2]! };
-  if (segments.length === 6 && segments[3] === 'versions' && segments[5] === 'infer') return { model: segments[2]!, version: segments[4]! };
-  return undefined;
 }

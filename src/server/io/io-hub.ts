@@ -236,13 +236,14 @@ export class IoHub extends EventEmitter {
     const slab = Outbox.source(envelope);
     for (const msg of thread.inbox.open(envelope)) {
       // Requests handed over, and requests the thread answered itself (their events).
-      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event') thread.requests += 1;
+      if (msg.t === 'infer' || msg.t === 'body' || msg.t === 'api' || msg.t === 'event' || msg.t === 'refused') thread.requests += 1;
       switch (msg.t) {
         case 'infer': this.infer(thread, msg, slab); break;
         case 'body': this.inferBody(thread, msg, slab); break;
         case 'api': this.apiRequest(thread, msg, slab); break;
         case 'cancel': this.cancel(thread, msg.id); break;
         case 'event': this.core.emitEvent(eventFromWire(msg.event, slab)); break;
+        case 'refused': this.core.refusedElsewhere(msg.model, msg.version, msg.role, contextOf(msg.context), errorFromWire(msg.error)); break;
         case 'ids': thread.outbox.push({ t: 'ids', id: msg.id, start: this.idBlock(msg.count) }); break;
         case 'flushed': thread.flushed(msg.seq); break;
       }

@@ -13,7 +13,7 @@ import { typedArrayView } from '../../protocol/datatype.js';
 import type { InferRequest, InferResponse, ModelSignature, RequestedOutput, Tensor, TensorData } from '../../protocol/types.js';
 import type { Outcome, RequestContext, TrafficRole } from '../../core/hooks.js';
 import type { ExecutionPlan } from '../../execution/executor.js';
-import type { InferTiming } from '../../execution/types.js';
+import type { AdmissionBoard, InferTiming } from '../../execution/types.js';
 import type { StreamStats } from '../ws.js';
 import { WireDecoder, WireEncoder, type EncodedTurn } from './codec.js';
 
@@ -106,6 +106,11 @@ export type ToCore =
   | { t: 'cancel'; id: number }
   /** A request the thread answered itself (an inline replica): the hooks see it on the core's thread. */
   | { t: 'event'; event: PackedEvent }
+  /**
+   * A request the thread refused before reading its body, on the admission state the core's
+   * version published (see Catalog.admission): counted there and seen by the hooks.
+   */
+  | { t: 'refused'; model: string; version: string; role: 'primary' | 'direct'; context: WireContext; error: WireError }
   /** A block of prediction ids for requests the thread answers itself. */
   | { t: 'ids'; id: number; count: number }
   /** Everything the thread sent before this has been sent (answers a 'flush'). */
@@ -189,6 +194,11 @@ export interface Catalog {
   idPrefix: string | null;
   /** The registered system shared-memory regions (their descriptors are the process's); absent while the extension is off. */
   sharedMemory?: SharedRegion[];
+  /**
+   * Each version's admission state as its batcher on the core's thread keeps it, by
+   * "model/version" (shared memory: read at each request, not sent on change).
+   */
+  admission: Record<string, AdmissionBoard>;
 }
 
 /**
