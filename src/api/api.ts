@@ -353,19 +353,32 @@ interface TensorMetadata {
   shape: number[];
 }
 
+type InferRoute = { model: string; version?: string };
+
+/** Infer paths already split (clients repeat one per model): at most MATCH_CACHE_SIZE, null for other paths. */
+const inferRoutes = new Map<string, InferRoute | null>();
+
 /** /v2/models/{m}/infer and /v2/models/{m}/versions/{v}/infer; undefined for anything else (or a malformed path). */
-export function inferRoute(path: string): { model: string; version?: string } | undefined {
+export function inferRoute(path: string): InferRoute | undefined {
   if (!path.startsWith('/v2/models/') || !path.endsWith('/infer')) return undefined;
-  let segments: string[];
+  const known = inferRoutes.get(path);
+  if (known !== undefined) return known ?? undefined;
+  let route: InferRoute | null = null;
   try {
-    segments = splitPath(path);
+    const segments = splitPath(path);
+    if (segments.length === 4 && segments[3] === 'infer') route = { model: segments[2]! };
+    else if (segments.length === 6 && segments[3] === 'versions' && segments[5] === 'infer') route = { model: segments[2]!, version: segments[4]! };
   } catch {
-    return undefined;
+    route = null;
   }
-  if (segments.length === 4 && segments[3] === 'infer') return { model: segments[2]! };
-  if (segments.length === 6 && segments[3] === 'versions' && segments[5] === 'infer') return { model: segments[2]!, version: segments[4]! };
-  return undefined;
+  // Bounded: a client walking endless distinct paths only resets the memory.
+  if (inferRoutes.size >= MATCH_CACHE_SIZE) inferRoutes.clear();
+  inferRoutes.set(path, route);
+  return route ?? undefined;
 }
+
+/** Refusals as answered, by message: while a version refuses, every refusal is the same answer. */
+const refusalReplies = new Map<string, ApiReply>();
 
 /** An infer request's refusal before its body is read, where `front` gives one (see InferenceFront.refuseEarly). */
 export function earlyInferRefusal(front: InferenceFront, method: string, path: string, headers: Record<string, string>): ApiReply | undefined {
@@ -377,7 +390,14 @@ export function earlyInferRefusal(front: InferenceFront, method: string, path: s
   const key = headers['x-umbra-key'];
   if (key) context.routingKey = key;
   const refusal = front.refuseEarly(route.model, route.version, context);
-  return refusal ? errorReply(refusal) : undefined;
+  if (!refusal) return undefined;
+  let reply = refusalReplies.get(refusal.message);
+  if (!reply) {
+    if (refusalReplies.size >= 64) refusalReplies.clear();
+    reply = errorReply(refusal);
+    refusalReplies.set(refusal.message, reply);
+  }
+  return reply;
 }
 
 /** The path's segments, percent-decoded; a malformed escape is a 400. */
