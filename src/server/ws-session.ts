@@ -142,6 +142,12 @@ export class StreamSession {
     }
     const context: RequestContext = { transport: 'ws', headers: this.options.headers };
     if (p.routingKey !== undefined) context.routingKey = p.routingKey;
+    // While its version refuses every request, refused before its tensors are parsed or handed over.
+    const refused = this.umbra.refuseEarly?.(p.model, p.version, context);
+    if (refused) {
+      this.replyError(p, refused);
+      return;
+    }
     this.running += 1;
     this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context, header: p.header, receivedAt: performance.timeOrigin + performance.now() }).then(
       (result) => {

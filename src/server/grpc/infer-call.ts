@@ -35,6 +35,9 @@ export function contextOf(call: GrpcCall): RequestContext {
 export async function runInfer(deps: InferDeps, wire: WireInferRequest, context: RequestContext, signal: AbortLike): Promise<WireInferResponse> {
   const model = wire.modelName;
   const version = wire.modelVersion === '' ? undefined : wire.modelVersion;
+  // While its version refuses every request, refused before its tensors are read (Umbra.refuseEarly).
+  const refused = deps.core.refuseEarly(model, version, context);
+  if (refused) throw refused;
   const form = toBinaryForm(wire);
   const known = deps.catalog.lookup(model, version);
   if (known) {
