@@ -22,15 +22,18 @@ const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
 t.test('the derived bound: what the slots run within the budget, at least a full batch per slot', async (t) => {
   const heavy = deriveQueueBound({ batchMicros: 20_000, batchRows: 16, slots: 2, maxBatchSize: 64 });
   t.equal(heavy.budgetMs, QUEUE_BUDGET_BATCHES * 20, 'default budget: batch times');
-  t.equal(heavy.maxQueueSize, QUEUE_BUDGET_BATCHES * 16 * 2, 'requests the two slots run within it');
+  t.equal(heavy.maxQueueSize, 2 * 64, 'a full batch (4 x 20 ms) takes the whole budget: one full batch per slot');
+  const medium = deriveQueueBound({ batchMicros: 5_000, batchRows: 16, slots: 1, maxBatchSize: 32 });
+  t.equal(medium.budgetMs, QUEUE_BUDGET_FLOOR_MS);
+  t.equal(medium.maxQueueSize, ((QUEUE_BUDGET_FLOOR_MS - 10) / 5) * 16, 'what the slot runs in the budget once the full batch ahead (2 x 5 ms) is done');
   const cheap = deriveQueueBound({ batchMicros: 50, batchRows: 16, slots: 1, maxBatchSize: 64 });
   t.equal(cheap.budgetMs, QUEUE_BUDGET_FLOOR_MS, 'a cheap model gets the floor');
-  t.equal(cheap.maxQueueSize, Math.ceil((QUEUE_BUDGET_FLOOR_MS * 1000 / 50) * 16), 'and what runs within it');
+  t.equal(cheap.maxQueueSize, Math.ceil(((QUEUE_BUDGET_FLOOR_MS * 1000 - 4 * 50) / 50) * 16), 'and what runs within it after a full batch');
   const huge = deriveQueueBound({ batchMicros: 2_000_000, batchRows: 16, slots: 2, maxBatchSize: 64, budgetMs: 100 });
   t.equal(huge.maxQueueSize, 128, 'never below one full batch per slot');
   t.equal(huge.budgetSource, 'parameters.queue_budget_ms');
   const alone = deriveQueueBound({ batchMicros: 10_000, batchRows: 1, slots: 3, maxBatchSize: 0, budgetMs: 50 });
-  t.equal(alone.maxQueueSize, 15, 'a model that does not batch: one request per run');
+  t.equal(alone.maxQueueSize, 12, 'a model that does not batch: one request per run, after the one running on each slot');
   t.match(describeQueueBound(heavy), /queue bound 128 requests, derived from a 16-row batch measured at 20 ms.*80 ms queue budget.*503 with Retry-After/);
 });
 

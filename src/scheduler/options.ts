@@ -316,18 +316,22 @@ export interface QueueBoundInput {
 
 /**
  * The default queue bound: as many requests as the version's slots can run within the queue-time
- * budget at the measured rate (one row per request), so an admitted request waits about the
- * budget at most and everything past it is refused at once (503, Retry-After) instead of waiting
- * longer and holding memory. The budget defaults to QUEUE_BUDGET_BATCHES measured batch times
- * (at least QUEUE_BUDGET_FLOOR_MS): under overload an answer then takes a few times what the
- * model itself costs, not an unbounded queue's worth. Never below one full batch per slot, so
- * batching still fills its batches under load.
+ * budget at the measured rate (one row per request), once the batch running on a slot is done,
+ * so an admitted request waits about the budget at most before it runs and everything past it is
+ * refused at once (503, Retry-After) instead of waiting longer and holding memory. Under load the
+ * batch an arrival first waits for is a full one: its time, taken from the measured batch with
+ * rows costing at most linearly, comes off the budget (without it an arrival at the bound waited
+ * the budget and a full batch more, about three batch times of a heavy model in all). The budget
+ * defaults to QUEUE_BUDGET_BATCHES measured batch times (at least QUEUE_BUDGET_FLOOR_MS): under
+ * overload an answer then takes a few times what the model itself costs, not an unbounded queue's
+ * worth. Never below one full batch per slot, so batching still fills its batches under load.
  */
 export function deriveQueueBound(input: QueueBoundInput): QueueBound {
   const batchMs = Math.max(input.batchMicros, 1) / 1000;
   const budgetMs = input.budgetMs ?? Math.max(QUEUE_BUDGET_FLOOR_MS, QUEUE_BUDGET_BATCHES * batchMs);
   const slots = Math.max(1, input.slots);
-  const runnable = Math.ceil((budgetMs / batchMs) * input.batchRows * slots);
+  const runningMs = input.maxBatchSize > 0 ? batchMs * Math.max(1, input.maxBatchSize / input.batchRows) : batchMs;
+  const runnable = Math.ceil((Math.max(0, budgetMs - runningMs) / batchMs) * input.batchRows * slots);
   const fullBatches = Math.max(1, input.maxBatchSize) * slots;
   return {
     maxQueueSize: Math.max(runnable, fullBatches),
