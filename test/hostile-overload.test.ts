@@ -17,6 +17,10 @@ t.teardown(() => repo.remove());
 repo.addVersion('flood', 1, slowModel(512, 160));
 repo.addVersion('gate', 1, slowModel(512, 160));
 repo.writeConfig('gate', { max_batch_size: 64, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 16 } } });
+// Two versions, one batch at a time each, a queue of one: where a traffic policy routes matters.
+repo.addVersion('split', 1, slowModel(512, 160));
+repo.addVersion('split', 2, slowModel(512, 160));
+repo.writeConfig('split', { version_policy: { all: {} }, max_batch_size: 64, instance_group: [{ count: 1 }], dynamic_batching: { default_queue_policy: { max_queue_size: 1 } } });
 const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
 
 t.test('the derived bound: what the slots run within the budget, at least a full batch per slot', async (t) => {
@@ -272,4 +276,27 @@ t.test('a request the queue would refuse is refused before its body is read, and
   t.same([...new Set(done.map((r) => r.status))], [200], 'everything admitted is served');
   const after = await s.post('/v2/models/gate/infer', rows(1));
   t.equal(after.status, 200, 'the queue drained: admitting again (the published state follows)');
+});
+
+t.test('no early refusal where a traffic policy may route the request elsewhere', async (t) => {
+  const row = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(1) }] };
+  const v2 = s.server.umbra.manager.get('split', '2');
+  const hold = holdExecution(v2);
+  t.teardown(() => hold.release());
+  // Version 2, the newest and so the default, refuses every request: one batch held, one queued.
+  const held = [s.post('/v2/models/split/versions/2/infer', row)];
+  await until(() => v2.inFlight > 0, 'a batch of version 2 running', 60_000);
+  held.push(s.post('/v2/models/split/versions/2/infer', row));
+  await until(() => v2.pending === 1, 'version 2 queue at its bound of 1', 60_000);
+  t.equal((await s.post('/v2/models/split/infer', row)).status, 503, 'unversioned, no policy: the default version refuses');
+  const policy = await s.request('PUT', '/v2/models/split/traffic', JSON.stringify({ primary: '1' }), { 'content-type': 'application/json' });
+  t.equal(policy.status, 200, `the policy sends unversioned requests to version 1 (${JSON.stringify(policy.json)})`);
+  const routed = await s.post('/v2/models/split/infer', row);
+  t.equal(routed.status, 200, 'not refused for the default version it will not run on');
+  t.equal(routed.headers.get('x-umbra-version'), '1', 'served by version 1, where the policy routes it');
+  const named = await s.post('/v2/models/split/versions/2/infer', row);
+  t.equal(named.status, 503, 'a request naming version 2 is still refused');
+  t.equal(named.headers.get('retry-after'), '1');
+  hold.release();
+  t.same((await Promise.all(held)).map((r) => r.status), [200, 200]);
 });

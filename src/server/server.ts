@@ -7,7 +7,7 @@ import { installHttpGuard, type HttpGuardStatus } from './http-guard.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
-import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals, type HttpOptions } from './http.js';
+import { attachHttp, closeListener, InFlight, OpenStreams, settled, watchArrivals, type ApiHandler, type HttpOptions } from './http.js';
 import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
@@ -149,9 +149,10 @@ class LocalTransport implements Transport {
     return this.inFlight.entered;
   }
 
-  constructor(composed: UmbraApp, stream: StreamOptions, http: HttpOptions, state: DrainState) {
+  /** `api`: what answers this thread's HTTP requests (default the composed API; beside I/O threads, the hub's routed one). */
+  constructor(composed: UmbraApp, stream: StreamOptions, http: HttpOptions, state: DrainState, api: ApiHandler = composed.api) {
     this.streams = attachWebSocket(this.app, composed.core, stream, () => !state.draining);
-    attachHttp(this.app, composed.api, http, this.inFlight, () => state.draining, this.openStreams);
+    attachHttp(this.app, api, http, this.inFlight, () => state.draining, this.openStreams);
     this.unwatch = watchArrivals(this.app, this.inFlight, this.streams);
   }
 
@@ -209,7 +210,7 @@ class SharedPortTransport implements Transport {
   static async start(composed: UmbraApp, options: { threads: number; host: string; port: number; http: HttpOptions; stream: StreamOptions }, state: DrainState): Promise<SharedPortTransport> {
     const hub = new IoHub(composed.core, composed.api, { ...options, threads: options.threads - 1 });
     await hub.start();
-    const local = new LocalTransport(composed, options.stream, options.http, state);
+    const local = new LocalTransport(composed, options.stream, options.http, state, hub.routedApi);
     try {
       await local.listen(options.host, hub.port);
     } catch (err) {

@@ -5,13 +5,13 @@ import { EventEmitter } from 'node:events';
 import { threadOptions } from '../../core/threads.js';
 import { createServer } from 'node:net';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { Api, ApiRequest } from '../../api/api.js';
+import type { Api, ApiReply, ApiRequest } from '../../api/api.js';
 import { SignatureChanged } from '../../core/front.js';
 import type { InferEvent, RequestContext } from '../../core/hooks.js';
 import type { Umbra } from '../../core/umbra.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
 import { sumStreamStats, type StreamOptions, type StreamStats } from '../ws.js';
-import type { HttpOptions } from '../http.js';
+import type { ApiHandler, HttpOptions } from '../http.js';
 import { buildCatalog, signatureFingerprint } from './catalog.js';
 import type { IoThreadData } from './io-thread.js';
 import {
@@ -109,6 +109,23 @@ export class IoHub extends EventEmitter {
   constructor(private readonly core: Umbra, private readonly api: Api, private readonly options: IoHubOptions) {
     super();
   }
+
+  /**
+   * The core's API as every caller must see it while threads route requests by the catalog: a
+   * call that changed what they route by (a load, an unload, a traffic policy) returns once every
+   * thread routes by the change, so the caller's next request, on any connection, sees it. The
+   * threads' own API calls come through here, and so do the core thread's own connections where
+   * it reads beside the threads.
+   */
+  readonly routedApi: ApiHandler = {
+    handle: async (req: ApiRequest): Promise<ApiReply> => {
+      const before = this.generation;
+      const reply = await this.api.handle(req);
+      if (this.generation !== before) await this.synced();
+      return reply;
+    },
+    earlyReply: (method, path, headers) => this.api.earlyReply(method, path, headers),
+  };
 
   get port(): number {
     return this.boundPort;
@@ -299,12 +316,7 @@ export class IoHub extends EventEmitter {
   private apiRequest(thread: IoThread, msg: Extract<ToCore, { t: 'api' }>, slab: SlabSource): void {
     const req: ApiRequest = { method: msg.method, path: msg.path, query: msg.query, headers: msg.headers, body: unpackBody(msg.body, slab) };
     if (msg.remoteAddress !== undefined) req.remoteAddress = msg.remoteAddress;
-    const before = this.generation;
-    void this.api.handle(req).then(async (reply) => {
-      // A call that changed what the threads route by (a load, an unload, a traffic policy)
-      // returns once every thread routes by the change: the caller's next request, on any
-      // connection, sees it.
-      if (this.generation !== before) await this.synced();
+    void this.routedApi.handle(req).then((reply) => {
       const out: Extract<ToIo, { t: 'reply' }> = { t: 'reply', id: msg.id, status: reply.status, headers: reply.headers };
       if (typeof reply.body === 'string') out.text = reply.body;
       else out.bytes = thread.outbox.slab.addBody(reply.body);
