@@ -269,8 +269,13 @@ t.test('a request the queue would refuse is refused before its body is read, and
   t.equal(refusal?.headers['retry-after'], '1');
   t.match(refusal && JSON.parse(refusal.body.toString()), { error: /queue holds its limit of 16 requests/ });
   t.equal(answers[1]?.status, 200, 'the rest of the refused body was read and dropped: the next request is served');
+  // KServe V1's predict the same way.
+  const v1 = Buffer.from(JSON.stringify({ instances: [new Array(512).fill(1)] }));
+  const v1Head = requestBytes('POST', '/v1/models/gate:predict', [['Host', 'x'], ['Content-Type', 'application/json'], ['Content-Length', String(v1.length)]]);
+  const v1Answers = await rawSequence(s.server.port, [[Buffer.concat([v1Head, v1.subarray(0, 100)])], [v1.subarray(100), requestBytes('GET', '/v2/health/live', [['Host', 'x']])]], { gapMs: 20 });
+  t.same(v1Answers.map((a) => a.status), [503, 200], 'V1 predict: refused with most of its body unsent, the connection goes on');
   await s.server.umbra.settleEvents();
-  t.equal(mv.stats().rejectedQueueFull - refusedBefore, 1, 'counted once, as a refusal of the version');
+  t.equal(mv.stats().rejectedQueueFull - refusedBefore, 2, 'each counted once, as a refusal of the version');
   hold.release();
   const done = await Promise.all([running, ...queued]);
   t.same([...new Set(done.map((r) => r.status))], [200], 'everything admitted is served');

@@ -377,13 +377,33 @@ export function inferRoute(path: string): InferRoute | undefined {
   return route ?? undefined;
 }
 
+/** POST /v1/models/{m}:predict and /v1/models/{m}/versions/{v}:predict (KServe V1): the model and version; undefined otherwise. */
+function predictRoute(path: string): InferRoute | undefined {
+  if (!path.startsWith('/v1/models/') || !path.endsWith(':predict')) return undefined;
+  let segments: string[];
+  try {
+    segments = splitPath(path);
+  } catch {
+    return undefined;
+  }
+  if (segments.length === 3) {
+    const model = predictTarget(segments[2]!);
+    return model === undefined ? undefined : { model };
+  }
+  if (segments.length === 5 && segments[3] === 'versions') {
+    const version = predictTarget(segments[4]!);
+    return version === undefined ? undefined : { model: segments[2]!, version };
+  }
+  return undefined;
+}
+
 /** Refusals as answered, by message: while a version refuses, every refusal is the same answer. */
 const refusalReplies = new Map<string, ApiReply>();
 
-/** An infer request's refusal before its body is read, where `front` gives one (see InferenceFront.refuseEarly). */
+/** An infer (or V1 predict) request's refusal before its body is read, where `front` gives one (see InferenceFront.refuseEarly). */
 export function earlyInferRefusal(front: InferenceFront, method: string, path: string, headers: Record<string, string>): ApiReply | undefined {
   if (method !== 'POST' || !front.refuseEarly) return undefined;
-  const route = inferRoute(path);
+  const route = inferRoute(path) ?? predictRoute(path);
   if (!route) return undefined;
   // As inferReply builds it: the hooks see a refused request's headers and transport.
   const context: RequestContext = { headers, transport: 'http' };
