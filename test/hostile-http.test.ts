@@ -6,7 +6,8 @@
 import t, { type Test } from 'tap';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
-import { rawExchange, rawSequence, requestBytes, type RawResponse } from './helpers/raw-http.js';
+import { connect } from 'node:net';
+import { parseResponses, rawExchange, rawSequence, requestBytes, type RawResponse } from './helpers/raw-http.js';
 import { seededRandom } from '../dist/random.js';
 
 const repo = tempRepo();
@@ -214,12 +215,85 @@ t.test('HEAD answers like GET without a body, and the connection stays usable', 
   for (const path of ['/v2/health/live', '/v2/models/affine', '/v2/nowhere']) {
     const head = requestBytes('HEAD', path, [['Host', 'umbra']]);
     const get = requestBytes('GET', '/v2/health/live', [['Host', 'umbra']]);
-    // Sequential on one connection: pipelining waits on the answer (see the README).
-    const r = await rawExchange(s.server.port, [head, get], { expect: 2, gapMs: 200 });
+    // Pipelined: the answer to HEAD ends with its head, and the GET behind it waits for it.
+    const r = await rawExchange(s.server.port, [Buffer.concat([head, get])], { expect: 2 });
     t.equal(r.responses.length, 2, `HEAD ${path}: then GET on the same connection`);
     t.equal(r.responses[0]?.body.length, 0, `HEAD ${path}: no body`);
     t.equal(r.responses[1]?.body.toString(), '{"live":true}', `HEAD ${path}: the next answer is intact`);
   }
+});
+
+/** A JSON infer request whose input is x + shift, with its own id: its answer says whose it is. */
+function inferShifted(shift: number): Buffer {
+  const body = JSON.stringify({ id: `p${shift}`, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x.map((v) => v + shift) }] });
+  return requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ['Content-Type', 'application/json'], ['Content-Length', String(body.length)]], body);
+}
+
+/** What each pipelined request must get back, in order. */
+type Expectation = { kind: 'infer'; shift: number } | { kind: 'live' } | { kind: 'head' } | { kind: 'exact' };
+
+/** What is wrong with `got` as the answers to `expected`, in order (nothing when each is its own). */
+function pipelineErrors(label: string, expected: Expectation[], got: RawResponse[]): string[] {
+  const wrong = got.length === expected.length ? [] : [`${label}: ${got.length} answers to ${expected.length} requests`];
+  return wrong.concat(expected.flatMap((e, i) => {
+    const r = got[i];
+    const says = `${label} #${i}`;
+    if (!r) return [];
+    if (r.status !== 200) return [`${says}: ${r.status} ${r.body.toString().slice(0, 100)}`];
+    if (e.kind === 'head') return r.body.length === 0 ? [] : [`${says}: HEAD with a body`];
+    const body = JSON.parse(r.body.toString());
+    if (e.kind === 'live') return body.live === true ? [] : [`${says}: ${r.body.toString()}`];
+    if (e.kind === 'exact') return JSON.stringify(body.outputs[0].data) === JSON.stringify(expectedY) ? [] : [`${says}: ${r.body.toString().slice(0, 100)}`];
+    const want = x.map((v) => Math.fround(Math.fround(Math.fround(v + e.shift) * 2) + 1));
+    return body.id === `p${e.shift}` && JSON.stringify(body.outputs[0].data) === JSON.stringify(want) ? [] : [`${says}: ${r.body.toString().slice(0, 100)}`];
+  }));
+}
+
+t.test('pipelined requests are answered in order on the same connection, however the bytes are cut', async (t) => {
+  const mix: [Buffer, Expectation][] = [
+    [inferShifted(0), { kind: 'infer', shift: 0 }],
+    [REQUESTS['GET health']!, { kind: 'live' }],
+    [inferShifted(1), { kind: 'infer', shift: 1 }],
+    [requestBytes('HEAD', '/v2/health/live', [['Host', 'umbra']]), { kind: 'head' }],
+    [REQUESTS['POST binary infer']!, { kind: 'exact' }],
+    [REQUESTS['POST chunked infer']!, { kind: 'exact' }],
+    [inferShifted(2), { kind: 'infer', shift: 2 }],
+    [REQUESTS['GET health']!, { kind: 'live' }],
+  ];
+  const all = Buffer.concat(mix.map(([b]) => b));
+  const expected = mix.map(([, e]) => e);
+  const port = s.server.port;
+  // All in one write, then one more request on the same connection once they are answered.
+  const one = await rawExchange(port, [all, REQUESTS['GET health']!], { expect: mix.length + 1, gapMs: 100 });
+  t.same(pipelineErrors('one write', [...expected, { kind: 'live' }], one.responses), [], 'one write: each answer is its own request\'s, in order, and one more after them');
+  t.notOk(one.closedByServer, 'one write: the connection stays open');
+  // Cut into two writes at offsets spread over the whole sequence (each request's end and the next
+  // one's start fall in one read, or the next one's line is cut).
+  const cuts = Array.from({ length: 24 }, (_, i) => Math.floor(((i + 1) * all.length) / 25));
+  const split = await pooled(cuts.map((at) => () => rawExchange(port, [all.subarray(0, at), all.subarray(at)], { expect: mix.length, gapMs: 5 })));
+  const bad = split.flatMap((r, i) => pipelineErrors(`cut at ${cuts[i]}`, expected, r.responses).concat(r.closedByServer ? [`cut at ${cuts[i]}: closed`] : []));
+  t.same(bad, [], `${cuts.length} cuts: each answer is its own request's, in order, the connection open`);
+  // Many at once: the held requests are read one answer at a time, and still batch with others.
+  const many = Array.from({ length: 64 }, (_, i) => i);
+  const r64 = await rawExchange(port, [Buffer.concat(many.map((i) => inferShifted(i)))], { expect: many.length, limitMs: 30_000 });
+  t.same(pipelineErrors('64 infers in one write', many.map((shift) => ({ kind: 'infer', shift })), r64.responses), [], '64 infers in one write: each answer its own, in order');
+});
+
+t.test('a client that pipelines and ends its side is taken as gone, as the library takes any end', async (t) => {
+  const requests = [inferShifted(5), REQUESTS['GET health']!, inferShifted(6)];
+  const expected: Expectation[] = [{ kind: 'infer', shift: 5 }, { kind: 'live' }, { kind: 'infer', shift: 6 }];
+  const data = await new Promise<Buffer>((resolve) => {
+    const socket = connect(s.server.port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    socket.on('connect', () => socket.end(Buffer.concat(requests)));
+  });
+  // The server closes (this would hang otherwise); what was answered before is its own, in order.
+  const got = parseResponses(data).responses;
+  t.same(pipelineErrors('half-closed', expected.slice(0, got.length), got), [], `the server closed; the ${got.length} answers before it are each their own, in order`);
+  const after = await rawExchange(s.server.port, [REQUESTS['POST JSON infer']!], { expect: 1 });
+  assertExact(t, 'a request on a new connection', after.responses[0]);
 });
 
 /** Mutations a hostile client sends: the request with a byte flipped, cut, doubled, or a header changed. */

@@ -242,3 +242,29 @@ t.test('installing: off when asked, and a reason wherever it cannot be installed
   t.equal(none.installed, false, 'no uWebSockets.js in the process: not installed');
   t.match(none.reason, /uWebSockets\.js is not loaded/, 'with the reason');
 });
+
+t.test('the answers the server writes are followed to their end, however the writes cut them', async (t) => {
+  const ended = (chunks: (string | Buffer)[], head = false) => native().answersEnded(chunks.map((c) => Buffer.from(c)), head);
+  const json = '{"live":true}';
+  const ok = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: ${json.length}\r\n\r\n${json}`;
+  // Every cut of one answer: it ends in the write that holds its last byte, and only there.
+  const wrong = Array.from({ length: ok.length - 1 }, (_, i) => i + 1).filter((at) => {
+    const r = ended([ok.slice(0, at), ok.slice(at)]);
+    return r[0] !== 0 || r[1] !== 1;
+  });
+  t.same(wrong, [], `an answer with a length, cut at each of its ${ok.length - 1} offsets, ends with its last byte`);
+  t.same(ended([ok + ok + ok.slice(0, 10), ok.slice(10)]), [2, 1], 'answers back to back in one write each count');
+  // Interim answers are not the answer: 100 Continue (the library may send it twice), then the final one.
+  t.same(ended(['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 100 Continue\r\n\r\n', ok]), [0, 0, 1], '100 Continue is not an answer');
+  // No body: HEAD (the library writes no length), 204, 304.
+  t.same(ended(['HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n'], true), [1], 'an answer to HEAD ends with its head');
+  t.same(ended(['HTTP/1.1 204 No Content\r\n\r\n', 'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n']), [1, 1], '204 and 304 end with their head');
+  // Chunked (a streamed answer), cut inside a size line, inside data and inside the last chunk.
+  const streamed = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n';
+  const cuts = [streamed.indexOf('1a') + 1, streamed.indexOf('klm'), streamed.length - 3];
+  t.same(ended([streamed.slice(0, cuts[0]), streamed.slice(cuts[0], cuts[1]), streamed.slice(cuts[1], cuts[2]), streamed.slice(cuts[2]) + ok]), [0, 0, 0, 2], 'a chunked answer ends with its last chunk, and the next is followed');
+  // What cannot be followed stops the following (held requests then go on, as the library reads them).
+  t.same(ended(['HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n', ok]), [-1, -1], '101: frames follow, not answers');
+  t.same(ended(['HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody to the end']), [-1], 'no length and not chunked: the answer runs to the close');
+  t.same(ended([`HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`]), [-1], 'two different lengths: not followed');
+});

@@ -4,7 +4,10 @@
 // The library's compiled module calls the C library's recv/send/writev/accept4/close through its
 // own import table (its GOT). `guardTransport()` points those entries of that one module at the
 // functions below, which keep a GuardedReader per accepted connection; every other module,
-// Node's included, still calls the C library directly. Linux (ELF) only; elsewhere it reports
+// Node's included, still calls the C library directly. Its libuv uv_poll_start is followed too:
+// the guard then knows each socket's poll, and once the answer before a held pipelined request is
+// written (send/writev, read by an AnswerFollower) it asks for writable, which a socket is at
+// once, and reports that event to the library as readable: the library reads the held request. Linux (ELF) only; elsewhere it reports
 // why it is not installed and the library runs as shipped.
 #include <napi.h>
 
@@ -20,6 +23,7 @@
 
 #if defined(__linux__) && defined(__ELF__) && (defined(__x86_64__) || defined(__aarch64__))
 #define UMBRA_TRANSPORT_GUARD 1
+#include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 #include <sys/mman.h>
@@ -44,10 +48,33 @@ Counts counts;
 
 #if UMBRA_TRANSPORT_GUARD
 
+// libuv's poll entry points, declared here (the addon builds against Node-API headers only) and
+// found in the process at install: the library watches each socket through a uv_poll_t.
+struct uv_poll_s;
+using uv_poll_cb = void (*)(uv_poll_s*, int status, int events);
+using uv_poll_start_fn = int (*)(uv_poll_s*, int events, uv_poll_cb);
+using uv_fileno_fn = int (*)(const void* handle, int* fd);
+constexpr int kUvReadable = 1, kUvWritable = 2;  // UV_READABLE, UV_WRITABLE
+uv_poll_start_fn real_poll_start = nullptr;
+uv_fileno_fn real_fileno = nullptr;
+// The library's poll callback (one function for every socket).
+std::atomic<uv_poll_cb> library_poll_cb{nullptr};
+// Whether held pipelined requests can be woken (the poll hook is in place).
+std::atomic<bool> pipelining{false};
+extern "C" void guarded_poll_cb(uv_poll_s* handle, int status, int events);
+
 // An accepted connection's reader, and what of its guard's counts is already in `counts`.
 struct Connection {
   umbra::net::GuardedReader reader;
+  // The server's answers, followed to know when a held pipelined request may be read.
+  umbra::net::AnswerFollower answers;
+  // The library's poll of this socket, the events it asked for, and whether a read is due.
+  uv_poll_s* poll = nullptr;
+  int wanted = 0;
+  bool wake = false;
   uint64_t lines = 0, frames = 0, refused = 0;
+
+  Connection() { reader.guard().pipeline(pipelining.load(std::memory_order_relaxed)); }
 
   // Adds what the guard counted since the last call (three compares on a read that held nothing).
   void publish() {
@@ -140,6 +167,42 @@ void answered(int fd, const void* buf, size_t len) {
   c->reader.guard().upgrade_answered(std::memcmp(b + 9, "101", 3) == 0);
 }
 
+// The library polls `c`'s socket for what it asked, plus writable while a read is due: a socket
+// that can be written is reported at once, and the poll callback then reads the held request.
+void repoll(Connection* c) {
+  if (c->poll == nullptr || real_poll_start == nullptr) return;
+  real_poll_start(c->poll, c->wake ? c->wanted | kUvWritable : c->wanted, guarded_poll_cb);
+}
+
+// Bytes the server wrote on `fd`: an answer that ends there lets a held request be read.
+void wrote(int fd, const uint8_t* p, size_t n) {
+  auto* c = connection_of(fd);
+  if (c == nullptr || c->answers.off()) return;
+  auto& guard = c->reader.guard();
+  const int ended = c->answers.feed(p, n, guard.answering_head());
+  for (int k = 0; k < ended; ++k) guard.answer_done();
+  if (c->answers.off()) {
+    // Answers it cannot follow (a 101 among them: frames follow): nothing more is held, and what
+    // is held goes on.
+    guard.pipeline(false);
+  } else if (ended == 0) {
+    return;
+  }
+  // A held request may now be read.
+  if (c->reader.paused() && !guard.awaiting_answer()) {
+    c->wake = true;
+    repoll(c);
+  }
+}
+
+void written(int fd, const struct iovec* iov, int count, ssize_t n) {
+  for (int k = 0; k < count && n > 0; ++k) {
+    const size_t part = std::min(static_cast<size_t>(n), iov[k].iov_len);
+    wrote(fd, static_cast<const uint8_t*>(iov[k].iov_base), part);
+    n -= static_cast<ssize_t>(part);
+  }
+}
+
 extern "C" {
 
 ssize_t umbra_guard_recv(int fd, void* buf, size_t len, int flags) {
@@ -170,12 +233,49 @@ ssize_t umbra_guard_send(int fd, const void* buf, size_t len, int flags) {
     return static_cast<size_t>(n) == page.size() ? static_cast<ssize_t>(len) : 0;
   }
   answered(fd, buf, len);
-  return ::send(fd, buf, len, flags);
+  const ssize_t n = ::send(fd, buf, len, flags);
+  if (n > 0) {
+    const int saved = errno;
+    wrote(fd, static_cast<const uint8_t*>(buf), static_cast<size_t>(n));
+    errno = saved;
+  }
+  return n;
 }
 
 ssize_t umbra_guard_writev(int fd, const struct iovec* iov, int count) {
   if (count > 0 && iov[0].iov_len > 0) answered(fd, iov[0].iov_base, iov[0].iov_len);
-  return ::writev(fd, iov, count);
+  const ssize_t n = ::writev(fd, iov, count);
+  if (n > 0) {
+    const int saved = errno;
+    written(fd, iov, count, n);
+    errno = saved;
+  }
+  return n;
+}
+
+// The library's poll callback for a connection: a due read is reported as readable (once).
+void guarded_poll_cb(uv_poll_s* handle, int status, int events) {
+  const uv_poll_cb library = library_poll_cb.load(std::memory_order_relaxed);
+  int fd = -1;
+  Connection* c = real_fileno != nullptr && real_fileno(handle, &fd) == 0 ? connection_of(fd) : nullptr;
+  if (c != nullptr && c->poll == handle && c->wake) {
+    c->wake = false;
+    repoll(c);
+    if ((c->wanted & kUvWritable) == 0) events &= ~kUvWritable;
+    if ((c->wanted & kUvReadable) != 0) events |= kUvReadable;
+  }
+  if (library != nullptr && (events != 0 || status < 0)) library(handle, status, events);
+}
+
+int umbra_guard_uv_poll_start(uv_poll_s* handle, int events, uv_poll_cb cb) {
+  uv_poll_cb expected = nullptr;
+  library_poll_cb.compare_exchange_strong(expected, cb, std::memory_order_relaxed);
+  int fd = -1;
+  Connection* c = real_fileno(handle, &fd) == 0 ? connection_of(fd) : nullptr;
+  if (c == nullptr || cb != library_poll_cb.load(std::memory_order_relaxed)) return real_poll_start(handle, events, cb);
+  c->poll = handle;
+  c->wanted = events;
+  return real_poll_start(handle, c->wake ? events | kUvWritable : events, guarded_poll_cb);
 }
 
 int umbra_guard_accept4(int fd, struct sockaddr* addr, socklen_t* addrlen, int flags) {
@@ -209,6 +309,12 @@ const Hook kHooks[] = {
     {"writev", reinterpret_cast<void*>(&umbra_guard_writev)},
     {"accept4", reinterpret_cast<void*>(&umbra_guard_accept4)},
     {"close", reinterpret_cast<void*>(&umbra_guard_close)},
+};
+
+// Hooked where the module imports it and libuv's functions are found: pipelined requests are then
+// held until the answer before them is out (without it, the library closes such a connection).
+const Hook kPipelineHooks[] = {
+    {"uv_poll_start", reinterpret_cast<void*>(&umbra_guard_uv_poll_start)},
 };
 
 struct Found {
@@ -306,6 +412,8 @@ Installed install() {
     out.reason = "the uWebSockets.js module's import table is not in the expected form";
     return out;
   }
+  real_poll_start = reinterpret_cast<uv_poll_start_fn>(dlsym(RTLD_DEFAULT, "uv_poll_start"));
+  real_fileno = reinterpret_cast<uv_fileno_fn>(dlsym(RTLD_DEFAULT, "uv_fileno"));
   const long page = sysconf(_SC_PAGESIZE);
   std::vector<std::pair<void**, void*>> patches;
   std::vector<std::string> names;
@@ -317,6 +425,11 @@ Installed install() {
       const char* name = strtab + symtab[ELF64_R_SYM(table[k].r_info)].st_name;
       for (const Hook& h : kHooks) {
         if (std::strcmp(name, h.symbol) != 0) continue;
+        patches.emplace_back(reinterpret_cast<void**>(base + table[k].r_offset), h.target);
+        names.emplace_back(h.symbol);
+      }
+      for (const Hook& h : kPipelineHooks) {
+        if (std::strcmp(name, h.symbol) != 0 || real_poll_start == nullptr || real_fileno == nullptr) continue;
         patches.emplace_back(reinterpret_cast<void**>(base + table[k].r_offset), h.target);
         names.emplace_back(h.symbol);
       }
@@ -344,6 +457,7 @@ Installed install() {
   }
   module_lo.store(lo);
   module_hi.store(hi);
+  pipelining.store(std::find(names.begin(), names.end(), std::string("uv_poll_start")) != names.end());
   out.installed = true;
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
@@ -361,6 +475,11 @@ Napi::Object describe(Napi::Env env, const Installed& s) {
   Napi::Array hooked = Napi::Array::New(env, s.hooked.size());
   for (size_t i = 0; i < s.hooked.size(); ++i) hooked.Set(static_cast<uint32_t>(i), s.hooked[i]);
   out.Set("hooked", hooked);
+#if UMBRA_TRANSPORT_GUARD
+  out.Set("pipelining", s.installed && pipelining.load());
+#else
+  out.Set("pipelining", false);
+#endif
   return out;
 }
 
@@ -444,9 +563,31 @@ Napi::Value StreamGuardReads(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// answersEnded(chunks, head): the server's writes `chunks`, in order, read by the follower that
+// tells when an answer is out; returns how many final answers ended in each chunk, and -1 for a
+// chunk from which on it follows no more. `head`: the answers are to HEAD requests. For tests.
+Napi::Value AnswersEnded(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "answersEnded";
+  Napi::Env env = info.Env();
+  UMBRA_THROW_IF(env, !info[0].IsArray(), "chunks must be an array of Buffers");
+  const auto chunks = info[0].As<Napi::Array>();
+  const bool head = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  umbra::net::AnswerFollower follower;
+  Napi::Array out = Napi::Array::New(env, chunks.Length());
+  for (uint32_t c = 0; c < chunks.Length(); ++c) {
+    const Napi::Value v = chunks.Get(c);
+    UMBRA_THROW_IF(env, !v.IsBuffer(), "chunks must be an array of Buffers");
+    auto b = v.As<Napi::Buffer<uint8_t>>();
+    const int ended = follower.feed(b.Data(), b.Length(), head);
+    out.Set(c, follower.off() ? -1 : ended);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_transport_guard(Napi::Env env, Napi::Object exports) {
+  exports.Set("answersEnded", Napi::Function::New(env, AnswersEnded, "answersEnded"));
   exports.Set("guardTransport", Napi::Function::New(env, GuardTransport, "guardTransport"));
   exports.Set("transportGuardCounts", Napi::Function::New(env, TransportGuardCounts, "transportGuardCounts"));
   exports.Set("streamGuardReads", Napi::Function::New(env, StreamGuardReads, "streamGuardReads"));

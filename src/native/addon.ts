@@ -172,11 +172,15 @@ export interface NativeBinding {
   transportGuardCounts(): NativeTransportGuardCounts;
   /** The guard run over `chunks` as a socket's successive reads (then the end): what the reader is handed per read. */
   streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true } | { refused: string })[];
+  /** The server's writes `chunks` read as its answers: final answers ended in each chunk (-1: no longer followed). */
+  answersEnded(chunks: Buffer[], head?: boolean): number[];
 }
 
 /** Whether the transport guard is in place, and if not, why. */
 export interface NativeTransportGuard {
   installed: boolean;
+  /** Pipelined requests are held until the answer before them is out (the library's poll is followed). */
+  pipelining: boolean;
   reason: string;
   /** The uWebSockets.js module it guards. */
   library: string;

@@ -4,8 +4,9 @@
 // some cuts), malformed requests it would leave waiting are answered 400, valid forms it
 // mishandles (chunk extensions, trailers, an absolute-form target) are rewritten to forms it
 // reads, a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
-// connection without a close frame), and the library's own error pages (400, 431, 505) are
-// answered as `{"error": ...}` JSON. It is installed once per process, for every uWebSockets.js
+// connection without a close frame), the library's own error pages (400, 431, 505) are
+// answered as `{"error": ...}` JSON, and a pipelined request is held until the answer before it is
+// out (the library closes a connection whose next request it reads while one is running). It is installed once per process, for every uWebSockets.js
 // app in it, and cannot be taken out again.
 import { native, type NativeTransportGuard, type NativeTransportGuardCounts } from '../native/addon.js';
 
@@ -20,11 +21,11 @@ let installed: HttpGuardStatus | undefined;
  */
 export function installHttpGuard(enabled = true): HttpGuardStatus {
   if (installed?.installed) return installed;
-  if (!enabled) return { enabled: false, installed: false, reason: 'turned off (--http-guard off)', library: '', hooked: [] };
+  if (!enabled) return { enabled: false, installed: false, pipelining: false, reason: 'turned off (--http-guard off)', library: '', hooked: [] };
   try {
     installed = { enabled: true, ...native().guardTransport() };
   } catch (err) {
-    installed = { enabled: true, installed: false, reason: (err as Error).message, library: '', hooked: [] };
+    installed = { enabled: true, installed: false, pipelining: false, reason: (err as Error).message, library: '', hooked: [] };
   }
   return installed;
 }
@@ -41,6 +42,6 @@ export function httpGuardCounts(): NativeTransportGuardCounts {
 
 /** One line for the start-up log. */
 export function describeHttpGuard(status: HttpGuardStatus): string {
-  if (status.installed) return 'HTTP guard: on (cut request lines handed on whole, malformed requests answered 400, valid forms the transport mishandles rewritten, 1007 for text frames that are not UTF-8, JSON for the transport\'s own errors)';
+  if (status.installed) return `HTTP guard: on (cut request lines handed on whole, malformed requests answered 400, valid forms the transport mishandles rewritten, 1007 for text frames that are not UTF-8, JSON for the transport's own errors, ${status.pipelining ? 'pipelined requests answered in order' : 'pipelined requests behind a running one close the connection: libuv\'s poll was not found'})`;
   return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, some malformed requests wait for the idle timeout, and the transport's own errors are HTML (README "The HTTP guard")`;
 }

@@ -221,6 +221,169 @@ void StreamGuard::end_of_headers() {
   }
 }
 
+bool AnswerFollower::head_done(bool head_request) {
+  const uint8_t* h = head_.data();
+  const size_t n = head_.size();
+  // "HTTP/1.1 NNN"
+  if (n < 12 || std::memcmp(h, "HTTP/1.", 7) != 0) return false;
+  const int status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+  if (status < 100 || status > 999) return false;
+  if (status == 101) return false;  // the connection is no longer HTTP
+  int64_t length = -1;
+  bool chunked = false;
+  // Header lines: from after the status line to the blank line.
+  const uint8_t* line = static_cast<const uint8_t*>(std::memchr(h, '\n', n));
+  while (line != nullptr && static_cast<size_t>(line + 1 - h) < n) {
+    const uint8_t* start = line + 1;
+    const uint8_t* end = static_cast<const uint8_t*>(std::memchr(start, '\n', static_cast<size_t>(h + n - start)));
+    if (end == nullptr) break;
+    const uint8_t* colon = static_cast<const uint8_t*>(std::memchr(start, ':', static_cast<size_t>(end - start)));
+    if (colon != nullptr) {
+      const size_t name = static_cast<size_t>(colon - start);
+      const uint8_t* v = colon + 1;
+      while (v < end && is_space(*v)) ++v;
+      if (equals_ci(start, name, "content-length")) {
+        int64_t x = 0;
+        bool digits = false;
+        for (; v < end && *v >= '0' && *v <= '9'; ++v) {
+          x = x * 10 + (*v - '0');
+          digits = true;
+          if (x > (int64_t{1} << 50)) return false;
+        }
+        if (!digits || (length >= 0 && length != x)) return false;
+        length = x;
+      } else if (equals_ci(start, name, "transfer-encoding")) {
+        size_t m = static_cast<size_t>(end - v);
+        while (m > 0 && (v[m - 1] == '\r' || is_space(v[m - 1]))) --m;
+        if (!equals_ci(v, m, "chunked")) return false;
+        chunked = true;
+      }
+    }
+    line = end;
+  }
+  head_.clear();
+  if (status < 200) {  // interim: the final answer follows
+    state_ = State::kHead;
+    return true;
+  }
+  if (head_request || status == 204 || status == 304) {
+    state_ = State::kHead;
+    remaining_ = ~uint64_t{0};  // marks "ended with its head" for feed()
+    return true;
+  }
+  if (chunked) {
+    state_ = State::kChunkSize;
+    chunk_line_ = 0;
+    chunk_size_ = 0;
+    chunk_digits_ = true;
+    return true;
+  }
+  if (length < 0) return false;  // ends when the connection does: nothing after it to follow
+  remaining_ = static_cast<uint64_t>(length);
+  state_ = State::kBody;
+  return true;
+}
+
+int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
+  int ended = 0;
+  size_t i = 0;
+  while (i < n && state_ != State::kOff) {
+    switch (state_) {
+      case State::kHead: {
+        // Up to the blank line that ends the head.
+        const size_t before = head_.size();
+        const size_t take = std::min(n - i, kMaxHead + 4 - before);
+        head_.insert(head_.end(), p + i, p + i + take);
+        size_t from = before >= 3 ? before - 3 : 0;
+        const void* found = nullptr;
+        if (head_.size() >= 4) found = memmem(head_.data() + from, head_.size() - from, "\r\n\r\n", 4);
+        if (found == nullptr) {
+          if (head_.size() > kMaxHead) state_ = State::kOff;
+          i += take;
+          break;
+        }
+        const size_t head_len = static_cast<size_t>(static_cast<const uint8_t*>(found) - head_.data()) + 4;
+        i += head_len - before;  // what of this piece belonged to the head
+        head_.resize(head_len);
+        remaining_ = 0;
+        if (!head_done(head_request)) {
+          state_ = State::kOff;
+          break;
+        }
+        if (state_ == State::kHead && remaining_ == ~uint64_t{0}) {
+          remaining_ = 0;
+          ++ended;
+        } else if (state_ == State::kBody && remaining_ == 0) {
+          state_ = State::kHead;
+          ++ended;
+        }
+        break;
+      }
+      case State::kBody: {
+        const uint64_t k = std::min<uint64_t>(remaining_, n - i);
+        remaining_ -= k;
+        i += static_cast<size_t>(k);
+        if (remaining_ == 0) {
+          state_ = State::kHead;
+          ++ended;
+        }
+        break;
+      }
+      case State::kChunkSize:
+      case State::kTrailers: {
+        const uint8_t c = p[i++];
+        ++chunk_line_;
+        if (chunk_line_ > 1024) {
+          state_ = State::kOff;
+          break;
+        }
+        if (c != '\n') {
+          if (state_ == State::kChunkSize && chunk_digits_) {
+            int d = -1;
+            if (c >= '0' && c <= '9') d = c - '0';
+            else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+            else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+            if (d >= 0) chunk_size_ = chunk_size_ * 16 + static_cast<uint64_t>(d);
+            else chunk_digits_ = false;
+            if (chunk_size_ > (uint64_t{1} << 50)) state_ = State::kOff;
+          }
+          break;
+        }
+        if (state_ == State::kTrailers) {
+          if (chunk_line_ <= 2) {  // the blank line: the answer is whole
+            state_ = State::kHead;
+            ++ended;
+          }
+          chunk_line_ = 0;
+          break;
+        }
+        chunk_line_ = 0;
+        chunk_digits_ = true;
+        if (chunk_size_ == 0) {
+          state_ = State::kTrailers;
+        } else {
+          remaining_ = chunk_size_ + 2;  // the data and its CRLF
+          state_ = State::kChunkData;
+        }
+        chunk_size_ = 0;
+        break;
+      }
+      case State::kChunkData: {
+        const uint64_t k = std::min<uint64_t>(remaining_, n - i);
+        remaining_ -= k;
+        i += static_cast<size_t>(k);
+        if (remaining_ == 0) state_ = State::kChunkSize;
+        break;
+      }
+      case State::kChunkEnd:
+      case State::kOff:
+        i = n;
+        break;
+    }
+  }
+  return ended;
+}
+
 bool StreamGuard::chunk_size_line() {
   const size_t n = line_len_;
   line_len_ = 0;
@@ -366,6 +529,19 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
             pass();
             break;
           }
+          if (awaiting_answer()) {
+            // A pipelined request behind one not yet answered: held unread, from its start, until
+            // the answer is out. More than a hold's worth behind it is handed on as it comes.
+            const size_t start = hold == npos ? i : hold;
+            if (total - start > max_hold) {
+              pass();
+              break;
+            }
+            out.deliver = start;
+            out.hold = total - start;
+            out.paused = true;
+            return out;
+          }
           if (hold == npos) hold = i;
         }
         const void* nl = std::memchr(buf + i, '\n', total - i);
@@ -408,6 +584,8 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
             }
           }
         }
+        head_request_ = i - hold >= 5 && std::memcmp(buf + hold, "HEAD ", 5) == 0;
+        ++started_;
         request_start = hold;  // where its line began (held whole until now)
         hold = npos;
         line_len_ = 0;

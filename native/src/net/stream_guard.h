@@ -9,7 +9,10 @@
 //    ended by LF alone (505) handed on ended by CRLF;
 //  - a text frame whose payload is UTF-8 (it drops a connection that sends one that is not,
 //    without a close frame). A text frame that is not is handed on as a close frame from the
-//    client with code 1007 instead, which the library answers with the same code and reason.
+//    client with code 1007 instead, which the library answers with the same code and reason;
+//  - with pipelining on, one request at a time: a request behind one not yet answered is held
+//    unread (the reader closes a connection whose next request it reads while one is running)
+//    until answer_done() says that answer is out (AnswerFollower, over what the server writes).
 // Bytes are held back (never reordered, and never dropped but for the rewrites above) until the
 // unit they belong to is whole. A request it would leave unanswered until its idle timeout (a
 // header line with no colon, whitespace in or before a header name, a folded line, a control
@@ -61,6 +64,9 @@ struct GuardStep {
   size_t hold = 0;
   // The connection ends after `deliver`: report end of stream on the next read.
   bool end = false;
+  // The held bytes are a pipelined request, not yet read: it waits for the answer to the one
+  // before it (see StreamGuard::pipeline), and is read from its start once that is out.
+  bool paused = false;
   // Set with `end` when the request being read is malformed in a way the reader would never
   // answer (it waits for more until its idle timeout): the 400's reason, to be answered for it.
   const char* refusal = nullptr;
@@ -81,6 +87,19 @@ class StreamGuard {
 
   // The server's answer to the upgrade request the guard is waiting on: 101 or anything else.
   void upgrade_answered(bool switched);
+
+  // Pipelining: with it on, a request that arrives behind one not yet answered is held, not handed
+  // on, until answer_done() says the answer before it is out. The reader (uWebSockets.js) closes a
+  // connection whose next request it reads while one is still running; held here, it never does.
+  void pipeline(bool on) { pipeline_ = on; }
+  // A request read (its line at least) is not answered yet: the next one would wait.
+  bool awaiting_answer() const { return pipeline_ && answered_ < started_; }
+  // Whether the request being answered is a HEAD (its answer has a head and no body).
+  bool answering_head() const { return head_request_; }
+  // A final answer went out (an answer may go before its request's body is read: a refusal).
+  void answer_done() {
+    if (answered_ < started_) ++answered_;
+  }
   bool awaiting_upgrade() const { return phase_ == Phase::kAwaitUpgrade; }
   // Following no more (the rest is handed on as it comes).
   bool passing() const { return phase_ == Phase::kPass; }
@@ -155,6 +174,33 @@ class StreamGuard {
   bool message_text_ = false;
   Utf8Stream utf8_;
   uint64_t lines_held_ = 0, frames_held_ = 0, frames_refused_ = 0;
+  bool pipeline_ = false, head_request_ = false;
+  // Requests whose line was read, and final answers that went out.
+  uint64_t started_ = 0, answered_ = 0;
+};
+
+// Follows what the server writes on one connection (its HTTP/1.1 answers, as the send calls
+// write them) to tell when each final answer is out: interim 1xx answers are skipped; an answer to
+// HEAD, a 204 and a 304 end with their head; others with their Content-Length or last chunk. An
+// answer it cannot follow (101, no length, a head over kMaxHead) ends the following: off() is true.
+class AnswerFollower {
+ public:
+  static constexpr size_t kMaxHead = 16 * 1024;
+  // Reads written bytes; returns how many final answers ended in them. `head_request`: whether
+  // the answer that starts next answers a HEAD.
+  int feed(const uint8_t* p, size_t n, bool head_request);
+  bool off() const { return state_ == State::kOff; }
+
+ private:
+  enum class State : uint8_t { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kOff };
+  // The head is whole in head_: what follows it.
+  bool head_done(bool head_request);
+  State state_ = State::kHead;
+  std::vector<uint8_t> head_;
+  uint64_t remaining_ = 0;
+  size_t chunk_line_ = 0;   // bytes of the chunk-size or trailer line so far
+  uint64_t chunk_size_ = 0;
+  bool chunk_digits_ = true;
 };
 
 // One connection's reads through a guard: what recv() hands the reader in place of the socket's
@@ -175,19 +221,34 @@ class GuardedReader {
       return static_cast<long>(len);
     }
     if (seen > 0) std::memcpy(buf, held_.data(), seen);
-    const long n = source(buf + seen, len - seen);
+    long n = source(buf + seen, len - seen);
+    bool woken = false;
     if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) held_.clear();
-      return n;
+      // A held pipelined request is read on a wake with nothing new on the socket.
+      const bool again = errno == EAGAIN || errno == EWOULDBLOCK;
+      if (!again) held_.clear();
+      if (!(again && paused_ && seen > 0)) return n;
+      n = 0;
+      woken = true;
+    } else if (n == 0 && paused_) {
+      // The client ended with requests held: it is gone, as the reader takes an end (it closes
+      // the connection and drops what is running), and what it pipelined is not read.
+      held_.clear();
+      paused_ = false;
+      ended_ = true;
+      return 0;
     }
-    if (n == 0) {  // the client ended: what was held goes on, then the end
+    if (n == 0 && !woken) {  // the client ended: what was held goes on, then the end
       if (seen == 0) return 0;
       held_.clear();
       guard_.stop();
       return static_cast<long>(seen);
     }
-    const GuardStep s = guard_.step(buf, seen, seen + static_cast<size_t>(n), len, std::min(kMaxHold, len / 2));
+    // Held bytes of a paused request were never read by the guard: they are read again from their start.
+    const size_t scanned = paused_ ? 0 : seen;
+    const GuardStep s = guard_.step(buf, scanned, seen + static_cast<size_t>(n), len, std::min(kMaxHold, len / 2));
     held_.assign(buf + s.deliver, buf + s.deliver + s.hold);
+    paused_ = s.paused && s.hold > 0;
     if (s.end) ended_ = true;
     if (s.refusal != nullptr) refusal_ = s.refusal;
     if (s.deliver == 0) {
@@ -200,6 +261,8 @@ class GuardedReader {
 
   StreamGuard& guard() { return guard_; }
   size_t held() const { return held_.size(); }
+  // A pipelined request is held, waiting for the answer before it.
+  bool paused() const { return paused_; }
   // The reason of a 400 to answer for the client (once), or nullptr.
   const char* take_refusal() {
     const char* r = refusal_;
@@ -210,7 +273,7 @@ class GuardedReader {
  private:
   StreamGuard guard_;
   std::vector<uint8_t> held_;
-  bool ended_ = false;
+  bool ended_ = false, paused_ = false;
   const char* refusal_ = nullptr;
 };
 
