@@ -275,6 +275,8 @@ int umbra_guard_uv_poll_start(uv_poll_s* handle, int events, uv_poll_cb cb) {
   if (c == nullptr || cb != library_poll_cb.load(std::memory_order_relaxed)) return real_poll_start(handle, events, cb);
   c->poll = handle;
   c->wanted = events;
+  // A held request whose turn came while the library was not reading (paused) is read once it reads again.
+  if ((events & kUvReadable) != 0 && c->reader.paused() && !c->reader.guard().awaiting_answer()) c->wake = true;
   return real_poll_start(handle, c->wake ? events | kUvWritable : events, guarded_poll_cb);
 }
 
