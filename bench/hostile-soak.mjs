@@ -6,8 +6,9 @@
 //      fixed schedule at twice that capacity, on as many connections as they need), with RSS
 //      sampled, then one request sent when the load stops;
 //   4. during every overload, a hostile stream beside it: mutated raw requests, requests split at
-//      random offsets, repeated framing headers, bad WebSocket frames, admin calls through a proxy
-//      header; and interleaved valid requests whose answers are checked exactly.
+//      random offsets, three requests pipelined in one write (answered in order), repeated framing
+//      headers, bad WebSocket frames, admin calls through a proxy header; and interleaved valid
+//      requests whose answers are checked exactly.
 // Prints one JSON object; bench/RESULTS-robustness.md records it with the command.
 //
 // With --baseline, a second server serves the same export with `max_queue_size: 0` (an unbounded
@@ -243,10 +244,24 @@ function raw(port, parts, gapMs = 3) {
 
 /** Hostile traffic beside the overload; counts what Umbra answered that it should not have. */
 async function hostile(port, untilMs) {
-  const counts = { raw: 0, splits: 0, framing: 0, ws: 0, wsNotUtf8: 0, wsNotUtf8Not1007: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
+  const counts = { raw: 0, splits: 0, pipelined: 0, framing: 0, ws: 0, wsNotUtf8: 0, wsNotUtf8Not1007: 0, admin: 0, exactChecks: 0, wrongAnswers: 0, umbra5xx: 0, umbraNonJson: 0, libraryPages: 0, smuggled: 0 };
   const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(7) }] });
   const valid = `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
   const reference = JSON.parse((await infer(port, body)).body).outputs[0].data;
+  // Pipelined: three requests for three rows in one write, whose answers must come in order.
+  const rows = [11, 12, 13];
+  const pipelinedBodies = rows.map((r) => JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(r) }] }));
+  const pipelined = pipelinedBodies.map((b) => `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: umbra\r\nContent-Length: ${b.length}\r\n\r\n${b}`).join('');
+  const pipelinedReferences = [];
+  for (const b of pipelinedBodies) {
+    // The overload is already running: ask again until admitted.
+    let r = await infer(port, b);
+    while (r.status !== 200) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      r = await infer(port, b);
+    }
+    pipelinedReferences.push(JSON.stringify(JSON.parse(r.body).outputs[0].data));
+  }
   const judge = (text) => {
     for (const m of text.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n((?:[^\r]+\r\n)*)\r\n/g)) {
       const status = Number(m[1]);
@@ -260,7 +275,7 @@ async function hostile(port, untilMs) {
   };
   const pick = (n) => Math.floor(random() * n);
   while (performance.now() < untilMs) {
-    const kind = pick(5);
+    const kind = pick(6);
     if (kind === 0) {
       const b = Buffer.from(valid, 'latin1');
       for (let k = 0; k < 1 + pick(5); k++) b[pick(b.length)] = pick(256);
@@ -306,6 +321,18 @@ async function hostile(port, untilMs) {
         setTimeout(() => end(0), 2000);
       });
       counts.ws += 1;
+    } else if (kind === 5) {
+      // Each answer its own row's, in order, or a 503 refusal; every one of the three answered.
+      const text = await raw(port, [pipelined]);
+      judge(text);
+      const answers = [...text.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n(?:[^\r]+\r\n)*\r\n(\{[^\r]*?\})(?=HTTP\/1\.1 |$)/gs)];
+      counts.pipelined += 1;
+      counts.exactChecks += 3;
+      if (answers.length !== 3) counts.wrongAnswers += 3 - Math.min(3, answers.length);
+      answers.slice(0, 3).forEach((m, k) => {
+        if (m[1] === '503') return;
+        if (m[1] !== '200' || JSON.stringify(JSON.parse(m[2]).outputs[0].data) !== pipelinedReferences[k]) counts.wrongAnswers += 1;
+      });
     } else {
       const r = await new Promise((resolve) => {
         const req = http.request({ host: '127.0.0.1', port, path: '/v2/repository/models/mlp/unload', method: 'POST', headers: { 'x-forwarded-for': '198.51.100.7', 'content-length': 0 } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
