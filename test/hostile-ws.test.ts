@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { startTestServer } from './helpers/server.js';
+import { rawExchange } from './helpers/raw-http.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { seededRandom } from '../dist/random.js';
 
@@ -172,11 +173,16 @@ t.test('what the HTTP guard does shows on /metrics', async (t) => {
   const closed = once(ws, 'close');
   rawFrame(ws, 0x1, Buffer.from([0x7b, 0xff, 0x7d]));
   t.equal((await closed)[0], 1007, 'a text frame that is not UTF-8: 1007');
+  // Three requests in one write: the second and third are held, each until the answer before it.
+  const live = 'GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\n\r\n';
+  const piped = await rawExchange(port, [live.repeat(3)], { expect: 3 });
+  t.equal(piped.responses.length, 3, 'three pipelined requests: three answers');
   const after = await scrape();
-  for (const event of ['request_line_held', 'text_frame_held', 'text_frame_refused', 'error_page_json']) {
+  for (const event of ['request_line_held', 'text_frame_held', 'text_frame_refused', 'error_page_json', 'pipelined_held']) {
     t.ok(count(after, event) >= count(before, event), `${event}: counted (${count(before, event)} -> ${count(after, event)})`);
   }
   // The counts are the process's: other tests' servers in it count too, never less.
   t.ok(count(after, 'error_page_json') >= count(before, 'error_page_json') + 1, 'the 505 page answered as JSON is counted');
   t.ok(count(after, 'text_frame_refused') >= count(before, 'text_frame_refused') + 1, 'the refused text frame is counted');
+  t.ok(count(after, 'pipelined_held') >= count(before, 'pipelined_held') + 2, 'the two held pipelined requests are counted');
 });

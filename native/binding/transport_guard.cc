@@ -43,6 +43,7 @@ struct Counts {
   std::atomic<uint64_t> frames_refused{0};
   std::atomic<uint64_t> pages_rewritten{0};
   std::atomic<uint64_t> requests_refused{0};
+  std::atomic<uint64_t> requests_held{0};
 };
 Counts counts;
 
@@ -72,7 +73,7 @@ struct Connection {
   uv_poll_s* poll = nullptr;
   int wanted = 0;
   bool wake = false;
-  uint64_t lines = 0, frames = 0, refused = 0;
+  uint64_t lines = 0, frames = 0, refused = 0, held = 0;
 
   Connection() { reader.guard().pipeline(pipelining.load(std::memory_order_relaxed)); }
 
@@ -82,9 +83,11 @@ struct Connection {
     if (g.lines_held() != lines) counts.lines_held.fetch_add(g.lines_held() - lines, std::memory_order_relaxed);
     if (g.frames_held() != frames) counts.frames_held.fetch_add(g.frames_held() - frames, std::memory_order_relaxed);
     if (g.frames_refused() != refused) counts.frames_refused.fetch_add(g.frames_refused() - refused, std::memory_order_relaxed);
+    if (g.requests_held() != held) counts.requests_held.fetch_add(g.requests_held() - held, std::memory_order_relaxed);
     lines = g.lines_held();
     frames = g.frames_held();
     refused = g.frames_refused();
+    held = g.requests_held();
   }
 };
 
@@ -508,6 +511,7 @@ Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   out.Set("textFramesRefused", static_cast<double>(counts.frames_refused.load()));
   out.Set("errorPagesRewritten", static_cast<double>(counts.pages_rewritten.load()));
   out.Set("requestsRefused", static_cast<double>(counts.requests_refused.load()));
+  out.Set("pipelinedHeld", static_cast<double>(counts.requests_held.load()));
   return out;
 }
 

@@ -68,7 +68,7 @@ function registerHttpGuard(registry: Registry): void {
   });
   const events = new Counter({
     name: 'umbra_http_guard_events_total',
-    help: 'What the HTTP guard did, by event: request_line_held (a request line cut across reads, handed on whole), text_frame_held (a WebSocket text frame cut across reads, handed on once checked), text_frame_refused (a text frame that was not UTF-8, closed with 1007), error_page_json (an error of the HTTP library answered as JSON), request_refused (a malformed request the HTTP library would leave unanswered, answered 400).',
+    help: 'What the HTTP guard did, by event: request_line_held (a request line cut across reads, handed on whole), text_frame_held (a WebSocket text frame cut across reads, handed on once checked), text_frame_refused (a text frame that was not UTF-8, closed with 1007), error_page_json (an error of the HTTP library answered as JSON), request_refused (a malformed request the HTTP library would leave unanswered, answered 400), pipelined_held (a pipelined request held until the answer before it was out).',
     labelNames: ['event'],
     registers: [registry],
     collect() {
@@ -79,6 +79,7 @@ function registerHttpGuard(registry: Registry): void {
       this.inc({ event: 'text_frame_refused' }, c.textFramesRefused);
       this.inc({ event: 'error_page_json' }, c.errorPagesRewritten);
       this.inc({ event: 'request_refused' }, c.requestsRefused);
+      this.inc({ event: 'pipelined_held' }, c.pipelinedHeld);
     },
   });
   void installed;

@@ -199,6 +199,8 @@ export interface NativeTransportGuardCounts {
   errorPagesRewritten: number;
   /** Malformed requests the library would leave unanswered, answered 400 by the guard. */
   requestsRefused: number;
+  /** Pipelined requests held until the answer before them was out. */
+  pipelinedHeld: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -540,8 +540,11 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
             out.deliver = start;
             out.hold = total - start;
             out.paused = true;
+            if (!holding_) ++requests_held_;
+            holding_ = true;
             return out;
           }
+          holding_ = false;
           if (hold == npos) hold = i;
         }
         const void* nl = std::memchr(buf + i, '\n', total - i);

@@ -107,6 +107,8 @@ class StreamGuard {
 
   // How many request lines and text frames had to be held whole, and text frames refused.
   uint64_t lines_held() const { return lines_held_; }
+  // Pipelined requests held behind one not yet answered.
+  uint64_t requests_held() const { return requests_held_; }
   uint64_t frames_held() const { return frames_held_; }
   uint64_t frames_refused() const { return frames_refused_; }
 
@@ -175,6 +177,9 @@ class StreamGuard {
   Utf8Stream utf8_;
   uint64_t lines_held_ = 0, frames_held_ = 0, frames_refused_ = 0;
   bool pipeline_ = false, head_request_ = false;
+  // The request at the start of what is held has been counted as held.
+  bool holding_ = false;
+  uint64_t requests_held_ = 0;
   // Requests whose line was read, and final answers that went out.
   uint64_t started_ = 0, answered_ = 0;
 };
