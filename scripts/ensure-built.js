@@ -8,12 +8,14 @@
 // - the TypeScript, always (tsc is incremental enough on this tree and a stale dist/ would test
 //   old code);
 // - tap's plugin set, when package.json's "tap.plugin" changes it (it drops @tapjs/typescript:
-//   tsx loads the test files). tap rebuilds itself on such a change, but only after it has chosen
-//   the loaders of the run it is starting: on a fresh install the first run's test processes
-//   would still load ts-node (besides tsx), whose resolver fails on some packages' exports.
+//   the tests run compiled, below). tap rebuilds itself on such a change, but only after it has
+//   chosen the loaders of the run it is starting: on a fresh install the first run's test
+//   processes would still load ts-node, whose resolver fails on some packages' exports;
+// - the test files, always, into .test/ (scripts/build-tests.js).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildTests } from './build-tests.js';
 
 const ADDON = 'build/Release/umbra.node';
 
@@ -84,3 +86,4 @@ ensureAddon();
 ensureKernelTests();
 ensureTapPlugins();
 run('npx', ['tsc', '-p', 'tsconfig.json']);
+await buildTests();

@@ -1,11 +1,13 @@
 // Prints, one a line, the test files that start servers through test/helpers/server.ts, directly or
-// through another module of test/ that imports it. CI runs these again with UMBRA_TEST_IO_THREADS=1
+// through another module of test/ that imports it, as tap runs them: compiled, in .test/
+// (scripts/build-tests.js). CI runs these again with UMBRA_TEST_IO_THREADS=1
 // (one thread reads and answers every request) and with UMBRA_TEST_CORE_READS=on (the core's thread
 // one of two that read), so a server test written tomorrow is covered by every setting without
 // anyone keeping a list. The files `npm test` leaves
 // out (test/timing/, fixtures) are left out here too.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { compiledTestPath } from './build-tests.js';
 
 const TEST_DIR = resolve('test');
 const SERVER_HELPER = join(TEST_DIR, 'helpers', 'server.ts');
@@ -47,7 +49,7 @@ function startsServers(file, visiting = new Set()) {
   return result;
 }
 
-const chosen = testFiles(TEST_DIR).filter((file) => startsServers(file)).map((file) => relative(process.cwd(), file)).sort();
+const chosen = testFiles(TEST_DIR).filter((file) => startsServers(file)).map((file) => compiledTestPath(relative(process.cwd(), file))).sort();
 if (chosen.length === 0) {
   process.stderr.write('server-tests: no test file imports test/helpers/server.ts; expected at least one\n');
   process.exit(1);
