@@ -56,7 +56,9 @@ say "torch_compare: exit $? (table in torch_compare.md)"
 run plan-bench ./build-tests/umbra_cuda_plan_bench
 
 if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]; then
-  run tap-cuda node node_modules/.bin/tap test/native-cuda.test.ts test/native-cuda-backend.test.ts test/native-cuda-blas.test.ts
+  # The tests run compiled (scripts/build-tests.js writes them into .test/).
+  node scripts/build-tests.js > "$OUT/build-tests.log" 2>&1
+  run tap-cuda node node_modules/.bin/tap .test/native-cuda.test.js .test/native-cuda-backend.test.js .test/native-cuda-blas.test.js
   node bench/make-mlp.mjs "$OUT/mlp4096.onnx" 1024,4096,4096,4096,10 > /dev/null 2>&1
   for p in fp32 tf32 bf16; do
     node bin/umbra.js bench-model "$OUT/mlp4096.onnx" --device cuda --precision "$p" --batch 1,64,256 --json > "$OUT/bench-model-$p.json" 2>&1
