@@ -8,7 +8,7 @@ import { runUmbra } from './helpers/cli-process.js';
 
 /** `umbra ARGS` in this process (a process per case is slow): the exit status and what it printed. */
 async function inProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const program = buildProgram();
+  const program = await buildProgram();
   let stdout = '';
   let stderr = '';
   for (const c of [program, ...program.commands]) c.configureOutput({ writeOut: (s) => { stdout += s; }, writeErr: (s) => { stderr += s; } });

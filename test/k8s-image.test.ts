@@ -123,7 +123,7 @@ for (const [file, extra] of [['deploy/Dockerfile', [] as RegExp[]], ['deploy/Doc
     t.same((pkg.files as string[]).filter((f) => !buildOnly.includes(f)).map((f) => f.replace(/\/$/, '')).filter((f) => !carried.includes(f)), [], 'the runtime stage carries every runtime part of the npm package');
     t.match(copies, /--chown=1000:1000 \/src\/models\/repository/, 'the example repository belongs to the runtime user');
     const cmd: string[] = JSON.parse(op('CMD')[0]!);
-    const program = buildProgram();
+    const program = await buildProgram();
     let flags: Record<string, unknown> | undefined;
     program.commands.find((c) => c.name() === 'serve')!.action((f: Record<string, unknown>) => { flags = f; });
     await program.parseAsync(['node', 'umbra', ...cmd]);

@@ -41,7 +41,7 @@ function containerEnv(c: any): Record<string, string> {
 
 /** `umbra serve ARGS` parsed by Umbra's own command line, then resolved with the container's environment. */
 async function serveSettings(args: string[], env: Record<string, string>): Promise<ServeSettings> {
-  const program = buildProgram();
+  const program = await buildProgram();
   let flags: Record<string, unknown> | undefined;
   program.commands.find((c) => c.name() === 'serve')!.action((f: Record<string, unknown>) => { flags = f; });
   await program.parseAsync(['node', 'umbra', ...args]);

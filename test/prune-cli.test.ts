@@ -26,7 +26,7 @@ function umbra(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 
 /** Runs `umbra prune` in this process (spawning one per case is slow); returns exit code and message. */
 async function inProcess(args: string[]): Promise<{ code: number; message: string }> {
-  const program = buildProgram();
+  const program = await buildProgram();
   let written = '';
   program.commands.find((c) => c.name() === 'prune')!.configureOutput({ writeErr: (s) => { written += s; }, writeOut: () => undefined });
   try {

@@ -3,7 +3,12 @@ import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { COMMANDS } from './commands/index.js';
 
-export function buildProgram(): Command {
+/**
+ * The command line: with `command` one of Umbra's commands, that command alone (what running it
+ * needs); otherwise every command (the root help lists them all, and a mistyped name gets
+ * commander's suggestion).
+ */
+export async function buildProgram(command?: string): Promise<Command> {
   const program = new Command('umbra')
     .description('Umbra: an inference server for ONNX models (Open Inference Protocol v2)')
     .version(VERSION)
@@ -15,12 +20,13 @@ export function buildProgram(): Command {
     })
     .showHelpAfterError('(run with --help for usage)');
 
-  for (const register of COMMANDS) register(program);
+  const loaders = command !== undefined && Object.hasOwn(COMMANDS, command) ? [COMMANDS[command]!] : Object.values(COMMANDS);
+  for (const register of await Promise.all(loaders.map((load) => load()))) register(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -3,7 +3,8 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { usableCores } from '../cores.js';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { DEFAULTS, type ServerOptions } from '../server/server.js';
+import { DEFAULTS } from '../server/defaults.js';
+import type { ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
 import { isValidModelName } from '../repository/layout.js';
 import { modelDirRepository } from '../repository/single-model.js';

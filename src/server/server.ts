@@ -12,6 +12,7 @@ import type { TrafficController } from '../traffic/index.js';
 import type { Monitor, MonitoringOptions } from '../monitor/index.js';
 import type { PredictionService } from '../batch/lookup.js';
 import { attachWebSocket, STREAM_DEFAULTS, sumStreamStats, type StreamHub, type StreamOptions, type StreamStats } from './ws.js';
+import { DEFAULTS } from './defaults.js';
 import { IoHub } from './io/io-hub.js';
 import type { OpsHandle, UiOptions } from '../ui/index.js';
 import { GrpcServer } from './grpc/grpc-server.js';
@@ -77,13 +78,7 @@ export interface ServerOptions extends UmbraOptions {
   httpGuard?: boolean;
 }
 
-export const DEFAULTS = {
-  host: '127.0.0.1',
-  port: 8000,
-  grpcPort: 8001,
-  maxBodyBytes: 64 * 1024 * 1024,
-  drainSeconds: 30,
-} as const;
+export { DEFAULTS };
 
 /**
  * I/O threads for a host with `cores` cores, as measured (bench/RESULTS-io-threads.md). On two
