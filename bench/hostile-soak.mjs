@@ -153,9 +153,12 @@ async function openLoop(port, rate, seconds, pid) {
   let lateSends = 0;
   const idle = [];
   let opened = 0;
-  const record = (status, due, sent) => {
+  // A request with no answer at all (status 0) is counted with why: the connection's error.
+  const failures = {};
+  const record = (status, due, sent, error) => {
     const now = performance.now();
     statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status === 0) failures[error ?? 'unknown'] = (failures[error ?? 'unknown'] ?? 0) + 1;
     if (status === 200) {
       admitted.push(now - due);
       admittedServer.push(now - sent);
@@ -167,8 +170,8 @@ async function openLoop(port, rate, seconds, pid) {
   const waiting = [];
   const sendOn = (conn, i, due, resolve) => {
     const sent = performance.now();
-    conn.send(RAW_BODIES[((i % 64) + 64) % 64], (status) => {
-      record(status, due, sent);
+    conn.send(RAW_BODIES[((i % 64) + 64) % 64], (status, error) => {
+      record(status, due, sent, error);
       resolve();
       const next = conn.idle ? waiting.shift() : undefined;
       if (next) sendOn(conn, ...next);
@@ -177,7 +180,8 @@ async function openLoop(port, rate, seconds, pid) {
   };
   const sendLean = (i, due) => new Promise((resolve) => {
     let c = idle.pop();
-    while (c && !c.alive) c = idle.pop();
+    const now = performance.now();
+    while (c && !c.reusable(now)) c = idle.pop();
     if (!c && live >= MAX_CONNECTIONS) {
       waiting.push([i, due, resolve]);
       return;
@@ -204,7 +208,7 @@ async function openLoop(port, rate, seconds, pid) {
       continue;
     }
     pending.push(infer(port, bodyOf(i)).then((r) => {
-      record(r.status, due, performance.now() - r.serverMs);
+      record(r.status, due, performance.now() - r.serverMs, r.error);
       checkedAnswers += 1;
       if (r.status === 503 && r.retryAfter === undefined) retryAfterMissing += 1;
       if (r.status >= 400 && !/application\/json/.test(r.type ?? '')) nonJsonErrors += 1;
@@ -218,7 +222,7 @@ async function openLoop(port, rate, seconds, pid) {
   admitted.sort((a, b) => a - b);
   admittedServer.sort((a, b) => a - b);
   return {
-    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, checkedAnswers, retryAfterMissing, nonJsonErrors, connectionsOpened: opened,
+    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, failures, checkedAnswers, retryAfterMissing, nonJsonErrors, connectionsOpened: opened,
     admittedP50: pct(admitted, 0.5), admittedP99: pct(admitted, 0.99),
     admittedServerP50: pct(admittedServer, 0.5), admittedServerP99: pct(admittedServer, 0.99),
     rssStartMb: rssSamples[0], rssPeakMb: Math.max(...rssSamples), rssEndMb: rssSamples[rssSamples.length - 1],

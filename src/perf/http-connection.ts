@@ -9,6 +9,8 @@ export type HttpDone = (status: number, error: string | null) => void;
 const CRLF2 = Buffer.from('\r\n\r\n');
 const CRLF = Buffer.from('\r\n');
 const READ_BUFFER_BYTES = 64 * 1024;
+/** How long before the server's keep-alive timeout an idle connection stops being reused. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 const enum State { Idle, Head, Body, ChunkSize, ChunkData }
 
@@ -19,10 +21,18 @@ export class HttpConnection {
   private remaining = 0;
   private status = 0;
   private closeAfter = false;
+  /** The server's keep-alive hint less the margin, in ms; 0 when it gave none. */
+  private keepAliveMs = 0;
   private done: HttpDone | null = null;
   private dead = false;
   /** performance.now() when the current request was written; 0 when idle. */
   sentAt = 0;
+  /**
+   * performance.now() past which this idle connection is not to be reused: the server's
+   * `Keep-Alive: timeout=N` hint less a second, counted from its last answer, as node:http's Agent
+   * reads it. The server closes idle connections after that, and a request sent as it does is reset.
+   */
+  private reuseUntil = Infinity;
 
   constructor(host: string, port: number, private readonly onDead: (c: HttpConnection) => void) {
     // Reads land in one buffer of the connection's own (node:net's `onread`), handed over without
@@ -40,6 +50,8 @@ export class HttpConnection {
       },
     });
     this.socket.on('error', (err: NodeJS.ErrnoException) => this.fail(err.code ?? err.message));
+    // The server's end of the connection: nothing more will be answered on it (close follows).
+    this.socket.on('end', () => this.fail('connection closed'));
     this.socket.on('close', () => this.fail('connection closed'));
   }
 
@@ -49,6 +61,18 @@ export class HttpConnection {
 
   get alive(): boolean {
     return !this.dead;
+  }
+
+  /**
+   * Whether this idle connection may carry another request at `now`: false once it has idled into
+   * the time the server said it may close it (then it is closed here, as dead).
+   */
+  reusable(now: number): boolean {
+    if (this.dead) return false;
+    if (now < this.reuseUntil) return true;
+    this.close();
+    this.onDead(this);
+    return false;
   }
 
   send(request: Buffer, done: HttpDone, now: number): void {
@@ -87,6 +111,7 @@ export class HttpConnection {
     this.state = State.Idle;
     this.pending = null;
     this.sentAt = 0;
+    if (this.keepAliveMs > 0) this.reuseUntil = performance.now() + this.keepAliveMs;
     if (this.closeAfter) {
       // The server said Connection: close; this connection is spent, the answer still counts.
       this.dead = true;
@@ -164,6 +189,9 @@ export class HttpConnection {
     const lower = head.toLowerCase();
     const cl = /\r\ncontent-length:\s*(\d+)/.exec(lower);
     this.closeAfter = /\r\nconnection:\s*close/.test(lower);
+    // A hint of a second or less: not reused at all (node:http's Agent reads it the same way).
+    const hint = /\r\nkeep-alive:[^\r]*\btimeout=(\d+)/.exec(lower);
+    this.keepAliveMs = hint ? Math.max(1, Number(hint[1]) * 1000 - KEEP_ALIVE_MARGIN_MS) : 0;
     if (cl) {
       this.remaining = Number(cl[1]);
       this.state = State.Body;

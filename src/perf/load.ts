@@ -182,7 +182,7 @@ export class LoadDriver {
     let conn: HttpConnection | undefined;
     return {
       send: (payload, at, done) => {
-        if (!conn || !conn.alive) conn = this.openHttp();
+        if (!conn || !conn.reusable(performance.now())) conn = this.openHttp();
         conn.send(this.requests[payload]!, (status, error) => done(error ?? (status >= 200 && status < 300 ? null : String(status))), at);
       },
     };
@@ -249,6 +249,8 @@ export class LoadDriver {
   private pump(now: number): void {
     while (this.running && this.backlog.length > 0) {
       let conn = this.idleHttp.pop();
+      // One that idled into the server's keep-alive timeout is closed here, not sent on.
+      while (conn && !conn.reusable(now)) conn = this.idleHttp.pop();
       if (!conn && this.http.size < this.spec.maxConnections) conn = this.openHttp();
       if (!conn) return;
       const { scheduledAt, payload } = this.backlog.shift()!;

@@ -391,6 +391,7 @@ function streamReply(res: uws.HttpResponse, reply: ApiReply, stream: NonNullable
   res.cork(() => {
     if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
     for (const k in reply.headers) res.writeHeader(k, reply.headers[k]!);
+    res.writeHeader('keep-alive', KEEP_ALIVE);
   });
   res.onWritable(() => {
     backlog = 0;
@@ -452,12 +453,25 @@ export function alignedBuffer(length: number, at: number): Buffer {
   return room.subarray(start, start + length);
 }
 
+/**
+ * Seconds an idle keep-alive connection is surely kept, told to clients in `Keep-Alive: timeout=`.
+ * uWebSockets.js closes a connection that has sent nothing for 10 s since its last answer, on a
+ * sweep every 4 s: between 8 and 12 s after the answer. A pooled client that reuses a connection
+ * as that sweep closes it has its request reset, and one sweep closes every connection that idled
+ * into it at once. Clients that read the hint (node:http's Agent, undici and so fetch, `umbra
+ * perf`) retire idle connections a second or more before it, so they never send on one the server
+ * is closing.
+ */
+export const KEEP_ALIVE_TIMEOUT_S = 8;
+const KEEP_ALIVE = `timeout=${KEEP_ALIVE_TIMEOUT_S}`;
+
 /** Writes the reply; `sent` runs once uWS needs nothing more of its body (now, or as the socket drains). */
 function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean, sent: () => void): void {
   // uWS answers 200 OK unless told otherwise.
   if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
   const headers = reply.headers;
   for (const k in headers) res.writeHeader(k, headers[k]!);
+  if (!closeConnection) res.writeHeader('keep-alive', KEEP_ALIVE);
   if (head) {
     // While draining, tell keep-alive clients to go elsewhere after this answer (end() below
     // says so itself when it closes).
