@@ -165,8 +165,9 @@ t.test('absurd shapes are refused before allocating', async (t) => {
   const s = sig([{ name: 'x', datatype: 'FP32', dims: [-1, -1] }]);
   rejects(t, () => parse({ inputs: [input({ shape: [2 ** 40, 2 ** 40] })] }, s), /expected at most 67108864 elements for input "x" but received shape \[1099511627776, 1099511627776\]/);
   rejects(t, () => parse({ inputs: [input({ shape: [2, 3] })] }, s, 5), /expected at most 5 elements for input "x"/);
-  const empty = parse({ inputs: [input({ shape: [0, 2 ** 40], data: [] })] }, s);
-  t.equal(empty.inputs[0]!.data.length, 0);
+  // Empty along a free dimension: refused too, whatever the other dims say (nothing to infer on).
+  rejects(t, () => parse({ inputs: [input({ shape: [0, 2 ** 40], data: [] })] }, s), /expected at least 1 along dimension 0 of input "x" \(a free dimension of the model\) but received 0 \(shape \[0, 1099511627776\]\)/);
+  rejects(t, () => parse({ inputs: [input({ shape: [3, 0], data: [] })] }, s), /along dimension 1 of input "x"/);
 });
 
 t.test('element type and range errors', async (t) => {

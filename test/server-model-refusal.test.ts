@@ -1,12 +1,14 @@
 // A request the model itself refuses (a PyTorch text model's token id past its embedding table:
 // onnxruntime's Gather fails the run) is the client's error: 400 with onnxruntime's reason, and
 // the requests batched with it are answered as if it had not been there. Before, the whole batch
-// failed with 500 "internal error".
+// failed with 500 "internal error". A tensor that is empty along a free dimension never reaches a
+// model at all (a zero-length GRU sequence made onnxruntime abort the process).
 import t from 'tap';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { tempRepo } from './helpers/repo.js';
+import { tempRepo, gruModel } from './helpers/repo.js';
+import { generatedClient } from './helpers/grpc.js';
 import { Umbra } from '../dist/index.js';
 
 const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
@@ -81,4 +83,54 @@ t.test('a model that no longer runs even its warm-up batch answers 500: no clien
   session.run = async () => fail();
   if (session.runSync) session.runSync = fail;
   await t.rejects(umbra.predict('text', ids(idsOf(0))), { code: 'INTERNAL', message: /^model 'text' version 1 no longer runs even the placeholder batch it warmed up on: device lost/ });
+});
+
+// An empty tensor along a free dimension is refused before any model sees it: onnxruntime stops
+// the whole process (std::terminate) when a GRU runs a sequence of length 0, so one such request
+// took the server down with every request in it.
+for (const execution of ['worker', 'inline'] as const) {
+  t.test(`${execution} execution: a zero-length sequence is a 400 on every transport, and the server goes on`, async (t) => {
+    const repo = tempRepo();
+    t.teardown(() => repo.remove());
+    repo.addVersion('gru', 1, gruModel());
+    repo.writeConfig('gru', { max_batch_size: 4, parameters: { execution } });
+    const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+    const sequence = (length: number) => ({ name: 'x', datatype: 'FP32', shape: [1, length, 2], data: Array.from({ length: length * 2 }, (_, i) => i / 10) });
+    const empty = /^expected at least 1 along dimension 1 of input "x" \(a free dimension of the model\) but received 0 \(shape \[1, 0, 2\]\)/;
+
+    const json = await s.post('/v2/models/gru/infer', { inputs: [sequence(0)] });
+    t.equal(json.status, 400, 'JSON over HTTP');
+    t.match(json.json.error, empty);
+    // The binary extension: the header names the shape, no bytes follow.
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 0, 2], parameters: { binary_data_size: 0 } }] }));
+    const binary = await s.request('POST', '/v2/models/gru/infer', header, { 'inference-header-content-length': String(header.byteLength) });
+    t.equal(binary.status, 400, 'binary over HTTP');
+    t.match(binary.json.error, empty);
+    const c = generatedClient(s.server.grpcPort!);
+    t.teardown(() => c.close());
+    const grpcEmpty = await c.call('ModelInfer', { model_name: 'gru', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 0, 2], contents: { fp32_contents: [] } }] });
+    t.notOk(grpcEmpty.ok, 'gRPC');
+    if (!grpcEmpty.ok) {
+      t.equal(grpcEmpty.error.code, 3, 'INVALID_ARGUMENT');
+      t.match(grpcEmpty.error.details, empty);
+    }
+
+    // Still serving, and a sequence of any other length runs.
+    t.same((await s.get('/v2/health/live')).json, { live: true });
+    const one = await s.post('/v2/models/gru/infer', { inputs: [sequence(1)] });
+    const three = await s.post('/v2/models/gru/infer', { inputs: [sequence(3)] });
+    t.same([one.status, three.status], [200, 200]);
+    t.same(three.json.outputs[0].shape, [1, 1, 3]);
+  });
+}
+
+t.test('a zero-length sequence given to predict() is refused the same way', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('gru', 1, gruModel());
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  await t.rejects(umbra.predict('gru', { x: { data: new Float32Array(0), shape: [1, 0, 2] } }), /expected at least 1 along dimension 1 of input "x"/);
+  const ran = await umbra.predict('gru', { x: { data: Float32Array.from([0.1, 0.2, 0.3, 0.4]), shape: [1, 2, 2] } });
+  t.same(ran.outputs[0]!.shape, [1, 1, 3]);
 });

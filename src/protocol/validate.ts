@@ -79,8 +79,22 @@ export function checkShapeAgainstSpec(shape: readonly number[], spec: TensorSpec
   }
   for (let i = 0; i < spec.dims.length; i++) {
     const want = spec.dims[i]!;
-    if (want >= 0 && shape[i + offset] !== want) throw mismatch();
+    const got = shape[i + offset]!;
+    if (want >= 0) {
+      if (got !== want) throw mismatch();
+    } else if (got === 0) {
+      throw emptyAlongFreeDim(shape, i + offset, what);
+    }
   }
+}
+
+/**
+ * A free (-1) dimension given as 0: the tensor holds nothing to infer on, and some runtimes stop
+ * the whole process on one rather than fail the run (onnxruntime aborts in GRU and LSTM and
+ * divides by zero in attention given a zero-length sequence), so it never reaches a model.
+ */
+function emptyAlongFreeDim(shape: readonly number[], dim: number, what: string): UmbraError {
+  return badInput(`expected at least 1 along dimension ${dim} of ${what} (a free dimension of the model) but received 0 (shape [${shape.join(', ')}]): an empty tensor has nothing to infer on`);
 }
 
 function formatDim(dim: number): string {

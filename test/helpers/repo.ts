@@ -44,6 +44,28 @@ export function fixedLengthModel() {
   });
 }
 
+/**
+ * A GRU over x [batch, length, 2] (hidden size 3): h [batch, 1, 3], the last hidden state.
+ * onnxruntime aborts the whole process (std::terminate) when such a model runs a sequence of length 0.
+ */
+export function gruModel() {
+  const hidden = 3;
+  const width = 2;
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 'length', width] }],
+    outputs: [{ name: 'h', datatype: 'FP32', dims: ['batch', 1, hidden] }],
+    nodes: [
+      { op: 'Transpose', inputs: ['x'], outputs: ['steps'], attributes: { perm: [1, 0, 2] } },
+      { op: 'GRU', inputs: ['steps', 'W', 'R'], outputs: ['', 'last'], attributes: { hidden_size: hidden } },
+      { op: 'Transpose', inputs: ['last'], outputs: ['h'], attributes: { perm: [1, 0, 2] } },
+    ],
+    initializers: [
+      { name: 'W', datatype: 'FP32', dims: [1, 3 * hidden, width], values: Array.from({ length: 3 * hidden * width }, (_, i) => ((i % 7) - 3) / 10) },
+      { name: 'R', datatype: 'FP32', dims: [1, 3 * hidden, hidden], values: Array.from({ length: 3 * hidden * hidden }, (_, i) => ((i % 5) - 2) / 10) },
+    ],
+  });
+}
+
 /** Two inputs, two outputs: sum = a + b (FP32), count = ReduceSum-free int64 passthrough of n. */
 export function pairModel() {
   return buildModel({
