@@ -75,6 +75,8 @@ export class WorkerPool {
   private readonly started = new Int32Array(new SharedArrayBuffer(START_SLOTS * 4));
   /** Evict and park messages posted (PoolWorkerData.evictions). */
   private readonly evictions = new Int32Array(new SharedArrayBuffer(4));
+  /** The last burst's flush tasks, settled (never rejects); close waits for them. */
+  private flushing: Promise<void> = Promise.resolve();
   private flushScheduled = false;
   private readonly freeSlots = Array.from({ length: START_SLOTS }, (_, i) => START_SLOTS - 1 - i);
   /** When each worker (by thread id) began its running task, as near as the main thread can tell. */
@@ -97,6 +99,12 @@ export class WorkerPool {
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
     }));
+    // Once closed, what a worker still says (an answer racing the destroy, which piscina emits as
+    // an 'error' for a task it no longer knows) concerns no one; before, an error is thrown as it
+    // would be with no listener.
+    this.piscina.on('error', (err: unknown) => {
+      if (!this.closed) throw err;
+    });
     this.channel.unref();
     const onWorkerThread = options.onWorkerThread;
     if (onWorkerThread) {
@@ -236,7 +244,7 @@ export class WorkerPool {
       // The released sessions' memory sits free in the workers' allocator arenas, each for its
       // own thread alone: handed back to the OS (glibc's malloc_trim covers every arena) once
       // they have released them. From this thread, which has the addon loaded already.
-      Promise.all(flushes).then(() => {
+      this.flushing = Promise.all(flushes).then(() => {
         if (!this.closed) trimMemory();
       }, () => undefined);
     });
@@ -250,6 +258,10 @@ export class WorkerPool {
     if (this.closed) return;
     this.closed = true;
     this.channel.close();
+    // A flush still on its way: destroyed under it, piscina takes the worker's answer for a task
+    // it no longer knows and emits it as an 'error' nothing listens for (an uncaught exception).
+    // Flushes do no work, so this waits only for a worker to finish what it runs now.
+    await this.flushing;
     await this.piscina.destroy();
   }
 }
