@@ -65,6 +65,15 @@ for (const parseWorkers of [1, 2]) {
   });
 }
 
+t.test('a first row with an empty array: the plan and each rejection say the length is not the first row\'s', async (t) => {
+  const lines = [JSON.stringify({ id: 'empty', ids: [] }), ...[0, 1].map((r) => JSON.stringify({ id: `k${r}`, ids: idsOf(r) }))];
+  const { summary, rejects, plan } = await job(t, 'empty-first.jsonl', lines.join('\n') + '\n', 1);
+  t.match(plan, "ids <- ids (array of 1: the first row's array was empty or did not fit, so its free dimension is 1)");
+  t.same([summary.rowsStored, summary.rejected], [0, 3], 'nothing is run at a length no row has');
+  t.same(rejects.map((r) => r.key), ['empty', 'k0', 'k1']);
+  t.match(rejects[1]?.reason, new RegExp(`expected an array of 1 values for column 'ids' but received one of ${length}: .*length of the first row's array \\(it had none that fits, so 1\\); pad the rows`));
+});
+
 t.test('CSV with the ids as a quoted JSON array in one column', async (t) => {
   const lines = ['id,ids'];
   for (let r = 0; r < rows; r++) lines.push(`k${r},"${JSON.stringify(idsOf(r))}"`);

@@ -28,6 +28,8 @@ interface InputPlan {
    * the input's first record (`planFeatures`' sample), and every row must have that length.
    */
   variable: boolean;
+  /** Whether that length did come from the first record (false: its array was empty or did not fit, and free dims count 1). */
+  sampled: boolean;
   /** CSV: the columns' positions in the header. */
   positions: number[];
 }
@@ -104,18 +106,22 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     // another length are rejected saying so.
     const variable = arrayColumn && !fixed;
     let rowElements = arrayColumn ? fixedElements : chosen.length;
+    let sampled = false;
     if (variable && sample) {
       const values = sampleArray(sample, chosen[0]!, positions[0]!, delimiter);
       const known = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
-      if (values && values.length > 0 && values.length % known === 0) rowElements = values.length;
+      if (values && values.length > 0 && values.length % known === 0) {
+        rowElements = values.length;
+        sampled = true;
+      }
     }
     const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen);
-    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, variable, positions };
+    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, variable, sampled, positions };
   });
   const used = new Set(inputs.flatMap((p) => p.columns));
   const unused = featureColumns.filter((c) => !used.has(c));
   const floatScalars = inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
-  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements}${p.variable ? ', the first row\'s length' : ''})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
+  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements}${p.variable ? (p.sampled ? ', the first row\'s length' : ': the first row\'s array was empty or did not fit, so its free dimension is 1') : ''})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
   return {
     inputs,
     keyColumn,
@@ -298,7 +304,8 @@ export class BatchBuilder {
         const flat = arrayOf(value, p.columns[0]!);
         if (flat && p.variable && flat.length !== p.rowElements) {
           throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received one of ${flat.length}: input '${p.name}' `
-            + `has a free dimension, and a batch job stacks rows into one tensor, so every row takes the length of the first row's array; pad the rows to one length, or run one job per length`);
+            + `has a free dimension, and a batch job stacks rows into one tensor, so every row takes the length of the first row's array`
+            + `${p.sampled ? '' : ' (it had none that fits, so 1)'}; pad the rows to one length, or run one job per length`);
         }
         if (!flat || flat.length !== p.rowElements) {
           throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(flat ?? value)}`);
