@@ -333,6 +333,23 @@ Napi::Value AlignedFloat32(const Napi::CallbackInfo& info) {
   });
 }
 
+// (view) -> the address of the view's first byte modulo 64. A library that peels a vectorised
+// loop to an aligned address sums in an order set by where the data lies: onnxruntime's ReduceSum
+// gives one of two answers for the same input at offsets 4 or 8 from a 16-byte boundary. Callers
+// copy inputs that are not on a 64-byte boundary before handing them to such a library, so a
+// request's answer does not depend on where its bytes landed. Non-blocking.
+Napi::Value AddressMod64(const Napi::CallbackInfo& info) {
+  constexpr const char* kName = "addressMod64";
+  return guarded(info, [&]() -> Napi::Value {
+    const Napi::Env env = info.Env();
+    UMBRA_THROW_IF(env, info.Length() != 1 || !info[0].IsTypedArray(), "expected a typed array");
+    const Napi::TypedArray view = info[0].As<Napi::TypedArray>();
+    const auto* base = static_cast<const uint8_t*>(view.ArrayBuffer().Data());
+    const uintptr_t address = reinterpret_cast<uintptr_t>(base) + view.ByteOffset();
+    return Napi::Number::New(env, static_cast<double>(address % 64));
+  });
+}
+
 // Non-blocking: the ISA the kernels dispatch to ("avx512" | "avx2" | "portable").
 Napi::Value KernelIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), umbra::isa_name(umbra::isa_active()));
@@ -358,6 +375,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("driftCountF32", Napi::Function::New(env, DriftCountF32, "driftCountF32"));
   exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
   exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));
+  exports.Set("addressMod64", Napi::Function::New(env, AddressMod64, "addressMod64"));
 }
 
 }  // namespace umbra_binding

@@ -98,6 +98,8 @@ export interface NativeBinding {
   trimMemory?(): boolean;
   kernelIsa(): 'avx512' | 'avx2' | 'portable';
   alignedFloat32(n: number): Float32Array;
+  /** The address of the view's first byte modulo 64; absent in older builds. */
+  addressMod64?(view: ArrayBufferView): number;
   gemmF32(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
     m: number, k: number, n: number, layout: number, activation: number, threads: number): void;
   gemmF32Async(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,

@@ -59,6 +59,53 @@ export function alignedFloat32(n: number): Float32Array {
   return callNative(() => native().alignedFloat32(n));
 }
 
+let cacheLine: { addressMod64(view: ArrayBufferView): number; alignedFloat32(n: number): Float32Array } | null | undefined;
+
+/** The addon's two calls onCacheLine needs, once per thread; null without the addon or in a build before them. */
+function resolveCacheLine(): typeof cacheLine {
+  try {
+    const binding = native();
+    if (typeof binding.addressMod64 !== 'function') return null;
+    return { addressMod64: binding.addressMod64.bind(binding), alignedFloat32: binding.alignedFloat32.bind(binding) };
+  } catch {
+    return null; // no addon: where it is required, its own load error says so
+  }
+}
+
+/** A typed array of any element type (what `onCacheLine` copies). */
+type AnyTypedArray = Exclude<ArrayBufferView, DataView>;
+
+/**
+ * `data` itself when its first byte lies on a 64-byte boundary, else a copy that does. For a
+ * library whose vectorised loops peel to an aligned address, so that the order they sum in (and
+ * the last bits of the answer) depends on where the data lies: onnxruntime's ReduceSum gives one
+ * of two answers for one input at 4 or 8 bytes past a 16-byte boundary. `data` itself too where
+ * the addon cannot say (an older build).
+ */
+export function onCacheLine<T extends AnyTypedArray>(data: T): T {
+  if (data.byteLength === 0) return data;
+  const calls = (cacheLine ??= resolveCacheLine());
+  if (!calls || calls.addressMod64(data) === 0) return data;
+  const room = alignedBytes(data.byteLength);
+  room.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  const Storage = data.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+  return new Storage(room.buffer, room.byteOffset, data.byteLength / (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
+}
+
+/** The address of the view's first byte modulo 64; undefined without the addon to say. */
+export function addressMod64(view: ArrayBufferView): number | undefined {
+  const calls = (cacheLine ??= resolveCacheLine());
+  return calls ? calls.addressMod64(view) : undefined;
+}
+
+/** `n` zeroed bytes starting on a 64-byte boundary (anywhere, without the addon to say where). */
+export function alignedBytes(n: number): Uint8Array<ArrayBuffer> {
+  const calls = (cacheLine ??= resolveCacheLine());
+  if (!calls) return new Uint8Array(n);
+  const room = calls.alignedFloat32(Math.ceil(n / 4));
+  return new Uint8Array(room.buffer as ArrayBuffer, room.byteOffset, n);
+}
+
 /** Rows of Xt a sparse layer with `cols` inputs reads: whole panels. */
 export function sparseInputRows(cols: number): number {
   return Math.ceil(cols / SPARSE_PANEL) * SPARSE_PANEL;

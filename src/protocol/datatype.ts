@@ -2,6 +2,7 @@
 // onnxruntime-node tensor type it maps to. Everything else asks this module instead of switching.
 
 import { UmbraError, invalid } from '../errors.js';
+import { alignedBytes } from '../native/kernels.js';
 import { DATATYPES, type DataType, type TensorData } from './types.js';
 
 /** Tensor type names as onnxruntime-node spells them (`Tensor.type`, `inputMetadata[].type`). */
@@ -89,7 +90,14 @@ export function uninitializedTypedArrayFor(datatype: Exclude<DataType, 'BYTES'>,
  */
 const SLAB_BYTES = 256 * 1024;
 const SLAB_MAX_TENSOR_BYTES = 16 * 1024;
-let slab = new ArrayBuffer(SLAB_BYTES);
+/**
+ * Each tensor starts on a 64-byte boundary (the slab's start is one, where the addon can place
+ * it): onnxruntime's vectorised reductions sum in an order set by where their input lies, and a
+ * request's answer must not depend on where in a slab its tensor fell (native/kernels.ts's
+ * onCacheLine copies what is not aligned; this keeps the common case from needing to).
+ */
+const SLAB_ALIGN = 64;
+let slab: Uint8Array<ArrayBuffer> | undefined;
 let slabUsed = 0;
 
 /** `typedArrayFor`, from a slab when the tensor is small and of a fixed-size datatype. */
@@ -97,13 +105,13 @@ export function slabTypedArrayFor(datatype: DataType, n: number): TensorData {
   const info = INFO[datatype];
   const bytes = info.bytes * n;
   if (info.storage === null || bytes > SLAB_MAX_TENSOR_BYTES) return typedArrayFor(datatype, n);
-  if (slabUsed + bytes > SLAB_BYTES) {
-    slab = new ArrayBuffer(SLAB_BYTES);
+  if (slab === undefined || slabUsed + bytes > SLAB_BYTES) {
+    slab = alignedBytes(SLAB_BYTES);
     slabUsed = 0;
   }
   // Zero-filled like typedArrayFor's: a slab is fresh memory, and no part of it is handed out twice.
-  const view = new info.storage(slab, slabUsed, n);
-  slabUsed += (bytes + 7) & ~7; // 8-byte aligned for the 64-bit datatypes
+  const view = new info.storage(slab.buffer, slab.byteOffset + slabUsed, n);
+  slabUsed += (bytes + SLAB_ALIGN - 1) & ~(SLAB_ALIGN - 1);
   return view;
 }
 

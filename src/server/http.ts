@@ -7,6 +7,7 @@ import { Cancellation } from '../scheduler/cancellation.js';
 import { errorReply, type ApiReply, type ApiRequest } from '../api/api.js';
 import { BufferPool, MIN_RECYCLED_BYTES } from '../buffer-pool.js';
 import { markOwned } from '../owned-buffers.js';
+import { addressMod64 } from '../native/kernels.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { StreamHub } from './ws.js';
 import { checkFraming, HeaderCollector } from './framing.js';
@@ -416,8 +417,9 @@ function tooLarge(limit: number): UmbraError {
 /**
  * Reads the body into one buffer, copying each chunk (uWS reuses its memory after the callback).
  * With a binary-extension body of known length, the buffer is placed so that the binary tensors
- * (after `headerLength` bytes of JSON) start 8-byte aligned: typed-array views of them are then
- * legal, and the parser takes them as they are instead of copying each tensor to align it.
+ * (after `headerLength` bytes of JSON) start 8-byte aligned, the first on a 64-byte boundary:
+ * typed-array views of them are then legal, and the parser takes them as they are instead of
+ * copying each tensor to align it.
  */
 function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array) => void, over: () => void, declared: number, headerLength: number): void {
   const preallocated = Number.isSafeInteger(declared) && declared > 0 ? alignedBuffer(declared, headerLength) : undefined;
@@ -445,11 +447,18 @@ function readBody(res: uws.HttpResponse, limit: number, done: (body: Uint8Array)
   });
 }
 
-/** `length` bytes whose byte `at` (when inside them) lies on an 8-byte boundary of its ArrayBuffer. */
+/**
+ * `length` bytes whose byte `at` (when inside them) lies on a 64-byte boundary in memory, where
+ * the addon can say where that is (so the first binary tensor reaches onnxruntime without the
+ * copy onCacheLine would make), and on an 8-byte boundary of its ArrayBuffer in any case.
+ */
 export function alignedBuffer(length: number, at: number): Buffer {
   if (!(Number.isSafeInteger(at) && at > 0 && at < length)) return Buffer.allocUnsafe(length);
-  const room = Buffer.allocUnsafe(length + 7);
-  const start = (8 - ((room.byteOffset + at) % 8)) % 8;
+  const room = Buffer.allocUnsafe(length + 63);
+  const address = addressMod64(room);
+  // The buffer's own start in memory (mod 64): the offset rule holds wherever that is a multiple of 8.
+  const base = address === undefined ? undefined : (address - (room.byteOffset % 64) + 64) % 64;
+  const start = base === undefined || base % 8 !== 0 ? (8 - ((room.byteOffset + at) % 8)) % 8 : (64 - ((address! + at) % 64)) % 64;
   return room.subarray(start, start + length);
 }
 

@@ -9,6 +9,7 @@ import type { SessionSpec, WireTensor } from '../messages.js';
 import type { Backend, BackendSession, TensorInfo } from './backend.js';
 import { openDirect, type DirectOrtSession } from './ort-direct.js';
 import { encodeModel, readModel, servedModel } from '../../onnx/model-io.js';
+import { onCacheLine } from '../../native/kernels.js';
 
 /** ONNX TensorProto element types, as onnxruntime-node's raw metadata reports them. */
 const ONNX_ELEMENT_TYPES: Record<number, string> = {
@@ -35,10 +36,17 @@ function describe(meta: readonly AnyMetadata[]): TensorInfo[] {
   });
 }
 
+/**
+ * onnxruntime's inputs, each on a 64-byte boundary: its vectorised reductions sum in an order set
+ * by where the data lies, so the same request gave two answers (one bit apart) depending on
+ * where its tensor landed in a slab, a request body or a batch buffer. A copy only where the
+ * data is not already there; onnxruntime's own buffers (every intermediate) always are.
+ */
 function feedsOf(inputs: WireTensor[]): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
   for (const t of inputs) {
-    feeds[t.name] = new ort.Tensor(datatypeToOrtType(t.datatype) as 'float32', t.data as Float32Array, t.shape);
+    const data = ArrayBuffer.isView(t.data) ? onCacheLine(t.data as Float32Array) : t.data;
+    feeds[t.name] = new ort.Tensor(datatypeToOrtType(t.datatype) as 'float32', data as Float32Array, t.shape);
   }
   return feeds;
 }
