@@ -104,7 +104,7 @@ function infer(port, body, via = agent) {
       });
     });
     req.on('socket', () => { sent = performance.now(); });
-    req.on('error', (err) => resolve({ status: 0, error: err.code, ms: performance.now() - started, serverMs: performance.now() - sent }));
+    req.on('error', (err) => resolve({ status: 0, error: err.code, reusedSocket: req.reusedSocket, ms: performance.now() - started, serverMs: performance.now() - sent }));
     req.end(body);
   });
 }
@@ -168,9 +168,18 @@ async function openLoop(port, rate, seconds, pid) {
   // connection in the generator (its latency from due still counts that wait).
   let live = 0;
   const waiting = [];
+  // The first few requests with no answer, with what their connection had done: enough to tell a
+  // keep-alive race (an idle connection reused) from a reset in the middle of a busy one.
+  const failed = [];
   const sendOn = (conn, i, due, resolve) => {
     const sent = performance.now();
+    const idleMs = conn.lastDone === undefined ? null : sent - conn.lastDone;
+    conn.opened ??= sent;
+    conn.requests = (conn.requests ?? 0) + 1;
     conn.send(RAW_BODIES[((i % 64) + 64) % 64], (status, error) => {
+      const now = performance.now();
+      conn.lastDone = now;
+      if (status === 0 && failed.length < 20) failed.push({ via: 'lean', error, atS: (now - start) / 1000, waitedMs: now - sent, idleBeforeMs: idleMs, requestOnConnection: conn.requests, connectionAgeMs: now - conn.opened });
       record(status, due, sent, error);
       resolve();
       const next = conn.idle ? waiting.shift() : undefined;
@@ -209,6 +218,7 @@ async function openLoop(port, rate, seconds, pid) {
     }
     pending.push(infer(port, bodyOf(i)).then((r) => {
       record(r.status, due, performance.now() - r.serverMs, r.error);
+      if (r.status === 0 && failed.length < 20) failed.push({ via: 'node:http', error: r.error, atS: (performance.now() - start) / 1000, waitedMs: r.serverMs, reusedSocket: r.reusedSocket });
       checkedAnswers += 1;
       if (r.status === 503 && r.retryAfter === undefined) retryAfterMissing += 1;
       if (r.status >= 400 && !/application\/json/.test(r.type ?? '')) nonJsonErrors += 1;
@@ -222,7 +232,7 @@ async function openLoop(port, rate, seconds, pid) {
   admitted.sort((a, b) => a - b);
   admittedServer.sort((a, b) => a - b);
   return {
-    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, failures, checkedAnswers, retryAfterMissing, nonJsonErrors, connectionsOpened: opened,
+    rate, sent: total, sentOverTs: (performance.now() - start) / 1000, lateSends, statuses, failures, failed, checkedAnswers, retryAfterMissing, nonJsonErrors, connectionsOpened: opened,
     admittedP50: pct(admitted, 0.5), admittedP99: pct(admitted, 0.99),
     admittedServerP50: pct(admittedServer, 0.5), admittedServerP99: pct(admittedServer, 0.99),
     rssStartMb: rssSamples[0], rssPeakMb: Math.max(...rssSamples), rssEndMb: rssSamples[rssSamples.length - 1],
