@@ -3,6 +3,7 @@ import t from 'tap';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
 import { UmbraHttpClient, UmbraClientError } from '../dist/client/index.js';
+import { buildModel } from '../dist/onnx/builder.js';
 
 t.test('HTTP client: JSON and binary inference, metadata, readiness and errors', async (t) => {
   const repo = tempRepo();
@@ -35,4 +36,31 @@ t.test('HTTP client: JSON and binary inference, metadata, readiness and errors',
   const bad = await client.infer('affine', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }).catch((e: unknown) => e);
   t.equal((bad as UmbraClientError).status, 400);
   t.match((bad as UmbraClientError).message, /shape|dims|expected/);
+});
+
+t.test('HTTP client: FP16 bits and BOOL bytes mean the same in JSON as in binary', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // h (FP16) and m (BOOL) read back as FP32, so each answer shows what the server took them for.
+  repo.addVersion('cast', 1, buildModel({
+    inputs: [{ name: 'h', datatype: 'FP16', dims: ['batch', 3] }, { name: 'm', datatype: 'BOOL', dims: ['batch', 3] }],
+    outputs: [{ name: 'hf', datatype: 'FP32', dims: ['batch', 3] }, { name: 'mf', datatype: 'FP32', dims: ['batch', 3] }],
+    nodes: [
+      { op: 'Cast', inputs: ['h'], outputs: ['hf'], attributes: { to: 1 } },
+      { op: 'Cast', inputs: ['m'], outputs: ['mf'], attributes: { to: 1 } },
+    ],
+  }));
+  const s = await startTestServer(t, { repository: repo.dir });
+  const client = new UmbraHttpClient(s.url);
+  // 1.0, -2.5 and 0.099975586 as half-float bits, as binary answers hand them back.
+  const h = Uint16Array.from([0x3c00, 0xc100, 0x2e66]);
+  const want = [[1, -2.5, 0.0999755859375], [1, 0, 1]];
+  const answers = [];
+  for (const m of [Uint8Array.from([1, 0, 1]), [1, 0, 1], [true, false, true]]) {
+    for (const binary of [false, true]) {
+      const r = await client.infer('cast', { inputs: [{ name: 'h', datatype: 'FP16', shape: [1, 3], data: h }, { name: 'm', datatype: 'BOOL', shape: [1, 3], data: m }] }, { binary });
+      answers.push(r.outputs.map((o) => Array.from(o.data as ArrayLike<number>)));
+    }
+  }
+  t.same(answers, Array.from({ length: 6 }, () => want), 'a Uint16Array of FP16 bits, and BOOL as bytes, 0/1 or booleans: the same values over JSON and binary');
 });

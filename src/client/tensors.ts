@@ -1,6 +1,7 @@
 // Request/response encoding for the client. Self-contained (DataView, TextEncoder, no Buffer and
 // no server modules beyond the framing) so `umbra/client` also runs in browsers.
 import type { DataType } from '../protocol/types.js';
+import { halfArrayToFloat32 } from '../protocol/half.js';
 
 export type { DataType };
 
@@ -120,10 +121,24 @@ function listedInput(t: ClientTensor): ClientTensor | Omit<ClientTensor, 'data'>
   return rest;
 }
 
+/**
+ * The input's data as JSON states it, where the typed array the binary encoding takes means
+ * something else written as numbers: FP16 as a Uint16Array of half-float bits (the values they
+ * stand for, not the bits: 15360 is 1.0) and BOOL as bytes or 0/1 (true and false, which is all
+ * the protocol's JSON accepts for BOOL).
+ */
+function jsonInput(t: ClientTensor): ClientTensor | Omit<ClientTensor, 'data'> {
+  if (inSharedMemory(t)) return listedInput(t);
+  if (t.datatype === 'FP16' && t.data instanceof Uint16Array) return { ...t, data: Array.from(halfArrayToFloat32(t.data)) };
+  if (t.datatype === 'BOOL' && (ArrayBuffer.isView(t.data) || (t.data as unknown[]).some((v) => typeof v === 'number'))) {
+    return { ...t, data: Array.from(t.data as ArrayLike<number | boolean>, (v) => v !== 0 && v !== false) };
+  }
+  return t;
+}
+
 /** The request as JSON text, with transport fields (model_name on a stream) merged in. */
 export function encodeJsonRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): string {
-  const inputs = request.inputs.some(inSharedMemory) ? { inputs: request.inputs.map(listedInput) } : {};
-  return JSON.stringify({ ...request, ...extra, ...inputs }, jsonReplacer);
+  return JSON.stringify({ ...request, ...extra, inputs: request.inputs.map(jsonInput) }, jsonReplacer);
 }
 
 /** The request as a JSON header plus the raw bytes of every input not in shared memory, in input order. */
