@@ -85,7 +85,10 @@ const row = (i) => Array.from({ length: WIDTH }, (_, j) => ((i * 31 + j * 7) % 1
 
 // Bounded, so an overload that the server answers slowly cannot run the client out of descriptors;
 // a request waiting here for a socket still counts its wait (latency runs from when it was due).
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+// With a timeout, so the agent honours the server's Keep-Alive hint: without one, Node's Agent
+// keeps an idle socket until the server closes it, and the capacity phase's 256 sockets, idle
+// through the unloaded phase, were being closed by the server just as the overload reused them.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1024, timeout: 60_000 });
 /** Request bodies encoded once: the generator shares the host's two cores with the server it measures. */
 const BODIES = Array.from({ length: 64 }, (_, i) => JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, WIDTH], data: row(i) }] }));
 const bodyOf = (i) => BODIES[((i % 64) + 64) % 64];

@@ -53,12 +53,13 @@ t.test('answers that keep the connection say how long an idle one is kept; answe
   t.notOk(both.head.includes('keep-alive:'), 'no hint on an answer that closes its connection');
 });
 
-t.test("node:http's Agent retires an idle connection a second before the server may close it", async (t) => {
+t.test("a node:http Agent with a timeout retires an idle connection a second before the server may close it", async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
   const s = await startTestServer(t, { repository: repo.dir });
-  // A pool that would otherwise keep idle sockets for a minute.
+  // A pool that would otherwise keep idle sockets for a minute. Without a timeout at all, Node's
+  // Agent would keep them until the server closed them: it reads the hint only to shorten its own.
   const agent = new http.Agent({ keepAlive: true, timeout: 60_000 });
   t.teardown(() => agent.destroy());
   const freed = once(agent, 'free') as Promise<[Socket]>;

@@ -467,9 +467,9 @@ export function alignedBuffer(length: number, at: number): Buffer {
  * uWebSockets.js closes a connection that has sent nothing for 10 s since its last answer, on a
  * sweep every 4 s: between 8 and 12 s after the answer. A pooled client that reuses a connection
  * as that sweep closes it has its request reset, and one sweep closes every connection that idled
- * into it at once. Clients that read the hint (node:http's Agent, undici and so fetch, `umbra
- * perf`) retire idle connections a second or more before it, so they never send on one the server
- * is closing.
+ * into it at once. Clients that read the hint (a node:http Agent with a `timeout`, undici and
+ * so fetch, `umbra perf`) retire idle connections a second or more before it, so they never send
+ * on one the server is closing. An Agent with no `timeout` ignores the hint.
  */
 export const KEEP_ALIVE_TIMEOUT_S = 8;
 const KEEP_ALIVE = `timeout=${KEEP_ALIVE_TIMEOUT_S}`;
