@@ -51,6 +51,19 @@ t.test('tensors encoded from the packed arrays are byte for byte the per-record 
   t.same(Array.from(columns.latencyMs), records.map((r) => r.latencyMs));
 });
 
+t.test('FP16 tensors are logged as the values their bits stand for', async (t) => {
+  // 1.0, -2.5, 0.099975586 and 65504 (the largest half) as half-float bits, as the model gets them.
+  const bits = Uint16Array.from([0x3c00, 0xc100, 0x2e66, 0x7bff]);
+  const { inputs, outputs } = encodePackedTensors(packPredictions([{
+    id: 'h', model: 'half', version: '1', role: 'primary', timeMs: 1, latencyMs: 0.5,
+    inputs: [{ name: 'x', datatype: 'FP16' as const, shape: [1, 4], data: bits }],
+    outputs: [{ name: 'y', datatype: 'FP16' as const, shape: [2, 2], data: bits }],
+  }]));
+  const values = [1, -2.5, 0.0999755859375, 65504];
+  t.same([Array.from(decodeTensors(inputs[0]!)!.x!.data as ArrayLike<number>), Array.from(decodeTensors(outputs[0]!)!.y!.data as ArrayLike<number>)], [values, values],
+    'inputs and outputs: 1, -2.5, 0.09998, 65504, not 15360, 49408, 11878, 31743');
+});
+
 t.test('assigned ids and counting client ids key in order, other ids by hash; lookups find all', async (t) => {
   const prefix = '3f9c0a1b7d2e4c65-';
   const keys = [0, 1, 2, 1000, 4294967296 + 5].map((n) => idHash(`${prefix}${n}`));
