@@ -170,6 +170,13 @@ t.test('binary element checks: BYTES framing, BOOL bytes, NaN gate', async (t) =
   rejects(t, () => parseBytes(Buffer.concat([el('ab'), Buffer.from([1, 0])])), /expected a 4-byte length for input "s" element 1 but only 2 bytes of its binary_data_size 8 remain/);
   rejects(t, () => parseBytes(Buffer.concat([el('ab'), Buffer.from([9, 0, 0, 0, 65])])), /expected 9 bytes for input "s" element 1 but only 1 bytes/);
   rejects(t, () => parseBytes(Buffer.concat([el('ab'), el('c'), Buffer.from([0])])), /expected binary_data_size 11 for input "s" \(2 BYTES elements\) but received 12/);
+  // Bytes a string tensor cannot hold as sent: refused, not answered for altered input.
+  const raw = (b: number[]): Buffer => { const n = Buffer.alloc(4); n.writeUInt32LE(b.length); return Buffer.concat([n, Buffer.from(b)]); };
+  rejects(t, () => parseBytes(Buffer.concat([el('ok'), raw([0x63, 0xe9])])), /expected UTF-8 text for input "s" element 1 \(BYTES: onnxruntime's string tensors hold text\) but received bytes that are not UTF-8 \(2 bytes: 63 e9\)/);
+  rejects(t, () => parseBytes(Buffer.concat([raw([0xed, 0xa0, 0x80]), el('ok')])), /element 0 .* not UTF-8 \(3 bytes: ed a0 80\)/, 'an encoded surrogate is not UTF-8 either');
+  rejects(t, () => parseBytes(Buffer.concat([el('cat\u0000x'), el('ok')])), /expected text for input "s" element 0 \(BYTES\) but received a NUL character at character 3/);
+  const fine = parseBytes(Buffer.concat([el('é✓😀'), el('')])) as { inputs: Tensor[] };
+  t.same(fine.inputs[0]!.data, ['é✓😀', ''], 'UTF-8 text of any script, and the empty string, are taken as sent');
 
   const sbool = sig([{ name: 'b', datatype: 'BOOL', dims: [3] }]);
   const r = binaryRequest({ inputs: [{ name: 'b', shape: [3], datatype: 'BOOL', parameters: { binary_data_size: 3 } }] }, [new Uint8Array([1, 0, 2])]);

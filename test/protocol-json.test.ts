@@ -188,6 +188,9 @@ t.test('element type and range errors', async (t) => {
   rejects(t, () => one('FP16', 70000), /within the FP16 range/);
   rejects(t, () => one('BOOL', 1), /expected true or false \(BOOL\) for input "x" element 0 but received number 1/);
   rejects(t, () => one('BYTES', 5), /expected a string \(BYTES\) for input "x" element 0 but received number 5/);
+  rejects(t, () => one('BYTES', 'cat\u0000x'), /expected text for input "x" element 0 \(BYTES\) but received a NUL character at character 3 \(onnxruntime's strings end at the first NUL/);
+  rejects(t, () => one('BYTES', 'a\ud800b'), /expected text for input "x" element 0 \(BYTES\) but received an unpaired surrogate \(\\ud800\) at character 1/);
+  rejects(t, () => one('BYTES', '\udc00'), /unpaired surrogate \(\\udc00\) at character 0/);
   t.equal((one('FP32', 3.4028234663852886e38).inputs[0]!.data as Float32Array)[0], 3.4028234663852886e38);
 });
 

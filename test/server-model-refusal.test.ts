@@ -2,7 +2,8 @@
 // onnxruntime's Gather fails the run) is the client's error: 400 with onnxruntime's reason, and
 // the requests batched with it are answered as if it had not been there. Before, the whole batch
 // failed with 500 "internal error". A tensor that is empty along a free dimension never reaches a
-// model at all (a zero-length GRU sequence made onnxruntime abort the process).
+// model at all (a zero-length GRU sequence made onnxruntime abort the process), nor does a string
+// element the model would be given altered (a NUL ends it; bytes that are not UTF-8 become U+FFFD).
 import t from 'tap';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 import { tempRepo, gruModel } from './helpers/repo.js';
 import { generatedClient } from './helpers/grpc.js';
 import { Umbra } from '../dist/index.js';
+import { buildModel } from '../dist/onnx/builder.js';
 
 const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
 const fixture = JSON.parse(readFileSync(join(FIXTURES, 'text.json'), 'utf8')) as {
@@ -133,4 +135,60 @@ t.test('a zero-length sequence given to predict() is refused the same way', asyn
   await t.rejects(umbra.predict('gru', { x: { data: new Float32Array(0), shape: [1, 0, 2] } }), /expected at least 1 along dimension 1 of input "x"/);
   const ran = await umbra.predict('gru', { x: { data: Float32Array.from([0.1, 0.2, 0.3, 0.4]), shape: [1, 2, 2] } });
   t.same(ran.outputs[0]!.shape, [1, 1, 3]);
+});
+
+// onnxruntime-node hands strings to the runtime as NUL-terminated UTF-8: "cat\u0000x" reached the
+// model as "cat" (and was answered as "cat"), and bytes that are not UTF-8 reached it as U+FFFD.
+// Both are refused on every transport instead of answered for input the model never saw.
+t.test('BYTES elements a string tensor cannot hold as sent are a 400 on every transport; text of any script goes through unchanged', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('echo', 1, buildModel({
+    inputs: [{ name: 'text', datatype: 'BYTES', dims: ['batch', 2] }],
+    outputs: [{ name: 'same', datatype: 'BYTES', dims: ['batch', 2] }],
+    nodes: [{ op: 'Identity', inputs: ['text'], outputs: ['same'] }],
+  }));
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const c = generatedClient(s.server.grpcPort!);
+  t.teardown(() => c.close());
+  const element = (bytes: Buffer) => Buffer.concat([Buffer.from(Uint32Array.of(bytes.length).buffer), bytes]);
+  const viaBinary = (elements: Buffer[]) => {
+    const data = Buffer.concat(elements.map(element));
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2], parameters: { binary_data_size: data.length } }] }));
+    return s.request('POST', '/v2/models/echo/infer', Buffer.concat([header, data]), { 'inference-header-content-length': String(header.byteLength) });
+  };
+  const viaGrpc = (elements: Buffer[]) => c.call('ModelInfer', { model_name: 'echo', inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2], contents: { bytes_contents: elements } }] });
+
+  const nul = /^expected text for input "text" element 0 \(BYTES\) but received a NUL character at character 3/;
+  const json = await s.post('/v2/models/echo/infer', { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2], data: ['cat\u0000x', 'dog'] }] });
+  t.same([json.status, nul.test(json.json.error)], [400, true], 'a NUL in JSON: 400');
+  const binary = await viaBinary([Buffer.from('cat\u0000x'), Buffer.from('dog')]);
+  t.same([binary.status, nul.test(binary.json.error)], [400, true], 'a NUL in a binary element: 400');
+  const grpc = await viaGrpc([Buffer.from('cat\u0000x'), Buffer.from('dog')]);
+  t.same(grpc.ok ? 'answered' : [grpc.error.code, nul.test(grpc.error.details)], [3, true], 'a NUL over gRPC: INVALID_ARGUMENT');
+
+  const notUtf8 = /^expected UTF-8 text for input "text" element 1 \(BYTES: onnxruntime's string tensors hold text\) but received bytes that are not UTF-8 \(2 bytes: ff fe\)/;
+  const binaryLatin = await viaBinary([Buffer.from('ok'), Buffer.from([0xff, 0xfe])]);
+  t.same([binaryLatin.status, notUtf8.test(binaryLatin.json.error)], [400, true], 'bytes that are not UTF-8 in a binary element: 400');
+  const grpcLatin = await viaGrpc([Buffer.from('ok'), Buffer.from([0xff, 0xfe])]);
+  t.same(grpcLatin.ok ? 'answered' : [grpcLatin.error.code, notUtf8.test(grpcLatin.error.details)], [3, true], 'and over gRPC');
+  const surrogate = await s.request('POST', '/v2/models/echo/infer', '{"inputs":[{"name":"text","datatype":"BYTES","shape":[1,2],"data":["a\\ud800","b"]}]}');
+  t.same([surrogate.status, /unpaired surrogate \(\\ud800\) at character 1/.test(surrogate.json.error)], [400, true], 'an unpaired surrogate in JSON: 400');
+
+  const text = ['é✓😀 日本', ''];
+  const answers = [
+    (await s.post('/v2/models/echo/infer', { inputs: [{ name: 'text', datatype: 'BYTES', shape: [1, 2], data: text }] })).json.outputs[0].data,
+    (await viaBinary(text.map((x) => Buffer.from(x)))).json.outputs[0].data,
+  ];
+  const grpcText = await viaGrpc(text.map((x) => Buffer.from(x)));
+  // The answer's strings: in the output's contents, or length-prefixed in raw_output_contents.
+  const stringsOf = (v: { outputs: { contents?: { bytes_contents: Buffer[] } }[]; raw_output_contents?: Buffer[] }) => {
+    if (v.outputs[0]!.contents?.bytes_contents?.length) return v.outputs[0]!.contents.bytes_contents.map((b) => Buffer.from(b).toString());
+    const raw = Buffer.from(v.raw_output_contents![0]!);
+    const out: string[] = [];
+    for (let p = 0; p < raw.length; p += 4 + raw.readUInt32LE(p)) out.push(raw.toString('utf8', p + 4, p + 4 + raw.readUInt32LE(p)));
+    return out;
+  };
+  answers.push(grpcText.ok ? stringsOf(grpcText.value) : grpcText.error.details);
+  t.same(answers, [text, text, text], 'UTF-8 text of any script and the empty string: echoed exactly over JSON, binary and gRPC');
 });

@@ -5,7 +5,8 @@
 import { UmbraError } from '../errors.js';
 import { bytesPerElement, slabTypedArrayFor, typedArrayView } from './datatype.js';
 import type { DataType, Tensor, TensorData } from './types.js';
-import { badInput } from './validate.js';
+import { badInput, textElementProblem } from './validate.js';
+import { isUtf8 } from 'node:buffer';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -45,6 +46,12 @@ export function binaryToTensorData(body: Buffer, start: number, size: number, da
   return data;
 }
 
+/** The first bytes of an element, in hex, for a message. */
+function describeBytes(bytes: Uint8Array): string {
+  const shown = Buffer.from(bytes.subarray(0, 16)).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+  return `${bytes.length} bytes: ${shown}${bytes.length > 16 ? ' ...' : ''}`;
+}
+
 function decodeBytesElements(body: Buffer, start: number, size: number, count: number, what: string): string[] {
   const end = start + size;
   const out = new Array<string>(count);
@@ -58,7 +65,15 @@ function decodeBytesElements(body: Buffer, start: number, size: number, count: n
     if (length > end - p) {
       throw badInput(`expected ${length} bytes for ${what} element ${i} but only ${end - p} bytes of its binary_data_size ${size} remain`);
     }
+    // Decoded only when it is UTF-8 text with no NUL: otherwise the decoder's U+FFFD, or the NUL
+    // that ends onnxruntime's strings, would hand the model other bytes than were sent.
+    const element = body.subarray(p, p + length);
+    if (!isUtf8(element)) {
+      throw badInput(`expected UTF-8 text for ${what} element ${i} (BYTES: onnxruntime's string tensors hold text) but received bytes that are not UTF-8 (${describeBytes(element)})`);
+    }
     out[i] = body.toString('utf8', p, p + length);
+    const problem = element.includes(0) ? textElementProblem(out[i]!) : undefined;
+    if (problem !== undefined) throw badInput(`expected text for ${what} element ${i} (BYTES) but received ${problem}`);
     p += length;
   }
   if (p !== end) {

@@ -6,7 +6,7 @@ import { integerRange, slabTypedArrayFor } from './datatype.js';
 import { float32ToHalf } from './half.js';
 import { PackedNumbers } from './request-json.js';
 import type { DataType, TensorData } from './types.js';
-import { badInput } from './validate.js';
+import { badInput, textElementProblem } from './validate.js';
 
 /** Writes src's elements (a JSON array's, or a PackedNumbers' values) to out from offset on. */
 type Writer = (src: ArrayLike<unknown>, out: TensorData, offset: number, what: string) => void;
@@ -126,6 +126,8 @@ const writeBytes: Writer = (src, out, offset, what) => {
   for (let i = 0; i < src.length; i++) {
     const v = src[i];
     if (typeof v !== 'string') throw invalid('INVALID_INPUT', 'a string (BYTES)', `${what} element ${offset + i}`, v);
+    const problem = textElementProblem(v);
+    if (problem !== undefined) throw badInput(`expected text for ${what} element ${offset + i} (BYTES) but received ${problem}`);
     dst[offset + i] = v;
   }
 };

@@ -112,6 +112,22 @@ const NON_FINITE_HINT = '; set parameters.allow_nan to true to send NaN or infin
  * The one NaN/infinity gate for float inputs, applied after conversion on both the JSON and binary
  * paths, so the rule and its message are the same however the tensor arrived.
  */
+/**
+ * Why a BYTES element, as text, cannot reach a model as it was sent; undefined when it can.
+ * onnxruntime-node hands strings to the runtime as NUL-terminated UTF-8: a NUL ends the string
+ * there ("cat\u0000x" reached a LabelEncoder as "cat" and was answered as "cat"), and an unpaired
+ * surrogate is written as U+FFFD. Refused instead of answered for input the model never saw.
+ */
+export function textElementProblem(s: string): string | undefined {
+  const nul = s.indexOf('\u0000');
+  if (nul >= 0) return `a NUL character at character ${nul} (onnxruntime's strings end at the first NUL, so the model would see a shortened string)`;
+  if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    const at = s.search(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    return `an unpaired surrogate (\\u${s.charCodeAt(at).toString(16)}) at character ${at}, which is not text (onnxruntime would be given U+FFFD instead)`;
+  }
+  return undefined;
+}
+
 export function checkFinite(data: TensorData, datatype: DataType, what: string, allowNan: boolean): void {
   if (allowNan) return;
   if (datatype === 'FP32' || datatype === 'FP64') {
