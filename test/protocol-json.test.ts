@@ -4,6 +4,7 @@ import {
   type DataType, type InferRequest, type ModelSignature, type TensorData,
 } from '../dist/protocol/index.js';
 import { seededRandom as rng } from '../dist/random.js';
+import { useNativeJson } from '../dist/protocol/native-json.js';
 import { property } from './helpers/property.js';
 
 // Seeded generator (mulberry32) so every run sees the same "random" inputs.
@@ -96,6 +97,26 @@ t.test('64-bit integers keep their exact value', async (t) => {
   const { body } = encodeInferResponse({ model_name: 'm', model_version: '1', outputs: req.inputs }, { binaryOutputs: 'none' });
   t.match(body.toString(), /"data":\[-1,-4294967296,4611686018427387904,-9223372036854775808\]/);
   t.match(body.toString(), /"data":\[9223372036854775808,4294967301\]/);
+});
+
+t.test('a 64-bit integer JSON rounded on reading is refused; one it spells exactly is kept', async (t) => {
+  const s = sig([{ name: 'a', datatype: 'INT64', dims: [-1] }, { name: 'b', datatype: 'FP64', dims: [-1] }]);
+  const body = (a: string, b = '0.5') => Buffer.from(`{"inputs":[{"name":"a","shape":[2],"datatype":"INT64","data":[${a}, 1]},{"name":"b","shape":[1],"datatype":"FP64","data":[${b}]}]}`);
+  const read = (text: Buffer) => parseInferRequest(text, { signature: s });
+  for (const native of [true, false]) {
+    const was = useNativeJson(native);
+    const how = native ? "the addon's scanner" : 'JSON.parse';
+    rejects(t, () => read(body('9007199254740993')), /expected an integer JSON carries exactly \(within ±9007199254740991\) for input "a" element 0 \(INT64\) but received 9007199254740992, .*send 64-bit integers past 2\^53 in the binary extension/);
+    rejects(t, () => read(body('-123456789012345678')), /element 0 \(INT64\) but received -123456789012345680/);
+    // Exactly what was spelled: 2^53, 2^62 written out; and a long integer elsewhere that an FP64 input rounds as floats do.
+    t.same([Array.from(read(body('9007199254740992')).inputs[0]!.data as BigInt64Array), Array.from(read(body('4611686018427387904')).inputs[0]!.data as BigInt64Array)],
+      [[2n ** 53n, 1n], [2n ** 62n, 1n]], `${how}: integers past 2^53 that the text spells exactly are kept`);
+    t.same(Array.from(read(body('7', '12345678901234567')).inputs[0]!.data as BigInt64Array), [7n, 1n], `${how}: an inexact integer in another input does not touch one within 2^53`);
+    // An array JSON.parse reads itself (irregular) still gets the check.
+    useNativeJson(was);
+  }
+  const irregular = Buffer.from('{"inputs":[{"name":"a","shape":[2],"datatype":"INT64","data":[[9007199254740993], 1]},{"name":"b","shape":[1],"datatype":"FP64","data":[0]}]}');
+  rejects(t, () => read(irregular), /shape|element 0 \(INT64\) but received 9007199254740992/);
 });
 
 t.test('request fields: id, parameters, outputs and binary choices', async (t) => {

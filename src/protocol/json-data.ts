@@ -88,10 +88,13 @@ function smallIntegerWriter(datatype: DataType): Writer {
 }
 
 /**
- * 64-bit integers are written as two 32-bit words to avoid a BigInt per element. JSON.parse has
- * already rounded anything past 2^53 to a double; such values are kept as that double.
+ * 64-bit integers are written as two 32-bit words to avoid a BigInt per element. JSON has already
+ * been read into doubles: a value past 2^53 is kept as that double when the request's text spells
+ * every integer exactly (2^62 written out, say), and refused when it holds an integer literal a
+ * double does not hold (`inexact`): 9007199254740993 reads as 9007199254740992, and a model
+ * would look up the wrong id. The binary extension and gRPC carry 64-bit integers exactly.
  */
-function wideIntegerWriter(datatype: 'INT64' | 'UINT64'): Writer {
+function wideIntegerWriter(datatype: 'INT64' | 'UINT64', inexact = false): Writer {
   const min = datatype === 'INT64' ? -TWO_POW_63 : 0;
   const limit = datatype === 'INT64' ? TWO_POW_63 : TWO_POW_64; // exclusive
   const shownMin = datatype === 'INT64' ? '-9223372036854775808' : '0';
@@ -103,6 +106,11 @@ function wideIntegerWriter(datatype: 'INT64' | 'UINT64'): Writer {
       const v = src[i];
       if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v >= limit) {
         throw integerError(v, datatype, shownMin, shownMax, `${what} element ${offset + i}`);
+      }
+      if (inexact && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) {
+        throw badInput(`expected an integer JSON carries exactly (within ±${Number.MAX_SAFE_INTEGER}) for ${what} element ${offset + i} (${datatype}) but received ${v}, `
+          + `and this request's JSON holds integers that were rounded when read (a JSON number past 2^53 is a double: 9007199254740993 reads as 9007199254740992); `
+          + 'send 64-bit integers past 2^53 in the binary extension (binary_data_size) or over gRPC, which carry them exactly');
       }
       const j = (offset + i) * 2;
       words[j + LOW_WORD] = v % TWO_POW_32; // Uint32Array stores modulo 2^32, negatives included
@@ -147,6 +155,8 @@ const WRITERS: Record<DataType, Writer> = {
   FP64: floatWriter(Infinity, 'FP64'),
   BYTES: writeBytes,
 };
+
+const INEXACT_WIDE_WRITERS = { INT64: wideIntegerWriter('INT64', true), UINT64: wideIntegerWriter('UINT64', true) };
 
 function suffixProduct(shape: readonly number[], from: number): number {
   let n = 1;
@@ -201,14 +211,16 @@ function fillPacked(packed: PackedNumbers, shape: readonly number[], out: Tensor
 }
 
 /** Convert `inputs[].data` to storage for `count` elements of `datatype`; `what` names the input. */
-export function jsonToTensorData(data: unknown, datatype: DataType, shape: readonly number[], count: number, what: string): TensorData {
+/** `inexactIntegers`: the request's text holds an integer literal a double does not hold exactly (request-json.ts). */
+export function jsonToTensorData(data: unknown, datatype: DataType, shape: readonly number[], count: number, what: string, inexactIntegers = false): TensorData {
+  const writer = inexactIntegers && (datatype === 'INT64' || datatype === 'UINT64') ? INEXACT_WIDE_WRITERS[datatype] : WRITERS[datatype];
   if (data instanceof PackedNumbers) {
     const out = slabTypedArrayFor(datatype, count);
-    fillPacked(data, shape, out, WRITERS[datatype], what);
+    fillPacked(data, shape, out, writer, what);
     return out;
   }
   if (!Array.isArray(data)) throw invalid('INVALID_INPUT', 'an array', `${what} data`, data);
   const out = slabTypedArrayFor(datatype, count);
-  fill(data, 0, shape, out, 0, WRITERS[datatype], what);
+  fill(data, 0, shape, out, 0, writer, what);
   return out;
 }

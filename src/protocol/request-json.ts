@@ -16,6 +16,17 @@ export class PackedNumbers {
   }
 }
 
+/**
+ * Set (true) on a parsed request whose text holds an integer literal that reads as another number
+ * (9007199254740993 reads as 9007199254740992): its 64-bit integer inputs past 2^53 may not be the
+ * numbers sent, and json-data.ts refuses them instead of running on them.
+ */
+export const INEXACT_INTEGERS = Symbol('inexact integers');
+
+/** Where meta's per-array records start: after the count and the flags (native/src/json/infer_json.h). */
+const RECORDS = 2;
+const INEXACT_INTEGER_FLAG = 1;
+
 /** Bodies past this many bytes go to JSON.parse. */
 const MAX_SCANNED_BYTES = 1 << 20;
 const MARKER = '\u0000';
@@ -53,10 +64,33 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
         const used = unpack(root, numbers);
         if (numbers === slab) slabUsed = used;
       }
+      if ((meta[1]! & INEXACT_INTEGER_FLAG) !== 0) markInexact(root);
       return root;
     }
   }
-  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8'));
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8');
+  const root = JSON.parse(text) as unknown;
+  if (/"U?INT64"/.test(text) && hasInexactInteger(text)) markInexact(root);
+  return root;
+}
+
+function markInexact(root: unknown): void {
+  if (typeof root === 'object' && root !== null) (root as Record<symbol, unknown>)[INEXACT_INTEGERS] = true;
+}
+
+/**
+ * Whether `text` spells an integer of 16 or more digits that reads as another number: one a
+ * double does not hold and that is not the shortest spelling of a double either (JSON.stringify
+ * of 2**62 writes 4611686018427388000, which means 2**62). The scanner's test, for text it did
+ * not scan; digits inside strings may count too, which can only refuse, never alter.
+ */
+function hasInexactInteger(text: string): boolean {
+  for (const [, digits] of text.matchAll(/(?<![\d.eE+-])-?(\d{16,})(?![\d.eE])/g) as IterableIterator<[string, string]>) {
+    if (digits.length > 20 || BigInt(digits) >= 2n ** 64n) continue;
+    const read = Number(digits);
+    if (BigInt(read) !== BigInt(digits) && String(read) !== digits) return true;
+  }
+  return false;
 }
 
 /**
@@ -65,7 +99,7 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
  */
 function unpack(root: unknown, numbers: Float64Array): number {
   const count = meta[0]!;
-  let last = 1;
+  let last = RECORDS;
   for (let j = 0; j < count - 1; j++) last += 3 + meta[last + 2]!;
   const usedEnd = meta[last]! + meta[last + 1]!;
   const inputs = (root as { inputs?: unknown }).inputs;
@@ -77,7 +111,7 @@ function unpack(root: unknown, numbers: Float64Array): number {
     const k = (data as Record<string, unknown>)[MARKER];
     if (typeof k !== 'number' || !(k >= 0 && k < count)) continue;
     // The K-th array's record: records are [offset, count, ndims, dims...], one after another.
-    let p = 1;
+    let p = RECORDS;
     for (let j = 0; j < k; j++) p += 3 + meta[p + 2]!;
     const offset = meta[p]!;
     const ndims = meta[p + 2]!;

@@ -7,7 +7,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { binaryToTensorData } from './binary-data.js';
 import { bytesPerElement, isDataType } from './datatype.js';
 import { jsonToTensorData } from './json-data.js';
-import { parseRequestJson } from './request-json.js';
+import { INEXACT_INTEGERS, parseRequestJson } from './request-json.js';
 import { readSharedRef, type SharedMemoryTable } from './shared-memory.js';
 import type { InferRequest, ModelSignature, RequestedOutput, Tensor, TensorSpec } from './types.js';
 import {
@@ -94,6 +94,7 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
     }
   }
   if (!isPlainObject(root)) throw invalid('INVALID_INPUT', 'a JSON object', 'the inference request', root);
+  const inexactIntegers = (root as Record<symbol, unknown>)[INEXACT_INTEGERS] === true;
 
   const request: InferRequest = { parameters: readParameters(root['parameters'], 'parameters') ?? {}, inputs: [] };
   if (root['id'] !== undefined) request.id = readString(root['id'], 'id');
@@ -165,7 +166,7 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
       tensor = { name, datatype, shape, data };
     } else {
       if (raw['data'] === undefined) throw badInput(`expected data or parameters.binary_data_size for ${what} but received neither`);
-      tensor = { name, datatype, shape, data: jsonToTensorData(raw['data'], datatype, shape, count, what) };
+      tensor = { name, datatype, shape, data: jsonToTensorData(raw['data'], datatype, shape, count, what, inexactIntegers) };
     }
     checkFinite(tensor.data, datatype, what, allowNan);
     if (parameters !== undefined) tensor.parameters = parameters;

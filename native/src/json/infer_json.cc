@@ -1,5 +1,6 @@
 #include "json/infer_json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <system_error>
@@ -20,9 +21,10 @@ class Scanner {
 
   bool run() {
     skeleton_.clear();
-    if (buffers_.meta_capacity < 1) return false;
+    if (buffers_.meta_capacity < 2) return false;
     buffers_.meta[0] = 0;
-    meta_used_ = 1;
+    buffers_.meta[1] = 0;
+    meta_used_ = 2;
     numbers_used_ = buffers_.numbers_start;
     skip_space();
     if (!value(0, Ctx::kRoot)) return false;
@@ -163,12 +165,17 @@ class Scanner {
     const char* q = p_;
     if (q < end_ && *q == '-') ++q;
     if (q >= end_) return false;
+    const char* const digits = q;
     if (*q == '0') {
       ++q;
     } else if (*q >= '1' && *q <= '9') {
       while (q < end_ && is_digit(*q)) ++q;
     } else {
       return false;
+    }
+    // Integers of up to 15 digits are exact in a double; a longer one may not be.
+    if (q - digits > 15 && (q >= end_ || (*q != '.' && *q != 'e' && *q != 'E')) && !exact_in_double(digits, q)) {
+      buffers_.meta[1] |= kInexactInteger;
     }
     if (q < end_ && *q == '.') {
       const char* digits = ++q;
@@ -188,6 +195,33 @@ class Scanner {
     }
     p_ = q;
     return true;
+  }
+
+  // Whether the integer spelled by [first, last) (digits only) reads as what was meant: itself,
+  // when a double holds it, or the double it is the shortest spelling of (what a JavaScript
+  // client's JSON.stringify writes for 2**62: 4611686018427388000, meaning 4611686018427387904).
+  // One past 64 bits is taken as meant: no 64-bit integer input can hold it, and its range check
+  // says so.
+  static bool exact_in_double(const char* first, const char* last) {
+    uint64_t value = 0;
+    const auto parsed = std::from_chars(first, last, value);
+    if (parsed.ec == std::errc::result_out_of_range) return true;
+    const double d = static_cast<double>(value);
+    if (d < 18446744073709551616.0 && static_cast<uint64_t>(d) == value) return true;
+    // The shortest digits that read back as d ("4.611686018427388e+18"), against the literal's
+    // digits without its trailing zeros, at the same power of ten.
+    char shortest[32];
+    const auto written = std::to_chars(shortest, shortest + sizeof shortest, d, std::chars_format::scientific);
+    if (written.ec != std::errc()) return false;
+    const char* e = std::find(static_cast<const char*>(shortest), static_cast<const char*>(written.ptr), 'e');
+    std::string mantissa(static_cast<const char*>(shortest), e);
+    mantissa.erase(std::remove(mantissa.begin(), mantissa.end(), '.'), mantissa.end());
+    int exponent = 0;
+    if (e == written.ptr || std::from_chars(e + (e[1] == '+' ? 2 : 1), written.ptr, exponent).ec != std::errc()) return false;
+    const char* significant = last;
+    while (significant > first + 1 && significant[-1] == '0') --significant;
+    return exponent == last - first - 1 && mantissa.size() == static_cast<size_t>(significant - first) &&
+           std::memcmp(mantissa.data(), first, mantissa.size()) == 0;
   }
 
   // Extracts the array at p_ when it qualifies (see the header); otherwise returns false with

@@ -21,11 +21,16 @@ struct ScanBuffers {
   double* numbers;
   size_t numbers_capacity;
   size_t numbers_start;
-  // meta[0] = extracted arrays; then per array: index of its first number in numbers, element
-  // count, ndims, dims...
+  // meta[0] = extracted arrays; meta[1] = flags (kInexactInteger); then per array: index of its
+  // first number in numbers, element count, ndims, dims...
   int32_t* meta;
   size_t meta_capacity;
 };
+
+// meta[1] bit: the document holds an integer literal (anywhere) that a double does not hold
+// exactly and that is not the shortest spelling of one either, such as 9007199254740993, which
+// reads as 9007199254740992. A 64-bit integer input read from it may not be the number sent.
+constexpr int32_t kInexactInteger = 1;
 
 // Scans `text`. On success returns true and sets `skeleton` to the text with the K-th extracted
 // array replaced by {"\u0000":K}. Returns false when the text is not valid JSON, contains the
