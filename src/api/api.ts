@@ -5,6 +5,7 @@ import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import { predictTarget, v1Predict } from './v1-route.js';
+import { hasInexactInteger } from '../protocol/request-json.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { toTritonConfig } from '../repository/config.js';
 import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
@@ -263,7 +264,8 @@ export class Api implements RouteTable {
     const target = predictTarget(version ?? model);
     if (target === undefined) throw new UmbraError('NOT_FOUND', `no route for POST ${req.path}: the V1 protocol serves :predict (POST /v1/models/{m}:predict)`);
     const body = parseJsonObject(req.body, 'the request body');
-    return version === undefined ? v1Predict(this.umbra, req, body, target) : v1Predict(this.umbra, req, body, model, target);
+    const inexact = hasInexactInteger(Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength).toString('latin1'));
+    return version === undefined ? v1Predict(this.umbra, req, body, target, undefined, inexact) : v1Predict(this.umbra, req, body, model, target, inexact);
   }
 
   private infer(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {

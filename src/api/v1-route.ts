@@ -5,6 +5,7 @@
 // routing, batching, the hooks); its answer is turned back.
 import { UmbraError } from '../errors.js';
 import { halfArrayToFloat32 } from '../protocol/half.js';
+import { roundedIntegerError } from '../protocol/json-data.js';
 import type { ModelSignature, Tensor, TensorSpec } from '../protocol/types.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
@@ -19,13 +20,15 @@ export function predictTarget(segment: string): string | undefined {
 }
 
 /** Runs a V1 predict request; `body` is the request's parsed JSON object. */
-export async function v1Predict(umbra: Umbra, req: ApiRequest, body: Record<string, unknown>, model: string, version?: string): Promise<ApiReply> {
+export async function v1Predict(umbra: Umbra, req: ApiRequest, body: Record<string, unknown>, model: string, version?: string, inexactIntegers = false): Promise<ApiReply> {
   const signature = umbra.manager.get(model, version).signature;
   const rows = body.instances !== undefined;
   if (rows === (body.inputs !== undefined)) {
     throw new UmbraError('INVALID_INPUT', 'expected either "instances" (a list of rows) or "inputs" (the inputs as columns) in the request body, not both or neither');
   }
   const tensors = rows ? fromInstances(body.instances, signature) : fromColumns(body.inputs, signature);
+  // The body's JSON was read into doubles, and re-encoding below would spell the rounded value.
+  if (inexactIntegers) for (const t of tensors) refuseRounded(t);
   const context: RequestContext = { headers: req.headers, transport: 'http' };
   const options: InferBodyOptions = { context };
   if (req.signal) options.signal = req.signal;
@@ -55,6 +58,14 @@ interface OipTensor {
   datatype: string;
   shape: number[];
   data: unknown[];
+}
+
+/** A 64-bit integer input's value past 2^53, where the body spelled integers a double rounded (request-json.ts). */
+function refuseRounded(t: OipTensor): void {
+  if (t.datatype !== 'INT64' && t.datatype !== 'UINT64') return;
+  t.data.forEach((v, i) => {
+    if (typeof v === 'number' && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) throw roundedIntegerError(v, t.datatype as 'INT64' | 'UINT64', `input "${t.name}" element ${i}`);
+  });
 }
 
 /** Rows: each instance is the single input's value, or an object of every input's value. */

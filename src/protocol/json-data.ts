@@ -87,6 +87,13 @@ function smallIntegerWriter(datatype: DataType): Writer {
   };
 }
 
+/** A 64-bit integer past 2^53 in a request whose JSON spells integers that were rounded when read. */
+export function roundedIntegerError(v: number, datatype: 'INT64' | 'UINT64', what: string): Error {
+  return badInput(`expected an integer JSON carries exactly (within ±${Number.MAX_SAFE_INTEGER}) for ${what} (${datatype}) but received ${v}, `
+    + `and this request's JSON holds integers that were rounded when read (a JSON number past 2^53 is a double: 9007199254740993 reads as 9007199254740992); `
+    + 'send 64-bit integers past 2^53 in the binary extension (binary_data_size) or over gRPC, which carry them exactly');
+}
+
 /**
  * 64-bit integers are written as two 32-bit words to avoid a BigInt per element. JSON has already
  * been read into doubles: a value past 2^53 is kept as that double when the request's text spells
@@ -107,11 +114,7 @@ function wideIntegerWriter(datatype: 'INT64' | 'UINT64', inexact = false): Write
       if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v >= limit) {
         throw integerError(v, datatype, shownMin, shownMax, `${what} element ${offset + i}`);
       }
-      if (inexact && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) {
-        throw badInput(`expected an integer JSON carries exactly (within ±${Number.MAX_SAFE_INTEGER}) for ${what} element ${offset + i} (${datatype}) but received ${v}, `
-          + `and this request's JSON holds integers that were rounded when read (a JSON number past 2^53 is a double: 9007199254740993 reads as 9007199254740992); `
-          + 'send 64-bit integers past 2^53 in the binary extension (binary_data_size) or over gRPC, which carry them exactly');
-      }
+      if (inexact && (v > Number.MAX_SAFE_INTEGER || v < -Number.MAX_SAFE_INTEGER)) throw roundedIntegerError(v, datatype, `${what} element ${offset + i}`);
       const j = (offset + i) * 2;
       words[j + LOW_WORD] = v % TWO_POW_32; // Uint32Array stores modulo 2^32, negatives included
       words[j + HIGH_WORD] = Math.floor(v / TWO_POW_32);

@@ -84,7 +84,7 @@ function markInexact(root: unknown): void {
  * of 2**62 writes 4611686018427388000, which means 2**62). The scanner's test, for text it did
  * not scan; digits inside strings may count too, which can only refuse, never alter.
  */
-function hasInexactInteger(text: string): boolean {
+export function hasInexactInteger(text: string): boolean {
   for (const [, digits] of text.matchAll(/(?<![\d.eE+-])-?(\d{16,})(?![\d.eE])/g) as IterableIterator<[string, string]>) {
     if (digits.length > 20 || BigInt(digits) >= 2n ** 64n) continue;
     const read = Number(digits);
