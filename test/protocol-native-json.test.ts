@@ -30,8 +30,17 @@ function unpacked(value: unknown): unknown {
 }
 
 /** JSON text that keeps -0 and non-finite numbers apart from 0 and null. */
-function canonical(value: unknown): string {
+/**
+ * A value as comparable text. An integer kept exact (a bigint: one a double would read as another
+ * number, such as 9007199254740993) compares as the double JSON.parse reads it as, so the rest of
+ * the document must equal JSON.parse's; `bigints` collects them for their own check.
+ */
+function canonical(value: unknown, bigints: bigint[] = []): string {
   return JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v === 'bigint') {
+      bigints.push(v);
+      v = Number(v);
+    }
     if (typeof v === 'number' && (Object.is(v, -0) || !Number.isFinite(v))) return `#num:${Object.is(v, -0) ? '-0' : String(v)}`;
     return v;
   });
@@ -116,16 +125,26 @@ t.test('random documents parse to what JSON.parse gives, or fail with its error'
   let packed = 0;
   let failed = 0;
   const agrees = property('each document parses to what JSON.parse gives, or fails with its error');
+  const exact = property('an integer comes back as a bigint only where a double would read it as another number, and then exactly as spelled');
+  let kept = 0;
   for (let i = 0; i < 3000; i++) {
     const text = document(next);
     const bytes = Buffer.from(text);
     const got = outcome(() => parseRequestJson(bytes));
     const want = outcome(() => JSON.parse(text));
     agrees.check(got.value === want.value && got.error === want.error, () => `document ${i} ${JSON.stringify({ text, got, want })}`);
+    if (!want.error) {
+      const bigints: bigint[] = [];
+      canonical(unpacked(parseRequestJson(bytes)), bigints);
+      kept += bigints.length;
+      for (const b of bigints) exact.check(BigInt(Number(b)) !== b && new RegExp(`(^|[^\\d])${b}([^\\d]|$)`).test(text), () => `document ${i}: ${b} in ${text}`);
+    }
     if (want.error) failed++;
     else if (text.includes('"data"') && canonical(parseRequestJson(bytes)) !== want.value) packed++;
   }
   agrees.assert(t);
+  exact.assert(t);
+  t.ok(kept > 10, `${kept} integers kept exact`);
   t.ok(packed > 500, `${packed} documents had packed arrays`);
   t.ok(failed > 50, `${failed} documents were invalid`);
 });

@@ -92,8 +92,20 @@ const STORAGE: Record<Exclude<DataType, 'BYTES'>, { ctor: Storage & ViewStorage;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * A 64-bit integer past 2^53 as its exact digits: JSON.stringify cannot write a bigint, and as a
+ * Number it would be rounded (9007199254740993n would be sent as 9007199254740992). Written as a
+ * marked string here, then unquoted (`unmarkBigints`), so the request spells the integer itself.
+ */
+const BIGINT_MARK = '\u0000bigint:';
+const MARKED_BIGINT = /"\\u0000bigint:(-?\d+)"/g;
+
+function unmarkBigints(text: string): string {
+  return text.includes('bigint:') ? text.replace(MARKED_BIGINT, '$1') : text;
+}
+
 function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'bigint') return value >= -9007199254740991n && value <= 9007199254740991n ? Number(value) : BIGINT_MARK + value.toString();
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>);
   return value;
 }
@@ -138,7 +150,7 @@ function jsonInput(t: ClientTensor): ClientTensor | Omit<ClientTensor, 'data'> {
 
 /** The request as JSON text, with transport fields (model_name on a stream) merged in. */
 export function encodeJsonRequest(request: ClientInferRequest, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ ...request, ...extra, inputs: request.inputs.map(jsonInput) }, jsonReplacer);
+  return unmarkBigints(JSON.stringify({ ...request, ...extra, inputs: request.inputs.map(jsonInput) }, jsonReplacer));
 }
 
 /** The request as a JSON header plus the raw bytes of every input not in shared memory, in input order. */
@@ -150,7 +162,7 @@ export function encodeBinaryRequest(request: ClientInferRequest, extra: Record<s
     tensors.push(bytes);
     return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { ...t.parameters, binary_data_size: bytes.byteLength } };
   });
-  const header = encoder.encode(JSON.stringify({ ...request, ...extra, inputs }, jsonReplacer));
+  const header = encoder.encode(unmarkBigints(JSON.stringify({ ...request, ...extra, inputs }, jsonReplacer)));
   return { header, tensors };
 }
 

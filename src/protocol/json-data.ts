@@ -28,6 +28,8 @@ const NON_FINITE_WORD = /^[+-]?(nan|inf|infinity)$/i;
  * and the single allow_nan gate (`checkFinite`) decides afterwards whether they are accepted.
  */
 function nonFiniteFromString(value: unknown, index: number, what: string): number {
+  // A long integer a double does not hold exactly, kept exact for 64-bit inputs (request-json.ts): as a float, what JSON.parse reads.
+  if (typeof value === 'bigint') return Number(value);
   if (typeof value === 'string' && NON_FINITE_WORD.test(value)) {
     const lower = value.toLowerCase();
     if (lower.endsWith('nan')) return NaN;
@@ -56,9 +58,9 @@ const writeFp16: Writer = (src, out, offset, what) => {
   for (let i = 0; i < src.length; i++) {
     const v = src[i];
     let n: number;
-    if (typeof v === 'number') {
-      if (v >= FP16_OVERFLOW || v <= -FP16_OVERFLOW) throw invalid('INVALID_INPUT', 'a number within the FP16 range', `${what} element ${offset + i}`, v);
-      n = v;
+    if (typeof v === 'number' || typeof v === 'bigint') {
+      if (v >= FP16_OVERFLOW || v <= -FP16_OVERFLOW) throw invalid('INVALID_INPUT', 'a number within the FP16 range', `${what} element ${offset + i}`, Number(v));
+      n = Number(v);
     } else {
       n = nonFiniteFromString(v, offset + i, what);
     }
@@ -67,6 +69,7 @@ const writeFp16: Writer = (src, out, offset, what) => {
 };
 
 function integerError(v: unknown, datatype: DataType, min: number | string, max: number | string, what: string): Error {
+  if (typeof v === 'bigint') return badInput(`expected an integer between ${min} and ${max} (${datatype}) for ${what} but received ${v}`);
   if (typeof v === 'number' && Number.isInteger(v)) {
     return invalid('INVALID_INPUT', `an integer between ${min} and ${max} (${datatype})`, what, v);
   }
@@ -111,6 +114,12 @@ function wideIntegerWriter(datatype: 'INT64' | 'UINT64', inexact = false): Write
     const words = new Uint32Array(typed.buffer, typed.byteOffset, typed.length * 2);
     for (let i = 0; i < src.length; i++) {
       const v = src[i];
+      if (typeof v === 'bigint') {
+        // Spelled past what a double holds, and kept exact by the parser (request-json.ts).
+        if (v < BigInt(min) || v >= BigInt(limit)) throw integerError(v, datatype, shownMin, shownMax, `${what} element ${offset + i}`);
+        (typed as unknown as bigint[])[offset + i] = v;
+        continue;
+      }
       if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v >= limit) {
         throw integerError(v, datatype, shownMin, shownMax, `${what} element ${offset + i}`);
       }

@@ -5,6 +5,7 @@
 // value JSON.parse would give, except that each such array arrives as a `PackedNumbers`, which
 // `jsonToTensorData` reads as it reads the nested arrays. Anything else (no addon, a large body,
 // a syntax error, an array with strings in it) is JSON.parse's alone, errors worded by it.
+import { parse as losslessParse } from 'lossless-json';
 import { nativeJson } from './native-json.js';
 
 /** An all-number `data` array, flattened: its values in order and its nesting (lengths per level). */
@@ -17,9 +18,10 @@ export class PackedNumbers {
 }
 
 /**
- * Set (true) on a parsed request whose text holds an integer literal that reads as another number
- * (9007199254740993 reads as 9007199254740992): its 64-bit integer inputs past 2^53 may not be the
- * numbers sent, and json-data.ts refuses them instead of running on them.
+ * Set (true) on a parsed request over MAX_SCANNED_BYTES whose text holds an integer literal that
+ * reads as another number (9007199254740993 reads as 9007199254740992): its 64-bit integer inputs
+ * past 2^53 may not be the numbers sent, and json-data.ts refuses them instead of running on them.
+ * Smaller bodies are parsed exactly instead (parseExactIntegers).
  */
 export const INEXACT_INTEGERS = Symbol('inexact integers');
 
@@ -64,14 +66,45 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
         const used = unpack(root, numbers);
         if (numbers === slab) slabUsed = used;
       }
-      if ((meta[1]! & INEXACT_INTEGER_FLAG) !== 0) markInexact(root);
-      return root;
+      if ((meta[1]! & INEXACT_INTEGER_FLAG) === 0) return root;
+      return parseExactIntegers(Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8'), root);
     }
   }
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8');
   const root = JSON.parse(text) as unknown;
-  if (/"U?INT64"/.test(text) && hasInexactInteger(text)) markInexact(root);
+  if (!/"U?INT64"/.test(text) || !hasInexactInteger(text)) return root;
+  if (end <= MAX_SCANNED_BYTES) return parseExactIntegers(text, root);
+  markInexact(root);
   return root;
+}
+
+/**
+ * The text parsed again with every integer that a double would not hold as spelled kept as a
+ * bigint (lossless-json's parser, with our number rule), so a 64-bit integer input takes it
+ * exactly, as Triton's and Python's parsers do; every other number is what JSON.parse gives.
+ * Only for bodies that spell such an integer, up to MAX_SCANNED_BYTES: a pure-JavaScript parse
+ * costs several times JSON.parse, and past that size such a request is refused instead
+ * (INEXACT_INTEGERS).
+ */
+function parseExactIntegers(text: string, parsed: unknown): unknown {
+  try {
+    return losslessParse(text, null, (literal) => (INTEGER_LITERAL.test(literal) && readsAsAnother(literal) ? BigInt(literal) : Number(literal)));
+  } catch {
+    // A document JSON.parse reads and this parser does not (a key given twice with two values,
+    // where JSON.parse keeps the last): JSON.parse's reading, its rounded integers refused.
+    markInexact(parsed);
+    return parsed;
+  }
+}
+
+const INTEGER_LITERAL = /^-?\d{16,}$/;
+
+/** Whether an integer literal reads, as a double, as a number other than the one it spells (and is not the shortest spelling of that double). */
+function readsAsAnother(literal: string): boolean {
+  const digits = literal.startsWith('-') ? literal.slice(1) : literal;
+  if (digits.length > 20 || BigInt(digits) >= 2n ** 64n) return false;
+  const read = Number(digits);
+  return BigInt(read) !== BigInt(digits) && String(read) !== digits;
 }
 
 function markInexact(root: unknown): void {
@@ -86,9 +119,7 @@ function markInexact(root: unknown): void {
  */
 export function hasInexactInteger(text: string): boolean {
   for (const [, digits] of text.matchAll(/(?<![\d.eE+-])-?(\d{16,})(?![\d.eE])/g) as IterableIterator<[string, string]>) {
-    if (digits.length > 20 || BigInt(digits) >= 2n ** 64n) continue;
-    const read = Number(digits);
-    if (BigInt(read) !== BigInt(digits) && String(read) !== digits) return true;
+    if (readsAsAnother(digits)) return true;
   }
   return false;
 }
