@@ -6,7 +6,7 @@ import type { PredictionColumns } from './log-store.js';
 import { encodePackedTensors } from './tensor-blob.js';
 import { summarizeTensor, type TensorSummary } from './tensor-summary.js';
 import { StringTable } from '../string-table.js';
-import { halfToFloat32 } from '../protocol/half.js';
+import { halfArrayToFloat32 } from '../protocol/half.js';
 
 export interface PackedPredictions {
   rows: number;
@@ -168,25 +168,16 @@ export class PredictionPacker {
         this.strings.push(data.slice() as string[]);
         this.tensorValuesAt.push(0);
         this.tensorIsF32.push(0);
-      } else if (t.datatype === 'FP16') {
-        // Half-float bits, logged as the values they stand for (each exact in float32), as the
-        // JSON API answers them: the bits as numbers (15360 for 1.0) are no data to retrain on.
-        const bits = data as Uint16Array;
+      } else if (data instanceof Float32Array || t.datatype === 'FP16') {
+        // FP16's half-float bits are logged as the values they stand for (each exact in float32),
+        // as the JSON API answers them: the bits as numbers (15360 for 1.0) are no data to retrain on.
+        const floats = t.datatype === 'FP16' ? halfArrayToFloat32(data as Uint16Array) : (data as Float32Array);
         this.tensorIsF32.push(1);
         this.tensorValuesAt.push(this.values32.length);
-        this.tensorLength.push(bits.length);
-        this.values32.reserve(bits.length);
-        const out = this.values32.data;
-        let at = this.values32.length;
-        for (let i = 0; i < bits.length; i++) out[at++] = halfToFloat32(bits[i]!);
-        this.values32.length = at;
-      } else if (data instanceof Float32Array) {
-        this.tensorIsF32.push(1);
-        this.tensorValuesAt.push(this.values32.length);
-        this.tensorLength.push(data.length);
-        this.values32.reserve(data.length);
-        this.values32.data.set(data, this.values32.length);
-        this.values32.length += data.length;
+        this.tensorLength.push(floats.length);
+        this.values32.reserve(floats.length);
+        this.values32.data.set(floats, this.values32.length);
+        this.values32.length += floats.length;
       } else {
         const values = data as ArrayLike<number | bigint>;
         this.tensorIsF32.push(0);
