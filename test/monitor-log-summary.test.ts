@@ -17,6 +17,7 @@ import { predictedValues } from '../dist/monitor/feedback.js';
 import { float32ToHalf } from '../dist/protocol/half.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { seededRandom } from '../dist/random.js';
+import { tempRepo, pairModel } from './helpers/repo.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const random = seededRandom(28);
@@ -166,4 +167,21 @@ t.test('served: a label for a prediction whose scored output the log summarized 
   const first = JSON.parse(out.stdout.trim().split('\n')[0]!);
   t.match(first.outputs.label, { shape: [4], summary: { summarized: true, datatype: 'INT64', values: 4, non_finite: 0 } });
   t.notOk('data' in first.outputs.label, 'no values where none were kept');
+});
+
+t.test('umbra export-log writes INT64 ids past 2^53 as they were sent, in JSON Lines and in CSV', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('pair', 1, pairModel());
+  const db = join(repo.dir, 'predictions.sqlite');
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: { log: { url: `sqlite:${db}`, flushMs: 20, inputsSample: 1 } } });
+  // JSON spelling the integers exactly: the server reads them as spelled, and twice them is exact too.
+  const r = await s.request('POST', '/v2/models/pair/infer', '{"id":"big","inputs":[{"name":"a","datatype":"FP32","shape":[1,3],"data":[1,2,3]},{"name":"n","datatype":"INT64","shape":[1,2],"data":[9007199254740993,-123456789012345678]}]}');
+  t.equal(r.status, 200, r.text);
+  await s.server.stop();
+  const jsonl = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`], { encoding: 'utf8' });
+  const csv = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`, '--format', 'csv'], { encoding: 'utf8' });
+  t.same([jsonl.status, csv.status], [0, 0], jsonl.stderr + csv.stderr);
+  const spelled = (text: string) => [text.includes('"data":[9007199254740993,-123456789012345678]'), text.includes('"data":[18014398509481986,-246913578024691356]')];
+  t.same([spelled(jsonl.stdout), spelled(csv.stdout.replace(/""/g, '"'))], [[true, true], [true, true]], 'inputs and outputs: the exact integers, not 9007199254740992 and -123456789012345680');
 });

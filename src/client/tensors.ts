@@ -2,6 +2,7 @@
 // no server modules beyond the framing) so `umbra/client` also runs in browsers.
 import type { DataType } from '../protocol/types.js';
 import { halfArrayToFloat32 } from '../protocol/half.js';
+import { bigintForJson, unmarkBigints } from '../protocol/json-bigint.js';
 
 export type { DataType };
 
@@ -92,20 +93,9 @@ const STORAGE: Record<Exclude<DataType, 'BYTES'>, { ctor: Storage & ViewStorage;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/**
- * A 64-bit integer past 2^53 as its exact digits: JSON.stringify cannot write a bigint, and as a
- * Number it would be rounded (9007199254740993n would be sent as 9007199254740992). Written as a
- * marked string here, then unquoted (`unmarkBigints`), so the request spells the integer itself.
- */
-const BIGINT_MARK = '\u0000bigint:';
-const MARKED_BIGINT = /"\\u0000bigint:(-?\d+)"/g;
-
-function unmarkBigints(text: string): string {
-  return text.includes('bigint:') ? text.replace(MARKED_BIGINT, '$1') : text;
-}
-
 function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value >= -9007199254740991n && value <= 9007199254740991n ? Number(value) : BIGINT_MARK + value.toString();
+  // A 64-bit integer past 2^53 as its exact digits (unquoted by unmarkBigints), not a rounded Number.
+  if (typeof value === 'bigint') return bigintForJson(value);
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>);
   return value;
 }

@@ -3,7 +3,7 @@
 // their numbers into one Float32Array / Float64Array.
 import type { Tensor } from '../protocol/types.js';
 import type { PredictionColumns } from './log-store.js';
-import { encodePackedTensors } from './tensor-blob.js';
+import { encodePackedTensors, PACKED_F32, PACKED_F64, PACKED_I64, PACKED_U64 } from './tensor-blob.js';
 import { summarizeTensor, type TensorSummary } from './tensor-summary.js';
 import { StringTable } from '../string-table.js';
 import { halfArrayToFloat32 } from '../protocol/half.js';
@@ -34,9 +34,10 @@ export interface PackedPredictions {
   names: string[];
   dims: Int32Array;
   values: Float64Array;
-  /** FP32 tensors stay FP32 (half the bytes, and they format faster); tensorIsF32 marks them. */
+  /** FP32 tensors stay FP32 (half the bytes, and they format faster). */
   values32: Float32Array;
-  tensorIsF32: Uint8Array;
+  /** Per tensor: PACKED_F64, PACKED_F32 (in values32), PACKED_I64 or PACKED_U64 (64-bit words in values' memory). */
+  tensorKind: Uint8Array;
   /**
    * Tensors whose values travel in the header (tensorLength = -1 - index): a BYTES tensor's
    * strings, or the summary of a tensor over the packer's value cap.
@@ -106,7 +107,7 @@ export class PredictionPacker {
   private tensorDimsAt = new Grow((n) => new Int32Array(n), 1024);
   private tensorValuesAt = new Grow((n) => new Float64Array(n), 1024);
   private tensorLength = new Grow((n) => new Int32Array(n), 1024);
-  private tensorIsF32 = new Grow((n) => new Uint8Array(n), 1024);
+  private tensorKind = new Grow((n) => new Uint8Array(n), 1024);
   private dims = new Grow((n) => new Int32Array(n), 2048);
   private values = new Grow((n) => new Float64Array(n), 4096);
   private values32 = new Grow((n) => new Float32Array(n), 16384);
@@ -161,26 +162,35 @@ export class PredictionPacker {
         this.tensorLength.push(-1 - this.strings.length);
         this.strings.push(summarizeTensor(t.datatype, data));
         this.tensorValuesAt.push(0);
-        this.tensorIsF32.push(0);
+        this.tensorKind.push(PACKED_F64);
         summarized += 1;
       } else if (Array.isArray(data)) {
         this.tensorLength.push(-1 - this.strings.length);
         this.strings.push(data.slice() as string[]);
         this.tensorValuesAt.push(0);
-        this.tensorIsF32.push(0);
+        this.tensorKind.push(PACKED_F64);
       } else if (data instanceof Float32Array || t.datatype === 'FP16') {
         // FP16's half-float bits are logged as the values they stand for (each exact in float32),
         // as the JSON API answers them: the bits as numbers (15360 for 1.0) are no data to retrain on.
         const floats = t.datatype === 'FP16' ? halfArrayToFloat32(data as Uint16Array) : (data as Float32Array);
-        this.tensorIsF32.push(1);
+        this.tensorKind.push(PACKED_F32);
         this.tensorValuesAt.push(this.values32.length);
         this.tensorLength.push(floats.length);
         this.values32.reserve(floats.length);
         this.values32.data.set(floats, this.values32.length);
         this.values32.length += floats.length;
+      } else if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+        // INT64 / UINT64 as their exact words, in the doubles' memory (8 bytes either way).
+        this.tensorKind.push(data instanceof BigInt64Array ? PACKED_I64 : PACKED_U64);
+        this.tensorValuesAt.push(this.values.length);
+        this.tensorLength.push(data.length);
+        this.values.reserve(data.length);
+        const words = this.values.data;
+        new Uint8Array(words.buffer, words.byteOffset + this.values.length * 8, data.length * 8).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        this.values.length += data.length;
       } else {
         const values = data as ArrayLike<number | bigint>;
-        this.tensorIsF32.push(0);
+        this.tensorKind.push(PACKED_F64);
         this.tensorValuesAt.push(this.values.length);
         this.tensorLength.push(values.length);
         this.values.reserve(values.length);
@@ -203,7 +213,7 @@ export class PredictionPacker {
       timeMs: this.timeMs.take(), latencyMs: this.latencyMs.take(),
       inputsAt: this.inputsAt.take(), inputsCount: this.inputsCount.take(), outputsAt: this.outputsAt.take(), outputsCount: this.outputsCount.take(),
       tensorName: this.tensorName.take(), tensorRank: this.tensorRank.take(), tensorDimsAt: this.tensorDimsAt.take(),
-      tensorValuesAt: this.tensorValuesAt.take(), tensorLength: this.tensorLength.take(), tensorIsF32: this.tensorIsF32.take(),
+      tensorValuesAt: this.tensorValuesAt.take(), tensorLength: this.tensorLength.take(), tensorKind: this.tensorKind.take(),
       names: this.names.list, dims: this.dims.take(), values: this.values.take(), values32: this.values32.take(), strings: this.strings,
     };
     this.ids = [];
@@ -211,7 +221,7 @@ export class PredictionPacker {
     this.texts = new StringTable();
     this.strings = [];
     this.names = new StringTable();
-    for (const g of [this.idEnds, this.model, this.version, this.role, this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorIsF32, this.dims, this.values, this.values32]) g.length = 0;
+    for (const g of [this.idEnds, this.model, this.version, this.role, this.timeMs, this.latencyMs, this.inputsAt, this.inputsCount, this.outputsAt, this.outputsCount, this.tensorName, this.tensorRank, this.tensorDimsAt, this.tensorValuesAt, this.tensorLength, this.tensorKind, this.dims, this.values, this.values32]) g.length = 0;
     return p;
   }
 }

@@ -362,7 +362,7 @@ export class Monitor {
         result.rejected.push({ id, reason: `the log kept only a summary of output '${reader.output}' (${scored.summary.values} values, over --log-tensor-max-values); labels for it join while the prediction is in memory, or from the log when served with a higher cap (0 keeps every value)` });
         continue;
       }
-      const response = { model_name: model, model_version: logged.version, outputs: Object.entries(outputs).flatMap(([name, t]) => ('data' in t ? [{ name, datatype: 'FP64' as const, shape: t.shape, data: Float64Array.from(t.data as number[]) }] : [])) };
+      const response = { model_name: model, model_version: logged.version, outputs: Object.entries(outputs).flatMap(([name, t]) => ('data' in t ? [{ name, datatype: 'FP64' as const, shape: t.shape, data: Float64Array.from(t.data as ArrayLike<number | bigint>, Number) }] : [])) };
       const predicted = predictedValues(reader, response);
       const truth = truthOf.get(id);
       const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth) : 'the logged prediction has no predicted value';

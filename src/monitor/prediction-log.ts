@@ -207,7 +207,7 @@ export class PredictionLog {
       const done = new Promise<void>((resolve) => this.waiters.set(seq, resolve));
       const message: ToWriter = { type: 'batch', seq, predictions: packed, labels };
       // The flat arrays move to the writer without a copy.
-      const transfer = [packed.idEnds, packed.model, packed.version, packed.role, packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorIsF32].map((a) => a.buffer as ArrayBuffer);
+      const transfer = [packed.idEnds, packed.model, packed.version, packed.role, packed.timeMs, packed.latencyMs, packed.inputsAt, packed.inputsCount, packed.outputsAt, packed.outputsCount, packed.tensorName, packed.tensorRank, packed.tensorDimsAt, packed.tensorValuesAt, packed.tensorLength, packed.dims, packed.values, packed.values32, packed.tensorKind].map((a) => a.buffer as ArrayBuffer);
       this.worker.postMessage(message, transfer);
       return done;
     }, () => this.counters.failed(packed.rows)).finally(() => {

@@ -1,7 +1,9 @@
 // Tensors in the prediction log: one binary value per side (inputs, outputs), because formatting
 // every number as JSON text cost more CPU than the inference of a small model. Layout:
-//   uint32 LE header length | header: JSON [[name, "f32"|"f64"|"str", shape], ...] | pad to 8 |
-//   the numeric tensors' little-endian values, in header order, each padded to 8 bytes.
+//   uint32 LE header length | header: JSON [[name, "f32"|"f64"|"i64"|"u64"|"str", shape], ...] | pad to 8 |
+//   the numeric tensors' little-endian values, in header order, each padded to 8 bytes. INT64
+//   and UINT64 are kept as their 64-bit integers ("i64", "u64"; logs written before kept them as
+//   doubles, "f64"), so an id past 2^53 is exported as it was sent.
 // String tensors travel inside the header as [name, "str", shape, values]; a tensor over the log's
 // value cap as [name, "summary", shape, summary] (tensor-summary.ts), with no values.
 import type { LogTensor } from './log-store.js';
@@ -10,10 +12,21 @@ import type { TensorSummary } from './tensor-summary.js';
 
 const KIND_F32 = 'f32';
 const KIND_F64 = 'f64';
+const KIND_I64 = 'i64';
+const KIND_U64 = 'u64';
 const KIND_STR = 'str';
 const KIND_SUMMARY = 'summary';
 
+/** Packed tensors' value kinds (PackedPredictions.tensorKind): where and how their values are kept. */
+export const PACKED_F64 = 0;
+export const PACKED_F32 = 1;
+/** INT64 / UINT64: their exact 64-bit words, kept in `values`' memory (a double would round ids past 2^53). */
+export const PACKED_I64 = 2;
+export const PACKED_U64 = 3;
+const PACKED_KINDS = [KIND_F64, KIND_F32, KIND_I64, KIND_U64];
+
 const align8 = (n: number) => (n + 7) & ~7;
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
   if (!tensors) return null;
@@ -24,7 +37,7 @@ export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
     else if (Array.isArray(t.data)) header.push([t.name, KIND_STR, t.shape, t.data]);
     else {
       const f32 = t.data instanceof Float32Array;
-      header.push([t.name, f32 ? KIND_F32 : KIND_F64, t.shape]);
+      header.push([t.name, f32 ? KIND_F32 : t.data instanceof BigInt64Array ? KIND_I64 : t.data instanceof BigUint64Array ? KIND_U64 : KIND_F64, t.shape]);
       dataBytes += align8(t.data.length * (f32 ? 4 : 8));
     }
   }
@@ -37,11 +50,15 @@ export function encodeTensors(tensors: LogTensor[] | undefined): Buffer | null {
   for (const t of tensors) {
     if ('summary' in t || Array.isArray(t.data)) continue;
     const f32 = t.data instanceof Float32Array;
-    // Copy the values whatever their source type (bigint rows were made numbers when packed).
-    const view = f32 ? new Float32Array(out.buffer, out.byteOffset + at, t.data.length) : new Float64Array(out.buffer, out.byteOffset + at, t.data.length);
-    const src = t.data as ArrayLike<number | bigint>;
-    if (typeof src[0] === 'bigint') for (let i = 0; i < src.length; i++) view[i] = Number(src[i]);
-    else view.set(src as ArrayLike<number>);
+    if (t.data instanceof BigInt64Array || t.data instanceof BigUint64Array) {
+      new (t.data.constructor as BigInt64ArrayConstructor)(out.buffer, out.byteOffset + at, t.data.length).set(t.data as BigInt64Array);
+    } else {
+      // Copy the values whatever their source type (other bigint arrays as numbers).
+      const view = f32 ? new Float32Array(out.buffer, out.byteOffset + at, t.data.length) : new Float64Array(out.buffer, out.byteOffset + at, t.data.length);
+      const src = t.data as ArrayLike<number | bigint>;
+      if (typeof src[0] === 'bigint') for (let i = 0; i < src.length; i++) view[i] = Number(src[i]);
+      else view.set(src as ArrayLike<number>);
+    }
     at += align8(t.data.length * (f32 ? 4 : 8));
   }
   return out;
@@ -71,7 +88,7 @@ export function encodePackedTensors(p: PackedPredictions): { inputs: (Buffer | n
       let size = align8(4 + side.head.byteLength);
       for (let k = first; k < first + count; k++) {
         const length = p.tensorLength[k]!;
-        if (length >= 0) size += align8(length * (p.tensorIsF32[k] ? 4 : 8));
+        if (length >= 0) size += align8(length * (p.tensorKind[k] === PACKED_F32 ? 4 : 8));
       }
       heads[r * 2 + s] = side.head;
       sizes[r * 2 + s] = size;
@@ -99,11 +116,12 @@ export function encodePackedTensors(p: PackedPredictions): { inputs: (Buffer | n
         const length = p.tensorLength[k]!;
         if (length < 0) continue;
         const from = p.tensorValuesAt[k]!;
-        if (p.tensorIsF32[k]) {
+        if (p.tensorKind[k] === PACKED_F32) {
           new Float32Array(out.buffer, out.byteOffset + at, length).set(p.values32.subarray(from, from + length));
           at += align8(length * 4);
         } else {
-          new Float64Array(out.buffer, out.byteOffset + at, length).set(p.values.subarray(from, from + length));
+          // Doubles, or 64-bit integers' words kept in the same memory: copied as bytes.
+          new Uint8Array(out.buffer, out.byteOffset + at, length * 8).set(new Uint8Array(p.values.buffer, p.values.byteOffset + from * 8, length * 8));
           at += align8(length * 8);
         }
       }
@@ -122,7 +140,7 @@ function sameLayout(p: PackedPredictions, a: number, b: number, count: number): 
   for (let k = 0; k < count; k++) {
     const x = a + k;
     const y = b + k;
-    if (p.tensorLength[x]! < 0 || p.tensorLength[x] !== p.tensorLength[y] || p.tensorName[x] !== p.tensorName[y] || p.tensorIsF32[x] !== p.tensorIsF32[y]) return false;
+    if (p.tensorLength[x]! < 0 || p.tensorLength[x] !== p.tensorLength[y] || p.tensorName[x] !== p.tensorName[y] || p.tensorKind[x] !== p.tensorKind[y]) return false;
     const rank = p.tensorRank[x]!;
     if (rank !== p.tensorRank[y]) return false;
     const dx = p.tensorDimsAt[x]!;
@@ -143,13 +161,13 @@ function packedHeader(p: PackedPredictions, first: number, count: number): Buffe
       const inHeader = p.strings[-1 - length]!;
       header.push([name, Array.isArray(inHeader) ? KIND_STR : KIND_SUMMARY, shape, inHeader]);
     }
-    else header.push([name, p.tensorIsF32[k] ? KIND_F32 : KIND_F64, shape]);
+    else header.push([name, PACKED_KINDS[p.tensorKind[k]!], shape]);
   }
   return Buffer.from(JSON.stringify(header));
 }
 
 /** A logged tensor: its values, or (over the log's value cap) only its summary. */
-export type DecodedTensor = { shape: number[]; data: (number | string)[] } | { shape: number[]; summary: TensorSummary };
+export type DecodedTensor = { shape: number[]; data: (number | bigint | string)[] } | { shape: number[]; summary: TensorSummary };
 export type DecodedTensors = Record<string, DecodedTensor>;
 
 /** Back to `{name: {shape, data}}` with plain numbers (FP32 values as their exact doubles). */
@@ -173,8 +191,14 @@ export function decodeTensors(blob: Uint8Array | null): DecodedTensors | null {
     }
     const count = shape.reduce((a, b) => a * b, 1);
     const bytes = count * (kind === KIND_F32 ? 4 : 8);
-    const values = kind === KIND_F32 ? new Float32Array(data.buffer, data.byteOffset + at, count) : new Float64Array(data.buffer, data.byteOffset + at, count);
-    out[name] = { shape, data: Array.from(values) };
+    if (kind === KIND_I64 || kind === KIND_U64) {
+      // Numbers where a double holds them exactly; bigints past 2^53 (an id as it was sent).
+      const words = kind === KIND_I64 ? new BigInt64Array(data.buffer, data.byteOffset + at, count) : new BigUint64Array(data.buffer, data.byteOffset + at, count);
+      out[name] = { shape, data: Array.from(words, (v: bigint) => (v >= -SAFE && v <= SAFE ? Number(v) : v)) };
+    } else {
+      const values = kind === KIND_F32 ? new Float32Array(data.buffer, data.byteOffset + at, count) : new Float64Array(data.buffer, data.byteOffset + at, count);
+      out[name] = { shape, data: Array.from(values) };
+    }
     at += align8(bytes);
   }
   return out;

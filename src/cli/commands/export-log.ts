@@ -7,6 +7,7 @@ import type { Writable } from 'node:stream';
 import { describeLogUrl, openLogStore, type ExportFilter, type ExportedRow } from '../../monitor/log-store.js';
 import { defaultLogDb, legacyLogPath } from '../../monitor/settings.js';
 import { existingRepository, resolveStateDir, UsageError } from '../settings.js';
+import { stringifyExact } from '../../protocol/json-bigint.js';
 
 interface ExportFlags {
   logDb?: string;
@@ -63,7 +64,7 @@ async function exportLog(flags: ExportFlags): Promise<void> {
   try {
     for await (const row of store.exportRows(filter)) {
       if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`);
-      await write(out, format === 'csv' ? csvLine(row) : `${JSON.stringify(row)}\n`);
+      await write(out, format === 'csv' ? csvLine(row) : `${stringifyExact(row)}\n`);
       rows += 1;
       if (row.truth !== null && row.truth !== undefined) {
         labelled += 1;
@@ -104,7 +105,7 @@ const CSV_COLUMNS: (keyof ExportedRow)[] = ['id', 'model', 'version', 'role', 't
 function csvLine(row: ExportedRow): string {
   return `${CSV_COLUMNS.map((c) => {
     const v = row[c];
-    const s = v === null || v === undefined ? '' : typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v);
+    const s = v === null || v === undefined ? '' : typeof v === 'string' || typeof v === 'number' ? String(v) : stringifyExact(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(',')}\n`;
 }
