@@ -73,6 +73,19 @@ t.test('JSON Lines, plain and gzip, give the same stored values as CSV', async (
   for (const r of results.slice(1)) t.same([...r], [...results[0]!]);
 });
 
+t.test('INT64 outputs past 2^53 are stored and read back as their exact integers', async (t) => {
+  const input = path('wide-ints.csv');
+  // n at the edge of what a batch input takes exactly; twice n is past 2^53, where doubles are 4 apart.
+  writeFileSync(input, 'id,a_0,a_1,a_2,first,second\nw1,1,2,3,9007199254740991,-9007199254740991\nw2,0,0,0,4503599627370497,3\n');
+  const store = await openStore(`sqlite:${path('wide.db')}`);
+  t.teardown(() => store.close());
+  const summary = await runBatchJob({ umbra, model: 'pair', input, keyColumn: 'id', store, mapping: { n: ['first', 'second'] }, rejectsPath: path('wide-r.jsonl') });
+  t.equal(summary.rowsStored, 2);
+  const twice = async (key: string) => (await store.get('pair', '1', key))?.outputs.find((o) => o.name === 'twice')?.data;
+  t.same([await twice('w1'), await twice('w2')], [[18014398509481982n, -18014398509481982n], [9007199254740994, 6]],
+    'exact (a double would hold 18014398509481984); within 2^53 plain numbers as before');
+});
+
 t.test('column mapping file and indexed names feed a two-input model', async (t) => {
   const next = rng(5);
   const input = path('pair.csv');

@@ -186,7 +186,7 @@ function toTensor(stored: StoredTensor): Tensor {
   if (Array.isArray(data)) {
     values.forEach((v, i) => { data[i] = String(v); });
   } else if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
-    values.forEach((v, i) => { data[i] = BigInt(v as number); });
+    values.forEach((v, i) => { data[i] = BigInt(v as number | bigint); });
   } else if (datatype === 'FP16') {
     // Stored as floats (the JSON form); tensors hold raw half bits.
     values.forEach((v, i) => { (data as Uint16Array)[i] = float32ToHalf(v as number); });

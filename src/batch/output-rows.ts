@@ -2,6 +2,7 @@
 // a one-row inference response would carry it (shape with a leading 1, Int64 as numbers).
 // From the files behind the protocol index: this runs on the writer thread, which needs none of
 // the request and response code the index loads (only the addon's number formatter).
+import { stringifyExact } from '../protocol/json-bigint.js';
 import { halfArrayToFloat32 } from '../protocol/half.js';
 import { nativeJson } from '../protocol/native-json.js';
 import { elementCount } from '../protocol/tensor.js';
@@ -73,9 +74,10 @@ function rowsJson(data: TensorData, rows: number, perRow: number, head: string, 
   if (data instanceof Float32Array || data instanceof Float64Array) {
     all = floatsJson(data);
   } else {
-    all = JSON.stringify(data instanceof BigInt64Array || data instanceof BigUint64Array
-      ? Array.from(data, Number)
-      : bool ? Array.from(data as Uint8Array, (v) => v !== 0) : Array.from(data as Uint8Array));
+    // 64-bit integers as their digits: as Numbers, those past 2^53 would be stored rounded.
+    all = data instanceof BigInt64Array || data instanceof BigUint64Array
+      ? stringifyExact(Array.from(data as BigInt64Array))
+      : JSON.stringify(bool ? Array.from(data as Uint8Array, (v) => v !== 0) : Array.from(data as Uint8Array));
   }
   let start = 1;
   for (let r = 0; r < rows; r++) {

@@ -1,6 +1,7 @@
 // Prediction stores: where batch jobs write and the server reads precomputed predictions.
 // One table `predictions(model, version, key, outputs, computed_at)` unique on (model, version, key),
 // plus the jobs' checkpoints, written in the same transaction as the rows they cover.
+import { parseJsonKeepingIntegers } from '../protocol/request-json.js';
 import { UmbraError } from '../errors.js';
 import type { DataType } from '../protocol/types.js';
 
@@ -106,7 +107,8 @@ export function redactUrl(url: string): string {
 
 /** Parses a stored row's `outputs` (JSON text or, from PostgreSQL jsonb, already parsed). */
 export function parseStoredOutputs(value: unknown, where: string): StoredTensor[] {
-  const parsed: unknown = typeof value === 'string' ? JSON.parse(value) : value;
+  // 64-bit outputs past 2^53 are stored as their digits (output-rows.ts), and read back as such.
+  const parsed: unknown = typeof value === 'string' ? parseJsonKeepingIntegers(value) : value;
   if (!Array.isArray(parsed)) throw new UmbraError('INTERNAL', `stored outputs for ${where} are not a JSON array`);
   return parsed as StoredTensor[];
 }

@@ -78,6 +78,12 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
   return root;
 }
 
+/** JSON.parse, except that integers a double would read as another number are kept exact (bigints), as parseExactIntegers keeps them. */
+export function parseJsonKeepingIntegers(text: string): unknown {
+  const value = JSON.parse(text) as unknown;
+  return hasInexactInteger(text) ? parseExactIntegers(text, value) : value;
+}
+
 /**
  * The text parsed again with every integer that a double would not hold as spelled kept as a
  * bigint (lossless-json's parser, with our number rule), so a 64-bit integer input takes it
