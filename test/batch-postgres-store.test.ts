@@ -56,6 +56,22 @@ t.test('keys and outputs with tabs, newlines, backslashes and quotes come back e
   await store.close();
 });
 
+t.test('INT64 outputs past 2^53 come back exactly, from json and from an older jsonb store', async (t) => {
+  const db = await createTestDatabase();
+  if (!db) return t.skip(PG_SKIP_REASON);
+  t.teardown(() => db.drop());
+  const wide = '[{"name":"id","datatype":"INT64","shape":[1,2],"data":[18014398509481982,-9007199254740993]}]';
+  const want = [{ name: 'id', datatype: 'INT64', shape: [1, 2], data: [18014398509481982n, -9007199254740993n] }];
+  const store = await openStore(db.url);
+  await store.commit('m', '1', [{ key: 'k', outputs: wide }], new Date(), checkpoint(1, 1));
+  t.same((await store.get('m', '1', 'k'))?.outputs, want, 'json: as written, not 18014398509481984 and -9007199254740992');
+  await store.close();
+  await query(db.url, `ALTER TABLE predictions ALTER COLUMN outputs TYPE jsonb USING outputs::jsonb`);
+  const older = await openStore(db.url);
+  t.same((await older.get('m', undefined, 'k'))?.outputs, want, 'jsonb keeps numerics exact, and they are read as such');
+  await older.close();
+});
+
 t.test('new stores: bytewise names and json outputs', async (t) => {
   const db = await createTestDatabase();
   if (!db) return t.skip(PG_SKIP_REASON);

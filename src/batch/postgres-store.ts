@@ -122,8 +122,8 @@ export class PostgresStore implements PredictionStore {
 
   async get(model: string, version: string | undefined, key: string): Promise<StoredPrediction | undefined> {
     const result = version === undefined
-      ? await this.pool.query<PredictionRecord>({ name: 'umbra-prediction-any', text: 'SELECT * FROM predictions WHERE model = $1 AND key = $2 ORDER BY computed_at DESC LIMIT 1', values: [model, key] })
-      : await this.pool.query<PredictionRecord>({ name: 'umbra-prediction', text: 'SELECT * FROM predictions WHERE model = $1 AND version = $2 AND key = $3', values: [model, version, key] });
+      ? await this.pool.query<PredictionRecord>({ name: 'umbra-prediction-any', text: 'SELECT model, version, key, outputs::text AS outputs, computed_at FROM predictions WHERE model = $1 AND key = $2 ORDER BY computed_at DESC LIMIT 1', values: [model, key] })
+      : await this.pool.query<PredictionRecord>({ name: 'umbra-prediction', text: 'SELECT model, version, key, outputs::text AS outputs, computed_at FROM predictions WHERE model = $1 AND version = $2 AND key = $3', values: [model, version, key] });
     const row = result.rows[0];
     if (!row) return undefined;
     return { model: row.model, version: row.version, key: row.key, outputs: parseStoredOutputs(row.outputs, `${model}/${row.version}/${key}`), computedAt: row.computed_at };
