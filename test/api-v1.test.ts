@@ -27,9 +27,12 @@ t.test('V1: list, readiness, predict by rows and by columns, errors in the proto
   t.same(pair.json, { predictions: [{ sum: [2, 4, 6], twice: [8, 10] }, { sum: [0, 0, 2], twice: [-2, 14] }] }, 'several inputs and outputs: objects per instance');
   const pairColumns = await s.post('/v1/models/pair:predict', { inputs: { a: [[1, 2, 3]], n: [[4, 5]] } });
   t.same(pairColumns.json, { outputs: { sum: [[2, 4, 6]], twice: [[8, 10]] } });
-  // An INT64 past 2^53 that JSON rounded on reading (…993 reads as …992) is refused, not doubled.
-  const rounded = await s.request('POST', '/v1/models/pair:predict', '{"instances":[{"a":[1,2,3],"n":[9007199254740993,1]}]}');
-  t.same([rounded.status, /expected an integer JSON carries exactly .* for input "n" element 0 \(INT64\) but received 9007199254740992/.test(rounded.json.error)], [400, true], 'a rounded 64-bit integer: 400');
+  // An INT64 past 2^53 is read as spelled (JSON.parse alone reads …993 as …992), and answered exactly.
+  const exact = await s.request('POST', '/v1/models/pair:predict', '{"instances":[{"a":[1,2,3],"n":[9007199254740993,-123456789012345678]}]}');
+  t.same([exact.status, exact.text.includes('"twice":[18014398509481986,-246913578024691356]')], [200, true], 'a 64-bit integer past 2^53: exact in and out');
+  // Where lossless-json cannot read the body (a key given twice), it is refused rather than rounded.
+  const twiceKeyed = await s.request('POST', '/v1/models/pair:predict', '{"instances":[{"a":[1,2,3],"n":[9007199254740993,1],"n":[9007199254740995,1]}]}');
+  t.same([twiceKeyed.status, /expected an integer JSON carries exactly .* for input "n" element 0 \(INT64\) but received 9007199254740996/.test(twiceKeyed.json.error)], [400, true], 'a body only JSON.parse reads: 400');
   const spelledExactly = await s.request('POST', '/v1/models/pair:predict', '{"instances":[{"a":[1,2,3],"n":[1152921504606846976,1]}]}');
   t.same([spelledExactly.status, spelledExactly.json.predictions[0].twice], [200, [2 ** 61, 2]], '2^60 spelled exactly is kept');
 

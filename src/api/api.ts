@@ -5,7 +5,7 @@ import { AdminGate } from './admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { inferReply } from './infer-route.js';
 import { predictTarget, v1Predict } from './v1-route.js';
-import { hasInexactInteger } from '../protocol/request-json.js';
+import { hasInexactInteger, INEXACT_INTEGERS, parseJsonKeepingIntegers } from '../protocol/request-json.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { toTritonConfig } from '../repository/config.js';
 import { base64File, readLoadOverrides, type LoadOverrides } from '../repository/overrides.js';
@@ -263,8 +263,11 @@ export class Api implements RouteTable {
   private v1(req: ApiRequest, model: string, version?: string): Promise<ApiReply> {
     const target = predictTarget(version ?? model);
     if (target === undefined) throw new UmbraError('NOT_FOUND', `no route for POST ${req.path}: the V1 protocol serves :predict (POST /v1/models/{m}:predict)`);
-    const body = parseJsonObject(req.body, 'the request body');
-    const inexact = hasInexactInteger(Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength).toString('latin1'));
+    let body = parseJsonObject(req.body, 'the request body');
+    // Integers past what a double holds are read as spelled (as /v2 reads them), where the parser can.
+    const text = Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength).toString('utf8');
+    if (hasInexactInteger(text)) body = parseJsonKeepingIntegers(text) as Record<string, unknown>;
+    const inexact = (body as Record<symbol, unknown>)[INEXACT_INTEGERS] === true;
     return version === undefined ? v1Predict(this.umbra, req, body, target, undefined, inexact) : v1Predict(this.umbra, req, body, model, target, inexact);
   }
 

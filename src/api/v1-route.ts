@@ -6,6 +6,7 @@
 import { UmbraError } from '../errors.js';
 import { halfArrayToFloat32 } from '../protocol/half.js';
 import { roundedIntegerError } from '../protocol/json-data.js';
+import { stringifyExact } from '../protocol/json-bigint.js';
 import type { ModelSignature, Tensor, TensorSpec } from '../protocol/types.js';
 import type { Umbra } from '../core/umbra.js';
 import type { RequestContext } from '../core/hooks.js';
@@ -27,13 +28,15 @@ export async function v1Predict(umbra: Umbra, req: ApiRequest, body: Record<stri
     throw new UmbraError('INVALID_INPUT', 'expected either "instances" (a list of rows) or "inputs" (the inputs as columns) in the request body, not both or neither');
   }
   const tensors = rows ? fromInstances(body.instances, signature) : fromColumns(body.inputs, signature);
-  // The body's JSON was read into doubles, and re-encoding below would spell the rounded value.
+  // A body read into doubles after all (lossless-json refused it: a key given twice): re-encoding
+  // below would spell the rounded value, so such values are refused.
   if (inexactIntegers) for (const t of tensors) refuseRounded(t);
   const context: RequestContext = { headers: req.headers, transport: 'http' };
   const options: InferBodyOptions = { context };
   if (req.signal) options.signal = req.signal;
   if (req.receivedAt !== undefined) options.receivedAt = req.receivedAt;
-  const oip = Buffer.from(JSON.stringify({ inputs: tensors }));
+  // Integers the body spelled past what a double holds are bigints here, and stay exact.
+  const oip = Buffer.from(stringifyExact({ inputs: tensors }));
   const { response } = await umbra.inferBody(model, version, oip, undefined, options);
   const outputs = response.outputs;
   let answer: unknown;
@@ -50,7 +53,7 @@ export async function v1Predict(umbra: Umbra, req: ApiRequest, body: Record<stri
   } else {
     answer = outputs.length === 1 ? nested(outputs[0]!) : Object.fromEntries(outputs.map((o) => [o.name, nested(o)]));
   }
-  return { status: 200, headers: { 'content-type': 'application/json', 'x-umbra-version': response.model_version }, body: JSON.stringify(rows ? { predictions: answer } : { outputs: answer }) };
+  return { status: 200, headers: { 'content-type': 'application/json', 'x-umbra-version': response.model_version }, body: stringifyExact(rows ? { predictions: answer } : { outputs: answer }) };
 }
 
 interface OipTensor {
@@ -159,7 +162,7 @@ function shapeUp(values: unknown[], dims: readonly number[]): unknown {
 function plain(tensor: Tensor): unknown[] {
   const data = tensor.datatype === 'FP16' ? halfArrayToFloat32(tensor.data as Uint16Array) : tensor.data;
   return Array.from(data as ArrayLike<unknown>, (v) => {
-    if (typeof v === 'bigint') return Number(v);
+    if (typeof v === 'bigint') return v; // written as its digits (stringifyExact)
     if (tensor.datatype === 'BOOL') return v !== 0 && v !== false;
     if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
     return v;

@@ -78,10 +78,17 @@ export function parseRequestJson(bytes: Uint8Array, end: number = bytes.byteLeng
   return root;
 }
 
-/** JSON.parse, except that integers a double would read as another number are kept exact (bigints), as parseExactIntegers keeps them. */
+/**
+ * JSON.parse, except that integers a double would read as another number are kept exact (bigints),
+ * as parseExactIntegers keeps them; where it cannot (a key given twice, a text over
+ * MAX_SCANNED_BYTES), JSON.parse's value marked with INEXACT_INTEGERS.
+ */
 export function parseJsonKeepingIntegers(text: string): unknown {
   const value = JSON.parse(text) as unknown;
-  return hasInexactInteger(text) ? parseExactIntegers(text, value) : value;
+  if (!hasInexactInteger(text)) return value;
+  if (text.length <= MAX_SCANNED_BYTES) return parseExactIntegers(text, value);
+  markInexact(value);
+  return value;
 }
 
 /**
