@@ -73,17 +73,20 @@ t.test('JSON Lines, plain and gzip, give the same stored values as CSV', async (
   for (const r of results.slice(1)) t.same([...r], [...results[0]!]);
 });
 
-t.test('INT64 outputs past 2^53 are stored and read back as their exact integers', async (t) => {
+t.test('INT64 past 2^53: inputs taken as their digits, outputs stored and read back exactly', async (t) => {
   const input = path('wide-ints.csv');
   // n at the edge of what a batch input takes exactly; twice n is past 2^53, where doubles are 4 apart.
-  writeFileSync(input, 'id,a_0,a_1,a_2,first,second\nw1,1,2,3,9007199254740991,-9007199254740991\nw2,0,0,0,4503599627370497,3\n');
+  // w3's ids are past 2^53 themselves, taken as their digits; w4's is past INT64 and rejected.
+  writeFileSync(input, 'id,a_0,a_1,a_2,first,second\nw1,1,2,3,9007199254740991,-9007199254740991\nw2,0,0,0,4503599627370497,3\nw3,0,0,0,9007199254740993,-123456789012345678\nw4,0,0,0,9223372036854775808,1\n');
   const store = await openStore(`sqlite:${path('wide.db')}`);
   t.teardown(() => store.close());
-  const summary = await runBatchJob({ umbra, model: 'pair', input, keyColumn: 'id', store, mapping: { n: ['first', 'second'] }, rejectsPath: path('wide-r.jsonl') });
-  t.equal(summary.rowsStored, 2);
+  const rejects = path('wide-r.jsonl');
+  const summary = await runBatchJob({ umbra, model: 'pair', input, keyColumn: 'id', store, mapping: { n: ['first', 'second'] }, rejectsPath: rejects });
+  t.same([summary.rowsStored, summary.rejected], [3, 1]);
   const twice = async (key: string) => (await store.get('pair', '1', key))?.outputs.find((o) => o.name === 'twice')?.data;
-  t.same([await twice('w1'), await twice('w2')], [[18014398509481982n, -18014398509481982n], [9007199254740994, 6]],
-    'exact (a double would hold 18014398509481984); within 2^53 plain numbers as before');
+  t.same([await twice('w1'), await twice('w2'), await twice('w3')], [[18014398509481982n, -18014398509481982n], [9007199254740994, 6], [18014398509481986n, -246913578024691356n]],
+    'exact (a double would hold 18014398509481984, and read 9007199254740993 as ...992); within 2^53 plain numbers as before');
+  t.match(readFileSync(rejects, 'utf8'), /expected an integer within INT64 \(-2\^63 to 2\^63-1\) for column 'first' but received/, 'past INT64: rejected, saying so');
 });
 
 t.test('column mapping file and indexed names feed a two-input model', async (t) => {

@@ -363,6 +363,8 @@ export class BatchBuilder {
   }
 }
 
+const DIGITS = /^\s*-?\d+\s*$/;
+
 function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {
   if (datatype === 'BYTES') {
     if (raw === undefined || raw === null) throw new RowRejected(`missing value for column '${column}'`);
@@ -373,6 +375,16 @@ function writeValue(target: TensorData, at: number, datatype: DataType, raw: unk
     const b = raw === true || raw === 1 || raw === '1' || raw === 'true' ? 1 : raw === false || raw === 0 || raw === '0' || raw === 'false' ? 0 : -1;
     if (b < 0) throw new RowRejected(`expected a boolean for column '${column}' but received ${describeValue(raw)}`);
     (target as Uint8Array)[at] = b;
+    return;
+  }
+  if ((datatype === 'INT64' || datatype === 'UINT64') && (typeof raw === 'bigint' || (typeof raw === 'string' && DIGITS.test(raw)))) {
+    // Digits (a CSV field, Parquet's INT64 past 2^53) are taken as the integer they spell, past
+    // 2^53 too: through a double, 9007199254740993 would be 9007199254740992 (and was refused).
+    const v = typeof raw === 'bigint' ? raw : BigInt(raw.trim());
+    if (datatype === 'INT64' ? v !== BigInt.asIntN(64, v) : v !== BigInt.asUintN(64, v)) {
+      throw new RowRejected(`expected an integer within ${datatype === 'INT64' ? 'INT64 (-2^63 to 2^63-1)' : 'UINT64 (0 to 2^64-1)'} for column '${column}' but received ${describeValue(raw)}`);
+    }
+    (target as unknown as bigint[])[at] = v;
     return;
   }
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
