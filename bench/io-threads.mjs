@@ -6,14 +6,16 @@
 // front end's limit, one thread) and, for `--model mlp`, onnxruntime in-process at its best.
 //
 // Usage: node bench/io-threads.mjs [--model digits|mlp] [--io 1,2,2:off] [--rounds 5] [--seconds 4]
-//        [--concurrency 64,1] [--generator wrk|perf] [--ceiling-work US] [--out bench/results-io-threads.json]
+//        [--concurrency 64,1] [--generator wrk|perf] [--perf-threads N] [--ceiling-work US] [--out bench/results-io-threads.json]
 // An --io setting may end in :on or :off, the server's --core-reads (whether the core's thread is
 // one of the threads that read); without one the server picks for the host. A further suffix
 // -unguarded serves it with --http-guard off (the transport guard's cost: --io=2,2-unguarded).
 // --ceiling-work adds the host's ceiling for threads: bench/peers/uws-threads.mjs with as many
 // threads as each --io setting, no hop, spending US µs of CPU per request (wrk only).
 // --generator perf drives the same rounds with `umbra perf` (JSON over HTTP, one window of
-// --seconds after a one-second warm-up) instead of wrk, as a user of the CLI measures.
+// --seconds after a one-second warm-up) instead of wrk, as a user of the CLI measures;
+// --perf-threads=N gives it N generator threads (a many-core host, where one cannot keep up).
+// --io=default serves with no --io-threads at all: the setting the server picks for the host.
 // --builds LABEL=DIR[;LABEL=DIR] adds other builds of Umbra (a checkout with dist/ built, e.g. a
 // `git worktree` of an earlier commit) to the same rounds, each `umbra serve` with its defaults:
 // a change's cost or gain measured beside the code before it, not against another day's figure.
@@ -31,7 +33,7 @@ import { freePort } from './harness.mjs';
 // --key=value, split at the first '=' (a --builds value holds more).
 const args = Object.fromEntries(process.argv.slice(2).map((a) => /^--([^=]+)(?:=(.*))?$/s.exec(a) ?? [a, a, 'true']).map(([, k, v]) => [k, v ?? 'true']));
 // Options take their values after '=': `--out FILE` would write the report to a file named "true".
-for (const k of ['out', 'io', 'rounds', 'seconds', 'concurrency', 'model', 'generator', 'builds', 'ceiling-work']) {
+for (const k of ['out', 'io', 'rounds', 'seconds', 'concurrency', 'model', 'generator', 'builds', 'ceiling-work', 'perf-threads']) {
   if (args[k] === 'true') {
     process.stderr.write(`io-threads: --${k} takes its value after '=' (--${k}=VALUE)\n`);
     process.exit(2);
@@ -41,19 +43,24 @@ const model = args.model ?? 'digits';
 // A setting may name --core-reads after a colon (2:on, 2:off); without one the server picks (auto).
 const ioSettings = (args.io ?? '1,2').split(',');
 for (const io of ioSettings) {
-  if (!/^\d+(:(on|off))?(-unguarded)?$/.test(io)) {
+  if (io !== 'default' && !/^\d+(:(on|off))?(-unguarded)?$/.test(io)) {
     process.stderr.write(`io-threads: --io takes thread counts, each with an optional :on or :off for --core-reads and -unguarded for --http-guard off (e.g. 1,2:off,2:on,2-unguarded), not ${io}\n`);
     process.exit(2);
   }
 }
-const ioThreadsOf = (io) => Number(/^\d+/.exec(io)[0]);
+const ioThreadsOf = (io) => (io === 'default' ? undefined : Number(/^\d+/.exec(io)[0]));
 const coreReadsOf = (io) => /:(on|off)/.exec(io)?.[1];
 const unguarded = (io) => io.endsWith('-unguarded');
-const ioLabel = (io) => `${ioThreadsOf(io)}${coreReadsOf(io) ? ` --core-reads ${coreReadsOf(io)}` : ''}${unguarded(io) ? ' --http-guard off' : ''}`;
+const ioLabel = (io) => `${ioThreadsOf(io) ?? 'default'}${coreReadsOf(io) ? ` --core-reads ${coreReadsOf(io)}` : ''}${unguarded(io) ? ' --http-guard off' : ''}`;
 const rounds = Number(args.rounds ?? 5);
 const seconds = Number(args.seconds ?? 4);
 const concurrencies = (args.concurrency ?? '64,1').split(',').map(Number);
 const generator = args.generator ?? 'wrk';
+const perfThreads = Number(args['perf-threads'] ?? 1);
+if (!Number.isInteger(perfThreads) || perfThreads < 1) {
+  process.stderr.write(`io-threads: --perf-threads takes a whole number of threads, not ${args['perf-threads']}\n`);
+  process.exit(2);
+}
 if (generator !== 'wrk' && generator !== 'perf') {
   process.stderr.write(`io-threads: unknown --generator ${generator} (wrk or perf)\n`);
   process.exit(2);
@@ -136,7 +143,7 @@ async function startUmbra(io) {
   const port = await freePort();
   const core = coreReadsOf(io) ? ['--core-reads', coreReadsOf(io)] : [];
   const guard = unguarded(io) ? ['--http-guard', 'off'] : [];
-  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), '--io-threads', String(ioThreadsOf(io)), ...core, ...guard, '--log-db', `sqlite:${join(work, `log-${io.replace(':', '-')}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [join(root, 'bin/umbra.js'), 'serve', '--grpc-port', '0', '--repo', repo, '--port', String(port), ...(ioThreadsOf(io) === undefined ? [] : ['--io-threads', String(ioThreadsOf(io))]), ...core, ...guard, '--log-db', `sqlite:${join(work, `log-${io.replace(':', '-')}.sqlite`)}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child);
@@ -206,7 +213,7 @@ function runWrk(url, connections, secs) {
 
 /** One `umbra perf` level, in wrk's shape: its warm-up second is inside its CPU. */
 async function runPerf(url, connections, secs) {
-  const level = await umbraPerf(['--url', url, '-m', model, '--concurrency', String(connections), '--duration', String(secs), '--warmup-ms', '1000', '--input-data', bodyFile]);
+  const level = await umbraPerf(['--url', url, '-m', model, '--concurrency', String(connections), '--duration', String(secs), '--warmup-ms', '1000', '--input-data', bodyFile, '--threads', String(perfThreads)]);
   return { requests: level.completed, throughput: level.throughput, errors: level.errors, p50_us: level.p50_ms * 1000, p99_us: level.p99_ms * 1000, cpu: level.generatorCpu };
 }
 
@@ -229,7 +236,7 @@ function median(xs) {
 }
 
 const ceilingWork = args['ceiling-work'] === undefined ? undefined : Number(args['ceiling-work']);
-const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.map((io) => startCeiling(ioThreadsOf(io), ceilingWork))) : [];
+const ceilings = generator === 'wrk' && ceilingWork !== undefined ? await Promise.all(ioSettings.filter((io) => ioThreadsOf(io) !== undefined).map((io) => startCeiling(ioThreadsOf(io), ceilingWork))) : [];
 const builds = (args.builds ?? '').split(';').filter(Boolean).map((spec) => spec.split('='));
 const others = [];
 for (const [label, dir] of builds) others.push(await startBuild(label, dir));

@@ -77,6 +77,9 @@ if command -v node > /dev/null && [ -f build/Release/umbra.node ] && [ -d dist ]
   # #29 item 5 / #24: the MLP served over HTTP on the GPU, in-process, and PyTorch eager, same run.
   OUT="$OUT" bash bench/cuda/serve-gpu.sh > "$OUT/serve-gpu.txt" 2>&1
   say "serve-gpu: exit $? ($(grep -m1 '^served' "$OUT/serve-gpu.txt" || echo 'no figure'))"
+  # #24: digits over HTTP with every --io-threads setting on this host's cores (bench/many-core.sh).
+  OUT="$OUT" bash bench/many-core.sh > "$OUT/many-core.txt" 2>&1
+  say "many-core: exit $? ($(grep -m1 'default / --io-threads 1' "$OUT/many-core.txt" || echo 'no figure'))"
 else
   say "node: not here (carry node, node_modules, dist and build/Release for the Node-side checks)"
 fi
