@@ -94,10 +94,12 @@ function watchErrors(page: Page, errors: string[]): void {
   });
 }
 
-async function open(browser: Browser, url: string, errors: string[], viewport = { width: 1280, height: 800 }): Promise<Page> {
+async function open(browser: Browser, url: string, errors: string[], viewport = { width: 1280, height: 800 }, asked?: string[]): Promise<Page> {
   const page = await browser.newPage();
   await page.setViewport(viewport);
   watchErrors(page, errors);
+  // The paths the page requests, from its first.
+  if (asked) page.on('request', (r) => asked.push(new URL(r.url()).pathname));
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
   return page;
@@ -137,6 +139,23 @@ t.test('the ops page in chromium', async (t) => {
     monitoring: { drift: { minSamples: 50, windowRows: 400 } },
     ui: { stepMs: STEP_MS, capacity: CAPACITY },
   });
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  t.teardown(() => browser.close());
+  const errors: string[] = [];
+
+  // Before any rollout: the model page says so, and asks the API for none (GET .../rollout would
+  // answer 404, which the browser logs as an error at every refresh).
+  {
+    const asked: string[] = [];
+    const page = await open(browser, `${s.url}/ui/models/digits`, errors, undefined, asked);
+    await nextTick(page);
+    await page.waitForFunction(() => document.querySelector('#rollout')?.textContent?.includes('No rollout'), { timeout: 10_000 });
+    await page.waitForFunction(() => document.querySelector('#traffic [data-k="primary"]') !== null, { timeout: 10_000 });
+    t.notOk(asked.includes('/v2/models/digits/rollout'), `the page did not ask for a rollout there is not (asked: ${[...new Set(asked)].join(', ')})`);
+    t.same(errors, [], 'a model with no rollout: no console errors');
+    await page.close();
+  }
+
   // v1 serves; the rollout of v2 sits in its shadow step (a minimum it will not reach in this test).
   t.equal((await s.request('PUT', '/v2/models/digits/traffic', JSON.stringify({ primary: '1' }), ADMIN)).status, 200);
   const started = await s.post('/v2/models/digits/rollout', {
@@ -153,10 +172,6 @@ t.test('the ops page in chromium', async (t) => {
   // Features are listed in input column order.
   const drifted = drift.features[DRIFTED];
   t.equal(drifted?.verdict, 'drift', `the column ${DRIFTED} drifted (${JSON.stringify(drifted)})`);
-
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-  t.teardown(() => browser.close());
-  const errors: string[] = [];
 
   await t.test('server page: the API\'s numbers, live, bounded', async (t) => {
     const page = await open(browser, `${s.url}/ui`, errors);

@@ -333,7 +333,8 @@ export class TrafficController {
       ? { primary: p.primary, canary: p.canary, shadows: p.shadows, pinned: true }
       : { primary: this.umbra.manager.get(name).version, canary: null, shadows: [], pinned: false };
     const missing = p ? policyVersions(p).filter((v) => !loaded.includes(v)) : [];
-    return { ...doc, loaded_versions: loaded, rollout: t.rollout?.active ? t.rollout.state : null, ...(missing.length ? { unloaded_versions: missing } : {}) };
+    // last_rollout: the state of the rollout GET .../rollout shows (running or finished), null when there is none.
+    return { ...doc, loaded_versions: loaded, rollout: t.rollout?.active ? t.rollout.state : null, last_rollout: t.rollout?.state ?? null, ...(missing.length ? { unloaded_versions: missing } : {}) };
   }
 
   /** Replaces the policy atomically: validated, persisted, then swapped in. */

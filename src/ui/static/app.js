@@ -345,12 +345,14 @@ async function refreshModel() {
   const name = state.model;
   const m = encodeURIComponent(name);
   const token = !!sessionStorage.getItem(TOKEN_KEY);
-  const [traffic, rollout, drift, shadow] = await Promise.all([
+  const [traffic, drift, shadow] = await Promise.all([
     api(`/v2/models/${m}/traffic`),
-    api(`/v2/models/${m}/rollout`),
     api(`/v2/models/${m}/drift${state.feature ? `?feature=${encodeURIComponent(state.feature)}` : ''}`),
     token ? api(`/v2/models/${m}/shadow`, { admin: true }) : Promise.resolve(null),
   ]);
+  // Asked for only when there is one: the API answers 404 for a model with no rollout, which the
+  // browser would log as an error at every refresh.
+  const rollout = traffic.ok && traffic.body.last_rollout ? await api(`/v2/models/${m}/rollout`) : { ok: false, body: null };
   renderTraffic(traffic.body);
   renderActions(traffic.body, rollout.ok ? rollout.body : null);
   renderRollout(rollout.ok ? rollout.body : null);
