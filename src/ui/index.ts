@@ -98,6 +98,8 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
       io_threads: deps.ioThreads,
       workers: core.pool.size,
       step_seconds: timeline.stepMs / 1000,
+      // Whether metrics, drift, feedback and the log run (umbra serve --monitoring).
+      monitoring: monitor !== undefined,
       models,
     };
   };

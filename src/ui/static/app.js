@@ -7,7 +7,7 @@ const TOKEN_KEY = 'umbra.adminToken';
 const DETAIL_EVERY_TICKS = 5;
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2', '#65a30d', '#dc2626'];
 
-const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '' };
+const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '', monitoring: true, available: false, reason: '' };
 
 // ---------- helpers ----------
 
@@ -114,7 +114,7 @@ async function act(title, text, method, path, body) {
   const answer = `HTTP ${r.status}: ${summarise(r.body)}`;
   toast(`${title}: ${r.ok ? 'done' : 'refused'} \u2014 ${answer}`, r.ok);
   renderToken();
-  if (state.model) await refreshModel();
+  if (state.model) await (state.available ? refreshModel() : modelPage(state.model));
   return r;
 }
 
@@ -137,7 +137,7 @@ function renderToken() {
     if (sessionStorage.getItem(TOKEN_KEY)) sessionStorage.removeItem(TOKEN_KEY);
     else await ask('Admin token', 'Kept in this tab only (sessionStorage); actions send it as a bearer token.', true);
     renderToken();
-    if (state.model) refreshModel();
+    if (state.model) state.available ? refreshModel() : modelPage(state.model);
   };
 }
 
@@ -302,8 +302,21 @@ async function modelPage(name) {
   state.model = name;
   setCrumbs([name]);
   const app = document.getElementById('app');
+  // The server's summary first: whether the model serves, and whether monitoring (drift, live
+  // accuracy) is on. A model that is not loaded has no timeline, traffic or drift to ask for.
+  const server = await api('/v2/ops/server');
+  const summary = server.ok ? server.body.models.find((x) => x.name === name) : undefined;
+  state.monitoring = server.ok ? server.body.monitoring !== false : true;
+  state.available = !!summary && summary.state === 'READY';
+  if (server.ok && !state.available) {
+    modelTimeline = null;
+    dropCharts();
+    unavailablePage(app, name, summary);
+    return;
+  }
   const tl = await api(`/v2/models/${encodeURIComponent(name)}/timeline`);
   if (!tl.ok) {
+    state.available = false;
     fill(app, el('p', { class: 'error', text: tl.body ? tl.body.error : `HTTP ${tl.status}` }));
     return;
   }
@@ -324,6 +337,25 @@ async function modelPage(name) {
     el('section', { class: 'panel', id: 'shadow' }));
   buildModelCharts();
   await refreshModel();
+}
+
+/** A model in the repository that does not serve (it failed to load, or was unloaded): why, and a reload. */
+function unavailablePage(app, name, summary) {
+  state.reason = summary ? `${summary.state}:${summary.reason || ''}` : 'unknown';
+  if (!summary) {
+    fill(app, el('p', { class: 'error', 'data-k': 'model-state', text: `There is no model '${name}' in the repository.` }));
+    return;
+  }
+  const m = encodeURIComponent(name);
+  fill(app,
+    el('section', { class: 'panel', id: 'model-state' },
+      el('h2', {}, 'Model ', badge(summary.state)),
+      el('p', { class: 'error', 'data-k': 'reason', text: summary.reason || `The model is ${summary.state.toLowerCase()}.` }),
+      el('p', { class: 'muted', text: 'Fix the files in the repository and load it again; this page follows when it serves.' })),
+    el('section', { class: 'panel', id: 'actions' },
+      el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: sessionStorage.getItem(TOKEN_KEY) ? '' : '(ask for the admin token)' })),
+      el('div', { class: 'buttons' },
+        el('button', { type: 'button', 'data-action': 'reload-model', onclick: () => act('Load the model', `Load ${name} again from the repository.`, 'POST', `/v2/repository/models/${m}/load`) }, 'Reload model'))));
 }
 
 function versionSeries(key, label) {
@@ -347,7 +379,8 @@ async function refreshModel() {
   const token = !!sessionStorage.getItem(TOKEN_KEY);
   const [traffic, drift, shadow] = await Promise.all([
     api(`/v2/models/${m}/traffic`),
-    api(`/v2/models/${m}/drift${state.feature ? `?feature=${encodeURIComponent(state.feature)}` : ''}`),
+    // With monitoring off the server has no drift route: nothing to ask.
+    state.monitoring ? api(`/v2/models/${m}/drift${state.feature ? `?feature=${encodeURIComponent(state.feature)}` : ''}`) : Promise.resolve({ ok: false, body: { error: 'Monitoring is off on this server (umbra serve --monitoring off): no drift, metrics or live accuracy.' } }),
     token ? api(`/v2/models/${m}/shadow`, { admin: true }) : Promise.resolve(null),
   ]);
   // Asked for only when there is one: the API answers 404 for a model with no rollout, which the
@@ -446,7 +479,7 @@ function renderRollout(r) {
 function renderDrift(d, error) {
   const box = document.getElementById('drift');
   if (!d) {
-    fill(box, el('h2', { text: 'Drift' }), el('p', { class: 'error', text: error || 'unavailable' }));
+    fill(box, el('h2', { text: 'Drift' }), el('p', { class: state.monitoring ? 'error' : 'muted', text: error || 'unavailable' }));
     return;
   }
   const features = [...d.features].sort((a, b) => severity(b) - severity(a));
@@ -528,6 +561,15 @@ function renderShadow(r) {
 function onModelTick(tick) {
   const p = tick.point.models[state.model];
   const m = tick.models.find((x) => x.name === state.model);
+  if (!state.available) {
+    // Follow the model: it serves again (a reload, --poll-seconds), or fails for another reason.
+    if ((m && m.state === 'READY') || (m ? `${m.state}:${m.reason || ''}` : 'unknown') !== state.reason) modelPage(state.model);
+    return;
+  }
+  if (m && m.state !== 'READY') {
+    modelPage(state.model);
+    return;
+  }
   if (!p || !m) return;
   const known = Object.keys(modelTimeline.versions);
   if (Object.keys(p.versions).some((v) => !known.includes(v))) {
