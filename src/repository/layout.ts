@@ -1,6 +1,6 @@
 // The on-disk layout of a model repository: REPO/<model>/<version>/model.onnx with positive
 // integer versions, plus the name checks every path built from a request goes through.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { invalid, UmbraError } from '../errors.js';
 
@@ -68,7 +68,58 @@ export function modelFilePath(repo: string, model: string, version: number, file
   return join(versionDir(repo, model, version), filename);
 }
 
-/** Model folders in the repository, sorted. Hidden folders and invalid names are skipped. */
+/**
+ * Folders of the repository that cannot be models because of their names (not hidden ones):
+ * listModels skips them, and a user who named one `fraud model` should hear why it is not served.
+ */
+export function misnamedFolders(repo: string): string[] {
+  if (!isDirectory(repo)) return [];
+  return readdirSync(repo, { withFileTypes: true })
+    .filter((entry) => !entry.name.startsWith('.') && (entry.isDirectory() || (entry.isSymbolicLink() && isDirectory(join(repo, entry.name)))))
+    .map((entry) => entry.name)
+    .filter((name) => !isValidModelName(name))
+    .sort();
+}
+
+/** What a repository skips when a folder's name cannot name a model, and the fix. */
+export function misnamedFolderNote(name: string): string {
+  return `folder ${JSON.stringify(name)} of the repository is not served: a model name is 1-128 letters, digits, "_", "." or "-", starting with a letter or digit; rename the folder`;
+}
+
+/**
+ * Why a model folder yields no version, for the load's error: what is there instead of
+ * DIR/<n>/FILENAME (a model file beside the versions, folders that are not versions, version
+ * folders holding another .onnx file), each with its fix.
+ */
+export function noVersionReason(name: string, dir: string, filename: string): string {
+  const head = `model '${name}' has no numeric version directory with a ${filename}`;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return head;
+  }
+  const hints: string[] = [];
+  const loose = entries.filter((e) => e.isFile() && e.name.toLowerCase().endsWith('.onnx')).map((e) => e.name);
+  if (loose.length > 0) hints.push(`${loose.join(', ')} ${loose.length === 1 ? 'is' : 'are'} in the model folder itself: a model file goes in a numbered version folder, e.g. ${name}/1/${filename}`);
+  const folders = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+  const notVersions = folders.filter((f) => !/^[1-9][0-9]{0,15}$/.test(f) && !f.startsWith('.'));
+  if (notVersions.length > 0) hints.push(`folder${notVersions.length === 1 ? '' : 's'} ${notVersions.join(', ')} ${notVersions.length === 1 ? 'is not a version' : 'are not versions'}: a version folder is a positive integer without leading zeros (1, 2, ...)`);
+  for (const f of folders.filter((x) => /^[1-9][0-9]{0,15}$/.test(x))) {
+    let others: string[] = [];
+    try {
+      others = readdirSync(join(dir, f)).filter((n) => n.toLowerCase().endsWith('.onnx') && n !== filename);
+    } catch {
+      continue;
+    }
+    if (others.length > 0) hints.push(`${f}/ holds ${others.join(', ')}, not ${filename}: rename it, or set "default_model_filename": "${others[0]}" in ${name}/config.json`);
+    else hints.push(`${f}/ holds no ${filename}`);
+  }
+  if (hints.length === 0) hints.push(`put the model at ${name}/1/${filename}`);
+  return `${head}: ${hints.join('; ')}`;
+}
+
+/** Model folders in the repository, sorted. Hidden folders and invalid names are skipped (misnamedFolders lists the latter). */
 export function listModels(repo: string): string[] {
   if (!isDirectory(repo)) throw new UmbraError('INVALID_ARGUMENT', `model repository ${repo} is not a folder`);
   return readdirSync(repo, { withFileTypes: true })

@@ -8,7 +8,7 @@ import { UmbraError, UnbatchedAnswersError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
 import type { OpenExecution } from '../execution/types.js';
 import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
-import { listModels, listVersions, parseVersion, selectVersions, validateModelName } from './layout.js';
+import { listModels, listVersions, misnamedFolders, noVersionReason, parseVersion, selectVersions, validateModelName } from './layout.js';
 import { ModelVersion } from './model-version.js';
 import { OverrideStore, type LoadOverrides } from './overrides.js';
 
@@ -67,8 +67,23 @@ export class ModelManager extends EventEmitter {
     return this.options.repository;
   }
 
+  /** Folders of the repository whose names cannot name a model, as last seen (misnamedFolders). */
+  private misnamedSeen = new Set<string>();
+
+  /** Folders of the repository not served because of their names; a 'misnamed' event tells of each new one. */
+  misnamed(): string[] {
+    return [...this.misnamedSeen];
+  }
+
+  private lookForMisnamed(): void {
+    const now = misnamedFolders(this.options.repository);
+    for (const name of now) if (!this.misnamedSeen.has(name)) this.emit('misnamed', name);
+    this.misnamedSeen = new Set(now);
+  }
+
   /** Loads every model of the repository and every model given in an earlier load request. Failures are recorded per model, not thrown. */
   async loadAll(): Promise<void> {
+    this.lookForMisnamed();
     await Promise.all(this.onDisk().map((n) => this.load(n).catch(() => undefined)));
   }
 
@@ -166,7 +181,7 @@ export class ModelManager extends EventEmitter {
       const file = readModelConfig(source.configDir);
       const filename = file.modelFilename;
       const available = listVersions(source.versionsRoot, entry.name, filename);
-      if (available.length === 0) throw new UmbraError('LOAD_FAILED', `model '${entry.name}' has no numeric version directory with a ${filename}`);
+      if (available.length === 0) throw new UmbraError('LOAD_FAILED', noVersionReason(entry.name, dir, filename));
       // The config is resolved against the newest version's graph; older versions must agree.
       const newest = available[available.length - 1]!;
       const signature = modelSignature(readModel(join(dir, String(newest), filename)));
@@ -341,6 +356,7 @@ export class ModelManager extends EventEmitter {
 
   /** One polling pass; exported for tests so they need no timers. */
   async pollOnce(): Promise<void> {
+    this.lookForMisnamed();
     const onDisk = new Set(this.onDisk());
     const work: Promise<void>[] = [];
     for (const name of onDisk) {

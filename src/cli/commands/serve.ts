@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { describeHttpGuard } from '../../server/http-guard.js';
 import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
+import { misnamedFolderNote } from '../../repository/layout.js';
 import { VERSION } from '../../version.js';
 import { describeQueueBound } from '../../scheduler/options.js';
 import { probeRowsOf } from '../../execution/placement.js';
@@ -98,6 +99,9 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }, options.pollSeconds * 1000).unref();
   }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
+  // A folder whose name cannot name a model is skipped; its owner hears why (at start, and when polling finds one).
+  for (const name of server.umbra.manager.misnamed()) log(misnamedFolderNote(name));
+  server.umbra.manager.on('misnamed', (name: string) => log(misnamedFolderNote(name)));
   // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
   const logQueue = (name: string, version: string) => {
     try {
