@@ -324,6 +324,7 @@ function executionOf(mv: ModelVersion): Record<string, unknown> {
     backend: mv.session.backend,
     placement: mv.placement,
     ...(mv.placementReason ? { placement_reason: mv.placementReason } : {}),
+    ...(mv.providerNote ? { execution_providers_note: mv.providerNote } : {}),
     // One copy of the weights for every session of the version: its size.
     ...(mv.sharedWeights ? { shared_weights_bytes: mv.sharedWeights.bytes } : {}),
     // A model that does not batch, where the config left max_batch_size to it: why.

@@ -146,6 +146,8 @@ export class Executor implements VersionExecution {
   layers: LayerReport[] | undefined;
   /** Native backend on a GPU below fp32: the precision's cost, measured at load. */
   accuracy: PrecisionCost | undefined;
+  /** onnxruntime: why the version runs on other execution providers than the first its config lists. */
+  providerNote: string | undefined;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
   /**
@@ -205,6 +207,7 @@ export class Executor implements VersionExecution {
     if (warmed.tuned) mv.session = mv.plan.session = { ...mv.session, tuned: warmed.tuned };
     mv.layers = warmed.layers;
     mv.accuracy = warmed.accuracy;
+    mv.providerNote = warmed.providerNote;
     const cheap = costUs !== undefined && costUs <= (args.inlineBudgetUs ?? INLINE_BUDGET_US);
     // A GPU model stays in the workers whatever its cost: an inline session would be a second
     // device session, uploading the weights twice.

@@ -50,6 +50,8 @@ export interface VersionExecution {
   readonly layers: LayerReport[] | undefined;
   /** Native backend on a GPU below fp32: the precision's cost against fp32, measured at load. */
   readonly accuracy: PrecisionCost | undefined;
+  /** onnxruntime: why the version runs on other execution providers than the first its config lists. */
+  readonly providerNote: string | undefined;
   /** The copy of the model whose weights every session of the version shares, where it has one. */
   readonly sharedWeights?: { path: string; bytes: number; written: boolean } | undefined;
   /** Why the shared copy could not be written, where it could not. */

@@ -65,6 +65,11 @@ export class ModelVersion {
     return this.execution.accuracy;
   }
 
+  /** onnxruntime: why the version runs on other execution providers than the first its config lists. */
+  get providerNote(): string | undefined {
+    return this.execution.providerNote;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

@@ -132,6 +132,8 @@ export interface WarmResult {
   layers?: LayerReport[];
   /** Native backend on a GPU below fp32: the precision's cost against fp32 (see graph/precision-cost.ts). */
   accuracy?: PrecisionCost;
+  /** onnxruntime: why the session runs on other execution providers than the first asked for. */
+  providerNote?: string;
 }
 
 /**

@@ -146,6 +146,7 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Recor
     if (session.tuned) warmed.tuned = session.tuned;
     if (session.layers) warmed.layers = session.layers();
     if (session.accuracy) warmed.accuracy = session.accuracy;
+    if (session.providerNote) warmed.providerNote = session.providerNote;
     return warmed;
   }
   if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {

@@ -30,6 +30,8 @@ export interface BackendSession {
   layers?(): LayerReport[];
   /** The native backend on a GPU below fp32: what the precision costs, measured at open. */
   readonly accuracy?: PrecisionCost | undefined;
+  /** onnxruntime: why the session runs on other execution providers than the first asked for. */
+  readonly providerNote?: string;
   /** The native backend on a GPU: its device chains' host time by stage so far (bench-model). */
   planStages?(): { runs: number; stages: CudaPlanStages } | undefined;
 }

@@ -151,7 +151,25 @@ export async function openOnnxruntime(spec: SessionSpec, direct = true): Promise
   const model = spec.servedGraph ? encodeModel(servedModel(readModel(spec.modelPath))) : spec.modelPath;
   const session = direct && cpuOnly ? openDirect(model, options) : undefined;
   if (session) return new DirectSession(session);
-  return new OrtSession(typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options));
+  const create = (o: ort.InferenceSession.SessionOptions) => (typeof model === 'string' ? ort.InferenceSession.create(model, o) : ort.InferenceSession.create(model, o));
+  try {
+    return new OrtSession(await create(options));
+  } catch (err) {
+    const first = (err as Error).message.split('\n')[0]!;
+    const cpuAt = eps.findIndex((e) => e.toLowerCase() === 'cpu');
+    // Only a provider onnxruntime cannot set up is worked around: a model the CPU cannot open either fails as it is.
+    if (!/ExecutionProvider|shared library|provider/i.test(first)) throw err;
+    const asked = eps.map((e) => e.toLowerCase()).join(', ');
+    if (cpuAt < 0) {
+      throw new Error(`onnxruntime cannot use execution_providers [${asked}] on this host (${first}); list "cpu" after them to fall back to the CPU (Triton's instance_group kind KIND_GPU asks for ["cuda", "cpu"]), or run on the CPU (KIND_CPU)`);
+    }
+    // As onnxruntime's own Python API does with a list of providers: the next one that works, here the CPU.
+    const fallback = eps.slice(cpuAt).map((e) => e.toLowerCase());
+    const note = `execution_providers [${asked}]: onnxruntime could not set up ${eps.slice(0, cpuAt).map((e) => e.toLowerCase()).join(', ')} on this host (${first}), so the model runs on the CPU provider listed after it`;
+    const cpu = fallback.every((e) => e === 'cpu') && direct ? openDirect(model, { ...options, executionProviders: providers(fallback) }) : undefined;
+    const opened: BackendSession = cpu ? new DirectSession(cpu) : new OrtSession(await create({ ...options, executionProviders: providers(fallback) }));
+    return Object.assign(opened, { providerNote: note });
+  }
 }
 
 export const onnxruntimeBackend: Backend = {
