@@ -1,6 +1,8 @@
 // The Umbra server: the composed app (core + capabilities, src/app.ts) behind the
 // uWebSockets.js front end, on this thread or on I/O threads (src/server/io), with graceful drain.
 import { EventEmitter } from 'node:events';
+import { createServer } from 'node:net';
+import { UmbraError } from '../errors.js';
 import { usableCores } from '../cores.js';
 import * as uws from 'uWebSockets.js';
 import { installHttpGuard, type HttpGuardStatus } from './http-guard.js';
@@ -331,6 +333,10 @@ export class UmbraServer {
     let transport: LocalTransport | IoHub | SharedPortTransport | undefined;
     let grpc: GrpcServer | undefined;
     try {
+      // Both ports first, before either listens: the HTTP listener shares its port (below).
+      await ensurePortFree(host, port, '--port');
+      const grpcWanted = options.grpcPort;
+      if (typeof grpcWanted === 'number' && grpcWanted !== 0) await ensurePortFree(host, grpcWanted, '--grpc-port');
       if (threads <= 1) {
         const local = new LocalTransport(composed, stream, http, drainState);
         transport = local;
@@ -450,4 +456,22 @@ function appOptions(options: ServerOptions): Omit<AppOptions, 'isAccepting'> {
 /** Starts a server; the embedding API. */
 export function startServer(options: ServerOptions): Promise<UmbraServer> {
   return UmbraServer.start(options);
+}
+
+/**
+ * Refuses a port another process listens on. uWS listens with SO_REUSEPORT (the I/O threads share
+ * one port that way), so a second server on a port in use would not fail: it would silently take
+ * a share of the first one's connections. A plain listen, without that option, finds out first.
+ */
+export function ensurePortFree(host: string, port: number, flag: string): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE'
+        ? new UmbraError('INVALID_ARGUMENT', `port ${port} on ${host} is in use by another process (another umbra serve?); stop it, or choose another port with ${flag}`)
+        : new UmbraError('INVALID_ARGUMENT', `cannot listen on ${host}:${port} (${err.code ?? err.message}); choose another port with ${flag}`));
+    });
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
