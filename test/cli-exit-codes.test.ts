@@ -35,6 +35,10 @@ t.test('usage errors exit 2, help and version 0', async (t) => {
     [['perf', '--url', 'http://127.0.0.1:9'], 2, /required option '-m, --model <name>' not specified/],
     [['prune'], 2, /missing required argument 'in'/],
     [['bench-model'], 2, /missing required argument 'model'/],
+    // A file that is not ONNX: named, whichever backend was asked for (not "use another backend").
+    [['bench-model', 'models/digits.csv'], 2, /^umbra: model: models\/digits\.csv is not a valid ONNX model: .*; give the path of an \.onnx file\n$/],
+    [['bench-model', 'models/digits.csv', '--backend', 'onnxruntime'], 2, /^umbra: model: models\/digits\.csv is not a valid ONNX model/],
+    [['prune', 'models/digits.csv', '/tmp/umbra-never-written.onnx', '--sparsity', '0.5'], 1, /^umbra: models\/digits\.csv is not a valid ONNX model/],
     [['export-log', '--format', 'xml', '--log-db', 'sqlite:models/digits.csv'], 2, /--format: expected csv or jsonl/],
     [['serve', '--repo', 'models/repository', '--port', 'eighty'], 2, /--port/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--protocol', 'smoke'], 2, /--protocol: expected one of/],

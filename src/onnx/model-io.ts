@@ -65,9 +65,9 @@ export function int64ToNumber(value: unknown, what: string): number {
   return result;
 }
 
-/** Decode an ONNX model from a file path or from its bytes. Throws LOAD_FAILED naming the file. */
-export function readModel(source: string | Uint8Array): ModelProto {
-  const label = typeof source === 'string' ? source : 'ONNX bytes';
+/** Decode an ONNX model from a file path or from its bytes (read from `path`, which errors name). Throws LOAD_FAILED naming the file. */
+export function readModel(source: string | Uint8Array, path?: string): ModelProto {
+  const label = typeof source === 'string' ? source : path ?? 'ONNX bytes';
   let bytes: Uint8Array;
   if (typeof source === 'string') {
     try {

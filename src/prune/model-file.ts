@@ -58,7 +58,7 @@ export class PrunableModel {
     } catch (err) {
       throw new UmbraError('LOAD_FAILED', `cannot read ONNX model ${path}: ${(err as Error).message}`, { cause: err });
     }
-    return new PrunableModel(path, bytes, readModel(bytes));
+    return new PrunableModel(path, bytes, readModel(bytes, path));
   }
 
   get hasExternalData(): boolean {

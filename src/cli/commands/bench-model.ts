@@ -10,6 +10,7 @@ import { float32ToHalf, typedArrayFor } from '../../protocol/index.js';
 import { cudaStatus, describeGpuBlas } from '../../native/cuda.js';
 import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } from '../../repository/config.js';
 import { UsageError } from '../settings.js';
+import { readModel } from '../../onnx/model-io.js';
 import { layerWhy } from '../../graph/layer-formats.js';
 import type { CudaPlanStages } from '../../native/addon.js';
 
@@ -202,6 +203,12 @@ function sessionDevice(session: BackendSession): string {
 
 async function benchModel(model: string, flags: BenchModelFlags): Promise<void> {
   if (!existsSync(model)) throw new UsageError(`model: ${model} does not exist`);
+  // A file that is not ONNX at all is the argument's mistake, whichever backend would run it.
+  try {
+    readModel(model);
+  } catch (err) {
+    throw new UsageError(`model: ${(err as Error).message}; give the path of an .onnx file`);
+  }
   if (flags.backend !== 'native' && flags.backend !== 'onnxruntime' && flags.backend !== 'auto') {
     throw new UsageError(`--backend: expected native, onnxruntime or auto but received ${JSON.stringify(flags.backend)}`);
   }
