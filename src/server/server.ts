@@ -374,7 +374,9 @@ export class UmbraServer {
   }
 
   get url(): string {
-    return `http://${this.options.host ?? DEFAULTS.host}:${this.port}`;
+    const host = this.options.host ?? DEFAULTS.host;
+    // An IPv6 address goes in brackets in a URL (http://[::1]:8000).
+    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
   }
 
   /** The gRPC port (0 when gRPC is off). */
