@@ -3,7 +3,7 @@
 // traffic, feedback, and a feature drifted on purpose. The page must load without console errors,
 // render the API's numbers, need the admin token for actions, promote from the page, stay live and
 // keep its series bounded. With UMBRA_UI_SCREENSHOTS=1 it also writes docs/images/ui-*.png.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -102,6 +102,13 @@ function watchErrors(page: Page, errors: string[]): void {
   });
 }
 
+/** Debian's chromium, headless, closed when the test ends. */
+async function launch(t: Test): Promise<Browser> {
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  t.teardown(() => browser.close());
+  return browser;
+}
+
 async function open(browser: Browser, url: string, errors: string[], viewport = { width: 1280, height: 800 }, asked?: string[]): Promise<Page> {
   const page = await browser.newPage();
   await page.setViewport(viewport);
@@ -147,8 +154,7 @@ t.test('the ops page in chromium', async (t) => {
     monitoring: { drift: { minSamples: 50, windowRows: 400 } },
     ui: { stepMs: STEP_MS, capacity: CAPACITY },
   });
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-  t.teardown(() => browser.close());
+  const browser = await launch(t);
   const errors: string[] = [];
 
   // Before any rollout: the model page says so, and asks the API for none (GET .../rollout would
@@ -324,8 +330,7 @@ t.test('the model page with monitoring off', async (t) => {
   cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'repo', 'digits'), { recursive: true });
   const s = await startTestServer(t, { repository: join(dir, 'repo'), stateDir: join(dir, 'state'), workers: 1, ioThreads: Number(process.env.IOT ?? 2), monitoring: false });
   t.equal((await s.get('/v2/ops/server')).json.monitoring, false, 'the server summary says monitoring is off');
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-  t.teardown(() => browser.close());
+  const browser = await launch(t);
   const errors: string[] = [];
   const asked: string[] = [];
   const page = await open(browser, `${s.url}/ui/models/digits`, errors, undefined, asked);
@@ -358,8 +363,7 @@ t.test('screenshots for docs/ui.md', { skip: process.env.UMBRA_UI_SCREENSHOTS ==
     await new Promise((r) => setTimeout(r, 250));
     i++;
   }
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-  t.teardown(() => browser.close());
+  const browser = await launch(t);
   const dir = join(ROOT, 'docs/images');
   mkdirSync(dir, { recursive: true });
   const errors: string[] = [];
