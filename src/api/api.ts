@@ -248,7 +248,7 @@ export class Api implements RouteTable {
     // Extension fields (OIP clients ignore fields they do not know; gRPC's message has no place
     // for them): how this version runs and what decided it, and its queue bound with the
     // measurement it rests on, both measured at load.
-    const mv = this.umbra.manager.get(model, version);
+    const mv = version ? this.umbra.manager.get(model, version) : this.umbra.defaultVersion(model);
     return json(200, { ...modelMetadata(this.umbra, model, version), execution: executionOf(mv), queue: queueMetadata(mv.queueBound) });
   }
 
@@ -342,7 +342,8 @@ function fullShape(mv: ModelVersion, dims: number[]): number[] {
 
 /** GET /v2/models/{m}[/versions/{v}] (and gRPC's ModelMetadata): versions, platform, inputs, outputs. */
 export function modelMetadata(core: Umbra, model: string, version?: string): { name: string; versions: string[]; platform: string; inputs: TensorMetadata[]; outputs: TensorMetadata[] } {
-  const mv = core.manager.get(model, version);
+  // Unversioned: the version such requests go to (the policy's primary), whose inputs they must have.
+  const mv = version ? core.manager.get(model, version) : core.defaultVersion(model);
   const versions = version ? [mv.version] : core.manager.versionsOf(model).map((v) => v.version);
   return {
     name: mv.name,

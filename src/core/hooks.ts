@@ -46,6 +46,8 @@ export interface UmbraHooks {
    * I/O thread answering an inline model itself).
    */
   claims?(model: string): boolean;
+  /** The version an unversioned request of `model` is meant for (a policy's primary); undefined = the default. */
+  primary?(model: string): ModelVersion | undefined;
   /** Runs before the request is queued (e.g. to assign a prediction id). */
   prepare?(version: ModelVersion, request: InferRequest, context: RequestContext): void;
   /**
@@ -134,6 +136,15 @@ export class HookSet {
     for (const h of this.list) {
       const r = h.route?.(model, requested, context);
       if (r) return r;
+    }
+    return undefined;
+  }
+
+  /** The first hook's primary version of `model` (see UmbraHooks.primary). */
+  primary(model: string): ModelVersion | undefined {
+    for (const h of this.list) {
+      const mv = h.primary?.(model);
+      if (mv) return mv;
     }
     return undefined;
   }

@@ -193,6 +193,14 @@ export class Umbra implements InferenceFront {
   }
 
   /** Which version serves: a routing hook (canary) may choose, else the named or newest version. */
+  /**
+   * The version `model`'s unversioned requests are meant for: a traffic policy's primary, else the
+   * newest. What its metadata describes (a canary takes only a share of those requests).
+   */
+  defaultVersion(model: string): ModelVersion {
+    return this.hooks.primary(model) ?? this.manager.get(model);
+  }
+
   private route(model: string, version: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } {
     const routed = this.hooks.route(model, version, context);
     if (routed) return routed;

@@ -182,21 +182,33 @@ export class ModelManager extends EventEmitter {
       const filename = file.modelFilename;
       const available = listVersions(source.versionsRoot, entry.name, filename);
       if (available.length === 0) throw new UmbraError('LOAD_FAILED', noVersionReason(entry.name, dir, filename));
-      // The config is resolved against the newest version's graph; older versions must agree.
+      // The model's config (its policy, file name, batching) comes from the newest version's graph.
       const newest = available[available.length - 1]!;
       const signature = modelSignature(readModel(join(dir, String(newest), filename)));
       let config = resolveConfigFile(file, signature, entry.name);
       const selected = selectVersions(available, config.versionPolicy);
       if (selected.length === 0) throw new UmbraError('LOAD_FAILED', `version policy of model '${entry.name}' selects none of versions ${available.join(', ')}`);
       const fingerprint = await this.fingerprint(entry.name, selected, config.modelFilename);
+      // Each older version is resolved against its own graph: requests are checked against the
+      // inputs of the version that serves them, and a config's explicit inputs must match every one.
+      const signatures = new Map(selected.map((v) => [v, v === newest ? signature : modelSignature(readModel(join(dir, String(v), filename)))]));
+      const resolveFor = (v: number, unbatched?: string): ResolvedModelConfig => {
+        if (v === newest && unbatched === undefined) return config;
+        try {
+          return resolveConfigFile(file, signatures.get(v)!, entry.name, unbatched);
+        } catch (err) {
+          throw v === newest ? err : new UmbraError('LOAD_FAILED', `version ${v}: ${(err as Error).message}`, { cause: err });
+        }
+      };
       const fresh = new Map<string, ModelVersion>();
-      const openAll = (resolved: ResolvedModelConfig) => Promise.allSettled(selected.map(async (v) => {
+      const openAll = (unbatched?: string) => Promise.allSettled(selected.map(async (v) => {
         const version = String(v);
+        const resolved = resolveFor(v, unbatched);
         const execution = await this.options.open({ name: entry.name, version, modelPath: join(dir, version, resolved.modelFilename), config: resolved });
         return new ModelVersion(entry.name, version, resolved, execution);
       }));
       const loaded = (results: PromiseSettledResult<ModelVersion>[]) => results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      let settled = await openAll(config);
+      let settled = await openAll();
       let failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       // Every input and output had a dynamic first dim, so the model was loaded to batch, but its
       // answers at warm-up did not have a row per request row: where the config left
@@ -212,7 +224,7 @@ export class ModelManager extends EventEmitter {
         if (single) {
           await this.retire(loaded(settled));
           config = single;
-          settled = await openAll(config);
+          settled = await openAll(failed.reason.reason);
           failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         }
       }

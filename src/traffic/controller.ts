@@ -86,6 +86,10 @@ export class TrafficController {
     const hooks: UmbraHooks = {
       route: (model, requested, context) => this.route(model, requested, context),
       claims: (model) => this.models.get(model)?.effective !== undefined,
+      primary: (model) => {
+        const p = this.models.get(model)?.effective;
+        return p ? this.tryGet(model, p.primary) : undefined;
+      },
       onResult: (event) => this.onResult(event),
       // Routes by the routing key, which the transport takes from x-umbra-key; no other header.
       readsHeaders: false,

@@ -1,0 +1,50 @@
+// A model's versions may take different inputs (a retrained model with more features): each
+// version is checked against its own graph, its metadata says its own inputs, and the model's
+// unversioned metadata describes the version unversioned requests go to (a policy's primary).
+// A config that names inputs must match every version it serves, or the load says which does not.
+import t from 'tap';
+import { startTestServer } from './helpers/server.js';
+import { tempRepo, affineModel } from './helpers/repo.js';
+
+const row = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+const body = (n: number) => ({ inputs: [{ name: 'x', shape: [1, n], datatype: 'FP32', data: row(n) }] });
+
+t.test('versions with their own inputs, each served by its own', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('m', 1, affineModel(2, 1, 4));
+  repo.addVersion('m', 2, affineModel(3, 0, 6));
+  repo.writeConfig('m', { version_policy: { all: {} } });
+  const s = await startTestServer(t, { repository: repo.dir });
+
+  const v1 = await s.post('/v2/models/m/versions/1/infer', body(4));
+  t.equal(v1.status, 200, v1.text);
+  t.same(v1.json.outputs[0].data, [3, 5, 7, 9], 'version 1 takes its 4 inputs');
+  const v2 = await s.post('/v2/models/m/versions/2/infer', body(6));
+  t.same(v2.json.outputs[0].data, [3, 6, 9, 12, 15, 18], 'version 2 takes its 6');
+  const wrong = await s.post('/v2/models/m/versions/1/infer', body(6));
+  t.equal(wrong.status, 400, 'version 1 refuses version 2\'s inputs');
+  t.match(wrong.json.error, /\[batch, 4\]/);
+
+  t.same((await s.get('/v2/models/m/versions/1')).json.inputs, [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }], 'version 1\'s metadata: its inputs');
+  t.same((await s.get('/v2/models/m')).json.inputs[0].shape, [-1, 6], 'unversioned: the newest, where unversioned requests go');
+  t.equal((await s.post('/v2/models/m/infer', body(6))).status, 200);
+
+  // Pinned to version 1: unversioned requests go there, and the metadata says its inputs.
+  t.equal((await s.request('PUT', '/v2/models/m/traffic', JSON.stringify({ primary: '1' }))).status, 200);
+  const meta = (await s.get('/v2/models/m')).json;
+  t.same([meta.inputs[0].shape, meta.versions], [[-1, 4], ['1', '2']], 'unversioned metadata follows the primary');
+  t.same((await s.post('/v2/models/m/infer', body(4))).json.outputs[0].data, [3, 5, 7, 9], 'and so do unversioned requests');
+});
+
+t.test('a config\'s inputs must match every version it serves', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('m', 1, affineModel(2, 1, 4));
+  repo.addVersion('m', 2, affineModel(3, 0, 6));
+  repo.writeConfig('m', { version_policy: { all: {} }, max_batch_size: 8, input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [6] }] });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const [entry] = (await s.post('/v2/repository/index', {})).json;
+  t.equal(entry.state, 'UNAVAILABLE');
+  t.match(entry.reason, /^version 1: .*config\.json: input\[0\]\.dims: \[6\] does not match the ONNX model's "x" \[4\]/, 'the load names the version that does not match');
+});
