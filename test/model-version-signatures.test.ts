@@ -3,6 +3,8 @@
 // unversioned metadata describes the version unversioned requests go to (a policy's primary).
 // A config that names inputs must match every version it serves, or the load says which does not.
 import t from 'tap';
+import { Umbra } from '../dist/core/umbra.js';
+import { buildReferenceProfile } from '../dist/monitor/reference-data.js';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 
@@ -47,4 +49,23 @@ t.test('a config\'s inputs must match every version it serves', async (t) => {
   const [entry] = (await s.post('/v2/repository/index', {})).json;
   t.equal(entry.state, 'UNAVAILABLE');
   t.match(entry.reason, /^version 1: .*config\.json: input\[0\]\.dims: \[6\] does not match the ONNX model's "x" \[4\]/, 'the load names the version that does not match');
+});
+
+t.test('a reference profile of versions with different inputs: the versions the data fits', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('m', 1, affineModel(2, 1, 4));
+  repo.addVersion('m', 2, affineModel(3, 0, 6));
+  repo.writeConfig('m', { version_policy: { all: {} } });
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const rows = 30;
+  const data = (width: number) => ({ names: Array.from({ length: width }, (_, i) => `c${i}`), values: Float64Array.from({ length: rows * width }, (_, i) => (i * 7) % 11), rows });
+  const skipped: string[] = [];
+  const six = await buildReferenceProfile(umbra, 'm', data(6), 'six.csv', (v, why) => skipped.push(`${v}: ${why}`));
+  t.same([six.inputs.length, Object.keys(six.outputs)], [6, ['2']], 'six columns: version 2 profiled');
+  t.same(skipped, ['1: it takes 4 input columns, not the data\'s 6'], 'version 1 named, with why');
+  const four = await buildReferenceProfile(umbra, 'm', data(4), 'four.csv');
+  t.same([four.inputs.length, Object.keys(four.outputs)], [4, ['1']], 'four columns: version 1');
+  await t.rejects(buildReferenceProfile(umbra, 'm', data(5), 'five.csv'), { message: /takes 4 or 6 input columns but the data has 5/ }, 'data that fits none: every width named');
 });

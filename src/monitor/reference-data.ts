@@ -77,18 +77,26 @@ function flatten(o: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** Profiles the inputs and, per loaded version, the outputs the model gives on the same rows. */
-export async function buildReferenceProfile(umbra: Umbra, model: string, data: ReferenceData, source: string): Promise<ReferenceProfile> {
-  const versions = umbra.manager.versionsOf(model);
-  if (versions.length === 0) throw new Error(`model '${model}' has no loaded version`);
+/**
+ * Profiles the inputs and, per loaded version, the outputs the model gives on the same rows. Where
+ * versions take different inputs (a retrained model with more features), the versions the data
+ * fits are profiled and `skipped` hears of each other one (its drift starts from live rows).
+ */
+export async function buildReferenceProfile(umbra: Umbra, model: string, data: ReferenceData, source: string, skipped?: (version: string, why: string) => void): Promise<ReferenceProfile> {
+  const loaded = umbra.manager.versionsOf(model);
+  if (loaded.length === 0) throw new Error(`model '${model}' has no loaded version`);
+  const width = data.names.length;
+  const columnsOf = (mv: (typeof loaded)[number]) => columnLayout(mv.signature, 'inputs').columns;
+  const fitting = loaded.filter((mv) => columnsOf(mv) === width);
+  const versions = fitting.length > 0 ? fitting : loaded;
+  if (fitting.length > 0) for (const mv of loaded) if (!fitting.includes(mv)) skipped?.(mv.version, `it takes ${columnsOf(mv)} input columns, not the data's ${width}`);
   const signature = versions[0]!.signature;
   const inputs = columnLayout(signature, 'inputs');
-  const width = data.names.length;
   const unwatched = signature.inputs.filter((s) => !inputs.tensors.some((w) => w.tensor === s.name));
   if (unwatched.length > 0 || inputs.tensors.some((w) => w.columns !== w.width)) {
     throw new Error(`model '${model}' has inputs drift monitoring cannot read whole (variable shapes, FP16, BYTES or over 256 columns); profiles need fixed-shape numeric inputs`);
   }
-  if (inputs.columns !== width) throw new Error(`model '${model}' takes ${inputs.columns} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
+  if (inputs.columns !== width) throw new Error(`model '${model}' takes ${[...new Set(loaded.map(columnsOf))].join(' or ')} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
   const column = (c: number) => {
     const out = new Float64Array(data.rows);
     for (let r = 0; r < data.rows; r++) out[r] = data.values[r * width + c]!;
