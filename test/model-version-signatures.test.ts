@@ -69,3 +69,19 @@ t.test('a reference profile of versions with different inputs: the versions the 
   t.same([four.inputs.length, Object.keys(four.outputs)], [4, ['1']], 'four columns: version 1');
   await t.rejects(buildReferenceProfile(umbra, 'm', data(5), 'five.csv'), { message: /takes 4 or 6 input columns but the data has 5/ }, 'data that fits none: every width named');
 });
+
+t.test('unversioned config, drift and /v1 follow the primary too', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('m', 1, affineModel(2, 1, 4));
+  repo.addVersion('m', 2, affineModel(3, 0, 6));
+  repo.writeConfig('m', { version_policy: { all: {} } });
+  const s = await startTestServer(t, { repository: repo.dir });
+  t.equal((await s.request('PUT', '/v2/models/m/traffic', JSON.stringify({ primary: '1' }))).status, 200);
+  t.same((await s.get('/v2/models/m/config')).json.input[0].dims, [4], 'config: the primary\'s');
+  const v1 = await s.post('/v1/models/m:predict', { instances: [[1, 2, 3, 4]] });
+  t.equal(v1.status, 200, v1.text);
+  t.same(v1.json.predictions, [[3, 5, 7, 9]], '/v1 reads the primary\'s inputs');
+  for (let i = 0; i < 3; i++) await s.post('/v2/models/m/infer', body(4));
+  t.equal((await s.get('/v2/models/m/drift')).json.version, '1', 'drift: the primary\'s');
+});

@@ -131,7 +131,7 @@ export class Api implements RouteTable {
     r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
     r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
     // Triton's model configuration extension: the configuration in force, defaults filled in.
-    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, toTritonConfig(this.umbra.manager.get(m!).config)));
+    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, toTritonConfig(this.umbra.defaultVersion(m!).config)));
     r('GET', '/v2/models/:m/versions/:v/config', (_q, [m, v]) => json(200, toTritonConfig(this.umbra.manager.get(m!, v).config)));
     r('GET', '/v2/models/:m/ready', (_q, [m]) => this.modelReady(m!));
     r('GET', '/v2/models/:m/versions/:v/ready', (_q, [m, v]) => this.modelReady(m!, v));

@@ -22,7 +22,8 @@ export function predictTarget(segment: string): string | undefined {
 
 /** Runs a V1 predict request; `body` is the request's parsed JSON object. */
 export async function v1Predict(umbra: Umbra, req: ApiRequest, body: Record<string, unknown>, model: string, version?: string, inexactIntegers = false): Promise<ApiReply> {
-  const signature = umbra.manager.get(model, version).signature;
+  // Unversioned: the inputs of the version such requests go to (the policy's primary).
+  const signature = (version ? umbra.manager.get(model, version) : umbra.defaultVersion(model)).signature;
   const rows = body.instances !== undefined;
   if (rows === (body.inputs !== undefined)) {
     throw new UmbraError('INVALID_INPUT', 'expected either "instances" (a list of rows) or "inputs" (the inputs as columns) in the request body, not both or neither');

@@ -123,7 +123,8 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   api.route('GET', '/v2/models/:m/versions/:v/stats', (_q, [m, v]) => stats(m!, v));
   // ?feature=NAME adds that column's reference and live histograms.
   const drift = async (query: string, model: string, version?: string) => {
-    const mv = umbra.manager.get(model, version);
+    // Unversioned: the version unversioned requests go to (a policy's primary, else the newest).
+    const mv = version ? umbra.manager.get(model, version) : umbra.defaultVersion(model);
     await umbra.settleEvents();
     const report = monitor.driftReport(model, mv.version);
     const accuracy = monitor.liveAccuracy(model, mv.version) ?? null;

@@ -289,9 +289,9 @@ export class Monitor {
     this.webhook?.send(event);
   }
 
-  /** Drift of one version (newest when omitted); undefined when it has served nothing yet. */
+  /** Drift of one version (when omitted, the one unversioned requests go to); undefined when it has served nothing yet. */
   driftReport(model: string, version?: string): DriftReport | undefined {
-    const v = version ?? this.umbra.manager.get(model).version;
+    const v = version ?? this.umbra.defaultVersion(model).version;
     this.refreshChangedProfiles();
     const s = this.versions.get(`${model}\u0000${v}`);
     if (!s?.drift) return undefined;
@@ -306,7 +306,7 @@ export class Monitor {
   }
 
   liveAccuracy(model: string, version?: string): AccuracyReport | undefined {
-    const v = version ?? this.umbra.manager.get(model).version;
+    const v = version ?? this.umbra.defaultVersion(model).version;
     return this.feedback.report(model, v);
   }
 
