@@ -84,7 +84,8 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
     ServerMetadata: () => ({ name: 'umbra', version: VERSION, extensions: api.extensions() }),
     ModelMetadata: (req) => modelMetadata(core, text(req.name), text(req.version) || undefined) as unknown as Message,
     // REST's GET /v2/models/{m}[/versions/{v}]/config, in the same shape.
-    ModelConfig: (req) => ({ config: toTritonConfig(manager.get(text(req.name), text(req.version) || undefined).config) }),
+    // Unversioned: the version such requests go to (the policy's primary), as REST's /config.
+    ModelConfig: (req) => ({ config: toTritonConfig((text(req.version) ? manager.get(text(req.name), text(req.version)) : core.defaultVersion(text(req.name))).config) }),
     ModelStatistics: (req) => {
       if (!monitor) throw statusError(Status.UNIMPLEMENTED, 'statistics are kept by monitoring, which is off on this server (--monitoring on)');
       const name = text(req.name);
