@@ -53,6 +53,10 @@ function fromRecords(path: string, records: Record<string, unknown>[], options: 
   const label = options.label ?? ('label' in first ? 'label' : undefined);
   const names = options.columns ?? Object.keys(first).filter((k) => k !== label && k !== where?.column && isNumeric(first[k]));
   for (const n of names) if (!(n in first)) throw new Error(`${path}: no column '${n}' (columns: ${Object.keys(first).join(', ')})`);
+  if (names.length === 0) {
+    const seen = Object.keys(first);
+    throw new Error(`${path}: its first row has no numeric column${seen.length ? ` (columns: ${seen.slice(0, 8).join(', ')}${seen.length > 8 ? ', ...' : ''})` : ''}; give rows of features: CSV with a header, JSON Lines of flat objects (arrays are flattened), or Parquet`);
+  }
   const values = new Float64Array(kept.length * names.length);
   kept.forEach((r, i) => {
     names.forEach((n, j) => {
