@@ -2,21 +2,27 @@
 // version is checked against its own graph, its metadata says its own inputs, and the model's
 // unversioned metadata describes the version unversioned requests go to (a policy's primary).
 // A config that names inputs must match every version it serves, or the load says which does not.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Umbra } from '../dist/core/umbra.js';
 import { buildReferenceProfile } from '../dist/monitor/reference-data.js';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel } from './helpers/repo.js';
+import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
 
 const row = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 const body = (n: number) => ({ inputs: [{ name: 'x', shape: [1, n], datatype: 'FP32', data: row(n) }] });
 
-t.test('versions with their own inputs, each served by its own', async (t) => {
+/** Model 'm': version 1 takes 4 inputs (2x + 1), version 2 takes 6 (3x); both served. */
+function twoVersions(t: Test, config: Record<string, unknown> = {}): TempRepo {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('m', 1, affineModel(2, 1, 4));
   repo.addVersion('m', 2, affineModel(3, 0, 6));
-  repo.writeConfig('m', { version_policy: { all: {} } });
+  repo.writeConfig('m', { version_policy: { all: {} }, ...config });
+  return repo;
+}
+
+t.test('versions with their own inputs, each served by its own', async (t) => {
+  const repo = twoVersions(t);
   const s = await startTestServer(t, { repository: repo.dir });
 
   const v1 = await s.post('/v2/models/m/versions/1/infer', body(4));
@@ -40,11 +46,7 @@ t.test('versions with their own inputs, each served by its own', async (t) => {
 });
 
 t.test('a config\'s inputs must match every version it serves', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('m', 1, affineModel(2, 1, 4));
-  repo.addVersion('m', 2, affineModel(3, 0, 6));
-  repo.writeConfig('m', { version_policy: { all: {} }, max_batch_size: 8, input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [6] }] });
+  const repo = twoVersions(t, { max_batch_size: 8, input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [6] }] });
   const s = await startTestServer(t, { repository: repo.dir });
   const [entry] = (await s.post('/v2/repository/index', {})).json;
   t.equal(entry.state, 'UNAVAILABLE');
@@ -52,11 +54,7 @@ t.test('a config\'s inputs must match every version it serves', async (t) => {
 });
 
 t.test('a reference profile of versions with different inputs: the versions the data fits', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('m', 1, affineModel(2, 1, 4));
-  repo.addVersion('m', 2, affineModel(3, 0, 6));
-  repo.writeConfig('m', { version_policy: { all: {} } });
+  const repo = twoVersions(t);
   const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
   t.teardown(() => umbra.close());
   const rows = 30;
@@ -71,11 +69,7 @@ t.test('a reference profile of versions with different inputs: the versions the 
 });
 
 t.test('unversioned config, drift and /v1 follow the primary too', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('m', 1, affineModel(2, 1, 4));
-  repo.addVersion('m', 2, affineModel(3, 0, 6));
-  repo.writeConfig('m', { version_policy: { all: {} } });
+  const repo = twoVersions(t);
   const s = await startTestServer(t, { repository: repo.dir });
   t.equal((await s.request('PUT', '/v2/models/m/traffic', JSON.stringify({ primary: '1' }))).status, 200);
   t.same((await s.get('/v2/models/m/config')).json.input[0].dims, [4], 'config: the primary\'s');
