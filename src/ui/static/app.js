@@ -298,7 +298,19 @@ function onServerTick(tick) {
 
 let modelTimeline = null;
 
+/** modelPage calls in progress: a tick meanwhile waits for the page it would update. */
+let building = 0;
+
 async function modelPage(name) {
+  building++;
+  try {
+    await buildModelPage(name);
+  } finally {
+    building--;
+  }
+}
+
+async function buildModelPage(name) {
   state.model = name;
   setCrumbs([name]);
   const app = document.getElementById('app');
@@ -307,8 +319,9 @@ async function modelPage(name) {
   const server = await api('/v2/ops/server');
   const summary = server.ok ? server.body.models.find((x) => x.name === name) : undefined;
   state.monitoring = server.ok ? server.body.monitoring !== false : true;
-  state.available = !!summary && summary.state === 'READY';
-  if (server.ok && !state.available) {
+  const available = !!summary && summary.state === 'READY';
+  state.available = false;
+  if (server.ok && !available) {
     modelTimeline = null;
     dropCharts();
     unavailablePage(app, name, summary);
@@ -321,6 +334,7 @@ async function modelPage(name) {
     return;
   }
   modelTimeline = tl.body.models[name] || { versions: {}, requests_per_s: [], errors_per_s: [] };
+  state.available = true;
   state.capacity = tl.body.capacity;
   state.times = tl.body.times;
   fill(app, 
@@ -559,6 +573,7 @@ function renderShadow(r) {
 }
 
 function onModelTick(tick) {
+  if (building > 0) return;
   const p = tick.point.models[state.model];
   const m = tick.models.find((x) => x.name === state.model);
   if (!state.available) {
