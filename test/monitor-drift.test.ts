@@ -383,9 +383,100 @@ t.test('a model that does not batch but takes rows along a free first dim has it
   };
   const inputs = columnLayout(signature, 'inputs');
   const outputs = columnLayout(signature, 'outputs');
-  t.same([inputs.names, outputs.names], [['x[0]', 'x[1]', 'x[2]'], ['total[0]', 'total[1]', 'total[2]']],
-    'the input\'s rows along its free first dim; outputs only where every dim is fixed (hits may count anything there)');
+  t.same([inputs.names, outputs.names], [['x[0]', 'x[1]', 'x[2]', 'seq.length', 'seq.mean'], ['total[0]', 'total[1]', 'total[2]']],
+    'the input\'s rows along its free first dim (seq\'s rows vary: their length and mean); outputs only where every dim is fixed (hits may count anything there)');
+  t.same(outputs.unwatched, [{ name: 'hits', side: 'output', reason: 'its shape per row varies' }], 'the output left out is named, with why');
   const seen: number[][] = [];
   const rows = visitRows(inputs, [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) }], (r, c, v) => { (seen[r] ??= [])[c] = v; });
   t.same([rows, seen], [2, [[1, 2, 3], [4, 5, 6]]]);
+});
+
+/** A text classifier's signature: token ids of any length in, `classes` scores out. */
+const SEQUENCE = {
+  name: 'tagger', maxBatchSize: 8,
+  inputs: [{ name: 'ids', datatype: 'INT64' as const, dims: [-1] }, { name: 'frames', datatype: 'FP32' as const, dims: [-1, 2] }],
+  outputs: [{ name: 'scores', datatype: 'FP32' as const, dims: [3] }, { name: 'tags', datatype: 'INT64' as const, dims: [-1] }],
+};
+
+/** One request of `rows` rows of `length` positions: ids, and frames whose two channels are (base + p, -base). */
+function sequenceRequest(rows: number, length: number, base: number) {
+  const frames = new Float32Array(rows * length * 2);
+  for (let r = 0; r < rows; r++) for (let p = 0; p < length; p++) frames.set([base + r + p, -base], (r * length + p) * 2);
+  return {
+    request: { parameters: {}, inputs: [
+      { name: 'ids', datatype: 'INT64' as const, shape: [rows, length], data: BigInt64Array.from({ length: rows * length }, (_, i) => BigInt(i % 50)) },
+      { name: 'frames', datatype: 'FP32' as const, shape: [rows, length, 2], data: frames },
+    ] },
+    response: { model_name: 'tagger', model_version: '1', outputs: [
+      { name: 'scores', datatype: 'FP32' as const, shape: [rows, 3], data: Float32Array.from({ length: rows * 3 }, (_, i) => (i % 3) / (length + 1)) },
+      { name: 'tags', datatype: 'INT64' as const, shape: [rows, length], data: new BigInt64Array(rows * length) },
+    ] },
+  };
+}
+
+t.test('inputs whose rows vary in shape are watched by their length and channel means', async (t) => {
+  const { columnLayout, visitRows } = await import('../dist/monitor/features.js');
+  const inputs = columnLayout(SEQUENCE, 'inputs');
+  t.same(inputs.names, ['ids.length', 'frames.length', 'frames.mean[0]', 'frames.mean[1]'], 'ids: its length; frames: its length and each channel\'s mean');
+  const { request } = sequenceRequest(2, 3, 10);
+  const seen: number[][] = [];
+  const rows = visitRows(inputs, request.inputs, (r, c, v) => { (seen[r] ??= [])[c] = v; });
+  // Row 0's first channel holds 10, 11, 12 (mean 11); row 1's 11, 12, 13 (mean 12); the second -10.
+  t.same([rows, seen], [2, [[3, 3, 11, -10], [3, 3, 12, -10]]], 'per row: the lengths, then the channel means');
+  const long = new Float32Array(9000 * 2).map((_, i) => (i % 2 ? 5 : -1));
+  const longSeen: number[] = [];
+  visitRows(inputs, [{ name: 'frames', datatype: 'FP32', shape: [1, 9000, 2], data: long }], (_r, c, v) => { longSeen[c] = v; });
+  t.same(longSeen.slice(1), [9000, -1, 5], 'a long sequence: its whole length, its means over evenly spaced positions');
+  const image = columnLayout({ name: 'img', maxBatchSize: 4, inputs: [{ name: 'image', datatype: 'FP32' as const, dims: [3, -1, -1] }], outputs: [] }, 'inputs');
+  t.same(image.names, ['image.length'], 'channels before the free dims ([C, H, W]): the positions only, no means');
+
+  // No profile can hold such an input: the reference is the first live rows, and a change in
+  // length drifts where the values alone would not say so.
+  const options = { captureRows: 200, windowRows: 200, minSamples: 50 };
+  const drift = new VersionDrift('tagger', '1', SEQUENCE, undefined, options);
+  for (let i = 0; i < 100; i++) {
+    const { request, response } = sequenceRequest(2, 5 + (i % 4), i % 7);
+    drift.observe(request, response);
+  }
+  const same = drift.evaluate();
+  t.same([same.reference, same.verdict], [{ source: 'live', rows: 200 }, 'inconclusive'], 'the reference is captured from the first 200 live rows');
+  for (let i = 0; i < 100; i++) {
+    const { request, response } = sequenceRequest(2, 5 + (i % 4), i % 7);
+    drift.observe(request, response);
+  }
+  t.equal(drift.evaluate().verdict, 'no_drift', 'the same lengths and values do not drift');
+  for (let i = 0; i < 100; i++) {
+    const { request, response } = sequenceRequest(2, 40 + (i % 4), i % 7);
+    drift.observe(request, response);
+  }
+  const longer = drift.evaluate();
+  t.same(longer.features.filter((f) => f.verdict === 'drift').map((f) => f.name).sort(), ['frames.length', 'frames.mean[0]', 'ids.length'],
+    'texts eight times as long drift by their length (and frames by their first channel, which grows along them)');
+  t.equal(longer.verdict, 'drift');
+  t.same(longer.unwatched, [{ name: 'tags', side: 'output', reason: 'its shape per row varies' }], 'the per-position output is named as not watched');
+});
+
+t.test('a model none of whose inputs is watched is judged by its outputs, and one with nothing to watch says so', async (t) => {
+  const text = { name: 'text', maxBatchSize: 8, inputs: [{ name: 'text', datatype: 'BYTES' as const, dims: [1] }], outputs: [{ name: 'p', datatype: 'FP32' as const, dims: [2] }, { name: 'embedding', datatype: 'FP32' as const, dims: [384] }] };
+  const drift = new VersionDrift('text', '1', text, undefined, { captureRows: 100, windowRows: 100, minSamples: 50 });
+  const send = (rows: number, p: number) => drift.observe(
+    { parameters: {}, inputs: [{ name: 'text', datatype: 'BYTES', shape: [rows, 1], data: Array.from({ length: rows }, () => Buffer.from('hello')) }] },
+    { model_name: 'text', model_version: '1', outputs: [{ name: 'p', datatype: 'FP32', shape: [rows, 2], data: Float32Array.from({ length: rows * 2 }, (_, i) => (i % 2 ? 1 - p : p) + (i % 7) * 0.01) }, { name: 'embedding', datatype: 'FP32', shape: [rows, 384], data: new Float32Array(rows * 384) }] },
+  );
+  for (let i = 0; i < 50; i++) send(4, 0.2);
+  const before = drift.evaluate();
+  t.same([before.reference, before.window, before.features, before.outputs.map((o) => o.name)], [{ source: 'live', rows: 100 }, 100, [], ['p[0]', 'p[1]']],
+    'rows counted by the outputs: the reference captured, the window filled');
+  t.same(before.unwatched, [
+    { name: 'text', side: 'input', reason: 'BYTES (text) tensors are not watched' },
+    { name: 'embedding', side: 'output', reason: '384 columns per row, more than the 32 an output may have to be watched (an embedding, a wide score vector)' },
+  ]);
+  for (let i = 0; i < 50; i++) send(4, 0.7);
+  const after = drift.evaluate();
+  t.same([after.verdict, after.predictionDrift], ['drift', true], 'scores that moved drift the prediction');
+
+  const nothing = new VersionDrift('echo', '1', { name: 'echo', maxBatchSize: 8, inputs: [{ name: 'text', datatype: 'BYTES' as const, dims: [1] }], outputs: [{ name: 'vec', datatype: 'FP16' as const, dims: [8] }] }, undefined, {});
+  const report = nothing.evaluate();
+  t.same([report.verdict, report.reference, report.unwatched?.map((u) => u.name)], ['inconclusive', { source: 'none', rows: 0 }, ['text', 'vec']],
+    'no reference is waited for where nothing can be counted, and the report says why');
 });

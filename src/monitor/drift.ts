@@ -2,7 +2,7 @@
 // sliding window of segments, so memory is fixed whatever the traffic:
 // bins x (segments + 1) x 4 bytes per feature (21 x 9 x 4 = 756 bytes with the defaults).
 import type { InferRequest, InferResponse, Tensor } from '../protocol/types.js';
-import { columnLayout, findTensor, visitRows, type ColumnLayout } from './features.js';
+import { columnLayout, findTensor, rowsIn, visitRows, watchedRows, type ColumnLayout, type Unwatched } from './features.js';
 import { binCount, profileColumn, type FeatureProfile } from './profile.js';
 import { runTest, TEST_IS_P_VALUE, type DriftTest } from './statistics.js';
 import type { ModelSignature } from '../protocol/types.js';
@@ -88,6 +88,8 @@ export interface DriftReport {
   outputs: FeatureDrift[];
   /** The predicted class output drifted (a class vanished or swamped the others). */
   predictionDrift: boolean;
+  /** Inputs and outputs not watched (or not whole), and why; absent when every one is. */
+  unwatched?: Unwatched[];
 }
 
 /**
@@ -262,7 +264,7 @@ function rowsOf(w: Watched, tensors: readonly Tensor[]): number {
   for (const watched of w.layout.tensors) {
     const t = findTensor(tensors, watched.tensor);
     if (!t || Array.isArray(t.data)) continue;
-    rows = Math.max(rows, Math.floor(t.data.length / watched.width));
+    rows = Math.max(rows, rowsIn(watched, t));
   }
   return rows;
 }
@@ -273,8 +275,9 @@ function countRows(w: Watched, tensors: readonly Tensor[], segment: Uint32Array,
   for (const watched of w.layout.tensors) {
     const t = findTensor(tensors, watched.tensor);
     if (!t || Array.isArray(t.data)) continue;
-    let data = t.data as ArrayLike<number | bigint>;
-    const n = Math.floor(data.length / watched.width);
+    const read = watchedRows(watched, t, first, step);
+    const n = read.n;
+    let data = read.data;
     const counted = n > first ? Math.ceil((n - first) / step) : 0;
     if (counted > rows) rows = counted;
     // 64-bit integers (class labels mostly) as numbers first, into a kept array (a fresh typed
@@ -368,7 +371,9 @@ export class VersionDrift {
     this.clock = options.clock ?? Date.now;
     this.inputs = columnLayout(signature, 'inputs');
     this.outputs = columnLayout(signature, 'outputs');
-    if (reference && reference.inputs.length === this.inputs.columns) {
+    if (this.inputs.columns + this.outputs.columns === 0) {
+      // Nothing to count (text in, an embedding out): no reference to wait for (evaluate says why).
+    } else if (reference && reference.inputs.length === this.inputs.columns) {
       this.start(reference.inputs, reference.outputs && reference.outputs.length === this.outputs.columns ? reference.outputs : [], reference);
     } else {
       // No usable profile: the first live rows become the reference (bounded buffer).
@@ -445,13 +450,16 @@ export class VersionDrift {
     const segment = win.counting;
     const counting = response && state.out.profiles.length > 0;
     const valuesPerRow = state.in.profiles.length + (counting ? state.out.profiles.length : 0);
-    const n = rowsOf(state.in, request.inputs);
+    // Rows are the inputs' (or, where no input is watched, the outputs').
+    const byInputs = state.in.profiles.length > 0;
+    if (!byInputs && !counting) return;
+    const n = byInputs ? rowsOf(state.in, request.inputs) : rowsOf(state.out, response!.outputs);
     const step = Math.max(1, Math.ceil((n * valuesPerRow) / this.options.maxValuesPerRequest));
     // The rows counted start at a rotating offset, so no position in a batch is always left out.
     const first = step === 1 ? 0 : this.sampled++ % step;
     const rows = countRows(state.in, request.inputs, segment, first, step);
-    if (counting) countRows(state.out, response.outputs, segment, first, step);
-    win.addRows(rows);
+    const outputRows = counting ? countRows(state.out, response.outputs, segment, first, step) : 0;
+    win.addRows(byInputs ? rows : outputRows);
   }
 
   private captureRows(request: InferRequest, response: InferResponse | undefined): void {
@@ -460,15 +468,17 @@ export class VersionDrift {
     const base = cap.rows;
     const ic = this.inputs.columns;
     const oc = this.outputs.columns;
-    const rows = visitRows(this.inputs, request.inputs, (r, c, v) => {
+    const inputRows = visitRows(this.inputs, request.inputs, (r, c, v) => {
       if (base + r < target) cap.inputs[(base + r) * ic + c] = v;
     });
+    let outputRows = 0;
     if (response) {
-      visitRows(this.outputs, response.outputs, (r, c, v) => {
+      outputRows = visitRows(this.outputs, response.outputs, (r, c, v) => {
         if (base + r < target) cap.outputs[(base + r) * oc + c] = v;
       });
     }
-    cap.rows = Math.min(target, base + rows);
+    // Rows are the inputs' (or, where no input is watched, the outputs': a text model's scores).
+    cap.rows = Math.min(target, base + (ic > 0 ? inputRows : outputRows));
     if (cap.rows < target) return;
     const column = (data: Float64Array, width: number, c: number) => {
       const out = new Float64Array(target);
@@ -511,9 +521,12 @@ export class VersionDrift {
   }
 
   evaluate(): DriftReport {
+    const unwatched = [...this.inputs.unwatched, ...this.outputs.unwatched];
     const base = { model: this.model, version: this.version, minSamples: this.options.minSamples };
+    const tail = unwatched.length > 0 ? { unwatched } : {};
     if (!this.watched) {
-      return { ...base, verdict: 'inconclusive', window: 0, reference: { source: 'capturing', rows: this.capture?.rows ?? 0, target: this.options.captureRows }, driftedShare: 0, features: [], outputs: [], predictionDrift: false };
+      const reference = this.capture ? { source: 'capturing', rows: this.capture.rows, target: this.options.captureRows } : { source: 'none', rows: 0 };
+      return { ...base, verdict: 'inconclusive', window: 0, reference, driftedShare: 0, features: [], outputs: [], predictionDrift: false, ...tail };
     }
     const { window, reference } = this.watched;
     window.tick(this.clock());
@@ -537,7 +550,7 @@ export class VersionDrift {
     const predictionDrift = enough && this.predictionDrifted(outputs);
     let verdict: Verdict = 'inconclusive';
     if (enough) verdict = driftedShare >= this.options.driftShare || predictionDrift ? 'drift' : 'no_drift';
-    return { ...base, verdict, window: n, reference, driftedShare: round(driftedShare), features, outputs, predictionDrift };
+    return { ...base, verdict, window: n, reference, driftedShare: round(driftedShare), features, outputs, predictionDrift, ...tail };
   }
 
   /**

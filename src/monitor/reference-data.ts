@@ -96,9 +96,9 @@ export async function buildReferenceProfile(umbra: Umbra, model: string, data: R
   if (fitting.length > 0) for (const mv of loaded) if (!fitting.includes(mv)) skipped?.(mv.version, `it takes ${columnsOf(mv)} input columns, not the data's ${width}`);
   const signature = versions[0]!.signature;
   const inputs = columnLayout(signature, 'inputs');
-  const unwatched = signature.inputs.filter((s) => !inputs.tensors.some((w) => w.tensor === s.name));
-  if (unwatched.length > 0 || inputs.tensors.some((w) => w.columns !== w.width)) {
-    throw new Error(`model '${model}' has inputs drift monitoring cannot read whole (variable shapes, FP16, BYTES or over 256 columns); profiles need fixed-shape numeric inputs`);
+  const partial = [...inputs.unwatched.map((u) => `${u.name}: ${u.reason}`), ...inputs.tensors.filter((w) => w.positions).map((w) => `${w.tensor}: its shape per row varies`)];
+  if (partial.length > 0) {
+    throw new Error(`model '${model}' has inputs a profile cannot hold value by value (${partial.join('; ')}); profiles need fixed-shape numeric inputs. Without one, drift takes its reference from the first live rows (for an input whose shape varies: its length and channel means)`);
   }
   if (inputs.columns !== width) throw new Error(`model '${model}' takes ${[...new Set(loaded.map(columnsOf))].join(' or ')} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
   const column = (c: number) => {

@@ -496,10 +496,14 @@ function renderDrift(d, error) {
     fill(box, el('h2', { text: 'Drift' }), el('p', { class: state.monitoring ? 'error' : 'muted', text: error || 'unavailable' }));
     return;
   }
-  const features = [...d.features].sort((a, b) => severity(b) - severity(a));
+  // Inputs first; a model none of whose inputs is watched (text in) is judged by its outputs.
+  const features = [...(d.features.length > 0 ? d.features : d.outputs || [])].sort((a, b) => severity(b) - severity(a));
   const head = el('h2', {}, 'Drift ', badge(d.verdict), el('span', { class: 'muted small', text: ` v${d.version}, window ${d.window} rows, reference ${d.reference ? `${d.reference.source} (${d.reference.rows} rows)` : '\u2014'}` }));
+  const unwatched = d.unwatched && d.unwatched.length > 0
+    ? el('p', { class: 'muted small', id: 'unwatched', text: `Not watched: ${d.unwatched.map((u) => `${u.side} ${u.name} (${u.reason})`).join('; ')}.` })
+    : null;
   if (features.length === 0) {
-    fill(box, head, el('p', { class: 'muted', text: d.reason || 'No features watched yet.' }));
+    fill(box, head, el('p', { class: 'muted', text: d.reason || (d.reference && d.reference.source === 'none' ? 'Nothing of this model can be watched for drift.' : 'No features watched yet.') }), unwatched);
     return;
   }
   if (!state.feature) state.feature = features[0].name;
@@ -508,7 +512,7 @@ function renderDrift(d, error) {
     el('tbody', {}, features.slice(0, 12).map((f) => el('tr', { 'data-feature': f.name, class: f.name === state.feature ? 'chosen' : '', onclick: () => { state.feature = f.name; refreshModel(); } },
       el('td', { text: f.name }), el('td', { 'data-k': 'shift', text: pct(f.shift) }), el('td', { text: f.test }), el('td', { 'data-k': 'score', text: fmt(f.score, 4) }), el('td', { text: fmt(f.threshold, 4) }), el('td', {}, badge(f.verdict))))));
   const more = features.length > 12 ? el('p', { class: 'muted small', text: `${features.length - 12} more features, less drifted.` }) : null;
-  fill(box, head, el('div', { class: 'grid2' }, el('div', {}, table, more), histogram(d.histogram)));
+  fill(box, head, el('div', { class: 'grid2' }, el('div', {}, table, more), histogram(d.histogram)), unwatched);
 }
 
 /** Higher = more drifted: drifted features first, then by the share of the distribution that moved. */
