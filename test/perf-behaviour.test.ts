@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isStable, parseSweep, runPerf, toCsv, CSV_COLUMNS, type PerfOptions } from '../dist/perf/index.js';
+import { isStable, parseShapes, parseSweep, runPerf, toCsv, CSV_COLUMNS, type PerfOptions } from '../dist/perf/index.js';
 import { startSynthetic } from './helpers/perf-servers.js';
 
 const run = promisify(execFile);
@@ -101,6 +101,30 @@ t.test('requests: random inputs from metadata as JSON and Triton binary; chunked
   t.equal(header.inputs[0]!.parameters.binary_data_size, 16);
   t.equal(raw.byteLength, headerLength + 16, 'header then 4 FP32 values');
   t.equal(header.parameters['binary_data_output'], true);
+});
+
+t.test('--shape sets the free dims of a sequence model\'s inputs; without it perf says they are sent as 1', async (t) => {
+  const metadata = { name: 'synthetic', versions: ['1'], inputs: [{ name: 'ids', datatype: 'INT64', shape: [-1, -1] }, { name: 'frames', datatype: 'FP32', shape: [-1, -1, 3] }], outputs: [] };
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 1, spread: 0, seed: 1 }, keepBodies: true, metadata });
+  t.teardown(() => server.close());
+  const notes: string[] = [];
+  const options = { ...quick, url: server.url, concurrency: [1], durationS: 0.2, batchSize: 2, log: (l: string) => notes.push(l) } as PerfOptions;
+  const [shaped] = await runPerf({ ...options, shapes: parseShapes(['ids:7', 'frames:2,5,3']) });
+  t.equal(shaped?.errors, 0);
+  t.same(notes, [], 'no note where every free dim is given');
+  const sent = (await server.bodies()).map((b) => (JSON.parse(Buffer.from(b.body, 'base64').toString()) as { inputs: { shape: number[]; data: unknown[] }[] }).inputs);
+  t.same([...new Set(sent.map((inputs) => JSON.stringify(inputs.map((i) => i.shape))))], ['[[2,7],[2,5,3]]'],
+    'ids: the batch (-b) then the length given; frames: its whole shape as given');
+  t.same(sent[0]!.map((i) => i.data.length), [14, 30]);
+  await runPerf(options);
+  t.same(notes.map((n) => /--shape (\S+)/.exec(n)?.[1]), ['ids:N', 'frames:N,3'], 'each input sent with 1 in a free dim is named, with the flag to change it');
+  t.same(parseShapes(['a::b:3,4']), new Map([['a::b', [3, 4]]]), 'a name may hold colons (onnx::Gemm_0)');
+  for (const [bad, why] of [[['ids'], /expected NAME:DIMS/], [['ids:0'], /positive integers/], [['ids:x'], /positive integers/]] as const) {
+    t.throws(() => parseShapes([...bad]), why, `--shape ${bad[0]} is refused`);
+  }
+  for (const [shapes, why] of [[['nope:3'], /one of the model inputs \(ids, frames\) for the input named by --shape/], [['ids:1,2,3'], /gives 3 dims, but input ids has shape \[-1, -1\]; give the 1 dim after the batch dim/], [['frames:2,5,4'], /dim 2 of input frames is fixed at 3/]] as const) {
+    await t.rejects(runPerf({ ...options, shapes: parseShapes([...shapes]) }), why, `--shape ${shapes[0]} does not fit the model`);
+  }
 });
 
 t.test('a latency threshold stops the sweep after the first level past it', async (t) => {

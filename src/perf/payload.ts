@@ -55,9 +55,62 @@ export async function fetchModelMetadata(url: string, model: string, signal?: Ab
   return { name: body.name ?? model, inputs: body.inputs, outputs: Array.isArray(body.outputs) ? body.outputs : [] };
 }
 
-function concreteShape(meta: TensorMetadata, batchSize: number): number[] {
-  // A leading -1 is the batch dim; other dynamic dims get 1 (give --input-data for anything else).
+/** Shapes given per input (`--shape NAME:DIMS`), as perf_analyzer takes them: without the batch dim, or whole. */
+export type InputShapes = ReadonlyMap<string, readonly number[]>;
+
+/**
+ * Parses `--shape` values (`NAME:D1,D2,...`, the name may itself hold colons) into InputShapes.
+ * Checked against the model when payloads are made (checkShapes).
+ */
+export function parseShapes(values: readonly string[]): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  for (const value of values) {
+    const at = value.lastIndexOf(':');
+    const name = at > 0 ? value.slice(0, at) : '';
+    const dims = at > 0 ? value.slice(at + 1).split(',') : [];
+    if (name === '' || dims.length === 0 || dims.some((d) => !/^[1-9]\d{0,8}$/.test(d.trim()))) {
+      throw new UmbraError('INVALID_ARGUMENT', `--shape ${JSON.stringify(value)}: expected NAME:DIMS, the input's name and its dims as positive integers (e.g. --shape input_ids:128, or input_ids:1,128 with the batch dim)`);
+    }
+    shapes.set(name, dims.map((d) => Number(d)));
+  }
+  return shapes;
+}
+
+/**
+ * An input's shape as sent: a leading -1 is the batch dim (batchSize rows); other free dims take
+ * the --shape given for the input, else 1 (see freeDimsDefaulted).
+ */
+function concreteShape(meta: TensorMetadata, batchSize: number, shapes?: InputShapes): number[] {
+  const given = shapes?.get(meta.name);
+  if (given) {
+    const batched = meta.shape[0] === -1 && given.length === meta.shape.length - 1;
+    const shape = batched ? [batchSize, ...given] : [...given];
+    if (shape.length !== meta.shape.length) {
+      throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (-b sets the batch), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
+    }
+    meta.shape.forEach((d, i) => {
+      if (d >= 0 && shape[i] !== d) throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
+    });
+    return shape;
+  }
   return meta.shape.map((d, i) => (d >= 0 ? d : i === 0 ? batchSize : 1));
+}
+
+const dimsWord = (n: number) => `${n} dim${n === 1 ? '' : 's'}`;
+
+/** Checks every --shape names an input of the model (its shape is checked as payloads are made). */
+export function checkShapes(meta: ModelMetadata, shapes: InputShapes): void {
+  for (const name of shapes.keys()) {
+    if (!meta.inputs.some((m) => m.name === name)) throw invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name);
+  }
+}
+
+/**
+ * Inputs with a free dim past the batch dim that no --shape sets: they are sent with 1 there (a
+ * sequence of one token), which measures a model unlike the one users send; perf says so.
+ */
+export function freeDimsDefaulted(meta: ModelMetadata, shapes?: InputShapes): TensorMetadata[] {
+  return meta.inputs.filter((m) => !shapes?.has(m.name) && m.shape.some((d, i) => d < 0 && i > 0));
 }
 
 function datatypeOf(meta: TensorMetadata): DataType {
@@ -65,9 +118,9 @@ function datatypeOf(meta: TensorMetadata): DataType {
   return meta.datatype;
 }
 
-function randomTensor(meta: TensorMetadata, batchSize: number, random: () => number): Tensor {
+function randomTensor(meta: TensorMetadata, batchSize: number, random: () => number, shapes?: InputShapes): Tensor {
   const datatype = datatypeOf(meta);
-  const shape = concreteShape(meta, batchSize);
+  const shape = concreteShape(meta, batchSize, shapes);
   const n = shape.reduce((a, b) => a * b, 1);
   const data = typedArrayFor(datatype, n);
   for (let i = 0; i < n; i++) {
@@ -104,10 +157,10 @@ export function encodePayload(inputs: Tensor[]): Payload {
   return { json, binary: { body: Buffer.concat([header, ...blobs]), headerLength: header.byteLength }, tensors };
 }
 
-export function randomPayloads(meta: ModelMetadata, batchSize: number, count: number, seed: number): Payload[] {
+export function randomPayloads(meta: ModelMetadata, batchSize: number, count: number, seed: number, shapes?: InputShapes): Payload[] {
   const random = seededRandom(seed);
   const out: Payload[] = [];
-  for (let i = 0; i < count; i++) out.push(encodePayload(meta.inputs.map((m) => randomTensor(m, batchSize, random))));
+  for (let i = 0; i < count; i++) out.push(encodePayload(meta.inputs.map((m) => randomTensor(m, batchSize, random, shapes))));
   return out;
 }
 
@@ -115,7 +168,7 @@ export function randomPayloads(meta: ModelMetadata, batchSize: number, count: nu
  * Payloads from a JSON file: an OIP request (`{"inputs": [...]}`), an array of them, or
  * perf_analyzer's form `{"data": [{"NAME": [values] | {"content": [...], "shape": [...]}}]}`.
  */
-export function filePayloads(file: string, meta: ModelMetadata, batchSize: number): Payload[] {
+export function filePayloads(file: string, meta: ModelMetadata, batchSize: number, shapes?: InputShapes): Payload[] {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
@@ -142,7 +195,7 @@ export function filePayloads(file: string, meta: ModelMetadata, batchSize: numbe
     const inputMeta = findInput(meta, input.name, file);
     const datatype = isDataType(input.datatype) ? input.datatype : datatypeOf(inputMeta);
     const flat = (input.data as unknown[]).flat(Infinity);
-    const shape = input.shape ?? concreteShape(inputMeta, batchSize);
+    const shape = input.shape ?? concreteShape(inputMeta, batchSize, shapes);
     const data = typedArrayFor(datatype, flat.length);
     flat.forEach((v, i) => {
       if (Array.isArray(data)) data[i] = String(v);

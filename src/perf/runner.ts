@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { UmbraError } from '../errors.js';
 import { LatencyHistogram, round3 } from './histogram.js';
 import type { Distribution, LoadSpec, WindowSample } from './load.js';
-import { fetchModelMetadata, filePayloads, isGrpc, randomPayloads, type ModelMetadata, type Payload, type Protocol } from './payload.js';
+import { checkShapes, fetchModelMetadata, filePayloads, freeDimsDefaulted, isGrpc, randomPayloads, type InputShapes, type ModelMetadata, type Payload, type Protocol } from './payload.js';
 import { DEFAULT_OUTPUT_SHARED_MEMORY_BYTES, placeInSharedMemory, type SharedPlacement } from './shared-memory.js';
 import { fetchGrpcModelMetadata } from './grpc-connection.js';
 import { fetchStatsSnapshot, statsBetween } from './server-stats.js';
@@ -26,6 +26,8 @@ export interface PerfOptions {
   inputData?: string;
   /** Rows per request when the model's first dim is dynamic. */
   batchSize?: number;
+  /** Shapes of inputs with free dims (`--shape NAME:DIMS`), without the batch dim or whole; others get 1 there. */
+  shapes?: InputShapes;
   /** Pre-encoded payloads; skips the metadata request. */
   payloads?: Payload[];
   /** Measure one window of this many seconds instead of windows until stable. */
@@ -108,8 +110,9 @@ export function isStable(samples: readonly StabilitySample[], pct: number): bool
   return within(last.map((s) => s.throughput)) && within(last.map((s) => s.latencyMs));
 }
 
-interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log' | 'wsConnections' | 'sharedMemory' | 'outputSharedMemoryBytes'>> {
+interface Resolved extends Required<Omit<PerfOptions, 'version' | 'concurrency' | 'requestRate' | 'payloads' | 'durationS' | 'latencyThresholdMs' | 'percentile' | 'onLevel' | 'onMeasure' | 'log' | 'wsConnections' | 'sharedMemory' | 'outputSharedMemoryBytes' | 'shapes'>> {
   version: string | undefined;
+  shapes: InputShapes | undefined;
   wsConnections: number | undefined;
 }
 
@@ -121,6 +124,7 @@ function resolve(o: PerfOptions): Resolved {
     protocol: o.protocol ?? 'http',
     distribution: o.distribution ?? 'constant',
     inputData: o.inputData ?? 'random',
+    shapes: o.shapes,
     batchSize: o.batchSize ?? 1,
     windowMs: o.windowMs ?? 1000,
     maxWindows: Math.max(3, o.maxWindows ?? 10),
@@ -144,13 +148,20 @@ export async function runPerf(options: PerfOptions): Promise<PerfLevelResult[]> 
   const levels = options.requestRate ?? options.concurrency ?? [1];
   const shared = options.sharedMemory === 'system';
   const meta = options.payloads === undefined || shared ? await modelMetadata(o) : undefined;
+  const log = options.log ?? (() => undefined);
+  if (options.payloads === undefined) {
+    if (o.shapes) checkShapes(meta!, o.shapes);
+    // Only random inputs: a file's requests carry their own shapes where they need them.
+    if (o.inputData === 'random') {
+      for (const m of freeDimsDefaulted(meta!, o.shapes)) log(`note: input ${m.name} has shape [${m.shape.join(', ')}]; its free dims past the batch are sent as 1 (a sequence of one): give --shape ${m.name}:${m.shape.slice(m.shape[0] === -1 ? 1 : 0).map((d) => (d < 0 ? 'N' : String(d))).join(',')} to send the sizes your clients send`);
+    }
+  }
   let payloads = options.payloads ?? preparePayloads(o, meta!);
   let placement: SharedPlacement | undefined;
   if (shared) {
     placement = await placeInSharedMemory(payloads, meta!.outputs.map((m) => m.name), options.outputSharedMemoryBytes ?? DEFAULT_OUTPUT_SHARED_MEMORY_BYTES, o.url, isGrpc(o.protocol));
     payloads = placement.payloads;
   }
-  const log = options.log ?? (() => undefined);
   if (o.threads > cpus().length) log(`note: ${o.threads} load threads on ${cpus().length} cores; the generator may compete with itself`);
   const results: PerfLevelResult[] = [];
   try {
@@ -175,7 +186,7 @@ function modelMetadata(o: Resolved): Promise<ModelMetadata> {
 }
 
 function preparePayloads(o: Resolved, meta: ModelMetadata): Payload[] {
-  return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed) : filePayloads(o.inputData, meta, o.batchSize);
+  return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed, o.shapes) : filePayloads(o.inputData, meta, o.batchSize, o.shapes);
 }
 
 function percentileOf(r: PerfLevelResult, p: number): number {

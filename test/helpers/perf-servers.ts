@@ -19,6 +19,8 @@ export interface SyntheticOptions {
   chunked?: boolean;
   /** Keep request bodies (base64) and headers. */
   keepBodies?: boolean;
+  /** The model metadata the server answers (default METADATA: one FP32 input [-1, 4]). */
+  metadata?: object;
   /** Log the time each request was held only between mark() and stop(). */
 }
 
@@ -118,7 +120,7 @@ parentPort.on('message', (m) => {
 interface Report { kind: 'report'; held: number[]; statuses: Record<string, number>; bodies: { headers: Record<string, string>; body: string }[]; stallMs: number }
 
 export async function startSynthetic(options: SyntheticOptions): Promise<SyntheticServer> {
-  const worker = new Worker(SERVER_SOURCE, { eval: true, workerData: { ...options, metadata: METADATA } });
+  const worker = new Worker(SERVER_SOURCE, { eval: true, workerData: { metadata: METADATA, ...options } });
   const port = await new Promise<number>((resolve, reject) => {
     worker.once('message', (m: { port: number }) => resolve(m.port));
     worker.once('error', reject);

@@ -2,7 +2,7 @@
 // MLServer). Closed loop (--concurrency) or open loop (--request-rate), windows until stable.
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { PROTOCOLS, type Protocol } from '../../perf/payload.js';
+import { parseShapes, PROTOCOLS, type Protocol } from '../../perf/payload.js';
 import { parseSweep } from '../../perf/sweep.js';
 import { runPerf, type PerfOptions } from '../../perf/runner.js';
 import { toCsv, toJson, toTable } from '../../perf/report.js';
@@ -21,6 +21,7 @@ export function registerPerf(program: Command): void {
     .option('--protocol <p>', `transport: ${PROTOCOLS.join(', ')} (grpc: unary ModelInfer, grpc-stream: ModelStreamInfer, both with raw tensors)`, 'http')
     .option('--input-data <src>', '"random" (seeded, from model metadata) or a JSON file', 'random')
     .option('-b, --batch-size <n>', 'rows per request (dynamic first dim)', '1')
+    .option('--shape <name:dims>', 'the shape to send for an input with free dims, without the batch dim (e.g. input_ids:128) or whole; repeat for each input (default: 1 in each free dim)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--duration <s>', 'measure one window of S seconds instead of windows until stable')
     .option('--windows <n>', 'most measurement windows per level', '10')
     .option('--window-ms <ms>', 'length of one measurement window', '1000')
@@ -78,6 +79,14 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   if (sharedMemory === 'system') {
     options.sharedMemory = 'system';
     options.outputSharedMemoryBytes = numberFlag(flags, 'outputSharedMemorySize', '--output-shared-memory-size', true)!;
+  }
+  const shapes = flags['shape'] as unknown as string[];
+  if (shapes.length > 0) {
+    try {
+      options.shapes = parseShapes(shapes);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
   }
   if (flags['modelVersion'] !== undefined) options.version = String(flags['modelVersion']);
   if (flags['requestRate'] !== undefined) options.requestRate = parseSweep(String(flags['requestRate']), '--request-rate', { integer: false });
