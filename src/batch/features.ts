@@ -24,12 +24,14 @@ interface InputPlan {
   columns: string[];
   arrayColumn: boolean;
   /**
-   * The model's row dims have a free dimension that an array column fills: its length came from
-   * the input's first record (`planFeatures`' sample), and every row must have that length.
+   * The model's row dims have a free dimension that an array column fills (token ids of any
+   * length): each row has its own length, and the job runs rows of one length together.
    */
   variable: boolean;
-  /** Whether that length did come from the first record (false: its array was empty or did not fit, and free dims count 1). */
-  sampled: boolean;
+  /** Values per position along the free dimension (the product of the fixed row dims). */
+  perPosition: number;
+  /** The model's row dims, the free one -1 (rowDims resolves it with the first row's length, an estimate of a row's size). */
+  freeDims: number[];
   /** CSV: the columns' positions in the header. */
   positions: number[];
 }
@@ -46,6 +48,8 @@ export interface FeaturePlan {
   delimiter: string;
   /** CSV, when every input is FP32/FP64 fed by scalar columns: where each column's number goes. */
   layout: LineLayout | undefined;
+  /** Some input's rows vary in length (InputPlan.variable): the builder keeps each row's length. */
+  ragged: boolean;
   /** One line a person can check: which columns feed which input. */
   describe(): string;
 }
@@ -101,27 +105,24 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
       if (!columns.includes(c)) throw new UmbraError('INVALID_ARGUMENT', `the mapping names column '${c}' for input '${spec.name}' but the input has no such column; its columns are: ${preview(columns)}`);
     }
     const positions = chosen.map((c) => columns.indexOf(c));
-    // A free dimension filled from an array column (token ids of any length): a batch stacks rows
-    // into one tensor, so the job takes the length of the first record's array, and rows of
-    // another length are rejected saying so.
+    // A free dimension filled from an array column (token ids of any length): each row keeps its
+    // own length (BatchBuilder); the first record's gives the size a row is planned at (batch
+    // sizes under a byte budget, the first buffers).
     const variable = arrayColumn && !fixed;
     let rowElements = arrayColumn ? fixedElements : chosen.length;
-    let sampled = false;
     if (variable && sample) {
       const values = sampleArray(sample, chosen[0]!, positions[0]!, delimiter);
       const known = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
-      if (values && values.length > 0 && values.length % known === 0) {
-        rowElements = values.length;
-        sampled = true;
-      }
+      if (values && values.length > 0 && values.length % known === 0) rowElements = values.length;
     }
     const resolved = resolveDims(rowDims, rowElements, spec.name, arrayColumn ? undefined : chosen);
-    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, variable, sampled, positions };
+    const perPosition = rowDims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+    return { name: spec.name, datatype: spec.datatype, rowDims: resolved, rowElements, columns: chosen, arrayColumn, variable, perPosition, freeDims: rowDims, positions };
   });
   const used = new Set(inputs.flatMap((p) => p.columns));
   const unused = featureColumns.filter((c) => !used.has(c));
   const floatScalars = inputs.every((p) => !p.arrayColumn && (p.datatype === 'FP32' || p.datatype === 'FP64'));
-  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (array of ${p.rowElements}${p.variable ? (p.sampled ? ', the first row\'s length' : ': the first row\'s array was empty or did not fit, so its free dimension is 1') : ''})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
+  const describeInput = (p: InputPlan) => `${p.name} <- ${p.arrayColumn ? `${p.columns[0]} (${p.variable ? `arrays of any length${p.perPosition > 1 ? ` (a multiple of ${p.perPosition})` : ''}: rows of one length run together` : `array of ${p.rowElements}`})` : p.columns.length <= 4 ? p.columns.join(', ') : `${p.columns[0]} .. ${p.columns[p.columns.length - 1]} (${p.columns.length} columns)`}`;
   return {
     inputs,
     keyColumn,
@@ -129,6 +130,7 @@ export function planFeatures(signature: ModelSignature, columns: string[], keyCo
     width: columns.length,
     delimiter,
     layout: floatScalars && delimiter.length === 1 ? lineLayout(columns.length, inputs) : undefined,
+    ragged: inputs.some((p) => p.variable),
     describe: () => [
       ...inputs.map(describeInput),
       keyColumn === undefined ? 'keys: row numbers (no --key)' : `keys <- ${keyColumn}`,
@@ -254,10 +256,34 @@ export class BatchBuilder {
   rows = 0;
   /** Per input: where the next row starts (for readFloatLine). */
   private readonly bases: Int32Array;
+  /** A ragged plan's variable inputs: values used, and each row's count of values. */
+  private readonly used: number[];
+  private readonly lengths: number[][];
+  /** The row being added: its variable inputs' counts of values (kept only once the row is whole). */
+  private readonly pending: number[];
 
   constructor(private readonly plan: FeaturePlan, readonly capacity: number) {
     this.data = plan.inputs.map((p) => typedArrayFor(p.datatype, capacity * p.rowElements));
     this.bases = new Int32Array(plan.inputs.length);
+    this.used = plan.inputs.map(() => 0);
+    this.lengths = plan.inputs.map(() => []);
+    this.pending = plan.inputs.map(() => 0);
+  }
+
+  /** Per input, each row's count of values (a ragged plan's; fixed inputs give their rowElements). */
+  rowLengths(): Int32Array[] {
+    return this.plan.inputs.map((p, j) => (p.variable ? Int32Array.from(this.lengths[j]!) : new Int32Array(this.rows).fill(p.rowElements)));
+  }
+
+  /** Room for `more` values of variable input j past those used. */
+  private reserve(j: number, more: number): TensorData {
+    const data = this.data[j]!;
+    const need = this.used[j]! + more;
+    if (Array.isArray(data) || data.length >= need) return data;
+    const grown = typedArrayFor(this.plan.inputs[j]!.datatype, Math.max(need, data.length * 2)) as Float32Array;
+    grown.set((data as Float32Array).subarray(0, this.used[j]!));
+    this.data[j] = grown;
+    return grown;
   }
 
   /** The record's key (`row`, its row number, when the plan has no key column), or throws RowRejected. */
@@ -302,10 +328,15 @@ export class BatchBuilder {
       if (p.arrayColumn) {
         const value: unknown = record.fields ? record.fields[p.positions[0]!] : record.object?.[p.columns[0]!];
         const flat = arrayOf(value, p.columns[0]!);
-        if (flat && p.variable && flat.length !== p.rowElements) {
-          throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received one of ${flat.length}: input '${p.name}' `
-            + `has a free dimension, and a batch job stacks rows into one tensor, so every row takes the length of the first row's array`
-            + `${p.sampled ? '' : ' (it had none that fits, so 1)'}; pad the rows to one length, or run one job per length`);
+        if (flat && p.variable) {
+          // Any length: the job runs rows of one length together (BatchAssembly.groups).
+          if (flat.length === 0 || flat.length % p.perPosition !== 0) {
+            throw new RowRejected(`expected a non-empty array${p.perPosition > 1 ? ` of a multiple of ${p.perPosition} values` : ''} for column '${p.columns[0]}' (input '${p.name}', dims [${p.freeDims.join(', ')}]) but received one of ${flat.length}`);
+          }
+          const into = this.reserve(j, flat.length);
+          for (let i = 0; i < flat.length; i++) writeValue(into, this.used[j]! + i, p.datatype, flat[i], p.columns[0]!);
+          this.pending[j] = flat.length;
+          continue;
         }
         if (!flat || flat.length !== p.rowElements) {
           throw new RowRejected(`expected an array of ${p.rowElements} values for column '${p.columns[0]}' but received ${describeValue(flat ?? value)}`);
@@ -315,6 +346,13 @@ export class BatchBuilder {
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.fields[p.positions[i]!], p.columns[i]!);
       } else {
         for (let i = 0; i < p.rowElements; i++) writeValue(target, base + i, p.datatype, record.object?.[p.columns[i]!], p.columns[i]!);
+      }
+    }
+    if (plan.ragged) {
+      for (let j = 0; j < plan.inputs.length; j++) {
+        if (!plan.inputs[j]!.variable) continue;
+        this.used[j] = this.used[j]! + this.pending[j]!;
+        this.lengths[j]!.push(this.pending[j]!);
       }
     }
     this.rows += 1;
@@ -337,26 +375,12 @@ export class BatchBuilder {
     this.rows += 1;
   }
 
-  /** Copies row `row` of already parsed input data (one array per input, see parse.ts). */
-  addParsed(data: TensorData[], row: number): void {
-    for (let j = 0; j < this.plan.inputs.length; j++) {
-      const n = this.plan.inputs[j]!.rowElements;
-      const from = data[j]!;
-      const to = this.data[j]!;
-      if (Array.isArray(from)) {
-        for (let i = 0; i < n; i++) (to as string[])[this.rows * n + i] = from[row * n + i]!;
-      } else {
-        (to as Float32Array).set((from as Float32Array).subarray(row * n, row * n + n), this.rows * n);
-      }
-    }
-    this.rows += 1;
-  }
-
   /** The filled rows as request tensors (views are copied by the pool before transfer). */
   tensors(): Tensor[] {
     return this.plan.inputs.map((p, j) => {
       const data = this.data[j]!;
-      const used = this.rows * p.rowElements;
+      // A variable input's shape is per row (rowLengths); this is its values end to end.
+      const used = p.variable ? this.used[j]! : this.rows * p.rowElements;
       const view = Array.isArray(data) ? data.slice(0, used) : (data.length === used ? data : data.subarray(0, used)) as TensorData;
       return { name: p.name, datatype: p.datatype, shape: [this.rows, ...p.rowDims], data: view };
     });

@@ -15,7 +15,7 @@ import { bytesPerElement } from '../protocol/datatype.js';
 import type { Umbra } from '../core/umbra.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import type { WireTensor } from '../workers/messages.js';
-import { BatchAssembly } from './assembly.js';
+import { BatchAssembly, raggedOffsets } from './assembly.js';
 import type { PlanSummary } from './messages.js';
 import type { Reject } from './rejects.js';
 import type { ColumnMapping } from './features.js';
@@ -238,7 +238,8 @@ async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSu
   let skipped = 0;
   for (let segment = await reader.next(); segment; segment = await reader.next()) {
     // A segment whose rows fill an empty batch exactly goes to the workers as the reader parsed it.
-    const adopted = batch.keys.length === 0 && segment.keys.length === batchSize && batch.adopt(segment.data, batchSize);
+    const adopted = !batch.ragged && batch.keys.length === 0 && segment.keys.length === batchSize && batch.adopt(segment.data, batchSize);
+    const offsets = segment.lengths && raggedOffsets(segment.lengths);
     let first = 0;
     let valid = 0;
     let rejectAt = 0;
@@ -255,13 +256,13 @@ async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSu
       batch.recordsDone = segment.firstRow + i;
       if (batch.keys.length === batchSize) {
         // A segment's valid rows lie one after another in its data: one copy per run.
-        if (!adopted) batch.addRows(segment.data, first, valid - first);
+        if (!adopted) batch.addRows(segment.data, first, valid - first, offsets);
         first = valid;
         await pipeline.dispatch(batch);
         batch = new BatchAssembly(inputs, batchSize, batch.recordsDone);
       }
     }
-    if (!adopted) batch.addRows(segment.data, first, valid - first);
+    if (!adopted) batch.addRows(segment.data, first, valid - first, offsets);
     reader.release(segment.index);
   }
   batch.final = true;
@@ -353,6 +354,7 @@ interface RowsRun {
  * then the likelier fault.
  */
 async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly, rowRuns: boolean): Promise<RowsRun> {
+  if (batch.ragged) return inferGroups(umbra, mv, batch, rowRuns);
   const tensors = batch.tensors();
   if (rowRuns) return inferRowByRow(umbra, mv, batch, tensors);
   try {
@@ -384,6 +386,54 @@ async function inferRows(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly, r
     });
     return { keys, outputs, refused };
   }
+}
+
+/**
+ * A batch whose rows vary in length (token ids): each group of one length is one run, the groups
+ * at once on the pool, and each row is stored with its own outputs, in input order. A group the
+ * model refuses, or whose answers have no row per input row, runs row by row, so only the rows
+ * the model refuses become rejects; a batch none of whose rows runs fails the job, as above.
+ */
+async function inferGroups(umbra: Umbra, mv: ModelVersion, batch: BatchAssembly, rowRuns: boolean): Promise<RowsRun> {
+  const results: (WireTensor[] | ModelRunError)[] = new Array(batch.keys.length);
+  await Promise.all(batch.groups().map(async ({ rows, tensors }) => {
+    let outputs: WireTensor[] | undefined;
+    try {
+      // A model that does not batch runs each row alone (rowRunsReason).
+      if (!rowRuns || rows.length === 1) outputs = await infer(umbra, mv, tensors);
+    } catch (err) {
+      if (!(err instanceof ModelRunError)) throw err;
+    }
+    if (outputs && answersFollowRows(outputs, rows.length)) {
+      const perRow = outputs.map((o) => splitTensor(o, rows.map(() => 1)));
+      rows.forEach((r, i) => { results[r] = perRow.map((pieces) => pieces[i]!); });
+      return;
+    }
+    for (let i = 0; i < rows.length; i++) {
+      const one = tensors.map((t) => splitTensor(t, [i, 1, rows.length - i - 1])[1]!);
+      try {
+        results[rows[i]!] = await infer(umbra, mv, one);
+      } catch (err) {
+        if (!(err instanceof ModelRunError)) throw err;
+        results[rows[i]!] = err;
+      }
+    }
+  }));
+  const keys: string[] = [];
+  const rowOutputs: WireTensor[][] = [];
+  const refused: Reject[] = [];
+  let first: ModelRunError | undefined;
+  results.forEach((result, r) => {
+    if (result instanceof ModelRunError) {
+      first ??= result;
+      refused.push({ line: batch.lines[r]!, key: batch.keys[r]!, reason: `the model could not run on this row: ${result.message}` });
+    } else {
+      keys.push(batch.keys[r]!);
+      rowOutputs.push(result);
+    }
+  });
+  if (keys.length === 0 && first) throw first;
+  return { keys, outputs: [], rowOutputs, refused };
 }
 
 /** Whether every output has a row per input row, so the batch's answers can be cut by row. */

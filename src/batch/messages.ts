@@ -38,7 +38,16 @@ export type FromReader =
 export interface PlanSummary {
   /** Which columns feed which input, for a person to check. */
   description: string;
-  inputs: { name: string; datatype: DataType; rowDims: number[]; rowElements: number }[];
+  inputs: PlannedInput[];
+}
+
+export interface PlannedInput {
+  name: string;
+  datatype: DataType;
+  rowDims: number[];
+  rowElements: number;
+  /** Rows of any length along the free dim of `dims` (-1), `perPosition` values per position: rows of one length run together. */
+  variable?: { dims: number[]; perPosition: number };
 }
 
 export interface SegmentMessage {
@@ -50,6 +59,8 @@ export interface SegmentMessage {
   /** The valid records' lines in the file, beside `keys` (for a reject the model makes later). */
   lines: number[];
   data: TensorData[];
+  /** A plan with variable inputs: per input, each valid row's count of values. */
+  lengths?: Int32Array[];
   rejects: Reject[];
   bytesRead: number;
 }

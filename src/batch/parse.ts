@@ -33,6 +33,8 @@ export interface ParsedSegment {
   lines: number[];
   /** Per model input: the valid records' values, row after row. */
   data: TensorData[];
+  /** A plan whose rows vary in length (FeaturePlan.ragged): per input, each valid row's count of values. */
+  lengths?: Int32Array[];
   /** Rejects, in order. */
   rejects: Reject[];
 }
@@ -109,5 +111,7 @@ export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | u
       rejects.push(out.key === undefined ? { line: record.line, reason: out.reason } : { line: record.line, key: out.key, reason: out.reason });
     }
   }
-  return { status, keys, lines, data: builder.tensors().map((t) => t.data), rejects };
+  const parsed: ParsedSegment = { status, keys, lines, data: builder.tensors().map((t) => t.data), rejects };
+  if (plan.ragged) parsed.lengths = builder.rowLengths();
+  return parsed;
 }

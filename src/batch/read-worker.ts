@@ -58,7 +58,7 @@ async function run(): Promise<void> {
     plan = planFor(setup.mapping ? { ...parse, mapping: setup.mapping } : parse);
   }
   if (setup.thread === 0) {
-    const summary = plan && { description: plan.describe(), inputs: plan.inputs.map(({ name, datatype, rowDims, rowElements }) => ({ name, datatype, rowDims, rowElements })) };
+    const summary = plan && { description: plan.describe(), inputs: plan.inputs.map(({ name, datatype, rowDims, rowElements, variable, freeDims, perPosition }) => ({ name, datatype, rowDims, rowElements, ...(variable ? { variable: { dims: freeDims, perPosition } } : {}) })) };
     send({ kind: 'plan', plan: summary, totalBytes: input.totalBytes });
   }
   await until(() => resumeAfter >= 0);
@@ -73,7 +73,7 @@ async function run(): Promise<void> {
     const firstRow = resumeAfter + 1 + segmentIndex * size;
     const parsed = parseSegment(plan, setup.shard, segment, firstRow);
     segment = [];
-    const transfer = [parsed.status.buffer as ArrayBuffer, ...parsed.data.filter((d) => !Array.isArray(d)).map((d) => (d as Float32Array).buffer as ArrayBuffer)];
+    const transfer = [parsed.status.buffer as ArrayBuffer, ...parsed.data.filter((d) => !Array.isArray(d)).map((d) => (d as Float32Array).buffer as ArrayBuffer), ...(parsed.lengths ?? []).map((l) => l.buffer as ArrayBuffer)];
     send({ kind: 'segment', segment: { index: segmentIndex, firstRow, ...parsed, bytesRead: input.bytesRead } }, transfer);
   };
   const take = async (chunk: InputRecord[]): Promise<void> => {
