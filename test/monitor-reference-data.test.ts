@@ -13,3 +13,61 @@ t.test('reference data with no numeric column is named as such', async (t) => {
   writeFileSync(file, JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
   await t.rejects(readReferenceData(file), { message: `${file}: its first row has no numeric column (columns: inputs[0]); give rows of features: CSV with a header, JSON Lines of flat objects (arrays are flattened), or Parquet` });
 });
+
+t.test('a model whose inputs vary in shape is profiled from rows of any length, as live drift reads them', async (t) => {
+  const { Umbra } = await import('../dist/core/umbra.js');
+  const { buildReferenceProfile } = await import('../dist/monitor/reference-data.js');
+  const { VersionDrift } = await import('../dist/monitor/drift.js');
+  const { gruModel, tempRepo } = await import('./helpers/repo.js');
+  const repo = tempRepo();
+  repo.addVersion('gru', 1, gruModel());
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-seq-'));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(async () => {
+    await umbra.close();
+    repo.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // Steps of two features, 1 to 6 steps a row, as a training set in JSON Lines would hold them.
+  const rowsOf = (count: number, steps: (i: number) => number) => Array.from({ length: count }, (_, i) => ({
+    id: `r${i}`, label: i % 3, x: Array.from({ length: steps(i) }, (_, k) => [((i * 7 + k) % 11) / 10, ((i + k) % 5) / 4]),
+  }));
+  const train = rowsOf(300, (i) => 1 + (i % 6));
+  const file = join(dir, 'train.jsonl');
+  writeFileSync(file, train.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const profile = await buildReferenceProfile(umbra, 'gru', await readReferenceData(file), file);
+  t.same([profile.rows, profile.inputs.map((p) => p.name), profile.outputs['1']!.map((p) => p.name)],
+    [300, ['x.length', 'x.mean[0]', 'x.mean[1]'], ['h[0]', 'h[1]', 'h[2]']], 'each row by its length and step means; the outputs the model gives each row');
+
+  // The same rows served live count into exactly the reference's bins: nothing moved.
+  const mv = umbra.manager.get('gru', '1');
+  const drift = new VersionDrift('gru', '1', mv.signature, { source: profile.source, rows: profile.rows, inputs: profile.inputs, outputs: profile.outputs['1']! }, { windowRows: 300, minSamples: 100 });
+  const observe = async (rows: typeof train) => {
+    for (const r of rows) {
+      const request = { parameters: {}, inputs: [{ name: 'x', datatype: 'FP32' as const, shape: [1, r.x.length, 2], data: Float32Array.from(r.x.flat()) }] };
+      drift.observe(request, (await umbra.infer('gru', '1', request)).response);
+    }
+  };
+  await observe(train);
+  const same = drift.evaluate();
+  t.same([same.verdict, [...same.features, ...same.outputs].map((f) => f.shift)], ['no_drift', [0, 0, 0, 0, 0, 0]], 'the training rows themselves: every shift 0');
+  await observe(rowsOf(300, (i) => 7 + (i % 6)));
+  t.equal(drift.evaluate().features.find((f) => f.name === 'x.length')?.verdict, 'drift', 'longer sequences drift by their length');
+
+  // Data that does not fit says why.
+  const missing = join(dir, 'missing.jsonl');
+  writeFileSync(missing, `${JSON.stringify({ id: 'a', steps: [[1, 2]] })}\n`);
+  await t.rejects(buildReferenceProfile(umbra, 'gru', await readReferenceData(missing), missing), { message: `${missing}: row 1: expected a field 'x' (the model's input, read by name) but received undefined` });
+  const odd = join(dir, 'odd.jsonl');
+  writeFileSync(odd, `${JSON.stringify({ x: [[1, 2], [3, 4]] })}\n${JSON.stringify({ x: [1, 2, 3] })}\n`);
+  await t.rejects(buildReferenceProfile(umbra, 'gru', await readReferenceData(odd), odd), { message: `${odd}: row 2: expected a non-empty array of a multiple of 2 values for 'x' but received [1,2,3]` });
+});
+
+t.test('rows whose arrays differ in length are refused for a model of fixed-shape inputs, naming the row', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-ragged-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'ragged.jsonl');
+  writeFileSync(file, `${JSON.stringify({ x: [1, 2, 3] })}\n${JSON.stringify({ x: [1, 2] })}\n`);
+  const data = await readReferenceData(file);
+  t.equal(data.ragged, `${file}: row 2: expected a number for column 'x[2]' but received undefined (its 'x' array has another length than the first row's)`);
+});

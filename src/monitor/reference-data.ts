@@ -7,6 +7,8 @@ import { parse } from 'csv-parse/sync';
 import type { Umbra } from '../core/umbra.js';
 import { typedArrayFor } from '../protocol/datatype.js';
 import type { InferRequest, Tensor } from '../protocol/types.js';
+import { concatTensors } from '../protocol/tensor.js';
+import type { ModelVersion } from '../repository/model-version.js';
 import { columnLayout, visitRows } from './features.js';
 import { newProfile, profileColumn, type ReferenceProfile } from './profile.js';
 
@@ -15,6 +17,16 @@ export interface ReferenceData {
   /** Row-major, rows x names.length. */
   values: Float64Array;
   rows: number;
+  /**
+   * The kept records as read (arrays unflattened), by field: what a model whose inputs vary in
+   * shape per row (token ids) is profiled from, one row's arrays at a time.
+   */
+  records: Record<string, unknown>[];
+  /**
+   * Set where the rows' arrays differ in length, so `values` cannot hold them as columns (only a
+   * model whose inputs vary in shape can be profiled from such data): why, for the others.
+   */
+  ragged?: string;
 }
 
 export interface ReadOptions {
@@ -31,12 +43,12 @@ export interface ReadOptions {
  * values (JSONL arrays, Parquet lists) are flattened in order, as `name[i]` columns.
  */
 export async function readReferenceData(path: string, options: ReadOptions = {}): Promise<ReferenceData> {
-  if (isParquetFile(path)) return fromRecords(path, (await readParquetObjects(path)).map(flatten), options);
+  if (isParquetFile(path)) return fromRecords(path, await readParquetObjects(path), options);
   const text = readFileSync(path, 'utf8');
   const records: Record<string, unknown>[] = /\.jsonl?$/i.test(path)
     ? text.split(/\r?\n/).filter((l) => l.trim() !== '').map((l, i) => {
       try {
-        return flatten(JSON.parse(l) as Record<string, unknown>);
+        return JSON.parse(l) as Record<string, unknown>;
       } catch (err) {
         throw new Error(`${path}:${i + 1}: not a JSON object: ${(err as Error).message}`);
       }
@@ -45,10 +57,11 @@ export async function readReferenceData(path: string, options: ReadOptions = {})
   return fromRecords(path, records, options);
 }
 
-function fromRecords(path: string, records: Record<string, unknown>[], options: ReadOptions): ReferenceData {
+function fromRecords(path: string, raw: Record<string, unknown>[], options: ReadOptions): ReferenceData {
   const where = options.where;
-  const kept = where ? records.filter((r) => String(r[where.column]) === where.value) : records;
-  if (kept.length === 0) throw new Error(`${path}: no rows${where ? ` where ${where.column}=${where.value}` : ''}`);
+  const records = where ? raw.filter((r) => String(r[where.column]) === where.value) : raw;
+  if (records.length === 0) throw new Error(`${path}: no rows${where ? ` where ${where.column}=${where.value}` : ''}`);
+  const kept = records.map(flatten);
   const first = kept[0]!;
   const label = options.label ?? ('label' in first ? 'label' : undefined);
   const names = options.columns ?? Object.keys(first).filter((k) => k !== label && k !== where?.column && isNumeric(first[k]));
@@ -58,14 +71,25 @@ function fromRecords(path: string, records: Record<string, unknown>[], options: 
     throw new Error(`${path}: its first row has no numeric column${seen.length ? ` (columns: ${seen.slice(0, 8).join(', ')}${seen.length > 8 ? ', ...' : ''})` : ''}; give rows of features: CSV with a header, JSON Lines of flat objects (arrays are flattened), or Parquet`);
   }
   const values = new Float64Array(kept.length * names.length);
-  kept.forEach((r, i) => {
-    names.forEach((n, j) => {
+  const arrays = Object.keys(records[0]!).filter((k) => Array.isArray(records[0]![k]));
+  for (let i = 0; i < kept.length; i++) {
+    const r = kept[i]!;
+    for (let j = 0; j < names.length; j++) {
+      const n = names[j]!;
       const v = Number(r[n]);
-      if (!Number.isFinite(v)) throw new Error(`${path}: row ${i + 1}: expected a number for column '${n}' but received ${JSON.stringify(r[n])}`);
-      values[i * names.length + j] = v;
-    });
-  });
-  return { names, values, rows: kept.length };
+      if (Number.isFinite(v)) {
+        values[i * names.length + j] = v;
+        continue;
+      }
+      const why = `${path}: row ${i + 1}: expected a number for column '${n}' but received ${JSON.stringify(r[n])}`;
+      // Arrays of another length than the first row's (token ids): no columns, but a model whose
+      // inputs vary in shape per row reads them whole (buildReferenceProfile).
+      const ragged = arrays.find((a) => n.startsWith(`${a}[`) || (Array.isArray(records[i]![a]) && (records[i]![a] as unknown[]).flat(Infinity).length !== (records[0]![a] as unknown[]).flat(Infinity).length));
+      if (!ragged || options.columns) throw new Error(why);
+      return { names, values: new Float64Array(0), rows: kept.length, records, ragged: `${why} (its '${ragged}' array has another length than the first row's)` };
+    }
+  }
+  return { names, values, rows: kept.length, records };
 }
 
 function isNumeric(v: unknown): boolean {
@@ -96,10 +120,11 @@ export async function buildReferenceProfile(umbra: Umbra, model: string, data: R
   if (fitting.length > 0) for (const mv of loaded) if (!fitting.includes(mv)) skipped?.(mv.version, `it takes ${columnsOf(mv)} input columns, not the data's ${width}`);
   const signature = versions[0]!.signature;
   const inputs = columnLayout(signature, 'inputs');
-  const partial = [...inputs.unwatched.map((u) => `${u.name}: ${u.reason}`), ...inputs.tensors.filter((w) => w.positions).map((w) => `${w.tensor}: its shape per row varies`)];
-  if (partial.length > 0) {
-    throw new Error(`model '${model}' has inputs a profile cannot hold value by value (${partial.join('; ')}); profiles need fixed-shape numeric inputs. Without one, drift takes its reference from the first live rows (for an input whose shape varies: its length and channel means)`);
+  if (inputs.unwatched.length > 0) {
+    throw new Error(`model '${model}' has inputs a profile cannot hold (${inputs.unwatched.map((u) => `${u.name}: ${u.reason}`).join('; ')}); without a profile, drift takes its reference from the first live rows`);
   }
+  if (inputs.tensors.some((w) => w.positions)) return sequenceProfile(umbra, model, data, source, loaded, skipped);
+  if (data.ragged) throw new Error(data.ragged);
   if (inputs.columns !== width) throw new Error(`model '${model}' takes ${[...new Set(loaded.map(columnsOf))].join(' or ')} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
   const column = (c: number) => {
     const out = new Float64Array(data.rows);
@@ -140,4 +165,65 @@ export async function buildReferenceProfile(umbra: Umbra, model: string, data: R
     });
   }
   return newProfile(model, basename(source), data.rows, inputProfiles, outputs);
+}
+
+/**
+ * A model some of whose inputs vary in shape per row (token ids [B, T]): each record's arrays are
+ * that row's inputs at its own length, read by field name, and profiled as live drift reads them
+ * (its length and channel means, features.ts); each version is run over the rows in groups of one
+ * shape to profile its outputs.
+ */
+async function sequenceProfile(umbra: Umbra, model: string, data: ReferenceData, source: string, loaded: ModelVersion[], skipped?: (version: string, why: string) => void): Promise<ReferenceProfile> {
+  const records = data.records;
+  const signature = loaded[0]!.signature;
+  const fits = (mv: ModelVersion) => JSON.stringify(mv.signature.inputs.map((i) => [i.name, i.datatype, i.dims])) === JSON.stringify(signature.inputs.map((i) => [i.name, i.datatype, i.dims]));
+  const versions = loaded.filter(fits);
+  for (const mv of loaded) if (!fits(mv)) skipped?.(mv.version, 'its inputs differ from the first loaded version\'s');
+  const rowsOf = (i: number): Tensor[] => signature.inputs.map((spec) => {
+    const value = records[i]![spec.name];
+    const flat = (Array.isArray(value) ? value.flat(Infinity) : [value]) as unknown[];
+    const fixed = spec.dims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+    if (value === undefined || flat.length === 0 || flat.length % fixed !== 0) {
+      throw new Error(`${source}: row ${i + 1}: expected ${value === undefined ? `a field '${spec.name}' (the model's input, read by name)` : `a non-empty array of a multiple of ${fixed} values for '${spec.name}'`} but received ${JSON.stringify(value)?.slice(0, 80)}`);
+    }
+    const free = flat.length / fixed;
+    const dims = spec.dims.map((d) => (d < 0 ? free : d));
+    const data = typedArrayFor(spec.datatype, flat.length) as unknown as { [k: number]: number | bigint };
+    const big = spec.datatype === 'INT64' || spec.datatype === 'UINT64';
+    flat.forEach((v, k) => {
+      const n = Number(v);
+      if (!Number.isFinite(n)) throw new Error(`${source}: row ${i + 1}: expected numbers in '${spec.name}' but received ${JSON.stringify(v)}`);
+      data[k] = big ? BigInt(Math.round(n)) : n;
+    });
+    return { name: spec.name, datatype: spec.datatype, shape: signature.maxBatchSize > 0 ? [1, ...dims] : dims, data: data as unknown as Tensor['data'] };
+  });
+  const rows = records.map((_, i) => rowsOf(i));
+  const inputs = columnLayout(signature, 'inputs');
+  const inputValues = new Float64Array(rows.length * inputs.columns);
+  rows.forEach((tensors, r) => visitRows(inputs, tensors, (_row, c, v) => { inputValues[r * inputs.columns + c] = v; }));
+  const column = (values: Float64Array, width: number, c: number) => Float64Array.from({ length: rows.length }, (_, r) => values[r * width + c]!);
+  const inputProfiles = inputs.names.map((n, c) => profileColumn(n, column(inputValues, inputs.columns, c)));
+  // Rows of one shape run together, as many as the model batches.
+  const groups = new Map<string, number[]>();
+  rows.forEach((tensors, r) => {
+    const key = tensors.map((t) => t.shape.join('x')).join(',');
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  });
+  const outputs: Record<string, ReturnType<typeof profileColumn>[]> = {};
+  for (const mv of versions) {
+    const layout = columnLayout(mv.signature, 'outputs');
+    const collected = new Float64Array(rows.length * layout.columns);
+    const batch = mv.signature.maxBatchSize > 0 ? mv.signature.maxBatchSize : 1;
+    for (const members of groups.values()) {
+      for (let start = 0; start < members.length; start += batch) {
+        const part = members.slice(start, start + batch);
+        const tensors = signature.inputs.map((_, j) => part.length === 1 ? rows[part[0]!]![j]! : concatTensors(part.map((r) => rows[r]![j]!)));
+        const { response } = await umbra.infer(model, mv.version, { parameters: {}, inputs: tensors });
+        visitRows(layout, response.outputs, (r, c, v) => { if (r < part.length) collected[part[r]! * layout.columns + c] = v; });
+      }
+    }
+    const categorical = (c: number) => layout.tensors.some((t) => t.categorical && c >= t.offset && c < t.offset + t.columns);
+    outputs[mv.version] = layout.names.map((name, c) => profileColumn(name, column(collected, layout.columns, c), categorical(c)));
+  }
+  return newProfile(model, basename(source), rows.length, inputProfiles, outputs);
 }
