@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import http from 'node:http';
 import { affineModel, slowModel, until } from './helpers/repo.js';
-import { writeModel } from '../dist/onnx/model-io.js';
+import { onnx, writeModel } from '../dist/onnx/model-io.js';
+import { buildModel } from '../dist/onnx/builder.js';
 import { inspectModelDir, linkModelDir, modelDirRepository } from '../dist/repository/single-model.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { startServer } from '../dist/index.js';
@@ -148,6 +149,57 @@ t.test('a bare model file is version 1 under the served name, with its config be
   const meta = await (await fetch(`${server.url}/v2/models/m`)).json();
   t.same(meta.versions, ['1']);
   t.same(meta.inputs[0].shape, [-1, 4], 'max_batch_size from the config beside the file');
+});
+
+/**
+ * y = x W (x [-1, 2], W [2, 3]) with W in `data` beside the model file: the external data
+ * PyTorch and onnx.save write for large models (model.onnx.data).
+ */
+function externalWeightsModel(dir: string, file: string, data: string): number[] {
+  const weights = [0.5, -1, 2, 1.5, 0.25, -0.75];
+  const model = buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: [-1, 2] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: [-1, 3] }],
+    nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
+    initializers: [{ name: 'w', datatype: 'FP32', dims: [2, 3], values: weights }],
+  });
+  const w = model.graph!.initializer![0]!;
+  w.rawData = new Uint8Array(0);
+  w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: data }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
+  writeModel(model, join(dir, file));
+  writeFileSync(join(dir, data), Buffer.from(Float32Array.from(weights).buffer));
+  return weights;
+}
+
+t.test('a bare model file with its external data beside it, and a model file named itself, serve on both backends', async (t) => {
+  const root = scratch(t);
+  const dir = join(root, 'mnt-models');
+  mkdirSync(dir);
+  const weights = externalWeightsModel(dir, 'model.onnx', 'model.onnx.data');
+  writeFileSync(join(dir, 'README.md'), 'exported with torch.onnx.export(..., external_data=True)');
+  const before = snapshot(dir);
+  const plan = inspectModelDir('ext', dir);
+  t.same(plan.file?.beside, ['README.md', 'model.onnx.data'], 'what lies beside the model file is linked beside it');
+  const named = inspectModelDir('ext', join(dir, 'model.onnx'));
+  t.match(named, { layout: 'file', source: dir, file: { path: join(dir, 'model.onnx'), linkedAs: 'model.onnx' } }, '--model-dir may name the .onnx file itself');
+  t.throws(() => inspectModelDir('ext', join(dir, 'absent.onnx')), /absent\.onnx is not a directory \(it does not exist\)/);
+  const x = [1, 2, -3, 0.5];
+  const want = Array.from({ length: 6 }, (_, k) => {
+    const r = Math.floor(k / 3);
+    const c = k % 3;
+    return x[r * 2]! * weights[c]! + x[r * 2 + 1]! * weights[3 + c]!;
+  });
+  for (const [label, which, backend] of [['the folder', plan, 'onnxruntime'], ['the file', named, 'native']] as const) {
+    const links = linkModelDir(which, modelDirRepository('ext', which.dir, join(root, `tmp-${backend}`)));
+    writeFileSync(join(links.repository, 'ext', 'config.json'), JSON.stringify({ backend }));
+    const server = await startServer({ repository: links.repository, host: '127.0.0.1', port: 0, workers: 1, ioThreads: 1, monitoring: false });
+    const answer = await (await fetch(`${server.url}/v2/models/ext/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', data: x }] }) })).json();
+    await server.stop();
+    const got = answer.outputs?.[0]?.data as number[] | undefined;
+    t.ok(got && got.every((v, i) => Math.abs(v - want[i]!) < 1e-5), `${label} on ${backend}: the weights read from the external data (${JSON.stringify(answer).slice(0, 200)})`);
+  }
+  t.same(snapshot(dir), before, 'nothing written into the model dir');
 });
 
 t.test('settings: the pair of flags, the aliases, the conflicts, each named', async (t) => {

@@ -1,6 +1,8 @@
 // One model directory served under a given name, as KServe hands a runtime its model:
 // `--model-name NAME --model-dir DIR`, where DIR (KServe's /mnt/models, mounted read-only) holds
-//   - a bare model file:            DIR/model.onnx (or the one *.onnx file there), served as version 1
+//   - a bare model file:            DIR/model.onnx (or the one *.onnx file there, or the file given
+//                                   as --model-dir itself), served as version 1, with what lies
+//                                   beside it (its external data: model.onnx.data, weights.bin)
 //   - one model in Triton's layout: DIR/<version>/model.onnx, DIR/config.pbtxt|config.json
 //   - a Triton repository holding the model: DIR/<model>/<version>/model.onnx
 // Umbra serves repositories, so this builds a small one of links in a writable folder of its own:
@@ -9,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { readModelConfig } from './config.js';
 import { isValidModelName, MAX_VERSION } from './layout.js';
@@ -23,8 +25,12 @@ export interface ModelDirPlan {
   layout: ModelDirLayout;
   /** The folder whose entries REPO/NAME links to: DIR, or DIR/<model> for a repository. */
   source: string;
-  /** `file` layout: the model file in DIR and the name it is linked under in REPO/NAME/1/. */
-  file?: { path: string; linkedAs: string };
+  /**
+   * `file` layout: the model file in DIR and the name it is linked under in REPO/NAME/1/, and the
+   * other entries of DIR linked beside it there, so external data the file names by a relative
+   * location (`model.onnx.data`) is found where the link is.
+   */
+  file?: { path: string; linkedAs: string; beside: string[] };
 }
 
 const VERSION_DIR = /^[1-9][0-9]{0,15}$/;
@@ -72,12 +78,17 @@ export function inspectModelDir(name: string, dir: string): ModelDirPlan {
   if (!isValidModelName(name)) {
     throw new UmbraError('INVALID_ARGUMENT', `"${name}" cannot name a model: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`);
   }
-  const abs = resolve(dir);
-  if (!isDirectory(abs)) throw new UmbraError('INVALID_ARGUMENT', `${abs} is not a directory; ${EXPECTED}`);
+  const given = resolve(dir);
+  // A model file named itself: its folder in the file layout, that file chosen.
+  const named = given.endsWith('.onnx') && existsSync(given) && !isDirectory(given) ? basename(given) : undefined;
+  const abs = named ? dirname(given) : given;
+  if (!isDirectory(abs)) throw new UmbraError('INVALID_ARGUMENT', `${abs} is not a directory${existsSync(abs) ? '' : ' (it does not exist)'}; ${EXPECTED}, or the .onnx file itself`);
   const entries = visibleEntries(abs);
   const filename = configuredFilename(abs);
   const versions = versionsWithFile(abs, filename);
   const onnxFiles = entries.filter((e) => e.endsWith('.onnx') && !isDirectory(join(abs, e)));
+  const beside = (chosen: string) => entries.filter((e) => e !== chosen && !onnxFiles.includes(e) && e !== 'config.json' && e !== 'config.pbtxt');
+  if (named) return { name, dir: given, layout: 'file', source: abs, file: { path: given, linkedAs: filename, beside: beside(named) } };
   if (versions.length > 0) {
     if (onnxFiles.length > 0) {
       throw new UmbraError('INVALID_ARGUMENT', `${abs} holds both version folders (${versions.join(', ')}) and a bare model file (${onnxFiles.join(', ')}); keep one layout`);
@@ -87,7 +98,7 @@ export function inspectModelDir(name: string, dir: string): ModelDirPlan {
   if (onnxFiles.length > 0) {
     const chosen = onnxFiles.includes(filename) ? filename : onnxFiles.length === 1 ? onnxFiles[0]! : undefined;
     if (!chosen) throw new UmbraError('INVALID_ARGUMENT', `${abs} holds several model files (${onnxFiles.join(', ')}) and none is ${filename}; keep one, or name it in the config's default_model_filename`);
-    return { name, dir: abs, layout: 'file', source: abs, file: { path: join(abs, chosen), linkedAs: filename } };
+    return { name, dir: abs, layout: 'file', source: abs, file: { path: join(abs, chosen), linkedAs: filename, beside: beside(chosen) } };
   }
   const models = entries.filter((e) => isValidModelName(e) && isModelFolder(join(abs, e)));
   if (models.length === 1 || models.includes(name)) {
@@ -209,10 +220,11 @@ export function linkModelDir(plan: ModelDirPlan, repository: string): ModelDirRe
     if (plan.file) {
       const versionFolder = join(modelFolder, '1');
       mkdirSync(versionFolder, { recursive: true });
+      const inVersion = new Map([[plan.file.linkedAs, plan.file.path], ...plan.file.beside.map((e): [string, string] => [e, join(plan.source, e)])]);
       for (const entry of readdirSync(versionFolder)) {
-        if (entry !== plan.file.linkedAs && lstatSync(join(versionFolder, entry)).isSymbolicLink()) rmSync(join(versionFolder, entry));
+        if (!inVersion.has(entry) && lstatSync(join(versionFolder, entry)).isSymbolicLink()) rmSync(join(versionFolder, entry));
       }
-      linkTo(plan.file.path, join(versionFolder, plan.file.linkedAs));
+      for (const [entry, target] of inVersion) linkTo(target, join(versionFolder, entry));
     }
   };
   refresh();
