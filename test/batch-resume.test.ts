@@ -5,11 +5,11 @@
 // One trial does the same into PostgreSQL, whose rows go in by COPY.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { tempRepo, affineModel } from './helpers/repo.js';
+import { tempRepo, affineModel, externalWeightsModel } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { makeRows, rng } from './fixtures/batch/data.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
@@ -197,4 +197,26 @@ t.test('--model-file serves a single .onnx file from a temporary repository', as
   t.equal(run.code, 0, run.stderr);
   const got = dump(db);
   t.same(got.map((r) => r.outputs), expected.map((r) => r.outputs));
+});
+
+t.test('--model-file takes the external data beside the file (model.onnx.data) with it', async (t) => {
+  const folder = join(dir, 'export');
+  mkdirSync(folder);
+  const weights = externalWeightsModel(folder, 'exported.onnx', 'exported.onnx.data');
+  const csv = join(dir, 'pairs.csv');
+  writeFileSync(csv, 'id,x\nk1,"[1,2]"\nk2,"[-3,0.5]"\n');
+  const db = join(dir, 'external.db');
+  const run = await new Promise<Run>((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'batch', '--model-file', join(folder, 'exported.onnx'), '--input', csv, '--key', 'id', '--store', `sqlite:${db}`, '--rejects', join(dir, 'external.rejects.jsonl')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  t.equal(run.code, 0, run.stderr);
+  const stored = dump(db);
+  const want = (x: number[]) => [0, 1, 2].map((c) => x[0]! * weights[c]! + x[1]! * weights[3 + c]!);
+  t.same(stored.map((r) => [r.key, (JSON.parse(r.outputs) as { data: number[] }[])[0]!.data.map((v) => Math.round(v * 1e4) / 1e4)]),
+    [['k1', want([1, 2]).map((v) => Math.round(v * 1e4) / 1e4)], ['k2', want([-3, 0.5]).map((v) => Math.round(v * 1e4) / 1e4)]], 'each row times the weights read from the external data');
 });

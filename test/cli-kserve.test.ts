@@ -8,9 +8,8 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import http from 'node:http';
-import { affineModel, slowModel, until } from './helpers/repo.js';
-import { onnx, writeModel } from '../dist/onnx/model-io.js';
-import { buildModel } from '../dist/onnx/builder.js';
+import { affineModel, externalWeightsModel, slowModel, until } from './helpers/repo.js';
+import { writeModel } from '../dist/onnx/model-io.js';
 import { inspectModelDir, linkModelDir, modelDirRepository } from '../dist/repository/single-model.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { startServer } from '../dist/index.js';
@@ -150,27 +149,6 @@ t.test('a bare model file is version 1 under the served name, with its config be
   t.same(meta.versions, ['1']);
   t.same(meta.inputs[0].shape, [-1, 4], 'max_batch_size from the config beside the file');
 });
-
-/**
- * y = x W (x [-1, 2], W [2, 3]) with W in `data` beside the model file: the external data
- * PyTorch and onnx.save write for large models (model.onnx.data).
- */
-function externalWeightsModel(dir: string, file: string, data: string): number[] {
-  const weights = [0.5, -1, 2, 1.5, 0.25, -0.75];
-  const model = buildModel({
-    inputs: [{ name: 'x', datatype: 'FP32', dims: [-1, 2] }],
-    outputs: [{ name: 'y', datatype: 'FP32', dims: [-1, 3] }],
-    nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
-    initializers: [{ name: 'w', datatype: 'FP32', dims: [2, 3], values: weights }],
-  });
-  const w = model.graph!.initializer![0]!;
-  w.rawData = new Uint8Array(0);
-  w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: data }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
-  writeModel(model, join(dir, file));
-  writeFileSync(join(dir, data), Buffer.from(Float32Array.from(weights).buffer));
-  return weights;
-}
 
 t.test('a bare model file with its external data beside it, and a model file named itself, serve on both backends', async (t) => {
   const root = scratch(t);

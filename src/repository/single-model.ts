@@ -67,6 +67,17 @@ function isModelFolder(dir: string): boolean {
   }
 }
 
+/**
+ * What lies beside a bare model file in its folder that a repository's version folder should hold
+ * with it: every visible entry but other model files and configs (its external data:
+ * `model.onnx.data`, `weights.bin`, which it names by a location relative to itself).
+ */
+export function besideModelFile(file: string): string[] {
+  const dir = dirname(file);
+  const chosen = basename(file);
+  return visibleEntries(dir).filter((e) => e !== chosen && !(e.endsWith('.onnx') && !isDirectory(join(dir, e))) && e !== 'config.json' && e !== 'config.pbtxt');
+}
+
 const EXPECTED = 'expected DIR/model.onnx, DIR/<version>/model.onnx (Triton layout, config.pbtxt or config.json beside the versions) or DIR/<model>/<version>/model.onnx';
 
 /**
@@ -87,7 +98,7 @@ export function inspectModelDir(name: string, dir: string): ModelDirPlan {
   const filename = configuredFilename(abs);
   const versions = versionsWithFile(abs, filename);
   const onnxFiles = entries.filter((e) => e.endsWith('.onnx') && !isDirectory(join(abs, e)));
-  const beside = (chosen: string) => entries.filter((e) => e !== chosen && !onnxFiles.includes(e) && e !== 'config.json' && e !== 'config.pbtxt');
+  const beside = (chosen: string) => besideModelFile(join(abs, chosen));
   if (named) return { name, dir: given, layout: 'file', source: abs, file: { path: given, linkedAs: filename, beside: beside(named) } };
   if (versions.length > 0) {
     if (onnxFiles.length > 0) {

@@ -1,9 +1,9 @@
 // `umbra batch`: precompute predictions for every key of an input file into a prediction store,
 // on the same worker pool and backends as `umbra serve`. Safe to kill at any point; rerun with --resume.
 import type { Command } from 'commander';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
 import { DEFAULT_BATCH_SIZE, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
@@ -12,6 +12,7 @@ import { parseShard, shardFromEnvironment, describeShard } from '../../batch/sha
 import { DEFAULT_STORE_URL, parseStoreUrl, redactUrl } from '../../batch/store.js';
 import { INPUT_FORMATS, type InputFormat } from '../../batch/reader.js';
 import { UsageError } from '../settings.js';
+import { besideModelFile } from '../../repository/single-model.js';
 
 export function registerBatch(program: Command): void {
   program.command('batch')
@@ -77,10 +78,14 @@ function temporaryRepository(file: string, model: string, version: string): stri
   const dir = mkdtempSync(join(tmpdir(), 'umbra-batch-'));
   const target = join(dir, model, version);
   mkdirSync(target, { recursive: true });
-  try {
-    symlinkSync(resolve(file), join(target, 'model.onnx'));
-  } catch {
-    copyFileSync(file, join(target, 'model.onnx'));
+  // The file, and its external data beside it (model.onnx.data), which it names relative to itself.
+  const entries: [string, string][] = [[resolve(file), 'model.onnx'], ...besideModelFile(resolve(file)).map((e): [string, string] => [join(dirname(resolve(file)), e), e])];
+  for (const [from, name] of entries) {
+    try {
+      symlinkSync(from, join(target, name));
+    } catch {
+      cpSync(from, join(target, name), { recursive: true });
+    }
   }
   return dir;
 }
