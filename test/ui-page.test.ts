@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { tempRepo, textScoreModel } from './helpers/repo.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 // A browser, two servers and a minute of traffic for the pictures: more than the default 120 s.
@@ -337,6 +338,34 @@ t.test('the model page with monitoring off', async (t) => {
   await nextTick(page);
   t.match(await text(page, '#drift'), /Monitoring is off/, 'the drift panel says why it is empty');
   t.notOk(asked.includes('/v2/models/digits/drift'), 'no drift asked of a server without it');
+  await page.close();
+  t.same(errors, [], 'no console errors');
+});
+
+t.test('a text model\'s page: drift judged by its outputs, the input it cannot watch named', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
+    return;
+  }
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('sentiment', 1, textScoreModel());
+  const s = await startTestServer(t, { repository: repo.dir, workers: 1, ioThreads: Number(process.env.IOT ?? 2), monitoring: { drift: { minSamples: 50, windowRows: 100, captureRows: 100 } } });
+  const words = ['good', 'bad', 'meh', 'other'];
+  for (let i = 0; i < 200; i++) {
+    const r = await s.post('/v2/models/sentiment/infer', { inputs: [{ name: 'text', shape: [1, 1], datatype: 'BYTES', data: [words[i % (i < 100 ? 2 : 4)]] }] });
+    t.equal(r.status, 200, r.text);
+  }
+  const report = (await s.get('/v2/models/sentiment/drift')).json;
+  t.same([report.verdict, report.features, report.outputs.map((o: { name: string }) => o.name)], ['drift', [], ['score']], 'no input watched; the scores, which moved, are');
+  const browser = await launch(t);
+  const errors: string[] = [];
+  const page = await open(browser, `${s.url}/ui/models/sentiment`, errors);
+  await page.waitForSelector('#drift [data-feature]', { timeout: 10_000 });
+  t.same(await texts(page, '#drift [data-feature] td:first-child'), ['score'], 'the output is listed where the inputs would be');
+  t.equal(await text(page, '#unwatched'), 'Not watched: input text (BYTES (text) tensors are not watched).');
+  const labels = await page.evaluate(() => [...document.querySelectorAll('#drift svg.hist rect.live')].map((e) => e.textContent));
+  t.same(labels, ['0.1: live 25%', '0.9: live 25%', 'other: live 50%'], 'the scores\' categories at float precision, the new texts in "other"');
   await page.close();
   t.same(errors, [], 'no console errors');
 });

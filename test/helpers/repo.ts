@@ -193,6 +193,19 @@ export function zipMapClassifierModel(options: { zipMap?: boolean; sequence?: bo
   return model;
 }
 
+/** score [batch, 1] = a LabelEncoder's value for each text [batch, 1] (BYTES in): good 0.9, bad 0.1, meh 0.5, else 0.3. */
+export function textScoreModel() {
+  const model = buildModel({
+    inputs: [{ name: 'text', datatype: 'BYTES', dims: ['N', 1] }],
+    outputs: [{ name: 'score', datatype: 'FP32', dims: ['N', 1] }],
+    nodes: [{ op: 'LabelEncoder', domain: 'ai.onnx.ml', inputs: ['text'], outputs: ['score'], attributes: { values_floats: { floats: [0.9, 0.1, 0.5] }, default_float: { float: 0.3 } } }],
+  });
+  model.opsetImport.push({ domain: 'ai.onnx.ml', version: 2 } as (typeof model.opsetImport)[number]);
+  const keys = onnx.AttributeProto.create({ name: 'keys_strings', type: onnx.AttributeProto.AttributeType.STRINGS, strings: ['good', 'bad', 'meh'].map((k) => new TextEncoder().encode(k)) });
+  model.graph!.node![0]!.attribute!.push(keys);
+  return model;
+}
+
 /** e = the rows of `table` that `ids` [batch, 4] name: table row i holds i, i + 0.5, ... (`width` values). */
 export function embeddingModel(rows = 1024, width = 16) {
   const table = new Float32Array(rows * width);

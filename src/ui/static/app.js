@@ -527,7 +527,8 @@ function histogram(h) {
   const share = (counts) => { const n = counts.reduce((a, b) => a + b, 0) || 1; return counts.map((c) => c / n); };
   const ref = share(h.reference);
   const live = share(h.live);
-  const labels = h.values ? [...h.values.map(String), 'other'] : [...h.edges.map((e) => `\u2264${fmt(e, 2)}`), `>${fmt(h.edges[h.edges.length - 1], 2)}`];
+  // Categories of FP32 outputs arrive as doubles (0.10000000149011612): shown to float precision.
+  const labels = h.values ? [...h.values.map((v) => (typeof v === 'number' ? String(Number(v.toPrecision(7))) : String(v))), 'other'] : [...h.edges.map((e) => `\u2264${fmt(e, 2)}`), `>${fmt(h.edges[h.edges.length - 1], 2)}`];
   const max = Math.max(...ref, ...live, 0.001);
   const W = 480, H = 180, pad = 24, bw = (W - pad) / ref.length;
   const NS = 'http://www.w3.org/2000/svg';
