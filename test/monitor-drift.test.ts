@@ -475,8 +475,31 @@ t.test('a model none of whose inputs is watched is judged by its outputs, and on
   const after = drift.evaluate();
   t.same([after.verdict, after.predictionDrift], ['drift', true], 'scores that moved drift the prediction');
 
-  const nothing = new VersionDrift('echo', '1', { name: 'echo', maxBatchSize: 8, inputs: [{ name: 'text', datatype: 'BYTES' as const, dims: [1] }], outputs: [{ name: 'vec', datatype: 'FP16' as const, dims: [8] }] }, undefined, {});
+  const nothing = new VersionDrift('echo', '1', { name: 'echo', maxBatchSize: 8, inputs: [{ name: 'text', datatype: 'BYTES' as const, dims: [1] }], outputs: [{ name: 'vec', datatype: 'FP32' as const, dims: [768] }] }, undefined, {});
   const report = nothing.evaluate();
   t.same([report.verdict, report.reference, report.unwatched?.map((u) => u.name)], ['inconclusive', { source: 'none', rows: 0 }, ['text', 'vec']],
     'no reference is waited for where nothing can be counted, and the report says why');
+});
+
+t.test('FP16 tensors are counted by their values, as the same values in FP32 are', async (t) => {
+  const { float32ToHalf } = await import('../dist/protocol/half.js');
+  const signature = (datatype: 'FP16' | 'FP32') => ({ name: 'half', maxBatchSize: 8, inputs: [{ name: 'x', datatype, dims: [3] }], outputs: [{ name: 'y', datatype, dims: [2] }] });
+  const random = seededRandom(11);
+  // Values a half holds exactly (multiples of 1/8 below 16), so both models see the same numbers.
+  const rows = Array.from({ length: 600 }, (_, r) => [0, 1, 2].map((c) => Math.round(random() * 64 + (r >= 300 && c === 1 ? 32 : 0)) / 8));
+  const reports = (['FP32', 'FP16'] as const).map((datatype) => {
+    const drift = new VersionDrift('half', '1', signature(datatype), undefined, { captureRows: 200, windowRows: 200, minSamples: 50 });
+    const encode = (values: number[]) => (datatype === 'FP16' ? Uint16Array.from(values, (v) => float32ToHalf(v)) : Float32Array.from(values));
+    for (let i = 0; i < rows.length; i += 4) {
+      const batch = rows.slice(i, i + 4);
+      drift.observe(
+        { parameters: {}, inputs: [{ name: 'x', datatype, shape: [batch.length, 3], data: encode(batch.flat()) }] },
+        { model_name: 'half', model_version: '1', outputs: [{ name: 'y', datatype, shape: [batch.length, 2], data: encode(batch.flatMap((x) => [x[0]! + x[1]!, x[2]!])) }] },
+      );
+    }
+    return drift.evaluate();
+  });
+  t.same(reports[1]!.unwatched, undefined, 'nothing left out');
+  t.same(reports[1]!.features.map((f) => [f.name, f.verdict]), [['x[0]', 'no_drift'], ['x[1]', 'drift'], ['x[2]', 'no_drift']], 'the shifted column drifts, the others do not');
+  t.same(reports[1], reports[0], 'the FP16 report is the FP32 one, score for score');
 });

@@ -1,14 +1,15 @@
 // Which tensor columns drift monitoring watches, and reading them out of requests and answers.
 import type { DataType, ModelSignature, Tensor, TensorSpec } from '../protocol/types.js';
+import { halfToFloat32 } from '../protocol/half.js';
 
 /** Input columns watched per model (the first ones in signature order). */
 export const MAX_INPUT_COLUMNS = 256;
 /** Outputs wider than this per row (embeddings, large score vectors) are not watched. */
 export const MAX_OUTPUT_COLUMNS = 32;
 
-const NUMERIC: ReadonlySet<DataType> = new Set(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP32', 'FP64']);
+const NUMERIC: ReadonlySet<DataType> = new Set(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64']);
 const INTEGER: ReadonlySet<DataType> = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
-const FLOATING: ReadonlySet<DataType> = new Set(['FP32', 'FP64']);
+const FLOATING: ReadonlySet<DataType> = new Set(['FP16', 'FP32', 'FP64']);
 
 /**
  * An input whose rows vary in shape (a sequence of token ids `[B, T]`, of feature vectors
@@ -37,6 +38,8 @@ export interface WatchedTensor {
   categorical: boolean;
   /** Set for an input whose rows vary in shape: its columns are derived (see Positions). */
   positions?: Positions;
+  /** FP16: the tensor holds half-precision bits, read as numbers for counting (watchedRows). */
+  half?: boolean;
 }
 
 /** A tensor of the signature that is not watched (or not whole), and why: drift reports say so. */
@@ -66,7 +69,7 @@ const product = (dims: readonly number[]) => dims.reduce((a, b) => a * b, 1);
 
 /**
  * Numeric tensors with fixed per-row shapes, value by value; inputs whose rows vary in shape by
- * their length and channel means (Positions). FP16 and BYTES are not watched.
+ * their length and channel means (Positions). FP16 is read as numbers; BYTES is not watched.
  */
 export function columnLayout(signature: ModelSignature, side: 'inputs' | 'outputs'): ColumnLayout {
   const tensors: WatchedTensor[] = [];
@@ -120,6 +123,7 @@ export function columnLayout(signature: ModelSignature, side: 'inputs' | 'output
     if (columns < width) skip(spec.name, `only its first ${columns} of ${width} columns are watched (${MAX_INPUT_COLUMNS} input columns in all)`);
     const watched: WatchedTensor = { tensor: spec.name, width, columns, offset, categorical: side === 'outputs' && width === 1 && INTEGER.has(spec.datatype) };
     if (positions) watched.positions = positions;
+    if (spec.datatype === 'FP16') watched.half = true;
     tensors.push(watched);
     names.push(...rowNames.slice(0, columns));
     offset += columns;
@@ -135,6 +139,8 @@ export interface WatchedRows {
 
 /** Derived rows (Positions) are written here, reused: read them before the next call. */
 let derived = new Float64Array(64);
+/** FP16 values read as numbers, reused likewise. */
+let halves = new Float64Array(64);
 
 /**
  * Values a row's channel means read at most: a long sequence of wide vectors ([512, 768]) is
@@ -154,10 +160,12 @@ export function rowsIn(w: WatchedTensor, t: Tensor): number {
  * rows first, first + step, ... are filled (those a sampled count reads).
  */
 export function watchedRows(w: WatchedTensor, t: Tensor, first = 0, step = 1): WatchedRows {
-  const data = t.data as ArrayLike<number | bigint>;
+  let data = t.data as ArrayLike<number | bigint>;
   const p = w.positions;
   const n = rowsIn(w, t);
-  if (!p || n === 0) return { data, n };
+  if (n === 0) return { data, n };
+  if (w.half) data = fromHalves(data as Uint16Array, p ? undefined : { width: w.width, columns: w.columns, first, step, n });
+  if (!p) return { data, n };
   const perRow = data.length / n;
   const length = p.perPosition > 0 ? perRow / p.perPosition : 0;
   // Only the channels watched (the layout may keep fewer than the row has).
@@ -176,6 +184,22 @@ export function watchedRows(w: WatchedTensor, t: Tensor, first = 0, step = 1): W
     for (let c = 0; c < means; c++) derived[out + 1 + c] = derived[out + 1 + c]! / counted;
   }
   return { data: derived, n };
+}
+
+/**
+ * Half-precision bits as numbers, into a buffer reused by the next call: where `rows` is given,
+ * only the watched columns of the rows counted (first, first + step, ...), the rest left as is.
+ */
+function fromHalves(bits: Uint16Array, rows?: { width: number; columns: number; first: number; step: number; n: number }): Float64Array {
+  if (halves.length < bits.length) halves = new Float64Array(Math.max(bits.length, halves.length * 2));
+  if (!rows) {
+    for (let i = 0; i < bits.length; i++) halves[i] = halfToFloat32(bits[i]!);
+    return halves;
+  }
+  for (let r = rows.first; r < rows.n; r += rows.step) {
+    for (let c = 0, at = r * rows.width; c < rows.columns; c++, at++) halves[at] = halfToFloat32(bits[at]!);
+  }
+  return halves;
 }
 
 /** Calls `visit(column, value)` for every watched column of row `row`. */

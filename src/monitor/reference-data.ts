@@ -8,6 +8,7 @@ import type { Umbra } from '../core/umbra.js';
 import { typedArrayFor } from '../protocol/datatype.js';
 import type { InferRequest, Tensor } from '../protocol/types.js';
 import { concatTensors } from '../protocol/tensor.js';
+import { float32ToHalf } from '../protocol/half.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { columnLayout, visitRows } from './features.js';
 import { newProfile, profileColumn, type ReferenceProfile } from './profile.js';
@@ -146,7 +147,7 @@ export async function buildReferenceProfile(umbra: Umbra, model: string, data: R
         for (let r = 0; r < n; r++) {
           for (let c = 0; c < w.width; c++) {
             const v = data.values[(start + r) * width + w.offset + c]!;
-            arr[r * w.width + c] = big ? BigInt(Math.round(v)) : v;
+            arr[r * w.width + c] = big ? BigInt(Math.round(v)) : spec.datatype === 'FP16' ? float32ToHalf(v) : v;
           }
         }
         return { name: w.tensor, datatype: spec.datatype, shape: mv.signature.maxBatchSize > 0 ? [n, ...spec.dims] : spec.dims, data: arr as unknown as Tensor['data'] };
@@ -193,7 +194,7 @@ async function sequenceProfile(umbra: Umbra, model: string, data: ReferenceData,
     flat.forEach((v, k) => {
       const n = Number(v);
       if (!Number.isFinite(n)) throw new Error(`${source}: row ${i + 1}: expected numbers in '${spec.name}' but received ${JSON.stringify(v)}`);
-      data[k] = big ? BigInt(Math.round(n)) : n;
+      data[k] = big ? BigInt(Math.round(n)) : spec.datatype === 'FP16' ? float32ToHalf(n) : n;
     });
     return { name: spec.name, datatype: spec.datatype, shape: signature.maxBatchSize > 0 ? [1, ...dims] : dims, data: data as unknown as Tensor['data'] };
   });
