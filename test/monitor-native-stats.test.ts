@@ -108,3 +108,14 @@ t.test('UMBRA_NATIVE_STATS=0 and a missing addon fall back to JavaScript', async
   t.equal(useMonitorStats(true), false, 'was off');
   t.ok(monitorStats());
 });
+
+t.test('FP16 scores are read as the values their bits hold: classes by argmax, regressions by value', async (t) => {
+  const { float32ToHalf } = await import('../dist/protocol/half.js');
+  const half = (values: number[]) => Uint16Array.from(values, (v) => float32ToHalf(v));
+  const classes = { task: 'classification' as const, output: 'y', argmax: true, width: 3 };
+  const scores = { model_name: 'm', outputs: [{ name: 'y', datatype: 'FP16' as const, shape: [2, 3], data: half([-2, -1, -3, 0.25, 0.75, 0.5]) }] };
+  t.same(Array.from(predictedValues(classes, scores)!), [1, 1], 'negative scores too (their bits order backwards)');
+  const value = { task: 'regression' as const, output: 'y', argmax: false, width: 1 };
+  const values = { model_name: 'm', outputs: [{ name: 'y', datatype: 'FP16' as const, shape: [2, 1], data: half([1.5, -0.25]) }] };
+  t.same(Array.from(predictedValues(value, values)!), [1.5, -0.25]);
+});

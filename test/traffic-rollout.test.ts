@@ -2,13 +2,14 @@
 // the rollout state machine on a fake clock, plus validation of every admin input.
 import t from 'tap';
 import {
-  takesCanary, stickyPoint, parsePolicy, compareOutputs, compareModeOf, analyse, Evidence, DEFAULT_RULES,
+  takesCanary, stickyPoint, parsePolicy, compareOutputs, compareModeOf, tensorForLog, analyse, Evidence, DEFAULT_RULES,
   Rollout, parseRolloutSpec, parseRules, type RolloutSpec, type Comparison,
 } from '../dist/traffic/index.js';
 import { rulesFromQuery } from '../dist/traffic/analysis.js';
 import { medianBounds, proportionBounds, shiftBounds } from '../dist/traffic/estimators.js';
 import { parseRecord } from '../dist/traffic/rollout.js';
 import { seededRandom as seeded } from '../dist/random.js';
+import { float32ToHalf } from '../dist/protocol/half.js';
 
 t.test('sticky canary: same key same version; raising the weight only moves keys to the canary', async (t) => {
   const keys = Array.from({ length: 5000 }, (_, i) => `user-${i}`);
@@ -67,6 +68,15 @@ t.test('comparison: classifiers by top-1, regressors within tolerance, mean abs/
   const missing = compareOutputs([f32('y', [1, 2], [1, 2])], [f32('z', [1, 2], [1, 2])], true, { mode: 'regression', rtol: 1e-3, atol: 1e-5 });
   t.equal(missing.agreeingRows, 0);
   t.same(missing.mismatched, ['y', 'z']);
+  // Half precision: compared by the values the bits hold. Two versions' scores are rarely equal
+  // bit for bit; negative values' bits order backwards.
+  const f16 = (name: string, shape: number[], values: number[]) => ({ name, datatype: 'FP16' as const, shape, data: Uint16Array.from(values, (v) => float32ToHalf(v)) });
+  const halfPrimary = [-2, -1, -3, 0.5, 0.25, 0.125];
+  const halfShadow = [-2.5, -1.5, -3.5, 0.25, 0.5, 0.125];
+  const halves = compareOutputs([f16('logits', [2, 3], halfPrimary)], [f16('logits', [2, 3], halfShadow)], true, { mode: 'classification', rtol: 1e-3, atol: 1e-5 });
+  t.equal(halves.agreeingRows, 1, 'FP16 logits: row 1 agrees by top-1 (-1 over -2 and -3), row 2 does not (its 0.5 moved to another column)');
+  t.equal(halves.absDiffSum, 2, 'FP16 differences in values, not bits');
+  t.same(tensorForLog(f16('logits', [2, 3], halfPrimary)).data, halfPrimary, 'and logged as values');
   t.equal(compareModeOf({}, [{ name: 'label', datatype: 'INT64' }]), 'classification');
   t.equal(compareModeOf({}, [{ name: 'y', datatype: 'FP32' }]), 'regression');
   t.equal(compareModeOf({ task: 'classification' }, [{ name: 'y', datatype: 'FP32' }]), 'classification');

@@ -1,5 +1,6 @@
 // Joining ground truth with predictions: recent predictions wait in a bounded map (oldest out
 // first, expired after a TTL); each label updates a fixed-size window of live accuracy / error.
+import { halfArrayToFloat32 } from '../protocol/half.js';
 import type { InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { monitorStats } from '../native/monitor-stats.js';
 
@@ -44,7 +45,8 @@ export function predictedValues(reader: PredictionReader, response: InferRespons
   let t: Tensor | undefined;
   for (const o of response.outputs) if (o.name === reader.output) t = o;
   if (!t || Array.isArray(t.data)) return undefined;
-  const data = t.data as ArrayLike<number | bigint>;
+  // FP16 arrives as raw bits: read as the values they hold (bits order negative values backwards).
+  const data = (t.datatype === 'FP16' ? halfArrayToFloat32((t.data as Uint16Array).subarray(0, MAX_VALUES * reader.width)) : t.data) as ArrayLike<number | bigint>;
   const rows = Math.min(MAX_VALUES, Math.floor(data.length / reader.width));
   const out = new Float64Array(rows);
   // Float scores (nearly every classifier): the addon's loop for FP32, else a monomorphic one

@@ -1,6 +1,7 @@
 // Comparing a shadow's answer with the primary's for the same request. Classifiers are judged by
 // top-1 agreement per row; other models by closeness within a tolerance. Every numeric output
 // also contributes to the mean absolute and relative difference.
+import { halfArrayToFloat32 } from '../protocol/half.js';
 import type { DataType, Tensor } from '../protocol/types.js';
 
 export type CompareMode = 'classification' | 'regression';
@@ -44,8 +45,9 @@ function numbers(t: Tensor): ArrayLike<number> | undefined {
   const d = t.data;
   if (Array.isArray(d)) return undefined;
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) return Float64Array.from(d, (x) => Number(x));
-  // FP16 arrives as raw bits; compare the bits for agreement, skip it for numeric differences.
-  if (t.datatype === 'FP16') return undefined;
+  // FP16 arrives as raw bits: compared as the values they hold (two versions' halves are rarely
+  // equal bit for bit, so bitwise agreement made a half-precision candidate disagree everywhere).
+  if (t.datatype === 'FP16') return halfArrayToFloat32(d as Uint16Array);
   return d as ArrayLike<number>;
 }
 
@@ -88,7 +90,7 @@ export function compareOutputs(primary: readonly Tensor[], shadow: readonly Tens
     const pv = numbers(p);
     const sv = numbers(s);
     if (!pv || !sv) {
-      // Strings and half floats: exact equality per row.
+      // Strings: exact equality per row.
       const pd = p.data as ArrayLike<unknown>;
       const sd = s.data as ArrayLike<unknown>;
       const width = pRows > 0 ? pd.length / pRows : 0;
@@ -131,7 +133,7 @@ export function compareOutputs(primary: readonly Tensor[], shadow: readonly Tens
 
 /** A tensor as plain JSON for the disagreement log, cut to `limit` elements. */
 export function tensorForLog(t: Tensor, limit = 256): { name: string; datatype: DataType; shape: number[]; data: unknown[]; truncated?: boolean } {
-  const d = t.data as ArrayLike<unknown>;
+  const d = (t.datatype === 'FP16' && t.data instanceof Uint16Array ? halfArrayToFloat32(t.data.subarray(0, limit)) : t.data) as ArrayLike<unknown>;
   const n = Math.min(d.length, limit);
   const data: unknown[] = new Array(n);
   for (let i = 0; i < n; i++) {

@@ -17,7 +17,7 @@ export { TrafficController, type TrafficOptions } from './controller.js';
 export { parsePolicy, stickyPoint, takesCanary, type TrafficPolicy, type CanarySpec, type ShadowSpec } from './policy.js';
 export { Rollout, parseRolloutSpec, DEFAULT_STEPS, type RolloutSpec, type RolloutStep, type RolloutRecord, type RolloutState, type Decision } from './rollout.js';
 export { analyse, Evidence, parseRules, DEFAULT_RULES, type AnalysisRules, type AnalysisResult, type Verdict, type MonitorEvidence } from './analysis.js';
-export { compareOutputs, compareModeOf, type Comparison } from './compare.js';
+export { compareOutputs, compareModeOf, tensorForLog, type Comparison } from './compare.js';
 export { ShadowRunner, type ShadowOptions } from './shadow.js';
 
 function json(status: number, value: unknown): ApiReply {
