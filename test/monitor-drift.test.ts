@@ -429,6 +429,9 @@ t.test('inputs whose rows vary in shape are watched by their length and channel 
   t.same(longSeen.slice(1), [9000, -1, 5], 'a long sequence: its whole length, its means over evenly spaced positions');
   const image = columnLayout({ name: 'img', maxBatchSize: 4, inputs: [{ name: 'image', datatype: 'FP32' as const, dims: [3, -1, -1] }], outputs: [] }, 'inputs');
   t.same(image.names, ['image.length'], 'channels before the free dims ([C, H, W]): the positions only, no means');
+  const pixels: number[] = [];
+  visitRows(image, [{ name: 'image', datatype: 'FP32', shape: [1, 3, 4, 5], data: new Float32Array(60) }], (_r, _c, v) => pixels.push(v));
+  t.same(pixels, [20], 'a 3 x 4 x 5 image: 20 positions');
 
   // No profile can hold such an input: the reference is the first live rows, and a change in
   // length drifts where the values alone would not say so.

@@ -95,7 +95,8 @@ export function columnLayout(signature: ModelSignature, side: 'inputs' | 'output
         continue;
       }
       const lastFree = dims.findLastIndex((d) => d < 0);
-      const perPosition = product(dims.slice(lastFree + 1));
+      // Values per position: every fixed dim's (an image [3, H, W] has H x W positions of 3).
+      const perPosition = product(dims.filter((d) => d >= 0));
       // Channel means only where every free dim comes before the channels ([T, C], not [C, H, W]).
       const channelsLast = dims.slice(0, lastFree).every((d) => d < 0);
       const means = FLOATING.has(spec.datatype) && channelsLast && perPosition > 0 ? perPosition : 0;
