@@ -343,3 +343,22 @@ t.test('repository layout: models and their versions', async (t) => {
   rejects(t, () => listVersions(repo, 'gamma'), /model "gamma" is not in the repository/, 'MODEL_NOT_FOUND');
   rejects(t, () => listModels(join(repo, 'nope')), /is not a folder/);
 });
+
+t.test('a Hugging Face export\'s config.json is not a serving config: the config is derived, its id2label names the classes', async (t) => {
+  const hf = {
+    _name_or_path: 'distilbert-base-uncased-finetuned-sst-2-english', architectures: ['DistilBertForSequenceClassification'], model_type: 'distilbert',
+    id2label: { 0: 'NEGATIVE', 1: 'POSITIVE' }, label2id: { NEGATIVE: 0, POSITIVE: 1 }, transformers_version: '4.40.0', vocab_size: 30522,
+  };
+  const text = signature([tensor('input_ids', [-1, -1], 'INT64'), tensor('attention_mask', [-1, -1], 'INT64')], [tensor('logits', [-1, 2])]);
+  const dir = modelFolder('sst2', { 'config.json': JSON.stringify(hf) });
+  const file = readModelConfig(dir);
+  t.same([file.source, file.raw, file.foreign], ['derived', {}, { path: join(dir, 'config.json'), kind: 'a Hugging Face model config (distilbert)', labels: ['NEGATIVE', 'POSITIVE'] }]);
+  const config = resolveModelConfig(dir, text);
+  t.same([config.source, config.maxBatchSize, config.outputs[0]!.labels], ['derived', DEFAULT_MAX_BATCH_SIZE, ['NEGATIVE', 'POSITIVE']], 'served as with no config, the logits named');
+  t.match(config.configNote, /is a Hugging Face model config \(distilbert\), not a serving config: the model's config is derived from its ONNX graph; its id2label names output "logits"'s 2 classes \(NEGATIVE, POSITIVE\)/);
+  // Labels that fit no output (three names, two scores) are left out, saying so.
+  const three = resolveModelConfig(modelFolder('sst2', { 'config.json': JSON.stringify({ ...hf, id2label: { 0: 'a', 1: 'b', 2: 'c' } }) }), text);
+  t.same([three.outputs[0]!.labels, /fits no output/.test(three.configNote ?? '')], [undefined, true]);
+  // A serving config that happens to carry such a field is still a serving config (its errors stand).
+  rejects(t, () => resolveModelConfig(modelFolder('sst2', { 'config.json': JSON.stringify({ max_batch_size: 4, model_type: 'bert' }) }), text), /unknown field "model_type"/);
+});

@@ -89,6 +89,8 @@ export interface ResolvedModelConfig extends ModelSignature {
   ignoredFields: string[];
   /** One line per graph output that is not a tensor: what is served instead, or that it is not. */
   outputNotes: string[];
+  /** About the config file itself where it is not a serving config (a Hugging Face export's). */
+  configNote?: string;
   /** Whether max_batch_size came from the model rather than the config file. */
   maxBatchSizeDerived: boolean;
   /** Where a derived max_batch_size is 0: why the model does not batch. */
@@ -104,6 +106,30 @@ export interface ModelConfigFile {
   versionPolicy: VersionPolicy;
   modelFilename: string;
   raw: Record<string, unknown>;
+  /**
+   * A config.json that is another tool's, not a serving config: a Hugging Face export's (what
+   * `optimum-cli export onnx` and `transformers` write beside model.onnx). It is not read as one;
+   * its id2label names the classes of the output they fit.
+   */
+  foreign?: { path: string; kind: string; labels?: string[] };
+}
+
+/** Fields only a serving config has: a config.json with none of them may be another tool's. */
+const SERVING_FIELDS = ['name', 'platform', 'backend', 'max_batch_size', 'input', 'output', 'dynamic_batching', 'instance_group', 'version_policy', 'parameters', 'default_model_filename', 'sequence_batching', 'ensemble_scheduling'];
+
+/** A Hugging Face model config (config.json of a transformers or Optimum export), or undefined. */
+function huggingFaceConfig(raw: unknown, path: string): ModelConfigFile['foreign'] {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const obj = raw as Record<string, unknown>;
+  const marked = typeof obj.model_type === 'string' || Array.isArray(obj.architectures) || typeof obj.transformers_version === 'string';
+  if (!marked || SERVING_FIELDS.some((f) => f in obj)) return undefined;
+  const kind = `a Hugging Face model config${typeof obj.model_type === 'string' ? ` (${obj.model_type})` : ''}`;
+  // id2label: {"0": "NEGATIVE", "1": "POSITIVE"}: every index from 0, each a name.
+  const ids = obj.id2label && typeof obj.id2label === 'object' ? obj.id2label as Record<string, unknown> : undefined;
+  const count = ids ? Object.keys(ids).length : 0;
+  const labels = Array.from({ length: count }, (_, i) => ids?.[String(i)]);
+  const named = count > 0 && labels.every((l) => typeof l === 'string');
+  return { path, kind, ...(named ? { labels: labels as string[] } : {}) };
 }
 
 const TRITON_TYPES: Record<string, DataType> = {
@@ -202,6 +228,8 @@ export function readModelConfig(dir: string): ModelConfigFile {
       const line = position ? text.slice(0, Number(position[1])).split('\n').length : undefined;
       throw new UmbraError('INVALID_ARGUMENT', `${jsonPath}${line ? `:${line}` : ''}: invalid JSON: ${message}`);
     }
+    const foreign = huggingFaceConfig(raw, jsonPath);
+    if (foreign && !existsSync(pbtxtPath)) return { source: 'derived', path: null, versionPolicy: DEFAULT_VERSION_POLICY, modelFilename: DEFAULT_MODEL_FILENAME, raw: {}, foreign };
   } else if (existsSync(pbtxtPath)) {
     source = 'config.pbtxt';
     path = pbtxtPath;
@@ -309,6 +337,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
 
   const inputs = resolveTensors(fields, raw.input, 'input', onnxSignature.inputs, maxBatchSize);
   const outputs = resolveTensors(fields, raw.output, 'output', onnxSignature.outputs, maxBatchSize, file.path ? dirname(file.path) : undefined);
+  const configNote = file.foreign ? foreignNote(file.foreign, outputs) : undefined;
   const parameters = readParameters(fields, raw.parameters);
   const dynamicBatching = readDynamicBatching(fields, raw.dynamic_batching, maxBatchSize, readQueueBudget(fields, parameters.queue_budget_ms));
   const instanceGroups = readInstanceGroups(fields, raw.instance_group);
@@ -335,6 +364,7 @@ export function resolveConfigFile(file: ModelConfigFile, onnxSignature: OnnxSign
     configPath: file.path,
     ignoredFields: fields.ignored,
     outputNotes: onnxSignature.outputNotes ?? [],
+    ...(configNote !== undefined ? { configNote } : {}),
     maxBatchSizeDerived: raw.max_batch_size === undefined,
     ...(batchingReason !== undefined ? { batchingReason } : {}),
   };
@@ -403,6 +433,21 @@ function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'outp
     if (missing.length > 0) fields.problem('input', `the ONNX model also needs input(s) ${missing.join(', ')}; declare every input or none`);
   }
   return specs;
+}
+
+/**
+ * What became of another tool's config.json: not read as a serving config, and its class names
+ * given to the first floating-point output with one score per class (the classification extension
+ * then answers "0.98:1:POSITIVE").
+ */
+function foreignNote(foreign: NonNullable<ModelConfigFile['foreign']>, outputs: TensorSpec[]): string {
+  const base = `${foreign.path} is ${foreign.kind}, not a serving config: the model's config is derived from its ONNX graph`;
+  const labels = foreign.labels;
+  if (!labels) return base;
+  const fits = outputs.find((o) => !o.labels && (o.datatype === 'FP32' || o.datatype === 'FP16' || o.datatype === 'FP64') && o.dims.length > 0 && o.dims.every((d) => d > 0) && o.dims.reduce((a, b) => a * b, 1) === labels.length);
+  if (!fits) return `${base}; its id2label (${labels.length} classes) fits no output`;
+  fits.labels = labels;
+  return `${base}; its id2label names output "${fits.name}"'s ${labels.length} classes (${labels.slice(0, 4).join(', ')}${labels.length > 4 ? ', ...' : ''}) for the classification extension`;
 }
 
 /** An output's labels, one per line of a file in the model's folder (Triton's label_filename). */

@@ -112,6 +112,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       const length = mv.placementLength !== undefined ? ` of length ${mv.placementLength}` : '';
       const cost = mv.placementCostUs !== undefined ? ` (${rows === 1 ? 'one request' : `a ${rows}-row batch`}${length} in ${Math.round(mv.placementCostUs)} µs)` : '';
       const why = mv.placementReason ? `: ${mv.placementReason}` : '';
+      if (mv.config.configNote) log(`model ${name} v${version}: ${mv.config.configNote}`);
       for (const note of mv.config.outputNotes) log(`model ${name} v${version}: ${note}`);
       if (mv.providerNote) log(`model ${name} v${version}: ${mv.providerNote}`);
       const shared = mv.sharedWeights;
