@@ -56,3 +56,16 @@ t.test('bench-model on PyTorch exports whose inputs are not a row of floats', as
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}text.onnx`, '--seconds', '0.1']), /--backend native: input "ids" is INT64; the native backend serves FP32 inputs only; use --backend onnxruntime, or --backend auto to pick/);
   await t.rejects(run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}cnn.onnx`, '--seconds', '0.1']), /--backend native: node "[^"]+" \(Conv\) is not supported; .*use --backend onnxruntime, or --backend auto to pick/);
 });
+
+t.test('bench-model --shape runs a sequence model at the length given; without it, says it runs length 1', async (t) => {
+  const TEXT = new URL('./fixtures/pytorch/text.onnx', import.meta.url).pathname;
+  const args = [UMBRA, 'bench-model', TEXT, '--backend', 'onnxruntime', '--batch', '1,2', '--seconds', '0.1', '--repeats', '1', '--json'];
+  const shaped = await run(process.execPath, [...args, '--shape', 'ids:12']);
+  t.same(JSON.parse(shaped.stdout).inputs, [{ name: 'ids', shape: [-1, 12] }], 'ids run at length 12');
+  t.equal(shaped.stderr, '', 'no note where the length is given');
+  const plain = await run(process.execPath, args);
+  t.same(JSON.parse(plain.stdout).inputs, [{ name: 'ids', shape: [-1, 1] }]);
+  t.match(plain.stderr, /input ids has shape \[-1, -1\]; its free dims past the batch are run as 1 \(a sequence of one\): give --shape ids:N/);
+  const bad = await run(process.execPath, [...args, '--shape', 'ids:1,2,3']).catch((e: { stderr: string; code: number }) => e);
+  t.same([(bad as { code: number }).code, /--shape ids:1,2,3 gives 3 dims, but input ids has shape \[-1, -1\]/.test((bad as { stderr: string }).stderr)], [2, true], 'a shape that does not fit is a usage error naming the flag');
+});

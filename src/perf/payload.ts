@@ -80,13 +80,13 @@ export function parseShapes(values: readonly string[]): Map<string, number[]> {
  * An input's shape as sent: a leading -1 is the batch dim (batchSize rows); other free dims take
  * the --shape given for the input, else 1 (see freeDimsDefaulted).
  */
-function concreteShape(meta: TensorMetadata, batchSize: number, shapes?: InputShapes): number[] {
+export function concreteShape(meta: { name: string; shape: readonly number[] }, batchSize: number, shapes?: InputShapes): number[] {
   const given = shapes?.get(meta.name);
   if (given) {
     const batched = meta.shape[0] === -1 && given.length === meta.shape.length - 1;
     const shape = batched ? [batchSize, ...given] : [...given];
     if (shape.length !== meta.shape.length) {
-      throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (-b sets the batch), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
+      throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (the batch size is a flag of its own), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
     }
     meta.shape.forEach((d, i) => {
       if (d >= 0 && shape[i] !== d) throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
@@ -99,7 +99,7 @@ function concreteShape(meta: TensorMetadata, batchSize: number, shapes?: InputSh
 const dimsWord = (n: number) => `${n} dim${n === 1 ? '' : 's'}`;
 
 /** Checks every --shape names an input of the model (its shape is checked as payloads are made). */
-export function checkShapes(meta: ModelMetadata, shapes: InputShapes): void {
+export function checkShapes(meta: { inputs: readonly { name: string }[] }, shapes: InputShapes): void {
   for (const name of shapes.keys()) {
     if (!meta.inputs.some((m) => m.name === name)) throw invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name);
   }
@@ -109,7 +109,7 @@ export function checkShapes(meta: ModelMetadata, shapes: InputShapes): void {
  * Inputs with a free dim past the batch dim that no --shape sets: they are sent with 1 there (a
  * sequence of one token), which measures a model unlike the one users send; perf says so.
  */
-export function freeDimsDefaulted(meta: ModelMetadata, shapes?: InputShapes): TensorMetadata[] {
+export function freeDimsDefaulted<T extends { name: string; shape: readonly number[] }>(meta: { inputs: readonly T[] }, shapes?: InputShapes): T[] {
   return meta.inputs.filter((m) => !shapes?.has(m.name) && m.shape.some((d, i) => d < 0 && i > 0));
 }
 

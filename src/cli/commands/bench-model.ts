@@ -12,6 +12,7 @@ import { GPU_PRECISIONS, type GpuPrecision, NATIVE_DEVICES, type NativeDevice } 
 import { UsageError } from '../settings.js';
 import { readModel } from '../../onnx/model-io.js';
 import { layerWhy } from '../../graph/layer-formats.js';
+import { checkShapes, concreteShape, freeDimsDefaulted, parseShapes, type InputShapes } from '../../perf/payload.js';
 import type { CudaPlanStages } from '../../native/addon.js';
 
 export type BenchBackend = 'native' | 'onnxruntime';
@@ -45,6 +46,8 @@ export interface BenchOptions {
   repeats: number;
   /** Warm-up seconds per batch size (at least two runs). */
   warmupSeconds: number;
+  /** Shapes of inputs with free dims past the batch (--shape); others run with 1 there. */
+  shapes?: InputShapes;
 }
 
 /**
@@ -65,18 +68,19 @@ export async function openBenchSession(modelPath: string, backend: BenchBackend,
 }
 
 /**
- * Seeded inputs for `batch` rows; dynamic dims other than the first become 1. Floats are in
+ * Seeded inputs for `batch` rows; dynamic dims other than the first take `shapes` (--shape, as
+ * umbra perf takes it), else 1. Floats are in
  * (-1, 1); integers and BOOL are 0 or 1, which any index input (token ids, categories) accepts;
  * UINT8 covers 0..255 (pixels); BYTES are short strings.
  */
-export function benchInputs(session: BackendSession, batch: number, seed = 1): WireTensor[] {
+export function benchInputs(session: BackendSession, batch: number, seed = 1, shapes?: InputShapes): WireTensor[] {
   let s = seed >>> 0;
   const next = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return s;
   };
   return session.inputs.map((info) => {
-    const shape = info.shape.map((d, i) => (i === 0 && d < 0 ? batch : d < 0 ? 1 : d));
+    const shape = concreteShape(info, batch, shapes);
     const n = shape.reduce((a, b) => a * b, 1);
     const data = typedArrayFor(info.datatype, n);
     const dt = info.datatype;
@@ -121,7 +125,7 @@ export function median(values: readonly number[]): number {
 
 /** Warm-up, then `repeats` windows; the median window is the figure. */
 export async function benchBatch(session: BackendSession, batch: number, options: BenchOptions): Promise<BenchPoint> {
-  const inputs = benchInputs(session, batch);
+  const inputs = benchInputs(session, batch, 1, options.shapes);
   await session.run(inputs, []);
   await measureWindow(session, inputs, batch, options.warmupSeconds);
   const windows: number[] = [];
@@ -156,6 +160,7 @@ interface BenchModelFlags {
   repeats: string;
   threads: string;
   json?: boolean;
+  shape: string[];
 }
 
 function positive(value: string, flag: string, integer: boolean): number {
@@ -177,6 +182,7 @@ export function registerBenchModel(program: Command): void {
     .option('--seconds <s>', 'timed seconds per batch size', '3')
     .option('--repeats <n>', 'timed windows per batch size (the median is reported)', '5')
     .option('--threads <n>', 'kernel / intra-op threads', '1')
+    .option('--shape <name:dims>', 'the shape of an input with free dims, without the batch dim (e.g. input_ids:128) or whole; repeat for each input (default: 1 in each free dim)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--json', 'print JSON instead of a table')
     .action(async (model: string, flags: BenchModelFlags) => benchModel(model, flags));
 }
@@ -230,7 +236,25 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
     const refusal = nativeRefusal(model);
     if (refusal !== null) throw new UsageError(`--backend native: ${refusal.replace(/; use backend: .*$/, '')}; use --backend onnxruntime, or --backend auto to pick`);
   }
+  let shapes: InputShapes | undefined;
+  try {
+    shapes = flags.shape.length > 0 ? parseShapes(flags.shape) : undefined;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const session = await openBenchSession(model, backend, threads, undefined, device, batches, precision);
+  try {
+    if (shapes) {
+      checkShapes(session, shapes);
+      for (const info of session.inputs) concreteShape(info, 1, shapes);
+    }
+  } catch (err) {
+    await session.release();
+    throw new UsageError((err as Error).message);
+  }
+  for (const info of freeDimsDefaulted(session, shapes)) {
+    process.stderr.write(`umbra: input ${info.name} has shape [${info.shape.join(', ')}]; its free dims past the batch are run as 1 (a sequence of one): give --shape ${info.name}:${info.shape.slice(info.shape[0] === -1 ? 1 : 0).map((d) => (d < 0 ? 'N' : String(d))).join(',')} to measure the sizes your clients send\n`);
+  }
   if (!hasBatchDimension(session) && batches.some((b) => b !== 1)) {
     // rows/s at "batch 64" would count 64 rows for each run of one fixed-shape call.
     process.stderr.write(`umbra: ${model} has no batch dimension (${session.inputs.map((i) => `${i.name} [${i.shape.join(', ')}]`).join(', ')}): each run is one call of that shape, so only batch 1 is measured\n`);
@@ -238,7 +262,7 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   }
   const points: BenchPoint[] = [];
   try {
-    for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5) }));
+    for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5), ...(shapes ? { shapes } : {}) }));
   } finally {
     await session.release();
   }
@@ -246,7 +270,9 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   const accuracy = session.accuracy;
   if (flags.json) {
     const gpu = sessionDevice(session) === 'cpu' ? {} : { blas: cudaStatus().blas, precision, ...(accuracy ? { accuracy } : {}) };
-    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), ...gpu, threads, seconds, repeats, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    // What each input was run at, the batch as -1 (its sizes are the points').
+    const inputs = session.inputs.map((info) => ({ name: info.name, shape: concreteShape(info, -1, shapes) }));
+    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), ...gpu, threads, seconds, repeats, inputs, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
   const where = `${backend}${flags.backend === 'auto' ? ' (auto)' : ''}${sessionDevice(session) === 'cpu' ? '' : ` on ${sessionDevice(session)}`}`;
