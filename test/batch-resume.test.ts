@@ -74,6 +74,16 @@ function runCli(db: string, rejects: string, options: { resume?: boolean; killAt
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
+/** `umbra batch` with `args`, to its end. */
+function batchCli(args: string[]): Promise<Run> {
+  const child = spawn(process.execPath, [CLI, 'batch', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
 function dump(db: string): { key: string; version: string; outputs: string }[] {
   const conn = new Database(db, { readonly: true });
   try {
@@ -185,15 +195,8 @@ t.test('CLI errors name the flag and the fix', async (t) => {
 
 t.test('--model-file serves a single .onnx file from a temporary repository', async (t) => {
   const db = join(dir, 'file.db');
-  const run = await new Promise<Run>((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'batch', '--model-file', join(repo.dir, 'affine', '1', 'model.onnx'), '--model', 'affine', '--input', input,
-      '--key', 'id', '--store', `sqlite:${db}`, '--rejects', join(dir, 'file.rejects.jsonl'), '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  const run = await batchCli(['--model-file', join(repo.dir, 'affine', '1', 'model.onnx'), '--model', 'affine', '--input', input,
+    '--key', 'id', '--store', `sqlite:${db}`, '--rejects', join(dir, 'file.rejects.jsonl'), '--workers', '2']);
   t.equal(run.code, 0, run.stderr);
   const got = dump(db);
   t.same(got.map((r) => r.outputs), expected.map((r) => r.outputs));
@@ -206,14 +209,7 @@ t.test('--model-file takes the external data beside the file (model.onnx.data) w
   const csv = join(dir, 'pairs.csv');
   writeFileSync(csv, 'id,x\nk1,"[1,2]"\nk2,"[-3,0.5]"\n');
   const db = join(dir, 'external.db');
-  const run = await new Promise<Run>((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'batch', '--model-file', join(folder, 'exported.onnx'), '--input', csv, '--key', 'id', '--store', `sqlite:${db}`, '--rejects', join(dir, 'external.rejects.jsonl')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  const run = await batchCli(['--model-file', join(folder, 'exported.onnx'), '--input', csv, '--key', 'id', '--store', `sqlite:${db}`, '--rejects', join(dir, 'external.rejects.jsonl')]);
   t.equal(run.code, 0, run.stderr);
   const stored = dump(db);
   const want = (x: number[]) => [0, 1, 2].map((c) => x[0]! * weights[c]! + x[1]! * weights[3 + c]!);

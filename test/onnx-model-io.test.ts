@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import {
 } from '../dist/onnx/model-io.js';
 import { makeTensor, tensorValues } from '../dist/onnx/tensor-data.js';
 import { seededRandom } from '../dist/onnx/train-digits.js';
+import { externalWeightsModel } from './helpers/repo.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'pytorch');
 const tmp = mkdtempSync(join(tmpdir(), 'umbra-onnx-'));
@@ -164,25 +165,8 @@ t.test('unreadable files are LOAD_FAILED naming the file', async (t) => {
 
 t.test('external-data initializers: metadata, values, and onnxruntime agrees', async (t) => {
   const dir = join(tmp, 'external');
-  const weights = randomArray(6);
-  const padding = new Uint8Array(16).fill(7);
-  const bytes = new Uint8Array(makeTensor('w', 'FP32', [2, 3], weights).rawData);
-  const model = buildModel({
-    inputs: [{ name: 'x', datatype: 'FP32', dims: [-1, 2] }],
-    outputs: [{ name: 'y', datatype: 'FP32', dims: [-1, 3] }],
-    nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
-    initializers: [{ name: 'w', datatype: 'FP32', dims: [2, 3], values: weights }],
-  });
-  const w = model.graph!.initializer![0]!;
-  w.rawData = new Uint8Array(0);
-  w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-  w.externalData = [
-    onnx.StringStringEntryProto.create({ key: 'location', value: 'weights.bin' }),
-    onnx.StringStringEntryProto.create({ key: 'offset', value: '16' }),
-    onnx.StringStringEntryProto.create({ key: 'length', value: String(bytes.length) }),
-  ];
-  writeModel(model, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'weights.bin'), Buffer.concat([padding, bytes]));
+  mkdirSync(dir, { recursive: true });
+  const weights = externalWeightsModel(dir, 'model.onnx', 'weights.bin', randomArray(6), 16);
 
   const loaded = readModel(join(dir, 'model.onnx'));
   t.same(externalDataReferences(loaded), [{ tensor: 'w', location: 'weights.bin', offset: 16, length: 24 }]);
@@ -201,6 +185,7 @@ t.test('external-data initializers: metadata, values, and onnxruntime agrees', a
   });
   closeTo(t, out.y!.data as Float32Array, expected, 1e-5, 'external-weights MatMul');
 
+  const w = loaded.graph!.initializer![0]!;
   w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: '../../etc/passwd' })];
   t.throws(() => tensorValues(w, dir), /is not inside the model folder/);
 });

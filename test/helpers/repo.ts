@@ -6,24 +6,28 @@ import { buildModel } from '../../dist/onnx/builder.js';
 import { onnx, writeModel } from '../../dist/onnx/model-io.js';
 
 /**
- * y = x W (x [-1, 2], W [2, 3]) with W in `data` beside the model file: the external data
- * PyTorch and onnx.save write for large models (model.onnx.data).
+ * y = x W (x [-1, 2], W [2, 3]) with W in `data` beside the model file, after `offset` bytes of
+ * padding: the external data PyTorch and onnx.save write for large models (model.onnx.data).
+ * Returns W row-major.
  */
-export function externalWeightsModel(dir: string, file: string, data: string): number[] {
-  const weights = [0.5, -1, 2, 1.5, 0.25, -0.75];
+export function externalWeightsModel(dir: string, file: string, data: string, weights: ArrayLike<number> = [0.5, -1, 2, 1.5, 0.25, -0.75], offset = 0): number[] {
   const model = buildModel({
     inputs: [{ name: 'x', datatype: 'FP32', dims: [-1, 2] }],
     outputs: [{ name: 'y', datatype: 'FP32', dims: [-1, 3] }],
     nodes: [{ op: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
-    initializers: [{ name: 'w', datatype: 'FP32', dims: [2, 3], values: weights }],
+    initializers: [{ name: 'w', datatype: 'FP32', dims: [2, 3], values: Array.from(weights) }],
   });
   const w = model.graph!.initializer![0]!;
   w.rawData = new Uint8Array(0);
   w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: data }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
+  w.externalData = [
+    onnx.StringStringEntryProto.create({ key: 'location', value: data }),
+    ...(offset > 0 ? [onnx.StringStringEntryProto.create({ key: 'offset', value: String(offset) })] : []),
+    onnx.StringStringEntryProto.create({ key: 'length', value: '24' }),
+  ];
   writeModel(model, join(dir, file));
-  writeFileSync(join(dir, data), Buffer.from(Float32Array.from(weights).buffer));
-  return weights;
+  writeFileSync(join(dir, data), Buffer.concat([Buffer.alloc(offset, 7), Buffer.from(Float32Array.from(weights).buffer)]));
+  return Array.from(weights);
 }
 
 /** y = x * scale + offset over [-1, 4] FP32; scale/offset tell versions apart. */
