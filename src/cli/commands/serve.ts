@@ -82,6 +82,23 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   }
   const repo = existingRepository(options.repository);
   const server = await startServer(options);
+  // Before anything is logged: the listen line tells a supervisor (or a test) it may signal, and a
+  // SIGTERM that arrived before Node had a handler would end the process at once, undrained.
+  let signalled = false;
+  const onSignal = (signal: string) => {
+    if (signalled) return;
+    signalled = true;
+    log(`${signal}: draining (at most ${options.drainSeconds ?? 30}s)`);
+    server.stop().then(() => {
+      log('drained, exiting');
+      process.exit(0);
+    }, (err: unknown) => {
+      log(`drain failed: ${String(err)}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   log(`state directory: ${options.stateDir}`);
   const legacyLog = legacyLogPath(repo);
   if (!single && options.monitoring && options.monitoring.log?.url === defaultLogDb(options.stateDir!) && existsSync(legacyLog)) {
@@ -155,20 +172,5 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   if (server.ops) log(`ops page: ${server.url}/ui`);
   const predictionLog = server.monitor?.log;
   predictionLog?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''} (${predictionLog.describeKept()})`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));
-  let signalled = false;
-  const onSignal = (signal: string) => {
-    if (signalled) return;
-    signalled = true;
-    log(`${signal}: draining (at most ${options.drainSeconds ?? 30}s)`);
-    server.stop().then(() => {
-      log('drained, exiting');
-      process.exit(0);
-    }, (err: unknown) => {
-      log(`drain failed: ${String(err)}`);
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGINT', () => onSignal('SIGINT'));
 }
 
