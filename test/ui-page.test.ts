@@ -252,7 +252,8 @@ t.test('the ops page in chromium', async (t) => {
       t.equal(r.score, fmt(f.score, 4), `score of ${r.name}`);
       t.equal(r.shift, pct(f.shift), `shift of ${r.name}`);
     }
-    t.ok(await page.$('svg.hist rect.live'), 'reference and live histograms of the chosen feature');
+    // The first look lists the features, then asks for the worst one's histograms: wait for those.
+    t.ok(await page.waitForSelector('#drift svg.hist rect.live', { timeout: 10_000 }), 'reference and live histograms of the chosen feature');
 
     // Promote without the token: asked for it; a wrong one is refused with the API's answer.
     await click(page, '[data-action="promote"]');
@@ -361,7 +362,8 @@ t.test('a text model\'s page: drift judged by its outputs, the input it cannot w
   const browser = await launch(t);
   const errors: string[] = [];
   const page = await open(browser, `${s.url}/ui/models/sentiment`, errors);
-  await page.waitForSelector('#drift [data-feature]', { timeout: 10_000 });
+  // The features are listed first; the chosen one's histograms come with a second answer.
+  await page.waitForSelector('#drift svg.hist rect.live', { timeout: 10_000 });
   t.same(await texts(page, '#drift [data-feature] td:first-child'), ['score'], 'the output is listed where the inputs would be');
   t.equal(await text(page, '#unwatched'), 'Not watched: input text (BYTES (text) tensors are not watched).');
   const labels = await page.evaluate(() => [...document.querySelectorAll('#drift svg.hist rect.live')].map((e) => e.textContent));
