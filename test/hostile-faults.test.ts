@@ -75,7 +75,8 @@ t.test('an injected worker crash fails only its own batch; everything after it i
     t.type(bad!.json?.error, 'string', 'with a JSON error');
     const failed = good.filter((r) => r.status !== 200);
     // Batches hold at most 8 requests: at most 7 healthy ones rode with the crash.
-    t.ok(failed.length <= 7, `round ${round}: ${failed.length} healthy requests failed (at most the crash's batch-mates)`);
+    const why = [...new Set(failed.map((r) => r.json?.error))].join(' | ');
+    t.ok(failed.length <= 7, `round ${round}: ${failed.length} healthy requests failed (at most the crash's batch-mates)${failed.length > 0 ? `: ${why}` : ''}`);
     t.ok(failed.every((r) => r.status === 500 && typeof r.json?.error === 'string'), 'each failure is a 500 with a JSON error');
     const exact = good.filter((r, i) => r.status === 200 && JSON.stringify(r.json.outputs[0].data) === JSON.stringify(row(i).map((v) => v * 2)));
     t.equal(exact.length, good.length - failed.length, 'every other answer is exact');

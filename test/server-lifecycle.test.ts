@@ -7,7 +7,7 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, fixedLengthModel, sequenceModel, slowModel, holdExecution, until } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 import { writeModel } from '../dist/onnx/model-io.js';
-import { TaskNotStartedError } from '../dist/workers/pool.js';
+import { TaskLostError } from '../dist/workers/pool.js';
 
 // Lets a request ask its worker to crash (honoured only with this variable set).
 process.env.UMBRA_FAULT_INJECTION = '1';
@@ -201,9 +201,22 @@ t.test('a staged batch lost with its crashed worker before it began runs again o
   const waiting = umbra.pool.run(mv.session, x(), [], { staged: true });
   const [crashed, lost] = await Promise.allSettled([crashing, waiting]);
   t.equal(crashed.status, 'rejected');
-  t.notOk((crashed as PromiseRejectedResult).reason instanceof TaskNotStartedError, 'the task that was running failed for real');
-  t.ok((lost as PromiseRejectedResult).reason instanceof TaskNotStartedError, 'the staged one is known never to have begun');
+  t.notOk((crashed as PromiseRejectedResult).reason instanceof TaskLostError, 'the task that was running failed for real');
+  t.ok((lost as PromiseRejectedResult).reason instanceof TaskLostError, 'the staged one is known never to have begun');
   t.match((lost as PromiseRejectedResult).reason.message, /worker ended before the task began: worker exited with code: 70/);
+  // Again on the worker that replaced it, whose first task opens the session: the staged task
+  // arrives while the crashing one awaits that open, and still has run nothing when the worker goes.
+  const [crashedAgain, lostAgain] = await Promise.allSettled([
+    umbra.pool.run(mv.session, x(), [], { fault: 'crash' }),
+    umbra.pool.run(mv.session, x(), [], { staged: true }),
+  ]);
+  t.equal(crashedAgain.status, 'rejected');
+  t.ok((lostAgain as PromiseRejectedResult).reason instanceof TaskLostError, 'on a fresh worker too, the staged one is known never to have begun');
+  // A worker that ends with the answer in hand (its exit can reach the pool before the answer it
+  // posted): the task ran to its end, so it may run again elsewhere; it did not fail.
+  const answeredThenLost = await umbra.pool.run(mv.session, x(), [], { fault: 'lose-answer' }).then(() => undefined, (err: unknown) => err);
+  t.ok(answeredThenLost instanceof TaskLostError && answeredThenLost.answered, 'a task answered on a worker that then ended is lost, not failed');
+  t.match((answeredThenLost as Error).message, /worker ended after the task answered, before its answer arrived: worker exited with code: 70/);
   // Through the server: whether the second request was staged behind the crash or not, it is answered.
   const [crash, ok] = await Promise.all([
     s.post('/v2/models/affine/infer', { parameters: { umbra_fault: 'crash' }, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),

@@ -6,7 +6,7 @@ import { deriveQueueBound, type QueueBound } from '../scheduler/options.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import type { InferRequest, InferResponse, ModelSignature, Tensor } from '../protocol/types.js';
 import { ModelRunError, UmbraError, UnbatchedAnswersError, invalid } from '../errors.js';
-import { TaskNotStartedError, type WorkerPool } from '../workers/pool.js';
+import { resendingLost, type WorkerPool } from '../workers/pool.js';
 import { placeholderInputs, type BackendSession } from '../workers/backends/backend.js';
 import { onnxruntimeBackend } from '../workers/backends/onnxruntime.js';
 import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WireTensor } from '../workers/messages.js';
@@ -366,15 +366,10 @@ export class Executor implements VersionExecution {
       if (inline) {
         r = await runInline(inline, items.length === 1 ? items[0]!.inputs : merge(items), fault);
       } else {
-        try {
-          r = await this.runInWorkers(items, batchRows, fault, staged);
-        } catch (err) {
-          // A staged batch whose worker died before reaching it never ran: it goes again, whole,
-          // to the next free worker (its merged inputs left with the dead worker; the requests'
-          // own are intact).
-          if (!(err instanceof TaskNotStartedError)) throw err;
-          r = await this.runInWorkers(items, batchRows, fault, false);
-        }
+        // A batch lost with a worker that died before reaching it (staged behind the task that
+        // killed it), or after answering it, goes again, whole, to the next free worker: its
+        // merged inputs left with the dead worker; the requests' own are intact.
+        r = await resendingLost((attempt) => this.runInWorkers(items, batchRows, fault, staged && attempt === 1));
       }
     } catch (err) {
       if (!(err instanceof ModelRunError)) throw err;
@@ -495,7 +490,7 @@ export class Executor implements VersionExecution {
   runBatch(inputs: WireTensor[]): Promise<RunResult> {
     // Borrowed (copied into the pool's reused buffers, not moved): a batch the model refuses
     // runs again in halves from the same tensors (batch/job.ts).
-    return this.workerPool().run(this.session, inputs, [], { borrowed: true });
+    return resendingLost(() => this.workerPool().run(this.session, inputs, [], { borrowed: true }));
   }
 
   /** Evicts this version's worker sessions and releases its event-loop session, if any. */

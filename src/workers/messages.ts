@@ -57,22 +57,31 @@ export interface RunTask {
   inputs: WireTensor[];
   /** Output names to compute; empty = all. */
   outputs: string[];
-  /** Fault injection for crash-recovery tests; honoured only when UMBRA_FAULT_INJECTION=1. */
-  fault?: 'crash' | 'throw';
   /**
-   * A staged task (queued behind a running one on the same worker) names a slot of the pool's
-   * shared start flags: the worker raises it as the task begins, so a task lost with its worker
-   * before it began is known not to have run, and may run elsewhere.
+   * Fault injection for crash-recovery tests; honoured only when UMBRA_FAULT_INJECTION=1. The
+   * worker exits in the task (crash), throws (throw), or exits with the answer in hand, as if its
+   * exit overtook the answer (lose-answer).
    */
-  startSlot?: number;
+  fault?: 'crash' | 'throw' | 'lose-answer';
+  /**
+   * A slot of the pool's shared progress flags (TaskProgress): the worker raises it as the task
+   * begins and again as it answers, so a task lost with its worker is known either never to have
+   * run or to have run to its end (its answer lost with the worker: the worker's 'exit' can reach
+   * the pool before the answer it posted), and may run elsewhere; only a task the worker died
+   * running failed.
+   */
+  progressSlot?: number;
 }
+
+/** A run task's progress flag (RunTask.progressSlot). */
+export const TaskProgress = { posted: 0, begun: 1, answered: 2 } as const;
 
 /** What the pool hands every worker at start (piscina's workerData). */
 export interface PoolWorkerData {
   /** Which pool the worker belongs to (several pools may share a process, and the channel). */
   pool: string;
-  /** Int32 start flags, one per startSlot. */
-  started: SharedArrayBuffer;
+  /** Int32 progress flags (TaskProgress), one per progressSlot. */
+  progress: SharedArrayBuffer;
   /**
    * Int32[1]: evict and park messages the pool has posted. A worker blocks between tasks
    * (piscina's Atomics.wait), so its event loop, and with it the session channel, runs only inside

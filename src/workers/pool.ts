@@ -8,7 +8,7 @@ import { Piscina, type PiscinaTask } from 'piscina';
 import { trimMemory } from '../native/trim.js';
 import { concatTensors, splitTensor } from '../protocol/index.js';
 import {
-  SESSION_CHANNEL, ownedTensor, renamed, tensorBuffers,
+  SESSION_CHANNEL, TaskProgress, ownedTensor, renamed, tensorBuffers,
   type EvictMessage, type FlushTask, type HelloMessage, type PoolWorkerData, type RunResult, type RunTask, type SessionSpec, type WarmResult, type WarmTask, type WireTensor, type WorkerTask,
 } from './messages.js';
 import { TransferBuffers } from './transfer-buffers.js';
@@ -40,20 +40,40 @@ export interface RunOptions {
 }
 
 /**
- * Thrown by `run` for a staged task whose worker died before the task began: nothing of it ran,
- * so its caller may send it again (its inputs were transferred away with it).
+ * Thrown by `run` for a task lost with its worker that may be sent again: the worker ended before
+ * the task began (nothing of it ran: it was staged behind the task that killed the worker), or
+ * after the task answered (the worker's 'exit' reached the pool before the answer it had posted,
+ * and piscina fails what it has not heard back from). Its inputs were transferred away with it:
+ * the caller sends its own again. A task the worker died running is not this: it failed.
  */
-export class TaskNotStartedError extends Error {
-  constructor(cause: unknown) {
-    super(`the worker ended before the task began: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-    this.name = 'TaskNotStartedError';
+export class TaskLostError extends Error {
+  constructor(readonly answered: boolean, cause: unknown) {
+    super(`the worker ended ${answered ? 'after the task answered, before its answer arrived' : 'before the task began'}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'TaskLostError';
+  }
+}
+
+/** How many times in all a task lost with its worker (TaskLostError) is sent (see resendingLost). */
+export const LOST_TASK_ATTEMPTS = 3;
+
+/**
+ * Runs `send` again while its task is lost with its worker, at most LOST_TASK_ATTEMPTS times in
+ * all. `send` gives the task fresh inputs each time (the lost ones were transferred away).
+ */
+export async function resendingLost<T>(send: (attempt: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send(attempt);
+    } catch (err) {
+      if (!(err instanceof TaskLostError) || attempt >= LOST_TASK_ATTEMPTS) throw err;
+    }
   }
 }
 
 /** Name of the worker export that runs a staged task (the same handler as the default). */
 const STAGED = 'staged';
-/** Start-flag slots; a staged task finding none free runs without one (and is never resent). */
-const START_SLOTS = 256;
+/** Progress-flag slots; a task finding none free runs without one (and is never resent). */
+const PROGRESS_SLOTS = 1024;
 
 /** What piscina's balancer sees of a worker. */
 interface BalancedWorker {
@@ -71,14 +91,14 @@ export class WorkerPool {
   private closed = false;
   /** Run tasks handed to piscina and not yet settled (queued ones included). */
   private running = 0;
-  /** One Int32 per slot: 0 while a staged task waits, 1 once its worker has begun it. */
-  private readonly started = new Int32Array(new SharedArrayBuffer(START_SLOTS * 4));
+  /** One Int32 per slot: a run task's TaskProgress, as its worker raises it. */
+  private readonly progress = new Int32Array(new SharedArrayBuffer(PROGRESS_SLOTS * 4));
   /** Evict and park messages posted (PoolWorkerData.evictions). */
   private readonly evictions = new Int32Array(new SharedArrayBuffer(4));
   /** The last burst's flush tasks, settled (never rejects); close waits for them. */
   private flushing: Promise<void> = Promise.resolve();
   private flushScheduled = false;
-  private readonly freeSlots = Array.from({ length: START_SLOTS }, (_, i) => START_SLOTS - 1 - i);
+  private readonly freeSlots = Array.from({ length: PROGRESS_SLOTS }, (_, i) => PROGRESS_SLOTS - 1 - i);
   /** When each worker (by thread id) began its running task, as near as the main thread can tell. */
   private readonly busySince = new Map<number, number>();
   /** Input buffers the workers handed back, for the next borrowed run's copies. */
@@ -95,7 +115,7 @@ export class WorkerPool {
       // At most one task waits behind a running one, and only a staged one (see stagingBalancer).
       concurrentTasksPerWorker: 2,
       loadBalancer: ((task: PiscinaTask, workers: BalancedWorker[]) => this.balance(task, workers)) as never,
-      workerData: { pool: this.id, started: this.started.buffer as SharedArrayBuffer, evictions: this.evictions.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
+      workerData: { pool: this.id, progress: this.progress.buffer as SharedArrayBuffer, evictions: this.evictions.buffer as SharedArrayBuffer } satisfies PoolWorkerData,
       // Backpressure is the batcher's job; the pool queue only holds what the batcher dispatched.
       maxQueue: Number.POSITIVE_INFINITY as unknown as number,
     }));
@@ -170,16 +190,16 @@ export class WorkerPool {
 
   /**
    * Runs one batch on one worker. Input buffers are transferred (the caller must not reuse them).
-   * A staged task lost with its worker before it began rejects with TaskNotStartedError.
+   * A task lost with its worker before it began or after it answered rejects with TaskLostError.
    */
   async run(session: SessionSpec, inputs: WireTensor[], outputs: string[], options: RunOptions = {}): Promise<RunResult> {
     const owned = options.borrowed ? inputs.map((t) => this.buffers.copy(t)) : inputs.map(ownedTensor);
     const task: RunTask = { kind: 'run', session, inputs: owned, outputs };
     if (options.fault) task.fault = options.fault;
-    const slot = options.staged ? this.freeSlots.pop() : undefined;
+    const slot = this.freeSlots.pop();
     if (slot !== undefined) {
-      Atomics.store(this.started, slot, 0);
-      task.startSlot = slot;
+      Atomics.store(this.progress, slot, TaskProgress.posted);
+      task.progressSlot = slot;
     }
     this.running += 1;
     try {
@@ -194,7 +214,8 @@ export class WorkerPool {
       if (result.threadId !== undefined) this.busySince.set(result.threadId, performance.now());
       return result;
     } catch (err) {
-      if (slot !== undefined && Atomics.load(this.started, slot) === 0 && !this.closed) throw new TaskNotStartedError(err);
+      const progress = slot === undefined ? TaskProgress.begun : Atomics.load(this.progress, slot);
+      if (progress !== TaskProgress.begun && !(err instanceof ModelRunError) && !this.closed) throw new TaskLostError(progress === TaskProgress.answered, err);
       throw err;
     } finally {
       this.running -= 1;

@@ -7,13 +7,12 @@ import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { nativeBackend } from './backends/native.js';
 import { osThreadId } from '../core/threads.js';
 import {
-  SESSION_CHANNEL, ownedTensor, tensorBuffers,
+  SESSION_CHANNEL, TaskProgress, ownedTensor, tensorBuffers,
   type EvictMessage, type HelloMessage, type PoolWorkerData, type RunResult, type SessionSpec, type WarmResult, type WireTensor, type WorkerTask,
 } from './messages.js';
 
 const poolData = workerData as PoolWorkerData | undefined;
-const sharedFlags = poolData?.started;
-const startFlags = sharedFlags ? new Int32Array(sharedFlags) : undefined;
+const progressFlags = poolData?.progress ? new Int32Array(poolData.progress) : undefined;
 /** Evictions the pool has posted, and how many of them this worker has applied (PoolWorkerData.evictions). */
 const posted = poolData?.evictions ? new Int32Array(poolData.evictions) : undefined;
 let applied = 0;
@@ -93,7 +92,15 @@ function transferable<T extends object>(value: T, buffers: ArrayBuffer[]): T {
 let tail: Promise<unknown> = Promise.resolve();
 
 export default function handle(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
-  const turn = tail.then(() => perform(task));
+  const slot = task.kind === 'run' && progressFlags ? task.progressSlot : undefined;
+  const run = tail.then(() => perform(task));
+  // Raised with the answer in hand, before piscina posts it: lost now, it may be had again by
+  // running the task elsewhere. (A task that threw stays begun: it failed, wherever it ran.)
+  const turn = slot === undefined ? run : run.then((r) => {
+    Atomics.store(progressFlags!, slot, TaskProgress.answered);
+    if (task.kind === 'run' && task.fault === 'lose-answer' && process.env.UMBRA_FAULT_INJECTION === '1') process.exit(70);
+    return r;
+  });
   tail = turn.catch(() => undefined);
   return turn;
 }
@@ -121,7 +128,7 @@ async function applyEvictions(): Promise<void> {
 }
 
 async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Record<string, never>> {
-  if (task.kind === 'run' && task.startSlot !== undefined && startFlags) Atomics.store(startFlags, task.startSlot, 1);
+  if (task.kind === 'run' && task.progressSlot !== undefined && progressFlags) Atomics.store(progressFlags, task.progressSlot, TaskProgress.begun);
   if (posted && Atomics.load(posted, 0) > applied) await applyEvictions();
   if (task.kind === 'flush') return {};
   const session = await sessionFor(task.session);
@@ -149,7 +156,7 @@ async function perform(task: WorkerTask): Promise<RunResult | WarmResult | Recor
     if (session.providerNote) warmed.providerNote = session.providerNote;
     return warmed;
   }
-  if (task.fault && process.env.UMBRA_FAULT_INJECTION === '1') {
+  if ((task.fault === 'crash' || task.fault === 'throw') && process.env.UMBRA_FAULT_INJECTION === '1') {
     if (task.fault === 'crash') process.exit(70);
     throw new Error('injected fault');
   }
