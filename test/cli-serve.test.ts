@@ -2,11 +2,11 @@
 // load with zero failed in-flight requests.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
-import { tempRepo, slowModel } from './helpers/repo.js';
+import { tempRepo, slowModel, affineModel } from './helpers/repo.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { defaultCoreReads, defaultIoThreads, readersInlineBudgetUs } from '../dist/server/server.js';
 
@@ -14,6 +14,25 @@ const BIN = new URL('../bin/umbra.js', import.meta.url).pathname;
 
 function runCli(args: string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+}
+
+/** `umbra serve ARGS` on a free port (and no gRPC port), resolved once it logs its listen line. */
+async function serveUntilListening(args: string[]) {
+  const child = spawn(process.execPath, [BIN, 'serve', '--grpc-port', '0', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => { out += d; });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d: string) => {
+      out += d;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
+  });
+  return { child, port, exited, output: () => out };
 }
 
 t.test('--help on every command, and bad flags name the flag and the fix', async (t) => {
@@ -98,20 +117,7 @@ for (const execution of ['worker', 'inline']) t.test(`SIGTERM under load (${exec
   repo.addVersion('slow', 1, slowModel(512, 200));
   // A queue for all 48: this test is about the drain, not the default bound's 503s.
   repo.writeConfig('slow', { max_batch_size: 4, dynamic_batching: { max_queue_delay_microseconds: 1000, max_queue_size: 64 }, parameters: { execution } });
-  const child = spawn(process.execPath, [BIN, 'serve', '--grpc-port', '0', '--repo', repo.dir, '--state-dir', `${repo.dir}.state`, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => { out += d; });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.on('data', (d: string) => {
-      out += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, port, output, exited } = await serveUntilListening(['--repo', repo.dir, '--state-dir', `${repo.dir}.state`, '--workers', '2']);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 48 });
   const body = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 512], datatype: 'FP32', data: new Array(512).fill(1) }] });
   const post = () => new Promise<number>((resolve, reject) => {
@@ -130,8 +136,29 @@ for (const execution of ['worker', 'inline']) t.test(`SIGTERM under load (${exec
   const statuses = await Promise.all(requests);
   t.same(statuses.filter((s) => s !== 200), [], 'no in-flight request failed');
   t.equal(await exited, 0, 'exit code 0 after the drain');
-  t.match(out, /HTTP guard: on/, 'the start-up log says the HTTP guard is on');
-  t.match(out, /SIGTERM: draining/);
-  t.match(out, /drained, exiting/);
+  t.match(output(), /HTTP guard: on/, 'the start-up log says the HTTP guard is on');
+  t.match(output(), /SIGTERM: draining/);
+  t.match(output(), /drained, exiting/);
   agent.destroy();
+});
+
+t.test('a repository with no model: the start-up log says so, and where a model file at its top goes', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => {
+    repo.remove();
+    rmSync(`${repo.dir}.state`, { recursive: true, force: true });
+  });
+  // An export written straight into the repository, as a first user does.
+  repo.addVersion('staging', 1, affineModel(2, 1));
+  const file = join(repo.dir, 'staging', '1', 'model.onnx');
+  writeFileSync(join(repo.dir, 'churn.onnx'), readFileSync(file));
+  rmSync(join(repo.dir, 'staging'), { recursive: true });
+  const { child, port, output, exited } = await serveUntilListening(['--repo', repo.dir, '--state-dir', `${repo.dir}.state`]);
+  const ready = await fetch(`http://127.0.0.1:${port}/v2/health/ready`);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'stops cleanly');
+  t.equal(ready.status, 503, 'not ready with nothing to serve');
+  t.match(output(), 'file "churn.onnx" at the top of the repository is not served: each model has its own folder with numbered versions; move it to churn/1/model.onnx', 'the loose file is named with where it goes');
+  t.match(output(), `the repository ${repo.dir} holds no model: each model goes in its own folder, <model>/<version>/model.onnx; the server is not ready until one loads`, 'the empty repository is named');
+  t.match(output(), /listening on .*\(ready: false\)/);
 });

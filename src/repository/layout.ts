@@ -87,6 +87,37 @@ export function misnamedFolderNote(name: string): string {
 }
 
 /**
+ * Model files at the top of the repository (`REPO/fraud.onnx`, not hidden): no model is a file,
+ * so listModels skips them, and a user who exported straight into the repository should hear
+ * where the file goes instead of finding an empty server.
+ */
+export function looseModelFiles(repo: string): string[] {
+  if (!isDirectory(repo)) return [];
+  return readdirSync(repo, { withFileTypes: true })
+    .filter((entry) => !entry.name.startsWith('.') && entry.name.toLowerCase().endsWith('.onnx') && !isDirectory(join(repo, entry.name)))
+    .map((entry) => entry.name)
+    .sort();
+}
+
+/** What a repository skips when a model file lies at its top, and where the file goes. */
+export function looseModelFileNote(name: string): string {
+  const stem = name.slice(0, -'.onnx'.length);
+  const model = isValidModelName(stem) ? stem : '<model>';
+  return `file ${JSON.stringify(name)} at the top of the repository is not served: each model has its own folder with numbered versions; move it to ${model}/1/${DEFAULT_MODEL_FILENAME}`;
+}
+
+/**
+ * Everything at the top of the repository that looks meant to be served but is not, each with
+ * its note (misnamed folders, loose model files), keyed by its name there.
+ */
+export function unservedEntries(repo: string): Map<string, string> {
+  const notes = new Map<string, string>();
+  for (const name of misnamedFolders(repo)) notes.set(name, misnamedFolderNote(name));
+  for (const name of looseModelFiles(repo)) notes.set(name, looseModelFileNote(name));
+  return notes;
+}
+
+/**
  * Why a model folder yields no version, for the load's error: what is there instead of
  * DIR/<n>/FILENAME (a model file beside the versions, folders that are not versions, version
  * folders holding another .onnx file), each with its fix.

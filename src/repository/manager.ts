@@ -8,7 +8,7 @@ import { UmbraError, UnbatchedAnswersError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
 import type { OpenExecution } from '../execution/types.js';
 import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
-import { listModels, listVersions, misnamedFolders, noVersionReason, parseVersion, selectVersions, validateModelName } from './layout.js';
+import { listModels, listVersions, noVersionReason, unservedEntries, parseVersion, selectVersions, validateModelName } from './layout.js';
 import { ModelVersion } from './model-version.js';
 import { OverrideStore, type LoadOverrides } from './overrides.js';
 
@@ -67,23 +67,27 @@ export class ModelManager extends EventEmitter {
     return this.options.repository;
   }
 
-  /** Folders of the repository whose names cannot name a model, as last seen (misnamedFolders). */
-  private misnamedSeen = new Set<string>();
+  /** What the top of the repository holds that is not served, as last seen: name there -> note (unservedEntries). */
+  private unservedSeen = new Map<string, string>();
 
-  /** Folders of the repository not served because of their names; a 'misnamed' event tells of each new one. */
-  misnamed(): string[] {
-    return [...this.misnamedSeen];
+  /**
+   * Notes on what the top of the repository holds that is not served (folders whose names cannot
+   * name a model, model files outside a model folder), each with its fix; an 'unserved' event
+   * tells of each new one, with its note.
+   */
+  unserved(): string[] {
+    return [...this.unservedSeen.values()];
   }
 
-  private lookForMisnamed(): void {
-    const now = misnamedFolders(this.options.repository);
-    for (const name of now) if (!this.misnamedSeen.has(name)) this.emit('misnamed', name);
-    this.misnamedSeen = new Set(now);
+  private lookForUnserved(): void {
+    const now = unservedEntries(this.options.repository);
+    for (const [name, note] of now) if (!this.unservedSeen.has(name)) this.emit('unserved', note);
+    this.unservedSeen = now;
   }
 
   /** Loads every model of the repository and every model given in an earlier load request. Failures are recorded per model, not thrown. */
   async loadAll(): Promise<void> {
-    this.lookForMisnamed();
+    this.lookForUnserved();
     await Promise.all(this.onDisk().map((n) => this.load(n).catch(() => undefined)));
   }
 
@@ -368,7 +372,7 @@ export class ModelManager extends EventEmitter {
 
   /** One polling pass; exported for tests so they need no timers. */
   async pollOnce(): Promise<void> {
-    this.lookForMisnamed();
+    this.lookForUnserved();
     const onDisk = new Set(this.onDisk());
     const work: Promise<void>[] = [];
     for (const name of onDisk) {

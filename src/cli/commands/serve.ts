@@ -5,7 +5,6 @@ import { existsSync } from 'node:fs';
 import { startServer } from '../../server/server.js';
 import { describeHttpGuard } from '../../server/http-guard.js';
 import { inspectModelDir, linkModelDir, type ModelDirRepository } from '../../repository/single-model.js';
-import { misnamedFolderNote } from '../../repository/layout.js';
 import { VERSION } from '../../version.js';
 import { describeQueueBound } from '../../scheduler/options.js';
 import { probeRowsOf } from '../../execution/placement.js';
@@ -116,9 +115,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }, options.pollSeconds * 1000).unref();
   }
   server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
-  // A folder whose name cannot name a model is skipped; its owner hears why (at start, and when polling finds one).
-  for (const name of server.umbra.manager.misnamed()) log(misnamedFolderNote(name));
-  server.umbra.manager.on('misnamed', (name: string) => log(misnamedFolderNote(name)));
+  // A folder whose name cannot name a model, or a model file outside a model folder, is skipped;
+  // its owner hears why and where it goes (at start, and when polling finds one).
+  for (const note of server.umbra.manager.unserved()) log(note);
+  server.umbra.manager.on('unserved', (note: string) => log(note));
   // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
   const logQueue = (name: string, version: string) => {
     try {
@@ -155,6 +155,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }
   });
   const index = await server.umbra.manager.index();
+  if (index.length === 0) {
+    const later = options.pollSeconds && options.pollSeconds > 0 ? `the next poll (every ${options.pollSeconds} s) loads one put there` : 'restart with one there, load one with POST /v2/repository/models/<model>/load, or poll for new ones with --poll-seconds';
+    log(`the repository ${repo} holds no model: each model goes in its own folder, <model>/<version>/model.onnx; the server is not ready until one loads (${later})`);
+  }
   for (const e of index) {
     log(`model ${e.name}${e.version ? ` v${e.version}` : ''}: ${e.state}${e.reason ? ` (${e.reason})` : ''}`);
     if (e.state === 'READY' && e.version) {
