@@ -83,3 +83,66 @@ t.test('windows sized for tensors: an 8 MiB request goes out without waiting for
     t.same([out.length, out[0], out[999], out[width - 1]], [width, 1, 1999, 2 * ((width - 1) % 1000) + 1]);
   }
 });
+
+t.test('messages arriving in pieces: a 4 MiB request in 4 KiB writes, and two stream messages cut inside their length prefixes', async (t) => {
+  const { connect } = await import('node:http2');
+  const loader = await import('@grpc/proto-loader');
+  const definition = loader.loadSync([`${PROTO}grpc_service.proto`], { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const methods = definition['inference.GRPCInferenceService'] as any;
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  const width = 1 << 20;
+  repo.addVersion('wide', 1, affineModel(2, 1, width));
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const session = connect(`http://127.0.0.1:${s.server.grpcPort}`);
+  t.teardown(() => session.close());
+  const framed = (message: Buffer) => {
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(message.length, 1);
+    return Buffer.concat([prefix, message]);
+  };
+  // Writes `bytes` cut at `cuts` (offsets), each piece its own DATA frame, and reads the answers' messages.
+  const exchange = (method: string, bytes: Buffer, cuts: number[]) => new Promise<{ messages: Buffer[]; status: string | undefined }>((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': `/inference.GRPCInferenceService/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
+    const parts: Buffer[] = [];
+    let status: string | undefined;
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('trailers', (trailers) => { status = String(trailers['grpc-status']); });
+    req.on('error', reject);
+    req.on('end', () => {
+      const all = Buffer.concat(parts);
+      const messages: Buffer[] = [];
+      for (let at = 0; at + 5 <= all.length; at += 5 + all.readUInt32BE(at + 1)) messages.push(all.subarray(at + 5, at + 5 + all.readUInt32BE(at + 1)));
+      resolve({ messages, status });
+    });
+    let from = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      req.write(bytes.subarray(from, cut));
+      from = cut;
+    }
+    req.end();
+  });
+
+  const raw = Buffer.from(new Float32Array(width).map((_, i) => i % 1000).buffer);
+  const big = framed(methods.ModelInfer.requestSerialize({ model_name: 'wide', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, width] }], raw_input_contents: [raw] }));
+  const cuts: number[] = [1, 2, 3, 4, 5];
+  for (let at = 4096; at < big.length; at += 4096) cuts.push(at);
+  const unary = await exchange('ModelInfer', big, cuts);
+  t.equal(unary.status, '0', `a ${big.length}-byte message in ${cuts.length + 1} pieces is answered`);
+  const answer = methods.ModelInfer.responseDeserialize(unary.messages[0]);
+  const out = new Float32Array(new Uint8Array(answer.raw_output_contents[0]).buffer);
+  t.same([out.length, out[0], out[999], out[width - 1]], [width, 1, 1999, 2 * ((width - 1) % 1000) + 1], 'and exactly');
+
+  const one = framed(methods.ModelInfer.requestSerialize({ id: 'a', model_name: 'affine', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] }));
+  const two = framed(methods.ModelInfer.requestSerialize({ id: 'b', model_name: 'affine', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [5, 6, 7, 8] } }] }));
+  const both = Buffer.concat([one, two]);
+  const seen: string[] = [];
+  // Every cut from inside the first message's body to inside the second's prefix, one at a time.
+  for (const cut of [3, one.length - 1, one.length, one.length + 2, one.length + 4]) {
+    const streamed = await exchange('ModelStreamInfer', both, [cut]);
+    const answers = streamed.messages.map((m) => methods.ModelStreamInfer.responseDeserialize(m).infer_response);
+    seen.push(`${cut}: ${answers.map((a: any) => `${a.id}=${a.outputs[0].contents.fp32_contents.join(',')}`).join(' ')} (${streamed.status})`);
+  }
+  t.same(seen, [3, one.length - 1, one.length, one.length + 2, one.length + 4].map((cut) => `${cut}: a=3,5,7,9 b=11,13,15,17 (0)`), 'both stream messages answered wherever the bytes were cut');
+});

@@ -80,7 +80,14 @@ export class GrpcCall {
   private headersSent = false;
   /** What goes out once the last answer is written. */
   trailers: OutgoingHttpHeaders = OK_TRAILERS;
-  private pending: Buffer | undefined;
+  /**
+   * A message begun but not whole, in the chunks it came in: joined once, when the last of it
+   * arrives (joining at every chunk recopied the message so far each time, quadratic in its size).
+   */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** The bytes the pending message needs, length prefix included; 0 while the prefix is not whole. */
+  private pendingNeed = 0;
   private messageHandler: ((message: Buffer) => void) | undefined;
   private endHandler: (() => void) | undefined;
   /** Set while a compressed message inflates: later messages and the end wait their turn. */
@@ -227,8 +234,16 @@ export class GrpcCall {
   /** Splits what arrived into messages, across chunk boundaries. */
   push(chunk: Buffer): void {
     if (this.finished) return;
-    let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
+    let data = chunk;
+    if (this.pendingBytes > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingNeed > 0 && this.pendingBytes < this.pendingNeed) return;
+      data = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.pendingNeed = 0;
+    }
     while (data.length >= FRAME_PREFIX_BYTES) {
       const flag = data[0]!;
       const length = data.readUInt32BE(1);
@@ -245,7 +260,12 @@ export class GrpcCall {
       if (this.finished) return;
       data = data.subarray(FRAME_PREFIX_BYTES + length);
     }
-    if (data.length > 0) this.pending = data;
+    if (data.length > 0) {
+      this.pending = [data];
+      this.pendingBytes = data.length;
+      // The loop stopped inside a message whose prefix it checked, or inside the prefix itself.
+      this.pendingNeed = data.length >= FRAME_PREFIX_BYTES ? FRAME_PREFIX_BYTES + data.readUInt32BE(1) : 0;
+    }
   }
 
   private deliver(flag: number, body: Buffer): void {
@@ -292,8 +312,8 @@ export class GrpcCall {
       void this.inflating.then(() => this.ended());
       return;
     }
-    if (this.pending) {
-      this.fail(new StatusError(Status.INVALID_ARGUMENT, `the call ended inside a message (${this.pending.length} bytes of it arrived; the length prefix is 5 bytes, then the message)`));
+    if (this.pendingBytes > 0) {
+      this.fail(new StatusError(Status.INVALID_ARGUMENT, `the call ended inside a message (${this.pendingBytes} bytes of it arrived; the length prefix is 5 bytes, then the message)`));
       return;
     }
     this.endHandler!();
