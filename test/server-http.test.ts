@@ -164,6 +164,8 @@ t.test('model control: index, load, unload behind the admin token', async (t) =>
   t.equal((await s.post('/v2/repository/models/affine/unload')).status, 401, 'no token');
   t.equal((await s.post('/v2/repository/models/affine/unload', undefined, { authorization: 'Bearer wrong' })).status, 401, 'wrong token');
   t.equal((await s.post('/v2/repository/models/affine/unload', undefined, { authorization: 's3cret' })).status, 401, 'not a bearer token');
+  t.equal((await s.post('/v2/repository/models/affine/load', undefined, { authorization: 'bearer s3cret' })).status, 200, 'the scheme\'s name in any case (RFC 9110)');
+  t.equal((await s.post('/v2/repository/models/affine/load', undefined, { authorization: 'BEARER  s3cret' })).status, 200, 'and with more than one space after it');
 
   t.same((await s.post('/v2/repository/index')).json, [{ name: 'affine', version: '1', state: 'READY' }]);
   t.equal((await s.post('/v2/repository/models/affine/unload', undefined, auth)).status, 200);

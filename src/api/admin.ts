@@ -61,7 +61,9 @@ export class AdminGate {
   check(caller: AdminCaller): void {
     if (this.digest) {
       const header = caller.headers.authorization ?? '';
-      const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+      // The scheme's name is case-insensitive (RFC 9110 11.1): proxies and clients that lower-case it are answered alike.
+      const scheme = /^bearer +/i.exec(header);
+      const token = scheme ? header.slice(scheme[0].length) : '';
       // Fixed-length digests, so neither the token's content nor its length leaks through timing.
       if (!timingSafeEqual(sha256(token), this.digest)) {
         throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
