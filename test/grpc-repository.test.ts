@@ -84,6 +84,14 @@ t.test('load with overrides over gRPC and REST into a read-only repository', asy
   t.same((await s.post('/v2/models/given/infer', { inputs: [x([1, 2, 3, 4])] })).json.outputs[0].data, [4, 7, 10, 13], 'the previous version still serves');
   t.equal(readdirSync(join(state, 'models')).filter((n) => n.startsWith('.')).length, 0, 'no staging folders left');
 
+  // A refused upload under a new name leaves nothing: no entry in the index, readiness untouched.
+  t.equal((await s.get('/v2/health/ready')).status, 200);
+  const typo = await c.call('RepositoryModelLoad', { model_name: 'typo', parameters: { config: { string_param: '{}' }, 'file:1/model.onnx': { bytes_param: Buffer.from([0]) } } }, ADMIN);
+  t.equal(!typo.ok && typo.error.code, grpc.status.INVALID_ARGUMENT, !typo.ok ? typo.error.details : '');
+  t.notOk((await s.post('/v2/repository/index')).json.some((e: { name: string }) => e.name === 'typo'), 'the refused model is not listed');
+  t.equal((await s.get('/v2/health/ready')).status, 200, 'and the server stays ready');
+  t.notOk(existsSync(join(state, 'models', 'typo')), 'its files are gone');
+
   // A plain load of a repository model drops its override.
   t.ok((await c.call('RepositoryModelLoad', { model_name: 'base', parameters: { config: { string_param: config }, 'file:1/model.onnx': { bytes_param: model } } }, ADMIN)).ok);
   t.same((await s.post('/v2/models/base/infer', { inputs: [x([1, 1, 1, 1])] })).json.outputs[0].data, [4, 4, 4, 4], 'the given model serves');

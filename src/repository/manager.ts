@@ -129,9 +129,22 @@ export class ModelManager extends EventEmitter {
       await this.doLoad(entry);
     } catch (err) {
       await change.undo().catch(() => undefined);
+      this.forgetIfGone(entry);
       throw err;
     }
     await change.commit().catch(() => undefined);
+  }
+
+  /**
+   * A refused load of a model given only in the request leaves nothing behind: with its files
+   * taken back and nothing serving, the name is no model, so it neither lists as UNAVAILABLE nor
+   * holds the server's readiness down (one mistaken upload must not take a serving pod out of
+   * rotation). A model the repository has keeps its entry and its reason.
+   */
+  private forgetIfGone(entry: ModelEntry): void {
+    if (entry.versions.size > 0 || entry.pending > 1 || this.models.get(entry.name) !== entry) return;
+    if (this.onDisk().includes(entry.name)) return;
+    this.models.delete(entry.name);
   }
 
   /** A model the repository has drops its override (Triton's rule); one only given in a request reloads as it is. */
