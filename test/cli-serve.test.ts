@@ -32,7 +32,20 @@ async function serveUntilListening(args: string[]) {
     });
     child.once('exit', (code) => reject(new Error(`server exited early (${code}): ${out}`)));
   });
-  return { child, port, exited, output: () => out };
+  /** Resolves once the output so far holds `text` (rejects if the server exits first). */
+  const logged = (text: string) => new Promise<void>((resolve, reject) => {
+    if (out.includes(text)) return resolve();
+    const look = () => {
+      if (!out.includes(text)) return;
+      child.stdout.off('data', look);
+      child.stderr.off('data', look);
+      resolve();
+    };
+    child.stdout.on('data', look);
+    child.stderr.on('data', look);
+    void exited.then(() => reject(new Error(`the server exited before logging ${JSON.stringify(text)}: ${out}`)));
+  });
+  return { child, port, exited, logged, output: () => out };
 }
 
 t.test('--help on every command, and bad flags name the flag and the fix', async (t) => {
@@ -142,7 +155,7 @@ for (const execution of ['worker', 'inline']) t.test(`SIGTERM under load (${exec
   agent.destroy();
 });
 
-t.test('a repository with no model: the start-up log says so, and where a model file at its top goes', async (t) => {
+t.test('a repository with no model: the start-up log says so, and where a model file at its top goes; a given model\'s failed reload and its unload are logged', async (t) => {
   const repo = tempRepo();
   t.teardown(() => {
     repo.remove();
@@ -153,8 +166,17 @@ t.test('a repository with no model: the start-up log says so, and where a model 
   const file = join(repo.dir, 'staging', '1', 'model.onnx');
   writeFileSync(join(repo.dir, 'churn.onnx'), readFileSync(file));
   rmSync(join(repo.dir, 'staging'), { recursive: true });
-  const { child, port, output, exited } = await serveUntilListening(['--repo', repo.dir, '--state-dir', `${repo.dir}.state`]);
-  const ready = await fetch(`http://127.0.0.1:${port}/v2/health/ready`);
+  const { child, port, output, exited, logged } = await serveUntilListening(['--repo', repo.dir, '--state-dir', `${repo.dir}.state`]);
+  const url = `http://127.0.0.1:${port}`;
+  const ready = await fetch(`${url}/v2/health/ready`);
+  // Then a model given by an admin (loopback, no token), a reload that fails, and an unload: each logged.
+  const load = (file: Buffer) => fetch(`${url}/v2/repository/models/churn/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ parameters: { config: '{}', 'file:1/model.onnx': file.toString('base64') } }) });
+  t.equal((await load(readFileSync(join(repo.dir, 'churn.onnx')))).status, 200, 'a model given in a load request');
+  t.equal((await fetch(`${url}/v2/health/ready`)).status, 200, 'ready once it serves');
+  t.equal((await load(Buffer.from('not onnx'))).status, 400, 'a broken reload is refused');
+  await logged('model churn failed to reload, version 1 keeps serving: ');
+  t.equal((await fetch(`${url}/v2/repository/models/churn/unload`, { method: 'POST' })).status, 200);
+  await logged('model churn unloaded');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'stops cleanly');
   t.equal(ready.status, 503, 'not ready with nothing to serve');

@@ -114,7 +114,14 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       }
     }, options.pollSeconds * 1000).unref();
   }
-  server.umbra.manager.on('load-failed', (name: string, reason: string) => log(`model ${name} failed to load: ${reason}`));
+  server.umbra.manager.on('load-failed', (name: string, reason: string) => {
+    // A failed reload leaves the versions that were serving in place; the log says which.
+    const serving = server.umbra.manager.versionsOf(name).map((mv) => mv.version);
+    log(serving.length > 0
+      ? `model ${name} failed to reload, version${serving.length === 1 ? '' : 's'} ${serving.join(', ')} ${serving.length === 1 ? 'keeps' : 'keep'} serving: ${reason}`
+      : `model ${name} failed to load: ${reason}`);
+  });
+  server.umbra.manager.on('unloaded', (name: string) => log(`model ${name} unloaded`));
   // A folder whose name cannot name a model, or a model file outside a model folder, is skipped;
   // its owner hears why and where it goes (at start, and when polling finds one).
   for (const note of server.umbra.manager.unserved()) log(note);
