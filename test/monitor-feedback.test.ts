@@ -86,6 +86,32 @@ t.test('join and accuracy bookkeeping', async (t) => {
   t.same(g.report('reg', '3'), { model: 'reg', version: '3', task: 'regression', labelled: 3, window: 2, meanAbsoluteError: 0.5 }, 'window of the latest 2 rows');
 });
 
+t.test('accuracy over the predictions made since a moment, and labels that cannot name a class', async (t) => {
+  const f = new FeedbackJoin();
+  // Before a rollout: the candidate answered 10 rows wrong; after it began (t = 5000), 4 right.
+  for (let i = 0; i < 10; i++) f.remember(`old${i}`, 'm', '2', 'classification', Float64Array.of(1), 1000 + i);
+  for (let i = 0; i < 4; i++) f.remember(`new${i}`, 'm', '2', 'classification', Float64Array.of(2), 5000 + i);
+  const classes = () => 3;
+  f.accept('m', [...Array.from({ length: 10 }, (_, i) => ({ id: `old${i}`, truth: 0 })), ...Array.from({ length: 4 }, (_, i) => ({ id: `new${i}`, truth: 2 }))], 6000, classes);
+  t.match(f.report('m', '2'), { labelled: 14, window: 14, accuracy: 4 / 14 }, 'the live figure: every label in the window');
+  t.match(f.report('m', '2', 5000), { labelled: 14, window: 4, accuracy: 1 }, 'since the rollout began: only its own predictions');
+  t.equal(f.report('m', '2', 9000)!.window, 0, 'none since a later moment');
+  t.equal(f.report('m', '2', 9000)!.accuracy, undefined);
+
+  for (let i = 0; i < 4; i++) f.remember(`bad${i}`, 'm', '2', 'classification', Float64Array.of(1), 7000);
+  const bad = f.accept('m', [99, 3, -1, 1.5].map((truth, i) => ({ id: `bad${i}`, truth })), 7001, classes);
+  t.same(bad.rejected.map((r) => r.reason), [99, 3, -1, 1.5].map((v) => `expected a class for truth (an integer from 0 to 2: the model scores 3 classes) but received ${v}`), 'a label past the classes, negative or fractional is refused');
+  t.equal(bad.accepted, 0);
+  t.equal(f.report('m', '2')!.labelled, 14, 'and not scored as a wrong answer');
+  // A model whose output is the class itself may use any integers as classes.
+  const g = new FeedbackJoin();
+  g.remember('s', 'svm', '1', 'classification', Float64Array.of(-1), 0);
+  g.remember('u', 'svm', '1', 'classification', Float64Array.of(1), 0);
+  const signs = g.accept('svm', [{ id: 's', truth: -1 }, { id: 'u', truth: 0.5 }], 1);
+  t.equal(signs.accepted, 1, 'class -1 of a model that outputs its class');
+  t.same(signs.rejected, [{ id: 'u', reason: 'expected a class for truth (an integer) but received 0.5' }]);
+});
+
 t.test('SQLite store: lookup by id, retention, export', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-store-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

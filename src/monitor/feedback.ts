@@ -92,9 +92,14 @@ interface VersionPrediction {
 /** Versions one id may carry (primary, canary, shadows). */
 const MAX_VERSIONS_PER_ID = 4;
 
-/** Fixed-size ring of per-row scores (1/0 correct, or absolute error) with a running sum. */
+/**
+ * Fixed-size ring of per-row scores (1/0 correct, or absolute error) with a running sum, and the
+ * time of the prediction each score is for, so evidence can be limited to predictions made since
+ * a moment (a rollout's start: labels of earlier predictions are no evidence about it).
+ */
 class ScoreWindow {
   private readonly values: Float64Array;
+  private readonly predictedAt: Float64Array;
   private next = 0;
   private filled = 0;
   private total = 0;
@@ -102,12 +107,14 @@ class ScoreWindow {
 
   constructor(size: number, readonly task: Task) {
     this.values = new Float64Array(size);
+    this.predictedAt = new Float64Array(size);
   }
 
-  push(score: number): void {
+  push(score: number, predictedAtMs: number): void {
     if (this.filled === this.values.length) this.total -= this.values[this.next]!;
     else this.filled += 1;
     this.values[this.next] = score;
+    this.predictedAt[this.next] = predictedAtMs;
     this.total += score;
     this.next = (this.next + 1) % this.values.length;
     this.labelled += 1;
@@ -120,6 +127,33 @@ class ScoreWindow {
   get size(): number {
     return this.filled;
   }
+
+  /** The scores in the window of predictions made at or after `ms`: how many, and their mean. */
+  since(ms: number): { size: number; mean: number | undefined } {
+    let size = 0;
+    let total = 0;
+    for (let i = 0; i < this.filled; i++) {
+      if (this.predictedAt[i]! < ms) continue;
+      size += 1;
+      total += this.values[i]!;
+    }
+    return { size, mean: size === 0 ? undefined : total / size };
+  }
+}
+
+/**
+ * Why labels cannot be scored against a prediction of `rows` rows, or undefined: one number per
+ * row; for a classifier, a class (an integer, from 0 to `classes` - 1 where the version scores
+ * that many). A label that cannot name a class is a mistake in the labels, not a wrong answer.
+ */
+function truthProblem(task: Task, classes: number | undefined, rows: number, truths: unknown[]): string | undefined {
+  const what = rows === 1 ? 'a number' : `an array of ${rows} numbers`;
+  if (truths.length !== rows || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) return `expected ${what} for truth`;
+  if (task !== 'classification') return undefined;
+  // A model whose output is the class itself may name classes by any integer (-1 and 1, say).
+  const bad = (truths as number[]).find((t) => !Number.isSafeInteger(t) || (classes !== undefined && (t < 0 || t >= classes)));
+  if (bad === undefined) return undefined;
+  return `expected ${rows === 1 ? 'a class' : `${rows} classes`} for truth (${classes !== undefined ? `an integer from 0 to ${classes - 1}: the model scores ${classes} classes` : 'an integer'}) but received ${bad}`;
 }
 
 export interface AccuracyReport {
@@ -128,7 +162,7 @@ export interface AccuracyReport {
   task: Task;
   /** Labelled rows ever joined for this version. */
   labelled: number;
-  /** Rows the figure below is over (the latest, up to the window). */
+  /** Rows the figure below is over (the latest, up to the window; with `since`, of predictions made since). */
   window: number;
   /** Classification: share correct. */
   accuracy?: number;
@@ -293,8 +327,12 @@ export class FeedbackJoin {
     return this.count;
   }
 
-  /** Joins labels with remembered predictions of `model`. */
-  accept(model: string, items: { id: string; truth: unknown }[], now = Date.now()): FeedbackResult {
+  /**
+   * Joins labels with remembered predictions of `model`. `classesOf(version)`: how many classes a
+   * classifier version scores (undefined where its output is the class itself), so a label past
+   * them is refused, not counted as a wrong answer.
+   */
+  accept(model: string, items: { id: string; truth: unknown }[], now = Date.now(), classesOf: (version: string) => number | undefined = () => undefined): FeedbackResult {
     const result: FeedbackResult = { accepted: 0, unknown: [], rejected: [], joined: [] };
     for (const { id, truth } of items) {
       const slot = this.find(model, id);
@@ -307,18 +345,20 @@ export class FeedbackJoin {
         continue;
       }
       const predictions = this.predictionsOf(slot);
+      const first = predictions[0]!;
       const truths = Array.isArray(truth) ? truth : [truth];
-      const rows = predictions[0]!.predicted.length;
-      if (truths.length !== rows || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
-        result.rejected.push({ id, reason: `expected ${rows === 1 ? 'a number' : `an array of ${rows} numbers`} for truth` });
+      const refused = truthProblem(first.task, classesOf(first.version), first.predicted.length, truths);
+      if (refused) {
+        result.rejected.push({ id, reason: refused });
         continue;
       }
+      const predictedAt = this.at[slot]!;
       for (const p of predictions) {
         const win = this.windowOf(model, p.version, p.task);
         truths.forEach((t, r) => {
           const predicted = p.predicted[r];
           if (predicted === undefined) return;
-          win.push(p.task === 'classification' ? (predicted === t ? 1 : 0) : Math.abs(predicted - (t as number)));
+          win.push(p.task === 'classification' ? (predicted === t ? 1 : 0) : Math.abs(predicted - (t as number)), predictedAt);
         });
       }
       this.labelled[slot] = 1;
@@ -329,15 +369,14 @@ export class FeedbackJoin {
   }
 
   /** Scores a label against a prediction found in the log; returns why it was refused, if it was. */
-  scoreLogged(model: string, version: string, task: Task, predicted: ArrayLike<number>, truth: unknown): string | undefined {
+  scoreLogged(model: string, version: string, task: Task, predicted: ArrayLike<number>, truth: unknown, predictedAtMs: number, classes?: number): string | undefined {
     const truths = Array.isArray(truth) ? truth : [truth];
-    if (truths.length !== predicted.length || !truths.every((t) => typeof t === 'number' && Number.isFinite(t))) {
-      return `expected ${predicted.length === 1 ? 'a number' : `an array of ${predicted.length} numbers`} for truth`;
-    }
+    const refused = truthProblem(task, classes, predicted.length, truths);
+    if (refused) return refused;
     const win = this.windowOf(model, version, task);
     truths.forEach((t, r) => {
       const p = predicted[r]!;
-      win.push(task === 'classification' ? (p === t ? 1 : 0) : Math.abs(p - (t as number)));
+      win.push(task === 'classification' ? (p === t ? 1 : 0) : Math.abs(p - (t as number)), predictedAtMs);
     });
     return undefined;
   }
@@ -352,11 +391,13 @@ export class FeedbackJoin {
     return w;
   }
 
-  report(model: string, version: string): AccuracyReport | undefined {
+  /** The version's live accuracy (or error); with `sinceMs`, over the labels of predictions made since then only. */
+  report(model: string, version: string, sinceMs?: number): AccuracyReport | undefined {
     const w = this.windows.get(`${model}\u0000${version}`);
     if (!w) return undefined;
-    const out: AccuracyReport = { model, version, task: w.task, labelled: w.labelled, window: w.size };
-    const mean = w.mean;
+    const scope = sinceMs === undefined ? { size: w.size, mean: w.mean } : w.since(sinceMs);
+    const out: AccuracyReport = { model, version, task: w.task, labelled: w.labelled, window: scope.size };
+    const mean = scope.mean;
     if (mean !== undefined) {
       if (w.task === 'classification') out.accuracy = mean;
       else out.meanAbsoluteError = mean;

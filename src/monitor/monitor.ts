@@ -305,14 +305,15 @@ export class Monitor {
     return this.versions.get(`${model}\u0000${version}`)?.drift?.histogram(feature);
   }
 
-  liveAccuracy(model: string, version?: string): AccuracyReport | undefined {
+  /** A version's live accuracy; with `sinceMs`, over labels of the predictions it made since then (a rollout's own evidence). */
+  liveAccuracy(model: string, version?: string, sinceMs?: number): AccuracyReport | undefined {
     const v = version ?? this.umbra.defaultVersion(model).version;
-    return this.feedback.report(model, v);
+    return this.feedback.report(model, v, sinceMs);
   }
 
   /** Joins labels, counts them, logs them and re-checks the accuracy alert. */
   async acceptFeedback(model: string, items: { id: string; truth: unknown }[]): Promise<FeedbackResult> {
-    const result = this.feedback.accept(model, items);
+    const result = this.feedback.accept(model, items, Date.now(), (version) => classesOf(this.versions.get(`${model}\u0000${version}`)?.reader));
     if (this.log && result.unknown.length > 0) await this.joinLogged(model, items, result);
     const now = Date.now();
     const byVersion = new Map<string, number>();
@@ -365,7 +366,7 @@ export class Monitor {
       const response = { model_name: model, model_version: logged.version, outputs: Object.entries(outputs).flatMap(([name, t]) => ('data' in t ? [{ name, datatype: 'FP64' as const, shape: t.shape, data: Float64Array.from(t.data as ArrayLike<number | bigint>, Number) }] : [])) };
       const predicted = predictedValues(reader, response);
       const truth = truthOf.get(id);
-      const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth) : 'the logged prediction has no predicted value';
+      const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth, logged.timeMs, classesOf(reader)) : 'the logged prediction has no predicted value';
       if (reason) {
         result.rejected.push({ id, reason });
         continue;
@@ -459,4 +460,9 @@ function verdictValue(v: Verdict): number {
 
 export function verdictOf(report: DriftReport | undefined): Verdict {
   return report?.verdict ?? 'inconclusive';
+}
+
+/** Classes a classifier's reader scores: its score vector's width (undefined where the output is the class itself). */
+function classesOf(reader: PredictionReader | undefined): number | undefined {
+  return reader?.task === 'classification' && reader.argmax ? reader.width : undefined;
 }

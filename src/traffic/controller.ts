@@ -378,7 +378,7 @@ export class TrafficController {
   rolloutOf(name: string): Record<string, unknown> {
     const t = this.model(name);
     if (!t.rollout) throw new UmbraError('NOT_FOUND', `model '${name}' has no rollout; start one with POST /v2/models/${name}/rollout`);
-    return t.rollout.view(this.monitor.evidence(name, t.rollout.candidate));
+    return t.rollout.view(this.monitor.evidence(name, t.rollout.candidate, t.rollout.evidenceSince));
   }
 
   /** promote | abort | resume by hand. */
@@ -400,7 +400,7 @@ export class TrafficController {
     const t = this.models.get(name);
     const r = t?.rollout;
     if (!t || !r || r.state !== 'running') return undefined;
-    const d = r.tick(this.monitor.evidence(name, r.candidate));
+    const d = r.tick(this.monitor.evidence(name, r.candidate, r.evidenceSince));
     if (d) this.apply(name, t, d);
     return d;
   }
@@ -425,11 +425,11 @@ export class TrafficController {
     let result: AnalysisResult;
     let extra: Record<string, unknown>;
     if (r?.active) {
-      result = r.analysis(this.monitor.evidence(name, r.candidate));
+      result = r.analysis(this.monitor.evidence(name, r.candidate, r.evidenceSince));
       extra = { source: 'rollout', state: r.state, candidate: r.candidate, primary: r.record.baseline, step: r.record.step };
     } else if (t.ambient) {
       const e = t.ambient.evidence;
-      result = analyse({ step: e, rollout: e, shadowStep: e.canaryRequests === 0 }, rules, this.monitor.evidence(name, t.ambient.subject));
+      result = analyse({ step: e, rollout: e, shadowStep: e.canaryRequests === 0 }, rules, this.monitor.evidence(name, t.ambient.subject, e.since));
       extra = { source: 'traffic', candidate: t.ambient.subject, primary: t.effective?.primary ?? null, evidence: e.summary() };
     } else {
       result = { verdict: 'inconclusive', rules: [] };

@@ -19,7 +19,8 @@ export interface MonitorBridge {
   shadowDropped(model: string, version: string): void;
   /** `agreement`: the version's running agreement with the primary, 0..1. */
   shadowAgreement(model: string, version: string, agreement: number): void;
-  evidence(model: string, version: string): MonitorEvidence;
+  /** The monitor's evidence on a version; live accuracy only from labels of predictions made at or after `sinceMs`. */
+  evidence(model: string, version: string, sinceMs: number): MonitorEvidence;
 }
 
 export const NO_MONITOR: MonitorBridge = {
@@ -50,11 +51,11 @@ export function monitorBridge(monitor: Monitor | undefined): MonitorBridge {
     shadowAgreement(model, version, agreement) {
       monitor.metrics.shadowAgreement.set({ model, version }, agreement);
     },
-    evidence(model, version) {
+    evidence(model, version, sinceMs) {
       const out: MonitorEvidence = {};
       const drift = monitor.driftReport(model, version);
       if (drift) out.drift = { verdict: drift.verdict === 'drift' ? 'fail' : drift.verdict === 'no_drift' ? 'pass' : 'inconclusive', detail: { window: drift.window } };
-      const acc = monitor.liveAccuracy(model, version);
+      const acc = monitor.liveAccuracy(model, version, sinceMs);
       if (acc && acc.accuracy !== undefined) out.accuracy = { value: acc.accuracy, samples: acc.window };
       return out;
     },

@@ -162,6 +162,11 @@ export class Rollout {
     return this.record.spec.candidate;
   }
 
+  /** When this rollout's evidence began (its start, or its resumption after a restart): labels count only for predictions made since. */
+  get evidenceSince(): number {
+    return this.whole.since;
+  }
+
   get state(): RolloutState {
     return this.record.state;
   }
