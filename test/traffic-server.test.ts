@@ -271,6 +271,32 @@ t.test('a rollout resumes at its step after a restart, and can be aborted by han
   t.equal((await call(second, 'POST', '/v2/models/affine/rollout/promote')).status, 409, 'nothing left to promote');
 });
 
+t.test('damaged saved state: no guess at the primary, not ready, until a policy names one', async (t) => {
+  const repo = affineRepo();
+  t.teardown(() => repo.remove());
+  const { mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
+  mkdirSync(stateDirOf(repo), { recursive: true });
+  const file = join(stateDirOf(repo), 'affine.traffic.json');
+  // A weight no policy may have (a hand edit gone wrong); a truncated file reads the same way.
+  const damaged = JSON.stringify({ policy: { primary: '1', canary: { version: '3', weight: 5 }, shadows: [] }, rollout: null, known_versions: ['1', '2', '3'] });
+  writeFileSync(file, damaged);
+  const server = await serve(t, repo);
+  const refused = await infer(server, [1, 2, 3, 4]);
+  t.equal(refused.status, 503, 'an unversioned request is not routed to the newest version by default');
+  t.match(refused.json.error, /model 'affine' does not know its primary version: .*affine\.traffic\.json.*PUT \/v2\/models\/affine\/traffic/, 'the error names the file and the fix');
+  t.equal((await infer(server, [1, 2, 3, 4], { version: '1' })).status, 200, 'a request naming its version still runs');
+  t.equal((await fetch(`${server.url}/v2/health/ready`)).status, 503, 'the server is not ready');
+  t.equal((await fetch(`${server.url}/v2/models/affine/ready`)).status, 503, 'nor the model');
+  t.equal((await fetch(`${server.url}/v2/models/affine/versions/1/ready`)).status, 200, 'its versions are');
+  t.match((await call(server, 'GET', '/v2/models/affine/traffic')).json, { primary: null, damaged_state: /does not know its primary version/ }, 'GET traffic says so');
+  t.equal((await call(server, 'POST', '/v2/models/affine/rollout', { candidate: '3' })).status, 409, 'no rollout from an unknown primary');
+  t.equal(readFileSync(file, 'utf8'), damaged, 'the file is kept as it was, for repair');
+  t.equal((await call(server, 'PUT', '/v2/models/affine/traffic', { primary: '1', canary: null, shadows: [] })).status, 200);
+  const served = await infer(server, [1, 2, 3, 4]);
+  t.same([served.status, served.header], [200, '1'], 'a policy set by hand routes again');
+  t.equal((await fetch(`${server.url}/v2/health/ready`)).status, 200, 'and the server is ready');
+});
+
 t.test('continuous delivery: rollout "auto" starts when a new version appears', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

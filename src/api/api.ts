@@ -124,7 +124,7 @@ export class Api implements RouteTable {
     const r = (method: Route['method'], path: string, handler: Handler) => this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
     r('GET', '/v2/health/live', () => json(200, { live: true }));
     r('GET', '/v2/health/ready', () => {
-      const ready = this.options.isAccepting() && this.umbra.manager.isReady();
+      const ready = this.options.isAccepting() && this.umbra.isReady();
       return json(ready ? 200 : 503, { ready });
     });
     r('GET', '/v2', () => json(200, { name: 'umbra', version: VERSION, extensions: this.extensions(), ...gpuMetadata() }));
@@ -255,7 +255,7 @@ export class Api implements RouteTable {
   private modelReady(model: string, version?: string): ApiReply {
     // Unknown models and versions are 404s, not "not ready".
     this.umbra.manager.get(model, version);
-    const ready = this.options.isAccepting() && this.umbra.manager.isModelReady(model, version);
+    const ready = this.options.isAccepting() && this.umbra.isModelReady(model, version);
     return json(ready ? 200 : 503, { name: model, ready });
   }
 

@@ -48,6 +48,14 @@ export interface UmbraHooks {
   claims?(model: string): boolean;
   /** The version an unversioned request of `model` is meant for (a policy's primary); undefined = the default. */
   primary?(model: string): ModelVersion | undefined;
+  /**
+   * Why the hook holds `model` out of service (its routing cannot be known: damaged saved state),
+   * or undefined. A held model's unversioned requests are refused by `route`, and it and the
+   * server are not ready. Like `claims`, a change is announced with `HookSet.changed()`.
+   */
+  holds?(model: string): string | undefined;
+  /** Every model the hook holds (see `holds`). */
+  held?(): string[];
   /** Runs before the request is queued (e.g. to assign a prediction id). */
   prepare?(version: ModelVersion, request: InferRequest, context: RequestContext): void;
   /**
@@ -104,6 +112,21 @@ export class HookSet {
   /** Whether a hook may route this model's requests away from the default version now. */
   claims(model: string): boolean {
     for (const h of this.list) if (h.route && (h.claims ? h.claims(model) : true)) return true;
+    return false;
+  }
+
+  /** Why a hook holds `model` out of service, or undefined (see UmbraHooks.holds). */
+  holds(model: string): string | undefined {
+    for (const h of this.list) {
+      const why = h.holds?.(model);
+      if (why !== undefined) return why;
+    }
+    return undefined;
+  }
+
+  /** Whether any hook holds any model out of service. */
+  get holdsAny(): boolean {
+    for (const h of this.list) if ((h.held?.().length ?? 0) > 0) return true;
     return false;
   }
 

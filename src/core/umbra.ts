@@ -150,7 +150,14 @@ export class Umbra implements InferenceFront {
   infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const context = options.context ?? {};
     routingKeyFromBody(request, context);
-    const { version: mv, role } = this.route(model, version, context);
+    let routed: ReturnType<Umbra['route']>;
+    try {
+      routed = this.route(model, version, context);
+    } catch (err) {
+      // An unknown model, or one a hook holds out of service: a rejection, as from inferBody.
+      return Promise.reject(err);
+    }
+    const { version: mv, role } = routed;
     if (options.accepts && !options.accepts(mv.signature)) return Promise.reject(new SignatureChanged());
     return this.run(mv, role, request, options, context, performance.now());
   }
@@ -190,6 +197,19 @@ export class Umbra implements InferenceFront {
     }
     mv?.execution.countRefused?.();
     this.emit({ model, version, role, outcome: 'rejected', context, error, durationMs: 0 });
+  }
+
+  /**
+   * Ready to serve: every known model serves (the repository's rule) and no hook holds one out of
+   * service (a model whose traffic state is damaged cannot route its requests).
+   */
+  isReady(): boolean {
+    return this.manager.isReady() && !this.hooks.holdsAny;
+  }
+
+  /** One model (or one version of it) ready: loaded, and, for its unversioned requests, not held by a hook. */
+  isModelReady(name: string, version?: string): boolean {
+    return this.manager.isModelReady(name, version) && (version !== undefined || this.hooks.holds(name) === undefined);
   }
 
   /** Which version serves: a routing hook (canary) may choose, else the named or newest version. */

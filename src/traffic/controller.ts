@@ -47,6 +47,12 @@ interface ModelTraffic {
   ambient?: { subject: string; evidence: Evidence };
   /** Answers per version since it (re)loaded, for the warm-up a rollout leaves out of latency. */
   answered: Map<string, number>;
+  /**
+   * Why the saved state could not be read: which version is primary is then unknown, and Umbra's
+   * default (the newest version) may be a candidate that was never vetted, so the model's
+   * unversioned requests are refused and it is not ready until a policy is set (PUT, or a rollout).
+   */
+  damaged?: string;
 }
 
 const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected']);
@@ -85,7 +91,12 @@ export class TrafficController {
     }, { ...DEFAULT_SHADOW_OPTIONS, ...options.shadow });
     const hooks: UmbraHooks = {
       route: (model, requested, context) => this.route(model, requested, context),
-      claims: (model) => this.models.get(model)?.effective !== undefined,
+      claims: (model) => {
+        const t = this.models.get(model);
+        return t !== undefined && (t.effective !== undefined || t.damaged !== undefined);
+      },
+      holds: (model) => this.models.get(model)?.damaged,
+      held: () => [...this.models].flatMap(([name, t]) => (t.damaged !== undefined ? [name] : [])),
       primary: (model) => {
         const p = this.models.get(model)?.effective;
         return p ? this.tryGet(model, p.primary) : undefined;
@@ -122,7 +133,9 @@ export class TrafficController {
 
   private route(model: string, requested: string | undefined, context: RequestContext): { version: ModelVersion; role: TrafficRole } | undefined {
     if (requested) return undefined;
-    const p = this.models.get(model)?.effective;
+    const t = this.models.get(model);
+    if (t?.damaged !== undefined) throw new UmbraError('NOT_READY', t.damaged);
+    const p = t?.effective;
     if (!p) return undefined;
     if (p.canary && takesCanary(model, p.canary.weight, context.routingKey, this.random)) {
       const mv = this.tryGet(model, p.canary.version);
@@ -206,11 +219,16 @@ export class TrafficController {
 
   private loaded(name: string, versions: string[]): void {
     let t = this.models.get(name);
-    if (!t) {
+    const wasDamaged = t?.damaged !== undefined;
+    // A reload reads damaged state again: repaired or removed, the model routes as it says.
+    if (!t || wasDamaged) {
       t = this.initModel(name);
       this.models.set(name, t);
+      if (wasDamaged || t.damaged !== undefined) this.umbra.hooks.changed();
     }
     this.readAutoConfig(name, t);
+    // Nothing is guessed for a model whose state is damaged, and its file is kept for repair.
+    if (t.damaged !== undefined) return;
     // A (re)loaded version starts cold.
     for (const v of versions) t.answered.delete(v);
     const fresh = versions.filter((v) => !t.knownVersions.includes(v)).sort((a, b) => Number(a) - Number(b));
@@ -245,8 +263,11 @@ export class TrafficController {
     try {
       saved = this.store.read(name);
     } catch (err) {
-      // A damaged state file must not take the model down; the next change rewrites it.
-      process.emitWarning(`umbra traffic: ${(err as Error).message}; starting model '${name}' without saved traffic state`);
+      // A damaged state file must not route by guesswork either: which version was primary is
+      // unknown, and the default (the newest) may be an unvetted candidate. Versioned requests
+      // still run; the rest wait for an operator, and the next policy rewrites the file.
+      t.damaged = `model '${name}' does not know its primary version: ${(err as Error).message}; it answers only requests that name a version, and is not ready, until the file is repaired or removed and the model reloaded, or a policy is set with PUT /v2/models/${name}/traffic`;
+      this.log(`umbra traffic: ${t.damaged}`);
     }
     if (saved) {
       if (saved.policy) t.policy = saved.policy;
@@ -256,7 +277,7 @@ export class TrafficController {
         if (t.rollout.active && restart?.action === 'restart') this.announce(name, t.rollout, restart);
       }
       t.knownVersions = saved.known_versions;
-    } else {
+    } else if (t.damaged === undefined) {
       const raw = this.configRaw(name);
       try {
         if (raw?.traffic !== undefined) t.policy = parsePolicy(raw.traffic, `model '${name}' config "traffic"`);
@@ -333,9 +354,12 @@ export class TrafficController {
     const t = this.model(name);
     const p = t.effective;
     const loaded = this.umbra.manager.versionsOf(name).map((v) => v.version);
-    const doc = p
-      ? { primary: p.primary, canary: p.canary, shadows: p.shadows, pinned: true }
-      : { primary: this.umbra.manager.get(name).version, canary: null, shadows: [], pinned: false };
+    // Damaged state names no primary: null, with the reason, rather than the default it does not use.
+    const doc = t.damaged !== undefined
+      ? { primary: null, canary: null, shadows: [], pinned: false, damaged_state: t.damaged }
+      : p
+        ? { primary: p.primary, canary: p.canary, shadows: p.shadows, pinned: true }
+        : { primary: this.umbra.manager.get(name).version, canary: null, shadows: [], pinned: false };
     const missing = p ? policyVersions(p).filter((v) => !loaded.includes(v)) : [];
     // last_rollout: the state of the rollout GET .../rollout shows (running or finished), null when there is none.
     return { ...doc, loaded_versions: loaded, rollout: t.rollout?.active ? t.rollout.state : null, last_rollout: t.rollout?.state ?? null, ...(missing.length ? { unloaded_versions: missing } : {}) };
@@ -350,7 +374,11 @@ export class TrafficController {
     const next: ModelTraffic = { ...t, policy };
     this.persist(name, next);
     t.policy = policy;
+    // A policy set by hand names the primary: damaged state, if any, is replaced by it.
+    const repaired = t.damaged !== undefined;
+    delete t.damaged;
     this.refresh(name, t);
+    if (repaired) this.umbra.hooks.changed();
     return this.policyOf(name);
   }
 
@@ -362,6 +390,7 @@ export class TrafficController {
     if (spec.analysis.drift && !this.monitor.hasDrift) throw new UmbraError('INVALID_ARGUMENT', 'analysis.drift needs the monitoring module (driftVerdict), which is not available');
     if (spec.analysis.min_accuracy !== undefined && !this.monitor.hasAccuracy) throw new UmbraError('INVALID_ARGUMENT', 'analysis.min_accuracy needs the monitoring module (liveAccuracy), which is not available');
     if (t.rollout?.active) throw new UmbraError('CONFLICT', `a rollout of version ${t.rollout.candidate} is already ${t.rollout.state}; promote or abort it first`);
+    if (t.damaged !== undefined) throw new UmbraError('CONFLICT', `${t.damaged}; a rollout needs a known primary to start from`);
     const baseline = t.effective?.primary ?? this.umbra.manager.get(name).version;
     if (spec.candidate === baseline) throw new UmbraError('INVALID_ARGUMENT', `the candidate version ${spec.candidate} is already the primary`);
     this.requireLoaded(name, [spec.candidate, baseline], 'the rollout');

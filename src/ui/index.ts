@@ -94,7 +94,7 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
       version: VERSION,
       started_at: new Date(startedAt).toISOString(),
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
-      ready: core.manager.isReady(),
+      ready: core.isReady(),
       io_threads: deps.ioThreads,
       workers: core.pool.size,
       step_seconds: timeline.stepMs / 1000,

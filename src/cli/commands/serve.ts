@@ -179,7 +179,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   const cuda = cudaStatus();
   if (cuda.available) log(`CUDA: ${cuda.deviceCount} device${cuda.deviceCount === 1 ? '' : 's'} (runtime ${cuda.runtimeVersion}, driver ${cuda.driverVersion}); dense layers on ${describeGpuBlas(cuda)}`);
   if (server.grpcPort) log(`gRPC on ${options.host ?? '127.0.0.1'}:${server.grpcPort}`);
-  log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'}${server.ioThreads > 1 && server.coreReads ? ' (the core thread among them)' : ''} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.manager.isReady()})`);
+  log(`umbra ${VERSION} listening on ${server.url} with ${server.ioThreads} I/O thread${server.ioThreads === 1 ? '' : 's'}${server.ioThreads > 1 && server.coreReads ? ' (the core thread among them)' : ''} and ${server.umbra.pool.size} model worker${server.umbra.pool.size === 1 ? '' : 's'} (ready: ${server.umbra.isReady()})`);
   if (server.ops) log(`ops page: ${server.url}/ui`);
   const predictionLog = server.monitor?.log;
   predictionLog?.whenReady().then(() => log(`prediction log: ${options.monitoring ? options.monitoring.log?.url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@') : ''} (${predictionLog.describeKept()})`), (err: Error) => log(`prediction log unavailable, predictions are not logged: ${err.message}`));

@@ -68,7 +68,7 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
   const manager = core.manager;
   return {
     ServerLive: () => ({ live: true }),
-    ServerReady: () => ({ ready: deps.isAccepting() && manager.isReady() }),
+    ServerReady: () => ({ ready: deps.isAccepting() && core.isReady() }),
     ModelReady: (req) => {
       const name = text(req.name);
       const version = text(req.version) || undefined;
@@ -79,7 +79,7 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
         if (isUmbraError(err) && err.code === 'NOT_READY') return { ready: false };
         throw err;
       }
-      return { ready: deps.isAccepting() && manager.isModelReady(name, version) };
+      return { ready: deps.isAccepting() && core.isModelReady(name, version) };
     },
     ServerMetadata: () => ({ name: 'umbra', version: VERSION, extensions: api.extensions() }),
     ModelMetadata: (req) => modelMetadata(core, text(req.name), text(req.version) || undefined) as unknown as Message,

@@ -24,15 +24,17 @@ export class HealthService {
       core.manager.on(event, changed);
       this.detach.push(() => core.manager.off(event, changed));
     }
+    // A hook holding a model out of service (or letting it go) changes readiness too.
+    this.detach.push(core.hooks.onChange(changed));
   }
 
   statusOf(service: string): ServingStatus {
     const manager = this.core.manager;
     if (service === LIVENESS_SERVICE) return 'SERVING';
     const accepting = this.isAccepting();
-    if (service === '' || service === INFERENCE_SERVICE) return accepting && manager.isReady() ? 'SERVING' : 'NOT_SERVING';
+    if (service === '' || service === INFERENCE_SERVICE) return accepting && this.core.isReady() ? 'SERVING' : 'NOT_SERVING';
     if (!manager.names().includes(service)) return 'SERVICE_UNKNOWN';
-    return accepting && manager.isModelReady(service) ? 'SERVING' : 'NOT_SERVING';
+    return accepting && this.core.isModelReady(service) ? 'SERVING' : 'NOT_SERVING';
   }
 
   /** Check and Watch, by method name. */
