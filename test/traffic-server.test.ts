@@ -271,6 +271,28 @@ t.test('a rollout resumes at its step after a restart, and can be aborted by han
   t.equal((await call(second, 'POST', '/v2/models/affine/rollout/promote')).status, 409, 'nothing left to promote');
 });
 
+t.test('a rollout whose candidate is unloaded pauses, and resumes once it is back', async (t) => {
+  const repo = affineRepo();
+  t.teardown(() => repo.remove());
+  const server = await serve(t, repo);
+  await call(server, 'PUT', '/v2/models/affine/traffic', { primary: '1', canary: null, shadows: [] });
+  const started = await call(server, 'POST', '/v2/models/affine/rollout', { candidate: '2', steps: [{ shadow: true, min_requests: 100000 }] });
+  t.equal(started.json.state, 'running', JSON.stringify(started.json));
+  // A reload whose version policy leaves version 2 out.
+  const reload = await call(server, 'POST', '/v2/repository/models/affine/load', { parameters: { config: JSON.stringify({ version_policy: { specific: { versions: [1, 3] } } }) } });
+  t.equal(reload.status, 200, JSON.stringify(reload.json));
+  const paused = (await call(server, 'GET', '/v2/models/affine/rollout')).json;
+  t.equal(paused.state, 'paused', 'no longer running toward a version that is not there');
+  t.match(paused.history.at(-1), { action: 'pause', reason: 'version 2 (its candidate) no longer loaded; load it again and resume, or abort' });
+  t.same([(await infer(server, [1, 2, 3, 4])).status, (await infer(server, [1, 2, 3, 4])).header], [200, '1'], 'the primary serves');
+  const early = await call(server, 'POST', '/v2/models/affine/rollout/resume');
+  t.equal(early.status, 400, 'resuming without the candidate is refused');
+  t.match(early.json.error, /names version 2 of model 'affine', which is not loaded/);
+  t.equal((await call(server, 'POST', '/v2/repository/models/affine/load')).status, 200, 'the repository\'s config again: every version');
+  const resumed = await call(server, 'POST', '/v2/models/affine/rollout/resume');
+  t.same([resumed.status, resumed.json.state], [200, 'running']);
+});
+
 t.test('damaged saved state: no guess at the primary, not ready, until a policy names one', async (t) => {
   const repo = affineRepo();
   t.teardown(() => repo.remove());

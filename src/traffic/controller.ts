@@ -229,6 +229,16 @@ export class TrafficController {
     this.readAutoConfig(name, t);
     // Nothing is guessed for a model whose state is damaged, and its file is kept for repair.
     if (t.damaged !== undefined) return;
+    // A reload that dropped the candidate or the primary of a running rollout: its steps would
+    // route to a version that is not there, so it pauses, saying which, until it is back.
+    const r = t.rollout;
+    if (r?.state === 'running') {
+      const gone = [[r.candidate, 'candidate'], [r.record.baseline, 'primary']].filter(([v]) => !versions.includes(v!));
+      if (gone.length > 0) {
+        const what = gone.map(([v, role]) => `version ${v} (its ${role})`).join(' and ');
+        this.apply(name, t, r.pauseFor(`${what} no longer loaded; load ${gone.length === 1 ? 'it' : 'them'} again and resume, or abort`));
+      }
+    }
     // A (re)loaded version starts cold.
     for (const v of versions) t.answered.delete(v);
     const fresh = versions.filter((v) => !t.knownVersions.includes(v)).sort((a, b) => Number(a) - Number(b));
@@ -415,6 +425,7 @@ export class TrafficController {
     const t = this.model(name);
     if (!t.rollout) throw new UmbraError('NOT_FOUND', `model '${name}' has no rollout`);
     const r = t.rollout;
+    if (action !== 'abort') this.requireLoaded(name, action === 'promote' ? [r.candidate] : [r.candidate, r.record.baseline], `the rollout's ${action}`);
     const d = action === 'promote' ? r.promote() : action === 'abort' ? r.abort() : r.resume();
     this.apply(name, t, d);
     return r.view();

@@ -276,6 +276,13 @@ export class Rollout {
     return this.decide('rollback', 'aborted by hand', this.analysis());
   }
 
+  /** Paused from outside the evidence (a version it needs was unloaded): resume, promote or abort by hand. */
+  pauseFor(reason: string): Decision {
+    if (this.record.state !== 'running') throw new UmbraError('CONFLICT', `only a running rollout can pause; this one is ${this.record.state}`);
+    this.record.state = 'paused';
+    return this.decide('pause', reason);
+  }
+
   resume(): Decision {
     if (this.record.state !== 'paused') throw new UmbraError('CONFLICT', `only a paused rollout can resume; this one is ${this.record.state}`);
     this.record.state = 'running';
