@@ -163,6 +163,7 @@ t.test('datatype and shape errors', async (t) => {
   rejects(t, () => parse({ inputs: [input({ datatype: 'INT32' })] }), /expected datatype FP32 for input "x" datatype but received the string "INT32"/);
   rejects(t, () => parse({ inputs: [input({ shape: '2,3' })] }), /expected an array of non-negative integers for input "x" shape/);
   rejects(t, () => parse({ inputs: [input({ shape: [2, -3] })] }), /expected a non-negative integer for input "x" shape\[1\] but received number -3/);
+  rejects(t, () => parse({ inputs: [input({ shape: [1, 2 ** 62] })] }), /expected a dimension of at most 9007199254740991 for input "x" shape\[1\] but received one of about 4\.612e\+18: no tensor is that large/);
   rejects(t, () => parse({ inputs: [input({ shape: [2, 1.5] })] }), /shape\[1\] but received number 1\.5/);
   rejects(t, () => parse({ inputs: [input({ shape: [6] })] }), /expected shape \[2, 3\] for input "x" but received \[6\]/);
   rejects(t, () => parse({ inputs: [input({ shape: [3, 2] })] }), /expected shape \[2, 3\] for input "x" but received \[3, 2\]/);

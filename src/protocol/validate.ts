@@ -38,6 +38,10 @@ export function readShape(value: unknown, what: string): number[] {
   for (let i = 0; i < value.length; i++) {
     const dim: unknown = value[i];
     if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < 0) {
+      // An integer past 2^53 - 1 (a gRPC int64, or JSON digits) is not a number that reads exactly: say it is too large.
+      if (typeof dim === 'number' && Number.isInteger(dim) && dim > 0) {
+        throw new UmbraError('INVALID_INPUT', `expected a dimension of at most ${Number.MAX_SAFE_INTEGER} for ${what}[${i}] but received one of about ${dim.toExponential(3)}: no tensor is that large`);
+      }
       throw invalid('INVALID_INPUT', 'a non-negative integer', `${what}[${i}]`, dim);
     }
   }
