@@ -309,6 +309,7 @@ t.test('every admin input is validated', async (t) => {
     [{ candidate: '2', steps: [{ weight: 0 }] }, /\(0, 1\]/],
     [{ candidate: '2', steps: [{ weight: 0.5 }, { weight: 0.1 }] }, /must not decrease/],
     [{ candidate: '2', steps: [{ weight: 0.5, min_requests: -1 }] }, /non-negative/],
+    [{ candidate: '2', steps: [{ weight: 0.5, min_requests: 1.5 }] }, /expected a whole number of requests for the rollout.steps\[0\].min_requests but received number 1.5/],
     [{ candidate: '2', steps: [{ weight: 0.5, min_seconds: 10, max_seconds: 5 }] }, /max_seconds/],
     [{ candidate: '2', steps: [{ weight: 0.5, speed: 1 }] }, /unknown field "speed"/],
     [{ candidate: '2', analysis: { max_error_rate: 2 } }, /max_error_rate/],
@@ -327,4 +328,18 @@ t.test('every admin input is validated', async (t) => {
   t.equal(rulesFromQuery('max_error_rate=0.05&min_agreement=0.9').max_error_rate, 0.05);
   t.throws(() => rulesFromQuery('max_error_rate=abc'), /max_error_rate/);
   t.throws(() => rulesFromQuery('evil=1'), /unknown query parameter/);
+});
+
+t.test('a state write that fails keeps the old state and leaves no temporary file', async (t) => {
+  const { mkdtempSync, mkdirSync, readdirSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { TrafficStore } = await import('../dist/traffic/store.js');
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-traffic-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new TrafficStore(join(dir, 'repo'), join(dir, 'state'));
+  // The state file's name taken by a folder: the rename cannot replace it.
+  mkdirSync(join(dir, 'state', 'm.traffic.json'), { recursive: true });
+  t.throws(() => store.write('m', { policy: null, rollout: null, known_versions: ['1'] }));
+  t.same(readdirSync(join(dir, 'state')), ['m.traffic.json'], 'nothing but what was there');
 });

@@ -70,6 +70,13 @@ const ANALYSE_EVERY = 8;
 const ANALYSE_GROWTH = 1;
 const ANALYSE_MS = 10_000;
 
+/** A step's `min_requests`: a whole number of requests (1.5 was read as 1 before, without a word). */
+function requestCount(value: unknown, what: string): number {
+  const n = count(value, what, 100);
+  if (!Number.isSafeInteger(n)) throw badInput('a whole number of requests', what, value);
+  return n;
+}
+
 function count(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw badInput('a non-negative number', what, value);
@@ -80,7 +87,7 @@ export function parseStep(value: unknown, what: string): RolloutStep {
   const obj = readObject(value, what);
   onlyFields(obj, what, ['shadow', 'weight', 'min_requests', 'min_seconds', 'max_seconds']);
   const step: RolloutStep = {
-    min_requests: Math.floor(count(obj.min_requests, `${what}.min_requests`, 100)),
+    min_requests: requestCount(obj.min_requests, `${what}.min_requests`),
     min_seconds: count(obj.min_seconds, `${what}.min_seconds`, 0),
     max_seconds: 0,
   };

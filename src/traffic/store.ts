@@ -3,7 +3,7 @@
 // atomically (temporary file, then rename) so a crash leaves either the old or the new state, never
 // half of one; without one (the library's default) it is kept in memory for the process's life.
 // Never written into the model repository, which may be read-only.
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { parsePolicy, type TrafficPolicy } from './policy.js';
@@ -62,8 +62,14 @@ export class TrafficStore {
     }
     mkdirSync(this.stateDir!, { recursive: true });
     const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(state, null, 1)}\n`);
-    renameSync(tmp, path);
+    try {
+      writeFileSync(tmp, `${JSON.stringify(state, null, 1)}\n`);
+      renameSync(tmp, path);
+    } catch (err) {
+      // A write that failed (a full disk, a read-only directory) leaves the old state and no stray file.
+      rmSync(tmp, { force: true });
+      throw err;
+    }
     this.memory.delete(model);
   }
 }
