@@ -48,6 +48,7 @@ export class UmbraApp {
       core,
       routes: api,
       requireAdmin: (req) => api.checkAdmin(req),
+      adminGuard: api.adminGate.hasToken ? 'token' : 'loopback',
       onDrain: (fn) => app.drainHooks.push(fn),
       onStop: (fn) => app.stopHooks.push(fn),
     };

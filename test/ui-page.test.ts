@@ -340,6 +340,9 @@ t.test('the model page with monitoring off', async (t) => {
   await nextTick(page);
   t.match(await text(page, '#drift'), /Monitoring is off/, 'the drift panel says why it is empty');
   t.notOk(asked.includes('/v2/models/digits/drift'), 'no drift asked of a server without it');
+  t.equal((await s.get('/v2/ops/server')).json.admin, 'loopback', 'no admin token: the summary says actions answer loopback clients');
+  t.match(await text(page, '#actions h2'), /no admin token set: actions answer only to this host's own clients/, 'the page does not ask for a token the server has none of');
+  t.ok(await page.$eval('#token-button', (b) => (b as HTMLButtonElement).hidden), 'and shows no token button');
   await page.close();
   t.same(errors, [], 'no console errors');
 });

@@ -12,6 +12,8 @@ export interface PluginContext {
   readonly routes: RouteTable;
   /** Throws 401 (UNAUTHORIZED) unless the request carries the admin token. */
   readonly requireAdmin: (req: ApiRequest) => void;
+  /** Whether admin routes need a token ('token') or answer loopback clients without one ('loopback'). */
+  readonly adminGuard: 'token' | 'loopback';
   /** Runs once when the server starts draining: stop starting background work. */
   onDrain(fn: () => void): void;
   /** Runs after the drain, once the core has closed: flush and close what the capability holds. */

@@ -100,6 +100,8 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
       step_seconds: timeline.stepMs / 1000,
       // Whether metrics, drift, feedback and the log run (umbra serve --monitoring).
       monitoring: monitor !== undefined,
+      // How actions are authorised: with the admin token, or (none set) only from loopback clients.
+      admin: ctx.adminGuard,
       models,
     };
   };

@@ -7,7 +7,7 @@ const TOKEN_KEY = 'umbra.adminToken';
 const DETAIL_EVERY_TICKS = 5;
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2', '#65a30d', '#dc2626'];
 
-const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '', monitoring: true, available: false, reason: '' };
+const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '', monitoring: true, available: false, reason: '', admin: 'token' };
 
 // ---------- helpers ----------
 
@@ -108,7 +108,8 @@ document.getElementById('confirm').addEventListener('close', (e) => {
 
 /** Every action: confirm (asking for the token once per tab), call, show the API's answer. */
 async function act(title, text, method, path, body) {
-  const needToken = !sessionStorage.getItem(TOKEN_KEY);
+  // A server with no admin token answers its loopback clients' actions without one.
+  const needToken = state.admin === 'token' && !sessionStorage.getItem(TOKEN_KEY);
   if (!(await ask(title, text, needToken))) return undefined;
   const r = await api(path, { method, body, admin: true });
   const answer = `HTTP ${r.status}: ${summarise(r.body)}`;
@@ -129,9 +130,16 @@ function summarise(body) {
   return text === '{}' ? 'ok' : text.slice(0, 160);
 }
 
+/** The note beside a page's actions: what they will ask for. */
+function tokenNote() {
+  if (state.admin !== 'token') return '(no admin token set: actions answer only to this host\'s own clients)';
+  return sessionStorage.getItem(TOKEN_KEY) ? '(admin token set for this tab)' : '(ask for the admin token)';
+}
+
 function renderToken() {
   const has = !!sessionStorage.getItem(TOKEN_KEY);
   const b = document.getElementById('token-button');
+  b.hidden = state.admin !== 'token' && !has;
   b.textContent = has ? 'Forget token' : 'Admin token';
   b.onclick = async () => {
     if (sessionStorage.getItem(TOKEN_KEY)) sessionStorage.removeItem(TOKEN_KEY);
@@ -367,7 +375,7 @@ function unavailablePage(app, name, summary) {
       el('p', { class: 'error', 'data-k': 'reason', text: summary.reason || `The model is ${summary.state.toLowerCase()}.` }),
       el('p', { class: 'muted', text: 'Fix the files in the repository and load it again; this page follows when it serves.' })),
     el('section', { class: 'panel', id: 'actions' },
-      el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: sessionStorage.getItem(TOKEN_KEY) ? '' : '(ask for the admin token)' })),
+      el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: tokenNote() })),
       el('div', { class: 'buttons' },
         el('button', { type: 'button', 'data-action': 'reload-model', onclick: () => act('Load the model', `Load ${name} again from the repository.`, 'POST', `/v2/repository/models/${m}/load`) }, 'Reload model'))));
 }
@@ -446,7 +454,7 @@ function renderActions(policy, rollout) {
   const versions = policy && policy.loaded_versions ? policy.loaded_versions.filter((v) => v !== policy.primary) : [];
   const canaryVersion = el('select', { id: 'canary-version', 'aria-label': 'canary version' }, versions.map((v) => el('option', { value: v, text: `v${v}` })));
   fill(box, 
-    el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: sessionStorage.getItem(TOKEN_KEY) ? '(admin token set for this tab)' : '(ask for the admin token)' })),
+    el('h2', {}, 'Actions ', el('span', { class: 'muted small', text: tokenNote() })),
     el('div', { class: 'actions' },
       button('Promote', 'Promote the candidate', active ? `Make v${rollout.candidate} the primary now, whatever the evidence.` : '', 'POST', `/v2/models/${m}/rollout/promote`, undefined, !active),
       button('Abort', 'Abort the rollout', active ? `Roll back to v${rollout.baseline}; v${rollout.candidate} stops taking traffic.` : '', 'POST', `/v2/models/${m}/rollout/abort`, undefined, !active),
@@ -625,6 +633,8 @@ function connect(onTick) {
 }
 
 async function main() {
+  const server = await api('/v2/ops/server');
+  if (server.ok && server.body) state.admin = server.body.admin;
   renderToken();
   const path = location.pathname.replace(/\/+$/, '');
   const match = path.match(/^\/ui\/models\/([^/]+)$/);
