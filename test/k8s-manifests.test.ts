@@ -207,3 +207,24 @@ t.test('Flagger and the autoscalers point at the Deployment and its ports', asyn
   t.same(published, asked);
   for (const rule of adapter.rules.custom) t.match(rule.seriesQuery, new RegExp(`^${rule.name.matches}\\{`));
 });
+
+t.test('every YAML file under deploy/ reads as kubectl reads it, the batch Job and CronJob included', async (t) => {
+  const { parseAllDocuments } = await import('yaml');
+  const { readdirSync: list, statSync } = await import('node:fs');
+  const walk = (dir: string): string[] => list(`${ROOT}${dir}`).flatMap((n) => (statSync(`${ROOT}${dir}/${n}`).isDirectory() ? walk(`${dir}/${n}`) : /\.ya?ml$/.test(n) ? [`${dir}/${n}`] : []));
+  const files = walk('deploy').sort();
+  t.ok(files.includes('deploy/batch-cronjob.yaml') && files.includes('deploy/batch-indexed-job.yaml'), `${files.length} files`);
+  const problems: string[] = [];
+  for (const file of files) {
+    parseAllDocuments(readFileSync(`${ROOT}${file}`, 'utf8'), { uniqueKeys: true }).forEach((parsed, index) => {
+      if (parsed.errors.length > 0) return void problems.push(`${file} #${index}: ${parsed.errors[0]!.message}`);
+      const doc = parsed.toJSON();
+      // A batch Job's (or CronJob's) container arguments: a list of plain strings, as the CLI takes them.
+      const spec = doc?.kind === 'CronJob' ? doc.spec?.jobTemplate?.spec : doc?.kind === 'Job' ? doc.spec : undefined;
+      for (const c of spec?.template?.spec?.containers ?? []) {
+        if (!Array.isArray(c.args) || !c.args.every((a: unknown) => typeof a === 'string')) problems.push(`${file} #${index}: container ${c.name}'s args are not a list of strings`);
+      }
+    });
+  }
+  t.same(problems, [], 'no YAML errors, no duplicate keys, batch arguments well formed');
+});
