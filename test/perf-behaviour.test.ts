@@ -63,6 +63,17 @@ t.test('errors are counted by status, kept out of latency and throughput', async
   t.ok(Math.abs(r.error_rate - 0.3) < 0.03, `error rate ${r.error_rate}`);
   t.ok(Math.abs(r.completed - (statuses['200'] ?? 0)) <= 8, `successes ${r.completed} match the server's 200s ${statuses['200']} (up to those in flight at the edges)`);
   t.ok(Math.abs(r.throughput - r.completed / r.duration_s) < 1, 'throughput counts successes only');
+  t.match(r.first_error, /^(400|503) \{"error":"synthetic failure"\}$/, 'the first failure as the server worded it');
+});
+
+t.test('a run where every request fails shows what the server said and exits 1', async (t) => {
+  const server = await startSynthetic({ delay: { kind: 'uniform', base: 1, spread: 1, seed: 5 }, failures: [{ every: 1, status: 400 }] });
+  t.teardown(() => server.close());
+  const failed = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', server.url, '-m', 'synthetic', '--concurrency', '2', '--duration', '0.3', '--warmup-ms', '100'])
+    .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+  t.equal(failed.code, 1, 'a measurement of nothing is a failed run');
+  t.match(failed.stderr, /concurrency 2: \d+ of \d+ requests failed; the first: 400 \{"error":"synthetic failure"\}/, 'the server\'s own words');
+  t.match(failed.stderr, /umbra perf: every request failed at concurrency 2: nothing was measured/);
 });
 
 t.test('transport failures: refused connections and unanswered requests are errors by cause', async (t) => {

@@ -3,6 +3,9 @@
 // It does far less work per request than node:http or fetch, so the generator stays out of the way.
 import { connect, type Socket } from 'node:net';
 
+/** How much of an error answer's body is kept, to show what the server said. */
+const ERROR_BODY_BYTES = 400;
+
 /** `status` is the HTTP status, or 0 with `error` naming a transport failure. */
 export type HttpDone = (status: number, error: string | null) => void;
 
@@ -20,6 +23,11 @@ export class HttpConnection {
   private pending: Buffer | null = null;
   private remaining = 0;
   private status = 0;
+  /** The body of an error answer (status 400 or more), kept up to ERROR_BODY_BYTES: what the server said was wrong. */
+  private errorBody: Buffer[] | null = null;
+  private errorBytes = 0;
+  /** The last error answer's body, as text. */
+  lastErrorBody: string | undefined;
   private closeAfter = false;
   /** The server's keep-alive hint less the margin, in ms; 0 when it gave none. */
   private keepAliveMs = 0;
@@ -104,9 +112,22 @@ export class HttpConnection {
     done?.(0, reason);
   }
 
+  /** Keeps the start of an error answer's body (`part` lies in the read buffer: copied). */
+  private keepError(part: Buffer): void {
+    if (this.errorBody === null || this.errorBytes >= ERROR_BODY_BYTES) return;
+    const kept = Buffer.from(part.subarray(0, ERROR_BODY_BYTES - this.errorBytes));
+    this.errorBody.push(kept);
+    this.errorBytes += kept.length;
+  }
+
   private finish(): void {
     const done = this.done;
     const status = this.status;
+    if (this.errorBody !== null) {
+      this.lastErrorBody = Buffer.concat(this.errorBody).toString('utf8');
+      this.errorBody = null;
+      this.errorBytes = 0;
+    }
     this.done = null;
     this.state = State.Idle;
     this.pending = null;
@@ -144,6 +165,7 @@ export class HttpConnection {
           break;
         }
         case State.Body: {
+          this.keepError(buf.subarray(0, this.remaining));
           if (buf.length < this.remaining) {
             this.remaining -= buf.length;
             return;
@@ -170,6 +192,8 @@ export class HttpConnection {
           break;
         }
         case State.ChunkData: {
+          // The chunk's data, not its closing CRLF (the last 2 of `remaining`).
+          this.keepError(buf.subarray(0, Math.max(0, this.remaining - 2)));
           if (buf.length < this.remaining) {
             this.remaining -= buf.length;
             return;
@@ -186,6 +210,8 @@ export class HttpConnection {
   /** Reads the status and framing; true when the answer has no body to wait for. */
   private parseHead(head: string): boolean {
     this.status = Number(head.slice(9, 12));
+    this.errorBody = this.status >= 400 ? [] : null;
+    this.errorBytes = 0;
     const lower = head.toLowerCase();
     const cl = /\r\ncontent-length:\s*(\d+)/.exec(lower);
     this.closeAfter = /\r\nconnection:\s*close/.test(lower);

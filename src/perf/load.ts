@@ -43,6 +43,8 @@ export interface WindowSample {
   latency: LatencyHistogram;
   /** Open loop: how late the generator sent each request against its schedule. */
   sendLag: LatencyHistogram;
+  /** The window's first failure as the server worded it (HTTP: status and the start of its body), to show the user. */
+  firstError?: string;
 }
 
 interface Channel {
@@ -154,13 +156,24 @@ export class LoadDriver {
     this.backlog.length = 0;
   }
 
+  /** An HTTP answer's outcome: null for 2xx, else its status, with the words of the window's first such answer kept. */
+  private statusError(status: number, conn: HttpConnection): string | null {
+    if (status >= 200 && status < 300) return null;
+    const error = String(status);
+    if (this.window.firstError === undefined && this.running) this.window.firstError = conn.lastErrorBody ? `${error} ${conn.lastErrorBody}` : error;
+    return error;
+  }
+
   private record(scheduledAt: number, error: string | null): void {
     if (!this.running) return;
     const w = this.window;
     if (error === null) {
       w.completed += 1;
       w.latency.recordMs(performance.now() - scheduledAt);
-    } else w.errors[error] = (w.errors[error] ?? 0) + 1;
+    } else {
+      w.errors[error] = (w.errors[error] ?? 0) + 1;
+      w.firstError ??= error;
+    }
   }
 
   private pickPayload(): number {
@@ -183,7 +196,7 @@ export class LoadDriver {
     return {
       send: (payload, at, done) => {
         if (!conn || !conn.reusable(performance.now())) conn = this.openHttp();
-        conn.send(this.requests[payload]!, (status, error) => done(error ?? (status >= 200 && status < 300 ? null : String(status))), at);
+        conn.send(this.requests[payload]!, (status, error) => done(error ?? this.statusError(status, conn!)), at);
       },
     };
   }
@@ -261,7 +274,7 @@ export class LoadDriver {
   private sendOpen(conn: HttpConnection, scheduledAt: number, payload: number, now: number): void {
     this.window.sendLag.recordMs(now - scheduledAt);
     conn.send(this.requests[payload]!, (status, error) => {
-      this.record(scheduledAt, error ?? (status >= 200 && status < 300 ? null : String(status)));
+      this.record(scheduledAt, error ?? this.statusError(status, conn));
       if (!this.running) return;
       if (conn.idle) this.idleHttp.push(conn);
       this.pump(performance.now());

@@ -82,6 +82,8 @@ export interface PerfLevelResult {
   errors: number;
   errors_by_status: Record<string, number>;
   error_rate: number;
+  /** The first failure the level met, as the server worded it (HTTP: status and the start of the body). */
+  first_error?: string;
   windows: number;
   stable: boolean;
   duration_s: number;
@@ -248,6 +250,8 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
     const statsAfter = statsBefore ? await fetchStatsSnapshot(o.url, o.model, o.version, isGrpc(o.protocol)) : null;
     const counted = windows.slice(-3);
     const merged = mergeWindows(counted);
+    // From any window, warm-up included: a server that refuses everything refuses it from the start.
+    const firstError = windows.find((w) => w.firstError !== undefined)?.firstError;
     const durationS = counted.reduce((a, w) => a + (w.endMs - w.startMs), 0) / 1000;
     const errors = Object.values(merged.errors).reduce((a, b) => a + b, 0);
     const summary = merged.latency.summary();
@@ -271,6 +275,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
       errors,
       errors_by_status: merged.errors,
       error_rate: round3(errors / Math.max(1, errors + merged.completed)),
+      ...(firstError !== undefined ? { first_error: firstError } : {}),
       windows: windows.length,
       stable,
       duration_s: round3(durationS),
@@ -296,5 +301,11 @@ function mergeWindows(parts: WindowSample[]): WindowSample {
     errors,
     latency: LatencyHistogram.merge(parts.map((p) => p.latency)),
     sendLag: LatencyHistogram.merge(parts.map((p) => p.sendLag)),
+    ...firstOf(parts),
   };
+}
+
+function firstOf(parts: WindowSample[]): { firstError?: string } {
+  const first = parts.find((p) => p.firstError !== undefined)?.firstError;
+  return first !== undefined ? { firstError: first } : {};
 }

@@ -10,7 +10,7 @@ type ToWorker = { kind: 'collect' } | { kind: 'stop' };
 type FromWorker =
   | { kind: 'started' }
   | { kind: 'failed'; message: string }
-  | { kind: 'window'; startMs: number; endMs: number; completed: number; errors: Record<string, number>; latency: string; sendLag: string };
+  | { kind: 'window'; startMs: number; endMs: number; completed: number; errors: Record<string, number>; latency: string; sendLag: string; firstError?: string };
 
 /** The runner's view of one load thread; the same surface as LoadDriver, asynchronous. */
 export interface LoadThread {
@@ -85,7 +85,7 @@ if (parentPort && workerData && (workerData as { payloads?: unknown }).payloads)
       const w = driver.collect();
       port.postMessage({
         kind: 'window', startMs: w.startMs, endMs: w.endMs, completed: w.completed, errors: w.errors,
-        latency: w.latency.encode(), sendLag: w.sendLag.encode(),
+        latency: w.latency.encode(), sendLag: w.sendLag.encode(), ...(w.firstError !== undefined ? { firstError: w.firstError } : {}),
       } satisfies FromWorker);
     } else driver.stop();
   });

@@ -108,4 +108,13 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   else process.stdout.write(toTable(results));
   if (typeof flags['csv'] === 'string') writeFileSync(flags['csv'], toCsv(results));
   if (typeof flags['plot'] === 'string') writeFileSync(flags['plot'], latencyThroughputSvg([{ label: `${options.model} (${protocol})`, results }], `umbra perf: ${options.model} at ${options.url}`));
+  // What the server said when it refused, as perf_analyzer shows it; a level where every request
+  // failed measured nothing, so the run fails (a CI gate must not pass on a broken setup).
+  const label = (r: (typeof results)[number]) => (r.concurrency !== undefined ? `concurrency ${r.concurrency}` : `rate ${r.request_rate}/s`);
+  for (const r of results) if (r.errors > 0 && r.first_error !== undefined) process.stderr.write(`${label(r)}: ${r.errors} of ${r.errors + r.completed} requests failed; the first: ${r.first_error}\n`);
+  const failed = results.filter((r) => r.completed === 0 && r.errors > 0);
+  if (failed.length > 0) {
+    process.stderr.write(`umbra perf: every request failed at ${failed.map(label).join(', ')}: nothing was measured\n`);
+    process.exitCode = 1;
+  }
 }
