@@ -63,6 +63,18 @@ t.test('a model whose inputs vary in shape is profiled from rows of any length, 
   await t.rejects(buildReferenceProfile(umbra, 'gru', await readReferenceData(odd), odd), { message: `${odd}: row 2: expected a non-empty array of a multiple of 2 values for 'x' but received [1,2,3]` });
 });
 
+t.test('a blank cell is a missing value, refused with its row and column, not read as 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-blank-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'blank.csv');
+  writeFileSync(file, 'a,b,split\n1,2,train\n3, ,train\n5,6,test\n');
+  await t.rejects(readReferenceData(file), { message: `${file}: row 2: expected a number for column 'b' but received ""` });
+  const test = join(dir, 'test-only.csv');
+  // Blank in the first row kept: the column is still a feature, its missing value named.
+  writeFileSync(test, 'a,b,split\n1,2,train\n3,,test\n4,5,test\n');
+  await t.rejects(readReferenceData(test, { where: { column: 'split', value: 'test' } }), { message: `${test}: row 1 of those where split=test: expected a number for column 'b' but received ""` });
+});
+
 t.test('rows whose arrays differ in length are refused for a model of fixed-shape inputs, naming the row', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-ragged-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,4 +82,37 @@ t.test('rows whose arrays differ in length are refused for a model of fixed-shap
   writeFileSync(file, `${JSON.stringify({ x: [1, 2, 3] })}\n${JSON.stringify({ x: [1, 2] })}\n`);
   const data = await readReferenceData(file);
   t.equal(data.ragged, `${file}: row 2: expected a number for column 'x[2]' but received undefined (its 'x' array has another length than the first row's)`);
+});
+
+t.test('a model with more input columns than drift watches is profiled on the watched ones, and runs on all of them', async (t) => {
+  const { Umbra } = await import('../dist/core/umbra.js');
+  const { buildReferenceProfile } = await import('../dist/monitor/reference-data.js');
+  const { MAX_INPUT_COLUMNS } = await import('../dist/monitor/features.js');
+  const { buildModel } = await import('../dist/onnx/builder.js');
+  const { tempRepo } = await import('./helpers/repo.js');
+  const width = 300;
+  const repo = tempRepo();
+  // s = the sum of a row's 300 values: an answer that needs every column, watched or not.
+  repo.addVersion('wide', 1, buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', width] }],
+    outputs: [{ name: 's', datatype: 'FP32', dims: ['batch', 1] }],
+    nodes: [{ op: 'ReduceSum', inputs: ['x', 'axes'], outputs: ['s'], attributes: { keepdims: 1 } }],
+    initializers: [{ name: 'axes', datatype: 'INT64', dims: [1], values: [1] }],
+  }));
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-wide-'));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(async () => {
+    await umbra.close();
+    repo.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const file = join(dir, 'wide.csv');
+  const header = Array.from({ length: width }, (_, c) => `f${c}`).join(',');
+  writeFileSync(file, `${header}\n${Array.from({ length: 60 }, (_, r) => Array(width).fill(r % 3).join(',')).join('\n')}\n`);
+  const notes: string[] = [];
+  const profile = await buildReferenceProfile(umbra, 'wide', await readReferenceData(file), file, undefined, (line) => notes.push(line));
+  t.equal(profile.inputs.length, MAX_INPUT_COLUMNS, 'the columns live drift watches');
+  t.same([profile.inputs[0]!.name, profile.inputs.at(-1)!.name], ['f0', `f${MAX_INPUT_COLUMNS - 1}`]);
+  t.same(profile.outputs['1']!.map((p) => [p.name, p.values]), [['s', [0, 300, 600]]], 'the model ran on whole rows: sums of 300 values');
+  t.same(notes, [`input x: only its first ${MAX_INPUT_COLUMNS} of ${width} columns are watched (${MAX_INPUT_COLUMNS} input columns in all); the profile holds the ${MAX_INPUT_COLUMNS} watched columns`]);
 });

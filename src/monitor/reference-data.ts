@@ -65,7 +65,14 @@ function fromRecords(path: string, raw: Record<string, unknown>[], options: Read
   const kept = records.map(flatten);
   const first = kept[0]!;
   const label = options.label ?? ('label' in first ? 'label' : undefined);
-  const names = options.columns ?? Object.keys(first).filter((k) => k !== label && k !== where?.column && isNumeric(first[k]));
+  // A column is a feature when its first value that is there is a number: a blank in the first
+  // row is a missing value of that column, refused below with its row, not a reason to drop it.
+  const blank = (v: unknown) => v === undefined || v === null || (typeof v === 'string' && v.trim() === '');
+  const numericColumn = (k: string) => {
+    const present = kept.find((r) => !blank(r[k]));
+    return present === undefined || isNumeric(present[k]);
+  };
+  const names = options.columns ?? Object.keys(first).filter((k) => k !== label && k !== where?.column && numericColumn(k));
   for (const n of names) if (!(n in first)) throw new Error(`${path}: no column '${n}' (columns: ${Object.keys(first).join(', ')})`);
   if (names.length === 0) {
     const seen = Object.keys(first);
@@ -77,12 +84,14 @@ function fromRecords(path: string, raw: Record<string, unknown>[], options: Read
     const r = kept[i]!;
     for (let j = 0; j < names.length; j++) {
       const n = names[j]!;
-      const v = Number(r[n]);
+      const cell = r[n];
+      // A blank cell is a missing value, not 0 (which Number('') would make it); so are null and booleans.
+      const v = cell === null || typeof cell === 'boolean' || (typeof cell === 'string' && cell.trim() === '') ? NaN : Number(cell);
       if (Number.isFinite(v)) {
         values[i * names.length + j] = v;
         continue;
       }
-      const why = `${path}: row ${i + 1}: expected a number for column '${n}' but received ${JSON.stringify(r[n])}`;
+      const why = `${path}: row ${i + 1}${where ? ` of those where ${where.column}=${where.value}` : ''}: expected a number for column '${n}' but received ${JSON.stringify(cell)}`;
       // Arrays of another length than the first row's (token ids): no columns, but a model whose
       // inputs vary in shape per row reads them whole (buildReferenceProfile).
       const ragged = arrays.find((a) => n.startsWith(`${a}[`) || (Array.isArray(records[i]![a]) && (records[i]![a] as unknown[]).flat(Infinity).length !== (records[0]![a] as unknown[]).flat(Infinity).length));
@@ -106,33 +115,55 @@ function flatten(o: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+/** Every input a row of reference data feeds, in order, with its full width and offset in the row (watched or not). */
+function fedColumns(signature: ModelVersion['signature']): { tensors: { tensor: string; width: number; offset: number }[]; columns: number } {
+  const tensors: { tensor: string; width: number; offset: number }[] = [];
+  let offset = 0;
+  for (const spec of signature.inputs) {
+    if (spec.datatype === 'BYTES') continue;
+    const dims = signature.maxBatchSize === 0 && spec.dims.length > 1 && spec.dims[0] === -1 ? spec.dims.slice(1) : spec.dims;
+    if (dims.some((d) => d < 0)) continue;
+    const width = dims.reduce((a, b) => a * b, 1);
+    tensors.push({ tensor: spec.name, width, offset });
+    offset += width;
+  }
+  return { tensors, columns: offset };
+}
+
 /**
  * Profiles the inputs and, per loaded version, the outputs the model gives on the same rows. Where
  * versions take different inputs (a retrained model with more features), the versions the data
  * fits are profiled and `skipped` hears of each other one (its drift starts from live rows).
  */
-export async function buildReferenceProfile(umbra: Umbra, model: string, data: ReferenceData, source: string, skipped?: (version: string, why: string) => void): Promise<ReferenceProfile> {
+export async function buildReferenceProfile(umbra: Umbra, model: string, data: ReferenceData, source: string, skipped?: (version: string, why: string) => void, note?: (line: string) => void): Promise<ReferenceProfile> {
   const loaded = umbra.manager.versionsOf(model);
   if (loaded.length === 0) throw new Error(`model '${model}' has no loaded version`);
   const width = data.names.length;
-  const columnsOf = (mv: (typeof loaded)[number]) => columnLayout(mv.signature, 'inputs').columns;
+  // The data holds every input value of a row (the model runs on them); drift watches a prefix.
+  const columnsOf = (mv: (typeof loaded)[number]) => fedColumns(mv.signature).columns;
   const fitting = loaded.filter((mv) => columnsOf(mv) === width);
   const versions = fitting.length > 0 ? fitting : loaded;
   if (fitting.length > 0) for (const mv of loaded) if (!fitting.includes(mv)) skipped?.(mv.version, `it takes ${columnsOf(mv)} input columns, not the data's ${width}`);
   const signature = versions[0]!.signature;
   const inputs = columnLayout(signature, 'inputs');
-  if (inputs.unwatched.length > 0) {
-    throw new Error(`model '${model}' has inputs a profile cannot hold (${inputs.unwatched.map((u) => `${u.name}: ${u.reason}`).join('; ')}); without a profile, drift takes its reference from the first live rows`);
+  // Past the columns drift watches, a row's values still feed the model but are not profiled, as
+  // live drift does not count them; any other input drift cannot watch has no profile to hold.
+  const beyondWatch = (u: { reason: string }) => /^(only its first \d+ of \d+ columns are watched|past the first \d+ input columns)/.test(u.reason);
+  const cannot = inputs.unwatched.filter((u) => !beyondWatch(u));
+  if (cannot.length > 0) {
+    throw new Error(`model '${model}' has inputs a profile cannot hold (${cannot.map((u) => `${u.name}: ${u.reason}`).join('; ')}); without a profile, drift takes its reference from the first live rows`);
   }
   if (inputs.tensors.some((w) => w.positions)) return sequenceProfile(umbra, model, data, source, loaded, skipped);
   if (data.ragged) throw new Error(data.ragged);
-  if (inputs.columns !== width) throw new Error(`model '${model}' takes ${[...new Set(loaded.map(columnsOf))].join(' or ')} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
+  const fed = fedColumns(signature);
+  if (fed.columns !== width) throw new Error(`model '${model}' takes ${[...new Set(loaded.map(columnsOf))].join(' or ')} input columns but the data has ${width} (${data.names.slice(0, 5).join(', ')}${width > 5 ? ', ...' : ''}); choose them with --columns`);
+  for (const u of inputs.unwatched) note?.(`input ${u.name}: ${u.reason}; the profile holds the ${inputs.columns} watched columns`);
   const column = (c: number) => {
     const out = new Float64Array(data.rows);
     for (let r = 0; r < data.rows; r++) out[r] = data.values[r * width + c]!;
     return out;
   };
-  const inputProfiles = data.names.map((n, c) => profileColumn(n, column(c)));
+  const inputProfiles = inputs.names.map((n, c) => profileColumn(data.names[c] ?? n, column(c)));
   const outputs: Record<string, ReturnType<typeof profileColumn>[]> = {};
   for (const mv of versions) {
     const layout = columnLayout(mv.signature, 'outputs');
@@ -140,7 +171,7 @@ export async function buildReferenceProfile(umbra: Umbra, model: string, data: R
     const batch = Math.max(1, mv.signature.maxBatchSize || 1);
     for (let start = 0; start < data.rows; start += batch) {
       const n = Math.min(batch, data.rows - start);
-      const tensors: Tensor[] = inputs.tensors.map((w) => {
+      const tensors: Tensor[] = fed.tensors.map((w) => {
         const spec = mv.signature.inputs.find((s) => s.name === w.tensor)!;
         const arr = typedArrayFor(spec.datatype, n * w.width) as unknown as { [i: number]: number | bigint };
         const big = spec.datatype === 'INT64' || spec.datatype === 'UINT64';

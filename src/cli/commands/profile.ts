@@ -54,7 +54,7 @@ async function profile(flags: ProfileFlags): Promise<void> {
     await umbra.manager.load(flags.model!);
     const built = await buildReferenceProfile(umbra, flags.model!, data, flags.data!, (version, why) => {
       process.stderr.write(`version ${version} is not profiled: ${why}; its drift takes its first live rows as the reference\n`);
-    });
+    }, (line) => process.stderr.write(`${line}\n`));
     const path = writeProfile(target, built);
     process.stdout.write(`wrote ${path}: ${built.rows} rows, ${built.inputs.length} input features, outputs of versions ${Object.keys(built.outputs).join(', ')}\n`);
   } finally {
