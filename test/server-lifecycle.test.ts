@@ -339,3 +339,19 @@ t.test('readiness is false during warm-up and during drain; drain finishes queue
   await stopping;
   await t.rejects(fetch(`${s.url}/v2/health/live`), 'the listener is closed');
 });
+
+t.test('a batch still running past the drain deadline does not hold the stop', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, drainSeconds: 0.2 });
+  const mv = s.server.umbra.manager.get('affine');
+  // A batch that never ends on its own: a model far slower than the drain allows.
+  const hold = holdExecution(mv);
+  const answer = s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }).then((r) => r.status, () => 'no answer');
+  await until(() => hold.held === 1, 'the batch to be running');
+  await s.server.stop();
+  t.pass('the stop returned with the batch still running (its worker ends with the process)');
+  t.not(await answer, 200, 'the request cut off by the deadline was not answered as if it had run');
+  hold.release();
+});

@@ -420,8 +420,12 @@ export class UmbraServer {
     // failure; only new connections are refused.
     const seconds = this.options.drainSeconds ?? DEFAULTS.drainSeconds;
     let timer: NodeJS.Timeout | undefined;
+    let expired = false;
     const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, seconds * 1000);
+      timer = setTimeout(() => {
+        expired = true;
+        resolve();
+      }, seconds * 1000);
       timer.unref();
     });
     await Promise.all([this.transport.drain(deadline), this.grpc?.drain(deadline)]);
@@ -429,11 +433,26 @@ export class UmbraServer {
     if (timer) clearTimeout(timer);
     await this.grpc?.close();
     await this.transport.close();
-    await this.umbra.close();
+    // Past the deadline a batch may still be running in a worker, which nothing can interrupt:
+    // closing waits for it at most CLOSE_AFTER_DEADLINE_MS, so the drain stays bounded (what a
+    // supervisor's grace period counts on) and the log below is still flushed; the process's
+    // exit ends that worker.
+    const closed = this.umbra.close();
+    if (!expired) await closed;
+    else {
+      closed.catch(() => undefined);
+      // Not unref'd: the stop must come back (bounded) even where nothing else keeps the loop alive.
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => { grace = setTimeout(resolve, CLOSE_AFTER_DEADLINE_MS); })]);
+      clearTimeout(grace);
+    }
     // After the drain, so the last predictions reach the log and the store closes last.
     await this.composed.stop();
   }
 }
+
+/** How long closing may wait, once the drain's deadline has passed, for a batch still running. */
+const CLOSE_AFTER_DEADLINE_MS = 2000;
 
 function streamOptions(options: ServerOptions): StreamOptions {
   return {
