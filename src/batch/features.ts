@@ -10,6 +10,7 @@ import { float32ToHalf } from '../protocol/half.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import { jsonObject, type InputRecord } from './reader.js';
 import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
+import { jsonNumberKey } from './keys.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
 export type ColumnMapping = Record<string, string | string[]>;
@@ -289,11 +290,10 @@ export class BatchBuilder {
   /** The record's key (`row`, its row number, when the plan has no key column), or throws RowRejected. */
   static keyOf(plan: FeaturePlan, record: InputRecord, row: number): string {
     if (record.error) throw new RowRejected(record.error);
-    if (record.json !== undefined) {
+    if (record.object === undefined && record.json !== undefined) {
       const object = jsonObject(record.json);
       if (typeof object === 'string') throw new RowRejected(object);
       record.object = object;
-      record.json = undefined;
     }
     if (plan.keyColumn === undefined) return String(row);
     let raw: unknown;
@@ -304,6 +304,12 @@ export class BatchBuilder {
     }
     if (raw === undefined || raw === null || raw === '') throw new RowRejected(`missing value for the key column '${plan.keyColumn}'`);
     if (typeof raw === 'string') return raw;
+    if (typeof raw === 'number' && !Number.isSafeInteger(raw) && record.json !== undefined) {
+      // JSON.parse read the number as a double: the key is taken from the line's text instead.
+      const taken = jsonNumberKey(raw, record.json, plan.keyColumn);
+      if ('problem' in taken) throw new RowRejected(taken.problem);
+      return taken.key;
+    }
     if (typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint') return String(raw);
     throw new RowRejected(`expected a string or number for the key column '${plan.keyColumn}' but received ${describeValue(raw)}`);
   }

@@ -27,7 +27,7 @@ export interface InputRecord {
   end?: number;
   /** The record's values in column order: CSV's field texts, or a Parquet row's values. */
   fields?: unknown[];
-  /** A JSON Lines record's text; `object` once parsed. */
+  /** A JSON Lines record's text; `object` once parsed (the text is kept: a key may be read from it). */
   json?: string;
   object?: Record<string, unknown>;
   error?: string;
@@ -201,7 +201,8 @@ function jsonlRecords(text: Readable): { columns: Promise<string[]>; records: As
           }
           known = true;
           header.resolve(Object.keys(value));
-          out.push({ line, object: value });
+          // The text stays with the object: a number key past 2^53 is read from it (keys.ts).
+          out.push({ line, json: raw, object: value });
         }
         if (out.length > 0) yield out;
       }
