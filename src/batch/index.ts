@@ -6,3 +6,4 @@ export { parseShard, shardFromEnvironment, shardOfKey, type ShardSpec } from './
 export { parseStaleness } from './staleness.js';
 export { openInput, type InputFormat, type InputRecord } from './reader.js';
 export type { ColumnMapping } from './features.js';
+export { POSTGRES_KEY_RULES, type KeyRules } from './keys.js';

@@ -24,7 +24,7 @@ import { ReadStage } from './read-stage.js';
 import { inspectInput, type InputFormat } from './reader.js';
 import { describeShard, type ShardSpec } from './shard.js';
 import { Signal } from './signal.js';
-import { openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from './store.js';
+import { keyRulesFor, openStore, parseStoreUrl, type Checkpoint, type PredictionStore } from './store.js';
 import { threadCpuMicros } from '../thread-cpu.js';
 import { WriteStage } from './write-stage.js';
 
@@ -166,6 +166,10 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   if (options.format) setup.format = options.format;
   if (options.mapping) setup.mapping = options.mapping;
   if (shard) setup.shard = shard;
+  // Rows whose keys the store cannot hold are rejects, found as they are parsed: in the store,
+  // such a row would fail its batch, and so every resume of the job.
+  const keyRules = options.store ? options.store.keyRules : keyRulesFor(options.storeUrl!);
+  if (keyRules) setup.keyRules = keyRules;
   const reader = new ReadStage(setup, readers, 2 * readers + 2);
   let store = options.store;
   let rowsThisRun = 0;

@@ -2,6 +2,7 @@
 import type { DataType, ModelSignature, TensorData } from '../protocol/types.js';
 import type { WireTensor } from '../workers/messages.js';
 import type { ColumnMapping } from './features.js';
+import type { KeyRules } from './keys.js';
 import type { InputFormat } from './reader.js';
 import type { Reject } from './rejects.js';
 import type { ShardSpec } from './shard.js';
@@ -15,6 +16,8 @@ export interface ReaderSetup {
   keyColumn: string | undefined;
   mapping?: ColumnMapping;
   shard?: ShardSpec;
+  /** What the store cannot hold in a key: such a row is a reject (a PostgreSQL store's). */
+  keyRules?: KeyRules;
   /** This thread parses segments `thread`, `thread + threads`, ... */
   thread: number;
   threads: number;

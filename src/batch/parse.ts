@@ -3,6 +3,7 @@
 // parsed rows strictly in input order, so batches never depend on how many threads parsed them.
 import type { ModelSignature, TensorData } from '../protocol/types.js';
 import { BatchBuilder, planFeatures, RowRejected, type ColumnMapping, type FeaturePlan } from './features.js';
+import { keyProblem, type KeyRules } from './keys.js';
 import type { InputRecord } from './reader.js';
 import type { Reject } from './rejects.js';
 import { shardOfKey, type ShardSpec } from './shard.js';
@@ -52,9 +53,10 @@ export interface RecordOutcome {
 /**
  * One record (the `row`-th data record of the input) into the builder's next slot: ROW_VALID
  * (written, `out.key` set), ROW_REJECTED (`out.reason`, and `out.key` when known) or ROW_SKIPPED
- * (another shard's, or a keyless reject for shard > 1).
+ * (another shard's, or a keyless reject for shard > 1). `keyRules`: what the store cannot hold
+ * in a key (keyed by --key; row numbers always fit).
  */
-export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, record: InputRecord, row: number, builder: BatchBuilder, out: RecordOutcome): number {
+export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, record: InputRecord, row: number, builder: BatchBuilder, out: RecordOutcome, keyRules?: KeyRules): number {
   out.key = undefined;
   let key: string;
   try {
@@ -68,6 +70,13 @@ export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, rec
   }
   if (shard && shardOfKey(key, shard.count) !== shard.index - 1) return ROW_SKIPPED;
   out.key = key;
+  if (keyRules && plan.keyColumn !== undefined) {
+    const problem = keyProblem(key, keyRules);
+    if (problem !== undefined) {
+      out.reason = problem;
+      return ROW_REJECTED;
+    }
+  }
   try {
     builder.add(record);
     return ROW_VALID;
@@ -80,9 +89,9 @@ export function parseRecord(plan: FeaturePlan, shard: ShardSpec | undefined, rec
 
 /**
  * A segment of records, the first being data record `firstRow`. Without a plan (an input with no
- * readable record to take columns from) every record is a reject.
+ * readable record to take columns from) every record is a reject. `keyRules`: as parseRecord's.
  */
-export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | undefined, records: InputRecord[], firstRow: number): ParsedSegment {
+export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | undefined, records: InputRecord[], firstRow: number, keyRules?: KeyRules): ParsedSegment {
   const status = new Uint8Array(records.length);
   const keys: string[] = [];
   const lines: number[] = [];
@@ -102,7 +111,7 @@ export function parseSegment(plan: FeaturePlan | undefined, shard: ShardSpec | u
   const out: RecordOutcome = { key: undefined, reason: '' };
   for (let i = 0; i < records.length; i++) {
     const record = records[i]!;
-    const outcome = parseRecord(plan, shard, record, firstRow + i, builder, out);
+    const outcome = parseRecord(plan, shard, record, firstRow + i, builder, out, keyRules);
     status[i] = outcome;
     if (outcome === ROW_VALID) {
       keys.push(out.key!);

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { UmbraError } from '../errors.js';
+import { POSTGRES_KEY_RULES } from './keys.js';
 import { parseStoredOutputs, redactUrl, type Checkpoint, type PredictionRow, type PredictionStore, type StoredPrediction } from './store.js';
 
 // One unique index on (model, key, version) serves the upsert and the any-version lookup, as in
@@ -81,6 +82,7 @@ interface PredictionRecord {
 
 export class PostgresStore implements PredictionStore {
   readonly description: string;
+  readonly keyRules = POSTGRES_KEY_RULES;
   /**
    * Whether batches go in by COPY: the server stores a copied row for about 6 µs of CPU against
    * 10 for the same row through an upsert over unnest() arrays. COPY cannot replace a row, so the

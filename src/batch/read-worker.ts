@@ -71,7 +71,7 @@ async function run(): Promise<void> {
   const flush = async (): Promise<void> => {
     await until(() => allowed > segmentIndex);
     const firstRow = resumeAfter + 1 + segmentIndex * size;
-    const parsed = parseSegment(plan, setup.shard, segment, firstRow);
+    const parsed = parseSegment(plan, setup.shard, segment, firstRow, setup.keyRules);
     segment = [];
     const transfer = [parsed.status.buffer as ArrayBuffer, ...parsed.data.filter((d) => !Array.isArray(d)).map((d) => (d as Float32Array).buffer as ArrayBuffer), ...(parsed.lengths ?? []).map((l) => l.buffer as ArrayBuffer)];
     send({ kind: 'segment', segment: { index: segmentIndex, firstRow, ...parsed, bytesRead: input.bytesRead } }, transfer);

@@ -4,6 +4,7 @@
 import { parseJsonKeepingIntegers } from '../protocol/request-json.js';
 import { UmbraError } from '../errors.js';
 import type { DataType } from '../protocol/types.js';
+import { POSTGRES_KEY_RULES, type KeyRules } from './keys.js';
 
 /** One output tensor as stored: the response's `outputs` entry for a single row, as JSON. */
 export interface StoredTensor {
@@ -52,6 +53,8 @@ export interface PredictionStore {
    * absent for a store only this object can reach, which the job then writes to from its own thread.
    */
   readonly url?: string;
+  /** What the store cannot hold in a key (none where absent): a batch job rejects such rows (keys.ts). */
+  readonly keyRules?: KeyRules;
   /** Newest prediction for the key: of the given version, or of any version when undefined. */
   get(model: string, version: string | undefined, key: string): Promise<StoredPrediction | undefined>;
   checkpoint(job: string): Promise<Checkpoint | undefined>;
@@ -81,6 +84,11 @@ export function parseStoreUrl(url: string): { kind: 'sqlite'; path: string } | {
   throw new UmbraError('INVALID_ARGUMENT', scheme
     ? `unsupported store URL scheme '${scheme}:' in '${redactUrl(url)}': expected sqlite:PATH or postgres://user@host:port/db`
     : `expected a store URL (sqlite:PATH or postgres://user@host:port/db) for --store but received '${url}'`);
+}
+
+/** What the store at `url` cannot hold in a key (see PredictionStore.keyRules), known without opening it. */
+export function keyRulesFor(url: string): KeyRules | undefined {
+  return parseStoreUrl(url).kind === 'postgres' ? POSTGRES_KEY_RULES : undefined;
 }
 
 /** Opens `sqlite:PATH` or `postgres://...` (also `postgresql://`); the schema is created when missing. */
