@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import type { parse as ParseSync } from 'csv-parse/sync';
 import { UmbraError } from '../errors.js';
 import type { InputRecord } from './reader.js';
+import { isUtf8, notUtf8 } from './utf8.js';
 
 // Loaded with the first quoted record: most inputs have none, and a reader thread starts sooner without it.
 let parseSync: typeof ParseSync | undefined;
@@ -73,11 +74,22 @@ function scanQuotes(text: string, delimiter: number, state: number, fields: numb
   return { state: state === QUOTE_IN_QUOTED ? UNQUOTED : state, fields, malformedAt: -1 };
 }
 
+/** A line decoded to be split as CSV (one with a quote, or read again after an abandoned record). */
+interface TextLine {
+  line: number;
+  /** Without its line end. */
+  text: string;
+  /** Why the line is not UTF-8 (its text then has U+FFFD in place of those bytes). */
+  notUtf8: string | undefined;
+}
+
 interface Pending {
   line: number;
-  parts: { line: number; text: string }[];
+  parts: TextLine[];
   bytes: number;
   fields: number;
+  /** Why the first of its lines that is not UTF-8 is not: the record is then a reject. */
+  notUtf8: string | undefined;
 }
 
 /** The header's columns and the data records, a chunk (one array per read) at a time. */
@@ -141,13 +153,24 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
     if (width < 0) throw new UmbraError('INVALID_ARGUMENT', `malformed CSV header in ${path} at line ${at}: ${reason}`);
     out.push({ line: at, error: `malformed CSV quoting: ${reason}` });
   };
+  /**
+   * A record that is not UTF-8 (`why`, notUtf8's reason) is a reject; the header must be. Its
+   * quotes, delimiters and line ends are ASCII, so its extent is still what the bytes say.
+   */
+  const notText = (at: number, why: string, out: InputRecord[]): void => {
+    if (width < 0) throw new UmbraError('INVALID_ARGUMENT', `cannot read the header of ${path}: ${why}`);
+    out.push({ line: at, error: why });
+  };
   /** A record whose first line has a quote in it. */
-  const begin = (text: string, at: number, out: InputRecord[]): void => {
+  const begin = (part: TextLine, out: InputRecord[]): void => {
+    const { text, line: at, notUtf8: invalid } = part;
     const scan = scanQuotes(text, delimiterCode, FIELD_START, 1);
     if (scan.malformedAt >= 0) {
       reject(at, `unexpected quote at column ${scan.malformedAt + 1} of the line (a field is quoted only from its first character, and a quote inside it is doubled)`, out);
     } else if (scan.state === QUOTED) {
-      pending = { line: at, parts: [{ line: at, text }], bytes: text.length, fields: scan.fields };
+      pending = { line: at, parts: [part], bytes: text.length, fields: scan.fields, notUtf8: invalid };
+    } else if (invalid !== undefined) {
+      notText(at, invalid, out);
     } else if (width >= 0) {
       const record: InputRecord = { line: at };
       out.push(record);
@@ -164,11 +187,13 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
     pending = undefined;
     const last = given.parts[given.parts.length - 1]!.line;
     reject(given.line, `${reason}; line ${given.line} is rejected and reading goes on at line ${given.line + 1}${last > given.line ? ` (lines ${given.line + 1}-${last} are read again as rows of their own)` : ''}`, out);
-    for (let i = 1; i < given.parts.length; i++) takeText(given.parts[i]!.text, given.parts[i]!.line, out);
+    for (let i = 1; i < given.parts.length; i++) takeText(given.parts[i]!, out);
   };
-  const goOn = (text: string, at: number, out: InputRecord[]): void => {
+  const goOn = (part: TextLine, out: InputRecord[]): void => {
+    const { text, line: at } = part;
     const p = pending!;
-    p.parts.push({ line: at, text });
+    p.parts.push(part);
+    p.notUtf8 ??= part.notUtf8;
     p.bytes += text.length + 1;
     const scan = scanQuotes(text, delimiterCode, QUOTED, p.fields);
     p.fields = scan.fields;
@@ -179,25 +204,32 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
     } else if (scan.state === QUOTED) {
       if (p.bytes > MAX_QUOTED_RECORD_BYTES) abandon(`the quoted field opened on line ${p.line} is not closed within ${MAX_QUOTED_RECORD_BYTES >> 20} MiB`, out);
     } else {
-      const fields = fieldsOf(p.parts.map((part) => part.text).join('\n'));
+      const fields = fieldsOf(p.parts.map((piece) => piece.text).join('\n'));
       if (typeof fields === 'string') {
         abandon(`the record from line ${p.line} to ${at} cannot be read: ${fields}`, out);
       } else if (width >= 0 && fields.length !== width) {
         abandon(`the quoted field opened on line ${p.line} closes on line ${at} in a record of ${fields.length} columns, not the header's ${width}`, out);
       } else {
         pending = undefined;
-        emit(fields, p.line, out);
+        if (p.notUtf8 !== undefined) notText(p.line, p.notUtf8, out);
+        else emit(fields, p.line, out);
       }
     }
   };
-  /** A decoded line: lines read again after an abandoned record, and every line with a quote. */
-  const takeText = (text: string, at: number, out: InputRecord[]): void => {
+  /**
+   * A decoded line: lines read again after an abandoned record, every line with a quote, and every
+   * line that is not UTF-8.
+   */
+  const takeText = (part: TextLine, out: InputRecord[]): void => {
+    const { text, line: at, notUtf8: invalid } = part;
     if (pending) {
-      goOn(text, at, out);
+      goOn(part, out);
     } else if (text.includes('"')) {
-      begin(text, at, out);
+      begin(part, out);
     } else if (text !== '') {
-      if (width < 0) {
+      if (invalid !== undefined) {
+        notText(at, invalid, out);
+      } else if (width < 0) {
         emit(text.split(delimiter), at, out);
       } else {
         const bytes = Buffer.from(text);
@@ -205,19 +237,21 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       }
     }
   };
-  const takeLine = (bytes: Buffer, start: number, end: number, out: InputRecord[]): void => {
+  /** `utf8`: the line is known to be UTF-8 (the read it is in was); otherwise it is checked. */
+  const takeLine = (bytes: Buffer, start: number, end: number, out: InputRecord[], utf8: boolean): void => {
     line += 1;
     if (end > start && bytes[end - 1] === 13) end -= 1;
     if (line === 1 && end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
+    const invalid = utf8 ? undefined : notUtf8(bytes, start, end, line);
     if (nextQuote < start) {
       const q = bytes.indexOf(34, start);
       nextQuote = q < 0 ? Number.POSITIVE_INFINITY : q;
     }
-    if (pending === undefined && width >= 0 && nextQuote >= end) {
+    if (pending === undefined && width >= 0 && nextQuote >= end && invalid === undefined) {
       if (end > start) out.push({ line, bytes, start, end });
       return;
     }
-    takeText(bytes.toString('utf8', start, end), line, out);
+    takeText({ line, text: bytes.toString('utf8', start, end), notUtf8: invalid }, out);
   };
   async function* records(): AsyncGenerator<InputRecord[]> {
     let rest: Buffer | undefined;
@@ -235,14 +269,16 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
           const end = chunk.indexOf(10);
           const joined = Buffer.concat([rest, chunk.subarray(0, end)]);
           nextQuote = -1;
-          takeLine(joined, 0, joined.length, out);
+          takeLine(joined, 0, joined.length, out, false);
           start = end + 1;
         }
         rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
         nextQuote = -1;
+        // The read's whole lines, checked at once (a line end never falls inside a character).
+        const utf8 = isUtf8(chunk.subarray(start, last + 1));
         while (start <= last) {
           const end = chunk.indexOf(10, start);
-          takeLine(chunk, start, end, out);
+          takeLine(chunk, start, end, out, utf8);
           start = end + 1;
         }
         splitDeferred();
@@ -251,7 +287,7 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       const out: InputRecord[] = [];
       if (rest) {
         nextQuote = -1;
-        takeLine(rest, 0, rest.length, out);
+        takeLine(rest, 0, rest.length, out, false);
       }
       // Each abandoned record gives up at least its first line, so this ends.
       while (pending) abandon(`the quoted field opened on line ${pending.line} is not closed before the end of the file`, out);

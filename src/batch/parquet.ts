@@ -11,6 +11,7 @@ import { compressors } from 'hyparquet-compressors';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { UmbraError } from '../errors.js';
 import type { InputRecord } from './reader.js';
+import { isUtf8, valueNotUtf8 } from './utf8.js';
 
 /** Records handed on at a time: a row group is split so that parsing starts before all of it is handed over. */
 const CHUNK_ROWS = 4096;
@@ -22,8 +23,23 @@ export interface ParquetInput {
   readonly bytesRead: number;
 }
 
+/**
+ * A string value that is not UTF-8, as strictText reads it: hyparquet would decode it with U+FFFD
+ * in place of those bytes, and two binary keys (digests written as BYTE_ARRAY) could become one.
+ */
+class NotUtf8Value {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+const utf8 = new TextDecoder();
+/** hyparquet's string decoding, except that a value that is not UTF-8 is kept as its bytes. */
+const strictText = {
+  stringFromBytes: (bytes: Uint8Array | undefined) => (bytes && (isUtf8(bytes) ? utf8.decode(bytes) : new NotUtf8Value(bytes))) as string,
+};
+
 /** A value as a JSON Lines record would hold it: int64 as a number (a string past 2^53), timestamps as ISO text, bytes and lists as arrays. */
 function plain(value: unknown): unknown {
+  if (value instanceof NotUtf8Value) throw value;
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
   if (value instanceof Date) return value.toISOString();
   if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
@@ -74,7 +90,11 @@ export async function readParquetObjects(path: string): Promise<Record<string, u
   return out;
 }
 
-export async function openParquet(path: string): Promise<ParquetInput> {
+/**
+ * `strict`: a string value that is not UTF-8 makes its row a record with an error (a batch job's
+ * reject), rather than text with U+FFFD in place of its bytes.
+ */
+export async function openParquet(path: string, strict = false): Promise<ParquetInput> {
   let metadata: FileMetaData;
   const file = await asyncBufferFromFile(path);
   try {
@@ -93,7 +113,7 @@ export async function openParquet(path: string): Promise<ParquetInput> {
       const pieces = new Map<string, { rowStart: number; rowEnd: number; columnData: ArrayLike<unknown> }[]>();
       try {
         await parquetRead({
-          file, metadata, columns, rowStart, rowEnd: rowStart + rows, compressors,
+          file, metadata, columns, rowStart, rowEnd: rowStart + rows, compressors, ...(strict ? { parsers: strictText } : {}),
           onChunk: (c) => {
             const list = pieces.get(c.columnName) ?? [];
             list.push(c as { rowStart: number; rowEnd: number; columnData: ArrayLike<unknown> });
@@ -109,11 +129,17 @@ export async function openParquet(path: string): Promise<ParquetInput> {
         const chunk: InputRecord[] = [];
         for (let r = rowStart + at; r < rowStart + Math.min(at + CHUNK_ROWS, rows); r++) {
           const row = new Array<unknown>(readers.length);
+          let error: string | undefined;
           for (let j = 0; j < readers.length; j++) {
             const v = readers[j]!(r);
-            row[j] = typeof v === 'number' || typeof v === 'string' ? v : plain(v);
+            try {
+              row[j] = typeof v === 'number' || typeof v === 'string' ? v : plain(v);
+            } catch (err) {
+              if (!(err instanceof NotUtf8Value)) throw err;
+              error ??= valueNotUtf8(err.bytes, columns[j]!, r + 1);
+            }
           }
-          chunk.push({ line: r + 1, fields: row });
+          chunk.push(error === undefined ? { line: r + 1, fields: row } : { line: r + 1, error });
         }
         yield chunk;
       }

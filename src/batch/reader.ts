@@ -4,11 +4,11 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { UmbraError } from '../errors.js';
 import { csvRecords } from './csv-records.js';
 import { openParquet } from './parquet.js';
+import { isUtf8, notUtf8 } from './utf8.js';
 
 export type InputFormat = 'csv' | 'jsonl' | 'parquet';
 export const INPUT_FORMATS: InputFormat[] = ['csv', 'jsonl', 'parquet'];
@@ -97,7 +97,7 @@ export async function inspectInput(path: string, format?: InputFormat): Promise<
 export async function openInput(path: string, format?: InputFormat): Promise<InputStream> {
   const { format: chosen, gzip, delimiter, totalBytes } = await inspectInput(path, format);
   if (chosen === 'parquet') {
-    const parquet = await openParquet(path);
+    const parquet = await openParquet(path, true);
     return {
       format: chosen, gzip: false, delimiter,
       columns: async () => parquet.columns,
@@ -149,20 +149,49 @@ function isUmbraErrorLike(err: unknown): boolean {
   return err instanceof UmbraError;
 }
 
+/** A line that is not UTF-8 text, where lineChunks would give its text. */
+interface NotText {
+  bytes: Uint8Array;
+}
+
 /**
- * The text's lines, a chunk at a time (one array per chunk read), without the line ends (LF or
- * CRLF). Handing records over a chunk at a time keeps the per-record cost to a loop step.
+ * The text's lines, a chunk at a time (one array per chunk read), without their line ends (LF;
+ * a CR before it stays, JSON's whitespace). Handing records over a chunk at a time keeps the
+ * per-record cost to a loop step. A read is decoded at once when it is all UTF-8 (nearly always);
+ * otherwise each line is, and one that is not UTF-8 is handed on as its bytes (utf8.ts).
  */
-async function* lineChunks(text: Readable): AsyncGenerator<string[]> {
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
+async function* lineChunks(text: Readable): AsyncGenerator<(string | NotText)[]> {
+  let rest: Buffer | undefined;
+  const lineOf = (bytes: Buffer, start: number, end: number): string | NotText =>
+    (isUtf8(bytes.subarray(start, end)) ? bytes.toString('utf8', start, end) : { bytes: bytes.subarray(start, end) });
   for await (const chunk of text as AsyncIterable<Buffer>) {
-    const lines = (rest + decoder.write(chunk)).split('\n');
-    rest = lines.pop()!;
+    const last = chunk.lastIndexOf(10);
+    if (last < 0) {
+      rest = rest ? Buffer.concat([rest, chunk]) : chunk;
+      continue;
+    }
+    let start = 0;
+    let straddling: string | NotText | undefined;
+    if (rest) {
+      // Only the line that straddles two reads is copied into a buffer of its own.
+      const end = chunk.indexOf(10);
+      const joined = Buffer.concat([rest, chunk.subarray(0, end)]);
+      straddling = lineOf(joined, 0, joined.length);
+      start = end + 1;
+    }
+    rest = last + 1 < chunk.length ? chunk.subarray(last + 1) : undefined;
+    let lines: (string | NotText)[] = [];
+    if (start <= last) {
+      if (isUtf8(chunk.subarray(start, last))) {
+        lines = chunk.toString('utf8', start, last).split('\n');
+      } else {
+        for (let end = chunk.indexOf(10, start); start <= last; start = end + 1, end = chunk.indexOf(10, start)) lines.push(lineOf(chunk, start, end));
+      }
+    }
+    if (straddling !== undefined) lines.unshift(straddling);
     yield lines;
   }
-  rest += decoder.end();
-  if (rest !== '') yield [rest];
+  if (rest) yield [lineOf(rest, 0, rest.length)];
 }
 
 /** A JSON Lines record's object, or why the line is not one. */
@@ -189,6 +218,10 @@ function jsonlRecords(text: Readable): { columns: Promise<string[]>; records: As
         const out: InputRecord[] = [];
         for (const raw of chunk) {
           line += 1;
+          if (typeof raw !== 'string') {
+            out.push({ line, error: notUtf8(raw.bytes, 0, raw.bytes.length, line)! });
+            continue;
+          }
           if (raw.trim() === '') continue;
           if (known) {
             out.push({ line, json: raw });
