@@ -49,6 +49,22 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
     notNumbers.same([count, csvLine.firstBadColumn, out[0], out[2]], [4, 2, 1, 2], () => `'${bad}' (columns, first bad column, out[0], out[2])`);
   }
   notNumbers.assert(t);
+  // Into FP32: a number past its range would be written as an infinity (and predicted as NaN).
+  const fp32 = new Float32Array(4);
+  const readFp32 = (field: string) => {
+    const bytes = line(`k,1,${field},2`);
+    readFloatLine(bytes, 1, bytes.length - 1, 44, lineLayout(4, [{ positions: [1, 2, 3] }])!, [fp32], Int32Array.of(0));
+    return csvLine.firstBadColumn;
+  };
+  const range = property('into FP32, a number is a bad column exactly when FP32 cannot hold it');
+  // 2^128 - 2^103 is the smallest magnitude that rounds to infinity; FP32's largest is 2^128 - 2^104.
+  const overflow = (2n ** 128n - 2n ** 103n).toString();
+  const largest = (2n ** 128n - 2n ** 104n).toString();
+  for (const [field, bad] of [['1e39', true], ['3.5e38', true], ['-1e300', true], [overflow, true], [`-${overflow}`, true],
+    ['3.4028234e38', false], [largest, false], [`-${largest}`, false], ['1e-50', false], ['123456789012345678', false]] as const) {
+    range.same(readFp32(field), bad ? 2 : -1, () => `'${field}' (first bad column)`);
+  }
+  range.assert(t);
   t.equal(read('k,1,2,3,4,5', lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0), 6, 'extra columns are counted, not written');
   t.equal(read('a,,bc,', lineLayout(1, [{ positions: [0] }]), out, 0), 4, 'empty fields count');
   t.equal(lineLayout(3, [{ positions: [1, 2] }, { positions: [2] }]), undefined, 'a column feeding two inputs has no layout');

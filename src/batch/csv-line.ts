@@ -29,7 +29,10 @@ export function lineLayout(width: number, inputs: readonly { positions: readonly
   return { input, offset };
 }
 
-/** After readFloatLine: the first column that was not a finite number (-1 when all were). */
+/**
+ * After readFloatLine: the first column that was not a finite number, or whose number the target
+ * (FP32) cannot hold (-1 when all were fine).
+ */
 export let firstBadColumn = -1;
 
 /**
@@ -37,10 +40,11 @@ export let firstBadColumn = -1;
  * cutting it into fields or decoding it: column c's value goes to
  * `targets[layout.input[c]][bases[layout.input[c]] + layout.offset[c]]`.
  * A plain decimal ([+-]digits[.digits], at most 15 digits) is an exact integer divided by an exact
- * power of ten, which is correctly rounded and so equal to Number(); any other field is decoded
- * and goes through Number(), and one that is blank or not a finite number is written as NaN and
- * noted in firstBadColumn. Columns past the layout's width are counted, not written. Returns the
- * column count. `delimiter` is a one-byte character code.
+ * power of ten, which is correctly rounded and so equal to Number() (and within FP32's range); any
+ * other field is decoded and goes through Number(), and one that is blank, not a finite number
+ * or past the target's range (FP32's, where it is written as an infinity) is noted in
+ * firstBadColumn. Columns past the layout's width are counted, not written. Returns
+ * the column count. `delimiter` is a one-byte character code.
  */
 export function readFloatLine(bytes: Uint8Array, start: number, end: number, delimiter: number, layout: LineLayout, targets: readonly (Float32Array | Float64Array)[], bases: Int32Array): number {
   const inputOf = layout.input;
@@ -75,19 +79,20 @@ export function readFloatLine(bytes: Uint8Array, start: number, end: number, del
     }
     const target = column < width ? inputOf[column]! : -1;
     if (target >= 0) {
-      let n: number;
+      const into = targets[target]!;
+      const at = bases[target]! + offsetOf[column]!;
       if (plain && digits > 0 && digits <= 15) {
-        n = digitsBeforeDot < 0 ? mantissa : mantissa / POW10[digits - digitsBeforeDot]!;
+        let n = digitsBeforeDot < 0 ? mantissa : mantissa / POW10[digits - digitsBeforeDot]!;
         if (negative) n = -n;
+        into[at] = n;
       } else {
         const field = decodeUtf8(bytes, fieldStart, i);
-        n = +field;
-        if (n - n !== 0 || (n === 0 && field.trim() === '')) {
-          if (firstBadColumn < 0) firstBadColumn = column;
-          n = Number.NaN;
-        }
+        let n = +field;
+        if (n - n !== 0 || (n === 0 && field.trim() === '')) n = Number.NaN;
+        into[at] = n;
+        // Past FP32's range the stored number is an infinity: only a number read here can be.
+        if (into[at]! - into[at]! !== 0 && firstBadColumn < 0) firstBadColumn = column;
       }
-      targets[target]![bases[target]! + offsetOf[column]!] = n;
     }
     column += 1;
     if (i >= end) return column;

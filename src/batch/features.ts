@@ -6,7 +6,7 @@ import { describeValue } from '../errors.js';
 // From the files behind the protocol index: this runs on reader threads, which need none of the
 // request and response code (nor the native addon) the index loads.
 import { integerRange, typedArrayFor } from '../protocol/datatype.js';
-import { float32ToHalf } from '../protocol/half.js';
+import { float32ToHalf, HALF_MAX } from '../protocol/half.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import { jsonObject, type InputRecord } from './reader.js';
 import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
@@ -394,6 +394,8 @@ export class BatchBuilder {
 }
 
 const DIGITS = /^\s*-?\d+\s*$/;
+/** The largest finite FP32, as the shortest text that reads as it. */
+const FP32_MAX = '3.4028235e38';
 
 function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {
   if (datatype === 'BYTES') {
@@ -420,13 +422,22 @@ function writeValue(target: TensorData, at: number, datatype: DataType, raw: unk
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
   if (!Number.isFinite(n)) throw new RowRejected(`expected a finite number for column '${column}' but received ${describeValue(raw)}`);
   switch (datatype) {
-    case 'FP32':
+    case 'FP32': {
+      // Past FP32's range a number would be stored as an infinity, and predicted as NaN.
+      const f = Math.fround(n);
+      if (f - f !== 0) throw new RowRejected(`expected a number within the FP32 range (at most ${FP32_MAX} in magnitude) for column '${column}' but received ${describeValue(raw)}`);
+      (target as Float32Array)[at] = f;
+      return;
+    }
     case 'FP64':
-      (target as Float32Array)[at] = n;
+      (target as Float64Array)[at] = n;
       return;
-    case 'FP16':
-      (target as Uint16Array)[at] = float32ToHalf(n);
+    case 'FP16': {
+      const half = float32ToHalf(n);
+      if ((half & 0x7fff) === 0x7c00) throw new RowRejected(`expected a number within the FP16 range (at most ${HALF_MAX} in magnitude) for column '${column}' but received ${describeValue(raw)}`);
+      (target as Uint16Array)[at] = half;
       return;
+    }
     case 'INT64':
     case 'UINT64':
       if (!Number.isSafeInteger(n) || (datatype === 'UINT64' && n < 0)) throw new RowRejected(`expected an integer${datatype === 'UINT64' ? ' >= 0' : ''} for column '${column}' but received ${describeValue(raw)}`);
