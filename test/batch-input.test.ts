@@ -88,6 +88,20 @@ t.test('stray quotes, a record that closes in the wrong width, and valid quoting
   t.same(await storedX(store, 'c'), [3, 4, 5, 6]);
 });
 
+t.test('a quoted field keeps the line ends inside it as the file has them, CRLF or LF (RFC 4180)', async (t) => {
+  const text = [
+    'id,f0,f1,f2,f3\r\n',
+    '"two\r\nlines",1,2,3,4\r\n',
+    '"blank\r\n\r\nbetween",5,6,7,8\r\n',
+    '"mixed\nends\r\nhere",9,9,9,9\n',
+    'plain,1,1,1,1\r\n',
+  ].join('');
+  const { summary, store, rejects } = await job(t, text);
+  t.same([summary.rowsStored, rejects], [4, []]);
+  t.same([await storedX(store, 'two\r\nlines'), await storedX(store, 'blank\r\n\r\nbetween'), await storedX(store, 'mixed\nends\r\nhere'), await storedX(store, 'plain')],
+    [[1, 2, 3, 4], [5, 6, 7, 8], [9, 9, 9, 9], [1, 1, 1, 1]], 'each key as written between its quotes; the record\'s own line end is not the field\'s');
+});
+
 t.test('quoted rows among plain ones: each split as RFC 4180 says, in the order read', async (t) => {
   // Many quoted records in one read are split together (one csv-parse call): each must still get
   // its own fields, and a plain row between them must keep its place.

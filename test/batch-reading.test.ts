@@ -9,13 +9,13 @@ import { property } from './helpers/property.js';
 
 const { umbra, path } = await batchFixture('umbra-batch-reading-');
 
-t.test('reading numbers straight from CSV lines agrees with Number() bit for bit', async (t) => {
+t.test('reading numbers straight from CSV lines agrees with Number() bit for bit on decimals', async (t) => {
   // firstBadColumn is a live binding: read it through the module namespace.
   const csvLine = await import('../dist/batch/csv-line.js');
   const { readFloatLine, lineLayout, fieldAt } = csvLine;
   const next = rng(31);
   const samples = ['0', '-0', '+5', '.5', '5.', '007', '0.000123', '-12.5000', '123456789012345', '0.1', '0.2', '16', '3.14159265358979',
-    '1e5', '-2.5E-3', ' 7 ', '0x10', '1234567890123456', '12345678901234567890', '0.00000000000000000000001'];
+    '1e5', '-2.5E-3', ' 7 ', '1234567890123456', '12345678901234567890', '0.00000000000000000000001'];
   for (let i = 0; i < 20000; i++) {
     const digits = 1 + Math.floor(next() * 15);
     let s = '';
@@ -43,8 +43,9 @@ t.test('reading numbers straight from CSV lines agrees with Number() bit for bit
     });
   }
   t.equal(mismatches, 0, `${samples.length} numbers`);
-  const notNumbers = property('a field that is not a finite number is the first bad column; the line still counts four columns and its numbers are written');
-  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity', '\u00b5']) {
+  const notNumbers = property('a field that is not a finite decimal number is the first bad column; the line still counts four columns and its numbers are written');
+  // Number() reads 0x10 as 16, 0b1 as 1 and 0o7 as 7; a CSV field like that is no decimal number.
+  for (const bad of ['', '-', '.', 'NaN', '1.2.3', 'abc', ' ', 'Infinity', '\u00b5', '0x10', '0X1f', '0b1', '0B1', '0o7', '0O7', ' 0x10 ']) {
     const count = read(`k,1,${bad},2`, lineLayout(4, [{ positions: [1, 2, 3] }]), out, 0);
     notNumbers.same([count, csvLine.firstBadColumn, out[0], out[2]], [4, 2, 1, 2], () => `'${bad}' (columns, first bad column, out[0], out[2])`);
   }

@@ -1,6 +1,7 @@
 // Values a model input's datatype cannot hold are rejects, not rows predicted from something else:
 // a number past FP32's (or FP16's) range would be stored as an infinity and predicted as NaN; an
-// integer past its type's range as another integer.
+// integer past its type's range as another integer. CSV numbers are decimal: Number() would read
+// 0x10 as 16.
 import t from 'tap';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { openStore, runBatchJob } from '../dist/batch/index.js';
@@ -77,4 +78,11 @@ t.test('FP16: a number past its range is a reject; integer inputs refuse integer
     ranges.same([rejects.map((r) => r.line), summary.rowsStored], [[2], 1], () => model);
   }
   ranges.assert(t);
+});
+
+t.test('CSV numbers are decimal: hexadecimal, binary and octal literals are rejects', async (t) => {
+  const { summary, rejects, stored } = await job(t, 'affine', ['id,f0,f1,f2,f3', 'a,0x10,1,1,1', 'b,"0b1",1,1,1', 'c,1,1,1, 0o7', 'd,010,1e1,.5,-0'].join('\n'));
+  const why = (column: string, text: string) => `expected a finite number for column '${column}' but received the string "${text}" (numbers are read as decimals: hexadecimal, binary and octal literals are not)`;
+  t.same(rejects.map((r) => [r.line, r.reason]), [[2, why('f0', '0x10')], [3, why('f0', '0b1')], [4, why('f3', ' 0o7')]]);
+  t.same([summary.rowsStored, await stored('d')], [1, [21, 21, 2, 1]], 'decimal forms are read as before (010 is ten)');
 });

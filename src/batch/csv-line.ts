@@ -30,8 +30,26 @@ export function lineLayout(width: number, inputs: readonly { positions: readonly
 }
 
 /**
- * After readFloatLine: the first column that was not a finite number, or whose number the target
- * (FP32) cannot hold (-1 when all were fine).
+ * Whether Number() would read `text` as a hexadecimal, binary or octal literal (`0x10`, `0b1`,
+ * `0o7`): a CSV number is decimal, and such a field is more likely an identifier or a hash than
+ * the number JavaScript makes of it. Number() takes these forms only unsigned, after whitespace.
+ */
+export function radixLiteral(text: string): boolean {
+  const c = text.charCodeAt(0);
+  if (c === 48) {
+    const next = text.charCodeAt(1) | 0x20;
+    return next === 0x78 || next === 0x62 || next === 0x6f;
+  }
+  // A digit, sign or dot first: decimal (or no number at all).
+  if ((c > 48 && c <= 57) || c === 45 || c === 43 || c === 46) return false;
+  return RADIX_LITERAL.test(text);
+}
+
+const RADIX_LITERAL = /^\s*0[xXbBoO]/;
+
+/**
+ * After readFloatLine: the first column that was not a finite decimal number, or whose number the
+ * target (FP32) cannot hold (-1 when all were fine).
  */
 export let firstBadColumn = -1;
 
@@ -41,9 +59,9 @@ export let firstBadColumn = -1;
  * `targets[layout.input[c]][bases[layout.input[c]] + layout.offset[c]]`.
  * A plain decimal ([+-]digits[.digits], at most 15 digits) is an exact integer divided by an exact
  * power of ten, which is correctly rounded and so equal to Number() (and within FP32's range); any
- * other field is decoded and goes through Number(), and one that is blank, not a finite number
- * or past the target's range (FP32's, where it is written as an infinity) is noted in
- * firstBadColumn. Columns past the layout's width are counted, not written. Returns
+ * other field is decoded and goes through Number(), and one that is blank, not a finite decimal
+ * number (radixLiteral) or past the target's range (FP32's, where it is written as an infinity)
+ * is noted in firstBadColumn. Columns past the layout's width are counted, not written. Returns
  * the column count. `delimiter` is a one-byte character code.
  */
 export function readFloatLine(bytes: Uint8Array, start: number, end: number, delimiter: number, layout: LineLayout, targets: readonly (Float32Array | Float64Array)[], bases: Int32Array): number {
@@ -88,7 +106,7 @@ export function readFloatLine(bytes: Uint8Array, start: number, end: number, del
       } else {
         const field = decodeUtf8(bytes, fieldStart, i);
         let n = +field;
-        if (n - n !== 0 || (n === 0 && field.trim() === '')) n = Number.NaN;
+        if (n - n !== 0 || (n === 0 && field.trim() === '') || radixLiteral(field)) n = Number.NaN;
         into[at] = n;
         // Past FP32's range the stored number is an infinity: only a number read here can be.
         if (into[at]! - into[at]! !== 0 && firstBadColumn < 0) firstBadColumn = column;

@@ -79,6 +79,8 @@ interface TextLine {
   line: number;
   /** Without its line end. */
   text: string;
+  /** Whether its line end was CRLF, not LF: inside a quoted field, the field keeps it. */
+  crlf: boolean;
   /** Why the line is not UTF-8 (its text then has U+FFFD in place of those bytes). */
   notUtf8: string | undefined;
 }
@@ -192,9 +194,10 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
   const goOn = (part: TextLine, out: InputRecord[]): void => {
     const { text, line: at } = part;
     const p = pending!;
+    const previous = p.parts[p.parts.length - 1]!;
     p.parts.push(part);
     p.notUtf8 ??= part.notUtf8;
-    p.bytes += text.length + 1;
+    p.bytes += (previous.crlf ? 2 : 1) + text.length;
     const scan = scanQuotes(text, delimiterCode, QUOTED, p.fields);
     p.fields = scan.fields;
     if (scan.malformedAt >= 0) {
@@ -204,7 +207,10 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
     } else if (scan.state === QUOTED) {
       if (p.bytes > MAX_QUOTED_RECORD_BYTES) abandon(`the quoted field opened on line ${p.line} is not closed within ${MAX_QUOTED_RECORD_BYTES >> 20} MiB`, out);
     } else {
-      const fields = fieldsOf(p.parts.map((piece) => piece.text).join('\n'));
+      // The line ends inside the quotes are the field's, as the file has them (RFC 4180).
+      let record = p.parts[0]!.text;
+      for (let i = 1; i < p.parts.length; i++) record += (p.parts[i - 1]!.crlf ? '\r\n' : '\n') + p.parts[i]!.text;
+      const fields = fieldsOf(record);
       if (typeof fields === 'string') {
         abandon(`the record from line ${p.line} to ${at} cannot be read: ${fields}`, out);
       } else if (width >= 0 && fields.length !== width) {
@@ -240,7 +246,8 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
   /** `utf8`: the line is known to be UTF-8 (the read it is in was); otherwise it is checked. */
   const takeLine = (bytes: Buffer, start: number, end: number, out: InputRecord[], utf8: boolean): void => {
     line += 1;
-    if (end > start && bytes[end - 1] === 13) end -= 1;
+    const crlf = end > start && bytes[end - 1] === 13;
+    if (crlf) end -= 1;
     if (line === 1 && end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
     const invalid = utf8 ? undefined : notUtf8(bytes, start, end, line);
     if (nextQuote < start) {
@@ -251,7 +258,7 @@ export function csvRecords(stream: Readable, delimiter: string, path: string): {
       if (end > start) out.push({ line, bytes, start, end });
       return;
     }
-    takeText({ line, text: bytes.toString('utf8', start, end), notUtf8: invalid }, out);
+    takeText({ line, text: bytes.toString('utf8', start, end), crlf, notUtf8: invalid }, out);
   };
   async function* records(): AsyncGenerator<InputRecord[]> {
     let rest: Buffer | undefined;

@@ -9,7 +9,7 @@ import { integerRange, typedArrayFor } from '../protocol/datatype.js';
 import { float32ToHalf, HALF_MAX } from '../protocol/half.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import { jsonObject, type InputRecord } from './reader.js';
-import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, readFloatLine, type LineLayout } from './csv-line.js';
+import { decodeUtf8, fieldAt, firstBadColumn, lineLayout, radixLiteral, readFloatLine, type LineLayout } from './csv-line.js';
 import { jsonNumberKey } from './keys.js';
 
 /** `{"input": ["col", ...]}` or `{"input": "col"}` (one column holding the whole row as an array). */
@@ -419,8 +419,11 @@ function writeValue(target: TensorData, at: number, datatype: DataType, raw: unk
     (target as unknown as bigint[])[at] = v;
     return;
   }
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
-  if (!Number.isFinite(n)) throw new RowRejected(`expected a finite number for column '${column}' but received ${describeValue(raw)}`);
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' && !radixLiteral(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(n)) {
+    const radix = typeof raw === 'string' && radixLiteral(raw) ? ' (numbers are read as decimals: hexadecimal, binary and octal literals are not)' : '';
+    throw new RowRejected(`expected a finite number for column '${column}' but received ${describeValue(raw)}${radix}`);
+  }
   switch (datatype) {
     case 'FP32': {
       // Past FP32's range a number would be stored as an infinity, and predicted as NaN.
