@@ -2,26 +2,7 @@
 // (commander's own: unknown command or option, missing argument or required option, no command;
 // and Umbra's: a bad flag value), with a message on stderr.
 import t from 'tap';
-import { CommanderError } from 'commander';
-import { buildProgram } from '../dist/cli/main.js';
-import { runUmbra } from './helpers/cli-process.js';
-
-/** `umbra ARGS` in this process (a process per case is slow): the exit status and what it printed. */
-async function inProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  const program = await buildProgram();
-  let stdout = '';
-  let stderr = '';
-  for (const c of [program, ...program.commands]) c.configureOutput({ writeOut: (s) => { stdout += s; }, writeErr: (s) => { stderr += s; } });
-  try {
-    await program.parseAsync(['node', 'umbra', ...args]);
-    return { status: 0, stdout, stderr };
-  } catch (err) {
-    // What bin/umbra.js does with an error: its exitCode (2 for usage errors), else 1, message on stderr.
-    const e = err as { exitCode?: number; message: string };
-    if (!(err instanceof CommanderError)) stderr += `umbra: ${e.message}\n`;
-    return { status: typeof e.exitCode === 'number' ? e.exitCode : 1, stdout, stderr };
-  }
-}
+import { runUmbra, umbraInProcess as inProcess } from './helpers/cli-process.js';
 
 t.test('usage errors exit 2, help and version 0', async (t) => {
   const cases: [string[], number, RegExp][] = [

@@ -22,6 +22,7 @@ export class BatchCommitter {
    */
   async commit(batch: BatchToStore, rows: PredictionRow[] = rowsOf(batch)): Promise<Checkpoint> {
     this.rejects.write(batch.rejects);
+    if (batch.final) this.rejects.finish();
     const next: Checkpoint = {
       ...this.checkpoint,
       recordsDone: batch.recordsDone,

@@ -17,7 +17,7 @@ import type { ModelVersion } from '../repository/model-version.js';
 import type { WireTensor } from '../workers/messages.js';
 import { BatchAssembly, raggedOffsets } from './assembly.js';
 import type { PlanSummary } from './messages.js';
-import type { Reject } from './rejects.js';
+import { rejectsPathProblem, type Reject } from './rejects.js';
 import type { ColumnMapping } from './features.js';
 import { ROW_REJECTED, ROW_VALID } from './parse.js';
 import { ReadStage } from './read-stage.js';
@@ -135,6 +135,26 @@ export function jobId(model: string, version: string, input: string, shard: Shar
   return createHash('sha256').update(`${model}\n${version}\n${resolve(input)}\n${fingerprint}\n${describeShard(shard)}\n${runId}`).digest('hex').slice(0, 32);
 }
 
+/** A job option out of its range, found only once the model or input is known: named by its flag. */
+export class BatchOptionError extends UmbraError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+/**
+ * Why the job cannot write its rejects to `rejectsPath` (see rejectsPathProblem), as a message
+ * naming the flag and the fix; undefined where it can. `given`: the path came from --rejects.
+ */
+export function rejectsPathError(rejectsPath: string, given: boolean, input: string, shard: ShardSpec | undefined, storeUrl: string | undefined): string | undefined {
+  const target = storeUrl === undefined ? undefined : parseStoreUrl(storeUrl);
+  const problem = rejectsPathProblem(rejectsPath, input, target?.kind === 'sqlite' ? target.path : undefined);
+  if (problem === undefined) return undefined;
+  return given
+    ? `--rejects: ${problem}. Give the reject file a path of its own, or leave --rejects out (default ${defaultRejectsPath(input, shard)} in the working directory)`
+    : `the default reject file ${problem}. Give the reject file a path of its own with --rejects`;
+}
+
 export function defaultRejectsPath(input: string, shard: ShardSpec | undefined): string {
   const name = basename(input).replace(/\.gz$/i, '');
   return shard && shard.count > 1 ? `${name}.shard-${shard.index}-of-${shard.count}.rejects.jsonl` : `${name}.rejects.jsonl`;
@@ -156,6 +176,9 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const window = options.window ?? 2 * umbra.pool.size;
   positive(window, 'window');
   if (!options.store && options.storeUrl === undefined) throw new UmbraError('INVALID_ARGUMENT', 'a batch job needs a store or a store URL');
+  // The reject file is written to as the job goes: it must not be a file the job reads or stores into.
+  const clash = rejectsPathError(rejectsPath, options.rejectsPath !== undefined, options.input, shard, options.store?.url ?? options.storeUrl);
+  if (clash) throw new BatchOptionError(clash);
   const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
   // An unreadable input or an unknown format fails here, before any thread starts.
   const kind = await inspectInput(options.input, options.format);

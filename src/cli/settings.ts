@@ -1,13 +1,14 @@
 // Server settings from three sources, highest first: command-line flags, UMBRA_* environment
 // variables, a JSON config file (--config). Every bad value is reported with the flag that sets it.
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { usableCores } from '../cores.js';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULTS } from '../server/defaults.js';
 import type { ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
 import { isValidModelName } from '../repository/layout.js';
 import { modelDirRepository } from '../repository/single-model.js';
+import { realOrResolved } from '../real-path.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -191,14 +192,6 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
 
 /** Where `umbra` keeps what it writes when no --state-dir (UMBRA_STATE_DIR) is given: beside where it runs. */
 export const DEFAULT_STATE_DIR = '.umbra-state';
-
-/** The real path of `path`, or of its nearest existing ancestor with the rest appended (it may not exist yet). */
-function realOrResolved(path: string): string {
-  const absolute = resolve(path);
-  if (existsSync(absolute)) return realpathSync(absolute);
-  const parent = dirname(absolute);
-  return parent === absolute ? absolute : resolve(realOrResolved(parent), relative(parent, absolute));
-}
 
 /**
  * The state directory (prediction log, traffic state, reference profiles) as an absolute path:

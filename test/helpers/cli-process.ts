@@ -1,5 +1,6 @@
 // `umbra` as a user runs it: a command to completion, or `umbra serve` in the background until it
-// is ready, then stopped with SIGTERM.
+// is ready, then stopped with SIGTERM; or a command parsed and run in this process, where what is
+// checked (flags, exit status) comes before anything that needs a process of its own.
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +21,25 @@ export function runUmbra(args: string[], options: RunOptions = {}): SpawnSyncRet
   return spawnSync(process.execPath, [BIN, ...args], {
     encoding: 'utf8', cwd: options.cwd ?? ROOT, env: { ...process.env, ...SIDE_BY_SIDE, ...options.env }, timeout: options.timeoutMs ?? 60_000,
   });
+}
+
+/** `umbra ARGS` in this process (a process per case is slow): the exit status and what it printed. */
+export async function umbraInProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  // Loaded here, not with this module: the tests that only spawn `umbra` need none of it.
+  const [{ buildProgram }, { CommanderError }] = await Promise.all([import('../../dist/cli/main.js'), import('commander')]);
+  const program = await buildProgram();
+  let stdout = '';
+  let stderr = '';
+  for (const c of [program, ...program.commands]) c.configureOutput({ writeOut: (s) => { stdout += s; }, writeErr: (s) => { stderr += s; } });
+  try {
+    await program.parseAsync(['node', 'umbra', ...args]);
+    return { status: 0, stdout, stderr };
+  } catch (err) {
+    // What bin/umbra.js does with an error: its exitCode (2 for usage errors), else 1, message on stderr.
+    const e = err as { exitCode?: number; message: string };
+    if (!(err instanceof CommanderError)) stderr += `umbra: ${e.message}\n`;
+    return { status: typeof e.exitCode === 'number' ? e.exitCode : 1, stdout, stderr };
+  }
 }
 
 export interface ServeProcess {

@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
-import { DEFAULT_BATCH_SIZE, runBatchJob, type BatchSummary } from '../../batch/job.js';
+import { BatchOptionError, DEFAULT_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
@@ -30,7 +30,7 @@ export function registerBatch(program: Command): void {
     .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
-    .option('--rejects <file>', 'where rejected rows go, one JSON line each; its folders are created (default INPUT.rejects.jsonl in the working directory)')
+    .option('--rejects <file>', 'where rejected rows go, one JSON line each; it and its folders are created with the first reject (default INPUT.rejects.jsonl in the working directory)')
     .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
     .option('--parse-workers <n>', 'threads reading and parsing the input, each its share of the rows (default 1)')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1)')
@@ -100,6 +100,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   if (!modelFile && (!existsSync(repoFlag!) || !statSync(repoFlag!).isDirectory())) throw new UsageError(`--repo: ${repoFlag} is not a directory`);
   const format = flags.format as InputFormat | undefined;
   if (format !== undefined && !INPUT_FORMATS.includes(format)) throw new UsageError(`expected csv, jsonl or parquet for --format but received '${String(format)}'`);
+  const input = String(flags.input);
   const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
   const batchSize = positiveInt(flags.batchSize, '--batch-size');
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
@@ -115,6 +116,9 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   // A malformed URL fails before the model loads; the store itself is opened (and created) only
   // once the job has checked the model and the input's columns.
   parseStoreUrl(storeUrl);
+  const rejectsPath = flags.rejects !== undefined ? String(flags.rejects) : undefined;
+  const clash = rejectsPathError(rejectsPath ?? defaultRejectsPath(input, shard), rejectsPath !== undefined, input, shard, storeUrl);
+  if (clash) throw new UsageError(clash);
   const storeDescription = redactUrl(storeUrl);
   const repository = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : repoFlag!;
   let umbra: Umbra | undefined;
@@ -126,10 +130,10 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     umbra = await Umbra.open(opts);
     await umbra.manager.load(model);
     const job: Parameters<typeof runBatchJob>[0] = {
-      umbra, model, input: String(flags.input), storeUrl,
+      umbra, model, input, storeUrl,
       resume: flags.resume === true,
       onStart: (info) => {
-        write(`umbra batch: ${model} v${info.version}, input ${String(flags.input)}, store ${storeDescription}, shard ${describeShard(shard)}, `
+        write(`umbra batch: ${model} v${info.version}, input ${input}, store ${storeDescription}, shard ${describeShard(shard)}, `
           + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
         write(`columns: ${info.plan}`);
         if (info.rowRuns) write(`the model does not batch, so rows run one at a time (stored ${info.batchSize} per transaction): ${info.rowRuns}`);
@@ -143,10 +147,16 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     if (batchSize) job.batchSize = batchSize;
     if (parseWorkers !== undefined) job.parseWorkers = parseWorkers;
     if (mapping) job.mapping = mapping;
-    if (flags.rejects) job.rejectsPath = String(flags.rejects);
+    if (rejectsPath !== undefined) job.rejectsPath = rejectsPath;
     const runId = (flags.runId as string | undefined) ?? process.env.UMBRA_BATCH_RUN;
     if (runId) job.runId = runId;
-    const summary = await runBatchJob(job);
+    let summary: BatchSummary;
+    try {
+      summary = await runBatchJob(job);
+    } catch (err) {
+      if (err instanceof BatchOptionError) throw new UsageError(err.message);
+      throw err;
+    }
     reporter.finish(summary);
     const cpu = cpuLine(summary);
     if (cpu) write(cpu);
