@@ -32,6 +32,14 @@ import { WriteStage } from './write-stage.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 /** The input bytes a default batch stays under. */
 const DEFAULT_BATCH_BYTES = 4 << 20;
+/**
+ * The most rows a batch may have (--batch-size), and the most input bytes: per-batch costs are
+ * already a small part of a row's at 1024 rows, and a batch is allocated whole, with about
+ * 2 per worker and 4 for the writer in memory at once. Past these, a batch only costs memory
+ * (a batch of 100,000,000 digits rows would be 25.6 GB of input).
+ */
+export const MAX_BATCH_SIZE = 1 << 20;
+export const MAX_BATCH_BYTES = 256 << 20;
 
 /**
  * Rows per batch by default: 1024, where per-batch costs (a worker task, two thread hand-overs, a
@@ -171,7 +179,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   const mv = umbra.manager.get(options.model, options.version);
   const job = jobId(mv.name, mv.version, options.input, shard, options.runId);
   const rejectsPath = options.rejectsPath ?? defaultRejectsPath(options.input, shard);
-  if (options.batchSize !== undefined) positive(options.batchSize, '--batch-size');
+  if (options.batchSize !== undefined) positive(options.batchSize, '--batch-size', MAX_BATCH_SIZE);
   positive(options.parseWorkers ?? 1, '--parse-workers');
   const window = options.window ?? 2 * umbra.pool.size;
   positive(window, 'window');
@@ -203,6 +211,11 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   try {
     // Nothing is created (store, reject file, folders) until the input's columns fit the model.
     const plan = await reader.plan();
+    const rowBytes = (plan?.inputs ?? []).reduce((sum, p) => sum + p.rowElements * bytesPerElement(p.datatype), 0);
+    if (options.batchSize !== undefined && options.batchSize * rowBytes > MAX_BATCH_BYTES) {
+      throw new BatchOptionError(`expected at most ${Math.floor(MAX_BATCH_BYTES / rowBytes)} for --batch-size with this model but received ${options.batchSize}: `
+        + `a row's input is ${rowBytes} bytes, and a batch may hold at most ${MAX_BATCH_BYTES >> 20} MiB of input (leave --batch-size out for batches of at most 4 MiB)`);
+    }
     store ??= await openStoreForWriting(options.storeUrl!);
     const previous = options.resume ? await store.checkpoint(job) : undefined;
     const resumedFrom = previous?.recordsDone ?? 0;
@@ -212,7 +225,6 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
         bytesRead: 0, totalBytes: 0, elapsedMs: performance.now() - started, rowsThisRun: 0, rowsPerSecond: 0, cpu: undefined,
       };
     }
-    const rowBytes = (plan?.inputs ?? []).reduce((sum, p) => sum + p.rowElements * bytesPerElement(p.datatype), 0);
     const batchSize = previous?.batchSize ?? options.batchSize ?? defaultBatchSize(rowBytes);
     const checkpoint: Checkpoint = {
       job, model: mv.name, version: mv.version, input: resolve(options.input), shard: describeShard(shard), batchSize,
@@ -299,8 +311,10 @@ async function formBatches(reader: ReadStage, pipeline: Pipeline, inputs: PlanSu
   return skipped;
 }
 
-function positive(value: number, what: string): void {
-  if (!Number.isSafeInteger(value) || value < 1) throw new UmbraError('INVALID_ARGUMENT', `expected a positive integer for ${what} but received ${value}`);
+function positive(value: number, what: string, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new UmbraError('INVALID_ARGUMENT', max === Number.MAX_SAFE_INTEGER ? `expected a positive integer for ${what} but received ${value}` : `expected an integer in 1..${max} for ${what} but received ${value}`);
+  }
 }
 
 /** Opens the store a job writes to, creating the folder of a SQLite file first. */

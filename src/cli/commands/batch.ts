@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
-import { BatchOptionError, DEFAULT_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
+import { BatchOptionError, DEFAULT_BATCH_SIZE, MAX_BATCH_BYTES, MAX_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
@@ -26,7 +26,7 @@ export function registerBatch(program: Command): void {
     .option('--key <column>', 'column holding each row\'s key (default: each row\'s row number, 1 for the first data row)')
     .option('--store <url>', `where predictions go: sqlite:PATH or postgres://user@host:port/db (default ${DEFAULT_STORE_URL}) [env UMBRA_STORE]`)
     .option('--shard <I/N>', 'run shard I of N (a deterministic partition of the keys); default JOB_COMPLETION_INDEX/JOB_COMPLETIONS when set')
-    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE}, fewer where that is over 4 MiB of input)`)
+    .option('--batch-size <n>', `rows per batch and per store transaction (default ${DEFAULT_BATCH_SIZE}, fewer where that is over 4 MiB of input; at most ${MAX_BATCH_SIZE} and ${MAX_BATCH_BYTES >> 20} MiB)`)
     .option('--resume', 'continue from the store\'s checkpoint of this job instead of starting over')
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
@@ -42,6 +42,14 @@ function positiveInt(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`expected a positive integer for ${flag} but received ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** An integer flag in 1..max. */
+function boundedInt(value: unknown, flag: string, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`expected an integer in 1..${max} for ${flag} but received ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -102,7 +110,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   if (format !== undefined && !INPUT_FORMATS.includes(format)) throw new UsageError(`expected csv, jsonl or parquet for --format but received '${String(format)}'`);
   const input = String(flags.input);
   const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
-  const batchSize = positiveInt(flags.batchSize, '--batch-size');
+  const batchSize = boundedInt(flags.batchSize, '--batch-size', MAX_BATCH_SIZE);
   const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
   const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
   const parseWorkers = positiveInt(flags.parseWorkers, '--parse-workers');
