@@ -1,12 +1,13 @@
-// `umbra batch --batch-size`: a value past its cap is a usage error (exit 2) that names the flag
-// and what it takes, found before anything is loaded or written; the cap on a batch's bytes,
-// which depends on the model, is found once it is loaded, still before anything is written.
+// `umbra batch`'s flags: every bad value is a usage error (exit 2) that names the flag and what it
+// takes, found before anything is loaded or written; limits that depend on the model (a batch's
+// bytes) are found once it is loaded, still before anything is written.
 import t from 'tap';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchOptionError, runBatchJob } from '../dist/batch/index.js';
+import { usableCores } from '../dist/cores.js';
 import { batchFixture } from './helpers/batch.js';
-import { umbraInProcess } from './helpers/cli-process.js';
+import { runUmbra, umbraInProcess } from './helpers/cli-process.js';
 import { affineModel, tempRepo } from './helpers/repo.js';
 import { makeRows, writeCsv } from './fixtures/batch/data.js';
 
@@ -23,11 +24,21 @@ function batch(args: string[]) {
   return umbraInProcess(['batch', '--repo', repo.dir, '--model', 'affine', '--key', 'id', '--input', csv, '--store', store, ...args]);
 }
 
-t.test('a batch size past the cap is a usage error naming the flag and what it takes', async (t) => {
+t.test('bad values are usage errors naming the flag and what it takes', async (t) => {
+  const most = 4 * usableCores();
   const cases: [string[], RegExp][] = [
     [['--batch-size', '100000000'], /^umbra: expected an integer in 1\.\.1048576 for --batch-size but received "100000000"\n$/],
     [['--batch-size', '4294967296'], /expected an integer in 1\.\.1048576 for --batch-size but received "4294967296"/],
     [['--batch-size', '0'], /for --batch-size but received "0"/],
+    [['--shard', '0/2'], /^umbra: expected I\/N with 1 <= I <= N \(e\.g\. 2\/4\) for --shard but received '0\/2'\n$/],
+    [['--model-version', 'abc'], /^umbra: expected a model version \(a positive integer: 1, 2, \.\.\.\) for --model-version but received "abc"\n$/],
+    [['--model-version', '01'], /for --model-version but received "01"/],
+    [['--workers', '1000'], new RegExp(`^umbra: expected an integer in 1\\.\\.${most} for --workers but received "1000" \\(at most 4 per core this process may use, ${most / 4} here: more only contend for them\\)\\n$`)],
+    [['--workers', '1.5'], /for --workers but received "1\.5"/],
+    [['--parse-workers', '1000'], new RegExp(`expected an integer in 1\\.\\.${most} for --parse-workers`)],
+    [['--intra-op-threads', '5000'], /expected an integer in 1\.\.1024 for --intra-op-threads but received "5000"/],
+    [['--input', dir], /^umbra: --input: .* is not a regular file \(a folder\); the job reads its input more than once/],
+    [['--input', '/dev/null'], /--input: \/dev\/null is not a regular file \(a pipe, terminal or device\)/],
   ];
   for (const [args, message] of cases) {
     const run = await batch(args);
@@ -35,6 +46,26 @@ t.test('a batch size past the cap is a usage error naming the flag and what it t
     t.match(run.stderr, message, `${args.join(' ')}: says why`);
   }
   t.notOk(existsSync(join(dir, 'never')), 'no store was created');
+});
+
+t.test('the environment\'s settings are checked as the flags are, and named', async (t) => {
+  const saved = { UMBRA_WORKERS: process.env.UMBRA_WORKERS, JOB_COMPLETION_INDEX: process.env.JOB_COMPLETION_INDEX, JOB_COMPLETIONS: process.env.JOB_COMPLETIONS };
+  t.teardown(() => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  });
+  process.env.UMBRA_WORKERS = '1000';
+  const workers = await batch([]);
+  t.equal(workers.status, 2);
+  t.match(workers.stderr, /for UMBRA_WORKERS \(environment\) but received "1000"/);
+  delete process.env.UMBRA_WORKERS;
+  process.env.JOB_COMPLETION_INDEX = '1';
+  delete process.env.JOB_COMPLETIONS;
+  const shard = await batch([]);
+  t.equal(shard.status, 2);
+  t.match(shard.stderr, /JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is not/);
 });
 
 t.test('the help gives the limits', async (t) => {
@@ -51,4 +82,20 @@ t.test('a batch past 256 MiB of the model\'s input is refused before anything is
   t.ok(err instanceof BatchOptionError, 'a usage error to the CLI');
   t.match((err as Error).message, /^expected at most 67108 for --batch-size with this model but received 100000: a row's input is 4000 bytes, and a batch may hold at most 256 MiB of input/);
   t.notOk(existsSync(at), 'no store, no reject file');
+});
+
+t.test('--input /dev/stdin from a pipe is refused, naming --input', async (t) => {
+  const run = runUmbra(['batch', '--repo', repo.dir, '--model', 'affine', '--key', 'id', '--input', '/dev/stdin', '--store', store], { env: {} });
+  // spawnSync gives the child a pipe for stdin.
+  t.equal(run.status, 2, run.stderr);
+  t.match(run.stderr, /^umbra: --input: \/dev\/stdin is not a regular file \(a pipe, terminal or device\); .*save a stream first/);
+});
+
+t.test('--model-file that is not ONNX names the user\'s file, and leaves no temporary repository', async (t) => {
+  const scratch = path('tmp');
+  mkdirSync(scratch);
+  const run = runUmbra(['batch', '--model-file', csv, '--key', 'id', '--input', csv, '--store', store], { env: { TMPDIR: scratch } });
+  t.equal(run.status, 2, run.stderr);
+  t.match(run.stderr, new RegExp(`^umbra: --model-file: ${csv.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a valid ONNX model: .*; give the path of an \\.onnx file\\n$`));
+  t.same(readdirSync(scratch).filter((f) => f.startsWith('umbra-batch-')), [], 'the temporary repository is gone');
 });

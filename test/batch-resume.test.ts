@@ -186,7 +186,7 @@ t.test('CLI errors name the flag and the fix', async (t) => {
   t.equal(missing.code, 1);
   t.match(missing.stderr, /cannot read the input file .*nope\.csv \(--input\): no such file/);
   const shard = await run(['--repo', repo.dir, '--model', 'affine', '--input', input, '--key', 'id', '--shard', '5/4']);
-  t.equal(shard.code, 1);
+  t.equal(shard.code, 2, 'a bad flag value is a usage error');
   t.match(shard.stderr, /expected I\/N with 1 <= I <= N \(e\.g\. 2\/4\) for --shard but received '5\/4'/);
   const noModel = await run(['--input', input, '--key', 'id']);
   t.equal(noModel.code, 2);

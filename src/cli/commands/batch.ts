@@ -8,11 +8,20 @@ import { Umbra } from '../../core/umbra.js';
 import { BatchOptionError, DEFAULT_BATCH_SIZE, MAX_BATCH_BYTES, MAX_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
-import { parseShard, shardFromEnvironment, describeShard } from '../../batch/shard.js';
+import { parseShard, shardFromEnvironment, describeShard, type ShardSpec } from '../../batch/shard.js';
 import { DEFAULT_STORE_URL, parseStoreUrl, redactUrl } from '../../batch/store.js';
 import { INPUT_FORMATS, type InputFormat } from '../../batch/reader.js';
+import { usableCores } from '../../cores.js';
+import { readModel } from '../../onnx/model-io.js';
 import { UsageError } from '../settings.js';
 import { besideModelFile } from '../../repository/single-model.js';
+
+/** Model workers and reader threads per core the process may use, at most: past that they only contend. */
+const THREADS_PER_CORE = 4;
+/** --intra-op-threads at most, as for `umbra serve`. */
+const MAX_INTRA_OP_THREADS = 1024;
+/** A version folder's name: a positive integer without leading zeros (the repository's rule). */
+const VERSION = /^[1-9][0-9]{0,15}$/;
 
 export function registerBatch(program: Command): void {
   program.command('batch')
@@ -31,26 +40,47 @@ export function registerBatch(program: Command): void {
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
     .option('--rejects <file>', 'where rejected rows go, one JSON line each; it and its folders are created with the first reject (default INPUT.rejects.jsonl in the working directory)')
-    .option('--workers <n>', 'model worker threads (default: one per core) [env UMBRA_WORKERS]')
-    .option('--parse-workers <n>', 'threads reading and parsing the input, each its share of the rows (default 1)')
-    .option('--intra-op-threads <n>', 'threads one model run may use (default 1)')
+    .option('--workers <n>', `model worker threads (default: one per core; at most ${THREADS_PER_CORE} per core) [env UMBRA_WORKERS]`)
+    .option('--parse-workers <n>', `threads reading and parsing the input, each its share of the rows (default 1; at most ${THREADS_PER_CORE} per core)`)
+    .option('--intra-op-threads <n>', `threads one model run may use (default 1, at most ${MAX_INTRA_OP_THREADS})`)
     .option('--progress-interval <s>', 'seconds between progress lines when not on a terminal; 0 = after every stored batch (default 5)')
     .action(async (flags: Record<string, unknown>) => batch(flags));
 }
 
-function positiveInt(value: unknown, flag: string): number | undefined {
+/** An integer flag in 1..max; `why` says where the bound comes from. */
+function boundedInt(value: unknown, flag: string, max: number, why = ''): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`expected a positive integer for ${flag} but received ${JSON.stringify(value)}`);
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`expected an integer in 1..${max} for ${flag} but received ${JSON.stringify(value)}${why}`);
   return n;
 }
 
-/** An integer flag in 1..max. */
-function boundedInt(value: unknown, flag: string, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`expected an integer in 1..${max} for ${flag} but received ${JSON.stringify(value)}`);
-  return n;
+/** Threads of one kind the job may start: a few per core at most, as more only contend for the cores. */
+function threadCount(value: unknown, flag: string): number | undefined {
+  const cores = usableCores();
+  return boundedInt(value, flag, THREADS_PER_CORE * cores, ` (at most ${THREADS_PER_CORE} per core this process may use, ${cores} here: more only contend for them)`);
+}
+
+/** --shard, else the Indexed Job's variables: a bad value of either is a usage error. */
+function shardSetting(flag: unknown): ShardSpec | undefined {
+  try {
+    return flag !== undefined ? parseShard(String(flag)) : shardFromEnvironment();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * --input: a regular file. The job reads it more than once (each reader thread reads it whole, a
+ * resume reads it again, its size and time identify the job), which a pipe or terminal cannot give.
+ */
+function checkInput(input: string): void {
+  const st = statSync(input, { throwIfNoEntry: false });
+  // A missing or unreadable file is the job's error (exit 1), with the reason.
+  if (st && !st.isFile()) {
+    throw new UsageError(`--input: ${input} is not a regular file (${st.isDirectory() ? 'a folder' : 'a pipe, terminal or device'}); `
+      + 'the job reads its input more than once (each reader thread, and --resume), so give a file: save a stream first, e.g. `producer > input.csv`');
+  }
 }
 
 /** `--mapping`: the JSON object itself, or a file holding it. */
@@ -80,8 +110,8 @@ function cpuLine(summary: BatchSummary): string | undefined {
     + `model workers and runtime ${perRow(rest)} (total ${perRow(cpu.total)})`;
 }
 
-/** A repository with just the given file, for --model-file. */
-function temporaryRepository(file: string, model: string, version: string): string {
+/** A repository with just the given file, for --model-file; with where the file is linked, for messages. */
+function temporaryRepository(file: string, model: string, version: string): { dir: string; modelPath: string } {
   if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`--model-file: ${file} is not a file`);
   const dir = mkdtempSync(join(tmpdir(), 'umbra-batch-'));
   const target = join(dir, model, version);
@@ -95,7 +125,22 @@ function temporaryRepository(file: string, model: string, version: string): stri
       cpSync(from, join(target, name), { recursive: true });
     }
   }
-  return dir;
+  return { dir, modelPath: join(target, 'model.onnx') };
+}
+
+/**
+ * A --model-file that did not load: a file that is not ONNX at all is the flag's mistake (exit 2,
+ * as for bench-model); otherwise the load's own error. Either names the user's file, not the
+ * temporary repository's link to it.
+ */
+function modelFileError(err: unknown, file: string, linkedAs: string): Error {
+  try {
+    readModel(file);
+  } catch (notOnnx) {
+    return new UsageError(`--model-file: ${(notOnnx as Error).message}; give the path of an .onnx file`);
+  }
+  if (err instanceof Error) err.message = err.message.split(linkedAs).join(file);
+  return err as Error;
 }
 
 async function batch(flags: Record<string, unknown>): Promise<void> {
@@ -106,19 +151,23 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const model = (flags.model as string | undefined) ?? (modelFile ? basename(modelFile).replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9_.-]/g, '_') : undefined);
   if (!model) throw new UsageError('--model is required with --repo');
   if (!modelFile && (!existsSync(repoFlag!) || !statSync(repoFlag!).isDirectory())) throw new UsageError(`--repo: ${repoFlag} is not a directory`);
+  const version = flags.modelVersion as string | undefined;
+  if (version !== undefined && !VERSION.test(version)) {
+    throw new UsageError(`expected a model version (a positive integer: 1, 2, ...) for --model-version but received ${JSON.stringify(version)}`);
+  }
   const format = flags.format as InputFormat | undefined;
   if (format !== undefined && !INPUT_FORMATS.includes(format)) throw new UsageError(`expected csv, jsonl or parquet for --format but received '${String(format)}'`);
   const input = String(flags.input);
-  const shard = flags.shard !== undefined ? parseShard(String(flags.shard)) : shardFromEnvironment();
+  checkInput(input);
+  const shard = shardSetting(flags.shard);
   const batchSize = boundedInt(flags.batchSize, '--batch-size', MAX_BATCH_SIZE);
-  const workers = positiveInt(flags.workers ?? process.env.UMBRA_WORKERS, '--workers');
-  const intraOpThreads = positiveInt(flags.intraOpThreads, '--intra-op-threads');
-  const parseWorkers = positiveInt(flags.parseWorkers, '--parse-workers');
+  const workers = threadCount(flags.workers ?? process.env.UMBRA_WORKERS, flags.workers === undefined ? 'UMBRA_WORKERS (environment)' : '--workers');
+  const intraOpThreads = boundedInt(flags.intraOpThreads, '--intra-op-threads', MAX_INTRA_OP_THREADS);
+  const parseWorkers = threadCount(flags.parseWorkers, '--parse-workers');
   const interval = flags.progressInterval === undefined ? 5 : Number(flags.progressInterval);
   if (!Number.isFinite(interval) || interval < 0) throw new UsageError(`expected seconds >= 0 for --progress-interval but received ${JSON.stringify(flags.progressInterval)}`);
   const mapping = flags.mapping ? readMapping(String(flags.mapping)) : undefined;
   const storeUrl = (flags.store as string | undefined) ?? process.env.UMBRA_STORE ?? DEFAULT_STORE_URL;
-  const version = flags.modelVersion as string | undefined;
   const write = (line: string) => process.stdout.write(`${line}\n`);
 
   // A malformed URL fails before the model loads; the store itself is opened (and created) only
@@ -128,15 +177,19 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const clash = rejectsPathError(rejectsPath ?? defaultRejectsPath(input, shard), rejectsPath !== undefined, input, shard, storeUrl);
   if (clash) throw new UsageError(clash);
   const storeDescription = redactUrl(storeUrl);
-  const repository = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : repoFlag!;
+  const temporary = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : undefined;
   let umbra: Umbra | undefined;
   const reporter = progressReporter({ tty: process.stderr.isTTY === true, intervalSeconds: interval, write });
   try {
-    const opts: Parameters<typeof Umbra.open>[0] = { repository, loadAll: false };
+    const opts: Parameters<typeof Umbra.open>[0] = { repository: temporary?.dir ?? repoFlag!, loadAll: false };
     if (workers) opts.workers = workers;
     if (intraOpThreads) opts.intraOpThreads = intraOpThreads;
-    umbra = await Umbra.open(opts);
-    await umbra.manager.load(model);
+    try {
+      umbra = await Umbra.open(opts);
+      await umbra.manager.load(model);
+    } catch (err) {
+      throw temporary ? modelFileError(err, modelFile!, temporary.modelPath) : err;
+    }
     const job: Parameters<typeof runBatchJob>[0] = {
       umbra, model, input, storeUrl,
       resume: flags.resume === true,
@@ -171,6 +224,6 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   } finally {
     reporter.stop();
     await umbra?.close();
-    if (modelFile) rmSync(repository, { recursive: true, force: true });
+    if (temporary) rmSync(temporary.dir, { recursive: true, force: true });
   }
 }
