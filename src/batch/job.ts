@@ -79,6 +79,11 @@ export interface BatchJobOptions {
   rejectsPath?: string;
   /** Reader threads; each reads the whole input and parses its share of it (default 1). */
   parseWorkers?: number;
+  /**
+   * An input that holds no record at all (empty, or only a header) fails the job before the store
+   * is opened, unless this is set: an extract that came out empty is then no silent success.
+   */
+  allowEmpty?: boolean;
   /** Batches computing at once; default two per model worker (one running, one waiting on it). */
   window?: number;
   /** Called once the input's columns are mapped and the store is open, and after every stored batch. */
@@ -123,6 +128,8 @@ export interface BatchSummary extends BatchProgress {
   resumedFrom: number;
   /** The store already held a finished checkpoint for this job: nothing was run. */
   alreadyFinished: boolean;
+  /** The input holds no record at all (only with `allowEmpty`). */
+  empty: boolean;
   rejectsPath: string;
   rowsPerSecond: number;
   cpu: StageCpu | undefined;
@@ -187,7 +194,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   // The reject file is written to as the job goes: it must not be a file the job reads or stores into.
   const clash = rejectsPathError(rejectsPath, options.rejectsPath !== undefined, options.input, shard, options.store?.url ?? options.storeUrl);
   if (clash) throw new BatchOptionError(clash);
-  const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0 };
+  const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0, empty: false };
   // An unreadable input or an unknown format fails here, before any thread starts.
   const kind = await inspectInput(options.input, options.format);
   // Parquet's cost is decoding its pages, which every reader would do for the whole file: one reads.
@@ -211,6 +218,10 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   try {
     // Nothing is created (store, reject file, folders) until the input's columns fit the model.
     const plan = await reader.plan();
+    if (reader.empty && !options.allowEmpty) {
+      throw new UmbraError('INVALID_ARGUMENT', `the input ${options.input} holds no record (no data row: the file is empty, or holds only a header or blank lines): `
+        + 'nothing to predict, which usually means the extract that wrote it failed. Pass --allow-empty where an empty input is expected (the job then succeeds, storing nothing)');
+    }
     const rowBytes = (plan?.inputs ?? []).reduce((sum, p) => sum + p.rowElements * bytesPerElement(p.datatype), 0);
     if (options.batchSize !== undefined && options.batchSize * rowBytes > MAX_BATCH_BYTES) {
       throw new BatchOptionError(`expected at most ${Math.floor(MAX_BATCH_BYTES / rowBytes)} for --batch-size with this model but received ${options.batchSize}: `
@@ -232,7 +243,8 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       rowsStored: previous?.rowsStored ?? 0, rejected: previous?.rejected ?? 0, finished: false,
     };
     const rowRuns = rowRunsReason(mv);
-    options.onStart?.({ job, version: mv.version, plan: plan?.description ?? 'no readable record: every record is rejected', resumedFrom, batchSize, ...(rowRuns ? { rowRuns } : {}) });
+    const description = plan?.description ?? (reader.empty ? 'none: the input holds no record' : 'no readable record: every record is rejected');
+    options.onStart?.({ job, version: mv.version, plan: description, resumedFrom, batchSize, ...(rowRuns ? { rowRuns } : {}) });
 
     const progress = (): BatchProgress => ({
       rowsStored: checkpoint.rowsStored, rejected: checkpoint.rejected, records: checkpoint.recordsDone,
@@ -259,7 +271,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       total: used.user + used.system,
     };
     const p = progress();
-    return { ...base, ...p, resumedFrom, skipped, alreadyFinished: false, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000), cpu };
+    return { ...base, ...p, resumedFrom, skipped, alreadyFinished: false, empty: reader.empty, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000), cpu };
   } finally {
     // After a failure: what is stored stays stored, and a resume goes on from there.
     await Promise.all([reader.close(), writer.terminate()]);

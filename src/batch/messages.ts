@@ -30,8 +30,11 @@ export type ToReader =
   | { kind: 'allow'; upTo: number };
 
 export type FromReader =
-  /** Thread 0, before `start`: the columns are mapped (plan undefined: no readable record at all). */
-  | { kind: 'plan'; plan: PlanSummary | undefined; totalBytes: number }
+  /**
+   * Thread 0, before `start`: the columns are mapped (plan undefined: no readable record at all);
+   * `empty`: the input holds no record whatever (nothing, or only a header, blank lines, a BOM).
+   */
+  | { kind: 'plan'; plan: PlanSummary | undefined; empty: boolean; totalBytes: number }
   | { kind: 'segment'; segment: SegmentMessage }
   /** After the last segment: how many records the input holds, and this thread's CPU time. */
   | { kind: 'end'; records: number; cpuMicros: number | undefined }

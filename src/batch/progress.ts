@@ -75,6 +75,7 @@ export function summaryLine(s: BatchSummary): string {
     `done: ${s.rowsStored} rows stored for ${s.model} v${s.version}`,
     `${s.rejected} rejected${s.rejected > 0 ? ` (see ${s.rejectsPath})` : ''}`,
   ];
+  if (s.empty) parts.push('the input holds no record');
   if (s.skipped > 0) parts.push(`${s.skipped} records left to other shards (shard ${s.shard})`);
   if (s.resumedFrom > 0) parts.push(`resumed after record ${s.resumedFrom}`);
   parts.push(`${s.rowsThisRun} rows in ${(s.elapsedMs / 1000).toFixed(1)}s (${Math.round(s.rowsPerSecond)} rows/s)`);

@@ -18,12 +18,14 @@ export class ReadStage {
   private ends = 0;
   private cpu: number | undefined = 0;
   private failure: Error | undefined;
-  private planned: { resolve: (plan: { plan: PlanSummary | undefined; totalBytes: number }) => void; reject: (err: Error) => void } | undefined;
+  private planned: { resolve: (plan: { plan: PlanSummary | undefined; empty: boolean; totalBytes: number }) => void; reject: (err: Error) => void } | undefined;
   private readonly changed = new Signal();
   /** Set once the job ends the threads itself (their exits are then no failure). */
   private ending = false;
   bytesRead = 0;
   totalBytes = 0;
+  /** Known once planned: the input holds no record at all. */
+  empty = false;
 
   /** `ahead`: segments a reader may parse beyond the one the job is consuming. */
   constructor(private readonly setup: Omit<ReaderSetup, 'thread' | 'threads'>, private readonly threadCount: number, private readonly ahead: number) {}
@@ -33,10 +35,11 @@ export class ReadStage {
    * cannot); the first reports the plan for all.
    */
   async plan(): Promise<PlanSummary | undefined> {
-    const first = new Promise<{ plan: PlanSummary | undefined; totalBytes: number }>((resolve, reject) => { this.planned = { resolve, reject }; });
+    const first = new Promise<{ plan: PlanSummary | undefined; empty: boolean; totalBytes: number }>((resolve, reject) => { this.planned = { resolve, reject }; });
     for (let t = 0; t < this.threadCount; t++) this.spawn(t);
     const planned = await first;
     this.totalBytes = planned.totalBytes;
+    this.empty = planned.empty;
     return planned.plan;
   }
 
@@ -93,7 +96,7 @@ export class ReadStage {
   private receive(message: FromReader): void {
     switch (message.kind) {
       case 'plan':
-        this.planned?.resolve({ plan: message.plan, totalBytes: message.totalBytes });
+        this.planned?.resolve({ plan: message.plan, empty: message.empty, totalBytes: message.totalBytes });
         break;
       case 'segment':
         this.arrived.set(message.segment.index, message.segment);

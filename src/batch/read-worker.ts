@@ -59,7 +59,7 @@ async function run(): Promise<void> {
   }
   if (setup.thread === 0) {
     const summary = plan && { description: plan.describe(), inputs: plan.inputs.map(({ name, datatype, rowDims, rowElements, variable, freeDims, perPosition }) => ({ name, datatype, rowDims, rowElements, ...(variable ? { variable: { dims: freeDims, perPosition } } : {}) })) };
-    send({ kind: 'plan', plan: summary, totalBytes: input.totalBytes });
+    send({ kind: 'plan', plan: summary, empty: done && early.every((chunk) => chunk.length === 0), totalBytes: input.totalBytes });
   }
   await until(() => resumeAfter >= 0);
 

@@ -1,7 +1,7 @@
 // `umbra batch`: precompute predictions for every key of an input file into a prediction store,
 // on the same worker pool and backends as `umbra serve`. Safe to kill at any point; rerun with --resume.
 import type { Command } from 'commander';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
@@ -23,6 +23,13 @@ const MAX_INTRA_OP_THREADS = 1024;
 /** A version folder's name: a positive integer without leading zeros (the repository's rule). */
 const VERSION = /^[1-9][0-9]{0,15}$/;
 
+/** Ends `umbra batch` with an exit status of its own (bin/umbra.js prints the message). */
+class BatchExit extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
 export function registerBatch(program: Command): void {
   program.command('batch')
     .description('precompute predictions for every key of a CSV, JSON Lines or Parquet file into a prediction store (resumable, shardable)')
@@ -40,6 +47,7 @@ export function registerBatch(program: Command): void {
     .option('--run-id <id>', 'names this run, so a scheduled rerun over the same file is a new job, not a finished one (e.g. the Kubernetes Job name) [env UMBRA_BATCH_RUN]')
     .option('--mapping <json|file>', 'which columns feed which model input: JSON {"input": ["col", ...] | "first..last" | "array_col"}, inline or in a file')
     .option('--rejects <file>', 'where rejected rows go, one JSON line each; it and its folders are created with the first reject (default INPUT.rejects.jsonl in the working directory)')
+    .option('--allow-empty', 'an input with no record at all is a success (storing nothing), not an error')
     .option('--workers <n>', `model worker threads (default: one per core; at most ${THREADS_PER_CORE} per core) [env UMBRA_WORKERS]`)
     .option('--parse-workers <n>', `threads reading and parsing the input, each its share of the rows (default 1; at most ${THREADS_PER_CORE} per core)`)
     .option('--intra-op-threads <n>', `threads one model run may use (default 1, at most ${MAX_INTRA_OP_THREADS})`)
@@ -143,6 +151,34 @@ function modelFileError(err: unknown, file: string, linkedAs: string): Error {
   return err as Error;
 }
 
+/** The first line of the reject file (a JSON reject), or undefined where it cannot be read. */
+function firstReject(path: string): { line?: number; reason?: string } | undefined {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buffer = Buffer.alloc(64 * 1024);
+      const text = buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0)).toString('utf8');
+      return JSON.parse(text.slice(0, text.indexOf('\n'))) as { line?: number; reason?: string };
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A job that read records but stored none (every one rejected: a wrong --mapping or --key, an
+ * input that is not what the model takes) fails, so a scheduler sees it; undefined otherwise.
+ */
+function everyRecordRejected(summary: BatchSummary): BatchExit | undefined {
+  if (summary.rowsStored > 0 || summary.rejected === 0) return undefined;
+  const first = firstReject(summary.rejectsPath);
+  const example = first?.reason ? `; the first (line ${first.line}): ${first.reason}` : '';
+  return new BatchExit(`every record was rejected (${summary.rejected} rejected, none stored; see ${summary.rejectsPath})${example}. `
+    + 'Check that --input, --key and --mapping fit the model, then run again', 1);
+}
+
 async function batch(flags: Record<string, unknown>): Promise<void> {
   const modelFile = flags.modelFile as string | undefined;
   const repoFlag = (flags.repo as string | undefined) ?? process.env.UMBRA_REPO;
@@ -193,6 +229,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     const job: Parameters<typeof runBatchJob>[0] = {
       umbra, model, input, storeUrl,
       resume: flags.resume === true,
+      allowEmpty: flags.allowEmpty === true,
       onStart: (info) => {
         write(`umbra batch: ${model} v${info.version}, input ${input}, store ${storeDescription}, shard ${describeShard(shard)}, `
           + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
@@ -221,6 +258,8 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     reporter.finish(summary);
     const cpu = cpuLine(summary);
     if (cpu) write(cpu);
+    const failed = everyRecordRejected(summary);
+    if (failed) throw failed;
   } finally {
     reporter.stop();
     await umbra?.close();
