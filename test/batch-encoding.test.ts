@@ -3,29 +3,16 @@
 // "Jos\uFFFD", one key).
 // Valid UTF-8 is read as before, a character split between two reads included.
 import t from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { openStore, runBatchJob, type PredictionStore } from '../dist/batch/index.js';
+import { openStore, runBatchJob } from '../dist/batch/index.js';
 import { firstInvalidUtf8 } from '../dist/batch/utf8.js';
-import { batchFixture } from './helpers/batch.js';
+import { batchFixture, readRejects, storedX } from './helpers/batch.js';
 import { property } from './helpers/property.js';
 import { rng } from './fixtures/batch/data.js';
 
 const { umbra, path } = await batchFixture('umbra-batch-encoding-');
-
-interface Reject {
-  line: number;
-  key?: string;
-  reason: string;
-}
-
-const readRejects = (file: string): Reject[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reject) : []);
-
-async function storedX(store: PredictionStore, key: string): Promise<number[] | undefined> {
-  const p = await store.get('affine', '1', key);
-  return (p?.outputs[0]?.data as number[] | undefined)?.map((y) => (y - 1) / 2);
-}
 
 async function job(t: Tap.Test, bytes: Buffer, name = 'in.csv') {
   const input = path(name);

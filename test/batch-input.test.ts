@@ -2,25 +2,12 @@
 // rows without a key column are keyed by row number, and columns the model does not take are
 // left out with a note, or the error names the --mapping to pass.
 import t from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { openInput, openStore, runBatchJob, type PredictionStore } from '../dist/batch/index.js';
+import { writeFileSync } from 'node:fs';
+import { openInput, openStore, runBatchJob } from '../dist/batch/index.js';
 import { MAX_QUOTED_RECORD_BYTES } from '../dist/batch/csv-records.js';
-import { batchFixture } from './helpers/batch.js';
+import { batchFixture, readRejects, storedX } from './helpers/batch.js';
 
 const { umbra, path } = await batchFixture('umbra-batch-input-');
-
-interface Reject {
-  line: number;
-  key?: string;
-  reason: string;
-}
-
-const readRejects = (file: string): Reject[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reject) : []);
-
-async function storedX(store: PredictionStore, key: string): Promise<number[] | undefined> {
-  const p = await store.get('affine', '1', key);
-  return (p?.outputs[0]?.data as number[] | undefined)?.map((y) => (y - 1) / 2);
-}
 
 /** Runs the job over `text`; returns the summary, the store and the rejects. */
 async function job(t: Tap.Test, text: string, extra: Partial<Parameters<typeof runBatchJob>[0]> = {}) {

@@ -4,28 +4,14 @@
 // unpaired surrogate) is a reject with its reason, so the job carries on and resumes exactly once.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { openStore, runBatchJob, type PredictionStore } from '../dist/batch/index.js';
-import { batchFixture } from './helpers/batch.js';
+import { batchFixture, readRejects, storedX } from './helpers/batch.js';
 import { property } from './helpers/property.js';
 import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 import { rng } from './fixtures/batch/data.js';
 
 const { umbra, path } = await batchFixture('umbra-batch-keys-');
-
-interface Reject {
-  line: number;
-  key?: string;
-  reason: string;
-}
-
-const readRejects = (file: string): Reject[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reject) : []);
-
-/** The stored x (inverting y = 2x + 1) of `key`, or undefined. */
-async function storedX(store: PredictionStore, key: string): Promise<number[] | undefined> {
-  const p = await store.get('affine', '1', key);
-  return (p?.outputs[0]?.data as number[] | undefined)?.map((y) => (y - 1) / 2);
-}
 
 /** Runs the job over the JSON Lines `lines` into `store`; the summary and the rejects. */
 async function jsonlJob(lines: string[], store: PredictionStore | string, extra: Partial<Parameters<typeof runBatchJob>[0]> = {}) {

@@ -3,11 +3,11 @@
 // integer past its type's range as another integer. CSV numbers are decimal: Number() would read
 // 0x10 as 16.
 import t from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { openStore, runBatchJob } from '../dist/batch/index.js';
 import { buildModel } from '../dist/onnx/builder.js';
 import type { DataType } from '../dist/protocol/types.js';
-import { batchFixture } from './helpers/batch.js';
+import { batchFixture, readRejects } from './helpers/batch.js';
 import { property } from './helpers/property.js';
 
 /** y = x over [-1, 2] of `datatype`. */
@@ -23,14 +23,6 @@ const { umbra, path } = await batchFixture('umbra-batch-values-', (repo) => {
   repo.addVersion('int8', 1, identity('INT8'));
   repo.addVersion('uint64', 1, identity('UINT64'));
 });
-
-interface Reject {
-  line: number;
-  key?: string;
-  reason: string;
-}
-
-const readRejects = (file: string): Reject[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reject) : []);
 
 async function job(t: Tap.Test, model: string, text: string, name = 'in.csv') {
   const input = path(name);

@@ -2,7 +2,7 @@
 // values) and any others asked for, Umbra open on it, a scratch folder of unique file names, and
 // the check that every row's stored value is its own.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Umbra } from '../../dist/core/umbra.js';
@@ -47,3 +47,18 @@ export function checkAffine(t: Tap.Test, rows: Row[], stored: Map<string, unknow
   t.equal(bad, 0, 'every stored value is 2x + 1 of its own row');
 }
 
+/** One line of a job's reject file. */
+export interface Reject {
+  line: number;
+  key?: string;
+  reason: string;
+}
+
+/** A job's reject file, line by line ([] when the job wrote none). */
+export const readRejects = (file: string): Reject[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Reject) : []);
+
+/** The stored x of `key` for the affine model (inverting y = 2x + 1), or undefined. */
+export async function storedX(store: PredictionStore, key: string): Promise<number[] | undefined> {
+  const p = await store.get('affine', '1', key);
+  return (p?.outputs[0]?.data as number[] | undefined)?.map((y) => (y - 1) / 2);
+}
