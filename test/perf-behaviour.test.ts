@@ -143,6 +143,10 @@ t.test('a latency threshold stops the sweep after the first level past it', asyn
   t.teardown(() => server.close());
   const results = await runPerf({ ...quick, url: server.url, concurrency: [1, 2, 4], durationS: 0.3, latencyThresholdMs: 10 } as PerfOptions);
   t.equal(results.length, 1);
+  // --percentile 75 is judged at p75 itself, not at the next of p50/p90/p95/p99.
+  const [p75] = await runPerf({ ...quick, url: server.url, concurrency: [1], durationS: 0.3, percentile: 75 } as PerfOptions);
+  t.equal(p75!.percentile, 75);
+  t.ok(p75!.percentile_ms! >= p75!.p50_ms && p75!.percentile_ms! <= p75!.p90_ms, `p75 ${p75!.percentile_ms} ms lies between p50 ${p75!.p50_ms} and p90 ${p75!.p90_ms}`);
 });
 
 t.test('umbra perf --json prints one array with the documented fields; --csv and --plot write files', async (t) => {
@@ -174,6 +178,11 @@ t.test('umbra perf --json prints one array with the documented fields; --csv and
 t.test('bad flags are named with what was expected', async (t) => {
   const err = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', '--protocol', 'smtp']).catch((e: { stderr: string; code: number }) => e);
   t.match((err as { stderr: string }).stderr, /--protocol: expected one of http, http-binary, ws, grpc, grpc-stream but received "smtp"/);
+  const usage = async (args: string[]) => run(process.execPath, ['bin/umbra.js', 'perf', '--url', 'http://127.0.0.1:1', '-m', 'x', ...args]).then(() => ({ code: 0, stderr: '' }), (e: { stderr: string; code: number }) => ({ code: e.code, stderr: e.stderr }));
+  const outcomes = await Promise.all([['--concurrency', '0'], ['--request-rate', 'abc'], ['--percentile', '200']].map(usage));
+  t.same(outcomes.map((o) => o.code), [2, 2, 2], 'usage errors exit 2, as every command\'s do');
+  t.match(outcomes[0]!.stderr, /expected a positive integer for --concurrency/);
+  t.match(outcomes[2]!.stderr, /--percentile: expected a percentile between 0 and 100 \(e\.g\. 95\) but received "200"/);
 });
 
 t.test('the WebSocket transport: masked frames on a real Umbra stream, answers matched by id, errors by status', async (t) => {

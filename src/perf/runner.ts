@@ -84,6 +84,9 @@ export interface PerfLevelResult {
   error_rate: number;
   /** The first failure the level met, as the server worded it (HTTP: status and the start of the body). */
   first_error?: string;
+  /** With --percentile P: P, and the level's latency at it (what the threshold judges). */
+  percentile?: number;
+  percentile_ms?: number;
   windows: number;
   stable: boolean;
   duration_s: number;
@@ -171,7 +174,7 @@ export async function runPerf(options: PerfOptions): Promise<PerfLevelResult[]> 
       const result = await runLevel(o, options, mode, level, payloads, log);
       results.push(result);
       options.onLevel?.(result);
-      const latency = options.percentile !== undefined ? percentileOf(result, options.percentile) : result.p99_ms;
+      const latency = result.percentile_ms ?? result.p99_ms;
       if (options.latencyThresholdMs !== undefined && latency > options.latencyThresholdMs) {
         log(`latency ${latency} ms is over the threshold ${options.latencyThresholdMs} ms; sweep stopped`);
         break;
@@ -191,12 +194,6 @@ function preparePayloads(o: Resolved, meta: ModelMetadata): Payload[] {
   return o.inputData === 'random' ? randomPayloads(meta, o.batchSize, o.payloadCount, o.seed, o.shapes) : filePayloads(o.inputData, meta, o.batchSize, o.shapes);
 }
 
-function percentileOf(r: PerfLevelResult, p: number): number {
-  if (p <= 50) return r.p50_ms;
-  if (p <= 90) return r.p90_ms;
-  if (p <= 95) return r.p95_ms;
-  return r.p99_ms;
-}
 
 async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'], level: number, payloads: Payload[], log: (line: string) => void): Promise<PerfLevelResult> {
   const threadCount = mode === 'concurrency' ? Math.min(o.threads, level) : o.threads;
@@ -276,6 +273,7 @@ async function runLevel(o: Resolved, options: PerfOptions, mode: LoadSpec['mode'
       errors_by_status: merged.errors,
       error_rate: round3(errors / Math.max(1, errors + merged.completed)),
       ...(firstError !== undefined ? { first_error: firstError } : {}),
+      ...(options.percentile !== undefined ? { percentile: options.percentile, percentile_ms: round3(merged.latency.percentileMs(options.percentile)) } : {}),
       windows: windows.length,
       stable,
       duration_s: round3(durationS),

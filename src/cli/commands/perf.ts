@@ -89,12 +89,19 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
     }
   }
   if (flags['modelVersion'] !== undefined) options.version = String(flags['modelVersion']);
-  if (flags['requestRate'] !== undefined) options.requestRate = parseSweep(String(flags['requestRate']), '--request-rate', { integer: false });
-  else options.concurrency = parseSweep(String(flags['concurrency'] ?? '1'), '--concurrency', { integer: true });
+  try {
+    if (flags['requestRate'] !== undefined) options.requestRate = parseSweep(String(flags['requestRate']), '--request-rate', { integer: false });
+    else options.concurrency = parseSweep(String(flags['concurrency'] ?? '1'), '--concurrency', { integer: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const duration = numberFlag(flags, 'duration', '--duration', false);
   if (duration !== undefined) options.durationS = duration;
   const percentile = numberFlag(flags, 'percentile', '--percentile', false);
-  if (percentile !== undefined) options.percentile = percentile;
+  if (percentile !== undefined) {
+    if (!(percentile > 0 && percentile < 100)) throw new UsageError(`--percentile: expected a percentile between 0 and 100 (e.g. 95) but received ${JSON.stringify(flags['percentile'])}`);
+    options.percentile = percentile;
+  }
   const threshold = numberFlag(flags, 'latencyThreshold', '--latency-threshold', false);
   if (threshold !== undefined) options.latencyThresholdMs = threshold;
   if (!(options.warmupMs! >= 0)) throw new UsageError(`--warmup-ms: expected a non-negative number but received ${JSON.stringify(flags['warmupMs'])}`);
