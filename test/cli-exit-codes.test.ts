@@ -21,6 +21,10 @@ t.test('usage errors exit 2, help and version 0', async (t) => {
     [['bench-model', 'models/digits.csv', '--backend', 'onnxruntime'], 2, /^umbra: model: models\/digits\.csv is not a valid ONNX model/],
     [['prune', 'models/digits.csv', '/tmp/umbra-never-written.onnx', '--sparsity', '0.5'], 1, /^umbra: models\/digits\.csv is not a valid ONNX model/],
     [['export-log', '--format', 'xml', '--log-db', 'sqlite:models/digits.csv'], 2, /--format: expected csv or jsonl/],
+    [['export-log', '--log-db', 'mysql://db/log'], 2, /--log-db but received a mysql:\/\/ URL; the prediction log is kept in SQLite or PostgreSQL/],
+    [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/tmp/umbra-never.parquet'], 2, /--out \/tmp\/umbra-never\.parquet: export-log writes CSV or JSON Lines, not \.parquet; name the file \.csv or \.jsonl, or give --format/],
+    [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/umbra-no-such-folder/log.csv'], 2, /--out: the folder \/umbra-no-such-folder does not exist; create it first/],
+    [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--concurrency', '0'], 2, /expected a positive integer for --concurrency/],
     [['serve', '--repo', 'models/repository', '--port', 'eighty'], 2, /--port/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--protocol', 'smoke'], 2, /--protocol: expected one of/],
   ];
@@ -38,4 +42,29 @@ t.test('the real command: exit 2 on a usage error, 0 for help', async (t) => {
   const none = runUmbra([]);
   t.equal(none.status, 2, 'no command at all');
   t.equal(runUmbra(['prune', '--help']).status, 0);
+});
+
+t.test('export-log into a reader that stops early (| head) ends quietly with 0', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openLogStore } = await import('../dist/monitor/log-store.js');
+  const { BIN } = await import('./helpers/cli-process.js');
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-export-pipe-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const db = `sqlite:${join(dir, 'log.sqlite')}`;
+  const store = await openLogStore(db);
+  // Far more than a pipe holds, so the export is still writing when the reader goes.
+  const rows = Array.from({ length: 4000 }, (_, i) => ({ id: `p${i}`, model: 'm', version: '1', role: 'primary', timeMs: 1000 + i, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1, 16], data: Float64Array.from({ length: 16 }, (_, k) => i + k / 16) }] }));
+  await store.insert(rows, []);
+  await store.close();
+  const child = spawn(process.execPath, [BIN, 'export-log', '--log-db', db], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => { stderr += d; });
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  t.equal(code, 0, stderr);
+  t.notMatch(stderr, /EPIPE/, 'no error for a reader that had enough');
 });

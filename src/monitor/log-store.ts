@@ -100,6 +100,9 @@ export interface LogStore {
 /** `sqlite:PATH`, a bare path, or `postgres://` / `postgresql://` URL. */
 export function describeLogUrl(url: string): { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string } {
   if (/^postgres(ql)?:\/\//.test(url)) return { kind: 'postgres', url };
+  // Another database's URL (mysql://, redis://) is not a file name to look for.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
+  if (scheme) throw new Error(`expected sqlite:PATH or postgres://... for --log-db but received a ${scheme[1]}:// URL; the prediction log is kept in SQLite or PostgreSQL`);
   const path = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
   if (path === '') throw new Error(`expected sqlite:PATH or postgres://... for --log-db but received ${JSON.stringify(url)}`);
   return { kind: 'sqlite', path: resolve(path) };

@@ -2,6 +2,7 @@
 // retraining. Reads the database directly; the server may keep writing meanwhile.
 import type { Command } from 'commander';
 import { createWriteStream, existsSync } from 'node:fs';
+import { dirname, extname, resolve } from 'node:path';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { describeLogUrl, openLogStore, type ExportFilter, type ExportedRow } from '../../monitor/log-store.js';
@@ -46,7 +47,7 @@ async function exportLog(flags: ExportFlags): Promise<void> {
   if (where.kind === 'sqlite' && !existsSync(where.path)) {
     throw new UsageError(`${flags.logDb ?? process.env.UMBRA_LOG_DB ? '--log-db' : '--state-dir'}: no prediction log at ${where.path}; give --log-db sqlite:PATH, or --state-dir DIR where \`umbra serve\` kept its state (run export-log from where serve ran)`);
   }
-  const format = flags.format ?? (flags.out?.endsWith('.csv') ? 'csv' : 'jsonl');
+  const format = flags.format ?? formatOfName(flags.out);
   if (format !== 'csv' && format !== 'jsonl') throw new UsageError(`--format: expected csv or jsonl but received ${JSON.stringify(format)}`);
   const filter: ExportFilter = {};
   if (flags.model) filter.model = flags.model;
@@ -56,15 +57,23 @@ async function exportLog(flags: ExportFlags): Promise<void> {
     if (Number.isNaN(t)) throw new UsageError(`--since: expected an ISO time but received ${JSON.stringify(flags.since)}`);
     filter.sinceMs = t;
   }
+  if (flags.out !== undefined && !existsSync(dirname(resolve(flags.out)))) throw new UsageError(`--out: the folder ${dirname(resolve(flags.out))} does not exist; create it first`);
   const store = await openLogStore(url);
   const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
+  // A reader that stops early (| head) closes the pipe: the export ends there, quietly.
+  let closed = false;
+  if (!flags.out) process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    closed = true;
+  });
   let rows = 0;
   let labelled = 0;
   let labelledWithoutInputs = 0;
   try {
     for await (const row of store.exportRows(filter)) {
-      if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`);
-      await write(out, format === 'csv' ? csvLine(row) : `${stringifyExact(row)}\n`);
+      if (closed) break;
+      if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`, () => closed);
+      await write(out, format === 'csv' ? csvLine(row) : `${stringifyExact(row)}\n`, () => closed);
       rows += 1;
       if (row.truth !== null && row.truth !== undefined) {
         labelled += 1;
@@ -79,6 +88,7 @@ async function exportLog(flags: ExportFlags): Promise<void> {
     }
   }
   if (flags.out) process.stderr.write(`exported ${rows} predictions to ${flags.out}\n`);
+  if (rows === 0 && filter.model !== undefined) process.stderr.write(`umbra export-log: no prediction of model '${filter.model}' in ${describeSource(url)}${filter.sinceMs !== undefined || filter.labelledOnly ? ' that matches --since and --labelled' : ''}; check the name (it is the model's folder name)\n`);
   // Retraining needs inputs; say plainly when the log kept only a sample of them.
   if (labelledWithoutInputs > 0) {
     process.stderr.write(`${labelledWithoutInputs} of ${labelled} labelled predictions have no inputs: the server logged inputs for a sample of predictions (--log-inputs-sample, default 0.1). To keep every input of a model, set "parameters": {"log_inputs_sample": "1"} in its config.json, or serve with --log-inputs-sample 1 for all models.\n`);
@@ -110,6 +120,24 @@ function csvLine(row: ExportedRow): string {
   }).join(',')}\n`;
 }
 
-async function write(out: Writable, text: string): Promise<void> {
-  if (!out.write(text)) await once(out, 'drain');
+/** Writes, waiting for the stream to drain; `gone()` says the reader went away (no drain will come). */
+async function write(out: Writable, text: string, gone: () => boolean): Promise<void> {
+  if (gone() || out.write(text)) return;
+  // once() rejects on 'error' (EPIPE, say), which the stream's error handler has judged already.
+  const settled = (event: string) => once(out, event).catch(() => undefined);
+  await Promise.race([settled('drain'), settled('close'), settled('error')]);
+}
+
+/** The format an --out name asks for: .csv, or .jsonl/.ndjson/.json (JSON Lines, also for stdout); another extension is refused. */
+function formatOfName(out: string | undefined): string {
+  if (out === undefined) return 'jsonl';
+  const ext = extname(out).toLowerCase();
+  if (ext === '.csv') return 'csv';
+  if (ext === '' || ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return 'jsonl';
+  throw new UsageError(`--out ${out}: export-log writes CSV or JSON Lines, not ${ext}; name the file .csv or .jsonl, or give --format csv|jsonl`);
+}
+
+/** The log's location for a message, without a password. */
+function describeSource(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
 }
