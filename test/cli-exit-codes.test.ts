@@ -25,6 +25,8 @@ t.test('usage errors exit 2, help and version 0', async (t) => {
     [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/tmp/umbra-never.parquet'], 2, /--out \/tmp\/umbra-never\.parquet: export-log writes CSV or JSON Lines, not \.parquet; name the file \.csv or \.jsonl, or give --format/],
     [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/umbra-no-such-folder/log.csv'], 2, /--out: the folder \/umbra-no-such-folder does not exist; create it first/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--concurrency', '0'], 2, /expected a positive integer for --concurrency/],
+    [['prune', 'models/repository/digits/1/model.onnx', './models/repository/digits/1/model.onnx', '--sparsity', '0.5'], 2, /OUT: \.\/models\/repository\/digits\/1\/model\.onnx is the input model; write the pruned model to another path/],
+    [['prune', 'models/repository/digits/1/model.onnx', '/tmp/umbra-never-written.onnx', '--sparsity', '0.5', '--layer', 'a.weight=2'], 2, /--layer a\.weight: expected a number in \[0, 1\] but received "2"; e\.g\. --layer "a\.weight=0\.9"/],
     [['serve', '--repo', 'models/repository', '--port', 'eighty'], 2, /--port/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--protocol', 'smoke'], 2, /--protocol: expected one of/],
   ];

@@ -83,6 +83,19 @@ t.test('--eval reads Parquet: the same rows, features and labels as the CSV, and
   t.same(await report(parquet), await report(CSV), 'umbra prune --eval reports the same before and after');
 });
 
+t.test('--eval data with a missing value names its row and column; the column is never dropped', async (t) => {
+  const lines = readFileSync(CSV, 'utf8').trim().split(/\r?\n/);
+  const [header, ...rows] = lines as [string, ...string[]];
+  for (const missing of ['', 'NaN']) {
+    const file = join(dir, `eval-missing-${missing || 'blank'}.csv`);
+    // The third data row's fourth feature: blank, or NaN.
+    const cut = rows.map((l, i) => (i === 2 ? l.split(',').map((c, j) => (j === 3 ? missing : c)).join(',') : l));
+    writeFileSync(file, [header, ...cut].join('\n') + '\n');
+    const column = header.split(',')[3]!;
+    await t.rejects(readEvalData(file, { label: 'label' }), { message: `${file}: row 3: expected a number for column ${JSON.stringify(column)} but received ${JSON.stringify(missing)} (a missing value; drop or fill the row)` }, `a ${missing || 'blank'} cell`);
+  }
+});
+
 t.test('accuracy before and after matches an independent evaluation of the digits model', async (t) => {
   const out = join(dir, 'digits-pruned.onnx');
   const r = await umbra([DIGITS, out, '--sparsity', '0.7', '--eval', CSV, '--label', 'label', '--eval-filter', 'split=test', '--json', '--threads', '1']);

@@ -51,17 +51,30 @@ export async function readEvalData(path: string, options: EvalDataOptions): Prom
   if (filter && filterAt < 0) throw new UmbraError('INVALID_ARGUMENT', `expected a column named ${JSON.stringify(filter.column)} to filter on in ${path} but its columns are ${header.join(', ')}`);
   const rows = records.slice(1).filter((r) => !filter || r[filterAt] === filter.value);
   if (rows.length === 0) throw new UmbraError('INVALID_ARGUMENT', `${path} has no rows${filter ? ` where ${filter.column}=${filter.value}` : ''}`);
+  // A feature is a column whose first value that is there is a number. A blank or NaN cell in
+  // one is a missing value, refused with its row: dropping the column instead fed the model the
+  // other columns in its place (or failed with a misleading width).
   const featureAt = header
     .map((_, j) => j)
-    .filter((j) => j !== labelAt && j !== filterAt && rows.every((r) => isNumber(r[j] ?? '')));
+    .filter((j) => {
+      if (j === labelAt || j === filterAt) return false;
+      const present = rows.find((r) => (r[j] ?? '').trim() !== '');
+      // A column with no value at all (a Parquet list column reads as blanks) is not a feature.
+      return present !== undefined && (isNumber(present[j]!) || /^[+-]?(nan|inf(inity)?)$/i.test(present[j]!.trim()));
+    });
   const width = featureAt.length;
   const features = new Float32Array(rows.length * width);
   const labels = new Float64Array(rows.length);
+  const rowName = (i: number) => `row ${i + 1}${filter ? ` of those where ${filter.column}=${filter.value}` : ''}`;
   rows.forEach((r, i) => {
     const label = r[labelAt] ?? '';
-    if (!isNumber(label)) throw new UmbraError('INVALID_ARGUMENT', `${path}: row ${i + 1} has label ${JSON.stringify(label)}, expected a number`);
+    if (!isNumber(label)) throw new UmbraError('INVALID_ARGUMENT', `${path}: ${rowName(i)} has label ${JSON.stringify(label)}, expected a number`);
     labels[i] = Number(label);
-    featureAt.forEach((j, k) => { features[i * width + k] = Number(r[j]); });
+    featureAt.forEach((j, k) => {
+      const cell = r[j] ?? '';
+      if (!isNumber(cell)) throw new UmbraError('INVALID_ARGUMENT', `${path}: ${rowName(i)}: expected a number for column ${JSON.stringify(header[j])} but received ${JSON.stringify(cell)} (a missing value; drop or fill the row)`);
+      features[i * width + k] = Number(cell);
+    });
   });
   return { columns: featureAt.map((j) => header[j]!), features, labels, rows: rows.length };
 }

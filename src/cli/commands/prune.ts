@@ -1,6 +1,7 @@
 // `umbra prune IN.onnx OUT.onnx`: magnitude pruning (global, per layer, N:M, structured) with a
 // per-layer report, optional accuracy before/after and an accuracy-sparsity sweep.
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
@@ -60,9 +61,10 @@ export function registerPrune(program: Command): void {
     .action(async (input: string, output: string | undefined, flags: PruneFlags) => prune(input, output, flags));
 }
 
-function fraction(raw: string, flag: string): number {
+/** A sparsity in [0, 1]; `example` shows the flag as written (--layer takes NAME=S, not NAME S). */
+function fraction(raw: string, flag: string, example = `${flag} 0.9`): number {
   const v = raw.trim() === '' ? Number.NaN : Number(raw);
-  if (!(v >= 0 && v <= 1)) throw new UsageError(`${flag}: expected a number in [0, 1] but received ${JSON.stringify(raw)}; e.g. ${flag} 0.9`);
+  if (!(v >= 0 && v <= 1)) throw new UsageError(`${flag}: expected a number in [0, 1] but received ${JSON.stringify(raw)}; e.g. ${example}`);
   return v;
 }
 
@@ -98,6 +100,7 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
   if (sweep.length > 0 && method === 'nm') throw new UsageError('--sweep: N:M pruning has one sparsity; use --method global, layer or structured');
   if (flags.plot !== undefined && sweep.length === 0) throw new UsageError('--plot: draws the --sweep curve; add --sweep 0.5,0.7,0.9');
   if (output === undefined && sweep.length === 0) throw new UsageError('OUT: missing the output model path (umbra prune IN.onnx OUT.onnx --sparsity 0.9)');
+  if (output !== undefined && resolve(output) === resolve(input)) throw new UsageError(`OUT: ${output} is the input model; write the pruned model to another path (umbra prune IN.onnx OUT.onnx)`);
 
   let sparsity = 0;
   if (method !== 'nm') {
@@ -112,7 +115,7 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
 
   const layers: LayerTarget[] = flags.layer.map((raw) => {
     const { key, value } = pair(raw, '--layer', 'NAME=S such as --layer fc1.weight=0.5');
-    return { pattern: key, sparsity: fraction(value, `--layer ${key}`) };
+    return { pattern: key, sparsity: fraction(value, `--layer ${key}`, `--layer "${key}=0.9"`) };
   });
   if (layers.length > 0 && method === 'nm') throw new UsageError('--layer: per-layer targets do not apply to --method nm; use --exclude to leave layers dense');
   if (flags.includeOutputLayer && method !== 'structured') {
