@@ -27,7 +27,9 @@ t.test('the gate: no token means loopback only; a token means the token from any
   t.match(open.describe(), /only to loopback/);
   const closed = new AdminGate('s3cret');
   t.doesNotThrow(() => closed.check({ headers: { authorization: 'Bearer s3cret' }, remoteAddress: '10.1.2.3' }), 'the token from anywhere');
-  for (const header of ['', 'Bearer ', 'Bearer s3cre', 'Bearer s3cret ', 'bearer s3cret', 's3cret', 'Bearer S3CRET']) {
+  // The scheme's name is case-insensitive (RFC 9110 11.1); the token is not.
+  for (const header of ['bearer s3cret', 'BEARER s3cret']) t.doesNotThrow(() => closed.check({ headers: { authorization: header }, remoteAddress: '10.1.2.3' }), `accepted: '${header}'`);
+  for (const header of ['', 'Bearer ', 'Bearer s3cre', 'Bearer s3cret ', 'Bearers3cret', 's3cret', 'Bearer S3CRET', 'Basic s3cret']) {
     t.throws(() => closed.check({ headers: { authorization: header }, remoteAddress: '127.0.0.1' }), /admin token/, `wrong: '${header}'`);
   }
 });
