@@ -115,11 +115,6 @@ export class ReadStage {
     this.changed.notify();
   }
 
-  /** Stops the job's waits with `err` (an interrupt); the threads end with close(). */
-  abort(err: Error): void {
-    this.fail(err);
-  }
-
   private fail(err: Error): void {
     this.failure ??= err;
     this.planned?.reject(this.failure);

@@ -95,11 +95,6 @@ export class WriteStage {
     else this.inline?.rejects.close();
   }
 
-  /** Stops the job's waits with `err` (an interrupt); the thread ends with terminate(). */
-  abort(err: Error): void {
-    this.fail(err);
-  }
-
   private post(message: ToWriter, transfer: ArrayBuffer[] = []): void {
     this.worker!.postMessage(message, transfer);
   }
