@@ -61,17 +61,28 @@ Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
 #endif
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("version", Napi::Function::New(env, Version, "version"));
-  exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
-  exports.Set("listBackends", Napi::Function::New(env, ListBackends, "listBackends"));
-  exports.Set("threadCpuNanos", Napi::Function::New(env, ThreadCpuNanos, "threadCpuNanos"));
-  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+void Register(Napi::Env env, Napi::Object exports) {
+  exports.Set("version", umbra_binding::function(env, Version, "version"));
+  exports.Set("cpuFeatures", umbra_binding::function(env, CpuFeatures, "cpuFeatures"));
+  exports.Set("listBackends", umbra_binding::function(env, ListBackends, "listBackends"));
+  exports.Set("threadCpuNanos", umbra_binding::function(env, ThreadCpuNanos, "threadCpuNanos"));
+  exports.Set("trimMemory", umbra_binding::function(env, TrimMemory, "trimMemory"));
   umbra_binding::register_kernels(env, exports);
   umbra_binding::register_prune(env, exports);
   umbra_binding::register_json(env, exports);
   umbra_binding::register_transport_guard(env, exports);
   umbra_binding::RegisterCuda(env, exports);
+}
+
+// A worker thread terminated while it loads the addon makes these calls fail; the error goes
+// through throw_or_drop (see common.h) rather than out of the module's init, where it would
+// abort the process.
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  try {
+    Register(env, exports);
+  } catch (const Napi::Error& e) {
+    umbra_binding::throw_or_drop(e);
+  }
   return exports;
 }
 

@@ -32,6 +32,35 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Fn&& body) {
   }
 }
 
+// Throws `e` into JS. Where it cannot be thrown, because this thread's environment is being torn
+// down (a worker terminated while inside the call) or a JS exception is already pending,
+// node-addon-api would throw a second Napi::Error out of its callback wrapper, where nothing can
+// catch it: std::terminate and the whole process aborts. That error is dropped instead; the JS
+// side either goes away with the environment or sees the exception already pending.
+inline void throw_or_drop(const Napi::Error& e) noexcept {
+  try {
+    e.ThrowAsJavaScriptException();
+  } catch (...) {
+  }
+}
+
+// `fn` as a JS function named `name`, whose errors reach JS through throw_or_drop: every entry
+// point of the addon is registered this way.
+template <typename Fn>
+Napi::Function function(Napi::Env env, Fn fn, const char* name) {
+  return Napi::Function::New(
+      env,
+      [fn](const Napi::CallbackInfo& info) -> Napi::Value {
+        try {
+          return fn(info);
+        } catch (const Napi::Error& e) {
+          throw_or_drop(e);
+          return Napi::Value();
+        }
+      },
+      name);
+}
+
 inline size_t to_size(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what) {
   const Napi::Value v = info[i];
   if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " must be a number");
@@ -102,10 +131,26 @@ class TaskWorker : public Napi::AsyncWorker {
       SetError(e.what());
     }
   }
-  void OnOK() override { deferred_.Resolve(done_(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  // Settling runs on the JS thread after the work; there an error has no caller to go to but the
+  // promise, and if even that fails the environment is going away (see throw_or_drop).
+  void OnOK() override {
+    try {
+      deferred_.Resolve(done_(Env()));
+    } catch (const Napi::Error& e) {
+      settle_failed(e);
+    }
+  }
+  void OnError(const Napi::Error& e) override { settle_failed(e); }
 
  private:
+  void settle_failed(const Napi::Error& e) noexcept {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error& failed) {
+      throw_or_drop(failed);
+    }
+  }
+
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::function<Napi::Value(Napi::Env)> done_;

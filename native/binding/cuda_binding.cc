@@ -431,7 +431,7 @@ Napi::Value NotBuilt(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterCuda(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaStatus", Napi::Function::New(env, Status, "cudaStatus"));
+  exports.Set("cudaStatus", umbra_binding::function(env, Status, "cudaStatus"));
   RegisterCudaPlan(env, exports);
 #ifdef UMBRA_WITH_CUDA
   const std::pair<const char*, Napi::Function::Callback> entries[] = {
@@ -440,12 +440,12 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
       {"cudaRelease", Release}, {"cudaHandleBytes", HandleBytes}, {"cudaGemmF32", GemmF32},
       {"cudaGemmF32Async", GemmF32Async}, {"cudaSpmmCsrF32", SpmmCsrF32}, {"cudaSpmmCsrF32Async", SpmmCsrF32Async},
       {"cudaElementwiseF32", Elementwise}, {"cudaMagnitudePruneF32", MagnitudePrune}};
-  for (const auto& [name, fn] : entries) exports.Set(name, Napi::Function::New(env, fn, name));
+  for (const auto& [name, fn] : entries) exports.Set(name, umbra_binding::function(env, fn, name));
 #else
   for (const char* name : {"cudaDevices", "cudaMemoryInUse", "cudaCreateStream", "cudaUploadF32", "cudaUploadDense",
                            "cudaUploadCsr", "cudaRelease", "cudaHandleBytes", "cudaGemmF32", "cudaGemmF32Async",
                            "cudaSpmmCsrF32", "cudaSpmmCsrF32Async", "cudaElementwiseF32", "cudaMagnitudePruneF32"})
-    exports.Set(name, Napi::Function::New(env, NotBuilt, name));
+    exports.Set(name, umbra_binding::function(env, NotBuilt, name));
 #endif
 }
 

@@ -197,10 +197,10 @@ void RegisterCudaPlan(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> entries[] = {
       {"cudaPlanCreate", PlanCreate}, {"cudaPlanRun", PlanRunSync}, {"cudaPlanRunAsync", PlanRunAsync},
       {"cudaPlanStats", PlanStats}, {"cudaPlanRelease", PlanRelease}};
-  for (const auto& [name, fn] : entries) exports.Set(name, Napi::Function::New(env, fn, name));
+  for (const auto& [name, fn] : entries) exports.Set(name, umbra_binding::function(env, fn, name));
 #else
   for (const char* name : {"cudaPlanCreate", "cudaPlanRun", "cudaPlanRunAsync", "cudaPlanStats", "cudaPlanRelease"})
-    exports.Set(name, Napi::Function::New(env, NotBuilt, name));
+    exports.Set(name, umbra_binding::function(env, NotBuilt, name));
 #endif
 }
 

@@ -125,9 +125,9 @@ Napi::Value FormatRowsJson(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_json(Napi::Env env, Napi::Object exports) {
-  exports.Set("scanInferJson", Napi::Function::New(env, ScanInferJson, "scanInferJson"));
-  exports.Set("formatNumbersJson", Napi::Function::New(env, FormatNumbersJson, "formatNumbersJson"));
-  exports.Set("formatRowsJson", Napi::Function::New(env, FormatRowsJson, "formatRowsJson"));
+  exports.Set("scanInferJson", umbra_binding::function(env, ScanInferJson, "scanInferJson"));
+  exports.Set("formatNumbersJson", umbra_binding::function(env, FormatNumbersJson, "formatNumbersJson"));
+  exports.Set("formatRowsJson", umbra_binding::function(env, FormatRowsJson, "formatRowsJson"));
 }
 
 }  // namespace umbra_binding

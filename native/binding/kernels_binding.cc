@@ -358,24 +358,24 @@ Napi::Value KernelIsa(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_kernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemmF32", Napi::Function::New(env, GemmF32, "gemmF32"));
-  exports.Set("gemmF32Async", Napi::Function::New(env, GemmF32Async, "gemmF32Async"));
-  exports.Set("gemmPackF32", Napi::Function::New(env, GemmPackF32, "gemmPackF32"));
-  exports.Set("spmmCsrF32", Napi::Function::New(env, SpmmCsrF32, "spmmCsrF32"));
-  exports.Set("spmmCsrF32Async", Napi::Function::New(env, SpmmCsrF32Async, "spmmCsrF32Async"));
-  exports.Set("csrFromDenseF32", Napi::Function::New(env, CsrFromDenseF32, "csrFromDenseF32"));
-  exports.Set("sparsePackF32", Napi::Function::New(env, SparsePackF32, "sparsePackF32"));
-  exports.Set("spmmPanelsF32", Napi::Function::New(env, SpmmPanelsF32, "spmmPanelsF32"));
-  exports.Set("spmmPanelsF32Async", Napi::Function::New(env, SpmmPanelsF32Async, "spmmPanelsF32Async"));
-  exports.Set("biasActivationF32", Napi::Function::New(env, BiasActivationF32, "biasActivationF32"));
-  exports.Set("softmaxF32", Napi::Function::New(env, SoftmaxF32, "softmaxF32"));
-  exports.Set("tensorStatsF32", Napi::Function::New(env, TensorStatsF32, "tensorStatsF32"));
-  exports.Set("argmaxRowsF32", Napi::Function::New(env, ArgmaxRowsF32, "argmaxRowsF32"));
-  exports.Set("allFiniteF32", Napi::Function::New(env, AllFiniteF32, "allFiniteF32"));
-  exports.Set("driftCountF32", Napi::Function::New(env, DriftCountF32, "driftCountF32"));
-  exports.Set("kernelIsa", Napi::Function::New(env, KernelIsa, "kernelIsa"));
-  exports.Set("alignedFloat32", Napi::Function::New(env, AlignedFloat32, "alignedFloat32"));
-  exports.Set("addressMod64", Napi::Function::New(env, AddressMod64, "addressMod64"));
+  exports.Set("gemmF32", umbra_binding::function(env, GemmF32, "gemmF32"));
+  exports.Set("gemmF32Async", umbra_binding::function(env, GemmF32Async, "gemmF32Async"));
+  exports.Set("gemmPackF32", umbra_binding::function(env, GemmPackF32, "gemmPackF32"));
+  exports.Set("spmmCsrF32", umbra_binding::function(env, SpmmCsrF32, "spmmCsrF32"));
+  exports.Set("spmmCsrF32Async", umbra_binding::function(env, SpmmCsrF32Async, "spmmCsrF32Async"));
+  exports.Set("csrFromDenseF32", umbra_binding::function(env, CsrFromDenseF32, "csrFromDenseF32"));
+  exports.Set("sparsePackF32", umbra_binding::function(env, SparsePackF32, "sparsePackF32"));
+  exports.Set("spmmPanelsF32", umbra_binding::function(env, SpmmPanelsF32, "spmmPanelsF32"));
+  exports.Set("spmmPanelsF32Async", umbra_binding::function(env, SpmmPanelsF32Async, "spmmPanelsF32Async"));
+  exports.Set("biasActivationF32", umbra_binding::function(env, BiasActivationF32, "biasActivationF32"));
+  exports.Set("softmaxF32", umbra_binding::function(env, SoftmaxF32, "softmaxF32"));
+  exports.Set("tensorStatsF32", umbra_binding::function(env, TensorStatsF32, "tensorStatsF32"));
+  exports.Set("argmaxRowsF32", umbra_binding::function(env, ArgmaxRowsF32, "argmaxRowsF32"));
+  exports.Set("allFiniteF32", umbra_binding::function(env, AllFiniteF32, "allFiniteF32"));
+  exports.Set("driftCountF32", umbra_binding::function(env, DriftCountF32, "driftCountF32"));
+  exports.Set("kernelIsa", umbra_binding::function(env, KernelIsa, "kernelIsa"));
+  exports.Set("alignedFloat32", umbra_binding::function(env, AlignedFloat32, "alignedFloat32"));
+  exports.Set("addressMod64", umbra_binding::function(env, AddressMod64, "addressMod64"));
 }
 
 }  // namespace umbra_binding

@@ -176,12 +176,12 @@ Napi::Value RowsPruneF32(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_prune(Napi::Env env, Napi::Object exports) {
-  exports.Set("thresholdSelectF32", Napi::Function::New(env, ThresholdSelectF32, "thresholdSelectF32"));
-  exports.Set("thresholdSelectF32Async", Napi::Function::New(env, ThresholdSelectF32Async, "thresholdSelectF32Async"));
-  exports.Set("maskApplyF32", Napi::Function::New(env, MaskApplyF32, "maskApplyF32"));
-  exports.Set("maskApplyF32Async", Napi::Function::New(env, MaskApplyF32Async, "maskApplyF32Async"));
-  exports.Set("nmPruneF32", Napi::Function::New(env, NmPruneF32, "nmPruneF32"));
-  exports.Set("rowsPruneF32", Napi::Function::New(env, RowsPruneF32, "rowsPruneF32"));
+  exports.Set("thresholdSelectF32", umbra_binding::function(env, ThresholdSelectF32, "thresholdSelectF32"));
+  exports.Set("thresholdSelectF32Async", umbra_binding::function(env, ThresholdSelectF32Async, "thresholdSelectF32Async"));
+  exports.Set("maskApplyF32", umbra_binding::function(env, MaskApplyF32, "maskApplyF32"));
+  exports.Set("maskApplyF32Async", umbra_binding::function(env, MaskApplyF32Async, "maskApplyF32Async"));
+  exports.Set("nmPruneF32", umbra_binding::function(env, NmPruneF32, "nmPruneF32"));
+  exports.Set("rowsPruneF32", umbra_binding::function(env, RowsPruneF32, "rowsPruneF32"));
 }
 
 }  // namespace umbra_binding

@@ -593,10 +593,10 @@ Napi::Value AnswersEnded(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_transport_guard(Napi::Env env, Napi::Object exports) {
-  exports.Set("answersEnded", Napi::Function::New(env, AnswersEnded, "answersEnded"));
-  exports.Set("guardTransport", Napi::Function::New(env, GuardTransport, "guardTransport"));
-  exports.Set("transportGuardCounts", Napi::Function::New(env, TransportGuardCounts, "transportGuardCounts"));
-  exports.Set("streamGuardReads", Napi::Function::New(env, StreamGuardReads, "streamGuardReads"));
+  exports.Set("answersEnded", umbra_binding::function(env, AnswersEnded, "answersEnded"));
+  exports.Set("guardTransport", umbra_binding::function(env, GuardTransport, "guardTransport"));
+  exports.Set("transportGuardCounts", umbra_binding::function(env, TransportGuardCounts, "transportGuardCounts"));
+  exports.Set("streamGuardReads", umbra_binding::function(env, StreamGuardReads, "streamGuardReads"));
 }
 
 }  // namespace umbra_binding
