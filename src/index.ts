@@ -5,7 +5,7 @@ export { UmbraError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { InferRequest, InferResponse, Tensor, DataType, TensorData, ModelSignature, TensorSpec } from './protocol/types.js';
 export { VERSION } from './version.js';
 export {
-  runBatchJob, openStore, predictionStorePlugin, parseShard, parseStaleness,
+  runBatchJob, BatchInterrupted, openStore, predictionStorePlugin, parseShard, parseStaleness,
   type BatchJobOptions, type BatchSummary, type PredictionStore, type StoredPrediction, type PredictionService,
 } from './batch/index.js';
 export { UmbraApp, type AppOptions } from './app.js';

@@ -84,6 +84,8 @@ export interface BatchJobOptions {
    * is opened, unless this is set: an extract that came out empty is then no silent success.
    */
   allowEmpty?: boolean;
+  /** Aborting it stops the job (BatchInterrupted); what is stored stays stored, and a resume goes on from there. */
+  signal?: AbortSignal;
   /** Batches computing at once; default two per model worker (one running, one waiting on it). */
   window?: number;
   /** Called once the input's columns are mapped and the store is open, and after every stored batch. */
@@ -158,6 +160,17 @@ export class BatchOptionError extends UmbraError {
 }
 
 /**
+ * The job was stopped (its AbortSignal): what is stored stays stored, with its checkpoint, as
+ * after any failure.
+ */
+export class BatchInterrupted extends Error {
+  constructor(readonly reason: string, options?: { cause: unknown }) {
+    super(`interrupted (${reason}); what is stored stays stored: rerun with --resume to continue after the last stored batch`, options);
+    this.name = 'BatchInterrupted';
+  }
+}
+
+/**
  * Why the job cannot write its rejects to `rejectsPath` (see rejectsPathProblem), as a message
  * naming the flag and the fix; undefined where it can. `given`: the path came from --rejects.
  */
@@ -194,6 +207,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   // The reject file is written to as the job goes: it must not be a file the job reads or stores into.
   const clash = rejectsPathError(rejectsPath, options.rejectsPath !== undefined, options.input, shard, options.store?.url ?? options.storeUrl);
   if (clash) throw new BatchOptionError(clash);
+  const signal = options.signal;
   const base = { job, model: mv.name, version: mv.version, shard: describeShard(shard), rejectsPath, skipped: 0, empty: false };
   // An unreadable input or an unknown format fails here, before any thread starts.
   const kind = await inspectInput(options.input, options.format);
@@ -215,7 +229,17 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
   let stored: (next: Checkpoint) => void = () => undefined;
   // The writer thread starts beside the readers; it opens the store only once told to.
   const writer = new WriteStage(store ? store.url : options.storeUrl, (next) => stored(next), () => changed.notify());
+  // An interrupt fails every wait of the job at once, as a failure of a stage would.
+  const interrupt = () => {
+    const err = new BatchInterrupted(String(signal!.reason));
+    reader.abort(err);
+    writer.abort(err);
+  };
+  signal?.addEventListener('abort', interrupt, { once: true });
+  let pipeline: Pipeline | undefined;
   try {
+    // Aborted before the listener was there.
+    if (signal?.aborted) throw new BatchInterrupted(String(signal.reason));
     // Nothing is created (store, reject file, folders) until the input's columns fit the model.
     const plan = await reader.plan();
     if (reader.empty && !options.allowEmpty) {
@@ -256,7 +280,7 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
       options.onProgress?.(progress());
     };
     writer.open({ model: mv.name, version: mv.version, rejectsPath, checkpoint: { ...checkpoint } }, store);
-    const pipeline = new Pipeline(umbra, mv, writer, changed, window, rowRuns !== undefined);
+    pipeline = new Pipeline(umbra, mv, writer, changed, window, rowRuns !== undefined);
     reader.start(resumedFrom, batchSize);
 
     const skipped = await formBatches(reader, pipeline, plan?.inputs ?? [], batchSize, resumedFrom);
@@ -272,9 +296,17 @@ export async function runBatchJob(options: BatchJobOptions): Promise<BatchSummar
     };
     const p = progress();
     return { ...base, ...p, resumedFrom, skipped, alreadyFinished: false, empty: reader.empty, rowsPerSecond: p.rowsThisRun / Math.max(1e-9, p.elapsedMs / 1000), cpu };
+  } catch (err) {
+    // Whichever wait the interrupt reached first, the job says it was interrupted.
+    if (signal?.aborted) throw new BatchInterrupted(String(signal.reason), { cause: err });
+    throw err;
   } finally {
-    // After a failure: what is stored stays stored, and a resume goes on from there.
-    await Promise.all([reader.close(), writer.terminate()]);
+    signal?.removeEventListener('abort', interrupt);
+    // After a failure: what is stored stays stored, and a resume goes on from there. Batches
+    // still computing are waited for (at most the window's), so that closing Umbra afterwards
+    // finds its model workers idle rather than ending them inside a run.
+    await pipeline?.settled();
+    await Promise.all([reader.close(), writer.stop()]);
     if (!options.store) await store?.close();
   }
 }
@@ -343,6 +375,8 @@ async function openStoreForWriting(url: string): Promise<PredictionStore> {
  */
 class Pipeline {
   private computing = 0;
+  /** The runs under way (at most `window`). */
+  private readonly running = new Set<Promise<unknown>>();
   private seq = 0;
   private handover: Promise<void> = Promise.resolve();
   private failure: Error | undefined;
@@ -361,7 +395,9 @@ class Pipeline {
     this.computing += 1;
     const seq = this.seq++;
     const running = batch.keys.length > 0 ? inferRows(this.umbra, this.mv, batch, this.rowRuns) : Promise.resolve<RowsRun>({ keys: [], outputs: [], refused: [] });
-    running.catch(() => undefined);
+    const settled = running.then(() => undefined, () => undefined);
+    this.running.add(settled);
+    void settled.then(() => this.running.delete(settled));
     this.handover = this.handover.then(async () => {
       const { keys, outputs, rowOutputs, refused } = await running;
       this.computing -= 1;
@@ -373,6 +409,11 @@ class Pipeline {
       this.failure ??= err as Error;
       this.changed.notify();
     });
+  }
+
+  /** Resolves once no run is under way, whatever their outcome (after a failure). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.running]);
   }
 
   /** Resolves once every batch is computed and stored. */

@@ -27,7 +27,9 @@ export type ToReader =
   /** Begin after record `resumeAfter`, in segments of `segmentRecords` records. */
   | { kind: 'start'; resumeAfter: number; segmentRecords: number }
   /** Segments below `upTo` may be parsed and sent. */
-  | { kind: 'allow'; upTo: number };
+  | { kind: 'allow'; upTo: number }
+  /** End the thread now (see thread.ts's endThread). */
+  | { kind: 'stop' };
 
 export type FromReader =
   /**
@@ -96,7 +98,7 @@ export interface BatchToStore {
 }
 
 /** The writer thread's workerData is the store URL; it touches nothing before `open`. */
-export type ToWriter = { kind: 'open'; setup: WriterSetup } | { kind: 'batch'; batch: BatchToStore } | { kind: 'close' };
+export type ToWriter = { kind: 'open'; setup: WriterSetup } | { kind: 'batch'; batch: BatchToStore } | { kind: 'close' } | { kind: 'stop' };
 
 export type FromWriter =
   | { kind: 'committed'; seq: number; checkpoint: Checkpoint }

@@ -5,7 +5,7 @@ import type { Worker } from 'node:worker_threads';
 import { UmbraError } from '../errors.js';
 import type { FromReader, PlanSummary, ReaderSetup, SegmentMessage, ToReader } from './messages.js';
 import { Signal } from './signal.js';
-import { startThread } from './thread.js';
+import { endThread, startThread } from './thread.js';
 
 export class ReadStage {
   private readonly threads: Worker[] = [];
@@ -80,7 +80,7 @@ export class ReadStage {
 
   async close(): Promise<void> {
     this.ending = true;
-    await Promise.all(this.threads.map((t) => t.terminate()));
+    await Promise.all(this.threads.map((t) => endThread(t)));
   }
 
   private segmentCount(records: number): number {
@@ -113,6 +113,11 @@ export class ReadStage {
         break;
     }
     this.changed.notify();
+  }
+
+  /** Stops the job's waits with `err` (an interrupt); the threads end with close(). */
+  abort(err: Error): void {
+    this.fail(err);
   }
 
   private fail(err: Error): void {

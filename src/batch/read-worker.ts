@@ -9,6 +9,7 @@ import type { FromReader, ReaderSetup, ToReader } from './messages.js';
 import { parseSegment, planFor } from './parse.js';
 import { openInput, type InputRecord, type InputStream } from './reader.js';
 import { threadCpuMicros } from '../thread-cpu.js';
+import { stopOnRequest } from './thread.js';
 
 const setup = workerData as ReaderSetup;
 const port = parentPort!;
@@ -19,6 +20,7 @@ let segmentRecords = 1;
 let allowed = 0;
 let wake: (() => void) | undefined;
 port.on('message', (message: ToReader) => {
+  if (stopOnRequest(message)) return;
   if (message.kind === 'start') {
     resumeAfter = message.resumeAfter;
     segmentRecords = message.segmentRecords;

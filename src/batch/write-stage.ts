@@ -9,7 +9,7 @@ import { BatchCommitter } from './committer.js';
 import type { BatchToStore, FromWriter, ToWriter, WriterSetup } from './messages.js';
 import { RejectFile } from './rejects.js';
 import type { Checkpoint, PredictionStore } from './store.js';
-import { startThread } from './thread.js';
+import { endThread, startThread } from './thread.js';
 
 export class WriteStage {
   private submitted = 0;
@@ -84,15 +84,23 @@ export class WriteStage {
     this.post({ kind: 'close' });
     const cpu = await done;
     this.ending = true;
-    await this.worker.terminate();
+    await endThread(this.worker);
     return cpu;
   }
 
-  /** Stops at once (on a failure elsewhere); what is stored stays stored, and a resume goes on from there. */
-  async terminate(): Promise<void> {
+  /**
+   * Stops after the store call under way (on a failure elsewhere or an interrupt); what is stored
+   * stays stored, and a resume goes on from there.
+   */
+  async stop(): Promise<void> {
     this.ending = true;
-    if (this.worker) await this.worker.terminate();
+    if (this.worker) await endThread(this.worker);
     else this.inline?.rejects.close();
+  }
+
+  /** Stops the job's waits with `err` (an interrupt); the thread ends with stop(). */
+  abort(err: Error): void {
+    this.fail(err);
   }
 
   private post(message: ToWriter, transfer: ArrayBuffer[] = []): void {

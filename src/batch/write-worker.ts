@@ -8,6 +8,7 @@ import type { FromWriter, ToWriter } from './messages.js';
 import { RejectFile } from './rejects.js';
 import { openStore, type PredictionRow, type PredictionStore } from './store.js';
 import { threadCpuMicros } from '../thread-cpu.js';
+import { stopOnRequest } from './thread.js';
 
 const storeUrl = workerData as string;
 const port = parentPort!;
@@ -43,6 +44,7 @@ async function handle(message: ToWriter): Promise<void> {
 const formed = new Map<number, PredictionRow[]>();
 
 port.on('message', (message: ToWriter) => {
+  if (stopOnRequest(message)) return;
   if (message.kind === 'batch' && !failed) formed.set(message.batch.seq, rowsOf(message.batch));
   queue = queue.then(() => (failed ? undefined : handle(message))).catch((err: unknown) => {
     failed = true;

@@ -2,10 +2,10 @@
 // on the same worker pool and backends as `umbra serve`. Safe to kill at any point; rerun with --resume.
 import type { Command } from 'commander';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Umbra } from '../../core/umbra.js';
-import { BatchOptionError, DEFAULT_BATCH_SIZE, MAX_BATCH_BYTES, MAX_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
+import { BatchInterrupted, BatchOptionError, DEFAULT_BATCH_SIZE, MAX_BATCH_BYTES, MAX_BATCH_SIZE, defaultRejectsPath, rejectsPathError, runBatchJob, type BatchSummary } from '../../batch/job.js';
 import type { ColumnMapping } from '../../batch/features.js';
 import { progressReporter } from '../../batch/progress.js';
 import { parseShard, shardFromEnvironment, describeShard, type ShardSpec } from '../../batch/shard.js';
@@ -118,22 +118,35 @@ function cpuLine(summary: BatchSummary): string | undefined {
     + `model workers and runtime ${perRow(rest)} (total ${perRow(cpu.total)})`;
 }
 
-/** A repository with just the given file, for --model-file; with where the file is linked, for messages. */
-function temporaryRepository(file: string, model: string, version: string): { dir: string; modelPath: string } {
+/**
+ * A repository with just the given file, for --model-file, removed by `remove` and, should the
+ * process end another way, as it exits. Returns where the file is linked, for messages.
+ */
+function temporaryRepository(file: string, model: string, version: string): { dir: string; modelPath: string; remove: () => void } {
   if (!existsSync(file) || !statSync(file).isFile()) throw new UsageError(`--model-file: ${file} is not a file`);
   const dir = mkdtempSync(join(tmpdir(), 'umbra-batch-'));
+  const remove = () => {
+    process.removeListener('exit', remove);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', remove);
   const target = join(dir, model, version);
-  mkdirSync(target, { recursive: true });
-  // The file, and its external data beside it (model.onnx.data), which it names relative to itself.
-  const entries: [string, string][] = [[resolve(file), 'model.onnx'], ...besideModelFile(resolve(file)).map((e): [string, string] => [join(dirname(resolve(file)), e), e])];
-  for (const [from, name] of entries) {
-    try {
-      symlinkSync(from, join(target, name));
-    } catch {
-      cpSync(from, join(target, name), { recursive: true });
+  try {
+    mkdirSync(target, { recursive: true });
+    // The file, and its external data beside it (model.onnx.data), which it names relative to itself.
+    const entries: [string, string][] = [[resolve(file), 'model.onnx'], ...besideModelFile(resolve(file)).map((e): [string, string] => [join(dirname(resolve(file)), e), e])];
+    for (const [from, name] of entries) {
+      try {
+        symlinkSync(from, join(target, name));
+      } catch {
+        cpSync(from, join(target, name), { recursive: true });
+      }
     }
+  } catch (err) {
+    remove();
+    throw err;
   }
-  return { dir, modelPath: join(target, 'model.onnx') };
+  return { dir, modelPath: join(target, 'model.onnx'), remove };
 }
 
 /**
@@ -213,10 +226,26 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
   const clash = rejectsPathError(rejectsPath ?? defaultRejectsPath(input, shard), rejectsPath !== undefined, input, shard, storeUrl);
   if (clash) throw new UsageError(clash);
   const storeDescription = redactUrl(storeUrl);
-  const temporary = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : undefined;
+
+  // SIGINT or SIGTERM stops the job (each commit is whole, so what is stored stays stored) and
+  // the process ends as the signal would have ended it; a second one ends it at once.
+  const interrupted = new AbortController();
+  let temporary: ReturnType<typeof temporaryRepository> | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!interrupted.signal.aborted) {
+      interrupted.abort(signal);
+      return;
+    }
+    temporary?.remove();
+    process.exit(128 + constants.signals[signal]);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let umbra: Umbra | undefined;
-  const reporter = progressReporter({ tty: process.stderr.isTTY === true, intervalSeconds: interval, write });
+  let reporter: ReturnType<typeof progressReporter> | undefined;
   try {
+    temporary = modelFile ? temporaryRepository(modelFile, model, version ?? '1') : undefined;
+    reporter = progressReporter({ tty: process.stderr.isTTY === true, intervalSeconds: interval, write });
     const opts: Parameters<typeof Umbra.open>[0] = { repository: temporary?.dir ?? repoFlag!, loadAll: false };
     if (workers) opts.workers = workers;
     if (intraOpThreads) opts.intraOpThreads = intraOpThreads;
@@ -230,13 +259,14 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
       umbra, model, input, storeUrl,
       resume: flags.resume === true,
       allowEmpty: flags.allowEmpty === true,
+      signal: interrupted.signal,
       onStart: (info) => {
         write(`umbra batch: ${model} v${info.version}, input ${input}, store ${storeDescription}, shard ${describeShard(shard)}, `
           + `${info.batchSize} rows per batch on ${umbra!.pool.size} workers${info.resumedFrom > 0 ? `, resuming after record ${info.resumedFrom}` : ''}`);
         write(`columns: ${info.plan}`);
         if (info.rowRuns) write(`the model does not batch, so rows run one at a time (stored ${info.batchSize} per transaction): ${info.rowRuns}`);
       },
-      onProgress: (p) => reporter.update(p),
+      onProgress: (p) => reporter!.update(p),
     };
     if (flags.key !== undefined) job.keyColumn = String(flags.key);
     if (version) job.version = version;
@@ -252,6 +282,7 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     try {
       summary = await runBatchJob(job);
     } catch (err) {
+      if (err instanceof BatchInterrupted) throw new BatchExit(err.message, 128 + constants.signals[err.reason as NodeJS.Signals]);
       if (err instanceof BatchOptionError) throw new UsageError(err.message);
       throw err;
     }
@@ -261,8 +292,13 @@ async function batch(flags: Record<string, unknown>): Promise<void> {
     const failed = everyRecordRejected(summary);
     if (failed) throw failed;
   } finally {
-    reporter.stop();
-    await umbra?.close();
-    if (temporary) rmSync(temporary.dir, { recursive: true, force: true });
+    try {
+      reporter?.stop();
+      await umbra?.close();
+    } finally {
+      temporary?.remove();
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
   }
 }
