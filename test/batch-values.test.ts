@@ -8,6 +8,7 @@ import { openStore, runBatchJob } from '../dist/batch/index.js';
 import { buildModel } from '../dist/onnx/builder.js';
 import type { DataType } from '../dist/protocol/types.js';
 import { batchFixture, readRejects } from './helpers/batch.js';
+import { textScoreModel } from './helpers/repo.js';
 import { property } from './helpers/property.js';
 
 /** y = x over [-1, 2] of `datatype`. */
@@ -22,6 +23,7 @@ const { umbra, path } = await batchFixture('umbra-batch-values-', (repo) => {
   repo.addVersion('int32', 1, identity('INT32'));
   repo.addVersion('int8', 1, identity('INT8'));
   repo.addVersion('uint64', 1, identity('UINT64'));
+  repo.addVersion('text', 1, textScoreModel());
 });
 
 async function job(t: Tap.Test, model: string, text: string, name = 'in.csv') {
@@ -77,4 +79,20 @@ t.test('CSV numbers are decimal: hexadecimal, binary and octal literals are reje
   const why = (column: string, text: string) => `expected a finite number for column '${column}' but received the string "${text}" (numbers are read as decimals: hexadecimal, binary and octal literals are not)`;
   t.same(rejects.map((r) => [r.line, r.reason]), [[2, why('f0', '0x10')], [3, why('f0', '0b1')], [4, why('f3', ' 0o7')]]);
   t.same([summary.rowsStored, await stored('d')], [1, [21, 21, 2, 1]], 'decimal forms are read as before (010 is ten)');
+});
+
+t.test('BYTES: a NUL or an unpaired surrogate is a reject (the model would see a shortened or replaced string)', async (t) => {
+  // JSON Lines carry both; "good\u0000x" reached the LabelEncoder as "good" (0.9) before.
+  const lines = [
+    { id: 'a', text: 'good' },
+    { id: 'nul', text: 'good\u0000x' },
+    { id: 'lone', text: 'bad\ud800' },
+    { id: 'b', text: 'meh' },
+  ].map((r) => JSON.stringify(r));
+  const { summary, stored, rejects } = await job(t, 'text', lines.join('\n') + '\n', 'in.jsonl');
+  t.same({ stored: summary.rowsStored, rejected: summary.rejected }, { stored: 2, rejected: 2 });
+  t.same([await stored('a'), await stored('b')].map((d) => Array.from(d as number[], (v) => Math.round(v * 10) / 10)), [[0.9], [0.5]], 'the clean rows answered as sent');
+  t.same(rejects.map((r) => r.line), [2, 3]);
+  t.match(rejects[0]!.reason, /column 'text' holds a NUL character at character 4/);
+  t.match(rejects[1]!.reason, /column 'text' holds an unpaired surrogate/);
 });

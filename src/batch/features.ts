@@ -6,6 +6,7 @@ import { describeValue } from '../errors.js';
 // From the files behind the protocol index: this runs on reader threads, which need none of the
 // request and response code (nor the native addon) the index loads.
 import { integerRange, typedArrayFor } from '../protocol/datatype.js';
+import { textElementProblem } from '../protocol/validate.js';
 import { float32ToHalf, HALF_MAX } from '../protocol/half.js';
 import type { DataType, ModelSignature, Tensor, TensorData } from '../protocol/types.js';
 import { jsonObject, type InputRecord } from './reader.js';
@@ -400,7 +401,11 @@ const FP32_MAX = '3.4028235e38';
 function writeValue(target: TensorData, at: number, datatype: DataType, raw: unknown, column: string): void {
   if (datatype === 'BYTES') {
     if (raw === undefined || raw === null) throw new RowRejected(`missing value for column '${column}'`);
-    (target as string[])[at] = typeof raw === 'string' ? raw : JSON.stringify(raw);
+    const text = typeof raw === 'string' ? raw : JSON.stringify(raw);
+    // The online path's rule (a NUL would shorten the string the model sees): a reject, not a wrong answer.
+    const problem = textElementProblem(text);
+    if (problem) throw new RowRejected(`column '${column}' holds ${problem}`);
+    (target as string[])[at] = text;
     return;
   }
   if (datatype === 'BOOL') {
