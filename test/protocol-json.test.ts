@@ -139,6 +139,7 @@ t.test('request fields: id, parameters, outputs and binary choices', async (t) =
   t.equal(binaryOutputsFor(plain), 'none');
   t.equal(binaryOutputsFor({ ...plain, binaryDataOutput: true }), 'all');
   t.equal(binaryOutputsFor({ ...plain, outputs: [{ name: 'y', binaryData: false }] }), 'none');
+  t.equal(parse({ inputs: [input({})], outputs: [] }, s).outputs, undefined, 'an empty outputs list asks for every output, as Triton and gRPC read it');
 });
 
 t.test('structural errors name the field', async (t) => {

@@ -179,7 +179,12 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
     if (!seen.has(spec.name)) throw badInput(`expected input ${JSON.stringify(spec.name)} of model "${signature.name}" but the request does not have it`);
   }
 
-  if (root['outputs'] !== undefined) request.outputs = readRequestedOutputs(root['outputs'], index, signature.name, opts.sharedMemory);
+  if (root['outputs'] !== undefined) {
+    // An empty list asks for no output in particular, as Triton and gRPC (where an empty repeated
+    // field is no field) read it: every output is answered.
+    const outputs = readRequestedOutputs(root['outputs'], index, signature.name, opts.sharedMemory);
+    if (outputs.length > 0) request.outputs = outputs;
+  }
   if (opts.header === undefined && opts.headerLength !== undefined && jsonEnd <= MAX_PLANNED_HEADER_BYTES) {
     const plan = planOf(request, bytes, jsonEnd, total, maxElements);
     if (plan !== undefined) plans.set(signature, plan);
