@@ -67,4 +67,14 @@ t.test('HTTP client: FP16 bits and BOOL bytes mean the same in JSON as in binary
     }
   }
   t.same(answers, Array.from({ length: 6 }, () => want), 'a Uint16Array of FP16 bits, and BOOL as bytes, 0/1 or booleans: the same values over JSON and binary');
+
+  // FP16 given as values (a plain array or a Float32Array) means those values on both paths.
+  const values = [];
+  for (const data of [[1, -2.5, 0.0999755859375], Float32Array.from([1, -2.5, 0.0999755859375])]) {
+    for (const binary of [false, true]) {
+      const r = await client.infer('cast', { inputs: [{ name: 'h', datatype: 'FP16', shape: [1, 3], data }, { name: 'm', datatype: 'BOOL', shape: [1, 3], data: [1, 0, 1] }] }, { binary });
+      values.push(Array.from(r.outputs.find((o) => o.name === 'hf')!.data as ArrayLike<number>));
+    }
+  }
+  t.same(values, Array.from({ length: 4 }, () => want[0]), 'FP16 values in a plain array or Float32Array: the same over JSON and binary');
 });

@@ -1,7 +1,7 @@
 // Request/response encoding for the client. Self-contained (DataView, TextEncoder, no Buffer and
 // no server modules beyond the framing) so `umbra/client` also runs in browsers.
 import type { DataType } from '../protocol/types.js';
-import { halfArrayToFloat32 } from '../protocol/half.js';
+import { float32ToHalf, halfArrayToFloat32 } from '../protocol/half.js';
 import { bigintForJson, unmarkBigints } from '../protocol/json-bigint.js';
 
 export type { DataType };
@@ -161,7 +161,10 @@ export function tensorBytes(t: ClientTensor): Uint8Array {
   if (t.datatype === 'BYTES') return encodeStrings(t.data as string[]);
   const { ctor } = STORAGE[t.datatype];
   let data = t.data;
-  if (!(data instanceof ctor)) {
+  // FP16 bits come as a Uint16Array; any other array holds the values, as JSON sends them.
+  if (t.datatype === 'FP16' && !(data instanceof Uint16Array)) {
+    data = Uint16Array.from(data as ArrayLike<number>, (v) => float32ToHalf(Number(v)));
+  } else if (!(data instanceof ctor)) {
     const typed = new ctor(data.length);
     const big = typed instanceof BigInt64Array || typed instanceof BigUint64Array;
     for (let i = 0; i < data.length; i++) {
