@@ -33,6 +33,8 @@ t.test('HTTP client: JSON and binary inference, metadata, readiness and errors',
   // Over JSON too: a BigInt64Array past 2^53 is sent as its digits, not rounded to a double.
   const exact = await client.infer('pair', { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1.5, -2, 4] }, { name: 'n', datatype: 'INT64', shape: [1, 2], data: BigInt64Array.from([9_007_199_254_740_993n, -123_456_789_012_345_678n]) }], outputs: [{ name: 'twice', parameters: { binary_data: true } }] });
   t.same(Array.from(exact.outputs.find((o) => o.name === 'twice')!.data as BigInt64Array), [18_014_398_509_481_986n, -246_913_578_024_691_356n], 'INT64 past 2^53 in a JSON request: exact');
+  const exactAnswer = await client.infer('pair', { inputs: [{ name: 'a', datatype: 'FP32', shape: [1, 3], data: [1.5, -2, 4] }, { name: 'n', datatype: 'INT64', shape: [1, 2], data: BigInt64Array.from([9_007_199_254_740_993n, 3n]) }] });
+  t.same(exactAnswer.outputs.find((o) => o.name === 'twice')!.data, [18_014_398_509_481_986n, 6n], 'INT64 past 2^53 in a JSON answer: exact, as bigints');
 
   const missing = await client.infer('nope', { inputs: [] }).catch((e: unknown) => e);
   t.ok(missing instanceof UmbraClientError);

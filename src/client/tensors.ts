@@ -2,7 +2,7 @@
 // no server modules beyond the framing) so `umbra/client` also runs in browsers.
 import type { DataType } from '../protocol/types.js';
 import { float32ToHalf, halfArrayToFloat32 } from '../protocol/half.js';
-import { bigintForJson, unmarkBigints } from '../protocol/json-bigint.js';
+import { bigintForJson, hasInexactInteger, parseKeepingIntegers, unmarkBigints } from '../protocol/json-bigint.js';
 
 export type { DataType };
 
@@ -215,11 +215,30 @@ export function decodeJsonResponse(text: string, status = 200): ClientInferRespo
 }
 
 function parseHeader(text: string, status: number): Record<string, unknown> {
+  let header: Record<string, unknown>;
   try {
-    return JSON.parse(text) as Record<string, unknown>;
+    header = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
     throw new UmbraClientError(`the server's answer is not JSON: ${(err as Error).message}`, status);
   }
+  // The server spells 64-bit integers past 2^53 exactly; JSON.parse would round them.
+  return hasInexactInteger(text) ? exactIntegerOutputs(header, text) : header;
+}
+
+/** The answer read again with its large integers kept: an INT64 or UINT64 output holding one comes back as bigint[]. */
+function exactIntegerOutputs(header: Record<string, unknown>, text: string): Record<string, unknown> {
+  let exact: Record<string, unknown>;
+  try {
+    exact = parseKeepingIntegers(text) as Record<string, unknown>;
+  } catch {
+    return header;
+  }
+  for (const out of (exact.outputs ?? []) as { datatype?: unknown; data?: unknown }[]) {
+    if (!Array.isArray(out.data) || !out.data.some((v) => typeof v === 'bigint')) continue;
+    // Any other datatype is a double, as JSON.parse reads it (a server that spells one with more digits than it needs).
+    out.data = out.datatype === 'INT64' || out.datatype === 'UINT64' ? out.data.map((v: number | bigint) => BigInt(v)) : out.data.map((v: unknown) => (typeof v === 'bigint' ? Number(v) : v));
+  }
+  return exact;
 }
 
 function answerOf(header: Record<string, unknown>, status: number): ClientInferResponse {

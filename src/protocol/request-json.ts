@@ -5,8 +5,10 @@
 // value JSON.parse would give, except that each such array arrives as a `PackedNumbers`, which
 // `jsonToTensorData` reads as it reads the nested arrays. Anything else (no addon, a large body,
 // a syntax error, an array with strings in it) is JSON.parse's alone, errors worded by it.
-import { parse as losslessParse } from 'lossless-json';
+import { hasInexactInteger, parseKeepingIntegers } from './json-bigint.js';
 import { nativeJson } from './native-json.js';
+
+export { hasInexactInteger };
 
 /** An all-number `data` array, flattened: its values in order and its nesting (lengths per level). */
 export class PackedNumbers {
@@ -101,7 +103,7 @@ export function parseJsonKeepingIntegers(text: string): unknown {
  */
 function parseExactIntegers(text: string, parsed: unknown): unknown {
   try {
-    return losslessParse(text, null, (literal) => (INTEGER_LITERAL.test(literal) && readsAsAnother(literal) ? BigInt(literal) : Number(literal)));
+    return parseKeepingIntegers(text);
   } catch {
     // A document JSON.parse reads and this parser does not (a key given twice with two values,
     // where JSON.parse keeps the last): JSON.parse's reading, its rounded integers refused.
@@ -110,31 +112,8 @@ function parseExactIntegers(text: string, parsed: unknown): unknown {
   }
 }
 
-const INTEGER_LITERAL = /^-?\d{16,}$/;
-
-/** Whether an integer literal reads, as a double, as a number other than the one it spells (and is not the shortest spelling of that double). */
-function readsAsAnother(literal: string): boolean {
-  const digits = literal.startsWith('-') ? literal.slice(1) : literal;
-  if (digits.length > 20 || BigInt(digits) >= 2n ** 64n) return false;
-  const read = Number(digits);
-  return BigInt(read) !== BigInt(digits) && String(read) !== digits;
-}
-
 function markInexact(root: unknown): void {
   if (typeof root === 'object' && root !== null) (root as Record<symbol, unknown>)[INEXACT_INTEGERS] = true;
-}
-
-/**
- * Whether `text` spells an integer of 16 or more digits that reads as another number: one a
- * double does not hold and that is not the shortest spelling of a double either (JSON.stringify
- * of 2**62 writes 4611686018427388000, which means 2**62). The scanner's test, for text it did
- * not scan; digits inside strings may count too, which can only refuse, never alter.
- */
-export function hasInexactInteger(text: string): boolean {
-  for (const [, digits] of text.matchAll(/(?<![\d.eE+-])-?(\d{16,})(?![\d.eE])/g) as IterableIterator<[string, string]>) {
-    if (readsAsAnother(digits)) return true;
-  }
-  return false;
 }
 
 /**
