@@ -4,6 +4,7 @@ import t from 'tap';
 import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { startTestServer } from './helpers/server.js';
 import { property } from './helpers/property.js';
 import { alignedBuffer } from '../dist/server/http.js';
@@ -153,6 +154,21 @@ t.test('error statuses: 400, 404, 405, 413, 415 with {"error": ...} bodies', asy
   // The server survived all of it.
   const ok = await infer({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
   t.same(ok.json.outputs[0].data, [3, 5, 7, 9]);
+});
+
+t.test('a status outside the common ones still has its reason phrase', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir });
+  // 403: registering shared memory on a server started without it.
+  const { port } = new URL(s.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  const body = '{"key": "/x", "offset": 0, "byte_size": 4}';
+  socket.write(`POST /v2/systemsharedmemory/region/x/register HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  t.equal(Buffer.concat(chunks).toString('latin1').split('\r\n')[0], 'HTTP/1.1 403 Forbidden');
 });
 
 t.test('model control: index, load, unload behind the admin token', async (t) => {

@@ -1,6 +1,7 @@
 // uWebSockets.js front end: reads requests into the transport-free Api and writes its replies.
 // uWS rules: copy everything out of `req` synchronously, register onAborted before any await,
 // cork deferred writes, copy onData chunks, respect backpressure on large answers.
+import { STATUS_CODES } from 'node:http';
 import * as uws from 'uWebSockets.js';
 import { UmbraError } from '../errors.js';
 import { Cancellation } from '../scheduler/cancellation.js';
@@ -32,11 +33,16 @@ export interface HttpOptions {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 404: '404 Not Found',
+  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
   405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large',
   415: '415 Unsupported Media Type', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
   501: '501 Not Implemented', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
 };
+
+/** The status line's code and reason: uWS writes a bare code as "HTTP/1.1 403" with no space after it, which RFC 9112 requires. */
+function statusText(status: number): string {
+  return STATUS_TEXT[status] ?? `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
+}
 
 /**
  * How far back `InFlight.recentPeak` looks: long enough to span many round trips of a client
@@ -390,7 +396,7 @@ function streamReply(res: uws.HttpResponse, reply: ApiReply, stream: NonNullable
     if (backlog > STREAM_BACKLOG_BYTES) finish();
   };
   res.cork(() => {
-    if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
+    if (reply.status !== 200) res.writeStatus(statusText(reply.status));
     for (const k in reply.headers) res.writeHeader(k, reply.headers[k]!);
     res.writeHeader('keep-alive', KEEP_ALIVE);
   });
@@ -477,7 +483,7 @@ const KEEP_ALIVE = `timeout=${KEEP_ALIVE_TIMEOUT_S}`;
 /** Writes the reply; `sent` runs once uWS needs nothing more of its body (now, or as the socket drains). */
 function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean, sent: () => void): void {
   // uWS answers 200 OK unless told otherwise.
-  if (reply.status !== 200) res.writeStatus(STATUS_TEXT[reply.status] ?? String(reply.status));
+  if (reply.status !== 200) res.writeStatus(statusText(reply.status));
   const headers = reply.headers;
   for (const k in headers) res.writeHeader(k, headers[k]!);
   if (!closeConnection) res.writeHeader('keep-alive', KEEP_ALIVE);
