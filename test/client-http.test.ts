@@ -80,3 +80,12 @@ t.test('HTTP client: FP16 bits and BOOL bytes mean the same in JSON as in binary
   }
   t.same(values, Array.from({ length: 4 }, () => want[0]), 'FP16 values in a plain array or Float32Array: the same over JSON and binary');
 });
+
+t.test('HTTP client: a 503 carries the Retry-After the server sent', async (t) => {
+  // A server refusing under overload, as Umbra answers: the error in the body, the wait in the header.
+  const refusing = (async () => new Response(JSON.stringify({ error: 'queue full' }), { status: 503, headers: { 'content-type': 'application/json', 'retry-after': '2' } })) as typeof fetch;
+  const client = new UmbraHttpClient('http://127.0.0.1:1', { fetch: refusing });
+  const err = await client.infer('m', { inputs: [] }).catch((e: unknown) => e);
+  t.ok(err instanceof UmbraClientError && err.status === 503 && err.message === 'queue full', 'an UmbraClientError with the status and the body\'s message');
+  t.equal((err as UmbraClientError).retryAfter, 2, 'retryAfter from the Retry-After header');
+});

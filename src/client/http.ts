@@ -56,8 +56,15 @@ export class UmbraHttpClient {
     const bytes = new Uint8Array(await res.arrayBuffer());
     const headerLength = res.headers.get('inference-header-content-length');
     if (res.status !== 200) {
-      decodeResponse(bytes, bytes.byteLength, res.status);
-      throw new UmbraClientError(`HTTP ${res.status}`, res.status);
+      // The body says what went wrong; a 503's Retry-After header says when to come back.
+      const retryAfter = retryAfterSeconds(res.headers.get('retry-after'));
+      try {
+        decodeResponse(bytes, bytes.byteLength, res.status);
+      } catch (err) {
+        if (!(err instanceof UmbraClientError) || retryAfter === undefined) throw err;
+        throw new UmbraClientError(err.message, err.status, err.id, retryAfter);
+      }
+      throw new UmbraClientError(`HTTP ${res.status}`, res.status, undefined, retryAfter);
     }
     return decodeResponse(bytes, headerLength ? Number(headerLength) : bytes.byteLength, res.status);
   }
@@ -101,6 +108,11 @@ export class UmbraHttpClient {
     if (res.status !== 200) throw new UmbraClientError(String(value.error ?? `HTTP ${res.status}`), res.status);
     return value;
   }
+}
+
+/** Retry-After in seconds (its delay-seconds form, the one Umbra sends), or undefined. */
+function retryAfterSeconds(value: string | null): number | undefined {
+  return value !== null && /^\d+$/.test(value.trim()) ? Number(value.trim()) : undefined;
 }
 
 /** `body` in `coding`, by the CompressionStream that Node and browsers both have ("deflate" is the zlib format HTTP means). */
