@@ -1,5 +1,6 @@
 // umbra/client over HTTP: JSON and binary bodies, 64-bit integers, error answers as UmbraClientError.
 import t from 'tap';
+import { createServer, type AddressInfo } from 'node:net';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, pairModel } from './helpers/repo.js';
 import { UmbraHttpClient, UmbraClientError } from '../dist/client/index.js';
@@ -88,4 +89,16 @@ t.test('HTTP client: a 503 carries the Retry-After the server sent', async (t) =
   const err = await client.infer('m', { inputs: [] }).catch((e: unknown) => e);
   t.ok(err instanceof UmbraClientError && err.status === 503 && err.message === 'queue full', 'an UmbraClientError with the status and the body\'s message');
   t.equal((err as UmbraClientError).retryAfter, 2, 'retryAfter from the Retry-After header');
+});
+
+t.test('HTTP client: a connection that fails is an UmbraClientError of status 0', async (t) => {
+  // A loopback port nothing listens on: open one, then close it.
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const { port } = listener.address() as AddressInfo;
+  await new Promise((resolve) => listener.close(resolve));
+  const client = new UmbraHttpClient(`http://127.0.0.1:${port}`);
+  const err = await client.infer('m', { inputs: [] }).catch((e: unknown) => e);
+  t.ok(err instanceof UmbraClientError && err.status === 0, 'infer: UmbraClientError, status 0');
+  t.match((err as Error).message, /could not reach .*ECONNREFUSED/, 'the message says what failed');
 });

@@ -52,7 +52,7 @@ export class UmbraHttpClient {
     }
     const init: RequestInit = { method: 'POST', headers, body };
     if (options.signal) init.signal = options.signal;
-    const res = await this.fetch(this.base + path, init);
+    const res = await this.send(this.base + path, init);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const headerLength = res.headers.get('inference-header-content-length');
     if (res.status !== 200) {
@@ -71,7 +71,7 @@ export class UmbraHttpClient {
 
   /** GET /v2/health/ready: true when the server and every model serve. */
   async ready(): Promise<boolean> {
-    const res = await this.fetch(`${this.base}/v2/health/ready`, { headers: { ...this.options.headers } });
+    const res = await this.send(`${this.base}/v2/health/ready`, { headers: { ...this.options.headers } });
     await res.arrayBuffer();
     return res.status === 200;
   }
@@ -99,11 +99,26 @@ export class UmbraHttpClient {
     return (await this.call('GET', name === undefined ? '/v2/systemsharedmemory/status' : `/v2/systemsharedmemory/region/${encodeURIComponent(name)}/status`)) as SharedMemoryRegionStatus[];
   }
 
+  /**
+   * fetch, with a connection that failed (refused, reset, no such host) as an UmbraClientError of
+   * status 0, as the stream and gRPC clients report it. A request the caller aborted stays fetch's
+   * AbortError.
+   */
+  private async send(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.fetch(url, init);
+    } catch (err) {
+      if (init.signal?.aborted) throw err;
+      const cause = (err as { cause?: { message?: unknown } }).cause?.message;
+      throw new UmbraClientError(`could not reach ${url}: ${typeof cause === 'string' ? cause : (err as Error).message}`, 0);
+    }
+  }
+
   /** A JSON call; a non-200 answer throws its error. */
   private async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const init: RequestInit = { method, headers: { ...this.options.headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) } };
     if (body !== undefined) init.body = JSON.stringify(body);
-    const res = await this.fetch(this.base + path, init);
+    const res = await this.send(this.base + path, init);
     const value = (await res.json()) as Record<string, unknown>;
     if (res.status !== 200) throw new UmbraClientError(String(value.error ?? `HTTP ${res.status}`), res.status);
     return value;
