@@ -97,6 +97,8 @@ t.test('Triton statistics endpoint', async (t) => {
   t.ok(st.last_inference > 0);
   t.equal((await s.get('/v2/models/affine/versions/1/stats')).json.model_stats.length, 1);
   t.equal((await s.get('/v2/models/nope/stats')).status, 404);
+  // Triton's form without a model: every model's statistics.
+  t.same((await s.get('/v2/models/stats')).json, r.json, 'GET /v2/models/stats: every model\'s (here the one)');
 });
 
 t.test('shadow API, buckets parsing and monitoring off', async (t) => {

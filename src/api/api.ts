@@ -177,6 +177,9 @@ export class Api implements RouteTable {
   /** Registers another route (capabilities add theirs: traffic, monitoring, lookup). */
   route(method: Route['method'], path: string, handler: Handler): void {
     this.routes.push({ method, pattern: path.split('/').filter(Boolean), handler });
+    // A literal segment wins over a parameter in its place, whatever registered first: GET
+    // /v2/models/stats is every model's statistics, not the metadata of a model named "stats".
+    this.routes.sort(literalsFirst);
     this.matched.clear();
   }
 
@@ -445,6 +448,17 @@ export function splitPath(path: string): string[] {
     }
   }
   return segments;
+}
+
+/** Orders patterns segment by segment, a literal before a parameter (a stable sort keeps the rest in order). */
+function literalsFirst(a: Route, b: Route): number {
+  const n = Math.min(a.pattern.length, b.pattern.length);
+  for (let i = 0; i < n; i++) {
+    const pa = a.pattern[i]!.startsWith(':');
+    const pb = b.pattern[i]!.startsWith(':');
+    if (pa !== pb) return pa ? 1 : -1;
+  }
+  return a.pattern.length - b.pattern.length;
 }
 
 function match(pattern: string[], segments: string[]): string[] | undefined {

@@ -119,6 +119,11 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
     await umbra.settleEvents();
     return json(200, monitor.statistics(model, version));
   };
+  // Triton's statistics extension: without a model, every model's (as gRPC's ModelStatistics with no name).
+  api.route('GET', '/v2/models/stats', async () => {
+    await umbra.settleEvents();
+    return json(200, { model_stats: umbra.manager.names().flatMap((m) => (monitor.statistics(m) as { model_stats: unknown[] }).model_stats) });
+  });
   api.route('GET', '/v2/models/:m/stats', (_q, [m]) => stats(m!));
   api.route('GET', '/v2/models/:m/versions/:v/stats', (_q, [m, v]) => stats(m!, v));
   // ?feature=NAME adds that column's reference and live histograms.
