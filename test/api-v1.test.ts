@@ -3,6 +3,7 @@
 import t from 'tap';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, pairModel, totalModel } from './helpers/repo.js';
+import { buildModel } from '../dist/onnx/builder.js';
 
 t.test('V1: list, readiness, predict by rows and by columns, errors in the protocol\'s form', async (t) => {
   const repo = tempRepo();
@@ -57,4 +58,15 @@ t.test('V1: list, readiness, predict by rows and by columns, errors in the proto
   t.match(bad[4]!.json.error, /instances\[0\] has no value for the input "n"/);
   t.match(bad[5]!.json.error, /input "x"/);
   t.match(bad[6]!.json.error, /the V1 protocol serves :predict/);
+});
+
+t.test('V1: rows for a model without a batch dimension are refused naming "inputs" as the fix', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('fixed', 1, buildModel({ inputs: [{ name: 'x', datatype: 'FP32', dims: [3] }], outputs: [{ name: 'y', datatype: 'FP32', dims: [3] }], nodes: [{ op: 'Neg', inputs: ['x'], outputs: ['y'] }] }));
+  repo.writeConfig('fixed', { max_batch_size: 0 });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const rows = await s.post('/v1/models/fixed:predict', { instances: [[1, 2, 3]] });
+  t.same([rows.status, rows.json.error], [400, 'expected "inputs" (the whole tensor) for model \'fixed\', which has no batch dimension (max_batch_size 0), but received "instances": its rows would give input "x" shape [1, 3] where it takes [3]']);
+  t.same((await s.post('/v1/models/fixed:predict', { inputs: [1, 2, 3] })).json, { outputs: [-1, -2, -3] }, 'the whole tensor as "inputs" runs');
 });

@@ -89,6 +89,11 @@ function fromInstances(value: unknown, signature: ModelSignature): OipTensor[] {
       return (instance as Record<string, unknown>)[spec.name];
     });
     const shape = shapeOf(values[0], `instances[0] "${spec.name}"`);
+    // Rows stack on a new first dimension: a model without a batch dimension whose input already
+    // has an instance's rank has no room for it (the check would name a shape the client never sent).
+    if (signature.maxBatchSize === 0 && shape.length + 1 > spec.dims.length) {
+      throw new UmbraError('INVALID_INPUT', `expected "inputs" (the whole tensor) for model '${signature.name}', which has no batch dimension (max_batch_size 0), but received "instances": its rows would give input "${spec.name}" shape [${[values.length, ...shape].join(', ')}] where it takes [${spec.dims.join(', ')}]`);
+    }
     const data: unknown[] = [];
     values.forEach((v, i) => {
       const own = shapeOf(v, `instances[${i}] "${spec.name}"`);
