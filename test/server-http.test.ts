@@ -151,6 +151,8 @@ t.test('error statuses: 400, 404, 405, 413, 415 with {"error": ...} bodies', asy
     t.type(r.json?.error, 'string', `${name}: error body`);
     t.match(r.json?.error, pattern, `${name}: message`);
   }
+  // RFC 9110: a 405 says which methods the resource takes.
+  t.equal((await s.get('/v2/models/affine/infer')).headers.get('allow'), 'POST', 'a 405 has an Allow header');
   // The server survived all of it.
   const ok = await infer({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
   t.same(ok.json.outputs[0].data, [3, 5, 7, 9]);

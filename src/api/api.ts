@@ -219,12 +219,12 @@ export class Api implements RouteTable {
     const known = this.matched.get(key);
     if (known) return known;
     const segments = splitPath(req.path);
-    let methodMismatch = false;
+    const allowed = new Set<string>();
     for (const route of this.routes) {
       const params = match(route.pattern, segments);
       if (!params) continue;
       if (route.method !== req.method) {
-        methodMismatch = true;
+        allowed.add(route.method);
         continue;
       }
       // Bounded: a client walking endless distinct paths only resets the memory.
@@ -233,7 +233,14 @@ export class Api implements RouteTable {
       this.matched.set(key, found);
       return found;
     }
-    if (methodMismatch) throw new UmbraError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${req.path}`);
+    if (allowed.size > 0) {
+      // RFC 9110: a 405 lists the methods the resource takes (HEAD wherever GET is, as the transport answers it).
+      if (allowed.has('GET')) allowed.add('HEAD');
+      const allow = [...allowed].join(', ');
+      const reply = errorReply(new UmbraError('METHOD_NOT_ALLOWED', `method ${req.method} is not allowed on ${req.path} (it takes ${allow})`));
+      reply.headers.allow = allow;
+      return { route: { method: req.method as Route['method'], pattern: [], handler: () => reply }, params: [] };
+    }
     throw new UmbraError('NOT_FOUND', `no route for ${req.method} ${req.path}`);
   }
 
