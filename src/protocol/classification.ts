@@ -1,6 +1,7 @@
 // The classification extension (Triton's): an output requested with `parameters.classification`
-// N is answered as its N highest values per row, each the string "<value>:<index>[:<label>]" in a
-// BYTES tensor of shape [rows, N] ([N] for a model that does not batch), highest first, labels
+// N is answered as its N highest values per row (every value where a row has fewer), each the string
+// "<value>:<index>[:<label>]" in a BYTES tensor of shape [rows, N] ([N] for a model that does not
+// batch), highest first, labels
 // from the output's `label_filename` in the model config.
 import { UmbraError } from '../errors.js';
 import { halfArrayToFloat32 } from './half.js';
@@ -25,9 +26,8 @@ export function classify(tensor: Tensor, count: number, batched: boolean, labels
   const values: ArrayLike<number | bigint> = tensor.datatype === 'FP16' ? halfArrayToFloat32(tensor.data as Uint16Array) : (tensor.data as ArrayLike<number | bigint>);
   const rows = batched ? (tensor.shape[0] ?? 1) : 1;
   const perRow = rows === 0 ? 0 : values.length / rows;
-  if (rows > 0 && count > perRow) {
-    throw new UmbraError('INVALID_INPUT', `parameters.classification asks for ${count} classes but output "${tensor.name}" has ${perRow} per row`);
-  }
+  // More classes than a row has: all of them, as Triton answers (its clients ask a fixed top-k of any model).
+  const top = Math.min(count, perRow);
   const data: string[] = [];
   const order = Array.from({ length: perRow }, (_, i) => i);
   for (let r = 0; r < rows; r++) {
@@ -42,13 +42,13 @@ export function classify(tensor: Tensor, count: number, batched: boolean, labels
       const y = rank(b);
       return x > y ? -1 : x < y ? 1 : a - b;
     });
-    for (let k = 0; k < count; k++) {
+    for (let k = 0; k < top; k++) {
       const index = ranked[k]!;
       const label = labels?.[index];
       data.push(`${String(values[base + index])}:${index}${label !== undefined && label !== '' ? `:${label}` : ''}`);
     }
   }
-  return { name: tensor.name, datatype: 'BYTES', shape: batched ? [rows, count] : [count], data };
+  return { name: tensor.name, datatype: 'BYTES', shape: batched ? [rows, top] : [top], data };
 }
 
 /**
