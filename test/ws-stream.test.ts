@@ -121,6 +121,9 @@ t.test('ws package: interleaved models, text and binary frames, out-of-order ans
   t.ok(assigned, 'a request without id gets one');
   t.same(byId.get(assigned!)!.header.outputs[0].data, affine(x3, 2, 1));
   t.equal(byId.get(assigned!)!.header.model_version, '1');
+  // The id answered is the prediction's: feedback sent for it joins (as it does over HTTP).
+  const feedback = await s.post('/v2/models/fast/feedback', { id: assigned, truth: [0, 0, 0] });
+  t.same(feedback.json, { accepted: 1, unknown: [], rejected: [] }, 'feedback for the id a request without one was answered with joins');
 });
 
 t.test('umbra client: many requests in flight over both models and both frame kinds', async (t) => {

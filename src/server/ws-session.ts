@@ -37,6 +37,8 @@ export interface StreamSessionOptions {
 interface Prepared {
   /** The client's id, or the one assigned; errors echo a non-string id as it came. */
   id: unknown;
+  /** The client sent no id (or an empty one): an answer carries the core's, which feedback joins to. */
+  idAssigned: boolean;
   binary: boolean;
   model: string;
   version?: string;
@@ -156,7 +158,9 @@ export class StreamSession {
         const binaryOutputs = p.binary ? (p.allBinary ? 'all' : result.binaryOutputs) : 'none';
         let encoded: ReturnType<typeof encodeInferResponse>;
         try {
-          encoded = encodeInferResponse(withId(result.response, p.id), { binaryOutputs });
+          // The core's own id where it gave one (monitoring records the prediction under it), as HTTP answers.
+          const id = p.idAssigned && result.response.id !== undefined && result.response.id !== '' ? result.response.id : p.id;
+          encoded = encodeInferResponse(withId(result.response, id), { binaryOutputs });
         } catch (err) {
           this.replyError(p, err);
           return;
@@ -241,7 +245,7 @@ export class StreamSession {
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new FrameViolation(`${binary ? 'binary' : 'text'} frame: the JSON is not an object`);
     const fields = header as Record<string, unknown>;
-    const p: Prepared = { id: fields.id ?? `umbra-${++this.assigned}`, binary, model: '', body, header: fields, allBinary: false };
+    const p: Prepared = { id: fields.id ?? `umbra-${++this.assigned}`, idAssigned: fields.id === undefined || fields.id === '', binary, model: '', body, header: fields, allBinary: false };
     if (headerLength !== undefined) p.headerLength = headerLength;
     if (binary) p.allBinary = !mentionsBinaryOutputs(fields);
     try {
