@@ -212,6 +212,28 @@ t.test('an eval label column that does not exist is a clear error', async (t) =>
   t.match(r.stderr, /label column named "target"/);
 });
 
+t.test('--eval labels that name no class are refused instead of scored as wrong answers', async (t) => {
+  const model = readModel(DIGITS);
+  const data = await readEvalData(CSV, { label: 'label', filter: { column: 'split', value: 'test' } });
+  data.labels[4] = 10;
+  await t.rejects(evaluateModel(DIGITS, evalPlan(model, data, 'probabilities'), data, 1),
+    { message: /^expected each label to name one of its 10 classes \(an integer from 0 to 9: output "probabilities" gives 10 scores per row, the argmax is the class\) but scored row 5 has label 10; check --label/ },
+    'a class past the output\'s scores (1-based labels)');
+  data.labels[4] = 2.5;
+  await t.rejects(evaluateModel(DIGITS, evalPlan(model, data), data, 1),
+    { message: /^expected each label to name a class of integer output "label" but scored row 5 has label 2\.5;/ },
+    'a fractional label against an integer output');
+  // A regression target given to a classifier: every row's label is fractional.
+  const lines = readFileSync(CSV, 'utf8').trim().split(/\r?\n/);
+  const at = lines[0]!.split(',').indexOf('label');
+  const csv = join(dir, 'eval-float-labels.csv');
+  writeFileSync(csv, [lines[0], ...lines.slice(1).map((l) => l.split(',').map((c, i) => (i === at ? `${c}.5` : c)).join(','))].join('\n'));
+  const r = await umbra([DIGITS, join(dir, 'float-labels.onnx'), '--sparsity', '0.5', '--eval', csv, '--label', 'label', '--eval-filter', 'split=test']);
+  t.equal(r.code, 1, 'the command fails');
+  t.match(r.stderr, /scored row 1 has label \d\.5; check --label/, 'naming the row and the label');
+  t.notOk(existsSync(join(dir, 'float-labels.onnx')), 'before writing anything');
+});
+
 t.test('the docs score on held-out rows: every --eval command in docs/prune.md filters split=test', async (t) => {
   const commands = readFileSync('docs/prune.md', 'utf8').replace(/\\\n\s*/g, ' ').split('\n')
     .filter((line) => line.startsWith('umbra prune') && line.includes('--eval '))

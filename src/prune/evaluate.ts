@@ -131,6 +131,12 @@ async function score(run: BatchRunner, plan: ReturnType<typeof evalPlan>, data: 
     const values = out.values;
     for (let r = 0; r < rows; r++) {
       const label = data.labels[start + r]!;
+      // A label no answer can equal (a regression target, a 1-based class) would only lower the
+      // accuracy, before and after alike, and the report would not say why.
+      if (classifier && (!Number.isInteger(label) || (perRow > 1 && (label < 0 || label >= perRow)))) {
+        const classes = perRow > 1 ? `one of its ${perRow} classes (an integer from 0 to ${perRow - 1}: output "${plan.output}" gives ${perRow} scores per row, the argmax is the class)` : `a class of integer output "${plan.output}"`;
+        throw new UmbraError('INVALID_ARGUMENT', `expected each label to name ${classes} but scored row ${start + r + 1} has label ${label}; check --label, or name a single-value output with --eval-output to score a regression target by RMSE`);
+      }
       if (!classifier) {
         const d = Number(values[r * perRow]) - label;
         squared += d * d;
