@@ -149,6 +149,28 @@ t.test('a layer pruned whole is named with a warning and the flag that prevents 
   t.same([report.wholeLayers, report.layers.map((l: { sparsityAfter: number }) => l.sparsityAfter)], [[], [0.25, 0.75]], 'capped: no layer whole, the total kept');
 });
 
+t.test('a model with no prunable weight says which weights were left alone and why', async (t) => {
+  // Tied weights as PyTorch exports them without constant folding: h = x @ W, y = h @ W.t().
+  const model = join(dir, 'tied.onnx');
+  writeModel(buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 4] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 4] }],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'W'], outputs: ['h'], name: 'encode' },
+      { op: 'Add', inputs: ['h', 'b'], outputs: ['hb'] },
+      { op: 'Transpose', inputs: ['W'], outputs: ['Wt'], name: 'tie' },
+      { op: 'MatMul', inputs: ['hb', 'Wt'], outputs: ['y'], name: 'decode' },
+    ],
+    initializers: [
+      { name: 'W', datatype: 'FP32', dims: [4, 2], values: Array.from({ length: 8 }, (_, i) => i / 8 - 0.5) },
+      { name: 'b', datatype: 'FP32', dims: [2], values: [0.1, 0.2] },
+    ],
+  }), model);
+  const r = await inProcess([model, join(dir, 'tied-pruned.onnx'), '--sparsity', '0.5']);
+  t.equal(r.code, 1, 'a model problem');
+  t.match(r.message, /^expected \S+tied\.onnx to have prunable weights \(FP32 initializers read only as MatMul\/Gemm\/Conv weights\) but it has none; left alone: "W" \(also read as input 0 of Transpose tie\)$/m, 'names the tied weight and its other reader, not the bias');
+});
+
 t.test('sweep prints the curve and writes an SVG', async (t) => {
   const svg = join(dir, 'sweep.svg');
   const r = await umbra([DIGITS, '--sweep', '0.5,0.9', '--eval', CSV, '--label', 'label', '--plot', svg, '--json']);

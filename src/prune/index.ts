@@ -102,7 +102,12 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
   const model = PrunableModel.open(options.input);
   seconds.load = since(t);
   if (model.weights.length === 0) {
-    throw new UmbraError('INVALID_ARGUMENT', `expected ${options.input} to have prunable weights (FP32 initializers read only as MatMul/Gemm/Conv weights) but it has none`);
+    // The initializers some layer reads as its weight, and why each is left alone (a tied weight
+    // also read by a Transpose, FP16): without them the user cannot tell what to change.
+    const near = model.skipped.filter((s) => !s.reason.startsWith('not '));
+    const why = near.slice(0, 3).map((s) => `"${s.name}" (${s.reason})`).join(', ');
+    const more = near.length > 3 ? ` and ${near.length - 3} more` : '';
+    throw new UmbraError('INVALID_ARGUMENT', `expected ${options.input} to have prunable weights (FP32 initializers read only as MatMul/Gemm/Conv weights) but it has none${near.length > 0 ? `; left alone: ${why}${more}` : ''}`);
   }
   // Pattern mistakes surface before any slow work.
   resolveTargets(model.weights, targetRules(options));
