@@ -322,6 +322,12 @@ t.test('OUT whose data file is the input data file, or OUT equal to IN, is refus
   writeModel(testModel(5), input);
   externalize(input);
   await t.rejects(runPrune({ input, output: input, method: 'global', sparsity: 0.5 }), /other than the input/);
+  // OUT naming the input's own data file: the model would be written over the input's weights.
+  const weights = readFileSync(join(d, 'weights.bin'));
+  await t.rejects(runPrune({ input, output: join(d, 'weights.bin'), method: 'global', sparsity: 0.5 }),
+    /^expected an output path other than the input's external data for OUT but received \S+weights\.bin, which holds the weights of \S+m\.onnx; write the pruned model to another path$/);
+  t.same(readFileSync(join(d, 'weights.bin')), weights, 'the input\'s data file is untouched');
+  t.notOk(existsSync(join(d, 'weights.bin.data')), 'nothing written');
   copyFileSync(join(d, 'weights.bin'), join(d, 'w.onnx.data'));
   const m = readModel(input);
   for (const tensor of m.graph!.initializer ?? []) tensor.externalData!.find((e) => e.key === 'location')!.value = 'w.onnx.data';

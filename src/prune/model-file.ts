@@ -84,6 +84,10 @@ export class PrunableModel {
   write(out: string): string[] {
     const target = resolve(out);
     if (target === resolve(this.path)) throw new UmbraError('INVALID_ARGUMENT', `expected an output path other than the input for OUT but received ${out}`);
+    // Written last, over a file the input still reads: the input model would lose its weights.
+    if (this.externalSources().has(target)) {
+      throw new UmbraError('INVALID_ARGUMENT', `expected an output path other than the input's external data for OUT but received ${out}, which holds the weights of ${this.path}; write the pruned model to another path`);
+    }
     mkdirSync(dirname(target), { recursive: true });
     const reencode = this.hasExternalData || this.storage.some((s) => s.kind === 'raw-detached' || s.kind === 'float-data');
     this.storage.forEach((s, i) => this.storeBack(this.weights[i]!.tensor, s, this.values[i]!));
@@ -144,11 +148,15 @@ export class PrunableModel {
     return join(dirname(this.path), normalized);
   }
 
+  /** The files the input's external tensors are read from, as absolute paths. */
+  private externalSources(): Set<string> {
+    return new Set(this.externalRefs.map((r) => resolve(this.externalPath(r))));
+  }
+
   private writeExternal(target: string): string {
     const dataName = `${basename(target)}.data`;
     const dataPath = join(dirname(target), dataName);
-    const sources = new Set(this.externalRefs.map((r) => resolve(this.externalPath(r))));
-    if (sources.has(resolve(dataPath))) {
+    if (this.externalSources().has(resolve(dataPath))) {
       throw new UmbraError('INVALID_ARGUMENT', `expected OUT whose data file ${dataPath} is not one the input reads but received ${target}`);
     }
     const pruned = new Map(this.weights.map((w, i) => [w.name, this.values[i]!]));
