@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, copyFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, copyFileSync, existsSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -328,6 +328,11 @@ t.test('OUT whose data file is the input data file, or OUT equal to IN, is refus
     /^expected an output path other than the input's external data for OUT but received \S+weights\.bin, which holds the weights of \S+m\.onnx; write the pruned model to another path$/);
   t.same(readFileSync(join(d, 'weights.bin')), weights, 'the input\'s data file is untouched');
   t.notOk(existsSync(join(d, 'weights.bin.data')), 'nothing written');
+  // OUT a symlink to the input (a repository's "current" link): writing through it overwrote IN.
+  const model = readFileSync(input);
+  symlinkSync('m.onnx', join(d, 'current.onnx'));
+  await t.rejects(runPrune({ input, output: join(d, 'current.onnx'), method: 'global', sparsity: 0.5 }), /other than the input for OUT/, 'a symlink to IN');
+  t.same(readFileSync(input), model, 'the input model is untouched');
   copyFileSync(join(d, 'weights.bin'), join(d, 'w.onnx.data'));
   const m = readModel(input);
   for (const tensor of m.graph!.initializer ?? []) tensor.externalData!.find((e) => e.key === 'location')!.value = 'w.onnx.data';

@@ -6,7 +6,7 @@
 // fields unknown to onnx-proto survive). When the model has external data, every external tensor
 // goes into one file `<OUT>.data` next to OUT (pruned ones with their zeros, the rest copied byte
 // for byte) and the model is re-encoded with the new locations; inline tensors stay inline.
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { basename, dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
@@ -83,9 +83,9 @@ export class PrunableModel {
   /** Writes the model (and `<out>.data` when it has external data); returns the paths written. */
   write(out: string): string[] {
     const target = resolve(out);
-    if (target === resolve(this.path)) throw new UmbraError('INVALID_ARGUMENT', `expected an output path other than the input for OUT but received ${out}`);
+    if (sameFile(target, this.path)) throw new UmbraError('INVALID_ARGUMENT', `expected an output path other than the input for OUT but received ${out}`);
     // Written last, over a file the input still reads: the input model would lose its weights.
-    if (this.externalSources().has(target)) {
+    if (this.reads(target)) {
       throw new UmbraError('INVALID_ARGUMENT', `expected an output path other than the input's external data for OUT but received ${out}, which holds the weights of ${this.path}; write the pruned model to another path`);
     }
     mkdirSync(dirname(target), { recursive: true });
@@ -148,15 +148,15 @@ export class PrunableModel {
     return join(dirname(this.path), normalized);
   }
 
-  /** The files the input's external tensors are read from, as absolute paths. */
-  private externalSources(): Set<string> {
-    return new Set(this.externalRefs.map((r) => resolve(this.externalPath(r))));
+  /** Whether `path` is a file the input's external tensors are read from. */
+  private reads(path: string): boolean {
+    return this.externalRefs.some((r) => sameFile(this.externalPath(r), path));
   }
 
   private writeExternal(target: string): string {
     const dataName = `${basename(target)}.data`;
     const dataPath = join(dirname(target), dataName);
-    if (this.externalSources().has(resolve(dataPath))) {
+    if (this.reads(dataPath)) {
       throw new UmbraError('INVALID_ARGUMENT', `expected OUT whose data file ${dataPath} is not one the input reads but received ${target}`);
     }
     const pruned = new Map(this.weights.map((w, i) => [w.name, this.values[i]!]));
@@ -186,6 +186,17 @@ export class PrunableModel {
     }
     return dataPath;
   }
+}
+
+/**
+ * Whether two paths name one file: the same path, or a symlink or hard link to an existing file
+ * (writing through one would overwrite the input the docs promise never to touch).
+ */
+function sameFile(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true;
+  const sa = statSync(a, { throwIfNoEntry: false });
+  const sb = statSync(b, { throwIfNoEntry: false });
+  return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 
 function readExact(path: string, into: Uint8Array, offset: number, what: string): void {
