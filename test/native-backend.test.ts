@@ -12,6 +12,7 @@ import { writeModel } from '../dist/onnx/model-io.js';
 import { openNative } from '../dist/workers/backends/native.js';
 import { compileGraph, nativeRefusal } from '../dist/graph/index.js';
 import { prunedMlp } from './helpers/native-models.js';
+import { resolveBackend } from '../dist/execution/placement.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const DIGITS = (v: number) => join(ROOT, 'models', 'repository', 'digits', String(v), 'model.onnx');
@@ -287,4 +288,23 @@ t.test('MatMul and Gemm with a run-time right-hand side', async (t) => {
     b: { data: randomArray(12, 2), shape: [3, 4] },
     bt: { data: randomArray(12, 3), shape: [4, 3] },
   });
+});
+
+t.test('a batched MatMul of two run-time tensors is refused at load, so auto serves it on onnxruntime', async (t) => {
+  // PyTorch's outer product h.unsqueeze(2) @ h.unsqueeze(1): [b, 4, 1] @ [b, 1, 4]. It compiled,
+  // then every run failed (400, blaming the request), and auto picked native for it: the model
+  // was UNAVAILABLE where onnxruntime serves it.
+  const path = save({
+    inputs: [{ name: 'x', datatype: 'FP32', dims: ['batch', 4] }],
+    outputs: [{ name: 'y', datatype: 'FP32', dims: ['batch', 16] }],
+    initializers: [{ name: 'two', datatype: 'INT64', dims: [1], values: [2n] }, { name: 'one', datatype: 'INT64', dims: [1], values: [1n] }],
+    nodes: [
+      { op: 'Unsqueeze', inputs: ['x', 'two'], outputs: ['col'] },
+      { op: 'Unsqueeze', inputs: ['x', 'one'], outputs: ['row'] },
+      { op: 'MatMul', inputs: ['col', 'row'], outputs: ['outer'], name: 'outer' },
+      { op: 'Flatten', inputs: ['outer'], outputs: ['y'] },
+    ],
+  });
+  t.throws(() => compileGraph(path), { code: 'LOAD_FAILED', message: /^node "outer" \(MatMul\) multiplies by a run-time 3-D right-hand side \(a batched MatMul\); .*use backend: onnxruntime \(or auto\)/ });
+  t.equal(resolveBackend('auto', path), 'onnxruntime', 'auto picks onnxruntime');
 });

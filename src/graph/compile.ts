@@ -5,7 +5,7 @@
 import { UmbraError } from '../errors.js';
 import type { ModelProto } from '../onnx/model-io.js';
 import type { Activation } from '../native/kernels.js';
-import { describeNode, floatAttribute, intAttribute, loadGraph, stringAttribute, type Graph, type GraphNode } from './graph.js';
+import { describeNode, floatAttribute, intAttribute, intsAttribute, loadGraph, stringAttribute, type Graph, type GraphNode } from './graph.js';
 import { fuseGelu } from './fuse-gelu.js';
 import { REFERENCE_OPS, RUNTIME_OPS } from './reference-ops.js';
 import { asFloat32, sizeOf, type Value } from './tensor.js';
@@ -102,12 +102,51 @@ function columnVector(value: Value | undefined, n: number, maxRank: number): Flo
   return undefined;
 }
 
-function lowerMatMul(node: GraphNode, graph: Graph, steps: Step[]): void {
+const SAME_RANK_OPS = new Set(['Relu', 'Sigmoid', 'Tanh', 'Gelu', 'Erf', 'Sqrt', 'Neg', 'Reciprocal', 'Identity', 'Dropout', 'Softmax', 'Cast']);
+const BROADCAST_OPS = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow']);
+
+/**
+ * The rank of each value where the graph's inputs and constants and the ops the native backend
+ * runs determine it (no shapes needed), so a node the kernels cannot run on its ranks (a batched
+ * MatMul of two run-time tensors) is refused at load, and `auto` picks onnxruntime for it.
+ */
+function knownRanks(graph: Graph): Map<string, number> {
+  const ranks = new Map<string, number>();
+  for (const input of graph.signature.inputs) if (input.dims.length > 0) ranks.set(input.name, input.dims.length);
+  for (const [name, value] of graph.constants) ranks.set(name, value.dims.length);
+  const count = (name: string | undefined, node: GraphNode, attribute: string): number | undefined => {
+    const c = name ? graph.constants.get(name) : undefined;
+    return c ? sizeOf(c.dims) : intsAttribute(node, attribute)?.length;
+  };
+  for (const node of graph.nodes) {
+    const [a, b] = node.inputs.map((name) => ranks.get(name));
+    let rank: number | undefined;
+    if (SAME_RANK_OPS.has(node.op)) rank = a;
+    else if (BROADCAST_OPS.has(node.op)) rank = a !== undefined && b !== undefined ? Math.max(a, b) : undefined;
+    else if (node.op === 'Flatten' || node.op === 'Gemm') rank = 2;
+    else if (node.op === 'Shape') rank = 1;
+    else if (node.op === 'Reshape') rank = count(node.inputs[1], node, '');
+    else if (node.op === 'Concat') rank = node.inputs.map((name) => ranks.get(name)).find((r) => r !== undefined);
+    else if (node.op === 'Gather') rank = a !== undefined && b !== undefined ? a - 1 + b : undefined;
+    else if (node.op === 'Unsqueeze' || node.op === 'Squeeze') {
+      const axes = count(node.inputs[1], node, 'axes');
+      rank = a === undefined || axes === undefined ? undefined : node.op === 'Unsqueeze' ? a + axes : a - axes;
+    } else if (node.op === 'ArgMax') rank = a === undefined ? undefined : intAttribute(node, 'keepdims', 1) === 1 ? a : a - 1;
+    else if (node.op === 'MatMul' && a !== undefined && b !== undefined) rank = a === 1 ? b - 1 : b === 1 ? a - 1 : Math.max(a, b);
+    if (rank !== undefined && node.outputs[0]) ranks.set(node.outputs[0], rank);
+  }
+  return ranks;
+}
+
+function lowerMatMul(node: GraphNode, graph: Graph, steps: Step[], ranks: ReadonlyMap<string, number>): void {
   const [aName = '', bName = '', cName = ''] = node.inputs;
   const b = graph.constants.get(bName);
   const gemm = node.op === 'Gemm';
   if (!b || graph.constants.has(aName) || b.dims.length !== 2) {
     if (b && b.dims.length !== 2) throw unsupported(node, `has a ${b.dims.length}-D weight`);
+    // The run-time product takes a 2-D right-hand side only (GraphExecutor.matmul).
+    const rank = ranks.get(bName);
+    if (!b && rank !== undefined && rank !== 2) throw unsupported(node, `multiplies by a run-time ${rank}-D right-hand side (a batched MatMul)`);
     steps.push({ kind: 'matmul', node });
     return;
   }
@@ -143,12 +182,12 @@ function lowerMatMul(node: GraphNode, graph: Graph, steps: Step[]): void {
   step.output = `${output}::AB`;
 }
 
-function lower(node: GraphNode, graph: Graph, steps: Step[]): void {
+function lower(node: GraphNode, graph: Graph, steps: Step[], ranks: ReadonlyMap<string, number>): void {
   if (!RUNTIME_OPS.has(node.op)) throw unsupported(node, 'is not supported');
   switch (node.op) {
     case 'MatMul':
     case 'Gemm':
-      lowerMatMul(node, graph, steps);
+      lowerMatMul(node, graph, steps, ranks);
       return;
     case 'Softmax':
       steps.push({ kind: 'softmax', node });
@@ -278,6 +317,7 @@ export function compileGraph(source: string | ModelProto): CompiledGraph {
   }
   graph.nodes = fuseGelu(foldConstants(graph), graph);
   const steps: Step[] = [];
-  for (const node of graph.nodes) lower(node, graph, steps);
+  const ranks = knownRanks(graph);
+  for (const node of graph.nodes) lower(node, graph, steps, ranks);
   return { graph, steps: fuseEpilogues(foldInputScales(steps, graph), graph) };
 }
