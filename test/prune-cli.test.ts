@@ -320,5 +320,9 @@ t.test('--eval feeds a CNN its image: the 64 pixel columns fill [1, 8, 8] (a PyT
   t.equal(JSON.parse(r.stdout).eval.before, before.value);
   // Columns that cannot fill the input say what would.
   const three = { columns: ['f0', 'f1', 'f2'], features: new Float32Array(3), labels: new Float64Array(1), rows: 1 };
-  t.throws(() => evalPlan(readModel(cnn), three), /expected input "image" to take the 3 feature columns per row \(\[batch, 3\], or dims past the batch one whose product is 3\) but it is \[-1, 1, 8, 8\]/);
+  t.throws(() => evalPlan(readModel(cnn), three), /expected input "image" to take the 3 feature columns per row \(\[batch, 3\], or dims past the batch one whose product is 3\) but it is \[-1, 1, 8, 8\]; the features are every numeric column but --label and --eval-filter's \(f0, f1, f2\): drop the others from the data$/);
+  // An id column is numeric too: the message names the columns taken, so it shows.
+  const columns = ['id', ...Array.from({ length: 64 }, (_, i) => `p${i}`)];
+  const withId = { columns, features: new Float32Array(65), labels: new Float64Array(1), rows: 1 };
+  t.throws(() => evalPlan(readModel(DIGITS), withId), /take the 65 feature columns .*\(id, p0, p1, \.\.\., p61, p62, p63\): drop the others from the data$/, 'an id column taken as a feature is named');
 });

@@ -101,7 +101,10 @@ export function evalPlan(model: ModelProto, data: EvalData, output?: string): { 
   const free = rowDims.filter((d) => d < 0).length;
   const fits = free === 0 ? fixed === data.columns.length : free === 1 && fixed > 0 && data.columns.length % fixed === 0;
   if (input.dims.length < 2 || !fits) {
-    throw new UmbraError('INVALID_ARGUMENT', `expected input "${input.name}" to take the ${data.columns.length} feature columns per row ([batch, ${data.columns.length}], or dims past the batch one whose product is ${data.columns.length}) but it is [${input.dims.join(', ')}]`);
+    // Which columns were taken: an id or row-number column counts as a feature, and only the
+    // names show it.
+    const names = data.columns.length <= 8 ? data.columns.join(', ') : `${data.columns.slice(0, 3).join(', ')}, ..., ${data.columns.slice(-3).join(', ')}`;
+    throw new UmbraError('INVALID_ARGUMENT', `expected input "${input.name}" to take the ${data.columns.length} feature columns per row ([batch, ${data.columns.length}], or dims past the batch one whose product is ${data.columns.length}) but it is [${input.dims.join(', ')}]; the features are every numeric column but --label and --eval-filter's (${names}): drop the others from the data`);
   }
   let chosen = output;
   if (chosen !== undefined && !sig.outputs.some((o) => o.name === chosen)) {
