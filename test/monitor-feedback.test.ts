@@ -73,7 +73,7 @@ t.test('join and accuracy bookkeeping', async (t) => {
   // A shadow copy answers under the same id: one label scores both versions.
   const h = new FeedbackJoin();
   h.remember('q', 'm', '1', 'classification', Float64Array.of(3, 4), 0);
-  h.remember('q', 'm', '2', 'classification', Float64Array.of(3, 5), 0);
+  h.remember('q', 'm', '2', 'classification', Float64Array.of(3, 5), 0, true);
   const both = h.accept('m', [{ id: 'q', truth: [3, 4] }], 1);
   t.same(both.joined[0]!.versions, ['1', '2']);
   t.equal(h.report('m', '1')!.accuracy, 1);
@@ -84,6 +84,19 @@ t.test('join and accuracy bookkeeping', async (t) => {
   t.same(g.accept('reg', [{ id: 'a', truth: 2 }], 1).rejected, [{ id: 'a', reason: 'expected an array of 2 numbers for truth' }]);
   g.accept('reg', [{ id: 'a', truth: [1, 2] }, { id: 'b', truth: 3 }], 1);
   t.same(g.report('reg', '3'), { model: 'reg', version: '3', task: 'regression', labelled: 3, window: 2, meanAbsoluteError: 0.5 }, 'window of the latest 2 rows');
+});
+
+t.test('a caller id re-used by another request: the label is for the newest prediction alone', async (t) => {
+  const f = new FeedbackJoin();
+  f.remember('dup', 'm', '1', 'classification', Float64Array.of(2), 1000);
+  f.remember('dup', 'm', '2', 'classification', Float64Array.of(8), 2000);
+  f.remember('dup', 'm', '3', 'classification', Float64Array.of(5), 2005, true);
+  const r = f.accept('m', [{ id: 'dup', truth: 8 }], 3000);
+  t.same(r.joined.map((j) => [j.versions, j.fromMs, j.toMs]), [[['2', '3'], 2000, 2005]], 'the newest request and its shadow copy, with their times');
+  t.equal(f.report('m', '1'), undefined, 'the earlier request is not scored');
+  f.remember('dup', 'm', '2', 'classification', Float64Array.of(4), 4000);
+  const again = f.accept('m', [{ id: 'dup', truth: 4 }], 5000);
+  t.same(again.joined.map((j) => [j.fromMs, j.toMs, j.truth]), [[4000, 4000, 4]], 'a re-use after the label gets a label of its own');
 });
 
 t.test('accuracy over the predictions made since a moment, and labels that cannot name a class', async (t) => {
@@ -117,7 +130,7 @@ t.test('SQLite store: lookup by id, retention, export', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = await openLogStore(`sqlite:${join(dir, 'log.sqlite')}`);
   const row = (id: string, timeMs: number, label: number) => ({ id, model: 'm', version: '1', role: 'primary', timeMs, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1], data: Float64Array.of(label) }] });
-  await store.insert([row('a', 1000, 1), row('b', 2000, 2), row('c', 3000, 3), row('b', 3500, 4)], [{ id: 'c', model: 'm', version: '1', timeMs: 3000, truth: 3 }]);
+  await store.insert([row('a', 1000, 1), row('b', 2000, 2), row('c', 3000, 3), row('b', 3500, 4)], [{ id: 'c', model: 'm', version: '1', timeMs: 3000, fromMs: 3000, toMs: 3000, truth: 3 }]);
   const found = await store.lookup('m', ['b', 'c', 'zz']);
   t.same(found.map((f: { id: string; labelled: boolean }) => [f.id, f.labelled]), [['b', false], ['c', true]]);
   t.equal(found[0]!.timeMs, 3500, 'the newest prediction of a re-used id');
@@ -127,6 +140,48 @@ t.test('SQLite store: lookup by id, retention, export', async (t) => {
   t.same(rows.map((r: { id: string; truth: unknown; outputs: { y: { data: number[] } } }) => [r.id, r.truth, r.outputs.y.data[0]]), [['c', 3, 3], ['b', null, 4]]);
   t.equal(await store.prune(10_000), 2, 'everything older than the cutoff, even the newest row');
   await store.close();
+});
+
+/** Two requests under one id, a label for the newer (and its shadow copy), then a third request and its own label. */
+async function reusedIdLabels(store: Awaited<ReturnType<typeof openLogStore>>) {
+  const row = (id: string, role: string, timeMs: number, label: number) => ({ id, model: 'm', version: role === 'shadow' ? '2' : '1', role, timeMs, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1], data: Float64Array.of(label) }] });
+  await store.insert([row('r', 'primary', 1000, 2), row('r', 'primary', 2000, 8), row('r', 'shadow', 2004, 8)], [{ id: 'r', model: 'm', version: '1', timeMs: 2500, fromMs: 2000, toMs: 2004, truth: 8 }]);
+  await store.insert([row('r', 'primary', 3000, 4)], []);
+  const unlabelled = (await store.lookup('m', ['r']))[0]!;
+  await store.insert([], [{ id: 'r', model: 'm', version: '1', timeMs: 3500, fromMs: 3000, toMs: 3000, truth: 4 }]);
+  const all = [];
+  for await (const r of store.exportRows({})) all.push([r.role, r.outputs.y.data[0], r.truth]);
+  const labelled = [];
+  for await (const r of store.exportRows({ labelledOnly: true })) labelled.push(r.outputs.y.data[0]);
+  return { all, labelled, unlabelled };
+}
+
+t.test('SQLite store: a label joins only the predictions it scored, when a caller re-used the id', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await openLogStore(`sqlite:${join(dir, 'log.sqlite')}`);
+  const { all, labelled, unlabelled } = await reusedIdLabels(store);
+  await store.close();
+  t.same(all, [['primary', 2, null], ['primary', 8, 8], ['shadow', 8, 8], ['primary', 4, 4]], 'each row with its own label or none');
+  t.same(labelled, [8, 8, 4], '--labelled keeps only the labelled rows');
+  t.same([unlabelled.timeMs, unlabelled.labelled], [3000, false], 'the newest request under a labelled id is not labelled yet');
+});
+
+t.test('SQLite store: labels of a log written before labels had spans still join by id', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'log.sqlite');
+  const old = new Database(path);
+  old.exec(`CREATE TABLE umbra_predictions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs BLOB, outputs BLOB NOT NULL, id_hash INTEGER NOT NULL);
+    CREATE TABLE umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+    INSERT INTO umbra_labels VALUES ('a', 'm', '1', 5000, '7');`);
+  old.close();
+  const store = await openLogStore(`sqlite:${path}`);
+  await store.insert([{ id: 'a', model: 'm', version: '1', role: 'primary', timeMs: 1000, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1], data: Float64Array.of(7) }] }], []);
+  const rows = [];
+  for await (const r of store.exportRows({})) rows.push(r.truth);
+  await store.close();
+  t.same(rows, [7]);
 });
 
 t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t) => {
@@ -209,4 +264,39 @@ t.test('prediction log in PostgreSQL', async (t) => {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', database.url, '--labelled'], { encoding: 'utf8' });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout.trim().split('\n').length, sent.length);
+});
+
+t.test('PostgreSQL store: a label joins only the predictions it scored, when a caller re-used the id', async (t) => {
+  const database = await createTestDatabase();
+  if (!database) {
+    t.skip(PG_SKIP_REASON);
+    return;
+  }
+  t.teardown(() => database.drop());
+  const store = await openLogStore(database.url);
+  const { all, labelled, unlabelled } = await reusedIdLabels(store);
+  await store.close();
+  t.same(all, [['primary', 2, null], ['primary', 8, 8], ['shadow', 8, 8], ['primary', 4, 4]], 'each row with its own label or none');
+  t.same(labelled, [8, 8, 4], '--labelled keeps only the labelled rows');
+  t.same([unlabelled.timeMs, unlabelled.labelled], [3000, false], 'the newest request under a labelled id is not labelled yet');
+});
+
+t.test('PostgreSQL store: labels of a log written before labels had spans still join by id', async (t) => {
+  const database = await createTestDatabase();
+  if (!database) {
+    t.skip(PG_SKIP_REASON);
+    return;
+  }
+  t.teardown(() => database.drop());
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  await client.query(`CREATE TABLE umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+    INSERT INTO umbra_labels VALUES ('a', 'm', '1', 5000, '7')`);
+  await client.end();
+  const store = await openLogStore(database.url);
+  await store.insert([{ id: 'a', model: 'm', version: '1', role: 'primary', timeMs: 1000, latencyMs: 0.5, outputs: [{ name: 'y', shape: [1], data: Float64Array.of(7) }] }], [{ id: 'a', model: 'm', version: '1', timeMs: 6000, fromMs: 2000, toMs: 2000, truth: 3 }]);
+  const rows = [];
+  for await (const r of store.exportRows({})) rows.push(r.truth);
+  await store.close();
+  t.same(rows, [7], 'the old label still covers its row; a new one with a span sits beside it');
 });

@@ -175,8 +175,11 @@ export interface JoinedLabel {
   model: string;
   /** The first version that answered (the primary). */
   version: string;
-  /** Every version whose answer to this id was scored (primary, canary, shadows). */
+  /** Every version whose answer to this id was scored (the served one and its shadow copies). */
   versions: string[];
+  /** The times of the first and last of those answers, as the log records them: the label belongs to these rows only. */
+  fromMs: number;
+  toMs: number;
   truth: unknown;
 }
 
@@ -203,6 +206,8 @@ export class FeedbackJoin {
   private readonly seqSlot: Int32Array;
   private readonly prefix: string | undefined;
   private readonly at: Float64Array;
+  /** Time of the latest answer in the slot (a shadow copy's comes after the served one's). */
+  private readonly lastAt: Float64Array;
   private readonly labelled: Uint8Array;
   /** One row from one version: the predicted value and the interned version. */
   private readonly single: Float64Array;
@@ -229,6 +234,7 @@ export class FeedbackJoin {
     this.seqSlot = new Int32Array(n).fill(-1);
     this.prefix = options.assignedPrefix;
     this.at = new Float64Array(n);
+    this.lastAt = new Float64Array(n);
     this.labelled = new Uint8Array(n);
     this.single = new Float64Array(n);
     this.singleVersion = new Int32Array(n);
@@ -269,18 +275,22 @@ export class FeedbackJoin {
     return this.slots.get(model)?.get(id);
   }
 
-  /** Hot path: remember one answered prediction under its id. */
-  remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now()): void {
+  /**
+   * Hot path: remember one answered prediction under its id. A shadow copy joins the answer it
+   * copies, so one label scores both; any other answer under a remembered id is a new request
+   * that re-used the id: it takes the id over, and a label sent later is for it alone.
+   */
+  remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now(), shadow = false): void {
     const seq = this.assignedSeq(id);
-    const existing = this.find(model, id, seq);
+    const existing = shadow ? this.find(model, id, seq) : undefined;
     if (existing !== undefined && !this.labelled[existing]) {
-      // Same id from another version (shadow, canary): keep both; from the same version: a re-used id, the newest wins.
       const list = this.predictionsOf(existing);
       const i = list.findIndex((p) => p.version === version);
       const entry = { version, task, predicted: Array.from(predicted) };
       if (i >= 0) list[i] = entry;
       else if (list.length < MAX_VERSIONS_PER_ID) list.push(entry);
       this.many.set(existing, list);
+      this.lastAt[existing] = Math.max(this.lastAt[existing]!, now);
       return;
     }
     const slot = this.next;
@@ -301,6 +311,7 @@ export class FeedbackJoin {
     }
     this.slotModel[slot] = model;
     this.at[slot] = now;
+    this.lastAt[slot] = now;
     this.labelled[slot] = 0;
     if (predicted.length === 1) {
       this.single[slot] = predicted[0]!;
@@ -363,7 +374,7 @@ export class FeedbackJoin {
       }
       this.labelled[slot] = 1;
       result.accepted += 1;
-      result.joined.push({ id, model, version: predictions[0]!.version, versions: predictions.map((p) => p.version), truth });
+      result.joined.push({ id, model, version: predictions[0]!.version, versions: predictions.map((p) => p.version), fromMs: predictedAt, toMs: this.lastAt[slot]!, truth });
     }
     return result;
   }

@@ -55,6 +55,12 @@ export interface LabelRecord {
   model: string;
   version: string;
   timeMs: number;
+  /**
+   * The times of the first and last logged answer the label scored (the served one and its shadow
+   * copies): an id a caller re-used names other predictions too, and those are not this label's.
+   */
+  fromMs: number;
+  toMs: number;
   truth: unknown;
 }
 
@@ -74,6 +80,8 @@ export interface LoggedPrediction {
   id: string;
   version: string;
   timeMs: number;
+  /** The time of its last shadow copy, or `timeMs` when it has none. */
+  untilMs: number;
   outputs: Uint8Array;
   labelled: boolean;
 }
@@ -114,6 +122,12 @@ export async function openLogStore(url: string): Promise<LogStore> {
 }
 
 const PAGE = 5000;
+
+/** Labels written before labels were scoped to their predictions' times cover every row of their id, as they did. */
+const LEGACY_LABEL_SPAN = 'from_ms INTEGER NOT NULL DEFAULT 0, to_ms INTEGER NOT NULL DEFAULT 9007199254740991';
+
+/** A prediction's label: the newest of those whose span holds its time (spans of one id overlap only when its requests did). */
+const LABEL_OF_ROW = 'SELECT l.truth FROM umbra_labels l WHERE l.model = p.model AND l.id = p.id AND l.from_ms <= p.time_ms AND l.to_ms >= p.time_ms ORDER BY l.from_ms DESC LIMIT 1';
 
 function exportRow(r: { id: string; model: string; version: string; role: string; time_ms: number | string; latency_ms: number; inputs: Uint8Array | null; outputs: Uint8Array; truth: string | null }): ExportedRow {
   return {
@@ -186,7 +200,7 @@ class SqliteLogStore implements LogStore {
 
   private constructor(private readonly db: import('better-sqlite3').Database) {
     this.insertOne = db.prepare(PREDICTION_COLUMNS + ROW_PARAMETERS);
-    this.insertLabel = db.prepare('INSERT OR REPLACE INTO umbra_labels (id, model, version, time_ms, truth) VALUES (?, ?, ?, ?, ?)');
+    this.insertLabel = db.prepare('INSERT OR REPLACE INTO umbra_labels (id, model, version, time_ms, truth, from_ms, to_ms) VALUES (?, ?, ?, ?, ?, ?, ?)');
     this.insertMany = db.prepare(PREDICTION_COLUMNS + new Array(ROWS_PER_INSERT).fill(ROW_PARAMETERS).join(', '));
   }
 
@@ -201,8 +215,19 @@ class SqliteLogStore implements LogStore {
     db.exec(`
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms INTEGER NOT NULL, latency_ms REAL NOT NULL, inputs BLOB, outputs BLOB NOT NULL, id_hash INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_id_hash ON umbra_predictions (id_hash);
-      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, ${LEGACY_LABEL_SPAN}, PRIMARY KEY (model, id, from_ms));
     `);
+    if (!(db.pragma('table_info(umbra_labels)') as { name: string }[]).some((c) => c.name === 'from_ms')) {
+      // A log from before labels had spans: one label per id, kept as covering all of its rows.
+      db.transaction(() => {
+        db.exec(`
+          CREATE TABLE umbra_labels_spans (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms INTEGER NOT NULL, truth TEXT NOT NULL, ${LEGACY_LABEL_SPAN}, PRIMARY KEY (model, id, from_ms));
+          INSERT INTO umbra_labels_spans (id, model, version, time_ms, truth) SELECT id, model, version, time_ms, truth FROM umbra_labels;
+          DROP TABLE umbra_labels;
+          ALTER TABLE umbra_labels_spans RENAME TO umbra_labels;
+        `);
+      })();
+    }
     if ((db.pragma('user_version', { simple: true }) as number) < SQLITE_LAYOUT) {
       // A log written under an older key layout: re-key its rows once.
       db.function('umbra_id_key', { deterministic: true }, (id: unknown) => idHash(String(id)));
@@ -240,7 +265,7 @@ class SqliteLogStore implements LogStore {
         put(i, 0);
         this.insertOne.run(args.slice(0, 9));
       }
-      for (const r of labels) l.run(r.id, r.model, r.version, r.timeMs, JSON.stringify(r.truth));
+      for (const r of labels) l.run(r.id, r.model, r.version, r.timeMs, JSON.stringify(r.truth), r.fromMs, r.toMs);
     })();
   }
 
@@ -260,17 +285,22 @@ class SqliteLogStore implements LogStore {
     // as in memory; chunks stay under SQLite's parameter limit.
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
-      const rows = this.db.prepare(`SELECT p.id, p.version, p.role, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.id_hash IN (${chunk.map(() => '?').join(',')}) AND p.model = ? ORDER BY p.seq`).all(...chunk.map(idHash), model) as { id: string; version: string; role: string; time_ms: number; outputs: Uint8Array; labelled: number }[];
+      const rows = this.db.prepare(`SELECT p.id, p.version, p.role, p.time_ms, p.outputs, (${LABEL_OF_ROW}) IS NOT NULL AS labelled FROM umbra_predictions p WHERE p.id_hash IN (${chunk.map(() => '?').join(',')}) AND p.model = ? ORDER BY p.seq`).all(...chunk.map(idHash), model) as { id: string; version: string; role: string; time_ms: number; outputs: Uint8Array; labelled: number }[];
       const newest = new Map<string, LoggedPrediction>();
       const shadowOnly = new Set<string>();
       const wanted = new Set(chunk);
       for (const r of rows) {
         if (!wanted.has(r.id)) continue;
         const shadow = r.role === 'shadow';
-        if (shadow && newest.has(r.id) && !shadowOnly.has(r.id)) continue;
+        const served = newest.get(r.id);
+        if (shadow && served && !shadowOnly.has(r.id)) {
+          // A shadow copy of the served answer: the label of one is the label of both.
+          served.untilMs = Math.max(served.untilMs, Number(r.time_ms));
+          continue;
+        }
         if (shadow) shadowOnly.add(r.id);
         else shadowOnly.delete(r.id);
-        newest.set(r.id, { id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: Boolean(r.labelled) });
+        newest.set(r.id, { id: r.id, version: r.version, timeMs: Number(r.time_ms), untilMs: Number(r.time_ms), outputs: r.outputs, labelled: Boolean(r.labelled) });
       }
       out.push(...newest.values());
     }
@@ -281,8 +311,8 @@ class SqliteLogStore implements LogStore {
     let after = 0;
     const where = ['p.seq > ?', 'p.time_ms >= ?'];
     if (filter.model) where.push('p.model = ?');
-    if (filter.labelledOnly) where.push('l.truth IS NOT NULL');
-    const sql = `SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, l.truth FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${PAGE}`;
+    const rows = `SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, (${LABEL_OF_ROW}) AS truth FROM umbra_predictions p WHERE ${where.join(' AND ')}`;
+    const sql = `SELECT * FROM (${rows})${filter.labelledOnly ? ' WHERE truth IS NOT NULL' : ''} ORDER BY seq LIMIT ${PAGE}`;
     const stmt = this.db.prepare(sql);
     for (;;) {
       const args: unknown[] = [after, filter.sinceMs ?? 0];
@@ -310,8 +340,13 @@ class PostgresLogStore implements LogStore {
       CREATE TABLE IF NOT EXISTS umbra_predictions (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, role TEXT NOT NULL, time_ms BIGINT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, inputs BYTEA, outputs BYTEA NOT NULL);
       CREATE INDEX IF NOT EXISTS umbra_predictions_time ON umbra_predictions (time_ms);
       CREATE INDEX IF NOT EXISTS umbra_predictions_model_id ON umbra_predictions (model, id);
-      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, PRIMARY KEY (model, id));
+      CREATE TABLE IF NOT EXISTS umbra_labels (id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, time_ms BIGINT NOT NULL, truth TEXT NOT NULL, from_ms BIGINT NOT NULL DEFAULT 0, to_ms BIGINT NOT NULL DEFAULT 9007199254740991, PRIMARY KEY (model, id, from_ms));
     `);
+    const spans = await pool.query("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'umbra_labels' AND column_name = 'from_ms'");
+    if (spans.rowCount === 0) {
+      // A log from before labels had spans: one label per id, kept as covering all of its rows.
+      await pool.query('ALTER TABLE umbra_labels ADD COLUMN from_ms BIGINT NOT NULL DEFAULT 0, ADD COLUMN to_ms BIGINT NOT NULL DEFAULT 9007199254740991, DROP CONSTRAINT umbra_labels_pkey, ADD PRIMARY KEY (model, id, from_ms)');
+    }
     return new PostgresLogStore(pool);
   }
 
@@ -329,8 +364,8 @@ class PostgresLogStore implements LogStore {
       }
       if (labels.length > 0) {
         await client.query(
-          'INSERT INTO umbra_labels (id, model, version, time_ms, truth) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) ON CONFLICT (model, id) DO UPDATE SET truth = EXCLUDED.truth, time_ms = EXCLUDED.time_ms',
-          [labels.map((r) => r.id), labels.map((r) => r.model), labels.map((r) => r.version), labels.map((r) => r.timeMs), labels.map((r) => JSON.stringify(r.truth))],
+          'INSERT INTO umbra_labels (id, model, version, time_ms, truth, from_ms, to_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[]) ON CONFLICT (model, id, from_ms) DO UPDATE SET truth = EXCLUDED.truth, time_ms = EXCLUDED.time_ms, to_ms = EXCLUDED.to_ms',
+          [labels.map((r) => r.id), labels.map((r) => r.model), labels.map((r) => r.version), labels.map((r) => r.timeMs), labels.map((r) => JSON.stringify(r.truth)), labels.map((r) => r.fromMs), labels.map((r) => r.toMs)],
         );
       }
       await client.query('COMMIT');
@@ -352,11 +387,15 @@ class PostgresLogStore implements LogStore {
   }
 
   async lookup(model: string, ids: string[]): Promise<LoggedPrediction[]> {
+    // The newest served prediction per id (a shadow's copy only when nothing else answered it), the
+    // last of its shadow copies, and whether a label's span holds it.
     const { rows } = await this.pool.query(
-      'SELECT DISTINCT ON (p.id) p.id, p.version, p.time_ms, p.outputs, l.id IS NOT NULL AS labelled FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE p.model = $1 AND p.id = ANY($2::text[]) ORDER BY p.id, (p.role = \'shadow\'), p.seq DESC',
+      `SELECT p.id, p.version, p.time_ms, p.outputs, EXISTS (${LABEL_OF_ROW}) AS labelled,
+         CASE WHEN p.role = 'shadow' THEN p.time_ms ELSE coalesce((SELECT max(s.time_ms) FROM umbra_predictions s WHERE s.model = p.model AND s.id = p.id AND s.role = 'shadow' AND s.seq > p.seq), p.time_ms) END AS until_ms
+       FROM (SELECT DISTINCT ON (id) seq, id, model, version, role, time_ms, outputs FROM umbra_predictions WHERE model = $1 AND id = ANY($2::text[]) ORDER BY id, (role = 'shadow'), seq DESC) p`,
       [model, ids],
     );
-    return rows.map((r: { id: string; version: string; time_ms: string; outputs: Uint8Array; labelled: boolean }) => ({ id: r.id, version: r.version, timeMs: Number(r.time_ms), outputs: r.outputs, labelled: r.labelled }));
+    return rows.map((r: { id: string; version: string; time_ms: string; until_ms: string; outputs: Uint8Array; labelled: boolean }) => ({ id: r.id, version: r.version, timeMs: Number(r.time_ms), untilMs: Number(r.until_ms), outputs: r.outputs, labelled: r.labelled }));
   }
 
   async *exportRows(filter: ExportFilter): AsyncIterable<ExportedRow> {
@@ -369,7 +408,7 @@ class PostgresLogStore implements LogStore {
         where.push(`p.model = $${args.length}`);
       }
       if (filter.labelledOnly) where.push('l.truth IS NOT NULL');
-      const { rows } = await this.pool.query(`SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, l.truth FROM umbra_predictions p LEFT JOIN umbra_labels l ON l.model = p.model AND l.id = p.id WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${PAGE}`, args);
+      const { rows } = await this.pool.query(`SELECT p.seq, p.id, p.model, p.version, p.role, p.time_ms, p.latency_ms, p.inputs, p.outputs, l.truth FROM umbra_predictions p LEFT JOIN LATERAL (${LABEL_OF_ROW}) l ON true WHERE ${where.join(' AND ')} ORDER BY p.seq LIMIT ${PAGE}`, args);
       for (const r of rows) yield exportRow(r);
       if (rows.length < PAGE) return;
       after = String(rows[rows.length - 1].seq);

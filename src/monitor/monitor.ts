@@ -165,7 +165,7 @@ export class Monitor {
     if (id === undefined) return;
     if (s.reader) {
       const predicted = predictedValues(s.reader, response);
-      if (predicted) this.feedback.remember(id, event.model, event.version, s.reader.task, predicted, st.last);
+      if (predicted) this.feedback.remember(id, event.model, event.version, s.reader.task, predicted, st.last, event.role === 'shadow');
     }
     if (this.log) {
       const p: Parameters<PredictionLog['push']>[0] = { id, model: event.model, version: event.version, role: event.role, timeMs: st.last, latencyMs: event.durationMs, inputs: request.inputs, outputs: response.outputs };
@@ -329,7 +329,7 @@ export class Monitor {
       }
     }
     if (result.unknown.length > 0) this.metrics.feedback.inc({ model, version: '', result: 'unknown' }, result.unknown.length);
-    this.log?.pushLabels(result.joined.map((j) => ({ id: j.id, model: j.model, version: j.version, timeMs: now, truth: j.truth })));
+    this.log?.pushLabels(result.joined.map((j) => ({ id: j.id, model: j.model, version: j.version, timeMs: now, fromMs: j.fromMs, toMs: j.toMs, truth: j.truth })));
     return result;
   }
 
@@ -372,7 +372,7 @@ export class Monitor {
         continue;
       }
       result.accepted += 1;
-      result.joined.push({ id, model, version: logged.version, versions: [logged.version], truth });
+      result.joined.push({ id, model, version: logged.version, versions: [logged.version], fromMs: logged.timeMs, toMs: logged.untilMs, truth });
     }
     result.unknown = unknown;
   }
