@@ -1,7 +1,7 @@
 // Drift on the digits data: a held-out split of the same distribution does not drift; shifted,
 // scaled or class-removed data does; small windows are inconclusive; memory stays fixed.
 import t from 'tap';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -234,6 +234,24 @@ t.test('verdicts against the train-split profile: held out, shifted, scaled, inc
   feed(psiRun, TEST.map((r) => r.x));
   t.equal(psiRun.evaluate().verdict, 'no_drift', 'PSI on the held-out split');
   t.same([...tests(psiRun.evaluate(), 'numeric')], ['psi']);
+});
+
+t.test('a reference of fewer rows than the minimum sample judges nothing: inconclusive, and umbra profile says so', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'umbra-drift-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const dir = join(work, 'repo');
+  const state = join(work, 'state');
+  cpSync(join(ROOT, 'models/repository/digits'), join(dir, 'digits'), { recursive: true });
+  const lines = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').split(/\r?\n/);
+  const data = join(work, 'few.csv');
+  writeFileSync(data, `${lines.slice(0, 31).join('\n')}\n`);
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'profile', '--repo', dir, '--state-dir', state, '--model', 'digits', '--data', data], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stderr, /only 30 reference rows; drift verdicts stay inconclusive below --drift-min-samples/);
+  const profile = readProfile(dir, 'digits', state)!;
+  const d = new VersionDrift('digits', '1', SIGNATURE, { source: profile.source, rows: profile.rows, inputs: profile.inputs });
+  feed(d, TEST.map((row) => row.x.map((v) => Math.min(16, v + 3))));
+  t.equal(d.evaluate().verdict, 'inconclusive', '360 shifted live rows against 30 reference rows raise no alarm');
 });
 
 t.test('prediction drift without a class output: the first output, by the share of its columns that drift', async (t) => {

@@ -15,7 +15,7 @@ export interface DriftOptions {
   windowRows?: number;
   /** Window length in seconds instead of (or as well as) rows; 0 = by rows only. */
   windowSeconds?: number;
-  /** Below this many rows in the window every verdict is inconclusive (default 100). */
+  /** Below this many rows in the window, or in the reference, every verdict is inconclusive (default 100). */
   minSamples?: number;
   /** Share of drifted input features that makes the dataset drift (default 0.5). */
   driftShare?: number;
@@ -532,7 +532,8 @@ export class VersionDrift {
     window.tick(this.clock());
     const n = window.rows;
     const total = window.total();
-    const enough = n >= this.options.minSamples;
+    // A test is only as good as its smaller sample: a reference of a few rows judges nothing.
+    const enough = Math.min(n, reference.rows) >= this.options.minSamples;
     const judge = (w: Watched): FeatureDrift[] => w.profiles.map((p, i) => {
       const offset = w.binOffset[i]!;
       const live = total.subarray(offset, offset + binCount(p));

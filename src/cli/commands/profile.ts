@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { Umbra } from '../../core/umbra.js';
 import { buildReferenceProfile, readReferenceData, type ReadOptions } from '../../monitor/reference-data.js';
+import { DRIFT_DEFAULTS } from '../../monitor/drift.js';
 import { stateProfilePath, writeProfile } from '../../monitor/profile.js';
 import { existingRepository, resolveStateDir, UsageError } from '../settings.js';
 
@@ -57,6 +58,7 @@ async function profile(flags: ProfileFlags): Promise<void> {
     }, (line) => process.stderr.write(`${line}\n`));
     const path = writeProfile(target, built);
     process.stdout.write(`wrote ${path}: ${built.rows} rows, ${built.inputs.length} input features, outputs of versions ${Object.keys(built.outputs).join(', ')}\n`);
+    if (built.rows < DRIFT_DEFAULTS.minSamples) process.stderr.write(`umbra profile: only ${built.rows} reference rows; drift verdicts stay inconclusive below --drift-min-samples (default ${DRIFT_DEFAULTS.minSamples}) rows in the reference, so give --data more rows (the training set)\n`);
   } finally {
     await umbra.close();
   }
