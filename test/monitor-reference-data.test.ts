@@ -75,6 +75,16 @@ t.test('a blank cell is a missing value, refused with its row and column, not re
   await t.rejects(readReferenceData(test, { where: { column: 'split', value: 'test' } }), { message: `${test}: row 1 of those where split=test: expected a number for column 'b' but received ""` });
 });
 
+t.test('a --where or --label column the data does not have is named, not read as a filter that matches nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-columns-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'data.csv');
+  writeFileSync(file, 'a,b,y,split\n1,2,0,train\n3,4,1,test\n');
+  await t.rejects(readReferenceData(file, { where: { column: 'spilt', value: 'train' } }), { message: `${file}: no column 'spilt' for --where (columns: a, b, y, split)` });
+  await t.rejects(readReferenceData(file, { label: 'target' }), { message: `${file}: no column 'target' for --label (columns: a, b, y, split)` });
+  t.same((await readReferenceData(file, { label: 'y', where: { column: 'split', value: 'train' } })).names, ['a', 'b'], 'columns that are there still work');
+});
+
 t.test('rows whose arrays differ in length are refused for a model of fixed-shape inputs, naming the row', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'umbra-refdata-ragged-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -60,11 +60,17 @@ export async function readReferenceData(path: string, options: ReadOptions = {})
 
 function fromRecords(path: string, raw: Record<string, unknown>[], options: ReadOptions): ReferenceData {
   const where = options.where;
+  // A column a flag names that the data lacks is a typo, not a filter that matches nothing.
+  const header = raw[0] ? Object.keys(raw[0]) : [];
+  const missing = (flag: string, column: string) => new Error(`${path}: no column '${column}' for ${flag} (columns: ${header.join(', ')})`);
+  const label = options.label;
+  if (where && raw.length > 0 && !raw.some((r) => where.column in r)) throw missing('--where', where.column);
+  if (label !== undefined && raw.length > 0 && !raw.some((r) => label in r)) throw missing('--label', label);
   const records = where ? raw.filter((r) => String(r[where.column]) === where.value) : raw;
   if (records.length === 0) throw new Error(`${path}: no rows${where ? ` where ${where.column}=${where.value}` : ''}`);
   const kept = records.map(flatten);
   const first = kept[0]!;
-  const label = options.label ?? ('label' in first ? 'label' : undefined);
+  const labelColumn = label ?? ('label' in first ? 'label' : undefined);
   // A column is a feature when its first value that is there is a number: a blank in the first
   // row is a missing value of that column, refused below with its row, not a reason to drop it.
   const blank = (v: unknown) => v === undefined || v === null || (typeof v === 'string' && v.trim() === '');
@@ -72,7 +78,7 @@ function fromRecords(path: string, raw: Record<string, unknown>[], options: Read
     const present = kept.find((r) => !blank(r[k]));
     return present === undefined || isNumeric(present[k]);
   };
-  const names = options.columns ?? Object.keys(first).filter((k) => k !== label && k !== where?.column && numericColumn(k));
+  const names = options.columns ?? Object.keys(first).filter((k) => k !== labelColumn && k !== where?.column && numericColumn(k));
   for (const n of names) if (!(n in first)) throw new Error(`${path}: no column '${n}' (columns: ${Object.keys(first).join(', ')})`);
   if (names.length === 0) {
     const seen = Object.keys(first);
