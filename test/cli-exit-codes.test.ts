@@ -22,6 +22,8 @@ t.test('usage errors exit 2, help and version 0', async (t) => {
     [['prune', 'models/digits.csv', '/tmp/umbra-never-written.onnx', '--sparsity', '0.5'], 1, /^umbra: models\/digits\.csv is not a valid ONNX model/],
     [['export-log', '--format', 'xml', '--log-db', 'sqlite:models/digits.csv'], 2, /--format: expected csv or jsonl/],
     [['export-log', '--log-db', 'mysql://db/log'], 2, /--log-db but received a mysql:\/\/ URL; the prediction log is kept in SQLite or PostgreSQL/],
+    // Nothing listens on port 1: the flag, the log (password hidden) and what to check.
+    [['export-log', '--log-db', 'postgres://umbra:secret@127.0.0.1:1/log'], 2, /^umbra: --log-db: cannot read the prediction log at postgres:\/\/umbra:\*\*\*@127\.0\.0\.1:1\/log: connect ECONNREFUSED 127\.0\.0\.1:1; check the URL, the credentials and that the database is running\n$/],
     [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/tmp/umbra-never.parquet'], 2, /--out \/tmp\/umbra-never\.parquet: export-log writes CSV or JSON Lines, not \.parquet; name the file \.csv or \.jsonl, or give --format/],
     [['export-log', '--log-db', 'sqlite:models/digits.csv', '--out', '/umbra-no-such-folder/log.csv'], 2, /--out: the folder \/umbra-no-such-folder does not exist; create it first/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--concurrency', '0'], 2, /expected a positive integer for --concurrency/],

@@ -58,7 +58,14 @@ async function exportLog(flags: ExportFlags): Promise<void> {
     filter.sinceMs = t;
   }
   if (flags.out !== undefined && !existsSync(dirname(resolve(flags.out)))) throw new UsageError(`--out: the folder ${dirname(resolve(flags.out))} does not exist; create it first`);
-  const store = await openLogStore(url);
+  let store: Awaited<ReturnType<typeof openLogStore>>;
+  try {
+    store = await openLogStore(url);
+  } catch (err) {
+    // A database that cannot be reached or read: say which log and which flag points at it.
+    const flag = flags.logDb ?? process.env.UMBRA_LOG_DB ? '--log-db' : '--state-dir';
+    throw new UsageError(`${flag}: cannot read the prediction log at ${describeSource(url)}: ${(err as Error).message}; check the URL, the credentials and that the database is running`);
+  }
   const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
   // A reader that stops early (| head) closes the pipe: the export ends there, quietly.
   let closed = false;
