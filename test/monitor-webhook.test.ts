@@ -2,6 +2,7 @@
 // gives up after its bound.
 import t from 'tap';
 import { createServer, type IncomingMessage } from 'node:http';
+import { getEventListeners } from 'node:events';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -62,6 +63,9 @@ t.test('gives up after the bound; the queue is bounded', async (t) => {
   t.equal(results.filter((r) => r === 'dropped').length, 1);
   t.equal(results.filter((r) => r === 'failed').length, 3);
   t.equal(rx.attempts(), 9);
+  // Six backoff waits ran; a webhook that is down for days must not keep a listener per wait.
+  const signal = (hook as unknown as { abort: AbortController }).abort.signal;
+  t.equal(getEventListeners(signal, 'abort').length, 0, 'no abort listener left behind by the retries');
   await hook.close();
 });
 
