@@ -30,4 +30,10 @@ t.test('flags, environment and their checks', async (t) => {
   t.throws(() => resolveServeSettings({ repo: 'r', webhook: 'ftp://x' }, {}), /--webhook/);
   t.throws(() => resolveServeSettings({ repo: 'r', metricsBuckets: '1,0.5' }, {}), /ascending/);
   t.throws(() => parseThresholds('kl=0.1'), /--drift-thresholds/);
+  // A p-value is below 1 and a Jensen-Shannon distance at most sqrt(ln 2): beyond, every feature
+  // would always drift, or none ever could.
+  t.throws(() => parseThresholds('ks=2'), { message: 'expected a p-value above 0 and below 1 for ks in --drift-thresholds but received 2' });
+  t.throws(() => parseThresholds('chi2=1'), /a p-value above 0 and below 1 for chi2/);
+  t.throws(() => parseThresholds('js=0.9'), /at most 0\.83 \(the largest Jensen-Shannon distance\) for js/);
+  t.same(parseThresholds('ks=0.01,chi2=0.2,psi=3,js=0.5'), { ks: 0.01, chi2: 0.2, psi: 3, js: 0.5 }, 'values inside the ranges pass');
 });

@@ -89,14 +89,30 @@ export function monitoringFromSettings(values: Record<string, unknown>, stateDir
 
 const TESTS = ['ks', 'chi2', 'psi', 'js'] as const;
 
+/**
+ * The largest threshold each test can use: a p-value is below 1, so ks/chi2 at 1 or more would call
+ * every feature drifted; the Jensen-Shannon distance (natural log) never passes sqrt(ln 2), so js
+ * above it would never call one. PSI has no upper bound.
+ */
+const THRESHOLD_LIMITS: Record<(typeof TESTS)[number], { max: number; inclusive: boolean; what: string }> = {
+  ks: { max: 1, inclusive: false, what: 'a p-value above 0 and below 1' },
+  chi2: { max: 1, inclusive: false, what: 'a p-value above 0 and below 1' },
+  psi: { max: Number.POSITIVE_INFINITY, inclusive: false, what: 'a distance above 0' },
+  js: { max: Math.sqrt(Math.LN2), inclusive: true, what: 'a distance above 0 and at most 0.83 (the largest Jensen-Shannon distance)' },
+};
+
 /** `ks=0.01,psi=0.2`: p-values for ks/chi2, distances for psi/js. */
 export function parseThresholds(text: string): Partial<Record<(typeof TESTS)[number], number>> {
   const out: Partial<Record<(typeof TESTS)[number], number>> = {};
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const [name, value] = part.split('=') as [string, string | undefined];
     const n = Number(value);
-    if (!(TESTS as readonly string[]).includes(name) || value === undefined || !Number.isFinite(n) || n <= 0) {
+    if (!(TESTS as readonly string[]).includes(name) || value === undefined || value.trim() === '' || !Number.isFinite(n) || n <= 0) {
       throw new Error(`expected test=value pairs (tests: ${TESTS.join(', ')}; positive values) for --drift-thresholds but received ${JSON.stringify(part)}`);
+    }
+    const limit = THRESHOLD_LIMITS[name as (typeof TESTS)[number]];
+    if (limit.inclusive ? n > limit.max : n >= limit.max) {
+      throw new Error(`expected ${limit.what} for ${name} in --drift-thresholds but received ${value}`);
     }
     out[name as (typeof TESTS)[number]] = n;
   }
