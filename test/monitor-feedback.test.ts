@@ -1,7 +1,7 @@
 // Feedback joins with predictions and live accuracy; the prediction log in SQLite and in a real
 // PostgreSQL, read back by `umbra export-log` with the labels joined.
 import t from 'tap';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,6 +97,34 @@ t.test('a caller id re-used by another request: the label is for the newest pred
   f.remember('dup', 'm', '2', 'classification', Float64Array.of(4), 4000);
   const again = f.accept('m', [{ id: 'dup', truth: 4 }], 5000);
   t.same(again.joined.map((j) => [j.fromMs, j.toMs, j.truth]), [[4000, 4000, 4]], 'a re-use after the label gets a label of its own');
+});
+
+t.test('a request of more rows than are kept takes a truth per row; its first 64 rows are scored', async (t) => {
+  const predicted = Float64Array.from({ length: 64 }, (_, i) => i % 3);
+  const truth = Array.from({ length: 100 }, (_, i) => i % 3);
+  const f = new FeedbackJoin();
+  f.remember('big', 'm', '1', 'classification', predicted, 0, false, 100);
+  f.remember('short', 'm', '1', 'classification', predicted, 0, false, 100);
+  const r = f.accept('m', [{ id: 'big', truth }, { id: 'short', truth: truth.slice(0, 64) }], 1);
+  t.equal(r.accepted, 1);
+  t.same(r.rejected, [{ id: 'short', reason: 'expected an array of 100 numbers for truth' }], 'the row count asked for is the request\'s');
+  t.match(f.report('m', '1'), { labelled: 64, accuracy: 1 });
+  const logged = new FeedbackJoin();
+  t.equal(logged.scoreLogged('m', '1', 'classification', predicted, truth, 0, 3, 100), undefined, 'from the log too');
+  t.match(logged.report('m', '1'), { labelled: 64, accuracy: 1 });
+});
+
+t.test('over HTTP: a 100-row request of a model that batches 128 is labelled with 100 truths', async (t) => {
+  const dir = digitsRepo(t);
+  const config = join(dir, 'digits', 'config.json');
+  writeFileSync(config, readFileSync(config, 'utf8').replace('"max_batch_size": 32', '"max_batch_size": 128'));
+  const s = await startTestServer(t, { repository: dir });
+  const rows = ROWS.slice(0, 80);
+  const answer = await s.post('/v2/models/digits/versions/1/infer', { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [80, 64], data: rows.flatMap((r) => r.x) }] });
+  t.equal(answer.status, 200, answer.text);
+  const reply = await s.post('/v2/models/digits/feedback', { id: answer.json.id, truth: rows.map((r) => r.y) });
+  t.same(reply.json, { accepted: 1, unknown: [], rejected: [] });
+  t.equal(s.server.monitor!.liveAccuracy('digits', '1')!.labelled, 64, 'the first 64 rows scored');
 });
 
 t.test('accuracy over the predictions made since a moment, and labels that cannot name a class', async (t) => {

@@ -18,7 +18,7 @@ export interface FeedbackOptions {
 }
 
 const INTEGER_TYPES = new Set(['UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64']);
-/** Values kept per prediction at most (rows of a request). */
+/** Values kept per prediction at most (rows of a request): a label scores a request's first 64 rows. */
 const MAX_VALUES = 64;
 
 /** How a version's answer becomes one predicted value per row. */
@@ -39,6 +39,13 @@ export function predictionReader(signature: ModelSignature): PredictionReader | 
   if (!first) return undefined;
   const width = widthOf(first.dims)!;
   return width === 1 ? { task: 'regression', output: first.name, argmax: false, width } : { task: 'classification', output: first.name, argmax: true, width };
+}
+
+/** Rows of the answer, all of them: what a label must give a truth for (only the first MAX_VALUES are scored). */
+export function predictedRows(reader: PredictionReader, response: InferResponse): number {
+  let t: Tensor | undefined;
+  for (const o of response.outputs) if (o.name === reader.output) t = o;
+  return t ? Math.floor(t.data.length / reader.width) : 0;
 }
 
 export function predictedValues(reader: PredictionReader, response: InferResponse): Float64Array | undefined {
@@ -86,7 +93,10 @@ function argmaxRows(data: Float32Array | Float64Array, width: number, out: Float
 interface VersionPrediction {
   version: string;
   task: Task;
+  /** The first rows' predictions (at most MAX_VALUES). */
   predicted: ArrayLike<number>;
+  /** Rows the answer had: what a label gives a truth for. */
+  rows: number;
 }
 
 /** Versions one id may carry (primary, canary, shadows). */
@@ -255,7 +265,7 @@ export class FeedbackJoin {
     const many = this.many.get(slot);
     if (many) return many;
     const v = this.versions[this.singleVersion[slot]!]!;
-    return [{ version: v.version, task: v.task, predicted: [this.single[slot]!] }];
+    return [{ version: v.version, task: v.task, predicted: [this.single[slot]!], rows: 1 }];
   }
 
   /** The sequence number of an id Umbra assigned, else -1. */
@@ -280,13 +290,13 @@ export class FeedbackJoin {
    * copies, so one label scores both; any other answer under a remembered id is a new request
    * that re-used the id: it takes the id over, and a label sent later is for it alone.
    */
-  remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now(), shadow = false): void {
+  remember(id: string, model: string, version: string, task: Task, predicted: ArrayLike<number>, now = Date.now(), shadow = false, rows = predicted.length): void {
     const seq = this.assignedSeq(id);
     const existing = shadow ? this.find(model, id, seq) : undefined;
     if (existing !== undefined && !this.labelled[existing]) {
       const list = this.predictionsOf(existing);
       const i = list.findIndex((p) => p.version === version);
-      const entry = { version, task, predicted: Array.from(predicted) };
+      const entry = { version, task, predicted: Array.from(predicted), rows };
       if (i >= 0) list[i] = entry;
       else if (list.length < MAX_VERSIONS_PER_ID) list.push(entry);
       this.many.set(existing, list);
@@ -313,10 +323,10 @@ export class FeedbackJoin {
     this.at[slot] = now;
     this.lastAt[slot] = now;
     this.labelled[slot] = 0;
-    if (predicted.length === 1) {
+    if (rows === 1) {
       this.single[slot] = predicted[0]!;
       this.singleVersion[slot] = this.intern(version, task);
-    } else this.many.set(slot, [{ version, task, predicted: Array.from(predicted) }]);
+    } else this.many.set(slot, [{ version, task, predicted: Array.from(predicted), rows }]);
   }
 
   private forget(slot: number): void {
@@ -358,7 +368,7 @@ export class FeedbackJoin {
       const predictions = this.predictionsOf(slot);
       const first = predictions[0]!;
       const truths = Array.isArray(truth) ? truth : [truth];
-      const refused = truthProblem(first.task, classesOf(first.version), first.predicted.length, truths);
+      const refused = truthProblem(first.task, classesOf(first.version), first.rows, truths);
       if (refused) {
         result.rejected.push({ id, reason: refused });
         continue;
@@ -379,14 +389,15 @@ export class FeedbackJoin {
     return result;
   }
 
-  /** Scores a label against a prediction found in the log; returns why it was refused, if it was. */
-  scoreLogged(model: string, version: string, task: Task, predicted: ArrayLike<number>, truth: unknown, predictedAtMs: number, classes?: number): string | undefined {
+  /** Scores a label against a prediction of `rows` rows found in the log; returns why it was refused, if it was. */
+  scoreLogged(model: string, version: string, task: Task, predicted: ArrayLike<number>, truth: unknown, predictedAtMs: number, classes?: number, rows = predicted.length): string | undefined {
     const truths = Array.isArray(truth) ? truth : [truth];
-    const refused = truthProblem(task, classes, predicted.length, truths);
+    const refused = truthProblem(task, classes, rows, truths);
     if (refused) return refused;
     const win = this.windowOf(model, version, task);
     truths.forEach((t, r) => {
-      const p = predicted[r]!;
+      const p = predicted[r];
+      if (p === undefined) return;
       win.push(task === 'classification' ? (p === t ? 1 : 0) : Math.abs(p - (t as number)), predictedAtMs);
     });
     return undefined;

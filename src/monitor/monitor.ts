@@ -6,7 +6,7 @@ import type { Umbra } from '../core/umbra.js';
 import type { InferEvent } from '../core/hooks.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { VersionDrift, type DriftOptions, type DriftReport, type FeatureHistogram, type Verdict } from './drift.js';
-import { FeedbackJoin, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
+import { FeedbackJoin, predictedRows, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
 import { UmbraMetrics, type MetricsOptions } from './metrics.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
 import { profileFileOf, readProfile } from './profile.js';
@@ -165,7 +165,7 @@ export class Monitor {
     if (id === undefined) return;
     if (s.reader) {
       const predicted = predictedValues(s.reader, response);
-      if (predicted) this.feedback.remember(id, event.model, event.version, s.reader.task, predicted, st.last, event.role === 'shadow');
+      if (predicted) this.feedback.remember(id, event.model, event.version, s.reader.task, predicted, st.last, event.role === 'shadow', predictedRows(s.reader, response));
     }
     if (this.log) {
       const p: Parameters<PredictionLog['push']>[0] = { id, model: event.model, version: event.version, role: event.role, timeMs: st.last, latencyMs: event.durationMs, inputs: request.inputs, outputs: response.outputs };
@@ -366,7 +366,7 @@ export class Monitor {
       const response = { model_name: model, model_version: logged.version, outputs: Object.entries(outputs).flatMap(([name, t]) => ('data' in t ? [{ name, datatype: 'FP64' as const, shape: t.shape, data: Float64Array.from(t.data as ArrayLike<number | bigint>, Number) }] : [])) };
       const predicted = predictedValues(reader, response);
       const truth = truthOf.get(id);
-      const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth, logged.timeMs, classesOf(reader)) : 'the logged prediction has no predicted value';
+      const reason = predicted ? this.feedback.scoreLogged(model, logged.version, reader.task, predicted, truth, logged.timeMs, classesOf(reader), predictedRows(reader, response)) : 'the logged prediction has no predicted value';
       if (reason) {
         result.rejected.push({ id, reason });
         continue;
