@@ -133,3 +133,16 @@ t.test('umbra_executions_total sums requests\' shares into whole batches, withou
   t.equal(total(m, 'umbra_executions_total', labels), 2555.333333);
   t.equal(total(m, 'umbra_inferences_total', labels), 2554 * 3 + 8);
 });
+
+t.test('a model unloaded stops reporting drift and accuracy: no stale verdict keeps an alert firing', async (t) => {
+  const s = await affineServer(t, { monitoring: { drift: { captureRows: 10, minSamples: 5 } } });
+  for (let i = 0; i < 4; i++) {
+    const r = await s.post('/v2/models/affine/infer', { id: `u${i}`, inputs: [{ name: 'x', datatype: 'FP32', shape: [8, 4], data: Array.from({ length: 32 }, (_, k) => k + i) }] });
+    t.equal(r.status, 200);
+  }
+  const gauges = ['umbra_drift_detected', 'umbra_drift_window_rows'];
+  const present = (text: string) => parseExposition(text).filter((x) => gauges.includes(x.name) && x.labels.model === 'affine').map((x) => x.name).sort();
+  t.same(present((await s.get('/metrics')).text), gauges, 'reported while it serves');
+  t.equal((await s.post('/v2/repository/models/affine/unload', {})).status, 200);
+  t.same(present((await s.get('/metrics')).text), [], 'gone once it is unloaded');
+});

@@ -241,8 +241,36 @@ export class Monitor {
     m.collectors.drift = () => this.evaluateAll();
   }
 
+  /**
+   * Versions no longer loaded (the model unloaded, or a reload retired them) stop reporting: their
+   * last drift verdict or accuracy would otherwise stay on /metrics, and keep an alert on
+   * `umbra_drift_detected == 1` firing, for a version that serves nothing.
+   */
+  private forgetRetired(): void {
+    const m = this.metrics;
+    for (const [key, s] of this.versions) {
+      if (this.isLoaded(s.model, s.version)) continue;
+      this.versions.delete(key);
+      const labels = { model: s.model, version: s.version };
+      m.driftDetected.remove(labels);
+      m.driftWindow.remove(labels);
+      m.liveAccuracy.remove(labels);
+      m.liveMeanAbsoluteError.remove(labels);
+    }
+  }
+
+  private isLoaded(model: string, version: string): boolean {
+    try {
+      this.umbra.manager.get(model, version);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Recomputes drift and accuracy of every version, updates their gauges and fires alerts. */
   evaluateAll(): void {
+    this.forgetRetired();
     this.refreshChangedProfiles();
     const m = this.metrics;
     m.driftScore.reset();
@@ -322,7 +350,7 @@ export class Monitor {
       this.metrics.feedback.inc({ model, version, result: 'accepted' }, n);
       const s = this.versions.get(`${model}\u0000${version}`);
       const acc = this.feedback.report(model, version);
-      if (acc) {
+      if (acc && this.isLoaded(model, version)) {
         if (acc.accuracy !== undefined) this.metrics.liveAccuracy.set({ model, version }, acc.accuracy);
         if (acc.meanAbsoluteError !== undefined) this.metrics.liveMeanAbsoluteError.set({ model, version }, acc.meanAbsoluteError);
         if (s) this.checkAccuracyAlert(s, acc);
