@@ -30,6 +30,9 @@ t.test('flags, environment and their checks', async (t) => {
   t.throws(() => resolveServeSettings({ repo: 'r', webhook: 'ftp://x' }, {}), /--webhook/);
   t.throws(() => resolveServeSettings({ repo: 'r', metricsBuckets: '1,0.5' }, {}), /ascending/);
   t.throws(() => parseThresholds('kl=0.1'), /--drift-thresholds/);
+  // A window that can never hold the minimum sample would leave drift inconclusive forever.
+  t.throws(() => resolveServeSettings({ repo: 'r', driftWindow: '50' }, {}), { message: /^--drift-window 50 is smaller than --drift-min-samples 100: the window would never hold enough rows for a drift verdict/ });
+  t.match(resolveServeSettings({ repo: 'r', driftWindow: '50', driftMinSamples: '20' }, {}).monitoring, { drift: { windowRows: 50, minSamples: 20 } }, 'a window at or above the minimum is taken');
   // A p-value is below 1 and a Jensen-Shannon distance at most sqrt(ln 2): beyond, every feature
   // would always drift, or none ever could.
   t.throws(() => parseThresholds('ks=2'), { message: 'expected a p-value above 0 and below 1 for ks in --drift-thresholds but received 2' });

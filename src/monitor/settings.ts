@@ -2,6 +2,7 @@
 // (flag > UMBRA_* env > config file) and turned into MonitoringOptions here.
 import { join, resolve } from 'node:path';
 import { parseBuckets } from './metrics.js';
+import { DRIFT_DEFAULTS } from './drift.js';
 import { describeLogUrl } from './log-store.js';
 import type { MonitoringOptions } from './monitor.js';
 
@@ -68,6 +69,12 @@ export function monitoringFromSettings(values: Record<string, unknown>, stateDir
   if (typeof v.driftWindowSeconds === 'number') drift.windowSeconds = v.driftWindowSeconds;
   if (typeof v.driftMinSamples === 'number') drift.minSamples = v.driftMinSamples;
   if (typeof v.driftThresholds === 'string') drift.thresholds = parseThresholds(v.driftThresholds);
+  // A window that never holds the minimum sample leaves every verdict inconclusive, silently.
+  const windowRows = drift.windowRows ?? DRIFT_DEFAULTS.windowRows;
+  const minSamples = drift.minSamples ?? DRIFT_DEFAULTS.minSamples;
+  if (windowRows < minSamples) {
+    throw new Error(`--drift-window ${windowRows} is smaller than --drift-min-samples ${minSamples}: the window would never hold enough rows for a drift verdict; give a window of at least ${minSamples} rows, or a smaller --drift-min-samples`);
+  }
   options.drift = drift;
   const logDb = typeof v.logDb === 'string' ? v.logDb : defaultLogDb(stateDir);
   if (logDb !== 'off') {
