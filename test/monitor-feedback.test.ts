@@ -260,6 +260,8 @@ t.test('feedback over HTTP, live accuracy, SQLite log and export-log', async (t)
   const lines = csv.stdout.trim().split('\n');
   t.equal(lines[0], 'id,model,version,role,time,latency_ms,inputs,outputs,truth');
   t.equal(lines.length, sent.length + 1);
+  const none = spawnSync(process.execPath, [join(ROOT, 'bin/umbra.js'), 'export-log', '--log-db', `sqlite:${db}`, '--format', 'csv', '--since', '2100-01-01'], { encoding: 'utf8' });
+  t.equal(none.stdout, 'id,model,version,role,time,latency_ms,inputs,outputs,truth\n', 'no row matches: still a CSV with its header, which readers can open');
 });
 
 t.test('prediction log in PostgreSQL', async (t) => {

@@ -77,9 +77,10 @@ async function exportLog(flags: ExportFlags): Promise<void> {
   let labelled = 0;
   let labelledWithoutInputs = 0;
   try {
+    // The header even when no row matches: an empty file is not a CSV that readers can open.
+    if (format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`, () => closed);
     for await (const row of store.exportRows(filter)) {
       if (closed) break;
-      if (rows === 0 && format === 'csv') await write(out, `${CSV_COLUMNS.join(',')}\n`, () => closed);
       await write(out, format === 'csv' ? csvLine(row) : `${stringifyExact(row)}\n`, () => closed);
       rows += 1;
       if (row.truth !== null && row.truth !== undefined) {
