@@ -47,6 +47,7 @@ t.test('bench-model on PyTorch exports whose inputs are not a row of floats', as
   // INT64 token ids [batch, length]: index inputs get values every index accepts (they were floats, which a BigInt array refuses).
   const text = JSON.parse((await run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}text.onnx`, '--backend', 'auto', '--batch', '1,4', '--seconds', '0.1', '--repeats', '1', '--json'])).stdout);
   t.equal(text.backend, 'onnxruntime', 'auto picks onnxruntime for an INT64 input');
+  t.match(text.backend_note, /^backend auto chose onnxruntime: the native backend cannot run this model \(.*input "ids" is INT64/, 'and says why');
   t.same(text.points.map((p: { batch: number; runs: number }) => [p.batch, p.runs > 0]), [[1, true], [4, true]]);
   // No batch dimension: rows/s at batch 8 would count 8 rows for each call of the one shape.
   const fixed = await run(process.execPath, [UMBRA, 'bench-model', `${PYTORCH}fixed.onnx`, '--backend', 'onnxruntime', '--batch', '1,8', '--seconds', '0.1', '--repeats', '1', '--json']);

@@ -51,6 +51,11 @@ t.test('backend: native and auto in config.json, through HTTP', async (t) => {
   t.equal(manager.get('digits_native').session.backend, 'native');
   t.equal(manager.get('digits_auto').session.backend, 'native', 'auto picks native for a dense network');
   t.equal(manager.get('exp_auto').session.backend, 'onnxruntime', 'auto falls back for an unsupported op');
+  const noteOf = async (model: string) => ((await (await fetch(`${server.url}/v2/models/${model}`)).json()) as { execution: { backend_note?: string } }).execution.backend_note;
+  const [nativeNote, fallbackNote, namedNote] = await Promise.all(['digits_auto', 'exp_auto', 'digits_native'].map(noteOf));
+  t.equal(nativeNote, 'backend auto chose native: it runs every node of this model', 'the metadata says what auto chose');
+  t.match(fallbackNote, /^backend auto chose onnxruntime: the native backend cannot run this model \(.*node "exp_node" \(Exp\)/, 'a fallback names the node and op the native backend refused');
+  t.equal(namedNote, undefined, 'a backend the config names needs no note');
   const failed = (await manager.index()).find((e) => e.name === 'exp_native');
   t.equal(failed?.state, 'UNAVAILABLE');
   t.match(failed?.reason, /node "exp_node" \(Exp\).*onnxruntime/, 'the refusal names the node, the op and the way out');

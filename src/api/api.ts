@@ -335,6 +335,7 @@ function executionOf(mv: ModelVersion): Record<string, unknown> {
     placement: mv.placement,
     ...(mv.placementReason ? { placement_reason: mv.placementReason } : {}),
     ...(mv.providerNote ? { execution_providers_note: mv.providerNote } : {}),
+    ...(mv.backendNote ? { backend_note: mv.backendNote } : {}),
     // One copy of the weights for every session of the version: its size.
     ...(mv.sharedWeights ? { shared_weights_bytes: mv.sharedWeights.bytes } : {}),
     // A model that does not batch, where the config left max_batch_size to it: why.

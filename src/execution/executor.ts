@@ -13,7 +13,7 @@ import { renamed, type LayerReport, type RunResult, type RunTask, type SessionSp
 import { runInHalves } from './halving.js';
 import { join } from 'node:path';
 import { sharedWeightsCopy, type SharedWeights } from '../onnx/shared-weights.js';
-import { batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
+import { backendChoice, batchSizesOf, dispatchesWhenQuiet, INLINE_BUDGET_US, placementOf, probeRowsOf, resolveBackend, shardMinRowsOf, stagesBatches } from './placement.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { AdmissionBoard, InferOptions, InferResult, InferTiming, VersionExecution, VersionFiles } from './types.js';
 import type { PrecisionCost } from '../graph/precision-cost.js';
@@ -148,6 +148,8 @@ export class Executor implements VersionExecution {
   accuracy: PrecisionCost | undefined;
   /** onnxruntime: why the version runs on other execution providers than the first its config lists. */
   providerNote: string | undefined;
+  /** `backend: auto`: which backend it chose and why. */
+  backendNote: string | undefined;
   readonly signature: ModelSignature;
   private batcher!: DynamicBatcher<Pending, Done>;
   /**
@@ -174,7 +176,7 @@ export class Executor implements VersionExecution {
    */
   static async create(args: ExecutionArgs): Promise<Executor> {
     const placement = placementOf(args.config);
-    const backend = resolveBackend(args.config.backend, args.modelPath);
+    const { backend, note: backendNote } = backendChoice(args.config.backend, args.modelPath);
     let shared: SharedWeights | undefined;
     let sharingError: string | undefined;
     try {
@@ -186,6 +188,7 @@ export class Executor implements VersionExecution {
     const mv = new Executor(planOf(shared ? { ...args, modelPath: shared.path } : args, backend), args.pool);
     mv.sharedWeights = shared;
     mv.sharedWeightsError = sharingError;
+    mv.backendNote = backendNote;
     const rows = probeRowsOf(args.config.maxBatchSize);
     // The probe runs in a worker, so timing a heavy model never blocks the event loop. It decides
     // the placement and the queue bound, so every version is timed.

@@ -7,8 +7,19 @@ import type { SessionSpec } from '../workers/messages.js';
 
 /** 'auto' serves on the native backend when it can run every node, else on onnxruntime. */
 export function resolveBackend(choice: ResolvedModelConfig['backend'], modelPath: string): SessionSpec['backend'] {
-  if (choice !== 'auto') return choice;
-  return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
+  return backendChoice(choice, modelPath).backend;
+}
+
+/**
+ * The backend `choice` resolves to, with what decided it where the config said 'auto' (the load
+ * log, the model's metadata and `bench-model --backend auto` show it): a model served on
+ * onnxruntime because the native backend refused a node says which node and why.
+ */
+export function backendChoice(choice: ResolvedModelConfig['backend'], modelPath: string): { backend: SessionSpec['backend']; note?: string } {
+  if (choice !== 'auto') return { backend: choice };
+  const refusal = nativeRefusal(modelPath);
+  if (refusal === null) return { backend: 'native', note: 'backend auto chose native: it runs every node of this model' };
+  return { backend: 'onnxruntime', note: `backend auto chose onnxruntime: the native backend cannot run this model (${refusal})` };
 }
 
 /**

@@ -52,6 +52,8 @@ export interface VersionExecution {
   readonly accuracy: PrecisionCost | undefined;
   /** onnxruntime: why the version runs on other execution providers than the first its config lists. */
   readonly providerNote: string | undefined;
+  /** `backend: auto`: which backend it chose and why. */
+  readonly backendNote?: string | undefined;
   /** The copy of the model whose weights every session of the version shares, where it has one. */
   readonly sharedWeights?: { path: string; bytes: number; written: boolean } | undefined;
   /** Why the shared copy could not be written, where it could not. */

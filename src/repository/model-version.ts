@@ -70,6 +70,11 @@ export class ModelVersion {
     return this.execution.providerNote;
   }
 
+  /** `backend: auto`: which backend it chose and why. */
+  get backendNote(): string | undefined {
+    return this.execution.backendNote;
+  }
+
   /** Queued requests (not yet executing). */
   get pending(): number {
     return this.execution.pending;

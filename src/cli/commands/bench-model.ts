@@ -19,9 +19,13 @@ export type BenchBackend = 'native' | 'onnxruntime';
 
 /** `--backend auto` resolves as a model config's `backend: auto` does: native when it runs every node. */
 export async function resolveBenchBackend(modelPath: string, backend: BenchBackend | 'auto'): Promise<BenchBackend> {
-  if (backend !== 'auto') return backend;
-  const { nativeRefusal } = await import('../../graph/index.js');
-  return nativeRefusal(modelPath) === null ? 'native' : 'onnxruntime';
+  return (await benchBackendChoice(modelPath, backend)).backend;
+}
+
+/** The same, with what decided it for 'auto' (placement.ts's backendChoice). */
+async function benchBackendChoice(modelPath: string, backend: BenchBackend | 'auto'): Promise<{ backend: BenchBackend; note?: string }> {
+  const { backendChoice } = await import('../../execution/placement.js');
+  return backendChoice(backend, modelPath);
 }
 
 export interface BenchPoint {
@@ -218,7 +222,7 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   if (flags.backend !== 'native' && flags.backend !== 'onnxruntime' && flags.backend !== 'auto') {
     throw new UsageError(`--backend: expected native, onnxruntime or auto but received ${JSON.stringify(flags.backend)}`);
   }
-  const backend = await resolveBenchBackend(model, flags.backend);
+  const { backend, note: backendNote } = await benchBackendChoice(model, flags.backend);
   const device = benchDevice(flags.device, backend);
   if (!(GPU_PRECISIONS as readonly string[]).includes(flags.precision)) {
     throw new UsageError(`--precision: expected ${GPU_PRECISIONS.join(', ')} but received ${JSON.stringify(flags.precision)}`);
@@ -272,11 +276,12 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
     const gpu = sessionDevice(session) === 'cpu' ? {} : { blas: cudaStatus().blas, precision, ...(accuracy ? { accuracy } : {}) };
     // What each input was run at, the batch as -1 (its sizes are the points').
     const inputs = session.inputs.map((info) => ({ name: info.name, shape: concreteShape(info, -1, shapes) }));
-    process.stdout.write(`${JSON.stringify({ model, backend, device: sessionDevice(session), ...gpu, threads, seconds, repeats, inputs, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ model, backend, ...(backendNote ? { backend_note: backendNote } : {}), device: sessionDevice(session), ...gpu, threads, seconds, repeats, inputs, ...(layers ? { layers } : {}), points }, null, 2)}\n`);
     return;
   }
   const where = `${backend}${flags.backend === 'auto' ? ' (auto)' : ''}${sessionDevice(session) === 'cpu' ? '' : ` on ${sessionDevice(session)}`}`;
   process.stdout.write(`${model} on ${where}, ${threads} thread(s), median of ${repeats} windows over ${seconds} s per batch\n`);
+  if (backendNote) process.stdout.write(`${backendNote}\n`);
   if (sessionDevice(session) !== 'cpu') process.stdout.write(`dense layers on ${describeGpuBlas()}, ${precision}\n`);
   if (accuracy) process.stdout.write(`${precision} against fp32 on ${accuracy.rows} seeded rows: max |diff| ${accuracy.maxAbsDiff.toPrecision(3)}, relative L2 ${accuracy.relL2.toPrecision(3)}\n`);
   process.stdout.write('batch      rows/s   ms/batch    runs\n');

@@ -139,6 +139,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       if (mv.config.configNote) log(`model ${name} v${version}: ${mv.config.configNote}`);
       for (const note of mv.config.outputNotes) log(`model ${name} v${version}: ${note}`);
       if (mv.providerNote) log(`model ${name} v${version}: ${mv.providerNote}`);
+      if (mv.backendNote) log(`model ${name} v${version}: ${mv.backendNote}`);
       const shared = mv.sharedWeights;
       if (mv.sharedWeightsError) log(`model ${name} v${version}: its weights are not shared among its sessions, each reads the model's own file: the shared copy could not be written (${mv.sharedWeightsError})`);
       if (shared) log(`model ${name} v${version}: ${(shared.bytes / 2 ** 20).toFixed(1)} MiB of weights read by every session from one memory-mapped copy, ${shared.written ? 'written' : 'kept from an earlier load'} at ${shared.path} (parameters.share_weights: "false" keeps a copy per session)`);
