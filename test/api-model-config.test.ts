@@ -2,6 +2,8 @@
 // extensions /v2 advertises: only what the server answers (statistics goes with monitoring).
 import t from 'tap';
 import { startTestServer } from './helpers/server.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tempRepo, affineModel } from './helpers/repo.js';
 
 const EXAMPLES = new URL('../models/repository/', import.meta.url).pathname;
@@ -35,6 +37,23 @@ t.test('GET /v2/models/{m}/config answers the configuration in force, in Triton\
   t.match(unknown.json, { error: /nope/ });
   t.equal((await s.get('/v2/models/digits/versions/9/config')).status, 404, 'unknown version');
   t.equal((await s.post('/v2/models/digits/config', {})).status, 405, 'GET only');
+});
+
+t.test('the config shows the queue bound in force and each output\'s label_filename', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('derived', 1, affineModel(2, 1, 4));
+  repo.addVersion('scores', 1, affineModel(2, 1, 4));
+  repo.writeConfig('scores', { max_batch_size: 8, output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [4], label_filename: 'labels.txt' }] });
+  writeFileSync(join(repo.dir, 'scores', 'labels.txt'), 'cat\ndog\nbird\nfish\n');
+  const s = await startTestServer(t, { repository: repo.dir, workers: 1 });
+  // No max_queue_size configured: the bound derived at load, which Triton's 0 ("unbounded") would misstate.
+  const bound = (await s.get('/v2/models/derived')).json.queue;
+  t.equal(bound.source, 'derived');
+  const config = (await s.get('/v2/models/derived/config')).json;
+  t.equal(config.dynamic_batching.default_queue_policy.max_queue_size, bound.max_queue_size, 'the config\'s max_queue_size is the bound the metadata shows');
+  t.ok(bound.max_queue_size > 0, 'and it is a bound');
+  t.same((await s.get('/v2/models/scores/versions/1/config')).json.output, [{ name: 'y', data_type: 'TYPE_FP32', dims: [4], label_filename: 'labels.txt' }], 'label_filename kept');
 });
 
 t.test('/v2 advertises statistics only while /stats is served', async (t) => {

@@ -131,8 +131,8 @@ export class Api implements RouteTable {
     r('GET', '/v2/models/:m', (_q, [m]) => this.metadata(m!));
     r('GET', '/v2/models/:m/versions/:v', (_q, [m, v]) => this.metadata(m!, v));
     // Triton's model configuration extension: the configuration in force, defaults filled in.
-    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, toTritonConfig(this.umbra.defaultVersion(m!).config)));
-    r('GET', '/v2/models/:m/versions/:v/config', (_q, [m, v]) => json(200, toTritonConfig(this.umbra.manager.get(m!, v).config)));
+    r('GET', '/v2/models/:m/config', (_q, [m]) => json(200, configInForce(this.umbra.defaultVersion(m!))));
+    r('GET', '/v2/models/:m/versions/:v/config', (_q, [m, v]) => json(200, configInForce(this.umbra.manager.get(m!, v))));
     r('GET', '/v2/models/:m/ready', (_q, [m]) => this.modelReady(m!));
     r('GET', '/v2/models/:m/versions/:v/ready', (_q, [m, v]) => this.modelReady(m!, v));
     r('POST', '/v2/models/:m/infer', (q, [m]) => this.infer(q, m!));
@@ -326,6 +326,14 @@ function queueMetadata(bound: QueueBound): Record<string, unknown> {
   if (bound.batchLength !== undefined) out.measured_batch_length = bound.batchLength;
   if (bound.slots !== undefined) out.concurrent_batches = bound.slots;
   return out;
+}
+
+/**
+ * GET .../config (and gRPC's ModelConfig): the version's configuration in Triton's shape, with the
+ * queue bound in force (a derived one included, as the metadata's `queue` shows it).
+ */
+export function configInForce(mv: ModelVersion): Record<string, unknown> {
+  return toTritonConfig(mv.config, mv.queueBound.maxQueueSize);
 }
 
 /** The metadata's `execution` field: backend, where batches run, and each native layer's format with its evidence. */

@@ -60,6 +60,8 @@ export interface TensorSpec {
   dims: number[];
   /** An output's class labels, by index (the config's label_filename), for the classification extension. */
   labels?: string[];
+  /** The file in the model's folder the labels came from (the config's label_filename), if any. */
+  labelFilename?: string;
 }
 
 export interface ModelSignature {

@@ -424,7 +424,10 @@ function resolveTensors(fields: Fields, declared: unknown, role: 'input' | 'outp
     const spec: TensorSpec = { name, datatype, dims: mergeDims(fields, `${where}.dims`, dims, onnxTensor, maxBatchSize) };
     if (role === 'output' && obj.label_filename !== undefined && obj.label_filename !== '') {
       const labels = readLabels(fields, obj.label_filename, `${where}.label_filename`, configDir);
-      if (labels) spec.labels = labels;
+      if (labels) {
+        spec.labels = labels;
+        spec.labelFilename = String(obj.label_filename);
+      }
     }
     return spec;
   });
@@ -585,9 +588,13 @@ function readParameters(fields: Fields, value: unknown): Record<string, string> 
   return out;
 }
 
-/** The resolved config in Triton's JSON shape (snake_case), for the model config endpoint. */
-export function toTritonConfig(config: ResolvedModelConfig): Record<string, unknown> {
-  const tensor = (t: TensorSpec): Record<string, unknown> => ({ name: t.name, data_type: TRITON_TYPE_OF[t.datatype], dims: t.dims });
+/**
+ * The resolved config in Triton's JSON shape (snake_case), for the model config endpoint.
+ * `maxQueueSize`: the queue bound in force, where it was derived at load rather than configured
+ * (the config's own 0 would read as "unbounded" to a Triton user).
+ */
+export function toTritonConfig(config: ResolvedModelConfig, maxQueueSize?: number): Record<string, unknown> {
+  const tensor = (t: TensorSpec): Record<string, unknown> => ({ name: t.name, data_type: TRITON_TYPE_OF[t.datatype], dims: t.dims, ...(t.labelFilename ? { label_filename: t.labelFilename } : {}) });
   const db = config.dynamicBatching;
   const policy = config.versionPolicy;
   return {
@@ -608,7 +615,7 @@ export function toTritonConfig(config: ResolvedModelConfig): Record<string, unkn
         preferred_batch_size: db.preferredBatchSizes,
         priority_levels: db.priorityLevels,
         default_priority_level: db.defaultPriorityLevel,
-        default_queue_policy: { max_queue_size: db.maxQueueSize, default_timeout_microseconds: db.defaultTimeoutUs },
+        default_queue_policy: { max_queue_size: maxQueueSize ?? db.maxQueueSize, default_timeout_microseconds: db.defaultTimeoutUs },
       },
     } : {}),
     execution_providers: config.executionProviders,

@@ -1,11 +1,10 @@
 // Everything of GRPCInferenceService but inference: liveness, readiness, metadata, statistics and
 // the model repository, answered from the same state the REST routes read.
-import { modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
+import { configInForce, modelMetadata, type Api, type ApiRequest } from '../../api/api.js';
 import type { Umbra } from '../../core/umbra.js';
 import { UmbraError, isUmbraError } from '../../errors.js';
 import type { Monitor } from '../../monitor/index.js';
 import { readLoadOverrides } from '../../repository/overrides.js';
-import { toTritonConfig } from '../../repository/config.js';
 import { VERSION } from '../../version.js';
 import type { GrpcCall } from './call.js';
 import type { Message, UnaryHandler } from './definition.js';
@@ -85,7 +84,7 @@ export function controlHandlers(deps: ControlDeps): Record<string, UnaryHandler>
     ModelMetadata: (req) => modelMetadata(core, text(req.name), text(req.version) || undefined) as unknown as Message,
     // REST's GET /v2/models/{m}[/versions/{v}]/config, in the same shape.
     // Unversioned: the version such requests go to (the policy's primary), as REST's /config.
-    ModelConfig: (req) => ({ config: toTritonConfig((text(req.version) ? manager.get(text(req.name), text(req.version)) : core.defaultVersion(text(req.name))).config) }),
+    ModelConfig: (req) => ({ config: configInForce(text(req.version) ? manager.get(text(req.name), text(req.version)) : core.defaultVersion(text(req.name))) }),
     ModelStatistics: (req) => {
       if (!monitor) throw statusError(Status.UNIMPLEMENTED, 'statistics are kept by monitoring, which is off on this server (--monitoring on)');
       const name = text(req.name);
