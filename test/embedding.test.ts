@@ -26,6 +26,19 @@ t.test('predict() in-process with typed arrays and plain arrays', async (t) => {
   await t.rejects(umbra.predict('ghost', { x: { data: [1] } }), /ghost/);
 });
 
+t.test('predict() refuses a typed array of another element type instead of reading its bytes as the input\'s', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // Same element size as FP32: its bits were read as floats (1 as 1.4e-45) and answered.
+  await t.rejects(umbra.predict('affine', { x: { data: new Int32Array([1, 2, 3, 4]), shape: [1, 4] } }),
+    { code: 'INVALID_INPUT', message: "expected a Float32Array or an array of numbers for input 'x' (FP32) but received an Int32Array" });
+  // Another element size: refused as a binary_data_size the caller never gave.
+  await t.rejects(umbra.predict('affine', { x: { data: new Float64Array([1, 2, 3, 4]), shape: [1, 4] } }), { message: /received a Float64Array$/ });
+});
+
 t.test('predict() answers own their bytes: a kept answer does not hold a shared slab', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

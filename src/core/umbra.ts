@@ -3,8 +3,8 @@
 import { withClassification } from '../protocol/classification.js';
 import { usableCores } from '../cores.js';
 import { join } from 'node:path';
-import { UmbraError, invalid } from '../errors.js';
-import { binaryOutputsFor, elementCount, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../protocol/index.js';
+import { UmbraError, describeValue, invalid } from '../errors.js';
+import { binaryOutputsFor, elementCount, parseInferRequest, placeSharedOutputs, typedArrayFor, type ParseInferRequestOptions } from '../protocol/index.js';
 import { SharedMemoryRegistry } from './shared-memory.js';
 import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
@@ -335,6 +335,7 @@ export class Umbra implements InferenceFront {
       if (!spec) throw new UmbraError('INVALID_INPUT', `unexpected input '${name}' for model '${model}' (inputs: ${mv.signature.inputs.map((s) => s.name).join(', ')})`);
       const datatype = input.datatype ?? spec.datatype;
       if (!DATATYPES.includes(datatype)) throw invalid('INVALID_INPUT', `one of ${DATATYPES.join(', ')}`, `the datatype of input '${name}'`, datatype);
+      checkStorage(name, datatype, input.data);
       const shape = input.shape ?? defaultShape(spec.dims, mv.signature.maxBatchSize, input.data.length);
       tensors.push({ name, datatype, shape, data: input.data as TensorData });
     }
@@ -381,6 +382,21 @@ function routingKeyFromBody(request: InferRequest, context: RequestContext): boo
   if (context.routingKey !== undefined || typeof key !== 'string' || key === '') return false;
   context.routingKey = key;
   return true;
+}
+
+/**
+ * A typed array must be the datatype's own storage (Float32Array for FP32, Uint16Array for FP16's
+ * bits, Uint8Array for BOOL): its bytes are sent as they are, so an Int32Array given for FP32
+ * would be read as floats (1 as 1.4e-45), and one of another element size would be refused as a
+ * binary_data_size the caller never gave.
+ */
+function checkStorage(name: string, datatype: DataType, data: unknown): void {
+  if (Array.isArray(data) || datatype === 'BYTES') return;
+  const storage = (typedArrayFor(datatype, 0) as object).constructor as new () => object;
+  if (data instanceof storage || (storage === Uint8Array && data instanceof Uint8ClampedArray)) return;
+  const article = (type: string) => (/^[AEIO]/.test(type) ? 'an' : 'a');
+  const received = ArrayBuffer.isView(data) ? `${article(data.constructor.name)} ${data.constructor.name}` : describeValue(data);
+  throw new UmbraError('INVALID_INPUT', `expected ${article(storage.name)} ${storage.name} or an array of numbers for input '${name}' (${datatype}) but received ${received}`);
 }
 
 /** Typed arrays skip JSON entirely: encode them as the binary extension does and parse that. */
