@@ -136,6 +136,12 @@ t.test('--shape sets the free dims of a sequence model\'s inputs; without it per
   for (const [shapes, why] of [[['nope:3'], /one of the model inputs \(ids, frames\) for the input named by --shape/], [['ids:1,2,3'], /gives 3 dims, but input ids has shape \[-1, -1\]; give the 1 dim after the batch dim/], [['frames:2,5,4'], /dim 2 of input frames is fixed at 3/]] as const) {
     await t.rejects(runPerf({ ...options, shapes: parseShapes([...shapes]) }), why, `--shape ${shapes[0]} does not fit the model`);
   }
+  // Checked once perf has the model's metadata, still the command line's mistake: exit 2, the flag named.
+  const cli = async (shape: string) => run(process.execPath, ['bin/umbra.js', 'perf', '--url', server.url, '-m', 'synthetic', '--shape', shape, '--duration', '0.2', '--warmup-ms', '0'])
+    .then(() => ({ code: 0, stderr: '' }), (e: { stderr: string; code: number }) => ({ code: e.code, stderr: e.stderr }));
+  const misfits = await Promise.all(['nosuch:3', 'frames:2,5,4'].map(cli));
+  t.same(misfits.map((o) => o.code), [2, 2], '--shape naming no input, or dims that do not fit, is a usage error');
+  t.match(misfits.map((o) => o.stderr).join(''), /for the input named by --shape but received the string "nosuch"[^]*--shape frames:2,5,4: dim 2 of input frames is fixed at 3/);
 });
 
 t.test('a latency threshold stops the sweep after the first level past it', async (t) => {

@@ -62,6 +62,16 @@ export type InputShapes = ReadonlyMap<string, readonly number[]>;
  * Parses `--shape` values (`NAME:D1,D2,...`, the name may itself hold colons) into InputShapes.
  * Checked against the model when payloads are made (checkShapes).
  */
+/**
+ * A --shape that is malformed or does not fit the model: the command line is at fault, not the
+ * server, so `umbra perf` reports it as a usage error (exit 2) rather than a failed run.
+ */
+export class ShapeFlagError extends UmbraError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
 export function parseShapes(values: readonly string[]): Map<string, number[]> {
   const shapes = new Map<string, number[]>();
   for (const value of values) {
@@ -69,7 +79,7 @@ export function parseShapes(values: readonly string[]): Map<string, number[]> {
     const name = at > 0 ? value.slice(0, at) : '';
     const dims = at > 0 ? value.slice(at + 1).split(',') : [];
     if (name === '' || dims.length === 0 || dims.some((d) => !/^[1-9]\d{0,8}$/.test(d.trim()))) {
-      throw new UmbraError('INVALID_ARGUMENT', `--shape ${JSON.stringify(value)}: expected NAME:DIMS, the input's name and its dims as positive integers (e.g. --shape input_ids:128, or input_ids:1,128 with the batch dim)`);
+      throw new ShapeFlagError(`--shape ${JSON.stringify(value)}: expected NAME:DIMS, the input's name and its dims as positive integers (e.g. --shape input_ids:128, or input_ids:1,128 with the batch dim)`);
     }
     shapes.set(name, dims.map((d) => Number(d)));
   }
@@ -86,10 +96,10 @@ export function concreteShape(meta: { name: string; shape: readonly number[] }, 
     const batched = meta.shape[0] === -1 && given.length === meta.shape.length - 1;
     const shape = batched ? [batchSize, ...given] : [...given];
     if (shape.length !== meta.shape.length) {
-      throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (the batch size is a flag of its own), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
+      throw new ShapeFlagError(`--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (the batch size is a flag of its own), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
     }
     meta.shape.forEach((d, i) => {
-      if (d >= 0 && shape[i] !== d) throw new UmbraError('INVALID_ARGUMENT', `--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
+      if (d >= 0 && shape[i] !== d) throw new ShapeFlagError(`--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
     });
     return shape;
   }
@@ -101,7 +111,7 @@ const dimsWord = (n: number) => `${n} dim${n === 1 ? '' : 's'}`;
 /** Checks every --shape names an input of the model (its shape is checked as payloads are made). */
 export function checkShapes(meta: { inputs: readonly { name: string }[] }, shapes: InputShapes): void {
   for (const name of shapes.keys()) {
-    if (!meta.inputs.some((m) => m.name === name)) throw invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name);
+    if (!meta.inputs.some((m) => m.name === name)) throw new ShapeFlagError(invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name).message);
   }
 }
 

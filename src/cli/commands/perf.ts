@@ -2,7 +2,7 @@
 // MLServer). Closed loop (--concurrency) or open loop (--request-rate), windows until stable.
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { parseShapes, PROTOCOLS, type Protocol } from '../../perf/payload.js';
+import { parseShapes, PROTOCOLS, ShapeFlagError, type Protocol } from '../../perf/payload.js';
 import { parseSweep } from '../../perf/sweep.js';
 import { runPerf, type PerfOptions } from '../../perf/runner.js';
 import { toCsv, toJson, toTable } from '../../perf/report.js';
@@ -110,7 +110,13 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   if (!json) {
     options.onLevel = (r) => process.stderr.write(`${r.concurrency !== undefined ? `concurrency ${r.concurrency}` : `rate ${r.request_rate}/s`}: ${r.throughput.toFixed(1)} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms\n`);
   }
-  const results = await runPerf(options);
+  let results: Awaited<ReturnType<typeof runPerf>>;
+  try {
+    results = await runPerf(options);
+  } catch (err) {
+    // A --shape is only checked against the model once perf has its metadata: still a usage error.
+    throw err instanceof ShapeFlagError ? new UsageError(err.message) : err;
+  }
   if (json) process.stdout.write(toJson(results));
   else process.stdout.write(toTable(results));
   if (typeof flags['csv'] === 'string') writeFileSync(flags['csv'], toCsv(results));
