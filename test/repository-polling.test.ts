@@ -26,3 +26,24 @@ t.test('a model mid-load is not loaded again by a poll; a changed file is loaded
   await umbra.manager.pollOnce();
   t.same(loads, ['affine', 'affine'], 'a changed file: loaded once');
 });
+
+t.test('a model that fails to load is not loaded again by every poll, only once its files change', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  repo.writeConfig('affine', { max_batch_size: 'lots' });
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const failures: string[] = [];
+  const loads: string[] = [];
+  umbra.manager.on('load-failed', (name: string) => failures.push(name));
+  umbra.manager.on('loaded', (name: string) => loads.push(name));
+  await umbra.manager.pollOnce();
+  const afterFirstPass = failures.length;
+  await umbra.manager.pollOnce();
+  await umbra.manager.pollOnce();
+  t.equal(failures.length, afterFirstPass, 'the same broken files: no further load, no further failure');
+  repo.writeConfig('affine', { max_batch_size: 8 });
+  await umbra.manager.pollOnce();
+  t.same(loads, ['affine'], 'the fixed config is loaded at the next pass');
+});

@@ -30,6 +30,11 @@ interface ModelEntry {
   reason?: string;
   /** Fingerprint of the files the serving set was loaded from, for polling. */
   fingerprint: string;
+  /**
+   * Fingerprint of the files a poll last failed to load: polling tries them again only once they
+   * change, instead of loading (and warming up) a broken model on every pass.
+   */
+  failedFingerprint?: string;
   /** Serialises load/unload of one model. */
   busy: Promise<void>;
   /** Loads and unloads of the model queued or running (polling leaves such a model to the next pass). */
@@ -258,6 +263,7 @@ export class ModelManager extends EventEmitter {
       entry.state = 'READY';
       delete entry.reason;
       entry.fingerprint = fingerprint;
+      delete entry.failedFingerprint;
       this.emit('loaded', entry.name, [...fresh.keys()]);
       void this.retire([...old.values()]);
     } catch (err) {
@@ -408,7 +414,11 @@ export class ModelManager extends EventEmitter {
       }
       const selected = config ? selectVersions(versions, config.versionPolicy) : versions;
       const fp = await this.fingerprint(name, selected, filename).catch(() => '');
-      if (fp !== e.fingerprint) work.push(this.serialized(name, (entry) => this.doLoad(entry)));
+      if (fp === e.fingerprint || fp === e.failedFingerprint) continue;
+      work.push(this.serialized(name, (entry) => this.doLoad(entry).catch((err: unknown) => {
+        entry.failedFingerprint = fp;
+        throw err;
+      })));
     }
     for (const name of this.models.keys()) if (!onDisk.has(name)) work.push(this.unload(name));
     await Promise.allSettled(work);
