@@ -55,6 +55,7 @@ t.test('folders whose names cannot name a model, and model files outside a model
   writeFileSync(join(repo.dir, 'notes.txt'), 'not a model');
   t.same(misnamedFolders(repo.dir), ['fraud model', 'résumé'], 'hidden folders are not models and not mistakes');
   t.match(misnamedFolderNote('fraud model'), /^folder "fraud model" of the repository is not served: a model name is .*; rename the folder$/);
+  t.match(misnamedFolderNote('v1..2'), /with no "\.\."; rename the folder$/, 'a name refused only for its ".." is told that rule');
   t.same(looseModelFiles(repo.dir), ['churn.onnx', 'my model.ONNX'], 'model files at the top, hidden ones and other files aside');
   t.equal(looseModelFileNote('churn.onnx'), 'file "churn.onnx" at the top of the repository is not served: each model has its own folder with numbered versions; move it to churn/1/model.onnx');
   t.match(looseModelFileNote('my model.ONNX'), /move it to <model>\/1\/model\.onnx$/, 'a file whose name cannot name a model gets a placeholder, not a bad name');

@@ -6,7 +6,7 @@ import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { DEFAULTS } from '../server/defaults.js';
 import type { ServerOptions } from '../server/server.js';
 import { MONITOR_FIELDS, monitoringFromSettings, type MonitorField } from '../monitor/settings.js';
-import { isValidModelName } from '../repository/layout.js';
+import { isValidModelName, MODEL_NAME_RULE } from '../repository/layout.js';
 import { modelDirRepository } from '../repository/single-model.js';
 import { realOrResolved } from '../real-path.js';
 
@@ -166,7 +166,7 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     if (out.repository !== undefined) {
       throw new UsageError(`${setBy.get('repository')!.source} and --model-dir both say what to serve: give --repo for a repository of models, or --model-dir with --model-name for one model`);
     }
-    if (!isValidModelName(modelName)) throw new UsageError(`--model-name: "${modelName}" cannot name a model: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`);
+    if (!isValidModelName(modelName)) throw new UsageError(`--model-name: "${modelName}" cannot name a model: use ${MODEL_NAME_RULE}`);
     single = { name: modelName, dir: modelDir };
     out.repository = modelDirRepository(modelName, modelDir);
   }

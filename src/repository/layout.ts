@@ -17,6 +17,9 @@ export type VersionPolicy =
 export const DEFAULT_VERSION_POLICY: VersionPolicy = { kind: 'latest', numVersions: 1 };
 
 /** True when `name` can name a model: it is also a safe single path segment. */
+/** The naming rule as every message words it (isValidModelName checks it). */
+export const MODEL_NAME_RULE = '1-128 letters, digits, "_", "." or "-", starting with a letter or digit, with no ".."';
+
 export function isValidModelName(name: string): boolean {
   return MODEL_NAME_PATTERN.test(name) && !name.includes('..');
 }
@@ -24,7 +27,7 @@ export function isValidModelName(name: string): boolean {
 /** Throws INVALID_INPUT (400) unless `name` is a valid model name. Returns it for chaining. */
 export function validateModelName(name: unknown): string {
   if (typeof name !== 'string' || !isValidModelName(name)) {
-    throw invalid('INVALID_INPUT', 'a model name of 1-128 letters, digits, "_", "." or "-" (starting with a letter or digit, no "..")', 'the model name', name);
+    throw invalid('INVALID_INPUT', `a model name of ${MODEL_NAME_RULE}`, 'the model name', name);
   }
   return name;
 }
@@ -83,7 +86,7 @@ export function misnamedFolders(repo: string): string[] {
 
 /** What a repository skips when a folder's name cannot name a model, and the fix. */
 export function misnamedFolderNote(name: string): string {
-  return `folder ${JSON.stringify(name)} of the repository is not served: a model name is 1-128 letters, digits, "_", "." or "-", starting with a letter or digit; rename the folder`;
+  return `folder ${JSON.stringify(name)} of the repository is not served: a model name is ${MODEL_NAME_RULE}; rename the folder`;
 }
 
 /**

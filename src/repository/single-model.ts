@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { readModelConfig } from './config.js';
-import { isValidModelName, MAX_VERSION } from './layout.js';
+import { isValidModelName, MAX_VERSION, MODEL_NAME_RULE } from './layout.js';
 
 export type ModelDirLayout = 'file' | 'versions' | 'repository';
 
@@ -87,7 +87,7 @@ const EXPECTED = 'expected DIR/model.onnx, DIR/<version>/model.onnx (Triton layo
  */
 export function inspectModelDir(name: string, dir: string): ModelDirPlan {
   if (!isValidModelName(name)) {
-    throw new UmbraError('INVALID_ARGUMENT', `"${name}" cannot name a model: use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`);
+    throw new UmbraError('INVALID_ARGUMENT', `"${name}" cannot name a model: use ${MODEL_NAME_RULE}`);
   }
   const given = resolve(dir);
   // A model file named itself: its folder in the file layout, that file chosen.
