@@ -1,7 +1,8 @@
 // `umbra perf`: load generator for any Open Inference Protocol server (Umbra, Triton, KServe,
 // MLServer). Closed loop (--concurrency) or open loop (--request-rate), windows until stable.
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseShapes, PROTOCOLS, ShapeFlagError, type Protocol } from '../../perf/payload.js';
 import { parseSweep } from '../../perf/sweep.js';
 import { runPerf, type PerfOptions } from '../../perf/runner.js';
@@ -105,6 +106,15 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   const threshold = numberFlag(flags, 'latencyThreshold', '--latency-threshold', false);
   if (threshold !== undefined) options.latencyThresholdMs = threshold;
   if (!(options.warmupMs! >= 0)) throw new UsageError(`--warmup-ms: expected a non-negative number but received ${JSON.stringify(flags['warmupMs'])}`);
+
+  // Written only once the sweep is done: a path that cannot be written must not cost the run first.
+  for (const [key, flag] of [['csv', '--csv'], ['plot', '--plot']] as const) {
+    const file = flags[key];
+    if (typeof file !== 'string') continue;
+    const folder = dirname(resolve(file));
+    if (!existsSync(folder)) throw new UsageError(`${flag}: the folder ${folder} does not exist; create it first`);
+    if (existsSync(file) && statSync(file).isDirectory()) throw new UsageError(`${flag}: ${file} is a folder; give the file to write`);
+  }
 
   const json = flags['json'] === true;
   if (!json) {
