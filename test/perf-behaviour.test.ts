@@ -190,6 +190,8 @@ t.test('bad flags are named with what was expected', async (t) => {
   t.match(outcomes[0]!.stderr, /expected a positive integer for --concurrency/);
   t.match(outcomes[2]!.stderr, /--percentile: expected a percentile between 0 and 100 \(e\.g\. 95\) but received "200"/);
   // Checked before anything is measured (the files are written after the sweep), not after it.
+  const missing = await usage(['--input-data', '/umbra-no-such-folder/requests.json']);
+  t.same([missing.code, /--input-data: \/umbra-no-such-folder\/requests\.json does not exist; give "random" or a JSON file/.test(missing.stderr)], [2, true], 'an --input-data file that does not exist is a usage error');
   const unwritable = await Promise.all([['--csv', '/umbra-no-such-folder/levels.csv'], ['--plot', '.']].map(usage));
   t.same(unwritable.map((o) => o.code), [2, 2], 'a --csv or --plot that cannot be written is a usage error');
   t.match(unwritable.map((o) => o.stderr).join(''), /--csv: the folder \/umbra-no-such-folder does not exist; create it first[^]*--plot: \. is a folder; give the file to write/);

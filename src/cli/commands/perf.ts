@@ -107,6 +107,8 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   if (threshold !== undefined) options.latencyThresholdMs = threshold;
   if (!(options.warmupMs! >= 0)) throw new UsageError(`--warmup-ms: expected a non-negative number but received ${JSON.stringify(flags['warmupMs'])}`);
 
+  const inputData = String(flags['inputData']);
+  if (inputData !== 'random' && !existsSync(inputData)) throw new UsageError(`--input-data: ${inputData} does not exist; give "random" or a JSON file of requests`);
   // Written only once the sweep is done: a path that cannot be written must not cost the run first.
   for (const [key, flag] of [['csv', '--csv'], ['plot', '--plot']] as const) {
     const file = flags[key];
