@@ -39,6 +39,16 @@ t.test('predict() refuses a typed array of another element type instead of readi
   await t.rejects(umbra.predict('affine', { x: { data: new Float64Array([1, 2, 3, 4]), shape: [1, 4] } }), { message: /received a Float64Array$/ });
 });
 
+t.test('Umbra.open() refuses workers or intraOpThreads that are not positive integers, naming the option', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  // A fraction or NaN left every model that runs in the workers UNAVAILABLE with an internal message.
+  await t.rejects(Umbra.open({ repository: repo.dir, workers: 1.5 }), { code: 'INVALID_ARGUMENT', message: 'expected a positive integer for Umbra option workers but received number 1.5' });
+  await t.rejects(Umbra.open({ repository: repo.dir, workers: Number.NaN }), { message: /for Umbra option workers but received number NaN/ });
+  await t.rejects(Umbra.open({ repository: repo.dir, intraOpThreads: 0 }), { message: /for Umbra option intraOpThreads but received number 0/ });
+});
+
 t.test('predict() answers own their bytes: a kept answer does not hold a shared slab', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -91,6 +91,12 @@ export class Umbra implements InferenceFront {
   private readonly eventSources: (() => Promise<void>)[] = [];
 
   private constructor(readonly options: UmbraOptions) {
+    // Checked here, not where they are used: a fraction or NaN failed each model's load with an
+    // internal message (maxInFlight, "reading 'outputRows'"), or none at all.
+    for (const key of ['workers', 'intraOpThreads'] as const) {
+      const value = options[key];
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) throw invalid('INVALID_ARGUMENT', 'a positive integer', `Umbra option ${key}`, value);
+    }
     this.threads.add('core', osThreadId());
     this.sharedMemory = new SharedMemoryRegistry(options.sharedMemory === true);
     this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid) });
