@@ -39,6 +39,19 @@ t.test('predict() refuses a typed array of another element type instead of readi
   await t.rejects(umbra.predict('affine', { x: { data: new Float64Array([1, 2, 3, 4]), shape: [1, 4] } }), { message: /received a Float64Array$/ });
 });
 
+t.test('predict() reads NaN and Infinity in a plain array of floats as a Float32Array\'s', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(1, 0));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // JSON.stringify wrote them as null: refused as "received null", even with allow_nan.
+  const values = [1, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  const answer = await umbra.predict('affine', { x: { data: values, shape: [1, 4] } }, { parameters: { allow_nan: true } });
+  t.same(Array.from(answer.outputs[0]!.data as Float32Array), values, 'with allow_nan they reach the model');
+  await t.rejects(umbra.predict('affine', { x: { data: values, shape: [1, 4] } }), { message: /element 1 but received NaN; set parameters\.allow_nan to true/ }, 'without it, the protocol\'s own refusal');
+});
+
 t.test('Umbra.open() refuses workers or intraOpThreads that are not positive integers, naming the option', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

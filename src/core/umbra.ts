@@ -355,7 +355,7 @@ export class Umbra implements InferenceFront {
     if (typedFastPath) parsed = parseTyped(mv.signature, tensors, request);
     else {
       // Plain arrays, or typed data whose length disagrees with its shape: the JSON path says why.
-      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
+      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data.map(jsonNumber) : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
       parsed = parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
     }
     let response: InferResponse;
@@ -403,6 +403,14 @@ function checkStorage(name: string, datatype: DataType, data: unknown): void {
   const article = (type: string) => (/^[AEIO]/.test(type) ? 'an' : 'a');
   const received = ArrayBuffer.isView(data) ? `${article(data.constructor.name)} ${data.constructor.name}` : describeValue(data);
   throw new UmbraError('INVALID_INPUT', `expected ${article(storage.name)} ${storage.name} or an array of numbers for input '${name}' (${datatype}) but received ${received}`);
+}
+
+/**
+ * An element as the JSON path reads it. JSON has no NaN or Infinity and JSON.stringify writes null
+ * for them, which was refused as "received null": they go as the strings the protocol reads.
+ */
+function jsonNumber(x: unknown): unknown {
+  return typeof x === 'number' && !Number.isFinite(x) ? String(x) : x;
 }
 
 /** Typed arrays skip JSON entirely: encode them as the binary extension does and parse that. */
