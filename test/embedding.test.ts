@@ -52,6 +52,20 @@ t.test('predict() reads NaN and Infinity in a plain array of floats as a Float32
   await t.rejects(umbra.predict('affine', { x: { data: values, shape: [1, 4] } }), { message: /element 1 but received NaN; set parameters\.allow_nan to true/ }, 'without it, the protocol\'s own refusal');
 });
 
+t.test('predict() takes bigints a double holds in a plain array, and refuses larger ones instead of rounding them', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(1, 0));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // Plain arrays of bigints ended in JSON.stringify's TypeError "Do not know how to serialize a BigInt".
+  const data = [1n, 2n, 3n, 4n] as unknown as number[];
+  const answer = await umbra.predict('affine', { x: { data, shape: [1, 4] } });
+  t.same(Array.from(answer.outputs[0]!.data as Float32Array), [1, 2, 3, 4]);
+  const past = [1n, 2n ** 60n, 3n, 4n] as unknown as number[];
+  await t.rejects(umbra.predict('affine', { x: { data: past, shape: [1, 4] } }), { code: 'INVALID_INPUT', message: /for input 'x' element 1 but received bigint 1152921504606846976$/ });
+});
+
 t.test('Umbra.open() refuses workers or intraOpThreads that are not positive integers, naming the option', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -355,7 +355,7 @@ export class Umbra implements InferenceFront {
     if (typedFastPath) parsed = parseTyped(mv.signature, tensors, request);
     else {
       // Plain arrays, or typed data whose length disagrees with its shape: the JSON path says why.
-      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data.map(jsonNumber) : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
+      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data.map((x, i) => jsonNumber(x, t.name, i)) : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
       parsed = parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
     }
     let response: InferResponse;
@@ -408,9 +408,16 @@ function checkStorage(name: string, datatype: DataType, data: unknown): void {
 /**
  * An element as the JSON path reads it. JSON has no NaN or Infinity and JSON.stringify writes null
  * for them, which was refused as "received null": they go as the strings the protocol reads.
+ * A bigint past 2^53 is refused rather than rounded (JSON.stringify cannot spell it).
  */
-function jsonNumber(x: unknown): unknown {
-  return typeof x === 'number' && !Number.isFinite(x) ? String(x) : x;
+function jsonNumber(x: unknown, name: string, index: number): unknown {
+  if (typeof x === 'number' && !Number.isFinite(x)) return String(x);
+  // JSON.stringify throws a bare TypeError on a bigint; one a double holds exactly is that number.
+  if (typeof x === 'bigint') {
+    if (Number.isSafeInteger(Number(x))) return Number(x);
+    throw invalid('INVALID_INPUT', 'a number within 2^53 (a BigInt64Array or BigUint64Array carries any 64-bit integer)', `input '${name}' element ${index}`, x);
+  }
+  return x;
 }
 
 /** Typed arrays skip JSON entirely: encode them as the binary extension does and parse that. */
