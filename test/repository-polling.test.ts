@@ -47,3 +47,24 @@ t.test('a model that fails to load is not loaded again by every poll, only once 
   await umbra.manager.pollOnce();
   t.same(loads, ['affine'], 'the fixed config is loaded at the next pass');
 });
+
+t.test('closing the repository waits for a load under way, and starts no other', async (t) => {
+  const { ModelManager } = await import('../dist/repository/manager.js');
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  let opened!: () => void;
+  const gate = new Promise<void>((resolve) => { opened = resolve; });
+  const execution = { drain: async () => undefined, release: async () => undefined };
+  const manager = new ModelManager({ repository: repo.dir, open: async () => { await gate; return execution as never; } });
+  const order: string[] = [];
+  const loading = manager.load('affine').then(() => order.push('loaded'));
+  // Umbra.close() stops the worker pool once this resolves: under a worker still opening a
+  // session, onnxruntime-node aborted the process.
+  const drained = manager.drainAll().then(() => order.push('drained'));
+  await new Promise(setImmediate);
+  opened();
+  await Promise.all([loading, drained]);
+  t.same(order, ['loaded', 'drained'], 'the drain ended after the load under way');
+  await t.rejects(manager.load('affine'), { code: 'NOT_READY' }, 'no load starts once closing');
+});

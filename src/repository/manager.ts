@@ -60,6 +60,10 @@ export class ModelManager extends EventEmitter {
   private readonly models = new Map<string, ModelEntry>();
   private pollTimer: NodeJS.Timeout | undefined;
   private pollGeneration = 0;
+  /** Set by drainAll: no load or unload starts after it. */
+  private closing = false;
+  /** Old versions draining and releasing their sessions in the background (retire). */
+  private readonly retiring = new Set<Promise<void>>();
   /** Models given in load requests, served beside the repository's. */
   readonly overrides: OverrideStore;
 
@@ -118,6 +122,7 @@ export class ModelManager extends EventEmitter {
 
   /** Runs `action` on the model's entry after whatever load or unload of it is running. */
   private serialized(name: string, action: (entry: ModelEntry) => Promise<void>): Promise<void> {
+    if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not loaded`));
     const entry = this.entry(name);
     entry.pending += 1;
     const run = entry.busy.then(() => action(entry)).finally(() => {
@@ -180,6 +185,7 @@ export class ModelManager extends EventEmitter {
     validateModelName(name);
     const entry = this.models.get(name);
     if (!entry) return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`));
+    if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not unloaded`));
     const run = entry.busy.then(() => this.doUnload(entry));
     entry.busy = run.catch(() => undefined);
     return run;
@@ -285,11 +291,14 @@ export class ModelManager extends EventEmitter {
 
   /** Drains old versions in the background, then releases their sessions on every worker. */
   private retire(versions: ModelVersion[]): Promise<void> {
-    return Promise.all(versions.map(async (mv) => {
+    const done = Promise.all(versions.map(async (mv) => {
       // A version that fails to drain is still released: its sessions must not leak.
       await mv.drain().catch(() => undefined);
       await mv.release().catch(() => undefined);
     })).then(() => undefined);
+    this.retiring.add(done);
+    void done.finally(() => this.retiring.delete(done));
+    return done;
   }
 
   private async fingerprint(name: string, versions: number[], filename: string): Promise<string> {
@@ -391,6 +400,7 @@ export class ModelManager extends EventEmitter {
 
   /** One polling pass; exported for tests so they need no timers. */
   async pollOnce(): Promise<void> {
+    if (this.closing) return;
     this.lookForUnserved();
     const onDisk = new Set(this.onDisk());
     const work: Promise<void>[] = [];
@@ -424,9 +434,16 @@ export class ModelManager extends EventEmitter {
     await Promise.allSettled(work);
   }
 
-  /** Stops polling and drains every version (used on shutdown). */
+  /**
+   * Stops polling, lets the loads and unloads under way finish (no new one starts), then drains
+   * every version (used on shutdown). The worker pool stops after this: stopped under a worker
+   * that was still opening or releasing a session, onnxruntime-node aborted the process.
+   */
   async drainAll(): Promise<void> {
     this.stopPolling();
+    this.closing = true;
+    await Promise.all([...this.models.values()].map((e) => e.busy));
+    await Promise.all(this.retiring);
     const all = [...this.models.values()].flatMap((e) => [...e.versions.values()]);
     await Promise.all(all.map((mv) => mv.drain()));
   }
