@@ -76,6 +76,14 @@ t.test('Umbra.open() refuses workers or intraOpThreads that are not positive int
   await t.rejects(Umbra.open({ repository: repo.dir, intraOpThreads: 0 }), { message: /for Umbra option intraOpThreads but received number 0/ });
 });
 
+t.test('Umbra.open() on a repository it cannot read leaves no worker pool behind', async (t) => {
+  const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+  const before = ports();
+  await t.rejects(Umbra.open({ repository: '/umbra-no-such-repository', workers: 2 }), { code: 'INVALID_ARGUMENT' });
+  // The pool's workers (a thread and a port each) outlived the failed call: two more each retry.
+  t.equal(ports(), before, 'the workers it started are stopped');
+});
+
 t.test('predict() answers own their bytes: a kept answer does not hold a shared slab', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

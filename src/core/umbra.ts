@@ -115,7 +115,16 @@ export class Umbra implements InferenceFront {
   /** Starts the pool and loads the repository. Resolves when every model has loaded or failed. */
   static async open(options: UmbraOptions): Promise<Umbra> {
     const umbra = new Umbra(options);
-    if (options.loadAll !== false) await umbra.manager.loadAll();
+    if (options.loadAll !== false) {
+      try {
+        await umbra.manager.loadAll();
+      } catch (err) {
+        // A repository that cannot be read: the caller never gets this Umbra to close, so its
+        // worker threads would outlive the call (two each time an embedder retries, say).
+        await umbra.close();
+        throw err;
+      }
+    }
     if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
     return umbra;
   }
