@@ -76,6 +76,15 @@ t.test('a run where every request fails shows what the server said and exits 1',
   t.match(failed.stderr, /umbra perf: every request failed at concurrency 2: nothing was measured/);
 });
 
+t.test('a run where no request is answered within the measurement exits 1, saying why', async (t) => {
+  const silent = await startSynthetic({ delay: { kind: 'never' } });
+  t.teardown(() => silent.close());
+  // It printed 0.0 req/s, "stable yes", and exited 0: a gate passed on nothing measured.
+  const empty = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', silent.url, '-m', 'synthetic', '--duration', '0.2', '--warmup-ms', '0'])
+    .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+  t.same([empty.code, /no request was answered within the measurement at concurrency 1: nothing was measured; measure longer \(--duration/.test(empty.stderr)], [1, true]);
+});
+
 t.test('transport failures: refused connections and unanswered requests are errors by cause', async (t) => {
   const silent = await startSynthetic({ delay: { kind: 'never' } });
   t.teardown(() => silent.close());

@@ -142,4 +142,11 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
     process.stderr.write(`umbra perf: every request failed at ${failed.map(label).join(', ')}: nothing was measured\n`);
     process.exitCode = 1;
   }
+  // No answer and no error within the measurement (a first request slower than --duration): the
+  // level's 0 req/s measured nothing either, and must not pass a gate as a result.
+  const unanswered = results.filter((r) => r.completed === 0 && r.errors === 0);
+  if (unanswered.length > 0) {
+    process.stderr.write(`umbra perf: no request was answered within the measurement at ${unanswered.map(label).join(', ')}: nothing was measured; measure longer (--duration, --window-ms) or warm the server up first (--warmup-ms)\n`);
+    process.exitCode = 1;
+  }
 }
