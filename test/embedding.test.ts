@@ -84,6 +84,20 @@ t.test('Umbra.open() on a repository it cannot read leaves no worker pool behind
   t.equal(ports(), before, 'the workers it started are stopped');
 });
 
+t.test('a second close() waits for the drain the first began', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  let answered = 0;
+  const inflight = Array.from({ length: 8 }, () => umbra.predict('affine', { x: { data: [1, 2, 3, 4] } }).then(() => { answered += 1; }));
+  const first = umbra.close();
+  // It returned at once, before any request in flight was answered: a second shutdown hook went on mid-drain.
+  await umbra.close();
+  t.equal(answered, 8, 'every request in flight was answered before the second close() returned');
+  await Promise.all([first, ...inflight]);
+});
+
 t.test('predict() answers own their bytes: a kept answer does not hold a shared slab', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

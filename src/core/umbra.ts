@@ -85,7 +85,8 @@ export class Umbra implements InferenceFront {
   replicaQueues: (() => Promise<Record<string, QueueCounts>>) | undefined;
   /** System shared-memory regions clients registered (off until a server turns it on). */
   readonly sharedMemory: SharedMemoryRegistry;
-  private closed = false;
+  /** The close under way or done: every call to close() waits for the same one. */
+  private closing: Promise<void> | undefined;
   /** Events of answered requests waiting for the hooks (see emit). */
   private events: InferEvent[] = [];
   private readonly eventSources: (() => Promise<void>)[] = [];
@@ -382,12 +383,14 @@ export class Umbra implements InferenceFront {
   }
 
   /** Drains every model (queued and running requests finish), then stops the workers. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.manager.drainAll();
-    await this.pool.close();
-    this.sharedMemory.close();
+  close(): Promise<void> {
+    // A second caller (another shutdown hook) must not go on, or exit, while the drain still runs.
+    this.closing ??= (async () => {
+      await this.manager.drainAll();
+      await this.pool.close();
+      this.sharedMemory.close();
+    })();
+    return this.closing;
   }
 }
 
