@@ -31,6 +31,9 @@ t.test('usage errors exit 2, help and version 0', async (t) => {
     [['prune', 'models/repository/digits/1/model.onnx', '/tmp/umbra-never-written.onnx', '--sparsity', '0.5', '--layer', 'a.weight=2'], 2, /--layer a\.weight: expected a number in \[0, 1\] but received "2"; e\.g\. --layer "a\.weight=0\.9"/],
     [['serve', '--repo', 'models/repository', '--port', 'eighty'], 2, /--port/],
     [['perf', '--url', 'http://127.0.0.1:9', '-m', 'digits', '--protocol', 'smoke'], 2, /--protocol: expected one of/],
+    // A batch past what a typed array holds: it ended with the bare "Invalid typed array length" and 1.
+    [['bench-model', 'models/repository/digits/2/model.onnx', '--batch', '100000000', '--seconds', '0.05', '--repeats', '1'], 2, /^umbra: --batch 100000000: the inputs cannot be allocated \(Invalid typed array length: \d+\); give a smaller batch\n$/],
+    [['bench-model', 'models/repository/digits/2/model.onnx', '--backend', 'onnxruntime', '--batch', '100000000', '--seconds', '0.05', '--repeats', '1'], 2, /^umbra: --batch 100000000: the inputs cannot be allocated/],
   ];
   for (const [args, status, message] of cases) {
     const r = await inProcess(args);

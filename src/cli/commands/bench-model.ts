@@ -191,6 +191,11 @@ export function registerBenchModel(program: Command): void {
     .action(async (model: string, flags: BenchModelFlags) => benchModel(model, flags));
 }
 
+/** A batch whose inputs are past what a typed array holds ("Invalid typed array length") is --batch's mistake. */
+function batchTooLarge(err: unknown, batch: string): unknown {
+  return err instanceof RangeError ? new UsageError(`--batch ${batch}: the inputs cannot be allocated (${err.message}); give a smaller batch`) : err;
+}
+
 /** --device checked before anything loads: a GPU run on a host without one says why and what to do. */
 export function benchDevice(raw: string, backend: string): NativeDevice {
   if (!(NATIVE_DEVICES as readonly string[]).includes(raw)) {
@@ -246,7 +251,10 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const session = await openBenchSession(model, backend, threads, undefined, device, batches, precision);
+  // The native backend times its layer formats at each batch size as it opens.
+  const session = await openBenchSession(model, backend, threads, undefined, device, batches, precision).catch((err: unknown) => {
+    throw batchTooLarge(err, flags.batch);
+  });
   try {
     if (shapes) {
       checkShapes(session, shapes);
@@ -266,7 +274,13 @@ async function benchModel(model: string, flags: BenchModelFlags): Promise<void> 
   }
   const points: BenchPoint[] = [];
   try {
-    for (const batch of batches) points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5), ...(shapes ? { shapes } : {}) }));
+    for (const batch of batches) {
+      try {
+        points.push(await benchBatch(session, batch, { seconds, repeats, warmupSeconds: Math.min(1, seconds / 5), ...(shapes ? { shapes } : {}) }));
+      } catch (err) {
+        throw batchTooLarge(err, String(batch));
+      }
+    }
   } finally {
     await session.release();
   }
