@@ -1,7 +1,7 @@
 // Polling the repository loads each change once: a pass that finds a model mid-load (at start, or
 // behind an admin load) leaves it to the next pass instead of loading it a second time.
 import t from 'tap';
-import { utimesSync } from 'node:fs';
+import { utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Umbra } from '../dist/core/umbra.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
@@ -67,4 +67,19 @@ t.test('closing the repository waits for a load under way, and starts no other',
   await Promise.all([loading, drained]);
   t.same(order, ['loaded', 'drained'], 'the drain ended after the load under way');
   await t.rejects(manager.load('affine'), { code: 'NOT_READY' }, 'no load starts once closing');
+});
+
+t.test('a changed label file is a changed model: the next poll reloads it', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const labels = join(repo.dir, 'affine', 'labels.txt');
+  writeFileSync(labels, 'a\nb\nc\nd\n');
+  repo.writeConfig('affine', { max_batch_size: 8, output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [4], label_filename: 'labels.txt' }] });
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // Read with the config at load, but not watched: the old names stayed until something else changed.
+  writeFileSync(labels, 'north\neast\nsouth\nwest\n');
+  await umbra.manager.pollOnce();
+  t.same(umbra.manager.get('affine').signature.outputs[0]!.labels, ['north', 'east', 'south', 'west']);
 });

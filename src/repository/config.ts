@@ -210,6 +210,16 @@ class Fields {
 }
 
 /** Read config.json, else config.pbtxt, else nothing, from a model folder. Parse errors name the file. */
+/** The label files a config's outputs name (label_filename, in the model's folder): polling watches them too. */
+export function labelFilenames(file: ModelConfigFile): string[] {
+  const outputs = file.raw.output;
+  const list: unknown[] = Array.isArray(outputs) ? outputs : outputs === undefined ? [] : [outputs];
+  return list.flatMap((o) => {
+    const name = o !== null && typeof o === 'object' ? (o as Record<string, unknown>).label_filename : undefined;
+    return typeof name === 'string' && name !== '' ? [name] : [];
+  });
+}
+
 export function readModelConfig(dir: string): ModelConfigFile {
   const jsonPath = join(dir, 'config.json');
   const pbtxtPath = join(dir, 'config.pbtxt');

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { UmbraError, UnbatchedAnswersError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
 import type { OpenExecution } from '../execution/types.js';
-import { readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
+import { labelFilenames, readModelConfig, resolveConfigFile, type ResolvedModelConfig } from './config.js';
 import { listModels, listVersions, noVersionReason, unservedEntries, parseVersion, selectVersions, validateModelName } from './layout.js';
 import { ModelVersion } from './model-version.js';
 import { OverrideStore, type LoadOverrides } from './overrides.js';
@@ -307,6 +307,17 @@ export class ModelManager extends EventEmitter {
     for (const file of ['config.json', 'config.pbtxt']) {
       const s = await stat(join(source.configDir, file)).catch(() => undefined);
       if (s) parts.push(`${source.configDir}/${file}:${s.mtimeMs}:${s.size}`);
+    }
+    // Labels are read with the config: a changed label file must reload the model as a changed config does.
+    let labels: string[] = [];
+    try {
+      labels = labelFilenames(readModelConfig(source.configDir));
+    } catch {
+      // A config that cannot be read: its own stat above already tells a change.
+    }
+    for (const file of labels) {
+      const s = await stat(join(source.configDir, file)).catch(() => undefined);
+      parts.push(`${file}:${s ? `${s.mtimeMs}:${s.size}` : 'missing'}`);
     }
     for (const v of versions) {
       const s = await stat(join(source.versionsRoot, name, String(v), filename));
