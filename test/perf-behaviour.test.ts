@@ -3,7 +3,7 @@
 // a live steady server's windows agree depends on the host: test/timing/perf-windows.test.ts.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -151,6 +151,13 @@ t.test('--shape sets the free dims of a sequence model\'s inputs; without it per
   const misfits = await Promise.all(['nosuch:3', 'frames:2,5,4'].map(cli));
   t.same(misfits.map((o) => o.code), [2, 2], '--shape naming no input, or dims that do not fit, is a usage error');
   t.match(misfits.map((o) => o.stderr).join(''), /for the input named by --shape but received the string "nosuch"[^]*--shape frames:2,5,4: dim 2 of input frames is fixed at 3/);
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-perf-input-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const requests = join(dir, 'requests.json');
+  writeFileSync(requests, JSON.stringify({ data: [{ nope: [1, 2] }] }));
+  const unfit = await run(process.execPath, ['bin/umbra.js', 'perf', '--url', server.url, '-m', 'synthetic', '--input-data', requests, '--duration', '0.2', '--warmup-ms', '0'])
+    .then(() => ({ code: 0, stderr: '' }), (e: { stderr: string; code: number }) => ({ code: e.code, stderr: e.stderr }));
+  t.same([unfit.code, /expected one of the model inputs \(ids, frames\) for an input name in --input-data .*requests\.json but received the string "nope"/.test(unfit.stderr)], [2, true], 'an --input-data file naming no input of the model is a usage error');
 });
 
 t.test('a latency threshold stops the sweep after the first level past it', async (t) => {

@@ -63,10 +63,11 @@ export type InputShapes = ReadonlyMap<string, readonly number[]>;
  * Checked against the model when payloads are made (checkShapes).
  */
 /**
- * A --shape that is malformed or does not fit the model: the command line is at fault, not the
- * server, so `umbra perf` reports it as a usage error (exit 2) rather than a failed run.
+ * A flag's value that is malformed or does not fit the model (--shape, the --input-data file): the
+ * command line is at fault, not the server, so `umbra perf` reports it as a usage error (exit 2)
+ * rather than a failed run.
  */
-export class ShapeFlagError extends UmbraError {
+export class FlagError extends UmbraError {
   constructor(message: string) {
     super('INVALID_ARGUMENT', message);
   }
@@ -79,7 +80,7 @@ export function parseShapes(values: readonly string[]): Map<string, number[]> {
     const name = at > 0 ? value.slice(0, at) : '';
     const dims = at > 0 ? value.slice(at + 1).split(',') : [];
     if (name === '' || dims.length === 0 || dims.some((d) => !/^[1-9]\d{0,8}$/.test(d.trim()))) {
-      throw new ShapeFlagError(`--shape ${JSON.stringify(value)}: expected NAME:DIMS, the input's name and its dims as positive integers (e.g. --shape input_ids:128, or input_ids:1,128 with the batch dim)`);
+      throw new FlagError(`--shape ${JSON.stringify(value)}: expected NAME:DIMS, the input's name and its dims as positive integers (e.g. --shape input_ids:128, or input_ids:1,128 with the batch dim)`);
     }
     shapes.set(name, dims.map((d) => Number(d)));
   }
@@ -96,10 +97,10 @@ export function concreteShape(meta: { name: string; shape: readonly number[] }, 
     const batched = meta.shape[0] === -1 && given.length === meta.shape.length - 1;
     const shape = batched ? [batchSize, ...given] : [...given];
     if (shape.length !== meta.shape.length) {
-      throw new ShapeFlagError(`--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (the batch size is a flag of its own), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
+      throw new FlagError(`--shape ${meta.name}:${given.join(',')} gives ${given.length} dims, but input ${meta.name} has shape [${meta.shape.join(', ')}]; give ${meta.shape[0] === -1 ? `the ${dimsWord(meta.shape.length - 1)} after the batch dim (the batch size is a flag of its own), or all ${meta.shape.length}` : `its ${dimsWord(meta.shape.length)}`}`);
     }
     meta.shape.forEach((d, i) => {
-      if (d >= 0 && shape[i] !== d) throw new ShapeFlagError(`--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
+      if (d >= 0 && shape[i] !== d) throw new FlagError(`--shape ${meta.name}:${given.join(',')}: dim ${i} of input ${meta.name} is fixed at ${d} (shape [${meta.shape.join(', ')}])`);
     });
     return shape;
   }
@@ -111,7 +112,7 @@ const dimsWord = (n: number) => `${n} dim${n === 1 ? '' : 's'}`;
 /** Checks every --shape names an input of the model (its shape is checked as payloads are made). */
 export function checkShapes(meta: { inputs: readonly { name: string }[] }, shapes: InputShapes): void {
   for (const name of shapes.keys()) {
-    if (!meta.inputs.some((m) => m.name === name)) throw new ShapeFlagError(invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name).message);
+    if (!meta.inputs.some((m) => m.name === name)) throw new FlagError(invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `the input named by --shape`, name).message);
   }
 }
 
@@ -183,7 +184,7 @@ export function filePayloads(file: string, meta: ModelMetadata, batchSize: numbe
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new UmbraError('INVALID_ARGUMENT', `--input-data ${file}: ${(err as Error).message}`);
+    throw new FlagError(`--input-data ${file}: ${(err as Error).message}`);
   }
   const requests: { inputs: { name: string; shape?: number[]; datatype?: string; data: unknown[] }[] }[] = [];
   if (Array.isArray(raw)) requests.push(...(raw as typeof requests));
@@ -194,13 +195,13 @@ export function filePayloads(file: string, meta: ModelMetadata, batchSize: numbe
         inputs: Object.entries(entry).map(([name, v]) => {
           const content = Array.isArray(v) ? v : (v as { content?: unknown[] }).content;
           const shape = Array.isArray(v) ? undefined : (v as { shape?: number[] }).shape;
-          if (!Array.isArray(content)) throw invalid('INVALID_ARGUMENT', 'an array or {content, shape}', `--input-data input ${name}`, v);
+          if (!Array.isArray(content)) throw new FlagError(invalid('INVALID_ARGUMENT', 'an array or {content, shape}', `--input-data input ${name}`, v).message);
           return shape ? { name, shape, data: content } : { name, data: content };
         }),
       });
     }
-  } else throw invalid('INVALID_ARGUMENT', 'an OIP request, an array of them or {"data": [...]}', `--input-data ${file}`, raw);
-  if (requests.length === 0) throw new UmbraError('INVALID_ARGUMENT', `--input-data ${file} holds no requests`);
+  } else throw new FlagError(invalid('INVALID_ARGUMENT', 'an OIP request, an array of them or {"data": [...]}', `--input-data ${file}`, raw).message);
+  if (requests.length === 0) throw new FlagError(`--input-data ${file} holds no requests`);
   return requests.map((r) => encodePayload(r.inputs.map((input) => {
     const inputMeta = findInput(meta, input.name, file);
     const datatype = isDataType(input.datatype) ? input.datatype : datatypeOf(inputMeta);
@@ -219,6 +220,6 @@ export function filePayloads(file: string, meta: ModelMetadata, batchSize: numbe
 
 function findInput(meta: ModelMetadata, name: string, file: string): TensorMetadata {
   const found = meta.inputs.find((m) => m.name === name);
-  if (!found) throw invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `an input name in ${file}`, name);
+  if (!found) throw new FlagError(invalid('INVALID_ARGUMENT', `one of the model inputs (${meta.inputs.map((m) => m.name).join(', ')})`, `an input name in --input-data ${file}`, name).message);
   return found;
 }

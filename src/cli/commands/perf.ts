@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseShapes, PROTOCOLS, ShapeFlagError, type Protocol } from '../../perf/payload.js';
+import { parseShapes, PROTOCOLS, FlagError, type Protocol } from '../../perf/payload.js';
 import { parseSweep } from '../../perf/sweep.js';
 import { runPerf, type PerfOptions } from '../../perf/runner.js';
 import { toCsv, toJson, toTable } from '../../perf/report.js';
@@ -126,8 +126,9 @@ async function perf(flags: Record<string, string | boolean | undefined>): Promis
   try {
     results = await runPerf(options);
   } catch (err) {
-    // A --shape is only checked against the model once perf has its metadata: still a usage error.
-    throw err instanceof ShapeFlagError ? new UsageError(err.message) : err;
+    // --shape and the --input-data file are only checked against the model once perf has its
+    // metadata: still usage errors.
+    throw err instanceof FlagError ? new UsageError(err.message) : err;
   }
   if (json) process.stdout.write(toJson(results));
   else process.stdout.write(toTable(results));
