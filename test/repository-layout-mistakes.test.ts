@@ -22,6 +22,7 @@ t.test('each mistake in a model folder is named, with its fix', async (t) => {
   place('zeropad/01/model.onnx');
   place('named/v2/model.onnx');
   place('renamed/1/classifier.onnx');
+  place('huge/99999999999999999/model.onnx');
   mkdirSync(join(repo.dir, 'empty', '1'), { recursive: true });
   mkdirSync(join(repo.dir, 'bare'), { recursive: true });
   writeFileSync(join(repo.dir, 'bare', 'README'), 'nothing here yet');
@@ -36,6 +37,8 @@ t.test('each mistake in a model folder is named, with its fix', async (t) => {
     named: `${head('named')}folder v2 is not a version: a version folder is a positive integer without leading zeros (1, 2, ...)`,
     renamed: `${head('renamed')}1/ holds classifier.onnx, not model.onnx: rename it, or set "default_model_filename": "classifier.onnx" in renamed/config.json`,
     empty: `${head('empty')}1/ holds no model.onnx`,
+    // It was told it is no positive integer without leading zeros, which it is.
+    huge: `${head('huge')}folder 99999999999999999 is past the largest version, 9007199254740991: number versions 1, 2, ...`,
     bare: `${head('bare')}put the model at bare/1/model.onnx`,
   }, 'every model folder that cannot load says what it holds instead and what to do');
   t.equal(noVersionReason('gone', join(repo.dir, 'gone'), 'model.onnx'), "model 'gone' has no numeric version directory with a model.onnx", 'an unreadable folder: the plain reason');

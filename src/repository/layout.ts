@@ -137,9 +137,13 @@ export function noVersionReason(name: string, dir: string, filename: string): st
   const loose = entries.filter((e) => e.isFile() && e.name.toLowerCase().endsWith('.onnx')).map((e) => e.name);
   if (loose.length > 0) hints.push(`${loose.join(', ')} ${loose.length === 1 ? 'is' : 'are'} in the model folder itself: a model file goes in a numbered version folder, e.g. ${name}/1/${filename}`);
   const folders = entries.filter((e) => e.isDirectory()).map((e) => e.name);
-  const notVersions = folders.filter((f) => !/^[1-9][0-9]{0,15}$/.test(f) && !f.startsWith('.'));
+  const numbered = (f: string) => /^[1-9][0-9]*$/.test(f);
+  const notVersions = folders.filter((f) => !numbered(f) && !f.startsWith('.'));
   if (notVersions.length > 0) hints.push(`folder${notVersions.length === 1 ? '' : 's'} ${notVersions.join(', ')} ${notVersions.length === 1 ? 'is not a version' : 'are not versions'}: a version folder is a positive integer without leading zeros (1, 2, ...)`);
-  for (const f of folders.filter((x) => /^[1-9][0-9]{0,15}$/.test(x))) {
+  // Numbered, but past what a version may be: told so, not that they are no positive integer.
+  const tooLarge = folders.filter((f) => numbered(f) && !(Number(f) <= MAX_VERSION));
+  if (tooLarge.length > 0) hints.push(`folder${tooLarge.length === 1 ? '' : 's'} ${tooLarge.join(', ')} ${tooLarge.length === 1 ? 'is' : 'are'} past the largest version, ${MAX_VERSION}: number versions 1, 2, ...`);
+  for (const f of folders.filter((x) => numbered(x) && Number(x) <= MAX_VERSION)) {
     let others: string[] = [];
     try {
       others = readdirSync(join(dir, f)).filter((n) => n.toLowerCase().endsWith('.onnx') && n !== filename);
