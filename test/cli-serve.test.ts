@@ -82,6 +82,9 @@ t.test('settings: flags over environment over config file over defaults', async 
   t.equal(s.host, '127.0.0.1', 'default');
   t.throws(() => resolveServeSettings({ repo: '.', workers: '0' }, {}), /--workers/);
   t.throws(() => resolveServeSettings({ repo: '.' }, { UMBRA_PORT: 'eighty' }), /UMBRA_PORT \(environment\).*--port/);
+  t.throws(() => resolveServeSettings({ repo: '/models', pollSeconds: '-1' }, {}), { message: 'expected a number in 0..inf for --poll-seconds but received "-1"' }, 'a bad flag is named once');
+  t.throws(() => resolveServeSettings({ repo: '/models', wsIdleSeconds: '5' }, {}), { message: '--ws-idle-seconds "5": WebSocket connections can be closed for silence after 8 s at the soonest: give 0 (never) or 8..960' }, 'a value the transport would round up is refused');
+  t.same([0, 8].map((s) => resolveServeSettings({ repo: '/models', wsIdleSeconds: String(s) }, {}).wsIdleSeconds), [0, 8], '0 and 8 are taken');
   writeFileSync(file, JSON.stringify({ repo: '.', colour: 'blue' }));
   t.throws(() => resolveServeSettings({ config: file }, {}), /unknown setting "colour"/);
   writeFileSync(file, '{not json');

@@ -18,6 +18,8 @@ export class UsageError extends Error {
 interface Field extends Omit<MonitorField, 'key'> {
   /** A server option, or a setting this file turns into one (adminTokenFile -> adminToken). */
   key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile' | 'modelName' | 'modelDir';
+  /** A number within min..max that is still refused: why (e.g. a gap in the range), else undefined. */
+  check?: (n: number) => string | undefined;
 }
 
 /** What `umbra serve` runs: the server's options, and the one model directory `--model-dir` names. */
@@ -45,7 +47,9 @@ export const SERVE_FIELDS: Field[] = [
   { key: 'sharedMemory', flag: '--shared-memory', env: 'UMBRA_SHARED_MEMORY', kind: 'string' },
   { key: 'httpGuard', flag: '--http-guard', env: 'UMBRA_HTTP_GUARD', kind: 'string' },
   { key: 'wsMaxPayloadBytes', flag: '--ws-max-payload-bytes', env: 'UMBRA_WS_MAX_PAYLOAD_BYTES', kind: 'int', min: 1024 },
-  { key: 'wsIdleSeconds', flag: '--ws-idle-seconds', env: 'UMBRA_WS_IDLE_SECONDS', kind: 'int', min: 0, max: 960 },
+  { key: 'wsIdleSeconds', flag: '--ws-idle-seconds', env: 'UMBRA_WS_IDLE_SECONDS', kind: 'int', min: 0, max: 960,
+    // The transport's idle timer cannot fire sooner than 8 s: a shorter setting would silently be 8.
+    check: (n) => (n > 0 && n < 8 ? 'WebSocket connections can be closed for silence after 8 s at the soonest: give 0 (never) or 8..960' : undefined) },
   { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
   { key: 'wsBackpressureBytes', flag: '--ws-backpressure-bytes', env: 'UMBRA_WS_BACKPRESSURE_BYTES', kind: 'int', min: 1024 },
   { key: 'store', flag: '--store', env: 'UMBRA_STORE', kind: 'string' },
@@ -62,9 +66,14 @@ function fileKey(field: Field): string {
   return field.flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** The source a bad value came from, as a message's prefix: none where it is the flag the message names. */
+function where(source: string, field: Field): string {
+  return source === field.flag ? '' : `${source}: `;
+}
+
 function convert(field: Field, raw: unknown, source: string): unknown {
   if (field.kind === 'string') {
-    if (typeof raw !== 'string' || raw === '') throw new UsageError(`${source}: expected a non-empty string for ${field.flag}`);
+    if (typeof raw !== 'string' || raw === '') throw new UsageError(`${where(source, field)}expected a non-empty string for ${field.flag}`);
     return raw;
   }
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
@@ -72,8 +81,10 @@ function convert(field: Field, raw: unknown, source: string): unknown {
   const inRange = ok && (field.min === undefined || n >= field.min) && (field.max === undefined || n <= field.max);
   if (!inRange) {
     const range = `${field.min ?? '-inf'}..${field.max ?? 'inf'}`;
-    throw new UsageError(`${source}: expected ${field.kind === 'int' ? 'an integer' : 'a number'} in ${range} for ${field.flag} but received ${JSON.stringify(raw)}`);
+    throw new UsageError(`${where(source, field)}expected ${field.kind === 'int' ? 'an integer' : 'a number'} in ${range} for ${field.flag} but received ${JSON.stringify(raw)}`);
   }
+  const refused = field.check?.(n);
+  if (refused) throw new UsageError(`${where(source, field)}${field.flag} ${JSON.stringify(raw)}: ${refused}`);
   return n;
 }
 
