@@ -65,6 +65,17 @@ export class UmbraError extends Error {
 }
 
 /**
+ * A flag's value that is malformed or does not fit what it names (the model, the data): the
+ * command line is at fault, not the run, so the CLI exits 2 as for any usage error.
+ */
+export class FlagError extends UmbraError {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+/**
  * A model loaded to batch whose answers do not have a row per request row (an output whose first
  * dim is a count of its own: NonZero's indices, a detector's boxes, a reduction over the batch).
  * Requests cannot share its batches: one request's rows would be answered with another's.

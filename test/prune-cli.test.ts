@@ -200,6 +200,7 @@ t.test('bad flags name the flag and the fix, and exit 2', async (t) => {
     [[DIGITS, out, '--sparsity', '0.5', '--max-layer-sparsity', '0.3'], /--max-layer-sparsity: 0.3 is below --sparsity 0.5/],
     [[DIGITS, '--sweep', '0.5'], /--sweep: needs --eval/],
     [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV], /--eval: needs --label/],
+    [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--eval-output', 'nosuch'], /--eval-output: expected one of the model's outputs \(probabilities, label\) but received "nosuch"/],
     [[DIGITS, out, '--sparsity', '0.5', '--precision', 'bf16'], /--precision: scores the model at each precision on --eval DATA\.csv; add --eval and --label/],
     [[DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--precision', 'fp16'], /--precision: expected a comma-separated list of fp32, tf32, bf16 but received "fp16"/],
     ...(cudaStatus().available ? [] : [[[DIGITS, out, '--sparsity', '0.5', '--eval', CSV, '--label', 'label', '--precision', 'bf16'], /--precision: scores on a CUDA GPU through the native backend, but no CUDA .*; drop --precision to score on the CPU/] as [string[], RegExp]]),

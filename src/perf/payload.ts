@@ -1,7 +1,7 @@
 // Request payloads for a model: random (seeded) inputs built from the server's model metadata,
 // or inputs read from a file; encoded once, up front, as OIP JSON, Triton binary or WS text.
 import { readFileSync } from 'node:fs';
-import { UmbraError, invalid } from '../errors.js';
+import { FlagError, UmbraError, invalid } from '../errors.js';
 import { float32ToHalf, halfToFloat32 } from '../protocol/half.js';
 import { isDataType, typedArrayFor } from '../protocol/datatype.js';
 import { tensorDataToBinary } from '../protocol/binary-data.js';
@@ -67,11 +67,7 @@ export type InputShapes = ReadonlyMap<string, readonly number[]>;
  * command line is at fault, not the server, so `umbra perf` reports it as a usage error (exit 2)
  * rather than a failed run.
  */
-export class FlagError extends UmbraError {
-  constructor(message: string) {
-    super('INVALID_ARGUMENT', message);
-  }
-}
+export { FlagError };
 
 export function parseShapes(values: readonly string[]): Map<string, number[]> {
   const shapes = new Map<string, number[]>();

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
-import { UmbraError } from '../errors.js';
+import { FlagError, UmbraError } from '../errors.js';
 import { isParquetFile, readParquetObjects } from '../batch/parquet.js';
 import { modelSignature, type ModelProto } from '../onnx/model-io.js';
 import { openNative } from '../workers/backends/native.js';
@@ -108,7 +108,7 @@ export function evalPlan(model: ModelProto, data: EvalData, output?: string): { 
   }
   let chosen = output;
   if (chosen !== undefined && !sig.outputs.some((o) => o.name === chosen)) {
-    throw new UmbraError('INVALID_ARGUMENT', `expected one of ${sig.outputs.map((o) => o.name).join(', ')} for the eval output but received ${JSON.stringify(chosen)}`);
+    throw new FlagError(`--eval-output: expected one of the model's outputs (${sig.outputs.map((o) => o.name).join(', ')}) but received ${JSON.stringify(chosen)}`);
   }
   chosen ??= (sig.outputs.find((o) => o.datatype === 'INT64' || o.datatype === 'INT32') ?? sig.outputs[0])?.name;
   if (chosen === undefined) throw new UmbraError('INVALID_ARGUMENT', 'expected a model with an output for --eval');
