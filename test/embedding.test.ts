@@ -66,6 +66,29 @@ t.test('predict() takes bigints a double holds in a plain array, and refuses lar
   await t.rejects(umbra.predict('affine', { x: { data: past, shape: [1, 4] } }), { code: 'INVALID_INPUT', message: /for input 'x' element 1 but received bigint 1152921504606846976$/ });
 });
 
+t.test('infer() checks a request object built by the caller as the HTTP path checks a body', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  const x = (data: Float32Array, shape = [1, 4]) => ({ name: 'x', datatype: 'FP32' as const, shape, data });
+  const answer = await umbra.infer('affine', undefined, { parameters: {}, inputs: [x(new Float32Array([1, 2, 3, 4]))] });
+  t.same(Array.from(answer.response.outputs[0]!.data as Float32Array), [3, 5, 7, 9], 'a well-formed request is answered');
+  // Data of another length than its shape: answered "ok" with empty outputs.
+  await t.rejects(umbra.infer('affine', undefined, { parameters: {}, inputs: [x(new Float32Array(0))] }),
+    { code: 'INVALID_INPUT', message: 'expected 4 elements for input "x" data (shape [1, 4]) but received 0' });
+  await t.rejects(umbra.infer('affine', undefined, { parameters: {}, inputs: [{ ...x(new Float32Array(4)), datatype: 'FP64' }] }),
+    { code: 'INVALID_INPUT', message: /received a Float32Array$/ }, 'data that is not the datatype\'s storage');
+  await t.rejects(umbra.infer('affine', undefined, { parameters: {}, inputs: [{ ...x(new Float32Array(4)), name: 'y' }] }),
+    { code: 'INVALID_INPUT', message: /for inputs\[0\]\.name but received "y"/ }, 'an input the model does not have');
+  // parameters is optional, as in an HTTP body: its absence threw a synchronous TypeError.
+  const bare = await umbra.infer('affine', undefined, { inputs: [x(new Float32Array([1, 1, 1, 1]))] } as never);
+  t.same(bare.response.outputs[0]!.shape, [1, 4], 'a request without parameters is answered');
+  const notAnObject = umbra.infer('affine', undefined, null as never);
+  await t.rejects(notAnObject, { code: 'INVALID_INPUT', message: 'expected an object for the inference request but received null' }, 'a request that is not an object is a rejection, not a throw');
+});
+
 t.test('Umbra.open() refuses workers or intraOpThreads that are not positive integers, naming the option', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

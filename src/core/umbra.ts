@@ -3,8 +3,9 @@
 import { withClassification } from '../protocol/classification.js';
 import { usableCores } from '../cores.js';
 import { join } from 'node:path';
-import { UmbraError, describeValue, invalid } from '../errors.js';
-import { binaryOutputsFor, elementCount, parseInferRequest, placeSharedOutputs, typedArrayFor, type ParseInferRequestOptions } from '../protocol/index.js';
+import { UmbraError, invalid } from '../errors.js';
+import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../protocol/index.js';
+import { checkRequestObject, checkStorage, checkedRequest, parseTensors } from './checked-request.js';
 import { SharedMemoryRegistry } from './shared-memory.js';
 import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
@@ -144,7 +145,7 @@ export class Umbra implements InferenceFront {
       request = parseInferRequest(body, parseOpts);
       // A routing key in the body (parameters.routing_key) is only known after parsing: route
       // again with it, and parse again only if that picks another version (its own signature).
-      if (routingKeyFromBody(request, context)) {
+      if (routingKeyFromBody(request.parameters, context)) {
         const again = this.route(model, version, context);
         if (again.version !== mv) request = parseInferRequest(body, { ...parseOpts, signature: again.version.signature });
         ({ version: mv, role } = again);
@@ -159,23 +160,31 @@ export class Umbra implements InferenceFront {
   }
 
   /**
-   * Runs an already parsed request (used by transports that parse themselves). `accepts` checks the
-   * routed version's signature against the one the request was parsed with; on a mismatch this
-   * throws SignatureChanged before anything runs.
+   * Runs a request object. Without `accepts` (a request built by the caller) it is checked against
+   * the routed version's signature as an HTTP body is, and a bad one is rejected with
+   * INVALID_INPUT. `accepts` is for transports that parsed the request themselves (gRPC, the I/O
+   * threads): it checks the routed version's signature against the one the request was parsed
+   * with, and the request is not checked again; on a mismatch this rejects with SignatureChanged
+   * before anything runs.
    */
   infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const context = options.context ?? {};
-    routingKeyFromBody(request, context);
     let routed: ReturnType<Umbra['route']>;
     try {
+      // A caller's object is read only once it is one (its parameters may be missing, or not an object).
+      if (!options.accepts) checkRequestObject(request);
+      routingKeyFromBody(request.parameters, context);
       routed = this.route(model, version, context);
+      if (options.accepts) {
+        if (!options.accepts(routed.version.signature)) return Promise.reject(new SignatureChanged());
+      } else {
+        request = checkedRequest(routed.version.signature, request);
+      }
     } catch (err) {
-      // An unknown model, or one a hook holds out of service: a rejection, as from inferBody.
+      // An unknown model, one a hook holds out of service, or a bad request: a rejection, as from inferBody.
       return Promise.reject(err);
     }
-    const { version: mv, role } = routed;
-    if (options.accepts && !options.accepts(mv.signature)) return Promise.reject(new SignatureChanged());
-    return this.run(mv, role, request, options, context, performance.now());
+    return this.run(routed.version, routed.role, request, options, context, performance.now());
   }
 
   /**
@@ -360,14 +369,7 @@ export class Umbra implements InferenceFront {
     if (options.id !== undefined) request.id = options.id;
     if (options.parameters) request.parameters = options.parameters;
     if (options.outputs) request.outputs = options.outputs.map((name) => ({ name }));
-    const typedFastPath = tensors.every((t) => !Array.isArray(t.data) && elementCount(t.shape) === (t.data as ArrayLike<number>).length);
-    let parsed: InferRequest;
-    if (typedFastPath) parsed = parseTyped(mv.signature, tensors, request);
-    else {
-      // Plain arrays, or typed data whose length disagrees with its shape: the JSON path says why.
-      request.inputs = tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.isArray(t.data) ? t.data.map((x, i) => jsonNumber(x, t.name, i)) : Array.from(t.data as ArrayLike<number>, (x) => (typeof x === 'bigint' ? Number(x) : x)) }));
-      parsed = parseInferRequest(Buffer.from(JSON.stringify(request)), { signature: mv.signature });
-    }
+    const parsed = parseTensors(mv.signature, tensors, request);
     let response: InferResponse;
     try {
       ({ response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now()));
@@ -395,54 +397,11 @@ export class Umbra implements InferenceFront {
 }
 
 /** Copies a string `parameters.routing_key` into the context when no header set one; true if it did. */
-function routingKeyFromBody(request: InferRequest, context: RequestContext): boolean {
-  const key = request.parameters.routing_key;
+function routingKeyFromBody(parameters: InferRequest['parameters'] | undefined, context: RequestContext): boolean {
+  const key = parameters?.routing_key;
   if (context.routingKey !== undefined || typeof key !== 'string' || key === '') return false;
   context.routingKey = key;
   return true;
-}
-
-/**
- * A typed array must be the datatype's own storage (Float32Array for FP32, Uint16Array for FP16's
- * bits, Uint8Array for BOOL): its bytes are sent as they are, so an Int32Array given for FP32
- * would be read as floats (1 as 1.4e-45), and one of another element size would be refused as a
- * binary_data_size the caller never gave.
- */
-function checkStorage(name: string, datatype: DataType, data: unknown): void {
-  if (Array.isArray(data) || datatype === 'BYTES') return;
-  const storage = (typedArrayFor(datatype, 0) as object).constructor as new () => object;
-  if (data instanceof storage || (storage === Uint8Array && data instanceof Uint8ClampedArray)) return;
-  const article = (type: string) => (/^[AEIO]/.test(type) ? 'an' : 'a');
-  const received = ArrayBuffer.isView(data) ? `${article(data.constructor.name)} ${data.constructor.name}` : describeValue(data);
-  throw new UmbraError('INVALID_INPUT', `expected ${article(storage.name)} ${storage.name} or an array of numbers for input '${name}' (${datatype}) but received ${received}`);
-}
-
-/**
- * An element as the JSON path reads it. JSON has no NaN or Infinity and JSON.stringify writes null
- * for them, which was refused as "received null": they go as the strings the protocol reads.
- * A bigint past 2^53 is refused rather than rounded (JSON.stringify cannot spell it).
- */
-function jsonNumber(x: unknown, name: string, index: number): unknown {
-  if (typeof x === 'number' && !Number.isFinite(x)) return String(x);
-  // JSON.stringify throws a bare TypeError on a bigint; one a double holds exactly is that number.
-  if (typeof x === 'bigint') {
-    if (Number.isSafeInteger(Number(x))) return Number(x);
-    throw invalid('INVALID_INPUT', 'a number within 2^53 (a BigInt64Array or BigUint64Array carries any 64-bit integer)', `input '${name}' element ${index}`, x);
-  }
-  return x;
-}
-
-/** Typed arrays skip JSON entirely: encode them as the binary extension does and parse that. */
-function parseTyped(signature: ParseInferRequestOptions['signature'], tensors: Tensor[], request: Record<string, unknown>): InferRequest {
-  const chunks: Buffer[] = [];
-  const inputs = tensors.map((t) => {
-    const view = t.data as Exclude<TensorData, string[]>;
-    const bytes = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-    chunks.push(bytes);
-    return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { binary_data_size: bytes.byteLength } };
-  });
-  const header = Buffer.from(JSON.stringify({ ...request, inputs }));
-  return parseInferRequest(Buffer.concat([header, ...chunks]), { signature, headerLength: header.byteLength });
 }
 
 function defaultShape(dims: number[], maxBatchSize: number, length: number): number[] {
