@@ -2,10 +2,11 @@
 // checked against onnxruntime-node; PyTorch exports served with no config file.
 import t from 'tap';
 import * as ort from 'onnxruntime-node';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Umbra, startServer, UmbraError } from '../dist/index.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
+import { encodeModel } from '../dist/onnx/model-io.js';
 
 const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
 
@@ -158,6 +159,25 @@ t.test('startServer() serves, stop() shuts down cleanly', async (t) => {
   await server.stop();
   await server.stop();
   await t.rejects(fetch(`${server.url}/v2/health/live`));
+});
+
+t.test('startServer() without stateDir writes a model given in a load request outside the repository, and removes it at stop()', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(1, 0));
+  const server = await startServer({ repository: repo.dir, port: 0, workers: 1 });
+  t.teardown(() => server.stop());
+  const file = Buffer.from(encodeModel(affineModel(2, 0))).toString('base64');
+  const load = await fetch(`${server.url}/v2/repository/models/given/load`, { method: 'POST', body: JSON.stringify({ parameters: { config: '{}', 'file:1/model.onnx': file } }) });
+  t.equal(load.status, 200, 'the load with a model file succeeds');
+  const r = await fetch(`${server.url}/v2/models/given/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }) });
+  t.same((await r.json()).outputs[0].data, [2, 4, 6, 8], 'the given model serves');
+  // It was written under REPO/.umbra/models, against "nothing into the model repository".
+  t.same(readdirSync(repo.dir), ['affine'], 'nothing written into the repository');
+  const given = server.umbra.manager.overrides.modelDir('given');
+  t.ok(existsSync(given), 'the given model lies in a folder of its own');
+  await server.stop();
+  t.notOk(existsSync(given), 'the folder is gone once the server stops');
 });
 
 for (const [model, input] of [['mlp', 'x'], ['cnn', 'image']] as const) {

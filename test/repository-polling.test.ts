@@ -56,7 +56,7 @@ t.test('closing the repository waits for a load under way, and starts no other',
   let opened!: () => void;
   const gate = new Promise<void>((resolve) => { opened = resolve; });
   const execution = { drain: async () => undefined, release: async () => undefined };
-  const manager = new ModelManager({ repository: repo.dir, open: async () => { await gate; return execution as never; } });
+  const manager = new ModelManager({ repository: repo.dir, overridesDir: `${repo.dir}.given`, open: async () => { await gate; return execution as never; } });
   const order: string[] = [];
   const loading = manager.load('affine').then(() => order.push('loaded'));
   // Umbra.close() stops the worker pool once this resolves: under a worker still opening a

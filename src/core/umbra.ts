@@ -3,6 +3,9 @@
 import { withClassification } from '../protocol/classification.js';
 import { usableCores } from '../cores.js';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../protocol/index.js';
 import { checkRequestObject, checkStorage, checkedRequest, parseTensors } from './checked-request.js';
@@ -37,7 +40,11 @@ export interface UmbraOptions {
    * every core reads requests: READERS_INLINE_BUDGET_US).
    */
   inlineBudgetUs?: number;
-  /** Where state lives; models given in load requests go to STATE/models (default REPO/.umbra/models). */
+  /**
+   * Where state lives; models given in load requests go to STATE/models. Unset: they go to a
+   * temporary folder, created at the first such load and removed by close(), so they do not
+   * outlive the process (nothing is written into the repository).
+   */
   stateDir?: string;
   /**
    * One copy of a version's weights for all its sessions (src/onnx/shared-weights.ts), written
@@ -86,6 +93,8 @@ export class Umbra implements InferenceFront {
   replicaQueues: (() => Promise<Record<string, QueueCounts>>) | undefined;
   /** System shared-memory regions clients registered (off until a server turns it on). */
   readonly sharedMemory: SharedMemoryRegistry;
+  /** Without a state directory, where models given in load requests live until close(). */
+  private readonly temporaryModels: string | undefined;
   /** The close under way or done: every call to close() waits for the same one. */
   private closing: Promise<void> | undefined;
   /** Events of answered requests waiting for the hooks (see emit). */
@@ -103,6 +112,8 @@ export class Umbra implements InferenceFront {
     this.sharedMemory = new SharedMemoryRegistry(options.sharedMemory === true);
     this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid) });
     const intraOpThreads = options.intraOpThreads ?? 1;
+    // A name no other process guesses: the folder is created at the first load with files, if any.
+    this.temporaryModels = options.stateDir ? undefined : join(tmpdir(), `umbra-models-${process.pid}-${randomBytes(8).toString('hex')}`);
     this.manager = new ModelManager({
       repository: options.repository,
       open: (files) => Executor.create({
@@ -110,7 +121,7 @@ export class Umbra implements InferenceFront {
         ...(options.inlineBudgetUs !== undefined ? { inlineBudgetUs: options.inlineBudgetUs } : {}),
         ...(options.stateDir && options.sharedWeights !== false ? { sharedWeights: { dir: join(options.stateDir, 'weights'), ...options.sharedWeights } } : {}),
       }),
-      ...(options.stateDir ? { overridesDir: join(options.stateDir, 'models') } : {}),
+      overridesDir: this.temporaryModels ?? join(options.stateDir!, 'models'),
     });
   }
 
@@ -391,6 +402,7 @@ export class Umbra implements InferenceFront {
       await this.manager.drainAll();
       await this.pool.close();
       this.sharedMemory.close();
+      if (this.temporaryModels) await rm(this.temporaryModels, { recursive: true, force: true });
     })();
     return this.closing;
   }

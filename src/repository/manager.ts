@@ -45,8 +45,8 @@ export interface ManagerOptions {
   repository: string;
   /** Opens a version's execution (sessions, warm-up, placement); the execution layer provides it. */
   open: OpenExecution;
-  /** Where models given in load requests live (overrides.ts); default REPO/.umbra/models. */
-  overridesDir?: string;
+  /** Where models given in load requests live (overrides.ts): never inside the repository, which may be read-only. */
+  overridesDir: string;
 }
 
 /** Where a model's configuration and versions are read from: the repository, or its override. */
@@ -69,7 +69,7 @@ export class ModelManager extends EventEmitter {
 
   constructor(private readonly options: ManagerOptions) {
     super();
-    this.overrides = new OverrideStore(options.overridesDir ?? join(options.repository, '.umbra', 'models'));
+    this.overrides = new OverrideStore(options.overridesDir);
   }
 
   get repository(): string {
