@@ -1,5 +1,11 @@
 // Reading and writing ONNX files with the generated protobuf classes from `onnx-proto`, and the
 // model's input/output signature in protocol terms. No hand-written protobuf parsing here.
+//
+// onnx-proto's declarations name protobufjs's int64 class `Long` as a global, which only the
+// `long` type package (protobufjs's own dependency) declares: kept in this file's declarations
+// (preserve), a program that reaches them from Umbra's public types (Umbra.manager's config
+// types) compiles with `"types": ["node"]` and without skipLibCheck.
+/// <reference types="long" preserve="true" />
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pkg from 'onnx-proto';
