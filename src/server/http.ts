@@ -97,6 +97,21 @@ export class InFlight {
   idle(): Promise<void> {
     return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
   }
+
+  // How to answer each request not yet answered, should the drain's deadline pass first.
+  private readonly unanswered = new Set<(reply: ApiReply) => void>();
+
+  /** Registers how to answer a request at once; returns the function that takes it off once it is answered. */
+  answerable(answerNow: (reply: ApiReply) => void): () => void {
+    this.unanswered.add(answerNow);
+    return () => this.unanswered.delete(answerNow);
+  }
+
+  /** The drain's deadline passed: every request not yet answered gets `reply` now (its own answer, should it come, is dropped). */
+  cutOff(reply: ApiReply): void {
+    for (const answerNow of [...this.unanswered]) answerNow(reply);
+    this.unanswered.clear();
+  }
 }
 
 /** Resolves after the event loop has gone round twice: whatever its sockets already hold has been read. */
@@ -235,8 +250,16 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       replies.giveBack(state.sending);
       state.sending = undefined;
     };
+    // Answered at once with a 503 (and the connection closed) if the drain's deadline passes first.
+    const answered = inFlight.answerable((reply) => {
+      bodyEnded();
+      finish(reply, true);
+      // Its work, if still queued, leaves the queue.
+      cancellation.abort();
+    });
     res.onAborted(() => {
       state.aborted = true;
+      answered();
       bodyEnded();
       sent();
       cancellation.abort();
@@ -268,6 +291,7 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
         return;
       }
       state.done = true;
+      answered();
       if (reply.stream && !closing() && !close && !head) {
         state.sending = reply.body;
         // Long-lived: it leaves the drain's count now and is ended by the drain instead.

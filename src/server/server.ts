@@ -18,6 +18,8 @@ import { DEFAULTS } from './defaults.js';
 import { IoHub } from './io/io-hub.js';
 import type { OpsHandle, UiOptions } from '../ui/index.js';
 import { GrpcServer } from './grpc/grpc-server.js';
+import { drainDeadlineError } from './drain-deadline.js';
+import { errorReply } from '../api/api.js';
 import { READERS_INLINE_BUDGET_US } from '../execution/placement.js';
 
 export interface ServerOptions extends UmbraOptions {
@@ -126,6 +128,11 @@ export interface Transport {
   readonly port: number;
   /** Stops accepting and resolves once every open connection's requests are answered (or `deadline`). */
   drain(deadline: Promise<void>): Promise<void>;
+  /**
+   * The drain's deadline (`drainSeconds`) passed: every request still unanswered, on every thread,
+   * is answered now with a 503 (drainDeadlineError); resolves once each thread has written them.
+   */
+  cutOff(drainSeconds: number): Promise<void>;
   /** Closes every socket. */
   close(): Promise<void>;
   streamStats(): Promise<StreamStats>;
@@ -177,6 +184,12 @@ class LocalTransport implements Transport {
     await Promise.race([settled(this.inFlight, this.streams), deadline]);
   }
 
+  async cutOff(drainSeconds: number): Promise<void> {
+    const err = drainDeadlineError(drainSeconds);
+    this.inFlight.cutOff(errorReply(err));
+    this.streams.cutOff(err);
+  }
+
   async close(): Promise<void> {
     this.unwatch();
     this.app.close();
@@ -225,6 +238,10 @@ class SharedPortTransport implements Transport {
   /** Every listener stops accepting in the same turn. */
   async drain(deadline: Promise<void>): Promise<void> {
     await Promise.all([this.local.drain(deadline), this.hub.drain(deadline)]);
+  }
+
+  async cutOff(drainSeconds: number): Promise<void> {
+    await Promise.all([this.local.cutOff(drainSeconds), this.hub.cutOff(drainSeconds)]);
   }
 
   async close(): Promise<void> {
@@ -431,19 +448,26 @@ export class UmbraServer {
     await Promise.all([this.transport.drain(deadline), this.grpc?.drain(deadline)]);
     await Promise.race([this.umbra.manager.drainAll(), deadline]);
     if (timer) clearTimeout(timer);
+    // Past the deadline, what comes next is bounded by CLOSE_AFTER_DEADLINE_MS in all (what a
+    // supervisor's grace period counts on). Not unref'd: the stop must come back even where
+    // nothing else keeps the loop alive.
+    let grace: NodeJS.Timeout | undefined;
+    const graceOver = expired ? new Promise<void>((resolve) => { grace = setTimeout(resolve, CLOSE_AFTER_DEADLINE_MS); }) : undefined;
+    if (graceOver) {
+      // Requests still unanswered get a 503 (gRPC: UNAVAILABLE) saying why, on every thread,
+      // before the connections close: a connection closed with no answer looks like a crash.
+      await Promise.race([Promise.all([this.transport.cutOff(seconds), this.grpc?.cutOff(seconds)]), graceOver]);
+    }
     await this.grpc?.close();
     await this.transport.close();
     // Past the deadline a batch may still be running in a worker, which nothing can interrupt:
-    // closing waits for it at most CLOSE_AFTER_DEADLINE_MS, so the drain stays bounded (what a
-    // supervisor's grace period counts on) and the log below is still flushed; the process's
-    // exit ends that worker.
+    // closing waits for it only until the grace ends, so the drain stays bounded and the log below
+    // is still flushed; the process's exit ends that worker.
     const closed = this.umbra.close();
-    if (!expired) await closed;
+    if (!graceOver) await closed;
     else {
       closed.catch(() => undefined);
-      // Not unref'd: the stop must come back (bounded) even where nothing else keeps the loop alive.
-      let grace: NodeJS.Timeout | undefined;
-      await Promise.race([closed, new Promise<void>((resolve) => { grace = setTimeout(resolve, CLOSE_AFTER_DEADLINE_MS); })]);
+      await Promise.race([closed, graceOver]);
       clearTimeout(grace);
     }
     // After the drain, so the last predictions reach the log and the store closes last.
@@ -451,7 +475,7 @@ export class UmbraServer {
   }
 }
 
-/** How long closing may wait, once the drain's deadline has passed, for a batch still running. */
+/** How long the stop may take once the drain's deadline has passed: answering what is cut off, and waiting for a batch still running. */
 const CLOSE_AFTER_DEADLINE_MS = 2000;
 
 function streamOptions(options: ServerOptions): StreamOptions {

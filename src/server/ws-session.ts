@@ -56,7 +56,8 @@ interface Prepared {
 class FrameViolation extends Error {}
 
 export class StreamSession {
-  private running = 0;
+  /** Requests started and not yet answered. */
+  private readonly running = new Set<Prepared>();
   private readonly held: Prepared[] = [];
   private paused = false;
   private isClosed = false;
@@ -76,7 +77,7 @@ export class StreamSession {
 
   /** Requests received and not yet answered. */
   get outstanding(): number {
-    return this.running + this.held.length;
+    return this.running.size + this.held.length;
   }
 
   /** Requests waiting for the client to read before they start. */
@@ -126,6 +127,21 @@ export class StreamSession {
     this.endIfDone();
   }
 
+  /**
+   * The drain's deadline passed: every request not yet answered gets `err` now (an answer that
+   * comes later is dropped), then the close frame follows them (endIfDone, once they are written).
+   */
+  cutOff(err: unknown): void {
+    if (this.isClosed) return;
+    this.ending = true;
+    const unanswered = [...this.running, ...this.held.splice(0)];
+    this.running.clear();
+    for (const p of unanswered) this.replyError(p, err);
+    // Their work, if still queued, leaves the batchers.
+    this.abort.abort();
+    this.endIfDone();
+  }
+
   /** The transport saw the connection close (either side, any reason). */
   closed(): void {
     this.isClosed = true;
@@ -150,11 +166,11 @@ export class StreamSession {
       this.replyError(p, refused);
       return;
     }
-    this.running += 1;
+    this.running.add(p);
     this.umbra.inferBody(p.model, p.version, p.body, p.headerLength, { signal: this.abort, context, header: p.header, receivedAt: performance.timeOrigin + performance.now() }).then(
       (result) => {
-        this.running -= 1;
-        if (this.isClosed) return;
+        // Not running any more: answered already (cut off by the drain's deadline).
+        if (!this.running.delete(p) || this.isClosed) return;
         const binaryOutputs = p.binary ? (p.allBinary ? 'all' : result.binaryOutputs) : 'none';
         let encoded: ReturnType<typeof encodeInferResponse>;
         try {
@@ -169,8 +185,7 @@ export class StreamSession {
         this.post(frame, p.binary);
       },
       (err: unknown) => {
-        this.running -= 1;
-        if (this.isClosed) return;
+        if (!this.running.delete(p) || this.isClosed) return;
         this.replyError(p, err);
       },
     );
@@ -219,7 +234,7 @@ export class StreamSession {
   }
 
   private endIfDone(): void {
-    if (this.ending && !this.isClosed && this.running === 0 && this.held.length === 0 && this.outbox.length === 0) this.end(CLOSE_CODES.goingAway, 'server shutting down');
+    if (this.ending && !this.isClosed && this.running.size === 0 && this.held.length === 0 && this.outbox.length === 0) this.end(CLOSE_CODES.goingAway, 'server shutting down');
   }
 
   private end(code: number, reason: string): void {

@@ -103,6 +103,11 @@ export class StreamHub extends EventEmitter {
     return stats;
   }
 
+  /** The drain's deadline passed: every connection answers its unanswered requests with `err`, then closes with 1001. */
+  cutOff(err: unknown): void {
+    for (const s of [...this.sessions]) s.cutOff(err);
+  }
+
   /** Every connection answers what it is running, refuses the rest, and closes with 1001. */
   drain(): Promise<void> {
     for (const s of [...this.sessions]) s.shutdown();

@@ -19,6 +19,7 @@ import { HealthService } from './health.js';
 import { contextOf, runInfer, type InferDeps } from './infer-call.js';
 import { Status } from './status.js';
 import { InferStream } from './stream.js';
+import { drainDeadlineError } from '../drain-deadline.js';
 
 export interface GrpcServerOptions {
   host: string;
@@ -49,6 +50,8 @@ export class GrpcServer {
   private readonly sessions = new Set<Http2Session>();
   private readonly catalog = new CatalogView();
   private readonly streams = new Set<InferStream>();
+  /** Calls whose HTTP/2 stream is open, so the drain's deadline can end each with a status. */
+  private readonly calls = new Set<GrpcCall>();
   private readonly health: HealthService;
   private readonly detach: (() => void)[] = [];
   private readonly deps: InferDeps;
@@ -146,6 +149,8 @@ export class GrpcServer {
     }
     const call = new GrpcCall(stream, headers, this.limits);
     if (call.finished) return;
+    this.calls.add(call);
+    stream.once('close', () => this.calls.delete(call));
     route(call);
   }
 
@@ -187,6 +192,23 @@ export class GrpcServer {
       }
     }));
     await Promise.race([Promise.all([listenerClosed, ...sessionsClosed]), deadline]);
+  }
+
+  /**
+   * The drain's deadline passed: every call still open ends UNAVAILABLE saying so (a stream first
+   * answers its outstanding requests with the same message). Resolves once every connection has
+   * closed, its statuses written.
+   */
+  async cutOff(drainSeconds: number): Promise<void> {
+    const err = drainDeadlineError(drainSeconds);
+    for (const s of [...this.streams]) s.cutOff(err);
+    for (const call of [...this.calls]) call.fail(err);
+    // Each connection had GOAWAY (drain), so `closed` is already set: it is destroyed, and says
+    // 'close', once its last stream has ended, the statuses above sent.
+    await Promise.all([...this.sessions].map((session) => new Promise<void>((resolve) => {
+      if (session.destroyed) resolve();
+      else session.once('close', () => resolve());
+    })));
   }
 
   /** Ends whatever is still open (calls past the drain deadline). */

@@ -16,7 +16,8 @@ import { Status, statusError, toStatus } from './status.js';
 export const STREAM_MAX_IN_FLIGHT = 256;
 
 export class InferStream {
-  private readonly running = new Set<Cancellation>();
+  /** Requests outstanding, each with its message (for its id, should the drain's deadline answer it). */
+  private readonly running = new Map<Cancellation, WireInferRequest>();
   private clientDone = false;
   private draining = false;
   private ended = false;
@@ -55,7 +56,7 @@ export class InferStream {
       return;
     }
     const cancellation = new Cancellation();
-    this.running.add(cancellation);
+    this.running.set(cancellation, message);
     this.flow();
     runInfer(this.deps, message, { ...context }, cancellation).then(
       (response) => this.settle(cancellation, encodeStreamResponse(response)),
@@ -115,8 +116,24 @@ export class InferStream {
     this.maybeEnd();
   }
 
+  /**
+   * The drain's deadline passed: each outstanding request is answered with `err`'s message (an
+   * answer that comes later is dropped), then the call ends with its status (UNAVAILABLE).
+   */
+  cutOff(err: unknown): void {
+    if (this.ended) return;
+    const details = toStatus(err).details;
+    for (const [c, message] of this.running) {
+      c.abort();
+      this.write(failure(message, details));
+    }
+    this.running.clear();
+    this.finish();
+    this.call.fail(err);
+  }
+
   private abandon(): void {
-    for (const c of this.running) c.abort();
+    for (const c of this.running.keys()) c.abort();
     this.running.clear();
     if (!this.ended) this.finish();
   }

@@ -352,6 +352,15 @@ export class IoHub extends EventEmitter {
     await Promise.race([Promise.all(drained), deadline]);
   }
 
+  /** The drain's deadline passed: every thread answers what it has not answered (503), and says so. */
+  async cutOff(drainSeconds: number): Promise<void> {
+    await Promise.all(this.threads.map((t) => {
+      const done = t.next((m): m is Extract<ControlReply, { t: 'cut-off' }> => m.t === 'cut-off');
+      t.send({ t: 'deadline', drainSeconds });
+      return done;
+    }));
+  }
+
   /** Closes every thread's sockets and waits for the threads to end. */
   async close(): Promise<void> {
     this.stopping = true;

@@ -11,6 +11,8 @@ import { CatalogView, LocalReplicas } from './catalog.js';
 import { Executor } from '../../execution/executor.js';
 import { CoreLink, IoApi, RemoteFront } from './io-front.js';
 import type { Control, ControlReply } from './wire.js';
+import { drainDeadlineError } from '../drain-deadline.js';
+import { errorReply } from '../../api/api.js';
 
 export interface IoThreadData {
   host: string;
@@ -95,6 +97,14 @@ control.on('message', (msg: Control) => {
         reply({ t: 'drained' });
       })();
       break;
+    case 'deadline': {
+      closing = true;
+      const err = drainDeadlineError(msg.drainSeconds);
+      inFlight.cutOff(errorReply(err));
+      streams.cutOff(err);
+      reply({ t: 'cut-off' });
+      break;
+    }
     case 'stop':
       void replicas.close().finally(() => shutdown(0));
       break;

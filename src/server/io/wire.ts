@@ -157,6 +157,8 @@ export type Control =
   /** `generation` counts the core's catalogs; the thread says when it applied one. */
   | { t: 'catalog'; catalog: Catalog; generation: number }
   | { t: 'drain' }
+  /** The drain's deadline passed: answer every request still unanswered now, then 'cut-off'. */
+  | { t: 'deadline'; drainSeconds: number }
   | { t: 'stop' }
   | { t: 'stats' }
   /** Send everything waiting now, then 'flushed' on the data channel. */
@@ -167,6 +169,7 @@ export type ControlReply =
   | { t: 'listening'; port: number; tid: number }
   | { t: 'listen-failed'; message: string }
   | { t: 'drained' }
+  | { t: 'cut-off' }
   | { t: 'catalog-applied'; generation: number }
   | ({ t: 'stats'; queues: Record<string, QueueCounts> } & StreamStats)
   | { t: 'stream-event'; event: 'pause' } | { t: 'stream-event'; event: 'close'; code: number; reason: string };
