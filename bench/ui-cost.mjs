@@ -226,7 +226,7 @@ async function micro() {
   const repo = mkdtempSync(join(tmpdir(), 'umbra-bench-ui-'));
   cpSync(join(ROOT, 'models/repository/digits'), join(repo, 'digits'), { recursive: true });
   // The series hook on the request path: one event per answered request.
-  const tl = new Timeline({ queueDepth: () => 0, shadowAgreement: () => undefined, accuracy: () => undefined, loaded: () => [] });
+  const tl = new Timeline({ queueDepth: () => 0, shadowAgreement: () => undefined, accuracy: () => undefined, meanAbsoluteError: () => undefined, loaded: () => [] });
   const events = Array.from({ length: 1024 }, (_, i) => ({ model: 'digits', version: i % 10 === 0 ? '2' : '1', role: i % 10 === 0 ? 'shadow' : 'primary', outcome: 'success', context: {}, durationMs: 0.2 + (i % 50) / 10, timing: { queueMs: 0, computeMs: 0.1, rows: 1, batchRows: 1 + (i % 8) } }));
   const N = 2_000_000;
   for (let i = 0; i < N; i++) tl.observe(events[i & 1023]);

@@ -18,7 +18,7 @@ function event(model: string, version: string, opts: { ms?: number; role?: strin
 }
 
 function sources(extra: Partial<ConstructorParameters<typeof Timeline>[0]> = {}): ConstructorParameters<typeof Timeline>[0] {
-  return { queueDepth: () => 0, shadowAgreement: () => undefined, accuracy: () => undefined, loaded: () => [], ...extra };
+  return { queueDepth: () => 0, shadowAgreement: () => undefined, accuracy: () => undefined, meanAbsoluteError: () => undefined, loaded: () => [], ...extra };
 }
 
 t.test('a step: rates per second, percentiles within a bin, errors apart, shadows not in the model total', async (t) => {
@@ -37,6 +37,7 @@ t.test('a step: rates per second, percentiles within a bin, errors apart, shadow
   t.ok(Math.abs(v1.p99_ms! - 99) / 99 < 0.12, `p99 ${v1.p99_ms}`);
   t.equal(v1.queue_depth, 3);
   t.equal(v1.accuracy, 0.9);
+  t.equal(v1.mean_absolute_error, null, 'a classifier has no error series');
   t.equal(v1.shadow_agreement, null);
   t.equal(point.models.m!.versions['2']!.shadow_agreement, 0.75);
   t.equal(point.models.m!.versions['2']!.requests_per_s, 100, 'the shadow version carries its copies');
@@ -51,6 +52,13 @@ t.test('a step: rates per second, percentiles within a bin, errors apart, shadow
   const idle = tl.sample(1_500).models.m!.versions['1']!;
   t.equal(idle.requests_per_s, 0);
   t.equal(idle.p50_ms, null);
+});
+
+t.test('a regression version: its live mean absolute error is a series beside accuracy', async (t) => {
+  const tl = new Timeline(sources({ meanAbsoluteError: () => 0.25, loaded: () => [{ model: 'r', versions: ['1'] }] }), { stepMs: 1000, capacity: 4 });
+  const v1 = tl.sample(1_000).models.r!.versions['1']!;
+  t.same([v1.mean_absolute_error, v1.accuracy], [0.25, null], 'the error in the point, no accuracy');
+  t.same(((tl.view('r').models as any).r.versions['1'].mean_absolute_error), [0.25], 'and in the view');
 });
 
 t.test('rings stay at their capacity; a series born late is padded to the shared time axis', async (t) => {

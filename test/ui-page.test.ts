@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { tempRepo, textScoreModel } from './helpers/repo.js';
+import { affineModel, tempRepo, textScoreModel } from './helpers/repo.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 // A browser, two servers and a minute of traffic for the pictures: more than the default 120 s.
@@ -372,6 +372,42 @@ t.test('a text model\'s page: drift judged by its outputs, the input it cannot w
   t.equal(await text(page, '#unwatched'), 'Not watched: input text (BYTES (text) tensors are not watched).');
   const labels = await page.evaluate(() => [...document.querySelectorAll('#drift svg.hist rect.live')].map((e) => e.textContent));
   t.same(labels, ['0.1: live 25%', '0.9: live 25%', 'other: live 50%'], 'the scores\' categories at float precision, the new texts in "other"');
+  await page.close();
+  t.same(errors, [], 'no console errors');
+});
+
+t.test('a regression model\'s page: live error from feedback, on an axis that says so', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
+    return;
+  }
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // y = 2x + 1, one value per row: a regression.
+  repo.addVersion('price', 1, affineModel(2, 1, 1));
+  const s = await startTestServer(t, { repository: repo.dir, workers: 1, ioThreads: Number(process.env.IOT ?? 2), ui: { stepMs: STEP_MS, capacity: CAPACITY } });
+  const labels: { id: string; truth: number }[] = [];
+  for (let i = 0; i < 20; i++) {
+    const r = await s.post('/v2/models/price/infer', { id: `p${i}`, inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [i] }] });
+    t.equal(r.status, 200, r.text);
+    // Every truth a quarter above the prediction: the mean absolute error is 0.25.
+    labels.push({ id: `p${i}`, truth: 2 * i + 1 + 0.25 });
+  }
+  const feedback = await s.post('/v2/models/price/feedback', { feedback: labels });
+  t.equal(feedback.json.accepted, 20, feedback.text);
+  t.equal((await s.get('/v2/models/price/drift')).json.accuracy.meanAbsoluteError, 0.25, 'the API scores the labels as a regression');
+  const browser = await launch(t);
+  const errors: string[] = [];
+  const page = await open(browser, `${s.url}/ui/models/price`, errors);
+  await page.waitForFunction(() => document.getElementById('accuracy-title')?.textContent === 'Live error (feedback)', { timeout: 10_000 });
+  await nextTick(page);
+  const chart = await page.evaluate(() => {
+    // The page's own chart objects (app.js keeps them in `state.charts`).
+    const c = (globalThis as any).eval('state').charts.find((x: any) => x.container.id === 'chart-accuracy');
+    const values = (c.plot.data[1] as (number | null)[]).filter((x) => x !== null);
+    return { label: c.plot.axes[1].label, series: c.series.map((x: any) => x.label), last: values[values.length - 1] };
+  });
+  t.same(chart, { label: 'mean absolute error', series: ['v1'], last: 0.25 }, 'the panel draws v1\'s mean absolute error, on an axis labelled with it');
   await page.close();
   t.same(errors, [], 'no console errors');
 });

@@ -56,6 +56,7 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
     queueDepth: (model, version) => core.manager.versionsOf(model).find((v) => v.version === version)?.pending,
     shadowAgreement: (model, version) => traffic.shadows.agreementOf(model, version),
     accuracy: (model, version) => monitor?.liveAccuracy(model, version)?.accuracy,
+    meanAbsoluteError: (model, version) => monitor?.liveAccuracy(model, version)?.meanAbsoluteError,
     loaded: () => core.manager.names().map((model) => ({ model, versions: core.manager.versionsOf(model).map((v) => v.version) })),
   }, options);
   const detach = core.hooks.use({ onResult: (event) => timeline.observe(event), readsHeaders: false });

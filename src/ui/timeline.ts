@@ -1,5 +1,5 @@
 // Short time series of what every model is doing (requests/s, errors/s, latency p50/p99 per
-// version, queue depth, batch sizes, shadow agreement, live accuracy), kept in fixed-size ring
+// version, queue depth, batch sizes, shadow agreement, live accuracy or error), kept in fixed-size ring
 // buffers: one point per step, the oldest overwritten, so a server left running for a month holds
 // exactly as much as one running for fifteen minutes. The request path only counts into the
 // current step's arrays; percentiles and samples are taken once per step.
@@ -27,8 +27,10 @@ export interface TimelineSources {
   queueDepth(model: string, version: string): number | undefined;
   /** Running agreement of a shadow version with the primary, 0..1. */
   shadowAgreement(model: string, version: string): number | undefined;
-  /** Live accuracy from feedback, 0..1. */
+  /** Live accuracy from feedback, 0..1 (classifiers). */
   accuracy(model: string, version: string): number | undefined;
+  /** Live mean absolute error from feedback (regressions: a first output of one value per row). */
+  meanAbsoluteError(model: string, version: string): number | undefined;
   /** Loaded (model, version) pairs: they get points even without traffic. */
   loaded(): { model: string; versions: string[] }[];
 }
@@ -85,7 +87,7 @@ class VersionSeries {
   }
 }
 
-export const SERIES = ['requests_per_s', 'errors_per_s', 'p50_ms', 'p99_ms', 'queue_depth', 'accuracy', 'shadow_agreement'] as const;
+export const SERIES = ['requests_per_s', 'errors_per_s', 'p50_ms', 'p99_ms', 'queue_depth', 'accuracy', 'mean_absolute_error', 'shadow_agreement'] as const;
 export type SeriesName = (typeof SERIES)[number];
 
 class ModelSeries {
@@ -181,6 +183,7 @@ export class Timeline {
         s.p99_ms.push(served > 0 ? percentile(v.latency, served, 0.99) : Number.NaN);
         s.queue_depth.push(this.sources.queueDepth(model, version) ?? Number.NaN);
         s.accuracy.push(this.sources.accuracy(model, version) ?? Number.NaN);
+        s.mean_absolute_error.push(this.sources.meanAbsoluteError(model, version) ?? Number.NaN);
         s.shadow_agreement.push(this.sources.shadowAgreement(model, version) ?? Number.NaN);
         v.requests = 0;
         v.errors = 0;

@@ -7,7 +7,7 @@ const TOKEN_KEY = 'umbra.adminToken';
 const DETAIL_EVERY_TICKS = 5;
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2', '#65a30d', '#dc2626'];
 
-const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '', monitoring: true, available: false, reason: '', admin: 'token' };
+const state = { capacity: 900, times: [], charts: [], ticks: 0, model: null, feature: null, lastRollout: '', monitoring: true, available: false, reason: '', admin: 'token', scoredByError: false };
 
 // ---------- helpers ----------
 
@@ -165,7 +165,7 @@ function lineChart(container, series, opts = {}) {
     cursor: { show: !opts.spark },
     scales: { x: { time: true }, y: opts.range ? { range: opts.range } : { range: (_u, min, max) => [Math.min(0, min || 0), max > 0 ? max * 1.15 : 1] } },
     padding: opts.spark ? [4, 2, 2, 2] : undefined,
-    axes: opts.spark ? [{ show: false }, { show: false }] : [{ stroke: '#64748b', grid: { stroke: '#e2e8f0' } }, { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 48, values: (_u, vals) => vals.map((v) => fmt(v)) }],
+    axes: opts.spark ? [{ show: false }, { show: false }] : [{ stroke: '#64748b', grid: { stroke: '#e2e8f0' } }, { stroke: '#64748b', grid: { stroke: '#e2e8f0' }, size: 48, values: (_u, vals) => vals.map((v) => fmt(v)), ...(opts.yLabel ? { label: opts.yLabel, labelSize: 18 } : {}) }],
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: opts.spark ? 1.5 : 2, fill: opts.spark ? `${s.color || COLORS[0]}18` : undefined, points: { show: !opts.spark && state.times.length < 60 }, spanGaps: false, value: (_u, v) => fmt(v) }))],
   }, data, container);
   const chart = { plot, series, container, spark: !!opts.spark };
@@ -354,7 +354,7 @@ async function buildModelPage(name) {
       el('div', { class: 'panel' }, el('h2', { text: 'Latency p50 / p99 (ms)' }), el('div', { id: 'chart-latency' }))),
     el('section', { class: 'grid2' },
       el('div', { class: 'panel' }, el('h2', { text: 'Shadow agreement' }), el('div', { id: 'chart-agreement' })),
-      el('div', { class: 'panel' }, el('h2', { text: 'Live accuracy (feedback)' }), el('div', { id: 'chart-accuracy' }))),
+      el('div', { class: 'panel' }, el('h2', { id: 'accuracy-title', text: 'Live accuracy (feedback)' }), el('div', { id: 'chart-accuracy' }))),
     el('section', { class: 'panel', id: 'drift' }),
     el('section', { class: 'panel', id: 'shadow' }));
   buildModelCharts();
@@ -392,7 +392,16 @@ function buildModelCharts() {
   const p99 = colored(versionSeries('p99_ms', 'p99'), 0).map((s) => ({ ...s, color: s.color + '88' }));
   lineChart(document.getElementById('chart-latency'), [...p50, ...p99]);
   lineChart(document.getElementById('chart-agreement'), versionSeries('shadow_agreement'), { range: [0, 1] });
-  lineChart(document.getElementById('chart-accuracy'), versionSeries('accuracy'), { range: [0, 1] });
+  // A regression's feedback is an error, not a share correct: its panel draws that instead.
+  state.scoredByError = scoredByError();
+  document.getElementById('accuracy-title').textContent = state.scoredByError ? 'Live error (feedback)' : 'Live accuracy (feedback)';
+  if (state.scoredByError) lineChart(document.getElementById('chart-accuracy'), versionSeries('mean_absolute_error'), { yLabel: 'mean absolute error' });
+  else lineChart(document.getElementById('chart-accuracy'), versionSeries('accuracy'), { range: [0, 1] });
+}
+
+/** Whether the model's feedback is scored as an error (a regression): a version has a mean absolute error. */
+function scoredByError() {
+  return Object.values(modelTimeline.versions).some((s) => (s.mean_absolute_error || []).some((x) => x !== null));
 }
 
 async function refreshModel() {
@@ -606,7 +615,9 @@ function onModelTick(tick) {
   }
   pushBounded(state.times, tick.point.time);
   for (const [v, point] of Object.entries(p.versions)) for (const [k, x] of Object.entries(point)) pushBounded(modelTimeline.versions[v][k], x);
-  redrawCharts();
+  // The first label of a regression: its panel turns from accuracy to error.
+  if (!state.scoredByError && scoredByError()) buildModelCharts();
+  else redrawCharts();
   const rollout = m.rollout ? `${m.rollout}` : '';
   if (state.ticks % DETAIL_EVERY_TICKS === 0 || !state.lastRollout.startsWith(rollout)) refreshModel();
 }
