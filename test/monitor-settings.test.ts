@@ -1,5 +1,8 @@
 // `umbra serve` monitoring flags: defaults, off switches and the messages for bad values.
 import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 import { parseThresholds } from '../dist/monitor/settings.js';
 import { LOG_DEFAULTS } from '../dist/monitor/prediction-log.js';
@@ -39,4 +42,20 @@ t.test('flags, environment and their checks', async (t) => {
   t.throws(() => parseThresholds('chi2=1'), /a p-value above 0 and below 1 for chi2/);
   t.throws(() => parseThresholds('js=0.9'), /at most 0\.83 \(the largest Jensen-Shannon distance\) for js/);
   t.same(parseThresholds('ks=0.01,chi2=0.2,psi=3,js=0.5'), { ks: 0.01, chi2: 0.2, psi: 3, js: 0.5 }, 'values inside the ranges pass');
+});
+
+t.test('--error-threshold: the regression alert from the flag, the environment or the config file', async (t) => {
+  t.match(resolveServeSettings({ repo: 'r', errorThreshold: '2.5' }, {}).monitoring, { errorThreshold: 2.5 }, 'the flag');
+  t.match(resolveServeSettings({ repo: 'r' }, { UMBRA_ERROR_THRESHOLD: '0.75' }).monitoring, { errorThreshold: 0.75 }, 'UMBRA_ERROR_THRESHOLD');
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-error-threshold-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'umbra.json');
+  writeFileSync(file, JSON.stringify({ repo: 'r', errorThreshold: 4 }));
+  t.match(resolveServeSettings({ config: file }, {}).monitoring, { errorThreshold: 4 }, 'the config file key errorThreshold');
+  const unset = resolveServeSettings({ repo: 'r' }, {}).monitoring;
+  t.equal(unset && unset.errorThreshold, undefined, 'unset: no error alert');
+  t.throws(() => resolveServeSettings({ repo: 'r', errorThreshold: '0' }, {}), { message: '--error-threshold "0": expected a positive number (the live mean absolute error above which a regression model alerts)' }, 'zero is refused');
+  t.throws(() => resolveServeSettings({ repo: 'r', errorThreshold: '-1' }, {}), { message: 'expected a number in 0..inf for --error-threshold but received "-1"' }, 'a negative error is refused');
+  t.throws(() => resolveServeSettings({ repo: 'r', errorThreshold: 'Infinity' }, {}), /for --error-threshold but received "Infinity"/, 'an infinite one too');
+  t.throws(() => resolveServeSettings({ repo: 'r' }, { UMBRA_ERROR_THRESHOLD: 'high' }), /UMBRA_ERROR_THRESHOLD \(environment\).*--error-threshold/, 'the environment is named where the bad value came from');
 });

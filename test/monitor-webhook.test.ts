@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { Webhook } from '../dist/monitor/webhook.js';
+import { resolveServeSettings } from '../dist/cli/settings.js';
+import { affineModel, tempRepo } from './helpers/repo.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const TEST = readFileSync(join(ROOT, 'models/digits.csv'), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => {
@@ -123,4 +125,25 @@ t.test('server: drift and accuracy alerts fire once per crossing and re-arm', as
   await label((p) => (p + 1) % 10, 8);
   await monitor.webhook.idle();
   t.equal(rx.events.filter((e) => e.type === 'accuracy').length, 2, 'fires again after recovering');
+});
+
+t.test('server: --error-threshold alerts when a regression model\'s live error rises above it', async (t) => {
+  const rx = await receiver(t, 0);
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  // y = 2x + 1, one value per row: a regression.
+  repo.addVersion('price', 1, affineModel(2, 1, 1));
+  // As `umbra serve --webhook URL --error-threshold 1.5` resolves them.
+  const settings = resolveServeSettings({ repo: repo.dir, logDb: 'off', webhook: rx.url, errorThreshold: '1.5' }, {});
+  t.ok(settings.monitoring, 'monitoring on');
+  if (!settings.monitoring) return;
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: { ...settings.monitoring, webhook: { ...settings.monitoring.webhook!, backoffMs: 5 } } });
+  const rows = Array.from({ length: 50 }, (_, i) => i);
+  const answer = await s.post('/v2/models/price/infer', { inputs: [{ name: 'x', shape: [50, 1], datatype: 'FP32', data: rows }] });
+  t.equal(answer.status, 200, answer.text);
+  // Every truth 2 away from its prediction: a mean absolute error of 2, above 1.5.
+  const feedback = await s.post('/v2/models/price/feedback', { id: answer.json.id, truth: rows.map((x) => 2 * x + 1 + 2) });
+  t.equal(feedback.json.accepted, 1, feedback.text);
+  await s.server.monitor!.webhook!.idle();
+  t.match(rx.events, [{ type: 'accuracy', model: 'price', version: '1', task: 'regression', window: 50, meanAbsoluteError: 2, errorThreshold: 1.5 }], 'one alert naming the error and the threshold');
 });

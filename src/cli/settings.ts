@@ -18,8 +18,6 @@ export class UsageError extends Error {
 interface Field extends Omit<MonitorField, 'key'> {
   /** A server option, or a setting this file turns into one (adminTokenFile -> adminToken). */
   key: keyof ServerOptions | MonitorField['key'] | 'adminTokenFile' | 'modelName' | 'modelDir';
-  /** A number within min..max that is still refused: why (e.g. a gap in the range), else undefined. */
-  check?: (n: number) => string | undefined;
 }
 
 /** What `umbra serve` runs: the server's options, and the one model directory `--model-dir` names. */

@@ -13,6 +13,8 @@ export interface MonitorField {
   kind: 'string' | 'int' | 'number';
   min?: number;
   max?: number;
+  /** A number within min..max that is still refused: why (e.g. a gap in the range), else undefined. */
+  check?: (n: number) => string | undefined;
 }
 
 export const MONITOR_FIELDS: MonitorField[] = [
@@ -31,6 +33,9 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'driftMinSamples', flag: '--drift-min-samples', env: 'UMBRA_DRIFT_MIN_SAMPLES', kind: 'int', min: 1 },
   { key: 'webhook', flag: '--webhook', env: 'UMBRA_WEBHOOK', kind: 'string' },
   { key: 'accuracyThreshold', flag: '--accuracy-threshold', env: 'UMBRA_ACCURACY_THRESHOLD', kind: 'number', min: 0, max: 1 },
+  // An error of 0 is a perfect regression: a threshold there would alert on every rounding.
+  { key: 'errorThreshold', flag: '--error-threshold', env: 'UMBRA_ERROR_THRESHOLD', kind: 'number', min: 0,
+    check: (n) => (n > 0 ? undefined : 'expected a positive number (the live mean absolute error above which a regression model alerts)') },
 ];
 
 /** Where `umbra serve` logs predictions unless told otherwise: in its state directory, never in the repository. */
@@ -91,6 +96,7 @@ export function monitoringFromSettings(values: Record<string, unknown>, stateDir
     options.webhook = { url: v.webhook };
   }
   if (typeof v.accuracyThreshold === 'number') options.accuracyThreshold = v.accuracyThreshold;
+  if (typeof v.errorThreshold === 'number') options.errorThreshold = v.errorThreshold;
   return options;
 }
 

@@ -55,6 +55,7 @@ export function registerServe(program: Command): void {
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
+    .option('--error-threshold <e>', 'alert when a regression model\'s live mean absolute error rises above this, > 0 [env UMBRA_ERROR_THRESHOLD]')
     .option('--ui <on|off>', 'the ops page at /ui and the time series behind it (GET /v2/ops/*) (default on) [env UMBRA_UI]')
     .option('--state-dir <dir>', 'where umbra writes: the prediction log, traffic policies and rollouts, reference profiles; never inside --repo (default ./.umbra-state) [env UMBRA_STATE_DIR]')
     .option('--config <file>', 'JSON settings file; keys are the flag names in camelCase [env UMBRA_CONFIG]')
