@@ -66,7 +66,7 @@ t.test('gives up after the bound; the queue is bounded', async (t) => {
   t.equal(results.filter((r) => r === 'failed').length, 3);
   t.equal(rx.attempts(), 9);
   // Six backoff waits ran; a webhook that is down for days must not keep a listener per wait.
-  const signal = (hook as unknown as { abort: AbortController }).abort.signal;
+  const signal = (hook as unknown as { hurry: AbortController }).hurry.signal;
   t.equal(getEventListeners(signal, 'abort').length, 0, 'no abort listener left behind by the retries');
   await hook.close();
 });
@@ -147,3 +147,106 @@ t.test('server: --error-threshold alerts when a regression model\'s live error r
   await s.server.monitor!.webhook!.idle();
   t.match(rx.events, [{ type: 'accuracy', model: 'price', version: '1', task: 'regression', window: 50, meanAbsoluteError: 2, errorThreshold: 1.5 }], 'one alert naming the error and the threshold');
 });
+
+/** A receiver on loopback that answers only when the test says: `answer(status)` answers every request held and every later one. */
+async function heldReceiver(t: { teardown(fn: () => unknown): void }) {
+  const events: Record<string, unknown>[] = [];
+  const held: { body: string; res: import('node:http').ServerResponse }[] = [];
+  let status: number | undefined;
+  let arrived: () => void = () => undefined;
+  const reply = (body: string, res: import('node:http').ServerResponse, code: number) => {
+    if (code < 300) events.push(JSON.parse(body) as Record<string, unknown>);
+    res.writeHead(code).end();
+  };
+  const server = createServer((req: IncomingMessage, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (status === undefined) held.push({ body, res });
+      else reply(body, res, status);
+      arrived();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    events,
+    requests: () => held.length + events.length,
+    /** Resolves once `n` requests have arrived in all. */
+    arrivals: (n: number) => new Promise<void>((resolve) => {
+      const check = () => {
+        if (held.length + events.length >= n) resolve();
+      };
+      arrived = check;
+      check();
+    }),
+    answer(code: number) {
+      status = code;
+      for (const h of held.splice(0)) reply(h.body, h.res, code);
+    },
+  };
+}
+
+t.test('stop: events waiting on a backoff get their final attempt at once, within the grace', async (t) => {
+  const rx = await heldReceiver(t);
+  const results: string[] = [];
+  const notices: string[] = [];
+  // A backoff far longer than the test: the events are delivered at close only if close cuts it short.
+  const hook = new Webhook({ url: rx.url, backoffMs: 600_000 }, { result: (r: string) => results.push(r) }, (m: string) => notices.push(m));
+  for (let i = 0; i < 3; i++) hook.send({ type: 'drift', model: 'm', version: String(i), time: '' });
+  await rx.arrivals(1);
+  rx.answer(500);
+  // The first event failed once and now waits on its backoff; two wait behind it.
+  await until(() => results.length === 1);
+  rx.answer(204);
+  await hook.close(60_000);
+  t.same(rx.events.map((e) => [e.version, e.attempt]), [['0', 2], ['1', 1], ['2', 1]], 'each delivered, the waiting one on its next attempt');
+  t.same(results, ['retried', 'delivered', 'delivered', 'delivered'], 'counted delivered');
+  t.same(notices, [], 'nothing lost, nothing said');
+});
+
+t.test('stop: what the grace cannot deliver is counted as dropped and said once', async (t) => {
+  const rx = await heldReceiver(t);
+  const results: string[] = [];
+  const notices: string[] = [];
+  const hook = new Webhook({ url: rx.url }, { result: (r: string) => results.push(r) }, (m: string) => notices.push(m));
+  for (let i = 0; i < 3; i++) hook.send({ type: 'drift', model: 'm', version: String(i), time: '' });
+  // The receiver holds the first event's request and never answers it.
+  await rx.arrivals(1);
+  await hook.close(50);
+  t.same(results, ['dropped', 'dropped', 'dropped'], 'the one in flight and the two queued behind it');
+  t.equal(rx.requests(), 1, 'the queued ones were not sent after the grace');
+  t.same(notices, [`umbra webhook: 3 alert events not delivered to 127.0.0.1:${new URL(rx.url).port} within the 50 ms a stop gives the webhook; counted as dropped in umbra_webhook_deliveries_total`], 'one line says how many');
+  hook.send({ type: 'drift', model: 'm', version: '3', time: '' });
+  t.same(results.slice(3), ['dropped'], 'an event sent after the stop is counted as dropped too');
+});
+
+t.test('server stop: an alert the receiver has not taken is counted as dropped and logged', async (t) => {
+  const rx = await heldReceiver(t);
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('price', 1, affineModel(2, 1, 1));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: { webhook: { url: rx.url } } });
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const monitor = s.server.monitor!;
+  monitor.recordRollout({ model: 'price', candidate: '1', baseline: '1', event: 'start', step: 0, state: 'running', verdict: 'pass', reason: 'test', at: new Date(0).toISOString() });
+  await rx.arrivals(1);
+  await s.server.stop();
+  const dropped = (await monitor.metrics.webhookDeliveries.get()).values.find((v) => v.labels.result === 'dropped');
+  t.equal(dropped?.value, 1, 'umbra_webhook_deliveries_total{result="dropped"} counts it');
+  t.match(warnings, [/^umbra webhook: 1 alert event not delivered to 127\.0\.0\.1:\d+ within the 2000 ms a stop gives the webhook/], 'the stop says so');
+});
+
+/** Polls a condition the test cannot await directly (a counter the webhook bumps). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+}

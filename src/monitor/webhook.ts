@@ -1,6 +1,7 @@
 // Retrain / alert webhook: JSON events (drift and accuracy alerts, rollout decisions) POSTed one
 // at a time, retried with exponential backoff, from a bounded queue (the oldest undelivered event
-// is dropped first when it overflows).
+// is dropped first when it overflows). A stop gives every event left one more attempt, without
+// backoff, within a bounded grace; what the grace cannot deliver is counted as dropped and said.
 
 export interface WebhookOptions {
   url: string;
@@ -31,13 +32,29 @@ export interface WebhookCounters {
 export class Webhook {
   private readonly queue: AlertEvent[] = [];
   private running: Promise<void> | undefined;
+  /** A stop began: no more backoff, each event left gets its final attempt now. */
+  private closing = false;
+  /** The stop's grace is over: nothing more is sent. */
   private closed = false;
+  /** Aborts the delivery in flight when the grace is over. */
   private readonly abort = new AbortController();
+  /** Cuts a backoff wait short when a stop begins. */
+  private readonly hurry = new AbortController();
+  /** Events in flight when the grace ran out. */
+  private abandoned = 0;
+  private stopped: Promise<void> | undefined;
 
-  constructor(private readonly options: WebhookOptions, private readonly counters: WebhookCounters) {}
+  constructor(
+    private readonly options: WebhookOptions,
+    private readonly counters: WebhookCounters,
+    private readonly notice: (message: string) => void = (message) => process.emitWarning(message),
+  ) {}
 
   send(event: AlertEvent): void {
-    if (this.closed) return;
+    if (this.closed) {
+      this.counters.result('dropped');
+      return;
+    }
     this.queue.push(event);
     if (this.queue.length > (this.options.maxQueue ?? 100)) {
       this.queue.shift();
@@ -80,24 +97,52 @@ export class Webhook {
         }
         if (res.status < 500 && res.status !== 408 && res.status !== 429) break;
       } catch {
-        if (this.closed) break;
+        if (this.closed) {
+          this.abandoned++;
+          return;
+        }
       }
+      // Stopping: the attempt just made was this event's last.
+      if (this.closing) break;
       if (attempt < attempts) {
         this.counters.result('retried');
-        await sleep(delay, this.abort.signal);
+        await sleep(delay, this.hurry.signal);
         delay *= 2;
       }
     }
     this.counters.result('failed');
   }
 
-  /** Gives pending deliveries `graceMs` to finish, then abandons them. */
-  async close(graceMs = 2000): Promise<void> {
-    const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-    await Promise.race([this.idle(), timer]);
+  /**
+   * Gives every event still queued or waiting on a backoff one attempt, in order, within `graceMs`;
+   * then aborts the one in flight, counts it and those never tried as dropped, and says how many.
+   */
+  close(graceMs = 2000): Promise<void> {
+    this.stopped ??= this.stop(graceMs);
+    return this.stopped;
+  }
+
+  private async stop(graceMs: number): Promise<void> {
+    this.closing = true;
+    this.hurry.abort();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+      timer.unref();
+    });
+    await Promise.race([this.idle(), grace]);
+    clearTimeout(timer);
     this.closed = true;
     this.abort.abort();
     await this.running?.catch(() => undefined);
+    const lost = this.abandoned + this.queue.length;
+    this.queue.length = 0;
+    for (let i = 0; i < lost; i++) this.counters.result('dropped');
+    if (lost > 0) {
+      this.notice(`umbra webhook: ${lost} alert event${lost === 1 ? '' : 's'} not delivered to ${new URL(this.options.url).host} within the ${graceMs} ms a stop gives the webhook; counted as dropped in umbra_webhook_deliveries_total`);
+      // process.emitWarning writes on the next tick: let the line out before a stopping server exits.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 }
 
