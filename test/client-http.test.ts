@@ -91,6 +91,14 @@ t.test('HTTP client: a 503 carries the Retry-After the server sent', async (t) =
   t.equal((err as UmbraClientError).retryAfter, 2, 'retryAfter from the Retry-After header');
 });
 
+t.test('HTTP client: a JSON call answered with something that is not JSON is an UmbraClientError', async (t) => {
+  // A proxy's error page in front of the server: metadata and the repository calls read JSON too.
+  const proxy = (async () => new Response('<html><body>502 Bad Gateway</body></html>', { status: 502, headers: { 'content-type': 'text/html' } })) as typeof fetch;
+  const client = new UmbraHttpClient('http://127.0.0.1:1', { fetch: proxy });
+  const errors = await Promise.all([client.metadata('m'), client.systemSharedMemoryStatus()].map((call) => call.catch((e: unknown) => e)));
+  t.same(errors.map((e) => [e instanceof UmbraClientError, (e as UmbraClientError).status, (e as Error).message]), Array.from({ length: 2 }, () => [true, 502, 'the server\'s answer (HTTP 502) is not JSON: "<html><body>502 Bad Gateway</body></html>"']));
+});
+
 t.test('HTTP client: a connection that fails is an UmbraClientError of status 0', async (t) => {
   // A loopback port nothing listens on: open one, then close it.
   const listener = createServer();

@@ -119,8 +119,15 @@ export class UmbraHttpClient {
     const init: RequestInit = { method, headers: { ...this.options.headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) } };
     if (body !== undefined) init.body = JSON.stringify(body);
     const res = await this.send(this.base + path, init);
-    const value = (await res.json()) as Record<string, unknown>;
-    if (res.status !== 200) throw new UmbraClientError(String(value.error ?? `HTTP ${res.status}`), res.status);
+    const text = await res.text();
+    let value: Record<string, unknown>;
+    try {
+      value = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // A proxy's error page, or something else listening on the port: as inference answers do.
+      throw new UmbraClientError(`the server's answer (HTTP ${res.status}) is not JSON: ${JSON.stringify(text.slice(0, 120))}`, res.status);
+    }
+    if (res.status !== 200) throw new UmbraClientError(String(value?.error ?? `HTTP ${res.status}`), res.status);
     return value;
   }
 }
