@@ -34,6 +34,16 @@ export class HeaderCollector {
 }
 
 /**
+ * Whether the client asked for the connection to close after this answer: a `close` option in its
+ * Connection header (RFC 9112 section 9.6). The HTTP guard hands an HTTP/1.0 request on with
+ * `Connection: close`, so this is true for every 1.0 client too.
+ */
+export function asksToClose(headers: Record<string, string>): boolean {
+  const connection = headers.connection;
+  return connection !== undefined && connection.split(',').some((option) => option.trim().toLowerCase() === 'close');
+}
+
+/**
  * Throws when the request's framing is ambiguous or unsupported (the caller answers and closes
  * the connection): a repeated Content-Length, Transfer-Encoding or Host header, a missing Host,
  * a Content-Length that is not a plain decimal, Content-Length together with Transfer-Encoding,

@@ -11,7 +11,7 @@ import { markOwned } from '../owned-buffers.js';
 import { addressMod64 } from '../native/kernels.js';
 import { threadArrivals } from '../scheduler/arrivals.js';
 import type { StreamHub } from './ws.js';
-import { checkFraming, HeaderCollector } from './framing.js';
+import { asksToClose, checkFraming, HeaderCollector } from './framing.js';
 import { bodyBytes, decodeBody, encodeBody, MIN_COMPRESSED_BYTES, requestCoding, responseCoding, type Coding } from './content-coding.js';
 
 /** What answers requests: the core thread's Api, or an I/O thread's (src/server/io). */
@@ -236,6 +236,9 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     const read = new HeaderCollector();
     req.forEach(read.add);
     const headers = read.headers;
+    // uWS closes the connection after the answer when the request's first Connection value is 5
+    // bytes long (its test for `close`; any 5 bytes pass), and then writes no `Connection: close`.
+    const libraryCloses = headers.connection !== undefined && req.getHeader('connection').length === 5;
     inFlight.enter();
     // `sending`: a reply body uWS has not taken whole yet (it goes out as the socket drains).
     const state: { aborted: boolean; done: boolean; reading: boolean; sending?: Uint8Array | string } = { aborted: false, done: false, reading: false };
@@ -273,6 +276,10 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
     // for the start of the next answer.
     const head = method === 'HEAD';
     const compressTo = options.responseCompression && !head ? responseCoding(headers['accept-encoding']) : undefined;
+    // A client that asked to close (an HTTP/1.0 client among them: the HTTP guard hands its request
+    // on with `Connection: close`) gets an answer that says so, with no Keep-Alive hint, delimited
+    // by its length (never streamed, which would be chunked), and the connection closes after it.
+    const clientCloses = libraryCloses || asksToClose(headers);
     const write = (reply: ApiReply, close: boolean) => {
       if (state.aborted) {
         // Gone while its answer was being compressed (onAborted left this to be done here).
@@ -282,7 +289,7 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       }
       state.sending = reply.body;
       // An answer that closes the connection may carry its body even to HEAD: nothing follows it.
-      res.cork(() => writeReply(res, reply, close || closing(), head && !close, sent));
+      res.cork(() => writeReply(res, reply, close || clientCloses || closing(), head && !close, libraryCloses, sent));
       inFlight.leave();
     };
     const finish = (reply: ApiReply, close = false) => {
@@ -292,7 +299,7 @@ export function attachHttp(app: uws.TemplatedApp, api: ApiHandler, options: Http
       }
       state.done = true;
       answered();
-      if (reply.stream && !closing() && !close && !head) {
+      if (reply.stream && !closing() && !close && !clientCloses && !head) {
         state.sending = reply.body;
         // Long-lived: it leaves the drain's count now and is ended by the drain instead.
         inFlight.leave();
@@ -504,17 +511,21 @@ export function alignedBuffer(length: number, at: number): Buffer {
 export const KEEP_ALIVE_TIMEOUT_S = 8;
 const KEEP_ALIVE = `timeout=${KEEP_ALIVE_TIMEOUT_S}`;
 
-/** Writes the reply; `sent` runs once uWS needs nothing more of its body (now, or as the socket drains). */
-function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean, sent: () => void): void {
+/**
+ * Writes the reply; `sent` runs once uWS needs nothing more of its body (now, or as the socket
+ * drains). `libraryCloses`: uWS took the request for `Connection: close` and writes no
+ * `Connection: close` of its own.
+ */
+function writeReply(res: uws.HttpResponse, reply: ApiReply, closeConnection: boolean, head: boolean, libraryCloses: boolean, sent: () => void): void {
   // uWS answers 200 OK unless told otherwise.
   if (reply.status !== 200) res.writeStatus(statusText(reply.status));
   const headers = reply.headers;
   for (const k in headers) res.writeHeader(k, headers[k]!);
   if (!closeConnection) res.writeHeader('keep-alive', KEEP_ALIVE);
+  // While draining, tell keep-alive clients to go elsewhere after this answer (end() below says so
+  // itself when it closes, unless uWS took the request for `Connection: close`).
+  if (closeConnection && (head || libraryCloses)) res.writeHeader('connection', 'close');
   if (head) {
-    // While draining, tell keep-alive clients to go elsewhere after this answer (end() below
-    // says so itself when it closes).
-    if (closeConnection) res.writeHeader('connection', 'close');
     // This uWS build takes no arguments here (a length or close flag leaves the answer unsent).
     res.endWithoutBody();
     sent();
