@@ -54,6 +54,7 @@
         "native/src/cpu/thread_pool.cc",
         "native/src/json/format_numbers.cc",
         "native/src/json/infer_json.cc",
+        "native/src/net/http10_head.cc",
         "native/src/net/stream_guard.cc",
         "native/src/prune/magnitude_scan.cc",
         "native/src/prune/mask_apply.cc",

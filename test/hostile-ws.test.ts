@@ -161,9 +161,9 @@ t.test('what the HTTP guard does shows on /metrics', async (t) => {
   const count = (text: string, event: string) => Number(new RegExp(`^umbra_http_guard_events_total\\{event="${event}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN);
   const before = await scrape();
   t.match(before, /^umbra_http_guard_installed 1$/m, 'umbra_http_guard_installed 1');
-  // An HTTP/1.0 request: the library's own 505, answered as JSON.
+  // An HTTP/2.0 request line as text: the library's own 505, answered as JSON.
   await new Promise<void>((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write('GET /v2/health/live HTTP/1.0\r\nHost: umbra\r\n\r\n'));
+    const socket = connect(port, '127.0.0.1', () => socket.write('GET /v2/health/live HTTP/2.0\r\nHost: umbra\r\n\r\n'));
     socket.on('data', () => undefined);
     socket.on('close', () => resolve());
     socket.on('error', () => resolve());

@@ -44,6 +44,7 @@ struct Counts {
   std::atomic<uint64_t> pages_rewritten{0};
   std::atomic<uint64_t> requests_refused{0};
   std::atomic<uint64_t> requests_held{0};
+  std::atomic<uint64_t> http10_rewritten{0};
 };
 Counts counts;
 
@@ -73,21 +74,23 @@ struct Connection {
   uv_poll_s* poll = nullptr;
   int wanted = 0;
   bool wake = false;
-  uint64_t lines = 0, frames = 0, refused = 0, held = 0;
+  uint64_t lines = 0, frames = 0, refused = 0, held = 0, http10 = 0;
 
   Connection() { reader.guard().pipeline(pipelining.load(std::memory_order_relaxed)); }
 
-  // Adds what the guard counted since the last call (three compares on a read that held nothing).
+  // Adds what the guard counted since the last call (a few compares on a read that held nothing).
   void publish() {
     const auto& g = reader.guard();
     if (g.lines_held() != lines) counts.lines_held.fetch_add(g.lines_held() - lines, std::memory_order_relaxed);
     if (g.frames_held() != frames) counts.frames_held.fetch_add(g.frames_held() - frames, std::memory_order_relaxed);
     if (g.frames_refused() != refused) counts.frames_refused.fetch_add(g.frames_refused() - refused, std::memory_order_relaxed);
     if (g.requests_held() != held) counts.requests_held.fetch_add(g.requests_held() - held, std::memory_order_relaxed);
+    if (g.http10_rewritten() != http10) counts.http10_rewritten.fetch_add(g.http10_rewritten() - http10, std::memory_order_relaxed);
     lines = g.lines_held();
     frames = g.frames_held();
     refused = g.frames_refused();
     held = g.requests_held();
+    http10 = g.http10_rewritten();
   }
 };
 
@@ -153,8 +156,8 @@ std::string json_page(const char* page, size_t len) {
   } else if (code == "431") {
     error = "the request line and headers are larger than the server reads; send large values in the body";
   } else if (code == "505") {
-    error = "the request line could not be read, or names a version other than HTTP/1.1; the REST API speaks "
-            "HTTP/1.1 (gRPC clients use the gRPC port)";
+    error = "the request line could not be read, or names a version other than HTTP/1.1 or HTTP/1.0; the REST API "
+            "speaks HTTP/1.1 and HTTP/1.0 (gRPC clients use the gRPC port)";
   } else {
     error = "the request was refused by the HTTP transport: " + status_line.substr(9);
   }
@@ -512,6 +515,7 @@ Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   out.Set("errorPagesRewritten", static_cast<double>(counts.pages_rewritten.load()));
   out.Set("requestsRefused", static_cast<double>(counts.requests_refused.load()));
   out.Set("pipelinedHeld", static_cast<double>(counts.requests_held.load()));
+  out.Set("http10Rewritten", static_cast<double>(counts.http10_rewritten.load()));
   return out;
 }
 

@@ -203,6 +203,8 @@ export interface NativeTransportGuardCounts {
   requestsRefused: number;
   /** Pipelined requests held until the answer before them was out. */
   pipelinedHeld: number;
+  /** HTTP/1.0 requests handed to the library as HTTP/1.1 with `Connection: close`. */
+  http10Rewritten: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -3,7 +3,8 @@
 // it, a request line cut across TCP segments is handed to the library whole (it answers 505 to
 // some cuts), malformed requests it would leave waiting are answered 400, valid forms it
 // mishandles (chunk extensions, trailers, an absolute-form target) are rewritten to forms it
-// reads, a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
+// reads, an HTTP/1.0 request (it answers 505 to any version but 1.1) is handed on as HTTP/1.1
+// with `Connection: close`, so it is answered and its connection then closed, a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
 // connection without a close frame), the library's own error pages (400, 431, 505) are
 // answered as `{"error": ...}` JSON, and a pipelined request is held until the answer before it is
 // out (the library closes a connection whose next request it reads while one is running). It is installed once per process, for every uWebSockets.js
@@ -42,6 +43,6 @@ export function httpGuardCounts(): NativeTransportGuardCounts {
 
 /** One line for the start-up log. */
 export function describeHttpGuard(status: HttpGuardStatus): string {
-  if (status.installed) return `HTTP guard: on (cut request lines handed on whole, malformed requests answered 400, valid forms the transport mishandles rewritten, 1007 for text frames that are not UTF-8, JSON for the transport's own errors, ${status.pipelining ? 'pipelined requests answered in order' : 'pipelined requests behind a running one close the connection: libuv\'s poll was not found'})`;
-  return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, some malformed requests wait for the idle timeout, and the transport's own errors are HTML (README "The HTTP guard")`;
+  if (status.installed) return `HTTP guard: on (cut request lines handed on whole, malformed requests answered 400, valid forms the transport mishandles rewritten, HTTP/1.0 requests answered, each connection closed after its answer, 1007 for text frames that are not UTF-8, JSON for the transport's own errors, ${status.pipelining ? 'pipelined requests answered in order' : 'pipelined requests behind a running one close the connection: libuv\'s poll was not found'})`;
+  return `HTTP guard: off, ${status.reason}: a request line cut across TCP segments may get 505, HTTP/1.0 requests (nginx's default proxy_pass among them) get 505, some malformed requests wait for the idle timeout, and the transport's own errors are HTML (README "The HTTP guard")`;
 }

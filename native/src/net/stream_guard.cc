@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <string_view>
+
+#include "net/http10_head.h"
 
 namespace umbra::net {
 
@@ -145,7 +149,7 @@ const char* StreamGuard::header_line() {
     if (len > 0 && line_[len - 1] == '\n') --len;
     if (len > 0 && line_[len - 1] == '\r') --len;
     if (len == 0) {
-      if (!host_seen_) return "the Host header is missing; HTTP/1.1 requests must send one";
+      if (!host_seen_ && !http10_) return "the Host header is missing; HTTP/1.1 requests must send one";
       end_of_headers();
       return nullptr;
     }
@@ -166,8 +170,13 @@ const char* StreamGuard::header_line() {
   if (equals_ci(line_, name_len, "host")) host_seen_ = true;
   const bool is_length = equals_ci(line_, name_len, "content-length");
   const bool is_coding = equals_ci(line_, name_len, "transfer-encoding");
-  if (equals_ci(line_, name_len, "upgrade")) upgrade_ = true;
+  // A 1.0 request is not upgraded (its Upgrade is taken out when it is handed on).
+  if (equals_ci(line_, name_len, "upgrade") && !http10_) upgrade_ = true;
   if (!is_length && !is_coding) return nullptr;
+  if (is_coding && http10_) {
+    return "Transfer-Encoding in an HTTP/1.0 request, whose framing is then faulty (RFC 9112 section 6.1); send the "
+           "body with Content-Length";
+  }
   if (truncated) {  // a framing value the guard did not keep whole: not followed
     bad_ = true;
     return nullptr;
@@ -560,6 +569,10 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           pass();
           break;
         }
+        // An HTTP/1.0 request, which the reader answers 505: its head is held until whole, then
+        // handed on as HTTP/1.1 (net/http10_head.h).
+        http10_ = i - hold >= 11 && std::memcmp(buf + i - 11, " HTTP/1.0\r\n", 11) == 0;
+        authority_len_ = 0;
         {
           // A target in absolute form (http://host/path; RFC 9112 3.2.2: a server must accept
           // it), which the reader answers 505: handed on in origin form (/path).
@@ -579,6 +592,12 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           if (authority != 0) {
             size_t p = authority;
             while (p < line_end && buf[p] != '/' && buf[p] != '?' && buf[p] != ' ' && buf[p] != '\r') ++p;
+            // A 1.0 request's Host, where it sent none: visible ASCII only, as a field value.
+            if (http10_ && p - authority <= kLineKept &&
+                std::all_of(buf + authority, buf + p, [](uint8_t c) { return c > 0x20 && c < 0x7F; })) {
+              authority_len_ = p - authority;
+              std::memcpy(authority_, buf + authority, authority_len_);
+            }
             if (p < line_end && buf[p] == '/') {
               erase(t0, p, &i);
             } else if (p < line_end) {  // no path: "/"
@@ -590,7 +609,9 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         head_request_ = i - hold >= 5 && std::memcmp(buf + hold, "HEAD ", 5) == 0;
         ++started_;
         request_start = hold;  // where its line began (held whole until now)
-        hold = npos;
+        // A 1.0 head stays held from there until its empty line.
+        if (http10_) http10_line_ = i - hold;
+        else hold = npos;
         line_len_ = 0;
         header_bytes_ = 0;
         content_length_ = -1;
@@ -621,7 +642,9 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         header_bytes_ += seg;
         take_line(buf + i, seg);
         i += seg;
-        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold)) {
+        // A 1.0 head too large to hold goes on as it came (the reader answers 505, as JSON).
+        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold) ||
+            (http10_ && phase_ == Phase::kHeaders && i - request_start > max_hold)) {
           pass();
           break;
         }
@@ -634,6 +657,25 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
             out.end = true;
             out.refusal = why;
             return out;
+          }
+          if (http10_ && phase_ != Phase::kHeaders) {
+            // The empty line of a 1.0 head: the head, whole in buf[request_start, i), goes on as 1.1.
+            const std::string head = http10_head_as_http11(buf + request_start, i - request_start, http10_line_, host_seen_,
+                                                           std::string_view(reinterpret_cast<const char*>(authority_), authority_len_));
+            const size_t was = i - request_start;
+            if (total - was + head.size() > capacity) {  // only where a read's buffer has no kRewriteRoom
+              phase_ = Phase::kEnded;
+              out.deliver = request_start;
+              out.end = true;
+              out.refusal = "the HTTP/1.0 request head does not fit the read buffer once rewritten";
+              return out;
+            }
+            std::memmove(buf + request_start + head.size(), buf + i, total - i);
+            std::memcpy(buf + request_start, head.data(), head.size());
+            total = total - was + head.size();
+            i = request_start + head.size();
+            hold = npos;
+            ++http10_rewritten_;
           }
           if (phase_ == Phase::kDrop) {
             out.deliver = i;  // the head; what follows it is never handed on

@@ -10,6 +10,10 @@
 //  - a text frame whose payload is UTF-8 (it drops a connection that sends one that is not,
 //    without a close frame). A text frame that is not is handed on as a close frame from the
 //    client with code 1007 instead, which the library answers with the same code and reason;
+//  - an HTTP/1.0 request (the reader answers 505 to any version but 1.1), its head held whole and
+//    handed on as HTTP/1.1 with `Connection: close` (net/http10_head.h), so the server answers it
+//    as a 1.0 client reads and then closes; one with Transfer-Encoding is answered 400 (RFC 9112
+//    sec 6.1: its framing is faulty);
 //  - with pipelining on, one request at a time: a request behind one not yet answered is held
 //    unread (the reader closes a connection whose next request it reads while one is running)
 //    until answer_done() says that answer is out (AnswerFollower, over what the server writes).
@@ -109,6 +113,8 @@ class StreamGuard {
   uint64_t lines_held() const { return lines_held_; }
   // Pipelined requests held behind one not yet answered.
   uint64_t requests_held() const { return requests_held_; }
+  // HTTP/1.0 requests handed on as HTTP/1.1.
+  uint64_t http10_rewritten() const { return http10_rewritten_; }
   uint64_t frames_held() const { return frames_held_; }
   uint64_t frames_refused() const { return frames_refused_; }
 
@@ -182,6 +188,14 @@ class StreamGuard {
   uint64_t requests_held_ = 0;
   // Requests whose line was read, and final answers that went out.
   uint64_t started_ = 0, answered_ = 0;
+  // The request being read is HTTP/1.0: its head is held from its start until the empty line, then
+  // rewritten whole. `http10_line_`: its request line's length (with CRLF, in origin form).
+  bool http10_ = false;
+  size_t http10_line_ = 0;
+  // The authority of its target when that came in absolute form (the Host it may lack).
+  uint8_t authority_[kLineKept];
+  size_t authority_len_ = 0;
+  uint64_t http10_rewritten_ = 0;
 };
 
 // Follows what the server writes on one connection (its HTTP/1.1 answers, as the send calls
@@ -214,6 +228,9 @@ class GuardedReader {
  public:
   // The most a unit may hold; a text frame over it is checked as it goes on instead.
   static constexpr size_t kMaxHold = 256 * 1024;
+  // Bytes of the buffer a read leaves free, where it is large: an HTTP/1.0 head grows by its
+  // `Connection: close` and the Host it may lack (at most 283 bytes) when handed on.
+  static constexpr size_t kRewriteRoom = 512;
 
   template <typename Source>
   long read(uint8_t* buf, size_t len, Source&& source) {
@@ -226,7 +243,8 @@ class GuardedReader {
       return static_cast<long>(len);
     }
     if (seen > 0) std::memcpy(buf, held_.data(), seen);
-    long n = source(buf + seen, len - seen);
+    const size_t room = len - seen;
+    long n = source(buf + seen, room > 2 * kRewriteRoom ? room - kRewriteRoom : room);
     bool woken = false;
     if (n < 0) {
       // A held pipelined request is read on a wake with nothing new on the socket.
