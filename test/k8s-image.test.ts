@@ -58,10 +58,10 @@ function aptPackages(text: string): string[] {
 
 const ci = readFileSync(`${ROOT}.ci/run`, 'utf8');
 const ciPackages = aptPackages(ci);
-// PostgreSQL and Prometheus are the services the tests run against (scripts/test-services.sh,
-// the promtool lint), Chromium and curl what tests drive (the ops page, the docs' commands);
-// building needs the rest.
-const TEST_SERVICES = ['postgresql', 'prometheus', 'chromium', 'curl'];
+// PostgreSQL, Prometheus and nginx are the services the tests run against (scripts/test-services.sh,
+// the promtool lint, the reverse proxy in front), Chromium, curl and Python's gRPC what tests drive
+// (the ops page, the docs' commands, a C-core gRPC client); building needs the rest.
+const TEST_SERVICES = ['postgresql', 'prometheus', 'chromium', 'curl', 'python3-grpcio', 'python3-grpc-tools', 'nginx-light'];
 const ciBuildPackages = ciPackages.filter((p) => !TEST_SERVICES.includes(p));
 
 const runs = (stage: Stage) => stage.steps.filter((s) => s.op === 'RUN').map((s) => s.args).join('\n');
