@@ -10,7 +10,7 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { rawExchange, type RawResponse } from './helpers/raw-http.js';
 
-type Read = { data: Buffer } | { wait: true } | { end: true } | { refused: string };
+type Read = { data: Buffer } | { wait: true } | { end: true } | { refused: string; status: number };
 const reads = (chunks: Buffer[], capacity?: number): Read[] => native().streamGuardReads(chunks, 'switch', capacity);
 const delivered = (r: Read[]): Buffer[] => r.flatMap((x) => ('data' in x ? [x.data] : []));
 const joined = (r: Read[]) => Buffer.concat(delivered(r)).toString('latin1');
@@ -48,6 +48,13 @@ t.test('guard: other versions are not rewritten', async (t) => {
     const text = `${line}\r\nHost: a\r\n\r\n`;
     t.equal(joined(reads([Buffer.from(text)])), text, `${JSON.stringify(line)}: handed on as sent`);
   }
+});
+
+t.test('guard: a request line with no version (HTTP/0.9) is refused 505 at its line end', async (t) => {
+  // A 0.9 client sends the line alone and waits; the library would wait for headers.
+  const r = reads([Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost: a\r\n\r\nGET /v2/health/live\r\n')]);
+  t.same(r.flatMap((x) => ('refused' in x ? [x.status] : [])), [505], 'one refusal, 505');
+  t.equal(joined(r), 'GET /v2/health/live HTTP/1.1\r\nHost: a\r\n\r\n', 'the request before it handed on, nothing of it');
 });
 
 t.test('guard: Transfer-Encoding in a 1.0 request is refused 400 (RFC 9112 6.1: its framing is faulty)', async (t) => {
@@ -162,10 +169,16 @@ t.test('server: a 1.0 request cut at every byte offset is answered', async (t) =
   t.same(wrong, [], `${request.length - 1} cuts: 200, the answer, the connection closed`);
 });
 
-t.test('server: other versions keep their 505 JSON answer; Transfer-Encoding in 1.0 is 400', async (t) => {
+t.test('server: other versions (2.0 as text, 0.9) get a 505 JSON answer; Transfer-Encoding in 1.0 is 400', async (t) => {
   const two = await exchange(['GET /v2/health/live HTTP/2.0\r\nHost: umbra\r\n\r\n']);
   t.equal(two.answer?.status, 505, 'HTTP/2.0 as text: 505');
   t.type(JSON.parse(two.answer?.body.toString() ?? '{}').error, 'string', 'HTTP/2.0: {"error": ...}');
+  for (const [name, text] of [['HTTP/0.9, the line alone', 'GET /v2/health/live\r\n'], ['no version, with headers', 'GET /v2/health/live\r\nHost: umbra\r\n\r\n']]) {
+    const r = await exchange([text!]);
+    t.equal(r.answer?.status, 505, `${name}: 505`);
+    t.match(JSON.parse(r.answer?.body.toString() ?? '{}').error, /names no HTTP version/, `${name}: {"error": ...} with the reason`);
+    t.ok(r.closed, `${name}: closed`);
+  }
   const coded = await exchange(['POST /v2/models/affine/infer HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n']);
   t.equal(coded.answer?.status, 400, 'Transfer-Encoding in 1.0: 400');
   t.match(JSON.parse(coded.answer?.body.toString() ?? '{}').error, /Transfer-Encoding in an HTTP\/1\.0 request/, 'with the reason');

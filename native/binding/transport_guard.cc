@@ -218,10 +218,12 @@ ssize_t umbra_guard_recv(int fd, void* buf, size_t len, int flags) {
     return ::recv(fd, dst, cap, 0);
   });
   const int saved = errno;
-  if (const char* why = c->reader.take_refusal()) {
-    // A request the library would leave unanswered: the 400 goes out before the end it is handed
-    // (as the library writes its own error pages, straight to the socket).
-    const std::string answer = json_answer("HTTP/1.1 400 Bad Request", std::string("malformed request: ") + why);
+  int status = 400;
+  if (const char* why = c->reader.take_refusal(&status)) {
+    // A request the library would leave unanswered: the refusal goes out before the end it is
+    // handed (as the library writes its own error pages, straight to the socket).
+    const std::string answer = status == 505 ? json_answer("HTTP/1.1 505 HTTP Version Not Supported", why)
+                                             : json_answer("HTTP/1.1 400 Bad Request", std::string("malformed request: ") + why);
     if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) > 0) counts.requests_refused.fetch_add(1, std::memory_order_relaxed);
   }
   c->publish();
@@ -522,8 +524,8 @@ Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
 // streamGuardReads(chunks, upgrade): runs the guard over `chunks` as the socket's successive
 // reads, the way recv() does, and returns what the reader would be handed at each read
 // ({data} or {wait: true} or {end: true}); `upgrade` ('switch' | 'refuse') answers an upgrade
-// request the moment the guard waits on one; a read that ends the stream with a 400 to answer is
-// followed by {refused: reason}. For tests.
+// request the moment the guard waits on one; a read that ends the stream with a refusal to answer
+// is followed by {refused: reason, status}. For tests.
 Napi::Value StreamGuardReads(const Napi::CallbackInfo& info) {
   constexpr const char* kName = "streamGuardReads";
   Napi::Env env = info.Env();
@@ -563,9 +565,11 @@ Napi::Value StreamGuardReads(const Napi::CallbackInfo& info) {
       return static_cast<long>(k);
     });
     push(n);
-    if (const char* why = reader.take_refusal()) {
+    int status = 400;
+    if (const char* why = reader.take_refusal(&status)) {
       Napi::Object r = Napi::Object::New(env);
       r.Set("refused", why);
+      r.Set("status", status);
       out.Set(produced++, r);
     }
     if (reader.guard().awaiting_upgrade()) reader.guard().upgrade_answered(upgrade == "switch");

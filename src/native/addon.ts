@@ -173,7 +173,7 @@ export interface NativeBinding {
   guardTransport(): NativeTransportGuard;
   transportGuardCounts(): NativeTransportGuardCounts;
   /** The guard run over `chunks` as a socket's successive reads (then the end): what the reader is handed per read. */
-  streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true } | { refused: string })[];
+  streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true } | { refused: string; status: number })[];
   /** The server's writes `chunks` read as its answers: final answers ended in each chunk (-1: no longer followed). */
   answersEnded(chunks: Buffer[], head?: boolean): number[];
 }

@@ -569,6 +569,17 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           pass();
           break;
         }
+        if (const void* sp = std::memchr(buf + hold, ' ', i - hold);
+            sp == nullptr || std::memchr(static_cast<const uint8_t*>(sp) + 1, ' ', buf + i - static_cast<const uint8_t*>(sp) - 1) == nullptr) {
+          // No version (HTTP/0.9's form, METHOD SP target): the reader would wait on it for
+          // headers until its idle timeout, and a 0.9 client sends none.
+          phase_ = Phase::kEnded;
+          out.deliver = hold;
+          out.end = true;
+          out.refusal = "the request line names no HTTP version (an HTTP/0.9 request); the REST API speaks HTTP/1.1 and HTTP/1.0";
+          out.refusal_status = 505;
+          return out;
+        }
         // An HTTP/1.0 request, which the reader answers 505: its head is held until whole, then
         // handed on as HTTP/1.1 (net/http10_head.h).
         http10_ = i - hold >= 11 && std::memcmp(buf + i - 11, " HTTP/1.0\r\n", 11) == 0;

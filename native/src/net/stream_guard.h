@@ -20,7 +20,8 @@
 // Bytes are held back (never reordered, and never dropped but for the rewrites above) until the
 // unit they belong to is whole. A request it would leave unanswered until its idle timeout (a
 // header line with no colon, whitespace in or before a header name, a folded line, a control
-// character, no Host) is answered 400 here, and the connection ends. A request whose framing
+// character, no Host) is answered 400 here, and one whose line names no version (HTTP/0.9's form)
+// 505, and the connection ends. A request whose framing
 // headers two readers could read differently (two Content-Length values, Content-Length with
 // Transfer-Encoding, ...) is handed on up to the end of its headers and nothing after it: the
 // server refuses it on its headers (400) and closes, and no byte that one reader would take for a
@@ -72,8 +73,10 @@ struct GuardStep {
   // before it (see StreamGuard::pipeline), and is read from its start once that is out.
   bool paused = false;
   // Set with `end` when the request being read is malformed in a way the reader would never
-  // answer (it waits for more until its idle timeout): the 400's reason, to be answered for it.
+  // answer (it waits for more until its idle timeout): the reason, to be answered for it with
+  // `refusal_status` (400, or 505 for a request line that names no version).
   const char* refusal = nullptr;
+  int refusal_status = 400;
 };
 
 class StreamGuard {
@@ -273,7 +276,10 @@ class GuardedReader {
     held_.assign(buf + s.deliver, buf + s.deliver + s.hold);
     paused_ = s.paused && s.hold > 0;
     if (s.end) ended_ = true;
-    if (s.refusal != nullptr) refusal_ = s.refusal;
+    if (s.refusal != nullptr) {
+      refusal_ = s.refusal;
+      refusal_status_ = s.refusal_status;
+    }
     if (s.deliver == 0) {
       if (s.end) return 0;
       errno = EAGAIN;  // nothing whole yet: the reader waits for the socket again
@@ -286,10 +292,11 @@ class GuardedReader {
   size_t held() const { return held_.size(); }
   // A pipelined request is held, waiting for the answer before it.
   bool paused() const { return paused_; }
-  // The reason of a 400 to answer for the client (once), or nullptr.
-  const char* take_refusal() {
+  // The reason of a refusal to answer for the client (once), or nullptr; its status in `status`.
+  const char* take_refusal(int* status) {
     const char* r = refusal_;
     refusal_ = nullptr;
+    *status = refusal_status_;
     return r;
   }
 
@@ -298,6 +305,7 @@ class GuardedReader {
   std::vector<uint8_t> held_;
   bool ended_ = false, paused_ = false;
   const char* refusal_ = nullptr;
+  int refusal_status_ = 400;
 };
 
 }  // namespace umbra::net
