@@ -81,6 +81,27 @@ t.test('counters and histograms after known traffic', async (t) => {
   else t.ok(lint.ok, `promtool check metrics: ${lint.output}`);
 });
 
+t.test('a bad request through predict() or infer() is counted invalid, as the same request over HTTP is', async (t) => {
+  const s = await affineServer(t);
+  const umbra = s.server.umbra;
+  const invalidCount = async () => {
+    // The hooks have seen every request refused before this call, on any thread.
+    await umbra.settleEvents();
+    return total(parseExposition((await s.get('/metrics')).text), 'umbra_requests_total', { model: 'affine', version: '1', role: 'primary', outcome: 'invalid' });
+  };
+  const bad = { name: 'x', datatype: 'FP32' as const, shape: [1, 3], data: [1, 2, 3] };
+  t.equal((await s.post('/v2/models/affine/infer', { inputs: [bad] })).status, 400, 'refused over HTTP');
+  t.equal(await invalidCount(), 1, 'counted over HTTP');
+  await t.rejects(umbra.predict('affine', { x: { data: [1, 2, 3], shape: [1, 3] } }), { code: 'INVALID_INPUT' }, 'refused by predict()');
+  t.equal(await invalidCount(), 2, 'counted from predict()');
+  await t.rejects(umbra.infer('affine', undefined, { parameters: {}, inputs: [{ ...bad, data: new Float32Array(3) }] }), { code: 'INVALID_INPUT' }, 'refused by infer()');
+  t.equal(await invalidCount(), 3, 'counted from infer()');
+  await t.rejects(umbra.infer('affine', undefined, null as never), { code: 'INVALID_INPUT' }, 'a request that is not an object refused by infer()');
+  t.equal(await invalidCount(), 4, 'counted from infer() as a body that is not an object is over HTTP');
+  t.equal((await s.post('/v2/models/affine/infer', 'null')).status, 400, 'a body that is not an object refused over HTTP');
+  t.equal(await invalidCount(), 5, 'counted over HTTP');
+});
+
 t.test('Triton statistics endpoint', async (t) => {
   const s = await affineServer(t);
   for (let i = 0; i < 5; i++) await s.post('/v2/models/affine/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8.5] }] });

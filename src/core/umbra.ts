@@ -162,7 +162,7 @@ export class Umbra implements InferenceFront {
         ({ version: mv, role } = again);
       }
     } catch (err) {
-      this.emit({ model, version: mv.version, role, outcome: 'invalid', context, error: err, durationMs: performance.now() - startedAt });
+      this.emitInvalid(mv, role, context, err, startedAt);
       throw err;
     }
     const result = await this.run(mv, role, request, options, context, startedAt);
@@ -179,11 +179,21 @@ export class Umbra implements InferenceFront {
    * before anything runs.
    */
   infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
+    const startedAt = performance.now();
     const context = options.context ?? {};
-    let routed: ReturnType<Umbra['route']>;
+    let routed: ReturnType<Umbra['route']> | undefined;
     try {
-      // A caller's object is read only once it is one (its parameters may be missing, or not an object).
-      if (!options.accepts) checkRequestObject(request);
+      // A caller's object is read only once it is one (its parameters may be missing, or not an
+      // object); one that is not is counted on the version its model routes to without it, as
+      // inferBody counts a body that is not an object.
+      if (!options.accepts) {
+        try {
+          checkRequestObject(request);
+        } catch (err) {
+          routed = this.route(model, version, context);
+          throw err;
+        }
+      }
       routingKeyFromBody(request.parameters, context);
       routed = this.route(model, version, context);
       if (options.accepts) {
@@ -192,10 +202,12 @@ export class Umbra implements InferenceFront {
         request = checkedRequest(routed.version.signature, request);
       }
     } catch (err) {
-      // An unknown model, one a hook holds out of service, or a bad request: a rejection, as from inferBody.
+      // An unknown model or one a hook holds out of service: a rejection, as from inferBody. A bad
+      // request for a version it was routed to is counted invalid there too.
+      if (routed) this.emitInvalid(routed.version, routed.role, context, err, startedAt);
       return Promise.reject(err);
     }
-    return this.run(routed.version, routed.role, request, options, context, performance.now());
+    return this.run(routed.version, routed.role, request, options, context, startedAt);
   }
 
   /**
@@ -305,6 +317,11 @@ export class Umbra implements InferenceFront {
     }
   }
 
+  /** A request refused before it ran, for what it holds: counted invalid and seen by the hooks, whatever the road it came by. */
+  private emitInvalid(mv: ModelVersion, role: TrafficRole, context: RequestContext, error: unknown, startedAt: number): void {
+    this.emit({ model: mv.name, version: mv.version, role, outcome: 'invalid', context, error, durationMs: performance.now() - startedAt });
+  }
+
   /**
    * An event of a request answered elsewhere (an I/O thread that ran an inline model itself):
    * the hooks see it as if this thread had answered it.
@@ -364,26 +381,35 @@ export class Umbra implements InferenceFront {
    * is taken as one row of the model's batched input. Data is validated exactly as over HTTP.
    */
   async predict(model: string, inputs: Record<string, PredictInput>, options: PredictOptions = {}): Promise<InferResponse> {
+    const startedAt = performance.now();
     const mv = this.manager.get(model, options.version);
-    const tensors: Tensor[] = [];
-    for (const [name, input] of Object.entries(inputs)) {
-      const spec = mv.signature.inputs.find((s) => s.name === name);
-      if (!spec) throw new UmbraError('INVALID_INPUT', `unexpected input '${name}' for model '${model}' (inputs: ${mv.signature.inputs.map((s) => s.name).join(', ')})`);
-      const datatype = input.datatype ?? spec.datatype;
-      if (!DATATYPES.includes(datatype)) throw invalid('INVALID_INPUT', `one of ${DATATYPES.join(', ')}`, `the datatype of input '${name}'`, datatype);
-      checkStorage(name, datatype, input.data);
-      const shape = input.shape ?? defaultShape(spec.dims, mv.signature.maxBatchSize, input.data.length);
-      tensors.push({ name, datatype, shape, data: input.data as TensorData });
+    const role: TrafficRole = options.version ? 'direct' : 'primary';
+    let parsed: InferRequest;
+    try {
+      const tensors: Tensor[] = [];
+      for (const [name, input] of Object.entries(inputs)) {
+        const spec = mv.signature.inputs.find((s) => s.name === name);
+        if (!spec) throw new UmbraError('INVALID_INPUT', `unexpected input '${name}' for model '${model}' (inputs: ${mv.signature.inputs.map((s) => s.name).join(', ')})`);
+        const datatype = input.datatype ?? spec.datatype;
+        if (!DATATYPES.includes(datatype)) throw invalid('INVALID_INPUT', `one of ${DATATYPES.join(', ')}`, `the datatype of input '${name}'`, datatype);
+        checkStorage(name, datatype, input.data);
+        const shape = input.shape ?? defaultShape(spec.dims, mv.signature.maxBatchSize, input.data.length);
+        tensors.push({ name, datatype, shape, data: input.data as TensorData });
+      }
+      // Route through the protocol validator so in-process callers get the same checks as HTTP.
+      const request: Record<string, unknown> = {};
+      if (options.id !== undefined) request.id = options.id;
+      if (options.parameters) request.parameters = options.parameters;
+      if (options.outputs) request.outputs = options.outputs.map((name) => ({ name }));
+      parsed = parseTensors(mv.signature, tensors, request);
+    } catch (err) {
+      this.emitInvalid(mv, role, {}, err, startedAt);
+      this.flushEvents();
+      throw err;
     }
-    // Route through the protocol validator so in-process callers get the same checks as HTTP.
-    const request: Record<string, unknown> = {};
-    if (options.id !== undefined) request.id = options.id;
-    if (options.parameters) request.parameters = options.parameters;
-    if (options.outputs) request.outputs = options.outputs.map((name) => ({ name }));
-    const parsed = parseTensors(mv.signature, tensors, request);
     let response: InferResponse;
     try {
-      ({ response } = await this.run(mv, options.version ? 'direct' : 'primary', parsed, options, {}, performance.now()));
+      ({ response } = await this.run(mv, role, parsed, options, {}, startedAt));
     } finally {
       // A caller that reads metrics or the log right after its prediction finds it there.
       this.flushEvents();
