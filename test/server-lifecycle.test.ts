@@ -355,3 +355,43 @@ t.test('a batch still running past the drain deadline does not hold the stop', a
   t.not(await answer, 200, 'the request cut off by the deadline was not answered as if it had run');
   hold.release();
 });
+
+t.test('an I/O thread that has not ended does not hold the stop past the grace; the log names it and its inline replicas', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, drainSeconds: 0.2 });
+  if (s.server.ioThreads === 1) {
+    t.skip('no I/O threads with one thread (UMBRA_TEST_IO_THREADS=1)');
+    return;
+  }
+  t.equal(s.server.umbra.manager.get('affine').execution.placement, 'inline', 'the model runs inline, so each I/O thread holds a replica of it');
+  type Thread = { tid: number; ended: boolean; exited: Promise<number>; send: (msg: { t: string }) => void };
+  const transport = (s.server as unknown as { transport: { hub?: unknown } }).transport;
+  const thread = ((transport.hub ?? transport) as { threads: Thread[] }).threads[0]!;
+  // The thread is left as a batch of its replica running past the drain leaves it: it does not
+  // take its stop (which it had waited for with no time limit). The test hands it over at the end.
+  const send = thread.send.bind(thread);
+  let withheld: (() => void) | undefined;
+  thread.send = (msg) => {
+    if (msg.t === 'stop') withheld = () => send(msg);
+    else send(msg);
+  };
+  t.teardown(async () => {
+    withheld?.();
+    await thread.exited;
+  });
+  const logged: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+    logged.push(String(chunk));
+    return write.call(process.stderr, chunk, ...rest);
+  }) as typeof process.stderr.write;
+  try {
+    await s.server.stop();
+  } finally {
+    process.stderr.write = write;
+  }
+  t.equal(thread.ended, false, 'the stop returned with the thread still running');
+  t.match(logged.join(''), `umbra: drain: I/O thread ${thread.tid} had not ended when the drain's time was up (its inline model replicas: affine/1`, 'the log names the thread and its replicas');
+});

@@ -133,8 +133,8 @@ export interface Transport {
    * is answered now with a 503 (drainDeadlineError); resolves once each thread has written them.
    */
   cutOff(drainSeconds: number): Promise<void>;
-  /** Closes every socket. */
-  close(): Promise<void>;
+  /** Closes every socket; I/O threads not ended when `bound` resolves are not waited for (IoHub.close). */
+  close(bound?: Promise<void>): Promise<void>;
   streamStats(): Promise<StreamStats>;
 }
 
@@ -244,8 +244,8 @@ class SharedPortTransport implements Transport {
     await Promise.all([this.local.cutOff(drainSeconds), this.hub.cutOff(drainSeconds)]);
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.local.close(), this.hub.close()]);
+  async close(bound?: Promise<void>): Promise<void> {
+    await Promise.all([this.local.close(), this.hub.close(bound)]);
   }
 
   async streamStats(): Promise<StreamStats> {
@@ -459,7 +459,13 @@ export class UmbraServer {
       await Promise.race([Promise.all([this.transport.cutOff(seconds), this.grpc?.cutOff(seconds)]), graceOver]);
     }
     await this.grpc?.close();
-    await this.transport.close();
+    // An I/O thread ends once its inline replicas have drained, and a batch running there (one the
+    // deadline cut off, or one begun after the thread drained) cannot be interrupted: it is waited
+    // for within the same grace as one in the workers, past the deadline or from here.
+    let closeGrace: NodeJS.Timeout | undefined;
+    const closeBound = graceOver ?? new Promise<void>((resolve) => { closeGrace = setTimeout(resolve, CLOSE_AFTER_DEADLINE_MS); });
+    await this.transport.close(closeBound);
+    clearTimeout(closeGrace);
     // Past the deadline a batch may still be running in a worker, which nothing can interrupt:
     // closing waits for it only until the grace ends, so the drain stays bounded and the log below
     // is still flushed; the process's exit ends that worker.

@@ -43,12 +43,19 @@ class IoThread {
   /** The newest catalog the thread has applied. */
   applied = 0;
   exited: Promise<number>;
+  /** Whether the thread has ended. */
+  ended = false;
+  /** Whether the thread has been told to stop. */
+  stopSent = false;
   private readonly waiters: ((msg: ControlReply) => boolean)[] = [];
 
   constructor(readonly worker: Worker, readonly data: MessagePort) {
     // After the microtasks that settled a batch's requests: one message for all their answers.
     this.outbox = new Outbox<ToIo>((envelope, transfer) => data.postMessage(envelope, transfer), process.nextTick);
-    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    this.exited = new Promise((resolve) => worker.once('exit', (code: number) => {
+      this.ended = true;
+      resolve(code);
+    }));
     worker.on('message', (msg: ControlReply) => {
       for (let i = 0; i < this.waiters.length; i++) {
         if (this.waiters[i]!(msg)) {
@@ -61,6 +68,13 @@ class IoThread {
 
   send(msg: Control): void {
     this.worker.postMessage(msg);
+  }
+
+  /** Tells the thread to close its sockets, drain its replicas and end (once). */
+  stop(): void {
+    if (this.stopSent) return;
+    this.stopSent = true;
+    this.send({ t: 'stop' });
   }
 
   private flushSeq = 0;
@@ -352,22 +366,46 @@ export class IoHub extends EventEmitter {
     await Promise.race([Promise.all(drained), deadline]);
   }
 
-  /** The drain's deadline passed: every thread answers what it has not answered (503), and says so. */
+  /**
+   * The drain's deadline passed: every thread answers what it has not answered (503), and says so.
+   * Its stop follows at once, taken once the answers are written (a thread takes its messages in
+   * order): one still running a batch, which answers neither, does not hold back the others' stop
+   * for the whole grace.
+   */
   async cutOff(drainSeconds: number): Promise<void> {
+    // A thread that ends from here on is not replaced.
+    this.stopping = true;
     await Promise.all(this.threads.map((t) => {
       const done = t.next((m): m is Extract<ControlReply, { t: 'cut-off' }> => m.t === 'cut-off');
       t.send({ t: 'deadline', drainSeconds });
+      t.stop();
       return done;
     }));
   }
 
-  /** Closes every thread's sockets and waits for the threads to end. */
-  async close(): Promise<void> {
+  /**
+   * Closes every thread's sockets and waits for the threads to end: each first drains its inline
+   * model replicas, and a batch running there cannot be interrupted. With `bound`, a thread not
+   * ended when it resolves is not waited for (the log names it and its replicas): it ends by itself
+   * once its batch is done, or with the process.
+   */
+  async close(bound?: Promise<void>): Promise<void> {
     this.stopping = true;
     for (const d of this.detach.splice(0)) d();
     const threads = [...this.threads];
-    for (const t of threads) t.send({ t: 'stop' });
-    await Promise.all(threads.map((t) => t.exited));
+    for (const t of threads) t.stop();
+    const ended = Promise.all(threads.map((t) => t.exited));
+    if (!bound) {
+      await ended;
+      return;
+    }
+    await Promise.race([ended, bound]);
+    const left = threads.filter((t) => !t.ended);
+    if (left.length === 0) return;
+    const replicas = Object.keys(buildCatalog(this.core, this.local).replicas);
+    for (const t of left) {
+      process.stderr.write(`umbra: drain: I/O thread ${t.tid} had not ended when the drain's time was up (its inline model replicas: ${replicas.length > 0 ? replicas.join(', ') : 'none'}, a batch of which may still be running); not waited for, it ends once that batch is done or with the process\n`);
+    }
   }
 
 
