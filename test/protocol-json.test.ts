@@ -124,6 +124,22 @@ t.test('64-bit integers past 2^53 in JSON text are read as spelled, not as the d
   rejects(t, () => parseInferRequest(big, { signature: wide }), /for input "a" element 0 \(INT64\) but received 9007199254740992, .*send 64-bit integers past 2\^53 in the binary extension \(binary_data_size\) or over gRPC/);
 });
 
+t.test('a 64-bit integer past 64 bits is refused with the digits the client sent, not the double they read as', async (t) => {
+  const s = sig([{ name: 'u', datatype: 'UINT64', dims: [-1] }, { name: 'a', datatype: 'INT64', dims: [-1] }]);
+  const body = (u: string, a = '1') => Buffer.from(`{"inputs":[{"name":"u","shape":[2],"datatype":"UINT64","data":[1, ${u}]},{"name":"a","shape":[1],"datatype":"INT64","data":[${a}]}]}`);
+  const read = (text: Buffer) => parseInferRequest(text, { signature: s });
+  const range = (name: string, datatype: string) => datatype === 'UINT64' ? `between 0 and 18446744073709551615 \\(UINT64\\) for input "${name}"` : `between -9223372036854775808 and 9223372036854775807 \\(INT64\\) for input "${name}"`;
+  for (const native of [true, false]) {
+    const was = useNativeJson(native);
+    // 2^64 read as the double 2^64 was shown as 18446744073709552000; 10^23 - 1 as 1e+23.
+    rejects(t, () => read(body('18446744073709551616')), new RegExp(`${range('u', 'UINT64')} element 1 but received 18446744073709551616$`));
+    rejects(t, () => read(body('99999999999999999999999')), new RegExp(`${range('u', 'UINT64')} element 1 but received 99999999999999999999999$`));
+    rejects(t, () => read(body('1', '-99999999999999999999999')), new RegExp(`${range('a', 'INT64')} element 0 but received -99999999999999999999999$`));
+    rejects(t, () => read(body('9'.repeat(60))), new RegExp(`${range('u', 'UINT64')} element 1 but received ${'9'.repeat(40)}\\.\\.\\. \\(60 digits\\)$`));
+    useNativeJson(was);
+  }
+});
+
 t.test('request fields: id, parameters, outputs and binary choices', async (t) => {
   const s = sig([{ name: 'x', datatype: 'FP32', dims: [2, 3] }], 0, [{ name: 'y', datatype: 'FP32', dims: [1] }, { name: 'z', datatype: 'INT64', dims: [1] }]);
   const req = parse({ id: 'r1', parameters: { binary_data_output: true, custom: 3 }, inputs: [input({})],

@@ -48,6 +48,15 @@ export function hasInexactInteger(text: string): boolean {
 }
 
 /**
+ * `text` parsed with every integer literal of 16 or more digits kept as a bigint, as spelled (past
+ * 64 bits too): for wording a refusal with the digits a client sent. Throws where
+ * parseKeepingIntegers does.
+ */
+export function parseSpellingIntegers(text: string): unknown {
+  return losslessParse(text, null, (literal) => (INTEGER_LITERAL.test(literal) ? BigInt(literal) : Number(literal)));
+}
+
+/**
  * `text` parsed with every integer that a double would not hold as spelled kept as a bigint
  * (lossless-json's parser); every other number is what JSON.parse gives. Several times
  * JSON.parse's cost: for text hasInexactInteger picked out. Throws where lossless-json does (a

@@ -69,11 +69,18 @@ const writeFp16: Writer = (src, out, offset, what) => {
 };
 
 function integerError(v: unknown, datatype: DataType, min: number | string, max: number | string, what: string): Error {
-  if (typeof v === 'bigint') return badInput(`expected an integer between ${min} and ${max} (${datatype}) for ${what} but received ${v}`);
+  if (typeof v === 'bigint') return badInput(`expected an integer between ${min} and ${max} (${datatype}) for ${what} but received ${spelledInteger(v)}`);
   if (typeof v === 'number' && Number.isInteger(v)) {
     return invalid('INVALID_INPUT', `an integer between ${min} and ${max} (${datatype})`, what, v);
   }
   return invalid('INVALID_INPUT', `an integer (${datatype})`, what, v);
+}
+
+/** An integer's digits, as sent; one of more than 40 digits cut to its first 40 and its length. */
+function spelledInteger(v: bigint): string {
+  const text = v.toString();
+  const digits = v < 0n ? text.length - 1 : text.length;
+  return digits <= 40 ? text : `${text.slice(0, v < 0n ? 41 : 40)}... (${digits} digits)`;
 }
 
 function smallIntegerWriter(datatype: DataType): Writer {

@@ -8,8 +8,9 @@ import { binaryToTensorData } from './binary-data.js';
 import { bytesPerElement, isDataType } from './datatype.js';
 import { jsonToTensorData } from './json-data.js';
 import { INEXACT_INTEGERS, parseRequestJson } from './request-json.js';
+import { parseSpellingIntegers } from './json-bigint.js';
 import { readSharedRef, type SharedMemoryTable } from './shared-memory.js';
-import type { InferRequest, ModelSignature, RequestedOutput, Tensor, TensorSpec } from './types.js';
+import type { DataType, InferRequest, ModelSignature, RequestedOutput, Tensor, TensorData, TensorSpec } from './types.js';
 import {
   DEFAULT_MAX_ELEMENTS, allowNanFor, badInput, checkDatatype, checkFinite, checkShapeAgainstSpec,
   countElements, isPlainObject, readOptionalBoolean, readParameters, readShape, readString,
@@ -51,6 +52,31 @@ function indexOf(signature: ModelSignature): SignatureIndex {
     indexes.set(signature, index);
   }
   return index;
+}
+
+/**
+ * The refusal of `inputs[index]`'s 64-bit integers, worded from the request's text: an integer
+ * literal past 64 bits reads as a double, and a refusal would show that double, not what was sent
+ * (2^64 + 1 as 18446744073709552000, 10^23 as 1e+23). Parsed again with long integers kept as
+ * spelled, the same check words it with the client's digits. Only on the error path (it costs
+ * several times JSON.parse); undefined where the text does not say (a header the transport parsed
+ * from elsewhere: gRPC's).
+ */
+function spelledRefusal(bytes: Buffer, jsonEnd: number, index: number, datatype: DataType, shape: readonly number[], count: number, what: string): unknown {
+  let inputs: unknown;
+  try {
+    inputs = (parseSpellingIntegers(bytes.toString('utf8', 0, jsonEnd)) as { inputs?: unknown } | null)?.inputs;
+  } catch {
+    return undefined;
+  }
+  const data = Array.isArray(inputs) && isPlainObject(inputs[index]) ? inputs[index]['data'] : undefined;
+  if (data === undefined) return undefined;
+  try {
+    jsonToTensorData(data, datatype, shape, count, what);
+  } catch (err) {
+    return err;
+  }
+  return undefined;
 }
 
 function listNames(names: Iterable<string>): string {
@@ -166,7 +192,13 @@ export function parseInferRequest(body: Uint8Array, opts: ParseInferRequestOptio
       tensor = { name, datatype, shape, data };
     } else {
       if (raw['data'] === undefined) throw badInput(`expected data or parameters.binary_data_size for ${what} but received neither`);
-      tensor = { name, datatype, shape, data: jsonToTensorData(raw['data'], datatype, shape, count, what, inexactIntegers) };
+      let data: TensorData;
+      try {
+        data = jsonToTensorData(raw['data'], datatype, shape, count, what, inexactIntegers);
+      } catch (err) {
+        throw (datatype === 'INT64' || datatype === 'UINT64' ? spelledRefusal(bytes, jsonEnd, i, datatype, shape, count, what) : undefined) ?? err;
+      }
+      tensor = { name, datatype, shape, data };
     }
     checkFinite(tensor.data, datatype, what, allowNan);
     if (parameters !== undefined) tensor.parameters = parameters;
