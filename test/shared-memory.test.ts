@@ -314,6 +314,20 @@ t.test('umbra/client: regions made with SharedMemoryObject, registered and used 
   t.same(await http.systemSharedMemoryStatus(), []);
 });
 
+t.test('umbra/client: SharedMemoryObject.create on a key in use names the object and what to do', async (t) => {
+  const { SharedMemoryObject } = await import('../dist/client/shared-memory.js');
+  const { UmbraClientError } = await import('../dist/client/index.js');
+  const key = `/umbra-client-taken-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const taken = SharedMemoryObject.create(key, 16);
+  t.teardown(() => taken.destroy());
+  taken.write(0, new Uint8Array([7]));
+  const path = `/dev/shm${key}`;
+  // It threw the raw EEXIST: "file already exists, open '/dev/shm/...'".
+  t.throws(() => SharedMemoryObject.create(key, 16), UmbraClientError, 'a client error, as the client\'s others are');
+  t.throws(() => SharedMemoryObject.create(key, 16), { message: `the shared memory object ${key} (${path}) already exists: choose another key, or, if nothing uses it, remove it (SharedMemoryObject.open("${key}").destroy(), or rm ${path}) and create it again` }, 'naming the object and the fix');
+  t.equal((taken.read(0, 1, 'UINT8', [1]) as Uint8Array)[0], 7, 'the object in use is left as it was');
+});
+
 t.test('umbra perf --shared-memory system: every transport through registered regions, released after; refused with the fix where the server has it off', async (t) => {
   const { runPerf } = await import('../dist/perf/index.js');
   const { readdirSync } = await import('node:fs');

@@ -25,7 +25,15 @@ export class SharedMemoryObject {
   /** A new object of `byteSize` zero bytes named `key` ("/name"); fails if one of that name exists. */
   static create(key: string, byteSize: number): SharedMemoryObject {
     const path = pathOf(key);
-    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const name = key.startsWith('/') ? key : `/${key}`;
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Left by a client that ended without destroy(), or another client's: the raw EEXIST named neither.
+      throw new UmbraClientError(`the shared memory object ${name} (${path}) already exists: choose another key, or, if nothing uses it, remove it (SharedMemoryObject.open(${JSON.stringify(name)}).destroy(), or rm ${path}) and create it again`, 0);
+    }
     try {
       ftruncateSync(fd, byteSize);
     } catch (err) {
@@ -33,7 +41,7 @@ export class SharedMemoryObject {
       unlinkSync(path);
       throw err;
     }
-    return new SharedMemoryObject(key.startsWith('/') ? key : `/${key}`, byteSize, fd);
+    return new SharedMemoryObject(name, byteSize, fd);
   }
 
   /** An object another process made. */
