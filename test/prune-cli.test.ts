@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdtempSync, readFileSync, rmSync, existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,6 +216,23 @@ t.test('bad flags name the flag and the fix, and exit 2', async (t) => {
     t.match(r.message, message);
   }
   t.notOk(existsSync(out), 'nothing written');
+});
+
+t.test('OUT a symlink or hard link to IN is refused before any work, as OUT equal to IN is', async (t) => {
+  const d = mkdtempSync(join(dir, 'linked-'));
+  const input = join(d, 'model.onnx');
+  copyFileSync(DIGITS, input);
+  symlinkSync('model.onnx', join(d, 'current.onnx'));
+  linkSync(input, join(d, 'hard.onnx'));
+  const model = readFileSync(input);
+  // It pruned first, then failed with exit 1 and a message naming no flag.
+  const viaSymlink = await umbra([input, join(d, 'current.onnx'), '--sparsity', '0.5']);
+  t.equal(viaSymlink.code, 2, 'a symlink: exit 2');
+  t.equal(viaSymlink.stderr, `umbra: OUT: ${join(d, 'current.onnx')} is the input model (a link to ${input}); write the pruned model to another path (umbra prune IN.onnx OUT.onnx)\n`, 'a symlink: the usage error alone, nothing pruned before it');
+  const viaHardLink = await inProcess([input, join(d, 'hard.onnx'), '--sparsity', '0.5']);
+  t.equal(viaHardLink.code, 2, 'a hard link: exit 2');
+  t.match(viaHardLink.message, `OUT: ${join(d, 'hard.onnx')} is the input model (a link to ${input}); write the pruned model to another path`, 'a hard link: names OUT and the fix');
+  t.same(readFileSync(input), model, 'the input model is untouched');
 });
 
 t.test('the real command exits 2 on a bad flag and prints the message', async (t) => {

@@ -8,6 +8,7 @@ import cliProgress from 'cli-progress';
 import { formatReport, runPrune, TargetPatternError, type LayerTarget, type PruneRunOptions, type RunProgress } from '../../prune/index.js';
 import { cudaStatus } from '../../native/cuda.js';
 import { UsageError } from '../settings.js';
+import { sameFile } from '../../real-path.js';
 import { GPU_PRECISIONS, type GpuPrecision } from '../../repository/config.js';
 
 interface PruneFlags {
@@ -100,7 +101,12 @@ export function pruneOptionsFromFlags(input: string, output: string | undefined,
   if (sweep.length > 0 && method === 'nm') throw new UsageError('--sweep: N:M pruning has one sparsity; use --method global, layer or structured');
   if (flags.plot !== undefined && sweep.length === 0) throw new UsageError('--plot: draws the --sweep curve; add --sweep 0.5,0.7,0.9');
   if (output === undefined && sweep.length === 0) throw new UsageError('OUT: missing the output model path (umbra prune IN.onnx OUT.onnx --sparsity 0.9)');
-  if (output !== undefined && resolve(output) === resolve(input)) throw new UsageError(`OUT: ${output} is the input model; write the pruned model to another path (umbra prune IN.onnx OUT.onnx)`);
+  // A symlink or hard link to IN counts as IN (writing through it would overwrite the input): refused
+  // here, before the work, as IN itself is.
+  if (output !== undefined && sameFile(output, input)) {
+    const link = resolve(output) === resolve(input) ? '' : ` (a link to ${input})`;
+    throw new UsageError(`OUT: ${output} is the input model${link}; write the pruned model to another path (umbra prune IN.onnx OUT.onnx)`);
+  }
 
   let sparsity = 0;
   if (method !== 'nm') {
