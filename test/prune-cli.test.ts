@@ -171,6 +171,33 @@ t.test('a model with no prunable weight says which weights were left alone and w
   t.match(r.message, /^expected \S+tied\.onnx to have prunable weights \(FP32 initializers read only as MatMul\/Gemm\/Conv weights\) but it has none; left alone: "W" \(also read as input 0 of Transpose tie\)$/m, 'names the tied weight and its other reader, not the bias');
 });
 
+t.test('a weight on the left of a MatMul (W·x) is named as a layer weight left alone, not counted among the biases', async (t) => {
+  // As PyTorch exports torch.matmul(W, x) followed by a Linear: MatMul(W, x), Relu, Gemm.
+  const initializers = [
+    { name: 'W', datatype: 'FP32' as const, dims: [16, 8], values: Array.from({ length: 128 }, (_, i) => Math.sin(i + 1)) },
+    { name: 'fc.weight', datatype: 'FP32' as const, dims: [3, 4], values: Array.from({ length: 12 }, (_, i) => Math.cos(i + 1)) },
+    { name: 'fc.bias', datatype: 'FP32' as const, dims: [3], values: [0.1, 0.2, 0.3] },
+  ];
+  const nodes = [
+    { op: 'MatMul', inputs: ['W', 'x'], outputs: ['h'], name: '/MatMul' },
+    { op: 'Relu', inputs: ['h'], outputs: ['r'] },
+    { op: 'Gemm', inputs: ['r', 'fc.weight', 'fc.bias'], outputs: ['y'], name: '/fc/Gemm', attributes: { transB: 1 } },
+  ];
+  const model = join(dir, 'left.onnx');
+  writeModel(buildModel({ inputs: [{ name: 'x', datatype: 'FP32', dims: [8, 4] }], outputs: [{ name: 'y', datatype: 'FP32', dims: [16, 3] }], nodes, initializers }), model);
+  const reason = 'the left operand of MatMul /MatMul (W·x); only a product\'s right-hand weight (x·W, Gemm B, Conv W) is pruned';
+  const r = await umbra([model, join(dir, 'left-pruned.onnx'), '--sparsity', '0.9']);
+  t.equal(r.code, 0, 'the right-hand weight is pruned');
+  t.match(r.stdout, /^fc\.weight\s+Gemm\s+\[3x4\] nxk/m, 'the table: the right-hand weight');
+  // It read "left alone: 2 other initializers (biases, norms, constants; ...)", W among them.
+  t.match(r.stdout, `left alone: 1 layer weight: "W" (${reason})\nleft alone: 1 other initializer (biases, norms, constants;`, 'W named with why, the bias counted apart');
+  // With no right-hand weight at all, the refusal named nothing ("... but it has none").
+  const alone = join(dir, 'left-only.onnx');
+  writeModel(buildModel({ inputs: [{ name: 'x', datatype: 'FP32', dims: [8, 4] }], outputs: [{ name: 'h', datatype: 'FP32', dims: [16, 4] }], nodes: nodes.slice(0, 1), initializers: initializers.slice(0, 1) }), alone);
+  const none = await inProcess([alone, join(dir, 'left-only-pruned.onnx'), '--sparsity', '0.9']);
+  t.match(none.message, `but it has none; left alone: "W" (${reason})`, 'a model whose only weight is on the left says so');
+});
+
 t.test('sweep prints the curve and writes an SVG', async (t) => {
   const svg = join(dir, 'sweep.svg');
   const r = await umbra([DIGITS, '--sweep', '0.5,0.9', '--eval', CSV, '--label', 'label', '--plot', svg, '--json']);

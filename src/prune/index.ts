@@ -9,11 +9,11 @@ import type { GpuPrecision } from '../repository/config.js';
 import { PrunableModel } from './model-file.js';
 import { checkSettings, pruneWeights, targetRules, type LayerReport, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 import { sweepSvg } from './plot.js';
-import type { SkippedInitializer } from './model-weights.js';
+import { isLayerWeight, type SkippedInitializer } from './model-weights.js';
 import { resolveTargets } from './targets.js';
 
 export { PrunableModel } from './model-file.js';
-export { findPrunable, matrixSides, type MatrixLayout, type PrunableWeight, type SkippedInitializer } from './model-weights.js';
+export { findPrunable, isLayerWeight, matrixSides, type MatrixLayout, type PrunableWeight, type SkippedInitializer } from './model-weights.js';
 export { pruneWeights, checkSettings, targetRules, PRUNE_METHODS, type LayerReport, type NormKind, type PruneMethod, type PruneProgress, type PruneSettings, type PruneTotals } from './methods.js';
 export { globToRegExp, resolveTargets, TargetPatternError, type LayerTarget } from './targets.js';
 export { evalPlan, evaluateModel, evaluateNative, readEvalData, type EvalData, type EvalResult } from './evaluate.js';
@@ -104,7 +104,7 @@ export async function runPrune(options: PruneRunOptions): Promise<PruneRunReport
   if (model.weights.length === 0) {
     // The initializers some layer reads as its weight, and why each is left alone (a tied weight
     // also read by a Transpose, FP16): without them the user cannot tell what to change.
-    const near = model.skipped.filter((s) => !s.reason.startsWith('not '));
+    const near = model.skipped.filter(isLayerWeight);
     const why = near.slice(0, 3).map((s) => `"${s.name}" (${s.reason})`).join(', ');
     const more = near.length > 3 ? ` and ${near.length - 3} more` : '';
     throw new UmbraError('INVALID_ARGUMENT', `expected ${options.input} to have prunable weights (FP32 initializers read only as MatMul/Gemm/Conv weights) but it has none${near.length > 0 ? `; left alone: ${why}${more}` : ''}`);

@@ -32,6 +32,14 @@ export interface SkippedInitializer {
   readonly reason: string;
 }
 
+/**
+ * Whether a skipped initializer is a weight some layer reads (left alone for its reason: another
+ * reader, its type or rank, its side of the product), not a bias, norm or constant.
+ */
+export function isLayerWeight(s: SkippedInitializer): boolean {
+  return !s.reason.startsWith('not ');
+}
+
 interface WeightUse {
   op: PrunableWeight['op'];
   node: string;
@@ -58,6 +66,8 @@ function weightUse(node: pkg.onnx.INodeProto, index: number, label: string, node
     default: return null;
   }
 }
+
+const isProduct = (node: pkg.onnx.INodeProto) => DEFAULT_DOMAINS.has(node.domain ?? '') && (node.opType === 'MatMul' || node.opType === 'Gemm');
 
 const isLayerOp = (node: pkg.onnx.INodeProto) => DEFAULT_DOMAINS.has(node.domain ?? '') && (node.opType === 'MatMul' || node.opType === 'Gemm' || node.opType === 'Conv');
 
@@ -107,6 +117,8 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
   const graph = model.graph!;
   const uses = new Map<string, WeightUse[]>();
   const otherUse = new Map<string, string>();
+  /** Initializers read as the left operand of a product (W·x), by the first node that does. */
+  const leftOperand = new Map<string, string>();
   const nestedReads = new Set<string>();
   (graph.node ?? []).forEach((node, n) => {
     const label = node.name || `${node.opType ?? 'node'}#${n}`;
@@ -115,6 +127,7 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
       const use = weightUse(node, i, label, n);
       if (use) uses.set(input, [...(uses.get(input) ?? []), use]);
       else if (!otherUse.has(input)) otherUse.set(input, `input ${i} of ${node.opType} ${label}`);
+      if (i === 0 && isProduct(node) && !leftOperand.has(input)) leftOperand.set(input, `${node.opType} ${label}`);
     });
     for (const attr of node.attribute ?? []) {
       if (attr.g) subgraphReads(attr.g, nestedReads);
@@ -131,7 +144,9 @@ export function findPrunable(model: ModelProto): { prunable: PrunableWeight[]; s
     const found = uses.get(name);
     const skip = (reason: string) => skipped.push({ name, reason });
     if (!found) {
-      skip(otherUse.has(name) ? `not a weight (${otherUse.get(name)})` : 'not read by a MatMul, Gemm or Conv weight input');
+      // A layer's weight on the left (torch.matmul(W, x)): its role, not "not a weight" among the biases.
+      if (leftOperand.has(name)) skip(`the left operand of ${leftOperand.get(name)} (W·x); only a product's right-hand weight (x·W, Gemm B, Conv W) is pruned`);
+      else skip(otherUse.has(name) ? `not a weight (${otherUse.get(name)})` : 'not read by a MatMul, Gemm or Conv weight input');
       continue;
     }
     if (otherUse.has(name)) { skip(`also read as ${otherUse.get(name)}`); continue; }

@@ -1,6 +1,7 @@
 // The human-readable report of a prune run: one table row per prunable weight, totals, and the
 // evaluation and sweep results when there are any.
 import type { PruneRunReport } from './index.js';
+import { isLayerWeight } from './model-weights.js';
 
 const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
 
@@ -36,7 +37,15 @@ export function formatReport(r: PruneRunReport): string {
       const n = r.wholeLayers.length;
       out.push(`warning: ${r.wholeLayers.join(', ')} ${n === 1 ? 'is' : 'are'} pruned whole (every weight zero): ${n === 1 ? 'its output no longer depends' : 'their outputs no longer depend'} on ${n === 1 ? 'its' : 'their'} input${r.method === 'global' ? '; --max-layer-sparsity (e.g. 0.95) keeps some of every layer' : ''}`);
     }
-    if (r.skipped.length > 0) out.push(`left alone: ${r.skipped.length} other initializer${r.skipped.length === 1 ? '' : 's'} (biases, norms, constants; --json lists them with reasons)`);
+    // Weights a layer reads come first, each with why it was left alone (a tied weight, a left
+    // operand, FP16): counted among the biases, a big layer left dense went unnoticed.
+    const weights = r.skipped.filter(isLayerWeight);
+    if (weights.length > 0) {
+      const more = weights.length > 3 ? ` and ${weights.length - 3} more (--json lists them)` : '';
+      out.push(`left alone: ${weights.length} layer weight${weights.length === 1 ? '' : 's'}: ${weights.slice(0, 3).map((w) => `"${w.name}" (${w.reason})`).join(', ')}${more}`);
+    }
+    const others = r.skipped.length - weights.length;
+    if (others > 0) out.push(`left alone: ${others} other initializer${others === 1 ? '' : 's'} (biases, norms, constants; --json lists them with reasons)`);
   }
   if (r.sweep) {
     const metric = r.eval?.metric ?? 'value';
