@@ -86,6 +86,7 @@ t.test('the fragments refuse what kubectl would refuse', async (t) => {
   t.match(mutate(one('ScaledObject'), (d) => { d.spec.triggers[0].metadata.threshold = 64; }).join(), /must be string/, 'KEDA trigger metadata is strings');
   t.match(mutate(one('AnalysisTemplate', 'umbra-verdict'), (d) => { d.spec.metrics[0].provider.web.timeoutSeconds = '5s'; }).join(), /must be integer/);
   t.same(mutate(one('Service', 'umbra-digits'), (d) => { d.spec.ports[0].targetPort = 8000; }), [], 'targetPort takes a number or a name');
+  t.match(mutate(one('PrometheusRule'), (d) => { d.spec.groups[1].rules[0].for = 'two minutes'; }).join(), /must match pattern/, 'a PrometheusRule duration');
 });
 
 /** The container of a pod template (or a ServingRuntime) by name. */

@@ -1,15 +1,15 @@
 // The Kubernetes manifests under deploy/ that Umbra ships for serving (KServe, plain Deployment,
-// Argo Rollouts, Flagger, autoscaling), read the way kubectl reads them: every YAML document of
+// Argo Rollouts, Flagger, autoscaling, monitoring), read the way kubectl reads them: every YAML document of
 // every file. Shared by the manifest tests and by test/fixtures/k8s-schemas/extract.mjs, which
 // cuts the upstream schemas down to the fields these documents use.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 
-export const MANIFEST_DIRS = ['deploy/kserve', 'deploy/serve', 'deploy/argo', 'deploy/flagger', 'deploy/autoscaling'];
+export const MANIFEST_DIRS = ['deploy/kserve', 'deploy/serve', 'deploy/argo', 'deploy/flagger', 'deploy/autoscaling', 'deploy/monitoring'];
 
-/** YAML files in those folders that are not Kubernetes objects (a Helm chart's values). */
-export const NOT_OBJECTS = ['deploy/autoscaling/prometheus-adapter-rules.yaml'];
+/** YAML files in those folders that are not Kubernetes objects (a Helm chart's values, Prometheus rule files and their promtool tests). */
+export const NOT_OBJECTS = ['deploy/autoscaling/prometheus-adapter-rules.yaml', 'deploy/monitoring/umbra-rules.yaml', 'deploy/monitoring/umbra-rules.test.yaml'];
 
 /**
  * Every document of every manifest file: `{ file, index, doc }` in file order. A YAML error
