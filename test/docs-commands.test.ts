@@ -33,6 +33,7 @@ const NOT_RUN: { doc: string; contains: string; why: string }[] = [
   { doc: 'docs/kubernetes.md', contains: 'kubectl ', why: 'needs a Kubernetes cluster (with KServe, Argo Rollouts or Flagger); test/k8s-manifests.test.ts validates the manifests and test/k8s-umbra-contract.test.ts runs what they ask of Umbra' },
   { doc: 'docs/kubernetes.md', contains: '--model-dir=/mnt/models', why: 'the container command as KServe runs it, on its mounted model dir; test/cli-kserve.test.ts runs the same flags on a temporary folder' },
   { doc: 'docs/monitoring.md', contains: 'postgres://', why: 'needs a PostgreSQL server; test/monitor-feedback.test.ts exports from one' },
+  { doc: 'docs/monitoring.md', contains: 'kubectl apply', why: 'needs a Kubernetes cluster with prometheus-operator; test/k8s-manifests.test.ts validates the PrometheusRule against its CRD and test/monitor-alert-rules.test.ts runs promtool on its rules' },
 ];
 
 const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`), 'models/README.md'];
