@@ -77,10 +77,37 @@ t.test('rings stay at their capacity; a series born late is padded to the shared
   view = tl.view() as any;
   t.equal(view.times.length, 5);
   t.same(view.times, [35_000, 36_000, 37_000, 38_000, 39_000], 'the oldest points were overwritten');
-  for (const m of ['a', 'b']) for (const series of Object.values(view.models[m].versions) as any[]) for (const values of Object.values(series) as any[]) t.equal(values.length, 5);
-  t.same(view.models.b.versions['7'].requests_per_s, [0, 0, 0, 0, 0]);
+  for (const series of Object.values(view.models.a.versions) as any[]) for (const values of Object.values(series) as any[]) t.equal(values.length, 5);
+  t.notOk('b' in view.models, 'a version never loaded leaves once its one request is out of the window');
   t.same(tl.latest('a'), { requests_per_s: 1, errors_per_s: 0 });
   t.same(tl.latest('ghost'), { requests_per_s: null, errors_per_s: null });
+});
+
+t.test('versions and models no longer loaded leave once their last point is out of the window', async (t) => {
+  // A server that serves a new model name or version now and then (loads with a config and files,
+  // a repository whose versions advance) holds series only for what the window can still show.
+  let loaded = [{ model: 'keep', versions: ['1'] }];
+  const tl = new Timeline(sources({ loaded: () => loaded }), { stepMs: 1000, capacity: 3 });
+  let step = 0;
+  const models = () => Object.keys((tl.view() as any).models).sort();
+  for (let round = 0; round < 50; round++) {
+    loaded = [{ model: 'keep', versions: [String(round + 2)] }, { model: `gone-${round}`, versions: ['1'] }];
+    tl.observe(event(`gone-${round}`, '1'));
+    tl.observe(event('keep', String(round + 2)));
+    tl.sample(step++ * 1000);
+    loaded = [{ model: 'keep', versions: ['1'] }];
+    tl.sample(step++ * 1000);
+  }
+  t.same(models(), ['gone-49', 'keep'], 'models whose last point is still in the window, no others');
+  t.same(Object.keys((tl.view('keep') as any).models.keep.versions).sort(), ['1', '51'], 'retired versions leave too');
+  for (let i = 0; i < 3; i++) tl.sample(step++ * 1000);
+  t.same(models(), ['keep'], 'back to the loaded model alone');
+  t.same(Object.keys((tl.view('keep') as any).models.keep.versions), ['1']);
+  t.same(tl.latest('gone-0'), { requests_per_s: null, errors_per_s: null });
+  // A version that comes back starts afresh, padded to the shared time axis.
+  tl.observe(event('gone-0', '1'));
+  tl.sample(step++ * 1000);
+  t.same((tl.view('gone-0') as any).models['gone-0'].versions['1'].requests_per_s, [null, null, 1]);
 });
 
 /** A copy of the bundled digits model with a reference profile. */

@@ -81,7 +81,8 @@ class VersionSeries {
   readonly latency = new Uint32Array(LATENCY_BINS);
   readonly series: Record<SeriesName, Ring>;
 
-  constructor(capacity: number, fill: number) {
+  /** `lastActive`: the latest step it was loaded or had requests; once that leaves the window it is dropped. */
+  constructor(capacity: number, fill: number, public lastActive: number) {
     this.series = {} as Record<SeriesName, Ring>;
     for (const name of SERIES) this.series[name] = new Ring(capacity, fill);
   }
@@ -161,12 +162,23 @@ export class Timeline {
   sample(now = Date.now()): TimelinePoint {
     for (const { model, versions } of this.sources.loaded()) {
       const m = this.modelOf(model);
-      for (const version of versions) this.versionOf(m, version);
+      for (const version of versions) this.versionOf(m, version).lastActive = this.steps;
     }
     const perSecond = 1000 / this.stepMs;
     const point: TimelinePoint = { time: now, models: {} };
     const row = (this.steps % this.capacity) * (BATCH_BOUNDS.length + 1);
     for (const [model, m] of this.models) {
+      // A version neither loaded nor asked for since its last point left the window has nothing
+      // left to show: without this, every model name and version ever served would keep its rings.
+      for (const [version, v] of m.versions) {
+        if (v.requests > 0 || this.steps - v.lastActive < this.capacity) continue;
+        m.versions.delete(version);
+        this.lastModelName = '';
+      }
+      if (m.versions.size === 0) {
+        this.models.delete(model);
+        continue;
+      }
       m.total.requests_per_s.push(m.requests * perSecond);
       m.total.errors_per_s.push(m.errors * perSecond);
       m.requests = 0;
@@ -175,6 +187,7 @@ export class Timeline {
       m.batches.fill(0);
       const versions: Record<string, VersionPoint> = {};
       for (const [version, v] of m.versions) {
+        if (v.requests > 0) v.lastActive = this.steps;
         const s = v.series;
         s.requests_per_s.push(v.requests * perSecond);
         s.errors_per_s.push(v.errors * perSecond);
@@ -251,7 +264,7 @@ export class Timeline {
   private versionOf(m: ModelSeries, version: string): VersionSeries {
     let v = m.versions.get(version);
     if (!v) {
-      v = new VersionSeries(this.capacity, this.filled());
+      v = new VersionSeries(this.capacity, this.filled(), this.steps);
       m.versions.set(version, v);
     }
     return v;
