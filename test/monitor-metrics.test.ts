@@ -167,3 +167,17 @@ t.test('a model unloaded stops reporting drift and accuracy: no stale verdict ke
   t.equal((await s.post('/v2/repository/models/affine/unload', {})).status, 200);
   t.same(present((await s.get('/metrics')).text), [], 'gone once it is unloaded');
 });
+
+t.test('a model unloaded leaves no series behind: loaded, served and unloaded again and again, /metrics holds none of it', async (t) => {
+  const s = await affineServer(t);
+  const series = async () => parseExposition((await s.get('/metrics')).text).filter((x) => x.labels.model === 'affine');
+  const x = { name: 'x', datatype: 'FP32', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] };
+  for (let cycle = 0; cycle < 5; cycle++) {
+    if (cycle > 0) t.equal((await s.post('/v2/repository/models/affine/load', {})).status, 200);
+    for (let i = 0; i < 3; i++) t.equal((await s.post('/v2/models/affine/infer', { inputs: [x] })).status, 200);
+    const served = await series();
+    t.equal(total(served, 'umbra_requests_total', { model: 'affine', version: '1', role: 'primary', outcome: 'success' }), 3, `cycle ${cycle}: counted while it serves`);
+    t.equal((await s.post('/v2/repository/models/affine/unload', {})).status, 200);
+    t.same((await series()).map((m) => m.name), [], `cycle ${cycle}: nothing of it once it is unloaded`);
+  }
+});

@@ -97,7 +97,13 @@ export class Monitor {
     // A reload (admin load, --poll-seconds) re-reads the reference profile and the config.
     const onLoaded = (name: string) => this.refreshModel(name);
     umbra.manager.on('loaded', onLoaded);
-    this.detachLoaded = () => umbra.manager.off('loaded', onLoaded);
+    // An unloaded model's series leave /metrics at once, not at the next evaluation.
+    const onUnloaded = () => this.forgetRetired();
+    umbra.manager.on('unloaded', onUnloaded);
+    this.detachLoaded = () => {
+      umbra.manager.off('loaded', onLoaded);
+      umbra.manager.off('unloaded', onUnloaded);
+    };
   }
 
   /** Whether `umbra profile` has written a reference profile for the model. */
@@ -244,7 +250,9 @@ export class Monitor {
   /**
    * Versions no longer loaded (the model unloaded, or a reload retired them) stop reporting: their
    * last drift verdict or accuracy would otherwise stay on /metrics, and keep an alert on
-   * `umbra_drift_detected == 1` firing, for a version that serves nothing.
+   * `umbra_drift_detected == 1` firing, for a version that serves nothing. Their request counters
+   * and latency histograms go too: kept, every version and model name ever served would add 61
+   * series for the life of the process.
    */
   private forgetRetired(): void {
     const m = this.metrics;
@@ -256,6 +264,7 @@ export class Monitor {
       m.driftWindow.remove(labels);
       m.liveAccuracy.remove(labels);
       m.liveMeanAbsoluteError.remove(labels);
+      m.requestSeries.forget(s.model, s.version);
     }
   }
 

@@ -67,6 +67,11 @@ export class RequestSeries {
     }
   }
 
+  /** Drops every role's series of a version no longer loaded, so retired versions do not pile up on /metrics. */
+  forget(model: string, version: string): void {
+    for (const [key, s] of this.series) if (s.labels.model === model && s.labels.version === version) this.series.delete(key);
+  }
+
   private add(s: Series, which: number, seconds: number): void {
     const b = this.buckets;
     let i = 0;
