@@ -174,8 +174,11 @@ t.test('a model unloaded leaves no series behind: loaded, served and unloaded ag
   const x = { name: 'x', datatype: 'FP32', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] };
   for (let cycle = 0; cycle < 5; cycle++) {
     if (cycle > 0) t.equal((await s.post('/v2/repository/models/affine/load', {})).status, 200);
-    for (let i = 0; i < 3; i++) t.equal((await s.post('/v2/models/affine/infer', { inputs: [x] })).status, 200);
+    for (let i = 0; i < 3; i++) t.equal((await s.post('/v2/models/affine/infer', { id: `c${cycle}-${i}`, inputs: [x] })).status, 200);
+    const labels = await s.post('/v2/models/affine/feedback', { feedback: [{ id: `c${cycle}-0`, truth: [1, 2] }, { id: 'never-answered', truth: 1 }] });
+    t.same([labels.status, labels.json.accepted, labels.json.unknown], [200, 1, ['never-answered']]);
     const served = await series();
+    t.same(['accepted', 'unknown'].map((result) => total(served, 'umbra_feedback_total', { model: 'affine', result })), [1, 1], `cycle ${cycle}: feedback counted`);
     t.equal(total(served, 'umbra_requests_total', { model: 'affine', version: '1', role: 'primary', outcome: 'success' }), 3, `cycle ${cycle}: counted while it serves`);
     t.equal((await s.post('/v2/repository/models/affine/unload', {})).status, 200);
     t.same((await series()).map((m) => m.name), [], `cycle ${cycle}: nothing of it once it is unloaded`);

@@ -250,9 +250,9 @@ export class Monitor {
   /**
    * Versions no longer loaded (the model unloaded, or a reload retired them) stop reporting: their
    * last drift verdict or accuracy would otherwise stay on /metrics, and keep an alert on
-   * `umbra_drift_detected == 1` firing, for a version that serves nothing. Their request counters
-   * and latency histograms go too: kept, every version and model name ever served would add 61
-   * series for the life of the process.
+   * `umbra_drift_detected == 1` firing, for a version that serves nothing. Their request counters,
+   * latency histograms, feedback and shadow series go too: kept, every version and model name ever
+   * served would add 61 series or more for the life of the process.
    */
   private forgetRetired(): void {
     const m = this.metrics;
@@ -265,6 +265,11 @@ export class Monitor {
       m.liveAccuracy.remove(labels);
       m.liveMeanAbsoluteError.remove(labels);
       m.requestSeries.forget(s.model, s.version);
+      m.feedback.remove({ ...labels, result: 'accepted' });
+      m.shadowDropped.remove(labels);
+      m.shadowAgreement.remove(labels);
+      // Labels for ids no version knows are counted per model: they go with the model's last version.
+      if (this.umbra.manager.versionsOf(s.model).length === 0) m.feedback.remove({ model: s.model, version: '', result: 'unknown' });
     }
   }
 
