@@ -5,11 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { encodePackedTensors, encodeTensors, decodeTensors } from '../dist/monitor/tensor-blob.js';
 import { PredictionPacker, packPredictions, packedColumns } from '../dist/monitor/log-packing.js';
 import { idHash, openLogStore } from '../dist/monitor/log-store.js';
 import { PredictionLog } from '../dist/monitor/prediction-log.js';
 import { seededRandom } from '../dist/random.js';
+import { createTestDatabase, PG_SKIP_REASON } from './helpers/postgres.js';
 
 const random = seededRandom(11);
 const floats = (n: number) => Float32Array.from({ length: n }, () => random() * 8 - 4);
@@ -128,6 +130,54 @@ t.test('the row cap deletes the oldest predictions', async (t) => {
   t.same(left, ['id-6', 'id-7', 'id-8', 'id-9']);
   t.equal(await store.prune(0, 4), 0, 'nothing beyond the cap');
   await store.close();
+});
+
+t.test('the row cap deletes the labels of the predictions it deleted, with no age limit too', async (t) => {
+  for (const kind of ['sqlite', 'postgres'] as const) {
+    await t.test(kind, async (t) => {
+      let url: string;
+      let labels: () => Promise<number>;
+      if (kind === 'sqlite') {
+        const dir = mkdtempSync(join(tmpdir(), 'umbra-log-'));
+        t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+        const path = join(dir, 'log.sqlite');
+        url = `sqlite:${path}`;
+        labels = async () => {
+          const db = new Database(path, { readonly: true });
+          const { n } = db.prepare('SELECT count(*) AS n FROM umbra_labels').get() as { n: number };
+          db.close();
+          return n;
+        };
+      } else {
+        const db = await createTestDatabase();
+        if (!db) return t.skip(PG_SKIP_REASON);
+        t.teardown(() => db.drop());
+        url = db.url;
+        labels = async () => {
+          const client = new pg.Client({ connectionString: db.url });
+          await client.connect();
+          const { rows } = await client.query('SELECT count(*)::int AS n FROM umbra_labels');
+          await client.end();
+          return rows[0].n as number;
+        };
+      }
+      const store = await openLogStore(url);
+      // Round after round of predictions, labelled together after the round, under a cap of 4 rows
+      // and no retention by age (--log-retention-days 0): the labels kept stay those of the rows kept.
+      for (let round = 0; round < 5; round++) {
+        const records = Array.from({ length: 10 }, (_, k) => prediction(round * 10 + k, 'same'));
+        const sentAt = records[records.length - 1]!.timeMs + 1;
+        const joined = records.map((r) => ({ id: r.id, model: r.model, version: '1', timeMs: sentAt, fromMs: r.timeMs, toMs: r.timeMs, truth: 1 }));
+        await store.insert(packedColumns(packPredictions(records)), joined);
+        await store.prune(0, 4);
+        t.equal(await labels(), 4, `round ${round}: the labels of the 4 rows kept`);
+      }
+      const truths = [];
+      for await (const r of store.exportRows({})) truths.push([r.id, r.truth]);
+      t.same(truths, [['id-46', 1], ['id-47', 1], ['id-48', 1], ['id-49', 1]], 'the rows kept still carry their labels');
+      await store.close();
+    });
+  }
 });
 
 t.test('inputs are logged for the sampled share of predictions; outputs for all', async (t) => {

@@ -126,6 +126,14 @@ const PAGE = 5000;
 /** Labels written before labels were scoped to their predictions' times cover every row of their id, as they did. */
 const LEGACY_LABEL_SPAN = 'from_ms INTEGER NOT NULL DEFAULT 0, to_ms INTEGER NOT NULL DEFAULT 9007199254740991';
 
+/**
+ * The time of the oldest prediction kept (rows arrive in time order; by seq, so no scan). A label
+ * whose span ends before it labels only deleted rows: the row cap (`--log-max-rows`) prunes labels
+ * with their predictions, or, with `--log-retention-days 0`, they would pile up for ever beside the
+ * capped predictions.
+ */
+const OLDEST_PREDICTION = 'SELECT time_ms FROM umbra_predictions ORDER BY seq LIMIT 1';
+
 /** A prediction's label: the newest of those whose span holds its time (spans of one id overlap only when its requests did). */
 const LABEL_OF_ROW = 'SELECT l.truth FROM umbra_labels l WHERE l.model = p.model AND l.id = p.id AND l.from_ms <= p.time_ms AND l.to_ms >= p.time_ms ORDER BY l.from_ms DESC LIMIT 1';
 
@@ -275,7 +283,7 @@ class SqliteLogStore implements LogStore {
     let a = this.db.prepare('DELETE FROM umbra_predictions WHERE seq < coalesce((SELECT seq FROM umbra_predictions WHERE time_ms >= ? ORDER BY seq LIMIT 1), (SELECT max(seq) + 1 FROM umbra_predictions))').run(beforeMs).changes;
     // Sequence numbers are dense (rows only leave from the oldest end): the cap is a bound on seq.
     if (maxRows > 0) a += this.db.prepare('DELETE FROM umbra_predictions WHERE seq <= (SELECT max(seq) FROM umbra_predictions) - ?').run(maxRows).changes;
-    this.db.prepare('DELETE FROM umbra_labels WHERE time_ms < ?').run(beforeMs);
+    this.db.prepare(`DELETE FROM umbra_labels WHERE time_ms < ? OR to_ms < coalesce((${OLDEST_PREDICTION}), 0)`).run(beforeMs);
     return a;
   }
 
@@ -382,7 +390,7 @@ class PostgresLogStore implements LogStore {
     let n = r.rowCount ?? 0;
     // seq may have gaps (a rolled-back insert still used its numbers), so this keeps at most maxRows.
     if (maxRows > 0) n += (await this.pool.query('DELETE FROM umbra_predictions WHERE seq <= (SELECT max(seq) FROM umbra_predictions) - $1', [maxRows])).rowCount ?? 0;
-    await this.pool.query('DELETE FROM umbra_labels WHERE time_ms < $1', [beforeMs]);
+    await this.pool.query(`DELETE FROM umbra_labels WHERE time_ms < $1 OR to_ms < COALESCE((${OLDEST_PREDICTION}), 0)`, [beforeMs]);
     return n;
   }
 
