@@ -49,6 +49,7 @@ export class UmbraApp {
       routes: api,
       requireAdmin: (req) => api.checkAdmin(req),
       adminGuard: api.adminGate.hasToken ? 'token' : 'loopback',
+      isAccepting: options.isAccepting,
       onDrain: (fn) => app.drainHooks.push(fn),
       onStop: (fn) => app.stopHooks.push(fn),
     };

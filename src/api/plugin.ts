@@ -14,6 +14,8 @@ export interface PluginContext {
   readonly requireAdmin: (req: ApiRequest) => void;
   /** Whether admin routes need a token ('token') or answer loopback clients without one ('loopback'). */
   readonly adminGuard: 'token' | 'loopback';
+  /** Whether the server takes new requests (false once it drains): readiness is this and the core's. */
+  readonly isAccepting: () => boolean;
   /** Runs once when the server starts draining: stop starting background work. */
   onDrain(fn: () => void): void;
   /** Runs after the drain, once the core has closed: flush and close what the capability holds. */

@@ -36,6 +36,8 @@ export class ThreadRegistry {
   /** CPU seconds of threads that have ended, by kind, so a kind's total never goes back. */
   private readonly retired = new Map<ThreadKind, number>();
   private otherSeen = 0;
+  /** Threads that ended while the server ran and were replaced, by kind (umbra_threads_replaced_total). */
+  private readonly replacedByKind = new Map<ThreadKind, number>();
 
   add(kind: ThreadKind, tid: number): void {
     if (tid > 0) this.byTid.set(tid, kind);
@@ -52,6 +54,16 @@ export class ThreadRegistry {
     this.retired.set(kind, (this.retired.get(kind) ?? 0) + seconds);
     this.byTid.delete(tid);
     this.lastSeen.delete(tid);
+  }
+
+  /** A thread of this kind ended unexpectedly (a crash, a fatal error) and another is taking its place. */
+  replaced(kind: ThreadKind): void {
+    this.replacedByKind.set(kind, (this.replacedByKind.get(kind) ?? 0) + 1);
+  }
+
+  /** How many threads of each kind were replaced since the start (kinds never replaced are absent). */
+  replacements(): ReadonlyMap<ThreadKind, number> {
+    return this.replacedByKind;
   }
 
   /** Every registered thread still alive, with its CPU seconds so far. */

@@ -110,7 +110,7 @@ export class Umbra implements InferenceFront {
     }
     this.threads.add('core', osThreadId());
     this.sharedMemory = new SharedMemoryRegistry(options.sharedMemory === true);
-    this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid) });
+    this.pool = new WorkerPool({ workers: options.workers ?? usableCores(), onWorkerThread: (tid) => this.threads.add('model', tid), onWorkerEnded: () => this.threads.replaced('model') });
     const intraOpThreads = options.intraOpThreads ?? 1;
     // A name no other process guesses: the folder is created at the first load with files, if any.
     this.temporaryModels = options.stateDir ? undefined : join(tmpdir(), `umbra-models-${process.pid}-${randomBytes(8).toString('hex')}`);

@@ -359,6 +359,14 @@ export class ModelManager extends EventEmitter {
     return true;
   }
 
+  /**
+   * Every model the server holds an entry for (loaded, loading, or failed to load; an unloaded
+   * model has none), with its state and serving versions. Synchronous and cheap: a scrape reads it.
+   */
+  states(): { name: string; state: ModelState; versions: string[] }[] {
+    return [...this.models.values()].map((e) => ({ name: e.name, state: e.state, versions: [...e.versions.keys()] }));
+  }
+
   isModelReady(name: string, version?: string): boolean {
     try {
       this.get(name, version);

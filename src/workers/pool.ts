@@ -21,6 +21,8 @@ export interface PoolOptions {
   filename?: string;
   /** Told each worker's OS thread id as it starts (replacements included). */
   onWorkerThread?: (tid: number) => void;
+  /** Told when a worker ends before the pool closes (a crash): piscina starts another in its place. */
+  onWorkerEnded?: () => void;
 }
 
 /** What `run` may be told about a task besides its tensors. */
@@ -126,6 +128,10 @@ export class WorkerPool {
       if (!this.closed) throw err;
     });
     this.channel.unref();
+    const onWorkerEnded = options.onWorkerEnded;
+    if (onWorkerEnded) this.piscina.on('workerDestroy', () => {
+      if (!this.closed) onWorkerEnded();
+    });
     const onWorkerThread = options.onWorkerThread;
     if (onWorkerThread) {
       this.channel.onmessage = (event: unknown) => {

@@ -237,6 +237,7 @@ export class IoHub extends EventEmitter {
     thread.streams.clear();
     thread.data.close();
     if (this.stopping) return;
+    this.core.threads.replaced('io');
     process.stderr.write(`umbra: an I/O thread ended (exit code ${code}); starting another\n`);
     this.spawn(this.boundPort).then(() => this.emit('replaced'), (err: Error) => process.stderr.write(`umbra: could not replace the I/O thread: ${err.message}\n`));
   }
