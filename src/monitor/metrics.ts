@@ -15,6 +15,14 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
+/** What src/traffic reports at scrape time (through src/traffic/monitor-bridge.ts): weights and rollouts in force. */
+export interface TrafficReading {
+  /** Per loaded version taking traffic: its share of the model's unversioned requests (primary, canary), or of primary requests copied to it (shadow). */
+  weights: { model: string; version: string; role: 'primary' | 'canary' | 'shadow'; weight: number }[];
+  /** Each loaded model's latest rollout (running, paused, or how it ended), by its candidate version. */
+  rollouts: { model: string; version: string; state: 'running' | 'paused' | 'promoted' | 'rolled_back' }[];
+}
+
 export interface ModelLabels {
   model: string;
   version: string;
@@ -28,6 +36,8 @@ export class UmbraMetrics {
   readonly inFlight: Gauge<'model' | 'version'>;
   /** Requests admitted and not yet answered (queued + in executing batches): what autoscalers target. */
   readonly inFlightRequests: Gauge<'model' | 'version'>;
+  /** The queue bound in force (max_queue_size, configured or derived), summed over the version's queues on every thread. */
+  readonly queueBound: Gauge<'model' | 'version'>;
   /** Shadow requests dropped (queue full, timeout, shadow error); called by src/traffic. */
   readonly shadowDropped: Counter<'model' | 'version'>;
   /** Share of shadow answers that agree with the primary's, 0..1; set by src/traffic. */
@@ -45,7 +55,7 @@ export class UmbraMetrics {
   /** Rollout decisions by event (start, advance, retry, pause, resume, promote, rollback, restart); set by src/traffic. */
   readonly rolloutEvents: Counter<'model' | 'event'>;
   /** Called at scrape time to refresh gauges that are read, not pushed (queue depth, drift). */
-  readonly collectors: { pending?: () => void | Promise<void>; drift?: () => void } = {};
+  readonly collectors: { pending?: () => void | Promise<void>; drift?: () => void; traffic?: () => TrafficReading } = {};
 
   constructor(options: MetricsOptions = {}) {
     const buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
@@ -57,6 +67,7 @@ export class UmbraMetrics {
     const queues = (): Promise<void> => (refreshing ??= Promise.resolve(this.collectors.pending?.()).finally(() => { refreshing = undefined; }));
     this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: queues });
     this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers, collect: queues });
+    this.queueBound = new Gauge({ name: 'umbra_queue_bound_requests', help: 'Requests the version\'s queues hold before refusing with 503: max_queue_size in force (configured, or derived at load from the measured batch time), summed over its queues on every thread (an inline version has one on each I/O thread); 0 = unbounded. Compare with umbra_pending_requests.', labelNames: ['model', 'version'], registers, collect: queues });
     this.inFlightRequests = new Gauge({ name: 'umbra_inflight_requests', help: 'Requests admitted to the model and not yet answered: queued plus in executing batches.', labelNames: ['model', 'version'], registers, collect: queues });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });
     this.shadowAgreement = new Gauge({ name: 'umbra_shadow_agreement', help: 'Share of shadow answers agreeing with the primary answer (0..1).', labelNames: ['model', 'version'], registers });

@@ -231,6 +231,7 @@ export class Monitor {
       m.pending.reset();
       m.inFlight.reset();
       m.inFlightRequests.reset();
+      m.queueBound.reset();
       for (const name of umbra.manager.names()) {
         for (const mv of umbra.manager.versionsOf(name)) {
           const labels = { model: name, version: mv.version };
@@ -241,6 +242,7 @@ export class Monitor {
           m.pending.set(labels, pending);
           m.inFlight.set(labels, stats.inFlight + (other?.inFlight ?? 0));
           m.inFlightRequests.set(labels, pending + stats.executingRequests + (other?.executingRequests ?? 0));
+          m.queueBound.set(labels, mv.queueBound.maxQueueSize + (other?.maxQueueSize ?? 0));
         }
       }
     };

@@ -116,6 +116,8 @@ export interface QueueCounts {
   pending: number;
   inFlight: number;
   executingRequests: number;
+  /** The queue's bound (max_queue_size in force, 0 = unbounded); summed over queues, their bounds together. */
+  maxQueueSize: number;
 }
 
 export interface BatcherStats {

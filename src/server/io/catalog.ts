@@ -172,7 +172,7 @@ export class LocalReplicas {
       const executor = this.ready.get(plan.session.key);
       if (!executor) continue;
       const s = executor.stats();
-      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests };
+      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests, maxQueueSize: executor.queueBound.maxQueueSize };
     }
     return out;
   }

@@ -85,8 +85,9 @@ export function sumQueues(list: readonly Record<string, QueueCounts>[]): Record<
   const out: Record<string, QueueCounts> = {};
   for (const queues of list) {
     for (const [key, q] of Object.entries(queues)) {
-      const sum = (out[key] ??= { pending: 0, inFlight: 0, executingRequests: 0 });
+      const sum = (out[key] ??= { pending: 0, inFlight: 0, executingRequests: 0, maxQueueSize: 0 });
       sum.pending += q.pending;
+      sum.maxQueueSize += q.maxQueueSize;
       sum.inFlight += q.inFlight;
       sum.executingRequests += q.executingRequests;
     }
