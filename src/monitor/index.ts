@@ -9,9 +9,10 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { httpGuardCounts, httpGuardInstalled } from '../server/http-guard.js';
 import type { ThreadRegistry } from '../core/threads.js';
 import { Monitor, type MonitoringOptions } from './monitor.js';
+import { registerServingMetrics } from './serving-metrics.js';
 
 export { Monitor, type MonitoringOptions } from './monitor.js';
-export { UmbraMetrics, DEFAULT_LATENCY_BUCKETS, parseBuckets } from './metrics.js';
+export { UmbraMetrics, DEFAULT_LATENCY_BUCKETS, parseBuckets, type TrafficReading } from './metrics.js';
 export type { DriftReport, FeatureDrift, Verdict, DriftOptions } from './drift.js';
 export type { AccuracyReport, FeedbackResult } from './feedback.js';
 
@@ -21,6 +22,7 @@ export function monitoringPlugin(ctx: PluginContext, options: MonitoringOptions 
   registerRoutes(ctx.routes, ctx.core, monitor);
   registerThreadCpu(monitor.metrics.registry, ctx.core.threads);
   registerHttpGuard(monitor.metrics.registry);
+  registerServingMetrics(monitor.metrics.registry, { core: ctx.core, isAccepting: ctx.isAccepting, log: monitor.log, traffic: () => monitor.metrics.collectors.traffic?.() });
   const log = monitor.log;
   if (log) log.whenReady().then(() => ctx.core.threads.add('log', log.writerThreadId), () => undefined);
   // After the drain and the core's close, so the last predictions reach the log.

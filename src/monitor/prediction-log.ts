@@ -81,6 +81,8 @@ export class PredictionLog {
   private readonly waiters = new Map<number, () => void>();
   private readonly lookups = new Map<number, (rows: LoggedPrediction[]) => void>();
   private inFlight: Promise<void> | undefined;
+  /** Rows of the batch handed to the writer and not yet written. */
+  private handedRows = 0;
   private flushQueued = false;
   private closed = false;
   private failure: string | undefined;
@@ -146,6 +148,11 @@ export class PredictionLog {
     return this.ready;
   }
 
+  /** Rows waiting to be written: buffered here, and in the batch the writer thread is writing. */
+  get backlog(): number {
+    return this.packer.rows + this.handedRows;
+  }
+
   /** The last database error, if any (the log keeps trying with later batches). */
   get lastError(): string | undefined {
     return this.failure;
@@ -200,6 +207,7 @@ export class PredictionLog {
     if (this.inFlight) return this.inFlight.then(() => this.flush());
     if (this.packer.rows === 0 && this.labels.length === 0) return Promise.resolve();
     const packed = this.packer.take();
+    this.handedRows = packed.rows;
     const labels = this.labels;
     this.labels = [];
     this.inFlight = this.ready.then(() => {
@@ -212,6 +220,7 @@ export class PredictionLog {
       return done;
     }, () => this.counters.failed(packed.rows)).finally(() => {
       this.inFlight = undefined;
+      this.handedRows = 0;
     });
     return this.inFlight;
   }

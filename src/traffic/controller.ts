@@ -9,7 +9,7 @@ import { readModelConfig } from '../repository/config.js';
 import { analyse, DEFAULT_RULES, Evidence, type AnalysisResult, type AnalysisRules } from './analysis.js';
 import { NO_MONITOR, type MonitorBridge } from './monitor-bridge.js';
 import { parsePolicy, policyVersions, takesCanary, type TrafficPolicy } from './policy.js';
-import { parseRolloutSpec, Rollout, type Decision, type RolloutSpec } from './rollout.js';
+import { parseRolloutSpec, Rollout, type Decision, type RolloutSpec, type RolloutState } from './rollout.js';
 import { DEFAULT_SHADOW_OPTIONS, ShadowRunner, type ShadowJob, type ShadowOptions, type ShadowOutcome } from './shadow.js';
 import { TrafficStore } from './store.js';
 
@@ -106,6 +106,7 @@ export class TrafficController {
       readsHeaders: false,
     };
     this.detach.push(umbra.hooks.use(hooks));
+    this.monitor.readTraffic(() => this.reading());
     const onLoaded = (name: string, versions: string[]) => this.onLoaded(name, versions);
     umbra.manager.on('loaded', onLoaded);
     this.detach.push(() => umbra.manager.off('loaded', onLoaded));
@@ -373,6 +374,31 @@ export class TrafficController {
     const missing = p ? policyVersions(p).filter((v) => !loaded.includes(v)) : [];
     // last_rollout: the state of the rollout GET .../rollout shows (running or finished), null when there is none.
     return { ...doc, loaded_versions: loaded, rollout: t.rollout?.active ? t.rollout.state : null, last_rollout: t.rollout?.state ?? null, ...(missing.length ? { unloaded_versions: missing } : {}) };
+  }
+
+  /**
+   * The weights and rollouts in force for every loaded model, as routing applies them (for
+   * /metrics, read at scrape time): a canary that is not loaded takes nothing, and a primary that
+   * is not loaded leaves its share to the newest version, Umbra's default. A model held by damaged
+   * state routes no unversioned request, so it has no weights.
+   */
+  reading(): { weights: { model: string; version: string; role: 'primary' | 'canary' | 'shadow'; weight: number }[]; rollouts: { model: string; version: string; state: RolloutState }[] } {
+    const weights: ReturnType<TrafficController['reading']>['weights'] = [];
+    const rollouts: ReturnType<TrafficController['reading']>['rollouts'] = [];
+    for (const model of this.umbra.manager.names()) {
+      const loaded = this.umbra.manager.versionsOf(model).map((v) => v.version);
+      if (loaded.length === 0) continue;
+      const t = this.models.get(model);
+      if (t?.rollout) rollouts.push({ model, version: t.rollout.candidate, state: t.rollout.state });
+      if (t?.damaged !== undefined) continue;
+      const p = t?.effective;
+      const canary = p?.canary && loaded.includes(p.canary.version) ? p.canary : null;
+      const primary = p && loaded.includes(p.primary) ? p.primary : this.umbra.manager.get(model).version;
+      weights.push({ model, version: primary, role: 'primary', weight: 1 - (canary?.weight ?? 0) });
+      if (canary) weights.push({ model, version: canary.version, role: 'canary', weight: canary.weight });
+      for (const s of p?.shadows ?? []) if (loaded.includes(s.version)) weights.push({ model, version: s.version, role: 'shadow', weight: s.sample });
+    }
+    return { weights, rollouts };
   }
 
   /** Replaces the policy atomically: validated, persisted, then swapped in. */

@@ -1,9 +1,10 @@
 // THE one place where traffic meets src/monitor: shadow metrics go to its prom-client registry
 // (umbra_shadow_dropped_total, umbra_shadow_agreement), rollout decisions to its counter
-// (umbra_rollout_events_total) and webhook, and its drift verdict and live accuracy feed rollout
+// (umbra_rollout_events_total) and webhook, the weights and rollout states in force are read at
+// scrape time (umbra_traffic_weight, umbra_rollout_state), and its drift verdict and live accuracy feed rollout
 // analysis. With monitoring off every call is a no-op and the drift/accuracy rules are refused at
 // validation. Traffic's own stats stay the source of truth for GET /shadow.
-import type { Monitor } from '../monitor/index.js';
+import type { Monitor, TrafficReading } from '../monitor/index.js';
 import type { RolloutEvent } from '../monitor/monitor.js';
 import type { MonitorEvidence } from './analysis.js';
 
@@ -19,6 +20,8 @@ export interface MonitorBridge {
   shadowDropped(model: string, version: string): void;
   /** `agreement`: the version's running agreement with the primary, 0..1. */
   shadowAgreement(model: string, version: string, agreement: number): void;
+  /** How /metrics reads the weights and rollouts in force, at each scrape. */
+  readTraffic(read: () => TrafficReading): void;
   /** The monitor's evidence on a version; live accuracy only from labels of predictions made at or after `sinceMs`. */
   evidence(model: string, version: string, sinceMs: number): MonitorEvidence;
 }
@@ -30,6 +33,7 @@ export const NO_MONITOR: MonitorBridge = {
   rolloutEvent: () => undefined,
   shadowDropped: () => undefined,
   shadowAgreement: () => undefined,
+  readTraffic: () => undefined,
   evidence: () => ({}),
 };
 
@@ -50,6 +54,9 @@ export function monitorBridge(monitor: Monitor | undefined): MonitorBridge {
     },
     shadowAgreement(model, version, agreement) {
       monitor.metrics.shadowAgreement.set({ model, version }, agreement);
+    },
+    readTraffic(read) {
+      monitor.metrics.collectors.traffic = read;
     },
     evidence(model, version, sinceMs) {
       const out: MonitorEvidence = {};
