@@ -156,7 +156,7 @@ t.test('every series the rules and the dashboard read is exported by a server af
     t.ok(declared.has(name), `${name} (${where}) is in /metrics`);
   }
   // The ones that need the traffic above to have a sample at all.
-  for (const name of ['umbra_drift_score', 'umbra_drift_detected', 'umbra_live_accuracy', 'umbra_live_mean_absolute_error', 'umbra_shadow_agreement', 'umbra_rollout_events_total', 'umbra_feedback_total', 'umbra_prediction_log_rows_total', 'umbra_webhook_deliveries_total', 'umbra_request_duration_seconds_bucket']) {
+  for (const name of ['umbra_drift_score', 'umbra_drift_detected', 'umbra_live_accuracy', 'umbra_live_mean_absolute_error', 'umbra_shadow_agreement', 'umbra_rollout_events_total', 'umbra_feedback_total', 'umbra_prediction_log_rows_total', 'umbra_webhook_deliveries_total', 'umbra_request_duration_seconds_bucket', 'umbra_ready', 'umbra_model_state', 'umbra_queue_bound_requests', 'umbra_threads_replaced_total', 'umbra_traffic_weight', 'umbra_rollout_state', 'umbra_prediction_log_backlog_rows']) {
     t.ok(sampled.has(name), `${name} has a sample after traffic`);
   }
 });
