@@ -68,7 +68,7 @@ export function registerServingMetrics(registry: Registry, sources: ServingSourc
   });
   const backlog = new Gauge({
     name: 'umbra_prediction_log_backlog_rows',
-    help: 'Prediction log rows waiting to be written: buffered, and in the batch the writer thread is writing. Past 50,000 buffered rows new ones are dropped (0 without a log).',
+    help: 'Prediction log rows waiting to be written: buffered, and in the batch the writer thread is writing. Past 50,000 buffered rows (the default bound) new ones are dropped. 0 without a log.',
     registers,
     collect() {
       this.set(sources.log?.backlog ?? 0);
