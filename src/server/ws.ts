@@ -20,7 +20,10 @@ export interface StreamOptions {
 
 export const STREAM_DEFAULTS: StreamOptions = {
   maxPayloadBytes: 16 * 1024 * 1024,
-  idleSeconds: 120,
+  // uWS pings a quiet connection at half this. At 120 that was every 60 s, the read timeout of a
+  // default nginx (and ingress-nginx, and a cloud load balancer's idle timeout), which cut quiet
+  // streams at 60 s; every 25 s keeps them open behind any of these.
+  idleSeconds: 50,
   maxInFlight: 256,
   backpressureBytes: 1024 * 1024,
 };

@@ -33,7 +33,7 @@ export function registerServe(program: Command): void {
     .option('--shared-memory <on|off>', "Triton's system shared-memory extension: clients on this host register /dev/shm regions (an admin call) and send inputs and take outputs through them (default off) [env UMBRA_SHARED_MEMORY]")
     .option('--http-guard <on|off>', "Umbra's reading of what clients send ahead of the HTTP library: request lines cut across TCP segments handed on whole, malformed requests answered 400, valid forms the library mishandles rewritten, 1007 for WebSocket text frames that are not UTF-8, JSON for the library's own error pages (default on) [env UMBRA_HTTP_GUARD]")
     .option('--ws-max-payload-bytes <n>', 'largest WebSocket frame; bigger closes with 1009 (default 16777216) [env UMBRA_WS_MAX_PAYLOAD_BYTES]')
-    .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 120) [env UMBRA_WS_IDLE_SECONDS]')
+    .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 50; pings every half of it) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
     .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one core, 2 on two, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
