@@ -75,6 +75,11 @@ export interface ServerOptions extends UmbraOptions {
    */
   grpcPort?: number | 'any';
   /**
+   * Seconds between the HTTP/2 PINGs a gRPC connection gets while a call is open on it, so a proxy
+   * (nginx's grpc_read_timeout, 60 s) does not end a quiet stream; default 25.
+   */
+  grpcPingSeconds?: number;
+  /**
    * The HTTP transport guard (src/server/http-guard.ts): request lines cut across TCP segments
    * handed on whole, 1007 for WebSocket text frames that are not UTF-8, JSON for the transport's
    * own error pages. Default true; once installed it stays for the whole process.
@@ -370,7 +375,7 @@ export class UmbraServer {
       const grpcPort = options.grpcPort;
       if (grpcPort !== undefined && grpcPort !== 0) {
         // On the core's thread: the hop to an I/O thread would cost it more than the transport does (bench/RESULTS.md).
-        grpc = new GrpcServer(composed, { host, port: grpcPort === 'any' ? 0 : grpcPort, maxMessageBytes: maxBodyBytes }, () => !drainState.draining);
+        grpc = new GrpcServer(composed, { host, port: grpcPort === 'any' ? 0 : grpcPort, maxMessageBytes: maxBodyBytes, pingSeconds: options.grpcPingSeconds }, () => !drainState.draining);
         await grpc.listen();
       }
     } catch (err) {

@@ -27,7 +27,18 @@ export interface GrpcServerOptions {
   port: number;
   /** Largest request message (the HTTP body limit applies to gRPC messages too). */
   maxMessageBytes: number;
+  /** Seconds between the PINGs sent on a connection while a call is open on it (default 25). */
+  pingSeconds?: number;
 }
+
+/**
+ * A proxy ends a call whose upstream sent nothing for its read timeout: nginx's grpc_read_timeout
+ * and ingress-nginx's are 60 s, and a ModelStreamInfer stream or a health Watch can be quiet for
+ * longer. An HTTP/2 PING on the connection is read as the upstream's activity, so a quiet call
+ * stays open; only connections with a call open are pinged (a proxy closes an idle pooled
+ * connection that is sent anything).
+ */
+const PING_SECONDS = 25;
 
 /** An answer before any call exists: a status in the one HEADERS frame, with the HTTP status the spec asks for. */
 function refuse(stream: ServerHttp2Stream, httpStatus: number, code: Status, details: string): void {
@@ -109,6 +120,9 @@ export class GrpcServer {
         this.server.off('error', failed);
         // An HTTP/2 connection carries many calls at once: while one is open, a call may come.
         this.detach.push(threadArrivals.add({ mayArrive: () => this.sessions.size > 0 }));
+        const pings = setInterval(() => this.pingBusySessions(), (this.options.pingSeconds ?? PING_SECONDS) * 1000);
+        pings.unref();
+        this.detach.push(() => clearInterval(pings));
         const address = this.server.address();
         this.port = typeof address === 'object' && address ? address.port : port;
         resolve();
@@ -126,6 +140,12 @@ export class GrpcServer {
     session.once('close', () => this.sessions.delete(session));
     // The connection's own window, shared by its streams (the settings above set each stream's).
     if (!session.destroyed) session.setLocalWindowSize(CONNECTION_WINDOW);
+  }
+
+  private pingBusySessions(): void {
+    const busy = new Set<Http2Session>();
+    for (const call of this.calls) if (call.stream.session) busy.add(call.stream.session);
+    for (const session of busy) if (!session.closed && !session.destroyed) session.ping(() => undefined);
   }
 
   private dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
