@@ -4,6 +4,8 @@
 // through grpc_pass. Skipped where nginx is not installed.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import WebSocket from 'ws';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
@@ -28,6 +30,55 @@ function withPorts(ports: { http: number; grpc: number; proxyHttp: number; proxy
   return text;
 }
 
+/**
+ * A TCP relay in front of Umbra's HTTP port. `dropNextReused()` makes it take the next request
+ * written onto a connection that already carried one and close that connection unanswered, as
+ * Umbra does when a request arrives on a kept-alive connection the moment it closes it (its idle
+ * close, the end of a drain): the race itself, made to happen on demand.
+ */
+async function startRelay(upstream: number): Promise<{ port: number; connections: number; dropNextReused(): void; close(): Promise<void> }> {
+  let drop = false;
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    connections++;
+    let requests = 0;
+    const umbra = connect(upstream, '127.0.0.1');
+    for (const socket of [client, umbra]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.once('close', () => sockets.delete(socket));
+    }
+    client.on('data', (chunk) => {
+      if (requests++ > 0 && drop) {
+        drop = false;
+        client.destroy();
+        umbra.destroy();
+        return;
+      }
+      umbra.write(chunk);
+    });
+    umbra.pipe(client);
+    client.once('close', () => umbra.destroy());
+    umbra.once('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as { port: number }).port,
+    get connections() {
+      return connections;
+    },
+    dropNextReused() {
+      drop = true;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 const expected = (x: number[]) => x.map((v) => Math.fround(Math.fround(v * 2) + 1));
 
 t.test('Umbra behind deploy/nginx/umbra.conf: HTTP, WebSocket and gRPC', { skip: NGINX ? false : NGINX_MISSING }, async (t) => {
@@ -40,9 +91,11 @@ t.test('Umbra behind deploy/nginx/umbra.conf: HTTP, WebSocket and gRPC', { skip:
   repo.addVersion('held', 1, affineModel(2, 1));
   repo.writeConfig('held', { max_batch_size: 1, dynamic_batching: { max_queue_delay_microseconds: 0, default_queue_policy: { max_queue_size: 1 } }, instance_group: [{ count: 1 }], parameters: { execution: 'worker', stage_batches: 'false', queue_budget_ms: '10000' } });
   const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const relay = await startRelay(s.server.port);
+  t.teardown(() => relay.close());
   const proxyHttp = await freePort();
   const proxyGrpc = await freePort();
-  const nginx = await startNginx(withPorts({ http: s.server.port, grpc: s.server.grpcPort, proxyHttp, proxyGrpc }), [proxyHttp, proxyGrpc]);
+  const nginx = await startNginx(withPorts({ http: relay.port, grpc: s.server.grpcPort, proxyHttp, proxyGrpc }), [proxyHttp, proxyGrpc]);
   t.teardown(() => nginx.stop());
   const url = `http://127.0.0.1:${proxyHttp}`;
 
@@ -66,6 +119,18 @@ t.test('Umbra behind deploy/nginx/umbra.conf: HTTP, WebSocket and gRPC', { skip:
     const out = new Float32Array(bytes.buffer.slice(bytes.byteOffset + jsonLength, bytes.byteOffset + bytes.length));
     t.equal(out.length, width, 'every output element');
     t.same([out[0], out[1], out[width - 1]], expected([values[0]!, values[1]!, values[width - 1]!]), 'outputs');
+
+    // A POST written onto a pooled connection as it closes is run again on a new connection
+    // (proxy_next_upstream error non_idempotent), not answered 502.
+    const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+    const post = () => fetch(`${url}/v2/models/affine/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    t.equal((await post()).status, 200, 'a POST that leaves a kept-alive connection in nginx\'s pool');
+    const before = relay.connections;
+    relay.dropNextReused();
+    const raced = await post();
+    t.equal(raced.status, 200, 'the POST that met the closing connection is answered (it was 502)');
+    t.same(((await raced.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data, expected([1, 2, 3, 4]));
+    t.equal(relay.connections, before + 1, 'on a new connection');
 
     const admin = await fetch(`${url}/v2/repository/models/affine/unload`, { method: 'POST' });
     t.equal(admin.status, 401, 'admin through the proxy is remote (X-Forwarded-For), not loopback');
