@@ -25,6 +25,18 @@ t.test('the gate: no token means loopback only; a token means the token from any
   t.throws(() => open.check({ headers: { forwarded: 'for=10.1.2.3' }, remoteAddress: '::1' }), /proxy/, 'Forwarded header too');
   t.throws(() => open.check({ headers: {} }), /loopback/, 'no address at all: refused, never opened by a missing address');
   t.match(open.describe(), /only to loopback/);
+  // A browser on this host is a loopback client too: a page of another site (its Origin), or one
+  // whose name was rebound to 127.0.0.1 (its Host), is not the operator.
+  for (const host of ['127.0.0.1:8000', 'localhost:8000', 'LOCALHOST', 'umbra.localhost:8000', '[::1]:8000', '10.0.0.5:8000']) {
+    t.doesNotThrow(() => open.check({ headers: { host }, remoteAddress: '127.0.0.1' }), `Host ${host}`);
+  }
+  t.doesNotThrow(() => open.check({ headers: { host: '127.0.0.1:8000', origin: 'http://127.0.0.1:8000' }, remoteAddress: '127.0.0.1' }), 'the server\'s own page');
+  for (const host of ['rebound.example:8000', 'rebound.example', '127.0.0.1.nip.io:8000', 'localhost.example']) {
+    t.throws(() => open.check({ headers: { host }, remoteAddress: '127.0.0.1' }), /Host .* is not a loopback name.*--admin-token-file/, `Host ${host}: refused`);
+  }
+  for (const origin of ['http://evil.example', 'http://127.0.0.1:9999', 'http://localhost:8000', 'null', 'not a url']) {
+    t.throws(() => open.check({ headers: { host: '127.0.0.1:8000', origin }, remoteAddress: '127.0.0.1' }), /Origin .* is another site/, `Origin ${origin}: refused`);
+  }
   const closed = new AdminGate('s3cret');
   t.doesNotThrow(() => closed.check({ headers: { authorization: 'Bearer s3cret' }, remoteAddress: '10.1.2.3' }), 'the token from anywhere');
   // The scheme's name is case-insensitive (RFC 9110 11.1); the token is not.

@@ -177,7 +177,8 @@ t.test('framing two readers could read differently is refused with 400 and the c
   const port = s.server.port;
   const post = (headers: [string, string][], body: string) => requestBytes('POST', '/v2/models/affine/infer', [['Host', 'umbra'], ...headers], body);
   // The smuggled request rides in what one reader takes for the first request's body.
-  const smuggled = 'POST /v2/repository/models/affine/unload HTTP/1.1\r\nHost: umbra\r\nContent-Length: 0\r\n\r\n';
+  // Host 127.0.0.1: the admin gate would let it through, so only the guard stops it.
+  const smuggled = 'POST /v2/repository/models/affine/unload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n';
   // Without the HTTP guard, uWS reads the short length and parses the rest as a second request in
   // the same read, and closes the connection before Umbra's refusal goes out; the guard hands on
   // the head alone, so the refusal is answered and the smuggled request is never read.

@@ -4,7 +4,9 @@
 // With a token, a request must carry `Authorization: Bearer <token>` (compared in constant time,
 // whoever sends it). Without one, the routes are closed to the network: they answer only to a
 // client on this host's loopback that came straight in (no proxy header), so a server started
-// with no token is safe to expose and still runnable by hand on the box itself.
+// with no token is safe to expose and still runnable by hand on the box itself. A browser on the
+// box is such a client whatever page it shows, so a loopback request must also name this host
+// (Host) and come from no other site (Origin).
 import { BlockList, isIP } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { UmbraError } from '../errors.js';
@@ -71,9 +73,42 @@ export class AdminGate {
       return;
     }
     const forwarded = FORWARDING_HEADERS.some((h) => caller.headers[h] !== undefined);
-    if (caller.remoteAddress !== undefined && isLoopbackAddress(caller.remoteAddress) && !forwarded) return;
+    if (caller.remoteAddress !== undefined && isLoopbackAddress(caller.remoteAddress) && !forwarded) {
+      const browser = fromAnotherSite(caller.headers);
+      if (browser === undefined) return;
+      throw new UmbraError('UNAUTHORIZED', `admin endpoints answer a loopback client without a token only when it names this host and comes from no other web page (${browser}): open the page at http://127.0.0.1:PORT or http://localhost:PORT, or start umbra with --admin-token-file FILE (or UMBRA_ADMIN_TOKEN_FILE) and send Authorization: Bearer <token>`);
+    }
     throw new UmbraError('UNAUTHORIZED', `admin endpoints answer only to loopback clients while the server has no admin token${forwarded ? ' (this request came through a proxy)' : ''}: start umbra with --admin-token-file FILE (or UMBRA_ADMIN_TOKEN_FILE) and send Authorization: Bearer <token>`);
   }
+}
+
+/**
+ * Why a loopback request may be a web page's rather than the operator's, or undefined. A browser on
+ * this host reaches loopback too: a page of any site can send it a form POST (no preflight, so no
+ * CORS stands in the way), and a page whose own name an attacker's DNS turned to 127.0.0.1 (DNS
+ * rebinding) even reads the answers. The first carries its site's Origin, the second its own name
+ * as Host; a client that is not a browser (curl, umbra's CLI, gRPC) sends neither that way.
+ */
+function fromAnotherSite(headers: Record<string, string>): string | undefined {
+  const host = headers.host;
+  if (host !== undefined && !isLocalHostName(host)) return `Host ${JSON.stringify(host)} is not a loopback name or an IP address`;
+  const origin = headers.origin;
+  if (origin === undefined) return undefined;
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    originHost = undefined;
+  }
+  if (originHost === undefined || originHost === '' || host === undefined || originHost.toLowerCase() !== host.toLowerCase()) return `Origin ${JSON.stringify(origin)} is another site`;
+  return undefined;
+}
+
+/** A Host header no DNS answer can point elsewhere: an IP address, localhost or a name under .localhost (RFC 6761). */
+function isLocalHostName(host: string): boolean {
+  const name = host.toLowerCase().replace(/:\d*$/, '');
+  if (name.startsWith('[') && name.endsWith(']')) return isIP(name.slice(1, -1)) === 6;
+  return isIP(name) === 4 || name === 'localhost' || name.endsWith('.localhost');
 }
 
 function sha256(value: string): Buffer {

@@ -1,0 +1,73 @@
+// A server with no admin token answers admin routes to loopback clients, and a browser on the
+// operator's machine is a loopback client whatever page it shows. In real chromium: a page of
+// another site must not unload a model with a form-like POST (no preflight), and a page whose name
+// resolves to 127.0.0.1 (DNS rebinding, simulated with chromium's host resolver rules) must not
+// read the shadow log; the ops page itself, opened at 127.0.0.1, still acts.
+import t, { type Test } from 'tap';
+import { createServer, type Server } from 'node:http';
+import { existsSync } from 'node:fs';
+import puppeteer, { type Browser } from 'puppeteer-core';
+import { startTestServer } from './helpers/server.js';
+import { affineModel, tempRepo } from './helpers/repo.js';
+
+const CHROMIUM = process.env.UMBRA_CHROMIUM ?? '/usr/bin/chromium';
+const REBOUND = 'rebound.example';
+
+async function launch(t: Test, args: string[] = []): Promise<Browser> {
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...args] });
+  t.teardown(() => browser.close());
+  return browser;
+}
+
+/** Another site on loopback: one empty page, its own origin. */
+async function otherSite(t: Test): Promise<string> {
+  const server: Server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<!doctype html><title>other site</title>');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return `http://localhost:${address.port}`;
+}
+
+t.test('a server with no admin token in a browser: other sites cannot act, the ops page can', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
+    return;
+  }
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+  const port = s.server.port;
+  const browser = await launch(t, [`--host-resolver-rules=MAP ${REBOUND} 127.0.0.1`]);
+
+  // Another site: a no-cors POST is sent without a preflight, as a form would be; its answer is
+  // opaque to the page, but the request reaches the server.
+  const page = await browser.newPage();
+  await page.goto(await otherSite(t), { waitUntil: 'load' });
+  await page.evaluate((url) => fetch(url, { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: '{}' }).then(() => undefined), `${s.url}/v2/repository/models/affine/unload`);
+  t.equal((await s.get('/v2/models/affine/ready')).status, 200, 'a page of another site did not unload the model');
+
+  // DNS rebinding: the attacker's name now points at 127.0.0.1, so the page is same-origin with the server.
+  await page.goto(`http://${REBOUND}:${port}/v2/health/live`, { waitUntil: 'load' });
+  const read = await page.evaluate(async () => {
+    const r = await fetch('/v2/models/affine/shadow');
+    const post = await fetch('/v2/repository/models/affine/unload', { method: 'POST' });
+    return { shadow: r.status, unload: post.status };
+  });
+  t.equal(read.shadow, 401, 'a rebound name cannot read the shadow log');
+  t.equal(read.unload, 401, 'nor unload');
+  t.equal((await s.get('/v2/models/affine/ready')).status, 200, 'the model is still loaded');
+
+  // The ops page at the server's own address acts as before.
+  await page.goto(`${s.url}/ui`, { waitUntil: 'load' });
+  const own = await page.evaluate(async () => (await fetch('/v2/repository/models/affine/unload', { method: 'POST' })).status);
+  t.equal(own, 200, 'the server\'s own page unloads');
+  t.equal((await s.get('/v2/models/affine/ready')).status, 404, 'and the model is gone');
+});
