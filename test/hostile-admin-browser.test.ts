@@ -71,3 +71,28 @@ t.test('a server with no admin token in a browser: other sites cannot act, the o
   t.equal(own, 200, 'the server\'s own page unloads');
   t.equal((await s.get('/v2/models/affine/ready')).status, 404, 'and the model is gone');
 });
+
+t.test('another site cannot frame the ops page (and have the operator click its buttons)', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
+    return;
+  }
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+  const browser = await launch(t);
+  const page = await browser.newPage();
+  await page.goto(await otherSite(t), { waitUntil: 'load' });
+  // The load event comes for a framed page and for one the browser refused to frame alike.
+  await page.evaluate((url) => new Promise<void>((resolve) => {
+    const frame = document.createElement('iframe');
+    frame.addEventListener('load', () => resolve());
+    frame.src = url;
+    document.body.append(frame);
+  }), `${s.url}/ui/models/affine`);
+  const child = page.mainFrame().childFrames()[0];
+  t.ok(child, 'the iframe is there');
+  const rendered = await child!.evaluate(() => document.getElementById('token-button') !== null).catch(() => false);
+  t.notOk(rendered, 'the ops page did not render inside another site\'s frame');
+});

@@ -200,6 +200,13 @@ t.test('server: summary, timelines, the tick stream, drift histograms, the page 
   t.match(page.headers.get('content-type'), /text\/html/);
   t.match(page.text, /\/ui\/assets\/uplot\.js/);
   t.equal((await s.get('/ui/models/digits')).text, page.text, 'one page for both views');
+  // The page acts for the operator: no other site may frame it, and it runs only its own script.
+  const csp = page.headers.get('content-security-policy') ?? '';
+  t.match(csp, /frame-ancestors 'none'/, 'no framing by other sites');
+  t.match(csp, /script-src 'self'(;|$)/, 'its own script only');
+  t.equal(page.headers.get('x-frame-options'), 'DENY');
+  t.equal(page.headers.get('x-content-type-options'), 'nosniff');
+  t.equal((await s.get('/ui/assets/app.js')).headers.get('x-content-type-options'), 'nosniff');
   const uplot = await s.get('/ui/assets/uplot.js');
   t.equal(uplot.status, 200);
   t.match(uplot.headers.get('content-type'), /javascript/);

@@ -163,6 +163,20 @@ export function uiPlugin(ctx: PluginContext, deps: UiDeps, options: UiOptions = 
 
 const ASSET_TYPES: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', html: 'text/html; charset=utf-8' };
 
+/**
+ * The page acts for the operator (with the admin token, or as a loopback client when none is set),
+ * so no other site may frame it and have the operator click its buttons (frame-ancestors; X-Frame-Options
+ * for older browsers), and it runs only its own script: it renders server data as text, and should a
+ * model's names ever reach the DOM as markup, nothing in them runs. Inline style attributes stay
+ * allowed: the bars are sized with them.
+ */
+const PAGE_HEADERS: Record<string, string> = {
+  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
+
 /** The page's files, read once at start: a handful of kilobytes, served from memory. */
 function registerPage(ctx: PluginContext): void {
   const uplotDir = dirname(createRequire(import.meta.url).resolve('uplot'));
@@ -173,12 +187,12 @@ function registerPage(ctx: PluginContext): void {
     ['uplot.css', readFileSync(join(uplotDir, 'uPlot.min.css'), 'utf8')],
   ]);
   const html = readFileSync(join(STATIC_DIR, 'index.html'), 'utf8');
-  const page = (): ApiReply => ({ status: 200, headers: { 'content-type': ASSET_TYPES.html!, 'cache-control': 'no-cache' }, body: html });
+  const page = (): ApiReply => ({ status: 200, headers: { 'content-type': ASSET_TYPES.html!, 'cache-control': 'no-cache', ...PAGE_HEADERS }, body: html });
   ctx.routes.route('GET', '/ui', page);
   ctx.routes.route('GET', '/ui/models/:m', page);
   ctx.routes.route('GET', '/ui/assets/:file', (_q, [file]) => {
     const body = assets.get(file!);
     if (body === undefined) throw new UmbraError('NOT_FOUND', `no asset '${file}' under /ui/assets`);
-    return { status: 200, headers: { 'content-type': ASSET_TYPES[file!.split('.').pop()!]!, 'cache-control': 'no-cache' }, body };
+    return { status: 200, headers: { 'content-type': ASSET_TYPES[file!.split('.').pop()!]!, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' }, body };
   });
 }
