@@ -3,7 +3,8 @@
 // config's label_filename; over JSON, binary HTTP and gRPC. The hooks (drift, feedback, the
 // prediction log) still see the model's own outputs.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer } from './helpers/server.js';
 import { generatedClient } from './helpers/grpc.js';
@@ -66,4 +67,28 @@ t.test('over HTTP and gRPC: top classes with labels, bad counts refused, the hoo
     const out = grpc.value.outputs[0]!;
     t.same([out.datatype, out.shape.map(Number), out.contents!.bytes_contents.map((b) => b.toString())], ['BYTES', [2, 1], [...top(0, labels, 1), ...top(1, labels, 1)]]);
   }
+});
+
+t.test('a label file that links out of the model folder is refused: its lines would go to every client', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  const outside = mkdtempSync(join(tmpdir(), 'umbra-secret-'));
+  t.teardown(() => rmSync(outside, { recursive: true, force: true }));
+  writeFileSync(join(outside, 'secret'), 'token=hunter2\nb\nc\nd\n');
+  repo.addVersion('scores', 1, affineModel(2, 1, 4));
+  repo.writeConfig('scores', { max_batch_size: 8, output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [4], label_filename: 'labels.txt' }] });
+  symlinkSync(join(outside, 'secret'), join(repo.dir, 'scores', 'labels.txt'));
+  // A link that stays inside the folder is followed as before.
+  repo.addVersion('inside', 1, affineModel(2, 1, 4));
+  repo.writeConfig('inside', { max_batch_size: 8, output: [{ name: 'y', data_type: 'TYPE_FP32', dims: [4], label_filename: 'labels.txt' }] });
+  writeFileSync(join(repo.dir, 'inside', 'classes.txt'), 'cat\ndog\nbird\nfish\n');
+  symlinkSync('classes.txt', join(repo.dir, 'inside', 'labels.txt'));
+  const s = await startTestServer(t, { repository: repo.dir, monitoring: false });
+  const ask = (model: string) => s.post(`/v2/models/${model}/infer`, { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [3, 0, 1, 2] }], outputs: [{ name: 'y', parameters: { classification: 1 } }] });
+  const leaked = await ask('scores');
+  t.notMatch(leaked.text, /hunter2/, 'the file outside is not answered');
+  const entry = (await s.post('/v2/repository/index', {})).json.find((e: { name: string }) => e.name === 'scores');
+  t.equal(entry?.state, 'UNAVAILABLE', 'the model does not load');
+  t.match(entry?.reason, /"labels\.txt" is not inside the model's folder/, 'naming the label file');
+  t.same((await ask('inside')).json.outputs[0].data, ['7:0:cat'], 'a link inside the folder: its labels');
 });
