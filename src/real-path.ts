@@ -1,7 +1,7 @@
 // Where a path really leads, for telling whether two paths name one file or one lies inside the
 // other, also before they exist (a store or reject file a job is about to create).
 import { existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
-import { dirname, relative, resolve } from 'node:path';
+import { dirname, relative, resolve, sep } from 'node:path';
 
 /** Links followed at most, as the kernel does (ELOOP past 40). */
 const MAX_LINKS = 40;
@@ -36,4 +36,13 @@ export function sameFile(a: string, b: string): boolean {
   const second = statSync(b, { throwIfNoEntry: false });
   if (first && second) return first.dev === second.dev && first.ino === second.ino;
   return realOrResolved(a) === realOrResolved(b);
+}
+
+/**
+ * Whether `path` really lies inside `folder`, links followed on both sides: a file a model folder
+ * names that is a link out of the folder lies outside it, however its name is spelled.
+ */
+export function liesInside(path: string, folder: string): boolean {
+  const outer = realOrResolved(folder);
+  return realOrResolved(path).startsWith(outer.endsWith(sep) ? outer : outer + sep);
 }

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +188,17 @@ t.test('external-data initializers: metadata, values, and onnxruntime agrees', a
   const w = loaded.graph!.initializer![0]!;
   w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: '../../etc/passwd' })];
   t.throws(() => tensorValues(w, dir), /is not inside the model folder/);
+  // A data file that is a link out of the folder: the weights would be any file the server can read.
+  const outside = mkdtempSync(join(tmpdir(), 'umbra-secret-'));
+  t.teardown(() => rmSync(outside, { recursive: true, force: true }));
+  writeFileSync(join(outside, 'secret'), Buffer.from(Float32Array.from([42, 43, 44, 45, 46, 47]).buffer));
+  symlinkSync(join(outside, 'secret'), join(dir, 'linked.data'));
+  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'linked.data' }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
+  t.throws(() => tensorValues(w, dir), /links out of the model folder/);
+  copyFileSync(join(outside, 'secret'), join(dir, 'inside.data'));
+  symlinkSync('inside.data', join(dir, 'inside-link.data'));
+  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'inside-link.data' }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
+  t.same(Array.from(tensorValues(w, dir).data as Float32Array), [42, 43, 44, 45, 46, 47], 'a link inside the folder is followed');
 });
 
 t.test('typed-field tensors (float_data, int64_data) read as well as raw_data', async (t) => {

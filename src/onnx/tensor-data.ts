@@ -3,6 +3,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { UmbraError } from '../errors.js';
+import { liesInside } from '../real-path.js';
 import type { DataType } from '../protocol/types.js';
 import { datatypeFromElemType, elemTypeFromDatatype, int64ToNumber, onnx, type TensorProto } from './model-io.js';
 import type pkg from 'onnx-proto';
@@ -122,6 +123,11 @@ function readExternal(tensor: pkg.onnx.ITensorProto, modelDir: string | undefine
   // Refuse paths that escape the model folder: a model file must not read arbitrary files.
   if (!location || isAbsolute(location) || normalized.startsWith('..')) {
     throw new UmbraError('LOAD_FAILED', `tensor "${name}" has external location ${JSON.stringify(location)}, which is not inside the model folder`);
+  }
+  // A model folder from elsewhere may hold the data file as a link out of it (onnxruntime refuses
+  // that too): the weights would be any file the server can read, and a model can answer them.
+  if (!liesInside(join(modelDir, normalized), modelDir)) {
+    throw new UmbraError('LOAD_FAILED', `tensor "${name}" has external location ${JSON.stringify(location)}, which links out of the model folder`);
   }
   const offset = Number(entries.get('offset') ?? 0);
   const out = new Uint8Array(byteLength);

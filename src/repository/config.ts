@@ -9,8 +9,9 @@
 //   `"dynamic_batching": false` in JSON); max_queue_delay_microseconds defaults to 0 as in Triton: a batch
 //   forms from what queued while the model was busy, and an idle model answers at once.
 // - execution_providers defaults to ["cpu"], or ["cuda", "cpu"] when an instance_group is KIND_GPU.
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { liesInside } from '../real-path.js';
 import { describeValue, UmbraError } from '../errors.js';
 import type { DataType, ModelSignature, TensorSpec } from '../protocol/types.js';
 import type { OnnxSignature, OnnxTensorInfo } from '../onnx/model-io.js';
@@ -474,13 +475,11 @@ function readLabels(fields: Fields, value: unknown, where: string, configDir: st
   try {
     // A model folder from elsewhere may hold a symbolic link out of it, and the label file's lines
     // are answered to every client that asks for classes: where it really lies is what counts.
-    const folder = realpathSync(configDir);
-    const real = realpathSync(join(configDir, file));
-    if (!real.startsWith(folder + sep)) {
+    if (!liesInside(join(configDir, file), configDir)) {
       fields.problem(where, `"${file}" is not inside the model's folder (it links out of it)`);
       return undefined;
     }
-    const lines = readFileSync(real, 'utf8').split(/\r?\n/);
+    const lines = readFileSync(join(configDir, file), 'utf8').split(/\r?\n/);
     while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
     return lines;
   } catch (err) {
