@@ -127,6 +127,37 @@ t.test('over HTTP: a 100-row request of a model that batches 128 is labelled wit
   t.equal(s.server.monitor!.liveAccuracy('digits', '1')!.labelled, 64, 'the first 64 rows scored');
 });
 
+t.test('with a feedback token, labels need it; inference does not', async (t) => {
+  const dir = digitsRepo(t);
+  const s = await startTestServer(t, { repository: dir, monitoring: { feedbackToken: 'l4bels' } });
+  const row = ROWS[0]!;
+  const answer = await s.post('/v2/models/digits/versions/1/infer', { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: row.x }] });
+  t.equal(answer.status, 200, 'inference needs no token');
+  const label = { id: answer.json.id, truth: [row.y] };
+  const refused = await Promise.all([{}, { authorization: 'Bearer wrong' }, { authorization: 'l4bels' }].map((h) => s.post('/v2/models/digits/feedback', label, h)));
+  t.same(refused.map((r) => r.status), [401, 401, 401], 'no token, a wrong one, or one without the Bearer scheme: 401');
+  t.match(refused[0]!.json.error, /--feedback-token-file/, 'the error names the flag');
+  t.equal(s.server.monitor!.liveAccuracy('digits', '1')?.labelled ?? 0, 0, 'a refused label scores nothing');
+  const accepted = await s.post('/v2/models/digits/feedback', label, { authorization: 'bearer l4bels' });
+  t.same(accepted.json, { accepted: 1, unknown: [], rejected: [] }, 'with the token (any case of the scheme): accepted');
+  t.equal(s.server.monitor!.liveAccuracy('digits', '1')!.labelled, 1, 'and scored');
+});
+
+t.test('--feedback-token-file: the token read from a file, a bad file named', async (t) => {
+  const { resolveServeSettings } = await import('../dist/cli/settings.js');
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-feedback-token-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'token');
+  writeFileSync(file, 'from-a-file\n');
+  const monitoring = (settings: { monitoring?: unknown }) => settings.monitoring as { feedbackToken?: string };
+  t.equal(monitoring(resolveServeSettings({ repo: '/models', feedbackTokenFile: file }, {})).feedbackToken, 'from-a-file', 'the flag, without the trailing line break');
+  t.equal(monitoring(resolveServeSettings({ repo: '/models' }, { UMBRA_FEEDBACK_TOKEN_FILE: file })).feedbackToken, 'from-a-file', 'UMBRA_FEEDBACK_TOKEN_FILE');
+  t.equal(monitoring(resolveServeSettings({ repo: '/models' }, {})).feedbackToken, undefined, 'none by default');
+  writeFileSync(join(dir, 'empty'), '\n');
+  t.throws(() => resolveServeSettings({ repo: '/models', feedbackTokenFile: join(dir, 'empty') }, {}), /--feedback-token-file: .* is empty; put the feedback token in it/);
+  t.throws(() => resolveServeSettings({ repo: '/models', feedbackTokenFile: join(dir, 'missing') }, {}), /--feedback-token-file: cannot read/);
+});
+
 t.test('accuracy over the predictions made since a moment, and labels that cannot name a class', async (t) => {
   const f = new FeedbackJoin();
   // Before a rollout: the candidate answered 10 rows wrong; after it began (t = 5000), 4 right.

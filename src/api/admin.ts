@@ -41,33 +41,49 @@ export function isLoopbackAddress(address: string): boolean {
  */
 const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'];
 
+/**
+ * A bearer token, checked in constant time: `Authorization: Bearer <token>`, the scheme's name in
+ * any case (RFC 9110 11.1), so proxies and clients that lower-case it are answered alike.
+ */
+export class BearerToken {
+  private readonly digest: Buffer;
+
+  constructor(token: string) {
+    this.digest = sha256(token);
+  }
+
+  /** Whether `authorization` (the header's value, if any) carries this token. */
+  matches(authorization: string | undefined): boolean {
+    const header = authorization ?? '';
+    const scheme = /^bearer +/i.exec(header);
+    const token = scheme ? header.slice(scheme[0].length) : '';
+    // Fixed-length digests, so neither the token's content nor its length leaks through timing.
+    return timingSafeEqual(sha256(token), this.digest);
+  }
+}
+
 export class AdminGate {
-  private readonly digest: Buffer | undefined;
+  private readonly token: BearerToken | undefined;
 
   constructor(token?: string) {
-    this.digest = token ? sha256(token) : undefined;
+    this.token = token ? new BearerToken(token) : undefined;
   }
 
   get hasToken(): boolean {
-    return this.digest !== undefined;
+    return this.token !== undefined;
   }
 
   /** One line for the start-up log: how the admin routes are guarded. */
   describe(): string {
-    return this.digest
+    return this.token
       ? 'admin routes need the admin token (Authorization: Bearer <token>)'
       : 'admin routes answer only to loopback clients: no admin token is set (give one with --admin-token-file FILE to manage the server from elsewhere)';
   }
 
   /** Throws UNAUTHORIZED (401) unless `caller` may use the admin routes. */
   check(caller: AdminCaller): void {
-    if (this.digest) {
-      const header = caller.headers.authorization ?? '';
-      // The scheme's name is case-insensitive (RFC 9110 11.1): proxies and clients that lower-case it are answered alike.
-      const scheme = /^bearer +/i.exec(header);
-      const token = scheme ? header.slice(scheme[0].length) : '';
-      // Fixed-length digests, so neither the token's content nor its length leaks through timing.
-      if (!timingSafeEqual(sha256(token), this.digest)) {
+    if (this.token) {
+      if (!this.token.matches(caller.headers.authorization)) {
         throw new UmbraError('UNAUTHORIZED', 'this endpoint needs the admin token: send Authorization: Bearer <token>');
       }
       return;

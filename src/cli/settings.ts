@@ -86,17 +86,17 @@ function convert(field: Field, raw: unknown, source: string): unknown {
   return n;
 }
 
-/** The token in FILE: its content without the line break an editor leaves at the end. */
-function readTokenFile(path: string): string {
+/** The token in FILE (`flag` names it, `what` says which token): its content without the line break an editor leaves at the end. */
+function readTokenFile(path: string, flag: string, what: string): string {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`--admin-token-file: cannot read ${path}: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: cannot read ${path}: ${(err as Error).message}`);
   }
   const token = text.replace(/[\r\n]+$/, '');
-  if (token.trim() === '') throw new UsageError(`--admin-token-file: ${path} is empty; put the admin token in it`);
-  if (/[\r\n]/.test(token)) throw new UsageError(`--admin-token-file: ${path} has more than one line; put only the admin token in it`);
+  if (token.trim() === '') throw new UsageError(`${flag}: ${path} is empty; put the ${what} in it`);
+  if (/[\r\n]/.test(token)) throw new UsageError(`${flag}: ${path} has more than one line; put only the ${what} in it`);
   return token;
 }
 
@@ -160,8 +160,12 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
   }
   if (out.adminTokenFile !== undefined) {
     if (out.adminToken !== undefined) throw new UsageError('--admin-token-file: give the admin token one way, --admin-token-file or --admin-token, not both');
-    out.adminToken = readTokenFile(out.adminTokenFile as string);
+    out.adminToken = readTokenFile(out.adminTokenFile as string, '--admin-token-file', 'admin token');
     delete out.adminTokenFile;
+  }
+  if (out.feedbackTokenFile !== undefined) {
+    out.feedbackToken = readTokenFile(out.feedbackTokenFile as string, '--feedback-token-file', 'feedback token');
+    delete out.feedbackTokenFile;
   }
   const modelName = out.modelName as string | undefined;
   const modelDir = out.modelDir as string | undefined;

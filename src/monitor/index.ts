@@ -2,6 +2,7 @@
 // log and alerts into the inference path and registers their routes. Other capabilities that need
 // monitoring (traffic's rollout analysis, the lookup counter) are handed the Monitor it returns.
 import { UmbraError } from '../errors.js';
+import { BearerToken } from '../api/admin.js';
 import type { Umbra } from '../core/umbra.js';
 import { parseJsonObject, type ApiReply, type ApiRequest, type RouteTable } from '../api/api.js';
 import type { PluginContext } from '../api/plugin.js';
@@ -151,7 +152,11 @@ function registerRoutes(api: RouteTable, umbra: Umbra, monitor: Monitor): void {
   };
   api.route('GET', '/v2/models/:m/drift', (q, [m]) => drift(q.query, m!));
   api.route('GET', '/v2/models/:m/versions/:v/drift', (q, [m, v]) => drift(q.query, m!, v));
+  const feedbackToken = monitor.options.feedbackToken ? new BearerToken(monitor.options.feedbackToken) : undefined;
   api.route('POST', '/v2/models/:m/feedback', async (q, [m]) => {
+    if (feedbackToken && !feedbackToken.matches(q.headers.authorization)) {
+      throw new UmbraError('UNAUTHORIZED', 'this server takes labels only with its feedback token: send Authorization: Bearer <token> (the token umbra serve was given with --feedback-token-file)');
+    }
     umbra.manager.get(m!);
     const labels = parseFeedback(q);
     await umbra.settleEvents();

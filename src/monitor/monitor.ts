@@ -17,6 +17,12 @@ export interface MonitoringOptions extends MetricsOptions {
   /** Drift detection (default on); false turns it off. */
   drift?: DriftOptions | false;
   feedback?: FeedbackOptions;
+  /**
+   * Labels (`POST /v2/models/{m}/feedback`) need `Authorization: Bearer <token>` with this token;
+   * absent = any client that can infer may label. Live accuracy and the rollouts that decide on it
+   * trust the labels, so a server whose clients are not the ones who know the truth should set it.
+   */
+  feedbackToken?: string;
   /** Prediction log; absent = no log (the CLI sets a SQLite default). */
   log?: PredictionLogOptions;
   webhook?: WebhookOptions;

@@ -32,6 +32,8 @@ export const MONITOR_FIELDS: MonitorField[] = [
   { key: 'driftThresholds', flag: '--drift-thresholds', env: 'UMBRA_DRIFT_THRESHOLDS', kind: 'string' },
   { key: 'driftMinSamples', flag: '--drift-min-samples', env: 'UMBRA_DRIFT_MIN_SAMPLES', kind: 'int', min: 1 },
   { key: 'webhook', flag: '--webhook', env: 'UMBRA_WEBHOOK', kind: 'string' },
+  // Read by the CLI's settings (the file's content becomes feedbackToken), as --admin-token-file.
+  { key: 'feedbackTokenFile', flag: '--feedback-token-file', env: 'UMBRA_FEEDBACK_TOKEN_FILE', kind: 'string' },
   { key: 'accuracyThreshold', flag: '--accuracy-threshold', env: 'UMBRA_ACCURACY_THRESHOLD', kind: 'number', min: 0, max: 1 },
   // An error of 0 is a perfect regression: a threshold there would alert on every rounding.
   { key: 'errorThreshold', flag: '--error-threshold', env: 'UMBRA_ERROR_THRESHOLD', kind: 'number', min: 0,
@@ -62,9 +64,9 @@ function onOff(value: unknown, flag: string): boolean {
  */
 export function monitoringFromSettings(values: Record<string, unknown>, stateDir: string): MonitoringOptions | false {
   const v: Record<string, unknown> = {};
-  for (const f of MONITOR_FIELDS) {
-    if (values[f.key] !== undefined) v[f.key] = values[f.key];
-    delete values[f.key];
+  for (const key of [...MONITOR_FIELDS.map((f) => f.key), 'feedbackToken']) {
+    if (values[key] !== undefined) v[key] = values[key];
+    delete values[key];
   }
   if (!onOff(v.monitoring, '--monitoring')) return false;
   const options: MonitoringOptions = { stateDir };
@@ -97,6 +99,7 @@ export function monitoringFromSettings(values: Record<string, unknown>, stateDir
   }
   if (typeof v.accuracyThreshold === 'number') options.accuracyThreshold = v.accuracyThreshold;
   if (typeof v.errorThreshold === 'number') options.errorThreshold = v.errorThreshold;
+  if (typeof v.feedbackToken === 'string') options.feedbackToken = v.feedbackToken;
   return options;
 }
 

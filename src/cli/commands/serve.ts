@@ -55,6 +55,7 @@ export function registerServe(program: Command): void {
     .option('--drift-min-samples <rows>', 'fewer rows than this give an inconclusive drift verdict (default 100) [env UMBRA_DRIFT_MIN_SAMPLES]')
     .option('--webhook <url>', 'POST a JSON event here when drift or live accuracy crosses its threshold [env UMBRA_WEBHOOK]')
     .option('--accuracy-threshold <a>', 'alert when live accuracy falls below this, 0..1 [env UMBRA_ACCURACY_THRESHOLD]')
+    .option('--feedback-token-file <file>', 'labels (POST /v2/models/M/feedback) need Authorization: Bearer with the token in FILE; without it any client that can infer may label [env UMBRA_FEEDBACK_TOKEN_FILE]')
     .option('--error-threshold <e>', 'alert when a regression model\'s live mean absolute error rises above this, > 0 [env UMBRA_ERROR_THRESHOLD]')
     .option('--ui <on|off>', 'the ops page at /ui and the time series behind it (GET /v2/ops/*) (default on) [env UMBRA_UI]')
     .option('--state-dir <dir>', 'where umbra writes: the prediction log, traffic policies and rollouts, reference profiles; never inside --repo (default ./.umbra-state) [env UMBRA_STATE_DIR]')
@@ -176,6 +177,11 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     }
   }
   log(server.api.adminGate.describe());
+  if (options.monitoring !== false) {
+    log(options.monitoring?.feedbackToken
+      ? 'feedback labels need the feedback token (Authorization: Bearer <token>)'
+      : 'feedback labels are taken from any client that can infer (give --feedback-token-file FILE where clients are not the ones who know the truth)');
+  }
   log(describeHttpGuard(server.httpGuard));
   if (flags.adminToken !== undefined) log('warning: --admin-token shows the token to every user of this host in the process list; use --admin-token-file FILE');
   const cuda = cudaStatus();
