@@ -25,7 +25,10 @@ export const VERSIONS = {
   uws: versionOf('uWebSockets.js'),
 };
 
-const SESSION = `onnxruntime-node ${VERSIONS.onnxruntime}, one InferenceSession per process (1 intra-op, 1 inter-op thread), \`session.run\` per request; JSON bodies parsed with JSON.parse`;
+/** The session each Node peer process opens (bench/peers/ort-handler.mjs). */
+const session = (workers) => `onnxruntime-node ${VERSIONS.onnxruntime}, one InferenceSession per process (${workers === 1
+  ? "onnxruntime's default options: its intra-op pool on every core"
+  : '1 intra-op, 1 inter-op thread: one process per core'}), \`session.run\` per request; JSON bodies parsed with JSON.parse`;
 
 /** `umbra serve` on `repos[repo]` of the context, its prediction log in a fresh SQLite file per server. */
 export function umbra({ key, label, configuration, repo = 'shipped', args = [], protocol }) {
@@ -45,7 +48,7 @@ function nodePeer(key, label, script, framework, workers) {
     : `node:cluster, ${workers} worker processes (one per core) behind one port, round-robin (Node's default)`;
   return {
     key, label, family: 'node', workers,
-    configuration: `${framework}; ${layout}; ${SESSION}; keep-alive 60 s`,
+    configuration: `${framework}; ${layout}; ${session(workers)}; keep-alive 60 s`,
     start: (port, context) => ({ command: 'node', args: [script, String(port), context.modelFile, '--workers', String(workers)] }),
   };
 }

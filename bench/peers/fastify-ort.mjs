@@ -7,8 +7,9 @@ import { serveOnEveryWorker, workersFromArgs } from './cluster.mjs';
 
 const [port, file] = [Number(process.argv[2] ?? 0), process.argv[3]];
 
-await serveOnEveryWorker(workersFromArgs(process.argv), async (isReady) => {
-  const infer = await openModel(file);
+const workers = workersFromArgs(process.argv);
+await serveOnEveryWorker(workers, async (isReady) => {
+  const infer = await openModel(file, workers);
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 * 1024, keepAliveTimeout: 60_000 });
   app.get('/v2/health/ready', async (_request, reply) => {
     reply.code(isReady() ? 200 : 503);

@@ -8,8 +8,9 @@ import { serveOnEveryWorker, workersFromArgs } from './cluster.mjs';
 
 const [port, file] = [Number(process.argv[2] ?? 0), process.argv[3]];
 
-await serveOnEveryWorker(workersFromArgs(process.argv), async (isReady) => {
-  const infer = await openModel(file);
+const workers = workersFromArgs(process.argv);
+await serveOnEveryWorker(workers, async (isReady) => {
+  const infer = await openModel(file, workers);
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     if (req.method === 'GET' && req.url === '/v2/health/ready') {
       res.writeHead(isReady() ? 200 : 503, { 'content-type': 'application/json' }).end(`{"ready":${isReady()}}`);

@@ -1,9 +1,14 @@
 // The model part shared by the node:http and Fastify peers, written the way a user would:
 // one onnxruntime-node session created at start, session.run per request, OIP JSON in and out.
+// One process gets onnxruntime's default session options (its intra-op pool uses every core), as a
+// user who writes `InferenceSession.create(file)` does; a cluster of one process per core gives
+// each session one intra-op thread, as onnxruntime's threading docs advise for sessions that run
+// side by side, so the processes do not fight over the cores.
 import * as ort from 'onnxruntime-node';
 
-export async function openModel(file) {
-  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+export async function openModel(file, workers) {
+  const options = workers > 1 ? { intraOpNumThreads: 1, interOpNumThreads: 1 } : {};
+  const session = await ort.InferenceSession.create(file, options);
   return async (body) => {
     const feeds = {};
     for (const input of body.inputs) {
