@@ -6,7 +6,8 @@
 // changes. Chained layers on transposed activations (as the native backend runs a pruned stack),
 // one thread, working sets alternating pass by pass; the fastest pass of each is reported.
 //
-//   node bench/native/spmm-working-set.mjs [--layers 6] [--width 4096] [--sparsity 0.9] [--batches 64,1] [--columns 512,256,128] [--passes 15]
+//   node bench/native/spmm-working-set.mjs [--layers 6] [--width 4096] [--sparsity 0.9] [--batches 64,1] [--columns 512,256,128] [--passes 15] [--quick]
+// (--quick, as npm run bench passes it: 5 passes; --full: the defaults.)
 import { parseArgs } from 'node:util';
 import { alignedFloat32, boundSpmm, csrFromDense, packSparse, sparseInputRows, spmmLanes } from '../../dist/native/kernels.js';
 import { seededRandom } from '../../dist/random.js';
@@ -19,9 +20,12 @@ const { values: flags } = parseArgs({
     sparsity: { type: 'string', default: '0.9' },
     batches: { type: 'string', default: '64,1' },
     columns: { type: 'string', default: '512,256,128' },
-    passes: { type: 'string', default: '15' },
+    passes: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
   },
 });
+flags.passes ??= flags.quick ? '5' : '15';
 const LAYERS = Number(flags.layers);
 const WIDTH = Number(flags.width);
 const KEEP = 1 - Number(flags.sparsity);

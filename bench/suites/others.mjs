@@ -16,11 +16,17 @@ function summaryOf(name, stdout) {
   }
 }
 
+// bench/native scripts that need arguments of their own (a model file) and so are not benches this
+// suite can run with only --quick or --full.
+const NATIVE_TOOLS = new Set(['layer-plan.mjs']);
+
 export async function otherBenches(run) {
   const others = [];
   const candidates = [];
   const nativeDir = join(ROOT, 'bench', 'native');
-  if (existsSync(nativeDir)) for (const f of readdirSync(nativeDir).filter((f) => f.endsWith('.mjs')).sort()) candidates.push([`native/${f}`, f.replace(/\.mjs$/, '')]);
+  if (existsSync(nativeDir)) {
+    for (const f of readdirSync(nativeDir).filter((f) => f.endsWith('.mjs') && !NATIVE_TOOLS.has(f)).sort()) candidates.push([`native/${f}`, f.replace(/\.mjs$/, '')]);
+  }
   for (const name of ['ws', 'monitoring', 'batch', 'grpc']) candidates.push([`${name}.mjs`, name]);
   let left = candidates.filter(([file]) => existsSync(join(ROOT, 'bench', file))).length;
   for (const [file, name] of candidates) {
