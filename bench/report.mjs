@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { CORES, NODE_PEERS, PEERS, UMBRA_DIGITS, VERSIONS } from './contenders.mjs';
-import { at, elapsedSeconds, ratio } from './harness.mjs';
+import { ROOT, at, elapsedSeconds, ratio } from './harness.mjs';
 import { PAIRED } from './suites/paired.mjs';
 import { SWEEP } from './suites/serving.mjs';
 import { SPARE_THREADS } from './suites/batching.mjs';
@@ -21,6 +21,21 @@ function machine() {
     gpu = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'none';
   } catch { /* no NVIDIA driver */ }
   return `${cpu.length} x ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}, GPU: ${gpu}`;
+}
+
+/**
+ * The commit the run measured, and whether the checkout had uncommitted changes besides the files
+ * runs write (results, plots), or why it is unknown.
+ */
+function build() {
+  const git = (...args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const written = [':(exclude)bench/RESULTS*.md', ':(exclude)bench/results-*.json', ':(exclude)bench/*.svg'];
+    const changed = git('status', '--porcelain', '--untracked-files=no', '--', '.', ...written) !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${changed ? ' with uncommitted changes' : ''}`;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
 }
 
 /** A target's figure: a paired { median, min, max, n } or a sweep number. */
@@ -163,6 +178,7 @@ export function report({ run, command, loadAtStart, wrk, ran, results, targets, 
     '',
     `- **Date:** ${new Date().toISOString()}`,
     `- **Command:** \`${command}\` (${run.mode} mode${ran.length < 4 ? `; suites: ${ran.join(', ')}` : ''}; ${elapsedSeconds().toFixed(0)} s)`,
+    `- **Build:** ${build()}`,
     `- **Machine:** ${machine()}`,
     `- **Shared host:** other work runs on this machine during the run (other builds and tests; load average at start ${loadAtStart.map((v) => v.toFixed(1)).join(' / ')}, at end ${loadavg().map((v) => v.toFixed(1)).join(' / ')}, 1/5/15 min), so absolute rates move from minute to minute. Compare ratios of one run, measured in the same paired round, not rates across runs.`,
     `- **Load generator:** \`umbra perf\` (src/perf), closed loop, one thread, raw keep-alive HTTP/1.1; levels ${run.levels.join(', ')}; warm-up ${run.perf.warmupMs} ms, windows of ${run.perf.windowMs} ms until the last 3 agree within ${run.perf.stabilityPct}% (at most ${run.perf.maxWindows}); figures are the last 3 windows.`,
