@@ -69,9 +69,9 @@ export const PEERS = {
   fastify: nodePeer('fastify', 'Fastify + onnxruntime-node, one process', 'bench/peers/fastify-ort.mjs', `Fastify ${VERSIONS.fastify}`, 1),
   fastifyCluster: nodePeer('fastifyCluster', `Fastify + onnxruntime-node, cluster of ${CORES}`, 'bench/peers/fastify-ort.mjs', `Fastify ${VERSIONS.fastify}`, CORES),
   python: {
-    key: 'python', label: 'FastAPI + PyTorch (Python)', family: 'python',
-    configuration: 'FastAPI + uvicorn + PyTorch from Debian packages, one process, the digits MLP rebuilt in torch from the ONNX weights',
-    start: (port, context) => ({ command: '/usr/bin/python3', args: ['bench/peers/fastapi_torch.py', String(port), context.pythonWeights] }),
+    key: 'python', label: `FastAPI + PyTorch (Python), ${CORES} uvicorn workers`, family: 'python',
+    configuration: `FastAPI + uvicorn + PyTorch from Debian packages, ${CORES} uvicorn worker processes (one per core, FastAPI's advice) with one torch thread each, the digits MLP rebuilt in torch from the ONNX weights`,
+    start: (port, context) => ({ command: '/usr/bin/python3', args: ['bench/peers/fastapi_torch.py', String(port), context.pythonWeights, '--workers', String(CORES)] }),
   },
 };
 
