@@ -10,7 +10,7 @@
 // Servers are named in bench/contenders.mjs, targets in bench/targets.mjs, the tables in
 // bench/report.mjs.
 //
-//   node bench/run.mjs --quick     (npm run bench; about 12 minutes on two cores)
+//   node bench/run.mjs --quick     (npm run bench; about 14 minutes on two cores: 810 s in the run RESULTS.md records)
 //   node bench/run.mjs --full      (npm run bench:full)
 //   --only=serving,paired,batching,others runs a subset (serving includes paired), written to files
 //   of its own (bench/RESULTS-paired.md, results-quick-paired.json, ...): RESULTS.md is always a
