@@ -50,6 +50,7 @@ export const SERVE_FIELDS: Field[] = [
     check: (n) => (n > 0 && n < 8 ? 'WebSocket connections can be closed for silence after 8 s at the soonest: give 0 (never) or 8..960' : undefined) },
   { key: 'wsMaxInFlight', flag: '--ws-max-in-flight', env: 'UMBRA_WS_MAX_IN_FLIGHT', kind: 'int', min: 1, max: 65536 },
   { key: 'wsBackpressureBytes', flag: '--ws-backpressure-bytes', env: 'UMBRA_WS_BACKPRESSURE_BYTES', kind: 'int', min: 1024 },
+  { key: 'wsOrigins', flag: '--ws-origins', env: 'UMBRA_WS_ORIGINS', kind: 'string' },
   { key: 'store', flag: '--store', env: 'UMBRA_STORE', kind: 'string' },
   { key: 'stateDir', flag: '--state-dir', env: 'UMBRA_STATE_DIR', kind: 'string' },
   { key: 'intraOpThreads', flag: '--intra-op-threads', env: 'UMBRA_INTRA_OP_THREADS', kind: 'int', min: 1, max: 1024 },
@@ -153,6 +154,7 @@ export function resolveServeSettings(flags: Record<string, unknown>, env: NodeJS
     else if (value === 'off') out[key] = false;
     else throw new UsageError(`${flag}: expected on or off but received ${JSON.stringify(value)}`);
   }
+  if (out.wsOrigins !== undefined) out.wsOrigins = parseOrigins(out.wsOrigins as string);
   if (out.ui !== undefined) {
     if (out.ui === 'on') delete out.ui;
     else if (out.ui === 'off') out.ui = false;
@@ -230,4 +232,21 @@ export function existingRepository(repo: string): string {
     throw new UsageError(`--repo: ${repo} is not a directory; give the model repository (REPO/<model>/<version>/model.onnx)`);
   }
   return repo;
+}
+
+/** --ws-origins: comma-separated origins (scheme://host[:port]) or `*`, each written as browsers send it. */
+function parseOrigins(list: string): string[] {
+  return list.split(',').map((item) => item.trim()).filter((item) => item !== '').map((item) => {
+    if (item === '*') return item;
+    let url: URL | undefined;
+    try {
+      url = new URL(item);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || url.host === '' || url.origin !== item.toLowerCase().replace(/\/$/, '')) {
+      throw new UsageError(`--ws-origins: expected origins like https://app.example.com (scheme, host and port only) or * but received ${JSON.stringify(item)}`);
+    }
+    return url.origin;
+  });
 }

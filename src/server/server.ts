@@ -44,6 +44,8 @@ export interface ServerOptions extends UmbraOptions {
   wsMaxInFlight?: number;
   /** WebSocket: unread answer bytes past which a connection's new requests wait for the client to read. */
   wsBackpressureBytes?: number;
+  /** WebSocket: browser origins besides the server's own whose pages may open a stream (`*` any); an upgrade with another Origin is refused with 403. */
+  wsOrigins?: string[];
   /** Prediction store to answer lookups from (sqlite:PATH or postgres://...); see src/batch/lookup.ts. */
   store?: string;
   /** Metrics, drift, feedback, prediction log, alerts (on by default; false = off). */
@@ -495,6 +497,7 @@ function streamOptions(options: ServerOptions): StreamOptions {
     idleSeconds: options.wsIdleSeconds ?? STREAM_DEFAULTS.idleSeconds,
     maxInFlight: options.wsMaxInFlight ?? STREAM_DEFAULTS.maxInFlight,
     backpressureBytes: options.wsBackpressureBytes ?? STREAM_DEFAULTS.backpressureBytes,
+    origins: options.wsOrigins ?? [],
   };
 }
 

@@ -16,6 +16,12 @@ export interface StreamOptions {
   maxInFlight: number;
   /** Unread answer bytes above which the connection's new requests wait until the client reads. */
   backpressureBytes: number;
+  /**
+   * Browser origins (`scheme://host[:port]`, as `new URL(o).origin` writes them) allowed to open a
+   * stream besides the server's own; `*` allows any. An upgrade with no Origin is not a browser's
+   * and is always accepted.
+   */
+  origins?: readonly string[];
 }
 
 export const STREAM_DEFAULTS: StreamOptions = {
@@ -148,6 +154,14 @@ export function attachWebSocket(app: uws.TemplatedApp, umbra: InferenceFront, op
       req.forEach((k, v) => {
         headers[k] = v;
       });
+      // A browser lets any page open a WebSocket to any address and read what comes back (no
+      // same-origin rule, no CORS), so a page of another site in the operator's browser could use a
+      // server on loopback. Browsers always send Origin on an upgrade; other clients need not.
+      const foreign = foreignOrigin(headers, options.origins ?? []);
+      if (foreign !== undefined) {
+        refuse(res, '403 Forbidden', `${foreign}: a browser page may open a stream only from the server's own origin; list other origins with --ws-origins (or UMBRA_WS_ORIGINS)`);
+        return;
+      }
       const connection: Connection = { headers, closed: false };
       // An unknown model is not refused here: it may still be loading; each request gets its 404.
       if (bound) {
@@ -222,6 +236,23 @@ export function attachWebSocket(app: uws.TemplatedApp, umbra: InferenceFront, op
   app.ws('/v2/stream', behavior(false));
   app.ws('/v2/models/:m/stream', behavior(true));
   return hub;
+}
+
+/** Why an upgrade's Origin may not open a stream, or undefined: none, the server's own (its Host), or one listed. */
+export function foreignOrigin(headers: Record<string, string>, allowed: readonly string[]): string | undefined {
+  const origin = headers.origin;
+  if (origin === undefined || allowed.includes('*')) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(origin);
+  } catch {
+    url = undefined;
+  }
+  if (url !== undefined && url.host !== '') {
+    if (headers.host !== undefined && url.host === headers.host.toLowerCase()) return undefined;
+    if (allowed.includes(url.origin)) return undefined;
+  }
+  return `Origin ${JSON.stringify(origin)} is another site`;
 }
 
 function refuse(res: uws.HttpResponse, status: string, message: string): void {

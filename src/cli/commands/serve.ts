@@ -36,6 +36,7 @@ export function registerServe(program: Command): void {
     .option('--ws-idle-seconds <s>', 'close WebSocket connections silent this long, 0 = never, else at least 8 (default 50; pings every half of it) [env UMBRA_WS_IDLE_SECONDS]')
     .option('--ws-max-in-flight <n>', 'most requests outstanding per WebSocket connection (default 256) [env UMBRA_WS_MAX_IN_FLIGHT]')
     .option('--ws-backpressure-bytes <n>', 'unread answer bytes at which a WebSocket connection stops taking new requests (default 1048576) [env UMBRA_WS_BACKPRESSURE_BYTES]')
+    .option('--ws-origins <list>', "browser origins besides the server's own whose pages may open WebSocket streams, comma-separated, or * for any; an upgrade with another Origin gets 403 (default none) [env UMBRA_WS_ORIGINS]")
     .option('--io-threads <n>', 'threads that read, parse and answer HTTP/WebSocket requests; 1 = the core thread itself (default: 1 on one core, 2 on two, half the cores up to 8 on more) [env UMBRA_IO_THREADS]')
     .option('--core-reads <on|off|auto>', 'whether the core thread is one of the --io-threads, reading a share of the connections itself (auto: on when the host has fewer cores than --io-threads + 1) [env UMBRA_CORE_READS]')
     .option('--intra-op-threads <n>', 'threads one model run may use (default 1) [env UMBRA_INTRA_OP_THREADS]')
