@@ -1,8 +1,8 @@
 // The model repository at run time: which versions are loaded, load/unload/reload with an atomic
 // swap, readiness, and optional polling for new versions.
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { UmbraError, UnbatchedAnswersError } from '../errors.js';
 import { readModel, modelSignature } from '../onnx/model-io.js';
@@ -274,11 +274,31 @@ export class ModelManager extends EventEmitter {
       void this.retire([...old.values()]);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      entry.reason = message;
+      // The reason is shown to any client (index, ops page, a request's 404); the log keeps the host's paths.
+      entry.reason = this.withoutHostPaths(message);
       if (!hadServing) entry.state = 'UNAVAILABLE';
       this.emit('load-failed', entry.name, message);
       throw err instanceof UmbraError ? err : new UmbraError('LOAD_FAILED', `failed to load model '${entry.name}': ${message}`, { cause: err });
     }
+  }
+
+  /** `message` with paths under the repository or the override store written relative to it. */
+  private withoutHostPaths(message: string): string {
+    const roots = new Set<string>();
+    for (const dir of [this.options.repository, this.options.overridesDir]) {
+      roots.add(resolve(dir));
+      try {
+        roots.add(realpathSync(dir));
+      } catch {
+        // Not made yet (the override store before its first model): only the path as given can appear.
+      }
+    }
+    let out = message;
+    for (const root of [...roots].sort((a, b) => b.length - a.length)) {
+      const escaped = root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      out = out.split(root + sep).join('').replace(new RegExp(`${escaped}(?![\\w.-])`, 'g'), '.');
+    }
+    return out;
   }
 
   private async doUnload(entry: ModelEntry): Promise<void> {
