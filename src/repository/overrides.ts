@@ -58,7 +58,25 @@ function readConfig(value: unknown): Record<string, unknown> {
     throw bad(`expected the model configuration as JSON for parameters.config but it does not parse: ${(err as Error).message}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad(`expected a JSON object for parameters.config but received ${describeValue(parsed)}`);
+  // JSON.parse takes any depth, but writing the config back (JSON.stringify) and reading it recurse,
+  // and a config thousands of levels deep ran out of stack there: a 500 for a bad request.
+  if (deeperThan(parsed, MAX_CONFIG_DEPTH)) throw bad(`expected a model configuration nested at most ${MAX_CONFIG_DEPTH} levels deep for parameters.config but received one nested deeper`);
   return parsed as Record<string, unknown>;
+}
+
+/** Far more than any model configuration needs (Triton's nest a handful of levels). */
+const MAX_CONFIG_DEPTH = 64;
+
+/** Whether objects and arrays in `value` nest more than `limit` levels (the value itself is level 1); iterative, so any depth can be measured. */
+function deeperThan(value: unknown, limit: number): boolean {
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return false;
 }
 
 /** "file:1/model.onnx" -> "1/model.onnx", refusing anything that could leave the model's folder. */
