@@ -3,43 +3,17 @@
 // another site must not unload a model with a form-like POST (no preflight), and a page whose name
 // resolves to 127.0.0.1 (DNS rebinding, simulated with chromium's host resolver rules) must not
 // read the shadow log; the ops page itself, opened at 127.0.0.1, still acts.
-import t, { type Test } from 'tap';
-import { createServer, type Server } from 'node:http';
-import { existsSync } from 'node:fs';
-import puppeteer, { type Browser } from 'puppeteer-core';
+import t from 'tap';
+import { haveChromium, launch, otherSite } from './helpers/browser.js';
 import { startTestServer } from './helpers/server.js';
 import { affineModel, tempRepo } from './helpers/repo.js';
 
-const CHROMIUM = process.env.UMBRA_CHROMIUM ?? '/usr/bin/chromium';
 const REBOUND = 'rebound.example';
 
-async function launch(t: Test, args: string[] = []): Promise<Browser> {
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...args] });
-  t.teardown(() => browser.close());
-  return browser;
-}
 
-/** Another site on loopback: one empty page, its own origin. */
-async function otherSite(t: Test): Promise<string> {
-  const server: Server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' });
-    res.end('<!doctype html><title>other site</title>');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  }));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return `http://localhost:${address.port}`;
-}
 
 t.test('a server with no admin token in a browser: other sites cannot act, the ops page can', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
-    return;
-  }
+  if (!haveChromium(t)) return;
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
@@ -73,10 +47,7 @@ t.test('a server with no admin token in a browser: other sites cannot act, the o
 });
 
 t.test('another site cannot frame the ops page (and have the operator click its buttons)', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
-    return;
-  }
+  if (!haveChromium(t)) return;
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));

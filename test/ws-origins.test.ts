@@ -4,15 +4,12 @@
 // the ws package sending Origin, on the unbound and bound stream paths, over several connections so
 // that each of the I/O threads takes some; and once in real chromium from another site.
 import t, { type Test } from 'tap';
-import { createServer, type Server } from 'node:http';
-import { existsSync } from 'node:fs';
 import WebSocket from 'ws';
-import puppeteer from 'puppeteer-core';
+import { haveChromium, launch, otherSite } from './helpers/browser.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { affineModel, tempRepo } from './helpers/repo.js';
 import { resolveServeSettings } from '../dist/cli/settings.js';
 
-const CHROMIUM = process.env.UMBRA_CHROMIUM ?? '/usr/bin/chromium';
 const OTHER = 'http://other.example';
 /** Enough connections that each of a few listening threads gets some (the kernel spreads them). */
 const CONNECTIONS = 8;
@@ -80,32 +77,13 @@ t.test('--ws-origins, UMBRA_WS_ORIGINS and "wsOrigins" are read as a list of ori
   t.throws(() => resolveServeSettings({ repo: '/r', wsOrigins: 'https://app.example.com/path' }, {}), { message: /--ws-origins: expected origins/ }, 'an origin with a path is refused');
 });
 
-/** Another site on loopback: one empty page, its own origin. */
-async function otherSite(t: Test): Promise<string> {
-  const server: Server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html' });
-    res.end('<!doctype html><title>other site</title>');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  }));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return `http://localhost:${address.port}`;
-}
 
 t.test('in chromium, a page of another site cannot read a stream unless its origin is listed', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.fail(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set UMBRA_CHROMIUM)`);
-    return;
-  }
+  if (!haveChromium(t)) return;
   const site = await otherSite(t);
   const closed = await serve(t);
   const open = await serve(t, [site]);
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
-  t.teardown(() => browser.close());
+  const browser = await launch(t);
   const page = await browser.newPage();
   await page.goto(site, { waitUntil: 'load' });
   // Resolves with the first answer's outputs, or with how the socket ended.
