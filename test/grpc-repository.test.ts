@@ -2,7 +2,7 @@
 // over REST, bytes over gRPC) load a model the repository does not have, written under the state
 // directory so the repository may be read-only; the admin token guards it; a failed load keeps
 // what served; a plain load of a repository model drops its override; given models come back
-// after a restart.
+// after a restart, unless they were unloaded: an unload removes them for good.
 import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -112,4 +112,52 @@ t.test('given models come back after a restart', async (t) => {
   const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
   t.same((await s.post('/v2/models/given/infer', { inputs: [x([1, 2, 3, 4])] })).json.outputs[0].data, [2, 4, 6, 8]);
   t.same((await s.post('/v2/repository/index')).json.map((e: { name: string }) => e.name), ['base', 'given']);
+});
+
+t.test('an unloaded given model stays unloaded after a restart, over REST and gRPC; a repository model comes back', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('base', 1, affineModel(1, 0));
+  const state = stateDir(t);
+  const config = JSON.stringify({ max_batch_size: 4 });
+  const model = Buffer.from(encodeModel(affineModel(2, 0)));
+  const first = await startServer({ repository: repo.dir, stateDir: state, host: '127.0.0.1', port: 0, workers: 1, grpcPort: 'any' });
+  t.teardown(() => first.stop());
+  const c = generatedClient(first.grpcPort);
+  t.teardown(() => c.close());
+  const post = (path: string, body?: unknown) => fetch(first.url + path, { method: 'POST', ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+
+  t.equal((await post('/v2/repository/models/by-rest/load', { parameters: { config, 'file:1/model.onnx': model.toString('base64') } })).status, 200, 'loaded over REST');
+  const loaded = await c.call('RepositoryModelLoad', { model_name: 'by-grpc', parameters: { config: { string_param: config }, 'file:1/model.onnx': { bytes_param: model } } });
+  t.ok(loaded.ok, !loaded.ok ? loaded.error.details : 'loaded over gRPC');
+  t.equal((await post('/v2/repository/models/base/load', { parameters: { config, 'file:1/model.onnx': model.toString('base64') } })).status, 200, 'the repository model overridden');
+
+  t.equal((await post('/v2/repository/models/by-rest/unload')).status, 200, 'unloaded over REST');
+  t.ok((await c.call('RepositoryModelUnload', { model_name: 'by-grpc' })).ok, 'unloaded over gRPC');
+  t.equal((await post('/v2/repository/models/base/unload')).status, 200, 'the repository model unloaded');
+  t.same(readdirSync(join(state, 'models')), [], 'the unloads removed the given files, hidden folders included');
+  t.same(readdirSync(repo.dir), ['base'], 'and left the repository alone');
+  await first.stop();
+
+  const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
+  t.same((await s.post('/v2/repository/index')).json.map((e: { name: string }) => e.name), ['base'], 'only the repository model is listed after the restart');
+  t.equal((await s.post('/v2/models/by-rest/infer', { inputs: [x([1, 2, 3, 4])] })).status, 404, 'the model unloaded over REST is not served');
+  t.equal((await s.post('/v2/models/by-grpc/infer', { inputs: [x([1, 2, 3, 4])] })).status, 404, 'the model unloaded over gRPC is not served');
+  t.same((await s.post('/v2/models/base/infer', { inputs: [x([1, 2, 3, 4])] })).json.outputs[0].data, [1, 2, 3, 4], 'the repository model serves its own files again');
+});
+
+t.test('an unload that cannot remove the given files fails and leaves the model serving', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  const state = stateDir(t);
+  const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
+  const manager = s.server.umbra.manager;
+  await manager.load('given', { config: { max_batch_size: 4 }, files: [{ path: '1/model.onnx', content: Buffer.from(encodeModel(affineModel(2, 0))) }] });
+  // The store's own failure (a read-only state volume, say) without depending on the file system.
+  manager.overrides.remove = () => Promise.reject(new Error('EROFS: read-only file system'));
+  const refused = await s.post('/v2/repository/models/given/unload');
+  t.equal(refused.status, 500, refused.text);
+  t.same((await s.post('/v2/models/given/infer', { inputs: [x([1, 2, 3, 4])] })).json.outputs[0].data, [2, 4, 6, 8], 'the model still serves');
+  t.ok(manager.isModelReady('given'), 'and is still ready');
+  t.ok(existsSync(join(state, 'models', 'given', '1', 'model.onnx')), 'its files are still in place');
 });

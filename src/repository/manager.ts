@@ -181,12 +181,22 @@ export class ModelManager extends EventEmitter {
     };
   }
 
+  /**
+   * Unloads one model. What a load request gave goes with it (as Triton forgets a model loaded
+   * with overrides): otherwise a restart or a poll would load an unloaded model again, and its
+   * files would stay for good. Its folder is set aside first, so an unload that cannot remove it
+   * fails with the model still serving. A repository model's own files are never touched.
+   */
   unload(name: string): Promise<void> {
     validateModelName(name);
     const entry = this.models.get(name);
     if (!entry) return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`));
     if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not unloaded`));
-    const run = entry.busy.then(() => this.doUnload(entry));
+    const run = entry.busy.then(async () => {
+      const removal = await this.overrides.remove(name);
+      await this.doUnload(entry);
+      await removal.commit().catch(() => undefined);
+    });
     entry.busy = run.catch(() => undefined);
     return run;
   }
