@@ -5,13 +5,20 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
 import { CatalogView, signatureFingerprint } from '../dist/server/io/catalog.js';
 import { CoreLink, RemoteFront } from '../dist/server/io/io-front.js';
 import { Inbox, Outbox, packResponse, unpackBody, unpackRequest, type Envelope, type ToCore, type ToIo } from '../dist/server/io/wire.js';
 import { Umbra } from '../dist/index.js';
+
+/** What the stop test reaches into on the hub (test instrumentation only). */
+interface IoHubInternals {
+  threads: { data: MessagePort }[];
+  close(bound?: Promise<void>): Promise<void>;
+  replicaQueues(): Promise<unknown>;
+}
 
 process.env.UMBRA_FAULT_INJECTION = '1';
 
@@ -172,6 +179,74 @@ t.test(`drain on ${mode}: every admitted request is answered, then the port clos
   await t.rejects(fetch(`${s.url}/v2/health/live`), 'no thread accepts connections any more');
 });
 }
+
+t.test('stop: a thread whose inline replica is not open yet answers what it handed to the core before it closes', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('inline', 1, affineModel(2, 1));
+  repo.writeConfig('inline', { parameters: { execution: 'inline' } });
+  // A thread still opening its replica of an inline model hands the model's requests to the core;
+  // UMBRA_IO_LOCAL=0 holds every thread in that state (the hub reads it as it starts).
+  process.env.UMBRA_IO_LOCAL = '0';
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 2, coreReads: false }).finally(() => delete process.env.UMBRA_IO_LOCAL);
+  const hub = (s.server as unknown as { transport: IoHubInternals }).transport;
+  const c = await RawConnection.open(s.server.port);
+  t.teardown(() => c.close());
+  t.equal((await c.request('/v2/models/inline/infer', { inputs: [x(1)] })).status, 200, 'served before the stop, on a connection kept open');
+
+  // The core's messages to the threads are held in transit from the request below until each
+  // thread has taken its stop: the answer is on its way when the thread is told to stop.
+  const held: (() => void)[] = [];
+  let holding = false;
+  for (const thread of hub.threads) {
+    const post = thread.data.postMessage.bind(thread.data);
+    thread.data.postMessage = (...args: Parameters<MessagePort['postMessage']>) => {
+      if (holding) held.push(() => post(...args));
+      else post(...args);
+    };
+  }
+  const umbra = s.server.umbra;
+  let reachedCore!: () => void;
+  const reached = new Promise<void>((resolve) => { reachedCore = resolve; });
+  const infer = umbra.infer.bind(umbra);
+  umbra.infer = (...args: Parameters<typeof umbra.infer>) => {
+    reachedCore();
+    return infer(...args);
+  };
+  const inferBody = umbra.inferBody.bind(umbra);
+  umbra.inferBody = (...args: Parameters<typeof umbra.inferBody>) => {
+    reachedCore();
+    return inferBody(...args);
+  };
+  // Every thread has drained when the stop drains the models (as a load under way holds it
+  // there): a client that had not yet seen the drain sends on its open connection.
+  const manager = umbra.manager;
+  const drainAll = manager.drainAll.bind(manager);
+  let late: Promise<{ status: number; body: string } | Error> | undefined;
+  manager.drainAll = async () => {
+    if (!late) {
+      holding = true;
+      late = c.request('/v2/models/inline/infer', { inputs: [x(5)] }).catch((err: Error) => err);
+      await reached;
+    }
+    return drainAll();
+  };
+  const close = hub.close.bind(hub);
+  hub.close = (bound?: Promise<void>) => {
+    const closing = close(bound);
+    // Each thread answers this after its stop (one channel, in order), or has ended.
+    void hub.replicaQueues().then(() => {
+      holding = false;
+      for (const post of held.splice(0)) post();
+    });
+    return closing;
+  };
+
+  await s.server.stop();
+  const answer = await late!;
+  t.equal(answer instanceof Error ? answer.message : answer.status, 200, 'the request that arrived during the stop is answered, not reset');
+  t.same(answer instanceof Error ? undefined : JSON.parse(answer.body).outputs[0].data, [11, 13, 15, 17], 'with its own result');
+});
 
 t.test('request headers cross to the core only while a hook may read them', async (t) => {
   const repo = tempRepo();

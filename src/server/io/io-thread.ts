@@ -106,7 +106,16 @@ control.on('message', (msg: Control) => {
       break;
     }
     case 'stop':
-      void replicas.close().finally(() => shutdown(0));
+      closing = true;
+      stopListening();
+      void (async () => {
+        await replicas.close();
+        // Requests this thread handed to the core (all of an inline model's while its replica was
+        // still opening) wait for answers that are still on their way, and requests read after
+        // the drain are answered too: closing their sockets first would reset them unanswered.
+        // The core waits for this no longer than its drain allows (IoHub.close).
+        await settled(inFlight, streams);
+      })().finally(() => shutdown(0));
       break;
     case 'stats':
       reply({ t: 'stats', ...streams.stats(), queues: replicas.queues() });
