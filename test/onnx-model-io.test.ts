@@ -172,7 +172,7 @@ t.test('external-data initializers: metadata, values, and onnxruntime agrees', a
   t.same(externalDataReferences(loaded), [{ tensor: 'w', location: 'weights.bin', offset: 16, length: 24 }]);
   t.same(modelSignature(loaded).inputs.map((i) => i.name), ['x']);
   t.throws(() => tensorValues(loaded.graph!.initializer![0]!), /stored externally; its model folder is needed/);
-  const values = tensorValues(loaded.graph!.initializer![0]!, dir);
+  const values = tensorValues(loaded.graph!.initializer![0]!, { dir });
   t.same(Array.from(values.data as Float32Array), Array.from(weights));
 
   const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
@@ -187,18 +187,22 @@ t.test('external-data initializers: metadata, values, and onnxruntime agrees', a
 
   const w = loaded.graph!.initializer![0]!;
   w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: '../../etc/passwd' })];
-  t.throws(() => tensorValues(w, dir), /is not inside the model folder/);
+  t.throws(() => tensorValues(w, { dir }), /is not inside the model folder/);
   // A data file that is a link out of the folder: the weights would be any file the server can read.
   const outside = mkdtempSync(join(tmpdir(), 'umbra-secret-'));
   t.teardown(() => rmSync(outside, { recursive: true, force: true }));
   writeFileSync(join(outside, 'secret'), Buffer.from(Float32Array.from([42, 43, 44, 45, 46, 47]).buffer));
   symlinkSync(join(outside, 'secret'), join(dir, 'linked.data'));
   w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'linked.data' }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
-  t.throws(() => tensorValues(w, dir), /links out of the model folder/);
+  t.throws(() => tensorValues(w, { dir }), /links out of the model folder/);
   copyFileSync(join(outside, 'secret'), join(dir, 'inside.data'));
   symlinkSync('inside.data', join(dir, 'inside-link.data'));
   w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'inside-link.data' }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
-  t.same(Array.from(tensorValues(w, dir).data as Float32Array), [42, 43, 44, 45, 46, 47], 'a link inside the folder is followed');
+  t.same(Array.from(tensorValues(w, { dir }).data as Float32Array), [42, 43, 44, 45, 46, 47], 'a link inside the folder is followed');
+  // A model file linked in from elsewhere (as Umbra links KServe's /mnt/models/model.onnx and the
+  // data beside it): the data may lie beside the file's real location.
+  w.externalData = [onnx.StringStringEntryProto.create({ key: 'location', value: 'linked.data' }), onnx.StringStringEntryProto.create({ key: 'length', value: '24' })];
+  t.same(Array.from(tensorValues(w, { dir, realDir: outside }).data as Float32Array), [42, 43, 44, 45, 46, 47], 'a link to beside the model file\'s real location is followed');
 });
 
 t.test('typed-field tensors (float_data, int64_data) read as well as raw_data', async (t) => {

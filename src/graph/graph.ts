@@ -3,7 +3,8 @@
 import { dirname } from 'node:path';
 import { UmbraError } from '../errors.js';
 import { int64ToNumber, modelSignature, onnx, readModel, type ModelProto, type OnnxSignature } from '../onnx/model-io.js';
-import { tensorValues } from '../onnx/tensor-data.js';
+import { tensorValues, type ModelFolder } from '../onnx/tensor-data.js';
+import { realOrResolved } from '../real-path.js';
 import type { Value } from './tensor.js';
 import type pkg from 'onnx-proto';
 
@@ -31,12 +32,12 @@ export function describeNode(node: GraphNode): string {
   return `node "${node.name}" (${node.op})`;
 }
 
-function tensorValue(tensor: pkg.onnx.ITensorProto, modelDir: string | undefined): Value {
-  const v = tensorValues(tensor, modelDir);
+function tensorValue(tensor: pkg.onnx.ITensorProto, folder: ModelFolder | undefined): Value {
+  const v = tensorValues(tensor, folder);
   return { dims: v.dims, data: v.data instanceof Uint8Array ? Int32Array.from(v.data) : v.data };
 }
 
-function decodeAttribute(attr: pkg.onnx.IAttributeProto, modelDir: string | undefined, where: string): AttributeValue | undefined {
+function decodeAttribute(attr: pkg.onnx.IAttributeProto, folder: ModelFolder | undefined, where: string): AttributeValue | undefined {
   const T = onnx.AttributeProto.AttributeType;
   switch (attr.type) {
     case T.INT: return int64ToNumber(attr.i, `${where} attribute ${attr.name}`);
@@ -44,7 +45,7 @@ function decodeAttribute(attr: pkg.onnx.IAttributeProto, modelDir: string | unde
     case T.STRING: return new TextDecoder().decode(attr.s ?? new Uint8Array());
     case T.INTS: return (attr.ints ?? []).map((v) => int64ToNumber(v, `${where} attribute ${attr.name}`));
     case T.FLOATS: return [...(attr.floats ?? [])];
-    case T.TENSOR: return attr.t ? tensorValue(attr.t, modelDir) : undefined;
+    case T.TENSOR: return attr.t ? tensorValue(attr.t, folder) : undefined;
     default: return undefined;
   }
 }
@@ -68,11 +69,11 @@ function constantValue(node: GraphNode): Value {
 /** Decodes a model (path or proto) into a Graph. Constant nodes become constants. */
 export function loadGraph(source: string | ModelProto): Graph {
   const model = typeof source === 'string' ? readModel(source) : source;
-  const modelDir = typeof source === 'string' ? dirname(source) : undefined;
+  const folder: ModelFolder | undefined = typeof source === 'string' ? { dir: dirname(source), realDir: dirname(realOrResolved(source)) } : undefined;
   const signature = modelSignature(model);
   const g = model.graph!;
   const constants = new Map<string, Value>();
-  for (const init of g.initializer ?? []) constants.set(init.name ?? '', tensorValue(init, modelDir));
+  for (const init of g.initializer ?? []) constants.set(init.name ?? '', tensorValue(init, folder));
   const nodes: GraphNode[] = [];
   (g.node ?? []).forEach((n, index) => {
     const name = n.name || `${n.opType ?? 'node'}_${index}`;
@@ -81,7 +82,7 @@ export function loadGraph(source: string | ModelProto): Graph {
     }
     const attributes = new Map<string, AttributeValue>();
     for (const attr of n.attribute ?? []) {
-      const v = decodeAttribute(attr, modelDir, `node "${name}"`);
+      const v = decodeAttribute(attr, folder, `node "${name}"`);
       if (v !== undefined) attributes.set(attr.name ?? '', v);
     }
     const node: GraphNode = { name, op: n.opType ?? '', inputs: [...(n.input ?? [])], outputs: [...(n.output ?? [])], attributes };

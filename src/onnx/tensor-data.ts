@@ -49,10 +49,22 @@ export interface TensorValues {
 }
 
 /**
- * The values of an initializer or Constant tensor. `modelDir` is needed only for tensors whose
- * bytes are external; their location must stay inside that folder.
+ * Where a model's external data is read: `dir`, the folder of the model file as named, where each
+ * location is resolved; and `realDir`, the folder the model file really lies in. The data must
+ * really lie in one of them: a model linked in from elsewhere (Umbra links KServe's
+ * `/mnt/models/model.onnx` and the data beside it into its repository) keeps its data beside the
+ * file itself, and a link in a model folder to any other file is refused.
  */
-export function tensorValues(tensor: pkg.onnx.ITensorProto, modelDir?: string): TensorValues {
+export interface ModelFolder {
+  dir: string;
+  realDir?: string;
+}
+
+/**
+ * The values of an initializer or Constant tensor. `folder` is needed only for tensors whose
+ * bytes are external; their location must stay inside it.
+ */
+export function tensorValues(tensor: pkg.onnx.ITensorProto, folder?: ModelFolder): TensorValues {
   const name = tensor.name ?? '';
   const datatype = datatypeFromElemType(tensor.dataType ?? 0);
   const dims = (tensor.dims ?? []).map((d, i) => int64ToNumber(d, `dim ${i} of tensor "${name}"`));
@@ -62,7 +74,7 @@ export function tensorValues(tensor: pkg.onnx.ITensorProto, modelDir?: string): 
   }
   let raw: Uint8Array | undefined;
   if (tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-    raw = readExternal(tensor, modelDir, count * BYTES_PER_ELEMENT[datatype]);
+    raw = readExternal(tensor, folder, count * BYTES_PER_ELEMENT[datatype]);
   } else if (tensor.rawData && tensor.rawData.length > 0) {
     raw = tensor.rawData;
   }
@@ -114,9 +126,9 @@ function fromTypedFields(name: string, datatype: InitializerDatatype, tensor: pk
   return out;
 }
 
-function readExternal(tensor: pkg.onnx.ITensorProto, modelDir: string | undefined, byteLength: number): Uint8Array {
+function readExternal(tensor: pkg.onnx.ITensorProto, folder: ModelFolder | undefined, byteLength: number): Uint8Array {
   const name = tensor.name ?? '';
-  if (modelDir === undefined) throw new UmbraError('LOAD_FAILED', `tensor "${name}" is stored externally; its model folder is needed to read it`);
+  if (folder === undefined) throw new UmbraError('LOAD_FAILED', `tensor "${name}" is stored externally; its model folder is needed to read it`);
   const entries = new Map((tensor.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = entries.get('location') ?? '';
   const normalized = normalize(location);
@@ -126,12 +138,14 @@ function readExternal(tensor: pkg.onnx.ITensorProto, modelDir: string | undefine
   }
   // A model folder from elsewhere may hold the data file as a link out of it (onnxruntime refuses
   // that too): the weights would be any file the server can read, and a model can answer them.
-  if (!liesInside(join(modelDir, normalized), modelDir)) {
+  const modelDir = folder.dir;
+  const path = join(modelDir, normalized);
+  if (!liesInside(path, modelDir) && !(folder.realDir !== undefined && liesInside(path, folder.realDir))) {
     throw new UmbraError('LOAD_FAILED', `tensor "${name}" has external location ${JSON.stringify(location)}, which links out of the model folder`);
   }
   const offset = Number(entries.get('offset') ?? 0);
   const out = new Uint8Array(byteLength);
-  const fd = openSync(join(modelDir, normalized), 'r');
+  const fd = openSync(path, 'r');
   try {
     const read = readSync(fd, out, 0, byteLength, offset);
     if (read !== byteLength) throw new UmbraError('LOAD_FAILED', `external data for tensor "${name}" ends after ${read} of ${byteLength} bytes`);
