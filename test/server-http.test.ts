@@ -167,7 +167,7 @@ t.test('a status outside the common ones still has its reason phrase', async (t)
   const { port } = new URL(s.url);
   const socket = connect(Number(port), '127.0.0.1');
   const body = '{"key": "/x", "offset": 0, "byte_size": 4}';
-  socket.write(`POST /v2/systemsharedmemory/region/x/register HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  socket.write(`POST /v2/systemsharedmemory/region/x/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
   const chunks: Buffer[] = [];
   for await (const chunk of socket) chunks.push(chunk as Buffer);
   t.equal(Buffer.concat(chunks).toString('latin1').split('\r\n')[0], 'HTTP/1.1 403 Forbidden');
