@@ -121,8 +121,8 @@ export class ModelManager extends EventEmitter {
   }
 
   /** Runs `action` on the model's entry after whatever load or unload of it is running. */
-  private serialized(name: string, action: (entry: ModelEntry) => Promise<void>): Promise<void> {
-    if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not loaded`));
+  private serialized(name: string, action: (entry: ModelEntry) => Promise<void>, what = 'loaded'): Promise<void> {
+    if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not ${what}`));
     const entry = this.entry(name);
     entry.pending += 1;
     const run = entry.busy.then(() => action(entry)).finally(() => {
@@ -161,7 +161,11 @@ export class ModelManager extends EventEmitter {
   private async loadFromRepository(entry: ModelEntry): Promise<void> {
     const inRepository = listModels(this.options.repository).includes(entry.name);
     if (!inRepository || !existsSync(this.overrides.modelDir(entry.name))) {
-      await this.doLoad(entry);
+      // A given model unloaded just before this load (queued behind it) has no files left: no entry either.
+      await this.doLoad(entry).catch((err: unknown) => {
+        this.forgetIfGone(entry);
+        throw err;
+      });
       return;
     }
     const removal = await this.overrides.remove(entry.name);
@@ -189,16 +193,14 @@ export class ModelManager extends EventEmitter {
    */
   unload(name: string): Promise<void> {
     validateModelName(name);
-    const entry = this.models.get(name);
-    if (!entry) return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`));
-    if (this.closing) return Promise.reject(new UmbraError('NOT_READY', `the model repository is closing; model '${name}' was not unloaded`));
-    const run = entry.busy.then(async () => {
+    if (!this.models.has(name)) return Promise.reject(new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`));
+    // Queued on the entry like a load (and counted in `pending`), so a load asked after it runs
+    // after it, on the entry it leaves listed.
+    return this.serialized(name, async (entry) => {
       const removal = await this.overrides.remove(name);
       await this.doUnload(entry);
       await removal.commit().catch(() => undefined);
-    });
-    entry.busy = run.catch(() => undefined);
-    return run;
+    }, 'unloaded');
   }
 
   private entry(name: string): ModelEntry {
@@ -314,7 +316,17 @@ export class ModelManager extends EventEmitter {
   private async doUnload(entry: ModelEntry): Promise<void> {
     entry.state = 'UNLOADING';
     const old = [...entry.versions.values()];
-    this.models.delete(entry.name);
+    // With a load or unload of the model queued behind this one, the entry stays listed, serving
+    // nothing, for that one to act on: removed here, a queued load would load into an entry no
+    // longer listed, and the model would end loaded but neither listed nor served.
+    if (entry.pending > 1) {
+      entry.versions = new Map();
+      delete entry.config;
+      entry.fingerprint = '';
+      delete entry.reason;
+    } else {
+      this.models.delete(entry.name);
+    }
     this.emit('unloaded', entry.name);
     await this.retire(old);
   }
