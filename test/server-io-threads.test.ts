@@ -450,3 +450,61 @@ t.test('a streamed answer (server-sent events) comes through in order, stops whe
     t.equal(stopped, 2);
   }
 });
+
+t.test('stop: the core\'s own thread answers a request it is still answering before it closes', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  // One thread: the core's thread reads every request (coreReads); two threads with the core's
+  // among them run the same transport beside the I/O threads.
+  const s = await startTestServer(t, { repository: repo.dir, ioThreads: 1 });
+  const transport = (s.server as unknown as { transport: { close(bound?: Promise<void>): Promise<void> } }).transport;
+  const c = await RawConnection.open(s.server.port);
+  t.teardown(() => c.close());
+  t.equal((await c.request('/v2/models/affine/infer', { inputs: [x(1)] })).status, 200, 'served before the stop, on a connection kept open');
+
+  // From the late request on, the core's answers are held until the transport is told to close:
+  // the request is still being answered (an async answer) when close() comes.
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => { open = resolve; });
+  let reachedCore!: () => void;
+  const reached = new Promise<void>((resolve) => { reachedCore = resolve; });
+  const umbra = s.server.umbra;
+  const infer = umbra.infer.bind(umbra);
+  umbra.infer = async (...args: Parameters<typeof umbra.infer>) => {
+    reachedCore();
+    const answer = await infer(...args);
+    await gate;
+    return answer;
+  };
+  const inferBody = umbra.inferBody.bind(umbra);
+  umbra.inferBody = async (...args: Parameters<typeof umbra.inferBody>) => {
+    reachedCore();
+    const answer = await inferBody(...args);
+    await gate;
+    return answer;
+  };
+  // The transport has drained when the stop drains the models (as a load under way holds it
+  // there): a client that had not yet seen the drain sends on its open connection.
+  const manager = umbra.manager;
+  const drainAll = manager.drainAll.bind(manager);
+  let late: Promise<{ status: number; body: string } | Error> | undefined;
+  manager.drainAll = async () => {
+    if (!late) {
+      late = c.request('/v2/models/affine/infer', { inputs: [x(5)] }).catch((err: Error) => err);
+      await reached;
+    }
+    return drainAll();
+  };
+  const close = transport.close.bind(transport);
+  transport.close = (bound?: Promise<void>) => {
+    const closing = close(bound);
+    open();
+    return closing;
+  };
+
+  await s.server.stop();
+  const answer = await late!;
+  t.equal(answer instanceof Error ? answer.message : answer.status, 200, 'the request that arrived during the stop is answered, not reset');
+  t.same(answer instanceof Error ? undefined : JSON.parse(answer.body).outputs[0].data, [11, 13, 15, 17], 'with its own result');
+});

@@ -197,7 +197,16 @@ class LocalTransport implements Transport {
     this.streams.cutOff(err);
   }
 
-  async close(): Promise<void> {
+  /**
+   * As an I/O thread stops (io-thread.ts): requests read after the drain settled (on a connection
+   * still open while the stop waited for the models) are answered before their sockets close,
+   * waited for no longer than `bound`; closed first, such a client would see a reset.
+   */
+  async close(bound?: Promise<void>): Promise<void> {
+    const listener = this.listenSocket;
+    this.listenSocket = false;
+    if (listener) await closeListener(listener);
+    await (bound ? Promise.race([settled(this.inFlight, this.streams), bound]) : settled(this.inFlight, this.streams));
     this.unwatch();
     this.app.close();
   }
@@ -252,7 +261,7 @@ class SharedPortTransport implements Transport {
   }
 
   async close(bound?: Promise<void>): Promise<void> {
-    await Promise.all([this.local.close(), this.hub.close(bound)]);
+    await Promise.all([this.local.close(bound), this.hub.close(bound)]);
   }
 
   async streamStats(): Promise<StreamStats> {
