@@ -73,7 +73,7 @@ function weightsOf(path: string): Map<string, { dims: number[]; data: Float32Arr
   const model = readModel(path);
   const out = new Map<string, { dims: number[]; data: Float32Array }>();
   for (const tensor of model.graph!.initializer ?? []) {
-    const v = tensorValues(tensor, join(path, '..'));
+    const v = tensorValues(tensor, { dir: join(path, '..') });
     out.set(tensor.name!, { dims: v.dims, data: v.data as Float32Array });
   }
   return out;
