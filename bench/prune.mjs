@@ -3,7 +3,7 @@
 // torch.nn.utils.prune.global_unstructured on the same weights (bench/prune_torch.py) when
 // Debian's python3-torch is there. Medians of repeats; each repeat starts from the same weights.
 //
-//   node bench/prune.mjs [--layers 6] [--size 4096] [--sparsity 0.9] [--repeats 5] [--threads 1,2] [--torch-repeats 3] [--no-torch] [--json]
+//   node bench/prune.mjs [--layers 6] [--size 4096] [--sparsity 0.9] [--repeats 5] [--threads 1,2] [--torch-repeats N (default: --repeats)] [--no-torch] [--json]
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,7 +20,7 @@ const { values: flags } = parseArgs({
     seed: { type: 'string', default: '42' },
     repeats: { type: 'string', default: '5' },
     threads: { type: 'string', default: '1,2' },
-    'torch-repeats': { type: 'string', default: '3' },
+    'torch-repeats': { type: 'string' },
     'no-torch': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
@@ -30,6 +30,8 @@ const SIZE = Number(flags.size);
 const SPARSITY = Number(flags.sparsity);
 const SEED = Number(flags.seed) >>> 0;
 const REPEATS = Number(flags.repeats);
+// Both sides take the median of the same number of runs unless asked otherwise.
+const TORCH_REPEATS = flags['torch-repeats'] ?? flags.repeats;
 const THREADS = flags.threads.split(',').map(Number);
 const COUNT = SIZE * SIZE;
 const TOTAL = LAYERS * COUNT;
@@ -93,7 +95,7 @@ if (!flags['no-torch'] && existsSync(python)) {
   for (const threads of THREADS) {
     try {
       const out = execFileSync(python, [script, '--layers', String(LAYERS), '--size', String(SIZE), '--sparsity', String(SPARSITY),
-        '--seed', String(SEED), '--repeats', flags['torch-repeats'], '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+        '--seed', String(SEED), '--repeats', TORCH_REPEATS, '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 20 });
       const result = JSON.parse(out.trim().split('\n').at(-1));
       const mine = umbra.find((u) => u.threads === threads);
       const jsSum = originals[0].reduce((s, v) => s + Math.abs(v), 0);
