@@ -70,7 +70,12 @@ export class ModelManager extends EventEmitter {
   constructor(private readonly options: ManagerOptions) {
     super();
     this.overrides = new OverrideStore(options.overridesDir);
+    // Before any load or unload can start: what an earlier run cut short is put right first.
+    this.recovered = this.overrides.recover();
   }
+
+  /** What the start put right in the folder of models given in load requests, one note each (OverrideStore.recover). */
+  readonly recovered: string[];
 
   get repository(): string {
     return this.options.repository;

@@ -4,7 +4,7 @@
 // folder's config.json replaces the repository model's configuration, its version folders
 // replace the repository model's versions. They persist across restarts, as the repository does;
 // a load without overrides of a model the repository has goes back to the repository's.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,10 @@ export interface LoadOverrides {
 
 const FILE_PREFIX = 'file:';
 const CONFIG_FILE = 'config.json';
+/** Hidden folders beside the models: a swap's old folder, a load's files being written, a folder let go. */
+const PREVIOUS = '.previous-';
+const STAGING = '.staging-';
+const RETIRED = '.retired-';
 
 function bad(message: string): UmbraError {
   return new UmbraError('INVALID_INPUT', message);
@@ -158,7 +162,7 @@ export class OverrideStore {
         if (previous) await rename(previous, target);
       },
       commit: async () => {
-        if (previous) await rm(previous, { recursive: true, force: true });
+        if (previous) await this.discard(previous);
       },
     };
   }
@@ -171,24 +175,88 @@ export class OverrideStore {
         if (previous) await rename(previous, this.modelDir(name));
       },
       commit: async () => {
-        if (previous) await rm(previous, { recursive: true, force: true });
+        if (previous) await this.discard(previous);
       },
     };
+  }
+
+  /**
+   * Lets a set-aside folder go once its swap is final: renamed to `.retired-*` first (one atomic
+   * step), so a removal that fails or is cut short leaves a folder the next start deletes, never
+   * one it would take for an unfinished swap and put back.
+   */
+  private async discard(previous: string): Promise<void> {
+    const retired = join(this.dir, `${RETIRED}${previous.slice(this.dir.length + 1 + PREVIOUS.length)}`);
+    const gone = await rename(previous, retired).then(() => retired, () => previous);
+    await rm(gone, { recursive: true, force: true });
+  }
+
+  /**
+   * What an earlier run left in the folder, put right before any load or unload can start (so it
+   * is synchronous): a swap set aside but never made final (the process ended between the two) is
+   * undone, as a failed load is; staging and retired folders are removed. Returns a note for each.
+   */
+  recover(): string[] {
+    if (!isDirectory(this.dir)) return [];
+    const notes: string[] = [];
+    const remove = (entry: string, why: string) => {
+      try {
+        rmSync(join(this.dir, entry), { recursive: true, force: true });
+        notes.push(`removed ${entry} from ${this.dir}: ${why}`);
+      } catch (err) {
+        notes.push(`cannot remove ${entry} from ${this.dir} (${(err as Error).message}): ${why}; it is never served, delete it by hand`);
+      }
+    };
+    const entries = readdirSync(this.dir).sort();
+    for (const entry of entries) {
+      if (entry.startsWith(STAGING)) remove(entry, 'files of a load that did not finish');
+      else if (entry.startsWith(RETIRED)) remove(entry, 'a model folder replaced or unloaded earlier');
+    }
+    // The newest set-aside folder of each model is its state before the unfinished swap.
+    const asides = new Map<string, { entry: string; mtime: number }[]>();
+    for (const entry of entries) {
+      const name = /^\.previous-(.+)-[0-9a-f]{8}$/.exec(entry)?.[1];
+      if (!entry.startsWith(PREVIOUS)) continue;
+      if (name === undefined || !isValidModelName(name)) {
+        remove(entry, 'not a folder this server set aside');
+        continue;
+      }
+      let mtime = 0;
+      try {
+        mtime = statSync(join(this.dir, entry)).mtimeMs;
+      } catch {
+        // Gone meanwhile: nothing to restore.
+      }
+      asides.set(name, [...(asides.get(name) ?? []), { entry, mtime }]);
+    }
+    for (const [name, list] of asides) {
+      list.sort((a, b) => b.mtime - a.mtime);
+      const [newest, ...older] = list;
+      for (const o of older) remove(o.entry, `an older copy of model "${name}"`);
+      try {
+        rmSync(this.modelDir(name), { recursive: true, force: true });
+        renameSync(join(this.dir, newest!.entry), this.modelDir(name));
+        notes.push(`put back the model "${name}" given in a load request: a load or unload of it was cut short (the process ended before it finished), so it was undone as a failed one is`);
+      } catch (err) {
+        notes.push(`cannot put back the model "${name}" from ${join(this.dir, newest!.entry)} (${(err as Error).message}); move that folder to ${this.modelDir(name)} by hand, or delete it`);
+      }
+    }
+    return notes;
   }
 
   /** The current override folder moved to a hidden name (still on the same file system). */
   private async setAside(name: string): Promise<string | undefined> {
     const target = this.modelDir(name);
     if (!isDirectory(target)) return undefined;
-    const aside = join(this.dir, `.previous-${name}-${randomBytes(4).toString('hex')}`);
+    const aside = join(this.dir, `${PREVIOUS}${name}-${randomBytes(4).toString('hex')}`);
     await this.guard(name, () => rename(target, aside));
     // Nothing keeps the old folder once the swap is done but the undo; a crash leaves a hidden
-    // folder the manager never reads.
+    // folder the next start puts back (recover).
     return aside;
   }
 
   private async stage(name: string, fill: (dir: string) => Promise<void>): Promise<string> {
-    const dir = join(this.dir, `.staging-${name}-${randomBytes(4).toString('hex')}`);
+    const dir = join(this.dir, `${STAGING}${name}-${randomBytes(4).toString('hex')}`);
     try {
       await this.guard(name, async () => {
         await mkdir(dir, { recursive: true });

@@ -127,6 +127,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   server.umbra.manager.on('unloaded', (name: string) => log(`model ${name} unloaded`));
   // A folder whose name cannot name a model, or a model file outside a model folder, is skipped;
   // its owner hears why and where it goes (at start, and when polling finds one).
+  for (const note of server.umbra.manager.recovered) log(note);
   for (const note of server.umbra.manager.unserved()) log(note);
   server.umbra.manager.on('unserved', (note: string) => log(note));
   // Each version's queue bound with the measurement behind it, so an operator sees what is shed and why.
