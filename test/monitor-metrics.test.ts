@@ -172,6 +172,7 @@ t.test('a model unloaded leaves no series behind: loaded, served and unloaded ag
   const s = await affineServer(t);
   const series = async () => parseExposition((await s.get('/metrics')).text).filter((x) => x.labels.model === 'affine');
   const x = { name: 'x', datatype: 'FP32', shape: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] };
+  const labelled: number[] = [];
   for (let cycle = 0; cycle < 5; cycle++) {
     if (cycle > 0) t.equal((await s.post('/v2/repository/models/affine/load', {})).status, 200);
     for (let i = 0; i < 3; i++) t.equal((await s.post('/v2/models/affine/infer', { id: `c${cycle}-${i}`, inputs: [x] })).status, 200);
@@ -180,7 +181,10 @@ t.test('a model unloaded leaves no series behind: loaded, served and unloaded ag
     const served = await series();
     t.same(['accepted', 'unknown'].map((result) => total(served, 'umbra_feedback_total', { model: 'affine', result })), [1, 1], `cycle ${cycle}: feedback counted`);
     t.equal(total(served, 'umbra_requests_total', { model: 'affine', version: '1', role: 'primary', outcome: 'success' }), 3, `cycle ${cycle}: counted while it serves`);
+    labelled.push((await s.get('/v2/models/affine/drift')).json.accuracy.labelled);
     t.equal((await s.post('/v2/repository/models/affine/unload', {})).status, 200);
     t.same((await series()).map((m) => m.name), [], `cycle ${cycle}: nothing of it once it is unloaded`);
   }
+  // Its accuracy window went with it: each load starts its evidence afresh, and nothing piles up.
+  t.same(labelled, labelled.map(() => labelled[0]), 'each load\'s live accuracy counts only its own labels');
 });

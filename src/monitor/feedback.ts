@@ -427,6 +427,18 @@ export class FeedbackJoin {
     return out;
   }
 
+  /**
+   * Drops the accuracy windows of versions `keep` refuses (versions no longer loaded): kept, each
+   * version ever served would hold its window (two arrays of the window's size) for the life of
+   * the process. A version reloaded under the same number keeps its window.
+   */
+  forgetWindows(keep: (model: string, version: string) => boolean): void {
+    for (const key of this.windows.keys()) {
+      const [model, version] = key.split('\u0000') as [string, string];
+      if (!keep(model, version)) this.windows.delete(key);
+    }
+  }
+
   reports(): AccuracyReport[] {
     const out: AccuracyReport[] = [];
     for (const key of this.windows.keys()) {

@@ -259,8 +259,8 @@ export class Monitor {
    * Versions no longer loaded (the model unloaded, or a reload retired them) stop reporting: their
    * last drift verdict or accuracy would otherwise stay on /metrics, and keep an alert on
    * `umbra_drift_detected == 1` firing, for a version that serves nothing. Their request counters,
-   * latency histograms, feedback and shadow series go too: kept, every version and model name ever
-   * served would add 61 series or more for the life of the process.
+   * latency histograms, feedback and shadow series and accuracy windows go too: kept, every version
+   * and model name ever served would add 61 series or more, and a window, for the life of the process.
    */
   private forgetRetired(): void {
     const m = this.metrics;
@@ -279,6 +279,8 @@ export class Monitor {
       // Labels for ids no version knows are counted per model: they go with the model's last version.
       if (this.umbra.manager.versionsOf(s.model).length === 0) m.feedback.remove({ model: s.model, version: '', result: 'unknown' });
     }
+    // Their accuracy windows too (a label arriving late for one makes a window again, dropped here next time).
+    this.feedback.forgetWindows((model, version) => this.isLoaded(model, version));
   }
 
   private isLoaded(model: string, version: string): boolean {
