@@ -5,6 +5,10 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { parseExposition, promtoolCheck, total } from './helpers/prometheus.js';
 import { UmbraMetrics, parseBuckets } from '../dist/monitor/index.js';
+import { once } from 'node:events';
+import WebSocket from 'ws';
+import { streamUrl } from '../dist/client/index.js';
+import { generatedClient } from './helpers/grpc.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -187,4 +191,32 @@ t.test('a model unloaded leaves no series behind: loaded, served and unloaded ag
   }
   // Its accuracy window went with it: each load starts its evidence afresh, and nothing piles up.
   t.same(labelled, labelled.map(() => labelled[0]), 'each load\'s live accuracy counts only its own labels');
+});
+
+t.test('requests are counted by the transport that carried them: HTTP, WebSocket, gRPC and predict()', async (t) => {
+  const s = await affineServer(t, { grpcPort: 'any' });
+  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+  t.equal((await s.post('/v2/models/affine/infer', { inputs: [x] })).status, 200, 'HTTP');
+  t.equal((await s.post('/v2/models/affine/infer', { inputs: [x] })).status, 200, 'HTTP again');
+  const ws = new WebSocket(streamUrl(s.url));
+  t.teardown(() => ws.terminate());
+  await once(ws, 'open');
+  ws.send(JSON.stringify({ id: 'w', model_name: 'affine', inputs: [x] }));
+  const [frame] = await once(ws, 'message');
+  t.notOk(JSON.parse(String(frame)).error, 'WebSocket');
+  const c = generatedClient(s.server.grpcPort);
+  t.teardown(() => c.close());
+  const g = await c.call('ModelInfer', { model_name: 'affine', inputs: [{ ...x, contents: { fp32_contents: x.data } }] });
+  t.ok(g.ok, 'gRPC');
+  await s.server.umbra.predict('affine', { x: { data: [1, 2, 3, 4], shape: [1, 4] } });
+  const bad = await c.call('ModelInfer', { model_name: 'affine', inputs: [{ name: 'nope', datatype: 'FP32', shape: [1, 1], contents: { fp32_contents: [1] } }] });
+  t.notOk(bad.ok, 'an invalid gRPC request');
+  await s.server.umbra.settleEvents();
+  const m = parseExposition((await s.get('/metrics')).text);
+  const labels = { model: 'affine', version: '1', role: 'primary' };
+  const count = (name: string, outcome?: string) => Object.fromEntries(['http', 'ws', 'grpc', 'in-process'].map((transport) => [transport, total(m, name, { ...labels, transport, ...(outcome ? { outcome } : {}) })]));
+  t.same(count('umbra_requests_total', 'success'), { http: 2, ws: 1, grpc: 1, 'in-process': 1 }, 'successes by transport');
+  t.same(count('umbra_requests_total', 'invalid'), { http: 0, ws: 0, grpc: 1, 'in-process': 0 }, 'the invalid request under its own transport');
+  t.same(count('umbra_request_duration_seconds_count'), { http: 2, ws: 1, grpc: 2, 'in-process': 1 }, 'latency histograms by transport (every outcome)');
+  t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'success' }), 5, 'summed over transports: every request once');
 });

@@ -12,7 +12,7 @@ const QUEUE = 1;
 const COMPUTE = 2;
 
 interface Series {
-  labels: { model: string; version: string; role: string };
+  labels: { model: string; version: string; role: string; transport: string };
   requests: Float64Array;
   /** Per histogram: bucket counts (non-cumulative, last = above every bound), then sum. */
   histograms: [Float64Array, Float64Array, Float64Array];
@@ -55,7 +55,7 @@ export class RequestSeries {
 
   /** Hot path: a Map lookup and a few array increments. */
   observe(event: InferEvent): void {
-    const s = this.seriesOf(event.model, event.version, event.role);
+    const s = this.seriesOf(event.model, event.version, event.role, event.context.transport ?? 'in-process');
     s.requests[OUTCOME_INDEX[event.outcome]]! += 1;
     this.add(s, REQUEST, event.durationMs / 1000);
     const t = event.timing;
@@ -67,7 +67,7 @@ export class RequestSeries {
     }
   }
 
-  /** Drops every role's series of a version no longer loaded, so retired versions do not pile up on /metrics. */
+  /** Drops every role's and transport's series of a version no longer loaded, so retired versions do not pile up on /metrics. */
   forget(model: string, version: string): void {
     for (const [key, s] of this.series) if (s.labels.model === model && s.labels.version === version) this.series.delete(key);
   }
@@ -80,12 +80,12 @@ export class RequestSeries {
     s.sums[which]! += seconds;
   }
 
-  private seriesOf(model: string, version: string, role: string): Series {
-    const key = `${model}\u0000${version}\u0000${role}`;
+  private seriesOf(model: string, version: string, role: string, transport: string): Series {
+    const key = `${model}\u0000${version}\u0000${role}\u0000${transport}`;
     let s = this.series.get(key);
     if (!s) {
       const n = this.buckets.length + 1;
-      s = { labels: { model, version, role }, requests: new Float64Array(OUTCOMES.length), histograms: [new Float64Array(n), new Float64Array(n), new Float64Array(n)], sums: new Float64Array(3), inferences: 0, executions: 0 };
+      s = { labels: { model, version, role, transport }, requests: new Float64Array(OUTCOMES.length), histograms: [new Float64Array(n), new Float64Array(n), new Float64Array(n)], sums: new Float64Array(3), inferences: 0, executions: 0 };
       this.series.set(key, s);
     }
     return s;
