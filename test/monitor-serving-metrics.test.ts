@@ -3,6 +3,8 @@
 // after a crash, each version's queue bound, traffic weights and rollout states, and the
 // prediction log's backlog. None is touched on the request path; each is read at scrape time,
 // and an unloaded model leaves no series.
+import { sumQueues } from '../dist/server/io/wire.js';
+import { queueFill } from '../dist/scheduler/options.js';
 import t from 'tap';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -111,8 +113,18 @@ t.test('umbra_queue_bound_requests: the bound in force, over every queue, gone w
   t.equal(total(m, 'umbra_queue_bound_requests', { model: 'pinned', version: '1' }), 16, 'max_queue_size of the config');
   t.equal(total(m, 'umbra_queue_bound_requests', { model: 'derived', version: '1' }), derived, 'the derived bound, as GET .../config says it');
   t.equal(total(m, 'umbra_queue_bound_requests', { model: 'inline', version: '1' }), 48, 'an inline version: 16 on the core and on each I/O thread');
+  t.same(['pinned', 'derived', 'inline'].map((model) => m.filter((x) => x.name === 'umbra_queue_fill_ratio' && x.labels.model === model).map((x) => x.value)), [[0], [0], [0]], 'one fill series per bounded version, empty while idle');
   t.equal((await s.post('/v2/repository/models/pinned/unload', undefined, ADMIN)).status, 200);
-  t.notOk((await scrape(s)).some((x) => x.name === 'umbra_queue_bound_requests' && x.labels.model === 'pinned'), 'no series once unloaded');
+  t.notOk((await scrape(s)).some((x) => (x.name === 'umbra_queue_bound_requests' || x.name === 'umbra_queue_fill_ratio') && x.labels.model === 'pinned'), 'no series once unloaded');
+});
+
+t.test('umbra_queue_fill_ratio is the fullest queue\'s, not the average over the threads\' queues', async (t) => {
+  // One I/O thread's queue of an inline version full (4 of 4), the other's empty: the sums say
+  // half full, but the full one refuses every request it reads.
+  const q = (pending: number, maxQueueSize: number) => ({ pending, inFlight: 0, executingRequests: 0, maxQueueSize, fullest: queueFill(pending, maxQueueSize) });
+  const summed = sumQueues([{ 'm/1': q(4, 4), 'n/1': q(1, 10) }, { 'm/1': q(0, 4) }]);
+  t.same(summed, { 'm/1': { pending: 4, inFlight: 0, executingRequests: 0, maxQueueSize: 8, fullest: 1 }, 'n/1': { pending: 1, inFlight: 0, executingRequests: 0, maxQueueSize: 10, fullest: 0.1 } });
+  t.equal(queueFill(7, 0), 0, 'an unbounded queue is never full');
 });
 
 t.test('umbra_traffic_weight and umbra_rollout_state: policy, rollout started, paused, rolled back, unloaded', async (t) => {

@@ -38,6 +38,7 @@ export class UmbraMetrics {
   readonly inFlightRequests: Gauge<'model' | 'version'>;
   /** The queue bound in force (max_queue_size, configured or derived), summed over the version's queues on every thread. */
   readonly queueBound: Gauge<'model' | 'version'>;
+  readonly queueFill: Gauge<'model' | 'version'>;
   /** Shadow requests dropped (queue full, timeout, shadow error); called by src/traffic. */
   readonly shadowDropped: Counter<'model' | 'version'>;
   /** Share of shadow answers that agree with the primary's, 0..1; set by src/traffic. */
@@ -67,6 +68,7 @@ export class UmbraMetrics {
     const queues = (): Promise<void> => (refreshing ??= Promise.resolve(this.collectors.pending?.()).finally(() => { refreshing = undefined; }));
     this.pending = new Gauge({ name: 'umbra_pending_requests', help: 'Requests waiting in the queue.', labelNames: ['model', 'version'], registers, collect: queues });
     this.inFlight = new Gauge({ name: 'umbra_executing_batches', help: 'Batches executing now.', labelNames: ['model', 'version'], registers, collect: queues });
+    this.queueFill = new Gauge({ name: 'umbra_queue_fill_ratio', help: 'How full the version\'s fullest queue is: pending requests over its max_queue_size, the largest over its queues on every thread (requests are refused with 503 at 1 by the queue that is full, whatever the others hold). Only versions with a bounded queue.', labelNames: ['model', 'version'], registers, collect: queues });
     this.queueBound = new Gauge({ name: 'umbra_queue_bound_requests', help: 'Requests the version\'s queues hold before refusing with 503: max_queue_size in force (configured, or derived at load from the measured batch time), summed over its queues on every thread (an inline version has one on each I/O thread); 0 = unbounded. Compare with umbra_pending_requests.', labelNames: ['model', 'version'], registers, collect: queues });
     this.inFlightRequests = new Gauge({ name: 'umbra_inflight_requests', help: 'Requests admitted to the model and not yet answered: queued plus in executing batches.', labelNames: ['model', 'version'], registers, collect: queues });
     this.shadowDropped = new Counter({ name: 'umbra_shadow_dropped_total', help: 'Shadow requests dropped instead of delaying the primary.', labelNames: ['model', 'version'], registers });

@@ -8,6 +8,7 @@ import type { ModelVersion } from '../repository/model-version.js';
 import { VersionDrift, type DriftOptions, type DriftReport, type FeatureHistogram, type Verdict } from './drift.js';
 import { FeedbackJoin, predictedRows, predictedValues, predictionReader, type AccuracyReport, type FeedbackOptions, type FeedbackResult, type PredictionReader } from './feedback.js';
 import { UmbraMetrics, type MetricsOptions } from './metrics.js';
+import { queueFill } from '../scheduler/options.js';
 import { PredictionLog, type PredictionLogOptions } from './prediction-log.js';
 import { profileFileOf, readProfile } from './profile.js';
 import { Webhook, type AlertEvent, type WebhookOptions } from './webhook.js';
@@ -238,6 +239,7 @@ export class Monitor {
       m.inFlight.reset();
       m.inFlightRequests.reset();
       m.queueBound.reset();
+      m.queueFill.reset();
       for (const name of umbra.manager.names()) {
         for (const mv of umbra.manager.versionsOf(name)) {
           const labels = { model: name, version: mv.version };
@@ -248,7 +250,9 @@ export class Monitor {
           m.pending.set(labels, pending);
           m.inFlight.set(labels, stats.inFlight + (other?.inFlight ?? 0));
           m.inFlightRequests.set(labels, pending + stats.executingRequests + (other?.executingRequests ?? 0));
-          m.queueBound.set(labels, mv.queueBound.maxQueueSize + (other?.maxQueueSize ?? 0));
+          const bound = mv.queueBound.maxQueueSize + (other?.maxQueueSize ?? 0);
+          m.queueBound.set(labels, bound);
+          if (bound > 0) m.queueFill.set(labels, Math.max(queueFill(stats.pending, mv.queueBound.maxQueueSize), other?.fullest ?? 0));
         }
       }
     };

@@ -118,6 +118,13 @@ export interface QueueCounts {
   executingRequests: number;
   /** The queue's bound (max_queue_size in force, 0 = unbounded); summed over queues, their bounds together. */
   maxQueueSize: number;
+  /** pending / maxQueueSize of the fullest bounded queue (0 when none is bounded): summed over queues, their maximum. */
+  fullest: number;
+}
+
+/** How full a queue is against its bound; 0 for an unbounded one. */
+export function queueFill(pending: number, maxQueueSize: number): number {
+  return maxQueueSize > 0 ? pending / maxQueueSize : 0;
 }
 
 export interface BatcherStats {

@@ -9,6 +9,7 @@ import type { Executor, ExecutionPlan } from '../../execution/executor.js';
 import type { ModelSignature } from '../../protocol/types.js';
 import { SharedMemoryTable } from '../../protocol/shared-memory.js';
 import type { Catalog, QueueCounts } from './wire.js';
+import { queueFill } from '../../scheduler/options.js';
 
 const fingerprints = new WeakMap<ModelSignature, string>();
 
@@ -172,7 +173,8 @@ export class LocalReplicas {
       const executor = this.ready.get(plan.session.key);
       if (!executor) continue;
       const s = executor.stats();
-      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests, maxQueueSize: executor.queueBound.maxQueueSize };
+      const bound = executor.queueBound.maxQueueSize;
+      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests, maxQueueSize: bound, fullest: queueFill(s.pending, bound) };
     }
     return out;
   }

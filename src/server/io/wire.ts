@@ -85,9 +85,11 @@ export function sumQueues(list: readonly Record<string, QueueCounts>[]): Record<
   const out: Record<string, QueueCounts> = {};
   for (const queues of list) {
     for (const [key, q] of Object.entries(queues)) {
-      const sum = (out[key] ??= { pending: 0, inFlight: 0, executingRequests: 0, maxQueueSize: 0 });
+      const sum = (out[key] ??= { pending: 0, inFlight: 0, executingRequests: 0, maxQueueSize: 0, fullest: 0 });
       sum.pending += q.pending;
       sum.maxQueueSize += q.maxQueueSize;
+      // Requests are refused by the queue that is full, not by the sum: its fill is what matters.
+      sum.fullest = Math.max(sum.fullest, q.fullest);
       sum.inFlight += q.inFlight;
       sum.executingRequests += q.executingRequests;
     }
