@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { affineModel, tempRepo, until } from './helpers/repo.js';
+import { affineModel, holdExecution, tempRepo, until } from './helpers/repo.js';
 import { parseExposition, promtoolCheck, total, type Sample } from './helpers/prometheus.js';
 
 // The worker crash and the I/O thread crash below are injected faults (tests only).
@@ -125,6 +125,30 @@ t.test('umbra_queue_fill_ratio is the fullest queue\'s, not the average over the
   const summed = sumQueues([{ 'm/1': q(4, 4), 'n/1': q(1, 10) }, { 'm/1': q(0, 4) }]);
   t.same(summed, { 'm/1': { pending: 4, inFlight: 0, executingRequests: 0, maxQueueSize: 8, fullest: 1 }, 'n/1': { pending: 1, inFlight: 0, executingRequests: 0, maxQueueSize: 10, fullest: 0.1 } });
   t.equal(queueFill(7, 0), 0, 'an unbounded queue is never full');
+});
+
+t.test('umbra_queue_fill_ratio counts what the bound counts: a batch staged on a busy slot fills the queue too', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('staged', 1, affineModel(2, 0));
+  // One slot, which stages one full batch of 4 behind the running one; a bound of 8.
+  repo.writeConfig('staged', { max_batch_size: 4, instance_group: [{ count: 1 }], dynamic_batching: { max_queue_size: 8 }, parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const mv = s.server.umbra.manager.get('staged');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const send = () => s.post('/v2/models/staged/infer', { inputs: [x(1)] });
+  // One request runs (held), a full batch of 4 is staged behind it, 4 more wait in the queue.
+  const admitted = [send()];
+  await until(() => hold.held === 1, 'the first request running');
+  admitted.push(send(), send(), send(), send());
+  await until(() => hold.held === 2, 'a full batch staged on the busy slot');
+  admitted.push(send(), send(), send(), send());
+  await until(() => mv.pending === 4, 'four requests queued');
+  t.equal((await send()).status, 503, 'the queue refuses: 4 queued and 4 staged hold its bound of 8');
+  t.equal(total(await scrape(s), 'umbra_queue_fill_ratio', { model: 'staged', version: '1' }), 1, 'and reads full');
+  hold.release();
+  t.same((await Promise.all(admitted)).map((r) => r.status), new Array(9).fill(200), 'every admitted request served');
 });
 
 t.test('umbra_traffic_weight and umbra_rollout_state: policy, rollout started, paused, rolled back, unloaded', async (t) => {

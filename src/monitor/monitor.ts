@@ -252,7 +252,7 @@ export class Monitor {
           m.inFlightRequests.set(labels, pending + stats.executingRequests + (other?.executingRequests ?? 0));
           const bound = mv.queueBound.maxQueueSize + (other?.maxQueueSize ?? 0);
           m.queueBound.set(labels, bound);
-          if (bound > 0) m.queueFill.set(labels, Math.max(queueFill(stats.pending, mv.queueBound.maxQueueSize), other?.fullest ?? 0));
+          if (bound > 0) m.queueFill.set(labels, Math.max(queueFill(stats.pending + stats.stagedRequests, mv.queueBound.maxQueueSize), other?.fullest ?? 0));
         }
       }
     };

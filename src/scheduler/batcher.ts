@@ -63,7 +63,7 @@ class Pending<P, R> implements QueuedRequest {
   }
 }
 
-type Counters = Omit<BatcherStats, 'pending' | 'inFlight' | 'executingRequests'>;
+type Counters = Omit<BatcherStats, 'pending' | 'inFlight' | 'executingRequests' | 'stagedRequests'>;
 
 const formatMs = (us: number): string => `${Number((us / 1000).toFixed(3))} ms`;
 
@@ -258,7 +258,7 @@ export class DynamicBatcher<P, R> {
   }
 
   stats(): BatcherStats {
-    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight, executingRequests: this.#executingRequests };
+    return { ...this.#counters, pending: this.#config.queue.size, inFlight: this.#inFlight, executingRequests: this.#executingRequests, stagedRequests: this.#stagedRequests() };
   }
 
   /** One pump after the current I/O phase, however many requests arrive in it. */

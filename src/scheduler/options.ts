@@ -118,13 +118,17 @@ export interface QueueCounts {
   executingRequests: number;
   /** The queue's bound (max_queue_size in force, 0 = unbounded); summed over queues, their bounds together. */
   maxQueueSize: number;
-  /** pending / maxQueueSize of the fullest bounded queue (0 when none is bounded): summed over queues, their maximum. */
+  /** (pending + staged) / maxQueueSize of the fullest bounded queue (0 when none is bounded): summed over queues, their maximum. */
   fullest: number;
 }
 
-/** How full a queue is against its bound; 0 for an unbounded one. */
-export function queueFill(pending: number, maxQueueSize: number): number {
-  return maxQueueSize > 0 ? pending / maxQueueSize : 0;
+/**
+ * How full a queue is against its bound; 0 for an unbounded one. `held` is what the bound counts:
+ * requests queued plus those staged on a busy slot (BatcherStats pending + stagedRequests), so it
+ * reads 1 when the queue refuses.
+ */
+export function queueFill(held: number, maxQueueSize: number): number {
+  return maxQueueSize > 0 ? held / maxQueueSize : 0;
 }
 
 export interface BatcherStats {
@@ -156,6 +160,8 @@ export interface BatcherStats {
   inFlight: number;
   /** Requests in the batches executing now (pending + executingRequests = admitted, not yet answered). */
   executingRequests: number;
+  /** Of executingRequests, those in batches staged on a busy slot, not started: the queue bound counts them with pending. */
+  stagedRequests: number;
 }
 
 /** Options after checking, with defaults filled in and priorities mapped to concrete levels. */

@@ -174,7 +174,7 @@ export class LocalReplicas {
       if (!executor) continue;
       const s = executor.stats();
       const bound = executor.queueBound.maxQueueSize;
-      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests, maxQueueSize: bound, fullest: queueFill(s.pending, bound) };
+      out[name] = { pending: s.pending, inFlight: s.inFlight, executingRequests: s.executingRequests, maxQueueSize: bound, fullest: queueFill(s.pending + s.stagedRequests, bound) };
     }
     return out;
   }
