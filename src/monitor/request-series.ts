@@ -1,5 +1,5 @@
 // The request-path metrics (requests, latency histograms, inferences, executions) kept in plain
-// arrays per (model, version, role) and handed to prom-client only when scraped: prom-client's
+// arrays per (model, version, role, transport) and handed to prom-client only when scraped: prom-client's
 // own observe() hashes the label set on every call, which cost more than the rest of monitoring.
 import type { Registry } from 'prom-client';
 import type { InferEvent, Outcome } from '../core/hooks.js';
