@@ -25,7 +25,7 @@ const manifests: { file: string; doc: any }[] = loadManifests(ROOT);
 const docs = (kind: string) => manifests.filter((m) => m.doc.kind === kind).map((m) => m.doc);
 const named = (kind: string, name: string) => docs(kind).find((d) => d.metadata.name === name);
 
-const OUTCOMES = ['success', 'rejected', 'timeout', 'invalid', 'internal'];
+const OUTCOMES = ['success', 'rejected', 'timeout', 'invalid', 'internal', 'cancelled'];
 const ROLES = ['primary', 'canary', 'shadow', 'direct'];
 
 /** The container's environment as the kubelet would give it: values, CPU limits through resourceFieldRef; absent optional secrets left out. */

@@ -2,7 +2,7 @@
 // prediction ids every answer carries.
 import t from 'tap';
 import { startTestServer } from './helpers/server.js';
-import { tempRepo, affineModel } from './helpers/repo.js';
+import { tempRepo, affineModel, holdExecution, until } from './helpers/repo.js';
 import { parseExposition, promtoolCheck, total } from './helpers/prometheus.js';
 import { UmbraMetrics, parseBuckets } from '../dist/monitor/index.js';
 import { once } from 'node:events';
@@ -219,4 +219,31 @@ t.test('requests are counted by the transport that carried them: HTTP, WebSocket
   t.same(count('umbra_requests_total', 'invalid'), { http: 0, ws: 0, grpc: 1, 'in-process': 0 }, 'the invalid request under its own transport');
   t.same(count('umbra_request_duration_seconds_count'), { http: 2, ws: 1, grpc: 2, 'in-process': 1 }, 'latency histograms by transport (every outcome)');
   t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'success' }), 5, 'summed over transports: every request once');
+});
+
+t.test('a request whose client went away while it waited is counted cancelled, not internal', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('held', 1, affineModel(2, 0));
+  // One batch at a time, so a second request waits in the queue while the first is held.
+  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir });
+  const mv = s.server.umbra.manager.get('held');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  const first = s.post('/v2/models/held/infer', body);
+  await until(() => hold.held === 1, 'the first request running');
+  const client = new AbortController();
+  const gone = fetch(`${s.url}/v2/models/held/infer`, { method: 'POST', body, signal: client.signal }).catch(() => undefined);
+  await until(() => mv.pending === 1, 'the second request queued');
+  client.abort();
+  await gone;
+  await until(() => mv.pending === 0, 'the abandoned request left the queue');
+  hold.release();
+  t.equal((await first).status, 200, 'the held request is served');
+  await s.server.umbra.settleEvents();
+  const m = parseExposition((await s.get('/metrics')).text);
+  const labels = { model: 'held', version: '1', role: 'primary', transport: 'http' };
+  t.same(['success', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 1, 0], 'one success, one cancelled, no internal error');
 });

@@ -19,7 +19,8 @@ export interface RequestContext {
   responseParameters?: Record<string, unknown>;
 }
 
-export type Outcome = 'success' | 'rejected' | 'timeout' | 'invalid' | 'internal';
+/** `cancelled`: the caller went away (client disconnect, gRPC cancel or deadline) before its answer. */
+export type Outcome = 'success' | 'rejected' | 'timeout' | 'invalid' | 'internal' | 'cancelled';
 
 /** One finished request, successful or not. Hooks must not mutate it. */
 export interface InferEvent {
@@ -75,6 +76,9 @@ export interface UmbraHooks {
 }
 
 export function outcomeOf(err: unknown): Outcome {
+  // The batcher rejects a request whose caller went away with an AbortError: no fault of the
+  // model or the server, so it must not count as internal (the error-rate alert, canary analysis).
+  if (err instanceof Error && err.name === 'AbortError') return 'cancelled';
   if (!isUmbraError(err)) return 'internal';
   switch (err.code) {
     case 'QUEUE_FULL':

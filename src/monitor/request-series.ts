@@ -4,8 +4,8 @@
 import type { Registry } from 'prom-client';
 import type { InferEvent, Outcome } from '../core/hooks.js';
 
-export const OUTCOMES: Outcome[] = ['success', 'rejected', 'timeout', 'invalid', 'internal'];
-const OUTCOME_INDEX: Record<Outcome, number> = { success: 0, rejected: 1, timeout: 2, invalid: 3, internal: 4 };
+export const OUTCOMES: Outcome[] = ['success', 'rejected', 'timeout', 'invalid', 'internal', 'cancelled'];
+const OUTCOME_INDEX: Record<Outcome, number> = { success: 0, rejected: 1, timeout: 2, invalid: 3, internal: 4, cancelled: 5 };
 
 const REQUEST = 0;
 const QUEUE = 1;
@@ -42,7 +42,7 @@ export class RequestSeries {
 
   constructor(private readonly buckets: number[], registry: Registry) {
     const counter = (name: string, help: string, values: () => MetricValue[]) => this.register(registry, { name, help, type: 'counter', values });
-    counter('umbra_requests_total', 'Inference requests by outcome: success, rejected, timeout, invalid, internal.', () => this.all((s) => OUTCOMES.map((outcome, i) => ({ labels: { ...s.labels, outcome }, value: s.requests[i]! }))));
+    counter('umbra_requests_total', 'Inference requests by outcome: success, rejected, timeout, invalid, internal, cancelled (the client went away first).', () => this.all((s) => OUTCOMES.map((outcome, i) => ({ labels: { ...s.labels, outcome }, value: s.requests[i]! }))));
     this.histogram(registry, REQUEST, 'umbra_request_duration_seconds', 'Time from arrival at the core to the answer.');
     this.histogram(registry, QUEUE, 'umbra_queue_duration_seconds', 'Time a request waited in the dynamic batcher queue.');
     this.histogram(registry, COMPUTE, 'umbra_compute_duration_seconds', 'Model execution time of the batch that carried the request.');

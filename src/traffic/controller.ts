@@ -55,7 +55,10 @@ interface ModelTraffic {
   damaged?: string;
 }
 
-const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected']);
+// A client that went away (cancelled) is no server fault, but the rollout compares the candidate
+// with the primary, where impatient clients weigh on both alike, and a candidate too slow to wait
+// for must not pass for a good one: it counts against the version, as it did when it read internal.
+const ERROR_OUTCOMES = new Set(['internal', 'timeout', 'rejected', 'cancelled']);
 
 function latencyOf(event: InferEvent): number | undefined {
   return event.timing ? event.timing.queueMs + event.timing.computeMs : undefined;
