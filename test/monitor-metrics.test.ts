@@ -247,3 +247,33 @@ t.test('a request whose client went away while it waited is counted cancelled, n
   const labels = { model: 'held', version: '1', role: 'primary', transport: 'http' };
   t.same(['success', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 1, 0], 'one success, one cancelled, no internal error');
 });
+
+t.test('a gRPC call whose deadline passes while it waits is counted timeout, as an HTTP request past its timeout is', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('held', 1, affineModel(2, 0));
+  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const mv = s.server.umbra.manager.get('held');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+  const first = s.post('/v2/models/held/infer', { inputs: [x] });
+  await until(() => hold.held === 1, 'the first request running');
+  const client = generatedClient(s.server.grpcPort);
+  t.teardown(() => client.close());
+  // The channel connected first, so the deadline runs out on the server, not while connecting.
+  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  // Held behind the running batch until released, so its deadline always passes first.
+  const call = client.call('ModelInfer', { model_name: 'held', inputs: [{ ...x, contents: { fp32_contents: x.data } }] }, {}, { deadline: Date.now() + 1000 });
+  await until(() => mv.pending === 1, 'the call queued');
+  const late = await call;
+  t.equal(late.ok ? 0 : late.error.code, 4, 'DEADLINE_EXCEEDED');
+  await until(() => mv.pending === 0, 'the late request left the queue');
+  hold.release();
+  t.equal((await first).status, 200, 'the held request is served');
+  await s.server.umbra.settleEvents();
+  const m = parseExposition((await s.get('/metrics')).text);
+  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
+  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
+});

@@ -19,7 +19,7 @@ export interface RequestContext {
   responseParameters?: Record<string, unknown>;
 }
 
-/** `cancelled`: the caller went away (client disconnect, gRPC cancel or deadline) before its answer. */
+/** `cancelled`: the caller went away (client disconnect, gRPC cancel) before its answer. */
 export type Outcome = 'success' | 'rejected' | 'timeout' | 'invalid' | 'internal' | 'cancelled';
 
 /** One finished request, successful or not. Hooks must not mutate it. */

@@ -7,6 +7,7 @@
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { gunzip, inflate } from 'node:zlib';
 import { FRAME_PREFIX_BYTES, frameMessage } from '../../protocol/proto/grpc-frame.js';
+import { UmbraError } from '../../errors.js';
 import { Cancellation } from '../../scheduler/cancellation.js';
 import { Status, StatusError, toStatus, type StatusMetadata } from './status.js';
 
@@ -215,7 +216,8 @@ export class GrpcCall {
     this.timer = undefined;
     if (this.finished) return;
     this.finish(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
-    this.cancellation.abort();
+    // The client's timeout, as `parameters.timeout` is over HTTP: the request counts as timed out.
+    this.cancellation.abort(new UmbraError('TIMEOUT', 'the call\'s deadline (grpc-timeout) passed before its answer'));
   }
 
   private clearDeadline(): void {
