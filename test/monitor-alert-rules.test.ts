@@ -181,7 +181,7 @@ t.test('a real Prometheus accepts every dashboard query, and the traffic and lat
     t.equal(error, '', `rule ${rule.alert ?? rule.record}`);
   }
   const finite = async (expr: string) => (await prom.query(expr)).some((r) => Number.isFinite(Number(r.value[1])));
-  for (const title of ['Requests per second', 'Failed requests per second', 'Request latency p50 / p90 / p99', 'Queue wait and compute p99']) {
+  for (const title of ['Requests per second', 'Failed requests per second', 'Request latency p50 / p90 / p99', 'Queue wait and compute p99', 'Request latency p99 by transport']) {
     const panel = queryPanels.find((p) => p.title === title)!;
     for (const target of panel.targets!) {
       await eventually(() => finite(substitute(target.expr)), `data in panel "${title}": ${target.expr}`);
