@@ -334,7 +334,11 @@ export class FeedbackJoin {
     if (id !== undefined) {
       const ids = this.slots.get(this.slotModel[slot]!);
       // A caller id re-used since it took this slot lives in a newer slot: leave that one alone.
-      if (ids?.get(id) === slot) ids.delete(id);
+      if (ids?.get(id) === slot) {
+        ids.delete(id);
+        // An empty map kept would stay for the life of the process: one for every model name ever served.
+        if (ids.size === 0) this.slots.delete(this.slotModel[slot]!);
+      }
       this.slotId[slot] = undefined;
     } else {
       const seq = this.slotSeq[slot]!;
@@ -342,6 +346,26 @@ export class FeedbackJoin {
       this.slotSeq[slot] = -1;
     }
     this.many.delete(slot);
+  }
+
+  /**
+   * Forgets the predictions of `model` waiting for labels (a model no longer loaded): kept, each
+   * model name ever served would hold them until newer predictions pushed them out, and its map of
+   * ids until then. Labels for them still join from the prediction log, when it is on.
+   */
+  forgetModel(model: string): void {
+    for (let slot = 0; slot < this.maxPending; slot++) {
+      if (this.slotModel[slot] !== model) continue;
+      this.forget(slot);
+      this.slotModel[slot] = undefined;
+      this.count -= 1;
+    }
+    this.slots.delete(model);
+  }
+
+  /** Models with predictions under ids their callers chose waiting for labels. */
+  modelsWaiting(): string[] {
+    return [...this.slots.keys()];
   }
 
   get pendingCount(): number {

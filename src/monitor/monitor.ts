@@ -268,9 +268,11 @@ export class Monitor {
    */
   private forgetRetired(): void {
     const m = this.metrics;
+    const gone = new Set<string>();
     for (const [key, s] of this.versions) {
       if (this.isLoaded(s.model, s.version)) continue;
       this.versions.delete(key);
+      gone.add(s.model);
       const labels = { model: s.model, version: s.version };
       m.driftDetected.remove(labels);
       m.driftWindow.remove(labels);
@@ -285,6 +287,10 @@ export class Monitor {
     }
     // Their accuracy windows too (a label arriving late for one makes a window again, dropped here next time).
     this.feedback.forgetWindows((model, version) => this.isLoaded(model, version));
+    // And the predictions of a model no longer loaded that wait for labels.
+    for (const model of new Set([...gone, ...this.feedback.modelsWaiting()])) {
+      if (this.umbra.manager.versionsOf(model).length === 0) this.feedback.forgetModel(model);
+    }
   }
 
   private isLoaded(model: string, version: string): boolean {

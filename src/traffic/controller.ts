@@ -113,6 +113,9 @@ export class TrafficController {
     const onLoaded = (name: string, versions: string[]) => this.onLoaded(name, versions);
     umbra.manager.on('loaded', onLoaded);
     this.detach.push(() => umbra.manager.off('loaded', onLoaded));
+    const onUnloaded = (name: string) => this.onUnloaded(name);
+    umbra.manager.on('unloaded', onUnloaded);
+    this.detach.push(() => umbra.manager.off('unloaded', onUnloaded));
     // Models loaded before we attached.
     for (const name of umbra.manager.names()) {
       const versions = umbra.manager.versionsOf(name).map((v) => v.version);
@@ -219,6 +222,25 @@ export class TrafficController {
     } catch (err) {
       process.emitWarning(`umbra traffic: model '${name}': ${(err as Error).message}; it keeps Umbra's default routing`);
     }
+  }
+
+  /**
+   * A model no longer loaded lets go of what it holds here (its evidence, answer counts, shadow
+   * counters and disagreement log): kept, every model name ever served would hold them for the
+   * life of the process. What it saved (policy, rollout, versions seen) is read again at its next
+   * load. A rollout under way keeps its entry, as does damaged state, which holds readiness.
+   */
+  private onUnloaded(name: string): void {
+    if (this.umbra.manager.versionsOf(name).length > 0) return;
+    const t = this.models.get(name);
+    if (t?.rollout?.active || t?.damaged !== undefined) return;
+    this.models.delete(name);
+    this.shadows.forget(name);
+  }
+
+  /** How many models hold state here (for tests: a model unloaded lets go of its own). */
+  get heldModels(): number {
+    return this.models.size;
   }
 
   private loaded(name: string, versions: string[]): void {
