@@ -37,3 +37,25 @@ t.test('models loaded and unloaded under many names leave no per-name state behi
   t.equal((await s.get('/metrics')).status, 200);
   t.same({ traffic: s.server.traffic.heldModels, waiting: monitor.feedback.modelsWaiting(), pending: monitor.feedback.pendingCount }, { traffic: 1, waiting: ['affine'], pending: 1 }, 'traffic and feedback hold only the model still loaded');
 });
+
+t.test('versions hot-reloaded one after another keep the accuracy window of the loaded one only', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const state = mkdtempSync(join(tmpdir(), 'umbra-state-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
+  const file = Buffer.from(encodeModel(affineModel(3, 0))).toString('base64');
+  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+  const statuses: number[] = [];
+  const accepted: number[] = [];
+  for (let version = 1; version <= 12; version++) {
+    statuses.push((await s.post('/v2/repository/models/given/load', { parameters: { config: '{}', [`file:${version}/model.onnx`]: file } })).status);
+    statuses.push((await s.post('/v2/models/given/infer', { id: `v${version}`, inputs: [x] })).status);
+    accepted.push((await s.post('/v2/models/given/feedback', { feedback: [{ id: `v${version}`, truth: 0 }] })).json.accepted);
+  }
+  t.ok(statuses.every((status) => status === 200), 'every load and request succeeds');
+  t.same(accepted, accepted.map(() => 1), 'every version\'s prediction was labelled');
+  t.equal((await s.get('/metrics')).status, 200);
+  t.equal(s.server.monitor!.feedback.windowCount, 1, 'one window: the version loaded now');
+});

@@ -4,6 +4,7 @@
 // retraining, and export-log says plainly when inputs were sampled away.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempRepo, affineModel, type TempRepo } from './helpers/repo.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
@@ -135,4 +136,23 @@ t.test('a model can keep every input for retraining; export-log says when inputs
       t.match(out.stderr, new RegExp(`${40 - withInputs} of 40 labelled predictions have no inputs.*log_inputs_sample`), 'export-log says how to keep them');
     }
   }
+});
+
+t.test('a rollout paused because a reload left its candidate out keeps the candidate\'s live accuracy for when it is back', async (t) => {
+  const repo = repoWith();
+  t.teardown(() => repo.remove());
+  const s = await startTestServer(t, { repository: repo.dir, workers: 1, stateDir: `${repo.dir}.state` });
+  t.teardown(() => rmSync(`${repo.dir}.state`, { recursive: true, force: true }));
+  t.equal((await s.request('PUT', '/v2/models/affine/traffic', JSON.stringify({ primary: '1', canary: null, shadows: [] }))).status, 200);
+  t.equal((await s.post('/v2/models/affine/rollout', { candidate: '2', steps: [{ shadow: true, min_requests: 100000 }] })).json.state, 'running');
+  const x = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] };
+  for (let i = 0; i < 5; i++) t.equal((await s.post('/v2/models/affine/versions/2/infer', { id: `c-${i}`, inputs: [x] })).status, 200);
+  t.equal((await s.post('/v2/models/affine/feedback', { feedback: Array.from({ length: 5 }, (_, i) => ({ id: `c-${i}`, truth: 0 })) })).json.accepted, 5);
+  const leftOut = await s.post('/v2/repository/models/affine/load', { parameters: { config: JSON.stringify({ version_policy: { specific: { versions: [1] } } }) } });
+  t.equal(leftOut.status, 200, JSON.stringify(leftOut.json));
+  t.equal((await s.get('/v2/models/affine/rollout')).json.state, 'paused');
+  // A scrape lets go of what versions no longer loaded hold.
+  t.equal((await s.get('/metrics')).status, 200);
+  t.equal((await s.post('/v2/repository/models/affine/load', {})).status, 200, 'every version again');
+  t.equal((await s.get('/v2/models/affine/versions/2/drift')).json.accuracy?.labelled, 5, 'the labels gathered before the pause still count');
 });

@@ -463,6 +463,11 @@ export class FeedbackJoin {
     }
   }
 
+  /** How many versions hold an accuracy window. */
+  get windowCount(): number {
+    return this.windows.size;
+  }
+
   reports(): AccuracyReport[] {
     const out: AccuracyReport[] = [];
     for (const key of this.windows.keys()) {

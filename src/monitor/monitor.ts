@@ -285,12 +285,23 @@ export class Monitor {
       // Labels for ids no version knows are counted per model: they go with the model's last version.
       if (this.umbra.manager.versionsOf(s.model).length === 0) m.feedback.remove({ model: s.model, version: '', result: 'unknown' });
     }
-    // Their accuracy windows too (a label arriving late for one makes a window again, dropped here next time).
-    this.feedback.forgetWindows((model, version) => this.isLoaded(model, version));
+    // Their accuracy windows too (a label arriving late for one makes a window again, dropped here
+    // next time), but for the versions a rollout under way names: a rollout paused because a reload
+    // left its candidate out judges the labels gathered since its start once the version is back.
+    const named = new Set(this.rolloutVersions().map((v) => `${v.model}\u0000${v.version}`));
+    this.feedback.forgetWindows((model, version) => this.isLoaded(model, version) || named.has(`${model}\u0000${version}`));
     // And the predictions of a model no longer loaded that wait for labels.
     for (const model of new Set([...gone, ...this.feedback.modelsWaiting()])) {
       if (this.umbra.manager.versionsOf(model).length === 0) this.feedback.forgetModel(model);
     }
+  }
+
+  /** Traffic says which versions its rollouts under way name (keepWindowsOf). */
+  private rolloutVersions: () => { model: string; version: string }[] = () => [];
+
+  /** `read`: the versions rollouts under way name; their accuracy windows are kept while they are not loaded. */
+  keepWindowsOf(read: () => { model: string; version: string }[]): void {
+    this.rolloutVersions = read;
   }
 
   private isLoaded(model: string, version: string): boolean {

@@ -110,6 +110,7 @@ export class TrafficController {
     };
     this.detach.push(umbra.hooks.use(hooks));
     this.monitor.readTraffic(() => this.reading());
+    this.monitor.readRolloutVersions(() => this.rolloutVersions());
     const onLoaded = (name: string, versions: string[]) => this.onLoaded(name, versions);
     umbra.manager.on('loaded', onLoaded);
     this.detach.push(() => umbra.manager.off('loaded', onLoaded));
@@ -424,6 +425,15 @@ export class TrafficController {
       for (const s of p?.shadows ?? []) if (loaded.includes(s.version)) weights.push({ model, version: s.version, role: 'shadow', weight: s.sample });
     }
     return { weights, rollouts };
+  }
+
+  /** The candidate and baseline of every rollout under way (running or paused). */
+  private rolloutVersions(): { model: string; version: string }[] {
+    const out: { model: string; version: string }[] = [];
+    for (const [model, t] of this.models) {
+      if (t.rollout?.active) out.push({ model, version: t.rollout.candidate }, { model, version: t.rollout.record.baseline });
+    }
+    return out;
   }
 
   /** Replaces the policy atomically: validated, persisted, then swapped in. */

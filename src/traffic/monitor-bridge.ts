@@ -24,6 +24,8 @@ export interface MonitorBridge {
   readTraffic(read: () => TrafficReading): void;
   /** The monitor's evidence on a version; live accuracy only from labels of predictions made at or after `sinceMs`. */
   evidence(model: string, version: string, sinceMs: number): MonitorEvidence;
+  /** The versions rollouts under way name: their live accuracy is kept while they are not loaded (a paused rollout's evidence). */
+  readRolloutVersions(read: () => { model: string; version: string }[]): void;
 }
 
 export const NO_MONITOR: MonitorBridge = {
@@ -35,6 +37,7 @@ export const NO_MONITOR: MonitorBridge = {
   shadowAgreement: () => undefined,
   readTraffic: () => undefined,
   evidence: () => ({}),
+  readRolloutVersions: () => undefined,
 };
 
 /** The bridge to one server's monitor; with none (monitoring off), NO_MONITOR. */
@@ -65,6 +68,9 @@ export function monitorBridge(monitor: Monitor | undefined): MonitorBridge {
       const acc = monitor.liveAccuracy(model, version, sinceMs);
       if (acc && acc.accuracy !== undefined) out.accuracy = { value: acc.accuracy, samples: acc.window };
       return out;
+    },
+    readRolloutVersions(read) {
+      monitor.keepWindowsOf(read);
     },
   };
 }
