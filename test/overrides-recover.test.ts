@@ -4,6 +4,8 @@
 import t from 'tap';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { Umbra } from '../dist/index.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
@@ -62,4 +64,42 @@ t.test('a finished load and unload of a given model leave no hidden folder behin
   await umbra.manager.unload('given');
   t.same(readdirSync(join(state, 'models')), [], 'an unload leaves nothing');
   t.same(umbra.manager.recovered, [], 'a clean start has nothing to put right');
+});
+
+/** Whether this host can make a folder undeletable (root, and a file system with the immutable flag). */
+function canPin(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = mkdtempSync(join(tmpdir(), 'umbra-pin-'));
+  try {
+    return spawnSync('chattr', ['+i', probe]).status === 0 && spawnSync('chattr', ['-i', probe]).status === 0;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+t.test('a folder let go that cannot be removed is reported at once, never served, and removed by the next start', { skip: canPin() ? false : 'needs root and chattr to make a folder undeletable' }, async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(1, 0));
+  const state = mkdtempSync(join(tmpdir(), 'umbra-state-'));
+  const models = join(state, 'models');
+  const unpin = () => {
+    for (const entry of readdirSync(models)) spawnSync('chattr', ['-i', join(models, entry, '1')]);
+  };
+  t.teardown(() => {
+    unpin();
+    rmSync(state, { recursive: true, force: true });
+  });
+  let umbra = await Umbra.open({ repository: repo.dir, workers: 1, stateDir: state });
+  await umbra.manager.load('given', { config: {}, files: [{ path: '1/model.onnx', content: Buffer.from(encodeModel(affineModel(2, 0))) }] });
+  t.equal(spawnSync('chattr', ['+i', join(models, 'given', '1')]).status, 0);
+  const warned = once(process, 'warning');
+  await umbra.manager.unload('given');
+  t.match((await warned)[0].message, /cannot remove .*\.retired-given-[0-9a-f]{8}, .*the next start removes it/, 'the failure is reported, naming the folder');
+  t.same(umbra.manager.names(), ['affine'], 'the unload stands');
+  await umbra.close();
+  unpin();
+  umbra = await Umbra.open({ repository: repo.dir, workers: 1, stateDir: state });
+  t.teardown(() => umbra.close());
+  t.same([readdirSync(models), umbra.manager.names()], [[], ['affine']], 'the next start removes it and serves no model from it');
 });

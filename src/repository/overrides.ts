@@ -188,7 +188,11 @@ export class OverrideStore {
   private async discard(previous: string): Promise<void> {
     const retired = join(this.dir, `${RETIRED}${previous.slice(this.dir.length + 1 + PREVIOUS.length)}`);
     const gone = await rename(previous, retired).then(() => retired, () => previous);
-    await rm(gone, { recursive: true, force: true });
+    await rm(gone, { recursive: true, force: true }).catch((err: Error) => {
+      // The change stands either way; left silent, the folder would take disk space unnoticed.
+      const next = gone === retired ? 'the next start removes it' : 'delete it by hand before the next start, which would put it back';
+      process.emitWarning(`umbra: cannot remove ${gone}, a folder of a model given in a load request that a reload or unload let go (${err.message}); it is never served: ${next}`);
+    });
   }
 
   /**
