@@ -108,6 +108,19 @@ t.test('Umbra.open() on a repository it cannot read leaves no worker pool behind
   t.equal(ports(), before, 'the workers it started are stopped');
 });
 
+t.test('startServer() on a repository it cannot read closes its port and leaves no threads behind', async (t) => {
+  const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+  const before = ports();
+  const probe = await startServer({ repository: new URL('../models/repository', import.meta.url).pathname, port: 0, workers: 1, loadAll: false });
+  const port = probe.port;
+  await probe.stop();
+  await t.rejects(startServer({ repository: '/umbra-no-such-repository', port, workers: 1 }), { code: 'INVALID_ARGUMENT' });
+  // The listener, the I/O threads and the workers outlived the failed call: the port still took
+  // connections, and the host process never exited.
+  await t.rejects(fetch(`http://127.0.0.1:${port}/v2/health/live`), 'the port is closed');
+  t.equal(ports(), before, 'the threads it started are stopped');
+});
+
 t.test('a second close() waits for the drain the first began', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -397,7 +397,16 @@ export class UmbraServer {
       throw err;
     }
     const server = new UmbraServer(composed, options, drainState, transport, grpc);
-    if (options.loadAll !== false) await umbra.manager.loadAll();
+    if (options.loadAll !== false) {
+      try {
+        await umbra.manager.loadAll();
+      } catch (err) {
+        // A repository that cannot be read: the caller gets no server to stop, so its port, I/O
+        // threads and workers would outlive the call and keep the process from exiting.
+        await server.stop();
+        throw err;
+      }
+    }
     if (options.pollSeconds && options.pollSeconds > 0) umbra.manager.startPolling(options.pollSeconds);
     return server;
   }
