@@ -1,5 +1,5 @@
 // Umbra as a library: start the same server in-process, or predict with no HTTP hop at all.
-export { Umbra, type UmbraOptions, type PredictInput, type PredictOptions } from './core/umbra.js';
+export { Umbra, type UmbraOptions, type PredictInput, type PredictOptions, type InferRequestInput } from './core/umbra.js';
 export { UmbraServer, startServer, DEFAULTS, type ServerOptions } from './server/server.js';
 export { UmbraError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { InferRequest, InferResponse, Tensor, DataType, TensorData, ModelSignature, TensorSpec } from './protocol/types.js';

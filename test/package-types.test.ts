@@ -27,11 +27,13 @@ t.test('a consumer with "types": ["node"] and skipLibCheck false compiles agains
     "const umbra = await Umbra.open({ repository: 'models' });",
     "const answer: InferResponse = await umbra.predict('digits', { pixels: { data: new Float32Array(64), shape: [1, 64] } });",
     "const versions: string[] = umbra.manager.versionsOf('digits').map((mv) => mv.version);",
+    // The request object the README documents for infer(): parameters left out, data as numbers.
+    "const inferred: InferResponse = (await umbra.infer('digits', undefined, { inputs: [{ name: 'pixels', datatype: 'FP32', shape: [1, 64], data: new Array<number>(64).fill(0) }] })).response;",
     'await umbra.close();',
     "const server = await startServer({ repository: 'models', port: 0 });",
     'const client = new UmbraHttpClient(server.url);',
     'await server.stop();',
-    'export { answer, versions, client, UmbraError };',
+    'export { answer, inferred, versions, client, UmbraError };',
     '',
   ].join('\n'));
   const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(app, 'tsconfig.json')], { cwd: app, encoding: 'utf8', timeout: 120_000 });

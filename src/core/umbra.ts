@@ -10,7 +10,7 @@ import { UmbraError, invalid } from '../errors.js';
 import { binaryOutputsFor, parseInferRequest, placeSharedOutputs, type ParseInferRequestOptions } from '../protocol/index.js';
 import { checkRequestObject, checkStorage, checkedRequest, parseTensors } from './checked-request.js';
 import { SharedMemoryRegistry } from './shared-memory.js';
-import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type Tensor, type TensorData } from '../protocol/types.js';
+import { DATATYPES, type DataType, type ModelSignature, type InferRequest, type InferResponse, type RequestedOutput, type Tensor, type TensorData } from '../protocol/types.js';
 import { ModelManager } from '../repository/manager.js';
 import type { ModelVersion } from '../repository/model-version.js';
 import { Executor } from '../execution/executor.js';
@@ -65,6 +65,19 @@ export interface PredictInput {
   data: TensorData | number[] | boolean[];
   shape?: number[];
   datatype?: DataType;
+}
+
+/**
+ * A request object for `infer()` as a caller builds it: checked and parsed against the model
+ * before it runs, so `parameters` may be left out and a tensor's data may be plain numbers (strings
+ * for BYTES), as for `predict()`. A parsed InferRequest is one too.
+ */
+export interface InferRequestInput {
+  id?: string;
+  parameters?: Record<string, unknown>;
+  inputs: (Omit<Tensor, 'data'> & { data: PredictInput['data'] | bigint[] })[];
+  outputs?: RequestedOutput[];
+  binaryDataOutput?: boolean;
 }
 
 export interface PredictOptions extends InferOptions {
@@ -178,10 +191,11 @@ export class Umbra implements InferenceFront {
    * with, and the request is not checked again; on a mismatch this rejects with SignatureChanged
    * before anything runs.
    */
-  infer(model: string, version: string | undefined, request: InferRequest, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
+  infer(model: string, version: string | undefined, request: InferRequestInput, options: InferOptions & { context?: RequestContext; accepts?: (signature: ModelSignature) => boolean } = {}): Promise<InferResult> {
     const startedAt = performance.now();
     const context = options.context ?? {};
     let routed: ReturnType<Umbra['route']> | undefined;
+    let parsed: InferRequest;
     try {
       // A caller's object is read only once it is one (its parameters may be missing, or not an
       // object); one that is not is counted on the version its model routes to without it, as
@@ -198,8 +212,9 @@ export class Umbra implements InferenceFront {
       routed = this.route(model, version, context);
       if (options.accepts) {
         if (!options.accepts(routed.version.signature)) return Promise.reject(new SignatureChanged());
+        parsed = request as InferRequest; // parsed by the transport that passes `accepts`
       } else {
-        request = checkedRequest(routed.version.signature, request);
+        parsed = checkedRequest(routed.version.signature, request);
       }
     } catch (err) {
       // An unknown model or one a hook holds out of service: a rejection, as from inferBody. A bad
@@ -207,7 +222,7 @@ export class Umbra implements InferenceFront {
       if (routed) this.emitInvalid(routed.version, routed.role, context, err, startedAt);
       return Promise.reject(err);
     }
-    return this.run(routed.version, routed.role, request, options, context, startedAt);
+    return this.run(routed.version, routed.role, parsed, options, context, startedAt);
   }
 
   /**
