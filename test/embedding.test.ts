@@ -40,6 +40,20 @@ t.test('predict() refuses a typed array of another element type instead of readi
   await t.rejects(umbra.predict('affine', { x: { data: new Float64Array([1, 2, 3, 4]), shape: [1, 4] } }), { message: /received a Float64Array$/ });
 });
 
+t.test('predict() refuses inputs that are not objects with INVALID_INPUT, not a TypeError', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // Both read properties of what they were given: "Cannot convert undefined or null to object",
+  // "Cannot read properties of undefined (reading 'datatype')".
+  await t.rejects(umbra.predict('affine', null as never),
+    { code: 'INVALID_INPUT', message: "expected an object of tensors by input name for the inputs of model 'affine' but received null" });
+  await t.rejects(umbra.predict('affine', { x: undefined as never }),
+    { code: 'INVALID_INPUT', message: "expected an object ({ data, shape?, datatype? }) for input 'x' but received undefined" });
+});
+
 t.test('predict() reads NaN and Infinity in a plain array of floats as a Float32Array\'s', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -401,8 +401,11 @@ export class Umbra implements InferenceFront {
     const role: TrafficRole = options.version ? 'direct' : 'primary';
     let parsed: InferRequest;
     try {
+      // A JavaScript caller's mistakes as the HTTP path words them, not a TypeError from reading them.
+      if (typeof inputs !== 'object' || inputs === null || Array.isArray(inputs)) throw invalid('INVALID_INPUT', 'an object of tensors by input name', `the inputs of model '${model}'`, inputs);
       const tensors: Tensor[] = [];
       for (const [name, input] of Object.entries(inputs)) {
+        if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalid('INVALID_INPUT', 'an object ({ data, shape?, datatype? })', `input '${name}'`, input);
         const spec = mv.signature.inputs.find((s) => s.name === name);
         if (!spec) throw new UmbraError('INVALID_INPUT', `unexpected input '${name}' for model '${model}' (inputs: ${mv.signature.inputs.map((s) => s.name).join(', ')})`);
         const datatype = input.datatype ?? spec.datatype;
