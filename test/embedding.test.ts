@@ -2,8 +2,10 @@
 // checked against onnxruntime-node; PyTorch exports served with no config file.
 import t from 'tap';
 import * as ort from 'onnxruntime-node';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Umbra, startServer, UmbraError } from '../dist/index.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { encodeModel } from '../dist/onnx/model-io.js';
@@ -186,6 +188,23 @@ t.test('startServer() serves, stop() shuts down cleanly', async (t) => {
   await server.stop();
   await server.stop();
   await t.rejects(fetch(`${server.url}/v2/health/live`));
+});
+
+t.test('process.exit() in a process whose server still runs exits with its code, not an abort', async (t) => {
+  // Node aborted the whole process (SIGABRT, "uv_loop_close() while having open handles") when it
+  // ended I/O threads that still held uWS sockets: a host that exits without stop() crashed.
+  const index = new URL('../dist/index.js', import.meta.url).href;
+  const repository = new URL('../models/repository', import.meta.url).pathname;
+  const script = `import { startServer } from ${JSON.stringify(index)};
+const server = await startServer({ repository: ${JSON.stringify(repository)}, port: 0, workers: 1, ioThreads: 2, monitoring: false, ui: false });
+const res = await fetch(server.url + '/v2/health/live');
+await res.arrayBuffer();
+process.exit(7);`;
+  const dir = mkdtempSync(join(tmpdir(), 'umbra-exit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'host.mjs'), script);
+  const child = spawnSync(process.execPath, [join(dir, 'host.mjs')], { encoding: 'utf8', timeout: 60_000 });
+  t.same({ status: child.status, signal: child.signal }, { status: 7, signal: null }, child.stderr.split('\n').slice(0, 5).join('\n'));
 });
 
 t.test('startServer() without stateDir writes a model given in a load request outside the repository, and removes it at stop()', async (t) => {

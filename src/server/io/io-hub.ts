@@ -171,6 +171,7 @@ export class IoHub extends EventEmitter {
       const started = await Promise.allSettled(Array.from({ length: this.options.threads }, () => this.spawn(port)));
       const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failed) {
+        process.on('exit', this.closeSocketsAtExit);
         const refresh = () => this.broadcastCatalog();
         for (const event of ['loaded', 'unloaded', 'load-failed'] as const) {
           this.core.manager.on(event, refresh);
@@ -224,6 +225,22 @@ export class IoHub extends EventEmitter {
     void thread.exited.then((code) => this.onExit(thread, code));
     return started.port;
   }
+
+  /**
+   * A worker whose event loop still holds uWS handles when it ends aborts the whole process
+   * (node's "uv_loop_close() while having open handles"): so did process.exit() in a process that
+   * embeds a running server, or one whose drain left a thread behind. The 'exit' event comes
+   * before node ends the workers, and their own event loops still run: each live thread is told
+   * to close its sockets, and this thread waits (at most a second in all) until they have.
+   */
+  private readonly closeSocketsAtExit = (): void => {
+    const live = this.threads.filter((t) => !t.ended);
+    if (live.length === 0) return;
+    const signal = new Int32Array(new SharedArrayBuffer(4 * live.length));
+    live.forEach((t, index) => t.send({ t: 'exit', signal, index }));
+    const deadline = Date.now() + 1000;
+    for (let i = 0; i < live.length; i++) Atomics.wait(signal, i, 0, Math.max(0, deadline - Date.now()));
+  };
 
   /** A thread that died takes its own connections with it; its requests are cancelled and a new thread takes its place. */
   private onExit(thread: IoThread, code: number): void {
@@ -396,6 +413,7 @@ export class IoHub extends EventEmitter {
     const threads = [...this.threads];
     for (const t of threads) t.stop();
     const ended = Promise.all(threads.map((t) => t.exited));
+    void ended.then(() => process.off('exit', this.closeSocketsAtExit));
     if (!bound) {
       await ended;
       return;

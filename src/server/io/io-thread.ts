@@ -117,6 +117,16 @@ control.on('message', (msg: Control) => {
         await settled(inFlight, streams);
       })().finally(() => shutdown(0));
       break;
+    case 'exit':
+      closing = true;
+      stopListening();
+      app.close();
+      // Closed handles leave the event loop on its next turn: only then may the process go on exiting.
+      setImmediate(() => {
+        Atomics.store(msg.signal, msg.index, 1);
+        Atomics.notify(msg.signal, msg.index);
+      });
+      break;
     case 'stats':
       reply({ t: 'stats', ...streams.stats(), queues: replicas.queues() });
       break;

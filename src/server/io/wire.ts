@@ -163,6 +163,11 @@ export type Control =
   /** The drain's deadline passed: answer every request still unanswered now, then 'cut-off'. */
   | { t: 'deadline'; drainSeconds: number }
   | { t: 'stop' }
+  /**
+   * The process is exiting (process.exit() with the server running): close every uWS socket now and
+   * set `signal[index]` to 1 once they are closed, while the core's thread waits on it.
+   */
+  | { t: 'exit'; signal: Int32Array; index: number }
   | { t: 'stats' }
   /** Send everything waiting now, then 'flushed' on the data channel. */
   | { t: 'flush'; seq: number };
