@@ -124,6 +124,15 @@ t.test('Umbra.open() on a repository it cannot read leaves no worker pool behind
   t.equal(ports(), before, 'the workers it started are stopped');
 });
 
+t.test('startServer() refuses a port that is not an integer from 0 to 65535, naming the option', async (t) => {
+  const repository = new URL('../models/repository', import.meta.url).pathname;
+  // A string listened on some port while server.port and server.url said 0.
+  await t.rejects(startServer({ repository, port: '0' as never, workers: 1 }),
+    { code: 'INVALID_ARGUMENT', message: 'expected an integer from 0 to 65535 for server option port but received the string "0"' });
+  await t.rejects(startServer({ repository, port: 70000, workers: 1 }), { code: 'INVALID_ARGUMENT', message: /for server option port but received number 70000$/ });
+  await t.rejects(startServer({ repository, port: 0, grpcPort: -1, workers: 1 }), { code: 'INVALID_ARGUMENT', message: /for server option grpcPort but received number -1$/ });
+});
+
 t.test('startServer() on a repository it cannot read closes its port and leaves no threads behind', async (t) => {
   const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
   const before = ports();

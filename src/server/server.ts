@@ -2,7 +2,7 @@
 // uWebSockets.js front end, on this thread or on I/O threads (src/server/io), with graceful drain.
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
-import { UmbraError } from '../errors.js';
+import { UmbraError, invalid } from '../errors.js';
 import { usableCores } from '../cores.js';
 import * as uws from 'uWebSockets.js';
 import { installHttpGuard, type HttpGuardStatus } from './http-guard.js';
@@ -340,6 +340,14 @@ export class UmbraServer {
 
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
   static async start(options: ServerOptions): Promise<UmbraServer> {
+    // Before anything starts: a port given as a string ('0', read from an environment variable)
+    // listened on some port while `port` and `url` said 0, and one out of range was node's RangeError.
+    for (const key of ['port', 'grpcPort'] as const) {
+      const value = options[key];
+      if (value !== undefined && !(key === 'grpcPort' && value === 'any') && !(Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65535)) {
+        throw invalid('INVALID_ARGUMENT', `an integer from 0 to 65535${key === 'grpcPort' ? " or 'any'" : ''}`, `server option ${key}`, value);
+      }
+    }
     // Listen first so liveness answers during warm-up; readiness stays false until models load.
     const threads = options.ioThreads ?? defaultIoThreads();
     const coreReads = threads > 1 && (options.coreReads ?? defaultCoreReads(threads));
