@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Umbra, startServer, UmbraError } from '../dist/index.js';
-import { tempRepo, affineModel } from './helpers/repo.js';
+import { tempRepo, affineModel, textScoreModel } from './helpers/repo.js';
 import { encodeModel } from '../dist/onnx/model-io.js';
 
 const FIXTURES = new URL('./fixtures/pytorch/', import.meta.url).pathname;
@@ -54,6 +54,17 @@ t.test('predict() refuses inputs that are not objects with INVALID_INPUT, not a 
     { code: 'INVALID_INPUT', message: "expected an object of tensors by input name for the inputs of model 'affine' but received null" });
   await t.rejects(umbra.predict('affine', { x: undefined as never }),
     { code: 'INVALID_INPUT', message: "expected an object ({ data, shape?, datatype? }) for input 'x' but received undefined" });
+});
+
+t.test('predict() names the typed array it refuses for a BYTES input', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('text', 1, textScoreModel());
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // It said "but received object".
+  await t.rejects(umbra.predict('text', { text: { data: new Uint8Array([103, 111]) as never, shape: [1, 1] } }),
+    { code: 'INVALID_INPUT', message: "expected an array of strings for input 'text' (BYTES) but received a Uint8Array" });
 });
 
 t.test('predict() reads NaN and Infinity in a plain array of floats as a Float32Array\'s', async (t) => {

@@ -15,11 +15,12 @@ type Signature = ParseInferRequestOptions['signature'];
  */
 export function checkStorage(name: string, datatype: DataType, data: unknown): void {
   if (Array.isArray(data)) return;
-  if (datatype === 'BYTES') throw invalid('INVALID_INPUT', 'an array of strings', `input '${name}' (BYTES)`, data);
-  const storage = (typedArrayFor(datatype, 0) as object).constructor as new () => object;
-  if (data instanceof storage || (storage === Uint8Array && data instanceof Uint8ClampedArray)) return;
   const article = (type: string) => (/^[AEIO]/.test(type) ? 'an' : 'a');
   const received = ArrayBuffer.isView(data) ? `${article(data.constructor.name)} ${data.constructor.name}` : describeValue(data);
+  // A typed array given for BYTES was described as "received object".
+  if (datatype === 'BYTES') throw new UmbraError('INVALID_INPUT', `expected an array of strings for input '${name}' (BYTES) but received ${received}`);
+  const storage = (typedArrayFor(datatype, 0) as object).constructor as new () => object;
+  if (data instanceof storage || (storage === Uint8Array && data instanceof Uint8ClampedArray)) return;
   throw new UmbraError('INVALID_INPUT', `expected ${article(storage.name)} ${storage.name} or an array of numbers for input '${name}' (${datatype}) but received ${received}`);
 }
 
