@@ -67,6 +67,17 @@ t.test('predict() names the typed array it refuses for a BYTES input', async (t)
     { code: 'INVALID_INPUT', message: "expected an array of strings for input 'text' (BYTES) but received a Uint8Array" });
 });
 
+t.test('predict() takes a version given as a number as the version of that name', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('affine', 1, affineModel(2, 1));
+  const umbra = await Umbra.open({ repository: repo.dir, workers: 1 });
+  t.teardown(() => umbra.close());
+  // It was refused: "model 'affine' has no loaded version 1 (loaded: 1)".
+  const answer = await umbra.predict('affine', { x: { data: [1, 1, 1, 1] } }, { version: 1 as never });
+  t.same({ version: answer.model_version, data: Array.from(answer.outputs[0]!.data as Float32Array) }, { version: '1', data: [3, 3, 3, 3] });
+});
+
 t.test('predict() reads NaN and Infinity in a plain array of floats as a Float32Array\'s', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -384,8 +384,9 @@ export class ModelManager extends EventEmitter {
       throw new UmbraError('MODEL_NOT_FOUND', `unknown model '${name}'`);
     }
     if (version === undefined || version === '') return newestOf(entry.versions);
-    parseVersion(version);
-    const mv = entry.versions.get(version);
+    // Keyed by the folder's name: a version given as the number 1 (a JavaScript caller) is '1',
+    // where it was "has no loaded version 1 (loaded: 1, 2)".
+    const mv = entry.versions.get(String(parseVersion(version)));
     if (!mv) throw new UmbraError('VERSION_NOT_FOUND', `model '${name}' has no loaded version ${version} (loaded: ${[...entry.versions.keys()].join(', ')})`);
     return mv;
   }
