@@ -82,6 +82,38 @@ t.test('HTTP client: FP16 bits and BOOL bytes mean the same in JSON as in binary
   t.same(values, Array.from({ length: 4 }, () => want[0]), 'FP16 values in a plain array or Float32Array: the same over JSON and binary');
 });
 
+t.test('HTTP client: an element JSON refuses is refused in binary too, not stored wrapped, cut or as NaN', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('same', 1, buildModel({
+    inputs: [{ name: 'i', datatype: 'INT32', dims: ['batch', 1] }, { name: 'u', datatype: 'UINT8', dims: ['batch', 1] }, { name: 'f', datatype: 'FP32', dims: ['batch', 1] }],
+    outputs: [{ name: 'io', datatype: 'INT32', dims: ['batch', 1] }, { name: 'uo', datatype: 'UINT8', dims: ['batch', 1] }, { name: 'fo', datatype: 'FP32', dims: ['batch', 1] }],
+    nodes: [
+      { op: 'Identity', inputs: ['i'], outputs: ['io'] },
+      { op: 'Identity', inputs: ['u'], outputs: ['uo'] },
+      { op: 'Identity', inputs: ['f'], outputs: ['fo'] },
+    ],
+  }));
+  const s = await startTestServer(t, { repository: repo.dir });
+  const client = new UmbraHttpClient(s.url);
+  const request = (i: unknown[], u: unknown[], f: unknown[]) => ({ inputs: [
+    { name: 'i', datatype: 'INT32' as const, shape: [1, 1], data: i as number[] },
+    { name: 'u', datatype: 'UINT8' as const, shape: [1, 1], data: u as number[] },
+    { name: 'f', datatype: 'FP32' as const, shape: [1, 1], data: f as number[] },
+  ] });
+  // Binary answered 1, 44 and NaN for these: Int32Array cut 1.5, Uint8Array wrapped 300, Number('x') was NaN.
+  const bad = [request([1.5], [1], [1]), request([1], [300], [1]), request([1], [1], ['x'])];
+  const statuses: string[] = [];
+  for (const r of bad) {
+    for (const binary of [false, true]) {
+      statuses.push(await client.infer('same', r, { binary }).then(() => 'answered', (err: unknown) => (err instanceof UmbraClientError ? `refused ${err.status}` : `threw ${String(err)}`)));
+    }
+  }
+  t.same(statuses, Array.from({ length: 6 }, () => 'refused 400'), 'refused over JSON and in binary alike');
+  const good = await client.infer('same', request([-7], [255], [0.5]), { binary: true });
+  t.same(good.outputs.map((o) => Array.from(o.data as ArrayLike<number>)), [[-7], [255], [0.5]], 'elements in range are sent as they are');
+});
+
 t.test('HTTP client: a 503 carries the Retry-After the server sent', async (t) => {
   // A server refusing under overload, as Umbra answers: the error in the body, the wait in the header.
   const refusing = (async () => new Response(JSON.stringify({ error: 'queue full' }), { status: 503, headers: { 'content-type': 'application/json', 'retry-after': '2' } })) as typeof fetch;

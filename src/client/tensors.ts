@@ -163,18 +163,47 @@ export function tensorBytes(t: ClientTensor): Uint8Array {
   let data = t.data;
   // FP16 bits come as a Uint16Array; any other array holds the values, as JSON sends them.
   if (t.datatype === 'FP16' && !(data instanceof Uint16Array)) {
-    data = Uint16Array.from(data as ArrayLike<number>, (v) => float32ToHalf(Number(v)));
+    data = Uint16Array.from(data as ArrayLike<number>, (v, i) => float32ToHalf(checkedElement(t, i, v) as number));
   } else if (!(data instanceof ctor)) {
     const typed = new ctor(data.length);
     const big = typed instanceof BigInt64Array || typed instanceof BigUint64Array;
     for (let i = 0; i < data.length; i++) {
-      const v = data[i] as number | boolean | bigint;
-      (typed as unknown as (number | bigint)[])[i] = big ? BigInt(v as number) : Number(v);
+      const v = checkedElement(t, i, data[i]);
+      (typed as unknown as (number | bigint)[])[i] = big ? BigInt(v) : Number(v);
     }
     data = typed;
   }
   const view = data as Exclude<ClientTensorData, unknown[]>;
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** The range of each integer datatype's values. */
+const INTEGER_RANGE: Partial<Record<DataType, [bigint, bigint]>> = {
+  UINT8: [0n, 255n], UINT16: [0n, 65535n], UINT32: [0n, 4294967295n], UINT64: [0n, 2n ** 64n - 1n],
+  INT8: [-128n, 127n], INT16: [-32768n, 32767n], INT32: [-2147483648n, 2147483647n], INT64: [-(2n ** 63n), 2n ** 63n - 1n],
+};
+
+/**
+ * An element the binary path writes into the datatype's storage, checked as the server checks the
+ * same element sent as JSON: storing it as it was turned a string into NaN or 0, wrapped 300 to 44
+ * in a UINT8 and cut 1.5 to 1 in an INT32, and answered that where JSON was refused.
+ */
+function checkedElement(t: ClientTensor, index: number, value: unknown): number | bigint {
+  const refuse = (expected: string) => new UmbraClientError(`expected ${expected} (${t.datatype}) for input "${t.name}" element ${index} but received ${typeof value === 'string' ? `the string ${JSON.stringify(value)}` : `${typeof value} ${String(value)}`}`, 400);
+  if (t.datatype === 'BOOL') {
+    if (value === true || value === 1) return 1;
+    if (value === false || value === 0) return 0;
+    throw refuse('true, false, 0 or 1');
+  }
+  const range = INTEGER_RANGE[t.datatype];
+  if (!range) {
+    if (typeof value !== 'number') throw refuse('a number');
+    return value;
+  }
+  if (!(typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value)))) throw refuse('an integer');
+  const n = BigInt(value);
+  if (n < range[0] || n > range[1]) throw refuse(`an integer from ${range[0]} to ${range[1]}`);
+  return value;
 }
 
 function encodeStrings(values: readonly string[]): Uint8Array {
