@@ -7,7 +7,9 @@
 // with `Connection: close`, so it is answered and its connection then closed, a WebSocket text frame that is not UTF-8 is closed with 1007 (the library drops the
 // connection without a close frame), the library's own error pages (400, 431, 505) are
 // answered as `{"error": ...}` JSON, and a pipelined request is held until the answer before it is
-// out (the library closes a connection whose next request it reads while one is running). It is installed once per process, for every uWebSockets.js
+// out (the library closes a connection whose next request it reads while one is running). A
+// drain ends idle kept-alive connections at once
+// (closeIdleConnections). It is installed once per process, for every uWebSockets.js
 // app in it, and cannot be taken out again.
 import { native, type NativeTransportGuard, type NativeTransportGuardCounts } from '../native/addon.js';
 
@@ -34,6 +36,23 @@ export function installHttpGuard(enabled = true): HttpGuardStatus {
 /** Whether the guard is in place in this process. */
 export function httpGuardInstalled(): boolean {
   return installed?.installed === true;
+}
+
+/**
+ * A drain's first step, as Go's http.Server.Shutdown: each kept-alive connection this thread's
+ * event loop accepted that is between requests (every request answered in full, no byte of a next
+ * one read) is ended now, with a FIN after its last answer. Left open until the drain ends, it could
+ * be closed just as its client (nginx, a pooled agent) sends a request on it, lost with no answer.
+ * Connections with a request in flight close after its answer (`Connection: close`). Callable on
+ * any thread with a uWS event loop (the guard follows only connections accepted while it was
+ * installed); without the guard or the addon, nothing (0).
+ */
+export function closeIdleConnections(): number {
+  try {
+    return native().closeIdleConnections();
+  } catch {
+    return 0;
+  }
 }
 
 /** What the guard has done in this process. */
