@@ -95,7 +95,15 @@ t.test('guard: where the rewrite cannot be made, no 1.1 request that keeps its c
   const full = reads([Buffer.from(head + 'x'.repeat(60))], head.length + 60);
   t.match(refusals(full), [/does not fit/], 'a head with no room after it in the buffer: refused with the reason');
   const big = 'GET / HTTP/1.0\r\nHost: a\r\n\r\n';
-  t.equal(joined(reads([Buffer.from(big)], big.length + 4)), big, 'a head larger than the guard holds: handed on as sent (the library answers 505)');
+  const over = reads([Buffer.from(big)], big.length + 4);
+  t.same(over.flatMap((x) => ('refused' in x ? [x.status] : [])), [431], 'a head larger than the guard holds: refused 431, as the library refuses a 1.1 head too large');
+  t.equal(joined(over), '', 'and nothing of it is handed on');
+});
+
+t.test('guard: a 1.0 head over 64 KiB is refused 431, wherever it is cut', async (t) => {
+  const big = Buffer.from(`GET / HTTP/1.0\r\nHost: a\r\nX-Big: ${'x'.repeat(70 * 1024)}\r\n\r\n`);
+  const statuses = [1, 40, 30_000, big.length - 3].map((at) => reads(cut(big, [at])).flatMap((x) => ('refused' in x ? [x.status] : [])));
+  t.same(statuses, [[431], [431], [431], [431]], 'each cut: one refusal, 431');
 });
 
 
@@ -167,6 +175,15 @@ t.test('server: a 1.0 request cut at every byte offset is answered', async (t) =
     if (r.answer?.status !== 200 || r.answer.body.toString() !== '{"live":true}' || !r.closed) wrong.push(`${at}: ${r.answer?.status ?? 'no answer'} closed=${r.closed}`);
   }
   t.same(wrong, [], `${request.length - 1} cuts: 200, the answer, the connection closed`);
+});
+
+t.test('server: a 1.0 head over 64 KiB gets 431 JSON, as a 1.1 head of the same size', async (t) => {
+  const big = 'x'.repeat(70 * 1024);
+  const old = await exchange([`GET /v2/health/ready HTTP/1.0\r\nHost: a\r\nX-Big: ${big}\r\n\r\n`]);
+  const current = await exchange([`GET /v2/health/ready HTTP/1.1\r\nHost: a\r\nX-Big: ${big}\r\n\r\n`]);
+  t.same([old.answer?.status, current.answer?.status], [431, 431], '1.0 and 1.1: 431');
+  t.equal(JSON.parse(old.answer?.body.toString() ?? '{}').error, JSON.parse(current.answer?.body.toString() ?? '{}').error, '1.0: the same JSON error as 1.1');
+  t.ok(old.closed, '1.0: the connection closed');
 });
 
 t.test('server: other versions (2.0 as text, 0.9) get a 505 JSON answer; Transfer-Encoding in 1.0 is 400', async (t) => {

@@ -249,8 +249,9 @@ ssize_t umbra_guard_recv(int fd, void* buf, size_t len, int flags) {
   if (const char* why = c->reader.take_refusal(&status)) {
     // A request the library would leave unanswered: the refusal goes out before the end it is
     // handed (as the library writes its own error pages, straight to the socket).
-    const std::string answer = status == 505 ? json_answer("HTTP/1.1 505 HTTP Version Not Supported", why)
-                                             : json_answer("HTTP/1.1 400 Bad Request", std::string("malformed request: ") + why);
+    const std::string answer = status == 505   ? json_answer("HTTP/1.1 505 HTTP Version Not Supported", why)
+                               : status == 431 ? json_answer("HTTP/1.1 431 Request Header Fields Too Large", why)
+                                               : json_answer("HTTP/1.1 400 Bad Request", std::string("malformed request: ") + why);
     if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) > 0) counts.requests_refused.fetch_add(1, std::memory_order_relaxed);
   }
   c->publish();

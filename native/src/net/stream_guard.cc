@@ -653,9 +653,16 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
         header_bytes_ += seg;
         take_line(buf + i, seg);
         i += seg;
-        // A 1.0 head too large to hold goes on as it came (the reader answers 505, as JSON).
-        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold) ||
-            (http10_ && phase_ == Phase::kHeaders && i - request_start > max_hold)) {
+        if (http10_ && phase_ == Phase::kHeaders && (header_bytes_ > kMaxHeaderBytes || i - request_start > max_hold)) {
+          // A 1.0 head too large to hold: refused as the reader refuses a 1.1 head too large to read.
+          phase_ = Phase::kEnded;
+          out.deliver = request_start;
+          out.end = true;
+          out.refusal = kHeadTooLarge;
+          out.refusal_status = 431;
+          return out;
+        }
+        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold)) {
           pass();
           break;
         }

@@ -13,7 +13,8 @@
 //  - an HTTP/1.0 request (the reader answers 505 to any version but 1.1), its head held whole and
 //    handed on as HTTP/1.1 with `Connection: close` (net/http10_head.h), so the server answers it
 //    as a 1.0 client reads and then closes; one with Transfer-Encoding is answered 400 (RFC 9112
-//    sec 6.1: its framing is faulty);
+//    sec 6.1: its framing is faulty), and one whose head is over kMaxHeaderBytes 431, as the
+//    reader refuses a 1.1 head too large;
 //  - with pipelining on, one request at a time: a request behind one not yet answered is held
 //    unread (the reader closes a connection whose next request it reads while one is running)
 //    until answer_done() says that answer is out (AnswerFollower, over what the server writes).
@@ -85,6 +86,9 @@ class StreamGuard {
   static constexpr size_t kMaxRequestLine = 16 * 1024;
   // Request headers beyond this are not followed (the reader refuses them long before).
   static constexpr size_t kMaxHeaderBytes = 64 * 1024;
+  // The refusal (431) of an HTTP/1.0 head larger than kMaxHeaderBytes, worded as the reader's own.
+  static constexpr const char* kHeadTooLarge =
+      "the request line and headers are larger than the server reads; send large values in the body";
   // The reason the client's 1007 close frame carries (and the library echoes).
   static constexpr const char* kInvalidTextReason = "a text frame's payload is not valid UTF-8";
 
