@@ -173,6 +173,19 @@ function frame(opcode: number, payload: Buffer, fin = true): Buffer {
 const upgrade = Buffer.from('GET /v2/models/m/stream HTTP/1.1\r\nHost: umbra\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x\r\n\r\n');
 const CLOSE_1007 = Buffer.concat([Buffer.from([0x88, 0x80 | 43, 0, 0, 0, 0, 0x03, 0xef]), Buffer.from("a text frame's payload is not valid UTF-8")]);
 
+t.test('HTTP: a Connection value of five bytes other than close gets a comma after it, at every cut', async (t) => {
+  // The reader closes after answering any five-byte value as if it were `close`.
+  const sent = Buffer.from('GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nConnection:  Hello \r\n\r\n');
+  const expected = 'GET /v2/health/live HTTP/1.1\r\nHost: umbra\r\nConnection:  Hello, \r\n\r\n';
+  const wrong: number[] = [];
+  for (let at = 0; at < sent.length; at++) {
+    if (joined(reads(cut(sent, [at]))).toString('latin1') !== expected) wrong.push(at);
+  }
+  t.same(wrong, [], `${sent.length} cuts: the value handed on as "Hello,"`);
+  const kept = ['close', 'CLOSE', 'keep-alive', 'Upgrade'].map((v) => Buffer.from(`GET / HTTP/1.1\r\nHost: a\r\nConnection: ${v}\r\n\r\n`));
+  t.same(kept.map((b) => joined(reads([b])).toString('latin1')), kept.map((b) => b.toString('latin1')), 'close (any case) and values of other lengths: handed on as sent');
+});
+
 t.test('WebSocket: valid frames at every cut pass unchanged, each text frame whole', async (t) => {
   const text = frame(1, Buffer.from('{"id":"é","inputs":"ünïcödé 😀"}'));
   const binary = frame(2, Buffer.from([0xff, 0xfe, 0x00, 0x80]));

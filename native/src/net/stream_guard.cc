@@ -168,6 +168,14 @@ const char* StreamGuard::header_line() {
     if (!is_token(line_[k])) return "a header name holds whitespace or a character names may not have (no space before the colon)";
   }
   if (equals_ci(line_, name_len, "host")) host_seen_ = true;
+  if (!http10_ && !truncated && equals_ci(line_, name_len, "connection")) {
+    // The reader closes after the answer to a request whose Connection value is any five bytes:
+    // one that is not `close` gets a comma after it (an empty list element, RFC 9110 5.6.1).
+    size_t a = name_len + 1, b = len;
+    while (a < b && is_space(line_[a])) ++a;
+    while (b > a && is_space(line_[b - 1])) --b;
+    if (b - a == 5 && !equals_ci(line_ + a, 5, "close")) connection_end_ = b;
+  }
   const bool is_length = equals_ci(line_, name_len, "content-length");
   const bool is_coding = equals_ci(line_, name_len, "transfer-encoding");
   // A 1.0 request is not upgraded (its Upgrade is taken out when it is handed on).
@@ -636,7 +644,8 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
       case Phase::kChunkSize: {
         // A chunk-size line and each trailer line are held whole: the reader mishandles chunk
         // extensions and trailer fields, so they are taken out once the line is in.
-        if (phase_ != Phase::kHeaders && line_len_ == 0 && hold == npos) hold = i;
+        // A header line is held whole too, where a read cuts it: its Connection value may be rewritten.
+        if (line_len_ == 0 && hold == npos) hold = i;
         const void* nl = std::memchr(buf + i, '\n', total - i);
         size_t seg = nl ? static_cast<size_t>(static_cast<const uint8_t*>(nl) - (buf + i)) + 1 : total - i;
         if (nl != nullptr) {
@@ -662,12 +671,14 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
           out.refusal_status = 431;
           return out;
         }
-        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold)) {
+        if (header_bytes_ > kMaxHeaderBytes || (phase_ != Phase::kHeaders && header_bytes_ > max_hold) ||
+            (phase_ == Phase::kHeaders && line_len_ > max_hold)) {
           pass();
           break;
         }
         if (nl == nullptr) break;
         if (phase_ == Phase::kHeaders) {
+          const size_t line_len = line_len_;
           if (const char* why = header_line()) {
             // The reader would wait on this request until its idle timeout: answer it here.
             phase_ = Phase::kEnded;
@@ -676,6 +687,20 @@ GuardStep StreamGuard::step(uint8_t* buf, size_t seen, size_t total, size_t capa
             out.refusal = why;
             return out;
           }
+          if (connection_end_ != npos) {
+            // The line is whole in the buffer (held from its start): a comma after its value.
+            const size_t at = i - line_len + connection_end_;
+            connection_end_ = npos;
+            if (total >= capacity) {
+              pass();
+              break;
+            }
+            std::memmove(buf + at + 1, buf + at, total - at);
+            buf[at] = ',';
+            ++total;
+            ++i;
+          }
+          if (!http10_) hold = npos;
           if (http10_ && phase_ != Phase::kHeaders) {
             // The empty line of a 1.0 head: the head, whole in buf[request_start, i), goes on as 1.1.
             const std::string head = http10_head_as_http11(buf + request_start, i - request_start, http10_line_, host_seen_,

@@ -15,6 +15,8 @@
 //    as a 1.0 client reads and then closes; one with Transfer-Encoding is answered 400 (RFC 9112
 //    sec 6.1: its framing is faulty), and one whose head is over kMaxHeaderBytes 431, as the
 //    reader refuses a 1.1 head too large;
+//  - a Connection value of five bytes other than `close` (the reader closes after answering any
+//    five-byte value), handed on with a comma after it: a header line cut across reads is held whole;
 //  - with pipelining on, one request at a time: a request behind one not yet answered is held
 //    unread (the reader closes a connection whose next request it reads while one is running)
 //    until answer_done() says that answer is out (AnswerFollower, over what the server writes).
@@ -203,6 +205,9 @@ class StreamGuard {
   // rewritten whole. `http10_line_`: its request line's length (with CRLF, in origin form).
   bool http10_ = false;
   size_t http10_line_ = 0;
+  // A 1.1 request's Connection value is five bytes but not `close`: where the value ends in its
+  // line, or npos (the reader takes any five-byte value for `close`).
+  size_t connection_end_ = npos;
   // The authority of its target when that came in absolute form (the Host it may lack).
   uint8_t authority_[kLineKept];
   size_t authority_len_ = 0;
