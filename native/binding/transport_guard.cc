@@ -78,7 +78,7 @@ struct Connection {
   uv_poll_s* poll = nullptr;
   int wanted = 0;
   bool wake = false;
-  // Ended by the guard (idle as a drain began):
+  // Ended by the guard (after an answer that says `Connection: close`, or idle as a drain began):
   // its FIN is sent, and what the client still sends is read and dropped until it closes.
   bool closing = false;
   // The thread whose event loop accepted it (and alone reads, writes and closes it).
@@ -206,6 +206,9 @@ void wrote(int fd, const uint8_t* p, size_t n) {
   auto& guard = c->reader.guard();
   const int ended = c->answers.feed(p, n, guard.answering_head());
   for (int k = 0; k < ended; ++k) guard.answer_done();
+  // An answer that says `Connection: close` ends the connection, whatever the library does (it
+  // keeps one open after an answer to HEAD).
+  if (c->answers.closed() && !c->closing) end_connection(fd, c);
   if (c->answers.off()) {
     // Answers it cannot follow (a 101 among them: frames follow): nothing more is held, and what
     // is held goes on.

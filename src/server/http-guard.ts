@@ -8,7 +8,8 @@
 // connection without a close frame), the library's own error pages (400, 431, 505) are
 // answered as `{"error": ...}` JSON, and a pipelined request is held until the answer before it is
 // out (the library closes a connection whose next request it reads while one is running). A
-// five-byte Connection value other than `close` keeps its connection (the library
+// connection whose answer says `Connection: close` is ended after it (the library keeps one open
+// after HEAD), a five-byte Connection value other than `close` keeps its connection (the library
 // takes any five bytes for `close`), and a drain ends idle kept-alive connections at once
 // (closeIdleConnections). It is installed once per process, for every uWebSockets.js
 // app in it, and cannot be taken out again.

@@ -247,7 +247,7 @@ bool AnswerFollower::head_done(bool head_request) {
   if (status < 100 || status > 999) return false;
   if (status == 101) return false;  // the connection is no longer HTTP
   int64_t length = -1;
-  bool chunked = false;
+  bool chunked = false, close = false;
   // Header lines: from after the status line to the blank line.
   const uint8_t* line = static_cast<const uint8_t*>(std::memchr(h, '\n', n));
   while (line != nullptr && static_cast<size_t>(line + 1 - h) < n) {
@@ -269,6 +269,19 @@ bool AnswerFollower::head_done(bool head_request) {
         }
         if (!digits || (length >= 0 && length != x)) return false;
         length = x;
+      } else if (equals_ci(start, name, "connection")) {
+        // A list of options: `close` among them ends the connection after the answer.
+        size_t m = static_cast<size_t>(end - v);
+        while (m > 0 && (v[m - 1] == '\r' || is_space(v[m - 1]))) --m;
+        for (size_t a = 0; a < m;) {
+          size_t b = a;
+          while (b < m && v[b] != ',') ++b;
+          size_t x = a, y = b;
+          while (x < y && is_space(v[x])) ++x;
+          while (y > x && is_space(v[y - 1])) --y;
+          if (equals_ci(v + x, y - x, "close")) close = true;
+          a = b + 1;
+        }
       } else if (equals_ci(start, name, "transfer-encoding")) {
         size_t m = static_cast<size_t>(end - v);
         while (m > 0 && (v[m - 1] == '\r' || is_space(v[m - 1]))) --m;
@@ -283,6 +296,7 @@ bool AnswerFollower::head_done(bool head_request) {
     state_ = State::kHead;
     return true;
   }
+  close_ = close;
   if (head_request || status == 204 || status == 304) {
     state_ = State::kHead;
     remaining_ = ~uint64_t{0};  // marks "ended with its head" for feed()
@@ -302,7 +316,7 @@ bool AnswerFollower::head_done(bool head_request) {
 }
 
 int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
-  int ended = 0;
+  ended_ = 0;
   size_t i = 0;
   while (i < n && state_ != State::kOff) {
     switch (state_) {
@@ -329,10 +343,10 @@ int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
         }
         if (state_ == State::kHead && remaining_ == ~uint64_t{0}) {
           remaining_ = 0;
-          ++ended;
+          end_answer();
         } else if (state_ == State::kBody && remaining_ == 0) {
           state_ = State::kHead;
-          ++ended;
+          end_answer();
         }
         break;
       }
@@ -342,7 +356,7 @@ int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
         i += static_cast<size_t>(k);
         if (remaining_ == 0) {
           state_ = State::kHead;
-          ++ended;
+          end_answer();
         }
         break;
       }
@@ -369,7 +383,7 @@ int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
         if (state_ == State::kTrailers) {
           if (chunk_line_ <= 2) {  // the blank line: the answer is whole
             state_ = State::kHead;
-            ++ended;
+            end_answer();
           }
           chunk_line_ = 0;
           break;
@@ -398,7 +412,7 @@ int AnswerFollower::feed(const uint8_t* p, size_t n, bool head_request) {
         break;
     }
   }
-  return ended;
+  return ended_;
 }
 
 bool StreamGuard::chunk_size_line() {

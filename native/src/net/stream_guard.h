@@ -216,8 +216,9 @@ class StreamGuard {
 
 // Follows what the server writes on one connection (its HTTP/1.1 answers, as the send calls
 // write them) to tell when each final answer is out: interim 1xx answers are skipped; an answer to
-// HEAD, a 204 and a 304 end with their head; others with their Content-Length or last chunk. An
-// answer it cannot follow (101, no length, a head over kMaxHead) ends the following: off() is true.
+// HEAD, a 204 and a 304 end with their head; others with their Content-Length or last chunk; one
+// that says `Connection: close` ends the connection (closed()). An answer it cannot follow (101,
+// no length, a head over kMaxHead) ends the following: off() is true.
 class AnswerFollower {
  public:
   static constexpr size_t kMaxHead = 16 * 1024;
@@ -225,17 +226,27 @@ class AnswerFollower {
   // the answer that starts next answers a HEAD.
   int feed(const uint8_t* p, size_t n, bool head_request);
   bool off() const { return state_ == State::kOff; }
+  // A final answer that says `Connection: close` is out: the connection ends after it.
+  bool closed() const { return closed_; }
 
  private:
   enum class State : uint8_t { kHead, kBody, kChunkSize, kChunkData, kChunkEnd, kTrailers, kOff };
   // The head is whole in head_: what follows it.
   bool head_done(bool head_request);
+  // A final answer ended.
+  void end_answer() {
+    ++ended_;
+    if (close_) closed_ = true;
+  }
+  int ended_ = 0;
   State state_ = State::kHead;
   std::vector<uint8_t> head_;
   uint64_t remaining_ = 0;
   size_t chunk_line_ = 0;   // bytes of the chunk-size or trailer line so far
   uint64_t chunk_size_ = 0;
   bool chunk_digits_ = true;
+  // The final answer being written says `Connection: close`; one such answer is out.
+  bool close_ = false, closed_ = false;
 };
 
 // One connection's reads through a guard: what recv() hands the reader in place of the socket's
