@@ -21,6 +21,8 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export interface StreamConnectOptions {
   /** A WebSocket implementation; default the global one, else the `ws` package. */
   WebSocket?: WebSocketConstructor;
+  /** Gives up opening (e.g. `AbortSignal.timeout(5000)`): the socket is closed and connect rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface StreamInferOptions {
@@ -28,6 +30,12 @@ export interface StreamInferOptions {
   version?: string;
   /** Send a binary frame (raw tensor bytes) and receive a binary answer; default a JSON text frame. */
   binary?: boolean;
+  /**
+   * Stops waiting for the answer (e.g. `AbortSignal.timeout(1000)`): infer rejects with the
+   * signal's reason, the stream stays open, and the answer, if it still comes, is dropped. Its id
+   * stays taken until then.
+   */
+  signal?: AbortSignal;
 }
 
 export interface StreamCloseEvent {
@@ -48,6 +56,8 @@ export function streamUrl(baseUrl: string, model?: string): string {
 
 export class UmbraStreamClient {
   private readonly waiting = new Map<string, Waiting>();
+  /** Ids of requests the caller stopped waiting for, whose answers may still come. */
+  private readonly abandoned = new Set<string>();
   private next = 0;
   private closeEvent: StreamCloseEvent | undefined;
   /** Settles when the connection closes, with the close code and reason. */
@@ -62,6 +72,7 @@ export class UmbraStreamClient {
         const err = new UmbraClientError(`the stream closed (${event.code}${event.reason ? ` ${event.reason}` : ''}) before the answer came`, 0, undefined, undefined, event.code);
         for (const w of this.waiting.values()) w.reject(err);
         this.waiting.clear();
+        this.abandoned.clear();
         resolve(this.closeEvent);
       };
     });
@@ -70,11 +81,29 @@ export class UmbraStreamClient {
   /** Opens a stream; `url` from `streamUrl()`. Rejects when the upgrade fails. */
   static async connect(url: string, options: StreamConnectOptions = {}): Promise<UmbraStreamClient> {
     const Impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? (await loadWs());
+    const signal = options.signal;
+    signal?.throwIfAborted();
     const socket = new Impl(url);
     return new Promise((resolve, reject) => {
-      socket.onerror = () => reject(new UmbraClientError(`could not open a WebSocket to ${url}`, 0));
-      socket.onclose = (event) => reject(new UmbraClientError(`the WebSocket to ${url} closed while opening (${event.code})`, 0, undefined, undefined, event.code));
+      const onAbort = () => {
+        socket.onopen = socket.onclose = null;
+        // Closing a socket still opening reports an error (the `ws` package throws it where no one listens).
+        socket.onerror = () => undefined;
+        socket.close();
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => signal?.removeEventListener('abort', onAbort);
+      socket.onerror = () => {
+        settle();
+        reject(new UmbraClientError(`could not open a WebSocket to ${url}`, 0));
+      };
+      socket.onclose = (event) => {
+        settle();
+        reject(new UmbraClientError(`the WebSocket to ${url} closed while opening (${event.code})`, 0, undefined, undefined, event.code));
+      };
       socket.onopen = () => {
+        settle();
         socket.onerror = null;
         resolve(new UmbraStreamClient(socket));
       };
@@ -97,8 +126,10 @@ export class UmbraStreamClient {
    */
   infer(model: string | undefined, request: ClientInferRequest, options: StreamInferOptions = {}): Promise<ClientInferResponse> {
     if (this.closeEvent) return Promise.reject(new UmbraClientError(`the stream is closed (${this.closeEvent.code})`, 0, request.id, undefined, this.closeEvent.code));
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const id = request.id ?? `c${++this.next}`;
-    if (this.waiting.has(id)) return Promise.reject(new UmbraClientError(`a request with id '${id}' is already in flight on this stream`, 0, id));
+    if (this.waiting.has(id) || this.abandoned.has(id)) return Promise.reject(new UmbraClientError(`a request with id '${id}' is already in flight on this stream`, 0, id));
     const extra: Record<string, unknown> = { id };
     if (model !== undefined) extra.model_name = model;
     if (options.version !== undefined) extra.model_version = options.version;
@@ -110,7 +141,31 @@ export class UmbraStreamClient {
       frame = encodeJsonRequest(request, extra);
     }
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      if (!signal) {
+        this.waiting.set(id, { resolve, reject });
+        this.socket.send(frame);
+        return;
+      }
+      const onAbort = () => {
+        if (this.waiting.get(id)?.reject !== settled.reject) return;
+        this.waiting.delete(id);
+        // Its answer may still come: the id stays taken until it does, so a new request under
+        // the same id never receives this one's answer.
+        this.abandoned.add(id);
+        reject(signal.reason);
+      };
+      const settled: Waiting = {
+        resolve: (response) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(response);
+        },
+        reject: (err) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.set(id, settled);
       this.socket.send(frame);
     });
   }
@@ -135,6 +190,7 @@ export class UmbraStreamClient {
       id = response.id;
     } catch (err) {
       if (!(err instanceof UmbraClientError)) throw err;
+      this.abandoned.delete(String(err.id));
       const w = this.waiting.get(String(err.id));
       if (w) {
         this.waiting.delete(String(err.id));
@@ -142,6 +198,7 @@ export class UmbraStreamClient {
       }
       return;
     }
+    this.abandoned.delete(String(id));
     const w = this.waiting.get(String(id));
     if (!w) return;
     this.waiting.delete(String(id));
