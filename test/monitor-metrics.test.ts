@@ -7,6 +7,7 @@ import { parseExposition, promtoolCheck, total } from './helpers/prometheus.js';
 import { UmbraMetrics, parseBuckets } from '../dist/monitor/index.js';
 import { once } from 'node:events';
 import WebSocket from 'ws';
+import * as grpc from '@grpc/grpc-js';
 import { streamUrl } from '../dist/client/index.js';
 import { generatedClient } from './helpers/grpc.js';
 
@@ -276,4 +277,33 @@ t.test('a gRPC call whose deadline passes while it waits is counted timeout, as 
   const m = parseExposition((await s.get('/metrics')).text);
   const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
   t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
+});
+
+t.test('a gRPC call its client cancels long before its deadline is counted cancelled', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('held', 1, affineModel(2, 0));
+  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const mv = s.server.umbra.manager.get('held');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+  const first = s.post('/v2/models/held/infer', { inputs: [x] });
+  await until(() => hold.held === 1, 'the first request running');
+  const client = generatedClient(s.server.grpcPort);
+  t.teardown(() => client.close());
+  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  const ended = new Promise<number>((resolve) => {
+    const call = client.raw.ModelInfer({ model_name: 'held', inputs: [{ ...x, contents: { fp32_contents: x.data } }] }, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0));
+    void until(() => mv.pending === 1, 'the call queued').then(() => call.cancel());
+  });
+  t.equal(await ended, grpc.status.CANCELLED, 'CANCELLED');
+  await until(() => mv.pending === 0, 'the cancelled request left the queue');
+  hold.release();
+  t.equal((await first).status, 200, 'the held request is served');
+  await s.server.umbra.settleEvents();
+  const m = parseExposition((await s.get('/metrics')).text);
+  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
+  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [0, 1, 0], 'counted cancelled');
 });

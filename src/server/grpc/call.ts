@@ -94,6 +94,9 @@ export class GrpcCall {
   /** Set while a compressed message inflates: later messages and the end wait their turn. */
   private inflating: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** performance.now() when the client's deadline passes, and how early a reset still counts as it (see closed). */
+  private deadlineAt: number | undefined;
+  private deadlineSlackMs = 0;
 
   constructor(readonly stream: ServerHttp2Stream, readonly headers: IncomingHttpHeaders, private readonly limits: CallLimits) {
     (stream as CallStream)[CALL] = this;
@@ -106,7 +109,11 @@ export class GrpcCall {
         this.fail(new StatusError(Status.INVALID_ARGUMENT, `expected grpc-timeout as up to 8 digits and a unit (H, M, S, m, u, n) but received ${JSON.stringify(timeout)}`));
         return;
       }
-      if (ms <= MAX_TIMER_MS) this.timer = setTimeout(() => this.deadlinePassed(), Math.ceil(ms));
+      if (ms <= MAX_TIMER_MS) {
+        this.timer = setTimeout(() => this.deadlinePassed(), Math.ceil(ms));
+        this.deadlineAt = performance.now() + ms;
+        this.deadlineSlackMs = Math.min(50, Math.max(5, ms * 0.1));
+      }
     }
   }
 
@@ -217,7 +224,7 @@ export class GrpcCall {
     if (this.finished) return;
     this.finish(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
     // The client's timeout, as `parameters.timeout` is over HTTP: the request counts as timed out.
-    this.cancellation.abort(new UmbraError('TIMEOUT', 'the call\'s deadline (grpc-timeout) passed before its answer'));
+    this.cancellation.abort(deadlineError());
   }
 
   private clearDeadline(): void {
@@ -225,12 +232,18 @@ export class GrpcCall {
     this.timer = undefined;
   }
 
-  /** The stream closed: before the status went out, the client reset it or the connection went. */
+  /**
+   * The stream closed: before the status went out, the client reset it or the connection went.
+   * A client cancels at its own deadline, which it counted from before the server saw the call, so
+   * its reset can come a little before the server's timer: one within the slack of the deadline
+   * is the deadline passing (counted timeout, as the timer would), not the client going away.
+   */
   closed(): void {
     if (this.finished) return;
     this.finished = true;
     this.clearDeadline();
-    this.cancellation.abort();
+    const atDeadline = this.deadlineAt !== undefined && performance.now() >= this.deadlineAt - this.deadlineSlackMs;
+    this.cancellation.abort(atDeadline ? deadlineError() : undefined);
   }
 
   /** Splits what arrived into messages, across chunk boundaries. */
@@ -320,4 +333,8 @@ export class GrpcCall {
     }
     this.endHandler!();
   }
+}
+
+function deadlineError(): UmbraError {
+  return new UmbraError('TIMEOUT', 'the call\'s deadline (grpc-timeout) passed before its answer');
 }
