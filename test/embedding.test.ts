@@ -283,3 +283,12 @@ for (const [model, input] of [['mlp', 'x'], ['cnn', 'image']] as const) {
     t.same(got, Array.from(direct[session.outputNames[0]!]!.data as Float32Array));
   });
 }
+
+t.test('Umbra.open() and startServer() without options, or without a repository, name what they expect', async (t) => {
+  const open = Umbra.open as (o?: unknown) => Promise<unknown>;
+  const start = startServer as (o?: unknown) => Promise<unknown>;
+  await t.rejects(open(), { code: 'INVALID_ARGUMENT', message: /^expected an options object such as \{ repository: 'models' \} for Umbra\.open\(\)/ }, 'Umbra.open() with nothing');
+  await t.rejects(open({}), { code: 'INVALID_ARGUMENT', message: /^expected the model repository's folder as a string for Umbra option repository but received undefined/ }, 'no repository');
+  await t.rejects(start(), { code: 'INVALID_ARGUMENT', message: /for startServer\(\) but received undefined$/ }, 'startServer() with nothing');
+});
+

@@ -17,11 +17,11 @@ t.test('a port in use is refused, HTTP and gRPC, and the first server keeps ever
   const grpcPort = first.server.grpcPort!;
 
   await t.rejects(UmbraServer.start({ repository: repo.dir, host: '127.0.0.1', port, workers: 1, ioThreads: 2 }),
-    { code: 'INVALID_ARGUMENT', message: `port ${port} on 127.0.0.1 is in use by another process (another umbra serve?); stop it, or choose another port with --port` }, 'HTTP port in use');
+    { code: 'INVALID_ARGUMENT', message: `port ${port} on 127.0.0.1 is in use by another process (another umbra serve?); stop it, or choose another port with --port (startServer()'s port)` }, 'HTTP port in use');
   await t.rejects(UmbraServer.start({ repository: repo.dir, host: '0.0.0.0', port, workers: 1, ioThreads: 1 }),
     { code: 'INVALID_ARGUMENT', message: /^port \d+ on 0\.0\.0\.0 is in use by another process/ }, 'the same port on every address');
   await t.rejects(UmbraServer.start({ repository: repo.dir, host: '127.0.0.1', port: 0, grpcPort, workers: 1 }),
-    { code: 'INVALID_ARGUMENT', message: /with --grpc-port$/ }, 'gRPC port in use');
+    { code: 'INVALID_ARGUMENT', message: /with --grpc-port \(startServer\(\)'s grpcPort\)$/ }, 'gRPC port in use');
 
   // Nothing of the refused servers listens: 40 fresh connections all reach the first one.
   const answers = await Promise.all(Array.from({ length: 40 }, () => fetch(`${first.url}/v2/models/affine`, { headers: { connection: 'close' } }).then((r) => r.status)));

@@ -115,6 +115,8 @@ export class Umbra implements InferenceFront {
   private readonly eventSources: (() => Promise<void>)[] = [];
 
   private constructor(readonly options: UmbraOptions) {
+    if (typeof options !== 'object' || options === null) throw invalid('INVALID_ARGUMENT', 'an options object such as { repository: \'models\' }', 'Umbra.open()', options);
+    if (typeof options.repository !== 'string' || options.repository === '') throw invalid('INVALID_ARGUMENT', 'the model repository\'s folder as a string', 'Umbra option repository', options.repository);
     // Checked here, not where they are used: a fraction or NaN failed each model's load with an
     // internal message (maxInFlight, "reading 'outputRows'"), or none at all.
     for (const key of ['workers', 'intraOpThreads'] as const) {

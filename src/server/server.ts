@@ -342,6 +342,7 @@ export class UmbraServer {
 
   /** Opens the repository, then listens. Readiness reports true once every model has loaded. */
   static async start(options: ServerOptions): Promise<UmbraServer> {
+    if (typeof options !== 'object' || options === null) throw invalid('INVALID_ARGUMENT', 'an options object such as { repository: \'models\', port: 8000 }', 'startServer()', options);
     // Before anything starts: a port given as a string ('0', read from an environment variable)
     // listened on some port while `port` and `url` said 0, and one out of range was node's RangeError.
     for (const key of ['port', 'grpcPort'] as const) {
@@ -377,9 +378,9 @@ export class UmbraServer {
     let grpc: GrpcServer | undefined;
     try {
       // Both ports first, before either listens: the HTTP listener shares its port (below).
-      await ensurePortFree(host, port, '--port');
+      await ensurePortFree(host, port, "--port (startServer()'s port)");
       const grpcWanted = options.grpcPort;
-      if (typeof grpcWanted === 'number' && grpcWanted !== 0) await ensurePortFree(host, grpcWanted, '--grpc-port');
+      if (typeof grpcWanted === 'number' && grpcWanted !== 0) await ensurePortFree(host, grpcWanted, "--grpc-port (startServer()'s grpcPort)");
       if (threads <= 1) {
         const local = new LocalTransport(composed, stream, http, drainState);
         transport = local;
