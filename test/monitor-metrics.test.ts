@@ -279,6 +279,35 @@ t.test('a gRPC call whose deadline passes while it waits is counted timeout, as 
   t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
 });
 
+t.test('a streaming gRPC call whose deadline passes times out the requests it still waits for', async (t) => {
+  const repo = tempRepo();
+  t.teardown(() => repo.remove());
+  repo.addVersion('held', 1, affineModel(2, 0));
+  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
+  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
+  const mv = s.server.umbra.manager.get('held');
+  const hold = holdExecution(mv);
+  t.teardown(() => hold.release());
+  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+  const first = s.post('/v2/models/held/infer', { inputs: [x] });
+  await until(() => hold.held === 1, 'the first request running');
+  const client = generatedClient(s.server.grpcPort);
+  t.teardown(() => client.close());
+  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  const call = client.raw.ModelStreamInfer(new grpc.Metadata(), { deadline: Date.now() + 1000 });
+  const ended = new Promise<number>((resolve) => call.on('error', (err: grpc.ServiceError) => resolve(err.code)));
+  call.on('data', () => undefined);
+  call.write({ model_name: 'held', id: 's1', inputs: [{ ...x, contents: { fp32_contents: x.data } }] });
+  t.equal(await ended, grpc.status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
+  await until(() => mv.pending === 0, 'its request left the queue');
+  hold.release();
+  t.equal((await first).status, 200, 'the held request is served');
+  await s.server.umbra.settleEvents();
+  const m = parseExposition((await s.get('/metrics')).text);
+  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
+  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
+});
+
 t.test('a gRPC call its client cancels long before its deadline is counted cancelled', async (t) => {
   const repo = tempRepo();
   t.teardown(() => repo.remove());

@@ -133,7 +133,10 @@ export class InferStream {
   }
 
   private abandon(): void {
-    for (const c of this.running.keys()) c.abort();
+    // With the call's reason: a deadline that ended the stream times its requests out (counted
+    // timeout), where a client's cancel leaves them cancelled.
+    const reason = this.call.cancellation.reason;
+    for (const c of this.running.keys()) c.abort(reason);
     this.running.clear();
     if (!this.ended) this.finish();
   }
