@@ -222,117 +222,82 @@ t.test('requests are counted by the transport that carried them: HTTP, WebSocket
   t.equal(total(m, 'umbra_requests_total', { ...labels, outcome: 'success' }), 5, 'summed over transports: every request once');
 });
 
-t.test('a request whose client went away while it waited is counted cancelled, not internal', async (t) => {
+/**
+ * A server whose model `held` runs one batch at a time, with its first request's batch held
+ * running: the next request waits in the queue until `finish` releases it. `finish` then checks
+ * the held request was served and returns the model's request counts by outcome.
+ */
+async function heldQueue(t: Parameters<Parameters<typeof t.test>[1]>[0], grpcPort?: 'any') {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('held', 1, affineModel(2, 0));
-  // One batch at a time, so a second request waits in the queue while the first is held.
   repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir });
+  const s = await startTestServer(t, { repository: repo.dir, ...(grpcPort ? { grpcPort } : {}) });
   const mv = s.server.umbra.manager.get('held');
   const hold = holdExecution(mv);
   t.teardown(() => hold.release());
-  const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
-  const first = s.post('/v2/models/held/infer', body);
+  const first = s.post('/v2/models/held/infer', { inputs: [HELD_X] });
   await until(() => hold.held === 1, 'the first request running');
+  let client: ReturnType<typeof generatedClient> | undefined;
+  if (grpcPort) {
+    client = generatedClient(s.server.grpcPort);
+    t.teardown(() => client!.close());
+    // The channel connected first, so a deadline runs out on the server, not while connecting.
+    t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  }
+  return {
+    s, mv, client: client!,
+    async finish(transport: string, outcomes: string[]): Promise<number[]> {
+      await until(() => mv.pending === 0, 'the waiting request left the queue');
+      hold.release();
+      t.equal((await first).status, 200, 'the held request is served');
+      await s.server.umbra.settleEvents();
+      const m = parseExposition((await s.get('/metrics')).text);
+      const labels = { model: 'held', version: '1', role: 'primary', transport };
+      return outcomes.map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome }));
+    },
+  };
+}
+
+const HELD_X = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
+const HELD_GRPC = { model_name: 'held', inputs: [{ ...HELD_X, contents: { fp32_contents: HELD_X.data } }] };
+
+t.test('a request whose client went away while it waited is counted cancelled, not internal', async (t) => {
+  const { s, mv, finish } = await heldQueue(t);
   const client = new AbortController();
-  const gone = fetch(`${s.url}/v2/models/held/infer`, { method: 'POST', body, signal: client.signal }).catch(() => undefined);
+  const gone = fetch(`${s.url}/v2/models/held/infer`, { method: 'POST', body: JSON.stringify({ inputs: [HELD_X] }), signal: client.signal }).catch(() => undefined);
   await until(() => mv.pending === 1, 'the second request queued');
   client.abort();
   await gone;
-  await until(() => mv.pending === 0, 'the abandoned request left the queue');
-  hold.release();
-  t.equal((await first).status, 200, 'the held request is served');
-  await s.server.umbra.settleEvents();
-  const m = parseExposition((await s.get('/metrics')).text);
-  const labels = { model: 'held', version: '1', role: 'primary', transport: 'http' };
-  t.same(['success', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 1, 0], 'one success, one cancelled, no internal error');
+  t.same(await finish('http', ['success', 'cancelled', 'internal']), [1, 1, 0], 'one success, one cancelled, no internal error');
 });
 
 t.test('a gRPC call whose deadline passes while it waits is counted timeout, as an HTTP request past its timeout is', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('held', 1, affineModel(2, 0));
-  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
-  const mv = s.server.umbra.manager.get('held');
-  const hold = holdExecution(mv);
-  t.teardown(() => hold.release());
-  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
-  const first = s.post('/v2/models/held/infer', { inputs: [x] });
-  await until(() => hold.held === 1, 'the first request running');
-  const client = generatedClient(s.server.grpcPort);
-  t.teardown(() => client.close());
-  // The channel connected first, so the deadline runs out on the server, not while connecting.
-  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  const { mv, client, finish } = await heldQueue(t, 'any');
   // Held behind the running batch until released, so its deadline always passes first.
-  const call = client.call('ModelInfer', { model_name: 'held', inputs: [{ ...x, contents: { fp32_contents: x.data } }] }, {}, { deadline: Date.now() + 1000 });
+  const call = client.call('ModelInfer', HELD_GRPC, {}, { deadline: Date.now() + 1000 });
   await until(() => mv.pending === 1, 'the call queued');
   const late = await call;
   t.equal(late.ok ? 0 : late.error.code, 4, 'DEADLINE_EXCEEDED');
-  await until(() => mv.pending === 0, 'the late request left the queue');
-  hold.release();
-  t.equal((await first).status, 200, 'the held request is served');
-  await s.server.umbra.settleEvents();
-  const m = parseExposition((await s.get('/metrics')).text);
-  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
-  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
+  t.same(await finish('grpc', ['timeout', 'cancelled', 'internal']), [1, 0, 0], 'counted timeout');
 });
 
 t.test('a streaming gRPC call whose deadline passes times out the requests it still waits for', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('held', 1, affineModel(2, 0));
-  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
-  const mv = s.server.umbra.manager.get('held');
-  const hold = holdExecution(mv);
-  t.teardown(() => hold.release());
-  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
-  const first = s.post('/v2/models/held/infer', { inputs: [x] });
-  await until(() => hold.held === 1, 'the first request running');
-  const client = generatedClient(s.server.grpcPort);
-  t.teardown(() => client.close());
-  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  const { client, finish } = await heldQueue(t, 'any');
   const call = client.raw.ModelStreamInfer(new grpc.Metadata(), { deadline: Date.now() + 1000 });
   const ended = new Promise<number>((resolve) => call.on('error', (err: grpc.ServiceError) => resolve(err.code)));
   call.on('data', () => undefined);
-  call.write({ model_name: 'held', id: 's1', inputs: [{ ...x, contents: { fp32_contents: x.data } }] });
+  call.write({ ...HELD_GRPC, id: 's1' });
   t.equal(await ended, grpc.status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
-  await until(() => mv.pending === 0, 'its request left the queue');
-  hold.release();
-  t.equal((await first).status, 200, 'the held request is served');
-  await s.server.umbra.settleEvents();
-  const m = parseExposition((await s.get('/metrics')).text);
-  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
-  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [1, 0, 0], 'counted timeout');
+  t.same(await finish('grpc', ['timeout', 'cancelled', 'internal']), [1, 0, 0], 'counted timeout');
 });
 
 t.test('a gRPC call its client cancels long before its deadline is counted cancelled', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('held', 1, affineModel(2, 0));
-  repo.writeConfig('held', { max_batch_size: 4, instance_group: [{ count: 1 }], parameters: { execution: 'worker' } });
-  const s = await startTestServer(t, { repository: repo.dir, grpcPort: 'any' });
-  const mv = s.server.umbra.manager.get('held');
-  const hold = holdExecution(mv);
-  t.teardown(() => hold.release());
-  const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
-  const first = s.post('/v2/models/held/infer', { inputs: [x] });
-  await until(() => hold.held === 1, 'the first request running');
-  const client = generatedClient(s.server.grpcPort);
-  t.teardown(() => client.close());
-  t.ok((await client.call('ServerLive', {})).ok, 'the channel is up');
+  const { mv, client, finish } = await heldQueue(t, 'any');
   const ended = new Promise<number>((resolve) => {
-    const call = client.raw.ModelInfer({ model_name: 'held', inputs: [{ ...x, contents: { fp32_contents: x.data } }] }, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0));
+    const call = client.raw.ModelInfer(HELD_GRPC, new grpc.Metadata(), { deadline: Date.now() + 60_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0));
     void until(() => mv.pending === 1, 'the call queued').then(() => call.cancel());
   });
   t.equal(await ended, grpc.status.CANCELLED, 'CANCELLED');
-  await until(() => mv.pending === 0, 'the cancelled request left the queue');
-  hold.release();
-  t.equal((await first).status, 200, 'the held request is served');
-  await s.server.umbra.settleEvents();
-  const m = parseExposition((await s.get('/metrics')).text);
-  const labels = { model: 'held', version: '1', role: 'primary', transport: 'grpc' };
-  t.same(['timeout', 'cancelled', 'internal'].map((outcome) => total(m, 'umbra_requests_total', { ...labels, outcome })), [0, 1, 0], 'counted cancelled');
+  t.same(await finish('grpc', ['timeout', 'cancelled', 'internal']), [0, 1, 0], 'counted cancelled');
 });
