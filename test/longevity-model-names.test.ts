@@ -9,13 +9,18 @@ import { startTestServer } from './helpers/server.js';
 import { tempRepo, affineModel } from './helpers/repo.js';
 import { encodeModel } from '../dist/onnx/model-io.js';
 
-t.test('models loaded and unloaded under many names leave no per-name state behind', async (t) => {
+/** A server of one repository model, affine, with a state folder of its own (so given models persist as served). */
+async function affineWithState(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
   const repo = tempRepo();
   t.teardown(() => repo.remove());
   repo.addVersion('affine', 1, affineModel(2, 1));
   const state = mkdtempSync(join(tmpdir(), 'umbra-state-'));
   t.teardown(() => rmSync(state, { recursive: true, force: true }));
-  const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
+  return startTestServer(t, { repository: repo.dir, stateDir: state });
+}
+
+t.test('models loaded and unloaded under many names leave no per-name state behind', async (t) => {
+  const s = await affineWithState(t);
   const monitor = s.server.monitor!;
   const file = Buffer.from(encodeModel(affineModel(3, 0))).toString('base64');
   const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
@@ -39,12 +44,7 @@ t.test('models loaded and unloaded under many names leave no per-name state behi
 });
 
 t.test('versions hot-reloaded one after another keep the accuracy window of the loaded one only', async (t) => {
-  const repo = tempRepo();
-  t.teardown(() => repo.remove());
-  repo.addVersion('affine', 1, affineModel(2, 1));
-  const state = mkdtempSync(join(tmpdir(), 'umbra-state-'));
-  t.teardown(() => rmSync(state, { recursive: true, force: true }));
-  const s = await startTestServer(t, { repository: repo.dir, stateDir: state });
+  const s = await affineWithState(t);
   const file = Buffer.from(encodeModel(affineModel(3, 0))).toString('base64');
   const x = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] };
   const statuses: number[] = [];
