@@ -16,8 +16,6 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include "common.h"
@@ -28,7 +26,6 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -48,7 +45,6 @@ struct Counts {
   std::atomic<uint64_t> requests_refused{0};
   std::atomic<uint64_t> requests_held{0};
   std::atomic<uint64_t> http10_rewritten{0};
-  std::atomic<uint64_t> idle_closed{0};
 };
 Counts counts;
 
@@ -78,11 +74,9 @@ struct Connection {
   uv_poll_s* poll = nullptr;
   int wanted = 0;
   bool wake = false;
-  // Ended by the guard (after an answer that says `Connection: close`, or idle as a drain began):
-  // its FIN is sent, and what the client still sends is read and dropped until it closes.
+  // Ended by the guard (after an answer that says `Connection: close`): its FIN is sent, and what
+  // the client still sends is read and dropped until it closes.
   bool closing = false;
-  // The thread whose event loop accepted it (and alone reads, writes and closes it).
-  const std::thread::id owner = std::this_thread::get_id();
   uint64_t lines = 0, frames = 0, refused = 0, held = 0, http10 = 0;
 
   Connection() { reader.guard().pipeline(pipelining.load(std::memory_order_relaxed)); }
@@ -135,9 +129,6 @@ Connection* connection_of(int fd) {
   auto* s = slot(fd, false);
   return s == nullptr ? nullptr : s->load(std::memory_order_acquire);
 }
-
-// The connections this thread's event loop accepted and has not closed.
-thread_local std::unordered_set<int> accepted_here;
 
 // Sends the FIN after what was written (never inside an answer: the caller knows one ended). The
 // library learns of the end when the client closes in turn (its read then ends).
@@ -326,7 +317,6 @@ int umbra_guard_accept4(int fd, struct sockaddr* addr, socklen_t* addrlen, int f
     if (s != nullptr) {
       auto* old = s->exchange(new Connection(), std::memory_order_acq_rel);
       delete old;  // a descriptor closed by another road: its old reader is stale
-      accepted_here.insert(client);
       counts.connections.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -334,7 +324,6 @@ int umbra_guard_accept4(int fd, struct sockaddr* addr, socklen_t* addrlen, int f
 }
 
 int umbra_guard_close(int fd) {
-  accepted_here.erase(fd);
   forget(fd);
   return ::close(fd);
 }
@@ -540,28 +529,6 @@ Napi::Value GuardTransport(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// closeIdleConnections(): ends (FIN) each connection this thread's event loop accepted that is
-// between requests: every request read answered in full, no byte of a next one read or waiting on
-// the socket. What a drain does first, as Go's http.Server.Shutdown: a kept-alive connection left
-// open until the drain ends could be closed just as its client sends a request on it (lost with no
-// answer). Returns how many it ended.
-Napi::Value CloseIdleConnections(const Napi::CallbackInfo& info) {
-  uint32_t ended = 0;
-#if UMBRA_TRANSPORT_GUARD
-  for (const int fd : accepted_here) {
-    Connection* c = connection_of(fd);
-    if (c == nullptr || c->closing || c->owner != std::this_thread::get_id() || c->answers.off()) continue;
-    if (c->reader.held() != 0 || c->reader.guard().passing() || !c->reader.guard().between_requests()) continue;
-    int unread = 0;
-    if (ioctl(fd, FIONREAD, &unread) != 0 || unread != 0) continue;
-    end_connection(fd, c);
-    ++ended;
-  }
-  counts.idle_closed.fetch_add(ended, std::memory_order_relaxed);
-#endif
-  return Napi::Number::New(info.Env(), ended);
-}
-
 // transportGuardCounts(): what the guard did so far in this process.
 Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
@@ -573,7 +540,6 @@ Napi::Value TransportGuardCounts(const Napi::CallbackInfo& info) {
   out.Set("requestsRefused", static_cast<double>(counts.requests_refused.load()));
   out.Set("pipelinedHeld", static_cast<double>(counts.requests_held.load()));
   out.Set("http10Rewritten", static_cast<double>(counts.http10_rewritten.load()));
-  out.Set("idleClosed", static_cast<double>(counts.idle_closed.load()));
   return out;
 }
 
@@ -658,7 +624,6 @@ Napi::Value AnswersEnded(const Napi::CallbackInfo& info) {
 
 void register_transport_guard(Napi::Env env, Napi::Object exports) {
   exports.Set("answersEnded", umbra_binding::function(env, AnswersEnded, "answersEnded"));
-  exports.Set("closeIdleConnections", umbra_binding::function(env, CloseIdleConnections, "closeIdleConnections"));
   exports.Set("guardTransport", umbra_binding::function(env, GuardTransport, "guardTransport"));
   exports.Set("transportGuardCounts", umbra_binding::function(env, TransportGuardCounts, "transportGuardCounts"));
   exports.Set("streamGuardReads", umbra_binding::function(env, StreamGuardReads, "streamGuardReads"));

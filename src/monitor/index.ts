@@ -72,7 +72,7 @@ function registerHttpGuard(registry: Registry): void {
   });
   const events = new Counter({
     name: 'umbra_http_guard_events_total',
-    help: 'What the HTTP guard did, by event: request_line_held (a request line cut across reads, handed on whole), text_frame_held (a WebSocket text frame cut across reads, handed on once checked), text_frame_refused (a text frame that was not UTF-8, closed with 1007), error_page_json (an error of the HTTP library answered as JSON), request_refused (a malformed request the HTTP library would leave unanswered, answered 400), pipelined_held (a pipelined request held until the answer before it was out), http10_rewritten (an HTTP/1.0 request handed to the HTTP library as HTTP/1.1 with Connection: close, so it is answered instead of refused with 505), idle_closed (a kept-alive connection between requests ended as a drain began).',
+    help: 'What the HTTP guard did, by event: request_line_held (a request line cut across reads, handed on whole), text_frame_held (a WebSocket text frame cut across reads, handed on once checked), text_frame_refused (a text frame that was not UTF-8, closed with 1007), error_page_json (an error of the HTTP library answered as JSON), request_refused (a malformed request the HTTP library would leave unanswered, answered 400), pipelined_held (a pipelined request held until the answer before it was out), http10_rewritten (an HTTP/1.0 request handed to the HTTP library as HTTP/1.1 with Connection: close, so it is answered instead of refused with 505).',
     labelNames: ['event'],
     registers: [registry],
     collect() {
@@ -85,7 +85,6 @@ function registerHttpGuard(registry: Registry): void {
       this.inc({ event: 'request_refused' }, c.requestsRefused);
       this.inc({ event: 'pipelined_held' }, c.pipelinedHeld);
       this.inc({ event: 'http10_rewritten' }, c.http10Rewritten);
-      this.inc({ event: 'idle_closed' }, c.idleClosed);
     },
   });
   void installed;

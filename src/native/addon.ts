@@ -172,8 +172,6 @@ export interface NativeBinding {
   // The HTTP transport guard (native/binding/transport_guard.cc); call through src/server/http-guard.ts.
   guardTransport(): NativeTransportGuard;
   transportGuardCounts(): NativeTransportGuardCounts;
-  /** Ends each connection the calling thread accepted that is between requests (a drain's first step); how many. */
-  closeIdleConnections(): number;
   /** The guard run over `chunks` as a socket's successive reads (then the end): what the reader is handed per read. */
   streamGuardReads(chunks: Buffer[], upgrade?: 'switch' | 'refuse', capacity?: number): ({ data: Buffer } | { wait: true } | { end: true } | { refused: string; status: number })[];
   /** The server's writes `chunks` read as its answers: final answers ended in each chunk (-1: no longer followed). */
@@ -207,8 +205,6 @@ export interface NativeTransportGuardCounts {
   pipelinedHeld: number;
   /** HTTP/1.0 requests handed to the library as HTTP/1.1 with `Connection: close`. */
   http10Rewritten: number;
-  /** Kept-alive connections between requests ended as a drain began (closeIdleConnections). */
-  idleClosed: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -9,9 +9,8 @@
 // answered as `{"error": ...}` JSON, and a pipelined request is held until the answer before it is
 // out (the library closes a connection whose next request it reads while one is running). A
 // connection whose answer says `Connection: close` is ended after it (the library keeps one open
-// after HEAD), a five-byte Connection value other than `close` keeps its connection (the library
-// takes any five bytes for `close`), and a drain ends idle kept-alive connections at once
-// (closeIdleConnections). It is installed once per process, for every uWebSockets.js
+// after HEAD), and a five-byte Connection value other than `close` keeps its connection (the
+// library takes any five bytes for `close`). It is installed once per process, for every uWebSockets.js
 // app in it, and cannot be taken out again.
 import { native, type NativeTransportGuard, type NativeTransportGuardCounts } from '../native/addon.js';
 
@@ -38,23 +37,6 @@ export function installHttpGuard(enabled = true): HttpGuardStatus {
 /** Whether the guard is in place in this process. */
 export function httpGuardInstalled(): boolean {
   return installed?.installed === true;
-}
-
-/**
- * A drain's first step, as Go's http.Server.Shutdown: each kept-alive connection this thread's
- * event loop accepted that is between requests (every request answered in full, no byte of a next
- * one read) is ended now, with a FIN after its last answer. Left open until the drain ends, it could
- * be closed just as its client (nginx, a pooled agent) sends a request on it, lost with no answer.
- * Connections with a request in flight close after its answer (`Connection: close`). Callable on
- * any thread with a uWS event loop (the guard follows only connections accepted while it was
- * installed); without the guard or the addon, nothing (0).
- */
-export function closeIdleConnections(): number {
-  try {
-    return native().closeIdleConnections();
-  } catch {
-    return 0;
-  }
 }
 
 /** What the guard has done in this process. */

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { UmbraError, invalid } from '../errors.js';
 import { usableCores } from '../cores.js';
 import * as uws from 'uWebSockets.js';
-import { closeIdleConnections, installHttpGuard, type HttpGuardStatus } from './http-guard.js';
+import { installHttpGuard, type HttpGuardStatus } from './http-guard.js';
 import { Umbra, type UmbraOptions } from '../core/umbra.js';
 import type { Api } from '../api/api.js';
 import { UmbraApp, type AppOptions } from '../app.js';
@@ -185,8 +185,6 @@ class LocalTransport implements Transport {
     const listener = this.listenSocket;
     this.listenSocket = false;
     if (listener) await closeListener(listener);
-    // Kept-alive connections between requests end now; busy ones after their answer.
-    closeIdleConnections();
     // Streamed answers (server-sent events) never end by themselves.
     this.openStreams.endAll();
     // WebSocket connections answer their in-flight requests, refuse new ones, then get a close frame.

@@ -113,10 +113,6 @@ class StreamGuard {
   void answer_done() {
     if (answered_ < started_) ++answered_;
   }
-  // Between requests: at least one read and every one answered, and no byte of a next one read.
-  bool between_requests() const {
-    return phase_ == Phase::kRequestLine && line_len_ == 0 && started_ > 0 && answered_ == started_;
-  }
   bool awaiting_upgrade() const { return phase_ == Phase::kAwaitUpgrade; }
   // Following no more (the rest is handed on as it comes).
   bool passing() const { return phase_ == Phase::kPass; }

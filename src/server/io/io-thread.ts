@@ -12,7 +12,6 @@ import { Executor } from '../../execution/executor.js';
 import { CoreLink, IoApi, RemoteFront } from './io-front.js';
 import type { Control, ControlReply } from './wire.js';
 import { drainDeadlineError } from '../drain-deadline.js';
-import { closeIdleConnections } from '../http-guard.js';
 import { errorReply } from '../../api/api.js';
 
 export interface IoThreadData {
@@ -91,8 +90,6 @@ control.on('message', (msg: Control) => {
         const listener = listenSocket;
         listenSocket = false;
         if (listener) await closeListener(listener);
-        // Kept-alive connections between requests end now; busy ones after their answer.
-        closeIdleConnections();
         openStreams.endAll();
         // Requests on open connections are still answered (with Connection: close); streams
         // answer what they run, refuse the rest and close with 1001.
